@@ -1,0 +1,8 @@
+"""The uniform entrypoint shared by every edgeasr backend image.
+
+A job spec comes in (JSON), timestamped events and raw transcripts go out. The
+entrypoint never normalizes text or scores: that is the host's job, done once,
+the same way for every backend. See containers/README.md for the contract.
+"""
+
+CONTRACT_VERSION = 1

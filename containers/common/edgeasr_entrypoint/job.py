@@ -1,0 +1,110 @@
+"""The job spec a backend container receives: parsed and checked before the model loads.
+
+The host writes it (runner/launch/job.py); this is the container's reading of the
+same contract. It stays free of any backend library so that every image, and the
+host's tests, can import it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from . import CONTRACT_VERSION
+
+
+class JobError(ValueError):
+    """The job spec is malformed; the container reports it in status.json and exits 2."""
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Decoding settings; temperature 0 by default so that runs are deterministic."""
+
+    beam_size: int = 5
+    temperature: float = 0.0
+    language: Optional[str] = None
+    threads: int = 0
+    batch_size: int = 1
+
+
+@dataclass(frozen=True)
+class UtteranceJob:
+    id: str
+    audio: str  # path inside the container
+
+
+@dataclass(frozen=True)
+class Job:
+    contract_version: int
+    backend: str
+    model: str  # in-container path, or a hub name when allow_download is set
+    quant: str  # edgeasr's name: fp32 / fp16 / int8
+    backend_quant: str  # the backend's own name, resolved on the host (e.g. int8_float16)
+    device: str
+    decode: DecodeOptions
+    warmup: int
+    utterances: list = field(default_factory=list)
+    allow_download: bool = False
+
+
+def _require(obj: dict, key: str, kind: type, where: str = "job") -> Any:
+    if key not in obj:
+        raise JobError(f"{where}.{key} is missing")
+    value = obj[key]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise JobError(f"{where}.{key} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def parse_job(data: dict) -> Job:
+    """Check every field the entrypoint relies on; raise JobError naming the key."""
+    if not isinstance(data, dict):
+        raise JobError("job must be a JSON object")
+    version = _require(data, "contract_version", int)
+    if version != CONTRACT_VERSION:
+        raise JobError(f"job.contract_version is {version}, this image speaks contract {CONTRACT_VERSION}")
+    decode_raw = data.get("decode", {})
+    if not isinstance(decode_raw, dict):
+        raise JobError("job.decode must be an object")
+    known = set(DecodeOptions.__dataclass_fields__)
+    unknown = sorted(set(decode_raw) - known)
+    if unknown:
+        raise JobError(f"job.decode has unknown keys {unknown}; known: {sorted(known)}")
+    decode = DecodeOptions(**decode_raw)
+    utts_raw = _require(data, "utterances", list)
+    utterances = []
+    for i, u in enumerate(utts_raw):
+        if not isinstance(u, dict):
+            raise JobError(f"job.utterances[{i}] must be an object")
+        utterances.append(UtteranceJob(id=str(_require(u, "id", str, f"job.utterances[{i}]")),
+                                       audio=_require(u, "audio", str, f"job.utterances[{i}]")))
+    warmup = data.get("warmup", 1)
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise JobError("job.warmup must be a non-negative integer")
+    return Job(
+        contract_version=version,
+        backend=_require(data, "backend", str),
+        model=_require(data, "model", str),
+        quant=_require(data, "quant", str),
+        backend_quant=_require(data, "backend_quant", str),
+        device=_require(data, "device", str),
+        decode=decode,
+        warmup=warmup,
+        utterances=utterances,
+        allow_download=bool(data.get("allow_download", False)),
+    )
+
+
+def read_job(path: Path) -> Job:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise JobError(f"cannot read job spec {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JobError(f"job spec {path} is not valid JSON: {exc}") from exc
+    return parse_job(data)

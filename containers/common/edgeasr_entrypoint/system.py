@@ -1,0 +1,47 @@
+"""Process facts the status record reports: peak and current RSS, library versions, sizes on disk."""
+
+from __future__ import annotations
+
+import os
+import resource
+from importlib import metadata
+from typing import Optional
+
+
+def peak_rss_mb() -> float:
+    """High-water mark of this process's resident memory (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb() -> Optional[float]:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def library_versions(names) -> dict:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def size_on_disk_mb(path: str) -> Optional[float]:
+    """Total size of a model file or folder, or None when it is not a local path (a hub name)."""
+    if os.path.isfile(path):
+        return os.path.getsize(path) / 1e6
+    if not os.path.isdir(path):
+        return None
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            total += os.path.getsize(os.path.join(root, f))
+    return total / 1e6

@@ -1,0 +1,191 @@
+"""`edgeasr run`: one backend container over one dataset, merged into summary.json and utterances.jsonl.
+
+Order matters for honesty: everything is validated before any container starts;
+the container's raw outputs are kept in OUT/raw whatever happens; the summary is
+written even when the run failed, with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .. import merge
+from ..errors import UserError
+from ..hostinfo import host_facts
+from ..launch import docker_engine
+from ..launch.job import CONTRACT_VERSION, HUB_CACHE_TARGET, make_env, make_job, make_mounts
+from ..models import default_models_dir
+from ..report.table import print_summary
+from ..results import Summary, write_json_atomic, write_jsonl_atomic
+from ..spec import RunSpec, build_run_spec
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="faster-whisper", help="backend name (default: faster-whisper)")
+    p.add_argument("--model", default="tiny.en", help="installed short name, model folder, or hub name")
+    p.add_argument("--quant", default="int8", help="fp32 | fp16 | int8 (default: int8)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
+    p.add_argument("--data", default="data/default", help="dataset folder or manifest (default: data/default)")
+    p.add_argument("--out", default=None, help="run folder (default: results/<backend>-<model>-<quant>-<time>)")
+    p.add_argument("--image", default=None, help="use this image instead of the backend's default")
+    p.add_argument("--models-dir", type=Path, default=None, help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
+    p.add_argument("--beam-size", type=int, default=5)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--language", default=None, help="language code; default: the model detects it")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: all cores)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1, help="warm-up passes before timing (default: 1)")
+    p.add_argument("--timeout", type=float, default=None, help="kill the container after this many seconds")
+    p.add_argument("--mem-limit", default=None, help="container memory limit, e.g. 4g")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let the backend download a hub model into the edgeasr-hf-cache volume (needs network)")
+
+
+def default_out(backend: str, model: str, quant: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"results/{backend}-{Path(model).name}-{quant}-{stamp}"
+
+
+def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    return build_run_spec(
+        backend=args.backend, model=args.model, quant=args.quant, device=args.device, data=args.data,
+        out=args.out or default_out(args.backend, args.model, args.quant), image=args.image,
+        models_dir=args.models_dir or default_models_dir(), beam_size=args.beam_size,
+        temperature=args.temperature, language=args.language, threads=args.threads,
+        batch_size=args.batch_size, warmup=args.warmup, timeout_s=args.timeout,
+        allow_download=args.allow_download, mem_limit=args.mem_limit,
+    )
+
+
+class LiveProgress:
+    """Turns contract events into a progress bar: utterances done / total and the running RTF."""
+
+    def __init__(self, progress: Progress, total: int):
+        self.progress = progress
+        self.task = progress.add_task("starting container", total=total, rtf="")
+        self.proc_s = 0.0
+        self.audio_s = 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "load_start":
+            self.progress.update(self.task, description="loading model")
+        elif kind == "warmup_start":
+            self.progress.update(self.task, description="warming up")
+        elif kind == "inference_start":
+            self.progress.update(self.task, description="transcribing")
+        elif kind == "utterance_end":
+            self.proc_s += event.get("processing_s", 0.0)
+            self.audio_s += event.get("duration_s", 0.0)
+            rtf = f"RTF {self.proc_s / self.audio_s:.3f}" if self.audio_s else ""
+            self.progress.update(self.task, advance=1, rtf=rtf)
+        elif kind == "utterance_error":
+            self.progress.update(self.task, advance=1)
+
+
+def _base_summary(spec: RunSpec, image: docker_engine.ImageInfo | None) -> Summary:
+    return Summary(
+        backend=spec.backend.name, model=spec.model.name, quant=spec.quant, device=spec.device,
+        dataset=spec.dataset.name, status="error", backend_quant=spec.backend_quant,
+        model_source=spec.model.source, data_path=str(spec.dataset.path),
+        decode=spec.decode.to_json(), warmup=spec.warmup,
+        image={"ref": spec.image, "id": image.id if image else None, "tags": image.tags if image else [],
+               "labels": image.labels if image else {}},
+        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def _container_error(run: docker_engine.ContainerRun, raw: merge.RawOutputs, spec: RunSpec) -> str | None:
+    """Why the container run failed, in one sentence, or None when it finished."""
+    if run.timed_out:
+        return f"timed out after {spec.timeout_s:g} s; the container was killed"
+    if run.oom_killed:
+        limit = f" (mem_limit {spec.mem_limit})" if spec.mem_limit else ""
+        return f"out of memory: the kernel killed the container{limit}"
+    if raw.status and raw.status.get("status") != "ok":
+        return raw.status.get("error") or "the backend reported an error"
+    if run.exit_code != 0:
+        return f"the container exited with code {run.exit_code} without a status record"
+    if raw.status is None:
+        return "the container wrote no status record"
+    return None
+
+
+def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
+    """Run the container and merge; returns the summary as written to disk."""
+    client = docker_engine.connect()
+    image = docker_engine.image_info(client, spec.image)
+    label = image.labels.get("org.edgeasr.contract")
+    if label is not None and label != str(CONTRACT_VERSION):
+        raise UserError(f"image {spec.image} speaks entrypoint contract {label}; this runner speaks {CONTRACT_VERSION}")
+    raw_dir = spec.out / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("events.jsonl", "transcripts.jsonl", "status.json", "container.log"):
+        (raw_dir / stale).unlink(missing_ok=True)
+    write_json_atomic(raw_dir / "job.json", make_job(spec))
+    summary = _base_summary(spec, image)
+    summary.host = host_facts(client.version().get("Version"))
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rtf]}"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        live = LiveProgress(progress, len(spec.dataset.utterances))
+        run = docker_engine.run_container(
+            client, spec.image, mounts=make_mounts(spec, raw_dir), env=make_env(spec),
+            log_path=raw_dir / "container.log", on_event=live, device=spec.device,
+            network=spec.allow_download, timeout_s=spec.timeout_s, mem_limit=spec.mem_limit,
+            volumes={spec.hub_cache_volume: HUB_CACHE_TARGET} if spec.allow_download else None,
+        )
+    t_merge = time.perf_counter()
+    raw = merge.read_raw(raw_dir)
+    error = _container_error(run, raw, spec)
+    missing = error or "the container stopped before this utterance"
+    utts = merge.merge_utterances(spec.dataset, raw.transcripts, f"not transcribed: {missing}")
+    merge.score(summary, utts)
+    merge.apply_container_facts(summary, raw)
+    summary.error = error
+    summary.status = "error" if error else ("partial" if summary.n_failed else "ok")
+    write_jsonl_atomic(spec.out / "utterances.jsonl", [u.__dict__ for u in utts])
+    summary.overhead_s = _overhead(run, raw, time.perf_counter() - t_merge)
+    data = summary.to_json()
+    write_json_atomic(spec.out / "summary.json", data)
+    return data
+
+
+def _overhead(run: docker_engine.ContainerRun, raw: merge.RawOutputs, merge_s: float) -> dict[str, float]:
+    """Seconds spent outside the model's work: engine start, interpreter boot, exit, merge."""
+    out = {"engine_start_s": run.create_to_start_s, "merge_s": merge_s, "container_wall_s": run.wall_s}
+    first = next((e for e in raw.events if e.get("event") == "container_start"), None)
+    last = next((e for e in reversed(raw.events) if e.get("event") == "container_end"), None)
+    if first:
+        out["boot_s"] = max(0.0, (first["t_ns"] - run.started_ns) / 1e9)
+    if last:
+        out["exit_s"] = max(0.0, (run.exited_ns - last["t_ns"]) / 1e9)
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    spec = spec_from_args(args)
+    console.print(f"[bold]edgeasr run[/]: {spec.backend.name} {spec.model.name} {spec.quant} on {spec.device}, "
+                  f"{len(spec.dataset.utterances)} utterances from {spec.dataset.path}")
+    summary = execute(spec, console)
+    print_summary(summary, Console())
+    console.print(f"run folder: {spec.out}")
+    if summary["status"] == "error":
+        console.print(f"[red]run failed[/]: {summary['error']}; container log: {spec.out / 'raw' / 'container.log'}")
+        return 1
+    if summary["status"] == "partial":
+        console.print(f"[yellow]{summary['n_failed']} utterance(s) failed[/]; see {spec.out / 'utterances.jsonl'}")
+        return 1
+    if args.json:
+        print(json.dumps(summary))
+    return 0

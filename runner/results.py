@@ -1,0 +1,123 @@
+"""Result records and their files: summary.json and utterances.jsonl, schema-versioned, written atomically.
+
+A value that could not be measured is None on disk, with its reason in the
+record's ``unavailable`` map; never 0, "" or NaN in its place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    id: str
+    status: str  # ok | error
+    error: str | None
+    reference: str | None
+    hypothesis: str | None
+    reference_norm: str | None
+    hypothesis_norm: str | None
+    duration_s: float | None
+    latency_s: float | None
+    wer: float | None
+
+
+@dataclass
+class Summary:
+    """One run's figures and the settings, image and host that produced them."""
+
+    backend: str
+    model: str
+    quant: str
+    device: str
+    dataset: str
+    status: str  # ok | partial (some utterances failed) | error (the run failed)
+    error: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    backend_quant: str | None = None
+    model_source: str | None = None
+    data_path: str | None = None
+    n_utterances: int = 0
+    n_failed: int = 0
+    n_scored: int = 0
+    n_unreferenced: int = 0
+    audio_s: float | None = None
+    wer: float | None = None
+    cer: float | None = None
+    sub: int | None = None
+    # "del" is a Python keyword; the on-disk name is "del" (see to_json)
+    deletions: int | None = None
+    ins: int | None = None
+    ref_words: int | None = None
+    rtf: float | None = None
+    rtfx: float | None = None
+    latency_ms: dict[str, float] | None = None
+    load_s: float | None = None
+    warmup_s: float | None = None
+    inference_s: float | None = None
+    container_s: float | None = None
+    overhead_s: dict[str, float] | None = None
+    peak_rss_mb: float | None = None
+    rss_after_load_mb: float | None = None
+    model_size_mb: float | None = None
+    n_params: int | None = None
+    decode: dict[str, Any] = field(default_factory=dict)
+    warmup: int = 0
+    image: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, Any] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+    started_at: str | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def mark_unavailable(self, name: str, reason: str) -> None:
+        self.unavailable[name] = reason
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["del"] = data.pop("deletions")
+        return data
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Temp file + fsync + rename: readers see the old file or the whole new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, ensure_ascii=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read JSONL, skipping a cut-off last line (a container killed mid-write)."""
+    rows = []
+    if not path.exists():
+        return rows
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
