@@ -124,7 +124,7 @@ def build_image(client: docker.DockerClient, backend: Backend, *, base: str, tag
             if text:
                 lines.append(text.rstrip("\n"))
                 if text.startswith("Step "):
-                    log(f"{backend.name}: {text.strip()}")
+                    log(f"{backend.name}: {text.strip().splitlines()[0][:100]}")
     except (BuildError, APIError) as exc:
         if log_path:
             log_path.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,77 @@
+"""Pins the entrypoint contract on both sides and the results schema.
+
+The host writes the job (runner/launch/job.py), the container reads it
+(edgeasr_entrypoint/job.py): they must agree. Every Dockerfile must keep its base
+an ARG, install the shared entrypoint and carry the contract labels.
+"""
+
+import re
+
+import edgeasr_entrypoint
+import pytest
+from edgeasr_entrypoint.job import parse_job
+
+from runner.launch import job as host_job
+from runner.launch.backends import BACKENDS, CONTAINERS_DIR
+from runner.launch.images import image_labels
+from runner.results import SCHEMA_VERSION, Summary
+from runner.spec import build_run_spec
+
+REQUIRED_SUMMARY_KEYS = {
+    "backend", "model", "quant", "device", "dataset", "n_utterances", "n_failed", "audio_s", "wer", "cer",
+    "sub", "del", "ins", "rtf", "rtfx", "latency_ms", "load_s", "peak_rss_mb", "image", "versions", "status",
+    "error", "schema_version", "unavailable",
+}
+
+
+def test_contract_versions_agree():
+    assert host_job.CONTRACT_VERSION == edgeasr_entrypoint.CONTRACT_VERSION
+
+
+def test_host_job_is_read_back_by_the_container_side(tmp_path, root):
+    models = tmp_path / "models" / "tiny.en"
+    models.mkdir(parents=True)
+    (models / "model.bin").write_bytes(b"x")
+    (models / "config.json").write_text("{}")
+    spec = build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
+                          data=str(root / "data" / "default"), out=str(tmp_path / "o"),
+                          models_dir=tmp_path / "models", language="en", threads=2)
+    job = parse_job(host_job.make_job(spec))
+    assert job.model == "/models/tiny.en" and job.backend_quant == "int8" and job.device == "cpu"
+    assert job.decode.language == "en" and job.decode.threads == 2 and job.decode.temperature == 0.0
+    assert len(job.utterances) == 21 and all(u.audio.startswith("/data/") for u in job.utterances)
+    mounts = {m.target: m for m in host_job.make_mounts(spec, tmp_path / "o" / "raw")}
+    assert mounts["/data"].read_only and mounts["/models/tiny.en"].read_only and not mounts["/out"].read_only
+    assert host_job.make_env(spec)["HF_HUB_OFFLINE"] == "1"
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_dockerfile_rules(name):
+    backend = BACKENDS[name]
+    text = backend.dockerfile.read_text()
+    assert re.search(r"^ARG BASE_IMAGE(=\S+)?$", text, re.M), "base must be an ARG"
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}", text, re.M)
+    assert "COPY common/edgeasr_entrypoint" in text
+    assert f'org.edgeasr.contract="{edgeasr_entrypoint.CONTRACT_VERSION}"' in text
+    assert f'org.edgeasr.backend="{name}"' in text
+    assert re.search(r'^ENTRYPOINT \[.*"-m", "edgeasr_entrypoint"\]', text, re.M)
+    labels = image_labels(backend)
+    assert labels["org.edgeasr.backend"] == name
+    assert any(k.startswith("org.edgeasr.version.") for k in labels)
+
+
+def test_contract_doc_names_every_event_and_output():
+    doc = (CONTAINERS_DIR / "README.md").read_text()
+    source = (CONTAINERS_DIR / "common" / "edgeasr_entrypoint" / "__main__.py").read_text()
+    events = set(re.findall(r'emit\("([a-z_]+)"', source))
+    assert {"load_start", "load_end", "utterance_start", "utterance_end"} <= events
+    for name in events | {"events.jsonl", "transcripts.jsonl", "status.json", "job.json"}:
+        assert f"`{name}`" in doc, f"containers/README.md does not document {name}"
+
+
+def test_summary_schema_is_pinned():
+    s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok")
+    data = s.to_json()
+    assert REQUIRED_SUMMARY_KEYS <= set(data)
+    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert "deletions" not in data  # on disk the field is "del"

@@ -1,0 +1,113 @@
+"""The container entrypoint's loop, run in-process with a scripted adapter.
+
+The adapter here stands in for a backend only to drive the loop (its outputs are
+scripted, so the assertions can be exact); real backends run in tests/e2e.
+"""
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+from helpers import write_tone
+
+from edgeasr_entrypoint import __main__ as entry
+from edgeasr_entrypoint.audio import AudioError, load_audio
+
+
+class ScriptedModel:
+    def __init__(self, job):
+        self.calls = 0
+
+    def transcribe(self, audio):
+        self.calls += 1
+        if len(audio) == 8000:  # the half-second file: simulate a decoder failure
+            raise RuntimeError("decoder blew up")
+        return f"{len(audio)} samples"
+
+    def info(self):
+        return {"n_params": 42, "versions": {"scripted": "1"}}
+
+
+@pytest.fixture
+def adapter(monkeypatch):
+    mod = types.ModuleType("scripted_adapter")
+    mod.load = ScriptedModel
+    monkeypatch.setitem(sys.modules, "scripted_adapter", mod)
+    monkeypatch.setenv("EDGEASR_ADAPTER", "scripted_adapter")
+    monkeypatch.delenv("EDGEASR_OUT", raising=False)
+    return mod
+
+
+def _job(tmp_path, utts, **kw):
+    job = {"contract_version": 1, "backend": "scripted", "model": str(tmp_path), "quant": "int8",
+           "backend_quant": "int8", "device": "cpu", "decode": {"beam_size": 1}, "warmup": 2, "utterances": utts}
+    job.update(kw)
+    path = tmp_path / "out" / "job.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(job))
+    return path
+
+
+def _read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_failed_utterances_are_recorded_and_the_rest_go_on(tmp_path, adapter):
+    write_tone(tmp_path / "good.wav", seconds=1.0)
+    write_tone(tmp_path / "half.wav", seconds=0.5)
+    (tmp_path / "empty.flac").write_bytes(b"")
+    (tmp_path / "corrupt.flac").write_bytes(b"fLaC not really a flac file")
+    utts = [{"id": i, "audio": str(tmp_path / f)} for i, f in
+            [("missing", "missing.wav"), ("good", "good.wav"), ("empty", "empty.flac"),
+             ("corrupt", "corrupt.flac"), ("half", "half.wav"), ("good2", "good.wav")]]
+    job = _job(tmp_path, utts)
+    assert entry.main(["x", str(job)]) == 0
+    out = job.parent
+    tr = {t["id"]: t for t in _read(out / "transcripts.jsonl")}
+    assert tr["good"]["hypothesis"] == "16000 samples" and tr["good"]["duration_s"] == 1.0
+    assert tr["good"]["processing_s"] >= 0
+    assert "not found" in tr["missing"]["error"]
+    assert "empty" in tr["empty"]["error"]
+    assert "cannot decode" in tr["corrupt"]["error"]
+    assert tr["half"]["error"] == "RuntimeError: decoder blew up"
+    assert tr["good2"]["status"] == "ok"
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "ok" and status["n_ok"] == 2 and status["n_failed"] == 4
+    assert status["n_params"] == 42 and status["versions"]["scripted"] == "1" and status["peak_rss_mb"] > 0
+    names = [e["event"] for e in _read(out / "events.jsonl")]
+    assert names[:6] == ["container_start", "load_start", "load_end", "warmup_start", "warmup_end", "inference_start"]
+    assert names[-2:] == ["inference_end", "container_end"]
+    ev = _read(out / "events.jsonl")
+    assert all(a["t_ns"] <= b["t_ns"] and a["mono_ns"] <= b["mono_ns"] for a, b in zip(ev, ev[1:]))
+
+
+def test_bad_job_spec_gives_error_status_and_exit_2(tmp_path, adapter):
+    job = _job(tmp_path, [], contract_version=99)
+    assert entry.main(["x", str(job)]) == 2
+    status = json.loads((job.parent / "status.json").read_text())
+    assert status["status"] == "error" and "contract_version is 99" in status["error"]
+
+
+def test_backend_load_failure_is_an_error_record(tmp_path, monkeypatch, adapter):
+    def boom(job):
+        raise OSError("model.bin is truncated")
+    adapter.load = boom
+    job = _job(tmp_path, [])
+    assert entry.main(["x", str(job)]) == 1
+    status = json.loads((job.parent / "status.json").read_text())
+    assert status["error"] == "OSError: model.bin is truncated"
+
+
+def test_audio_is_resampled_to_16k_mono(tmp_path):
+    write_tone(tmp_path / "a.wav", seconds=2.0, sr=44100, channels=2)
+    audio = load_audio(str(tmp_path / "a.wav"))
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) - 32000) <= 2
+
+
+def test_unreadable_audio_raises_audio_error(tmp_path):
+    (tmp_path / "x.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    with pytest.raises(AudioError):
+        load_audio(str(tmp_path / "x.wav"))

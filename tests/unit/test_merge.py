@@ -1,0 +1,84 @@
+"""Merging raw container outputs: timing windows, failures, unreferenced utterances, unavailable reasons."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runner import merge
+from runner.data import Dataset, Utterance
+from runner.results import Summary
+
+
+def _ds(*utts):
+    return Dataset("t", Path("/d"), "manifest", tuple(Utterance(i, Path(f"/d/{i}.flac"), r) for i, r in utts))
+
+
+def _summary():
+    return Summary(backend="b", model="m", quant="int8", device="cpu", dataset="t", status="ok", warmup=1)
+
+
+def _ev(event, mono_s, **kw):
+    return {"event": event, "t_ns": int(1e18 + mono_s * 1e9), "mono_ns": int(mono_s * 1e9), **kw}
+
+
+def test_score_excludes_failures_and_unreferenced_from_wer_and_rtf():
+    ds = _ds(("a", "the cat sat"), ("b", "a dog"), ("c", None), ("d", "never seen"))
+    transcripts = [
+        {"id": "a", "status": "ok", "hypothesis": "The cat sat.", "duration_s": 2.0, "processing_s": 0.2},
+        {"id": "b", "status": "ok", "hypothesis": "a frog", "duration_s": 1.0, "processing_s": 0.1},
+        {"id": "c", "status": "ok", "hypothesis": "whatever", "duration_s": 1.0, "processing_s": 0.3},
+    ]
+    utts = merge.merge_utterances(ds, transcripts, "not transcribed: died")
+    s = _summary()
+    merge.score(s, utts)
+    assert (s.n_utterances, s.n_failed, s.n_scored, s.n_unreferenced) == (4, 1, 2, 1)
+    assert s.wer == pytest.approx(1 / 5)  # one substitution over five reference words
+    assert s.rtf == pytest.approx(0.6 / 4.0)
+    assert utts[3].status == "error" and utts[3].error == "not transcribed: died"
+    assert utts[0].wer == 0.0 and utts[2].wer is None
+
+
+def test_nothing_transcribed_is_unavailable_with_reason_not_zero():
+    ds = _ds(("a", "x"))
+    utts = merge.merge_utterances(ds, [{"id": "a", "status": "error", "error": "audio file is empty"}], "")
+    s = _summary()
+    merge.score(s, utts)
+    assert s.wer is None and s.rtf is None and s.latency_ms is None
+    assert s.unavailable["wer"] == "no utterance was transcribed"
+    assert s.unavailable["rtf"] == "no utterance was transcribed"
+    assert utts[0].error == "audio file is empty"
+
+
+def test_no_reference_anywhere_explains_missing_wer():
+    utts = merge.merge_utterances(_ds(("a", None)), [{"id": "a", "status": "ok", "hypothesis": "hi",
+                                                      "duration_s": 1.0, "processing_s": 0.1}], "")
+    s = _summary()
+    merge.score(s, utts)
+    assert s.wer is None and "none of the 1 transcribed utterances has a reference" in s.unavailable["wer"]
+    assert s.rtf == pytest.approx(0.1)
+
+
+def test_windows_come_from_container_events(tmp_path):
+    events = [_ev("container_start", 0.0), _ev("load_start", 0.5), _ev("load_end", 2.0),
+              _ev("warmup_start", 2.0), _ev("warmup_end", 2.7), _ev("inference_start", 2.7),
+              _ev("inference_end", 10.2), _ev("container_end", 10.3)]
+    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n{\"cut-off")
+    (tmp_path / "status.json").write_text(json.dumps({"status": "ok", "peak_rss_mb": 300.0,
+                                                      "versions": {"ctranslate2": "4.6.0"}}))
+    raw = merge.read_raw(tmp_path)
+    s = _summary()
+    merge.apply_container_facts(s, raw)
+    assert s.load_s == pytest.approx(1.5) and s.warmup_s == pytest.approx(0.7)
+    assert s.inference_s == pytest.approx(7.5) and s.peak_rss_mb == 300.0
+    assert s.versions == {"ctranslate2": "4.6.0"}
+    assert "model_size_mb" in s.unavailable  # not reported: unavailable with a reason, not 0
+
+
+def test_dead_container_marks_windows_unavailable(tmp_path):
+    (tmp_path / "events.jsonl").write_text(json.dumps(_ev("load_start", 0.1)) + "\n")
+    raw = merge.read_raw(tmp_path)
+    s = _summary()
+    merge.apply_container_facts(s, raw)
+    assert s.load_s is None and "stopped early" in s.unavailable["load_s"]
+    assert s.unavailable["peak_rss_mb"] == "the container wrote no status record"
