@@ -136,7 +136,8 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rtf]}"),
                TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
+    # A slow refresh: on small boards every redraw competes with the backend for the same cores.
+    with Progress(*columns, console=console, transient=True, refresh_per_second=2) as progress:
         live = LiveProgress(progress, len(spec.dataset.utterances))
         run = docker_engine.run_container(
             client, spec.image, mounts=make_mounts(spec, raw_dir), env=make_env(spec),

@@ -1,0 +1,210 @@
+"""The sampler interface: what every power/telemetry sampler looks like.
+
+A sampler only RECORDS: it appends raw samples, each stamped with the host
+wall clock (``time.time_ns()``) when the reading arrived. It never computes
+windows, averages or energies for a benchmark phase; ``energy.py`` does that
+afterwards with pure functions over ``Sampler.samples``. Keeping the two apart
+means a window can be re-cut later (warm-up excluded, idle baseline taken) from
+the same timeline without sampling again.
+
+Lifecycle: the constructor is cheap (no processes, no files, no imports of
+vendor libraries), ``probe()`` says whether the sampler can work here and why
+not, ``start()``/``stop()`` are idempotent, and the context manager always
+stops, also on exceptions and Ctrl-C. A sampler is single-use: after
+``stop()`` make a new one (so one object never holds two timelines).
+
+An unavailable measurement is reported as unavailable WITH A REASON (None and
+a reason string), never as 0: a 0 W reading would silently make energy look
+free.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+from runner.errors import UserError
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a sampler can measure on this host; ``reason`` says why not."""
+
+    ok: bool
+    reason: str | None = None
+
+    @classmethod
+    def yes(cls) -> Availability:
+        return cls(ok=True, reason=None)
+
+    @classmethod
+    def no(cls, reason: str) -> Availability:
+        return cls(ok=False, reason=reason)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One raw reading of every channel a sampler sees, at one instant.
+
+    ``t_ns``: host wall clock (``time.time_ns()``) when the reading arrived.
+    ``power_w``: instantaneous power per channel (rail, RAPL domain, GPU).
+    ``total_w``: the sampler's best figure for the whole device, or None;
+    ``total_kind`` labels it (``"input_rail:VDD_IN"``, ``"partial_sum_of_rails"``,
+    ``"rapl:package+dram"``, ``"nvml:sum_of_gpus"``) or, when ``total_w`` is
+    None, says why.
+    ``energy_j``: cumulative energy counter per channel (J since the sampler
+    started) where the hardware keeps one; None where it does not.
+    ``total_energy_j``: the same counter for the total, built by the same rule
+    as ``total_w``; when present, integration prefers it to power samples.
+    ``mem_used_mb``: memory in use (host RAM on Jetson, GPU memory on NVML).
+    ``extras``: everything else the source reported (loads, clocks, temps).
+    """
+
+    t_ns: int
+    power_w: Mapping[str, float] = field(default_factory=dict)
+    total_w: float | None = None
+    total_kind: str | None = None
+    energy_j: Mapping[str, float] | None = None
+    total_energy_j: float | None = None
+    mem_used_mb: float | None = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict for JSON timelines (units are in the key names)."""
+        return {
+            "t_ns": self.t_ns,
+            "power_w": dict(self.power_w),
+            "total_w": self.total_w,
+            "total_kind": self.total_kind,
+            "energy_j": None if self.energy_j is None else dict(self.energy_j),
+            "total_energy_j": self.total_energy_j,
+            "mem_used_mb": self.mem_used_mb,
+            "extras": dict(self.extras),
+        }
+
+
+_SamplerT = TypeVar("_SamplerT", bound="Sampler")
+
+
+class Sampler(abc.ABC):
+    """Base class: lifecycle, thread-safe timeline, context manager.
+
+    Subclasses implement ``probe``, ``_start`` and ``_stop``; they append
+    readings with ``_append``. ``start`` and ``stop`` here make the lifecycle
+    idempotent and single-use so that subclasses cannot get it wrong.
+    """
+
+    #: Short name used on the command line and in reports.
+    name: str = "abstract"
+
+    def __init__(self) -> None:
+        self._samples: list[Sample] = []
+        self._lock = threading.Lock()
+        self._state = "new"  # new -> running -> stopped
+        self._state_lock = threading.Lock()
+
+    # -- public API ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def probe(self) -> Availability:
+        """Can this sampler measure here? No side effects: starts nothing,
+        writes nothing, leaves no library initialised."""
+
+    @property
+    def samples(self) -> list[Sample]:
+        """A copy of the timeline so far, oldest first."""
+        with self._lock:
+            return list(self._samples)
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    def start(self) -> None:
+        """Start sampling. Calling it while running does nothing (never a
+        second process or thread). Raises ``UserError`` with the probe's reason
+        when the sampler cannot work here, ``RuntimeError`` after ``stop()``
+        (a sampler is single-use)."""
+        with self._state_lock:
+            if self._state == "running":
+                return
+            if self._state == "stopped":
+                raise RuntimeError(f"the {self.name} sampler was stopped; create a new one to sample again")
+            availability = self.probe()
+            if not availability.ok:
+                raise UserError(f"energy sampler '{self.name}' cannot run here: {availability.reason}")
+            self._start()
+            self._state = "running"
+
+    def stop(self) -> None:
+        """Stop sampling and release every process, thread and library.
+        Idempotent; safe to call from ``finally`` blocks and before start."""
+        with self._state_lock:
+            if self._state == "running":
+                try:
+                    self._stop()
+                finally:
+                    self._state = "stopped"
+            else:
+                self._state = "stopped"
+
+    def __enter__(self: _SamplerT) -> _SamplerT:  # noqa: PYI019 - typing.Self is 3.11+, the project supports 3.10
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- for subclasses -----------------------------------------------------
+
+    @abc.abstractmethod
+    def _start(self) -> None:
+        """Acquire resources and begin recording (called once)."""
+
+    @abc.abstractmethod
+    def _stop(self) -> None:
+        """Release everything ``_start`` acquired (called once, must not hang)."""
+
+    def _append(self, sample: Sample) -> None:
+        with self._lock:
+            self._samples.append(sample)
+
+
+class NullSampler(Sampler):
+    """The sampler for "no energy measurement" (``--energy none``).
+
+    It records nothing and its ``probe()`` says so with a reason, so reports
+    show energy as unavailable (with that reason) rather than as 0 J. Unlike
+    other samplers, ``start()`` works even though ``probe()`` is not ok: the
+    point of this sampler is to run the benchmark without measuring.
+    """
+
+    name = "none"
+
+    def __init__(self, reason: str = "energy measurement was turned off (sampler 'none')") -> None:
+        super().__init__()
+        self.reason = reason
+
+    def probe(self) -> Availability:
+        return Availability.no(self.reason)
+
+    def start(self) -> None:
+        with self._state_lock:
+            if self._state == "stopped":
+                raise RuntimeError("the none sampler was stopped; create a new one to sample again")
+            self._state = "running"
+
+    def _start(self) -> None:  # pragma: no cover - start() is overridden
+        pass
+
+    def _stop(self) -> None:
+        pass

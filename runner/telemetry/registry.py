@@ -1,0 +1,32 @@
+"""Build a sampler from its command-line name.
+
+One place that maps the names a person types (``--energy tegrastats``) to
+sampler classes, so the CLI and specs validate against the same list and an
+unknown name is a ``UserError`` that lists the valid ones. Constructors are
+cheap, so building a sampler never touches the hardware; call ``probe()``.
+"""
+
+from __future__ import annotations
+
+from runner.errors import UserError
+from runner.telemetry.base import NullSampler, Sampler
+from runner.telemetry.nvml import NvmlSampler
+from runner.telemetry.rapl import RaplSampler
+from runner.telemetry.tegrastats import TegrastatsSampler
+
+SAMPLER_NAMES: tuple[str, ...] = ("tegrastats", "nvml", "rapl", "none")
+
+
+def make_sampler(name: str, interval_ms: int = 100) -> Sampler:
+    """The sampler called ``name``, sampling every ``interval_ms``."""
+    if interval_ms <= 0:
+        raise UserError(f"the sampling interval must be a positive number of milliseconds, got {interval_ms}")
+    if name == "tegrastats":
+        return TegrastatsSampler(interval_ms=interval_ms)
+    if name == "nvml":
+        return NvmlSampler(interval_ms=interval_ms)
+    if name == "rapl":
+        return RaplSampler(interval_ms=interval_ms)
+    if name == "none":
+        return NullSampler()
+    raise UserError(f"unknown energy sampler '{name}': choose one of {', '.join(SAMPLER_NAMES)}")

@@ -1,0 +1,163 @@
+"""integrate() and baseline() against exact integrals of known power profiles."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from runner.telemetry.base import Sample
+from runner.telemetry.energy import baseline, dynamic_j, integrate
+
+T0 = 1_700_000_000_000_000_000  # a realistic time.time_ns(): float64 cannot hold it exactly
+S = 1_000_000_000  # ns per second
+
+
+def power_samples(profile, t_end_s, interval_s, jitter=0.0, seed=1, kind="input_rail:VDD_IN", channels=None):
+    """Samples of ``profile(t_s) -> W`` at (jittered) real timestamps."""
+    rng = random.Random(seed)
+    samples, t = [], 0.0
+    while t <= t_end_s + 1e-12:
+        stamp = T0 + round(t * S)
+        power = {name: share * profile(t) for name, share in (channels or {}).items()}
+        samples.append(Sample(t_ns=stamp, power_w=power, total_w=profile(t), total_kind=kind))
+        t += interval_s * (1 + rng.uniform(-jitter, jitter))
+    return samples
+
+
+def window(a_s, b_s):
+    return T0 + round(a_s * S), T0 + round(b_s * S)
+
+
+def test_constant_power_exact_with_clipped_edges():
+    samples = power_samples(lambda t: 7.5, 10.0, 0.1, jitter=0.3)
+    w = integrate(samples, *window(1.234, 8.765))
+    assert w.method == "trapezoid"
+    assert w.total_j == pytest.approx(7.5 * (8.765 - 1.234), rel=1e-3)
+    assert w.avg_w == pytest.approx(7.5, rel=1e-3)
+    assert w.peak_w == pytest.approx(7.5)
+    assert w.total_kind == "input_rail:VDD_IN"
+    assert w.mean_interval_ms == pytest.approx(100, rel=0.1)
+    assert w.reason is None
+
+
+def test_ramp_exact_at_uneven_timestamps():
+    def ramp(t):
+        return 2.0 + 3.0 * t
+
+    samples = power_samples(ramp, 10.0, 0.1, jitter=0.5, seed=7)
+    a, b = 0.55, 9.12
+    exact = 2.0 * (b - a) + 1.5 * (b * b - a * a)
+    w = integrate(samples, *window(a, b))
+    assert w.total_j == pytest.approx(exact, rel=1e-3)
+    assert w.peak_w == pytest.approx(ramp(b), rel=1e-3)
+
+
+def test_step_within_a_tenth_of_a_percent():
+    def step(t):
+        return 4.0 if t < 3.3 else 12.0
+
+    samples = power_samples(step, 10.0, 0.001)
+    a, b = 1.0, 9.0
+    exact = 4.0 * (3.3 - a) + 12.0 * (b - 3.3)
+    w = integrate(samples, *window(a, b))
+    assert w.total_j == pytest.approx(exact, rel=1e-3)
+    assert w.peak_w == pytest.approx(12.0)
+
+
+def test_per_channel_energy():
+    samples = power_samples(lambda t: 10.0, 5.0, 0.1, channels={"VDD_IN": 1.0, "VDD_SOC": 0.25})
+    w = integrate(samples, *window(1.0, 3.0))
+    assert w.per_channel_j == pytest.approx({"VDD_IN": 20.0, "VDD_SOC": 5.0}, rel=1e-6)
+
+
+def test_counter_is_preferred_and_exact_for_a_step():
+    """With a cumulative counter the energy is exact whatever the interval,
+    even across a step the 0.5 s sampling cannot resolve."""
+
+    def energy(t):  # integral of 5 W before t=2.25 s, 20 W after
+        return 5.0 * t if t < 2.25 else 5.0 * 2.25 + 20.0 * (t - 2.25)
+
+    samples = [
+        Sample(t_ns=T0 + round(t * S), total_w=None, total_kind="rapl:package",
+               energy_j={"package-0": energy(t)}, total_energy_j=energy(t))
+        for t in [i * 0.5 for i in range(11)]
+    ]
+    a, b = 1.0, 4.0
+    w = integrate(samples, *window(a, b))
+    assert w.method == "counter"
+    assert w.total_j == pytest.approx(energy(b) - energy(a), rel=1e-9)
+    assert w.per_channel_j["package-0"] == pytest.approx(energy(b) - energy(a), rel=1e-9)
+    assert w.peak_w is None, "no power readings: peak unknown, not 0"
+
+
+def test_fewer_than_two_samples_is_none_with_reason():
+    samples = power_samples(lambda t: 5.0, 10.0, 1.0)
+    w = integrate(samples, *window(2.2, 2.9))
+    assert w.n_samples == 0
+    assert w.total_j is None and w.avg_w is None
+    assert "at least 2" in w.reason
+    one = integrate(samples, *window(2.5, 3.4))
+    assert one.n_samples == 1 and one.total_j is None
+
+
+def test_window_outside_the_samples_is_not_extrapolated():
+    samples = power_samples(lambda t: 5.0, 10.0, 0.1)
+    late = integrate(samples, *window(5.0, 10.5))
+    assert late.total_j is None and "after the last power sample" in late.reason
+    early = integrate(samples, T0 - S, T0 + 2 * S)
+    assert early.total_j is None and "before the first power sample" in early.reason
+
+
+def test_samples_without_power_give_the_samplers_reason():
+    samples = [Sample(t_ns=T0 + i * S, total_w=None, total_kind="this tegrastats line has no power rails")
+               for i in range(5)]
+    w = integrate(samples, *window(0.5, 3.5))
+    assert w.total_j is None and "no power rails" in w.reason
+
+
+def test_unsorted_input_is_sorted():
+    samples = power_samples(lambda t: 3.0, 4.0, 0.1)
+    shuffled = samples[:]
+    random.Random(3).shuffle(shuffled)
+    assert integrate(shuffled, *window(1, 3)).total_j == pytest.approx(6.0, rel=1e-6)
+
+
+def test_bad_window_raises():
+    with pytest.raises(ValueError):
+        integrate([], T0 + 5, T0 + 5)
+
+
+def test_baseline_is_time_weighted():
+    """Dense samples during a short burst must not pull the mean toward it."""
+    samples = [Sample(t_ns=T0 + i * S // 10, total_w=2.0) for i in range(101)]  # 2 W for 10 s
+    burst = [Sample(t_ns=T0 + 5 * S + i * S // 1000, total_w=2.0) for i in range(1, 50)]
+    got = baseline(samples + burst, *window(0.0, 10.0))
+    assert got == pytest.approx(2.0)
+    ramp = power_samples(lambda t: 1.0 + t, 4.0, 0.01)
+    assert baseline(ramp, *window(0.0, 4.0)) == pytest.approx(3.0, rel=1e-3)
+    assert baseline(ramp, *window(3.99, 9.0)) is None
+
+
+def test_dynamic_energy():
+    samples = power_samples(lambda t: 10.0, 6.0, 0.1)
+    w = integrate(samples, *window(1.0, 5.0))
+    assert w.dynamic_j(2.5) == pytest.approx(40.0 - 10.0)
+    assert w.dynamic_j(None) is None
+    assert dynamic_j(None, 2.0, 1.0) is None
+    assert dynamic_j(5.0, 1.0, 2.0) == pytest.approx(3.0)
+
+
+def test_to_json_is_plain():
+    w = integrate(power_samples(lambda t: 1.0, 2.0, 0.1), *window(0.5, 1.5))
+    data = w.to_json()
+    assert data["method"] == "trapezoid" and math.isclose(data["duration_s"], 1.0)
+
+
+def test_totals_of_different_kinds_are_not_mixed():
+    """A stray partial sum among input-rail samples must not enter the integral."""
+    samples = power_samples(lambda t: 10.0, 4.0, 0.1)
+    stray = Sample(t_ns=T0 + 2 * S + S // 20, total_w=3.0, total_kind="partial_sum_of_rails")
+    w = integrate([*samples, stray], *window(1.0, 3.0))
+    assert w.total_j == pytest.approx(20.0) and w.total_kind == "input_rail:VDD_IN"

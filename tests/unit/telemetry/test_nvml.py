@@ -1,0 +1,175 @@
+"""NvmlSampler against a FAKE pynvml (tests/unit/telemetry/fake_pynvml.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import subprocess
+import sys
+import time
+
+import pytest
+
+from runner.errors import UserError
+from runner.telemetry.energy import integrate
+from runner.telemetry.nvml import NvmlSampler
+
+
+def test_import_does_not_import_pynvml():
+    code = "import sys, runner.telemetry.nvml; print('pynvml' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_constructor_touches_nothing(fake_pynvml):
+    fake = fake_pynvml.FakePynvml()
+    NvmlSampler(nvml=fake)
+    assert fake.calls == []
+
+
+def test_probe_ok_and_leaves_nvml_shut_down(fake_pynvml):
+    fake = fake_pynvml.FakePynvml()
+    availability = NvmlSampler(nvml=fake).probe()
+    assert availability.ok and availability.reason is None
+    assert fake.refcount == 0, "probe must not leave NVML initialised"
+
+
+@pytest.mark.parametrize(
+    "code,words",
+    [
+        (12, "libnvidia-ml.so.1 not found"),
+        (9, "not loaded"),
+        (4, "permission"),
+    ],
+)
+def test_probe_explains_init_failures(fake_pynvml, code, words):
+    availability = NvmlSampler(nvml=fake_pynvml.FakePynvml(init_error=code)).probe()
+    assert not availability.ok
+    assert words in availability.reason
+
+
+def test_probe_without_gpus(fake_pynvml):
+    availability = NvmlSampler(nvml=fake_pynvml.FakePynvml(gpus=[])).probe()
+    assert not availability.ok and "no NVIDIA GPU" in availability.reason
+
+
+def test_start_raises_user_error_with_reason(fake_pynvml):
+    with pytest.raises(UserError, match="not found"):
+        NvmlSampler(nvml=fake_pynvml.FakePynvml(init_error=12)).start()
+
+
+def test_counter_energy_matches_exact_integral(fake_pynvml):
+    gpus = [fake_pynvml.FakeGpu(power_mw=120_000), fake_pynvml.FakeGpu(power_mw=30_000)]
+    fake = fake_pynvml.FakePynvml(gpus=gpus)
+    sampler = NvmlSampler(interval_ms=10, nvml=fake)
+    with sampler:
+        start_ns = time.time_ns()
+        time.sleep(0.25)
+        end_ns = time.time_ns()
+    assert fake.refcount == 0, "stop must shut NVML down"
+    window = integrate(sampler.samples, start_ns, end_ns)
+    exact_j = 150.0 * (end_ns - start_ns) / 1e9
+    assert window.method == "counter"
+    assert window.total_j == pytest.approx(exact_j, rel=0.01)
+    assert window.per_channel_j["gpu0"] == pytest.approx(120.0 * (end_ns - start_ns) / 1e9, rel=0.01)
+    sample = sampler.samples[-1]
+    assert sample.total_w == pytest.approx(150.0)
+    assert sample.total_kind == "nvml:sum_of_gpus"
+    assert sample.mem_used_mb == pytest.approx(2 * 2048)
+    gpu0 = sample.extras["gpus"]["gpu0"]
+    assert gpu0 == {"name": "NVIDIA Fake GPU", "util_pct": 50, "mem_used_mb": 2048.0,
+                    "sm_clock_mhz": 1410, "temp_c": 60}
+    assert sampler.gpus[0]["energy_source"] == "total_energy_counter"
+
+
+def test_power_usage_fallback_without_energy_counter(fake_pynvml):
+    """Pre-Volta GPUs answer NotSupported for the energy counter: poll power."""
+    fake = fake_pynvml.FakePynvml(gpus=[fake_pynvml.FakeGpu(power_mw=80_000, energy_counter=False)])
+    sampler = NvmlSampler(interval_ms=10, nvml=fake)
+    with sampler:
+        start_ns = time.time_ns()
+        time.sleep(0.2)
+        end_ns = time.time_ns()
+    assert all(s.total_energy_j is None for s in sampler.samples)
+    assert "not supported" in sampler.unavailable["gpu0.energy_counter"]
+    assert sampler.gpus[0]["energy_source"] == "power_usage"
+    window = integrate(sampler.samples, start_ns, end_ns)
+    assert window.method == "trapezoid"
+    assert window.total_j == pytest.approx(80.0 * (end_ns - start_ns) / 1e9, rel=0.001)
+
+
+def test_counter_only_gpu_derives_power(fake_pynvml):
+    fake = fake_pynvml.FakePynvml(gpus=[fake_pynvml.FakeGpu(power_mw=50_000, power_usage=False)])
+    sampler = NvmlSampler(interval_ms=10, nvml=fake)
+    with sampler:
+        time.sleep(0.1)
+    later = [s for s in sampler.samples[1:] if "gpu0" in s.power_w]
+    assert later and all(s.power_w["gpu0"] == pytest.approx(50.0, rel=0.05) for s in later)
+
+
+def test_unsupported_queries_are_none_with_reason_never_zero(fake_pynvml):
+    gpu = fake_pynvml.FakeGpu(util_pct=None, sm_clock_mhz=None, temp_c=None, mem_used_bytes=None)
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]))
+    with sampler:
+        pass
+    reading = sampler.samples[-1].extras["gpus"]["gpu0"]
+    assert reading["util_pct"] is None and reading["sm_clock_mhz"] is None
+    assert reading["temp_c"] is None and reading["mem_used_mb"] is None
+    assert sampler.samples[-1].mem_used_mb is None
+    for key in ("gpu0.utilization", "gpu0.sm_clock", "gpu0.temperature", "gpu0.memory"):
+        assert "NotSupported" in sampler.unavailable[key]
+
+
+def test_no_energy_at_all_is_reported(fake_pynvml):
+    gpu = fake_pynvml.FakeGpu(energy_counter=False, power_usage=False)
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]))
+    with sampler:
+        time.sleep(0.05)
+    assert "neither" in sampler.unavailable["gpu0.energy"]
+    assert all(s.total_w is None for s in sampler.samples)
+    window = integrate(sampler.samples, sampler.samples[0].t_ns, sampler.samples[-1].t_ns)
+    assert window.total_j is None and "no power reading" in window.reason
+
+
+def test_start_stop_idempotent_and_single_use(fake_pynvml):
+    fake = fake_pynvml.FakePynvml()
+    sampler = NvmlSampler(interval_ms=10, nvml=fake)
+    sampler.start()
+    sampler.start()
+    assert fake.refcount == 1
+    sampler.stop()
+    sampler.stop()
+    assert fake.refcount == 0
+    with pytest.raises(RuntimeError):
+        sampler.start()
+
+
+def test_fake_matches_real_pynvml_signatures_and_codes(fake_pynvml):
+    """Keep the fake honest: same names, parameters and error codes as the
+    real nvidia-ml-py, when it is installed."""
+    if importlib.util.find_spec("pynvml") is None:
+        pytest.skip("nvidia-ml-py is not installed")
+    import pynvml
+
+    fake = fake_pynvml.FakePynvml()
+    for name in fake_pynvml.IMITATED_FUNCTIONS:
+        real_params = list(inspect.signature(getattr(pynvml, name)).parameters)
+        fake_params = list(inspect.signature(getattr(fake, name)).parameters)
+        assert fake_params == real_params, name
+    for name in ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_LIBRARY_NOT_FOUND", "NVML_ERROR_DRIVER_NOT_LOADED",
+                 "NVML_ERROR_NO_PERMISSION", "NVML_ERROR_UNINITIALIZED", "NVML_CLOCK_SM", "NVML_TEMPERATURE_GPU"):
+        assert getattr(fake_pynvml, name) == getattr(pynvml, name), name
+    for cls in ("NVMLError_NotSupported", "NVMLError_LibraryNotFound", "NVMLError_DriverNotLoaded",
+                "NVMLError_NoPermission", "NVMLError_Uninitialized", "NVMLError_GpuIsLost"):
+        assert getattr(fake_pynvml, cls)().value == getattr(pynvml, cls)().value, cls
+    assert isinstance(fake_pynvml.NVMLError(3), fake_pynvml.NVMLError_NotSupported)
+
+
+def test_real_pynvml_probe_gives_a_reason_here():
+    """On a host without an NVIDIA driver the real module explains itself."""
+    if importlib.util.find_spec("pynvml") is None:
+        pytest.skip("nvidia-ml-py is not installed")
+    availability = NvmlSampler().probe()
+    if availability.ok:
+        pytest.skip("this host has a working NVIDIA GPU")
+    assert availability.reason

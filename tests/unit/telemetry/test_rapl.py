@@ -1,0 +1,142 @@
+"""RaplSampler over a fake /sys/class/powercap tree written to tmp_path."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.errors import UserError
+from runner.telemetry import rapl
+from runner.telemetry.energy import integrate
+from runner.telemetry.rapl import RaplSampler, find_domains, total_rule, unwrap_delta_uj
+
+MAX = 262_143_328_850  # a real max_energy_range_uj value
+
+
+def server_tree(factory, package_uj=1_000_000, dram_uj=500_000):
+    return factory({
+        "intel-rapl:0": ("package-0", package_uj, MAX),
+        "intel-rapl:0:0": ("core", 10, MAX),
+        "intel-rapl:0:1": ("dram", dram_uj, MAX),
+        "intel-rapl:1": ("package-1", package_uj, MAX),
+        "intel-rapl-mmio:0": ("package-0", 0, MAX),
+    })
+
+
+def set_uj(root: Path, entry: str, value: int) -> None:
+    (root / entry / "energy_uj").write_text(f"{value}\n")
+
+
+def test_domains_and_channel_names(rapl_tree):
+    root = server_tree(rapl_tree)
+    domains = find_domains(root)
+    assert [d.channel for d in domains] == ["package-0", "package-0/core", "package-0/dram", "package-1"]
+    assert [d.is_top_level for d in domains] == [True, False, False, True]
+    assert domains[0].max_energy_range_uj == MAX
+
+
+def test_total_is_packages_plus_dram_without_core():
+    root_domains = [
+        rapl.RaplDomain("package-0", "package-0", Path("a"), True, MAX),
+        rapl.RaplDomain("package-0/core", "core", Path("b"), False, MAX),
+        rapl.RaplDomain("package-0/uncore", "uncore", Path("c"), False, MAX),
+        rapl.RaplDomain("package-0/dram", "dram", Path("d"), False, MAX),
+    ]
+    assert total_rule(root_domains) == (["package-0", "package-0/dram"], "rapl:package+dram")
+    assert total_rule(root_domains[:2]) == (["package-0"], "rapl:package")
+
+
+def test_total_is_psys_alone_when_present():
+    domains = [
+        rapl.RaplDomain("package-0", "package-0", Path("a"), True, MAX),
+        rapl.RaplDomain("package-0/dram", "dram", Path("d"), False, MAX),
+        rapl.RaplDomain("psys", "psys", Path("p"), True, MAX),
+    ]
+    assert total_rule(domains) == (["psys"], "rapl:psys")
+
+
+def test_unwrap_delta():
+    assert unwrap_delta_uj(100, 350, MAX) == 250
+    assert unwrap_delta_uj(MAX - 100, 50, MAX) == 150
+    assert unwrap_delta_uj(500, 400, None) == 0, "without a range a wrap cannot be corrected: add nothing"
+
+
+def test_samples_carry_wrap_corrected_cumulative_energy(rapl_tree):
+    root = rapl_tree({"intel-rapl:0": ("package-0", MAX - 2_000_000, MAX)})
+    sampler = RaplSampler(root=root, interval_ms=10_000)  # the thread will not fire: drive by hand
+    sampler.start()  # takes the first reading
+    first = sampler.samples[0]
+    assert first.energy_j == {"package-0": 0.0} and first.total_energy_j == 0.0
+    assert first.total_w is None and "two readings" in first.total_kind
+    time.sleep(0.02)
+    set_uj(root, "intel-rapl:0", 3_000_000)  # wrapped: 2 J before the wrap + 3 J after
+    second = sampler.sample_now()
+    assert second.energy_j["package-0"] == pytest.approx(5.0)
+    assert second.total_energy_j == pytest.approx(5.0)
+    dt_s = (second.t_ns - first.t_ns) / 1e9
+    assert second.power_w["package-0"] == pytest.approx(5.0 / dt_s)
+    assert second.total_kind == "rapl:package"
+    sampler.stop()
+
+
+def test_window_energy_uses_the_counter(rapl_tree):
+    root = server_tree(rapl_tree, package_uj=0, dram_uj=0)
+    sampler = RaplSampler(root=root, interval_ms=10_000)
+    sampler.start()
+    readings = []
+    for step in range(5):
+        set_uj(root, "intel-rapl:0", step * 1_000_000)  # +1 J per step
+        set_uj(root, "intel-rapl:1", step * 2_000_000)  # +2 J per step
+        set_uj(root, "intel-rapl:0:1", step * 500_000)  # +0.5 J per step
+        set_uj(root, "intel-rapl:0:0", step * 700_000)  # core: inside package-0
+        readings.append(sampler.sample_now())
+        time.sleep(0.005)
+    sampler.stop()
+    window = integrate(sampler.samples, readings[1].t_ns, readings[3].t_ns)
+    assert window.method == "counter"
+    assert window.total_j == pytest.approx(2 * (1 + 2 + 0.5))
+    assert window.per_channel_j["package-0/core"] == pytest.approx(1.4)
+    assert window.total_kind == "rapl:package+dram"
+
+
+def test_probe_reasons(tmp_path, rapl_tree, monkeypatch):
+    missing = RaplSampler(root=tmp_path / "nope").probe()
+    assert not missing.ok and "no powercap interface" in missing.reason
+    (tmp_path / "empty").mkdir()
+    empty = RaplSampler(root=tmp_path / "empty").probe()
+    assert not empty.ok and "no RAPL domains" in empty.reason
+    root = server_tree(rapl_tree)
+    assert RaplSampler(root=root).probe().ok
+
+    real_read = rapl._read_int
+
+    def root_only(path):
+        if path.name == "energy_uj":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(rapl, "_read_int", root_only)
+    denied = RaplSampler(root=root).probe()
+    assert not denied.ok and "needs root" in denied.reason
+    with pytest.raises(UserError, match="needs root"):
+        RaplSampler(root=root).start()
+
+
+def test_thread_samples_and_brackets_the_run(rapl_tree):
+    root = server_tree(rapl_tree)
+    sampler = RaplSampler(root=root, interval_ms=10)
+    with sampler:
+        start_ns = time.time_ns()
+        time.sleep(0.1)
+        end_ns = time.time_ns()
+    samples = sampler.samples
+    assert len(samples) >= 5
+    assert samples[0].t_ns <= start_ns and samples[-1].t_ns >= end_ns, "start/stop take a reading"
+    assert [s.t_ns for s in samples] == sorted(s.t_ns for s in samples)
+    assert sampler.errors == []
+
+
+def test_constructor_does_no_io(tmp_path):
+    RaplSampler(root=tmp_path / "does-not-exist")
