@@ -21,6 +21,8 @@ COMMANDS = {
     "run": "transcribe a dataset in a backend container and report WER, RTF, latency and memory",
     "models": "install or list models",
     "images": "build the base and backend images",
+    "tegrastats": "parse tegrastats logs (one JSON object per line)",
+    "energy": "integrate the energy of a window of a recorded tegrastats log",
 }
 
 

@@ -27,6 +27,9 @@ class UtteranceResult:
     duration_s: float | None
     latency_s: float | None
     wer: float | None
+    energy_j: float | None = None
+    dynamic_j: float | None = None
+    energy_unavailable: str | None = None
 
 
 @dataclass
@@ -74,6 +77,9 @@ class Summary:
     versions: dict[str, Any] = field(default_factory=dict)
     host: dict[str, Any] = field(default_factory=dict)
     started_at: str | None = None
+    engine: str = "docker"
+    telemetry: dict[str, Any] = field(default_factory=dict)  # the sampler settings used
+    energy: dict[str, Any] | None = None  # see runner/telemetry/accounting.py
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def mark_unavailable(self, name: str, reason: str) -> None:

@@ -16,6 +16,7 @@ from .errors import UserError
 from .launch.backends import BACKENDS, Backend
 from .models import ResolvedModel, resolve_model
 from .quant import DEVICES, quant_problem, resolve_quant
+from .telemetry.select import CHOICES as SAMPLER_CHOICES
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,22 @@ class DecodeSettings:
 
 
 @dataclass(frozen=True)
+class TelemetrySettings:
+    """Which power sampler, how often, and how the idle baseline is obtained."""
+
+    sampler: str = "auto"  # auto | tegrastats | jtop | nvml | rapl | none
+    interval_ms: int = 100
+    baseline_s: float = 5.0  # idle seconds measured before the run
+    baseline_w: float | None = None  # given instead of measured
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+ENGINES = ("docker", "local")
+
+
+@dataclass(frozen=True)
 class RunSpec:
     backend: Backend
     image: str
@@ -47,6 +64,8 @@ class RunSpec:
     timeout_s: float | None
     allow_download: bool
     mem_limit: str | None
+    telemetry: TelemetrySettings = TelemetrySettings()
+    engine: str = "docker"
     hub_cache_volume: str = "edgeasr-hf-cache"
 
 
@@ -61,7 +80,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
                    image: str | None = None, models_dir: Path, beam_size: int = 5, temperature: float = 0.0,
                    language: str | None = None, threads: int | None = None, batch_size: int = 1,
                    warmup: int = 1, timeout_s: float | None = None, allow_download: bool = False,
-                   mem_limit: str | None = None) -> RunSpec:
+                   mem_limit: str | None = None, telemetry: str = "auto", interval_ms: int = 100,
+                   baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker") -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems."""
     problems: list[str] = []
     be = BACKENDS.get(backend)
@@ -99,6 +119,16 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         problems.append(f"--warmup must be >= 0, got {warmup}")
     if timeout_s is not None and timeout_s <= 0:
         problems.append(f"--timeout must be positive, got {timeout_s}")
+    if telemetry not in SAMPLER_CHOICES:
+        problems.append(f"--telemetry {telemetry!r} is unknown; choose one of {', '.join(SAMPLER_CHOICES)}")
+    if interval_ms <= 0:
+        problems.append(f"--interval-ms must be positive, got {interval_ms}")
+    if baseline_s < 0:
+        problems.append(f"--baseline-s must be >= 0, got {baseline_s}")
+    if baseline_w is not None and baseline_w < 0:
+        problems.append(f"--baseline-w must be >= 0, got {baseline_w}")
+    if engine not in ENGINES:
+        problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()
     if (out_path / "summary.json").exists():
         problems.append(f"--out {out} already holds a run (summary.json); choose another folder or remove it")
@@ -122,4 +152,7 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         timeout_s=timeout_s,
         allow_download=allow_download,
         mem_limit=mem_limit,
+        telemetry=TelemetrySettings(sampler=telemetry, interval_ms=interval_ms, baseline_s=baseline_s,
+                                    baseline_w=baseline_w),
+        engine=engine,
     )

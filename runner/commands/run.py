@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import merge
 from ..errors import UserError
 from ..hostinfo import host_facts
-from ..launch import docker_engine
+from ..launch import docker_engine, local_engine
 from ..launch.job import CONTRACT_VERSION, HUB_CACHE_TARGET, make_env, make_job, make_mounts
 from ..models import default_models_dir
 from ..report.table import print_summary
 from ..results import Summary, write_json_atomic, write_jsonl_atomic
 from ..spec import RunSpec, build_run_spec
+from ..telemetry import accounting
+from ..telemetry.select import select_sampler
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=1, help="warm-up passes before timing (default: 1)")
     p.add_argument("--timeout", type=float, default=None, help="kill the container after this many seconds")
     p.add_argument("--mem-limit", default=None, help="container memory limit, e.g. 4g")
+    p.add_argument("--telemetry", default="auto",
+                   help="power sampler: auto | tegrastats | jtop | nvml | rapl | none (default: auto)")
+    p.add_argument("--interval-ms", type=int, default=100, help="sampling interval (default: 100 ms)")
+    p.add_argument("--baseline-s", type=float, default=5.0, help="idle seconds measured before the run (default: 5)")
+    p.add_argument("--baseline-w", type=float, default=None, help="use this idle power instead of measuring it")
+    p.add_argument("--engine", default="docker", help="docker (default) | local: the entrypoint as a host process")
     p.add_argument("--allow-download", action="store_true",
                    help="let the backend download a hub model into the edgeasr-hf-cache volume (needs network)")
 
@@ -61,7 +70,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         models_dir=args.models_dir or default_models_dir(), beam_size=args.beam_size,
         temperature=args.temperature, language=args.language, threads=args.threads,
         batch_size=args.batch_size, warmup=args.warmup, timeout_s=args.timeout,
-        allow_download=args.allow_download, mem_limit=args.mem_limit,
+        allow_download=args.allow_download, mem_limit=args.mem_limit, telemetry=args.telemetry,
+        interval_ms=args.interval_ms, baseline_s=args.baseline_s, baseline_w=args.baseline_w, engine=args.engine,
     )
 
 
@@ -100,6 +110,7 @@ def _base_summary(spec: RunSpec, image: docker_engine.ImageInfo | None) -> Summa
         image={"ref": spec.image, "id": image.id if image else None, "tags": image.tags if image else [],
                "labels": image.labels if image else {}},
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        engine=spec.engine, telemetry=spec.telemetry.to_json(),
     )
 
 
@@ -119,32 +130,77 @@ def _container_error(run: docker_engine.ContainerRun, raw: merge.RawOutputs, spe
     return None
 
 
+def _launch(spec: RunSpec, raw_dir: Path, live: "LiveProgress", client) -> docker_engine.ContainerRun:
+    """Run the entrypoint in a container (docker) or as a host process (local)."""
+    if spec.engine == "local":
+        write_json_atomic(raw_dir / "job.json", make_job(spec, host_paths=True))
+        return local_engine.run_local(spec.backend, raw_dir / "job.json", env=make_env(spec),
+                                      log_path=raw_dir / "container.log", on_event=live, timeout_s=spec.timeout_s)
+    write_json_atomic(raw_dir / "job.json", make_job(spec))
+    return docker_engine.run_container(
+        client, spec.image, mounts=make_mounts(spec, raw_dir), env=make_env(spec),
+        log_path=raw_dir / "container.log", on_event=live, device=spec.device,
+        network=spec.allow_download, timeout_s=spec.timeout_s, mem_limit=spec.mem_limit,
+        volumes={spec.hub_cache_volume: HUB_CACHE_TARGET} if spec.allow_download else None,
+    )
+
+
+def _idle_baseline(spec: RunSpec, sampler, console: Console) -> accounting.Baseline:
+    """Given, or measured over an idle window before the container starts.
+
+    The window opens at the first sample's arrival (a window no sample brackets
+    cannot be integrated) and lasts --baseline-s seconds.
+    """
+    if spec.telemetry.baseline_w is not None:
+        return accounting.Baseline(spec.telemetry.baseline_w, "given")
+    if spec.telemetry.baseline_s <= 0:
+        return accounting.Baseline(None, "unavailable", reason="the idle baseline was skipped (--baseline-s 0)")
+    with console.status(f"measuring the idle baseline ({spec.telemetry.baseline_s:g} s, {sampler.name})"):
+        deadline = time.monotonic() + 5.0 + 10 * spec.telemetry.interval_ms / 1000.0
+        while not sampler.samples and time.monotonic() < deadline:
+            time.sleep(spec.telemetry.interval_ms / 4000.0)
+        if not sampler.samples:
+            return accounting.Baseline(None, "unavailable", reason=f"{sampler.name} produced no sample in time")
+        t0 = sampler.samples[0].t_ns
+        time.sleep(max(0.0, spec.telemetry.baseline_s - (time.time_ns() - t0) / 1e9))
+        t1 = time.time_ns()
+        # wait for one sample past the window's end so that it is bracketed
+        while sampler.samples[-1].t_ns < t1 and time.monotonic() < deadline + spec.telemetry.baseline_s:
+            time.sleep(spec.telemetry.interval_ms / 4000.0)
+    return accounting.measured_baseline(sampler.samples, t0, t1)
+
+
 def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
-    """Run the container and merge; returns the summary as written to disk."""
-    client = docker_engine.connect()
-    image = docker_engine.image_info(client, spec.image)
-    label = image.labels.get("org.edgeasr.contract")
-    if label is not None and label != str(CONTRACT_VERSION):
-        raise UserError(f"image {spec.image} speaks entrypoint contract {label}; this runner speaks {CONTRACT_VERSION}")
+    """Sample power, run the container, merge; returns the summary as written to disk."""
+    client = image = None
+    if spec.engine == "docker":
+        client = docker_engine.connect()
+        image = docker_engine.image_info(client, spec.image)
+        label = image.labels.get("org.edgeasr.contract")
+        if label is not None and label != str(CONTRACT_VERSION):
+            raise UserError(f"image {spec.image} speaks entrypoint contract {label}; "
+                            f"this runner speaks {CONTRACT_VERSION}")
+    else:
+        local_engine.check_host_backend(spec.backend)
+    sampler, energy_reason = select_sampler(spec.telemetry.sampler, spec.device, spec.telemetry.interval_ms)
     raw_dir = spec.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("events.jsonl", "transcripts.jsonl", "status.json", "container.log"):
         (raw_dir / stale).unlink(missing_ok=True)
-    write_json_atomic(raw_dir / "job.json", make_job(spec))
     summary = _base_summary(spec, image)
-    summary.host = host_facts(client.version().get("Version"))
+    summary.host = host_facts(client.version().get("Version") if client else None)
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rtf]}"),
                TimeElapsedColumn()]
-    # A slow refresh: on small boards every redraw competes with the backend for the same cores.
-    with Progress(*columns, console=console, transient=True, refresh_per_second=2) as progress:
-        live = LiveProgress(progress, len(spec.dataset.utterances))
-        run = docker_engine.run_container(
-            client, spec.image, mounts=make_mounts(spec, raw_dir), env=make_env(spec),
-            log_path=raw_dir / "container.log", on_event=live, device=spec.device,
-            network=spec.allow_download, timeout_s=spec.timeout_s, mem_limit=spec.mem_limit,
-            volumes={spec.hub_cache_volume: HUB_CACHE_TARGET} if spec.allow_download else None,
-        )
+    with sampler:
+        base = _idle_baseline(spec, sampler, console) if energy_reason is None else None
+        # A slow refresh: on small boards every redraw competes with the backend for the same cores.
+        with Progress(*columns, console=console, transient=True, refresh_per_second=2) as progress:
+            live = LiveProgress(progress, len(spec.dataset.utterances))
+            run = _launch(spec, raw_dir, live, client)
+        if energy_reason is None:
+            # Keep sampling a little past the end so that the last window is bracketed by samples.
+            time.sleep(1.5 * spec.telemetry.interval_ms / 1000.0)
     t_merge = time.perf_counter()
     raw = merge.read_raw(raw_dir)
     error = _container_error(run, raw, spec)
@@ -154,7 +210,18 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
     merge.apply_container_facts(summary, raw)
     summary.error = error
     summary.status = "error" if error else ("partial" if summary.n_failed else "ok")
-    write_jsonl_atomic(spec.out / "utterances.jsonl", [u.__dict__ for u in utts])
+    samples = sampler.samples
+    if energy_reason is None:
+        summary.energy = accounting.energy_block(sampler.name, samples, raw.events, base, summary.audio_s,
+                                                 summary.n_utterances - summary.n_failed,
+                                                 spec.telemetry.interval_ms)
+        per_utt = accounting.utterance_energy(samples, raw.events, base)
+        utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
+        accounting.write_trace_csv(spec.out / "telemetry.csv", samples)
+    else:
+        summary.energy = accounting.unavailable_block(None, energy_reason)
+        summary.mark_unavailable("energy", energy_reason)
+    write_jsonl_atomic(spec.out / "utterances.jsonl", [asdict(u) for u in utts])
     summary.overhead_s = _overhead(run, raw, time.perf_counter() - t_merge)
     data = summary.to_json()
     write_json_atomic(spec.out / "summary.json", data)

@@ -20,6 +20,8 @@ class Backend:
     image: str  # default tag built by `edgeasr images build`
     devices: tuple[str, ...]
     build_dir: str  # folder under containers/
+    adapter: str  # the adapter module the entrypoint loads ($EDGEASR_ADAPTER)
+    host_module: str  # the library's import name, checked before `--engine local`
 
     @property
     def dockerfile(self) -> Path:
@@ -41,6 +43,8 @@ BACKENDS: dict[str, Backend] = {
         image="edgeasr/faster-whisper:latest",
         devices=("cpu", "cuda"),
         build_dir="faster-whisper",
+        adapter="edgeasr_backend_faster_whisper",
+        host_module="faster_whisper",
     ),
 }
 

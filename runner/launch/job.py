@@ -17,19 +17,24 @@ OUT_TARGET = "/out"
 HUB_CACHE_TARGET = "/cache/hf"
 
 
-def make_job(spec: RunSpec) -> dict[str, Any]:
+def make_job(spec: RunSpec, host_paths: bool = False) -> dict[str, Any]:
+    """The job spec; with host_paths (the local engine) audio and model are the host's own paths."""
     ds = spec.dataset
+    model = spec.model.container_path
+    if host_paths and spec.model.host_dir is not None:
+        model = str(spec.model.host_dir)
     return {
         "contract_version": CONTRACT_VERSION,
         "backend": spec.backend.name,
-        "model": spec.model.container_path,
+        "model": model,
         "quant": spec.quant,
         "backend_quant": spec.backend_quant,
         "device": spec.device,
         "decode": spec.decode.to_json(),
         "warmup": spec.warmup,
         "allow_download": spec.allow_download,
-        "utterances": [{"id": u.id, "audio": ds.container_path(u)} for u in ds.utterances],
+        "utterances": [{"id": u.id, "audio": str(u.audio) if host_paths else ds.container_path(u)}
+                       for u in ds.utterances],
     }
 
 

@@ -36,9 +36,33 @@ def summary_table(s: dict[str, Any]) -> Table:
         ("peak RSS", _fmt(s.get("peak_rss_mb"), "{:.0f}", " MB")),
         ("model size", _fmt(s.get("model_size_mb"), "{:.0f}", " MB")),
     ]
+    rows += _energy_rows(s.get("energy"))
     for name, value in rows:
         t.add_row(name, value)
     return t
+
+
+def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not e:
+        return []
+    if e.get("total_j") is None:
+        reason = (e.get("unavailable") or {}).get("total_j", "not measured")
+        return [("energy", f"unavailable: {reason}")]
+    base = e.get("baseline_w")
+    dyn = e.get("dynamic_j")
+    rows = [
+        ("energy (inference)", f"{e['total_j']:.2f} J" + (f", dynamic {dyn:.2f} J" if dyn is not None else "")
+         + f"  [{e['source']}, {e.get('total_kind')}]"),
+        ("energy / audio s", _fmt(e.get("j_per_audio_s"), "{:.3f}", " J/s")),
+        ("power avg / peak", f"{_fmt(e.get('avg_w'), '{:.2f}', ' W')} / {_fmt(e.get('peak_w'), '{:.2f}', ' W')}"),
+        ("idle baseline", _fmt(base, "{:.2f}", " W") + (f" ({e.get('baseline_source')})" if base is not None else
+                                                       f" ({(e.get('unavailable') or {}).get('baseline_w', '')})")),
+        ("samples", f"{e.get('n_samples')} at {_fmt(e.get('interval_ms'), '{:.0f}', ' ms')} mean interval"),
+    ]
+    for key, label in (("ram_peak_delta_mb", "unified RAM peak - idle"), ("gpu_mem_peak_mb", "GPU memory peak")):
+        if e.get(key) is not None:
+            rows.append((label, f"{e[key]:.0f} MB"))
+    return rows
 
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from runner.errors import UserError
 from runner.telemetry.base import NullSampler, Sampler
+from runner.telemetry.jtop import JtopSampler
 from runner.telemetry.nvml import NvmlSampler
 from runner.telemetry.rapl import RaplSampler
 from runner.telemetry.tegrastats import TegrastatsSampler
 
-SAMPLER_NAMES: tuple[str, ...] = ("tegrastats", "nvml", "rapl", "none")
+SAMPLER_NAMES: tuple[str, ...] = ("tegrastats", "jtop", "nvml", "rapl", "none")
 
 
 def make_sampler(name: str, interval_ms: int = 100) -> Sampler:
@@ -23,6 +24,8 @@ def make_sampler(name: str, interval_ms: int = 100) -> Sampler:
         raise UserError(f"the sampling interval must be a positive number of milliseconds, got {interval_ms}")
     if name == "tegrastats":
         return TegrastatsSampler(interval_ms=interval_ms)
+    if name == "jtop":
+        return JtopSampler(interval_ms=interval_ms)
     if name == "nvml":
         return NvmlSampler(interval_ms=interval_ms)
     if name == "rapl":

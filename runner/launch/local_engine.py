@@ -1,0 +1,89 @@
+"""Run the uniform entrypoint as a host subprocess instead of a container (`--engine local`).
+
+For machines without Docker (a bare Jetson, a lent GPU server): the same
+entrypoint, the same job spec (with host paths), the same raw outputs, so the
+merge and the results are identical. The backend's library must be installed in
+the host's Python. The process gets its own process group and is always ended:
+on success, error, timeout, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import UserError
+from .backends import CONTAINERS_DIR, Backend
+from .docker_engine import EVENT_PREFIX, ContainerRun
+
+
+def check_host_backend(backend: Backend) -> None:
+    """The backend's library must be importable on the host; say how to get it if not."""
+    if importlib.util.find_spec(backend.host_module) is None:
+        raise UserError(f"--engine local needs the {backend.name} library on the host "
+                        f"(python module {backend.host_module!r} is missing): pip install -e '.[bench]'")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def run_local(backend: Backend, job_path: Path, *, env: dict[str, str], log_path: Path,
+              on_event: Callable[[dict[str, Any]], None] = lambda e: None,
+              timeout_s: float | None = None) -> ContainerRun:
+    """Run `python -m edgeasr_entrypoint JOB` with the backend's adapter on the path."""
+    paths = [str(CONTAINERS_DIR / "common"), str(CONTAINERS_DIR / backend.build_dir)]
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", "EDGEASR_BACKEND": backend.name,
+                "EDGEASR_ADAPTER": backend.adapter,
+                "PYTHONPATH": os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "edgeasr_entrypoint", str(job_path)], env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    started = time.perf_counter() - t0
+    started_ns = time.time_ns()
+    timed_out = threading.Event()
+    watchdog = None
+    if timeout_s:
+        def _expire() -> None:
+            timed_out.set()
+            _kill_group(proc)
+        watchdog = threading.Timer(timeout_s, _expire)
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        with open(log_path, "ab") as log:
+            for raw in proc.stdout:
+                log.write(raw)
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                if line.startswith(EVENT_PREFIX):
+                    try:
+                        on_event(json.loads(line[len(EVENT_PREFIX):]))
+                    except json.JSONDecodeError:
+                        pass
+        code = proc.wait()
+        exited_ns = time.time_ns()
+    finally:
+        if watchdog:
+            watchdog.cancel()
+        _kill_group(proc)
+    return ContainerRun(exit_code=code, oom_killed=code == -signal.SIGKILL and not timed_out.is_set(),
+                        timed_out=timed_out.is_set(), log_path=log_path, create_to_start_s=started,
+                        wall_s=time.perf_counter() - t0, started_ns=started_ns, exited_ns=exited_ns)

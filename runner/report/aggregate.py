@@ -1,0 +1,327 @@
+"""Read a sweep's ``conditions.jsonl`` and aggregate each condition over its repeats.
+
+One ``AggregateRow`` per (backend, model, quant, device, dataset, noise_type,
+snr_db), with one ``Stat`` per metric: n, mean, sample std and a Student-t 95 %
+confidence half-width. Pure functions over the records on disk: the report
+never talks to Docker and never re-measures anything.
+
+Unavailable is not zero: a null value is left out of the mean and counted in
+``Stat.n_unavailable`` with its reason (from the record's ``unavailable``
+maps). A failed run (status "error") is never averaged in, even where it has
+a number: its figures count as unavailable with the reason "run failed: ...",
+and the row counts it in ``n_failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..results import read_jsonl
+
+CONDITIONS_FILE = "conditions.jsonl"
+MANIFEST_FILE = "manifest.json"
+
+NO_REASON = "no reason recorded"
+RUN_FAILED = "run failed"  # prefix of the reason given for every figure of a failed run
+
+# Two-sided 95 % Student-t quantiles t(0.975, df) for df = 1..30; 1.96 (the
+# normal quantile) beyond, where the difference is under 4 %. A table, so the
+# report needs no scipy.
+T_975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number in the run summary, found at ``path`` (e.g. ("energy", "total_j"))."""
+
+    name: str
+    path: tuple[str, ...]
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("wer", ("wer",)),
+    Metric("cer", ("cer",)),
+    Metric("rtf", ("rtf",)),
+    Metric("latency_p50_ms", ("latency_ms", "p50")),
+    Metric("peak_rss_mb", ("peak_rss_mb",)),
+    Metric("load_s", ("load_s",)),
+    Metric("total_j", ("energy", "total_j")),
+    Metric("dynamic_j", ("energy", "dynamic_j")),
+    Metric("j_per_audio_s", ("energy", "j_per_audio_s")),
+    Metric("avg_w", ("energy", "avg_w")),
+)
+METRIC_NAMES = tuple(m.name for m in METRICS)
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """What a condition varies, less the repeat: the repeats of one key are averaged."""
+
+    backend: str
+    model: str
+    quant: str
+    device: str
+    dataset: str
+    noise_type: str
+    snr_db: float | None
+
+    @property
+    def noise_label(self) -> str:
+        """"clean", "white 10 dB", or the noise type alone when it has no SNR."""
+        if self.noise_type == "clean":
+            return "clean"
+        if self.snr_db is None:
+            return self.noise_type
+        return f"{self.noise_type} {self.snr_db:g} dB"
+
+
+@dataclass(frozen=True)
+class ConditionRecord:
+    """One line of conditions.jsonl: one (condition, repeat) and its run summary."""
+
+    key: GroupKey
+    repeat: int
+    status: str  # ok | partial | error
+    error: str | None
+    summary: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep's records as read from its results folder, and the title to show."""
+
+    results_dir: Path
+    title: str
+    records: tuple[ConditionRecord, ...]
+    manifest: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One metric over the repeats of one condition.
+
+    ``std`` is the sample standard deviation (ddof=1) and ``ci95`` the
+    half-width of the Student-t 95 % interval of the mean; both None when
+    ``n < 2`` (one run says nothing about spread). ``mean`` is None when
+    ``n == 0``: every value was unavailable, for ``reasons``.
+    """
+
+    n: int
+    mean: float | None
+    std: float | None
+    ci95: float | None
+    n_unavailable: int = 0
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def available(self) -> bool:
+        return self.n > 0
+
+
+@dataclass(frozen=True)
+class AggregateRow:
+    """One condition over its repeats: run counts, distinct errors, and a Stat per metric."""
+
+    key: GroupKey
+    n_runs: int
+    n_ok: int
+    n_partial: int
+    n_failed: int
+    errors: tuple[str, ...]
+    stats: Mapping[str, Stat] = field(hash=False)
+
+    def stat(self, metric: str) -> Stat:
+        return self.stats[metric]
+
+
+def t975(df: int) -> float:
+    """Two-sided 95 % Student-t quantile for ``df`` degrees of freedom (df >= 1)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    return T_975[df - 1] if df <= len(T_975) else 1.96
+
+
+def summarize(values: Iterable[float | None], reasons: Iterable[str | None] = ()) -> Stat:
+    """A Stat over values, None meaning unavailable; ``reasons`` pairs with the Nones.
+
+    Reasons are kept distinct and in first-seen order, so five repeats that all
+    lacked an energy source give one reason, not five.
+    """
+    vals = list(values)
+    why = list(reasons)
+    present = [v for v in vals if v is not None]
+    missing_reasons = [why[i] if i < len(why) and why[i] else NO_REASON
+                       for i, v in enumerate(vals) if v is None]
+    n = len(present)
+    mean = statistics.fmean(present) if n else None
+    std = statistics.stdev(present) if n >= 2 else None
+    ci95 = t975(n - 1) * std / math.sqrt(n) if std is not None else None
+    return Stat(n=n, mean=mean, std=std, ci95=ci95, n_unavailable=len(missing_reasons),
+                reasons=tuple(dict.fromkeys(missing_reasons)))
+
+
+def metric_value(summary: Mapping[str, Any] | None, path: Sequence[str]) -> tuple[float | None, str | None]:
+    """The number at ``path`` in a summary, or (None, reason).
+
+    The reason is looked up in every ``unavailable`` map on the way down,
+    innermost first: ``energy.unavailable["total_j"]``, then
+    ``unavailable["energy.total_j"]``, then ``unavailable["energy"]``.
+    """
+    node: Any = summary
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None, _reason(summary, path) or "not in the results"
+        node = node[part]
+        if node is None:
+            return None, _reason(summary, path) or NO_REASON
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        return None, f"not a number in the results: {node!r}"
+    if not math.isfinite(node):
+        return None, _reason(summary, path) or f"not a finite number in the results: {node!r}"
+    return float(node), None
+
+
+def _reason(summary: Mapping[str, Any] | None, path: Sequence[str]) -> str | None:
+    """The innermost recorded reason why the value at ``path`` is missing, if any."""
+    containers: list[Mapping[str, Any]] = []  # containers[d] holds the value at path[:d]
+    node: Any = summary
+    for part in path:
+        if not isinstance(node, Mapping):
+            break
+        containers.append(node)
+        node = node.get(part)
+    for depth in range(len(containers) - 1, -1, -1):
+        unavailable = containers[depth].get("unavailable")
+        if not isinstance(unavailable, Mapping):
+            continue
+        rest = path[depth:]
+        for k in range(len(rest), 0, -1):  # "energy.total_j" before "energy"
+            reason = unavailable.get(".".join(rest[:k]))
+            if reason:
+                return str(reason)
+    return None
+
+
+def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
+    """Group records by condition (over repeats) and summarize every metric.
+
+    Rows come in a stable order: backends, models, quants, devices and datasets
+    in the order the sweep first ran them, then clean before noisy, then SNR
+    from high (mild) to low (harsh).
+    """
+    recs = list(records)
+    groups: dict[GroupKey, list[ConditionRecord]] = {}
+    for rec in recs:
+        groups.setdefault(rec.key, []).append(rec)
+    order = _first_seen(recs)
+    rows = []
+    for key in sorted(groups, key=lambda k: _sort_key(k, order)):
+        members = sorted(groups[key], key=lambda r: r.repeat)
+        stats = {}
+        for metric in METRICS:
+            values, reasons = [], []
+            for rec in members:
+                if rec.status == "error":
+                    values.append(None)
+                    reasons.append(f"{RUN_FAILED}: {rec.error}" if rec.error else RUN_FAILED)
+                    continue
+                value, reason = metric_value(rec.summary, metric.path)
+                values.append(value)
+                reasons.append(reason)
+            stats[metric.name] = summarize(values, reasons)
+        rows.append(AggregateRow(
+            key=key,
+            n_runs=len(members),
+            n_ok=sum(r.status == "ok" for r in members),
+            n_partial=sum(r.status == "partial" for r in members),
+            n_failed=sum(r.status == "error" for r in members),
+            errors=tuple(dict.fromkeys(r.error or "no error message" for r in members if r.status == "error")),
+            stats=stats,
+        ))
+    return rows
+
+
+def _first_seen(recs: Sequence[ConditionRecord]) -> dict[str, dict[str, int]]:
+    order: dict[str, dict[str, int]] = {}
+    for rec in recs:
+        for name in ("backend", "model", "quant", "device", "dataset", "noise_type"):
+            seen = order.setdefault(name, {})
+            seen.setdefault(getattr(rec.key, name), len(seen))
+    return order
+
+
+def _sort_key(key: GroupKey, order: Mapping[str, Mapping[str, int]]) -> tuple:
+    noise_rank = -1 if key.noise_type == "clean" else order["noise_type"][key.noise_type]
+    snr_rank = -math.inf if key.snr_db is None else -key.snr_db
+    return (order["backend"][key.backend], order["model"][key.model], order["quant"][key.quant],
+            order["device"][key.device], order["dataset"][key.dataset], noise_rank, snr_rank)
+
+
+def load_sweep(results_dir: Path) -> Sweep:
+    """Read ``conditions.jsonl`` (and ``manifest.json`` when there) from a results folder.
+
+    Raises UserError when the folder, the file or its records are missing,
+    since a report over nothing would only hide the mistake.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise UserError(f"results folder {results_dir} does not exist; pass the folder a sweep wrote.")
+    path = results_dir / CONDITIONS_FILE
+    if not path.is_file():
+        raise UserError(f"{results_dir} has no {CONDITIONS_FILE}; pass the folder a sweep wrote.")
+    raw = read_jsonl(path)
+    if not raw:
+        raise UserError(f"{path} holds no conditions; the sweep has not finished any run yet.")
+    records = tuple(parse_record(row, path, i) for i, row in enumerate(raw, start=1))
+    manifest = _read_manifest(results_dir / MANIFEST_FILE)
+    return Sweep(results_dir=results_dir, title=sweep_title(manifest, results_dir), records=records,
+                 manifest=manifest)
+
+
+def parse_record(row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, line: int = 0) -> ConditionRecord:
+    """One conditions.jsonl object as a ConditionRecord; UserError when it has no usable condition."""
+    cond = row.get("condition") if isinstance(row, Mapping) else None
+    if not isinstance(cond, Mapping) or not all(cond.get(k) for k in ("backend", "model", "quant")):
+        raise UserError(f"record {line} of {path} has no condition with backend, model and quant.")
+    noise = str(cond.get("noise_type") or "clean")
+    snr = cond.get("snr_db")
+    key = GroupKey(
+        backend=str(cond["backend"]), model=str(cond["model"]), quant=str(cond["quant"]),
+        device=str(cond.get("device") or "unknown"), dataset=str(cond.get("dataset") or "unknown"),
+        noise_type=noise, snr_db=None if noise == "clean" or snr is None else float(snr),
+    )
+    summary = row.get("summary")
+    return ConditionRecord(key=key, repeat=int(cond.get("repeat") or 0), status=str(row.get("status") or "error"),
+                           error=row.get("error"), summary=summary if isinstance(summary, Mapping) else {})
+
+
+def _read_manifest(path: Path) -> Mapping[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}).") from exc
+    return data if isinstance(data, Mapping) else None
+
+
+def sweep_title(manifest: Mapping[str, Any] | None, results_dir: Path) -> str:
+    """The experiment's title or name from the manifest, else the results folder's name."""
+    experiment = manifest.get("experiment") if manifest else None
+    experiment = experiment if isinstance(experiment, Mapping) else {}
+    for value in (manifest and manifest.get("title"), experiment.get("title"),
+                  manifest and manifest.get("name"), experiment.get("name")):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return Path(results_dir).resolve().name

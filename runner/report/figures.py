@@ -1,0 +1,402 @@
+"""The report's four PNG figures, drawn from aggregated rows with matplotlib's Agg renderer.
+
+Every figure shows the mean over repeats with a Student-t 95 % interval. An
+unavailable value is never drawn as 0: a missing bar is labelled
+"unavailable", a missing point is left out and named in the notes under the
+plot, and a figure whose data is entirely unavailable becomes a text panel
+saying so and why ("energy unavailable: <reason>"), so a reader of the image
+alone cannot mistake "not measured" for "free".
+
+Deterministic: no pyplot (no global figure state, no GUI backend), fixed
+rcParams, and no matplotlib version in the PNG metadata, so the same results
+give the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import textwrap
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
+
+from .aggregate import AggregateRow, GroupKey, Stat
+
+DPI = 150
+PNG_METADATA = {"Software": None}  # drop the matplotlib version: same data, same bytes
+STYLE = {
+    "font.family": "DejaVu Sans",  # ships with matplotlib: the same glyphs on every host
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+CI_NOTE = "bars and points: mean over repeats; whiskers: 95 % CI (Student t); no whisker where n = 1"
+
+ENERGY_FILE = "energy_by_model_quant.png"
+WER_FILE = "wer_by_noise.png"
+RTF_RAM_FILE = "rtf_ram_by_model_quant.png"
+SCATTER_FILE = "accuracy_vs_energy.png"
+
+
+@dataclass(frozen=True)
+class FigureResult:
+    """A written figure. ``unavailable`` is the text drawn instead of the data when
+    none of it was available (e.g. "energy unavailable: no energy source"), else None."""
+
+    path: Path
+    title: str
+    unavailable: str | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable is None
+
+
+def write_figures(rows: Sequence[AggregateRow], out_dir: Path) -> list[FigureResult]:
+    """All four figures into ``out_dir`` (created), in the order the report shows them."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [energy_by_model_quant(rows, out_dir), wer_by_noise(rows, out_dir),
+            rtf_ram_by_model_quant(rows, out_dir), accuracy_vs_energy(rows, out_dir)]
+
+
+def _styled(draw: Callable[..., FigureResult]) -> Callable[..., FigureResult]:
+    """Run a figure function under STYLE: fonts are fixed when artists are made, not when saved."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs) -> FigureResult:
+        with matplotlib.rc_context(STYLE):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------- the figures
+
+@_styled
+def energy_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """(a) Energy per second of audio (J/s) by model and quant, clean audio, grouped bars with CI."""
+    title = "Energy per second of audio (clean audio)"
+    path = Path(out_dir) / ENERGY_FILE
+    clean = _clean(rows)
+    if not clean:
+        return _text_figure(path, title, "energy unavailable: no clean-audio condition in this sweep")
+    if not _any_available(clean, "j_per_audio_s"):
+        return _text_figure(path, title, _unavailable_text("energy", clean, "j_per_audio_s"))
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    notes = _grouped_bars(ax, clean, "j_per_audio_s", "energy", "{:.3f}")
+    ax.set_ylabel("energy per audio second (J/s)")
+    ax.set_title(title)
+    _save(fig, path, [CI_NOTE, *notes])
+    return FigureResult(path, title)
+
+
+@_styled
+def wer_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """(b) WER (%) against noise level, clean first then SNR from high to low; one panel per noise type."""
+    title = "WER against noise level"
+    path = Path(out_dir) / WER_FILE
+    if not _any_available(rows, "wer"):
+        return _text_figure(path, title, _unavailable_text("WER", rows, "wer"))
+    clean = _clean(rows)
+    noise_types = list(dict.fromkeys(r.key.noise_type for r in rows if r.key.noise_type != "clean"))
+    panels = noise_types or ["clean"]
+    label = _series_labeller(rows)
+    series = list(dict.fromkeys((label(r.key), r.key.quant) for r in rows))
+    models = list(dict.fromkeys(m for m, _ in series))
+    quants = list(dict.fromkeys(q for _, q in series))
+    fig = _figure(max(5.0, 3.6 * len(panels)) + 0.5, 4.4)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    notes: list[str] = []
+    for ax, noise in zip(axes, panels):
+        noisy = [r for r in rows if r.key.noise_type == noise and noise != "clean"]
+        snrs = sorted({r.key.snr_db for r in noisy if r.key.snr_db is not None}, reverse=True)
+        levels: list[tuple[str, Callable[[GroupKey], bool]]] = []
+        if clean:
+            levels.append(("clean", lambda k: k.noise_type == "clean"))
+        levels += [(f"{s:g}", lambda k, s=s: k.snr_db == s) for s in snrs]
+        if any(r.key.snr_db is None for r in noisy):
+            levels.append(("no SNR", lambda k: k.noise_type == noise and k.snr_db is None))
+        dodge = 0.06 if len(series) > 1 else 0.0
+        for i, (model, quant) in enumerate(series):
+            xs, ys, errs = [], [], []
+            for x, (level, match) in enumerate(levels):
+                row = next((r for r in (clean if level == "clean" else noisy)
+                            if match(r.key) and label(r.key) == model and r.key.quant == quant), None)
+                if row is None:
+                    continue  # never run: nothing to say
+                st = row.stat("wer")
+                if st.mean is None:
+                    where = "clean" if level == "clean" else f"{noise} {level} dB"
+                    notes.append(f"{model}/{quant} {where}: WER unavailable ({'; '.join(st.reasons)})")
+                    xs.append(x + (i - (len(series) - 1) / 2) * dodge)
+                    ys.append(float("nan"))  # a gap in the line, not a 0
+                    errs.append(float("nan"))
+                    continue
+                xs.append(x + (i - (len(series) - 1) / 2) * dodge)
+                ys.append(st.mean * 100)
+                errs.append(st.ci95 * 100 if st.ci95 is not None else 0.0)
+            if not xs:
+                continue
+            ax.errorbar(xs, ys, yerr=errs, color=PALETTE[models.index(model) % len(PALETTE)],
+                        linestyle=LINESTYLES[quants.index(quant) % len(LINESTYLES)],
+                        marker=MARKERS[quants.index(quant) % len(MARKERS)], markersize=4, capsize=3,
+                        linewidth=1.4, elinewidth=0.9)
+        ax.set_xticks(range(len(levels)), [lv for lv, _ in levels])
+        ax.set_xlim(-0.4, len(levels) - 0.6)
+        ax.set_xlabel("SNR (dB), harsher to the right" if noise != "clean" else "")
+        ax.set_title(f"{noise} noise" if noise != "clean" else "clean audio only")
+        ax.set_ylim(bottom=0)
+    axes[0].set_ylabel("WER (%)")
+    handles = [Line2D([], [], color=PALETTE[i % len(PALETTE)], linewidth=2, label=m) for i, m in enumerate(models)]
+    handles += [Line2D([], [], color="0.3", linestyle=LINESTYLES[j % len(LINESTYLES)],
+                       marker=MARKERS[j % len(MARKERS)], label=q) for j, q in enumerate(quants)]
+    axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="model / quant",
+                    frameon=False)
+    fig.suptitle(title)
+    _save(fig, path, [CI_NOTE.replace("bars and points", "points"), *dict.fromkeys(notes)])
+    return FigureResult(path, title)
+
+
+@_styled
+def rtf_ram_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """(c) RTF and peak RAM by model and quant, clean audio: two panels of grouped bars with CI."""
+    title = "Speed and memory (clean audio)"
+    path = Path(out_dir) / RTF_RAM_FILE
+    clean = _clean(rows)
+    if not clean:
+        return _text_figure(path, title, "RTF and peak RAM unavailable: no clean-audio condition in this sweep")
+    panels = (("rtf", "RTF", "RTF (processing time / audio time)", "{:.3f}"),
+              ("peak_rss_mb", "peak RAM", "peak RAM (MB)", "{:.0f}"))
+    if not any(_any_available(clean, metric) for metric, *_ in panels):
+        return _text_figure(path, title, "\n".join(_unavailable_text(what, clean, metric)
+                                                   for metric, what, *_ in panels))
+    fig = _figure(10.0, 4.2)
+    axes = fig.subplots(1, 2)
+    notes: list[str] = []
+    for ax, (metric, what, ylabel, fmt) in zip(axes, panels):
+        ax.set_title(f"{what}, lower is better")
+        if not _any_available(clean, metric):
+            _text_in_axes(ax, _unavailable_text(what, clean, metric))
+            continue
+        notes += _grouped_bars(ax, clean, metric, what, fmt)
+        ax.set_ylabel(ylabel)
+    fig.suptitle(title)
+    _save(fig, path, [CI_NOTE, *dict.fromkeys(notes)])
+    return FigureResult(path, title)
+
+
+@_styled
+def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """(d) WER against energy per audio second, clean audio: size = peak RAM, colour = RTF.
+
+    Lower left is better. A model without energy or WER cannot be placed and is
+    named in the notes; one without RAM or RTF is drawn at a fixed size or in
+    grey, and named too.
+    """
+    title = "Accuracy against energy (clean audio)"
+    path = Path(out_dir) / SCATTER_FILE
+    clean = _clean(rows)
+    if not clean:
+        return _text_figure(path, title, "energy and WER unavailable: no clean-audio condition in this sweep")
+    missing = [_unavailable_text(what, clean, metric)
+               for metric, what in (("j_per_audio_s", "energy"), ("wer", "WER")) if not _any_available(clean, metric)]
+    if missing:
+        return _text_figure(path, title, "\n".join(missing))
+    label = _series_labeller(clean)
+    placed = [r for r in clean if r.stat("j_per_audio_s").mean is not None and r.stat("wer").mean is not None]
+    notes = [f"{label(r.key)}/{r.key.quant}: not placed, " + "; ".join(
+        f"{what} unavailable ({'; '.join(r.stat(m).reasons)})"
+        for m, what in (("j_per_audio_s", "energy"), ("wer", "WER")) if r.stat(m).mean is None)
+        for r in clean if r not in placed]
+    if not placed:
+        return _text_figure(path, title, "no model has both energy and WER on clean audio\n" + "\n".join(notes))
+    fig = _figure(7.5, 5.0)
+    ax = fig.add_subplot()
+    rss = [r.stat("peak_rss_mb").mean for r in placed]
+    max_rss = max((v for v in rss if v is not None), default=None)
+    rtfs = [r.stat("rtf").mean for r in placed]
+    known_rtf = [v for v in rtfs if v is not None]
+    norm = Normalize(min(known_rtf), max(known_rtf)) if known_rtf else Normalize(0, 1)
+    if known_rtf and norm.vmin == norm.vmax:
+        norm = Normalize(norm.vmin * 0.9, norm.vmax * 1.1 + 1e-9)
+    cmap = matplotlib.colormaps["viridis"]
+    area = 500.0  # points² for the largest peak RAM; area is proportional to RAM
+    for r, mem, speed in zip(placed, rss, rtfs):
+        x, y = r.stat("j_per_audio_s"), r.stat("wer")
+        ax.errorbar(x.mean, y.mean * 100, xerr=x.ci95 or 0.0, yerr=(y.ci95 or 0.0) * 100, fmt="none",
+                    ecolor="0.6", elinewidth=0.8, capsize=2, zorder=1)
+        size = area * mem / max_rss if mem is not None and max_rss else 60.0
+        colour = cmap(norm(speed)) if speed is not None else "lightgrey"
+        ax.scatter([x.mean], [y.mean * 100], s=size, color=colour, edgecolors="black", linewidths=0.6,
+                   alpha=0.9, zorder=2, linestyle="-" if mem is not None else "--")
+        name = f"{label(r.key)}/{r.key.quant}"
+        # Beside the marker (its radius is sqrt(area)/2 points), boxed so a neighbour cannot hide it.
+        ax.annotate(name, (x.mean, y.mean * 100), xytext=(size ** 0.5 / 2 + 3, 0), textcoords="offset points",
+                    fontsize=8, va="center", zorder=3,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        if mem is None:
+            notes.append(f"{name}: peak RAM unavailable ({'; '.join(r.stat('peak_rss_mb').reasons)}), drawn small")
+        if speed is None:
+            notes.append(f"{name}: RTF unavailable ({'; '.join(r.stat('rtf').reasons)}), drawn grey")
+    if known_rtf:
+        bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
+        bar.set_label("RTF (processing time / audio time)")
+    if max_rss:
+        refs = sorted({_round_nice(max_rss), _round_nice(max_rss / 2)})
+        handles = [ax.scatter([], [], s=area * v / max_rss, color="white", edgecolors="black", label=f"{v:g} MB")
+                   for v in refs]
+        ax.legend(handles=handles, title="peak RAM", loc="best", labelspacing=1.6, borderpad=1.0, frameon=False)
+    ax.margins(0.15)
+    ax.set_xlabel("energy per audio second (J/s)")
+    ax.set_ylabel("WER (%)")
+    ax.set_title(title + ": lower left is better")
+    _save(fig, path, ["points: mean over repeats; whiskers: 95 % CI (Student t); marker area proportional to "
+                      "peak RAM", *notes])
+    return FigureResult(path, title)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _clean(rows: Sequence[AggregateRow]) -> list[AggregateRow]:
+    return [r for r in rows if r.key.noise_type == "clean"]
+
+
+def _any_available(rows: Sequence[AggregateRow], metric: str) -> bool:
+    return any(r.stat(metric).mean is not None for r in rows)
+
+
+def _reasons(rows: Sequence[AggregateRow], metric: str) -> list[str]:
+    return list(dict.fromkeys(reason for r in rows for reason in r.stat(metric).reasons))
+
+
+def _unavailable_text(what: str, rows: Sequence[AggregateRow], metric: str) -> str:
+    """"energy unavailable: <reasons>", the line drawn in place of a figure or panel."""
+    reasons = _reasons(rows, metric)
+    return f"{what} unavailable: " + ("; ".join(reasons) if reasons else "no runs")
+
+
+def _series_labeller(rows: Sequence[AggregateRow]) -> Callable[[GroupKey], str]:
+    """The model as a category label, with backend, device and dataset where the sweep varies them."""
+    varying = [k for k in ("backend", "device", "dataset") if len({getattr(r.key, k) for r in rows}) > 1]
+
+    def label(key: GroupKey) -> str:
+        parts = [key.backend] if "backend" in varying else []
+        parts.append(key.model)
+        parts += [getattr(key, k) for k in ("device", "dataset") if k in varying]
+        return " · ".join(parts)
+
+    return label
+
+
+def _grouped_bars(ax, rows: Sequence[AggregateRow], metric: str, what: str, fmt: str) -> list[str]:
+    """Bars of ``metric`` with models on x and one bar per quant; returns notes for unavailable bars."""
+    label = _series_labeller(rows)
+    models = list(dict.fromkeys(label(r.key) for r in rows))
+    quants = list(dict.fromkeys(r.key.quant for r in rows))
+    by_cell = {(label(r.key), r.key.quant): r for r in rows}
+    width = 0.8 / len(quants)
+    bottom_of_axes = blended_transform_factory(ax.transData, ax.transAxes)
+    notes = []
+    for j, quant in enumerate(quants):
+        xs, heights, errs = [], [], []
+        for i, model in enumerate(models):
+            row = by_cell.get((model, quant))
+            if row is None:
+                continue  # never run: nothing to say
+            x = i - 0.4 + width * (j + 0.5)
+            st: Stat = row.stat(metric)
+            if st.mean is None:
+                ax.text(x, 0.02, "unavailable", transform=bottom_of_axes, rotation=90, ha="center", va="bottom",
+                        fontsize=7, color="0.35", style="italic")
+                notes.append(f"{model}/{quant}: {what} unavailable ({'; '.join(st.reasons)})")
+                continue
+            xs.append(x)
+            heights.append(st.mean)
+            errs.append(st.ci95 if st.ci95 is not None else 0.0)
+        if not xs:
+            ax.bar([], [], width, color=PALETTE[j % len(PALETTE)], label=quant)
+            continue
+        bars = ax.bar(xs, heights, width * 0.95, yerr=errs, capsize=3, color=PALETTE[j % len(PALETTE)],
+                      label=quant, error_kw={"elinewidth": 0.9, "ecolor": "0.2"})
+        ax.bar_label(bars, labels=[fmt.format(h) for h in heights], padding=2, fontsize=7)
+    ax.set_xticks(range(len(models)), models)
+    ax.set_xlim(-0.6, len(models) - 0.4)
+    ax.set_xlabel("model")
+    ax.margins(y=0.12)
+    ax.legend(title="quant", frameon=False)
+    return notes
+
+
+def _round_nice(value: float) -> float:
+    """A round number near ``value`` for a size legend (600, 250, 1000...)."""
+    step = 10 ** max(0, len(str(int(value))) - 2)
+    return max(step, round(value / step) * step)
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg raster canvas: no display, no global backend switch
+    return fig
+
+
+def _text_in_axes(ax, text: str) -> None:
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, _wrap(text, 48), transform=ax.transAxes, ha="center", va="center", fontsize=10,
+            color="0.25", bbox={"boxstyle": "round,pad=0.8", "facecolor": "0.95", "edgecolor": "0.7"})
+
+
+def _text_figure(path: Path, title: str, message: str) -> FigureResult:
+    """A PNG that says in words why there is nothing to plot: never an empty or all-zero plot."""
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(7.0, 3.2)
+        ax = fig.add_subplot()
+        ax.set_title(title)
+        _text_in_axes(ax, message)
+        _write(fig, path)
+    return FigureResult(path, title, unavailable=message)
+
+
+def _save(fig: Figure, path: Path, notes: Sequence[str]) -> None:
+    """Reserve room under the plot for the notes, then write the PNG."""
+    lines = [line for note in notes for line in textwrap.wrap(note, width=int(fig.get_figwidth() * 15))]
+    if lines:
+        extra_in = 0.16 * len(lines) + 0.12
+        height = fig.get_figheight()
+        fig.set_figheight(height + extra_in)
+        bottom = extra_in / (height + extra_in)
+        fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
+        fig.text(0.01, bottom - 0.03 / (height + extra_in), "\n".join(lines), ha="left", va="top", fontsize=7,
+                 color="0.3", linespacing=1.4)
+    _write(fig, path)
+
+
+def _write(fig: Figure, path: Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(path, dpi=DPI, format="png", metadata=PNG_METADATA)
+
+
+def _wrap(text: str, width: int) -> str:
+    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())

@@ -1,0 +1,101 @@
+"""The report as one self-contained HTML page: title, the aggregated table, the figures inlined.
+
+Self-contained so it can be mailed, attached to an issue or opened from a
+device's SD card: styles are inline, figures are base64 PNG data URIs, and
+nothing is fetched from anywhere. The table is the same ``TableModel`` the
+terminal shows (sweep_table.build_table), with the HTML-only columns added.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+
+from .aggregate import AggregateRow, Sweep
+from .figures import FigureResult
+from .sweep_table import Cell, TableModel, build_table
+
+REPORT_FILE = "report.html"
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", "DejaVu Sans", Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; }
+.meta { color: #555; margin-top: 0; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
+th, td { padding: 0.3em 0.6em; border-bottom: 1px solid #ddd; white-space: nowrap; }
+th { background: #f3f3f3; text-align: left; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.na { color: #888; font-style: italic; }
+sup a { color: #b36b00; text-decoration: none; }
+ol.notes { font-size: 0.85em; color: #444; }
+figure { margin: 2em 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+.scroll { overflow-x: auto; }
+"""
+
+
+def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[FigureResult] = ()) -> str:
+    """The whole page as a string; every text from the results is HTML-escaped."""
+    table = build_table(rows, sweep.title, terminal=False)
+    n_failed = sum(r.n_failed for r in rows)
+    meta = (f"{len(sweep.records)} runs in {len(rows)} conditions"
+            + (f", {n_failed} failed" if n_failed else "")
+            + (f" · {table.subtitle}" if table.subtitle else "")
+            + f" · results: {sweep.results_dir}")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{escape(sweep.title)} · edgeasr report</title>",
+        f"<style>{_STYLE}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{escape(sweep.title)}</h1>",
+        f'<p class="meta">{escape(meta)}</p>',
+        '<p class="meta">Each cell: mean over repeats ± half-width of the 95 % confidence interval (Student t); '
+        '"(n=1)" where one run gives no spread. "unavailable" means not measured, never zero; '
+        "the numbered notes say why.</p>",
+        table_html(table),
+        *(_figure_html(f) for f in figures),
+        "</body>",
+        "</html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_html(path: Path, sweep: Sweep, rows: Sequence[AggregateRow],
+               figures: Sequence[FigureResult] = ()) -> Path:
+    """Write render_html's page to ``path`` (its folder created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(sweep, rows, figures), encoding="utf-8")
+    return path
+
+
+def table_html(table: TableModel) -> str:
+    """The TableModel as an HTML <table> followed by its numbered notes."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
+    body = "\n".join("<tr>" + "".join(_cell_html(c, i >= table.n_key_columns) for i, c in enumerate(cells)) + "</tr>"
+                     for cells in table.rows)
+    notes = "".join(f'<li id="note-{i}">{escape(n)}</li>' for i, n in enumerate(table.notes, start=1))
+    return (f'<div class="scroll"><table class="sweep">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n'
+            f"</tbody>\n</table></div>\n" + (f'<ol class="notes">{notes}</ol>' if notes else ""))
+
+
+def _cell_html(cell: Cell, numeric: bool) -> str:
+    classes = [c for c, on in (("num", numeric), ("na", cell.unavailable)) if on]
+    attr = f' class="{" ".join(classes)}"' if classes else ""
+    note = f'<sup><a href="#note-{cell.note}">[{cell.note}]</a></sup>' if cell.note is not None else ""
+    return f"<td{attr}>{escape(cell.text)}{note}</td>"
+
+
+def _figure_html(fig: FigureResult) -> str:
+    data = base64.b64encode(Path(fig.path).read_bytes()).decode("ascii")
+    caption = escape(fig.title) + (f" · {escape(fig.unavailable)}" if fig.unavailable else "")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(fig.title)}">'
+            f"<figcaption>{caption}</figcaption></figure>")

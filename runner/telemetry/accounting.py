@@ -1,0 +1,180 @@
+"""Energy accounting for one run: samples + the container's events + the idle baseline -> the energy block.
+
+Pure functions: the timeline was recorded by a sampler, the windows come from
+the container's own wall-clock events (load, warm-up, inference, each
+utterance), and nothing is sampled again here. The headline figures (total_j,
+dynamic_j, avg_w, peak_w) are those of the inference window, the work a
+deployment pays for per audio second; load and warm-up are reported beside it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from .base import Sample
+from .energy import WindowEnergy, integrate
+
+WINDOWS = {
+    "load": ("load_start", "load_end"),
+    "warmup": ("warmup_start", "warmup_end"),
+    "inference": ("inference_start", "inference_end"),
+    "container": ("container_start", "container_end"),
+}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The idle power subtracted from each window: measured before the run, or given by the user."""
+
+    power_w: float | None
+    source: str  # measured | given | unavailable
+    start_ns: int | None = None
+    end_ns: int | None = None
+    reason: str | None = None
+
+
+def measured_baseline(samples: Sequence[Sample], start_ns: int, end_ns: int) -> Baseline:
+    """Time-weighted mean power over the idle window, or unavailable with integrate()'s reason."""
+    w = integrate(samples, start_ns, end_ns)
+    if w.avg_w is None:
+        return Baseline(None, "unavailable", start_ns, end_ns, f"idle window: {w.reason}")
+    return Baseline(w.avg_w, "measured", start_ns, end_ns)
+
+
+def event_windows(events: Sequence[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """name -> (start_ns, end_ns) on the host wall clock, for the windows the container recorded."""
+    out = {}
+    for name, (start, end) in WINDOWS.items():
+        t0 = next((e["t_ns"] for e in events if e.get("event") == start), None)
+        t1 = next((e["t_ns"] for e in reversed(events) if e.get("event") == end), None)
+        if t0 is not None and t1 is not None and t1 >= t0:
+            out[name] = (t0, t1)
+    return out
+
+
+def utterance_windows(events: Sequence[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    starts: dict[str, int] = {}
+    out = {}
+    for e in events:
+        if e.get("event") == "utterance_start":
+            starts[e["id"]] = e["t_ns"]
+        elif e.get("event") == "utterance_end" and e.get("id") in starts:
+            out[e["id"]] = (starts[e["id"]], e["t_ns"])
+    return out
+
+
+def _window_json(w: WindowEnergy, base: Baseline) -> dict[str, Any]:
+    data = w.to_json()
+    data["dynamic_j"] = w.dynamic_j(base.power_w)
+    if data["dynamic_j"] is None and w.total_j is not None:
+        data.setdefault("unavailable", {})["dynamic_j"] = base.reason or "no idle baseline"
+    return data
+
+
+def _peak(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
+    values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
+    return max(values) if values else None
+
+
+def _mean(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
+    values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
+    return sum(values) / len(values) if values else None
+
+
+def unavailable_block(source: str | None, reason: str) -> dict[str, Any]:
+    """The energy block when nothing could be measured: every figure null, one reason; never 0."""
+    fields = ("total_j", "dynamic_j", "j_per_audio_s", "j_per_utterance", "avg_w", "peak_w", "baseline_w")
+    block: dict[str, Any] = {"source": source, "total_kind": None, **{f: None for f in fields}}
+    block.update(per_window={}, per_rail={}, n_samples=0, interval_ms=None)
+    block["unavailable"] = {f: reason for f in fields}
+    return block
+
+
+def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline,
+                 audio_s: float | None, n_ok: int, interval_ms_requested: int) -> dict[str, Any]:
+    """The summary's `energy` block; every missing figure is null with its reason in `unavailable`."""
+    windows = event_windows(events)
+    unavailable: dict[str, str] = {}
+    per_window = {name: _window_json(integrate(samples, t0, t1), base) for name, (t0, t1) in windows.items()}
+    inf = per_window.get("inference")
+    if inf is None:
+        return {**unavailable_block(source, "the container recorded no inference window"),
+                "n_samples": len(samples), "per_window": per_window}
+    times = [s.t_ns for s in samples]
+    mean_interval = ((times[-1] - times[0]) / (len(times) - 1) / 1e6) if len(times) > 1 else None
+    block: dict[str, Any] = {
+        "source": source,
+        "total_kind": inf.get("total_kind"),
+        "baseline_w": base.power_w,
+        "baseline_source": base.source,
+        "baseline_window_ns": [base.start_ns, base.end_ns] if base.start_ns is not None else None,
+        "total_j": inf.get("total_j"),
+        "dynamic_j": inf.get("dynamic_j"),
+        "avg_w": inf.get("avg_w"),
+        "peak_w": inf.get("peak_w"),
+        "j_per_audio_s": None,
+        "dynamic_j_per_audio_s": None,
+        "j_per_utterance": None,
+        "per_window": per_window,
+        "per_rail": dict(inf.get("per_channel_j") or {}),
+        "n_samples": len(samples),
+        "interval_ms": mean_interval,
+        "interval_ms_requested": interval_ms_requested,
+    }
+    if base.power_w is None:
+        unavailable["baseline_w"] = base.reason or "not measured"
+    if inf.get("total_j") is None:
+        reason = inf.get("reason") or "the inference window could not be integrated"
+        for f in ("total_j", "dynamic_j", "avg_w", "peak_w", "j_per_audio_s", "j_per_utterance"):
+            unavailable[f] = reason
+    else:
+        if audio_s:
+            block["j_per_audio_s"] = inf["total_j"] / audio_s
+            if inf.get("dynamic_j") is not None:
+                block["dynamic_j_per_audio_s"] = inf["dynamic_j"] / audio_s
+        else:
+            unavailable["j_per_audio_s"] = "no audio was transcribed"
+        if n_ok:
+            block["j_per_utterance"] = inf["total_j"] / n_ok
+        if inf.get("dynamic_j") is None:
+            unavailable["dynamic_j"] = base.reason or "no idle baseline"
+    if "container" in windows:
+        c0, c1 = windows["container"]
+        peak = _peak(samples, c0, c1)
+        idle = _mean(samples, base.start_ns, base.end_ns) if base.start_ns is not None else None
+        label = "ram" if source in ("tegrastats", "jtop") else "gpu_mem"
+        block[f"{label}_peak_mb"] = peak
+        # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
+        block[f"{label}_peak_delta_mb"] = peak - idle if peak is not None and idle is not None else None
+        if block[f"{label}_peak_delta_mb"] is None:
+            unavailable[f"{label}_peak_delta_mb"] = ("the sampler reports no memory" if peak is None else
+                                                    "no idle window was measured to compare with")
+    block["unavailable"] = unavailable
+    return block
+
+
+def utterance_energy(samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline) -> dict[str, dict]:
+    """id -> {energy_j, dynamic_j} (or the reason it is unavailable) for each utterance's window."""
+    out = {}
+    for uid, (t0, t1) in utterance_windows(events).items():
+        w = integrate(samples, t0, t1)
+        out[uid] = {"energy_j": w.total_j, "dynamic_j": w.dynamic_j(base.power_w),
+                    "energy_unavailable": w.reason if w.total_j is None else None}
+    return out
+
+
+def write_trace_csv(path: Path, samples: Sequence[Sample]) -> None:
+    """The raw timeline: one row per sample, one column per channel (W), host wall clock in ns."""
+    channels = sorted({name for s in samples for name in s.power_w})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["t_ns", "total_w", "total_kind", "total_energy_j", "mem_used_mb",
+                         *[f"{c}_w" for c in channels]])
+        for s in samples:
+            writer.writerow([s.t_ns, s.total_w, s.total_kind, s.total_energy_j, s.mem_used_mb,
+                             *[s.power_w.get(c) for c in channels]])
+    tmp.replace(path)

@@ -1,0 +1,56 @@
+"""jtop sampler: Jetson power and RAM through the jetson-stats service (optional).
+
+jetson-stats' `jtop` service reads the same INA3221 rails as tegrastats and
+serves them over a socket; where it runs, it spares us a tegrastats child
+process. It is optional: without the package or the service socket, probe()
+says which is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .base import Availability, Sample
+from .polling import PollingSampler
+
+SOCKET = "/run/jtop.sock"
+
+
+class JtopSampler(PollingSampler):
+    name = "jtop"
+
+    def __init__(self, interval_ms: int = 100, socket_path: str = SOCKET) -> None:
+        super().__init__(interval_ms)
+        self._socket = socket_path
+        self._jtop = None
+
+    def probe(self) -> Availability:
+        try:
+            import jtop  # noqa: F401  (jetson-stats)
+        except ImportError:
+            return Availability.no("jetson-stats is not installed (pip install jetson-stats)")
+        if not os.path.exists(self._socket):
+            return Availability.no(f"the jtop service socket {self._socket} does not exist (is jtop.service running?)")
+        return Availability.yes()
+
+    def _open(self) -> None:
+        from jtop import jtop
+
+        self._jtop = jtop(interval=self.interval_ms / 1000.0)
+        self._jtop.start()
+
+    def _close(self) -> None:
+        if self._jtop is not None:
+            self._jtop.close()
+            self._jtop = None
+
+    def _read(self) -> Sample:
+        power = self._jtop.power  # {"rail": {name: {"power": mW, ...}}, "tot": {"power": mW, "name": ...}}
+        rails = {name: r["power"] / 1000.0 for name, r in power.get("rail", {}).items() if "power" in r}
+        tot = power.get("tot") or {}
+        total_w = tot["power"] / 1000.0 if "power" in tot else None
+        kind = f"input_rail:{tot.get('name')}" if total_w is not None else "jtop reported no total"
+        mem = self._jtop.memory.get("RAM", {})
+        used_mb = mem["used"] / 1024.0 if "used" in mem else None  # jtop reports kB
+        return Sample(t_ns=time.time_ns(), power_w=rails, total_w=total_w, total_kind=kind, mem_used_mb=used_mb)

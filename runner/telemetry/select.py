@@ -1,0 +1,46 @@
+"""Choose the power sampler for a run: by name, or automatically by platform.
+
+Asked for by name and unavailable: the run stops before any container starts
+(the person wanted that measurement). Auto-detected and unavailable: the run
+goes on and the result says energy is unavailable, with every reason tried.
+"""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from .base import NullSampler, Sampler
+from .registry import SAMPLER_NAMES, make_sampler
+
+CHOICES = ("auto", *SAMPLER_NAMES)
+
+
+def auto_order(device: str) -> list[str]:
+    """Jetson first (tegrastats, then jtop), NVML when the run uses an NVIDIA GPU, RAPL for CPUs."""
+    order = ["tegrastats", "jtop"]
+    if device == "cuda":
+        order.append("nvml")
+    order.append("rapl")
+    return order
+
+
+def select_sampler(requested: str, device: str, interval_ms: int) -> tuple[Sampler, str | None]:
+    """(sampler, reason energy will be unavailable or None)."""
+    if requested not in CHOICES:
+        raise UserError(f"--telemetry {requested!r} is unknown; choose one of {', '.join(CHOICES)}")
+    if requested == "none":
+        return NullSampler(), "telemetry turned off (--telemetry none)"
+    if requested != "auto":
+        sampler = make_sampler(requested, interval_ms)
+        availability = sampler.probe()
+        if not availability.ok:
+            raise UserError(f"--telemetry {requested}: {availability.reason}")
+        return sampler, None
+    reasons = []
+    for name in auto_order(device):
+        sampler = make_sampler(name, interval_ms)
+        availability = sampler.probe()
+        if availability.ok:
+            return sampler, None
+        reasons.append(f"{name}: {availability.reason}")
+    reason = "no power sensor found (" + "; ".join(reasons) + ")"
+    return NullSampler(reason), reason

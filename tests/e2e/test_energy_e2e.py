@@ -1,0 +1,99 @@
+"""Energy end to end: the real runner and container, with a FAKE tegrastats on PATH.
+
+No Jetson exists here, so tests/fixtures/fake_bin/tegrastats (a faithful fake:
+real line formats of three boards) prints a power profile known in advance. The
+runner's integrated energy must match the exact integral of that profile over
+the container's own inference window within 2%, and the idle baseline must be
+the profile's idle level and be subtracted correctly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from helpers import ROOT
+
+pytestmark = pytest.mark.e2e
+
+FAKE_BIN = ROOT / "tests" / "fixtures" / "fake_bin"
+# [seconds from T0, input power in mW], piecewise constant: idle at 3 W for the first 10 s, then varied load.
+PROFILE = [[0, 3000], [10, 7000], [12, 9500], [14.5, 6000], [16, 8000], [19, 5000], [21, 9000], [24, 7000],
+           [28, 8500], [33, 6500]]
+
+
+def exact_j(t0_ns: int, start_ns: int, end_ns: int) -> float:
+    edges = [t0_ns + int(t * 1e9) for t, _ in PROFILE] + [end_ns + 1]
+    total = 0.0
+    if start_ns < edges[0]:
+        total += PROFILE[0][1] / 1000 * (min(end_ns, edges[0]) - start_ns) / 1e9
+    for (_, mw), lo, hi in zip(PROFILE, edges, edges[1:]):
+        a, b = max(start_ns, lo), min(end_ns, hi)
+        if b > a:
+            total += mw / 1000 * (b - a) / 1e9
+    return total
+
+
+def _env(board: str) -> tuple[dict, int]:
+    t0 = time.time_ns()
+    env = dict(os.environ, PATH=f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}", FAKE_TEGRASTATS_BOARD=board,
+               FAKE_TEGRASTATS_PROFILE=json.dumps(PROFILE), FAKE_TEGRASTATS_T0_NS=str(t0))
+    return env, t0
+
+
+def _check(out, t0: int, total_kind: str) -> dict:
+    s = json.loads((out / "summary.json").read_text())
+    assert s["status"] == "ok", s["error"]
+    e = s["energy"]
+    assert e["source"] == "tegrastats" and e["total_kind"] == total_kind
+    inf = e["per_window"]["inference"]
+    assert e["total_j"] == pytest.approx(exact_j(t0, inf["start_ns"], inf["end_ns"]), rel=0.02)
+    b0, b1 = e["baseline_window_ns"]
+    assert b1 < t0 + 10e9, "the idle window must fall inside the profile's idle segment"
+    assert e["baseline_w"] == pytest.approx(3.0, rel=0.01) and e["baseline_source"] == "measured"
+    assert e["dynamic_j"] == pytest.approx(e["total_j"] - e["baseline_w"] * inf["duration_s"], rel=1e-9)
+    assert e["j_per_audio_s"] == pytest.approx(e["total_j"] / s["audio_s"])
+    assert 90 < e["interval_ms"] < 115 and e["n_samples"] > 20
+    for name in ("load", "warmup", "container"):
+        w = e["per_window"][name]
+        assert w["total_j"] == pytest.approx(exact_j(t0, w["start_ns"], w["end_ns"]), rel=0.05, abs=0.3)
+    utts = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
+    assert all(u["energy_j"] is not None and u["energy_j"] > 0 for u in utts)
+    assert sum(u["energy_j"] for u in utts) <= e["total_j"] * 1.01
+    header = (out / "telemetry.csv").read_text().splitlines()[0]
+    assert header.startswith("t_ns,total_w,total_kind")
+    assert subprocess.run(["pgrep", "-f", "fake_bin/tegrastats"]).returncode == 1, "tegrastats left running"
+    return s
+
+
+def test_make_run_with_fake_orin_nano_tegrastats(tmp_path):
+    # Bring make's prerequisites up to date first, so that the profile's clock starts with the run itself.
+    subprocess.run(["make", "-s", "venv", "models", "ensure-image"], cwd=ROOT, check=True, capture_output=True)
+    env, t0 = _env("orin-nano-jp6")
+    out = tmp_path / "run"
+    r = subprocess.run(["make", "-s", "run", f"OUT={out}", "ARGS=--telemetry tegrastats --baseline-s 2"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = _check(out, t0, "input_rail:VDD_IN")
+    assert set(s["energy"]["per_rail"]) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
+    assert s["energy"]["ram_peak_delta_mb"] is not None
+    assert "energy (inference)" in r.stdout
+
+
+@pytest.mark.parametrize("board,kind", [("agx-orin", "partial_sum_of_rails"), ("nano-jp4", "input_rail:POM_5V_IN")])
+def test_other_boards_through_the_cli(tmp_path, board, kind):
+    env, t0 = _env(board)
+    rows = [json.loads(line) for line in (ROOT / "data/default/manifest.jsonl").read_text().splitlines()][:6]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(dict(r, audio=str(ROOT / "data/default" / r["audio"]))) + "\n"
+                                for r in rows))
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "runner.cli", "run", "--data", str(manifest), "--out", str(out),
+                        "--telemetry", "tegrastats", "--baseline-s", "2"], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    _check(out, t0, kind)

@@ -1,0 +1,108 @@
+"""Energy accounting from a replayed timeline and container events; sampler selection."""
+
+import csv
+import json
+
+import pytest
+
+from runner.errors import UserError
+from runner.telemetry import accounting
+from runner.telemetry.base import NullSampler, Sample
+from runner.telemetry.select import select_sampler
+
+S = 1_000_000_000
+T0 = 1_800_000_000 * S
+
+
+def _timeline(profile, seconds, interval_s=0.1, ram=lambda t: 3000.0):
+    """Samples every interval_s of a power profile f(t) in W, t in s from T0."""
+    out = []
+    n = round(seconds / interval_s) + 1
+    for i in range(n):
+        t = i * interval_s
+        out.append(Sample(t_ns=T0 + int(t * S), power_w={"VDD_IN": profile(t)}, total_w=profile(t),
+                          total_kind="input_rail:VDD_IN", mem_used_mb=ram(t)))
+    return out
+
+
+def _ev(name, t, **kw):
+    return {"event": name, "t_ns": T0 + int(t * S), "mono_ns": int(t * S), **kw}
+
+
+EVENTS = [_ev("container_start", 2.0), _ev("load_start", 2.1), _ev("load_end", 3.0), _ev("warmup_start", 3.0),
+          _ev("warmup_end", 3.5), _ev("inference_start", 3.5), _ev("utterance_start", 3.5, id="a"),
+          _ev("utterance_end", 5.5, id="a"), _ev("utterance_start", 5.5, id="b"), _ev("utterance_end", 7.5, id="b"),
+          _ev("inference_end", 7.5), _ev("container_end", 7.6)]
+
+
+def test_windows_baseline_and_dynamic_energy_are_exact_for_a_linear_profile():
+    # 3 W idle for 2 s, then a ramp: P(t) = 3 + (t - 2) W. Trapezoid is exact for piecewise-linear power.
+    samples = _timeline(lambda t: 3.0 if t < 2 else 3.0 + (t - 2.0), 9.0, ram=lambda t: 3000 + (200 if t > 3 else 0))
+    base = accounting.measured_baseline(samples, T0, T0 + 2 * S)
+    assert base.power_w == pytest.approx(3.0) and base.source == "measured"
+    block = accounting.energy_block("tegrastats", samples, EVENTS, base, audio_s=8.0, n_ok=2,
+                                    interval_ms_requested=100)
+    exact = 3.0 * 4.0 + ((5.5 ** 2 - 1.5 ** 2) / 2)  # integral of 3 + (t-2) over [3.5, 7.5]
+    assert block["total_j"] == pytest.approx(exact, rel=1e-6)
+    assert block["dynamic_j"] == pytest.approx(exact - 3.0 * 4.0, rel=1e-6)
+    assert block["j_per_audio_s"] == pytest.approx(exact / 8.0, rel=1e-6)
+    assert block["j_per_utterance"] == pytest.approx(exact / 2, rel=1e-6)
+    assert block["per_window"]["load"]["total_j"] == pytest.approx(3.0 * 0.9 + (1.0 ** 2 - 0.1 ** 2) / 2, rel=1e-6)
+    assert block["peak_w"] == pytest.approx(8.5, rel=1e-3) and block["interval_ms"] == pytest.approx(100.0)
+    assert block["ram_peak_delta_mb"] == pytest.approx(200.0)
+    assert block["unavailable"] == {}
+    per_utt = accounting.utterance_energy(samples, EVENTS, base)
+    assert per_utt["a"]["energy_j"] == pytest.approx(3 * 2 + (3.5 ** 2 - 1.5 ** 2) / 2, rel=1e-6)
+    assert per_utt["b"]["dynamic_j"] == pytest.approx((5.5 ** 2 - 3.5 ** 2) / 2, rel=1e-6)
+
+
+def test_missing_baseline_leaves_dynamic_unavailable_not_zero():
+    samples = _timeline(lambda t: 5.0, 9.0)
+    base = accounting.Baseline(None, "unavailable", reason="the idle baseline was skipped (--baseline-s 0)")
+    block = accounting.energy_block("rapl", samples, EVENTS, base, 8.0, 2, 100)
+    assert block["total_j"] == pytest.approx(20.0)
+    assert block["dynamic_j"] is None and block["baseline_w"] is None
+    assert block["unavailable"]["dynamic_j"] == "the idle baseline was skipped (--baseline-s 0)"
+    assert block["gpu_mem_peak_mb"] == 3000.0  # non-Jetson sources label memory as GPU memory
+
+
+def test_sparse_samples_flag_the_window_instead_of_guessing():
+    samples = _timeline(lambda t: 5.0, 9.0, interval_s=3.0)  # samples at 0, 3, 6, 9 s
+    block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(4.0, "given"), 8.0, 2, 3000)
+    per_utt = accounting.utterance_energy(samples, EVENTS, accounting.Baseline(4.0, "given"))
+    assert per_utt["a"]["energy_j"] is None and "at least 2" in per_utt["a"]["energy_unavailable"]
+    # the 4 s inference window holds one sample (at 6 s): flagged with the reason, not guessed
+    assert block["total_j"] is None and "at least 2" in block["unavailable"]["total_j"]
+    assert block["j_per_audio_s"] is None and block["unavailable"]["j_per_audio_s"] == block["unavailable"]["total_j"]
+
+
+def test_unavailable_block_has_reasons_for_every_figure():
+    block = accounting.unavailable_block(None, "no power sensor found")
+    assert block["total_j"] is None and block["n_samples"] == 0
+    assert set(block["unavailable"]) >= {"total_j", "dynamic_j", "j_per_audio_s", "avg_w", "baseline_w"}
+
+
+def test_trace_csv_has_one_column_per_channel(tmp_path):
+    samples = _timeline(lambda t: 2.0, 0.3)
+    accounting.write_trace_csv(tmp_path / "t.csv", samples)
+    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    assert len(rows) == 4 and rows[0]["VDD_IN_w"] == "2.0" and int(rows[1]["t_ns"]) - int(rows[0]["t_ns"]) == S // 10
+
+
+def test_auto_selection_without_sensors_names_every_reason(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tegrastats on PATH
+    sampler, reason = select_sampler("auto", "cpu", 100)
+    assert isinstance(sampler, NullSampler)
+    assert reason.startswith("no power sensor found (tegrastats:") and "rapl:" in reason
+    assert "nvml" not in reason  # NVML is only tried for CUDA runs
+
+
+def test_asked_for_by_name_and_unavailable_stops_before_launch(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match="--telemetry tegrastats: .*not found on PATH"):
+        select_sampler("tegrastats", "cpu", 100)
+
+
+def test_none_is_unavailable_with_reason():
+    sampler, reason = select_sampler("none", "cpu", 100)
+    assert isinstance(sampler, NullSampler) and reason == "telemetry turned off (--telemetry none)"
