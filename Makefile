@@ -62,6 +62,7 @@ test: venv models images
 
 bench: venv models ensure-image
 	$(VENV)/bin/python bench/bench_overhead.py --model $(MODEL) --quant $(QUANT)
+	$(VENV)/bin/python bench/bench_sampler.py
 
 clean:
 	rm -rf build results .pytest_cache

@@ -23,6 +23,7 @@ COMMANDS = {
     "images": "build the base and backend images",
     "tegrastats": "parse tegrastats logs (one JSON object per line)",
     "energy": "integrate the energy of a window of a recorded tegrastats log",
+    "report": "aggregate a sweep's results into a table, figures and report.html",
 }
 
 

@@ -50,6 +50,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf")
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
+NO_WHISKER = float("nan")  # n = 1: no interval, so no whisker (a 0 would draw a cap that looks like certainty)
 CI_NOTE = "bars and points: mean over repeats; whiskers: 95 % CI (Student t); no whisker where n = 1"
 
 ENERGY_FILE = "energy_by_model_quant.png"
@@ -108,7 +109,7 @@ def energy_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figure
     notes = _grouped_bars(ax, clean, "j_per_audio_s", "energy", "{:.3f}")
     ax.set_ylabel("energy per audio second (J/s)")
     ax.set_title(title)
-    _save(fig, path, [CI_NOTE, *notes])
+    _save(fig, path, [CI_NOTE, *notes, *_failure_notes(clean)])
     return FigureResult(path, title)
 
 
@@ -129,6 +130,7 @@ def wer_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
     fig = _figure(max(5.0, 3.6 * len(panels)) + 0.5, 4.4)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     notes: list[str] = []
+    top = 0.0  # highest mean + CI drawn: the shared y axis runs from 0 to a little above it
     for ax, noise in zip(axes, panels):
         noisy = [r for r in rows if r.key.noise_type == noise and noise != "clean"]
         snrs = sorted({r.key.snr_db for r in noisy if r.key.snr_db is not None}, reverse=True)
@@ -156,7 +158,8 @@ def wer_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
                     continue
                 xs.append(x + (i - (len(series) - 1) / 2) * dodge)
                 ys.append(st.mean * 100)
-                errs.append(st.ci95 * 100 if st.ci95 is not None else 0.0)
+                errs.append(st.ci95 * 100 if st.ci95 is not None else NO_WHISKER)
+                top = max(top, ys[-1] + (errs[-1] if st.ci95 is not None else 0.0))
             if not xs:
                 continue
             ax.errorbar(xs, ys, yerr=errs, color=PALETTE[models.index(model) % len(PALETTE)],
@@ -167,7 +170,7 @@ def wer_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
         ax.set_xlim(-0.4, len(levels) - 0.6)
         ax.set_xlabel("SNR (dB), harsher to the right" if noise != "clean" else "")
         ax.set_title(f"{noise} noise" if noise != "clean" else "clean audio only")
-        ax.set_ylim(bottom=0)
+    axes[0].set_ylim(0, top * 1.08 if top > 0 else 1.0)
     axes[0].set_ylabel("WER (%)")
     handles = [Line2D([], [], color=PALETTE[i % len(PALETTE)], linewidth=2, label=m) for i, m in enumerate(models)]
     handles += [Line2D([], [], color="0.3", linestyle=LINESTYLES[j % len(LINESTYLES)],
@@ -175,7 +178,7 @@ def wer_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
     axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="model / quant",
                     frameon=False)
     fig.suptitle(title)
-    _save(fig, path, [CI_NOTE.replace("bars and points", "points"), *dict.fromkeys(notes)])
+    _save(fig, path, [CI_NOTE.replace("bars and points", "points"), *dict.fromkeys(notes), *_failure_notes(rows)])
     return FigureResult(path, title)
 
 
@@ -203,7 +206,7 @@ def rtf_ram_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figur
         notes += _grouped_bars(ax, clean, metric, what, fmt)
         ax.set_ylabel(ylabel)
     fig.suptitle(title)
-    _save(fig, path, [CI_NOTE, *dict.fromkeys(notes)])
+    _save(fig, path, [CI_NOTE, *dict.fromkeys(notes), *_failure_notes(clean)])
     return FigureResult(path, title)
 
 
@@ -245,8 +248,9 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
     area = 500.0  # points² for the largest peak RAM; area is proportional to RAM
     for r, mem, speed in zip(placed, rss, rtfs):
         x, y = r.stat("j_per_audio_s"), r.stat("wer")
-        ax.errorbar(x.mean, y.mean * 100, xerr=x.ci95 or 0.0, yerr=(y.ci95 or 0.0) * 100, fmt="none",
-                    ecolor="0.6", elinewidth=0.8, capsize=2, zorder=1)
+        if x.ci95 is not None or y.ci95 is not None:  # n = 1 has no interval: draw no whisker, not a 0-wide one
+            ax.errorbar(x.mean, y.mean * 100, xerr=x.ci95, yerr=None if y.ci95 is None else y.ci95 * 100,
+                        fmt="none", ecolor="0.6", elinewidth=0.8, capsize=2, zorder=1)
         size = area * mem / max_rss if mem is not None and max_rss else 60.0
         colour = cmap(norm(speed)) if speed is not None else "lightgrey"
         ax.scatter([x.mean], [y.mean * 100], s=size, color=colour, edgecolors="black", linewidths=0.6,
@@ -273,7 +277,7 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
     ax.set_ylabel("WER (%)")
     ax.set_title(title + ": lower left is better")
     _save(fig, path, ["points: mean over repeats; whiskers: 95 % CI (Student t); marker area proportional to "
-                      "peak RAM", *notes])
+                      "peak RAM", *notes, *_failure_notes(clean)])
     return FigureResult(path, title)
 
 
@@ -281,6 +285,13 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
 
 def _clean(rows: Sequence[AggregateRow]) -> list[AggregateRow]:
     return [r for r in rows if r.key.noise_type == "clean"]
+
+
+def _failure_notes(rows: Sequence[AggregateRow]) -> list[str]:
+    """One line per condition with failed runs: a mean over fewer repeats should say so."""
+    label = _series_labeller(rows)
+    return [f"{label(r.key)}/{r.key.quant} {r.key.noise_label}: {r.n_failed} of {r.n_runs} runs failed "
+            f"({'; '.join(r.errors)}), not averaged in" for r in rows if r.n_failed]
 
 
 def _any_available(rows: Sequence[AggregateRow], metric: str) -> bool:
@@ -334,7 +345,7 @@ def _grouped_bars(ax, rows: Sequence[AggregateRow], metric: str, what: str, fmt:
                 continue
             xs.append(x)
             heights.append(st.mean)
-            errs.append(st.ci95 if st.ci95 is not None else 0.0)
+            errs.append(st.ci95 if st.ci95 is not None else NO_WHISKER)
         if not xs:
             ax.bar([], [], width, color=PALETTE[j % len(PALETTE)], label=quant)
             continue

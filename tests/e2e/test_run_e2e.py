@@ -198,3 +198,22 @@ def test_interrupt_removes_the_container(ready, tmp_path):
         assert proc.returncode == 130, err
         assert "interrupted" in err and "Traceback" not in err
         assert not client.containers.list(all=True, filters={"label": MANAGED})
+
+
+def test_local_engine_gives_the_same_transcripts_as_docker(ready, tmp_path):
+    """--engine local runs the same entrypoint as a host process: same contract, same results."""
+    ids = ["harvard-01-04", "harvard-02-01", "harvard-02-07"]
+    data = _subset(tmp_path, ids)
+    outs = {}
+    for engine in ("docker", "local"):
+        outs[engine] = tmp_path / engine
+        r = edgeasr("run", "--engine", engine, "--data", str(data), "--out", str(outs[engine]), "--threads", "2")
+        assert r.returncode == 0, r.stderr
+    d, l = _summary(outs["docker"]), _summary(outs["local"])
+    assert l["engine"] == "local" and d["engine"] == "docker"
+    assert l["image"]["id"] is None and l["versions"]["ctranslate2"] == d["versions"]["ctranslate2"]
+    hyp = {e: [u["hypothesis"] for u in _utts(outs[e])] for e in outs}
+    assert hyp["local"] == hyp["docker"]
+    assert l["wer"] == d["wer"] and l["rtf"] > 0
+    for name in ("events.jsonl", "transcripts.jsonl", "status.json"):
+        assert (outs["local"] / "raw" / name).is_file()

@@ -1,0 +1,301 @@
+"""The report stage: aggregation by hand, unavailable values kept apart from zeros, figures, HTML and the CLI."""
+
+import argparse
+import io
+import json
+import math
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+from rich.console import Console
+
+from runner.commands import report as report_cmd
+from runner.errors import UserError
+from runner.report import figures
+from runner.report.aggregate import (NO_REASON, GroupKey, aggregate, load_sweep, metric_value, parse_record,
+                                     summarize, t975)
+from runner.report.html import render_html, write_html
+from runner.report.sweep_table import build_table, format_stat, print_sweep_table
+
+FIXTURE = ROOT / "tests/fixtures/sweep"
+NO_ENERGY = "no energy source on this host (no tegrastats, RAPL or NVML)"
+OOM = "container exited with code 137 (out of memory)"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _rows(results_dir: Path = FIXTURE):
+    return aggregate(load_sweep(results_dir).records)
+
+
+def _row(rows, model, quant, noise="clean", snr=None):
+    key = GroupKey("faster-whisper", model, quant, "cuda", "default", noise, snr)
+    return next(r for r in rows if r.key == key)
+
+
+def _copy_fixture(tmp_path: Path) -> Path:
+    dest = tmp_path / "results"
+    shutil.copytree(FIXTURE, dest)
+    return dest
+
+
+def _without_energy(tmp_path: Path) -> Path:
+    """The fixture sweep as a host with no energy source writes it: energy figures null, with the reason."""
+    dest = tmp_path / "no-energy"
+    dest.mkdir()
+    lines = []
+    for line in (FIXTURE / "conditions.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["summary"].get("energy") is not None:
+            fields = ("total_j", "dynamic_j", "j_per_audio_s", "avg_w", "peak_w", "baseline_w")
+            rec["summary"]["energy"] = {"source": None, **{f: None for f in fields},
+                                        "unavailable": {f: NO_ENERGY for f in fields}}
+        lines.append(json.dumps(rec))
+    (dest / "conditions.jsonl").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR", f"{path} is not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def _assert_readable_png(path: Path) -> None:
+    width, height = _png_size(path)
+    assert 600 <= width <= 3000 and 300 <= height <= 2000, (path, width, height)
+    assert path.stat().st_size > 10_000  # a real drawing, not an empty canvas
+
+
+# ---------------------------------------------------------------- statistics by hand
+
+def test_t_quantiles_from_the_table_and_normal_beyond():
+    assert t975(1) == 12.706 and t975(2) == 4.303 and t975(30) == 2.042
+    assert t975(31) == 1.96 and t975(500) == 1.96
+    with pytest.raises(ValueError):
+        t975(0)
+
+
+def test_summarize_by_hand_ignores_nulls_and_keeps_their_reasons():
+    st = summarize([0.10, 0.14, None, None], [None, None, "no GPU", "no GPU"])
+    assert st.n == 2 and st.mean == pytest.approx(0.12)
+    assert st.std == pytest.approx(0.04 / math.sqrt(2))  # sample std, ddof=1
+    assert st.ci95 == pytest.approx(12.706 * (0.04 / math.sqrt(2)) / math.sqrt(2))  # = 12.706 * 0.02
+    assert st.ci95 == pytest.approx(0.25412)
+    assert st.n_unavailable == 2 and st.reasons == ("no GPU",)
+
+    three = summarize([1.0, 2.0, 3.0])
+    assert (three.mean, three.std) == (2.0, 1.0) and three.ci95 == pytest.approx(4.303 / math.sqrt(3))
+
+    one = summarize([5.0, None])
+    assert one.mean == 5.0 and one.std is None and one.ci95 is None and one.reasons == (NO_REASON,)
+
+    none = summarize([None], ["killed"])
+    assert none.n == 0 and none.mean is None and not none.available and none.reasons == ("killed",)
+
+
+def test_reasons_are_found_in_every_unavailable_map_innermost_first():
+    s = {"wer": None, "rtf": 0.5, "flag": True, "unavailable": {"wer": "no references", "energy": "no sensor",
+                                                                "latency_ms.p50": "one utterance"},
+         "latency_ms": None}
+    assert metric_value(s, ("rtf",)) == (0.5, None)
+    assert metric_value(s, ("wer",)) == (None, "no references")
+    assert metric_value(s, ("energy", "total_j")) == (None, "no sensor")  # block absent: its summary-level reason
+    assert metric_value(s, ("latency_ms", "p50")) == (None, "one utterance")
+    assert metric_value({"energy": {"total_j": None, "unavailable": {"total_j": "too few samples"}},
+                         "unavailable": {"energy": "outer"}}, ("energy", "total_j")) == (None, "too few samples")
+    assert metric_value({"cer": None}, ("cer",)) == (None, NO_REASON)
+    assert metric_value({}, ("cer",)) == (None, "not in the results")
+    assert metric_value(s, ("flag",))[0] is None  # a bool is not a measurement
+    assert metric_value({"wer": float("nan")}, ("wer",))[0] is None
+
+
+# ---------------------------------------------------------------- the fixture sweep
+
+def test_fixture_aggregates_by_hand():
+    sweep = load_sweep(FIXTURE)
+    assert sweep.title == "Jetson Orin smoke sweep" and len(sweep.records) == 24
+    rows = aggregate(sweep.records)
+    assert len(rows) == 12  # 2 models x 2 quants x (clean + 2 SNRs), repeats folded
+    assert [r.key.noise_label for r in rows[:3]] == ["clean", "white 20 dB", "white 5 dB"]  # clean, then harsher
+    assert [(r.key.model, r.key.quant) for r in rows[::3]] == [
+        ("tiny.en", "int8"), ("tiny.en", "float16"), ("base.en", "int8"), ("base.en", "float16")]
+
+    row = _row(rows, "tiny.en", "int8")
+    wer = row.stat("wer")  # repeats: 0.0572, 0.058
+    assert (wer.n, wer.n_unavailable) == (2, 0)
+    assert wer.mean == pytest.approx(0.0576)
+    assert wer.std == pytest.approx(0.0008 / math.sqrt(2))
+    assert wer.ci95 == pytest.approx(12.706 * 0.0008 / 2)
+    energy = row.stat("j_per_audio_s")  # repeats: 0.4771, 0.4989
+    assert energy.mean == pytest.approx(0.488) and energy.ci95 == pytest.approx(12.706 * 0.0218 / 2)
+
+
+def test_failed_run_is_counted_not_averaged():
+    row = _row(_rows(), "base.en", "float16", "white", 5.0)
+    assert (row.n_runs, row.n_ok, row.n_failed) == (2, 1, 1) and row.errors == (OOM,)
+    load = row.stat("load_s")  # the failed run recorded load_s 3.5; only the good run's 3.53 counts
+    assert load.n == 1 and load.mean == pytest.approx(3.53) and load.ci95 is None
+    assert load.n_unavailable == 1 and load.reasons == (f"run failed: {OOM}",)
+
+
+def test_partial_run_is_averaged():
+    row = _row(_rows(), "tiny.en", "int8", "white", 5.0)
+    assert row.n_partial == 1 and row.n_failed == 0
+    assert row.stat("wer").n == 2 and row.stat("wer").mean == pytest.approx((0.1922 + 0.1926) / 2)
+
+
+def test_energy_unavailable_is_counted_with_its_reason(tmp_path):
+    rows = _rows(_without_energy(tmp_path))
+    st = _row(rows, "tiny.en", "int8").stat("j_per_audio_s")
+    assert (st.n, st.mean, st.n_unavailable, st.reasons) == (0, None, 2, (NO_ENERGY,))
+    failed = _row(rows, "base.en", "float16", "white", 5.0).stat("total_j")
+    assert failed.n_unavailable == 2 and set(failed.reasons) == {NO_ENERGY, f"run failed: {OOM}"}
+    assert _row(rows, "tiny.en", "int8").stat("wer").n == 2  # the rest is untouched
+
+
+def test_record_without_condition_is_a_user_error():
+    with pytest.raises(UserError, match="record 3"):
+        parse_record({"status": "ok"}, "conditions.jsonl", 3)
+
+
+# ---------------------------------------------------------------- table
+
+def test_table_shows_mean_ci_and_unavailable_with_reason(tmp_path):
+    rows = _rows(_without_energy(tmp_path))
+    model = build_table(rows, "t")
+    energy_col = model.headers.index("J / audio s")
+    first = model.rows[0]
+    assert first[energy_col].text == "unavailable" and first[energy_col].unavailable
+    assert model.notes[first[energy_col].note - 1] == NO_ENERGY
+    assert first[model.headers.index("WER %")].text == "5.76 ± 0.51"
+    assert model.subtitle == "faster-whisper · cuda · default"  # constant keys leave the columns
+
+    out = io.StringIO()
+    print_sweep_table(rows, "no-energy sweep", Console(file=out, width=200))
+    text = out.getvalue()
+    assert "no-energy sweep" in text and "5.76 ± 0.51" in text and "unavailable [" in text and NO_ENERGY in text
+    assert "0.000" not in text  # unavailable energy is never printed as zero
+
+
+def test_format_stat():
+    assert format_stat(summarize([0.05, 0.06]), 100, 1) == "5.5 ± 6.4"
+    assert format_stat(summarize([0.05]), 100, 1) == "5.0 (n=1)"
+    assert format_stat(summarize([None])) == "unavailable"
+
+
+# ---------------------------------------------------------------- figures
+
+def test_four_figures_are_written_as_readable_pngs(tmp_path):
+    results = figures.write_figures(_rows(), tmp_path / "fig")
+    names = [r.path.name for r in results]
+    assert names == ["energy_by_model_quant.png", "wer_by_noise.png", "rtf_ram_by_model_quant.png",
+                     "accuracy_vs_energy.png"]
+    for r in results:
+        assert r.available, r
+        _assert_readable_png(r.path)
+
+
+def test_figures_are_deterministic(tmp_path):
+    rows = _rows()
+    a = figures.energy_by_model_quant(rows, tmp_path / "a").path.read_bytes()
+    b = figures.energy_by_model_quant(rows, tmp_path / "b").path.read_bytes()
+    assert a == b
+
+
+def test_energy_unavailable_figures_say_so_instead_of_plotting_zeros(tmp_path):
+    results = {r.path.name: r for r in figures.write_figures(_rows(_without_energy(tmp_path)), tmp_path / "fig")}
+    for name in ("energy_by_model_quant.png", "accuracy_vs_energy.png"):
+        r = results[name]
+        assert not r.available and r.unavailable == f"energy unavailable: {NO_ENERGY}"
+        assert r.path.is_file() and _png_size(r.path)[0] >= 600
+    assert results["wer_by_noise.png"].available and results["rtf_ram_by_model_quant.png"].available
+
+
+def test_wer_unavailable_figure_says_so(tmp_path):
+    src = FIXTURE / "conditions.jsonl"
+    recs = [json.loads(line) for line in src.read_text().splitlines()]
+    for rec in recs:
+        rec["summary"]["wer"] = None
+        rec["summary"]["unavailable"] = {"wer": "no reference transcripts"}
+    (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    r = figures.wer_by_noise(_rows(tmp_path), tmp_path / "fig")
+    assert r.unavailable.startswith("WER unavailable: ") and "no reference transcripts" in r.unavailable
+    assert r.path.is_file()
+
+
+def test_one_missing_bar_leaves_the_figure_available(tmp_path):
+    recs = [json.loads(line) for line in (FIXTURE / "conditions.jsonl").read_text().splitlines()]
+    for rec in recs:
+        c = rec["condition"]
+        if (c["model"], c["quant"], c["noise_type"]) == ("base.en", "int8", "clean"):
+            rec["summary"]["peak_rss_mb"] = None
+            rec["summary"]["unavailable"] = {"peak_rss_mb": "cgroup memory stats not readable"}
+    (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    rows = _rows(tmp_path)
+    assert _row(rows, "base.en", "int8").stat("peak_rss_mb").reasons == ("cgroup memory stats not readable",)
+    r = figures.rtf_ram_by_model_quant(rows, tmp_path / "fig")
+    assert r.available
+    _assert_readable_png(r.path)
+    assert figures.accuracy_vs_energy(rows, tmp_path / "fig").available  # drawn at a fixed size, named in notes
+
+
+# ---------------------------------------------------------------- HTML and CLI
+
+def test_html_is_self_contained_with_table_and_four_images(tmp_path):
+    sweep = load_sweep(FIXTURE)
+    rows = aggregate(sweep.records)
+    figs = figures.write_figures(rows, tmp_path)
+    page = write_html(tmp_path / "report.html", sweep, rows, figs).read_text()
+    assert page.count('src="data:image/png;base64,') == 4
+    assert "<table" in page and "<h1>Jetson Orin smoke sweep</h1>" in page and "5.76 ± 0.51" in page
+    assert OOM in page
+    for external in ('src="http', "<link", "<script", "url("):
+        assert external not in page
+
+
+def test_html_escapes_text_from_the_results(tmp_path):
+    recs = [json.loads(line) for line in (FIXTURE / "conditions.jsonl").read_text().splitlines()]
+    recs[-1]["error"] = "<b>boom</b>"
+    (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    sweep = load_sweep(tmp_path)
+    page = render_html(sweep, aggregate(sweep.records))
+    assert "<b>boom</b>" not in page and "&lt;b&gt;boom&lt;/b&gt;" in page
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    report_cmd.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_cli_writes_table_figures_and_html(tmp_path, capsys):
+    results = _copy_fixture(tmp_path)
+    assert report_cmd.main(_args(str(results))) == 0
+    out_dir = results / "report"
+    for name in ("energy_by_model_quant.png", "wer_by_noise.png", "rtf_ram_by_model_quant.png",
+                 "accuracy_vs_energy.png"):
+        _assert_readable_png(out_dir / name)
+    assert (out_dir / "report.html").read_text().count("data:image/png;base64,") == 4
+    printed = capsys.readouterr().out
+    assert "Jetson Orin smoke sweep" in printed and str(out_dir / "report.html") in printed
+
+
+def test_cli_no_figures_and_out(tmp_path):
+    out_dir = tmp_path / "elsewhere"
+    assert report_cmd.main(_args(str(_copy_fixture(tmp_path)), "--out", str(out_dir), "--no-figures")) == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == ["report.html"]
+    assert "data:image/png" not in (out_dir / "report.html").read_text()
+
+
+def test_missing_or_empty_results_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist") as exc:
+        report_cmd.main(_args(str(tmp_path / "nope")))
+    assert exc.value.exit_code == 2
+    with pytest.raises(UserError, match="no conditions.jsonl"):
+        report_cmd.main(_args(str(tmp_path)))
+    (tmp_path / "conditions.jsonl").write_text("")
+    with pytest.raises(UserError, match="holds no conditions"):
+        report_cmd.main(_args(str(tmp_path)))
