@@ -16,14 +16,21 @@ OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
 ARGS       ?=
+EXPERIMENT ?= smoke
+RESULTS    ?= results/sweeps/$(EXPERIMENT)
+# Compose v2 (`docker compose`) where installed, else v1.29 (`docker-compose`, Debian's package).
+COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 RUN_FLAGS := --backend $(BACKEND) --model $(MODEL) --quant $(QUANT) --device $(DEVICE) --data $(DATA) \
              $(if $(OUT),--out $(OUT)) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
 
-.PHONY: help venv base-image wheels images ensure-image models run test test-unit test-e2e bench clean
+.PHONY: help venv base-image images ensure-image runner-image models run sweep compose-sweep report test test-unit bench clean
 
 help:
 	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model"
+	@echo "make sweep EXPERIMENT=smoke   run experiments/smoke.yaml on the host (resumable)"
+	@echo "make compose-sweep EXPERIMENT=smoke   the same through docker compose (runner in a container)"
+	@echo "make report EXPERIMENT=smoke  table, figures and report.html from the sweep's results"
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       harness overhead vs a bare faster-whisper script"
@@ -51,13 +58,26 @@ ensure-image: venv
 models: venv
 	$(EDGEASR) models install
 
+runner-image: venv
+	@docker image inspect edgeasr/runner:latest >/dev/null 2>&1 || $(EDGEASR) images build runner --base $(BASE_IMAGE)
+
+sweep: venv models ensure-image
+	$(EDGEASR) sweep $(EXPERIMENT) $(ARGS)
+
+compose-sweep: venv models ensure-image runner-image
+	PWD=$(CURDIR) EXPERIMENT=$(EXPERIMENT) $(COMPOSE) up --exit-code-from sweep sweep; \
+	  rc=$$?; PWD=$(CURDIR) $(COMPOSE) down >/dev/null 2>&1; exit $$rc
+
+report: venv
+	$(EDGEASR) report $(RESULTS)
+
 run: venv models ensure-image
 	$(EDGEASR) run $(RUN_FLAGS)
 
 test-unit: venv
 	$(PYTEST) -q tests/unit tests/contract
 
-test: venv models images
+test: venv models images runner-image
 	$(PYTEST) -q -rs tests
 
 bench: venv models ensure-image

@@ -23,6 +23,8 @@ COMMANDS = {
     "images": "build the base and backend images",
     "tegrastats": "parse tegrastats logs (one JSON object per line)",
     "energy": "integrate the energy of a window of a recorded tegrastats log",
+    "noise": "preview a noise condition: one utterance as the model hears it",
+    "sweep": "run an experiment file (backends x models x quants x noise x repeats), resumable",
     "report": "aggregate a sweep's results into a table, figures and report.html",
 }
 

@@ -43,3 +43,63 @@ def host_facts(engine_version: str | None = None) -> dict[str, Any]:
         "docker_engine": engine_version,
         "edgeasr": __version__,
     }
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8", "replace").strip("\x00\n ") or None
+    except OSError:
+        return None
+
+
+def _run(cmd: list[str]) -> str | None:
+    import shutil
+    import subprocess
+
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() or None
+
+
+def device_facts() -> dict[str, Any]:
+    """GPU and Jetson facts for a sweep's manifest; None where this machine has no such thing."""
+    tegra = _read("/etc/nv_tegra_release")  # "# R36 (release), REVISION: 4.0, ..." on L4T
+    return {
+        "gpus": (_run(["nvidia-smi", "-L"]) or "").splitlines() or None,
+        "jetson_model": _read("/proc/device-tree/model") if tegra else None,
+        "l4t_release": tegra.splitlines()[0] if tegra else None,
+        "jetpack": _run(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"]),
+        "power_mode": _run(["nvpmodel", "-q"]),
+    }
+
+
+def git_commit(root) -> str | None:
+    """The project's commit: from git, or read from .git itself where git is not installed (the runner image)."""
+    from pathlib import Path
+
+    commit = _run(["git", "-C", str(root), "rev-parse", "HEAD"])
+    if commit:
+        if _run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"]):
+            commit += "+dirty"
+        return commit
+    git = Path(root) / ".git"
+    head = _read(str(git / "HEAD"))
+    if not head:
+        return None
+    if not head.startswith("ref: "):
+        return head
+    ref = head[5:].strip()
+    direct = _read(str(git / ref))
+    if direct:
+        return direct
+    for line in (_read(str(git / "packed-refs")) or "").splitlines():
+        if line.endswith(" " + ref):
+            return line.split()[0]
+    return None

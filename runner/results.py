@@ -86,9 +86,8 @@ class Summary:
         self.unavailable[name] = reason
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["del"] = data.pop("deletions")
-        return data
+        # "del" is the on-disk name (a Python keyword cannot be a field); keep the field's position
+        return {("del" if k == "deletions" else k): v for k, v in asdict(self).items()}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..launch import docker_engine
-from ..launch.backends import BACKENDS, get_backend
+from ..launch.backends import BACKENDS, IMAGES, get_image
 from ..launch.images import PUBLIC_BASE, build_image, ensure_base, fill_wheelhouse
 
 
@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     base = sub.add_parser("base", help="make sure a base image exists (pull it, or debootstrap a local one)")
     base.add_argument("--base", default=PUBLIC_BASE)
     build = sub.add_parser("build", help="build backend images")
-    build.add_argument("backends", nargs="*", default=list(BACKENDS), help=f"default: {' '.join(BACKENDS)}")
+    build.add_argument("backends", nargs="*", default=list(BACKENDS),
+                       help=f"images to build: {', '.join(IMAGES)} (default: {' '.join(BACKENDS)})")
     build.add_argument("--base", default=PUBLIC_BASE,
                        help=f"base image (default {PUBLIC_BASE}; falls back to a local debootstrapped bookworm)")
     build.add_argument("--no-wheelhouse", action="store_true",
@@ -33,7 +34,7 @@ def main(args: argparse.Namespace) -> int:
     if args.images_cmd == "base":
         print(base)
         return 0
-    backends = [get_backend(name) for name in args.backends]
+    backends = [get_image(name) for name in args.backends]
     args.log_dir.mkdir(parents=True, exist_ok=True)
     for backend in backends:
         if not args.no_wheelhouse:

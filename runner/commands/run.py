@@ -28,6 +28,7 @@ from ..report.table import print_summary
 from ..results import Summary, write_json_atomic, write_jsonl_atomic
 from ..spec import RunSpec, build_run_spec
 from ..telemetry import accounting
+from ..telemetry.idle import idle_baseline
 from ..telemetry.select import select_sampler
 
 
@@ -145,31 +146,6 @@ def _launch(spec: RunSpec, raw_dir: Path, live: "LiveProgress", client) -> docke
     )
 
 
-def _idle_baseline(spec: RunSpec, sampler, console: Console) -> accounting.Baseline:
-    """Given, or measured over an idle window before the container starts.
-
-    The window opens at the first sample's arrival (a window no sample brackets
-    cannot be integrated) and lasts --baseline-s seconds.
-    """
-    if spec.telemetry.baseline_w is not None:
-        return accounting.Baseline(spec.telemetry.baseline_w, "given")
-    if spec.telemetry.baseline_s <= 0:
-        return accounting.Baseline(None, "unavailable", reason="the idle baseline was skipped (--baseline-s 0)")
-    with console.status(f"measuring the idle baseline ({spec.telemetry.baseline_s:g} s, {sampler.name})"):
-        deadline = time.monotonic() + 5.0 + 10 * spec.telemetry.interval_ms / 1000.0
-        while not sampler.samples and time.monotonic() < deadline:
-            time.sleep(spec.telemetry.interval_ms / 4000.0)
-        if not sampler.samples:
-            return accounting.Baseline(None, "unavailable", reason=f"{sampler.name} produced no sample in time")
-        t0 = sampler.samples[0].t_ns
-        time.sleep(max(0.0, spec.telemetry.baseline_s - (time.time_ns() - t0) / 1e9))
-        t1 = time.time_ns()
-        # wait for one sample past the window's end so that it is bracketed
-        while sampler.samples[-1].t_ns < t1 and time.monotonic() < deadline + spec.telemetry.baseline_s:
-            time.sleep(spec.telemetry.interval_ms / 4000.0)
-    return accounting.measured_baseline(sampler.samples, t0, t1)
-
-
 def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
     """Sample power, run the container, merge; returns the summary as written to disk."""
     client = image = None
@@ -193,7 +169,7 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rtf]}"),
                TimeElapsedColumn()]
     with sampler:
-        base = _idle_baseline(spec, sampler, console) if energy_reason is None else None
+        base = idle_baseline(spec.telemetry, sampler, console) if energy_reason is None else None
         # A slow refresh: on small boards every redraw competes with the backend for the same cores.
         with Progress(*columns, console=console, transient=True, refresh_per_second=2) as progress:
             live = LiveProgress(progress, len(spec.dataset.utterances))

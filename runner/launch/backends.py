@@ -14,14 +14,12 @@ CONTAINERS_DIR = Path(__file__).resolve().parents[2] / "containers"
 
 
 @dataclass(frozen=True)
-class Backend:
+class ImageDef:
+    """An image edgeasr builds: its tag and its folder under containers/ (Dockerfile, requirements, wheels)."""
+
     name: str
-    library: str  # key into runner.quant.QUANT_TABLE
     image: str  # default tag built by `edgeasr images build`
-    devices: tuple[str, ...]
     build_dir: str  # folder under containers/
-    adapter: str  # the adapter module the entrypoint loads ($EDGEASR_ADAPTER)
-    host_module: str  # the library's import name, checked before `--engine local`
 
     @property
     def dockerfile(self) -> Path:
@@ -36,6 +34,16 @@ class Backend:
         return CONTAINERS_DIR / self.build_dir / "wheels"
 
 
+@dataclass(frozen=True)
+class Backend(ImageDef):
+    """A backend image: an ImageDef whose entrypoint runs an ASR library behind the contract."""
+
+    library: str  # key into runner.quant.QUANT_TABLE
+    devices: tuple[str, ...]
+    adapter: str  # the adapter module the entrypoint loads ($EDGEASR_ADAPTER)
+    host_module: str  # the library's import name, checked before `--engine local`
+
+
 BACKENDS: dict[str, Backend] = {
     "faster-whisper": Backend(
         name="faster-whisper",
@@ -47,6 +55,27 @@ BACKENDS: dict[str, Backend] = {
         host_module="faster_whisper",
     ),
 }
+
+
+# Images that are not backends: the runner itself, for `docker compose up sweep`.
+RUNNER_IMAGE = ImageDef(name="runner", image="edgeasr/runner:latest", build_dir="runner")
+IMAGES: dict[str, ImageDef] = {**BACKENDS, RUNNER_IMAGE.name: RUNNER_IMAGE}
+
+
+def get_image(name: str) -> ImageDef:
+    try:
+        return IMAGES[name]
+    except KeyError:
+        raise UserError(f"unknown image {name!r}; known: {', '.join(sorted(IMAGES))}") from None
+
+
+def use_entrypoint_package() -> None:
+    """Make the container-side package (edgeasr_entrypoint) importable on the host, from the checkout."""
+    import sys
+
+    path = str(CONTAINERS_DIR / "common")
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 def get_backend(name: str) -> Backend:

@@ -108,6 +108,7 @@ def run_container(
     mem_limit: str | None = None,
     name: str | None = None,
     volumes: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> ContainerRun:
     """Create, start, stream and wait; the container never outlives this call."""
     kwargs: dict[str, Any] = dict(
@@ -116,7 +117,7 @@ def run_container(
         environment=env,
         network_disabled=not network,
         user=f"{os.getuid()}:{os.getgid()}",
-        labels={MANAGED_LABEL: "1"},
+        labels={MANAGED_LABEL: "1", **(labels or {})},
         detach=True,
         name=name,
     )
@@ -175,6 +176,18 @@ def run_container(
                 container.remove(force=True)
             except (APIError, NotFound):
                 pass
+
+
+def remove_labelled(client: docker.DockerClient, label: str, value: str) -> list[str]:
+    """Remove containers a killed runner left behind (kill -9 skips every cleanup); returns their names."""
+    names = []
+    for c in client.containers.list(all=True, filters={"label": f"{label}={value}"}):
+        names.append(c.name)
+        try:
+            c.remove(force=True)
+        except (APIError, NotFound):
+            pass
+    return names
 
 
 def leftover_containers(client: docker.DockerClient) -> list[str]:

@@ -21,7 +21,7 @@ import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
 from ..errors import UserError
-from .backends import BACKENDS, CONTAINERS_DIR, Backend
+from .backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
 
 PUBLIC_BASE = "python:3.11-slim-bookworm"
 LOCAL_BASE = "edgeasr/base:bookworm"
@@ -40,8 +40,10 @@ def pinned_versions(requirements: Path) -> dict[str, str]:
     return pins
 
 
-def image_labels(backend: Backend) -> dict[str, str]:
-    labels = {"org.edgeasr.backend": backend.name}
+def image_labels(backend: ImageDef) -> dict[str, str]:
+    labels = {"org.edgeasr.image": backend.name}
+    if isinstance(backend, Backend):
+        labels["org.edgeasr.backend"] = backend.name
     for name, version in pinned_versions(backend.requirements).items():
         labels[f"org.edgeasr.version.{name}"] = version
     return labels
@@ -76,7 +78,7 @@ def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], Non
     return LOCAL_BASE
 
 
-def fill_wheelhouse(backend: Backend, log: Callable[[str], None] = print) -> None:
+def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print) -> None:
     """pip download the image's requirements as cp311 manylinux wheels into its build folder."""
     log(f"{backend.name}: filling the wheelhouse {backend.wheelhouse}")
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
@@ -90,9 +92,9 @@ def fill_wheelhouse(backend: Backend, log: Callable[[str], None] = print) -> Non
         raise UserError(f"could not fill the wheelhouse for {backend.name}: {last}")
 
 
-def _context(backend: Backend) -> io.BytesIO:
-    """The containers/ folder as a tar, without other backends' wheelhouses or caches."""
-    skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in BACKENDS.values() if b is not backend}
+def _context(backend: ImageDef) -> io.BytesIO:
+    """The containers/ folder as a tar, without other images' wheelhouses or caches."""
+    skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in IMAGES.values() if b.build_dir != backend.build_dir}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path in sorted(CONTAINERS_DIR.rglob("*")):
@@ -104,7 +106,7 @@ def _context(backend: Backend) -> io.BytesIO:
     return buf
 
 
-def build_image(client: docker.DockerClient, backend: Backend, *, base: str, tag: str | None = None,
+def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str, tag: str | None = None,
                 log_path: Path | None = None, log: Callable[[str], None] = print) -> str:
     """Build the backend's image FROM `base`; returns the image id. Build output goes to log_path."""
     tag = tag or backend.image

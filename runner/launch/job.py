@@ -12,7 +12,7 @@ from typing import Any
 from ..spec import RunSpec
 from .docker_engine import BindMount
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 OUT_TARGET = "/out"
 HUB_CACHE_TARGET = "/cache/hf"
 

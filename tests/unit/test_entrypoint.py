@@ -41,7 +41,7 @@ def adapter(monkeypatch):
 
 
 def _job(tmp_path, utts, **kw):
-    job = {"contract_version": 1, "backend": "scripted", "model": str(tmp_path), "quant": "int8",
+    job = {"contract_version": 2, "backend": "scripted", "model": str(tmp_path), "quant": "int8",
            "backend_quant": "int8", "device": "cpu", "decode": {"beam_size": 1}, "warmup": 2, "utterances": utts}
     job.update(kw)
     path = tmp_path / "out" / "job.json"
@@ -77,7 +77,8 @@ def test_failed_utterances_are_recorded_and_the_rest_go_on(tmp_path, adapter):
     assert status["status"] == "ok" and status["n_ok"] == 2 and status["n_failed"] == 4
     assert status["n_params"] == 42 and status["versions"]["scripted"] == "1" and status["peak_rss_mb"] > 0
     names = [e["event"] for e in _read(out / "events.jsonl")]
-    assert names[:6] == ["container_start", "load_start", "load_end", "warmup_start", "warmup_end", "inference_start"]
+    assert names[:7] == ["container_start", "load_start", "load_end", "model_info", "warmup_start", "warmup_end",
+                         "inference_start"]
     assert names[-2:] == ["inference_end", "container_end"]
     ev = _read(out / "events.jsonl")
     assert all(a["t_ns"] <= b["t_ns"] and a["mono_ns"] <= b["mono_ns"] for a, b in zip(ev, ev[1:]))
@@ -111,3 +112,42 @@ def test_unreadable_audio_raises_audio_error(tmp_path):
     (tmp_path / "x.wav").write_bytes(b"RIFF....WAVEfmt garbage")
     with pytest.raises(AudioError):
         load_audio(str(tmp_path / "x.wav"))
+
+
+def test_conditions_run_in_one_container_with_seeded_noise(tmp_path, adapter):
+    """A sweep job: conditions in order, noise mixed in memory, the same noise for the same seed key."""
+    import shutil
+
+    from helpers import ROOT
+
+    for name in ("harvard-01-01.flac", "harvard-01-02.flac"):
+        shutil.copy(ROOT / "data" / "default" / name, tmp_path / name)
+    seen = []
+
+    class Recording(ScriptedModel):
+        def transcribe(self, audio):
+            seen.append(audio.copy())
+            return "text"
+
+    adapter.load = Recording
+    utts = [{"id": "a", "audio": str(tmp_path / "harvard-01-01.flac")},
+            {"id": "b", "audio": str(tmp_path / "harvard-01-02.flac")}]
+    conds = [{"key": "k-clean", "noise": {"type": "clean", "snr_db": None}, "seed_key": "clean"},
+             {"key": "k-w10", "noise": {"type": "white", "snr_db": 10.0}, "seed_key": "white", "ids": ["a"]},
+             {"key": "k-w10-r1", "noise": {"type": "white", "snr_db": 10.0}, "seed_key": "white", "ids": ["a"]},
+             {"key": "k-babble", "noise": {"type": "babble", "snr_db": 0.0}, "seed_key": "babble"}]
+    job = _job(tmp_path, utts, warmup=0, conditions=conds)
+    assert entry.main(["x", str(job)]) == 0
+    tr = _read(job.parent / "transcripts.jsonl")
+    assert [(t["condition"], t["id"]) for t in tr] == [("k-clean", "a"), ("k-clean", "b"), ("k-w10", "a"),
+                                                       ("k-w10-r1", "a"), ("k-babble", "a"), ("k-babble", "b")]
+    from edgeasr_entrypoint.noise import measured_snr_db
+
+    clean_a = seen[0]
+    assert measured_snr_db(clean_a, seen[2]) == pytest.approx(10.0, abs=0.01)
+    assert np.array_equal(seen[2], seen[3])  # same seed key: the repeat hears the same noise
+    assert measured_snr_db(clean_a, seen[4]) == pytest.approx(0.0, abs=0.01)
+    ev = _read(job.parent / "events.jsonl")
+    ends = [e for e in ev if e["event"] == "condition_end"]
+    assert [e["condition"] for e in ends] == ["k-clean", "k-w10", "k-w10-r1", "k-babble"]
+    assert all(e["peak_rss_mb"] > 0 for e in ends) and ends[1]["n_ok"] == 1

@@ -5,4 +5,4 @@ entrypoint never normalizes text or scores: that is the host's job, done once,
 the same way for every backend. See containers/README.md for the contract.
 """
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2

@@ -31,20 +31,63 @@ def _paths(argv: list[str]) -> tuple[Path, Path]:
     return job_path, out_dir
 
 
-def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter) -> tuple[int, int]:
-    """One utterance after another; a failed one is recorded and the next one runs."""
-    n_ok = n_failed = 0
+class AudioCache:
+    """Decoded audio by path, so that a sweep's conditions decode each file once (bounded in bytes)."""
+
+    def __init__(self, max_bytes: int = 512 * 1024 * 1024):
+        self._data: dict = {}
+        self._bytes = 0
+        self._max = max_bytes
+
+    def __call__(self, path: str):
+        if path in self._data:
+            return self._data[path]
+        audio = load_audio(path)
+        if self._bytes + audio.nbytes <= self._max:
+            self._data[path] = audio
+            self._bytes += audio.nbytes
+        return audio
+
+
+def _babble_pool(job, cache: AudioCache) -> dict:
+    """Every readable utterance of the job by id: babble talkers are drawn from the others."""
+    pool = {}
     for utt in job.utterances:
         try:
-            audio = load_audio(utt.audio)
-        except AudioError as exc:
+            pool[utt.id] = cache(utt.audio)
+        except AudioError:
+            continue
+    return pool
+
+
+def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter, cache: AudioCache,
+                   pool: dict | None) -> tuple[int, int]:
+    """One condition's utterances, one after another; a failed one is recorded and the next one runs.
+
+    Decoding and adding noise happen before the timed window; only the backend call is timed.
+    """
+    from .noise import NoiseError, NoiseSpec, apply_noise, babble_sources_for
+
+    key = cond.key if cond else None
+    spec = NoiseSpec.from_json(cond.noise) if cond else NoiseSpec("clean", None)
+    wanted = set(cond.ids) if cond and cond.ids is not None else None
+    n_ok = n_failed = 0
+    for utt in job.utterances:
+        if wanted is not None and utt.id not in wanted:
+            continue
+        try:
+            audio = cache(utt.audio)
+            if not spec.is_clean:
+                sources = babble_sources_for(utt.id, pool or {}) if spec.type == "babble" else ()
+                audio = apply_noise(audio, spec, utt.id, cond.seed_key, babble_sources=sources, load=cache)
+        except (AudioError, NoiseError) as exc:
             n_failed += 1
-            events.emit("utterance_error", id=utt.id, error=str(exc))
-            transcripts.write({"id": utt.id, "status": "error", "error": str(exc), "hypothesis": None,
-                               "duration_s": None, "processing_s": None})
+            events.emit("utterance_error", id=utt.id, condition=key, error=str(exc))
+            transcripts.write({"id": utt.id, "condition": key, "status": "error", "error": str(exc),
+                               "hypothesis": None, "duration_s": None, "processing_s": None})
             continue
         duration_s = len(audio) / 16000.0
-        events.emit("utterance_start", id=utt.id, duration_s=duration_s)
+        events.emit("utterance_start", id=utt.id, condition=key, duration_s=duration_s)
         t0 = time.perf_counter()
         try:
             text = model.transcribe(audio)
@@ -52,26 +95,41 @@ def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter) -> t
             elapsed = time.perf_counter() - t0
             n_failed += 1
             message = f"{type(exc).__name__}: {exc}"
-            events.emit("utterance_error", id=utt.id, error=message)
-            transcripts.write({"id": utt.id, "status": "error", "error": message, "hypothesis": None,
-                               "duration_s": duration_s, "processing_s": elapsed})
+            events.emit("utterance_error", id=utt.id, condition=key, error=message)
+            transcripts.write({"id": utt.id, "condition": key, "status": "error", "error": message,
+                               "hypothesis": None, "duration_s": duration_s, "processing_s": elapsed})
             continue
         elapsed = time.perf_counter() - t0
         n_ok += 1
-        events.emit("utterance_end", id=utt.id, processing_s=elapsed, duration_s=duration_s)
-        transcripts.write({"id": utt.id, "status": "ok", "error": None, "hypothesis": text,
+        events.emit("utterance_end", id=utt.id, condition=key, processing_s=elapsed, duration_s=duration_s)
+        transcripts.write({"id": utt.id, "condition": key, "status": "ok", "error": None, "hypothesis": text,
                            "duration_s": duration_s, "processing_s": elapsed})
     return n_ok, n_failed
 
 
-def _warm_up(job, model, events: EventLog) -> None:
+def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter, cache: AudioCache) -> tuple[int, int]:
+    """Every condition in turn (one implicit clean condition when the job names none)."""
+    if not job.conditions:
+        return _run_condition(job, None, model, events, transcripts, cache, None)
+    needs_pool = any(c.noise.get("type") == "babble" for c in job.conditions)
+    pool = _babble_pool(job, cache) if needs_pool else None
+    n_ok = n_failed = 0
+    for cond in job.conditions:
+        events.emit("condition_start", condition=cond.key, noise=cond.noise)
+        ok, failed = _run_condition(job, cond, model, events, transcripts, cache, pool)
+        events.emit("condition_end", condition=cond.key, n_ok=ok, n_failed=failed, peak_rss_mb=peak_rss_mb())
+        n_ok, n_failed = n_ok + ok, n_failed + failed
+    return n_ok, n_failed
+
+
+def _warm_up(job, model, events: EventLog, cache: AudioCache) -> None:
     """Warm-up runs on the first readable utterance; its results are discarded and untimed."""
     if job.warmup <= 0:
         return
     audio = None
     for utt in job.utterances:
         try:
-            audio = load_audio(utt.audio)
+            audio = cache(utt.audio)
             break
         except AudioError:
             continue
@@ -116,9 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         info = model.info()
         status["n_params"] = info.get("n_params")
         status["versions"] = {**library_versions(["numpy", "soundfile", "soxr"]), **info.get("versions", {})}
-        _warm_up(job, model, events)
-        events.emit("inference_start", n=len(job.utterances))
-        n_ok, n_failed = _transcribe_all(job, model, events, transcripts)
+        events.emit("model_info", **{k: status[k] for k in ("versions", "n_params", "model_size_mb",
+                                                             "rss_after_load_mb")})
+        cache = AudioCache()
+        _warm_up(job, model, events, cache)
+        events.emit("inference_start", n=len(job.utterances), n_conditions=len(job.conditions) or 1)
+        n_ok, n_failed = _transcribe_all(job, model, events, transcripts, cache)
         events.emit("inference_end", n_ok=n_ok, n_failed=n_failed)
         status.update(status="ok", n_ok=n_ok, n_failed=n_failed)
         exit_code = 0

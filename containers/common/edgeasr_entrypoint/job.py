@@ -37,6 +37,16 @@ class UtteranceJob:
 
 
 @dataclass(frozen=True)
+class ConditionJob:
+    """One condition of a sweep: the noise to add, the seed key, which utterances (None: all)."""
+
+    key: str
+    noise: dict
+    seed_key: str
+    ids: Optional[tuple] = None
+
+
+@dataclass(frozen=True)
 class Job:
     contract_version: int
     backend: str
@@ -48,6 +58,7 @@ class Job:
     warmup: int
     utterances: list = field(default_factory=list)
     allow_download: bool = False
+    conditions: list = field(default_factory=list)  # empty: one clean condition over every utterance
 
 
 def _require(obj: dict, key: str, kind: type, where: str = "job") -> Any:
@@ -84,7 +95,19 @@ def parse_job(data: dict) -> Job:
     warmup = data.get("warmup", 1)
     if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
         raise JobError("job.warmup must be a non-negative integer")
+    conditions = []
+    for i, c in enumerate(data.get("conditions") or []):
+        where = f"job.conditions[{i}]"
+        if not isinstance(c, dict):
+            raise JobError(f"{where} must be an object")
+        ids = c.get("ids")
+        if ids is not None and not isinstance(ids, list):
+            raise JobError(f"{where}.ids must be a list of utterance ids or null")
+        conditions.append(ConditionJob(key=_require(c, "key", str, where), noise=_require(c, "noise", dict, where),
+                                       seed_key=str(c.get("seed_key", c["key"])),
+                                       ids=tuple(ids) if ids is not None else None))
     return Job(
+        conditions=conditions,
         contract_version=version,
         backend=_require(data, "backend", str),
         model=_require(data, "model", str),

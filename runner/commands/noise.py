@@ -1,0 +1,67 @@
+"""`edgeasr noise preview`: write one utterance as a sweep condition would hear it, for listening.
+
+The same mixer and the same seed as inside the containers (seed key = the noise
+type, as the sweep uses), so the file is exactly what the model was given.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import soundfile as sf
+
+from ..data import AUDIO_EXTS, load_dataset
+from ..errors import UserError
+from ..launch.backends import use_entrypoint_package
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="noise_cmd", required=True)
+    pv = sub.add_parser("preview", help="write one noisy utterance to a WAV file")
+    pv.add_argument("--data", default="data/default", help="dataset (default: data/default)")
+    pv.add_argument("--id", default=None, help="utterance id (default: the first)")
+    pv.add_argument("--type", required=True, help="white | pink | brown | babble | file")
+    pv.add_argument("--snr", type=float, required=True, help="signal-to-noise ratio in dB")
+    pv.add_argument("--files", type=Path, default=None, help="folder of noise recordings (type file)")
+    pv.add_argument("--babble-talkers", type=int, default=4)
+    pv.add_argument("--out", type=Path, required=True, help="WAV file to write")
+
+
+def main(args: argparse.Namespace) -> int:
+    use_entrypoint_package()
+    from edgeasr_entrypoint.audio import AudioError, load_audio
+    from edgeasr_entrypoint.noise import (NoiseError, NoiseSpec, apply_noise, babble_sources_for,
+                                          measured_snr_db, peak_normalize_for_export)
+
+    ds = load_dataset(args.data)
+    utts = {u.id: u for u in ds.utterances}
+    uid = args.id or ds.utterances[0].id
+    if uid not in utts:
+        raise UserError(f"--id {uid!r} is not in {args.data}; ids start: {', '.join(list(utts)[:5])}")
+    files: tuple[str, ...] = ()
+    if args.type == "file":
+        if args.files is None or not args.files.is_dir():
+            raise UserError("--type file needs --files FOLDER with noise recordings")
+        files = tuple(str(p) for p in sorted(args.files.rglob("*")) if p.suffix.lower() in AUDIO_EXTS)
+    try:
+        spec = NoiseSpec(args.type, args.snr, files=files,
+                         babble_talkers=args.babble_talkers if args.type == "babble" else 4)
+        speech = load_audio(str(utts[uid].audio))
+        sources = ()
+        if args.type == "babble":
+            pool = {}
+            for u in ds.utterances:
+                try:
+                    pool[u.id] = load_audio(str(u.audio))
+                except AudioError:
+                    continue
+            sources = babble_sources_for(uid, pool)
+        mixed = apply_noise(speech, spec, uid, args.type, babble_sources=sources)
+    except (NoiseError, AudioError) as exc:
+        raise UserError(str(exc)) from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(args.out, peak_normalize_for_export(mixed), 16000, subtype="PCM_16")
+    print(f"{args.out}: {uid} with {args.type} noise at {measured_snr_db(speech, mixed):.2f} dB SNR "
+          f"(asked {args.snr:g} dB), {len(mixed) / 16000:.2f} s")
+    return 0
