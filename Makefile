@@ -83,6 +83,7 @@ test: venv models images runner-image
 bench: venv models ensure-image
 	$(VENV)/bin/python bench/bench_overhead.py --model $(MODEL) --quant $(QUANT)
 	$(VENV)/bin/python bench/bench_sampler.py
+	$(VENV)/bin/python bench/bench_batched.py --model $(MODEL) --quant $(QUANT)
 
 clean:
 	rm -rf build results .pytest_cache

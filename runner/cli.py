@@ -21,6 +21,7 @@ COMMANDS = {
     "run": "transcribe a dataset in a backend container and report WER, RTF, latency and memory",
     "models": "install or list models",
     "images": "build the base and backend images",
+    "check-image": "check that an image honours the entrypoint contract",
     "tegrastats": "parse tegrastats logs (one JSON object per line)",
     "energy": "integrate the energy of a window of a recorded tegrastats log",
     "noise": "preview a noise condition: one utterance as the model hears it",
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module = importlib.import_module(f"runner.commands.{name}")
+        module = importlib.import_module(f"runner.commands.{name.replace('-', '_')}")
         module.add_arguments(p)
         if name == "run":
             p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        module = importlib.import_module(f"runner.commands.{args.command}")
+        module = importlib.import_module(f"runner.commands.{args.command.replace('-', '_')}")
         return module.main(args)
     except UserError as exc:
         print(f"edgeasr: {exc}", file=sys.stderr)

@@ -1,0 +1,169 @@
+"""`edgeasr check-image IMAGE`: does an image honour the entrypoint contract? Prints each check's verdict.
+
+Checks: the labels; a tiny real job (one speech file and one corrupt file) answered
+with the documented outputs (ordered, timestamped events; one transcript record
+per utterance, the corrupt one an error record; a status record with the required
+fields); and a malformed job answered with an error status and exit code 2.
+Exit code 0 when every check passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..data import load_dataset
+from ..launch import docker_engine
+from ..launch.backends import BACKENDS
+from ..launch.job import CONTRACT_VERSION
+from ..models import default_models_dir, resolve_model
+from ..quant import resolve_quant
+from ..results import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEECH = ROOT / "data" / "default" / "harvard-01-01.flac"
+REQUIRED_EVENTS = ["container_start", "load_start", "load_end", "inference_start", "utterance_start",
+                   "utterance_end", "utterance_error", "inference_end", "container_end"]
+REQUIRED_STATUS = ["contract_version", "status", "error", "backend", "n_utterances", "n_ok", "n_failed",
+                   "peak_rss_mb", "versions"]
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", help="the image to check")
+    p.add_argument("--model", default=None,
+                   help="model for the test job (default: tiny.en for CTranslate2 backends)")
+    p.add_argument("--quant", default="int8")
+    p.add_argument("--models-dir", type=Path, default=None)
+    p.add_argument("--timeout", type=float, default=300)
+
+
+def _events_ok(events: list[dict[str, Any]]) -> tuple[bool, str]:
+    names = [e.get("event") for e in events]
+    missing = [n for n in REQUIRED_EVENTS if n not in names]
+    if missing:
+        return False, f"missing events: {', '.join(missing)}"
+    if any(not isinstance(e.get("t_ns"), int) or not isinstance(e.get("mono_ns"), int) for e in events):
+        return False, "every event needs integer t_ns and mono_ns"
+    if any(b["mono_ns"] < a["mono_ns"] for a, b in zip(events, events[1:])):
+        return False, "events are not in time order"
+    order = [names.index(n) for n in ("container_start", "load_start", "load_end", "inference_start")]
+    if order != sorted(order) or names.index("inference_end") < names.index("utterance_end"):
+        return False, f"events out of the documented order: {names}"
+    return True, f"{len(events)} events in order"
+
+
+def _transcripts_ok(rows: list[dict[str, Any]]) -> tuple[bool, str]:
+    by_id = {r.get("id"): r for r in rows}
+    good, bad = by_id.get("speech"), by_id.get("corrupt")
+    if good is None or bad is None or len(rows) != 2:
+        return False, f"expected one record for each of 2 utterances, got {len(rows)}"
+    if good.get("status") != "ok" or not isinstance(good.get("hypothesis"), str) or not good["hypothesis"].strip():
+        return False, f"the speech utterance has no hypothesis: {good}"
+    if not (isinstance(good.get("duration_s"), (int, float)) and 2.0 < good["duration_s"] < 3.0):
+        return False, f"duration_s of the 2.4 s speech file is {good.get('duration_s')}"
+    if not (isinstance(good.get("processing_s"), (int, float)) and good["processing_s"] > 0):
+        return False, "processing_s missing or not positive"
+    if bad.get("status") != "error" or not bad.get("error"):
+        return False, f"the corrupt file did not give an error record: {bad}"
+    return True, f"speech -> {good['hypothesis'][:40]!r}; corrupt -> error record"
+
+
+def _status_ok(status: dict[str, Any] | None) -> tuple[bool, str]:
+    if status is None:
+        return False, "no status.json"
+    missing = [k for k in REQUIRED_STATUS if k not in status]
+    if missing:
+        return False, f"status.json lacks {', '.join(missing)}"
+    if status["status"] != "ok" or not status["versions"] or not (status["peak_rss_mb"] or 0) > 0:
+        return False, f"status {status['status']}, versions {status['versions']}, peak_rss_mb {status['peak_rss_mb']}"
+    return True, f"ok, peak RSS {status['peak_rss_mb']:.0f} MB, {len(status['versions'])} library versions"
+
+
+def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: float):
+    raw = work / "out"
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / "job.json").write_text(json.dumps(job))
+    run = docker_engine.run_container(client, image, mounts=[*mounts, docker_engine.BindMount(raw, "/out", False)],
+                                      env={"EDGEASR_JOB": "/out/job.json", "HF_HUB_OFFLINE": "1",
+                                           "PYANNOTE_METRICS_ENABLED": "0"},
+                                      log_path=raw / "container.log", timeout_s=timeout)
+    status = json.loads((raw / "status.json").read_text()) if (raw / "status.json").exists() else None
+    return run, read_jsonl(raw / "events.jsonl"), read_jsonl(raw / "transcripts.jsonl"), status
+
+
+def run_checks(image_ref: str, model: str | None, quant: str, models_dir: Path, timeout: float,
+               log: Callable[[Check], None] = lambda c: None) -> list[Check]:
+    checks: list[Check] = []
+
+    def add(name: str, ok: bool, detail: str) -> None:
+        checks.append(Check(name, ok, detail))
+        log(checks[-1])
+
+    client = docker_engine.connect()
+    info = docker_engine.image_info(client, image_ref, hint="build or pull it first")
+    labels = info.labels
+    contract = labels.get("org.edgeasr.contract")
+    add("label org.edgeasr.contract", contract == str(CONTRACT_VERSION),
+        f"{contract!r} (this runner speaks {CONTRACT_VERSION})")
+    backend_name = labels.get("org.edgeasr.backend")
+    backend = BACKENDS.get(backend_name or "")
+    add("label org.edgeasr.backend", backend is not None, f"{backend_name!r} (known: {', '.join(BACKENDS)})")
+    versions = {k: v for k, v in labels.items() if k.startswith("org.edgeasr.version.")}
+    add("labels org.edgeasr.version.*", bool(versions), ", ".join(f"{k[20:]}={v}" for k, v in versions.items())
+        or "none")
+    if backend is None:
+        add("tiny job", False, "skipped: without a known backend label the job cannot be made")
+        return checks
+    resolved = resolve_model(model or "tiny.en", models_dir, allow_download=False)
+    work = Path(tempfile.mkdtemp(prefix="edgeasr-check-"))
+    try:
+        data = work / "data"
+        data.mkdir()
+        shutil.copy(SPEECH, data / "speech.flac")
+        (data / "corrupt.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
+        mounts = [docker_engine.BindMount(data, "/data", True)]
+        if resolved.host_dir is not None:
+            mounts.append(docker_engine.BindMount(resolved.host_dir, resolved.container_path, True))
+        job = {"contract_version": CONTRACT_VERSION, "backend": backend.name, "model": resolved.container_path,
+               "quant": quant, "backend_quant": resolve_quant(backend.library, "cpu", quant), "device": "cpu",
+               "decode": {"beam_size": 1, "temperature": 0.0, "language": "en", "threads": 0, "batch_size": 1},
+               "warmup": 1, "utterances": [{"id": "speech", "audio": "/data/speech.flac"},
+                                           {"id": "corrupt", "audio": "/data/corrupt.flac"}]}
+        run, events, transcripts, status = _run_job(client, image_ref, job, work / "good", mounts, timeout)
+        add("tiny job: exit code", run.exit_code == 0, f"{run.exit_code}" + (" (timed out)" if run.timed_out else ""))
+        add("tiny job: events.jsonl", *_events_ok(events))
+        add("tiny job: transcripts.jsonl", *_transcripts_ok(transcripts))
+        add("tiny job: status.json", *_status_ok(status))
+        bad_job = dict(job, contract_version=CONTRACT_VERSION + 99)
+        run, _, _, status = _run_job(client, image_ref, bad_job, work / "bad", mounts, timeout)
+        ok = run.exit_code == 2 and status is not None and status.get("status") == "error" and bool(status.get("error"))
+        add("malformed job: error record", ok,
+            f"exit {run.exit_code}, status {status.get('status') if status else None}: "
+            f"{(status or {}).get('error')}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return checks
+
+
+def main(args: argparse.Namespace) -> int:
+    def show(c: Check) -> None:
+        print(f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}", flush=True)
+
+    load_dataset(SPEECH.parent)  # the speech file ships with the project; fail clearly if the tree is broken
+    checks = run_checks(args.image, args.model, args.quant, args.models_dir or default_models_dir(), args.timeout,
+                        log=show)
+    failed = [c for c in checks if not c.ok]
+    print(f"{args.image}: {len(checks) - len(failed)} of {len(checks)} checks passed")
+    return 1 if failed else 0
