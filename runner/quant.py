@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from .errors import UserError
 
-QUANTS = ("fp32", "fp16", "int8")
+QUANTS = ("fp32", "fp16", "bf16", "int8")
 DEVICES = ("cpu", "cuda")
 
 # (library, device) -> {edgeasr quant: library compute type}
 QUANT_TABLE: dict[tuple[str, str], dict[str, str]] = {
     ("ctranslate2", "cpu"): {"fp32": "float32", "int8": "int8"},
-    ("ctranslate2", "cuda"): {"fp32": "float32", "fp16": "float16", "int8": "int8_float16"},
+    ("ctranslate2", "cuda"): {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8_float16"},
+    # torch: fp16 kernels are CUDA-only in practice; int8 is dynamic quantization on CPU (qint8 Linear
+    # weights) and bitsandbytes LLM.int8 on CUDA.
+    ("torch", "cpu"): {"fp32": "float32", "bf16": "bfloat16", "int8": "dynamic_int8"},
+    ("torch", "cuda"): {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "bnb_int8"},
 }
 
 

@@ -25,8 +25,9 @@ class UtteranceResult:
     reference_norm: str | None
     hypothesis_norm: str | None
     duration_s: float | None
-    latency_s: float | None
+    latency_s: float | None  # what a caller waited: the utterance's own time, or its batch's
     wer: float | None
+    processing_s: float | None = None  # its share of the compute (= latency_s unless batched): RTF sums these
     energy_j: float | None = None
     dynamic_j: float | None = None
     energy_unavailable: str | None = None
@@ -71,6 +72,8 @@ class Summary:
     rss_after_load_mb: float | None = None
     model_size_mb: float | None = None
     n_params: int | None = None
+    peak_vram_mb: float | None = None
+    quant_method: str | None = None  # how the backend realised the quant, where it says
     decode: dict[str, Any] = field(default_factory=dict)
     warmup: int = 0
     image: dict[str, Any] = field(default_factory=dict)

@@ -28,6 +28,7 @@ class DecodeSettings:
     language: str | None = None
     threads: int = 0  # 0: the backend's default
     batch_size: int = 1
+    align: bool = False  # word alignment (whisperx only; its model needs a download)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +82,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
                    language: str | None = None, threads: int | None = None, batch_size: int = 1,
                    warmup: int = 1, timeout_s: float | None = None, allow_download: bool = False,
                    mem_limit: str | None = None, telemetry: str = "auto", interval_ms: int = 100,
-                   baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker") -> RunSpec:
+                   baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker",
+                   align: bool = False) -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems."""
     problems: list[str] = []
     be = BACKENDS.get(backend)
@@ -127,6 +129,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         problems.append(f"--baseline-s must be >= 0, got {baseline_s}")
     if baseline_w is not None and baseline_w < 0:
         problems.append(f"--baseline-w must be >= 0, got {baseline_w}")
+    if align and backend != "whisperx":
+        problems.append(f"--align is a whisperx option; backend {backend} has no word alignment")
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()
@@ -147,7 +151,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         dataset=dataset,
         out=out_path,
         decode=DecodeSettings(beam_size=beam_size, temperature=temperature, language=language,
-                              threads=(os.cpu_count() or 1) if threads is None else threads, batch_size=batch_size),
+                              threads=(os.cpu_count() or 1) if threads is None else threads, batch_size=batch_size,
+                              align=align),
         warmup=warmup,
         timeout_s=timeout_s,
         allow_download=allow_download,

@@ -3,7 +3,9 @@
 #
 # Why: where no container registry is reachable, no public base (python:3.11-slim-bookworm)
 # can be pulled, so the backend images are built FROM this one instead. Its python3 (3.11)
-# matches the cp311 wheels of the host-side wheelhouse. Needs root and debootstrap.
+# matches the cp311 wheels of the host-side wheelhouse. It carries FFmpeg's shared libraries
+# because torchcodec (pyannote-audio 4, whisperx's VAD) loads them and an offline build cannot
+# apt-get them. Needs root and debootstrap.
 #
 # usage: make-base.sh TAG [MIRROR]
 set -euo pipefail
@@ -19,7 +21,8 @@ command -v debootstrap >/dev/null || { echo "make-base.sh: debootstrap is not in
 rootfs=$(mktemp -d /tmp/edgeasr-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 echo "debootstrap bookworm into $rootfs (about a minute)..."
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,libgomp1 \
+debootstrap --variant=minbase \
+  --include=python3,python3-venv,ca-certificates,libgomp1,libavcodec59,libavformat59,libavutil57,libavdevice59,libavfilter8,libswresample4,libswscale6 \
   bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
 rm -f "$rootfs.log"
 # Keep the image small: apt lists and caches are not needed at run time.

@@ -44,11 +44,11 @@ class FasterWhisperModel:
         return "".join(segment.text for segment in segments).strip()
 
     def info(self) -> dict:
-        from importlib import metadata
+        from edgeasr_entrypoint.system import library_versions
 
         return {
             "n_params": None,  # CTranslate2 does not expose a parameter count; model_size_mb is reported
-            "versions": {name: metadata.version(name) for name in ("faster-whisper", "ctranslate2", "tokenizers")},
+            "versions": library_versions(["faster-whisper", "ctranslate2", "tokenizers"]),
         }
 
 

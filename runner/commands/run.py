@@ -45,7 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--language", default=None, help="language code; default: the model detects it")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: all cores)")
-    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="1: sequential; N: the backend's batched decoding (faster-whisper/whisperx: batched "
+                        "pipeline over VAD segments; transformers: N utterances per batch)")
+    p.add_argument("--align", action="store_true", help="whisperx word alignment (needs its model downloaded)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up passes before timing (default: 1)")
     p.add_argument("--timeout", type=float, default=None, help="kill the container after this many seconds")
     p.add_argument("--mem-limit", default=None, help="container memory limit, e.g. 4g")
@@ -73,6 +76,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         batch_size=args.batch_size, warmup=args.warmup, timeout_s=args.timeout,
         allow_download=args.allow_download, mem_limit=args.mem_limit, telemetry=args.telemetry,
         interval_ms=args.interval_ms, baseline_s=args.baseline_s, baseline_w=args.baseline_w, engine=args.engine,
+        align=args.align,
     )
 
 

@@ -13,13 +13,14 @@ from ..errors import UserError
 CONTAINERS_DIR = Path(__file__).resolve().parents[2] / "containers"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageDef:
     """An image edgeasr builds: its tag and its folder under containers/ (Dockerfile, requirements, wheels)."""
 
     name: str
     image: str  # default tag built by `edgeasr images build`
     build_dir: str  # folder under containers/
+    parent: str | None = None  # an ImageDef built first and used as this one's BASE_IMAGE (its packages too)
 
     @property
     def dockerfile(self) -> Path:
@@ -34,7 +35,7 @@ class ImageDef:
         return CONTAINERS_DIR / self.build_dir / "wheels"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Backend(ImageDef):
     """A backend image: an ImageDef whose entrypoint runs an ASR library behind the contract."""
 
@@ -54,12 +55,34 @@ BACKENDS: dict[str, Backend] = {
         adapter="edgeasr_backend_faster_whisper",
         host_module="faster_whisper",
     ),
+    "whisperx": Backend(
+        name="whisperx",
+        library="ctranslate2",
+        image="edgeasr/whisperx:latest",
+        devices=("cpu", "cuda"),
+        build_dir="whisperx",
+        adapter="edgeasr_backend_whisperx",
+        host_module="whisperx",
+        parent="torch-base",
+    ),
+    "transformers": Backend(
+        name="transformers",
+        library="torch",
+        image="edgeasr/transformers:latest",
+        devices=("cpu", "cuda"),
+        build_dir="transformers",
+        adapter="edgeasr_backend_transformers",
+        host_module="transformers",
+        parent="torch-base",
+    ),
 }
 
 
-# Images that are not backends: the runner itself, for `docker compose up sweep`.
+# Images that are not backends: the runner itself (for `docker compose up sweep`), and the shared torch
+# stack that the torch backends are built on.
 RUNNER_IMAGE = ImageDef(name="runner", image="edgeasr/runner:latest", build_dir="runner")
-IMAGES: dict[str, ImageDef] = {**BACKENDS, RUNNER_IMAGE.name: RUNNER_IMAGE}
+TORCH_BASE = ImageDef(name="torch-base", image="edgeasr/torch-base:2.8", build_dir="torch-base")
+IMAGES: dict[str, ImageDef] = {**BACKENDS, RUNNER_IMAGE.name: RUNNER_IMAGE, TORCH_BASE.name: TORCH_BASE}
 
 
 def get_image(name: str) -> ImageDef:

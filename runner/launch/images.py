@@ -2,29 +2,31 @@
 
 Where no registry is reachable the public base cannot be pulled, so a local Debian
 bookworm base is made with debootstrap (containers/base/make-base.sh) and used
-instead. Python packages come from a host-side wheelhouse in the build context
-(filled with pip on the host, which reaches the package index even where builds
-do not); without wheels the Dockerfile installs from the index as usual.
+instead. Python packages come from a host-side wheelhouse (filled with pip on the
+host, which reaches the package index even where builds do not), served to the
+build over loopback (wheel_server.py) and passed as the WHEELS_URL build argument;
+without it the Dockerfile installs from the index as usual.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import IO, Callable
 
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
 from ..errors import UserError
-from .backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
+from .backends import CONTAINERS_DIR, IMAGES, ImageDef
+from .wheel_server import serve_wheelhouse
 
 PUBLIC_BASE = "python:3.11-slim-bookworm"
-LOCAL_BASE = "edgeasr/base:bookworm"
+LOCAL_BASE = "edgeasr/base:bookworm-ffmpeg"  # the tag names what it holds: a stale base is never reused
 WHEEL_PYTHON = "3.11"  # the python of both bases above; wheels must match it
 WHEEL_PLATFORMS = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
 _PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
@@ -40,13 +42,17 @@ def pinned_versions(requirements: Path) -> dict[str, str]:
     return pins
 
 
-def image_labels(backend: ImageDef) -> dict[str, str]:
-    labels = {"org.edgeasr.image": backend.name}
-    if isinstance(backend, Backend):
-        labels["org.edgeasr.backend"] = backend.name
-    for name, version in pinned_versions(backend.requirements).items():
-        labels[f"org.edgeasr.version.{name}"] = version
-    return labels
+def versions_label(backend: ImageDef) -> str:
+    """`name=version,...` of the pinned requirements: the image's org.edgeasr.versions label.
+
+    One label set by the Dockerfile's single LABEL step (build argument EDGEASR_VERSIONS): the legacy
+    builder turns every label passed by the API into a step of its own, each seconds long on a big base.
+    """
+    return ",".join(f"{n}={v}" for n, v in pinned_versions(backend.requirements).items())
+
+
+def parse_versions_label(value: str | None) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in (value or "").split(",") if "=" in item)
 
 
 def _exists(client: docker.DockerClient, ref: str) -> bool:
@@ -92,10 +98,10 @@ def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print) -> No
         raise UserError(f"could not fill the wheelhouse for {backend.name}: {last}")
 
 
-def _context(backend: ImageDef) -> io.BytesIO:
-    """The containers/ folder as a tar, without other images' wheelhouses or caches."""
-    skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in IMAGES.values() if b.build_dir != backend.build_dir}
-    buf = io.BytesIO()
+def _context(backend: ImageDef) -> IO[bytes]:
+    """The containers/ folder as a tar, without wheelhouses (they are served, not sent) or caches."""
+    skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in IMAGES.values()}
+    buf = tempfile.TemporaryFile()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path in sorted(CONTAINERS_DIR.rglob("*")):
             if any(parent in skip for parent in [path, *path.parents]) or "__pycache__" in path.parts:
@@ -108,28 +114,30 @@ def _context(backend: ImageDef) -> io.BytesIO:
 
 def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str, tag: str | None = None,
                 log_path: Path | None = None, log: Callable[[str], None] = print) -> str:
-    """Build the backend's image FROM `base`; returns the image id. Build output goes to log_path."""
+    """Build the image FROM `base`; returns the image id. The build's output goes to log_path."""
     tag = tag or backend.image
-    labels = image_labels(backend)
-    labels["org.edgeasr.base"] = base
     lines: list[str] = []
+    wheels = backend.wheelhouse
+    has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
     try:
-        stream = client.api.build(
-            fileobj=_context(backend), custom_context=True, dockerfile=f"{backend.build_dir}/Dockerfile",
-            tag=tag, buildargs={"BASE_IMAGE": base}, labels=labels, rm=True, forcerm=True, decode=True,
-        )
-        for chunk in stream:
-            if "error" in chunk:
-                lines.append(chunk["error"])
-                raise BuildError(chunk["error"], iter(()))
-            text = chunk.get("stream", "")
-            if text:
-                lines.append(text.rstrip("\n"))
-                if text.startswith("Step "):
-                    log(f"{backend.name}: {text.strip().splitlines()[0][:100]}")
+        with _context(backend) as context, serve_wheelhouse(wheels) as url:
+            buildargs = {"BASE_IMAGE": base, "WHEELS_URL": url if has_wheels else "",
+                         "EDGEASR_VERSIONS": versions_label(backend)}
+            stream = client.api.build(
+                fileobj=context, custom_context=True, dockerfile=f"{backend.build_dir}/Dockerfile",
+                tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True,
+                network_mode="host",  # so that RUN steps reach the wheelhouse on the host's loopback
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    lines.append(chunk["error"])
+                    raise BuildError(chunk["error"], iter(()))
+                text = chunk.get("stream", "")
+                if text:
+                    lines.append(text.rstrip("\n"))
+                    if text.startswith("Step "):
+                        log(f"{backend.name}: {text.strip().splitlines()[0][:100]}")
     except (BuildError, APIError) as exc:
-        if log_path:
-            log_path.write_text("\n".join(lines) + "\n")
         tail = "\n".join(lines[-15:])
         where = f" (full log: {log_path})" if log_path else ""
         raise UserError(f"building {tag} failed: {exc}{where}\n{tail}") from None

@@ -13,7 +13,7 @@ from edgeasr_entrypoint.job import parse_job
 
 from runner.launch import job as host_job
 from runner.launch.backends import BACKENDS, CONTAINERS_DIR
-from runner.launch.images import image_labels
+from runner.launch.images import parse_versions_label, versions_label
 from runner.results import SCHEMA_VERSION, Summary
 from runner.spec import build_run_spec
 
@@ -55,9 +55,9 @@ def test_dockerfile_rules(name):
     assert f'org.edgeasr.contract="{edgeasr_entrypoint.CONTRACT_VERSION}"' in text
     assert f'org.edgeasr.backend="{name}"' in text
     assert re.search(r'^ENTRYPOINT \[.*"-m", "edgeasr_entrypoint"\]', text, re.M)
-    labels = image_labels(backend)
-    assert labels["org.edgeasr.backend"] == name
-    assert any(k.startswith("org.edgeasr.version.") for k in labels)
+    assert 'org.edgeasr.versions="${EDGEASR_VERSIONS}"' in text and "ARG EDGEASR_VERSIONS" in text
+    versions = parse_versions_label(versions_label(backend))
+    assert versions and all(versions.values())
 
 
 def test_contract_doc_names_every_event_and_output():

@@ -104,7 +104,8 @@ def test_tiny_en_int8_on_the_default_dataset(ready, tmp_path):
     assert 100 < s["peak_rss_mb"] < 4000 and 70 < s["model_size_mb"] < 90
     assert s["image"]["id"].startswith("sha256:") and IMAGE in s["image"]["tags"]
     assert s["image"]["labels"]["org.edgeasr.contract"] == "2"
-    assert s["versions"]["ctranslate2"] == s["image"]["labels"]["org.edgeasr.version.ctranslate2"]
+    labelled = dict(v.split("=", 1) for v in s["image"]["labels"]["org.edgeasr.versions"].split(","))
+    assert s["versions"]["ctranslate2"] == labelled["ctranslate2"] and s["image"]["labels"]["org.edgeasr.base"]
     assert s["versions"]["faster-whisper"] == "1.2.1"
     for name in ("job.json", "events.jsonl", "transcripts.jsonl", "status.json", "container.log"):
         assert (out / "raw" / name).is_file()

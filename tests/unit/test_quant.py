@@ -21,4 +21,4 @@ def test_fp16_on_cpu_names_the_supported_quants():
 
 
 def test_unknown_quant_lists_choices():
-    assert "choose one of fp32, fp16, int8" in quant_problem("ctranslate2", "cpu", "int4")
+    assert "choose one of fp32, fp16, bf16, int8" in quant_problem("ctranslate2", "cpu", "int4")

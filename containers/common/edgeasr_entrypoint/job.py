@@ -28,6 +28,7 @@ class DecodeOptions:
     language: Optional[str] = None
     threads: int = 0
     batch_size: int = 1
+    align: bool = False  # word alignment (whisperx); off by default: its model needs a download
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,136 @@
+"""transformers adapter: Whisper seq2seq and CTC models (wav2vec2, HuBERT, WavLM, anything AutoModelForCTC loads).
+
+Precision: float32 / float16 / bfloat16 load the weights in that dtype; int8 on CPU is
+torch's dynamic quantization of the Linear layers (qint8 weights, activations
+quantized on the fly); int8 on CUDA is bitsandbytes' LLM.int8 (needs bitsandbytes).
+Batching (transcribe_batch) pads a batch and masks the padding: CTC logits are cut
+at each utterance's own output length, so batched and sequential transcripts agree
+for models whose feature extractor returns an attention mask (layer-norm
+feature encoders); group-norm models (e.g. wav2vec2-base) see the padding by design.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+WHISPER_WINDOW_S = 30.0
+
+
+class TransformersModel:
+    def __init__(self, job):
+        import torch
+        from transformers import AutoConfig, AutoProcessor
+
+        self._torch = torch
+        self._job = job
+        d = job.decode
+        if d.threads:
+            torch.set_num_threads(d.threads)
+        torch.manual_seed(0)
+        local = not job.allow_download
+        config = AutoConfig.from_pretrained(job.model, local_files_only=local)
+        self.kind = "whisper" if config.model_type == "whisper" else "ctc"
+        self.device = torch.device("cuda" if job.device == "cuda" else "cpu")
+        q = job.backend_quant
+        kwargs: dict = {"local_files_only": local}
+        if q in ("float32", "float16", "bfloat16"):
+            kwargs["torch_dtype"] = getattr(torch, q)
+        elif q == "bnb_int8":
+            from transformers import BitsAndBytesConfig  # LLM.int8 on CUDA; needs the bitsandbytes package
+
+            kwargs.update(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map="cuda")
+        elif q != "dynamic_int8":
+            raise ValueError(f"unknown backend_quant {q!r} for transformers")
+        if self.kind == "whisper":
+            from transformers import WhisperForConditionalGeneration as model_class
+        else:
+            from transformers import AutoModelForCTC as model_class
+        model = model_class.from_pretrained(job.model, **kwargs)
+        self.n_params = sum(p.numel() for p in model.parameters())  # before quantization packs the weights
+        if q == "dynamic_int8":
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        elif q != "bnb_int8":
+            model = model.to(self.device)
+        self.model = model.eval()
+        self.input_dtype = kwargs.get("torch_dtype", torch.float32)
+        self.processor = AutoProcessor.from_pretrained(job.model, local_files_only=local)
+        fe = self.processor.feature_extractor
+        self._use_mask = bool(getattr(fe, "return_attention_mask", False))
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    # -- the contract ---------------------------------------------------------------------------------
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        return self.transcribe_batch([audio])[0]
+
+    def transcribe_batch(self, audios: list) -> list:
+        with self._torch.inference_mode():
+            if self.kind == "ctc":
+                return self._ctc(audios)
+            return self._whisper(audios)
+
+    def info(self) -> dict:
+        from edgeasr_entrypoint.system import library_versions
+
+        versions = library_versions(["transformers", "torch", "tokenizers"])
+        method = {"dynamic_int8": "torch dynamic quantization (qint8 Linear weights)",
+                  "bnb_int8": "bitsandbytes LLM.int8"}.get(self._job.backend_quant, self._job.backend_quant)
+        return {"n_params": self.n_params, "versions": versions, "quant_method": method, "model_kind": self.kind}
+
+    def peak_vram_mb(self):
+        """torch's allocator high-water mark on CUDA; None on CPU (no VRAM)."""
+        if self.device.type != "cuda":
+            return None
+        return self._torch.cuda.max_memory_allocated() / (1024 * 1024)
+
+    # -- CTC --------------------------------------------------------------------------------------------
+
+    def _ctc(self, audios: list) -> list:
+        torch = self._torch
+        inputs = self.processor(audios, sampling_rate=SAMPLE_RATE, return_tensors="pt", padding=True,
+                                return_attention_mask=self._use_mask)
+        values = inputs.input_values.to(self.device, dtype=self.input_dtype)
+        mask = inputs.get("attention_mask") if self._use_mask else None
+        if mask is not None:
+            mask = mask.to(self.device)
+        logits = self.model(values, attention_mask=mask).logits
+        ids = logits.argmax(dim=-1).cpu()
+        samples = torch.tensor([len(a) for a in audios])
+        lengths = self.model._get_feat_extract_output_lengths(samples)  # frames that belong to each utterance
+        return [self.processor.decode(ids[i, : int(lengths[i])]) for i in range(len(audios))]
+
+    # -- Whisper ----------------------------------------------------------------------------------------
+
+    def _generate_kwargs(self) -> dict:
+        d = self._job.decode
+        kwargs = {"num_beams": d.beam_size, "do_sample": False}
+        if d.temperature > 0:
+            kwargs.update(do_sample=True, temperature=d.temperature)
+        if d.language and getattr(self.model.generation_config, "is_multilingual", False):
+            kwargs.update(language=d.language, task="transcribe")
+        return kwargs
+
+    def _whisper(self, audios: list) -> list:
+        short = [i for i, a in enumerate(audios) if len(a) <= WHISPER_WINDOW_S * SAMPLE_RATE]
+        texts: list = [None] * len(audios)
+        if short:
+            feats = self.processor([audios[i] for i in short], sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            features = feats.input_features.to(self.device, dtype=self.input_dtype)
+            out = self.model.generate(features, **self._generate_kwargs())
+            for i, text in zip(short, self.processor.batch_decode(out, skip_special_tokens=True)):
+                texts[i] = text.strip()
+        for i, audio in enumerate(audios):  # longer than one window: transformers' sequential long-form
+            if texts[i] is None:
+                feats = self.processor(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", truncation=False,
+                                       padding="longest", return_attention_mask=True)
+                out = self.model.generate(feats.input_features.to(self.device, dtype=self.input_dtype),
+                                          attention_mask=feats.attention_mask.to(self.device),
+                                          **self._generate_kwargs())
+                texts[i] = self.processor.batch_decode(out, skip_special_tokens=True)[0].strip()
+        return texts
+
+
+def load(job) -> TransformersModel:
+    return TransformersModel(job)
