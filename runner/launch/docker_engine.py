@@ -123,6 +123,10 @@ def run_container(
     )
     if device == "cuda":
         kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        if Path("/etc/nv_tegra_release").exists():
+            # Jetson: the NVIDIA toolkit serves a GPU request only when its runtime runs the container
+            # (containers/PLATFORMS.md).
+            kwargs["runtime"] = "nvidia"
     if mem_limit:
         kwargs["mem_limit"] = mem_limit
     for volume, target in (volumes or {}).items():  # named volumes, e.g. the hub cache

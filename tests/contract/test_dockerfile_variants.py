@@ -1,0 +1,313 @@
+"""Static checks of every backend image's Dockerfile: the x86 CPU one and its CUDA and Jetson variants.
+
+The variants cannot be built where these tests run (no GPU, no Jetson, no registry), so this is what
+keeps them honest: each file is parsed the way Docker reads it (continuation lines joined, comment lines
+dropped) and must honour the image rules of containers/README.md: a public default base behind
+`ARG BASE_IMAGE`, the shared entrypoint and the backend's own adapter copied to /opt/edgeasr, the
+environment and labels the runner relies on (in one LABEL step, with the versions and base labels taken
+from build arguments), `python -m edgeasr_entrypoint` as the ENTRYPOINT, every COPY
+source present in the build context (containers/), version pins that agree with requirements.txt, and a
+build command for each file in containers/PLATFORMS.md. Files are found by glob, so a new backend or a
+new variant is checked without touching this test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import edgeasr_entrypoint
+import pytest
+
+from runner.launch.backends import BACKENDS, IMAGES
+from runner.launch.images import versions_label
+
+CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
+PLATFORMS_DOC = CONTAINERS / "PLATFORMS.md"
+NOT_BACKENDS = {"runner", "torch-base", "base"}  # image folders that are not backend images
+PLATFORM_OF_SUFFIX = {"": "x86", ".cuda": "cuda", ".jetson": "jetson"}
+PIN = re.compile(r"(?<![\w.\-=<>~!])([A-Za-z0-9][A-Za-z0-9._\-]*)==([0-9][^\s\"'\\;,)]*)")
+
+
+def backend_dockerfiles() -> list[Path]:
+    return sorted(p for p in CONTAINERS.glob("*/Dockerfile*")
+                  if p.is_file() and p.parent.name not in NOT_BACKENDS and not p.name.endswith(".dockerignore"))
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str  # upper case
+    args: str
+
+
+def parse(text: str) -> list[Instruction]:
+    """Docker's reading of a Dockerfile: comment lines dropped (also inside a continuation), a backslash at
+    the end of a line joins it to the next."""
+    instructions, current = [], ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        if line.rstrip().endswith("\\"):
+            current += line.rstrip()[:-1] + " "
+            continue
+        current += line
+        if current.strip():
+            keyword, _, args = current.strip().partition(" ")
+            instructions.append(Instruction(keyword.upper(), args.strip()))
+        current = ""
+    assert not current.strip(), "the file ends inside a continuation line"
+    return instructions
+
+
+def key_values(args: str) -> dict[str, str]:
+    """ENV / LABEL arguments: `k=v k2="v 2"`, or the legacy `ENV key value`."""
+    tokens = shlex.split(args)
+    if tokens and "=" not in tokens[0]:
+        return {tokens[0]: " ".join(tokens[1:])}
+    pairs = {}
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        assert sep, f"not a key=value pair: {token!r}"
+        pairs[key] = value
+    return pairs
+
+
+def copy_sources_and_dest(args: str) -> tuple[list[str], str, dict[str, str]]:
+    flags = {}
+    rest = args
+    while rest.startswith("--"):
+        flag, _, rest = rest.partition(" ")
+        name, _, value = flag[2:].partition("=")
+        flags[name] = value
+        rest = rest.strip()
+    parts = json.loads(rest) if rest.startswith("[") else shlex.split(rest)
+    assert len(parts) >= 2, f"COPY needs a source and a destination: {args!r}"
+    return parts[:-1], parts[-1], flags
+
+
+def requirement_pins(folder: str) -> dict[str, str]:
+    """Pins of the backend's requirements.txt and, where the image is built on a parent image (torch-base),
+    the parent's: the versions every variant must agree with."""
+    files = [CONTAINERS / folder / "requirements.txt"]
+    backend = BACKENDS.get(folder)
+    if backend is not None and backend.parent:
+        files.append(IMAGES[backend.parent].requirements)
+    pins: dict[str, str] = {}
+    for path in files:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            m = PIN.match(line.strip())
+            if m:
+                pins.setdefault(normalize(m.group(1)), m.group(2))
+    return pins
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+class Dockerfile:
+    def __init__(self, path: Path):
+        self.path = path
+        self.folder = path.parent.name
+        self.suffix = path.name[len("Dockerfile"):]
+        self.text = path.read_text()
+        self.instructions = parse(self.text)
+
+    def all(self, keyword: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.keyword == keyword]
+
+    def env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for i in self.all("ENV"):
+            env.update(key_values(i.args))
+        return env
+
+    def labels(self) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        for i in self.all("LABEL"):
+            labels.update(key_values(i.args))
+        return labels
+
+    def copies(self) -> list[tuple[list[str], str, dict[str, str]]]:
+        return [copy_sources_and_dest(i.args) for i in self.all("COPY") + self.all("ADD")]
+
+    def header(self) -> str:
+        """The leading comment block, without the '#' and with continuation backslashes joined."""
+        lines = []
+        for line in self.text.splitlines():
+            if not line.startswith("#"):
+                break
+            lines.append(line[1:].strip())
+        return re.sub(r"\\\s+", " ", "\n".join(lines))
+
+    @property
+    def adapter_module(self) -> str:
+        return "edgeasr_backend_" + self.folder.replace("-", "_")
+
+
+DOCKERFILES = backend_dockerfiles()
+VARIANTS = [p for p in DOCKERFILES if p.name != "Dockerfile"]
+IDS = [f"{p.parent.name}/{p.name}" for p in DOCKERFILES]
+
+
+def test_every_backend_has_its_variants():
+    assert DOCKERFILES, "no backend Dockerfile found under containers/"
+    folders = {p.parent.name for p in DOCKERFILES}
+    for folder in folders:
+        for name in ("Dockerfile", "Dockerfile.cuda", "Dockerfile.jetson"):
+            assert (CONTAINERS / folder / name).is_file(), f"containers/{folder}/{name} is missing"
+    for suffix in {p.name[len("Dockerfile"):] for p in DOCKERFILES}:
+        assert suffix in PLATFORM_OF_SUFFIX, f"unknown Dockerfile variant {suffix!r}: add its platform here"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_base_is_an_arg_with_a_public_default(path):
+    df = Dockerfile(path)
+    first_from = next(n for n, i in enumerate(df.instructions) if i.keyword == "FROM")
+    defaults = [i.args.partition("=")[2] for i in df.instructions[:first_from]
+                if i.keyword == "ARG" and i.args.partition("=")[0] == "BASE_IMAGE"]
+    assert defaults and defaults[0], "ARG BASE_IMAGE=<default> must come before the first FROM"
+    assert re.fullmatch(r"[a-z0-9][\w./-]*(:[\w.-]+)?(@sha256:[0-9a-f]{64})?", defaults[0]), defaults[0]
+    stages: dict[str, str] = {}
+    final = None
+    for i in df.all("FROM"):
+        image, *rest = i.args.split()
+        if len(rest) == 2 and rest[0].lower() == "as":
+            stages[rest[1].lower()] = image
+        final = image
+    while final and final.lower() in stages:  # a final stage built FROM an earlier stage
+        final = stages[final.lower()]
+    assert final == "${BASE_IMAGE}", "the final stage must be built FROM ${BASE_IMAGE}"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_copies_the_entrypoint_and_the_backends_own_adapter(path):
+    df = Dockerfile(path)
+    copies = [(sources, dest) for sources, dest, flags in df.copies() if "from" not in flags]
+    assert any("common/edgeasr_entrypoint" in [s.rstrip("/") for s in sources]
+               and dest.rstrip("/") in ("/opt/edgeasr/edgeasr_entrypoint", "/opt/edgeasr")
+               for sources, dest in copies), "COPY common/edgeasr_entrypoint /opt/edgeasr/edgeasr_entrypoint"
+    adapter = f"{df.folder}/{df.adapter_module}.py"
+    assert any(adapter in sources and dest.startswith("/opt/edgeasr") for sources, dest in copies), \
+        f"COPY {adapter} /opt/edgeasr/"
+    assert (CONTAINERS / adapter).is_file(), f"the adapter containers/{adapter} does not exist"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_every_copy_source_exists_in_the_build_context(path):
+    df = Dockerfile(path)
+    for sources, _dest, flags in df.copies():
+        if "from" in flags:
+            continue  # from another stage or image, not from the context
+        for source in sources:
+            if re.match(r"https?://", source):
+                continue
+            assert not source.startswith(("/", "..")), f"{source!r} leaves the build context"
+            assert list(CONTAINERS.glob(source.rstrip("/"))), \
+                f"COPY source {source!r} is not in the build context (containers/)"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_environment_names_the_backend_and_its_adapter(path):
+    df = Dockerfile(path)
+    env = df.env()
+    assert env.get("EDGEASR_BACKEND") == df.folder
+    assert env.get("EDGEASR_ADAPTER") == df.adapter_module
+    assert env.get("HF_HUB_OFFLINE") == "1", "HF_HUB_OFFLINE=1 unless the host allows a download"
+    assert "/opt/edgeasr" in env.get("PYTHONPATH", "").split(":")
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_labels_name_the_backend_the_contract_and_the_platform(path):
+    df = Dockerfile(path)
+    assert len(df.all("LABEL")) == 1, "one LABEL step (the legacy builder makes a step of each API label)"
+    labels = df.labels()
+    assert labels.get("org.edgeasr.backend") == df.folder
+    assert labels.get("org.edgeasr.contract") == str(edgeasr_entrypoint.CONTRACT_VERSION)
+    expected = PLATFORM_OF_SUFFIX.get(df.suffix)
+    if df.suffix:
+        assert labels.get("org.edgeasr.platform") == expected
+    else:
+        assert labels.get("org.edgeasr.platform", expected) == expected
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_versions_and_base_labels_come_from_build_arguments(path):
+    df = Dockerfile(path)
+    labels = df.labels()
+    assert labels.get("org.edgeasr.versions") == "${EDGEASR_VERSIONS}"
+    assert labels.get("org.edgeasr.base") == "${BASE_IMAGE}"
+    last_from = max(n for n, i in enumerate(df.instructions) if i.keyword == "FROM")
+    stage_args = {i.args.partition("=")[0]: i.args.partition("=")[2]
+                  for i in df.instructions[last_from:] if i.keyword == "ARG"}
+    assert "BASE_IMAGE" in stage_args, "ARG BASE_IMAGE again after the last FROM, or org.edgeasr.base is empty"
+    assert "EDGEASR_VERSIONS" in stage_args, "ARG EDGEASR_VERSIONS in the final stage"
+    default = stage_args["EDGEASR_VERSIONS"]
+    if default:  # a default must be exactly what `edgeasr images build` would pass
+        backend = BACKENDS.get(df.folder)
+        assert backend is not None and default == versions_label(backend), \
+            f"EDGEASR_VERSIONS default {default!r} is not the requirements' {versions_label(backend)!r}"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_entrypoint_runs_the_shared_module(path):
+    df = Dockerfile(path)
+    entrypoints = df.all("ENTRYPOINT")
+    assert entrypoints, "no ENTRYPOINT"
+    argv = json.loads(entrypoints[-1].args)  # exec form: no shell between Docker and Python
+    assert isinstance(argv, list) and re.search(r"(^|/)python3?$", argv[0]), argv
+    assert argv[1:3] == ["-m", "edgeasr_entrypoint"], argv
+    if df.suffix == ".jetson":
+        assert argv[0] == "python3", "Jetson bases bring their own python3 (system or their /opt/venv on PATH)"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_version_pins_agree_with_requirements(path):
+    df = Dockerfile(path)
+    pins = requirement_pins(df.folder)
+    for i in df.all("RUN"):
+        for name, version in PIN.findall(i.args):
+            expected = pins.get(normalize(name))
+            if expected is not None:
+                assert version == expected, f"{name}=={version} here, {name}=={expected} in requirements.txt"
+
+
+@pytest.mark.parametrize("path", VARIANTS, ids=[f"{p.parent.name}/{p.name}" for p in VARIANTS])
+def test_variant_header_says_how_to_build_it_and_what_it_cannot_do(path):
+    df = Dockerfile(path)
+    assert df.text.startswith("#"), "a variant starts with a comment: purpose, build command, tags, limits"
+    header = df.header()
+    default = next(i.args.partition("=")[2] for i in df.all("ARG") if i.args.startswith("BASE_IMAGE="))
+    command = re.search(rf"docker build -f containers/{re.escape(df.folder)}/{re.escape(path.name)}"
+                        rf"\s+--build-arg BASE_IMAGE=(\S+)\s+-t (edgeasr/{re.escape(df.folder)}:\S+) containers\b",
+                        header)
+    assert command, "the header must hold the exact build command (docker build -f ... -t edgeasr/<b>:<tag> containers)"
+    assert command.group(1) == default, "the build command's BASE_IMAGE is the ARG's default"
+    platform = PLATFORM_OF_SUFFIX[df.suffix]
+    assert command.group(2).split(":")[1].startswith(platform), f"tag {command.group(2)} is not a {platform} tag"
+    assert "Known limits" in header
+    assert "not built" in header, "say plainly what was not built or run"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_platforms_doc_has_a_build_command_for_the_file(path):
+    doc = PLATFORMS_DOC.read_text()
+    assert f"docker build -f containers/{path.parent.name}/{path.name} " in doc, \
+        f"containers/PLATFORMS.md has no build command for containers/{path.parent.name}/{path.name}"
+
+
+@pytest.mark.parametrize("path", VARIANTS, ids=[f"{p.parent.name}/{p.name}" for p in VARIANTS])
+def test_platforms_doc_names_the_default_base(path):
+    df = Dockerfile(path)
+    default = next(i.args.partition("=")[2] for i in df.all("ARG") if i.args.startswith("BASE_IMAGE="))
+    assert default in PLATFORMS_DOC.read_text(), f"containers/PLATFORMS.md does not name {default}"
+
+
+def test_platforms_doc_says_the_variants_were_not_built_here():
+    doc = PLATFORMS_DOC.read_text()
+    assert "not built" in doc and "statically" in doc
