@@ -118,8 +118,18 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
                 reason = "hub model: size on disk not known inside the container"
             if name == "peak_vram_mb":
                 reason = ("no GPU: the run was on the CPU" if summary.device == "cpu" else
-                          "the backend's memory is invisible to torch (CTranslate2): see energy.gpu_mem_peak_mb "
-                          "from NVML")
+                          "the backend's memory is invisible to torch (CTranslate2) and no NVML sampler ran")
             summary.mark_unavailable(name, reason)
+    if summary.peak_vram_mb is not None:
+        summary.peak_vram_source = "torch allocator (max_memory_allocated)"
     summary.versions = dict(st.get("versions") or {})
     summary.quant_method = st.get("quant_method")
+
+
+def apply_nvml_vram(summary: Summary) -> None:
+    """CTranslate2's GPU memory is invisible to torch: take NVML's per-process peak when the sampler saw one."""
+    energy = summary.energy or {}
+    if summary.peak_vram_mb is None and energy.get("gpu_process_mem_peak_mb") is not None:
+        summary.peak_vram_mb = energy["gpu_process_mem_peak_mb"]
+        summary.peak_vram_source = "nvml process memory (nvmlDeviceGetComputeRunningProcesses)"
+        summary.unavailable.pop("peak_vram_mb", None)

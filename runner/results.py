@@ -73,6 +73,7 @@ class Summary:
     model_size_mb: float | None = None
     n_params: int | None = None
     peak_vram_mb: float | None = None
+    peak_vram_source: str | None = None  # torch allocator | nvml process memory
     quant_method: str | None = None  # how the backend realised the quant, where it says
     decode: dict[str, Any] = field(default_factory=dict)
     warmup: int = 0

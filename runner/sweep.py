@@ -306,6 +306,7 @@ def finalize_condition(ctx: GroupContext, cond: PlannedCondition, error: str | N
     else:
         summary.energy = accounting.unavailable_block(None, ctx.energy_reason)
         summary.mark_unavailable("energy", ctx.energy_reason)
+    merge.apply_nvml_vram(summary)
     folder = condition_dir(ctx.out, cond.key)
     folder.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])

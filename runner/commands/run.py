@@ -201,6 +201,7 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
     else:
         summary.energy = accounting.unavailable_block(None, energy_reason)
         summary.mark_unavailable("energy", energy_reason)
+    merge.apply_nvml_vram(summary)
     write_jsonl_atomic(spec.out / "utterances.jsonl", [asdict(u) for u in utts])
     summary.overhead_s = _overhead(run, raw, time.perf_counter() - t_merge)
     data = summary.to_json()

@@ -149,6 +149,12 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         block[f"{label}_peak_mb"] = peak
         # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
         block[f"{label}_peak_delta_mb"] = peak - idle if peak is not None and idle is not None else None
+        if source == "nvml":
+            procs = [s.extras.get("process_mem_mb") for s in samples if c0 <= s.t_ns <= c1]
+            procs = [p for p in procs if p is not None]
+            block["gpu_process_mem_peak_mb"] = max(procs) if procs else None
+            if not procs:
+                unavailable["gpu_process_mem_peak_mb"] = "NVML reported no per-process GPU memory"
         if block[f"{label}_peak_delta_mb"] is None:
             unavailable[f"{label}_peak_delta_mb"] = ("the sampler reports no memory" if peak is None else
                                                     "no idle window was measured to compare with")

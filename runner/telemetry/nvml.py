@@ -153,6 +153,7 @@ class NvmlSampler(PollingSampler):
         energy_j: dict[str, float] = {}
         readings: dict[str, dict[str, Any]] = {}
         mem_sum_mb: float | None = None
+        proc_sum_mb: float | None = None
         for gpu in self._gpus:
             h, key = gpu.handle, gpu.channel
             counter_mj = counters_mj[key]
@@ -174,10 +175,19 @@ class NvmlSampler(PollingSampler):
             mem_used_mb = None if mem is None else mem.used / _MIB
             if mem_used_mb is not None:
                 mem_sum_mb = (mem_sum_mb or 0.0) + mem_used_mb
+            # Memory of the compute processes (the backend's, on a benchmark machine): what CTranslate2
+            # holds, which torch's allocator cannot see. None where NVML cannot tell (per-process
+            # accounting off, or usedGpuMemory not available inside a container's PID namespace).
+            procs = self._optional(f"{key}.processes", nvml.nvmlDeviceGetComputeRunningProcesses, h)
+            used = [p.usedGpuMemory for p in procs or () if isinstance(getattr(p, "usedGpuMemory", None), int)]
+            proc_mb = sum(used) / _MIB if used else None
+            if proc_mb is not None:
+                proc_sum_mb = (proc_sum_mb or 0.0) + proc_mb
             readings[key] = {
                 "name": gpu.name,
                 "util_pct": None if util is None else util.gpu,
                 "mem_used_mb": mem_used_mb,
+                "process_mem_mb": proc_mb,
                 "sm_clock_mhz": sm_clock,
                 "temp_c": temp,
             }
@@ -199,7 +209,7 @@ class NvmlSampler(PollingSampler):
             energy_j=energy_j or None,
             total_energy_j=sum(energy_j[c] for c in channels) if has_all_counters else None,
             mem_used_mb=mem_sum_mb,
-            extras={"gpus": readings},
+            extras={"gpus": readings, "process_mem_mb": proc_sum_mb},
         )
 
     # -- helpers --------------------------------------------------------------

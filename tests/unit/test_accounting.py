@@ -106,3 +106,21 @@ def test_asked_for_by_name_and_unavailable_stops_before_launch(monkeypatch, tmp_
 def test_none_is_unavailable_with_reason():
     sampler, reason = select_sampler("none", "cpu", 100)
     assert isinstance(sampler, NullSampler) and reason == "telemetry turned off (--telemetry none)"
+
+
+def test_nvml_process_memory_becomes_peak_vram_for_ctranslate2():
+    """CTranslate2's GPU memory is invisible to torch: the summary takes NVML's per-process peak, with its source."""
+    from runner import merge
+    from runner.results import Summary
+
+    samples = [Sample(t_ns=T0 + i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0, total_kind="nvml:sum_of_gpus",
+                      mem_used_mb=3000.0, extras={"process_mem_mb": 500.0 + (300.0 if 30 < i < 60 else 0.0)})
+               for i in range(90)]
+    block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100)
+    assert block["gpu_process_mem_peak_mb"] == 800.0 and block["gpu_mem_peak_mb"] == 3000.0
+    s = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
+    s.mark_unavailable("peak_vram_mb", "the backend's memory is invisible to torch (CTranslate2) and no NVML sampler ran")
+    s.energy = block
+    merge.apply_nvml_vram(s)
+    assert s.peak_vram_mb == 800.0 and s.peak_vram_source.startswith("nvml process memory")
+    assert "peak_vram_mb" not in s.unavailable

@@ -98,6 +98,14 @@ class Memory:
 
 
 @dataclass
+class ProcessInfo:
+    """Shape of c_nvmlProcessInfo_t: pid, usedGpuMemory in bytes (None when NVML cannot tell)."""
+
+    pid: int
+    usedGpuMemory: int | None
+
+
+@dataclass
 class FakeGpu:
     """One fake GPU. ``None`` for a capability means NVML answers NotSupported."""
 
@@ -110,6 +118,7 @@ class FakeGpu:
     mem_total_bytes: int = 16 * 1024**3
     sm_clock_mhz: int | None = 1410
     temp_c: int | None = 60
+    processes: list | None = field(default_factory=lambda: [ProcessInfo(4242, 900 * 1024**2)])
     counter_at_start_mj: int = 123_456_789  # counter runs since driver load
     _origin_ns: int = field(default_factory=time.time_ns)
 
@@ -196,6 +205,12 @@ class FakePynvml:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         used = handle.mem_used_bytes
         return Memory(total=handle.mem_total_bytes, free=handle.mem_total_bytes - used, used=used)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list:
+        self._check_init()
+        if handle.processes is None:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return list(handle.processes)
 
     def nvmlDeviceGetClockInfo(self, handle: FakeGpu, type: int) -> int:
         self._check_init()

@@ -77,8 +77,21 @@ def test_counter_energy_matches_exact_integral(fake_pynvml):
     assert sample.total_kind == "nvml:sum_of_gpus"
     assert sample.mem_used_mb == pytest.approx(2 * 2048)
     gpu0 = sample.extras["gpus"]["gpu0"]
-    assert gpu0 == {"name": "NVIDIA Fake GPU", "util_pct": 50, "mem_used_mb": 2048.0,
+    assert gpu0 == {"name": "NVIDIA Fake GPU", "util_pct": 50, "mem_used_mb": 2048.0, "process_mem_mb": 900.0,
                     "sm_clock_mhz": 1410, "temp_c": 60}
+    assert sample.extras["process_mem_mb"] == pytest.approx(2 * 900.0)
+
+
+def test_process_memory_unavailable_is_none_with_reason(fake_pynvml):
+    """NotSupported, or usedGpuMemory unknown (None, as inside some containers): None, never 0."""
+    gpus = [fake_pynvml.FakeGpu(processes=None), fake_pynvml.FakeGpu(processes=[fake_pynvml.ProcessInfo(7, None)])]
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus))
+    with sampler:
+        time.sleep(0.05)
+    sample = sampler.samples[-1]
+    assert sample.extras["process_mem_mb"] is None
+    assert sample.extras["gpus"]["gpu1"]["process_mem_mb"] is None
+    assert "gpu0.processes" in sampler.unavailable
     assert sampler.gpus[0]["energy_source"] == "total_energy_counter"
 
 
