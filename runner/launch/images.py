@@ -112,19 +112,35 @@ def _context(backend: ImageDef) -> IO[bytes]:
     return buf
 
 
-def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str, tag: str | None = None,
-                log_path: Path | None = None, log: Callable[[str], None] = print) -> str:
-    """Build the image FROM `base`; returns the image id. The build's output goes to log_path."""
+PLATFORMS = {"x86": ("Dockerfile", "latest"), "cuda": ("Dockerfile.cuda", "cuda"),
+             "jetson": ("Dockerfile.jetson", "jetson-r36")}
+
+
+def detect_platform() -> str:
+    """jetson on an NVIDIA Jetson (L4T), else x86 (CPU; the CUDA variant is asked for by name)."""
+    return "jetson" if Path("/etc/nv_tegra_release").exists() else "x86"
+
+
+def platform_tag(image: ImageDef, platform: str) -> str:
+    return image.image.rsplit(":", 1)[0] + ":" + PLATFORMS[platform][1]
+
+
+def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | None, tag: str | None = None,
+                log_path: Path | None = None, log: Callable[[str], None] = print,
+                dockerfile: str = "Dockerfile") -> str:
+    """Build the image FROM `base` (None: the Dockerfile's own default); returns the image id.
+    The build's output goes to log_path."""
     tag = tag or backend.image
     lines: list[str] = []
     wheels = backend.wheelhouse
     has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
     try:
         with _context(backend) as context, serve_wheelhouse(wheels) as url:
-            buildargs = {"BASE_IMAGE": base, "WHEELS_URL": url if has_wheels else "",
-                         "EDGEASR_VERSIONS": versions_label(backend)}
+            buildargs = {"WHEELS_URL": url if has_wheels else "", "EDGEASR_VERSIONS": versions_label(backend)}
+            if base is not None:
+                buildargs["BASE_IMAGE"] = base
             stream = client.api.build(
-                fileobj=context, custom_context=True, dockerfile=f"{backend.build_dir}/Dockerfile",
+                fileobj=context, custom_context=True, dockerfile=f"{backend.build_dir}/{dockerfile}",
                 tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True,
                 network_mode="host",  # so that RUN steps reach the wheelhouse on the host's loopback
             )

@@ -75,3 +75,13 @@ def test_summary_schema_is_pinned():
     assert REQUIRED_SUMMARY_KEYS <= set(data)
     assert data["schema_version"] == SCHEMA_VERSION == 1
     assert "deletions" not in data  # on disk the field is "del"
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_every_backend_has_a_dockerfile_per_platform(name):
+    """`make images PLATFORM=x86|cuda|jetson` finds each backend's variant and tags it per platform."""
+    from runner.launch.images import PLATFORMS, platform_tag
+
+    for platform, (dockerfile, suffix) in PLATFORMS.items():
+        assert (CONTAINERS_DIR / BACKENDS[name].build_dir / dockerfile).is_file()
+        assert platform_tag(BACKENDS[name], platform) == f"edgeasr/{name}:{suffix}"
