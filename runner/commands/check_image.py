@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data import load_dataset
+from ..errors import UserError
 from ..launch import docker_engine
 from ..launch.backends import BACKENDS
 from ..launch.images import parse_versions_label
@@ -128,7 +129,11 @@ def run_checks(image_ref: str, model: str | None, quant: str, models_dir: Path, 
         add("tiny job", False, "skipped: without a known backend label the job cannot be made")
         return checks
     default_model = {"ctranslate2": "tiny.en", "torch": "tiny-whisper-random"}[backend.library]
-    resolved = resolve_model(model or default_model, models_dir, allow_download=False)
+    try:
+        resolved = resolve_model(model or default_model, models_dir, allow_download=False)
+    except UserError as exc:
+        hint = "make tiny-models" if (model or default_model) == "tiny-whisper-random" else "make models"
+        raise UserError(f"{exc} (the test job needs it: run `{hint}`, or pass --model)") from None
     work = Path(tempfile.mkdtemp(prefix="edgeasr-check-"))
     try:
         data = work / "data"
