@@ -193,7 +193,3 @@ def remove_labelled(client: docker.DockerClient, label: str, value: str) -> list
             pass
     return names
 
-
-def leftover_containers(client: docker.DockerClient) -> list[str]:
-    """Names of edgeasr containers that still exist (tests assert there are none)."""
-    return [c.name for c in client.containers.list(all=True, filters={"label": MANAGED_LABEL})]
