@@ -112,12 +112,22 @@ def test_power_usage_fallback_without_energy_counter(fake_pynvml):
 
 
 def test_counter_only_gpu_derives_power(fake_pynvml):
+    """Without a power query, power is the counter's difference over the interval.
+
+    The counter is read a moment before the sample is stamped, so one interval can be off by the
+    scheduling delay (a millisecond is 2 % of 50 ms): the median must be right, and every interval
+    close enough that a unit error (mJ vs J, mW vs W) cannot pass.
+    """
+    import statistics
+
     fake = fake_pynvml.FakePynvml(gpus=[fake_pynvml.FakeGpu(power_mw=50_000, power_usage=False)])
-    sampler = NvmlSampler(interval_ms=10, nvml=fake)
+    sampler = NvmlSampler(interval_ms=50, nvml=fake)
     with sampler:
-        time.sleep(0.1)
-    later = [s for s in sampler.samples[1:] if "gpu0" in s.power_w]
-    assert later and all(s.power_w["gpu0"] == pytest.approx(50.0, rel=0.05) for s in later)
+        time.sleep(0.4)
+    later = [s.power_w["gpu0"] for s in sampler.samples[1:] if "gpu0" in s.power_w]
+    assert len(later) >= 4
+    assert statistics.median(later) == pytest.approx(50.0, rel=0.03)
+    assert all(w == pytest.approx(50.0, rel=0.2) for w in later)
 
 
 def test_unsupported_queries_are_none_with_reason_never_zero(fake_pynvml):
