@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dataclasses import replace
+
 from . import metrics
 from .data import Dataset
 from .results import Summary, UtteranceResult, read_jsonl
+from .telemetry import accounting
 
 
 @dataclass(frozen=True)
@@ -133,3 +136,37 @@ def apply_nvml_vram(summary: Summary) -> None:
         summary.peak_vram_mb = energy["gpu_process_mem_peak_mb"]
         summary.peak_vram_source = "nvml process memory (nvmlDeviceGetComputeRunningProcesses)"
         summary.unavailable.pop("peak_vram_mb", None)
+
+
+def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None) -> str | None:
+    """Why a container (or local process) run failed, in one sentence, or None when it finished.
+
+    `run` is what the engine reported (launch.docker_engine.ContainerRun); `status` the container's record.
+    """
+    if run.timed_out:
+        return f"timed out after {timeout_s:g} s; the container was killed"
+    if run.oom_killed:
+        limit = f" (mem_limit {mem_limit})" if mem_limit else ""
+        return f"out of memory: the kernel killed the container{limit}"
+    if status and status.get("status") != "ok":
+        return status.get("error") or "the backend reported an error"
+    if run.exit_code != 0:
+        return f"the container exited with code {run.exit_code}" + ("" if status else " without a status record")
+    if status is None:
+        return "the container wrote no status record"
+    return None
+
+
+def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, samples, events: list[dict[str, Any]],
+                   base, energy_reason: str | None, interval_ms: int) -> list[UtteranceResult]:
+    """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances."""
+    if energy_reason is None:
+        summary.energy = accounting.energy_block(source, samples, events, base, summary.audio_s,
+                                                 summary.n_utterances - summary.n_failed, interval_ms)
+        per_utt = accounting.utterance_energy(samples, events, base)
+        utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
+    else:
+        summary.energy = accounting.unavailable_block(None, energy_reason)
+        summary.mark_unavailable("energy", energy_reason)
+    apply_nvml_vram(summary)
+    return utts

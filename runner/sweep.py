@@ -297,16 +297,8 @@ def finalize_condition(ctx: GroupContext, cond: PlannedCondition, error: str | N
             while ctx.sampler.running and ctx.sampler.samples[-1:] and ctx.sampler.samples[-1].t_ns < end \
                     and time.monotonic() < deadline:
                 time.sleep(spec.telemetry.interval_ms / 4000.0)
-        samples = ctx.sampler.samples
-        summary.energy = accounting.energy_block(ctx.sampler.name, samples, events, ctx.baseline, summary.audio_s,
-                                                 summary.n_utterances - summary.n_failed,
-                                                 spec.telemetry.interval_ms)
-        per_utt = accounting.utterance_energy(samples, events, ctx.baseline)
-        utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
-    else:
-        summary.energy = accounting.unavailable_block(None, ctx.energy_reason)
-        summary.mark_unavailable("energy", ctx.energy_reason)
-    merge.apply_nvml_vram(summary)
+    utts = merge.account_energy(summary, utts, ctx.sampler.name, ctx.sampler.samples, events, ctx.baseline,
+                                ctx.energy_reason, spec.telemetry.interval_ms)
     folder = condition_dir(ctx.out, cond.key)
     folder.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -119,22 +119,6 @@ def _base_summary(spec: RunSpec, image: docker_engine.ImageInfo | None) -> Summa
     )
 
 
-def _container_error(run: docker_engine.ContainerRun, raw: merge.RawOutputs, spec: RunSpec) -> str | None:
-    """Why the container run failed, in one sentence, or None when it finished."""
-    if run.timed_out:
-        return f"timed out after {spec.timeout_s:g} s; the container was killed"
-    if run.oom_killed:
-        limit = f" (mem_limit {spec.mem_limit})" if spec.mem_limit else ""
-        return f"out of memory: the kernel killed the container{limit}"
-    if raw.status and raw.status.get("status") != "ok":
-        return raw.status.get("error") or "the backend reported an error"
-    if run.exit_code != 0:
-        return f"the container exited with code {run.exit_code} without a status record"
-    if raw.status is None:
-        return "the container wrote no status record"
-    return None
-
-
 def _launch(spec: RunSpec, raw_dir: Path, live: "LiveProgress", client) -> docker_engine.ContainerRun:
     """Run the entrypoint in a container (docker) or as a host process (local)."""
     if spec.engine == "local":
@@ -183,7 +167,7 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
             time.sleep(1.5 * spec.telemetry.interval_ms / 1000.0)
     t_merge = time.perf_counter()
     raw = merge.read_raw(raw_dir)
-    error = _container_error(run, raw, spec)
+    error = merge.container_error(run, raw.status, spec.timeout_s, spec.mem_limit)
     missing = error or "the container stopped before this utterance"
     utts = merge.merge_utterances(spec.dataset, raw.transcripts, f"not transcribed: {missing}")
     merge.score(summary, utts)
@@ -191,17 +175,10 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
     summary.error = error
     summary.status = "error" if error else ("partial" if summary.n_failed else "ok")
     samples = sampler.samples
+    utts = merge.account_energy(summary, utts, sampler.name, samples, raw.events, base, energy_reason,
+                                spec.telemetry.interval_ms)
     if energy_reason is None:
-        summary.energy = accounting.energy_block(sampler.name, samples, raw.events, base, summary.audio_s,
-                                                 summary.n_utterances - summary.n_failed,
-                                                 spec.telemetry.interval_ms)
-        per_utt = accounting.utterance_energy(samples, raw.events, base)
-        utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
         accounting.write_trace_csv(spec.out / "telemetry.csv", samples)
-    else:
-        summary.energy = accounting.unavailable_block(None, energy_reason)
-        summary.mark_unavailable("energy", energy_reason)
-    merge.apply_nvml_vram(summary)
     write_jsonl_atomic(spec.out / "utterances.jsonl", [asdict(u) for u in utts])
     summary.overhead_s = _overhead(run, raw, time.perf_counter() - t_merge)
     data = summary.to_json()

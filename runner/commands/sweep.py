@@ -7,7 +7,6 @@ with its reason and the sweep went on), 2 bad input (nothing started).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import time
@@ -18,6 +17,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
+from .. import merge
 from .. import sweep as sw
 from ..errors import UserError
 from ..experiment import load_experiment
@@ -103,15 +103,8 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
         ctx.baseline = idle_baseline(t, sampler, console) if reason is None else None
         try:
             run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id)
-            status = json.loads((raw_dir / "status.json").read_text()) if (raw_dir / "status.json").exists() else None
-            if run.timed_out:
-                error = f"timed out after {pc.spec.timeout_s:g} s; the container was killed"
-            elif run.oom_killed:
-                error = f"out of memory: the kernel killed the container (mem_limit {pc.spec.mem_limit})"
-            elif status and status.get("status") != "ok":
-                error = status.get("error") or "the backend reported an error"
-            elif run.exit_code != 0:
-                error = f"the container exited with code {run.exit_code}"
+            status = merge.read_raw(raw_dir).status
+            error = merge.container_error(run, status, pc.spec.timeout_s, pc.spec.mem_limit)
         except UserError as exc:
             error = str(exc)
     for cond in pending:

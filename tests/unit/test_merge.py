@@ -82,3 +82,23 @@ def test_dead_container_marks_windows_unavailable(tmp_path):
     merge.apply_container_facts(s, raw)
     assert s.load_s is None and "stopped early" in s.unavailable["load_s"]
     assert s.unavailable["peak_rss_mb"] == "the container wrote no status record"
+
+
+def test_container_error_names_the_cause_once_for_run_and_sweep():
+    """One classification for single runs and sweeps: timeout, OOM, backend error, exit code, no status."""
+    from types import SimpleNamespace
+
+    def run(**kw):
+        return SimpleNamespace(**{"timed_out": False, "oom_killed": False, "exit_code": 0, **kw})
+
+    ok = {"status": "ok"}
+    assert merge.container_error(run(), ok, None, None) is None
+    assert merge.container_error(run(timed_out=True, exit_code=137), None, 4, None) == \
+        "timed out after 4 s; the container was killed"
+    assert merge.container_error(run(oom_killed=True, exit_code=137), None, None, "60m") == \
+        "out of memory: the kernel killed the container (mem_limit 60m)"
+    assert merge.container_error(run(exit_code=1), {"status": "error", "error": "OSError: x"}, None, None) == "OSError: x"
+    assert merge.container_error(run(exit_code=3), ok, None, None) == "the container exited with code 3"
+    assert merge.container_error(run(exit_code=3), None, None, None) == \
+        "the container exited with code 3 without a status record"
+    assert merge.container_error(run(), None, None, None) == "the container wrote no status record"
