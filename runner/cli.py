@@ -7,15 +7,15 @@ unexpected errors go to the debug log file, not the terminal, unless -v.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
-import logging
+import os
 import signal
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, interrupt_exit_code, signal_name
 
 COMMANDS = {
     "run": "transcribe a dataset in a backend container and report WER, RTF, latency and memory",
@@ -45,8 +45,29 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sigterm(_signum, _frame):
-    # Turn SIGTERM into KeyboardInterrupt so that `finally` blocks remove containers.
-    raise KeyboardInterrupt
+    # Turn SIGTERM into KeyboardInterrupt so that `finally` blocks remove containers; commands catch it to
+    # record what finished (status interrupted) and name the signal.
+    exc = KeyboardInterrupt()
+    exc.signame = "SIGTERM"
+    raise exc
+
+
+def debug_log_path() -> Path:
+    """A per-user debug log ($XDG_CACHE_HOME/edgeasr/debug.log), never one shared path in /tmp."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "edgeasr" / "debug.log"
+
+
+def _write_debug_log(text: str) -> Path | None:
+    path = debug_log_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return path
+    except OSError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,16 +79,28 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"edgeasr: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("edgeasr: interrupted; containers were removed", file=sys.stderr)
-        return 130
-    except Exception:
-        log = Path(tempfile.gettempdir()) / "edgeasr-debug.log"
-        log.write_text(traceback.format_exc())
-        if args.verbose:
-            traceback.print_exc()
-        print(f"edgeasr: unexpected error ({sys.exc_info()[1]!r}); traceback in {log}", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        hint = getattr(exc, "hint", None) or "containers were removed"
+        print(f"edgeasr: interrupted by {signal_name(exc)}; {hint}", file=sys.stderr)
+        return interrupt_exit_code(exc)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return _unexpected(args)
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"edgeasr: no space left on the device{where}; free some space and run the command again "
+              f"(files already written are complete; no partial file was left)", file=sys.stderr)
         return 1
+    except Exception:
+        return _unexpected(args)
+
+
+def _unexpected(args: argparse.Namespace) -> int:
+    log = _write_debug_log(traceback.format_exc())
+    if args.verbose:
+        traceback.print_exc()
+    where = f"traceback in {log}" if log else "run again with -v for the traceback"
+    print(f"edgeasr: unexpected error ({sys.exc_info()[1]!r}); {where}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,13 @@ manifest; a folder holding ``manifest.jsonl`` counts as the manifest), and a
 plain folder of audio files with same-name ``.txt`` references. Audio is not
 decoded here: the container decodes it, so a corrupt file becomes a per-utterance
 error record and the rest of the run goes on.
+
+Every audio path is resolved (symlinks followed) and must be a regular file under
+one of the dataset's roots: its own folder (the manifest's folder, the LibriSpeech
+root, the audio folder) or a folder the user trusts with ``--audio-root``. An entry
+outside them, or a system file, is a per-utterance error that says why
+(runner/paths.py): a dataset from a stranger cannot make the runner show a backend
+container anything else of the host.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .paths import audio_problem, check_audio_root
 
 AUDIO_EXTS = (".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a", ".webm", ".aac")
 MANIFEST_NAME = "manifest.jsonl"
@@ -24,8 +32,9 @@ MANIFEST_NAME = "manifest.jsonl"
 @dataclass(frozen=True)
 class Utterance:
     id: str
-    audio: Path  # absolute host path (may not exist: that is a per-utterance error later)
+    audio: Path  # absolute, resolved host path
     reference: str | None  # None: no reference, transcribed but left out of WER
+    problem: str | None = None  # why the audio is not read (outside the roots, missing, ...): a per-utterance error
 
 
 @dataclass(frozen=True)
@@ -34,14 +43,12 @@ class Dataset:
     path: Path
     layout: str  # librispeech | manifest | folder
     utterances: tuple[Utterance, ...]
+    roots: tuple[Path, ...] = ()  # folders audio may come from: the dataset's own, then --audio-root ones
 
     @property
-    def mount_root(self) -> Path:
-        """The deepest folder holding every audio file: mounted read-only at /data."""
-        return Path(os.path.commonpath([str(u.audio.parent) for u in self.utterances]))
-
-    def container_path(self, utt: Utterance) -> str:
-        return "/data/" + utt.audio.relative_to(self.mount_root).as_posix()
+    def readable(self) -> tuple[Utterance, ...]:
+        """The utterances whose audio the container is given (the others are errors decided on the host)."""
+        return tuple(u for u in self.utterances if u.problem is None)
 
 
 def _clean_ref(text: str | None) -> str | None:
@@ -54,7 +61,7 @@ def _clean_ref(text: str | None) -> str | None:
 def _read_manifest(path: Path) -> list[Utterance]:
     base = path.parent
     utts = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:  # -sig: a byte-order mark some editors write is accepted
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -64,9 +71,12 @@ def _read_manifest(path: Path) -> list[Utterance]:
                 raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict) or "audio" not in row:
                 raise UserError(f"{path}:{lineno}: each line needs an object with an \"audio\" path")
-            audio = Path(row["audio"])
+            if not isinstance(row["audio"], str) or not row["audio"].strip():
+                raise UserError(f"{path}:{lineno}: \"audio\" must be a non-empty path, got {row['audio']!r}")
+            audio = Path(row["audio"]).expanduser()
             audio = (audio if audio.is_absolute() else base / audio).resolve()
-            uid = str(row.get("id") or audio.stem)
+            raw_id = row.get("id")
+            uid = audio.stem if raw_id is None or raw_id == "" else str(raw_id)  # "id": 0 stays "0"
             text = row.get("text")
             if text is not None and not isinstance(text, str):
                 raise UserError(f"{path}:{lineno}: \"text\" must be a string")
@@ -97,12 +107,17 @@ def _read_folder(root: Path) -> list[Utterance]:
     return utts
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Detect the layout and read it; a path that does not exist or holds nothing is a UserError."""
+def load_dataset(path: str | Path, audio_roots: tuple[str | Path, ...] = ()) -> Dataset:
+    """Detect the layout and read it; a path that does not exist or holds nothing is a UserError.
+
+    ``audio_roots`` are extra folders the user trusts (``--audio-root``), for manifests whose
+    entries are absolute paths elsewhere (NeMo-style)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"data path {path} does not exist")
     p = p.resolve()
+    root = check_audio_root(p if p.is_dir() else p.parent, "the dataset's folder")
+    extra = tuple(check_audio_root(Path(r), "--audio-root") for r in audio_roots)
     if p.is_file():
         if p.suffix != ".jsonl":
             raise UserError(f"data path {path} is a file but not a .jsonl manifest")
@@ -123,4 +138,6 @@ def load_dataset(path: str | Path) -> Dataset:
     dupes = sorted({u.id for u in utts if u.id in seen or seen.add(u.id)})
     if dupes:
         raise UserError(f"{path}: utterance ids must be unique; repeated: {', '.join(dupes[:5])}")
-    return Dataset(name=name, path=p, layout=layout, utterances=tuple(utts))
+    roots = (root, *extra)
+    utts = [Utterance(u.id, u.audio, u.reference, audio_problem(u.audio, roots)) for u in utts]
+    return Dataset(name=name, path=p, layout=layout, utterances=tuple(utts), roots=roots)

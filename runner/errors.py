@@ -22,3 +22,13 @@ class UserError(Exception):
             text = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(text)
         self.exit_code = exit_code
+
+
+def signal_name(exc: BaseException) -> str:
+    """SIGTERM for the KeyboardInterrupt that the CLI's SIGTERM handler raises, else SIGINT (Ctrl-C)."""
+    return getattr(exc, "signame", "SIGINT")
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    """128 + the signal number, as shells report it: 130 for SIGINT, 143 for SIGTERM."""
+    return 143 if signal_name(exc) == "SIGTERM" else 130

@@ -76,7 +76,8 @@ TOP_KEYS = ("name", "description", "defaults", "grid", "entries", "exclude")
 # grid key -> the setting (and match key) it fills, in expansion order
 AXES = {"backends": "backend", "models": "model", "quants": "quant", "devices": "device", "datasets": "dataset"}
 AXIS_KEYS = tuple(AXES.values())
-SETTING_KEYS = ("image", "limit", "decode", "warmup", "repeats", "noise", "telemetry", "timeout_s", "mem_limit")
+SETTING_KEYS = ("image", "limit", "decode", "warmup", "repeats", "noise", "telemetry", "timeout_s", "mem_limit",
+                "audio_roots")
 DEFAULTS_KEYS = AXIS_KEYS + SETTING_KEYS
 DECODE_KEYS = ("beam_size", "temperature", "language", "threads", "batch_size")
 NOISE_KEYS = ("types", "snr_db", "clean", "files", "babble_talkers")
@@ -98,6 +99,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "telemetry": {"sampler": "auto", "interval_ms": 100, "baseline_s": 5.0, "baseline_w": None},
     "timeout_s": None,
     "mem_limit": None,
+    "audio_roots": [],  # trusted folders audio may come from besides each dataset's own (--audio-root)
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -121,9 +123,13 @@ class Condition:
     noise_files: str | None = None  # absolute folder path, for "file"
     babble_talkers: int = 4
     limit: int | None = None  # only the first N utterances of the dataset
+    audio_roots: tuple[str, ...] = ()  # trusted folders besides the dataset's own (absolute paths)
 
     def settings(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.audio_roots:  # keys of sweeps made before this setting existed stay the same
+            out.pop("audio_roots")
+        return out
 
 
 @dataclass(frozen=True)
@@ -366,6 +372,15 @@ class _Checker:
                            f"a hub name ({', '.join(HUB_NAMES)}), or a model folder (model.bin + config.json)")
         return _BAD
 
+    def _folder(self, value: Any, path: str) -> Any:
+        p = self.path(value, path)
+        if p is None:
+            return _BAD
+        if not p.is_dir():
+            self.add(path, f"{value!r} is not a folder (looked for {p})")
+            return _BAD
+        return str(p)
+
     def dataset(self, value: Any, path: str) -> Any:
         """A dataset that exists and holds utterances, as its absolute path."""
         p = self.path(value, path)
@@ -417,6 +432,8 @@ class _Checker:
                                f"got {_show(value)}")
                 return _BAD
             return value.strip()
+        if key == "audio_roots":
+            return self.items(value, path, self._folder, "folders", empty_ok=True)
         if key == "decode":
             return self._nested(value, path, DECODE_KEYS, self._decode)
         if key == "noise":
@@ -683,4 +700,4 @@ def _expand_point(ck: _Checker, point: dict, defaults: dict, entries: list[tuple
                 dataset=point["dataset"], noise_type=kind, snr_db=snr, repeat=repeat,
                 noise_files=noise["files"] if kind == "file" else None,
                 babble_talkers=noise["babble_talkers"] if kind == "babble" else 4,
-                limit=settings["limit"]))
+                limit=settings["limit"], audio_roots=tuple(settings["audio_roots"])))

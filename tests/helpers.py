@@ -17,3 +17,20 @@ def write_tone(path: Path, seconds: float = 1.0, sr: int = 16000, channels: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, data, sr, format=fmt)
     return path
+
+
+def subset_manifest(folder: Path, ids: list[str] | None = None, n: int | None = None) -> Path:
+    """A manifest of some embedded utterances, with their audio copied beside it: audio must sit under the
+    manifest's own folder (runner/paths.py), so a manifest elsewhere pointing into data/default would be refused."""
+    import json
+    import shutil
+
+    rows = [json.loads(line) for line in (ROOT / "data/default/manifest.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if ids is None or r["id"] in ids][:n]
+    folder = folder / "subset"
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        shutil.copy(ROOT / "data/default" / r["audio"], folder / Path(r["audio"]).name)
+    path = folder / "manifest.jsonl"
+    path.write_text("".join(json.dumps(dict(r, audio=Path(r["audio"]).name)) + "\n" for r in rows))
+    return path

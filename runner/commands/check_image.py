@@ -4,6 +4,9 @@ Checks: the labels; a tiny real job (one speech file and one corrupt file) answe
 with the documented outputs (ordered, timestamped events; one transcript record
 per utterance, the corrupt one an error record; a status record with the required
 fields); and a malformed job answered with an error status and exit code 2.
+Every job runs under exactly the confinement runs and sweeps use
+(launch/hardening.py); when the tiny job fails, it is tried again with each setting
+relaxed in turn, to say which one the image cannot bear.
 Exit code 0 when every check passes, 1 otherwise.
 """
 
@@ -21,6 +24,8 @@ from ..data import load_dataset
 from ..errors import UserError
 from ..launch import docker_engine
 from ..launch.backends import BACKENDS
+from ..launch.hardening import CACHE_ENV, Hardening, chown_for_container
+from ..launch.owner import Owner
 from ..launch.images import parse_versions_label
 from ..launch.job import CONTRACT_VERSION
 from ..models import default_models_dir, resolve_model
@@ -94,16 +99,31 @@ def _status_ok(status: dict[str, Any] | None) -> tuple[bool, str]:
     return True, f"ok, peak RSS {status['peak_rss_mb']:.0f} MB, {len(status['versions'])} library versions"
 
 
-def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: float):
+def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: float,
+             hardening: Hardening = Hardening()):
     raw = work / "out"
     raw.mkdir(parents=True, exist_ok=True)
     (raw / "job.json").write_text(json.dumps(job))
+    chown_for_container(raw)
     run = docker_engine.run_container(client, image, mounts=[*mounts, docker_engine.BindMount(raw, "/out", False)],
                                       env={"EDGEASR_JOB": "/out/job.json", "HF_HUB_OFFLINE": "1",
-                                           "PYANNOTE_METRICS_ENABLED": "0"},
-                                      log_path=raw / "container.log", timeout_s=timeout)
+                                           "PYANNOTE_METRICS_ENABLED": "0", **CACHE_ENV},
+                                      log_path=raw / "container.log", timeout_s=timeout, hardening=hardening,
+                                      owner=Owner.me(work, "check-image"))
     status = json.loads((raw / "status.json").read_text()) if (raw / "status.json").exists() else None
     return run, read_jsonl(raw / "events.jsonl"), read_jsonl(raw / "transcripts.jsonl"), status
+
+
+def _which_setting_breaks(client, image: str, job: dict, work: Path, mounts: list, timeout: float,
+                          hardening: Hardening) -> str:
+    """Run the tiny job again with one setting relaxed at a time; name the first whose relaxing makes it pass."""
+    for i, name in enumerate(Hardening.RELAXABLE):
+        run, _, transcripts, status = _run_job(client, image, job, work / f"relax-{i}", mounts, timeout,
+                                               hardening.relaxed(name))
+        if run.exit_code == 0 and _transcripts_ok(transcripts)[0] and _status_ok(status)[0]:
+            return (f"the image fails under {Hardening.RELAXABLE[name][0]} and works without it; edgeasr runs "
+                    f"every backend container that way (README: Security), so the image must be fixed")
+    return "the tiny job fails even with each setting relaxed in turn: see the checks above"
 
 
 def run_checks(image_ref: str, model: str | None, quant: str, models_dir: Path, timeout: float,
@@ -135,9 +155,11 @@ def run_checks(image_ref: str, model: str | None, quant: str, models_dir: Path, 
         hint = "make tiny-models" if (model or default_model) == "tiny-whisper-random" else "make models"
         raise UserError(f"{exc} (the test job needs it: run `{hint}`, or pass --model)") from None
     work = Path(tempfile.mkdtemp(prefix="edgeasr-check-"))
+    work.chmod(0o755)  # the container's unprivileged user must reach the data folder inside
     try:
         data = work / "data"
         data.mkdir()
+        data.chmod(0o755)
         shutil.copy(SPEECH, data / "speech.flac")
         (data / "corrupt.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
         mounts = [docker_engine.BindMount(data, "/data", True)]
@@ -148,11 +170,21 @@ def run_checks(image_ref: str, model: str | None, quant: str, models_dir: Path, 
                "decode": {"beam_size": 1, "temperature": 0.0, "language": "en", "threads": 0, "batch_size": 1},
                "warmup": 1, "utterances": [{"id": "speech", "audio": "/data/speech.flac"},
                                            {"id": "corrupt", "audio": "/data/corrupt.flac"}]}
+        hardening = Hardening()
         run, events, transcripts, status = _run_job(client, image_ref, job, work / "good", mounts, timeout)
         add("tiny job: exit code", run.exit_code == 0, f"{run.exit_code}" + (" (timed out)" if run.timed_out else ""))
         add("tiny job: events.jsonl", *_events_ok(events))
         add("tiny job: transcripts.jsonl", *_transcripts_ok(transcripts))
         add("tiny job: status.json", *_status_ok(status))
+        desc = hardening.describe()
+        settings = (f"no network, user {desc['user']}, cap_drop {','.join(desc['cap_drop'])}, "
+                    f"{','.join(desc['security_opt'])}, read-only root + tmpfs /tmp, pids {desc['pids_limit']}, "
+                    f"memory {desc['mem_limit_bytes'] / 2**30:.1f} GiB")
+        if all(c.ok for c in checks[-4:]):
+            add("hardened settings", True, settings)
+        else:
+            add("hardened settings", False, _which_setting_breaks(client, image_ref, job, work, mounts, timeout,
+                                                                  hardening))
         bad_job = dict(job, contract_version=CONTRACT_VERSION + 99)
         run, _, _, status = _run_job(client, image_ref, bad_job, work / "bad", mounts, timeout)
         ok = run.exit_code == 2 and status is not None and status.get("status") == "error" and bool(status.get("error"))

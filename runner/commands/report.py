@@ -7,6 +7,7 @@ so a report can be made anywhere the results folder is copied to.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -29,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.results_dir)
+    for warning in sweep.warnings:
+        print(f"warning: {warning}; left out of the report (rerun the sweep to redo that condition)",
+              file=sys.stderr)
     rows = aggregate(sweep.records)
     out: Path = args.out if args.out is not None else Path(args.results_dir) / "report"
     if out.exists() and not out.is_dir():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -19,10 +20,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import merge
-from ..errors import UserError
+from ..errors import UserError, signal_name
 from ..hostinfo import host_facts
 from ..launch import docker_engine, local_engine
-from ..launch.job import CONTRACT_VERSION, HUB_CACHE_TARGET, make_env, make_job, make_mounts
+from ..launch.job import CONTRACT_VERSION, host_path_map, make_env, make_job, run_job_container
+from ..launch.owner import Owner
+from ..lock import FolderLock
 from ..models import default_models_dir
 from ..report.table import print_summary
 from ..results import Summary, write_json_atomic, write_jsonl_atomic
@@ -38,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", default="int8", help="fp32 | fp16 | int8 (default: int8)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
     p.add_argument("--data", default="data/default", help="dataset folder or manifest (default: data/default)")
+    p.add_argument("--audio-root", action="append", default=[], metavar="DIR",
+                   help="a trusted folder audio may come from besides the dataset's own (repeatable; for manifests "
+                        "with absolute paths elsewhere); system folders are never allowed")
     p.add_argument("--out", default=None, help="run folder (default: results/<backend>-<model>-<quant>-<time>)")
     p.add_argument("--image", default=None, help="use this image instead of the backend's default")
     p.add_argument("--models-dir", type=Path, default=None, help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
@@ -51,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align", action="store_true", help="whisperx word alignment (needs its model downloaded)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up passes before timing (default: 1)")
     p.add_argument("--timeout", type=float, default=None, help="kill the container after this many seconds")
-    p.add_argument("--mem-limit", default=None, help="container memory limit, e.g. 4g")
+    p.add_argument("--mem-limit", default=None,
+                   help="container memory limit, e.g. 4g (default: 3/4 of the host's memory)")
     p.add_argument("--telemetry", default="auto",
                    help="power sampler: auto | tegrastats | jtop | nvml | rapl | none (default: auto)")
     p.add_argument("--interval-ms", type=int, default=100, help="sampling interval (default: 100 ms)")
@@ -76,7 +83,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         batch_size=args.batch_size, warmup=args.warmup, timeout_s=args.timeout,
         allow_download=args.allow_download, mem_limit=args.mem_limit, telemetry=args.telemetry,
         interval_ms=args.interval_ms, baseline_s=args.baseline_s, baseline_w=args.baseline_w, engine=args.engine,
-        align=args.align,
+        align=args.align, audio_roots=tuple(args.audio_root),
     )
 
 
@@ -125,13 +132,8 @@ def _launch(spec: RunSpec, raw_dir: Path, live: "LiveProgress", client) -> docke
         write_json_atomic(raw_dir / "job.json", make_job(spec, host_paths=True))
         return local_engine.run_local(spec.backend, raw_dir / "job.json", env=make_env(spec),
                                       log_path=raw_dir / "container.log", on_event=live, timeout_s=spec.timeout_s)
-    write_json_atomic(raw_dir / "job.json", make_job(spec))
-    return docker_engine.run_container(
-        client, spec.image, mounts=make_mounts(spec, raw_dir), env=make_env(spec),
-        log_path=raw_dir / "container.log", on_event=live, device=spec.device,
-        network=spec.allow_download, timeout_s=spec.timeout_s, mem_limit=spec.mem_limit,
-        volumes={spec.hub_cache_volume: HUB_CACHE_TARGET} if spec.allow_download else None,
-    )
+    return run_job_container(client, spec, make_job(spec), raw_dir, on_event=live,
+                             owner=Owner.me(spec.out, "run"))
 
 
 def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
@@ -154,35 +156,68 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
     summary = _base_summary(spec, image)
     summary.host = host_facts(client.version().get("Version") if client else None)
 
+    summary.hardening = spec.hardening.describe() if spec.engine == "docker" else {}
+
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rtf]}"),
                TimeElapsedColumn()]
-    with sampler:
-        base = idle_baseline(spec.telemetry, sampler, console) if energy_reason is None else None
-        # A slow refresh: on small boards every redraw competes with the backend for the same cores.
-        with Progress(*columns, console=console, transient=True, refresh_per_second=2) as progress:
-            live = LiveProgress(progress, len(spec.dataset.utterances))
-            run = _launch(spec, raw_dir, live, client)
-        if energy_reason is None:
-            # Keep sampling a little past the end so that the last window is bracketed by samples.
-            time.sleep(1.5 * spec.telemetry.interval_ms / 1000.0)
+    run: docker_engine.ContainerRun | None = None
+    interrupted: KeyboardInterrupt | None = None
+    base = None
+    try:
+        with sampler:
+            base = idle_baseline(spec.telemetry, sampler, console) if energy_reason is None else None
+            # A slow refresh: on small boards every redraw competes with the backend for the same cores.
+            with Progress(*columns, console=console, transient=True, refresh_per_second=2) as progress:
+                live = LiveProgress(progress, len(spec.dataset.utterances))
+                run = _launch(spec, raw_dir, live, client)
+            if energy_reason is None:
+                # Keep sampling a little past the end so that the last window is bracketed by samples.
+                time.sleep(1.5 * spec.telemetry.interval_ms / 1000.0)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the container is gone; record what finished
+        interrupted = exc
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if interrupted else {}
+    try:
+        data = _finish(spec, summary, raw_dir, run, sampler, base, energy_reason, interrupted)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if interrupted is not None:
+        done = data["n_utterances"] - data["n_failed"]
+        interrupted.hint = (f"{done} of {data['n_utterances']} utterances finished; summary (status interrupted) in "
+                            f"{spec.out / 'summary.json'}; a run does not resume: rerun the command with another --out")
+        raise interrupted
+    return data
+
+
+def _finish(spec: RunSpec, summary: Summary, raw_dir: Path, run: docker_engine.ContainerRun | None, sampler,
+            base, energy_reason: str | None, interrupted: KeyboardInterrupt | None) -> dict[str, Any]:
+    """Merge the raw outputs into utterances.jsonl and summary.json (also after an interruption)."""
     t_merge = time.perf_counter()
     raw = merge.read_raw(raw_dir)
-    error = merge.container_error(run, raw.status, spec.timeout_s, spec.mem_limit)
+    if interrupted is not None:
+        error = f"interrupted by {signal_name(interrupted)}"
+    else:
+        error = merge.container_error(run, raw.status, spec.timeout_s, spec.mem_limit)
+    paths = host_path_map(spec, raw_dir) if spec.engine == "docker" else {}
     missing = error or "the container stopped before this utterance"
-    utts = merge.merge_utterances(spec.dataset, raw.transcripts, f"not transcribed: {missing}")
+    utts = merge.merge_utterances(spec.dataset, raw.transcripts, f"not transcribed: {missing}", paths)
     merge.score(summary, utts)
     merge.apply_container_facts(summary, raw)
-    summary.error = error
-    summary.status = "error" if error else ("partial" if summary.n_failed else "ok")
+    summary.error = merge.host_paths(error, paths)
+    summary.status = ("interrupted" if interrupted is not None else "error" if error
+                      else ("partial" if summary.n_failed else "ok"))
     samples = sampler.samples
     utts = merge.account_energy(summary, utts, sampler.name, samples, raw.events, base, energy_reason,
                                 spec.telemetry.interval_ms)
     if energy_reason is None:
         accounting.write_trace_csv(spec.out / "telemetry.csv", samples)
-    write_jsonl_atomic(spec.out / "utterances.jsonl", [asdict(u) for u in utts])
-    summary.overhead_s = _overhead(run, raw, time.perf_counter() - t_merge)
-    data = summary.to_json()
-    write_json_atomic(spec.out / "summary.json", data)
+    try:
+        write_jsonl_atomic(spec.out / "utterances.jsonl", [asdict(u) for u in utts])
+    finally:  # a full disk: the small summary may still fit, and says what happened
+        if run is not None:
+            summary.overhead_s = _overhead(run, raw, time.perf_counter() - t_merge)
+        data = summary.to_json()
+        write_json_atomic(spec.out / "summary.json", data)
     return data
 
 
@@ -201,8 +236,18 @@ def _overhead(run: docker_engine.ContainerRun, raw: merge.RawOutputs, merge_s: f
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     spec = spec_from_args(args)
+    with FolderLock(spec.out, "run"):
+        return _main_locked(args, spec, console)
+
+
+def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> int:
+    if spec.engine == "docker":
+        for line in docker_engine.reap_orphans(docker_engine.connect(), (str(spec.out),)):
+            console.print(line)
+    refused = len(spec.dataset.utterances) - len(spec.dataset.readable)
     console.print(f"[bold]edgeasr run[/]: {spec.backend.name} {spec.model.name} {spec.quant} on {spec.device}, "
-                  f"{len(spec.dataset.utterances)} utterances from {spec.dataset.path}")
+                  f"{len(spec.dataset.utterances)} utterances from {spec.dataset.path}"
+                  + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else ""))
     summary = execute(spec, console)
     print_summary(summary, Console())
     console.print(f"run folder: {spec.out}")

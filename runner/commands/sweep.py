@@ -1,7 +1,9 @@
 """`edgeasr sweep EXPERIMENT`: run a YAML grid, resumable, with a live view; results in one folder.
 
 Exit codes: 0 every condition ok, 1 some condition failed (each failure is recorded
-with its reason and the sweep went on), 2 bad input (nothing started).
+with its reason and the sweep went on), 2 bad input (nothing started) or the results
+folder is in use by another sweep, 130/143 interrupted by SIGINT/SIGTERM (every
+finished condition is kept; rerunning the same command resumes).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..errors import UserError
 from ..experiment import load_experiment
 from ..hostinfo import device_facts, git_commit, host_facts
 from ..launch import docker_engine
+from ..lock import FolderLock
 from ..models import default_models_dir
 from ..results import write_json_atomic
 from ..telemetry.idle import idle_baseline
@@ -102,7 +105,7 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
     with sampler:
         ctx.baseline = idle_baseline(t, sampler, console) if reason is None else None
         try:
-            run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id)
+            run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id, out)
             status = merge.read_raw(raw_dir).status
             error = merge.container_error(run, status, pc.spec.timeout_s, pc.spec.mem_limit)
         except UserError as exc:
@@ -146,21 +149,31 @@ def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     exp = load_experiment(args.experiment)
     out = (args.out or Path(os.environ.get("EDGEASR_RESULTS_DIR", "results")) / "sweeps" / exp.name).resolve()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
     client = docker_engine.connect()
     planned = sw.plan(exp, client, args.models_dir or default_models_dir(), out)
-    out.mkdir(parents=True, exist_ok=True)
+    # One sweep per results folder: a second one is refused before it touches anything of the first's.
+    with FolderLock(out, "sweep"):
+        return _main_locked(args, console, exp, out, client, planned)
+
+
+def _main_locked(args, console: Console, exp, out: Path, client, planned: list[sw.PlannedContainer]) -> int:
     sweep_id = sw._hash(str(out))
-    left = docker_engine.remove_labelled(client, sw.SWEEP_LABEL, sweep_id)
-    if left:
-        console.print(f"removed {len(left)} container(s) left by an interrupted run: {', '.join(left)}")
+    for line in docker_engine.reap_orphans(client, (str(out),)):
+        console.print(line)
     if args.force:
         shutil.rmtree(out / "conditions", ignore_errors=True)
     started = sw.stamp()
     write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, None, client))
+    changed = sw.changed_inputs(out, planned)
     todo = []
     for pc in planned:
         pending = []
         for cond in pc.conditions:
+            problem = sw.result_problem(out, cond.key)
+            if problem:
+                console.print(f"[yellow]redoing a condition whose stored result is corrupt[/]: {problem}")
             result = sw.read_result(out, cond.key)
             if result is None or (args.retry_failed and result.get("status") == "error"):
                 pending.append(cond)
@@ -169,15 +182,23 @@ def main(args: argparse.Namespace) -> int:
     n_pending = sum(len(p) for _, p in todo)
     console.print(f"[bold]edgeasr sweep[/] {exp.name}: {len(planned)} container(s), {n_total} condition(s), "
                   f"{n_total - n_pending} already done; results in {out}")
+    for reason, n in changed.items():
+        console.print(f"rerunning {n} condition(s) with a stored result: {reason} since then")
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
     t0 = time.perf_counter()
-    with Progress(*columns, console=console, refresh_per_second=2) as progress:
-        view = SweepView(progress, n_pending)
-        for pc, pending in todo:
-            if pending:
-                _run_group(client, pc, pending, out, sweep_id, view, console)
-                sw.rebuild_tables(out, planned)
+    try:
+        with Progress(*columns, console=console, refresh_per_second=2) as progress:
+            view = SweepView(progress, n_pending)
+            for pc, pending in todo:
+                if pending:
+                    _run_group(client, pc, pending, out, sweep_id, view, console)
+                    sw.rebuild_tables(out, planned)
+    except KeyboardInterrupt as exc:  # the container is gone; finished conditions are on disk
+        records = sw.rebuild_tables(out, planned)
+        exc.hint = (f"{len(records)} of {n_total} condition(s) are recorded in {out}; the one in progress was "
+                    f"not; rerun the same command to resume")
+        raise
     records = sw.rebuild_tables(out, planned)
     write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, sw.stamp(), client))
     _report(out, console)

@@ -1,8 +1,9 @@
 """Run one backend container through the Docker Engine API (docker-py), and always clean it up.
 
 The container gets the audio and the model read-only, an output folder read-write,
-no network (unless a hub download was allowed), and the host user's uid so its
-files stay removable. Its stdout is streamed: contract events drive live progress,
+and the confinement of launch/hardening.py (no network unless a hub download was
+allowed, no capabilities, read-only root, never uid 0). It is labelled with its owner
+(launch/owner.py) so that only containers whose owner died are ever reaped. Its stdout is streamed: contract events drive live progress,
 and everything is kept in ``container.log`` in the run folder. On any exit —
 success, error, timeout, Ctrl-C, SIGTERM — the container is removed.
 """
@@ -22,6 +23,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from ..errors import UserError
+from .hardening import Hardening
+from .owner import Owner, is_orphan
 
 EVENT_PREFIX = "EDGEASR_EVENT "
 MANAGED_LABEL = "org.edgeasr.managed"
@@ -103,9 +106,9 @@ def run_container(
     log_path: Path,
     on_event: Callable[[dict[str, Any]], None] = lambda e: None,
     device: str = "cpu",
-    network: bool = False,
+    hardening: Hardening = Hardening(),
+    owner: Owner | None = None,
     timeout_s: float | None = None,
-    mem_limit: str | None = None,
     name: str | None = None,
     volumes: dict[str, str] | None = None,
     labels: dict[str, str] | None = None,
@@ -115,11 +118,10 @@ def run_container(
         image=image,
         mounts=[Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only) for m in mounts],
         environment=env,
-        network_disabled=not network,
-        user=f"{os.getuid()}:{os.getgid()}",
-        labels={MANAGED_LABEL: "1", **(labels or {})},
+        labels={MANAGED_LABEL: "1", **(owner.labels() if owner else {}), **(labels or {})},
         detach=True,
         name=name,
+        **hardening.engine_kwargs(),
     )
     if device == "cuda":
         kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
@@ -127,8 +129,6 @@ def run_container(
             # Jetson: the NVIDIA toolkit serves a GPU request only when its runtime runs the container
             # (containers/PLATFORMS.md).
             kwargs["runtime"] = "nvidia"
-    if mem_limit:
-        kwargs["mem_limit"] = mem_limit
     for volume, target in (volumes or {}).items():  # named volumes, e.g. the hub cache
         kwargs["mounts"].append(Mount(target=target, source=volume, type="volume", read_only=False))
     t_create = time.perf_counter()
@@ -182,14 +182,20 @@ def run_container(
                 pass
 
 
-def remove_labelled(client: docker.DockerClient, label: str, value: str) -> list[str]:
-    """Remove containers a killed runner left behind (kill -9 skips every cleanup); returns their names."""
-    names = []
-    for c in client.containers.list(all=True, filters={"label": f"{label}={value}"}):
-        names.append(c.name)
+def reap_orphans(client: docker.DockerClient, locked_folders: tuple[str, ...] = ()) -> list[str]:
+    """Remove the containers whose owning edgeasr process is gone (kill -9 skips every cleanup).
+
+    Returns one line per removed container, naming it and its dead owner. A container whose owner
+    is alive, or whose owner cannot be judged from here, is left alone."""
+    removed = []
+    for c in client.containers.list(all=True, filters={"label": MANAGED_LABEL}):
+        owner = Owner.from_labels(c.labels or {})
+        if owner is None or not is_orphan(owner, locked_folders):
+            continue
         try:
             c.remove(force=True)
         except (APIError, NotFound):
-            pass
-    return names
+            continue
+        removed.append(f"removed leftover container {c.name} of {owner.describe()}, whose process is gone")
+    return removed
 

@@ -7,19 +7,32 @@ the same spec); tests/contract pins that both sides agree.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from ..paths import AudioPlan, check_mountable, plan_audio_mounts
+from ..results import write_json_atomic
 from ..spec import RunSpec
+from . import docker_engine
 from .docker_engine import BindMount
+from .hardening import CACHE_ENV, chown_for_container, reclaim
+from .owner import Owner
 
 CONTRACT_VERSION = 2
 OUT_TARGET = "/out"
 HUB_CACHE_TARGET = "/cache/hf"
 
 
-def make_job(spec: RunSpec, host_paths: bool = False) -> dict[str, Any]:
-    """The job spec; with host_paths (the local engine) audio and model are the host's own paths."""
-    ds = spec.dataset
+def audio_plan(spec: RunSpec) -> AudioPlan:
+    """The audio mounts of this job: only utterances whose audio passed the host's checks are mounted."""
+    return plan_audio_mounts([(u.id, u.audio) for u in spec.dataset.readable])
+
+
+def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = False) -> dict[str, Any]:
+    """The job spec; with host_paths (the local engine) audio and model are the host's own paths.
+
+    Utterances the host refused (outside the dataset's roots, missing, ...) are not in the job: merge
+    records them as errors with the host's reason."""
+    plan = plan or audio_plan(spec)
     model = spec.model.container_path
     if host_paths and spec.model.host_dir is not None:
         model = str(spec.model.host_dir)
@@ -33,21 +46,60 @@ def make_job(spec: RunSpec, host_paths: bool = False) -> dict[str, Any]:
         "decode": spec.decode.to_json(),
         "warmup": spec.warmup,
         "allow_download": spec.allow_download,
-        "utterances": [{"id": u.id, "audio": str(u.audio) if host_paths else ds.container_path(u)}
-                       for u in ds.utterances],
+        "utterances": [{"id": u.id, "audio": str(u.audio) if host_paths else plan.container_paths[u.id]}
+                       for u in spec.dataset.readable],
     }
 
 
-def make_mounts(spec: RunSpec, raw_dir: Path) -> list[BindMount]:
-    """Audio and model read-only; only the run's raw folder is writable."""
-    mounts = [BindMount(spec.dataset.mount_root, "/data", True), BindMount(raw_dir, OUT_TARGET, False)]
+def make_mounts(spec: RunSpec, raw_dir: Path, plan: AudioPlan | None = None) -> list[BindMount]:
+    """Each audio folder and the model read-only; only the run's raw folder is writable. Nothing else."""
+    plan = plan or audio_plan(spec)
+    mounts = [BindMount(m.source, m.target, True) for m in plan.mounts]
+    mounts.append(BindMount(raw_dir, OUT_TARGET, False))
     if spec.model.host_dir is not None:
         mounts.append(BindMount(spec.model.host_dir, spec.model.container_path, True))
     return mounts
 
 
+def host_path_map(spec: RunSpec, raw_dir: Path, plan: AudioPlan | None = None) -> dict[str, str]:
+    """Container path -> host path, longest first, so that messages from the container name host paths."""
+    plan = plan or audio_plan(spec)
+    pairs = {m.target: str(m.source) for m in plan.mounts}
+    pairs[OUT_TARGET] = str(raw_dir)
+    if spec.model.host_dir is not None:
+        pairs[spec.model.container_path] = str(spec.model.host_dir)
+    return dict(sorted(pairs.items(), key=lambda kv: -len(kv[0])))
+
+
 def make_env(spec: RunSpec) -> dict[str, str]:
-    env = {"EDGEASR_JOB": f"{OUT_TARGET}/job.json", "HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "0"}
+    env = {"EDGEASR_JOB": f"{OUT_TARGET}/job.json", "HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "0",
+           **CACHE_ENV}
     if spec.allow_download:
         env.update(HF_HUB_OFFLINE="0", HF_HOME=HUB_CACHE_TARGET, EDGEASR_DOWNLOAD_ROOT=HUB_CACHE_TARGET)
     return env
+
+
+def run_job_container(client, spec: RunSpec, job: dict[str, Any], raw_dir: Path, *,
+                      on_event: Callable[[dict[str, Any]], None], owner: Owner,
+                      extra_mounts: tuple[BindMount, ...] = (),
+                      labels: dict[str, str] | None = None) -> docker_engine.ContainerRun:
+    """Write the job and run it in the backend container, confined (spec.hardening) and owner-labelled.
+
+    The output folder is handed to the container's unprivileged uid for the run and taken back after,
+    so results stay the runner's own."""
+    write_json_atomic(raw_dir / "job.json", job)
+    mounts = [*make_mounts(spec, raw_dir), *extra_mounts]
+    for m in mounts:
+        check_mountable(m.source, "a mount source")
+    if spec.hub_cache_dir is not None:
+        spec.hub_cache_dir.mkdir(parents=True, exist_ok=True)
+        chown_for_container(spec.hub_cache_dir)
+        mounts.append(BindMount(spec.hub_cache_dir, HUB_CACHE_TARGET, False))
+    chown_for_container(raw_dir)
+    try:
+        return docker_engine.run_container(
+            client, spec.image, mounts=mounts, env=make_env(spec), log_path=raw_dir / "container.log",
+            on_event=on_event, device=spec.device, hardening=spec.hardening, owner=owner,
+            timeout_s=spec.timeout_s, labels=labels)
+    finally:
+        reclaim(raw_dir)

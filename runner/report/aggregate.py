@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..results import read_jsonl
+from ..results import read_jsonl_checked
 
 CONDITIONS_FILE = "conditions.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -105,6 +105,7 @@ class Sweep:
     title: str
     records: tuple[ConditionRecord, ...]
     manifest: Mapping[str, Any] | None = None
+    warnings: tuple[str, ...] = ()  # 'FILE:LINE: why' for each record left out (corrupt, not a condition)
 
 
 @dataclass(frozen=True)
@@ -280,13 +281,19 @@ def load_sweep(results_dir: Path) -> Sweep:
     path = results_dir / CONDITIONS_FILE
     if not path.is_file():
         raise UserError(f"{results_dir} has no {CONDITIONS_FILE}; pass the folder a sweep wrote.")
-    raw = read_jsonl(path)
-    if not raw:
-        raise UserError(f"{path} holds no conditions; the sweep has not finished any run yet.")
-    records = tuple(parse_record(row, path, i) for i, row in enumerate(raw, start=1))
+    raw, warnings = read_jsonl_checked(path)
+    records = []
+    for i, row in enumerate(raw, start=1):
+        try:
+            records.append(parse_record(row, path, i))
+        except UserError as exc:  # one bad record is reported, not allowed to hide the others
+            warnings.append(str(exc))
+    if not records:
+        raise UserError(f"{path} holds no conditions; the sweep has not finished any run yet."
+                        + (f" ({'; '.join(warnings)})" if warnings else ""))
     manifest = _read_manifest(results_dir / MANIFEST_FILE)
-    return Sweep(results_dir=results_dir, title=sweep_title(manifest, results_dir), records=records,
-                 manifest=manifest)
+    return Sweep(results_dir=results_dir, title=sweep_title(manifest, results_dir), records=tuple(records),
+                 manifest=manifest, warnings=tuple(warnings))
 
 
 def parse_record(row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, line: int = 0) -> ConditionRecord:

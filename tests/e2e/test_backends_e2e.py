@@ -14,7 +14,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from helpers import ROOT
+from helpers import ROOT, subset_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +32,7 @@ def tiny_models():
 
 
 def _subset(tmp_path: Path, ids: list[str] | None = None, n: int | None = None) -> Path:
-    rows = [json.loads(line) for line in (ROOT / "data/default/manifest.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if ids is None or r["id"] in ids][:n]
-    path = tmp_path / "subset.jsonl"
-    path.write_text("".join(json.dumps(dict(r, audio=str(ROOT / "data/default" / r["audio"]))) + "\n"
-                            for r in rows))
-    return path
+    return subset_manifest(tmp_path, ids, n)
 
 
 def _run(tmp_path: Path, name: str, *args: str) -> tuple[dict, list[dict]]:

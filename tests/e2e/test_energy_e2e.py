@@ -16,7 +16,7 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, subset_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -87,10 +87,7 @@ def test_make_run_with_fake_orin_nano_tegrastats(tmp_path):
 @pytest.mark.parametrize("board,kind", [("agx-orin", "partial_sum_of_rails"), ("nano-jp4", "input_rail:POM_5V_IN")])
 def test_other_boards_through_the_cli(tmp_path, board, kind):
     env, t0 = _env(board)
-    rows = [json.loads(line) for line in (ROOT / "data/default/manifest.jsonl").read_text().splitlines()][:6]
-    manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps(dict(r, audio=str(ROOT / "data/default" / r["audio"]))) + "\n"
-                                for r in rows))
+    manifest = subset_manifest(tmp_path, n=6)
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "runner.cli", "run", "--data", str(manifest), "--out", str(out),
                         "--telemetry", "tegrastats", "--baseline-s", "2"], cwd=ROOT, env=env, capture_output=True,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from helpers import ROOT, write_tone
+from helpers import ROOT, subset_manifest, write_tone
 
 pytestmark = pytest.mark.e2e
 
@@ -53,12 +53,15 @@ def ready(engine):
 
 
 @pytest.fixture(autouse=True)
-def no_orphans(request):
-    """After every e2e test, no edgeasr container may remain."""
+def no_orphans(request, tmp_path_factory):
+    """After every e2e test, no edgeasr container of this test session may remain (containers are labelled
+    with their owner's folder; other sessions on a shared engine are not this test's business)."""
     yield
     if "ready" in request.fixturenames or "engine" in request.fixturenames:
         client = docker.from_env()
-        left = client.containers.list(all=True, filters={"label": MANAGED})
+        ours = (str(tmp_path_factory.getbasetemp()), str(ROOT))
+        left = [c for c in client.containers.list(all=True, filters={"label": MANAGED})
+                if (c.labels.get("org.edgeasr.owner.folder") or ROOT.as_posix()).startswith(ours)]
         assert not left, f"containers left behind: {[c.name for c in left]}"
 
 
@@ -71,11 +74,7 @@ def _utts(out: Path) -> list[dict]:
 
 
 def _subset(tmp_path: Path, ids: list[str]) -> Path:
-    rows = [json.loads(line) for line in (ROOT / "data/default/manifest.jsonl").read_text().splitlines()]
-    rows = [dict(r, audio=str(ROOT / "data/default" / r["audio"])) for r in rows if r["id"] in ids]
-    path = tmp_path / "subset.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return subset_manifest(tmp_path, ids)
 
 
 def test_tiny_en_int8_on_the_default_dataset(ready, tmp_path):
@@ -183,22 +182,27 @@ def test_timeout_kills_and_records(ready, tmp_path):
 
 
 def test_interrupt_removes_the_container(ready, tmp_path):
-    """Ctrl-C (SIGINT) and SIGTERM mid-run leave no container behind."""
+    """Ctrl-C (SIGINT) and SIGTERM mid-run leave no container behind, write a summary with status
+    interrupted, say what finished, and exit 130 / 143."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         out = tmp_path / f"run-{sig.name}"
         proc = subprocess.Popen([sys.executable, "-m", "runner.cli", "run", "--model", "base", "--quant", "fp32",
                                  "--warmup", "20", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         client = docker.from_env()
+        mine = {"label": f"org.edgeasr.owner.folder={out}"}
         deadline = time.time() + 60
-        while time.time() < deadline and not client.containers.list(filters={"label": MANAGED}):
+        while time.time() < deadline and not client.containers.list(filters=mine):
             time.sleep(0.2)
-        assert client.containers.list(filters={"label": MANAGED}), "the container never started"
+        assert client.containers.list(filters=mine), "the container never started"
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
-        assert "interrupted" in err and "Traceback" not in err
-        assert not client.containers.list(all=True, filters={"label": MANAGED})
+        assert proc.returncode == 128 + sig, err
+        assert f"interrupted by {sig.name}" in err and "Traceback" not in err
+        assert "0 of 21 utterances finished" in err and "rerun the command" in err
+        s = _summary(out)
+        assert s["status"] == "interrupted" and s["error"] == f"interrupted by {sig.name}"
+        assert not client.containers.list(all=True, filters={"label": f"org.edgeasr.owner.folder={out}"})
 
 
 def test_local_engine_gives_the_same_transcripts_as_docker(ready, tmp_path):

@@ -10,6 +10,7 @@ from runner.errors import UserError
 
 
 def test_manifest_paths_are_relative_to_the_manifest(tmp_path):
+    """Relative paths resolve against the manifest's folder; a `../` outside it needs --audio-root."""
     write_tone(tmp_path / "audio" / "a.flac")
     write_tone(tmp_path / "audio" / "sub" / "b.wav")
     (tmp_path / "lists").mkdir()
@@ -21,8 +22,10 @@ def test_manifest_paths_are_relative_to_the_manifest(tmp_path):
     assert [u.id for u in ds.utterances] == ["a", "b"]
     assert ds.utterances[0].audio == (tmp_path / "audio" / "a.flac").resolve()
     assert ds.utterances[1].reference is None
-    assert ds.mount_root == (tmp_path / "audio").resolve()
-    assert ds.container_path(ds.utterances[1]) == "/data/sub/b.wav"
+    assert all("outside the dataset's root" in u.problem and "--audio-root" in u.problem for u in ds.utterances)
+    trusted = load_dataset(tmp_path / "lists" / "m.jsonl", audio_roots=(tmp_path / "audio",))
+    assert [u.problem for u in trusted.utterances] == [None, None]
+    assert len(trusted.readable) == 2
 
 
 def test_folder_with_manifest_jsonl_is_a_manifest(root):

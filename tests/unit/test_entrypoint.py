@@ -151,3 +151,33 @@ def test_conditions_run_in_one_container_with_seeded_noise(tmp_path, adapter):
     ends = [e for e in ev if e["event"] == "condition_end"]
     assert [e["condition"] for e in ends] == ["k-clean", "k-w10", "k-w10-r1", "k-babble"]
     assert all(e["peak_rss_mb"] > 0 for e in ends) and ends[1]["n_ok"] == 1
+
+
+def test_nan_or_infinite_audio_is_a_per_utterance_error(tmp_path):
+    """A float WAV can hold NaN/inf samples; a backend would turn them into garbage text, so it is refused."""
+    import soundfile as sf
+
+    data = np.zeros(16000, dtype=np.float32)
+    data[100] = np.nan
+    data[200] = np.inf
+    sf.write(tmp_path / "nan.wav", data, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="2 NaN or infinite sample"):
+        load_audio(str(tmp_path / "nan.wav"))
+
+
+def test_warm_up_uses_a_bounded_slice_of_a_long_first_file(tmp_path, adapter):
+    """The warm-up needs one decoder window: a 45 s first file is warmed up on its first 30 s only."""
+    seen = []
+
+    class Recording(ScriptedModel):
+        def transcribe(self, audio):
+            seen.append(len(audio))
+            return "x"
+
+    adapter.load = Recording
+    write_tone(tmp_path / "long.wav", seconds=45.0)
+    job = _job(tmp_path, [{"id": "long", "audio": str(tmp_path / "long.wav")}], warmup=1)
+    assert entry.main(["x", str(job)]) == 0
+    assert seen == [30 * 16000, 45 * 16000]
+    warm = next(e for e in _read(tmp_path / "out" / "events.jsonl") if e["event"] == "warmup_start")
+    assert warm["audio_s"] == 30.0

@@ -299,3 +299,21 @@ def test_missing_or_empty_results_are_user_errors(tmp_path):
     (tmp_path / "conditions.jsonl").write_text("")
     with pytest.raises(UserError, match="holds no conditions"):
         report_cmd.main(_args(str(tmp_path)))
+
+
+def test_corrupt_lines_are_warned_with_file_and_line_not_silently_dropped(tmp_path, capsys):
+    """A truncated line and a record without a condition are each named (file:line) on stderr; the rest
+    of the report is drawn."""
+    folder = _copy_fixture(tmp_path)
+    path = folder / "conditions.jsonl"
+    lines = path.read_text().splitlines()
+    n = len(lines)
+    path.write_text("\n".join(lines) + '\n{"status": "ok"}\n' + lines[0][:40] + "\n")
+    sweep = load_sweep(folder)
+    assert len(sweep.records) == n
+    assert sweep.warnings[0] == f"{path}:{n + 2}: not valid JSON (Unterminated string starting at)" or \
+        sweep.warnings[0].startswith(f"{path}:{n + 2}: not valid JSON")
+    assert sweep.warnings[1].startswith(f"record {n + 1} of {path}")
+    assert report_cmd.main(_args(str(folder), "--no-figures")) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 2 and f"{path}:{n + 2}" in err

@@ -150,8 +150,11 @@ def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter, cach
     return n_ok, n_failed
 
 
+WARMUP_MAX_S = 30.0  # the warm-up needs one decoder window, not a whole long file
+
+
 def _warm_up(job, model, events: EventLog, cache: AudioCache) -> None:
-    """Warm-up runs on the first readable utterance; its results are discarded and untimed."""
+    """Warm-up runs on (at most the first 30 s of) the first readable utterance; results discarded, untimed."""
     if job.warmup <= 0:
         return
     audio = None
@@ -164,7 +167,8 @@ def _warm_up(job, model, events: EventLog, cache: AudioCache) -> None:
     if audio is None:
         events.emit("warmup_skipped", reason="no readable utterance")
         return
-    events.emit("warmup_start", count=job.warmup)
+    audio = audio[:int(WARMUP_MAX_S * 16000)]
+    events.emit("warmup_start", count=job.warmup, audio_s=len(audio) / 16000.0)
     for _ in range(job.warmup):
         model.transcribe(audio)
     events.emit("warmup_end", count=job.warmup)

@@ -58,6 +58,9 @@ def load_audio(path: str) -> np.ndarray:
             raise AudioError(f"cannot decode {path}: {sf_exc}; ffmpeg: {av_exc}") from av_exc
     if samples.size == 0:
         raise AudioError(f"audio has no samples: {path}")
+    if not np.isfinite(samples).all():  # a float file can hold NaN/inf; a backend would turn it into garbage text
+        bad = int(samples.size - np.count_nonzero(np.isfinite(samples)))
+        raise AudioError(f"audio holds {bad} NaN or infinite sample(s): {path}")
     if sr != TARGET_SR:
         import soxr
 

@@ -1,0 +1,196 @@
+"""What a backend container may see of the host: path containment rules and the bind-mount plan.
+
+Datasets and images come from strangers. A manifest can name any path (an absolute
+system file, a ``../`` escape, a symlink to ``/etc/shadow``), and a swapped image runs
+whatever code its author wrote. So the runner mounts only the folders that hold the
+job's own audio files (each one separately, never a common ancestor), the model
+folder and the run's output folder, and refuses any mount source that is, contains
+or sits inside a system location, or that is a home folder as a whole.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import UserError
+
+# Folders whose contents no backend container ever sees, whatever the options say. /root is root's home
+# folder: like every home folder (home_folders) it is never mounted as a whole, but a dataset inside it is allowed.
+SYSTEM_LOCATIONS: tuple[str, ...] = ("/etc", "/run", "/var/run", "/proc", "/sys", "/dev", "/boot", "/usr",
+                                     "/bin", "/sbin", "/lib", "/lib64", "/var/lib/docker")
+DATA_TARGET = "/data"
+
+
+def docker_socket_dir() -> Path | None:
+    """The folder of the Docker Engine's unix socket (DOCKER_HOST, else the default /var/run/docker.sock)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return None
+    return Path(urlparse(host).path or "/var/run/docker.sock").parent
+
+
+@functools.lru_cache(maxsize=None)
+def system_locations() -> tuple[Path, ...]:
+    """Every system location, resolved (``/var/run`` is a link to ``/run`` on most systems)."""
+    found = {Path(p) for p in SYSTEM_LOCATIONS}
+    sock = docker_socket_dir()
+    if sock is not None:
+        found.add(sock)
+    resolved = set(found)
+    for p in found:
+        try:
+            resolved.add(p.resolve())
+        except OSError:
+            pass
+    return tuple(sorted(resolved))
+
+
+@functools.lru_cache(maxsize=None)
+def home_folders() -> tuple[Path, ...]:
+    """/home, every user's home folder, and $HOME: never mounted as a whole."""
+    homes = {Path("/home"), Path("/root")}
+    for entry in pwd.getpwall():
+        if entry.pw_dir and entry.pw_dir not in ("/", "/nonexistent"):
+            homes.add(Path(entry.pw_dir))
+    if os.environ.get("HOME"):
+        homes.add(Path(os.environ["HOME"]))
+    if Path("/home").is_dir():
+        try:
+            homes.update(p for p in Path("/home").iterdir() if p.is_dir())
+        except OSError:
+            pass
+    out = set()
+    for h in homes:
+        out.add(h)
+        try:
+            out.add(h.resolve())
+        except OSError:
+            pass
+    return tuple(sorted(out))
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def system_location_of(path: Path) -> Path | None:
+    """The system location that ``path`` is, contains or sits inside; None when it touches none."""
+    path = Path(os.path.abspath(path))
+    for loc in system_locations():
+        if _within(path, loc) or _within(loc, path):
+            return loc
+    return None
+
+
+def is_system_file(path: Path) -> bool:
+    """A file inside a system location (resolved): never readable by a backend container."""
+    path = Path(os.path.abspath(path))
+    return any(_within(path, loc) for loc in system_locations())
+
+
+def mount_problem(path: Path, what: str) -> str | None:
+    """Why ``path`` must not be bind-mounted into a backend container, or None when it may be."""
+    path = Path(os.path.abspath(path))
+    if path == Path("/"):
+        return f"{what} {path} is the host's root folder"
+    loc = system_location_of(path)
+    if loc is not None:
+        relation = "is" if path == loc else ("contains" if _within(loc, path) else "is inside")
+        return f"{what} {path} {relation} the system location {loc}"
+    for home in home_folders():
+        if path == home or _within(home, path):
+            return f"{what} {path} is {'a home folder' if path == home else 'a folder holding home folders'} as a whole"
+    return None
+
+
+def check_mountable(path: Path, what: str) -> None:
+    """Raise a UserError naming the rule when ``path`` may not be mounted into a container."""
+    problem = mount_problem(path, what)
+    if problem:
+        raise UserError(f"{problem}; a backend container may not see it: point {what} at a folder of its own")
+
+
+def check_audio_root(path: Path, option: str) -> Path:
+    """A trusted audio folder (the dataset's root, or --audio-root): resolved, a folder, not a system location."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise UserError(f"{option} {path} is not a folder")
+    p = p.resolve()
+    problem = mount_problem(p, option)
+    if problem and (p == Path("/") or system_location_of(p) is not None):
+        raise UserError(f"{problem}; audio may only come from the dataset's own folders")
+    return p
+
+
+def audio_problem(audio: Path, roots: tuple[Path, ...]) -> str | None:
+    """Why the (resolved) audio path must not be read, or None. A missing file is an error found here, on
+    the host, so that nothing is mounted for it and the message names the host path."""
+    if is_system_file(audio):
+        return f"refused: {audio} is a system file, which a backend container never reads"
+    if not any(_within(audio, r) for r in roots):
+        where = ", ".join(str(r) for r in roots)
+        return (f"refused: {audio} is outside the dataset's root ({where}); "
+                f"pass --audio-root DIR (audio_roots in an experiment) to allow a trusted folder")
+    if not audio.exists():
+        return f"audio file not found: {audio}"
+    if not audio.is_file():
+        return f"refused: {audio} is not a regular file"
+    return None
+
+
+def readable_by(path: Path, uid: int, gids: tuple[int, ...]) -> bool:
+    """Whether a process with this uid and these groups may read ``path`` (and traverse it, for folders)."""
+    if uid == 0:
+        return True
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    want = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(st.st_mode) else 0)
+    if st.st_uid == uid:
+        want <<= 6
+    elif st.st_gid in gids:
+        want <<= 3
+    return st.st_mode & want == want
+
+
+@dataclass(frozen=True)
+class AudioMount:
+    source: Path  # host folder (or file) mounted read-only
+    target: str  # where the container sees it
+
+
+@dataclass(frozen=True)
+class AudioPlan:
+    """The audio bind mounts of one job and each utterance's path inside the container."""
+
+    mounts: tuple[AudioMount, ...]
+    container_paths: dict[str, str]  # utterance id -> container path
+    host_paths: dict[str, str]  # container path -> host path (for messages that must name host paths)
+
+
+def plan_audio_mounts(files: list[tuple[str, Path]]) -> AudioPlan:
+    """Mount each distinct folder that holds audio at /data/<n>; a file whose folder may not be mounted
+    whole (a home folder, say) is mounted alone at /data/files/<n>/<name>."""
+    folders: dict[Path, str] = {}
+    mounts: list[AudioMount] = []
+    paths: dict[str, str] = {}
+    for uid_, audio in files:
+        parent = audio.parent
+        if mount_problem(parent, "folder") is None:
+            if parent not in folders:
+                folders[parent] = f"{DATA_TARGET}/{len(folders)}"
+                mounts.append(AudioMount(parent, folders[parent]))
+            paths[uid_] = f"{folders[parent]}/{audio.name}"
+        else:
+            target = f"{DATA_TARGET}/files/{len(mounts)}/{audio.name}"
+            mounts.append(AudioMount(audio, target))
+            paths[uid_] = target
+    host = {c: str(a) for (i, a) in files for c in [paths[i]]}
+    return AudioPlan(tuple(mounts), paths, host)
