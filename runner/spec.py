@@ -72,6 +72,14 @@ class RunSpec:
     hardening: Hardening = Hardening()
     hub_cache_dir: Path | None = None  # with --allow-download: the host folder the backend downloads into
 
+    @property
+    def mem_limit_text(self) -> str | None:
+        """The container's memory limit as a person reads it: the value given, or the default, said so."""
+        if self.engine != "docker":
+            return self.mem_limit
+        limit = self.hardening.engine_kwargs().get("mem_limit")
+        return self.mem_limit or (f"{limit / 2**30:.1f}g, the default" if limit else None)
+
 
 MIN_MEM_LIMIT_BYTES = 6 * 1024 * 1024  # the Docker Engine refuses less
 

@@ -16,7 +16,17 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "make-base.sh: debootstrap needs root; run it with sudo or pull a public base image instead" >&2
   exit 2
 fi
-command -v debootstrap >/dev/null || { echo "make-base.sh: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 2; }
+if ! command -v debootstrap >/dev/null; then
+  # A fresh machine: install it when this root shell has apt, and say so; otherwise one sentence with the command.
+  if command -v apt-get >/dev/null; then
+    echo "make-base.sh: debootstrap is missing; installing it with apt-get (it builds the local base image)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null \
+      || { echo "make-base.sh: could not install debootstrap; run: apt-get install debootstrap" >&2; exit 2; }
+  else
+    echo "make-base.sh: debootstrap is not installed; install it with your package manager (e.g. apt-get install debootstrap)" >&2
+    exit 2
+  fi
+fi
 
 rootfs=$(mktemp -d /tmp/edgeasr-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT

@@ -197,7 +197,7 @@ def _finish(spec: RunSpec, summary: Summary, raw_dir: Path, run: docker_engine.C
     if interrupted is not None:
         error = f"interrupted by {signal_name(interrupted)}"
     else:
-        error = merge.container_error(run, raw.status, spec.timeout_s, spec.mem_limit)
+        error = merge.container_error(run, raw.status, spec.timeout_s, spec.mem_limit_text)
     paths = host_path_map(spec, raw_dir) if spec.engine == "docker" else {}
     missing = error or "the container stopped before this utterance"
     utts = merge.merge_utterances(spec.dataset, raw.transcripts, f"not transcribed: {missing}", paths)

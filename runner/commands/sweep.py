@@ -107,7 +107,7 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
         try:
             run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id, out)
             status = merge.read_raw(raw_dir).status
-            error = merge.container_error(run, status, pc.spec.timeout_s, pc.spec.mem_limit)
+            error = merge.container_error(run, status, pc.spec.timeout_s, pc.spec.mem_limit_text)
         except UserError as exc:
             error = str(exc)
     for cond in pending:

@@ -204,7 +204,8 @@ def test_an_image_that_needs_a_writable_root_fails_check_image_naming_the_settin
     """check-image runs the tiny job under the hardened settings and says which one breaks an image."""
     client = docker.from_env()
     adapter = (b"import edgeasr_backend_faster_whisper as real\n"
-               b"def load(job):\n    open('/opt/edgeasr/scratch', 'w').write('x')\n    return real.load(job)\n")
+               b"def load(job):\n    open('/var/tmp/scratch', 'w').write('x')  # /var/tmp is 1777: only the read-only root stops it\n"
+               b"    return real.load(job)\n")
     context = io.BytesIO()
     import tarfile
     with tarfile.open(fileobj=context, mode="w") as tar:
@@ -242,3 +243,25 @@ def test_a_full_disk_during_a_run_is_one_sentence_and_leaves_no_tmp(tmp_path):
         assert not client.containers.list(all=True, filters={"label": f"{OWNER_FOLDER}={out}"})
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_sigterm_of_a_sweep_keeps_what_finished_and_says_how_to_resume(tmp_path):
+    exp = tmp_path / "term.yaml"
+    exp.write_text("name: term\ndefaults:\n  model: tiny.en\n  quant: int8\n  dataset: data/default\n  limit: 2\n"
+                   "  warmup: 0\n  repeats: 6\n  decode: {beam_size: 1, language: en}\n"
+                   "  telemetry: {sampler: none}\n")
+    out = tmp_path / "out"
+    proc = start("sweep", str(exp), "--out", str(out))
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(out.glob("conditions/*/summary.json"))) < 2:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    text = " ".join(err.split())
+    assert "interrupted by SIGTERM" in text and "rerun the same command to resume" in text
+    done = len([json.loads(line) for line in (out / "conditions.jsonl").read_text().splitlines()])
+    assert 2 <= done < 6 and f"{done} of 6 condition(s) are recorded" in text
+    assert not docker.from_env().containers.list(all=True, filters={"label": f"{OWNER_FOLDER}={out}"})
+    again = edgeasr("sweep", str(exp), "--out", str(out))
+    assert again.returncode == 0 and f"{done} already done" in " ".join(again.stderr.split())

@@ -73,7 +73,7 @@ def test_docker_compose_up_sweep(tmp_path):
                         "wer_by_noise.png"]
         assert (out / "report" / "report.html").read_text().count("data:image/png;base64,") == 4
         client = docker.from_env()
-        assert not client.containers.list(all=True, filters={"label": "org.edgeasr.managed"})
+        assert not client.containers.list(all=True, filters={"label": f"org.edgeasr.owner.folder={out}"})
     finally:
         shutil.rmtree(ROOT / rel, ignore_errors=True)
 
@@ -118,7 +118,8 @@ def test_kill_9_mid_sweep_then_rerun_loses_and_duplicates_nothing(tmp_path):
         assert (out / "conditions" / key / "summary.json").stat().st_mtime_ns == mtime
     assert len((out / "results.csv").read_text().splitlines()) == 11
     client = docker.from_env()
-    assert not client.containers.list(all=True, filters={"label": SWEEP_LABEL})  # the orphan was removed
+    # the orphan was removed (this sweep's: the engine may be shared)
+    assert not client.containers.list(all=True, filters={"label": f"org.edgeasr.owner.folder={out}"})
 
     again = sweep(str(exp), "--out", str(out))
     assert again.returncode == 0 and "10 already done" in again.stderr.replace("\n", " ")
