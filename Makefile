@@ -5,6 +5,11 @@ PYTHON   ?= python3
 VENV     ?= .venv
 EDGEASR  := $(VENV)/bin/edgeasr
 PYTEST   := $(VENV)/bin/python -m pytest
+# The oldest Python the container side must run on (JetPack 5 images ship 3.8): python3.8 on PATH, else
+# pyenv's; Debian 12 itself has only 3.11. Empty when none exists (the runtime 3.8 test is then skipped).
+PYTHON38 ?= $(shell for p in $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.8*/bin/python3.8) python3.8; do \
+              $$p -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null && { echo $$p; break; }; done)
+VENV38   ?= .venv-py38
 
 BACKEND    ?= faster-whisper
 BACKENDS   ?= faster-whisper whisperx transformers
@@ -29,7 +34,7 @@ COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker com
 RUN_FLAGS = --backend $(BACKEND) --model $(MODEL) --quant $(QUANT) --device $(DEVICE) --data $(DATA) \
             $(if $(OUT),--out $(OUT)) $(if $(RUN_IMAGE),--image $(RUN_IMAGE)) $(ARGS)
 
-.PHONY: help venv base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
+.PHONY: help venv venv-py38 base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
 
 help:
 	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model"
@@ -48,6 +53,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test,bench,nvml]'
+	touch $@
+
+# Python 3.8 with what the entrypoint's unit tests need (tests/contract/test_python38.py runs them there).
+venv-py38: $(if $(PYTHON38),$(VENV38)/.installed)
+	@[ -n "$(PYTHON38)" ] || echo "note: no Python 3.8 here (python3.8 or pyenv's); the 3.8 runtime test will be skipped"
+$(VENV38)/.installed:
+	$(PYTHON38) -m venv $(VENV38)
+	$(VENV38)/bin/pip install --quiet --upgrade pip
+	$(VENV38)/bin/pip install --quiet pytest numpy soundfile soxr
 	touch $@
 
 base-image: venv
@@ -84,10 +98,10 @@ report: venv
 run: venv models ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
 	$(EDGEASR) run $(RUN_FLAGS)
 
-test-unit: venv
+test-unit: venv venv-py38
 	$(PYTEST) -q tests/unit tests/contract
 
-test: venv models images runner-image tiny-models
+test: venv venv-py38 models images runner-image tiny-models
 	$(PYTEST) -q -rs tests
 
 bench: venv models ensure-image
