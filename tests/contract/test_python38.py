@@ -6,7 +6,8 @@ Two checks, both in CI (`make test`):
   `str.removeprefix`, `zip(strict=)`, `functools.cache`, ...). vermin does not evaluate annotations, so every
   such module must also defer them (`from __future__ import annotations`): `list[int]` or `int | None` in an
   annotation is then never evaluated on 3.8. A test below proves that the check fails on 3.9+ code.
-- at run time, on a real Python 3.8: the entrypoint's unit tests (test_entrypoint.py, test_noise.py) and an
+- at run time, on a real Python 3.8: the entrypoint's unit tests (test_entrypoint.py, test_noise.py, and the
+  adapters against stand-in libraries, test_adapter_compat.py) and an
   import of every adapter module (class bodies, module-level code), in `.venv-py38`, which `make venv-py38`
   makes from the oldest Python this machine provides. The CI machine has no `python3.8` from Debian (Debian 12
   ships only 3.11 and apt offers nothing older); it has pyenv's 3.8.18 (also 3.6 and 3.7, older than the
@@ -17,6 +18,7 @@ Two checks, both in CI (`make test`):
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +81,7 @@ def test_the_check_fails_on_code_that_needs_python_3_9_or_newer(tmp_path, featur
     assert result.returncode != 0 and "snippet.py" in result.stdout, (feature, result.stdout, result.stderr)
 
 
-RUNTIME_TESTS = ["tests/unit/test_entrypoint.py", "tests/unit/test_noise.py"]
+RUNTIME_TESTS = ["tests/unit/test_entrypoint.py", "tests/unit/test_noise.py", "tests/unit/test_adapter_compat.py"]
 IMPORT_ADAPTERS = """
 import importlib.util, sys
 assert sys.version_info[:2] == (3, 8), sys.version
@@ -96,8 +98,9 @@ def test_entrypoint_unit_tests_pass_on_python_3_8():
     version = subprocess.run([str(PY38), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     assert version == TARGET, f".venv-py38 runs Python {version}, not {TARGET}: remake it (make venv-py38)"
+    env = {**os.environ, "PYTHONPATH": str(CONTAINERS / "common")}  # as in the images (/opt/edgeasr)
     imported = subprocess.run([str(PY38), "-c", IMPORT_ADAPTERS, *map(str, ADAPTERS)], capture_output=True,
-                              text=True, cwd=ROOT, timeout=120)
+                              text=True, cwd=ROOT, timeout=120, env=env)
     assert imported.returncode == 0, imported.stderr
     tests = subprocess.run([str(PY38), "-m", "pytest", "-q", "-p", "no:cacheprovider", *RUNTIME_TESTS],
                            capture_output=True, text=True, cwd=ROOT, timeout=300)
