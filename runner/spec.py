@@ -15,6 +15,7 @@ from .data import Dataset, load_dataset
 from .errors import UserError
 from .launch.backends import BACKENDS, Backend
 from .models import ResolvedModel, resolve_model
+from .platforms import default_image
 from .quant import DEVICES, quant_problem, resolve_quant
 from .telemetry.select import CHOICES as SAMPLER_CHOICES
 
@@ -136,6 +137,11 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
     out_path = Path(out).expanduser().resolve()
     if (out_path / "summary.json").exists():
         problems.append(f"--out {out} already holds a run (summary.json); choose another folder or remove it")
+    if image is None and be is not None and engine == "docker":
+        try:  # the backend's image for this platform (jetson-r35 / jetson-r36 on a Jetson)
+            image = default_image(be.image)
+        except UserError as exc:
+            problems.append(f"{exc}; or name an image with --image")
     if problems:
         if len(problems) == 1:
             raise UserError(problems[0])

@@ -26,6 +26,7 @@ from .errors import UserError
 from .experiment import Condition, Experiment, Group
 from .launch import docker_engine
 from .launch.backends import BACKENDS
+from .platforms import default_image
 from .launch.job import HUB_CACHE_TARGET, make_env, make_job, make_mounts
 from .results import Summary, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .spec import RunSpec, build_run_spec
@@ -105,8 +106,8 @@ def plan(exp: Experiment, client, models_dir: Path, out: Path) -> list[PlannedCo
         for cond in group.conditions:
             by_dataset.setdefault(cond.dataset, []).append(cond)
         backend = BACKENDS[group.backend]
-        image_ref = group.image or backend.image
         try:
+            image_ref = group.image or default_image(backend.image)  # this platform's (jetson-r35 / -r36)
             image = docker_engine.image_info(client, image_ref)
         except UserError as exc:
             problems.append(f"groups[{gi}] ({group.model} {group.quant}): {exc}")

@@ -27,7 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS = ROOT / "containers"
-CONTAINER_SIDE = sorted([*(CONTAINERS / "common" / "edgeasr_entrypoint").glob("*.py"),
+CONTAINER_SIDE = sorted([*(CONTAINERS / "common" / "edgeasr_entrypoint").glob("*.py"), CONTAINERS / "whisperx" / "store_vad_model.py",
                          *CONTAINERS.glob("*/edgeasr_backend_*.py")])
 ADAPTERS = sorted(CONTAINERS.glob("*/edgeasr_backend_*.py"))
 TARGET = "3.8"
