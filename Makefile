@@ -5,10 +5,13 @@ PYTHON   ?= python3
 VENV     ?= .venv
 EDGEASR  := $(VENV)/bin/edgeasr
 PYTEST   := $(VENV)/bin/python -m pytest
-# The oldest Python the container side must run on (JetPack 5 images ship 3.8): python3.8 on PATH, else
-# pyenv's; Debian 12 itself has only 3.11. Empty when none exists (the runtime 3.8 test is then skipped).
-PYTHON38 ?= $(shell for p in $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.8*/bin/python3.8) python3.8; do \
-              $$p -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null && { echo $$p; break; }; done)
+# The oldest Python the container side must run on (JetPack 5 images ship 3.8): pyenv's 3.8, else python3.8
+# on PATH (each must really run 3.8: a pyenv shim may not); Debian 12 itself has only 3.11. Empty when none
+# exists (the runtime 3.8 test is then skipped).
+ifndef PYTHON38
+PYTHON38 := $(shell for p in $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.8*/bin/python3.8) python3.8; do \
+               $$p -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null && { echo $$p; break; }; done)
+endif
 VENV38   ?= .venv-py38
 
 BACKEND    ?= faster-whisper

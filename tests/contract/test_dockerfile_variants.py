@@ -351,7 +351,8 @@ def test_jetpack5_whisperx_keeps_its_vad_model_where_the_adapter_looks():
     df = Dockerfile(CONTAINERS / "whisperx" / "Dockerfile.jetson-r35")
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("wx_adapter_for_env", CONTAINERS / "whisperx" / "edgeasr_backend_whisperx.py")
+    spec = importlib.util.spec_from_file_location("wx_adapter_for_env",
+                                                  CONTAINERS / "whisperx" / "edgeasr_backend_whisperx.py")
     adapter = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(adapter)
     path = df.env().get(adapter.VAD_FILE_ENV)

@@ -27,8 +27,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS = ROOT / "containers"
-CONTAINER_SIDE = sorted([*(CONTAINERS / "common" / "edgeasr_entrypoint").glob("*.py"), CONTAINERS / "whisperx" / "store_vad_model.py",
-                         *CONTAINERS.glob("*/edgeasr_backend_*.py")])
+CONTAINER_SIDE = sorted([*(CONTAINERS / "common" / "edgeasr_entrypoint").glob("*.py"),
+                         *CONTAINERS.glob("*/edgeasr_backend_*.py"),
+                         CONTAINERS / "whisperx" / "store_vad_model.py"])  # a build step of Dockerfile.jetson-r35
 ADAPTERS = sorted(CONTAINERS.glob("*/edgeasr_backend_*.py"))
 TARGET = "3.8"
 PY38 = ROOT / ".venv-py38" / "bin" / "python"
