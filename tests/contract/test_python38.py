@@ -6,8 +6,9 @@ Two checks, both in CI (`make test`):
   `str.removeprefix`, `zip(strict=)`, `functools.cache`, ...). vermin does not evaluate annotations, so every
   such module must also defer them (`from __future__ import annotations`): `list[int]` or `int | None` in an
   annotation is then never evaluated on 3.8. A test below proves that the check fails on 3.9+ code.
-- at run time, on a real Python 3.8: the entrypoint's unit tests (test_entrypoint.py, test_noise.py, and the
-  adapters against stand-in libraries, test_adapter_compat.py) and an
+- at run time, on a real Python 3.8: the entrypoint's unit tests (test_entrypoint.py, test_noise.py, the
+  adapters against stand-in libraries, test_adapter_compat.py, and the whisperx VAD build step,
+  test_store_vad_model.py) and an
   import of every adapter module (class bodies, module-level code), in `.venv-py38`, which `make venv-py38`
   makes from the oldest Python this machine provides. The CI machine has no `python3.8` from Debian (Debian 12
   ships only 3.11 and apt offers nothing older); it has pyenv's 3.8.18 (also 3.6 and 3.7, older than the
@@ -82,7 +83,8 @@ def test_the_check_fails_on_code_that_needs_python_3_9_or_newer(tmp_path, featur
     assert result.returncode != 0 and "snippet.py" in result.stdout, (feature, result.stdout, result.stderr)
 
 
-RUNTIME_TESTS = ["tests/unit/test_entrypoint.py", "tests/unit/test_noise.py", "tests/unit/test_adapter_compat.py"]
+RUNTIME_TESTS = ["tests/unit/test_entrypoint.py", "tests/unit/test_noise.py", "tests/unit/test_adapter_compat.py",
+                 "tests/unit/test_store_vad_model.py"]
 IMPORT_ADAPTERS = """
 import importlib.util, sys
 assert sys.version_info[:2] == (3, 8), sys.version

@@ -150,3 +150,12 @@ def test_the_carried_versions_are_read_from_the_built_image_for_its_label():
     assert kwargs["entrypoint"] == ["cat", "/opt/edgeasr/versions.txt"] and kwargs["network_disabled"]
     with pytest.raises(UserError, match="does not hold"):
         read_carried_versions(FakeClient(b"faster-whisper==0.10.1\n"), "x", "/opt/edgeasr/versions.txt")
+
+
+def test_a_sweeps_manifest_records_the_platform(monkeypatch):
+    from runner import hostinfo
+
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r35.4.1")
+    assert hostinfo._platform() == "jetson-r35"
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
+    assert hostinfo._platform() is None  # no variant: l4t_release still says which board it is
