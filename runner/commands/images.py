@@ -8,8 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from ..launch import docker_engine
 from ..launch.backends import BACKENDS, IMAGES, get_image
-from ..launch.images import (PLATFORMS, PUBLIC_BASE, build_image, detect_platform, ensure_base, fill_wheelhouse,
-                             platform_tag)
+from ..launch.images import PUBLIC_BASE, build_image, ensure_base, fill_wheelhouse, platform_tag, read_carried_versions
+from ..platforms import JETSON, PLATFORMS, resolve_platform
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,22 +24,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     build.add_argument("--no-wheelhouse", action="store_true",
                        help="do not fill the host-side wheelhouse; the build installs from the index itself")
     build.add_argument("--tag", default=None, help="image tag (only with one backend)")
-    build.add_argument("--platform", default="auto", choices=["auto", *PLATFORMS],
-                       help="x86 (CPU), cuda (x86 NVIDIA) or jetson (L4T r36): which Dockerfile variant; "
-                            "auto: jetson on a Jetson, else x86")
+    build.add_argument("--platform", default="auto", choices=["auto", JETSON, *PLATFORMS],
+                       help="x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which "
+                            "Dockerfile variant; jetson: the one for this board's L4T release "
+                            "(/etc/nv_tegra_release); auto: that on a Jetson, else x86")
     build.add_argument("--log-dir", type=Path, default=Path("build"), help="where build logs go (default: build/)")
 
 
 def _build_variants(client, args, console: Console, platform: str) -> int:
-    """CUDA / Jetson variants: their Dockerfile's own base (unless --base), packages from their index."""
-    dockerfile = PLATFORMS[platform][0]
+    """CUDA / Jetson variants: their Dockerfile's own base (unless --base), packages from their index.
+    A variant that records what its base carries (JetPack 5) is built twice: the second build, all cached but
+    the LABEL step, labels those versions instead of the requirements' pins."""
+    variant = PLATFORMS[platform]
     base = None if args.base == PUBLIC_BASE else args.base
     for name in args.backends:
         image = get_image(name)
         tag = args.tag or platform_tag(image, platform)
-        with console.status(f"building {tag} from {dockerfile}"):
-            image_id = build_image(client, image, base=base, tag=tag, dockerfile=dockerfile,
-                                   log_path=args.log_dir / f"image-{image.name}-{platform}.log", log=console.log)
+        log_path = args.log_dir / f"image-{image.name}-{platform}.log"
+        build = dict(base=base, tag=tag, dockerfile=variant.dockerfile, log=console.log)
+        with console.status(f"building {tag} from {variant.dockerfile}"):
+            if variant.versions_file:
+                build_image(client, image, log_path=log_path.with_suffix(".first.log"), versions="", **build)
+                carried = read_carried_versions(client, tag, variant.versions_file)
+                console.print(f"{tag} carries {carried}")
+                image_id = build_image(client, image, log_path=log_path, versions=carried, **build)
+            else:
+                image_id = build_image(client, image, log_path=log_path, **build)
         console.print(f"built {tag} ({image_id[:19]})")
     return 0
 
@@ -47,7 +57,7 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     client = docker_engine.connect()
-    platform = detect_platform() if getattr(args, "platform", "auto") == "auto" else args.platform
+    platform = resolve_platform(getattr(args, "platform", "auto"))
     if args.images_cmd == "build" and platform != "x86":
         # Backends have CUDA / Jetson variants; the runner image is the same Dockerfile everywhere.
         args.log_dir.mkdir(parents=True, exist_ok=True)

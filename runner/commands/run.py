@@ -45,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a trusted folder audio may come from besides the dataset's own (repeatable; for manifests "
                         "with absolute paths elsewhere); system folders are never allowed")
     p.add_argument("--out", default=None, help="run folder (default: results/<backend>-<model>-<quant>-<time>)")
-    p.add_argument("--image", default=None, help="use this image instead of the backend's default")
+    p.add_argument("--image", default=None, help="use this image instead of the backend's image for this platform "
+                                                "(:latest; :jetson-r35 / :jetson-r36 on a Jetson, runner/platforms.py)")
     p.add_argument("--models-dir", type=Path, default=None, help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--temperature", type=float, default=0.0)

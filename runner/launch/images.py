@@ -22,6 +22,7 @@ import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
 from ..errors import UserError
+from ..platforms import platform_image
 from .backends import CONTAINERS_DIR, IMAGES, ImageDef
 from .wheel_server import serve_wheelhouse
 
@@ -112,31 +113,25 @@ def _context(backend: ImageDef) -> IO[bytes]:
     return buf
 
 
-PLATFORMS = {"x86": ("Dockerfile", "latest"), "cuda": ("Dockerfile.cuda", "cuda"),
-             "jetson": ("Dockerfile.jetson", "jetson-r36")}
-
-
-def detect_platform() -> str:
-    """jetson on an NVIDIA Jetson (L4T), else x86 (CPU; the CUDA variant is asked for by name)."""
-    return "jetson" if Path("/etc/nv_tegra_release").exists() else "x86"
-
-
 def platform_tag(image: ImageDef, platform: str) -> str:
-    return image.image.rsplit(":", 1)[0] + ":" + PLATFORMS[platform][1]
+    """The tag a platform's variant of `image` gets (runner/platforms.py holds the table)."""
+    return platform_image(image.image, platform)
 
 
 def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | None, tag: str | None = None,
                 log_path: Path | None = None, log: Callable[[str], None] = print,
-                dockerfile: str = "Dockerfile") -> str:
+                dockerfile: str = "Dockerfile", versions: str | None = None) -> str:
     """Build the image FROM `base` (None: the Dockerfile's own default); returns the image id.
-    The build's output goes to log_path."""
+    `versions`: the org.edgeasr.versions label (None: the requirements' pins). The build's output goes to
+    log_path."""
     tag = tag or backend.image
     lines: list[str] = []
     wheels = backend.wheelhouse
     has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
     try:
         with _context(backend) as context, serve_wheelhouse(wheels) as url:
-            buildargs = {"WHEELS_URL": url if has_wheels else "", "EDGEASR_VERSIONS": versions_label(backend)}
+            buildargs = {"WHEELS_URL": url if has_wheels else "",
+                         "EDGEASR_VERSIONS": versions_label(backend) if versions is None else versions}
             if base is not None:
                 buildargs["BASE_IMAGE"] = base
             stream = client.api.build(
@@ -161,3 +156,15 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
         if log_path and lines:
             log_path.write_text("\n".join(lines) + "\n")
     return client.images.get(tag).id
+
+
+def read_carried_versions(client: docker.DockerClient, image: str, path: str) -> str:
+    """The `name=version,...` line a variant's build wrote to `path` in the image (what its base carries)."""
+    try:
+        out = client.containers.run(image, entrypoint=["cat", path], remove=True, network_disabled=True)
+    except (APIError, docker.errors.ContainerError) as exc:
+        raise UserError(f"{image}: cannot read the carried versions from {path}: {exc}") from None
+    line = out.decode(errors="replace").strip()
+    if not re.fullmatch(r"([a-z0-9][a-z0-9.-]*=[^,=\s]+)(,[a-z0-9][a-z0-9.-]*=[^,=\s]+)*", line):
+        raise UserError(f"{image}: {path} does not hold `name=version,...`: {line[:200]!r}")
+    return line

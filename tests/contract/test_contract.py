@@ -84,9 +84,11 @@ def test_summary_schema_is_pinned():
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))
 def test_every_backend_has_a_dockerfile_per_platform(name):
-    """`make images PLATFORM=x86|cuda|jetson` finds each backend's variant and tags it per platform."""
-    from runner.launch.images import PLATFORMS, platform_tag
+    """`make images PLATFORM=x86|cuda|jetson-r35|jetson-r36` finds each backend's variant and tags it per platform."""
+    from runner.launch.images import platform_tag
+    from runner.platforms import PLATFORMS
 
-    for platform, (dockerfile, suffix) in PLATFORMS.items():
-        assert (CONTAINERS_DIR / BACKENDS[name].build_dir / dockerfile).is_file()
-        assert platform_tag(BACKENDS[name], platform) == f"edgeasr/{name}:{suffix}"
+    assert {"x86", "cuda", "jetson-r35", "jetson-r36"} <= set(PLATFORMS)
+    for platform, p in PLATFORMS.items():
+        assert (CONTAINERS_DIR / BACKENDS[name].build_dir / p.dockerfile).is_file()
+        assert platform_tag(BACKENDS[name], platform) == f"edgeasr/{name}:{p.tag}"

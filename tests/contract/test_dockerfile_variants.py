@@ -28,7 +28,7 @@ from runner.launch.images import versions_label
 CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 PLATFORMS_DOC = CONTAINERS / "PLATFORMS.md"
 NOT_BACKENDS = {"runner", "torch-base", "base"}  # image folders that are not backend images
-PLATFORM_OF_SUFFIX = {"": "x86", ".cuda": "cuda", ".jetson": "jetson"}
+PLATFORM_OF_SUFFIX = {"": "x86", ".cuda": "cuda", ".jetson": "jetson", ".jetson-r35": "jetson-r35"}
 PIN = re.compile(r"(?<![\w.\-=<>~!])([A-Za-z0-9][A-Za-z0-9._\-]*)==([0-9][^\s\"'\\;,)]*)")
 
 
@@ -159,7 +159,7 @@ def test_every_backend_has_its_variants():
     assert DOCKERFILES, "no backend Dockerfile found under containers/"
     folders = {p.parent.name for p in DOCKERFILES}
     for folder in folders:
-        for name in ("Dockerfile", "Dockerfile.cuda", "Dockerfile.jetson"):
+        for name in ("Dockerfile", "Dockerfile.cuda", "Dockerfile.jetson", "Dockerfile.jetson-r35"):
             assert (CONTAINERS / folder / name).is_file(), f"containers/{folder}/{name} is missing"
     for suffix in {p.name[len("Dockerfile"):] for p in DOCKERFILES}:
         assert suffix in PLATFORM_OF_SUFFIX, f"unknown Dockerfile variant {suffix!r}: add its platform here"
@@ -262,7 +262,7 @@ def test_entrypoint_runs_the_shared_module(path):
     argv = json.loads(entrypoints[-1].args)  # exec form: no shell between Docker and Python
     assert isinstance(argv, list) and re.search(r"(^|/)python3?$", argv[0]), argv
     assert argv[1:3] == ["-m", "edgeasr_entrypoint"], argv
-    if df.suffix == ".jetson":
+    if df.suffix.startswith(".jetson"):
         assert argv[0] == "python3", "Jetson bases bring their own python3 (system or their /opt/venv on PATH)"
 
 
@@ -311,3 +311,51 @@ def test_platforms_doc_names_the_default_base(path):
 def test_platforms_doc_says_the_variants_were_not_built_here():
     doc = PLATFORMS_DOC.read_text()
     assert "not built" in doc and "statically" in doc
+
+
+R35 = [p for p in DOCKERFILES if p.name == "Dockerfile.jetson-r35"]
+R35_IDS = [f"{p.parent.name}/{p.name}" for p in R35]
+
+
+def test_every_backend_has_a_jetpack5_variant():
+    assert {p.parent.name for p in R35} == {p.parent.name for p in DOCKERFILES}
+
+
+@pytest.mark.parametrize("path", R35, ids=R35_IDS)
+def test_jetpack5_variant_uses_the_bases_libraries_and_pins_nothing(path):
+    """JetPack 5 images carry their own CUDA 11 builds on Python 3.8: our x86 pins (Python >= 3.9, CUDA 12)
+    must not be installed over them, and the Python floor is the entrypoint's 3.8."""
+    df = Dockerfile(path)
+    runs = " ".join(i.args for i in df.all("RUN"))
+    assert not PIN.findall(runs), f"pinned versions in a JetPack 5 variant: {PIN.findall(runs)}"
+    assert "sys.version_info < (3, 8)" in runs
+    assert "JETSON_PIP_INDEX_URL" not in df.text, "no jetson-ai-lab index for JetPack 5 (no jp5 CUDA 11 builds there)"
+    assert re.search(r"dustynv/[\w.-]+:r35\.", next(i.args for i in df.all("ARG") if i.args.startswith("BASE_IMAGE=")))
+
+
+@pytest.mark.parametrize("path", R35, ids=R35_IDS)
+def test_jetpack5_variant_records_the_versions_it_carries(path):
+    """A build step writes the carried versions (`name=version,...`) to /opt/edgeasr/versions.txt, and the
+    header's second build command labels them from there."""
+    df = Dockerfile(path)
+    runs = " ".join(i.args for i in df.all("RUN"))
+    assert "> /opt/edgeasr/versions.txt" in runs and "paste -sd, -" in runs and "sed 's/==/=/'" in runs
+    assert "cat /opt/edgeasr/versions.txt" in runs  # printed in the build log too
+    header = df.header()
+    assert re.search(r'--build-arg EDGEASR_VERSIONS="\$\(docker run --rm --entrypoint cat '
+                     rf'edgeasr/{re.escape(df.folder)}:jetson-r35 /opt/edgeasr/versions.txt\)"', header), \
+        "the header must show how to label the carried versions"
+
+
+def test_jetpack5_whisperx_keeps_its_vad_model_where_the_adapter_looks():
+    df = Dockerfile(CONTAINERS / "whisperx" / "Dockerfile.jetson-r35")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("wx_adapter_for_env",
+                                                  CONTAINERS / "whisperx" / "edgeasr_backend_whisperx.py")
+    adapter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(adapter)
+    path = df.env().get(adapter.VAD_FILE_ENV)
+    assert path and path.startswith("/opt/edgeasr/")
+    runs = " ".join(i.args for i in df.all("RUN"))
+    assert f"edgeasr_store_vad_model.py {path}" in runs

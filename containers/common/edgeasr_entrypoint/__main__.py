@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         status["model_size_mb"] = size_on_disk_mb(job.model)
         info = model.info()
         status["n_params"] = info.get("n_params")
-        for extra in ("quant_method", "model_kind"):
+        for extra in ("quant_method", "model_kind", "compat"):  # compat: older-API notes (compat.py)
             if extra in info:
                 status[extra] = info[extra]
         status["versions"] = {**library_versions(["numpy", "soundfile", "soxr"]), **info.get("versions", {})}

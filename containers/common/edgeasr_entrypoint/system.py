@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 from importlib import metadata
 from typing import Optional
 
@@ -25,8 +26,15 @@ def current_rss_mb() -> Optional[float]:
 
 
 def library_versions(names) -> dict:
+    """Versions by distribution name: the imported module's __version__ where it is loaded (what actually
+    runs, also for a source build whose metadata is missing or stale), else the package metadata, else None."""
     out = {}
     for name in names:
+        module = sys.modules.get(name.replace("-", "_"))
+        version = getattr(module, "__version__", None)
+        if version:
+            out[name] = str(version)
+            continue
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

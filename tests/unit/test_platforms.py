@@ -1,0 +1,161 @@
+"""Platform selection: on a Jetson the L4T release in /etc/nv_tegra_release picks the JetPack 5 (jetson-r35)
+or JetPack 6 (jetson-r36) image variant, for `images build`, `run` and `sweep` alike (runner/platforms.py),
+and the Makefile picks the same; elsewhere x86. Read from fake release files with the real first lines."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+from runner.errors import UserError
+from runner.platforms import (PLATFORMS, default_image, detect_platform, l4t_release, platform_image,
+                              resolve_platform)
+
+RELEASES = ROOT / "tests" / "fixtures" / "nv_tegra_release"
+
+
+@pytest.mark.parametrize("name, release, platform", [
+    ("r35.4.1", (35, "4.1"), "jetson-r35"),
+    ("r35.5.0", (35, "5.0"), "jetson-r35"),
+    ("r36.4.0", (36, "4.0"), "jetson-r36"),
+])
+def test_the_l4t_release_picks_the_jetpack_variant(name, release, platform):
+    path = RELEASES / name
+    assert l4t_release(path) == release
+    assert detect_platform(path) == platform
+    assert resolve_platform("auto", path) == resolve_platform("jetson", path) == platform
+    assert default_image("edgeasr/whisperx:latest", path) == f"edgeasr/whisperx:{platform}"
+
+
+def test_without_a_release_file_it_is_x86_and_the_cpu_image(tmp_path):
+    missing = tmp_path / "nv_tegra_release"
+    assert l4t_release(missing) is None
+    assert detect_platform(missing) == "x86"
+    assert default_image("edgeasr/faster-whisper:latest", missing) == "edgeasr/faster-whisper:latest"
+    with pytest.raises(UserError, match="not a Jetson"):
+        resolve_platform("jetson", missing)
+
+
+def test_a_release_without_a_gpu_variant_is_a_clear_error():
+    with pytest.raises(UserError) as err:
+        detect_platform(RELEASES / "r32.7.4")
+    message = str(err.value)
+    assert "R32.7.4" in message and "R35 (jetson-r35)" in message and "R36 (jetson-r36)" in message
+    assert "--platform x86" in message
+
+
+def test_an_unreadable_release_line_is_a_clear_error(tmp_path):
+    bad = tmp_path / "nv_tegra_release"
+    bad.write_text("R35.4.1\n")
+    with pytest.raises(UserError, match="does not start like"):
+        detect_platform(bad)
+
+
+def test_a_platform_named_explicitly_wins_and_an_unknown_one_is_refused():
+    assert resolve_platform("cuda", RELEASES / "r35.4.1") == "cuda"
+    assert resolve_platform("jetson-r36", RELEASES / "r35.4.1") == "jetson-r36"
+    with pytest.raises(UserError, match="unknown platform 'jetson-r34'"):
+        resolve_platform("jetson-r34")
+
+
+def test_every_platform_tag_is_distinct():
+    tags = [p.tag for p in PLATFORMS.values()]
+    assert len(tags) == len(set(tags))
+    assert platform_image("edgeasr/transformers:latest", "jetson-r35") == "edgeasr/transformers:jetson-r35"
+
+
+def make_variable(name: str, **overrides: str) -> str:
+    args = ["make", "-s", "-C", str(ROOT), "--no-print-directory", f"print-{name}"]
+    args += [f"{k}={v}" for k, v in overrides.items()]
+    return subprocess.run(args, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+@pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
+def test_the_makefile_picks_the_same_platform_and_tag(name, platform):
+    release = RELEASES / name
+    assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=str(release)) == platform
+    assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=str(release)) == PLATFORMS[platform].tag
+    assert make_variable("RUN_IMAGE", TEGRA_RELEASE=str(release), BACKEND="whisperx") == f"edgeasr/whisperx:{platform}"
+    assert make_variable("DEVICE", TEGRA_RELEASE=str(release)) == "cuda"
+    # PLATFORM=jetson (as before) means this board's release
+    assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=str(release), PLATFORM="jetson") == PLATFORMS[platform].tag
+
+
+def test_the_makefile_is_x86_without_a_release_file(tmp_path):
+    assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=str(tmp_path / "none")) == "x86"
+    assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=str(tmp_path / "none")) == "latest"
+    assert make_variable("DEVICE", TEGRA_RELEASE=str(tmp_path / "none")) == "cpu"
+
+
+@pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
+def test_run_without_an_image_takes_the_boards_variant(tmp_path, root, monkeypatch, name, platform):
+    from runner.spec import build_run_spec
+
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / name)
+    spec = build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
+                          data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path,
+                          allow_download=True)
+    assert spec.image == f"edgeasr/faster-whisper:{platform}"
+    named = build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
+                           data=str(root / "data" / "default"), out=str(tmp_path / "o2"), models_dir=tmp_path,
+                           allow_download=True, image="my/image:1")
+    assert named.image == "my/image:1"
+
+
+def test_run_on_a_jetson_release_without_a_variant_says_so_with_the_fix(tmp_path, root, monkeypatch):
+    from runner.spec import build_run_spec
+
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
+    with pytest.raises(UserError, match=r"R32\.7\.4.*--image"):
+        build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
+                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path,
+                       allow_download=True)
+
+
+@pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
+def test_the_orin_nano_study_runs_the_boards_whisperx_image(name, platform):
+    """experiments/orin-nano-paper.yaml names no image, so it works on JetPack 5 and 6 alike."""
+    from runner.experiment import load_experiment
+    from runner.launch.backends import BACKENDS
+
+    exp = load_experiment(ROOT / "experiments" / "orin-nano-paper.yaml", root=ROOT)
+    images = {g.image or default_image(BACKENDS[g.backend].image, RELEASES / name) for g in exp.groups}
+    assert images == {f"edgeasr/whisperx:{platform}"}
+
+
+class FakeContainers:
+    def __init__(self, output: bytes):
+        self.output, self.calls = output, []
+
+    def run(self, image, **kwargs):
+        self.calls.append((image, kwargs))
+        return self.output
+
+
+class FakeClient:
+    def __init__(self, output: bytes):
+        self.containers = FakeContainers(output)
+
+
+def test_the_carried_versions_are_read_from_the_built_image_for_its_label():
+    from runner.launch.images import read_carried_versions
+
+    client = FakeClient(b"ctranslate2=3.24.0,faster-whisper=0.10.1,numpy=1.24.4,torch=2.0.0+nv23.05\n")
+    line = read_carried_versions(client, "edgeasr/faster-whisper:jetson-r35", PLATFORMS["jetson-r35"].versions_file)
+    assert line == "ctranslate2=3.24.0,faster-whisper=0.10.1,numpy=1.24.4,torch=2.0.0+nv23.05"
+    image, kwargs = client.containers.calls[0]
+    assert kwargs["entrypoint"] == ["cat", "/opt/edgeasr/versions.txt"] and kwargs["network_disabled"]
+    with pytest.raises(UserError, match="does not hold"):
+        read_carried_versions(FakeClient(b"faster-whisper==0.10.1\n"), "x", "/opt/edgeasr/versions.txt")
+
+
+def test_a_sweeps_manifest_records_the_platform(monkeypatch):
+    from runner import hostinfo
+
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r35.4.1")
+    assert hostinfo._platform() == "jetson-r35"
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
+    assert hostinfo._platform() is None  # no variant: l4t_release still says which board it is
