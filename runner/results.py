@@ -31,6 +31,7 @@ class UtteranceResult:
     energy_j: float | None = None
     dynamic_j: float | None = None
     energy_unavailable: str | None = None
+    energy_method: str | None = None  # window: its own window | batch_share: its processing_s share of its batch
 
 
 @dataclass

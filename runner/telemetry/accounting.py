@@ -162,13 +162,58 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     return block
 
 
+def utterance_batches(events: Sequence[dict[str, Any]]) -> list[tuple[tuple[int, int], dict[str, float | None]]]:
+    """The utterance windows grouped into batches: ((start_ns, end_ns), {id: processing_s}) per batch.
+
+    A batch is a run of overlapping utterance windows: with cross-utterance batching every
+    utterance of a batch starts before the batch's call and ends after it, so their windows
+    overlap; sequential utterances never do (one ends before the next starts).
+    """
+    windows = utterance_windows(events)
+    processing = {e["id"]: e.get("processing_s", e.get("duration_s")) for e in events
+                  if e.get("event") == "utterance_end" and e.get("id") in windows}
+    batches: list[tuple[tuple[int, int], dict[str, float | None]]] = []
+    for uid, (t0, t1) in sorted(windows.items(), key=lambda kv: kv[1]):
+        if batches and t0 < batches[-1][0][1]:
+            (b0, b1), members = batches[-1]
+            members[uid] = processing.get(uid)
+            batches[-1] = ((b0, max(b1, t1)), members)
+        else:
+            batches.append(((t0, t1), {uid: processing.get(uid)}))
+    return batches
+
+
 def utterance_energy(samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline) -> dict[str, dict]:
-    """id -> {energy_j, dynamic_j} (or the reason it is unavailable) for each utterance's window."""
+    """id -> {energy_j, dynamic_j, energy_method} (or the reason it is unavailable) for each utterance.
+
+    An utterance decoded alone gets its own window's energy (``energy_method: window``). Utterances
+    decoded in one batch share the batch window's energy by their ``processing_s`` share, the same
+    split RTF uses (``energy_method: batch_share``), so that the utterances' energies add up to the
+    utterance windows' energy instead of counting each batch once per utterance.
+    """
     out = {}
-    for uid, (t0, t1) in utterance_windows(events).items():
+    for (t0, t1), members in utterance_batches(events):
         w = integrate(samples, t0, t1)
-        out[uid] = {"energy_j": w.total_j, "dynamic_j": w.dynamic_j(base.power_w),
-                    "energy_unavailable": w.reason if w.total_j is None else None}
+        dyn = w.dynamic_j(base.power_w)
+        if len(members) == 1:
+            (uid,) = members
+            out[uid] = {"energy_j": w.total_j, "dynamic_j": dyn, "energy_method": "window",
+                        "energy_unavailable": w.reason if w.total_j is None else None}
+            continue
+        known = {u: p for u, p in members.items() if p is not None and p > 0}
+        total_p = sum(known.values())
+        for uid in members:
+            if w.total_j is None:
+                why = f"batch of {len(members)}: {w.reason}"
+            elif uid not in known or total_p <= 0:
+                why = f"batch of {len(members)}: this utterance has no processing_s to share the batch's energy by"
+            else:
+                share = known[uid] / total_p
+                out[uid] = {"energy_j": w.total_j * share, "dynamic_j": None if dyn is None else dyn * share,
+                            "energy_method": "batch_share", "energy_unavailable": None}
+                continue
+            out[uid] = {"energy_j": None, "dynamic_j": None, "energy_method": "batch_share",
+                        "energy_unavailable": why}
     return out
 
 

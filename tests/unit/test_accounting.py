@@ -124,3 +124,38 @@ def test_nvml_process_memory_becomes_peak_vram_for_ctranslate2():
     merge.apply_nvml_vram(s)
     assert s.peak_vram_mb == 800.0 and s.peak_vram_source.startswith("nvml process memory")
     assert "peak_vram_mb" not in s.unavailable
+
+
+def _batched_events():
+    """Two batches of two utterances (transformers --batch-size 2): each utterance's window spans its batch."""
+    ev = [_ev("container_start", 2.0), _ev("inference_start", 3.5)]
+    for batch, (t0, t1, ids, durs) in enumerate([(3.5, 5.5, ("a", "b"), (3.0, 1.0)),
+                                                  (5.5, 7.5, ("c", "d"), (2.0, 2.0))]):
+        ev += [_ev("utterance_start", t0 + k * 1e-6, id=u, duration_s=d) for k, (u, d) in enumerate(zip(ids, durs))]
+        total = sum(durs)
+        ev += [_ev("utterance_end", t1 - 1e-5 + k * 1e-6, id=u, duration_s=d, batch_size=2, latency_s=t1 - t0,
+                   processing_s=(t1 - t0) * d / total) for k, (u, d) in enumerate(zip(ids, durs))]
+    return ev + [_ev("inference_end", 7.5), _ev("container_end", 7.6)]
+
+
+def test_batched_utterances_share_batch_energy():
+    """Utterances decoded in one batch split the batch's energy by their processing_s share; the per-utterance
+    energies add up to the utterance windows' energy instead of counting each batch once per utterance."""
+    samples = _timeline(lambda t: 3.0 if t < 2 else 3.0 + (t - 2.0), 9.0)
+    base = accounting.Baseline(3.0, "given")
+    events = _batched_events()
+    per_utt = accounting.utterance_energy(samples, events, base)
+    batch1 = 3.0 * 2 + (3.5 ** 2 - 1.5 ** 2) / 2  # integral of 3 + (t - 2) over [3.5, 5.5]
+    batch2 = 3.0 * 2 + (5.5 ** 2 - 3.5 ** 2) / 2
+    assert per_utt["a"]["energy_j"] == pytest.approx(batch1 * 0.75, rel=1e-4)
+    assert per_utt["b"]["energy_j"] == pytest.approx(batch1 * 0.25, rel=1e-4)
+    assert per_utt["c"]["energy_j"] == pytest.approx(batch2 * 0.5, rel=1e-4)
+    assert per_utt["a"]["dynamic_j"] == pytest.approx((batch1 - 6.0) * 0.75, rel=1e-4)
+    assert {u["energy_method"] for u in per_utt.values()} == {"batch_share"}
+    # the invariant: per-utterance energies add up to the utterance windows' energy
+    assert sum(u["energy_j"] for u in per_utt.values()) == pytest.approx(batch1 + batch2, rel=1e-4)
+
+
+def test_sequential_utterances_are_measured_on_their_own_window():
+    per_utt = accounting.utterance_energy(_timeline(lambda t: 5.0, 9.0), EVENTS, accounting.Baseline(3.0, "given"))
+    assert per_utt["a"]["energy_j"] == pytest.approx(10.0) and per_utt["a"]["energy_method"] == "window"
