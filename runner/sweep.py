@@ -291,10 +291,10 @@ def finalize_condition(ctx: GroupContext, cond: PlannedCondition, error: str | N
     summary.error = error
     summary.status = "error" if error else ("partial" if summary.n_failed else "ok")
     if ctx.energy_reason is None:
-        end = next((e["t_ns"] for e in reversed(events) if e.get("event") == "inference_end"), None)
+        end = next((e["mono_ns"] for e in reversed(events) if e.get("event") == "inference_end"), None)
         if end is not None:  # a sample past the window's end must exist before the window is integrated
             deadline = time.monotonic() + 2.0 + 3 * spec.telemetry.interval_ms / 1000.0
-            while ctx.sampler.running and ctx.sampler.samples[-1:] and ctx.sampler.samples[-1].t_ns < end \
+            while ctx.sampler.running and ctx.sampler.samples[-1:] and (ctx.sampler.samples[-1].mono_ns or 0) < end \
                     and time.monotonic() < deadline:
                 time.sleep(spec.telemetry.interval_ms / 4000.0)
     utts = merge.account_energy(summary, utts, ctx.sampler.name, ctx.sampler.samples, events, ctx.baseline,

@@ -1,8 +1,12 @@
 """Energy accounting for one run: samples + the container's events + the idle baseline -> the energy block.
 
 Pure functions: the timeline was recorded by a sampler, the windows come from
-the container's own wall-clock events (load, warm-up, inference, each
-utterance), and nothing is sampled again here. The headline figures (total_j,
+the container's own events (load, warm-up, inference, each utterance), and
+nothing is sampled again here. Windows are cut on the monotonic clock
+(``mono_ns``): CLOCK_MONOTONIC is one clock for the host and every container on
+its kernel, and it never steps, so an NTP correction inside a window cannot
+become energy. The wall clock (``t_ns``) is kept beside it for display, and is
+used only for timelines recorded without monotonic stamps (``clock: wall``). The headline figures (total_j,
 dynamic_j, avg_w, peak_w) are those of the inference window, the work a
 deployment pays for per audio second; load and warm-up are reported beside it.
 """
@@ -15,7 +19,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .base import Sample
-from .energy import WindowEnergy, integrate
+from .energy import WindowEnergy, integrate, on_clock
+
+#: The event field that carries each clock.
+CLOCK_FIELDS = {"monotonic": "mono_ns", "wall": "t_ns"}
 
 WINDOWS = {
     "load": ("load_start", "load_end"),
@@ -34,35 +41,54 @@ class Baseline:
     start_ns: int | None = None
     end_ns: int | None = None
     reason: str | None = None
+    clock: str = "wall"  # the clock start_ns/end_ns are on (wall | monotonic)
+    wall_window_ns: tuple[int, int] | None = None  # the same window on the wall clock, for display
 
 
-def measured_baseline(samples: Sequence[Sample], start_ns: int, end_ns: int) -> Baseline:
+def measured_baseline(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str = "wall") -> Baseline:
     """Time-weighted mean power over the idle window, or unavailable with integrate()'s reason."""
-    w = integrate(samples, start_ns, end_ns)
+    w = integrate(samples, start_ns, end_ns, clock)
     if w.avg_w is None:
-        return Baseline(None, "unavailable", start_ns, end_ns, f"idle window: {w.reason}")
-    return Baseline(w.avg_w, "measured", start_ns, end_ns)
+        return Baseline(None, "unavailable", start_ns, end_ns, f"idle window: {w.reason}", clock)
+    return Baseline(w.avg_w, "measured", start_ns, end_ns, clock=clock)
 
 
-def event_windows(events: Sequence[dict[str, Any]]) -> dict[str, tuple[int, int]]:
-    """name -> (start_ns, end_ns) on the host wall clock, for the windows the container recorded."""
+def timeline_clock(samples: Sequence[Sample], events: Sequence[dict[str, Any]]) -> str:
+    """``monotonic`` when every sample and event carries a monotonic stamp, else ``wall``."""
+    if all(s.mono_ns is not None for s in samples) and all(isinstance(e.get("mono_ns"), int) for e in events):
+        return "monotonic"
+    return "wall"
+
+
+def event_windows(events: Sequence[dict[str, Any]], clock: str = "monotonic") -> dict[str, tuple[int, int]]:
+    """name -> (start_ns, end_ns) on ``clock``, for the windows the container recorded."""
+    key = CLOCK_FIELDS[clock]
     out = {}
     for name, (start, end) in WINDOWS.items():
-        t0 = next((e["t_ns"] for e in events if e.get("event") == start), None)
-        t1 = next((e["t_ns"] for e in reversed(events) if e.get("event") == end), None)
+        t0 = next((e[key] for e in events if e.get("event") == start), None)
+        t1 = next((e[key] for e in reversed(events) if e.get("event") == end), None)
         if t0 is not None and t1 is not None and t1 >= t0:
             out[name] = (t0, t1)
     return out
 
 
-def utterance_windows(events: Sequence[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+def _wall_edges(events: Sequence[dict[str, Any]], name: str) -> tuple[int | None, int | None]:
+    start, end = WINDOWS[name]
+    t0 = next((e.get("t_ns") for e in events if e.get("event") == start), None)
+    t1 = next((e.get("t_ns") for e in reversed(events) if e.get("event") == end), None)
+    return t0, t1
+
+
+def utterance_windows(events: Sequence[dict[str, Any]], clock: str = "monotonic") -> dict[str, tuple[int, int]]:
+    """id -> (start_ns, end_ns) on ``clock`` for each utterance that ended."""
+    key = CLOCK_FIELDS[clock]
     starts: dict[str, int] = {}
     out = {}
     for e in events:
         if e.get("event") == "utterance_start":
-            starts[e["id"]] = e["t_ns"]
+            starts[e["id"]] = e[key]
         elif e.get("event") == "utterance_end" and e.get("id") in starts:
-            out[e["id"]] = (starts[e["id"]], e["t_ns"])
+            out[e["id"]] = (starts[e["id"]], e[key])
     return out
 
 
@@ -75,6 +101,7 @@ def _window_json(w: WindowEnergy, base: Baseline) -> dict[str, Any]:
 
 
 def _peak(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
+    """Samples must already be on the window's clock (``on_clock``)."""
     values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
     return max(values) if values else None
 
@@ -96,21 +123,30 @@ def unavailable_block(source: str | None, reason: str) -> dict[str, Any]:
 def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline,
                  audio_s: float | None, n_ok: int, interval_ms_requested: int) -> dict[str, Any]:
     """The summary's `energy` block; every missing figure is null with its reason in `unavailable`."""
-    windows = event_windows(events)
+    clock = timeline_clock(samples, events)
+    windows = event_windows(events, clock)
     unavailable: dict[str, str] = {}
-    per_window = {name: _window_json(integrate(samples, t0, t1), base) for name, (t0, t1) in windows.items()}
+    per_window = {}
+    for name, (t0, t1) in windows.items():
+        per_window[name] = _window_json(integrate(samples, t0, t1, clock), base)
+        per_window[name]["wall_start_ns"], per_window[name]["wall_end_ns"] = _wall_edges(events, name)
     inf = per_window.get("inference")
     if inf is None:
         return {**unavailable_block(source, "the container recorded no inference window"),
-                "n_samples": len(samples), "per_window": per_window}
+                "n_samples": len(samples), "per_window": per_window, "clock": clock}
+    if base.start_ns is not None and base.clock != clock:
+        base = Baseline(None, "unavailable", reason=f"the idle window is on the {base.clock} clock, "
+                                                    f"the run's windows on the {clock} clock")
     times = [s.t_ns for s in samples]
     mean_interval = ((times[-1] - times[0]) / (len(times) - 1) / 1e6) if len(times) > 1 else None
     block: dict[str, Any] = {
         "source": source,
         "total_kind": inf.get("total_kind"),
+        "clock": clock,
         "baseline_w": base.power_w,
         "baseline_source": base.source,
         "baseline_window_ns": [base.start_ns, base.end_ns] if base.start_ns is not None else None,
+        "baseline_window_wall_ns": list(base.wall_window_ns) if base.wall_window_ns else None,
         "total_j": inf.get("total_j"),
         "dynamic_j": inf.get("dynamic_j"),
         "avg_w": inf.get("avg_w"),
@@ -143,6 +179,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
     if "container" in windows:
         c0, c1 = windows["container"]
+        samples = on_clock(samples, clock)
         peak = _peak(samples, c0, c1)
         idle = _mean(samples, base.start_ns, base.end_ns) if base.start_ns is not None else None
         label = "ram" if source in ("tegrastats", "jtop") else "gpu_mem"
@@ -162,14 +199,15 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     return block
 
 
-def utterance_batches(events: Sequence[dict[str, Any]]) -> list[tuple[tuple[int, int], dict[str, float | None]]]:
+def utterance_batches(events: Sequence[dict[str, Any]], clock: str = "monotonic"
+                      ) -> list[tuple[tuple[int, int], dict[str, float | None]]]:
     """The utterance windows grouped into batches: ((start_ns, end_ns), {id: processing_s}) per batch.
 
     A batch is a run of overlapping utterance windows: with cross-utterance batching every
     utterance of a batch starts before the batch's call and ends after it, so their windows
     overlap; sequential utterances never do (one ends before the next starts).
     """
-    windows = utterance_windows(events)
+    windows = utterance_windows(events, clock)
     processing = {e["id"]: e.get("processing_s", e.get("duration_s")) for e in events
                   if e.get("event") == "utterance_end" and e.get("id") in windows}
     batches: list[tuple[tuple[int, int], dict[str, float | None]]] = []
@@ -192,8 +230,9 @@ def utterance_energy(samples: Sequence[Sample], events: Sequence[dict[str, Any]]
     utterance windows' energy instead of counting each batch once per utterance.
     """
     out = {}
-    for (t0, t1), members in utterance_batches(events):
-        w = integrate(samples, t0, t1)
+    clock = timeline_clock(samples, events)
+    for (t0, t1), members in utterance_batches(events, clock):
+        w = integrate(samples, t0, t1, clock)
         dyn = w.dynamic_j(base.power_w)
         if len(members) == 1:
             (uid,) = members
@@ -218,14 +257,14 @@ def utterance_energy(samples: Sequence[Sample], events: Sequence[dict[str, Any]]
 
 
 def write_trace_csv(path: Path, samples: Sequence[Sample]) -> None:
-    """The raw timeline: one row per sample, one column per channel (W), host wall clock in ns."""
+    """The raw timeline: one row per sample, one column per channel (W), host wall and monotonic clocks in ns."""
     channels = sorted({name for s in samples for name in s.power_w})
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["t_ns", "total_w", "total_kind", "total_energy_j", "mem_used_mb",
+        writer.writerow(["t_ns", "total_w", "total_kind", "total_energy_j", "mem_used_mb", "mono_ns",
                          *[f"{c}_w" for c in channels]])
         for s in samples:
-            writer.writerow([s.t_ns, s.total_w, s.total_kind, s.total_energy_j, s.mem_used_mb,
+            writer.writerow([s.t_ns, s.total_w, s.total_kind, s.total_energy_j, s.mem_used_mb, s.mono_ns,
                              *[s.power_w.get(c) for c in channels]])
     tmp.replace(path)

@@ -8,6 +8,7 @@ once a sample past its end has arrived.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from rich.console import Console
 
@@ -31,10 +32,14 @@ def idle_baseline(settings, sampler: Sampler, console: Console) -> Baseline:
             time.sleep(settings.interval_ms / 4000.0)
         if not sampler.samples:
             return Baseline(None, "unavailable", reason=f"{sampler.name} produced no sample in time")
-        t0 = sampler.samples[0].t_ns
-        time.sleep(max(0.0, settings.baseline_s - (time.time_ns() - t0) / 1e9))
-        t1 = time.time_ns()
+        # On the monotonic clock, like every window (see accounting).
+        first = sampler.samples[0]
+        t0, wall0 = first.mono_ns, first.t_ns
+        if t0 is None:
+            return Baseline(None, "unavailable", reason=f"{sampler.name} stamps no monotonic time")
+        time.sleep(max(0.0, settings.baseline_s - (time.monotonic_ns() - t0) / 1e9))
+        t1, wall1 = time.monotonic_ns(), time.time_ns()
         # wait for one sample past the window's end so that it is bracketed
-        while sampler.samples[-1].t_ns < t1 and time.monotonic() < deadline + settings.baseline_s:
+        while (sampler.samples[-1].mono_ns or 0) < t1 and time.monotonic() < deadline + settings.baseline_s:
             time.sleep(settings.interval_ms / 4000.0)
-    return measured_baseline(sampler.samples, t0, t1)
+    return replace(measured_baseline(sampler.samples, t0, t1, clock="monotonic"), wall_window_ns=(wall0, wall1))

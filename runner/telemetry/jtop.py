@@ -9,9 +9,8 @@ says which is missing.
 from __future__ import annotations
 
 import os
-import time
 
-from .base import Availability, Sample
+from .base import Availability, Sample, now_ns
 from .polling import PollingSampler
 
 SOCKET = "/run/jtop.sock"
@@ -53,4 +52,5 @@ class JtopSampler(PollingSampler):
         kind = f"input_rail:{tot.get('name')}" if total_w is not None else "jtop reported no total"
         mem = self._jtop.memory.get("RAM", {})
         used_mb = mem["used"] / 1024.0 if "used" in mem else None  # jtop reports kB
-        return Sample(t_ns=time.time_ns(), power_w=rails, total_w=total_w, total_kind=kind, mem_used_mb=used_mb)
+        t_ns, mono_ns = now_ns()
+        return Sample(t_ns=t_ns, mono_ns=mono_ns, power_w=rails, total_w=total_w, total_kind=kind, mem_used_mb=used_mb)

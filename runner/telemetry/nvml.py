@@ -20,12 +20,11 @@ Tests inject a fake module through ``nvml=``.
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from runner.telemetry.base import Availability, Sample
+from runner.telemetry.base import Availability, Sample, now_ns
 from runner.telemetry.polling import PollingSampler
 
 _MIB = 1024 * 1024
@@ -147,7 +146,7 @@ class NvmlSampler(PollingSampler):
                 if gpu.has_power_usage
                 else None
             )
-        t_ns = time.time_ns()
+        t_ns, mono_ns = now_ns()
 
         power_w: dict[str, float] = {}
         energy_j: dict[str, float] = {}
@@ -162,11 +161,12 @@ class NvmlSampler(PollingSampler):
             power_mw = powers_mw[key]
             if power_mw is not None:
                 power_w[key] = power_mw / 1000.0
-            elif key in energy_j and gpu.prev_t_ns is not None and gpu.prev_energy_j is not None and t_ns > gpu.prev_t_ns:
+            elif key in energy_j and gpu.prev_t_ns is not None and gpu.prev_energy_j is not None \
+                    and mono_ns > gpu.prev_t_ns:
                 # No power query on this GPU: mean power over the last interval.
-                power_w[key] = (energy_j[key] - gpu.prev_energy_j) / ((t_ns - gpu.prev_t_ns) / 1e9)
+                power_w[key] = (energy_j[key] - gpu.prev_energy_j) / ((mono_ns - gpu.prev_t_ns) / 1e9)
             if key in energy_j:
-                gpu.prev_t_ns, gpu.prev_energy_j = t_ns, energy_j[key]
+                gpu.prev_t_ns, gpu.prev_energy_j = mono_ns, energy_j[key]
 
             util = self._optional(f"{key}.utilization", nvml.nvmlDeviceGetUtilizationRates, h)
             mem = self._optional(f"{key}.memory", nvml.nvmlDeviceGetMemoryInfo, h)
@@ -203,6 +203,7 @@ class NvmlSampler(PollingSampler):
         has_all_counters = bool(channels) and all(c in energy_j for c in channels)
         return Sample(
             t_ns=t_ns,
+            mono_ns=mono_ns,
             power_w=power_w,
             total_w=total_w,
             total_kind=total_kind,

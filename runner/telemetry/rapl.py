@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.telemetry.base import Availability, Sample
+from runner.telemetry.base import Availability, Sample, now_ns
 from runner.telemetry.polling import PollingSampler
 
 _DOMAIN_DIR_RE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
@@ -163,7 +162,7 @@ class RaplSampler(PollingSampler):
 
     def _read(self) -> Sample:
         raw = {d.channel: _read_int(d.path / "energy_uj") for d in self.domains}
-        t_ns = time.time_ns()
+        t_ns, mono_ns = now_ns()
         for domain in self.domains:
             now_uj = raw[domain.channel]
             prev_uj = self._prev_uj.get(domain.channel)
@@ -179,8 +178,8 @@ class RaplSampler(PollingSampler):
         power_w: dict[str, float] = {}
         total_w: float | None = None
         total_kind = self._total_kind
-        if self._prev_t_ns is not None and t_ns > self._prev_t_ns:
-            dt_s = (t_ns - self._prev_t_ns) / 1e9
+        if self._prev_t_ns is not None and mono_ns > self._prev_t_ns:
+            dt_s = (mono_ns - self._prev_t_ns) / 1e9
             power_w = {c: (energy_j[c] - self._prev_energy_j[c]) / dt_s for c in energy_j}
             if self._total_channels:
                 total_w = sum(power_w[c] for c in self._total_channels)
@@ -188,10 +187,11 @@ class RaplSampler(PollingSampler):
             total_kind = "first RAPL reading: power needs two readings"
         if not self._total_channels:
             total_kind = "no package or psys RAPL domain"
-        self._prev_t_ns = t_ns
+        self._prev_t_ns = mono_ns
         self._prev_energy_j = energy_j
         return Sample(
             t_ns=t_ns,
+            mono_ns=mono_ns,
             power_w=power_w,
             total_w=total_w,
             total_kind=total_kind,

@@ -51,8 +51,9 @@ def _check(out, t0: int, total_kind: str) -> dict:
     e = s["energy"]
     assert e["source"] == "tegrastats" and e["total_kind"] == total_kind
     inf = e["per_window"]["inference"]
-    assert e["total_j"] == pytest.approx(exact_j(t0, inf["start_ns"], inf["end_ns"]), rel=0.02)
-    b0, b1 = e["baseline_window_ns"]
+    assert e["clock"] == "monotonic" and inf["clock"] == "monotonic"
+    assert e["total_j"] == pytest.approx(exact_j(t0, inf["wall_start_ns"], inf["wall_end_ns"]), rel=0.02)
+    b0, b1 = e["baseline_window_wall_ns"]
     assert b1 < t0 + 10e9, "the idle window must fall inside the profile's idle segment"
     assert e["baseline_w"] == pytest.approx(3.0, rel=0.01) and e["baseline_source"] == "measured"
     assert e["dynamic_j"] == pytest.approx(e["total_j"] - e["baseline_w"] * inf["duration_s"], rel=1e-9)
@@ -60,7 +61,7 @@ def _check(out, t0: int, total_kind: str) -> dict:
     assert 90 < e["interval_ms"] < 115 and e["n_samples"] > 20
     for name in ("load", "warmup", "container"):
         w = e["per_window"][name]
-        assert w["total_j"] == pytest.approx(exact_j(t0, w["start_ns"], w["end_ns"]), rel=0.05, abs=0.3)
+        assert w["total_j"] == pytest.approx(exact_j(t0, w["wall_start_ns"], w["wall_end_ns"]), rel=0.05, abs=0.3)
     utts = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
     assert all(u["energy_j"] is not None and u["energy_j"] > 0 for u in utts)
     assert sum(u["energy_j"] for u in utts) <= e["total_j"] * 1.01

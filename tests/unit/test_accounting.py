@@ -159,3 +159,18 @@ def test_batched_utterances_share_batch_energy():
 def test_sequential_utterances_are_measured_on_their_own_window():
     per_utt = accounting.utterance_energy(_timeline(lambda t: 5.0, 9.0), EVENTS, accounting.Baseline(3.0, "given"))
     assert per_utt["a"]["energy_j"] == pytest.approx(10.0) and per_utt["a"]["energy_method"] == "window"
+
+
+def test_wall_clock_step_does_not_become_energy():
+    """A +10 s wall-clock step (NTP) inside the inference window: windows are cut on the monotonic clock that host
+    samples and container events share, so 4 s at 5 W stay 20 J instead of becoming 14 s of energy."""
+    step = lambda t: 10 * S if t >= 5.0 else 0  # noqa: E731 - the wall clock jumps at 5 s
+    samples = [Sample(t_ns=T0 + int(t * S) + step(t), mono_ns=int(t * S), power_w={"VDD_IN": 5.0}, total_w=5.0,
+                      total_kind="input_rail:VDD_IN") for t in (i / 10 for i in range(91))]
+    events = [{**e, "t_ns": e["t_ns"] + step(e["mono_ns"] / S)} for e in EVENTS]
+    base = accounting.measured_baseline(samples, 0, 2 * S, clock="monotonic")
+    block = accounting.energy_block("tegrastats", samples, events, base, 8.0, 2, 100)
+    assert block["clock"] == "monotonic" and block["total_j"] == pytest.approx(20.0)
+    assert block["per_window"]["inference"]["duration_s"] == pytest.approx(4.0)
+    assert block["per_window"]["inference"]["wall_start_ns"] == events[5]["t_ns"]  # wall clock kept for display
+    assert accounting.utterance_energy(samples, events, base)["b"]["energy_j"] == pytest.approx(10.0)
