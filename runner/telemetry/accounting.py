@@ -100,6 +100,33 @@ def _window_json(w: WindowEnergy, base: Baseline) -> dict[str, Any]:
     return data
 
 
+#: psys must cover at least package+DRAM (it contains them); allow for counter granularity.
+PSYS_MIN_RATIO = 0.95
+#: ... and a platform is not more than this many times its CPU package + DRAM.
+PSYS_MAX_RATIO = 20.0
+
+
+def psys_check(samples: Sequence[Sample], base: Baseline, clock: str) -> str | None:
+    """None when RAPL's psys counter moved consistently with package+DRAM over the idle window, else why not.
+
+    psys contains the package and DRAM, so over the same window it must count at least their sum
+    (PSYS_MIN_RATIO) and not absurdly more (PSYS_MAX_RATIO); a stuck counter counts 0 J.
+    """
+    if base.start_ns is None or base.end_ns is None:
+        return "no idle window was measured to check the psys counter against package+DRAM"
+    w = integrate(samples, base.start_ns, base.end_ns, clock)
+    psys = w.per_channel_j.get("psys")
+    if psys is None or w.total_j is None:
+        return f"the idle window could not be measured: {w.reason or 'psys does not cover it'}"
+    if psys <= 0.0:
+        return "the psys counter did not move over the idle window (stuck)"
+    ratio = psys / w.total_j if w.total_j > 0 else float("inf")
+    if not PSYS_MIN_RATIO <= ratio <= PSYS_MAX_RATIO:
+        return (f"the psys counter moved {ratio:.2f}x package+DRAM over the idle window "
+                f"(expected {PSYS_MIN_RATIO}-{PSYS_MAX_RATIO}x): it does not measure the platform here")
+    return None
+
+
 def _peak(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
     """Samples must already be on the window's clock (``on_clock``)."""
     values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
@@ -177,6 +204,12 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
             block["j_per_utterance"] = inf["total_j"] / n_ok
         if inf.get("dynamic_j") is None:
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
+    if source == "rapl" and any(s.energy_j and "psys" in s.energy_j for s in samples):
+        why = psys_check(samples, base, clock)
+        block["psys_j"] = (inf.get("per_channel_j") or {}).get("psys") if why is None else None
+        block["psys_check"] = "consistent with package+dram over the idle window" if why is None else why
+        if block["psys_j"] is None:
+            unavailable["psys_j"] = why or "psys does not cover the inference window"
     if "container" in windows:
         c0, c1 = windows["container"]
         samples = on_clock(samples, clock)

@@ -14,10 +14,13 @@ What the total is (``Sample.total_w`` / ``total_energy_j``):
 
 * ``core`` and ``uncore`` are parts of their package: never added to it;
 * ``dram`` is NOT part of the package: added to it;
-* ``psys`` (platform) already covers the package and DRAM (and more of the
-  SoC), so when a ``psys`` domain exists the total is ``psys`` alone
-  (``"rapl:psys"``); otherwise it is the sum of all packages plus all DRAM
-  domains (``"rapl:package+dram"``, or ``"rapl:package"`` without DRAM).
+* the total is always the sum of all packages plus all DRAM domains
+  (``"rapl:package+dram"``, or ``"rapl:package"`` without DRAM);
+* ``psys`` (platform, on laptops) covers the package and DRAM and more of the
+  SoC, but on many machines its counter is stuck or counts something else, so
+  it never replaces the total: its counter is kept per channel, and accounting
+  reports it as an extra figure (``psys_j``) only when it moved consistently
+  with package+DRAM over the idle window (``accounting.psys_check``).
 
 Counters wrap at ``max_energy_range_uj``; each step is corrected for one wrap
 (at 100 ms sampling a counter cannot wrap twice). Since Linux 5.10
@@ -99,10 +102,7 @@ def find_domains(root: Path) -> list[RaplDomain]:
 
 
 def total_rule(domains: list[RaplDomain]) -> tuple[list[str], str]:
-    """Which channels make up the total, and its label (see module doc)."""
-    psys = [d.channel for d in domains if d.name == "psys"]
-    if psys:
-        return psys, "rapl:psys"
+    """Which channels make up the total, and its label (see module doc): never psys."""
     packages = [d.channel for d in domains if d.is_top_level and d.name.startswith("package")]
     dram = [d.channel for d in domains if d.name == "dram"]
     return packages + dram, "rapl:package+dram" if dram else "rapl:package"
@@ -186,7 +186,7 @@ class RaplSampler(PollingSampler):
         elif self._prev_t_ns is None:
             total_kind = "first RAPL reading: power needs two readings"
         if not self._total_channels:
-            total_kind = "no package or psys RAPL domain"
+            total_kind = "no package RAPL domain"
         self._prev_t_ns = mono_ns
         self._prev_energy_j = energy_j
         return Sample(

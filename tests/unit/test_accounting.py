@@ -174,3 +174,32 @@ def test_wall_clock_step_does_not_become_energy():
     assert block["per_window"]["inference"]["duration_s"] == pytest.approx(4.0)
     assert block["per_window"]["inference"]["wall_start_ns"] == events[5]["t_ns"]  # wall clock kept for display
     assert accounting.utterance_energy(samples, events, base)["b"]["energy_j"] == pytest.approx(10.0)
+
+
+def _rapl_timeline(psys_w):
+    """package 10 W + DRAM 2 W counters every 0.1 s over 9 s, with a psys counter at psys_w(t) W."""
+    out, psys = [], 0.0
+    for i in range(91):
+        t = i / 10
+        psys += psys_w(t) * 0.1 if i else 0.0
+        e = {"package-0": 10.0 * t, "package-0/dram": 2.0 * t, "psys": psys}
+        out.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), energy_j=e, total_energy_j=12.0 * t,
+                          total_w=12.0, total_kind="rapl:package+dram", power_w={}))
+    return out
+
+
+def test_stuck_psys_is_left_out_and_package_dram_reported():
+    samples = _rapl_timeline(lambda t: 0.0)
+    events = [{**e, "mono_ns": e["mono_ns"]} for e in EVENTS]
+    base = accounting.measured_baseline(samples, 0, 2 * S, clock="monotonic")
+    block = accounting.energy_block("rapl", samples, events, base, 8.0, 2, 100)
+    assert block["total_j"] == pytest.approx(48.0) and block["total_kind"] == "rapl:package+dram"
+    assert block["psys_j"] is None and "did not move" in block["unavailable"]["psys_j"]
+
+
+def test_psys_that_moves_with_package_and_dram_is_an_extra_figure():
+    samples = _rapl_timeline(lambda t: 15.0)
+    base = accounting.measured_baseline(samples, 0, 2 * S, clock="monotonic")
+    block = accounting.energy_block("rapl", samples, EVENTS, base, 8.0, 2, 100)
+    assert block["total_j"] == pytest.approx(48.0)
+    assert block["psys_j"] == pytest.approx(60.0, rel=1e-3) and "psys_j" not in block["unavailable"]

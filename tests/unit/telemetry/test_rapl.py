@@ -48,13 +48,32 @@ def test_total_is_packages_plus_dram_without_core():
     assert total_rule(root_domains[:2]) == (["package-0"], "rapl:package")
 
 
-def test_total_is_psys_alone_when_present():
+def test_total_is_package_plus_dram_even_when_psys_exists():
+    """psys is an extra figure, checked against package+DRAM; it never replaces them as the total."""
     domains = [
         rapl.RaplDomain("package-0", "package-0", Path("a"), True, MAX),
         rapl.RaplDomain("package-0/dram", "dram", Path("d"), False, MAX),
         rapl.RaplDomain("psys", "psys", Path("p"), True, MAX),
     ]
-    assert total_rule(domains) == (["psys"], "rapl:psys")
+    assert total_rule(domains) == (["package-0", "package-0/dram"], "rapl:package+dram")
+
+
+def test_stuck_psys_counter_does_not_report_zero_joules(rapl_tree):
+    """A laptop whose psys counter never moves: the total stays package+DRAM (not 0 J) and psys is left out."""
+    root = rapl_tree({"intel-rapl:0": ("package-0", 0, MAX), "intel-rapl:0:1": ("dram", 0, MAX),
+                      "intel-rapl:1": ("psys", 5_000_000, MAX)})
+    sampler = RaplSampler(root=root, interval_ms=10_000)
+    sampler.start()
+    for step in range(1, 5):
+        set_uj(root, "intel-rapl:0", step * 1_000_000)
+        set_uj(root, "intel-rapl:0:1", step * 250_000)
+        time.sleep(0.005)
+        sampler.sample_now()
+    sampler.stop()
+    s = sampler.samples
+    window = integrate(s, s[0].t_ns, s[-2].t_ns)
+    assert window.total_j == pytest.approx(4 * 1.25) and window.total_kind == "rapl:package+dram"
+    assert window.per_channel_j["psys"] == 0.0  # kept per channel, for the check against package+DRAM
 
 
 def test_unwrap_delta():
