@@ -158,11 +158,14 @@ def container_error(run, status: dict[str, Any] | None, timeout_s: float | None,
 
 
 def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, samples, events: list[dict[str, Any]],
-                   base, energy_reason: str | None, interval_ms: int) -> list[UtteranceResult]:
-    """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances."""
+                   base, energy_reason: str | None, interval_ms: int,
+                   owner: accounting.ProcessOwner | None = None) -> list[UtteranceResult]:
+    """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
+
+    ``owner`` marks the run's own processes (its container or session), for per-process GPU memory."""
     if energy_reason is None:
         summary.energy = accounting.energy_block(source, samples, events, base, summary.audio_s,
-                                                 summary.n_utterances - summary.n_failed, interval_ms)
+                                                 summary.n_utterances - summary.n_failed, interval_ms, owner)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
     else:

@@ -68,6 +68,20 @@ class RunSpec:
     telemetry: TelemetrySettings = TelemetrySettings()
     engine: str = "docker"
     hub_cache_volume: str = "edgeasr-hf-cache"
+    #: The GPUs the run uses (NVML indices or UUIDs), given to the engine as device ids and to NVML;
+    #: None: not a CUDA run, or a Jetson (one integrated GPU, served by its runtime).
+    gpus: tuple[str, ...] | None = None
+
+
+def resolve_gpus(gpus: str | None, device: str, env: dict[str, str] | None = None) -> tuple[str, ...] | None:
+    """``--gpus 0,GPU-...``; else the host's CUDA_VISIBLE_DEVICES; else GPU 0, the one a backend uses by default.
+
+    Never "all": energy and memory are measured on exactly the GPUs the container gets."""
+    if device != "cuda" or Path("/etc/nv_tegra_release").exists():
+        return None
+    env = os.environ if env is None else env
+    value = gpus if gpus else env.get("CUDA_VISIBLE_DEVICES") or "0"
+    return tuple(v.strip() for v in value.split(",") if v.strip()) or ("0",)
 
 
 def detect_device(requested: str) -> str:
@@ -83,7 +97,7 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
                    warmup: int = 1, timeout_s: float | None = None, allow_download: bool = False,
                    mem_limit: str | None = None, telemetry: str = "auto", interval_ms: int = 100,
                    baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker",
-                   align: bool = False) -> RunSpec:
+                   align: bool = False, gpus: str | None = None) -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems."""
     problems: list[str] = []
     be = BACKENDS.get(backend)
@@ -131,6 +145,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         problems.append(f"--baseline-w must be >= 0, got {baseline_w}")
     if align and backend != "whisperx":
         problems.append(f"--align is a whisperx option; backend {backend} has no word alignment")
+    if gpus and dev != "cuda":
+        problems.append(f"--gpus {gpus!r} applies to CUDA runs; this run is on {dev}")
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()
@@ -160,4 +176,5 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         telemetry=TelemetrySettings(sampler=telemetry, interval_ms=interval_ms, baseline_s=baseline_s,
                                     baseline_w=baseline_w),
         engine=engine,
+        gpus=resolve_gpus(gpus, dev),
     )

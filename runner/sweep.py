@@ -268,6 +268,7 @@ class GroupContext:
     baseline: accounting.Baseline | None
     started_at: str
     done: set = field(default_factory=set)
+    owner: accounting.ProcessOwner | None = None  # set when the container starts (its id marks its processes)
 
 
 def finalize_condition(ctx: GroupContext, cond: PlannedCondition, error: str | None = None) -> dict:
@@ -298,7 +299,7 @@ def finalize_condition(ctx: GroupContext, cond: PlannedCondition, error: str | N
                     and time.monotonic() < deadline:
                 time.sleep(spec.telemetry.interval_ms / 4000.0)
     utts = merge.account_energy(summary, utts, ctx.sampler.name, ctx.sampler.samples, events, ctx.baseline,
-                                ctx.energy_reason, spec.telemetry.interval_ms)
+                                ctx.energy_reason, spec.telemetry.interval_ms, ctx.owner)
     folder = condition_dir(ctx.out, cond.key)
     folder.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
@@ -317,7 +318,8 @@ def container_job(pc: PlannedContainer, pending: list[PlannedCondition]) -> dict
 
 
 def run_container(client, pc: PlannedContainer, pending: list[PlannedCondition], raw_dir: Path,
-                  on_event: Callable[[dict], None], sweep_id: str) -> docker_engine.ContainerRun:
+                  on_event: Callable[[dict], None], sweep_id: str,
+                  on_started: Callable[[str], None] | None = None) -> docker_engine.ContainerRun:
     spec = pc.spec
     write_json_atomic(raw_dir / "job.json", container_job(pc, pending))
     mounts = make_mounts(spec, raw_dir)
@@ -328,6 +330,7 @@ def run_container(client, pc: PlannedContainer, pending: list[PlannedCondition],
         on_event=on_event, device=spec.device, network=spec.allow_download, timeout_s=spec.timeout_s,
         mem_limit=spec.mem_limit, labels={SWEEP_LABEL: sweep_id},
         volumes={spec.hub_cache_volume: HUB_CACHE_TARGET} if spec.allow_download else None,
+        gpus=spec.gpus, on_started=on_started,
     )
 
 

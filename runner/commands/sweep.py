@@ -78,7 +78,7 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
     for stale in ("events.jsonl", "transcripts.jsonl", "status.json", "container.log", "job.json"):
         (raw_dir / stale).unlink(missing_ok=True)
     t = pc.spec.telemetry
-    sampler, reason = select_sampler(t.sampler, pc.spec.device, t.interval_ms)
+    sampler, reason = select_sampler(t.sampler, pc.spec.device, t.interval_ms, pc.spec.gpus)
     view.sampler = sampler if reason is None else None
     ctx = sw.GroupContext(pc, raw_dir, out, sampler, reason, None, sw.stamp())
     by_key = {c.key: c for c in pending}
@@ -102,7 +102,8 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
     with sampler:
         ctx.baseline = idle_baseline(t, sampler, console) if reason is None else None
         try:
-            run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id)
+            run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id,
+                                   on_started=lambda cid: setattr(ctx, "owner", merge.accounting.ProcessOwner(cid)))
             status = merge.read_raw(raw_dir).status
             error = merge.container_error(run, status, pc.spec.timeout_s, pc.spec.mem_limit)
         except UserError as exc:

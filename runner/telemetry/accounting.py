@@ -45,6 +45,50 @@ class Baseline:
     wall_window_ns: tuple[int, int] | None = None  # the same window on the wall clock, for display
 
 
+@dataclass(frozen=True)
+class ProcessOwner:
+    """What marks the run's own processes on the host, so that another user's GPU memory is never counted.
+
+    ``container_id``: the Docker container's id, which appears in its processes' cgroup path;
+    ``session_id``: the local engine's entrypoint, which leads its own session.
+    """
+
+    container_id: str | None = None
+    session_id: int | None = None
+
+    def owns(self, proc: dict[str, Any]) -> bool:
+        if self.container_id and self.container_id in (proc.get("cgroup") or ""):
+            return True
+        return self.session_id is not None and proc.get("sid") == self.session_id
+
+    @classmethod
+    def of(cls, run: Any) -> ProcessOwner | None:
+        """From what an engine reported (``ContainerRun``); None when it reported neither."""
+        cid, sid = getattr(run, "container_id", None), getattr(run, "session_id", None)
+        return cls(cid, sid) if cid or sid is not None else None
+
+
+def _process_mem_peak(samples: Sequence[Sample], start_ns: int, end_ns: int,
+                      owner: ProcessOwner | None) -> tuple[float | None, str | None]:
+    """Peak GPU memory of the run's own processes (MiB) over a window, or None and why."""
+    if owner is None:
+        return None, ("cannot tell the run's processes from other users' on the GPU "
+                      "(the engine reported no container id or session)")
+    listed = False
+    peaks = []
+    for s in samples:
+        if not start_ns <= s.t_ns <= end_ns or "processes" not in s.extras:
+            continue
+        listed = True
+        used = [p.get("used_mb") for p in s.extras["processes"] if owner.owns(p)]
+        if used and all(u is not None for u in used):
+            peaks.append(sum(used))
+    if peaks:
+        return max(peaks), None
+    return None, ("NVML listed none of the run's processes with their memory (per-process accounting off, "
+                  "or usedGpuMemory unknown)" if listed else "NVML reported no per-process GPU memory")
+
+
 def measured_baseline(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str = "wall") -> Baseline:
     """Time-weighted mean power over the idle window, or unavailable with integrate()'s reason."""
     w = integrate(samples, start_ns, end_ns, clock)
@@ -148,7 +192,8 @@ def unavailable_block(source: str | None, reason: str) -> dict[str, Any]:
 
 
 def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline,
-                 audio_s: float | None, n_ok: int, interval_ms_requested: int) -> dict[str, Any]:
+                 audio_s: float | None, n_ok: int, interval_ms_requested: int,
+                 owner: ProcessOwner | None = None) -> dict[str, Any]:
     """The summary's `energy` block; every missing figure is null with its reason in `unavailable`."""
     clock = timeline_clock(samples, events)
     windows = event_windows(events, clock)
@@ -220,11 +265,9 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
         block[f"{label}_peak_delta_mb"] = peak - idle if peak is not None and idle is not None else None
         if source == "nvml":
-            procs = [s.extras.get("process_mem_mb") for s in samples if c0 <= s.t_ns <= c1]
-            procs = [p for p in procs if p is not None]
-            block["gpu_process_mem_peak_mb"] = max(procs) if procs else None
-            if not procs:
-                unavailable["gpu_process_mem_peak_mb"] = "NVML reported no per-process GPU memory"
+            block["gpu_process_mem_peak_mb"], why = _process_mem_peak(samples, c0, c1, owner)
+            if why:
+                unavailable["gpu_process_mem_peak_mb"] = why
         if block[f"{label}_peak_delta_mb"] is None:
             unavailable[f"{label}_peak_delta_mb"] = ("the sampler reports no memory" if peak is None else
                                                     "no idle window was measured to compare with")

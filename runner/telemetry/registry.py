@@ -18,8 +18,8 @@ from runner.telemetry.tegrastats import TegrastatsSampler
 SAMPLER_NAMES: tuple[str, ...] = ("tegrastats", "jtop", "nvml", "rapl", "none")
 
 
-def make_sampler(name: str, interval_ms: int = 100) -> Sampler:
-    """The sampler called ``name``, sampling every ``interval_ms``."""
+def make_sampler(name: str, interval_ms: int = 100, devices: tuple[str, ...] | None = None) -> Sampler:
+    """The sampler called ``name``, sampling every ``interval_ms``; ``devices``: the run's GPUs (NVML)."""
     if interval_ms <= 0:
         raise UserError(f"the sampling interval must be a positive number of milliseconds, got {interval_ms}")
     if name == "tegrastats":
@@ -27,7 +27,7 @@ def make_sampler(name: str, interval_ms: int = 100) -> Sampler:
     if name == "jtop":
         return JtopSampler(interval_ms=interval_ms)
     if name == "nvml":
-        return NvmlSampler(interval_ms=interval_ms)
+        return NvmlSampler(interval_ms=interval_ms, devices=devices)
     if name == "rapl":
         return RaplSampler(interval_ms=interval_ms)
     if name == "none":

@@ -23,21 +23,22 @@ def auto_order(device: str) -> list[str]:
     return order
 
 
-def select_sampler(requested: str, device: str, interval_ms: int) -> tuple[Sampler, str | None]:
-    """(sampler, reason energy will be unavailable or None)."""
+def select_sampler(requested: str, device: str, interval_ms: int,
+                   devices: tuple[str, ...] | None = None) -> tuple[Sampler, str | None]:
+    """(sampler, reason energy will be unavailable or None); ``devices``: the run's GPUs, for NVML."""
     if requested not in CHOICES:
         raise UserError(f"--telemetry {requested!r} is unknown; choose one of {', '.join(CHOICES)}")
     if requested == "none":
         return NullSampler(), "telemetry turned off (--telemetry none)"
     if requested != "auto":
-        sampler = make_sampler(requested, interval_ms)
+        sampler = make_sampler(requested, interval_ms, devices)
         availability = sampler.probe()
         if not availability.ok:
             raise UserError(f"--telemetry {requested}: {availability.reason}")
         return sampler, None
     reasons = []
     for name in auto_order(device):
-        sampler = make_sampler(name, interval_ms)
+        sampler = make_sampler(name, interval_ms, devices)
         availability = sampler.probe()
         if availability.ok:
             return sampler, None

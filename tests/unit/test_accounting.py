@@ -114,9 +114,11 @@ def test_nvml_process_memory_becomes_peak_vram_for_ctranslate2():
     from runner.results import Summary
 
     samples = [Sample(t_ns=T0 + i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0, total_kind="nvml:sum_of_gpus",
-                      mem_used_mb=3000.0, extras={"process_mem_mb": 500.0 + (300.0 if 30 < i < 60 else 0.0)})
+                      mem_used_mb=3000.0, extras={"processes": [{"pid": 9, "sid": 9, "used_mb": 500.0 + (
+                          300.0 if 30 < i < 60 else 0.0)}]})
                for i in range(90)]
-    block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100)
+    block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
+                                    owner=accounting.ProcessOwner(session_id=9))
     assert block["gpu_process_mem_peak_mb"] == 800.0 and block["gpu_mem_peak_mb"] == 3000.0
     s = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
     s.mark_unavailable("peak_vram_mb", "the backend's memory is invisible to torch (CTranslate2) and no NVML sampler ran")
@@ -203,3 +205,33 @@ def test_psys_that_moves_with_package_and_dram_is_an_extra_figure():
     block = accounting.energy_block("rapl", samples, EVENTS, base, 8.0, 2, 100)
     assert block["total_j"] == pytest.approx(48.0)
     assert block["psys_j"] == pytest.approx(60.0, rel=1e-3) and "psys_j" not in block["unavailable"]
+
+
+def _gpu_samples(procs_at):
+    return [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0,
+                   total_kind="nvml:sum_of_gpus", mem_used_mb=3000.0, extras={"processes": procs_at(i)})
+            for i in range(90)]
+
+
+def test_gpu_process_memory_counts_only_the_containers_processes():
+    """Another user's 5 GB process on the same GPU is not the backend's memory: only processes in the run's
+    container (its id in their cgroup) count."""
+    ours = {"gpu": "gpu0", "pid": 100, "cgroup": "0::/system.slice/docker-abc123def.scope", "sid": 100}
+    theirs = {"gpu": "gpu0", "pid": 200, "used_mb": 5000.0, "cgroup": "0::/user.slice/session-3.scope", "sid": 7}
+    samples = _gpu_samples(lambda i: [{**ours, "used_mb": 500.0 + (300.0 if 30 < i < 60 else 0.0)}, theirs])
+    owner = accounting.ProcessOwner(container_id="abc123def")
+    block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
+                                    owner=owner)
+    assert block["gpu_process_mem_peak_mb"] == 800.0
+    unknown = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100)
+    assert unknown["gpu_process_mem_peak_mb"] is None
+    assert "cannot tell the run's processes" in unknown["unavailable"]["gpu_process_mem_peak_mb"]
+
+
+def test_local_engine_processes_are_found_by_session():
+    mine = {"gpu": "gpu0", "pid": 300, "used_mb": 700.0, "cgroup": "0::/user.slice", "sid": 4242}
+    other = {"gpu": "gpu0", "pid": 301, "used_mb": 900.0, "cgroup": "0::/user.slice", "sid": 1}
+    block = accounting.energy_block("nvml", _gpu_samples(lambda i: [mine, other]), EVENTS,
+                                    accounting.Baseline(60.0, "given"), 8.0, 2, 100,
+                                    owner=accounting.ProcessOwner(session_id=4242))
+    assert block["gpu_process_mem_peak_mb"] == 700.0
