@@ -159,10 +159,12 @@ def container_error(run, status: dict[str, Any] | None, timeout_s: float | None,
 
 def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, samples, events: list[dict[str, Any]],
                    base, energy_reason: str | None, interval_ms: int,
-                   owner: accounting.ProcessOwner | None = None) -> list[UtteranceResult]:
+                   owner: accounting.ProcessOwner | None = None,
+                   health: dict[str, Any] | None = None) -> list[UtteranceResult]:
     """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
 
-    ``owner`` marks the run's own processes (its container or session), for per-process GPU memory."""
+    ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
+    ``health`` (``Sampler.health()``) goes to ``summary.telemetry["health"]`` with the arrival statistics."""
     if energy_reason is None:
         summary.energy = accounting.energy_block(source, samples, events, base, summary.audio_s,
                                                  summary.n_utterances - summary.n_failed, interval_ms, owner)
@@ -171,5 +173,7 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
     else:
         summary.energy = accounting.unavailable_block(None, energy_reason)
         summary.mark_unavailable("energy", energy_reason)
+    if health is not None:
+        summary.telemetry = {**summary.telemetry, "health": {**health, "arrival": (summary.energy or {}).get("arrival")}}
     apply_nvml_vram(summary)
     return utts

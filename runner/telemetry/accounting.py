@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from .base import Sample
 from .energy import WindowEnergy, integrate, on_clock
 
@@ -182,6 +184,30 @@ def _mean(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None
     return sum(values) / len(values) if values else None
 
 
+#: Two samples closer than this fraction of the interval arrived in a burst (read late, stamped together).
+BURST_FRACTION = 0.25
+#: ... and a timeline is flagged bursty when this share of its intervals are bursts.
+BURSTY_SHARE = 0.1
+
+
+def arrival_stats(samples: Sequence[Sample], interval_ms: float) -> dict[str, Any] | None:
+    """Inter-arrival statistics of a timeline (ms, on the monotonic clock where there is one), and bursts.
+
+    Samplers stamp a reading when Python receives it: tegrastats lines that sat in a pipe arrive
+    together, and their power is then placed at the wrong time. ``n_bursty`` counts intervals shorter
+    than a quarter of the requested interval; ``bursty`` flags a timeline where they are common.
+    """
+    times = [s.mono_ns if s.mono_ns is not None else s.t_ns for s in samples]
+    if len(times) < 3:
+        return None
+    gaps = np.diff(np.array(times, dtype=np.int64)).astype(np.float64) / 1e6
+    n_bursty = int(np.sum(gaps < BURST_FRACTION * interval_ms))
+    return {"n_intervals": len(gaps), "mean_ms": float(np.mean(gaps)), "p50_ms": float(np.percentile(gaps, 50)),
+            "p5_ms": float(np.percentile(gaps, 5)), "p95_ms": float(np.percentile(gaps, 95)),
+            "min_ms": float(np.min(gaps)), "max_ms": float(np.max(gaps)), "n_bursty": n_bursty,
+            "bursty": n_bursty >= max(3, BURSTY_SHARE * len(gaps)), "requested_ms": interval_ms}
+
+
 def unavailable_block(source: str | None, reason: str) -> dict[str, Any]:
     """The energy block when nothing could be measured: every figure null, one reason; never 0."""
     fields = ("total_j", "dynamic_j", "j_per_audio_s", "j_per_utterance", "avg_w", "peak_w", "baseline_w")
@@ -231,6 +257,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         "n_samples": len(samples),
         "interval_ms": mean_interval,
         "interval_ms_requested": interval_ms_requested,
+        "arrival": arrival_stats(samples, interval_ms_requested),
     }
     if base.power_w is None:
         unavailable["baseline_w"] = base.reason or "not measured"

@@ -137,6 +137,11 @@ class Sampler(abc.ABC):
     def running(self) -> bool:
         return self._state == "running"
 
+    def health(self) -> dict[str, Any]:
+        """How sampling went, for ``summary.json``'s ``telemetry.health``: what was chosen, what failed
+        and why. Subclasses add their own facts; ``ok`` is False when something was lost."""
+        return {"sampler": self.name, "ok": True, "n_samples": len(self.samples)}
+
     def start(self) -> None:
         """Start sampling. Calling it while running does nothing (never a
         second process or thread). Raises ``UserError`` with the probe's reason
@@ -209,6 +214,9 @@ class NullSampler(Sampler):
 
     def probe(self) -> Availability:
         return Availability.no(self.reason)
+
+    def health(self) -> dict[str, Any]:
+        return {"sampler": self.name, "ok": False, "n_samples": 0, "reason": self.reason}
 
     def start(self) -> None:
         with self._state_lock:

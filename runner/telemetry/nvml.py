@@ -163,6 +163,10 @@ class NvmlSampler(PollingSampler):
             for g in self._gpus
         ]
 
+    def health(self) -> dict[str, Any]:
+        """Adds the GPUs chosen (index, UUID, MIG, power and energy sources) and every query NVML refused."""
+        return {**super().health(), "gpus": self.gpus, "unavailable": dict(self.unavailable)}
+
     # -- PollingSampler hooks -------------------------------------------------
 
     def _resolve(self, nvml: Any, wanted: str) -> tuple[Any, Any]:

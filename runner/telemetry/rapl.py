@@ -34,6 +34,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from runner.telemetry.base import Availability, Sample, now_ns
 from runner.telemetry.polling import PollingSampler
@@ -123,11 +124,24 @@ class RaplSampler(PollingSampler):
         self.root = Path(root)
         self.domains: list[RaplDomain] = []
         self._total_channels: list[str] = []
-        self._total_kind = "rapl"
+        self._total_kind = "rapl:package+dram"
         self._prev_uj: dict[str, int] = {}
         self._acc_j: dict[str, float] = {}
         self._prev_t_ns: int | None = None
         self._prev_energy_j: dict[str, float] = {}
+        #: Intervals lost because a counter went down with no readable max_energy_range_uj to unwrap it.
+        self.dropped_intervals = 0
+        self._dropped_channels: set[str] = set()
+
+    def health(self) -> dict[str, Any]:
+        """Adds the domains, the total's rule, and the intervals dropped for an unreadable wrap range."""
+        out = {**super().health(), "domains": [d.channel for d in self.domains], "total_kind": self._total_kind,
+               "dropped_intervals": self.dropped_intervals}
+        if self.dropped_intervals:
+            out["ok"] = False
+            out["dropped_reason"] = (f"{', '.join(sorted(self._dropped_channels))}: the counter went down (wrapped) "
+                                     "and max_energy_range_uj was unreadable, so the interval counted 0 J")
+        return out
 
     def probe(self) -> Availability:
         if not self.root.is_dir():
@@ -169,6 +183,9 @@ class RaplSampler(PollingSampler):
             if prev_uj is None:
                 self._acc_j[domain.channel] = 0.0
             else:
+                if now_uj < prev_uj and domain.max_energy_range_uj is None:
+                    self.dropped_intervals += 1
+                    self._dropped_channels.add(domain.channel)
                 self._acc_j[domain.channel] += unwrap_delta_uj(prev_uj, now_uj, domain.max_energy_range_uj) / 1e6
             self._prev_uj[domain.channel] = now_uj
 

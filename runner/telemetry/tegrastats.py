@@ -28,7 +28,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from typing import IO
+from typing import IO, Any
 
 from runner.telemetry.base import Availability, Sample, Sampler, now_ns
 from runner.telemetry.tegrastats_parse import TegrastatsRecord, parse_line
@@ -118,6 +118,12 @@ class TegrastatsSampler(Sampler):
                 f"'{self.executable}' was not found on PATH (tegrastats ships with JetPack on NVIDIA Jetson boards only)"
             )
         return Availability.yes()
+
+    def health(self) -> dict[str, Any]:
+        """Adds why tegrastats ended on its own (if it did) and the lines it lost."""
+        return {**super().health(), "ok": self.exit_reason is None, "interval_ms": self.interval_ms,
+                "exit_reason": self.exit_reason, "lines_unparsed": self.lines_unparsed,
+                "lines_cut_off": self.lines_cut_off, "n_lines": len(self.raw_lines)}
 
     @property
     def pid(self) -> int | None:

@@ -235,3 +235,31 @@ def test_local_engine_processes_are_found_by_session():
                                     accounting.Baseline(60.0, "given"), 8.0, 2, 100,
                                     owner=accounting.ProcessOwner(session_id=4242))
     assert block["gpu_process_mem_peak_mb"] == 700.0
+
+
+def test_sampler_health_reaches_the_summary():
+    """Sampler health (chosen GPUs, polling errors, exit reasons) is written to summary.json's telemetry.health."""
+    from runner import merge
+    from runner.results import Summary
+
+    s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok", telemetry={"sampler": "x"})
+    samples = _timeline(lambda t: 5.0, 9.0)
+    merge.account_energy(s, [], "rapl", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 100,
+                         health={"sampler": "rapl", "polling_errors": ["OSError: boom"]})
+    assert s.to_json()["telemetry"]["health"]["polling_errors"] == ["OSError: boom"]
+    assert s.telemetry["sampler"] == "x"
+
+
+def test_tegrastats_arrival_bursts_are_flagged():
+    """Lines read in bursts (stamped when Python reads them, not when measured) are counted and flagged."""
+    samples = []
+    for i in range(40):  # pairs of lines 2 ms apart every 200 ms, instead of one every 100 ms
+        t = (i // 2) * 0.2 + (i % 2) * 0.002
+        samples.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), total_w=5.0, total_kind="input_rail:VDD_IN"))
+    stats = accounting.arrival_stats(samples, 100)
+    assert stats["n_bursty"] == 20 and stats["bursty"] is True
+    assert stats["p50_ms"] == pytest.approx(101.0, abs=100) and stats["min_ms"] == pytest.approx(2.0)
+    steady = accounting.arrival_stats(_timeline(lambda t: 5.0, 5.0), 100)
+    assert steady["bursty"] is False and steady["n_bursty"] == 0 and steady["p95_ms"] == pytest.approx(100.0)
+    block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    assert block["arrival"]["bursty"] is True

@@ -263,3 +263,13 @@ def test_averaged_power_fallback_is_labelled_and_energy_stays_on_the_counter(fak
     assert sampler.samples[-1].power_w["gpu0"] == pytest.approx(120.0)
     assert "1 s moving average" in sampler.gpus[0]["power_source"]
     assert _window_w(sampler) == pytest.approx(200.0, rel=0.02)  # the counter, not the averaged power
+
+
+def test_nvml_health_names_the_chosen_gpus_and_unavailable_queries(fake_pynvml):
+    gpu = fake_pynvml.FakeGpu(temp_c=None)
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]), devices=[gpu.uuid])
+    with sampler:
+        pass
+    health = sampler.health()
+    assert health["gpus"][0]["uuid"] == gpu.uuid and health["gpus"][0]["requested"] == gpu.uuid
+    assert "NotSupported" in health["unavailable"]["gpu0.temperature"] and health["polling_errors"] == []

@@ -159,3 +159,17 @@ def test_thread_samples_and_brackets_the_run(rapl_tree):
 
 def test_constructor_does_no_io(tmp_path):
     RaplSampler(root=tmp_path / "does-not-exist")
+
+
+def test_rapl_health_counts_intervals_dropped_for_an_unreadable_range(rapl_tree):
+    """A wrap with no readable max_energy_range_uj drops one interval: counted and explained in health."""
+    root = rapl_tree({"intel-rapl:0": ("package-0", 5_000_000, MAX)})
+    (root / "intel-rapl:0" / "max_energy_range_uj").unlink()
+    sampler = RaplSampler(root=root, interval_ms=10_000)
+    sampler.start()
+    set_uj(root, "intel-rapl:0", 1_000_000)  # went down: a wrap that cannot be corrected
+    sampler.sample_now()
+    sampler.stop()
+    health = sampler.health()
+    assert health["dropped_intervals"] == 1 and "max_energy_range_uj" in health["dropped_reason"]
+    assert health["polling_errors"] == [] and health["total_kind"] == "rapl:package"
