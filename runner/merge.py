@@ -92,6 +92,9 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> None:
         summary.audio_s = sum(u.duration_s for u in ok)
         summary.rtf = metrics.rtf([u.processing_s for u in ok], [u.duration_s for u in ok])
         summary.rtfx = 1.0 / summary.rtf if summary.rtf > 0 else None
+        if summary.rtfx is None:
+            summary.mark_unavailable("rtfx", "RTF is 0 (the processing times sum to 0 s below the clock's "
+                                             "resolution): its inverse is not a number")
         summary.latency_ms = metrics.latency_percentiles_ms([u.latency_s for u in ok])
     else:
         for name in ("audio_s", "rtf", "rtfx", "latency_ms"):

@@ -208,6 +208,11 @@ def arrival_stats(samples: Sequence[Sample], interval_ms: float) -> dict[str, An
             "bursty": n_bursty >= max(3, BURSTY_SHARE * len(gaps)), "requested_ms": interval_ms}
 
 
+#: What each sampler's ``Sample.mem_used_mb`` is: host RAM on Jetson (GPU memory lives there), GPU memory
+#: on NVML. RAPL measures no memory, so its runs carry no memory keys at all.
+MEMORY_LABELS = {"tegrastats": "ram", "jtop": "ram", "nvml": "gpu_mem"}
+
+
 def unavailable_block(source: str | None, reason: str) -> dict[str, Any]:
     """The energy block when nothing could be measured: every figure null, one reason; never 0."""
     fields = ("total_j", "dynamic_j", "j_per_audio_s", "j_per_utterance", "avg_w", "peak_w", "baseline_w")
@@ -263,17 +268,22 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         unavailable["baseline_w"] = base.reason or "not measured"
     if inf.get("total_j") is None:
         reason = inf.get("reason") or "the inference window could not be integrated"
-        for f in ("total_j", "dynamic_j", "avg_w", "peak_w", "j_per_audio_s", "j_per_utterance"):
+        for f in ("total_j", "dynamic_j", "avg_w", "peak_w", "j_per_audio_s", "dynamic_j_per_audio_s",
+                  "j_per_utterance"):
             unavailable[f] = reason
     else:
         if audio_s:
             block["j_per_audio_s"] = inf["total_j"] / audio_s
             if inf.get("dynamic_j") is not None:
                 block["dynamic_j_per_audio_s"] = inf["dynamic_j"] / audio_s
+            else:
+                unavailable["dynamic_j_per_audio_s"] = base.reason or "no idle baseline"
         else:
-            unavailable["j_per_audio_s"] = "no audio was transcribed"
+            unavailable["j_per_audio_s"] = unavailable["dynamic_j_per_audio_s"] = "no audio was transcribed"
         if n_ok:
             block["j_per_utterance"] = inf["total_j"] / n_ok
+        else:
+            unavailable["j_per_utterance"] = "no utterance was transcribed"
         if inf.get("dynamic_j") is None:
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
     if source == "rapl" and any(s.energy_j and "psys" in s.energy_j for s in samples):
@@ -282,12 +292,12 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         block["psys_check"] = "consistent with package+dram over the idle window" if why is None else why
         if block["psys_j"] is None:
             unavailable["psys_j"] = why or "psys does not cover the inference window"
-    if "container" in windows:
+    if "container" in windows and source in MEMORY_LABELS:
         c0, c1 = windows["container"]
         samples = on_clock(samples, clock)
         peak = _peak(samples, c0, c1)
         idle = _mean(samples, base.start_ns, base.end_ns) if base.start_ns is not None else None
-        label = "ram" if source in ("tegrastats", "jtop") else "gpu_mem"
+        label = MEMORY_LABELS[source]
         block[f"{label}_peak_mb"] = peak
         # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
         block[f"{label}_peak_delta_mb"] = peak - idle if peak is not None and idle is not None else None

@@ -63,7 +63,7 @@ def test_missing_baseline_leaves_dynamic_unavailable_not_zero():
     assert block["total_j"] == pytest.approx(20.0)
     assert block["dynamic_j"] is None and block["baseline_w"] is None
     assert block["unavailable"]["dynamic_j"] == "the idle baseline was skipped (--baseline-s 0)"
-    assert block["gpu_mem_peak_mb"] == 3000.0  # non-Jetson sources label memory as GPU memory
+    assert "gpu_mem_peak_mb" not in block  # RAPL measures no memory: no GPU memory keys (issue 9, item 15)
 
 
 def test_sparse_samples_flag_the_window_instead_of_guessing():
@@ -263,3 +263,21 @@ def test_tegrastats_arrival_bursts_are_flagged():
     assert steady["bursty"] is False and steady["n_bursty"] == 0 and steady["p95_ms"] == pytest.approx(100.0)
     block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert block["arrival"]["bursty"] is True
+
+
+def test_null_energy_figures_carry_their_reason():
+    """j_per_utterance with nothing transcribed, dynamic_j_per_audio_s without a baseline: null with a reason."""
+    samples = _timeline(lambda t: 5.0, 9.0)
+    block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(None, "unavailable",
+                                    reason="the idle baseline was skipped (--baseline-s 0)"), 8.0, 0, 100)
+    assert block["j_per_utterance"] is None and "no utterance was transcribed" in block["unavailable"]["j_per_utterance"]
+    assert block["dynamic_j_per_audio_s"] is None
+    assert block["unavailable"]["dynamic_j_per_audio_s"] == "the idle baseline was skipped (--baseline-s 0)"
+    no_audio = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 0, 100)
+    assert no_audio["unavailable"]["dynamic_j_per_audio_s"] == "no audio was transcribed"
+
+
+def test_rapl_runs_carry_no_gpu_memory_keys():
+    samples = _rapl_timeline(lambda t: 0.0)
+    block = accounting.energy_block("rapl", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    assert not [k for k in list(block) + list(block["unavailable"]) if k.startswith("gpu_mem")]

@@ -102,3 +102,13 @@ def test_container_error_names_the_cause_once_for_run_and_sweep():
     assert merge.container_error(run(exit_code=3), None, None, None) == \
         "the container exited with code 3 without a status record"
     assert merge.container_error(run(), None, None, None) == "the container wrote no status record"
+
+
+def test_rtfx_of_a_zero_rtf_is_null_with_a_reason():
+    ds = _ds(("a", "x"))
+    utts = merge.merge_utterances(ds, [{"id": "a", "status": "ok", "hypothesis": "x", "duration_s": 1.0,
+                                        "processing_s": 0.0}], "")
+    s = _summary()
+    merge.score(s, utts)
+    assert s.rtf == 0.0 and s.rtfx is None
+    assert "RTF is 0" in s.unavailable["rtfx"]
