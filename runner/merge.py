@@ -160,17 +160,45 @@ def container_error(run, status: dict[str, Any] | None, timeout_s: float | None,
     return None
 
 
+def _account_companions(summary: Summary, companions, events: list[dict[str, Any]], base, interval_ms: int) -> None:
+    """Each companion's energy block (same windows, its own idle baseline over the same idle window), and
+    GPU + CPU energy where both exist."""
+    if not companions:
+        return
+    energy = summary.energy
+    blocks = {}
+    for comp in companions:
+        if base is not None and base.source == "measured" and base.start_ns is not None:
+            cbase = accounting.measured_baseline(comp.samples, base.start_ns, base.end_ns, base.clock)
+        else:
+            cbase = accounting.Baseline(None, "unavailable", reason="no idle window was measured for this sampler")
+        blocks[comp.name] = accounting.energy_block(comp.name, comp.samples, events, cbase, summary.audio_s,
+                                                    summary.n_utterances - summary.n_failed, interval_ms)
+    energy["companions"] = blocks
+    cpu = blocks.get("rapl")
+    if cpu is not None and (energy.get("scope") or "").startswith("GPU"):
+        gpu_j, cpu_j = energy.get("total_j"), cpu.get("total_j")
+        energy["gpu_plus_cpu_j"] = gpu_j + cpu_j if gpu_j is not None and cpu_j is not None else None
+        energy["gpu_plus_cpu_scope"] = f"{energy['scope']} + {cpu.get('scope')}"
+        if energy["gpu_plus_cpu_j"] is None:
+            energy.setdefault("unavailable", {})["gpu_plus_cpu_j"] = (
+                "GPU: " + str((energy.get("unavailable") or {}).get("total_j")) if gpu_j is None else
+                "CPU: " + str((cpu.get("unavailable") or {}).get("total_j")))
+
+
 def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, samples, events: list[dict[str, Any]],
                    base, energy_reason: str | None, interval_ms: int,
                    owner: accounting.ProcessOwner | None = None,
-                   health: dict[str, Any] | None = None) -> list[UtteranceResult]:
+                   health: dict[str, Any] | None = None, companions=()) -> list[UtteranceResult]:
     """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
 
     ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
-    ``health`` (``Sampler.health()``) goes to ``summary.telemetry["health"]`` with the arrival statistics."""
+    ``health`` (``Sampler.health()``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
+    ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope."""
     if energy_reason is None:
         summary.energy = accounting.energy_block(source, samples, events, base, summary.audio_s,
                                                  summary.n_utterances - summary.n_failed, interval_ms, owner)
+        _account_companions(summary, companions, events, base, interval_ms)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
     else:

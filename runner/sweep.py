@@ -299,7 +299,8 @@ def finalize_condition(ctx: GroupContext, cond: PlannedCondition, error: str | N
                     and time.monotonic() < deadline:
                 time.sleep(spec.telemetry.interval_ms / 4000.0)
     utts = merge.account_energy(summary, utts, ctx.sampler.name, ctx.sampler.samples, events, ctx.baseline,
-                                ctx.energy_reason, spec.telemetry.interval_ms, ctx.owner, ctx.sampler.health())
+                                ctx.energy_reason, spec.telemetry.interval_ms, ctx.owner, ctx.sampler.health(),
+                                ctx.sampler.companions)
     folder = condition_dir(ctx.out, cond.key)
     folder.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])

@@ -182,7 +182,8 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
     summary.status = "error" if error else ("partial" if summary.n_failed else "ok")
     samples = sampler.samples
     utts = merge.account_energy(summary, utts, sampler.name, samples, raw.events, base, energy_reason,
-                                spec.telemetry.interval_ms, accounting.ProcessOwner.of(run), sampler.health())
+                                spec.telemetry.interval_ms, accounting.ProcessOwner.of(run), sampler.health(),
+                                sampler.companions)
     if energy_reason is None:
         accounting.write_trace_csv(spec.out / "telemetry.csv", samples)
     write_jsonl_atomic(spec.out / "utterances.jsonl", [asdict(u) for u in utts])

@@ -208,6 +208,25 @@ def arrival_stats(samples: Sequence[Sample], interval_ms: float) -> dict[str, An
             "bursty": n_bursty >= max(3, BURSTY_SHARE * len(gaps)), "requested_ms": interval_ms}
 
 
+def scope_of(total_kind: str | None) -> str | None:
+    """What an energy figure covers, from its total's kind: the label tables show beside it."""
+    if not total_kind:
+        return None
+    if total_kind.startswith("input_rail:"):
+        return "board input"
+    if total_kind == "partial_sum_of_rails":
+        return "board rails (partial sum)"
+    if total_kind == "rapl:package+dram":
+        return "CPU package+DRAM"
+    if total_kind == "rapl:package":
+        return "CPU package"
+    if total_kind == "nvml:mig_parent_gpu":
+        return "GPU (MIG slice's parent GPU)"
+    if total_kind.startswith("nvml:"):
+        return "GPU"
+    return None
+
+
 #: What each sampler's ``Sample.mem_used_mb`` is: host RAM on Jetson (GPU memory lives there), GPU memory
 #: on NVML. RAPL measures no memory, so its runs carry no memory keys at all.
 MEMORY_LABELS = {"tegrastats": "ram", "jtop": "ram", "nvml": "gpu_mem"}
@@ -232,6 +251,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     per_window = {}
     for name, (t0, t1) in windows.items():
         per_window[name] = _window_json(integrate(samples, t0, t1, clock), base)
+        per_window[name]["scope"] = scope_of(per_window[name].get("total_kind"))
         per_window[name]["wall_start_ns"], per_window[name]["wall_end_ns"] = _wall_edges(events, name)
     inf = per_window.get("inference")
     if inf is None:
@@ -245,6 +265,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     block: dict[str, Any] = {
         "source": source,
         "total_kind": inf.get("total_kind"),
+        "scope": scope_of(inf.get("total_kind")),
         "clock": clock,
         "baseline_w": base.power_w,
         "baseline_source": base.source,

@@ -119,6 +119,11 @@ class Sampler(abc.ABC):
         self._lock = threading.Lock()
         self._state = "new"  # new -> running -> stopped
         self._state_lock = threading.Lock()
+        #: Samplers of another scope that run beside this one for the same run (RAPL's CPU energy beside
+        #: NVML's GPU energy on a CUDA host); they start and stop with it. A companion that cannot start
+        #: does not stop the run: its reason is kept in ``companion_reasons``.
+        self.companions: list[Sampler] = []
+        self.companion_reasons: dict[str, str] = {}
 
     # -- public API ---------------------------------------------------------
 
@@ -140,7 +145,11 @@ class Sampler(abc.ABC):
     def health(self) -> dict[str, Any]:
         """How sampling went, for ``summary.json``'s ``telemetry.health``: what was chosen, what failed
         and why. Subclasses add their own facts; ``ok`` is False when something was lost."""
-        return {"sampler": self.name, "ok": True, "n_samples": len(self.samples)}
+        out: dict[str, Any] = {"sampler": self.name, "ok": True, "n_samples": len(self.samples)}
+        if self.companions or self.companion_reasons:
+            out["companions"] = {c.name: c.health() for c in self.companions}
+            out["companions_unavailable"] = dict(self.companion_reasons)
+        return out
 
     def start(self) -> None:
         """Start sampling. Calling it while running does nothing (never a
@@ -157,10 +166,17 @@ class Sampler(abc.ABC):
                 raise UserError(f"energy sampler '{self.name}' cannot run here: {availability.reason}")
             self._start()
             self._state = "running"
+        for companion in self.companions:
+            try:
+                companion.start()
+            except Exception as exc:  # noqa: BLE001 - a companion is extra: record why, keep measuring
+                self.companion_reasons[companion.name] = str(exc)
 
     def stop(self) -> None:
         """Stop sampling and release every process, thread and library.
         Idempotent; safe to call from ``finally`` blocks and before start."""
+        for companion in self.companions:
+            companion.stop()
         with self._state_lock:
             if self._state == "running":
                 try:

@@ -15,12 +15,25 @@ CHOICES = ("auto", *SAMPLER_NAMES)
 
 
 def auto_order(device: str) -> list[str]:
-    """Jetson first (tegrastats, then jtop), NVML when the run uses an NVIDIA GPU, RAPL for CPUs."""
+    """Jetson first (tegrastats, then jtop), NVML when the run uses an NVIDIA GPU (with RAPL beside it
+    where it works, see ``_with_companions``), RAPL for CPUs."""
     order = ["tegrastats", "jtop"]
     if device == "cuda":
         order.append("nvml")
     order.append("rapl")
     return order
+
+
+def _with_companions(sampler: Sampler, device: str, interval_ms: int) -> Sampler:
+    """On a CUDA host NVML measures the GPU only: RAPL runs beside it for the CPU package + DRAM."""
+    if sampler.name == "nvml" and device == "cuda":
+        rapl = make_sampler("rapl", interval_ms)
+        availability = rapl.probe()
+        if availability.ok:
+            sampler.companions.append(rapl)
+        else:
+            sampler.companion_reasons["rapl"] = availability.reason or "unavailable"
+    return sampler
 
 
 def select_sampler(requested: str, device: str, interval_ms: int,
@@ -35,13 +48,13 @@ def select_sampler(requested: str, device: str, interval_ms: int,
         availability = sampler.probe()
         if not availability.ok:
             raise UserError(f"--telemetry {requested}: {availability.reason}")
-        return sampler, None
+        return _with_companions(sampler, device, interval_ms), None
     reasons = []
     for name in auto_order(device):
         sampler = make_sampler(name, interval_ms, devices)
         availability = sampler.probe()
         if availability.ok:
-            return sampler, None
+            return _with_companions(sampler, device, interval_ms), None
         reasons.append(f"{name}: {availability.reason}")
     reason = "no power sensor found (" + "; ".join(reasons) + ")"
     return NullSampler(reason), reason

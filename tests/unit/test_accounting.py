@@ -281,3 +281,59 @@ def test_rapl_runs_carry_no_gpu_memory_keys():
     samples = _rapl_timeline(lambda t: 0.0)
     block = accounting.energy_block("rapl", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert not [k for k in list(block) + list(block["unavailable"]) if k.startswith("gpu_mem")]
+
+
+def test_every_energy_figure_carries_its_scope():
+    b = accounting.energy_block("tegrastats", _timeline(lambda t: 5.0, 9.0), EVENTS, accounting.Baseline(3.0, "given"),
+                                8.0, 2, 100)
+    assert b["scope"] == "board input" and b["per_window"]["inference"]["scope"] == "board input"
+    r = accounting.energy_block("rapl", _rapl_timeline(lambda t: 0.0), EVENTS, accounting.Baseline(3.0, "given"),
+                                8.0, 2, 100)
+    assert r["scope"] == "CPU package+DRAM"
+    assert accounting.scope_of("nvml:mig_parent_gpu") == "GPU (MIG slice's parent GPU)"
+    assert accounting.scope_of("partial_sum_of_rails") == "board rails (partial sum)"
+
+
+def test_gpu_and_cpu_energy_are_both_reported_on_a_cuda_host():
+    """NVML and RAPL run together on an x86 CUDA host: GPU and CPU energy side by side, each with its scope,
+    and their sum labelled as GPU + CPU package+DRAM."""
+    from runner import merge
+    from runner.results import Summary
+
+    class Companion:
+        name = "rapl"
+        samples = _rapl_timeline(lambda t: 0.0)
+
+        def health(self):
+            return {"sampler": "rapl", "ok": True}
+
+    gpu = [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0,
+                  total_kind="nvml:sum_of_gpus") for i in range(91)]
+    s = Summary(backend="b", model="m", quant="q", device="cuda", dataset="d", status="ok", audio_s=8.0,
+                n_utterances=2)
+    base = accounting.measured_baseline(gpu, 0, 2 * S, clock="monotonic")
+    merge.account_energy(s, [], "nvml", gpu, EVENTS, base, None, 100, companions=[Companion()])
+    assert s.energy["scope"] == "GPU" and s.energy["total_j"] == pytest.approx(400.0)
+    cpu = s.energy["companions"]["rapl"]
+    assert cpu["scope"] == "CPU package+DRAM" and cpu["total_j"] == pytest.approx(48.0)
+    assert cpu["baseline_w"] == pytest.approx(12.0)  # measured over the same idle window
+    assert s.energy["gpu_plus_cpu_j"] == pytest.approx(448.0)
+
+
+def test_auto_selection_on_cuda_adds_rapl_beside_nvml(monkeypatch):
+    from runner.telemetry import select
+    from runner.telemetry.base import Availability
+
+    class Fake(NullSampler):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def probe(self):
+            return Availability.yes() if self.name in ("nvml", "rapl") else Availability.no("absent")
+
+    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name))
+    sampler, reason = select.select_sampler("auto", "cuda", 100)
+    assert reason is None and sampler.name == "nvml" and [c.name for c in sampler.companions] == ["rapl"]
+    cpu_only, _ = select.select_sampler("auto", "cpu", 100)
+    assert cpu_only.name == "rapl" and list(cpu_only.companions) == []

@@ -299,3 +299,22 @@ def test_missing_or_empty_results_are_user_errors(tmp_path):
     (tmp_path / "conditions.jsonl").write_text("")
     with pytest.raises(UserError, match="holds no conditions"):
         report_cmd.main(_args(str(tmp_path)))
+
+
+def test_energy_of_different_scopes_is_labelled_in_the_table(tmp_path):
+    """GPU-only and board-input energy never sit side by side unlabelled: a scope column appears when they differ."""
+    dest = tmp_path / "mixed"
+    dest.mkdir()
+    lines = []
+    for i, line in enumerate((FIXTURE / "conditions.jsonl").read_text().splitlines()):
+        rec = json.loads(line)
+        if rec["summary"].get("energy") is not None:
+            rec["summary"]["energy"]["scope"] = "GPU" if rec["summary"]["model"] == "tiny.en" else "board input"
+        lines.append(json.dumps(rec))
+    (dest / "conditions.jsonl").write_text("\n".join(lines) + "\n")
+    rows = _rows(dest)
+    model = build_table(rows, "t")
+    col = model.headers.index("energy scope")
+    assert {cells[col].text for cells in model.rows} == {"GPU", "board input"}
+    same = build_table(_rows(FIXTURE), "t")
+    assert "energy scope" not in same.headers
