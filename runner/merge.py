@@ -115,30 +115,38 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
         summary.mark_unavailable("warmup_s", "no warm-up ran" if summary.warmup == 0 else
                                  "the container did not record the warm-up")
     st = raw.status or {}
-    for name in ("peak_rss_mb", "rss_after_load_mb", "model_size_mb", "n_params", "peak_vram_mb"):
-        value = st.get(name)
+    # the container's status says peak_vram_mb (contract); on the host it is torch's figure
+    for name, key in (("peak_rss_mb", "peak_rss_mb"), ("rss_after_load_mb", "rss_after_load_mb"),
+                      ("model_size_mb", "model_size_mb"), ("n_params", "n_params"),
+                      ("peak_vram_torch_mb", "peak_vram_mb")):
+        value = st.get(key)
         setattr(summary, name, value)
         if value is None:
             reason = ("not reported by the backend" if raw.status else "the container wrote no status record")
             if name == "model_size_mb" and summary.model_source == "hub":
                 reason = "hub model: size on disk not known inside the container"
-            if name == "peak_vram_mb":
+            if name == "peak_vram_torch_mb":
                 reason = ("no GPU: the run was on the CPU" if summary.device == "cpu" else
-                          "the backend's memory is invisible to torch (CTranslate2) and no NVML sampler ran")
+                          "the backend's memory is invisible to torch (CTranslate2)")
             summary.mark_unavailable(name, reason)
-    if summary.peak_vram_mb is not None:
-        summary.peak_vram_source = "torch allocator (max_memory_allocated)"
+    if summary.peak_vram_nvml_mb is None:
+        summary.mark_unavailable("peak_vram_nvml_mb", "no GPU: the run was on the CPU" if summary.device == "cpu"
+                                 else "no NVML sampler ran")
     summary.versions = dict(st.get("versions") or {})
     summary.quant_method = st.get("quant_method")
 
 
 def apply_nvml_vram(summary: Summary) -> None:
-    """CTranslate2's GPU memory is invisible to torch: take NVML's per-process peak when the sampler saw one."""
+    """NVML's peak memory of the run's own processes, beside (never instead of) torch's allocator peak."""
     energy = summary.energy or {}
-    if summary.peak_vram_mb is None and energy.get("gpu_process_mem_peak_mb") is not None:
-        summary.peak_vram_mb = energy["gpu_process_mem_peak_mb"]
-        summary.peak_vram_source = "nvml process memory (nvmlDeviceGetComputeRunningProcesses)"
-        summary.unavailable.pop("peak_vram_mb", None)
+    if energy.get("source") != "nvml" or summary.device == "cpu":
+        return
+    summary.peak_vram_nvml_mb = energy.get("gpu_process_mem_peak_mb")
+    if summary.peak_vram_nvml_mb is not None:
+        summary.unavailable.pop("peak_vram_nvml_mb", None)
+    else:
+        summary.mark_unavailable("peak_vram_nvml_mb", (energy.get("unavailable") or {}).get(
+            "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
 
 
 def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None) -> str | None:

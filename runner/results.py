@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+#: 2: peak_vram_mb/peak_vram_source became peak_vram_torch_mb and peak_vram_nvml_mb (issue 9); energy
+#: blocks gained scope, clock, arrival, psys and companions.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,10 @@ class Summary:
     rss_after_load_mb: float | None = None
     model_size_mb: float | None = None
     n_params: int | None = None
-    peak_vram_mb: float | None = None
-    peak_vram_source: str | None = None  # torch allocator | nvml process memory
+    # Two different figures, never one in place of the other: torch's allocator peak counts tensors only
+    # (no CUDA context, no cuDNN workspace); NVML's counts everything the run's processes hold on the GPU.
+    peak_vram_torch_mb: float | None = None  # torch.cuda.max_memory_allocated, inside the container
+    peak_vram_nvml_mb: float | None = None  # NVML memory of the run's own processes (incl. CUDA context)
     quant_method: str | None = None  # how the backend realised the quant, where it says
     decode: dict[str, Any] = field(default_factory=dict)
     warmup: int = 0

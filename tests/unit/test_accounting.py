@@ -108,8 +108,9 @@ def test_none_is_unavailable_with_reason():
     assert isinstance(sampler, NullSampler) and reason == "telemetry turned off (--telemetry none)"
 
 
-def test_nvml_process_memory_becomes_peak_vram_for_ctranslate2():
-    """CTranslate2's GPU memory is invisible to torch: the summary takes NVML's per-process peak, with its source."""
+def test_peak_vram_keeps_torch_and_nvml_figures_apart():
+    """torch's allocator peak (tensors, no CUDA context) and NVML's process memory (with it) are different
+    figures: both recorded, each under its own name, never one silently standing in for the other."""
     from runner import merge
     from runner.results import Summary
 
@@ -120,12 +121,27 @@ def test_nvml_process_memory_becomes_peak_vram_for_ctranslate2():
     block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
                                     owner=accounting.ProcessOwner(session_id=9))
     assert block["gpu_process_mem_peak_mb"] == 800.0 and block["gpu_mem_peak_mb"] == 3000.0
-    s = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
-    s.mark_unavailable("peak_vram_mb", "the backend's memory is invisible to torch (CTranslate2) and no NVML sampler ran")
+    raw = merge.RawOutputs([], [], {"status": "ok", "peak_vram_mb": 420.0})
+    s = Summary(backend="transformers", model="m", quant="fp16", device="cuda", dataset="d", status="ok")
+    merge.apply_container_facts(s, raw)
     s.energy = block
     merge.apply_nvml_vram(s)
-    assert s.peak_vram_mb == 800.0 and s.peak_vram_source.startswith("nvml process memory")
-    assert "peak_vram_mb" not in s.unavailable
+    data = s.to_json()
+    assert data["peak_vram_torch_mb"] == 420.0 and data["peak_vram_nvml_mb"] == 800.0
+    assert "peak_vram_mb" not in data and data["schema_version"] == 2
+    ct2 = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
+    merge.apply_container_facts(ct2, merge.RawOutputs([], [], {"status": "ok"}))
+    assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mb"]
+    assert "no NVML sampler" in ct2.unavailable["peak_vram_nvml_mb"]
+
+
+def test_sweep_conditions_keep_the_torch_vram_figure():
+    """A sweep condition is finalized from its events: the torch peak must come with condition_end."""
+    from runner import sweep
+
+    events = [{"event": "model_info", "versions": {}, "n_params": 1}, {"event": "inference_end", "peak_rss_mb": 9.0,
+                                                                        "peak_vram_mb": 420.0}]
+    assert sweep._status_from_events(events)["peak_vram_mb"] == 420.0
 
 
 def _batched_events():

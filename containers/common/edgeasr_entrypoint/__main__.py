@@ -145,7 +145,9 @@ def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter, cach
     for cond in job.conditions:
         events.emit("condition_start", condition=cond.key, noise=cond.noise)
         ok, failed = _run_condition(job, cond, model, events, transcripts, cache, pool)
-        events.emit("condition_end", condition=cond.key, n_ok=ok, n_failed=failed, peak_rss_mb=peak_rss_mb())
+        vram = model.peak_vram_mb() if hasattr(model, "peak_vram_mb") else None  # a sweep result needs it too
+        events.emit("condition_end", condition=cond.key, n_ok=ok, n_failed=failed, peak_rss_mb=peak_rss_mb(),
+                    peak_vram_mb=vram)
         n_ok, n_failed = n_ok + ok, n_failed + failed
     return n_ok, n_failed
 
