@@ -80,7 +80,7 @@ SETTING_KEYS = ("image", "limit", "decode", "warmup", "repeats", "noise", "telem
 DEFAULTS_KEYS = AXIS_KEYS + SETTING_KEYS
 DECODE_KEYS = ("beam_size", "temperature", "language", "threads", "batch_size")
 NOISE_KEYS = ("types", "snr_db", "clean", "files", "babble_talkers")
-TELEMETRY_KEYS = ("sampler", "interval_ms", "baseline_s", "baseline_w")
+TELEMETRY_KEYS = ("sampler", "interval_ms", "baseline_s", "baseline_w", "loaded_idle_s", "cooldown_max_s")
 GROUP_KEYS = ("backend", "model", "quant", "device", "image", "decode", "warmup", "timeout_s", "mem_limit",
               "telemetry")
 
@@ -466,7 +466,7 @@ class _Checker:
             return self.choice(value, path, ("auto", *registry.SAMPLER_NAMES), "a telemetry sampler")
         if key == "interval_ms":
             return self.number(value, path, integer=True, gt=0)
-        if key == "baseline_s":
+        if key in ("baseline_s", "loaded_idle_s", "cooldown_max_s"):
             return self.number(value, path, ge=0)
         return self.number(value, path, ge=0, null=True)  # baseline_w: given instead of measured
 

@@ -42,6 +42,9 @@ class TelemetrySettings:
     interval_ms: int = 100
     baseline_s: float = 5.0  # idle seconds measured before the run
     baseline_w: float | None = None  # given instead of measured
+    loaded_idle_s: float = 2.0  # container up, model loaded, idle: the loaded model's idle power (0: skip)
+    cooldown_max_s: float = 30.0  # sweeps: the longest wait for power to settle before the next baseline
+    cooldown_tolerance: float = 0.1  # ... back within this share of the previous baseline
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +100,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
                    warmup: int = 1, timeout_s: float | None = None, allow_download: bool = False,
                    mem_limit: str | None = None, telemetry: str = "auto", interval_ms: int = 100,
                    baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker",
-                   align: bool = False, gpus: str | None = None) -> RunSpec:
+                   align: bool = False, gpus: str | None = None, loaded_idle_s: float = 2.0,
+                   cooldown_max_s: float = 30.0) -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems."""
     problems: list[str] = []
     be = BACKENDS.get(backend)
@@ -141,6 +145,10 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         problems.append(f"--interval-ms must be positive, got {interval_ms}")
     if baseline_s < 0:
         problems.append(f"--baseline-s must be >= 0, got {baseline_s}")
+    if loaded_idle_s < 0:
+        problems.append(f"--loaded-idle-s must be >= 0, got {loaded_idle_s}")
+    if cooldown_max_s < 0:
+        problems.append(f"telemetry.cooldown_max_s must be >= 0, got {cooldown_max_s}")
     if baseline_w is not None and baseline_w < 0:
         problems.append(f"--baseline-w must be >= 0, got {baseline_w}")
     if align and backend != "whisperx":
@@ -174,7 +182,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         allow_download=allow_download,
         mem_limit=mem_limit,
         telemetry=TelemetrySettings(sampler=telemetry, interval_ms=interval_ms, baseline_s=baseline_s,
-                                    baseline_w=baseline_w),
+                                    baseline_w=baseline_w, loaded_idle_s=loaded_idle_s,
+                                    cooldown_max_s=cooldown_max_s),
         engine=engine,
         gpus=resolve_gpus(gpus, dev),
     )

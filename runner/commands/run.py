@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", default=None,
                    help="CUDA runs: the GPUs to use, NVML indices or UUIDs, comma-separated (default: "
                         "$CUDA_VISIBLE_DEVICES, else 0); the container gets exactly these and NVML measures them")
+    p.add_argument("--loaded-idle-s", type=float, default=2.0,
+                   help="seconds the loaded, warmed-up model sits idle before transcribing, to measure its idle "
+                        "power beside the host baseline (default: 2; 0 skips it)")
     p.add_argument("--engine", default="docker", help="docker (default) | local: the entrypoint as a host process")
     p.add_argument("--allow-download", action="store_true",
                    help="let the backend download a hub model into the edgeasr-hf-cache volume (needs network)")
@@ -79,7 +82,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         batch_size=args.batch_size, warmup=args.warmup, timeout_s=args.timeout,
         allow_download=args.allow_download, mem_limit=args.mem_limit, telemetry=args.telemetry,
         interval_ms=args.interval_ms, baseline_s=args.baseline_s, baseline_w=args.baseline_w, engine=args.engine,
-        align=args.align, gpus=args.gpus,
+        align=args.align, gpus=args.gpus, loaded_idle_s=args.loaded_idle_s,
     )
 
 

@@ -71,8 +71,11 @@ class SweepView:
 
 
 def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedCondition], out: Path, sweep_id: str,
-               view: SweepView, console: Console) -> None:
-    """One container for the group's pending conditions; every condition ends with a result, ok or not."""
+               view: SweepView, console: Console, previous=None):
+    """One container for the group's pending conditions; every condition ends with a result, ok or not.
+
+    ``previous``: the last container's idle baseline: this one's waits for power to settle back to it.
+    Returns this container's baseline."""
     raw_dir = pc.spec.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("events.jsonl", "transcripts.jsonl", "status.json", "container.log", "job.json"):
@@ -100,7 +103,7 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
 
     error = None
     with sampler:
-        ctx.baseline = idle_baseline(t, sampler, console) if reason is None else None
+        ctx.baseline = idle_baseline(t, sampler, console, previous) if reason is None else None
         try:
             run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id,
                                    on_started=lambda cid: setattr(ctx, "owner", merge.accounting.ProcessOwner(cid)))
@@ -112,6 +115,7 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
         if cond.key not in ctx.done:
             summary = sw.finalize_condition(ctx, cond, error or "the container ended before this condition")
             view.condition_done(summary)
+    return ctx.baseline
 
 
 def _manifest(exp, planned, out: Path, started: str, finished: str | None, client) -> dict[str, Any]:
@@ -175,9 +179,10 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with Progress(*columns, console=console, refresh_per_second=2) as progress:
         view = SweepView(progress, n_pending)
+        baseline = None
         for pc, pending in todo:
             if pending:
-                _run_group(client, pc, pending, out, sweep_id, view, console)
+                baseline = _run_group(client, pc, pending, out, sweep_id, view, console, baseline) or baseline
                 sw.rebuild_tables(out, planned)
     records = sw.rebuild_tables(out, planned)
     write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, sw.stamp(), client))

@@ -32,6 +32,7 @@ def make_job(spec: RunSpec, host_paths: bool = False) -> dict[str, Any]:
         "device": spec.device,
         "decode": spec.decode.to_json(),
         "warmup": spec.warmup,
+        "loaded_idle_s": spec.telemetry.loaded_idle_s if spec.telemetry.sampler != "none" else 0.0,
         "allow_download": spec.allow_download,
         "utterances": [{"id": u.id, "audio": str(u.audio) if host_paths else ds.container_path(u)}
                        for u in ds.utterances],

@@ -31,6 +31,8 @@ WINDOWS = {
     "warmup": ("warmup_start", "warmup_end"),
     "inference": ("inference_start", "inference_end"),
     "container": ("container_start", "container_end"),
+    # container up, model loaded and warmed up, doing nothing: the loaded model's idle cost
+    "loaded_idle": ("loaded_idle_start", "loaded_idle_end"),
 }
 
 
@@ -45,6 +47,7 @@ class Baseline:
     reason: str | None = None
     clock: str = "wall"  # the clock start_ns/end_ns are on (wall | monotonic)
     wall_window_ns: tuple[int, int] | None = None  # the same window on the wall clock, for display
+    cooldown: dict[str, Any] | None = None  # the wait for power to settle after the previous container
 
 
 @dataclass(frozen=True)
@@ -271,6 +274,9 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         "baseline_source": base.source,
         "baseline_window_ns": [base.start_ns, base.end_ns] if base.start_ns is not None else None,
         "baseline_window_wall_ns": list(base.wall_window_ns) if base.wall_window_ns else None,
+        "baseline_cooldown": base.cooldown,
+        "loaded_idle_w": (per_window.get("loaded_idle") or {}).get("avg_w"),
+        "loaded_idle_uplift_w": None,
         "total_j": inf.get("total_j"),
         "dynamic_j": inf.get("dynamic_j"),
         "avg_w": inf.get("avg_w"),
@@ -287,6 +293,15 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     }
     if base.power_w is None:
         unavailable["baseline_w"] = base.reason or "not measured"
+    if block["loaded_idle_w"] is None:
+        unavailable["loaded_idle_w"] = ((per_window.get("loaded_idle") or {}).get("reason") or
+                                        "the container recorded no loaded-idle window (--loaded-idle-s 0, or an "
+                                        "image built before it existed)")
+        unavailable["loaded_idle_uplift_w"] = unavailable["loaded_idle_w"]
+    elif base.power_w is None:
+        unavailable["loaded_idle_uplift_w"] = unavailable["baseline_w"]
+    else:
+        block["loaded_idle_uplift_w"] = block["loaded_idle_w"] - base.power_w
     if inf.get("total_j") is None:
         reason = inf.get("reason") or "the inference window could not be integrated"
         for f in ("total_j", "dynamic_j", "avg_w", "peak_w", "j_per_audio_s", "dynamic_j_per_audio_s",

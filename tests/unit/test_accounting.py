@@ -50,7 +50,7 @@ def test_windows_baseline_and_dynamic_energy_are_exact_for_a_linear_profile():
     assert block["per_window"]["load"]["total_j"] == pytest.approx(3.0 * 0.9 + (1.0 ** 2 - 0.1 ** 2) / 2, rel=1e-6)
     assert block["peak_w"] == pytest.approx(8.5, rel=1e-3) and block["interval_ms"] == pytest.approx(100.0)
     assert block["ram_peak_delta_mb"] == pytest.approx(200.0)
-    assert block["unavailable"] == {}
+    assert set(block["unavailable"]) == {"loaded_idle_w", "loaded_idle_uplift_w"}  # these events have none
     per_utt = accounting.utterance_energy(samples, EVENTS, base)
     assert per_utt["a"]["energy_j"] == pytest.approx(3 * 2 + (3.5 ** 2 - 1.5 ** 2) / 2, rel=1e-6)
     assert per_utt["b"]["dynamic_j"] == pytest.approx((5.5 ** 2 - 3.5 ** 2) / 2, rel=1e-6)
@@ -353,3 +353,14 @@ def test_auto_selection_on_cuda_adds_rapl_beside_nvml(monkeypatch):
     assert reason is None and sampler.name == "nvml" and [c.name for c in sampler.companions] == ["rapl"]
     cpu_only, _ = select.select_sampler("auto", "cpu", 100)
     assert cpu_only.name == "rapl" and list(cpu_only.companions) == []
+
+
+def test_loaded_idle_window_shows_the_context_uplift():
+    """Container up, model loaded, idle: its power beside the host idle baseline shows what the loaded model
+    (CUDA context, pinned memory) costs while doing nothing."""
+    samples = _timeline(lambda t: 8.0 if 3.6 <= t <= 4.4 else 3.0, 9.0)
+    events = EVENTS[:5] + [_ev("loaded_idle_start", 3.7), _ev("loaded_idle_end", 4.3)] + EVENTS[5:]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    assert block["loaded_idle_w"] == pytest.approx(8.0) and block["loaded_idle_uplift_w"] == pytest.approx(5.0)
+    old = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    assert old["loaded_idle_w"] is None and "no loaded-idle window" in old["unavailable"]["loaded_idle_w"]

@@ -151,3 +151,19 @@ def test_conditions_run_in_one_container_with_seeded_noise(tmp_path, adapter):
     ends = [e for e in ev if e["event"] == "condition_end"]
     assert [e["condition"] for e in ends] == ["k-clean", "k-w10", "k-w10-r1", "k-babble"]
     assert all(e["peak_rss_mb"] > 0 for e in ends) and ends[1]["n_ok"] == 1
+
+
+def test_loaded_idle_window_follows_warmup_and_precedes_inference(tmp_path, adapter):
+    """The model sits loaded and idle for loaded_idle_s between warm-up and inference: the host measures the
+    loaded model's idle power in that window."""
+    write_tone(tmp_path / "good.wav", seconds=1.0)
+    job = _job(tmp_path, [{"id": "g", "audio": str(tmp_path / "good.wav")}], loaded_idle_s=0.2)
+    assert entry.main(["x", str(job)]) == 0
+    events = _read(tmp_path / "out" / "events.jsonl")
+    names = [e["event"] for e in events]
+    i0, i1 = names.index("loaded_idle_start"), names.index("loaded_idle_end")
+    assert names.index("warmup_end") < i0 < i1 < names.index("inference_start")
+    assert (events[i1]["mono_ns"] - events[i0]["mono_ns"]) / 1e9 == pytest.approx(0.2, abs=0.05)
+    job = _job(tmp_path, [{"id": "g", "audio": str(tmp_path / "good.wav")}])  # an old host: no window
+    assert entry.main(["x", str(job)]) == 0
+    assert "loaded_idle_start" not in [e["event"] for e in _read(tmp_path / "out" / "events.jsonl")][len(names):]
