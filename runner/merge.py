@@ -129,6 +129,15 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
                 reason = ("no GPU: the run was on the CPU" if summary.device == "cpu" else
                           "the backend's memory is invisible to torch (CTranslate2)")
             summary.mark_unavailable(name, reason)
+    summary.audio_cache_mb = st.get("audio_cache_mb")
+    summary.peak_rss_scope = st.get("peak_rss_scope") or ("process (since start, includes model load)"
+                                                          if summary.peak_rss_mb is not None else None)
+    if summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
+        summary.peak_rss_excl_audio_mb = summary.peak_rss_mb - summary.audio_cache_mb
+    else:
+        summary.mark_unavailable("peak_rss_excl_audio_mb", "the container does not report the harness's audio "
+                                 "cache (an image built before issue 9)" if summary.peak_rss_mb is not None
+                                 else summary.unavailable.get("peak_rss_mb", "no peak RSS"))
     if summary.peak_vram_nvml_mb is None:
         summary.mark_unavailable("peak_vram_nvml_mb", "no GPU: the run was on the CPU" if summary.device == "cpu"
                                  else "no NVML sampler ran")

@@ -255,7 +255,9 @@ def _status_from_events(events: list[dict]) -> dict | None:
     return {"versions": info.get("versions"), "n_params": info.get("n_params"),
             "model_size_mb": info.get("model_size_mb"), "rss_after_load_mb": info.get("rss_after_load_mb"),
             "peak_rss_mb": end.get("peak_rss_mb") if end else None,
-            "peak_vram_mb": end.get("peak_vram_mb") if end else None}
+            "peak_vram_mb": end.get("peak_vram_mb") if end else None,
+            "audio_cache_mb": end.get("audio_cache_mb") if end else None,
+            "peak_rss_scope": end.get("peak_rss_scope") if end else None}
 
 
 @dataclass

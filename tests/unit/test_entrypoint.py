@@ -167,3 +167,28 @@ def test_loaded_idle_window_follows_warmup_and_precedes_inference(tmp_path, adap
     job = _job(tmp_path, [{"id": "g", "audio": str(tmp_path / "good.wav")}])  # an old host: no window
     assert entry.main(["x", str(job)]) == 0
     assert "loaded_idle_start" not in [e["event"] for e in _read(tmp_path / "out" / "events.jsonl")][len(names):]
+
+
+def test_peak_rss_is_per_condition_and_names_the_audio_cache(tmp_path, adapter):
+    """A sweep's second condition must not inherit the first one's peak (the peak is reset at each condition
+    where Linux allows it), and the harness's decoded audio is reported beside the peak, not hidden in it."""
+    write_tone(tmp_path / "a.wav", seconds=2.0)
+    hog = []
+
+    class Hungry(ScriptedModel):
+        def transcribe(self, audio):
+            if not hog:  # the first condition's first call holds 300 MB for a moment
+                big = np.ones(300 * 1024 * 1024 // 8)
+                hog.append(float(big.sum()))
+                del big
+            return "text"
+
+    adapter.load = Hungry
+    conds = [{"key": "c1", "noise": {"type": "clean", "snr_db": None}}, {"key": "c2", "noise": {"type": "clean",
+                                                                                              "snr_db": None}}]
+    job = _job(tmp_path, [{"id": "a", "audio": str(tmp_path / "a.wav")}], warmup=0, conditions=conds)
+    assert entry.main(["x", str(job)]) == 0
+    ends = [e for e in _read(job.parent / "events.jsonl") if e["event"] == "condition_end"]
+    assert ends[0]["peak_rss_mb"] - ends[1]["peak_rss_mb"] > 200, ends
+    assert ends[1]["peak_rss_scope"] == "condition (peak reset at its start)"
+    assert ends[1]["audio_cache_mb"] == pytest.approx(2.0 * 16000 * 4 / 2**20, rel=0.01)

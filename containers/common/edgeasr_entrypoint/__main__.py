@@ -22,7 +22,7 @@ from . import CONTRACT_VERSION
 from .audio import AudioError, load_audio
 from .events import EventLog, JsonlWriter, write_json_atomic
 from .job import JobError, read_job
-from .system import current_rss_mb, library_versions, peak_rss_mb, size_on_disk_mb
+from .system import current_rss_mb, library_versions, peak_rss_mb, reset_peak_rss, size_on_disk_mb
 
 
 def _paths(argv: list[str]) -> tuple[Path, Path]:
@@ -47,6 +47,13 @@ class AudioCache:
             self._data[path] = audio
             self._bytes += audio.nbytes
         return audio
+
+    def held_mb(self, pool: dict | None = None) -> float:
+        """Decoded audio the harness holds (this cache and the babble pool's arrays not in it), MiB:
+        resident memory that is the harness's, not the backend's."""
+        cached = {id(a) for a in self._data.values()}
+        extra = sum(a.nbytes for a in (pool or {}).values() if id(a) not in cached)
+        return (self._bytes + extra) / 2**20
 
 
 def _babble_pool(job, cache: AudioCache) -> dict:
@@ -143,11 +150,13 @@ def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter, cach
     pool = _babble_pool(job, cache) if needs_pool else None
     n_ok = n_failed = 0
     for cond in job.conditions:
+        reset = reset_peak_rss()  # each condition's own peak, not the largest so far
         events.emit("condition_start", condition=cond.key, noise=cond.noise)
         ok, failed = _run_condition(job, cond, model, events, transcripts, cache, pool)
         vram = model.peak_vram_mb() if hasattr(model, "peak_vram_mb") else None  # a sweep result needs it too
         events.emit("condition_end", condition=cond.key, n_ok=ok, n_failed=failed, peak_rss_mb=peak_rss_mb(),
-                    peak_vram_mb=vram)
+                    peak_vram_mb=vram, audio_cache_mb=cache.held_mb(pool),
+                    peak_rss_scope="condition (peak reset at its start)" if reset else "process (since start)")
         n_ok, n_failed = n_ok + ok, n_failed + failed
     return n_ok, n_failed
 
@@ -187,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     events = EventLog(out_dir / "events.jsonl")
     transcripts = JsonlWriter(out_dir / "transcripts.jsonl")
     exit_code = 1
+    cache = None
     try:
         events.emit("container_start", contract_version=CONTRACT_VERSION)
         job = read_job(job_path)
@@ -232,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         status["traceback"] = traceback.format_exc()
     finally:
         status["peak_rss_mb"] = peak_rss_mb()
+        status["audio_cache_mb"] = cache.held_mb() if cache is not None else None
         if status["status"] != "ok":
             events.emit("error", error=status["error"])
         events.emit("container_end", status=status["status"])
