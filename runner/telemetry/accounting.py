@@ -244,6 +244,49 @@ def unavailable_block(source: str | None, reason: str) -> dict[str, Any]:
     return block
 
 
+def prepare_windows(events: Sequence[dict[str, Any]], clock: str) -> list[tuple[int, int]]:
+    """(start, end) of each prepare window (audio decoding and noise mixing) the container recorded."""
+    key = CLOCK_FIELDS[clock]
+    out, start = [], None
+    for e in events:
+        if e.get("event") == "prepare_start":
+            start = e[key]
+        elif e.get("event") == "prepare_end" and start is not None:
+            out.append((start, e[key]))
+            start = None
+    return out
+
+
+def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock: str, inf: dict[str, Any],
+              base: Baseline, window: tuple[int, int]) -> dict[str, Any]:
+    """The inference figures: the inference window's energy less its prepare windows' (decoding and mixing,
+    which RTF leaves out too), so that energy and RTF cover the same work. Without prepare windows (an older
+    image) the whole window, labelled so."""
+    out = {"total_j": inf.get("total_j"), "dynamic_j": inf.get("dynamic_j"), "avg_w": inf.get("avg_w"),
+           "reason": inf.get("reason"), "method": "inference window (no prepare windows recorded)",
+           "prepare": None}
+    t0, t1 = window
+    prep = [(a, b) for a, b in prepare_windows(events, clock) if t0 <= a < b <= t1]
+    if not prep or inf.get("total_j") is None:
+        return out
+    parts = [integrate(samples, a, b, clock, min_samples=0) for a, b in prep]
+    failed = next((p.reason for p in parts if p.total_j is None), None)
+    if failed is not None:
+        out["method"] = f"inference window, prepare windows included: they could not be measured ({failed})"
+        return out
+    prep_j = sum(p.total_j for p in parts)
+    prep_s = sum(p.duration_s for p in parts)
+    work_s = inf["duration_s"] - prep_s
+    total = inf["total_j"] - prep_j
+    out.update(total_j=total, avg_w=total / work_s if work_s > 0 else None,
+               dynamic_j=None if base.power_w is None else total - base.power_w * work_s,
+               method=f"inference window minus {len(prep)} prepare window(s)", prepare=True)
+    out["prepare_json"] = {"total_j": prep_j, "duration_s": prep_s, "n_windows": len(prep),
+                           "dynamic_j": None if base.power_w is None else prep_j - base.power_w * prep_s,
+                           "scope": scope_of(inf.get("total_kind")), "clock": clock}
+    return out
+
+
 def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline,
                  audio_s: float | None, n_ok: int, interval_ms_requested: int,
                  owner: ProcessOwner | None = None) -> dict[str, Any]:
@@ -251,6 +294,9 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     clock = timeline_clock(samples, events)
     windows = event_windows(events, clock)
     unavailable: dict[str, str] = {}
+    if base.start_ns is not None and base.clock != clock:
+        base = Baseline(None, "unavailable", reason=f"the idle window is on the {base.clock} clock, "
+                                                    f"the run's windows on the {clock} clock")
     per_window = {}
     for name, (t0, t1) in windows.items():
         per_window[name] = _window_json(integrate(samples, t0, t1, clock), base)
@@ -260,9 +306,10 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     if inf is None:
         return {**unavailable_block(source, "the container recorded no inference window"),
                 "n_samples": len(samples), "per_window": per_window, "clock": clock}
-    if base.start_ns is not None and base.clock != clock:
-        base = Baseline(None, "unavailable", reason=f"the idle window is on the {base.clock} clock, "
-                                                    f"the run's windows on the {clock} clock")
+    head = _headline(samples, events, clock, inf, base, windows["inference"])
+    if head.pop("prepare", None) is not None:
+        per_window["prepare"] = head["prepare_json"]
+    head.pop("prepare_json", None)
     times = [s.t_ns for s in samples]
     mean_interval = ((times[-1] - times[0]) / (len(times) - 1) / 1e6) if len(times) > 1 else None
     block: dict[str, Any] = {
@@ -277,9 +324,10 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         "baseline_cooldown": base.cooldown,
         "loaded_idle_w": (per_window.get("loaded_idle") or {}).get("avg_w"),
         "loaded_idle_uplift_w": None,
-        "total_j": inf.get("total_j"),
-        "dynamic_j": inf.get("dynamic_j"),
-        "avg_w": inf.get("avg_w"),
+        "total_j": head["total_j"],
+        "dynamic_j": head["dynamic_j"],
+        "avg_w": head["avg_w"],
+        "inference_method": head["method"],
         "peak_w": inf.get("peak_w"),
         "j_per_audio_s": None,
         "dynamic_j_per_audio_s": None,
@@ -302,25 +350,25 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         unavailable["loaded_idle_uplift_w"] = unavailable["baseline_w"]
     else:
         block["loaded_idle_uplift_w"] = block["loaded_idle_w"] - base.power_w
-    if inf.get("total_j") is None:
-        reason = inf.get("reason") or "the inference window could not be integrated"
+    if head["total_j"] is None:
+        reason = head["reason"] or "the inference window could not be integrated"
         for f in ("total_j", "dynamic_j", "avg_w", "peak_w", "j_per_audio_s", "dynamic_j_per_audio_s",
                   "j_per_utterance"):
             unavailable[f] = reason
     else:
         if audio_s:
-            block["j_per_audio_s"] = inf["total_j"] / audio_s
-            if inf.get("dynamic_j") is not None:
-                block["dynamic_j_per_audio_s"] = inf["dynamic_j"] / audio_s
+            block["j_per_audio_s"] = head["total_j"] / audio_s
+            if head["dynamic_j"] is not None:
+                block["dynamic_j_per_audio_s"] = head["dynamic_j"] / audio_s
             else:
                 unavailable["dynamic_j_per_audio_s"] = base.reason or "no idle baseline"
         else:
             unavailable["j_per_audio_s"] = unavailable["dynamic_j_per_audio_s"] = "no audio was transcribed"
         if n_ok:
-            block["j_per_utterance"] = inf["total_j"] / n_ok
+            block["j_per_utterance"] = head["total_j"] / n_ok
         else:
             unavailable["j_per_utterance"] = "no utterance was transcribed"
-        if inf.get("dynamic_j") is None:
+        if head["dynamic_j"] is None:
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
     if source == "rapl" and any(s.energy_j and "psys" in s.energy_j for s in samples):
         why = psys_check(samples, base, clock)

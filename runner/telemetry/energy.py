@@ -97,12 +97,15 @@ def on_clock(samples: Sequence[Sample], clock: str) -> list[Sample]:
     return [replace(s, t_ns=s.mono_ns) for s in samples if s.mono_ns is not None]
 
 
-def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str = "wall") -> WindowEnergy:
+def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str = "wall",
+              min_samples: int = MIN_SAMPLES_IN_WINDOW) -> WindowEnergy:
     """Energy over ``[start_ns, end_ns]`` on ``clock`` (``wall``: host ``time.time_ns()``
     values; ``monotonic``: host ``time.monotonic_ns()`` values, immune to clock steps).
 
     Uses the cumulative counter when every sample needed carries one, else
-    the trapezoid rule over ``total_w``. See the module docstring.
+    the trapezoid rule over ``total_w``. See the module docstring. ``min_samples=0`` is for short
+    sub-windows that are taken out of a measured window: edges are still only interpolated between
+    samples that bracket them, never extrapolated.
     """
     if end_ns <= start_ns:
         raise ValueError(f"window end ({end_ns}) must be after its start ({start_ns})")
@@ -131,10 +134,10 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
             clock=clock,
         )
 
-    if n_inside < MIN_SAMPLES_IN_WINDOW:
+    if n_inside < min_samples:
         return unmeasured(
             f"the window ({(end_ns - start_ns) / 1e6:.1f} ms) holds {n_inside} sample(s), "
-            f"at least {MIN_SAMPLES_IN_WINDOW} are needed: sample faster or measure a longer window"
+            f"at least {min_samples} are needed: sample faster or measure a longer window"
         )
 
     duration_s = (end_ns - start_ns) / 1e9
@@ -160,7 +163,8 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
 
     # Never mix totals of different kinds (an input rail and a partial sum of
     # rails) in one integral: keep the kind most samples in the window have.
-    power_kinds = Counter(s.total_kind for s in inside if s.total_w is not None)
+    # (a short sub-window may hold no sample: then the kind of the samples around it)
+    power_kinds = Counter(s.total_kind for s in (inside or ordered) if s.total_w is not None)
     power_kind = power_kinds.most_common(1)[0][0] if power_kinds else None
     power_points = [
         (s.t_ns, s.total_w) for s in ordered if s.total_w is not None and s.total_kind == power_kind

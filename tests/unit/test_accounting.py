@@ -364,3 +364,28 @@ def test_loaded_idle_window_shows_the_context_uplift():
     assert block["loaded_idle_w"] == pytest.approx(8.0) and block["loaded_idle_uplift_w"] == pytest.approx(5.0)
     old = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert old["loaded_idle_w"] is None and "no loaded-idle window" in old["unavailable"]["loaded_idle_w"]
+
+
+def test_inference_energy_excludes_audio_preparation():
+    """Decoding and noise mixing (prepare windows) sit inside the inference window but not in RTF: the headline
+    inference energy leaves them out and reports them as their own window."""
+    prep = [(3.5, 4.0), (5.5, 6.0)]
+    power = lambda t: 20.0 if any(a <= t < b for a, b in prep) else 5.0  # noqa: E731
+    samples, acc = [], 0.0
+    for i in range(91):
+        t = i / 10
+        if i:
+            acc += sum(power((i - 1) / 10 + k / 1000) for k in range(100)) / 1000  # exact for this step profile
+        samples.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), total_w=power(t), total_energy_j=acc,
+                              total_kind="input_rail:VDD_IN"))
+    events = EVENTS[:5] + [_ev("inference_start", 3.5), _ev("prepare_start", 3.5), _ev("prepare_end", 4.0),
+                           _ev("utterance_start", 4.0, id="a"), _ev("utterance_end", 5.5, id="a"),
+                           _ev("prepare_start", 5.5), _ev("prepare_end", 6.0), _ev("utterance_start", 6.0, id="b"),
+                           _ev("utterance_end", 7.5, id="b"), _ev("inference_end", 7.5), _ev("container_end", 7.6)]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(5.0, "given"), 8.0, 2, 100)
+    assert block["total_j"] == pytest.approx(15.0, rel=1e-6) and block["dynamic_j"] == pytest.approx(0.0, abs=1e-6)
+    assert block["per_window"]["prepare"]["total_j"] == pytest.approx(20.0, rel=1e-6)
+    assert block["per_window"]["prepare"]["n_windows"] == 2
+    assert block["per_window"]["inference"]["total_j"] == pytest.approx(35.0, rel=1e-6)  # the raw window
+    assert block["inference_method"] == "inference window minus 2 prepare window(s)"
+    assert block["avg_w"] == pytest.approx(5.0)

@@ -192,3 +192,15 @@ def test_peak_rss_is_per_condition_and_names_the_audio_cache(tmp_path, adapter):
     assert ends[0]["peak_rss_mb"] - ends[1]["peak_rss_mb"] > 200, ends
     assert ends[1]["peak_rss_scope"] == "condition (peak reset at its start)"
     assert ends[1]["audio_cache_mb"] == pytest.approx(2.0 * 16000 * 4 / 2**20, rel=0.01)
+
+
+def test_audio_preparation_has_its_own_window_outside_the_utterances(tmp_path, adapter):
+    """Decoding (and noise mixing) sits in prepare windows, never inside an utterance's window."""
+    write_tone(tmp_path / "a.wav", seconds=1.0)
+    write_tone(tmp_path / "b.wav", seconds=1.0)
+    job = _job(tmp_path, [{"id": "a", "audio": str(tmp_path / "a.wav")}, {"id": "b", "audio": str(tmp_path / "b.wav")}],
+               warmup=0)
+    assert entry.main(["x", str(job)]) == 0
+    names = [e["event"] for e in _read(job.parent / "events.jsonl")]
+    body = names[names.index("inference_start") + 1:names.index("inference_end")]
+    assert body == ["prepare_start", "prepare_end", "utterance_start", "utterance_end"] * 2

@@ -110,6 +110,8 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
     """One condition's utterances in order; a failed one is recorded and the next one runs.
 
     Decoding and adding noise happen before the timed window; only the backend call is timed.
+    They run inside prepare_start/prepare_end events, so the host takes their energy out of the
+    inference window's (RTF leaves them out too).
     With batch_size > 1 and an adapter that offers transcribe_batch, utterances go in batches.
     """
     from .noise import NoiseError, NoiseSpec, apply_noise, babble_sources_for
@@ -120,9 +122,13 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
     size = job.decode.batch_size if hasattr(model, "transcribe_batch") else 1
     n_ok = n_failed = 0
     batch: list = []
+    preparing = False
     for utt in job.utterances:
         if wanted is not None and utt.id not in wanted:
             continue
+        if not preparing:
+            events.emit("prepare_start", condition=key)
+            preparing = True
         try:
             audio = cache(utt.audio)
             if not spec.is_clean:
@@ -134,8 +140,12 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
             continue
         batch.append((utt.id, audio))
         if len(batch) >= max(1, size):
+            events.emit("prepare_end", condition=key)
+            preparing = False
             ok, failed = _decode_batch(model, batch, key, events, transcripts)
             n_ok, n_failed, batch = n_ok + ok, n_failed + failed, []
+    if preparing:
+        events.emit("prepare_end", condition=key)
     if batch:
         ok, failed = _decode_batch(model, batch, key, events, transcripts)
         n_ok, n_failed = n_ok + ok, n_failed + failed
