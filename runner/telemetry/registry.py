@@ -8,6 +8,8 @@ cheap, so building a sampler never touches the hardware; call ``probe()``.
 
 from __future__ import annotations
 
+import os
+
 from runner.errors import UserError
 from runner.telemetry.base import NullSampler, Sampler
 from runner.telemetry.jtop import JtopSampler
@@ -29,7 +31,10 @@ def make_sampler(name: str, interval_ms: int = 100, devices: tuple[str, ...] | N
     if name == "nvml":
         return NvmlSampler(interval_ms=interval_ms, devices=devices)
     if name == "rapl":
-        return RaplSampler(interval_ms=interval_ms)
+        # EDGEASR_POWERCAP_ROOT: the host's powercap tree where it is mounted elsewhere (a runner in a
+        # container with /sys/class/powercap bound under /host), or a fake tree in tests
+        return RaplSampler(root=os.environ.get("EDGEASR_POWERCAP_ROOT", "/sys/class/powercap"),
+                           interval_ms=interval_ms)
     if name == "none":
         return NullSampler()
     raise UserError(f"unknown energy sampler '{name}': choose one of {', '.join(SAMPLER_NAMES)}")
