@@ -222,6 +222,7 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
         summary.energy = accounting.unavailable_block(None, energy_reason)
         summary.mark_unavailable("energy", energy_reason)
     if health is not None:
-        summary.telemetry = {**summary.telemetry, "health": {**health, "arrival": (summary.energy or {}).get("arrival")}}
+        arrival = (summary.energy or {}).get("arrival")
+        summary.telemetry = {**summary.telemetry, "health": {**health, "arrival": arrival}}
     apply_nvml_vram(summary)
     return utts

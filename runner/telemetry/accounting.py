@@ -6,9 +6,13 @@ nothing is sampled again here. Windows are cut on the monotonic clock
 (``mono_ns``): CLOCK_MONOTONIC is one clock for the host and every container on
 its kernel, and it never steps, so an NTP correction inside a window cannot
 become energy. The wall clock (``t_ns``) is kept beside it for display, and is
-used only for timelines recorded without monotonic stamps (``clock: wall``). The headline figures (total_j,
-dynamic_j, avg_w, peak_w) are those of the inference window, the work a
-deployment pays for per audio second; load and warm-up are reported beside it.
+used only for timelines recorded without monotonic stamps (``clock: wall``).
+
+The headline figures (total_j, dynamic_j, avg_w) are those of the inference
+work, the work a deployment pays for per audio second: the inference window
+less its prepare windows (audio decoding and noise mixing, which RTF leaves out
+too); load, warm-up and the loaded-idle window are reported beside it. Each
+figure says its scope (``scope_of``): board input, CPU package+DRAM, GPU.
 """
 
 from __future__ import annotations
@@ -238,7 +242,7 @@ MEMORY_LABELS = {"tegrastats": "ram", "jtop": "ram", "nvml": "gpu_mem"}
 def unavailable_block(source: str | None, reason: str) -> dict[str, Any]:
     """The energy block when nothing could be measured: every figure null, one reason; never 0."""
     fields = ("total_j", "dynamic_j", "j_per_audio_s", "j_per_utterance", "avg_w", "peak_w", "baseline_w")
-    block: dict[str, Any] = {"source": source, "total_kind": None, **{f: None for f in fields}}
+    block: dict[str, Any] = {"source": source, "total_kind": None, "scope": None, **{f: None for f in fields}}
     block.update(per_window={}, per_rail={}, n_samples=0, interval_ms=None)
     block["unavailable"] = {f: reason for f in fields}
     return block
@@ -264,7 +268,7 @@ def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock
     image) the whole window, labelled so."""
     out = {"total_j": inf.get("total_j"), "dynamic_j": inf.get("dynamic_j"), "avg_w": inf.get("avg_w"),
            "reason": inf.get("reason"), "method": "inference window (no prepare windows recorded)",
-           "prepare": None}
+           "prepare": None, "per_channel_j": dict(inf.get("per_channel_j") or {})}
     t0, t1 = window
     prep = [(a, b) for a, b in prepare_windows(events, clock) if t0 <= a < b <= t1]
     if not prep or inf.get("total_j") is None:
@@ -278,7 +282,10 @@ def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock
     prep_s = sum(p.duration_s for p in parts)
     work_s = inf["duration_s"] - prep_s
     total = inf["total_j"] - prep_j
-    out.update(total_j=total, avg_w=total / work_s if work_s > 0 else None,
+    # each channel less its prepare share; a channel that does not cover every prepare window is left out
+    per_channel = {c: j - sum(p.per_channel_j[c] for p in parts) for c, j in out["per_channel_j"].items()
+                   if all(c in p.per_channel_j for p in parts)}
+    out.update(total_j=total, avg_w=total / work_s if work_s > 0 else None, per_channel_j=per_channel,
                dynamic_j=None if base.power_w is None else total - base.power_w * work_s,
                method=f"inference window minus {len(prep)} prepare window(s)", prepare=True)
     out["prepare_json"] = {"total_j": prep_j, "duration_s": prep_s, "n_windows": len(prep),
@@ -333,7 +340,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         "dynamic_j_per_audio_s": None,
         "j_per_utterance": None,
         "per_window": per_window,
-        "per_rail": dict(inf.get("per_channel_j") or {}),
+        "per_rail": head.pop("per_channel_j"),
         "n_samples": len(samples),
         "interval_ms": mean_interval,
         "interval_ms_requested": interval_ms_requested,
@@ -372,7 +379,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
     if source == "rapl" and any(s.energy_j and "psys" in s.energy_j for s in samples):
         why = psys_check(samples, base, clock)
-        block["psys_j"] = (inf.get("per_channel_j") or {}).get("psys") if why is None else None
+        block["psys_j"] = block["per_rail"].get("psys") if why is None else None
         block["psys_check"] = "consistent with package+dram over the idle window" if why is None else why
         if block["psys_j"] is None:
             unavailable["psys_j"] = why or "psys does not cover the inference window"

@@ -286,7 +286,8 @@ def test_null_energy_figures_carry_their_reason():
     samples = _timeline(lambda t: 5.0, 9.0)
     block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(None, "unavailable",
                                     reason="the idle baseline was skipped (--baseline-s 0)"), 8.0, 0, 100)
-    assert block["j_per_utterance"] is None and "no utterance was transcribed" in block["unavailable"]["j_per_utterance"]
+    assert block["j_per_utterance"] is None
+    assert "no utterance was transcribed" in block["unavailable"]["j_per_utterance"]
     assert block["dynamic_j_per_audio_s"] is None
     assert block["unavailable"]["dynamic_j_per_audio_s"] == "the idle baseline was skipped (--baseline-s 0)"
     no_audio = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 0, 100)
@@ -389,3 +390,18 @@ def test_inference_energy_excludes_audio_preparation():
     assert block["per_window"]["inference"]["total_j"] == pytest.approx(35.0, rel=1e-6)  # the raw window
     assert block["inference_method"] == "inference window minus 2 prepare window(s)"
     assert block["avg_w"] == pytest.approx(5.0)
+
+
+def test_per_rail_energy_leaves_out_the_prepare_windows_too():
+    prep = [(3.5, 4.0)]
+    samples, acc = [], {"VDD_IN": 0.0, "VDD_SOC": 0.0}
+    for i in range(91):
+        t = i / 10
+        w = {"VDD_IN": 20.0 if 3.5 <= t < 4.0 else 5.0, "VDD_SOC": 1.0}
+        samples.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), power_w=w, total_w=w["VDD_IN"],
+                              total_kind="input_rail:VDD_IN"))
+    events = EVENTS[:5] + [_ev("inference_start", 3.5), _ev("prepare_start", prep[0][0]),
+                           _ev("prepare_end", prep[0][1]), _ev("inference_end", 7.5), _ev("container_end", 7.6)]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(5.0, "given"), 8.0, 1, 100)
+    assert block["per_rail"]["VDD_SOC"] == pytest.approx(3.5, rel=1e-6)  # 1 W over the 3.5 s of work
+    assert block["per_rail"]["VDD_IN"] == pytest.approx(block["total_j"], rel=1e-6)
