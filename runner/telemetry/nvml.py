@@ -45,6 +45,8 @@ _MIB = 1024 * 1024
 #: NVML field ids (nvml.h): instantaneous power, and the 1 s average nvmlDeviceGetPowerUsage gives on Ampere+.
 NVML_FI_DEV_POWER_INSTANT = 186
 NVML_SUCCESS = 0
+#: nvmlValueType_t -> the c_nvmlValue_t union member that holds it
+_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
 POWER_INSTANT = "instant (nvmlDeviceGetFieldValues NVML_FI_DEV_POWER_INSTANT)"
 POWER_USAGE = ("nvmlDeviceGetPowerUsage (on Ampere and newer, GA100 aside, a 1 s moving average: "
@@ -156,7 +158,7 @@ class NvmlSampler(PollingSampler):
                 "mig_uuid": g.mig_uuid,
                 "energy_source": "total_energy_counter"
                 if g.energy_origin_mj is not None
-                else ("power_usage" if g.power_source else None),
+                else {POWER_INSTANT: "power_instant", POWER_USAGE: "power_usage"}.get(g.power_source or ""),
                 "power_source": g.power_source or (POWER_FROM_COUNTER if g.energy_origin_mj is not None else None),
                 "energy_scope": g.energy_scope,
             }
@@ -178,8 +180,11 @@ class NvmlSampler(PollingSampler):
                 handle = nvml.nvmlDeviceGetHandleByUUID(wanted.encode())
         except nvml.NVMLError as exc:
             raise LookupError(f"NVML has no GPU {wanted!r} ({exc}): name an index or a UUID from nvidia-smi -L")
-        is_mig = self._optional(f"{wanted}.is_mig", nvml.nvmlDeviceIsMigDeviceHandle, handle)
-        if is_mig is not None and int(getattr(is_mig, "value", is_mig)):
+        try:
+            is_mig = nvml.nvmlDeviceIsMigDeviceHandle(handle)  # pynvml returns a c_uint
+        except nvml.NVMLError:  # a driver without MIG: not a MIG handle
+            is_mig = 0
+        if int(getattr(is_mig, "value", is_mig)):
             return nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle), handle
         return handle, None
 
@@ -238,7 +243,8 @@ class NvmlSampler(PollingSampler):
             return None
         if value.nvmlReturn != NVML_SUCCESS:
             return None
-        return int(value.value.uiVal)
+        member = _VALUE_MEMBERS.get(int(value.valueType), "uiVal")  # power fields are unsigned int (mW)
+        return int(getattr(value.value, member))
 
     def _read(self) -> Sample | None:
         nvml = self._nvml
