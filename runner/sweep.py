@@ -235,7 +235,7 @@ def condition_events(events: list[dict], key: str) -> list[dict]:
     """The container-wide events plus this condition's own, its window renamed to the inference window,
     so that the single-run merge and energy accounting apply unchanged."""
     shared = {"container_start", "load_start", "load_end", "model_info", "warmup_start", "warmup_end",
-              "warmup_skipped", "container_end"}
+              "warmup_skipped", "loaded_idle_start", "loaded_idle_end", "container_end"}
     rename = {"condition_start": "inference_start", "condition_end": "inference_end"}
     out = []
     for e in events:

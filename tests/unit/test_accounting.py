@@ -405,3 +405,11 @@ def test_per_rail_energy_leaves_out_the_prepare_windows_too():
     block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(5.0, "given"), 8.0, 1, 100)
     assert block["per_rail"]["VDD_SOC"] == pytest.approx(3.5, rel=1e-6)  # 1 W over the 3.5 s of work
     assert block["per_rail"]["VDD_IN"] == pytest.approx(block["total_j"], rel=1e-6)
+
+
+def test_sweep_conditions_keep_the_loaded_idle_window():
+    from runner import sweep
+
+    events = [{"event": "loaded_idle_start"}, {"event": "loaded_idle_end"}, {"event": "condition_start", "condition": "k"}]
+    assert [e["event"] for e in sweep.condition_events(events, "k")] == ["loaded_idle_start", "loaded_idle_end",
+                                                                           "inference_start"]
