@@ -318,3 +318,16 @@ def test_energy_of_different_scopes_is_labelled_in_the_table(tmp_path):
     assert {cells[col].text for cells in model.rows} == {"GPU", "board input"}
     same = build_table(_rows(FIXTURE), "t")
     assert "energy scope" not in same.headers
+
+
+def test_run_table_shows_the_energy_scope():
+    """The scope label must survive rich's markup (brackets would be swallowed as a tag)."""
+    from runner.report.table import print_summary
+
+    s = {"backend": "b", "model": "m", "quant": "q", "device": "cpu", "dataset": "d", "status": "ok",
+         "n_utterances": 1, "n_failed": 0, "n_scored": 1, "n_unreferenced": 0,
+         "energy": {"total_j": 3.0, "dynamic_j": 1.0, "source": "rapl", "total_kind": "rapl:package+dram",
+                    "scope": "CPU package+DRAM", "n_samples": 9, "interval_ms": 100.0}}
+    out = io.StringIO()
+    print_summary(s, Console(file=out, width=200))
+    assert "CPU package+DRAM (rapl, rapl:package+dram)" in out.getvalue()
