@@ -21,6 +21,8 @@ REQUIRED_SUMMARY_KEYS = {
     "backend", "model", "quant", "device", "dataset", "n_utterances", "n_failed", "audio_s", "wer", "cer",
     "sub", "del", "ins", "rtf", "rtfx", "latency_ms", "load_s", "peak_rss_mb", "image", "versions", "status",
     "error", "schema_version", "unavailable",
+    # schema 2 (issue 9): each memory figure under a name that says what it includes
+    "peak_rss_scope", "audio_cache_mb", "peak_rss_excl_audio_mb", "peak_vram_torch_mb", "peak_vram_nvml_mb",
 }
 
 

@@ -192,6 +192,8 @@ def test_peak_rss_is_per_condition_and_names_the_audio_cache(tmp_path, adapter):
     assert ends[0]["peak_rss_mb"] - ends[1]["peak_rss_mb"] > 200, ends
     assert ends[1]["peak_rss_scope"] == "condition (peak reset at its start)"
     assert ends[1]["audio_cache_mb"] == pytest.approx(2.0 * 16000 * 4 / 2**20, rel=0.01)
+    status = json.loads((job.parent / "status.json").read_text())
+    assert status["peak_rss_mb"] >= ends[0]["peak_rss_mb"]  # the process-wide peak survives the resets
 
 
 def test_audio_preparation_has_its_own_window_outside_the_utterances(tmp_path, adapter):

@@ -22,7 +22,8 @@ from . import CONTRACT_VERSION
 from .audio import AudioError, load_audio
 from .events import EventLog, JsonlWriter, write_json_atomic
 from .job import JobError, read_job
-from .system import current_rss_mb, library_versions, peak_rss_mb, reset_peak_rss, size_on_disk_mb
+from .system import (current_rss_mb, library_versions, peak_rss_mb, process_peak_rss_mb, reset_peak_rss,
+                     size_on_disk_mb)
 
 
 def _paths(argv: list[str]) -> tuple[Path, Path]:
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         status["error"] = f"{type(exc).__name__}: {exc}"
         status["traceback"] = traceback.format_exc()
     finally:
-        status["peak_rss_mb"] = peak_rss_mb()
+        status["peak_rss_mb"] = process_peak_rss_mb()
         status["audio_cache_mb"] = cache.held_mb() if cache is not None else None
         if status["status"] != "ok":
             events.emit("error", error=status["error"])
