@@ -317,7 +317,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     if head.pop("prepare", None) is not None:
         per_window["prepare"] = head["prepare_json"]
     head.pop("prepare_json", None)
-    times = [s.t_ns for s in samples]
+    times = [s.t_ns for s in on_clock(samples, clock)]
     mean_interval = ((times[-1] - times[0]) / (len(times) - 1) / 1e6) if len(times) > 1 else None
     block: dict[str, Any] = {
         "source": source,
@@ -335,6 +335,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         "dynamic_j": head["dynamic_j"],
         "avg_w": head["avg_w"],
         "inference_method": head["method"],
+        "method": inf.get("method"),  # counter | trapezoid: how the inference window was integrated
         "peak_w": inf.get("peak_w"),
         "j_per_audio_s": None,
         "dynamic_j_per_audio_s": None,
