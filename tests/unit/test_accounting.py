@@ -394,7 +394,7 @@ def test_inference_energy_excludes_audio_preparation():
 
 def test_per_rail_energy_leaves_out_the_prepare_windows_too():
     prep = [(3.5, 4.0)]
-    samples, acc = [], {"VDD_IN": 0.0, "VDD_SOC": 0.0}
+    samples = []
     for i in range(91):
         t = i / 10
         w = {"VDD_IN": 20.0 if 3.5 <= t < 4.0 else 5.0, "VDD_SOC": 1.0}
