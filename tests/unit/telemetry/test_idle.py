@@ -34,7 +34,7 @@ class DecayingSampler(PollingSampler):
         return Sample(t_ns=t_ns, mono_ns=mono_ns, total_w=w, total_kind="input_rail:VDD_IN")
 
 
-SETTINGS = SimpleNamespace(baseline_w=None, baseline_s=0.2, interval_ms=10, cooldown_max_s=3.0,
+SETTINGS = SimpleNamespace(baseline_w=None, baseline_s=0.2, interval_ms=10, cooldown_max_s=5.0,
                            cooldown_tolerance=0.1)
 
 
@@ -44,7 +44,7 @@ def test_baseline_after_a_sweep_container_waits_for_cooldown():
     with DecayingSampler(hot_w=20.0, idle_w=10.0, decay_s=0.5) as sampler:
         base = idle_baseline(SETTINGS, sampler, Console(quiet=True), previous=Baseline(10.0, "measured"))
     assert base.power_w == pytest.approx(10.0, rel=0.02)
-    assert base.cooldown["reached"] is True and 0.4 <= base.cooldown["waited_s"] <= 2.0
+    assert base.cooldown["reached"] is True and 0.4 <= base.cooldown["waited_s"] <= 4.0  # slack for a busy host
 
 
 def test_cooldown_timeout_is_recorded():
