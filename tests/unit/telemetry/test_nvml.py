@@ -15,6 +15,12 @@ from runner.telemetry.energy import integrate
 from runner.telemetry.nvml import NvmlSampler
 
 
+@pytest.fixture(autouse=True)
+def _no_cuda_visible_devices(monkeypatch):
+    """The sampler honours CUDA_VISIBLE_DEVICES: a GPU CI host's own value must not pick the fake's GPUs."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
 def test_import_does_not_import_pynvml():
     code = "import sys, runner.telemetry.nvml; print('pynvml' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
