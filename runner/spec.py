@@ -76,11 +76,13 @@ class RunSpec:
     gpus: tuple[str, ...] | None = None
 
 
-def resolve_gpus(gpus: str | None, device: str, env: dict[str, str] | None = None) -> tuple[str, ...] | None:
+def resolve_gpus(gpus: str | None, device: str, env: dict[str, str] | None = None,
+                 jetson: bool | None = None) -> tuple[str, ...] | None:
     """``--gpus 0,GPU-...``; else the host's CUDA_VISIBLE_DEVICES; else GPU 0, the one a backend uses by default.
 
     Never "all": energy and memory are measured on exactly the GPUs the container gets."""
-    if device != "cuda" or Path("/etc/nv_tegra_release").exists():
+    jetson = Path("/etc/nv_tegra_release").exists() if jetson is None else jetson
+    if device != "cuda" or jetson:
         return None
     env = os.environ if env is None else env
     value = gpus if gpus else env.get("CUDA_VISIBLE_DEVICES") or "0"

@@ -65,9 +65,10 @@ def test_cuda_run_gets_its_gpus_by_id_never_all(monkeypatch):
     """NVML measures exactly the GPUs the container gets: named ones, else CUDA_VISIBLE_DEVICES, else GPU 0."""
     from runner.spec import resolve_gpus
 
-    assert resolve_gpus("0,GPU-abc", "cuda", env={}) == ("0", "GPU-abc")
-    assert resolve_gpus(None, "cuda", env={"CUDA_VISIBLE_DEVICES": "MIG-xyz"}) == ("MIG-xyz",)
-    assert resolve_gpus(None, "cuda", env={}) == ("0",)
+    assert resolve_gpus("0,GPU-abc", "cuda", env={}, jetson=False) == ("0", "GPU-abc")
+    assert resolve_gpus(None, "cuda", env={"CUDA_VISIBLE_DEVICES": "MIG-xyz"}, jetson=False) == ("MIG-xyz",)
+    assert resolve_gpus(None, "cuda", env={}, jetson=False) == ("0",)
+    assert resolve_gpus("0", "cuda", env={}, jetson=True) is None  # one iGPU, served by the nvidia runtime
     assert resolve_gpus(None, "cpu", env={}) is None
 
 
