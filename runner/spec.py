@@ -157,6 +157,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         problems.append(f"--align is a whisperx option; backend {backend} has no word alignment")
     if gpus and dev != "cuda":
         problems.append(f"--gpus {gpus!r} applies to CUDA runs; this run is on {dev}")
+    elif gpus and Path("/etc/nv_tegra_release").exists():
+        problems.append(f"--gpus {gpus!r} does not apply on a Jetson: it has one integrated GPU; leave it out")
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()
