@@ -101,3 +101,9 @@ def test_docker_engine_requests_the_runs_gpus_by_id(tmp_path):
     (request,) = created["device_requests"]
     assert request["DeviceIDs"] == ["1", "GPU-abc"] and request["Count"] in (None, 0)
     assert started == ["cafe"] and run.container_id == "cafe"
+
+
+def test_gpus_on_a_cpu_run_is_refused(tmp_path, root):
+    with pytest.raises(UserError, match="--gpus '1' applies to CUDA runs; this run is on cpu"):
+        build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu", gpus="1",
+                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=_models(tmp_path))
