@@ -123,7 +123,8 @@ def plan(exp: Experiment, client, models_dir: Path, out: Path) -> list[PlannedCo
                     warmup=group.warmup, timeout_s=group.timeout_s, mem_limit=group.mem_limit,
                     telemetry=t.get("sampler", "auto"), interval_ms=t.get("interval_ms", 100),
                     baseline_s=t.get("baseline_s", 5.0), baseline_w=t.get("baseline_w"),
-                    loaded_idle_s=t.get("loaded_idle_s", 2.0), cooldown_max_s=t.get("cooldown_max_s", 30.0))
+                    loaded_idle_s=t.get("loaded_idle_s", 2.0), cooldown_max_s=t.get("cooldown_max_s", 30.0),
+                    gpus=group.gpus)
             except UserError as exc:
                 problems.append(f"groups[{gi}] ({group.model} {group.quant}, {dataset_path}): {exc}")
                 continue

@@ -253,7 +253,7 @@ def test_unknown_keys_with_suggestions(tmp_path):
         "x.yaml: defaults.decode.beam: unknown key; allowed: beam_size, temperature, language, threads, "
         "batch_size (did you mean 'beam_size'?)",
         "x.yaml: defaults.zzz: unknown key; allowed: backend, model, quant, device, dataset, image, limit, decode, "
-        "warmup, repeats, noise, telemetry, timeout_s, mem_limit",
+        "warmup, repeats, noise, telemetry, timeout_s, mem_limit, gpus",
         "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets "
         "(did you mean 'models'?)",
     ]
@@ -371,7 +371,7 @@ def test_entries_and_exclude_problems(tmp_path):
           - {model: base, why: x, reason: y}
         """)) == [
         "x.yaml: entries[0].set.backend: unknown key; allowed: image, limit, decode, warmup, repeats, noise, "
-        "telemetry, timeout_s, mem_limit; grid axes (backend, model, quant, device, dataset) are chosen by grid "
+        "telemetry, timeout_s, mem_limit, gpus; grid axes (backend, model, quant, device, dataset) are chosen by grid "
         "and match, not set",
         "x.yaml: entries[0].set.repeats: expected an integer >= 1, got 0",
         "x.yaml: entries[1].set: required: the settings this entry changes",
@@ -439,3 +439,15 @@ def test_numbers_are_normalised_so_equal_settings_share_a_group(tmp_path):
         entries: [{match: {model: tiny.en}, set: {decode: {temperature: 0}, telemetry: {baseline_s: 5}}}]
         """)
     assert len(exp.groups) == 1 and json.dumps(exp.groups[0].decode["temperature"]) == "0.0"
+
+
+def test_gpus_are_a_group_setting_and_unset_leaves_keys_unchanged(tmp_path):
+    """An experiment names its GPUs (device ids for the engine and NVML); leaving them out keeps the group's
+    settings, and so every condition key of earlier results, as they were."""
+    base = "defaults: {model: tiny.en, quant: int8, device: cuda}\n"
+    plain = _load(tmp_path, base).groups[0]
+    assert "gpus" not in plain.settings() and plain.gpus is None
+    named = _load(tmp_path, base.replace("device: cuda", "device: cuda, gpus: [0, GPU-abc]")).groups[0]
+    assert named.gpus == "0,GPU-abc" and named.settings()["gpus"] == "0,GPU-abc"
+    problems = _problems(tmp_path, base.replace("device: cuda", "device: cuda, gpus: {a: 1}"))
+    assert any("defaults.gpus: expected a GPU index or UUID" in p for p in problems)
