@@ -25,6 +25,8 @@ File format (every key optional unless said; unknown keys are errors)::
       telemetry: {sampler: auto, interval_ms: 100, baseline_s: 5, baseline_w: null}
       timeout_s: null            # seconds per container; null: no limit
       mem_limit: null            # container memory limit, e.g. 4g
+      gpus: null                 # CUDA: the GPUs, NVML indices or UUIDs ("0", [0, 1], "GPU-..."); null:
+                                 # $CUDA_VISIBLE_DEVICES, else GPU 0. NVML measures exactly these.
     grid:                        # axes crossed with each other (lists, no repeats)
       backends: [faster-whisper]
       models: [tiny.en, base]    # installable name, hub name, or model folder (model.bin + config.json)
@@ -77,13 +79,13 @@ TOP_KEYS = ("name", "description", "defaults", "grid", "entries", "exclude")
 AXES = {"backends": "backend", "models": "model", "quants": "quant", "devices": "device", "datasets": "dataset"}
 AXIS_KEYS = tuple(AXES.values())
 SETTING_KEYS = ("image", "limit", "decode", "warmup", "repeats", "noise", "telemetry", "timeout_s", "mem_limit",
-                "audio_roots")
+                "audio_roots", "gpus")
 DEFAULTS_KEYS = AXIS_KEYS + SETTING_KEYS
 DECODE_KEYS = ("beam_size", "temperature", "language", "threads", "batch_size")
 NOISE_KEYS = ("types", "snr_db", "clean", "files", "babble_talkers")
-TELEMETRY_KEYS = ("sampler", "interval_ms", "baseline_s", "baseline_w")
+TELEMETRY_KEYS = ("sampler", "interval_ms", "baseline_s", "baseline_w", "loaded_idle_s", "cooldown_max_s")
 GROUP_KEYS = ("backend", "model", "quant", "device", "image", "decode", "warmup", "timeout_s", "mem_limit",
-              "telemetry")
+              "telemetry", "gpus")
 
 # What a file that says nothing gets. model and quant have none: a sweep names what it measures.
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -100,6 +102,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "timeout_s": None,
     "mem_limit": None,
     "audio_roots": [],  # trusted folders audio may come from besides each dataset's own (--audio-root)
+    "gpus": None,
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -146,11 +149,13 @@ class Group:
     timeout_s: float | None
     mem_limit: str | None
     telemetry: dict  # sampler, interval_ms, baseline_s, baseline_w
+    gpus: str | None  # comma-separated NVML indices or UUIDs; None: the default (see spec.resolve_gpus)
     conditions: tuple[Condition, ...]
 
     def settings(self) -> dict[str, Any]:
-        """The resolved container settings (JSON-able): with a condition's settings, a stable condition key."""
-        return {k: copy.deepcopy(getattr(self, k)) for k in GROUP_KEYS}
+        """The resolved container settings (JSON-able): with a condition's settings, a stable condition key.
+        An unset ``gpus`` is left out, so that results from before it existed keep their keys."""
+        return {k: copy.deepcopy(getattr(self, k)) for k in GROUP_KEYS if not (k == "gpus" and self.gpus is None)}
 
 
 @dataclass(frozen=True)
@@ -422,6 +427,16 @@ class _Checker:
             return self.number(value, path, integer=True, ge=1)
         if key == "timeout_s":
             return self.number(value, path, gt=0, null=True)
+        if key == "gpus":
+            if value is None:
+                return None
+            items = value if isinstance(value, list) else [value]
+            if not items or not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip()
+                                    for v in items):
+                self.add(path, f"expected a GPU index or UUID, or a list of them (e.g. 0, [0, 1], 'GPU-...'), "
+                               f"got {_show(value)}")
+                return _BAD
+            return ",".join(str(v).strip() for v in items)
         if key == "mem_limit":
             if value is None:
                 return None
@@ -483,7 +498,7 @@ class _Checker:
             return self.choice(value, path, ("auto", *registry.SAMPLER_NAMES), "a telemetry sampler")
         if key == "interval_ms":
             return self.number(value, path, integer=True, gt=0)
-        if key == "baseline_s":
+        if key in ("baseline_s", "loaded_idle_s", "cooldown_max_s"):
             return self.number(value, path, ge=0)
         return self.number(value, path, ge=0, null=True)  # baseline_w: given instead of measured
 

@@ -105,6 +105,9 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> None:
         summary.audio_s = sum(u.duration_s for u in ok)
         summary.rtf = metrics.rtf([u.processing_s for u in ok], [u.duration_s for u in ok])
         summary.rtfx = 1.0 / summary.rtf if summary.rtf > 0 else None
+        if summary.rtfx is None:
+            summary.mark_unavailable("rtfx", "RTF is 0 (the processing times sum to 0 s below the clock's "
+                                             "resolution): its inverse is not a number")
         summary.latency_ms = metrics.latency_percentiles_ms([u.latency_s for u in ok])
     else:
         for name in ("audio_s", "rtf", "rtfx", "latency_ms"):
@@ -125,30 +128,47 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
         summary.mark_unavailable("warmup_s", "no warm-up ran" if summary.warmup == 0 else
                                  "the container did not record the warm-up")
     st = raw.status or {}
-    for name in ("peak_rss_mb", "rss_after_load_mb", "model_size_mb", "n_params", "peak_vram_mb"):
-        value = st.get(name)
+    # the container's status says peak_vram_mb (contract); on the host it is torch's figure
+    for name, key in (("peak_rss_mb", "peak_rss_mb"), ("rss_after_load_mb", "rss_after_load_mb"),
+                      ("model_size_mb", "model_size_mb"), ("n_params", "n_params"),
+                      ("peak_vram_torch_mb", "peak_vram_mb")):
+        value = st.get(key)
         setattr(summary, name, value)
         if value is None:
             reason = ("not reported by the backend" if raw.status else "the container wrote no status record")
             if name == "model_size_mb" and summary.model_source == "hub":
                 reason = "hub model: size on disk not known inside the container"
-            if name == "peak_vram_mb":
+            if name == "peak_vram_torch_mb":
                 reason = ("no GPU: the run was on the CPU" if summary.device == "cpu" else
-                          "the backend's memory is invisible to torch (CTranslate2) and no NVML sampler ran")
+                          "the backend's memory is invisible to torch (CTranslate2)")
             summary.mark_unavailable(name, reason)
-    if summary.peak_vram_mb is not None:
-        summary.peak_vram_source = "torch allocator (max_memory_allocated)"
+    summary.audio_cache_mb = st.get("audio_cache_mb")
+    summary.peak_rss_scope = st.get("peak_rss_scope") or ("process (since start, includes model load)"
+                                                          if summary.peak_rss_mb is not None else None)
+    if summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
+        summary.peak_rss_excl_audio_mb = summary.peak_rss_mb - summary.audio_cache_mb
+    else:
+        summary.mark_unavailable("peak_rss_excl_audio_mb", "the container does not report the harness's audio "
+                                 "cache (an image built before issue 9)" if summary.peak_rss_mb is not None
+                                 else summary.unavailable.get("peak_rss_mb", "no peak RSS"))
+    if summary.peak_vram_nvml_mb is None:
+        summary.mark_unavailable("peak_vram_nvml_mb", "no GPU: the run was on the CPU" if summary.device == "cpu"
+                                 else "no NVML sampler ran")
     summary.versions = dict(st.get("versions") or {})
     summary.quant_method = st.get("quant_method")
 
 
 def apply_nvml_vram(summary: Summary) -> None:
-    """CTranslate2's GPU memory is invisible to torch: take NVML's per-process peak when the sampler saw one."""
+    """NVML's peak memory of the run's own processes, beside (never instead of) torch's allocator peak."""
     energy = summary.energy or {}
-    if summary.peak_vram_mb is None and energy.get("gpu_process_mem_peak_mb") is not None:
-        summary.peak_vram_mb = energy["gpu_process_mem_peak_mb"]
-        summary.peak_vram_source = "nvml process memory (nvmlDeviceGetComputeRunningProcesses)"
-        summary.unavailable.pop("peak_vram_mb", None)
+    if energy.get("source") != "nvml" or summary.device == "cpu":
+        return
+    summary.peak_vram_nvml_mb = energy.get("gpu_process_mem_peak_mb")
+    if summary.peak_vram_nvml_mb is not None:
+        summary.unavailable.pop("peak_vram_nvml_mb", None)
+    else:
+        summary.mark_unavailable("peak_vram_nvml_mb", (energy.get("unavailable") or {}).get(
+            "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
 
 
 def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None) -> str | None:
@@ -170,16 +190,52 @@ def container_error(run, status: dict[str, Any] | None, timeout_s: float | None,
     return None
 
 
+def _account_companions(summary: Summary, companions, events: list[dict[str, Any]], base, interval_ms: int) -> None:
+    """Each companion's energy block (same windows, its own idle baseline over the same idle window), and
+    GPU + CPU energy where both exist."""
+    if not companions:
+        return
+    energy = summary.energy
+    blocks = {}
+    for comp in companions:
+        if base is not None and base.source == "measured" and base.start_ns is not None:
+            cbase = accounting.measured_baseline(comp.samples, base.start_ns, base.end_ns, base.clock)
+        else:
+            cbase = accounting.Baseline(None, "unavailable", reason="no idle window was measured for this sampler")
+        blocks[comp.name] = accounting.energy_block(comp.name, comp.samples, events, cbase, summary.audio_s,
+                                                    summary.n_utterances - summary.n_failed, interval_ms)
+    energy["companions"] = blocks
+    cpu = blocks.get("rapl")
+    if cpu is not None and (energy.get("scope") or "").startswith("GPU"):
+        gpu_j, cpu_j = energy.get("total_j"), cpu.get("total_j")
+        energy["gpu_plus_cpu_j"] = gpu_j + cpu_j if gpu_j is not None and cpu_j is not None else None
+        energy["gpu_plus_cpu_scope"] = f"{energy['scope']} + {cpu.get('scope')}"
+        if energy["gpu_plus_cpu_j"] is None:
+            energy.setdefault("unavailable", {})["gpu_plus_cpu_j"] = (
+                "GPU: " + str((energy.get("unavailable") or {}).get("total_j")) if gpu_j is None else
+                "CPU: " + str((cpu.get("unavailable") or {}).get("total_j")))
+
+
 def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, samples, events: list[dict[str, Any]],
-                   base, energy_reason: str | None, interval_ms: int) -> list[UtteranceResult]:
-    """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances."""
+                   base, energy_reason: str | None, interval_ms: int,
+                   owner: accounting.ProcessOwner | None = None,
+                   health: dict[str, Any] | None = None, companions=()) -> list[UtteranceResult]:
+    """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
+
+    ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
+    ``health`` (``Sampler.health()``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
+    ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope."""
     if energy_reason is None:
         summary.energy = accounting.energy_block(source, samples, events, base, summary.audio_s,
-                                                 summary.n_utterances - summary.n_failed, interval_ms)
+                                                 summary.n_utterances - summary.n_failed, interval_ms, owner)
+        _account_companions(summary, companions, events, base, interval_ms)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
     else:
         summary.energy = accounting.unavailable_block(None, energy_reason)
         summary.mark_unavailable("energy", energy_reason)
+    if health is not None:
+        arrival = (summary.energy or {}).get("arrival")
+        summary.telemetry = {**summary.telemetry, "health": {**health, "arrival": arrival}}
     apply_nvml_vram(summary)
     return utts

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+#: 2: peak_vram_mb/peak_vram_source became peak_vram_torch_mb and peak_vram_nvml_mb (issue 9); energy
+#: blocks gained scope, clock, arrival, psys and companions.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class UtteranceResult:
     energy_j: float | None = None
     dynamic_j: float | None = None
     energy_unavailable: str | None = None
+    energy_method: str | None = None  # window: its own window | batch_share: its processing_s share of its batch
 
 
 @dataclass
@@ -68,12 +71,17 @@ class Summary:
     inference_s: float | None = None
     container_s: float | None = None
     overhead_s: dict[str, float] | None = None
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # the container process's resident peak, over peak_rss_scope
+    peak_rss_scope: str | None = None  # process (since start, includes model load) | condition (reset at its start)
+    audio_cache_mb: float | None = None  # decoded audio the harness held (cache, babble pool): not the backend's
+    peak_rss_excl_audio_mb: float | None = None  # peak_rss_mb - audio_cache_mb: the backend's share, approximately
     rss_after_load_mb: float | None = None
     model_size_mb: float | None = None
     n_params: int | None = None
-    peak_vram_mb: float | None = None
-    peak_vram_source: str | None = None  # torch allocator | nvml process memory
+    # Two different figures, never one in place of the other: torch's allocator peak counts tensors only
+    # (no CUDA context, no cuDNN workspace); NVML's counts everything the run's processes hold on the GPU.
+    peak_vram_torch_mb: float | None = None  # torch.cuda.max_memory_allocated, inside the container
+    peak_vram_nvml_mb: float | None = None  # NVML memory of the run's own processes (incl. CUDA context)
     quant_method: str | None = None  # how the backend realised the quant, where it says
     decode: dict[str, Any] = field(default_factory=dict)
     warmup: int = 0

@@ -45,6 +45,9 @@ class TelemetrySettings:
     interval_ms: int = 100
     baseline_s: float = 5.0  # idle seconds measured before the run
     baseline_w: float | None = None  # given instead of measured
+    loaded_idle_s: float = 2.0  # container up, model loaded, idle: the loaded model's idle power (0: skip)
+    cooldown_max_s: float = 30.0  # sweeps: the longest wait for power to settle before the next baseline
+    cooldown_tolerance: float = 0.1  # ... back within this share of the previous baseline
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +75,9 @@ class RunSpec:
     engine: str = "docker"
     hardening: Hardening = Hardening()
     hub_cache_dir: Path | None = None  # with --allow-download: the host folder the backend downloads into
+    #: The GPUs the run uses (NVML indices or UUIDs), given to the engine as device ids and to NVML;
+    #: None: not a CUDA run, or a Jetson (one integrated GPU, served by its runtime).
+    gpus: tuple[str, ...] | None = None
 
     @property
     def mem_limit_text(self) -> str | None:
@@ -133,6 +139,19 @@ def model_problem(model: ResolvedModel) -> str | None:
     return None
 
 
+def resolve_gpus(gpus: str | None, device: str, env: dict[str, str] | None = None,
+                 jetson: bool | None = None) -> tuple[str, ...] | None:
+    """``--gpus 0,GPU-...``; else the host's CUDA_VISIBLE_DEVICES; else GPU 0, the one a backend uses by default.
+
+    Never "all": energy and memory are measured on exactly the GPUs the container gets."""
+    jetson = Path("/etc/nv_tegra_release").exists() if jetson is None else jetson
+    if device != "cuda" or jetson:
+        return None
+    env = os.environ if env is None else env
+    value = gpus if gpus else env.get("CUDA_VISIBLE_DEVICES") or "0"
+    return tuple(v.strip() for v in value.split(",") if v.strip()) or ("0",)
+
+
 def detect_device(requested: str) -> str:
     """`auto` means cuda when an NVIDIA driver node exists, else cpu."""
     if requested != "auto":
@@ -146,7 +165,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
                    warmup: int = 1, timeout_s: float | None = None, allow_download: bool = False,
                    mem_limit: str | None = None, telemetry: str = "auto", interval_ms: int = 100,
                    baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker",
-                   align: bool = False, audio_roots: tuple[str, ...] = ()) -> RunSpec:
+                   align: bool = False, audio_roots: tuple[str, ...] = (), gpus: str | None = None,
+                   loaded_idle_s: float = 2.0, cooldown_max_s: float = 30.0) -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems."""
     problems: list[str] = []
     be = BACKENDS.get(backend)
@@ -199,10 +219,18 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         problems.append(f"--interval-ms must be positive, got {interval_ms}")
     if baseline_s < 0:
         problems.append(f"--baseline-s must be >= 0, got {baseline_s}")
+    if loaded_idle_s < 0:
+        problems.append(f"--loaded-idle-s must be >= 0, got {loaded_idle_s}")
+    if cooldown_max_s < 0:
+        problems.append(f"telemetry.cooldown_max_s must be >= 0, got {cooldown_max_s}")
     if baseline_w is not None and baseline_w < 0:
         problems.append(f"--baseline-w must be >= 0, got {baseline_w}")
     if align and backend != "whisperx":
         problems.append(f"--align is a whisperx option; backend {backend} has no word alignment")
+    if gpus and dev != "cuda":
+        problems.append(f"--gpus {gpus!r} applies to CUDA runs; this run is on {dev}")
+    elif gpus and Path("/etc/nv_tegra_release").exists():
+        problems.append(f"--gpus {gpus!r} does not apply on a Jetson: it has one integrated GPU; leave it out")
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()
@@ -238,8 +266,10 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         allow_download=allow_download,
         mem_limit=mem_limit,
         telemetry=TelemetrySettings(sampler=telemetry, interval_ms=interval_ms, baseline_s=baseline_s,
-                                    baseline_w=baseline_w),
+                                    baseline_w=baseline_w, loaded_idle_s=loaded_idle_s,
+                                    cooldown_max_s=cooldown_max_s),
         engine=engine,
         hardening=Hardening(network=allow_download, mem_limit_bytes=mem_limit_bytes),
         hub_cache_dir=(models_dir / "hub-cache").resolve() if allow_download else None,
+        gpus=resolve_gpus(gpus, dev),
     )

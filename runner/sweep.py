@@ -137,7 +137,9 @@ def plan(exp: Experiment, client, models_dir: Path, out: Path, hashes: HashCache
                     language=d.get("language"), threads=d.get("threads"), batch_size=d.get("batch_size", 1),
                     warmup=group.warmup, timeout_s=group.timeout_s, mem_limit=group.mem_limit,
                     telemetry=t.get("sampler", "auto"), interval_ms=t.get("interval_ms", 100),
-                    baseline_s=t.get("baseline_s", 5.0), baseline_w=t.get("baseline_w"), audio_roots=audio_roots)
+                    baseline_s=t.get("baseline_s", 5.0), baseline_w=t.get("baseline_w"),
+                    loaded_idle_s=t.get("loaded_idle_s", 2.0), cooldown_max_s=t.get("cooldown_max_s", 30.0),
+                    gpus=group.gpus, audio_roots=audio_roots)
             except UserError as exc:
                 problems.append(f"groups[{gi}] ({group.model} {group.quant}, {dataset_path}): {exc}")
                 continue
@@ -309,7 +311,7 @@ def condition_events(events: list[dict], key: str) -> list[dict]:
     """The container-wide events plus this condition's own, its window renamed to the inference window,
     so that the single-run merge and energy accounting apply unchanged."""
     shared = {"container_start", "load_start", "load_end", "model_info", "warmup_start", "warmup_end",
-              "warmup_skipped", "container_end"}
+              "warmup_skipped", "loaded_idle_start", "loaded_idle_end", "container_end"}
     rename = {"condition_start": "inference_start", "condition_end": "inference_end"}
     out = []
     for e in events:
@@ -328,7 +330,10 @@ def _status_from_events(events: list[dict]) -> dict | None:
         return None
     return {"versions": info.get("versions"), "n_params": info.get("n_params"),
             "model_size_mb": info.get("model_size_mb"), "rss_after_load_mb": info.get("rss_after_load_mb"),
-            "peak_rss_mb": end.get("peak_rss_mb") if end else None}
+            "peak_rss_mb": end.get("peak_rss_mb") if end else None,
+            "peak_vram_mb": end.get("peak_vram_mb") if end else None,
+            "audio_cache_mb": end.get("audio_cache_mb") if end else None,
+            "peak_rss_scope": end.get("peak_rss_scope") if end else None}
 
 
 @dataclass
@@ -343,6 +348,7 @@ class GroupContext:
     baseline: accounting.Baseline | None
     started_at: str
     done: set = field(default_factory=set)
+    owner: accounting.ProcessOwner | None = None  # set when the container starts (its id marks its processes)
 
 
 def finalize_condition(ctx: GroupContext, cond: PlannedCondition, error: str | None = None) -> dict:
@@ -369,14 +375,15 @@ def finalize_condition(ctx: GroupContext, cond: PlannedCondition, error: str | N
     summary.hardening = spec.hardening.describe()
     summary.status = "error" if error else ("partial" if summary.n_failed else "ok")
     if ctx.energy_reason is None:
-        end = next((e["t_ns"] for e in reversed(events) if e.get("event") == "inference_end"), None)
+        end = next((e["mono_ns"] for e in reversed(events) if e.get("event") == "inference_end"), None)
         if end is not None:  # a sample past the window's end must exist before the window is integrated
             deadline = time.monotonic() + 2.0 + 3 * spec.telemetry.interval_ms / 1000.0
-            while ctx.sampler.running and ctx.sampler.samples[-1:] and ctx.sampler.samples[-1].t_ns < end \
+            while ctx.sampler.running and ctx.sampler.samples[-1:] and (ctx.sampler.samples[-1].mono_ns or 0) < end \
                     and time.monotonic() < deadline:
                 time.sleep(spec.telemetry.interval_ms / 4000.0)
     utts = merge.account_energy(summary, utts, ctx.sampler.name, ctx.sampler.samples, events, ctx.baseline,
-                                ctx.energy_reason, spec.telemetry.interval_ms)
+                                ctx.energy_reason, spec.telemetry.interval_ms, ctx.owner, ctx.sampler.health(),
+                                ctx.sampler.companions)
     folder = condition_dir(ctx.out, cond.key)
     folder.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
@@ -395,10 +402,12 @@ def container_job(pc: PlannedContainer, pending: list[PlannedCondition]) -> dict
 
 
 def run_container(client, pc: PlannedContainer, pending: list[PlannedCondition], raw_dir: Path,
-                  on_event: Callable[[dict], None], sweep_id: str, out: Path) -> docker_engine.ContainerRun:
+                  on_event: Callable[[dict], None], sweep_id: str, out: Path,
+                  on_started: Callable[[str], None] | None = None) -> docker_engine.ContainerRun:
     extra = (docker_engine.BindMount(pc.noise_dir, NOISE_TARGET, True),) if pc.noise_dir is not None else ()
     return run_job_container(client, pc.spec, container_job(pc, pending), raw_dir, on_event=on_event,
-                             owner=Owner.me(out, "sweep"), extra_mounts=extra, labels={SWEEP_LABEL: sweep_id})
+                             owner=Owner.me(out, "sweep"), extra_mounts=extra, labels={SWEEP_LABEL: sweep_id},
+                             on_started=on_started)
 
 
 def stamp() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..errors import UserError
@@ -17,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--end", required=True, help="seconds from the first line, or 'MM-DD-YYYY HH:MM:SS'")
     p.add_argument("--baseline-w", type=float, default=None, help="idle power to subtract (W)")
     p.add_argument("--interval-ms", type=float, default=None,
-                   help="the log's sampling interval (default: inferred from its timestamps, else 1000)")
+                   help="the log's sampling interval, checked against its timestamps when it has them "
+                        "(default: fitted to the timestamps, else 1000)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -26,6 +28,8 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot read {args.tegrastats_log}: {exc.strerror}") from None
     timeline = read_log(text, args.interval_ms)
+    for warning in timeline.warnings:
+        print(f"edgeasr energy: warning: {warning}", file=sys.stderr)
     start, end = parse_time(args.start, timeline), parse_time(args.end, timeline)
     if end <= start:
         raise UserError(f"--end ({args.end}) must be after --start ({args.start})")
@@ -47,6 +51,7 @@ def main(args: argparse.Namespace) -> int:
         "interval_ms": timeline.interval_ms,
         "interval_source": timeline.interval_source,
         "lines_unparsed": timeline.n_unparsed,
+        "warnings": timeline.warnings,
         "unavailable": {"total_j": w.reason} if w.total_j is None else {},
     }
     print(json.dumps(out, indent=2))

@@ -65,6 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval-ms", type=int, default=100, help="sampling interval (default: 100 ms)")
     p.add_argument("--baseline-s", type=float, default=5.0, help="idle seconds measured before the run (default: 5)")
     p.add_argument("--baseline-w", type=float, default=None, help="use this idle power instead of measuring it")
+    p.add_argument("--gpus", default=None,
+                   help="CUDA runs: the GPUs to use, NVML indices or UUIDs, comma-separated (default: "
+                        "$CUDA_VISIBLE_DEVICES, else 0); the container gets exactly these and NVML measures them")
+    p.add_argument("--loaded-idle-s", type=float, default=2.0,
+                   help="seconds the loaded, warmed-up model sits idle before transcribing, to measure its idle "
+                        "power beside the host baseline (default: 2; 0 skips it)")
     p.add_argument("--engine", default="docker", help="docker (default) | local: the entrypoint as a host process")
     p.add_argument("--allow-download", action="store_true",
                    help="let the backend download a hub model into the edgeasr-hf-cache volume (needs network)")
@@ -84,7 +90,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
         batch_size=args.batch_size, warmup=args.warmup, timeout_s=args.timeout,
         allow_download=args.allow_download, mem_limit=args.mem_limit, telemetry=args.telemetry,
         interval_ms=args.interval_ms, baseline_s=args.baseline_s, baseline_w=args.baseline_w, engine=args.engine,
-        align=args.align, audio_roots=tuple(args.audio_root),
+        align=args.align, audio_roots=tuple(args.audio_root), gpus=args.gpus, loaded_idle_s=args.loaded_idle_s,
     )
 
 
@@ -131,7 +137,9 @@ def _launch(spec: RunSpec, raw_dir: Path, live: "LiveProgress", client) -> docke
     """Run the entrypoint in a container (docker) or as a host process (local)."""
     if spec.engine == "local":
         write_json_atomic(raw_dir / "job.json", make_job(spec, host_paths=True))
-        return local_engine.run_local(spec.backend, raw_dir / "job.json", env=make_env(spec),
+        # The run's GPUs, in NVML's (PCI bus) order, as the docker engine would give them.
+        gpu_env = {"CUDA_VISIBLE_DEVICES": ",".join(spec.gpus), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"} if spec.gpus else {}
+        return local_engine.run_local(spec.backend, raw_dir / "job.json", env={**make_env(spec), **gpu_env},
                                       log_path=raw_dir / "container.log", on_event=live, timeout_s=spec.timeout_s)
     return run_job_container(client, spec, make_job(spec), raw_dir, on_event=live,
                              owner=Owner.me(spec.out, "run"))
@@ -149,7 +157,8 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
                             f"this runner speaks {CONTRACT_VERSION}")
     else:
         local_engine.check_host_backend(spec.backend)
-    sampler, energy_reason = select_sampler(spec.telemetry.sampler, spec.device, spec.telemetry.interval_ms)
+    sampler, energy_reason = select_sampler(spec.telemetry.sampler, spec.device, spec.telemetry.interval_ms,
+                                            spec.gpus)
     raw_dir = spec.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("events.jsonl", "transcripts.jsonl", "status.json", "container.log"):
@@ -209,7 +218,8 @@ def _finish(spec: RunSpec, summary: Summary, raw_dir: Path, run: docker_engine.C
                       else ("partial" if summary.n_failed else "ok"))
     samples = sampler.samples
     utts = merge.account_energy(summary, utts, sampler.name, samples, raw.events, base, energy_reason,
-                                spec.telemetry.interval_ms)
+                                spec.telemetry.interval_ms, accounting.ProcessOwner.of(run), sampler.health(),
+                                sampler.companions)
     if energy_reason is None:
         accounting.write_trace_csv(spec.out / "telemetry.csv", samples)
     try:

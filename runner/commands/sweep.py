@@ -74,14 +74,17 @@ class SweepView:
 
 
 def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedCondition], out: Path, sweep_id: str,
-               view: SweepView, console: Console) -> None:
-    """One container for the group's pending conditions; every condition ends with a result, ok or not."""
+               view: SweepView, console: Console, previous=None):
+    """One container for the group's pending conditions; every condition ends with a result, ok or not.
+
+    ``previous``: the last container's idle baseline: this one's waits for power to settle back to it.
+    Returns this container's baseline."""
     raw_dir = pc.spec.out / "raw"
     raw_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("events.jsonl", "transcripts.jsonl", "status.json", "container.log", "job.json"):
         (raw_dir / stale).unlink(missing_ok=True)
     t = pc.spec.telemetry
-    sampler, reason = select_sampler(t.sampler, pc.spec.device, t.interval_ms)
+    sampler, reason = select_sampler(t.sampler, pc.spec.device, t.interval_ms, pc.spec.gpus)
     view.sampler = sampler if reason is None else None
     ctx = sw.GroupContext(pc, raw_dir, out, sampler, reason, None, sw.stamp())
     by_key = {c.key: c for c in pending}
@@ -103,9 +106,10 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
 
     error = None
     with sampler:
-        ctx.baseline = idle_baseline(t, sampler, console) if reason is None else None
+        ctx.baseline = idle_baseline(t, sampler, console, previous) if reason is None else None
         try:
-            run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id, out)
+            run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id, out,
+                                   on_started=lambda cid: setattr(ctx, "owner", merge.accounting.ProcessOwner(cid)))
             status = merge.read_raw(raw_dir).status
             error = merge.container_error(run, status, pc.spec.timeout_s, pc.spec.mem_limit_text)
         except UserError as exc:
@@ -114,6 +118,7 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
         if cond.key not in ctx.done:
             summary = sw.finalize_condition(ctx, cond, error or "the container ended before this condition")
             view.condition_done(summary)
+    return ctx.baseline
 
 
 def _manifest(exp, planned, out: Path, started: str, finished: str | None, client) -> dict[str, Any]:
@@ -190,9 +195,10 @@ def _main_locked(args, console: Console, exp, out: Path, client, planned: list[s
     try:
         with Progress(*columns, console=console, refresh_per_second=2) as progress:
             view = SweepView(progress, n_pending)
+            baseline = None
             for pc, pending in todo:
                 if pending:
-                    _run_group(client, pc, pending, out, sweep_id, view, console)
+                    baseline = _run_group(client, pc, pending, out, sweep_id, view, console, baseline) or baseline
                     sw.rebuild_tables(out, planned)
     except KeyboardInterrupt as exc:  # the container is gone; finished conditions are on disk
         records = sw.rebuild_tables(out, planned)

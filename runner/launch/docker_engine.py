@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -56,6 +56,8 @@ class ContainerRun:
     wall_s: float  # create to exit, measured on the host
     started_ns: int  # host wall clock when start() returned
     exited_ns: int  # host wall clock when wait() returned
+    container_id: str | None = None  # marks its processes on the host (their cgroup), for GPU memory
+    session_id: int | None = None  # the local engine's process session, likewise
 
 
 def connect() -> docker.DockerClient:
@@ -112,6 +114,8 @@ def run_container(
     name: str | None = None,
     volumes: dict[str, str] | None = None,
     labels: dict[str, str] | None = None,
+    gpus: Sequence[str] | None = None,
+    on_started: Callable[[str], None] | None = None,
 ) -> ContainerRun:
     """Create, start, stream and wait; the container never outlives this call."""
     kwargs: dict[str, Any] = dict(
@@ -124,7 +128,9 @@ def run_container(
         **hardening.engine_kwargs(),
     )
     if device == "cuda":
-        kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        # Exactly the run's GPUs (what NVML measures), not "all"; None only on Jetson (one iGPU).
+        kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]]) if gpus
+                                     else DeviceRequest(count=-1, capabilities=[["gpu"]])]
         if Path("/etc/nv_tegra_release").exists():
             # Jetson: the NVIDIA toolkit serves a GPU request only when its runtime runs the container
             # (containers/PLATFORMS.md).
@@ -144,6 +150,8 @@ def run_container(
             raise UserError(f"the Docker Engine refused to start {image}: {exc.explanation}") from None
         started = time.perf_counter() - t_create
         started_ns = time.time_ns()
+        if on_started is not None:
+            on_started(container.id)
         watchdog = None
         if timeout_s:
             def _kill() -> None:
@@ -173,6 +181,7 @@ def run_container(
             wall_s=time.perf_counter() - t_create,
             started_ns=started_ns,
             exited_ns=exited_ns,
+            container_id=container.id,
         )
     finally:
         if container is not None:

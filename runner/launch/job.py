@@ -45,6 +45,7 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
         "device": spec.device,
         "decode": spec.decode.to_json(),
         "warmup": spec.warmup,
+        "loaded_idle_s": spec.telemetry.loaded_idle_s if spec.telemetry.sampler != "none" else 0.0,
         "allow_download": spec.allow_download,
         "utterances": [{"id": u.id, "audio": str(u.audio) if host_paths else plan.container_paths[u.id]}
                        for u in spec.dataset.readable],
@@ -82,7 +83,8 @@ def make_env(spec: RunSpec) -> dict[str, str]:
 def run_job_container(client, spec: RunSpec, job: dict[str, Any], raw_dir: Path, *,
                       on_event: Callable[[dict[str, Any]], None], owner: Owner,
                       extra_mounts: tuple[BindMount, ...] = (),
-                      labels: dict[str, str] | None = None) -> docker_engine.ContainerRun:
+                      labels: dict[str, str] | None = None,
+                      on_started: Callable[[str], None] | None = None) -> docker_engine.ContainerRun:
     """Write the job and run it in the backend container, confined (spec.hardening) and owner-labelled.
 
     The output folder is handed to the container's unprivileged uid for the run and taken back after,
@@ -100,6 +102,6 @@ def run_job_container(client, spec: RunSpec, job: dict[str, Any], raw_dir: Path,
         return docker_engine.run_container(
             client, spec.image, mounts=mounts, env=make_env(spec), log_path=raw_dir / "container.log",
             on_event=on_event, device=spec.device, hardening=spec.hardening, owner=owner,
-            timeout_s=spec.timeout_s, labels=labels)
+            timeout_s=spec.timeout_s, labels=labels, gpus=spec.gpus, on_started=on_started)
     finally:
         reclaim(raw_dir)

@@ -86,4 +86,5 @@ def run_local(backend: Backend, job_path: Path, *, env: dict[str, str], log_path
         _kill_group(proc)
     return ContainerRun(exit_code=code, oom_killed=code == -signal.SIGKILL and not timed_out.is_set(),
                         timed_out=timed_out.is_set(), log_path=log_path, create_to_start_s=started,
-                        wall_s=time.perf_counter() - t0, started_ns=started_ns, exited_ns=exited_ns)
+                        wall_s=time.perf_counter() - t0, started_ns=started_ns, exited_ns=exited_ns,
+                        session_id=proc.pid)  # start_new_session: the child leads its session

@@ -141,6 +141,9 @@ class AggregateRow:
     n_failed: int
     errors: tuple[str, ...]
     stats: Mapping[str, Stat] = field(hash=False)
+    #: What the energy figures cover ("GPU", "board input", "CPU package+DRAM"), distinct scopes of the
+    #: repeats joined; None when no repeat measured energy.
+    energy_scope: str | None = None
 
     def stat(self, metric: str) -> Stat:
         return self.stats[metric]
@@ -249,6 +252,8 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
             n_failed=sum(r.status == "error" for r in members),
             errors=tuple(dict.fromkeys(r.error or "no error message" for r in members if r.status == "error")),
             stats=stats,
+            energy_scope=" / ".join(dict.fromkeys(
+                s for r in members if (s := (r.summary.get("energy") or {}).get("scope")))) or None,
         ))
     return rows
 

@@ -123,13 +123,21 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     varying = [k for k in OPTIONAL_KEYS if len({getattr(r.key, k) for r in rows}) > 1]
     constant = [k for k in OPTIONAL_KEYS if k not in varying and rows]
     subtitle = " · ".join(str(getattr(rows[0].key, k)) for k in constant) if rows else ""
-    key_headers = (*varying, "model", "quant", "noise", "runs")
+    # Energy of different scopes (GPU only, board input, CPU package+DRAM) must not sit side by side
+    # unlabelled: a column when the rows differ, else the one scope in the subtitle.
+    scopes = {r.energy_scope for r in rows if r.energy_scope}
+    scope_column = len(scopes) > 1
+    if len(scopes) == 1:
+        subtitle += (" · " if subtitle else "") + f"energy: {next(iter(scopes))}"
+    key_headers = (*varying, "model", "quant", "noise", "runs", *(("energy scope",) if scope_column else ()))
     notes = _Notes()
     table_rows = []
     for row in rows:
         cells = [Cell(str(getattr(row.key, k))) for k in (*varying, "model", "quant")]
         cells.append(Cell(row.key.noise_label))
         cells.append(runs_cell(row, notes))
+        if scope_column:
+            cells.append(Cell(row.energy_scope or UNAVAILABLE, unavailable=row.energy_scope is None))
         for col in columns:
             stat = row.stat(col.metric)
             why = unavailable_note(stat)

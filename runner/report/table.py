@@ -52,13 +52,20 @@ def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
     dyn = e.get("dynamic_j")
     rows = [
         ("energy (inference)", f"{e['total_j']:.2f} J" + (f", dynamic {dyn:.2f} J" if dyn is not None else "")
-         + f"  [{e['source']}, {e.get('total_kind')}]"),
+         # parentheses, not brackets: rich would take "[...]" for markup and drop it
+         + f"  · {e.get('scope') or 'scope unknown'} ({e['source']}, {e.get('total_kind')})"),
         ("energy / audio s", _fmt(e.get("j_per_audio_s"), "{:.3f}", " J/s")),
         ("power avg / peak", f"{_fmt(e.get('avg_w'), '{:.2f}', ' W')} / {_fmt(e.get('peak_w'), '{:.2f}', ' W')}"),
         ("idle baseline", _fmt(base, "{:.2f}", " W") + (f" ({e.get('baseline_source')})" if base is not None else
                                                        f" ({(e.get('unavailable') or {}).get('baseline_w', '')})")),
         ("samples", f"{e.get('n_samples')} at {_fmt(e.get('interval_ms'), '{:.0f}', ' ms')} mean interval"),
     ]
+    for name, c in (e.get("companions") or {}).items():
+        rows.append((f"energy ({c.get('scope') or name})",
+                     _fmt(c.get("total_j"), "{:.2f}", " J") + f"  ({name})" if c.get("total_j") is not None else
+                     f"unavailable: {(c.get('unavailable') or {}).get('total_j', 'not measured')}"))
+    if "gpu_plus_cpu_j" in e:
+        rows.append((f"energy ({e.get('gpu_plus_cpu_scope')})", _fmt(e.get("gpu_plus_cpu_j"), "{:.2f}", " J")))
     for key, label in (("ram_peak_delta_mb", "unified RAM peak - idle"), ("gpu_mem_peak_mb", "GPU memory peak")):
         if e.get(key) is not None:
             rows.append((label, f"{e[key]:.0f} MB"))

@@ -1,7 +1,9 @@
 """The sampler interface: what every power/telemetry sampler looks like.
 
 A sampler only RECORDS: it appends raw samples, each stamped with the host
-wall clock (``time.time_ns()``) when the reading arrived. It never computes
+monotonic clock (``time.monotonic_ns()``, what windows are cut on: CLOCK_MONOTONIC
+is one clock for the host and every container on its kernel, and never steps)
+and the wall clock (``time.time_ns()``, for display) when the reading arrived. It never computes
 windows, averages or energies for a benchmark phase; ``energy.py`` does that
 afterwards with pure functions over ``Sampler.samples``. Keeping the two apart
 means a window can be re-cut later (warm-up excluded, idle baseline taken) from
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -50,7 +53,10 @@ class Availability:
 class Sample:
     """One raw reading of every channel a sampler sees, at one instant.
 
-    ``t_ns``: host wall clock (``time.time_ns()``) when the reading arrived.
+    ``t_ns``: host wall clock (``time.time_ns()``) when the reading arrived; for display
+    and for logs that know no other clock.
+    ``mono_ns``: host monotonic clock (``time.monotonic_ns()``) at the same moment; windows
+    are cut on it when every sample and event has it (a wall-clock step is not energy).
     ``power_w``: instantaneous power per channel (rail, RAPL domain, GPU).
     ``total_w``: the sampler's best figure for the whole device, or None;
     ``total_kind`` labels it (``"input_rail:VDD_IN"``, ``"partial_sum_of_rails"``,
@@ -72,11 +78,13 @@ class Sample:
     total_energy_j: float | None = None
     mem_used_mb: float | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
+    mono_ns: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for JSON timelines (units are in the key names)."""
         return {
             "t_ns": self.t_ns,
+            "mono_ns": self.mono_ns,
             "power_w": dict(self.power_w),
             "total_w": self.total_w,
             "total_kind": self.total_kind,
@@ -85,6 +93,11 @@ class Sample:
             "mem_used_mb": self.mem_used_mb,
             "extras": dict(self.extras),
         }
+
+
+def now_ns() -> tuple[int, int]:
+    """(wall, monotonic) clock readings for stamping a sample, taken back to back."""
+    return time.time_ns(), time.monotonic_ns()
 
 
 _SamplerT = TypeVar("_SamplerT", bound="Sampler")
@@ -106,6 +119,11 @@ class Sampler(abc.ABC):
         self._lock = threading.Lock()
         self._state = "new"  # new -> running -> stopped
         self._state_lock = threading.Lock()
+        #: Samplers of another scope that run beside this one for the same run (RAPL's CPU energy beside
+        #: NVML's GPU energy on a CUDA host); they start and stop with it. A companion that cannot start
+        #: does not stop the run: its reason is kept in ``companion_reasons``.
+        self.companions: list[Sampler] = []
+        self.companion_reasons: dict[str, str] = {}
 
     # -- public API ---------------------------------------------------------
 
@@ -124,6 +142,15 @@ class Sampler(abc.ABC):
     def running(self) -> bool:
         return self._state == "running"
 
+    def health(self) -> dict[str, Any]:
+        """How sampling went, for ``summary.json``'s ``telemetry.health``: what was chosen, what failed
+        and why. Subclasses add their own facts; ``ok`` is False when something was lost."""
+        out: dict[str, Any] = {"sampler": self.name, "ok": True, "n_samples": len(self.samples)}
+        if self.companions or self.companion_reasons:
+            out["companions"] = {c.name: c.health() for c in self.companions}
+            out["companions_unavailable"] = dict(self.companion_reasons)
+        return out
+
     def start(self) -> None:
         """Start sampling. Calling it while running does nothing (never a
         second process or thread). Raises ``UserError`` with the probe's reason
@@ -139,10 +166,17 @@ class Sampler(abc.ABC):
                 raise UserError(f"energy sampler '{self.name}' cannot run here: {availability.reason}")
             self._start()
             self._state = "running"
+        for companion in self.companions:
+            try:
+                companion.start()
+            except Exception as exc:  # noqa: BLE001 - a companion is extra: record why, keep measuring
+                self.companion_reasons[companion.name] = str(exc)
 
     def stop(self) -> None:
         """Stop sampling and release every process, thread and library.
         Idempotent; safe to call from ``finally`` blocks and before start."""
+        for companion in self.companions:
+            companion.stop()
         with self._state_lock:
             if self._state == "running":
                 try:
@@ -196,6 +230,9 @@ class NullSampler(Sampler):
 
     def probe(self) -> Availability:
         return Availability.no(self.reason)
+
+    def health(self) -> dict[str, Any]:
+        return {"sampler": self.name, "ok": False, "n_samples": 0, "reason": self.reason}
 
     def start(self) -> None:
         with self._state_lock:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class WindowEnergy:
     method: str | None = None  # "counter" | "trapezoid" | None
     total_kind: str | None = None
     reason: str | None = None
+    clock: str = "wall"  # which clock start_ns/end_ns are on: wall (time_ns) | monotonic (monotonic_ns)
 
     @property
     def duration_s(self) -> float:
@@ -75,6 +76,7 @@ class WindowEnergy:
             "method": self.method,
             "total_kind": self.total_kind,
             "reason": self.reason,
+            "clock": self.clock,
         }
 
 
@@ -85,14 +87,29 @@ def dynamic_j(total_j: float | None, baseline_w: float | None, duration_s: float
     return total_j - baseline_w * duration_s
 
 
-def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int) -> WindowEnergy:
-    """Energy over ``[start_ns, end_ns]`` (host ``time.time_ns()`` values).
+def on_clock(samples: Sequence[Sample], clock: str) -> list[Sample]:
+    """The samples stamped on ``clock``: ``wall`` keeps ``t_ns``; ``monotonic`` moves each
+    sample's ``mono_ns`` into ``t_ns`` (and drops samples without one)."""
+    if clock == "wall":
+        return list(samples)
+    if clock != "monotonic":
+        raise ValueError(f"unknown clock {clock!r}: wall or monotonic")
+    return [replace(s, t_ns=s.mono_ns) for s in samples if s.mono_ns is not None]
+
+
+def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str = "wall",
+              min_samples: int = MIN_SAMPLES_IN_WINDOW) -> WindowEnergy:
+    """Energy over ``[start_ns, end_ns]`` on ``clock`` (``wall``: host ``time.time_ns()``
+    values; ``monotonic``: host ``time.monotonic_ns()`` values, immune to clock steps).
 
     Uses the cumulative counter when every sample needed carries one, else
-    the trapezoid rule over ``total_w``. See the module docstring.
+    the trapezoid rule over ``total_w``. See the module docstring. ``min_samples=0`` is for short
+    sub-windows that are taken out of a measured window: edges are still only interpolated between
+    samples that bracket them, never extrapolated.
     """
     if end_ns <= start_ns:
         raise ValueError(f"window end ({end_ns}) must be after its start ({start_ns})")
+    samples = on_clock(samples, clock)
     ordered = sorted(samples, key=lambda s: s.t_ns)
     inside = [s for s in ordered if start_ns <= s.t_ns <= end_ns]
     n_inside = len(inside)
@@ -114,12 +131,13 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int) -> WindowEn
             method=None,
             total_kind=total_kind,
             reason=reason,
+            clock=clock,
         )
 
-    if n_inside < MIN_SAMPLES_IN_WINDOW:
+    if n_inside < min_samples:
         return unmeasured(
             f"the window ({(end_ns - start_ns) / 1e6:.1f} ms) holds {n_inside} sample(s), "
-            f"at least {MIN_SAMPLES_IN_WINDOW} are needed: sample faster or measure a longer window"
+            f"at least {min_samples} are needed: sample faster or measure a longer window"
         )
 
     duration_s = (end_ns - start_ns) / 1e9
@@ -140,11 +158,13 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int) -> WindowEn
             per_channel_j=per_channel,
             method="counter",
             total_kind=total_kind,
+            clock=clock,
         )
 
     # Never mix totals of different kinds (an input rail and a partial sum of
     # rails) in one integral: keep the kind most samples in the window have.
-    power_kinds = Counter(s.total_kind for s in inside if s.total_w is not None)
+    # (a short sub-window may hold no sample: then the kind of the samples around it)
+    power_kinds = Counter(s.total_kind for s in (inside or ordered) if s.total_w is not None)
     power_kind = power_kinds.most_common(1)[0][0] if power_kinds else None
     power_points = [
         (s.t_ns, s.total_w) for s in ordered if s.total_w is not None and s.total_kind == power_kind
@@ -169,13 +189,14 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int) -> WindowEn
         per_channel_j=per_channel,
         method="trapezoid",
         total_kind=power_kind,
+        clock=clock,
     )
 
 
-def baseline(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
+def baseline(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str = "wall") -> float | None:
     """Time-weighted mean power (W) over an idle window, or None when the
     window cannot be measured (see ``integrate`` for the reasons)."""
-    return integrate(samples, start_ns, end_ns).avg_w
+    return integrate(samples, start_ns, end_ns, clock).avg_w
 
 
 # -- internals ---------------------------------------------------------------

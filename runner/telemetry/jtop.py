@@ -9,12 +9,33 @@ says which is missing.
 from __future__ import annotations
 
 import os
-import time
 
-from .base import Availability, Sample
+from typing import Any
+
+from .base import Availability, Sample, now_ns
+from .tegrastats_parse import INPUT_RAIL_NAMES
 from .polling import PollingSampler
 
 SOCKET = "/run/jtop.sock"
+
+
+def power_fields(power: dict[str, Any]) -> tuple[dict[str, float], float | None, str]:
+    """(rails W, total W, total kind) from jtop's ``power`` dict, by the tegrastats parser's input-rail rule.
+
+    jtop's ``tot`` is the input rail on boards that have one and a sum of rails on those that do
+    not (AGX Xavier, AGX Orin); only a rail named in ``INPUT_RAIL_NAMES`` is an input rail, so a
+    sum is labelled ``partial_sum_of_rails``, never ``input_rail``.
+    """
+    rails = {name: r["power"] / 1000.0 for name, r in (power.get("rail") or {}).items() if "power" in r}
+    for name in INPUT_RAIL_NAMES:
+        if name in rails:
+            return rails, rails[name], f"input_rail:{name}"
+    tot = power.get("tot") or {}
+    if tot.get("name") in INPUT_RAIL_NAMES and "power" in tot:
+        return rails, tot["power"] / 1000.0, f"input_rail:{tot['name']}"
+    if rails:
+        return rails, sum(rails.values()), "partial_sum_of_rails"
+    return rails, None, "jtop reported no power rails"
 
 
 class JtopSampler(PollingSampler):
@@ -46,11 +67,8 @@ class JtopSampler(PollingSampler):
             self._jtop = None
 
     def _read(self) -> Sample:
-        power = self._jtop.power  # {"rail": {name: {"power": mW, ...}}, "tot": {"power": mW, "name": ...}}
-        rails = {name: r["power"] / 1000.0 for name, r in power.get("rail", {}).items() if "power" in r}
-        tot = power.get("tot") or {}
-        total_w = tot["power"] / 1000.0 if "power" in tot else None
-        kind = f"input_rail:{tot.get('name')}" if total_w is not None else "jtop reported no total"
+        rails, total_w, kind = power_fields(self._jtop.power)
         mem = self._jtop.memory.get("RAM", {})
         used_mb = mem["used"] / 1024.0 if "used" in mem else None  # jtop reports kB
-        return Sample(t_ns=time.time_ns(), power_w=rails, total_w=total_w, total_kind=kind, mem_used_mb=used_mb)
+        t_ns, mono_ns = now_ns()
+        return Sample(t_ns=t_ns, mono_ns=mono_ns, power_w=rails, total_w=total_w, total_kind=kind, mem_used_mb=used_mb)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import threading
 import time
+from typing import Any
 
 from runner.telemetry.base import Sample, Sampler
 
@@ -31,6 +32,7 @@ class PollingSampler(Sampler):
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")
         self.interval_ms = interval_ms
         self.errors: list[str] = []
+        self.n_errors = 0  # all of them; ``errors`` keeps the last few
         self._read_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,6 +94,12 @@ class PollingSampler(Sampler):
             if deadline < now:  # fell behind (slow read): skip, do not burst
                 deadline = now + period_s
 
+    def health(self) -> dict[str, Any]:
+        """Adds the polling errors: a failed reading leaves a gap that integration bridges."""
+        return {**super().health(), "ok": self.n_errors == 0, "interval_ms": self.interval_ms,
+                "n_polling_errors": self.n_errors, "polling_errors": list(self.errors)}
+
     def _note_error(self, text: str) -> None:
+        self.n_errors += 1
         self.errors.append(text)
         del self.errors[:-_MAX_ERRORS_KEPT]

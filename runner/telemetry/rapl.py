@@ -14,10 +14,13 @@ What the total is (``Sample.total_w`` / ``total_energy_j``):
 
 * ``core`` and ``uncore`` are parts of their package: never added to it;
 * ``dram`` is NOT part of the package: added to it;
-* ``psys`` (platform) already covers the package and DRAM (and more of the
-  SoC), so when a ``psys`` domain exists the total is ``psys`` alone
-  (``"rapl:psys"``); otherwise it is the sum of all packages plus all DRAM
-  domains (``"rapl:package+dram"``, or ``"rapl:package"`` without DRAM).
+* the total is always the sum of all packages plus all DRAM domains
+  (``"rapl:package+dram"``, or ``"rapl:package"`` without DRAM);
+* ``psys`` (platform, on laptops) covers the package and DRAM and more of the
+  SoC, but on many machines its counter is stuck or counts something else, so
+  it never replaces the total: its counter is kept per channel, and accounting
+  reports it as an extra figure (``psys_j``) only when it moved consistently
+  with package+DRAM over the idle window (``accounting.psys_check``).
 
 Counters wrap at ``max_energy_range_uj``; each step is corrected for one wrap
 (at 100 ms sampling a counter cannot wrap twice). Since Linux 5.10
@@ -29,11 +32,11 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from runner.telemetry.base import Availability, Sample
+from runner.telemetry.base import Availability, Sample, now_ns
 from runner.telemetry.polling import PollingSampler
 
 _DOMAIN_DIR_RE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
@@ -100,10 +103,7 @@ def find_domains(root: Path) -> list[RaplDomain]:
 
 
 def total_rule(domains: list[RaplDomain]) -> tuple[list[str], str]:
-    """Which channels make up the total, and its label (see module doc)."""
-    psys = [d.channel for d in domains if d.name == "psys"]
-    if psys:
-        return psys, "rapl:psys"
+    """Which channels make up the total, and its label (see module doc): never psys."""
     packages = [d.channel for d in domains if d.is_top_level and d.name.startswith("package")]
     dram = [d.channel for d in domains if d.name == "dram"]
     return packages + dram, "rapl:package+dram" if dram else "rapl:package"
@@ -124,11 +124,24 @@ class RaplSampler(PollingSampler):
         self.root = Path(root)
         self.domains: list[RaplDomain] = []
         self._total_channels: list[str] = []
-        self._total_kind = "rapl"
+        self._total_kind = "rapl:package+dram"
         self._prev_uj: dict[str, int] = {}
         self._acc_j: dict[str, float] = {}
         self._prev_t_ns: int | None = None
         self._prev_energy_j: dict[str, float] = {}
+        #: Intervals lost because a counter went down with no readable max_energy_range_uj to unwrap it.
+        self.dropped_intervals = 0
+        self._dropped_channels: set[str] = set()
+
+    def health(self) -> dict[str, Any]:
+        """Adds the domains, the total's rule, and the intervals dropped for an unreadable wrap range."""
+        out = {**super().health(), "domains": [d.channel for d in self.domains], "total_kind": self._total_kind,
+               "dropped_intervals": self.dropped_intervals}
+        if self.dropped_intervals:
+            out["ok"] = False
+            out["dropped_reason"] = (f"{', '.join(sorted(self._dropped_channels))}: the counter went down (wrapped) "
+                                     "and max_energy_range_uj was unreadable, so the interval counted 0 J")
+        return out
 
     def probe(self) -> Availability:
         if not self.root.is_dir():
@@ -163,13 +176,16 @@ class RaplSampler(PollingSampler):
 
     def _read(self) -> Sample:
         raw = {d.channel: _read_int(d.path / "energy_uj") for d in self.domains}
-        t_ns = time.time_ns()
+        t_ns, mono_ns = now_ns()
         for domain in self.domains:
             now_uj = raw[domain.channel]
             prev_uj = self._prev_uj.get(domain.channel)
             if prev_uj is None:
                 self._acc_j[domain.channel] = 0.0
             else:
+                if now_uj < prev_uj and domain.max_energy_range_uj is None:
+                    self.dropped_intervals += 1
+                    self._dropped_channels.add(domain.channel)
                 self._acc_j[domain.channel] += unwrap_delta_uj(prev_uj, now_uj, domain.max_energy_range_uj) / 1e6
             self._prev_uj[domain.channel] = now_uj
 
@@ -179,19 +195,20 @@ class RaplSampler(PollingSampler):
         power_w: dict[str, float] = {}
         total_w: float | None = None
         total_kind = self._total_kind
-        if self._prev_t_ns is not None and t_ns > self._prev_t_ns:
-            dt_s = (t_ns - self._prev_t_ns) / 1e9
+        if self._prev_t_ns is not None and mono_ns > self._prev_t_ns:
+            dt_s = (mono_ns - self._prev_t_ns) / 1e9
             power_w = {c: (energy_j[c] - self._prev_energy_j[c]) / dt_s for c in energy_j}
             if self._total_channels:
                 total_w = sum(power_w[c] for c in self._total_channels)
         elif self._prev_t_ns is None:
             total_kind = "first RAPL reading: power needs two readings"
         if not self._total_channels:
-            total_kind = "no package or psys RAPL domain"
-        self._prev_t_ns = t_ns
+            total_kind = "no package RAPL domain"
+        self._prev_t_ns = mono_ns
         self._prev_energy_j = energy_j
         return Sample(
             t_ns=t_ns,
+            mono_ns=mono_ns,
             power_w=power_w,
             total_w=total_w,
             total_kind=total_kind,

@@ -8,6 +8,8 @@ cheap, so building a sampler never touches the hardware; call ``probe()``.
 
 from __future__ import annotations
 
+import os
+
 from runner.errors import UserError
 from runner.telemetry.base import NullSampler, Sampler
 from runner.telemetry.jtop import JtopSampler
@@ -18,8 +20,8 @@ from runner.telemetry.tegrastats import TegrastatsSampler
 SAMPLER_NAMES: tuple[str, ...] = ("tegrastats", "jtop", "nvml", "rapl", "none")
 
 
-def make_sampler(name: str, interval_ms: int = 100) -> Sampler:
-    """The sampler called ``name``, sampling every ``interval_ms``."""
+def make_sampler(name: str, interval_ms: int = 100, devices: tuple[str, ...] | None = None) -> Sampler:
+    """The sampler called ``name``, sampling every ``interval_ms``; ``devices``: the run's GPUs (NVML)."""
     if interval_ms <= 0:
         raise UserError(f"the sampling interval must be a positive number of milliseconds, got {interval_ms}")
     if name == "tegrastats":
@@ -27,9 +29,12 @@ def make_sampler(name: str, interval_ms: int = 100) -> Sampler:
     if name == "jtop":
         return JtopSampler(interval_ms=interval_ms)
     if name == "nvml":
-        return NvmlSampler(interval_ms=interval_ms)
+        return NvmlSampler(interval_ms=interval_ms, devices=devices)
     if name == "rapl":
-        return RaplSampler(interval_ms=interval_ms)
+        # EDGEASR_POWERCAP_ROOT: the host's powercap tree where it is mounted elsewhere (a runner in a
+        # container with /sys/class/powercap bound under /host), or a fake tree in tests
+        return RaplSampler(root=os.environ.get("EDGEASR_POWERCAP_ROOT", "/sys/class/powercap"),
+                           interval_ms=interval_ms)
     if name == "none":
         return NullSampler()
     raise UserError(f"unknown energy sampler '{name}': choose one of {', '.join(SAMPLER_NAMES)}")

@@ -15,7 +15,8 @@ CHOICES = ("auto", *SAMPLER_NAMES)
 
 
 def auto_order(device: str) -> list[str]:
-    """Jetson first (tegrastats, then jtop), NVML when the run uses an NVIDIA GPU, RAPL for CPUs."""
+    """Jetson first (tegrastats, then jtop), NVML when the run uses an NVIDIA GPU (with RAPL beside it
+    where it works, see ``_with_companions``), RAPL for CPUs."""
     order = ["tegrastats", "jtop"]
     if device == "cuda":
         order.append("nvml")
@@ -23,24 +24,37 @@ def auto_order(device: str) -> list[str]:
     return order
 
 
-def select_sampler(requested: str, device: str, interval_ms: int) -> tuple[Sampler, str | None]:
-    """(sampler, reason energy will be unavailable or None)."""
+def _with_companions(sampler: Sampler, device: str, interval_ms: int) -> Sampler:
+    """On a CUDA host NVML measures the GPU only: RAPL runs beside it for the CPU package + DRAM."""
+    if sampler.name == "nvml" and device == "cuda":
+        rapl = make_sampler("rapl", interval_ms)
+        availability = rapl.probe()
+        if availability.ok:
+            sampler.companions.append(rapl)
+        else:
+            sampler.companion_reasons["rapl"] = availability.reason or "unavailable"
+    return sampler
+
+
+def select_sampler(requested: str, device: str, interval_ms: int,
+                   devices: tuple[str, ...] | None = None) -> tuple[Sampler, str | None]:
+    """(sampler, reason energy will be unavailable or None); ``devices``: the run's GPUs, for NVML."""
     if requested not in CHOICES:
         raise UserError(f"--telemetry {requested!r} is unknown; choose one of {', '.join(CHOICES)}")
     if requested == "none":
         return NullSampler(), "telemetry turned off (--telemetry none)"
     if requested != "auto":
-        sampler = make_sampler(requested, interval_ms)
+        sampler = make_sampler(requested, interval_ms, devices)
         availability = sampler.probe()
         if not availability.ok:
             raise UserError(f"--telemetry {requested}: {availability.reason}")
-        return sampler, None
+        return _with_companions(sampler, device, interval_ms), None
     reasons = []
     for name in auto_order(device):
-        sampler = make_sampler(name, interval_ms)
+        sampler = make_sampler(name, interval_ms, devices)
         availability = sampler.probe()
         if availability.ok:
-            return sampler, None
+            return _with_companions(sampler, device, interval_ms), None
         reasons.append(f"{name}: {availability.reason}")
     reason = "no power sensor found (" + "; ".join(reasons) + ")"
     return NullSampler(reason), reason

@@ -1,8 +1,8 @@
 """Jetson power and state from a ``tegrastats`` child process.
 
 ``TegrastatsSampler`` runs ``tegrastats --interval MS`` (found on PATH), reads
-its lines on a thread, stamps each line with ``time.time_ns()`` the moment it
-arrives and parses it with ``tegrastats_parse.parse_line``. tegrastats' own
+its lines on a thread, stamps each line with the host's monotonic and wall
+clocks the moment it arrives and parses it with ``tegrastats_parse.parse_line``. tegrastats' own
 timestamp (when printed) has one-second resolution and the Jetson's clock, so
 only the arrival time is used for windows; the line's own stamp is kept in
 ``extras`` for reference.
@@ -28,10 +28,9 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
-from typing import IO
+from typing import IO, Any
 
-from runner.telemetry.base import Availability, Sample, Sampler
+from runner.telemetry.base import Availability, Sample, Sampler, now_ns
 from runner.telemetry.tegrastats_parse import TegrastatsRecord, parse_line
 
 _LOG = logging.getLogger(__name__)
@@ -55,11 +54,12 @@ def _stop_all_live() -> None:
 atexit.register(_stop_all_live)
 
 
-def record_to_sample(t_ns: int, record: TegrastatsRecord) -> Sample:
-    """The ``Sample`` for one parsed line that arrived at ``t_ns``."""
+def record_to_sample(t_ns: int, record: TegrastatsRecord, mono_ns: int | None = None) -> Sample:
+    """The ``Sample`` for one parsed line that arrived at ``t_ns`` (wall) / ``mono_ns`` (monotonic)."""
     total_w, total_kind = record.total_power_w()
     return Sample(
         t_ns=t_ns,
+        mono_ns=mono_ns,
         power_w=record.power_w(),
         total_w=total_w,
         total_kind=total_kind,
@@ -119,6 +119,12 @@ class TegrastatsSampler(Sampler):
             )
         return Availability.yes()
 
+    def health(self) -> dict[str, Any]:
+        """Adds why tegrastats ended on its own (if it did) and the lines it lost."""
+        return {**super().health(), "ok": self.exit_reason is None, "interval_ms": self.interval_ms,
+                "exit_reason": self.exit_reason, "lines_unparsed": self.lines_unparsed,
+                "lines_cut_off": self.lines_cut_off, "n_lines": len(self.raw_lines)}
+
     @property
     def pid(self) -> int | None:
         """The tegrastats process id while it runs (for tests and logs)."""
@@ -173,7 +179,7 @@ class TegrastatsSampler(Sampler):
 
     def _read_lines(self, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
-            t_ns = time.time_ns()
+            t_ns, mono_ns = now_ns()
             if not raw.endswith(b"\n"):
                 self.lines_cut_off += 1
                 continue
@@ -183,7 +189,7 @@ class TegrastatsSampler(Sampler):
             if record is None:
                 self.lines_unparsed += 1
                 continue
-            self._append(record_to_sample(t_ns, record))
+            self._append(record_to_sample(t_ns, record, mono_ns))
         proc = self._proc
         if proc is not None and not self._stopping.is_set():
             # tegrastats ended by itself: say why, for the report.

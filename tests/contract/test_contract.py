@@ -21,6 +21,8 @@ REQUIRED_SUMMARY_KEYS = {
     "backend", "model", "quant", "device", "dataset", "n_utterances", "n_failed", "audio_s", "wer", "cer",
     "sub", "del", "ins", "rtf", "rtfx", "latency_ms", "load_s", "peak_rss_mb", "image", "versions", "status",
     "error", "schema_version", "unavailable",
+    # schema 2 (issue 9): each memory figure under a name that says what it includes
+    "peak_rss_scope", "audio_cache_mb", "peak_rss_excl_audio_mb", "peak_vram_torch_mb", "peak_vram_nvml_mb",
 }
 
 
@@ -78,7 +80,7 @@ def test_summary_schema_is_pinned():
     s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok")
     data = s.to_json()
     assert REQUIRED_SUMMARY_KEYS <= set(data)
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     assert "deletions" not in data  # on disk the field is "del"
 
 

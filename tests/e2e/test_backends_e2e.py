@@ -76,7 +76,8 @@ def test_transformers_whisper_fp32_and_int8(tmp_path, tiny_models):
         assert s["versions"]["transformers"] == "4.57.6"
     assert fp32["backend_quant"] == "float32" and int8["backend_quant"] == "dynamic_int8"
     assert int8["quant_method"] == "torch dynamic quantization (qint8 Linear weights)"
-    assert fp32["peak_vram_mb"] is None and fp32["unavailable"]["peak_vram_mb"] == "no GPU: the run was on the CPU"
+    assert fp32["peak_vram_torch_mb"] is None
+    assert fp32["unavailable"]["peak_vram_torch_mb"] == "no GPU: the run was on the CPU"
 
 
 def test_transformers_ctc_batched_equals_sequential(tmp_path, tiny_models):

@@ -51,8 +51,9 @@ def _check(out, t0: int, total_kind: str) -> dict:
     e = s["energy"]
     assert e["source"] == "tegrastats" and e["total_kind"] == total_kind
     inf = e["per_window"]["inference"]
-    assert e["total_j"] == pytest.approx(exact_j(t0, inf["start_ns"], inf["end_ns"]), rel=0.02)
-    b0, b1 = e["baseline_window_ns"]
+    assert e["clock"] == "monotonic" and inf["clock"] == "monotonic"
+    assert e["total_j"] == pytest.approx(exact_j(t0, inf["wall_start_ns"], inf["wall_end_ns"]), rel=0.02)
+    b0, b1 = e["baseline_window_wall_ns"]
     assert b1 < t0 + 10e9, "the idle window must fall inside the profile's idle segment"
     assert e["baseline_w"] == pytest.approx(3.0, rel=0.01) and e["baseline_source"] == "measured"
     assert e["dynamic_j"] == pytest.approx(e["total_j"] - e["baseline_w"] * inf["duration_s"], rel=1e-9)
@@ -60,7 +61,7 @@ def _check(out, t0: int, total_kind: str) -> dict:
     assert 90 < e["interval_ms"] < 115 and e["n_samples"] > 20
     for name in ("load", "warmup", "container"):
         w = e["per_window"][name]
-        assert w["total_j"] == pytest.approx(exact_j(t0, w["start_ns"], w["end_ns"]), rel=0.05, abs=0.3)
+        assert w["total_j"] == pytest.approx(exact_j(t0, w["wall_start_ns"], w["wall_end_ns"]), rel=0.05, abs=0.3)
     utts = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
     assert all(u["energy_j"] is not None and u["energy_j"] > 0 for u in utts)
     assert sum(u["energy_j"] for u in utts) <= e["total_j"] * 1.01
@@ -95,3 +96,84 @@ def test_other_boards_through_the_cli(tmp_path, board, kind):
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     _check(out, t0, kind)
+
+
+def _manifest(tmp_path, n):
+    rows = [json.loads(line) for line in (ROOT / "data/default/manifest.jsonl").read_text().splitlines()][:n]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(dict(r, audio=str(ROOT / "data/default" / r["audio"]))) + "\n" for r in rows))
+    return path
+
+
+def _models_dir():
+    return os.environ.get("EDGEASR_MODELS_DIR", str(ROOT / "models"))
+
+
+def test_batched_transformers_utterance_energies_add_up(tmp_path):
+    """Issue 9: with --batch-size 4 each utterance gets its share of its batch's energy, not the whole batch:
+    the per-utterance energies add up to the energy of the utterance windows (exact from the profile)."""
+    from runner.results import read_jsonl
+    from runner.telemetry.accounting import utterance_batches
+
+    env, t0 = _env("orin-nano-jp6")
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "runner.cli", "run", "--backend", "transformers", "--model",
+                        "tiny-whisper-random", "--quant", "fp32", "--models-dir", _models_dir(), "--batch-size", "4",
+                        "--data", str(_manifest(tmp_path, 8)), "--out", str(out), "--telemetry", "tegrastats",
+                        "--baseline-s", "2", "--warmup", "1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    utts = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
+    assert {u["energy_method"] for u in utts} == {"batch_share"}
+    batches = utterance_batches(read_jsonl(out / "raw" / "events.jsonl"), "wall")
+    assert [len(m) for _, m in batches] == [4, 4]
+    exact = sum(exact_j(t0, a, b) for (a, b), _ in batches)
+    assert sum(u["energy_j"] for u in utts) == pytest.approx(exact, rel=0.05)
+    s = json.loads((out / "summary.json").read_text())
+    assert sum(u["energy_j"] for u in utts) <= s["energy"]["per_window"]["inference"]["total_j"] * 1.01
+    assert s["energy"]["scope"] == "board input" and s["telemetry"]["health"]["ok"] is True
+
+
+def test_x86_run_with_fake_rapl_and_a_stuck_psys(tmp_path):
+    """Issue 9: a laptop whose psys counter never moves reports package+DRAM energy, not 0 J, and says why psys
+    was left out. The fake powercap tree's counters advance at 10 W (package) + 2 W (DRAM)."""
+    import threading
+
+    root = tmp_path / "powercap"
+    for entry, name in (("intel-rapl:0", "package-0"), ("intel-rapl:0:0", "dram"), ("intel-rapl:1", "psys")):
+        (root / entry).mkdir(parents=True)
+        (root / entry / "name").write_text(name + "\n")
+        (root / entry / "max_energy_range_uj").write_text("262143328850\n")
+        (root / entry / "energy_uj").write_text("1000\n")
+    stop = threading.Event()
+
+    def advance():
+        start = time.monotonic()
+        while not stop.is_set():
+            t = time.monotonic() - start
+            for entry, watts in (("intel-rapl:0", 10.0), ("intel-rapl:0:0", 2.0)):
+                path = root / entry / "energy_uj"
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(f"{1000 + int(watts * t * 1e6)}\n")
+                tmp.replace(path)
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=advance, daemon=True)
+    writer.start()
+    try:
+        out = tmp_path / "run"
+        env = dict(os.environ, EDGEASR_POWERCAP_ROOT=str(root))
+        r = subprocess.run([sys.executable, "-m", "runner.cli", "run", "--data", str(_manifest(tmp_path, 3)),
+                            "--models-dir", _models_dir(), "--out", str(out), "--telemetry", "rapl",
+                            "--baseline-s", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        stop.set()
+        writer.join()
+    assert r.returncode == 0, r.stderr[-3000:]
+    e = json.loads((out / "summary.json").read_text())["energy"]
+    inf = e["per_window"]["inference"]
+    assert e["total_kind"] == "rapl:package+dram" and e["scope"] == "CPU package+DRAM"
+    assert e["total_j"] == pytest.approx(12.0 * inf["duration_s"], rel=0.05) and e["total_j"] > 0
+    assert e["psys_j"] is None and "did not move" in e["unavailable"]["psys_j"]
+    assert e["baseline_w"] == pytest.approx(12.0, rel=0.05)
+    assert not [k for k in e if k.startswith("gpu_mem")]

@@ -50,7 +50,7 @@ def test_windows_baseline_and_dynamic_energy_are_exact_for_a_linear_profile():
     assert block["per_window"]["load"]["total_j"] == pytest.approx(3.0 * 0.9 + (1.0 ** 2 - 0.1 ** 2) / 2, rel=1e-6)
     assert block["peak_w"] == pytest.approx(8.5, rel=1e-3) and block["interval_ms"] == pytest.approx(100.0)
     assert block["ram_peak_delta_mb"] == pytest.approx(200.0)
-    assert block["unavailable"] == {}
+    assert set(block["unavailable"]) == {"loaded_idle_w", "loaded_idle_uplift_w"}  # these events have none
     per_utt = accounting.utterance_energy(samples, EVENTS, base)
     assert per_utt["a"]["energy_j"] == pytest.approx(3 * 2 + (3.5 ** 2 - 1.5 ** 2) / 2, rel=1e-6)
     assert per_utt["b"]["dynamic_j"] == pytest.approx((5.5 ** 2 - 3.5 ** 2) / 2, rel=1e-6)
@@ -63,7 +63,7 @@ def test_missing_baseline_leaves_dynamic_unavailable_not_zero():
     assert block["total_j"] == pytest.approx(20.0)
     assert block["dynamic_j"] is None and block["baseline_w"] is None
     assert block["unavailable"]["dynamic_j"] == "the idle baseline was skipped (--baseline-s 0)"
-    assert block["gpu_mem_peak_mb"] == 3000.0  # non-Jetson sources label memory as GPU memory
+    assert "gpu_mem_peak_mb" not in block  # RAPL measures no memory: no GPU memory keys (issue 9, item 15)
 
 
 def test_sparse_samples_flag_the_window_instead_of_guessing():
@@ -108,19 +108,308 @@ def test_none_is_unavailable_with_reason():
     assert isinstance(sampler, NullSampler) and reason == "telemetry turned off (--telemetry none)"
 
 
-def test_nvml_process_memory_becomes_peak_vram_for_ctranslate2():
-    """CTranslate2's GPU memory is invisible to torch: the summary takes NVML's per-process peak, with its source."""
+def test_peak_vram_keeps_torch_and_nvml_figures_apart():
+    """torch's allocator peak (tensors, no CUDA context) and NVML's process memory (with it) are different
+    figures: both recorded, each under its own name, never one silently standing in for the other."""
     from runner import merge
     from runner.results import Summary
 
     samples = [Sample(t_ns=T0 + i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0, total_kind="nvml:sum_of_gpus",
-                      mem_used_mb=3000.0, extras={"process_mem_mb": 500.0 + (300.0 if 30 < i < 60 else 0.0)})
+                      mem_used_mb=3000.0, extras={"processes": [{"pid": 9, "sid": 9, "used_mb": 500.0 + (
+                          300.0 if 30 < i < 60 else 0.0)}]})
                for i in range(90)]
-    block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100)
+    block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
+                                    owner=accounting.ProcessOwner(session_id=9))
     assert block["gpu_process_mem_peak_mb"] == 800.0 and block["gpu_mem_peak_mb"] == 3000.0
-    s = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
-    s.mark_unavailable("peak_vram_mb", "the backend's memory is invisible to torch (CTranslate2) and no NVML sampler ran")
+    raw = merge.RawOutputs([], [], {"status": "ok", "peak_vram_mb": 420.0})
+    s = Summary(backend="transformers", model="m", quant="fp16", device="cuda", dataset="d", status="ok")
+    merge.apply_container_facts(s, raw)
     s.energy = block
     merge.apply_nvml_vram(s)
-    assert s.peak_vram_mb == 800.0 and s.peak_vram_source.startswith("nvml process memory")
-    assert "peak_vram_mb" not in s.unavailable
+    data = s.to_json()
+    assert data["peak_vram_torch_mb"] == 420.0 and data["peak_vram_nvml_mb"] == 800.0
+    assert "peak_vram_mb" not in data and data["schema_version"] == 2
+    ct2 = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
+    merge.apply_container_facts(ct2, merge.RawOutputs([], [], {"status": "ok"}))
+    assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mb"]
+    assert "no NVML sampler" in ct2.unavailable["peak_vram_nvml_mb"]
+
+
+def test_sweep_conditions_keep_the_torch_vram_figure():
+    """A sweep condition is finalized from its events: the torch peak must come with condition_end."""
+    from runner import sweep
+
+    events = [{"event": "model_info", "versions": {}, "n_params": 1}, {"event": "inference_end", "peak_rss_mb": 9.0,
+                                                                        "peak_vram_mb": 420.0}]
+    assert sweep._status_from_events(events)["peak_vram_mb"] == 420.0
+
+
+def _batched_events():
+    """Two batches of two utterances (transformers --batch-size 2): each utterance's window spans its batch."""
+    ev = [_ev("container_start", 2.0), _ev("inference_start", 3.5)]
+    for batch, (t0, t1, ids, durs) in enumerate([(3.5, 5.5, ("a", "b"), (3.0, 1.0)),
+                                                  (5.5, 7.5, ("c", "d"), (2.0, 2.0))]):
+        ev += [_ev("utterance_start", t0 + k * 1e-6, id=u, duration_s=d) for k, (u, d) in enumerate(zip(ids, durs))]
+        total = sum(durs)
+        ev += [_ev("utterance_end", t1 - 1e-5 + k * 1e-6, id=u, duration_s=d, batch_size=2, latency_s=t1 - t0,
+                   processing_s=(t1 - t0) * d / total) for k, (u, d) in enumerate(zip(ids, durs))]
+    return ev + [_ev("inference_end", 7.5), _ev("container_end", 7.6)]
+
+
+def test_batched_utterances_share_batch_energy():
+    """Utterances decoded in one batch split the batch's energy by their processing_s share; the per-utterance
+    energies add up to the utterance windows' energy instead of counting each batch once per utterance."""
+    samples = _timeline(lambda t: 3.0 if t < 2 else 3.0 + (t - 2.0), 9.0)
+    base = accounting.Baseline(3.0, "given")
+    events = _batched_events()
+    per_utt = accounting.utterance_energy(samples, events, base)
+    batch1 = 3.0 * 2 + (3.5 ** 2 - 1.5 ** 2) / 2  # integral of 3 + (t - 2) over [3.5, 5.5]
+    batch2 = 3.0 * 2 + (5.5 ** 2 - 3.5 ** 2) / 2
+    assert per_utt["a"]["energy_j"] == pytest.approx(batch1 * 0.75, rel=1e-4)
+    assert per_utt["b"]["energy_j"] == pytest.approx(batch1 * 0.25, rel=1e-4)
+    assert per_utt["c"]["energy_j"] == pytest.approx(batch2 * 0.5, rel=1e-4)
+    assert per_utt["a"]["dynamic_j"] == pytest.approx((batch1 - 6.0) * 0.75, rel=1e-4)
+    assert {u["energy_method"] for u in per_utt.values()} == {"batch_share"}
+    # the invariant: per-utterance energies add up to the utterance windows' energy
+    assert sum(u["energy_j"] for u in per_utt.values()) == pytest.approx(batch1 + batch2, rel=1e-4)
+
+
+def test_sequential_utterances_are_measured_on_their_own_window():
+    per_utt = accounting.utterance_energy(_timeline(lambda t: 5.0, 9.0), EVENTS, accounting.Baseline(3.0, "given"))
+    assert per_utt["a"]["energy_j"] == pytest.approx(10.0) and per_utt["a"]["energy_method"] == "window"
+
+
+def test_wall_clock_step_does_not_become_energy():
+    """A +10 s wall-clock step (NTP) inside the inference window: windows are cut on the monotonic clock that host
+    samples and container events share, so 4 s at 5 W stay 20 J instead of becoming 14 s of energy."""
+    step = lambda t: 10 * S if t >= 5.0 else 0  # noqa: E731 - the wall clock jumps at 5 s
+    samples = [Sample(t_ns=T0 + int(t * S) + step(t), mono_ns=int(t * S), power_w={"VDD_IN": 5.0}, total_w=5.0,
+                      total_kind="input_rail:VDD_IN") for t in (i / 10 for i in range(91))]
+    events = [{**e, "t_ns": e["t_ns"] + step(e["mono_ns"] / S)} for e in EVENTS]
+    base = accounting.measured_baseline(samples, 0, 2 * S, clock="monotonic")
+    block = accounting.energy_block("tegrastats", samples, events, base, 8.0, 2, 100)
+    assert block["clock"] == "monotonic" and block["total_j"] == pytest.approx(20.0)
+    assert block["per_window"]["inference"]["duration_s"] == pytest.approx(4.0)
+    assert block["per_window"]["inference"]["wall_start_ns"] == events[5]["t_ns"]  # wall clock kept for display
+    assert accounting.utterance_energy(samples, events, base)["b"]["energy_j"] == pytest.approx(10.0)
+
+
+def _rapl_timeline(psys_w):
+    """package 10 W + DRAM 2 W counters every 0.1 s over 9 s, with a psys counter at psys_w(t) W."""
+    out, psys = [], 0.0
+    for i in range(91):
+        t = i / 10
+        psys += psys_w(t) * 0.1 if i else 0.0
+        e = {"package-0": 10.0 * t, "package-0/dram": 2.0 * t, "psys": psys}
+        out.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), energy_j=e, total_energy_j=12.0 * t,
+                          total_w=12.0, total_kind="rapl:package+dram", power_w={}))
+    return out
+
+
+def test_stuck_psys_is_left_out_and_package_dram_reported():
+    samples = _rapl_timeline(lambda t: 0.0)
+    events = [{**e, "mono_ns": e["mono_ns"]} for e in EVENTS]
+    base = accounting.measured_baseline(samples, 0, 2 * S, clock="monotonic")
+    block = accounting.energy_block("rapl", samples, events, base, 8.0, 2, 100)
+    assert block["total_j"] == pytest.approx(48.0) and block["total_kind"] == "rapl:package+dram"
+    assert block["psys_j"] is None and "did not move" in block["unavailable"]["psys_j"]
+
+
+def test_psys_that_moves_with_package_and_dram_is_an_extra_figure():
+    samples = _rapl_timeline(lambda t: 15.0)
+    base = accounting.measured_baseline(samples, 0, 2 * S, clock="monotonic")
+    block = accounting.energy_block("rapl", samples, EVENTS, base, 8.0, 2, 100)
+    assert block["total_j"] == pytest.approx(48.0)
+    assert block["psys_j"] == pytest.approx(60.0, rel=1e-3) and "psys_j" not in block["unavailable"]
+
+
+def _gpu_samples(procs_at):
+    return [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0,
+                   total_kind="nvml:sum_of_gpus", mem_used_mb=3000.0, extras={"processes": procs_at(i)})
+            for i in range(90)]
+
+
+def test_gpu_process_memory_counts_only_the_containers_processes():
+    """Another user's 5 GB process on the same GPU is not the backend's memory: only processes in the run's
+    container (its id in their cgroup) count."""
+    ours = {"gpu": "gpu0", "pid": 100, "cgroup": "0::/system.slice/docker-abc123def.scope", "sid": 100}
+    theirs = {"gpu": "gpu0", "pid": 200, "used_mb": 5000.0, "cgroup": "0::/user.slice/session-3.scope", "sid": 7}
+    samples = _gpu_samples(lambda i: [{**ours, "used_mb": 500.0 + (300.0 if 30 < i < 60 else 0.0)}, theirs])
+    owner = accounting.ProcessOwner(container_id="abc123def")
+    block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
+                                    owner=owner)
+    assert block["gpu_process_mem_peak_mb"] == 800.0
+    unknown = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100)
+    assert unknown["gpu_process_mem_peak_mb"] is None
+    assert "cannot tell the run's processes" in unknown["unavailable"]["gpu_process_mem_peak_mb"]
+
+
+def test_local_engine_processes_are_found_by_session():
+    mine = {"gpu": "gpu0", "pid": 300, "used_mb": 700.0, "cgroup": "0::/user.slice", "sid": 4242}
+    other = {"gpu": "gpu0", "pid": 301, "used_mb": 900.0, "cgroup": "0::/user.slice", "sid": 1}
+    block = accounting.energy_block("nvml", _gpu_samples(lambda i: [mine, other]), EVENTS,
+                                    accounting.Baseline(60.0, "given"), 8.0, 2, 100,
+                                    owner=accounting.ProcessOwner(session_id=4242))
+    assert block["gpu_process_mem_peak_mb"] == 700.0
+
+
+def test_sampler_health_reaches_the_summary():
+    """Sampler health (chosen GPUs, polling errors, exit reasons) is written to summary.json's telemetry.health."""
+    from runner import merge
+    from runner.results import Summary
+
+    s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok", telemetry={"sampler": "x"})
+    samples = _timeline(lambda t: 5.0, 9.0)
+    merge.account_energy(s, [], "rapl", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 100,
+                         health={"sampler": "rapl", "polling_errors": ["OSError: boom"]})
+    assert s.to_json()["telemetry"]["health"]["polling_errors"] == ["OSError: boom"]
+    assert s.telemetry["sampler"] == "x"
+
+
+def test_tegrastats_arrival_bursts_are_flagged():
+    """Lines read in bursts (stamped when Python reads them, not when measured) are counted and flagged."""
+    samples = []
+    for i in range(40):  # pairs of lines 2 ms apart every 200 ms, instead of one every 100 ms
+        t = (i // 2) * 0.2 + (i % 2) * 0.002
+        samples.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), total_w=5.0, total_kind="input_rail:VDD_IN"))
+    stats = accounting.arrival_stats(samples, 100)
+    assert stats["n_bursty"] == 20 and stats["bursty"] is True
+    assert stats["p50_ms"] == pytest.approx(101.0, abs=100) and stats["min_ms"] == pytest.approx(2.0)
+    steady = accounting.arrival_stats(_timeline(lambda t: 5.0, 5.0), 100)
+    assert steady["bursty"] is False and steady["n_bursty"] == 0 and steady["p95_ms"] == pytest.approx(100.0)
+    block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    assert block["arrival"]["bursty"] is True
+
+
+def test_null_energy_figures_carry_their_reason():
+    """j_per_utterance with nothing transcribed, dynamic_j_per_audio_s without a baseline: null with a reason."""
+    samples = _timeline(lambda t: 5.0, 9.0)
+    block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(None, "unavailable",
+                                    reason="the idle baseline was skipped (--baseline-s 0)"), 8.0, 0, 100)
+    assert block["j_per_utterance"] is None
+    assert "no utterance was transcribed" in block["unavailable"]["j_per_utterance"]
+    assert block["dynamic_j_per_audio_s"] is None
+    assert block["unavailable"]["dynamic_j_per_audio_s"] == "the idle baseline was skipped (--baseline-s 0)"
+    no_audio = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 0, 100)
+    assert no_audio["unavailable"]["dynamic_j_per_audio_s"] == "no audio was transcribed"
+
+
+def test_rapl_runs_carry_no_gpu_memory_keys():
+    samples = _rapl_timeline(lambda t: 0.0)
+    block = accounting.energy_block("rapl", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    assert not [k for k in list(block) + list(block["unavailable"]) if k.startswith("gpu_mem")]
+
+
+def test_every_energy_figure_carries_its_scope():
+    b = accounting.energy_block("tegrastats", _timeline(lambda t: 5.0, 9.0), EVENTS, accounting.Baseline(3.0, "given"),
+                                8.0, 2, 100)
+    assert b["scope"] == "board input" and b["per_window"]["inference"]["scope"] == "board input"
+    r = accounting.energy_block("rapl", _rapl_timeline(lambda t: 0.0), EVENTS, accounting.Baseline(3.0, "given"),
+                                8.0, 2, 100)
+    assert r["scope"] == "CPU package+DRAM"
+    assert accounting.scope_of("nvml:mig_parent_gpu") == "GPU (MIG slice's parent GPU)"
+    assert accounting.scope_of("partial_sum_of_rails") == "board rails (partial sum)"
+
+
+def test_gpu_and_cpu_energy_are_both_reported_on_a_cuda_host():
+    """NVML and RAPL run together on an x86 CUDA host: GPU and CPU energy side by side, each with its scope,
+    and their sum labelled as GPU + CPU package+DRAM."""
+    from runner import merge
+    from runner.results import Summary
+
+    class Companion:
+        name = "rapl"
+        samples = _rapl_timeline(lambda t: 0.0)
+
+        def health(self):
+            return {"sampler": "rapl", "ok": True}
+
+    gpu = [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0,
+                  total_kind="nvml:sum_of_gpus") for i in range(91)]
+    s = Summary(backend="b", model="m", quant="q", device="cuda", dataset="d", status="ok", audio_s=8.0,
+                n_utterances=2)
+    base = accounting.measured_baseline(gpu, 0, 2 * S, clock="monotonic")
+    merge.account_energy(s, [], "nvml", gpu, EVENTS, base, None, 100, companions=[Companion()])
+    assert s.energy["scope"] == "GPU" and s.energy["total_j"] == pytest.approx(400.0)
+    cpu = s.energy["companions"]["rapl"]
+    assert cpu["scope"] == "CPU package+DRAM" and cpu["total_j"] == pytest.approx(48.0)
+    assert cpu["baseline_w"] == pytest.approx(12.0)  # measured over the same idle window
+    assert s.energy["gpu_plus_cpu_j"] == pytest.approx(448.0)
+
+
+def test_auto_selection_on_cuda_adds_rapl_beside_nvml(monkeypatch):
+    from runner.telemetry import select
+    from runner.telemetry.base import Availability
+
+    class Fake(NullSampler):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def probe(self):
+            return Availability.yes() if self.name in ("nvml", "rapl") else Availability.no("absent")
+
+    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name))
+    sampler, reason = select.select_sampler("auto", "cuda", 100)
+    assert reason is None and sampler.name == "nvml" and [c.name for c in sampler.companions] == ["rapl"]
+    cpu_only, _ = select.select_sampler("auto", "cpu", 100)
+    assert cpu_only.name == "rapl" and list(cpu_only.companions) == []
+
+
+def test_loaded_idle_window_shows_the_context_uplift():
+    """Container up, model loaded, idle: its power beside the host idle baseline shows what the loaded model
+    (CUDA context, pinned memory) costs while doing nothing."""
+    samples = _timeline(lambda t: 8.0 if 3.6 <= t <= 4.4 else 3.0, 9.0)
+    events = EVENTS[:5] + [_ev("loaded_idle_start", 3.7), _ev("loaded_idle_end", 4.3)] + EVENTS[5:]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    assert block["loaded_idle_w"] == pytest.approx(8.0) and block["loaded_idle_uplift_w"] == pytest.approx(5.0)
+    old = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    assert old["loaded_idle_w"] is None and "no loaded-idle window" in old["unavailable"]["loaded_idle_w"]
+
+
+def test_inference_energy_excludes_audio_preparation():
+    """Decoding and noise mixing (prepare windows) sit inside the inference window but not in RTF: the headline
+    inference energy leaves them out and reports them as their own window."""
+    prep = [(3.5, 4.0), (5.5, 6.0)]
+    power = lambda t: 20.0 if any(a <= t < b for a, b in prep) else 5.0  # noqa: E731
+    samples, acc = [], 0.0
+    for i in range(91):
+        t = i / 10
+        if i:
+            acc += sum(power((i - 1) / 10 + k / 1000) for k in range(100)) / 1000  # exact for this step profile
+        samples.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), total_w=power(t), total_energy_j=acc,
+                              total_kind="input_rail:VDD_IN"))
+    events = EVENTS[:5] + [_ev("inference_start", 3.5), _ev("prepare_start", 3.5), _ev("prepare_end", 4.0),
+                           _ev("utterance_start", 4.0, id="a"), _ev("utterance_end", 5.5, id="a"),
+                           _ev("prepare_start", 5.5), _ev("prepare_end", 6.0), _ev("utterance_start", 6.0, id="b"),
+                           _ev("utterance_end", 7.5, id="b"), _ev("inference_end", 7.5), _ev("container_end", 7.6)]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(5.0, "given"), 8.0, 2, 100)
+    assert block["total_j"] == pytest.approx(15.0, rel=1e-6) and block["dynamic_j"] == pytest.approx(0.0, abs=1e-6)
+    assert block["per_window"]["prepare"]["total_j"] == pytest.approx(20.0, rel=1e-6)
+    assert block["per_window"]["prepare"]["n_windows"] == 2
+    assert block["per_window"]["inference"]["total_j"] == pytest.approx(35.0, rel=1e-6)  # the raw window
+    assert block["inference_method"] == "inference window minus 2 prepare window(s)"
+    assert block["avg_w"] == pytest.approx(5.0)
+
+
+def test_per_rail_energy_leaves_out_the_prepare_windows_too():
+    prep = [(3.5, 4.0)]
+    samples = []
+    for i in range(91):
+        t = i / 10
+        w = {"VDD_IN": 20.0 if 3.5 <= t < 4.0 else 5.0, "VDD_SOC": 1.0}
+        samples.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), power_w=w, total_w=w["VDD_IN"],
+                              total_kind="input_rail:VDD_IN"))
+    events = EVENTS[:5] + [_ev("inference_start", 3.5), _ev("prepare_start", prep[0][0]),
+                           _ev("prepare_end", prep[0][1]), _ev("inference_end", 7.5), _ev("container_end", 7.6)]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(5.0, "given"), 8.0, 1, 100)
+    assert block["per_rail"]["VDD_SOC"] == pytest.approx(3.5, rel=1e-6)  # 1 W over the 3.5 s of work
+    assert block["per_rail"]["VDD_IN"] == pytest.approx(block["total_j"], rel=1e-6)
+
+
+def test_sweep_conditions_keep_the_loaded_idle_window():
+    from runner import sweep
+
+    events = [{"event": "loaded_idle_start"}, {"event": "loaded_idle_end"}, {"event": "condition_start", "condition": "k"}]
+    assert [e["event"] for e in sweep.condition_events(events, "k")] == ["loaded_idle_start", "loaded_idle_end",
+                                                                           "inference_start"]

@@ -181,3 +181,56 @@ def test_warm_up_uses_a_bounded_slice_of_a_long_first_file(tmp_path, adapter):
     assert seen == [30 * 16000, 45 * 16000]
     warm = next(e for e in _read(tmp_path / "out" / "events.jsonl") if e["event"] == "warmup_start")
     assert warm["audio_s"] == 30.0
+def test_loaded_idle_window_follows_warmup_and_precedes_inference(tmp_path, adapter):
+    """The model sits loaded and idle for loaded_idle_s between warm-up and inference: the host measures the
+    loaded model's idle power in that window."""
+    write_tone(tmp_path / "good.wav", seconds=1.0)
+    job = _job(tmp_path, [{"id": "g", "audio": str(tmp_path / "good.wav")}], loaded_idle_s=0.2)
+    assert entry.main(["x", str(job)]) == 0
+    events = _read(tmp_path / "out" / "events.jsonl")
+    names = [e["event"] for e in events]
+    i0, i1 = names.index("loaded_idle_start"), names.index("loaded_idle_end")
+    assert names.index("warmup_end") < i0 < i1 < names.index("inference_start")
+    assert (events[i1]["mono_ns"] - events[i0]["mono_ns"]) / 1e9 == pytest.approx(0.2, abs=0.05)
+    job = _job(tmp_path, [{"id": "g", "audio": str(tmp_path / "good.wav")}])  # an old host: no window
+    assert entry.main(["x", str(job)]) == 0
+    assert "loaded_idle_start" not in [e["event"] for e in _read(tmp_path / "out" / "events.jsonl")][len(names):]
+
+
+def test_peak_rss_is_per_condition_and_names_the_audio_cache(tmp_path, adapter):
+    """A sweep's second condition must not inherit the first one's peak (the peak is reset at each condition
+    where Linux allows it), and the harness's decoded audio is reported beside the peak, not hidden in it."""
+    write_tone(tmp_path / "a.wav", seconds=2.0)
+    hog = []
+
+    class Hungry(ScriptedModel):
+        def transcribe(self, audio):
+            if not hog:  # the first condition's first call holds 300 MB for a moment
+                big = np.ones(300 * 1024 * 1024 // 8)
+                hog.append(float(big.sum()))
+                del big
+            return "text"
+
+    adapter.load = Hungry
+    conds = [{"key": "c1", "noise": {"type": "clean", "snr_db": None}}, {"key": "c2", "noise": {"type": "clean",
+                                                                                              "snr_db": None}}]
+    job = _job(tmp_path, [{"id": "a", "audio": str(tmp_path / "a.wav")}], warmup=0, conditions=conds)
+    assert entry.main(["x", str(job)]) == 0
+    ends = [e for e in _read(job.parent / "events.jsonl") if e["event"] == "condition_end"]
+    assert ends[0]["peak_rss_mb"] - ends[1]["peak_rss_mb"] > 200, ends
+    assert ends[1]["peak_rss_scope"] == "condition (peak reset at its start)"
+    assert ends[1]["audio_cache_mb"] == pytest.approx(2.0 * 16000 * 4 / 2**20, rel=0.01)
+    status = json.loads((job.parent / "status.json").read_text())
+    assert status["peak_rss_mb"] >= ends[0]["peak_rss_mb"]  # the process-wide peak survives the resets
+
+
+def test_audio_preparation_has_its_own_window_outside_the_utterances(tmp_path, adapter):
+    """Decoding (and noise mixing) sits in prepare windows, never inside an utterance's window."""
+    write_tone(tmp_path / "a.wav", seconds=1.0)
+    write_tone(tmp_path / "b.wav", seconds=1.0)
+    job = _job(tmp_path, [{"id": "a", "audio": str(tmp_path / "a.wav")}, {"id": "b", "audio": str(tmp_path / "b.wav")}],
+               warmup=0)
+    assert entry.main(["x", str(job)]) == 0
+    names = [e["event"] for e in _read(job.parent / "events.jsonl")]
+    body = names[names.index("inference_start") + 1:names.index("inference_end")]
+    assert body == ["prepare_start", "prepare_end", "utterance_start", "utterance_end"] * 2

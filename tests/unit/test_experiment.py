@@ -254,7 +254,7 @@ def test_unknown_keys_with_suggestions(tmp_path):
         "x.yaml: defaults.decode.beam: unknown key; allowed: beam_size, temperature, language, threads, "
         "batch_size (did you mean 'beam_size'?)",
         "x.yaml: defaults.zzz: unknown key; allowed: backend, model, quant, device, dataset, image, limit, decode, "
-        "warmup, repeats, noise, telemetry, timeout_s, mem_limit, audio_roots",
+        "warmup, repeats, noise, telemetry, timeout_s, mem_limit, audio_roots, gpus",
         "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets "
         "(did you mean 'models'?)",
     ]
@@ -296,7 +296,7 @@ def test_wrong_types_name_the_expected_type(tmp_path):
         "x.yaml: defaults.decode.batch_size: expected an integer >= 1, got 0",
         "x.yaml: defaults.noise.clean: expected true or false, got 'yes'",
         "x.yaml: defaults.noise.babble_talkers: expected an integer >= 1, got 0",
-        "x.yaml: defaults.telemetry: expected a mapping (keys: sampler, interval_ms, baseline_s, baseline_w), "
+        "x.yaml: defaults.telemetry: expected a mapping (keys: sampler, interval_ms, baseline_s, baseline_w, loaded_idle_s, cooldown_max_s), "
         "got a list",
         "x.yaml: grid.models: expected a non-empty list of model values, got 'tiny.en'",
         "x.yaml: entries: expected a list of {match, set} mappings, got a mapping",
@@ -372,7 +372,7 @@ def test_entries_and_exclude_problems(tmp_path):
           - {model: base, why: x, reason: y}
         """)) == [
         "x.yaml: entries[0].set.backend: unknown key; allowed: image, limit, decode, warmup, repeats, noise, "
-        "telemetry, timeout_s, mem_limit, audio_roots; grid axes (backend, model, quant, device, dataset) are chosen by grid "
+        "telemetry, timeout_s, mem_limit, audio_roots, gpus; grid axes (backend, model, quant, device, dataset) are chosen by grid "
         "and match, not set",
         "x.yaml: entries[0].set.repeats: expected an integer >= 1, got 0",
         "x.yaml: entries[1].set: required: the settings this entry changes",
@@ -440,3 +440,15 @@ def test_numbers_are_normalised_so_equal_settings_share_a_group(tmp_path):
         entries: [{match: {model: tiny.en}, set: {decode: {temperature: 0}, telemetry: {baseline_s: 5}}}]
         """)
     assert len(exp.groups) == 1 and json.dumps(exp.groups[0].decode["temperature"]) == "0.0"
+
+
+def test_gpus_are_a_group_setting_and_unset_leaves_keys_unchanged(tmp_path):
+    """An experiment names its GPUs (device ids for the engine and NVML); leaving them out keeps the group's
+    settings, and so every condition key of earlier results, as they were."""
+    base = "defaults: {model: tiny.en, quant: int8, device: cuda}\n"
+    plain = _load(tmp_path, base).groups[0]
+    assert "gpus" not in plain.settings() and plain.gpus is None
+    named = _load(tmp_path, base.replace("device: cuda", "device: cuda, gpus: [0, GPU-abc]")).groups[0]
+    assert named.gpus == "0,GPU-abc" and named.settings()["gpus"] == "0,GPU-abc"
+    problems = _problems(tmp_path, base.replace("device: cuda", "device: cuda, gpus: {a: 1}"))
+    assert any("defaults.gpus: expected a GPU index or UUID" in p for p in problems)

@@ -102,3 +102,33 @@ def test_container_error_names_the_cause_once_for_run_and_sweep():
     assert merge.container_error(run(exit_code=3), None, None, None) == \
         "the container exited with code 3 without a status record"
     assert merge.container_error(run(), None, None, None) == "the container wrote no status record"
+
+
+def test_rtfx_of_a_zero_rtf_is_null_with_a_reason():
+    ds = _ds(("a", "x"))
+    utts = merge.merge_utterances(ds, [{"id": "a", "status": "ok", "hypothesis": "x", "duration_s": 1.0,
+                                        "processing_s": 0.0}], "")
+    s = _summary()
+    merge.score(s, utts)
+    assert s.rtf == 0.0 and s.rtfx is None
+    assert "RTF is 0" in s.unavailable["rtfx"]
+
+
+def test_peak_rss_names_the_harness_audio_and_its_scope():
+    """peak_rss_mb is the process's peak; the harness's decoded audio is reported beside it and taken out of
+    peak_rss_excl_audio_mb, and a sweep condition's figure is its own (peak reset at its start)."""
+    from runner import sweep
+
+    s = _summary()
+    merge.apply_container_facts(s, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0,
+                                                             "audio_cache_mb": 100.0}))
+    assert (s.peak_rss_mb, s.audio_cache_mb, s.peak_rss_excl_audio_mb) == (900.0, 100.0, 800.0)
+    assert s.peak_rss_scope == "process (since start, includes model load)"
+    events = [_ev("model_info", 1.0, versions={}), _ev("inference_end", 2.0, peak_rss_mb=500.0, audio_cache_mb=50.0,
+                                                          peak_rss_scope="condition (peak reset at its start)")]
+    c = _summary()
+    merge.apply_container_facts(c, merge.RawOutputs(events, [], sweep._status_from_events(events)))
+    assert c.peak_rss_excl_audio_mb == 450.0 and c.peak_rss_scope == "condition (peak reset at its start)"
+    old = _summary()
+    merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0}))
+    assert old.peak_rss_excl_audio_mb is None and "does not report" in old.unavailable["peak_rss_excl_audio_mb"]

@@ -317,3 +317,33 @@ def test_corrupt_lines_are_warned_with_file_and_line_not_silently_dropped(tmp_pa
     assert report_cmd.main(_args(str(folder), "--no-figures")) == 0
     err = capsys.readouterr().err
     assert err.count("warning: ") == 2 and f"{path}:{n + 2}" in err
+def test_energy_of_different_scopes_is_labelled_in_the_table(tmp_path):
+    """GPU-only and board-input energy never sit side by side unlabelled: a scope column appears when they differ."""
+    dest = tmp_path / "mixed"
+    dest.mkdir()
+    lines = []
+    for i, line in enumerate((FIXTURE / "conditions.jsonl").read_text().splitlines()):
+        rec = json.loads(line)
+        if rec["summary"].get("energy") is not None:
+            rec["summary"]["energy"]["scope"] = "GPU" if rec["summary"]["model"] == "tiny.en" else "board input"
+        lines.append(json.dumps(rec))
+    (dest / "conditions.jsonl").write_text("\n".join(lines) + "\n")
+    rows = _rows(dest)
+    model = build_table(rows, "t")
+    col = model.headers.index("energy scope")
+    assert {cells[col].text for cells in model.rows} == {"GPU", "board input"}
+    same = build_table(_rows(FIXTURE), "t")
+    assert "energy scope" not in same.headers
+
+
+def test_run_table_shows_the_energy_scope():
+    """The scope label must survive rich's markup (brackets would be swallowed as a tag)."""
+    from runner.report.table import print_summary
+
+    s = {"backend": "b", "model": "m", "quant": "q", "device": "cpu", "dataset": "d", "status": "ok",
+         "n_utterances": 1, "n_failed": 0, "n_scored": 1, "n_unreferenced": 0,
+         "energy": {"total_j": 3.0, "dynamic_j": 1.0, "source": "rapl", "total_kind": "rapl:package+dram",
+                    "scope": "CPU package+DRAM", "n_samples": 9, "interval_ms": 100.0}}
+    out = io.StringIO()
+    print_summary(s, Console(file=out, width=200))
+    assert "CPU package+DRAM (rapl, rapl:package+dram)" in out.getvalue()

@@ -59,3 +59,51 @@ def test_existing_run_folder_is_not_overwritten(tmp_path, root):
     with pytest.raises(UserError, match="already holds a run"):
         build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
                        data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=_models(tmp_path))
+
+
+def test_cuda_run_gets_its_gpus_by_id_never_all(monkeypatch):
+    """NVML measures exactly the GPUs the container gets: named ones, else CUDA_VISIBLE_DEVICES, else GPU 0."""
+    from runner.spec import resolve_gpus
+
+    assert resolve_gpus("0,GPU-abc", "cuda", env={}, jetson=False) == ("0", "GPU-abc")
+    assert resolve_gpus(None, "cuda", env={"CUDA_VISIBLE_DEVICES": "MIG-xyz"}, jetson=False) == ("MIG-xyz",)
+    assert resolve_gpus(None, "cuda", env={}, jetson=False) == ("0",)
+    assert resolve_gpus("0", "cuda", env={}, jetson=True) is None  # one iGPU, served by the nvidia runtime
+    assert resolve_gpus(None, "cpu", env={}) is None
+
+
+def test_docker_engine_requests_the_runs_gpus_by_id(tmp_path):
+    from runner.launch import docker_engine
+
+    created = {}
+
+    class Container:
+        id = "cafe"
+        attrs = {"State": {}}
+
+        def start(self): pass
+        def logs(self, **kw): return iter(())
+        def wait(self): return {"StatusCode": 0}
+        def reload(self): pass
+        def remove(self, force): pass
+
+    class Containers:
+        def create(self, **kw):
+            created.update(kw)
+            return Container()
+
+    class Client:
+        containers = Containers()
+
+    started = []
+    run = docker_engine.run_container(Client(), "img", mounts=[], env={}, log_path=tmp_path / "log", device="cuda",
+                                      gpus=("1", "GPU-abc"), on_started=started.append)
+    (request,) = created["device_requests"]
+    assert request["DeviceIDs"] == ["1", "GPU-abc"] and request["Count"] in (None, 0)
+    assert started == ["cafe"] and run.container_id == "cafe"
+
+
+def test_gpus_on_a_cpu_run_is_refused(tmp_path, root):
+    with pytest.raises(UserError, match="--gpus '1' applies to CUDA runs; this run is on cpu"):
+        build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu", gpus="1",
+                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=_models(tmp_path))

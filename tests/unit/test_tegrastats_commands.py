@@ -45,7 +45,7 @@ def test_energy_of_a_recorded_log(tmp_path):
     r = edgeasr("energy", "--tegrastats-log", str(log), "--start", "2", "--end", "6", "--baseline-w", "4")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["interval_source"] == "inferred from timestamps" and out["interval_ms"] == pytest.approx(1000)
+    assert out["interval_source"] == "timestamps (fitted: 1000 ms a line)" and out["interval_ms"] == pytest.approx(1000)
     exact = (6 + 8) / 2 + (8 + 8) / 2 + (8 + 8) / 2 + (8 + 6) / 2  # trapezoid over samples at 2..6 s
     assert out["total_j"] == pytest.approx(exact) and out["dynamic_j"] == pytest.approx(exact - 16)
     assert out["total_kind"] == "input_rail:VDD_IN" and out["per_rail_j"]["VDD_SOC"] == pytest.approx(4.8)
@@ -60,3 +60,44 @@ def test_energy_refuses_bad_windows(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == "edgeasr: --end (1) must be after --start (2)"
     r = edgeasr("energy", "--tegrastats-log", str(tmp_path / "none.log"), "--start", "0", "--end", "1")
     assert r.returncode == 2 and "cannot read" in r.stderr and "Traceback" not in r.stderr
+
+
+def _stamped_log(tmp_path, rows):
+    """rows: (seconds after 18:30:00, watts), one line each."""
+    lines = []
+    for sec, w in rows:
+        mw = int(w * 1000)
+        lines.append(f"05-15-2025 18:{30 + sec // 60:02d}:{sec % 60:02d} RAM 2330/7620MB (lfb 2x4MB) "
+                     f"CPU [5%@729,3%@729] GR3D_FREQ 0% cpu@47.375C VDD_IN {mw}mW/{mw}mW VDD_SOC 1200mW/1200mW")
+    log = tmp_path / "t.log"
+    log.write_text("\n".join(lines) + "\n")
+    return log
+
+
+def test_tegrastats_log_lines_follow_their_timestamps_not_a_fixed_grid(tmp_path):
+    """Two lines a second for 20 s, read with a wrong --interval-ms 100: the stamps win, with a warning."""
+    log = _stamped_log(tmp_path, [(i // 2, 4.0) for i in range(40)])
+    r = edgeasr("energy", "--tegrastats-log", str(log), "--start", "2", "--end", "12", "--interval-ms", "100")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["interval_ms"] == pytest.approx(500, rel=0.05) and out["interval_source"].startswith("timestamps")
+    assert out["total_j"] == pytest.approx(40.0, rel=1e-6)
+    assert "--interval-ms 100" in r.stderr and "disagrees" in r.stderr and out["warnings"]
+
+
+def test_tegrastats_log_with_a_gap_places_each_line_at_its_stamp(tmp_path):
+    """tegrastats paused for 10 s: lines after the gap sit at their own stamps, not at i x interval."""
+    log = _stamped_log(tmp_path, [(s, 4.0) for s in range(5)] + [(s, 8.0) for s in range(15, 21)])
+    r = edgeasr("energy", "--tegrastats-log", str(log), "--start", "05-15-2025 18:30:15",
+                "--end", "05-15-2025 18:30:19")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["total_j"] == pytest.approx(32.0, rel=0.02)
+    assert "irregular" in out["interval_source"]
+
+
+def test_a_given_interval_that_agrees_with_the_stamps_is_used(tmp_path):
+    log = _stamped_log(tmp_path, [(i, 4.0) for i in range(11)])
+    out = json.loads(edgeasr("energy", "--tegrastats-log", str(log), "--start", "0", "--end", "10",
+                             "--interval-ms", "1000").stdout)
+    assert out["interval_source"] == "given (consistent with the timestamps)" and out["warnings"] == []

@@ -22,7 +22,8 @@ from . import CONTRACT_VERSION
 from .audio import AudioError, load_audio
 from .events import EventLog, JsonlWriter, write_json_atomic
 from .job import JobError, read_job
-from .system import current_rss_mb, library_versions, peak_rss_mb, size_on_disk_mb
+from .system import (current_rss_mb, library_versions, peak_rss_mb, process_peak_rss_mb, reset_peak_rss,
+                     size_on_disk_mb)
 
 
 def _paths(argv: list[str]) -> tuple[Path, Path]:
@@ -47,6 +48,13 @@ class AudioCache:
             self._data[path] = audio
             self._bytes += audio.nbytes
         return audio
+
+    def held_mb(self, pool: dict | None = None) -> float:
+        """Decoded audio the harness holds (this cache and the babble pool's arrays not in it), MiB:
+        resident memory that is the harness's, not the backend's."""
+        cached = {id(a) for a in self._data.values()}
+        extra = sum(a.nbytes for a in (pool or {}).values() if id(a) not in cached)
+        return (self._bytes + extra) / 2**20
 
 
 def _babble_pool(job, cache: AudioCache) -> dict:
@@ -103,6 +111,8 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
     """One condition's utterances in order; a failed one is recorded and the next one runs.
 
     Decoding and adding noise happen before the timed window; only the backend call is timed.
+    They run inside prepare_start/prepare_end events, so the host takes their energy out of the
+    inference window's (RTF leaves them out too).
     With batch_size > 1 and an adapter that offers transcribe_batch, utterances go in batches.
     """
     from .noise import NoiseError, NoiseSpec, apply_noise, babble_sources_for
@@ -113,9 +123,13 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
     size = job.decode.batch_size if hasattr(model, "transcribe_batch") else 1
     n_ok = n_failed = 0
     batch: list = []
+    preparing = False
     for utt in job.utterances:
         if wanted is not None and utt.id not in wanted:
             continue
+        if not preparing:
+            events.emit("prepare_start", condition=key)
+            preparing = True
         try:
             audio = cache(utt.audio)
             if not spec.is_clean:
@@ -127,8 +141,12 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
             continue
         batch.append((utt.id, audio))
         if len(batch) >= max(1, size):
+            events.emit("prepare_end", condition=key)
+            preparing = False
             ok, failed = _decode_batch(model, batch, key, events, transcripts)
             n_ok, n_failed, batch = n_ok + ok, n_failed + failed, []
+    if preparing:
+        events.emit("prepare_end", condition=key)
     if batch:
         ok, failed = _decode_batch(model, batch, key, events, transcripts)
         n_ok, n_failed = n_ok + ok, n_failed + failed
@@ -143,9 +161,13 @@ def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter, cach
     pool = _babble_pool(job, cache) if needs_pool else None
     n_ok = n_failed = 0
     for cond in job.conditions:
+        reset = reset_peak_rss()  # each condition's own peak, not the largest so far
         events.emit("condition_start", condition=cond.key, noise=cond.noise)
         ok, failed = _run_condition(job, cond, model, events, transcripts, cache, pool)
-        events.emit("condition_end", condition=cond.key, n_ok=ok, n_failed=failed, peak_rss_mb=peak_rss_mb())
+        vram = model.peak_vram_mb() if hasattr(model, "peak_vram_mb") else None  # a sweep result needs it too
+        events.emit("condition_end", condition=cond.key, n_ok=ok, n_failed=failed, peak_rss_mb=peak_rss_mb(),
+                    peak_vram_mb=vram, audio_cache_mb=cache.held_mb(pool),
+                    peak_rss_scope="condition (peak reset at its start)" if reset else "process (since start)")
         n_ok, n_failed = n_ok + ok, n_failed + failed
     return n_ok, n_failed
 
@@ -189,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     events = EventLog(out_dir / "events.jsonl")
     transcripts = JsonlWriter(out_dir / "transcripts.jsonl")
     exit_code = 1
+    cache = None
     try:
         events.emit("container_start", contract_version=CONTRACT_VERSION)
         job = read_job(job_path)
@@ -213,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
                                                              "rss_after_load_mb")})
         cache = AudioCache()
         _warm_up(job, model, events, cache)
+        if job.loaded_idle_s > 0:  # the loaded model's idle power, measured by the host (issue 9)
+            events.emit("loaded_idle_start", seconds=job.loaded_idle_s)
+            time.sleep(job.loaded_idle_s)
+            events.emit("loaded_idle_end")
         events.emit("inference_start", n=len(job.utterances), n_conditions=len(job.conditions) or 1)
         n_ok, n_failed = _transcribe_all(job, model, events, transcripts, cache)
         events.emit("inference_end", n_ok=n_ok, n_failed=n_failed)
@@ -229,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         status["error"] = f"{type(exc).__name__}: {exc}"
         status["traceback"] = traceback.format_exc()
     finally:
-        status["peak_rss_mb"] = peak_rss_mb()
+        status["peak_rss_mb"] = process_peak_rss_mb()
+        status["audio_cache_mb"] = cache.held_mb() if cache is not None else None
         if status["status"] != "ok":
             events.emit("error", error=status["error"])
         events.emit("container_end", status=status["status"])

@@ -60,6 +60,7 @@ class Job:
     utterances: list = field(default_factory=list)
     allow_download: bool = False
     conditions: list = field(default_factory=list)  # empty: one clean condition over every utterance
+    loaded_idle_s: float = 0.0  # idle seconds with the model loaded, after warm-up (the host measures power)
 
 
 def _require(obj: dict, key: str, kind: type, where: str = "job") -> Any:
@@ -107,7 +108,11 @@ def parse_job(data: dict) -> Job:
         conditions.append(ConditionJob(key=_require(c, "key", str, where), noise=_require(c, "noise", dict, where),
                                        seed_key=str(c.get("seed_key", c["key"])),
                                        ids=tuple(ids) if ids is not None else None))
+    loaded_idle_s = data.get("loaded_idle_s", 0.0)
+    if not isinstance(loaded_idle_s, (int, float)) or isinstance(loaded_idle_s, bool) or loaded_idle_s < 0:
+        raise JobError("job.loaded_idle_s must be a non-negative number of seconds")
     return Job(
+        loaded_idle_s=float(loaded_idle_s),
         conditions=conditions,
         contract_version=version,
         backend=_require(data, "backend", str),

@@ -10,8 +10,37 @@ from typing import Optional
 
 
 def peak_rss_mb() -> float:
-    """High-water mark of this process's resident memory (Linux reports ru_maxrss in KiB)."""
+    """High-water mark of this process's resident memory since start or the last ``reset_peak_rss``
+    (VmHWM; ru_maxrss, which cannot be reset, where /proc is missing). Both in KiB."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+_peak_before_resets_mb = 0.0  # the largest peak a reset wiped out, for the process-wide figure
+
+
+def process_peak_rss_mb() -> float:
+    """The process's resident peak since it started, resets or not (model load included)."""
+    return max(_peak_before_resets_mb, peak_rss_mb())
+
+
+def reset_peak_rss() -> bool:
+    """Reset the resident high-water mark to the current RSS (Linux 4.0+: "5" to clear_refs), so that a
+    sweep's condition reports its own peak, not an earlier condition's. False where the OS refuses."""
+    global _peak_before_resets_mb
+    _peak_before_resets_mb = max(_peak_before_resets_mb, peak_rss_mb())
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def current_rss_mb() -> Optional[float]:

@@ -11,6 +11,16 @@ power in milliwatts (int), memory in bytes, clocks in MHz, temperature in C.
 The fake GPU's energy counter integrates its ``power_mw`` over the host wall
 clock (``time.time_ns()``), the clock the sampler stamps samples with, so
 tests can compute the exact energy of any window.
+
+Device selection and MIG, as NVML does it: ``nvmlDeviceGetCount`` counts
+physical GPUs only; ``nvmlDeviceGetHandleByUUID`` finds a GPU (``GPU-...``) or a
+MIG instance (``MIG-...``); a MIG device handle answers NotSupported for power
+and energy (NVML keeps those per physical GPU) and leads to its parent through
+``nvmlDeviceGetDeviceHandleFromMigDeviceHandle``. Power, as on Ampere and newer
+(GA100 aside): ``nvmlDeviceGetPowerUsage`` returns a one-second moving average
+(``power_avg_mw`` when set), while ``nvmlDeviceGetFieldValues`` with
+``NVML_FI_DEV_POWER_INSTANT`` returns the instantaneous power (``power_mw``)
+when the driver has that field (``power_instant_field``).
 """
 
 from __future__ import annotations
@@ -20,7 +30,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 # Error codes: same values as NVML's nvml.h.
+NVML_SUCCESS = 0
 NVML_ERROR_UNINITIALIZED = 1
+NVML_ERROR_INVALID_ARGUMENT = 2
+NVML_ERROR_NOT_FOUND = 6
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NO_PERMISSION = 4
 NVML_ERROR_DRIVER_NOT_LOADED = 9
@@ -29,9 +42,14 @@ NVML_ERROR_GPU_IS_LOST = 15
 
 NVML_TEMPERATURE_GPU = 0
 NVML_CLOCK_SM = 1
+NVML_FI_DEV_POWER_AVERAGE = 185
+NVML_FI_DEV_POWER_INSTANT = 186
+NVML_VALUE_TYPE_UNSIGNED_INT = 1
 
 _MESSAGES = {
     NVML_ERROR_UNINITIALIZED: "Uninitialized",
+    NVML_ERROR_INVALID_ARGUMENT: "Invalid Argument",
+    NVML_ERROR_NOT_FOUND: "Not Found",
     NVML_ERROR_NOT_SUPPORTED: "Not Supported",
     NVML_ERROR_NO_PERMISSION: "Insufficient Permissions",
     NVML_ERROR_DRIVER_NOT_LOADED: "Driver Not Loaded",
@@ -73,6 +91,8 @@ def _error_class(name: str, code: int) -> type[NVMLError]:
 
 
 NVMLError_Uninitialized = _error_class("NVMLError_Uninitialized", NVML_ERROR_UNINITIALIZED)
+NVMLError_InvalidArgument = _error_class("NVMLError_InvalidArgument", NVML_ERROR_INVALID_ARGUMENT)
+NVMLError_NotFound = _error_class("NVMLError_NotFound", NVML_ERROR_NOT_FOUND)
 NVMLError_NotSupported = _error_class("NVMLError_NotSupported", NVML_ERROR_NOT_SUPPORTED)
 NVMLError_NoPermission = _error_class("NVMLError_NoPermission", NVML_ERROR_NO_PERMISSION)
 NVMLError_DriverNotLoaded = _error_class("NVMLError_DriverNotLoaded", NVML_ERROR_DRIVER_NOT_LOADED)
@@ -106,11 +126,54 @@ class ProcessInfo:
 
 
 @dataclass
+class FieldValue:
+    """Shape of c_nvmlFieldValue_t: fieldId, nvmlReturn (NVML_SUCCESS or an error code), valueType,
+    timestamp (us) and the value union (``value.uiVal`` for power fields, in mW)."""
+
+    fieldId: int
+    scopeId: int
+    timestamp: int
+    latencyUsec: int
+    valueType: int
+    nvmlReturn: int
+    value: Value
+
+
+@dataclass
+class Value:
+    """Shape of c_nvmlValue_t (the members the power fields use)."""
+
+    uiVal: int = 0
+    dVal: float = 0.0
+
+
+_uuid_counter = [0]
+
+
+def _next_uuid(prefix: str) -> str:
+    _uuid_counter[0] += 1
+    return f"{prefix}-00000000-0000-0000-0000-{_uuid_counter[0]:012d}"
+
+
+@dataclass(eq=False)
+class FakeMig:
+    """One MIG instance of a fake GPU: its own UUID and memory, no power or energy of its own."""
+
+    uuid: str = field(default_factory=lambda: _next_uuid("MIG"))
+    parent: FakeGpu | None = None
+    mem_used_bytes: int = 1024**3
+    mem_total_bytes: int = 10 * 1024**3
+    name: str = "NVIDIA Fake GPU MIG 1g.10gb"
+
+
+@dataclass(eq=False)
 class FakeGpu:
     """One fake GPU. ``None`` for a capability means NVML answers NotSupported."""
 
     name: str = "NVIDIA Fake GPU"
-    power_mw: int = 100_000
+    power_mw: int = 100_000  # the true, instantaneous power (what the energy counter integrates)
+    power_avg_mw: int | None = None  # what nvmlDeviceGetPowerUsage returns (Ampere+: a 1 s average); None: power_mw
+    power_instant_field: bool = False  # the driver answers NVML_FI_DEV_POWER_INSTANT
     energy_counter: bool = True  # Volta+ total energy counter
     power_usage: bool = True
     util_pct: int | None = 50
@@ -120,7 +183,13 @@ class FakeGpu:
     temp_c: int | None = 60
     processes: list | None = field(default_factory=lambda: [ProcessInfo(4242, 900 * 1024**2)])
     counter_at_start_mj: int = 123_456_789  # counter runs since driver load
+    uuid: str = field(default_factory=lambda: _next_uuid("GPU"))
+    migs: list = field(default_factory=list)  # FakeMig instances (MIG mode on)
     _origin_ns: int = field(default_factory=time.time_ns)
+
+    def __post_init__(self) -> None:
+        for mig in self.migs:
+            mig.parent = self
 
     def energy_mj(self) -> int:
         elapsed_s = (time.time_ns() - self._origin_ns) / 1e9
@@ -136,6 +205,11 @@ class FakePynvml:
 
     NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
     NVML_CLOCK_SM = NVML_CLOCK_SM
+    NVML_SUCCESS = NVML_SUCCESS
+    NVML_FI_DEV_POWER_AVERAGE = NVML_FI_DEV_POWER_AVERAGE
+    NVML_FI_DEV_POWER_INSTANT = NVML_FI_DEV_POWER_INSTANT
+    NVML_VALUE_TYPE_UNSIGNED_INT = NVML_VALUE_TYPE_UNSIGNED_INT
+    NVML_ERROR_NOT_FOUND = NVML_ERROR_NOT_FOUND
     NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
     NVML_ERROR_LIBRARY_NOT_FOUND = NVML_ERROR_LIBRARY_NOT_FOUND
     NVML_ERROR_DRIVER_NOT_LOADED = NVML_ERROR_DRIVER_NOT_LOADED
@@ -143,6 +217,8 @@ class FakePynvml:
     NVMLError = NVMLError
     NVMLError_Uninitialized = NVMLError_Uninitialized
     NVMLError_NotSupported = NVMLError_NotSupported
+    NVMLError_NotFound = NVMLError_NotFound
+    NVMLError_InvalidArgument = NVMLError_InvalidArgument
     NVMLError_NoPermission = NVMLError_NoPermission
     NVMLError_DriverNotLoaded = NVMLError_DriverNotLoaded
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
@@ -173,7 +249,21 @@ class FakePynvml:
 
     def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
         self._check_init()
+        if not 0 <= index < len(self.gpus):
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
         return self.gpus[index]
+
+    def nvmlDeviceGetHandleByUUID(self, uuid) -> FakeGpu | FakeMig:
+        """Real NVML takes the UUID as bytes (pynvml converts str); GPU-... or MIG-..."""
+        self._check_init()
+        text = uuid.decode() if isinstance(uuid, bytes) else uuid
+        for gpu in self.gpus:
+            if gpu.uuid == text:
+                return gpu
+            for mig in gpu.migs:
+                if mig.uuid == text:
+                    return mig
+        raise NVMLError(NVML_ERROR_NOT_FOUND)
 
     # -- per device ---------------------------------------------------------------
 
@@ -181,17 +271,56 @@ class FakePynvml:
         self._check_init()
         return handle.name
 
+    def nvmlDeviceGetUUID(self, handle) -> str:
+        self._check_init()
+        return handle.uuid
+
+    def nvmlDeviceGetIndex(self, handle) -> int:
+        self._check_init()
+        if isinstance(handle, FakeMig):
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return self.gpus.index(handle)
+
+    def nvmlDeviceIsMigDeviceHandle(self, device) -> int:
+        """Real pynvml returns a c_uint (``.value``); an int answers the same truth test."""
+        self._check_init()
+        return 1 if isinstance(device, FakeMig) else 0
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, migDevice) -> FakeGpu:
+        self._check_init()
+        if not isinstance(migDevice, FakeMig):
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return migDevice.parent
+
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGpu) -> int:
         self._check_init()
-        if not handle.energy_counter:
+        if isinstance(handle, FakeMig) or not handle.energy_counter:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return handle.energy_mj()
 
     def nvmlDeviceGetPowerUsage(self, handle: FakeGpu) -> int:
         self._check_init()
-        if not handle.power_usage:
+        if isinstance(handle, FakeMig) or not handle.power_usage:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
-        return handle.power_mw
+        return handle.power_mw if handle.power_avg_mw is None else handle.power_avg_mw
+
+    def nvmlDeviceGetFieldValues(self, handle, fieldIds) -> list:
+        """One FieldValue per requested id; an unsupported field has nvmlReturn NOT_SUPPORTED, not an exception."""
+        self._check_init()
+        out = []
+        for field_id in fieldIds:
+            fid = field_id[0] if isinstance(field_id, tuple) else field_id
+            ok = not isinstance(handle, FakeMig) and (
+                (fid == NVML_FI_DEV_POWER_INSTANT and handle.power_instant_field)
+                or (fid == NVML_FI_DEV_POWER_AVERAGE and handle.power_usage))
+            mw = 0
+            if ok:
+                mw = handle.power_mw if fid == NVML_FI_DEV_POWER_INSTANT else (
+                    handle.power_mw if handle.power_avg_mw is None else handle.power_avg_mw)
+            out.append(FieldValue(fieldId=fid, scopeId=0, timestamp=time.time_ns() // 1000, latencyUsec=0,
+                                  valueType=NVML_VALUE_TYPE_UNSIGNED_INT,
+                                  nvmlReturn=NVML_SUCCESS if ok else NVML_ERROR_NOT_SUPPORTED, value=Value(uiVal=mw)))
+        return out
 
     def nvmlDeviceGetUtilizationRates(self, handle: FakeGpu) -> Utilization:
         self._check_init()
@@ -201,13 +330,15 @@ class FakePynvml:
 
     def nvmlDeviceGetMemoryInfo(self, handle: FakeGpu, version=None) -> Memory:
         self._check_init()
-        if handle.mem_used_bytes is None:
+        if getattr(handle, "mem_used_bytes", None) is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         used = handle.mem_used_bytes
         return Memory(total=handle.mem_total_bytes, free=handle.mem_total_bytes - used, used=used)
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list:
         self._check_init()
+        if isinstance(handle, FakeMig):
+            return []
         if handle.processes is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return list(handle.processes)
@@ -235,9 +366,15 @@ IMITATED_FUNCTIONS = (
     "nvmlShutdown",
     "nvmlDeviceGetCount",
     "nvmlDeviceGetHandleByIndex",
+    "nvmlDeviceGetHandleByUUID",
     "nvmlDeviceGetName",
+    "nvmlDeviceGetUUID",
+    "nvmlDeviceGetIndex",
+    "nvmlDeviceIsMigDeviceHandle",
+    "nvmlDeviceGetDeviceHandleFromMigDeviceHandle",
     "nvmlDeviceGetTotalEnergyConsumption",
     "nvmlDeviceGetPowerUsage",
+    "nvmlDeviceGetFieldValues",
     "nvmlDeviceGetUtilizationRates",
     "nvmlDeviceGetMemoryInfo",
     "nvmlDeviceGetClockInfo",

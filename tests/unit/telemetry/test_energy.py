@@ -161,3 +161,15 @@ def test_totals_of_different_kinds_are_not_mixed():
     stray = Sample(t_ns=T0 + 2 * S + S // 20, total_w=3.0, total_kind="partial_sum_of_rails")
     w = integrate([*samples, stray], *window(1.0, 3.0))
     assert w.total_j == pytest.approx(20.0) and w.total_kind == "input_rail:VDD_IN"
+
+
+def test_short_sub_window_between_samples_is_interpolated_when_allowed():
+    """A 30 ms prepare window between two samples 100 ms apart: measurable with min_samples=0 (bracketed,
+    interpolated), refused with the default rule."""
+    from runner.telemetry.base import Sample
+    from runner.telemetry.energy import integrate
+
+    samples = [Sample(t_ns=i * 100_000_000, total_w=10.0, total_kind="input_rail:VDD_IN") for i in range(5)]
+    assert integrate(samples, 120_000_000, 150_000_000).total_j is None
+    w = integrate(samples, 120_000_000, 150_000_000, min_samples=0)
+    assert w.total_j == pytest.approx(0.3) and w.method == "trapezoid"

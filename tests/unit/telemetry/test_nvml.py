@@ -15,6 +15,12 @@ from runner.telemetry.energy import integrate
 from runner.telemetry.nvml import NvmlSampler
 
 
+@pytest.fixture(autouse=True)
+def _no_cuda_visible_devices(monkeypatch):
+    """The sampler honours CUDA_VISIBLE_DEVICES: a GPU CI host's own value must not pick the fake's GPUs."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
 def test_import_does_not_import_pynvml():
     code = "import sys, runner.telemetry.nvml; print('pynvml' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -77,9 +83,10 @@ def test_counter_energy_matches_exact_integral(fake_pynvml):
     assert sample.total_kind == "nvml:sum_of_gpus"
     assert sample.mem_used_mb == pytest.approx(2 * 2048)
     gpu0 = sample.extras["gpus"]["gpu0"]
-    assert gpu0 == {"name": "NVIDIA Fake GPU", "util_pct": 50, "mem_used_mb": 2048.0, "process_mem_mb": 900.0,
+    assert gpu0 == {"name": "NVIDIA Fake GPU", "uuid": gpus[0].uuid, "util_pct": 50, "mem_used_mb": 2048.0,
                     "sm_clock_mhz": 1410, "temp_c": 60}
-    assert sample.extras["process_mem_mb"] == pytest.approx(2 * 900.0)
+    assert [(p["gpu"], p["pid"], p["used_mb"]) for p in sample.extras["processes"]] == [
+        ("gpu0", 4242, 900.0), ("gpu1", 4242, 900.0)]
 
 
 def test_process_memory_unavailable_is_none_with_reason(fake_pynvml):
@@ -89,8 +96,8 @@ def test_process_memory_unavailable_is_none_with_reason(fake_pynvml):
     with sampler:
         time.sleep(0.05)
     sample = sampler.samples[-1]
-    assert sample.extras["process_mem_mb"] is None
-    assert sample.extras["gpus"]["gpu1"]["process_mem_mb"] is None
+    (proc,) = sample.extras["processes"]
+    assert (proc["gpu"], proc["pid"], proc["used_mb"]) == ("gpu1", 7, None) and {"cgroup", "sid"} <= set(proc)
     assert "gpu0.processes" in sampler.unavailable
     assert sampler.gpus[0]["energy_source"] == "total_energy_counter"
 
@@ -196,3 +203,79 @@ def test_real_pynvml_probe_gives_a_reason_here():
     if availability.ok:
         pytest.skip("this host has a working NVIDIA GPU")
     assert availability.reason
+
+
+def _window_w(sampler):
+    s = sampler.samples
+    w = integrate(s, s[0].t_ns, s[-1].t_ns)
+    return w.total_j / w.duration_s
+
+
+def test_nvml_samples_only_the_runs_gpu_by_uuid(fake_pynvml):
+    """A run on one GPU of two: only that GPU's energy, chosen by UUID (the other's 120 W are someone else's)."""
+    gpus = [fake_pynvml.FakeGpu(power_mw=120_000), fake_pynvml.FakeGpu(power_mw=30_000)]
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus), devices=[gpus[1].uuid])
+    with sampler:
+        time.sleep(0.1)
+    assert _window_w(sampler) == pytest.approx(30.0, rel=0.02)
+    assert set(sampler.samples[-1].power_w) == {"gpu1"}
+    assert [(g["index"], g["uuid"]) for g in sampler.gpus] == [(1, gpus[1].uuid)]
+
+
+def test_cuda_visible_devices_selects_the_gpus(fake_pynvml, monkeypatch):
+    gpus = [fake_pynvml.FakeGpu(power_mw=120_000), fake_pynvml.FakeGpu(power_mw=30_000)]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus))
+    with sampler:
+        time.sleep(0.05)
+    assert [g["index"] for g in sampler.gpus] == [0]
+    assert set(sampler.samples[-1].power_w) == {"gpu0"}
+
+
+def test_unknown_gpu_is_refused_with_a_reason(fake_pynvml):
+    availability = NvmlSampler(nvml=fake_pynvml.FakePynvml(), devices=["GPU-nope"]).probe()
+    assert not availability.ok and "GPU-nope" in availability.reason and "nvidia-smi -L" in availability.reason
+
+
+def test_mig_slice_reports_its_parent_gpu_labelled(fake_pynvml):
+    """A MIG slice has no power counter: the parent GPU's energy is reported, labelled as the parent's."""
+    mig = fake_pynvml.FakeMig()
+    gpus = [fake_pynvml.FakeGpu(power_mw=50_000), fake_pynvml.FakeGpu(power_mw=200_000, migs=[mig])]
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus), devices=[mig.uuid])
+    with sampler:
+        time.sleep(0.1)
+    assert _window_w(sampler) == pytest.approx(200.0, rel=0.02)
+    (gpu,) = sampler.gpus
+    assert gpu["index"] == 1 and gpu["mig_uuid"] == mig.uuid and "parent GPU" in gpu["energy_scope"]
+    assert sampler.samples[-1].total_kind == "nvml:mig_parent_gpu"
+    assert sampler.samples[-1].mem_used_mb == pytest.approx(1024.0)  # the slice's own memory
+
+
+def test_nvml_power_is_the_instant_field_not_the_one_second_average(fake_pynvml):
+    """Ampere+: nvmlDeviceGetPowerUsage is a 1 s average; the instant field is read where the driver has it."""
+    gpu = fake_pynvml.FakeGpu(power_mw=200_000, power_avg_mw=120_000, power_instant_field=True)
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]))
+    with sampler:
+        time.sleep(0.03)
+    assert sampler.samples[-1].power_w["gpu0"] == pytest.approx(200.0)
+    assert "NVML_FI_DEV_POWER_INSTANT" in sampler.gpus[0]["power_source"]
+
+
+def test_averaged_power_fallback_is_labelled_and_energy_stays_on_the_counter(fake_pynvml):
+    gpu = fake_pynvml.FakeGpu(power_mw=200_000, power_avg_mw=120_000, power_instant_field=False)
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]))
+    with sampler:
+        time.sleep(0.1)
+    assert sampler.samples[-1].power_w["gpu0"] == pytest.approx(120.0)
+    assert "1 s moving average" in sampler.gpus[0]["power_source"]
+    assert _window_w(sampler) == pytest.approx(200.0, rel=0.02)  # the counter, not the averaged power
+
+
+def test_nvml_health_names_the_chosen_gpus_and_unavailable_queries(fake_pynvml):
+    gpu = fake_pynvml.FakeGpu(temp_c=None)
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]), devices=[gpu.uuid])
+    with sampler:
+        pass
+    health = sampler.health()
+    assert health["gpus"][0]["uuid"] == gpu.uuid and health["gpus"][0]["requested"] == gpu.uuid
+    assert "NotSupported" in health["unavailable"]["gpu0.temperature"] and health["polling_errors"] == []

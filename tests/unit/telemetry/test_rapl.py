@@ -48,13 +48,32 @@ def test_total_is_packages_plus_dram_without_core():
     assert total_rule(root_domains[:2]) == (["package-0"], "rapl:package")
 
 
-def test_total_is_psys_alone_when_present():
+def test_total_is_package_plus_dram_even_when_psys_exists():
+    """psys is an extra figure, checked against package+DRAM; it never replaces them as the total."""
     domains = [
         rapl.RaplDomain("package-0", "package-0", Path("a"), True, MAX),
         rapl.RaplDomain("package-0/dram", "dram", Path("d"), False, MAX),
         rapl.RaplDomain("psys", "psys", Path("p"), True, MAX),
     ]
-    assert total_rule(domains) == (["psys"], "rapl:psys")
+    assert total_rule(domains) == (["package-0", "package-0/dram"], "rapl:package+dram")
+
+
+def test_stuck_psys_counter_does_not_report_zero_joules(rapl_tree):
+    """A laptop whose psys counter never moves: the total stays package+DRAM (not 0 J) and psys is left out."""
+    root = rapl_tree({"intel-rapl:0": ("package-0", 0, MAX), "intel-rapl:0:1": ("dram", 0, MAX),
+                      "intel-rapl:1": ("psys", 5_000_000, MAX)})
+    sampler = RaplSampler(root=root, interval_ms=10_000)
+    sampler.start()
+    for step in range(1, 5):
+        set_uj(root, "intel-rapl:0", step * 1_000_000)
+        set_uj(root, "intel-rapl:0:1", step * 250_000)
+        time.sleep(0.005)
+        sampler.sample_now()
+    sampler.stop()
+    s = sampler.samples
+    window = integrate(s, s[0].t_ns, s[-2].t_ns)
+    assert window.total_j == pytest.approx(4 * 1.25) and window.total_kind == "rapl:package+dram"
+    assert window.per_channel_j["psys"] == 0.0  # kept per channel, for the check against package+DRAM
 
 
 def test_unwrap_delta():
@@ -75,7 +94,7 @@ def test_samples_carry_wrap_corrected_cumulative_energy(rapl_tree):
     second = sampler.sample_now()
     assert second.energy_j["package-0"] == pytest.approx(5.0)
     assert second.total_energy_j == pytest.approx(5.0)
-    dt_s = (second.t_ns - first.t_ns) / 1e9
+    dt_s = (second.mono_ns - first.mono_ns) / 1e9  # power over the monotonic interval
     assert second.power_w["package-0"] == pytest.approx(5.0 / dt_s)
     assert second.total_kind == "rapl:package"
     sampler.stop()
@@ -140,3 +159,17 @@ def test_thread_samples_and_brackets_the_run(rapl_tree):
 
 def test_constructor_does_no_io(tmp_path):
     RaplSampler(root=tmp_path / "does-not-exist")
+
+
+def test_rapl_health_counts_intervals_dropped_for_an_unreadable_range(rapl_tree):
+    """A wrap with no readable max_energy_range_uj drops one interval: counted and explained in health."""
+    root = rapl_tree({"intel-rapl:0": ("package-0", 5_000_000, MAX)})
+    (root / "intel-rapl:0" / "max_energy_range_uj").unlink()
+    sampler = RaplSampler(root=root, interval_ms=10_000)
+    sampler.start()
+    set_uj(root, "intel-rapl:0", 1_000_000)  # went down: a wrap that cannot be corrected
+    sampler.sample_now()
+    sampler.stop()
+    health = sampler.health()
+    assert health["dropped_intervals"] == 1 and "max_energy_range_uj" in health["dropped_reason"]
+    assert health["polling_errors"] == [] and health["total_kind"] == "rapl:package"

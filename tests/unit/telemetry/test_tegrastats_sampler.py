@@ -168,3 +168,14 @@ def test_a_line_without_its_newline_is_dropped_not_parsed():
     sampler._read_lines(stream)  # the reader thread's loop, fed directly
     assert len(sampler.samples) == 1 and sampler.samples[0].total_w == pytest.approx(5.299)
     assert sampler.lines_unparsed == 1 and sampler.lines_cut_off == 1
+
+
+def test_tegrastats_health_reports_exit_reason_and_unparsed_lines(fake_tegrastats_path, monkeypatch):
+    """Why tegrastats stopped and how many lines it dropped reach the results (telemetry.health)."""
+    monkeypatch.setenv("FAKE_TEGRASTATS_FAIL", "tegrastats: need root")
+    sampler = TegrastatsSampler(interval_ms=20)
+    with sampler:
+        assert wait_for(lambda: sampler.exit_reason is not None)
+    health = sampler.health()
+    assert health["sampler"] == "tegrastats" and "need root" in health["exit_reason"]
+    assert health["lines_unparsed"] == 0 and health["lines_cut_off"] == 0 and health["ok"] is False
