@@ -77,16 +77,22 @@ def detect_device(requested: str) -> str:
     return "cuda" if Path("/dev/nvidiactl").exists() else "cpu"
 
 
-def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: str, out: str,
+def build_run_spec(*, backend: str, model: str | None, quant: str | None, device: str, data: str, out: str,
                    image: str | None = None, models_dir: Path, beam_size: int = 5, temperature: float = 0.0,
                    language: str | None = None, threads: int | None = None, batch_size: int = 1,
                    warmup: int = 1, timeout_s: float | None = None, allow_download: bool = False,
                    mem_limit: str | None = None, telemetry: str = "auto", interval_ms: int = 100,
                    baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker",
                    align: bool = False) -> RunSpec:
-    """Resolve and check every setting; raise one UserError naming all problems."""
+    """Resolve and check every setting; raise one UserError naming all problems.
+
+    model and quant default to the backend's own (its table row): tiny.en int8 for the Whisper
+    backends, the bundled en-us model in fp32 for pocketsphinx.
+    """
     problems: list[str] = []
     be = BACKENDS.get(backend)
+    model = model or (be.default_model if be else "tiny.en")
+    quant = quant or (be.default_quant if be else "int8")
     if be is None:
         problems.append(f"--backend {backend!r} is unknown; known backends: {', '.join(sorted(BACKENDS))}")
     dev = detect_device(device)
@@ -101,7 +107,8 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
                 problems.append(f"--quant: {problem}")
     resolved_model = None
     try:
-        resolved_model = resolve_model(model, models_dir, allow_download)
+        resolved_model = resolve_model(model, models_dir, allow_download,
+                                       be.model_format if be else "ctranslate2", bundled=be.bundled_models if be else ())
     except UserError as exc:
         problems.append(f"--model: {exc}")
     dataset = None

@@ -43,6 +43,13 @@ class Backend(ImageDef):
     devices: tuple[str, ...]
     adapter: str  # the adapter module the entrypoint loads ($EDGEASR_ADAPTER)
     host_module: str  # the library's import name, checked before `--engine local`
+    # What the backend loads (runner.models.MODEL_FORMATS): a CTranslate2 folder, a Hugging Face folder
+    # (installed CTranslate2 Whisper models resolve to their conversion), or a model bundled in the image.
+    model_format: str = "ctranslate2"
+    bundled_models: tuple[str, ...] = ()  # model_format "bundled": the names the image ships
+    default_model: str = "tiny.en"  # --model when none is given
+    default_quant: str = "int8"  # --quant when none is given
+    check_model: str = "tiny.en"  # the model `edgeasr check-image` runs its test job with
 
 
 BACKENDS: dict[str, Backend] = {
@@ -74,6 +81,22 @@ BACKENDS: dict[str, Backend] = {
         adapter="edgeasr_backend_transformers",
         host_module="transformers",
         parent="torch-base",
+        model_format="hf",
+        check_model="tiny-whisper-random",
+    ),
+    "pocketsphinx": Backend(
+        name="pocketsphinx",
+        library="pocketsphinx",
+        image="edgeasr/pocketsphinx:latest",
+        devices=("cpu",),  # the CMU decoder has no GPU path
+        build_dir="pocketsphinx",
+        adapter="edgeasr_backend_pocketsphinx",
+        host_module="pocketsphinx",
+        model_format="bundled",
+        bundled_models=("en-us",),
+        default_model="en-us",
+        default_quant="fp32",
+        check_model="en-us",
     ),
 }
 

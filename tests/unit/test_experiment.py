@@ -6,6 +6,7 @@ import textwrap
 import pytest
 from helpers import ROOT, write_tone
 
+from runner.launch.backends import BACKENDS
 from runner.errors import UserError
 from runner.experiment import Condition, load_experiment
 from runner.telemetry import registry
@@ -226,7 +227,7 @@ def test_unknown_backend_device_model(tmp_path):
         defaults: {quant: int8}
         grid: {backends: [nemo], devices: [gpu], models: [tiny.enn]}
         """) == [
-        "x.yaml: grid.backends[0]: 'nemo' is not a backend; allowed: faster-whisper, whisperx, transformers",
+        f"x.yaml: grid.backends[0]: 'nemo' is not a backend; allowed: {', '.join(BACKENDS)}",
         "x.yaml: grid.models[0]: 'tiny.enn' is not a model; allowed: an installable name (tiny.en, base), "
         f"a hub name ({HUB_LIST}), or a model folder (model.bin + config.json)",
         "x.yaml: grid.devices[0]: 'gpu' is not a device; allowed: cpu, cuda",
