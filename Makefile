@@ -8,8 +8,9 @@ PYTEST   := $(VENV)/bin/python -m pytest
 
 BACKEND    ?= faster-whisper
 BACKENDS   ?= faster-whisper whisperx transformers
-MODEL      ?= tiny.en
-QUANT      ?= int8
+# Empty: the backend's own default (tiny.en int8 for the Whisper backends; en-us fp32 for pocketsphinx).
+MODEL      ?=
+QUANT      ?=
 DEVICE     ?= $(if $(filter x86,$(PLATFORM)),cpu,cuda)
 DATA       ?= data/default
 OUT        ?=
@@ -26,7 +27,7 @@ RESULTS    ?= results/sweeps/$(EXPERIMENT)
 # Compose v2 (`docker compose`) where installed, else v1.29 (`docker-compose`, Debian's package).
 COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-RUN_FLAGS = --backend $(BACKEND) --model $(MODEL) --quant $(QUANT) --device $(DEVICE) --data $(DATA) \
+RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),--quant $(QUANT)) --device $(DEVICE) --data $(DATA) \
             $(if $(OUT),--out $(OUT)) $(if $(RUN_IMAGE),--image $(RUN_IMAGE)) $(ARGS)
 
 .PHONY: help venv base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
@@ -91,9 +92,9 @@ test: venv models images runner-image tiny-models
 	$(PYTEST) -q -rs tests
 
 bench: venv models ensure-image
-	$(VENV)/bin/python bench/bench_overhead.py --model $(MODEL) --quant $(QUANT)
+	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8)
 	$(VENV)/bin/python bench/bench_sampler.py
-	$(VENV)/bin/python bench/bench_batched.py --model $(MODEL) --quant $(QUANT)
+	$(VENV)/bin/python bench/bench_batched.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8)
 
 clean:
 	rm -rf build results .pytest_cache

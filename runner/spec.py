@@ -77,6 +77,19 @@ def detect_device(requested: str) -> str:
     return "cuda" if Path("/dev/nvidiactl").exists() else "cpu"
 
 
+def _onnx_exporter(image: str | None, engine: str):
+    """The ONNX export runs in the backend's image, so it needs the docker engine (the host has no torch)."""
+    if engine != "docker":
+        return None
+
+    def export(hf_dir: Path, out_dir: Path) -> Path:
+        from .launch.onnx_export import export_onnx
+
+        return export_onnx(hf_dir, out_dir, image)
+
+    return export
+
+
 def build_run_spec(*, backend: str, model: str | None, quant: str | None, device: str, data: str, out: str,
                    image: str | None = None, models_dir: Path, beam_size: int = 5, temperature: float = 0.0,
                    language: str | None = None, threads: int | None = None, batch_size: int = 1,
@@ -108,7 +121,8 @@ def build_run_spec(*, backend: str, model: str | None, quant: str | None, device
     resolved_model = None
     try:
         resolved_model = resolve_model(model, models_dir, allow_download,
-                                       be.model_format if be else "ctranslate2", bundled=be.bundled_models if be else ())
+                                       be.model_format if be else "ctranslate2", bundled=be.bundled_models if be else (),
+                                       onnx_exporter=_onnx_exporter(image or (be.image if be else None), engine))
     except UserError as exc:
         problems.append(f"--model: {exc}")
     dataset = None

@@ -23,6 +23,7 @@ from ..launch import docker_engine
 from ..launch.backends import BACKENDS
 from ..launch.images import parse_versions_label
 from ..launch.job import CONTRACT_VERSION
+from ..launch.onnx_export import export_onnx
 from ..models import default_models_dir, resolve_model
 from ..quant import resolve_quant
 from ..results import read_jsonl
@@ -132,7 +133,8 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     quant = quant or backend.default_quant
     try:
         resolved = resolve_model(model or default_model, models_dir, allow_download=False,
-                                 model_format=backend.model_format, bundled=backend.bundled_models)
+                                 model_format=backend.model_format, bundled=backend.bundled_models,
+                                 onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
     except UserError as exc:
         hint = "make tiny-models" if (model or default_model) == "tiny-whisper-random" else "make models"
         raise UserError(f"{exc} (the test job needs it: run `{hint}`, or pass --model)") from None

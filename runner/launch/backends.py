@@ -84,6 +84,17 @@ BACKENDS: dict[str, Backend] = {
         model_format="hf",
         check_model="tiny-whisper-random",
     ),
+    "onnxruntime": Backend(
+        name="onnxruntime",
+        library="onnxruntime",
+        image="edgeasr/onnxruntime:latest",
+        devices=("cpu", "cuda"),
+        build_dir="onnxruntime",
+        adapter="edgeasr_backend_onnxruntime",
+        host_module="onnxruntime",
+        parent="torch-base",
+        model_format="onnx",
+    ),
     "pocketsphinx": Backend(
         name="pocketsphinx",
         library="pocketsphinx",
