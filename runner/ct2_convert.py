@@ -454,6 +454,7 @@ def convert(ct2_dir: Path, out_dir: Path, log=print) -> Conversion:
         marker = {"converter_version": CONVERTER_VERSION, "source": str(ct2_dir),
                   "source_spec": f"{model.spec_name} revision {model.revision}",
                   "source_model_bin_bytes": (ct2_dir / "model.bin").stat().st_size,
+                  "source_model_bin_mtime_ns": (ct2_dir / "model.bin").stat().st_mtime_ns,
                   "weight_dtype": np.dtype(target).name, "dequantized": dequantized, "n_params": n_params,
                   "note": f"Hugging Face Whisper converted from the CTranslate2 model in {ct2_dir.name}"}
         (staging / CONVERTED_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
@@ -479,5 +480,6 @@ def is_current(ct2_dir: Path, out_dir: Path) -> bool:
         info = json.loads(marker.read_text())
     except ValueError:
         return False
-    return (info.get("converter_version") == CONVERTER_VERSION
-            and info.get("source_model_bin_bytes") == (Path(ct2_dir) / "model.bin").stat().st_size)
+    st = (Path(ct2_dir) / "model.bin").stat()
+    return (info.get("converter_version") == CONVERTER_VERSION and info.get("source_model_bin_bytes") == st.st_size
+            and info.get("source_model_bin_mtime_ns") == st.st_mtime_ns)

@@ -342,6 +342,10 @@ class _Checker:
     # grid axes (also defaults' axis keys and match values)
 
     def backend(self, value: Any, path: str) -> Any:
+        reason = backends.unavailable_reason(value) if isinstance(value, str) else None
+        if reason:
+            self.add(path, f"backend {value} is not available: {reason}")
+            return _BAD
         return self.choice(value, path, tuple(backends.BACKENDS), "a backend")
 
     def quant(self, value: Any, path: str) -> Any:

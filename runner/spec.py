@@ -13,7 +13,7 @@ from typing import Any
 
 from .data import Dataset, load_dataset
 from .errors import UserError
-from .launch.backends import BACKENDS, Backend
+from .launch.backends import BACKENDS, Backend, unavailable_reason
 from .models import ResolvedModel, resolve_model
 from .quant import DEVICES, quant_problem, resolve_quant
 from .telemetry.select import CHOICES as SAMPLER_CHOICES
@@ -107,7 +107,9 @@ def build_run_spec(*, backend: str, model: str | None, quant: str | None, device
     model = model or (be.default_model if be else "tiny.en")
     quant = quant or (be.default_quant if be else "int8")
     if be is None:
-        problems.append(f"--backend {backend!r} is unknown; known backends: {', '.join(sorted(BACKENDS))}")
+        reason = unavailable_reason(backend)
+        problems.append(f"--backend {backend} is not available: {reason}" if reason else
+                        f"--backend {backend!r} is unknown; known backends: {', '.join(sorted(BACKENDS))}")
     dev = detect_device(device)
     if dev not in DEVICES:
         problems.append(f"--device {device!r} is unknown; choose one of cpu, cuda, auto")

@@ -112,6 +112,22 @@ BACKENDS: dict[str, Backend] = {
 }
 
 
+# Backends asked for and not buildable here: the name is known, and a run is refused with the reason.
+UNAVAILABLE: dict[str, str] = {
+    "espnet": (
+        "espnet does not install on the torch base (Python 3.11, torch 2.8): espnet 202609 and later need "
+        "Python >= 3.12, and 202511, the last release for 3.11, depends on pyworld, which PyPI has only as a "
+        "source distribution (it needs a C compiler and Python headers, which the offline image bases lack); "
+        "see containers/PLATFORMS.md, ESPnet"
+    ),
+}
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why a known but unbuildable backend cannot run, or None."""
+    return UNAVAILABLE.get(name)
+
+
 # Images that are not backends: the runner itself (for `docker compose up sweep`), and the shared torch
 # stack that the torch backends are built on.
 RUNNER_IMAGE = ImageDef(name="runner", image="edgeasr/runner:latest", build_dir="runner")
@@ -139,4 +155,6 @@ def get_backend(name: str) -> Backend:
     try:
         return BACKENDS[name]
     except KeyError:
+        if name in UNAVAILABLE:
+            raise UserError(f"backend {name} is not available: {UNAVAILABLE[name]}") from None
         raise UserError(f"unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}") from None

@@ -226,3 +226,51 @@ def test_a_failed_reconversion_keeps_the_previous_folder(tmp_path):
     with pytest.raises(UserError):
         convert(src, tmp_path / "hf", log=lambda *_: None)
     assert (tmp_path / "hf" / "model.safetensors").read_bytes() == before
+
+
+def test_hf_backends_resolve_an_installed_name_to_its_conversion_made_on_first_use(tmp_path):
+    from runner.models import MARKER, resolve_model
+
+    src = make_ct2_folder(tmp_path / "tiny.en")
+    (src / "vocabulary.txt").write_text("x\n")
+    (src / MARKER).write_text("{}")
+    ct2 = resolve_model("tiny.en", tmp_path, False)
+    assert ct2.host_dir == src and ct2.source == "installed"
+    hf = resolve_model("tiny.en", tmp_path, False, "hf", log=lambda *_: None)
+    assert (hf.name, hf.source, hf.host_dir, hf.container_path) == ("tiny.en", "converted", tmp_path / "tiny.en-hf",
+                                                                    "/models/tiny.en")
+    stamp = (tmp_path / "tiny.en-hf" / "model.safetensors").stat().st_mtime_ns
+    resolve_model("tiny.en", tmp_path, False, "hf", log=lambda *_: None)  # current: not converted again
+    assert (tmp_path / "tiny.en-hf" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_onnx_exports_are_cached_by_content_hash(tmp_path):
+    from runner.models import MARKER, resolve_model
+
+    src = make_ct2_folder(tmp_path / "tiny.en")
+    (src / MARKER).write_text("{}")
+    calls = []
+
+    def exporter(hf_dir, out_dir):
+        calls.append(out_dir)
+        out_dir.mkdir()
+        (out_dir / "edgeasr-onnx.json").write_text("{}")
+
+    with pytest.raises(UserError, match="has no ONNX export"):
+        resolve_model("tiny.en", tmp_path, False, "onnx", log=lambda *_: None)
+    first = resolve_model("tiny.en", tmp_path, False, "onnx", log=lambda *_: None, onnx_exporter=exporter)
+    again = resolve_model("tiny.en", tmp_path, False, "onnx", log=lambda *_: None, onnx_exporter=exporter)
+    assert first.host_dir == again.host_dir == calls[0] and len(calls) == 1 and first.source == "exported"
+    assert first.host_dir.name.startswith("tiny.en-onnx-")
+    # New weights: a new folder, exported again.
+    write_model_bin(src / "model.bin", synthetic_variables(dtype="float16"), TIED)
+    changed = resolve_model("tiny.en", tmp_path, False, "onnx", log=lambda *_: None, onnx_exporter=exporter)
+    assert changed.host_dir != first.host_dir and len(calls) == 2
+
+
+def test_a_bundled_model_backend_refuses_other_model_names(tmp_path):
+    from runner.models import resolve_model
+
+    assert resolve_model("en-us", tmp_path, False, "bundled", bundled=("en-us",)).host_dir is None
+    with pytest.raises(UserError, match="'tiny.en' is not a model this backend ships; it runs its bundled model en-us"):
+        resolve_model("tiny.en", tmp_path, False, "bundled", bundled=("en-us",))
