@@ -7,7 +7,7 @@ EDGEASR  := $(VENV)/bin/edgeasr
 PYTEST   := $(VENV)/bin/python -m pytest
 
 BACKEND    ?= faster-whisper
-BACKENDS   ?= faster-whisper whisperx transformers
+BACKENDS   ?= faster-whisper whisperx transformers onnxruntime pocketsphinx
 # Empty: the backend's own default (tiny.en int8 for the Whisper backends; en-us fp32 for pocketsphinx).
 MODEL      ?=
 QUANT      ?=

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from ..launch import docker_engine
 from ..launch.backends import BACKENDS, IMAGES, get_image
-from ..launch.images import (PLATFORMS, PUBLIC_BASE, build_image, detect_platform, ensure_base, fill_wheelhouse,
+from ..launch.images import (PLATFORMS, PUBLIC_BASE, build_image, child_extras, detect_platform, ensure_base, fill_wheelhouse,
                              platform_tag)
 
 
@@ -71,8 +71,10 @@ def main(args: argparse.Namespace) -> int:
     args.log_dir.mkdir(parents=True, exist_ok=True)
     for image in order:
         image_base = get_image(image.parent).image if image.parent else base
-        if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent
+        if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent...
             fill_wheelhouse(image, log=console.print)
+        elif not args.no_wheelhouse and child_extras(image):  # ...except those the parent does not pin
+            fill_wheelhouse(image, log=console.print, only=child_extras(image))
         tag = args.tag if args.tag and len(wanted) == 1 and image in wanted else image.image
         with console.status(f"building {tag} from {image_base}"):
             image_id = build_image(client, image, base=image_base, tag=tag,

@@ -116,9 +116,10 @@ BACKENDS: dict[str, Backend] = {
 UNAVAILABLE: dict[str, str] = {
     "espnet": (
         "espnet does not install on the torch base (Python 3.11, torch 2.8): espnet 202609 and later need "
-        "Python >= 3.12, and 202511, the last release for 3.11, depends on pyworld, which PyPI has only as a "
-        "source distribution (it needs a C compiler and Python headers, which the offline image bases lack); "
-        "see containers/PLATFORMS.md, ESPnet"
+        "Python >= 3.12, and 202511, the last release for 3.11, does not resolve with pip: its dependency ci_sdr "
+        "0.0.2 (a source distribution) declares a direct git URL dependency (padertorch @ git+https://...), "
+        "which pip refuses from PyPI, and its dependency pyworld is a source distribution only (it needs a C "
+        "compiler and Python headers, which the offline image bases lack); see containers/PLATFORMS.md, ESPnet"
     ),
 }
 
