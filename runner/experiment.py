@@ -360,6 +360,8 @@ class _Checker:
             return _BAD
         if value in PACKAGED or value in HUB_NAMES:
             return value
+        if any(value in b.bundled_models for b in backends.BACKENDS.values()):
+            return value  # a model an image ships (pocketsphinx's en-us); the backend checks the pairing
         folder = self.path(value, path)
         if folder is not None and is_model_dir(folder):
             return str(folder)

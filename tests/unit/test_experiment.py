@@ -440,3 +440,15 @@ def test_numbers_are_normalised_so_equal_settings_share_a_group(tmp_path):
         entries: [{match: {model: tiny.en}, set: {decode: {temperature: 0}, telemetry: {baseline_s: 5}}}]
         """)
     assert len(exp.groups) == 1 and json.dumps(exp.groups[0].decode["temperature"]) == "0.0"
+
+
+def test_a_bundled_model_is_a_model_in_experiment_files(tmp_path):
+    """pocketsphinx's en-us ships in its image: a sweep may name it like an installed model."""
+    path = tmp_path / "ps.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: ps
+        defaults: {{quant: fp32, dataset: {ROOT / 'data/default'}}}
+        grid: {{backends: [pocketsphinx], models: [en-us]}}
+        """))
+    exp = load_experiment(path)
+    assert [g.model for g in exp.groups] == ["en-us"]
