@@ -39,7 +39,7 @@ SPEC_REVISIONS = (3,)  # the revision CTranslate2 3.x and 4.x write for Whisper
 DTYPES: dict[int, str] = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
 GELU = 3  # CTranslate2's Activation enum value for exact GELU (Whisper's activation)
 CONVERTED_MARKER = "edgeasr-converted.json"
-CONVERTER_VERSION = 1  # bump when the output changes, so stale converted folders are redone
+CONVERTER_VERSION = 2  # bump when the output changes, so stale converted folders are redone
 
 # Whisper's feature extractor settings (identical for every model with 80 mel bins).
 SAMPLE_RATE = 16000
@@ -334,7 +334,9 @@ def build_configs(hf: dict[str, np.ndarray], variables: dict[str, np.ndarray], c
         generation["lang_to_id"] = {by_id[i]: i for i in lang_ids if i in by_id}
         generation["task_to_id"] = {"transcribe": _special(ids, "<|transcribe|>"),
                                     "translate": _special(ids, "<|translate|>")}
-        generation["forced_decoder_ids"] = None
+        # Position 1 left open (transformers detects the language there), position 2 transcribe: without it,
+        # transformers 4.57 builds the prompt [sot, lang] with no task token and the model degenerates.
+        generation["forced_decoder_ids"] = [[1, None], [2, generation["task_to_id"]["transcribe"]]]
     else:
         generation["forced_decoder_ids"] = [[1, no_ts]]
     preprocessor = {

@@ -274,3 +274,23 @@ def test_a_bundled_model_backend_refuses_other_model_names(tmp_path):
     assert resolve_model("en-us", tmp_path, False, "bundled", bundled=("en-us",)).host_dir is None
     with pytest.raises(UserError, match="'tiny.en' is not a model this backend ships; it runs its bundled model en-us"):
         resolve_model("tiny.en", tmp_path, False, "bundled", bundled=("en-us",))
+
+
+def test_a_multilingual_model_gets_language_detection_and_the_transcribe_task_in_its_prompt():
+    """Regression: with forced_decoder_ids None, transformers 4.57 prompted [sot, lang] without the task token
+    and base degenerated ('Glue the dark dark dark ...'); position 2 must be <|transcribe|>."""
+    from runner.ct2_convert import build_configs
+
+    v = synthetic_variables()
+    hf = map_to_hf(v, TIED)
+    hf["model.decoder.embed_tokens.weight"] = np.zeros((51865, D), np.float32)  # the multilingual vocabulary
+    n = 50257
+    tokenizer = {"model": {"vocab": {}, "merges": []},
+                 "added_tokens": [{"id": n + i, "content": s, "special": True}
+                                  for i, s in enumerate(["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>",
+                                                         "<|translate|>", "<|transcribe|>", "<|startoflm|>",
+                                                         "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"])]}
+    gen = build_configs(hf, v, {"lang_ids": [n + 2, n + 3]}, tokenizer)["generation_config.json"]
+    assert gen["is_multilingual"] and gen["lang_to_id"] == {"<|en|>": n + 2, "<|de|>": n + 3}
+    assert gen["task_to_id"] == {"transcribe": n + 5, "translate": n + 4}
+    assert gen["forced_decoder_ids"] == [[1, None], [2, n + 5]]
