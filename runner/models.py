@@ -149,6 +149,9 @@ def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format
             if onnx_exporter is None:
                 raise UserError(f"model {ref!r} has no ONNX export in {target}; run it once with the docker engine")
             onnx_exporter(folder, target)
+            for stale in models_dir.glob(f"{ref}-onnx-*"):  # exports of older weights or an older exporter
+                if stale != target and (stale / "edgeasr-onnx.json").is_file():
+                    shutil.rmtree(stale, ignore_errors=True)
         return ResolvedModel(ref, "exported", target, f"/models/{ref}")
     if model_format == "onnx" and Path(ref).is_dir() and (Path(ref) / "edgeasr-onnx.json").is_file():
         path = Path(ref).resolve()

@@ -28,7 +28,7 @@ WINDOW = 30 * SAMPLE_RATE
 FILES = {"float32": ("encoder.onnx", "decoder.onnx"), "dynamic_int8": ("encoder.int8.onnx", "decoder.int8.onnx"),
          "float16": ("encoder.fp16.onnx", "decoder.fp16.onnx")}
 COPIED = ("config.json", "generation_config.json", "tokenizer.json", "preprocessor_config.json")
-EXPORT_VERSION = 1  # bump when the graphs change, so the host's content-hash cache re-exports
+EXPORT_VERSION = 2  # bump when the graphs change, so the host's content-hash cache re-exports
 
 
 # -- export (needs torch and transformers; only the export container imports them) ---------------------------
@@ -57,9 +57,11 @@ def _export_modules(model):
 
         def forward(self, input_features):
             hidden = self.encoder(input_features).last_hidden_state
-            keys = torch.stack([layer.encoder_attn.k_proj(hidden) for layer in self.layers])
-            values = torch.stack([layer.encoder_attn.v_proj(hidden) for layer in self.layers])
-            return keys, values  # [L, B, 1500, D] each
+            # Laid out once per utterance the way every decoder step consumes them: keys as
+            # [L, B, H, D/H, 1500] (already transposed for q @ k), values as [L, B, H, 1500, D/H].
+            keys = torch.stack([heads(layer.encoder_attn.k_proj(hidden)).transpose(-1, -2) for layer in self.layers])
+            values = torch.stack([heads(layer.encoder_attn.v_proj(hidden)) for layer in self.layers])
+            return keys, values
 
     class Decoder(nn.Module):
         def __init__(self):
@@ -88,8 +90,8 @@ def _export_modules(model):
                 ca = layer.encoder_attn
                 h = layer.encoder_attn_layer_norm(x)
                 q = heads(ca.q_proj(h) * ca.scaling)
-                att = torch.softmax(q @ heads(cross_k[i]).transpose(-1, -2), dim=-1)
-                x = x + ca.out_proj(merge(att @ heads(cross_v[i])))
+                att = torch.softmax(q @ cross_k[i], dim=-1)
+                x = x + ca.out_proj(merge(att @ cross_v[i]))
                 h = layer.final_layer_norm(x)
                 x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
             x = self.dec.layer_norm(x)
@@ -144,14 +146,16 @@ def _export_pair(model, staging: str, suffix: str) -> None:
     feats = torch.zeros(1, cfg.num_mel_bins, 2 * cfg.max_source_positions, dtype=dtype)
     layers, d = cfg.decoder_layers, cfg.d_model
     past = torch.zeros(layers, 1, 3, d, dtype=dtype)
-    cross = torch.zeros(layers, 1, cfg.max_source_positions, d, dtype=dtype)
+    h = cfg.decoder_attention_heads
+    cross_k = torch.zeros(layers, 1, h, d // h, cfg.max_source_positions, dtype=dtype)
+    cross_v = torch.zeros(layers, 1, h, cfg.max_source_positions, d // h, dtype=dtype)
     tokens = torch.zeros(1, 2, dtype=torch.int64)
     with torch.no_grad():
         torch.onnx.export(encoder, (feats,), f"{staging}/encoder{suffix}.onnx", dynamo=False,
                           input_names=["input_features"], output_names=["cross_k", "cross_v"],
                           dynamic_axes={"input_features": {0: "batch"}, "cross_k": {1: "batch"},
                                         "cross_v": {1: "batch"}}, opset_version=17)
-        torch.onnx.export(decoder, (tokens, past, past, cross, cross), f"{staging}/decoder{suffix}.onnx",
+        torch.onnx.export(decoder, (tokens, past, past, cross_k, cross_v), f"{staging}/decoder{suffix}.onnx",
                           dynamo=False,
                           input_names=["tokens", "self_k", "self_v", "cross_k", "cross_v"],
                           output_names=["logits", "new_self_k", "new_self_v"],
@@ -226,7 +230,7 @@ class OnnxWhisper:
         feats = self.features(audio, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
         cross_k, cross_v = self.encoder.run(None, {"input_features": feats.astype(self.float)})
         beam = max(1, int(self._job.decode.beam_size))
-        layers, _, _, d = cross_k.shape
+        layers, d = cross_k.shape[0], cross_k.shape[2] * cross_k.shape[3]
         prompt = self._prompt()
         # One hypothesis per row: tokens so far, summed log-probability; the cache rows follow them.
         seqs = [list(prompt)]

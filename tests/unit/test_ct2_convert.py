@@ -266,6 +266,7 @@ def test_onnx_exports_are_cached_by_content_hash(tmp_path):
     write_model_bin(src / "model.bin", synthetic_variables(dtype="float16"), TIED)
     changed = resolve_model("tiny.en", tmp_path, False, "onnx", log=lambda *_: None, onnx_exporter=exporter)
     assert changed.host_dir != first.host_dir and len(calls) == 2
+    assert not first.host_dir.exists()  # the stale export is removed once the new one is whole
 
 
 def test_a_bundled_model_backend_refuses_other_model_names(tmp_path):
