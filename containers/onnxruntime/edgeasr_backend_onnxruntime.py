@@ -67,13 +67,17 @@ def _export_modules(model):
         def __init__(self):
             super().__init__()
             self.dec = dec
-            self.embed = dec.embed_tokens
+            # One copy of the token embedding, stored transposed ([D, V]): the output projection multiplies by
+            # it as is (a MatMul on an initializer, which int8 quantization handles) and the input embedding
+            # gathers its columns; with the [V, D] original both ways, the exporter wrote it twice (~80 MB).
+            self.embed_t = nn.Parameter(dec.embed_tokens.weight.detach().t().contiguous())
 
         def forward(self, tokens, self_k, self_v, cross_k, cross_v):
             past = self_k.shape[2]
             n = tokens.shape[1]
             positions = torch.arange(n, device=tokens.device) + past
-            x = self.embed(tokens) + self.dec.embed_positions.weight[positions]
+            x = torch.index_select(self.embed_t, 1, tokens.reshape(-1)).t().reshape(tokens.shape[0], n, -1)
+            x = x + self.dec.embed_positions.weight[positions]
             total = torch.arange(n + past, device=tokens.device)
             causal = (total[None, :] > positions[:, None]).to(x.dtype) * torch.finfo(x.dtype).min
             new_k, new_v = [], []
@@ -95,7 +99,7 @@ def _export_modules(model):
                 h = layer.final_layer_norm(x)
                 x = x + layer.fc2(layer.activation_fn(layer.fc1(h)))
             x = self.dec.layer_norm(x)
-            logits = x @ self.embed.weight.T
+            logits = x @ self.embed_t
             return logits, torch.stack(new_k), torch.stack(new_v)
 
     return Encoder().eval(), Decoder().eval()
