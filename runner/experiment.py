@@ -353,6 +353,10 @@ class _Checker:
     # grid axes (also defaults' axis keys and match values)
 
     def backend(self, value: Any, path: str) -> Any:
+        reason = backends.unavailable_reason(value) if isinstance(value, str) else None
+        if reason:
+            self.add(path, f"backend {value} is not available: {reason}")
+            return _BAD
         return self.choice(value, path, tuple(backends.BACKENDS), "a backend")
 
     def quant(self, value: Any, path: str) -> Any:
@@ -367,6 +371,8 @@ class _Checker:
             return _BAD
         if value in PACKAGED or value in HUB_NAMES:
             return value
+        if any(value in b.bundled_models for b in backends.BACKENDS.values()):
+            return value  # a model an image ships (pocketsphinx's en-us); the backend checks the pairing
         folder = self.path(value, path)
         if folder is not None and is_model_dir(folder):
             return str(folder)

@@ -87,9 +87,75 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and any((path / w).is_file() for w in WEIGHT_FILES)
 
 
-def resolve_model(ref: str, models_dir: Path, allow_download: bool) -> ResolvedModel:
-    """Turn --model into a mountable folder or a hub name, or explain why it cannot be found."""
+MODEL_FORMATS = ("ctranslate2", "hf", "onnx", "bundled")  # what a backend loads; see runner.launch.backends.Backend
+
+
+def converted_dir(name: str, models_dir: Path) -> Path:
+    """Where the Hugging Face conversion of an installed CTranslate2 model lives (beside it)."""
+    return models_dir / f"{name}-hf"
+
+
+def ensure_converted(name: str, models_dir: Path, log=print) -> Path:
+    """The Hugging Face folder of installed model `name`, converted from its CTranslate2 weights when missing
+    or made by an older converter (a few seconds; numpy only)."""
+    from .ct2_convert import convert, is_current
+
+    source = models_dir / name
+    if not is_model_dir(source) or not (source / "model.bin").is_file():
+        raise UserError(f"model {name!r} is not installed in {models_dir}, so it cannot be converted to Hugging "
+                        f"Face format; run `make models`")
+    target = converted_dir(name, models_dir)
+    if not is_current(source, target):
+        log(f"{name}: converting the CTranslate2 weights to Hugging Face format in {target}")
+        convert(source, target, log=log)
+    return target
+
+
+def onnx_dir(name: str, hf_dir: Path, models_dir: Path, exporter_source: Path) -> Path:
+    """The ONNX export's cache folder: named by a hash of the Hugging Face weights and configs and of the
+    exporter's source, so that a new model or a changed exporter never reuses a stale export."""
+    h = hashlib.sha256()
+    for path in [exporter_source, *(hf_dir / f for f in ("model.safetensors", "config.json",
+                                                         "generation_config.json", "preprocessor_config.json",
+                                                         "tokenizer.json"))]:
+        h.update(path.name.encode())
+        h.update(_sha256(path).encode())
+    return models_dir / f"{name}-onnx-{h.hexdigest()[:12]}"
+
+
+def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format: str = "ctranslate2",
+                  bundled: tuple[str, ...] = (), log=print, onnx_exporter=None) -> ResolvedModel:
+    """Turn --model into a mountable folder or a hub name, or explain why it cannot be found.
+
+    model_format is what the backend loads: a CTranslate2 folder, a Hugging Face folder (an installed
+    CTranslate2 model then resolves to its conversion, made on first use), or a model bundled in the
+    image (the name goes to the container as is, nothing is mounted).
+    """
+    if model_format == "bundled":
+        if ref not in bundled:
+            raise UserError(f"{ref!r} is not a model this backend ships; it runs its bundled model "
+                            f"{', '.join(bundled) or '(none)'} only")
+        return ResolvedModel(ref, "bundled", None, ref)
     installed = models_dir / ref
+    if model_format in ("hf", "onnx") and ref in PACKAGED:
+        folder = ensure_converted(ref, models_dir, log=log)
+        if model_format == "hf":
+            return ResolvedModel(ref, "converted", folder, f"/models/{ref}")
+        from .launch.onnx_export import EXPORTER
+        from .launch.backends import CONTAINERS_DIR
+
+        target = onnx_dir(ref, folder, models_dir, CONTAINERS_DIR / EXPORTER)
+        if not (target / "edgeasr-onnx.json").is_file():
+            if onnx_exporter is None:
+                raise UserError(f"model {ref!r} has no ONNX export in {target}; run it once with the docker engine")
+            onnx_exporter(folder, target)
+            for stale in models_dir.glob(f"{ref}-onnx-*"):  # exports of older weights or an older exporter
+                if stale != target and (stale / "edgeasr-onnx.json").is_file():
+                    shutil.rmtree(stale, ignore_errors=True)
+        return ResolvedModel(ref, "exported", target, f"/models/{ref}")
+    if model_format == "onnx" and Path(ref).is_dir() and (Path(ref) / "edgeasr-onnx.json").is_file():
+        path = Path(ref).resolve()
+        return ResolvedModel(path.name, "path", path, f"/models/{path.name}")
     if ref in PACKAGED or ref in HUB_NAMES:
         if is_model_dir(installed):
             return ResolvedModel(ref, "installed", installed, f"/models/{ref}")

@@ -20,6 +20,12 @@ QUANT_TABLE: dict[tuple[str, str], dict[str, str]] = {
     # weights) and bitsandbytes LLM.int8 on CUDA.
     ("torch", "cpu"): {"fp32": "float32", "bf16": "bfloat16", "int8": "dynamic_int8"},
     ("torch", "cuda"): {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "bnb_int8"},
+    # ONNX Runtime: the exported graph in float32, converted to float16 (CUDA only: the CPU provider lacks
+    # most fp16 kernels), or ONNX Runtime's dynamic quantization (int8 MatMul weights, activations on the fly).
+    ("onnxruntime", "cpu"): {"fp32": "float32", "int8": "dynamic_int8"},
+    ("onnxruntime", "cuda"): {"fp32": "float32", "fp16": "float16"},
+    # pocketsphinx: one precision, the float computation of its bundled continuous/PTM acoustic model.
+    ("pocketsphinx", "cpu"): {"fp32": "float32"},
 }
 
 

@@ -13,11 +13,10 @@ from typing import Any
 
 from .data import Dataset, load_dataset
 from .errors import UserError
-from .launch.backends import BACKENDS, Backend
+from .launch.backends import BACKENDS, Backend, unavailable_reason
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models import ResolvedModel, resolve_model
 from .paths import mount_problem, readable_by
-from .platforms import default_image
 from .quant import DEVICES, quant_problem, resolve_quant
 from .telemetry.select import CHOICES as SAMPLER_CHOICES
 
@@ -159,7 +158,20 @@ def detect_device(requested: str) -> str:
     return "cuda" if Path("/dev/nvidiactl").exists() else "cpu"
 
 
-def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: str, out: str,
+def _onnx_exporter(image: str | None, engine: str):
+    """The ONNX export runs in the backend's image, so it needs the docker engine (the host has no torch)."""
+    if engine != "docker":
+        return None
+
+    def export(hf_dir: Path, out_dir: Path) -> Path:
+        from .launch.onnx_export import export_onnx
+
+        return export_onnx(hf_dir, out_dir, image)
+
+    return export
+
+
+def build_run_spec(*, backend: str, model: str | None, quant: str | None, device: str, data: str, out: str,
                    image: str | None = None, models_dir: Path, beam_size: int = 5, temperature: float = 0.0,
                    language: str | None = None, threads: int | None = None, batch_size: int = 1,
                    warmup: int = 1, timeout_s: float | None = None, allow_download: bool = False,
@@ -167,11 +179,19 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
                    baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker",
                    align: bool = False, audio_roots: tuple[str, ...] = (), gpus: str | None = None,
                    loaded_idle_s: float = 2.0, cooldown_max_s: float = 30.0) -> RunSpec:
-    """Resolve and check every setting; raise one UserError naming all problems."""
+    """Resolve and check every setting; raise one UserError naming all problems.
+
+    model and quant default to the backend's own (its table row): tiny.en int8 for the Whisper
+    backends, the bundled en-us model in fp32 for pocketsphinx.
+    """
     problems: list[str] = []
     be = BACKENDS.get(backend)
+    model = model or (be.default_model if be else "tiny.en")
+    quant = quant or (be.default_quant if be else "int8")
     if be is None:
-        problems.append(f"--backend {backend!r} is unknown; known backends: {', '.join(sorted(BACKENDS))}")
+        reason = unavailable_reason(backend)
+        problems.append(f"--backend {backend} is not available: {reason}" if reason else
+                        f"--backend {backend!r} is unknown; known backends: {', '.join(sorted(BACKENDS))}")
     dev = detect_device(device)
     if dev not in DEVICES:
         problems.append(f"--device {device!r} is unknown; choose one of cpu, cuda, auto")
@@ -184,7 +204,9 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
                 problems.append(f"--quant: {problem}")
     resolved_model = None
     try:
-        resolved_model = resolve_model(model, models_dir, allow_download)
+        resolved_model = resolve_model(model, models_dir, allow_download,
+                                       be.model_format if be else "ctranslate2", bundled=be.bundled_models if be else (),
+                                       onnx_exporter=_onnx_exporter(image or (be.image if be else None), engine))
         problem = model_problem(resolved_model) if engine == "docker" else None
         if problem:
             problems.append(problem)
@@ -241,7 +263,7 @@ def build_run_spec(*, backend: str, model: str, quant: str, device: str, data: s
         problems.append(f"--out {out} already holds a run (summary.json); choose another folder or remove it")
     if image is None and be is not None and engine == "docker":
         try:  # the backend's image for this platform (jetson-r35 / jetson-r36 on a Jetson)
-            image = default_image(be.image)
+            image = be.default_image()
         except UserError as exc:
             problems.append(f"{exc}; or name an image with --image")
     if problems:

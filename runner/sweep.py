@@ -30,7 +30,6 @@ from .launch.backends import BACKENDS
 from .launch.job import host_path_map, make_job, run_job_container
 from .launch.owner import Owner
 from .paths import mount_problem
-from .platforms import default_image
 from .results import Summary, read_jsonl, read_jsonl_checked, write_json_atomic, write_jsonl_atomic
 from .spec import RunSpec, build_run_spec
 from .telemetry import accounting
@@ -121,7 +120,7 @@ def plan(exp: Experiment, client, models_dir: Path, out: Path, hashes: HashCache
             by_dataset.setdefault((cond.dataset, cond.audio_roots), []).append(cond)
         backend = BACKENDS[group.backend]
         try:
-            image_ref = group.image or default_image(backend.image)  # this platform's (jetson-r35 / -r36)
+            image_ref = group.image or backend.default_image()  # this platform's (jetson-r35 / -r36)
             image = docker_engine.image_info(client, image_ref)
         except UserError as exc:
             problems.append(f"groups[{gi}] ({group.model} {group.quant}): {exc}")

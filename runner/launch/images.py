@@ -85,12 +85,23 @@ def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], Non
     return LOCAL_BASE
 
 
-def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print) -> None:
-    """pip download the image's requirements as cp311 manylinux wheels into its build folder."""
+def child_extras(image: ImageDef) -> list[str]:
+    """The pins of a child image that its parent does not pin: what its own build must install (e.g. onnx
+    on top of the torch stack). Empty for an image whose parent holds everything."""
+    if image.parent is None:
+        return []
+    parent = pinned_versions(IMAGES[image.parent].requirements)
+    return [f"{n}=={v}" for n, v in pinned_versions(image.requirements).items() if n not in parent]
+
+
+def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only: list[str] | None = None) -> None:
+    """pip download the image's requirements (or only the given pins) as cp311 manylinux wheels into its
+    build folder."""
     log(f"{backend.name}: filling the wheelhouse {backend.wheelhouse}")
+    wanted = ["-r", str(backend.requirements)] if only is None else list(only)
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
            "--python-version", WHEEL_PYTHON, "--implementation", "cp",
-           "--dest", str(backend.wheelhouse), "-r", str(backend.requirements)]
+           "--dest", str(backend.wheelhouse), *wanted]
     for plat in WHEEL_PLATFORMS:
         cmd += ["--platform", plat]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -6,6 +6,7 @@ import textwrap
 import pytest
 from helpers import ROOT, write_tone
 
+from runner.launch.backends import BACKENDS
 from runner.errors import UserError
 from runner.experiment import Condition, load_experiment
 from runner.telemetry import registry
@@ -227,7 +228,7 @@ def test_unknown_backend_device_model(tmp_path):
         defaults: {quant: int8}
         grid: {backends: [nemo], devices: [gpu], models: [tiny.enn]}
         """) == [
-        "x.yaml: grid.backends[0]: 'nemo' is not a backend; allowed: faster-whisper, whisperx, transformers",
+        f"x.yaml: grid.backends[0]: 'nemo' is not a backend; allowed: {', '.join(BACKENDS)}",
         "x.yaml: grid.models[0]: 'tiny.enn' is not a model; allowed: an installable name (tiny.en, base), "
         f"a hub name ({HUB_LIST}), or a model folder (model.bin + config.json)",
         "x.yaml: grid.devices[0]: 'gpu' is not a device; allowed: cpu, cuda",
@@ -452,3 +453,13 @@ def test_gpus_are_a_group_setting_and_unset_leaves_keys_unchanged(tmp_path):
     assert named.gpus == "0,GPU-abc" and named.settings()["gpus"] == "0,GPU-abc"
     problems = _problems(tmp_path, base.replace("device: cuda", "device: cuda, gpus: {a: 1}"))
     assert any("defaults.gpus: expected a GPU index or UUID" in p for p in problems)
+def test_a_bundled_model_is_a_model_in_experiment_files(tmp_path):
+    """pocketsphinx's en-us ships in its image: a sweep may name it like an installed model."""
+    path = tmp_path / "ps.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: ps
+        defaults: {{quant: fp32, dataset: {ROOT / 'data/default'}}}
+        grid: {{backends: [pocketsphinx], models: [en-us]}}
+        """))
+    exp = load_experiment(path)
+    assert [g.model for g in exp.groups] == ["en-us"]

@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         status["model_size_mb"] = size_on_disk_mb(job.model)
         info = model.info()
         status["n_params"] = info.get("n_params")
+        if info.get("model_size_mb") is not None:  # a model bundled in the image: the adapter knows its files
+            status["model_size_mb"] = info["model_size_mb"]
         for extra in ("quant_method", "model_kind", "compat"):  # compat: older-API notes (compat.py)
             if extra in info:
                 status[extra] = info[extra]

@@ -1,0 +1,59 @@
+"""pocketsphinx adapter: the CMU Sphinx decoder with the en-us model its PyPI wheel ships.
+
+A classic, non-neural baseline: a continuous-density HMM acoustic model (en-us, 16 kHz),
+the en-us trigram language model and the CMU pronouncing dictionary, all inside the wheel,
+so nothing is mounted and the job's model field must name the bundled model ("en-us").
+The decoder is CPU-only and single-threaded; one Decoder is built at load and reused,
+each utterance is decoded as one full utterance (start_utt / process_raw / end_utt).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+BUNDLED = ("en-us",)
+SAMPLE_RATE = 16000
+
+
+class PocketsphinxModel:
+    def __init__(self, job):
+        import pocketsphinx
+
+        if os.path.basename(str(job.model).rstrip("/")) not in BUNDLED:
+            raise ValueError(f"pocketsphinx runs its bundled model ({', '.join(BUNDLED)}), not {job.model!r}")
+        if job.device != "cpu":
+            raise ValueError("pocketsphinx has no GPU path; run it with --device cpu")
+        if job.backend_quant != "float32":
+            raise ValueError(f"pocketsphinx computes in float32 only, not {job.backend_quant!r}")
+        self._ps = pocketsphinx
+        folder = os.path.join(pocketsphinx.get_model_path(), "en-us")
+        self.files = {"hmm": os.path.join(folder, "en-us"), "lm": os.path.join(folder, "en-us.lm.bin"),
+                      "dict": os.path.join(folder, "cmudict-en-us.dict")}
+        # loglevel FATAL: the C library's INFO lines would flood the container log at every utterance.
+        self._decoder = pocketsphinx.Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", **self.files)
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        pcm = (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype("<i2")
+        d = self._decoder
+        d.start_utt()
+        d.process_raw(pcm.tobytes(), full_utt=True)
+        d.end_utt()
+        hyp = d.hyp()
+        return hyp.hypstr.strip() if hyp is not None else ""
+
+    def info(self) -> dict:
+        from edgeasr_entrypoint.system import library_versions, size_on_disk_mb
+
+        size = sum(size_on_disk_mb(path) or 0.0 for path in self.files.values())
+        return {
+            "n_params": None,  # a GMM/HMM with a language model: no neural parameter count to report
+            "versions": library_versions(["pocketsphinx", "numpy"]),
+            "quant_method": "float32 (pocketsphinx's continuous-density acoustic model)",
+            "model_size_mb": size,  # the bundled files: the job names no folder
+        }
+
+
+def load(job) -> PocketsphinxModel:
+    return PocketsphinxModel(job)
