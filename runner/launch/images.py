@@ -83,7 +83,7 @@ def requirements_text(image: ImageDef, overrides: dict[str, str] | None = None) 
     for line in text.splitlines():
         m = _PIN.match(line)
         name = _normalize(m.group(1)) if m else None
-        if name in overrides:
+        if name in overrides and overrides[name] != pinned[name]:  # the same pin: the same file (and cache)
             line = f"{m.group(1)}=={overrides[name]}  # --set (requirements.txt pins {pinned[name]})"
         lines.append(line)
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .aggregate import RUN_FAILED, AggregateRow, Stat
+from .aggregate import RUN_FAILED, AggregateRow, Stat, versions_that_vary
 
 UNAVAILABLE = "unavailable"
 
@@ -47,7 +47,8 @@ COLUMNS: tuple[Column, ...] = (
 
 # Key fields shown as columns only when they differ between rows; when they
 # are the same everywhere they go into the subtitle instead.
-OPTIONAL_KEYS = ("backend", "device", "dataset")
+OPTIONAL_KEYS = ("backend", "device", "dataset", "image")
+
 
 
 @dataclass(frozen=True)
@@ -122,12 +123,16 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     columns = [c for c in COLUMNS if c.terminal or not terminal]
     varying = [k for k in OPTIONAL_KEYS if len({getattr(r.key, k) for r in rows}) > 1]
     constant = [k for k in OPTIONAL_KEYS if k not in varying and rows]
-    subtitle = " · ".join(str(getattr(rows[0].key, k)) for k in constant) if rows else ""
-    key_headers = (*varying, "model", "quant", "noise", "runs")
+    subtitle = " · ".join(str(getattr(rows[0].key, k)) for k in constant if getattr(rows[0].key, k)) if rows else ""
+    versions = versions_that_vary([r.key for r in rows])
+    key_headers = (*varying, *(("versions",) if versions else ()), "model", "quant", "noise", "runs")
     notes = _Notes()
     table_rows = []
     for row in rows:
-        cells = [Cell(str(getattr(row.key, k))) for k in (*varying, "model", "quant")]
+        cells = [Cell(str(getattr(row.key, k))) for k in varying]
+        if versions:
+            cells.append(Cell(versions[row.key]))
+        cells += [Cell(str(getattr(row.key, k))) for k in ("model", "quant")]
         cells.append(Cell(row.key.noise_label))
         cells.append(runs_cell(row, notes))
         for col in columns:
