@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 from packaging.version import InvalidVersion, Version
 
+from .errors import UserError
 from .launch.backends import CONTAINERS_DIR, IMAGES, ImageDef
 from .launch.images import parse_versions_label, pinned_versions
 
@@ -136,17 +137,30 @@ def query_index(libraries: Iterable[str], ask: Callable[[str], tuple[str | None,
 
 def built_image_pins(refs: list[str] | None) -> tuple[list[Pin], str]:
     """Pins from the labels of built images: the named refs, else every image with a versions label.
-    Returns (pins, a note when the engine cannot be asked)."""
-    try:
-        from .launch import docker_engine
+    Returns (pins, a note when the engine cannot be asked); a named ref that is not built is a UserError."""
+    from docker.errors import ImageNotFound
 
+    from .launch import docker_engine
+
+    try:
         client = docker_engine.connect()
+    except UserError as exc:  # no engine: the requirements still answer
+        return [], f"built images not read: {exc}"
+    try:
+        found = []
         if refs:
-            found = [(ref, client.images.get(ref)) for ref in refs]
+            for ref in refs:
+                try:
+                    found.append((ref, client.images.get(ref)))
+                except ImageNotFound:
+                    raise UserError(f"{ref} is neither an image name ({', '.join(IMAGES)}) nor an image built "
+                                    "here (docker image ls)") from None
         else:
             found = [(tag, img) for img in client.images.list(filters={"label": "org.edgeasr.versions"})
                      for tag in img.tags]
-    except Exception as exc:  # noqa: BLE001  (no engine, or an unknown ref: the requirements still answer)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (no engine: the requirements still answer)
         return [], f"built images not read: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__}"
     pins = []
     for tag, img in sorted(found, key=lambda t: t[0]):

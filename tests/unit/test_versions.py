@@ -151,3 +151,16 @@ def test_every_shipped_pin_is_newest_or_says_why_it_is_held(monkeypatch):
 def test_images_module_keeps_pin_names_normalised():
     assert pinned_versions("Faster_Whisper==1.2.1\n") == {"faster-whisper": "1.2.1"}
     assert images_mod._normalize("CTranslate2") == "ctranslate2"
+
+
+def test_without_an_engine_the_requirements_still_answer(monkeypatch, capsys):
+    monkeypatch.setattr(freshness, "query_index", lambda libs: ({}, {}))
+    from runner.launch import docker_engine
+
+    def no_engine():
+        raise UserError("cannot reach the Docker Engine at unix:///x (DockerException)")
+
+    monkeypatch.setattr(docker_engine, "connect", no_engine)
+    assert freshness.main(argparse.Namespace(images=[], offline=False, json=False)) == 0
+    captured = capsys.readouterr()
+    assert "faster-whisper" in captured.out and "built images not read: cannot reach" in captured.err
