@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -72,6 +73,22 @@ def bare_rtf(python: Path, model_dir: Path, compute_type: str, beam: int, thread
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def bare_rtf_in_container(client, image: str, model_dir: Path, compute_type: str, beam: int, threads: int,
+                          language: str | None, files: list[Path]) -> dict:
+    """The bare script inside a container of the image itself: its libraries by construction, and the engine's
+    cgroup, which the harness's container shares with every other container on the engine."""
+    audio_dir = files[0].parent
+    args = ["/bench/bare_faster_whisper.py", "--model-dir", "/model", "--compute-type", compute_type,
+            "--beam-size", str(beam), "--threads", str(threads), *(["--language", language] if language else []),
+            *(f"/audio/{f.name}" for f in files)]
+    out = client.containers.run(image, entrypoint=["/opt/venv/bin/python", *args], remove=True,
+                                network_disabled=True, user=f"{os.getuid()}:{os.getgid()}",
+                                volumes={str(BARE_SCRIPT.parent): {"bind": "/bench", "mode": "ro"},
+                                         str(model_dir): {"bind": "/model", "mode": "ro"},
+                                         str(audio_dir): {"bind": "/audio", "mode": "ro"}})
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
 def subset(data: Path, n: int | None, dest: Path) -> Path:
     """The first n utterances of a manifest dataset, audio copied beside a manifest of their own (audio
     must sit under its manifest's folder)."""
@@ -105,10 +122,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="both sides (default: the harness's default)")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved pairs (default 5)")
     ap.add_argument("--no-newest", action="store_true", help="skip the line against the newest releases")
+    ap.add_argument("--bare-in-container", action="store_true",
+                    help="also run the bare script in a container of the image (a third side): on a shared engine "
+                         "it shares the engine's CPU share with the harness, which the host process does not")
     args = ap.parse_args()
     console = Console(stderr=True)
 
-    labels = docker_engine.connect().images.get(args.image).labels or {}
+    client = docker_engine.connect()
+    labels = client.images.get(args.image).labels or {}
     versions = parse_versions_label(labels.get("org.edgeasr.versions"))
     pins = {lib: versions[lib] for lib in BARE_LIBS if lib in versions}
     if len(pins) != len(BARE_LIBS):
@@ -123,7 +144,7 @@ def main() -> int:
             newest_python = same_python if newest == pins else bench_env(newest, console)
 
     tmp = Path(tempfile.mkdtemp(prefix="edgeasr-bench-"))
-    harness, bare, bare_new, overheads = [], [], [], []
+    harness, bare, bare_new, bare_ctr, overheads, others = [], [], [], [], [], []
     t_start = time.monotonic()
     try:
         data = subset(Path(args.data), args.limit, tmp / "data")
@@ -152,10 +173,16 @@ def main() -> int:
             sides = [("bare", lambda: bare.append(run_bare(same_python))), ("harness", lambda: harness.append(run_harness()))]
             if newest_python is not None and newest_python != same_python:
                 sides.append(("bare-newest", lambda: bare_new.append(run_bare(newest_python))))
+            if args.bare_in_container:
+                sides.append(("bare-container", lambda: bare_ctr.append(bare_rtf_in_container(
+                    client, args.image, spec.model.host_dir, spec.backend_quant, args.beam_size, threads,
+                    spec.decode.language, files)["rtf"])))
             for _name, side in (sides if i % 2 == 0 else sides[::-1]):
+                others.append(len(client.containers.list()))  # none of them is ours: the sides run in turn
                 side()
             console.print(f"pair {i + 1}/{args.repeats}: harness {harness[-1]:.4f}  bare {bare[-1]:.4f}"
                           + (f"  bare-newest {bare_new[-1]:.4f}" if bare_new else "")
+                          + (f"  bare-container {bare_ctr[-1]:.4f}" if bare_ctr else "")
                           + f"  ({time.monotonic() - t_start:.0f} s)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -167,6 +194,8 @@ def main() -> int:
     print(f"RTF harness median {statistics.median(harness):.4f} min {min(harness):.4f}; "
           f"bare median {statistics.median(bare):.4f} min {min(bare):.4f}")
     print(ratios_line("(same versions)", harness, bare, target=True))
+    if bare_ctr:
+        print(ratios_line("(bare in a container of the image)", harness, bare_ctr, target=True))
     if args.no_newest:
         pass
     elif newest_python is None:
@@ -176,6 +205,10 @@ def main() -> int:
     else:
         print(ratios_line("(newest: " + ", ".join(f"{k} {v}" for k, v in newest.items()) + ")", harness, bare_new,
                           target=False))
+    if any(others):
+        print(f"note: other containers were running on this engine during {sum(1 for n in others if n)} of "
+              f"{len(others)} sides (up to {max(others)}); they share CPU with the harness's container inside "
+              f"the engine's cgroup, not with the bare process, so a busy shared engine inflates the ratio")
     o = {k: statistics.median(d[k] for d in overheads) for k in overheads[0]}
     start_merge = o["engine_start_s"] + o.get("boot_s", 0.0) + o.get("exit_s", 0.0) + o["merge_s"]
     print(f"overhead outside inference (median): engine start {o['engine_start_s']:.2f} s, interpreter boot "
