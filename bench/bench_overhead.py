@@ -205,6 +205,10 @@ def main() -> int:
     else:
         print(ratios_line("(newest: " + ", ".join(f"{k} {v}" for k, v in newest.items()) + ")", harness, bare_new,
                           target=False))
+        per_pair = [n / b for n, b in zip(bare_new, bare)]
+        print(f"bare newest/bare image's versions (what the pins cost, no harness in it): median "
+              f"{statistics.median(per_pair):.3f}, of minima {min(bare_new) / min(bare):.3f}, spread "
+              f"{min(per_pair):.3f}..{max(per_pair):.3f}")
     if any(others):
         print(f"note: other containers were running on this engine during {sum(1 for n in others if n)} of "
               f"{len(others)} sides (up to {max(others)}); they share CPU with the harness's container inside "
