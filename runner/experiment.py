@@ -33,6 +33,8 @@ File format (every key optional unless said; unknown keys are errors)::
       quants: [fp32, int8]
       devices: [cpu]
       datasets: [data/default]
+      images: [edgeasr/faster-whisper:latest, edgeasr/faster-whisper:ct2-4.6.0]   # optional; then entries
+                                 # and exclude may match on image, and defaults/set may not name one
     entries:                     # applied in order over defaults to every grid point they match
       - match: {model: base}     # keys backend, model, quant, device, dataset; a value or a list of values
         set: {decode: {beam_size: 1}}   # any defaults key except the grid axes; mappings merge
@@ -78,6 +80,9 @@ TOP_KEYS = ("name", "description", "defaults", "grid", "entries", "exclude")
 # grid key -> the setting (and match key) it fills, in expansion order
 AXES = {"backends": "backend", "models": "model", "quants": "quant", "devices": "device", "datasets": "dataset"}
 AXIS_KEYS = tuple(AXES.values())
+# grid.images: an optional axis over images (e.g. one build per library version). Without it, image stays a
+# setting (defaults.image, entries' set.image); with it, the grid chooses and entries may match on image.
+IMAGE_AXIS = "images"
 SETTING_KEYS = ("image", "limit", "decode", "warmup", "repeats", "noise", "telemetry", "timeout_s", "mem_limit",
                 "audio_roots", "gpus")
 DEFAULTS_KEYS = AXIS_KEYS + SETTING_KEYS
@@ -108,6 +113,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MEM_RE = re.compile(r"^[0-9]+[bkmgBKMG]?$")  # what docker-py's parse_bytes accepts
 _BAD = object()  # a value that failed its check (already reported)
+_NO_AXIS = object()  # the grid has no images axis
 
 
 @dataclass(frozen=True)
@@ -254,7 +260,8 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def _point_label(point: dict) -> str:
-    return "grid point (" + ", ".join(f"{k}={point[k]}" for k in ("backend", "model", "quant", "device")) + ")"
+    keys = ("backend", "model", "quant", "device", "image")
+    return "grid point (" + ", ".join(f"{k}={point[k]}" for k in keys if k in point) + ")"
 
 
 class _Checker:
@@ -415,6 +422,9 @@ class _Checker:
     def axis(self, key: str, value: Any, path: str) -> Any:
         return getattr(self, key)(value, path)
 
+    def image(self, value: Any, path: str) -> Any:
+        return self.string(value, path, null=True)
+
     # settings (defaults and entries' set: partial mappings, each key checked where it is written)
 
     def settings(self, value: Any, path: str, allowed: tuple[str, ...], *, note: str = "") -> dict:
@@ -531,7 +541,7 @@ class _Checker:
             return None
         out = {}
         for key, item in given.items():
-            if key not in AXIS_KEYS:
+            if key not in AXIS_KEYS and key != "image":
                 continue
             kpath = _at(path, key)
             if isinstance(item, list):
@@ -545,7 +555,7 @@ class _Checker:
 
 
 def _matches(match: dict, point: dict) -> bool:
-    return all(values is not _BAD and point[key] in values for key, values in match.items())
+    return all(values is not _BAD and point.get(key) in values for key, values in match.items())
 
 
 # --- loading ----------------------------------------------------------------------------------------------
@@ -589,7 +599,7 @@ def load_experiment(path: str | Path, *, root: str | Path | None = None) -> Expe
     ck.noise_levels(defaults["noise"], "defaults.noise")
 
     # grid: each axis from its list, else the defaults' single value
-    grid_raw = ck.mapping(raw_grid, "grid", tuple(AXES)) or {}
+    grid_raw = ck.mapping(raw_grid, "grid", (*AXES, IMAGE_AXIS)) or {}
     grid: dict[str, list] = {}
     for axis, key in AXES.items():
         if axis in grid_raw:
@@ -602,6 +612,14 @@ def load_experiment(path: str | Path, *, root: str | Path | None = None) -> Expe
             grid[key] = []
             if not (isinstance(raw_defaults, dict) and key in raw_defaults):  # else reported already
                 ck.add(_at("grid", axis), f"missing; list the {key}s to run here, or set defaults.{key}")
+
+    images: list | None = None  # None: no image axis
+    if IMAGE_AXIS in grid_raw:
+        values = ck.items(grid_raw[IMAGE_AXIS], _at("grid", IMAGE_AXIS), ck.image, "images", empty_ok=False)
+        images = [] if values is _BAD else values
+        if isinstance(raw_defaults, dict) and "image" in raw_defaults:
+            ck.add("defaults.image", "grid.images chooses the image; remove defaults.image")
+    match_keys = AXIS_KEYS + (("image",) if images is not None else ())
 
     # entries and exclusions
     entries: list[tuple[dict, dict]] = []
@@ -616,9 +634,11 @@ def load_experiment(path: str | Path, *, root: str | Path | None = None) -> Expe
             continue
         if "set" not in given:
             ck.add(_at(epath, "set"), "required: the settings this entry changes")
-        match = ck.match(given.get("match", {}), _at(epath, "match"), AXIS_KEYS)
+        match = ck.match(given.get("match", {}), _at(epath, "match"), match_keys)
         axis_note = f"; grid axes ({', '.join(AXIS_KEYS)}) are chosen by grid and match, not set"
         settings = ck.settings(given.get("set", {}), _at(epath, "set"), SETTING_KEYS, note=axis_note)
+        if images is not None and "image" in settings:
+            ck.add(_at(epath, "set.image"), "grid.images chooses the image; match on image instead of setting it")
         if "noise" in settings:
             ck.noise_levels(_deep_merge(defaults["noise"], settings["noise"]), _at(epath, "set.noise"))
         if match is not None:
@@ -631,14 +651,14 @@ def load_experiment(path: str | Path, *, root: str | Path | None = None) -> Expe
         exclude_raw = []
     for i, rule in enumerate(exclude_raw):
         xpath = _at("exclude", i)
-        match = ck.match(rule, xpath, AXIS_KEYS + ("reason",))
+        match = ck.match(rule, xpath, match_keys + ("reason",))
         if match is None:
             continue
         reason = rule.get("reason")
         if not isinstance(reason, str) or not reason.strip():
             ck.add(_at(xpath, "reason"), f"required: a non-empty string saying why, got {_show(reason)}")
-        if not any(k in rule for k in AXIS_KEYS):
-            ck.add(xpath, f"needs at least one of {', '.join(AXIS_KEYS)} to match")
+        if not any(k in rule for k in match_keys):
+            ck.add(xpath, f"needs at least one of {', '.join(match_keys)} to match")
             continue
         exclusions.append((match, reason if isinstance(reason, str) else ""))
 
@@ -650,9 +670,12 @@ def load_experiment(path: str | Path, *, root: str | Path | None = None) -> Expe
             for quant in grid["quant"]:
                 for device in grid["device"]:
                     for dataset in grid["dataset"]:
-                        point = {"backend": backend, "model": model, "quant": quant, "device": device,
-                                 "dataset": dataset}
-                        _expand_point(ck, point, defaults, entries, exclusions, groups, excluded)
+                        for image in (images if images is not None else [_NO_AXIS]):
+                            point = {"backend": backend, "model": model, "quant": quant, "device": device,
+                                     "dataset": dataset}
+                            if image is not _NO_AXIS:
+                                point["image"] = image
+                            _expand_point(ck, point, defaults, entries, exclusions, groups, excluded)
     if not ck.problems and not groups:
         ck.add("exclude", "every grid point is excluded; nothing would run")
 
@@ -668,7 +691,7 @@ def load_experiment(path: str | Path, *, root: str | Path | None = None) -> Expe
         "file": str(file),
         "root": str(root),
         "defaults": defaults,
-        "grid": {axis: grid[key] for axis, key in AXES.items()},
+        "grid": {**{axis: grid[key] for axis, key in AXES.items()}, **({IMAGE_AXIS: images} if images else {})},
         "entries": [{"match": m, "set": s} for m, s in entries],
         "exclude": [{**m, "reason": r} for m, r in exclusions],
         "excluded": excluded,

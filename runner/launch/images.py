@@ -10,6 +10,7 @@ without it the Dockerfile installs from the index as usual.
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -31,25 +32,70 @@ LOCAL_BASE = "edgeasr/base:bookworm-ffmpeg"  # the tag names what it holds: a st
 WHEEL_PYTHON = "3.11"  # the python of both bases above; wheels must match it
 WHEEL_PLATFORMS = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
 _PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+!\-]*")
 
 
-def pinned_versions(requirements: Path) -> dict[str, str]:
-    """name -> version for every `name==version` line: they become the image's version labels."""
+def pinned_versions(requirements: Path | str) -> dict[str, str]:
+    """name -> version for every `name==version` line (a path, or the file's text): they become the image's
+    version labels."""
+    text = requirements.read_text() if isinstance(requirements, Path) else requirements
     pins = {}
-    for line in requirements.read_text().splitlines():
+    for line in text.splitlines():
         m = _PIN.match(line)
         if m:
-            pins[m.group(1).lower()] = m.group(2)
+            pins[_normalize(m.group(1))] = m.group(2)
     return pins
 
 
-def versions_label(backend: ImageDef) -> str:
-    """`name=version,...` of the pinned requirements: the image's org.edgeasr.versions label.
+def _normalize(name: str) -> str:
+    """PEP 503 name: `CTranslate2`, `faster_whisper` and `faster-whisper` are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, str]:
+    """`--set name=version` arguments as {normalized name: version}; UserError naming the bad one."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, version = item.partition("=")
+        name, version = name.strip(), version.strip().lstrip("=")  # `name==version` is accepted too
+        if not sep or not _NAME.fullmatch(name) or not _VERSION.fullmatch(version):
+            raise UserError(f"--set {item!r} is not NAME=VERSION (for example --set ctranslate2=4.6.0)")
+        out[_normalize(name)] = version
+    return out
+
+
+def requirements_text(image: ImageDef, overrides: dict[str, str] | None = None) -> str:
+    """The image's requirements.txt with each `--set` pin put in its line; an unpinned name is refused.
+
+    Only pinned packages can be swapped: a name the file does not pin would be a package the image does
+    not have, and its label would claim it.
+    """
+    text = image.requirements.read_text()
+    if not overrides:
+        return text
+    pinned = pinned_versions(text)
+    unknown = sorted(set(overrides) - set(pinned))
+    if unknown:
+        raise UserError(f"--set {', '.join(unknown)}: not pinned in {image.requirements.relative_to(CONTAINERS_DIR.parent)}"
+                        f"; the pinned packages of {image.name} are {', '.join(pinned)}")
+    lines = []
+    for line in text.splitlines():
+        m = _PIN.match(line)
+        name = _normalize(m.group(1)) if m else None
+        if name in overrides and overrides[name] != pinned[name]:  # the same pin: the same file (and cache)
+            line = f"{m.group(1)}=={overrides[name]}  # --set (requirements.txt pins {pinned[name]})"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def versions_label(backend: ImageDef, overrides: dict[str, str] | None = None) -> str:
+    """`name=version,...` of the pinned requirements (with any `--set`): the image's org.edgeasr.versions label.
 
     One label set by the Dockerfile's single LABEL step (build argument EDGEASR_VERSIONS): the legacy
     builder turns every label passed by the API into a step of its own, each seconds long on a big base.
     """
-    return ",".join(f"{n}={v}" for n, v in pinned_versions(backend.requirements).items())
+    return ",".join(f"{n}={v}" for n, v in pinned_versions(requirements_text(backend, overrides)).items())
 
 
 def parse_versions_label(value: str | None) -> dict[str, str]:
@@ -94,31 +140,49 @@ def child_extras(image: ImageDef) -> list[str]:
     return [f"{n}=={v}" for n, v in pinned_versions(image.requirements).items() if n not in parent]
 
 
-def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only: list[str] | None = None) -> None:
-    """pip download the image's requirements (or only the given pins) as cp311 manylinux wheels into its
-    build folder."""
+def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only: list[str] | None = None, *,
+                    overrides: dict[str, str] | None = None, only_overrides: bool = False) -> None:
+    """pip download the image's requirements (with any `--set` pins) as cp311 manylinux wheels into its build
+    folder. ``only``: just these pins, with their dependencies (a child image's extras on its parent).
+    ``only_overrides``: just the swapped packages, without dependencies (an image on a parent, whose
+    other packages the parent already holds)."""
     log(f"{backend.name}: filling the wheelhouse {backend.wheelhouse}")
-    wanted = ["-r", str(backend.requirements)] if only is None else list(only)
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-           "--python-version", WHEEL_PYTHON, "--implementation", "cp",
-           "--dest", str(backend.wheelhouse), *wanted]
-    for plat in WHEEL_PLATFORMS:
-        cmd += ["--platform", plat]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="edgeasr-req-") as tmp:
+        req = Path(tmp) / "requirements.txt"
+        if only_overrides:
+            req.write_text("".join(f"{n}=={v}\n" for n, v in (overrides or {}).items()))
+        elif only is not None:
+            req.write_text("".join(f"{p}\n" for p in only))
+        else:
+            req.write_text(requirements_text(backend, overrides))
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+               "--python-version", WHEEL_PYTHON, "--implementation", "cp",
+               "--dest", str(backend.wheelhouse), "-r", str(req)]
+        if only_overrides:
+            cmd.append("--no-deps")
+        for plat in WHEEL_PLATFORMS:
+            cmd += ["--platform", plat]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"could not fill the wheelhouse for {backend.name}: {last}")
 
 
-def _context(backend: ImageDef) -> IO[bytes]:
-    """The containers/ folder as a tar, without wheelhouses (they are served, not sent) or caches."""
+def _context(backend: ImageDef, overrides: dict[str, str] | None = None) -> IO[bytes]:
+    """The containers/ folder as a tar, without wheelhouses (they are served, not sent) or caches; with
+    `--set` pins, the image's requirements.txt in it is the rewritten one (the checkout is not touched)."""
     skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in IMAGES.values()}
     buf = tempfile.TemporaryFile()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path in sorted(CONTAINERS_DIR.rglob("*")):
             if any(parent in skip for parent in [path, *path.parents]) or "__pycache__" in path.parts:
                 continue
-            if path.is_file():
+            if overrides and path == backend.requirements:
+                data = requirements_text(backend, overrides).encode()
+                info = tar.gettarinfo(str(path), arcname=path.relative_to(CONTAINERS_DIR).as_posix())
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            elif path.is_file():
                 tar.add(path, arcname=path.relative_to(CONTAINERS_DIR).as_posix(), recursive=False)
     buf.seek(0)
     return buf
@@ -131,18 +195,20 @@ def platform_tag(image: ImageDef, platform: str) -> str:
 
 def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | None, tag: str | None = None,
                 log_path: Path | None = None, log: Callable[[str], None] = print,
-                dockerfile: str = "Dockerfile", versions: str | None = None) -> str:
+                dockerfile: str = "Dockerfile", versions: str | None = None,
+                overrides: dict[str, str] | None = None) -> str:
     """Build the image FROM `base` (None: the Dockerfile's own default); returns the image id.
-    `versions`: the org.edgeasr.versions label (None: the requirements' pins). The build's output goes to
+    `versions`: the org.edgeasr.versions label (None: the requirements' pins, with `overrides` put in).
+    `overrides`: `--set` pins written into the build context's requirements.txt. The build's output goes to
     log_path."""
     tag = tag or backend.image
     lines: list[str] = []
     wheels = backend.wheelhouse
     has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
     try:
-        with _context(backend) as context, serve_wheelhouse(wheels) as url:
+        with _context(backend, overrides) as context, serve_wheelhouse(wheels) as url:
             buildargs = {"WHEELS_URL": url if has_wheels else "",
-                         "EDGEASR_VERSIONS": versions_label(backend) if versions is None else versions}
+                         "EDGEASR_VERSIONS": versions_label(backend, overrides) if versions is None else versions}
             if base is not None:
                 buildargs["BASE_IMAGE"] = base
             stream = client.api.build(

@@ -75,6 +75,8 @@ class GroupKey:
     dataset: str
     noise_type: str
     snr_db: float | None
+    image: str = ""  # the image ref the condition ran in (two builds of one backend are two rows)
+    versions: str = ""  # its org.edgeasr.versions label (else the versions the container reported)
 
     @property
     def noise_label(self) -> str:
@@ -261,7 +263,7 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
 def _first_seen(recs: Sequence[ConditionRecord]) -> dict[str, dict[str, int]]:
     order: dict[str, dict[str, int]] = {}
     for rec in recs:
-        for name in ("backend", "model", "quant", "device", "dataset", "noise_type"):
+        for name in ("backend", "model", "quant", "device", "dataset", "noise_type", "image"):
             seen = order.setdefault(name, {})
             seen.setdefault(getattr(rec.key, name), len(seen))
     return order
@@ -271,7 +273,8 @@ def _sort_key(key: GroupKey, order: Mapping[str, Mapping[str, int]]) -> tuple:
     noise_rank = -1 if key.noise_type == "clean" else order["noise_type"][key.noise_type]
     snr_rank = -math.inf if key.snr_db is None else -key.snr_db
     return (order["backend"][key.backend], order["model"][key.model], order["quant"][key.quant],
-            order["device"][key.device], order["dataset"][key.dataset], noise_rank, snr_rank)
+            order["device"][key.device], order["dataset"][key.dataset], order["image"][key.image], noise_rank,
+            snr_rank)
 
 
 def load_sweep(results_dir: Path) -> Sweep:
@@ -312,10 +315,45 @@ def parse_record(row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, lin
         backend=str(cond["backend"]), model=str(cond["model"]), quant=str(cond["quant"]),
         device=str(cond.get("device") or "unknown"), dataset=str(cond.get("dataset") or "unknown"),
         noise_type=noise, snr_db=None if noise == "clean" or snr is None else float(snr),
+        image=str(cond.get("image") or _image_ref(row.get("summary"))), versions=record_versions(row.get("summary")),
     )
     summary = row.get("summary")
     return ConditionRecord(key=key, repeat=int(cond.get("repeat") or 0), status=str(row.get("status") or "error"),
                            error=row.get("error"), summary=summary if isinstance(summary, Mapping) else {})
+
+
+def _image_ref(summary: Any) -> str:
+    image = summary.get("image") if isinstance(summary, Mapping) else None
+    return str(image.get("ref") or "") if isinstance(image, Mapping) else ""
+
+
+def record_versions(summary: Any) -> str:
+    """`name=version,...` of the libraries a run had: its image's org.edgeasr.versions label, else the
+    versions the container reported (an image built without the label); "" when neither is there."""
+    if not isinstance(summary, Mapping):
+        return ""
+    image = summary.get("image")
+    labels = image.get("labels") if isinstance(image, Mapping) else None
+    label = labels.get("org.edgeasr.versions") if isinstance(labels, Mapping) else None
+    if isinstance(label, str) and label.strip():
+        return label.strip()
+    versions = summary.get("versions")
+    if isinstance(versions, Mapping):
+        return ",".join(f"{k}={v}" for k, v in versions.items() if isinstance(v, str))
+    return ""
+
+
+def versions_that_vary(keys: Sequence[GroupKey]) -> dict[GroupKey, str]:
+    """Per key, only the libraries whose version differs between keys ("ctranslate2=4.6.0"); {} when none do.
+
+    A sweep over library builds shows what changed, not the whole label; "?" marks a library a key's image
+    does not name."""
+    parsed = {k: dict(i.split("=", 1) for i in k.versions.split(",") if "=" in i) for k in keys}
+    libs = list(dict.fromkeys(lib for v in parsed.values() for lib in v))
+    differ = [lib for lib in libs if len({v.get(lib) for v in parsed.values()}) > 1]
+    if not differ:
+        return {}
+    return {k: ",".join(f"{lib}={parsed[k].get(lib, '?')}" for lib in differ) for k in keys}
 
 
 def _read_manifest(path: Path) -> Mapping[str, Any] | None:

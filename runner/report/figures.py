@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from .aggregate import AggregateRow, GroupKey, Stat
+from .aggregate import AggregateRow, GroupKey, Stat, versions_that_vary
 
 DPI = 150
 PNG_METADATA = {"Software": None}  # drop the matplotlib version: same data, same bytes
@@ -309,13 +309,20 @@ def _unavailable_text(what: str, rows: Sequence[AggregateRow], metric: str) -> s
 
 
 def _series_labeller(rows: Sequence[AggregateRow]) -> Callable[[GroupKey], str]:
-    """The model as a category label, with backend, device and dataset where the sweep varies them."""
+    """The model as a category label, with backend, device and dataset where the sweep varies them, and the
+    library versions (else the image) where it varies the image."""
     varying = [k for k in ("backend", "device", "dataset") if len({getattr(r.key, k) for r in rows}) > 1]
+    versions = versions_that_vary([r.key for r in rows])
+    images = len({r.key.image for r in rows}) > 1
 
     def label(key: GroupKey) -> str:
         parts = [key.backend] if "backend" in varying else []
         parts.append(key.model)
         parts += [getattr(key, k) for k in ("device", "dataset") if k in varying]
+        if versions:
+            parts.append(versions[key])
+        elif images:
+            parts.append(key.image)
         return " · ".join(parts)
 
     return label

@@ -16,7 +16,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .aggregate import RUN_FAILED, AggregateRow, Stat
+from .aggregate import RUN_FAILED, AggregateRow, Stat, versions_that_vary
 
 UNAVAILABLE = "unavailable"
 
@@ -47,7 +47,8 @@ COLUMNS: tuple[Column, ...] = (
 
 # Key fields shown as columns only when they differ between rows; when they
 # are the same everywhere they go into the subtitle instead.
-OPTIONAL_KEYS = ("backend", "device", "dataset")
+OPTIONAL_KEYS = ("backend", "device", "dataset", "image")
+
 
 
 @dataclass(frozen=True)
@@ -122,18 +123,23 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     columns = [c for c in COLUMNS if c.terminal or not terminal]
     varying = [k for k in OPTIONAL_KEYS if len({getattr(r.key, k) for r in rows}) > 1]
     constant = [k for k in OPTIONAL_KEYS if k not in varying and rows]
-    subtitle = " · ".join(str(getattr(rows[0].key, k)) for k in constant) if rows else ""
+    subtitle = " · ".join(str(getattr(rows[0].key, k)) for k in constant if getattr(rows[0].key, k)) if rows else ""
     # Energy of different scopes (GPU only, board input, CPU package+DRAM) must not sit side by side
     # unlabelled: a column when the rows differ, else the one scope in the subtitle.
     scopes = {r.energy_scope for r in rows if r.energy_scope}
     scope_column = len(scopes) > 1
     if len(scopes) == 1:
         subtitle += (" · " if subtitle else "") + f"energy: {next(iter(scopes))}"
-    key_headers = (*varying, "model", "quant", "noise", "runs", *(("energy scope",) if scope_column else ()))
+    versions = versions_that_vary([r.key for r in rows])
+    key_headers = (*varying, *(("versions",) if versions else ()), "model", "quant", "noise", "runs",
+                   *(("energy scope",) if scope_column else ()))
     notes = _Notes()
     table_rows = []
     for row in rows:
-        cells = [Cell(str(getattr(row.key, k))) for k in (*varying, "model", "quant")]
+        cells = [Cell(str(getattr(row.key, k))) for k in varying]
+        if versions:
+            cells.append(Cell(versions[row.key]))
+        cells += [Cell(str(getattr(row.key, k))) for k in ("model", "quant")]
         cells.append(Cell(row.key.noise_label))
         cells.append(runs_cell(row, notes))
         if scope_column:

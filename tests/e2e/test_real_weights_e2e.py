@@ -15,7 +15,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from helpers import ROOT
+from helpers import ROOT, subset_manifest
 
 from runner.launch.backends import BACKENDS
 from runner.metrics import error_counts, normalize
@@ -32,11 +32,7 @@ def edgeasr(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
 
 
 def _subset(tmp_path: Path, ids: list[str]) -> Path:
-    rows = [json.loads(line) for line in (ROOT / "data/default/manifest.jsonl").read_text().splitlines()]
-    path = tmp_path / "subset.jsonl"
-    path.write_text("".join(json.dumps(dict(r, audio=str(ROOT / "data/default" / r["audio"]))) + "\n"
-                            for r in rows if r["id"] in ids))
-    return path
+    return subset_manifest(tmp_path, ids)
 
 
 def _run(tmp_path: Path, name: str, *args: str) -> tuple[dict, dict[str, dict]]:

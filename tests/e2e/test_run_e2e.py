@@ -18,6 +18,9 @@ import docker
 import pytest
 from helpers import ROOT, subset_manifest, write_tone
 
+from runner.launch.backends import BACKENDS
+from runner.launch.images import pinned_versions
+
 pytestmark = pytest.mark.e2e
 
 IMAGE = "edgeasr/faster-whisper:latest"
@@ -106,6 +109,9 @@ def test_tiny_en_int8_on_the_default_dataset(ready, tmp_path):
     labelled = dict(v.split("=", 1) for v in s["image"]["labels"]["org.edgeasr.versions"].split(","))
     assert s["versions"]["ctranslate2"] == labelled["ctranslate2"] and s["image"]["labels"]["org.edgeasr.base"]
     assert s["versions"]["faster-whisper"] == "1.2.1"
+    pinned = pinned_versions(BACKENDS["faster-whisper"].requirements)  # the newest compatible release (#16)
+    assert s["versions"]["ctranslate2"] == pinned["ctranslate2"], \
+        f"{IMAGE} runs ctranslate2 {s['versions']['ctranslate2']}, requirements.txt pins {pinned['ctranslate2']}: make images"
     for name in ("job.json", "events.jsonl", "transcripts.jsonl", "status.json", "container.log"):
         assert (out / "raw" / name).is_file()
     assert "WER" in r.stdout and "RTF" in r.stdout

@@ -256,7 +256,7 @@ def test_unknown_keys_with_suggestions(tmp_path):
         "batch_size (did you mean 'beam_size'?)",
         "x.yaml: defaults.zzz: unknown key; allowed: backend, model, quant, device, dataset, image, limit, decode, "
         "warmup, repeats, noise, telemetry, timeout_s, mem_limit, audio_roots, gpus",
-        "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets "
+        "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets, images "
         "(did you mean 'models'?)",
     ]
 
@@ -463,3 +463,63 @@ def test_a_bundled_model_is_a_model_in_experiment_files(tmp_path):
         """))
     exp = load_experiment(path)
     assert [g.model for g in exp.groups] == ["en-us"]
+
+
+# --- grid.images: library versions as an axis ---------------------------------------------------------------
+
+
+def test_images_axis_makes_one_group_per_image(tmp_path):
+    exp = _load(tmp_path, """\
+        defaults: {model: tiny.en, quant: int8, limit: 3}
+        grid:
+          images: [edgeasr/faster-whisper:ct2-4.6.0, edgeasr/faster-whisper:ct2-4.8.5]
+        entries:
+          - match: {image: edgeasr/faster-whisper:ct2-4.8.5}
+            set: {warmup: 2}
+        """)
+    assert [(g.image, g.warmup) for g in exp.groups] == [("edgeasr/faster-whisper:ct2-4.6.0", 1),
+                                                         ("edgeasr/faster-whisper:ct2-4.8.5", 2)]
+    assert exp.resolved["grid"]["images"] == ["edgeasr/faster-whisper:ct2-4.6.0", "edgeasr/faster-whisper:ct2-4.8.5"]
+
+
+def test_images_axis_can_be_excluded_by_image(tmp_path):
+    exp = _load(tmp_path, """\
+        defaults: {model: tiny.en}
+        grid:
+          quants: [fp32, int8]
+          images: [a/b:1, a/b:2]
+        exclude:
+          - {image: a/b:1, quant: fp32, reason: only int8 was built}
+        """)
+    assert [(g.image, g.quant) for g in exp.groups] == [("a/b:2", "fp32"), ("a/b:1", "int8"), ("a/b:2", "int8")]
+    assert exp.excluded[0]["image"] == "a/b:1" and exp.excluded[0]["reason"] == "only int8 was built"
+
+
+def test_images_axis_refuses_a_second_way_to_name_the_image(tmp_path):
+    problems = _problems(tmp_path, """\
+        defaults: {model: tiny.en, quant: int8, image: a/b:0}
+        grid:
+          images: [a/b:1, a/b:1]
+        entries:
+          - match: {image: a/b:1}
+            set: {image: a/b:3}
+        """)
+    text = "\n".join(problems)
+    assert "grid.images[1]: 'a/b:1' is repeated" in text
+    assert "defaults.image: grid.images chooses the image" in text
+    assert "entries[0].set.image: grid.images chooses the image" in text
+
+
+def test_without_images_axis_image_is_a_setting_and_not_a_match_key(tmp_path):
+    exp = _load(tmp_path, BASE + "entries:\n  - {match: {model: tiny.en}, set: {image: my/img:1}}\n")
+    assert [g.image for g in exp.groups] == ["my/img:1"]
+    problems = _problems(tmp_path, BASE + "entries:\n  - {match: {image: my/img:1}, set: {warmup: 0}}\n")
+    assert any("entries[0].match" in p and "image" in p for p in problems)
+
+
+def test_shipped_ct2_versions():
+    """The library-version sweep of issue #16: two images, one group each, the same settings otherwise."""
+    exp = load_experiment("ct2-versions", root=ROOT)
+    assert [g.image for g in exp.groups] == ["edgeasr/faster-whisper:ct2-4.6.0", "edgeasr/faster-whisper:ct2-4.8.5"]
+    assert {(g.model, g.quant, g.decode["threads"]) for g in exp.groups} == {("tiny.en", "int8", 2)}
+    assert all(c.limit == 3 for g in exp.groups for c in g.conditions)

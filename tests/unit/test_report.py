@@ -347,3 +347,48 @@ def test_run_table_shows_the_energy_scope():
     out = io.StringIO()
     print_summary(s, Console(file=out, width=200))
     assert "CPU package+DRAM (rapl, rapl:package+dram)" in out.getvalue()
+
+
+# --- library versions as an axis ---------------------------------------------------------------------------
+
+
+def _two_builds() -> list:
+    """Two builds of one backend (one CTranslate2 version each) over one condition, two repeats each."""
+    recs = []
+    for tag, ct2, wer in (("ct2-4.6.0", "4.6.0", 0.10), ("ct2-4.8.5", "4.8.5", 0.09)):
+        for repeat in (0, 1):
+            recs.append(parse_record({
+                "condition": {"backend": "faster-whisper", "model": "tiny.en", "quant": "int8", "device": "cpu",
+                              "dataset": "default", "noise_type": "clean", "repeat": repeat,
+                              "image": f"edgeasr/faster-whisper:{tag}"},
+                "status": "ok",
+                "summary": {"wer": wer, "rtf": 0.1, "image": {"ref": f"edgeasr/faster-whisper:{tag}", "labels": {
+                    "org.edgeasr.versions": f"faster-whisper=1.2.1,ctranslate2={ct2},soundfile=0.14.0"}}}}))
+    return recs
+
+
+def test_two_library_builds_are_two_rows_with_a_versions_column():
+    rows = aggregate(_two_builds())
+    assert len(rows) == 2 and [r.stat("wer").n for r in rows] == [2, 2]
+    model = build_table(rows, "t")
+    assert "versions" in model.headers and "image" in model.headers
+    col = model.headers.index("versions")
+    assert [r[col].text for r in model.rows] == ["ctranslate2=4.6.0", "ctranslate2=4.8.5"]
+
+
+def test_versions_column_is_left_out_when_every_row_has_the_same():
+    recs = [r for r in _two_builds() if "4.8.5" in r.key.versions]
+    model = build_table(aggregate(recs), "t")
+    assert "versions" not in model.headers and "image" not in model.headers
+
+
+def test_versions_fall_back_to_what_the_container_reported():
+    rec = parse_record({"condition": {"backend": "b", "model": "m", "quant": "int8"}, "status": "ok",
+                        "summary": {"versions": {"ctranslate2": "4.8.5"}, "image": {"ref": "x", "labels": {}}}})
+    assert rec.key.versions == "ctranslate2=4.8.5" and rec.key.image == "x"
+
+
+def test_figure_labels_name_the_versions(tmp_path):
+    label = figures._series_labeller(aggregate(_two_builds()))
+    assert {label(r.key) for r in aggregate(_two_builds())} == {"tiny.en · ctranslate2=4.6.0",
+                                                                "tiny.en · ctranslate2=4.8.5"}
