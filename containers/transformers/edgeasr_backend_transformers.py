@@ -110,6 +110,10 @@ class TransformersModel:
             kwargs.update(do_sample=True, temperature=d.temperature)
         if d.language and getattr(self.model.generation_config, "is_multilingual", False):
             kwargs.update(language=d.language, task="transcribe")
+        if getattr(self.model.generation_config, "no_timestamps_token_id", None) is not None:
+            # decode with timestamp tokens, as faster-whisper and openai-whisper do by default: the
+            # timestamped prompt changes what the model writes, and the text is what is compared
+            kwargs["return_timestamps"] = True
         return kwargs
 
     def _whisper(self, audios: list) -> list:

@@ -76,11 +76,10 @@ def test_converted_tiny_en_decodes_exactly_like_ctranslate2_on_the_same_features
 
 
 def test_transformers_tiny_en_fp32_greedy_against_faster_whisper(tmp_path):
-    """The whole embedded set, both backends fp32 greedy. The converted weights are exact (test above); what
-    differs is each backend's own log-mel front end and long-form handling, so transcripts may differ on a few
-    utterances: the assertion message names them. WER agrees within 1 point on the 20 Harvard sentences
-    (one 30-s window each) and within 1.5 points over the whole set, whose 30-s two-speaker sample faster-whisper
-    decodes with timestamps and transformers without."""
+    """The whole embedded set, both backends fp32 greedy, both decoding with timestamp tokens (faster-whisper's
+    default; the transformers adapter asks for them too). The converted weights are exact (test above); each
+    backend's own log-mel front end differs, so transcripts may differ on a few utterances: the assertion
+    message names them. WER agrees within 1 point, on the 20 Harvard sentences and over the whole set."""
     hf, hf_utts = _run(tmp_path, "hf", "--backend", "transformers", "--model", "tiny.en", "--quant", "fp32")
     fw, fw_utts = _run(tmp_path, "fw", "--backend", "faster-whisper", "--model", "tiny.en", "--quant", "fp32")
     assert hf["status"] == fw["status"] == "ok" and hf["n_utterances"] == 21
@@ -90,7 +89,7 @@ def test_transformers_tiny_en_fp32_greedy_against_faster_whisper(tmp_path):
           *diffs, sep="\n  ")
     assert len(diffs) <= 5, diffs
     assert abs(_wer(hf_utts, HARVARD) - _wer(fw_utts, HARVARD)) <= 0.01, diffs
-    assert abs(hf["wer"] - fw["wer"]) <= 0.015, diffs
+    assert abs(hf["wer"] - fw["wer"]) <= 0.01, diffs
     assert hf["wer"] < 0.2
 
 
