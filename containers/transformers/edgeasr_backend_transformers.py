@@ -11,6 +11,8 @@ feature encoders); group-norm models (e.g. wav2vec2-base) see the padding by des
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 SAMPLE_RATE = 16000
@@ -24,6 +26,10 @@ class TransformersModel:
 
         self._torch = torch
         self._job = job
+        # Timestamp tokens only for real Whisper weights (edgeasr's conversion of a CTranslate2 model, marked by
+        # edgeasr-converted.json): a random-initialised model may generate no token at all, which transformers'
+        # timestamp post-processing cannot take.
+        self._timestamps = os.path.isfile(os.path.join(str(job.model), "edgeasr-converted.json"))
         d = job.decode
         if d.threads:
             torch.set_num_threads(d.threads)
@@ -110,7 +116,7 @@ class TransformersModel:
             kwargs.update(do_sample=True, temperature=d.temperature)
         if d.language and getattr(self.model.generation_config, "is_multilingual", False):
             kwargs.update(language=d.language, task="transcribe")
-        if getattr(self.model.generation_config, "no_timestamps_token_id", None) is not None:
+        if self._timestamps:
             # decode with timestamp tokens, as faster-whisper and openai-whisper do by default: the
             # timestamped prompt changes what the model writes, and the text is what is compared
             kwargs["return_timestamps"] = True
