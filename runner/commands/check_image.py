@@ -24,10 +24,10 @@ from ..data import load_dataset
 from ..errors import UserError
 from ..launch import docker_engine
 from ..launch.backends import BACKENDS
-from ..launch.hardening import CACHE_ENV, Hardening, chown_for_container
+from ..launch.hardening import Hardening, chown_for_container
 from ..launch.owner import Owner
 from ..launch.images import parse_versions_label
-from ..launch.job import CONTRACT_VERSION
+from ..launch.job import CONTRACT_VERSION, OFFLINE_ENV, OUT_TARGET
 from ..launch.onnx_export import export_onnx
 from ..models import default_models_dir, resolve_model
 from ..quant import resolve_quant
@@ -106,9 +106,8 @@ def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: f
     raw.mkdir(parents=True, exist_ok=True)
     (raw / "job.json").write_text(json.dumps(job))
     chown_for_container(raw)
-    run = docker_engine.run_container(client, image, mounts=[*mounts, docker_engine.BindMount(raw, "/out", False)],
-                                      env={"EDGEASR_JOB": "/out/job.json", "HF_HUB_OFFLINE": "1",
-                                           "PYANNOTE_METRICS_ENABLED": "0", **CACHE_ENV},
+    run = docker_engine.run_container(client, image, mounts=[*mounts, docker_engine.BindMount(raw, OUT_TARGET, False)],
+                                      env=OFFLINE_ENV,
                                       log_path=raw / "container.log", timeout_s=timeout, hardening=hardening,
                                       owner=Owner.me(work, "check-image"))
     status = json.loads((raw / "status.json").read_text()) if (raw / "status.json").exists() else None

@@ -112,7 +112,6 @@ def run_container(
     owner: Owner | None = None,
     timeout_s: float | None = None,
     name: str | None = None,
-    volumes: dict[str, str] | None = None,
     labels: dict[str, str] | None = None,
     gpus: Sequence[str] | None = None,
     on_started: Callable[[str], None] | None = None,
@@ -135,8 +134,6 @@ def run_container(
             # Jetson: the NVIDIA toolkit serves a GPU request only when its runtime runs the container
             # (containers/PLATFORMS.md).
             kwargs["runtime"] = "nvidia"
-    for volume, target in (volumes or {}).items():  # named volumes, e.g. the hub cache
-        kwargs["mounts"].append(Mount(target=target, source=volume, type="volume", read_only=False))
     t_create = time.perf_counter()
     container = None
     timed_out = threading.Event()

@@ -25,6 +25,8 @@ from docker.errors import APIError, BuildError, ImageNotFound
 from ..errors import UserError
 from ..platforms import platform_image
 from .backends import CONTAINERS_DIR, IMAGES, ImageDef
+from .docker_engine import MANAGED_LABEL
+from .hardening import Hardening
 from .wheel_server import serve_wheelhouse
 
 PUBLIC_BASE = "python:3.11-slim-bookworm"
@@ -238,7 +240,9 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
 def read_carried_versions(client: docker.DockerClient, image: str, path: str) -> str:
     """The `name=version,...` line a variant's build wrote to `path` in the image (what its base carries)."""
     try:
-        out = client.containers.run(image, entrypoint=["cat", path], remove=True, network_disabled=True)
+        # confined like every backend container: the image is freshly built from a stranger's base
+        out = client.containers.run(image, entrypoint=["cat", path], remove=True, labels={MANAGED_LABEL: "1"},
+                                    **Hardening().engine_kwargs())
     except (APIError, docker.errors.ContainerError) as exc:
         raise UserError(f"{image}: cannot read the carried versions from {path}: {exc}") from None
     line = out.decode(errors="replace").strip()

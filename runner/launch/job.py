@@ -72,9 +72,13 @@ def host_path_map(spec: RunSpec, raw_dir: Path, plan: AudioPlan | None = None) -
     return dict(sorted(pairs.items(), key=lambda kv: -len(kv[0])))
 
 
+# The environment of every job container: the job's path, offline hubs, no telemetry, caches on the tmpfs.
+OFFLINE_ENV = {"EDGEASR_JOB": f"{OUT_TARGET}/job.json", "HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "0",
+               **CACHE_ENV}
+
+
 def make_env(spec: RunSpec) -> dict[str, str]:
-    env = {"EDGEASR_JOB": f"{OUT_TARGET}/job.json", "HF_HUB_OFFLINE": "1", "PYANNOTE_METRICS_ENABLED": "0",
-           **CACHE_ENV}
+    env = dict(OFFLINE_ENV)
     if spec.allow_download:
         env.update(HF_HUB_OFFLINE="0", HF_HOME=HUB_CACHE_TARGET, EDGEASR_DOWNLOAD_ROOT=HUB_CACHE_TARGET)
     return env
