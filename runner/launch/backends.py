@@ -54,6 +54,10 @@ class Backend(ImageDef):
     # Platforms (runner/platforms.py) with a Dockerfile variant; a platform left out is refused with `no_variant`.
     platforms: tuple[str, ...] = ("x86", "cuda", "jetson-r35", "jetson-r36")
     no_variant: str = ""  # why a left-out platform has no image (said when one is asked for)
+    #: Settings (dotted paths) the entrypoint can vary inside one loaded model, condition by condition
+    #: (contract: a condition's ``decode`` overrides). A sweep axis over one of these stays a condition of one
+    #: container; any other axis makes a new container (group). Noise and repeats are always in-container.
+    in_container: tuple[str, ...] = ()
 
     def platform_problem(self, platform: str) -> str | None:
         """Why this backend has no image for ``platform``, or None when it has one."""
@@ -78,6 +82,7 @@ BACKENDS: dict[str, Backend] = {
         devices=("cpu", "cuda"),
         build_dir="faster-whisper",
         adapter="edgeasr_backend_faster_whisper",
+        in_container=("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language"),
         host_module="faster_whisper",
     ),
     "whisperx": Backend(
@@ -87,6 +92,7 @@ BACKENDS: dict[str, Backend] = {
         devices=("cpu", "cuda"),
         build_dir="whisperx",
         adapter="edgeasr_backend_whisperx",
+        in_container=("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language"),
         host_module="whisperx",
         parent="torch-base",
     ),
@@ -97,6 +103,7 @@ BACKENDS: dict[str, Backend] = {
         devices=("cpu", "cuda"),
         build_dir="transformers",
         adapter="edgeasr_backend_transformers",
+        in_container=("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language"),
         host_module="transformers",
         parent="torch-base",
         model_format="hf",
@@ -109,6 +116,7 @@ BACKENDS: dict[str, Backend] = {
         devices=("cpu", "cuda"),
         build_dir="onnxruntime",
         adapter="edgeasr_backend_onnxruntime",
+        in_container=("decode.beam_size", "decode.language"),
         host_module="onnxruntime",
         platforms=("x86", "cuda", "jetson-r36"),
         no_variant="JetPack 5 (r35) has Python 3.8 and no onnxruntime-gpu in its jetson-containers bases yet; "
