@@ -14,7 +14,10 @@ from typing import Any
 
 #: 2: peak_vram_mb/peak_vram_source became peak_vram_torch_mb and peak_vram_nvml_mb (issue 9); energy
 #: blocks gained scope, clock, arrival, psys and companions.
-SCHEMA_VERSION = 2
+#: 3: summaries gained model_ref (the model's full reference: folder or hub name) beside the short name, host
+#: facts in every sweep condition, and a condition block; conditions.jsonl lines carry schema_version, the
+#: condition's full decode settings and its axes (issue 10).
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Summary:
     schema_version: int = SCHEMA_VERSION
     backend_quant: str | None = None
     model_source: str | None = None
+    model_ref: str | None = None  # the model in full: its folder, or its hub name (model is the short name)
     data_path: str | None = None
     n_utterances: int = 0
     n_failed: int = 0

@@ -10,7 +10,6 @@ success, error, timeout, Ctrl-C, SIGTERM — the container is removed.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -23,10 +22,10 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from ..errors import UserError
+from .event_lines import EVENT_PREFIX, stream_to_log  # noqa: F401  (EVENT_PREFIX: re-exported)
 from .hardening import Hardening
 from .owner import Owner, is_orphan
 
-EVENT_PREFIX = "EDGEASR_EVENT "
 MANAGED_LABEL = "org.edgeasr.managed"
 
 
@@ -83,20 +82,7 @@ def image_info(client: docker.DockerClient, ref: str, hint: str = "build it with
 
 
 def _stream_logs(container, log_path: Path, on_event: Callable[[dict[str, Any]], None]) -> None:
-    buf = b""
-    with open(log_path, "ab") as log:
-        for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
-            log.write(chunk)
-            log.flush()
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for raw in lines:
-                line = raw.decode("utf-8", "replace")
-                if line.startswith(EVENT_PREFIX):
-                    try:
-                        on_event(json.loads(line[len(EVENT_PREFIX):]))
-                    except json.JSONDecodeError:
-                        pass
+    stream_to_log(container.logs(stream=True, follow=True, stdout=True, stderr=True), log_path, on_event)
 
 
 def run_container(

@@ -7,15 +7,12 @@ the same spec); tests/contract pins that both sides agree.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..paths import AudioPlan, check_mountable, plan_audio_mounts
-from ..results import write_json_atomic
+from ..paths import AudioPlan, plan_audio_mounts
 from ..spec import RunSpec
-from . import docker_engine
 from .docker_engine import BindMount
-from .hardening import CACHE_ENV, chown_for_container, reclaim
-from .owner import Owner
+from .hardening import CACHE_ENV
 
 CONTRACT_VERSION = 2
 OUT_TARGET = "/out"
@@ -82,30 +79,3 @@ def make_env(spec: RunSpec) -> dict[str, str]:
     if spec.allow_download:
         env.update(HF_HUB_OFFLINE="0", HF_HOME=HUB_CACHE_TARGET, EDGEASR_DOWNLOAD_ROOT=HUB_CACHE_TARGET)
     return env
-
-
-def run_job_container(client, spec: RunSpec, job: dict[str, Any], raw_dir: Path, *,
-                      on_event: Callable[[dict[str, Any]], None], owner: Owner,
-                      extra_mounts: tuple[BindMount, ...] = (),
-                      labels: dict[str, str] | None = None,
-                      on_started: Callable[[str], None] | None = None) -> docker_engine.ContainerRun:
-    """Write the job and run it in the backend container, confined (spec.hardening) and owner-labelled.
-
-    The output folder is handed to the container's unprivileged uid for the run and taken back after,
-    so results stay the runner's own."""
-    write_json_atomic(raw_dir / "job.json", job)
-    mounts = [*make_mounts(spec, raw_dir), *extra_mounts]
-    for m in mounts:
-        check_mountable(m.source, "a mount source")
-    if spec.hub_cache_dir is not None:
-        spec.hub_cache_dir.mkdir(parents=True, exist_ok=True)
-        chown_for_container(spec.hub_cache_dir)
-        mounts.append(BindMount(spec.hub_cache_dir, HUB_CACHE_TARGET, False))
-    chown_for_container(raw_dir)
-    try:
-        return docker_engine.run_container(
-            client, spec.image, mounts=mounts, env=make_env(spec), log_path=raw_dir / "container.log",
-            on_event=on_event, device=spec.device, hardening=spec.hardening, owner=owner,
-            timeout_s=spec.timeout_s, labels=labels, gpus=spec.gpus, on_started=on_started)
-    finally:
-        reclaim(raw_dir)

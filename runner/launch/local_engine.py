@@ -10,7 +10,6 @@ on success, error, timeout, Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import subprocess
@@ -22,7 +21,8 @@ from typing import Any, Callable
 
 from ..errors import UserError
 from .backends import CONTAINERS_DIR, Backend
-from .docker_engine import EVENT_PREFIX, ContainerRun
+from .docker_engine import ContainerRun
+from .event_lines import stream_to_log
 
 
 def check_host_backend(backend: Backend) -> None:
@@ -69,15 +69,7 @@ def run_local(backend: Backend, job_path: Path, *, env: dict[str, str], log_path
         watchdog.daemon = True
         watchdog.start()
     try:
-        with open(log_path, "ab") as log:
-            for raw in proc.stdout:
-                log.write(raw)
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if line.startswith(EVENT_PREFIX):
-                    try:
-                        on_event(json.loads(line[len(EVENT_PREFIX):]))
-                    except json.JSONDecodeError:
-                        pass
+        stream_to_log(iter(lambda: proc.stdout.read1(65536), b""), log_path, on_event)
         code = proc.wait()
         exited_ns = time.time_ns()
     finally:

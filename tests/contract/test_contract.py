@@ -80,7 +80,7 @@ def test_summary_schema_is_pinned():
     s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok")
     data = s.to_json()
     assert REQUIRED_SUMMARY_KEYS <= set(data)
-    assert data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["schema_version"] == SCHEMA_VERSION == 3
     assert "deletions" not in data  # on disk the field is "del"
 
 

@@ -128,7 +128,7 @@ def test_peak_vram_keeps_torch_and_nvml_figures_apart():
     merge.apply_nvml_vram(s)
     data = s.to_json()
     assert data["peak_vram_torch_mb"] == 420.0 and data["peak_vram_nvml_mb"] == 800.0
-    assert "peak_vram_mb" not in data and data["schema_version"] == 2
+    assert "peak_vram_mb" not in data and data["schema_version"] >= 2
     ct2 = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
     merge.apply_container_facts(ct2, merge.RawOutputs([], [], {"status": "ok"}))
     assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mb"]
@@ -137,11 +137,11 @@ def test_peak_vram_keeps_torch_and_nvml_figures_apart():
 
 def test_sweep_conditions_keep_the_torch_vram_figure():
     """A sweep condition is finalized from its events: the torch peak must come with condition_end."""
-    from runner import sweep
+    from runner import execute
 
     events = [{"event": "model_info", "versions": {}, "n_params": 1}, {"event": "inference_end", "peak_rss_mb": 9.0,
                                                                         "peak_vram_mb": 420.0}]
-    assert sweep._status_from_events(events)["peak_vram_mb"] == 420.0
+    assert execute.condition_status(events, None, False)["peak_vram_mb"] == 420.0
 
 
 def _batched_events():
@@ -408,8 +408,8 @@ def test_per_rail_energy_leaves_out_the_prepare_windows_too():
 
 
 def test_sweep_conditions_keep_the_loaded_idle_window():
-    from runner import sweep
+    from runner import execute
 
     events = [{"event": "loaded_idle_start"}, {"event": "loaded_idle_end"}, {"event": "condition_start", "condition": "k"}]
-    assert [e["event"] for e in sweep.condition_events(events, "k")] == ["loaded_idle_start", "loaded_idle_end",
+    assert [e["event"] for e in execute.condition_events(events, "k")] == ["loaded_idle_start", "loaded_idle_end",
                                                                            "inference_start"]

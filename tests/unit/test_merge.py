@@ -117,7 +117,7 @@ def test_rtfx_of_a_zero_rtf_is_null_with_a_reason():
 def test_peak_rss_names_the_harness_audio_and_its_scope():
     """peak_rss_mb is the process's peak; the harness's decoded audio is reported beside it and taken out of
     peak_rss_excl_audio_mb, and a sweep condition's figure is its own (peak reset at its start)."""
-    from runner import sweep
+    from runner import execute
 
     s = _summary()
     merge.apply_container_facts(s, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0,
@@ -127,7 +127,7 @@ def test_peak_rss_names_the_harness_audio_and_its_scope():
     events = [_ev("model_info", 1.0, versions={}), _ev("inference_end", 2.0, peak_rss_mb=500.0, audio_cache_mb=50.0,
                                                           peak_rss_scope="condition (peak reset at its start)")]
     c = _summary()
-    merge.apply_container_facts(c, merge.RawOutputs(events, [], sweep._status_from_events(events)))
+    merge.apply_container_facts(c, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
     assert c.peak_rss_excl_audio_mb == 450.0 and c.peak_rss_scope == "condition (peak reset at its start)"
     old = _summary()
     merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0}))

@@ -1,0 +1,142 @@
+"""The engines a job runs on, behind one interface: ``run(job, mounts, env, on_event) -> ContainerRun``.
+
+``docker``: the backend image on the Docker Engine, confined (launch/hardening.py), owner-labelled, the job's
+folders bind-mounted. ``local``: the same entrypoint as a host process (a machine without Docker), the job
+written with host paths. Both stream the same contract events (launch/event_lines.py) and leave the same raw
+outputs, so the executor, the merge and the results never ask which engine ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from ..errors import UserError
+from ..paths import check_mountable
+from ..results import write_json_atomic
+from . import docker_engine, local_engine
+from .docker_engine import BindMount, ContainerRun, ImageInfo
+from .hardening import chown_for_container, reclaim
+from .owner import Owner
+
+ENGINES = ("docker", "local")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What one launch needs besides the job: where its raw outputs go and whose it is."""
+
+    raw_dir: Path
+    owner: Owner
+    labels: dict[str, str] = field(default_factory=dict)
+    on_started: Callable[[str], None] | None = None  # the container id (docker) marks its processes
+
+
+class Engine(Protocol):
+    name: str
+    #: True: the job names host paths (the local engine); False: paths as the container sees them.
+    host_paths: bool
+
+    def image(self, spec) -> ImageInfo | None:
+        """The image the spec runs (None: no image, the local engine); refuses one of another contract."""
+
+    def version(self) -> str | None:
+        """The engine's version, for the host facts."""
+
+    def reap(self, folders: tuple[str, ...]) -> list[str]:
+        """Remove what earlier runs of these folders left behind; one line per thing removed."""
+
+    def run(self, spec, job: dict[str, Any], mounts: list[BindMount], env: dict[str, str],
+            on_event: Callable[[dict[str, Any]], None], launch: Launch) -> ContainerRun:
+        """Run the job to its end (success, failure, timeout); nothing it started outlives the call."""
+
+
+def check_contract(ref: str, image: ImageInfo, version: int) -> None:
+    label = image.labels.get("org.edgeasr.contract")
+    if label not in (None, "") and label != str(version):
+        raise UserError(f"image {ref} speaks entrypoint contract {label}; this runner speaks {version}")
+
+
+class DockerEngine:
+    name = "docker"
+    host_paths = False
+
+    def __init__(self, client=None):
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = docker_engine.connect()
+        return self._client
+
+    def image(self, spec) -> ImageInfo:
+        from .job import CONTRACT_VERSION
+
+        info = docker_engine.image_info(self.client, spec.image)
+        check_contract(spec.image, info, CONTRACT_VERSION)
+        return info
+
+    def version(self) -> str | None:
+        return self.client.version().get("Version")
+
+    def reap(self, folders: tuple[str, ...]) -> list[str]:
+        return docker_engine.reap_orphans(self.client, folders)
+
+    def run(self, spec, job, mounts, env, on_event, launch: Launch) -> ContainerRun:
+        """Write the job and run it in the backend container, confined (spec.hardening) and owner-labelled.
+
+        The output folder is handed to the container's unprivileged uid for the run and taken back after,
+        so results stay the runner's own."""
+        from .job import HUB_CACHE_TARGET
+
+        write_json_atomic(launch.raw_dir / "job.json", job)
+        mounts = list(mounts)
+        for m in mounts:
+            check_mountable(m.source, "a mount source")
+        if spec.hub_cache_dir is not None:
+            spec.hub_cache_dir.mkdir(parents=True, exist_ok=True)
+            chown_for_container(spec.hub_cache_dir)
+            mounts.append(BindMount(spec.hub_cache_dir, HUB_CACHE_TARGET, False))
+        chown_for_container(launch.raw_dir)
+        try:
+            return docker_engine.run_container(
+                self.client, spec.image, mounts=mounts, env=env, log_path=launch.raw_dir / "container.log",
+                on_event=on_event, device=spec.device, hardening=spec.hardening, owner=launch.owner,
+                timeout_s=spec.timeout_s, labels=launch.labels, gpus=spec.gpus, on_started=launch.on_started)
+        finally:
+            reclaim(launch.raw_dir)
+
+
+class LocalEngine:
+    """The entrypoint as a host process; mounts are not needed (the job names host paths)."""
+
+    name = "local"
+    host_paths = True
+
+    def image(self, spec) -> None:
+        local_engine.check_host_backend(spec.backend)
+        return None
+
+    def version(self) -> str | None:
+        return None
+
+    def reap(self, folders: tuple[str, ...]) -> list[str]:
+        return []  # a local run's process group always ends with the run (local_engine._kill_group)
+
+    def run(self, spec, job, mounts, env, on_event, launch: Launch) -> ContainerRun:
+        write_json_atomic(launch.raw_dir / "job.json", job)
+        # The run's GPUs, in NVML's (PCI bus) order, as the docker engine would give them.
+        gpu_env = {"CUDA_VISIBLE_DEVICES": ",".join(spec.gpus), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"} if spec.gpus else {}
+        return local_engine.run_local(spec.backend, launch.raw_dir / "job.json", env={**env, **gpu_env},
+                                      log_path=launch.raw_dir / "container.log", on_event=on_event,
+                                      timeout_s=spec.timeout_s)
+
+
+def make_engine(name: str, client=None) -> Engine:
+    if name == "docker":
+        return DockerEngine(client)
+    if name == "local":
+        return LocalEngine()
+    raise UserError(f"--engine {name!r} is unknown; choose one of {', '.join(ENGINES)}")
