@@ -30,17 +30,41 @@ COMMANDS = {
 }
 
 
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("edgeasr")
+    except Exception:  # not installed (a checkout on PYTHONPATH)
+        return "unknown"
+
+
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """-v and -q, accepted before and after the command (``edgeasr -v run`` and ``edgeasr run -v``).
+
+    After the command they default to SUPPRESS, so that a flag given before it is not reset."""
+    common = argparse.ArgumentParser(add_help=False)
+    default = False if defaults else argparse.SUPPRESS
+    common.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="show tracebacks of unexpected errors (default: off; they go to the debug log)")
+    common.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="print only results and errors: no progress, no notes (default: off)")
+    return common
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeasr", description="Benchmark ASR models where they will be deployed.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of unexpected errors")
-    parser.add_argument("-q", "--quiet", action="store_true")
+    parser = argparse.ArgumentParser(prog="edgeasr", description="Benchmark ASR models where they will be deployed.",
+                                     parents=[_common(True)])
+    parser.add_argument("--version", action="version", version=f"edgeasr {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=[_common(False)])
         module = importlib.import_module(f"runner.commands.{name.replace('-', '_')}")
         module.add_arguments(p)
         if name == "run":
-            p.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
+            p.add_argument("--json", action="store_true",
+                           help="print the summary as one JSON line on stdout, also when the run failed; "
+                                "tables and progress go to stderr (default: off)")
     return parser
 
 

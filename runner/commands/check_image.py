@@ -208,6 +208,8 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
 
 def main(args: argparse.Namespace) -> int:
     def show(c: Check) -> None:
+        if c.ok and getattr(args, "quiet", False):  # -q: failures and the verdict only
+            return
         print(f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}", flush=True)
 
     load_dataset(SPEECH.parent)  # the speech file ships with the project; fail clearly if the tree is broken

@@ -71,7 +71,7 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     if args.images_cmd == "versions":
         from .. import freshness
 

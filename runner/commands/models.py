@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     models_dir = args.models_dir or default_models_dir()
     if args.models_cmd == "install":
         for name in args.names:

@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
         print_sweep_table(rows, sweep.title, console)
         console.print()
     figures = [] if args.no_figures else write_figures(rows, out)
-    for fig in figures:
+    for fig in figures if not getattr(args, "quiet", False) else ():
         print(f"figure: {fig.path}" + (f"  ({fig.unavailable.splitlines()[0]})" if fig.unavailable else ""))
     print(f"report: {write_html(out / REPORT_FILE, sweep, rows, figures)}")
     return 0

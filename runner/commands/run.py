@@ -194,7 +194,7 @@ def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> i
             print(json.dumps(json.loads((spec.out / "summary.json").read_text(encoding="utf-8"))))
         raise
     # --json: stdout carries the JSON only (the table goes to stderr), also when the run failed.
-    print_summary(summary, console if getattr(args, "json", False) else Console(quiet=console.quiet))
+    print_summary(summary, console if getattr(args, "json", False) else Console())
     console.print(f"run folder: {spec.out}")
     if getattr(args, "json", False):
         print(json.dumps(summary))
