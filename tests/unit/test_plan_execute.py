@@ -1,0 +1,148 @@
+"""The planner and the executor's pure parts: plans for `run`, condition keys and job entries, and a recorded
+two-condition container (tests/fixtures/group_raw, JSONL) merged into condition results without any engine."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from helpers import write_tone
+
+from runner import execute, plan, tables
+from runner.experiment import Condition
+from runner.spec import build_run_spec
+from runner.telemetry.base import NullSampler
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "group_raw"
+
+
+def _spec(tmp_path: Path, out: str = "run"):
+    """A resolved spec over two one-second tones (ids a, b) with references."""
+    models = tmp_path / "models" / "tiny.en"
+    models.mkdir(parents=True)
+    (models / "model.bin").write_bytes(b"x")
+    (models / "config.json").write_text("{}")
+    for uid in ("a", "b"):
+        write_tone(tmp_path / "d" / f"{uid}.wav")
+        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
+    return build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
+                          data=str(tmp_path / "d"), out=str(tmp_path / out), models_dir=tmp_path / "models",
+                          telemetry="none")
+
+
+def test_a_run_is_a_plan_of_one_group_writing_into_its_own_folder(tmp_path):
+    """One repeat: one clean condition over every utterance, its result in the run folder itself."""
+    spec = _spec(tmp_path)
+    job = plan.plan_run(spec, None)
+    assert len(job.conditions) == 1 and job.group_dir == spec.out and job.command == "run"
+    (cond,) = job.conditions
+    assert cond.result_dir == spec.out and cond.ids == ("a", "b") and cond.noise == {"type": "clean", "snr_db": None}
+
+
+def test_run_repeats_and_limit_make_one_condition_each_in_conditions_folders(tmp_path):
+    """--repeats 3 --limit 1: three conditions of one group (one model load), each over the first utterance,
+    each with its own folder and key."""
+    spec = _spec(tmp_path)
+    job = plan.plan_run(spec, None, repeats=3, limit=1)
+    assert [c.condition.repeat for c in job.conditions] == [0, 1, 2]
+    assert all(c.ids == ("a",) for c in job.conditions) and len(job.spec.dataset.utterances) == 1
+    assert len({c.key for c in job.conditions}) == 3
+    assert all(c.result_dir.parent == spec.out / "conditions" for c in job.conditions)
+
+
+def test_decode_overrides_travel_in_the_job_entry_only_when_present():
+    """The contract's condition.decode is sent only for a condition that changes decoding in the container."""
+    cond = Condition(dataset="/d", noise_type="clean", snr_db=None, repeat=0)
+    plain = plan.PlannedCondition("k1", "g", cond, {"type": "clean", "snr_db": None}, "clean", ("a",))
+    beam = replace(plain, key="k2", decode={"beam_size": 1})
+    assert "decode" not in plain.job_entry()
+    assert beam.job_entry()["decode"] == {"beam_size": 1}
+    assert "beam_size 1" in beam.label
+
+
+def test_effective_settings_fold_decode_overrides_into_the_group_settings():
+    """A condition's key is made from what it ran: the group's decode with its overrides applied."""
+    group = {"backend": "faster-whisper", "decode": {"beam_size": 5, "batch_size": 1}}
+    assert plan._effective(group, {}) is group
+    assert plan._effective(group, {"beam_size": 1})["decode"] == {"beam_size": 1, "batch_size": 1}
+    assert group["decode"]["beam_size"] == 5  # the group's own settings are not changed
+
+
+def test_local_engine_job_names_the_noise_files_where_they_are(tmp_path):
+    """The local engine has no mounts: noise files in the job are the host's paths, not /noise/..."""
+    spec = _spec(tmp_path)
+    cond = Condition(dataset=str(spec.dataset.path), noise_type="file", snr_db=5.0, repeat=0)
+    pc = plan.PlannedCondition("k", "g", cond, {"type": "file", "snr_db": 5.0, "files": ["/noise/x/n.wav"]}, "file",
+                               ("a",), result_dir=tmp_path / "c")
+    job = plan.GroupJob("g", spec, None, (pc,), tmp_path / "g", noise_dir=tmp_path / "noise")
+    assert execute.group_job_spec(job, [pc], host_paths=True)["conditions"][0]["noise"]["files"] == \
+        [f"{tmp_path / 'noise'}/x/n.wav"]
+    assert execute.group_job_spec(job, [pc], host_paths=False)["conditions"][0]["noise"]["files"] == ["/noise/x/n.wav"]
+
+
+def _group(tmp_path: Path, keys=("kA", "kB")):
+    spec = _spec(tmp_path, "sweep")
+    raw = tmp_path / "g" / "raw"
+    shutil.copytree(FIXTURE, raw)
+    conds = tuple(plan.PlannedCondition(k, "g", Condition(dataset=str(spec.dataset.path), noise_type="clean",
+                                                          snr_db=None, repeat=i), {"type": "clean", "snr_db": None},
+                                        "clean", ("a", "b"), result_dir=tmp_path / "conditions" / k,
+                                        axes={"repeat": i})
+                  for i, k in enumerate(keys))
+    job = plan.GroupJob("g", spec, None, conds, tmp_path / "g")
+    g = execute._Group(job, list(conds), raw, NullSampler("off"), "telemetry turned off", {"cpu_count": 2},
+                       "docker", {})
+    return job, g
+
+
+def test_each_condition_of_a_recorded_container_gets_its_own_result(tmp_path):
+    """From the recorded events and transcripts: each condition is scored on its own transcripts (kA all right,
+    kB one word wrong), with its own inference window and its own memory peak, the host facts and its axes."""
+    job, g = _group(tmp_path)
+    a = execute.finalize(g, job.conditions[0])
+    b = execute.finalize(g, job.conditions[1])
+    assert a["status"] == b["status"] == "ok"
+    assert a["wer"] == 0.0 and b["wer"] == pytest.approx(0.25)
+    assert a["inference_s"] == pytest.approx(0.52) and a["load_s"] == pytest.approx(1.0)
+    assert (a["peak_rss_mb"], b["peak_rss_mb"]) == (250.0, 240.0)
+    assert a["host"] == {"cpu_count": 2} and a["condition"]["axes"] == {"repeat": 0}
+    assert a["model_ref"] == str(tmp_path / "models" / "tiny.en") and a["data_path"] == str(tmp_path / "d")
+    stored = json.loads((tmp_path / "conditions" / "kB" / "summary.json").read_text())
+    assert stored["condition"]["key"] == "kB" and tables.read_result(tmp_path / "conditions" / "kB", "kB")
+
+
+def test_a_condition_that_was_its_containers_whole_work_reports_the_process_peak(tmp_path):
+    """With the final record (status.json) and one condition, the process peak (model load included) is its
+    peak, as `edgeasr run` always reported; with several, each keeps its own."""
+    recorded = [json.loads(line) for line in (FIXTURE / "events.jsonl").read_text().splitlines()]
+    events = execute.condition_events(recorded, "kA")
+    status = json.loads((FIXTURE / "status.json").read_text())
+    assert execute.condition_status(events, status, whole_container=True)["peak_rss_mb"] == 300.0
+    assert execute.condition_status(events, status, whole_container=False)["peak_rss_mb"] == 250.0
+    assert execute.condition_status(events, None, whole_container=True)["peak_rss_mb"] == 250.0
+
+
+def test_an_unfinished_condition_is_an_error_or_interrupted_with_its_reason(tmp_path):
+    """A condition the container never reached: every utterance failed with the reason; after Ctrl-C it is
+    recorded as interrupted (and runs again on resume)."""
+    job, g = _group(tmp_path, keys=("kA", "kC"))
+    err = execute.finalize(g, job.conditions[1], "the container ended before this condition")
+    assert err["status"] == "error" and err["n_failed"] == 2
+    assert tables.result_problem(tmp_path / "conditions" / "kC", "kC") is None
+    cut = execute.finalize(g, job.conditions[1], "interrupted by SIGINT", interrupted=True)
+    assert cut["status"] == "interrupted" and tables.read_result(tmp_path / "conditions" / "kC", "kC") is None
+
+
+def test_tables_carry_schema_version_and_axes_columns(tmp_path):
+    """conditions.jsonl: one line per condition, each with schema_version; results.csv: the axes as columns."""
+    job, g = _group(tmp_path)
+    for c in job.conditions:
+        execute.finalize(g, c)
+    records = tables.rebuild_tables(tmp_path, [job])
+    lines = [json.loads(x) for x in (tmp_path / "conditions.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all(x["schema_version"] == 3 for x in lines)
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert "axes.repeat" in header and "decode.beam_size" in header and len(records) == 2
