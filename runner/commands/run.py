@@ -180,7 +180,7 @@ def execute(spec: RunSpec, console: Console) -> dict[str, Any]:
     base = None
     try:
         with sampler:
-            base = idle_baseline(spec.telemetry, sampler, console) if energy_reason is None else None
+            base = idle_baseline(spec.telemetry, sampler, on_wait=console.status) if energy_reason is None else None
             # A slow refresh: on small boards every redraw competes with the backend for the same cores.
             with Progress(*columns, console=console, transient=True, refresh_per_second=2) as progress:
                 live = LiveProgress(progress, len(spec.dataset.utterances))

@@ -106,7 +106,7 @@ def _run_group(client, pc: sw.PlannedContainer, pending: list[sw.PlannedConditio
 
     error = None
     with sampler:
-        ctx.baseline = idle_baseline(t, sampler, console, previous) if reason is None else None
+        ctx.baseline = idle_baseline(t, sampler, previous, on_wait=console.status) if reason is None else None
         try:
             run = sw.run_container(client, pc, pending, raw_dir, on_event, sweep_id, out,
                                    on_started=lambda cid: setattr(ctx, "owner", merge.accounting.ProcessOwner(cid)))
