@@ -256,7 +256,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     try:
         with sampler:
             if reason is None:
-                g.baseline = idle_baseline(t, sampler, _Waiting(cb.waiting), previous)
+                g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
             try:
                 run = engine.run(spec, group_job_spec(job, pending, engine.host_paths), mounts, make_env(spec),
                                  on_event, launch)
@@ -305,9 +305,3 @@ def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrup
         records.append(condition_record(g.job, cond, data))
     return records
 
-
-class _Waiting:
-    """Adapts the callbacks' ``waiting`` to what idle_baseline calls (``console.status(text)``)."""
-
-    def __init__(self, waiting: Callable[[str], ContextManager]):
-        self.status = waiting

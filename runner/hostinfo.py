@@ -1,4 +1,6 @@
-"""Facts about the machine a result came from (a result carries the host that produced it)."""
+"""Facts about the machine a result came from (a result carries the host that produced it).
+
+Jetson facts come from runner/platforms.py, the one reader of the L4T release file."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ import os
 import platform
 import socket
 from typing import Any
+
+from .errors import UserError
+from .platforms import detect_platform, l4t_release_line
 
 
 def _cpu_model() -> str | None:
@@ -70,11 +75,11 @@ def _run(cmd: list[str]) -> str | None:
 
 def device_facts() -> dict[str, Any]:
     """GPU and Jetson facts for a sweep's manifest; None where this machine has no such thing."""
-    tegra = _read("/etc/nv_tegra_release")  # "# R36 (release), REVISION: 4.0, ..." on L4T
+    release = l4t_release_line()  # "# R36 (release), REVISION: 4.0, ..." on L4T, None elsewhere
     return {
         "gpus": (_run(["nvidia-smi", "-L"]) or "").splitlines() or None,
-        "jetson_model": _read("/proc/device-tree/model") if tegra else None,
-        "l4t_release": tegra.splitlines()[0] if tegra else None,
+        "jetson_model": _read("/proc/device-tree/model") if release else None,
+        "l4t_release": release,
         "platform": _platform(),  # x86 / jetson-r35 / jetson-r36: which image variant this host runs
         "jetpack": _run(["dpkg-query", "-W", "-f=${Version}", "nvidia-jetpack"]),
         "power_mode": _run(["nvpmodel", "-q"]),
@@ -82,9 +87,6 @@ def device_facts() -> dict[str, Any]:
 
 
 def _platform() -> str | None:
-    from .errors import UserError
-    from .platforms import detect_platform
-
     try:
         return detect_platform()
     except UserError:

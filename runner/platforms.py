@@ -1,5 +1,9 @@
 """Which platform this host is, and so which backend image variant it builds and runs by default.
 
+The one place that reads /etc/nv_tegra_release: `is_jetson()`, `l4t_release_line()`, `l4t_release()` and
+`detect_platform()` answer for hostinfo, spec checks and the Docker engine alike. Tests point
+`TEGRA_RELEASE` (or a function's `path`) at a fake release file (tests/fixtures/nv_tegra_release).
+
 One table (Dockerfile variant, image tag) and one detection, used by `edgeasr images build`, `run` and
 `sweep` (and mirrored by the Makefile's PLATFORM / PLATFORM_TAG): x86 on a machine without L4T; on a Jetson
 the L4T major release in /etc/nv_tegra_release picks the JetPack image: R35 (JetPack 5: Xavier, Orin on
@@ -41,14 +45,27 @@ JETSON = "jetson"  # asked for by name: the Jetson variant of this board's L4T r
 _RELEASE = re.compile(r"^#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
 
 
+def is_jetson(path: Path | None = None) -> bool:
+    """Whether this host is a Jetson: it has an L4T release file (``TEGRA_RELEASE``, or ``path`` in tests)."""
+    return (path or TEGRA_RELEASE).exists()
+
+
+def l4t_release_line(path: Path | None = None) -> str | None:
+    """The L4T release file's first line as written (`# R36 (release), REVISION: 4.0, GCID: ...`), or None
+    where there is none (not a Jetson). Never raises: an unknown format is still a fact for a manifest."""
+    path = path or TEGRA_RELEASE
+    try:
+        text = path.read_text(errors="replace").strip("\x00\n ") if path.exists() else ""
+    except OSError:
+        return None
+    return text.splitlines()[0] if text else None
+
+
 def l4t_release(path: Path | None = None) -> tuple[int, str] | None:
     """(major, revision) from an L4T release file (`# R35 (release), REVISION: 4.1, GCID: ...` -> (35, "4.1")),
     or None where there is no such file (not a Jetson)."""
     path = path or TEGRA_RELEASE
-    try:
-        first = path.read_text(errors="replace").splitlines()[0] if path.exists() else None
-    except (OSError, IndexError):
-        first = None
+    first = l4t_release_line(path)
     if first is None:
         return None
     m = _RELEASE.match(first.strip())
@@ -74,8 +91,7 @@ def jetson_platform(path: Path | None = None) -> str:
 
 def detect_platform(path: Path | None = None) -> str:
     """jetson-r35 / jetson-r36 on a Jetson (by its L4T release), else x86."""
-    path = path or TEGRA_RELEASE
-    return jetson_platform(path) if path.exists() else "x86"
+    return jetson_platform(path) if is_jetson(path) else "x86"
 
 
 def resolve_platform(name: str, path: Path | None = None) -> str:

@@ -17,6 +17,7 @@ from .launch.backends import BACKENDS, Backend, unavailable_reason
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models import ResolvedModel, resolve_model
 from .paths import mount_problem, readable_by
+from .platforms import is_jetson
 from .quant import DEVICES, quant_problem, resolve_quant
 from .telemetry.select import CHOICES as SAMPLER_CHOICES
 
@@ -143,7 +144,7 @@ def resolve_gpus(gpus: str | None, device: str, env: dict[str, str] | None = Non
     """``--gpus 0,GPU-...``; else the host's CUDA_VISIBLE_DEVICES; else GPU 0, the one a backend uses by default.
 
     Never "all": energy and memory are measured on exactly the GPUs the container gets."""
-    jetson = Path("/etc/nv_tegra_release").exists() if jetson is None else jetson
+    jetson = is_jetson() if jetson is None else jetson
     if device != "cuda" or jetson:
         return None
     env = os.environ if env is None else env
@@ -251,7 +252,7 @@ def build_run_spec(*, backend: str, model: str | None, quant: str | None, device
         problems.append(f"--align is a whisperx option; backend {backend} has no word alignment")
     if gpus and dev != "cuda":
         problems.append(f"--gpus {gpus!r} applies to CUDA runs; this run is on {dev}")
-    elif gpus and Path("/etc/nv_tegra_release").exists():
+    elif gpus and is_jetson():
         problems.append(f"--gpus {gpus!r} does not apply on a Jetson: it has one integrated GPU; leave it out")
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")

@@ -22,6 +22,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from ..errors import UserError
+from ..platforms import is_jetson
 from .event_lines import EVENT_PREFIX, stream_to_log  # noqa: F401  (EVENT_PREFIX: re-exported)
 from .hardening import Hardening
 from .owner import Owner, is_orphan
@@ -116,7 +117,7 @@ def run_container(
         # Exactly the run's GPUs (what NVML measures), not "all"; None only on Jetson (one iGPU).
         kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]]) if gpus
                                      else DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        if Path("/etc/nv_tegra_release").exists():
+        if is_jetson():
             # Jetson: the NVIDIA toolkit serves a GPU request only when its runtime runs the container
             # (containers/PLATFORMS.md).
             kwargs["runtime"] = "nvidia"

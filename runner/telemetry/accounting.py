@@ -26,6 +26,7 @@ import numpy as np
 
 from .base import Sample
 from .energy import WindowEnergy, integrate, on_clock
+from .registry import memory_labels
 
 #: The event field that carries each clock.
 CLOCK_FIELDS = {"monotonic": "mono_ns", "wall": "t_ns"}
@@ -234,9 +235,9 @@ def scope_of(total_kind: str | None) -> str | None:
     return None
 
 
-#: What each sampler's ``Sample.mem_used_mb`` is: host RAM on Jetson (GPU memory lives there), GPU memory
-#: on NVML. RAPL measures no memory, so its runs carry no memory keys at all.
-MEMORY_LABELS = {"tegrastats": "ram", "jtop": "ram", "nvml": "gpu_mem"}
+#: What each sampler's ``Sample.mem_used_mb`` is, from the sampler table: host RAM on Jetson (GPU memory lives
+#: there), GPU memory on NVML. RAPL measures no memory, so its runs carry no memory keys at all.
+MEMORY_LABELS = memory_labels()
 
 
 def unavailable_block(source: str | None, reason: str) -> dict[str, Any]:

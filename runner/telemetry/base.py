@@ -142,10 +142,18 @@ class Sampler(abc.ABC):
     def running(self) -> bool:
         return self._state == "running"
 
+    def describe(self) -> dict[str, Any]:
+        """What this sampler measures, from its row in the sampler table (``registry.SAMPLERS``): name,
+        scope and memory figures in words; only the name for a sampler the table does not list."""
+        from runner.telemetry.registry import describe  # the table imports every sampler module, this one too
+
+        return describe(self.name)
+
     def health(self) -> dict[str, Any]:
-        """How sampling went, for ``summary.json``'s ``telemetry.health``: what was chosen, what failed
-        and why. Subclasses add their own facts; ``ok`` is False when something was lost."""
-        out: dict[str, Any] = {"sampler": self.name, "ok": True, "n_samples": len(self.samples)}
+        """How sampling went, for ``summary.json``'s ``telemetry.health``: which sampler (with its description:
+        scope and memory figures), what failed and why. Subclasses add their own facts; ``ok`` is False when
+        something was lost."""
+        out: dict[str, Any] = {**self.describe(), "ok": True, "n_samples": len(self.samples)}
         if self.companions or self.companion_reasons:
             out["companions"] = {c.name: c.health() for c in self.companions}
             out["companions_unavailable"] = dict(self.companion_reasons)
@@ -214,7 +222,7 @@ class Sampler(abc.ABC):
 
 
 class NullSampler(Sampler):
-    """The sampler for "no energy measurement" (``--energy none``).
+    """The sampler for "no energy measurement" (``--telemetry none``, or ``auto`` finding no sensor).
 
     It records nothing and its ``probe()`` says so with a reason, so reports
     show energy as unavailable (with that reason) rather than as 0 J. Unlike
@@ -232,7 +240,8 @@ class NullSampler(Sampler):
         return Availability.no(self.reason)
 
     def health(self) -> dict[str, Any]:
-        return {"sampler": self.name, "ok": False, "n_samples": 0, "reason": self.reason}
+        """Nothing was sampled: ``ok`` is False and ``reason`` says why (turned off, or no sensor found)."""
+        return {**self.describe(), "ok": False, "n_samples": 0, "reason": self.reason}
 
     def start(self) -> None:
         with self._state_lock:

@@ -193,12 +193,6 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
     )
 
 
-def baseline(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str = "wall") -> float | None:
-    """Time-weighted mean power (W) over an idle window, or None when the
-    window cannot be measured (see ``integrate`` for the reasons)."""
-    return integrate(samples, start_ns, end_ns, clock).avg_w
-
-
 # -- internals ---------------------------------------------------------------
 
 

@@ -11,11 +11,12 @@ integrated) and ends once a sample past its end has arrived.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
-
-from rich.console import Console
 
 from .accounting import Baseline, measured_baseline
 from .base import Sampler
@@ -57,14 +58,21 @@ def wait_for_cooldown(sampler: Sampler, previous_w: float, tolerance: float, max
         time.sleep(interval_ms / 2000.0)
 
 
-def idle_baseline(settings, sampler: Sampler, console: Console, previous: Baseline | None = None) -> Baseline:
+#: Called with what is being waited for; the context it returns lasts the wait (``console.status``: a spinner).
+OnWait = Callable[[str], AbstractContextManager[Any]]
+
+
+def idle_baseline(settings, sampler: Sampler, previous: Baseline | None = None,
+                  on_wait: OnWait | None = None) -> Baseline:
     """Given, or measured over an idle window before the container starts (after a cool-down when
-    ``previous``, the last container's baseline, was measured)."""
+    ``previous``, the last container's baseline, was measured). ``on_wait`` shows the wait (a spinner);
+    telemetry itself draws nothing."""
     if settings.baseline_w is not None:
         return Baseline(settings.baseline_w, "given")
     if settings.baseline_s <= 0:
         return Baseline(None, "unavailable", reason="the idle baseline was skipped (--baseline-s 0)")
-    with console.status(f"measuring the idle baseline ({settings.baseline_s:g} s, {sampler.name})"):
+    what = f"measuring the idle baseline ({settings.baseline_s:g} s, {sampler.name})"
+    with (on_wait(what) if on_wait is not None else contextlib.nullcontext()):
         deadline = time.monotonic() + 5.0 + 10 * settings.interval_ms / 1000.0
         while not sampler.samples and time.monotonic() < deadline:
             time.sleep(settings.interval_ms / 4000.0)

@@ -3,11 +3,14 @@
 Asked for by name and unavailable: the run stops before any container starts
 (the person wanted that measurement). Auto-detected and unavailable: the run
 goes on and the result says energy is unavailable, with every reason tried.
+The order ``auto`` tries and the companions that run beside a sampler come
+from the sampler table (``registry.SAMPLERS``).
 """
 
 from __future__ import annotations
 
 from ..errors import UserError
+from . import registry
 from .base import NullSampler, Sampler
 from .registry import SAMPLER_NAMES, make_sampler
 
@@ -15,24 +18,25 @@ CHOICES = ("auto", *SAMPLER_NAMES)
 
 
 def auto_order(device: str) -> list[str]:
-    """Jetson first (tegrastats, then jtop), NVML when the run uses an NVIDIA GPU (with RAPL beside it
-    where it works, see ``_with_companions``), RAPL for CPUs."""
-    order = ["tegrastats", "jtop"]
-    if device == "cuda":
-        order.append("nvml")
-    order.append("rapl")
-    return order
+    """The samplers ``auto`` tries for a run on ``device``, best first: the table's rows with an
+    ``auto_rank`` that serve the device, by rank (today: tegrastats, jtop, NVML on cuda, RAPL)."""
+    rows = [row for row in registry.SAMPLERS if row.auto_rank is not None and row.serves(device)]
+    return [row.name for row in sorted(rows, key=lambda row: row.auto_rank)]
 
 
 def _with_companions(sampler: Sampler, device: str, interval_ms: int) -> Sampler:
-    """On a CUDA host NVML measures the GPU only: RAPL runs beside it for the CPU package + DRAM."""
-    if sampler.name == "nvml" and device == "cuda":
-        rapl = make_sampler("rapl", interval_ms)
-        availability = rapl.probe()
+    """A sampler's table companions start beside it on the devices it serves (NVML measures the GPU only:
+    on a CUDA run RAPL adds the CPU package + DRAM); one that cannot work is recorded with its reason."""
+    row = next((r for r in registry.SAMPLERS if r.name == sampler.name), None)
+    if row is None or not row.serves(device):
+        return sampler
+    for name in row.companions:
+        companion = make_sampler(name, interval_ms)
+        availability = companion.probe()
         if availability.ok:
-            sampler.companions.append(rapl)
+            sampler.companions.append(companion)
         else:
-            sampler.companion_reasons["rapl"] = availability.reason or "unavailable"
+            sampler.companion_reasons[name] = availability.reason or "unavailable"
     return sampler
 
 

@@ -159,3 +159,60 @@ def test_a_sweeps_manifest_records_the_platform(monkeypatch):
     assert hostinfo._platform() == "jetson-r35"
     monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
     assert hostinfo._platform() is None  # no variant: l4t_release still says which board it is
+
+
+# -- platform detection once: every reader asks runner/platforms.py -------------------------------
+
+def test_is_jetson_and_the_release_line_come_from_the_release_file(tmp_path):
+    """A host is a Jetson when it has an L4T release file; its first line is kept as written, also for a
+    release without an image variant (R32) and for a line the parser does not know (a manifest records it)."""
+    from runner.platforms import is_jetson, l4t_release_line
+
+    r36 = RELEASES / "r36.4.0"
+    assert is_jetson(r36) and l4t_release_line(r36).startswith("# R36 (release), REVISION: 4.0, GCID: 37537400")
+    assert is_jetson(RELEASES / "r32.7.4") and l4t_release_line(RELEASES / "r32.7.4").startswith("# R32")
+    missing = tmp_path / "nv_tegra_release"
+    assert not is_jetson(missing) and l4t_release_line(missing) is None
+    odd = tmp_path / "odd"
+    odd.write_text("\x00R35.4.1\nsecond line\n")
+    assert l4t_release_line(odd) == "R35.4.1"
+
+
+def test_the_host_facts_read_the_platform_from_one_place(monkeypatch):
+    """A sweep's manifest takes the L4T line and platform from runner/platforms.py, so a test's fake
+    release file (and nothing else) makes the host a Jetson."""
+    from runner import hostinfo
+
+    monkeypatch.setattr(hostinfo, "_run", lambda cmd: None)
+    monkeypatch.setattr(hostinfo, "_read", lambda path: "NVIDIA Jetson Orin Nano" if "device-tree" in path else None)
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r36.4.0")
+    facts = hostinfo.device_facts()
+    assert facts["l4t_release"].startswith("# R36 (release)") and facts["platform"] == "jetson-r36"
+    assert facts["jetson_model"] == "NVIDIA Jetson Orin Nano"
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "absent")
+    facts = hostinfo.device_facts()
+    assert facts["l4t_release"] is None and facts["jetson_model"] is None and facts["platform"] == "x86"
+
+
+def test_gpu_selection_and_the_gpus_check_ask_the_platform(tmp_path, root, monkeypatch):
+    """On a Jetson (fake release file) a CUDA run names no GPUs (one iGPU) and --gpus is refused with the fix;
+    elsewhere the run's GPUs default to GPU 0."""
+    from runner.spec import build_run_spec, resolve_gpus
+
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r36.4.0")
+    assert resolve_gpus(None, "cuda", env={}) is None
+    with pytest.raises(UserError, match="does not apply on a Jetson"):
+        build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cuda", gpus="0",
+                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path,
+                       allow_download=True)
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", tmp_path / "absent")
+    assert resolve_gpus(None, "cuda", env={}) == ("0",)
+
+
+def test_nothing_else_reads_the_release_file():
+    """runner/platforms.py is the only module that names /etc/nv_tegra_release in code (help texts aside)."""
+    import re
+
+    pattern = re.compile(r"""["']/etc/nv_tegra_release["']""")
+    readers = [str(p.relative_to(ROOT)) for p in (ROOT / "runner").rglob("*.py") if pattern.search(p.read_text())]
+    assert readers == ["runner/platforms.py"]

@@ -1,4 +1,4 @@
-"""integrate() and baseline() against exact integrals of known power profiles."""
+"""integrate() against exact integrals of known power profiles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import pytest
 
 from runner.telemetry.base import Sample
-from runner.telemetry.energy import baseline, dynamic_j, integrate
+from runner.telemetry.energy import dynamic_j, integrate
 
 T0 = 1_700_000_000_000_000_000  # a realistic time.time_ns(): float64 cannot hold it exactly
 S = 1_000_000_000  # ns per second
@@ -129,15 +129,16 @@ def test_bad_window_raises():
         integrate([], T0 + 5, T0 + 5)
 
 
-def test_baseline_is_time_weighted():
-    """Dense samples during a short burst must not pull the mean toward it."""
+def test_mean_power_is_time_weighted():
+    """Dense samples during a short burst must not pull a window's mean power (what an idle baseline is)
+    toward it; a window the samples do not bracket has no mean."""
     samples = [Sample(t_ns=T0 + i * S // 10, total_w=2.0) for i in range(101)]  # 2 W for 10 s
     burst = [Sample(t_ns=T0 + 5 * S + i * S // 1000, total_w=2.0) for i in range(1, 50)]
-    got = baseline(samples + burst, *window(0.0, 10.0))
+    got = integrate(samples + burst, *window(0.0, 10.0)).avg_w
     assert got == pytest.approx(2.0)
     ramp = power_samples(lambda t: 1.0 + t, 4.0, 0.01)
-    assert baseline(ramp, *window(0.0, 4.0)) == pytest.approx(3.0, rel=1e-3)
-    assert baseline(ramp, *window(3.99, 9.0)) is None
+    assert integrate(ramp, *window(0.0, 4.0)).avg_w == pytest.approx(3.0, rel=1e-3)
+    assert integrate(ramp, *window(3.99, 9.0)).avg_w is None
 
 
 def test_dynamic_energy():

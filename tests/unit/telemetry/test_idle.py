@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from rich.console import Console
 
 from runner.telemetry.accounting import Baseline
 from runner.telemetry.base import Sample, now_ns
@@ -42,7 +43,7 @@ def test_baseline_after_a_sweep_container_waits_for_cooldown():
     """Right after a container the board is still hot: the baseline waits until power is back near the
     previous baseline, and records how long that took."""
     with DecayingSampler(hot_w=20.0, idle_w=10.0, decay_s=0.5) as sampler:
-        base = idle_baseline(SETTINGS, sampler, Console(quiet=True), previous=Baseline(10.0, "measured"))
+        base = idle_baseline(SETTINGS, sampler, previous=Baseline(10.0, "measured"))
     assert base.power_w == pytest.approx(10.0, rel=0.02)
     assert base.cooldown["reached"] is True and 0.4 <= base.cooldown["waited_s"] <= 4.0  # slack for a busy host
 
@@ -50,6 +51,39 @@ def test_baseline_after_a_sweep_container_waits_for_cooldown():
 def test_cooldown_timeout_is_recorded():
     with DecayingSampler(hot_w=20.0, idle_w=10.0, decay_s=60.0) as sampler:
         settings = SimpleNamespace(**{**vars(SETTINGS), "cooldown_max_s": 0.3})
-        base = idle_baseline(settings, sampler, Console(quiet=True), previous=Baseline(10.0, "measured"))
+        base = idle_baseline(settings, sampler, previous=Baseline(10.0, "measured"))
     assert base.cooldown["reached"] is False and "did not fall back" in base.cooldown["reason"]
     assert base.power_w == pytest.approx(20.0)  # measured, and marked as measured while still warm
+
+
+def test_the_idle_baseline_needs_no_console_and_shows_its_wait_through_on_wait():
+    """Telemetry draws no UI: without on_wait the baseline is measured all the same; with it, the caller's
+    context (a spinner) is entered once, for the whole wait, and told what is measured."""
+    import contextlib
+
+    with DecayingSampler(hot_w=5.0, idle_w=5.0, decay_s=0.0) as sampler:
+        base = idle_baseline(SETTINGS, sampler)
+    assert base.source == "measured" and base.power_w == pytest.approx(5.0)
+
+    seen, active = [], []
+
+    @contextlib.contextmanager
+    def on_wait(text):
+        seen.append(text)
+        active.append(True)
+        yield
+        active.append(False)
+
+    with DecayingSampler(hot_w=5.0, idle_w=5.0, decay_s=0.0) as sampler:
+        idle_baseline(SETTINGS, sampler, on_wait=on_wait)
+    assert len(seen) == 1 and "idle baseline" in seen[0] and "decaying" in seen[0] and active == [True, False]
+
+
+def test_telemetry_imports_no_ui():
+    """No module under runner/telemetry imports rich (or any console): views belong to the commands."""
+    import runner.telemetry
+
+    root = Path(runner.telemetry.__file__).parent
+    offenders = [p.name for p in root.glob("*.py")
+                 if re.search(r"^\s*(from|import)\s+rich\b", p.read_text(), re.MULTILINE)]
+    assert offenders == []

@@ -1,4 +1,5 @@
-"""make_sampler maps command-line names to samplers and rejects others."""
+"""The sampler table: make_sampler maps command-line names to samplers and rejects others; the table
+drives the auto order, the companions, and the description every sampler gives of itself."""
 
 from __future__ import annotations
 
@@ -37,3 +38,102 @@ def test_jtop_probe_names_what_is_missing(tmp_path):
 def test_interval_must_be_positive():
     with pytest.raises(UserError):
         make_sampler("rapl", interval_ms=0)
+
+
+# -- the sampler table ----------------------------------------------------------------------------
+
+def test_the_auto_order_is_todays_order():
+    """`--telemetry auto` tries Jetson first (tegrastats, then jtop), NVML only for a CUDA run, RAPL last."""
+    from runner.telemetry.select import auto_order
+
+    assert auto_order("cpu") == ["tegrastats", "jtop", "rapl"]
+    assert auto_order("cuda") == ["tegrastats", "jtop", "nvml", "rapl"]
+
+
+def test_the_table_drives_the_auto_order(monkeypatch):
+    """A row with a better rank than every other is tried first and chosen when it works; a row that serves
+    only CUDA runs is not tried on a CPU run; the names and choices come from the table."""
+    from runner.telemetry import registry, select
+    from runner.telemetry.base import Availability, Sampler
+
+    class Fake(Sampler):
+        name = "fake"
+
+        def probe(self):
+            return Availability.yes()
+
+        def _start(self):
+            pass
+
+        def _stop(self):
+            pass
+
+    fake = registry.SamplerRow(name="fake", factory=lambda interval_ms, devices: Fake(), auto_rank=1,
+                               auto_devices=None, hosts="tests", scope="a fake board")
+    cuda_only = registry.SamplerRow(name="fake-gpu", factory=lambda interval_ms, devices: Fake(), auto_rank=0,
+                                    auto_devices=("cuda",), hosts="tests", scope="a fake GPU")
+    monkeypatch.setattr(registry, "SAMPLERS", (*registry.SAMPLERS, fake, cuda_only))
+    assert select.auto_order("cpu")[0] == "fake" and "fake-gpu" not in select.auto_order("cpu")
+    assert select.auto_order("cuda")[:2] == ["fake-gpu", "fake"]
+    sampler, reason = select.select_sampler("auto", "cpu", 100)
+    assert reason is None and isinstance(sampler, Fake)
+    assert sampler.health()["scope"] == "a fake board"
+    assert registry.SAMPLER_NAMES == tuple(r.name for r in registry.SAMPLERS[:5])
+    assert select.CHOICES == ("auto", *registry.SAMPLER_NAMES)
+
+
+def test_the_companion_rule_comes_from_the_table(monkeypatch):
+    """NVML on a CUDA run gets RAPL beside it (named or auto-detected); on a CPU run it gets none; a
+    companion that cannot work is recorded with its reason instead."""
+    from runner.telemetry import select
+    from runner.telemetry.base import Availability, NullSampler
+
+    class Fake(NullSampler):
+        def __init__(self, name, ok=True):
+            super().__init__()
+            self.name, self.ok = name, ok
+
+        def probe(self):
+            return Availability.yes() if self.ok else Availability.no(f"{self.name} is missing")
+
+    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name))
+    sampler, _ = select.select_sampler("nvml", "cuda", 100)
+    assert [c.name for c in sampler.companions] == ["rapl"]
+    sampler, _ = select.select_sampler("nvml", "cpu", 100)
+    assert sampler.companions == []
+    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name, name != "rapl"))
+    sampler, _ = select.select_sampler("nvml", "cuda", 100)
+    assert sampler.companions == [] and sampler.companion_reasons == {"rapl": "rapl is missing"}
+
+
+def test_every_sampler_describes_itself_and_reports_health():
+    """Every row says in words what it measures and which memory it reports, builds a sampler of its own
+    name, and that sampler's health() (unstarted) carries the description the summary records."""
+    from runner.telemetry.registry import SAMPLERS, describe, memory_labels
+
+    for row in SAMPLERS:
+        assert row.scope.strip() and row.hosts.strip() and row.option == f"--telemetry {row.name}"
+        assert (row.memory is None) == (row.memory_label is None)
+        sampler = row.factory(100, None)
+        assert sampler.name == row.name
+        health = sampler.health()
+        assert health["sampler"] == row.name and health["scope"] == row.scope and health["memory"] == row.memory
+        assert isinstance(health["ok"], bool) and health["n_samples"] == 0
+    assert memory_labels() == {"tegrastats": "ram", "jtop": "ram", "nvml": "gpu_mem"}
+    assert describe("rapl")["memory"] is None and "CPU package and DRAM" in describe("rapl")["scope"]
+    assert describe("not-a-sampler") == {"sampler": "not-a-sampler"}
+
+
+def test_the_summary_records_the_samplers_scope():
+    """The chosen sampler's description (scope, memory) reaches summary.json through telemetry.health."""
+    from runner import merge
+    from runner.results import Summary
+    from runner.telemetry.base import NullSampler
+
+    sampler = NullSampler("no power sensor found")
+    s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok",
+                telemetry={"sampler": "auto"})
+    merge.account_energy(s, [], sampler.name, [], [], None, "no power sensor found", 100, None, sampler.health())
+    health = s.to_json()["telemetry"]["health"]
+    assert health["sampler"] == "none" and health["scope"].startswith("nothing") and health["ok"] is False
+    assert s.telemetry["sampler"] == "auto"  # what was asked for stays beside what measured
