@@ -29,8 +29,7 @@ from ..launch.owner import Owner
 from ..launch.images import parse_versions_label
 from ..launch.job import CONTRACT_VERSION, OFFLINE_ENV, OUT_TARGET
 from ..launch.onnx_export import export_onnx
-from ..models import default_models_dir, resolve_model
-from ..quant import resolve_quant
+from ..models import default_models_dir
 from ..results import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +50,12 @@ class Check:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="the image to check")
     p.add_argument("--model", default=None,
-                   help="model for the test job (default: tiny.en for CTranslate2 backends, "
-                        "tiny-whisper-random for transformers; see `edgeasr models make-tiny`)")
-    p.add_argument("--quant", default=None, help="default: the backend's (int8; fp32 for pocketsphinx)")
+                   help="model for the test job (default: the backend's check model: "
+                        f"{', '.join(f'{b.check_model} for {n}' for n, b in BACKENDS.items())}; "
+                        "see `edgeasr models make-tiny`)")
+    p.add_argument("--quant", default=None,
+                   help="default: the backend's own "
+                        f"({', '.join(f'{b.default_quant} for {n}' for n, b in BACKENDS.items())})")
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--timeout", type=float, default=300)
 
@@ -158,9 +160,8 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     default_model = backend.check_model
     quant = quant or backend.default_quant
     try:
-        resolved = resolve_model(model or default_model, models_dir, allow_download=False,
-                                 model_format=backend.model_format, bundled=backend.bundled_models,
-                                 onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
+        resolved = backend.resolve_model(model or default_model, models_dir, allow_download=False,
+                                         onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
     except UserError as exc:
         hint = "make tiny-models" if (model or default_model) == "tiny-whisper-random" else "make models"
         raise UserError(f"{exc} (the test job needs it: run `{hint}`, or pass --model)") from None
@@ -176,7 +177,7 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
         if resolved.host_dir is not None:
             mounts.append(docker_engine.BindMount(resolved.host_dir, resolved.container_path, True))
         job = {"contract_version": CONTRACT_VERSION, "backend": backend.name, "model": resolved.container_path,
-               "quant": quant, "backend_quant": resolve_quant(backend.library, "cpu", quant), "device": "cpu",
+               "quant": quant, "backend_quant": backend.backend_quant("cpu", quant), "device": "cpu",
                "decode": {"beam_size": 1, "temperature": 0.0, "language": "en", "threads": 0, "batch_size": 1},
                "warmup": 1, "utterances": [{"id": "speech", "audio": "/data/speech.flac"},
                                            {"id": "corrupt", "audio": "/data/corrupt.flac"}]}
