@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ..data import load_dataset
 from ..errors import UserError
 from ..launch import docker_engine
-from ..launch.backends import BACKENDS
+from ..launch.backends import BACKENDS, Backend
 from ..launch.hardening import Hardening, chown_for_container
 from ..launch.owner import Owner
 from ..launch.images import parse_versions_label
@@ -102,6 +102,24 @@ def _status_ok(status: dict[str, Any] | None) -> tuple[bool, str]:
     return True, f"ok, peak RSS {status['peak_rss_mb']:.0f} MB, {len(status['versions'])} library versions"
 
 
+def tiny_job(backend: Backend, model: str, quant: str, data_dir: str = "/data") -> dict[str, Any]:
+    """The test job: the backend's model on cpu, greedy, one speech file and one corrupt file (speech.flac and
+    corrupt.flac in ``data_dir``, where the container sees them). Everything backend-specific is the row's."""
+    return {"contract_version": CONTRACT_VERSION, "backend": backend.name, "model": model, "quant": quant,
+            "backend_quant": backend.backend_quant("cpu", quant), "device": "cpu",
+            "decode": {"beam_size": 1, "temperature": 0.0, "language": "en", "threads": 0, "batch_size": 1},
+            "warmup": 1, "utterances": [{"id": "speech", "audio": f"{data_dir}/speech.flac"},
+                                        {"id": "corrupt", "audio": f"{data_dir}/corrupt.flac"}]}
+
+
+def write_test_data(data: Path) -> None:
+    """speech.flac (the project's 2.4 s Harvard sentence) and corrupt.flac (a FLAC header and noise) in ``data``."""
+    data.mkdir(exist_ok=True)
+    data.chmod(0o755)
+    shutil.copy(SPEECH, data / "speech.flac")
+    (data / "corrupt.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
+
+
 def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: float,
              hardening: Hardening = Hardening()):
     raw = work / "out"
@@ -169,18 +187,11 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     work.chmod(0o755)  # the container's unprivileged user must reach the data folder inside
     try:
         data = work / "data"
-        data.mkdir()
-        data.chmod(0o755)
-        shutil.copy(SPEECH, data / "speech.flac")
-        (data / "corrupt.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
+        write_test_data(data)
         mounts = [docker_engine.BindMount(data, "/data", True)]
         if resolved.host_dir is not None:
             mounts.append(docker_engine.BindMount(resolved.host_dir, resolved.container_path, True))
-        job = {"contract_version": CONTRACT_VERSION, "backend": backend.name, "model": resolved.container_path,
-               "quant": quant, "backend_quant": backend.backend_quant("cpu", quant), "device": "cpu",
-               "decode": {"beam_size": 1, "temperature": 0.0, "language": "en", "threads": 0, "batch_size": 1},
-               "warmup": 1, "utterances": [{"id": "speech", "audio": "/data/speech.flac"},
-                                           {"id": "corrupt", "audio": "/data/corrupt.flac"}]}
+        job = tiny_job(backend, resolved.container_path, quant)
         hardening = Hardening()
         run, events, transcripts, status = _run_job(client, image_ref, job, work / "good", mounts, timeout)
         add("tiny job: exit code", run.exit_code == 0, f"{run.exit_code}" + (" (timed out)" if run.timed_out else ""))
