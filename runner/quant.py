@@ -10,13 +10,7 @@ from __future__ import annotations
 from .errors import UserError
 from .launch.backends import DEVICES, QUANTS, library_quant_map, library_quant_problem
 
-__all__ = ["DEVICES", "QUANTS", "quant_problem", "resolve_quant", "supported_quants"]
-
-
-def supported_quants(library: str, device: str) -> list[str]:
-    """The quants ``library`` runs on ``device``, in QUANTS order."""
-    table = (library_quant_map(library) or {}).get(device, {})
-    return [q for q in QUANTS if q in table]
+__all__ = ["DEVICES", "QUANTS", "quant_problem", "resolve_quant"]
 
 
 def quant_problem(library: str, device: str, quant: str) -> str | None:

@@ -3,7 +3,8 @@
 import pytest
 
 from runner.errors import UserError
-from runner.quant import quant_problem, resolve_quant, supported_quants
+from runner.launch.backends import BACKENDS
+from runner.quant import quant_problem, resolve_quant
 
 
 def test_ctranslate2_mapping():
@@ -17,7 +18,7 @@ def test_fp16_on_cpu_names_the_supported_quants():
     with pytest.raises(UserError) as exc:
         resolve_quant("ctranslate2", "cpu", "fp16")
     assert "cpu supports: fp32, int8" in str(exc.value)
-    assert supported_quants("ctranslate2", "cpu") == ["fp32", "int8"]
+    assert BACKENDS["faster-whisper"].quants("cpu") == ("fp32", "int8")
 
 
 def test_unknown_quant_lists_choices():
