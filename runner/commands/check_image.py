@@ -23,14 +23,13 @@ from typing import Any, Callable
 from ..data import load_dataset
 from ..errors import UserError
 from ..launch import docker_engine
-from ..launch.backends import BACKENDS
+from ..launch.backends import BACKENDS, Backend
 from ..launch.hardening import Hardening, chown_for_container
 from ..launch.owner import Owner
 from ..launch.images import parse_versions_label
 from ..launch.job import CONTRACT_VERSION, OFFLINE_ENV, OUT_TARGET
 from ..launch.onnx_export import export_onnx
-from ..models import default_models_dir, resolve_model
-from ..quant import resolve_quant
+from ..models import default_models_dir
 from ..results import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +50,12 @@ class Check:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="the image to check")
     p.add_argument("--model", default=None,
-                   help="model for the test job (default: tiny.en for CTranslate2 backends, "
-                        "tiny-whisper-random for transformers; see `edgeasr models make-tiny`)")
-    p.add_argument("--quant", default=None, help="default: the backend's (int8; fp32 for pocketsphinx)")
+                   help="model for the test job (default: the backend's check model: "
+                        f"{', '.join(f'{b.check_model} for {n}' for n, b in BACKENDS.items())}; "
+                        "see `edgeasr models make-tiny`)")
+    p.add_argument("--quant", default=None,
+                   help="default: the backend's own "
+                        f"({', '.join(f'{b.default_quant} for {n}' for n, b in BACKENDS.items())})")
     p.add_argument("--models-dir", type=Path, default=None)
     p.add_argument("--timeout", type=float, default=300)
 
@@ -98,6 +100,24 @@ def _status_ok(status: dict[str, Any] | None) -> tuple[bool, str]:
     if status["status"] != "ok" or not status["versions"] or not (status["peak_rss_mb"] or 0) > 0:
         return False, f"status {status['status']}, versions {status['versions']}, peak_rss_mb {status['peak_rss_mb']}"
     return True, f"ok, peak RSS {status['peak_rss_mb']:.0f} MB, {len(status['versions'])} library versions"
+
+
+def tiny_job(backend: Backend, model: str, quant: str, data_dir: str = "/data") -> dict[str, Any]:
+    """The test job: the backend's model on cpu, greedy, one speech file and one corrupt file (speech.flac and
+    corrupt.flac in ``data_dir``, where the container sees them). Everything backend-specific is the row's."""
+    return {"contract_version": CONTRACT_VERSION, "backend": backend.name, "model": model, "quant": quant,
+            "backend_quant": backend.backend_quant("cpu", quant), "device": "cpu",
+            "decode": {"beam_size": 1, "temperature": 0.0, "language": "en", "threads": 0, "batch_size": 1},
+            "warmup": 1, "utterances": [{"id": "speech", "audio": f"{data_dir}/speech.flac"},
+                                        {"id": "corrupt", "audio": f"{data_dir}/corrupt.flac"}]}
+
+
+def write_test_data(data: Path) -> None:
+    """speech.flac (the project's 2.4 s Harvard sentence) and corrupt.flac (a FLAC header and noise) in ``data``."""
+    data.mkdir(exist_ok=True)
+    data.chmod(0o755)
+    shutil.copy(SPEECH, data / "speech.flac")
+    (data / "corrupt.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
 
 
 def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: float,
@@ -158,9 +178,8 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     default_model = backend.check_model
     quant = quant or backend.default_quant
     try:
-        resolved = resolve_model(model or default_model, models_dir, allow_download=False,
-                                 model_format=backend.model_format, bundled=backend.bundled_models,
-                                 onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
+        resolved = backend.resolve_model(model or default_model, models_dir, allow_download=False,
+                                         onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
     except UserError as exc:
         hint = "make tiny-models" if (model or default_model) == "tiny-whisper-random" else "make models"
         raise UserError(f"{exc} (the test job needs it: run `{hint}`, or pass --model)") from None
@@ -168,18 +187,11 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     work.chmod(0o755)  # the container's unprivileged user must reach the data folder inside
     try:
         data = work / "data"
-        data.mkdir()
-        data.chmod(0o755)
-        shutil.copy(SPEECH, data / "speech.flac")
-        (data / "corrupt.flac").write_bytes(b"fLaC" + bytes(range(256)) * 8)
+        write_test_data(data)
         mounts = [docker_engine.BindMount(data, "/data", True)]
         if resolved.host_dir is not None:
             mounts.append(docker_engine.BindMount(resolved.host_dir, resolved.container_path, True))
-        job = {"contract_version": CONTRACT_VERSION, "backend": backend.name, "model": resolved.container_path,
-               "quant": quant, "backend_quant": resolve_quant(backend.library, "cpu", quant), "device": "cpu",
-               "decode": {"beam_size": 1, "temperature": 0.0, "language": "en", "threads": 0, "batch_size": 1},
-               "warmup": 1, "utterances": [{"id": "speech", "audio": "/data/speech.flac"},
-                                           {"id": "corrupt", "audio": "/data/corrupt.flac"}]}
+        job = tiny_job(backend, resolved.container_path, quant)
         hardening = Hardening()
         run, events, transcripts, status = _run_job(client, image_ref, job, work / "good", mounts, timeout)
         add("tiny job: exit code", run.exit_code == 0, f"{run.exit_code}" + (" (timed out)" if run.timed_out else ""))

@@ -1,5 +1,8 @@
-"""`edgeasr images base|build|versions`: the local base image and the backend images, through the Engine API;
-and how fresh their pinned libraries are."""
+"""`edgeasr images base|build|tag|versions`: the local base image and the backend images, through the Engine API;
+the image a run uses; and how fresh their pinned libraries are.
+
+Every list of backends here is the backend table's (runner/launch/backends.py): a new row is built, tagged
+and checked without an edit here."""
 
 from __future__ import annotations
 
@@ -9,10 +12,15 @@ from pathlib import Path
 from rich.console import Console
 from ..launch import docker_engine
 from ..errors import UserError
-from ..launch.backends import BACKENDS, IMAGES, Backend, get_image
-from ..launch.images import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, parse_overrides,
-                             platform_tag, read_carried_versions, requirements_text, versions_label)
-from ..platforms import JETSON, PLATFORMS, resolve_platform
+from ..launch.backends import BACKENDS, DEVICES, IMAGES, Backend, get_image, image_platform
+from ..launch.images import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
+                             parse_overrides, platform_tag, read_carried_versions, requirements_text, versions_label)
+from ..platforms import JETSON, PLATFORMS
+
+PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
+                 "variant; jetson: the one for this board's L4T release (/etc/nv_tegra_release); auto (default): "
+                 "that on a Jetson, else x86, or cuda with --device cuda")
+DEVICE_HELP = "the device the image is for (default: none given): on x86, cuda picks the cuda variant, as `run` does"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,11 +38,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     build.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VERSION",
                        help="build with another version of a pinned library (repeatable), e.g. --set "
                             "ctranslate2=4.6.0; needs --tag; the org.edgeasr.versions label says what is inside")
-    build.add_argument("--platform", default="auto", choices=["auto", JETSON, *PLATFORMS],
-                       help="x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which "
-                            "Dockerfile variant; jetson: the one for this board's L4T release "
-                            "(/etc/nv_tegra_release); auto: that on a Jetson, else x86")
+    build.add_argument("--platform", default="auto", choices=["auto", JETSON, *PLATFORMS], help=PLATFORM_HELP)
+    build.add_argument("--device", default=None, choices=DEVICES, help=DEVICE_HELP)
+    build.add_argument("--missing", action="store_true",
+                       help="build only the images the engine does not hold yet (`make run` builds its image so)")
     build.add_argument("--log-dir", type=Path, default=Path("build"), help="where build logs go (default: build/)")
+    tag = sub.add_parser("tag", help="print the image a run of BACKEND uses when it names none (this platform's)")
+    tag.add_argument("backend", choices=list(BACKENDS), help=f"one of {', '.join(BACKENDS)}")
+    tag.add_argument("--platform", default="auto", choices=["auto", JETSON, *PLATFORMS], help=PLATFORM_HELP)
+    tag.add_argument("--device", default=None, choices=DEVICES, help=DEVICE_HELP)
     versions = sub.add_parser("versions", help="each image's pinned libraries against the newest release on the index")
     versions.add_argument("images", nargs="*", default=[],
                           help=f"images to check: names ({', '.join(IMAGES)}) or built tags (default: every image "
@@ -56,6 +68,9 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
             console.print(f"[yellow]skipped[/]: {problem}")
             continue
         tag = args.tag or platform_tag(image, platform)
+        if args.missing and image_exists(client, tag):
+            console.print(f"{tag} is present")
+            continue
         log_path = args.log_dir / f"image-{image.name}-{platform}.log"
         build = dict(base=base, tag=tag, dockerfile=variant.dockerfile, log=console.log)
         with console.status(f"building {tag} from {variant.dockerfile}"):
@@ -76,8 +91,11 @@ def main(args: argparse.Namespace) -> int:
         from .. import freshness
 
         return freshness.main(args)
+    platform = image_platform(getattr(args, "platform", "auto"), getattr(args, "device", None))
+    if args.images_cmd == "tag":
+        print(BACKENDS[args.backend].default_image(platform))
+        return 0
     client = docker_engine.connect()
-    platform = resolve_platform(getattr(args, "platform", "auto"))
     overrides = parse_overrides(getattr(args, "overrides", None))
     if overrides:
         if not args.tag:
@@ -97,6 +115,13 @@ def main(args: argparse.Namespace) -> int:
         args.backends = [n for n in args.backends if n not in BACKENDS]
         if not args.backends:
             return 0
+    if args.images_cmd == "build" and args.missing:  # before the base: present images need none
+        present = [n for n in args.backends if image_exists(client, args.tag or get_image(n).image)]
+        for name in present:
+            console.print(f"{args.tag or get_image(name).image} is present")
+        args.backends = [n for n in args.backends if n not in present]
+        if not args.backends:
+            return 0
     base = ensure_base(client, args.base, log=console.print)
     if args.images_cmd == "base":
         print(base)
@@ -111,6 +136,9 @@ def main(args: argparse.Namespace) -> int:
             order.append(image)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     for image in order:
+        tag = args.tag if args.tag and len(wanted) == 1 and image in wanted else image.image
+        if args.missing and image not in wanted and image_exists(client, tag):  # a parent already built
+            continue
         image_base = get_image(image.parent).image if image.parent else base
         mine = overrides if image in wanted else None  # --set is for the image asked for, not its parent
         if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent...
@@ -120,7 +148,6 @@ def main(args: argparse.Namespace) -> int:
                 fill_wheelhouse(image, log=console.print, only=child_extras(image))
             if mine:  # ...and the ones --set swaps on top of it
                 fill_wheelhouse(image, log=console.print, overrides=mine, only_overrides=True)
-        tag = args.tag if args.tag and len(wanted) == 1 and image in wanted else image.image
         if mine:
             console.print(f"{tag}: {versions_label(image, mine)}")
         with console.status(f"building {tag} from {image_base}"):

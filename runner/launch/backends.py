@@ -1,17 +1,85 @@
-"""The backend table: name -> image, inference library, devices, build folder.
+"""The backend table: one row per backend holds everything backend-specific.
 
+A row names the backend's image (and so its per-platform tags), its build folder, its adapter, the inference
+library and that library's quant map per device, what model format it loads and which hub names it can
+download, its capabilities (word alignment, batching, the settings it varies inside one loaded model), its
+defaults and the model `edgeasr check-image` tests it with. Adding a backend is its folder under containers/
+plus one row here; every list of backends (the CLI, the Makefile, the tests) is read from this table.
 Swapping a backend is a name here (or any image that honours the contract via --image).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from ..errors import UserError
-from ..platforms import detect_platform, platform_image
+from ..platforms import platform_image, resolve_platform
+
+if TYPE_CHECKING:
+    from ..models import ResolvedModel
 
 CONTAINERS_DIR = Path(__file__).resolve().parents[2] / "containers"
+
+#: edgeasr's quant names, in the order messages list them; each row maps them to its library's own.
+QUANTS = ("fp32", "fp16", "bf16", "int8")
+#: The devices a run can ask for (``auto`` resolves to one of them).
+DEVICES = ("cpu", "cuda")
+
+#: device -> {edgeasr quant: the library's compute type}. A combination missing from a row's map is one
+#: that device cannot run; it is refused before any container starts, naming what that device supports.
+QuantMap = Mapping[str, Mapping[str, str]]
+
+
+def quant_map(**by_device: dict[str, str]) -> QuantMap:
+    """A read-only quant map (rows share them: a library's map is one fact, whichever backend wraps it)."""
+    unknown = ({q for m in by_device.values() for q in m} - set(QUANTS)) | (set(by_device) - set(DEVICES))
+    if unknown:
+        raise ValueError(f"quant map names unknown quants or devices: {sorted(unknown)}")
+    return MappingProxyType({d: MappingProxyType(dict(m)) for d, m in by_device.items()})
+
+
+# CTranslate2 on CPU has no float16 kernels: asking for it raises inside the library, so we refuse first.
+CTRANSLATE2_QUANTS = quant_map(
+    cpu={"fp32": "float32", "int8": "int8"},
+    cuda={"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8_float16"},
+)
+# torch: fp16 kernels are CUDA-only in practice; int8 is dynamic quantization on CPU (qint8 Linear weights)
+# and bitsandbytes LLM.int8 on CUDA.
+TORCH_QUANTS = quant_map(
+    cpu={"fp32": "float32", "bf16": "bfloat16", "int8": "dynamic_int8"},
+    cuda={"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "bnb_int8"},
+)
+# ONNX Runtime: the exported graph in float32, converted to float16 (CUDA only: the CPU provider lacks most
+# fp16 kernels), or ONNX Runtime's dynamic quantization (int8 MatMul weights, activations on the fly).
+ONNXRUNTIME_QUANTS = quant_map(
+    cpu={"fp32": "float32", "int8": "dynamic_int8"},
+    cuda={"fp32": "float32", "fp16": "float16"},
+)
+# pocketsphinx: one precision, the float computation of its bundled continuous/PTM acoustic model; no GPU path.
+POCKETSPHINX_QUANTS = quant_map(cpu={"fp32": "float32"})
+
+#: The short names faster-whisper maps to its hub repositories (Systran/faster-whisper-*, ...) and downloads
+#: by itself when a network exists; whisperx loads through faster-whisper, so it takes the same names.
+FASTER_WHISPER_HUB_NAMES = (
+    "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en",
+    "large-v1", "large-v2", "large-v3", "large", "large-v3-turbo", "turbo",
+    "distil-small.en", "distil-medium.en", "distil-large-v2", "distil-large-v3", "distil-large-v3.5",
+)
+
+#: The settings (dotted paths) the entrypoint varies inside one loaded model for the Whisper backends that
+#: decode with the library's own search (beam size, batch size, temperature, language).
+WHISPER_IN_CONTAINER = ("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language")
+
+
+def image_platform(platform: str = "auto", device: str | None = None) -> str:
+    """The platform whose image variant a run (or `images build`) uses: ``platform`` as a user names it
+    (auto: this host's, a Jetson's L4T release), and on x86 a CUDA device takes the cuda variant, which
+    is never detected (an x86 host with a GPU may still run the CPU image)."""
+    resolved = resolve_platform(platform)
+    return "cuda" if resolved == "x86" and device == "cuda" else resolved
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,17 +108,28 @@ class ImageDef:
 class Backend(ImageDef):
     """A backend image: an ImageDef whose entrypoint runs an ASR library behind the contract."""
 
-    library: str  # key into runner.quant.QUANT_TABLE
-    devices: tuple[str, ...]
+    library: str  # the inference library, as messages name it ("quant 'fp16' cannot run with ctranslate2 ...")
+    # device -> {edgeasr quant: library compute type}; the devices the backend runs on are this map's keys.
+    # Not hashed (a mapping is not hashable); compared like the other fields.
+    quant_map: QuantMap = field(hash=False)
     adapter: str  # the adapter module the entrypoint loads ($EDGEASR_ADAPTER)
     host_module: str  # the library's import name, checked before `--engine local`
     # What the backend loads (runner.models.MODEL_FORMATS): a CTranslate2 folder, a Hugging Face folder
-    # (installed CTranslate2 Whisper models resolve to their conversion), or a model bundled in the image.
+    # (installed CTranslate2 Whisper models resolve to their conversion), an ONNX export, or a model bundled
+    # in the image.
     model_format: str = "ctranslate2"
     bundled_models: tuple[str, ...] = ()  # model_format "bundled": the names the image ships
+    #: Short names the backend's library downloads from the hub by itself (with --allow-download); the name
+    #: goes to the container as is. Empty: the backend loads only installed models and folders.
+    hub_names: tuple[str, ...] = ()
     default_model: str = "tiny.en"  # --model when none is given
     default_quant: str = "int8"  # --quant when none is given
     check_model: str = "tiny.en"  # the model `edgeasr check-image` runs its test job with
+    #: Word alignment (decode.align): only whisperx has an alignment model.
+    align: bool = False
+    #: decode.batch_size > 1 decodes several utterances (or windows) at once; a backend without batching
+    #: decodes one at a time whatever the batch size says.
+    batching: bool = False
     # Platforms (runner/platforms.py) with a Dockerfile variant; a platform left out is refused with `no_variant`.
     platforms: tuple[str, ...] = ("x86", "cuda", "jetson-r35", "jetson-r36")
     no_variant: str = ""  # why a left-out platform has no image (said when one is asked for)
@@ -59,89 +138,138 @@ class Backend(ImageDef):
     #: container; any other axis makes a new container (group). Noise and repeats are always in-container.
     in_container: tuple[str, ...] = ()
 
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """The devices this backend runs on: those its quant map has, in DEVICES order."""
+        return tuple(d for d in DEVICES if d in self.quant_map)
+
+    def quants(self, device: str) -> tuple[str, ...]:
+        """The quants this backend runs on ``device``, in QUANTS order (none for a device it lacks)."""
+        return tuple(q for q in QUANTS if q in self.quant_map.get(device, {}))
+
+    def quant_problem(self, device: str, quant: str) -> str | None:
+        """Why (device, quant) cannot run with this backend, or None when it can."""
+        return _quant_problem(self.library, self.quant_map, device, quant)
+
+    def backend_quant(self, device: str, quant: str) -> str:
+        """The library's compute type for ``quant`` on ``device`` (what the job's backend_quant says)."""
+        problem = self.quant_problem(device, quant)
+        if problem:
+            raise UserError(problem)
+        return self.quant_map[device][quant]
+
+    def resolve_model(self, ref: str, models_dir: Path, allow_download: bool, *, log: Callable[..., None] = print,
+                      onnx_exporter: Callable[[Path, Path], Path] | None = None) -> ResolvedModel:
+        """--model for this backend: its model format, bundled names and hub names (runner.models)."""
+        from ..models import resolve_model
+
+        return resolve_model(ref, models_dir, allow_download, self.model_format, bundled=self.bundled_models,
+                             hub_names=self.hub_names, log=log, onnx_exporter=onnx_exporter)
+
     def platform_problem(self, platform: str) -> str | None:
         """Why this backend has no image for ``platform``, or None when it has one."""
         if platform in self.platforms:
             return None
         return f"backend {self.name} has no {platform} image: {self.no_variant or 'no Dockerfile variant'}"
 
-    def default_image(self, platform: str | None = None) -> str:
-        """The image a run uses when none is named: this backend's image for the (detected) platform."""
-        platform = platform or detect_platform()
+    def default_image(self, platform: str | None = None, device: str | None = None) -> str:
+        """The image a run uses when none is named: this backend's image for ``platform``, or else for this
+        host's platform and the run's device (image_platform: a Jetson's release; cuda on x86 for a CUDA run)."""
+        platform = platform or image_platform("auto", device)
         problem = self.platform_problem(platform)
         if problem:
             raise UserError(problem)
         return platform_image(self.image, platform)
 
 
-BACKENDS: dict[str, Backend] = {
-    "faster-whisper": Backend(
+def _quant_problem(library: str, quants: QuantMap | None, device: str, quant: str) -> str | None:
+    """Why ``library`` (with ``quants``, its map) cannot run ``quant`` on ``device``; one wording for the row
+    methods and the by-library wrappers in runner.quant."""
+    if quant not in QUANTS:
+        return f"unknown quant {quant!r}; choose one of {', '.join(QUANTS)}"
+    table = (quants or {}).get(device)
+    if table is None:
+        return f"{library} has no {device} support in edgeasr"
+    if quant not in table:
+        supported = [q for q in QUANTS if q in table]
+        return f"quant {quant!r} cannot run with {library} on {device}; {device} supports: {', '.join(supported)}"
+    return None
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend(
         name="faster-whisper",
         library="ctranslate2",
+        quant_map=CTRANSLATE2_QUANTS,
         image="edgeasr/faster-whisper:latest",
-        devices=("cpu", "cuda"),
         build_dir="faster-whisper",
         adapter="edgeasr_backend_faster_whisper",
-        in_container=("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language"),
         host_module="faster_whisper",
+        hub_names=FASTER_WHISPER_HUB_NAMES,
+        batching=True,  # BatchedInferencePipeline
+        in_container=WHISPER_IN_CONTAINER,
     ),
-    "whisperx": Backend(
+    Backend(
         name="whisperx",
         library="ctranslate2",
+        quant_map=CTRANSLATE2_QUANTS,
         image="edgeasr/whisperx:latest",
-        devices=("cpu", "cuda"),
         build_dir="whisperx",
         adapter="edgeasr_backend_whisperx",
-        in_container=("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language"),
         host_module="whisperx",
         parent="torch-base",
+        hub_names=FASTER_WHISPER_HUB_NAMES,
+        align=True,  # its wav2vec2 alignment model (needs a download)
+        batching=True,  # its VAD-cut segments go through faster-whisper in batches
+        in_container=WHISPER_IN_CONTAINER,
     ),
-    "transformers": Backend(
+    Backend(
         name="transformers",
         library="torch",
+        quant_map=TORCH_QUANTS,
         image="edgeasr/transformers:latest",
-        devices=("cpu", "cuda"),
         build_dir="transformers",
         adapter="edgeasr_backend_transformers",
-        in_container=("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language"),
         host_module="transformers",
         parent="torch-base",
         model_format="hf",
         check_model="tiny-whisper-random",
+        batching=True,  # transcribe_batch: padded, masked batches
+        in_container=WHISPER_IN_CONTAINER,
     ),
-    "onnxruntime": Backend(
+    Backend(
         name="onnxruntime",
         library="onnxruntime",
+        quant_map=ONNXRUNTIME_QUANTS,
         image="edgeasr/onnxruntime:latest",
-        devices=("cpu", "cuda"),
         build_dir="onnxruntime",
         adapter="edgeasr_backend_onnxruntime",
-        in_container=("decode.beam_size", "decode.language"),
         host_module="onnxruntime",
+        parent="torch-base",
+        model_format="onnx",
+        in_container=("decode.beam_size", "decode.language"),
         platforms=("x86", "cuda", "jetson-r36"),
         no_variant="JetPack 5 (r35) has Python 3.8 and no onnxruntime-gpu in its jetson-containers bases yet; "
                    "use --device cpu with --image of a CPU build, or a JetPack 6 board",
-        parent="torch-base",
-        model_format="onnx",
     ),
-    "pocketsphinx": Backend(
+    Backend(
         name="pocketsphinx",
         library="pocketsphinx",
+        quant_map=POCKETSPHINX_QUANTS,  # cpu only: the CMU decoder has no GPU path
         image="edgeasr/pocketsphinx:latest",
-        devices=("cpu",),  # the CMU decoder has no GPU path
         build_dir="pocketsphinx",
         adapter="edgeasr_backend_pocketsphinx",
         host_module="pocketsphinx",
-        platforms=("x86", "cuda", "jetson-r36"),
-        no_variant="no JetPack 5 (r35) variant yet; pocketsphinx is CPU-only, so the JetPack 6 (Dockerfile.jetson) "
-                   "recipe or an arm64 build of the x86 Dockerfile serves a JetPack 5 board's CPU",
         model_format="bundled",
         bundled_models=("en-us",),
         default_model="en-us",
         default_quant="fp32",
         check_model="en-us",
+        platforms=("x86", "cuda", "jetson-r36"),
+        no_variant="no JetPack 5 (r35) variant yet; pocketsphinx is CPU-only, so the JetPack 6 (Dockerfile.jetson) "
+                   "recipe or an arm64 build of the x86 Dockerfile serves a JetPack 5 board's CPU",
     ),
-}
+)}
 
 
 # Backends asked for and not buildable here: the name is known, and a run is refused with the reason.
@@ -159,6 +287,16 @@ UNAVAILABLE: dict[str, str] = {
 def unavailable_reason(name: str) -> str | None:
     """Why a known but unbuildable backend cannot run, or None."""
     return UNAVAILABLE.get(name)
+
+
+def library_quant_map(library: str) -> QuantMap | None:
+    """The quant map of the backends that run ``library`` (rows sharing a library share its map), or None."""
+    return next((b.quant_map for b in BACKENDS.values() if b.library == library), None)
+
+
+def library_quant_problem(library: str, device: str, quant: str) -> str | None:
+    """Why (library, device, quant) cannot run, or None: the by-library form of Backend.quant_problem."""
+    return _quant_problem(library, library_quant_map(library), device, quant)
 
 
 # Images that are not backends: the runner itself (for `docker compose up sweep`), and the shared torch
@@ -182,12 +320,3 @@ def use_entrypoint_package() -> None:
     path = str(CONTAINERS_DIR / "common")
     if path not in sys.path:
         sys.path.insert(0, path)
-
-
-def get_backend(name: str) -> Backend:
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        if name in UNAVAILABLE:
-            raise UserError(f"backend {name} is not available: {UNAVAILABLE[name]}") from None
-        raise UserError(f"unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}") from None

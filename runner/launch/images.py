@@ -104,7 +104,8 @@ def parse_versions_label(value: str | None) -> dict[str, str]:
     return dict(item.split("=", 1) for item in (value or "").split(",") if "=" in item)
 
 
-def _exists(client: docker.DockerClient, ref: str) -> bool:
+def image_exists(client: docker.DockerClient, ref: str) -> bool:
+    """Whether the engine holds an image by this reference (nothing is pulled)."""
     try:
         client.images.get(ref)
         return True
@@ -114,7 +115,7 @@ def _exists(client: docker.DockerClient, ref: str) -> bool:
 
 def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], None] = print) -> str:
     """Return a base image that exists locally: `base` if present or pullable, else the local bookworm base."""
-    if _exists(client, base):
+    if image_exists(client, base):
         return base
     if base != LOCAL_BASE:
         try:
@@ -123,7 +124,7 @@ def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], Non
         except APIError as exc:
             log(f"cannot pull {base} ({exc.explanation.splitlines()[0] if exc.explanation else exc}); "
                 f"using the local base {LOCAL_BASE}")
-    if not _exists(client, LOCAL_BASE):
+    if not image_exists(client, LOCAL_BASE):
         log(f"building {LOCAL_BASE} with debootstrap")
         script = CONTAINERS_DIR / "base" / "make-base.sh"
         proc = subprocess.run(["bash", str(script), LOCAL_BASE])

@@ -27,7 +27,9 @@ from runner.launch.images import versions_label
 
 CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 PLATFORMS_DOC = CONTAINERS / "PLATFORMS.md"
-NOT_BACKENDS = {"runner", "torch-base", "base"}  # image folders that are not backend images
+# Folders with a Dockerfile that are not backend images: the table's other images (runner, torch-base), and
+# base/, the debootstrap script of the local base image.
+NOT_BACKENDS = {i.build_dir for i in IMAGES.values() if i.name not in BACKENDS} | {"base"}
 PLATFORM_OF_SUFFIX = {"": "x86", ".cuda": "cuda", ".jetson": "jetson", ".jetson-r35": "jetson-r35"}
 PIN = re.compile(r"(?<![\w.\-=<>~!])([A-Za-z0-9][A-Za-z0-9._\-]*)==([0-9][^\s\"'\\;,)]*)")
 
@@ -147,7 +149,8 @@ class Dockerfile:
 
     @property
     def adapter_module(self) -> str:
-        return "edgeasr_backend_" + self.folder.replace("-", "_")
+        """The adapter the backend table's row for this folder names (what $EDGEASR_ADAPTER must say)."""
+        return next(b.adapter for b in BACKENDS.values() if b.build_dir == self.folder)
 
 
 DOCKERFILES = backend_dockerfiles()

@@ -78,8 +78,9 @@ def test_the_makefile_picks_the_same_platform_and_tag(name, platform):
     release = RELEASES / name
     assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=str(release)) == platform
     assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=str(release)) == PLATFORMS[platform].tag
-    assert make_variable("RUN_IMAGE", TEGRA_RELEASE=str(release), BACKEND="whisperx") == f"edgeasr/whisperx:{platform}"
-    assert make_variable("DEVICE", TEGRA_RELEASE=str(release)) == "cuda"
+    # `make run` passes no image and no device of its own: the runner picks the board's image itself
+    flags = make_variable("RUN_FLAGS", TEGRA_RELEASE=str(release), BACKEND="whisperx").split()
+    assert "--image" not in flags and "--device" not in flags
     # PLATFORM=jetson (as before) means this board's release
     assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=str(release), PLATFORM="jetson") == PLATFORMS[platform].tag
 
@@ -87,7 +88,17 @@ def test_the_makefile_picks_the_same_platform_and_tag(name, platform):
 def test_the_makefile_is_x86_without_a_release_file(tmp_path):
     assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=str(tmp_path / "none")) == "x86"
     assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=str(tmp_path / "none")) == "latest"
-    assert make_variable("DEVICE", TEGRA_RELEASE=str(tmp_path / "none")) == "cpu"
+
+
+
+def test_the_makefile_passes_only_what_the_user_set():
+    """Issue 10: one default for each setting, the runner's; `make run` adds --device, --image, --model and
+    --quant only when DEVICE, IMAGE, MODEL and QUANT are given (its DEVICE default once differed from the CLI's)."""
+    assert make_variable("RUN_FLAGS").split() == ["--backend", "faster-whisper", "--data", "data/default"]
+    flags = make_variable("RUN_FLAGS", DEVICE="cuda", IMAGE="my/image:1", MODEL="base", QUANT="fp16").split()
+    for option, value in (("--device", "cuda"), ("--image", "my/image:1"), ("--model", "base"), ("--quant", "fp16")):
+        assert flags[flags.index(option) + 1] == value
+    assert make_variable("BACKENDS") == ""  # `edgeasr images build` with no names builds every row of the table
 
 
 @pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])

@@ -1,0 +1,98 @@
+"""A fake backend made as a person adds one: a folder under containers/ and one table row (issue 10).
+
+The folder's Dockerfile is pocketsphinx's x86 one with the name replaced, so that it carries whatever the image
+rules ask of every backend (the shared entrypoint, the contract and versions labels); its requirements are
+pocketsphinx's pins without the library (numpy, soundfile, soxr: what the entrypoint itself needs); its adapter's
+transcribe() returns a fixed string and its info() returns versions. The containers folder is a temporary copy
+of the project's with that folder added. Used by tests/e2e/test_fake_backend_e2e.py (build + check-image) and
+tests/unit/test_fake_backend.py (everything that reads the table finds the row, without an engine).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runner.launch import backends, images
+from runner.launch.backends import Backend, quant_map
+
+TAG = "edgeasr/fake-backend-for-test:latest"
+TRANSCRIPT = "the fake backend always hears this"
+TEMPLATE = "pocketsphinx"  # the x86 Dockerfile and requirements the fake one is made from
+
+ADAPTER = f'''"""A fake backend for tests/e2e/test_fake_backend_e2e.py: a fixed transcript, whatever the audio."""
+
+from __future__ import annotations
+
+
+class FakeModel:
+    def __init__(self, job):
+        if job.model != "fixed" or job.device != "cpu" or job.backend_quant != "float32":
+            raise ValueError(f"the fake backend runs its bundled model on cpu in float32, not {{job!r}}")
+
+    def transcribe(self, audio) -> str:
+        return {TRANSCRIPT!r}
+
+    def info(self) -> dict:
+        from edgeasr_entrypoint.system import library_versions
+
+        return {{"n_params": None, "versions": library_versions(["numpy", "soundfile"])}}
+
+
+def load(job) -> FakeModel:
+    return FakeModel(job)
+'''
+
+FAKE = Backend(
+    name="fake",
+    library="fake-asr",
+    quant_map=quant_map(cpu={"fp32": "float32"}),
+    image=TAG,
+    build_dir="fake",
+    adapter="edgeasr_backend_fake",
+    host_module="edgeasr_backend_fake",
+    model_format="bundled",
+    bundled_models=("fixed",),
+    default_model="fixed",
+    default_quant="fp32",
+    check_model="fixed",
+    platforms=("x86",),
+    no_variant="a test backend: x86 only",
+)
+
+
+def make_containers(tmp: Path) -> Path:
+    """A copy of containers/ (sources only, no wheels or caches) with the fake backend's folder added."""
+    src = backends.CONTAINERS_DIR
+    dst = tmp / "containers"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.whl", "__pycache__"))
+    folder = dst / FAKE.build_dir
+    folder.mkdir()
+    dockerfile = (src / TEMPLATE / "Dockerfile").read_text()
+    assert f"edgeasr_backend_{TEMPLATE}" in dockerfile and f'org.edgeasr.backend="{TEMPLATE}"' in dockerfile
+    # Docker drops comment lines (also inside a continuation), so they go: they describe the template.
+    steps = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
+    (folder / "Dockerfile").write_text("\n".join(steps).replace(TEMPLATE, FAKE.name) + "\n")
+    pins = [line for line in (src / TEMPLATE / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#") and not line.lower().startswith(TEMPLATE)]
+    (folder / "requirements.txt").write_text("".join(f"{line}\n" for line in pins))
+    (folder / f"{FAKE.adapter}.py").write_text(ADAPTER)
+    wheels = folder / "wheels"
+    wheels.mkdir()
+    for wheel in (src / TEMPLATE / "wheels").glob("*.whl"):  # the template's wheelhouse holds these pins
+        shutil.copy(wheel, wheels / wheel.name)
+    return dst
+
+
+
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    """Put the fake row into the table (BACKENDS, IMAGES) and its folder into a containers/ of its own, for one
+    test (monkeypatch undoes both)."""
+    containers = make_containers(tmp_path)
+    monkeypatch.setattr(backends, "CONTAINERS_DIR", containers)
+    monkeypatch.setattr(images, "CONTAINERS_DIR", containers)
+    monkeypatch.setitem(backends.BACKENDS, FAKE.name, FAKE)
+    monkeypatch.setitem(backends.IMAGES, FAKE.name, FAKE)
+    return FAKE

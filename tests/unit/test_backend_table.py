@@ -1,0 +1,146 @@
+"""The backend table owns everything backend-specific: each row's quant map, capabilities and hub naming.
+
+OLD_QUANT_TABLE is the (library, device) -> {quant: library compute type} literal that runner/quant.py held
+before the maps moved into the rows: the rows must give exactly these mappings, no more and no fewer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.errors import UserError
+from runner.launch import backends
+from runner.launch.backends import BACKENDS
+from runner.quant import DEVICES, QUANTS, quant_problem, resolve_quant
+
+OLD_QUANT_TABLE: dict[tuple[str, str], dict[str, str]] = {
+    ("ctranslate2", "cpu"): {"fp32": "float32", "int8": "int8"},
+    ("ctranslate2", "cuda"): {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8_float16"},
+    ("torch", "cpu"): {"fp32": "float32", "bf16": "bfloat16", "int8": "dynamic_int8"},
+    ("torch", "cuda"): {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "bnb_int8"},
+    ("onnxruntime", "cpu"): {"fp32": "float32", "int8": "dynamic_int8"},
+    ("onnxruntime", "cuda"): {"fp32": "float32", "fp16": "float16"},
+    ("pocketsphinx", "cpu"): {"fp32": "float32"},
+}
+
+
+def test_the_generic_names_are_unchanged():
+    """QUANTS and DEVICES keep their order: messages list them in it."""
+    assert QUANTS == ("fp32", "fp16", "bf16", "int8")
+    assert DEVICES == ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("library, device", [(lib, dev) for lib in ("ctranslate2", "torch", "onnxruntime",
+                                                                     "pocketsphinx", "espnet")
+                                             for dev in ("cpu", "cuda")])
+def test_the_library_wrappers_give_the_old_table(library, device):
+    """quant_problem / resolve_quant by library name (spec.py and experiment.py call them so) answer as the
+    old table did: a mapping where it had one, a refusal where it had none."""
+    old = OLD_QUANT_TABLE.get((library, device), {})
+    for quant in QUANTS:
+        if quant in old:
+            assert quant_problem(library, device, quant) is None
+            assert resolve_quant(library, device, quant) == old[quant]
+        else:
+            assert quant_problem(library, device, quant)
+            with pytest.raises(UserError):
+                resolve_quant(library, device, quant)
+
+
+def test_the_rows_reach_exactly_the_old_table():
+    """Each row's quant map is its library's entry of the old table: the same (device, quant) pairs and
+    compute types, and the rows' devices are the devices the old table had for that library."""
+    from_rows = {(be.library, dev): dict(m) for be in BACKENDS.values() for dev, m in be.quant_map.items()}
+    assert from_rows == OLD_QUANT_TABLE
+    for be in BACKENDS.values():
+        assert be.devices == tuple(d for d in DEVICES if (be.library, d) in OLD_QUANT_TABLE)
+        for dev in DEVICES:
+            old = OLD_QUANT_TABLE.get((be.library, dev), {})
+            assert be.quants(dev) == tuple(q for q in QUANTS if q in old)
+            for quant in QUANTS:
+                if quant in old:
+                    assert be.quant_problem(dev, quant) is None and be.backend_quant(dev, quant) == old[quant]
+                else:
+                    assert be.quant_problem(dev, quant)
+
+
+def test_rows_that_share_a_library_share_its_map():
+    """A library's quant map is one fact: two backends on CTranslate2 cannot disagree about it."""
+    by_library: dict[str, object] = {}
+    for be in BACKENDS.values():
+        assert by_library.setdefault(be.library, be.quant_map) == be.quant_map
+
+
+def test_a_row_refuses_a_quant_naming_what_the_device_supports():
+    """The row's message names the library and the device's quants, as the by-library one always did."""
+    fw = BACKENDS["faster-whisper"]
+    assert fw.quant_problem("cpu", "fp16") == ("quant 'fp16' cannot run with ctranslate2 on cpu; "
+                                               "cpu supports: fp32, int8")
+    assert fw.quant_problem("cpu", "int4") == "unknown quant 'int4'; choose one of fp32, fp16, bf16, int8"
+    assert BACKENDS["pocketsphinx"].quant_problem("cuda", "fp32") == "pocketsphinx has no cuda support in edgeasr"
+    with pytest.raises(UserError, match="cpu supports: fp32, int8"):
+        fw.backend_quant("cpu", "fp16")
+
+
+def test_a_quant_map_names_only_known_quants_and_devices():
+    """A typo in a new row's map ('int4', 'gpu') fails at import, not at the first run that asks for it."""
+    with pytest.raises(ValueError, match="int4"):
+        backends.quant_map(cpu={"int4": "int4"})
+    with pytest.raises(ValueError, match="gpu"):
+        backends.quant_map(gpu={"fp32": "float32"})
+
+
+def test_capabilities():
+    """Alignment is whisperx's alone; batching is what the adapters honour (BatchedInferencePipeline, whisperx's
+    batched pipeline, transformers' transcribe_batch); a backend that varies batch size inside one container
+    must batch at all."""
+    assert [n for n, b in BACKENDS.items() if b.align] == ["whisperx"]
+    assert {n for n, b in BACKENDS.items() if b.batching} == {"faster-whisper", "whisperx", "transformers"}
+    for be in BACKENDS.values():
+        if "decode.batch_size" in be.in_container:
+            assert be.batching
+
+
+def test_hub_names_belong_to_the_backends_whose_library_downloads_them(tmp_path):
+    """faster-whisper and whisperx download a short hub name themselves; the Hugging Face, ONNX and bundled
+    backends would be handed a name they cannot load, so they refuse it before any container starts."""
+    assert BACKENDS["faster-whisper"].hub_names == BACKENDS["whisperx"].hub_names
+    assert "medium" in BACKENDS["whisperx"].hub_names
+    hub = BACKENDS["whisperx"].resolve_model("medium", tmp_path, allow_download=True)
+    assert hub.source == "hub" and hub.container_path == "medium" and hub.host_dir is None
+    for name in ("transformers", "onnxruntime"):
+        assert not BACKENDS[name].hub_names
+        with pytest.raises(UserError, match="hub names: none for this backend"):
+            BACKENDS[name].resolve_model("medium", tmp_path, allow_download=True)
+    with pytest.raises(UserError, match="bundled model en-us"):
+        BACKENDS["pocketsphinx"].resolve_model("medium", tmp_path, allow_download=True)
+
+
+def test_the_models_module_hub_names_are_the_rows():
+    """runner.models.HUB_NAMES (for checks not yet about one backend) is derived from the rows, not a copy."""
+    from runner.models import HUB_NAMES
+
+    assert set(HUB_NAMES) == {n for b in BACKENDS.values() for n in b.hub_names}
+
+
+@pytest.mark.parametrize("release, device, image", [
+    (None, "cpu", "edgeasr/faster-whisper:latest"),
+    (None, "cuda", "edgeasr/faster-whisper:cuda"),
+    (None, None, "edgeasr/faster-whisper:latest"),
+    ("r36.4.0", "cuda", "edgeasr/faster-whisper:jetson-r36"),
+    ("r36.4.0", "cpu", "edgeasr/faster-whisper:jetson-r36"),
+])
+def test_the_default_image_follows_the_platform_and_the_device(monkeypatch, tmp_path, release, device, image):
+    """A run names no image: an x86 host runs the CPU image, or the CUDA one for a CUDA run (never detected
+    otherwise); a Jetson runs its release's image whatever the device."""
+    from helpers import ROOT
+
+    path = ROOT / "tests" / "fixtures" / "nv_tegra_release" / release if release else tmp_path / "none"
+    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", path)
+    assert BACKENDS["faster-whisper"].default_image(device=device) == image
+    assert BACKENDS["faster-whisper"].default_image("cuda") == "edgeasr/faster-whisper:cuda"
+
+
+def test_get_backend_is_gone():
+    """Dead code (issue 10): callers look rows up in BACKENDS and say what is unknown in their own terms."""
+    assert not hasattr(backends, "get_backend")
