@@ -168,7 +168,7 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
             by_dataset.setdefault((cond.dataset, cond.audio_roots), []).append(cond)
         backend = BACKENDS[group.backend]
         try:
-            image_ref = group.image or backend.default_image()  # this platform's (jetson-r35 / -r36)
+            image_ref = group.image or backend.default_image(device=group.device)  # this platform's (jetson-r35 / -r36)
         except UserError as exc:
             problems.append(f"groups[{gi}] ({group.model} {group.quant}): {exc}")
             continue
