@@ -126,19 +126,12 @@ def plan(exp: Experiment, client, models_dir: Path, out: Path, hashes: HashCache
             problems.append(f"groups[{gi}] ({group.model} {group.quant}): {exc}")
             continue
         for (dataset_path, audio_roots), conds in by_dataset.items():
-            d = group.decode
-            t = group.telemetry
             try:
                 spec = build_run_spec(
-                    backend=group.backend, model=group.model, quant=group.quant, device=group.device,
-                    data=dataset_path, out=str(out / "groups" / "pending"), image=image_ref, models_dir=models_dir,
-                    beam_size=d.get("beam_size", 5), temperature=d.get("temperature", 0.0),
-                    language=d.get("language"), threads=d.get("threads"), batch_size=d.get("batch_size", 1),
-                    warmup=group.warmup, timeout_s=group.timeout_s, mem_limit=group.mem_limit,
-                    telemetry=t.get("sampler", "auto"), interval_ms=t.get("interval_ms", 100),
-                    baseline_s=t.get("baseline_s", 5.0), baseline_w=t.get("baseline_w"),
-                    loaded_idle_s=t.get("loaded_idle_s", 2.0), cooldown_max_s=t.get("cooldown_max_s", 30.0),
-                    gpus=group.gpus, audio_roots=audio_roots)
+                    replace(group.spec_settings, dataset=dataset_path, audio_roots=audio_roots, limit=None,
+                            image=image_ref),
+                    out=str(out / "groups" / "pending"), models_dir=models_dir,
+                    where=lambda path: path)  # the message below names the group; a key names the setting
             except UserError as exc:
                 problems.append(f"groups[{gi}] ({group.model} {group.quant}, {dataset_path}): {exc}")
                 continue

@@ -231,7 +231,7 @@ def test_unknown_backend_device_model(tmp_path):
         f"x.yaml: grid.backends[0]: 'nemo' is not a backend; allowed: {', '.join(BACKENDS)}",
         "x.yaml: grid.models[0]: 'tiny.enn' is not a model; allowed: an installable name (tiny.en, base), "
         f"a hub name ({HUB_LIST}), or a model folder (model.bin + config.json)",
-        "x.yaml: grid.devices[0]: 'gpu' is not a device; allowed: cpu, cuda",
+        "x.yaml: grid.devices[0]: 'gpu' is not a device; allowed: cpu, cuda, auto",
     ]
 
 
@@ -253,11 +253,11 @@ def test_unknown_keys_with_suggestions(tmp_path):
         "x.yaml: defualts: unknown key; allowed: name, description, defaults, grid, entries, exclude "
         "(did you mean 'defaults'?)",
         "x.yaml: defaults.decode.beam: unknown key; allowed: beam_size, temperature, language, threads, "
-        "batch_size (did you mean 'beam_size'?)",
+        "batch_size, align (did you mean 'beam_size'?)",
         "x.yaml: defaults.zzz: unknown key; allowed: backend, model, quant, device, dataset, image, limit, decode, "
         "warmup, repeats, noise, telemetry, timeout_s, mem_limit, audio_roots, gpus",
-        "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets, images "
-        "(did you mean 'models'?)",
+        "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets, images, "
+        "or a setting's dotted path (e.g. decode.beam_size) (did you mean 'models'?)",
     ]
 
 
@@ -297,7 +297,8 @@ def test_wrong_types_name_the_expected_type(tmp_path):
         "x.yaml: defaults.decode.batch_size: expected an integer >= 1, got 0",
         "x.yaml: defaults.noise.clean: expected true or false, got 'yes'",
         "x.yaml: defaults.noise.babble_talkers: expected an integer >= 1, got 0",
-        "x.yaml: defaults.telemetry: expected a mapping (keys: sampler, interval_ms, baseline_s, baseline_w, loaded_idle_s, cooldown_max_s), "
+        "x.yaml: defaults.telemetry: expected a mapping (keys: sampler, interval_ms, baseline_s, baseline_w, loaded_idle_s, cooldown_max_s, "
+        "cooldown_tolerance), "
         "got a list",
         "x.yaml: grid.models: expected a non-empty list of model values, got 'tiny.en'",
         "x.yaml: entries: expected a list of {match, set} mappings, got a mapping",

@@ -92,27 +92,26 @@ def test_the_makefile_is_x86_without_a_release_file(tmp_path):
 
 @pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
 def test_run_without_an_image_takes_the_boards_variant(tmp_path, root, monkeypatch, name, platform):
-    from runner.spec import build_run_spec
+    from dataclasses import replace
+
+    from runner.spec import Settings, build_run_spec
 
     monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / name)
-    spec = build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
-                          data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path,
-                          allow_download=True)
+    medium = Settings(model="medium", quant="int8", dataset=str(root / "data" / "default"))
+    spec = build_run_spec(medium, out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
     assert spec.image == f"edgeasr/faster-whisper:{platform}"
-    named = build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
-                           data=str(root / "data" / "default"), out=str(tmp_path / "o2"), models_dir=tmp_path,
-                           allow_download=True, image="my/image:1")
+    named = build_run_spec(replace(medium, image="my/image:1"), out=str(tmp_path / "o2"), models_dir=tmp_path,
+                           allow_download=True)
     assert named.image == "my/image:1"
 
 
 def test_run_on_a_jetson_release_without_a_variant_says_so_with_the_fix(tmp_path, root, monkeypatch):
-    from runner.spec import build_run_spec
+    from runner.spec import Settings, build_run_spec
 
     monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
     with pytest.raises(UserError, match=r"R32\.7\.4.*--image"):
-        build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
-                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path,
-                       allow_download=True)
+        build_run_spec(Settings(model="medium", quant="int8", dataset=str(root / "data" / "default")),
+                       out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
 
 
 @pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
