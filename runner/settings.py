@@ -68,7 +68,8 @@ def _nested(cls: type) -> Any:
     return field(default_factory=cls, metadata={"nested": True})
 
 
-_NOISE_AXIS = "noise levels are the `noise:` setting (types, snr_db, clean), not a grid axis"
+_NOISE_AXIS = ("noise levels are set by `noise:` (types, snr_db, clean; in defaults or an entry's set), and every "
+               "level already runs in one container")
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class Settings:
     decode: DecodeSettings = _nested(DecodeSettings)
     warmup: int = setting(1, kind="int", ge=0, flag="--warmup", help="untimed warm-up passes before timing")
     repeats: int = setting(1, kind="int", ge=1, flag="--repeats", help="times the dataset is transcribed",
-                           axis="repeats is a count, not an axis: set defaults.repeats")
+                           axis="set defaults.repeats (every repeat already runs in one container)")
     noise: NoiseSettings = _nested(NoiseSettings)
     telemetry: TelemetrySettings = _nested(TelemetrySettings)
     timeout_s: float | None = setting(None, kind="number", gt=0, null=True, unit="s", flag="--timeout",
@@ -163,7 +164,7 @@ class Settings:
                                     help="container memory limit, e.g. 4g", default_text="3/4 of the host's memory")
     audio_roots: tuple[str, ...] = setting((), kind="list", flag="--audio-root",
                                            item=Rule(kind="folder", help=""),
-                                           axis="audio_roots is a list of folders, not an axis",
+                                           axis="a list of trusted folders; set defaults.audio_roots",
                                            help="a trusted folder audio may come from besides the dataset's own "
                                                 "(repeatable; for manifests with absolute paths elsewhere); "
                                                 "system folders are never allowed", default_text="none")

@@ -96,7 +96,7 @@ class Checker:
     # generic shapes
 
     def mapping(self, value: Any, path: str, allowed: tuple[str, ...], *, note: str = "",
-                each: Callable[[str, Any, str], Any] | None = None) -> dict | None:
+                each: Callable[[str, Any, str], Any] | None = None, suggest: tuple[str, ...] = ()) -> dict | None:
         """The known keys of a mapping, each passed through ``each`` (key, value, path) when given.
 
         Unknown keys are reported with the allowed ones, in file order among the problems of the known keys'
@@ -112,7 +112,7 @@ class Checker:
                 if good is not BAD:
                     known[key] = good
                 continue
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(str(key), allowed + suggest, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.add(at(path, str(key)), f"unknown key; allowed: {', '.join(allowed)}{note}{hint}")
         return known
@@ -302,7 +302,7 @@ def check_file(raw: Any, ck: Checker, file: Path) -> CheckedFile:
         refused = {k: v for k, v in raw_grid.items() if isinstance(k, str) and k in st.LEAVES
                    and st.sweep_axis_problem(k)}
         grid_raw = ck.mapping({k: v for k, v in raw_grid.items() if k not in dotted and k not in refused},
-                              "grid", named, note=note) or {}
+                              "grid", named, note=note, suggest=dotted_ok) or {}
         for key in refused:
             ck.add(at("grid", key), f"not a grid axis: {st.sweep_axis_problem(key)}")
     else:
