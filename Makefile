@@ -19,7 +19,8 @@ BACKENDS   ?= faster-whisper whisperx transformers onnxruntime pocketsphinx
 # Empty: the backend's own default (tiny.en int8 for the Whisper backends; en-us fp32 for pocketsphinx).
 MODEL      ?=
 QUANT      ?=
-DEVICE     ?= $(if $(filter x86,$(PLATFORM_NAME)),cpu,cuda)
+# Empty: the CLI's own default (runner/settings.py: cpu); set DEVICE=cuda (or auto) for the GPU.
+DEVICE     ?=
 DATA       ?= data/default
 OUT        ?=
 IMAGE      ?=
@@ -40,7 +41,9 @@ RESULTS    ?= results/sweeps/$(EXPERIMENT)
 # Compose v2 (`docker compose`) where installed, else v1.29 (`docker-compose`, Debian's package).
 COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),--quant $(QUANT)) --device $(DEVICE) --data $(DATA) \
+# Only what the user set: every default lives in runner/settings.py.
+RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),--quant $(QUANT)) $(if $(DEVICE),--device $(DEVICE)) \
+            $(if $(DATA),--data $(DATA)) \
             $(if $(OUT),--out $(OUT)) $(if $(RUN_IMAGE),--image $(RUN_IMAGE)) $(ARGS)
 
 .PHONY: help venv venv-py38 base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean

@@ -79,7 +79,8 @@ def test_the_makefile_picks_the_same_platform_and_tag(name, platform):
     assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=str(release)) == platform
     assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=str(release)) == PLATFORMS[platform].tag
     assert make_variable("RUN_IMAGE", TEGRA_RELEASE=str(release), BACKEND="whisperx") == f"edgeasr/whisperx:{platform}"
-    assert make_variable("DEVICE", TEGRA_RELEASE=str(release)) == "cuda"
+    # DEVICE is passed only when set (the CLI owns the default): on a board, `make run DEVICE=cuda`
+    assert make_variable("DEVICE", TEGRA_RELEASE=str(release)) == ""
     # PLATFORM=jetson (as before) means this board's release
     assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=str(release), PLATFORM="jetson") == PLATFORMS[platform].tag
 
@@ -87,7 +88,10 @@ def test_the_makefile_picks_the_same_platform_and_tag(name, platform):
 def test_the_makefile_is_x86_without_a_release_file(tmp_path):
     assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=str(tmp_path / "none")) == "x86"
     assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=str(tmp_path / "none")) == "latest"
-    assert make_variable("DEVICE", TEGRA_RELEASE=str(tmp_path / "none")) == "cpu"
+    assert make_variable("DEVICE", TEGRA_RELEASE=str(tmp_path / "none")) == ""
+    flags = make_variable("RUN_FLAGS", TEGRA_RELEASE=str(tmp_path / "none"))
+    assert "--device" not in flags and "--model" not in flags and "--quant" not in flags
+    assert "--device cuda" in make_variable("RUN_FLAGS", TEGRA_RELEASE=str(tmp_path / "none"), DEVICE="cuda")
 
 
 @pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
