@@ -29,7 +29,8 @@ from .telemetry.registry import SAMPLER_NAMES
 DEVICE_CHOICES = ("cpu", "cuda", "auto")  # auto: cuda when an NVIDIA driver node exists, else cpu
 NOISE_TYPES = ("white", "pink", "brown", "babble", "file")
 SAMPLER_CHOICES = ("auto", *SAMPLER_NAMES)
-_MEM_RE = re.compile(r"^[0-9]+[bkmgBKMG]?$")  # what docker-py's parse_bytes accepts
+# A memory size as spec.parse_mem_limit reads it (the engine gets bytes): 4g, 512m, 1.5G, 2000000.
+_MEM_RE = re.compile(r"^\s*\d+(?:\.\d+)?\s*[kmgt]?i?b?\s*$", re.IGNORECASE)
 
 
 # --- field metadata ---------------------------------------------------------------------------------------

@@ -132,3 +132,10 @@ def test_new_fields_enter_group_settings_only_when_not_default(tmp_path):
     g = load_experiment(path, root=ROOT).groups[0]
     assert g.decode["align"] is True and "cooldown_tolerance" not in g.telemetry
     assert g.spec_settings.decode.align and g.spec_settings.model == "tiny.en"
+
+
+def test_memory_sizes_the_run_accepts_pass_the_field_check():
+    """The field check and the run's parser agree: 1.5G and 512m are sizes, '4 gigs' is not."""
+    assert st.check("mem_limit", "1.5G") == "1.5G" and st.check("mem_limit", 4096) == "4096"
+    with pytest.raises(st.SettingError):
+        st.check("mem_limit", "4 gigs")
