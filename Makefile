@@ -22,7 +22,7 @@ BACKENDS   ?=
 MODEL      ?=
 QUANT      ?=
 DEVICE     ?=
-DATA       ?= data/default
+DATA       ?=
 OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
@@ -42,7 +42,7 @@ COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker com
 
 # Only what the user set: every other default is the runner's.
 RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),--quant $(QUANT)) \
-            $(if $(DEVICE),--device $(DEVICE)) --data $(DATA) $(if $(OUT),--out $(OUT)) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
+            $(if $(DEVICE),--device $(DEVICE)) $(if $(DATA),--data $(DATA)) $(if $(OUT),--out $(OUT)) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
 # The device the image is built for (`images build --device`): the one `run` gets (the CLI's default when empty).
 DEVICE_FLAG = $(if $(DEVICE),--device $(DEVICE))
 

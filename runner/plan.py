@@ -143,17 +143,10 @@ def _effective(group_settings: dict, overrides: dict) -> dict:
 def group_spec(group: Group, dataset_path: str, audio_roots: tuple[str, ...], image_ref: str, models_dir: Path,
                out: Path, engine: str) -> RunSpec:
     """The RunSpec of one (group, dataset): the same resolution and checks as `edgeasr run`."""
-    d, t = group.decode, group.telemetry
     return build_run_spec(
-        backend=group.backend, model=group.model, quant=group.quant, device=group.device,
-        data=dataset_path, out=str(out / "groups" / "pending"), image=image_ref, models_dir=models_dir,
-        beam_size=d.get("beam_size", 5), temperature=d.get("temperature", 0.0),
-        language=d.get("language"), threads=d.get("threads"), batch_size=d.get("batch_size", 1),
-        warmup=group.warmup, timeout_s=group.timeout_s, mem_limit=group.mem_limit,
-        telemetry=t.get("sampler", "auto"), interval_ms=t.get("interval_ms", 100),
-        baseline_s=t.get("baseline_s", 5.0), baseline_w=t.get("baseline_w"),
-        loaded_idle_s=t.get("loaded_idle_s", 2.0), cooldown_max_s=t.get("cooldown_max_s", 30.0),
-        gpus=group.gpus, audio_roots=audio_roots, engine=engine)
+        replace(group.spec_settings, dataset=dataset_path, audio_roots=audio_roots, limit=None, image=image_ref),
+        out=str(out / "groups" / "pending"), models_dir=models_dir, engine=engine,
+        where=lambda path: path)  # the planner's message names the group; a dotted path names the setting
 
 
 def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: HashCache | None = None

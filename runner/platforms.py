@@ -50,6 +50,12 @@ def is_jetson(path: Path | None = None) -> bool:
     return (path or TEGRA_RELEASE).exists()
 
 
+def default_device(path: Path | None = None) -> str:
+    """The device a run uses when none is named: a Jetson's integrated GPU (what it is bought for), else the CPU
+    (an x86 GPU host runs on its GPU only when asked: --device cuda or auto)."""
+    return "cuda" if is_jetson(path) else "cpu"
+
+
 def l4t_release_line(path: Path | None = None) -> str | None:
     """The L4T release file's first line as written (`# R36 (release), REVISION: 4.0, GCID: ...`), or None
     where there is none (not a Jetson). Never raises: an unknown format is still a fact for a manifest."""

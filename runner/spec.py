@@ -6,10 +6,11 @@ so a person fixes a command line in one go rather than one error per try.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Callable
 
 from .data import Dataset, load_dataset
 from .errors import UserError
@@ -18,39 +19,11 @@ from .launch.hardening import Hardening, container_groups, container_ids, host_m
 from .models import ResolvedModel, resolve_model
 from .paths import mount_problem, readable_by
 from .platforms import is_jetson
-from .quant import DEVICES, quant_problem, resolve_quant
-from .telemetry.select import CHOICES as SAMPLER_CHOICES
+from .quant import DEVICES
+from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label
+from .settings import problems as setting_problems
 
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    """Decoding options passed to the backend; temperature 0 keeps decoding deterministic."""
-
-    beam_size: int = 5
-    temperature: float = 0.0
-    language: str | None = None
-    threads: int = 0  # 0: the backend's default
-    batch_size: int = 1
-    align: bool = False  # word alignment (whisperx only; its model needs a download)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class TelemetrySettings:
-    """Which power sampler, how often, and how the idle baseline is obtained."""
-
-    sampler: str = "auto"  # auto | tegrastats | jtop | nvml | rapl | none
-    interval_ms: int = 100
-    baseline_s: float = 5.0  # idle seconds measured before the run
-    baseline_w: float | None = None  # given instead of measured
-    loaded_idle_s: float = 2.0  # container up, model loaded, idle: the loaded model's idle power (0: skip)
-    cooldown_max_s: float = 30.0  # sweeps: the longest wait for power to settle before the next baseline
-    cooldown_tolerance: float = 0.1  # ... back within this share of the previous baseline
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["DecodeSettings", "TelemetrySettings", "Settings", "RunSpec", "build_run_spec", "cli_label"]
 
 
 ENGINES = ("docker", "local")
@@ -78,6 +51,9 @@ class RunSpec:
     #: The GPUs the run uses (NVML indices or UUIDs), given to the engine as device ids and to NVML;
     #: None: not a CUDA run, or a Jetson (one integrated GPU, served by its runtime).
     gpus: tuple[str, ...] | None = None
+    settings: Settings = Settings()  # the unresolved settings this spec was built from
+    repeats: int = 1  # times the dataset is transcribed (one condition each)
+    limit: int | None = None  # the dataset was cut to its first N utterances (None: all of it)
 
     @property
     def mem_limit_text(self) -> str | None:
@@ -91,19 +67,19 @@ class RunSpec:
 MIN_MEM_LIMIT_BYTES = 6 * 1024 * 1024  # the Docker Engine refuses less
 
 
-def parse_mem_limit(value: str) -> int:
-    """'4g', '512m', '1.5G', '2000000' -> bytes; a UserError for anything else."""
+def parse_mem_limit(value: str, option: str = "--mem-limit") -> int:
+    """'4g', '512m', '1.5G', '2000000' -> bytes; a UserError (naming ``option``) for anything else."""
     import re
 
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", value.lower())
     if not m:
-        raise UserError(f"--mem-limit {value!r} is not a size; use a number with k, m or g, e.g. 4g or 512m")
+        raise UserError(f"{option} {value!r} is not a size; use a number with k, m or g, e.g. 4g or 512m")
     n = float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2) or "_")
     if n < MIN_MEM_LIMIT_BYTES:
-        raise UserError(f"--mem-limit {value!r} is below the engine's minimum of 6m")
+        raise UserError(f"{option} {value!r} is below the engine's minimum of 6m")
     total = host_memory_bytes()
     if total and n > total:
-        raise UserError(f"--mem-limit {value!r} is more than this host's memory ({total / 2**30:.1f} GiB)")
+        raise UserError(f"{option} {value!r} is more than this host's memory ({total / 2**30:.1f} GiB)")
     return int(n)
 
 
@@ -172,88 +148,58 @@ def _onnx_exporter(image: str | None, engine: str):
     return export
 
 
-def build_run_spec(*, backend: str, model: str | None, quant: str | None, device: str, data: str, out: str,
-                   image: str | None = None, models_dir: Path, beam_size: int = 5, temperature: float = 0.0,
-                   language: str | None = None, threads: int | None = None, batch_size: int = 1,
-                   warmup: int = 1, timeout_s: float | None = None, allow_download: bool = False,
-                   mem_limit: str | None = None, telemetry: str = "auto", interval_ms: int = 100,
-                   baseline_s: float = 5.0, baseline_w: float | None = None, engine: str = "docker",
-                   align: bool = False, audio_roots: tuple[str, ...] = (), gpus: str | None = None,
-                   loaded_idle_s: float = 2.0, cooldown_max_s: float = 30.0) -> RunSpec:
+def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: str = "docker",
+                   allow_download: bool = False, where: Callable[[str], str] = cli_label) -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems.
 
-    model and quant default to the backend's own (its table row): tiny.en int8 for the Whisper
-    backends, the bundled en-us model in fp32 for pocketsphinx.
+    ``where(path)`` names a setting (a dotted path such as ``decode.beam_size``) in messages: ``--beam-size``
+    for the CLI (the default), a group and key for a sweep. model and quant default to the backend's own (its
+    table row): tiny.en int8 for the Whisper backends, the bundled en-us model in fp32 for pocketsphinx.
     """
-    problems: list[str] = []
-    be = BACKENDS.get(backend)
-    model = model or (be.default_model if be else "tiny.en")
-    quant = quant or (be.default_quant if be else "int8")
-    if be is None:
-        reason = unavailable_reason(backend)
-        problems.append(f"--backend {backend} is not available: {reason}" if reason else
-                        f"--backend {backend!r} is unknown; known backends: {', '.join(sorted(BACKENDS))}")
-    dev = detect_device(device)
-    if dev not in DEVICES:
-        problems.append(f"--device {device!r} is unknown; choose one of cpu, cuda, auto")
-    elif be is not None:
+    s = settings
+    problems: list[str] = setting_problems(s, where)
+    backend = s.backend
+    be = BACKENDS.get(backend) if isinstance(backend, str) else None
+    model = s.model or (be.default_model if be else "tiny.en")
+    quant = s.quant or (be.default_quant if be else "int8")
+    dev = detect_device(s.device) if isinstance(s.device, str) else s.device
+    if be is not None and dev in DEVICES:
         if dev not in be.devices:
             problems.append(f"backend {be.name} does not run on {dev}; it runs on {', '.join(be.devices)}")
         else:
-            problem = quant_problem(be.library, dev, quant)
+            problem = be.quant_problem(dev, quant)
             if problem:
-                problems.append(f"--quant: {problem}")
+                problems.append(f"{where('quant')}: {problem}")
+    image = s.image
     resolved_model = None
     try:
-        resolved_model = resolve_model(model, models_dir, allow_download,
-                                       be.model_format if be else "ctranslate2", bundled=be.bundled_models if be else (),
-                                       onnx_exporter=_onnx_exporter(image or (be.image if be else None), engine))
+        exporter = _onnx_exporter(image or (be.image if be else None), engine)
+        resolved_model = (be.resolve_model(model, models_dir, allow_download, onnx_exporter=exporter) if be else
+                          resolve_model(model, models_dir, allow_download, "ctranslate2", onnx_exporter=exporter))
         problem = model_problem(resolved_model) if engine == "docker" else None
         if problem:
             problems.append(problem)
     except UserError as exc:
-        problems.append(f"--model: {exc}")
+        problems.append(f"{where('model')}: {exc}")
     dataset = None
     try:
-        dataset = load_dataset(data, audio_roots)
+        dataset = load_dataset(s.dataset, tuple(s.audio_roots))
     except UserError as exc:
-        problems.append(f"--data: {exc}")
+        problems.append(f"{where('dataset')}: {exc}")
     mem_limit_bytes = None
-    if mem_limit is not None:
+    if s.mem_limit is not None:
         try:
-            mem_limit_bytes = parse_mem_limit(str(mem_limit))
+            mem_limit_bytes = parse_mem_limit(str(s.mem_limit), where('mem_limit'))
         except UserError as exc:
             problems.append(str(exc))
-    if beam_size < 1:
-        problems.append(f"--beam-size must be at least 1, got {beam_size}")
-    if temperature < 0:
-        problems.append(f"--temperature must be >= 0, got {temperature}")
-    if threads is not None and threads < 0:
-        problems.append(f"--threads must be >= 0, got {threads}")
-    if batch_size < 1:
-        problems.append(f"--batch-size must be at least 1, got {batch_size}")
-    if warmup < 0:
-        problems.append(f"--warmup must be >= 0, got {warmup}")
-    if timeout_s is not None and timeout_s <= 0:
-        problems.append(f"--timeout must be positive, got {timeout_s}")
-    if telemetry not in SAMPLER_CHOICES:
-        problems.append(f"--telemetry {telemetry!r} is unknown; choose one of {', '.join(SAMPLER_CHOICES)}")
-    if interval_ms <= 0:
-        problems.append(f"--interval-ms must be positive, got {interval_ms}")
-    if baseline_s < 0:
-        problems.append(f"--baseline-s must be >= 0, got {baseline_s}")
-    if loaded_idle_s < 0:
-        problems.append(f"--loaded-idle-s must be >= 0, got {loaded_idle_s}")
-    if cooldown_max_s < 0:
-        problems.append(f"telemetry.cooldown_max_s must be >= 0, got {cooldown_max_s}")
-    if baseline_w is not None and baseline_w < 0:
-        problems.append(f"--baseline-w must be >= 0, got {baseline_w}")
-    if align and backend != "whisperx":
-        problems.append(f"--align is a whisperx option; backend {backend} has no word alignment")
+    if s.decode.align and be is not None and not be.align:
+        aligners = ", ".join(b.name for b in BACKENDS.values() if b.align)
+        problems.append(f"{where('decode.align')} is an option of {aligners}; backend {backend} has no word alignment")
+    gpus = s.gpus
     if gpus and dev != "cuda":
-        problems.append(f"--gpus {gpus!r} applies to CUDA runs; this run is on {dev}")
+        problems.append(f"{where('gpus')} {gpus!r} applies to CUDA runs; this run is on {dev}")
     elif gpus and is_jetson():
-        problems.append(f"--gpus {gpus!r} does not apply on a Jetson: it has one integrated GPU; leave it out")
+        problems.append(f"{where('gpus')} {gpus!r} does not apply on a Jetson: it has one integrated GPU; leave it out")
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()
@@ -264,35 +210,37 @@ def build_run_spec(*, backend: str, model: str | None, quant: str | None, device
         problems.append(f"--out {out} already holds a run (summary.json); choose another folder or remove it")
     if image is None and be is not None and engine == "docker":
         try:  # the backend's image for this platform (jetson-r35 / jetson-r36 on a Jetson)
-            image = be.default_image()
+            image = be.default_image(device=dev)
         except UserError as exc:
-            problems.append(f"{exc}; or name an image with --image")
+            problems.append(f"{exc}; or name an image with {where('image')}")
     if problems:
         if len(problems) == 1:
             raise UserError(problems[0])
         raise UserError(f"{len(problems)} problems with this run:", problems=problems)
     assert be is not None and resolved_model is not None and dataset is not None
+    if s.limit:
+        dataset = dataclasses.replace(dataset, utterances=dataset.utterances[:s.limit])
+    threads = s.decode.threads
     return RunSpec(
         backend=be,
         image=image or be.image,
         model=resolved_model,
         quant=quant,
-        backend_quant=resolve_quant(be.library, dev, quant),
+        backend_quant=be.backend_quant(dev, quant),
         device=dev,
         dataset=dataset,
         out=out_path,
-        decode=DecodeSettings(beam_size=beam_size, temperature=temperature, language=language,
-                              threads=(os.cpu_count() or 1) if threads is None else threads, batch_size=batch_size,
-                              align=align),
-        warmup=warmup,
-        timeout_s=timeout_s,
+        decode=dataclasses.replace(s.decode, threads=(os.cpu_count() or 1) if threads is None else threads),
+        warmup=s.warmup,
+        timeout_s=s.timeout_s,
         allow_download=allow_download,
-        mem_limit=mem_limit,
-        telemetry=TelemetrySettings(sampler=telemetry, interval_ms=interval_ms, baseline_s=baseline_s,
-                                    baseline_w=baseline_w, loaded_idle_s=loaded_idle_s,
-                                    cooldown_max_s=cooldown_max_s),
+        mem_limit=s.mem_limit,
+        telemetry=s.telemetry,
         engine=engine,
         hardening=Hardening(network=allow_download, mem_limit_bytes=mem_limit_bytes),
         hub_cache_dir=(models_dir / "hub-cache").resolve() if allow_download else None,
         gpus=resolve_gpus(gpus, dev),
+        settings=settings,
+        repeats=s.repeats,
+        limit=s.limit,
     )

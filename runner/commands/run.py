@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .. import settings
+from ..errors import UserError
 from ..execute import Callbacks, execute_group
 from ..hostinfo import host_facts
 from ..launch.backends import BACKENDS
@@ -31,48 +33,15 @@ from ..tables import write_tables
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="faster-whisper", help="backend name (default: faster-whisper)")
-    p.add_argument("--model", default=None,
-                   help="installed short name, model folder, or hub name (default: the backend's, tiny.en)")
-    p.add_argument("--quant", default=None, help="fp32 | fp16 | bf16 | int8 (default: the backend's, int8)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: cpu)")
-    p.add_argument("--data", default="data/default", help="dataset folder or manifest (default: data/default)")
-    p.add_argument("--audio-root", action="append", default=[], metavar="DIR",
-                   help="a trusted folder audio may come from besides the dataset's own (repeatable; for manifests "
-                        "with absolute paths elsewhere); system folders are never allowed")
+    """Every setting's option from its metadata (runner/settings.py), then the run-only options."""
+    settings.add_arguments(p)
     p.add_argument("--out", default=None, help="run folder (default: results/<backend>-<model>-<quant>-<time>)")
-    p.add_argument("--image", default=None, help="use this image instead of the backend's image for this platform "
-                                                "(:latest; :jetson-r35 / :jetson-r36 on a Jetson, runner/platforms.py)")
-    p.add_argument("--models-dir", type=Path, default=None, help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
-    p.add_argument("--beam-size", type=int, default=5)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--language", default=None, help="language code; default: the model detects it")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for the backend (default: all cores)")
-    p.add_argument("--batch-size", type=int, default=1,
-                   help="1: sequential; N: the backend's batched decoding (faster-whisper/whisperx: batched "
-                        "pipeline over VAD segments; transformers: N utterances per batch)")
-    p.add_argument("--align", action="store_true", help="whisperx word alignment (needs its model downloaded)")
-    p.add_argument("--warmup", type=int, default=1, help="warm-up passes before timing (default: 1)")
-    p.add_argument("--timeout", type=float, default=None, help="kill the container after this many seconds")
-    p.add_argument("--mem-limit", default=None,
-                   help="container memory limit, e.g. 4g (default: 3/4 of the host's memory)")
-    p.add_argument("--telemetry", default="auto",
-                   help="power sampler: auto | tegrastats | jtop | nvml | rapl | none (default: auto)")
-    p.add_argument("--interval-ms", type=int, default=100, help="sampling interval (default: 100 ms)")
-    p.add_argument("--baseline-s", type=float, default=5.0, help="idle seconds measured before the run (default: 5)")
-    p.add_argument("--baseline-w", type=float, default=None, help="use this idle power instead of measuring it")
-    p.add_argument("--gpus", default=None,
-                   help="CUDA runs: the GPUs to use, NVML indices or UUIDs, comma-separated (default: "
-                        "$CUDA_VISIBLE_DEVICES, else 0); the container gets exactly these and NVML measures them")
-    p.add_argument("--loaded-idle-s", type=float, default=2.0,
-                   help="seconds the loaded, warmed-up model sits idle before transcribing, to measure its idle "
-                        "power beside the host baseline (default: 2; 0 skips it)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="run the dataset this many times in one container, one result each (default: 1)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N utterances (default: all)")
-    p.add_argument("--engine", default="docker", help="docker (default) | local: the entrypoint as a host process")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
+    p.add_argument("--engine", default="docker",
+                   help="docker | local: the entrypoint as a host process (default: docker)")
     p.add_argument("--allow-download", action="store_true",
-                   help="let the backend download a hub model into the edgeasr-hf-cache volume (needs network)")
+                   help="let the backend download a hub model into models/hub-cache (needs network; default: off)")
 
 
 def default_out(backend: str, model: str, quant: str) -> str:
@@ -81,19 +50,25 @@ def default_out(backend: str, model: str, quant: str) -> str:
 
 
 def spec_from_args(args: argparse.Namespace) -> RunSpec:
-    be = BACKENDS.get(args.backend)  # an unknown name is reported by build_run_spec
-    model = args.model or (be.default_model if be else "tiny.en")
-    quant = args.quant or (be.default_quant if be else "int8")
-    return build_run_spec(
-        backend=args.backend, model=model, quant=quant, device=args.device, data=args.data,
-        out=args.out or default_out(args.backend, model, quant), image=args.image,
-        models_dir=args.models_dir or default_models_dir(), beam_size=args.beam_size,
-        temperature=args.temperature, language=args.language, threads=args.threads,
-        batch_size=args.batch_size, warmup=args.warmup, timeout_s=args.timeout,
-        allow_download=args.allow_download, mem_limit=args.mem_limit, telemetry=args.telemetry,
-        interval_ms=args.interval_ms, baseline_s=args.baseline_s, baseline_w=args.baseline_w, engine=args.engine,
-        align=args.align, audio_roots=tuple(args.audio_root), gpus=args.gpus, loaded_idle_s=args.loaded_idle_s,
-    )
+    """The defaults with the flags given over them, resolved by build_run_spec; one UserError for every
+    problem, the flags' own and the run's."""
+    given, problems = settings.from_args(args)
+    be = BACKENDS.get(given.backend)  # an unknown name is reported by build_run_spec
+    model = given.model or (be.default_model if be else "tiny.en")
+    quant = given.quant or (be.default_quant if be else "int8")
+    try:
+        spec = build_run_spec(given, out=args.out or default_out(given.backend, model, quant),
+                              models_dir=args.models_dir or default_models_dir(), engine=args.engine,
+                              allow_download=args.allow_download)
+    except UserError as exc:
+        if not problems:
+            raise
+        problems += exc.problems or [str(exc)]
+    if problems:
+        if len(problems) == 1:
+            raise UserError(problems[0])
+        raise UserError(f"{len(problems)} problems with this run:", problems=problems)
+    return spec
 
 
 class LiveProgress:

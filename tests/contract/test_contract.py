@@ -15,7 +15,7 @@ from runner.launch import job as host_job
 from runner.launch.backends import BACKENDS, CONTAINERS_DIR
 from runner.launch.images import parse_versions_label, versions_label
 from runner.results import SCHEMA_VERSION, Summary
-from runner.spec import build_run_spec
+from runner.spec import DecodeSettings, Settings, build_run_spec
 
 REQUIRED_SUMMARY_KEYS = {
     "backend", "model", "quant", "device", "dataset", "n_utterances", "n_failed", "audio_s", "wer", "cer",
@@ -35,9 +35,9 @@ def test_host_job_is_read_back_by_the_container_side(tmp_path, root):
     models.mkdir(parents=True)
     (models / "model.bin").write_bytes(b"x")
     (models / "config.json").write_text("{}")
-    spec = build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
-                          data=str(root / "data" / "default"), out=str(tmp_path / "o"),
-                          models_dir=tmp_path / "models", language="en", threads=2)
+    spec = build_run_spec(Settings(model="tiny.en", quant="int8", dataset=str(root / "data" / "default"),
+                                   decode=DecodeSettings(language="en", threads=2)),
+                          out=str(tmp_path / "o"), models_dir=tmp_path / "models")
     job = parse_job(host_job.make_job(spec))
     assert job.model == "/models/tiny.en" and job.backend_quant == "int8" and job.device == "cpu"
     assert job.decode.language == "en" and job.decode.threads == 2 and job.decode.temperature == 0.0

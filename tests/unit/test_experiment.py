@@ -231,7 +231,7 @@ def test_unknown_backend_device_model(tmp_path):
         f"x.yaml: grid.backends[0]: 'nemo' is not a backend; allowed: {', '.join(BACKENDS)}",
         "x.yaml: grid.models[0]: 'tiny.enn' is not a model; allowed: an installable name (tiny.en, base), "
         f"a hub name ({HUB_LIST}), or a model folder (model.bin + config.json)",
-        "x.yaml: grid.devices[0]: 'gpu' is not a device; allowed: cpu, cuda",
+        "x.yaml: grid.devices[0]: 'gpu' is not a device; allowed: cpu, cuda, auto",
     ]
 
 
@@ -253,11 +253,11 @@ def test_unknown_keys_with_suggestions(tmp_path):
         "x.yaml: defualts: unknown key; allowed: name, description, defaults, grid, entries, exclude "
         "(did you mean 'defaults'?)",
         "x.yaml: defaults.decode.beam: unknown key; allowed: beam_size, temperature, language, threads, "
-        "batch_size (did you mean 'beam_size'?)",
+        "batch_size, align (did you mean 'beam_size'?)",
         "x.yaml: defaults.zzz: unknown key; allowed: backend, model, quant, device, dataset, image, limit, decode, "
         "warmup, repeats, noise, telemetry, timeout_s, mem_limit, audio_roots, gpus",
-        "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets, images "
-        "(did you mean 'models'?)",
+        "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets, images, "
+        "or a setting's dotted path (e.g. decode.beam_size) (did you mean 'models'?)",
     ]
 
 
@@ -297,7 +297,8 @@ def test_wrong_types_name_the_expected_type(tmp_path):
         "x.yaml: defaults.decode.batch_size: expected an integer >= 1, got 0",
         "x.yaml: defaults.noise.clean: expected true or false, got 'yes'",
         "x.yaml: defaults.noise.babble_talkers: expected an integer >= 1, got 0",
-        "x.yaml: defaults.telemetry: expected a mapping (keys: sampler, interval_ms, baseline_s, baseline_w, loaded_idle_s, cooldown_max_s), "
+        "x.yaml: defaults.telemetry: expected a mapping (keys: sampler, interval_ms, baseline_s, baseline_w, loaded_idle_s, cooldown_max_s, "
+        "cooldown_tolerance), "
         "got a list",
         "x.yaml: grid.models: expected a non-empty list of model values, got 'tiny.en'",
         "x.yaml: entries: expected a list of {match, set} mappings, got a mapping",
@@ -523,3 +524,118 @@ def test_shipped_ct2_versions():
     assert [g.image for g in exp.groups] == ["edgeasr/faster-whisper:ct2-4.6.0", "edgeasr/faster-whisper:ct2-4.8.5"]
     assert {(g.model, g.quant, g.decode["threads"]) for g in exp.groups} == {("tiny.en", "int8", 2)}
     assert all(c.limit == 3 for g in exp.groups for c in g.conditions)
+
+
+# --- dotted axes: any scalar setting is a grid axis ------------------------------------------------------------
+
+
+def test_in_container_axis_stays_in_one_group_with_decode_overrides(tmp_path):
+    """decode.beam_size is in faster-whisper's in_container: one container; the group decodes with the axis'
+    first value and each condition carries its override; conditions go dataset, beam, noise level, repeat."""
+    write_tone(tmp_path / "d2" / "a.wav")
+    exp = _load(tmp_path, f"""\
+        defaults: {{model: tiny.en, quant: int8, repeats: 2, noise: {{types: [white], snr_db: [10]}}}}
+        grid:
+          datasets: [data/default, {tmp_path / 'd2'}]
+          decode.beam_size: [1, 5]
+        """)
+    (group,) = exp.groups
+    assert group.decode["beam_size"] == 1 and group.spec_settings.decode.beam_size == 1
+    d1, d2 = str(ROOT / "data" / "default"), str(tmp_path / "d2")
+    assert [(c.dataset, c.decode, c.noise_type, c.repeat) for c in group.conditions] == [
+        (d, over, kind, r) for d in (d1, d2) for over in ({}, {"beam_size": 5})
+        for kind in ("clean", "white") for r in (0, 1)]
+    first = group.conditions[0]
+    assert "decode" not in first.settings() and "axes" not in first.settings()
+    assert group.conditions[4].settings()["decode"] == {"beam_size": 5}
+    assert group.conditions[4].axes == {"backend": "faster-whisper", "model": "tiny.en", "quant": "int8",
+                                        "device": "cpu", "dataset": d1, "decode.beam_size": 5}
+
+
+def test_group_settings_do_not_change_for_the_first_in_container_value(tmp_path):
+    """The group of a beam-size sweep has the settings (so the keys) of a plain sweep at the first beam size."""
+    plain = _load(tmp_path, BASE.replace("}", ", decode: {beam_size: 1}}"), name="a.yaml").groups[0]
+    swept = _load(tmp_path, BASE + "grid: {decode.beam_size: [1, 5]}\n", name="b.yaml").groups[0]
+    assert swept.settings() == plain.settings()
+    assert swept.conditions[0].settings() == plain.conditions[0].settings()
+
+
+def test_axis_outside_the_backends_in_container_makes_groups(tmp_path):
+    """pocketsphinx varies nothing in-container, so a beam-size axis gives it one group per value."""
+    exp = _load(tmp_path, """\
+        defaults: {backend: pocketsphinx, model: en-us, quant: fp32}
+        grid: {decode.beam_size: [1, 5]}
+        """)
+    assert [(g.decode["beam_size"], [c.decode for c in g.conditions]) for g in exp.groups] == [(1, [{}]), (5, [{}])]
+    assert exp.resolved["axis_roles"] == {"pocketsphinx": {
+        "in_container": ["dataset"], "per_group": ["backend", "model", "quant", "device", "decode.beam_size"]}}
+
+
+@pytest.mark.parametrize("axis, values, attr", [
+    ("decode.threads", "[1, 2]", lambda g: g.decode["threads"]),
+    ("warmup", "[0, 1]", lambda g: g.warmup),
+    ("telemetry.interval_ms", "[50, 100]", lambda g: g.telemetry["interval_ms"]),
+    ("timeout_s", "[60, 120]", lambda g: g.timeout_s),
+])
+def test_container_axes_make_one_group_per_value(tmp_path, axis, values, attr):
+    """threads, warmup, telemetry and timeout change the container: one group per value, in grid order."""
+    exp = _load(tmp_path, BASE + f"grid: {{{axis}: {values}}}\n")
+    assert len(exp.groups) == 2 and [attr(g) for g in exp.groups] == json.loads(values)
+    assert all(c.decode == {} for g in exp.groups for c in g.conditions)
+    assert exp.resolved["axes"][axis] == json.loads(values)
+
+
+def test_limit_axis_stays_conditions_of_one_group(tmp_path):
+    """limit is a condition setting: a limit axis adds conditions to the same container."""
+    exp = _load(tmp_path, BASE + "grid: {limit: [2, 4]}\n")
+    (group,) = exp.groups
+    assert [c.limit for c in group.conditions] == [2, 4]
+
+
+def test_dotted_axis_values_are_checked_by_the_field_check(tmp_path):
+    """Grid values go through the same checks as defaults; the message names the grid key and item."""
+    assert _problems(tmp_path, BASE + "grid: {decode.beam_size: [1, 0], decode.temperature: [x]}\n",
+                     name="smoke.yaml") == [
+        "smoke.yaml: grid.decode.beam_size[1]: expected an integer >= 1, got 0",
+        "smoke.yaml: grid.decode.temperature[0]: expected a number >= 0, got 'x'",
+    ]
+
+
+def test_list_settings_and_repeats_are_refused_as_axes(tmp_path):
+    """noise levels, audio_roots and repeats cannot be axes; the message points at the right setting."""
+    problems = _problems(tmp_path, BASE + "grid: {noise.types: [[white]], audio_roots: [[a]], repeats: [1, 2],"
+                                          " decode.beam: [1]}\n")
+    text = "\n".join(problems)
+    assert "grid.noise.types: not a grid axis" in text and "`noise:`" in text
+    assert "grid.audio_roots: not a grid axis" in text and "grid.repeats: not a grid axis" in text
+    assert "grid.decode.beam: unknown key" in text and "did you mean 'decode.beam_size'?" in text
+
+
+def test_entries_and_exclude_match_on_dotted_axes(tmp_path):
+    """A dotted axis is a match key: an entry that sets a container setting for one value splits its group;
+    an exclusion records the axis value; setting the axis itself in an entry is refused."""
+    exp = _load(tmp_path, BASE + textwrap.dedent("""\
+        grid: {decode.beam_size: [1, 2, 5]}
+        entries:
+          - {match: {decode.beam_size: 5}, set: {warmup: 0}}
+        exclude:
+          - {decode.beam_size: 2, reason: not needed}
+        """))
+    assert [(g.warmup, [c.decode for c in g.conditions]) for g in exp.groups] == [
+        (1, [{}]), (0, [{"beam_size": 5}])]
+    assert exp.excluded[0]["decode.beam_size"] == 2 and exp.excluded[0]["reason"] == "not needed"
+    problems = _problems(tmp_path, BASE + "grid: {decode.beam_size: [1, 5]}\n"
+                                          "entries: [{match: {model: tiny.en}, set: {decode: {beam_size: 2}}}]\n")
+    assert problems == ["x.yaml: entries[0].set.decode.beam_size: grid.decode.beam_size chooses it; match on "
+                        "decode.beam_size instead of setting it"]
+
+
+def test_resolved_lists_axes_and_their_roles(tmp_path):
+    """The manifest lists every axis with its values and, per backend, which vary in-container."""
+    exp = _load(tmp_path, BASE + "grid: {decode.beam_size: [1, 5], decode.threads: [1, 2]}\n")
+    assert exp.resolved["axes"]["decode.beam_size"] == [1, 5] and exp.resolved["grid"]["decode.threads"] == [1, 2]
+    roles = exp.resolved["axis_roles"]["faster-whisper"]
+    assert roles["in_container"] == ["dataset", "decode.beam_size"]
+    assert "decode.threads" in roles["per_group"] and "decode.beam_size" not in roles["per_group"]
+    assert [g.decode["threads"] for g in exp.groups] == [1, 2]
+    assert all([c.decode for c in g.conditions] == [{}, {"beam_size": 5}] for g in exp.groups)

@@ -13,7 +13,7 @@ from helpers import write_tone
 
 from runner import execute, plan, tables
 from runner.experiment import Condition
-from runner.spec import build_run_spec
+from runner.spec import Settings, TelemetrySettings, build_run_spec
 from runner.telemetry.base import NullSampler
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "group_raw"
@@ -28,9 +28,9 @@ def _spec(tmp_path: Path, out: str = "run"):
     for uid in ("a", "b"):
         write_tone(tmp_path / "d" / f"{uid}.wav")
         (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
-    return build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
-                          data=str(tmp_path / "d"), out=str(tmp_path / out), models_dir=tmp_path / "models",
-                          telemetry="none")
+    settings = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
+                        dataset=str(tmp_path / "d"), telemetry=TelemetrySettings(sampler="none"))
+    return build_run_spec(settings, out=str(tmp_path / out), models_dir=tmp_path / "models")
 
 
 def test_a_run_is_a_plan_of_one_group_writing_into_its_own_folder(tmp_path):

@@ -93,8 +93,8 @@ def test_the_makefile_is_x86_without_a_release_file(tmp_path):
 
 def test_the_makefile_passes_only_what_the_user_set():
     """Issue 10: one default for each setting, the runner's; `make run` adds --device, --image, --model and
-    --quant only when DEVICE, IMAGE, MODEL and QUANT are given (its DEVICE default once differed from the CLI's)."""
-    assert make_variable("RUN_FLAGS").split() == ["--backend", "faster-whisper", "--data", "data/default"]
+    --quant (and --data) only when DEVICE, IMAGE, MODEL and QUANT (DATA) are given (its DEVICE default once differed from the CLI's)."""
+    assert make_variable("RUN_FLAGS").split() == ["--backend", "faster-whisper"]
     flags = make_variable("RUN_FLAGS", DEVICE="cuda", IMAGE="my/image:1", MODEL="base", QUANT="fp16").split()
     for option, value in (("--device", "cuda"), ("--image", "my/image:1"), ("--model", "base"), ("--quant", "fp16")):
         assert flags[flags.index(option) + 1] == value
@@ -103,27 +103,26 @@ def test_the_makefile_passes_only_what_the_user_set():
 
 @pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
 def test_run_without_an_image_takes_the_boards_variant(tmp_path, root, monkeypatch, name, platform):
-    from runner.spec import build_run_spec
+    from dataclasses import replace
+
+    from runner.spec import Settings, build_run_spec
 
     monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / name)
-    spec = build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
-                          data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path,
-                          allow_download=True)
+    medium = Settings(model="medium", quant="int8", dataset=str(root / "data" / "default"))
+    spec = build_run_spec(medium, out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
     assert spec.image == f"edgeasr/faster-whisper:{platform}"
-    named = build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
-                           data=str(root / "data" / "default"), out=str(tmp_path / "o2"), models_dir=tmp_path,
-                           allow_download=True, image="my/image:1")
+    named = build_run_spec(replace(medium, image="my/image:1"), out=str(tmp_path / "o2"), models_dir=tmp_path,
+                           allow_download=True)
     assert named.image == "my/image:1"
 
 
 def test_run_on_a_jetson_release_without_a_variant_says_so_with_the_fix(tmp_path, root, monkeypatch):
-    from runner.spec import build_run_spec
+    from runner.spec import Settings, build_run_spec
 
     monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
     with pytest.raises(UserError, match=r"R32\.7\.4.*--image"):
-        build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
-                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path,
-                       allow_download=True)
+        build_run_spec(Settings(model="medium", quant="int8", dataset=str(root / "data" / "default")),
+                       out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
 
 
 @pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
@@ -208,13 +207,13 @@ def test_the_host_facts_read_the_platform_from_one_place(monkeypatch):
 def test_gpu_selection_and_the_gpus_check_ask_the_platform(tmp_path, root, monkeypatch):
     """On a Jetson (fake release file) a CUDA run names no GPUs (one iGPU) and --gpus is refused with the fix;
     elsewhere the run's GPUs default to GPU 0."""
-    from runner.spec import build_run_spec, resolve_gpus
+    from runner.spec import Settings, build_run_spec, resolve_gpus
 
     monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r36.4.0")
     assert resolve_gpus(None, "cuda", env={}) is None
     with pytest.raises(UserError, match="does not apply on a Jetson"):
-        build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cuda", gpus="0",
-                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path,
+        build_run_spec(Settings(backend="faster-whisper", model="medium", quant="int8", device="cuda", gpus="0",
+                                dataset=str(root / "data" / "default")), out=str(tmp_path / "o"), models_dir=tmp_path,
                        allow_download=True)
     monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", tmp_path / "absent")
     assert resolve_gpus(None, "cuda", env={}) == ("0",)

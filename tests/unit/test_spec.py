@@ -4,7 +4,7 @@ import pytest
 from helpers import write_tone
 
 from runner.errors import UserError
-from runner.spec import build_run_spec
+from runner.spec import DecodeSettings, Settings, build_run_spec
 
 
 def _models(tmp_path):
@@ -17,8 +17,8 @@ def _models(tmp_path):
 
 def test_all_problems_reported_together(tmp_path):
     with pytest.raises(UserError) as exc:
-        build_run_spec(backend="nemo", model="nope", quant="int8", device="cpu", data=str(tmp_path / "x"),
-                       out=str(tmp_path / "o"), models_dir=tmp_path, beam_size=0)
+        build_run_spec(Settings(backend="nemo", model="nope", quant="int8", dataset=str(tmp_path / "x"),
+                                decode=DecodeSettings(beam_size=0)), out=str(tmp_path / "o"), models_dir=tmp_path)
     text = str(exc.value)
     assert text.startswith("4 problems")
     for fragment in ("--backend 'nemo' is unknown", "--model: unknown model 'nope'",
@@ -28,27 +28,26 @@ def test_all_problems_reported_together(tmp_path):
 
 def test_fp16_on_cpu_refused(tmp_path, root):
     with pytest.raises(UserError, match="quant 'fp16' cannot run with ctranslate2 on cpu; cpu supports: fp32, int8"):
-        build_run_spec(backend="faster-whisper", model="tiny.en", quant="fp16", device="cpu",
-                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=_models(tmp_path))
+        build_run_spec(Settings(model="tiny.en", quant="fp16", dataset=str(root / "data" / "default")),
+                       out=str(tmp_path / "o"), models_dir=_models(tmp_path))
 
 
 def test_packaged_model_not_installed_says_make_models(tmp_path, root):
     with pytest.raises(UserError, match="not installed.*make models"):
-        build_run_spec(backend="faster-whisper", model="base", quant="int8", device="cpu",
-                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path)
+        build_run_spec(Settings(model="base", quant="int8", dataset=str(root / "data" / "default")),
+                       out=str(tmp_path / "o"), models_dir=tmp_path)
 
 
 def test_hub_name_allowed_only_with_download(tmp_path, root):
-    spec = build_run_spec(backend="faster-whisper", model="medium", quant="int8", device="cpu",
-                          data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=tmp_path,
-                          allow_download=True)
+    spec = build_run_spec(Settings(model="medium", quant="int8", dataset=str(root / "data" / "default")),
+                          out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
     assert spec.model.source == "hub" and spec.model.container_path == "medium" and spec.model.host_dir is None
 
 
 def test_resolved_spec(tmp_path, root):
     write_tone(tmp_path / "d" / "a.wav")
-    spec = build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
-                          data=str(tmp_path / "d"), out=str(tmp_path / "o"), models_dir=_models(tmp_path), threads=None)
+    spec = build_run_spec(Settings(model="tiny.en", quant="int8", dataset=str(tmp_path / "d")),
+                          out=str(tmp_path / "o"), models_dir=_models(tmp_path))
     assert spec.backend_quant == "int8" and spec.decode.threads >= 1 and spec.decode.temperature == 0.0
     assert spec.model.container_path == "/models/tiny.en"
 
@@ -57,8 +56,8 @@ def test_existing_run_folder_is_not_overwritten(tmp_path, root):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "summary.json").write_text("{}")
     with pytest.raises(UserError, match="already holds a run"):
-        build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
-                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=_models(tmp_path))
+        build_run_spec(Settings(model="tiny.en", quant="int8", dataset=str(root / "data" / "default")),
+                       out=str(tmp_path / "o"), models_dir=_models(tmp_path))
 
 
 def test_cuda_run_gets_its_gpus_by_id_never_all(monkeypatch):
@@ -105,5 +104,5 @@ def test_docker_engine_requests_the_runs_gpus_by_id(tmp_path):
 
 def test_gpus_on_a_cpu_run_is_refused(tmp_path, root):
     with pytest.raises(UserError, match="--gpus '1' applies to CUDA runs; this run is on cpu"):
-        build_run_spec(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu", gpus="1",
-                       data=str(root / "data" / "default"), out=str(tmp_path / "o"), models_dir=_models(tmp_path))
+        build_run_spec(Settings(model="tiny.en", quant="int8", gpus="1", dataset=str(root / "data" / "default")),
+                       out=str(tmp_path / "o"), models_dir=_models(tmp_path))

@@ -1,0 +1,211 @@
+"""Expand a checked experiment into containers (groups) and their conditions.
+
+The grid's axes are crossed in order: backend, model, quant, device, dataset, image, then each dotted axis in
+file order. Each grid point takes the defaults, then every entry that matches it, then its own axis values.
+Points whose container settings agree share a group: one container loads the model once and runs all the
+group's conditions. An axis that the point's backend can vary inside one loaded model (its table row's
+``in_container``, e.g. ``decode.beam_size``) does not split groups: the group's decode takes the axis' first
+value and each condition carries its ``decode`` overrides. Dataset, limit, noise and repeats are always
+conditions of one group. Conditions are ordered by dataset, then the in-container axis values (grid order),
+then clean, then each noise type by SNR descending, then repeat.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import settings as st
+from ..launch import backends
+from ..quant import quant_problem
+from .check import BAD, Checker, CheckedFile
+
+GROUP_KEYS = ("backend", "model", "quant", "device", "image", "decode", "warmup", "timeout_s", "mem_limit",
+              "telemetry", "gpus")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One (dataset, in-container decode values, noise level, repeat) inside a group.
+
+    Fields that do not apply keep their defaults (noise_files only for "file", babble_talkers only for
+    "babble"), so a condition's settings, and any key made from them, change only when something that affects
+    its audio or its decoding changes.
+    """
+
+    dataset: str  # resolved absolute path
+    noise_type: str  # "clean" | white | pink | brown | babble | file
+    snr_db: float | None
+    repeat: int  # 0-based
+    noise_files: str | None = None  # absolute folder path, for "file"
+    babble_talkers: int = 4
+    limit: int | None = None  # only the first N utterances of the dataset
+    audio_roots: tuple[str, ...] = ()  # trusted folders besides the dataset's own (absolute paths)
+    #: This condition's decode settings where they differ from its group's (in-container axes); {}: none.
+    decode: dict = field(default_factory=dict)
+    #: Every grid axis' value at this point (dotted path -> value), for tables and figures; not identity.
+    axes: dict = field(default_factory=dict, compare=False)
+
+    def settings(self) -> dict[str, Any]:
+        """The JSON a condition key is made from; keys of sweeps made before a field existed stay the same."""
+        out = asdict(self)
+        out.pop("axes")
+        if not self.audio_roots:
+            out.pop("audio_roots")
+        if not self.decode:
+            out.pop("decode")
+        return out
+
+
+@dataclass(frozen=True)
+class Group:
+    """One container: the model is loaded once for all its conditions."""
+
+    backend: str
+    model: str  # a name (installable or hub) or an absolute model folder path
+    quant: str
+    device: str
+    image: str | None  # None: the backend's default image
+    decode: dict  # beam_size, temperature, language, threads, batch_size (+ fields that differ from default)
+    warmup: int
+    timeout_s: float | None
+    mem_limit: str | None
+    telemetry: dict  # sampler, interval_ms, baseline_s, baseline_w (+ fields that differ from default)
+    gpus: str | None  # comma-separated NVML indices or UUIDs; None: the default (see spec.resolve_gpus)
+    conditions: tuple[Condition, ...]
+    #: The container's full settings (its first condition's dataset, limit and noise; decode at the group's
+    #: values): what build_run_spec takes for this group.
+    spec_settings: st.Settings = field(default_factory=st.Settings)
+
+    def settings(self) -> dict[str, Any]:
+        """The resolved container settings (JSON-able): with a condition's settings, a stable condition key.
+        An unset ``gpus`` is left out, so that results from before it existed keep their keys."""
+        return {k: copy.deepcopy(getattr(self, k)) for k in GROUP_KEYS if not (k == "gpus" and self.gpus is None)}
+
+
+def group_dict(s: st.Settings) -> dict[str, Any]:
+    """A group's settings as the dict its key is made from (decode and telemetry as settings.section_dict)."""
+    out = {k: getattr(s, k) for k in GROUP_KEYS}
+    out["decode"] = st.section_dict(s, "decode")
+    out["telemetry"] = st.section_dict(s, "telemetry")
+    return out
+
+
+def in_container_axes(backend: str, grid: dict[str, list]) -> list[str]:
+    """The grid's dotted axes this backend varies inside one loaded model (decode settings its row lists)."""
+    row = backends.BACKENDS[backend]
+    return [p for p in grid if p.startswith("decode.") and p in row.in_container]
+
+
+def _matches(match: dict, point: dict) -> bool:
+    return all(values is not BAD and point.get(key) in values for key, values in match.items())
+
+
+def _point_label(point: dict) -> str:
+    keys = ("backend", "model", "quant", "device", "image")
+    return "grid point (" + ", ".join(f"{k}={point[k]}" for k in keys if k in point) + ")"
+
+
+def expand(ck: Checker, checked: CheckedFile) -> tuple[list[Group], list[dict]]:
+    """Every grid point's conditions in its group; problems (a point the device cannot run, no noise levels)
+    go to ``ck``."""
+    paths = list(checked.grid)
+    groups: dict[str, dict] = {}
+    excluded: list[dict] = []
+    for values in itertools.product(*(checked.grid[p] for p in paths)):
+        point = dict(zip(paths, values))
+        _expand_point(ck, checked, point, groups, excluded)
+    built = [Group(**{k: g["dict"][k] for k in GROUP_KEYS}, conditions=tuple(g["conditions"]),
+                   spec_settings=g["spec"]) for g in groups.values()]
+    return built, excluded
+
+
+def _expand_point(ck: Checker, checked: CheckedFile, point: dict, groups: dict[str, dict],
+                  excluded: list[dict]) -> None:
+    """Exclude, check, merge and add one grid point's conditions to its group."""
+    for match, reason in checked.exclusions:
+        if _matches(match, point):
+            excluded.append({**point, "reason": reason})
+            return
+    be = backends.BACKENDS[point["backend"]]
+    label = _point_label(point)
+    if point["device"] not in be.devices:
+        ck.add(label, f"backend {be.name} does not run on {point['device']}; it runs on {', '.join(be.devices)} "
+                      "(remove it from the grid, or exclude it with a reason)")
+        return
+    problem = quant_problem(be.library, point["device"], point["quant"])
+    if problem:
+        ck.add(label, f"{problem} (remove it from the grid, or exclude it with a reason)")
+        return
+    s = checked.defaults
+    noise_from = "defaults.noise"
+    for entry in checked.entries:
+        if _matches(entry.match, point):
+            for path, value in entry.assignments:
+                s = st.apply(s, path, value, root=ck.root)
+            if any(p.startswith("noise.") for p, _ in entry.assignments):
+                noise_from = f"entries[{entry.index}].set.noise"
+    for path, value in point.items():
+        s = st.apply(s, path, value, root=ck.root)
+    if not ck.noise_levels(s.noise, noise_from):
+        return
+    group_s = s
+    overrides: dict[str, Any] = {}
+    for path in in_container_axes(be.name, checked.grid):
+        first = checked.grid[path][0]
+        if st.get(s, path) != first:
+            overrides[path.split(".", 1)[1]] = st.get(s, path)
+        group_s = st.apply(group_s, path, first)
+    gdict = group_dict(group_s)
+    key = json.dumps(gdict, sort_keys=True)
+    group = groups.setdefault(key, {"dict": gdict, "spec": group_s, "conditions": []})
+    noise = s.noise
+    levels: list[tuple[str, float | None]] = [("clean", None)] if noise.clean else []
+    for kind in noise.types:
+        levels += [(kind, float(snr)) for snr in sorted(noise.snr_db, reverse=True)]
+    for kind, snr in levels:
+        for repeat in range(s.repeats):
+            group["conditions"].append(Condition(
+                dataset=s.dataset, noise_type=kind, snr_db=snr, repeat=repeat,
+                noise_files=noise.files if kind == "file" else None,
+                babble_talkers=noise.babble_talkers if kind == "babble" else 4,
+                limit=s.limit, audio_roots=tuple(s.audio_roots), decode=dict(overrides), axes=dict(point)))
+
+
+def axis_roles(checked: CheckedFile) -> dict[str, dict[str, list[str]]]:
+    """Per backend in the grid: which axes stay inside one container and which make new containers."""
+    out = {}
+    for backend in checked.grid.get("backend", []):
+        inside = ["dataset", *in_container_axes(backend, checked.grid)]
+        if "limit" in checked.grid:
+            inside.append("limit")
+        out[backend] = {"in_container": inside, "per_group": [p for p in checked.grid if p not in inside]}
+    return out
+
+
+def resolved_json(checked: CheckedFile, file: Path, root: Path, groups: list[Group], excluded: list[dict]
+                  ) -> dict[str, Any]:
+    """The experiment as resolved (JSON-able), for the sweep manifest."""
+    grid = {checked.grid_keys.get(p, f"{p}s"): v for p, v in checked.grid.items()}
+    resolved = {
+        "name": checked.name,
+        "description": checked.description,
+        "file": str(file),
+        "root": str(root),
+        "defaults": st.to_dict(checked.defaults),
+        "grid": grid,
+        "axes": dict(checked.grid),
+        "axis_roles": axis_roles(checked),
+        "entries": [{"match": e.match, "set": e.written} for e in checked.entries],
+        "exclude": [{**m, "reason": r} for m, r in checked.exclusions],
+        "excluded": excluded,
+        "groups": [{**g.settings(), "conditions": [c.settings() for c in g.conditions]} for g in groups],
+        "counts": {"groups": len(groups), "conditions": sum(len(g.conditions) for g in groups),
+                   "excluded": len(excluded)},
+    }
+    json.dumps(resolved)  # a bug, not a user error, if this fails: the manifest must be JSON
+    return resolved

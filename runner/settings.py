@@ -1,0 +1,524 @@
+"""The settings model: every run and sweep setting, its default, its check, its unit and its CLI flag, once.
+
+The frozen dataclasses below are the only place a default or a field check lives. The CLI's options
+(``edgeasr run``), the experiment loader (``experiments/*.yaml``), the sweep grid and ``build_run_spec``
+all read the field metadata here. A check is told where its value came from (a label), so the message names
+that origin: ``--beam-size must be at least 1, got 0`` for a flag, ``smoke.yaml: defaults.decode.beam_size:
+expected an integer >= 1, got 0`` for a file.
+
+Settings are addressed by dotted paths (``decode.beam_size``, ``warmup``); ``apply`` sets one path with its
+check, ``problems`` checks a whole Settings. Checks here need no file system beyond a folder's existence
+(given a root); resolving models and datasets stays with the spec and the experiment loader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import math
+import re
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .launch import backends as _backends
+from .platforms import default_device
+from .quant import QUANTS
+from .telemetry.registry import SAMPLER_NAMES
+
+DEVICE_CHOICES = ("cpu", "cuda", "auto")  # auto: cuda when an NVIDIA driver node exists, else cpu
+NOISE_TYPES = ("white", "pink", "brown", "babble", "file")
+SAMPLER_CHOICES = ("auto", *SAMPLER_NAMES)
+# A memory size as spec.parse_mem_limit reads it (the engine gets bytes): 4g, 512m, 1.5G, 2000000.
+_MEM_RE = re.compile(r"^\s*\d+(?:\.\d+)?\s*[kmgt]?i?b?\s*$", re.IGNORECASE)
+
+
+# --- field metadata ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One setting's check and documentation (the field's metadata ``rule``).
+
+    kind: int | number | str | bool | choice | backend | mem | gpus | folder | list (of ``item``).
+    A number's range is ``ge`` / ``gt``; ``null`` admits None. ``flag`` is its ``edgeasr run`` option,
+    ``dest`` the argparse attribute when it differs from the flag's. ``default_text`` replaces the default in
+    the help where the value alone says too little (None meaning "the backend's").
+    """
+
+    kind: str
+    help: str
+    unit: str = ""
+    ge: float | None = None
+    gt: float | None = None
+    null: bool = False
+    choices: tuple[str, ...] = ()
+    what: str = ""  # a choice's noun in messages: "a quant"
+    item: "Rule | None" = None  # kind "list": each item's rule
+    flag: str | None = None
+    default_text: str | None = None
+    axis: str | None = None  # why this setting cannot be a sweep axis (None: it can)
+
+
+def setting(default: Any, **rule: Any) -> Any:
+    """A dataclass field carrying its Rule; a mutable-looking default (tuple) is fine, frozen."""
+    return field(default=default, metadata={"rule": Rule(**rule)})
+
+
+def _nested(cls: type) -> Any:
+    return field(default_factory=cls, metadata={"nested": True})
+
+
+_NOISE_AXIS = ("noise levels are set by `noise:` (types, snr_db, clean; in defaults or an entry's set), and every "
+               "level already runs in one container")
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Decoding options passed to the backend; temperature 0 keeps decoding deterministic."""
+
+    beam_size: int = setting(5, kind="int", ge=1, flag="--beam-size", help="beam width (1: greedy decoding)")
+    temperature: float = setting(0.0, kind="number", ge=0, flag="--temperature",
+                                 help="sampling temperature (0: deterministic)")
+    language: str | None = setting(None, kind="str", null=True, flag="--language", help="language code",
+                                   default_text="the model detects it")
+    threads: int | None = setting(None, kind="int", ge=0, null=True, flag="--threads",
+                                  help="CPU threads for the backend", default_text="all cores")
+    batch_size: int = setting(1, kind="int", ge=1, flag="--batch-size",
+                              help="1: sequential; N: the backend's batched decoding (faster-whisper/whisperx: "
+                                   "batched pipeline over VAD segments; transformers: N utterances per batch)")
+    align: bool = setting(False, kind="bool", flag="--align",
+                          help="whisperx word alignment (needs its model downloaded)")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    """Which power sampler, how often, and how the idle baseline is obtained."""
+
+    sampler: str = setting("auto", kind="choice", choices=SAMPLER_CHOICES, what="a telemetry sampler",
+                           flag="--telemetry", help="power sampler: " + " | ".join(SAMPLER_CHOICES))
+    interval_ms: int = setting(100, kind="int", gt=0, unit="ms", flag="--interval-ms", help="sampling interval")
+    baseline_s: float = setting(5.0, kind="number", ge=0, unit="s", flag="--baseline-s",
+                                help="idle seconds measured before the run")
+    baseline_w: float | None = setting(None, kind="number", ge=0, null=True, unit="W", flag="--baseline-w",
+                                       help="use this idle power instead of measuring it", default_text="measured")
+    loaded_idle_s: float = setting(2.0, kind="number", ge=0, unit="s", flag="--loaded-idle-s",
+                                   help="seconds the loaded, warmed-up model sits idle before transcribing, to "
+                                        "measure its idle power beside the host baseline (0 skips it)")
+    cooldown_max_s: float = setting(30.0, kind="number", ge=0, unit="s",
+                                    help="sweeps: the longest wait for power to settle before the next baseline")
+    cooldown_tolerance: float = setting(0.1, kind="number", ge=0,
+                                        help="sweeps: power has settled when back within this share of the "
+                                             "previous baseline")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    """Noise levels a sweep mixes into the audio: clean (when ``clean``), then every type at every SNR."""
+
+    types: tuple[str, ...] = setting((), kind="list", axis=_NOISE_AXIS, help="noise types",
+                                     item=Rule(kind="choice", choices=NOISE_TYPES, what="a noise type", help=""))
+    snr_db: tuple[float, ...] = setting((), kind="list", axis=_NOISE_AXIS, unit="dB", help="SNR levels",
+                                        item=Rule(kind="number", help="", unit="dB"))
+    clean: bool = setting(True, kind="bool", axis=_NOISE_AXIS, help="also run the clean audio")
+    files: str | None = setting(None, kind="folder", null=True, axis=_NOISE_AXIS,
+                                help="a folder of noise recordings (for type file)")
+    babble_talkers: int = setting(4, kind="int", ge=1, axis=_NOISE_AXIS, help="talkers mixed for babble")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one run (or one sweep grid point) is configured by; YAML keys are these names.
+
+    Field order is the order experiment-file messages list the keys in.
+    """
+
+    backend: str = setting("faster-whisper", kind="backend", flag="--backend", help="backend name")
+    model: str | None = setting(None, kind="str", null=True, flag="--model",
+                                help="installed short name, model folder, or hub name", default_text="the backend's")
+    quant: str | None = setting(None, kind="choice", choices=QUANTS, what="a quant", null=True, flag="--quant",
+                                help=" | ".join(QUANTS), default_text="the backend's")
+    device: str = setting(default_device(), kind="choice", choices=DEVICE_CHOICES, what="a device", flag="--device",
+                          help=" | ".join(DEVICE_CHOICES) + " (auto: cuda where an NVIDIA driver is present)",
+                          default_text="cpu; cuda on a Jetson")
+    dataset: str = setting("data/default", kind="str", flag="--data", help="dataset folder or manifest")
+    image: str | None = setting(None, kind="str", null=True, flag="--image",
+                                help="use this image instead of the backend's image for this platform (:latest; "
+                                     ":jetson-r35 / :jetson-r36 on a Jetson, runner/platforms.py)",
+                                default_text="the backend's for this platform")
+    limit: int | None = setting(None, kind="int", ge=1, null=True, flag="--limit",
+                                help="only the first N utterances of the dataset", default_text="all")
+    decode: DecodeSettings = _nested(DecodeSettings)
+    warmup: int = setting(1, kind="int", ge=0, flag="--warmup", help="untimed warm-up passes before timing")
+    repeats: int = setting(1, kind="int", ge=1, flag="--repeats", help="times the dataset is transcribed",
+                           axis="set defaults.repeats (every repeat already runs in one container)")
+    noise: NoiseSettings = _nested(NoiseSettings)
+    telemetry: TelemetrySettings = _nested(TelemetrySettings)
+    timeout_s: float | None = setting(None, kind="number", gt=0, null=True, unit="s", flag="--timeout",
+                                      help="kill the container after this many seconds", default_text="no limit")
+    mem_limit: str | None = setting(None, kind="mem", null=True, flag="--mem-limit",
+                                    help="container memory limit, e.g. 4g", default_text="3/4 of the host's memory")
+    audio_roots: tuple[str, ...] = setting((), kind="list", flag="--audio-root",
+                                           item=Rule(kind="folder", help=""),
+                                           axis="a list of trusted folders; set defaults.audio_roots",
+                                           help="a trusted folder audio may come from besides the dataset's own "
+                                                "(repeatable; for manifests with absolute paths elsewhere); "
+                                                "system folders are never allowed", default_text="none")
+    gpus: str | None = setting(None, kind="gpus", null=True, flag="--gpus",
+                               help="CUDA runs: the GPUs to use, NVML indices or UUIDs, comma-separated; the "
+                                    "container gets exactly these and NVML measures them",
+                               default_text="$CUDA_VISIBLE_DEVICES, else 0")
+
+
+# --- paths ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One setting as addressed by its dotted path."""
+
+    path: str  # "decode.beam_size"
+    rule: Rule
+    default: Any
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+
+def sections(cls: type = Settings) -> dict[str, type]:
+    """The nested settings (``decode``, ``noise``, ``telemetry``) and their classes."""
+    return {f.name: f.default_factory for f in fields(cls) if f.metadata.get("nested")}  # type: ignore[misc]
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    """The YAML keys of one settings class, in order."""
+    return tuple(f.name for f in fields(cls))
+
+
+def leaves(cls: type = Settings, prefix: str = "") -> Iterator[Leaf]:
+    """Every setting with a value of its own, in field order (nested ones under their section)."""
+    for f in fields(cls):
+        if f.metadata.get("nested"):
+            yield from leaves(f.default_factory, f"{prefix}{f.name}.")  # type: ignore[misc]
+        else:
+            yield Leaf(f"{prefix}{f.name}", f.metadata["rule"], f.default)
+
+
+LEAVES: dict[str, Leaf] = {leaf.path: leaf for leaf in leaves()}
+
+
+def leaf(path: str) -> Leaf:
+    try:
+        return LEAVES[path]
+    except KeyError:
+        raise KeyError(f"no setting {path!r}") from None
+
+
+def closest(path: str) -> str | None:
+    """The setting path a mistyped one most likely meant."""
+    close = difflib.get_close_matches(path, list(LEAVES), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def get(settings: Any, path: str) -> Any:
+    value = settings
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _replace_path(settings: Any, path: str, value: Any) -> Any:
+    head, _, rest = path.partition(".")
+    if rest:
+        return replace(settings, **{head: _replace_path(getattr(settings, head), rest, value)})
+    return replace(settings, **{head: value})
+
+
+def cli_label(path: str) -> str:
+    """How ``edgeasr run`` names a setting: its flag, else its dotted path."""
+    return leaf(path).rule.flag or path if path in LEAVES else path
+
+
+# --- checks -----------------------------------------------------------------------------------------------
+
+
+def show(value: Any) -> str:
+    """A value as a message quotes it (YAML's spelling for null and booleans)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return repr(value)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one value, phrased for a file key (``file``) and after a CLI flag (``cli``)."""
+
+    file: str
+    cli: str
+    suffix: str = ""  # "[1]": the list item it is about
+
+    def at(self, label: str) -> str:
+        """The message for the origin ``label``: a flag (``--beam-size``) or a key path (``x.yaml: grid.a``)."""
+        if label.startswith("-"):
+            return f"{label}{self.suffix} {self.cli}"
+        return f"{label}{self.suffix}: {self.file}"
+
+
+class SettingError(ValueError):
+    """A value failed its check; ``problems`` say why (see ``Problem.at``)."""
+
+    def __init__(self, problems: list[Problem], partial: Any = None):
+        super().__init__("; ".join(p.file for p in problems))
+        self.problems = problems
+        self.partial = partial  # a list's good items (None: nothing usable), so later checks still see them
+
+    def messages(self, label: str) -> list[str]:
+        return [p.at(label) for p in self.problems]
+
+
+def _range_text(rule: Rule) -> tuple[str, str]:
+    """(file wording, CLI wording) of a number's range: ('>= 1', 'at least 1')."""
+    if rule.ge is not None:
+        return f" >= {rule.ge:g}", (f"at least {rule.ge:g}" if rule.ge >= 1 else f">= {rule.ge:g}")
+    if rule.gt is not None:
+        return f" > {rule.gt:g}", ("positive" if rule.gt == 0 else f"> {rule.gt:g}")
+    return "", ""
+
+
+def _check(rule: Rule, value: Any, root: Path | None) -> Any:
+    """The normalised value, or SettingError. Numbers that are not integers become floats, so that 0 and 0.0
+    are one setting (and one sweep group)."""
+    if value is None and rule.null:
+        return None
+    kind = rule.kind
+    if kind in ("int", "number"):
+        integer = kind == "int"
+        rng, cli_rng = _range_text(rule)
+        want = ("an integer" if integer else "a number") + rng + (" or null" if rule.null else "")
+        ok_type = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(value):
+            raise SettingError([Problem(f"expected {want}, got {show(value)}", f"must be {want}, got {show(value)}")])
+        if (rule.ge is not None and value < rule.ge) or (rule.gt is not None and value <= rule.gt):
+            raise SettingError([Problem(f"expected {want}, got {show(value)}", f"must be {cli_rng}, got {value}")])
+        return value if integer else float(value)
+    if kind == "str":
+        if not isinstance(value, str) or not value.strip():
+            want = f"a non-empty string{' or null' if rule.null else ''}"
+            raise SettingError([Problem(f"expected {want}, got {show(value)}", f"must be {want}, got {show(value)}")])
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise SettingError([Problem(f"expected true or false, got {show(value)}",
+                                        f"must be true or false, got {show(value)}")])
+        return value
+    if kind == "choice":
+        if not isinstance(value, str) or value not in rule.choices:
+            raise SettingError([Problem(f"{show(value)} is not {rule.what}; allowed: {', '.join(rule.choices)}",
+                                        f"{show(value)} is unknown; choose one of {', '.join(rule.choices)}")])
+        return value
+    if kind == "backend":
+        reason = _backends.unavailable_reason(value) if isinstance(value, str) else None
+        if reason:
+            raise SettingError([Problem(f"backend {value} is not available: {reason}",
+                                        f"{value} is not available: {reason}")])
+        if not isinstance(value, str) or value not in _backends.BACKENDS:
+            names = ", ".join(_backends.BACKENDS)
+            raise SettingError([Problem(f"{show(value)} is not a backend; allowed: {names}",
+                                        f"{show(value)} is unknown; known backends: {', '.join(sorted(_backends.BACKENDS))}")])
+        return value
+    if kind == "mem":
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return str(value)
+        if not isinstance(value, str) or not _MEM_RE.match(value.strip()):
+            text = f"expected a memory size such as '512m' or '4g' (units b, k, m, g) or null, got {show(value)}"
+            raise SettingError([Problem(text, f"{show(value)} is not a size; use a number with k, m or g, e.g. 4g "
+                                              "or 512m")])
+        return value.strip()
+    if kind == "gpus":
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, str):
+            items = [v for v in value.split(",")]
+        if not items or not all(isinstance(v, (str, int)) and not isinstance(v, bool) and str(v).strip()
+                                for v in items):
+            text = f"expected a GPU index or UUID, or a list of them (e.g. 0, [0, 1], 'GPU-...'), got {show(value)}"
+            raise SettingError([Problem(text, f"{show(value)} is not a list of GPU indices or UUIDs (e.g. 0,1)")])
+        return ",".join(str(v).strip() for v in items)
+    if kind == "folder":
+        if not isinstance(value, str) or not value.strip():
+            raise SettingError([Problem(f"expected a non-empty string, got {show(value)}",
+                                        f"must be a folder, got {show(value)}")])
+        if root is None:
+            return value
+        p = Path(value).expanduser()
+        p = (p if p.is_absolute() else root / p).resolve()
+        if not p.is_dir():
+            raise SettingError([Problem(f"{value!r} is not a folder (looked for {p})",
+                                        f"{value!r} is not a folder (looked for {p})")])
+        return str(p)
+    if kind == "list":
+        assert rule.item is not None
+        if not isinstance(value, (list, tuple)):
+            what = rule.help if rule.item.kind != "number" else f"numbers ({rule.unit})"
+            raise SettingError([Problem(f"expected a list of {what}, got {show(value)}",
+                                        f"must be a list of {what}, got {show(value)}")])
+        out: list = []
+        problems: list[Problem] = []
+        for i, item in enumerate(value):
+            try:
+                good = _check(rule.item, item, root)
+            except SettingError as exc:
+                problems += [replace(p, suffix=f"[{i}]") for p in exc.problems]
+                continue
+            if good in out:
+                text = f"{show(item)} is repeated; each value may appear once"
+                problems.append(Problem(text, text, f"[{i}]"))
+                continue
+            out.append(good)
+        if problems:
+            raise SettingError(problems, partial=tuple(out))
+        return tuple(out)
+    raise AssertionError(kind)
+
+
+def check(path: str, value: Any, *, root: Path | None = None) -> Any:
+    """One setting's value, checked and normalised; SettingError says why not.
+
+    ``root``: where relative folders start (experiment files); None leaves folders as given (the CLI: the
+    run resolves them)."""
+    return _check(leaf(path).rule, value, root)
+
+
+def apply(settings: Settings, path: str, value: Any, *, root: Path | None = None) -> Settings:
+    """``settings`` with ``path`` set to ``value`` after its check (SettingError: unchanged, and why).
+
+    The one way the CLI, the experiment loader and the grid set a setting."""
+    return _replace_path(settings, path, check(path, value, root=root))
+
+
+def problems(settings: Settings, where: Callable[[str], str] = cli_label) -> list[str]:
+    """Every field of a Settings that fails its check, each named by ``where(path)``."""
+    out: list[str] = []
+    for lf in LEAVES.values():
+        try:
+            _check(lf.rule, get(settings, lf.path), None)
+        except SettingError as exc:
+            out += exc.messages(where(lf.path))
+    return out
+
+
+def sweep_axis_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a dotted grid axis (None: it can)."""
+    if path not in LEAVES:
+        return None
+    lf = LEAVES[path]
+    if lf.rule.axis:
+        return lf.rule.axis
+    return None
+
+
+# --- the legacy dictionaries that sweep result keys are made from ----------------------------------------------
+
+#: The keys each section's dict had when sweep result keys were first made from it; a field added since appears
+#: only when it differs from its default, so the keys of earlier results stay the same.
+KEYED_FIELDS = {
+    "decode": ("beam_size", "temperature", "language", "threads", "batch_size"),
+    "telemetry": ("sampler", "interval_ms", "baseline_s", "baseline_w"),
+}
+
+
+def section_dict(settings: Any, name: str) -> dict[str, Any]:
+    """``decode`` or ``telemetry`` as the dict a sweep group's settings carry (see KEYED_FIELDS)."""
+    obj = getattr(settings, name) if isinstance(settings, Settings) else settings
+    keyed = KEYED_FIELDS[name]
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in keyed or value != f.default:
+            out[f.name] = value
+    return out
+
+
+def to_dict(settings: Any) -> dict[str, Any]:
+    """A Settings as the nested, JSON-able mapping an experiment file would write (tuples as lists)."""
+    out: dict[str, Any] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if is_dataclass(value):
+            out[f.name] = to_dict(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+# --- the command line -------------------------------------------------------------------------------------
+
+
+def _dest(rule: Rule) -> str:
+    assert rule.flag is not None
+    return rule.flag.lstrip("-").replace("-", "_")
+
+
+def default_text(lf: Leaf) -> str:
+    """The default as the help states it: '5', '100 ms', "the backend's"."""
+    if lf.rule.default_text is not None:
+        return lf.rule.default_text
+    value = lf.default
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    return f"{text} {lf.rule.unit}" if lf.rule.unit else text
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """One option per setting that has a flag, from its metadata; every default is None (a flag not given
+    leaves the setting's own default), and the help states the default and unit."""
+    for lf in LEAVES.values():
+        rule = lf.rule
+        if rule.flag is None:
+            continue
+        help_text = f"{rule.help} (default: {default_text(lf)})"
+        if rule.kind == "bool":
+            p.add_argument(rule.flag, dest=_dest(rule), action="store_true", default=None, help=help_text)
+        elif rule.kind == "list":
+            p.add_argument(rule.flag, dest=_dest(rule), action="append", default=None, metavar="DIR",
+                           help=help_text)
+        else:
+            kind = {"int": int, "number": float}.get(rule.kind, str)
+            p.add_argument(rule.flag, dest=_dest(rule), type=kind, default=None,
+                           metavar=None if kind is str else "N", help=help_text)
+
+
+def from_args(args: argparse.Namespace, base: Settings | None = None) -> tuple[Settings, list[str]]:
+    """The settings the given flags set over ``base`` (default: the defaults), and every flag's problem."""
+    settings = base or Settings()
+    found: list[str] = []
+    for lf in LEAVES.values():
+        if lf.rule.flag is None:
+            continue
+        value = getattr(args, _dest(lf.rule), None)
+        if value is None:
+            continue
+        try:
+            settings = apply(settings, lf.path, value)
+        except SettingError as exc:
+            found += exc.messages(lf.rule.flag)
+    return settings, found
