@@ -392,3 +392,59 @@ def test_figure_labels_name_the_versions(tmp_path):
     label = figures._series_labeller(aggregate(_two_builds()))
     assert {label(r.key) for r in aggregate(_two_builds())} == {"tiny.en · ctranslate2=4.6.0",
                                                                 "tiny.en · ctranslate2=4.8.5"}
+
+
+# --- identity in full (issue 10, item 8) ---------------------------------------------------------------------
+
+
+def _v3(model: str = "tiny.en", model_ref: str = "/models/tiny.en", dataset: str = "test",
+        data_path: str = "/data/a/test", repeat: int = 0, axes: dict | None = None, wer: float = 0.1) -> dict:
+    """One schema-3 conditions.jsonl line, as runner/tables.condition_record writes it."""
+    return {"schema_version": 3, "condition": {
+        "key": f"k{repeat}", "group_key": "g", "backend": "faster-whisper", "model": model, "model_ref": model_ref,
+        "quant": "int8", "device": "cpu", "dataset": dataset, "data_path": data_path, "noise_type": "clean",
+        "snr_db": None, "repeat": repeat, "decode": {"beam_size": 5}, "axes": axes or {},
+        "settings_key": "s", "inputs": {}, "image": "edgeasr/faster-whisper:latest"},
+        "status": "ok", "error": None, "summary": {"wer": wer, "rtf": 0.1}}
+
+
+def test_two_datasets_with_one_folder_name_are_two_rows_told_apart_by_their_path():
+    """Two datasets both called "test" in different folders are never averaged together: two rows, and the
+    dataset column shows enough of each path to tell them apart."""
+    recs = [parse_record(_v3(data_path=p, repeat=r)) for p in ("/data/a/test", "/data/b/test") for r in (0, 1)]
+    rows = aggregate(recs)
+    assert len(rows) == 2 and [r.n_runs for r in rows] == [2, 2]
+    model = build_table(rows, "t")
+    col = model.headers.index("dataset")
+    assert [cells[col].text for cells in model.rows] == ["a/test", "b/test"]
+
+
+def test_two_model_folders_with_one_name_are_two_rows_told_apart_by_their_path():
+    """Two model folders both called tiny.en are two rows; the model column names their parent folders."""
+    recs = [parse_record(_v3(model_ref=p, repeat=r)) for p in ("/m/v1/tiny.en", "/m/v2/tiny.en") for r in (0, 1)]
+    rows = aggregate(recs)
+    assert len(rows) == 2
+    model = build_table(rows, "t")
+    col = model.headers.index("model")
+    assert [cells[col].text for cells in model.rows] == ["v1/tiny.en", "v2/tiny.en"]
+    assert "dataset" not in model.headers  # one dataset: its short name goes into the subtitle
+    assert "test" in model.subtitle.split(" · ")
+    label = figures._series_labeller(rows)
+    assert [label(r.key) for r in rows] == ["v1/tiny.en", "v2/tiny.en"]
+
+
+def test_short_names_are_shown_where_the_full_identity_is_unambiguous():
+    """One dataset per folder name and one model per name: the table shows the short names, as before."""
+    recs = [parse_record(_v3(dataset=d, data_path=f"/data/{d}", repeat=0)) for d in ("clean", "other")]
+    model = build_table(aggregate(recs), "t")
+    assert [cells[model.headers.index("dataset")].text for cells in model.rows] == ["clean", "other"]
+    assert [cells[model.headers.index("model")].text for cells in model.rows] == ["tiny.en", "tiny.en"]
+
+
+def test_old_records_without_full_identity_still_group_by_short_name():
+    """Schema 1/2 records have no data_path or model_ref: their repeats are grouped by the short names."""
+    recs = [parse_record({"condition": {"backend": "b", "model": "tiny.en", "quant": "int8", "dataset": "test",
+                                        "repeat": r}, "status": "ok", "summary": {"wer": 0.1}}) for r in (0, 1)]
+    rows = aggregate(recs)
+    assert len(rows) == 1 and rows[0].n_runs == 2
+    assert rows[0].key.model_ref == "" and rows[0].key.data_path == "" and rows[0].key.axes == ()
