@@ -276,7 +276,9 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
                    alpha=0.9, zorder=2, linestyle="-" if mem is not None else "--")
         name = f"{label(r.key)}/{r.key.quant}"
         # Beside the marker (its radius is sqrt(area)/2 points), boxed so a neighbour cannot hide it.
-        ax.annotate(name, (x.mean, y.mean * 100), xytext=(size ** 0.5 / 2 + 3, 0), textcoords="offset points",
+        # One part a line ("tiny.en", "decode.batch_size=4"): a sweep over axes makes long names.
+        ax.annotate(name.replace(" · ", "\n"), (x.mean, y.mean * 100),
+                    xytext=(size ** 0.5 / 2 + 3, 0), textcoords="offset points",
                     fontsize=8, va="center", zorder=3,
                     bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
         if mem is None:
@@ -325,7 +327,8 @@ def metrics_vs_axis(rows: Sequence[AggregateRow], path: str, out_dir: Path) -> F
             _text_in_axes(ax, _unavailable_text(what, clean, metric))
             continue
         for i, name in enumerate(series):
-            points = sorted((r.key.axis(path), r) for r in clean if f"{label(r.key)}/{r.key.quant}" == name)
+            points = sorted(((r.key.axis(path), r) for r in clean if f"{label(r.key)}/{r.key.quant}" == name),
+                            key=lambda point: point[0])
             xs, ys, errs = [], [], []
             for x, r in points:
                 st = r.stat(metric)
@@ -437,12 +440,25 @@ def _grouped_bars(ax, rows: Sequence[AggregateRow], metric: str, what: str, fmt:
         bars = ax.bar(xs, heights, width * 0.95, yerr=errs, capsize=3, color=PALETTE[j % len(PALETTE)],
                       label=quant, error_kw={"elinewidth": 0.9, "ecolor": "0.2"})
         ax.bar_label(bars, labels=[fmt.format(h) for h in heights], padding=2, fontsize=7)
-    ax.set_xticks(range(len(models)), models)
+    _category_ticks(ax, models)
     ax.set_xlim(-0.6, len(models) - 0.4)
     ax.set_xlabel("model")
     ax.margins(y=0.12)
     ax.legend(title="quant", frameon=False)
     return notes
+
+
+def _category_ticks(ax, labels: Sequence[str]) -> None:
+    """Category labels under bars, one part per line ("tiny.en", "decode.batch_size=4"), slanted when even
+    so they would run into each other: a sweep over axes makes long labels."""
+    lines = [label.replace(" · ", "\n") for label in labels]
+    widest = max((len(part) for label in lines for part in label.splitlines()), default=0)
+    axes_width_in = ax.get_position().width * ax.get_figure().get_figwidth()
+    per_category_chars = axes_width_in * 14 / max(1, len(labels))  # about 14 characters an inch at 8 pt
+    if widest > per_category_chars and len(labels) > 1:
+        ax.set_xticks(range(len(labels)), lines, rotation=30, ha="right", rotation_mode="anchor")
+    else:
+        ax.set_xticks(range(len(labels)), lines)
 
 
 def _round_nice(value: float) -> float:

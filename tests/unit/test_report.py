@@ -448,3 +448,97 @@ def test_old_records_without_full_identity_still_group_by_short_name():
     rows = aggregate(recs)
     assert len(rows) == 1 and rows[0].n_runs == 2
     assert rows[0].key.model_ref == "" and rows[0].key.data_path == "" and rows[0].key.axes == ()
+
+
+# --- any setting is a sweep axis (issue 10, item 4) ------------------------------------------------------------
+
+AXES_FIXTURE = ROOT / "tests/fixtures/sweep_axes"  # decode.batch_size [1, 4] x decode.beam_size [1, 5], 2 repeats
+
+
+def test_each_axis_point_is_a_row_averaged_over_its_repeats():
+    """A sweep over decode.batch_size x decode.beam_size with 2 repeats gives 4 rows of n=2, batch ascending
+    then beam ascending; the repeats of one point are averaged, two points never are."""
+    rows = _rows(AXES_FIXTURE)
+    assert len(rows) == 4 and [r.n_runs for r in rows] == [2, 2, 2, 2]
+    assert [(r.key.axis("decode.batch_size"), r.key.axis("decode.beam_size")) for r in rows] == [
+        (1, 1), (1, 5), (4, 1), (4, 5)]
+    assert rows[0].stat("rtf").n == 2 and rows[0].stat("rtf").mean == pytest.approx((0.080 + 0.082) / 2)
+    assert dict(rows[0].key.axes) == {"decode.batch_size": 1, "decode.beam_size": 1, "warmup": 1}  # key axes out
+
+
+def test_table_has_a_column_per_varying_axis_and_none_for_a_constant_one():
+    """The table shows decode.batch_size and decode.beam_size, headed by their paths; warmup (one value) gets
+    no column but is named in the subtitle."""
+    model = build_table(_rows(AXES_FIXTURE), "t")
+    assert "decode.batch_size" in model.headers and "decode.beam_size" in model.headers
+    assert "warmup" not in model.headers and "dataset" not in model.headers
+    assert model.headers[:model.headers.index("noise")] == ("model", "quant", "decode.batch_size",
+                                                           "decode.beam_size")
+    batch, beam = model.headers.index("decode.batch_size"), model.headers.index("decode.beam_size")
+    assert [(c[batch].text, c[beam].text) for c in model.rows] == [("1", "1"), ("1", "5"), ("4", "1"), ("4", "5")]
+    assert "warmup=1" in model.subtitle.split(" · ")
+    assert all(c[model.headers.index("runs")].text == "2" for c in model.rows)
+
+
+def test_old_fixture_table_is_unchanged_by_axes():
+    """Records without axes (schema 1/2) render with the columns they always had."""
+    model = build_table(_rows(), "t")
+    assert model.headers[:model.n_key_columns] == ("model", "quant", "noise", "runs")
+    assert model.subtitle == "faster-whisper · cuda · default"
+
+
+def test_figures_label_the_varying_axes_and_add_one_per_numeric_axis(tmp_path):
+    """Series labels carry the varying axes; each numeric axis that varies gets an RTF and WER figure."""
+    rows = _rows(AXES_FIXTURE)
+    label = figures._series_labeller(rows)
+    assert label(rows[1].key) == "tiny.en · decode.batch_size=1 · decode.beam_size=5"
+    results = figures.write_figures(rows, tmp_path)
+    names = [r.path.name for r in results]
+    assert names[4:] == ["rtf_vs_decode.batch_size.png", "rtf_vs_decode.beam_size.png"]
+    for r in results:
+        assert r.available, r
+        _assert_readable_png(r.path)
+
+
+def test_no_axis_figure_for_a_text_axis_or_an_old_sweep(tmp_path):
+    """An axis whose values are not numbers (decode.language) has no x scale: no figure for it, and the old
+    fixture (no axes) still writes exactly its four figures."""
+    recs = [parse_record(_v3(repeat=0, axes={"decode.language": lang}, wer=w)) for lang, w in (("en", .1), ("de", .2))]
+    rows = aggregate(recs)
+    assert figures.numeric_axes(rows) == []
+    assert len(figures.write_figures(rows, tmp_path / "text")) == 4
+    assert len(figures.write_figures(_rows(), tmp_path / "old")) == 4
+
+
+def test_axis_figure_leaves_a_gap_for_an_unavailable_value(tmp_path):
+    """A point whose RTF is unavailable is left out of its line (never drawn at 0) and the figure stays drawn."""
+    recs = [json.loads(line) for line in (AXES_FIXTURE / "conditions.jsonl").read_text().splitlines()]
+    for rec in recs:
+        if rec["condition"]["axes"]["decode.batch_size"] == 4:
+            rec["summary"]["rtf"] = None
+            rec["summary"]["unavailable"] = {"rtf": "no timings"}
+    (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    r = figures.metrics_vs_axis(_rows(tmp_path), "decode.batch_size", tmp_path / "fig")
+    assert r.available and r.path.name == "rtf_vs_decode.batch_size.png"
+    _assert_readable_png(r.path)
+
+
+def test_html_lists_the_axes_that_vary(tmp_path):
+    """The HTML page names each varying axis with its values; a sweep without axes has no such line."""
+    sweep = load_sweep(AXES_FIXTURE)
+    page = render_html(sweep, aggregate(sweep.records))
+    assert "Axes that vary: decode.batch_size (1, 4); decode.beam_size (1, 5)" in page
+    assert "<th>decode.batch_size</th>" in page
+    old = load_sweep(FIXTURE)
+    assert "Axes that vary" not in render_html(old, aggregate(old.records))
+
+
+def test_cli_reports_an_axes_sweep(tmp_path, capsys):
+    """`edgeasr report` on a dotted-axes sweep prints the axis columns and writes the axis figures."""
+    results = tmp_path / "results"
+    shutil.copytree(AXES_FIXTURE, results)
+    assert report_cmd.main(_args(str(results))) == 0
+    printed = capsys.readouterr().out
+    assert "decode.batch_size" in printed and "Batch size and beam size on CPU" in printed
+    assert (results / "report" / "rtf_vs_decode.batch_size.png").is_file()
+    assert (results / "report" / "report.html").read_text().count("data:image/png;base64,") == 6
