@@ -1,4 +1,5 @@
-"""`edgeasr report RESULTS_DIR`: a sweep's results as a terminal table, four PNG figures and one HTML page.
+"""`edgeasr report RESULTS_DIR`: a sweep's results as a terminal table, PNG figures (four, plus one per numeric
+dotted axis that varies) and one HTML page.
 
 Reads the results files only (conditions.jsonl, manifest.json); never Docker,
 so a report can be made anywhere the results folder is copied to.

@@ -1,9 +1,16 @@
 """Read a sweep's ``conditions.jsonl`` and aggregate each condition over its repeats.
 
-One ``AggregateRow`` per (backend, model, quant, device, dataset, noise_type,
-snr_db), with one ``Stat`` per metric: n, mean, sample std and a Student-t 95 %
-confidence half-width. Pure functions over the records on disk: the report
-never talks to Docker and never re-measures anything.
+One ``AggregateRow`` per (backend, model, quant, device, dataset, image,
+noise_type, snr_db, and every other grid axis), with one ``Stat`` per metric: n,
+mean, sample std and a Student-t 95 % confidence half-width. Pure functions over
+the records on disk: the report never talks to Docker and never re-measures
+anything.
+
+Identity is full: a model is its reference (folder or hub name) and a dataset
+its path, so two datasets that share a folder name are two rows; the short
+names are what the table shows, with as much of the path as tells two apart
+(``display_names``). Records written before schema 3 have no full identity and
+are grouped by their short names, as they always were.
 
 Unavailable is not zero: a null value is left out of the mean and counted in
 ``Stat.n_unavailable`` with its reason (from the record's ``unavailable``
@@ -20,7 +27,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import UserError
 from ..results import read_jsonl_checked
@@ -30,6 +37,11 @@ MANIFEST_FILE = "manifest.json"
 
 NO_REASON = "no reason recorded"
 RUN_FAILED = "run failed"  # prefix of the reason given for every figure of a failed run
+
+#: Axis paths that are already fields of GroupKey (or the repeat, which is what is averaged over): every other
+#: path in a record's ``condition.axes`` becomes part of the key.
+KEY_AXES = frozenset({"backend", "model", "quant", "device", "dataset", "image", "repeat"})
+MISSING_AXIS = "–"  # shown for an axis a record does not carry (a record from before the axis was swept)
 
 # Two-sided 95 % Student-t quantiles t(0.975, df) for df = 1..30; 1.96 (the
 # normal quantile) beyond, where the difference is under 4 %. A table, so the
@@ -77,6 +89,24 @@ class GroupKey:
     snr_db: float | None
     image: str = ""  # the image ref the condition ran in (two builds of one backend are two rows)
     versions: str = ""  # its org.edgeasr.versions label (else the versions the container reported)
+    model_ref: str = ""  # the model's full reference (folder path or hub name); "" in records before schema 3
+    data_path: str = ""  # the dataset's full path; "" in records before schema 3
+    #: (dotted path, value) of every other grid axis at this point, sorted by path (e.g. decode.beam_size).
+    axes: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def model_id(self) -> tuple[str, str]:
+        """The model's identity: its reference where the record has one, the short name in any case."""
+        return (self.model, self.model_ref)
+
+    @property
+    def dataset_id(self) -> tuple[str, str]:
+        """The dataset's identity: its path where the record has one, the folder's name in any case."""
+        return (self.dataset, self.data_path)
+
+    def axis(self, path: str) -> Any:
+        """This point's value on the axis ``path``; MISSING_AXIS when the record does not carry it."""
+        return next((v for p, v in self.axes if p == path), MISSING_AXIS)
 
     @property
     def noise_label(self) -> str:
@@ -222,8 +252,9 @@ def _reason(summary: Mapping[str, Any] | None, path: Sequence[str]) -> str | Non
 def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
     """Group records by condition (over repeats) and summarize every metric.
 
-    Rows come in a stable order: backends, models, quants, devices and datasets
-    in the order the sweep first ran them, then clean before noisy, then SNR
+    Rows come in a stable order: backends, models, quants, devices, datasets and
+    images in the order the sweep first ran them, then each other axis (numbers
+    ascending, other values as first run), then clean before noisy, then SNR
     from high (mild) to low (harsh).
     """
     recs = list(records)
@@ -260,21 +291,121 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
     return rows
 
 
-def _first_seen(recs: Sequence[ConditionRecord]) -> dict[str, dict[str, int]]:
-    order: dict[str, dict[str, int]] = {}
+_ORDERED = ("backend", "model_id", "quant", "device", "dataset_id", "image")
+
+
+def _first_seen(recs: Sequence[ConditionRecord]) -> dict[str, dict[Any, int]]:
+    order: dict[str, dict[Any, int]] = {}
     for rec in recs:
-        for name in ("backend", "model", "quant", "device", "dataset", "noise_type", "image"):
+        for name in (*_ORDERED, "noise_type"):
             seen = order.setdefault(name, {})
             seen.setdefault(getattr(rec.key, name), len(seen))
+        for path, value in rec.key.axes:
+            seen = order.setdefault(f"axes.{path}", {})
+            seen.setdefault(value, len(seen))
     return order
 
 
-def _sort_key(key: GroupKey, order: Mapping[str, Mapping[str, int]]) -> tuple:
+def _sort_key(key: GroupKey, order: Mapping[str, Mapping[Any, int]]) -> tuple:
     noise_rank = -1 if key.noise_type == "clean" else order["noise_type"][key.noise_type]
     snr_rank = -math.inf if key.snr_db is None else -key.snr_db
-    return (order["backend"][key.backend], order["model"][key.model], order["quant"][key.quant],
-            order["device"][key.device], order["dataset"][key.dataset], order["image"][key.image], noise_rank,
-            snr_rank)
+    paths = sorted(p[len("axes."):] for p in order if p.startswith("axes."))
+    axes = []
+    for path in paths:  # numbers ascending (batch 1, 4, 16), before any other value in the order first run
+        value = key.axis(path)
+        axes.append((0, value, 0) if is_number(value) else (1, 0, order[f"axes.{path}"].get(value, -1)))
+    return (*(order[name][getattr(key, name)] for name in _ORDERED), *axes, noise_rank, snr_rank)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float axis value (a bool is a switch, not a number)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def axes_that_vary(keys: Sequence[GroupKey]) -> list[str]:
+    """The dotted axes whose value differs between keys, sorted by path: the ones a table or figure must show."""
+    paths = sorted({p for k in keys for p, _ in k.axes})
+    return [p for p in paths if len({_axis_token(k.axis(p)) for k in keys}) > 1]
+
+
+def constant_axes(keys: Sequence[GroupKey]) -> list[tuple[str, Any]]:
+    """(path, value) of the dotted axes every key has with one value: said once, not in a column."""
+    paths = sorted({p for k in keys for p, _ in k.axes})
+    varying = set(axes_that_vary(keys))
+    return [(p, keys[0].axis(p)) for p in paths if p not in varying]
+
+
+def _axis_token(value: Any) -> tuple[str, Any]:
+    """Tells 1 from True and 1.0 from "1" when counting distinct values."""
+    return (type(value).__name__, value)
+
+
+def format_axis_value(value: Any) -> str:
+    """An axis value as text: strings as they are, numbers without a trailing .0 noise, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if is_number(value):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return json.dumps(_thawed(value))
+
+
+def _thawed(value: Any) -> Any:
+    return [_thawed(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _frozen(value: Any) -> Any:
+    """A JSON axis value made hashable: lists become tuples, mappings their sorted JSON text."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def display_names(ids: Iterable[tuple[str, str]]) -> Callable[[tuple[str, str]], str]:
+    """A label for each (short name, full identity): the short name, unless two different full identities
+    share it; then the shortest path tail that tells them apart ("a/test" and "b/test"), else the full text.
+
+    ``ids`` are the identities shown together (one table, one figure), so a name is lengthened only where
+    it would otherwise be ambiguous there."""
+    by_short: dict[str, list[str]] = {}
+    for short, full in dict.fromkeys(ids):
+        by_short.setdefault(short, []).append(full)
+    labels: dict[tuple[str, str], str] = {}
+    for short, fulls in by_short.items():
+        if len(fulls) == 1:
+            labels[(short, fulls[0])] = short
+            continue
+        parts = {f: [p for p in f.replace("\\", "/").split("/") if p] for f in fulls}
+        longest = max(len(p) for p in parts.values())
+        tails = {f: f for f in fulls}
+        for k in range(1, longest + 1):
+            candidate = {f: "/".join(p[-k:]) or short for f, p in parts.items()}
+            if len(set(candidate.values())) == len(fulls):
+                tails = candidate
+                break
+        for f in fulls:
+            labels[(short, f)] = tails[f] if f else short
+    return lambda ident: labels.get(ident, ident[0])
+
+
+@dataclass(frozen=True)
+class KeyNames:
+    """How one table or figure names its keys' models and datasets (see display_names)."""
+
+    model_of: Callable[[tuple[str, str]], str]
+    dataset_of: Callable[[tuple[str, str]], str]
+
+    @classmethod
+    def of(cls, keys: Iterable[GroupKey]) -> KeyNames:
+        keys = list(keys)
+        return cls(display_names(k.model_id for k in keys), display_names(k.dataset_id for k in keys))
+
+    def model(self, key: GroupKey) -> str:
+        return self.model_of(key.model_id)
+
+    def dataset(self, key: GroupKey) -> str:
+        return self.dataset_of(key.dataset_id)
 
 
 def load_sweep(results_dir: Path) -> Sweep:
@@ -311,11 +442,14 @@ def parse_record(row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, lin
         raise UserError(f"record {line} of {path} has no condition with backend, model and quant.")
     noise = str(cond.get("noise_type") or "clean")
     snr = cond.get("snr_db")
+    axes = cond.get("axes") if isinstance(cond.get("axes"), Mapping) else {}
     key = GroupKey(
         backend=str(cond["backend"]), model=str(cond["model"]), quant=str(cond["quant"]),
         device=str(cond.get("device") or "unknown"), dataset=str(cond.get("dataset") or "unknown"),
         noise_type=noise, snr_db=None if noise == "clean" or snr is None else float(snr),
         image=str(cond.get("image") or _image_ref(row.get("summary"))), versions=record_versions(row.get("summary")),
+        model_ref=str(cond.get("model_ref") or ""), data_path=str(cond.get("data_path") or ""),
+        axes=tuple(sorted((str(p), _frozen(v)) for p, v in axes.items() if str(p) not in KEY_AXES)),
     )
     summary = row.get("summary")
     return ConditionRecord(key=key, repeat=int(cond.get("repeat") or 0), status=str(row.get("status") or "error"),

@@ -1,4 +1,7 @@
-"""The report's four PNG figures, drawn from aggregated rows with matplotlib's Agg renderer.
+"""The report's PNG figures, drawn from aggregated rows with matplotlib's Agg renderer.
+
+Four always, and one more per numeric dotted axis that varies (e.g. ``decode.batch_size``): RTF and WER
+against that axis' value, one line per model and quant.
 
 Every figure shows the mean over repeats with a Student-t 95 % interval. An
 unavailable value is never drawn as 0: a missing bar is labelled
@@ -15,6 +18,7 @@ give the same bytes.
 from __future__ import annotations
 
 import functools
+import re
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +32,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from .aggregate import AggregateRow, GroupKey, Stat, versions_that_vary
+from .aggregate import (AggregateRow, GroupKey, KeyNames, Stat, axes_that_vary, format_axis_value, is_number,
+                        versions_that_vary)
 
 DPI = 150
 PNG_METADATA = {"Software": None}  # drop the matplotlib version: same data, same bytes
@@ -57,6 +62,7 @@ ENERGY_FILE = "energy_by_model_quant.png"
 WER_FILE = "wer_by_noise.png"
 RTF_RAM_FILE = "rtf_ram_by_model_quant.png"
 SCATTER_FILE = "accuracy_vs_energy.png"
+AXIS_FILE = "rtf_vs_{path}.png"  # one per numeric dotted axis that varies
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,24 @@ class FigureResult:
 
 
 def write_figures(rows: Sequence[AggregateRow], out_dir: Path) -> list[FigureResult]:
-    """All four figures into ``out_dir`` (created), in the order the report shows them."""
+    """Every figure into ``out_dir`` (created), in the order the report shows them: the four, then one per
+    numeric dotted axis that varies."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     return [energy_by_model_quant(rows, out_dir), wer_by_noise(rows, out_dir),
-            rtf_ram_by_model_quant(rows, out_dir), accuracy_vs_energy(rows, out_dir)]
+            rtf_ram_by_model_quant(rows, out_dir), accuracy_vs_energy(rows, out_dir),
+            *(metrics_vs_axis(rows, path, out_dir) for path in numeric_axes(rows))]
+
+
+def numeric_axes(rows: Sequence[AggregateRow]) -> list[str]:
+    """The dotted axes that vary among the rows and hold only numbers (a text or switch axis has no x scale)."""
+    keys = [r.key for r in rows]
+    return [p for p in axes_that_vary(keys) if all(is_number(k.axis(p)) for k in keys)]
+
+
+def axis_file(path: str) -> str:
+    """The figure's file name for an axis: "rtf_vs_decode.batch_size.png" (odd characters become "_")."""
+    return AXIS_FILE.format(path=re.sub(r"[^A-Za-z0-9._-]", "_", path))
 
 
 def _styled(draw: Callable[..., FigureResult]) -> Callable[..., FigureResult]:
@@ -257,7 +276,9 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
                    alpha=0.9, zorder=2, linestyle="-" if mem is not None else "--")
         name = f"{label(r.key)}/{r.key.quant}"
         # Beside the marker (its radius is sqrt(area)/2 points), boxed so a neighbour cannot hide it.
-        ax.annotate(name, (x.mean, y.mean * 100), xytext=(size ** 0.5 / 2 + 3, 0), textcoords="offset points",
+        # One part a line ("tiny.en", "decode.batch_size=4"): a sweep over axes makes long names.
+        ax.annotate(name.replace(" · ", "\n"), (x.mean, y.mean * 100),
+                    xytext=(size ** 0.5 / 2 + 3, 0), textcoords="offset points",
                     fontsize=8, va="center", zorder=3,
                     bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
         if mem is None:
@@ -279,6 +300,59 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
     _save(fig, path, ["points: mean over repeats; whiskers: 95 % CI (Student t); marker area proportional to "
                       "peak RAM", *notes, *_failure_notes(clean)])
     return FigureResult(path, title)
+
+
+@_styled
+def metrics_vs_axis(rows: Sequence[AggregateRow], path: str, out_dir: Path) -> FigureResult:
+    """RTF and WER against a numeric dotted axis (e.g. decode.batch_size), clean audio: one line per model and
+    quant (and per value of any other varying axis), mean with 95 % CI; an unavailable point is a gap, named."""
+    title = f"Speed and accuracy against {path} (clean audio)"
+    out = Path(out_dir) / axis_file(path)
+    clean = [r for r in _clean(rows) if is_number(r.key.axis(path))]
+    if not clean:
+        return _text_figure(out, title, f"RTF and WER unavailable: no clean-audio condition with a number for {path}")
+    panels = (("rtf", "RTF", "RTF (processing time / audio time)", 1.0), ("wer", "WER", "WER (%)", 100.0))
+    if not any(_any_available(clean, metric) for metric, *_ in panels):
+        return _text_figure(out, title, "\n".join(_unavailable_text(what, clean, metric)
+                                                  for metric, what, *_ in panels))
+    label = _series_labeller(clean, exclude=(path,))
+    series = list(dict.fromkeys(f"{label(r.key)}/{r.key.quant}" for r in clean))
+    xs_all = sorted({r.key.axis(path) for r in clean})
+    fig = _figure(10.0, 4.2)
+    axes = fig.subplots(1, 2)
+    notes: list[str] = []
+    for ax, (metric, what, ylabel, scale) in zip(axes, panels):
+        ax.set_title(f"{what}, lower is better")
+        if not _any_available(clean, metric):
+            _text_in_axes(ax, _unavailable_text(what, clean, metric))
+            continue
+        for i, name in enumerate(series):
+            points = sorted(((r.key.axis(path), r) for r in clean if f"{label(r.key)}/{r.key.quant}" == name),
+                            key=lambda point: point[0])
+            xs, ys, errs = [], [], []
+            for x, r in points:
+                st = r.stat(metric)
+                xs.append(x)
+                if st.mean is None:
+                    notes.append(f"{name} {path}={format_axis_value(x)}: {what} unavailable "
+                                 f"({'; '.join(st.reasons)})")
+                    ys.append(float("nan"))  # a gap in the line, not a 0
+                    errs.append(float("nan"))
+                    continue
+                ys.append(st.mean * scale)
+                errs.append(st.ci95 * scale if st.ci95 is not None else NO_WHISKER)
+            ax.errorbar(xs, ys, yerr=errs, color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)],
+                        linestyle=LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)], markersize=4, capsize=3,
+                        linewidth=1.4, elinewidth=0.9, label=name)
+        ax.set_xticks(xs_all, [format_axis_value(x) for x in xs_all])
+        ax.set_xlabel(path)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.margins(x=0.08)
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="model / quant", frameon=False)
+    fig.suptitle(title)
+    _save(fig, out, [CI_NOTE.replace("bars and points", "points"), *dict.fromkeys(notes), *_failure_notes(clean)])
+    return FigureResult(out, title)
 
 
 # ---------------------------------------------------------------- helpers
@@ -308,21 +382,28 @@ def _unavailable_text(what: str, rows: Sequence[AggregateRow], metric: str) -> s
     return f"{what} unavailable: " + ("; ".join(reasons) if reasons else "no runs")
 
 
-def _series_labeller(rows: Sequence[AggregateRow]) -> Callable[[GroupKey], str]:
-    """The model as a category label, with backend, device and dataset where the sweep varies them, and the
-    library versions (else the image) where it varies the image."""
-    varying = [k for k in ("backend", "device", "dataset") if len({getattr(r.key, k) for r in rows}) > 1]
-    versions = versions_that_vary([r.key for r in rows])
-    images = len({r.key.image for r in rows}) > 1
+def _series_labeller(rows: Sequence[AggregateRow], exclude: Sequence[str] = ()) -> Callable[[GroupKey], str]:
+    """The model as a category label (its display name: a path tail where two share a name), with backend,
+    device and dataset where the sweep varies them, the library versions (else the image) where it varies
+    the image, and each varying dotted axis as "path=value" (less those in ``exclude``: a figure's x axis)."""
+    keys = [r.key for r in rows]
+    names = KeyNames.of(keys)
+    varying = [k for k in ("backend", "device") if len({getattr(key, k) for key in keys}) > 1]
+    datasets = len({key.dataset_id for key in keys}) > 1
+    axes = [p for p in axes_that_vary(keys) if p not in exclude]
+    versions = versions_that_vary(keys)
+    images = len({key.image for key in keys}) > 1
 
     def label(key: GroupKey) -> str:
         parts = [key.backend] if "backend" in varying else []
-        parts.append(key.model)
-        parts += [getattr(key, k) for k in ("device", "dataset") if k in varying]
+        parts.append(names.model(key))
+        parts += [key.device] if "device" in varying else []
+        parts += [names.dataset(key)] if datasets else []
         if versions:
             parts.append(versions[key])
         elif images:
             parts.append(key.image)
+        parts += [f"{p}={format_axis_value(key.axis(p))}" for p in axes]
         return " · ".join(parts)
 
     return label
@@ -359,12 +440,25 @@ def _grouped_bars(ax, rows: Sequence[AggregateRow], metric: str, what: str, fmt:
         bars = ax.bar(xs, heights, width * 0.95, yerr=errs, capsize=3, color=PALETTE[j % len(PALETTE)],
                       label=quant, error_kw={"elinewidth": 0.9, "ecolor": "0.2"})
         ax.bar_label(bars, labels=[fmt.format(h) for h in heights], padding=2, fontsize=7)
-    ax.set_xticks(range(len(models)), models)
+    _category_ticks(ax, models)
     ax.set_xlim(-0.6, len(models) - 0.4)
     ax.set_xlabel("model")
     ax.margins(y=0.12)
     ax.legend(title="quant", frameon=False)
     return notes
+
+
+def _category_ticks(ax, labels: Sequence[str]) -> None:
+    """Category labels under bars, one part per line ("tiny.en", "decode.batch_size=4"), slanted when even
+    so they would run into each other: a sweep over axes makes long labels."""
+    lines = [label.replace(" · ", "\n") for label in labels]
+    widest = max((len(part) for label in lines for part in label.splitlines()), default=0)
+    axes_width_in = ax.get_position().width * ax.get_figure().get_figwidth()
+    per_category_chars = axes_width_in * 14 / max(1, len(labels))  # about 14 characters an inch at 8 pt
+    if widest > per_category_chars and len(labels) > 1:
+        ax.set_xticks(range(len(labels)), lines, rotation=30, ha="right", rotation_mode="anchor")
+    else:
+        ax.set_xticks(range(len(labels)), lines)
 
 
 def _round_nice(value: float) -> float:

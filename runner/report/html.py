@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from .aggregate import AggregateRow, Sweep
+from .aggregate import AggregateRow, Sweep, axes_that_vary, format_axis_value, is_number
 from .figures import FigureResult
 from .sweep_table import Cell, TableModel, build_table
 
@@ -60,12 +60,26 @@ def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[Fi
         '<p class="meta">Each cell: mean over repeats ± half-width of the 95 % confidence interval (Student t); '
         '"(n=1)" where one run gives no spread. "unavailable" means not measured, never zero; '
         "the numbered notes say why.</p>",
+        *([f'<p class="meta axes">{escape(axes)}</p>'] if (axes := varying_axes_text(rows)) else []),
         table_html(table),
         *(_figure_html(f) for f in figures),
         "</body>",
         "</html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def varying_axes_text(rows: Sequence[AggregateRow]) -> str:
+    """"Axes that vary: decode.batch_size (1, 4); decode.beam_size (1, 5)", or "" when the sweep varies
+    no dotted axis: what a reader needs to read the table's extra columns."""
+    keys = [r.key for r in rows]
+    parts = []
+    for path in axes_that_vary(keys):
+        values = list(dict.fromkeys(k.axis(path) for k in keys))
+        if all(is_number(v) for v in values):
+            values.sort()
+        parts.append(f"{path} ({', '.join(format_axis_value(v) for v in values)})")
+    return "Axes that vary: " + "; ".join(parts) if parts else ""
 
 
 def write_html(path: Path, sweep: Sweep, rows: Sequence[AggregateRow],

@@ -16,7 +16,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .aggregate import RUN_FAILED, AggregateRow, Stat, versions_that_vary
+from .aggregate import (RUN_FAILED, AggregateRow, GroupKey, KeyNames, Stat, axes_that_vary, constant_axes,
+                        format_axis_value, versions_that_vary)
 
 UNAVAILABLE = "unavailable"
 
@@ -46,9 +47,9 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 # Key fields shown as columns only when they differ between rows; when they
-# are the same everywhere they go into the subtitle instead.
+# are the same everywhere they go into the subtitle instead. The dotted axes
+# (decode.beam_size, ...) follow the same rule, each headed by its path.
 OPTIONAL_KEYS = ("backend", "device", "dataset", "image")
-
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,33 @@ def runs_cell(row: AggregateRow, notes: _Notes) -> Cell:
     return Cell(text, note)
 
 
+def _identity(key: GroupKey, name: str) -> object:
+    """What makes two keys differ on ``name``: the dataset's full path, not only its folder's name."""
+    return key.dataset_id if name == "dataset" else getattr(key, name)
+
+
+def key_text(key: GroupKey, name: str, names: KeyNames) -> str:
+    """A key field as the table and figures show it (models and datasets by their display names)."""
+    if name == "model":
+        return names.model(key)
+    if name == "dataset":
+        return names.dataset(key)
+    return str(getattr(key, name))
+
+
 def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = True) -> TableModel:
-    """Cells for every aggregated row; ``terminal=False`` keeps the HTML-only columns too."""
+    """Cells for every aggregated row; ``terminal=False`` keeps the HTML-only columns too.
+
+    A key field or dotted axis gets a column only where the rows differ on it; one value everywhere goes
+    into the subtitle (a dotted axis as "path=value")."""
     columns = [c for c in COLUMNS if c.terminal or not terminal]
-    varying = [k for k in OPTIONAL_KEYS if len({getattr(r.key, k) for r in rows}) > 1]
+    keys = [r.key for r in rows]
+    names = KeyNames.of(keys)
+    varying = [k for k in OPTIONAL_KEYS if len({_identity(key, k) for key in keys}) > 1]
     constant = [k for k in OPTIONAL_KEYS if k not in varying and rows]
-    subtitle = " · ".join(str(getattr(rows[0].key, k)) for k in constant if getattr(rows[0].key, k)) if rows else ""
+    axes = axes_that_vary(keys)
+    subtitle = " · ".join([*(key_text(keys[0], k, names) for k in constant if getattr(keys[0], k)),
+                           *(f"{p}={format_axis_value(v)}" for p, v in constant_axes(keys))]) if rows else ""
     # Energy of different scopes (GPU only, board input, CPU package+DRAM) must not sit side by side
     # unlabelled: a column when the rows differ, else the one scope in the subtitle.
     scopes = {r.energy_scope for r in rows if r.energy_scope}
@@ -131,15 +153,16 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     if len(scopes) == 1:
         subtitle += (" · " if subtitle else "") + f"energy: {next(iter(scopes))}"
     versions = versions_that_vary([r.key for r in rows])
-    key_headers = (*varying, *(("versions",) if versions else ()), "model", "quant", "noise", "runs",
+    key_headers = (*varying, *(("versions",) if versions else ()), "model", "quant", *axes, "noise", "runs",
                    *(("energy scope",) if scope_column else ()))
     notes = _Notes()
     table_rows = []
     for row in rows:
-        cells = [Cell(str(getattr(row.key, k))) for k in varying]
+        cells = [Cell(key_text(row.key, k, names)) for k in varying]
         if versions:
             cells.append(Cell(versions[row.key]))
-        cells += [Cell(str(getattr(row.key, k))) for k in ("model", "quant")]
+        cells += [Cell(key_text(row.key, k, names)) for k in ("model", "quant")]
+        cells += [Cell(format_axis_value(row.key.axis(p))) for p in axes]
         cells.append(Cell(row.key.noise_label))
         cells.append(runs_cell(row, notes))
         if scope_column:

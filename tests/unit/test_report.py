@@ -392,3 +392,153 @@ def test_figure_labels_name_the_versions(tmp_path):
     label = figures._series_labeller(aggregate(_two_builds()))
     assert {label(r.key) for r in aggregate(_two_builds())} == {"tiny.en · ctranslate2=4.6.0",
                                                                 "tiny.en · ctranslate2=4.8.5"}
+
+
+# --- identity in full (issue 10, item 8) ---------------------------------------------------------------------
+
+
+def _v3(model: str = "tiny.en", model_ref: str = "/models/tiny.en", dataset: str = "test",
+        data_path: str = "/data/a/test", repeat: int = 0, axes: dict | None = None, wer: float = 0.1) -> dict:
+    """One schema-3 conditions.jsonl line, as runner/tables.condition_record writes it."""
+    return {"schema_version": 3, "condition": {
+        "key": f"k{repeat}", "group_key": "g", "backend": "faster-whisper", "model": model, "model_ref": model_ref,
+        "quant": "int8", "device": "cpu", "dataset": dataset, "data_path": data_path, "noise_type": "clean",
+        "snr_db": None, "repeat": repeat, "decode": {"beam_size": 5}, "axes": axes or {},
+        "settings_key": "s", "inputs": {}, "image": "edgeasr/faster-whisper:latest"},
+        "status": "ok", "error": None, "summary": {"wer": wer, "rtf": 0.1}}
+
+
+def test_two_datasets_with_one_folder_name_are_two_rows_told_apart_by_their_path():
+    """Two datasets both called "test" in different folders are never averaged together: two rows, and the
+    dataset column shows enough of each path to tell them apart."""
+    recs = [parse_record(_v3(data_path=p, repeat=r)) for p in ("/data/a/test", "/data/b/test") for r in (0, 1)]
+    rows = aggregate(recs)
+    assert len(rows) == 2 and [r.n_runs for r in rows] == [2, 2]
+    model = build_table(rows, "t")
+    col = model.headers.index("dataset")
+    assert [cells[col].text for cells in model.rows] == ["a/test", "b/test"]
+
+
+def test_two_model_folders_with_one_name_are_two_rows_told_apart_by_their_path():
+    """Two model folders both called tiny.en are two rows; the model column names their parent folders."""
+    recs = [parse_record(_v3(model_ref=p, repeat=r)) for p in ("/m/v1/tiny.en", "/m/v2/tiny.en") for r in (0, 1)]
+    rows = aggregate(recs)
+    assert len(rows) == 2
+    model = build_table(rows, "t")
+    col = model.headers.index("model")
+    assert [cells[col].text for cells in model.rows] == ["v1/tiny.en", "v2/tiny.en"]
+    assert "dataset" not in model.headers  # one dataset: its short name goes into the subtitle
+    assert "test" in model.subtitle.split(" · ")
+    label = figures._series_labeller(rows)
+    assert [label(r.key) for r in rows] == ["v1/tiny.en", "v2/tiny.en"]
+
+
+def test_short_names_are_shown_where_the_full_identity_is_unambiguous():
+    """One dataset per folder name and one model per name: the table shows the short names, as before."""
+    recs = [parse_record(_v3(dataset=d, data_path=f"/data/{d}", repeat=0)) for d in ("clean", "other")]
+    model = build_table(aggregate(recs), "t")
+    assert [cells[model.headers.index("dataset")].text for cells in model.rows] == ["clean", "other"]
+    assert [cells[model.headers.index("model")].text for cells in model.rows] == ["tiny.en", "tiny.en"]
+
+
+def test_old_records_without_full_identity_still_group_by_short_name():
+    """Schema 1/2 records have no data_path or model_ref: their repeats are grouped by the short names."""
+    recs = [parse_record({"condition": {"backend": "b", "model": "tiny.en", "quant": "int8", "dataset": "test",
+                                        "repeat": r}, "status": "ok", "summary": {"wer": 0.1}}) for r in (0, 1)]
+    rows = aggregate(recs)
+    assert len(rows) == 1 and rows[0].n_runs == 2
+    assert rows[0].key.model_ref == "" and rows[0].key.data_path == "" and rows[0].key.axes == ()
+
+
+# --- any setting is a sweep axis (issue 10, item 4) ------------------------------------------------------------
+
+AXES_FIXTURE = ROOT / "tests/fixtures/sweep_axes"  # decode.batch_size [1, 4] x decode.beam_size [1, 5], 2 repeats
+
+
+def test_each_axis_point_is_a_row_averaged_over_its_repeats():
+    """A sweep over decode.batch_size x decode.beam_size with 2 repeats gives 4 rows of n=2, batch ascending
+    then beam ascending; the repeats of one point are averaged, two points never are."""
+    rows = _rows(AXES_FIXTURE)
+    assert len(rows) == 4 and [r.n_runs for r in rows] == [2, 2, 2, 2]
+    assert [(r.key.axis("decode.batch_size"), r.key.axis("decode.beam_size")) for r in rows] == [
+        (1, 1), (1, 5), (4, 1), (4, 5)]
+    assert rows[0].stat("rtf").n == 2 and rows[0].stat("rtf").mean == pytest.approx((0.080 + 0.082) / 2)
+    assert dict(rows[0].key.axes) == {"decode.batch_size": 1, "decode.beam_size": 1, "warmup": 1}  # key axes out
+
+
+def test_table_has_a_column_per_varying_axis_and_none_for_a_constant_one():
+    """The table shows decode.batch_size and decode.beam_size, headed by their paths; warmup (one value) gets
+    no column but is named in the subtitle."""
+    model = build_table(_rows(AXES_FIXTURE), "t")
+    assert "decode.batch_size" in model.headers and "decode.beam_size" in model.headers
+    assert "warmup" not in model.headers and "dataset" not in model.headers
+    assert model.headers[:model.headers.index("noise")] == ("model", "quant", "decode.batch_size",
+                                                           "decode.beam_size")
+    batch, beam = model.headers.index("decode.batch_size"), model.headers.index("decode.beam_size")
+    assert [(c[batch].text, c[beam].text) for c in model.rows] == [("1", "1"), ("1", "5"), ("4", "1"), ("4", "5")]
+    assert "warmup=1" in model.subtitle.split(" · ")
+    assert all(c[model.headers.index("runs")].text == "2" for c in model.rows)
+
+
+def test_old_fixture_table_is_unchanged_by_axes():
+    """Records without axes (schema 1/2) render with the columns they always had."""
+    model = build_table(_rows(), "t")
+    assert model.headers[:model.n_key_columns] == ("model", "quant", "noise", "runs")
+    assert model.subtitle == "faster-whisper · cuda · default"
+
+
+def test_figures_label_the_varying_axes_and_add_one_per_numeric_axis(tmp_path):
+    """Series labels carry the varying axes; each numeric axis that varies gets an RTF and WER figure."""
+    rows = _rows(AXES_FIXTURE)
+    label = figures._series_labeller(rows)
+    assert label(rows[1].key) == "tiny.en · decode.batch_size=1 · decode.beam_size=5"
+    results = figures.write_figures(rows, tmp_path)
+    names = [r.path.name for r in results]
+    assert names[4:] == ["rtf_vs_decode.batch_size.png", "rtf_vs_decode.beam_size.png"]
+    for r in results:
+        assert r.available, r
+        _assert_readable_png(r.path)
+
+
+def test_no_axis_figure_for_a_text_axis_or_an_old_sweep(tmp_path):
+    """An axis whose values are not numbers (decode.language) has no x scale: no figure for it, and the old
+    fixture (no axes) still writes exactly its four figures."""
+    recs = [parse_record(_v3(repeat=0, axes={"decode.language": lang}, wer=w)) for lang, w in (("en", .1), ("de", .2))]
+    rows = aggregate(recs)
+    assert figures.numeric_axes(rows) == []
+    assert len(figures.write_figures(rows, tmp_path / "text")) == 4
+    assert len(figures.write_figures(_rows(), tmp_path / "old")) == 4
+
+
+def test_axis_figure_leaves_a_gap_for_an_unavailable_value(tmp_path):
+    """A point whose RTF is unavailable is left out of its line (never drawn at 0) and the figure stays drawn."""
+    recs = [json.loads(line) for line in (AXES_FIXTURE / "conditions.jsonl").read_text().splitlines()]
+    for rec in recs:
+        if rec["condition"]["axes"]["decode.batch_size"] == 4:
+            rec["summary"]["rtf"] = None
+            rec["summary"]["unavailable"] = {"rtf": "no timings"}
+    (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    r = figures.metrics_vs_axis(_rows(tmp_path), "decode.batch_size", tmp_path / "fig")
+    assert r.available and r.path.name == "rtf_vs_decode.batch_size.png"
+    _assert_readable_png(r.path)
+
+
+def test_html_lists_the_axes_that_vary(tmp_path):
+    """The HTML page names each varying axis with its values; a sweep without axes has no such line."""
+    sweep = load_sweep(AXES_FIXTURE)
+    page = render_html(sweep, aggregate(sweep.records))
+    assert "Axes that vary: decode.batch_size (1, 4); decode.beam_size (1, 5)" in page
+    assert "<th>decode.batch_size</th>" in page
+    old = load_sweep(FIXTURE)
+    assert "Axes that vary" not in render_html(old, aggregate(old.records))
+
+
+def test_cli_reports_an_axes_sweep(tmp_path, capsys):
+    """`edgeasr report` on a dotted-axes sweep prints the axis columns and writes the axis figures."""
+    results = tmp_path / "results"
+    shutil.copytree(AXES_FIXTURE, results)
+    assert report_cmd.main(_args(str(results))) == 0
+    printed = capsys.readouterr().out
+    assert "decode.batch_size" in printed and "Batch size and beam size on CPU" in printed
+    assert (results / "report" / "rtf_vs_decode.batch_size.png").is_file()
+    assert (results / "report" / "report.html").read_text().count("data:image/png;base64,") == 6
