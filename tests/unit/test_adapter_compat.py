@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
 from edgeasr_entrypoint.job import parse_job
 
 STANDINS = ROOT / "tests" / "fixtures" / "standins"
@@ -20,7 +21,8 @@ LIBRARIES = ("faster_whisper", "ctranslate2", "whisperx")
 
 
 def job(device="cpu", backend_quant="int8", allow_download=False, **decode):
-    return parse_job({"contract_version": 2, "backend": "x", "model": "/models/tiny.en", "quant": "int8",
+    return parse_job({"contract_version": CONTRACT_VERSION, "backend": "x", "model": "/models/tiny.en",
+                      "quant": "int8",
                       "backend_quant": backend_quant, "device": device, "allow_download": allow_download,
                       "decode": decode, "warmup": 0, "utterances": []})
 

@@ -14,6 +14,7 @@ from helpers import write_tone
 
 from edgeasr_entrypoint import __main__ as entry
 from edgeasr_entrypoint.audio import AudioError, load_audio
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
 
 class ScriptedModel:
@@ -41,7 +42,7 @@ def adapter(monkeypatch):
 
 
 def _job(tmp_path, utts, **kw):
-    job = {"contract_version": 2, "backend": "scripted", "model": str(tmp_path), "quant": "int8",
+    job = {"contract_version": CONTRACT_VERSION, "backend": "scripted", "model": str(tmp_path), "quant": "int8",
            "backend_quant": "int8", "device": "cpu", "decode": {"beam_size": 1}, "warmup": 2, "utterances": utts}
     job.update(kw)
     path = tmp_path / "out" / "job.json"
