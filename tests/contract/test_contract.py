@@ -117,3 +117,31 @@ def test_every_backend_has_a_dockerfile_per_platform(name):
             continue
         assert (CONTAINERS_DIR / be.build_dir / p.dockerfile).is_file()
         assert platform_tag(be, platform) == f"edgeasr/{name}:{p.tag}"
+
+
+def test_contract_module_imports_only_the_standard_library():
+    """contract.py is shared by the host and every image (Python 3.8 included): it imports nothing else,
+    not even its own package's modules (which need numpy)."""
+    import ast
+    import sys
+
+    path = CONTAINERS_DIR / "common" / "edgeasr_entrypoint" / "contract.py"
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"relative import from {node.module!r}"
+            imported.add(node.module.split(".")[0])
+    assert imported and imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+def test_contract_names_every_event_once_and_the_windows_use_them():
+    from edgeasr_entrypoint import contract
+
+    assert len(set(contract.ALL_EVENTS)) == len(contract.ALL_EVENTS)
+    pairs = [*contract.WINDOWS.values(), contract.PREPARE_WINDOW, contract.UTTERANCE_WINDOW,
+             contract.CONDITION_WINDOW]
+    assert {name for pair in pairs for name in pair} <= set(contract.ALL_EVENTS)
+    assert contract.CONTAINER_WIDE_EVENTS <= set(contract.ALL_EVENTS)
+    assert set(contract.IN_CONTAINER_DECODE) <= set(contract.DecodeOptions.__dataclass_fields__)
