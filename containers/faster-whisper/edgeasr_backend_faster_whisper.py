@@ -80,6 +80,9 @@ class FasterWhisperModel:
         fixed = [n for n in decode_changes(self._decode, decode) if n not in IN_CONTAINER_DECODE]
         if fixed:
             raise ValueError(f"{', '.join(fixed)} cannot change in a loaded model")
+        multilingual = getattr(getattr(self._model, "model", None), "is_multilingual", True)
+        if decode.language not in (None, "en") and not multilingual:  # faster-whisper would decode English
+            raise ValueError(f"{self._job.model} is an English-only model: language {decode.language!r}")
         try:
             self._batched, self._kwargs = self._plan(decode, self._batched)
         except RuntimeError as exc:  # missing_feature: this library version cannot do it

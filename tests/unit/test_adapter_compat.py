@@ -240,3 +240,17 @@ def test_whisperx_english_only_model_refuses_another_language(use):
     with pytest.raises(ValueError, match="English-only"):
         model.set_decode(replace(j.decode, language="de", beam_size=1))
     assert model._pipe.options.beam_size == 5  # nothing changed
+
+
+def test_faster_whisper_english_only_model_refuses_another_language(use):
+    """faster-whisper would decode an English-only model in English whatever the language: refused instead."""
+    import types
+    from dataclasses import replace
+
+    adapter = use("faster_whisper_1_1")("faster-whisper")
+    j = job()
+    model = adapter.load(j)
+    model._model.model = types.SimpleNamespace(is_multilingual=False)  # what CTranslate2's Whisper reports
+    model.set_decode(replace(j.decode, language="en"))
+    with pytest.raises(ValueError, match="English-only"):
+        model.set_decode(replace(j.decode, language="de"))
