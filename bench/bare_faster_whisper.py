@@ -11,11 +11,10 @@ import json
 import sys
 import time
 from importlib.metadata import version
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers" / "common"))
-
-from edgeasr_entrypoint.audio import load_audio  # noqa: E402  (path set just above)
+# edgeasr_entrypoint: the image's copy (PYTHONPATH=/opt/edgeasr) or, in the host's bench venv, the checkout's
+# (bench_overhead.py sets PYTHONPATH to containers/common for this process)
+from edgeasr_entrypoint.audio import load_audio
 
 
 def main() -> int:

@@ -15,15 +15,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rich.console import Console
+
+from runner.commands.run import execute
+from runner.errors import UserError
+from runner.models import default_models_dir
+from runner.spec import build_run_spec
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rich.console import Console  # noqa: E402
-
-from runner.commands.run import execute  # noqa: E402
-from runner.errors import UserError  # noqa: E402
-from runner.models import default_models_dir  # noqa: E402
-from runner.spec import build_run_spec  # noqa: E402
 
 # backend -> (model, quant): tiny.en int8 where the backend has int8.
 ROWS = {"faster-whisper": ("tiny.en", "int8"), "transformers": ("tiny.en", "int8"),

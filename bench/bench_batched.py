@@ -14,17 +14,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rich.console import Console
+
+from runner.commands.run import execute
+from runner.errors import UserError
+from runner.launch import docker_engine
+from runner.launch.backends import BACKENDS
+from runner.models import default_models_dir
+from runner.spec import build_run_spec
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from rich.console import Console  # noqa: E402  (path set just above)
-
-from runner.commands.run import execute  # noqa: E402
-from runner.errors import UserError  # noqa: E402
-from runner.launch import docker_engine  # noqa: E402
-from runner.launch.backends import BACKENDS  # noqa: E402
-from runner.models import default_models_dir  # noqa: E402
-from runner.spec import build_run_spec  # noqa: E402
 
 
 def rtfx(backend: str, model: str, quant: str, data: str, batch_size: int, out: Path, console: Console) -> float:

@@ -28,17 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from rich.console import Console
+
+from runner.commands.run import execute
+from runner.freshness import pip_newest
+from runner.launch import docker_engine
+from runner.launch.images import parse_versions_label
+from runner.models import default_models_dir
+from runner.spec import build_run_spec
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "containers" / "common"))
-
-from rich.console import Console  # noqa: E402
-
-from runner.commands.run import execute  # noqa: E402
-from runner.freshness import pip_newest  # noqa: E402
-from runner.launch import docker_engine  # noqa: E402
-from runner.launch.images import parse_versions_label  # noqa: E402
-from runner.models import default_models_dir  # noqa: E402
-from runner.spec import build_run_spec  # noqa: E402
 
 TARGET_RATIO = 1.05
 TARGET_OVERHEAD_S = 3.0
@@ -67,7 +66,9 @@ def bare_rtf(python: Path, model_dir: Path, compute_type: str, beam: int, thread
     cmd = [str(python), str(BARE_SCRIPT), "--model-dir", str(model_dir), "--compute-type", compute_type,
            "--beam-size", str(beam), "--threads", str(threads), *(["--language", language] if language else []),
            *map(str, files)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # the bench venv holds the libraries only; the script reads audio with the entrypoint's decoder, from the checkout
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "containers" / "common")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"bare script failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -18,10 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from runner.telemetry.registry import make_sampler
 
-from runner.telemetry.registry import make_sampler  # noqa: E402  (path set just above)
+ROOT = Path(__file__).resolve().parents[1]
 
 TARGET_PCT = 1.0
 

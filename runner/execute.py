@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
+from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
+
 from . import merge
 from .errors import UserError, signal_name
 from .launch.docker_engine import BindMount, ContainerRun
@@ -35,10 +37,7 @@ from .telemetry.idle import idle_baseline
 from .telemetry.select import select_sampler
 
 SWEEP_LABEL = "org.edgeasr.sweep"
-#: Events every condition of a container shares: the container's life, the load, the warm-up, the loaded idle.
-SHARED_EVENTS = frozenset({"container_start", "load_start", "load_end", "model_info", "warmup_start", "warmup_end",
-                           "warmup_skipped", "loaded_idle_start", "loaded_idle_end", "container_end"})
-_RENAME = {"condition_start": "inference_start", "condition_end": "inference_end"}
+_RENAME = {Event.CONDITION_START: Event.INFERENCE_START, Event.CONDITION_END: Event.INFERENCE_END}
 RAW_FILES = ("events.jsonl", "transcripts.jsonl", "status.json", "container.log", "job.json")
 
 
@@ -75,7 +74,7 @@ def condition_events(events: list[dict], key: str) -> list[dict]:
     so that the merge and the energy accounting apply unchanged."""
     out = []
     for e in events:
-        if e.get("event") in SHARED_EVENTS:
+        if e.get("event") in CONTAINER_WIDE_EVENTS:
             out.append(e)
         elif e.get("condition") == key:
             out.append({**e, "event": _RENAME.get(e["event"], e["event"])})
@@ -86,8 +85,8 @@ def condition_status(events: list[dict], status: dict | None, whole_container: b
     """The container facts a condition reports: the final record (status.json) when there is one, else what
     the events said (model_info); memory peaks from the condition's own end, unless this condition was the
     container's whole work (then the process peak, load included, is its peak)."""
-    info = next((e for e in events if e.get("event") == "model_info"), None)
-    end = next((e for e in reversed(events) if e.get("event") == "inference_end"), None)
+    info = next((e for e in events if e.get("event") == Event.MODEL_INFO), None)
+    end = next((e for e in reversed(events) if e.get("event") == Event.INFERENCE_END), None)
     if status is None and info is None:
         return None
     out = dict(status or {})
@@ -135,7 +134,7 @@ class _Group:
 
 def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
     """A sample past the window's end must exist before the window is integrated."""
-    end = next((e["mono_ns"] for e in reversed(events) if e.get("event") == "inference_end"), None)
+    end = next((e["mono_ns"] for e in reversed(events) if e.get("event") == Event.INFERENCE_END), None)
     interval = g.job.spec.telemetry.interval_ms
     if g.energy_reason is not None or end is None:
         return
@@ -154,7 +153,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     wanted = set(cond.ids)
     dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
     summary = new_summary(g.job, cond, dataset, g.host, g.started_at, g.engine)
-    finished = any(e.get("event") == "inference_end" for e in events)
+    finished = any(e.get("event") == Event.INFERENCE_END for e in events)
     if error is None and not finished:
         error = "the condition did not finish"
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
@@ -186,8 +185,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
 def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str, float]:
     """Seconds spent outside the model's work: engine start, interpreter boot, exit, merge."""
     out = {"engine_start_s": run.create_to_start_s, "merge_s": merge_s, "container_wall_s": run.wall_s}
-    first = next((e for e in events if e.get("event") == "container_start"), None)
-    last = next((e for e in reversed(events) if e.get("event") == "container_end"), None)
+    first = next((e for e in events if e.get("event") == Event.CONTAINER_START), None)
+    last = next((e for e in reversed(events) if e.get("event") == Event.CONTAINER_END), None)
     if first:
         out["boot_s"] = max(0.0, (first["t_ns"] - run.started_ns) / 1e9)
     if last:
@@ -235,9 +234,9 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         cond = by_key.get(event.get("condition"))
         if cond is None:
             return
-        if kind == "condition_start":
+        if kind == Event.CONDITION_START:
             cb.on_condition_start(cond)
-        elif kind == "condition_end":
+        elif kind == Event.CONDITION_END:
             try:
                 summary = finalize(g, cond)
             except Exception as exc:  # one condition's bookkeeping must not end the group

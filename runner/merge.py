@@ -14,6 +14,8 @@ from typing import Any
 
 from dataclasses import replace
 
+from edgeasr_entrypoint.contract import WINDOWS
+
 from . import metrics
 from .data import Dataset
 from .results import Summary, UtteranceResult, read_jsonl
@@ -117,10 +119,10 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> None:
 def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
     """Load/warm-up/inference windows, memory and versions from the container's own records."""
     ev = raw.events
-    summary.load_s = window_s(ev, "load_start", "load_end")
-    summary.warmup_s = window_s(ev, "warmup_start", "warmup_end")
-    summary.inference_s = window_s(ev, "inference_start", "inference_end")
-    summary.container_s = window_s(ev, "container_start", "container_end")
+    summary.load_s = window_s(ev, *WINDOWS["load"])
+    summary.warmup_s = window_s(ev, *WINDOWS["warmup"])
+    summary.inference_s = window_s(ev, *WINDOWS["inference"])
+    summary.container_s = window_s(ev, *WINDOWS["container"])
     for name in ("load_s", "inference_s"):
         if getattr(summary, name) is None:
             summary.mark_unavailable(name, "the container did not record this window (it stopped early)")

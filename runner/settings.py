@@ -22,13 +22,14 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from edgeasr_entrypoint.contract import NOISE_TYPES
+
 from .launch import backends as _backends
 from .platforms import default_device
 from .quant import QUANTS
 from .telemetry.registry import SAMPLER_NAMES
 
 DEVICE_CHOICES = ("cpu", "cuda", "auto")  # auto: cuda when an NVIDIA driver node exists, else cpu
-NOISE_TYPES = ("white", "pink", "brown", "babble", "file")
 SAMPLER_CHOICES = ("auto", *SAMPLER_NAMES)
 # A memory size as spec.parse_mem_limit reads it (the engine gets bytes): 4g, 512m, 1.5G, 2000000.
 _MEM_RE = re.compile(r"^\s*\d+(?:\.\d+)?\s*[kmgt]?i?b?\s*$", re.IGNORECASE)

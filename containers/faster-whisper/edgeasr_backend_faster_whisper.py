@@ -17,6 +17,15 @@ import os
 
 import numpy as np
 from edgeasr_entrypoint.compat import check_compute_type, missing_feature, split_kwargs
+from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, decode_changes
+
+
+def _check_batching(faster_whisper, batch_size: int) -> None:
+    """Batch size > 1 needs BatchedInferencePipeline (faster-whisper >= 1.1): refused with the installed version."""
+    if batch_size > 1 and not hasattr(faster_whisper, "BatchedInferencePipeline"):
+        raise missing_feature(f"--batch-size {batch_size} needs faster-whisper's BatchedInferencePipeline "
+                              "(added in faster-whisper 1.1)", "faster-whisper",
+                              "run with --batch-size 1 (sequential decoding)")
 
 
 class FasterWhisperModel:
@@ -29,10 +38,7 @@ class FasterWhisperModel:
         self.compat: list = []
         d = job.decode
         check_compute_type(ctranslate2, job.device, job.backend_quant)
-        if d.batch_size > 1 and not hasattr(faster_whisper, "BatchedInferencePipeline"):
-            raise missing_feature(f"--batch-size {d.batch_size} needs faster-whisper's BatchedInferencePipeline "
-                                  "(added in faster-whisper 1.1)", "faster-whisper",
-                                  "run with --batch-size 1 (sequential decoding)")
+        _check_batching(faster_whisper, d.batch_size)  # before the load
         # Hub names download into the mounted cache only when the host allowed it.
         wanted = dict(device=job.device, compute_type=job.backend_quant, cpu_threads=d.threads, num_workers=1,
                       download_root=os.environ.get("EDGEASR_DOWNLOAD_ROOT"),
@@ -46,16 +52,42 @@ class FasterWhisperModel:
             elif name != "num_workers" and wanted[name]:
                 self.compat.append(f"WhisperModel has no {name}: {name}={wanted[name]!r} not applied")
         self._model = WhisperModel(job.model, **kwargs)
-        self._batched = None
-        if d.batch_size > 1:
-            self._batched = faster_whisper.BatchedInferencePipeline(model=self._model)
-        runner = self._batched if self._batched is not None else self._model
-        self._kwargs = dict(beam_size=d.beam_size, temperature=d.temperature, language=d.language)
-        if self._batched is not None:
-            self._kwargs["batch_size"] = d.batch_size
-        _kept, missing = split_kwargs(runner.transcribe, self._kwargs)
+        self._faster_whisper = faster_whisper
+        self._decode = d
+        self._batched, self._kwargs = self._plan(d, None)
+
+    def _plan(self, d, batched):
+        """The runner (the model, or a BatchedInferencePipeline around it) and transcribe kwargs for decode
+        settings `d`; `batched` is the pipeline there is now, kept when still needed. Nothing is assigned
+        here, so a refused change leaves the model as it was."""
+        _check_batching(self._faster_whisper, d.batch_size)
+        if d.batch_size > 1:  # the pipeline wraps the loaded model: no reload
+            batched = batched or self._faster_whisper.BatchedInferencePipeline(model=self._model)
+        else:
+            batched = None
+        runner = batched if batched is not None else self._model
+        kwargs = dict(beam_size=d.beam_size, temperature=d.temperature, language=d.language)
+        if batched is not None:
+            kwargs["batch_size"] = d.batch_size
+        _kept, missing = split_kwargs(runner.transcribe, kwargs)
         if missing:  # each of these changes the result: refuse rather than decode differently
             raise missing_feature(f"transcribe({', '.join(missing)}=...)", "faster-whisper")
+        return batched, kwargs
+
+    def set_decode(self, decode) -> None:
+        """A condition's beam size, temperature, language or batch size (contract: IN_CONTAINER_DECODE),
+        on the loaded model; batch size > 1 wraps it in a BatchedInferencePipeline, 1 drops that."""
+        fixed = [n for n in decode_changes(self._decode, decode) if n not in IN_CONTAINER_DECODE]
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change in a loaded model")
+        multilingual = getattr(getattr(self._model, "model", None), "is_multilingual", True)
+        if decode.language not in (None, "en") and not multilingual:  # faster-whisper would decode English
+            raise ValueError(f"{self._job.model} is an English-only model: language {decode.language!r}")
+        try:
+            self._batched, self._kwargs = self._plan(decode, self._batched)
+        except RuntimeError as exc:  # missing_feature: this library version cannot do it
+            raise NotImplementedError(str(exc)) from None
+        self._decode = decode
 
     def transcribe(self, audio: np.ndarray) -> str:
         runner = self._batched if self._batched is not None else self._model

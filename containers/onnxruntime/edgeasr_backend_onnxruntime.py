@@ -12,6 +12,8 @@ Two parts, one module:
   same numbers the transformers backend sees); decoding is greedy or beam search in numpy over
   onnxruntime sessions, with Whisper's suppress and begin-suppress tokens, without timestamps. Audio
   longer than one 30 s window is decoded window after window and joined (no timestamp-based seeking).
+  A sweep condition may change the beam size and the language (``set_decode``); there is no sampling
+  (temperature) and no batched decoding, so changes of those are refused.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import shutil
 import sys
 
 import numpy as np
+from edgeasr_entrypoint.contract import SAMPLE_RATE, decode_changes
 
-SAMPLE_RATE = 16000
 WINDOW = 30 * SAMPLE_RATE
 FILES = {"float32": ("encoder.onnx", "decoder.onnx"), "dynamic_int8": ("encoder.int8.onnx", "decoder.int8.onnx"),
          "float16": ("encoder.fp16.onnx", "decoder.fp16.onnx")}
@@ -181,6 +183,7 @@ class OnnxWhisper:
 
         self._ort = ort
         self._job = job
+        self._decode = job.decode
         q = job.backend_quant
         if q not in FILES:
             raise ValueError(f"unknown backend_quant {q!r} for onnxruntime; known: {', '.join(FILES)}")
@@ -218,7 +221,7 @@ class OnnxWhisper:
         sot = self.gen["decoder_start_token_id"]
         prompt = [sot]
         if self.gen.get("is_multilingual"):
-            lang = self._job.decode.language or "en"  # no language detection here: English unless told
+            lang = self._decode.language or "en"  # no language detection here: English unless told
             prompt += [self.gen["lang_to_id"][f"<|{lang}|>"], self.gen["task_to_id"]["transcribe"]]
         return prompt + [self.gen["no_timestamps_token_id"]]
 
@@ -233,7 +236,7 @@ class OnnxWhisper:
     def _decode_window(self, audio: np.ndarray) -> str:
         feats = self.features(audio, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
         cross_k, cross_v = self.encoder.run(None, {"input_features": feats.astype(self.float)})
-        beam = max(1, int(self._job.decode.beam_size))
+        beam = max(1, int(self._decode.beam_size))
         layers, d = cross_k.shape[0], cross_k.shape[2] * cross_k.shape[3]
         prompt = self._prompt()
         # One hypothesis per row: tokens so far, summed log-probability; the cache rows follow them.
@@ -287,6 +290,25 @@ class OnnxWhisper:
         best = max(finished, key=lambda f: f[0])[1] if beam > 1 else finished[0][1]
         text_ids = [t for t in best[len(prompt):] if t < self.eot]
         return self.tokenizer.decode(text_ids, skip_special_tokens=True)
+
+    def set_decode(self, decode) -> None:
+        """A condition's beam size or language; the decoder loop reads them at each call."""
+        changes = decode_changes(self._decode, decode)
+        if "temperature" in changes:
+            raise NotImplementedError("this ONNX decoder is greedy or beam search only: it has no sampling, so "
+                                      "temperature cannot change")
+        if "batch_size" in changes:
+            raise NotImplementedError("this ONNX decoder takes one utterance at a time: batch size cannot change")
+        fixed = [n for n in changes if n not in ("beam_size", "language")]
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change in a loaded model")
+        if "language" in changes and decode.language is not None:
+            if not self.gen.get("is_multilingual"):
+                if decode.language != "en":
+                    raise ValueError(f"{self._job.model} is an English-only model: language {decode.language!r}")
+            elif f"<|{decode.language}|>" not in self.gen.get("lang_to_id", {}):
+                raise ValueError(f"language {decode.language!r} is not one this model's tokenizer knows")
+        self._decode = decode
 
     def transcribe(self, audio: np.ndarray) -> str:
         audio = np.asarray(audio, dtype=np.float32)

@@ -7,6 +7,11 @@ Batching (transcribe_batch) pads a batch and masks the padding: CTC logits are c
 at each utterance's own output length, so batched and sequential transcripts agree
 for models whose feature extractor returns an attention mask (layer-norm
 feature encoders); group-norm models (e.g. wav2vec2-base) see the padding by design.
+
+A sweep condition may change beam size, temperature and language (`set_decode`): Whisper's generation
+arguments are built from the current settings at each call. The batch size is the entrypoint's (it hands
+transcribe_batch that many utterances). CTC models decode greedily (argmax), so for them only the batch
+size can change.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, SAMPLE_RATE, decode_changes
 
-SAMPLE_RATE = 16000
 WHISPER_WINDOW_S = 30.0
 
 
@@ -31,6 +36,7 @@ class TransformersModel:
         # timestamp post-processing cannot take.
         self._timestamps = os.path.isfile(os.path.join(str(job.model), "edgeasr-converted.json"))
         d = job.decode
+        self._decode = d
         if d.threads:
             torch.set_num_threads(d.threads)
         torch.manual_seed(0)
@@ -77,6 +83,22 @@ class TransformersModel:
                 return self._ctc(audios)
             return self._whisper(audios)
 
+    def set_decode(self, decode) -> None:
+        """A condition's decode settings (contract: IN_CONTAINER_DECODE). Whisper takes beam size, temperature
+        and language per generate call; batch size is the entrypoint's. A CTC model has no beam, temperature or
+        language to change: refused, rather than labelling identical greedy output with them."""
+        changes = decode_changes(self._decode, decode)
+        fixed = [n for n in changes if n not in IN_CONTAINER_DECODE]
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change in a loaded model")
+        unused = [n for n in changes if n != "batch_size"]
+        if self.kind == "ctc" and unused:
+            raise NotImplementedError(f"a CTC model decodes greedily (argmax): {', '.join(unused)} does not apply")
+        if self.kind == "whisper" and "language" in changes and decode.language not in (None, "en") \
+                and not getattr(self.model.generation_config, "is_multilingual", False):
+            raise ValueError(f"{self._job.model} is an English-only Whisper model: language {decode.language!r}")
+        self._decode = decode
+
     def info(self) -> dict:
         from edgeasr_entrypoint.system import library_versions
 
@@ -110,7 +132,7 @@ class TransformersModel:
     # -- Whisper ----------------------------------------------------------------------------------------
 
     def _generate_kwargs(self) -> dict:
-        d = self._job.decode
+        d = self._decode
         kwargs = {"num_beams": d.beam_size, "do_sample": False}
         if d.temperature > 0:
             kwargs.update(do_sample=True, temperature=d.temperature)

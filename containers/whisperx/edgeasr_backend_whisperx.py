@@ -14,15 +14,23 @@ It also runs on the whisperx 3.1-era build of the JetPack 5 image (dustynv/whisp
   through `vad_options`, and without one and without a network the load stops with a clear error instead of
   whisperx's urllib error;
 - compute types are checked against the installed CTranslate2, as in the faster-whisper adapter.
+
+A sweep condition may change beam size, temperature, language and batch size in the loaded pipeline
+(`set_decode`): beam size and temperature replace those fields of the pipeline's TranscriptionOptions
+(its `options`: a NamedTuple in faster-whisper < 1.1, a dataclass after), batch size and language are
+transcribe arguments; a language change also resets the pipeline's tokenizer, as loading it with that
+language would.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 
 import numpy as np
 from edgeasr_entrypoint.compat import check_compute_type, missing_feature, split_kwargs
+from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, decode_changes
 
 VAD_FILE_ENV = "EDGEASR_WHISPERX_VAD"
 
@@ -78,6 +86,7 @@ class WhisperXModel:
                 self.compat.append(f"load_model has no download_root: {wanted[name]!r} not applied")
             # vad_method: a whisperx without it has only the pyannote VAD, which is the one asked for
         self._pipe = whisperx.load_model(job.model, **kwargs)
+        self._decode = d
         self._kwargs = {"batch_size": max(1, d.batch_size), "language": d.language}
         _kept, missing = split_kwargs(self._pipe.transcribe, self._kwargs)
         if missing:
@@ -107,6 +116,36 @@ class WhisperXModel:
             "rebuild the image with containers/whisperx/Dockerfile.jetson-r35 on a machine with network (it "
             "stores the file), or run with --allow-download")
 
+    def set_decode(self, decode) -> None:
+        """A condition's beam size, temperature, language or batch size (contract: IN_CONTAINER_DECODE), in the
+        loaded pipeline. Everything is checked before anything changes, so a refusal leaves it as it was."""
+        changes = decode_changes(self._decode, decode)
+        fixed = [n for n in changes if n not in IN_CONTAINER_DECODE]
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)} cannot change in a loaded model")
+        pipe = self._pipe
+        options = None
+        if "beam_size" in changes or "temperature" in changes:
+            options = _replace_options(getattr(pipe, "options", None), beam_size=decode.beam_size,
+                                       best_of=decode.beam_size, temperatures=[decode.temperature])
+        if "language" in changes:
+            if self._align is not None:
+                raise NotImplementedError("word alignment loaded its wav2vec2 model for language "
+                                          f"{self._decode.language or 'en'!r}; the language cannot change with it")
+            if str(self._job.model).rstrip("/").endswith(".en") and decode.language not in (None, "en"):
+                raise ValueError(f"{self._job.model} is an English-only model: language {decode.language!r}")
+        if options is not None:
+            pipe.options = options
+        if "language" in changes:
+            # as load_model(language=...) leaves it: a preset language and a tokenizer made for it on the next
+            # call (whisperx detects the language per file when none is preset)
+            if hasattr(pipe, "preset_language"):
+                pipe.preset_language = decode.language
+            if hasattr(pipe, "tokenizer"):
+                pipe.tokenizer = None
+        self._kwargs = dict(self._kwargs, batch_size=max(1, decode.batch_size), language=decode.language)
+        self._decode = decode
+
     def transcribe(self, audio: np.ndarray) -> str:
         result = self._pipe.transcribe(audio, **self._kwargs)
         segments = result["segments"]
@@ -121,6 +160,21 @@ class WhisperXModel:
         versions = library_versions(["whisperx", "faster-whisper", "ctranslate2", "torch", "pyannote.audio"])
         # CTranslate2 exposes no parameter count
         return {"n_params": None, "versions": versions, "compat": list(self.compat)}
+
+
+def _replace_options(options, **fields):
+    """A copy of the pipeline's TranscriptionOptions with `fields` replaced (NamedTuple or dataclass)."""
+    if options is None:
+        raise NotImplementedError("this whisperx pipeline keeps no TranscriptionOptions (`options`): beam size "
+                                  "and temperature are fixed when it loads")
+    missing = [f for f in fields if not hasattr(options, f)]
+    if missing:
+        raise NotImplementedError(f"this whisperx pipeline's options have no {', '.join(missing)}")
+    if hasattr(options, "_replace"):  # faster-whisper < 1.1: a NamedTuple
+        return options._replace(**fields)
+    if dataclasses.is_dataclass(options):
+        return dataclasses.replace(options, **fields)
+    raise NotImplementedError(f"cannot replace fields of the pipeline's {type(options).__name__}")
 
 
 def load(job) -> WhisperXModel:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edgeasr_entrypoint.contract import CONTRACT_VERSION, Event
+
 from ..data import load_dataset
 from ..errors import UserError
 from ..launch import docker_engine
@@ -27,15 +29,16 @@ from ..launch.backends import BACKENDS, Backend
 from ..launch.hardening import Hardening, chown_for_container
 from ..launch.owner import Owner
 from ..launch.images import parse_versions_label
-from ..launch.job import CONTRACT_VERSION, OFFLINE_ENV, OUT_TARGET
+from ..launch.job import OFFLINE_ENV, OUT_TARGET
 from ..launch.onnx_export import export_onnx
 from ..models import default_models_dir
 from ..results import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "data" / "default" / "harvard-01-01.flac"
-REQUIRED_EVENTS = ["container_start", "load_start", "load_end", "inference_start", "utterance_start",
-                   "utterance_end", "utterance_error", "inference_end", "container_end"]
+REQUIRED_EVENTS = [Event.CONTAINER_START, Event.LOAD_START, Event.LOAD_END, Event.INFERENCE_START,
+                   Event.UTTERANCE_START, Event.UTTERANCE_END, Event.UTTERANCE_ERROR, Event.INFERENCE_END,
+                   Event.CONTAINER_END]
 REQUIRED_STATUS = ["contract_version", "status", "error", "backend", "n_utterances", "n_ok", "n_failed",
                    "peak_rss_mb", "versions"]
 
@@ -69,8 +72,8 @@ def _events_ok(events: list[dict[str, Any]]) -> tuple[bool, str]:
         return False, "every event needs integer t_ns and mono_ns"
     if any(b["mono_ns"] < a["mono_ns"] for a, b in zip(events, events[1:])):
         return False, "events are not in time order"
-    order = [names.index(n) for n in ("container_start", "load_start", "load_end", "inference_start")]
-    if order != sorted(order) or names.index("inference_end") < names.index("utterance_end"):
+    order = [names.index(n) for n in (Event.CONTAINER_START, Event.LOAD_START, Event.LOAD_END, Event.INFERENCE_START)]
+    if order != sorted(order) or names.index(Event.INFERENCE_END) < names.index(Event.UTTERANCE_END):
         return False, f"events out of the documented order: {names}"
     return True, f"{len(events)} events in order"
 

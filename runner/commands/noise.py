@@ -10,10 +10,13 @@ import argparse
 from pathlib import Path
 
 import soundfile as sf
+from edgeasr_entrypoint.audio import AudioError, load_audio
+from edgeasr_entrypoint.contract import NOISE_TYPES, SAMPLE_RATE
+from edgeasr_entrypoint.noise import (NoiseError, NoiseSpec, apply_noise, babble_sources_for, measured_snr_db,
+                                      peak_normalize_for_export)
 
 from ..data import AUDIO_EXTS, load_dataset
 from ..errors import UserError
-from ..launch.backends import use_entrypoint_package
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pv = sub.add_parser("preview", help="write one noisy utterance to a WAV file")
     pv.add_argument("--data", default="data/default", help="dataset (default: data/default)")
     pv.add_argument("--id", default=None, help="utterance id (default: the first)")
-    pv.add_argument("--type", required=True, help="white | pink | brown | babble | file")
+    pv.add_argument("--type", required=True, help=" | ".join(NOISE_TYPES))
     pv.add_argument("--snr", type=float, required=True, help="signal-to-noise ratio in dB")
     pv.add_argument("--files", type=Path, default=None, help="folder of noise recordings (type file)")
     pv.add_argument("--babble-talkers", type=int, default=4)
@@ -29,11 +32,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    use_entrypoint_package()
-    from edgeasr_entrypoint.audio import AudioError, load_audio
-    from edgeasr_entrypoint.noise import (NoiseError, NoiseSpec, apply_noise, babble_sources_for,
-                                          measured_snr_db, peak_normalize_for_export)
-
     ds = load_dataset(args.data)
     utts = {u.id: u for u in ds.utterances}
     uid = args.id or ds.utterances[0].id
@@ -61,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
     except (NoiseError, AudioError) as exc:
         raise UserError(str(exc)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(args.out, peak_normalize_for_export(mixed), 16000, subtype="PCM_16")
+    sf.write(args.out, peak_normalize_for_export(mixed), SAMPLE_RATE, subtype="PCM_16")
     print(f"{args.out}: {uid} with {args.type} noise at {measured_snr_db(speech, mixed):.2f} dB SNR "
-          f"(asked {args.snr:g} dB), {len(mixed) / 16000:.2f} s")
+          f"(asked {args.snr:g} dB), {len(mixed) / SAMPLE_RATE:.2f} s")
     return 0

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from edgeasr_entrypoint.contract import Event
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -82,18 +83,18 @@ class LiveProgress:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if kind == "load_start":
+        if kind == Event.LOAD_START:
             self.progress.update(self.task, description="loading model")
-        elif kind == "warmup_start":
+        elif kind == Event.WARMUP_START:
             self.progress.update(self.task, description="warming up")
-        elif kind in ("inference_start", "condition_start"):
+        elif kind in (Event.INFERENCE_START, Event.CONDITION_START):
             self.progress.update(self.task, description="transcribing")
-        elif kind == "utterance_end":
+        elif kind == Event.UTTERANCE_END:
             self.proc_s += event.get("processing_s", 0.0)
             self.audio_s += event.get("duration_s", 0.0)
             rtf = f"RTF {self.proc_s / self.audio_s:.3f}" if self.audio_s else ""
             self.progress.update(self.task, advance=1, rtf=rtf)
-        elif kind == "utterance_error":
+        elif kind == Event.UTTERANCE_ERROR:
             self.progress.update(self.task, advance=1)
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeasr_entrypoint.contract import Event
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
@@ -135,7 +136,7 @@ class SweepView:
 
     def callbacks(self, job: GroupJob, console: Console) -> Callbacks:
         def on_event(event: dict[str, Any]) -> None:
-            if event.get("event") in ("utterance_end", "utterance_error"):
+            if event.get("event") in (Event.UTTERANCE_END, Event.UTTERANCE_ERROR):
                 self.progress.update(self.current, advance=1, info=self._info())
 
         def start(cond) -> None:

@@ -313,10 +313,3 @@ def get_image(name: str) -> ImageDef:
         raise UserError(f"unknown image {name!r}; known: {', '.join(sorted(IMAGES))}") from None
 
 
-def use_entrypoint_package() -> None:
-    """Make the container-side package (edgeasr_entrypoint) importable on the host, from the checkout."""
-    import sys
-
-    path = str(CONTAINERS_DIR / "common")
-    if path not in sys.path:
-        sys.path.insert(0, path)

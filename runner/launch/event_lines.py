@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-EVENT_PREFIX = "EDGEASR_EVENT "  # (moves to the contract module)
+from edgeasr_entrypoint.contract import EVENT_PREFIX
 
 
 def parse_event_line(line: str) -> dict[str, Any] | None:

@@ -22,9 +22,11 @@ from typing import IO, Callable
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
 from ..errors import UserError
 from ..platforms import platform_image
-from .backends import CONTAINERS_DIR, IMAGES, ImageDef
+from .backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
 from .docker_engine import MANAGED_LABEL
 from .hardening import Hardening
 from .wheel_server import serve_wheelhouse
@@ -98,6 +100,17 @@ def versions_label(backend: ImageDef, overrides: dict[str, str] | None = None) -
     builder turns every label passed by the API into a step of its own, each seconds long on a big base.
     """
     return ",".join(f"{n}={v}" for n, v in pinned_versions(requirements_text(backend, overrides)).items())
+
+
+def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | None) -> dict[str, str]:
+    """The build arguments of one image: wheelhouse, version label, base, and for a backend the contract
+    version it speaks (its org.edgeasr.contract label, from edgeasr_entrypoint/contract.py)."""
+    args = {"WHEELS_URL": wheels_url, "EDGEASR_VERSIONS": versions}
+    if isinstance(image, Backend):
+        args["EDGEASR_CONTRACT"] = str(CONTRACT_VERSION)
+    if base is not None:
+        args["BASE_IMAGE"] = base
+    return args
 
 
 def parse_versions_label(value: str | None) -> dict[str, str]:
@@ -210,10 +223,8 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
     has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
     try:
         with _context(backend, overrides) as context, serve_wheelhouse(wheels) as url:
-            buildargs = {"WHEELS_URL": url if has_wheels else "",
-                         "EDGEASR_VERSIONS": versions_label(backend, overrides) if versions is None else versions}
-            if base is not None:
-                buildargs["BASE_IMAGE"] = base
+            buildargs = build_args(backend, wheels_url=url if has_wheels else "", base=base,
+                                   versions=versions_label(backend, overrides) if versions is None else versions)
             stream = client.api.build(
                 fileobj=context, custom_context=True, dockerfile=f"{backend.build_dir}/{dockerfile}",
                 tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True,

@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
 from ..paths import AudioPlan, plan_audio_mounts
 from ..spec import RunSpec
 from .docker_engine import BindMount
 from .hardening import CACHE_ENV
 
-CONTRACT_VERSION = 2
 OUT_TARGET = "/out"
 HUB_CACHE_TARGET = "/cache/hf"
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from edgeasr_entrypoint.contract import PREPARE_WINDOW, UTTERANCE_WINDOW, WINDOWS, Event
 
 from .base import Sample
 from .energy import WindowEnergy, integrate, on_clock
@@ -30,15 +31,6 @@ from .registry import memory_labels
 
 #: The event field that carries each clock.
 CLOCK_FIELDS = {"monotonic": "mono_ns", "wall": "t_ns"}
-
-WINDOWS = {
-    "load": ("load_start", "load_end"),
-    "warmup": ("warmup_start", "warmup_end"),
-    "inference": ("inference_start", "inference_end"),
-    "container": ("container_start", "container_end"),
-    # container up, model loaded and warmed up, doing nothing: the loaded model's idle cost
-    "loaded_idle": ("loaded_idle_start", "loaded_idle_end"),
-}
 
 
 @dataclass(frozen=True)
@@ -139,9 +131,9 @@ def utterance_windows(events: Sequence[dict[str, Any]], clock: str = "monotonic"
     starts: dict[str, int] = {}
     out = {}
     for e in events:
-        if e.get("event") == "utterance_start":
+        if e.get("event") == UTTERANCE_WINDOW[0]:
             starts[e["id"]] = e[key]
-        elif e.get("event") == "utterance_end" and e.get("id") in starts:
+        elif e.get("event") == UTTERANCE_WINDOW[1] and e.get("id") in starts:
             out[e["id"]] = (starts[e["id"]], e[key])
     return out
 
@@ -254,9 +246,9 @@ def prepare_windows(events: Sequence[dict[str, Any]], clock: str) -> list[tuple[
     key = CLOCK_FIELDS[clock]
     out, start = [], None
     for e in events:
-        if e.get("event") == "prepare_start":
+        if e.get("event") == PREPARE_WINDOW[0]:
             start = e[key]
-        elif e.get("event") == "prepare_end" and start is not None:
+        elif e.get("event") == PREPARE_WINDOW[1] and start is not None:
             out.append((start, e[key]))
             start = None
     return out
@@ -415,7 +407,7 @@ def utterance_batches(events: Sequence[dict[str, Any]], clock: str = "monotonic"
     """
     windows = utterance_windows(events, clock)
     processing = {e["id"]: e.get("processing_s", e.get("duration_s")) for e in events
-                  if e.get("event") == "utterance_end" and e.get("id") in windows}
+                  if e.get("event") == Event.UTTERANCE_END and e.get("id") in windows}
     batches: list[tuple[tuple[int, int], dict[str, float | None]]] = []
     for uid, (t0, t1) in sorted(windows.items(), key=lambda kv: kv[1]):
         if batches and t0 < batches[-1][0][1]:

@@ -9,11 +9,12 @@ import re
 
 import edgeasr_entrypoint
 import pytest
+from edgeasr_entrypoint.contract import ALL_EVENTS, CONTRACT_VERSION, Event
 from edgeasr_entrypoint.job import parse_job
 
 from runner.launch import job as host_job
-from runner.launch.backends import BACKENDS, CONTAINERS_DIR
-from runner.launch.images import parse_versions_label, versions_label
+from runner.launch.backends import BACKENDS, CONTAINERS_DIR, RUNNER_IMAGE
+from runner.launch.images import build_args, parse_versions_label, versions_label
 from runner.results import SCHEMA_VERSION, Summary
 from runner.spec import DecodeSettings, Settings, build_run_spec
 
@@ -59,7 +60,7 @@ def test_dockerfile_rules(name):
     assert re.search(r"^ARG BASE_IMAGE(=\S+)?$", text, re.M), "base must be an ARG"
     assert re.search(r"^FROM \$\{BASE_IMAGE\}", text, re.M)
     assert "COPY common/edgeasr_entrypoint" in text
-    assert f'org.edgeasr.contract="{edgeasr_entrypoint.CONTRACT_VERSION}"' in text
+    assert 'org.edgeasr.contract="${EDGEASR_CONTRACT}"' in text and re.search(r"^ARG EDGEASR_CONTRACT$", text, re.M)
     assert f'org.edgeasr.backend="{name}"' in text
     assert re.search(r'^ENTRYPOINT \[.*"-m", "edgeasr_entrypoint"\]', text, re.M)
     assert 'org.edgeasr.versions="${EDGEASR_VERSIONS}"' in text and "ARG EDGEASR_VERSIONS" in text
@@ -68,12 +69,29 @@ def test_dockerfile_rules(name):
 
 
 def test_contract_doc_names_every_event_and_output():
+    """containers/README.md documents every event the contract names, the outputs and the contract version."""
     doc = (CONTAINERS_DIR / "README.md").read_text()
-    source = (CONTAINERS_DIR / "common" / "edgeasr_entrypoint" / "__main__.py").read_text()
-    events = set(re.findall(r'emit\("([a-z_]+)"', source))
-    assert {"load_start", "load_end", "utterance_start", "utterance_end"} <= events
-    for name in events | {"events.jsonl", "transcripts.jsonl", "status.json", "job.json"}:
+    assert {"load_start", "load_end", "utterance_start", "utterance_end"} <= set(ALL_EVENTS)
+    for name in set(ALL_EVENTS) | {"events.jsonl", "transcripts.jsonl", "status.json", "job.json"}:
         assert f"`{name}`" in doc, f"containers/README.md does not document {name}"
+    assert f"version {CONTRACT_VERSION}" in doc, "containers/README.md names an older contract version"
+
+
+def test_the_entrypoint_emits_only_contract_events():
+    """Every event the entrypoint emits is named through contract.Event, never as a bare string."""
+    source = (CONTAINERS_DIR / "common" / "edgeasr_entrypoint" / "__main__.py").read_text()
+    assert not re.findall(r'emit\(\s*["\']', source), "an event emitted by a bare string"
+    used = set(re.findall(r"emit\(\s*Event\.([A-Z_]+)", source))
+    assert used == {k for k in vars(Event) if k.isupper()}, "an Event constant the entrypoint never emits"
+
+
+def test_backend_images_are_built_with_the_contract_version():
+    """`edgeasr images build` passes EDGEASR_CONTRACT (the org.edgeasr.contract label) to backend images only."""
+    backend = BACKENDS["faster-whisper"]
+    args = build_args(backend, wheels_url="", versions="x=1", base="b:1")
+    assert args == {"WHEELS_URL": "", "EDGEASR_VERSIONS": "x=1", "EDGEASR_CONTRACT": str(CONTRACT_VERSION),
+                    "BASE_IMAGE": "b:1"}
+    assert "EDGEASR_CONTRACT" not in build_args(RUNNER_IMAGE, wheels_url="", versions="", base=None)
 
 
 def test_summary_schema_is_pinned():
@@ -99,3 +117,31 @@ def test_every_backend_has_a_dockerfile_per_platform(name):
             continue
         assert (CONTAINERS_DIR / be.build_dir / p.dockerfile).is_file()
         assert platform_tag(be, platform) == f"edgeasr/{name}:{p.tag}"
+
+
+def test_contract_module_imports_only_the_standard_library():
+    """contract.py is shared by the host and every image (Python 3.8 included): it imports nothing else,
+    not even its own package's modules (which need numpy)."""
+    import ast
+    import sys
+
+    path = CONTAINERS_DIR / "common" / "edgeasr_entrypoint" / "contract.py"
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"relative import from {node.module!r}"
+            imported.add(node.module.split(".")[0])
+    assert imported and imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+def test_contract_names_every_event_once_and_the_windows_use_them():
+    from edgeasr_entrypoint import contract
+
+    assert len(set(contract.ALL_EVENTS)) == len(contract.ALL_EVENTS)
+    pairs = [*contract.WINDOWS.values(), contract.PREPARE_WINDOW, contract.UTTERANCE_WINDOW,
+             contract.CONDITION_WINDOW]
+    assert {name for pair in pairs for name in pair} <= set(contract.ALL_EVENTS)
+    assert contract.CONTAINER_WIDE_EVENTS <= set(contract.ALL_EVENTS)
+    assert set(contract.IN_CONTAINER_DECODE) <= set(contract.DecodeOptions.__dataclass_fields__)

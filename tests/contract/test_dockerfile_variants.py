@@ -4,8 +4,8 @@ The variants cannot be built where these tests run (no GPU, no Jetson, no regist
 keeps them honest: each file is parsed the way Docker reads it (continuation lines joined, comment lines
 dropped) and must honour the image rules of containers/README.md: a public default base behind
 `ARG BASE_IMAGE`, the shared entrypoint and the backend's own adapter copied to /opt/edgeasr, the
-environment and labels the runner relies on (in one LABEL step, with the versions and base labels taken
-from build arguments), `python -m edgeasr_entrypoint` as the ENTRYPOINT, every COPY
+environment and labels the runner relies on (in one LABEL step, with the versions, base and contract
+labels taken from build arguments), `python -m edgeasr_entrypoint` as the ENTRYPOINT, every COPY
 source present in the build context (containers/), version pins that agree with requirements.txt, and a
 build command for each file in containers/PLATFORMS.md. Files are found by glob, so a new backend or a
 new variant is checked without touching this test.
@@ -19,7 +19,6 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-import edgeasr_entrypoint
 import pytest
 
 from runner.launch.backends import BACKENDS, IMAGES
@@ -234,7 +233,8 @@ def test_labels_name_the_backend_the_contract_and_the_platform(path):
     assert len(df.all("LABEL")) == 1, "one LABEL step (the legacy builder makes a step of each API label)"
     labels = df.labels()
     assert labels.get("org.edgeasr.backend") == df.folder
-    assert labels.get("org.edgeasr.contract") == str(edgeasr_entrypoint.CONTRACT_VERSION)
+    assert labels.get("org.edgeasr.contract") == "${EDGEASR_CONTRACT}", \
+        "the contract label comes from the EDGEASR_CONTRACT build argument (edgeasr_entrypoint/contract.py)"
     expected = PLATFORM_OF_SUFFIX.get(df.suffix)
     if df.suffix:
         assert labels.get("org.edgeasr.platform") == expected
@@ -243,7 +243,7 @@ def test_labels_name_the_backend_the_contract_and_the_platform(path):
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
-def test_versions_and_base_labels_come_from_build_arguments(path):
+def test_versions_base_and_contract_labels_come_from_build_arguments(path):
     df = Dockerfile(path)
     labels = df.labels()
     assert labels.get("org.edgeasr.versions") == "${EDGEASR_VERSIONS}"
@@ -253,6 +253,8 @@ def test_versions_and_base_labels_come_from_build_arguments(path):
                   for i in df.instructions[last_from:] if i.keyword == "ARG"}
     assert "BASE_IMAGE" in stage_args, "ARG BASE_IMAGE again after the last FROM, or org.edgeasr.base is empty"
     assert "EDGEASR_VERSIONS" in stage_args, "ARG EDGEASR_VERSIONS in the final stage"
+    assert stage_args.get("EDGEASR_CONTRACT", None) == "", \
+        "ARG EDGEASR_CONTRACT in the final stage, without a default (the image build passes CONTRACT_VERSION)"
     default = stage_args["EDGEASR_VERSIONS"]
     if default:  # a default must be exactly what `edgeasr images build` would pass
         backend = BACKENDS.get(df.folder)

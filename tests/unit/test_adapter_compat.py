@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
 from edgeasr_entrypoint.job import parse_job
 
 STANDINS = ROOT / "tests" / "fixtures" / "standins"
@@ -20,7 +21,8 @@ LIBRARIES = ("faster_whisper", "ctranslate2", "whisperx")
 
 
 def job(device="cpu", backend_quant="int8", allow_download=False, **decode):
-    return parse_job({"contract_version": 2, "backend": "x", "model": "/models/tiny.en", "quant": "int8",
+    return parse_job({"contract_version": CONTRACT_VERSION, "backend": "x", "model": "/models/tiny.en",
+                      "quant": "int8",
                       "backend_quant": backend_quant, "device": device, "allow_download": allow_download,
                       "decode": decode, "warmup": 0, "utterances": []})
 
@@ -164,3 +166,91 @@ def test_whisperx_3_8_behind_its_lazy_load_model_gets_every_option(use):
                                                     vad_options=None, local_files_only=True, threads=2))
     assert model.info()["compat"] == []
     assert model.info()["versions"]["whisperx"] == "3.8.6"
+
+
+# -- per-condition decode changes (set_decode, contract 3) ------------------------------------------------
+
+
+def test_faster_whisper_set_decode_wraps_and_unwraps_the_loaded_model_for_batching(use):
+    """Batch size 1 -> 4 puts a BatchedInferencePipeline around the loaded model (no second WhisperModel),
+    beam size and language go into the next transcribe call, and batch size 1 drops the pipeline again."""
+    from dataclasses import replace
+
+    adapter = use("faster_whisper_1_1")("faster-whisper")
+    j = job(beam_size=5)
+    model = adapter.load(j)
+    import faster_whisper
+
+    model.set_decode(replace(j.decode, batch_size=4, beam_size=2, language="de"))
+    assert model.transcribe(AUDIO) == "batched"
+    assert faster_whisper.CALLS[-1] == ("batched.transcribe", dict(language="de", beam_size=2, batch_size=4))
+    model.set_decode(j.decode)
+    assert model.transcribe(AUDIO) == "one"
+    assert faster_whisper.CALLS[-1] == ("transcribe", dict(language=None, beam_size=5, temperature=0.0))
+    assert [name for name, _ in faster_whisper.CALLS].count("WhisperModel") == 1
+
+
+def test_faster_whisper_0_10_refuses_a_batched_condition_and_keeps_its_settings(use):
+    from dataclasses import replace
+
+    adapter = use("faster_whisper_0_10")("faster-whisper")
+    j = job(beam_size=3)
+    model = adapter.load(j)
+    with pytest.raises(NotImplementedError, match="BatchedInferencePipeline"):
+        model.set_decode(replace(j.decode, batch_size=4, beam_size=1))
+    model.transcribe(AUDIO)
+    import faster_whisper
+
+    assert faster_whisper.CALLS[-1][1]["beam_size"] == 3
+
+
+@pytest.mark.parametrize("roots", [("whisperx_3_8", "faster_whisper_1_1"),
+                                   ("whisperx_2024_01", "faster_whisper_0_10")])
+def test_whisperx_set_decode_replaces_the_pipelines_options(use, tmp_path, monkeypatch, roots):
+    """Beam size and temperature replace fields of the pipeline's TranscriptionOptions (a dataclass in
+    whisperx 3.8, faster-whisper 0.10's NamedTuple in the January 2024 build); batch size and language go to
+    transcribe, and a new language drops the tokenizer made for the old one."""
+    from dataclasses import replace
+
+    vad = tmp_path / "vad.bin"
+    vad.write_bytes(b"x")
+    monkeypatch.setenv("EDGEASR_WHISPERX_VAD", str(vad))
+    adapter = use(*roots)("whisperx")
+    j = parse_job({"contract_version": CONTRACT_VERSION, "backend": "x", "model": "/models/small", "quant": "int8",
+                   "backend_quant": "int8", "device": "cpu", "decode": {"beam_size": 5, "language": "en"},
+                   "warmup": 0, "utterances": []})
+    model = adapter.load(j)
+    pipe = model._pipe
+    assert pipe.options.beam_size == 5 and pipe.tokenizer is not None
+    model.set_decode(replace(j.decode, beam_size=1, temperature=0.2, batch_size=8, language="fr"))
+    assert (pipe.options.beam_size, pipe.options.best_of, pipe.options.temperatures) == (1, 1, [0.2])
+    assert pipe.preset_language == "fr" and pipe.tokenizer is None
+    model.transcribe(AUDIO)
+    import whisperx
+
+    assert whisperx.CALLS[-1] == ("transcribe", dict(batch_size=8, language="fr"))
+
+
+def test_whisperx_english_only_model_refuses_another_language(use):
+    from dataclasses import replace
+
+    adapter = use("whisperx_3_8", "faster_whisper_1_1")("whisperx")
+    j = job(beam_size=5)  # /models/tiny.en
+    model = adapter.load(j)
+    with pytest.raises(ValueError, match="English-only"):
+        model.set_decode(replace(j.decode, language="de", beam_size=1))
+    assert model._pipe.options.beam_size == 5  # nothing changed
+
+
+def test_faster_whisper_english_only_model_refuses_another_language(use):
+    """faster-whisper would decode an English-only model in English whatever the language: refused instead."""
+    import types
+    from dataclasses import replace
+
+    adapter = use("faster_whisper_1_1")("faster-whisper")
+    j = job()
+    model = adapter.load(j)
+    model._model.model = types.SimpleNamespace(is_multilingual=False)  # what CTranslate2's Whisper reports
+    model.set_decode(replace(j.decode, language="en"))
+    with pytest.raises(ValueError, match="English-only"):
+        model.set_decode(replace(j.decode, language="de"))

@@ -14,6 +14,7 @@ from helpers import write_tone
 
 from edgeasr_entrypoint import __main__ as entry
 from edgeasr_entrypoint.audio import AudioError, load_audio
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
 
 class ScriptedModel:
@@ -41,7 +42,7 @@ def adapter(monkeypatch):
 
 
 def _job(tmp_path, utts, **kw):
-    job = {"contract_version": 2, "backend": "scripted", "model": str(tmp_path), "quant": "int8",
+    job = {"contract_version": CONTRACT_VERSION, "backend": "scripted", "model": str(tmp_path), "quant": "int8",
            "backend_quant": "int8", "device": "cpu", "decode": {"beam_size": 1}, "warmup": 2, "utterances": utts}
     job.update(kw)
     path = tmp_path / "out" / "job.json"
@@ -234,3 +235,139 @@ def test_audio_preparation_has_its_own_window_outside_the_utterances(tmp_path, a
     names = [e["event"] for e in _read(job.parent / "events.jsonl")]
     body = names[names.index("inference_start") + 1:names.index("inference_end")]
     assert body == ["prepare_start", "prepare_end", "utterance_start", "utterance_end"] * 2
+
+
+# -- per-condition decode overrides (contract 3) ----------------------------------------------------------
+
+
+class Tunable(ScriptedModel):
+    """An adapter that can change its decode settings in the loaded model, and batches utterances."""
+
+    def __init__(self, job):
+        super().__init__(job)
+        self.decode = job.decode
+        self.log = []  # ("set_decode", beam, batch) and ("batch", n) in call order
+
+    def set_decode(self, decode):
+        if decode.temperature > 0.5:
+            raise NotImplementedError("this stand-in cannot sample above 0.5")
+        self.decode = decode
+        self.log.append(("set_decode", decode.beam_size, decode.batch_size))
+
+    def transcribe_batch(self, audios):
+        self.log.append(("batch", len(audios), self.decode.beam_size))
+        return [f"beam {self.decode.beam_size}" for _ in audios]
+
+    def transcribe(self, audio):
+        return self.transcribe_batch([audio])[0]
+
+
+def _four_utterances(tmp_path):
+    for name in ("a", "b", "c", "d"):
+        write_tone(tmp_path / f"{name}.wav", seconds=0.3)
+    return [{"id": n, "audio": str(tmp_path / f"{n}.wav")} for n in ("a", "b", "c", "d")]
+
+
+CLEAN = {"type": "clean", "snr_db": None}
+
+
+def test_condition_decode_overrides_reach_the_model_before_its_utterances(tmp_path, adapter):
+    """A condition's overrides are applied by set_decode before its first utterance, the batch size follows
+    the condition's (not the job's), condition_start carries the effective settings, and a condition without
+    overrides returns the model to the job's settings; warm-up uses the job's settings."""
+    models = []
+
+    def load(job):
+        models.append(Tunable(job))
+        return models[-1]
+
+    adapter.load = load
+    conds = [{"key": "base", "noise": CLEAN},
+             {"key": "b2", "noise": CLEAN, "decode": {"beam_size": 2, "batch_size": 2}},
+             {"key": "b2-again", "noise": CLEAN, "decode": {"beam_size": 2, "batch_size": 2}},
+             {"key": "back", "noise": CLEAN}]
+    job = _job(tmp_path, _four_utterances(tmp_path), warmup=1, conditions=conds,
+               decode={"beam_size": 1, "batch_size": 4})
+    assert entry.main(["x", str(job)]) == 0
+    log = models[0].log
+    assert log == [("batch", 1, 1),  # warm-up: the job's settings
+                   ("batch", 4, 1),  # base: the job's batch size 4
+                   ("set_decode", 2, 2), ("batch", 2, 2), ("batch", 2, 2),  # b2: told first, batches of 2
+                   ("batch", 2, 2), ("batch", 2, 2),  # b2-again: the same settings, not told again
+                   ("set_decode", 1, 4), ("batch", 4, 1)]  # back to the job's
+    events = _read(job.parent / "events.jsonl")
+    starts = {e["condition"]: e["decode"] for e in events if e["event"] == "condition_start"}
+    assert starts["base"]["beam_size"] == 1 and starts["base"]["batch_size"] == 4
+    assert starts["b2"] == dict(starts["base"], beam_size=2, batch_size=2)
+    tr = {(t["condition"], t["id"]): t for t in _read(job.parent / "transcripts.jsonl")}
+    assert tr[("b2", "a")]["hypothesis"] == "beam 2" and tr[("b2", "a")]["batch_size"] == 2
+    assert tr[("back", "d")]["hypothesis"] == "beam 1"
+
+
+def test_an_adapter_without_set_decode_fails_only_the_overriding_condition(tmp_path, adapter):
+    """ScriptedModel has no set_decode: the condition that overrides a setting gets an error record per
+    utterance saying why, and the conditions around it run normally (an override equal to the job's
+    settings needs no change and runs)."""
+    conds = [{"key": "before", "noise": CLEAN},
+             {"key": "beam5", "noise": CLEAN, "decode": {"beam_size": 5}},
+             {"key": "same", "noise": CLEAN, "decode": {"beam_size": 1}},
+             {"key": "after", "noise": CLEAN}]
+    job = _job(tmp_path, _four_utterances(tmp_path)[:2], warmup=0, conditions=conds)
+    assert entry.main(["x", str(job)]) == 0
+    tr = _read(job.parent / "transcripts.jsonl")
+    by_cond: dict = {}
+    for t in tr:
+        by_cond.setdefault(t["condition"], []).append(t)
+    assert [t["status"] for t in by_cond["beam5"]] == ["error", "error"]
+    message = by_cond["beam5"][0]["error"]
+    assert "beam_size 1 -> 5" in message and "set_decode" in message
+    for key in ("before", "same", "after"):
+        assert [t["status"] for t in by_cond[key]] == ["ok", "ok"], key
+    ends = {e["condition"]: e for e in _read(job.parent / "events.jsonl") if e["event"] == "condition_end"}
+    assert ends["beam5"]["n_failed"] == 2 and ends["after"]["n_ok"] == 2
+    status = json.loads((job.parent / "status.json").read_text())
+    assert status["status"] == "ok" and status["n_failed"] == 2
+
+
+def test_a_refused_decode_change_leaves_the_model_as_it_was(tmp_path, adapter):
+    """set_decode raising NotImplementedError fails that condition with its reason; the model keeps its
+    settings, so the next condition with the job's settings is not told anything."""
+    models = []
+
+    def load(job):
+        models.append(Tunable(job))
+        return models[-1]
+
+    adapter.load = load
+    conds = [{"key": "hot", "noise": CLEAN, "decode": {"temperature": 0.9}}, {"key": "plain", "noise": CLEAN}]
+    job = _job(tmp_path, _four_utterances(tmp_path)[:1], warmup=0, conditions=conds)
+    assert entry.main(["x", str(job)]) == 0
+    tr = {t["condition"]: t for t in _read(job.parent / "transcripts.jsonl")}
+    assert tr["hot"]["status"] == "error" and "cannot sample above 0.5" in tr["hot"]["error"]
+    assert "temperature 0.0 -> 0.9" in tr["hot"]["error"]
+    assert tr["plain"]["status"] == "ok"
+    assert [entry for entry in models[0].log if entry[0] == "set_decode"] == []
+
+
+@pytest.mark.parametrize("decode, words", [
+    ({"threads": 2}, ["threads", "fixed when the model loads"]),
+    ({"beam": 2}, ["beam", "beam_size, batch_size, temperature, language"]),
+    ({"batch_size": 0}, ["batch_size", "positive integer"]),
+    ({"temperature": "hot"}, ["temperature", "non-negative number"]),
+])
+def test_a_condition_may_override_only_the_in_container_decode_fields(tmp_path, adapter, decode, words):
+    """Any other key (or a bad value) in a condition's decode is a malformed job: exit 2, naming the key."""
+    job = _job(tmp_path, [], conditions=[{"key": "k", "noise": CLEAN, "decode": decode}])
+    assert entry.main(["x", str(job)]) == 2
+    error = json.loads((job.parent / "status.json").read_text())["error"]
+    assert "job.conditions[0].decode" in error and all(w in error for w in words), error
+
+
+def test_parse_job_rejects_an_unknown_condition_decode_key():
+    from edgeasr_entrypoint.job import JobError, parse_job
+
+    job = {"contract_version": CONTRACT_VERSION, "backend": "b", "model": "/m", "quant": "int8",
+           "backend_quant": "int8", "device": "cpu", "utterances": [],
+           "conditions": [{"key": "k", "noise": CLEAN, "decode": {"align": True}}]}
+    with pytest.raises(JobError, match=r"conditions\[0\]\.decode\.align"):
+        parse_job(job)

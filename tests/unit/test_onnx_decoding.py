@@ -11,6 +11,7 @@ import types
 
 import numpy as np
 import pytest
+from edgeasr_entrypoint.contract import DecodeOptions
 from helpers import ROOT
 
 spec = importlib.util.spec_from_file_location(
@@ -53,7 +54,8 @@ class FakeDecoder:
 
 def fake_model(beam: int):
     m = object.__new__(adapter.OnnxWhisper)
-    m._job = types.SimpleNamespace(decode=types.SimpleNamespace(beam_size=beam, language=None))
+    m._job = types.SimpleNamespace(model="/models/tiny.en", decode=DecodeOptions(beam_size=beam))
+    m._decode = m._job.decode  # the settings the decoder reads (set_decode changes them)
     m.encoder, m.decoder = FakeEncoder(), FakeDecoder()
     m.features = lambda audio, sampling_rate, return_tensors: types.SimpleNamespace(
         input_features=np.zeros((1, 3, 7), np.float32))
@@ -75,3 +77,22 @@ def test_greedy_takes_the_local_best_and_beam_search_the_global_best(beam, text)
 def test_audio_longer_than_one_window_is_decoded_window_after_window():
     m = fake_model(1)
     assert m.transcribe(np.zeros(adapter.WINDOW + 10, np.float32)) == "1 3 1 3"
+
+
+def test_a_condition_can_change_the_beam_size_of_the_loaded_model():
+    """set_decode(beam 2) on a greedy model: the next call searches the beam (contract 3 overrides)."""
+    m = fake_model(1)
+    m.set_decode(DecodeOptions(beam_size=2))
+    assert m.transcribe(np.zeros(16000, np.float32)) == "2 5"
+
+
+@pytest.mark.parametrize(("change", "error", "words"), [
+    ({"temperature": 0.5}, NotImplementedError, "no sampling"),
+    ({"batch_size": 4}, NotImplementedError, "one utterance at a time"),
+    ({"language": "de"}, ValueError, "English-only"),
+])
+def test_changes_the_onnx_decoder_cannot_make_are_refused_and_nothing_changes(change, error, words):
+    m = fake_model(1)
+    with pytest.raises(error, match=words):
+        m.set_decode(DecodeOptions(beam_size=2, **change))
+    assert m._decode.beam_size == 1 and m.transcribe(np.zeros(16000, np.float32)) == "1 3"

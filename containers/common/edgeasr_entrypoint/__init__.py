@@ -5,4 +5,4 @@ entrypoint never normalizes text or scores: that is the host's job, done once,
 the same way for every backend. See containers/README.md for the contract.
 """
 
-CONTRACT_VERSION = 2
+from .contract import CONTRACT_VERSION  # noqa: F401  (re-exported: the package's version of the contract)

@@ -5,7 +5,10 @@ argument the job is read from $EDGEASR_JOB, else /out/job.json. Outputs go next 
 the job file (or to $EDGEASR_OUT): events.jsonl, transcripts.jsonl, status.json.
 The backend adapter is the module named by $EDGEASR_ADAPTER; it provides
 ``load(job) -> model`` where the model has ``transcribe(audio) -> str`` and
-``info() -> dict`` (library versions, parameter count when known).
+``info() -> dict`` (library versions, parameter count when known), and optionally
+``transcribe_batch(audios) -> list[str]``, ``peak_vram_mb()`` and
+``set_decode(decode: DecodeOptions)``, which applies a condition's decode overrides
+to the loaded model (raising NotImplementedError or ValueError for a change it cannot make).
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import platform
 import sys
 import time
 import traceback
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from . import CONTRACT_VERSION
 from .audio import AudioError, load_audio
+from .contract import CONTRACT_VERSION, SAMPLE_RATE, DecodeOptions, Event, decode_changes
 from .events import EventLog, JsonlWriter, write_json_atomic
 from .job import JobError, read_job
 from .system import (current_rss_mb, library_versions, peak_rss_mb, process_peak_rss_mb, reset_peak_rss,
@@ -70,7 +74,7 @@ def _babble_pool(job, cache: AudioCache) -> dict:
 
 def _record_error(events: EventLog, transcripts: JsonlWriter, uid: str, key, message: str,
                   duration_s=None, processing_s=None) -> None:
-    events.emit("utterance_error", id=uid, condition=key, error=message)
+    events.emit(Event.UTTERANCE_ERROR, id=uid, condition=key, error=message)
     transcripts.write({"id": uid, "condition": key, "status": "error", "error": message, "hypothesis": None,
                        "duration_s": duration_s, "processing_s": processing_s})
 
@@ -81,9 +85,9 @@ def _decode_batch(model, batch: list, key, events: EventLog, transcripts: JsonlW
     In a batch every utterance waits for the whole batch (its latency_s is the batch's time);
     processing_s is the batch's time shared by audio duration, so that RTF sums correctly.
     """
-    durations = [len(audio) / 16000.0 for _, audio in batch]
+    durations = [len(audio) / float(SAMPLE_RATE) for _, audio in batch]
     for (uid, _), dur in zip(batch, durations):
-        events.emit("utterance_start", id=uid, condition=key, duration_s=dur)
+        events.emit(Event.UTTERANCE_START, id=uid, condition=key, duration_s=dur)
     t0 = time.perf_counter()
     try:
         if len(batch) == 1:
@@ -100,35 +104,43 @@ def _decode_batch(model, batch: list, key, events: EventLog, transcripts: JsonlW
     for (uid, _), dur, text in zip(batch, durations, texts):
         share = elapsed * dur / sum(durations)
         extra = {"batch_size": len(batch), "latency_s": elapsed} if len(batch) > 1 else {}
-        events.emit("utterance_end", id=uid, condition=key, processing_s=share, duration_s=dur, **extra)
+        events.emit(Event.UTTERANCE_END, id=uid, condition=key, processing_s=share, duration_s=dur, **extra)
         transcripts.write({"id": uid, "condition": key, "status": "ok", "error": None, "hypothesis": text,
                            "duration_s": dur, "processing_s": share, **extra})
     return len(batch), 0
 
 
 def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter, cache: AudioCache,
-                   pool: dict | None) -> tuple[int, int]:
+                   pool: dict | None, decode: DecodeOptions | None = None,
+                   refused: str | None = None) -> tuple[int, int]:
     """One condition's utterances in order; a failed one is recorded and the next one runs.
 
     Decoding and adding noise happen before the timed window; only the backend call is timed.
     They run inside prepare_start/prepare_end events, so the host takes their energy out of the
     inference window's (RTF leaves them out too).
-    With batch_size > 1 and an adapter that offers transcribe_batch, utterances go in batches.
+    With batch_size > 1 (of ``decode``, the condition's effective settings) and an adapter that offers
+    transcribe_batch, utterances go in batches. ``refused``: why the model could not take this condition's
+    decode settings; then every utterance of the condition is an error with that message.
     """
     from .noise import NoiseError, NoiseSpec, apply_noise, babble_sources_for
 
     key = cond.key if cond else None
     spec = NoiseSpec.from_json(cond.noise) if cond else NoiseSpec("clean", None)
     wanted = set(cond.ids) if cond and cond.ids is not None else None
-    size = job.decode.batch_size if hasattr(model, "transcribe_batch") else 1
+    decode = decode or job.decode
+    size = decode.batch_size if hasattr(model, "transcribe_batch") else 1
     n_ok = n_failed = 0
     batch: list = []
     preparing = False
     for utt in job.utterances:
         if wanted is not None and utt.id not in wanted:
             continue
+        if refused is not None:
+            n_failed += 1
+            _record_error(events, transcripts, utt.id, key, refused)
+            continue
         if not preparing:
-            events.emit("prepare_start", condition=key)
+            events.emit(Event.PREPARE_START, condition=key)
             preparing = True
         try:
             audio = cache(utt.audio)
@@ -141,12 +153,12 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
             continue
         batch.append((utt.id, audio))
         if len(batch) >= max(1, size):
-            events.emit("prepare_end", condition=key)
+            events.emit(Event.PREPARE_END, condition=key)
             preparing = False
             ok, failed = _decode_batch(model, batch, key, events, transcripts)
             n_ok, n_failed, batch = n_ok + ok, n_failed + failed, []
     if preparing:
-        events.emit("prepare_end", condition=key)
+        events.emit(Event.PREPARE_END, condition=key)
     if batch:
         ok, failed = _decode_batch(model, batch, key, events, transcripts)
         n_ok, n_failed = n_ok + ok, n_failed + failed
@@ -160,16 +172,44 @@ def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter, cach
     needs_pool = any(c.noise.get("type") == "babble" for c in job.conditions)
     pool = _babble_pool(job, cache) if needs_pool else None
     n_ok = n_failed = 0
+    current = job.decode  # what the loaded model decodes with now
     for cond in job.conditions:
         reset = reset_peak_rss()  # each condition's own peak, not the largest so far
-        events.emit("condition_start", condition=cond.key, noise=cond.noise)
-        ok, failed = _run_condition(job, cond, model, events, transcripts, cache, pool)
+        decode = replace(job.decode, **cond.decode)
+        refused = None
+        if decode != current:
+            refused = _apply_decode(model, current, decode)
+            if refused is None:
+                current = decode
+        events.emit(Event.CONDITION_START, condition=cond.key, noise=cond.noise, decode=asdict(decode))
+        ok, failed = _run_condition(job, cond, model, events, transcripts, cache, pool, decode, refused)
         vram = model.peak_vram_mb() if hasattr(model, "peak_vram_mb") else None  # a sweep result needs it too
-        events.emit("condition_end", condition=cond.key, n_ok=ok, n_failed=failed, peak_rss_mb=peak_rss_mb(),
+        events.emit(Event.CONDITION_END, condition=cond.key, n_ok=ok, n_failed=failed, peak_rss_mb=peak_rss_mb(),
                     peak_vram_mb=vram, audio_cache_mb=cache.held_mb(pool),
                     peak_rss_scope="condition (peak reset at its start)" if reset else "process (since start)")
         n_ok, n_failed = n_ok + ok, n_failed + failed
     return n_ok, n_failed
+
+
+def _apply_decode(model, current: DecodeOptions, decode: DecodeOptions) -> str | None:
+    """Tell the loaded model a condition's decode settings; None when it took them, else why not.
+
+    The model keeps ``current`` when it refuses, so the next condition starts from what it really has.
+    Anything it raises stops only this condition: the conditions after it still run.
+    """
+    changes = ", ".join(f"{name} {getattr(current, name)!r} -> {getattr(decode, name)!r}"
+                        for name in decode_changes(current, decode))
+    setter = getattr(model, "set_decode", None)
+    if setter is None:
+        return (f"decode override not applied ({changes}): this backend's adapter cannot change decode settings "
+                "in a loaded model (it has no set_decode); run these settings as separate containers")
+    try:
+        setter(decode)
+    except (NotImplementedError, ValueError) as exc:
+        return f"decode override not applied ({changes}): {exc}"
+    except Exception as exc:  # a backend failure while switching: this condition fails, the run goes on
+        return f"decode override not applied ({changes}): {type(exc).__name__}: {exc}"
+    return None
 
 
 WARMUP_MAX_S = 30.0  # the warm-up needs one decoder window, not a whole long file
@@ -187,13 +227,13 @@ def _warm_up(job, model, events: EventLog, cache: AudioCache) -> None:
         except AudioError:
             continue
     if audio is None:
-        events.emit("warmup_skipped", reason="no readable utterance")
+        events.emit(Event.WARMUP_SKIPPED, reason="no readable utterance")
         return
-    audio = audio[:int(WARMUP_MAX_S * 16000)]
-    events.emit("warmup_start", count=job.warmup, audio_s=len(audio) / 16000.0)
+    audio = audio[:int(WARMUP_MAX_S * SAMPLE_RATE)]
+    events.emit(Event.WARMUP_START, count=job.warmup, audio_s=len(audio) / float(SAMPLE_RATE))
     for _ in range(job.warmup):
         model.transcribe(audio)
-    events.emit("warmup_end", count=job.warmup)
+    events.emit(Event.WARMUP_END, count=job.warmup)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     exit_code = 1
     cache = None
     try:
-        events.emit("container_start", contract_version=CONTRACT_VERSION)
+        events.emit(Event.CONTAINER_START, contract_version=CONTRACT_VERSION)
         job = read_job(job_path)
         status.update(backend=job.backend, model=job.model, quant=job.quant, backend_quant=job.backend_quant,
                       device=job.device, n_utterances=len(job.utterances))
@@ -221,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         if not adapter_name:
             raise JobError("EDGEASR_ADAPTER is not set: the image does not name its backend adapter")
         adapter = importlib.import_module(adapter_name)
-        events.emit("load_start", model=job.model)
+        events.emit(Event.LOAD_START, model=job.model)
         model = adapter.load(job)
-        events.emit("load_end", model=job.model)
+        events.emit(Event.LOAD_END, model=job.model)
         status["rss_after_load_mb"] = current_rss_mb()
         status["model_size_mb"] = size_on_disk_mb(job.model)
         info = model.info()
@@ -234,17 +274,17 @@ def main(argv: list[str] | None = None) -> int:
             if extra in info:
                 status[extra] = info[extra]
         status["versions"] = {**library_versions(["numpy", "soundfile", "soxr"]), **info.get("versions", {})}
-        events.emit("model_info", **{k: status[k] for k in ("versions", "n_params", "model_size_mb",
+        events.emit(Event.MODEL_INFO, **{k: status[k] for k in ("versions", "n_params", "model_size_mb",
                                                              "rss_after_load_mb")})
         cache = AudioCache()
         _warm_up(job, model, events, cache)
         if job.loaded_idle_s > 0:  # the loaded model's idle power, measured by the host (issue 9)
-            events.emit("loaded_idle_start", seconds=job.loaded_idle_s)
+            events.emit(Event.LOADED_IDLE_START, seconds=job.loaded_idle_s)
             time.sleep(job.loaded_idle_s)
-            events.emit("loaded_idle_end")
-        events.emit("inference_start", n=len(job.utterances), n_conditions=len(job.conditions) or 1)
+            events.emit(Event.LOADED_IDLE_END)
+        events.emit(Event.INFERENCE_START, n=len(job.utterances), n_conditions=len(job.conditions) or 1)
         n_ok, n_failed = _transcribe_all(job, model, events, transcripts, cache)
-        events.emit("inference_end", n_ok=n_ok, n_failed=n_failed)
+        events.emit(Event.INFERENCE_END, n_ok=n_ok, n_failed=n_failed)
         status.update(status="ok", n_ok=n_ok, n_failed=n_failed)
         if hasattr(model, "peak_vram_mb"):
             status["peak_vram_mb"] = model.peak_vram_mb()
@@ -261,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         status["peak_rss_mb"] = process_peak_rss_mb()
         status["audio_cache_mb"] = cache.held_mb() if cache is not None else None
         if status["status"] != "ok":
-            events.emit("error", error=status["error"])
-        events.emit("container_end", status=status["status"])
+            events.emit(Event.ERROR, error=status["error"])
+        events.emit(Event.CONTAINER_END, status=status["status"])
         write_json_atomic(out_dir / "status.json", status)
         events.close()
         transcripts.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TARGET_SR = 16000
+from .contract import SAMPLE_RATE as TARGET_SR  # the rate every backend is given
 
 
 class AudioError(ValueError):

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-STDOUT_PREFIX = "EDGEASR_EVENT "
+from .contract import EVENT_PREFIX
 
 
 class JsonlWriter:
@@ -36,7 +36,7 @@ class EventLog(JsonlWriter):
     def emit(self, event: str, **fields) -> dict:
         record = {"event": event, "t_ns": time.time_ns(), "mono_ns": time.monotonic_ns(), **fields}
         self.write(record)
-        sys.stdout.write(STDOUT_PREFIX + json.dumps(record, ensure_ascii=False) + "\n")
+        sys.stdout.write(EVENT_PREFIX + json.dumps(record, ensure_ascii=False) + "\n")
         sys.stdout.flush()
         return record
 

@@ -1,66 +1,22 @@
 """The job spec a backend container receives: parsed and checked before the model loads.
 
 The host writes it (runner/launch/job.py); this is the container's reading of the
-same contract. It stays free of any backend library so that every image, and the
-host's tests, can import it.
+same contract, whose record types live in contract.py. It stays free of any backend
+library so that every image, and the host's tests, can import it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from . import CONTRACT_VERSION
+from .contract import (CONTRACT_VERSION, IN_CONTAINER_DECODE, ConditionJob, DecodeOptions, Job,  # noqa: F401
+                       UtteranceJob)  # (the record types live in contract.py; re-exported for older imports)
 
 
 class JobError(ValueError):
     """The job spec is malformed; the container reports it in status.json and exits 2."""
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    """Decoding settings; temperature 0 by default so that runs are deterministic."""
-
-    beam_size: int = 5
-    temperature: float = 0.0
-    language: Optional[str] = None
-    threads: int = 0
-    batch_size: int = 1
-    align: bool = False  # word alignment (whisperx); off by default: its model needs a download
-
-
-@dataclass(frozen=True)
-class UtteranceJob:
-    id: str
-    audio: str  # path inside the container
-
-
-@dataclass(frozen=True)
-class ConditionJob:
-    """One condition of a sweep: the noise to add, the seed key, which utterances (None: all)."""
-
-    key: str
-    noise: dict
-    seed_key: str
-    ids: Optional[tuple] = None
-
-
-@dataclass(frozen=True)
-class Job:
-    contract_version: int
-    backend: str
-    model: str  # in-container path, or a hub name when allow_download is set
-    quant: str  # edgeasr's name: fp32 / fp16 / int8
-    backend_quant: str  # the backend's own name, resolved on the host (e.g. int8_float16)
-    device: str
-    decode: DecodeOptions
-    warmup: int
-    utterances: list = field(default_factory=list)
-    allow_download: bool = False
-    conditions: list = field(default_factory=list)  # empty: one clean condition over every utterance
-    loaded_idle_s: float = 0.0  # idle seconds with the model loaded, after warm-up (the host measures power)
 
 
 def _require(obj: dict, key: str, kind: type, where: str = "job") -> Any:
@@ -70,6 +26,35 @@ def _require(obj: dict, key: str, kind: type, where: str = "job") -> Any:
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
         raise JobError(f"{where}.{key} must be {kind.__name__}, got {type(value).__name__}")
     return value
+
+
+def _condition_decode(raw: Any, where: str) -> dict:
+    """A condition's decode overrides: only the fields a loaded model can change (IN_CONTAINER_DECODE),
+    each of the type the entrypoint relies on (the batch size slices the utterances)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise JobError(f"{where}.decode must be an object")
+    for key in raw:
+        if key not in IN_CONTAINER_DECODE:
+            known = key in DecodeOptions.__dataclass_fields__
+            fixed = " (it is fixed when the model loads: set it in job.decode)" if known else ""
+            raise JobError(f"{where}.decode.{key} cannot be set per condition{fixed}; "
+                           f"a condition may override {', '.join(IN_CONTAINER_DECODE)}")
+    _check_decode(dict(raw), f"{where}.decode")
+    return dict(raw)
+
+
+def _check_decode(raw: dict, where: str) -> None:
+    """The types and ranges of the overridable decode fields."""
+    for key in ("beam_size", "batch_size"):
+        if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 1):
+            raise JobError(f"{where}.{key} must be a positive integer, got {raw[key]!r}")
+    if "temperature" in raw and (isinstance(raw["temperature"], bool)
+                                 or not isinstance(raw["temperature"], (int, float)) or raw["temperature"] < 0):
+        raise JobError(f"{where}.temperature must be a non-negative number, got {raw['temperature']!r}")
+    if "language" in raw and raw["language"] is not None and not isinstance(raw["language"], str):
+        raise JobError(f"{where}.language must be a language code or null, got {raw['language']!r}")
 
 
 def parse_job(data: dict) -> Job:
@@ -107,7 +92,8 @@ def parse_job(data: dict) -> Job:
             raise JobError(f"{where}.ids must be a list of utterance ids or null")
         conditions.append(ConditionJob(key=_require(c, "key", str, where), noise=_require(c, "noise", dict, where),
                                        seed_key=str(c.get("seed_key", c["key"])),
-                                       ids=tuple(ids) if ids is not None else None))
+                                       ids=tuple(ids) if ids is not None else None,
+                                       decode=_condition_decode(c.get("decode"), where)))
     loaded_idle_s = data.get("loaded_idle_s", 0.0)
     if not isinstance(loaded_idle_s, (int, float)) or isinstance(loaded_idle_s, bool) or loaded_idle_s < 0:
         raise JobError("job.loaded_idle_s must be a non-negative number of seconds")

@@ -30,10 +30,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .audio import AudioError, load_audio
+from .contract import CLEAN, NOISE_TYPES, SAMPLE_RATE
 
-NOISE_TYPES = ("white", "pink", "brown", "babble", "file")
-SPEC_TYPES = ("clean",) + NOISE_TYPES
-SAMPLE_RATE = 16000
+SPEC_TYPES = (CLEAN,) + NOISE_TYPES
 
 # Coloured noise has no energy below this frequency (DC included). Brown noise's
 # 1/f^2 spectrum would otherwise put most of its power into sub-audible drift
