@@ -162,7 +162,7 @@ def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> i
     console.print(f"[bold]edgeasr run[/]: {spec.backend.name} {spec.model.name} {spec.quant} on {spec.device}, "
                   f"{len(spec.dataset.utterances)} utterances from {spec.dataset.path}"
                   + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else ""))
-    repeats, limit = getattr(args, "repeats", None) or 1, getattr(args, "limit", None)
+    repeats, limit = spec.repeats or 1, spec.limit
     try:
         summary = execute(spec, console, repeats, limit, quiet=bool(getattr(args, "quiet", False)))
     except KeyboardInterrupt:
