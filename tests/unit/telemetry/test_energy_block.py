@@ -168,5 +168,87 @@ def test_golden_covers_every_scenario():
     assert set(json.loads(GOLDEN.read_text())) == set(NAMES)
 
 
+def test_the_block_is_a_frozen_record_and_its_json_is_the_callers():
+    """The record cannot be changed, its nested parts neither; to_json() hands out plain dicts, so a caller
+    that edits the JSON does not change the record (the summary keeps its own copy)."""
+    from dataclasses import FrozenInstanceError
+
+    block = accounting.energy_block("tegrastats", _board(), EVENTS, _measured(_board()), 8.0, 2, 100)
+    with pytest.raises(FrozenInstanceError):
+        block.total_j = 0.0
+    with pytest.raises(TypeError):
+        block.per_window["inference"]["total_j"] = 0.0
+    with pytest.raises(TypeError):
+        block.unavailable["total_j"] = "edited"
+    data = block.to_json()
+    data["per_window"]["inference"]["total_j"] = 0.0
+    data["unavailable"]["x"] = "y"
+    assert block.per_window["inference"]["total_j"] > 0 and "x" not in block.unavailable
+    assert type(data["per_window"]["inference"]) is dict and data["baseline_window_ns"] == [0, 2 * S]
+    assert block.memory.label == "ram" and data["ram_peak_delta_mb"] == block.memory.peak_delta_mb == 250.0
+
+
+def test_a_block_without_inference_has_no_memory_or_psys_figures():
+    """The null shape carries no figures of the measured shape: building one is refused instead of being
+    dropped silently by to_json()."""
+    from runner.telemetry.energy_record import EnergyBlock, PsysFigure
+
+    with pytest.raises(ValueError, match="no psys or memory"):
+        EnergyBlock(source="rapl", psys=PsysFigure(None, "stuck"))
+
+
+def _row(name, **changes):
+    from dataclasses import replace
+
+    from runner.telemetry import registry
+
+    return replace(registry.sampler_row(name), **changes)
+
+
+def test_companion_sum_follows_the_sampler_table(monkeypatch):
+    """Which companions add up, under which key and with which part named in a null sum's reason, is the
+    sampler table's: a board sampler given RAPL as a summed companion gets board + CPU; NVML without a
+    combined_key reports RAPL beside it and adds nothing."""
+    from runner.telemetry import registry
+
+    rows = tuple(_row("tegrastats", companions=("rapl",), combined_key="board_plus_cpu") if r.name == "tegrastats"
+                 else _row("nvml", combined_key=None) if r.name == "nvml" else r for r in registry.SAMPLERS)
+    monkeypatch.setattr(registry, "SAMPLERS", rows)
+    board = accounting.energy_block("tegrastats", _board(), EVENTS, _measured(_board()), 8.0, 2, 100)
+    cpu = accounting.energy_block("rapl", _rapl(), EVENTS, _measured(_rapl()), 8.0, 2, 100)
+    both = accounting.with_companions(board, {"rapl": cpu}).to_json()
+    assert both["board_plus_cpu_j"] == pytest.approx(board.total_j + cpu.total_j)
+    assert both["board_plus_cpu_scope"] == "board input + CPU package+DRAM" and "gpu_plus_cpu_j" not in both
+    sparse = accounting.energy_block("rapl", _rapl(step_s=3.0), EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2,
+                                     100)
+    missing = accounting.with_companions(board, {"rapl": sparse})
+    assert missing.combined.total_j is None and missing.unavailable["board_plus_cpu_j"].startswith("CPU: ")
+    gpu = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100)
+    beside = accounting.with_companions(gpu, {"rapl": cpu}).to_json()
+    assert beside["companions"]["rapl"]["total_j"] == pytest.approx(cpu.total_j)
+    assert not [k for k in beside if k.endswith("_plus_cpu_j")]
+    assert board.companions == {} and board.combined is None  # the original record is unchanged
+
+
+def test_nvml_process_memory_is_the_tables_fact(monkeypatch):
+    """The per-process GPU memory figure (and the summary's peak_vram_nvml_mb) comes from the row that says its
+    samples list the run's processes, not from a sampler name written in the accounting code."""
+    from runner.telemetry import registry
+
+    owner = accounting.ProcessOwner(session_id=9)
+    block = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100, owner)
+    assert block.memory.per_process and block.memory.process_peak_mb == 700.0
+    s = _summary("cuda")
+    merge.apply_nvml_vram(s, block)
+    assert s.peak_vram_nvml_mb == 700.0
+    rows = tuple(_row("nvml", process_memory=False) if r.name == "nvml" else r for r in registry.SAMPLERS)
+    monkeypatch.setattr(registry, "SAMPLERS", rows)
+    plain = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100, owner)
+    assert "gpu_process_mem_peak_mb" not in plain.to_json() and "gpu_mem_peak_mb" in plain.to_json()
+    s = _summary("cuda")
+    merge.apply_nvml_vram(s, plain)
+    assert s.peak_vram_nvml_mb is None and "peak_vram_nvml_mb" not in s.unavailable
+
+
 if __name__ == "__main__":
     GOLDEN.write_text(json.dumps(_scenarios(), indent=1) + "\n")
