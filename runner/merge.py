@@ -19,7 +19,7 @@ from edgeasr_entrypoint.contract import WINDOWS
 from . import metrics
 from .data import Dataset
 from .results import Summary, UtteranceResult, read_jsonl
-from .telemetry import accounting
+from .telemetry import accounting, registry
 
 
 @dataclass(frozen=True)
@@ -160,16 +160,17 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
     summary.quant_method = st.get("quant_method")
 
 
-def apply_nvml_vram(summary: Summary) -> None:
-    """NVML's peak memory of the run's own processes, beside (never instead of) torch's allocator peak."""
-    energy = summary.energy or {}
-    if energy.get("source") != "nvml" or summary.device == "cpu":
+def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:
+    """NVML's peak memory of the run's own processes, beside (never instead of) torch's allocator peak; only
+    for a sampler that lists the run's processes (the sampler table's ``process_memory``)."""
+    row = registry.find_row(energy.source)
+    if row is None or not row.process_memory or summary.device == "cpu":
         return
-    summary.peak_vram_nvml_mb = energy.get("gpu_process_mem_peak_mb")
+    summary.peak_vram_nvml_mb = energy.memory.process_peak_mb if energy.memory is not None else None
     if summary.peak_vram_nvml_mb is not None:
         summary.unavailable.pop("peak_vram_nvml_mb", None)
     else:
-        summary.mark_unavailable("peak_vram_nvml_mb", (energy.get("unavailable") or {}).get(
+        summary.mark_unavailable("peak_vram_nvml_mb", energy.unavailable.get(
             "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
 
 
@@ -192,30 +193,21 @@ def container_error(run, status: dict[str, Any] | None, timeout_s: float | None,
     return None
 
 
-def _account_companions(summary: Summary, companions, events: list[dict[str, Any]], base, interval_ms: int) -> None:
-    """Each companion's energy block (same windows, its own idle baseline over the same idle window), and
-    GPU + CPU energy where both exist."""
+def _account_companions(block: accounting.EnergyBlock, companions, events: list[dict[str, Any]], base,
+                        audio_s: float | None, n_ok: int, interval_ms: int) -> accounting.EnergyBlock:
+    """``block`` with each companion's energy block (same windows, its own idle baseline over the same idle
+    window), and their sum where the sampler table names one (GPU + CPU)."""
     if not companions:
-        return
-    energy = summary.energy
+        return block
     blocks = {}
     for comp in companions:
         if base is not None and base.source == "measured" and base.start_ns is not None:
             cbase = accounting.measured_baseline(comp.samples, base.start_ns, base.end_ns, base.clock)
         else:
             cbase = accounting.Baseline(None, "unavailable", reason="no idle window was measured for this sampler")
-        blocks[comp.name] = accounting.energy_block(comp.name, comp.samples, events, cbase, summary.audio_s,
-                                                    summary.n_utterances - summary.n_failed, interval_ms)
-    energy["companions"] = blocks
-    cpu = blocks.get("rapl")
-    if cpu is not None and (energy.get("scope") or "").startswith("GPU"):
-        gpu_j, cpu_j = energy.get("total_j"), cpu.get("total_j")
-        energy["gpu_plus_cpu_j"] = gpu_j + cpu_j if gpu_j is not None and cpu_j is not None else None
-        energy["gpu_plus_cpu_scope"] = f"{energy['scope']} + {cpu.get('scope')}"
-        if energy["gpu_plus_cpu_j"] is None:
-            energy.setdefault("unavailable", {})["gpu_plus_cpu_j"] = (
-                "GPU: " + str((energy.get("unavailable") or {}).get("total_j")) if gpu_j is None else
-                "CPU: " + str((cpu.get("unavailable") or {}).get("total_j")))
+        blocks[comp.name] = accounting.energy_block(comp.name, comp.samples, events, cbase, audio_s, n_ok,
+                                                    interval_ms)
+    return accounting.with_companions(block, blocks)
 
 
 def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, samples, events: list[dict[str, Any]],
@@ -226,18 +218,20 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
 
     ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
     ``health`` (``Sampler.health()``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
-    ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope."""
+    ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope.
+    The block is built whole (``accounting.EnergyBlock``) and the summary keeps its JSON."""
+    n_ok = summary.n_utterances - summary.n_failed
     if energy_reason is None:
-        summary.energy = accounting.energy_block(source, samples, events, base, summary.audio_s,
-                                                 summary.n_utterances - summary.n_failed, interval_ms, owner)
-        _account_companions(summary, companions, events, base, interval_ms)
+        block = accounting.energy_block(source, samples, events, base, summary.audio_s, n_ok, interval_ms, owner)
+        block = _account_companions(block, companions, events, base, summary.audio_s, n_ok, interval_ms)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
     else:
-        summary.energy = accounting.unavailable_block(None, energy_reason)
+        block = accounting.unavailable_block(None, energy_reason)
         summary.mark_unavailable("energy", energy_reason)
+    summary.energy = block.to_json()
     if health is not None:
-        arrival = (summary.energy or {}).get("arrival")
+        arrival = dict(block.arrival) if block.arrival is not None else None
         summary.telemetry = {**summary.telemetry, "health": {**health, "arrival": arrival}}
-    apply_nvml_vram(summary)
+    apply_nvml_vram(summary, block)
     return utts

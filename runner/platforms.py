@@ -3,6 +3,8 @@
 The one place that reads /etc/nv_tegra_release: `is_jetson()`, `l4t_release_line()`, `l4t_release()` and
 `detect_platform()` answer for hostinfo, spec checks and the Docker engine alike. Tests point
 `TEGRA_RELEASE` (or a function's `path`) at a fake release file (tests/fixtures/nv_tegra_release).
+Likewise the one place that looks for the NVIDIA driver's control node: `has_nvidia_driver()` (`NVIDIA_CTL`),
+which `--device auto` asks.
 
 One table (Dockerfile variant, image tag) and one detection, used by `edgeasr images build`, `run` and
 `sweep` (and mirrored by the Makefile's PLATFORM / PLATFORM_TAG): x86 on a machine without L4T; on a Jetson
@@ -19,6 +21,8 @@ from pathlib import Path
 from .errors import UserError
 
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+#: The NVIDIA driver's control device: it exists wherever the kernel driver is loaded (x86 GPUs and Jetsons).
+NVIDIA_CTL = Path("/dev/nvidiactl")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +58,13 @@ def default_device(path: Path | None = None) -> str:
     """The device a run uses when none is named: a Jetson's integrated GPU (what it is bought for), else the CPU
     (an x86 GPU host runs on its GPU only when asked: --device cuda or auto)."""
     return "cuda" if is_jetson(path) else "cpu"
+
+
+def has_nvidia_driver(path: Path | None = None) -> bool:
+    """Whether the NVIDIA kernel driver is loaded here (its control node ``NVIDIA_CTL`` exists, or ``path`` in
+    tests): `--device auto` then means cuda. It says nothing about whether Docker can hand the GPU to a
+    container; the run's own checks say that."""
+    return (path or NVIDIA_CTL).exists()
 
 
 def l4t_release_line(path: Path | None = None) -> str | None:

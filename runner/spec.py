@@ -18,7 +18,7 @@ from .launch.backends import BACKENDS, Backend, unavailable_reason
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models import ResolvedModel, resolve_model
 from .paths import mount_problem, readable_by
-from .platforms import is_jetson
+from .platforms import has_nvidia_driver, is_jetson
 from .quant import DEVICES
 from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label
 from .settings import problems as setting_problems
@@ -132,7 +132,7 @@ def detect_device(requested: str) -> str:
     """`auto` means cuda when an NVIDIA driver node exists, else cpu."""
     if requested != "auto":
         return requested
-    return "cuda" if Path("/dev/nvidiactl").exists() else "cpu"
+    return "cuda" if has_nvidia_driver() else "cpu"
 
 
 def _onnx_exporter(image: str | None, engine: str):

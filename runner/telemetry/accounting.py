@@ -13,12 +13,17 @@ work, the work a deployment pays for per audio second: the inference window
 less its prepare windows (audio decoding and noise mixing, which RTF leaves out
 too); load, warm-up and the loaded-idle window are reported beside it. Each
 figure says its scope (``scope_of``): board input, CPU package+DRAM, GPU.
+
+The result is a frozen ``EnergyBlock`` (runner/telemetry/energy_record.py), built
+here only: ``energy_block``, ``unavailable_block``, and ``with_companions`` for the
+samplers that ran beside it; the summary stores its ``to_json()``.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +32,8 @@ from edgeasr_entrypoint.contract import PREPARE_WINDOW, UTTERANCE_WINDOW, WINDOW
 
 from .base import Sample
 from .energy import WindowEnergy, integrate, on_clock
-from .registry import memory_labels
+from .energy_record import NULL_FIGURES, CombinedEnergy, EnergyBlock, MemoryFigures, PsysFigure
+from .registry import find_row, memory_labels, sampler_row
 
 #: The event field that carries each clock.
 CLOCK_FIELDS = {"monotonic": "mono_ns", "wall": "t_ns"}
@@ -232,13 +238,14 @@ def scope_of(total_kind: str | None) -> str | None:
 MEMORY_LABELS = memory_labels()
 
 
-def unavailable_block(source: str | None, reason: str) -> dict[str, Any]:
-    """The energy block when nothing could be measured: every figure null, one reason; never 0."""
-    fields = ("total_j", "dynamic_j", "j_per_audio_s", "j_per_utterance", "avg_w", "peak_w", "baseline_w")
-    block: dict[str, Any] = {"source": source, "total_kind": None, "scope": None, **{f: None for f in fields}}
-    block.update(per_window={}, per_rail={}, n_samples=0, interval_ms=None)
-    block["unavailable"] = {f: reason for f in fields}
-    return block
+def unavailable_block(source: str | None, reason: str, *, n_samples: int = 0,
+                      per_window: Mapping[str, Mapping[str, Any]] | None = None,
+                      clock: str | None = None) -> EnergyBlock:
+    """The energy block when the inference work could not be measured: every figure null, one reason; never 0.
+    Without an inference window the windows that were seen (``per_window``) and the timeline's ``n_samples``
+    and ``clock`` are still reported."""
+    return EnergyBlock(source=source, measured=False, n_samples=n_samples, per_window=per_window or {},
+                       clock=clock, unavailable={f: reason for f in NULL_FIGURES})
 
 
 def prepare_windows(events: Sequence[dict[str, Any]], clock: str) -> list[tuple[int, int]]:
@@ -289,8 +296,9 @@ def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock
 
 def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline,
                  audio_s: float | None, n_ok: int, interval_ms_requested: int,
-                 owner: ProcessOwner | None = None) -> dict[str, Any]:
-    """The summary's `energy` block; every missing figure is null with its reason in `unavailable`."""
+                 owner: ProcessOwner | None = None) -> EnergyBlock:
+    """The summary's energy block (``EnergyBlock.to_json()``); every missing figure is null with its reason in
+    ``unavailable``. Companions of another scope are added by ``with_companions``."""
     clock = timeline_clock(samples, events)
     windows = event_windows(events, clock)
     unavailable: dict[str, str] = {}
@@ -304,45 +312,19 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         per_window[name]["wall_start_ns"], per_window[name]["wall_end_ns"] = _wall_edges(events, name)
     inf = per_window.get("inference")
     if inf is None:
-        return {**unavailable_block(source, "the container recorded no inference window"),
-                "n_samples": len(samples), "per_window": per_window, "clock": clock}
+        return unavailable_block(source, "the container recorded no inference window", n_samples=len(samples),
+                                 per_window=per_window, clock=clock)
     head = _headline(samples, events, clock, inf, base, windows["inference"])
     if head.pop("prepare", None) is not None:
         per_window["prepare"] = head["prepare_json"]
     head.pop("prepare_json", None)
     times = [s.t_ns for s in on_clock(samples, clock)]
     mean_interval = ((times[-1] - times[0]) / (len(times) - 1) / 1e6) if len(times) > 1 else None
-    block: dict[str, Any] = {
-        "source": source,
-        "total_kind": inf.get("total_kind"),
-        "scope": scope_of(inf.get("total_kind")),
-        "clock": clock,
-        "baseline_w": base.power_w,
-        "baseline_source": base.source,
-        "baseline_window_ns": [base.start_ns, base.end_ns] if base.start_ns is not None else None,
-        "baseline_window_wall_ns": list(base.wall_window_ns) if base.wall_window_ns else None,
-        "baseline_cooldown": base.cooldown,
-        "loaded_idle_w": (per_window.get("loaded_idle") or {}).get("avg_w"),
-        "loaded_idle_uplift_w": None,
-        "total_j": head["total_j"],
-        "dynamic_j": head["dynamic_j"],
-        "avg_w": head["avg_w"],
-        "inference_method": head["method"],
-        "method": inf.get("method"),  # counter | trapezoid: how the inference window was integrated
-        "peak_w": inf.get("peak_w"),
-        "j_per_audio_s": None,
-        "dynamic_j_per_audio_s": None,
-        "j_per_utterance": None,
-        "per_window": per_window,
-        "per_rail": head.pop("per_channel_j"),
-        "n_samples": len(samples),
-        "interval_ms": mean_interval,
-        "interval_ms_requested": interval_ms_requested,
-        "arrival": arrival_stats(samples, interval_ms_requested),
-    }
+    loaded_idle_w = (per_window.get("loaded_idle") or {}).get("avg_w")
+    loaded_idle_uplift_w = None
     if base.power_w is None:
         unavailable["baseline_w"] = base.reason or "not measured"
-    if block["loaded_idle_w"] is None:
+    if loaded_idle_w is None:
         unavailable["loaded_idle_w"] = ((per_window.get("loaded_idle") or {}).get("reason") or
                                         "the container recorded no loaded-idle window (--loaded-idle-s 0, or an "
                                         "image built before it existed)")
@@ -350,7 +332,8 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     elif base.power_w is None:
         unavailable["loaded_idle_uplift_w"] = unavailable["baseline_w"]
     else:
-        block["loaded_idle_uplift_w"] = block["loaded_idle_w"] - base.power_w
+        loaded_idle_uplift_w = loaded_idle_w - base.power_w
+    j_per_audio_s = dynamic_j_per_audio_s = j_per_utterance = None
     if head["total_j"] is None:
         reason = head["reason"] or "the inference window could not be integrated"
         for f in ("total_j", "dynamic_j", "avg_w", "peak_w", "j_per_audio_s", "dynamic_j_per_audio_s",
@@ -358,43 +341,82 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
             unavailable[f] = reason
     else:
         if audio_s:
-            block["j_per_audio_s"] = head["total_j"] / audio_s
+            j_per_audio_s = head["total_j"] / audio_s
             if head["dynamic_j"] is not None:
-                block["dynamic_j_per_audio_s"] = head["dynamic_j"] / audio_s
+                dynamic_j_per_audio_s = head["dynamic_j"] / audio_s
             else:
                 unavailable["dynamic_j_per_audio_s"] = base.reason or "no idle baseline"
         else:
             unavailable["j_per_audio_s"] = unavailable["dynamic_j_per_audio_s"] = "no audio was transcribed"
         if n_ok:
-            block["j_per_utterance"] = head["total_j"] / n_ok
+            j_per_utterance = head["total_j"] / n_ok
         else:
             unavailable["j_per_utterance"] = "no utterance was transcribed"
         if head["dynamic_j"] is None:
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
+    per_rail = head["per_channel_j"]
+    psys = None
     if source == "rapl" and any(s.energy_j and "psys" in s.energy_j for s in samples):
         why = psys_check(samples, base, clock)
-        block["psys_j"] = block["per_rail"].get("psys") if why is None else None
-        block["psys_check"] = "consistent with package+dram over the idle window" if why is None else why
-        if block["psys_j"] is None:
+        psys = PsysFigure(per_rail.get("psys") if why is None else None,
+                          "consistent with package+dram over the idle window" if why is None else why)
+        if psys.psys_j is None:
             unavailable["psys_j"] = why or "psys does not cover the inference window"
+    memory = None
+    row = find_row(source)
     if "container" in windows and source in MEMORY_LABELS:
         c0, c1 = windows["container"]
-        samples = on_clock(samples, clock)
-        peak = _peak(samples, c0, c1)
-        idle = _mean(samples, base.start_ns, base.end_ns) if base.start_ns is not None else None
+        timeline = on_clock(samples, clock)
+        peak = _peak(timeline, c0, c1)
+        idle = _mean(timeline, base.start_ns, base.end_ns) if base.start_ns is not None else None
         label = MEMORY_LABELS[source]
-        block[f"{label}_peak_mb"] = peak
-        # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
-        block[f"{label}_peak_delta_mb"] = peak - idle if peak is not None and idle is not None else None
-        if source == "nvml":
-            block["gpu_process_mem_peak_mb"], why = _process_mem_peak(samples, c0, c1, owner)
+        process_peak_mb = None
+        if row is not None and row.process_memory:
+            process_peak_mb, why = _process_mem_peak(timeline, c0, c1, owner)
             if why:
                 unavailable["gpu_process_mem_peak_mb"] = why
-        if block[f"{label}_peak_delta_mb"] is None:
+        # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
+        memory = MemoryFigures(label, peak, peak - idle if peak is not None and idle is not None else None,
+                               per_process=row is not None and row.process_memory, process_peak_mb=process_peak_mb)
+        if memory.peak_delta_mb is None:
             unavailable[f"{label}_peak_delta_mb"] = ("the sampler reports no memory" if peak is None else
                                                     "no idle window was measured to compare with")
-    block["unavailable"] = unavailable
-    return block
+    return EnergyBlock(
+        source=source, measured=True, total_kind=inf.get("total_kind"), scope=scope_of(inf.get("total_kind")),
+        clock=clock, baseline_w=base.power_w, baseline_source=base.source,
+        baseline_window_ns=(base.start_ns, base.end_ns) if base.start_ns is not None else None,
+        baseline_window_wall_ns=tuple(base.wall_window_ns) if base.wall_window_ns else None,
+        baseline_cooldown=base.cooldown, loaded_idle_w=loaded_idle_w, loaded_idle_uplift_w=loaded_idle_uplift_w,
+        total_j=head["total_j"], dynamic_j=head["dynamic_j"], avg_w=head["avg_w"], inference_method=head["method"],
+        method=inf.get("method"), peak_w=inf.get("peak_w"), j_per_audio_s=j_per_audio_s,
+        dynamic_j_per_audio_s=dynamic_j_per_audio_s, j_per_utterance=j_per_utterance, per_window=per_window,
+        per_rail=per_rail, n_samples=len(samples), interval_ms=mean_interval,
+        interval_ms_requested=interval_ms_requested, arrival=arrival_stats(samples, interval_ms_requested),
+        psys=psys, memory=memory, unavailable=unavailable)
+
+
+def with_companions(block: EnergyBlock, companions: Mapping[str, EnergyBlock]) -> EnergyBlock:
+    """``block`` with the blocks of the samplers that ran beside it (each of its own scope), and, where the
+    sampler table names a sum for them (``SamplerRow.combined_key``: GPU + CPU), their total energy.
+
+    The sum needs every companion the table lists and a figure with a scope to label it; when one part's
+    energy is null the sum is null, with that part's reason (``GPU: ...``, ``CPU: ...``).
+    """
+    if not companions:
+        return block
+    row = find_row(block.source)
+    combined = None
+    unavailable = dict(block.unavailable)
+    if (row is not None and row.combined_key and row.companions and block.scope is not None
+            and all(name in companions for name in row.companions)):
+        parts = [(row, block)] + [(sampler_row(name), companions[name]) for name in row.companions]
+        missing = next(((r, b) for r, b in parts if b.total_j is None), None)
+        combined = CombinedEnergy(row.combined_key, None if missing else sum(b.total_j for _, b in parts),
+                                  " + ".join(str(b.scope) for _, b in parts))
+        if missing is not None:
+            part_row, part = missing
+            unavailable[f"{row.combined_key}_j"] = f"{part_row.part}: {part.unavailable.get('total_j')}"
+    return replace(block, companions=companions, combined=combined, unavailable=unavailable)
 
 
 def utterance_batches(events: Sequence[dict[str, Any]], clock: str = "monotonic"

@@ -40,6 +40,12 @@ class SamplerRow:
     ``memory_label``: the energy block's key prefix for that memory (``ram_peak_mb``, ``gpu_mem_peak_mb``).
     ``companions``: samplers of another scope that run beside it (when they work) on the devices of
     ``auto_devices``, whether it was named or auto-detected: NVML sees the GPU only, RAPL adds the CPU.
+    ``combined_key``: where its companions' energy adds to its own (they measure other hardware), the energy
+    block's key prefix for the sum (``gpu_plus_cpu`` -> ``gpu_plus_cpu_j``, ``gpu_plus_cpu_scope``); None:
+    they are only reported beside it.
+    ``part``: the hardware its total covers, in one word (GPU, CPU, board): says which part of a sum is missing.
+    ``process_memory``: its samples list the run's own processes' memory (``gpu_process_mem_peak_mb``, and
+    the summary's ``peak_vram_nvml_mb``).
     """
 
     name: str
@@ -51,6 +57,9 @@ class SamplerRow:
     memory: str | None = None
     memory_label: str | None = None
     companions: tuple[str, ...] = ()
+    combined_key: str | None = None
+    part: str | None = None
+    process_memory: bool = False
 
     @property
     def option(self) -> str:
@@ -81,25 +90,26 @@ SAMPLERS: tuple[SamplerRow, ...] = (
         auto_rank=10, auto_devices=None, hosts="NVIDIA Jetson (L4T), tegrastats on PATH",
         scope="board input power (the VDD_IN / POM_5V_IN / VIN input rail), or the partial sum of the "
               "INA3221 rails on boards without an input rail",
-        memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram"),
+        memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram", part="board"),
     SamplerRow(
         name="jtop",
         factory=lambda interval_ms, devices: JtopSampler(interval_ms=interval_ms),
         auto_rank=20, auto_devices=None, hosts="NVIDIA Jetson with the jetson-stats (jtop) service",
         scope="board input power (input rail) or the partial sum of the rails, read through the jtop service",
-        memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram"),
+        memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram", part="board"),
     SamplerRow(
         name="nvml",
         factory=lambda interval_ms, devices: NvmlSampler(interval_ms=interval_ms, devices=devices),
         auto_rank=30, auto_devices=("cuda",), hosts="hosts with NVIDIA GPUs and driver (nvidia-ml-py)",
         scope="GPU board power and energy of the run's GPUs (a MIG slice: its parent GPU)",
         memory="GPU memory used, summed over the run's GPUs, and the run's own processes' GPU memory",
-        memory_label="gpu_mem", companions=("rapl",)),
+        memory_label="gpu_mem", companions=("rapl",), combined_key="gpu_plus_cpu", part="GPU",
+        process_memory=True),
     SamplerRow(
         name="rapl",
         factory=_rapl,
         auto_rank=40, auto_devices=None, hosts="x86 Intel and AMD CPUs with Linux powercap (root since 5.10)",
-        scope="CPU package and DRAM energy counters (RAPL); psys only as an extra figure"),
+        scope="CPU package and DRAM energy counters (RAPL); psys only as an extra figure", part="CPU"),
     SamplerRow(
         name="none",
         factory=lambda interval_ms, devices: NullSampler(),
@@ -110,21 +120,24 @@ SAMPLERS: tuple[SamplerRow, ...] = (
 SAMPLER_NAMES: tuple[str, ...] = tuple(row.name for row in SAMPLERS)
 
 
+def find_row(name: str | None) -> SamplerRow | None:
+    """The row called ``name``, or None for a sampler not in the table (a test's fake) or no sampler."""
+    return next((row for row in SAMPLERS if row.name == name), None)
+
+
 def sampler_row(name: str) -> SamplerRow:
     """The row called ``name``; an unknown name is a ``UserError`` that lists the valid ones."""
-    for row in SAMPLERS:
-        if row.name == name:
-            return row
+    row = find_row(name)
+    if row is not None:
+        return row
     raise UserError(f"unknown energy sampler '{name}': choose one of {', '.join(row.name for row in SAMPLERS)}")
 
 
 def describe(name: str) -> dict[str, Any]:
     """The summary's description of the sampler called ``name``; only its name for one not in the table
     (a test's fake sampler)."""
-    for row in SAMPLERS:
-        if row.name == name:
-            return row.describe()
-    return {"sampler": name}
+    row = find_row(name)
+    return row.describe() if row is not None else {"sampler": name}
 
 
 def memory_labels() -> dict[str, str]:

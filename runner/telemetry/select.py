@@ -27,7 +27,7 @@ def auto_order(device: str) -> list[str]:
 def _with_companions(sampler: Sampler, device: str, interval_ms: int) -> Sampler:
     """A sampler's table companions start beside it on the devices it serves (NVML measures the GPU only:
     on a CUDA run RAPL adds the CPU package + DRAM); one that cannot work is recorded with its reason."""
-    row = next((r for r in registry.SAMPLERS if r.name == sampler.name), None)
+    row = registry.find_row(sampler.name)
     if row is None or not row.serves(device):
         return sampler
     for name in row.companions:

@@ -25,6 +25,11 @@ def _timeline(profile, seconds, interval_s=0.1, ram=lambda t: 3000.0):
     return out
 
 
+def _block(*args, **kwargs):
+    """The energy block as summary.json holds it (the record's JSON)."""
+    return accounting.energy_block(*args, **kwargs).to_json()
+
+
 def _ev(name, t, **kw):
     return {"event": name, "t_ns": T0 + int(t * S), "mono_ns": int(t * S), **kw}
 
@@ -40,8 +45,7 @@ def test_windows_baseline_and_dynamic_energy_are_exact_for_a_linear_profile():
     samples = _timeline(lambda t: 3.0 if t < 2 else 3.0 + (t - 2.0), 9.0, ram=lambda t: 3000 + (200 if t > 3 else 0))
     base = accounting.measured_baseline(samples, T0, T0 + 2 * S)
     assert base.power_w == pytest.approx(3.0) and base.source == "measured"
-    block = accounting.energy_block("tegrastats", samples, EVENTS, base, audio_s=8.0, n_ok=2,
-                                    interval_ms_requested=100)
+    block = _block("tegrastats", samples, EVENTS, base, audio_s=8.0, n_ok=2, interval_ms_requested=100)
     exact = 3.0 * 4.0 + ((5.5 ** 2 - 1.5 ** 2) / 2)  # integral of 3 + (t-2) over [3.5, 7.5]
     assert block["total_j"] == pytest.approx(exact, rel=1e-6)
     assert block["dynamic_j"] == pytest.approx(exact - 3.0 * 4.0, rel=1e-6)
@@ -59,7 +63,7 @@ def test_windows_baseline_and_dynamic_energy_are_exact_for_a_linear_profile():
 def test_missing_baseline_leaves_dynamic_unavailable_not_zero():
     samples = _timeline(lambda t: 5.0, 9.0)
     base = accounting.Baseline(None, "unavailable", reason="the idle baseline was skipped (--baseline-s 0)")
-    block = accounting.energy_block("rapl", samples, EVENTS, base, 8.0, 2, 100)
+    block = _block("rapl", samples, EVENTS, base, 8.0, 2, 100)
     assert block["total_j"] == pytest.approx(20.0)
     assert block["dynamic_j"] is None and block["baseline_w"] is None
     assert block["unavailable"]["dynamic_j"] == "the idle baseline was skipped (--baseline-s 0)"
@@ -68,7 +72,7 @@ def test_missing_baseline_leaves_dynamic_unavailable_not_zero():
 
 def test_sparse_samples_flag_the_window_instead_of_guessing():
     samples = _timeline(lambda t: 5.0, 9.0, interval_s=3.0)  # samples at 0, 3, 6, 9 s
-    block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(4.0, "given"), 8.0, 2, 3000)
+    block = _block("tegrastats", samples, EVENTS, accounting.Baseline(4.0, "given"), 8.0, 2, 3000)
     per_utt = accounting.utterance_energy(samples, EVENTS, accounting.Baseline(4.0, "given"))
     assert per_utt["a"]["energy_j"] is None and "at least 2" in per_utt["a"]["energy_unavailable"]
     # the 4 s inference window holds one sample (at 6 s): flagged with the reason, not guessed
@@ -78,8 +82,8 @@ def test_sparse_samples_flag_the_window_instead_of_guessing():
 
 def test_unavailable_block_has_reasons_for_every_figure():
     block = accounting.unavailable_block(None, "no power sensor found")
-    assert block["total_j"] is None and block["n_samples"] == 0
-    assert set(block["unavailable"]) >= {"total_j", "dynamic_j", "j_per_audio_s", "avg_w", "baseline_w"}
+    assert block.total_j is None and block.n_samples == 0
+    assert set(block.unavailable) >= {"total_j", "dynamic_j", "j_per_audio_s", "avg_w", "baseline_w"}
 
 
 def test_trace_csv_has_one_column_per_channel(tmp_path):
@@ -120,12 +124,12 @@ def test_peak_vram_keeps_torch_and_nvml_figures_apart():
                for i in range(90)]
     block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
                                     owner=accounting.ProcessOwner(session_id=9))
-    assert block["gpu_process_mem_peak_mb"] == 800.0 and block["gpu_mem_peak_mb"] == 3000.0
+    assert block.memory.process_peak_mb == 800.0 and block.memory.peak_mb == 3000.0
     raw = merge.RawOutputs([], [], {"status": "ok", "peak_vram_mb": 420.0})
     s = Summary(backend="transformers", model="m", quant="fp16", device="cuda", dataset="d", status="ok")
     merge.apply_container_facts(s, raw)
-    s.energy = block
-    merge.apply_nvml_vram(s)
+    s.energy = block.to_json()
+    merge.apply_nvml_vram(s, block)
     data = s.to_json()
     assert data["peak_vram_torch_mb"] == 420.0 and data["peak_vram_nvml_mb"] == 800.0
     assert "peak_vram_mb" not in data and data["schema_version"] >= 2
@@ -187,7 +191,7 @@ def test_wall_clock_step_does_not_become_energy():
                       total_kind="input_rail:VDD_IN") for t in (i / 10 for i in range(91))]
     events = [{**e, "t_ns": e["t_ns"] + step(e["mono_ns"] / S)} for e in EVENTS]
     base = accounting.measured_baseline(samples, 0, 2 * S, clock="monotonic")
-    block = accounting.energy_block("tegrastats", samples, events, base, 8.0, 2, 100)
+    block = _block("tegrastats", samples, events, base, 8.0, 2, 100)
     assert block["clock"] == "monotonic" and block["total_j"] == pytest.approx(20.0)
     assert block["per_window"]["inference"]["duration_s"] == pytest.approx(4.0)
     assert block["per_window"]["inference"]["wall_start_ns"] == events[5]["t_ns"]  # wall clock kept for display
@@ -210,7 +214,7 @@ def test_stuck_psys_is_left_out_and_package_dram_reported():
     samples = _rapl_timeline(lambda t: 0.0)
     events = [{**e, "mono_ns": e["mono_ns"]} for e in EVENTS]
     base = accounting.measured_baseline(samples, 0, 2 * S, clock="monotonic")
-    block = accounting.energy_block("rapl", samples, events, base, 8.0, 2, 100)
+    block = _block("rapl", samples, events, base, 8.0, 2, 100)
     assert block["total_j"] == pytest.approx(48.0) and block["total_kind"] == "rapl:package+dram"
     assert block["psys_j"] is None and "did not move" in block["unavailable"]["psys_j"]
 
@@ -218,7 +222,7 @@ def test_stuck_psys_is_left_out_and_package_dram_reported():
 def test_psys_that_moves_with_package_and_dram_is_an_extra_figure():
     samples = _rapl_timeline(lambda t: 15.0)
     base = accounting.measured_baseline(samples, 0, 2 * S, clock="monotonic")
-    block = accounting.energy_block("rapl", samples, EVENTS, base, 8.0, 2, 100)
+    block = _block("rapl", samples, EVENTS, base, 8.0, 2, 100)
     assert block["total_j"] == pytest.approx(48.0)
     assert block["psys_j"] == pytest.approx(60.0, rel=1e-3) and "psys_j" not in block["unavailable"]
 
@@ -236,10 +240,9 @@ def test_gpu_process_memory_counts_only_the_containers_processes():
     theirs = {"gpu": "gpu0", "pid": 200, "used_mb": 5000.0, "cgroup": "0::/user.slice/session-3.scope", "sid": 7}
     samples = _gpu_samples(lambda i: [{**ours, "used_mb": 500.0 + (300.0 if 30 < i < 60 else 0.0)}, theirs])
     owner = accounting.ProcessOwner(container_id="abc123def")
-    block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
-                                    owner=owner)
+    block = _block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100, owner=owner)
     assert block["gpu_process_mem_peak_mb"] == 800.0
-    unknown = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100)
+    unknown = _block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100)
     assert unknown["gpu_process_mem_peak_mb"] is None
     assert "cannot tell the run's processes" in unknown["unavailable"]["gpu_process_mem_peak_mb"]
 
@@ -247,9 +250,8 @@ def test_gpu_process_memory_counts_only_the_containers_processes():
 def test_local_engine_processes_are_found_by_session():
     mine = {"gpu": "gpu0", "pid": 300, "used_mb": 700.0, "cgroup": "0::/user.slice", "sid": 4242}
     other = {"gpu": "gpu0", "pid": 301, "used_mb": 900.0, "cgroup": "0::/user.slice", "sid": 1}
-    block = accounting.energy_block("nvml", _gpu_samples(lambda i: [mine, other]), EVENTS,
-                                    accounting.Baseline(60.0, "given"), 8.0, 2, 100,
-                                    owner=accounting.ProcessOwner(session_id=4242))
+    block = _block("nvml", _gpu_samples(lambda i: [mine, other]), EVENTS, accounting.Baseline(60.0, "given"),
+                   8.0, 2, 100, owner=accounting.ProcessOwner(session_id=4242))
     assert block["gpu_process_mem_peak_mb"] == 700.0
 
 
@@ -277,35 +279,33 @@ def test_tegrastats_arrival_bursts_are_flagged():
     assert stats["p50_ms"] == pytest.approx(101.0, abs=100) and stats["min_ms"] == pytest.approx(2.0)
     steady = accounting.arrival_stats(_timeline(lambda t: 5.0, 5.0), 100)
     assert steady["bursty"] is False and steady["n_bursty"] == 0 and steady["p95_ms"] == pytest.approx(100.0)
-    block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    block = _block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert block["arrival"]["bursty"] is True
 
 
 def test_null_energy_figures_carry_their_reason():
     """j_per_utterance with nothing transcribed, dynamic_j_per_audio_s without a baseline: null with a reason."""
     samples = _timeline(lambda t: 5.0, 9.0)
-    block = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(None, "unavailable",
-                                    reason="the idle baseline was skipped (--baseline-s 0)"), 8.0, 0, 100)
+    block = _block("tegrastats", samples, EVENTS, accounting.Baseline(None, "unavailable",
+                   reason="the idle baseline was skipped (--baseline-s 0)"), 8.0, 0, 100)
     assert block["j_per_utterance"] is None
     assert "no utterance was transcribed" in block["unavailable"]["j_per_utterance"]
     assert block["dynamic_j_per_audio_s"] is None
     assert block["unavailable"]["dynamic_j_per_audio_s"] == "the idle baseline was skipped (--baseline-s 0)"
-    no_audio = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 0, 100)
+    no_audio = _block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 0, 100)
     assert no_audio["unavailable"]["dynamic_j_per_audio_s"] == "no audio was transcribed"
 
 
 def test_rapl_runs_carry_no_gpu_memory_keys():
     samples = _rapl_timeline(lambda t: 0.0)
-    block = accounting.energy_block("rapl", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    block = _block("rapl", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert not [k for k in list(block) + list(block["unavailable"]) if k.startswith("gpu_mem")]
 
 
 def test_every_energy_figure_carries_its_scope():
-    b = accounting.energy_block("tegrastats", _timeline(lambda t: 5.0, 9.0), EVENTS, accounting.Baseline(3.0, "given"),
-                                8.0, 2, 100)
+    b = _block("tegrastats", _timeline(lambda t: 5.0, 9.0), EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert b["scope"] == "board input" and b["per_window"]["inference"]["scope"] == "board input"
-    r = accounting.energy_block("rapl", _rapl_timeline(lambda t: 0.0), EVENTS, accounting.Baseline(3.0, "given"),
-                                8.0, 2, 100)
+    r = _block("rapl", _rapl_timeline(lambda t: 0.0), EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert r["scope"] == "CPU package+DRAM"
     assert accounting.scope_of("nvml:mig_parent_gpu") == "GPU (MIG slice's parent GPU)"
     assert accounting.scope_of("partial_sum_of_rails") == "board rails (partial sum)"
@@ -361,9 +361,9 @@ def test_loaded_idle_window_shows_the_context_uplift():
     (CUDA context, pinned memory) costs while doing nothing."""
     samples = _timeline(lambda t: 8.0 if 3.6 <= t <= 4.4 else 3.0, 9.0)
     events = EVENTS[:5] + [_ev("loaded_idle_start", 3.7), _ev("loaded_idle_end", 4.3)] + EVENTS[5:]
-    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    block = _block("tegrastats", samples, events, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert block["loaded_idle_w"] == pytest.approx(8.0) and block["loaded_idle_uplift_w"] == pytest.approx(5.0)
-    old = accounting.energy_block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
+    old = _block("tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert old["loaded_idle_w"] is None and "no loaded-idle window" in old["unavailable"]["loaded_idle_w"]
 
 
@@ -383,7 +383,7 @@ def test_inference_energy_excludes_audio_preparation():
                            _ev("utterance_start", 4.0, id="a"), _ev("utterance_end", 5.5, id="a"),
                            _ev("prepare_start", 5.5), _ev("prepare_end", 6.0), _ev("utterance_start", 6.0, id="b"),
                            _ev("utterance_end", 7.5, id="b"), _ev("inference_end", 7.5), _ev("container_end", 7.6)]
-    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(5.0, "given"), 8.0, 2, 100)
+    block = _block("tegrastats", samples, events, accounting.Baseline(5.0, "given"), 8.0, 2, 100)
     assert block["total_j"] == pytest.approx(15.0, rel=1e-6) and block["dynamic_j"] == pytest.approx(0.0, abs=1e-6)
     assert block["per_window"]["prepare"]["total_j"] == pytest.approx(20.0, rel=1e-6)
     assert block["per_window"]["prepare"]["n_windows"] == 2
@@ -402,7 +402,7 @@ def test_per_rail_energy_leaves_out_the_prepare_windows_too():
                               total_kind="input_rail:VDD_IN"))
     events = EVENTS[:5] + [_ev("inference_start", 3.5), _ev("prepare_start", prep[0][0]),
                            _ev("prepare_end", prep[0][1]), _ev("inference_end", 7.5), _ev("container_end", 7.6)]
-    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(5.0, "given"), 8.0, 1, 100)
+    block = _block("tegrastats", samples, events, accounting.Baseline(5.0, "given"), 8.0, 1, 100)
     assert block["per_rail"]["VDD_SOC"] == pytest.approx(3.5, rel=1e-6)  # 1 W over the 3.5 s of work
     assert block["per_rail"]["VDD_IN"] == pytest.approx(block["total_j"], rel=1e-6)
 

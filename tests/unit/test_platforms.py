@@ -226,3 +226,18 @@ def test_nothing_else_reads_the_release_file():
     pattern = re.compile(r"""["']/etc/nv_tegra_release["']""")
     readers = [str(p.relative_to(ROOT)) for p in (ROOT / "runner").rglob("*.py") if pattern.search(p.read_text())]
     assert readers == ["runner/platforms.py"]
+
+
+def test_device_auto_follows_the_nvidia_driver_node(tmp_path, monkeypatch):
+    """`--device auto` is cuda exactly where the driver's control node exists: platforms.NVIDIA_CTL is the one
+    place that knows where, so pointing it at a fake node moves spec's detection too."""
+    from runner import platforms
+    from runner.spec import detect_device
+
+    node = tmp_path / "nvidiactl"
+    monkeypatch.setattr(platforms, "NVIDIA_CTL", node)
+    assert platforms.has_nvidia_driver() is False and detect_device("auto") == "cpu"
+    node.touch()
+    assert platforms.has_nvidia_driver() is True and detect_device("auto") == "cuda"
+    assert platforms.has_nvidia_driver(tmp_path / "absent") is False
+    assert detect_device("cpu") == "cpu"  # a device by name is never second-guessed

@@ -137,3 +137,16 @@ def test_the_summary_records_the_samplers_scope():
     health = s.to_json()["telemetry"]["health"]
     assert health["sampler"] == "none" and health["scope"].startswith("nothing") and health["ok"] is False
     assert s.telemetry["sampler"] == "auto"  # what was asked for stays beside what measured
+
+
+def test_a_summed_companion_names_every_part():
+    """A row that adds its companions' energy to its own (combined_key) has companions, and every part of the
+    sum says what it covers in one word, so a null sum can name the part that is missing."""
+    from runner.telemetry.registry import SAMPLERS, sampler_row
+
+    summed = [row for row in SAMPLERS if row.combined_key]
+    assert [row.name for row in summed] == ["nvml"] and summed[0].combined_key == "gpu_plus_cpu"
+    for row in summed:
+        assert row.companions and row.part
+        assert all(sampler_row(name).part for name in row.companions)
+    assert [row.name for row in SAMPLERS if row.process_memory] == ["nvml"]
