@@ -176,6 +176,9 @@ class Settings:
                                help="CUDA runs: the GPUs to use, NVML indices or UUIDs, comma-separated; the "
                                     "container gets exactly these and NVML measures them",
                                default_text="$CUDA_VISIBLE_DEVICES, else 0")
+    target: str = setting("local", kind="str",
+                          help="the fleet target that runs this group: a device class that Ray nodes advertise "
+                               "(e.g. orin-nano-8gb; runner/fleet/); local: this machine, without a cluster")
 
 
 # --- paths ------------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from .results import SCHEMA_VERSION, read_jsonl_checked, write_jsonl_atomic
 
 #: Statuses of a finished condition; "interrupted" is recorded too, but is not finished (it runs again).
 RESULT_STATUSES = ("ok", "partial", "error")
+#: Recorded but not finished: run again quietly (an interruption; a fleet node lost mid-group, runner/fleet/).
+UNFINISHED_STATUSES = ("interrupted", "node_lost")
 
 
 def result_problem(folder: Path, key: str) -> str | None:
@@ -29,7 +31,7 @@ def result_problem(folder: Path, key: str) -> str | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return f"{path}: not valid JSON ({exc})"
-    if isinstance(data, dict) and data.get("status") == "interrupted":
+    if isinstance(data, dict) and data.get("status") in UNFINISHED_STATUSES:
         return None  # not a corrupt result: a condition an interruption cut short, run again quietly
     if not isinstance(data, dict) or data.get("status") not in RESULT_STATUSES:
         return f"{path}: not a condition record (status {data.get('status') if isinstance(data, dict) else None!r})"
@@ -51,7 +53,7 @@ def read_result(folder: Path, key: str) -> dict | None:
     if not path.exists():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
-    return None if data.get("status") == "interrupted" else data
+    return None if data.get("status") in UNFINISHED_STATUSES else data
 
 
 def changed_inputs(out: Path, planned: list[GroupJob]) -> dict[str, int]:
@@ -90,7 +92,8 @@ def condition_record(job: GroupJob, cond: PlannedCondition, summary: dict) -> di
                       "device": spec.device, "dataset": summary.get("dataset"), "data_path": summary.get("data_path"),
                       "noise_type": c.noise_type, "snr_db": c.snr_db, "repeat": c.repeat,
                       "decode": {**spec.decode.to_json(), **cond.decode}, "axes": dict(cond.axes),
-                      "settings_key": cond.settings_key, "inputs": cond.inputs, "image": spec.image},
+                      "settings_key": cond.settings_key, "inputs": cond.inputs, "image": spec.image,
+                      "target": spec.settings.target},
         "status": summary.get("status"),
         "error": summary.get("error"),
         "summary": summary,

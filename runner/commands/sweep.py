@@ -48,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", action="store_true",
                    help="print the planned groups and conditions (JSON lines on stdout, a table on stderr) "
                         "and start nothing")
+    p.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
+                   help="run the groups on a Ray fleet, each on a node of its target (grid.targets); default: the "
+                        "experiment's `cluster:`, else $EDGEASR_CLUSTER, else here (runner/fleet/)")
 
 
 def _manifest(exp, planned: list[GroupJob], out: Path, started: str, finished: str | None,
@@ -88,6 +91,16 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out} is a file, not a folder")
     if getattr(args, "plan", False):
         return show_plan(exp, console)
+    from ..fleet import cluster_address, local_targets_problem
+
+    cluster = cluster_address(getattr(args, "cluster", None), getattr(exp, "cluster", None))
+    if cluster is not None:  # the fleet plans against its nodes' images and runs each group on its target
+        from ..fleet import driver
+
+        return driver.main(args, console, exp, out, cluster)
+    problem = local_targets_problem([g.target for g in exp.groups])
+    if problem:
+        raise UserError(f"{exp.path.name}: {problem}")
     engine = make_engine(getattr(args, "engine", "docker"))
     planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out)
     # One sweep per results folder: a second one is refused before it touches anything of the first's.

@@ -44,6 +44,7 @@ File format (every key optional unless said; unknown keys are errors)::
     entries:                     # applied in order over defaults to every grid point they match
       - match: {model: base}     # keys backend, model, quant, device, dataset, image and the dotted axes;
         set: {decode: {beam_size: 1}}   # a value or a list; set: any defaults key except the grid axes
+    cluster: ray://10.0.0.5:10001  # optional: run on a fleet (runner/fleet/; grid.targets picks devices)
     exclude:                     # grid points left out, each with the reason recorded in the results
       - {model: medium, quant: fp32, reason: "does not fit 8 GB of unified memory"}
 
@@ -76,6 +77,7 @@ class Experiment:
     groups: tuple[Group, ...]
     excluded: tuple[dict, ...]  # each excluded grid point (its axis values) and its reason
     resolved: dict  # the experiment as resolved (JSON-able), for the sweep manifest
+    cluster: str | None = None  # `cluster:`: the fleet's Ray address (runner/fleet/); None: run here
 
     @property
     def n_conditions(self) -> int:
@@ -100,4 +102,5 @@ def load_experiment(path: str | Path, *, root: str | Path | None = None) -> Expe
         ck.add("exclude", "every grid point is excluded; nothing would run")
     ck.fail()
     return Experiment(name=checked.name, path=file, description=checked.description, groups=tuple(groups),
-                      excluded=tuple(excluded), resolved=resolved_json(checked, file, root, groups, excluded))
+                      excluded=tuple(excluded), resolved=resolved_json(checked, file, root, groups, excluded),
+                      cluster=checked.cluster)

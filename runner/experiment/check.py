@@ -21,7 +21,7 @@ from ..launch import backends
 from ..models import HUB_NAMES, PACKAGED, is_model_dir
 from ..spec import detect_device
 
-TOP_KEYS = ("name", "description", "defaults", "grid", "entries", "exclude")
+TOP_KEYS = ("name", "description", "defaults", "grid", "entries", "exclude", "cluster")
 # grid key -> the setting (and match key) it fills, in expansion order
 AXES = {"backends": "backend", "models": "model", "quants": "quant", "devices": "device", "datasets": "dataset"}
 AXIS_KEYS = tuple(AXES.values())
@@ -67,6 +67,7 @@ class CheckedFile:
     images_axis: bool = False
     entries: list[Entry] = field(default_factory=list)
     exclusions: list[tuple[dict, str]] = field(default_factory=list)
+    cluster: str | None = None  # the fleet's Ray address (runner/fleet/); None: run here
 
 
 class Checker:
@@ -277,9 +278,18 @@ def check_file(raw: Any, ck: Checker, file: Path) -> CheckedFile:
     if not isinstance(description, str):
         ck.add("description", f"expected a string, got {st.show(description)}")
 
+    cluster = top.get("cluster")
+    if cluster is not None and (not isinstance(cluster, str) or not cluster.strip()):
+        ck.add("cluster", f"expected a Ray address such as ray://10.0.0.5:10001, got {st.show(cluster)}")
+        cluster = None
+
     # defaults: the settings' own, then the file's (each key checked where written)
     raw_defaults = top.get("defaults", {})
     raw_grid = top.get("grid", {})
+    # grid.targets: the fleet's axis (runner/fleet/), the setting `target` by its plural like the named axes
+    targets_axis = isinstance(raw_grid, dict) and "targets" in raw_grid and "target" not in raw_grid
+    if targets_axis:
+        raw_grid = {("target" if k == "targets" else k): v for k, v in raw_grid.items()}
     given = raw_defaults if isinstance(raw_defaults, dict) else {}
     pairs, _ = ck.block(raw_defaults, "defaults", DEFAULTS_KEYS)
     defaults = _apply_pairs(ck, st.Settings(), pairs)
@@ -291,7 +301,7 @@ def check_file(raw: Any, ck: Checker, file: Path) -> CheckedFile:
             defaults = st.apply(defaults, "dataset", good)
     ck.noise_levels(defaults.noise, "defaults.noise")
     out = CheckedFile(name=name if isinstance(name, str) else "", description=description
-                      if isinstance(description, str) else "", defaults=defaults)
+                      if isinstance(description, str) else "", defaults=defaults, cluster=cluster)
 
     # grid: each named axis from its list, else the defaults' single value; then the dotted axes
     dotted_ok = dotted_axes()
@@ -333,6 +343,8 @@ def check_file(raw: Any, ck: Checker, file: Path) -> CheckedFile:
         values = ck.items(raw_values, at("grid", path), lambda v, p, k=path: ck.value(k, v, p), f"{path} values")
         out.grid[path] = [] if values is BAD else values
         out.grid_keys[path] = path
+    if targets_axis and "target" in out.grid_keys:
+        out.grid_keys["target"] = "targets"
     match_keys = AXIS_KEYS + (("image",) if out.images_axis else ()) + tuple(dotted)
 
     # entries and exclusions

@@ -25,7 +25,7 @@ from ..quant import quant_problem
 from .check import BAD, Checker, CheckedFile
 
 GROUP_KEYS = ("backend", "model", "quant", "device", "image", "decode", "warmup", "timeout_s", "mem_limit",
-              "telemetry", "gpus")
+              "telemetry", "gpus", "target")
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,15 @@ class Group:
     #: The container's full settings (its first condition's dataset, limit and noise; decode at the group's
     #: values): what build_run_spec takes for this group.
     spec_settings: st.Settings = field(default_factory=st.Settings)
+    #: The fleet target that runs it (runner/fleet/); "local": this machine.
+    target: str = "local"
 
     def settings(self) -> dict[str, Any]:
         """The resolved container settings (JSON-able): with a condition's settings, a stable condition key.
-        An unset ``gpus`` is left out, so that results from before it existed keep their keys."""
-        return {k: copy.deepcopy(getattr(self, k)) for k in GROUP_KEYS if not (k == "gpus" and self.gpus is None)}
+        An unset ``gpus`` and the ``local`` target are left out, so that results from before they existed keep
+        their keys; any other target joins the key (one device class's result is not another's)."""
+        return {k: copy.deepcopy(getattr(self, k)) for k in GROUP_KEYS
+                if not (k == "gpus" and self.gpus is None) and not (k == "target" and self.target == "local")}
 
 
 def group_dict(s: st.Settings) -> dict[str, Any]:

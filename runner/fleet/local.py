@@ -1,0 +1,115 @@
+"""A fleet on this machine, for the demo, the tests and the benchmark: a head and one node per target, all on
+127.0.0.1, each started by the node agent's own command (runner/fleet/agent.py) as a host process.
+
+    python -m runner.fleet.local up [--targets cpu-a,cpu-b] [--port 6379] [--client-port 10001]
+    python -m runner.fleet.local down
+
+``down`` is ``ray stop``: it ends every Ray process of this machine (and only Ray's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import agent
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def agent_env() -> dict[str, str]:
+    """The agent's environment: the project importable in Ray's workers (as the runner image has it)."""
+    env = dict(os.environ)
+    paths = [str(ROOT), str(ROOT / "containers" / "common")]
+    env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    # a lost node is noticed in seconds, not half a minute (the tests kill one)
+    env.setdefault("RAY_health_check_period_ms", "1000")
+    env.setdefault("RAY_health_check_failure_threshold", "3")
+    return env
+
+
+@dataclass(frozen=True)
+class LocalFleet:
+    targets: tuple[str, ...] = ("cpu-a", "cpu-b")
+    port: int = 6379
+    client_port: int = 10001
+
+    @property
+    def address(self) -> str:
+        return f"ray://127.0.0.1:{self.client_port}"
+
+    def _agent(self, *args: str) -> None:
+        cmd = [sys.executable, "-m", "runner.fleet.agent", *args]
+        done = subprocess.run(cmd, env=agent_env(), cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}"
+                               f"{done.stderr[-4000:]}")
+
+    def up(self) -> None:
+        self._agent("head", "--bind", "127.0.0.1", "--port", str(self.port), "--client-port", str(self.client_port))
+        for target in self.targets:
+            env_args = ["node", "--head", f"127.0.0.1:{self.port}", "--target", target, "--node-ip", "127.0.0.1"]
+            self._agent(*env_args)
+
+    def down(self) -> None:
+        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], env=agent_env(),
+                       capture_output=True)
+
+
+def raylet_pid(target: str) -> int | None:
+    """The pid of the raylet that advertises ``target`` (its command line carries the node's resources)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # the raylet's static resources read `--static_resource_list=CPU,1,cpu-a,1,...`
+        if cmd.split(" ", 1)[0].endswith("raylet") and re.search(rf"[=,]{re.escape(target)},\d", cmd):
+            return int(proc.name)
+    return None
+
+
+def kill_node(target: str) -> int | None:
+    """Kill the node of ``target`` by its raylet's pid (as a power cut would); its workers follow."""
+    pid = raylet_pid(target)
+    if pid is not None:
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+    return pid
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m runner.fleet.local", description=__doc__.split("\n\n")[0])
+    p.add_argument("action", choices=("up", "down"))
+    p.add_argument("--targets", default="cpu-a,cpu-b")
+    p.add_argument("--port", type=int, default=6379)
+    p.add_argument("--client-port", type=int, default=10001)
+    args = p.parse_args(argv)
+    fleet = LocalFleet(tuple(t for t in args.targets.split(",") if t), args.port, args.client_port)
+    if args.action == "up":
+        t0 = time.perf_counter()
+        try:
+            fleet.up()
+        except RuntimeError as exc:
+            fleet.down()
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"fleet up in {time.perf_counter() - t0:.0f} s: head 127.0.0.1:{fleet.port}, targets "
+              f"{', '.join(fleet.targets)}; driver: --cluster {fleet.address}")
+    else:
+        fleet.down()
+        print("fleet down (ray stop)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

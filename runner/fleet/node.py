@@ -1,0 +1,358 @@
+"""What runs on a fleet node: its report, its content cache, one group on its own engine and sampler.
+
+A group arrives as the planner's GroupJob (plain data) plus a ``Shipment``: the content hash of every audio
+(and noise) file it reads and an object-store reference for each. The node keeps a cache of files by hash, so
+only content it has never seen is fetched from the object store (later groups, and later sweeps, resend
+nothing). ``localize`` rewrites the job's driver paths to the node's own (cached audio, its models folder, a
+work folder), then ``run_group`` calls the single-machine executor (runner/execute.py) unchanged and returns
+each condition's files and the group's artifacts as bytes; the driver writes them where they belong.
+
+Everything here but ``run_group``, ``node_report`` and ``remove_containers`` is pure and tested without Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from ..plan import GroupJob, PlannedCondition
+
+WORK_ENV = "EDGEASR_FLEET_WORK"  # the node's cache and work folder (default ~/.cache/edgeasr/fleet)
+TARGET_ENV = "EDGEASR_TARGET"
+
+
+def work_root(env: dict | None = None) -> Path:
+    env = os.environ if env is None else env
+    base = env.get(WORK_ENV) or str(Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeasr" / "fleet")
+    return Path(base).resolve()
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """The driver-side files a group reads, by content: what travels through the object store.
+
+    ``audio``: utterance id -> (sha256, suffix) for each utterance the container reads; ``noise``: a noise
+    file's path under the group's noise folder -> (sha256, suffix); ``refs``: sha256 -> object reference
+    (fetched by the node only when its cache lacks that hash); ``model_rel``: the model folder relative to the
+    models folder (None: a hub name, nothing to find)."""
+
+    audio: dict[str, tuple[str, str]] = field(default_factory=dict)
+    noise: dict[str, tuple[str, str]] = field(default_factory=dict)
+    refs: dict[str, Any] = field(default_factory=dict)
+    model_rel: str | None = None
+
+    def hashes(self) -> dict[str, str]:
+        """sha256 -> suffix of every file the group needs."""
+        return {sha: suffix for sha, suffix in [*self.audio.values(), *self.noise.values()]}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Who asks: the sweep (its id labels every container) and the group's target."""
+
+    sweep_id: str
+    target: str
+    driver_data_path: str  # the dataset path as the driver names it (identity in the results)
+    driver_model_ref: str | None  # the model reference as the driver names it
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobCache:
+    """Files by content hash under one folder (``<sha256><suffix>``); written atomically, checked on write."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.fetched = 0
+        self.cached = 0
+
+    def path(self, sha: str, suffix: str) -> Path:
+        return self.folder / f"{sha}{suffix}"
+
+    def ensure(self, sha: str, suffix: str, fetch: Callable[[], bytes]) -> Path:
+        """The cached file for ``sha``; ``fetch`` is called only when it is not cached yet."""
+        path = self.path(sha, suffix)
+        if path.exists():
+            self.cached += 1
+            return path
+        data = fetch()
+        if sha256_bytes(data) != sha:
+            raise RuntimeError(f"content for {sha[:12]} arrived corrupt (its sha256 differs)")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o644)  # the backend container's unprivileged user reads it
+        tmp.replace(path)
+        self.fetched += 1
+        return path
+
+
+def localize(job: GroupJob, audio: dict[str, Path], noise_dir: Path | None, model_dir: Path | None,
+             work: Path, image: str) -> GroupJob:
+    """The job with the node's own paths: cached audio, noise folder, model folder, work folders, image.
+
+    Pure: ``audio`` maps each shipped utterance id to its cached file; utterances the driver refused keep their
+    problem (they are never read). Conditions write into ``work/conditions/<key>``, the group into
+    ``work/groups/<group key>``."""
+    spec = job.spec
+    roots = tuple(sorted({p.parent for p in audio.values()})) or spec.dataset.roots
+    utts = tuple(replace(u, audio=audio[u.id]) if u.id in audio else u for u in spec.dataset.utterances)
+    dataset = replace(spec.dataset, utterances=utts, roots=roots,
+                      path=roots[0] if roots else spec.dataset.path)
+    model = spec.model if model_dir is None else replace(spec.model, host_dir=model_dir)
+    group_dir = work / "groups" / job.key
+    spec = replace(spec, dataset=dataset, model=model, out=group_dir, image=image)
+    conds = tuple(replace(c, result_dir=work / "conditions" / c.key) for c in job.conditions)
+    return replace(job, spec=spec, conditions=conds, group_dir=group_dir, noise_dir=noise_dir)
+
+
+def files_of(folder: Path, names: tuple[str, ...] | None = None) -> dict[str, bytes]:
+    """The files under ``folder`` (relative POSIX path -> bytes); only ``names`` when given."""
+    if not folder.is_dir():
+        return {}
+    paths = [folder / n for n in names] if names else sorted(p for p in folder.rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in paths if p.is_file()}
+
+
+def restore_identity(summary: dict[str, Any], ctx: Context, fleet: dict[str, Any]) -> dict[str, Any]:
+    """The summary as the driver names things: its dataset path and model reference are identity (the report
+    keys rows by them, so two targets' rows line up); the node's own paths and facts go under ``fleet``."""
+    out = dict(summary)
+    node_paths = {"data_path": out.get("data_path"), "model_ref": out.get("model_ref")}
+    out["data_path"] = ctx.driver_data_path
+    if ctx.driver_model_ref is not None:
+        out["model_ref"] = ctx.driver_model_ref
+    out["fleet"] = {**fleet, "node_paths": node_paths}
+    return out
+
+
+def proc_usage(pid: int) -> dict[str, float | None]:
+    """A process's resident memory (MB) and CPU time so far (s), from /proc; None where unreadable."""
+    rss = cpu = None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024.0
+        fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"rss_mb": rss, "cpu_s": cpu}
+
+
+def agent_usage(before: dict[str, dict], after: dict[str, dict], wall_s: float) -> dict[str, Any]:
+    """The node agent's own cost over a group (Ray's raylet and this worker): memory at the end and mean CPU
+    share over the group's wall time; it runs during the idle baseline too, so the baseline includes it."""
+    out: dict[str, Any] = {"wall_s": wall_s}
+    for name, end in after.items():
+        start = before.get(name, {})
+        cpu = None
+        if end.get("cpu_s") is not None and start.get("cpu_s") is not None and wall_s > 0:
+            cpu = (end["cpu_s"] - start["cpu_s"]) / wall_s
+        out[name] = {"rss_mb": end.get("rss_mb"), "cpu_share": cpu}
+    return out
+
+
+# --- what touches Ray, Docker and the node's files -------------------------------------------------------------
+
+
+def node_facts() -> dict[str, Any]:
+    """This node as results name it: Ray node id, hostname, target, platform (with its L4T release)."""
+    import ray
+
+    from ..platforms import detect_platform, l4t_release_line
+
+    try:
+        platform = detect_platform()
+    except Exception as exc:  # an unknown L4T release: the report says so, preflight decides
+        platform = f"unknown ({exc})"
+    cuda = _has_cuda()
+    return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+            "target": os.environ.get(TARGET_ENV), "platform": platform,
+            "kind": "jetson" if platform.startswith("jetson") else ("cuda" if cuda else "cpu"),
+            "l4t": l4t_release_line(), "pid": os.getpid()}
+
+
+def _has_cuda() -> bool:
+    from ..platforms import has_nvidia_driver
+
+    try:
+        return bool(has_nvidia_driver())
+    except Exception:
+        return False
+
+
+def node_report(models_dir: str | None = None) -> dict[str, Any]:
+    """What preflight needs from this node: facts, the backend images it has (by the backend table's tags for
+    its platform, with ids), its models (by folder, with content hashes) and which samplers work here."""
+    from ..content import HashCache
+    from ..launch import backends
+    from ..launch.docker_engine import connect, image_info
+    from ..models import default_models_dir, is_model_dir
+    from ..telemetry.registry import SAMPLERS
+
+    facts = node_facts()
+    report: dict[str, Any] = {**facts, "images": {}, "models": {}, "samplers": {}, "problems": []}
+    try:
+        client = connect()
+        report["docker_engine"] = client.version().get("Version")
+        refs = set()
+        for be in backends.BACKENDS.values():
+            for device in be.devices:
+                try:
+                    refs.add(be.default_image(device=device))
+                except Exception:
+                    continue
+        for ref in sorted(refs):
+            try:
+                info = image_info(client, ref)
+                report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels}
+            except Exception:
+                continue
+    except Exception as exc:
+        report["problems"].append(f"Docker Engine: {exc}")
+    folder = Path(models_dir) if models_dir else default_models_dir()
+    report["models_dir"] = str(folder)
+    hashes = HashCache()
+    if folder.is_dir():
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and is_model_dir(p)):
+            report["models"][sub.name] = hashes.folder(sub)
+    hashes.save()
+    for row in SAMPLERS:
+        try:
+            availability = row.factory(100, None).probe()
+            report["samplers"][row.name] = None if availability.ok else (availability.reason or "unavailable")
+        except Exception as exc:
+            report["samplers"][row.name] = f"{exc.__class__.__name__}: {exc}"
+    return report
+
+
+def remove_containers(sweep_id: str) -> list[str]:
+    """Remove every container of this sweep on this node's engine (Ctrl-C of the driver, the sweep's end)."""
+    from ..execute import SWEEP_LABEL
+    from ..launch.docker_engine import connect
+
+    removed = []
+    client = connect()
+    for c in client.containers.list(all=True, filters={"label": f"{SWEEP_LABEL}={sweep_id}"}):
+        try:
+            c.remove(force=True)
+            removed.append(f"{socket.gethostname()}: removed container {c.name} of sweep {sweep_id}")
+        except Exception:
+            continue
+    return removed
+
+
+def fetch_shipment(shipment: Shipment, cache: BlobCache, work: Path, group_key: str
+                   ) -> tuple[dict[str, Path], Path | None]:
+    """The group's audio by utterance id and its noise folder, from the cache, fetching only missing hashes."""
+    import ray
+
+    def fetcher(sha: str) -> Callable[[], bytes]:
+        return lambda: ray.get(shipment.refs[sha])
+
+    audio = {uid: cache.ensure(sha, suffix, fetcher(sha)) for uid, (sha, suffix) in shipment.audio.items()}
+    noise_dir = None
+    if shipment.noise:
+        noise_dir = work / "noise" / group_key
+        for rel, (sha, suffix) in shipment.noise.items():
+            src = cache.ensure(sha, suffix, fetcher(sha))
+            dst = noise_dir / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if not dst.exists():
+                os.link(src, dst)
+    return audio, noise_dir
+
+
+def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: Context, progress=None
+              ) -> dict[str, Any]:
+    """The Ray task's body: one group on this node's engine and sampler; returns its files and facts.
+
+    ``progress``: a ray.util.queue.Queue the driver reads (group start with this node named, each condition's
+    end), or None."""
+    from ..errors import UserError
+    from ..execute import SWEEP_LABEL, Callbacks, execute_group
+    from ..hostinfo import host_facts
+    from ..launch.engines import make_engine
+    from ..models import default_models_dir
+
+    t_start = time.time()
+    facts = node_facts()
+    before = {"raylet": proc_usage(os.getppid()), "worker": proc_usage(os.getpid())}
+
+    def tell(kind: str, **data: Any) -> None:
+        if progress is not None:
+            try:
+                progress.put_nowait({"kind": kind, "group": job.key, "target": ctx.target,
+                                     "node_id": facts["node_id"], "hostname": facts["hostname"],
+                                     "t": time.time(), **data})
+            except Exception:
+                pass  # progress is a view; a full or gone queue must not fail the group
+
+    tell("start")
+    work = work_root() / "sweeps" / ctx.sweep_id
+    cache = BlobCache(work_root() / "blobs")
+    audio, noise_dir = fetch_shipment(shipment, cache, work, job.key)
+    model_dir = None
+    if shipment.model_rel is not None:
+        model_dir = default_models_dir() / shipment.model_rel
+        if not model_dir.is_dir():
+            raise UserError(f"{facts['hostname']}: model {shipment.model_rel} is not installed in "
+                            f"{default_models_dir()} (edgeasr models install on that node)")
+    image = job.spec.image  # the driver chose this target's variant (preflight.FleetImages)
+    local = localize(job, audio, noise_dir, model_dir, work, image)
+    engine = make_engine("docker")
+    for line in engine.reap((str(work),)):
+        tell("note", text=line)
+    pending = [c for c in local.conditions if c.key in set(pending_keys)]
+    first_event: list[float] = []
+
+    def on_event(_event: dict) -> None:
+        if not first_event:
+            first_event.append(time.time())
+
+    early = {"target": ctx.target, "node_id": facts["node_id"], "hostname": facts["hostname"],
+             "platform": facts["platform"], "kind": facts["kind"], "l4t": facts["l4t"], "image": image}
+
+    def done(cond: PlannedCondition, summary: dict) -> None:
+        """Each condition travels back as it ends, so a node lost later in the group does not lose it."""
+        files = files_of(cond.result_dir, ("utterances.jsonl", "summary.json"))
+        if "summary.json" in files:
+            files["summary.json"] = json.dumps(restore_identity(summary, ctx, early), indent=2).encode()
+        tell("done", key=cond.key, status=summary.get("status"), files=files)
+
+    host = host_facts(engine.version())
+    result = execute_group(local, pending, engine, host=host, owner_folder=work,
+                           labels={SWEEP_LABEL: ctx.sweep_id, "org.edgeasr.target": ctx.target},
+                           callbacks=Callbacks(on_event=on_event, on_condition_done=done))
+    t_end = time.time()
+    after = {"raylet": proc_usage(os.getppid()), "worker": proc_usage(os.getpid())}
+    fleet = {**early, "agent": agent_usage(before, after, t_end - t_start),
+             "cache": {"fetched": cache.fetched, "cached": cache.cached}}
+    conditions: dict[str, dict[str, bytes]] = {}
+    for cond in pending:
+        files = files_of(cond.result_dir, ("utterances.jsonl", "summary.json"))
+        if "summary.json" in files:
+            summary = restore_identity(json.loads(files["summary.json"]), ctx, fleet)
+            files["summary.json"] = json.dumps(summary, indent=2).encode()
+        conditions[cond.key] = files
+    group_files = files_of(local.group_dir)
+    statuses = {k: json.loads(v["summary.json"]).get("status") if "summary.json" in v else None
+                for k, v in conditions.items()}
+    import shutil
+
+    for cond in pending:
+        shutil.rmtree(cond.result_dir, ignore_errors=True)
+    shutil.rmtree(local.group_dir, ignore_errors=True)
+    return {"fleet": fleet, "conditions": conditions, "group_files": group_files, "statuses": statuses,
+            "interrupted": result.interrupted is not None,
+            "timing": {"task_start": t_start, "container_first_event": first_event[0] if first_event else None,
+                       "task_end": t_end}}
