@@ -46,13 +46,14 @@ RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),-
 # The device the image is built for (`images build --device`): the one `run` gets (the CLI's default when empty).
 DEVICE_FLAG = $(if $(DEVICE),--device $(DEVICE))
 
-.PHONY: help venv venv-py38 base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench clean
+.PHONY: help venv venv-py38 fleet-venv base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench fleet-demo clean
 
 help:
 	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model (DEVICE=cuda: the CUDA image)"
 	@echo "make sweep EXPERIMENT=smoke   run experiments/smoke.yaml on the host (resumable)"
 	@echo "make compose-sweep EXPERIMENT=smoke   the same through docker compose (runner in a container)"
 	@echo "make report EXPERIMENT=smoke  table, figures and report.html from the sweep's results"
+	@echo "make fleet-demo  a local Ray fleet (head + nodes cpu-a, cpu-b on 127.0.0.1) runs experiments/fleet-demo.yaml"
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       harness overhead vs a bare faster-whisper script on the image's versions [BENCH_REPEATS=5]"
@@ -65,6 +66,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test,bench,nvml]'
+	touch $@
+
+# Ray for the fleet (runner/fleet/): the pinned version of pyproject's `fleet` extra.
+fleet-venv: $(VENV)/.fleet-installed
+$(VENV)/.fleet-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[fleet]'
 	touch $@
 
 # Python 3.8 with what the entrypoint's unit tests need (tests/contract/test_python38.py runs them there).
@@ -113,19 +120,31 @@ run: venv models ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
 test-unit: venv venv-py38
 	$(PYTEST) -q tests/unit tests/contract
 
-test: venv venv-py38 models images runner-image tiny-models
+test: venv venv-py38 fleet-venv models images runner-image tiny-models
 	$(PYTEST) -q -rs tests
 
 # Harness vs a bare script on the image's own library versions (a host venv .venv-bench-<hash> holds them),
 # BENCH_REPEATS interleaved pairs; then a line against the newest releases on the index.
 BENCH_REPEATS ?= 5
-bench: venv models ensure-image
+bench: venv fleet-venv models ensure-image
 	@$(EDGEASR) images build transformers onnxruntime pocketsphinx --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)  # bench_backends.py's rows
 	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8) \
 	  --repeats $(BENCH_REPEATS) --image $(or $(IMAGE),$$($(EDGEASR) images tag $(BACKEND) $(DEVICE_FLAG)))
 	$(VENV)/bin/python bench/bench_sampler.py
 	$(VENV)/bin/python bench/bench_batched.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8)
 	$(VENV)/bin/python bench/bench_backends.py
+	$(VENV)/bin/python bench/bench_fleet.py
+
+# A fleet on this machine (runner/fleet/local.py: the node agent's own commands, as host processes), the demo
+# experiment on it, the per-target table; the fleet is stopped however the sweep ends (Ctrl-C included).
+FLEET_PORT        ?= 6379
+FLEET_CLIENT_PORT ?= 10001
+FLEET_LOCAL = $(VENV)/bin/python -m runner.fleet.local
+fleet-demo: fleet-venv models ensure-image
+	@trap '$(FLEET_LOCAL) down' EXIT; trap 'exit 130' INT TERM; \
+	  $(FLEET_LOCAL) up --targets cpu-a,cpu-b --port $(FLEET_PORT) --client-port $(FLEET_CLIENT_PORT) || exit 1; \
+	  $(EDGEASR) sweep experiments/fleet-demo.yaml --cluster ray://127.0.0.1:$(FLEET_CLIENT_PORT) $(ARGS); rc=$$?; \
+	  $(EDGEASR) report results/sweeps/fleet-demo --no-figures || true; exit $$rc
 
 clean:
 	rm -rf build results .pytest_cache .venv-bench-*

@@ -56,12 +56,35 @@ def import_ray():
 
 def connect(ray, address: str) -> None:
     """Join the cluster as a driver (Ray Client for ray://), quietly; a UserError when it cannot."""
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level="error")
-    except Exception as exc:  # Ray raises ConnectionError, RuntimeError or its own for a wrong address/version
-        raise UserError(f"cannot join the Ray cluster at {address}: {exc.__class__.__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''} (is the head up, and do driver and "
-                        f"nodes run the same Ray {RAY_PIN} and Python?)") from None
+    error: Exception | None = None
+    for attempt in range(3):  # the head starts a server per client; on a loaded head that start can time out
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="error")
+            return
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError or its own (address, versions)
+            error = exc
+            if "Initialization failure" not in str(exc):
+                break
+            time.sleep(2.0 * (attempt + 1))
+    first = str(error).splitlines()[0] if str(error) else ""
+    raise UserError(f"cannot join the Ray cluster at {address}: {error.__class__.__name__}: {first} (is the head "
+                    f"up, and do driver and nodes run the same Ray {RAY_PIN} and Python?)")
+
+
+def identity(job: GroupJob) -> dict[str, Any]:
+    """The identity fields a summary carries (the report groups by them), for records the driver writes."""
+    spec = job.spec
+    return {"backend": spec.backend.name, "model": spec.model.name, "quant": spec.quant, "device": spec.device,
+            "dataset": spec.dataset.name, "data_path": str(spec.dataset.path),
+            "model_ref": str(spec.model.host_dir) if spec.model.host_dir else spec.model.container_path}
+
+
+def write_record(folder: Path, summary: dict[str, Any]) -> None:
+    """A condition's summary.json (and an empty utterances.jsonl, so the folder reads as whole) written by the
+    driver itself: a lost node's or a failed group's conditions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "utterances.jsonl").touch()
+    write_json_atomic(folder / "summary.json", summary)
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -287,9 +310,10 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
                     lost += _finish(ray, ref, job, pending, submitted, tally, out, timings, console)
                     drain()
                     tables.rebuild_tables(out, planned)
-    except KeyboardInterrupt as exc:
-        console.print(f"[yellow]interrupted[/]: cancelling {len(running)} group(s) and removing this sweep's "
-                      f"containers on every node")
+    except BaseException as exc:  # Ctrl-C (or a bug here): no task and no container outlives the driver
+        if isinstance(exc, KeyboardInterrupt):
+            console.print(f"[yellow]interrupted[/]: cancelling {len(running)} group(s) and removing this "
+                          f"sweep's containers on every node")
         for ref in running:
             try:
                 ray.cancel(ref)
@@ -297,8 +321,9 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
                 pass
         cleanup(ray, preflight.live_nodes(ray.nodes()), sweep_id, console)
         records = tables.rebuild_tables(out, planned)
-        exc.hint = (f"{len(records)} of {n_total} condition(s) are recorded in {out}; rerun the same command to "
-                    f"resume")
+        if isinstance(exc, KeyboardInterrupt):
+            exc.hint = (f"{len(records)} of {n_total} condition(s) are recorded in {out}; rerun the same "
+                        f"command to resume")
         raise
     cleanup(ray, preflight.live_nodes(ray.nodes()), sweep_id, console)
     if timings:
@@ -355,10 +380,9 @@ def _finish(ray, ref, job: GroupJob, pending: list, submitted: float, tally: Tal
         message = str(cause).splitlines()[0] if str(cause) else cause.__class__.__name__
         for cond in pending:
             if cond.key not in tally.written:
-                write_json_atomic(cond.result_dir / "summary.json",
-                                  {**node_lost_summary(cond.key, target, _last_node(tally, job), message),
-                                   "status": "error", "error": f"on target {target}: {message}"})
-                (cond.result_dir / "utterances.jsonl").touch()
+                write_record(cond.result_dir, {**identity(job),
+                                               **node_lost_summary(cond.key, target, _last_node(tally, job), message),
+                                               "status": "error", "error": f"on target {target}: {message}"})
         console.print(f"[red]group failed on target {target}[/]: {message}")
         return 0
     except Exception as exc:  # the node or its worker died (NodeDiedError, WorkerCrashedError, ...)
@@ -366,8 +390,8 @@ def _finish(ray, ref, job: GroupJob, pending: list, submitted: float, tally: Tal
         n = 0
         for cond in pending:
             if cond.key not in tally.written:
-                write_json_atomic(cond.result_dir / "summary.json",
-                                  node_lost_summary(cond.key, target, node, exc.__class__.__name__))
+                write_record(cond.result_dir, {**identity(job),
+                                               **node_lost_summary(cond.key, target, node, exc.__class__.__name__)})
                 n += 1
         who = f"{node['hostname']} ({node['node_id'][:12]})" if node else "its node"
         console.print(f"[red]node lost[/]: {who} of target {target}; {n} condition(s) recorded as node_lost")
@@ -384,7 +408,8 @@ def _finish(ray, ref, job: GroupJob, pending: list, submitted: float, tally: Tal
     for rel, data in result["group_files"].items():
         write_bytes_atomic(gdir / rel, data)
     written = time.time()
-    timing = {"group": job.key, "target": target, "node": result["fleet"]["hostname"], "submitted": submitted,
+    timing = {"group": job.key, "target": target, "node": result["fleet"]["hostname"],
+              "node_id": result["fleet"]["node_id"], "submitted": submitted,
               **result["timing"], "written": written, "n_conditions": len(pending),
               "cache": result["fleet"].get("cache")}
     write_json_atomic(gdir / "fleet.json", {"fleet": result["fleet"], "timing": timing})

@@ -310,7 +310,7 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
     image = job.spec.image  # the driver chose this target's variant (preflight.FleetImages)
     local = localize(job, audio, noise_dir, model_dir, work, image)
     engine = make_engine("docker")
-    for line in engine.reap((str(work),)):
+    for line in engine.reap(()):  # containers of earlier groups whose worker died (a lost node's, restarted)
         tell("note", text=line)
     pending = [c for c in local.conditions if c.key in set(pending_keys)]
     first_event: list[float] = []

@@ -1,0 +1,225 @@
+"""The fleet's pure parts, without Ray: addresses and targets, the node agent's commands, the node's content
+cache and path rewriting, preflight against node reports, node_lost records, and grid.targets in the plan."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from helpers import write_tone
+
+from runner import plan, tables
+from runner.errors import UserError
+from runner.experiment import load_experiment
+from runner.fleet import LOCAL, agent, cluster_address, local_targets_problem, preflight, target_problem
+from runner.fleet.driver import node_lost_summary, write_condition_files, write_record
+from runner.fleet.node import BlobCache, Context, agent_usage, localize, restore_identity, sha256_bytes
+from runner.launch.docker_engine import ImageInfo
+from runner.spec import Settings, TelemetrySettings, build_run_spec
+
+
+def _job(tmp_path: Path, target: str = "cpu-a", device: str = "cpu", sampler: str = "none") -> plan.GroupJob:
+    models = tmp_path / "models" / "tiny.en"
+    models.mkdir(parents=True, exist_ok=True)
+    (models / "model.bin").write_bytes(b"x")
+    (models / "config.json").write_text("{}")
+    for uid in ("a", "b"):
+        write_tone(tmp_path / "d" / f"{uid}.wav")
+        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
+    settings = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device=device,
+                        dataset=str(tmp_path / "d"), telemetry=TelemetrySettings(sampler=sampler), target=target)
+    spec = build_run_spec(settings, out=str(tmp_path / "out" / "groups" / "g"), models_dir=tmp_path / "models")
+    job = plan.plan_run(spec, None, repeats=2)
+    conds = tuple(replace(c, inputs={"model_sha256": "m" * 64}) for c in job.conditions)
+    return replace(job, conditions=conds)
+
+
+def _report(target: str = "cpu-a", **over) -> dict:
+    report = {"node_id": "n" * 56, "hostname": f"host-{target}", "platform": "x86", "kind": "cpu",
+              "images": {"edgeasr/faster-whisper:latest": {"id": "sha256:aaa", "tags": [], "labels": {}}},
+              "models": {"tiny.en": "m" * 64}, "models_dir": "/models", "samplers": {"rapl": "no powercap",
+                                                                                    "none": None}, "problems": []}
+    report.update(over)
+    return report
+
+
+def test_target_names_are_checked_and_ray_resource_names_refused():
+    """A target is a Ray custom resource: a short name, never one of Ray's own (CPU would match every node)."""
+    assert target_problem("orin-nano-8gb") is None
+    assert "letters" in target_problem("bad name")
+    assert "Ray's own" in target_problem("CPU")
+
+
+def test_cluster_address_comes_from_the_flag_then_the_experiment_then_the_environment():
+    """--cluster wins over `cluster:`, which wins over $EDGEASR_CLUSTER; none: run here; a bad one is refused."""
+    env = {"EDGEASR_CLUSTER": "ray://env:10001"}
+    assert cluster_address("ray://cli:1", "ray://exp:2", env) == "ray://cli:1"
+    assert cluster_address(None, "ray://exp:2", env) == "ray://exp:2"
+    assert cluster_address(None, None, env) == "ray://env:10001"
+    assert cluster_address(None, None, {}) is None
+    assert cluster_address("10.0.0.5:6379", None, {}) == "10.0.0.5:6379"
+    with pytest.raises(UserError, match="ray://HOST:PORT"):
+        cluster_address("http://head", None, {})
+
+
+def test_without_a_cluster_only_the_local_target_runs():
+    """A sweep without a cluster refuses any target but local, naming it and how to give a cluster."""
+    assert local_targets_problem([LOCAL, LOCAL]) is None
+    problem = local_targets_problem([LOCAL, "cpu-a"])
+    assert "cpu-a" in problem and "--cluster" in problem
+
+
+def test_a_node_advertises_its_target_with_count_one():
+    """The node agent's `ray start` gives the node exactly one unit of its target (one group at a time)."""
+    args = agent.node_args("10.0.0.5:6379", "orin-nano-8gb", "10.0.0.7", block=True)
+    resources = next(a for a in args if a.startswith("--resources="))
+    assert json.loads(resources.split("=", 1)[1]) == {"orin-nano-8gb": 1}
+    assert "--address=10.0.0.5:6379" in args and "--block" in args and "--node-ip-address=10.0.0.7" in args
+    with pytest.raises(UserError):
+        agent.node_args("h:1", "GPU", None)
+    head = agent.head_args("127.0.0.1", 6379, 10001)
+    assert "--num-cpus=0" in head and "--ray-client-server-port=10001" in head  # the head runs no group
+
+
+def test_blob_cache_fetches_only_missing_content_and_refuses_corrupt_content(tmp_path):
+    """A hash already cached is not fetched again (later groups resend nothing); content whose sha256 differs
+    from its name is refused."""
+    cache = BlobCache(tmp_path / "blobs")
+    data = b"audio bytes"
+    sha = sha256_bytes(data)
+    calls = []
+    path = cache.ensure(sha, ".wav", lambda: calls.append(1) or data)
+    again = cache.ensure(sha, ".wav", lambda: calls.append(1) or data)
+    assert path == again and path.read_bytes() == data and calls == [1]
+    assert (cache.fetched, cache.cached) == (1, 1)
+    with pytest.raises(RuntimeError, match="corrupt"):
+        cache.ensure("0" * 64, ".wav", lambda: b"other")
+
+
+def test_localize_points_the_job_at_the_nodes_own_files(tmp_path):
+    """On the node the job reads the cached audio, the node's model folder, and writes into its work folder;
+    the keys and everything else stay the planner's."""
+    job = _job(tmp_path)
+    blobs = tmp_path / "node" / "blobs"
+    audio = {"a": blobs / "1.wav", "b": blobs / "2.wav"}
+    work = tmp_path / "node" / "work"
+    local = localize(job, audio, None, tmp_path / "node" / "models" / "tiny.en", work, "edgeasr/x:latest")
+    assert [u.audio for u in local.spec.dataset.utterances] == [blobs / "1.wav", blobs / "2.wav"]
+    assert local.spec.dataset.roots == (blobs,)
+    assert local.spec.model.host_dir == tmp_path / "node" / "models" / "tiny.en"
+    assert local.group_dir == work / "groups" / job.key and local.spec.image == "edgeasr/x:latest"
+    assert [c.result_dir for c in local.conditions] == [work / "conditions" / c.key for c in job.conditions]
+    assert [c.key for c in local.conditions] == [c.key for c in job.conditions]
+
+
+def test_a_nodes_summary_keeps_the_drivers_identity_and_names_the_node():
+    """Dataset path and model reference are identity (the report lines targets up by them): the driver's
+    names stay; the node's own paths and facts go under `fleet`."""
+    ctx = Context("s", "cpu-a", "/data/default", "/models/tiny.en")
+    out = restore_identity({"data_path": "/node/blobs", "model_ref": "/node/models/tiny.en", "wer": 0.1}, ctx,
+                           {"target": "cpu-a", "node_id": "n1"})
+    assert out["data_path"] == "/data/default" and out["model_ref"] == "/models/tiny.en" and out["wer"] == 0.1
+    assert out["fleet"]["node_paths"] == {"data_path": "/node/blobs", "model_ref": "/node/models/tiny.en"}
+
+
+def test_agent_usage_is_memory_and_cpu_share_over_the_group():
+    """The node agent's own cost: resident memory at the end, CPU seconds over wall seconds."""
+    usage = agent_usage({"raylet": {"rss_mb": 30, "cpu_s": 1.0}}, {"raylet": {"rss_mb": 31, "cpu_s": 1.5}}, 10.0)
+    assert usage["raylet"] == {"rss_mb": 31, "cpu_share": pytest.approx(0.05)}
+
+
+def test_unknown_target_is_named_with_the_targets_that_exist():
+    """A target no live node serves fails at once (its task would wait forever), listing the cluster's."""
+    nodes = preflight.live_nodes([
+        {"Alive": True, "NodeID": "1", "Resources": {"CPU": 1.0, "cpu-a": 1.0, "node:10.0.0.1": 1.0}},
+        {"Alive": False, "NodeID": "2", "Resources": {"cpu-b": 1.0}},
+        {"Alive": True, "NodeID": "3", "Resources": {"node:__internal_head__": 1.0, "memory": 1.0}}])
+    assert [n.targets for n in nodes] == [("cpu-a",), ()]
+    assert preflight.unknown_targets(["cpu-a"], nodes) is None
+    problem = preflight.unknown_targets(["cpu-a", "cpu-b"], nodes)
+    assert "cpu-b" in problem and "targets: cpu-a" in problem
+
+
+def test_fleet_images_take_the_targets_image_id_and_report_a_missing_image(tmp_path):
+    """The planner keys a condition by the image id its target's nodes have; a node without the image is a
+    preflight problem (the plan goes on, so that every problem is listed at once)."""
+    job = _job(tmp_path)
+    images = preflight.FleetImages({"cpu-a": [_report()]})
+    info = images.image(job.spec)
+    assert info == ImageInfo("sha256:aaa", [], {}) and not images.problems
+    bare = preflight.FleetImages({"cpu-a": [_report(images={})]})
+    assert bare.image(job.spec).id == preflight.MISSING_IMAGE_ID
+    assert bare.problems and "missing" in bare.problems[0][2]
+
+
+def test_a_jetson_target_runs_its_platforms_variant_of_the_default_image():
+    """Where the plan took the backend's default image (the driver's platform), a Jetson node runs the same
+    backend's image for its own L4T release; an image named by the user is kept."""
+    default = "edgeasr/faster-whisper:latest"
+    assert preflight.platform_ref("faster-whisper", "cuda", default, "jetson-r36", default).endswith(":jetson-r36")
+    assert preflight.platform_ref("faster-whisper", "cpu", "mine:1", "jetson-r36", default) == "mine:1"
+
+
+def test_plan_checks_per_target_list_every_problem(tmp_path):
+    """Preflight checks each group against each node of its target: model missing or different, CUDA on a
+    node without a GPU, a sampler named that does not work there; all rows at once."""
+    job = _job(tmp_path / "1", sampler="rapl")
+    models_dir = tmp_path / "1" / "models"
+    assert preflight.check_plan([job], {"cpu-a": [_report(samplers={"rapl": None})]}, models_dir) == []
+    rows = preflight.check_plan([job], {"cpu-a": [_report(models={"tiny.en": "other"})]}, models_dir)
+    problems = " | ".join(p for _, _, p in rows)
+    assert "differs" in problems and "rapl does not work there: no powercap" in problems
+    assert "missing" in preflight.check_plan([job], {"cpu-a": [_report(models={})]}, models_dir)[0][2]
+    cuda = replace(job, spec=replace(job.spec, device="cuda"))
+    rows = preflight.check_plan([cuda], {"cpu-a": [_report(samplers={"rapl": None})]}, models_dir)
+    assert any("without an NVIDIA GPU" in p for _, _, p in rows)
+    with pytest.raises(UserError, match="nothing was started"):
+        preflight.fail_if_problems(rows)
+
+
+def test_a_node_lost_condition_is_recorded_but_runs_again(tmp_path):
+    """node_lost names the node and the target; like an interruption, the rerun runs it again quietly."""
+    folder = tmp_path / "c"
+    write_record(folder, node_lost_summary("k", "cpu-b", {"node_id": "abc" * 10, "hostname": "orin1"},
+                                           "NodeDiedError"))
+    data = json.loads((folder / "summary.json").read_text())
+    assert data["status"] == "node_lost" and "orin1" in data["error"] and "cpu-b" in data["error"]
+    assert tables.result_problem(folder, "k") is None and tables.read_result(folder, "k") is None
+
+
+def test_condition_files_are_written_with_the_summary_last(tmp_path):
+    """The summary marks a condition done, so it is written after its utterances."""
+    order = []
+    folder = tmp_path / "c"
+    write_condition_files(folder, {"summary.json": b"{}", "utterances.jsonl": b""})
+    order = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    assert [p.name for p in order][-1] == "summary.json"
+
+
+def test_grid_targets_split_groups_and_join_the_key_while_local_keeps_old_keys(tmp_path):
+    """grid.targets makes one group per target, each condition carries its target axis, and the target is
+    part of the condition key; a sweep without targets (local) has the keys it always had."""
+    (tmp_path / "x.yaml").write_text("defaults: {model: tiny.en, quant: int8, device: cpu, dataset: d}\n"
+                                     "grid: {targets: [cpu-a, cpu-b]}\n")
+    (tmp_path / "y.yaml").write_text("defaults: {model: tiny.en, quant: int8, device: cpu, dataset: d}\n")
+    write_tone(tmp_path / "d" / "a.wav")
+    exp = load_experiment(tmp_path / "x.yaml", root=tmp_path)
+    assert [g.target for g in exp.groups] == ["cpu-a", "cpu-b"]
+    assert [g.settings()["target"] for g in exp.groups] == ["cpu-a", "cpu-b"]
+    assert exp.groups[0].conditions[0].axes["target"] == "cpu-a"
+    assert exp.resolved["grid"]["targets"] == ["cpu-a", "cpu-b"]
+    local = load_experiment(tmp_path / "y.yaml", root=tmp_path)
+    assert local.groups[0].target == LOCAL and "target" not in local.groups[0].settings()
+
+
+def test_experiment_cluster_key_is_read_and_checked(tmp_path):
+    """`cluster:` in the experiment names the fleet; anything but an address string is a problem."""
+    write_tone(tmp_path / "d" / "a.wav")
+    (tmp_path / "x.yaml").write_text("cluster: ray://10.0.0.5:10001\n"
+                                     "defaults: {model: tiny.en, quant: int8, device: cpu, dataset: d}\n")
+    assert load_experiment(tmp_path / "x.yaml", root=tmp_path).cluster == "ray://10.0.0.5:10001"
+    (tmp_path / "y.yaml").write_text("cluster: 5\ndefaults: {model: tiny.en, quant: int8, device: cpu, dataset: d}\n")
+    with pytest.raises(UserError, match="cluster"):
+        load_experiment(tmp_path / "y.yaml", root=tmp_path)
