@@ -41,6 +41,7 @@ from ..results import write_json_atomic
 from . import RAY_PIN, preflight
 from .node import Context, Shipment
 
+HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
 REPORT_TIMEOUT_S = 180.0  # a node's report hashes its models once (then cached)
 CLEANUP_TIMEOUT_S = 60.0
 
@@ -135,6 +136,7 @@ class Tally:
     nodes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # group key -> nodes that started it
     done: dict[str, set[str]] = field(default_factory=dict)  # target -> condition keys finished
     written: set[str] = field(default_factory=set)  # condition keys with a result written
+    deaf: bool = False  # the progress queue is gone
 
 
 def gather_reports(ray, nodes: list[preflight.Node], targets: list[str], models_dir: str | None
@@ -263,7 +265,8 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
     console.print(f"[bold]edgeasr sweep[/] {exp.name} on {address}: {len(planned)} group(s) on "
                   f"{len({j.spec.settings.target for j in planned})} target(s), {n_total} condition(s), "
                   f"{n_total - n_pending} already done; results in {out}")
-    queue = Queue(maxsize=0, actor_options={"num_cpus": 0})
+    # The progress queue lives on the head (a node of a target may be lost, and its queue with it).
+    queue = Queue(maxsize=0, actor_options={"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}})
     blobs: dict[str, Any] = {}
     remote = ray.remote(run_group)
     per_target_nodes = {t: len(rs) for t, rs in reports.items()}
@@ -299,6 +302,11 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
                     try:
                         item = queue.get_nowait()
                     except Empty:
+                        return
+                    except Exception as exc:  # the head's queue is gone: results still come with each group
+                        if not tally.deaf:
+                            console.print(f"[yellow]no more progress from the nodes[/]: {exc.__class__.__name__}")
+                        tally.deaf = True
                         return
                     _heard(item, tally, planned, out, progress, bars, console)
 
@@ -353,6 +361,8 @@ def _heard(item: dict[str, Any], tally: Tally, planned: list[GroupJob], out: Pat
             progress.update(bars[target], info=f"on {item['hostname']}")
     elif item["kind"] == "done":
         key = item["key"]
+        if item.get("status") not in tables.RESULT_STATUSES:
+            return  # interrupted there (its worker stopped as the node went): recorded when the group ends
         if item.get("files") and key not in tally.written:
             write_condition_files(out / "conditions" / key, item["files"])
         tally.written.add(key)

@@ -152,7 +152,8 @@ def test_node_killed_mid_sweep_then_rerun_completes_only_the_missing(fleet, tmp_
     lost = [s for s in summaries if s["status"] == "node_lost"]
     done = {p.parent.name: p.stat().st_mtime_ns for p in (out / "conditions").glob("*/summary.json")
             if json.loads(p.read_text())["status"] == "ok"}
-    assert lost and all(s["fleet"]["target"] == "cpu-b" and "cpu-b" in s["error"] for s in lost)
+    why = json.dumps([(s["status"], s.get("error")) for s in summaries]) + stdout[-1500:] + stderr[-3000:]
+    assert lost and all(s["fleet"]["target"] == "cpu-b" and "cpu-b" in s["error"] for s in lost), why
     assert all(s["fleet"].get("node_id") for s in lost)  # the node is named
     assert len(done) + len(lost) == 4 and len(done) >= 2  # 2 targets x 2 repeats; cpu-a's group finished
     assert not _containers(sweep_id)
