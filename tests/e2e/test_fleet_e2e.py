@@ -74,7 +74,8 @@ def _records(out: Path) -> list[dict]:
 
 def _containers(sweep_id: str, **labels: str) -> list:
     filters = [f"{SWEEP_LABEL}={sweep_id}", *(f"{k}={v}" for k, v in labels.items())]
-    return docker.from_env().containers.list(all=True, filters={"label": filters})
+    # sparse: no inspect per container, which would race with a container being removed
+    return docker.from_env().containers.list(all=True, sparse=True, filters={"label": filters})
 
 
 def _wait_for_container(sweep_id: str, timeout_s: float = 120, **labels: str) -> None:
