@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field, replace
@@ -347,8 +348,6 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
     group_files = files_of(local.group_dir)
     statuses = {k: json.loads(v["summary.json"]).get("status") if "summary.json" in v else None
                 for k, v in conditions.items()}
-    import shutil
-
     for cond in pending:
         shutil.rmtree(cond.result_dir, ignore_errors=True)
     shutil.rmtree(local.group_dir, ignore_errors=True)

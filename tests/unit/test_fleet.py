@@ -189,13 +189,15 @@ def test_a_node_lost_condition_is_recorded_but_runs_again(tmp_path):
     assert tables.result_problem(folder, "k") is None and tables.read_result(folder, "k") is None
 
 
-def test_condition_files_are_written_with_the_summary_last(tmp_path):
+def test_condition_files_are_written_with_the_summary_last(tmp_path, monkeypatch):
     """The summary marks a condition done, so it is written after its utterances."""
+    from runner.fleet import driver
+
     order = []
-    folder = tmp_path / "c"
-    write_condition_files(folder, {"summary.json": b"{}", "utterances.jsonl": b""})
-    order = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns)
-    assert [p.name for p in order][-1] == "summary.json"
+    real = driver.write_bytes_atomic
+    monkeypatch.setattr(driver, "write_bytes_atomic", lambda path, data: (order.append(path.name), real(path, data)))
+    write_condition_files(tmp_path / "c", {"summary.json": b"{}", "utterances.jsonl": b""})
+    assert order == ["utterances.jsonl", "summary.json"]
 
 
 def test_grid_targets_split_groups_and_join_the_key_while_local_keeps_old_keys(tmp_path):
@@ -223,3 +225,29 @@ def test_experiment_cluster_key_is_read_and_checked(tmp_path):
     (tmp_path / "y.yaml").write_text("cluster: 5\ndefaults: {model: tiny.en, quant: int8, device: cpu, dataset: d}\n")
     with pytest.raises(UserError, match="cluster"):
         load_experiment(tmp_path / "y.yaml", root=tmp_path)
+
+
+class _Progress:
+    def __init__(self):
+        self.updates = []
+
+    def update(self, task, **kw):
+        self.updates.append((task, kw))
+
+
+def test_a_streamed_condition_is_written_only_when_finished(tmp_path):
+    """Regression (e2e, node killed): a condition a dying node streamed as `interrupted` is neither written nor
+    counted as done, so the group's loss still records it as node_lost; a finished one is written at once."""
+    from rich.console import Console
+
+    from runner.fleet.driver import Tally, _heard
+
+    tally, progress = Tally(), _Progress()
+    files = {"summary.json": b'{"status": "ok"}', "utterances.jsonl": b""}
+    base = {"kind": "done", "target": "cpu-b", "hostname": "orin1", "node_id": "n1", "files": files}
+    _heard({**base, "key": "k1", "status": "interrupted"}, tally, [], tmp_path, progress, {"cpu-b": 0},
+           Console(quiet=True))
+    assert tally.written == set() and not (tmp_path / "conditions" / "k1").exists()
+    _heard({**base, "key": "k2", "status": "ok"}, tally, [], tmp_path, progress, {"cpu-b": 0}, Console(quiet=True))
+    assert tally.written == {"k2"} and (tmp_path / "conditions" / "k2" / "summary.json").exists()
+    assert progress.updates[-1][1]["advance"] == 1
