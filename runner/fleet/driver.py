@@ -195,6 +195,9 @@ def _preflight_table(rows: list[list[str]]) -> Table:
 
 def main(args: argparse.Namespace, console: Console, exp, out: Path, address: str) -> int:
     """The fleet sweep, start to end; exit codes as `edgeasr sweep`'s."""
+    if getattr(args, "engine", "docker") != "docker":
+        raise UserError(f"--engine {args.engine}: a fleet runs backend containers on each node's Docker Engine; "
+                        f"drop --engine, or drop the cluster to run here")
     ray = import_ray()
     targets = sorted({g.target for g in exp.groups})
     for t in targets:

@@ -251,3 +251,16 @@ def test_a_streamed_condition_is_written_only_when_finished(tmp_path):
     _heard({**base, "key": "k2", "status": "ok"}, tally, [], tmp_path, progress, {"cpu-b": 0}, Console(quiet=True))
     assert tally.written == {"k2"} and (tmp_path / "conditions" / "k2" / "summary.json").exists()
     assert progress.updates[-1][1]["advance"] == 1
+
+
+def test_a_fleet_sweep_refuses_the_local_engine(tmp_path):
+    """Nodes run backend containers on their own Docker Engine: --engine local with a cluster is refused
+    before anything connects."""
+    import argparse
+
+    from rich.console import Console
+
+    from runner.fleet import driver
+
+    with pytest.raises(UserError, match="--engine local"):
+        driver.main(argparse.Namespace(engine="local"), Console(quiet=True), None, tmp_path, "ray://h:1")
