@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
                    help="run the groups on a Ray fleet, each on a node of its target (grid.targets); default: the "
                         "experiment's `cluster:`, else $EDGEASR_CLUSTER, else here (runner/fleet/)")
+    p.add_argument("--build-missing", action="store_true",
+                   help="with a cluster: nodes that lack an image or an installable model build or install it "
+                        "before the sweep (else preflight stops and names what is missing)")
 
 
 def _manifest(exp, planned: list[GroupJob], out: Path, started: str, finished: str | None,

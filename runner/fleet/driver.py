@@ -212,21 +212,63 @@ def main(args: argparse.Namespace, console: Console, exp, out: Path, address: st
         if problem:
             raise UserError(f"{exp.path.name}: {problem}")
         models_dir = args.models_dir or default_models_dir()
-        node_models = os.environ.get("EDGEASR_NODE_MODELS_DIR")  # a node's own folder, when not its default
-        reports = gather_reports(ray, nodes, targets, node_models)
-        images = preflight.FleetImages(reports)
+        node_models = None  # each node reports its own models folder ($EDGEASR_MODELS_DIR there)
         hashes = HashCache()
-        planned = plan_sweep(exp, images, models_dir, out, hashes)
-        planned = [replace(j, spec=replace(j.spec, image=images.refs.get((j.spec.settings.target, j.spec.image),
-                                                                          j.spec.image)))
-                   for j in planned]
-        problems = images.problems + preflight.check_plan(planned, reports, models_dir)
+        reports, planned, problems, needs = _preflight(ray, exp, out, nodes, targets, node_models, models_dir,
+                                                       hashes)
+        if needs and getattr(args, "build_missing", False):
+            build_missing(ray, needs, console)
+            reports, planned, problems, needs = _preflight(ray, exp, out, nodes, targets, node_models, models_dir,
+                                                           hashes)
         console.print(_preflight_table(preflight.summary_rows(planned, reports, problems)))
         preflight.fail_if_problems(problems)
         with FolderLock(out, "sweep"):
             return _run(ray, args, console, exp, out, address, nodes, reports, planned, hashes, models_dir)
     finally:
         ray.shutdown()
+
+
+def _preflight(ray, exp, out: Path, nodes, targets: list[str], node_models: str | None, models_dir: Path,
+               hashes: HashCache):
+    """The nodes' reports, the plan with the targets' image ids, every problem, and what --build-missing can
+    make."""
+    reports = gather_reports(ray, nodes, targets, node_models)
+    images = preflight.FleetImages(reports)
+    planned = plan_sweep(exp, images, models_dir, out, hashes)
+    planned = [replace(j, spec=replace(j.spec, image=images.refs.get((j.spec.settings.target, j.spec.image),
+                                                                      j.spec.image)))
+               for j in planned]
+    needs = list(images.needs)
+    problems = images.problems + preflight.check_plan(planned, reports, models_dir, needs)
+    return reports, planned, problems, needs
+
+
+def build_missing(ray, needs: list[preflight.Need], console: Console) -> None:
+    """--build-missing: each node that lacks an image or an installable model builds or installs it itself
+    (a task pinned to that node; the node's own engine and models folder)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from .node import install_missing
+
+    remote = ray.remote(install_missing)
+    by_node: dict[str, list[preflight.Need]] = {}
+    for need in needs:
+        by_node.setdefault(need.node_id, []).append(need)
+    refs = []
+    for node_id, mine in by_node.items():
+        commands = preflight.install_commands(mine)
+        if not commands:
+            continue
+        console.print(f"{mine[0].hostname}: building what it lacks: "
+                      + "; ".join(f"edgeasr {' '.join(c)}" for c in commands))
+        strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        refs.append(remote.options(num_cpus=0, scheduling_strategy=strategy, max_retries=0).remote(commands))
+    for ref in refs:
+        try:
+            for line in ray.get(ref):
+                console.print(line)
+        except Exception as exc:
+            console.print(f"[red]--build-missing failed on a node[/]: {exc.__class__.__name__}: {exc}")
 
 
 def _pending(args, console: Console, planned: list[GroupJob]) -> list[tuple[GroupJob, list]]:

@@ -236,6 +236,21 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
     return report
 
 
+def install_missing(commands: list[list[str]]) -> list[str]:
+    """--build-missing on this node: run each `edgeasr` command (images build --missing, models install) here,
+    in the node's project folder; one line per command with how it ended."""
+    import subprocess
+    import sys
+
+    lines = []
+    for cmd in commands:
+        done = subprocess.run([sys.executable, "-m", "runner.cli", *cmd], capture_output=True, text=True)
+        tail = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or [""])[-1]
+        lines.append(f"{socket.gethostname()}: edgeasr {' '.join(cmd)}: "
+                     f"{'done' if done.returncode == 0 else f'failed ({done.returncode}): {tail}'}")
+    return lines
+
+
 def remove_containers(sweep_id: str) -> list[str]:
     """Remove every container of this sweep on this node's engine (Ctrl-C of the driver, the sweep's end)."""
     from ..execute import SWEEP_LABEL

