@@ -25,6 +25,7 @@ from .experiment import Condition, Experiment, Group
 from .launch.backends import BACKENDS
 from .launch.docker_engine import ImageInfo
 from .paths import mount_problem
+from .power import order_jobs
 from .spec import RunSpec, build_run_spec
 
 NOISE_TARGET = "/noise"
@@ -214,7 +215,7 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
     if problems:
         raise UserError(f"{exp.path.name}: {len(problems)} problem(s) before the sweep could start; "
                         f"nothing was started:", problems=problems)
-    return planned
+    return order_jobs(planned)  # each power mode's groups together: few mode switches
 
 
 def plan_run(spec: RunSpec, image: ImageInfo | None, repeats: int = 1, limit: int | None = None) -> GroupJob:
