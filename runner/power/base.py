@@ -59,7 +59,7 @@ def root_problem(what: str, grant: str) -> str | None:
     """The one sentence that refuses a run without the rights to change the operating point (None: root)."""
     if is_root():
         return None
-    return (f"{what} needs root, and edgeasr runs as uid {os.geteuid()}: {grant}")
+    return f"{what} needs root ({grant} need it); run edgeasr as root, for instance with sudo -E edgeasr ..."
 
 
 class Controller(abc.ABC):

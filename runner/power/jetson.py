@@ -40,7 +40,7 @@ GPU_DEVFREQ_RE = re.compile(r"\.(gpu|ga10b|gv11b|gp10b|gm20b|gb10b)$")
 _MODE_RE = re.compile(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+)\s*>")
 _DEFAULT_RE = re.compile(r"<\s*PM_CONFIG\s+DEFAULT=(\d+)\s*>")
 _REBOOT_RE = re.compile(r"reboot", re.IGNORECASE)
-_GRANT = "run it as root (e.g. sudo -E edgeasr sweep ...), as nvpmodel, jetson_clocks and devfreq writes need"
+_GRANT = "nvpmodel, jetson_clocks and GPU devfreq writes"
 TOOL_TIMEOUT_S = 60.0
 
 

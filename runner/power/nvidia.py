@@ -28,7 +28,7 @@ EVENT_REASONS = {
     0x10: "sync_boost", 0x20: "sw_thermal_slowdown", 0x40: "hw_thermal_slowdown",
     0x80: "hw_power_brake_slowdown", 0x100: "display_clock_setting",
 }
-_GRANT = "run it as root (e.g. sudo -E edgeasr sweep ...), as NVML's locked clocks and power limits need"
+_GRANT = "NVML's locked clocks and power limits"
 
 
 def load_nvml() -> Any:
