@@ -25,7 +25,7 @@ from .experiment import Condition, Experiment, Group
 from .launch.backends import BACKENDS
 from .launch.docker_engine import ImageInfo
 from .paths import mount_problem
-from .power import order_jobs
+from .power import order_jobs, preflight
 from .spec import RunSpec, build_run_spec
 
 NOISE_TARGET = "/noise"
@@ -154,6 +154,11 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
                ) -> list[GroupJob]:
     """Resolve every group against models, images and data; report every problem at once."""
     hashes = hashes or HashCache()
+    # Whether this host can take the sweep's operating points at all, once per distinct request (runner/power).
+    host = preflight([g.spec_settings.power for g in exp.groups])
+    if host:
+        raise UserError(f"{exp.path.name}: this host cannot set the sweep's operating points; nothing was started:",
+                        problems=host)
     problems: list[str] = []
     planned: list[GroupJob] = []
     for gi, group in enumerate(exp.groups):

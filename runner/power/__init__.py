@@ -27,7 +27,7 @@ from .jetson import JetsonController
 from .nvidia import NvidiaController
 from .observe import DEFAULT_INTERVAL_S, Observer, summarize
 
-__all__ = ["OperatingPoint", "PowerRecord", "apply_operating_point", "controller_for", "problems",
+__all__ = ["OperatingPoint", "PowerRecord", "apply_operating_point", "controller_for", "problems", "preflight",
            "order_jobs", "operating_point_for"]
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,19 @@ def problems(power: Any, gpus: Sequence[str] | None = None) -> list[str]:
     except UserError as exc:
         return [str(exc)]
     return ctl.problems(power)
+
+
+def preflight(requests: Sequence[Any], gpus: Sequence[str] | None = None) -> list[str]:
+    """Every distinct request's problems, each message once (a sweep of 16 groups on a host without a Jetson
+    says so once, not 16 times)."""
+    out: list[str] = []
+    seen: list[Any] = []
+    for power in requests:
+        if power in seen:
+            continue
+        seen.append(power)
+        out += [p for p in problems(power, gpus) if p not in out]
+    return out
 
 
 def order_jobs(jobs: Sequence[Any]) -> list[Any]:

@@ -457,3 +457,29 @@ def test_ina3221_energy_is_within_one_percent_of_a_known_profile(board, monkeypa
     expected = sum(s * w for s, w in profile)
     got = energy.integrate(sampler.samples, start, clock[0], clock="monotonic")
     assert got.total_j == pytest.approx(expected, rel=0.01) and got.method == "trapezoid"
+
+
+# -- the experiments ------------------------------------------------------------------------------------------
+
+
+def test_power_axes_make_one_group_per_operating_point_and_the_experiments_validate(monkeypatch, tmp_path):
+    """Both power experiments load; each mode / clock is its own group (its power in the group's settings), and
+    planning them on this host (no Jetson, no NVIDIA GPU) is refused once per missing device, nothing started."""
+    from runner.experiment import load_experiment
+
+    root = HERE.parents[1]
+    modes = load_experiment(str(root / "experiments" / "orin-nano-power-modes.yaml"))
+    clocks = load_experiment(str(root / "experiments" / "gpu-frequency-sweep.yaml"))
+    assert len(modes.groups) == 16 and len(clocks.groups) == 20
+    assert sorted({g.power["mode"] for g in modes.groups}) == ["15W", "25W", "7W", "MAXN_SUPER"]
+    assert sorted({g.power["gpu_freq_mhz"] for g in clocks.groups}) == [900, 1200, 1500, 1800, 1980]
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("EDGEASR_SYSFS_ROOT", str(tmp_path / "no-sys"))
+    monkeypatch.setenv("EDGEASR_NVPMODEL_CONF", str(tmp_path / "nvpmodel.conf"))
+    fake = FAKE_NVML.FakePynvml(init_error=FAKE_NVML.NVML_ERROR_LIBRARY_NOT_FOUND)
+    monkeypatch.setattr(power_nvidia, "load_nvml", lambda: fake)
+    for exp, needs in ((modes, "power.mode needs a Jetson"), (clocks, "power.gpu_freq_mhz needs an NVIDIA GPU")):
+        with pytest.raises(UserError) as err:
+            plan.plan_sweep(exp, None, tmp_path / "models", tmp_path / "out")
+        assert "nothing was started" in str(err.value) and err.value.problems[0].startswith(needs)
+        assert len(err.value.problems) == len(set(err.value.problems)) <= 2
