@@ -308,8 +308,8 @@ class JetsonController(Controller):
             saved["gpu_min_hz"] = _read_float(node / "min_freq")
             saved["gpu_max_hz"] = _read_float(node / "max_freq")
         if self.tool("jetson_clocks") is not None:
-            fd, path = tempfile.mkstemp(prefix="edgeasr-jetson-clocks-", suffix=".conf")
-            os.close(fd)
+            # A fresh name in a private folder: jetson_clocks --store writes (appends to) the file itself.
+            path = str(Path(tempfile.mkdtemp(prefix="edgeasr-jetson-clocks-")) / "l4t_dfs.conf")
             self._run(["jetson_clocks", "--store", path])
             saved["clocks_file"] = path
         return saved
@@ -353,7 +353,7 @@ class JetsonController(Controller):
             except PowerError as exc:
                 problems.append(str(exc))
             finally:
-                Path(saved["clocks_file"]).unlink(missing_ok=True)
+                shutil.rmtree(Path(saved["clocks_file"]).parent, ignore_errors=True)
         if saved.get("gpu_min_hz") is not None and saved.get("gpu_max_hz") is not None:
             try:
                 self._set_gpu_range(int(saved["gpu_min_hz"]), int(saved["gpu_max_hz"]))

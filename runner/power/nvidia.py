@@ -48,7 +48,6 @@ class NvidiaController(Controller):
     def __init__(self, gpus: tuple[str, ...] | None = None, nvml: Any = None) -> None:
         self.gpus = tuple(gpus) if gpus else ("0",)
         self._nvml = nvml
-        self._open = 0
 
     # -- NVML session ------------------------------------------------------------------------------------
 

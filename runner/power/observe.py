@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import statistics
 import threading
-import time
 from typing import Any, Callable
 
 DEFAULT_INTERVAL_S = 0.5
@@ -84,7 +83,3 @@ class Observer:
             self._thread.join(timeout=max(2.0, 4 * self.interval_s))
             self._thread = None
             self._once()  # one reading at the end, so a short run still has two
-
-
-def now_s() -> float:
-    return time.monotonic()

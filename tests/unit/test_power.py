@@ -369,6 +369,38 @@ def test_execute_group_wraps_the_baseline_and_run_and_records_power_in_every_sum
     assert all(r["status"] == "ok" for r in result.records)
 
 
+def test_a_refused_operating_point_fails_the_group_with_the_reason_and_the_board_restored(board, tmp_path,
+                                                                                      monkeypatch):
+    """A mode switch the board refuses (it needs a reboot) ends the group before the container: every
+    condition is an error with the board's message, its summary carries the power record, the mode is as it
+    was."""
+    from helpers import write_tone
+
+    from runner.spec import Settings, TelemetrySettings, build_run_spec
+
+    monkeypatch.setenv("FAKE_NVPMODEL_REBOOT_MODES", "2")
+    models = tmp_path / "models" / "tiny.en"
+    models.mkdir(parents=True)
+    (models / "model.bin").write_bytes(b"x")
+    (models / "config.json").write_text("{}")
+    write_tone(tmp_path / "d" / "a.wav")
+    s = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu", dataset=str(tmp_path / "d"),
+                 telemetry=TelemetrySettings(sampler="none"))
+    s = replace(s, power=PowerSettings(mode="MAXN_SUPER", settle_s=0))
+    spec = build_run_spec(s, out=str(tmp_path / "sweep"), models_dir=tmp_path / "models", engine="local")
+    cond = plan.PlannedCondition("kA", "g", Condition(dataset=str(spec.dataset.path), noise_type="clean", snr_db=None,
+                                                      repeat=0), {"type": "clean", "snr_db": None}, "clean", ("a",),
+                                 result_dir=tmp_path / "conditions" / "kA")
+    job = plan.GroupJob("g", spec, None, (cond,), tmp_path / "g")
+    ran = []
+    result = execute.execute_group(job, [cond], _ReplayEngine(lambda: ran.append(1)), host={}, owner_folder=tmp_path)
+    assert ran == [] and board.mode() == 0
+    [rec] = result.records
+    assert rec["status"] == "error" and "needs a reboot" in rec["error"]
+    p = json.loads((tmp_path / "conditions" / "kA" / "summary.json").read_text())["power"]
+    assert p["requested"] == {"mode": "MAXN_SUPER"} and p["restored"]["mode_id"] == 0
+
+
 def test_execute_group_without_power_writes_no_power_block(tmp_path):
     """A group without an operating point leaves the device alone and its summaries have no power key."""
     calls = []
