@@ -279,6 +279,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                 time.sleep(1.5 * t.interval_ms / 1000.0)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the container is gone; record what finished
         interrupted = exc
+        g.power = getattr(exc, "power_record", g.power)
     except UserError as exc:  # the operating point was refused (the device is restored; see power_record)
         error = str(exc)
         g.power = getattr(exc, "power_record", g.power)

@@ -178,9 +178,9 @@ def apply_operating_point(power: Any, *, gpus: Sequence[str] | None = None, cont
         observer = Observer(ctl.observe, observe_interval_s).start()
         entered = True
         yield rec
-    except UserError as exc:
-        if not entered:  # refused before the body ran: the record (restored below) travels with the error
-            exc.power_record = rec  # type: ignore[attr-defined]
+    except (UserError, KeyboardInterrupt) as exc:
+        if not entered:  # refused or interrupted before the body ran: the record (restored below) travels along
+            exc.power_record = rec  # type: ignore[union-attr]
         raise
     finally:
         with _signals_held():

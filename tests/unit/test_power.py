@@ -401,6 +401,43 @@ def test_a_refused_operating_point_fails_the_group_with_the_reason_and_the_board
     assert p["requested"] == {"mode": "MAXN_SUPER"} and p["restored"]["mode_id"] == 0
 
 
+def test_an_interrupted_group_restores_the_mode_and_records_it(board, tmp_path):
+    """SIGTERM while the container runs (the CLI's KeyboardInterrupt): the group returns interrupted, the board
+    is back in mode 0, and the interrupted condition's summary says what was applied and restored."""
+    from helpers import write_tone
+
+    from runner.spec import Settings, TelemetrySettings, build_run_spec
+
+    class Interrupting(_ReplayEngine):
+        def run(self, spec, job, mounts, env, on_event, launch):
+            self.check()
+            exc = KeyboardInterrupt()
+            exc.signame = "SIGTERM"
+            raise exc
+
+    models = tmp_path / "models" / "tiny.en"
+    models.mkdir(parents=True)
+    (models / "model.bin").write_bytes(b"x")
+    (models / "config.json").write_text("{}")
+    write_tone(tmp_path / "d" / "a.wav")
+    s = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu", dataset=str(tmp_path / "d"),
+                 telemetry=TelemetrySettings(sampler="none"))
+    s = replace(s, power=PowerSettings(mode=1, settle_s=0))
+    spec = build_run_spec(s, out=str(tmp_path / "sweep"), models_dir=tmp_path / "models", engine="local")
+    cond = plan.PlannedCondition("kA", "g", Condition(dataset=str(spec.dataset.path), noise_type="clean", snr_db=None,
+                                                      repeat=0), {"type": "clean", "snr_db": None}, "clean", ("a",),
+                                 result_dir=tmp_path / "conditions" / "kA")
+    job = plan.GroupJob("g", spec, None, (cond,), tmp_path / "g")
+    seen = []
+    result = execute.execute_group(job, [cond], Interrupting(lambda: seen.append(board.mode())), host={},
+                                   owner_folder=tmp_path)
+    assert seen == [1] and board.mode() == 0 and result.interrupted is not None
+    [rec] = result.records
+    assert rec["status"] == "interrupted" and "SIGTERM" in rec["error"]
+    p = json.loads((tmp_path / "conditions" / "kA" / "summary.json").read_text())["power"]
+    assert p["applied"]["mode_id"] == 1 and p["restored"]["mode_id"] == 0
+
+
 def test_execute_group_without_power_writes_no_power_block(tmp_path):
     """A group without an operating point leaves the device alone and its summaries have no power key."""
     calls = []
