@@ -27,7 +27,8 @@ from .jetson import JetsonController
 from .nvidia import NvidiaController
 from .observe import DEFAULT_INTERVAL_S, Observer, summarize
 
-__all__ = ["OperatingPoint", "PowerRecord", "apply_operating_point", "controller_for", "problems", "preflight",
+__all__ = ["OperatingPoint", "PowerRecord", "apply_operating_point", "controller_for", "detected_controller",
+           "problems", "preflight",
            "order_jobs", "operating_point_for"]
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class PowerRecord:
     requested: dict[str, Any]
     strict: bool
     settle_s: float
+    changed: bool = True  # False: nothing was requested; the record only says what the device was at
     before: dict[str, Any] | None = None
     applied: dict[str, Any] | None = None
     mismatches: list[str] = field(default_factory=list)
@@ -138,15 +140,18 @@ def _signals_held() -> Iterator[None]:
 
 @contextlib.contextmanager
 def apply_operating_point(power: Any, *, gpus: Sequence[str] | None = None, controller: Controller | None = None,
-                          sleep: Callable[[float], None] = time.sleep,
+                          device: str | None = None, sleep: Callable[[float], None] = time.sleep,
                           observe_interval_s: float = DEFAULT_INTERVAL_S) -> Iterator[PowerRecord | None]:
     """Apply ``power`` (PowerSettings) for the body and restore the device afterwards, always.
 
-    Yields the PowerRecord (filled in as it goes; ``restored`` after the body), or None when nothing is
-    requested (the device is left as it is and nothing is recorded). UserError when the device refuses the
-    request, or with ``power.strict`` when the read-back differs from it: the device is restored first."""
+    Yields the PowerRecord (filled in as it goes; ``restored`` after the body). Nothing requested: the device
+    is left as it is; where ``device`` names the run's device and this host has a Jetson or (for cuda) an
+    NVIDIA GPU, the record still says what the operating point was and what was observed (``changed`` false),
+    else None. UserError when the device refuses the request, or with ``power.strict`` when the read-back
+    differs from it: the device is restored first."""
     if not power.requested():
-        yield None
+        with _observed_only(device, gpus, observe_interval_s) as rec:
+            yield rec
         return
     ctl = controller or controller_for(power, gpus)
     rec = PowerRecord(controller=ctl.name, requested=power.requested(), strict=power.strict,
@@ -192,6 +197,47 @@ def apply_operating_point(power: Any, *, gpus: Sequence[str] | None = None, cont
             _restore(ctl, saved, before, rec)
 
 
+def detected_controller(device: str | None, gpus: Sequence[str] | None = None) -> Controller | None:
+    """The controller that can read this host's operating point for a run on ``device`` without changing it:
+    a Jetson's (nvpmodel on PATH), or for a cuda run an NVIDIA GPU's that NVML sees; None elsewhere."""
+    if device is None:
+        return None
+    jetson = JetsonController()
+    if jetson.present() and jetson.tool("nvpmodel") is not None:
+        return jetson
+    if device == "cuda":
+        nvidia = NvidiaController(tuple(gpus) if gpus else None)
+        if nvidia.present() is None:
+            return nvidia
+    return None
+
+
+@contextlib.contextmanager
+def _observed_only(device: str | None, gpus: Sequence[str] | None,
+                   observe_interval_s: float) -> Iterator[PowerRecord | None]:
+    """Nothing requested: record the operating point as found and observe it, change nothing. Reading is a
+    courtesy here: any failure means no record, never a failed run."""
+    try:
+        ctl = detected_controller(device, gpus)
+        rec = None
+        if ctl is not None:
+            rec = PowerRecord(controller=ctl.name, requested={}, strict=False, settle_s=0.0, changed=False,
+                              facts=ctl.facts(), before=ctl.read().to_json())
+            rec.applied = rec.before
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.debug("no operating point recorded: %s", exc)
+        ctl = rec = None
+    if ctl is None or rec is None:
+        yield None
+        return
+    observer = Observer(ctl.observe, observe_interval_s).start()
+    try:
+        yield rec
+    finally:
+        observer.stop()
+        rec.observed = summarize(observer.observations, ctl.unavailable())
+
+
 def _restore(ctl: Controller, saved: Any, before: OperatingPoint, rec: PowerRecord) -> None:
     try:
         ctl.restore(saved)
@@ -210,6 +256,6 @@ def _restore(ctl: Controller, saved: Any, before: OperatingPoint, rec: PowerReco
 
 
 def operating_point_for(spec: Any) -> contextlib.AbstractContextManager:
-    """The executor's default: ``spec.settings.power`` applied around the group on the run's GPUs (a no-op
-    context, yielding None, when nothing is requested)."""
-    return apply_operating_point(spec.settings.power, gpus=spec.gpus)
+    """The executor's default: ``spec.settings.power`` applied around the group on the run's GPUs; nothing
+    requested, the operating point found is recorded where this host can read it (see apply_operating_point)."""
+    return apply_operating_point(spec.settings.power, gpus=spec.gpus, device=spec.device)

@@ -438,6 +438,19 @@ def test_an_interrupted_group_restores_the_mode_and_records_it(board, tmp_path):
     assert p["applied"]["mode_id"] == 1 and p["restored"]["mode_id"] == 0
 
 
+def test_nothing_requested_on_a_jetson_records_the_mode_found_and_changes_nothing(board):
+    """No power setting on a Jetson: the record says the mode and clocks the board was at, and what was
+    observed (changed: false); nvpmodel is only queried, never told to switch."""
+    with power.apply_operating_point(PowerSettings(), device="cuda", observe_interval_s=0.01) as rec:
+        pass
+    assert rec is not None and rec.changed is False and rec.requested == {}
+    assert rec.before["mode_name"] == "15W" and rec.applied == rec.before and rec.restored is None
+    assert rec.observed["n"] >= 2 and rec.facts["gpu_devfreq"] == "17000000.gpu"
+    assert not any(" -m " in line for line in board.log.read_text().splitlines())
+    with power.apply_operating_point(PowerSettings()) as nothing:  # no device named: nothing to read for
+        assert nothing is None
+
+
 def test_execute_group_without_power_writes_no_power_block(tmp_path):
     """A group without an operating point leaves the device alone and its summaries have no power key."""
     calls = []
