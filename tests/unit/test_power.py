@@ -24,7 +24,6 @@ from runner.experiment import Condition
 from runner.launch.docker_engine import ContainerRun
 from runner.power.base import OperatingPoint, mismatches
 from runner.power.jetson import JetsonController, parse_nvpmodel_conf, parse_nvpmodel_query
-from runner.power.nvidia import NvidiaController
 from runner.settings import PowerSettings
 from runner.telemetry import energy
 from runner.telemetry import ina3221 as ina
