@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..quant import quant_problem
 from .check import BAD, Checker, CheckedFile
 
 GROUP_KEYS = ("backend", "model", "quant", "device", "image", "decode", "warmup", "timeout_s", "mem_limit",
-              "telemetry", "gpus")
+              "telemetry", "gpus", "power")
 
 
 @dataclass(frozen=True)
@@ -80,11 +80,15 @@ class Group:
     #: The container's full settings (its first condition's dataset, limit and noise; decode at the group's
     #: values): what build_run_spec takes for this group.
     spec_settings: st.Settings = field(default_factory=st.Settings)
+    #: The operating point's settings that differ from their defaults (runner/power); {}: the device as it is.
+    power: dict = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
         """The resolved container settings (JSON-able): with a condition's settings, a stable condition key.
-        An unset ``gpus`` is left out, so that results from before it existed keep their keys."""
-        return {k: copy.deepcopy(getattr(self, k)) for k in GROUP_KEYS if not (k == "gpus" and self.gpus is None)}
+        An unset ``gpus`` and an empty ``power`` are left out, so that results from before they existed keep
+        their keys."""
+        return {k: copy.deepcopy(getattr(self, k)) for k in GROUP_KEYS
+                if not (k == "gpus" and self.gpus is None) and not (k == "power" and not self.power)}
 
 
 def group_dict(s: st.Settings) -> dict[str, Any]:
@@ -92,6 +96,10 @@ def group_dict(s: st.Settings) -> dict[str, Any]:
     out = {k: getattr(s, k) for k in GROUP_KEYS}
     out["decode"] = st.section_dict(s, "decode")
     out["telemetry"] = st.section_dict(s, "telemetry")
+    # Each operating point is its own container (a device state is not a decode option); only the fields
+    # that are set, so that groups without one keep their keys.
+    out["power"] = {f.name: getattr(s.power, f.name) for f in fields(s.power)
+                    if getattr(s.power, f.name) != f.default}
     return out
 
 
