@@ -2,7 +2,13 @@
 
 One ``AggregateRow`` per (backend, model, quant, device, dataset, image,
 noise_type, snr_db, and every other grid axis), with one ``Stat`` per metric: n,
-mean, sample std and a Student-t 95 % confidence half-width. Pure functions over
+mean, sample std, min and max, and a Student-t 95 % confidence half-width.
+
+Honest at small n: with fewer than ``MIN_N_FOR_CI`` values the spread shown is
+the range (min-max), not a t-interval (with 2 repeats t(0.975, 1) = 12.7 makes
+the interval 12.7 x the spread); no interval reaches below 0 (every metric
+here is non-negative); repeats whose coefficient of variation is above
+``CV_DISAGREE`` are flagged as disagreeing. Pure functions over
 the records on disk: the report never talks to Docker and never re-measures
 anything.
 
@@ -140,6 +146,12 @@ class Sweep:
     warnings: tuple[str, ...] = ()  # 'FILE:LINE: why' for each record left out (corrupt, not a condition)
 
 
+#: Fewer values than this show their range (min-max), not a Student-t interval.
+MIN_N_FOR_CI = 3
+#: Repeats whose coefficient of variation (std / mean) is above this disagree, and are flagged.
+CV_DISAGREE = 0.10
+
+
 @dataclass(frozen=True)
 class Stat:
     """One metric over the repeats of one condition.
@@ -147,7 +159,8 @@ class Stat:
     ``std`` is the sample standard deviation (ddof=1) and ``ci95`` the
     half-width of the Student-t 95 % interval of the mean; both None when
     ``n < 2`` (one run says nothing about spread). ``mean`` is None when
-    ``n == 0``: every value was unavailable, for ``reasons``.
+    ``n == 0``: every value was unavailable, for ``reasons``. What to show
+    as the spread is ``interval`` (range below MIN_N_FOR_CI, never below 0).
     """
 
     n: int
@@ -156,10 +169,48 @@ class Stat:
     ci95: float | None
     n_unavailable: int = 0
     reasons: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
 
     @property
     def available(self) -> bool:
         return self.n > 0
+
+    @property
+    def uses_range(self) -> bool:
+        """True where the spread shown is min-max: 2 values, too few for a t-interval to mean anything."""
+        return 2 <= self.n < MIN_N_FOR_CI
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """(low, high) to show around the mean: min-max below MIN_N_FOR_CI values, else the 95 % t-interval,
+        its low end clamped at 0; None for n < 2 (no spread to show)."""
+        if self.mean is None or self.n < 2:
+            return None
+        if self.uses_range:
+            return (self.min, self.max)  # type: ignore[return-value]
+        assert self.ci95 is not None
+        return (max(0.0, self.mean - self.ci95), self.mean + self.ci95)
+
+    def whisker(self, scale: float = 1.0) -> tuple[float, float] | None:
+        """(below, above) error-bar lengths around the mean for matplotlib's ``yerr=[[below], [above]]``:
+        the interval's, so a whisker never reaches below 0 and n = 2 draws its range; None: draw none."""
+        iv = self.interval
+        if iv is None or self.mean is None:
+            return None
+        return ((self.mean - iv[0]) * scale, (iv[1] - self.mean) * scale)
+
+    @property
+    def cv(self) -> float | None:
+        """Coefficient of variation (std / mean); None without spread or with a mean of 0."""
+        if self.std is None or not self.mean:
+            return None
+        return self.std / abs(self.mean)
+
+    @property
+    def disagree(self) -> bool:
+        """The repeats disagree: their coefficient of variation is above CV_DISAGREE."""
+        return self.cv is not None and self.cv > CV_DISAGREE
 
 
 @dataclass(frozen=True)
@@ -204,7 +255,8 @@ def summarize(values: Iterable[float | None], reasons: Iterable[str | None] = ()
     std = statistics.stdev(present) if n >= 2 else None
     ci95 = t975(n - 1) * std / math.sqrt(n) if std is not None else None
     return Stat(n=n, mean=mean, std=std, ci95=ci95, n_unavailable=len(missing_reasons),
-                reasons=tuple(dict.fromkeys(missing_reasons)))
+                reasons=tuple(dict.fromkeys(missing_reasons)), min=min(present) if n else None,
+                max=max(present) if n else None)
 
 
 def metric_value(summary: Mapping[str, Any] | None, path: Sequence[str]) -> tuple[float | None, str | None]:
