@@ -71,11 +71,13 @@ def _manifest(exp, planned: list[GroupJob], out: Path, started: str, finished: s
 
 
 def _report(out: Path, console: Console) -> None:
-    """Draw the report (table, figures, report.html) from the results just written."""
+    """Print the sweep's table (on the sweep's console, stderr) and draw the report (figures, report.html)
+    from the results just written."""
     from . import report
 
     try:
-        report.main(argparse.Namespace(results_dir=str(out), out=None, no_figures=False, quiet=True))
+        report.main(argparse.Namespace(results_dirs=[out], out=None, no_figures=False, quiet=console.quiet,
+                                       fmt="table", console=console, worst=report.worst_mod.TOP_N))
     except UserError as exc:
         console.print(f"[yellow]no report[/]: {exc}")
 
