@@ -45,6 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="installed models (default: $EDGEASR_MODELS_DIR, else ./models)")
     p.add_argument("--engine", default="docker", choices=ENGINES,
                    help="docker: backend containers (default) | local: the entrypoint as a host process")
+    p.add_argument("--no-prepare", action="store_true",
+                   help="do not build missing backend images or install missing models first (default: do)")
     p.add_argument("--plan", action="store_true",
                    help="print the planned groups and conditions (JSON lines on stdout, a table on stderr) "
                         "and start nothing")
@@ -91,6 +93,11 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "plan", False):
         return show_plan(exp, console)
     engine = make_engine(getattr(args, "engine", "docker"))
+    if not getattr(args, "no_prepare", False):
+        from ..prepare import prepare
+
+        prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=console.print,
+                quiet=console.quiet)
     planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out)
     # One sweep per results folder: a second one is refused before it touches anything of the first's.
     with FolderLock(out, "sweep"):
