@@ -46,10 +46,12 @@ def backends_needing_images(groups) -> list[tuple[str, str]]:
 def prepare(exp, models_dir: Path, *, engine: str, log: Callable[[str], None], quiet: bool = False) -> None:
     """Install missing models; with the docker engine, build missing images (BASE_IMAGE: the base to build
     FROM, as `make images` takes it; default the public base, else the local debootstrapped one)."""
+    done: set[str] = set()
     for name, hf in missing_models(exp.groups, models_dir):
-        log(f"installing model {name} (the experiment uses it; not in {models_dir})")
-        if not is_model_dir(models_dir / name):
+        if name not in done and not is_model_dir(models_dir / name):
+            log(f"installing model {name} (the experiment uses it; not in {models_dir})")
             install_model(name, models_dir, log=log)
+            done.add(name)
         if hf:
             ensure_converted(name, models_dir, log=log)
     if engine != "docker":
