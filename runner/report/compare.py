@@ -201,7 +201,11 @@ def compare(baseline: Sweep, candidates: Sequence[tuple[str, Sweep]], baseline_l
             ignored = [n for n in ignored if _fields(base_rows[0].key).get(n) != _fields(cand_rows[0].key).get(n)]
         else:
             ignored = ignored_fields(base_rows, cand_rows)
-        ignored_all += [n for n in ignored if n not in ignored_all]
+        for n in ignored:
+            text = f"{n} ({_value_text(n, _fields(base_rows[0].key).get(n))} → " \
+                   f"{_value_text(n, _fields(cand_rows[0].key).get(n))})"
+            if text not in ignored_all:
+                ignored_all.append(text)
         labels = _labeller([r.key for r in (*base_rows, *cand_rows)], ignored)
         by_key = {}
         for r in cand_rows:
@@ -221,6 +225,18 @@ def compare(baseline: Sweep, candidates: Sequence[tuple[str, Sweep]], baseline_l
                 unmatched.append(f"{labels(c.key)}: only in {cand_label}")
     return Comparison(baseline_label, tuple(lbl for lbl, _ in candidates), tuple(pairs), tuple(ignored_all),
                       tuple(unmatched))
+
+
+def _value_text(name: str, value: Any) -> str:
+    """A key field's value as compare shows it in "compared across": a model or dataset by its short name."""
+    if value is None:
+        return "–"
+    if name == "noise":
+        kind, snr = value
+        return kind if snr is None else f"{kind} {snr:g} dB"
+    if isinstance(value, tuple) and value and isinstance(value[0], str):
+        return value[0]
+    return format_axis_value(value) if not isinstance(value, str) else (value or "–")
 
 
 def _labeller(keys: Sequence[GroupKey], ignored: Sequence[str]):
