@@ -142,9 +142,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, folde
     bad = run_worst(summary, folder) if folder is not None else worst_mod.Worst((), ())
     if fmt == "md":
         text = markdown_summary(summary)
-        if bad:
-            text += "\n" + "\n".join(f"- {line.strip()}" if line.startswith("  ") else f"\n{line}\n"
-                                       for line in worst_mod.lines(bad)) + "\n"
+        for line in worst_mod.lines(bad):
+            text += f"- {line.strip()}\n" if line.startswith("  ") else f"\n{line}\n\n"
         print(text, end="")
         return
     if fmt == "csv":
