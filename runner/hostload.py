@@ -9,7 +9,7 @@ CPUs; the run view and the report warn about it. Facts only: nothing here waits 
 from __future__ import annotations
 
 import os
-import socket
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -38,17 +38,35 @@ def read_loadavg(path: str = "/proc/loadavg") -> tuple[float | None, float | Non
         return None, None, None
 
 
+_CONTAINER_ID = re.compile(r"/containers/([0-9a-f]{64})/")
+
+
+def own_container_id(mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """The id of the container this process runs in (compose runs the runner in one), from the engine's
+    bind mounts of /etc/hostname and friends; None on the host. Not the hostname: with the host's network
+    a container has the host's name."""
+    try:
+        with open(mountinfo) as fh:
+            for line in fh:
+                m = _CONTAINER_ID.search(line)
+                if m:
+                    return m.group(1)
+    except OSError:
+        pass
+    return None
+
+
 def _other_containers(engine: Any) -> tuple[int | None, tuple[str, ...]]:
-    """Running containers other than this runner's own (compose runs the runner in one: its hostname is its
-    short id). None where the engine has no Docker client (the local engine) or could not be asked."""
+    """Running containers other than this runner's own. None where the engine has no Docker client (the
+    local engine) or could not be asked."""
     if getattr(engine, "name", None) != "docker":
         return None, ()
     try:
         running = engine.client.containers.list()
     except Exception:  # a load fact must never stop a run
         return None, ()
-    me = socket.gethostname()
-    names = tuple(sorted(c.name for c in running if not (len(me) >= 12 and str(c.id).startswith(me))))
+    me = own_container_id()
+    names = tuple(sorted(c.name for c in running if str(c.id) != me))
     return len(names), names
 
 

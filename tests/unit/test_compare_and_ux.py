@@ -326,3 +326,13 @@ def test_a_busy_host_is_warned_in_the_run_view_and_the_report(tmp_path, capsys):
     model = build_table(rows, "t")
     assert rows[0].n_busy == 1 and any("warning" in r and "busy host" in r for r in model.remarks)
     assert any("other container running" in n for n in model.notes)
+
+
+def test_own_container_is_found_from_mountinfo_not_the_hostname(tmp_path):
+    """With the host's network a container has the host's name; its id is in the engine's bind mounts."""
+    cid = "a" * 64
+    f = tmp_path / "mountinfo"
+    f.write_text(f"1 2 0:1 /var/lib/docker/containers/{cid}/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n")
+    assert hostload.own_container_id(str(f)) == cid
+    f.write_text("1 2 0:1 / / rw - ext4 /dev/sda1 rw\n")
+    assert hostload.own_container_id(str(f)) is None
