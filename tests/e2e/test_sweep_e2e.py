@@ -77,7 +77,7 @@ def test_docker_compose_up_sweep(tmp_path):
         # one container: every condition reports the same model load
         assert len({s["load_s"] for s in by.values()}) == 1
         csv_lines = (out / "results.csv").read_text().splitlines()
-        assert len(csv_lines) == 5 and csv_lines[0].startswith("key,group_key,backend,model,quant")
+        assert len(csv_lines) == 5 and csv_lines[0].startswith("key,group_key,backend,model,model_ref,quant")
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["name"] == "test-tiny" and manifest["finished_at"]
         assert manifest["git_commit"] or (ROOT / ".git").is_file()  # a git worktree: its .git is outside the mount
