@@ -19,11 +19,11 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .aggregate import (AggregateRow, GroupKey, KeyNames, Stat, Sweep, aggregate, format_axis_value, t975)
+from .aggregate import AggregateRow, GroupKey, KeyNames, Stat, Sweep, aggregate, format_axis_value, t975
 from .sweep_table import Cell, TableModel
 
 
@@ -343,7 +343,3 @@ def to_csv(cmp: Comparison) -> str:
             w.writerow([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
                         d.candidate.n, d.change, d.spec.unit, d.noise or ""])
     return buf.getvalue()
-
-
-def summary_counts(cmp: Comparison) -> Mapping[str, int]:
-    return {"pairs": len(cmp.pairs), "unmatched": len(cmp.unmatched)}
