@@ -101,7 +101,7 @@ sweep: venv models ensure-image
 	$(EDGEASR) sweep $(EXPERIMENT) $(ARGS)
 
 compose-sweep: venv models ensure-image runner-image
-	PWD=$(CURDIR) EXPERIMENT=$(EXPERIMENT) $(COMPOSE) up --exit-code-from sweep sweep; \
+	PWD=$(CURDIR) EXPERIMENT=$(EXPERIMENT) BASE_IMAGE=$(BASE_IMAGE) $(COMPOSE) up --exit-code-from sweep sweep; \
 	  rc=$$?; PWD=$(CURDIR) $(COMPOSE) down >/dev/null 2>&1; exit $$rc
 
 report: venv

@@ -26,7 +26,8 @@ COMMANDS = {
     "energy": "integrate the energy of a window of a recorded tegrastats log",
     "noise": "preview a noise condition: one utterance as the model hears it",
     "sweep": "run an experiment file (backends x models x quants x noise x repeats), resumable",
-    "report": "aggregate a sweep's results into a table, figures and report.html",
+    "report": "aggregate sweep and run folders into a table, figures and report.html",
+    "compare": "compare a baseline's results with candidates': deltas, noise, regression gates (exit 1)",
 }
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, ContextManager
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
-from . import merge
+from . import hostload, merge
 from .errors import UserError, signal_name
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
@@ -132,6 +132,8 @@ class _Group:
     owner: accounting.ProcessOwner | None = None
     done: dict[str, dict] = field(default_factory=dict)
     power: Any = None  # the operating point's record (runner/power.PowerRecord), None when none was set
+    load_before: hostload.LoadSnapshot | None = None  # the host just before the container started
+    load_after: hostload.LoadSnapshot | None = None  # and just after it ended (None while it runs)
 
 
 def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
@@ -179,6 +181,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
     finally:  # a full disk: the small summary may still fit, and says what happened
         data = summary.to_json()
+        if g.load_before is not None:
+            data["host_load"] = hostload.host_load_record(g.load_before, g.load_after)
         data["condition"] = condition_record(g.job, cond, data)["condition"]
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
@@ -267,6 +271,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         with (operating_point or operating_point_for)(spec) as g.power, sampler:
             if reason is None:
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
+            g.load_before = hostload.snapshot(engine)
             try:
                 run = engine.run(spec, group_job_spec(job, pending, engine.host_paths), mounts, make_env(spec),
                                  on_event, launch)
@@ -274,6 +279,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                     g.owner = accounting.ProcessOwner.of(run)
             except UserError as exc:
                 error = str(exc)
+            g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.
                 time.sleep(1.5 * t.interval_ms / 1000.0)

@@ -151,7 +151,7 @@ def test_bad_audio_gives_per_utterance_errors_and_the_rest_go_on(ready, tmp_path
     out = tmp_path / "run"
     r = edgeasr("run", "--data", str(data), "--out", str(out))
     assert r.returncode == 1, r.stderr  # finished, with failures
-    assert "3 utterance(s) failed" in r.stderr
+    assert "3 utterances failed" in r.stderr
     s = _summary(out)
     assert s["status"] == "partial" and s["n_failed"] == 3 and s["n_utterances"] == 6
     assert s["n_scored"] == 2 and s["n_unreferenced"] == 1
