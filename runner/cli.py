@@ -27,6 +27,7 @@ COMMANDS = {
     "noise": "preview a noise condition: one utterance as the model hears it",
     "sweep": "run an experiment file (backends x models x quants x noise x repeats), resumable",
     "report": "aggregate a sweep's results into a table, figures and report.html",
+    "data": "build study datasets: an input-length ladder of real speech",
 }
 
 
