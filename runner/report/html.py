@@ -109,7 +109,11 @@ def _cell_html(cell: Cell, numeric: bool) -> str:
 
 
 def _figure_html(fig: FigureResult) -> str:
+    """The figure inlined (the page stays self-contained), linked to its PNG file beside report.html so a
+    click opens it full size; the caption names the file."""
     data = base64.b64encode(Path(fig.path).read_bytes()).decode("ascii")
+    name = Path(fig.path).name
     caption = escape(fig.title) + (f" · {escape(fig.unavailable)}" if fig.unavailable else "")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(fig.title)}">'
-            f"<figcaption>{caption}</figcaption></figure>")
+    return (f'<figure id="{escape(Path(name).stem)}"><a href="{escape(name)}" title="open {escape(name)}">'
+            f'<img src="data:image/png;base64,{data}" alt="{escape(fig.title)}"></a>'
+            f'<figcaption>{caption} · <a href="{escape(name)}">{escape(name)}</a></figcaption></figure>')
