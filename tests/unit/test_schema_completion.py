@@ -150,3 +150,24 @@ def test_edgeasr_works_without_argcomplete(monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_argcomplete)
     assert cli.main(["schema", "experiment"]) == 0
     assert capsys.readouterr().out.startswith("{")
+
+
+def test_argcomplete_completes_quants_and_experiment_names(tmp_path):
+    """With argcomplete installed, the shell's request is answered: `run --quant ` lists the quants and
+    `sweep sm` the experiment smoke."""
+    pytest.importorskip("argcomplete", reason="the optional argcomplete is not installed")
+    import os
+    import subprocess
+    import sys
+
+    def complete(line: str) -> list[str]:
+        out = tmp_path / "completions"
+        env = {**os.environ, "COMP_LINE": line, "COMP_POINT": str(len(line)), "_ARGCOMPLETE": "1",
+               "_ARGCOMPLETE_STDOUT_FILENAME": str(out),
+               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "containers" / "common")])}
+        subprocess.run([sys.executable, "-m", "runner.cli"], env=env, cwd=ROOT, timeout=60, check=False,
+                       capture_output=True)
+        return out.read_text().replace("\x0b", " ").split()
+
+    assert complete("edgeasr run --quant ") == ["fp32", "fp16", "bf16", "int8"]
+    assert complete("edgeasr sweep sm") == ["smoke"]
