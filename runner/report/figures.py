@@ -84,13 +84,15 @@ class FigureResult:
         return self.unavailable is None
 
 
-def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None) -> list[FigureResult]:
+def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None,
+                  skipped: list[str] | None = None) -> list[FigureResult]:
     """Every figure into ``out_dir`` (created), in the order the report shows them: the four, then one per
     numeric dotted axis that varies.
 
     With ``sweep`` (the Sweep the rows came from: its results folder holds the per-utterance and per-group
     files) the study figures follow, each only where its data exists: energy against SNR, energy per rail,
-    power over time, latency distribution, latency against input length (runner/report/study_figures.py)."""
+    power over time, latency distribution, latency against input length (runner/report/study_figures.py);
+    ``skipped`` (a list) receives one line per study figure left out and why, for the report's notes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = [energy_by_model_quant(rows, out_dir), wer_by_noise(rows, out_dir),
@@ -101,7 +103,7 @@ def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None) -> li
 
         if _has_noise(rows) and _any_available([r for r in rows if r.key.noise_type != "clean"], "j_per_audio_s"):
             figures.append(energy_by_noise(rows, out_dir))
-        figures += write_study_figures(sweep, rows, out_dir)
+        figures += write_study_figures(sweep, rows, out_dir, skipped)
     return figures
 
 

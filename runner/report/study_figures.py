@@ -59,23 +59,40 @@ def _label(rows: Sequence[AggregateRow]):
 
 # ---------------------------------------------------------------- energy per rail
 
+def is_total_channel(name: str) -> bool:
+    """A channel that is a total or a part of another channel (RAPL's core and uncore sit inside their package,
+    psys spans the platform): stacked with the rest it would count energy twice."""
+    bare = name.split(":")[-1].split("/")[-1].split("#")[0]
+    return name in TOTAL_CHANNELS or bare in TOTAL_CHANNELS or bare in ("core", "uncore")
+
+
+def _rail_blocks(energy: dict) -> list[tuple[str, dict]]:
+    """The energy block's per_rail, and each companion's (RAPL beside NVML) prefixed with its name, so that a
+    CUDA host shows its GPU and CPU energy side by side."""
+    blocks = [("", energy.get("per_rail"))]
+    companions = energy.get("companions")
+    if isinstance(companions, dict):
+        blocks += [(f"{name}:", block.get("per_rail")) for name, block in companions.items() if isinstance(block, dict)]
+    return [(prefix, rails) for prefix, rails in blocks if isinstance(rails, dict) and rails]
+
+
 def rail_split(records: Sequence[RecordFiles]) -> tuple[dict[str, float], float | None]:
     """Mean J per audio second of each part rail over the ok repeats, and of the input rail (None without one)."""
     parts: dict[str, list[float]] = {}
     totals: list[float] = []
     for rec in records:
         energy = rec.summary.get("energy") if rec.status != "error" else None
-        per_rail = energy.get("per_rail") if isinstance(energy, dict) else None
         audio_s = rec.summary.get("audio_s")
-        if not isinstance(per_rail, dict) or not per_rail or not isinstance(audio_s, (int, float)) or audio_s <= 0:
+        if not isinstance(energy, dict) or not isinstance(audio_s, (int, float)) or audio_s <= 0:
             continue
-        for name, joules in per_rail.items():
-            if not isinstance(joules, (int, float)):
-                continue
-            if name in TOTAL_CHANNELS:
-                totals.append(joules / audio_s)
-            else:
-                parts.setdefault(name, []).append(joules / audio_s)
+        for prefix, per_rail in _rail_blocks(energy):
+            for name, joules in per_rail.items():
+                if not isinstance(joules, (int, float)) or isinstance(joules, bool):
+                    continue
+                if name in INPUT_RAIL_NAMES and not prefix:
+                    totals.append(joules / audio_s)
+                elif not is_total_channel(name):
+                    parts.setdefault(prefix + name, []).append(joules / audio_s)
     return ({k: statistics.fmean(v) for k, v in parts.items()},
             statistics.fmean(totals) if totals else None)
 
@@ -135,13 +152,11 @@ def power_over_time(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequenc
     """Power against time for each container (group), with its load, warm-up and inference windows shaded
     and each utterance marked in a strip along the bottom."""
     title = "Power over time"
-    label = _label(rows)
     groups: dict[str, list[GroupKey]] = {}
-    for rec in records:
-        if rec.group_key:
-            groups.setdefault(rec.group_key, [])
-            if rec.key not in groups[rec.group_key]:
-                groups[rec.group_key].append(rec.key)
+    for rec in records:  # group key "": a run folder's one container, its files in the folder itself
+        groups.setdefault(rec.group_key, [])
+        if rec.key not in groups[rec.group_key]:
+            groups[rec.group_key].append(rec.key)
     timelines: list[tuple[str, Timeline]] = []
     for group_key, keys in groups.items():
         tl = read_timeline(sweep.results_dir, group_key)

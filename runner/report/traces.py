@@ -45,8 +45,14 @@ class Timeline:
 
 
 def record_files(sweep: Sweep) -> list[RecordFiles]:
-    """Every usable record of the sweep with its condition and group keys (records without keys are left out)."""
-    rows, _ = read_jsonl_checked(Path(sweep.results_dir) / CONDITIONS_FILE)
+    """Every usable record of the sweep with its condition and group keys (records without keys are left out).
+
+    A run folder of one repeat has no conditions.jsonl: its records keep empty keys, and the files are found
+    in the folder itself (condition_dir, group_dir)."""
+    path = Path(sweep.results_dir) / CONDITIONS_FILE
+    if not path.is_file():
+        return [RecordFiles(r.key, "", "", r.repeat, r.status, r.summary) for r in sweep.records]
+    rows, _ = read_jsonl_checked(path)
     out = []
     for row in rows:
         cond = row.get("condition") if isinstance(row, Mapping) else None
@@ -61,9 +67,23 @@ def record_files(sweep: Sweep) -> list[RecordFiles]:
     return out
 
 
+def condition_dir(results_dir: Path, condition_key: str) -> Path:
+    """A condition's folder: conditions/<key> in a sweep (or a run of several repeats), else the run folder."""
+    folder = Path(results_dir) / "conditions" / condition_key
+    return folder if condition_key and folder.is_dir() else Path(results_dir)
+
+
+def group_dir(results_dir: Path, group_key: str) -> Path | None:
+    """A container's folder (telemetry.csv, raw/): groups/<key> in a sweep, else the run folder; None if neither."""
+    folder = Path(results_dir) / "groups" / group_key
+    if group_key and folder.is_dir():
+        return folder
+    return Path(results_dir) if (Path(results_dir) / "telemetry.csv").is_file() else None
+
+
 def utterance_points(results_dir: Path, condition_key: str) -> list[tuple[float, float]]:
     """(duration_s, latency_s) of each utterance that finished, from the condition's utterances.jsonl."""
-    path = Path(results_dir) / "conditions" / condition_key / "utterances.jsonl"
+    path = condition_dir(results_dir, condition_key) / "utterances.jsonl"
     if not path.is_file():
         return []
     rows, _ = read_jsonl_checked(path)
@@ -93,7 +113,9 @@ WINDOW_EVENTS = {"load": ("load_start", "load_end"), "warmup": ("warmup_start", 
 
 def read_timeline(results_dir: Path, group_key: str) -> Timeline | None:
     """The group's trace and windows; None without a telemetry.csv with power or without events."""
-    folder = Path(results_dir) / "groups" / group_key
+    folder = group_dir(results_dir, group_key)
+    if folder is None:
+        return None
     trace, events_file = folder / "telemetry.csv", folder / "raw" / "events.jsonl"
     if not trace.is_file() or not events_file.is_file():
         return None

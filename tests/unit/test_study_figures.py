@@ -136,3 +136,39 @@ def test_the_html_report_renders_in_a_headless_browser(tmp_path):
     assert image.shape[0] >= 6000 - 1 and image.shape[1] >= 1280 - 1
     # not a blank page: the figures' colours are there (many distinct pixel values)
     assert len({tuple(px) for px in image[::40, ::40].reshape(-1, image.shape[2]).round(2)}) > 50
+
+
+def test_rapl_subdomains_and_psys_are_not_stacked_and_companions_are():
+    """On a CUDA host: the GPU's channel and RAPL's package and DRAM stack; core, uncore and psys (parts of
+    or spans over others) do not."""
+    from runner.report.traces import RecordFiles
+
+    energy = {"per_rail": {"gpu0": 10.0},
+              "companions": {"rapl": {"per_rail": {"package-0": 6.0, "package-0/core": 4.0, "package-0/uncore": 1.0,
+                                                   "package-0/dram": 2.0, "psys": 20.0}}}}
+    rec = RecordFiles(key=None, condition_key="k", group_key="g", repeat=0, status="ok",
+                      summary={"energy": energy, "audio_s": 2.0})
+    parts, total = rail_split([rec])
+    assert parts == {"gpu0": 5.0, "rapl:package-0": 3.0, "rapl:package-0/dram": 1.0}
+    assert total is None
+
+
+def test_a_run_folder_keeps_its_files_in_the_folder_itself(tmp_path):
+    """`edgeasr run` writes telemetry.csv, raw/events.jsonl and utterances.jsonl into the run folder (no
+    conditions/ or groups/): the timeline, latency and length figures find them there."""
+    from runner.report.aggregate import ConditionRecord, Sweep
+
+    run = tmp_path / "run"
+    (run / "raw").mkdir(parents=True)
+    shutil.copy(TRACES / "groups" / "g0" / "telemetry.csv", run / "telemetry.csv")
+    shutil.copy(TRACES / "groups" / "g0" / "raw" / "events.jsonl", run / "raw" / "events.jsonl")
+    shutil.copy(TRACES / "conditions" / "g0c0r0" / "utterances.jsonl", run / "utterances.jsonl")
+    traces = load_sweep(TRACES)
+    first = next(r for r in traces.records if r.key.noise_type == "clean")
+    sweep = Sweep(results_dir=run, title="one run", records=(ConditionRecord(first.key, 0, "ok", None,
+                                                                              first.summary),))
+    skipped: list[str] = []
+    figures = write_figures(aggregate(sweep.records), tmp_path / "out", sweep=sweep, skipped=skipped)
+    names = {f.path.name for f in figures}
+    assert {"power_over_time.png", "latency_distribution.png", "latency_vs_length.png", "energy_by_rail.png"} <= names
+    assert skipped == []
