@@ -31,7 +31,7 @@ def _report(fixture: Path, out: Path):
 def test_whiskers_are_min_max_below_three_repeats_and_never_below_zero():
     """n = 2: the two values (mean -/+ std/sqrt 2), not 12.7 x their spread; n >= 3: the CI, stopped at 0;
     n = 1: none; a Stat that carries min/max is read directly."""
-    two = Stat(n=2, mean=0.05, std=0.1 / math.sqrt(2) * 1, ci95=0.6)  # values 0.0 and 0.1... less the clip
+    two = Stat(n=2, mean=0.05, std=0.1 / math.sqrt(2), ci95=0.6)  # the values 0.0 and 0.1
     below, above = whisker(two)
     assert above == pytest.approx(0.05) and below == pytest.approx(0.05)
     low = Stat(n=2, mean=0.02, std=0.1, ci95=0.9)
