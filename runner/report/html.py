@@ -38,8 +38,10 @@ figcaption { color: #555; font-size: 0.9em; }
 """
 
 
-def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[FigureResult] = ()) -> str:
-    """The whole page as a string; every text from the results is HTML-escaped."""
+def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[FigureResult] = (),
+                figure_notes: Sequence[str] = ()) -> str:
+    """The whole page as a string; every text from the results is HTML-escaped. ``figure_notes``: one line per
+    figure left out and why (write_figures' ``skipped``), listed after the figures."""
     table = build_table(rows, sweep.title, terminal=False)
     n_failed = sum(r.n_failed for r in rows)
     meta = (f"{len(sweep.records)} runs in {len(rows)} conditions"
@@ -63,6 +65,8 @@ def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[Fi
         *([f'<p class="meta axes">{escape(axes)}</p>'] if (axes := varying_axes_text(rows)) else []),
         table_html(table),
         *(_figure_html(f) for f in figures),
+        *([f'<h2>Figures not drawn</h2><ul class="notes">'
+           f'{"".join(f"<li>{escape(n)}</li>" for n in figure_notes)}</ul>'] if figure_notes else []),
         "</body>",
         "</html>",
     ]
@@ -83,11 +87,11 @@ def varying_axes_text(rows: Sequence[AggregateRow]) -> str:
 
 
 def write_html(path: Path, sweep: Sweep, rows: Sequence[AggregateRow],
-               figures: Sequence[FigureResult] = ()) -> Path:
+               figures: Sequence[FigureResult] = (), figure_notes: Sequence[str] = ()) -> Path:
     """Write render_html's page to ``path`` (its folder created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(sweep, rows, figures), encoding="utf-8")
+    path.write_text(render_html(sweep, rows, figures, figure_notes), encoding="utf-8")
     return path
 
 

@@ -85,6 +85,8 @@ def test_study_figures_are_left_out_not_drawn_as_text_where_their_data_is_missin
     figures = write_study_figures(sweep, rows, tmp_path, skipped)
     assert [f.path.name for f in figures] == ["latency_distribution.png"]
     assert [s.split(":")[0] for s in skipped] == ["energy by rail", "power over time", "latency against input length"]
+    html = write_html(tmp_path / "report.html", sweep, rows, figures, skipped).read_text()
+    assert "Figures not drawn" in html and "no condition recorded per-rail energy" in html
     axes_sweep, axes_rows, axes_figures = _report(FIXTURES / "sweep_axes", tmp_path / "axes")
     assert all(f.path.is_file() for f in axes_figures)
 
