@@ -81,11 +81,14 @@ def main(args: argparse.Namespace) -> int:
             console.print()
     # md and csv: stdout holds the table alone, so it can be redirected; the file lines go to stderr
     info = sys.stderr if fmt != "table" else sys.stdout
-    figures = [] if args.no_figures else write_figures(rows, out)
+    # The study figures read per-utterance and per-group files: from one results folder (a run or a sweep).
+    skipped: list[str] = []
+    figures = [] if args.no_figures else write_figures(rows, out, sweep=sweep if len(folders) == 1 else None,
+                                                       skipped=skipped)
     for fig in figures if not quiet else ():
         if fig.unavailable:
             print(f"not drawn: {fig.title} ({fig.unavailable.splitlines()[0]})", file=info)
         else:
             print(f"figure: {fig.path}", file=info)
-    print(f"report: {write_html(out / REPORT_FILE, sweep, rows, figures, worst)}", file=info)
+    print(f"report: {write_html(out / REPORT_FILE, sweep, rows, figures, worst, skipped)}", file=info)
     return 0

@@ -33,6 +33,7 @@ from ..results import write_json_atomic
 from ..spec import RunSpec, build_run_spec
 from ..tables import write_tables
 from ..wording import plural
+from ..telemetry.live import live_power_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,13 +78,18 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
 
 
 class LiveProgress:
-    """Turns contract events into a progress bar: utterances done / total and the running RTF."""
+    """Turns contract events into a progress bar: utterances done / total, the running RTF, and power (W now,
+    J so far) when a sensor exists (``sampler``, given by Callbacks.on_sampler)."""
 
     def __init__(self, progress: Progress, total: int):
         self.progress = progress
-        self.task = progress.add_task("starting container", total=total, rtf="")
+        self.task = progress.add_task("starting container", total=total, rtf="", power="")
         self.proc_s = 0.0
         self.audio_s = 0.0
+        self.sampler = None
+
+    def set_sampler(self, sampler) -> None:
+        self.sampler = sampler
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -97,9 +103,9 @@ class LiveProgress:
             self.proc_s += event.get("processing_s", 0.0)
             self.audio_s += event.get("duration_s", 0.0)
             rtf = f"RTF {self.proc_s / self.audio_s:.3f}" if self.audio_s else ""
-            self.progress.update(self.task, advance=1, rtf=rtf)
+            self.progress.update(self.task, advance=1, rtf=rtf, power=live_power_text(self.sampler))
         elif kind == Event.UTTERANCE_ERROR:
-            self.progress.update(self.task, advance=1)
+            self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
 
 
 def execute(spec: RunSpec, console: Console, repeats: int = 1, limit: int | None = None,
@@ -110,11 +116,11 @@ def execute(spec: RunSpec, console: Console, repeats: int = 1, limit: int | None
     job = plan_run(spec, image, repeats, limit)
     host = host_facts(engine.version())
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rtf]}"),
-               TimeElapsedColumn()]
+               TextColumn("{task.fields[power]}"), TimeElapsedColumn()]
     # A slow refresh: on small boards every redraw competes with the backend for the same cores.
     with Progress(*columns, console=console, transient=True, refresh_per_second=2, disable=quiet) as progress:
         live = LiveProgress(progress, sum(len(c.ids) for c in job.conditions))
-        callbacks = Callbacks(on_event=live, waiting=lambda text: console.status(text) if not quiet
+        callbacks = Callbacks(on_event=live, on_sampler=live.set_sampler, waiting=lambda text: console.status(text) if not quiet
                               else contextlib.nullcontext())
         result = execute_group(job, list(job.conditions), engine, host=host, owner_folder=spec.out,
                                callbacks=callbacks)

@@ -32,6 +32,7 @@ from ..models import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
 from ..wording import plural, seconds
+from ..telemetry.live import live_power_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,11 +139,8 @@ class SweepView:
         self.group_label = ""
 
     def _info(self) -> str:
-        power = ""
-        if self.sampler is not None and self.sampler.samples:
-            watts = self.sampler.samples[-1].total_w
-            power = f" | {watts:.1f} W" if watts is not None else ""
-        return self.last + power
+        power = live_power_text(self.sampler)
+        return self.last + (f" | {power}" if power else "")
 
     def callbacks(self, job: GroupJob, console: Console) -> Callbacks:
         def on_event(event: dict[str, Any]) -> None:

@@ -39,10 +39,11 @@ figcaption { color: #555; font-size: 0.9em; }
 
 
 def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[FigureResult] = (),
-                worst: Sequence[str] = ()) -> str:
+                worst: Sequence[str] = (), figure_notes: Sequence[str] = ()) -> str:
     """The whole page as a string; every text from the results is HTML-escaped. A figure with no data (only
     its "unavailable" text) is not shown as an image: it is one line in the notes under the figures.
-    ``worst``: lines naming the worst utterances (report/worst.py), shown as a list."""
+    ``worst``: lines naming the worst utterances (report/worst.py), shown as a list; ``figure_notes``: one line
+    per figure left out and why (write_figures' ``skipped``)."""
     table = build_table(rows, sweep.title, terminal=False)
     n_failed = sum(r.n_failed for r in rows)
     meta = (f"{len(sweep.records)} runs in {len(rows)} conditions"
@@ -66,8 +67,9 @@ def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[Fi
         *([f'<p class="meta axes">{escape(axes)}</p>'] if (axes := varying_axes_text(rows)) else []),
         table_html(table),
         *(_figure_html(f) for f in figures if not f.unavailable),
-        *([f'<ul class="notes">{"".join(f"<li>{escape(f.title)}: not drawn ({escape(f.unavailable)})</li>" for f in figures if f.unavailable)}</ul>']
-          if any(f.unavailable for f in figures) else []),
+        *([f'<h2>Figures not drawn</h2><ul class="notes">'
+           f'{"".join(f"<li>{escape(n)}</li>" for n in [*(f"{f.title}: not drawn ({f.unavailable})" for f in figures if f.unavailable), *figure_notes])}</ul>']
+          if figure_notes or any(f.unavailable for f in figures) else []),
         *([f'<h2>Worst utterances</h2><ul class="notes">{"".join(f"<li>{escape(w)}</li>" for w in worst)}</ul>']
           if worst else []),
         "</body>",
@@ -90,11 +92,12 @@ def varying_axes_text(rows: Sequence[AggregateRow]) -> str:
 
 
 def write_html(path: Path, sweep: Sweep, rows: Sequence[AggregateRow],
-               figures: Sequence[FigureResult] = (), worst: Sequence[str] = ()) -> Path:
+               figures: Sequence[FigureResult] = (), worst: Sequence[str] = (),
+               figure_notes: Sequence[str] = ()) -> Path:
     """Write render_html's page to ``path`` (its folder created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(sweep, rows, figures, worst), encoding="utf-8")
+    path.write_text(render_html(sweep, rows, figures, worst, figure_notes), encoding="utf-8")
     return path
 
 
@@ -117,7 +120,11 @@ def _cell_html(cell: Cell, numeric: bool) -> str:
 
 
 def _figure_html(fig: FigureResult) -> str:
+    """The figure inlined (the page stays self-contained), linked to its PNG file beside report.html so a
+    click opens it full size; the caption names the file."""
     data = base64.b64encode(Path(fig.path).read_bytes()).decode("ascii")
+    name = Path(fig.path).name
     caption = escape(fig.title) + (f" · {escape(fig.unavailable)}" if fig.unavailable else "")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(fig.title)}">'
-            f"<figcaption>{caption}</figcaption></figure>")
+    return (f'<figure id="{escape(Path(name).stem)}"><a href="{escape(name)}" title="open {escape(name)}">'
+            f'<img src="data:image/png;base64,{data}" alt="{escape(fig.title)}"></a>'
+            f'<figcaption>{caption} · <a href="{escape(name)}">{escape(name)}</a></figcaption></figure>')
