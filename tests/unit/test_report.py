@@ -560,4 +560,4 @@ def test_cli_reports_an_axes_sweep(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "decode.batch_size" in printed and "Batch size and beam size on CPU" in printed
     assert (results / "report" / "rtf_vs_decode.batch_size.png").is_file()
-    assert (results / "report" / "report.html").read_text().count("data:image/png;base64,") == 6
+    assert (results / "report" / "report.html").read_text().count("data:image/png;base64,") == 7  # + the latency distribution (study figures)
