@@ -64,7 +64,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,bench,nvml]'
+	$(VENV)/bin/pip install --quiet -e '.[test,bench,nvml,hf,completion]'
 	touch $@
 
 # Python 3.8 with what the entrypoint's unit tests need (tests/contract/test_python38.py runs them there).
