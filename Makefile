@@ -65,7 +65,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test,bench,nvml]'
+	$(VENV)/bin/pip install --quiet -e '.[test,bench,nvml,hf,completion]'
 	touch $@
 
 # Ray for the fleet (runner/fleet/): the pinned version of pyproject's `fleet` extra.
@@ -108,7 +108,7 @@ sweep: venv models ensure-image
 	$(EDGEASR) sweep $(EXPERIMENT) $(ARGS)
 
 compose-sweep: venv models ensure-image runner-image
-	PWD=$(CURDIR) EXPERIMENT=$(EXPERIMENT) $(COMPOSE) up --exit-code-from sweep sweep; \
+	PWD=$(CURDIR) EXPERIMENT=$(EXPERIMENT) BASE_IMAGE=$(BASE_IMAGE) $(COMPOSE) up --exit-code-from sweep sweep; \
 	  rc=$$?; PWD=$(CURDIR) $(COMPOSE) down >/dev/null 2>&1; exit $$rc
 
 report: venv

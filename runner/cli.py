@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK  (argcomplete's marker: this program answers completion requests)
 """The `edgeasr` command: parse, dispatch to runner/commands/<name>.py, turn UserErrors into one clear message.
 
 Exit codes: 0 success, 1 finished with failures, 2 bad input. Tracebacks of
@@ -15,6 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from .completion import enable as enable_completion
 from .errors import UserError, interrupt_exit_code, signal_name
 
 COMMANDS = {
@@ -26,7 +28,10 @@ COMMANDS = {
     "energy": "integrate the energy of a window of a recorded tegrastats log",
     "noise": "preview a noise condition: one utterance as the model hears it",
     "sweep": "run an experiment file (backends x models x quants x noise x repeats), resumable",
-    "report": "aggregate a sweep's results into a table, figures and report.html",
+    "report": "aggregate sweep and run folders into a table, figures and report.html",
+    "compare": "compare a baseline's results with candidates': deltas, noise, regression gates (exit 1)",
+    "data": "build study datasets: an input-length ladder of real speech",
+    "schema": "print the JSON Schema of experiment files (for editors)",
 }
 
 
@@ -95,7 +100,9 @@ def _write_debug_log(text: str) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    enable_completion(parser)  # shell completion when argcomplete is installed; nothing otherwise
+    args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         module = importlib.import_module(f"runner.commands.{args.command.replace('-', '_')}")

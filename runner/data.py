@@ -107,11 +107,16 @@ def _read_folder(root: Path) -> list[Utterance]:
     return utts
 
 
-def load_dataset(path: str | Path, audio_roots: tuple[str | Path, ...] = ()) -> Dataset:
+def load_dataset(path: str | Path, audio_roots: tuple[str | Path, ...] = (), limit: int | None = None) -> Dataset:
     """Detect the layout and read it; a path that does not exist or holds nothing is a UserError.
 
     ``audio_roots`` are extra folders the user trusts (``--audio-root``), for manifests whose
-    entries are absolute paths elsewhere (NeMo-style)."""
+    entries are absolute paths elsewhere (NeMo-style). ``hf:...`` is a Hugging Face dataset
+    (runner/hf_data.py), where ``limit`` bounds what is streamed."""
+    if isinstance(path, str) and path.startswith("hf:"):
+        from .hf_data import load_hf_dataset
+
+        return load_hf_dataset(path, audio_roots, limit)
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"data path {path} does not exist")

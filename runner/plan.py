@@ -25,6 +25,7 @@ from .experiment import Condition, Experiment, Group
 from .launch.backends import BACKENDS
 from .launch.docker_engine import ImageInfo
 from .paths import mount_problem
+from .power import order_jobs, preflight
 from .spec import RunSpec, build_run_spec
 
 NOISE_TARGET = "/noise"
@@ -153,6 +154,11 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
                ) -> list[GroupJob]:
     """Resolve every group against models, images and data; report every problem at once."""
     hashes = hashes or HashCache()
+    # Whether this host can take the sweep's operating points at all, once per distinct request (runner/power).
+    host = preflight([g.spec_settings.power for g in exp.groups])
+    if host:
+        raise UserError(f"{exp.path.name}: this host cannot set the sweep's operating points; nothing was started:",
+                        problems=host)
     problems: list[str] = []
     planned: list[GroupJob] = []
     for gi, group in enumerate(exp.groups):
@@ -214,7 +220,7 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
     if problems:
         raise UserError(f"{exp.path.name}: {len(problems)} problem(s) before the sweep could start; "
                         f"nothing was started:", problems=problems)
-    return planned
+    return order_jobs(planned)  # each power mode's groups together: few mode switches
 
 
 def plan_run(spec: RunSpec, image: ImageInfo | None, repeats: int = 1, limit: int | None = None) -> GroupJob:

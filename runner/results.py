@@ -17,6 +17,8 @@ from typing import Any
 #: 3: summaries gained model_ref (the model's full reference: folder or hub name) beside the short name, host
 #: facts in every sweep condition, and a condition block; conditions.jsonl lines carry schema_version, the
 #: condition's full decode settings and its axes (issue 10).
+#: Still 3 after issue 12: summaries gained ``power`` (the operating point requested / applied / observed /
+#: restored, runner/power), a new field that is null where no operating point was set; nothing moved.
 SCHEMA_VERSION = 3
 
 
@@ -97,14 +99,17 @@ class Summary:
     telemetry: dict[str, Any] = field(default_factory=dict)  # the sampler settings used
     hardening: dict[str, Any] = field(default_factory=dict)  # the container's confinement (launch/hardening.py)
     energy: dict[str, Any] | None = None  # see runner/telemetry/accounting.py
+    power: dict[str, Any] | None = None  # the operating point (runner/power.PowerRecord); None: left as it was
     unavailable: dict[str, str] = field(default_factory=dict)
 
     def mark_unavailable(self, name: str, reason: str) -> None:
         self.unavailable[name] = reason
 
     def to_json(self) -> dict[str, Any]:
-        # "del" is the on-disk name (a Python keyword cannot be a field); keep the field's position
-        return {("del" if k == "deletions" else k): v for k, v in asdict(self).items()}
+        # "del" is the on-disk name (a Python keyword cannot be a field); keep the field's position. ``power``
+        # is written only where an operating point was set, so summaries without one stay as they were.
+        return {("del" if k == "deletions" else k): v for k, v in asdict(self).items()
+                if not (k == "power" and v is None)}
 
 
 def write_text_atomic(path: Path, text: str) -> None:

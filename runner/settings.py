@@ -42,7 +42,7 @@ _MEM_RE = re.compile(r"^\s*\d+(?:\.\d+)?\s*[kmgt]?i?b?\s*$", re.IGNORECASE)
 class Rule:
     """One setting's check and documentation (the field's metadata ``rule``).
 
-    kind: int | number | str | bool | choice | backend | mem | gpus | folder | list (of ``item``).
+    kind: int | number | str | bool | choice | backend | mem | gpus | folder | mode | list (of ``item``).
     A number's range is ``ge`` / ``gt``; ``null`` admits None. ``flag`` is its ``edgeasr run`` option,
     ``dest`` the argparse attribute when it differs from the flag's. ``default_text`` replaces the default in
     the help where the value alone says too little (None meaning "the backend's").
@@ -135,6 +135,47 @@ class NoiseSettings:
 
 
 @dataclass(frozen=True)
+class PowerSettings:
+    """The device's operating point for a run (runner/power): every field unset leaves the device as it is.
+
+    Set ones are applied before the group's idle baseline, read back, observed during the run and restored
+    afterwards; whether this device supports a value is checked before anything runs (runner/power/preflight).
+    """
+
+    mode: int | str | None = setting(None, kind="mode", null=True, flag="--power-mode",
+                                     help="Jetson nvpmodel power mode, by id or by its name in the board's "
+                                          "/etc/nvpmodel.conf (e.g. 0 or 15W)", default_text="leave it")
+    jetson_clocks: bool | None = setting(None, kind="bool", null=True,
+                                         help="Jetson: true runs jetson_clocks (clocks pinned at the mode's "
+                                              "maximum), false restores the mode's own clock ranges",
+                                         default_text="leave it")
+    gpu_freq_mhz: float | None = setting(None, kind="number", gt=0, null=True, unit="MHz",
+                                         flag="--gpu-freq-mhz",
+                                         help="lock the GPU clock: Jetson GPU devfreq min = max, or NVIDIA locked "
+                                              "graphics clocks", default_text="leave it")
+    mem_freq_mhz: float | None = setting(None, kind="number", gt=0, null=True, unit="MHz",
+                                         help="NVIDIA: lock the memory clock", default_text="leave it")
+    gpu_power_limit_w: float | None = setting(None, kind="number", gt=0, null=True, unit="W",
+                                              flag="--gpu-power-limit-w",
+                                              help="NVIDIA: the GPU's power management limit",
+                                              default_text="leave it")
+    strict: bool = setting(False, kind="bool", axis="set power.strict in defaults (it is how a run treats a "
+                                                    "mismatch, not an operating point)",
+                           help="fail the group when the read-back operating point differs from the request "
+                                "(clamped by the mode, say); off: record the mismatch and go on")
+    settle_s: float = setting(2.0, kind="number", ge=0, unit="s",
+                              help="seconds to wait after applying an operating point before the idle baseline")
+
+    def requested(self) -> dict[str, Any]:
+        """The operating-point fields that are set (the request a record quotes)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("strict", "settle_s") and getattr(self, f.name) is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything one run (or one sweep grid point) is configured by; YAML keys are these names.
 
@@ -176,6 +217,7 @@ class Settings:
                                help="CUDA runs: the GPUs to use, NVML indices or UUIDs, comma-separated; the "
                                     "container gets exactly these and NVML measures them",
                                default_text="$CUDA_VISIBLE_DEVICES, else 0")
+    power: PowerSettings = _nested(PowerSettings)
     target: str = setting("local", kind="str",
                           help="the fleet target that runs this group: a device class that Ray nodes advertise "
                                "(e.g. orin-nano-8gb; runner/fleet/); local: this machine, without a cluster")
@@ -319,6 +361,14 @@ def _check(rule: Rule, value: Any, root: Path | None) -> Any:
         if (rule.ge is not None and value < rule.ge) or (rule.gt is not None and value <= rule.gt):
             raise SettingError([Problem(f"expected {want}, got {show(value)}", f"must be {cli_rng}, got {value}")])
         return value if integer else float(value)
+    if kind == "mode":  # an nvpmodel mode: its id (an integer >= 0) or its name (a string)
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())  # --power-mode 2 arrives as a string
+        if (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or \
+                (isinstance(value, str) and value.strip()):
+            return value.strip() if isinstance(value, str) else value
+        want = "a power mode id (an integer >= 0) or name (a string)" + (" or null" if rule.null else "")
+        raise SettingError([Problem(f"expected {want}, got {show(value)}", f"must be {want}, got {show(value)}")])
     if kind == "str":
         if not isinstance(value, str) or not value.strip():
             want = f"a non-empty string{' or null' if rule.null else ''}"

@@ -19,6 +19,7 @@ from .launch.hardening import Hardening, container_groups, container_ids, host_m
 from .models import ResolvedModel, resolve_model
 from .paths import mount_problem, readable_by
 from .platforms import has_nvidia_driver, is_jetson
+from .power import problems as power_problems
 from .quant import DEVICES
 from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label
 from .settings import problems as setting_problems
@@ -183,7 +184,7 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         problems.append(f"{where('model')}: {exc}")
     dataset = None
     try:
-        dataset = load_dataset(s.dataset, tuple(s.audio_roots))
+        dataset = load_dataset(s.dataset, tuple(s.audio_roots), limit=s.limit)  # limit: what hf: streams
     except UserError as exc:
         problems.append(f"{where('dataset')}: {exc}")
     mem_limit_bytes = None
@@ -200,6 +201,9 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         problems.append(f"{where('gpus')} {gpus!r} applies to CUDA runs; this run is on {dev}")
     elif gpus and is_jetson():
         problems.append(f"{where('gpus')} {gpus!r} does not apply on a Jetson: it has one integrated GPU; leave it out")
+    # The operating point this device must take (runner/power): unsupported values and missing rights stop
+    # the run here, before any container or setting changes.
+    problems += power_problems(s.power, tuple(str(gpus).split(",")) if gpus else None)
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()

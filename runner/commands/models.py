@@ -26,6 +26,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     conv.add_argument("--models-dir", type=Path, default=None)
     conv.add_argument("--out", type=Path, default=None, help="output folder (one name only; default: NAME-hf)")
     inst.add_argument("--no-convert", action="store_true", help="skip the Hugging Face conversion")
+    dl = sub.add_parser("download", help="download hub models (CTranslate2) at a pinned commit with huggingface_hub "
+                                         "(needs network; pins in <models-dir>/hub-pins.json)")
+    dl.add_argument("names", nargs="+", help="hub names, e.g. small large-v3")
+    dl.add_argument("--revision", default=None, metavar="SHA",
+                    help="the 40-character commit to download (one name only; default: the pinned one, else the "
+                         "current one, then pinned)")
+    dl.add_argument("--models-dir", type=Path, default=None)
     lst = sub.add_parser("list", help="list installable and installed models")
     lst.add_argument("--models-dir", type=Path, default=None)
     tiny = sub.add_parser("make-tiny", help="build tiny random Hugging Face models (Whisper, wav2vec2 CTC) "
@@ -57,6 +64,14 @@ def main(args: argparse.Namespace) -> int:
                 target = args.out or (converted_dir(source.name, source.parent))
                 convert(source, target, log=console.print)
             console.print(f"{name}: Hugging Face folder in {target}")
+        return 0
+    if args.models_cmd == "download":
+        from ..hub import download
+
+        if args.revision is not None and len(args.names) != 1:
+            raise UserError(f"--revision pins one model, got {len(args.names)}: {' '.join(args.names)}")
+        for name in args.names:
+            download(name, models_dir, args.revision, log=console.print)
         return 0
     if args.models_cmd == "make-tiny":
         from ..launch.tiny_models import make_tiny_models

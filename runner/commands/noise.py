@@ -28,10 +28,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pv.add_argument("--snr", type=float, required=True, help="signal-to-noise ratio in dB")
     pv.add_argument("--files", type=Path, default=None, help="folder of noise recordings (type file)")
     pv.add_argument("--babble-talkers", type=int, default=4)
-    pv.add_argument("--out", type=Path, required=True, help="WAV file to write")
+    pv.add_argument("--out", type=Path, required=True,
+                    help=f"file to write: {' or '.join(f.upper() for f in WRITE_FORMATS.values())} "
+                         f"({', '.join(WRITE_FORMATS)})")
+
+
+#: The formats `noise preview` writes (16-bit PCM), by file suffix; anything else is refused before any work.
+WRITE_FORMATS = {".wav": "wav", ".flac": "flac"}
+
+
+def check_out(out: Path) -> str:
+    """The soundfile format for ``out``'s suffix, or a UserError naming the formats written."""
+    fmt = WRITE_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise UserError(f"--out {out}: noise preview writes WAV or FLAC (a name ending in "
+                        f"{' or '.join(WRITE_FORMATS)}), not {out.suffix or 'a file without a suffix'}; "
+                        f"for example --out {out.with_suffix('.wav')}")
+    return fmt
 
 
 def main(args: argparse.Namespace) -> int:
+    fmt = check_out(args.out)
     ds = load_dataset(args.data)
     utts = {u.id: u for u in ds.utterances}
     uid = args.id or ds.utterances[0].id
@@ -59,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
     except (NoiseError, AudioError) as exc:
         raise UserError(str(exc)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(args.out, peak_normalize_for_export(mixed), SAMPLE_RATE, subtype="PCM_16")
+    sf.write(args.out, peak_normalize_for_export(mixed), SAMPLE_RATE, subtype="PCM_16", format=fmt.upper())
     print(f"{args.out}: {uid} with {args.type} noise at {measured_snr_db(speech, mixed):.2f} dB SNR "
           f"(asked {args.snr:g} dB), {len(mixed) / SAMPLE_RATE:.2f} s")
     return 0

@@ -27,10 +27,13 @@ from ..launch.engines import make_engine
 from ..lock import FolderLock
 from ..models import default_models_dir
 from ..plan import plan_run
-from ..report.table import print_summary
+from ..report.sweep_table import FORMATS
+from ..report.table import host_busy, print_summary
 from ..results import write_json_atomic
 from ..spec import RunSpec, build_run_spec
 from ..tables import write_tables
+from ..wording import plural
+from ..telemetry.live import live_power_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="docker | local: the entrypoint as a host process (default: docker)")
     p.add_argument("--allow-download", action="store_true",
                    help="let the backend download a hub model into models/hub-cache (needs network; default: off)")
+    p.add_argument("--format", dest="fmt", default=None, choices=FORMATS,
+                   help="the result table: table (terminal), md (Markdown) or csv, on stdout (default: table)")
 
 
 def default_out(backend: str, model: str, quant: str) -> str:
@@ -73,13 +78,18 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
 
 
 class LiveProgress:
-    """Turns contract events into a progress bar: utterances done / total and the running RTF."""
+    """Turns contract events into a progress bar: utterances done / total, the running RTF, and power (W now,
+    J so far) when a sensor exists (``sampler``, given by Callbacks.on_sampler)."""
 
     def __init__(self, progress: Progress, total: int):
         self.progress = progress
-        self.task = progress.add_task("starting container", total=total, rtf="")
+        self.task = progress.add_task("starting container", total=total, rtf="", power="")
         self.proc_s = 0.0
         self.audio_s = 0.0
+        self.sampler = None
+
+    def set_sampler(self, sampler) -> None:
+        self.sampler = sampler
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -93,9 +103,9 @@ class LiveProgress:
             self.proc_s += event.get("processing_s", 0.0)
             self.audio_s += event.get("duration_s", 0.0)
             rtf = f"RTF {self.proc_s / self.audio_s:.3f}" if self.audio_s else ""
-            self.progress.update(self.task, advance=1, rtf=rtf)
+            self.progress.update(self.task, advance=1, rtf=rtf, power=live_power_text(self.sampler))
         elif kind == Event.UTTERANCE_ERROR:
-            self.progress.update(self.task, advance=1)
+            self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
 
 
 def execute(spec: RunSpec, console: Console, repeats: int = 1, limit: int | None = None,
@@ -106,11 +116,11 @@ def execute(spec: RunSpec, console: Console, repeats: int = 1, limit: int | None
     job = plan_run(spec, image, repeats, limit)
     host = host_facts(engine.version())
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rtf]}"),
-               TimeElapsedColumn()]
+               TextColumn("{task.fields[power]}"), TimeElapsedColumn()]
     # A slow refresh: on small boards every redraw competes with the backend for the same cores.
     with Progress(*columns, console=console, transient=True, refresh_per_second=2, disable=quiet) as progress:
         live = LiveProgress(progress, sum(len(c.ids) for c in job.conditions))
-        callbacks = Callbacks(on_event=live, waiting=lambda text: console.status(text) if not quiet
+        callbacks = Callbacks(on_event=live, on_sampler=live.set_sampler, waiting=lambda text: console.status(text) if not quiet
                               else contextlib.nullcontext())
         result = execute_group(job, list(job.conditions), engine, host=host, owner_folder=spec.out,
                                callbacks=callbacks)
@@ -139,6 +149,9 @@ def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         "energy_per_audio_s_j": [(p.get("energy") or {}).get("energy_per_audio_s_j") for p in per],
         "folders": [str(out / "conditions" / r["condition"]["key"]) for r in records],
     }
+    busy = [p["host_load"] for p in per if (p.get("host_load") or {}).get("busy")]
+    if busy:  # one busy repeat makes the run's figures suspect: say it at the top
+        first["host_load"] = busy[0]
     bad = [p for p in per if p.get("status") != "ok"]
     first["status"] = bad[0]["status"] if bad else "ok"
     first["error"] = bad[0].get("error") if bad else None
@@ -160,7 +173,7 @@ def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> i
         console.print(line)
     refused = len(spec.dataset.utterances) - len(spec.dataset.readable)
     console.print(f"[bold]edgeasr run[/]: {spec.backend.name} {spec.model.name} {spec.quant} on {spec.device}, "
-                  f"{len(spec.dataset.utterances)} utterances from {spec.dataset.path}"
+                  f"{plural(len(spec.dataset.utterances), 'utterance')} from {spec.dataset.path}"
                   + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else ""))
     repeats, limit = spec.repeats or 1, spec.limit
     try:
@@ -170,7 +183,14 @@ def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> i
             print(json.dumps(json.loads((spec.out / "summary.json").read_text(encoding="utf-8"))))
         raise
     # --json: stdout carries the JSON only (the table goes to stderr), also when the run failed.
-    print_summary(summary, console if getattr(args, "json", False) else Console())
+    as_json = getattr(args, "json", False)
+    fmt = getattr(args, "fmt", None) or "table"
+    print_summary(summary, console if as_json else Console(), folder=spec.out,
+                  fmt="table" if as_json else fmt)
+    busy = host_busy(summary)
+    if busy:
+        console.print(f"[yellow]warning[/]: the host was busy during the timed window ({busy}); speed and energy "
+                      "include that work")
     console.print(f"run folder: {spec.out}")
     if getattr(args, "json", False):
         print(json.dumps(summary))
@@ -178,6 +198,6 @@ def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> i
         console.print(f"[red]run failed[/]: {summary['error']}; container log: {spec.out / 'raw' / 'container.log'}")
         return 1
     if summary["status"] == "partial":
-        console.print(f"[yellow]{summary['n_failed']} utterance(s) failed[/]; see {spec.out / 'utterances.jsonl'}")
+        console.print(f"[yellow]{plural(summary['n_failed'], 'utterance')} failed[/]; see {spec.out / 'utterances.jsonl'}")
         return 1
     return 0

@@ -31,6 +31,8 @@ from ..lock import FolderLock
 from ..models import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
+from ..wording import plural, seconds
+from ..telemetry.live import live_power_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="installed models (default: $EDGEASR_MODELS_DIR, else ./models)")
     p.add_argument("--engine", default="docker", choices=ENGINES,
                    help="docker: backend containers (default) | local: the entrypoint as a host process")
+    p.add_argument("--no-prepare", action="store_true",
+                   help="do not build missing backend images or install missing models first (default: do)")
     p.add_argument("--plan", action="store_true",
                    help="print the planned groups and conditions (JSON lines on stdout, a table on stderr) "
                         "and start nothing")
@@ -77,11 +81,13 @@ def _manifest(exp, planned: list[GroupJob], out: Path, started: str, finished: s
 
 
 def _report(out: Path, console: Console) -> None:
-    """Draw the report (table, figures, report.html) from the results just written."""
+    """Print the sweep's table (on the sweep's console, stderr) and draw the report (figures, report.html)
+    from the results just written."""
     from . import report
 
     try:
-        report.main(argparse.Namespace(results_dir=str(out), out=None, no_figures=False, quiet=True))
+        report.main(argparse.Namespace(results_dirs=[out], out=None, no_figures=False, quiet=console.quiet,
+                                       fmt="table", console=console, worst=report.worst_mod.TOP_N))
     except UserError as exc:
         console.print(f"[yellow]no report[/]: {exc}")
 
@@ -105,6 +111,11 @@ def main(args: argparse.Namespace) -> int:
     if problem:
         raise UserError(f"{exp.path.name}: {problem}")
     engine = make_engine(getattr(args, "engine", "docker"))
+    if not getattr(args, "no_prepare", False):
+        from ..prepare import prepare
+
+        prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=console.print,
+                quiet=console.quiet)
     planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out)
     # One sweep per results folder: a second one is refused before it touches anything of the first's.
     with FolderLock(out, "sweep"):
@@ -116,7 +127,7 @@ def show_plan(exp, console: Console) -> int:
     is resolved against images or models and nothing starts."""
     from rich.table import Table
 
-    table = Table(title=f"{exp.name}: {len(exp.groups)} group(s), {exp.n_conditions} condition(s)")
+    table = Table(title=f"{exp.name}: {plural(len(exp.groups), 'group')}, {plural(exp.n_conditions, 'condition')}")
     for name in ("group", "backend", "model", "quant", "device", "image", "conditions", "axes in the container"):
         table.add_column(name)
     for i, g in enumerate(exp.groups):
@@ -144,11 +155,8 @@ class SweepView:
         self.group_label = ""
 
     def _info(self) -> str:
-        power = ""
-        if self.sampler is not None and self.sampler.samples:
-            watts = self.sampler.samples[-1].total_w
-            power = f" | {watts:.1f} W" if watts is not None else ""
-        return self.last + power
+        power = live_power_text(self.sampler)
+        return self.last + (f" | {power}" if power else "")
 
     def callbacks(self, job: GroupJob, console: Console) -> Callbacks:
         def on_event(event: dict[str, Any]) -> None:
@@ -192,10 +200,11 @@ def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[G
         todo.append((job, pending))
     n_total = sum(len(job.conditions) for job in planned)
     n_pending = sum(len(p) for _, p in todo)
-    console.print(f"[bold]edgeasr sweep[/] {exp.name}: {len(planned)} container(s), {n_total} condition(s), "
+    console.print(f"[bold]edgeasr sweep[/] {exp.name}: {plural(len(planned), 'container')}, "
+                  f"{plural(n_total, 'condition')}, "
                   f"{n_total - n_pending} already done; results in {out}")
     for reason, n in changed.items():
-        console.print(f"rerunning {n} condition(s) with a stored result: {reason} since then")
+        console.print(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then")
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
     t0 = time.perf_counter()
@@ -219,7 +228,8 @@ def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[G
     write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, stamp(), host))
     _report(out, console)
     failed = [r for r in records if r["status"] != "ok"]
-    console.print(f"{len(records)} condition(s) recorded in {time.perf_counter() - t0:.0f} s, {len(failed)} not ok; "
+    console.print(f"{plural(len(records), 'condition')} recorded in {seconds(time.perf_counter() - t0)}, "
+                  f"{len(failed)} not ok; "
                   f"{out / 'conditions.jsonl'}, {out / 'results.csv'}, report in {out / 'report'}")
     for r in failed:
         c = r["condition"]

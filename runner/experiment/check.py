@@ -178,7 +178,14 @@ class Checker:
         return BAD
 
     def dataset(self, value: str, path: str) -> Any:
-        """A dataset that exists and holds utterances, as its absolute path."""
+        """A dataset that exists and holds utterances, as its absolute path (an ``hf:`` reference as is)."""
+        if value.startswith("hf:"):
+            try:
+                load_dataset(value)
+            except UserError as exc:
+                self.add(path, str(exc))
+                return BAD
+            return value
         p = self.resolve(value)
         if p not in self._datasets:
             problem = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..quant import quant_problem
 from .check import BAD, Checker, CheckedFile
 
 GROUP_KEYS = ("backend", "model", "quant", "device", "image", "decode", "warmup", "timeout_s", "mem_limit",
-              "telemetry", "gpus", "target")
+              "telemetry", "gpus", "power", "target")
 
 
 @dataclass(frozen=True)
@@ -80,15 +80,19 @@ class Group:
     #: The container's full settings (its first condition's dataset, limit and noise; decode at the group's
     #: values): what build_run_spec takes for this group.
     spec_settings: st.Settings = field(default_factory=st.Settings)
+    #: The operating point's settings that differ from their defaults (runner/power); {}: the device as it is.
+    power: dict = field(default_factory=dict)
     #: The fleet target that runs it (runner/fleet/); "local": this machine.
     target: str = "local"
 
     def settings(self) -> dict[str, Any]:
         """The resolved container settings (JSON-able): with a condition's settings, a stable condition key.
-        An unset ``gpus`` and the ``local`` target are left out, so that results from before they existed keep
-        their keys; any other target joins the key (one device class's result is not another's)."""
+        An unset ``gpus``, an empty ``power`` and the ``local`` target are left out, so that results from before
+        they existed keep their keys; any other target joins the key (one device class's result is not
+        another's)."""
         return {k: copy.deepcopy(getattr(self, k)) for k in GROUP_KEYS
-                if not (k == "gpus" and self.gpus is None) and not (k == "target" and self.target == "local")}
+                if not (k == "gpus" and self.gpus is None) and not (k == "power" and not self.power)
+                and not (k == "target" and self.target == "local")}
 
 
 def group_dict(s: st.Settings) -> dict[str, Any]:
@@ -96,6 +100,10 @@ def group_dict(s: st.Settings) -> dict[str, Any]:
     out = {k: getattr(s, k) for k in GROUP_KEYS}
     out["decode"] = st.section_dict(s, "decode")
     out["telemetry"] = st.section_dict(s, "telemetry")
+    # Each operating point is its own container (a device state is not a decode option); only the fields
+    # that are set, so that groups without one keep their keys.
+    out["power"] = {f.name: getattr(s.power, f.name) for f in fields(s.power)
+                    if getattr(s.power, f.name) != f.default}
     return out
 
 

@@ -2,7 +2,13 @@
 
 One ``AggregateRow`` per (backend, model, quant, device, dataset, image,
 noise_type, snr_db, and every other grid axis), with one ``Stat`` per metric: n,
-mean, sample std and a Student-t 95 % confidence half-width. Pure functions over
+mean, sample std, min and max, and a Student-t 95 % confidence half-width.
+
+Honest at small n: with fewer than ``MIN_N_FOR_CI`` values the spread shown is
+the range (min-max), not a t-interval (with 2 repeats t(0.975, 1) = 12.7 makes
+the interval 12.7 x the spread); no interval reaches below 0 (every metric
+here is non-negative); repeats whose coefficient of variation is above
+``CV_DISAGREE`` are flagged as disagreeing. Pure functions over
 the records on disk: the report never talks to Docker and never re-measures
 anything.
 
@@ -25,7 +31,7 @@ import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -127,6 +133,16 @@ class ConditionRecord:
     status: str  # ok | partial | error
     error: str | None
     summary: Mapping[str, Any]
+    folder: Path | None = None  # where its utterances.jsonl is (None: not known, e.g. a record built in a test)
+    source: str = ""  # the results folder it was read from, when a report or comparison reads several
+
+    @property
+    def busy_reason(self) -> str | None:
+        """Why the host was busy during this record's timed window (summary["host_load"]), or None."""
+        load = self.summary.get("host_load")
+        if isinstance(load, Mapping) and load.get("busy"):
+            return str(load.get("busy_reason") or "host busy")
+        return None
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,12 @@ class Sweep:
     warnings: tuple[str, ...] = ()  # 'FILE:LINE: why' for each record left out (corrupt, not a condition)
 
 
+#: Fewer values than this show their range (min-max), not a Student-t interval.
+MIN_N_FOR_CI = 3
+#: Repeats whose coefficient of variation (std / mean) is above this disagree, and are flagged.
+CV_DISAGREE = 0.10
+
+
 @dataclass(frozen=True)
 class Stat:
     """One metric over the repeats of one condition.
@@ -147,7 +169,8 @@ class Stat:
     ``std`` is the sample standard deviation (ddof=1) and ``ci95`` the
     half-width of the Student-t 95 % interval of the mean; both None when
     ``n < 2`` (one run says nothing about spread). ``mean`` is None when
-    ``n == 0``: every value was unavailable, for ``reasons``.
+    ``n == 0``: every value was unavailable, for ``reasons``. What to show
+    as the spread is ``interval`` (range below MIN_N_FOR_CI, never below 0).
     """
 
     n: int
@@ -156,10 +179,48 @@ class Stat:
     ci95: float | None
     n_unavailable: int = 0
     reasons: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
 
     @property
     def available(self) -> bool:
         return self.n > 0
+
+    @property
+    def uses_range(self) -> bool:
+        """True where the spread shown is min-max: 2 values, too few for a t-interval to mean anything."""
+        return 2 <= self.n < MIN_N_FOR_CI
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """(low, high) to show around the mean: min-max below MIN_N_FOR_CI values, else the 95 % t-interval,
+        its low end clamped at 0; None for n < 2 (no spread to show)."""
+        if self.mean is None or self.n < 2:
+            return None
+        if self.uses_range:
+            return (self.min, self.max)  # type: ignore[return-value]
+        assert self.ci95 is not None
+        return (max(0.0, self.mean - self.ci95), self.mean + self.ci95)
+
+    def whisker(self, scale: float = 1.0) -> tuple[float, float] | None:
+        """(below, above) error-bar lengths around the mean for matplotlib's ``yerr=[[below], [above]]``:
+        the interval's, so a whisker never reaches below 0 and n = 2 draws its range; None: draw none."""
+        iv = self.interval
+        if iv is None or self.mean is None:
+            return None
+        return ((self.mean - iv[0]) * scale, (iv[1] - self.mean) * scale)
+
+    @property
+    def cv(self) -> float | None:
+        """Coefficient of variation (std / mean); None without spread or with a mean of 0."""
+        if self.std is None or not self.mean:
+            return None
+        return self.std / abs(self.mean)
+
+    @property
+    def disagree(self) -> bool:
+        """The repeats disagree: their coefficient of variation is above CV_DISAGREE."""
+        return self.cv is not None and self.cv > CV_DISAGREE
 
 
 @dataclass(frozen=True)
@@ -176,6 +237,8 @@ class AggregateRow:
     #: What the energy figures cover ("GPU", "board input", "CPU package+DRAM"), distinct scopes of the
     #: repeats joined; None when no repeat measured energy.
     energy_scope: str | None = None
+    n_busy: int = 0  # repeats whose host was busy during the timed window (hostload.py)
+    busy_reasons: tuple[str, ...] = ()
 
     def stat(self, metric: str) -> Stat:
         return self.stats[metric]
@@ -204,7 +267,8 @@ def summarize(values: Iterable[float | None], reasons: Iterable[str | None] = ()
     std = statistics.stdev(present) if n >= 2 else None
     ci95 = t975(n - 1) * std / math.sqrt(n) if std is not None else None
     return Stat(n=n, mean=mean, std=std, ci95=ci95, n_unavailable=len(missing_reasons),
-                reasons=tuple(dict.fromkeys(missing_reasons)))
+                reasons=tuple(dict.fromkeys(missing_reasons)), min=min(present) if n else None,
+                max=max(present) if n else None)
 
 
 def metric_value(summary: Mapping[str, Any] | None, path: Sequence[str]) -> tuple[float | None, str | None]:
@@ -287,6 +351,8 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
             stats=stats,
             energy_scope=" / ".join(dict.fromkeys(
                 s for r in members if (s := (r.summary.get("energy") or {}).get("scope")))) or None,
+            n_busy=sum(r.busy_reason is not None for r in members),
+            busy_reasons=tuple(dict.fromkeys(r.busy_reason for r in members if r.busy_reason)),
         ))
     return rows
 
@@ -424,7 +490,7 @@ def load_sweep(results_dir: Path) -> Sweep:
     records = []
     for i, row in enumerate(raw, start=1):
         try:
-            records.append(parse_record(row, path, i))
+            records.append(_with_folder(parse_record(row, path, i), results_dir))
         except UserError as exc:  # one bad record is reported, not allowed to hide the others
             warnings.append(str(exc))
     if not records:
@@ -433,6 +499,77 @@ def load_sweep(results_dir: Path) -> Sweep:
     manifest = _read_manifest(results_dir / MANIFEST_FILE)
     return Sweep(results_dir=results_dir, title=sweep_title(manifest, results_dir), records=tuple(records),
                  manifest=manifest, warnings=tuple(warnings))
+
+
+def _with_folder(rec: ConditionRecord, results_dir: Path) -> ConditionRecord:
+    """The record with the folder of its utterances.jsonl (results_dir/conditions/<key>) when it exists."""
+    key = rec.summary.get("condition", {}).get("key") if isinstance(rec.summary.get("condition"), Mapping) else None
+    folder = results_dir / "conditions" / str(key) if key else None
+    return replace(rec, folder=folder if folder is not None and folder.is_dir() else None)
+
+
+def load_results(path: Path) -> Sweep:
+    """A sweep folder (conditions.jsonl) or a run folder (summary.json; conditions.jsonl with --repeats) as a
+    Sweep: `report` and `compare` take either. UserError naming what a results folder must hold."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"results folder {path} does not exist; pass a run folder (holds summary.json) or the "
+                        f"folder a sweep wrote (holds {CONDITIONS_FILE}).")
+    if (path / CONDITIONS_FILE).is_file():
+        return load_sweep(path)
+    summary_path = path / "summary.json"
+    if not summary_path.is_file():
+        raise UserError(f"{path} holds neither summary.json (a run folder) nor {CONDITIONS_FILE} (a sweep "
+                        f"folder); pass the folder `edgeasr run --out` or `edgeasr sweep` wrote.")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{summary_path} is not valid JSON ({exc}).") from None
+    if not isinstance(summary, Mapping):
+        raise UserError(f"{summary_path} is not a run summary (not a JSON object).")
+    cond = dict(summary.get("condition") or {}) if isinstance(summary.get("condition"), Mapping) else {}
+    for name in ("backend", "model", "quant", "device", "dataset", "model_ref", "data_path"):
+        cond.setdefault(name, summary.get(name))  # a summary from before conditions were recorded in it
+    row = {"condition": cond, "status": summary.get("status"), "error": summary.get("error"), "summary": summary}
+    rec = parse_record(row, summary_path, 1)
+    folder = path if (path / "utterances.jsonl").is_file() else None
+    return Sweep(results_dir=path, title=path.resolve().name, records=(replace(rec, folder=folder),))
+
+
+def load_many(paths: Sequence[Path]) -> Sweep:
+    """Several run and sweep folders as one Sweep. With more than one, each record gets a ``source`` axis
+    (the folder's name, or as much of its path as tells two apart), so equal settings from two folders are
+    two rows compared side by side, never averaged together as if they were repeats."""
+    sweeps = [load_results(Path(p)) for p in paths]
+    if len(sweeps) == 1:
+        return sweeps[0]
+    labels = source_labels([s.results_dir for s in sweeps])
+    records = []
+    for sweep, label in zip(sweeps, labels):
+        for rec in sweep.records:
+            key = replace(rec.key, axes=tuple(sorted((*rec.key.axes, (SOURCE_AXIS, label)))))
+            records.append(replace(rec, key=key, source=label))
+    warnings = tuple(w for s in sweeps for w in s.warnings)
+    title = " vs ".join(labels)
+    return Sweep(results_dir=sweeps[0].results_dir, title=title, records=tuple(records), manifest=None,
+                 warnings=warnings)
+
+
+#: The axis that tells apart records from different results folders in one report or comparison.
+SOURCE_AXIS = "source"
+
+
+def source_labels(folders: Sequence[Path]) -> list[str]:
+    """A short label per folder: its name, or the shortest path tail that tells two apart."""
+    full = [str(Path(f).resolve()) for f in folders]
+    name = display_names((Path(f).name, f) for f in full)
+    labels = [name((Path(f).name, f)) for f in full]
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:  # one folder given twice: two columns, numbered
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
 
 
 def parse_record(row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, line: int = 0) -> ConditionRecord:

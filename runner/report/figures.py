@@ -3,7 +3,9 @@
 Four always, and one more per numeric dotted axis that varies (e.g. ``decode.batch_size``): RTF and WER
 against that axis' value, one line per model and quant.
 
-Every figure shows the mean over repeats with a Student-t 95 % interval. An
+Every figure shows the mean over repeats; whiskers are the Student-t 95 % interval where
+there are 3 repeats or more, the min-max of the repeats where there are 2 (a t-interval over
+2 values is 12.7 times their spread), none where there is 1, and never reach below 0. An
 unavailable value is never drawn as 0: a missing bar is labelled
 "unavailable", a missing point is left out and named in the notes under the
 plot, and a figure whose data is entirely unavailable becomes a text panel
@@ -56,12 +58,15 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 NO_WHISKER = float("nan")  # n = 1: no interval, so no whisker (a 0 would draw a cap that looks like certainty)
-CI_NOTE = "bars and points: mean over repeats; whiskers: 95 % CI (Student t); no whisker where n = 1"
+MIN_REPEATS_FOR_CI = 3  # below this the whiskers show the repeats' min-max, not a t-interval
+CI_NOTE = ("bars and points: mean over repeats; whiskers: 95 % CI (Student t) where n >= 3, min-max of the "
+           "repeats where n = 2, none where n = 1; never below 0")
 
 ENERGY_FILE = "energy_by_model_quant.png"
 WER_FILE = "wer_by_noise.png"
 RTF_RAM_FILE = "rtf_ram_by_model_quant.png"
 SCATTER_FILE = "accuracy_vs_energy.png"
+ENERGY_SNR_FILE = "energy_by_noise.png"
 AXIS_FILE = "rtf_vs_{path}.png"  # one per numeric dotted axis that varies
 
 
@@ -79,14 +84,63 @@ class FigureResult:
         return self.unavailable is None
 
 
-def write_figures(rows: Sequence[AggregateRow], out_dir: Path) -> list[FigureResult]:
+def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None,
+                  skipped: list[str] | None = None) -> list[FigureResult]:
     """Every figure into ``out_dir`` (created), in the order the report shows them: the four, then one per
-    numeric dotted axis that varies."""
+    numeric dotted axis that varies.
+
+    With ``sweep`` (the Sweep the rows came from: its results folder holds the per-utterance and per-group
+    files) the study figures follow, each only where its data exists: energy against SNR, energy per rail,
+    power over time, latency distribution, latency against input length (runner/report/study_figures.py);
+    ``skipped`` (a list) receives one line per study figure left out and why, for the report's notes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [energy_by_model_quant(rows, out_dir), wer_by_noise(rows, out_dir),
-            rtf_ram_by_model_quant(rows, out_dir), accuracy_vs_energy(rows, out_dir),
-            *(metrics_vs_axis(rows, path, out_dir) for path in numeric_axes(rows))]
+    figures = [energy_by_model_quant(rows, out_dir), wer_by_noise(rows, out_dir),
+               rtf_ram_by_model_quant(rows, out_dir), accuracy_vs_energy(rows, out_dir),
+               *(metrics_vs_axis(rows, path, out_dir) for path in numeric_axes(rows)),
+               *power_figures(rows, out_dir)]
+    if sweep is not None:
+        from .study_figures import write_study_figures
+
+        if _has_noise(rows) and _any_available([r for r in rows if r.key.noise_type != "clean"], "j_per_audio_s"):
+            figures.append(energy_by_noise(rows, out_dir))
+        figures += write_study_figures(sweep, rows, out_dir, skipped)
+    return figures
+
+
+def _has_noise(rows: Sequence[AggregateRow]) -> bool:
+    return any(r.key.noise_type != "clean" for r in rows)
+
+
+def whisker(st: Stat) -> tuple[float, float] | None:
+    """How far the whisker reaches (below, above) the mean: the 95 % CI where n >= 3, the repeats' min-max
+    where n = 2, None where there is no spread to show (n < 2). Never below 0: every figure here is a
+    non-negative quantity, so a whisker that would cross 0 stops there.
+
+    Reads ``min``/``max`` when the Stat has them; for n = 2 they also follow from the sample std (the two
+    values are mean -/+ std/sqrt(2)), so older Stats without them draw the same."""
+    if st.mean is None or st.n < 2:
+        return None
+    if st.n < MIN_REPEATS_FOR_CI:
+        lo, hi = getattr(st, "min", None), getattr(st, "max", None)
+        if not (is_number(lo) and is_number(hi)):
+            if st.std is None:
+                return None
+            half = st.std / 2 ** 0.5
+            lo, hi = st.mean - half, st.mean + half
+        below, above = st.mean - lo, hi - st.mean
+    else:
+        ci = getattr(st, "ci95", None)
+        if ci is None:
+            return None
+        below = above = ci
+    return max(0.0, min(below, st.mean)), max(0.0, above)
+
+
+def _yerr(whiskers: Sequence[tuple[float, float] | None], scale: float = 1.0) -> list[list[float]]:
+    """Whiskers as matplotlib's asymmetric (2, N) error array; NaN where there is none."""
+    return [[w[0] * scale if w else NO_WHISKER for w in whiskers], [w[1] * scale if w else NO_WHISKER
+                                                                     for w in whiskers]]
 
 
 def numeric_axes(rows: Sequence[AggregateRow]) -> list[str]:
@@ -134,11 +188,33 @@ def energy_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figure
 
 @_styled
 def wer_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
-    """(b) WER (%) against noise level, clean first then SNR from high to low; one panel per noise type."""
-    title = "WER against noise level"
-    path = Path(out_dir) / WER_FILE
-    if not _any_available(rows, "wer"):
-        return _text_figure(path, title, _unavailable_text("WER", rows, "wer"))
+    """(b) WER (%) against SNR as a numeric axis (harsher to the right), clean set apart at the left; one panel
+    per noise type."""
+    return _by_noise(rows, Path(out_dir) / WER_FILE, "WER against noise level", "wer", "WER", "WER (%)", 100.0)
+
+
+@_styled
+def energy_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """Energy per audio second (J/s) against SNR, clean set apart; one panel per noise type."""
+    return _by_noise(rows, Path(out_dir) / ENERGY_SNR_FILE, "Energy against noise level", "j_per_audio_s",
+                     "energy", "energy per audio second (J/s)", 1.0)
+
+
+def snr_positions(snrs: Sequence[float]) -> tuple[dict[float, float], float, float]:
+    """x positions on a numeric SNR axis: each SNR at its own value, clean one gap above the highest (drawn at
+    the left of an inverted axis, past a break), "no SNR" one gap below the lowest. Returns (SNR -> x,
+    clean x, no-SNR x)."""
+    if not snrs:
+        return {}, 0.0, -1.0
+    hi, lo = max(snrs), min(snrs)
+    gap = max(4.0, 0.3 * (hi - lo))
+    return {s: float(s) for s in snrs}, hi + gap, lo - gap
+
+
+def _by_noise(rows: Sequence[AggregateRow], path: Path, title: str, metric: str, what: str, ylabel: str,
+              scale: float) -> FigureResult:
+    if not _any_available(rows, metric):
+        return _text_figure(path, title, _unavailable_text(what, rows, metric))
     clean = _clean(rows)
     noise_types = list(dict.fromkeys(r.key.noise_type for r in rows if r.key.noise_type != "clean"))
     panels = noise_types or ["clean"]
@@ -146,58 +222,69 @@ def wer_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
     series = list(dict.fromkeys((label(r.key), r.key.quant) for r in rows))
     models = list(dict.fromkeys(m for m, _ in series))
     quants = list(dict.fromkeys(q for _, q in series))
-    fig = _figure(max(5.0, 3.6 * len(panels)) + 0.5, 4.4)
+    fig = _figure(max(5.0, 3.8 * len(panels)) + 0.5, 4.4)
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     notes: list[str] = []
-    top = 0.0  # highest mean + CI drawn: the shared y axis runs from 0 to a little above it
+    top = 0.0  # highest mean + whisker drawn: the shared y axis runs from 0 to a little above it
     for ax, noise in zip(axes, panels):
         noisy = [r for r in rows if r.key.noise_type == noise and noise != "clean"]
         snrs = sorted({r.key.snr_db for r in noisy if r.key.snr_db is not None}, reverse=True)
-        levels: list[tuple[str, Callable[[GroupKey], bool]]] = []
+        xs_of, clean_x, none_x = snr_positions(snrs)
+        levels: list[tuple[str, float, Callable[[GroupKey], bool]]] = []
         if clean:
-            levels.append(("clean", lambda k: k.noise_type == "clean"))
-        levels += [(f"{s:g}", lambda k, s=s: k.snr_db == s) for s in snrs]
+            levels.append(("clean", clean_x, lambda k: k.noise_type == "clean"))
+        levels += [(f"{s:g}", xs_of[s], lambda k, s=s: k.snr_db == s) for s in snrs]
         if any(r.key.snr_db is None for r in noisy):
-            levels.append(("no SNR", lambda k: k.noise_type == noise and k.snr_db is None))
-        dodge = 0.06 if len(series) > 1 else 0.0
+            levels.append(("no SNR", none_x, lambda k: k.noise_type == noise and k.snr_db is None))
+        span = (max(x for _, x, _ in levels) - min(x for _, x, _ in levels)) or 1.0
+        dodge = 0.012 * span if len(series) > 1 else 0.0
         for i, (model, quant) in enumerate(series):
-            xs, ys, errs = [], [], []
-            for x, (level, match) in enumerate(levels):
+            offset = (i - (len(series) - 1) / 2) * dodge
+            segments: list[tuple[list[float], list[float], list]] = [([], [], []), ([], [], [])]  # clean, SNRs
+            for level, x, match in levels:
                 row = next((r for r in (clean if level == "clean" else noisy)
                             if match(r.key) and label(r.key) == model and r.key.quant == quant), None)
                 if row is None:
                     continue  # never run: nothing to say
-                st = row.stat("wer")
+                part = segments[0] if level == "clean" else segments[1]
+                st = row.stat(metric)
+                part[0].append(x + offset)
                 if st.mean is None:
                     where = "clean" if level == "clean" else f"{noise} {level} dB"
-                    notes.append(f"{model}/{quant} {where}: WER unavailable ({'; '.join(st.reasons)})")
-                    xs.append(x + (i - (len(series) - 1) / 2) * dodge)
-                    ys.append(float("nan"))  # a gap in the line, not a 0
-                    errs.append(float("nan"))
+                    notes.append(f"{model}/{quant} {where}: {what} unavailable ({'; '.join(st.reasons)})")
+                    part[1].append(float("nan"))  # a gap in the line, not a 0
+                    part[2].append(None)
                     continue
-                xs.append(x + (i - (len(series) - 1) / 2) * dodge)
-                ys.append(st.mean * 100)
-                errs.append(st.ci95 * 100 if st.ci95 is not None else NO_WHISKER)
-                top = max(top, ys[-1] + (errs[-1] if st.ci95 is not None else 0.0))
-            if not xs:
-                continue
-            ax.errorbar(xs, ys, yerr=errs, color=PALETTE[models.index(model) % len(PALETTE)],
-                        linestyle=LINESTYLES[quants.index(quant) % len(LINESTYLES)],
-                        marker=MARKERS[quants.index(quant) % len(MARKERS)], markersize=4, capsize=3,
-                        linewidth=1.4, elinewidth=0.9)
-        ax.set_xticks(range(len(levels)), [lv for lv, _ in levels])
-        ax.set_xlim(-0.4, len(levels) - 0.6)
+                w = whisker(st)
+                part[1].append(st.mean * scale)
+                part[2].append(w)
+                top = max(top, st.mean * scale + (w[1] * scale if w else 0.0))
+            style = dict(color=PALETTE[models.index(model) % len(PALETTE)], marker=MARKERS[quants.index(quant)
+                         % len(MARKERS)], markersize=4, capsize=3, linewidth=1.4, elinewidth=0.9)
+            for xs, ys, ws in segments:  # clean is not joined to the SNR line: it is not on the SNR scale
+                if xs:
+                    ax.errorbar(xs, ys, yerr=_yerr(ws, scale), linestyle=LINESTYLES[quants.index(quant)
+                                % len(LINESTYLES)], **style)
+        ax.set_xticks([x for _, x, _ in levels], [lv for lv, _, _ in levels])
+        pad = 0.08 * span
+        ax.set_xlim(max(x for _, x, _ in levels) + pad, min(x for _, x, _ in levels) - pad)  # harsher right
+        if clean and snrs:
+            brk = (clean_x + max(snrs)) / 2
+            ax.axvline(brk, color="0.6", linewidth=0.8, linestyle=(0, (2, 2)))
+            ax.text(brk, 1.0, "//", transform=blended_transform_factory(ax.transData, ax.transAxes),
+                    ha="center", va="center", fontsize=9, color="0.4", clip_on=False)
         ax.set_xlabel("SNR (dB), harsher to the right" if noise != "clean" else "")
         ax.set_title(f"{noise} noise" if noise != "clean" else "clean audio only")
     axes[0].set_ylim(0, top * 1.08 if top > 0 else 1.0)
-    axes[0].set_ylabel("WER (%)")
+    axes[0].set_ylabel(ylabel)
     handles = [Line2D([], [], color=PALETTE[i % len(PALETTE)], linewidth=2, label=m) for i, m in enumerate(models)]
     handles += [Line2D([], [], color="0.3", linestyle=LINESTYLES[j % len(LINESTYLES)],
                        marker=MARKERS[j % len(MARKERS)], label=q) for j, q in enumerate(quants)]
     axes[-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="model / quant",
                     frameon=False)
     fig.suptitle(title)
-    _save(fig, path, [CI_NOTE.replace("bars and points", "points"), *dict.fromkeys(notes), *_failure_notes(rows)])
+    _save(fig, path, [CI_NOTE.replace("bars and points", "points") + "; SNR on a numeric scale, clean set apart",
+                      *dict.fromkeys(notes), *_failure_notes(rows)])
     return FigureResult(path, title)
 
 
@@ -267,8 +354,10 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
     area = 500.0  # points² for the largest peak RAM; area is proportional to RAM
     for r, mem, speed in zip(placed, rss, rtfs):
         x, y = r.stat("j_per_audio_s"), r.stat("wer")
-        if x.ci95 is not None or y.ci95 is not None:  # n = 1 has no interval: draw no whisker, not a 0-wide one
-            ax.errorbar(x.mean, y.mean * 100, xerr=x.ci95, yerr=None if y.ci95 is None else y.ci95 * 100,
+        wx, wy = whisker(x), whisker(y)
+        if wx is not None or wy is not None:  # n = 1 has no spread: draw no whisker, not a 0-wide one
+            ax.errorbar([x.mean], [y.mean * 100], xerr=None if wx is None else _yerr([wx]),
+                        yerr=None if wy is None else _yerr([wy], 100.0),
                         fmt="none", ecolor="0.6", elinewidth=0.8, capsize=2, zorder=1)
         size = area * mem / max_rss if mem is not None and max_rss else 60.0
         colour = cmap(norm(speed)) if speed is not None else "lightgrey"
@@ -285,6 +374,14 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
             notes.append(f"{name}: peak RAM unavailable ({'; '.join(r.stat('peak_rss_mb').reasons)}), drawn small")
         if speed is None:
             notes.append(f"{name}: RTF unavailable ({'; '.join(r.stat('rtf').reasons)}), drawn grey")
+    front = pareto_front([(r.stat("j_per_audio_s").mean, r.stat("wer").mean * 100) for r in placed])
+    if len(placed) > 1:
+        fx, fy = zip(*front)
+        ax.step(fx, fy, where="post", color="0.25", linestyle="--", linewidth=1.0, zorder=1.5)
+        ax.scatter(fx, fy, s=14, color="0.15", marker="x", linewidths=0.8, zorder=2.5)
+        notes.insert(0, "dashed line: the Pareto front (no other model is both more accurate and cheaper): "
+                        + ", ".join(f"{label(r.key)}/{r.key.quant}" for r in placed
+                                    if (r.stat("j_per_audio_s").mean, r.stat("wer").mean * 100) in front))
     if known_rtf:
         bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
         bar.set_label("RTF (processing time / audio time)")
@@ -297,9 +394,19 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
     ax.set_xlabel("energy per audio second (J/s)")
     ax.set_ylabel("WER (%)")
     ax.set_title(title + ": lower left is better")
-    _save(fig, path, ["points: mean over repeats; whiskers: 95 % CI (Student t); marker area proportional to "
-                      "peak RAM", *notes, *_failure_notes(clean)])
+    _save(fig, path, [CI_NOTE.replace("bars and points", "points") + "; marker area proportional to peak RAM",
+                      *notes, *_failure_notes(clean)])
     return FigureResult(path, title)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both (lower x and lower y better), by ascending x: each one is
+    strictly more accurate than every cheaper one."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(set(points)):
+        if not front or y < front[-1][1]:
+            front.append((x, y))
+    return front
 
 
 @_styled
@@ -329,7 +436,7 @@ def metrics_vs_axis(rows: Sequence[AggregateRow], path: str, out_dir: Path) -> F
         for i, name in enumerate(series):
             points = sorted(((r.key.axis(path), r) for r in clean if f"{label(r.key)}/{r.key.quant}" == name),
                             key=lambda point: point[0])
-            xs, ys, errs = [], [], []
+            xs, ys, ws = [], [], []
             for x, r in points:
                 st = r.stat(metric)
                 xs.append(x)
@@ -337,11 +444,11 @@ def metrics_vs_axis(rows: Sequence[AggregateRow], path: str, out_dir: Path) -> F
                     notes.append(f"{name} {path}={format_axis_value(x)}: {what} unavailable "
                                  f"({'; '.join(st.reasons)})")
                     ys.append(float("nan"))  # a gap in the line, not a 0
-                    errs.append(float("nan"))
+                    ws.append(None)
                     continue
                 ys.append(st.mean * scale)
-                errs.append(st.ci95 * scale if st.ci95 is not None else NO_WHISKER)
-            ax.errorbar(xs, ys, yerr=errs, color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)],
+                ws.append(whisker(st))
+            ax.errorbar(xs, ys, yerr=_yerr(ws, scale), color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)],
                         linestyle=LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)], markersize=4, capsize=3,
                         linewidth=1.4, elinewidth=0.9, label=name)
         ax.set_xticks(xs_all, [format_axis_value(x) for x in xs_all])
@@ -419,7 +526,7 @@ def _grouped_bars(ax, rows: Sequence[AggregateRow], metric: str, what: str, fmt:
     bottom_of_axes = blended_transform_factory(ax.transData, ax.transAxes)
     notes = []
     for j, quant in enumerate(quants):
-        xs, heights, errs = [], [], []
+        xs, heights, ws = [], [], []
         for i, model in enumerate(models):
             row = by_cell.get((model, quant))
             if row is None:
@@ -433,11 +540,11 @@ def _grouped_bars(ax, rows: Sequence[AggregateRow], metric: str, what: str, fmt:
                 continue
             xs.append(x)
             heights.append(st.mean)
-            errs.append(st.ci95 if st.ci95 is not None else NO_WHISKER)
+            ws.append(whisker(st))
         if not xs:
             ax.bar([], [], width, color=PALETTE[j % len(PALETTE)], label=quant)
             continue
-        bars = ax.bar(xs, heights, width * 0.95, yerr=errs, capsize=3, color=PALETTE[j % len(PALETTE)],
+        bars = ax.bar(xs, heights, width * 0.95, yerr=_yerr(ws), capsize=3, color=PALETTE[j % len(PALETTE)],
                       label=quant, error_kw={"elinewidth": 0.9, "ecolor": "0.2"})
         ax.bar_label(bars, labels=[fmt.format(h) for h in heights], padding=2, fontsize=7)
     _category_ticks(ax, models)
@@ -512,3 +619,103 @@ def _write(fig: Figure, path: Path) -> None:
 
 def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
+
+
+# ---------------------------------------------------------------- operating points (issue 12)
+
+POWER_FREQ_AXIS = "power.gpu_freq_mhz"
+POWER_MODE_AXIS = "power.mode"
+POWER_FREQ_FILE = "energy_rtf_vs_gpu_freq.png"
+POWER_MODE_FILE = "energy_rtf_by_power_mode.png"
+OPTIMUM_NOTE = "star: each line's energy-optimal point (lowest mean energy per audio second)"
+
+
+def power_figures(rows: Sequence[AggregateRow], out_dir: Path) -> list[FigureResult]:
+    """The operating-point figures for the power axes this sweep varies (none when it varies neither):
+    energy per audio second and RTF against the GPU clock, and per power mode."""
+    keys = [r.key for r in rows]
+    varying = axes_that_vary(keys)
+    out = []
+    if POWER_FREQ_AXIS in varying:
+        out.append(energy_rtf_vs_power_axis(rows, POWER_FREQ_AXIS, out_dir))
+    if POWER_MODE_AXIS in varying:
+        out.append(energy_rtf_vs_power_axis(rows, POWER_MODE_AXIS, out_dir))
+    return out
+
+
+@_styled
+def energy_rtf_vs_power_axis(rows: Sequence[AggregateRow], path: str, out_dir: Path) -> FigureResult:
+    """Energy per audio second and RTF against an operating-point axis (the GPU clock in MHz, or the power
+    mode as a category), clean audio, one line per model and quant (and any other varying axis), mean with
+    95 % CI; each line's energy-optimal point is marked with a star on both panels. An unavailable point is a
+    gap, named in the notes."""
+    numeric = path == POWER_FREQ_AXIS
+    what_x = "GPU clock (MHz)" if numeric else "power mode"
+    title = f"Energy and speed against the {'GPU clock' if numeric else 'power mode'} (clean audio)"
+    out = Path(out_dir) / (POWER_FREQ_FILE if numeric else POWER_MODE_FILE)
+    clean = [r for r in _clean(rows) if r.key.axis(path) not in (None, _missing_axis())
+             and (is_number(r.key.axis(path)) or not numeric)]
+    if not clean:
+        return _text_figure(out, title, f"energy and RTF unavailable: no clean-audio condition with a value for {path}")
+    panels = (("j_per_audio_s", "energy per audio second", "energy per audio second (J/s)"),
+              ("rtf", "RTF", "RTF (processing time / audio time)"))
+    if not any(_any_available(clean, metric) for metric, *_ in panels):
+        return _text_figure(out, title, "\n".join(_unavailable_text(what, clean, metric) for metric, what, _ in panels))
+    label = _series_labeller(clean, exclude=(path,))
+    series = list(dict.fromkeys(f"{label(r.key)}/{r.key.quant}" for r in clean))
+    values = list(dict.fromkeys(r.key.axis(path) for r in clean))
+    values = sorted(values) if numeric else values  # modes in the sweep's order (the plan runs them so)
+    position = {v: (v if numeric else i) for i, v in enumerate(values)}
+    optimum: dict[str, object] = {}
+    for name in series:
+        cands = [(r.stat("j_per_audio_s").mean, r.key.axis(path)) for r in clean
+                 if f"{label(r.key)}/{r.key.quant}" == name and r.stat("j_per_audio_s").mean is not None]
+        if cands:
+            optimum[name] = min(cands, key=lambda c: c[0])[1]
+    fig = _figure(10.0, 4.2)
+    axes = fig.subplots(1, 2)
+    notes: list[str] = []
+    for ax, (metric, what, ylabel) in zip(axes, panels):
+        ax.set_title(f"{what}, lower is better")
+        if not _any_available(clean, metric):
+            _text_in_axes(ax, _unavailable_text(what, clean, metric))
+            continue
+        for i, name in enumerate(series):
+            color = PALETTE[i % len(PALETTE)]
+            points = sorted(((position[r.key.axis(path)], r) for r in clean if f"{label(r.key)}/{r.key.quant}" == name),
+                            key=lambda point: point[0])
+            xs, ys, errs = [], [], []
+            for x, r in points:
+                st = r.stat(metric)
+                xs.append(x)
+                if st.mean is None:
+                    notes.append(f"{name} {path}={format_axis_value(r.key.axis(path))}: {what} unavailable "
+                                 f"({'; '.join(st.reasons)})")
+                    ys.append(float("nan"))
+                    errs.append(float("nan"))
+                    continue
+                ys.append(st.mean)
+                errs.append(st.ci95 if st.ci95 is not None else NO_WHISKER)
+                if name in optimum and r.key.axis(path) == optimum[name]:
+                    ax.plot([x], [st.mean], marker="*", markersize=14, color=color, markeredgecolor="black",
+                            linestyle="none", zorder=5)
+            ax.errorbar(xs, ys, yerr=errs, color=color, marker=MARKERS[i % len(MARKERS)],
+                        linestyle=LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)], markersize=4, capsize=3,
+                        linewidth=1.4, elinewidth=0.9, label=name)
+        ax.set_xticks([position[v] for v in values], [format_axis_value(v) for v in values])
+        ax.set_xlabel(what_x)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.margins(x=0.08)
+    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="model / quant", frameon=False)
+    fig.suptitle(title)
+    best = [f"{name}: energy-optimal at {path}={format_axis_value(v)}" for name, v in optimum.items()]
+    _save(fig, out, [CI_NOTE.replace("bars and points", "points"), OPTIMUM_NOTE, *best, *dict.fromkeys(notes),
+                     *_failure_notes(clean)])
+    return FigureResult(out, title)
+
+
+def _missing_axis() -> object:
+    from .aggregate import MISSING_AXIS
+
+    return MISSING_AXIS

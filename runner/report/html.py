@@ -38,8 +38,12 @@ figcaption { color: #555; font-size: 0.9em; }
 """
 
 
-def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[FigureResult] = ()) -> str:
-    """The whole page as a string; every text from the results is HTML-escaped."""
+def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[FigureResult] = (),
+                worst: Sequence[str] = (), figure_notes: Sequence[str] = ()) -> str:
+    """The whole page as a string; every text from the results is HTML-escaped. A figure with no data (only
+    its "unavailable" text) is not shown as an image: it is one line in the notes under the figures.
+    ``worst``: lines naming the worst utterances (report/worst.py), shown as a list; ``figure_notes``: one line
+    per figure left out and why (write_figures' ``skipped``)."""
     table = build_table(rows, sweep.title, terminal=False)
     n_failed = sum(r.n_failed for r in rows)
     meta = (f"{len(sweep.records)} runs in {len(rows)} conditions"
@@ -57,12 +61,17 @@ def render_html(sweep: Sweep, rows: Sequence[AggregateRow], figures: Sequence[Fi
         "<body>",
         f"<h1>{escape(sweep.title)}</h1>",
         f'<p class="meta">{escape(meta)}</p>',
-        '<p class="meta">Each cell: mean over repeats ± half-width of the 95 % confidence interval (Student t); '
-        '"(n=1)" where one run gives no spread. "unavailable" means not measured, never zero; '
-        "the numbered notes say why.</p>",
+        '<p class="meta">Each cell: mean over repeats ± half-width of the 95 % confidence interval (Student t) '
+        'from 3 repeats on; with 2, the mean and (min–max); "(n=1)" where one run gives no spread. '
+        '"unavailable" means not measured, never zero; the numbered notes say why.</p>',
         *([f'<p class="meta axes">{escape(axes)}</p>'] if (axes := varying_axes_text(rows)) else []),
         table_html(table),
-        *(_figure_html(f) for f in figures),
+        *(_figure_html(f) for f in figures if not f.unavailable),
+        *([f'<h2>Figures not drawn</h2><ul class="notes">'
+           f'{"".join(f"<li>{escape(n)}</li>" for n in [*(f"{f.title}: not drawn ({f.unavailable})" for f in figures if f.unavailable), *figure_notes])}</ul>']
+          if figure_notes or any(f.unavailable for f in figures) else []),
+        *([f'<h2>Worst utterances</h2><ul class="notes">{"".join(f"<li>{escape(w)}</li>" for w in worst)}</ul>']
+          if worst else []),
         "</body>",
         "</html>",
     ]
@@ -83,11 +92,12 @@ def varying_axes_text(rows: Sequence[AggregateRow]) -> str:
 
 
 def write_html(path: Path, sweep: Sweep, rows: Sequence[AggregateRow],
-               figures: Sequence[FigureResult] = ()) -> Path:
+               figures: Sequence[FigureResult] = (), worst: Sequence[str] = (),
+               figure_notes: Sequence[str] = ()) -> Path:
     """Write render_html's page to ``path`` (its folder created) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(sweep, rows, figures), encoding="utf-8")
+    path.write_text(render_html(sweep, rows, figures, worst, figure_notes), encoding="utf-8")
     return path
 
 
@@ -97,8 +107,9 @@ def table_html(table: TableModel) -> str:
     body = "\n".join("<tr>" + "".join(_cell_html(c, i >= table.n_key_columns) for i, c in enumerate(cells)) + "</tr>"
                      for cells in table.rows)
     notes = "".join(f'<li id="note-{i}">{escape(n)}</li>' for i, n in enumerate(table.notes, start=1))
+    remarks = "".join(f'<p class="meta">{escape(r)}</p>' for r in table.remarks)
     return (f'<div class="scroll"><table class="sweep">\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n'
-            f"</tbody>\n</table></div>\n" + (f'<ol class="notes">{notes}</ol>' if notes else ""))
+            f"</tbody>\n</table></div>\n" + (f'<ol class="notes">{notes}</ol>' if notes else "") + remarks)
 
 
 def _cell_html(cell: Cell, numeric: bool) -> str:
@@ -109,7 +120,11 @@ def _cell_html(cell: Cell, numeric: bool) -> str:
 
 
 def _figure_html(fig: FigureResult) -> str:
+    """The figure inlined (the page stays self-contained), linked to its PNG file beside report.html so a
+    click opens it full size; the caption names the file."""
     data = base64.b64encode(Path(fig.path).read_bytes()).decode("ascii")
+    name = Path(fig.path).name
     caption = escape(fig.title) + (f" · {escape(fig.unavailable)}" if fig.unavailable else "")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{escape(fig.title)}">'
-            f"<figcaption>{caption}</figcaption></figure>")
+    return (f'<figure id="{escape(Path(name).stem)}"><a href="{escape(name)}" title="open {escape(name)}">'
+            f'<img src="data:image/png;base64,{data}" alt="{escape(fig.title)}"></a>'
+            f'<figcaption>{caption} · <a href="{escape(name)}">{escape(name)}</a></figcaption></figure>')

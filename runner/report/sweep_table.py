@@ -1,12 +1,17 @@
 """The aggregated sweep as a table: cell texts with numbered reasons, rendered for the terminal with rich.
 
-``build_table`` decides what every cell says (mean ± 95 % CI, "unavailable",
-and a footnote number pointing at the reason) once, so the terminal table and
-the HTML page (html.py renders the same ``TableModel``) can never disagree.
+``build_table`` decides what every cell says (mean ± 95 % CI, or the range
+below 3 repeats, "unavailable", and a footnote number pointing at the reason)
+once, so the terminal table, the HTML page (html.py renders the same
+``TableModel``) and the Markdown and CSV forms (``--format md|csv``) can never
+disagree. A metric unavailable in every row is no column at all; energy
+unavailable everywhere is said in one line (``remarks``).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,10 +21,14 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .aggregate import (RUN_FAILED, AggregateRow, GroupKey, KeyNames, Stat, axes_that_vary, constant_axes,
+from .aggregate import (CV_DISAGREE, RUN_FAILED, AggregateRow, GroupKey, KeyNames, Stat, axes_that_vary, constant_axes,
                         format_axis_value, versions_that_vary)
 
 UNAVAILABLE = "unavailable"
+#: Output forms of a table: the terminal's (rich), Markdown, CSV.
+FORMATS = ("table", "md", "csv")
+ENERGY_METRICS = frozenset({"total_j", "dynamic_j", "j_per_audio_s", "avg_w"})
+DISAGREE_NOTE = f"repeats disagree: coefficient of variation above {CV_DISAGREE:.0%}"
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("CER %", "cer", 100.0, 2, terminal=False),
     Column("RTF", "rtf", 1.0, 3),
     Column("p50 latency ms", "latency_p50_ms", 1.0, 0),
-    Column("peak RSS MB", "peak_rss_mb", 1.0, 0),
+    Column("peak RSS MiB", "peak_rss_mb", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB
     Column("load s", "load_s", 1.0, 2, terminal=False),
     Column("energy J", "total_j", 1.0, 1, terminal=False),
     Column("dynamic J", "dynamic_j", 1.0, 1, terminal=False),
@@ -69,6 +78,7 @@ class TableModel:
     n_key_columns: int
     rows: tuple[tuple[Cell, ...], ...]
     notes: tuple[str, ...]
+    remarks: tuple[str, ...] = ()  # one-line facts about the whole table ("energy: no sensor, ...")
 
 
 class _Notes:
@@ -85,13 +95,24 @@ class _Notes:
 
 
 def format_stat(stat: Stat, scale: float = 1.0, digits: int = 3) -> str:
-    """"mean ± ci95", "mean (n=1)" when there is no spread to show, or "unavailable"."""
+    """"mean ± ci95" from 3 values on, "mean (min–max)" with 2 (a t-interval of 2 values is 12.7 x their
+    spread), "mean (n=1)" when there is no spread to show, or "unavailable"."""
     if stat.mean is None:
         return UNAVAILABLE
     mean = f"{stat.mean * scale:.{digits}f}"
+    if stat.uses_range:
+        return f"{mean} ({stat.min * scale:.{digits}f}–{stat.max * scale:.{digits}f})"  # type: ignore[operator]
     if stat.ci95 is None:
         return f"{mean} (n={stat.n})"
     return f"{mean} ± {stat.ci95 * scale:.{digits}f}"
+
+
+def energy_line(reasons: Sequence[str]) -> str:
+    """The one short line that says energy is unavailable everywhere; the full reasons are in each
+    summary.json's ``unavailable``."""
+    if reasons and all("--telemetry none" in r for r in reasons):
+        return "energy: not measured (--telemetry none)"
+    return "energy: no sensor, see README: Energy"
 
 
 def unavailable_note(stat: Stat) -> str | None:
@@ -114,9 +135,23 @@ def runs_cell(row: AggregateRow, notes: _Notes) -> Cell:
     parts = [f"{row.n_failed} failed"] if row.n_failed else []
     if row.n_partial:
         parts.append(f"{row.n_partial} partial")
+    if row.n_busy:
+        parts.append(f"{row.n_busy} on a busy host")
     text = str(row.n_runs) + (f" ({', '.join(parts)})" if parts else "")
-    note = notes.number("; ".join(f"{RUN_FAILED}: {e}" for e in row.errors)) if row.errors else None
+    why = [f"{RUN_FAILED}: {e}" for e in row.errors]
+    if row.n_busy:
+        why.append("host busy during the timed window: " + "; ".join(row.busy_reasons))
+    note = notes.number("; ".join(why)) if why else None
     return Cell(text, note)
+
+
+def busy_warning(rows: Sequence[AggregateRow]) -> str | None:
+    """One line when some condition ran while the host was busy, or None."""
+    n = sum(r.n_busy for r in rows)
+    if not n:
+        return None
+    return (f"warning: {n} run{'s' if n != 1 else ''} had a busy host during the timed window (see the runs "
+            "column's notes); their speed and energy include the neighbours' work")
 
 
 def _identity(key: GroupKey, name: str) -> object:
@@ -138,7 +173,15 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
 
     A key field or dotted axis gets a column only where the rows differ on it; one value everywhere goes
     into the subtitle (a dotted axis as "path=value")."""
-    columns = [c for c in COLUMNS if c.terminal or not terminal]
+    columns = [c for c in COLUMNS if (c.terminal or not terminal)
+               and any(r.stat(c.metric).mean is not None for r in rows)]  # unavailable everywhere: no column
+    energy_reasons = [why for r in rows for m in ENERGY_METRICS for why in r.stat(m).reasons]
+    remarks = []
+    if rows and not any(r.stat(m).mean is not None for r in rows for m in ENERGY_METRICS):
+        remarks.append(energy_line(energy_reasons))
+    busy = busy_warning(rows)
+    if busy:
+        remarks.append(busy)
     keys = [r.key for r in rows]
     names = KeyNames.of(keys)
     varying = [k for k in OPTIONAL_KEYS if len({_identity(key, k) for key in keys}) > 1]
@@ -170,11 +213,56 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
         for col in columns:
             stat = row.stat(col.metric)
             why = unavailable_note(stat)
+            if stat.disagree:
+                why = f"{why}; {DISAGREE_NOTE}" if why else DISAGREE_NOTE
             cells.append(Cell(format_stat(stat, col.scale, col.digits), notes.number(why) if why else None,
                               unavailable=stat.mean is None))
         table_rows.append(tuple(cells))
     return TableModel(title=title, subtitle=subtitle, headers=(*key_headers, *(c.header for c in columns)),
-                      n_key_columns=len(key_headers), rows=tuple(table_rows), notes=notes.texts())
+                      n_key_columns=len(key_headers), rows=tuple(table_rows), notes=notes.texts(),
+                      remarks=tuple(remarks))
+
+
+def _plain(cell: Cell) -> str:
+    return cell.text + (f" [{cell.note}]" if cell.note is not None else "")
+
+
+def markdown_table(model: TableModel) -> str:
+    """The TableModel as a GitHub-flavoured Markdown table, with its notes and remarks under it."""
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    title = model.title + (f" ({model.subtitle})" if model.subtitle else "")
+    lines = [f"**{esc(title)}**", "", "| " + " | ".join(esc(h) for h in model.headers) + " |",
+             "|" + "|".join("---:" if i >= model.n_key_columns else "---" for i in range(len(model.headers))) + "|"]
+    lines += ["| " + " | ".join(esc(_plain(c)) for c in cells) + " |" for cells in model.rows]
+    extra = [f"[{i}] {esc(n)}" for i, n in enumerate(model.notes, start=1)] + [esc(r) for r in model.remarks]
+    if extra:
+        lines += ["", *(f"- {e}" for e in extra)]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(model: TableModel) -> str:
+    """The TableModel as CSV: one header line, one line per row, cell texts as shown (footnote numbers in a
+    ``notes`` column, their texts are not repeated); for the raw numbers use results.csv."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*model.headers, "notes"])
+    for cells in model.rows:
+        notes = sorted({c.note for c in cells if c.note is not None})
+        writer.writerow([*(c.text for c in cells),
+                         "; ".join(model.notes[n - 1] for n in notes)])
+    return buf.getvalue()
+
+
+def render(model: TableModel, fmt: str, console: Console | None = None) -> None:
+    """Print ``model`` in one of FORMATS: rich for the terminal, else plain text on stdout."""
+    if fmt == "md":
+        print(markdown_table(model), end="")
+    elif fmt == "csv":
+        print(csv_table(model), end="")
+    else:
+        _print_rich(model, console or Console())
 
 
 def rich_table(model: TableModel, *, keep_numbers_whole: bool = True) -> Table:
@@ -208,8 +296,12 @@ def _rich_cell(cell: Cell) -> Text:
 
 def print_sweep_table(rows: Sequence[AggregateRow], title: str, console: Console | None = None) -> TableModel:
     """Print the table and its numbered reasons; returns the model that was printed."""
-    console = console or Console()
     model = build_table(rows, title)
+    _print_rich(model, console or Console())
+    return model
+
+
+def _print_rich(model: TableModel, console: Console) -> None:
     table = rich_table(model)
     unclamped = console.options.update_width(10_000)  # measure what the table needs, not what fits
     if Measurement.get(console, unclamped, table).minimum > console.width:
@@ -217,4 +309,5 @@ def print_sweep_table(rows: Sequence[AggregateRow], title: str, console: Console
     console.print(table)
     for i, note in enumerate(model.notes, start=1):
         console.print(Text.assemble((f"[{i}] ", "yellow"), note))
-    return model
+    for remark in model.remarks:
+        console.print(Text(remark, style="yellow" if remark.startswith("warning") else "dim"))

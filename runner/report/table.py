@@ -1,11 +1,23 @@
-"""Print one run's summary as a terminal table (reads the summary record only)."""
+"""Print one run's summary as a terminal table, Markdown or CSV (reads the summary record and, for the worst
+utterances, the run folder's utterances.jsonl).
+
+Units as stored: peak RSS is MiB (the container's VmHWM in KiB / 1024), model size MB (bytes / 1e6).
+Energy that no sensor measured is one short line; the full reasons are in summary.json's ``unavailable``.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from ..wording import plural
+from . import worst as worst_mod
 
 
 def _fmt(value: Any, fmt: str = "{:.3f}", unit: str = "") -> str:
@@ -14,15 +26,16 @@ def _fmt(value: Any, fmt: str = "{:.3f}", unit: str = "") -> str:
     return fmt.format(value) + unit
 
 
-def summary_table(s: dict[str, Any]) -> Table:
-    t = Table(title=f"{s['backend']} · {s['model']} · {s['quant']} · {s['device']} · {s['dataset']}",
-              show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column()
+def title(s: dict[str, Any]) -> str:
+    return f"{s['backend']} · {s['model']} · {s['quant']} · {s['device']} · {s['dataset']}"
+
+
+def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) lines of the run view, in the order shown."""
     lat = s.get("latency_ms") or {}
     rows = [
         ("status", s["status"] + (f" ({s['error']})" if s.get("error") else "")),
-        ("utterances", f"{s['n_utterances']} ({s['n_failed']} failed, {s['n_scored']} scored, "
+        ("utterances", f"{plural(s['n_utterances'], 'utterance')} ({s['n_failed']} failed, {s['n_scored']} scored, "
                        f"{s['n_unreferenced']} without reference)"),
         ("audio", _fmt(s.get("audio_s"), "{:.1f}", " s")),
         ("WER", _fmt(s.get("wer"), "{:.2%}") + (f"  (S {s['sub']} D {s['del']} I {s['ins']})"
@@ -33,21 +46,47 @@ def summary_table(s: dict[str, Any]) -> Table:
          if lat else "unavailable"),
         ("model load", _fmt(s.get("load_s"), "{:.2f}", " s")),
         ("warm-up", _fmt(s.get("warmup_s"), "{:.2f}", " s")),
-        ("peak RSS", _fmt(s.get("peak_rss_mb"), "{:.0f}", " MB")),
+        ("peak RSS", _fmt(s.get("peak_rss_mb"), "{:.0f}", " MiB")),
         ("model size", _fmt(s.get("model_size_mb"), "{:.0f}", " MB")),
     ]
     rows += _energy_rows(s.get("energy"))
-    for name, value in rows:
-        t.add_row(name, value)
+    repeats = s.get("repeats")
+    if isinstance(repeats, dict) and repeats.get("n"):
+        rows.append(("repeats", f"{repeats['n']}: RTF " + ", ".join(_fmt(v, "{:.4f}") for v in repeats.get("rtf", []))))
+    busy = host_busy(s)
+    if busy:
+        rows.append(("host", f"busy during the timed window: {busy}"))
+    return rows
+
+
+def host_busy(s: dict[str, Any]) -> str | None:
+    """Why the host was busy during the run's timed window (summary["host_load"]), or None."""
+    load = s.get("host_load") or {}
+    return (load.get("busy_reason") or "busy") if load.get("busy") else None
+
+
+def summary_table(s: dict[str, Any]) -> Table:
+    t = Table(title=title(s), show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    for name, value in summary_rows(s):
+        t.add_row(name, escape(value))
     return t
+
+
+def energy_short(e: dict[str, Any]) -> str:
+    """The one short line for energy no sensor measured; the reasons are in summary.json."""
+    reason = (e.get("unavailable") or {}).get("total_j", "")
+    if "--telemetry none" in reason:
+        return "not measured (--telemetry none)"
+    return "no sensor, see README: Energy"
 
 
 def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
     if not e:
         return []
     if e.get("total_j") is None:
-        reason = (e.get("unavailable") or {}).get("total_j", "not measured")
-        return [("energy", f"unavailable: {reason}")]
+        return [("energy", energy_short(e))]
     base = e.get("baseline_w")
     dyn = e.get("dynamic_j")
     rows = [
@@ -72,5 +111,45 @@ def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
     return rows
 
 
-def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
-    (console or Console()).print(summary_table(summary))
+def markdown_summary(s: dict[str, Any]) -> str:
+    esc = lambda t: t.replace("|", "\\|")  # noqa: E731
+    lines = [f"**{esc(title(s))}**", "", "| | |", "|---|---|", *(f"| {esc(n)} | {esc(v)} |" for n, v in summary_rows(s))]
+    return "\n".join(lines) + "\n"
+
+
+def csv_summary(s: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["name", "value"])
+    writer.writerows(summary_rows(s))
+    return buf.getvalue()
+
+
+def run_worst(summary: dict[str, Any], folder: Path | None, n: int = worst_mod.TOP_N) -> worst_mod.Worst:
+    """The run's worst utterances: its own utterances.jsonl, or each repeat's (``repeats.folders``)."""
+    folders = [Path(f) for f in ((summary.get("repeats") or {}).get("folders") or [])] or [folder]
+    sources = []
+    for i, f in enumerate(folders):
+        label = f"repeat {i}" if len(folders) > 1 else ""
+        sources.append((label, worst_mod.read_utterances(f)))
+    return worst_mod.worst(sources, n)
+
+
+def print_summary(summary: dict[str, Any], console: Console | None = None, folder: Path | None = None,
+                  fmt: str = "table") -> None:
+    """The run view in ``fmt`` (table | md | csv; md and csv go to stdout); with ``folder``, the worst
+    utterances under the table (table and md)."""
+    bad = run_worst(summary, folder) if folder is not None else worst_mod.Worst((), ())
+    if fmt == "md":
+        text = markdown_summary(summary)
+        for line in worst_mod.lines(bad):
+            text += f"- {line.strip()}\n" if line.startswith("  ") else f"\n{line}\n\n"
+        print(text, end="")
+        return
+    if fmt == "csv":
+        print(csv_summary(summary), end="")
+        return
+    console = console or Console()
+    console.print(summary_table(summary))
+    for line in worst_mod.lines(bad):
+        console.print(escape(line), style="bold" if not line.startswith(" ") else None, highlight=False)

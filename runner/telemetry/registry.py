@@ -18,6 +18,7 @@ from typing import Any
 
 from runner.errors import UserError
 from runner.telemetry.base import NullSampler, Sampler
+from runner.telemetry.ina3221 import Ina3221Sampler
 from runner.telemetry.jtop import JtopSampler
 from runner.telemetry.nvml import NvmlSampler
 from runner.telemetry.rapl import RaplSampler
@@ -82,8 +83,21 @@ def _rapl(interval_ms: int, devices: tuple[str, ...] | None) -> Sampler:
     return RaplSampler(root=os.environ.get("EDGEASR_POWERCAP_ROOT", "/sys/class/powercap"), interval_ms=interval_ms)
 
 
+def _ina3221(interval_ms: int, devices: tuple[str, ...] | None) -> Sampler:
+    # EDGEASR_SYSFS_ROOT: the host's /sys where it is mounted elsewhere, or a fake Jetson tree in tests
+    return Ina3221Sampler(root=os.environ.get("EDGEASR_SYSFS_ROOT", "/sys"), interval_ms=interval_ms)
+
+
 #: Every sampler, in the order ``--telemetry`` lists them.
 SAMPLERS: tuple[SamplerRow, ...] = (
+    SamplerRow(
+        name="ina3221",
+        factory=_ina3221,
+        auto_rank=5, auto_devices=None, hosts="NVIDIA Jetson (INA3221 power monitors in hwmon/iio sysfs)",
+        scope="board input power (the VDD_IN / POM_5V_IN / VIN input rail), or the partial sum of the "
+              "INA3221 rails on boards without an input rail, read from sysfs with host timestamps",
+        memory="Jetson RAM used (MemTotal - MemAvailable: CPU and GPU memory together)", memory_label="ram",
+        part="board"),
     SamplerRow(
         name="tegrastats",
         factory=lambda interval_ms, devices: TegrastatsSampler(interval_ms=interval_ms),

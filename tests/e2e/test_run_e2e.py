@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
 from helpers import ROOT, subset_manifest, write_tone
 
 from runner.launch.backends import BACKENDS
@@ -105,7 +106,7 @@ def test_tiny_en_int8_on_the_default_dataset(ready, tmp_path):
     assert s["inference_s"] >= sum(u["latency_s"] for u in utts.values()) * 0.99
     assert 100 < s["peak_rss_mb"] < 4000 and 70 < s["model_size_mb"] < 90
     assert s["image"]["id"].startswith("sha256:") and IMAGE in s["image"]["tags"]
-    assert s["image"]["labels"]["org.edgeasr.contract"] == "2"
+    assert s["image"]["labels"]["org.edgeasr.contract"] == str(CONTRACT_VERSION)
     labelled = dict(v.split("=", 1) for v in s["image"]["labels"]["org.edgeasr.versions"].split(","))
     assert s["versions"]["ctranslate2"] == labelled["ctranslate2"] and s["image"]["labels"]["org.edgeasr.base"]
     assert s["versions"]["faster-whisper"] == "1.2.1"
@@ -150,7 +151,7 @@ def test_bad_audio_gives_per_utterance_errors_and_the_rest_go_on(ready, tmp_path
     out = tmp_path / "run"
     r = edgeasr("run", "--data", str(data), "--out", str(out))
     assert r.returncode == 1, r.stderr  # finished, with failures
-    assert "3 utterance(s) failed" in r.stderr
+    assert "3 utterances failed" in r.stderr
     s = _summary(out)
     assert s["status"] == "partial" and s["n_failed"] == 3 and s["n_utterances"] == 6
     assert s["n_scored"] == 2 and s["n_unreferenced"] == 1

@@ -182,7 +182,7 @@ def test_a_changed_audio_file_of_the_same_size_is_rerun(tmp_path):
     assert third.returncode == 0, third.stderr
     text = " ".join(third.stderr.split())
     assert "0 already done" in text
-    assert "rerunning 1 condition(s) with a stored result: the audio or references changed since then" in text
+    assert "rerunning 1 condition with a stored result: the audio or references changed since then" in text
 
 
 def test_a_corrupt_stored_result_is_redone_not_taken_as_done(tmp_path):

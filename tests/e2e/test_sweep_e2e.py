@@ -41,16 +41,31 @@ def sweep(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
+def _base_image(client) -> str:
+    """BASE_IMAGE for the runner image's build: the environment's, else the local debootstrapped base where
+    the engine holds it (no registry needed), else the public one."""
+    from runner.launch.images import LOCAL_BASE, PUBLIC_BASE, image_exists
+
+    if os.environ.get("BASE_IMAGE"):
+        return os.environ["BASE_IMAGE"]
+    return PUBLIC_BASE if image_exists(client, PUBLIC_BASE) or not image_exists(client, LOCAL_BASE) else LOCAL_BASE
+
+
 def test_docker_compose_up_sweep(tmp_path):
-    """`docker compose up sweep` runs the runner in its own container against the host engine, and
-    produces results, a manifest and the report's figures in the project's results folder."""
+    """`docker compose up sweep` from a state where the runner image is absent (a throwaway tag): compose
+    builds it, the runner runs in it against the host engine, and produces results, a manifest and the
+    report's figures in the project's results folder."""
+    client = docker.from_env()
+    tag = f"edgeasr/runner:e2e-{uuid.uuid4().hex[:8]}"
     rel = f"results/e2e-compose-{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ, EXPERIMENT="test-tiny", EDGEASR_RESULTS_DIR=rel, PWD=str(ROOT))
+    env = dict(os.environ, EXPERIMENT="test-tiny", EDGEASR_RESULTS_DIR=rel, PWD=str(ROOT),
+               EDGEASR_RUNNER_IMAGE=tag, BASE_IMAGE=_base_image(client))
     try:
         r = subprocess.run([*_compose(), "up", "--exit-code-from", "sweep", "sweep"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=900)
         subprocess.run([*_compose(), "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert client.images.get(tag).labels.get("org.edgeasr.image") == "runner"  # compose built it
         out = ROOT / rel / "sweeps" / "test-tiny"
         records = _records(out)
         assert len(records) == 4 and len({r["condition"]["key"] for r in records}) == 4
@@ -62,20 +77,28 @@ def test_docker_compose_up_sweep(tmp_path):
         # one container: every condition reports the same model load
         assert len({s["load_s"] for s in by.values()}) == 1
         csv_lines = (out / "results.csv").read_text().splitlines()
-        assert len(csv_lines) == 5 and csv_lines[0].startswith("key,group_key,backend,model,quant")
+        assert len(csv_lines) == 5 and csv_lines[0].startswith("key,group_key,backend,model,model_ref,quant")
         manifest = json.loads((out / "manifest.json").read_text())
-        assert manifest["name"] == "test-tiny" and manifest["finished_at"] and manifest["git_commit"]
+        assert manifest["name"] == "test-tiny" and manifest["finished_at"]
+        assert manifest["git_commit"] or (ROOT / ".git").is_file()  # a git worktree: its .git is outside the mount
         assert manifest["experiment"]["counts"] and manifest["host"]["cpu_count"] >= 1
         image = next(iter(manifest["images"].values()))
         assert image["labels"]["org.edgeasr.backend"] == "faster-whisper"
         pngs = sorted(p.name for p in (out / "report").glob("*.png"))
-        assert pngs == ["accuracy_vs_energy.png", "energy_by_model_quant.png", "rtf_ram_by_model_quant.png",
-                        "wer_by_noise.png"]
-        assert (out / "report" / "report.html").read_text().count("data:image/png;base64,") == 4
-        client = docker.from_env()
+        # the four study figures, then the latency ones its per-utterance files allow (no energy: telemetry none)
+        assert pngs == ["accuracy_vs_energy.png", "energy_by_model_quant.png", "latency_distribution.png",
+                        "latency_vs_length.png", "rtf_ram_by_model_quant.png", "wer_by_noise.png"]
+        # telemetry none: the two energy figures have no data; the page lists them as not drawn
+        page = (out / "report" / "report.html").read_text()
+        assert page.count("data:image/png;base64,") == 4
+        assert "energy per audio second: not drawn" in page.lower() or page.count("not drawn") >= 2
         assert not client.containers.list(all=True, filters={"label": f"org.edgeasr.owner.folder={out}"})
     finally:
         shutil.rmtree(ROOT / rel, ignore_errors=True)
+        try:
+            client.images.remove(tag)
+        except docker.errors.ImageNotFound:
+            pass
 
 
 RESUME = """

@@ -97,7 +97,7 @@ def test_auto_selection_without_sensors_names_every_reason(monkeypatch, tmp_path
     monkeypatch.setenv("PATH", str(tmp_path))  # no tegrastats on PATH
     sampler, reason = select_sampler("auto", "cpu", 100)
     assert isinstance(sampler, NullSampler)
-    assert reason.startswith("no power sensor found (tegrastats:") and "rapl:" in reason
+    assert reason.startswith("no power sensor found (ina3221:") and "tegrastats:" in reason and "rapl:" in reason
     assert "nvml" not in reason  # NVML is only tried for CUDA runs
 
 

@@ -146,3 +146,41 @@ def test_tables_carry_schema_version_and_axes_columns(tmp_path):
     assert len(lines) == 2 and all(x["schema_version"] == 3 for x in lines)
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert "axes.repeat" in header and "decode.beam_size" in header and len(records) == 2
+
+
+class _FailingEngine:
+    """An engine whose container cannot start: the executor still records every condition."""
+
+    name = "docker"
+    host_paths = True
+
+    def __init__(self):
+        self.client = _Client()
+
+    def run(self, *args, **kwargs):
+        from runner.errors import UserError
+
+        raise UserError("the engine refused the container")
+
+
+class _Client:
+    class containers:  # noqa: N801 - shaped like docker-py's client.containers
+        @staticmethod
+        def list():
+            return [type("C", (), {"id": "f" * 64, "name": "neighbour"})()]
+
+
+def test_every_condition_records_the_host_load_before_and_after_its_container(tmp_path, monkeypatch):
+    """Issue 14 item 5: load average and other containers, before and after the timed window, with busy
+    and its reason when a neighbour ran."""
+    from runner import hostload
+
+    spec = _spec(tmp_path)
+    job = plan.plan_run(spec, None)
+    monkeypatch.setattr(hostload, "read_loadavg", lambda path="/proc/loadavg": (0.1, 0.2, 0.3))
+    result = execute.execute_group(job, list(job.conditions), _FailingEngine(), host={}, owner_folder=spec.out)
+    load = result.records[0]["summary"]["host_load"]
+    assert load["before"]["loadavg_1m"] == 0.1 and load["after"]["other_container_names"] == ["neighbour"]
+    assert load["busy"] and "1 other container running (neighbour)" in load["busy_reason"]
+    on_disk = json.loads((spec.out / "summary.json").read_text())
+    assert on_disk["host_load"] == load and on_disk["error"] == "the engine refused the container"

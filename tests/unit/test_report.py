@@ -163,25 +163,43 @@ def test_record_without_condition_is_a_user_error():
 
 # ---------------------------------------------------------------- table
 
-def test_table_shows_mean_ci_and_unavailable_with_reason(tmp_path):
+def test_table_hides_energy_unavailable_everywhere_and_says_so_once(tmp_path):
+    """Energy unavailable in every row is no column and one short line, not a column of "unavailable"
+    (issue 14 item 7; this test pinned the column before); the fixture's 2 repeats show their range."""
     rows = _rows(_without_energy(tmp_path))
     model = build_table(rows, "t")
-    energy_col = model.headers.index("J / audio s")
+    assert "J / audio s" not in model.headers and "avg W" not in model.headers
+    assert model.remarks == ("energy: no sensor, see README: Energy",)
     first = model.rows[0]
-    assert first[energy_col].text == "unavailable" and first[energy_col].unavailable
-    assert model.notes[first[energy_col].note - 1] == NO_ENERGY
-    assert first[model.headers.index("WER %")].text == "5.76 ± 0.51"
+    assert first[model.headers.index("WER %")].text == "5.76 (5.72–5.80)"
     assert model.subtitle == "faster-whisper · cuda · default"  # constant keys leave the columns
 
     out = io.StringIO()
     print_sweep_table(rows, "no-energy sweep", Console(file=out, width=200))
     text = out.getvalue()
-    assert "no-energy sweep" in text and "5.76 ± 0.51" in text and "unavailable [" in text and NO_ENERGY in text
+    assert "no-energy sweep" in text and "5.76 (5.72–5.80)" in text and "energy: no sensor" in text
+    assert NO_ENERGY not in text  # the full reason is in summary.json, not repeated in the table
     assert "0.000" not in text  # unavailable energy is never printed as zero
 
 
+def test_a_metric_unavailable_in_some_rows_keeps_its_column_with_the_reason(tmp_path):
+    """Only a column unavailable in every row is hidden; one gap is "unavailable" with its footnote."""
+    dest = _without_energy(tmp_path)
+    lines = (dest / "conditions.jsonl").read_text().splitlines()
+    good = json.loads((FIXTURE / "conditions.jsonl").read_text().splitlines()[0])
+    lines[0] = json.dumps(good)
+    (dest / "conditions.jsonl").write_text("\n".join(lines) + "\n")
+    model = build_table(_rows(dest), "t")
+    col = model.headers.index("J / audio s")
+    gaps = [r[col] for r in model.rows if r[col].unavailable]
+    assert gaps and model.notes[gaps[0].note - 1] == NO_ENERGY and model.remarks == ()
+
+
 def test_format_stat():
-    assert format_stat(summarize([0.05, 0.06]), 100, 1) == "5.5 ± 6.4"
+    """Two values show their range, not a t-interval 12.7 x their spread (issue 14 item 5; this pinned
+    "5.5 ± 6.4" before); three or more show mean ± the 95 % half-width."""
+    assert format_stat(summarize([0.05, 0.06]), 100, 1) == "5.5 (5.0–6.0)"
+    assert format_stat(summarize([1.0, 2.0, 3.0]), 1, 2) == "2.00 ± 2.48"
     assert format_stat(summarize([0.05]), 100, 1) == "5.0 (n=1)"
     assert format_stat(summarize([None])) == "unavailable"
 
@@ -250,7 +268,7 @@ def test_html_is_self_contained_with_table_and_four_images(tmp_path):
     figs = figures.write_figures(rows, tmp_path)
     page = write_html(tmp_path / "report.html", sweep, rows, figs).read_text()
     assert page.count('src="data:image/png;base64,') == 4
-    assert "<table" in page and "<h1>Jetson Orin smoke sweep</h1>" in page and "5.76 ± 0.51" in page
+    assert "<table" in page and "<h1>Jetson Orin smoke sweep</h1>" in page and "5.76 (5.72–5.80)" in page  # 2 repeats: their range
     assert OOM in page
     for external in ('src="http', "<link", "<script", "url("):
         assert external not in page
@@ -278,7 +296,8 @@ def test_cli_writes_table_figures_and_html(tmp_path, capsys):
     for name in ("energy_by_model_quant.png", "wer_by_noise.png", "rtf_ram_by_model_quant.png",
                  "accuracy_vs_energy.png"):
         _assert_readable_png(out_dir / name)
-    assert (out_dir / "report.html").read_text().count("data:image/png;base64,") == 4
+    # the four, then the study figures this fixture has data for: energy against SNR, latency distribution
+    assert (out_dir / "report.html").read_text().count("data:image/png;base64,") == 6
     printed = capsys.readouterr().out
     assert "Jetson Orin smoke sweep" in printed and str(out_dir / "report.html") in printed
 
@@ -294,7 +313,7 @@ def test_missing_or_empty_results_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist") as exc:
         report_cmd.main(_args(str(tmp_path / "nope")))
     assert exc.value.exit_code == 2
-    with pytest.raises(UserError, match="no conditions.jsonl"):
+    with pytest.raises(UserError, match="neither summary.json .* nor conditions.jsonl"):  # runs are read too
         report_cmd.main(_args(str(tmp_path)))
     (tmp_path / "conditions.jsonl").write_text("")
     with pytest.raises(UserError, match="holds no conditions"):
@@ -541,4 +560,4 @@ def test_cli_reports_an_axes_sweep(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "decode.batch_size" in printed and "Batch size and beam size on CPU" in printed
     assert (results / "report" / "rtf_vs_decode.batch_size.png").is_file()
-    assert (results / "report" / "report.html").read_text().count("data:image/png;base64,") == 6
+    assert (results / "report" / "report.html").read_text().count("data:image/png;base64,") == 7  # + the latency distribution (study figures)

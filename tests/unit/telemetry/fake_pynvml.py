@@ -8,6 +8,9 @@ checks the names, signatures and error codes against the installed real
 
 Units, as in NVML: energy counter in millijoules (int, since driver load),
 power in milliwatts (int), memory in bytes, clocks in MHz, temperature in C.
+Operating points (runner/power): supported clocks, locked graphics and memory clocks (a lock above
+``power_cap_mhz`` runs at the cap and raises the SwPowerCap clock event reason, as a power-limited GPU does),
+the power limit and its constraints, and NoPermission from the Set* calls for a caller without the rights.
 The fake GPU's energy counter integrates its ``power_mw`` over the host wall
 clock (``time.time_ns()``), the clock the sampler stamps samples with, so
 tests can compute the exact energy of any window.
@@ -41,7 +44,13 @@ NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_ERROR_GPU_IS_LOST = 15
 
 NVML_TEMPERATURE_GPU = 0
+NVML_CLOCK_GRAPHICS = 0
 NVML_CLOCK_SM = 1
+NVML_CLOCK_MEM = 2
+# nvmlClocksEventReason* bits, as nvml.h defines them.
+nvmlClocksEventReasonGpuIdle = 0x1
+nvmlClocksEventReasonSwPowerCap = 0x4
+nvmlClocksEventReasonSwThermalSlowdown = 0x20
 NVML_FI_DEV_POWER_AVERAGE = 185
 NVML_FI_DEV_POWER_INSTANT = 186
 NVML_VALUE_TYPE_UNSIGNED_INT = 1
@@ -186,6 +195,20 @@ class FakeGpu:
     uuid: str = field(default_factory=lambda: _next_uuid("GPU"))
     migs: list = field(default_factory=list)  # FakeMig instances (MIG mode on)
     _origin_ns: int = field(default_factory=time.time_ns)
+    # -- operating point (runner/power): locked clocks, power limit, clock event reasons ---------------------
+    # Supported clocks as NVML lists them (MHz, highest first); one graphics list for every memory clock.
+    supported_mem_mhz: tuple = (9501, 5001, 810, 405)
+    supported_graphics_mhz: tuple = (1980, 1755, 1500, 1215, 900, 600, 345, 210)
+    mem_clock_mhz: int = 9501
+    locked_gpu_mhz: tuple | None = None  # (min, max) after nvmlDeviceSetGpuLockedClocks
+    locked_mem_mhz: tuple | None = None
+    power_cap_mhz: int | None = None  # the highest clock the power limit lets it reach (clamping); None: no cap
+    power_limit_mw: int = 300_000
+    power_limit_default_mw: int = 300_000
+    power_limit_range_mw: tuple = (100_000, 350_000)
+    settable: bool = True  # False: the Set* calls answer NoPermission, as for a non-root caller
+    event_reasons: int = 0
+    driver_version: str = "550.54.15"
 
     def __post_init__(self) -> None:
         for mig in self.migs:
@@ -205,6 +228,8 @@ class FakePynvml:
 
     NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
     NVML_CLOCK_SM = NVML_CLOCK_SM
+    NVML_CLOCK_GRAPHICS = NVML_CLOCK_GRAPHICS
+    NVML_CLOCK_MEM = NVML_CLOCK_MEM
     NVML_SUCCESS = NVML_SUCCESS
     NVML_FI_DEV_POWER_AVERAGE = NVML_FI_DEV_POWER_AVERAGE
     NVML_FI_DEV_POWER_INSTANT = NVML_FI_DEV_POWER_INSTANT
@@ -344,10 +369,87 @@ class FakePynvml:
         return list(handle.processes)
 
     def nvmlDeviceGetClockInfo(self, handle: FakeGpu, type: int) -> int:
+        """SM and graphics clocks: the locked clock when locked (lowered to ``power_cap_mhz``), else
+        ``sm_clock_mhz``; the memory clock: the locked one, else ``mem_clock_mhz``."""
         self._check_init()
-        if type != NVML_CLOCK_SM or handle.sm_clock_mhz is None:
+        if type == NVML_CLOCK_MEM:
+            return handle.locked_mem_mhz[1] if handle.locked_mem_mhz else handle.mem_clock_mhz
+        if type not in (NVML_CLOCK_SM, NVML_CLOCK_GRAPHICS) or handle.sm_clock_mhz is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
-        return handle.sm_clock_mhz
+        clock = handle.locked_gpu_mhz[1] if handle.locked_gpu_mhz else handle.sm_clock_mhz
+        if handle.power_cap_mhz is not None:
+            clock = min(clock, handle.power_cap_mhz)
+        return clock
+
+    # -- operating point ------------------------------------------------------------------------------------
+
+    def _settable(self, handle: FakeGpu) -> None:
+        self._check_init()
+        if isinstance(handle, FakeMig):
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        if not handle.settable:
+            raise NVMLError(NVML_ERROR_NO_PERMISSION)
+
+    def nvmlDeviceGetSupportedMemoryClocks(self, handle: FakeGpu) -> list:
+        self._check_init()
+        return list(handle.supported_mem_mhz)
+
+    def nvmlDeviceGetSupportedGraphicsClocks(self, handle: FakeGpu, memoryClockMHz) -> list:
+        self._check_init()
+        if memoryClockMHz not in handle.supported_mem_mhz:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return list(handle.supported_graphics_mhz)
+
+    def nvmlDeviceSetGpuLockedClocks(self, handle: FakeGpu, minGpuClockMHz, maxGpuClockMHz) -> None:
+        self._settable(handle)
+        handle.locked_gpu_mhz = (minGpuClockMHz, maxGpuClockMHz)
+
+    def nvmlDeviceResetGpuLockedClocks(self, handle: FakeGpu) -> None:
+        self._settable(handle)
+        handle.locked_gpu_mhz = None
+
+    def nvmlDeviceSetMemoryLockedClocks(self, handle: FakeGpu, minMemClockMHz, maxMemClockMHz) -> None:
+        self._settable(handle)
+        handle.locked_mem_mhz = (minMemClockMHz, maxMemClockMHz)
+
+    def nvmlDeviceResetMemoryLockedClocks(self, handle: FakeGpu) -> None:
+        self._settable(handle)
+        handle.locked_mem_mhz = None
+
+    def nvmlDeviceGetPowerManagementLimit(self, handle: FakeGpu) -> int:
+        self._check_init()
+        return handle.power_limit_mw
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: FakeGpu) -> int:
+        self._check_init()
+        return handle.power_limit_mw
+
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: FakeGpu) -> int:
+        self._check_init()
+        return handle.power_limit_default_mw
+
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: FakeGpu) -> list:
+        self._check_init()
+        return list(handle.power_limit_range_mw)
+
+    def nvmlDeviceSetPowerManagementLimit(self, handle: FakeGpu, limit) -> None:
+        self._settable(handle)
+        lo, hi = handle.power_limit_range_mw
+        if not lo <= limit <= hi:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        handle.power_limit_mw = limit
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: FakeGpu) -> int:
+        """``event_reasons``, plus the power cap bit while the cap holds a locked clock down."""
+        self._check_init()
+        reasons = handle.event_reasons
+        if handle.power_cap_mhz is not None and handle.locked_gpu_mhz and handle.locked_gpu_mhz[1] > handle.power_cap_mhz:
+            reasons |= nvmlClocksEventReasonSwPowerCap
+        return reasons
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        self._check_init()
+        return self.gpus[0].driver_version if self.gpus else "550.54.15"
 
     def nvmlDeviceGetTemperature(self, handle: FakeGpu, sensor: int) -> int:
         self._check_init()
@@ -379,4 +481,17 @@ IMITATED_FUNCTIONS = (
     "nvmlDeviceGetMemoryInfo",
     "nvmlDeviceGetClockInfo",
     "nvmlDeviceGetTemperature",
+    "nvmlDeviceGetSupportedMemoryClocks",
+    "nvmlDeviceGetSupportedGraphicsClocks",
+    "nvmlDeviceSetGpuLockedClocks",
+    "nvmlDeviceResetGpuLockedClocks",
+    "nvmlDeviceSetMemoryLockedClocks",
+    "nvmlDeviceResetMemoryLockedClocks",
+    "nvmlDeviceGetPowerManagementLimit",
+    "nvmlDeviceGetEnforcedPowerLimit",
+    "nvmlDeviceGetPowerManagementDefaultLimit",
+    "nvmlDeviceGetPowerManagementLimitConstraints",
+    "nvmlDeviceSetPowerManagementLimit",
+    "nvmlDeviceGetCurrentClocksEventReasons",
+    "nvmlSystemGetDriverVersion",
 )

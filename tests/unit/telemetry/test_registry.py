@@ -7,6 +7,7 @@ import pytest
 
 from runner.errors import UserError
 from runner.telemetry.base import NullSampler
+from runner.telemetry.ina3221 import Ina3221Sampler
 from runner.telemetry.jtop import JtopSampler
 from runner.telemetry.nvml import NvmlSampler
 from runner.telemetry.rapl import RaplSampler
@@ -15,8 +16,8 @@ from runner.telemetry.tegrastats import TegrastatsSampler
 
 
 def test_every_name_builds_its_sampler():
-    expected = {"tegrastats": TegrastatsSampler, "jtop": JtopSampler, "nvml": NvmlSampler, "rapl": RaplSampler,
-                "none": NullSampler}
+    expected = {"ina3221": Ina3221Sampler, "tegrastats": TegrastatsSampler, "jtop": JtopSampler,
+                "nvml": NvmlSampler, "rapl": RaplSampler, "none": NullSampler}
     assert set(SAMPLER_NAMES) == set(expected)
     for name, cls in expected.items():
         sampler = make_sampler(name, interval_ms=50)
@@ -43,11 +44,12 @@ def test_interval_must_be_positive():
 # -- the sampler table ----------------------------------------------------------------------------
 
 def test_the_auto_order_is_todays_order():
-    """`--telemetry auto` tries Jetson first (tegrastats, then jtop), NVML only for a CUDA run, RAPL last."""
+    """`--telemetry auto` tries Jetson first (its INA3221 sysfs rails, tegrastats, then jtop), NVML only for a
+    CUDA run, RAPL last."""
     from runner.telemetry.select import auto_order
 
-    assert auto_order("cpu") == ["tegrastats", "jtop", "rapl"]
-    assert auto_order("cuda") == ["tegrastats", "jtop", "nvml", "rapl"]
+    assert auto_order("cpu") == ["ina3221", "tegrastats", "jtop", "rapl"]
+    assert auto_order("cuda") == ["ina3221", "tegrastats", "jtop", "nvml", "rapl"]
 
 
 def test_the_table_drives_the_auto_order(monkeypatch):
@@ -78,7 +80,7 @@ def test_the_table_drives_the_auto_order(monkeypatch):
     sampler, reason = select.select_sampler("auto", "cpu", 100)
     assert reason is None and isinstance(sampler, Fake)
     assert sampler.health()["scope"] == "a fake board"
-    assert registry.SAMPLER_NAMES == tuple(r.name for r in registry.SAMPLERS[:5])
+    assert registry.SAMPLER_NAMES == tuple(r.name for r in registry.SAMPLERS[:-2])
     assert select.CHOICES == ("auto", *registry.SAMPLER_NAMES)
 
 
@@ -119,7 +121,7 @@ def test_every_sampler_describes_itself_and_reports_health():
         health = sampler.health()
         assert health["sampler"] == row.name and health["scope"] == row.scope and health["memory"] == row.memory
         assert isinstance(health["ok"], bool) and health["n_samples"] == 0
-    assert memory_labels() == {"tegrastats": "ram", "jtop": "ram", "nvml": "gpu_mem"}
+    assert memory_labels() == {"ina3221": "ram", "tegrastats": "ram", "jtop": "ram", "nvml": "gpu_mem"}
     assert describe("rapl")["memory"] is None and "CPU package and DRAM" in describe("rapl")["scope"]
     assert describe("not-a-sampler") == {"sampler": "not-a-sampler"}
 

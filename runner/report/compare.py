@@ -1,0 +1,345 @@
+"""Compare a baseline's results with one or more candidates': matched conditions, deltas, noise, gates.
+
+Each side is a run folder or a sweep folder (aggregate.load_results), aggregated over its repeats. Conditions
+are matched on every key field except the ones that tell the two sides apart as a whole: a field with one
+value in the baseline and another single value in the candidate (the image, the library versions, the
+model...) is what is being compared, not a reason for two conditions not to match. Two single-condition
+folders (two runs) always match.
+
+Deltas: WER in percentage points, RTF, p50 latency and energy per audio second in percent, peak RSS in MiB.
+A delta the repeats cannot tell from noise is marked: Welch's t-test at 95 % where both sides have at least
+2 repeats ("within noise"), "no repeats" where either side has one. The regression gates
+(``--max-wer-increase`` and friends) judge the mean delta; a gate whose metric is unavailable on either side
+fails, since a gate that cannot be checked must not pass silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .aggregate import AggregateRow, GroupKey, KeyNames, Stat, Sweep, aggregate, format_axis_value, t975
+from .sweep_table import Cell, TableModel
+
+
+@dataclass(frozen=True)
+class CompareMetric:
+    """A compared metric: its aggregate name, header, how its change is expressed (``points``: x100
+    difference, ``pct``: relative change in %, ``diff``: difference in the stored unit), and digits shown."""
+
+    metric: str
+    header: str
+    change: str
+    unit: str
+    scale: float = 1.0
+    digits: int = 3
+
+
+COMPARED: tuple[CompareMetric, ...] = (
+    CompareMetric("wer", "WER %", "points", "points", 100.0, 2),
+    CompareMetric("rtf", "RTF", "pct", "%", 1.0, 4),
+    CompareMetric("latency_p50_ms", "p50 latency ms", "pct", "%", 1.0, 0),
+    CompareMetric("peak_rss_mb", "peak RSS MiB", "diff", "MiB", 1.0, 0),
+    CompareMetric("j_per_audio_s", "J / audio s", "pct", "%", 1.0, 3),
+)
+BY_NAME = {m.metric: m for m in COMPARED}
+
+WITHIN_NOISE = "within noise"
+NO_REPEATS = "no repeats"
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One metric of one matched condition: both sides' Stats, the change (None: unavailable on a side, or a
+    relative change from 0) and whether the repeats tell it from noise (``noise``: None when they do)."""
+
+    metric: str
+    baseline: Stat
+    candidate: Stat
+    change: float | None
+    noise: str | None
+
+    @property
+    def spec(self) -> CompareMetric:
+        return BY_NAME[self.metric]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A baseline condition and its match in one candidate."""
+
+    label: str
+    candidate: str  # the candidate's label (its folder's name)
+    baseline_row: AggregateRow
+    candidate_row: AggregateRow
+    deltas: tuple[Delta, ...]
+
+    def delta(self, metric: str) -> Delta:
+        return next(d for d in self.deltas if d.metric == metric)
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Regression limits; None: not checked."""
+
+    max_wer_increase_points: float | None = None
+    max_rtf_increase_pct: float | None = None
+    max_energy_increase_pct: float | None = None
+
+    def items(self) -> list[tuple[str, str, float]]:
+        """(metric, flag, limit) of every gate set."""
+        out = []
+        for metric, flag, limit in (("wer", "--max-wer-increase", self.max_wer_increase_points),
+                                    ("rtf", "--max-rtf-increase", self.max_rtf_increase_pct),
+                                    ("j_per_audio_s", "--max-energy-increase", self.max_energy_increase_pct)):
+            if limit is not None:
+                out.append((metric, flag, limit))
+        return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    baseline: str
+    candidates: tuple[str, ...]
+    pairs: tuple[Pair, ...]
+    ignored: tuple[str, ...]  # key fields left out of the matching: what the sides differ in as a whole
+    unmatched: tuple[str, ...]  # one line per condition of either side with no match on the other
+
+    def gate_failures(self, gates: Gates) -> list[str]:
+        """One sentence per condition and gate exceeded (or that could not be checked); [] when all pass."""
+        failures = []
+        for metric, flag, limit in gates.items():
+            spec = BY_NAME[metric]
+            for pair in self.pairs:
+                d = pair.delta(metric)
+                where = f"{pair.label} ({pair.candidate})"
+                if d.change is None:
+                    why = "; ".join(dict.fromkeys((*d.baseline.reasons, *d.candidate.reasons))) or "no value"
+                    failures.append(f"{where}: {flag} cannot be checked: {spec.header} unavailable ({why})")
+                elif d.change > limit:
+                    noise = f", {d.noise}" if d.noise else ""
+                    failures.append(f"{where}: {spec.header} rose {format_change(d)} (limit {limit:g} "
+                                    f"{spec.unit}{noise})")
+        return failures
+
+
+def _fields(key: GroupKey) -> dict[str, Any]:
+    """Every field a condition can be matched on."""
+    fields = {"backend": key.backend, "model": key.model_id, "quant": key.quant, "device": key.device,
+              "dataset": key.dataset_id, "image": key.image, "versions": key.versions,
+              "noise": (key.noise_type, key.snr_db)}
+    fields.update({f"axes.{p}": v for p, v in key.axes})
+    return fields
+
+
+def _constant(rows: Sequence[AggregateRow], name: str) -> tuple[bool, Any]:
+    values = {_fields(r.key).get(name) for r in rows}
+    return len(values) == 1, next(iter(values)) if len(values) == 1 else None
+
+
+def ignored_fields(base: Sequence[AggregateRow], cand: Sequence[AggregateRow]) -> list[str]:
+    """The key fields with one value on each side, different between the sides: what is being compared."""
+    names = sorted({n for r in (*base, *cand) for n in _fields(r.key)})
+    out = []
+    for name in names:
+        one_b, vb = _constant(base, name)
+        one_c, vc = _constant(cand, name)
+        if one_b and one_c and vb != vc:
+            out.append(name)
+    return out
+
+
+def _match_key(key: GroupKey, ignored: Sequence[str]) -> tuple:
+    return tuple(sorted((n, json.dumps(v, default=str)) for n, v in _fields(key).items() if n not in ignored))
+
+
+def distinguishable(a: Stat, b: Stat) -> bool | None:
+    """Whether the means differ at 95 % by Welch's t-test; None when a side has fewer than 2 values."""
+    if a.mean is None or b.mean is None or a.n < 2 or b.n < 2 or a.std is None or b.std is None:
+        return None
+    va, vb = a.std ** 2 / a.n, b.std ** 2 / b.n
+    se = math.sqrt(va + vb)
+    diff = abs(b.mean - a.mean)
+    if se == 0:
+        return diff > 0
+    df = (va + vb) ** 2 / ((va ** 2 / (a.n - 1) if va else 0.0) + (vb ** 2 / (b.n - 1) if vb else 0.0))
+    return diff / se > t975(max(1, int(df)))
+
+
+def delta(metric: str, a: Stat, b: Stat) -> Delta:
+    spec = BY_NAME[metric]
+    change = None
+    if a.mean is not None and b.mean is not None:
+        if spec.change == "points":
+            change = (b.mean - a.mean) * 100.0
+        elif spec.change == "pct":
+            change = (b.mean / a.mean - 1.0) * 100.0 if a.mean else None
+        else:
+            change = b.mean - a.mean
+    tells = distinguishable(a, b)
+    noise = None if tells else (NO_REPEATS if tells is None else WITHIN_NOISE)
+    if change is None:
+        noise = None
+    return Delta(metric, a, b, change, noise)
+
+
+def compare(baseline: Sweep, candidates: Sequence[tuple[str, Sweep]], baseline_label: str = "baseline") -> Comparison:
+    """Match each candidate's conditions with the baseline's and compute every delta."""
+    base_rows = aggregate(baseline.records)
+    pairs: list[Pair] = []
+    unmatched: list[str] = []
+    ignored_all: list[str] = []
+    for cand_label, cand in candidates:
+        cand_rows = aggregate(cand.records)
+        if len(base_rows) == 1 and len(cand_rows) == 1:  # two runs: they are the comparison
+            ignored = sorted(set(_fields(base_rows[0].key)) | set(_fields(cand_rows[0].key)))
+            ignored = [n for n in ignored if _fields(base_rows[0].key).get(n) != _fields(cand_rows[0].key).get(n)]
+        else:
+            ignored = ignored_fields(base_rows, cand_rows)
+        for n in ignored:
+            text = f"{n} ({_value_text(n, _fields(base_rows[0].key).get(n))} → " \
+                   f"{_value_text(n, _fields(cand_rows[0].key).get(n))})"
+            if text not in ignored_all:
+                ignored_all.append(text)
+        labels = _labeller([r.key for r in (*base_rows, *cand_rows)], ignored)
+        by_key = {}
+        for r in cand_rows:
+            by_key.setdefault(_match_key(r.key, ignored), r)
+        used = set()
+        for b in base_rows:
+            k = _match_key(b.key, ignored)
+            c = by_key.get(k)
+            if c is None:
+                unmatched.append(f"{labels(b.key)}: only in {baseline_label}")
+                continue
+            used.add(k)
+            pairs.append(Pair(labels(b.key), cand_label, b, c,
+                              tuple(delta(m.metric, b.stat(m.metric), c.stat(m.metric)) for m in COMPARED)))
+        for k, c in by_key.items():
+            if k not in used:
+                unmatched.append(f"{labels(c.key)}: only in {cand_label}")
+    return Comparison(baseline_label, tuple(lbl for lbl, _ in candidates), tuple(pairs), tuple(ignored_all),
+                      tuple(unmatched))
+
+
+def _value_text(name: str, value: Any) -> str:
+    """A key field's value as compare shows it in "compared across": a model or dataset by its short name."""
+    if value is None:
+        return "–"
+    if name == "noise":
+        kind, snr = value
+        return kind if snr is None else f"{kind} {snr:g} dB"
+    if isinstance(value, tuple) and value and isinstance(value[0], str):
+        return value[0]
+    return format_axis_value(value) if not isinstance(value, str) else (value or "–")
+
+
+def _labeller(keys: Sequence[GroupKey], ignored: Sequence[str]):
+    """A condition's label: model and quant, then each other field that varies among ``keys`` (and is not
+    what the sides differ in), then the noise."""
+    names = KeyNames.of(keys)
+    varying = [n for n in sorted({n for k in keys for n in _fields(k)})
+               if n not in ignored and n not in ("model", "quant", "noise")
+               and len({json.dumps(_fields(k).get(n), default=str) for k in keys}) > 1]
+
+    def label(key: GroupKey) -> str:
+        parts = [names.model(key), key.quant]
+        for n in varying:
+            if n.startswith("axes."):
+                parts.append(f"{n[5:]}={format_axis_value(key.axis(n[5:]))}")
+            elif n == "dataset":
+                parts.append(names.dataset(key))
+            else:
+                parts.append(str(getattr(key, n)))
+        return " ".join([*parts, key.noise_label])
+
+    return label
+
+
+def format_value(stat: Stat, spec: CompareMetric) -> str:
+    return "unavailable" if stat.mean is None else f"{stat.mean * spec.scale:.{spec.digits}f}"
+
+
+def format_change(d: Delta) -> str:
+    """"+0.34 points", "-12.5 %", "+18 MiB"; "n/a" when unavailable."""
+    if d.change is None:
+        return "n/a"
+    spec = d.spec
+    digits = 2 if spec.change == "points" else (1 if spec.change == "pct" else 0)
+    return f"{d.change:+.{digits}f} {spec.unit}" if spec.unit != "%" else f"{d.change:+.{digits}f} %"
+
+
+def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
+    """The comparison as a TableModel (rendered like the sweep table: terminal, Markdown): one row per matched
+    condition and candidate, each metric "baseline → candidate (change)", ``~`` marking a change within
+    noise and ``?`` one without repeats to judge."""
+    metrics = [m for m in COMPARED if any(p.delta(m.metric).baseline.mean is not None
+                                          or p.delta(m.metric).candidate.mean is not None for p in cmp.pairs)]
+    many = len(cmp.candidates) > 1
+    headers = ("condition", *(("candidate",) if many else ()), *(m.header for m in metrics))
+    rows = []
+    for p in cmp.pairs:
+        cells = [Cell(p.label), *((Cell(p.candidate),) if many else ())]
+        for m in metrics:
+            d = p.delta(m.metric)
+            mark = {WITHIN_NOISE: " ~", NO_REPEATS: " ?"}.get(d.noise or "", "")
+            text = f"{format_value(d.baseline, m)} → {format_value(d.candidate, m)} ({format_change(d)}){mark}"
+            cells.append(Cell(text, unavailable=d.change is None))
+        rows.append(tuple(cells))
+    marks = {d.noise for p in cmp.pairs for d in p.deltas}
+    remarks = [*(["~ within noise: the repeats cannot tell this change from noise (Welch t-test, 95 %)"]
+                 if WITHIN_NOISE in marks else []),
+               *(["? no repeats on a side, so noise cannot be judged (run with --repeats 3 or more)"]
+                 if NO_REPEATS in marks else [])]
+    if cmp.ignored:
+        remarks.append("compared across: " + ", ".join(cmp.ignored))
+    remarks += [f"unmatched: {u}" for u in cmp.unmatched]
+    if gates is not None:
+        failures = cmp.gate_failures(gates)
+        remarks += [f"REGRESSION: {f}" for f in failures]
+        if gates.items() and not failures:
+            remarks.append("gates passed: " + ", ".join(f"{flag} {limit:g}" for _, flag, limit in gates.items()))
+    return TableModel(title=f"{', '.join(cmp.candidates)} against {cmp.baseline}", subtitle="",
+                      headers=headers, n_key_columns=2 if many else 1, rows=tuple(rows), notes=(),
+                      remarks=tuple(remarks))
+
+
+def _stat_json(stat: Stat) -> dict[str, Any]:
+    return {"mean": stat.mean, "n": stat.n, "min": stat.min, "max": stat.max, "std": stat.std,
+            "unavailable": list(stat.reasons) or None}
+
+
+def to_json(cmp: Comparison, gates: Gates) -> dict[str, Any]:
+    """The comparison as one JSON object (``--format json``)."""
+    failures = cmp.gate_failures(gates)
+    return {
+        "baseline": cmp.baseline,
+        "candidates": list(cmp.candidates),
+        "compared_across": list(cmp.ignored),
+        "pairs": [{"condition": p.label, "candidate": p.candidate,
+                   "metrics": {d.metric: {"baseline": _stat_json(d.baseline), "candidate": _stat_json(d.candidate),
+                                          "change": d.change, "unit": d.spec.unit, "noise": d.noise}
+                               for d in p.deltas}} for p in cmp.pairs],
+        "unmatched": list(cmp.unmatched),
+        "gates": {flag.lstrip("-"): limit for _, flag, limit in gates.items()},
+        "regressions": failures,
+        "passed": not failures,
+    }
+
+
+def to_csv(cmp: Comparison) -> str:
+    """One line per matched condition, candidate and metric (long form, for spreadsheets and scripts)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["condition", "candidate", "metric", "baseline", "baseline_n", "candidate_value", "candidate_n",
+                "change", "unit", "noise"])
+    for p in cmp.pairs:
+        for d in p.deltas:
+            w.writerow([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
+                        d.candidate.n, d.change, d.spec.unit, d.noise or ""])
+    return buf.getvalue()

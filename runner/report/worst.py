@@ -1,0 +1,102 @@
+"""The worst utterances of a run or a sweep: the few with the highest WER and the highest latency.
+
+One hallucination loop can make a model's WER five times worse; a mean never shows it, the utterance does.
+Reads utterances.jsonl only (the merged per-utterance records), and shows each with its reference and
+hypothesis, shortened to a line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..results import read_jsonl
+
+#: How many utterances each list shows by default.
+TOP_N = 3
+TEXT_CHARS = 80  # a reference or hypothesis longer than this is cut, with "…"
+
+
+@dataclass(frozen=True)
+class WorstUtterance:
+    """One utterance worth a look, with where it came from (``where``: the condition's label, "" in a run)."""
+
+    id: str
+    where: str
+    wer: float | None
+    latency_s: float | None
+    duration_s: float | None
+    reference: str | None
+    hypothesis: str | None
+
+
+@dataclass(frozen=True)
+class Worst:
+    by_wer: tuple[WorstUtterance, ...]
+    by_latency: tuple[WorstUtterance, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.by_wer or self.by_latency)
+
+
+def read_utterances(folder: Path | None) -> list[dict[str, Any]]:
+    """The merged utterances of one run or condition folder ([] where there is none)."""
+    if folder is None:
+        return []
+    return read_jsonl(Path(folder) / "utterances.jsonl")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def worst(sources: Iterable[tuple[str, Sequence[Mapping[str, Any]]]], n: int = TOP_N) -> Worst:
+    """The ``n`` utterances with the highest WER (above 0) and the ``n`` slowest, over (label, utterances)
+    pairs. One utterance of one condition appears once per list, at its worst (repeats are not n entries)."""
+    best: dict[tuple[str, str], WorstUtterance] = {}
+    slow: dict[tuple[str, str], WorstUtterance] = {}
+    for where, utts in sources:
+        for u in utts:
+            if u.get("status") != "ok":
+                continue
+            item = WorstUtterance(id=str(u.get("id")), where=where, wer=_number(u.get("wer")),
+                                  latency_s=_number(u.get("latency_s")), duration_s=_number(u.get("duration_s")),
+                                  reference=u.get("reference"), hypothesis=u.get("hypothesis"))
+            key = (where, item.id)
+            if item.wer is not None and item.wer > 0 and (key not in best or item.wer > (best[key].wer or 0)):
+                best[key] = item
+            if item.latency_s is not None and (key not in slow or item.latency_s > (slow[key].latency_s or 0)):
+                slow[key] = item
+    by_wer = sorted(best.values(), key=lambda u: (-(u.wer or 0), u.where, u.id))[:n]
+    by_latency = sorted(slow.values(), key=lambda u: (-(u.latency_s or 0), u.where, u.id))[:n]
+    return Worst(tuple(by_wer), tuple(by_latency))
+
+
+def _short(text: str | None) -> str:
+    if text is None:
+        return "(none)"
+    text = " ".join(str(text).split())
+    return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS - 1] + "…"
+
+
+def describe(u: WorstUtterance, by: str) -> str:
+    """One line: the figure it is worst by, where, its id, then reference and hypothesis."""
+    figure = (f"WER {u.wer:.0%}" if by == "wer" else
+              f"latency {u.latency_s * 1000:.0f} ms" + (f" for {u.duration_s:.1f} s of audio"
+                                                       if u.duration_s is not None else ""))
+    where = f"{u.where} · " if u.where else ""
+    return f'{figure} · {where}{u.id} · ref "{_short(u.reference)}" · hyp "{_short(u.hypothesis)}"'
+
+
+def lines(w: Worst) -> list[str]:
+    """The two lists as text lines, each headed ("worst by WER:", "slowest:")."""
+    out = []
+    if w.by_wer:
+        out.append("worst by WER:")
+        out += [f"  {describe(u, 'wer')}" for u in w.by_wer]
+    if w.by_latency:
+        out.append("slowest:")
+        out += [f"  {describe(u, 'latency')}" for u in w.by_latency]
+    return out

@@ -1,0 +1,20 @@
+"""How numbers and counts read in what edgeasr prints: one place, so every command says them alike."""
+
+from __future__ import annotations
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """"1 utterance", "2 utterances", "0 conditions" (``many``: an irregular plural)."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def seconds(value: float) -> str:
+    """Seconds without float noise: "0.3 s" (not 0.30000000000000004), "12 s", "1.25 s"; at most 3 significant
+    decimals below 10 s, whole seconds from 100 s on."""
+    if value >= 100:
+        return f"{value:.0f} s"
+    text = f"{value:.3g}" if value < 10 else f"{value:.1f}"
+    if "e" in text:
+        text = f"{value:.3f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return f"{text} s"

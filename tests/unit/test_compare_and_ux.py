@@ -1,0 +1,338 @@
+"""Issue 14: compare and its regression gates, report over run folders, small-n statistics, host load,
+worst utterances, energy said once, --format md|csv, units and wording."""
+
+import argparse
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+from rich.console import Console
+
+from runner import hostload
+from runner.commands import compare as compare_cmd
+from runner.commands import noise as noise_cmd
+from runner.commands import report as report_cmd
+from runner.errors import UserError
+from runner.report import worst
+from runner.report.aggregate import aggregate, load_many, load_results, summarize
+from runner.report.compare import NO_REPEATS, WITHIN_NOISE, Gates, compare, delta, distinguishable
+from runner.report.sweep_table import build_table, csv_table, markdown_table
+from runner.report.table import csv_summary, markdown_summary, print_summary, summary_rows
+from runner.wording import plural, seconds
+
+FIXTURE = ROOT / "tests/fixtures/sweep"
+
+
+# ---------------------------------------------------------------- helpers
+
+def _summary(wer=0.10, rtf=0.05, p50=200.0, rss=600.0, j=None, model="tiny.en", image="edgeasr/fw:1", **extra):
+    s = {"backend": "faster-whisper", "model": model, "quant": "int8", "device": "cpu", "dataset": "default",
+         "model_ref": f"/models/{model}", "data_path": "/data/default", "status": "ok", "error": None,
+         "n_utterances": 2, "n_failed": 0, "n_scored": 2, "n_unreferenced": 0, "audio_s": 4.0, "wer": wer,
+         "rtf": rtf, "sub": 1, "del": 0, "ins": 0, "latency_ms": {"p50": p50, "p90": p50, "p99": p50}, "peak_rss_mb": rss,
+         "image": {"ref": image, "labels": {}}, "unavailable": {},
+         "energy": ({"total_j": j * 4, "j_per_audio_s": j, "avg_w": 5.0, "source": "rapl", "scope": "CPU"}
+                    if j is not None else {"total_j": None, "j_per_audio_s": None, "source": None,
+                                           "unavailable": {"total_j": "no power sensor found (rapl: no)",
+                                                           "j_per_audio_s": "no power sensor found (rapl: no)"}})}
+    s["condition"] = {"key": "k1", "backend": s["backend"], "model": model, "quant": "int8", "device": "cpu",
+                      "dataset": "default", "model_ref": s["model_ref"], "data_path": s["data_path"],
+                      "noise_type": "clean", "snr_db": None, "repeat": 0, "image": image, "axes": {}}
+    s.update(extra)
+    return s
+
+
+def _run_folder(tmp_path: Path, name: str, utts=(), **kw) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(_summary(**kw)))
+    (folder / "utterances.jsonl").write_text("".join(json.dumps(u) + "\n" for u in utts))
+    return folder
+
+
+def _shifted_sweep(tmp_path: Path, name: str, wer_add: float = 0.0, rtf_mul: float = 1.0) -> Path:
+    """The fixture sweep with every WER raised by ``wer_add`` and every RTF multiplied by ``rtf_mul``."""
+    dest = tmp_path / name
+    shutil.copytree(FIXTURE, dest)
+    lines = []
+    for line in (FIXTURE / "conditions.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        s = rec["summary"]
+        if s.get("wer") is not None:
+            s["wer"] += wer_add
+        if s.get("rtf") is not None:
+            s["rtf"] *= rtf_mul
+        lines.append(json.dumps(rec))
+    (dest / "conditions.jsonl").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def _compare_args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    compare_cmd.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def _report_args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    report_cmd.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+# ---------------------------------------------------------------- small-n statistics
+
+def test_two_values_show_their_range_not_a_t_interval():
+    """With 2 repeats the interval is min-max (a t-interval would be 12.7 x the spread)."""
+    st = summarize([0.05, 0.07])
+    assert st.uses_range and st.interval == (0.05, 0.07)
+    assert st.whisker() == pytest.approx((0.01, 0.01))
+
+
+def test_no_whisker_reaches_below_zero():
+    """A wide t-interval around a small mean is clamped at 0: RTF cannot be negative."""
+    st = summarize([0.01, 0.02, 0.30])
+    assert st.mean - st.ci95 < 0
+    low, high = st.interval
+    assert low == 0.0 and high == pytest.approx(st.mean + st.ci95)
+    below, _ = st.whisker()
+    assert below == pytest.approx(st.mean)
+
+
+def test_one_value_has_no_interval_and_no_whisker():
+    st = summarize([0.05])
+    assert st.interval is None and st.whisker() is None and not st.disagree
+
+
+def test_repeats_that_disagree_are_flagged_in_the_table():
+    """CV above 10 % flags the cell with a note; CV below does not."""
+    assert summarize([1.0, 1.5, 2.0]).disagree and not summarize([1.0, 1.02, 0.98]).disagree
+    rows = aggregate(load_results(FIXTURE).records)
+    model = build_table(rows, "t")
+    assert not any("disagree" in n for n in model.notes)  # the fixture's repeats agree
+
+
+# ---------------------------------------------------------------- compare
+
+def test_compare_gates_a_wer_regression_and_passes_within_the_limit(tmp_path, capsys):
+    """WER +1 point: --max-wer-increase 0.5 exits 1 naming it; --max-wer-increase 2 exits 0."""
+    worse = _shifted_sweep(tmp_path, "worse", wer_add=0.01)
+    assert compare_cmd.main(_compare_args(str(FIXTURE), str(worse), "--max-wer-increase", "0.5")) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out and "rose +1.00 points" in out
+    assert compare_cmd.main(_compare_args(str(FIXTURE), str(worse), "--max-wer-increase", "2")) == 0
+
+
+def test_compare_rtf_gate_in_percent_and_json(tmp_path, capsys):
+    slower = _shifted_sweep(tmp_path, "slower", rtf_mul=1.2)
+    assert compare_cmd.main(_compare_args(str(FIXTURE), str(slower), "--max-rtf-increase", "10",
+                                          "--format", "json")) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert not data["passed"] and len(data["regressions"]) == 12
+    first = data["pairs"][0]["metrics"]["rtf"]
+    assert first["change"] == pytest.approx(20.0) and first["unit"] == "%"
+
+
+def test_energy_gate_fails_where_energy_is_unavailable(tmp_path):
+    """A gate that cannot be checked must not pass silently."""
+    a = _run_folder(tmp_path, "a")
+    b = _run_folder(tmp_path, "b")
+    cmp = compare(load_results(a), [("b", load_results(b))], "a")
+    failures = cmp.gate_failures(Gates(max_energy_increase_pct=5))
+    assert len(failures) == 1 and "cannot be checked" in failures[0] and "no power sensor" in failures[0]
+
+
+def test_two_runs_of_different_images_match_and_the_image_is_what_is_compared(tmp_path, capsys):
+    a = _run_folder(tmp_path, "old", image="edgeasr/fw:1", rtf=0.05, j=0.5)
+    b = _run_folder(tmp_path, "new", image="edgeasr/fw:2", rtf=0.06, j=0.5)
+    cmp = compare(load_results(a), [("new", load_results(b))], "old")
+    assert len(cmp.pairs) == 1 and "image (edgeasr/fw:1 → edgeasr/fw:2)" in cmp.ignored
+    d = cmp.pairs[0].delta("rtf")
+    assert d.change == pytest.approx(20.0) and d.noise == NO_REPEATS
+    for fmt in ("md", "csv", "table"):
+        assert compare_cmd.main(_compare_args(str(a), str(b), "--format", fmt)) == 0
+    text = capsys.readouterr().out
+    assert "| condition |" in text and "condition,candidate,metric" in text and "0.0500 → 0.0600" in text
+
+
+def test_no_matching_condition_is_a_user_error(tmp_path):
+    """A sweep against a sweep of other models: nothing matches, exit 2 with what is unmatched."""
+    other = _shifted_sweep(tmp_path, "other")
+    lines = [json.loads(x) for x in (other / "conditions.jsonl").read_text().splitlines()]
+    for i, rec in enumerate(lines):  # every condition a model of its own: nothing can be matched
+        rec["condition"]["model"] = f"m{i}"
+    (other / "conditions.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    with pytest.raises(UserError, match="matches") as exc:
+        compare_cmd.main(_compare_args(str(FIXTURE), str(other)))
+    assert exc.value.exit_code == 2
+
+
+def test_noise_judged_by_welch_over_the_repeats():
+    a, b = summarize([1.0, 1.1, 0.9]), summarize([1.02, 1.12, 0.92])
+    assert distinguishable(a, b) is False and delta("rtf", a, b).noise == WITHIN_NOISE
+    far = summarize([2.0, 2.1, 1.9])
+    assert distinguishable(a, far) is True and delta("rtf", a, far).noise is None
+    assert distinguishable(summarize([1.0]), far) is None
+
+
+def test_negative_gate_is_refused():
+    with pytest.raises(UserError, match="0 or more"):
+        compare_cmd.main(_compare_args(str(FIXTURE), str(FIXTURE), "--max-rtf-increase", "-1"))
+
+
+# ---------------------------------------------------------------- report over runs
+
+def test_report_over_two_run_folders_is_one_table_with_a_source_column(tmp_path, capsys):
+    a = _run_folder(tmp_path, "run-a", rtf=0.05)
+    b = _run_folder(tmp_path, "run-b", rtf=0.07)
+    sweep = load_many([a, b])
+    rows = aggregate(sweep.records)
+    assert len(rows) == 2  # equal settings from two folders are not averaged as repeats
+    model = build_table(rows, sweep.title)
+    assert "source" in model.headers
+    assert report_cmd.main(_report_args(str(a), str(b), "--no-figures", "--out", str(tmp_path / "r"),
+                                        "--format", "md")) == 0
+    out = capsys.readouterr().out
+    assert "run-a" in out and "run-b" in out and out.lstrip().startswith("**")
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_report_reads_a_single_run_folder(tmp_path, capsys):
+    a = _run_folder(tmp_path, "run-a")
+    assert report_cmd.main(_report_args(str(a), "--no-figures")) == 0
+    assert (a / "report" / "report.html").is_file()
+
+
+def test_report_csv_is_one_line_per_condition(tmp_path, capsys):
+    assert report_cmd.main(_report_args(str(FIXTURE), "--no-figures", "--out", str(tmp_path / "r"),
+                                        "--format", "csv")) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("model,quant,noise,runs,WER %") and len(lines) == 13
+
+
+# ---------------------------------------------------------------- worst utterances
+
+UTTS = [
+    {"id": "u1", "status": "ok", "wer": 0.0, "latency_s": 0.2, "duration_s": 2.0, "reference": "a b",
+     "hypothesis": "a b"},
+    {"id": "u2", "status": "ok", "wer": 4.0, "latency_s": 1.5, "duration_s": 2.0, "reference": "hello there",
+     "hypothesis": "hello hello hello hello hello hello hello hello there"},
+    {"id": "u3", "status": "error", "wer": None, "latency_s": None, "duration_s": 2.0, "reference": "x",
+     "hypothesis": None},
+]
+
+
+def test_worst_utterances_by_wer_and_latency_with_reference_and_hypothesis():
+    w = worst.worst([("", UTTS)], n=3)
+    assert [u.id for u in w.by_wer] == ["u2"]  # a WER of 0 is not "worst"; a failed one has no figures
+    assert [u.id for u in w.by_latency] == ["u2", "u1"]
+    text = "\n".join(worst.lines(w))
+    assert 'WER 400%' in text and 'ref "hello there"' in text and "latency 1500 ms for 2.0 s of audio" in text
+
+
+def test_run_view_lists_the_worst_utterances(tmp_path):
+    folder = _run_folder(tmp_path, "run", utts=UTTS)
+    out = io.StringIO()
+    print_summary(json.loads((folder / "summary.json").read_text()), Console(file=out, width=200), folder=folder)
+    text = out.getvalue()
+    assert "worst by WER:" in text and "u2" in text and "slowest:" in text
+
+
+def test_report_lists_the_worst_utterances_of_a_run(tmp_path, capsys):
+    folder = _run_folder(tmp_path, "run", utts=UTTS)
+    assert report_cmd.main(_report_args(str(folder), "--no-figures")) == 0
+    assert "worst by WER:" in capsys.readouterr().out
+    assert "Worst utterances" in (folder / "report" / "report.html").read_text()
+
+
+# ---------------------------------------------------------------- energy said once, units, formats
+
+def test_run_view_says_energy_unavailable_in_one_short_line():
+    rows = dict(summary_rows(_summary()))
+    assert rows["energy"] == "no sensor, see README: Energy"
+    s = _summary()
+    s["energy"]["unavailable"]["total_j"] = "telemetry turned off (--telemetry none)"
+    assert dict(summary_rows(s))["energy"] == "not measured (--telemetry none)"
+
+
+def test_units_peak_rss_is_mib_and_model_size_is_mb():
+    rows = dict(summary_rows(_summary(model_size_mb=75.5)))
+    assert rows["peak RSS"] == "600 MiB" and rows["model size"] == "76 MB"
+    assert "peak RSS MiB" in build_table(aggregate(load_results(FIXTURE).records), "t").headers
+
+
+def test_one_utterance_is_singular():
+    assert plural(1, "utterance") == "1 utterance" and plural(2, "utterance") == "2 utterances"
+    s = _summary(n_utterances=1, n_scored=1)
+    assert dict(summary_rows(s))["utterances"].startswith("1 utterance (")
+
+
+def test_seconds_have_no_float_noise():
+    assert seconds(0.1 + 0.2) == "0.3 s" and seconds(12.0) == "12 s" and seconds(1.25) == "1.25 s"
+    assert seconds(0.0004) == "0.0004 s" and seconds(250.4) == "250 s" and seconds(12.34) == "12.3 s"
+
+
+def test_run_summary_as_markdown_and_csv():
+    s = _summary()
+    md = markdown_summary(s)
+    assert md.startswith("**faster-whisper") and "| WER | 10.00%" in md
+    lines = csv_summary(s).splitlines()
+    assert lines[0] == "name,value" and any(x.startswith("RTF,") for x in lines)
+
+
+def test_sweep_table_as_markdown_escapes_pipes():
+    model = build_table(aggregate(load_results(FIXTURE).records), "a|b")
+    md = markdown_table(model)
+    assert "a\\|b" in md and md.count("\n| ") >= 12
+    assert csv_table(model).splitlines()[0].endswith(",notes")
+
+
+def test_noise_preview_refuses_a_format_it_does_not_write(tmp_path):
+    """`--out x.mp3` is a clear error naming WAV and FLAC, before any work."""
+    with pytest.raises(UserError, match=r"writes WAV or FLAC.*\.wav or \.flac.*not \.mp3"):
+        noise_cmd.check_out(tmp_path / "x.mp3")
+    assert noise_cmd.check_out(tmp_path / "x.FLAC") == "flac"
+
+
+# ---------------------------------------------------------------- host load
+
+def test_host_load_is_busy_with_another_container_or_a_high_load_before(tmp_path):
+    idle = hostload.LoadSnapshot(0.2, 0.3, 0.3, 0)
+    assert hostload.busy_reason(idle, idle, 8) is None
+    loaded = hostload.LoadSnapshot(6.0, 3.0, 1.0, 0)
+    assert "load average 6.00" in hostload.busy_reason(loaded, idle, 8)
+    neighbour = hostload.LoadSnapshot(0.1, 0.1, 0.1, 1, ("postgres",))
+    rec = hostload.host_load_record(idle, neighbour, 8)
+    assert rec["busy"] and "1 other container running (postgres)" in rec["busy_reason"]
+    assert rec["before"]["loadavg_1m"] == 0.2
+
+
+def test_loadavg_is_read_and_a_missing_file_is_unknown(tmp_path):
+    f = tmp_path / "loadavg"
+    f.write_text("0.50 0.40 0.30 1/200 1234\n")
+    assert hostload.read_loadavg(str(f)) == (0.5, 0.4, 0.3)
+    assert hostload.read_loadavg(str(tmp_path / "nope")) == (None, None, None)
+    snap = hostload.snapshot(None, str(f))
+    assert snap.other_containers is None  # no docker engine: not asked, not 0
+
+
+def test_a_busy_host_is_warned_in_the_run_view_and_the_report(tmp_path, capsys):
+    busy = {"busy": True, "busy_reason": "1 other container running (x)"}
+    folder = _run_folder(tmp_path, "run", host_load=busy)
+    assert "busy during the timed window" in dict(summary_rows(json.loads((folder / "summary.json").read_text())))["host"]
+    rows = aggregate(load_results(folder).records)
+    model = build_table(rows, "t")
+    assert rows[0].n_busy == 1 and any("warning" in r and "busy host" in r for r in model.remarks)
+    assert any("other container running" in n for n in model.notes)
+
+
+def test_own_container_is_found_from_mountinfo_not_the_hostname(tmp_path):
+    """With the host's network a container has the host's name; its id is in the engine's bind mounts."""
+    cid = "a" * 64
+    f = tmp_path / "mountinfo"
+    f.write_text(f"1 2 0:1 /var/lib/docker/containers/{cid}/hostname /etc/hostname rw - ext4 /dev/sda1 rw\n")
+    assert hostload.own_container_id(str(f)) == cid
+    f.write_text("1 2 0:1 / / rw - ext4 /dev/sda1 rw\n")
+    assert hostload.own_container_id(str(f)) is None
