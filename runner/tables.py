@@ -56,6 +56,24 @@ def read_result(folder: Path, key: str) -> dict | None:
     return None if data.get("status") in UNFINISHED_STATUSES else data
 
 
+def pending(planned: list[GroupJob], retry_failed: bool = False,
+            on_corrupt=lambda problem: None) -> list[tuple[GroupJob, list[PlannedCondition]]]:
+    """Per group, the conditions still to run (resume): those without a finished result, and with
+    ``retry_failed`` the failed ones. A corrupt stored result is redone; ``on_corrupt`` hears why."""
+    todo = []
+    for job in planned:
+        conds = []
+        for cond in job.conditions:
+            problem = result_problem(cond.result_dir, cond.key)
+            if problem:
+                on_corrupt(problem)
+            result = read_result(cond.result_dir, cond.key)
+            if result is None or (retry_failed and result.get("status") == "error"):
+                conds.append(cond)
+        todo.append((job, conds))
+    return todo
+
+
 def changed_inputs(out: Path, planned: list[GroupJob]) -> dict[str, int]:
     """For conditions that will run again because an input changed since a stored result with the same
     settings: how many, by reason ("the audio changed", "the model changed", "the image changed")."""

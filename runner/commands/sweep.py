@@ -187,17 +187,8 @@ def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[G
     host = host_facts(engine.version())
     write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, None, host))
     changed = tables.changed_inputs(out, planned)
-    todo = []
-    for job in planned:
-        pending = []
-        for cond in job.conditions:
-            problem = tables.result_problem(cond.result_dir, cond.key)
-            if problem:
-                console.print(f"[yellow]redoing a condition whose stored result is corrupt[/]: {problem}")
-            result = tables.read_result(cond.result_dir, cond.key)
-            if result is None or (args.retry_failed and result.get("status") == "error"):
-                pending.append(cond)
-        todo.append((job, pending))
+    todo = tables.pending(planned, args.retry_failed, lambda problem: console.print(
+        f"[yellow]redoing a condition whose stored result is corrupt[/]: {problem}"))
     n_total = sum(len(job.conditions) for job in planned)
     n_pending = sum(len(p) for _, p in todo)
     console.print(f"[bold]edgeasr sweep[/] {exp.name}: {plural(len(planned), 'container')}, "

@@ -272,19 +272,9 @@ def build_missing(ray, needs: list[preflight.Need], console: Console) -> None:
 
 
 def _pending(args, console: Console, planned: list[GroupJob]) -> list[tuple[GroupJob, list]]:
-    todo = []
-    for job in planned:
-        pending = []
-        for cond in job.conditions:
-            problem = tables.result_problem(cond.result_dir, cond.key)
-            if problem:
-                console.print(f"[yellow]redoing a condition whose stored result is corrupt[/]: {problem}")
-            result = tables.read_result(cond.result_dir, cond.key)
-            if result is None or (args.retry_failed and result.get("status") == "error"):
-                pending.append(cond)
-        if pending:
-            todo.append((job, pending))
-    return todo
+    """The groups with conditions still to run: the same resume rule as a local sweep (tables.pending)."""
+    return [(job, conds) for job, conds in tables.pending(planned, args.retry_failed, lambda problem: console.print(
+        f"[yellow]redoing a condition whose stored result is corrupt[/]: {problem}")) if conds]
 
 
 def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, reports, planned: list[GroupJob],
