@@ -70,7 +70,30 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true",
                            help="print the summary as one JSON line on stdout, also when the run failed; "
                                 "tables and progress go to stderr (default: off)")
+    _state_defaults(parser)
     return parser
+
+
+_MODELS_DIR_DEFAULT = "$EDGEASR_MODELS_DIR, else ./models"
+
+
+def _state_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's help says its default (the settings' options say it with their units already): the ones
+    written by hand get "(default: X)" appended where they do not say it, in every command and subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                _state_defaults(sub)
+            continue
+        if not action.option_strings or action.help in (None, argparse.SUPPRESS) or "default" in action.help:
+            continue
+        if action.dest == "models_dir":
+            action.help += f" (default: {_MODELS_DIR_DEFAULT})"
+        elif isinstance(action, (argparse._StoreTrueAction,)):
+            action.help += " (default: off)"
+        elif action.default not in (None, argparse.SUPPRESS, [], ()):
+            shown = ", ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+            action.help += f" (default: {shown})"
 
 
 def _sigterm(_signum, _frame):

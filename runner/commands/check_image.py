@@ -59,8 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant", default=None,
                    help="default: the backend's own "
                         f"({', '.join(f'{b.default_quant} for {n}' for n, b in BACKENDS.items())})")
-    p.add_argument("--models-dir", type=Path, default=None)
-    p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--models-dir", type=Path, default=None, help="installed models")
+    p.add_argument("--timeout", type=float, default=300, help="seconds before the test container is killed")
 
 
 def _events_ok(events: list[dict[str, Any]]) -> tuple[bool, str]:

