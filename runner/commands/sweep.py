@@ -127,15 +127,23 @@ def show_plan(exp, console: Console) -> int:
     is resolved against images or models and nothing starts."""
     from rich.table import Table
 
+    if not console.is_terminal:  # a log or a pipe: no terminal width to fit, keep the names whole
+        console = Console(stderr=True, width=200, quiet=console.quiet)
     table = Table(title=f"{exp.name}: {plural(len(exp.groups), 'group')}, {plural(exp.n_conditions, 'condition')}")
-    for name in ("group", "backend", "model", "quant", "device", "image", "conditions", "axes in the container"):
+    fleet = any(getattr(g, "target", "local") != "local" for g in exp.groups)
+    power = any(getattr(g, "power", None) for g in exp.groups)
+    for name in ("group", *(("target",) if fleet else ()), "backend", "model", "quant", "device", "image",
+                 *(("power",) if power else ()), "conditions", "axes in the container"):
         table.add_column(name)
     for i, g in enumerate(exp.groups):
         conds = [{**c.settings(), "decode": dict(getattr(c, "decode", {}) or {}),
                   "axes": dict(getattr(c, "axes", {}) or {})} for c in g.conditions]
-        print(json.dumps({"group": i, **g.settings(), "conditions": conds}, default=str))
+        print(json.dumps({"group": i, "target": getattr(g, "target", "local"), **g.settings(), "conditions": conds},
+                         default=str))
         inside = sorted({k for c in g.conditions for k in (getattr(c, "decode", {}) or {})})
-        table.add_row(str(i), g.backend, Path(g.model).name, g.quant, g.device, g.image or "(platform's)",
+        op = ", ".join(f"{k}={v}" for k, v in (getattr(g, "power", None) or {}).items())
+        table.add_row(str(i), *((g.target,) if fleet else ()), g.backend, Path(g.model).name, g.quant, g.device,
+                      g.image or "(platform's)", *((op or "as it is",) if power else ()),
                       str(len(g.conditions)), ", ".join(f"decode.{k}" for k in inside) or "-")
     for x in exp.excluded:
         print(json.dumps({"excluded": x}, default=str))

@@ -27,7 +27,7 @@ def make_tiny_models(models_dir: Path, image: str | None = None) -> list[Path]:
     if all(is_model_dir(f) for f in folders):
         return folders
     image = image or BACKENDS["transformers"].image
-    script = CONTAINERS_DIR / "transformers" / "make_tiny_models.py"
+    script = CONTAINERS_DIR / BACKENDS["transformers"].build_dir / "make_tiny_models.py"
     staging = run_tool(image, ["/opt/venv/bin/python", "/work/make_tiny_models.py", STAGING_TARGET, "/tok/tokenizer.json"],
                        inputs={script: "/work/make_tiny_models.py", tokenizer.parent: "/tok"},
                        staging_parent=models_dir, what="building the tiny models",
