@@ -9,7 +9,8 @@ with a marker naming the repository and the commit, and is mounted read-only int
 
 ``huggingface_hub`` is optional and only needed here; no hub is reachable on an offline machine (then:
 download elsewhere and copy the folder). ``run --allow-download`` still lets a backend fetch a name inside
-its container (unpinned); this command is the pinned way (README: Where the models come from).
+its container only for names without a known repository; a name in HUB_REPOS is downloaded here, pinned,
+before the run (``pinned_spec``), and mounted into an offline container (README: Where the models come from).
 """
 
 from __future__ import annotations
@@ -130,3 +131,22 @@ def download(name: str, models_dir: Path, revision: str | None = None, log=print
     (models_dir / PINS_FILE).write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n")
     log(f"{name}: {repo}@{sha[:12]} in {target}; pinned in {models_dir / PINS_FILE}")
     return target
+
+
+def pinned_spec(spec, models_dir: Path, log=print):
+    """``--allow-download`` of a hub name, pinned: the host downloads the name's repository at its pinned
+    commit (``download``: hub-pins.json, else the current commit, then pinned) and the container gets the
+    folder read-only like an installed model, offline. Results then name one commit, and the backend
+    container never needs the network. Any other spec is returned as it is."""
+    from dataclasses import replace
+
+    from .models import ResolvedModel
+
+    model = spec.model
+    if not spec.allow_download or model.source != "hub" or model.host_dir is not None \
+            or model.container_path not in HUB_REPOS:
+        return spec
+    folder = download(model.container_path, models_dir, log=log)
+    pinned = ResolvedModel(model.name, "hub", folder, f"/models/{model.name}")
+    return replace(spec, model=pinned, allow_download=False, hub_cache_dir=None,
+                   hardening=replace(spec.hardening, network=False))

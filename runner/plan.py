@@ -21,6 +21,7 @@ from typing import Any
 from .content import HashCache
 from .data import AUDIO_EXTS, Dataset
 from .errors import UserError
+from .hub import pinned_spec
 from .experiment import Condition, Experiment, Group
 from .launch.backends import BACKENDS
 from .launch.docker_engine import ImageInfo
@@ -174,6 +175,7 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
         for (dataset_path, audio_roots), conds in by_dataset.items():
             try:
                 spec = group_spec(group, dataset_path, audio_roots, image_ref, models_dir, out, engine.name)
+                spec = pinned_spec(spec, models_dir)  # a hub name: downloaded at its pinned commit, mounted
                 image = engine.image(spec)
             except UserError as exc:
                 problems.append(f"groups[{gi}] ({group.model} {group.quant}, {dataset_path}): {exc}")

@@ -22,6 +22,7 @@ from .. import settings
 from ..errors import UserError
 from ..execute import Callbacks, execute_group
 from ..hostinfo import host_facts
+from ..hub import pinned_spec
 from ..launch.backends import BACKENDS
 from ..launch.engines import make_engine
 from ..lock import FolderLock
@@ -169,6 +170,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> int:
+    # --allow-download of a hub name: the host downloads it at its pinned commit; the container stays offline
+    spec = pinned_spec(spec, args.models_dir or default_models_dir(), log=console.print)
     for line in make_engine(spec.engine).reap((str(spec.out),)):
         console.print(line)
     refused = len(spec.dataset.utterances) - len(spec.dataset.readable)

@@ -56,3 +56,26 @@ def test_an_explicit_revision_must_be_a_commit_and_moves_the_pin(fake_hub, tmp_p
         download("base", tmp_path, log=lambda *_: None)
     with pytest.raises(UserError, match="no hub repository"):
         download("nonesuch", tmp_path, log=lambda *_: None)
+
+
+def test_allow_download_of_a_hub_name_downloads_it_pinned_and_runs_the_container_offline(fake_hub, tmp_path, root):
+    """`run --allow-download --model small`: the host downloads small at its pinned commit into the models
+    folder and the backend container gets it read-only, with no network and offline hubs (issue 14, item 13)."""
+    from runner.hub import pinned_spec
+    from runner.launch.job import make_env, make_job
+    from runner.spec import Settings, build_run_spec
+
+    spec = build_run_spec(Settings(backend="faster-whisper", model="small", quant="int8", device="cpu",
+                                   dataset=str(root / "data" / "default")),
+                          out=str(tmp_path / "o"), models_dir=tmp_path / "models", allow_download=True)
+    assert spec.model.source == "hub" and spec.model.host_dir is None and spec.hardening.network
+    pinned = pinned_spec(spec, tmp_path / "models", log=lambda *_: None)
+    assert pinned.model.host_dir == tmp_path / "models" / "small"
+    assert (pinned.model.host_dir / "model.bin").read_text() == SHA1
+    assert not pinned.hardening.network and not pinned.allow_download and pinned.hub_cache_dir is None
+    assert make_job(pinned)["model"] == "/models/small" and make_env(pinned)["HF_HUB_OFFLINE"] == "1"
+    assert json.loads((tmp_path / "models" / PINS_FILE).read_text())["small"]["revision"] == SHA1
+    again = build_run_spec(Settings(backend="faster-whisper", model="small", quant="int8", device="cpu",
+                                    dataset=str(root / "data" / "default")),
+                           out=str(tmp_path / "p"), models_dir=tmp_path / "models")  # now installed: no download
+    assert again.model.host_dir == tmp_path / "models" / "small" and pinned_spec(again, tmp_path / "models") is again
