@@ -210,6 +210,16 @@ def _account_companions(block: accounting.EnergyBlock, companions, events: list[
     return accounting.with_companions(block, blocks)
 
 
+ENERGY_NOTE = "see unavailable.energy"
+
+
+def short_energy_reason(reason: str) -> str:
+    """The reason energy is unavailable as each energy field repeats it: short, pointing at the one place
+    that holds it whole (``summary.unavailable["energy"]``: every sensor tried, and why each failed)."""
+    head = reason.split(" (", 1)[0]
+    return reason if len(reason) <= 60 else f"{head} ({ENERGY_NOTE})"
+
+
 def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, samples, events: list[dict[str, Any]],
                    base, energy_reason: str | None, interval_ms: int,
                    owner: accounting.ProcessOwner | None = None,
@@ -226,8 +236,8 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
         block = _account_companions(block, companions, events, base, summary.audio_s, n_ok, interval_ms)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
-    else:
-        block = accounting.unavailable_block(None, energy_reason)
+    else:  # the full reason (each sensor's, for auto) once, in unavailable.energy; the block points there
+        block = accounting.unavailable_block(None, short_energy_reason(energy_reason))
         summary.mark_unavailable("energy", energy_reason)
     summary.energy = block.to_json()
     if health is not None:

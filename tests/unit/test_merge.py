@@ -132,3 +132,17 @@ def test_peak_rss_names_the_harness_audio_and_its_scope():
     old = _summary()
     merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0}))
     assert old.peak_rss_excl_audio_mb is None and "does not report" in old.unavailable["peak_rss_excl_audio_mb"]
+
+
+def test_energy_unavailable_is_said_in_full_once():
+    """Issue 14: with no sensor, the full reason (every sensor tried) is in unavailable.energy once; each energy
+    field repeats a short line pointing there. A short reason (telemetry turned off) stays as it is."""
+    long = ("no power sensor found (ina3221: no INA3221 power monitor under /sys/class/hwmon; tegrastats: not "
+            "found; jtop: not installed; rapl: no /sys/class/powercap)")
+    assert merge.short_energy_reason(long) == "no power sensor found (see unavailable.energy)"
+    off = "telemetry turned off (--telemetry none)"
+    assert merge.short_energy_reason(off) == off
+    s = _summary()
+    merge.account_energy(s, [], None, [], [], None, long, 100)
+    assert s.unavailable["energy"] == long
+    assert set(s.energy["unavailable"].values()) == {"no power sensor found (see unavailable.energy)"}
