@@ -60,6 +60,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "before the sweep (else preflight stops and names what is missing)")
 
 
+def print_outcome(records: list[dict], out: Path, elapsed_s: float, console: Console, lost_note: str = "",
+                  target: bool = False) -> list[dict]:
+    """The sweep's last lines (local or fleet): how many conditions were recorded, where, and each one not ok
+    with its reason. Returns the ones not ok."""
+    failed = [r for r in records if r["status"] != "ok"]
+    console.print(f"{plural(len(records), 'condition')} recorded in {seconds(elapsed_s)}, {len(failed)} not ok"
+                  f"{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, report in {out / 'report'}")
+    for r in failed:
+        c = r["condition"]
+        where = f"{c.get('target')} " if target else ""
+        console.print(f"  [red]{r['status']}[/] {where}{c['model']} {c['quant']} {c['noise_type']} {c['snr_db']} "
+                      f"repeat {c['repeat']}: {r['error']}")
+    return failed
+
+
 def _manifest(exp, planned: list[GroupJob], out: Path, started: str, finished: str | None,
               host: dict[str, Any]) -> dict[str, Any]:
     images = {pc.image.id: {"tags": pc.image.tags, "labels": pc.image.labels} for pc in planned if pc.image}
@@ -221,17 +236,10 @@ def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[G
             if result.interrupted is not None:  # the container is gone; finished conditions are on disk
                 exc = result.interrupted
                 exc.hint = (f"{len(records)} of {n_total} condition(s) are recorded in {out}; the one in progress "
-                            f"was not; rerun the same command to resume")
+                            f"is recorded as interrupted; rerun the same command to resume")
                 raise exc
     records = tables.rebuild_tables(out, planned)
     write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, stamp(), host))
     _report(out, console)
-    failed = [r for r in records if r["status"] != "ok"]
-    console.print(f"{plural(len(records), 'condition')} recorded in {seconds(time.perf_counter() - t0)}, "
-                  f"{len(failed)} not ok; "
-                  f"{out / 'conditions.jsonl'}, {out / 'results.csv'}, report in {out / 'report'}")
-    for r in failed:
-        c = r["condition"]
-        console.print(f"  [red]{r['status']}[/] {c['model']} {c['quant']} {c['noise_type']} {c['snr_db']} "
-                      f"repeat {c['repeat']}: {r['error']}")
+    failed = print_outcome(records, out, time.perf_counter() - t0, console)
     return 1 if failed else 0

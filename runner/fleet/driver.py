@@ -281,7 +281,7 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
          hashes: HashCache, models_dir: Path) -> int:
     from ray.util.queue import Empty, Queue
 
-    from ..commands.sweep import _manifest, _report
+    from ..commands.sweep import _manifest, _report, print_outcome
     from .node import run_group
 
     sweep_id = stable_hash(str(out))
@@ -375,14 +375,8 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
     write_json_atomic(out / "manifest.json", {**_manifest(exp, planned, out, started, stamp(), host),
                                               "fleet": fleet_facts})
     _report(out, console)
-    failed = [r for r in records if r["status"] != "ok"]
-    console.print(f"{len(records)} condition(s) recorded in {time.perf_counter() - t0:.0f} s, {len(failed)} not ok"
-                  f"{f', {lost} lost with their node (rerun the same command to run them)' if lost else ''}; "
-                  f"{out / 'conditions.jsonl'}, {out / 'results.csv'}, report in {out / 'report'}")
-    for r in failed:
-        c = r["condition"]
-        console.print(f"  [red]{r['status']}[/] {c.get('target')} {c['model']} {c['quant']} {c['noise_type']} "
-                      f"{c['snr_db']} repeat {c['repeat']}: {r['error']}")
+    lost_note = f", {lost} lost with their node (rerun the same command to run them)" if lost else ""
+    failed = print_outcome(records, out, time.perf_counter() - t0, console, lost_note, target=True)
     return 1 if failed or lost else 0
 
 
