@@ -73,14 +73,27 @@ def assert_matches_profile(got_j: float, t0_ns: int, windows: list[tuple[int, in
         f"{got_j:.4f} J vs exact {exact:.4f} J: more than {rel:.0%} + {slack:.4f} J of sampling allowance apart")
 
 
-def _env(board: str) -> tuple[dict, int]:
-    t0 = time.time_ns()
+class ProfileStart:
+    """When the fake's power profile started: the first fake tegrastats of the run writes it, so the idle
+    segment starts with the sampler, not with the test (a loaded machine can take over 10 s to get the
+    runner that far). Read it after the run."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def ns(self) -> int:
+        return int(self.path.read_text())
+
+
+def _env(board: str, tmp_path) -> tuple[dict, ProfileStart]:
+    t0_file = tmp_path / "fake-tegrastats-t0"
     env = dict(os.environ, PATH=f"{FAKE_BIN}{os.pathsep}{os.environ['PATH']}", FAKE_TEGRASTATS_BOARD=board,
-               FAKE_TEGRASTATS_PROFILE=json.dumps(PROFILE), FAKE_TEGRASTATS_T0_NS=str(t0))
-    return env, t0
+               FAKE_TEGRASTATS_PROFILE=json.dumps(PROFILE), FAKE_TEGRASTATS_T0_FILE=str(t0_file))
+    return env, ProfileStart(t0_file)
 
 
-def _check(out, t0: int, total_kind: str) -> dict:
+def _check(out, start: ProfileStart, total_kind: str) -> dict:
+    t0 = start.ns()
     s = json.loads((out / "summary.json").read_text())
     assert s["status"] == "ok", s["error"]
     e = s["energy"]
@@ -115,12 +128,12 @@ def _check(out, t0: int, total_kind: str) -> dict:
 def test_make_run_with_fake_orin_nano_tegrastats(tmp_path):
     # Bring make's prerequisites up to date first, so that the profile's clock starts with the run itself.
     subprocess.run(["make", "-s", "venv", "models", "ensure-image"], cwd=ROOT, check=True, capture_output=True)
-    env, t0 = _env("orin-nano-jp6")
+    env, start = _env("orin-nano-jp6", tmp_path)
     out = tmp_path / "run"
     r = subprocess.run(["make", "-s", "run", f"OUT={out}", "ARGS=--telemetry tegrastats --baseline-s 2"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    s = _check(out, t0, "input_rail:VDD_IN")
+    s = _check(out, start, "input_rail:VDD_IN")
     assert set(s["energy"]["per_rail"]) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
     assert s["energy"]["ram_peak_delta_mb"] is not None
     assert "energy (inference)" in r.stdout
@@ -128,14 +141,14 @@ def test_make_run_with_fake_orin_nano_tegrastats(tmp_path):
 
 @pytest.mark.parametrize("board,kind", [("agx-orin", "partial_sum_of_rails"), ("nano-jp4", "input_rail:POM_5V_IN")])
 def test_other_boards_through_the_cli(tmp_path, board, kind):
-    env, t0 = _env(board)
+    env, start = _env(board, tmp_path)
     manifest = subset_manifest(tmp_path, n=6)
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "runner.cli", "run", "--data", str(manifest), "--out", str(out),
                         "--telemetry", "tegrastats", "--baseline-s", "2"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    _check(out, t0, kind)
+    _check(out, start, kind)
 
 
 def _manifest(tmp_path, n):
@@ -152,7 +165,7 @@ def test_batched_transformers_utterance_energies_add_up(tmp_path):
     from runner.results import read_jsonl
     from runner.telemetry.accounting import utterance_batches
 
-    env, t0 = _env("orin-nano-jp6")
+    env, start = _env("orin-nano-jp6", tmp_path)
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "runner.cli", "run", "--backend", "transformers", "--model",
                         "tiny-whisper-random", "--quant", "fp32", "--models-dir", _models_dir(), "--batch-size", "4",
@@ -160,12 +173,14 @@ def test_batched_transformers_utterance_energies_add_up(tmp_path):
                         "--baseline-s", "2", "--warmup", "1"], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
+    t0 = start.ns()
     utts = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
     assert {u["energy_method"] for u in utts} == {"batch_share"}
     batches = utterance_batches(read_jsonl(out / "raw" / "events.jsonl"), "wall")
     assert [len(m) for _, m in batches] == [4, 4]
     # each utterance holds its share of its batch: the shares add up to the batch windows' energy
-    assert_matches_profile(sum(u["energy_j"] for u in utts), t0, [w for w, _ in batches], sample_times_ns(out), rel=0.05)
+    assert_matches_profile(sum(u["energy_j"] for u in utts), t0, [w for w, _ in batches], sample_times_ns(out),
+                           rel=0.05)
     s = json.loads((out / "summary.json").read_text())
     assert sum(u["energy_j"] for u in utts) <= s["energy"]["per_window"]["inference"]["total_j"] * 1.01
     assert s["energy"]["scope"] == "board input" and s["telemetry"]["health"]["ok"] is True
