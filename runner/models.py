@@ -113,6 +113,51 @@ def is_model_dir(path: Path) -> bool:
 MODEL_FORMATS = ("ctranslate2", "hf", "onnx", "bundled")  # what a backend loads; see runner.launch.backends.Backend
 
 
+#: Keys of a CTranslate2 Whisper conversion's config.json (it has no model_type): what tells it from other folders.
+CT2_WHISPER_KEYS = ("alignment_heads", "lang_ids", "suppress_ids", "suppress_ids_begin")
+
+
+def model_kind(folder: Path) -> str | None:
+    """The kind of model a folder holds (runner.launch.backends.MODEL_KINDS), read from its config.json, or None
+    when it says neither (no config, a config of no known kind): the backend table then applies its row's facts.
+
+    whisper: a Hugging Face Whisper (model_type whisper; edgeasr's conversions and ONNX exports copy that config)
+    or a CTranslate2 conversion (its own config keys). ctc: any other Hugging Face model_type, as the
+    transformers adapter loads it (AutoModelForCTC for everything that is not Whisper: wav2vec2, HuBERT, WavLM).
+    """
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    model_type = config.get("model_type")
+    if model_type == "whisper":
+        return "whisper"
+    if isinstance(model_type, str) and model_type:
+        return "ctc"
+    if any(key in config for key in CT2_WHISPER_KEYS):
+        return "whisper"
+    return None
+
+
+def ref_kind(ref: str) -> str | None:
+    """The kind of the model an experiment names (runner.experiment: an installable or hub name, or a folder's
+    absolute path): every installable and hub name is a Whisper model; a folder is read; anything else
+    (a bundled model such as pocketsphinx's en-us) is of no kind."""
+    if ref in PACKAGED or ref in HUB_NAMES:
+        return "whisper"
+    path = Path(ref)
+    return model_kind(path) if path.is_absolute() and path.is_dir() else None
+
+
+def resolved_kind(model: ResolvedModel) -> str | None:
+    """The kind of a resolved model: its mounted folder's, a hub name's (all Whisper), else None (bundled)."""
+    if model.host_dir is not None:
+        return model_kind(model.host_dir)
+    return "whisper" if model.source == "hub" else None
+
+
 def converted_dir(name: str, models_dir: Path) -> Path:
     """Where the Hugging Face conversion of an installed CTranslate2 model lives (beside it)."""
     return models_dir / f"{name}-hf"

@@ -148,7 +148,8 @@ def group_spec(group: Group, dataset_path: str, audio_roots: tuple[str, ...], im
     return build_run_spec(
         replace(group.spec_settings, dataset=dataset_path, audio_roots=audio_roots, limit=None, image=image_ref),
         out=str(out / "groups" / "pending"), models_dir=models_dir, engine=engine,
-        where=lambda path: path)  # the planner's message names the group; a dotted path names the setting
+        where=lambda path: path,  # the planner's message names the group; a dotted path names the setting
+        set_by=group.origins)  # what the file set, by its key: a decode value the model cannot honour is refused
 
 
 def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: HashCache | None = None

@@ -576,3 +576,22 @@ def from_args(args: argparse.Namespace, base: Settings | None = None) -> tuple[S
         except SettingError as exc:
             found += exc.messages(lf.rule.flag)
     return settings, found
+
+
+def flag_origins(args: argparse.Namespace) -> dict[str, str]:
+    """The settings the given flags set (dotted path -> flag), those whose value passed its check: what the user
+    chose, told from a default, for checks that refuse only a chosen value (runner.spec: a decode setting the
+    model cannot honour). A flag whose value failed its check is left out: from_args reports it."""
+    out: dict[str, str] = {}
+    for lf in LEAVES.values():
+        if lf.rule.flag is None:
+            continue
+        value = getattr(args, _dest(lf.rule), None)
+        if value is None:
+            continue
+        try:
+            check(lf.path, value)
+        except SettingError:
+            continue
+        out[lf.path] = lf.rule.flag
+    return out

@@ -10,18 +10,19 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from .data import Dataset, load_dataset
 from .errors import UserError
 from .launch.backends import BACKENDS, Backend, unavailable_reason
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
-from .models import ResolvedModel, resolve_model
+from .models import ResolvedModel, resolve_model, resolved_kind
 from .paths import mount_problem, readable_by
 from .platforms import has_nvidia_driver, is_jetson
 from .power import problems as power_problems
 from .quant import DEVICES
 from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label
+from .settings import get as setting_value
 from .settings import problems as setting_problems
 
 __all__ = ["DecodeSettings", "TelemetrySettings", "Settings", "RunSpec", "build_run_spec", "cli_label"]
@@ -149,13 +150,28 @@ def _onnx_exporter(image: str | None, engine: str):
     return export
 
 
+def decode_problems(backend: Backend, model: ResolvedModel, settings: Settings,
+                    set_by: Mapping[str, str]) -> list[str]:
+    """Each decode value the user set (``set_by``: dotted path -> where: a flag, an experiment file's key) that
+    this model cannot honour with this backend (the table's facts for the model's kind), in one sentence each.
+    Defaults are not in ``set_by``, so they are never refused."""
+    kind = resolved_kind(model)
+    refusals = (backend.decode_refusal(path, setting_value(settings, path), kind, model.name, origin)
+                for path, origin in set_by.items())
+    return [r for r in refusals if r]
+
+
 def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: str = "docker",
-                   allow_download: bool = False, where: Callable[[str], str] = cli_label) -> RunSpec:
+                   allow_download: bool = False, where: Callable[[str], str] = cli_label,
+                   set_by: Mapping[str, str] | None = None) -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems.
 
     ``where(path)`` names a setting (a dotted path such as ``decode.beam_size``) in messages: ``--beam-size``
     for the CLI (the default), a group and key for a sweep. model and quant default to the backend's own (its
     table row): tiny.en int8 for the Whisper backends, the bundled en-us model in fp32 for pocketsphinx.
+    ``set_by`` names the settings the user set and where (dotted path -> flag or file key; None: none known):
+    a decode value among them that the model cannot honour (a beam size for a CTC model) is refused here,
+    before any container starts, naming that origin; a default never is.
     """
     s = settings
     problems: list[str] = setting_problems(s, where)
@@ -180,6 +196,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         problem = model_problem(resolved_model) if engine == "docker" else None
         if problem:
             problems.append(problem)
+        if be is not None and set_by:
+            problems += decode_problems(be, resolved_model, s, set_by)
     except UserError as exc:
         problems.append(f"{where('model')}: {exc}")
     dataset = None

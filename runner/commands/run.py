@@ -66,7 +66,7 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     try:
         spec = build_run_spec(given, out=args.out or default_out(given.backend, model, quant),
                               models_dir=args.models_dir or default_models_dir(), engine=args.engine,
-                              allow_download=args.allow_download)
+                              allow_download=args.allow_download, set_by=settings.flag_origins(args))
     except UserError as exc:
         if not problems:
             raise

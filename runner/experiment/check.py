@@ -53,6 +53,7 @@ class Entry:
     assignments: list[tuple[str, Any]]  # (dotted path, checked value), in file order
     written: dict  # the checked ``set`` mapping as written (for the manifest)
     index: int
+    origins: dict[str, str] = field(default_factory=dict)  # dotted path -> its key (entries[0].set.decode.beam_size)
 
 
 @dataclass
@@ -68,6 +69,9 @@ class CheckedFile:
     entries: list[Entry] = field(default_factory=list)
     exclusions: list[tuple[dict, str]] = field(default_factory=list)
     cluster: str | None = None  # the fleet's Ray address (runner/fleet/); None: run here
+    #: The settings ``defaults`` sets, by the key that sets each (dotted path -> defaults.decode.beam_size): what
+    #: the file chose, told from the settings' own defaults (expand gives each group its origins).
+    origins: dict[str, str] = field(default_factory=dict)
 
 
 class Checker:
@@ -204,15 +208,18 @@ class Checker:
 
     # settings blocks (defaults and entries' set: partial mappings, each key checked where it is written)
 
-    def block(self, value: Any, path: str, allowed: tuple[str, ...], *, note: str = ""
-              ) -> tuple[list[tuple[str, Any]], dict]:
-        """The (dotted path, checked value) pairs a settings mapping sets, in file order, and the mapping."""
+    def block(self, value: Any, path: str, allowed: tuple[str, ...], *, note: str = "",
+              origins: dict[str, str] | None = None) -> tuple[list[tuple[str, Any]], dict]:
+        """The (dotted path, checked value) pairs a settings mapping sets, in file order, and the mapping;
+        ``origins`` (when given) gets each set path's key path in the file."""
         pairs: list[tuple[str, Any]] = []
 
         def leaf(dotted: str, item: Any, where: str) -> Any:
             good = self.value(dotted, item, where)
             if good is not BAD:
                 pairs.append((dotted, good))
+                if origins is not None:
+                    origins[dotted] = where
             return good
 
         def each(key: str, item: Any, where: str) -> Any:
@@ -298,7 +305,8 @@ def check_file(raw: Any, ck: Checker, file: Path) -> CheckedFile:
     if targets_axis:
         raw_grid = {("target" if k == "targets" else k): v for k, v in raw_grid.items()}
     given = raw_defaults if isinstance(raw_defaults, dict) else {}
-    pairs, _ = ck.block(raw_defaults, "defaults", DEFAULTS_KEYS)
+    default_origins: dict[str, str] = {}
+    pairs, _ = ck.block(raw_defaults, "defaults", DEFAULTS_KEYS, origins=default_origins)
     defaults = _apply_pairs(ck, st.Settings(), pairs)
     set_paths = {p for p, _ in pairs}
     if "dataset" not in set_paths and not (isinstance(raw_grid, dict) and "datasets" in raw_grid) \
@@ -308,7 +316,8 @@ def check_file(raw: Any, ck: Checker, file: Path) -> CheckedFile:
             defaults = st.apply(defaults, "dataset", good)
     ck.noise_levels(defaults.noise, "defaults.noise")
     out = CheckedFile(name=name if isinstance(name, str) else "", description=description
-                      if isinstance(description, str) else "", defaults=defaults, cluster=cluster)
+                      if isinstance(description, str) else "", defaults=defaults, cluster=cluster,
+                      origins=default_origins)
 
     # grid: each named axis from its list, else the defaults' single value; then the dotted axes
     dotted_ok = dotted_axes()
@@ -368,7 +377,9 @@ def check_file(raw: Any, ck: Checker, file: Path) -> CheckedFile:
             ck.add(at(epath, "set"), "required: the settings this entry changes")
         match = ck.match(given_entry.get("match", {}), at(epath, "match"), match_keys)
         axis_note = f"; grid axes ({', '.join(AXIS_KEYS)}) are chosen by grid and match, not set"
-        set_pairs, written = ck.block(given_entry.get("set", {}), at(epath, "set"), SETTING_KEYS, note=axis_note)
+        entry_origins: dict[str, str] = {}
+        set_pairs, written = ck.block(given_entry.get("set", {}), at(epath, "set"), SETTING_KEYS, note=axis_note,
+                                      origins=entry_origins)
         kept = []
         for path, value in set_pairs:
             if path == "image" and out.images_axis:
@@ -381,7 +392,9 @@ def check_file(raw: Any, ck: Checker, file: Path) -> CheckedFile:
             merged = _apply_pairs(ck, defaults, [(p, v) for p, v in set_pairs if p.startswith("noise.")])
             ck.noise_levels(merged.noise, at(epath, "set.noise"))
         if match is not None:
-            out.entries.append(Entry(match, kept, written, i))
+            kept_paths = {p for p, _ in kept}
+            out.entries.append(Entry(match, kept, written, i,
+                                     {p: w for p, w in entry_origins.items() if p in kept_paths}))
 
     exclude_raw = top.get("exclude", [])
     if not isinstance(exclude_raw, list):

@@ -3,9 +3,11 @@
 The grid's axes are crossed in order: backend, model, quant, device, dataset, image, then each dotted axis in
 file order. Each grid point takes the defaults, then every entry that matches it, then its own axis values.
 Points whose container settings agree share a group: one container loads the model once and runs all the
-group's conditions. An axis that the point's backend can vary inside one loaded model (its table row's
-``in_container``, e.g. ``decode.beam_size``) does not split groups: the group's decode takes the axis' first
-value and each condition carries its ``decode`` overrides. Dataset, limit, noise and repeats are always
+group's conditions. An axis that the point's backend can vary inside one loaded model of the point's model kind
+(its table row's ``in_container_for``: ``decode.beam_size`` for a Whisper model, not for a CTC one) does not
+split groups: the group's decode takes the axis' first value and each condition carries its ``decode``
+overrides. Each group remembers where the file set each of its settings (``origins``): a decode value its model
+cannot honour is refused as the file loads, naming that key. Dataset, limit, noise and repeats are always
 conditions of one group. Conditions are ordered by dataset, then the in-container axis values (grid order),
 then clean, then each noise type by SNR descending, then repeat.
 """
@@ -21,6 +23,7 @@ from typing import Any
 
 from .. import settings as st
 from ..launch import backends
+from ..models import ref_kind
 from ..quant import quant_problem
 from .check import BAD, Checker, CheckedFile
 
@@ -84,6 +87,10 @@ class Group:
     power: dict = field(default_factory=dict)
     #: The fleet target that runs it (runner/fleet/); "local": this machine.
     target: str = "local"
+    #: The settings the experiment file set for this group, by the key that set each (dotted path ->
+    #: defaults.decode.language, entries[0].set.decode.temperature, grid.decode.beam_size[1]); a setting left at
+    #: its default has none. Not identity: it only names origins in plan-time refusals.
+    origins: dict = field(default_factory=dict, compare=False)
 
     def settings(self) -> dict[str, Any]:
         """The resolved container settings (JSON-able): with a condition's settings, a stable condition key.
@@ -107,10 +114,12 @@ def group_dict(s: st.Settings) -> dict[str, Any]:
     return out
 
 
-def in_container_axes(backend: str, grid: dict[str, list]) -> list[str]:
-    """The grid's dotted axes this backend varies inside one loaded model (decode settings its row lists)."""
-    row = backends.BACKENDS[backend]
-    return [p for p in grid if p.startswith("decode.") and p in row.in_container]
+def in_container_axes(backend: str, grid: dict[str, list], kind: str | None = None, align: bool = False
+                      ) -> list[str]:
+    """The grid's dotted axes this backend varies inside one loaded model of ``kind`` (runner.models: whisper,
+    ctc; None: unknown) with decode.align ``align``: the decode settings its row's in_container_for lists."""
+    inside = backends.BACKENDS[backend].in_container_for(kind, align)
+    return [p for p in grid if p.startswith("decode.") and p in inside]
 
 
 def _matches(match: dict, point: dict) -> bool:
@@ -128,16 +137,36 @@ def expand(ck: Checker, checked: CheckedFile) -> tuple[list[Group], list[dict]]:
     paths = list(checked.grid)
     groups: dict[str, dict] = {}
     excluded: list[dict] = []
+    kinds: dict[str, str | None] = {}  # model -> its kind (a folder's config is read once)
     for values in itertools.product(*(checked.grid[p] for p in paths)):
         point = dict(zip(paths, values))
-        _expand_point(ck, checked, point, groups, excluded)
+        _expand_point(ck, checked, point, groups, excluded, kinds)
     built = [Group(**{k: g["dict"][k] for k in GROUP_KEYS}, conditions=tuple(g["conditions"]),
-                   spec_settings=g["spec"]) for g in groups.values()]
+                   spec_settings=g["spec"], origins=g["origins"]) for g in groups.values()]
+    _refuse_what_models_cannot_honour(ck, built, kinds)
     return built, excluded
 
 
+def _refuse_what_models_cannot_honour(ck: Checker, groups: list[Group], kinds: dict[str, str | None]) -> None:
+    """A decode value the file set that a group's model cannot honour (the backend table's facts for its kind:
+    a beam size for a CTC model), named by the key that set it; found here, when the file is loaded, so that
+    nothing (no image build, no model install) starts first. Exclusions have already removed their points."""
+    for g in groups:
+        be = backends.BACKENDS[g.backend]
+        for path, origin in g.origins.items():
+            refusal = be.decode_refusal(path, st.get(g.spec_settings, path), kinds.get(g.model),
+                                        Path(g.model).name, f"{ck.label}: {origin}")
+            if refusal:
+                ck.add_text(refusal)
+
+
+def _grid_origin(checked: CheckedFile, path: str, value: Any) -> str:
+    """The grid key (and item) that gave ``value`` to the axis ``path``: grid.decode.beam_size[1]."""
+    return f"grid.{checked.grid_keys[path]}[{checked.grid[path].index(value)}]"
+
+
 def _expand_point(ck: Checker, checked: CheckedFile, point: dict, groups: dict[str, dict],
-                  excluded: list[dict]) -> None:
+                  excluded: list[dict], kinds: dict[str, str | None]) -> None:
     """Exclude, check, merge and add one grid point's conditions to its group."""
     for match, reason in checked.exclusions:
         if _matches(match, point):
@@ -154,27 +183,35 @@ def _expand_point(ck: Checker, checked: CheckedFile, point: dict, groups: dict[s
         ck.add(label, f"{problem} (remove it from the grid, or exclude it with a reason)")
         return
     s = checked.defaults
+    origins = dict(checked.origins)
     noise_from = "defaults.noise"
     for entry in checked.entries:
         if _matches(entry.match, point):
             for path, value in entry.assignments:
                 s = st.apply(s, path, value, root=ck.root)
+            origins.update(entry.origins)
             if any(p.startswith("noise.") for p, _ in entry.assignments):
                 noise_from = f"entries[{entry.index}].set.noise"
     for path, value in point.items():
         s = st.apply(s, path, value, root=ck.root)
+        if path in checked.grid_keys:
+            origins[path] = _grid_origin(checked, path, value)
     if not ck.noise_levels(s.noise, noise_from):
         return
+    model = point["model"]
+    if model not in kinds:
+        kinds[model] = ref_kind(model)
     group_s = s
     overrides: dict[str, Any] = {}
-    for path in in_container_axes(be.name, checked.grid):
+    for path in in_container_axes(be.name, checked.grid, kinds[model], s.decode.align):
         first = checked.grid[path][0]
         if st.get(s, path) != first:
             overrides[path.split(".", 1)[1]] = st.get(s, path)
         group_s = st.apply(group_s, path, first)
+        origins[path] = _grid_origin(checked, path, first)  # the group decodes with the axis' first value
     gdict = group_dict(group_s)
     key = json.dumps(gdict, sort_keys=True)
-    group = groups.setdefault(key, {"dict": gdict, "spec": group_s, "conditions": []})
+    group = groups.setdefault(key, {"dict": gdict, "spec": group_s, "conditions": [], "origins": origins})
     noise = s.noise
     levels: list[tuple[str, float | None]] = [("clean", None)] if noise.clean else []
     for kind in noise.types:
@@ -188,11 +225,18 @@ def _expand_point(ck: Checker, checked: CheckedFile, point: dict, groups: dict[s
                 limit=s.limit, audio_roots=tuple(s.audio_roots), decode=dict(overrides), axes=dict(point)))
 
 
-def axis_roles(checked: CheckedFile) -> dict[str, dict[str, list[str]]]:
-    """Per backend in the grid: which axes stay inside one container and which make new containers."""
+def axis_roles(checked: CheckedFile, groups: list[Group] | tuple[Group, ...] = ()
+               ) -> dict[str, dict[str, list[str]]]:
+    """Per backend in the grid: which axes stay inside one container and which make new containers. An axis
+    is inside when it is so for every group of that backend (a CTC model's beam-size axis makes containers)."""
     out = {}
     for backend in checked.grid.get("backend", []):
-        inside = ["dataset", *in_container_axes(backend, checked.grid)]
+        axes = in_container_axes(backend, checked.grid)
+        for g in groups:
+            if g.backend == backend:
+                kept = in_container_axes(backend, checked.grid, ref_kind(g.model), g.spec_settings.decode.align)
+                axes = [p for p in axes if p in kept]
+        inside = ["dataset", *axes]
         if "limit" in checked.grid:
             inside.append("limit")
         out[backend] = {"in_container": inside, "per_group": [p for p in checked.grid if p not in inside]}
@@ -211,7 +255,7 @@ def resolved_json(checked: CheckedFile, file: Path, root: Path, groups: list[Gro
         "defaults": st.to_dict(checked.defaults),
         "grid": grid,
         "axes": dict(checked.grid),
-        "axis_roles": axis_roles(checked),
+        "axis_roles": axis_roles(checked, groups),
         "entries": [{"match": e.match, "set": e.written} for e in checked.entries],
         "exclude": [{**m, "reason": r} for m, r in checked.exclusions],
         "excluded": excluded,

@@ -2,7 +2,8 @@
 
 A row names the backend's image (and so its per-platform tags), its build folder, its adapter, the inference
 library and that library's quant map per device, what model format it loads and which hub names it can
-download, its capabilities (word alignment, batching, the settings it varies inside one loaded model), its
+download, its capabilities (word alignment, batching, the settings it varies inside one loaded model, the
+decode settings it honours, per kind of model where kinds differ: a CTC model has no beam search), its
 defaults and the model `edgeasr check-image` tests it with. Adding a backend is its folder under containers/
 plus one row here; every list of backends (the CLI, the Makefile, the tests) is read from this table.
 Swapping a backend is a name here (or any image that honours the contract via --image).
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import UserError
 from ..platforms import platform_image, resolve_platform
@@ -69,9 +70,71 @@ FASTER_WHISPER_HUB_NAMES = (
     "distil-small.en", "distil-medium.en", "distil-large-v2", "distil-large-v3", "distil-large-v3.5",
 )
 
-#: The settings (dotted paths) the entrypoint varies inside one loaded model for the Whisper backends that
-#: decode with the library's own search (beam size, batch size, temperature, language).
-WHISPER_IN_CONTAINER = ("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language")
+#: The decode choices (dotted paths): the settings a condition may change inside one loaded model (the
+#: contract's IN_CONTAINER_DECODE) and the ones a model may not honour at all. threads and align are not among
+#: them: every backend takes a thread count, and align is checked as a capability (``align``).
+DECODE_CHOICES = ("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language")
+#: What the entrypoint varies inside one loaded model for the Whisper backends that decode with the library's
+#: own search: every decode choice.
+WHISPER_IN_CONTAINER = DECODE_CHOICES
+
+#: The kinds of model runner.models.model_kind tells apart by a folder's config.json: Whisper seq2seq (a Hugging
+#: Face Whisper, its CTranslate2 conversion or ONNX export) and CTC (wav2vec2, HuBERT, WavLM: *ForCTC).
+MODEL_KINDS = ("whisper", "ctc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeFacts:
+    """Which decode choices a model honours, and for each of the others the one value it decodes with.
+
+    A value a user sets (a flag, a key of an experiment file) for a choice the model does not honour is refused
+    before any container starts (runner.spec.build_run_spec for a run and each planned sweep group; the
+    experiment loader, runner.experiment.expand, as a sweep file loads): otherwise the model would decode as it
+    always does and the result would carry a label that did not happen. The value it really decodes with is not
+    refused (a CTC model's beam size 1), and neither is a default, which the user did not choose.
+    """
+
+    what: str  # the model as messages name it: "a CTC model"
+    why: str  # why it honours no more: "decodes greedily (argmax)"
+    honours: tuple[str, ...]  # decode choices it takes at any value their check allows
+    # decode choice -> the one value it decodes with (what a user may still name). Not hashed (a mapping).
+    fixed: Mapping[str, Any] = field(hash=False)
+
+    def __post_init__(self) -> None:
+        named = [*self.honours, *self.fixed]
+        wrong = sorted(set(named) ^ set(DECODE_CHOICES)) + sorted({p for p in named if named.count(p) > 1})
+        if wrong:
+            raise ValueError(f"decode facts must name each of {', '.join(DECODE_CHOICES)} once, as honoured or "
+                             f"fixed; wrong: {', '.join(wrong)}")
+        object.__setattr__(self, "fixed", MappingProxyType(dict(self.fixed)))
+
+    def problem(self, path: str, value: Any) -> str | None:
+        """Why ``value`` for the decode setting ``path`` cannot be honoured, or None when it can."""
+        if path not in self.fixed or value == self.fixed[path]:
+            return None
+        does = ", ".join(f"{p.split('.', 1)[1]} {_show(v)}" for p, v in self.fixed.items())
+        return f"{self.what} {self.why}, so it honours only {', '.join(self.honours)} (it decodes with {does})"
+
+
+def _show(value: Any) -> str:
+    """A decode value as a message quotes it: null for None, 0 for 0.0, a string as it is written."""
+    if value is None:
+        return "null"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# transformers decodes a CTC model by argmax over its logits: no beam search, no sampling, no language token.
+# The batch size it honours (transcribe_batch pads and masks a batch).
+CTC_DECODE = DecodeFacts(
+    what="a CTC model", why="decodes greedily (argmax)", honours=("decode.batch_size",),
+    fixed={"decode.beam_size": 1, "decode.temperature": 0.0, "decode.language": None},
+)
+# onnxruntime's numpy decoder loop: greedy or beam search over the exported decoder, no sampling. The batch size
+# is taken (decoded one utterance at a time, as for any backend without batching).
+ONNX_DECODE = DecodeFacts(
+    what="its ONNX decoder", why="has no sampling (greedy or beam search only)",
+    honours=("decode.beam_size", "decode.batch_size", "decode.language"), fixed={"decode.temperature": 0.0},
+)
 
 
 def image_platform(platform: str = "auto", device: str | None = None) -> str:
@@ -137,6 +200,53 @@ class Backend(ImageDef):
     #: (contract: a condition's ``decode`` overrides). A sweep axis over one of these stays a condition of one
     #: container; any other axis makes a new container (group). Noise and repeats are always in-container.
     in_container: tuple[str, ...] = ()
+    #: What every model of this backend honours of the decode choices (None: all of them, at any value).
+    decode_facts: DecodeFacts | None = None
+    #: Per kind of model (MODEL_KINDS, as runner.models.model_kind reads a folder): facts that replace
+    #: ``decode_facts`` for that kind. A choice a kind does not honour is not varied inside its loaded model
+    #: either (in_container_for), so a sweep axis over it makes one container per value. Not hashed (a mapping).
+    model_kinds: Mapping[str, DecodeFacts] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    #: in_container choices a loaded model cannot change while decode.align is on (whisperx loads its alignment
+    #: model for one language): with alignment each of their values is its own container.
+    align_fixes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.model_kinds) - set(MODEL_KINDS))
+        if unknown:
+            raise ValueError(f"backend {self.name}: unknown model kinds {unknown}; known: {', '.join(MODEL_KINDS)}")
+
+    def facts(self, kind: str | None) -> DecodeFacts | None:
+        """The decode facts of a model of ``kind`` (None: unknown, the row's own) with this backend."""
+        return self.model_kinds.get(kind, self.decode_facts) if kind else self.decode_facts
+
+    def honours(self, kind: str | None = None) -> tuple[str, ...]:
+        """The decode choices a model of ``kind`` honours with this backend, at any value."""
+        facts = self.facts(kind)
+        return DECODE_CHOICES if facts is None else facts.honours
+
+    def in_container_for(self, kind: str | None = None, align: bool = False) -> tuple[str, ...]:
+        """What the entrypoint varies inside one loaded model of ``kind`` (with decode.align ``align``): the
+        row's in_container less the choices the kind does not honour (and, aligning, ``align_fixes``)."""
+        honoured = self.honours(kind)
+        return tuple(p for p in self.in_container if p in honoured and not (align and p in self.align_fixes))
+
+    def decode_problem(self, path: str, value: Any, kind: str | None = None) -> str | None:
+        """Why a model of ``kind`` cannot honour ``value`` for the decode setting ``path`` with this backend, or
+        None when it can (always for a setting that is no decode choice). A model of unknown kind (None) is
+        held to the row's own facts."""
+        facts = self.facts(kind)
+        return facts.problem(path, value) if facts is not None else None
+
+    def decode_refusal(self, path: str, value: Any, kind: str | None, model: str, origin: str) -> str | None:
+        """The one sentence that refuses a decode value the user set, or None when the model honours it.
+
+        ``origin`` is where it was set, as settings messages name it: a flag (``--beam-size 5 cannot ...``) or
+        an experiment file's key path (``x.yaml: grid.decode.beam_size[1]: 5 cannot ...``)."""
+        reason = self.decode_problem(path, value, kind)
+        if reason is None:
+            return None
+        where = f"{origin} " if origin.startswith("-") else f"{origin}: "
+        return f"{where}{_show(value)} cannot apply to model {model} with backend {self.name}: {reason}"
 
     @property
     def devices(self) -> tuple[str, ...]:
@@ -222,6 +332,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         align=True,  # its wav2vec2 alignment model (needs a download)
         batching=True,  # its VAD-cut segments go through faster-whisper in batches
         in_container=WHISPER_IN_CONTAINER,
+        align_fixes=("decode.language",),  # the alignment model is loaded for one language
     ),
     Backend(
         name="transformers",
@@ -236,6 +347,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         check_model="tiny-whisper-random",
         batching=True,  # transcribe_batch: padded, masked batches
         in_container=WHISPER_IN_CONTAINER,
+        model_kinds=MappingProxyType({"ctc": CTC_DECODE}),  # wav2vec2 & co: argmax, the batch size only
     ),
     Backend(
         name="onnxruntime",
@@ -248,6 +360,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         parent="torch-base",
         model_format="onnx",
         in_container=("decode.beam_size", "decode.language"),
+        decode_facts=ONNX_DECODE,
         platforms=("x86", "cuda", "jetson-r36"),
         no_variant="JetPack 5 (r35) has Python 3.8 and no onnxruntime-gpu in its jetson-containers bases yet; "
                    "use --device cpu with --image of a CPU build, or a JetPack 6 board",

@@ -103,6 +103,37 @@ def test_fp16_on_cpu_refused_for_transformers(tmp_path):
     assert "quant 'fp16' cannot run with torch on cpu; cpu supports: fp32, bf16, int8" in r.stderr
 
 
+def test_a_beam_size_for_a_ctc_model_is_refused_before_any_container_starts(tmp_path, tiny_models):
+    """`--beam-size 5` for the real tiny CTC model: exit 2 with one sentence naming the flag, the model, the
+    backend and what a CTC model honours; refused while the run is planned, so the engine saw no container
+    for this run (no create event with its folder's owner label) and no run folder was made. `--beam-size 1`,
+    what a CTC model decodes with, runs (and its container's create event is seen: the filter finds one)."""
+    import time
+
+    client = docker.from_env()
+    data = str(_subset(tmp_path, n=1))
+
+    def run(name: str, beam: str) -> tuple[subprocess.CompletedProcess, Path, list]:
+        out = tmp_path / name
+        start = int(time.time()) - 1
+        r = edgeasr("run", "--backend", "transformers", "--model", "tiny-ctc-random", "--quant", "fp32",
+                    "--data", data, "--beam-size", beam, "--out", str(out))
+        events = list(client.events(since=start, until=int(time.time()) + 1, decode=True,
+                                    filters={"type": "container", "event": "create",
+                                             "label": f"org.edgeasr.owner.folder={out.resolve()}"}))
+        return r, out, events
+
+    r, out, events = run("beam5", "5")
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert ("edgeasr: --beam-size 5 cannot apply to model tiny-ctc-random with backend transformers: a CTC model "
+            "decodes greedily (argmax), so it honours only decode.batch_size (it decodes with beam_size 1, "
+            "temperature 0, language null)") in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists() and events == []
+    r, out, events = run("beam1", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["status"] == "ok" and len(events) == 1
+
+
 def test_make_run_with_another_image(tmp_path):
     """`make run IMAGE=...`: any image that honours the contract."""
     client = docker.from_env()

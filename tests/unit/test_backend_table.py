@@ -144,3 +144,71 @@ def test_the_default_image_follows_the_platform_and_the_device(monkeypatch, tmp_
 def test_get_backend_is_gone():
     """Dead code (issue 10): callers look rows up in BACKENDS and say what is unknown in their own terms."""
     assert not hasattr(backends, "get_backend")
+
+
+# -- the decode settings a backend, and a kind of model, honours ------------------------------------------------
+
+CTC_REFUSAL = ("a CTC model decodes greedily (argmax), so it honours only decode.batch_size "
+               "(it decodes with beam_size 1, temperature 0, language null)")
+
+
+def test_the_decode_choices_are_the_contracts_in_container_fields():
+    """The table's decode choices are the contract's IN_CONTAINER_DECODE by dotted path (one list, two names),
+    and every row's in_container is a subset of them."""
+    from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE
+
+    assert backends.DECODE_CHOICES == tuple(f"decode.{n}" for n in IN_CONTAINER_DECODE)
+    assert backends.WHISPER_IN_CONTAINER == backends.DECODE_CHOICES
+    for be in BACKENDS.values():
+        assert set(be.in_container) <= set(backends.DECODE_CHOICES), be.name
+        assert set(be.model_kinds) <= set(backends.MODEL_KINDS), be.name
+
+
+def test_a_ctc_model_with_transformers_honours_only_the_batch_size():
+    """transformers decodes a CTC model by argmax: of the decode choices it honours the batch size alone, so
+    only that varies inside its loaded model; a Whisper model (or one of unknown kind) keeps the row's list.
+    The values a CTC model really decodes with (beam 1, temperature 0, no language) are not refused."""
+    tf = BACKENDS["transformers"]
+    assert tf.in_container_for("whisper") == tf.in_container_for(None) == backends.WHISPER_IN_CONTAINER
+    assert tf.in_container_for("ctc") == ("decode.batch_size",)
+    assert tf.honours("ctc") == ("decode.batch_size",) and tf.honours("whisper") == backends.DECODE_CHOICES
+    for path, value in (("decode.batch_size", 8), ("decode.beam_size", 1), ("decode.temperature", 0.0),
+                        ("decode.language", None), ("decode.threads", 2), ("decode.align", False)):
+        assert tf.decode_problem(path, value, "ctc") is None, path
+    assert tf.decode_problem("decode.beam_size", 5, "ctc") == CTC_REFUSAL
+    assert tf.decode_problem("decode.temperature", 0.4, "ctc") == CTC_REFUSAL
+    assert tf.decode_problem("decode.language", "en", "ctc") == CTC_REFUSAL
+    for path, value in (("decode.beam_size", 5), ("decode.temperature", 0.4), ("decode.language", "de")):
+        assert tf.decode_problem(path, value, "whisper") is None and tf.decode_problem(path, value, None) is None
+
+
+def test_onnxruntime_has_no_sampling_for_any_model():
+    """The ONNX decoder is greedy or beam search: a temperature other than 0 cannot be honoured (its adapter
+    ignores it in a job and refuses it in set_decode), so the row says so; beam size and language it takes."""
+    ort = BACKENDS["onnxruntime"]
+    assert ort.decode_problem("decode.temperature", 0.5, "whisper") == (
+        "its ONNX decoder has no sampling (greedy or beam search only), so it honours only decode.beam_size, "
+        "decode.batch_size, decode.language (it decodes with temperature 0)")
+    assert ort.decode_problem("decode.temperature", 0.0, None) is None
+    assert ort.decode_problem("decode.beam_size", 5, None) is None
+    assert ort.in_container_for("whisper") == ("decode.beam_size", "decode.language")
+
+
+def test_whisperx_cannot_change_the_language_of_a_loaded_aligner():
+    """whisperx loads its wav2vec2 alignment model for one language: with decode.align on, the language no longer
+    varies inside one container (each language is its own container); without it, it does."""
+    wx = BACKENDS["whisperx"]
+    assert "decode.language" in wx.in_container_for("whisper")
+    assert wx.in_container_for("whisper", align=True) == ("decode.beam_size", "decode.batch_size",
+                                                          "decode.temperature")
+    assert BACKENDS["faster-whisper"].in_container_for(None, align=True) == backends.WHISPER_IN_CONTAINER
+
+
+def test_decode_facts_must_cover_every_decode_choice():
+    """A row's facts name each decode choice once, honoured or fixed at one value: a typo or a forgotten
+    choice fails at import, not as a silently unchecked setting."""
+    with pytest.raises(ValueError, match="decode.language"):
+        backends.DecodeFacts(what="x", why="y", honours=("decode.batch_size",),
+                             fixed={"decode.beam_size": 1, "decode.temperature": 0.0})
+    with pytest.raises(ValueError, match="decode.beam"):
+        backends.DecodeFacts(what="x", why="y", honours=("decode.beam", *backends.DECODE_CHOICES), fixed={})
