@@ -304,3 +304,34 @@ def test_sweep_planning_takes_a_ctc_group_of_defaults_and_batch_sizes(tmp_path):
     spec = plan.group_spec(group, DATA, (), "edgeasr/transformers:latest", tmp_path / "models", tmp_path / "out",
                            "docker")
     assert spec.decode.beam_size == 5 and [c.decode for c in group.conditions] == [{}, {"batch_size": 4}]
+
+
+@pytest.mark.parametrize("kind", ["ctc", "whisper"])
+def test_the_adapter_takes_in_a_loaded_model_what_the_backend_table_says(kind):
+    """The planner keeps in one container only what the table's in_container_for(kind) lists; the adapter (the
+    second line of defence) takes a change of exactly those and refuses the other decode choices."""
+    # host code (Python 3.10+): so this check lives here, not in test_transformers_decode.py, which also runs
+    # on the images' Python 3.8 (tests/contract/test_python38.py)
+    import importlib.util
+    from dataclasses import replace
+
+    from runner.launch.backends import BACKENDS, DECODE_CHOICES
+
+    spec = importlib.util.spec_from_file_location("transformers_decode_tests",
+                                                  Path(__file__).with_name("test_transformers_decode.py"))
+    sibling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sibling)
+    fake_model = sibling.fake_model
+
+    inside = BACKENDS["transformers"].in_container_for(kind)
+    other = {"beam_size": 2, "batch_size": 4, "temperature": 0.3, "language": "de"}
+    for path in DECODE_CHOICES:
+        name = path.split(".", 1)[1]
+        m = fake_model(kind)
+        change = replace(m._decode, **{name: other[name]})
+        if path in inside:
+            m.set_decode(change)
+            assert getattr(m._decode, name) == other[name]
+        else:
+            with pytest.raises((NotImplementedError, ValueError)):
+                m.set_decode(change)
