@@ -59,7 +59,8 @@ def root_problem(what: str, grant: str) -> str | None:
     """The one sentence that refuses a run without the rights to change the operating point (None: root)."""
     if is_root():
         return None
-    return f"{what} needs root ({grant} need it); run edgeasr as root, for instance with sudo -E edgeasr ..."
+    return (f"{what} needs root ({grant} need it); run edgeasr as root, for instance with sudo -E edgeasr ..., "
+            "or, with compose (whose runner runs as the project's owner), EDGEASR_KEEP_ROOT=1 docker compose ...")
 
 
 class Controller(abc.ABC):

@@ -54,7 +54,8 @@ def _base_image(client) -> str:
 def test_docker_compose_up_sweep(tmp_path):
     """`docker compose up sweep` from a state where the runner image is absent (a throwaway tag): compose
     builds it, the runner runs in it against the host engine, and produces results, a manifest and the
-    report's figures in the project's results folder."""
+    report's figures in the project's results folder, all of them the project owner's (a root-owned project, as
+    in CI, keeps a root runner, whose backend container runs as the unprivileged uid 10001)."""
     client = docker.from_env()
     tag = f"edgeasr/runner:e2e-{uuid.uuid4().hex[:8]}"
     rel = f"results/e2e-compose-{uuid.uuid4().hex[:8]}"
@@ -70,6 +71,11 @@ def test_docker_compose_up_sweep(tmp_path):
         records = _records(out)
         assert len(records) == 4 and len({r["condition"]["key"] for r in records}) == 4
         assert all(r["status"] == "ok" for r in records)
+        owner = ROOT.stat()
+        ids = (0, 0) if owner.st_uid == 0 else (owner.st_uid, owner.st_gid)  # root: root's own group
+        assert {(p.lstat().st_uid, p.lstat().st_gid) for p in [out, *out.rglob("*")]} == {ids}
+        users = {r["summary"]["hardening"]["user"] for r in records}
+        assert users == ({"10001:10001"} if owner.st_uid == 0 else {"%d:%d" % ids})
         by = {(r["condition"]["noise_type"], r["condition"]["repeat"]): r["summary"] for r in records}
         assert by[("white", 0)]["wer"] >= by[("clean", 0)]["wer"]  # 10 dB white noise does not help
         assert by[("clean", 0)]["wer"] == by[("clean", 1)]["wer"]  # deterministic decoding

@@ -143,10 +143,12 @@ def test_a_request_this_host_cannot_take_is_refused_with_a_clear_message(monkeyp
 
 
 def test_without_root_the_run_is_refused_in_one_sentence_naming_the_fix(board, monkeypatch):
-    """Not root: one sentence that says root is needed and how to get it (sudo -E), for Jetson and NVIDIA."""
+    """Not root: one sentence that says root is needed and how to get it (sudo -E; with docker compose, whose runner
+    runs as the project's owner, EDGEASR_KEEP_ROOT=1), for Jetson and NVIDIA."""
     monkeypatch.setattr(power_base, "is_root", lambda: False)
     [p] = power.problems(PowerSettings(mode=3))
     assert "needs root" in p and "sudo -E edgeasr" in p and p.count(". ") == 0
+    assert "EDGEASR_KEEP_ROOT=1 docker compose" in p
     _nvml(monkeypatch)
     monkeypatch.setattr(power_base, "is_root", lambda: False)
     [p] = power.problems(PowerSettings(gpu_freq_mhz=1500))
