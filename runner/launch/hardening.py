@@ -50,11 +50,23 @@ def container_ids() -> tuple[int, int]:
     return uid, gid
 
 
+#: Where the Docker Engine's socket may be: its group is never passed on to a backend container.
+DOCKER_SOCKETS = (Path("/var/run/docker.sock"), Path("/run/docker.sock"))
+
+
 def container_groups() -> tuple[int, ...]:
-    """Supplementary groups a non-root runner passes on, so that group-readable datasets stay readable."""
+    """Supplementary groups a non-root runner passes on, so that group-readable datasets stay readable; less the
+    Docker socket's group (a runner in the docker group, such as the compose runner as the project's owner): a
+    backend container has no socket, and the group has no business in a stranger's image."""
     if os.getuid() == 0:
         return ()
-    return tuple(sorted(set(os.getgroups()) - {os.getgid()}))
+    socket_groups = set()
+    for sock in DOCKER_SOCKETS:
+        try:
+            socket_groups.add(sock.stat().st_gid)
+        except OSError:
+            pass
+    return tuple(sorted(set(os.getgroups()) - {os.getgid()} - socket_groups))
 
 
 @dataclass(frozen=True)

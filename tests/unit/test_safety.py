@@ -216,3 +216,19 @@ def test_folder_hash_covers_names_and_contents(tmp_path):
     h1 = cache.folder(tmp_path / "m")
     (tmp_path / "m" / "config.json").write_text("{}")
     assert cache.folder(tmp_path / "m") != h1
+
+
+def test_a_non_root_runner_does_not_pass_the_docker_sockets_group_to_backend_containers(tmp_path, monkeypatch):
+    """A runner in the docker group (the compose runner as the project's owner, or a user on the host) passes its
+    supplementary groups on so that group-readable datasets stay readable, but never the Docker socket's group:
+    a backend container has no socket mounted, and its image comes from a stranger."""
+    from runner.launch import hardening
+
+    sock = tmp_path / "docker.sock"
+    sock.touch()
+    os.chown(sock, 0, 4242)
+    monkeypatch.setattr(hardening, "DOCKER_SOCKETS", (sock, tmp_path / "absent.sock"))
+    monkeypatch.setattr(hardening.os, "getuid", lambda: 1000)
+    monkeypatch.setattr(hardening.os, "getgid", lambda: 1000)
+    monkeypatch.setattr(hardening.os, "getgroups", lambda: [1000, 44, 4242, 1001])
+    assert hardening.container_groups() == (44, 1001)
