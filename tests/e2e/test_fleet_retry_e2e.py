@@ -8,6 +8,7 @@ Its own module (and ports): the cluster differs from test_fleet_e2e.py's, and a 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -64,8 +65,9 @@ def _descendants(roots: set[int]) -> set[int]:
 
 
 def _cluster_pids() -> set[int]:
-    """This cluster's processes: those whose command line names its head's port, and their children (the
-    workers, whose titles Ray rewrites)."""
+    """This cluster's processes: those whose command line names its head's GCS port (the GCS, raylets, Ray
+    Client server, monitors), and their children (the workers, whose titles Ray rewrites)."""
+    gcs = re.compile(rf"(gcs[-_]address=|--address=)\S*:{FLEET.port}\b|gcs_server_port={FLEET.port}\b")
     mine = set()
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -73,7 +75,7 @@ def _cluster_pids() -> set[int]:
                 cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if f"127.0.0.1:{FLEET.port}" in cmd:
+            if gcs.search(cmd):
                 mine.add(int(proc.name))
     return _descendants(mine)
 
