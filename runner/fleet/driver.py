@@ -9,6 +9,9 @@ into the one results folder, atomically, under the planner's condition keys (the
 
 Failures: a node lost mid-group (Ray reports the task's node or worker died) leaves that group's unfinished
 conditions recorded as ``node_lost`` with the node named, and a rerun of the same command runs just those.
+Where the target has another node, Ray itself retries the group there first (``max_retries``; never after an
+application failure, ``retry_exceptions=False``): the head's ledger (node.Ledger) tells the retry which
+conditions the lost node finished, so it runs only the others and records ``fleet.attempts``.
 Ctrl-C cancels every task (the executor on the node stops its container) and then every node removes the
 containers labelled with this sweep's id.
 """
@@ -16,7 +19,6 @@ containers labelled with this sweep's id.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import time
@@ -39,7 +41,7 @@ from ..models import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
 from . import RAY_PIN, preflight
-from .node import Context, Shipment
+from .node import Context, Ledger, Shipment
 
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
 REPORT_TIMEOUT_S = 180.0  # a node's report hashes its models once (then cached)
@@ -302,6 +304,7 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
                   f"{n_total - n_pending} already done; results in {out}")
     # The progress queue lives on the head (a node of a target may be lost, and its queue with it).
     queue = Queue(maxsize=0, actor_options={"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}})
+    ledger = ray.remote(Ledger).options(num_cpus=0, resources={HEAD_RESOURCE: 0.001}).remote()
     blobs: dict[str, Any] = {}
     remote = ray.remote(run_group)
     per_target_nodes = {t: len(rs) for t, rs in reports.items()}
@@ -311,12 +314,12 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
         shipment = shipment_for(job, hashes, ray.put, blobs, models_dir)
         ctx = Context(sweep_id, target, str(job.spec.dataset.path),
                       str(job.spec.model.host_dir) if job.spec.model.host_dir else job.spec.model.container_path)
-        # Ray retries a group on another node of its target only when there is one (else it would wait for
-        # the lost node forever); an application failure is never retried.
-        retries = 1 if per_target_nodes.get(target, 0) > 1 else 0
+        # Ray retries a lost node's group on another node of its target, as long as one is left (else it would
+        # wait for the lost node forever); an application failure is never retried.
+        retries = max(0, per_target_nodes.get(target, 0) - 1)
         ref = remote.options(resources={target: 1}, num_cpus=0, max_retries=retries, retry_exceptions=False,
                              name=f"edgeasr {target} {job.label}").remote(
-            job, [c.key for c in pending], shipment, ctx, queue)
+            job, [c.key for c in pending], shipment, ctx, queue, ledger)
         running[ref] = (job, pending, time.time())
     hashes.save()
     tally = Tally()
@@ -388,6 +391,11 @@ def _heard(item: dict[str, Any], tally: Tally, planned: list[GroupJob], out: Pat
         tally.nodes.setdefault(item["group"], []).append({k: item[k] for k in ("node_id", "hostname")})
         if target in bars:
             progress.update(bars[target], info=f"on {item['hostname']}")
+        earlier = (item.get("attempts") or [])[:-1]
+        if earlier:
+            lost = ", ".join(f"{a['hostname']} ({a['node_id'][:12]})" for a in earlier)
+            console.print(f"[yellow]group {item['group']} of target {target} retried on[/] {item['hostname']} "
+                          f"({item['node_id'][:12]}) after losing {lost}; it runs only the unfinished conditions")
     elif item["kind"] == "done":
         key = item["key"]
         if item.get("status") not in tables.RESULT_STATUSES:
@@ -435,12 +443,7 @@ def _finish(ray, ref, job: GroupJob, pending: list, submitted: float, tally: Tal
         who = f"{node['hostname']} ({node['node_id'][:12]})" if node else "its node"
         console.print(f"[red]node lost[/]: {who} of target {target}; {n} condition(s) recorded as node_lost")
         return n
-    attempts = tally.nodes.get(job.key, [])
-    for key, files in result["conditions"].items():
-        if "summary.json" in files and len(attempts) > 1:  # Ray retried the group on another node: say so
-            summary = json.loads(files["summary.json"])
-            summary.setdefault("fleet", {})["attempts"] = attempts
-            files = {**files, "summary.json": json.dumps(summary, indent=2).encode()}
+    for key, files in result["conditions"].items():  # a retry's summaries name every attempt (node.run_group)
         write_condition_files(out / "conditions" / key, files)
         tally.written.add(key)
     gdir = out / "groups" / job.key
@@ -449,7 +452,8 @@ def _finish(ray, ref, job: GroupJob, pending: list, submitted: float, tally: Tal
     written = time.time()
     timing = {"group": job.key, "target": target, "node": result["fleet"]["hostname"],
               "node_id": result["fleet"]["node_id"], "submitted": submitted,
-              **result["timing"], "written": written, "n_conditions": len(pending),
+              **result["timing"], "written": written, "n_conditions": len(result["conditions"]),
+              "attempt": len(result["fleet"].get("attempts") or [None]),
               "cache": result["fleet"].get("cache")}
     write_json_atomic(gdir / "fleet.json", {"fleet": result["fleet"], "timing": timing})
     timings.append(timing)

@@ -63,8 +63,9 @@ class LocalFleet:
                        capture_output=True)
 
 
-def raylet_pid(target: str) -> int | None:
-    """The pid of the raylet that advertises ``target`` (its command line carries the node's resources)."""
+def raylet_pid(target: str, node_id: str | None = None) -> int | None:
+    """The pid of the raylet that advertises ``target`` (its command line carries the node's resources), and
+    is the node ``node_id`` (hex, as results record it) when given: a target may have several nodes."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -74,13 +75,15 @@ def raylet_pid(target: str) -> int | None:
             continue
         # the raylet's static resources read `--static_resource_list=CPU,1,cpu-a,1,...`
         if cmd.split(" ", 1)[0].endswith("raylet") and re.search(rf"[=,]{re.escape(target)},\d", cmd):
-            return int(proc.name)
+            if node_id is None or f"--node_id={node_id} " in f"{cmd} ":
+                return int(proc.name)
     return None
 
 
-def kill_node(target: str) -> int | None:
-    """Kill the node of ``target`` by its raylet's pid (as a power cut would); its workers follow."""
-    pid = raylet_pid(target)
+def kill_node(target: str, node_id: str | None = None) -> int | None:
+    """Kill the node of ``target`` (the node ``node_id`` when given) by its raylet's pid, as a power cut
+    would; its workers follow."""
+    pid = raylet_pid(target, node_id)
     if pid is not None:
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..plan import GroupJob, PlannedCondition
+from ..tables import RESULT_STATUSES
 
 WORK_ENV = "EDGEASR_FLEET_WORK"  # the node's cache and work folder (default ~/.cache/edgeasr/fleet)
 TARGET_ENV = "EDGEASR_TARGET"
@@ -162,6 +163,30 @@ def agent_usage(before: dict[str, dict], after: dict[str, dict], wall_s: float) 
     return out
 
 
+class Ledger:
+    """Each group's attempts (the nodes that started it, in order) and its conditions that ended: an actor on
+    the head (the driver wraps this class with ray.remote; plain Python, so tested without Ray).
+
+    Ray retries a lost node's group on another node of its target with the very same arguments; the retry asks
+    here first, so it runs only the conditions the lost node did not finish (those came back as they ended and
+    are kept as the lost node recorded them), and it records the nodes that tried before it."""
+
+    def __init__(self) -> None:
+        self._attempts: dict[str, list[dict[str, str]]] = {}
+        self._done: dict[str, set[str]] = {}
+
+    def start(self, group: str, node: dict[str, str]) -> dict[str, Any]:
+        """An attempt of ``group`` begins on ``node``: every attempt so far (this one last) and the condition
+        keys that earlier attempts finished."""
+        attempts = self._attempts.setdefault(group, [])
+        attempts.append(dict(node))
+        return {"attempts": [dict(a) for a in attempts], "done": sorted(self._done.get(group, ()))}
+
+    def finished(self, group: str, key: str) -> None:
+        """A condition of ``group`` ended with a result, and the driver has it (it was sent before this call)."""
+        self._done.setdefault(group, set()).add(key)
+
+
 # --- what touches Ray, Docker and the node's files -------------------------------------------------------------
 
 
@@ -288,12 +313,16 @@ def fetch_shipment(shipment: Shipment, cache: BlobCache, work: Path, group_key: 
     return audio, noise_dir
 
 
-def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: Context, progress=None
-              ) -> dict[str, Any]:
+def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: Context, progress=None,
+              ledger=None) -> dict[str, Any]:
     """The Ray task's body: one group on this node's engine and sampler; returns its files and facts.
 
     ``progress``: a ray.util.queue.Queue the driver reads (group start with this node named, each condition's
-    end), or None."""
+    end), or None. ``ledger``: the head's ``Ledger`` actor, or None: when Ray retries this group after its
+    node was lost, the conditions that node finished are skipped and the attempts are recorded in each
+    summary's ``fleet.attempts`` (the lost nodes, then this one)."""
+    import ray
+
     from ..errors import UserError
     from ..execute import SWEEP_LABEL, Callbacks, execute_group
     from ..hostinfo import host_facts
@@ -304,16 +333,27 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
     facts = node_facts()
     before = {"raylet": proc_usage(os.getppid()), "worker": proc_usage(os.getpid())}
 
-    def tell(kind: str, **data: Any) -> None:
-        if progress is not None:
-            try:
-                progress.put_nowait({"kind": kind, "group": job.key, "target": ctx.target,
-                                     "node_id": facts["node_id"], "hostname": facts["hostname"],
-                                     "t": time.time(), **data})
-            except Exception:
-                pass  # progress is a view; a full or gone queue must not fail the group
+    def tell(kind: str, **data: Any) -> bool:
+        """Send one progress message; False when it could not be sent."""
+        if progress is None:
+            return False
+        try:
+            progress.put_nowait({"kind": kind, "group": job.key, "target": ctx.target,
+                                 "node_id": facts["node_id"], "hostname": facts["hostname"],
+                                 "t": time.time(), **data})
+            return True
+        except Exception:
+            return False  # progress is a view; a full or gone queue must not fail the group
 
-    tell("start")
+    me = {"node_id": facts["node_id"], "hostname": facts["hostname"]}
+    seen: dict[str, Any] = {"attempts": [me], "done": []}
+    if ledger is not None:
+        try:
+            seen = ray.get(ledger.start.remote(job.key, me))
+        except Exception as exc:  # the head's ledger is gone: run every pending condition, as a first attempt
+            tell("note", text=f"no record of earlier attempts ({exc.__class__.__name__}); running the whole group")
+    attempts = seen["attempts"]
+    tell("start", attempts=attempts)
     work = work_root() / "sweeps" / ctx.sweep_id
     cache = BlobCache(work_root() / "blobs")
     audio, noise_dir = fetch_shipment(shipment, cache, work, job.key)
@@ -328,7 +368,7 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
     engine = make_engine("docker")
     for line in engine.reap(()):  # containers of earlier groups whose worker died (a lost node's, restarted)
         tell("note", text=line)
-    pending = [c for c in local.conditions if c.key in set(pending_keys)]
+    pending = [c for c in local.conditions if c.key in set(pending_keys) - set(seen["done"])]
     first_event: list[float] = []
 
     def on_event(_event: dict) -> None:
@@ -336,19 +376,28 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
             first_event.append(time.time())
 
     early = {"target": ctx.target, "node_id": facts["node_id"], "hostname": facts["hostname"],
-             "platform": facts["platform"], "kind": facts["kind"], "l4t": facts["l4t"], "image": image}
+             "platform": facts["platform"], "kind": facts["kind"], "l4t": facts["l4t"], "image": image,
+             **({"attempts": attempts} if len(attempts) > 1 else {})}
 
     def done(cond: PlannedCondition, summary: dict) -> None:
         """Each condition travels back as it ends, so a node lost later in the group does not lose it."""
         files = files_of(cond.result_dir, ("utterances.jsonl", "summary.json"))
         if "summary.json" in files:
             files["summary.json"] = json.dumps(restore_identity(summary, ctx, early), indent=2).encode()
-        tell("done", key=cond.key, status=summary.get("status"), files=files)
+        sent = tell("done", key=cond.key, status=summary.get("status"), files=files)
+        if sent and ledger is not None and summary.get("status") in RESULT_STATUSES:
+            try:  # only what the driver has: a retry skips it
+                ray.get(ledger.finished.remote(job.key, cond.key))
+            except Exception:
+                pass  # a retry would run it again: more work, nothing lost
 
-    host = host_facts(engine.version())
-    result = execute_group(local, pending, engine, host=host, owner_folder=work,
-                           labels={SWEEP_LABEL: ctx.sweep_id, "org.edgeasr.target": ctx.target},
-                           callbacks=Callbacks(on_event=on_event, on_condition_done=done))
+    interrupted = False
+    if pending:
+        host = host_facts(engine.version())
+        result = execute_group(local, pending, engine, host=host, owner_folder=work,
+                               labels={SWEEP_LABEL: ctx.sweep_id, "org.edgeasr.target": ctx.target},
+                               callbacks=Callbacks(on_event=on_event, on_condition_done=done))
+        interrupted = result.interrupted is not None
     t_end = time.time()
     after = {"raylet": proc_usage(os.getppid()), "worker": proc_usage(os.getpid())}
     fleet = {**early, "agent": agent_usage(before, after, t_end - t_start),
@@ -367,6 +416,6 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
         shutil.rmtree(cond.result_dir, ignore_errors=True)
     shutil.rmtree(local.group_dir, ignore_errors=True)
     return {"fleet": fleet, "conditions": conditions, "group_files": group_files, "statuses": statuses,
-            "interrupted": result.interrupted is not None,
+            "interrupted": interrupted,
             "timing": {"task_start": t_start, "container_first_event": first_event[0] if first_event else None,
                        "task_end": t_end}}

@@ -15,7 +15,7 @@ from runner.errors import UserError
 from runner.experiment import load_experiment
 from runner.fleet import LOCAL, agent, cluster_address, local_targets_problem, preflight, target_problem
 from runner.fleet.driver import node_lost_summary, write_condition_files, write_record
-from runner.fleet.node import BlobCache, Context, agent_usage, localize, restore_identity, sha256_bytes
+from runner.fleet.node import BlobCache, Context, Ledger, agent_usage, localize, restore_identity, sha256_bytes
 from runner.launch.docker_engine import ImageInfo
 from runner.spec import Settings, TelemetrySettings, build_run_spec
 
@@ -251,6 +251,34 @@ def test_a_streamed_condition_is_written_only_when_finished(tmp_path):
     _heard({**base, "key": "k2", "status": "ok"}, tally, [], tmp_path, progress, {"cpu-b": 0}, Console(quiet=True))
     assert tally.written == {"k2"} and (tmp_path / "conditions" / "k2" / "summary.json").exists()
     assert progress.updates[-1][1]["advance"] == 1
+
+
+def test_the_ledger_tells_a_retry_its_earlier_attempts_and_the_conditions_they_finished():
+    """A group's first attempt has nothing done; after its node finished k1 and was lost, the retry on another
+    node learns every attempt (the lost node first) and that k1 is done; another group's record is its own."""
+    ledger = Ledger()
+    n1, n2 = {"node_id": "1" * 56, "hostname": "orin1"}, {"node_id": "2" * 56, "hostname": "orin2"}
+    assert ledger.start("g", n1) == {"attempts": [n1], "done": []}
+    ledger.finished("g", "k1")
+    ledger.finished("other", "k9")
+    assert ledger.start("g", n2) == {"attempts": [n1, n2], "done": ["k1"]}
+    assert ledger.start("other", n2) == {"attempts": [n2], "done": ["k9"]}
+
+
+def test_a_retried_group_is_announced_naming_the_lost_node():
+    """The start of a retry names the node it runs on and the lost node(s); a first attempt says nothing."""
+    from rich.console import Console
+
+    from runner.fleet.driver import Tally, _heard
+
+    console = Console(record=True, width=300)
+    n1, n2 = {"node_id": "1" * 56, "hostname": "orin1"}, {"node_id": "2" * 56, "hostname": "orin2"}
+    start = {"kind": "start", "group": "g", "target": "cpu-b"}
+    _heard({**start, **n1, "attempts": [n1]}, Tally(), [], Path("."), _Progress(), {}, console)
+    assert console.export_text() == ""
+    _heard({**start, **n2, "attempts": [n1, n2]}, Tally(), [], Path("."), _Progress(), {}, console)
+    text = console.export_text()
+    assert "retried on orin2 (222222222222)" in text and "orin1 (111111111111)" in text
 
 
 def test_a_fleet_sweep_refuses_the_local_engine(tmp_path):
