@@ -27,7 +27,7 @@ pytestmark = pytest.mark.e2e
 
 SWEEP_LABEL = "org.edgeasr.sweep"
 FLEET = LocalFleet(("cpu-a", "cpu-a"), port=6395, client_port=20033)  # neither the demo's nor test_fleet_e2e's
-N_CONDITIONS = 3
+N_CONDITIONS = 6  # enough that the node dies mid-group on a quick machine too
 
 EXPERIMENT = f"""\
 name: fleet-retry
