@@ -1,7 +1,8 @@
 """The report's PNG figures, drawn from aggregated rows with matplotlib's Agg renderer.
 
-Four always, and one more per numeric dotted axis that varies (e.g. ``decode.batch_size``): RTF and WER
-against that axis' value, one line per model and quant.
+Four always; one putting the fleet's targets side by side where the rows hold more than one target; and one
+more per numeric dotted axis that varies (e.g. ``decode.batch_size``): RTF and WER against that axis' value, one
+line per model and quant.
 
 Every figure shows the mean over repeats; whiskers are the Student-t 95 % interval where
 there are 3 repeats or more, the min-max of the repeats where there are 2 (a t-interval over
@@ -32,6 +33,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
 from .aggregate import (AggregateRow, GroupKey, KeyNames, Stat, axes_that_vary, format_axis_value, is_number,
@@ -67,7 +69,9 @@ WER_FILE = "wer_by_noise.png"
 RTF_RAM_FILE = "rtf_ram_by_model_quant.png"
 SCATTER_FILE = "accuracy_vs_energy.png"
 ENERGY_SNR_FILE = "energy_by_noise.png"
+TARGETS_FILE = "targets.png"  # only where the rows hold more than one fleet target
 AXIS_FILE = "rtf_vs_{path}.png"  # one per numeric dotted axis that varies
+TARGET_AXIS = "target"  # the fleet's grid axis (grid.targets): the device class a condition ran on
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,8 @@ class FigureResult:
 
 def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None,
                   skipped: list[str] | None = None) -> list[FigureResult]:
-    """Every figure into ``out_dir`` (created), in the order the report shows them: the four, then one per
-    numeric dotted axis that varies.
+    """Every figure into ``out_dir`` (created), in the order the report shows them: the four, the targets side by
+    side where the rows hold more than one, then one per numeric dotted axis that varies.
 
     With ``sweep`` (the Sweep the rows came from: its results folder holds the per-utterance and per-group
     files) the study figures follow, each only where its data exists: energy against SNR, energy per rail,
@@ -97,6 +101,7 @@ def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None,
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = [energy_by_model_quant(rows, out_dir), wer_by_noise(rows, out_dir),
                rtf_ram_by_model_quant(rows, out_dir), accuracy_vs_energy(rows, out_dir),
+               *([targets_by_model_quant(rows, out_dir)] if len(targets_of(rows)) > 1 else []),
                *(metrics_vs_axis(rows, path, out_dir) for path in numeric_axes(rows)),
                *power_figures(rows, out_dir)]
     if sweep is not None:
@@ -409,6 +414,54 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return front
 
 
+def targets_of(rows: Sequence[AggregateRow]) -> list[str]:
+    """The fleet targets among the rows, in the rows' order, as the table shows them ("–" for a row without the
+    target axis: one from a sweep that did not vary it)."""
+    return list(dict.fromkeys(_target(r.key) for r in rows))
+
+
+def _target(key: GroupKey) -> str:
+    return format_axis_value(key.axis(TARGET_AXIS))
+
+
+@_styled
+def targets_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """The fleet's targets side by side (issue 11), clean audio: energy per audio second, RTF, WER (%) and peak
+    RAM in four panels of grouped bars, model/quant (and any other varying axis) on x and one bar per target, mean
+    with the whiskers of every bar figure. A metric no target measured is a panel saying why; one that a target
+    did not measure is an "unavailable" mark and a note in its place, never a 0 bar."""
+    title = "Targets side by side (clean audio)"
+    path = Path(out_dir) / TARGETS_FILE
+    clean = _clean(rows)
+    if not clean:
+        return _text_figure(path, title, "targets not compared: no clean-audio condition in this sweep")
+    # (metric, what a note calls it, panel title, y label, bar label format, scale)
+    panels = (("j_per_audio_s", "energy", "energy per audio second", "energy per audio second (J/s)", "{:.3f}", 1.0),
+              ("rtf", "RTF", "RTF", "RTF (processing time / audio time)", "{:.3f}", 1.0),
+              ("wer", "WER", "WER", "WER (%)", "{:.1f}", 100.0),
+              ("peak_rss_mb", "peak RAM", "peak RAM", "peak RAM (MB)", "{:.0f}", 1.0))
+    if not any(_any_available(clean, metric) for metric, *_ in panels):
+        return _text_figure(path, title, "\n".join(_unavailable_text(what, clean, metric)
+                                                   for metric, what, *_ in panels))
+    label = _series_labeller(clean, exclude=(TARGET_AXIS,))
+    fig = _figure(15.0, 4.6)
+    axes = fig.subplots(1, len(panels))
+    notes: list[str] = []
+    for ax, (metric, what, heading, ylabel, fmt, scale) in zip(axes, panels):
+        ax.set_title(f"{heading}, lower is better")
+        if not _any_available(clean, metric):
+            _text_in_axes(ax, _unavailable_text(what, clean, metric), width=30)  # a quarter-width panel
+            continue
+        notes += _grouped_bars(ax, clean, metric, what, fmt, scale=scale,
+                               category=lambda k: f"{label(k)}/{k.quant}", series=_target,
+                               xlabel="model / quant", legend_title=None)
+        ax.set_ylabel(ylabel)
+    fig.legend(handles=bar_handles(targets_of(clean)), title="target", loc="outside right upper", frameon=False)
+    fig.suptitle(title)
+    _save(fig, path, [CI_NOTE, *dict.fromkeys(notes), *_failure_notes(clean)])
+    return FigureResult(path, title)
+
+
 @_styled
 def metrics_vs_axis(rows: Sequence[AggregateRow], path: str, out_dir: Path) -> FigureResult:
     """RTF and WER against a numeric dotted axis (e.g. decode.batch_size), clean audio: one line per model and
@@ -516,12 +569,19 @@ def _series_labeller(rows: Sequence[AggregateRow], exclude: Sequence[str] = ()) 
     return label
 
 
-def _grouped_bars(ax, rows: Sequence[AggregateRow], metric: str, what: str, fmt: str) -> list[str]:
-    """Bars of ``metric`` with models on x and one bar per quant; returns notes for unavailable bars."""
-    label = _series_labeller(rows)
+def _grouped_bars(ax, rows: Sequence[AggregateRow], metric: str, what: str, fmt: str, *, scale: float = 1.0,
+                  category: Callable[[GroupKey], str] | None = None,
+                  series: Callable[[GroupKey], str] | None = None, xlabel: str = "model",
+                  legend_title: str | None = "quant") -> list[str]:
+    """Bars of ``metric`` (times ``scale``: 100 for a WER in %) with one group per ``category`` on x (the model
+    label unless given) and one bar per ``series`` in each (the quant unless given); returns notes for
+    unavailable bars, "<category>/<series>: <what> unavailable (<reasons>)". ``legend_title`` None: no legend
+    on the axes (a figure of several panels draws one for all)."""
+    label = category or _series_labeller(rows)
+    series_of = series or (lambda key: key.quant)
     models = list(dict.fromkeys(label(r.key) for r in rows))
-    quants = list(dict.fromkeys(r.key.quant for r in rows))
-    by_cell = {(label(r.key), r.key.quant): r for r in rows}
+    quants = list(dict.fromkeys(series_of(r.key) for r in rows))
+    by_cell = {(label(r.key), series_of(r.key)): r for r in rows}
     width = 0.8 / len(quants)
     bottom_of_axes = blended_transform_factory(ax.transData, ax.transAxes)
     notes = []
@@ -539,20 +599,27 @@ def _grouped_bars(ax, rows: Sequence[AggregateRow], metric: str, what: str, fmt:
                 notes.append(f"{model}/{quant}: {what} unavailable ({'; '.join(st.reasons)})")
                 continue
             xs.append(x)
-            heights.append(st.mean)
+            heights.append(st.mean * scale)
             ws.append(whisker(st))
         if not xs:
             ax.bar([], [], width, color=PALETTE[j % len(PALETTE)], label=quant)
             continue
-        bars = ax.bar(xs, heights, width * 0.95, yerr=_yerr(ws), capsize=3, color=PALETTE[j % len(PALETTE)],
+        bars = ax.bar(xs, heights, width * 0.95, yerr=_yerr(ws, scale), capsize=3, color=PALETTE[j % len(PALETTE)],
                       label=quant, error_kw={"elinewidth": 0.9, "ecolor": "0.2"})
         ax.bar_label(bars, labels=[fmt.format(h) for h in heights], padding=2, fontsize=7)
     _category_ticks(ax, models)
     ax.set_xlim(-0.6, len(models) - 0.4)
-    ax.set_xlabel("model")
+    ax.set_xlabel(xlabel)
     ax.margins(y=0.12)
-    ax.legend(title="quant", frameon=False)
+    if legend_title is not None:
+        ax.legend(handles=bar_handles(quants), title=legend_title, frameon=False)
     return notes
+
+
+def bar_handles(names: Sequence[str]) -> list[Patch]:
+    """Legend entries for _grouped_bars' series, in its order and colours: made here rather than read off the
+    axes, where a series with no bar at all (every value unavailable) has no colour to give."""
+    return [Patch(color=PALETTE[j % len(PALETTE)], label=name) for j, name in enumerate(names)]
 
 
 def _category_ticks(ax, labels: Sequence[str]) -> None:
@@ -580,9 +647,10 @@ def _figure(width_in: float, height_in: float) -> Figure:
     return fig
 
 
-def _text_in_axes(ax, text: str) -> None:
+def _text_in_axes(ax, text: str, width: int = 48) -> None:
+    """``text`` in a box in place of the axes' plot, wrapped at ``width`` characters (narrower for a narrow panel)."""
     ax.set_axis_off()
-    ax.text(0.5, 0.5, _wrap(text, 48), transform=ax.transAxes, ha="center", va="center", fontsize=10,
+    ax.text(0.5, 0.5, _wrap(text, width), transform=ax.transAxes, ha="center", va="center", fontsize=10,
             color="0.25", bbox={"boxstyle": "round,pad=0.8", "facecolor": "0.95", "edgecolor": "0.7"})
 
 

@@ -561,3 +561,127 @@ def test_cli_reports_an_axes_sweep(tmp_path, capsys):
     assert "decode.batch_size" in printed and "Batch size and beam size on CPU" in printed
     assert (results / "report" / "rtf_vs_decode.batch_size.png").is_file()
     assert (results / "report" / "report.html").read_text().count("data:image/png;base64,") == 7  # + the latency distribution (study figures)
+
+
+# --- targets side by side (issue 11, item 5) -------------------------------------------------------------------
+
+
+def _fleet_record(target: str, quant: str, repeat: int, energy: bool = True) -> dict:
+    """One schema-3 conditions.jsonl line of a fleet sweep over ``grid.targets``: the target is an axis. Without
+    ``energy`` the target measured none and says why (the energy block's nulls and its reason)."""
+    rec = _v3(repeat=repeat, axes={"target": target})
+    rec["condition"].update(quant=quant, target=target, key=f"{target}-{quant}-{repeat}")
+    fast = target == "cpu-a"
+    rec["summary"] = {"wer": 0.10 + 0.01 * repeat, "rtf": (0.05 if fast else 0.2) + 0.01 * repeat,
+                      "peak_rss_mb": 400.0 + repeat,
+                      "energy": ({"j_per_audio_s": 1.5 + 0.1 * repeat} if energy else
+                                 {"j_per_audio_s": None, "unavailable": {"j_per_audio_s": NO_ENERGY}})}
+    return rec
+
+
+def _fleet_rows(targets=("cpu-a", "cpu-b"), no_energy_on=()):
+    """Two quants on each target, two repeats each."""
+    return aggregate([parse_record(_fleet_record(t, q, r, energy=t not in no_energy_on))
+                      for t in targets for q in ("int8", "fp32") for r in (0, 1)])
+
+
+def _capture_saves(monkeypatch) -> list:
+    """Record (figure, notes) of every figure written, then write it as usual."""
+    saved = []
+    real = figures._save
+
+    def save(fig, path, notes):
+        saved.append((fig, list(notes)))
+        real(fig, path, notes)
+
+    monkeypatch.setattr(figures, "_save", save)
+    return saved
+
+
+def _bar_heights(ax) -> dict[str, list[float]]:
+    """Each bar series' drawn heights, by its legend label."""
+    return {c.get_label(): [p.get_height() for p in c.patches] for c in ax.containers
+            if hasattr(c, "patches")}
+
+
+def _bar_colour(ax, label: str):
+    """The face colour of the bars labelled ``label``."""
+    return next(c.patches[0].get_facecolor() for c in ax.containers if c.get_label() == label)
+
+
+def test_targets_figure_has_four_panels_with_one_bar_per_target(tmp_path, monkeypatch):
+    """With two targets, write_figures adds targets.png: energy per audio second, RTF, WER (%) and peak RAM side by
+    side, model/quant on x (the target is not in the category label) and one bar per target in each group, at the
+    mean over repeats; the figure legend names the targets."""
+    saved = _capture_saves(monkeypatch)
+    results = figures.write_figures(_fleet_rows(), tmp_path)
+    by_name = {r.path.name: r for r in results}
+    r = by_name[figures.TARGETS_FILE]
+    assert r.available
+    _assert_readable_png(r.path)
+    fig, _ = next((f, n) for f, n in saved if f.get_suptitle() == r.title)
+    axes = fig.axes
+    assert len(axes) == 4
+    assert [ax.get_title() for ax in axes] == ["energy per audio second, lower is better", "RTF, lower is better",
+                                              "WER, lower is better", "peak RAM, lower is better"]
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["tiny.en/int8", "tiny.en/fp32"]
+    rtf = _bar_heights(axes[1])
+    assert set(rtf) == {"cpu-a", "cpu-b"}
+    assert rtf["cpu-a"] == pytest.approx([0.055, 0.055]) and rtf["cpu-b"] == pytest.approx([0.205, 0.205])
+    assert _bar_heights(axes[2])["cpu-a"] == pytest.approx([10.5, 10.5])  # WER in %
+    assert _bar_heights(axes[3])["cpu-b"] == pytest.approx([400.5, 400.5])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["cpu-a", "cpu-b"]
+
+
+def test_energy_unavailable_on_one_target_is_a_note_not_a_zero_bar(tmp_path, monkeypatch):
+    """A target that measured no energy gets no energy bar (no 0): an "unavailable" mark where its bar would be
+    and a note naming the target and the reason; its other panels and the other target's energy are drawn."""
+    saved = _capture_saves(monkeypatch)
+    r = figures.targets_by_model_quant(_fleet_rows(no_energy_on=("cpu-b",)), tmp_path)
+    assert r.available
+    (fig, notes), = saved
+    energy = fig.axes[0]
+    heights = _bar_heights(energy)
+    assert heights["cpu-a"] == pytest.approx([1.55, 1.55]) and heights.get("cpu-b", []) == []
+    assert [t.get_text() for t in energy.texts].count("unavailable") == 2
+    assert f"tiny.en/int8/cpu-b: energy unavailable ({NO_ENERGY})" in notes
+    assert all(h > 0 for ax in fig.axes for hs in _bar_heights(ax).values() for h in hs)
+    assert len(_bar_heights(fig.axes[1])["cpu-b"]) == 2
+    legend = fig.legends[0]  # its colours are the bars', even where the first panel has none for cpu-b
+    assert [t.get_text() for t in legend.get_texts()] == ["cpu-a", "cpu-b"]
+    colours = [tuple(h.get_facecolor()) for h in legend.legend_handles]
+    assert colours == [tuple(_bar_colour(fig.axes[1], t)) for t in ("cpu-a", "cpu-b")] and colours[0] != colours[1]
+
+
+def test_energy_unavailable_on_every_target_is_a_panel_that_says_why(tmp_path, monkeypatch):
+    """No target measured energy: the energy panel is the reason in words, with no bars; the other three are drawn."""
+    saved = _capture_saves(monkeypatch)
+    r = figures.targets_by_model_quant(_fleet_rows(no_energy_on=("cpu-a", "cpu-b")), tmp_path)
+    assert r.available
+    (fig, _), = saved
+    energy = fig.axes[0]
+    assert not energy.containers
+    assert [t.get_text().replace("\n", " ") for t in energy.texts] == [f"energy unavailable: {NO_ENERGY}"]
+    fig.canvas.draw()  # the words stay inside their panel (a narrow one: a quarter of the figure)
+    box = energy.texts[0].get_bbox_patch().get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= fig.axes[1].get_window_extent().x0
+    assert all(ax.containers for ax in fig.axes[1:])
+
+
+def test_one_target_writes_no_targets_figure(tmp_path):
+    """A sweep on one target (or none: no target axis) has nothing to put side by side: no targets.png."""
+    for name, rows in (("one", _fleet_rows(targets=("cpu-a",))), ("old", _rows())):
+        out = tmp_path / name
+        names = [r.path.name for r in figures.write_figures(rows, out)]
+        assert figures.TARGETS_FILE not in names and not (out / figures.TARGETS_FILE).exists()
+
+
+def test_html_shows_and_links_the_targets_figure(tmp_path):
+    """The report page inlines targets.png and links the file beside it."""
+    (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(_fleet_record(t, q, r)) + "\n"
+                                                       for t in ("cpu-a", "cpu-b") for q in ("int8", "fp32")
+                                                       for r in (0, 1)))
+    sweep = load_sweep(tmp_path)
+    rows = aggregate(sweep.records)
+    page = write_html(tmp_path / "report.html", sweep, rows, figures.write_figures(rows, tmp_path)).read_text()
+    assert '<figure id="targets"><a href="targets.png"' in page
