@@ -561,16 +561,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            metavar=None if kind is str else "N", help=help_text)
 
 
-def from_args(args: argparse.Namespace, base: Settings | None = None) -> tuple[Settings, list[str]]:
-    """The settings the given flags set over ``base`` (default: the defaults), and every flag's problem."""
-    settings = base or Settings()
-    found: list[str] = []
+def _given_flags(args: argparse.Namespace):
+    """(leaf, value) for each settings flag the user gave (argparse defaults are None: a None was not given)."""
     for lf in LEAVES.values():
         if lf.rule.flag is None:
             continue
         value = getattr(args, _dest(lf.rule), None)
-        if value is None:
-            continue
+        if value is not None:
+            yield lf, value
+
+
+def from_args(args: argparse.Namespace, base: Settings | None = None) -> tuple[Settings, list[str]]:
+    """The settings the given flags set over ``base`` (default: the defaults), and every flag's problem."""
+    settings = base or Settings()
+    found: list[str] = []
+    for lf, value in _given_flags(args):
         try:
             settings = apply(settings, lf.path, value)
         except SettingError as exc:
@@ -583,12 +588,7 @@ def flag_origins(args: argparse.Namespace) -> dict[str, str]:
     chose, told from a default, for checks that refuse only a chosen value (runner.spec: a decode setting the
     model cannot honour). A flag whose value failed its check is left out: from_args reports it."""
     out: dict[str, str] = {}
-    for lf in LEAVES.values():
-        if lf.rule.flag is None:
-            continue
-        value = getattr(args, _dest(lf.rule), None)
-        if value is None:
-            continue
+    for lf, value in _given_flags(args):
         try:
             check(lf.path, value)
         except SettingError:
