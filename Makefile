@@ -15,7 +15,7 @@ endif
 VENV38   ?= .venv-py38
 
 BACKEND    ?= faster-whisper
-# Empty: every backend in the table (runner/launch/backends.py; `edgeasr images build` builds them all).
+# Empty: every backend in the table (runner/backends.py; `edgeasr images build` builds them all).
 BACKENDS   ?=
 # Empty: the runner's own default, so that `make run` and `edgeasr run` agree (MODEL, QUANT: the backend's;
 # DEVICE: the CLI's; IMAGE: the backend's image for this platform and device, which the runner picks itself).
@@ -27,7 +27,7 @@ OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
 # x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6); auto-detected as
-# runner/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
+# runner/host/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
 # picks jetson-r35 or jetson-r36, else x86. PLATFORM=jetson means this board's release.
 TEGRA_RELEASE ?= /etc/nv_tegra_release
 L4T_MAJOR  := $(shell sed -n '1s/^\# *R\([0-9][0-9]*\) (release).*/\1/p' $(TEGRA_RELEASE) 2>/dev/null)

@@ -14,15 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Mapping
 
-from ..errors import UserError
-from ..platforms import platform_image, resolve_platform
+from .errors import UserError
+from .host.platforms import platform_image, resolve_platform
 
-if TYPE_CHECKING:
-    from ..models import ResolvedModel
-
-CONTAINERS_DIR = Path(__file__).resolve().parents[2] / "containers"
+CONTAINERS_DIR = Path(__file__).resolve().parents[1] / "containers"
 
 #: edgeasr's quant names, in the order messages list them; each row maps them to its library's own.
 QUANTS = ("fp32", "fp16", "bf16", "int8")
@@ -78,7 +75,7 @@ DECODE_CHOICES = ("decode.beam_size", "decode.batch_size", "decode.temperature",
 #: own search: every decode choice.
 WHISPER_IN_CONTAINER = DECODE_CHOICES
 
-#: The kinds of model runner.models.model_kind tells apart by a folder's config.json: Whisper seq2seq (a Hugging
+#: The kinds of model runner.models.resolve.model_kind tells apart by a folder's config.json: Whisper seq2seq (a Hugging
 #: Face Whisper, its CTranslate2 conversion or ONNX export) and CTC (wav2vec2, HuBERT, WavLM: *ForCTC).
 MODEL_KINDS = ("whisper", "ctc")
 
@@ -177,7 +174,7 @@ class Backend(ImageDef):
     quant_map: QuantMap = field(hash=False)
     adapter: str  # the adapter module the entrypoint loads ($EDGEASR_ADAPTER)
     host_module: str  # the library's import name, checked before `--engine local`
-    # What the backend loads (runner.models.MODEL_FORMATS): a CTranslate2 folder, a Hugging Face folder
+    # What the backend loads (runner.models.resolve.MODEL_FORMATS): a CTranslate2 folder, a Hugging Face folder
     # (installed CTranslate2 Whisper models resolve to their conversion), an ONNX export, or a model bundled
     # in the image.
     model_format: str = "ctranslate2"
@@ -193,7 +190,7 @@ class Backend(ImageDef):
     #: decode.batch_size > 1 decodes several utterances (or windows) at once; a backend without batching
     #: decodes one at a time whatever the batch size says.
     batching: bool = False
-    # Platforms (runner/platforms.py) with a Dockerfile variant; a platform left out is refused with `no_variant`.
+    # Platforms (runner/host/platforms.py) with a Dockerfile variant; a platform left out is refused with `no_variant`.
     platforms: tuple[str, ...] = ("x86", "cuda", "jetson-r35", "jetson-r36")
     no_variant: str = ""  # why a left-out platform has no image (said when one is asked for)
     #: Settings (dotted paths) the entrypoint can vary inside one loaded model, condition by condition
@@ -202,7 +199,7 @@ class Backend(ImageDef):
     in_container: tuple[str, ...] = ()
     #: What every model of this backend honours of the decode choices (None: all of them, at any value).
     decode_facts: DecodeFacts | None = None
-    #: Per kind of model (MODEL_KINDS, as runner.models.model_kind reads a folder): facts that replace
+    #: Per kind of model (MODEL_KINDS, as runner.models.resolve.model_kind reads a folder): facts that replace
     #: ``decode_facts`` for that kind. A choice a kind does not honour is not varied inside its loaded model
     #: either (in_container_for), so a sweep axis over it makes one container per value. Not hashed (a mapping).
     model_kinds: Mapping[str, DecodeFacts] = field(default_factory=lambda: MappingProxyType({}), hash=False)
@@ -268,14 +265,6 @@ class Backend(ImageDef):
             raise UserError(problem)
         return self.quant_map[device][quant]
 
-    def resolve_model(self, ref: str, models_dir: Path, allow_download: bool, *, log: Callable[..., None] = print,
-                      onnx_exporter: Callable[[Path, Path], Path] | None = None) -> ResolvedModel:
-        """--model for this backend: its model format, bundled names and hub names (runner.models)."""
-        from ..models import resolve_model
-
-        return resolve_model(ref, models_dir, allow_download, self.model_format, bundled=self.bundled_models,
-                             hub_names=self.hub_names, log=log, onnx_exporter=onnx_exporter)
-
     def platform_problem(self, platform: str) -> str | None:
         """Why this backend has no image for ``platform``, or None when it has one."""
         if platform in self.platforms:
@@ -293,8 +282,8 @@ class Backend(ImageDef):
 
 
 def _quant_problem(library: str, quants: QuantMap | None, device: str, quant: str) -> str | None:
-    """Why ``library`` (with ``quants``, its map) cannot run ``quant`` on ``device``; one wording for the row
-    methods and the by-library wrappers in runner.quant."""
+    """Why ``library`` (with ``quants``, its map) cannot run ``quant`` on ``device``: the row methods' one
+    wording."""
     if quant not in QUANTS:
         return f"unknown quant {quant!r}; choose one of {', '.join(QUANTS)}"
     table = (quants or {}).get(device)
@@ -400,16 +389,6 @@ UNAVAILABLE: dict[str, str] = {
 def unavailable_reason(name: str) -> str | None:
     """Why a known but unbuildable backend cannot run, or None."""
     return UNAVAILABLE.get(name)
-
-
-def library_quant_map(library: str) -> QuantMap | None:
-    """The quant map of the backends that run ``library`` (rows sharing a library share its map), or None."""
-    return next((b.quant_map for b in BACKENDS.values() if b.library == library), None)
-
-
-def library_quant_problem(library: str, device: str, quant: str) -> str | None:
-    """Why (library, device, quant) cannot run, or None: the by-library form of Backend.quant_problem."""
-    return _quant_problem(library, library_quant_map(library), device, quant)
 
 
 # Images that are not backends: the runner itself (for `docker compose up sweep`), and the shared torch

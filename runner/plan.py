@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from .content import HashCache
-from .data import AUDIO_EXTS, Dataset
+from .data.dataset import AUDIO_EXTS, Dataset
 from .errors import UserError
-from .hub import pinned_spec
+from .models.hub import pinned_spec
 from .experiment import Condition, Experiment, Group
-from .launch.backends import BACKENDS
+from .backends import BACKENDS
 from .launch.docker_engine import ImageInfo
 from .paths import mount_problem
 from .power import order_jobs, preflight

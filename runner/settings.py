@@ -24,10 +24,10 @@ from typing import Any, Callable, Iterator
 
 from edgeasr_entrypoint.contract import NOISE_TYPES
 
-from .launch import backends as _backends
-from .platforms import default_device
-from .quant import QUANTS
-from .telemetry.registry import SAMPLER_NAMES
+from . import backends as _backends
+from .backends import QUANTS
+from .host.platforms import default_device
+from .telemetry.samplers.registry import SAMPLER_NAMES
 
 DEVICE_CHOICES = ("cpu", "cuda", "auto")  # auto: cuda when an NVIDIA driver node exists, else cpu
 SAMPLER_CHOICES = ("auto", *SAMPLER_NAMES)
@@ -193,7 +193,7 @@ class Settings:
     dataset: str = setting("data/default", kind="str", flag="--data", help="dataset folder or manifest")
     image: str | None = setting(None, kind="str", null=True, flag="--image",
                                 help="use this image instead of the backend's image for this platform (:latest; "
-                                     ":jetson-r35 / :jetson-r36 on a Jetson, runner/platforms.py)",
+                                     ":jetson-r35 / :jetson-r36 on a Jetson, runner/host/platforms.py)",
                                 default_text="the backend's for this platform")
     limit: int | None = setting(None, kind="int", ge=1, null=True, flag="--limit",
                                 help="only the first N utterances of the dataset", default_text="all")

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .data import Dataset, load_dataset
+from .data.load import load_dataset
+from .data.dataset import Dataset
 from .errors import UserError
-from .launch.backends import BACKENDS, Backend, unavailable_reason
+from .backends import BACKENDS, DEVICES, Backend, unavailable_reason
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
-from .models import ResolvedModel, resolve_model, resolved_kind
+from .models.resolve import ResolvedModel, resolve_backend_model, resolve_model, resolved_kind
 from .paths import mount_problem, readable_by
-from .platforms import has_nvidia_driver, is_jetson
+from .host.platforms import has_nvidia_driver, is_jetson
 from .power import problems as power_problems
-from .quant import DEVICES
 from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label
 from .settings import get as setting_value
 from .settings import problems as setting_problems
@@ -143,7 +143,7 @@ def _onnx_exporter(image: str | None, engine: str):
         return None
 
     def export(hf_dir: Path, out_dir: Path) -> Path:
-        from .launch.onnx_export import export_onnx
+        from .models.onnx_export import export_onnx
 
         return export_onnx(hf_dir, out_dir, image)
 
@@ -191,7 +191,7 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
     resolved_model = None
     try:
         exporter = _onnx_exporter(image or (be.image if be else None), engine)
-        resolved_model = (be.resolve_model(model, models_dir, allow_download, onnx_exporter=exporter) if be else
+        resolved_model = (resolve_backend_model(be, model, models_dir, allow_download, onnx_exporter=exporter) if be else
                           resolve_model(model, models_dir, allow_download, "ctranslate2", onnx_exporter=exporter))
         problem = model_problem(resolved_model) if engine == "docker" else None
         if problem:

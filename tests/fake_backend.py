@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.launch import backends, images
-from runner.launch.backends import Backend, quant_map
+from runner import backends
+from runner.images import build as images
+from runner.backends import Backend, quant_map
 
 TAG = "edgeasr/fake-backend-for-test:latest"
 TRANSCRIPT = "the fake backend always hears this"

@@ -12,8 +12,8 @@ import argparse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import settings as st
-from .launch import backends
+from .. import settings as st
+from .. import backends
 
 
 def _choices(values: Iterable[str]) -> Callable[..., list[str]]:

@@ -1,7 +1,7 @@
 """`edgeasr images base|build|tag|versions`: the local base image and the backend images, through the Engine API;
 the image a run uses; and how fresh their pinned libraries are.
 
-Every list of backends here is the backend table's (runner/launch/backends.py): a new row is built, tagged
+Every list of backends here is the backend table's (runner/backends.py): a new row is built, tagged
 and checked without an edit here."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 from rich.console import Console
 from ..launch import docker_engine
 from ..errors import UserError
-from ..launch.backends import BACKENDS, DEVICES, IMAGES, Backend, get_image, image_platform
-from ..launch.images import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
+from ..backends import BACKENDS, DEVICES, IMAGES, Backend, get_image, image_platform
+from ..images.build import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
                              parse_overrides, platform_tag, read_carried_versions, requirements_text, versions_label)
-from ..platforms import JETSON, PLATFORMS
+from ..host.platforms import JETSON, PLATFORMS
 
 PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
                  "variant; jetson: the one for this board's L4T release (/etc/nv_tegra_release); auto (default): "
@@ -88,7 +88,7 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     if args.images_cmd == "versions":
-        from .. import freshness
+        from ..images import freshness
 
         return freshness.main(args)
     platform = image_platform(getattr(args, "platform", "auto"), getattr(args, "device", None))

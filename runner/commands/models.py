@@ -9,9 +9,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..ct2_convert import CONVERTED_MARKER
+from ..models.ct2_convert import CONVERTED_MARKER
 from ..errors import UserError
-from ..models import MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model, is_model_dir
+from ..models.resolve import (MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model,
+                              is_model_dir)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
                 ensure_converted(name, models_dir, log=console.print)
         return 0
     if args.models_cmd == "convert":
-        from ..ct2_convert import convert
+        from ..models.ct2_convert import convert
 
         if args.out is not None and len(args.names) != 1:
             raise UserError(f"--out takes one model to convert, got {len(args.names)}: {' '.join(args.names)}")
@@ -66,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
             console.print(f"{name}: Hugging Face folder in {target}")
         return 0
     if args.models_cmd == "download":
-        from ..hub import download
+        from ..models.hub import download
 
         if args.revision is not None and len(args.names) != 1:
             raise UserError(f"--revision pins one model, got {len(args.names)}: {' '.join(args.names)}")
@@ -74,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
             download(name, models_dir, args.revision, log=console.print)
         return 0
     if args.models_cmd == "make-tiny":
-        from ..launch.tiny_models import make_tiny_models
+        from ..models.tiny_models import make_tiny_models
 
         for folder in make_tiny_models(models_dir, args.image):
             console.print(f"{folder.name}: built in {folder}")

@@ -21,12 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import settings
 from ..errors import UserError
 from ..execute import Callbacks, execute_group
-from ..hostinfo import host_facts
-from ..hub import pinned_spec
-from ..launch.backends import BACKENDS
+from ..host.info import host_facts
+from ..models.hub import pinned_spec
+from ..backends import BACKENDS
 from ..launch.engines import make_engine
-from ..lock import FolderLock
-from ..models import default_models_dir
+from ..host.lock import FolderLock
+from ..models.resolve import default_models_dir
 from ..plan import plan_run
 from ..report.sweep_table import FORMATS
 from ..report.table import host_busy, print_summary
@@ -34,7 +34,7 @@ from ..results import write_json_atomic
 from ..spec import RunSpec, build_run_spec
 from ..tables import write_tables
 from ..wording import plural
-from ..telemetry.live import live_power_text
+from ..telemetry.energy.live import live_power_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .errors import UserError
+from ..errors import UserError
+from .dataset import HF_PREFIX
 
-PREFIX = "hf:"
 TEXT_COLUMNS = ("text", "sentence", "transcription")
 COMPLETE = "edgeasr-hf.json"  # written last into a cache folder: its presence means the folder is whole
 OPTIONS = ("audio", "text", "id", "limit")
@@ -74,13 +74,9 @@ class HfRef:
         return "-".join(p for p in (base, self.config, self.split) if p)
 
 
-def is_hf_ref(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(PREFIX)
-
-
 def parse_ref(text: str, limit: int | None = None) -> HfRef:
     """``hf:NAME[:CONFIG]:SPLIT[?audio=..&text=..&id=..&limit=N]``; a NAME that exists on disk is local."""
-    body, _, query = text[len(PREFIX):].partition("?")
+    body, _, query = text[len(HF_PREFIX):].partition("?")
     options: dict[str, str] = {}
     for item in filter(None, query.split("&")):
         key, eq, value = item.partition("=")
@@ -255,15 +251,3 @@ def _limited(data: Iterable[Mapping[str, Any]], limit: int | None) -> Iterable[M
         if i >= limit:
             return
         yield example
-
-
-def load_hf_dataset(text: str, audio_roots: tuple[str | Path, ...] = (), limit: int | None = None):
-    """An ``hf:`` reference as a Dataset (runner/data.py), read from its FLAC cache (written on first use)."""
-    from dataclasses import replace
-
-    from .data import load_dataset
-
-    ref = parse_ref(text, limit)
-    folder = materialize(ref)
-    dataset = load_dataset(folder, audio_roots)
-    return replace(dataset, name=ref.label)

@@ -1,4 +1,4 @@
-"""Read a dataset into utterances (id, audio path on the host, reference text or None).
+"""Read a local dataset (a folder or a manifest) into utterances: id, audio path on the host, reference or None.
 
 Three layouts: a LibriSpeech-style tree (``*.trans.txt`` beside the audio), a
 JSONL manifest (``{"id", "audio", "text"}``, audio paths relative to the
@@ -18,37 +18,11 @@ container anything else of the host.
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .paths import audio_problem, check_audio_root
-
-AUDIO_EXTS = (".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a", ".webm", ".aac")
-MANIFEST_NAME = "manifest.jsonl"
-
-
-@dataclass(frozen=True)
-class Utterance:
-    id: str
-    audio: Path  # absolute, resolved host path
-    reference: str | None  # None: no reference, transcribed but left out of WER
-    problem: str | None = None  # why the audio is not read (outside the roots, missing, ...): a per-utterance error
-
-
-@dataclass(frozen=True)
-class Dataset:
-    name: str
-    path: Path
-    layout: str  # librispeech | manifest | folder
-    utterances: tuple[Utterance, ...]
-    roots: tuple[Path, ...] = ()  # folders audio may come from: the dataset's own, then --audio-root ones
-
-    @property
-    def readable(self) -> tuple[Utterance, ...]:
-        """The utterances whose audio the container is given (the others are errors decided on the host)."""
-        return tuple(u for u in self.utterances if u.problem is None)
+from ..errors import UserError
+from ..paths import audio_problem, check_audio_root
+from .dataset import AUDIO_EXTS, MANIFEST_NAME, Dataset, Utterance
 
 
 def _clean_ref(text: str | None) -> str | None:
@@ -107,16 +81,11 @@ def _read_folder(root: Path) -> list[Utterance]:
     return utts
 
 
-def load_dataset(path: str | Path, audio_roots: tuple[str | Path, ...] = (), limit: int | None = None) -> Dataset:
+def load_local(path: str | Path, audio_roots: tuple[str | Path, ...] = ()) -> Dataset:
     """Detect the layout and read it; a path that does not exist or holds nothing is a UserError.
 
     ``audio_roots`` are extra folders the user trusts (``--audio-root``), for manifests whose
-    entries are absolute paths elsewhere (NeMo-style). ``hf:...`` is a Hugging Face dataset
-    (runner/hf_data.py), where ``limit`` bounds what is streamed."""
-    if isinstance(path, str) and path.startswith("hf:"):
-        from .hf_data import load_hf_dataset
-
-        return load_hf_dataset(path, audio_roots, limit)
+    entries are absolute paths elsewhere (NeMo-style)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"data path {path} does not exist")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import settings as st
-from ..launch import backends
+from .. import backends
 from .check import AXES, IMAGE_AXIS, SETTING_KEYS, TOP_KEYS, _NAME_RE, dotted_axes
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"

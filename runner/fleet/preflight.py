@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..launch import backends
+from .. import backends
 from ..launch.docker_engine import ImageInfo
 from ..plan import GroupJob
 
@@ -85,7 +85,7 @@ class Need:
 def install_commands(needs: list[Need]) -> list[list[str]]:
     """The `edgeasr` commands (argument lists) that make one node's needs: each image built if missing, each
     installable model installed (a converted ``NAME-hf`` folder by installing NAME, which converts it)."""
-    from ..models import PACKAGED
+    from ..models.resolve import PACKAGED
 
     out: list[list[str]] = []
     for n in needs:

@@ -1,6 +1,6 @@
 """Facts about the machine a result came from (a result carries the host that produced it).
 
-Jetson facts come from runner/platforms.py, the one reader of the L4T release file."""
+Jetson facts come from runner/host/platforms.py, the one reader of the L4T release file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import platform
 import socket
 from typing import Any
 
-from .errors import UserError
+from ..errors import UserError
 from .platforms import detect_platform, l4t_release_line
 
 
@@ -36,7 +36,7 @@ def _mem_total_mb() -> float | None:
 
 
 def host_facts(engine_version: str | None = None) -> dict[str, Any]:
-    from . import __version__
+    from .. import __version__
 
     return {
         "hostname": socket.gethostname(),

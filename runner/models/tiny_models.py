@@ -12,9 +12,10 @@ import shutil
 from pathlib import Path
 
 from ..errors import UserError
-from ..models import is_model_dir, make_readable
-from .backends import BACKENDS, CONTAINERS_DIR
-from .tool_container import STAGING_TARGET, run_tool
+from .resolve import is_model_dir
+from ..paths import make_readable
+from ..backends import BACKENDS, CONTAINERS_DIR
+from ..launch.tool_container import STAGING_TARGET, run_tool
 
 NAMES = ("tiny-whisper-random", "tiny-ctc-random")
 

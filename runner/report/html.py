@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from .aggregate import AggregateRow, Sweep, axes_that_vary, format_axis_value, is_number
-from .figures import FigureResult
+from .aggregate import AggregateRow
+from .records import Sweep, axes_that_vary, format_axis_value, is_number
+from .figure_kit import FigureResult
 from .sweep_table import Cell, TableModel, build_table
 
 REPORT_FILE = "report.html"

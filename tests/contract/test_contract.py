@@ -13,8 +13,8 @@ from edgeasr_entrypoint.contract import ALL_EVENTS, CONTRACT_VERSION, Event
 from edgeasr_entrypoint.job import parse_job
 
 from runner.launch import job as host_job
-from runner.launch.backends import BACKENDS, CONTAINERS_DIR, RUNNER_IMAGE
-from runner.launch.images import build_args, parse_versions_label, versions_label
+from runner.backends import BACKENDS, CONTAINERS_DIR, RUNNER_IMAGE
+from runner.images.build import build_args, parse_versions_label, versions_label
 from runner.results import SCHEMA_VERSION, Summary
 from runner.spec import DecodeSettings, Settings, build_run_spec
 
@@ -105,8 +105,8 @@ def test_summary_schema_is_pinned():
 @pytest.mark.parametrize("name", sorted(BACKENDS))
 def test_every_backend_has_a_dockerfile_per_platform(name):
     """`make images PLATFORM=x86|cuda|jetson-r35|jetson-r36` finds each backend's variant and tags it per platform."""
-    from runner.launch.images import platform_tag
-    from runner.platforms import PLATFORMS
+    from runner.images.build import platform_tag
+    from runner.host.platforms import PLATFORMS
 
     assert {"x86", "cuda", "jetson-r35", "jetson-r36"} <= set(PLATFORMS)
     be = BACKENDS[name]

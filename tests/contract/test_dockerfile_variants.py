@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.launch.backends import BACKENDS, IMAGES
-from runner.launch.images import versions_label
+from runner.backends import BACKENDS, IMAGES
+from runner.images.build import versions_label
 
 CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 PLATFORMS_DOC = CONTAINERS / "PLATFORMS.md"

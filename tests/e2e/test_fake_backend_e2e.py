@@ -9,7 +9,7 @@ import pytest
 from fake_backend import TAG, TRANSCRIPT, install
 
 from runner.commands import check_image
-from runner.launch import images
+from runner.images import build as images
 
 pytestmark = pytest.mark.e2e
 

@@ -14,7 +14,7 @@ less its prepare windows (audio decoding and noise mixing, which RTF leaves out
 too); load, warm-up and the loaded-idle window are reported beside it. Each
 figure says its scope (``scope_of``): board input, CPU package+DRAM, GPU.
 
-The result is a frozen ``EnergyBlock`` (runner/telemetry/energy_record.py), built
+The result is a frozen ``EnergyBlock`` (runner/telemetry/energy/record.py), built
 here only: ``energy_block``, ``unavailable_block``, and ``with_companions`` for the
 samplers that ran beside it; the summary stores its ``to_json()``.
 """
@@ -30,10 +30,10 @@ from typing import Any, Sequence
 import numpy as np
 from edgeasr_entrypoint.contract import PREPARE_WINDOW, UTTERANCE_WINDOW, WINDOWS, Event
 
-from .base import Sample
-from .energy import WindowEnergy, integrate, on_clock
-from .energy_record import NULL_FIGURES, CombinedEnergy, EnergyBlock, MemoryFigures, PsysFigure
-from .registry import find_row, memory_labels, sampler_row
+from ..samplers.base import Sample
+from .integrate import WindowEnergy, integrate, on_clock
+from .record import NULL_FIGURES, CombinedEnergy, EnergyBlock, MemoryFigures, PsysFigure
+from ..samplers.registry import find_row, memory_labels, sampler_row
 
 #: The event field that carries each clock.
 CLOCK_FIELDS = {"monotonic": "mono_ns", "wall": "t_ns"}

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from .accounting import Baseline, measured_baseline
-from .base import Sampler
+from ..samplers.base import Sampler
 
 #: Defaults where the settings object predates them.
 COOLDOWN_MAX_S = 30.0

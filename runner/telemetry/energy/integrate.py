@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from runner.telemetry.base import Sample
+from runner.telemetry.samplers.base import Sample
 
 MIN_SAMPLES_IN_WINDOW = 2
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .base import Sample
-from .energy import integrate
+from ..samplers.base import Sample
+from .integrate import integrate
 
 
 @dataclass(frozen=True)

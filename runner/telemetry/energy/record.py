@@ -88,7 +88,7 @@ class CombinedEnergy:
 
 @dataclass(frozen=True)
 class EnergyBlock:
-    """One run's energy figures (summary.json's ``energy``); see runner/telemetry/accounting.py for how each
+    """One run's energy figures (summary.json's ``energy``); see runner/telemetry/energy/accounting.py for how each
     is measured. A figure that could not be measured is None with its reason in ``unavailable``, never 0.
 
     ``measured`` False is the null shape: no sampler ran (``source`` None) or the container recorded no

@@ -142,18 +142,11 @@ class Sampler(abc.ABC):
     def running(self) -> bool:
         return self._state == "running"
 
-    def describe(self) -> dict[str, Any]:
-        """What this sampler measures, from its row in the sampler table (``registry.SAMPLERS``): name,
-        scope and memory figures in words; only the name for a sampler the table does not list."""
-        from runner.telemetry.registry import describe  # the table imports every sampler module, this one too
-
-        return describe(self.name)
-
     def health(self) -> dict[str, Any]:
-        """How sampling went, for ``summary.json``'s ``telemetry.health``: which sampler (with its description:
-        scope and memory figures), what failed and why. Subclasses add their own facts; ``ok`` is False when
-        something was lost."""
-        out: dict[str, Any] = {**self.describe(), "ok": True, "n_samples": len(self.samples)}
+        """How sampling went: which sampler, what failed and why. Subclasses add their own facts; ``ok`` is False
+        when something was lost. What the sampler measures (scope, memory figures) is its row's in the sampler
+        table: ``registry.health`` puts the two together for ``summary.json``'s ``telemetry.health``."""
+        out: dict[str, Any] = {"sampler": self.name, "ok": True, "n_samples": len(self.samples)}
         if self.companions or self.companion_reasons:
             out["companions"] = {c.name: c.health() for c in self.companions}
             out["companions_unavailable"] = dict(self.companion_reasons)
@@ -241,7 +234,7 @@ class NullSampler(Sampler):
 
     def health(self) -> dict[str, Any]:
         """Nothing was sampled: ``ok`` is False and ``reason`` says why (turned off, or no sensor found)."""
-        return {**self.describe(), "ok": False, "n_samples": 0, "reason": self.reason}
+        return {"sampler": self.name, "ok": False, "n_samples": 0, "reason": self.reason}
 
     def start(self) -> None:
         with self._state_lock:

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.telemetry.base import Availability, Sample, now_ns
-from runner.telemetry.polling import PollingSampler
-from runner.telemetry.tegrastats_parse import INPUT_RAIL_NAMES
+from runner.telemetry.samplers.base import Availability, Sample, now_ns
+from runner.telemetry.samplers.polling import PollingSampler
+from runner.telemetry.samplers.tegrastats_parse import INPUT_RAIL_NAMES
 
 NOT_CONNECTED = "NC"
 

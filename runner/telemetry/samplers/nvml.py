@@ -36,8 +36,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.telemetry.base import Availability, Sample, now_ns
-from runner.telemetry.polling import PollingSampler
+from runner.telemetry.samplers.base import Availability, Sample, now_ns
+from runner.telemetry.samplers.polling import PollingSampler
 
 _MIB = 1024 * 1024
 

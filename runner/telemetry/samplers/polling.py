@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from runner.telemetry.base import Sample, Sampler
+from runner.telemetry.samplers.base import Sample, Sampler
 
 _MAX_ERRORS_KEPT = 20
 

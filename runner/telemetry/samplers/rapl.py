@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.telemetry.base import Availability, Sample, now_ns
-from runner.telemetry.polling import PollingSampler
+from runner.telemetry.samplers.base import Availability, Sample, now_ns
+from runner.telemetry.samplers.polling import PollingSampler
 
 _DOMAIN_DIR_RE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
 

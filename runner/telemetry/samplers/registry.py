@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import UserError
-from runner.telemetry.base import NullSampler, Sampler
-from runner.telemetry.ina3221 import Ina3221Sampler
-from runner.telemetry.jtop import JtopSampler
-from runner.telemetry.nvml import NvmlSampler
-from runner.telemetry.rapl import RaplSampler
-from runner.telemetry.tegrastats import TegrastatsSampler
+from runner.telemetry.samplers.base import NullSampler, Sampler
+from runner.telemetry.samplers.ina3221 import Ina3221Sampler
+from runner.telemetry.samplers.jtop import JtopSampler
+from runner.telemetry.samplers.nvml import NvmlSampler
+from runner.telemetry.samplers.rapl import RaplSampler
+from runner.telemetry.samplers.tegrastats import TegrastatsSampler
 
 #: ``factory(interval_ms, devices)``: ``devices`` are the run's GPUs (indices or UUIDs), or None.
 SamplerFactory = Callable[[int, tuple[str, ...] | None], Sampler]
@@ -152,6 +152,15 @@ def describe(name: str) -> dict[str, Any]:
     (a test's fake sampler)."""
     row = find_row(name)
     return row.describe() if row is not None else {"sampler": name}
+
+
+def health(sampler: Sampler) -> dict[str, Any]:
+    """``summary.json``'s ``telemetry.health``: the sampler's description from its row (name, scope and memory
+    figures in words) with how its sampling went (``Sampler.health``), and the same for each companion."""
+    out = {**describe(sampler.name), **sampler.health()}
+    if sampler.companions:
+        out["companions"] = {c.name: health(c) for c in sampler.companions}
+    return out
 
 
 def memory_labels() -> dict[str, str]:

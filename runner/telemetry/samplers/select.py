@@ -9,7 +9,7 @@ from the sampler table (``registry.SAMPLERS``).
 
 from __future__ import annotations
 
-from ..errors import UserError
+from ...errors import UserError
 from . import registry
 from .base import NullSampler, Sampler
 from .registry import SAMPLER_NAMES, make_sampler

@@ -30,8 +30,8 @@ import subprocess
 import threading
 from typing import IO, Any
 
-from runner.telemetry.base import Availability, Sample, Sampler, now_ns
-from runner.telemetry.tegrastats_parse import TegrastatsRecord, parse_line
+from runner.telemetry.samplers.base import Availability, Sample, Sampler, now_ns
+from runner.telemetry.samplers.tegrastats_parse import TegrastatsRecord, parse_line
 
 _LOG = logging.getLogger(__name__)
 _STDERR_KEPT_BYTES = 4096

@@ -22,7 +22,7 @@ from datetime import datetime
 
 import numpy as np
 
-from ..errors import UserError
+from ...errors import UserError
 from .base import Sample
 from .tegrastats import record_to_sample
 from .tegrastats_parse import TegrastatsRecord, parse_line

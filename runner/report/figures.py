@@ -1,0 +1,47 @@
+"""Which figures a report gets: the one list, in the order the report shows them.
+
+Four always (runner/report/condition_figures.py); the fleet's targets side by side where the rows hold more
+than one target; one more per numeric dotted axis that varies (RTF and WER against it); the operating-point
+figures where the sweep varies a power axis (power_figures.py); and with the sweep's folder, the study
+figures where their data exists (study_figures.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from .aggregate import AggregateRow
+from .condition_figures import (accuracy_vs_energy, energy_by_model_quant, energy_by_noise, metrics_vs_axis,
+                                numeric_axes, rtf_ram_by_model_quant, targets_by_model_quant, targets_of,
+                                wer_by_noise)
+from .figure_kit import FigureResult, any_available
+from .power_figures import power_figures
+from .study_figures import write_study_figures
+
+
+def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None,
+                  skipped: list[str] | None = None) -> list[FigureResult]:
+    """Every figure into ``out_dir`` (created), in the order the report shows them: the four, the targets side by
+    side where the rows hold more than one, then one per numeric dotted axis that varies.
+
+    With ``sweep`` (the Sweep the rows came from: its results folder holds the per-utterance and per-group
+    files) the study figures follow, each only where its data exists: energy against SNR, energy per rail,
+    power over time, latency distribution, latency against input length (runner/report/study_figures.py);
+    ``skipped`` (a list) receives one line per study figure left out and why, for the report's notes."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = [energy_by_model_quant(rows, out_dir), wer_by_noise(rows, out_dir),
+               rtf_ram_by_model_quant(rows, out_dir), accuracy_vs_energy(rows, out_dir),
+               *([targets_by_model_quant(rows, out_dir)] if len(targets_of(rows)) > 1 else []),
+               *(metrics_vs_axis(rows, path, out_dir) for path in numeric_axes(rows)),
+               *power_figures(rows, out_dir)]
+    if sweep is not None:
+        if _has_noise(rows) and any_available([r for r in rows if r.key.noise_type != "clean"], "j_per_audio_s"):
+            figures.append(energy_by_noise(rows, out_dir))
+        figures += write_study_figures(sweep, rows, out_dir, skipped)
+    return figures
+
+
+def _has_noise(rows: Sequence[AggregateRow]) -> bool:
+    return any(r.key.noise_type != "clean" for r in rows)
