@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE
+
 from .errors import UserError
 from .host.platforms import platform_image, resolve_platform
 
@@ -25,6 +27,9 @@ CONTAINERS_DIR = Path(__file__).resolve().parents[1] / "containers"
 QUANTS = ("fp32", "fp16", "bf16", "int8")
 #: The devices a run can ask for (``auto`` resolves to one of them).
 DEVICES = ("cpu", "cuda")
+#: --model and --quant when none is given, for a row that says no other (a Whisper backend's).
+DEFAULT_MODEL = "tiny.en"
+DEFAULT_QUANT = "int8"
 
 #: device -> {edgeasr quant: the library's compute type}. A combination missing from a row's map is one
 #: that device cannot run; it is refused before any container starts, naming what that device supports.
@@ -70,7 +75,7 @@ FASTER_WHISPER_HUB_NAMES = (
 #: The decode choices (dotted paths): the settings a condition may change inside one loaded model (the
 #: contract's IN_CONTAINER_DECODE) and the ones a model may not honour at all. threads and align are not among
 #: them: every backend takes a thread count, and align is checked as a capability (``align``).
-DECODE_CHOICES = ("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language")
+DECODE_CHOICES = tuple(f"decode.{name}" for name in IN_CONTAINER_DECODE)
 #: What the entrypoint varies inside one loaded model for the Whisper backends that decode with the library's
 #: own search: every decode choice.
 WHISPER_IN_CONTAINER = DECODE_CHOICES
@@ -182,8 +187,8 @@ class Backend(ImageDef):
     #: Short names the backend's library downloads from the hub by itself (with --allow-download); the name
     #: goes to the container as is. Empty: the backend loads only installed models and folders.
     hub_names: tuple[str, ...] = ()
-    default_model: str = "tiny.en"  # --model when none is given
-    default_quant: str = "int8"  # --quant when none is given
+    default_model: str = DEFAULT_MODEL  # --model when none is given
+    default_quant: str = DEFAULT_QUANT  # --quant when none is given
     check_model: str = "tiny.en"  # the model `edgeasr check-image` runs its test job with
     #: Word alignment (decode.align): only whisperx has an alignment model.
     align: bool = False
@@ -372,6 +377,14 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
                    "recipe or an arm64 build of the x86 Dockerfile serves a JetPack 5 board's CPU",
     ),
 )}
+
+
+def default_model_quant(backend: object) -> tuple[str, str]:
+    """(model, quant) a run of ``backend`` takes when it names neither: the row's (tiny.en int8 for the Whisper
+    backends, en-us fp32 for pocketsphinx); for a name the table lacks (refused with its own message) the
+    table's general defaults, so that the run folder's name and the other checks can still be made."""
+    be = BACKENDS.get(backend) if isinstance(backend, str) else None
+    return (be.default_model, be.default_quant) if be else (DEFAULT_MODEL, DEFAULT_QUANT)
 
 
 # Backends asked for and not buildable here: the name is known, and a run is refused with the reason.

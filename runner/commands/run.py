@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..execute import Callbacks, execute_group
 from ..host.info import host_facts
 from ..models.hub import pinned_spec
-from ..backends import BACKENDS
+from ..backends import default_model_quant
 from ..launch.engines import make_engine
 from ..host.lock import FolderLock
 from ..models.resolve import default_models_dir
@@ -60,9 +60,9 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     """The defaults with the flags given over them, resolved by build_run_spec; one UserError for every
     problem, the flags' own and the run's."""
     given, problems = settings.from_args(args)
-    be = BACKENDS.get(given.backend)  # an unknown name is reported by build_run_spec
-    model = given.model or (be.default_model if be else "tiny.en")
-    quant = given.quant or (be.default_quant if be else "int8")
+    default_model, default_quant = default_model_quant(given.backend)  # an unknown name: build_run_spec says so
+    model = given.model or default_model
+    quant = given.quant or default_quant
     try:
         spec = build_run_spec(given, out=args.out or default_out(given.backend, model, quant),
                               models_dir=args.models_dir or default_models_dir(), engine=args.engine,

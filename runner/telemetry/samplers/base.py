@@ -95,6 +95,11 @@ class Sample:
         }
 
 
+#: How often a polling sampler reads its source when the run says nothing else (``--interval-ms``): the one
+#: default of every sampler's constructor, the sampler table's and the telemetry settings'.
+DEFAULT_INTERVAL_MS = 100
+
+
 def now_ns() -> tuple[int, int]:
     """(wall, monotonic) clock readings for stamping a sample, taken back to back."""
     return time.time_ns(), time.monotonic_ns()

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.telemetry.samplers.base import Availability, Sample, now_ns
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 from runner.telemetry.samplers.tegrastats_parse import INPUT_RAIL_NAMES
 
@@ -119,7 +119,7 @@ class Ina3221Sampler(PollingSampler):
 
     name = "ina3221"
 
-    def __init__(self, root: str | os.PathLike[str] = "/sys", interval_ms: int = 100,
+    def __init__(self, root: str | os.PathLike[str] = "/sys", interval_ms: int = DEFAULT_INTERVAL_MS,
                  meminfo: str | os.PathLike[str] = "/proc/meminfo") -> None:
         super().__init__(interval_ms)
         self.root = Path(root)

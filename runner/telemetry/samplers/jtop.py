@@ -12,7 +12,7 @@ import os
 
 from typing import Any
 
-from .base import Availability, Sample, now_ns
+from .base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from .tegrastats_parse import INPUT_RAIL_NAMES
 from .polling import PollingSampler
 
@@ -41,7 +41,7 @@ def power_fields(power: dict[str, Any]) -> tuple[dict[str, float], float | None,
 class JtopSampler(PollingSampler):
     name = "jtop"
 
-    def __init__(self, interval_ms: int = 100, socket_path: str = SOCKET) -> None:
+    def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS, socket_path: str = SOCKET) -> None:
         super().__init__(interval_ms)
         self._socket = socket_path
         self._jtop = None

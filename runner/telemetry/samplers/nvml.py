@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runner.telemetry.samplers.base import Availability, Sample, now_ns
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
 _MIB = 1024 * 1024
@@ -101,7 +101,7 @@ class NvmlSampler(PollingSampler):
 
     name = "nvml"
 
-    def __init__(self, interval_ms: int = 100, nvml: Any = None, devices: Sequence[str] | None = None) -> None:
+    def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS, nvml: Any = None, devices: Sequence[str] | None = None) -> None:
         super().__init__(interval_ms)
         self._injected = nvml
         self._nvml: Any = None

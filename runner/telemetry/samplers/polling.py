@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from runner.telemetry.samplers.base import Sample, Sampler
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Sample, Sampler
 
 _MAX_ERRORS_KEPT = 20
 
@@ -26,7 +26,7 @@ _MAX_ERRORS_KEPT = 20
 class PollingSampler(Sampler):
     """Base for samplers that poll; subclasses implement ``_read``."""
 
-    def __init__(self, interval_ms: int = 100) -> None:
+    def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS) -> None:
         super().__init__()
         if interval_ms <= 0:
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.telemetry.samplers.base import Availability, Sample, now_ns
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
 _DOMAIN_DIR_RE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
@@ -119,7 +119,7 @@ class RaplSampler(PollingSampler):
 
     name = "rapl"
 
-    def __init__(self, root: str | os.PathLike[str] = "/sys/class/powercap", interval_ms: int = 100) -> None:
+    def __init__(self, root: str | os.PathLike[str] = "/sys/class/powercap", interval_ms: int = DEFAULT_INTERVAL_MS) -> None:
         super().__init__(interval_ms)
         self.root = Path(root)
         self.domains: list[RaplDomain] = []

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import UserError
-from runner.telemetry.samplers.base import NullSampler, Sampler
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, NullSampler, Sampler
 from runner.telemetry.samplers.ina3221 import Ina3221Sampler
 from runner.telemetry.samplers.jtop import JtopSampler
 from runner.telemetry.samplers.nvml import NvmlSampler
@@ -168,7 +168,7 @@ def memory_labels() -> dict[str, str]:
     return {row.name: row.memory_label for row in SAMPLERS if row.memory_label is not None}
 
 
-def make_sampler(name: str, interval_ms: int = 100, devices: tuple[str, ...] | None = None) -> Sampler:
+def make_sampler(name: str, interval_ms: int = DEFAULT_INTERVAL_MS, devices: tuple[str, ...] | None = None) -> Sampler:
     """The sampler called ``name``, sampling every ``interval_ms``; ``devices``: the run's GPUs (NVML)."""
     if interval_ms <= 0:
         raise UserError(f"the sampling interval must be a positive number of milliseconds, got {interval_ms}")

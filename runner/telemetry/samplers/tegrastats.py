@@ -30,7 +30,7 @@ import subprocess
 import threading
 from typing import IO, Any
 
-from runner.telemetry.samplers.base import Availability, Sample, Sampler, now_ns
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, Sampler, now_ns
 from runner.telemetry.samplers.tegrastats_parse import TegrastatsRecord, parse_line
 
 _LOG = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class TegrastatsSampler(Sampler):
 
     def __init__(
         self,
-        interval_ms: int = 100,
+        interval_ms: int = DEFAULT_INTERVAL_MS,
         executable: str = "tegrastats",
         terminate_timeout_s: float = 2.0,
     ) -> None:
