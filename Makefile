@@ -127,7 +127,7 @@ test: venv venv-py38 fleet-venv models images runner-image tiny-models
 # BENCH_REPEATS interleaved pairs; then a line against the newest releases on the index.
 BENCH_REPEATS ?= 5
 bench: venv fleet-venv models ensure-image
-	@$(EDGEASR) images build transformers onnxruntime pocketsphinx --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)  # bench_backends.py's rows
+	@$(EDGEASR) images build $$($(VENV)/bin/python bench/bench_backends.py --list) --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)
 	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8) \
 	  --repeats $(BENCH_REPEATS) --image $(or $(IMAGE),$$($(EDGEASR) images tag $(BACKEND) $(DEVICE_FLAG)))
 	$(VENV)/bin/python bench/bench_sampler.py
