@@ -102,21 +102,40 @@ def test_summary_schema_is_pinned():
     assert "deletions" not in data  # on disk the field is "del"
 
 
-@pytest.mark.parametrize("name", sorted(BACKENDS))
-def test_every_backend_has_a_dockerfile_per_platform(name):
-    """`make images PLATFORM=x86|cuda|jetson-r35|jetson-r36` finds each backend's variant and tags it per platform."""
-    from runner.images.build import platform_tag
+def _platform_pairs() -> list[tuple[str, str]]:
     from runner.host.platforms import PLATFORMS
 
-    assert {"x86", "cuda", "jetson-r35", "jetson-r36"} <= set(PLATFORMS)
+    return [(name, platform) for name in sorted(BACKENDS) for platform in PLATFORMS]
+
+
+@pytest.mark.parametrize("name, platform", _platform_pairs())
+def test_a_backend_has_a_dockerfile_for_exactly_the_platforms_of_its_row(name, platform):
+    """The one check of variants against the table (every platform x the row's platforms): a platform the row
+    names has its Dockerfile variant, tagged per platform (`make images PLATFORM=...`); one it leaves out has
+    none, and the row says why. So an x86-only backend is its folder with one Dockerfile (regression, issue 21:
+    two tests disagreed, one requiring a Dockerfile.jetson of every backend, the other its absence)."""
+    from runner.host.platforms import PLATFORMS
+    from runner.images.build import platform_tag
+
+    be, p = BACKENDS[name], PLATFORMS[platform]
+    variant = CONTAINERS_DIR / be.build_dir / p.dockerfile
+    if platform not in be.platforms:
+        assert not variant.exists(), f"containers/{be.build_dir}/{p.dockerfile} exists, but the row has no {platform}"
+        assert be.no_variant and be.platform_problem(platform).startswith(f"backend {name} has no {platform}")
+        return
+    assert variant.is_file(), f"containers/{be.build_dir}/{p.dockerfile} is missing (the row names {platform})"
+    assert platform_tag(be, platform) == f"{be.image.rsplit(':', 1)[0]}:{p.tag}"
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_every_dockerfile_of_a_backend_is_a_platforms_variant(name):
+    """No Dockerfile in a backend's folder that no platform builds (a new variant needs its platform first)."""
+    from runner.host.platforms import PLATFORMS
+
     be = BACKENDS[name]
-    for platform, p in PLATFORMS.items():
-        if platform not in be.platforms:  # the table says why there is none
-            assert be.no_variant and be.platform_problem(platform).startswith(f"backend {name} has no {platform}")
-            assert not (CONTAINERS_DIR / be.build_dir / p.dockerfile).exists()
-            continue
-        assert (CONTAINERS_DIR / be.build_dir / p.dockerfile).is_file()
-        assert platform_tag(be, platform) == f"edgeasr/{name}:{p.tag}"
+    found = {f.name for f in (CONTAINERS_DIR / be.build_dir).glob("Dockerfile*") if not f.name.endswith(".dockerignore")}
+    assert found == {PLATFORMS[p].dockerfile for p in be.platforms}
+    assert {"x86", "cuda", "jetson-r35", "jetson-r36"} <= set(PLATFORMS)
 
 
 def test_contract_module_imports_only_the_standard_library():
