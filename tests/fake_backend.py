@@ -90,7 +90,7 @@ def write_folder(src: Path, folder: Path) -> None:
     template's in ``src`` (a containers/ folder)."""
     folder.mkdir()
     dockerfile = (src / TEMPLATE / "Dockerfile").read_text()
-    assert f"edgeasr_backend_{TEMPLATE}" in dockerfile and f'org.edgeasr.backend="{TEMPLATE}"' in dockerfile
+    assert f"edgeasr_backend_{TEMPLATE}" in dockerfile and f"EDGEASR_BACKEND={TEMPLATE}" in dockerfile
     # Docker drops comment lines (also inside a continuation), so they go: they describe the template.
     steps = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
     (folder / "Dockerfile").write_text("\n".join(steps).replace(TEMPLATE, FAKE.name) + "\n")

@@ -76,7 +76,7 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
             console.print(f"{tag} is present")
             continue
         log_path = args.log_dir / f"image-{image.name}-{platform}.log"
-        build = dict(base=base, tag=tag, dockerfile=variant.dockerfile, log=console.log)
+        build = dict(base=base, tag=tag, platform=platform, log=console.log)
         with console.status(f"building {tag} from {variant.dockerfile}"):
             if variant.versions_file:
                 build_image(client, image, log_path=log_path.with_suffix(".first.log"), versions="", **build)

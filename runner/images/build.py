@@ -25,7 +25,7 @@ from docker.errors import APIError, BuildError, ImageNotFound
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
 from ..errors import UserError
-from ..host.platforms import platform_image
+from ..host.platforms import PLATFORMS, platform_image
 from ..backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
 from ..launch.docker_engine import MANAGED_LABEL
 from ..launch.hardening import Hardening
@@ -102,12 +102,16 @@ def versions_label(backend: ImageDef, overrides: dict[str, str] | None = None) -
     return ",".join(f"{n}={v}" for n, v in pinned_versions(requirements_text(backend, overrides)).items())
 
 
-def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | None) -> dict[str, str]:
-    """The build arguments of one image: wheelhouse, version label, base, and for a backend the contract
-    version it speaks (its org.edgeasr.contract label, from edgeasr_entrypoint/contract.py)."""
+def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | None,
+               platform: str = "x86") -> dict[str, str]:
+    """The build arguments of one image: wheelhouse, version label, base, and for a backend the contract version
+    it speaks (edgeasr_entrypoint/contract.py) and the platform of the variant built (runner/host/platforms.py):
+    the Dockerfile's one LABEL step turns them into labels, with the backend named by the image's own
+    EDGEASR_BACKEND, so no Dockerfile spells the contract version or its platform."""
     args = {"WHEELS_URL": wheels_url, "EDGEASR_VERSIONS": versions}
     if isinstance(image, Backend):
         args["EDGEASR_CONTRACT"] = str(CONTRACT_VERSION)
+        args["EDGEASR_PLATFORM"] = platform
     if base is not None:
         args["BASE_IMAGE"] = base
     return args
@@ -211,9 +215,10 @@ def platform_tag(image: ImageDef, platform: str) -> str:
 
 def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | None, tag: str | None = None,
                 log_path: Path | None = None, log: Callable[[str], None] = print,
-                dockerfile: str = "Dockerfile", versions: str | None = None,
+                platform: str = "x86", versions: str | None = None,
                 overrides: dict[str, str] | None = None) -> str:
-    """Build the image FROM `base` (None: the Dockerfile's own default); returns the image id.
+    """Build ``platform``'s variant of the image FROM `base` (None: the Dockerfile's own default); returns the
+    image id (its labels: build_args).
     `versions`: the org.edgeasr.versions label (None: the requirements' pins, with `overrides` put in).
     `overrides`: `--set` pins written into the build context's requirements.txt. The build's output goes to
     log_path."""
@@ -223,10 +228,11 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
     has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
     try:
         with _context(backend, overrides) as context, serve_wheelhouse(wheels) as url:
-            buildargs = build_args(backend, wheels_url=url if has_wheels else "", base=base,
+            buildargs = build_args(backend, wheels_url=url if has_wheels else "", base=base, platform=platform,
                                    versions=versions_label(backend, overrides) if versions is None else versions)
             stream = client.api.build(
-                fileobj=context, custom_context=True, dockerfile=f"{backend.build_dir}/{dockerfile}",
+                fileobj=context, custom_context=True,
+                dockerfile=f"{backend.build_dir}/{PLATFORMS[platform].dockerfile}",
                 tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True,
                 network_mode="host",  # so that RUN steps reach the wheelhouse on the host's loopback
             )

@@ -61,7 +61,7 @@ def test_dockerfile_rules(name):
     assert re.search(r"^FROM \$\{BASE_IMAGE\}", text, re.M)
     assert "COPY common/edgeasr_entrypoint" in text
     assert 'org.edgeasr.contract="${EDGEASR_CONTRACT}"' in text and re.search(r"^ARG EDGEASR_CONTRACT$", text, re.M)
-    assert f'org.edgeasr.backend="{name}"' in text
+    assert 'org.edgeasr.backend="${EDGEASR_BACKEND}"' in text and f"EDGEASR_BACKEND={name}" in text
     assert re.search(r'^ENTRYPOINT \[.*"-m", "edgeasr_entrypoint"\]', text, re.M)
     assert 'org.edgeasr.versions="${EDGEASR_VERSIONS}"' in text and "ARG EDGEASR_VERSIONS" in text
     versions = parse_versions_label(versions_label(backend))
@@ -85,21 +85,16 @@ def test_the_entrypoint_emits_only_contract_events():
     assert used == {k for k in vars(Event) if k.isupper()}, "an Event constant the entrypoint never emits"
 
 
-def test_backend_images_are_built_with_the_contract_version():
-    """`edgeasr images build` passes EDGEASR_CONTRACT (the org.edgeasr.contract label) to backend images only."""
+def test_backend_images_are_built_with_the_contract_version_and_their_platform():
+    """`edgeasr images build` passes EDGEASR_CONTRACT (the org.edgeasr.contract label) and EDGEASR_PLATFORM (the
+    variant's platform, org.edgeasr.platform) to backend images only: no Dockerfile spells either."""
     backend = BACKENDS["faster-whisper"]
-    args = build_args(backend, wheels_url="", versions="x=1", base="b:1")
+    args = build_args(backend, wheels_url="", versions="x=1", base="b:1", platform="jetson-r36")
     assert args == {"WHEELS_URL": "", "EDGEASR_VERSIONS": "x=1", "EDGEASR_CONTRACT": str(CONTRACT_VERSION),
-                    "BASE_IMAGE": "b:1"}
-    assert "EDGEASR_CONTRACT" not in build_args(RUNNER_IMAGE, wheels_url="", versions="", base=None)
-
-
-def test_summary_schema_is_pinned():
-    s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok")
-    data = s.to_json()
-    assert REQUIRED_SUMMARY_KEYS <= set(data)
-    assert data["schema_version"] == SCHEMA_VERSION == 3
-    assert "deletions" not in data  # on disk the field is "del"
+                    "EDGEASR_PLATFORM": "jetson-r36", "BASE_IMAGE": "b:1"}
+    assert build_args(backend, wheels_url="", versions="", base=None)["EDGEASR_PLATFORM"] == "x86"
+    runner_args = build_args(RUNNER_IMAGE, wheels_url="", versions="", base=None)
+    assert "EDGEASR_CONTRACT" not in runner_args and "EDGEASR_PLATFORM" not in runner_args
 
 
 def _platform_pairs() -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ import sys
 
 import docker
 import pytest
-from fake_backend import IN_TREE_ENV, TAG, TRANSCRIPT, in_tree, install
+from fake_backend import IN_TREE_ENV, TAG, TRANSCRIPT, in_tree
 from helpers import ROOT
 
 from runner.commands import check_image
@@ -21,8 +21,10 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def fake_backend(tmp_path, monkeypatch):
-    return install(tmp_path, monkeypatch)
+def fake_backend():
+    """The fake backend's folder in the checkout's containers/ (the real layout) and its row in the table."""
+    with in_tree() as fake:
+        yield fake
 
 
 def test_a_new_row_and_folder_build_and_pass_check_image(fake_backend, tmp_path):
@@ -34,7 +36,7 @@ def test_a_new_row_and_folder_build_and_pass_check_image(fake_backend, tmp_path)
     try:
         images.build_image(client, fake_backend, base=base, log_path=tmp_path / "build.log", log=print)
         labels = client.images.get(TAG).labels
-        assert labels["org.edgeasr.backend"] == "fake"
+        assert labels["org.edgeasr.backend"] == "fake" and labels["org.edgeasr.platform"] == "x86"
         assert set(images.parse_versions_label(labels["org.edgeasr.versions"])) == {"numpy", "soundfile", "soxr"}
         checks = check_image.run_checks(TAG, model=None, quant=None, models_dir=tmp_path / "models", timeout=300,
                                         log=lambda c: print(f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}"))

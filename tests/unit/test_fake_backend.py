@@ -48,7 +48,7 @@ def test_the_build_context_and_labels_come_from_its_folder(fake):
             "common/edgeasr_entrypoint/__main__.py"} <= set(names)
     assert not [n for n in names if n.startswith("fake/wheels/")]
     assert set(images.parse_versions_label(images.versions_label(fake))) == {"numpy", "soundfile", "soxr"}
-    assert 'org.edgeasr.backend="fake"' in fake.dockerfile.read_text()
+    assert "EDGEASR_BACKEND=fake" in fake.dockerfile.read_text()  # the backend label is the image's own name
 
 
 def test_check_image_needs_no_edit_for_it(fake, tmp_path, monkeypatch):
