@@ -16,10 +16,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from runner.backends import BACKENDS
 from runner.commands.run import execute
 from runner.errors import UserError
 from runner.launch import docker_engine
-from runner.backends import BACKENDS
 from runner.models.resolve import default_models_dir
 from runner.spec import build_run_spec
 

@@ -22,9 +22,9 @@ from typing import Any, Callable, ContextManager
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
-from .host import load as hostload
 from . import merge
 from .errors import UserError, signal_name
+from .host import load as hostload
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import host_path_map, make_env, make_job, make_mounts
@@ -34,9 +34,9 @@ from .power import operating_point_for
 from .results import Summary, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .tables import condition_record
 from .telemetry.energy import accounting
+from .telemetry.energy.idle import idle_baseline
 from .telemetry.samplers.base import Sampler
 from .telemetry.samplers.registry import health as sampler_health
-from .telemetry.energy.idle import idle_baseline
 from .telemetry.samplers.select import select_sampler
 
 SWEEP_LABEL = "org.edgeasr.sweep"

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .data.load import load_dataset
-from .data.dataset import Dataset
-from .errors import UserError
 from .backends import BACKENDS, DEVICES, Backend, default_model_quant, unavailable_reason
+from .data.dataset import Dataset
+from .data.load import load_dataset
+from .errors import UserError
+from .host.platforms import has_nvidia_driver, is_jetson
 from .launch.engines import ENGINES
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models.resolve import ResolvedModel, resolve_backend_model, resolve_model, resolved_kind
 from .paths import mount_problem, readable_by
-from .host.platforms import has_nvidia_driver, is_jetson
 from .power import problems as power_problems
 from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label, mem_size_bytes
 from .settings import get as setting_value

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from runner import backends
-from runner.images import build as images
 from runner.backends import Backend, quant_map
+from runner.images import build as images
 
 TAG = "edgeasr/fake-backend-for-test:latest"
 TRANSCRIPT = "the fake backend always hears this"

@@ -22,14 +22,14 @@ from typing import Any, Callable
 
 from edgeasr_entrypoint.contract import CONTRACT_VERSION, Event
 
+from ..backends import BACKENDS, Backend
 from ..data.load import load_dataset
 from ..errors import UserError
-from ..launch import docker_engine
-from ..backends import BACKENDS, Backend
-from ..launch.hardening import Hardening, chown_for_container
-from ..launch.owner import Owner
 from ..images.build import parse_versions_label
+from ..launch import docker_engine
+from ..launch.hardening import Hardening, chown_for_container
 from ..launch.job import OFFLINE_ENV, OUT_TARGET
+from ..launch.owner import Owner
 from ..models.onnx_export import export_onnx
 from ..models.resolve import default_models_dir, resolve_backend_model
 from ..results import read_jsonl

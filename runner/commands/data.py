@@ -11,9 +11,9 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from ..data.load import load_dataset
 from ..data.dataset import MANIFEST_NAME
 from ..data.lengths import DEFAULT_GAP_S, build_ladder, parse_seconds
+from ..data.load import load_dataset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

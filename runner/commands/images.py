@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from ..launch import docker_engine
-from ..errors import UserError
 from ..backends import BACKENDS, DEVICES, IMAGES, Backend, ImageDef, get_image, image_platform
+from ..errors import UserError
+from ..launch import docker_engine
 from ..images.build import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
                              parse_overrides, platform_tag, read_carried_versions, requirements_text, versions_label)
 from ..host.platforms import JETSON, PLATFORMS

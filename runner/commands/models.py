@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..models.ct2_convert import CONVERTED_MARKER
 from ..errors import UserError
+from ..models.ct2_convert import CONVERTED_MARKER
 from ..models.resolve import (MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model,
                               is_model_dir)
 

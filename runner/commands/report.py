@@ -17,9 +17,9 @@ from rich.console import Console
 from ..errors import UserError
 from ..report import worst as worst_mod
 from ..report.aggregate import aggregate
-from ..report.records import load_many
 from ..report.figures import write_figures
 from ..report.html import REPORT_FILE, write_html
+from ..report.records import load_many
 from ..report.sweep_table import FORMATS, build_table, render
 
 WIDE = 200  # columns for the table when stdout is a file or pipe (rich would assume 80)

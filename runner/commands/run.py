@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import settings
+from ..backends import default_model_quant
 from ..errors import UserError
 from ..execute import Callbacks, execute_group
 from ..host.info import host_facts
-from ..models.hub import pinned_spec
-from ..backends import default_model_quant
-from ..launch.engines import make_engine
 from ..host.lock import FolderLock
+from ..launch.engines import make_engine
+from ..models.hub import pinned_spec
 from ..models.resolve import default_models_dir
 from ..plan import plan_run
 from ..report.sweep_table import FORMATS
@@ -33,8 +33,8 @@ from ..report.table import host_busy, print_summary
 from ..results import write_json_atomic
 from ..spec import RunSpec, build_run_spec
 from ..tables import write_tables
-from ..wording import plural
 from ..telemetry.energy.live import live_power_text
+from ..wording import plural
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -26,13 +26,13 @@ from ..errors import UserError
 from ..execute import SWEEP_LABEL, Callbacks, execute_group, stamp
 from ..experiment import load_experiment
 from ..host.info import device_facts, git_commit, host_facts
-from ..launch.engines import ENGINES, make_engine
 from ..host.lock import FolderLock
+from ..launch.engines import ENGINES, make_engine
 from ..models.resolve import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
-from ..wording import plural, seconds
 from ..telemetry.energy.live import live_power_text
+from ..wording import plural, seconds
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,9 +24,9 @@ import soundfile as sf
 from edgeasr_entrypoint.audio import AudioError, load_audio
 from edgeasr_entrypoint.contract import SAMPLE_RATE
 
-from .dataset import MANIFEST_NAME, Dataset, Utterance
 from ..errors import UserError
 from ..results import write_jsonl_atomic
+from .dataset import MANIFEST_NAME, Dataset, Utterance
 
 DEFAULT_GAP_S = 0.3  # silence between joined utterances: a pause a speaker would make, not a cut
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import settings as st
+from .. import backends
 from ..data.dataset import is_hf_ref
 from ..data.load import load_dataset
 from ..errors import UserError
-from .. import backends
 from ..models.resolve import HUB_NAMES, PACKAGED, is_model_dir
 from ..spec import detect_device
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
 from .. import backends
+from ..errors import UserError
 from ..launch.docker_engine import ImageInfo
 from ..plan import GroupJob
 

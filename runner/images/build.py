@@ -24,9 +24,9 @@ from docker.errors import APIError, BuildError, ImageNotFound
 
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
+from ..backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
 from ..errors import UserError
 from ..host.platforms import PLATFORMS, platform_image
-from ..backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
 from ..launch.docker_engine import MANAGED_LABEL
 from ..launch.hardening import Hardening
 from .wheel_server import serve_wheelhouse

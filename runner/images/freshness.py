@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from ..errors import UserError
 from ..backends import CONTAINERS_DIR, IMAGES, ImageDef
+from ..errors import UserError
 from .build import parse_versions_label, pinned_versions
 
 NOT_REACHABLE = "index not reachable"

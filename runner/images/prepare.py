@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..errors import UserError
 from ..backends import BACKENDS
+from ..errors import UserError
 from ..models.resolve import PACKAGED, ensure_converted, install_model, is_model_dir
 
 HF_SUFFIX = "-hf"  # <name>-hf: the Hugging Face conversion of a packaged model (models install converts it)

@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError
-from .resolve import MARKER, PACKAGED, is_model_dir
 from ..paths import make_readable
+from .resolve import MARKER, PACKAGED, is_model_dir
 
 PINS_FILE = "hub-pins.json"
 _SHA = re.compile(r"^[0-9a-f]{40}$")

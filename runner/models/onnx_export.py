@@ -12,10 +12,10 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import UserError
-from ..paths import make_readable
 from ..backends import BACKENDS
+from ..errors import UserError
 from ..launch.tool_container import STAGING_TARGET, run_tool
+from ..paths import make_readable
 
 EXPORTER = BACKENDS["onnxruntime"].build_dir + "/edgeasr_backend_onnxruntime.py"  # under containers/
 

@@ -24,9 +24,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backends import BACKENDS, Backend
 from ..errors import UserError
 from ..paths import make_readable
-from ..backends import BACKENDS, Backend
 
 MODEL_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
 MARKER = "edgeasr-model.json"

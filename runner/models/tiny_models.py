@@ -11,11 +11,11 @@ import os
 import shutil
 from pathlib import Path
 
-from ..errors import UserError
-from .resolve import is_model_dir
-from ..paths import make_readable
 from ..backends import BACKENDS, CONTAINERS_DIR
+from ..errors import UserError
 from ..launch.tool_container import STAGING_TARGET, run_tool
+from ..paths import make_readable
+from .resolve import is_model_dir
 
 NAMES = ("tiny-whisper-random", "tiny-ctc-random")
 

@@ -14,8 +14,8 @@ from html import escape
 from pathlib import Path
 
 from .aggregate import AggregateRow
-from .records import Sweep, axes_that_vary, format_axis_value, is_number
 from .figure_kit import FigureResult
+from .records import Sweep, axes_that_vary, format_axis_value, is_number
 from .sweep_table import Cell, TableModel, build_table
 
 REPORT_FILE = "report.html"

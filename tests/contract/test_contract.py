@@ -12,9 +12,9 @@ import pytest
 from edgeasr_entrypoint.contract import ALL_EVENTS, CONTRACT_VERSION, Event
 from edgeasr_entrypoint.job import parse_job
 
-from runner.launch import job as host_job
 from runner.backends import BACKENDS, CONTAINERS_DIR, RUNNER_IMAGE
 from runner.images.build import build_args, parse_versions_label, versions_label
+from runner.launch import job as host_job
 from runner.results import SCHEMA_VERSION, Summary
 from runner.spec import DecodeSettings, Settings, build_run_spec
 
@@ -95,6 +95,14 @@ def test_backend_images_are_built_with_the_contract_version_and_their_platform()
     assert build_args(backend, wheels_url="", versions="", base=None)["EDGEASR_PLATFORM"] == "x86"
     runner_args = build_args(RUNNER_IMAGE, wheels_url="", versions="", base=None)
     assert "EDGEASR_CONTRACT" not in runner_args and "EDGEASR_PLATFORM" not in runner_args
+
+
+def test_summary_schema_is_pinned():
+    s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok")
+    data = s.to_json()
+    assert REQUIRED_SUMMARY_KEYS <= set(data)
+    assert data["schema_version"] == SCHEMA_VERSION == 3
+    assert "deletions" not in data  # on disk the field is "del"
 
 
 def _platform_pairs() -> list[tuple[str, str]]:

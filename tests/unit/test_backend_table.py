@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from runner.errors import UserError
 from runner import backends
 from runner.backends import BACKENDS, DEVICES, QUANTS
+from runner.errors import UserError
 from runner.models.resolve import resolve_backend_model
 
 OLD_QUANT_TABLE: dict[tuple[str, str], dict[str, str]] = {

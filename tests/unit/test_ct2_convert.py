@@ -12,8 +12,8 @@ import struct
 import numpy as np
 import pytest
 
-from runner.models.ct2_convert import convert, is_current, map_to_hf, read_model_bin
 from runner.errors import UserError
+from runner.models.ct2_convert import convert, is_current, map_to_hf, read_model_bin
 
 TYPE_IDS = {"float32": 0, "int8": 1, "int16": 2, "int32": 3, "float16": 4}
 D, HEADS, FFN, VOCAB, MELS, SRC_POS, TGT_POS = 8, 2, 16, 40, 4, 6, 5

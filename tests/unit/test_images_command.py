@@ -7,8 +7,8 @@ import argparse
 
 import pytest
 
-from runner.commands import images as images_cmd
 from runner.backends import BACKENDS
+from runner.commands import images as images_cmd
 
 
 def parse(*argv: str) -> argparse.Namespace:

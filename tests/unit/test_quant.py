@@ -2,8 +2,8 @@
 
 import pytest
 
-from runner.errors import UserError
 from runner.backends import BACKENDS
+from runner.errors import UserError
 
 
 def test_ctranslate2_mapping():

@@ -16,8 +16,8 @@ from runner.commands import report as report_cmd
 from runner.errors import UserError
 from runner.report import condition_figures, figure_kit, figures
 from runner.report.aggregate import NO_REASON, aggregate, metric_value, summarize, t975
-from runner.report.records import GroupKey, load_sweep, parse_record
 from runner.report.html import render_html, write_html
+from runner.report.records import GroupKey, load_sweep, parse_record
 from runner.report.sweep_table import build_table, format_stat, print_sweep_table
 
 FIXTURE = ROOT / "tests/fixtures/sweep"

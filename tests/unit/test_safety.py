@@ -16,9 +16,9 @@ from helpers import ROOT, write_tone
 
 from runner.content import HashCache
 from runner.errors import UserError
+from runner.host.lock import FolderLock
 from runner.launch.hardening import UNPRIVILEGED_UID, Hardening
 from runner.launch.owner import Owner, is_orphan, process_start_ticks
-from runner.host.lock import FolderLock
 from runner.merge import host_paths
 from runner.results import write_json_atomic
 from runner.spec import out_problem, parse_mem_limit

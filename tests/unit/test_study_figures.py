@@ -13,11 +13,11 @@ import matplotlib.image
 import pytest
 
 from runner.report.aggregate import Stat, aggregate
-from runner.report.records import load_sweep
 from runner.report.condition_figures import pareto_front, snr_positions
 from runner.report.figure_kit import whisker
 from runner.report.figures import write_figures
 from runner.report.html import write_html
+from runner.report.records import load_sweep
 from runner.report.study_figures import latency_percentiles, linear_fit, rail_split, write_study_figures
 from runner.report.traces import read_timeline, record_files
 

@@ -31,9 +31,9 @@ import numpy as np
 from edgeasr_entrypoint.contract import PREPARE_WINDOW, UTTERANCE_WINDOW, WINDOWS, Event
 
 from ..samplers.base import Sample
+from ..samplers.registry import find_row, memory_labels, sampler_row
 from .integrate import WindowEnergy, integrate, on_clock
 from .record import NULL_FIGURES, CombinedEnergy, EnergyBlock, MemoryFigures, PsysFigure
-from ..samplers.registry import find_row, memory_labels, sampler_row
 
 #: The event field that carries each clock.
 CLOCK_FIELDS = {"monotonic": "mono_ns", "wall": "t_ns"}

@@ -18,8 +18,8 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
-from .accounting import Baseline, measured_baseline
 from ..samplers.base import Sampler
+from .accounting import Baseline, measured_baseline
 
 #: Defaults where the settings object predates them.
 COOLDOWN_MAX_S = 30.0

@@ -13,8 +13,8 @@ import os
 from typing import Any
 
 from .base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
-from .tegrastats_parse import INPUT_RAIL_NAMES
 from .polling import PollingSampler
+from .tegrastats_parse import INPUT_RAIL_NAMES
 
 SOCKET = "/run/jtop.sock"
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from runner.errors import UserError
-from runner.telemetry.samplers.base import Availability, NullSampler, Sample, Sampler
 from runner.telemetry.energy.integrate import integrate
+from runner.telemetry.samplers.base import Availability, NullSampler, Sample, Sampler
 from runner.telemetry.samplers.polling import PollingSampler
 
 

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from runner.telemetry.samplers.base import Sample
 from runner.telemetry.energy.integrate import dynamic_j, integrate
+from runner.telemetry.samplers.base import Sample
 
 T0 = 1_700_000_000_000_000_000  # a realistic time.time_ns(): float64 cannot hold it exactly
 S = 1_000_000_000  # ns per second

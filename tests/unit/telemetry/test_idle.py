@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from runner.telemetry.energy.accounting import Baseline
-from runner.telemetry.samplers.base import Sample, now_ns
 from runner.telemetry.energy.idle import idle_baseline
+from runner.telemetry.samplers.base import Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
 
