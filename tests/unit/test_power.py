@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fake_clock import ManualClock
 from fake_jetson import make_orin_nano
 
 import runner.power.base as power_base
@@ -521,24 +522,21 @@ def test_ina3221_without_a_monitor_says_why(tmp_path):
     assert not availability.ok and "no INA3221 power monitor" in availability.reason
 
 
-def test_ina3221_energy_is_within_one_percent_of_a_known_profile(board, monkeypatch):
+def test_ina3221_energy_is_within_one_percent_of_a_known_profile(board):
     """A known power profile (5 W for 2 s, 12 W for 3 s, 7 W for 1 s: 53 J) written to the fake rails and read
-    every 50 ms on a controlled clock integrates to within 1% of its energy."""
-    clock = [1_000_000_000_000]
-    monkeypatch.setattr(ina, "now_ns", lambda: (clock[0], clock[0]))
-    sampler = ina.Ina3221Sampler(root=board.root, interval_ms=50)
-    sampler._open()
+    every 50 ms by the sampler's own cadence on a clock the test moves integrates to within 1% of its energy."""
+    clock = ManualClock()
+    sampler = ina.Ina3221Sampler(root=board.root, interval_ms=50, clock=clock)
     profile = [(2.0, 5.0), (3.0, 12.0), (1.0, 7.0)]
-    start = clock[0]
-    for seconds, watts in profile:
-        board.set_power(watts)
-        for _ in range(int(round(seconds / 0.05))):
-            sampler._append(sampler._read())
-            clock[0] += 50_000_000
-    board.set_power(7.0)
-    sampler._append(sampler._read())
+    start = clock.monotonic_ns()
+    board.set_power(profile[0][1])
+    with sampler:
+        for seconds, watts in profile:
+            board.set_power(watts)
+            clock.sleep(seconds)
+    assert len(sampler.samples) == 1 + 120 + 1  # start, one per 50 ms of 6 s, stop
     expected = sum(s * w for s, w in profile)
-    got = energy.integrate(sampler.samples, start, clock[0], clock="monotonic")
+    got = energy.integrate(sampler.samples, start, clock.monotonic_ns(), clock="monotonic")
     assert got.total_j == pytest.approx(expected, rel=0.01) and got.method == "trapezoid"
 
 
