@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from .commands.completion import enable as enable_completion
-from .errors import UserError, interrupt_exit_code, signal_name
+from .errors import Interrupted, UserError, interrupt_exit_code
 
 COMMANDS = {
     "run": "transcribe a dataset in a backend container and report WER, RTF, latency and memory",
@@ -97,11 +97,9 @@ def _state_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def _sigterm(_signum, _frame):
-    # Turn SIGTERM into KeyboardInterrupt so that `finally` blocks remove containers; commands catch it to
-    # record what finished (status interrupted) and name the signal.
-    exc = KeyboardInterrupt()
-    exc.signame = "SIGTERM"
-    raise exc
+    # Turn SIGTERM into an interruption (a KeyboardInterrupt) so that `finally` blocks remove containers;
+    # commands catch it to record what finished (status interrupted) and name the signal.
+    raise Interrupted("SIGTERM")
 
 
 def debug_log_path() -> Path:
@@ -134,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgeasr: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        hint = getattr(exc, "hint", None) or "containers were removed"
-        print(f"edgeasr: interrupted by {signal_name(exc)}; {hint}", file=sys.stderr)
-        return interrupt_exit_code(exc)
+        stop = Interrupted.of(exc)
+        print(f"edgeasr: interrupted by {stop.signal}; {stop.hint or 'containers were removed'}", file=sys.stderr)
+        return interrupt_exit_code(stop)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             return _unexpected(args)

@@ -8,11 +8,18 @@ callbacks; nothing here draws.
 Per condition: its events (the container-wide ones plus its own, its window renamed to the inference window),
 its transcripts merged with the references, its energy over its own windows. After the container ends every
 condition is merged once more with the container's final record (status.json, engine overhead).
+
+Nothing that goes wrong inside a group escapes it: a refused operating point, an engine that fails, a merge
+that raises on a bad container's output all end as that group's conditions recorded as errors with the
+reason, so that a sweep goes on with its other groups. An interruption (Ctrl-C, SIGTERM) is returned as a
+typed ``Interrupted`` carrying the signal and the operating point's record. Every wait is on a ``Clock``
+(runner/host/clock.py), so a test drives it step by step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import time
 from dataclasses import dataclass, field, replace
@@ -23,21 +30,24 @@ from typing import Any, Callable, ContextManager
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
 from . import merge
-from .errors import UserError, signal_name
+from .errors import Interrupted, UserError
 from .host import load as hostload
+from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import host_path_map, make_env, make_job, make_mounts
 from .launch.owner import Owner
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
-from .results import Summary, read_jsonl, write_json_atomic, write_jsonl_atomic
+from .results import Summary, UtteranceResult, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .tables import condition_record
 from .telemetry.energy import accounting
 from .telemetry.energy.idle import idle_baseline
 from .telemetry.samplers.base import Sampler
 from .telemetry.samplers.registry import health as sampler_health
 from .telemetry.samplers.select import select_sampler
+
+log = logging.getLogger(__name__)
 
 SWEEP_LABEL = "org.edgeasr.sweep"
 _RENAME = {Event.CONDITION_START: Event.INFERENCE_START, Event.CONDITION_END: Event.INFERENCE_END}
@@ -60,12 +70,17 @@ class Callbacks:
     waiting: Callable[[str], ContextManager] = lambda _text: contextlib.nullcontext()
 
 
-@dataclass
+@dataclass(frozen=True)
 class GroupResult:
+    """What one group left: a record per condition (ok or not), the idle baseline (the next group cools down
+    to it), the container's run, the operating point's record (frozen; None when none was set or readable),
+    and the interruption that ended it, if one did (its ``power`` is the same record)."""
+
     records: list[dict[str, Any]]
     baseline: accounting.Baseline | None
     run: ContainerRun | None
-    interrupted: KeyboardInterrupt | None = None
+    interrupted: Interrupted | None = None
+    power: Any = None
 
 
 def stamp() -> str:
@@ -133,9 +148,15 @@ class _Group:
     baseline: accounting.Baseline | None = None
     owner: accounting.ProcessOwner | None = None
     done: dict[str, dict] = field(default_factory=dict)
-    power: Any = None  # the operating point's record (runner/power.PowerRecord), None when none was set
+    window: Any = None  # the operating point's window (runner/power.OperatingPointWindow): its record so far
+    clock: Clock = SYSTEM_CLOCK
     load_before: hostload.LoadSnapshot | None = None  # the host just before the container started
     load_after: hostload.LoadSnapshot | None = None  # and just after it ended (None while it runs)
+
+    @property
+    def power(self) -> Any:
+        """The operating point's record as far as it has gone (runner/power.PowerRecord), or None."""
+        return getattr(self.window, "record", None)
 
 
 def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
@@ -144,10 +165,10 @@ def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
     interval = g.job.spec.telemetry.interval_ms
     if g.energy_reason is not None or end is None:
         return
-    deadline = time.monotonic() + 2.0 + 3 * interval / 1000.0
+    started = g.clock.monotonic_ns()
     while g.sampler.running and g.sampler.samples[-1:] and (g.sampler.samples[-1].mono_ns or 0) < end \
-            and time.monotonic() < deadline:
-        time.sleep(interval / 4000.0)
+            and elapsed_s(g.clock, started) < 2.0 + 3 * interval / 1000.0:
+        g.clock.sleep(interval / 4000.0)
 
 
 def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status: dict | None = None,
@@ -219,15 +240,19 @@ def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: b
 def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine, *, host: dict[str, Any],
                   owner_folder: Path, labels: dict[str, str] | None = None, callbacks: Callbacks | None = None,
                   previous: accounting.Baseline | None = None,
-                  operating_point: Callable[[Any], ContextManager[Any]] | None = None) -> GroupResult:
+                  operating_point: Callable[[Any], ContextManager[Any]] | None = None,
+                  clock: Clock = SYSTEM_CLOCK) -> GroupResult:
     """Run ``pending`` (conditions of ``job``) in one container; every one ends with a record, ok or not.
 
     ``previous``: the last container's idle baseline; this one's waits for power to settle back to it.
-    ``operating_point``: ``factory(spec)`` -> a context manager that sets the device's operating point around
-    the idle baseline and the container and restores it after (yields a record with ``to_json()``, or None);
-    default: runner.power's, from ``spec.settings.power``.
+    ``operating_point``: ``factory(spec)`` -> the window (runner/power.OperatingPointWindow, or a context
+    manager with a ``record``) that sets the device's operating point around the idle baseline and the
+    container and restores it after; default: runner.power's, from ``spec.settings.power``.
+    ``clock``: what the sampler, the idle baseline and the waits here run on.
     An interruption (Ctrl-C, SIGTERM) is returned, not raised, after the conditions are recorded: finished
-    ones as they are, the rest as interrupted."""
+    ones as they are, the rest as interrupted. Any other failure inside the group (the operating point
+    refused, the engine failing, a merge raising on what the container wrote) is recorded as the unfinished
+    conditions' error, never raised: the caller's other groups go on."""
     cb = callbacks or Callbacks()
     spec = job.spec
     raw_dir = job.group_dir / "raw"
@@ -235,10 +260,10 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     for stale in RAW_FILES:
         (raw_dir / stale).unlink(missing_ok=True)
     t = spec.telemetry
-    sampler, reason = select_sampler(t.sampler, spec.device, t.interval_ms, spec.gpus)
+    sampler, reason = select_sampler(t.sampler, spec.device, t.interval_ms, spec.gpus, clock)
     cb.on_sampler(sampler if reason is None else None)
     paths = host_path_map(spec, raw_dir) if not engine.host_paths else {}
-    g = _Group(job, list(pending), raw_dir, sampler, reason, host, engine.name, paths)
+    g = _Group(job, list(pending), raw_dir, sampler, reason, host, engine.name, paths, clock=clock)
     by_key = {c.key: c for c in pending}
 
     def on_event(event: dict[str, Any]) -> None:
@@ -250,11 +275,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         if kind == Event.CONDITION_START:
             cb.on_condition_start(cond)
         elif kind == Event.CONDITION_END:
-            try:
-                summary = finalize(g, cond)
-            except Exception as exc:  # one condition's bookkeeping must not end the group
-                summary = finalize(g, cond, f"could not merge: {exc!r}")
-            cb.on_condition_done(cond, summary)
+            cb.on_condition_done(cond, _finalize_safely(g, cond))
 
     def on_started(container_id: str) -> None:
         g.owner = accounting.ProcessOwner(container_id)
@@ -264,13 +285,14 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     launch = Launch(raw_dir, Owner.me(owner_folder, job.command), dict(labels or {}), on_started)
     run: ContainerRun | None = None
     error: str | None = None
-    interrupted: KeyboardInterrupt | None = None
+    interrupted: Interrupted | None = None
     power = getattr(getattr(spec, "settings", None), "power", None)
     if power is not None and power.requested():
         previous = None  # a baseline at another operating point is not the level to settle back to
+    g.window = (operating_point or (lambda s: operating_point_for(s, clock)))(spec)
     try:
         # The operating point wraps the idle baseline too: dynamic energy is relative to the same point.
-        with (operating_point or operating_point_for)(spec) as g.power, sampler:
+        with g.window, sampler:
             if reason is None:
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
             g.load_before = hostload.snapshot(engine)
@@ -284,13 +306,16 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
             g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.
-                time.sleep(1.5 * t.interval_ms / 1000.0)
+                clock.sleep(1.5 * t.interval_ms / 1000.0)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the container is gone; record what finished
-        interrupted = exc
-        g.power = getattr(exc, "power_record", g.power)
-    except UserError as exc:  # the operating point was refused (the device is restored; see power_record)
+        interrupted = Interrupted.of(exc)
+    except UserError as exc:  # the operating point was refused (the device is restored; see its record)
         error = str(exc)
-        g.power = getattr(exc, "power_record", g.power)
+    except Exception as exc:  # the engine or this group's bookkeeping failed: its conditions say why
+        log.debug("group %s failed", job.key, exc_info=True)
+        error = f"the group failed: {exc.__class__.__name__}: {exc}"
+    if interrupted is not None:
+        interrupted = interrupted.with_power(g.power)
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if interrupted else {}
     try:
         records = _final_pass(g, run, error, interrupted, cb)
@@ -299,26 +324,64 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
             signal.signal(s, handler)
     if reason is None and sampler.samples:
         accounting.write_trace_csv(job.group_dir / "telemetry.csv", sampler.samples)
-    return GroupResult(records, g.baseline, run, interrupted)
+    return GroupResult(records, g.baseline, run, interrupted, g.power)
 
 
-def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrupted: KeyboardInterrupt | None,
+def _finalize_safely(g: _Group, cond: PlannedCondition, error: str | None = None, status: dict | None = None,
+                     interrupted: bool = False) -> dict:
+    """finalize(), and when the merge raises (a bad container's output), the condition as an error with the
+    reason; when even that cannot be merged, the bare record (settings, identity, the reason)."""
+    try:
+        return finalize(g, cond, error, status, None, interrupted)
+    except Exception as exc:  # one condition's bookkeeping must not end the group
+        reason = f"could not merge: {exc!r}"
+        try:
+            return finalize(g, cond, reason, None, None, interrupted)
+        except Exception:
+            log.debug("condition %s: the merge failed twice", cond.key, exc_info=True)
+            return failed_record(g.job, cond, reason, g.host, g.engine, g.started_at, g.power)
+
+
+def failed_record(job: GroupJob, cond: PlannedCondition, reason: str, host: dict[str, Any], engine: str,
+                  started_at: str | None = None, power: Any = None) -> dict:
+    """A condition that failed before anything could be merged: its folder written with the settings,
+    identity and image it was planned with, every utterance failed with ``reason``; no figure at all."""
+    spec = job.spec
+    wanted = set(cond.ids)
+    dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
+    summary = new_summary(job, cond, dataset, host, started_at or stamp(), engine)
+    data = {**summary.to_json(), "status": "error", "error": reason, "n_utterances": len(cond.ids),
+            "n_failed": len(cond.ids)}
+    if power is not None:
+        data["power"] = power.to_json()
+    data["condition"] = condition_record(job, cond, data)["condition"]
+    utts = [UtteranceResult(id=u, status="error", error=reason, reference=None, hypothesis=None, reference_norm=None,
+                            hypothesis_norm=None, duration_s=None, latency_s=None, wer=None) for u in cond.ids]
+    folder = cond.result_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
+    write_json_atomic(folder / "summary.json", data)
+    return data
+
+
+def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrupted: Interrupted | None,
                 cb: Callbacks) -> list[dict]:
     """Every pending condition merged with the container's final record; the unfinished ones with the reason."""
     t_merge = time.perf_counter()
-    raw = merge.read_raw(g.raw_dir)
+    try:
+        raw = merge.read_raw(g.raw_dir)
+    except Exception as exc:  # what the container left cannot be read: every condition says so
+        raw = merge.RawOutputs([], [], None)
+        error = error or f"could not read the container's outputs: {exc!r}"
     if interrupted is not None:
-        error = f"interrupted by {signal_name(interrupted)}"
+        error = f"interrupted by {interrupted.signal}"
     elif error is None and run is not None:
         error = merge.container_error(run, raw.status, g.job.spec.timeout_s, g.job.spec.mem_limit_text)
     records = []
     for cond in g.pending:
         reported = cond.key in g.done
         cond_error = None if reported else (error or "the container ended before this condition")
-        try:
-            data = finalize(g, cond, cond_error, raw.status, None, interrupted is not None)
-        except Exception as exc:
-            data = finalize(g, cond, f"could not merge: {exc!r}", None, None, interrupted is not None)
+        data = _finalize_safely(g, cond, cond_error, raw.status, interrupted is not None)
         if run is not None:  # the container's own overhead, now that it has ended
             data["overhead_s"] = overhead(run, raw.events, time.perf_counter() - t_merge)
             write_json_atomic(cond.result_dir / "summary.json", data)
@@ -326,4 +389,3 @@ def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrup
             cb.on_condition_done(cond, data)
         records.append(condition_record(g.job, cond, data))
     return records
-

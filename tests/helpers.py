@@ -1,4 +1,4 @@
-"""Shared test helpers: the repository root, and real audio files written with soundfile."""
+"""Shared test helpers: the repository root, real audio files written with soundfile, shared experiments."""
 
 from __future__ import annotations
 
@@ -34,3 +34,23 @@ def subset_manifest(folder: Path, ids: list[str] | None = None, n: int | None = 
     path = folder / "manifest.jsonl"
     path.write_text("".join(json.dumps(dict(r, audio=Path(r["audio"]).name)) + "\n" for r in rows))
     return path
+
+
+def decode_axes_experiment(dataset: str) -> str:
+    """Issue 10's sweep: batch size and beam size vary inside one loaded model, threads make two containers."""
+    return f"""
+defaults:
+  backend: faster-whisper
+  model: tiny.en
+  quant: int8
+  device: cpu
+  dataset: {dataset}
+  limit: 4
+  decode: {{language: en}}
+  warmup: 1
+  telemetry: {{sampler: none}}
+grid:
+  decode.batch_size: [1, 2]
+  decode.beam_size: [1, 5]
+  decode.threads: [1, 2]
+"""
