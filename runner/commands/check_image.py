@@ -33,6 +33,7 @@ from ..launch.job import OFFLINE_ENV, OUT_TARGET
 from ..launch.onnx_export import export_onnx
 from ..models import default_models_dir
 from ..results import read_jsonl
+from ..untrusted import visible
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "data" / "default" / "harvard-01-01.flac"
@@ -225,11 +226,11 @@ def main(args: argparse.Namespace) -> int:
     def show(c: Check) -> None:
         if c.ok and getattr(args, "quiet", False):  # -q: failures and the verdict only
             return
-        print(f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}", flush=True)
+        print(visible(f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}"), flush=True)
 
     load_dataset(SPEECH.parent)  # the speech file ships with the project; fail clearly if the tree is broken
     checks = run_checks(args.image, args.model, args.quant, args.models_dir or default_models_dir(), args.timeout,
                         log=show)
     failed = [c for c in checks if not c.ok]
-    print(f"{args.image}: {len(checks) - len(failed)} of {len(checks)} checks passed")
+    print(visible(f"{args.image}: {len(checks) - len(failed)} of {len(checks)} checks passed"))
     return 1 if failed else 0

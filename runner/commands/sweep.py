@@ -18,8 +18,7 @@ from typing import Any
 
 from edgeasr_entrypoint.contract import Event
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import tables
 from ..errors import UserError
@@ -31,6 +30,7 @@ from ..lock import FolderLock
 from ..models import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
+from ..untrusted import PlainColumn, line
 from ..wording import plural, seconds
 from ..telemetry.live import live_power_text
 
@@ -65,13 +65,13 @@ def print_outcome(records: list[dict], out: Path, elapsed_s: float, console: Con
     """The sweep's last lines (local or fleet): how many conditions were recorded, where, and each one not ok
     with its reason. Returns the ones not ok."""
     failed = [r for r in records if r["status"] != "ok"]
-    console.print(f"{plural(len(records), 'condition')} recorded in {seconds(elapsed_s)}, {len(failed)} not ok"
-                  f"{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, report in {out / 'report'}")
+    console.print(line(f"{plural(len(records), 'condition')} recorded in {seconds(elapsed_s)}, {len(failed)} not ok"
+                       f"{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, report in {out / 'report'}"))
     for r in failed:
         c = r["condition"]
         where = f"{c.get('target')} " if target else ""
-        console.print(f"  [red]{r['status']}[/] {where}{c['model']} {c['quant']} {c['noise_type']} {c['snr_db']} "
-                      f"repeat {c['repeat']}: {r['error']}")
+        console.print(line("  ", (r["status"], "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
+                           f"{c['snr_db']} repeat {c['repeat']}: {r['error']}"))
     return failed
 
 
@@ -104,7 +104,7 @@ def _report(out: Path, console: Console) -> None:
         report.main(argparse.Namespace(results_dirs=[out], out=None, no_figures=False, quiet=console.quiet,
                                        fmt="table", console=console, worst=report.worst_mod.TOP_N))
     except UserError as exc:
-        console.print(f"[yellow]no report[/]: {exc}")
+        console.print(line(("no report", "yellow"), f": {exc}", lines=True))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -129,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
     if not getattr(args, "no_prepare", False):
         from ..prepare import prepare
 
-        prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=console.print,
+        prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=lambda t: console.print(line(t)),
                 quiet=console.quiet)
     planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out)
     # One sweep per results folder: a second one is refused before it touches anything of the first's.
@@ -144,7 +144,8 @@ def show_plan(exp, console: Console) -> int:
 
     if not console.is_terminal:  # a log or a pipe: no terminal width to fit, keep the names whole
         console = Console(stderr=True, width=200, quiet=console.quiet)
-    table = Table(title=f"{exp.name}: {plural(len(exp.groups), 'group')}, {plural(exp.n_conditions, 'condition')}")
+    table = Table(title=line(f"{exp.name}: {plural(len(exp.groups), 'group')}, "
+                             f"{plural(exp.n_conditions, 'condition')}"))
     fleet = any(getattr(g, "target", "local") != "local" for g in exp.groups)
     power = any(getattr(g, "power", None) for g in exp.groups)
     for name in ("group", *(("target",) if fleet else ()), "backend", "model", "quant", "device", "image",
@@ -157,13 +158,19 @@ def show_plan(exp, console: Console) -> int:
                          default=str))
         inside = sorted({k for c in g.conditions for k in (getattr(c, "decode", {}) or {})})
         op = ", ".join(f"{k}={v}" for k, v in (getattr(g, "power", None) or {}).items())
-        table.add_row(str(i), *((g.target,) if fleet else ()), g.backend, Path(g.model).name, g.quant, g.device,
-                      g.image or "(platform's)", *((op or "as it is",) if power else ()),
-                      str(len(g.conditions)), ", ".join(f"decode.{k}" for k in inside) or "-")
+        table.add_row(*map(line, (str(i), *((g.target,) if fleet else ()), g.backend, Path(g.model).name, g.quant,
+                                  g.device, g.image or "(platform's)", *((op or "as it is",) if power else ()),
+                                  str(len(g.conditions)), ", ".join(f"decode.{k}" for k in inside) or "-")))
     for x in exp.excluded:
         print(json.dumps({"excluded": x}, default=str))
     console.print(table)
     return 0
+
+
+def progress_columns() -> list:
+    """The sweep view's columns: labels (models, datasets: strangers' names) as plain text, never markup."""
+    return [PlainColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), PlainColumn("{task.fields[info]}")]
 
 
 class SweepView:
@@ -202,8 +209,8 @@ class SweepView:
 
 def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[GroupJob]) -> int:
     sweep_id = stable_hash(str(out))
-    for line in engine.reap((str(out),)):
-        console.print(line)
+    for removed in engine.reap((str(out),)):
+        console.print(line(removed))
     if args.force:
         shutil.rmtree(out / "conditions", ignore_errors=True)
     started = stamp()
@@ -211,18 +218,15 @@ def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[G
     write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, None, host))
     changed = tables.changed_inputs(out, planned)
     todo = tables.pending(planned, args.retry_failed, lambda problem: console.print(
-        f"[yellow]redoing a condition whose stored result is corrupt[/]: {problem}"))
+        line(("redoing a condition whose stored result is corrupt", "yellow"), f": {problem}")))
     n_total = sum(len(job.conditions) for job in planned)
     n_pending = sum(len(p) for _, p in todo)
-    console.print(f"[bold]edgeasr sweep[/] {exp.name}: {plural(len(planned), 'container')}, "
-                  f"{plural(n_total, 'condition')}, "
-                  f"{n_total - n_pending} already done; results in {out}")
+    console.print(line(("edgeasr sweep", "bold"), f" {exp.name}: {plural(len(planned), 'container')}, "
+                       f"{plural(n_total, 'condition')}, {n_total - n_pending} already done; results in {out}"))
     for reason, n in changed.items():
-        console.print(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then")
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        console.print(line(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then"))
     t0 = time.perf_counter()
-    with Progress(*columns, console=console, refresh_per_second=2, disable=console.quiet) as progress:
+    with Progress(*progress_columns(), console=console, refresh_per_second=2, disable=console.quiet) as progress:
         view = SweepView(progress, n_pending)
         baseline = None
         for job, pending in todo:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..errors import UserError
 from ..platforms import platform_image, resolve_platform
+from ..untrusted import say
 
 if TYPE_CHECKING:
     from ..models import ResolvedModel
@@ -268,7 +269,7 @@ class Backend(ImageDef):
             raise UserError(problem)
         return self.quant_map[device][quant]
 
-    def resolve_model(self, ref: str, models_dir: Path, allow_download: bool, *, log: Callable[..., None] = print,
+    def resolve_model(self, ref: str, models_dir: Path, allow_download: bool, *, log: Callable[..., None] = say,
                       onnx_exporter: Callable[[Path, Path], Path] | None = None) -> ResolvedModel:
         """--model for this backend: its model format, bundled names and hub names (runner.models)."""
         from ..models import resolve_model
