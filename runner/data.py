@@ -58,11 +58,34 @@ def _clean_ref(text: str | None) -> str | None:
     return text or None
 
 
-def _read_manifest(path: Path) -> list[Utterance]:
+class _Resolver:
+    """``Path.resolve`` with each folder resolved once: a 100,000-line manifest names a few folders, and
+    resolving every path component by component cost seconds. A path with ``..`` is resolved whole (the
+    component before it may be a link)."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path: Path) -> Path:
+        if ".." in path.parts:
+            return path.resolve()
+        head, name = os.path.split(os.path.abspath(path))
+        real = self._folders.get(head)
+        if real is None:
+            real = self._folders[head] = os.path.realpath(head)
+        full = os.path.join(real, name)
+        return Path(os.path.realpath(full)) if os.path.islink(full) else Path(full)
+
+
+def _read_manifest(path: Path, limit: int | None = None) -> list[Utterance]:
+    """The manifest's utterances; with ``limit``, its first ``limit`` only (the rest is not even read)."""
     base = path.parent
-    utts = []
+    resolve = _Resolver()
+    utts: list[Utterance] = []
     with open(path, encoding="utf-8-sig") as fh:  # -sig: a byte-order mark some editors write is accepted
         for lineno, line in enumerate(fh, 1):
+            if limit and len(utts) >= limit:
+                break
             if not line.strip():
                 continue
             try:
@@ -74,7 +97,7 @@ def _read_manifest(path: Path) -> list[Utterance]:
             if not isinstance(row["audio"], str) or not row["audio"].strip():
                 raise UserError(f"{path}:{lineno}: \"audio\" must be a non-empty path, got {row['audio']!r}")
             audio = Path(row["audio"]).expanduser()
-            audio = (audio if audio.is_absolute() else base / audio).resolve()
+            audio = resolve(audio if audio.is_absolute() else base / audio)
             raw_id = row.get("id")
             uid = audio.stem if raw_id is None or raw_id == "" else str(raw_id)  # "id": 0 stays "0"
             text = row.get("text")
@@ -111,8 +134,9 @@ def load_dataset(path: str | Path, audio_roots: tuple[str | Path, ...] = (), lim
     """Detect the layout and read it; a path that does not exist or holds nothing is a UserError.
 
     ``audio_roots`` are extra folders the user trusts (``--audio-root``), for manifests whose
-    entries are absolute paths elsewhere (NeMo-style). ``hf:...`` is a Hugging Face dataset
-    (runner/hf_data.py), where ``limit`` bounds what is streamed."""
+    entries are absolute paths elsewhere (NeMo-style). ``limit``: the first N utterances only, cut before
+    anything is checked (a manifest's later lines are not even read); for ``hf:...``, a Hugging Face dataset
+    (runner/hf_data.py), it bounds what is streamed."""
     if isinstance(path, str) and path.startswith("hf:"):
         from .hf_data import load_hf_dataset
 
@@ -126,9 +150,9 @@ def load_dataset(path: str | Path, audio_roots: tuple[str | Path, ...] = (), lim
     if p.is_file():
         if p.suffix != ".jsonl":
             raise UserError(f"data path {path} is a file but not a .jsonl manifest")
-        layout, utts, name = "manifest", _read_manifest(p), p.stem if p.stem != "manifest" else p.parent.name
+        layout, utts, name = "manifest", _read_manifest(p, limit), p.stem if p.stem != "manifest" else p.parent.name
     elif (p / MANIFEST_NAME).is_file():
-        layout, utts, name = "manifest", _read_manifest(p / MANIFEST_NAME), p.name
+        layout, utts, name = "manifest", _read_manifest(p / MANIFEST_NAME, limit), p.name
     else:
         trans = sorted(p.rglob("*.trans.txt"))
         if trans:
@@ -139,6 +163,7 @@ def load_dataset(path: str | Path, audio_roots: tuple[str | Path, ...] = (), lim
     if not utts:
         raise UserError(f"no utterances found in {path}: expected a {MANIFEST_NAME}, *.trans.txt files, "
                         f"or audio files ({', '.join(AUDIO_EXTS)})")
+    utts = utts[:limit] if limit else utts
     seen: set[str] = set()
     dupes = sorted({u.id for u in utts if u.id in seen or seen.add(u.id)})
     if dupes:

@@ -75,8 +75,23 @@ def home_folders() -> tuple[Path, ...]:
     return tuple(sorted(out))
 
 
-def _within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+def _within(path: Path | str, folder: Path | str) -> bool:
+    """``path`` is ``folder`` or inside it, by their text (both absolute and normalised): Path.parents would build
+    an object per level, and a 100,000-line manifest checks every path."""
+    p, f = str(path), str(folder)
+    return p == f or p.startswith(f if f.endswith("/") else f + "/")
+
+
+@functools.lru_cache(maxsize=None)
+def _system_texts() -> tuple[str, ...]:
+    """system_locations() as text, for the checks by text (clear both caches together)."""
+    return tuple(map(str, system_locations()))
+
+
+@functools.lru_cache(maxsize=65536)
+def _in_system_location(path: str, locations: tuple[str, ...]) -> bool:
+    """Whether ``path`` (a folder's) is or sits inside one of ``locations``: once per folder, not per file."""
+    return any(_within(path, loc) for loc in locations)
 
 
 def system_location_of(path: Path) -> Path | None:
@@ -90,8 +105,9 @@ def system_location_of(path: Path) -> Path | None:
 
 def is_system_file(path: Path) -> bool:
     """A file inside a system location (resolved): never readable by a backend container."""
-    path = Path(os.path.abspath(path))
-    return any(_within(path, loc) for loc in system_locations())
+    text = os.path.abspath(path)
+    locations = _system_texts()
+    return text in locations or _in_system_location(os.path.dirname(text), locations)
 
 
 def mount_problem(path: Path, what: str) -> str | None:

@@ -1,0 +1,54 @@
+"""Issue 20, item 6: smaller guards on what datasets, experiment files, the environment and images hand the
+runner: a big manifest with --limit, a NUL byte in a manifest path, DOCKER_HOST, home folders trusted by an
+experiment file, a grid too big to start unasked, an image without the contract label."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from helpers import write_tone
+
+from runner import paths
+from runner.data import load_dataset
+from runner.errors import UserError
+
+
+def _big_manifest(folder: Path, n: int, n_files: int = 100) -> Path:
+    """``n`` lines over ``n_files`` real audio files, each in a folder of its own."""
+    tone = write_tone(folder / "f0" / "a.wav", seconds=0.1)
+    for i in range(1, n_files):
+        (folder / f"f{i}").mkdir()
+        (folder / f"f{i}" / "a.wav").write_bytes(tone.read_bytes())
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"u{i}", "audio": f"f{i % n_files}/a.wav", "text": "a b"}) + "\n"
+                                for i in range(n)))
+    return manifest
+
+
+def test_a_100000_line_manifest_with_a_limit_is_read_at_once(tmp_path):
+    """Regression: `--limit 2` over a 100,000-line manifest took 30 s: every path of the whole manifest was
+    resolved, and the system-file check built each one's parents again for every system location."""
+    manifest = _big_manifest(tmp_path, 100_000)
+    t0 = time.process_time()  # CPU time: a busy machine slows the wall clock, not this
+    dataset = load_dataset(manifest, limit=2)
+    limited_s = time.process_time() - t0
+    assert [u.id for u in dataset.utterances] == ["u0", "u1"] and all(u.problem is None for u in dataset.utterances)
+    assert limited_s < 0.5, f"{limited_s:.1f} s of CPU for the first 2 lines"
+    t0 = time.process_time()
+    whole = load_dataset(manifest)  # and the whole of it: every path checked, at a cost per folder, not per file
+    whole_s = time.process_time() - t0
+    assert len(whole.utterances) == 100_000 and whole.readable == whole.utterances
+    assert whole_s < 10.0, f"{whole_s:.1f} s of CPU for 100,000 lines (it was 18 s)"
+
+
+def test_system_file_check_is_the_same_by_text(tmp_path):
+    """The check by text gives what the check by path parts gave: inside, the folder itself, a sibling whose
+    name starts the same (/etcetera is not /etc), and a path with ``..`` that is not resolved."""
+    assert paths.is_system_file(Path("/etc/passwd")) and paths.is_system_file(Path("/etc"))
+    assert paths.is_system_file(Path("/proc/self/environ"))
+    assert not paths.is_system_file(Path("/etcetera/a.flac")) and not paths.is_system_file(Path("/srv/etc/a.flac"))
+    assert paths._within("/a/b", "/a") and paths._within("/a", "/a") and paths._within("/x", "/")
+    assert not paths._within("/ab", "/a") and not paths._within("/a", "/a/b")
