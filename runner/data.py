@@ -96,6 +96,8 @@ def _read_manifest(path: Path, limit: int | None = None) -> list[Utterance]:
                 raise UserError(f"{path}:{lineno}: each line needs an object with an \"audio\" path")
             if not isinstance(row["audio"], str) or not row["audio"].strip():
                 raise UserError(f"{path}:{lineno}: \"audio\" must be a non-empty path, got {row['audio']!r}")
+            if "\0" in row["audio"]:  # no file system path holds one (os.stat raises ValueError)
+                raise UserError(f"{path}:{lineno}: \"audio\" holds a NUL byte ({row['audio']!r}); no path can")
             audio = Path(row["audio"]).expanduser()
             audio = resolve(audio if audio.is_absolute() else base / audio)
             raw_id = row.get("id")
@@ -114,6 +116,8 @@ def _read_librispeech(root: Path, trans_files: list[Path]) -> list[Utterance]:
             if not line.strip():
                 continue
             uid, _, text = line.partition(" ")
+            if "\0" in uid:  # the id names the audio file, and no path holds one
+                raise UserError(f"{trans}:{lineno}: the utterance id holds a NUL byte ({uid!r}); no file name can")
             audio = next((trans.parent / (uid + ext) for ext in AUDIO_EXTS if (trans.parent / (uid + ext)).exists()),
                          trans.parent / (uid + ".flac"))
             utts.append(Utterance(uid, audio.resolve(), _clean_ref(text)))

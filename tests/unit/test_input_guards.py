@@ -52,3 +52,18 @@ def test_system_file_check_is_the_same_by_text(tmp_path):
     assert not paths.is_system_file(Path("/etcetera/a.flac")) and not paths.is_system_file(Path("/srv/etc/a.flac"))
     assert paths._within("/a/b", "/a") and paths._within("/a", "/a") and paths._within("/x", "/")
     assert not paths._within("/ab", "/a") and not paths._within("/a", "/a/b")
+
+
+def test_a_nul_byte_in_a_manifest_path_is_a_sentence_naming_the_file_and_line(tmp_path):
+    """Regression: a NUL byte in a manifest's audio path (or a *.trans.txt id) raised ValueError ("embedded null
+    byte"), an unexpected error."""
+    write_tone(tmp_path / "m" / "a.wav", seconds=0.1)
+    manifest = tmp_path / "m" / "manifest.jsonl"
+    manifest.write_text(json.dumps({"id": "a", "audio": "a.wav"}) + "\n" + json.dumps({"audio": "b\u0000.wav"}) + "\n")
+    with pytest.raises(UserError, match=rf"^{manifest}:2: \"audio\" holds a NUL byte \('b\\x00.wav'\)"):
+        load_dataset(manifest)
+    trans = tmp_path / "ls" / "1" / "1.trans.txt"
+    write_tone(trans.parent / "1-0.flac", seconds=0.1, fmt="FLAC")
+    trans.write_text("1-0 a b\n1-\x001 c d\n")
+    with pytest.raises(UserError, match=rf"^{trans}:2: the utterance id holds a NUL byte"):
+        load_dataset(tmp_path / "ls")
