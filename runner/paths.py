@@ -28,11 +28,21 @@ DATA_TARGET = "/data"
 
 
 def docker_socket_dir() -> Path | None:
-    """The folder of the Docker Engine's unix socket (DOCKER_HOST, else the default /var/run/docker.sock)."""
+    """The folder of the Docker Engine's unix socket (DOCKER_HOST, else the default /var/run/docker.sock), while
+    a socket is there. A DOCKER_HOST that names nothing guards nothing: the engine is unreachable, and connecting
+    says so (launch/docker_engine.connect), rather than the folders beside it being refused as a system location."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
         return None
-    return Path(urlparse(host).path or "/var/run/docker.sock").parent
+    sock = Path(urlparse(host).path or "/var/run/docker.sock")
+    try:
+        if not stat.S_ISSOCK(sock.stat().st_mode):
+            return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:  # cannot tell (a folder we may not search): guard it
+        pass
+    return sock.parent
 
 
 @functools.lru_cache(maxsize=None)

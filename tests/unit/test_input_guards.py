@@ -67,3 +67,57 @@ def test_a_nul_byte_in_a_manifest_path_is_a_sentence_naming_the_file_and_line(tm
     trans.write_text("1-0 a b\n1-\x001 c d\n")
     with pytest.raises(UserError, match=rf"^{trans}:2: the utterance id holds a NUL byte"):
         load_dataset(tmp_path / "ls")
+
+
+def _fake_model(models: Path) -> Path:
+    folder = models / "tiny.en"
+    folder.mkdir(parents=True)
+    (folder / "model.bin").write_bytes(b"x")
+    (folder / "config.json").write_text("{}")
+    return models
+
+
+@pytest.fixture
+def docker_host(monkeypatch):
+    """Set DOCKER_HOST for one test, with the caches that depend on it cleared before and after."""
+    def clear() -> None:
+        paths.system_locations.cache_clear()
+        paths._system_texts.cache_clear()
+        paths._in_system_location.cache_clear()
+
+    def set_host(value: str) -> None:
+        monkeypatch.setenv("DOCKER_HOST", value)
+        clear()
+
+    yield set_host
+    monkeypatch.undo()
+    clear()
+
+
+def test_an_unreachable_engine_through_docker_host_is_said_as_such(tmp_path, docker_host, capsys):
+    """Regression: DOCKER_HOST naming a socket that is not there (an engine that is down) made the socket's folder
+    a "system location", so the dataset, model and output folders beside it were refused for that instead."""
+    from runner import cli
+
+    models = _fake_model(tmp_path / "models")
+    write_tone(tmp_path / "data" / "a.wav", seconds=0.1)
+    sock = f"unix://{tmp_path}/engine.sock"
+    docker_host(sock)
+    assert cli.main(["run", "--data", str(tmp_path / "data"), "--models-dir", str(models),
+                     "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "system location" not in err
+    assert err.startswith(f"edgeasr: cannot reach the Docker Engine at DOCKER_HOST={sock}: no socket there;"), err
+    assert err.count("\n") == 1
+
+
+def test_the_engines_socket_folder_stays_a_system_location_while_a_socket_is_there(tmp_path, docker_host):
+    import socket
+
+    (tmp_path / "run").mkdir()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(tmp_path / "run" / "docker.sock"))
+        docker_host(f"unix://{tmp_path}/run/docker.sock")
+        assert paths.is_system_file(tmp_path / "run" / "a.wav") and not paths.is_system_file(tmp_path / "a.wav")
+    docker_host("tcp://127.0.0.1:1")
+    assert paths.docker_socket_dir() is None
