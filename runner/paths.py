@@ -129,9 +129,16 @@ def mount_problem(path: Path, what: str) -> str | None:
     if loc is not None:
         relation = "is" if path == loc else ("contains" if _within(loc, path) else "is inside")
         return f"{what} {path} {relation} the system location {loc}"
+    home = home_problem(path)
+    return f"{what} {path} is {home} as a whole" if home else None
+
+
+def home_problem(path: Path) -> str | None:
+    """"a home folder" (``/root`` too) or "a folder holding home folders" (``/home``) when ``path`` (absolute) is
+    one, else None."""
     for home in home_folders():
         if path == home or _within(home, path):
-            return f"{what} {path} is {'a home folder' if path == home else 'a folder holding home folders'} as a whole"
+            return "a home folder" if path == home else "a folder holding home folders"
     return None
 
 

@@ -28,6 +28,7 @@ from ..hostinfo import device_facts, git_commit, host_facts
 from ..launch.engines import ENGINES, make_engine
 from ..lock import FolderLock
 from ..models import default_models_dir
+from ..paths import home_problem
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
 from ..untrusted import PlainColumn, line
@@ -55,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
                    help="run the groups on a Ray fleet, each on a node of its target (grid.targets); default: the "
                         "experiment's `cluster:`, else $EDGEASR_CLUSTER, else here (runner/fleet/)")
+    p.add_argument("--audio-root", dest="audio_roots", action="append", default=[], metavar="DIR",
+                   help="confirm a home folder (or /root, /home) that the experiment trusts in audio_roots; an "
+                        "experiment file alone may not trust one (repeatable; default: none)")
     p.add_argument("--build-missing", action="store_true",
                    help="with a cluster: nodes that lack an image or an installable model build or install it "
                         "before the sweep (else preflight stops and names what is missing)")
@@ -110,6 +114,7 @@ def _report(out: Path, console: Console) -> None:
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     exp = load_experiment(args.experiment)
+    check_trusted_roots(exp, getattr(args, "audio_roots", None) or [])
     out = (args.out or Path(os.environ.get("EDGEASR_RESULTS_DIR", "results")) / "sweeps" / exp.name).resolve()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
@@ -135,6 +140,25 @@ def main(args: argparse.Namespace) -> int:
     # One sweep per results folder: a second one is refused before it touches anything of the first's.
     with FolderLock(out, "sweep"):
         return _main_locked(args, console, exp, out, engine, planned)
+
+
+def check_trusted_roots(exp, confirmed: list[str]) -> None:
+    """An experiment file is a stranger's too: trusting a home folder in audio_roots would let its manifests show
+    a backend container any file in it (~/.ssh included). Such a root must be named on the command line too
+    (``--audio-root``); a folder inside a home folder needs nothing."""
+    given = {Path(d).expanduser().resolve() for d in confirmed}
+    problems = []
+    for root in sorted({Path(r).resolve() for g in exp.groups for c in g.conditions for r in c.audio_roots}):
+        what = home_problem(root)
+        if what and root not in given:
+            problems.append(f"audio_roots names {root}, {what}: an experiment file alone may not trust it (a "
+                            f"manifest could then show a backend container any file in it); if you do, say so on "
+                            f"the command line too: --audio-root {root}")
+    if len(problems) == 1:
+        raise UserError(f"{exp.path.name}: {problems[0]}")
+    if problems:
+        raise UserError(f"{exp.path.name}: {len(problems)} trusted folders need the command line's word:",
+                        problems=problems)
 
 
 def show_plan(exp, console: Console) -> int:

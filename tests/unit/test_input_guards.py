@@ -121,3 +121,58 @@ def test_the_engines_socket_folder_stays_a_system_location_while_a_socket_is_the
         assert paths.is_system_file(tmp_path / "run" / "a.wav") and not paths.is_system_file(tmp_path / "a.wav")
     docker_host("tcp://127.0.0.1:1")
     assert paths.docker_socket_dir() is None
+
+
+def _sweep_args(experiment: Path, *argv: str):
+    from helpers import command_args
+
+    from runner.commands import sweep as sweep_cmd
+
+    return command_args(sweep_cmd, str(experiment), *argv)
+
+
+def _experiment(tmp_path: Path, audio_roots: list[str]) -> Path:
+    write_tone(tmp_path / "data" / "a.wav", seconds=0.1)
+    file = tmp_path / "exp.yaml"
+    file.write_text(json.dumps({"name": "homes", "defaults": {
+        "backend": "faster-whisper", "model": "tiny.en", "quant": "int8", "device": "cpu",
+        "dataset": str(tmp_path / "data"), "audio_roots": audio_roots, "telemetry": {"sampler": "none"}}}))
+    return file
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """$HOME in tmp_path: a home folder for home_folders() (cached: cleared before and after)."""
+    folder = tmp_path / "home" / "alice"
+    (folder / "datasets").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(folder))
+    paths.home_folders.cache_clear()
+    yield folder
+    monkeypatch.undo()
+    paths.home_folders.cache_clear()
+
+
+@pytest.mark.parametrize("root", ["home", "/root", "home/.."])
+def test_an_experiment_cannot_trust_a_home_folder_alone(tmp_path, home, capsys, root):
+    """A stranger's experiment file naming ~ (or /root, or /home) in audio_roots would let its manifest hand a
+    backend container any file there (~/.ssh included): refused unless the command line says so too."""
+    from runner.commands import sweep as sweep_cmd
+
+    named = {"home": str(home), "/root": "/root", "home/..": str(home.parent)}[root]
+    file = _experiment(tmp_path, [named])
+    with pytest.raises(UserError) as err:
+        sweep_cmd.main(_sweep_args(file, "--plan"))
+    what = "a folder holding home folders" if root == "home/.." else "a home folder"
+    assert str(err.value) == (
+        f"exp.yaml: audio_roots names {Path(named).resolve()}, {what}: an experiment file alone may not trust it "
+        f"(a manifest could then show a backend container any file in it); if you do, say so on the command line "
+        f"too: --audio-root {Path(named).resolve()}")
+    assert sweep_cmd.main(_sweep_args(file, "--plan", "--audio-root", named)) == 0
+    capsys.readouterr()
+
+
+def test_an_experiment_may_trust_a_folder_inside_a_home_folder(tmp_path, home, capsys):
+    from runner.commands import sweep as sweep_cmd
+
+    assert sweep_cmd.main(_sweep_args(_experiment(tmp_path, [str(home / "datasets")]), "--plan")) == 0
+    capsys.readouterr()
