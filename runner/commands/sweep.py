@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from .. import tables
 from ..errors import UserError
+from ..estimate import CONFIRM_CONDITIONS, size_note
 from ..execute import SWEEP_LABEL, Callbacks, execute_group, stamp
 from ..experiment import load_experiment
 from ..hostinfo import device_facts, git_commit, host_facts
@@ -56,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
                    help="run the groups on a Ray fleet, each on a node of its target (grid.targets); default: the "
                         "experiment's `cluster:`, else $EDGEASR_CLUSTER, else here (runner/fleet/)")
+    p.add_argument("--yes", action="store_true",
+                   help=f"start a grid over {CONFIRM_CONDITIONS:,} conditions: without it such a sweep stops before "
+                        "anything starts and says how long it would take")
     p.add_argument("--audio-root", dest="audio_roots", action="append", default=[], metavar="DIR",
                    help="confirm a home folder (or /root, /home) that the experiment trusts in audio_roots; an "
                         "experiment file alone may not trust one (repeatable; default: none)")
@@ -118,8 +122,13 @@ def main(args: argparse.Namespace) -> int:
     out = (args.out or Path(os.environ.get("EDGEASR_RESULTS_DIR", "results")) / "sweeps" / exp.name).resolve()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    big = size_note(exp, out)  # a grid over CONFIRM_CONDITIONS conditions: how long, and --yes to start it
     if getattr(args, "plan", False):
-        return show_plan(exp, console)
+        return show_plan(exp, console, big)
+    if big and not getattr(args, "yes", False):
+        raise UserError(f"{big}; pass --yes to start it (a terminal or not: compose, a fleet, CI), or narrow the grid")
+    if big:
+        console.print(line(big))
     from ..fleet import cluster_address, local_targets_problem
 
     cluster = cluster_address(getattr(args, "cluster", None), getattr(exp, "cluster", None))
@@ -161,9 +170,10 @@ def check_trusted_roots(exp, confirmed: list[str]) -> None:
                         problems=problems)
 
 
-def show_plan(exp, console: Console) -> int:
-    """--plan: the experiment's groups and conditions as JSON lines (stdout) and a table (stderr); nothing
-    is resolved against images or models and nothing starts."""
+def show_plan(exp, console: Console, note: str | None = None) -> int:
+    """--plan: the experiment's groups and conditions as JSON lines (stdout) and a table (stderr), and ``note``
+    (a big grid's size and estimated duration) under it; nothing is resolved against images or models and
+    nothing starts."""
     from rich.table import Table
 
     if not console.is_terminal:  # a log or a pipe: no terminal width to fit, keep the names whole
@@ -188,6 +198,8 @@ def show_plan(exp, console: Console) -> int:
     for x in exp.excluded:
         print(json.dumps({"excluded": x}, default=str))
     console.print(table)
+    if note:
+        console.print(line(note))
     return 0
 
 

@@ -176,3 +176,58 @@ def test_an_experiment_may_trust_a_folder_inside_a_home_folder(tmp_path, home, c
 
     assert sweep_cmd.main(_sweep_args(_experiment(tmp_path, [str(home / "datasets")]), "--plan")) == 0
     capsys.readouterr()
+
+
+def _big_grid(tmp_path: Path, repeats: int) -> Path:
+    for name in ("a", "b"):
+        write_tone(tmp_path / "data" / f"{name}.wav", seconds=0.5)
+    file = tmp_path / "big.yaml"
+    file.write_text(json.dumps({"name": "big", "defaults": {
+        "backend": "faster-whisper", "model": "tiny.en", "quant": "int8", "device": "cpu",
+        "dataset": str(tmp_path / "data"), "repeats": repeats}}))
+    return file
+
+
+def test_a_grid_over_1000_conditions_says_how_long_and_needs_yes(tmp_path, capsys):
+    """Without a terminal too (this test has none): no prompt, a sentence with the estimate and exit 2."""
+    from runner.commands import sweep as sweep_cmd
+
+    file = _big_grid(tmp_path, 1001)
+    out = tmp_path / "out"
+    with pytest.raises(UserError) as err:
+        sweep_cmd.main(_sweep_args(file, "--out", str(out)))
+    # 1 container: 5 s of idle baseline + 2 s loaded-idle; 1001 conditions x 1 s of audio at RTF 1: 1008 s
+    assert str(err.value) == (
+        f"big.yaml: 1001 conditions in 1 container, more than 1,000: about 17 min (estimated from 1 container × 7 s "
+        f"of idle baseline and loaded-idle window; 17 min of audio at RTF 1 (real time, assumed: no condition has "
+        f"finished in {out} yet; model loading not counted)); pass --yes to start it (a terminal or not: compose, "
+        f"a fleet, CI), or narrow the grid")
+    assert not out.exists()  # nothing was started, not even the results folder
+    assert sweep_cmd.main(_sweep_args(file, "--out", str(out), "--plan")) == 0  # a plan starts nothing: no --yes
+    assert "more than 1,000: about 17 min" in capsys.readouterr().err
+
+
+def test_the_estimate_uses_what_finished_in_the_results_folder(tmp_path):
+    from runner.estimate import size_note
+
+    from runner.experiment import load_experiment
+
+    out = tmp_path / "out"
+    out.mkdir()
+    done = [{"status": "ok", "summary": {"rtf": rtf, "load_s": 3.0}} for rtf in (0.1, 0.2, 0.3)]
+    (out / "conditions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in [*done, {"status": "error"}]))
+    note = size_note(load_experiment(_big_grid(tmp_path, 2000)), out)
+    # 7 s + 3 s of loading + 2000 s of audio x RTF 0.2 = 410 s
+    assert note.endswith(f"about 7 min (estimated from 1 container × 7 s of idle baseline and loaded-idle window and "
+                         f"3 s of model loading; 33 min of audio at RTF 0.2, the median of the 3 conditions already "
+                         f"finished in {out})")
+    assert size_note(load_experiment(_big_grid(tmp_path, 1000)), out) is None
+
+
+def test_no_shipped_experiment_needs_yes(root):
+    from runner.estimate import CONFIRM_CONDITIONS
+
+    from runner.experiment import load_experiment
+
+    sizes = {f.name: load_experiment(f, root=root).n_conditions for f in sorted((root / "experiments").glob("*.yaml"))}
+    assert sizes and max(sizes.values()) <= CONFIRM_CONDITIONS, sizes
