@@ -221,7 +221,9 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
     its platform, with ids), its models (by folder, with content hashes) and which samplers work here."""
     from ..content import HashCache
     from ..launch import backends
+    from ..launch.checked_images import passed
     from ..launch.docker_engine import connect, image_info
+    from ..launch.job import CONTRACT_VERSION
     from ..models import default_models_dir, is_model_dir
     from ..telemetry.registry import SAMPLERS
 
@@ -240,7 +242,8 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
         for ref in sorted(refs):
             try:
                 info = image_info(client, ref)
-                report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels}
+                report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels,
+                                         "checked": passed(info.id, CONTRACT_VERSION)}  # check-image, here
             except Exception:
                 continue
     except Exception as exc:

@@ -16,7 +16,9 @@ from typing import Any
 
 from ..errors import UserError
 from ..launch import backends
+from ..launch.checked_images import contract_problem
 from ..launch.docker_engine import ImageInfo
+from ..launch.job import CONTRACT_VERSION
 from ..plan import GroupJob
 
 MISSING_IMAGE_ID = "missing"
@@ -136,6 +138,9 @@ class FleetImages:
                 continue
             ids.setdefault(have["id"], []).append(report.get("hostname", "?"))
             info = ImageInfo(have["id"], list(have.get("tags") or []), dict(have.get("labels") or {}))
+            unsure = contract_problem(ref, info.id, info.labels, CONTRACT_VERSION, checked=bool(have.get("checked")))
+            if unsure:
+                self._add(target, report.get("hostname", "?"), unsure)
         if len(ids) > 1:
             builds = "; ".join(f"{i[:19]} on {', '.join(h)}" for i, h in ids.items())
             self._add(target, "*", f"its nodes have different builds of {spec.image} ({builds}); build the same "

@@ -231,3 +231,62 @@ def test_no_shipped_experiment_needs_yes(root):
 
     sizes = {f.name: load_experiment(f, root=root).n_conditions for f in sorted((root / "experiments").glob("*.yaml"))}
     assert sizes and max(sizes.values()) <= CONFIRM_CONDITIONS, sizes
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state" / "edgeasr" / "checked-images.json"
+
+
+def test_an_image_without_the_contract_label_runs_only_once_check_image_passed_it(state):
+    """Regression: an image with no (or an empty) org.edgeasr.contract label passed the contract check."""
+    from runner.launch.checked_images import remember
+    from runner.launch.docker_engine import ImageInfo
+    from runner.launch.engines import check_contract
+
+    image = ImageInfo("sha256:" + "a" * 64, ["my/asr:1"], {"org.edgeasr.backend": "faster-whisper"})
+    for labels in (image.labels, {**image.labels, "org.edgeasr.contract": ""}):
+        with pytest.raises(UserError) as err:
+            check_contract("my/asr:1", ImageInfo(image.id, image.tags, labels), 3)
+        assert str(err.value) == (
+            f"image my/asr:1 has no org.edgeasr.contract label, so nothing says which entrypoint contract it speaks; "
+            f"run `edgeasr check-image my/asr:1` once where it runs (an image that passes every check is remembered "
+            f"by its id, sha256:aaaaaaaaaaaa, in {state}), or build it with EDGEASR_CONTRACT=3 (containers/README.md)")
+    remember(image.id, "my/asr:1", 2)  # passed for another contract version: not this one
+    with pytest.raises(UserError):
+        check_contract("my/asr:1", image, 3)
+    assert remember(image.id, "my/asr:1", 3) == state and oct(state.stat().st_mode)[-3:] == "600"
+    check_contract("my/asr:1", image, 3)  # passes now
+    with pytest.raises(UserError, match="no org.edgeasr.contract label"):  # the trust is the id's, not the tag's
+        check_contract("my/asr:1", ImageInfo("sha256:" + "b" * 64, image.tags, image.labels), 3)
+    with pytest.raises(UserError, match="speaks entrypoint contract 2; this runner speaks 3"):
+        check_contract("my/asr:1", ImageInfo(image.id, image.tags, {"org.edgeasr.contract": "2"}), 3)
+    state.write_text("not json")
+    with pytest.raises(UserError):  # an unreadable record trusts nothing
+        check_contract("my/asr:1", image, 3)
+
+
+def test_a_fleet_refuses_an_unlabelled_image_its_node_did_not_check():
+    from types import SimpleNamespace
+
+    from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
+    from runner.fleet.preflight import FleetImages
+    from runner.launch.backends import BACKENDS
+    from runner.launch.checked_images import contract_problem
+
+    ref = BACKENDS["faster-whisper"].default_image(device="cpu")
+    spec = SimpleNamespace(settings=SimpleNamespace(target="t"), backend=BACKENDS["faster-whisper"], device="cpu",
+                           image=ref)
+
+    def problems(entry: dict) -> list:
+        images = FleetImages({"t": [{"hostname": "h", "platform": "x86", "images": {ref: entry}}]})
+        images.image(spec)
+        return images.problems
+
+    entry = {"id": "sha256:" + "c" * 64, "tags": [ref], "labels": {}}  # its node's check-image did not pass it
+    assert [p[2] for p in problems(entry)] == [contract_problem(ref, entry["id"], {}, CONTRACT_VERSION, checked=False)]
+    assert problems(entry)[0][2].startswith(f"image {ref} has no org.edgeasr.contract label")
+    assert problems({**entry, "checked": True}) == []
+    assert "speaks entrypoint contract 0" in problems({**entry, "labels": {"org.edgeasr.contract": "0"}})[0][2]
