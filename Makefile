@@ -15,7 +15,7 @@ endif
 VENV38   ?= .venv-py38
 
 BACKEND    ?= faster-whisper
-# Empty: every backend in the table (runner/launch/backends.py; `edgeasr images build` builds them all).
+# Empty: every backend in the table (runner/backends.py; `edgeasr images build` builds them all).
 BACKENDS   ?=
 # Empty: the runner's own default, so that `make run` and `edgeasr run` agree (MODEL, QUANT: the backend's;
 # DEVICE: the CLI's; IMAGE: the backend's image for this platform and device, which the runner picks itself).
@@ -27,7 +27,7 @@ OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
 # x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6); auto-detected as
-# runner/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
+# runner/host/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
 # picks jetson-r35 or jetson-r36, else x86. PLATFORM=jetson means this board's release.
 TEGRA_RELEASE ?= /etc/nv_tegra_release
 L4T_MAJOR  := $(shell sed -n '1s/^\# *R\([0-9][0-9]*\) (release).*/\1/p' $(TEGRA_RELEASE) 2>/dev/null)
@@ -127,7 +127,7 @@ test: venv venv-py38 fleet-venv models images runner-image tiny-models
 # BENCH_REPEATS interleaved pairs; then a line against the newest releases on the index.
 BENCH_REPEATS ?= 5
 bench: venv fleet-venv models ensure-image
-	@$(EDGEASR) images build transformers onnxruntime pocketsphinx --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)  # bench_backends.py's rows
+	@$(EDGEASR) images build $$($(VENV)/bin/python bench/bench_backends.py --list) --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)
 	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8) \
 	  --repeats $(BENCH_REPEATS) --image $(or $(IMAGE),$$($(EDGEASR) images tag $(BACKEND) $(DEVICE_FLAG)))
 	$(VENV)/bin/python bench/bench_sampler.py

@@ -16,7 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from .completion import enable as enable_completion
+from .commands.completion import enable as enable_completion
 from .errors import UserError, interrupt_exit_code, signal_name
 from .untrusted import visible
 

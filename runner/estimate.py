@@ -16,7 +16,7 @@ from typing import Any
 
 import soundfile as sf
 
-from .data import load_dataset
+from .data.load import load_dataset
 from .errors import UserError
 from .results import read_jsonl
 from .wording import duration, plural

@@ -22,8 +22,9 @@ from typing import Any, Callable, ContextManager
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
-from . import hostload, merge
+from . import merge
 from .errors import UserError, signal_name
+from .host import load as hostload
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import host_path_map, make_env, make_job, make_mounts
@@ -32,10 +33,11 @@ from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
 from .results import Summary, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .tables import condition_record
-from .telemetry import accounting
-from .telemetry.base import Sampler
-from .telemetry.idle import idle_baseline
-from .telemetry.select import select_sampler
+from .telemetry.energy import accounting
+from .telemetry.energy.idle import idle_baseline
+from .telemetry.samplers.base import Sampler
+from .telemetry.samplers.registry import health as sampler_health
+from .telemetry.samplers.select import select_sampler
 
 SWEEP_LABEL = "org.edgeasr.sweep"
 _RENAME = {Event.CONDITION_START: Event.INFERENCE_START, Event.CONDITION_END: Event.INFERENCE_END}
@@ -171,7 +173,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
                       else ("partial" if summary.n_failed else "ok"))
     _wait_for_sample_past(g, events)
     utts = merge.account_energy(summary, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
-                                g.energy_reason, spec.telemetry.interval_ms, g.owner, g.sampler.health(),
+                                g.energy_reason, spec.telemetry.interval_ms, g.owner, sampler_health(g.sampler),
                                 g.sampler.companions)
     summary.overhead_s = overhead
     summary.power = g.power.to_json() if g.power is not None else None

@@ -17,9 +17,10 @@ from dataclasses import replace
 from edgeasr_entrypoint.contract import WINDOWS
 
 from . import metrics
-from .data import Dataset
+from .data.dataset import Dataset
 from .results import Summary, UtteranceResult, read_jsonl
-from .telemetry import accounting, registry
+from .telemetry.energy import accounting
+from .telemetry.samplers import registry
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
     """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
 
     ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
-    ``health`` (``Sampler.health()``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
+    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
     ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope.
     The block is built whole (``accounting.EnergyBlock``) and the summary keeps its JSON."""
     n_ok = summary.n_utterances - summary.n_failed

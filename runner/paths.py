@@ -227,3 +227,13 @@ def plan_audio_mounts(files: list[tuple[str, Path]]) -> AudioPlan:
             paths[uid_] = target
     host = {c: str(a) for (i, a) in files for c in [paths[i]]}
     return AudioPlan(tuple(mounts), paths, host)
+
+
+def make_readable(folder: Path) -> None:
+    """a+rX on a model folder: backend containers run as an unprivileged uid (launch/hardening.py) and must
+    read it; a temp folder (mode 0700) renamed into place would otherwise stay private to its creator."""
+    for path in [folder, *folder.rglob("*")]:
+        mode = path.stat().st_mode
+        extra = 0o444 | (0o111 if path.is_dir() else 0)
+        if mode & extra != extra:
+            path.chmod(mode | extra)

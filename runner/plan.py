@@ -18,13 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .backends import BACKENDS
 from .content import HashCache
-from .data import AUDIO_EXTS, Dataset
+from .data.dataset import AUDIO_EXTS, Dataset
 from .errors import UserError
-from .hub import pinned_spec
 from .experiment import Condition, Experiment, Group
-from .launch.backends import BACKENDS
 from .launch.docker_engine import ImageInfo
+from .models.hub import pinned_spec
 from .paths import mount_problem
 from .power import order_jobs, preflight
 from .spec import RunSpec, build_run_spec

@@ -98,7 +98,7 @@ class Summary:
     engine: str = "docker"
     telemetry: dict[str, Any] = field(default_factory=dict)  # the sampler settings used
     hardening: dict[str, Any] = field(default_factory=dict)  # the container's confinement (launch/hardening.py)
-    energy: dict[str, Any] | None = None  # see runner/telemetry/accounting.py
+    energy: dict[str, Any] | None = None  # see runner/telemetry/energy/accounting.py
     power: dict[str, Any] | None = None  # the operating point (runner/power.PowerRecord); None: left as it was
     unavailable: dict[str, str] = field(default_factory=dict)
 

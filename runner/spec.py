@@ -12,23 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .data import Dataset, load_dataset
+from .backends import BACKENDS, DEVICES, Backend, default_model_quant, unavailable_reason
+from .data.dataset import Dataset
+from .data.load import load_dataset
 from .errors import UserError
-from .launch.backends import BACKENDS, Backend, unavailable_reason
+from .host.platforms import has_nvidia_driver, is_jetson
+from .launch.engines import ENGINES
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
-from .models import ResolvedModel, resolve_model, resolved_kind
+from .models.resolve import ResolvedModel, resolve_backend_model, resolve_model, resolved_kind
 from .paths import mount_problem, readable_by
-from .platforms import has_nvidia_driver, is_jetson
 from .power import problems as power_problems
-from .quant import DEVICES
-from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label
+from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label, mem_size_bytes
 from .settings import get as setting_value
 from .settings import problems as setting_problems
 
 __all__ = ["DecodeSettings", "TelemetrySettings", "Settings", "RunSpec", "build_run_spec", "cli_label"]
 
-
-ENGINES = ("docker", "local")
 
 
 @dataclass(frozen=True)
@@ -71,12 +70,9 @@ MIN_MEM_LIMIT_BYTES = 6 * 1024 * 1024  # the Docker Engine refuses less
 
 def parse_mem_limit(value: str, option: str = "--mem-limit") -> int:
     """'4g', '512m', '1.5G', '2000000' -> bytes; a UserError (naming ``option``) for anything else."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", value.lower())
-    if not m:
+    n = mem_size_bytes(value)
+    if n is None:
         raise UserError(f"{option} {value!r} is not a size; use a number with k, m or g, e.g. 4g or 512m")
-    n = float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2) or "_")
     if n < MIN_MEM_LIMIT_BYTES:
         raise UserError(f"{option} {value!r} is below the engine's minimum of 6m")
     total = host_memory_bytes()
@@ -143,7 +139,7 @@ def _onnx_exporter(image: str | None, engine: str):
         return None
 
     def export(hf_dir: Path, out_dir: Path) -> Path:
-        from .launch.onnx_export import export_onnx
+        from .models.onnx_export import export_onnx
 
         return export_onnx(hf_dir, out_dir, image)
 
@@ -177,8 +173,9 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
     problems: list[str] = setting_problems(s, where)
     backend = s.backend
     be = BACKENDS.get(backend) if isinstance(backend, str) else None
-    model = s.model or (be.default_model if be else "tiny.en")
-    quant = s.quant or (be.default_quant if be else "int8")
+    default_model, default_quant = default_model_quant(backend)
+    model = s.model or default_model
+    quant = s.quant or default_quant
     dev = detect_device(s.device) if isinstance(s.device, str) else s.device
     if be is not None and dev in DEVICES:
         if dev not in be.devices:
@@ -191,7 +188,7 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
     resolved_model = None
     try:
         exporter = _onnx_exporter(image or (be.image if be else None), engine)
-        resolved_model = (be.resolve_model(model, models_dir, allow_download, onnx_exporter=exporter) if be else
+        resolved_model = (resolve_backend_model(be, model, models_dir, allow_download, onnx_exporter=exporter) if be else
                           resolve_model(model, models_dir, allow_download, "ctranslate2", onnx_exporter=exporter))
         problem = model_problem(resolved_model) if engine == "docker" else None
         if problem:

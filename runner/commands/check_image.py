@@ -24,16 +24,16 @@ from typing import Any, Callable
 
 from edgeasr_entrypoint.contract import CONTRACT_VERSION, Event
 
-from ..data import load_dataset
+from ..backends import BACKENDS, Backend
+from ..data.load import load_dataset
 from ..errors import UserError
+from ..images.build import parse_versions_label
 from ..launch import checked_images, docker_engine
-from ..launch.backends import BACKENDS, Backend
 from ..launch.hardening import Hardening, chown_for_container
-from ..launch.owner import Owner
-from ..launch.images import parse_versions_label
 from ..launch.job import OFFLINE_ENV, OUT_TARGET
-from ..launch.onnx_export import export_onnx
-from ..models import default_models_dir
+from ..launch.owner import Owner
+from ..models.onnx_export import export_onnx
+from ..models.resolve import default_models_dir, resolve_backend_model
 from ..results import read_jsonl
 from ..untrusted import visible
 
@@ -188,7 +188,7 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     default_model = backend.check_model
     quant = quant or backend.default_quant
     try:
-        resolved = backend.resolve_model(model or default_model, models_dir, allow_download=False,
+        resolved = resolve_backend_model(backend, model or default_model, models_dir, allow_download=False,
                                          onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
     except UserError as exc:
         hint = "make tiny-models" if (model or default_model) == "tiny-whisper-random" else "make models"

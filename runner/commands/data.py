@@ -1,7 +1,7 @@
 """`edgeasr data lengths`: build datasets for particular studies from an existing one.
 
 ``lengths`` joins whole utterances of ``--from`` into items near each of ``--seconds``
-(runner/lengths.py), for latency-against-length studies; the result is a manifest
+(runner/data/lengths.py), for latency-against-length studies; the result is a manifest
 dataset that ``edgeasr run --data`` and experiment files read like any other.
 """
 
@@ -11,8 +11,9 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from ..data import MANIFEST_NAME, load_dataset
-from ..lengths import DEFAULT_GAP_S, build_ladder, parse_seconds
+from ..data.dataset import MANIFEST_NAME
+from ..data.lengths import DEFAULT_GAP_S, build_ladder, parse_seconds
+from ..data.load import load_dataset
 from ..untrusted import visible
 
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..telemetry.energy import integrate
-from ..telemetry.tegrastats_log import parse_time, read_log
+from ..telemetry.energy.integrate import integrate
+from ..telemetry.samplers.tegrastats_log import parse_time, read_log
 from ..untrusted import visible
 
 

@@ -1,21 +1,22 @@
-"""`edgeasr images base|build|tag|versions`: the local base image and the backend images, through the Engine API;
-the image a run uses; and how fresh their pinned libraries are.
+"""`edgeasr images base|build|tag|versions|list`: the local base image and the backend images, through the Engine
+API; the image a run uses; how fresh their pinned libraries are; and the table's images, for scripts and docs.
 
-Every list of backends here is the backend table's (runner/launch/backends.py): a new row is built, tagged
+Every list of backends here is the backend table's (runner/backends.py): a new row is built, tagged
 and checked without an edit here."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from rich.console import Console
-from ..launch import docker_engine
+from ..backends import BACKENDS, DEVICES, IMAGES, Backend, ImageDef, get_image, image_platform
 from ..errors import UserError
-from ..launch.backends import BACKENDS, DEVICES, IMAGES, Backend, get_image, image_platform
-from ..launch.images import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
+from ..launch import docker_engine
+from ..images.build import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
                              parse_overrides, platform_tag, read_carried_versions, requirements_text, versions_label)
-from ..platforms import JETSON, PLATFORMS
+from ..host.platforms import JETSON, PLATFORMS
 from ..untrusted import line, printer
 
 PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
@@ -54,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                "edgeasr builds, and the built tags of each)")
     versions.add_argument("--offline", action="store_true", help="do not ask the package index")
     versions.add_argument("--json", action="store_true", help="one JSON object per line instead of the table")
+    listing = sub.add_parser("list", help="the images of the backend table: backends first, then the others")
+    listing.add_argument("--backends", action="store_true", help="backends only, their names one per line")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line (name, tag, platforms, ...)")
 
 
 def _build_variants(client, args, console: Console, platform: str) -> int:
@@ -74,7 +78,7 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
             say(f"{tag} is present")
             continue
         log_path = args.log_dir / f"image-{image.name}-{platform}.log"
-        build = dict(base=base, tag=tag, dockerfile=variant.dockerfile, log=lambda text: console.log(line(text)))
+        build = dict(base=base, tag=tag, platform=platform, log=lambda text: console.log(line(text)))
         with console.status(line(f"building {tag} from {variant.dockerfile}")):
             if variant.versions_file:
                 build_image(client, image, log_path=log_path.with_suffix(".first.log"), versions="", **build)
@@ -87,11 +91,40 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
     return 0
 
 
+def image_facts(image: ImageDef) -> dict:
+    """What `images list --json` says of one image: the table row's facts that scripts and docs need."""
+    out = {"name": image.name, "image": image.image, "kind": "backend" if isinstance(image, Backend) else "image",
+           "build_dir": image.build_dir, "parent": image.parent}
+    if isinstance(image, Backend):
+        out.update(library=image.library, devices=list(image.devices),
+                   quants={d: list(image.quants(d)) for d in image.devices}, platforms=list(image.platforms),
+                   default_model=image.default_model, default_quant=image.default_quant)
+    return out
+
+
+def list_images(args: argparse.Namespace) -> int:
+    """`images list`: every image of the table (backends in table order, then the runner and shared bases)."""
+    images = list(BACKENDS.values()) if args.backends else list(IMAGES.values())
+    for image in images:
+        if args.json:
+            print(json.dumps(image_facts(image)))
+        elif args.backends:
+            print(image.name)
+        else:
+            facts = image_facts(image)
+            where = f"platforms {', '.join(facts['platforms'])}; devices {', '.join(facts['devices'])}" \
+                if facts["kind"] == "backend" else f"{facts['kind']} (containers/{image.build_dir})"
+            print(f"{image.name:16s} {image.image:36s} {where}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.images_cmd == "list":
+        return list_images(args)
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     say = printer(console)
     if args.images_cmd == "versions":
-        from .. import freshness
+        from ..images import freshness
 
         return freshness.main(args)
     platform = image_platform(getattr(args, "platform", "auto"), getattr(args, "device", None))

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..ct2_convert import CONVERTED_MARKER
 from ..errors import UserError
-from ..models import MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model, is_model_dir
+from ..models.ct2_convert import CONVERTED_MARKER
+from ..models.resolve import (MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model,
+                              is_model_dir)
 from ..untrusted import printer, visible
 
 
@@ -53,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
                 ensure_converted(name, models_dir, log=say)
         return 0
     if args.models_cmd == "convert":
-        from ..ct2_convert import convert
+        from ..models.ct2_convert import convert
 
         if args.out is not None and len(args.names) != 1:
             raise UserError(f"--out takes one model to convert, got {len(args.names)}: {' '.join(args.names)}")
@@ -68,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
             say(f"{name}: Hugging Face folder in {target}")
         return 0
     if args.models_cmd == "download":
-        from ..hub import download
+        from ..models.hub import download
 
         if args.revision is not None and len(args.names) != 1:
             raise UserError(f"--revision pins one model, got {len(args.names)}: {' '.join(args.names)}")
@@ -76,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
             download(name, models_dir, args.revision, log=say)
         return 0
     if args.models_cmd == "make-tiny":
-        from ..launch.tiny_models import make_tiny_models
+        from ..models.tiny_models import make_tiny_models
 
         for folder in make_tiny_models(models_dir, args.image):
             say(f"{folder.name}: built in {folder}")

@@ -15,7 +15,8 @@ from edgeasr_entrypoint.contract import NOISE_TYPES, SAMPLE_RATE
 from edgeasr_entrypoint.noise import (NoiseError, NoiseSpec, apply_noise, babble_sources_for, measured_snr_db,
                                       peak_normalize_for_export)
 
-from ..data import AUDIO_EXTS, load_dataset
+from ..data.dataset import AUDIO_EXTS
+from ..data.load import load_dataset
 from ..errors import UserError
 from ..untrusted import visible
 

@@ -16,9 +16,10 @@ from rich.console import Console
 
 from ..errors import UserError
 from ..report import worst as worst_mod
-from ..report.aggregate import aggregate, load_many
+from ..report.aggregate import aggregate
 from ..report.figures import write_figures
 from ..report.html import REPORT_FILE, write_html
+from ..report.records import load_many
 from ..report.sweep_table import FORMATS, build_table, render
 from ..untrusted import line, visible
 
@@ -43,7 +44,7 @@ def worst_lines(sweep, rows, n: int) -> list[str]:
     """The report's worst utterances, each labelled with its condition as the table names it."""
     if n <= 0:
         return []
-    from ..report.aggregate import KeyNames, axes_that_vary, format_axis_value
+    from ..report.records import KeyNames, axes_that_vary, format_axis_value
 
     names = KeyNames.of([r.key for r in rows])
     axes = axes_that_vary([r.key for r in rows])

@@ -19,23 +19,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from .. import settings
+from ..backends import default_model_quant
 from ..errors import UserError
 from ..execute import Callbacks, execute_group
-from ..hostinfo import host_facts
-from ..hub import pinned_spec
-from ..launch.backends import BACKENDS
+from ..host.info import host_facts
+from ..host.lock import FolderLock
 from ..launch.engines import make_engine
-from ..lock import FolderLock
-from ..models import default_models_dir
+from ..models.hub import pinned_spec
+from ..models.resolve import default_models_dir
 from ..plan import plan_run
 from ..report.sweep_table import FORMATS
 from ..report.table import host_busy, print_summary
 from ..results import write_json_atomic
 from ..spec import RunSpec, build_run_spec
 from ..tables import write_tables
+from ..telemetry.energy.live import live_power_text
 from ..untrusted import PlainColumn, line
 from ..wording import plural
-from ..telemetry.live import live_power_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,9 +61,9 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     """The defaults with the flags given over them, resolved by build_run_spec; one UserError for every
     problem, the flags' own and the run's."""
     given, problems = settings.from_args(args)
-    be = BACKENDS.get(given.backend)  # an unknown name is reported by build_run_spec
-    model = given.model or (be.default_model if be else "tiny.en")
-    quant = given.quant or (be.default_quant if be else "int8")
+    default_model, default_quant = default_model_quant(given.backend)  # an unknown name: build_run_spec says so
+    model = given.model or default_model
+    quant = given.quant or default_quant
     try:
         spec = build_run_spec(given, out=args.out or default_out(given.backend, model, quant),
                               models_dir=args.models_dir or default_models_dir(), engine=args.engine,

@@ -25,16 +25,16 @@ from ..errors import UserError
 from ..estimate import CONFIRM_CONDITIONS, size_note
 from ..execute import SWEEP_LABEL, Callbacks, execute_group, stamp
 from ..experiment import load_experiment
-from ..hostinfo import device_facts, git_commit, host_facts
+from ..host.info import device_facts, git_commit, host_facts
+from ..host.lock import FolderLock
 from ..launch.engines import ENGINES, make_engine
-from ..lock import FolderLock
-from ..models import default_models_dir
+from ..models.resolve import default_models_dir
 from ..paths import home_problem
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
+from ..telemetry.energy.live import live_power_text
 from ..untrusted import PlainColumn, line
 from ..wording import plural, seconds
-from ..telemetry.live import live_power_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -141,7 +141,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"{exp.path.name}: {problem}")
     engine = make_engine(getattr(args, "engine", "docker"))
     if not getattr(args, "no_prepare", False):
-        from ..prepare import prepare
+        from ..images.prepare import prepare
 
         prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=lambda t: console.print(line(t)),
                 quiet=console.quiet)

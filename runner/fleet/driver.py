@@ -32,12 +32,12 @@ from rich.table import Table
 
 from .. import tables
 from ..content import HashCache
-from ..data import AUDIO_EXTS
+from ..data.dataset import AUDIO_EXTS
 from ..errors import UserError
 from ..execute import stamp
-from ..hostinfo import host_facts
-from ..lock import FolderLock
-from ..models import default_models_dir
+from ..host.info import host_facts
+from ..host.lock import FolderLock
+from ..models.resolve import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
 from ..untrusted import PlainColumn, line

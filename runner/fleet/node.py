@@ -194,7 +194,7 @@ def node_facts() -> dict[str, Any]:
     """This node as results name it: Ray node id, hostname, target, platform (with its L4T release)."""
     import ray
 
-    from ..platforms import detect_platform, l4t_release_line
+    from ..host.platforms import detect_platform, l4t_release_line
 
     try:
         platform = detect_platform()
@@ -208,7 +208,7 @@ def node_facts() -> dict[str, Any]:
 
 
 def _has_cuda() -> bool:
-    from ..platforms import has_nvidia_driver
+    from ..host.platforms import has_nvidia_driver
 
     try:
         return bool(has_nvidia_driver())
@@ -219,13 +219,14 @@ def _has_cuda() -> bool:
 def node_report(models_dir: str | None = None) -> dict[str, Any]:
     """What preflight needs from this node: facts, the backend images it has (by the backend table's tags for
     its platform, with ids), its models (by folder, with content hashes) and which samplers work here."""
+    from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
+    from .. import backends
     from ..content import HashCache
-    from ..launch import backends
     from ..launch.checked_images import passed
     from ..launch.docker_engine import connect, image_info
-    from ..launch.job import CONTRACT_VERSION
-    from ..models import default_models_dir, is_model_dir
-    from ..telemetry.registry import SAMPLERS
+    from ..models.resolve import default_models_dir, is_model_dir
+    from ..telemetry.samplers.registry import SAMPLERS
 
     facts = node_facts()
     report: dict[str, Any] = {**facts, "images": {}, "models": {}, "samplers": {}, "problems": []}
@@ -328,9 +329,9 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
 
     from ..errors import UserError
     from ..execute import SWEEP_LABEL, Callbacks, execute_group
-    from ..hostinfo import host_facts
+    from ..host.info import host_facts
     from ..launch.engines import make_engine
-    from ..models import default_models_dir
+    from ..models.resolve import default_models_dir
 
     t_start = time.time()
     facts = node_facts()

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
+from .. import backends
 from ..errors import UserError
-from ..launch import backends
 from ..launch.checked_images import contract_problem
 from ..launch.docker_engine import ImageInfo
-from ..launch.job import CONTRACT_VERSION
 from ..plan import GroupJob
 
 MISSING_IMAGE_ID = "missing"
@@ -87,7 +88,7 @@ class Need:
 def install_commands(needs: list[Need]) -> list[list[str]]:
     """The `edgeasr` commands (argument lists) that make one node's needs: each image built if missing, each
     installable model installed (a converted ``NAME-hf`` folder by installing NAME, which converts it)."""
-    from ..models import PACKAGED
+    from ..models.resolve import PACKAGED
 
     out: list[list[str]] = []
     for n in needs:

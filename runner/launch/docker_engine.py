@@ -23,7 +23,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from ..errors import UserError
-from ..platforms import is_jetson
+from ..host.platforms import is_jetson
 from .event_lines import EVENT_PREFIX, stream_to_log  # noqa: F401  (EVENT_PREFIX: re-exported)
 from .hardening import Hardening
 from .owner import Owner, is_orphan

@@ -1,6 +1,6 @@
 """Compare a baseline's results with one or more candidates': matched conditions, deltas, noise, gates.
 
-Each side is a run folder or a sweep folder (aggregate.load_results), aggregated over its repeats. Conditions
+Each side is a run folder or a sweep folder (records.load_results), aggregated over its repeats. Conditions
 are matched on every key field except the ones that tell the two sides apart as a whole: a field with one
 value in the baseline and another single value in the candidate (the image, the library versions, the
 model...) is what is being compared, not a reason for two conditions not to match. Two single-condition
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..untrusted import csv_text
-from .aggregate import AggregateRow, GroupKey, KeyNames, Stat, Sweep, aggregate, format_axis_value, t975
+from .aggregate import AggregateRow, Stat, aggregate, t975
+from .records import GroupKey, KeyNames, Sweep, format_axis_value
 from .sweep_table import Cell, TableModel
 
 

@@ -20,8 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..untrusted import csv_text, line, markdown
-from .aggregate import (CV_DISAGREE, RUN_FAILED, AggregateRow, GroupKey, KeyNames, Stat, axes_that_vary, constant_axes,
-                        format_axis_value, versions_that_vary)
+from .aggregate import CV_DISAGREE, RUN_FAILED, AggregateRow, Stat
+from .records import GroupKey, KeyNames, axes_that_vary, constant_axes, format_axis_value, versions_that_vary
 
 UNAVAILABLE = "unavailable"
 #: Output forms of a table: the terminal's (rich), Markdown, CSV.

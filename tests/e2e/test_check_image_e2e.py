@@ -11,7 +11,7 @@ import docker
 import pytest
 from helpers import ROOT
 
-from runner.launch.backends import BACKENDS
+from runner.backends import BACKENDS
 
 pytestmark = pytest.mark.e2e
 

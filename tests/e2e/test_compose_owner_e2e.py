@@ -20,8 +20,8 @@ import docker
 import pytest
 from helpers import ROOT
 
-from runner.launch.backends import RUNNER_IMAGE
-from runner.models import default_models_dir
+from runner.backends import RUNNER_IMAGE
+from runner.models.resolve import default_models_dir
 
 pytestmark = pytest.mark.e2e
 

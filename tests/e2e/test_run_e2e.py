@@ -19,8 +19,8 @@ import pytest
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
 from helpers import ROOT, subset_manifest, write_tone
 
-from runner.launch.backends import BACKENDS
-from runner.launch.images import pinned_versions
+from runner.backends import BACKENDS
+from runner.images.build import pinned_versions
 
 pytestmark = pytest.mark.e2e
 

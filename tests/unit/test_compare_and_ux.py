@@ -13,14 +13,15 @@ from helpers import run_folder as _run_folder
 from helpers import summary_record as _summary
 from rich.console import Console
 
-from runner import hostload
 from runner.commands import compare as compare_cmd
 from runner.commands import noise as noise_cmd
 from runner.commands import report as report_cmd
 from runner.errors import UserError
+from runner.host import load as hostload
 from runner.report import worst
-from runner.report.aggregate import aggregate, load_many, load_results, summarize
+from runner.report.aggregate import aggregate, summarize
 from runner.report.compare import NO_REPEATS, WITHIN_NOISE, Gates, compare, delta, distinguishable
+from runner.report.records import load_many, load_results
 from runner.report.sweep_table import build_table, csv_table, markdown_table
 from runner.report.table import csv_summary, markdown_summary, print_summary, summary_rows
 from runner.wording import plural, seconds

@@ -10,7 +10,7 @@ import pytest
 
 from runner import cli
 from runner.errors import UserError
-from runner.hub import PINS_FILE, download
+from runner.models.hub import PINS_FILE, download
 
 SHA1, SHA2 = "a" * 40, "b" * 40
 
@@ -61,7 +61,7 @@ def test_an_explicit_revision_must_be_a_commit_and_moves_the_pin(fake_hub, tmp_p
 def test_allow_download_of_a_hub_name_downloads_it_pinned_and_runs_the_container_offline(fake_hub, tmp_path, root):
     """`run --allow-download --model small`: the host downloads small at its pinned commit into the models
     folder and the backend container gets it read-only, with no network and offline hubs (issue 14, item 13)."""
-    from runner.hub import pinned_spec
+    from runner.models.hub import pinned_spec
     from runner.launch.job import make_env, make_job
     from runner.spec import Settings, build_run_spec
 

@@ -12,7 +12,7 @@ import pytest
 from helpers import write_tone
 
 from runner import paths
-from runner.data import load_dataset
+from runner.data.load import load_dataset
 from runner.errors import UserError
 
 
@@ -273,7 +273,7 @@ def test_a_fleet_refuses_an_unlabelled_image_its_node_did_not_check():
     from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
     from runner.fleet.preflight import FleetImages
-    from runner.launch.backends import BACKENDS
+    from runner.backends import BACKENDS
     from runner.launch.checked_images import contract_problem
 
     ref = BACKENDS["faster-whisper"].default_image(device="cpu")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from runner import merge
-from runner.data import Dataset, Utterance
+from runner.data.dataset import Dataset, Utterance
 from runner.results import Summary
 
 

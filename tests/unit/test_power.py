@@ -25,8 +25,8 @@ from runner.launch.docker_engine import ContainerRun
 from runner.power.base import OperatingPoint, mismatches
 from runner.power.jetson import JetsonController, parse_nvpmodel_conf, parse_nvpmodel_query
 from runner.settings import PowerSettings
-from runner.telemetry import energy
-from runner.telemetry import ina3221 as ina
+from runner.telemetry.energy import integrate as energy
+from runner.telemetry.samplers import ina3221 as ina
 
 HERE = Path(__file__).resolve().parent
 GROUP_RAW = HERE.parents[0] / "fixtures" / "group_raw"
