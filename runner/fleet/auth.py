@@ -88,10 +88,14 @@ def read_token(path: Path) -> str:
     return token
 
 
+def _tls_on(env: Mapping[str, str]) -> bool:
+    return env.get(RAY_USE_TLS, "0").strip().lower() in ("1", "true")
+
+
 def tls_problem(env: Mapping[str, str]) -> str | None:
     """Why Ray's TLS settings cannot work (None: off, or each file readable). TLS is on when RAY_USE_TLS is 1
     or true; it then needs the node's certificate and key and the CA that signed every node's certificate."""
-    if env.get(RAY_USE_TLS, "0").strip().lower() not in ("1", "true"):
+    if not _tls_on(env):
         return None
     for name in TLS_FILES:
         value = env.get(name, "").strip()
@@ -128,7 +132,7 @@ def use_in_this_process(path: Path) -> None:
 def _channel(address: str, env: Mapping[str, str]):
     import grpc
 
-    if tls_problem(env) is None and env.get(RAY_USE_TLS, "0").strip().lower() in ("1", "true"):
+    if tls_problem(env) is None and _tls_on(env):
         cert, key, ca = (Path(env[name]).read_bytes() for name in TLS_FILES)
         return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                                                           certificate_chain=cert))

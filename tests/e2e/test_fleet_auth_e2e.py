@@ -167,3 +167,4 @@ def test_a_node_without_the_right_token_is_refused_in_one_sentence_and_never_joi
     expected = "refused this node's token" if case == "wrong" else "no fleet token"
     assert expected in line and str(token) in line, line
     assert raylet_pid("auth-intruder") is None
+
