@@ -18,6 +18,7 @@ from ..host.platforms import JETSON, PLATFORMS
 from ..images.build import PUBLIC_BASE, ensure_base, parse_overrides, requirements_text
 from ..images.make import BuildRequest, build_images
 from ..launch import docker_engine
+from ..untrusted import line, printer
 
 PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
                  "variant; jetson: the one for this board's L4T release (/etc/nv_tegra_release); auto (default): "
@@ -111,11 +112,13 @@ def main(args: argparse.Namespace) -> int:
             raise UserError(f"--set works on the x86 images, built from requirements.txt; the {platform} variant's "
                             "pins are in its Dockerfile (see containers/PLATFORMS.md): use --platform x86")
         requirements_text(get_image(args.backends[0]), overrides)  # refuses a name the image does not pin
+    say = printer(console)  # tags, versions and build lines quote what images and indexes said
     if args.images_cmd == "base":
-        print(ensure_base(client, args.base, log=console.print))
+        print(ensure_base(client, args.base, log=say))
         return 0
     request = BuildRequest(names=tuple(args.backends), platform=platform, base=args.base, tag=args.tag,
                            overrides=overrides, missing=args.missing, wheelhouse=not args.no_wheelhouse,
                            log_dir=args.log_dir)
-    build_images(client, request, log=console.print, detail=console.log, status=console.status)
+    build_images(client, request, log=say, detail=lambda text: console.log(line(text)),
+                 status=lambda text: console.status(line(text)))
     return 0

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 from edgeasr_entrypoint.contract import Event
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from .. import settings
 from ..backends import default_model_quant
@@ -27,6 +27,7 @@ from ..report.table import host_busy, print_summary
 from ..run import run_benchmark
 from ..spec import RunSpec, build_run_spec
 from ..telemetry.energy.live import live_power_text
+from ..untrusted import PlainColumn, line
 from ..wording import plural
 
 
@@ -71,6 +72,13 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     return spec
 
 
+def progress_columns() -> list:
+    """The run view's columns, as plain text (never markup)."""
+    return [PlainColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            PlainColumn("{task.fields[rtf]}"), PlainColumn("{task.fields[power]}"),
+            TimeElapsedColumn()]
+
+
 class LiveProgress:
     """Turns contract events into a progress bar: utterances done / total, the running RTF, and power (W now,
     J so far) when a sensor exists (``sampler``, given by Callbacks.on_sampler)."""
@@ -110,21 +118,19 @@ class RunConsoleView:
         self.quiet = quiet
 
     def note(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(line(text))  # names hub repositories, containers: what we did not write
 
     def started(self, spec: RunSpec) -> None:
         refused = len(spec.dataset.utterances) - len(spec.dataset.readable)
-        self.console.print(f"[bold]edgeasr run[/]: {spec.backend.name} {spec.model.name} {spec.quant} on "
-                           f"{spec.device}, {plural(len(spec.dataset.utterances), 'utterance')} from "
-                           f"{spec.dataset.path}"
-                           + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else ""))
+        self.console.print(line(("edgeasr run", "bold"), f": {spec.backend.name} {spec.model.name} {spec.quant} on "
+                                f"{spec.device}, {plural(len(spec.dataset.utterances), 'utterance')} from "
+                                f"{spec.dataset.path}"
+                                + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else "")))
 
     @contextlib.contextmanager
     def progress(self, total: int) -> Iterator[Callbacks]:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[rtf]}"), TextColumn("{task.fields[power]}"), TimeElapsedColumn()]
         # A slow refresh: on small boards every redraw competes with the backend for the same cores.
-        with Progress(*columns, console=self.console, transient=True, refresh_per_second=2,
+        with Progress(*progress_columns(), console=self.console, transient=True, refresh_per_second=2,
                       disable=self.quiet) as progress:
             live = LiveProgress(progress, total)
             yield Callbacks(on_event=live, on_sampler=live.set_sampler,
@@ -142,22 +148,28 @@ def main(args: argparse.Namespace) -> int:
         if getattr(args, "json", False) and (spec.out / "summary.json").exists():
             print(json.dumps(json.loads((spec.out / "summary.json").read_text(encoding="utf-8"))))
         raise
-    # --json: stdout carries the JSON only (the table goes to stderr), also when the run failed.
-    as_json = getattr(args, "json", False)
-    fmt = getattr(args, "fmt", None) or "table"
-    print_summary(summary, console if as_json else Console(), folder=spec.out,
-                  fmt="table" if as_json else fmt)
+    return show_result(summary, spec.out, console, as_json=getattr(args, "json", False),
+                       fmt=getattr(args, "fmt", None) or "table")
+
+
+def show_result(summary: dict[str, Any], out: Path, console: Console, *, as_json: bool, fmt: str) -> int:
+    """The run's view (``fmt`` on stdout; with ``as_json`` the table goes to ``console`` and stdout carries the
+    JSON only, also when the run failed), its warnings and last lines; returns the exit code. What the image
+    and the dataset said (its error, ids, names) is shown visibly, never as markup (runner/untrusted.py)."""
+    print_summary(summary, console if as_json else Console(), folder=out, fmt="table" if as_json else fmt)
     busy = host_busy(summary)
     if busy:
-        console.print(f"[yellow]warning[/]: the host was busy during the timed window ({busy}); speed and energy "
-                      "include that work")
-    console.print(f"run folder: {spec.out}")
-    if getattr(args, "json", False):
+        console.print(line(("warning", "yellow"), f": the host was busy during the timed window ({busy}); speed "
+                           "and energy include that work"))
+    console.print(line(f"run folder: {out}"))
+    if as_json:
         print(json.dumps(summary))
     if summary["status"] == "error":
-        console.print(f"[red]run failed[/]: {summary['error']}; container log: {spec.out / 'raw' / 'container.log'}")
+        console.print(line(("run failed", "red"),
+                           f": {summary['error']}; container log: {out / 'raw' / 'container.log'}"))
         return 1
     if summary["status"] == "partial":
-        console.print(f"[yellow]{plural(summary['n_failed'], 'utterance')} failed[/]; see {spec.out / 'utterances.jsonl'}")
+        console.print(line((f"{plural(summary['n_failed'], 'utterance')} failed", "yellow"),
+                           f"; see {out / 'utterances.jsonl'}"))
         return 1
     return 0

@@ -17,22 +17,23 @@ from typing import Any, Iterator
 
 from edgeasr_entrypoint.contract import Event
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..errors import UserError
+from ..estimate import CONFIRM_CONDITIONS, size_note
 from ..execute import Callbacks
 from ..experiment import load_experiment
 from ..fleet import cluster_address, local_targets_problem
 from ..launch.engines import ENGINES
 from ..models.resolve import default_models_dir
+from ..paths import home_problem
 from ..plan import GroupJob
 from ..report.make import make_report
 from ..report.worst import TOP_N
 from ..sweep import LocalOptions, SweepOptions, SweepOutcome, SweepStart, Todo, local_sweep
 from ..telemetry.energy.live import live_power_text
+from ..untrusted import PlainColumn, line
 from ..wording import plural, seconds
 
 
@@ -54,6 +55,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
                    help="run the groups on a Ray fleet, each on a node of its target (grid.targets); default: the "
                         "experiment's `cluster:`, else $EDGEASR_CLUSTER, else here (runner/fleet/)")
+    p.add_argument("--yes", action="store_true",
+                   help=f"start a grid over {CONFIRM_CONDITIONS:,} conditions: without it such a sweep stops before "
+                        "anything starts and says how long it would take")
+    p.add_argument("--audio-root", dest="audio_roots", action="append", default=[], metavar="DIR",
+                   help="confirm a home folder (or /root, /home) that the experiment trusts in audio_roots; an "
+                        "experiment file alone may not trust one (repeatable; default: none)")
     p.add_argument("--build-missing", action="store_true",
                    help="with a cluster: nodes that lack an image or an installable model build or install it "
                         "before the sweep (else preflight stops and names what is missing)")
@@ -65,14 +72,14 @@ def print_outcome(outcome: SweepOutcome, console: Console, target: bool = False)
     out, failed = outcome.out, outcome.failed
     lost_note = (f", {outcome.lost} lost with their node (rerun the same command to run them)"
                  if outcome.lost else "")
-    console.print(f"{plural(len(outcome.records), 'condition')} recorded in {seconds(outcome.elapsed_s)}, "
-                  f"{len(failed)} not ok{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, "
-                  f"report in {out / 'report'}")
+    console.print(line(f"{plural(len(outcome.records), 'condition')} recorded in {seconds(outcome.elapsed_s)}, "
+                       f"{len(failed)} not ok{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, "
+                       f"report in {out / 'report'}"))
     for r in failed:
         c = r["condition"]
         where = f"{c.get('target')} " if target else ""
-        console.print(f"  [red]{r['status']}[/] {where}{c['model']} {c['quant']} {c['noise_type']} {c['snr_db']} "
-                      f"repeat {c['repeat']}: {r['error']}")
+        console.print(line("  ", (r["status"], "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
+                           f"{c['snr_db']} repeat {c['repeat']}: {r['error']}"))
 
 
 def draw_report(out: Path, console: Console) -> None:
@@ -81,17 +88,23 @@ def draw_report(out: Path, console: Console) -> None:
     try:
         make_report([out], fmt="table", quiet=console.quiet, console=console, worst=TOP_N)
     except UserError as exc:
-        console.print(f"[yellow]no report[/]: {exc}")
+        console.print(line(("no report", "yellow"), f": {exc}", lines=True))
 
 
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     exp = load_experiment(args.experiment)
+    check_trusted_roots(exp, getattr(args, "audio_roots", None) or [])
     out = (args.out or Path(os.environ.get("EDGEASR_RESULTS_DIR", "results")) / "sweeps" / exp.name).resolve()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    big = size_note(exp, out)  # a grid over CONFIRM_CONDITIONS conditions: how long, and --yes to start it
     if getattr(args, "plan", False):
-        return show_plan(exp, console)
+        return show_plan(exp, console, big)
+    if big and not getattr(args, "yes", False):
+        raise UserError(f"{big}; pass --yes to start it (a terminal or not: compose, a fleet, CI), or narrow the grid")
+    if big:
+        console.print(line(big))
     options = SweepOptions(force=bool(args.force), retry_failed=bool(args.retry_failed))
     models_dir = args.models_dir or default_models_dir()
     cluster = cluster_address(getattr(args, "cluster", None), getattr(exp, "cluster", None))
@@ -114,12 +127,33 @@ def main(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def show_plan(exp, console: Console) -> int:
-    """--plan: the experiment's groups and conditions as JSON lines (stdout) and a table (stderr); nothing
-    is resolved against images or models and nothing starts."""
+def check_trusted_roots(exp, confirmed: list[str]) -> None:
+    """An experiment file is a stranger's too: trusting a home folder in audio_roots would let its manifests show
+    a backend container any file in it (~/.ssh included). Such a root must be named on the command line too
+    (``--audio-root``); a folder inside a home folder needs nothing."""
+    given = {Path(d).expanduser().resolve() for d in confirmed}
+    problems = []
+    for root in sorted({Path(r).resolve() for g in exp.groups for c in g.conditions for r in c.audio_roots}):
+        what = home_problem(root)
+        if what and root not in given:
+            problems.append(f"audio_roots names {root}, {what}: an experiment file alone may not trust it (a "
+                            f"manifest could then show a backend container any file in it); if you do, say so on "
+                            f"the command line too: --audio-root {root}")
+    if len(problems) == 1:
+        raise UserError(f"{exp.path.name}: {problems[0]}")
+    if problems:
+        raise UserError(f"{exp.path.name}: {len(problems)} trusted folders need the command line's word:",
+                        problems=problems)
+
+
+def show_plan(exp, console: Console, note: str | None = None) -> int:
+    """--plan: the experiment's groups and conditions as JSON lines (stdout) and a table (stderr), and ``note``
+    (a big grid's size and estimated duration) under it; nothing is resolved against images or models and
+    nothing starts."""
     if not console.is_terminal:  # a log or a pipe: no terminal width to fit, keep the names whole
         console = Console(stderr=True, width=200, quiet=console.quiet)
-    table = Table(title=f"{exp.name}: {plural(len(exp.groups), 'group')}, {plural(exp.n_conditions, 'condition')}")
+    table = Table(title=line(f"{exp.name}: {plural(len(exp.groups), 'group')}, "
+                             f"{plural(exp.n_conditions, 'condition')}"))
     fleet = any(getattr(g, "target", "local") != "local" for g in exp.groups)
     power = any(getattr(g, "power", None) for g in exp.groups)
     for name in ("group", *(("target",) if fleet else ()), "backend", "model", "quant", "device", "image",
@@ -132,13 +166,22 @@ def show_plan(exp, console: Console) -> int:
                          default=str))
         inside = sorted({k for c in g.conditions for k in (getattr(c, "decode", {}) or {})})
         op = ", ".join(f"{k}={v}" for k, v in (getattr(g, "power", None) or {}).items())
-        table.add_row(str(i), *((g.target,) if fleet else ()), g.backend, Path(g.model).name, g.quant, g.device,
-                      g.image or "(platform's)", *((op or "as it is",) if power else ()),
-                      str(len(g.conditions)), ", ".join(f"decode.{k}" for k in inside) or "-")
+        table.add_row(*map(line, (str(i), *((g.target,) if fleet else ()), g.backend, Path(g.model).name, g.quant,
+                                  g.device, g.image or "(platform's)", *((op or "as it is",) if power else ()),
+                                  str(len(g.conditions)), ", ".join(f"decode.{k}" for k in inside) or "-")))
     for x in exp.excluded:
         print(json.dumps({"excluded": x}, default=str))
     console.print(table)
+    if note:
+        console.print(line(note))
     return 0
+
+
+def progress_columns(fleet: bool = False) -> list:
+    """The sweep view's columns, here (with the time left) or on a fleet: labels (models, datasets, targets and
+    host names: strangers' names) as plain text, never markup."""
+    return [PlainColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            *(() if fleet else (TimeRemainingColumn(),)), PlainColumn("{task.fields[info]}")]
 
 
 class SweepConsoleView:
@@ -160,33 +203,34 @@ class SweepConsoleView:
     # -- what the sweep tells every view (runner/sweep.py) ---------------------------------------------------
 
     def note(self, text: str, level: str = "info") -> None:
+        """Notes quote what we did not write (problems, host names, what a node said): shown visibly, never
+        as markup (runner/untrusted.py); a warning's or an error's head, up to its first colon, in colour."""
         color = self.COLORS.get(level)
         if color and ": " in text:  # the words before the first colon say what happened
             head, rest = text.split(": ", 1)
-            self.console.print(f"[{color}]{escape(head)}[/]: {escape(rest)}")
+            self.console.print(line((head, color), f": {rest}"))
         else:
-            self.console.print(escape(text))
+            self.console.print(line(text))
 
     def status(self, text: str):
-        return self.console.status(text)
+        return self.console.status(line(text))
 
     @contextlib.contextmanager
     def running(self, start: SweepStart) -> Iterator[None]:
         n_total, n_pending = start.n_total, start.n_pending
         if self.cluster is None:
-            self.console.print(f"[bold]edgeasr sweep[/] {start.name}: {plural(len(start.planned), 'container')}, "
-                               f"{plural(n_total, 'condition')}, {n_total - n_pending} already done; "
-                               f"results in {start.out}")
+            self.console.print(line(("edgeasr sweep", "bold"), f" {start.name}: "
+                                    f"{plural(len(start.planned), 'container')}, {plural(n_total, 'condition')}, "
+                                    f"{n_total - n_pending} already done; results in {start.out}"))
         else:
             targets = {j.spec.settings.target for j in start.planned}
-            self.console.print(f"[bold]edgeasr sweep[/] {start.name} on {self.cluster}: {len(start.planned)} "
-                               f"group(s) on {len(targets)} target(s), {n_total} condition(s), "
-                               f"{n_total - n_pending} already done; results in {start.out}")
+            self.console.print(line(("edgeasr sweep", "bold"), f" {start.name} on {self.cluster}: "
+                                    f"{len(start.planned)} group(s) on {len(targets)} target(s), {n_total} "
+                                    f"condition(s), {n_total - n_pending} already done; results in {start.out}"))
         for reason, n in start.changed.items():
-            self.console.print(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then")
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   *(() if self.cluster else (TimeRemainingColumn(),)), TextColumn("{task.fields[info]}")]
-        with Progress(*columns, console=self.console, refresh_per_second=2, disable=self.console.quiet) as progress:
+            self.console.print(line(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then"))
+        with Progress(*progress_columns(self.cluster is not None), console=self.console, refresh_per_second=2,
+                      disable=self.console.quiet) as progress:
             self.progress = progress
             if self.cluster is None:
                 self.overall = progress.add_task("sweep", total=n_pending, info="")
@@ -244,8 +288,8 @@ class SweepConsoleView:
         table = Table(title="fleet preflight")
         for name in ("target", "node", "platform", "groups / conditions", "samplers", "checks"):
             table.add_column(name)
-        for row in rows:
-            table.add_row(*row)
+        for row in rows:  # what nodes report (host names, image labels): plain text, never markup
+            table.add_row(*map(line, row))
         self.console.print(table)
 
     def node_started(self, target: str, hostname: str) -> None:

@@ -34,7 +34,7 @@ from ..models.resolve import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
 from ..sweep import FixedPlan, GroupDone, SweepOptions, SweepOutcome, SweepView, run_sweep
-from . import RAY_PIN, preflight
+from . import RAY_PIN, auth, preflight
 from .node import Context, Ledger, Shipment
 
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
@@ -52,7 +52,11 @@ def import_ray():
 
 
 def connect(ray, address: str) -> None:
-    """Join the cluster as a driver (Ray Client for ray://), quietly; a UserError when it cannot."""
+    """Join the cluster as a driver (Ray Client for ray://), quietly, with the fleet's token (auth.py); a
+    UserError when it cannot, one sentence at once when the head refuses the token."""
+    token = auth.token_file()
+    auth.use_in_this_process(token)
+    auth.check_head(address, token, "driver")
     error: Exception | None = None
     for attempt in range(3):  # the head starts a server per client; on a loaded head that start can time out
         try:
@@ -65,7 +69,7 @@ def connect(ray, address: str) -> None:
             time.sleep(2.0 * (attempt + 1))
     first = str(error).splitlines()[0] if str(error) else ""
     raise UserError(f"cannot join the Ray cluster at {address}: {error.__class__.__name__}: {first} (is the head "
-                    f"up, and do driver and nodes run the same Ray {RAY_PIN} and Python?)")
+                    f"up, and do driver and nodes run the same Ray {RAY_PIN} and Python, and the same RAY_USE_TLS?)")
 
 
 def identity(job: GroupJob) -> dict[str, Any]:

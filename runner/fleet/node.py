@@ -219,8 +219,11 @@ def _has_cuda() -> bool:
 def node_report(models_dir: str | None = None) -> dict[str, Any]:
     """What preflight needs from this node: facts, the backend images it has (by the backend table's tags for
     its platform, with ids), its models (by folder, with content hashes) and which samplers work here."""
-    from ..content import HashCache
+    from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
     from .. import backends
+    from ..content import HashCache
+    from ..launch.checked_images import passed
     from ..launch.docker_engine import connect, image_info
     from ..models.resolve import default_models_dir, is_model_dir
     from ..telemetry.samplers.registry import SAMPLERS
@@ -240,7 +243,8 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
         for ref in sorted(refs):
             try:
                 info = image_info(client, ref)
-                report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels}
+                report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels,
+                                         "checked": passed(info.id, CONTRACT_VERSION)}  # check-image, here
             except Exception:
                 continue
     except Exception as exc:

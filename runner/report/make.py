@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import UserError
+from ..untrusted import line, visible
 from . import worst as worst_mod
 from .aggregate import aggregate
 from .figures import write_figures
@@ -46,7 +47,7 @@ def make_report(folders: list[Path], out: Path | None = None, *, fmt: str = "tab
     several); the lines naming the files go to stdout with the table, else stderr. Returns 0."""
     sweep = load_many(folders)
     for warning in sweep.warnings:
-        print(f"warning: {warning}; left out of the report (rerun the sweep to redo that condition)",
+        print(visible(f"warning: {warning}; left out of the report (rerun the sweep to redo that condition)"),
               file=sys.stderr)
     rows = aggregate(sweep.records)
     out = out if out is not None else (Path(folders[0]) / "report" if len(folders) == 1 else Path("report"))
@@ -59,8 +60,8 @@ def make_report(folders: list[Path], out: Path | None = None, *, fmt: str = "tab
     if not quiet or fmt != "table":
         render(build_table(rows, sweep.title), fmt, console)
         if fmt == "table":
-            for line in worst_found:
-                console.print(line, highlight=False, markup=False)
+            for item in worst_found:
+                console.print(line(item))
             console.print()
     # md and csv: stdout holds the table alone, so it can be redirected; the file lines go to stderr
     info = sys.stderr if fmt != "table" else sys.stdout
@@ -69,8 +70,8 @@ def make_report(folders: list[Path], out: Path | None = None, *, fmt: str = "tab
     drawn = write_figures(rows, out, sweep=sweep if len(folders) == 1 else None, skipped=skipped) if figures else []
     for fig in drawn if not quiet else ():
         if fig.unavailable:
-            print(f"not drawn: {fig.title} ({fig.unavailable.splitlines()[0]})", file=info)
+            print(visible(f"not drawn: {fig.title} ({fig.unavailable.splitlines()[0]})"), file=info)
         else:
-            print(f"figure: {fig.path}", file=info)
-    print(f"report: {write_html(out / REPORT_FILE, sweep, rows, drawn, worst_found, skipped)}", file=info)
+            print(visible(f"figure: {fig.path}"), file=info)
+    print(visible(f"report: {write_html(out / REPORT_FILE, sweep, rows, drawn, worst_found, skipped)}"), file=info)
     return 0
