@@ -157,6 +157,8 @@ class Dispatcher(Protocol):
 
 
 class SweepView(Protocol):
+    """What a sweep tells the person watching it (the commands draw it; tests write it down)."""
+
     def note(self, text: str, level: str = "info") -> None:
         """A line worth a person's attention; ``level``: info, warning or error."""
 

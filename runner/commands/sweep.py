@@ -244,17 +244,21 @@ class SweepConsoleView:
         if self.progress is None or not n:
             return
         if self.cluster is None:
-            self.progress.update(self.overall, total=self.progress.tasks[self.overall].total + n)
+            self.progress.update(self.overall, total=self._total(self.overall) + n)
             return
         totals: dict[str, int] = {}
         for job, pending in todo:
-            totals[job.spec.settings.target] = totals.get(job.spec.settings.target, 0) + len(pending)
+            if pending:  # a target whose conditions are all done gets no bar
+                totals[job.spec.settings.target] = totals.get(job.spec.settings.target, 0) + len(pending)
         for target, n_target in sorted(totals.items()):
             if target in self.bars:
                 bar = self.bars[target]
-                self.progress.update(bar, total=self.progress.tasks[bar].total + n_target)
+                self.progress.update(bar, total=self._total(bar) + n_target)
             else:
                 self.bars[target] = self.progress.add_task(target, total=n_target, info=info)
+
+    def _total(self, task_id) -> float:
+        return next(t.total or 0 for t in self.progress.tasks if t.id == task_id)
 
     # -- here: the executor's progress for one group ---------------------------------------------------------
 

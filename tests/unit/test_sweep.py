@@ -290,3 +290,27 @@ def test_plan_shows_decode_axes_inside_one_container_and_threads_as_groups_and_w
         assert [c["decode"] for c in g["conditions"]] == [{}, {"beam_size": 5}, {"batch_size": 2},
                                                            {"batch_size": 2, "beam_size": 5}]
     assert not (study / "out").exists(), "--plan starts nothing and writes nothing"
+
+
+def test_the_console_views_totals_grow_with_groups_a_planner_adds(tmp_path):
+    """Here the overall bar, on a fleet each target's bar (a new target gets its own; a target with nothing
+    left to run gets none) count the conditions a planner adds while the sweep runs."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from runner.commands.sweep import SweepConsoleView
+
+    def job(target):
+        return SimpleNamespace(spec=SimpleNamespace(settings=SimpleNamespace(target=target)), conditions=("c", "d"))
+
+    a, b, c = job("cpu-a"), job("cpu-b"), job("cpu-c")
+    here = SweepConsoleView(Console(quiet=True))
+    with here.running(sweep.SweepStart("x", tmp_path, (a,), ((a, ["c", "d"]),))):
+        here.added([(b, ["c"])])
+        assert here._total(here.overall) == 3
+    fleet = SweepConsoleView(Console(quiet=True), cluster="ray://h:1")
+    with fleet.running(sweep.SweepStart("x", tmp_path, (a, b), ((a, ["c", "d"]), (b, [])))):
+        assert list(fleet.bars) == ["cpu-a"]
+        fleet.added([(a, ["e"]), (c, ["c"])])
+        assert fleet._total(fleet.bars["cpu-a"]) == 3 and fleet._total(fleet.bars["cpu-c"]) == 1
