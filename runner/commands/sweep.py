@@ -29,7 +29,7 @@ from ..host.info import device_facts, git_commit, host_facts
 from ..host.lock import FolderLock
 from ..launch.engines import ENGINES, make_engine
 from ..models.resolve import default_models_dir
-from ..plan import GroupJob, plan_sweep, stable_hash
+from ..plan import GroupJob, check_host, plan_sweep, stable_hash
 from ..results import write_json_atomic
 from ..telemetry.energy.live import live_power_text
 from ..wording import plural, seconds
@@ -126,12 +126,13 @@ def main(args: argparse.Namespace) -> int:
     if problem:
         raise UserError(f"{exp.path.name}: {problem}")
     engine = make_engine(getattr(args, "engine", "docker"))
+    host = check_host(exp, engine.name)  # before anything is built or installed: a device this host lacks stops here
     if not getattr(args, "no_prepare", False):
         from ..images.prepare import prepare
 
         prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=console.print,
                 quiet=console.quiet)
-    planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out)
+    planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out, host=host)
     # One sweep per results folder: a second one is refused before it touches anything of the first's.
     with FolderLock(out, "sweep"):
         return _main_locked(args, console, exp, out, engine, planned)

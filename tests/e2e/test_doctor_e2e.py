@@ -1,0 +1,46 @@
+"""End to end on this host (no NVIDIA GPU, no hub): the real CLI's host preflight refuses CUDA at once, and
+`edgeasr doctor` runs, exits 0 and says what is true here (issue 25, items 6 and 7b). Real engine, real images."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import docker
+import pytest
+from helpers import ROOT
+
+from runner.host import platforms
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(platforms.has_nvidia_driver() or platforms.is_jetson(),
+                                 reason="checks a host without an NVIDIA GPU (this machine)")]
+
+
+def edgeasr(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _cuda_images() -> set[str]:
+    """The CUDA images on the engine (other builds share it, so only these can say whether we built one)."""
+    return {t for i in docker.from_env().images.list() for t in i.tags if t.endswith(":cuda")}
+
+
+def test_cuda_requests_are_refused_at_once_in_one_sentence_and_nothing_is_built(tmp_path):
+    """`edgeasr sweep experiments/gpu-frequency-sweep.yaml` and `edgeasr run --device cuda`: exit 2 within seconds,
+    one line naming the missing GPU, no image built, no build log, no run folder."""
+    before = _cuda_images()
+    log = ROOT / "build" / "image-faster-whisper-cuda.log"
+    log_mtime = log.stat().st_mtime if log.exists() else None
+    for args in (("sweep", "experiments/gpu-frequency-sweep.yaml", "--out", str(tmp_path / "sweep")),
+                 ("run", "--device", "cuda", "--out", str(tmp_path / "run"))):
+        t0 = time.monotonic()
+        r = edgeasr(*args, timeout=120)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert "device cuda needs an NVIDIA GPU, and this host has none" in lines[0]
+        assert "make images" not in lines[0] and time.monotonic() - t0 < 30
+    assert _cuda_images() == before and (log.stat().st_mtime if log.exists() else None) == log_mtime
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "run").exists()
