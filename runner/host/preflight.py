@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import platform as _platform
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -83,7 +83,6 @@ class HostCaps:
     engine: str | None = None
     engine_problem: str | None = None
     runtime: GpuRuntime | None = None
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def kind(self) -> str:

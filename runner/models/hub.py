@@ -134,6 +134,40 @@ def download(name: str, models_dir: Path, revision: str | None = None, log=print
     return target
 
 
+def name_of(folder: Path) -> str:
+    """The name a downloaded folder was downloaded as (its marker's), else the folder's name."""
+    try:
+        return str(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("name") or folder.name)
+    except (OSError, ValueError, AttributeError):
+        return folder.name
+
+
+def verify(folder: Path, pins: dict[str, dict[str, str]]) -> tuple[str | None, str | None]:
+    """(problem, what it is) of a hub download: its marker's repository and commit against hub-pins.json, and
+    every file against the sha256 recorded when it was downloaded. (None, None): not a hub download."""
+    from ..content import file_sha256
+
+    try:
+        info = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(info, dict) or not info.get("repo") or not info.get("revision"):
+        return None, None
+    what = f"{info['repo']} at commit {str(info['revision'])[:12]}"
+    pin = pins.get(str(info.get("name") or folder.name))
+    if not isinstance(pin, dict) or pin.get("revision") != info["revision"] or pin.get("repo") != info["repo"]:
+        return (f"{what}, but {PINS_FILE} pins " + (f"{pin.get('repo')}@{str(pin.get('revision'))[:12]}"
+                                                    if isinstance(pin, dict) else "nothing") + " for it"), what
+    for rel, want in (info.get("files_sha256") or {}).items():
+        path = folder / rel
+        got = file_sha256(path) if path.is_file() else None
+        if got != want:
+            return f"{what}: {rel} " + ("is missing" if got is None else f"has sha256 {got[:12]}, downloaded "
+                                                                         f"{str(want)[:12]}"), what
+    checked = "every file's sha256 as downloaded" if info.get("files_sha256") else "files not hashed at download"
+    return None, f"{what} (pinned in {PINS_FILE}); {checked}"
+
+
 def pinned_spec(spec, models_dir: Path, log=print):
     """``--allow-download`` of a hub name, pinned: the host downloads the name's repository at its pinned
     commit (``download``: hub-pins.json, else the current commit, then pinned) and the container gets the

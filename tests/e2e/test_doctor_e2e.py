@@ -44,3 +44,40 @@ def test_cuda_requests_are_refused_at_once_in_one_sentence_and_nothing_is_built(
         assert "make images" not in lines[0] and time.monotonic() - t0 < 30
     assert _cuda_images() == before and (log.stat().st_mtime if log.exists() else None) == log_mtime
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "run").exists()
+
+
+def test_doctor_runs_here_exits_0_says_no_gpu_and_each_line_is_true_here():
+    """`edgeasr doctor --json` on this host (the real engine, a container of each built image): exit 0; the engine's
+    version is the engine's; no GPU, so CUDA is n/a with the preflight's sentence; every built backend image has its
+    line and its libraries' answer from inside a container, whose CTranslate2 is the version its label names; the
+    samplers, root and models lines match this host; the text view says the same."""
+    import json
+    import os
+
+    client = docker.from_env()
+    r = edgeasr("doctor", "--json", timeout=900)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    lines = {(line["section"], line["name"]): line for line in data["lines"]}
+    assert lines[("engine", "Docker Engine")]["detail"] == f"version {client.version()['Version']}"
+    assert data["host"]["platform"] == "x86" and data["host"]["kind"] == "cpu"
+    assert lines[("gpu", "--device cuda")]["status"] == "n/a"
+    assert "device cuda needs an NVIDIA GPU, and this host has none" in lines[("gpu", "--device cuda")]["detail"]
+    built = {t for i in client.images.list() for t in i.tags}
+    images = {i["ref"]: i for i in data["images"]}
+    for ref, image in images.items():
+        assert image["present"] == (ref in built)
+    fw = images.get("edgeasr/faster-whisper:latest")
+    if fw is not None and fw["present"]:
+        label = dict(kv.split("=", 1) for kv in fw["labels"]["org.edgeasr.versions"].split(","))
+        assert fw["probe"]["ctranslate2"]["version"] == label["ctranslate2"] and not fw["gpu_requested"]
+        assert fw["probe"]["ctranslate2"]["cuda_devices"] == 0
+    rapl = lines[("samplers", "rapl")]
+    assert (rapl["status"] == "ok") == (rapl["detail"] == "works here")
+    if not os.path.isdir("/sys/class/powercap"):
+        assert rapl["status"] == "n/a" and "/sys/class/powercap" in rapl["detail"]
+    assert (lines[("power", "root")]["detail"].startswith("running as root")) == (os.geteuid() == 0)
+    tiny = lines.get(("models", "tiny.en"))
+    assert tiny is not None and (tiny["status"] == "ok") == (ROOT / "models" / "tiny.en" / "model.bin").is_file()
+    text = edgeasr("doctor", "--no-containers", timeout=300)
+    assert text.returncode == 0 and "no NVIDIA GPU" in text.stdout and "problem(s)" in text.stdout
