@@ -81,3 +81,30 @@ def test_doctor_runs_here_exits_0_says_no_gpu_and_each_line_is_true_here():
     assert tiny is not None and (tiny["status"] == "ok") == (ROOT / "models" / "tiny.en" / "model.bin").is_file()
     text = edgeasr("doctor", "--no-containers", timeout=300)
     assert text.returncode == 0 and "no NVIDIA GPU" in text.stdout and "problem(s)" in text.stdout
+
+
+@pytest.fixture(scope="module")
+def fresh_image():
+    """The faster-whisper image built from this checkout under a test tag (the shared one may predate the
+    adapters' device_used): only the layers above the pinned install are rebuilt. Removed afterwards."""
+    tag = "edgeasr-test/doctor-faster-whisper:latest"
+    r = edgeasr("images", "build", "faster-whisper", "--tag", tag, timeout=1800)
+    assert r.returncode == 0, r.stderr[-2000:]
+    yield tag
+    try:
+        docker.from_env().images.remove(tag, force=True)
+    except docker.errors.DockerException:
+        pass
+
+
+def test_the_summary_records_the_device_the_backend_ran_on(fresh_image, tmp_path):
+    """Issue 25, item 7, on the real engine and weights: the adapter reports where CTranslate2 loaded the model, and
+    the summary of a CPU run says cpu (no GPU here to show a CUDA job ending on the CPU: the unit tests do)."""
+    import json
+
+    r = edgeasr("run", "--image", fresh_image, "--limit", "2", "--out", str(tmp_path / "r"), "--json", timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads(r.stdout)
+    assert summary["device"] == "cpu" and summary["device_used"] == "cpu" and "device_used" not in summary["unavailable"]
+    events = [json.loads(line) for line in (tmp_path / "r" / "raw" / "events.jsonl").read_text().splitlines()]
+    assert next(e for e in events if e["event"] == "model_info")["device_used"] == "cpu"
