@@ -24,11 +24,10 @@ from .data.dataset import AUDIO_EXTS, Dataset
 from .errors import UserError
 from .experiment import Condition, Experiment, Group
 from .launch.docker_engine import ImageInfo
-from .models.hub import pinned_spec
 from .paths import mount_problem
 from .host import preflight
 from .power import order_jobs
-from .spec import RunSpec, build_run_spec
+from .spec import RunSpec, build_run_spec, with_hub_models
 
 NOISE_TARGET = "/noise"
 
@@ -144,14 +143,15 @@ def _effective(group_settings: dict, overrides: dict) -> dict:
 
 
 def group_spec(group: Group, dataset_path: str, audio_roots: tuple[str, ...], image_ref: str, models_dir: Path,
-               out: Path, engine: str, host: preflight.HostCaps | None = None, host_checks: bool = True) -> RunSpec:
+               out: Path, engine: str, host: preflight.HostCaps | None = None, host_checks: bool = True,
+               offline: bool = False) -> RunSpec:
     """The RunSpec of one (group, dataset): the same resolution and checks as `edgeasr run`."""
     return build_run_spec(
         replace(group.spec_settings, dataset=dataset_path, audio_roots=audio_roots, limit=None, image=image_ref),
         out=str(out / "groups" / "pending"), models_dir=models_dir, engine=engine,
         where=lambda path: path,  # the planner's message names the group; a dotted path names the setting
         set_by=group.origins,  # what the file set, by its key: a decode value the model cannot honour is refused
-        host=host, host_checks=host_checks)
+        host=host, host_checks=host_checks, offline=offline)
 
 
 def host_requests(exp: Experiment) -> list[preflight.Request]:
@@ -171,11 +171,13 @@ def check_host(exp: Experiment, engine: str, host: preflight.HostCaps | None = N
 
 
 def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: HashCache | None = None,
-               host: preflight.HostCaps | None = None, host_checks: bool = True) -> list[GroupJob]:
+               host: preflight.HostCaps | None = None, host_checks: bool = True, offline: bool = False,
+               log=print) -> list[GroupJob]:
     """Resolve every group against models, images and data; report every problem at once.
 
     ``host_checks``: this host runs the groups, so its preflight (devices, operating points) comes first, once
-    per distinct request (``host``: the facts already read); off for a fleet, whose nodes report their own."""
+    per distinct request (``host``: the facts already read); off for a fleet, whose nodes report their own.
+    A hub name that is not installed is downloaded at its pinned commit (``log`` says so), unless ``offline``."""
     hashes = hashes or HashCache()
     if host_checks:
         host = check_host(exp, getattr(engine, "name", "docker"), host)
@@ -194,8 +196,8 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
         for (dataset_path, audio_roots), conds in by_dataset.items():
             try:
                 spec = group_spec(group, dataset_path, audio_roots, image_ref, models_dir, out, engine.name, host,
-                                  host_checks)
-                spec = pinned_spec(spec, models_dir)  # a hub name: downloaded at its pinned commit, mounted
+                                  host_checks, offline)
+                spec = with_hub_models(spec, models_dir, log)  # a hub name: downloaded at its pinned commit
                 image = engine.image(spec)
             except UserError as exc:
                 problems.append(f"groups[{gi}] ({group.model} {group.quant}, {dataset_path}): {exc}")

@@ -18,3 +18,12 @@ def seconds(value: float) -> str:
         text = f"{value:.3f}"
     text = text.rstrip("0").rstrip(".") if "." in text else text
     return f"{text} s"
+
+
+def size(n_bytes: float) -> str:
+    """Bytes as a person reads a download: "145 MB", "1.53 GB" (10^6 and 10^9 bytes, as the README's model sizes)."""
+    if n_bytes >= 1e9:
+        return f"{n_bytes / 1e9:.3g} GB"
+    if n_bytes >= 1e6:
+        return f"{n_bytes / 1e6:.3g} MB"
+    return f"{n_bytes / 1e3:.3g} kB"

@@ -25,13 +25,12 @@ from ..execute import Callbacks, execute_group
 from ..host.info import host_facts
 from ..host.lock import FolderLock
 from ..launch.engines import make_engine
-from ..models.hub import pinned_spec
 from ..models.resolve import default_models_dir
 from ..plan import plan_run
 from ..report.sweep_table import FORMATS
 from ..report.table import host_busy, print_summary
 from ..results import write_json_atomic
-from ..spec import RunSpec, build_run_spec
+from ..spec import RunSpec, build_run_spec, with_hub_models
 from ..tables import write_tables
 from ..telemetry.energy.live import live_power_text
 from ..wording import plural
@@ -45,8 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
     p.add_argument("--engine", default="docker",
                    help="docker | local: the entrypoint as a host process (default: docker)")
-    p.add_argument("--allow-download", action="store_true",
-                   help="let the backend download a hub model into models/hub-cache (needs network; default: off)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: a hub name that is not installed is refused (default: off, it is "
+                        "downloaded on the host at its pinned commit, models/hub-pins.json)")
+    p.add_argument("--container-network", "--allow-download", dest="container_network", action="store_true",
+                   help="give the backend container a network, so that its library may download what it needs "
+                        "into models/hub-cache (whisperx's alignment model); hub models never need it")
     p.add_argument("--format", dest="fmt", default=None, choices=FORMATS,
                    help="the result table: table (terminal), md (Markdown) or csv, on stdout (default: table)")
 
@@ -66,7 +69,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     try:
         spec = build_run_spec(given, out=args.out or default_out(given.backend, model, quant),
                               models_dir=args.models_dir or default_models_dir(), engine=args.engine,
-                              allow_download=args.allow_download, set_by=settings.flag_origins(args))
+                              allow_download=args.container_network, set_by=settings.flag_origins(args),
+                              offline=args.offline)
     except UserError as exc:
         if not problems:
             raise
@@ -165,13 +169,14 @@ def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     spec = spec_from_args(args)
+    # a hub name that is not installed: the host downloads it at its pinned commit (nothing else has started, so a
+    # refusal leaves no run folder behind); the container stays offline
+    spec = with_hub_models(spec, args.models_dir or default_models_dir(), log=console.print)
     with FolderLock(spec.out, "run"):
         return _main_locked(args, spec, console)
 
 
 def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> int:
-    # --allow-download of a hub name: the host downloads it at its pinned commit; the container stays offline
-    spec = pinned_spec(spec, args.models_dir or default_models_dir(), log=console.print)
     for line in make_engine(spec.engine).reap((str(spec.out),)):
         console.print(line)
     refused = len(spec.dataset.utterances) - len(spec.dataset.readable)

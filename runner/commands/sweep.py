@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="installed models (default: $EDGEASR_MODELS_DIR, else ./models)")
     p.add_argument("--engine", default="docker", choices=ENGINES,
                    help="docker: backend containers (default) | local: the entrypoint as a host process")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: a hub model that is not installed is refused (default: off, it is "
+                        "downloaded on the host at its pinned commit, models/hub-pins.json)")
     p.add_argument("--no-prepare", action="store_true",
                    help="do not build missing backend images or install missing models first (default: do)")
     p.add_argument("--plan", action="store_true",
@@ -132,7 +135,8 @@ def main(args: argparse.Namespace) -> int:
 
         prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=console.print,
                 quiet=console.quiet)
-    planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out, host=host)
+    planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out, host=host,
+                         offline=getattr(args, "offline", False), log=console.print)
     # One sweep per results folder: a second one is refused before it touches anything of the first's.
     with FolderLock(out, "sweep"):
         return _main_locked(args, console, exp, out, engine, planned)

@@ -243,7 +243,8 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
     report["models_dir"] = str(folder)
     hashes = HashCache()
     if folder.is_dir():
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and is_model_dir(p)):
+        # a dot-folder is a download in progress (runner/models/hub.py), never a model
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and is_model_dir(p)):
             report["models"][sub.name] = hashes.folder(sub)
     hashes.save()
     return report

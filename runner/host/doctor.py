@@ -414,7 +414,7 @@ def model_lines(models_dir: Path) -> list[Line]:
             out.append(Line("models", folder.name, INFO, "a folder of your own: not pinned"))
             continue
         out.append(Line("models", folder.name, OK if problem is None else PROBLEM, problem or detail,
-                        None if problem is None else f"edgeasr models download {hub.name_of(folder)} "
+                        None if problem is None else f"{hub.download_command(folder)} "
                                                      "(downloads it again at the pinned commit)"))
     return out
 
