@@ -253,7 +253,8 @@ def probe_summary(facts: ImageFacts) -> tuple[str, str, str | None]:
         devices = torch.get("devices") or []
         caps = ", ".join(f"{d.get('name')} {d.get('capability')}" for d in devices if isinstance(d, dict))
         build = f"CUDA {torch['cuda_build']} build" if torch.get("cuda_build") else "CPU-only build"
-        parts.append(f"torch {torch.get('version')} ({build}): cuda available {'yes' if torch.get('cuda_available') else 'no'}"
+        available = "yes" if torch.get("cuda_available") else "no"
+        parts.append(f"torch {torch.get('version')} ({build}): cuda available {available}"
                      + (f" ({caps})" if caps else "") + (f", bf16 {'yes' if torch.get('bf16') else 'no'}"
                                                          if torch.get("cuda_available") else ""))
         seen_gpu.append(bool(torch.get("cuda_available")))
@@ -391,7 +392,8 @@ def model_lines(models_dir: Path) -> list[Line]:
         folder = models_dir / name
         seen.add(folder.name)
         if not is_model_dir(folder):
-            out.append(Line("models", name, PROBLEM, f"not installed in {models_dir}", f"edgeasr models install {name}"))
+            out.append(Line("models", name, PROBLEM, f"not installed in {models_dir}",
+                            f"edgeasr models install {name}"))
             continue
         problem = files_problem(spec, folder)
         out.append(Line("models", name, OK if problem is None else PROBLEM,

@@ -154,7 +154,8 @@ def probe(engine: str = "docker", info: dict[str, Any] | None = None, *, ask_eng
             runtime = gpu_runtime(info)
     return HostCaps(machine=_platform.machine(), platform=name, platform_how=how, jetson=platforms.is_jetson(),
                     nvidia_driver=platforms.has_nvidia_driver(), driver_node=str(platforms.NVIDIA_CTL),
-                    root=power.base.is_root(), engine_name=engine, engine=version, engine_problem=problem, runtime=runtime)
+                    root=power.base.is_root(), engine_name=engine, engine=version, engine_problem=problem,
+                    runtime=runtime)
 
 
 CPU_FIX = "run with --device cpu"
