@@ -16,6 +16,7 @@ from rich.text import Text
 
 from ..host.doctor import INFO, NA, OK, PROBLEM, SECTIONS, Line, diagnose
 from ..models.resolve import default_models_dir
+from ..untrusted import line, visible
 
 #: How each status reads in the text view, and its colour.
 SHOWN = {OK: ("ok", "green"), PROBLEM: ("PROBLEM", "bold red"), NA: ("n/a", "dim"), INFO: ("info", "cyan")}
@@ -29,18 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", type=Path, default=None, help="installed models")
 
 
-def _visible(value: object) -> str:
-    """Text from an image, a host file or a label, with control and format characters written out, so that it
-    cannot move the cursor, colour or retitle the terminal (runner/untrusted.py's rule, once it lands)."""
-    try:
-        from ..untrusted import visible  # type: ignore[import-not-found]
-    except ImportError:  # before term-clean lands: the same rule for the characters that act on a terminal
-        text = str(value)
-        return "".join(ch if ch.isprintable() or ch == " " else f"\\x{ord(ch):02x}" if ord(ch) < 0x100
-                       else f"<U+{ord(ch):04X}>" for ch in text)
-    return visible(value)
-
-
 def render(lines: list[Line], console: Console) -> None:
     """One table, section by section: status, what, what was found, and the fix under a problem."""
     table = Table(box=None, show_header=False, padding=(0, 1), pad_edge=False)
@@ -48,19 +37,19 @@ def render(lines: list[Line], console: Console) -> None:
     table.add_column("what", no_wrap=True, max_width=28)
     table.add_column("found", overflow="fold")
     for section in SECTIONS:
-        mine = [line for line in lines if line.section == section]
+        mine = [item for item in lines if item.section == section]
         if not mine:
             continue
         table.add_row(Text(section, style="bold"), "", "")
-        for line in mine:
-            word, style = SHOWN[line.status]
-            found = Text(_visible(line.detail))
-            if line.fix:
-                found.append("\nfix: " + _visible(line.fix), style="yellow")
-            table.add_row(Text("  " + word, style=style), Text(_visible(line.name)), found)
+        for item in mine:
+            word, style = SHOWN[item.status]
+            found = Text(visible(item.detail))
+            if item.fix:
+                found.append("\nfix: " + visible(item.fix), style="yellow")
+            table.add_row(Text("  " + word, style=style), Text(visible(item.name)), found)
     console.print(table)
-    problems = [line for line in lines if line.status == PROBLEM]
-    console.print(Text(f"{len(problems)} problem(s)" + (": " + ", ".join(_visible(p.name) for p in problems)
+    problems = [item for item in lines if item.status == PROBLEM]
+    console.print(Text(f"{len(problems)} problem(s)" + (": " + ", ".join(visible(p.name) for p in problems)
                                                         if problems else ""), style="bold"))
 
 
@@ -69,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
     models_dir = args.models_dir or default_models_dir()
     with err.status("asking this host") as spinner:
         found = diagnose(models_dir, containers=not args.no_containers,
-                         status=lambda text: spinner.update(_visible(text)))
+                         status=lambda text: spinner.update(line(text)))
     if args.json:  # JSON escapes every control character itself: the images' strings go out as they came
         from .. import __version__
 

@@ -13,6 +13,7 @@ from ..errors import UserError
 from ..models.ct2_convert import CONVERTED_MARKER
 from ..models.resolve import (MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model,
                               is_model_dir)
+from ..untrusted import printer, visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,12 +48,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
+    say = printer(console)  # names and notes from model repositories: shown visibly, never markup
     models_dir = args.models_dir or default_models_dir()
     if args.models_cmd == "install":
         for name in args.names:
-            install_model(name, models_dir, log=console.print)
+            install_model(name, models_dir, log=say)
             if not args.no_convert:
-                ensure_converted(name, models_dir, log=console.print)
+                ensure_converted(name, models_dir, log=say)
         return 0
     if args.models_cmd == "convert":
         from ..models.ct2_convert import convert
@@ -62,12 +64,12 @@ def main(args: argparse.Namespace) -> int:
         for name in args.names:
             folder = Path(name)
             if name in PACKAGED and args.out is None:
-                target = ensure_converted(name, models_dir, log=console.print)
+                target = ensure_converted(name, models_dir, log=say)
             else:
                 source = models_dir / name if name in PACKAGED else folder
                 target = args.out or (converted_dir(source.name, source.parent))
-                convert(source, target, log=console.print)
-            console.print(f"{name}: Hugging Face folder in {target}")
+                convert(source, target, log=say)
+            say(f"{name}: Hugging Face folder in {target}")
         return 0
     if args.models_cmd == "download":
         from ..models.hub import download
@@ -75,21 +77,21 @@ def main(args: argparse.Namespace) -> int:
         if args.revision is not None and len(args.names) != 1:
             raise UserError(f"--revision pins one model, got {len(args.names)}: {' '.join(args.names)}")
         for name in args.names:
-            download(name, models_dir, args.revision, log=console.print, model_format=args.model_format)
+            download(name, models_dir, args.revision, log=say, model_format=args.model_format)
         return 0
     if args.models_cmd == "make-tiny":
         from ..models.tiny_models import make_tiny_models
 
         for folder in make_tiny_models(models_dir, args.image):
-            console.print(f"{folder.name}: built in {folder}")
+            say(f"{folder.name}: built in {folder}")
         return 0
     for name, spec in PACKAGED.items():
         folder = models_dir / name
         state = "installed" if is_model_dir(folder) else "not installed"
-        print(f"{name:10s} {state:14s} {spec.note}")
+        print(visible(f"{name:10s} {state:14s} {spec.note}"))
     for folder in sorted(models_dir.glob("*")) if models_dir.is_dir() else []:
         if folder.name not in PACKAGED and is_model_dir(folder):
             marker = next((folder / m for m in (MARKER, CONVERTED_MARKER) if (folder / m).is_file()), None)
             note = json.loads(marker.read_text()).get("note", "") if marker else ""
-            print(f"{folder.name:10s} {'installed':14s} {note or folder}")
+            print(visible(f"{folder.name:10s} {'installed':14s} {note or folder}"))
     return 0

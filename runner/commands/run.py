@@ -16,7 +16,7 @@ from typing import Any
 
 from edgeasr_entrypoint.contract import Event
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from .. import settings
 from ..backends import default_model_quant
@@ -33,6 +33,7 @@ from ..results import write_json_atomic
 from ..spec import RunSpec, build_run_spec, with_hub_models
 from ..tables import write_tables
 from ..telemetry.energy.live import live_power_text
+from ..untrusted import PlainColumn, line
 from ..wording import plural
 
 
@@ -82,6 +83,13 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     return spec
 
 
+def progress_columns() -> list:
+    """The run view's columns, as plain text (never markup)."""
+    return [PlainColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            PlainColumn("{task.fields[rtf]}"), PlainColumn("{task.fields[power]}"),
+            TimeElapsedColumn()]
+
+
 class LiveProgress:
     """Turns contract events into a progress bar: utterances done / total, the running RTF, and power (W now,
     J so far) when a sensor exists (``sampler``, given by Callbacks.on_sampler)."""
@@ -120,10 +128,9 @@ def execute(spec: RunSpec, console: Console, repeats: int = 1, limit: int | None
     image = engine.image(spec)
     job = plan_run(spec, image, repeats, limit)
     host = host_facts(engine.version())
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rtf]}"),
-               TextColumn("{task.fields[power]}"), TimeElapsedColumn()]
     # A slow refresh: on small boards every redraw competes with the backend for the same cores.
-    with Progress(*columns, console=console, transient=True, refresh_per_second=2, disable=quiet) as progress:
+    with Progress(*progress_columns(), console=console, transient=True, refresh_per_second=2,
+                  disable=quiet) as progress:
         live = LiveProgress(progress, sum(len(c.ids) for c in job.conditions))
         callbacks = Callbacks(on_event=live, on_sampler=live.set_sampler, waiting=lambda text: console.status(text) if not quiet
                               else contextlib.nullcontext())
@@ -171,18 +178,18 @@ def main(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     # a hub name that is not installed: the host downloads it at its pinned commit (nothing else has started, so a
     # refusal leaves no run folder behind); the container stays offline
-    spec = with_hub_models(spec, args.models_dir or default_models_dir(), log=console.print)
+    spec = with_hub_models(spec, args.models_dir or default_models_dir(), log=lambda text: console.print(line(text)))
     with FolderLock(spec.out, "run"):
         return _main_locked(args, spec, console)
 
 
 def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> int:
-    for line in make_engine(spec.engine).reap((str(spec.out),)):
-        console.print(line)
+    for removed in make_engine(spec.engine).reap((str(spec.out),)):
+        console.print(line(removed))
     refused = len(spec.dataset.utterances) - len(spec.dataset.readable)
-    console.print(f"[bold]edgeasr run[/]: {spec.backend.name} {spec.model.name} {spec.quant} on {spec.device}, "
-                  f"{plural(len(spec.dataset.utterances), 'utterance')} from {spec.dataset.path}"
-                  + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else ""))
+    console.print(line(("edgeasr run", "bold"), f": {spec.backend.name} {spec.model.name} {spec.quant} on "
+                       f"{spec.device}, {plural(len(spec.dataset.utterances), 'utterance')} from {spec.dataset.path}"
+                       + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else "")))
     repeats, limit = spec.repeats or 1, spec.limit
     try:
         summary = execute(spec, console, repeats, limit, quiet=bool(getattr(args, "quiet", False)))
@@ -190,22 +197,28 @@ def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> i
         if getattr(args, "json", False) and (spec.out / "summary.json").exists():
             print(json.dumps(json.loads((spec.out / "summary.json").read_text(encoding="utf-8"))))
         raise
-    # --json: stdout carries the JSON only (the table goes to stderr), also when the run failed.
-    as_json = getattr(args, "json", False)
-    fmt = getattr(args, "fmt", None) or "table"
-    print_summary(summary, console if as_json else Console(), folder=spec.out,
-                  fmt="table" if as_json else fmt)
+    return show_result(summary, spec.out, console, as_json=getattr(args, "json", False),
+                       fmt=getattr(args, "fmt", None) or "table")
+
+
+def show_result(summary: dict[str, Any], out: Path, console: Console, *, as_json: bool, fmt: str) -> int:
+    """The run's view (``fmt`` on stdout; with ``as_json`` the table goes to ``console`` and stdout carries the
+    JSON only, also when the run failed), its warnings and last lines; returns the exit code. What the image
+    and the dataset said (its error, ids, names) is shown visibly, never as markup (runner/untrusted.py)."""
+    print_summary(summary, console if as_json else Console(), folder=out, fmt="table" if as_json else fmt)
     busy = host_busy(summary)
     if busy:
-        console.print(f"[yellow]warning[/]: the host was busy during the timed window ({busy}); speed and energy "
-                      "include that work")
-    console.print(f"run folder: {spec.out}")
-    if getattr(args, "json", False):
+        console.print(line(("warning", "yellow"), f": the host was busy during the timed window ({busy}); speed "
+                           "and energy include that work"))
+    console.print(line(f"run folder: {out}"))
+    if as_json:
         print(json.dumps(summary))
     if summary["status"] == "error":
-        console.print(f"[red]run failed[/]: {summary['error']}; container log: {spec.out / 'raw' / 'container.log'}")
+        console.print(line(("run failed", "red"),
+                           f": {summary['error']}; container log: {out / 'raw' / 'container.log'}"))
         return 1
     if summary["status"] == "partial":
-        console.print(f"[yellow]{plural(summary['n_failed'], 'utterance')} failed[/]; see {spec.out / 'utterances.jsonl'}")
+        console.print(line((f"{plural(summary['n_failed'], 'utterance')} failed", "yellow"),
+                           f"; see {out / 'utterances.jsonl'}"))
         return 1
     return 0

@@ -210,9 +210,12 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
     """What preflight needs from this node: facts, the backend images it has (by the backend table's tags for
     its platform, with ids), its models (by folder, with content hashes), which samplers work here and why a CUDA
     group could not run here (``cuda``: the host preflight's sentence, None when it can)."""
+    from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
     from .. import backends
     from ..content import HashCache
     from ..host import preflight
+    from ..launch.checked_images import passed
     from ..launch.docker_engine import connect, image_info
     from ..models.resolve import default_models_dir, is_model_dir
 
@@ -234,7 +237,8 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
         for ref in sorted(refs):
             try:
                 info = image_info(client, ref)
-                report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels}
+                report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels,
+                                         "checked": passed(info.id, CONTRACT_VERSION)}  # check-image, here
             except Exception:
                 continue
     except Exception as exc:
@@ -244,7 +248,8 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
     hashes = HashCache()
     if folder.is_dir():
         # a dot-folder is a download in progress (runner/models/hub.py), never a model
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and is_model_dir(p)):
+        for sub in sorted(p for p in folder.iterdir()
+                          if p.is_dir() and not p.name.startswith(".") and is_model_dir(p)):
             report["models"][sub.name] = hashes.folder(sub)
     hashes.save()
     return report

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
 from .. import backends
 from ..errors import UserError
+from ..launch.checked_images import contract_problem
 from ..launch.docker_engine import ImageInfo
 from ..plan import GroupJob
 
@@ -136,6 +139,9 @@ class FleetImages:
                 continue
             ids.setdefault(have["id"], []).append(report.get("hostname", "?"))
             info = ImageInfo(have["id"], list(have.get("tags") or []), dict(have.get("labels") or {}))
+            unsure = contract_problem(ref, info.id, info.labels, CONTRACT_VERSION, checked=bool(have.get("checked")))
+            if unsure:
+                self._add(target, report.get("hostname", "?"), unsure)
         if len(ids) > 1:
             builds = "; ".join(f"{i[:19]} on {', '.join(h)}" for i, h in ids.items())
             self._add(target, "*", f"its nodes have different builds of {spec.image} ({builds}); build the same "

@@ -35,6 +35,7 @@ from typing import Any, Callable
 
 from ..errors import UserError
 from ..paths import make_readable
+from ..untrusted import say
 from ..wording import size as size_text
 from .resolve import MARKER, PACKAGED, PINS_FILE, converted_dir, is_model_dir, not_installed
 
@@ -204,7 +205,7 @@ def _check(model: HubModel, sha: str, staging: Path, files: dict[str, Any]) -> d
     return hashes
 
 
-def download(name: str, models_dir: Path, revision: str | None = None, log: Callable[[str], Any] = print,
+def download(name: str, models_dir: Path, revision: str | None = None, log: Callable[[str], Any] = say,
              model_format: str = "ctranslate2") -> Path:
     """``name``'s repository for ``model_format`` at one commit into ``models_dir/<folder>``; pins the commit in
     hub-pins.json. See the module doc for how it lands, resumes and what it refuses."""

