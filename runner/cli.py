@@ -33,6 +33,7 @@ COMMANDS = {
     "compare": "compare a baseline's results with candidates': deltas, noise, regression gates (exit 1)",
     "data": "build study datasets: an input-length ladder of real speech",
     "schema": "print the JSON Schema of experiment files (for editors)",
+    "doctor": "what this host can measure and what stands in the way, each with its fix (--json for bug reports)",
 }
 
 

@@ -1,9 +1,9 @@
 """One run: a backend container over one dataset, merged into summary.json and utterances.jsonl.
 
-What `edgeasr run` does between parsing its flags and showing the result (runner/commands/run.py): take the
-run folder's lock, download a hub model at its pinned commit (``--allow-download``; the container stays
-offline), remove what an earlier run of this folder left, plan one group (a condition per repeat), run it
-through the one executor (runner/execute.py) and write the run's summary. Order matters for honesty:
+What `edgeasr run` does between parsing its flags and showing the result (runner/commands/run.py): download a
+hub model that is not installed at its pinned commit (before the run folder exists; the container stays
+offline), take the run folder's lock, remove what an earlier run of this folder left, plan one group (a
+condition per repeat), run it through the one executor (runner/execute.py) and write the run's summary. Order matters for honesty:
 everything is validated before any container starts; the container's raw outputs are kept whatever happens;
 the summary is written even when the run failed, with the reason.
 
@@ -21,10 +21,9 @@ from .host.clock import SYSTEM_CLOCK, Clock
 from .host.info import host_facts
 from .host.lock import FolderLock
 from .launch.engines import make_engine
-from .models.hub import pinned_spec
 from .plan import plan_run
 from .results import write_json_atomic
-from .spec import RunSpec
+from .spec import RunSpec, with_hub_models
 from .tables import write_tables
 
 
@@ -46,8 +45,10 @@ def _no_progress(_total: int) -> ContextManager[Callbacks]:
 def run_benchmark(spec: RunSpec, models_dir: Path, view: RunView, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
     """`edgeasr run`, start to end, under the run folder's lock; returns the run's summary (its status says
     whether it went well). Raises Interrupted with the hint a person needs when Ctrl-C or SIGTERM stops it."""
+    # a hub name that is not installed: the host downloads it at its pinned commit before the lock, so that a
+    # refusal leaves no run folder behind; the container stays offline
+    spec = with_hub_models(spec, models_dir, log=view.note)
     with FolderLock(spec.out, "run"):
-        spec = pinned_spec(spec, models_dir, log=view.note)
         for line in make_engine(spec.engine).reap((str(spec.out),)):
             view.note(line)
         view.started(spec)

@@ -40,7 +40,7 @@ from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
 from .host.info import device_facts, git_commit, host_facts
 from .host.lock import FolderLock
 from .launch.engines import Engine, make_engine
-from .plan import GroupJob, PlannedCondition, plan_sweep, stable_hash
+from .plan import GroupJob, PlannedCondition, check_host, plan_sweep, stable_hash
 from .results import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,23 +322,27 @@ class LocalDispatcher:
 
 @dataclass(frozen=True)
 class LocalOptions:
-    """How a sweep runs here: the engine, the models folder, and whether missing images and models are made."""
+    """How a sweep runs here: the engine, the models folder, whether missing images and models are made, and
+    whether a hub model that is not installed is refused (``offline``) rather than downloaded at its pin."""
 
     engine: str = "docker"
     models_dir: Path = Path("models")
     prepare: bool = True
+    offline: bool = False
 
 
 def local_sweep(exp, out: Path, view, local: LocalOptions, options: SweepOptions = SweepOptions()) -> SweepOutcome:
     """`edgeasr sweep` here (the experiment's targets are this host's, runner/fleet.local_targets_problem):
-    missing images and models made first (unless told not); planned against this engine's images; run group
-    after group. ``view``: a SweepView that also gives each group's progress callbacks (``callbacks(job)``) and
+    the host preflight first (a device or operating point this host lacks stops here, before anything is built
+    or installed); missing images and models made (unless told not); planned against this engine's images; run
+    group after group. ``view``: a SweepView that also gives each group's progress callbacks (``callbacks(job)``) and
     a spinner for long steps (``status(text)``)."""
     engine = make_engine(local.engine)
+    host = check_host(exp, engine.name)  # before anything is built or installed: a device this host lacks stops here
     if local.prepare:
         from .images.prepare import prepare
 
         prepare(exp, local.models_dir, engine=engine.name, log=view.note, status=view.status)
-    planned = plan_sweep(exp, engine, local.models_dir, out)
+    planned = plan_sweep(exp, engine, local.models_dir, out, host=host, offline=local.offline, log=view.note)
     return run_sweep(exp, out, FixedPlan(tuple(planned)), LocalDispatcher(engine, out, view.callbacks), view,
                      options)

@@ -188,7 +188,7 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     default_model = backend.check_model
     quant = quant or backend.default_quant
     try:
-        resolved = resolve_backend_model(backend, model or default_model, models_dir, allow_download=False,
+        resolved = resolve_backend_model(backend, model or default_model, models_dir, offline=True,
                                          onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
     except UserError as exc:
         hint = "make tiny-models" if (model or default_model) == "tiny-whisper-random" else "make models"

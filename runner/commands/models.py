@@ -28,9 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     conv.add_argument("--models-dir", type=Path, default=None, help="installed models")
     conv.add_argument("--out", type=Path, default=None, help="output folder (one name only; default: NAME-hf)")
     inst.add_argument("--no-convert", action="store_true", help="skip the Hugging Face conversion")
-    dl = sub.add_parser("download", help="download hub models (CTranslate2) at a pinned commit with huggingface_hub "
-                                         "(needs network; pins in <models-dir>/hub-pins.json)")
+    dl = sub.add_parser("download", help="download hub models at a pinned commit with huggingface_hub (needs "
+                                         "network; pins in <models-dir>/hub-pins.json)")
     dl.add_argument("names", nargs="+", help="hub names, e.g. small large-v3")
+    dl.add_argument("--format", dest="model_format", choices=("ctranslate2", "hf"), default="ctranslate2",
+                    help="ctranslate2: the CTranslate2 conversion (faster-whisper, whisperx), into <name>; hf: the "
+                         "Hugging Face checkpoint (transformers, onnxruntime), into <name>-hf")
     dl.add_argument("--revision", default=None, metavar="SHA",
                     help="the 40-character commit to download (one name only; default: the pinned one, else the "
                          "current one, then pinned)")
@@ -74,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         if args.revision is not None and len(args.names) != 1:
             raise UserError(f"--revision pins one model, got {len(args.names)}: {' '.join(args.names)}")
         for name in args.names:
-            download(name, models_dir, args.revision, log=say)
+            download(name, models_dir, args.revision, log=say, model_format=args.model_format)
         return 0
     if args.models_cmd == "make-tiny":
         from ..models.tiny_models import make_tiny_models

@@ -39,8 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
     p.add_argument("--engine", default="docker",
                    help="docker | local: the entrypoint as a host process (default: docker)")
-    p.add_argument("--allow-download", action="store_true",
-                   help="let the backend download a hub model into models/hub-cache (needs network; default: off)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: a hub name that is not installed is refused (default: off, it is "
+                        "downloaded on the host at its pinned commit, models/hub-pins.json)")
+    p.add_argument("--container-network", "--allow-download", dest="container_network", action="store_true",
+                   help="give the backend container a network, so that its library may download what it needs "
+                        "into models/hub-cache (whisperx's alignment model); hub models never need it")
     p.add_argument("--format", dest="fmt", default=None, choices=FORMATS,
                    help="the result table: table (terminal), md (Markdown) or csv, on stdout (default: table)")
 
@@ -60,7 +64,8 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     try:
         spec = build_run_spec(given, out=args.out or default_out(given.backend, model, quant),
                               models_dir=args.models_dir or default_models_dir(), engine=args.engine,
-                              allow_download=args.allow_download, set_by=settings.flag_origins(args))
+                              allow_download=args.container_network, set_by=settings.flag_origins(args),
+                              offline=args.offline)
     except UserError as exc:
         if not problems:
             raise

@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="installed models (default: $EDGEASR_MODELS_DIR, else ./models)")
     p.add_argument("--engine", default="docker", choices=ENGINES,
                    help="docker: backend containers (default) | local: the entrypoint as a host process")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: a hub model that is not installed is refused (default: off, it is "
+                        "downloaded on the host at its pinned commit, models/hub-pins.json)")
     p.add_argument("--no-prepare", action="store_true",
                    help="do not build missing backend images or install missing models first (default: do)")
     p.add_argument("--plan", action="store_true",
@@ -120,7 +123,8 @@ def main(args: argparse.Namespace) -> int:
         if problem:  # a target other than this host's needs a fleet
             raise UserError(f"{exp.path.name}: {problem}")
         local = LocalOptions(engine=getattr(args, "engine", "docker"), models_dir=models_dir,
-                             prepare=not getattr(args, "no_prepare", False))
+                             prepare=not getattr(args, "no_prepare", False),
+                             offline=bool(getattr(args, "offline", False)))
         outcome = local_sweep(exp, out, view, local, options)
     draw_report(out, console)
     print_outcome(outcome, console, target=cluster is not None)

@@ -241,7 +241,8 @@ def _preflight(ray, exp, out: Path, nodes, targets: list[str], node_models: str 
     make."""
     reports = gather_reports(ray, nodes, targets, node_models)
     images = preflight.FleetImages(reports)
-    planned = plan_sweep(exp, images, models_dir, out, hashes)
+    # the nodes check themselves (their reports): this host runs no group
+    planned = plan_sweep(exp, images, models_dir, out, hashes, host_checks=False)
     planned = [replace(j, spec=replace(j.spec, image=images.refs.get((j.spec.settings.target, j.spec.image),
                                                                       j.spec.image)))
                for j in planned]

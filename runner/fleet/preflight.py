@@ -202,9 +202,11 @@ def check_plan(planned: list[GroupJob], reports: dict[str, list[dict[str, Any]]]
                 elif want_sha and have != want_sha:
                     add(target, host, f"model {rel} differs from the driver's (sha256 {have[:12]} vs "
                                       f"{want_sha[:12]}); install the same files")
-            if job.spec.device == "cuda" and report.get("kind") == "cpu":
-                add(target, host, f"{job.label}: device cuda on a node without an NVIDIA GPU "
-                                  f"({report.get('platform')}); exclude it for this target")
+            if job.spec.device == "cuda" and (report.get("cuda") or report.get("kind") == "cpu"):
+                # the node's own host preflight says why (an older node: only its kind)
+                add(target, host, f"{job.label}: " + (report.get("cuda") or
+                                                      f"device cuda on a node without an NVIDIA GPU "
+                                                      f"({report.get('platform')}); exclude it for this target"))
             if sampler not in ("auto", "none"):
                 reason = (report.get("samplers") or {}).get(sampler, "not reported")
                 if reason is not None:

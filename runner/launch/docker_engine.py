@@ -87,6 +87,16 @@ def unreachable_engine(exc: Exception) -> str:
     return f"cannot reach the Docker Engine at {where}: {why}; start the daemon, or point DOCKER_HOST at one that runs"
 
 
+def engine_info(client: docker.DockerClient | None = None) -> dict[str, Any]:
+    """The engine's ``docker info`` (ServerVersion, Runtimes, DefaultRuntime, CDISpecDirs, ...): what the host
+    preflight reads its GPU runtimes from. A UserError when the engine cannot be reached."""
+    client = client or connect()
+    try:
+        return dict(client.info())
+    except (APIError, DockerException) as exc:
+        raise UserError(f"the Docker Engine did not answer `docker info` ({exc.__class__.__name__})") from None
+
+
 def image_info(client: docker.DockerClient, ref: str, hint: str = "build it with `make images`") -> ImageInfo:
     try:
         image = client.images.get(ref)

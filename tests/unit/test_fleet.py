@@ -177,6 +177,9 @@ def test_plan_checks_per_target_list_every_problem(tmp_path):
     cuda = replace(job, spec=replace(job.spec, device="cuda"))
     rows = preflight.check_plan([cuda], {"cpu-a": [_report(samplers={"rapl": None})]}, models_dir)
     assert any("without an NVIDIA GPU" in p for _, _, p in rows)
+    said = "device cuda needs a GPU runtime in the Docker Engine, and it has none (...); install ..."
+    rows = preflight.check_plan([cuda], {"cpu-a": [_report(samplers={"rapl": None}, cuda=said)]}, models_dir)
+    assert [p for _, _, p in rows] == [f"{cuda.label}: {said}"]  # the node's own host preflight says why
     with pytest.raises(UserError, match="nothing was started"):
         preflight.fail_if_problems(rows)
 
