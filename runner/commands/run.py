@@ -24,7 +24,7 @@ from ..execute import Callbacks, execute_group
 from ..hostinfo import host_facts
 from ..hub import pinned_spec
 from ..launch.backends import BACKENDS
-from ..launch.engines import make_engine
+from ..launch.engines import CONTAINER_LOG, make_engine
 from ..lock import FolderLock
 from ..models import default_models_dir
 from ..plan import plan_run
@@ -122,7 +122,8 @@ def execute(spec: RunSpec, console: Console, repeats: int = 1, limit: int | None
     with Progress(*columns, console=console, transient=True, refresh_per_second=2, disable=quiet) as progress:
         live = LiveProgress(progress, sum(len(c.ids) for c in job.conditions))
         callbacks = Callbacks(on_event=live, on_sampler=live.set_sampler, waiting=lambda text: console.status(text) if not quiet
-                              else contextlib.nullcontext())
+                              else contextlib.nullcontext(),
+                              on_notice=lambda text: console.print(text, markup=False, highlight=False))
         result = execute_group(job, list(job.conditions), engine, host=host, owner_folder=spec.out,
                                callbacks=callbacks)
     data = run_summary(spec.out, result.records)
@@ -198,7 +199,7 @@ def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> i
     if getattr(args, "json", False):
         print(json.dumps(summary))
     if summary["status"] == "error":
-        console.print(f"[red]run failed[/]: {summary['error']}; container log: {spec.out / 'raw' / 'container.log'}")
+        console.print(f"[red]run failed[/]: {summary['error']}; container log: {spec.out / CONTAINER_LOG}")
         return 1
     if summary["status"] == "partial":
         console.print(f"[yellow]{plural(summary['n_failed'], 'utterance')} failed[/]; see {spec.out / 'utterances.jsonl'}")

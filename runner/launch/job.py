@@ -22,7 +22,9 @@ HUB_CACHE_TARGET = "/cache/hf"
 
 def audio_plan(spec: RunSpec) -> AudioPlan:
     """The audio mounts of this job: only utterances whose audio passed the host's checks are mounted."""
-    return plan_audio_mounts([(u.id, u.audio) for u in spec.dataset.readable])
+    limits = getattr(getattr(spec, "settings", None), "limits", None)
+    return plan_audio_mounts([(u.id, u.audio) for u in spec.dataset.readable],
+                             limits.audio_mounts if limits is not None else None)
 
 
 def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = False) -> dict[str, Any]:
@@ -51,7 +53,8 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
 
 
 def make_mounts(spec: RunSpec, raw_dir: Path, plan: AudioPlan | None = None) -> list[BindMount]:
-    """Each audio folder and the model read-only; only the run's raw folder is writable. Nothing else."""
+    """Each audio file (or, past limits.audio_mounts, each audio folder) and the model read-only; only the
+    attempt's raw folder is writable. Nothing else."""
     plan = plan or audio_plan(spec)
     mounts = [BindMount(m.source, m.target, True) for m in plan.mounts]
     mounts.append(BindMount(raw_dir, OUT_TARGET, False))
