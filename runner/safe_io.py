@@ -26,7 +26,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import stat
 import time
 from dataclasses import dataclass, field
@@ -309,10 +308,58 @@ def create_log(path: Path) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
+#: How deep a walk of an image's folder goes (``walk``): a container can nest folders thousands deep in a
+#: second, deeper than Python's recursion (shutil.rmtree, Path.rglob, os.walk fail) or a process's descriptors.
+MAX_DEPTH = 64
+
+
+class TooDeep(Unsafe):
+    """A folder nests deeper than MAX_DEPTH."""
+
+
+def walk(folder: Path | int, *, strict: bool = True) -> Iterator[tuple[int, os.DirEntry, os.stat_result]]:
+    """``(folder descriptor, entry, lstat)`` for every entry beneath ``folder``, depth first, never following a
+    link, iterative (at most two descriptors per level open). Past MAX_DEPTH: TooDeep when ``strict``, else
+    the deeper folders are left out. A folder that cannot be opened raises Unsafe."""
+    top = open_folder(folder) if not isinstance(folder, int) else os.dup(folder)
+    stack = [(top, os.scandir(top))]
+    try:
+        while stack:
+            fd, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                entries.close()
+                os.close(fd)
+                stack.pop()
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            yield fd, entry, st
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            if len(stack) > MAX_DEPTH:
+                if strict:
+                    raise TooDeep(f"{entry.name} nests folders more than {MAX_DEPTH} deep")
+                continue
+            try:
+                child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise Unsafe(f"{entry.name} is a folder the runner cannot open ({exc.strerror})") from None
+            stack.append((child, os.scandir(child)))
+    finally:
+        for fd, entries in stack:
+            entries.close()
+            os.close(fd)
+
+
 def fresh_folder(parent: Path, name: str) -> Path:
     """``parent/name`` made new and empty for one attempt. What an earlier attempt's container left there
     (links, FIFOs, trees, folders it made unreadable) is first moved aside in one rename and removed without
-    following a link (``shutil.rmtree`` by descriptors); then the folder is made with ``mkdir``, which never
+    following a link (``_remove_tree``, by descriptors); then the folder is made with ``mkdir``, which never
     follows a link. ``parent`` is the runner's own folder (a container never writes there)."""
     parent.mkdir(parents=True, exist_ok=True)
     pfd = open_folder(parent)
@@ -334,60 +381,96 @@ def fresh_folder(parent: Path, name: str) -> Path:
 def _remove(pfd: int, name: str) -> None:
     """Remove ``name`` beneath the folder ``pfd`` without following links; what cannot be removed stays (under
     its hidden name, never read again)."""
-    st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(name, dir_fd=pfd)
-        return
-    if os.getuid() != 0:  # the container (our uid) may have made its folders unreadable; root needs no help
-        _open_up(pfd, name)
-    shutil.rmtree(name, ignore_errors=True, dir_fd=pfd)
-
-
-def _open_up(pfd: int, name: str) -> None:
-    """chmod u+rwx every real folder beneath ``name`` (never through a link), so that it can be removed."""
     try:
-        os.chmod(name, 0o700, dir_fd=pfd)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
-    except OSError:
-        return
-    try:
-        with os.scandir(fd) as entries:
-            children = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-        for child in children:
-            _open_up(fd, child)
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            os.unlink(name, dir_fd=pfd)
+            return
+        _remove_tree(pfd, name)
     except OSError:
         pass
+
+
+def _remove_tree(pfd: int, name: str) -> None:
+    """Remove the folder ``name`` beneath ``pfd`` and all it holds, by descriptors (never through a link) and
+    iteratively: a folder deeper than MAX_DEPTH is first moved up to the top (renameat), so that neither
+    Python's recursion (shutil.rmtree recurses once per level) nor the descriptors run out. A runner that is
+    not root first opens up folders the container (its own uid) made unreadable."""
+    moved = 0
+
+    def level(parent_fd: int, entry: str) -> list:
+        if os.getuid() != 0:
+            with contextlib.suppress(OSError):
+                os.chmod(entry, 0o700, dir_fd=parent_fd)  # a real folder: seen by lstat, no container runs now
+        fd = os.open(entry, _DIR_FLAGS, dir_fd=parent_fd)
+        folders = []
+        with os.scandir(fd) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    folders.append(e.name)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(e.name, dir_fd=fd)
+        return [fd, entry, folders, 0]
+
+    stack = [level(pfd, name)]
+    try:
+        while stack:
+            fd, entry, folders, i = here = stack[-1]
+            if i == len(folders):
+                stack.pop()
+                os.close(fd)
+                os.rmdir(entry, dir_fd=stack[-1][0] if stack else pfd)
+                continue
+            here[3] += 1
+            if len(stack) >= MAX_DEPTH:  # move it up to the top, where it is removed in its turn
+                moved += 1
+                up = f".edgeasr-deep-{os.getpid()}-{time.monotonic_ns()}-{moved}"
+                os.rename(folders[i], up, src_dir_fd=fd, dst_dir_fd=stack[0][0])
+                stack[0][2].append(up)
+                continue
+            try:
+                stack.append(level(fd, folders[i]))
+            except FileNotFoundError:
+                continue
     finally:
-        os.close(fd)
+        for here in stack:
+            os.close(here[0])
+
+
+def remove(path: Path) -> None:
+    """Remove ``path`` (a folder an image wrote into, or held) without following links and without raising."""
+    try:
+        pfd = open_folder(path.parent)
+    except Unsafe:
+        return
+    try:
+        _remove(pfd, path.name)
+    finally:
+        os.close(pfd)
 
 
 def folder_usage(folder: Path, stop_above: int | None = None) -> int:
     """The bytes ``folder`` takes on disk, each entry at least ENTRY_BYTES, never following a link; counting
-    stops as soon as the total passes ``stop_above``. A folder beneath it that cannot be opened raises Unsafe:
-    what cannot be measured cannot be bounded."""
+    stops as soon as the total passes ``stop_above``. A folder beneath it that cannot be opened, or that
+    nests deeper than MAX_DEPTH, raises Unsafe: what cannot be measured cannot be bounded."""
     total = 0
-    stack = [open_folder(folder)]
-    try:
-        while stack:
-            dfd = stack.pop()
-            try:
-                with os.scandir(dfd) as entries:
-                    for e in entries:
-                        st = e.stat(follow_symlinks=False)
-                        total += max(st.st_blocks * 512, ENTRY_BYTES)
-                        if stop_above is not None and total > stop_above:
-                            return total
-                        if stat.S_ISDIR(st.st_mode):
-                            try:
-                                stack.append(os.open(e.name, _DIR_FLAGS, dir_fd=dfd))
-                            except FileNotFoundError:
-                                continue
-                            except OSError as exc:
-                                raise Unsafe(f"{e.name} is a folder the runner cannot open ({exc.strerror}); "
-                                             f"its size cannot be measured") from None
-            finally:
-                os.close(dfd)
-    finally:
-        for fd in stack:
-            os.close(fd)
+    for _fd, _entry, st in walk(folder):
+        total += max(st.st_blocks * 512, ENTRY_BYTES)
+        if stop_above is not None and total > stop_above:
+            return total
     return total
+
+
+def give_back(folder: Path, uid: int, gid: int) -> None:
+    """chown everything beneath ``folder`` (and it) to uid:gid without following a link (lchown), down to
+    MAX_DEPTH; deeper entries keep their owner. For a root runner taking its output folder back."""
+    try:
+        os.chown(folder, uid, gid, follow_symlinks=False)
+        for fd, entry, _st in walk(folder, strict=False):
+            try:
+                os.chown(entry.name, uid, gid, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                pass
+    except (OSError, Unsafe):
+        pass

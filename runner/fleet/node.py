@@ -436,7 +436,9 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
                 for k, v in conditions.items()}
     for cond in pending:
         shutil.rmtree(cond.result_dir, ignore_errors=True)
-    shutil.rmtree(local.group_dir, ignore_errors=True)
+    from ..safe_io import remove
+
+    remove(local.group_dir)  # its raw/ holds what the image left: removed without following it
     return {"fleet": fleet, "conditions": conditions, "group_files": group_files, "statuses": statuses,
             "interrupted": interrupted,
             "timing": {"task_start": t_start, "container_first_event": first_event[0] if first_event else None,

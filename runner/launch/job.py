@@ -32,7 +32,8 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
 
     Utterances the host refused (outside the dataset's roots, missing, ...) are not in the job: merge
     records them as errors with the host's reason."""
-    plan = plan or audio_plan(spec)
+    if not host_paths:
+        plan = plan or audio_plan(spec)
     model = spec.model.container_path
     if host_paths and spec.model.host_dir is not None:
         model = str(spec.model.host_dir)

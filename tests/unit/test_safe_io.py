@@ -217,3 +217,25 @@ def test_dataset_text_follows_a_link_only_within_its_root(tmp_path, secret):
     (data / "bad.txt").write_bytes(b"\xff\xfe")
     with pytest.raises(Unsafe, match=r"bad.txt is not UTF-8 text \(byte 0\)"):
         read_text("bad.txt")
+
+
+def test_a_tree_deeper_than_python_recurses_is_measured_refused_and_removed(tmp_path):
+    """An image nests folders thousands deep in a second: Path.rglob, os.walk and shutil.rmtree recurse once
+    per level. The walk is iterative and bounded; the folder is over its bound, and a new attempt's folder is
+    still made (what cannot be removed stays under a hidden name, never read)."""
+    group = tmp_path / "group"
+    deep = group / "raw"
+    deep.mkdir(parents=True)
+    fd = os.open(deep, os.O_RDONLY)
+    for _ in range(1500):  # by descriptors: the path itself would pass PATH_MAX
+        os.mkdir("d", dir_fd=fd)
+        nxt = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    os.close(fd)
+    with pytest.raises(safe_io.TooDeep, match="nests folders more than 64 deep"):
+        safe_io.folder_usage(deep)
+    assert safe_io.folder_usage(deep, stop_above=4096 * 10) > 4096 * 10  # the bound is found before the depth
+    safe_io.give_back(deep, os.getuid(), os.getgid())  # no RecursionError
+    assert safe_io.fresh_folder(group, "raw").is_dir() and list((group / "raw").iterdir()) == []
+    assert [p.name for p in group.iterdir()] == ["raw"]  # the old tree is gone, not parked
