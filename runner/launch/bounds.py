@@ -18,19 +18,30 @@ from ..safe_io import Unsafe, folder_usage, size_text
 
 
 class Stop:
-    """Ends the container once, for the first reason given (later reasons are the same stop seen twice)."""
+    """Ends the container once, for the first reason given (later reasons are the same stop seen twice).
+
+    The ending runs in a thread of its own: the caller may be the thread that reads the container's output,
+    and the engine does not finish a SIGKILL (the API call waits) until that output has been read to its end.
+    Ending it from the reader deadlocked until the client's timeout."""
 
     def __init__(self, end: Callable[[], None]):
         self._end = end
         self._lock = threading.Lock()
         self.reason: str | None = None
+        self._thread: threading.Thread | None = None
 
     def __call__(self, reason: str) -> None:
         with self._lock:
             if self.reason is not None:
                 return
             self.reason = reason
-        self._end()
+            self._thread = threading.Thread(target=self._end, name="edgeasr-stop", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the ending to be done (after the output ended, before the container is removed)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 class OutputWatch:

@@ -193,6 +193,7 @@ def run_container(
         finally:
             if watchdog:
                 watchdog.cancel()
+            stop.join(timeout=30)
         container.reload()
         state = container.attrs.get("State", {})
         return ContainerRun(

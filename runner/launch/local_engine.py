@@ -88,6 +88,7 @@ def _run(full_env: dict[str, str], job_path: Path, log_path: Path, log, on_event
     finally:
         if watchdog:
             watchdog.cancel()
+        stop.join(timeout=30)
         _kill_group(proc)
     return ContainerRun(exit_code=code,
                         oom_killed=code == -signal.SIGKILL and not timed_out.is_set() and stop.reason is None,

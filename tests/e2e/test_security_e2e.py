@@ -463,7 +463,7 @@ def test_an_event_line_without_end_stops_the_container(hostile, tmp_path):
     past limits.event_line_mib the container is stopped and the run fails with the sentence."""
     t0 = time.monotonic()
     r, out = hostile_run(hostile, "long-event", tmp_path, "--timeout", "240")
-    assert r.returncode == 1, r.stderr[-3000:]
+    assert r.returncode == 1 and (out / "summary.json").is_file(), r.stderr[-3000:]
     error = json.loads((out / "summary.json").read_text())["error"]
     assert error == ("the container printed an event line of more than 1 MiB (limits.event_line_mib); "
                      "the container was stopped")
