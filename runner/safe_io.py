@@ -241,28 +241,27 @@ def read_jsonl(folder: Path | int, rel: str, *, label: str, origin: str, line_li
 
 
 class _Capped(io.RawIOBase):
-    """A reader that ends after ``limit`` bytes of ``fh`` (a file that grows while it is read stops there)."""
+    """A reader that ends after ``limit`` bytes of ``fh`` (a file that grows while it is read stops there); with
+    ``over``, a file that has more than that raises Unsafe with that sentence instead of ending quietly."""
 
-    def __init__(self, fh: BinaryIO, limit: int):
-        self._fh, self._left = fh, limit
+    def __init__(self, fh: BinaryIO, limit: int, over: str | None = None):
+        self._fh, self._left, self._over = fh, limit, over
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buf) -> int:
         if self._left <= 0:
+            if self._over is not None and self._fh.read(1):
+                raise Unsafe(self._over)
             return 0
         n = self._fh.readinto(memoryview(buf)[: self._left])  # type: ignore[attr-defined]
         self._left -= n or 0
         return n or 0
 
 
-def read_dataset_text(path: Path, roots: Sequence[Path], *, limit: int, limit_name: str,
-                      encoding: str = "utf-8") -> str:
-    """A dataset's text file (manifest, ``*.trans.txt``, a reference ``.txt``) by the rules its audio obeys:
-    resolved, under one of the dataset's ``roots``, then opened beneath that root without following a link
-    (so it cannot be swapped for one after it was resolved), regular, at most ``limit`` bytes, and not a
-    hard link to another owner's file (``links_problem``, against the root's owner). Unsafe says why not."""
+def _dataset_entry(path: Path, roots: Sequence[Path]) -> tuple[Path, str]:
+    """The root ``path`` resolves beneath, and its place there; Unsafe when it resolves outside them all."""
     try:
         resolved = path.resolve(strict=True)
     except (OSError, RuntimeError) as exc:
@@ -272,8 +271,18 @@ def read_dataset_text(path: Path, roots: Sequence[Path], *, limit: int, limit_na
         where = ", ".join(str(r) for r in roots)
         link = f"a link to {resolved}, " if resolved != Path(os.path.abspath(path)) else ""
         raise Unsafe(f"{path} is {link}outside the dataset's root ({where}); not read")
-    data = read_bytes(root, resolved.relative_to(root).as_posix(), label=str(path), origin=DATASET, limit=limit,
-                      limit_name=limit_name, owner_uid=os.stat(root).st_uid)
+    return root, resolved.relative_to(root).as_posix()
+
+
+def read_dataset_text(path: Path, roots: Sequence[Path], *, limit: int, limit_name: str,
+                      encoding: str = "utf-8") -> str:
+    """A dataset's text file (manifest, ``*.trans.txt``, a reference ``.txt``) by the rules its audio obeys:
+    resolved, under one of the dataset's ``roots``, then opened beneath that root without following a link
+    (so it cannot be swapped for one after it was resolved), regular, at most ``limit`` bytes, and not a
+    hard link to another owner's file (``links_problem``, against the root's owner). Unsafe says why not."""
+    root, rel = _dataset_entry(path, roots)
+    data = read_bytes(root, rel, label=str(path), origin=DATASET, limit=limit, limit_name=limit_name,
+                      owner_uid=os.stat(root).st_uid)
     if data is None:
         raise Unsafe(f"{path} disappeared while it was being read")
     try:
@@ -281,6 +290,23 @@ def read_dataset_text(path: Path, roots: Sequence[Path], *, limit: int, limit_na
     except UnicodeDecodeError as exc:
         raise Unsafe(f"{path} is not {encoding.upper().replace('-SIG', '')} text (byte {exc.start}); "
                      f"not read") from None
+
+
+@contextlib.contextmanager
+def open_dataset_text(path: Path, roots: Sequence[Path], *, limit: int, limit_name: str,
+                      encoding: str = "utf-8") -> Iterator[io.TextIOWrapper]:
+    """A dataset's text file opened by ``read_dataset_text``'s rules, for reading a line at a time (a manifest
+    cut by ``--limit`` is not read past the cut). A file that grows past ``limit`` while it is read raises
+    Unsafe; a byte that is not ``encoding`` raises UnicodeDecodeError where it is met. Lines end at ``\\n``
+    only."""
+    root, rel = _dataset_entry(path, roots)
+    with opened(root, rel, label=str(path), origin=DATASET, limit=limit, limit_name=limit_name,
+                owner_uid=os.stat(root).st_uid) as got:
+        if got is None:
+            raise Unsafe(f"{path} disappeared while it was being read")
+        over = f"{path} is over the limit of {size_text(limit)} ({limit_name}; {DATASET}); not read"
+        yield io.TextIOWrapper(io.BufferedReader(_Capped(got[0], limit, over), 1 << 16), encoding=encoding,
+                               newline="\n")
 
 
 def write_new(folder: Path, name: str, data: bytes) -> None:

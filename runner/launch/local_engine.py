@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..backends import CONTAINERS_DIR, Backend
 from ..errors import UserError
 from ..settings import LimitsSettings
-from .backends import CONTAINERS_DIR, Backend
 from .bounds import Stop
 from .docker_engine import ContainerRun, open_log, watch_output
 

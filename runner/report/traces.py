@@ -18,7 +18,7 @@ from typing import Any
 
 from ..merge import read_raw
 from ..results import read_jsonl_checked
-from .aggregate import CONDITIONS_FILE, GroupKey, Sweep, parse_record
+from .records import CONDITIONS_FILE, GroupKey, Sweep, parse_record
 
 
 @dataclass(frozen=True)
