@@ -19,6 +19,7 @@ from typing import Any, Callable, ContextManager, Protocol
 from .execute import Callbacks, execute_group
 from .host.clock import SYSTEM_CLOCK, Clock
 from .host.info import host_facts
+from .host.load import busy_from_record
 from .host.lock import FolderLock
 from .launch.engines import make_engine
 from .plan import plan_run
@@ -91,7 +92,7 @@ def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         "energy_per_audio_s_j": [(p.get("energy") or {}).get("energy_per_audio_s_j") for p in per],
         "folders": [str(out / "conditions" / r["condition"]["key"]) for r in records],
     }
-    busy = [p["host_load"] for p in per if (p.get("host_load") or {}).get("busy")]
+    busy = [p["host_load"] for p in per if busy_from_record(p.get("host_load"))]
     if busy:  # one busy repeat makes the run's figures suspect: say it at the top
         first["host_load"] = busy[0]
     bad = [p for p in per if p.get("status") != "ok"]

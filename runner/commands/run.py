@@ -21,13 +21,14 @@ from .. import settings
 from ..backends import default_model_quant
 from ..errors import UserError
 from ..execute import Callbacks
+from ..launch.engines import CONTAINER_LOG
 from ..models.resolve import default_models_dir
 from ..report.sweep_table import FORMATS
 from ..report.table import host_busy, print_summary
 from ..run import run_benchmark
 from ..spec import RunSpec, build_run_spec
 from ..telemetry.energy.live import live_power_text
-from ..untrusted import PlainColumn, line
+from ..untrusted import PlainColumn, line, printer
 from ..wording import plural
 
 
@@ -140,7 +141,8 @@ class RunConsoleView:
             live = LiveProgress(progress, total)
             yield Callbacks(on_event=live, on_sampler=live.set_sampler,
                             waiting=lambda text: self.console.status(text) if not self.quiet
-                            else contextlib.nullcontext())
+                            else contextlib.nullcontext(),
+                            on_notice=printer(self.console))
 
 
 def main(args: argparse.Namespace) -> int:
@@ -170,8 +172,7 @@ def show_result(summary: dict[str, Any], out: Path, console: Console, *, as_json
     if as_json:
         print(json.dumps(summary))
     if summary["status"] == "error":
-        console.print(line(("run failed", "red"),
-                           f": {summary['error']}; container log: {out / 'raw' / 'container.log'}"))
+        console.print(line(("run failed", "red"), f": {summary['error']}; container log: {out / CONTAINER_LOG}"))
         return 1
     if summary["status"] == "partial":
         console.print(line((f"{plural(summary['n_failed'], 'utterance')} failed", "yellow"),

@@ -288,7 +288,8 @@ class SweepConsoleView:
             progress.update(self.overall, advance=1, info=self.last)
 
         return Callbacks(on_event=on_event, on_condition_start=start, on_condition_done=done,
-                         on_sampler=lambda s: setattr(self, "sampler", s), waiting=self.console.status)
+                         on_sampler=lambda s: setattr(self, "sampler", s), waiting=self.console.status,
+                         on_notice=lambda text: self.console.print(line(f"{job.label}: {text}")))
 
     # -- on a fleet (runner/fleet/driver.py) -----------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 One sequence for both (runner/commands/images.py parses the flags and renders; runner/images/prepare.py builds
 what a sweep lacks): CUDA and Jetson variants from their own Dockerfiles, only the missing ones with
 ``missing``, the base image only when something is left to build, a parent (the shared torch stack) before its
-children, the host's wheelhouse filled first unless told not to.
+children, the host's wheelhouse filled first unless told not to; the runner image counts as present only when
+complete, and a build of it that stays incomplete is refused.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from ..backends import BACKENDS, Backend, get_image
+from ..backends import BACKENDS, RUNNER_IMAGE, Backend, ImageDef, get_image
+from ..errors import UserError
 from ..host.platforms import PLATFORMS
 from .build import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists, platform_tag,
-                    read_carried_versions, versions_label)
+                    read_carried_versions, runner_image_problem, versions_label)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = prin
         if not names:
             return
     if req.missing:  # before the base: present images need none
-        present = [n for n in names if image_exists(client, req.tag or get_image(n).image)]
+        present = [n for n in names if _ready(client, get_image(n), req.tag or get_image(n).image, log)]
         for name in present:
             log(f"{req.tag or get_image(name).image} is present")
         names = [n for n in names if n not in present]
@@ -90,7 +92,22 @@ def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = prin
         with status(f"building {tag} from {image_base}"):
             image_id = build_image(client, image, base=image_base, tag=tag, overrides=mine,
                                    log_path=req.log_dir / f"image-{image.name}.log", log=detail)
+        if image.name == RUNNER_IMAGE.name and (problem := runner_image_problem(client, tag)):
+            raise UserError(f"built {tag}, but {problem}; see {req.log_dir / f'image-{image.name}.log'}")
         log(f"built {tag} ({image_id[:19]})")
+
+
+def _ready(client, image: ImageDef, tag: str, log: Callable[[str], None]) -> bool:
+    """Whether ``missing`` may skip ``tag``: the engine holds it, and for the runner image, complete (an image
+    compose built behind a TLS-intercepting proxy holds no packages; one built before a pin changed, others)."""
+    if not image_exists(client, tag):
+        return False
+    if image.name != RUNNER_IMAGE.name:
+        return True
+    problem = runner_image_problem(client, tag)
+    if problem:
+        log(f"{tag} is present, but {problem}: building it again")
+    return problem is None
 
 
 def _build_variants(client, req: BuildRequest, names: list[str], log: Callable[[str], None],
