@@ -1,11 +1,11 @@
 """One run: a backend container over one dataset, merged into summary.json and utterances.jsonl.
 
-What `edgeasr run` does between parsing its flags and showing the result (runner/commands/run.py): download a
-hub model that is not installed at its pinned commit (before the run folder exists; the container stays
-offline), take the run folder's lock, remove what an earlier run of this folder left, plan one group (a
-condition per repeat), run it through the one executor (runner/execute.py) and write the run's summary. Order matters for honesty:
-everything is validated before any container starts; the container's raw outputs are kept whatever happens;
-the summary is written even when the run failed, with the reason.
+What `edgeasr run` does between parsing its flags and showing the result (runner/commands/run.py): download a hub
+model that is not installed at its pinned commit (before the run folder exists; the container stays offline),
+take the run folder's lock, remove what an earlier run of this folder left, plan one group (a condition per
+repeat), run it through the one executor (runner/execute.py) and write the run's summary. Order matters for
+honesty: everything is validated before any container starts; the container's raw outputs are kept whatever
+happens; the summary is written even when the run failed, with the reason.
 
 Nothing here draws: a ``RunView`` is told what happens and the command renders it.
 """
@@ -21,7 +21,7 @@ from .host.clock import SYSTEM_CLOCK, Clock
 from .host.info import host_facts
 from .host.load import busy_from_record
 from .host.lock import FolderLock
-from .launch.engines import make_engine
+from .launch.engines import Engine, make_engine
 from .plan import plan_run
 from .results import write_json_atomic
 from .spec import RunSpec, with_hub_models
@@ -43,25 +43,29 @@ def _no_progress(_total: int) -> ContextManager[Callbacks]:
     return contextlib.nullcontext(Callbacks())
 
 
-def run_benchmark(spec: RunSpec, models_dir: Path, view: RunView, clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+def run_benchmark(spec: RunSpec, models_dir: Path, view: RunView, clock: Clock = SYSTEM_CLOCK,
+                  engine: Engine | None = None) -> dict[str, Any]:
     """`edgeasr run`, start to end, under the run folder's lock; returns the run's summary (its status says
-    whether it went well). Raises Interrupted with the hint a person needs when Ctrl-C or SIGTERM stops it."""
+    whether it went well). Raises Interrupted with the hint a person needs when Ctrl-C or SIGTERM stops it.
+    ``engine``: what runs the container (default: the spec's, runner/launch/engines.py; tests pass a recorded
+    one, tests/recorded_engine.py)."""
     # a hub name that is not installed: the host downloads it at its pinned commit before the lock, so that a
     # refusal leaves no run folder behind; the container stays offline
     spec = with_hub_models(spec, models_dir, log=view.note)
     with FolderLock(spec.out, "run"):
-        for line in make_engine(spec.engine).reap((str(spec.out),)):
+        engine = engine or make_engine(spec.engine)
+        for line in engine.reap((str(spec.out),)):
             view.note(line)
         view.started(spec)
-        return execute_run(spec, spec.repeats or 1, spec.limit, view.progress, clock)
+        return execute_run(spec, spec.repeats or 1, spec.limit, view.progress, clock, engine)
 
 
 def execute_run(spec: RunSpec, repeats: int = 1, limit: int | None = None,
                 progress: Callable[[int], ContextManager[Callbacks]] = _no_progress,
-                clock: Clock = SYSTEM_CLOCK) -> dict[str, Any]:
+                clock: Clock = SYSTEM_CLOCK, engine: Engine | None = None) -> dict[str, Any]:
     """Plan one group (a condition per repeat), run it through the executor; returns the run's summary.
     ``progress(total)``: the view's live progress around the container (yields the executor's callbacks)."""
-    engine = make_engine(spec.engine)
+    engine = engine or make_engine(spec.engine)
     image = engine.image(spec)
     job = plan_run(spec, image, repeats, limit)
     host = host_facts(engine.version())
