@@ -320,6 +320,16 @@ class LocalDispatcher:
         pass
 
 
+class LocalView(SweepView, Protocol):
+    """What a sweep here tells its view besides a sweep's own: each group's live progress, and long steps."""
+
+    def callbacks(self, job: GroupJob) -> Callbacks:
+        """The executor's callbacks for ``job`` (its progress while its container runs)."""
+
+    def status(self, text: str) -> ContextManager:
+        """Wraps a long step, such as an image build (a spinner)."""
+
+
 @dataclass(frozen=True)
 class LocalOptions:
     """How a sweep runs here: the engine, the models folder, whether missing images and models are made, and
@@ -331,12 +341,12 @@ class LocalOptions:
     offline: bool = False
 
 
-def local_sweep(exp, out: Path, view, local: LocalOptions, options: SweepOptions = SweepOptions()) -> SweepOutcome:
+def local_sweep(exp, out: Path, view: LocalView, local: LocalOptions,
+                options: SweepOptions = SweepOptions()) -> SweepOutcome:
     """`edgeasr sweep` here (the experiment's targets are this host's, runner/fleet.local_targets_problem):
     the host preflight first (a device or operating point this host lacks stops here, before anything is built
     or installed); missing images and models made (unless told not); planned against this engine's images; run
-    group after group. ``view``: a SweepView that also gives each group's progress callbacks (``callbacks(job)``) and
-    a spinner for long steps (``status(text)``)."""
+    group after group."""
     engine = make_engine(local.engine)
     host = check_host(exp, engine.name)  # before anything is built or installed: a device this host lacks stops here
     if local.prepare:
