@@ -22,7 +22,7 @@ from typing import Any, Callable, ContextManager
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
-from . import merge
+from . import merge, validate
 from .errors import UserError, signal_name
 from .host import load as hostload
 from .launch.docker_engine import BindMount, ContainerRun
@@ -166,6 +166,10 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     raw = merge.read_raw(g.raw_dir, limits)
     if raw.problem:
         error = raw.problem if error is None else f"{error}; {raw.problem}"
+    rejected = raw.rejected_for(cond.key)  # records that broke the contract (runner/validate.py): it fails
+    broke = validate.sentence(rejected)
+    if broke:
+        error = broke if error is None else f"{error}; {broke}"
     events = condition_events(raw.events, cond.key)
     transcripts = [t for t in raw.transcripts if t.get("condition") == cond.key]
     wanted = set(cond.ids)
@@ -175,7 +179,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     if error is None and not finished:
         error = "the condition did not finish"
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
-                                  g.paths, limits.hypothesis_bytes)
+                                  g.paths, limits.hypothesis_bytes, {r.id: r.text for r in rejected if r.id})
     merge.score(summary, utts)
     whole = len(g.pending) == 1
     merge.apply_container_facts(summary, merge.RawOutputs(events, transcripts,
@@ -196,10 +200,50 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
     finally:  # a full disk: the small summary may still fit, and says what happened
         data = summary.to_json()
+        wrong = validate.published_problems(data)  # never NaN, never a figure below 0, whatever came in
+        if wrong:
+            data["status"] = "interrupted" if data["status"] == "interrupted" else "error"
+            data["error"] = "; ".join(x for x in (data.get("error"), "the container's figures contradict each "
+                                                  "other: " + "; ".join(wrong)) if x)
         if g.load_before is not None:
             data["host_load"] = hostload.host_load_record(g.load_before, g.load_after)
         data["condition"] = condition_record(g.job, cond, data)["condition"]
         write_json_atomic(folder / "summary.json", data)
+    g.done[cond.key] = data
+    return data
+
+
+def finalize_safely(g: _Group, cond: PlannedCondition, error: str | None = None, status: dict | None = None,
+                    interrupted: bool = False) -> dict:
+    """``finalize``, and where it fails all the same (a defect of ours, a full disk) a record of the condition
+    that says so: one condition's bookkeeping never ends its group, nor a sweep its other groups."""
+    try:
+        return finalize(g, cond, error, status, None, interrupted)
+    except Exception as exc:
+        why = f"could not merge: {exc!r}"
+    try:
+        return finalize(g, cond, f"{error}; {why}" if error else why, None, None, interrupted)
+    except Exception as exc:
+        return error_record(g, cond, f"{error or why}; could not record it either: {exc!r}")
+
+
+def error_record(g: _Group, cond: PlannedCondition, error: str) -> dict:
+    """The least a failed condition leaves: its settings, status error and why, written where its result
+    goes when that can be (else kept in memory, so the group's records still name it)."""
+    spec = g.job.spec
+    wanted = set(cond.ids)
+    dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
+    summary = new_summary(g.job, cond, dataset, g.host, g.started_at, g.engine)
+    summary.error = error
+    summary.n_utterances = summary.n_failed = len(dataset.utterances)
+    data = summary.to_json()
+    data["condition"] = condition_record(g.job, cond, data)["condition"]
+    try:
+        cond.result_dir.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(cond.result_dir / "utterances.jsonl", [])
+        write_json_atomic(cond.result_dir / "summary.json", data)
+    except OSError:
+        pass
     g.done[cond.key] = data
     return data
 
@@ -255,20 +299,19 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     g = _Group(job, list(pending), raw_dir, sampler, reason, host, engine.name, paths)
     by_key = {c.key: c for c in pending}
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_event(record: dict[str, Any]) -> None:
+        event = validate.live_event(record)  # one that broke the contract: the merge of events.jsonl says so
+        if event is None:
+            return
         cb.on_event(event)
         kind = event.get("event")
         cond = by_key.get(event.get("condition"))
-        if cond is None:
+        if cond is None or cond.key in g.done:
             return
         if kind == Event.CONDITION_START:
             cb.on_condition_start(cond)
         elif kind == Event.CONDITION_END:
-            try:
-                summary = finalize(g, cond)
-            except Exception as exc:  # one condition's bookkeeping must not end the group
-                summary = finalize(g, cond, f"could not merge: {exc!r}")
-            cb.on_condition_done(cond, summary)
+            cb.on_condition_done(cond, finalize_safely(g, cond))
 
     def on_started(container_id: str) -> None:
         g.owner = accounting.ProcessOwner(container_id)
@@ -295,6 +338,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                     g.owner = accounting.ProcessOwner.of(run)
             except UserError as exc:
                 error = str(exc)
+            except Exception as exc:  # a defect or an engine's surprise: this group's conditions fail, with it
+                error = f"the runner could not run the container: {exc!r}"
             g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.
@@ -326,14 +371,17 @@ def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrup
     elif error is None and run is not None:
         error = merge.container_error(run, raw.status, g.job.spec.timeout_s, g.job.spec.mem_limit_text,
                                       raw.status_refused)
+    own = run is not None and interrupted is None and merge.failed_itself(run, raw.status)
     records = []
     for cond in g.pending:
         reported = cond.key in g.done
-        cond_error = None if reported else (error or "the container ended before this condition")
-        try:
-            data = finalize(g, cond, cond_error, raw.status, None, interrupted is not None)
-        except Exception as exc:
-            data = finalize(g, cond, f"could not merge: {exc!r}", None, None, interrupted is not None)
+        if not reported:
+            cond_error = error or "the container ended before this condition"
+        elif own:  # it finished, then the container said it failed: nothing it reported is taken as ok
+            cond_error = f"the container failed after this condition had finished: {error}"
+        else:
+            cond_error = None
+        data = finalize_safely(g, cond, cond_error, raw.status, interrupted is not None)
         if run is not None:  # the container's own overhead, now that it has ended
             data["overhead_s"] = overhead(run, raw.events, time.perf_counter() - t_merge)
             write_json_atomic(cond.result_dir / "summary.json", data)
