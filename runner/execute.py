@@ -248,6 +248,17 @@ def error_record(g: _Group, cond: PlannedCondition, error: str) -> dict:
     return data
 
 
+def failed_group(job: GroupJob, pending: list[PlannedCondition], error: str, *, host: dict[str, Any],
+                 engine: str) -> GroupResult:
+    """Every pending condition of a group that could not be run at all, recorded as an error with ``error``:
+    the caller (a sweep) goes on with its other groups, and a rerun tries this one again (--retry-failed)."""
+    from .telemetry.samplers.base import NullSampler
+
+    g = _Group(job, list(pending), job.group_dir / "raw", NullSampler("off"), "the group did not run", host,
+               engine, {})
+    return GroupResult([condition_record(job, c, error_record(g, c, error)) for c in pending], None, None, None)
+
+
 def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str, float]:
     """Seconds spent outside the model's work: engine start, interpreter boot, exit, merge."""
     out = {"engine_start_s": run.create_to_start_s, "merge_s": merge_s, "container_wall_s": run.wall_s}

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from .. import tables
 from ..errors import UserError
 from ..estimate import CONFIRM_CONDITIONS, size_note
-from ..execute import SWEEP_LABEL, Callbacks, execute_group, stamp
+from ..execute import SWEEP_LABEL, Callbacks, execute_group, failed_group, stamp
 from ..experiment import load_experiment
 from ..host.info import device_facts, git_commit, host_facts
 from ..host.lock import FolderLock
@@ -274,9 +274,14 @@ def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[G
         for job, pending in todo:
             if not pending:
                 continue
-            result = execute_group(job, pending, engine, host=host, owner_folder=out,
-                                   labels={SWEEP_LABEL: sweep_id}, callbacks=view.callbacks(job, console),
-                                   previous=baseline)
+            try:
+                result = execute_group(job, pending, engine, host=host, owner_folder=out,
+                                       labels={SWEEP_LABEL: sweep_id}, callbacks=view.callbacks(job, console),
+                                       previous=baseline)
+            except Exception as exc:  # one group's failure is its conditions' error records; the others still run
+                why = f"the group could not run: {exc if isinstance(exc, UserError) else repr(exc)}"
+                result = failed_group(job, pending, why, host=host, engine=engine.name)
+                console.print(line((job.label, "red"), f": {why}"))
             baseline = result.baseline or baseline
             records = tables.rebuild_tables(out, planned)
             if result.interrupted is not None:  # the container is gone; finished conditions are on disk
