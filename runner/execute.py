@@ -139,6 +139,7 @@ class _Group:
     power: Any = None  # the operating point's record (runner/power.PowerRecord), None when none was set
     load_before: hostload.LoadSnapshot | None = None  # the host just before the container started
     load_after: hostload.LoadSnapshot | None = None  # and just after it ended (None while it runs)
+    audio_s: dict[str, float | None] = field(default_factory=dict)  # the audio files' own lengths, by id
 
 
 def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
@@ -151,6 +152,41 @@ def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
     while g.sampler.running and g.sampler.samples[-1:] and (g.sampler.samples[-1].mono_ns or 0) < end \
             and time.monotonic() < deadline:
         time.sleep(interval / 4000.0)
+
+
+def audio_seconds(g: _Group, dataset) -> dict[str, float | None]:
+    """id -> seconds of each utterance's audio as its file's header says (WAV and FLAC, whose frame count is
+    exact), None where the host cannot tell; read once per group, without following a link or waiting on a
+    FIFO, and only the header. The container's durations are checked against these (runner/validate.py)."""
+    out = {}
+    for u in dataset.utterances:
+        if u.id not in g.audio_s:
+            g.audio_s[u.id] = None if u.problem is not None else header_seconds(u.audio)
+        out[u.id] = g.audio_s[u.id]
+    return out
+
+
+def header_seconds(path) -> float | None:
+    """Seconds of audio a WAV or FLAC file's header says it holds, or None (another format, or unreadable)."""
+    import os
+    import stat
+
+    import soundfile as sf
+
+    if str(path).lower().rsplit(".", 1)[-1] not in ("wav", "flac"):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(fd, "rb") as fh:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            info = sf.info(fh)
+        except (OSError, RuntimeError, ValueError, TypeError):
+            return None
+    return float(info.frames) / info.samplerate if info.samplerate and info.frames > 0 else None
 
 
 def limits_of(spec) -> LimitsSettings:
@@ -166,14 +202,15 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     raw = merge.read_raw(g.raw_dir, limits)
     if raw.problem:
         error = raw.problem if error is None else f"{error}; {raw.problem}"
-    rejected = raw.rejected_for(cond.key)  # records that broke the contract (runner/validate.py): it fails
+    events = condition_events(raw.events, cond.key)
+    wanted = set(cond.ids)
+    dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
+    transcripts, wrong = validate.audio_check([t for t in raw.transcripts if t.get("condition") == cond.key],
+                                              audio_seconds(g, dataset))
+    rejected = [*raw.rejected_for(cond.key), *wrong]  # records that broke the contract (runner/validate.py)
     broke = validate.sentence(rejected)
     if broke:
         error = broke if error is None else f"{error}; {broke}"
-    events = condition_events(raw.events, cond.key)
-    transcripts = [t for t in raw.transcripts if t.get("condition") == cond.key]
-    wanted = set(cond.ids)
-    dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
     summary = new_summary(g.job, cond, dataset, g.host, g.started_at, g.engine)
     finished = any(e.get("event") == Event.INFERENCE_END for e in events)
     if error is None and not finished:

@@ -326,16 +326,16 @@ def cross_check(events: list[EventRow], transcripts: list[TranscriptRow]
     return kept, rejected
 
 
-def audio_check(transcripts: list[TranscriptRow], audio_s: Mapping[str, float | None]
-                ) -> tuple[list[TranscriptRow], list[Rejected]]:
-    """Each ok result's audio seconds against the host's own reading of its file (``audio_s``: id -> seconds
-    from the file's header, None where the host cannot tell)."""
+def audio_check(transcripts: list[dict[str, Any]], audio_s: Mapping[str, float | None]
+                ) -> tuple[list[dict[str, Any]], list[Rejected]]:
+    """Each validated ok result's audio seconds against the host's own reading of its file (``audio_s``: id ->
+    seconds from the file's header, None where the host cannot tell)."""
     kept, rejected = [], []
     for t in transcripts:
-        known = audio_s.get(t.id)
-        if t.status == "ok" and known is not None and not _near(t.duration_s, known):
-            rejected.append(Rejected(t.condition, t.id, f"utterance {t.id!r}: duration_s {t.duration_s:g} s, but "
-                                                        f"its audio file is {known:g} s long"))
+        known = audio_s.get(t["id"])
+        if t["status"] == "ok" and known is not None and not _near(t["duration_s"], known):
+            rejected.append(Rejected(t.get("condition"), t["id"], f"utterance {t['id']!r}: duration_s "
+                                     f"{t['duration_s']:g} s, but its audio file is {known:g} s long"))
         else:
             kept.append(t)
     return kept, rejected

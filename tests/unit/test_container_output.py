@@ -149,6 +149,22 @@ def test_a_broken_result_fails_its_condition_with_a_sentence_and_publishes_no_ba
     assert a["rtf"] == pytest.approx(0.25) and a["latency_ms"]["p50"] == pytest.approx(250.0)
 
 
+def test_a_duration_unlike_the_audio_files_own_fails_the_condition(spec, tmp_path):
+    """The result and its events agree on 3 s; the file's header says 1 s: the host believes the file."""
+    events = _set(_set(_rows("events.jsonl"), A_END, duration_s=3.0),
+                  {"event": "utterance_start", "id": "a", "condition": "kA"}, duration_s=3.0)
+    job, g = _group(spec, tmp_path, events=events, transcripts=_set(_rows("transcripts.jsonl"), A, duration_s=3.0))
+    a = execute.finalize(g, job.conditions[0])
+    assert a["status"] == "error" and "utterance 'a': duration_s 3 s, but its audio file is 1 s long" in a["error"]
+    assert a["audio_s"] == pytest.approx(1.0)  # b's second only: a's claim is not counted
+    assert execute.header_seconds(tmp_path / "missing.wav") is None
+    fifo = tmp_path / "fifo.wav"
+    import os
+
+    os.mkfifo(fifo)
+    assert execute.header_seconds(fifo) is None  # never waited on
+
+
 def test_an_utterance_reported_twice_keeps_neither_result(spec, tmp_path):
     rows = _rows("transcripts.jsonl")
     job, g = _group(spec, tmp_path, transcripts=[*rows, {**rows[0], "hypothesis": "another answer"}])
