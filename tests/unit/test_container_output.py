@@ -431,3 +431,19 @@ def test_fuzz_the_merge_never_raises_never_writes_nan_and_publishes_only_sane_fi
             assert data["status"] in ("ok", "partial", "error"), (case, data["status"])
             if data["status"] == "ok":
                 assert data["n_failed"] == 0 and data["rtf"] is not None and data["rtf"] >= 0
+
+
+def test_check_image_does_not_pass_an_image_whose_records_break_the_contract(tmp_path):
+    """check-image reads the tiny job's output through the same checks: a broken record is its own failed line,
+    and the job does not pass (so the hardened settings are not blamed for it either)."""
+    from runner.commands import check_image
+
+    raw = tmp_path / "raw"
+    shutil.copytree(FIXTURE, raw)
+    good = merge.read_raw(raw)
+    assert good.rejected == ()
+    (raw / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in _set(_rows("events.jsonl"), A_END,
+                                                                                  processing_s=-1.0)))
+    bad = merge.read_raw(raw)
+    assert not check_image._passes(_run(), bad)
+    assert "utterance_end: processing_s is -1.0, below 0" in validate.sentence(bad.rejected)
