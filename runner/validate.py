@@ -42,8 +42,9 @@ _NON_NEGATIVE = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "peak_vr
 _COUNTS = ("n_params", "batch_size", "count", "n_ok", "n_failed", "n", "n_conditions", "n_utterances")
 _TEXTS = ("condition", "id", "error", "peak_rss_scope", "device_used", "quant_method", "model", "status",
           "model_kind", "backend", "traceback", "reason")
-#: The events that name an utterance: their ``id`` is required.
-_UTTERANCE_EVENTS = (Event.UTTERANCE_START, Event.UTTERANCE_END, Event.UTTERANCE_ERROR)
+#: The fields an event must carry, beyond its name and clocks (the entrypoint always writes them).
+_REQUIRED = {Event.UTTERANCE_START: ("id", "duration_s"), Event.UTTERANCE_END: ("id", "duration_s", "processing_s"),
+             Event.UTTERANCE_ERROR: ("id",)}
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def event_row(record: Mapping[str, Any]) -> EventRow | str:
         value = record.get(clock)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             return f"{name}: {clock} is {_shown(value)}, not a time in nanoseconds"
-    problem = _fields_problem(record, ("id",) if name in _UTTERANCE_EVENTS else ())
+    problem = _fields_problem(record, _REQUIRED.get(name, ()))
     if problem:
         return f"{name}: {problem}"
     return EventRow(name, record["t_ns"], record["mono_ns"], record.get("condition"), record.get("id"), dict(record))

@@ -286,6 +286,8 @@ def test_live_events_that_break_the_contract_reach_no_view():
     assert validate.live_event({"event": "utterance_end", "id": "a", "t_ns": 1, "mono_ns": 1,
                                 "processing_s": "x"}) is None
     assert validate.live_event(["not", "an", "event"]) is None
+    assert validate.live_event({"event": "utterance_end", "id": "a", "t_ns": 1, "mono_ns": 1, "duration_s": 1.0,
+                                "processing_s": None}) is None
     assert validate.live_event({"event": "condition_end", "condition": ["k"], "t_ns": 1, "mono_ns": 1}) is None
     good = {"event": "utterance_end", "id": "a", "t_ns": 1, "mono_ns": 1, "processing_s": 0.1, "duration_s": 1.0}
     assert validate.live_event(good) == good
