@@ -140,6 +140,22 @@ class _Group:
     load_before: hostload.LoadSnapshot | None = None  # the host just before the container started
     load_after: hostload.LoadSnapshot | None = None  # and just after it ended (None while it runs)
     audio_s: dict[str, float | None] = field(default_factory=dict)  # the audio files' own lengths, by id
+    cpu_start: dict[str, hostload.CpuSnapshot] = field(default_factory=dict)  # at each condition's start
+    windows: dict[str, hostload.WindowLoad] = field(default_factory=dict)  # other work in each timed window
+
+    def cpu_now(self) -> hostload.CpuSnapshot:
+        """Every process's CPU time now, the run's own container marked (a load fact never stops a run)."""
+        try:
+            return hostload.cpu_snapshot(self.owner.container_id if self.owner is not None else None)
+        except Exception as exc:  # noqa: BLE001 - /proc in an unexpected shape: recorded, never fatal
+            return hostload.CpuSnapshot(time.monotonic(), 1, unavailable=f"/proc could not be read: {exc!r}")
+
+    def close_window(self, key: str) -> None:
+        """The other work during condition ``key``'s timed window, from its start's snapshot to now."""
+        start = self.cpu_start.pop(key, None)
+        if start is not None:
+            names = self.load_before.other_container_ids if self.load_before is not None else {}
+            self.windows[key] = hostload.window_load(start, self.cpu_now(), names)
 
 
 def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
@@ -243,7 +259,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
             data["error"] = "; ".join(x for x in (data.get("error"), "the container's figures contradict each "
                                                   "other: " + "; ".join(wrong)) if x)
         if g.load_before is not None:
-            data["host_load"] = hostload.host_load_record(g.load_before, g.load_after)
+            data["host_load"] = hostload.host_load_record(g.load_before, g.load_after,
+                                                          window=g.windows.get(cond.key))
         data["condition"] = condition_record(g.job, cond, data)["condition"]
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
@@ -357,8 +374,10 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         if cond is None or cond.key in g.done:
             return
         if kind == Event.CONDITION_START:
+            g.cpu_start[cond.key] = g.cpu_now()
             cb.on_condition_start(cond)
         elif kind == Event.CONDITION_END:
+            g.close_window(cond.key)
             cb.on_condition_done(cond, finalize_safely(g, cond))
 
     def on_started(container_id: str) -> None:

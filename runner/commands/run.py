@@ -162,7 +162,7 @@ def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         "energy_per_audio_s_j": [(p.get("energy") or {}).get("energy_per_audio_s_j") for p in per],
         "folders": [str(out / "conditions" / r["condition"]["key"]) for r in records],
     }
-    busy = [p["host_load"] for p in per if (p.get("host_load") or {}).get("busy")]
+    busy = [p["host_load"] for p in per if host_busy(p)]
     if busy:  # one busy repeat makes the run's figures suspect: say it at the top
         first["host_load"] = busy[0]
     bad = [p for p in per if p.get("status") != "ok"]
