@@ -147,7 +147,8 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
         out.append(UtteranceResult(
             id=utt.id, status="ok" if ok else "error", error=None if ok else host_paths(t.get("error"), paths or {}),
             reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm or None, hypothesis_norm=hyp_norm,
-            duration_s=t.get("duration_s"), latency_s=t.get("latency_s", t.get("processing_s")) if ok else None,
+            duration_s=t.get("duration_s"),
+            latency_s=(t["latency_s"] if t.get("latency_s") is not None else t.get("processing_s")) if ok else None,
             wer=wer, processing_s=t.get("processing_s") if ok else None,
         ))
     return out
