@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import shutil
@@ -460,3 +461,50 @@ def test_check_image_does_not_pass_an_image_whose_records_break_the_contract(tmp
     bad = merge.read_raw(raw)
     assert not check_image._passes(_run(), bad)
     assert "utterance_end: processing_s is -1.0, below 0" in validate.sentence(bad.rejected)
+
+
+def test_a_sweep_records_a_group_that_raised_and_runs_the_next_on_every_run(spec, tmp_path, monkeypatch):
+    """Today the first group whose output crashed the merge ended the whole sweep, on every rerun. A group that
+    fails in any way is its conditions' error records (rebuilt into the tables), and the next group runs."""
+    from rich.console import Console
+
+    from runner.commands import sweep
+
+    out = tmp_path / "out"
+
+    def job(key: str) -> plan.GroupJob:
+        conds = tuple(plan.PlannedCondition(f"{key}{k}", key, Condition(dataset=str(spec.dataset.path),
+                                                                       noise_type="clean", snr_db=None, repeat=i),
+                                            {"type": "clean", "snr_db": None}, "clean", ("a", "b"),
+                                            result_dir=out / "conditions" / f"{key}{k}")
+                      for i, k in enumerate(("kA", "kB")))
+        return plan.GroupJob(key, spec, None, conds, out / "groups" / key)
+
+    bad, good = job("bad"), job("good")
+    out.mkdir()
+    replay = tmp_path / "replayed"  # the recorded container, its condition keys those of the good group
+    replay.mkdir()
+    for name in ("events.jsonl", "transcripts.jsonl", "status.json"):
+        text = (FIXTURE / name).read_text().replace('"kA"', '"goodkA"').replace('"kB"', '"goodkB"')
+        (replay / name).write_text(text)
+    live = [json.loads(x) for x in (replay / "events.jsonl").read_text().splitlines()]
+    real = execute.execute_group
+
+    def execute_group(j, pending, engine, **kw):
+        if j.key == "bad":
+            raise RuntimeError("a defect the merge did not survive")
+        return real(j, pending, _ReplayEngine(replay, live), **kw)
+
+    monkeypatch.setattr(sweep, "execute_group", execute_group)
+    monkeypatch.setattr(sweep, "_report", lambda out, console: None)
+    engine = SimpleNamespace(name="local", reap=lambda folders: [], version=lambda: None)
+    exp = SimpleNamespace(name="two", description=None, resolved={}, excluded=())
+    console = Console(file=open(os.devnull, "w"))
+    for attempt in range(2):
+        args = SimpleNamespace(force=False, retry_failed=attempt == 1)
+        assert sweep._main_locked(args, console, exp, out, engine, [bad, good]) == 1
+        rows = {json.loads(x)["condition"]["key"]: json.loads(x) for x in
+                (out / "conditions.jsonl").read_text().splitlines()}
+        assert [rows[k]["status"] for k in ("badkA", "badkB", "goodkA", "goodkB")] == ["error", "error", "ok", "ok"]
+        assert rows["badkA"]["error"] == ("the group could not run: RuntimeError('a defect the merge did not "
+                                          "survive')")
