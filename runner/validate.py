@@ -43,7 +43,7 @@ _COUNTS = ("n_params", "batch_size", "count", "n_ok", "n_failed", "n", "n_condit
 _TEXTS = ("condition", "id", "error", "peak_rss_scope", "device_used", "quant_method", "model", "status",
           "model_kind", "backend", "traceback", "reason")
 #: The fields an event must carry, beyond its name and clocks (the entrypoint always writes them).
-_REQUIRED = {Event.UTTERANCE_START: ("id", "duration_s"), Event.UTTERANCE_END: ("id", "duration_s", "processing_s"),
+_REQUIRED = {Event.UTTERANCE_START: ("id",), Event.UTTERANCE_END: ("id", "duration_s", "processing_s"),
              Event.UTTERANCE_ERROR: ("id",)}
 
 
