@@ -29,7 +29,7 @@ from typing import Any, Callable, ContextManager
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
-from . import merge
+from . import merge, validate
 from .errors import Interrupted, UserError
 from .host import load as hostload
 from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
@@ -155,6 +155,7 @@ class _Group:
     clock: Clock = SYSTEM_CLOCK
     load_before: hostload.LoadSnapshot | None = None  # the host just before the container started
     load_after: hostload.LoadSnapshot | None = None  # and just after it ended (None while it runs)
+    audio_s: dict[str, float | None] = field(default_factory=dict)  # the audio files' own lengths, by id
     cpu_start: dict[str, hostload.CpuSnapshot] = field(default_factory=dict)  # at each condition's start
     windows: dict[str, hostload.WindowLoad] = field(default_factory=dict)  # other work in each timed window
 
@@ -190,6 +191,41 @@ def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
         g.clock.sleep(interval / 4000.0)
 
 
+def audio_seconds(g: _Group, dataset) -> dict[str, float | None]:
+    """id -> seconds of each utterance's audio as its file's header says (WAV and FLAC, whose frame count is
+    exact), None where the host cannot tell; read once per group, without following a link or waiting on a
+    FIFO, and only the header. The container's durations are checked against these (runner/validate.py)."""
+    out = {}
+    for u in dataset.utterances:
+        if u.id not in g.audio_s:
+            g.audio_s[u.id] = None if u.problem is not None else header_seconds(u.audio)
+        out[u.id] = g.audio_s[u.id]
+    return out
+
+
+def header_seconds(path) -> float | None:
+    """Seconds of audio a WAV or FLAC file's header says it holds, or None (another format, or unreadable)."""
+    import os
+    import stat
+
+    import soundfile as sf
+
+    if str(path).lower().rsplit(".", 1)[-1] not in ("wav", "flac"):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(fd, "rb") as fh:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            info = sf.info(fh)
+        except (OSError, RuntimeError, ValueError, TypeError):
+            return None
+    return float(info.frames) / info.samplerate if info.samplerate and info.frames > 0 else None
+
+
 def limits_of(spec) -> LimitsSettings:
     return getattr(getattr(spec, "settings", None), "limits", None) or LimitsSettings()
 
@@ -204,15 +240,20 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     if raw.problem:
         error = raw.problem if error is None else f"{error}; {raw.problem}"
     events = condition_events(raw.events, cond.key)
-    transcripts = [t for t in raw.transcripts if t.get("condition") == cond.key]
     wanted = set(cond.ids)
     dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
+    transcripts, wrong = validate.audio_check([t for t in raw.transcripts if t.get("condition") == cond.key],
+                                              audio_seconds(g, dataset))
+    rejected = [*raw.rejected_for(cond.key), *wrong]  # records that broke the contract (runner/validate.py)
+    broke = validate.sentence(rejected)
+    if broke:
+        error = broke if error is None else f"{error}; {broke}"
     summary = new_summary(g.job, cond, dataset, g.host, g.started_at, g.engine)
     finished = any(e.get("event") == Event.INFERENCE_END for e in events)
     if error is None and not finished:
         error = "the condition did not finish"
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
-                                  g.paths, limits.hypothesis_bytes)
+                                  g.paths, limits.hypothesis_bytes, {r.id: r.text for r in rejected if r.id})
     merge.score(summary, utts)
     whole = len(g.pending) == 1
     merge.apply_container_facts(summary, merge.RawOutputs(events, transcripts,
@@ -233,6 +274,11 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
     finally:  # a full disk: the small summary may still fit, and says what happened
         data = summary.to_json()
+        wrong = validate.published_problems(data)  # never NaN, never a figure below 0, whatever came in
+        if wrong:
+            data["status"] = "interrupted" if data["status"] == "interrupted" else "error"
+            data["error"] = "; ".join(x for x in (data.get("error"), "the container's figures contradict each "
+                                                  "other: " + "; ".join(wrong)) if x)
         if g.load_before is not None:
             data["host_load"] = hostload.host_load_record(g.load_before, g.load_after,
                                                           window=g.windows.get(cond.key))
@@ -240,6 +286,20 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
     return data
+
+
+def failed_group(job: GroupJob, pending: list[PlannedCondition], error: str, *, host: dict[str, Any],
+                 engine: str) -> GroupResult:
+    """Every pending condition of a group that could not be run at all, recorded as an error with ``error``:
+    the caller (a sweep) goes on with its other groups, and a rerun tries this one again (--retry-failed)."""
+    records = []
+    for c in pending:
+        try:
+            data = failed_record(job, c, error, host, engine)
+        except OSError as exc:  # its folder cannot be written (a full disk): the record still names it
+            data = {"status": "error", "error": f"{error}; could not record it either: {exc!r}"}
+        records.append(condition_record(job, c, data))
+    return GroupResult(records, None, None, None)
 
 
 def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str, float]:
@@ -297,11 +357,14 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     g = _Group(job, list(pending), raw_dir, sampler, reason, host, engine.name, paths, clock=clock)
     by_key = {c.key: c for c in pending}
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_event(record: dict[str, Any]) -> None:
+        event = validate.live_event(record)  # one that broke the contract: the merge of events.jsonl says so
+        if event is None:
+            return
         cb.on_event(event)
         kind = event.get("event")
         cond = by_key.get(event.get("condition"))
-        if cond is None:
+        if cond is None or cond.key in g.done:
             return
         if kind == Event.CONDITION_START:
             g.cpu_start[cond.key] = g.cpu_now()
@@ -336,6 +399,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                     g.owner = accounting.ProcessOwner.of(run)
             except UserError as exc:
                 error = str(exc)
+            except Exception as exc:  # a defect or an engine's surprise: this group's conditions fail, with it
+                error = f"the runner could not run the container: {exc!r}"
             g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.
@@ -411,10 +476,16 @@ def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrup
     elif error is None and run is not None:
         error = merge.container_error(run, raw.status, g.job.spec.timeout_s, g.job.spec.mem_limit_text,
                                       raw.status_refused)
+    own = run is not None and interrupted is None and merge.failed_itself(run, raw.status)
     records = []
     for cond in g.pending:
         reported = cond.key in g.done
-        cond_error = None if reported else (error or "the container ended before this condition")
+        if not reported:
+            cond_error = error or "the container ended before this condition"
+        elif own:  # it finished, then the container said it failed: nothing it reported is taken as ok
+            cond_error = f"the container failed after this condition had finished: {error}"
+        else:
+            cond_error = None
         data = _finalize_safely(g, cond, cond_error, raw.status, interrupted is not None)
         if run is not None:  # the container's own overhead, now that it has ended
             data["overhead_s"] = overhead(run, raw.events, time.perf_counter() - t_merge)

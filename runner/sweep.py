@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Protocol
 
 from . import tables
-from .errors import Interrupted
-from .execute import SWEEP_LABEL, Callbacks, execute_group, stamp
+from .errors import Interrupted, UserError
+from .execute import SWEEP_LABEL, Callbacks, execute_group, failed_group, stamp
 from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
 from .host.info import device_facts, git_commit, host_facts
 from .host.lock import FolderLock
@@ -307,9 +307,15 @@ class LocalDispatcher:
 
     def wait(self) -> list[GroupDone]:
         job, pending = self._queue.popleft()
-        result = execute_group(job, pending, self.engine, host=self.host, owner_folder=self.out,
-                               labels={SWEEP_LABEL: self.sweep_id}, callbacks=self.callbacks_for(job),
-                               previous=self._baseline, clock=self.clock)
+        callbacks = self.callbacks_for(job)
+        try:
+            result = execute_group(job, pending, self.engine, host=self.host, owner_folder=self.out,
+                                   labels={SWEEP_LABEL: self.sweep_id}, callbacks=callbacks,
+                                   previous=self._baseline, clock=self.clock)
+        except Exception as exc:  # one group's failure is its conditions' error records; the others still run
+            why = f"the group could not run: {exc if isinstance(exc, UserError) else repr(exc)}"
+            result = failed_group(job, pending, why, host=self.host, engine=self.engine.name)
+            callbacks.on_notice(why)
         self._baseline = result.baseline or self._baseline
         return [GroupDone(job, tuple(result.records), result.interrupted)]
 

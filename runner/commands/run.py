@@ -108,8 +108,8 @@ class LiveProgress:
         elif kind in (Event.INFERENCE_START, Event.CONDITION_START):
             self.progress.update(self.task, description="transcribing")
         elif kind == Event.UTTERANCE_END:
-            self.proc_s += event.get("processing_s", 0.0)
-            self.audio_s += event.get("duration_s", 0.0)
+            self.proc_s += event.get("processing_s") or 0.0  # checked numbers (runner/validate.py)
+            self.audio_s += event.get("duration_s") or 0.0
             rtf = f"RTF {self.proc_s / self.audio_s:.3f}" if self.audio_s else ""
             self.progress.update(self.task, advance=1, rtf=rtf, power=live_power_text(self.sampler))
         elif kind == Event.UTTERANCE_ERROR:

@@ -122,7 +122,7 @@ def test_force_reruns_every_condition(study):
     assert sorted(_launched(engine)) == sorted(keys) and view.starts[0].n_pending == 4 and set(_stored(study)) == keys
 
 
-@pytest.mark.parametrize("how", ["merge", "container"])
+@pytest.mark.parametrize("how", ["merge", "container", "raises"])
 def test_one_groups_failure_never_stops_the_others_first_run_or_rerun(study, monkeypatch, how):
     """Issue 20 (item 4): a group whose merge raises on what its container wrote, or whose container cannot
     run at all, ends as its conditions failing with the reason; the other group runs and is ok; exit code 1.
@@ -140,13 +140,24 @@ def test_one_groups_failure_never_stops_the_others_first_run_or_rerun(study, mon
 
         monkeypatch.setattr(merge, "merge_utterances", merge_utterances)
         engine, reason = RecordedEngine(), "could not merge: ValueError('a hypothesis that is not text')"
+    elif how == "raises":  # a defect that escapes execute_group itself
+        real_group = sweep.execute_group
+
+        def execute_group(job, pending, engine, **kw):
+            if job.key == bad.key:
+                raise RuntimeError("a defect the merge did not survive")
+            return real_group(job, pending, engine, **kw)
+
+        monkeypatch.setattr(sweep, "execute_group", execute_group)
+        engine, reason = RecordedEngine(), "the group could not run: RuntimeError('a defect the merge did not survive')"
     else:
         engine = RecordedEngine(on_launch=lambda g: RuntimeError("the engine lost the container") if g == bad.key
                                 else None)
-        reason = "the group failed: RuntimeError: the engine lost the container"
+        reason = "the runner could not run the container: RuntimeError('the engine lost the container')"
     outcome = _sweep(study, engine)
     by_key = {r["condition"]["key"]: r for r in outcome.records}
-    assert len(by_key) == 4 and outcome.exit_code == 1 and len(engine.launches) == 2  # the other group ran
+    assert len(by_key) == 4 and outcome.exit_code == 1  # the other group ran
+    assert len(engine.launches) == (1 if how == "raises" else 2)
     for key, rec in by_key.items():
         if key in bad_keys:
             assert rec["status"] == "error" and rec["error"] == reason and rec["summary"]["wer"] is None

@@ -293,3 +293,14 @@ def test_figure_labels_are_never_mathtext(tmp_path, capsys):
     b = run_folder(tmp_path, "b", model="$\\alpha$", wer=0.2)
     assert report_cmd.main(command_args(report_cmd, str(a), str(b), "--out", str(tmp_path / "r"))) == 0
     assert "figure: " in capsys.readouterr().out
+
+
+def test_figure_notes_show_an_image_error_visibly(tmp_path, capsys, recwarn):
+    """Found by issue 20 item 4's e2e: a failed run's error goes into the figures' notes; its ESC and BEL had no
+    glyph, and matplotlib's warning about that printed them raw on the terminal."""
+    a = run_folder(tmp_path, "a")
+    b = run_folder(tmp_path, "b", status="error", error=f"boom {TITLE}")
+    assert report_cmd.main(command_args(report_cmd, str(a), str(b), "--out", str(tmp_path / "r"))) == 0
+    captured = capsys.readouterr()
+    assert raw_controls(captured.out + captured.err) == []
+    assert not [w for w in recwarn.list if "missing from font" in str(w.message)]
