@@ -39,10 +39,10 @@ from .launch.job import audio_plan, host_path_map, make_env, make_job, make_moun
 from .launch.owner import Owner
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
-from .results import Summary, UtteranceResult, write_json_atomic, write_jsonl_atomic
+from .results import ConditionRecord, Summary, UtteranceResult, write_json_atomic, write_jsonl_atomic
 from .safe_io import fresh_folder
 from .settings import LimitsSettings
-from .tables import condition_record
+from .tables import condition_block, condition_record
 from .telemetry.energy import accounting
 from .telemetry.energy.idle import idle_baseline
 from .telemetry.samplers.base import Sampler
@@ -79,7 +79,7 @@ class GroupResult:
     to it), the container's run, the operating point's record (frozen; None when none was set or readable),
     and the interruption that ended it, if one did (its ``power`` is the same record)."""
 
-    records: list[dict[str, Any]]
+    records: list[ConditionRecord]
     baseline: accounting.Baseline | None
     run: ContainerRun | None
     interrupted: Interrupted | None = None
@@ -282,7 +282,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         if g.load_before is not None:
             data["host_load"] = hostload.host_load_record(g.load_before, g.load_after,
                                                           window=g.windows.get(cond.key))
-        data["condition"] = condition_record(g.job, cond, data)["condition"]
+        data["condition"] = condition_block(g.job, cond, data)
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
     return data
@@ -452,7 +452,7 @@ def failed_record(job: GroupJob, cond: PlannedCondition, reason: str, host: dict
             "n_failed": len(cond.ids)}
     if power is not None:
         data["power"] = power.to_json()
-    data["condition"] = condition_record(job, cond, data)["condition"]
+    data["condition"] = condition_block(job, cond, data)
     utts = [UtteranceResult(id=u, status="error", error=reason, reference=None, hypothesis=None, reference_norm=None,
                             hypothesis_norm=None, duration_s=None, latency_s=None, wer=None) for u in cond.ids]
     folder = cond.result_dir
@@ -463,7 +463,7 @@ def failed_record(job: GroupJob, cond: PlannedCondition, reason: str, host: dict
 
 
 def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrupted: Interrupted | None,
-                cb: Callbacks) -> list[dict]:
+                cb: Callbacks) -> list[ConditionRecord]:
     """Every pending condition merged with the container's final record; the unfinished ones with the reason."""
     t_merge = time.perf_counter()
     try:

@@ -7,10 +7,18 @@ record's ``unavailable`` map; never 0, "" or NaN in its place.
 from __future__ import annotations
 
 import json
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import UserError
+from .host.load import busy_from_record
+
+#: The file a sweep's condition records are kept in, one ConditionRecord.to_json() per line.
+CONDITIONS_FILE = "conditions.jsonl"
 
 #: 2: peak_vram_mb/peak_vram_source became peak_vram_torch_mb and peak_vram_nvml_mb (issue 9); energy
 #: blocks gained scope, clock, arrival, psys and companions.
@@ -113,6 +121,190 @@ class Summary:
         # is written only where an operating point was set, so summaries without one stay as they were.
         return {("del" if k == "deletions" else k): v for k, v in asdict(self).items()
                 if not (k == "power" and v is None)}
+
+
+# -- condition records: conditions.jsonl, written by runner/tables.py, read by runner/report -------------------------
+
+#: Axis paths that are already fields of GroupKey (or the repeat, which is what is averaged over): every other
+#: path in a record's ``condition.axes`` becomes part of the key.
+KEY_AXES = frozenset({"backend", "model", "quant", "device", "dataset", "image", "repeat"})
+MISSING_AXIS = "–"  # shown for an axis a record does not carry (a record from before the axis was swept)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float axis value (a bool is a switch, not a number)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """What a condition varies, less the repeat: the repeats of one key are averaged."""
+
+    backend: str
+    model: str
+    quant: str
+    device: str
+    dataset: str
+    noise_type: str
+    snr_db: float | None
+    image: str = ""  # the image ref the condition ran in (two builds of one backend are two rows)
+    versions: str = ""  # its org.edgeasr.versions label (else the versions the container reported)
+    model_ref: str = ""  # the model's full reference (folder path or hub name); "" in records before schema 3
+    data_path: str = ""  # the dataset's full path; "" in records before schema 3
+    #: (dotted path, value) of every other grid axis at this point, sorted by path (e.g. decode.beam_size).
+    axes: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def model_id(self) -> tuple[str, str]:
+        """The model's identity: its reference where the record has one, the short name in any case."""
+        return (self.model, self.model_ref)
+
+    @property
+    def dataset_id(self) -> tuple[str, str]:
+        """The dataset's identity: its path where the record has one, the folder's name in any case."""
+        return (self.dataset, self.data_path)
+
+    def axis(self, path: str) -> Any:
+        """This point's value on the axis ``path``; MISSING_AXIS when the record does not carry it."""
+        return next((v for p, v in self.axes if p == path), MISSING_AXIS)
+
+    @property
+    def noise_label(self) -> str:
+        """"clean", "white 10 dB", or the noise type alone when it has no SNR."""
+        if self.noise_type == "clean":
+            return "clean"
+        if self.snr_db is None:
+            return self.noise_type
+        return f"{self.noise_type} {self.snr_db:g} dB"
+
+
+@dataclass(frozen=True)
+class ConditionRecord:
+    """One line of conditions.jsonl: one (condition, repeat) and its run summary."""
+
+    key: GroupKey
+    repeat: int
+    status: str  # ok | partial | error
+    error: str | None
+    summary: Mapping[str, Any]
+    folder: Path | None = None  # where its utterances.jsonl is (None: not known, e.g. a record built in a test)
+    source: str = ""  # the results folder it was read from, when a report or comparison reads several
+
+    @property
+    def busy_reason(self) -> str | None:
+        """Why the host was busy during this record's timed window (summary["host_load"]), or None."""
+        return busy_from_record(self.summary.get("host_load"))
+
+
+@dataclass(frozen=True)
+class ConditionRecord:
+    """One line of conditions.jsonl: one (condition, repeat) and its run summary.
+
+    The one type at the seam between the runner and the report: runner/tables.py writes it (``to_json``, the
+    same keys as every stored file, so resume and old results read as before) and runner/report reads it back
+    (``from_json``), grouped by ``key``. ``condition`` is the stored condition block as written (identity in
+    full, every axis, settings key, inputs), kept whole so that writing a read record changes nothing.
+    """
+
+    key: GroupKey
+    repeat: int
+    status: str  # ok | partial | error (interrupted and node_lost are recorded, never collected)
+    error: str | None
+    summary: Mapping[str, Any]
+    folder: Path | None = None  # where its utterances.jsonl is (None: not known, e.g. a record built in a test)
+    source: str = ""  # the results folder it was read from, when a report or comparison reads several
+    condition: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    schema_version: int | None = None  # None: a line written before lines carried it (schema < 3)
+
+    @property
+    def busy_reason(self) -> str | None:
+        """Why the host was busy during this record's timed window (summary["host_load"]), or None."""
+        return busy_from_record(self.summary.get("host_load"))
+
+    @classmethod
+    def of(cls, condition: Mapping[str, Any], summary: Mapping[str, Any],
+           schema_version: int | None = SCHEMA_VERSION) -> ConditionRecord:
+        """The record the runner writes for a condition block and its summary; nothing is checked (a failed
+        condition's summary may lack the model it never resolved), the report checks when it reads."""
+        return cls(key=_group_key(condition, summary), repeat=_repeat(condition), status=summary.get("status"),
+                   error=summary.get("error"), summary=summary, condition=condition, schema_version=schema_version)
+
+    def to_json(self) -> dict[str, Any]:
+        """The conditions.jsonl object: schema_version (when known), condition, status, error, summary."""
+        out: dict[str, Any] = {} if self.schema_version is None else {"schema_version": self.schema_version}
+        out.update(condition=self.condition, status=self.status, error=self.error, summary=self.summary)
+        return out
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, line: int = 0) -> ConditionRecord:
+        """One conditions.jsonl object as a ConditionRecord; UserError when it has no usable condition."""
+        cond = row.get("condition") if isinstance(row, Mapping) else None
+        if not isinstance(cond, Mapping) or not all(cond.get(k) for k in ("backend", "model", "quant")):
+            raise UserError(f"record {line} of {path} has no condition with backend, model and quant.")
+        summary = row.get("summary")
+        summary = summary if isinstance(summary, Mapping) else {}
+        version = row.get("schema_version")
+        return cls(key=_group_key(cond, summary), repeat=_repeat(cond), status=str(row.get("status") or "error"),
+                   error=row.get("error"), summary=summary, condition=cond,
+                   schema_version=version if isinstance(version, int) and not isinstance(version, bool) else None)
+
+
+def _repeat(cond: Mapping[str, Any]) -> int:
+    try:
+        return int(cond.get("repeat") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _group_key(cond: Mapping[str, Any], summary: Any) -> GroupKey:
+    """The key a condition block is averaged under (its repeats share it)."""
+    noise = str(cond.get("noise_type") or "clean")
+    snr = cond.get("snr_db")
+    axes = cond.get("axes") if isinstance(cond.get("axes"), Mapping) else {}
+    return GroupKey(
+        backend=str(cond.get("backend")), model=str(cond.get("model")), quant=str(cond.get("quant")),
+        device=str(cond.get("device") or "unknown"), dataset=str(cond.get("dataset") or "unknown"),
+        noise_type=noise, snr_db=None if noise == "clean" or snr is None else float(snr),
+        image=str(cond.get("image") or _image_ref(summary)), versions=record_versions(summary),
+        model_ref=str(cond.get("model_ref") or ""), data_path=str(cond.get("data_path") or ""),
+        axes=tuple(sorted((str(p), _frozen(v)) for p, v in axes.items() if str(p) not in KEY_AXES)),
+    )
+
+
+def parse_record(row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, line: int = 0) -> ConditionRecord:
+    """One conditions.jsonl object as a ConditionRecord (ConditionRecord.from_json)."""
+    return ConditionRecord.from_json(row, path, line)
+
+
+def _image_ref(summary: Any) -> str:
+    image = summary.get("image") if isinstance(summary, Mapping) else None
+    return str(image.get("ref") or "") if isinstance(image, Mapping) else ""
+
+
+def record_versions(summary: Any) -> str:
+    """`name=version,...` of the libraries a run had: its image's org.edgeasr.versions label, else the
+    versions the container reported (an image built without the label); "" when neither is there."""
+    if not isinstance(summary, Mapping):
+        return ""
+    image = summary.get("image")
+    labels = image.get("labels") if isinstance(image, Mapping) else None
+    label = labels.get("org.edgeasr.versions") if isinstance(labels, Mapping) else None
+    if isinstance(label, str) and label.strip():
+        return label.strip()
+    versions = summary.get("versions")
+    if isinstance(versions, Mapping):
+        return ",".join(f"{k}={v}" for k, v in versions.items() if isinstance(v, str))
+    return ""
+
+
+def _frozen(value: Any) -> Any:
+    """A JSON axis value made hashable: lists become tuples, mappings their sorted JSON text."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True)
+    return value
+
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -23,7 +23,7 @@ from .host.load import busy_from_record
 from .host.lock import FolderLock
 from .launch.engines import Engine, make_engine
 from .plan import plan_run
-from .results import write_json_atomic
+from .results import ConditionRecord, write_json_atomic
 from .spec import RunSpec, with_hub_models
 from .tables import write_tables
 
@@ -81,20 +81,20 @@ def execute_run(spec: RunSpec, repeats: int = 1, limit: int | None = None,
     return data
 
 
-def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+def run_summary(out: Path, records: list[ConditionRecord]) -> dict[str, Any]:
     """The run folder's summary: the one condition's, or over several repeats the first one's figures with
     every repeat's beside them (``repeats``) and the tables (conditions.jsonl, results.csv)."""
     if len(records) == 1:
-        return records[0]["summary"]
+        return dict(records[0].summary)
     write_tables(out, records)
-    first = dict(records[0]["summary"])
-    per = [r["summary"] for r in records]
+    first = dict(records[0].summary)
+    per = [r.summary for r in records]
     first["repeats"] = {
         "n": len(per),
         "status": [p.get("status") for p in per],
         **{name: [p.get(name) for p in per] for name in ("wer", "rtf", "load_s", "inference_s", "peak_rss_mb")},
         "energy_per_audio_s_j": [(p.get("energy") or {}).get("energy_per_audio_s_j") for p in per],
-        "folders": [str(out / "conditions" / r["condition"]["key"]) for r in records],
+        "folders": [str(out / "conditions" / r.condition["key"]) for r in records],
     }
     busy = [p["host_load"] for p in per if busy_from_record(p.get("host_load"))]
     if busy:  # one busy repeat makes the run's figures suspect: say it at the top

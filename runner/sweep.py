@@ -41,7 +41,7 @@ from .host.info import device_facts, git_commit, host_facts
 from .host.lock import FolderLock
 from .launch.engines import Engine, make_engine
 from .plan import GroupJob, PlannedCondition, check_host, plan_sweep, stable_hash
-from .results import write_json_atomic
+from .results import ConditionRecord, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ class GroupDone:
     ``interrupted``: Ctrl-C or SIGTERM ended it; ``lost``: its conditions lost with their node (a fleet)."""
 
     job: GroupJob
-    records: tuple[dict[str, Any], ...] = ()
+    records: tuple[ConditionRecord, ...] = ()
     interrupted: Interrupted | None = None
     lost: int = 0
     ran: bool = True
@@ -85,13 +85,13 @@ class SweepOutcome:
     """How a sweep ended: every condition's record (plan order), those lost with their node, the time taken."""
 
     out: Path
-    records: tuple[dict[str, Any], ...]
+    records: tuple[ConditionRecord, ...]
     lost: int
     elapsed_s: float
 
     @property
-    def failed(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["status"] != "ok"]
+    def failed(self) -> list[ConditionRecord]:
+        return [r for r in self.records if r.status != "ok"]
 
     @property
     def exit_code(self) -> int:
@@ -227,7 +227,7 @@ class _Sweep:
             self.view.added([(job, pending) for job, pending in todo if pending])
             self.queue.extend(todo)
 
-    def _hint(self, records: list[dict], in_progress: bool) -> str:
+    def _hint(self, records: list[ConditionRecord], in_progress: bool) -> str:
         n_total = sum(len(job.conditions) for job in self.planned)
         return (f"{len(records)} of {n_total} condition(s) are recorded in {self.out}; "
                 + ("the one in progress is recorded as interrupted; " if in_progress else "")

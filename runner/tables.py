@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .plan import GroupJob, PlannedCondition
-from .results import SCHEMA_VERSION, read_jsonl_checked, write_jsonl_atomic
+from .results import CONDITIONS_FILE, ConditionRecord, read_jsonl_checked, write_jsonl_atomic
 from .untrusted import csv_cell
 
 #: Statuses of a finished condition; "interrupted" is recorded too, but is not finished (it runs again).
@@ -100,23 +100,22 @@ def changed_inputs(out: Path, planned: list[GroupJob]) -> dict[str, int]:
     return reasons
 
 
-def condition_record(job: GroupJob, cond: PlannedCondition, summary: dict) -> dict:
-    """One line of conditions.jsonl: identity in full (model reference, dataset path), every axis value,
-    the status, and the condition's summary."""
+def condition_block(job: GroupJob, cond: PlannedCondition, summary: dict) -> dict[str, Any]:
+    """A condition's stored block (in its summary.json and its conditions.jsonl line): identity in full (model
+    reference, dataset path), every axis value, the settings key and inputs, the image and the target."""
     c, spec = cond.condition, job.spec
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "condition": {"key": cond.key, "group_key": cond.group_key, "backend": spec.backend.name,
-                      "model": summary.get("model"), "model_ref": summary.get("model_ref"), "quant": spec.quant,
-                      "device": spec.device, "dataset": summary.get("dataset"), "data_path": summary.get("data_path"),
-                      "noise_type": c.noise_type, "snr_db": c.snr_db, "repeat": c.repeat,
-                      "decode": {**spec.decode.to_json(), **cond.decode}, "axes": dict(cond.axes),
-                      "settings_key": cond.settings_key, "inputs": cond.inputs, "image": spec.image,
-                      "target": spec.settings.target},
-        "status": summary.get("status"),
-        "error": summary.get("error"),
-        "summary": summary,
-    }
+    return {"key": cond.key, "group_key": cond.group_key, "backend": spec.backend.name,
+            "model": summary.get("model"), "model_ref": summary.get("model_ref"), "quant": spec.quant,
+            "device": spec.device, "dataset": summary.get("dataset"), "data_path": summary.get("data_path"),
+            "noise_type": c.noise_type, "snr_db": c.snr_db, "repeat": c.repeat,
+            "decode": {**spec.decode.to_json(), **cond.decode}, "axes": dict(cond.axes),
+            "settings_key": cond.settings_key, "inputs": cond.inputs, "image": spec.image,
+            "target": spec.settings.target}
+
+
+def condition_record(job: GroupJob, cond: PlannedCondition, summary: dict) -> ConditionRecord:
+    """One line of conditions.jsonl: the condition's block, the status, and the condition's summary."""
+    return ConditionRecord.of(condition_block(job, cond, summary), summary)
 
 
 _SKIP = {"per_window", "per_rail", "labels", "unavailable", "host", "decode", "telemetry", "baseline_window_ns",
@@ -134,18 +133,18 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any], skip: set[str] = _SKI
         out[prefix] = value
 
 
-def write_tables(out: Path, records: list[dict]) -> None:
+def write_tables(out: Path, records: list[ConditionRecord]) -> None:
     """conditions.jsonl and results.csv (one row per condition; the axes as ``axes.<path>`` columns)."""
-    write_jsonl_atomic(out / "conditions.jsonl", records)
+    write_jsonl_atomic(out / CONDITIONS_FILE, [r.to_json() for r in records])
     rows = []
     for r in records:
         row: dict[str, Any] = {}
-        cond = dict(r["condition"])
+        cond = dict(r.condition)
         _flatten("", {k: v for k, v in cond.items() if k != "axes"}, row, _SKIP - {"decode"})
         for path, value in (cond.get("axes") or {}).items():
             row[f"axes.{path}"] = value
-        row["status"], row["error"] = r["status"], r["error"]
-        _flatten("", {k: v for k, v in r["summary"].items() if k not in ("status", "error", "model", "dataset",
+        row["status"], row["error"] = r.status, r.error
+        _flatten("", {k: v for k, v in r.summary.items() if k not in ("status", "error", "model", "dataset",
                                                                           "backend", "quant", "device",
                                                                           "condition", "model_ref", "data_path")},
                  row)
@@ -162,7 +161,7 @@ def write_tables(out: Path, records: list[dict]) -> None:
     tmp.replace(out / "results.csv")
 
 
-def collect(planned: Iterable[GroupJob]) -> list[dict]:
+def collect(planned: Iterable[GroupJob]) -> list[ConditionRecord]:
     """The records of every planned condition that has a finished result, in plan order."""
     records = []
     for job in planned:
@@ -173,7 +172,7 @@ def collect(planned: Iterable[GroupJob]) -> list[dict]:
     return records
 
 
-def rebuild_tables(out: Path, planned: list[GroupJob]) -> list[dict]:
+def rebuild_tables(out: Path, planned: list[GroupJob]) -> list[ConditionRecord]:
     """conditions.jsonl and results.csv from the per-condition folders: one row per condition, never two."""
     records = collect(planned)
     write_tables(out, records)

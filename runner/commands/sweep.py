@@ -79,10 +79,10 @@ def print_outcome(outcome: SweepOutcome, console: Console, target: bool = False)
                        f"{len(failed)} not ok{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, "
                        f"report in {out / 'report'}"))
     for r in failed:
-        c = r["condition"]
+        c = r.condition
         where = f"{c.get('target')} " if target else ""
-        console.print(line("  ", (r["status"], "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
-                           f"{c['snr_db']} repeat {c['repeat']}: {r['error']}"))
+        console.print(line("  ", (r.status, "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
+                           f"{c['snr_db']} repeat {c['repeat']}: {r.error}"))
 
 
 def draw_report(out: Path, console: Console) -> None:

@@ -19,77 +19,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from ..host.load import busy_from_record
-from ..results import read_jsonl_checked
-
-CONDITIONS_FILE = "conditions.jsonl"
+from ..results import (CONDITIONS_FILE, KEY_AXES, MISSING_AXIS, ConditionRecord, GroupKey,  # noqa: F401
+                       _frozen, is_number, parse_record, read_jsonl_checked, record_versions)
+# (the record types live in runner/results.py, where runner/tables.py writes them; re-exported for the report)
 MANIFEST_FILE = "manifest.json"
-
-#: Axis paths that are already fields of GroupKey (or the repeat, which is what is averaged over): every other
-#: path in a record's ``condition.axes`` becomes part of the key.
-KEY_AXES = frozenset({"backend", "model", "quant", "device", "dataset", "image", "repeat"})
-MISSING_AXIS = "–"  # shown for an axis a record does not carry (a record from before the axis was swept)
-
-
-@dataclass(frozen=True)
-class GroupKey:
-    """What a condition varies, less the repeat: the repeats of one key are averaged."""
-
-    backend: str
-    model: str
-    quant: str
-    device: str
-    dataset: str
-    noise_type: str
-    snr_db: float | None
-    image: str = ""  # the image ref the condition ran in (two builds of one backend are two rows)
-    versions: str = ""  # its org.edgeasr.versions label (else the versions the container reported)
-    model_ref: str = ""  # the model's full reference (folder path or hub name); "" in records before schema 3
-    data_path: str = ""  # the dataset's full path; "" in records before schema 3
-    #: (dotted path, value) of every other grid axis at this point, sorted by path (e.g. decode.beam_size).
-    axes: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def model_id(self) -> tuple[str, str]:
-        """The model's identity: its reference where the record has one, the short name in any case."""
-        return (self.model, self.model_ref)
-
-    @property
-    def dataset_id(self) -> tuple[str, str]:
-        """The dataset's identity: its path where the record has one, the folder's name in any case."""
-        return (self.dataset, self.data_path)
-
-    def axis(self, path: str) -> Any:
-        """This point's value on the axis ``path``; MISSING_AXIS when the record does not carry it."""
-        return next((v for p, v in self.axes if p == path), MISSING_AXIS)
-
-    @property
-    def noise_label(self) -> str:
-        """"clean", "white 10 dB", or the noise type alone when it has no SNR."""
-        if self.noise_type == "clean":
-            return "clean"
-        if self.snr_db is None:
-            return self.noise_type
-        return f"{self.noise_type} {self.snr_db:g} dB"
-
-
-@dataclass(frozen=True)
-class ConditionRecord:
-    """One line of conditions.jsonl: one (condition, repeat) and its run summary."""
-
-    key: GroupKey
-    repeat: int
-    status: str  # ok | partial | error
-    error: str | None
-    summary: Mapping[str, Any]
-    folder: Path | None = None  # where its utterances.jsonl is (None: not known, e.g. a record built in a test)
-    source: str = ""  # the results folder it was read from, when a report or comparison reads several
-
-    @property
-    def busy_reason(self) -> str | None:
-        """Why the host was busy during this record's timed window (summary["host_load"]), or None."""
-        return busy_from_record(self.summary.get("host_load"))
-
 
 @dataclass(frozen=True)
 class Sweep:
@@ -100,11 +33,6 @@ class Sweep:
     records: tuple[ConditionRecord, ...]
     manifest: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()  # 'FILE:LINE: why' for each record left out (corrupt, not a condition)
-
-
-def is_number(value: Any) -> bool:
-    """An int or float axis value (a bool is a switch, not a number)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def axes_that_vary(keys: Sequence[GroupKey]) -> list[str]:
@@ -136,15 +64,6 @@ def format_axis_value(value: Any) -> str:
 
 def _thawed(value: Any) -> Any:
     return [_thawed(v) for v in value] if isinstance(value, tuple) else value
-
-
-def _frozen(value: Any) -> Any:
-    """A JSON axis value made hashable: lists become tuples, mappings their sorted JSON text."""
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    if isinstance(value, Mapping):
-        return json.dumps(value, sort_keys=True)
-    return value
 
 
 def display_names(ids: Iterable[tuple[str, str]]) -> Callable[[tuple[str, str]], str]:
@@ -289,48 +208,6 @@ def source_labels(folders: Sequence[Path]) -> list[str]:
         seen[label] = seen.get(label, 0) + 1
         out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
     return out
-
-
-def parse_record(row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, line: int = 0) -> ConditionRecord:
-    """One conditions.jsonl object as a ConditionRecord; UserError when it has no usable condition."""
-    cond = row.get("condition") if isinstance(row, Mapping) else None
-    if not isinstance(cond, Mapping) or not all(cond.get(k) for k in ("backend", "model", "quant")):
-        raise UserError(f"record {line} of {path} has no condition with backend, model and quant.")
-    noise = str(cond.get("noise_type") or "clean")
-    snr = cond.get("snr_db")
-    axes = cond.get("axes") if isinstance(cond.get("axes"), Mapping) else {}
-    key = GroupKey(
-        backend=str(cond["backend"]), model=str(cond["model"]), quant=str(cond["quant"]),
-        device=str(cond.get("device") or "unknown"), dataset=str(cond.get("dataset") or "unknown"),
-        noise_type=noise, snr_db=None if noise == "clean" or snr is None else float(snr),
-        image=str(cond.get("image") or _image_ref(row.get("summary"))), versions=record_versions(row.get("summary")),
-        model_ref=str(cond.get("model_ref") or ""), data_path=str(cond.get("data_path") or ""),
-        axes=tuple(sorted((str(p), _frozen(v)) for p, v in axes.items() if str(p) not in KEY_AXES)),
-    )
-    summary = row.get("summary")
-    return ConditionRecord(key=key, repeat=int(cond.get("repeat") or 0), status=str(row.get("status") or "error"),
-                           error=row.get("error"), summary=summary if isinstance(summary, Mapping) else {})
-
-
-def _image_ref(summary: Any) -> str:
-    image = summary.get("image") if isinstance(summary, Mapping) else None
-    return str(image.get("ref") or "") if isinstance(image, Mapping) else ""
-
-
-def record_versions(summary: Any) -> str:
-    """`name=version,...` of the libraries a run had: its image's org.edgeasr.versions label, else the
-    versions the container reported (an image built without the label); "" when neither is there."""
-    if not isinstance(summary, Mapping):
-        return ""
-    image = summary.get("image")
-    labels = image.get("labels") if isinstance(image, Mapping) else None
-    label = labels.get("org.edgeasr.versions") if isinstance(labels, Mapping) else None
-    if isinstance(label, str) and label.strip():
-        return label.strip()
-    versions = summary.get("versions")
-    if isinstance(versions, Mapping):
-        return ",".join(f"{k}={v}" for k, v in versions.items() if isinstance(v, str))
-    return ""
 
 
 def versions_that_vary(keys: Sequence[GroupKey]) -> dict[GroupKey, str]:

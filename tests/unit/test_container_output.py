@@ -233,7 +233,7 @@ def test_a_broken_status_record_fails_every_condition_and_publishes_none_of_it(s
                           exited_ns=0, create_to_start_s=0.1, wall_s=1.0)
     records = execute._final_pass(g, run, None, None, execute.Callbacks())
     for r in records:
-        assert r["status"] == "error" and words in r["error"], r["error"]
+        assert r.status == "error" and words in r.error, r.error
     for k in ("kA", "kB"):
         assert_published_sane(tmp_path / "conditions" / k)
 
@@ -264,10 +264,10 @@ def test_a_container_that_reports_an_error_after_complete_events_is_never_ok(spe
         assert execute.finalize(g, c)["status"] == "ok"
     records = execute._final_pass(g, _run(1), None, None, execute.Callbacks())
     for r in records:
-        assert r["status"] == "error"
-        assert r["error"] == ("the container failed after this condition had finished: RuntimeError: the backend "
+        assert r.status == "error"
+        assert r.error == ("the container failed after this condition had finished: RuntimeError: the backend "
                               "lost its mind")
-        stored = json.loads((tmp_path / "conditions" / r["condition"]["key"] / "summary.json").read_text())
+        stored = json.loads((tmp_path / "conditions" / r.condition["key"] / "summary.json").read_text())
         assert stored["status"] == "error" and "lost its mind" in stored["error"]
 
 
@@ -276,8 +276,8 @@ def test_a_container_that_exits_non_zero_with_an_ok_status_is_never_ok(spec, tmp
     for c in job.conditions:
         execute.finalize(g, c)
     records = execute._final_pass(g, _run(3), None, None, execute.Callbacks())
-    assert {r["status"] for r in records} == {"error"}
-    assert records[0]["error"] == "the container failed after this condition had finished: the container exited " \
+    assert {r.status for r in records} == {"error"}
+    assert records[0].error == "the container failed after this condition had finished: the container exited " \
                                   "with code 3"
 
 
@@ -287,7 +287,7 @@ def test_a_container_the_host_stopped_keeps_the_conditions_it_finished(spec, tmp
     job, g = _group(spec, tmp_path, status={"status": "error", "error": "killed"})
     execute.finalize(g, job.conditions[0])
     records = execute._final_pass(g, _run(137, oom_killed=True), None, None, execute.Callbacks())
-    assert [r["status"] for r in records] == ["ok", "error"]
+    assert [r.status for r in records] == ["ok", "error"]
 
 
 def test_live_events_that_break_the_contract_reach_no_view():
@@ -347,7 +347,7 @@ def test_broken_live_events_neither_crash_the_run_nor_its_views(spec, tmp_path):
         job = _job(spec, tmp_path)
         result = execute.execute_group(job, list(job.conditions), _ReplayEngine(FIXTURE, live), host={},
                                        owner_folder=tmp_path, callbacks=execute.Callbacks(on_event=view))
-    assert [r["status"] for r in result.records] == ["ok", "ok"]
+    assert [r.status for r in result.records] == ["ok", "ok"]
     assert view.proc_s == pytest.approx(1.0)
 
 
@@ -357,8 +357,8 @@ def test_a_group_whose_engine_or_merge_fails_unexpectedly_records_every_conditio
     job = _job(spec, tmp_path / "engine")
     result = execute.execute_group(job, list(job.conditions), _ReplayEngine(FIXTURE, fail=RuntimeError("boom")),
                                    host={}, owner_folder=tmp_path)
-    assert [r["status"] for r in result.records] == ["error", "error"]
-    assert "the runner could not run the container: RuntimeError('boom')" in result.records[0]["error"]
+    assert [r.status for r in result.records] == ["error", "error"]
+    assert "the runner could not run the container: RuntimeError('boom')" in result.records[0].error
 
     def broken(*_args, **_kwargs):
         raise ValueError("a defect of ours")
@@ -367,8 +367,8 @@ def test_a_group_whose_engine_or_merge_fails_unexpectedly_records_every_conditio
     job = _job(spec, tmp_path / "merge")
     result = execute.execute_group(job, list(job.conditions), _ReplayEngine(FIXTURE, _rows("events.jsonl")),
                                    host={}, owner_folder=tmp_path)
-    assert [r["status"] for r in result.records] == ["error", "error"]
-    assert "could not merge: ValueError('a defect of ours')" in result.records[0]["error"]
+    assert [r.status for r in result.records] == ["error", "error"]
+    assert "could not merge: ValueError('a defect of ours')" in result.records[0].error
     stored = json.loads((tmp_path / "merge" / "conditions" / "kA" / "summary.json").read_text())
     assert stored["status"] == "error" and stored["condition"]["key"] == "kA"
 

@@ -186,7 +186,7 @@ def test_each_condition_of_a_container_is_judged_on_its_own_timed_window(tmp_pat
     fake_snapshot.__wrapped__ = hostload.cpu_snapshot
     monkeypatch.setattr(hostload, "cpu_snapshot", fake_snapshot)
     result = execute.execute_group(job, list(job.conditions), _ReplayEngine(), host={}, owner_folder=tmp_path)
-    a, b = (r["summary"]["host_load"] for r in result.records)
+    a, b = (r.summary["host_load"] for r in result.records)
     assert seen_run == [RUN] * 4
     assert a["busy"] and "container db 1.0 CPU-s" in a["busy_reason"] and a["window"]["window_s"] == 0.4
     assert not b["busy"] and b["window"]["other_cpu_s"] == 0.01

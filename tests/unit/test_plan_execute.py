@@ -149,7 +149,7 @@ def test_every_condition_records_the_host_load_before_and_after_its_container(tm
     job = plan.plan_run(spec, None)
     monkeypatch.setattr(hostload, "read_loadavg", lambda path="/proc/loadavg": (0.1, 0.2, 0.3))
     result = execute.execute_group(job, list(job.conditions), _FailingEngine(), host={}, owner_folder=spec.out)
-    load = result.records[0]["summary"]["host_load"]
+    load = result.records[0].summary["host_load"]
     assert load["before"]["loadavg_1m"] == 0.1 and load["after"]["other_container_names"] == ["neighbour"]
     assert load["busy"] and "1 other container running (neighbour)" in load["busy_reason"]
     on_disk = json.loads((spec.out / "summary.json").read_text())

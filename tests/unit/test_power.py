@@ -362,7 +362,7 @@ def test_execute_group_wraps_the_baseline_and_run_and_records_power_in_every_sum
         p = json.loads((tmp_path / "conditions" / k / "summary.json").read_text())["power"]
         assert p["requested"] == {"mode": 3} and p["applied"]["mode_id"] == 3 and p["restored"]["mode_id"] == 0
         assert p["observed"]["n"] >= 1
-    assert all(r["status"] == "ok" for r in result.records)
+    assert all(r.status == "ok" for r in result.records)
 
 
 def test_a_refused_operating_point_fails_the_group_with_the_reason_and_the_board_restored(board, tmp_path,
@@ -392,7 +392,7 @@ def test_a_refused_operating_point_fails_the_group_with_the_reason_and_the_board
     result = execute.execute_group(job, [cond], _engine(lambda: ran.append(1)), host={}, owner_folder=tmp_path)
     assert ran == [] and board.mode() == 0
     [rec] = result.records
-    assert rec["status"] == "error" and "needs a reboot" in rec["error"]
+    assert rec.status == "error" and "needs a reboot" in rec.error
     p = json.loads((tmp_path / "conditions" / "kA" / "summary.json").read_text())["power"]
     assert p["requested"] == {"mode": "MAXN_SUPER"} and p["restored"]["mode_id"] == 0
 
@@ -429,7 +429,7 @@ def test_an_interrupted_group_restores_the_mode_and_records_it(board, tmp_path):
     assert result.interrupted.signal == "SIGTERM" and result.interrupted.power is result.power
     assert result.power.applied["mode_id"] == 1 and result.power.restored["mode_id"] == 0
     [rec] = result.records
-    assert rec["status"] == "interrupted" and "SIGTERM" in rec["error"]
+    assert rec.status == "interrupted" and "SIGTERM" in rec.error
     p = json.loads((tmp_path / "conditions" / "kA" / "summary.json").read_text())["power"]
     assert p["applied"]["mode_id"] == 1 and p["restored"]["mode_id"] == 0
 

@@ -20,6 +20,8 @@ from runner.errors import Interrupted
 from runner.execute import Callbacks
 from runner.experiment import load_experiment
 from runner.plan import plan_sweep
+from runner.report.aggregate import aggregate
+from runner.report.records import load_sweep
 
 EXPERIMENT = """name: unit
 defaults:
@@ -99,8 +101,8 @@ def test_a_sweep_runs_each_group_in_one_container_and_a_rerun_runs_nothing(study
     engine = RecordedEngine()
     outcome = _sweep(study, engine)
     assert [len(keys) for _, keys in engine.launches] == [2, 2] and outcome.exit_code == 0
-    assert [r["status"] for r in outcome.records] == ["ok"] * 4 and outcome.records[0]["summary"]["wer"] == 0.0
-    keys = [r["condition"]["key"] for r in outcome.records]
+    assert [r.status for r in outcome.records] == ["ok"] * 4 and outcome.records[0].summary["wer"] == 0.0
+    keys = [r.condition["key"] for r in outcome.records]
     assert [json.loads(line)["condition"]["key"] for line in
             (study / "out" / "conditions.jsonl").read_text().splitlines()] == keys
     manifest = json.loads((study / "out" / "manifest.json").read_text())
@@ -110,7 +112,7 @@ def test_a_sweep_runs_each_group_in_one_container_and_a_rerun_runs_nothing(study
     again, view = RecordedEngine(), View()
     outcome = _sweep(study, again, view)
     assert again.launches == [] and view.starts[0].n_pending == 0 and view.starts[0].n_total == 4
-    assert [r["condition"]["key"] for r in outcome.records] == keys and _stored(study) == before
+    assert [r.condition["key"] for r in outcome.records] == keys and _stored(study) == before
 
 
 def test_force_reruns_every_condition(study):
@@ -155,15 +157,15 @@ def test_one_groups_failure_never_stops_the_others_first_run_or_rerun(study, mon
                                 else None)
         reason = "the runner could not run the container: RuntimeError('the engine lost the container')"
     outcome = _sweep(study, engine)
-    by_key = {r["condition"]["key"]: r for r in outcome.records}
+    by_key = {r.condition["key"]: r for r in outcome.records}
     assert len(by_key) == 4 and outcome.exit_code == 1  # the other group ran
     assert len(engine.launches) == (1 if how == "raises" else 2)
     for key, rec in by_key.items():
         if key in bad_keys:
-            assert rec["status"] == "error" and rec["error"] == reason and rec["summary"]["wer"] is None
-            assert rec["summary"]["n_failed"] == 3 and rec["condition"]["quant"] == bad.spec.quant
+            assert rec.status == "error" and rec.error == reason and rec.summary["wer"] is None
+            assert rec.summary["n_failed"] == 3 and rec.condition["quant"] == bad.spec.quant
         else:
-            assert rec["status"] == "ok" and rec["summary"]["wer"] == 0.0
+            assert rec.status == "ok" and rec.summary["wer"] == 0.0
 
     rerun = RecordedEngine()
     again = _sweep(study, rerun)
@@ -235,7 +237,7 @@ class ProbeAfterFirst:
         return self._first
 
     def after(self, done):
-        self.heard.append((done.job.key, done.ran, [r["status"] for r in done.records]))
+        self.heard.append((done.job.key, done.ran, [r.status for r in done.records]))
         return self._probe if done.job.key == self._first[0].key else []
 
 
@@ -253,7 +255,7 @@ def test_a_group_added_mid_sweep_runs_joins_the_tables_and_resumes_without_runni
     assert [g for g, _ in engine.launches] == [first[0].key, probe[0].key]
     assert planner.heard == [(first[0].key, True, ["ok", "ok"]), (probe[0].key, True, ["ok", "ok"])]
     assert [job.key for job, _ in view.added_todo[0]] == [probe[0].key]
-    assert len(outcome.records) == 4 and {r["condition"]["quant"] for r in outcome.records} == {"int8", "fp32"}
+    assert len(outcome.records) == 4 and {r.condition["quant"] for r in outcome.records} == {"int8", "fp32"}
     assert len((study / "out" / "conditions.jsonl").read_text().splitlines()) == 4
     assert json.loads((study / "out" / "manifest.json").read_text())["n_containers"] == 2
 
@@ -325,3 +327,23 @@ def test_the_console_views_totals_grow_with_groups_a_planner_adds(tmp_path):
         assert list(fleet.bars) == ["cpu-a"]
         fleet.added([(a, ["e"]), (c, ["c"])])
         assert fleet._total(fleet.bars["cpu-a"]) == 3 and fleet._total(fleet.bars["cpu-c"]) == 1
+
+
+def test_the_sweep_writes_records_the_report_reads_back_as_they_were(study):
+    """One ConditionRecord type at the seam (issue 21 item 2): written by tables.py, read by the report."""
+    outcome = _sweep(study, RecordedEngine())
+    lines = (study / "out" / "conditions.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [r.to_json() for r in outcome.records]
+    assert all(list(json.loads(line)) == ["schema_version", "condition", "status", "error", "summary"]
+               for line in lines)
+    read = load_sweep(study / "out").records
+    assert [r.to_json() for r in read] == [r.to_json() for r in outcome.records]
+    assert [(r.key, r.repeat, r.status) for r in read] == [(r.key, r.repeat, r.status) for r in outcome.records]
+    assert [row.n_runs for row in aggregate(read)] == [2, 2]
+    # the summary.json of each condition carries the same block
+    for r in outcome.records:
+        stored = json.loads((study / "out" / "conditions" / r.condition["key"] / "summary.json").read_text())
+        assert stored["condition"] == json.loads(json.dumps(r.condition))
+    # and a rebuild from the folders (what resume does) writes the same file
+    tables.write_tables(study / "out", tables.collect([]) + list(read))
+    assert (study / "out" / "conditions.jsonl").read_text().splitlines() == lines

@@ -201,9 +201,11 @@ def test_check_image_prints_what_the_image_said_visibly(monkeypatch, capsys):
 
 
 def test_sweep_outcome_with_a_markup_error_neither_crashes_nor_links(tmp_path):
-    records = [{"status": "error", "error": EVIL_ERROR,
-                "condition": {"model": EVIL_NAME, "quant": "int8", "noise_type": "clean", "snr_db": None,
-                              "repeat": 0, "target": EVIL_NAME}}]
+    from runner.results import ConditionRecord
+
+    records = [ConditionRecord.of({"backend": "b", "model": EVIL_NAME, "quant": "int8", "noise_type": "clean",
+                                   "snr_db": None, "repeat": 0, "target": EVIL_NAME},
+                                  {"status": "error", "error": EVIL_ERROR})]
     buf = io.StringIO()
     outcome = SweepOutcome(tmp_path, tuple(records), 0, 1.0)
     sweep_cmd.print_outcome(outcome, _console(buf), target=True)
@@ -276,11 +278,13 @@ def test_cli_error_lines_show_hostile_text_visibly(monkeypatch, capsys, tmp_path
 def test_results_csv_cells_are_visible_and_never_a_formula(tmp_path):
     """results.csv is for spreadsheets: the image's error and the names are shown like `--format csv` shows them;
     conditions.jsonl keeps them raw."""
+    from runner.results import ConditionRecord
     from runner.tables import write_tables
 
-    record = {"condition": {"key": "k", "model": "=HYPERLINK(\"http://x\",\"m\")", "axes": {}}, "status": "error",
-              "error": f"-{EVIL_ERROR}", "summary": {"wer": -0.0, "dataset": EVIL_NAME}}
-    write_tables(tmp_path, [record])
+    record = {"condition": {"key": "k", "backend": "b", "model": "=HYPERLINK(\"http://x\",\"m\")", "quant": "q",
+                            "axes": {}}, "status": "error", "error": f"-{EVIL_ERROR}",
+              "summary": {"wer": -0.0, "dataset": EVIL_NAME}}
+    write_tables(tmp_path, [ConditionRecord.from_json(record)])
     rows = list(csv.DictReader((tmp_path / "results.csv").open(newline="")))
     assert rows[0]["model"].startswith("'=HYPERLINK") and rows[0]["error"].startswith("'-[/] boom \\x1b[2J")
     assert raw_controls((tmp_path / "results.csv").read_text()) == []
