@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Optional, Union
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
@@ -84,6 +84,11 @@ class GroupResult:
     run: ContainerRun | None
     interrupted: Interrupted | None = None
     power: Any = None
+
+
+#: A condition's overhead figures (engine start, boot, exit, merge seconds), or what measures them when its
+#: summary is assembled; None: not known (the condition's summary is written before the container ends).
+Overhead = Optional[Union[dict[str, float], Callable[[], dict[str, float]]]]
 
 
 def stamp() -> str:
@@ -231,9 +236,11 @@ def limits_of(spec) -> LimitsSettings:
 
 
 def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status: dict | None = None,
-             overhead: dict[str, float] | None = None, interrupted: bool = False) -> dict:
+             overhead: Overhead = None, interrupted: bool = False) -> dict:
     """Merge, score and account one condition; write its folder atomically (summary.json last). What the
-    container left that was not read (merge.read_raw: a link, a FIFO, a line over its limit) fails it."""
+    container left that was not read (merge.read_raw: a link, a FIFO, a line over its limit) fails it.
+    ``overhead``: the container's overhead, or what measures it when the summary is assembled (the merge's
+    own time included), so the summary is written once, whole."""
     spec = g.job.spec
     limits = limits_of(spec)
     raw = merge.read_raw(g.raw_dir, limits)
@@ -254,38 +261,46 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         error = "the condition did not finish"
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
                                   g.paths, limits.hypothesis_bytes, {r.id: r.text for r in rejected if r.id})
-    merge.score(summary, utts)
+    scored = merge.score(summary, utts)
     whole = len(g.pending) == 1
-    merge.apply_container_facts(summary, merge.RawOutputs(events, transcripts,
-                                                          condition_status(events, status, whole)))
-    error = error or merge.device_error(summary)  # an image that does not refuse it itself: never a GPU figure
-    summary.error = merge.host_paths(error, g.paths)
-    summary.status = ("interrupted" if interrupted and not finished else "error" if error
-                      else ("partial" if summary.n_failed else "ok"))
+    facts = merge.apply_container_facts(scored, merge.RawOutputs(events, transcripts,
+                                                                 condition_status(events, status, whole)))
+    error = error or merge.device_error(facts)  # an image that does not refuse it itself: never a GPU figure
     _wait_for_sample_past(g, events)
-    utts = merge.account_energy(summary, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
-                                g.energy_reason, spec.telemetry.interval_ms, g.owner, sampler_health(g.sampler),
-                                g.sampler.companions)
-    summary.overhead_s = overhead
-    summary.power = g.power.to_json() if g.power is not None else None
+    accounted, utts = merge.account_energy(facts, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
+                                           g.energy_reason, spec.telemetry.interval_ms, g.owner,
+                                           sampler_health(g.sampler), g.sampler.companions)
+    state = "interrupted" if interrupted and not finished else "error" if error else (
+        "partial" if accounted.n_failed else "ok")
+    summary = replace(accounted, error=merge.host_paths(error, g.paths), status=state,
+                      overhead_s=overhead() if callable(overhead) else overhead,
+                      power=g.power.to_json() if g.power is not None else None)
     folder = cond.result_dir
     folder.mkdir(parents=True, exist_ok=True)
     try:
         write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
     finally:  # a full disk: the small summary may still fit, and says what happened
+        summary = _published(g, cond, summary)
         data = summary.to_json()
-        wrong = validate.published_problems(data)  # never NaN, never a figure below 0, whatever came in
-        if wrong:
-            data["status"] = "interrupted" if data["status"] == "interrupted" else "error"
-            data["error"] = "; ".join(x for x in (data.get("error"), "the container's figures contradict each "
-                                                  "other: " + "; ".join(wrong)) if x)
-        if g.load_before is not None:
-            data["host_load"] = hostload.host_load_record(g.load_before, g.load_after,
-                                                          window=g.windows.get(cond.key))
-        data["condition"] = condition_block(g.job, cond, data)
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
     return data
+
+
+def _published(g: _Group, cond: PlannedCondition, summary: Summary) -> Summary:
+    """The summary as it is written: failed where its figures contradict each other (never NaN, never a figure
+    below 0, whatever came in), with the host's load around it and the condition's block."""
+    wrong = validate.published_problems(summary.to_json())
+    if wrong.problems:
+        summary = summary.unavailable_because(
+            wrong.reasons, **{("deletions" if k == "del" else k): None for k in wrong.nulled},
+            status="interrupted" if summary.status == "interrupted" else "error",
+            error="; ".join(x for x in (summary.error, "the container's figures contradict each other: "
+                                        + "; ".join(wrong.problems)) if x))
+    if g.load_before is not None:
+        summary = replace(summary, host_load=hostload.host_load_record(g.load_before, g.load_after,
+                                                                       window=g.windows.get(cond.key)))
+    return replace(summary, condition=condition_block(g.job, cond, summary.to_json()))
 
 
 def failed_group(job: GroupJob, pending: list[PlannedCondition], error: str, *, host: dict[str, Any],
@@ -426,33 +441,33 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
 
 
 def _finalize_safely(g: _Group, cond: PlannedCondition, error: str | None = None, status: dict | None = None,
-                     interrupted: bool = False) -> dict:
+                     interrupted: bool = False, overhead: Overhead = None) -> dict:
     """finalize(), and when the merge raises (a bad container's output), the condition as an error with the
     reason; when even that cannot be merged, the bare record (settings, identity, the reason)."""
     try:
-        return finalize(g, cond, error, status, None, interrupted)
+        return finalize(g, cond, error, status, overhead, interrupted)
     except Exception as exc:  # one condition's bookkeeping must not end the group
         reason = f"could not merge: {exc!r}"
         try:
-            return finalize(g, cond, reason, None, None, interrupted)
+            return finalize(g, cond, reason, None, overhead, interrupted)
         except Exception:
             log.debug("condition %s: the merge failed twice", cond.key, exc_info=True)
-            return failed_record(g.job, cond, reason, g.host, g.engine, g.started_at, g.power)
+            return failed_record(g.job, cond, reason, g.host, g.engine, g.started_at, g.power,
+                                 overhead() if callable(overhead) else overhead)
 
 
 def failed_record(job: GroupJob, cond: PlannedCondition, reason: str, host: dict[str, Any], engine: str,
-                  started_at: str | None = None, power: Any = None) -> dict:
+                  started_at: str | None = None, power: Any = None,
+                  overhead: dict[str, float] | None = None) -> dict:
     """A condition that failed before anything could be merged: its folder written with the settings,
     identity and image it was planned with, every utterance failed with ``reason``; no figure at all."""
     spec = job.spec
     wanted = set(cond.ids)
     dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
-    summary = new_summary(job, cond, dataset, host, started_at or stamp(), engine)
-    data = {**summary.to_json(), "status": "error", "error": reason, "n_utterances": len(cond.ids),
-            "n_failed": len(cond.ids)}
-    if power is not None:
-        data["power"] = power.to_json()
-    data["condition"] = condition_block(job, cond, data)
+    summary = replace(new_summary(job, cond, dataset, host, started_at or stamp(), engine), status="error",
+                      error=reason, n_utterances=len(cond.ids), n_failed=len(cond.ids),
+                      power=power.to_json() if power is not None else None, overhead_s=overhead)
+    data = replace(summary, condition=condition_block(job, cond, summary.to_json())).to_json()
     utts = [UtteranceResult(id=u, status="error", error=reason, reference=None, hypothesis=None, reference_norm=None,
                             hypothesis_norm=None, duration_s=None, latency_s=None, wer=None) for u in cond.ids]
     folder = cond.result_dir
@@ -486,10 +501,10 @@ def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrup
             cond_error = f"the container failed after this condition had finished: {error}"
         else:
             cond_error = None
-        data = _finalize_safely(g, cond, cond_error, raw.status, interrupted is not None)
-        if run is not None:  # the container's own overhead, now that it has ended
-            data["overhead_s"] = overhead(run, raw.events, time.perf_counter() - t_merge)
-            write_json_atomic(cond.result_dir / "summary.json", data)
+        # the container's own overhead, now that it has ended, measured as the summary is assembled
+        measured = None if run is None else (
+            lambda: overhead(run, raw.events, time.perf_counter() - t_merge))  # noqa: B023 (called at once)
+        data = _finalize_safely(g, cond, cond_error, raw.status, interrupted is not None, measured)
         if not reported:
             cb.on_condition_done(cond, data)
         records.append(condition_record(g.job, cond, data))

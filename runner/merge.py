@@ -154,57 +154,51 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
     return out
 
 
-def score(summary: Summary, utts: list[UtteranceResult]) -> None:
-    """Fill the summary's accuracy, speed and count fields from utterance results."""
+def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
+    """The summary with its accuracy, speed and count fields from utterance results (a new one: it is frozen)."""
     ok = [u for u in utts if u.status == "ok"]
-    summary.n_utterances = len(utts)
-    summary.n_failed = len(utts) - len(ok)
     scored = [u for u in ok if u.reference_norm]
-    summary.n_scored = len(scored)
-    summary.n_unreferenced = sum(1 for u in utts if not u.reference_norm)
+    got: dict[str, Any] = {"n_utterances": len(utts), "n_failed": len(utts) - len(ok), "n_scored": len(scored),
+                           "n_unreferenced": sum(1 for u in utts if not u.reference_norm)}
+    why: dict[str, str] = {}
     if scored:
         c = metrics.error_counts([u.reference_norm for u in scored], [u.hypothesis_norm or "" for u in scored])
-        summary.wer, summary.cer = c.wer, c.cer
-        summary.sub, summary.deletions, summary.ins, summary.ref_words = (
-            c.substitutions, c.deletions, c.insertions, c.ref_words)
+        got.update(wer=c.wer, cer=c.cer, sub=c.substitutions, deletions=c.deletions, ins=c.insertions,
+                   ref_words=c.ref_words)
     else:
         reason = ("no utterance was transcribed" if not ok else
                   f"none of the {len(ok)} transcribed utterances has a reference")
-        for name in ("wer", "cer", "sub", "del", "ins"):
-            summary.mark_unavailable(name, reason)
+        why.update(dict.fromkeys(("wer", "cer", "sub", "del", "ins"), reason))
     if ok:
-        summary.audio_s = sum(u.duration_s for u in ok)
-        summary.rtf = metrics.rtf([u.processing_s for u in ok], [u.duration_s for u in ok])
-        summary.rtfx = 1.0 / summary.rtf if summary.rtf > 0 else None
-        if summary.rtfx is None:
-            summary.mark_unavailable("rtfx", "RTF is 0 (the processing times sum to 0 s below the clock's "
-                                             "resolution): its inverse is not a number")
-        summary.latency_ms = metrics.latency_percentiles_ms([u.latency_s for u in ok])
+        rtf = metrics.rtf([u.processing_s for u in ok], [u.duration_s for u in ok])
+        got.update(audio_s=sum(u.duration_s for u in ok), rtf=rtf, rtfx=1.0 / rtf if rtf > 0 else None,
+                   latency_ms=metrics.latency_percentiles_ms([u.latency_s for u in ok]))
+        if got["rtfx"] is None:
+            why["rtfx"] = ("RTF is 0 (the processing times sum to 0 s below the clock's resolution): its inverse "
+                           "is not a number")
     else:
-        for name in ("audio_s", "rtf", "rtfx", "latency_ms"):
-            summary.mark_unavailable(name, "no utterance was transcribed")
+        why.update(dict.fromkeys(("audio_s", "rtf", "rtfx", "latency_ms"), "no utterance was transcribed"))
+    return summary.unavailable_because(why, **got)
 
 
-def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
-    """Load/warm-up/inference windows, memory and versions from the container's own records."""
+def apply_container_facts(summary: Summary, raw: RawOutputs) -> Summary:
+    """The summary with the load/warm-up/inference windows, memory and versions from the container's own
+    records (a new one: it is frozen)."""
     ev = raw.events
-    summary.load_s = window_s(ev, *WINDOWS["load"])
-    summary.warmup_s = window_s(ev, *WINDOWS["warmup"])
-    summary.inference_s = window_s(ev, *WINDOWS["inference"])
-    summary.container_s = window_s(ev, *WINDOWS["container"])
+    got: dict[str, Any] = {name: window_s(ev, *WINDOWS[window]) for name, window in (
+        ("load_s", "load"), ("warmup_s", "warmup"), ("inference_s", "inference"), ("container_s", "container"))}
+    why: dict[str, str] = {}
     for name in ("load_s", "inference_s"):
-        if getattr(summary, name) is None:
-            summary.mark_unavailable(name, "the container did not record this window (it stopped early)")
-    if summary.warmup_s is None:
-        summary.mark_unavailable("warmup_s", "no warm-up ran" if summary.warmup == 0 else
-                                 "the container did not record the warm-up")
+        if got[name] is None:
+            why[name] = "the container did not record this window (it stopped early)"
+    if got["warmup_s"] is None:
+        why["warmup_s"] = "no warm-up ran" if summary.warmup == 0 else "the container did not record the warm-up"
     st = raw.status or {}
     # the container's status says peak_vram_mb (contract); on the host it is torch's figure
     for name, key in (("peak_rss_mb", "peak_rss_mb"), ("rss_after_load_mb", "rss_after_load_mb"),
                       ("model_size_mb", "model_size_mb"), ("n_params", "n_params"),
                       ("peak_vram_torch_mb", "peak_vram_mb")):
-        value = st.get(key)
-        setattr(summary, name, value)
+        value = got[name] = st.get(key)
         if value is None:
             reason = ("not reported by the backend" if raw.status else "the container wrote no status record")
             if name == "model_size_mb" and summary.model_source == "hub":
@@ -212,26 +206,27 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
             if name == "peak_vram_torch_mb":
                 reason = ("no GPU: the run was on the CPU" if summary.device == "cpu" else
                           "the backend's memory is invisible to torch (CTranslate2)")
-            summary.mark_unavailable(name, reason)
-    summary.audio_cache_mb = st.get("audio_cache_mb")
-    summary.peak_rss_scope = st.get("peak_rss_scope") or ("process (since start, includes model load)"
-                                                          if summary.peak_rss_mb is not None else None)
-    if summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
-        summary.peak_rss_excl_audio_mb = summary.peak_rss_mb - summary.audio_cache_mb
+            why[name] = reason
+    peak, cache = got["peak_rss_mb"], st.get("audio_cache_mb")
+    got.update(audio_cache_mb=cache, peak_rss_scope=st.get("peak_rss_scope") or (
+        "process (since start, includes model load)" if peak is not None else None))
+    if peak is not None and cache is not None:
+        got["peak_rss_excl_audio_mb"] = peak - cache
     else:
-        summary.mark_unavailable("peak_rss_excl_audio_mb", "the container does not report the harness's audio "
-                                 "cache (an image built before issue 9)" if summary.peak_rss_mb is not None
-                                 else summary.unavailable.get("peak_rss_mb", "no peak RSS"))
+        why["peak_rss_excl_audio_mb"] = ("the container does not report the harness's audio cache (an image built "
+                                         "before issue 9)" if peak is not None
+                                         else why.get("peak_rss_mb", summary.unavailable.get("peak_rss_mb",
+                                                                                             "no peak RSS")))
     if summary.peak_vram_nvml_mb is None:
-        summary.mark_unavailable("peak_vram_nvml_mb", "no GPU: the run was on the CPU" if summary.device == "cpu"
-                                 else "no NVML sampler ran")
-    summary.versions = dict(st.get("versions") or {})
-    summary.quant_method = st.get("quant_method")
-    summary.device_used = st.get("device_used")
-    if summary.device_used is None:
-        summary.mark_unavailable("device_used", "the backend did not report the device it ran on (an image built "
-                                 "before edgeasr recorded it, or one of your own)" if raw.status or st else
-                                 "the container wrote no status record")
+        why["peak_vram_nvml_mb"] = ("no GPU: the run was on the CPU" if summary.device == "cpu"
+                                    else "no NVML sampler ran")
+    got.update(versions=dict(st.get("versions") or {}), quant_method=st.get("quant_method"),
+               device_used=st.get("device_used"))
+    if got["device_used"] is None:
+        why["device_used"] = ("the backend did not report the device it ran on (an image built before edgeasr "
+                              "recorded it, or one of your own)" if raw.status or st else
+                              "the container wrote no status record")
+    return summary.unavailable_because(why, **got)
 
 
 def device_error(summary: Summary) -> str | None:
@@ -244,18 +239,17 @@ def device_error(summary: Summary) -> str | None:
             f"{summary.device} figures (see `edgeasr doctor`: is the GPU visible inside the image?)")
 
 
-def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:
-    """NVML's peak memory of the run's own processes, beside (never instead of) torch's allocator peak; only
-    for a sampler that lists the run's processes (the sampler table's ``process_memory``)."""
+def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> Summary:
+    """The summary with NVML's peak memory of the run's own processes, beside (never instead of) torch's
+    allocator peak; only for a sampler that lists the run's processes (the sampler table's ``process_memory``)."""
     row = registry.find_row(energy.source)
     if row is None or not row.process_memory or summary.device == "cpu":
-        return
-    summary.peak_vram_nvml_mb = energy.memory.process_peak_mb if energy.memory is not None else None
-    if summary.peak_vram_nvml_mb is not None:
-        summary.unavailable.pop("peak_vram_nvml_mb", None)
-    else:
-        summary.mark_unavailable("peak_vram_nvml_mb", energy.unavailable.get(
-            "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
+        return summary
+    peak = energy.memory.process_peak_mb if energy.memory is not None else None
+    if peak is not None:
+        return summary.available("peak_vram_nvml_mb", peak_vram_nvml_mb=peak)
+    return summary.unavailable_because({"peak_vram_nvml_mb": energy.unavailable.get(
+        "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory")}, peak_vram_nvml_mb=None)
 
 
 def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None,
@@ -323,13 +317,14 @@ def short_energy_reason(reason: str) -> str:
 def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, samples, events: list[dict[str, Any]],
                    base, energy_reason: str | None, interval_ms: int,
                    owner: accounting.ProcessOwner | None = None,
-                   health: dict[str, Any] | None = None, companions=()) -> list[UtteranceResult]:
-    """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
+                   health: dict[str, Any] | None = None,
+                   companions=()) -> tuple[Summary, list[UtteranceResult]]:
+    """The summary with its energy block (or its reason), and the utterances each with its energy.
 
     ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
     ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
     ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope.
-    The block is built whole (``accounting.EnergyBlock``) and the summary keeps its JSON."""
+    The block is built whole (``accounting.EnergyBlock``) and the new summary keeps its JSON."""
     n_ok = summary.n_utterances - summary.n_failed
     if energy_reason is None:
         block = accounting.energy_block(source, samples, events, base, summary.audio_s, n_ok, interval_ms, owner)
@@ -338,10 +333,10 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
     else:  # the full reason (each sensor's, for auto) once, in unavailable.energy; the block points there
         block = accounting.unavailable_block(None, short_energy_reason(energy_reason))
-        summary.mark_unavailable("energy", energy_reason)
-    summary.energy = block.to_json()
+    telemetry = summary.telemetry
     if health is not None:
         arrival = dict(block.arrival) if block.arrival is not None else None
-        summary.telemetry = {**summary.telemetry, "health": {**health, "arrival": arrival}}
-    apply_nvml_vram(summary, block)
-    return utts
+        telemetry = {**telemetry, "health": {**health, "arrival": arrival}}
+    summary = summary.unavailable_because({"energy": energy_reason} if energy_reason is not None else {},
+                                          energy=block.to_json(), telemetry=telemetry)
+    return apply_nvml_vram(summary, block), utts

@@ -10,7 +10,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +49,14 @@ class UtteranceResult:
     energy_method: str | None = None  # window: its own window | batch_share: its processing_s share of its batch
 
 
-@dataclass
+@dataclass(frozen=True)
 class Summary:
-    """One run's figures and the settings, image and host that produced them."""
+    """One run's figures and the settings, image and host that produced them.
+
+    Frozen: begun once with the settings and identity (runner/execute.new_summary), then each stage (scoring,
+    the container's facts, energy accounting, runner/merge.py) returns a new one with its fields and reasons,
+    never editing the one it was given; what is written is ``to_json()`` of the last, never a patched dict.
+    """
 
     backend: str
     model: str
@@ -112,15 +117,25 @@ class Summary:
     energy: dict[str, Any] | None = None  # see runner/telemetry/energy/accounting.py
     power: dict[str, Any] | None = None  # the operating point (runner/power.PowerRecord); None: left as it was
     unavailable: dict[str, str] = field(default_factory=dict)
+    host_load: dict[str, Any] | None = None  # how busy the host was around the condition (runner/host/load.py)
+    condition: dict[str, Any] | None = None  # the condition's block (runner/tables.condition_block)
 
-    def mark_unavailable(self, name: str, reason: str) -> None:
-        self.unavailable[name] = reason
+    #: Written only where set, so summaries without them keep the keys they always had.
+    _OPTIONAL = ("power", "host_load", "condition")
+
+    def unavailable_because(self, reasons: dict[str, str], **changes: Any) -> Summary:
+        """A copy with ``changes`` and these reasons added to ``unavailable`` (a later reason for a name wins)."""
+        return replace(self, **changes, unavailable={**self.unavailable, **reasons})
+
+    def available(self, *names: str, **changes: Any) -> Summary:
+        """A copy with ``changes`` and no reason recorded any more for ``names`` (a figure found after all)."""
+        return replace(self, **changes, unavailable={k: v for k, v in self.unavailable.items() if k not in names})
 
     def to_json(self) -> dict[str, Any]:
         # "del" is the on-disk name (a Python keyword cannot be a field); keep the field's position. ``power``
         # is written only where an operating point was set, so summaries without one stay as they were.
         return {("del" if k == "deletions" else k): v for k, v in asdict(self).items()
-                if not (k == "power" and v is None)}
+                if not (k in self._OPTIONAL and v is None)}
 
 
 # -- condition records: conditions.jsonl, written by runner/tables.py, read by runner/report -------------------------

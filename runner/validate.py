@@ -358,27 +358,39 @@ FIGURES = ("audio_s", "wer", "cer", "sub", "del", "ins", "ref_words", "rtf", "rt
            "rss_after_load_mb", "model_size_mb", "n_params", "peak_vram_torch_mb", "peak_vram_nvml_mb")
 
 
-def published_problems(summary: dict[str, Any]) -> list[str]:
-    """The last look before a summary is written: the figures that are not finite or are below 0 are set to
-    None (with the reason in ``unavailable``) and named; NaN or an infinity anywhere else is set to None too.
-    Returns what was wrong, in sentences (empty: nothing)."""
-    out = []
-    unavailable = summary.setdefault("unavailable", {})
+CONTRADICT = "the container's figures contradict each other (see error)"
+
+
+@dataclass(frozen=True)
+class Unpublishable:
+    """What the last look before a summary is written found: each wrong figure in a sentence, the names of the
+    fields to write as None instead, and the reason each of those gets in ``unavailable``."""
+
+    problems: tuple[str, ...] = ()
+    nulled: tuple[str, ...] = ()  # summary.json names ("del", not "deletions")
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def published_problems(summary: dict[str, Any]) -> Unpublishable:
+    """The last look before a summary is written (its JSON, not changed here): the figures that are not finite or
+    are below 0 are to be None (with the reason in ``unavailable``), and named; NaN or an infinity anywhere else
+    is to be None too. Nothing wrong: an Unpublishable with no problems."""
+    out, nulled, reasons = [], [], {}
     for name in FIGURES:
         value = summary.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and (
                 not math.isfinite(value) or value < 0):
             out.append(f"{name} came out as {value!r}")
-            summary[name] = None
-            unavailable[name] = "the container's figures contradict each other (see error)"
+            nulled.append(name)
+            reasons[name] = CONTRADICT
     latency = summary.get("latency_ms")
     if isinstance(latency, dict) and any(not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
                                          for v in latency.values()):
         out.append(f"latency_ms came out as {latency!r}")
-        summary["latency_ms"] = None
-        unavailable["latency_ms"] = "the container's figures contradict each other (see error)"
-    for name, value in list(summary.items()):
-        if not finite_everywhere(value):
+        nulled.append("latency_ms")
+        reasons["latency_ms"] = CONTRADICT
+    for name, value in summary.items():
+        if name not in nulled and not finite_everywhere(value):
             out.append(f"{name} held NaN or an infinity")
-            summary[name] = None
-    return out
+            nulled.append(name)
+    return Unpublishable(tuple(out), tuple(nulled), reasons)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -127,14 +128,14 @@ def test_peak_vram_keeps_torch_and_nvml_figures_apart():
     assert block.memory.process_peak_mb == 800.0 and block.memory.peak_mb == 3000.0
     raw = merge.RawOutputs([], [], {"status": "ok", "peak_vram_mb": 420.0})
     s = Summary(backend="transformers", model="m", quant="fp16", device="cuda", dataset="d", status="ok")
-    merge.apply_container_facts(s, raw)
-    s.energy = block.to_json()
-    merge.apply_nvml_vram(s, block)
+    s = merge.apply_container_facts(s, raw)
+    s = replace(s, energy=block.to_json())
+    s = merge.apply_nvml_vram(s, block)
     data = s.to_json()
     assert data["peak_vram_torch_mb"] == 420.0 and data["peak_vram_nvml_mb"] == 800.0
     assert "peak_vram_mb" not in data and data["schema_version"] >= 2
     ct2 = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
-    merge.apply_container_facts(ct2, merge.RawOutputs([], [], {"status": "ok"}))
+    ct2 = merge.apply_container_facts(ct2, merge.RawOutputs([], [], {"status": "ok"}))
     assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mb"]
     assert "no NVML sampler" in ct2.unavailable["peak_vram_nvml_mb"]
 
@@ -262,7 +263,7 @@ def test_sampler_health_reaches_the_summary():
 
     s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok", telemetry={"sampler": "x"})
     samples = _timeline(lambda t: 5.0, 9.0)
-    merge.account_energy(s, [], "rapl", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 100,
+    s, _ = merge.account_energy(s, [], "rapl", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 100,
                          health={"sampler": "rapl", "polling_errors": ["OSError: boom"]})
     assert s.to_json()["telemetry"]["health"]["polling_errors"] == ["OSError: boom"]
     assert s.telemetry["sampler"] == "x"
@@ -329,7 +330,7 @@ def test_gpu_and_cpu_energy_are_both_reported_on_a_cuda_host():
     s = Summary(backend="b", model="m", quant="q", device="cuda", dataset="d", status="ok", audio_s=8.0,
                 n_utterances=2)
     base = accounting.measured_baseline(gpu, 0, 2 * S, clock="monotonic")
-    merge.account_energy(s, [], "nvml", gpu, EVENTS, base, None, 100, companions=[Companion()])
+    s, _ = merge.account_energy(s, [], "nvml", gpu, EVENTS, base, None, 100, companions=[Companion()])
     assert s.energy["scope"] == "GPU" and s.energy["total_j"] == pytest.approx(400.0)
     cpu = s.energy["companions"]["rapl"]
     assert cpu["scope"] == "CPU package+DRAM" and cpu["total_j"] == pytest.approx(48.0)

@@ -31,7 +31,7 @@ def test_score_excludes_failures_and_unreferenced_from_wer_and_rtf():
     ]
     utts = merge.merge_utterances(ds, transcripts, "not transcribed: died")
     s = _summary()
-    merge.score(s, utts)
+    s = merge.score(s, utts)
     assert (s.n_utterances, s.n_failed, s.n_scored, s.n_unreferenced) == (4, 1, 2, 1)
     assert s.wer == pytest.approx(1 / 5)  # one substitution over five reference words
     assert s.rtf == pytest.approx(0.6 / 4.0)
@@ -43,7 +43,7 @@ def test_nothing_transcribed_is_unavailable_with_reason_not_zero():
     ds = _ds(("a", "x"))
     utts = merge.merge_utterances(ds, [{"id": "a", "status": "error", "error": "audio file is empty"}], "")
     s = _summary()
-    merge.score(s, utts)
+    s = merge.score(s, utts)
     assert s.wer is None and s.rtf is None and s.latency_ms is None
     assert s.unavailable["wer"] == "no utterance was transcribed"
     assert s.unavailable["rtf"] == "no utterance was transcribed"
@@ -54,7 +54,7 @@ def test_no_reference_anywhere_explains_missing_wer():
     utts = merge.merge_utterances(_ds(("a", None)), [{"id": "a", "status": "ok", "hypothesis": "hi",
                                                       "duration_s": 1.0, "processing_s": 0.1}], "")
     s = _summary()
-    merge.score(s, utts)
+    s = merge.score(s, utts)
     assert s.wer is None and "none of the 1 transcribed utterances has a reference" in s.unavailable["wer"]
     assert s.rtf == pytest.approx(0.1)
 
@@ -68,7 +68,7 @@ def test_windows_come_from_container_events(tmp_path):
                                                       "versions": {"ctranslate2": "4.6.0"}}))
     raw = merge.read_raw(tmp_path)
     s = _summary()
-    merge.apply_container_facts(s, raw)
+    s = merge.apply_container_facts(s, raw)
     assert s.load_s == pytest.approx(1.5) and s.warmup_s == pytest.approx(0.7)
     assert s.inference_s == pytest.approx(7.5) and s.peak_rss_mb == 300.0
     assert s.versions == {"ctranslate2": "4.6.0"}
@@ -79,7 +79,7 @@ def test_dead_container_marks_windows_unavailable(tmp_path):
     (tmp_path / "events.jsonl").write_text(json.dumps(_ev("load_start", 0.1)) + "\n")
     raw = merge.read_raw(tmp_path)
     s = _summary()
-    merge.apply_container_facts(s, raw)
+    s = merge.apply_container_facts(s, raw)
     assert s.load_s is None and "stopped early" in s.unavailable["load_s"]
     assert s.unavailable["peak_rss_mb"] == "the container wrote no status record"
 
@@ -109,7 +109,7 @@ def test_rtfx_of_a_zero_rtf_is_null_with_a_reason():
     utts = merge.merge_utterances(ds, [{"id": "a", "status": "ok", "hypothesis": "x", "duration_s": 1.0,
                                         "processing_s": 0.0}], "")
     s = _summary()
-    merge.score(s, utts)
+    s = merge.score(s, utts)
     assert s.rtf == 0.0 and s.rtfx is None
     assert "RTF is 0" in s.unavailable["rtfx"]
 
@@ -120,17 +120,17 @@ def test_peak_rss_names_the_harness_audio_and_its_scope():
     from runner import execute
 
     s = _summary()
-    merge.apply_container_facts(s, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0,
+    s = merge.apply_container_facts(s, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0,
                                                              "audio_cache_mb": 100.0}))
     assert (s.peak_rss_mb, s.audio_cache_mb, s.peak_rss_excl_audio_mb) == (900.0, 100.0, 800.0)
     assert s.peak_rss_scope == "process (since start, includes model load)"
     events = [_ev("model_info", 1.0, versions={}), _ev("inference_end", 2.0, peak_rss_mb=500.0, audio_cache_mb=50.0,
                                                           peak_rss_scope="condition (peak reset at its start)")]
     c = _summary()
-    merge.apply_container_facts(c, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
+    c = merge.apply_container_facts(c, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
     assert c.peak_rss_excl_audio_mb == 450.0 and c.peak_rss_scope == "condition (peak reset at its start)"
     old = _summary()
-    merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0}))
+    old = merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0}))
     assert old.peak_rss_excl_audio_mb is None and "does not report" in old.unavailable["peak_rss_excl_audio_mb"]
 
 
@@ -143,7 +143,7 @@ def test_energy_unavailable_is_said_in_full_once():
     off = "telemetry turned off (--telemetry none)"
     assert merge.short_energy_reason(off) == off
     s = _summary()
-    merge.account_energy(s, [], None, [], [], None, long, 100)
+    s, _ = merge.account_energy(s, [], None, [], [], None, long, 100)
     assert s.unavailable["energy"] == long
     assert set(s.energy["unavailable"].values()) == {"no power sensor found (see unavailable.energy)"}
 
@@ -194,15 +194,35 @@ def test_the_device_the_backend_used_is_recorded_and_a_cuda_run_on_the_cpu_is_an
     from runner import execute
 
     s = _summary(device="cuda")
-    merge.apply_container_facts(s, merge.RawOutputs([], [], {"status": "ok", "device_used": "cpu"}))
+    s = merge.apply_container_facts(s, merge.RawOutputs([], [], {"status": "ok", "device_used": "cpu"}))
     assert s.device_used == "cpu"
     assert merge.device_error(s) == ("the backend ran on cpu, not on the cuda asked for; its figures are not cuda "
                                      "figures (see `edgeasr doctor`: is the GPU visible inside the image?)")
     events = [_ev("model_info", 1.0, versions={}, device_used="cuda")]
     ok = _summary(device="cuda")
-    merge.apply_container_facts(ok, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
+    ok = merge.apply_container_facts(ok, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
     assert ok.device_used == "cuda" and merge.device_error(ok) is None
     old = _summary(device="cuda")
-    merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok"}))
+    old = merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok"}))
     assert old.device_used is None and merge.device_error(old) is None
     assert "did not report the device" in old.unavailable["device_used"]
+
+
+def test_the_summary_is_frozen_and_each_stage_returns_a_new_one():
+    """Issue 21 item 2: scoring, the container's facts and energy accounting each return the summary with their
+    fields; the one they were given is never edited (a half-merged summary cannot leak into another condition)."""
+    import dataclasses
+
+    ds = _ds(("a", "the cat sat"))
+    utts = merge.merge_utterances(ds, [{"id": "a", "status": "ok", "hypothesis": "the cat sat", "duration_s": 2.0,
+                                        "processing_s": 0.2}], "not transcribed")
+    begun = _summary()
+    before = begun.to_json()
+    scored = merge.score(begun, utts)
+    facts = merge.apply_container_facts(scored, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 100.0}))
+    done, _ = merge.account_energy(facts, utts, None, [], [], None, "no power sensor found", 100)
+    assert begun.to_json() == before and scored.peak_rss_mb is None and facts.energy is None
+    assert (done.wer, done.peak_rss_mb, done.unavailable["energy"]) == (0.0, 100.0, "no power sensor found")
+    assert "energy" not in facts.unavailable
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        done.status = "error"  # type: ignore[misc]

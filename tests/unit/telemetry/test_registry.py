@@ -137,7 +137,7 @@ def test_the_summary_records_the_samplers_scope():
     sampler = NullSampler("no power sensor found")
     s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok",
                 telemetry={"sampler": "auto"})
-    merge.account_energy(s, [], sampler.name, [], [], None, "no power sensor found", 100, None,
+    s, _ = merge.account_energy(s, [], sampler.name, [], [], None, "no power sensor found", 100, None,
                          registry.health(sampler))
     health = s.to_json()["telemetry"]["health"]
     assert health["sampler"] == "none" and health["scope"].startswith("nothing") and health["ok"] is False
