@@ -35,7 +35,7 @@ from .host import load as hostload
 from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
-from .launch.job import audio_plan, host_path_map, make_env, make_job, make_mounts
+from .launch.job import audio_plan, host_path_map, image_contract, make_env, make_job, make_mounts
 from .launch.owner import Owner
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
@@ -330,16 +330,20 @@ def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str,
 
 
 def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: bool, plan=None) -> dict[str, Any]:
-    """The job spec the entrypoint reads: the group's settings and the pending conditions."""
-    spec = make_job(job.spec, plan, host_paths=host_paths)
+    """The job spec the entrypoint reads (job.json): the group's settings and the pending conditions, in the
+    contract version the image speaks; UserError where the group needs a newer one (only this group fails)."""
     entries = [c.job_entry() for c in pending]
     if host_paths and job.noise_dir is not None:  # the local engine reads the noise files where they are
-        for e in entries:
-            if "files" in e["noise"]:
-                e["noise"] = {**e["noise"], "files": [str(job.noise_dir) + f[len(NOISE_TARGET):]
-                                                      for f in e["noise"]["files"]]}
-    spec["conditions"] = entries
-    return spec
+        entries = [replace(e, noise={**e.noise, "files": [str(job.noise_dir) + f[len(NOISE_TARGET):]
+                                                          for f in e.noise["files"]]})
+                   if "files" in e.noise else e for e in entries]
+    spec = make_job(job.spec, plan, host_paths=host_paths, conditions=tuple(entries),
+                    version=image_contract(job.image.labels if job.image is not None else None))
+    problem = spec.version_problem(spec.contract_version)
+    if problem:
+        raise UserError(f"image {job.spec.image}: {problem}; rebuild it (edgeasr images build "
+                        f"{job.spec.backend.name}) or leave that setting out of this group")
+    return spec.to_json()
 
 
 def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine, *, host: dict[str, Any],

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgeasr_entrypoint.contract import ConditionJob
+
 from .backends import BACKENDS
 from .content import HashCache
 from .data.dataset import AUDIO_EXTS, Dataset
@@ -73,13 +75,11 @@ class PlannedCondition:
         over = "".join(f" · {k} {v}" for k, v in self.decode.items())
         return f"{noise}{over} · repeat {c.repeat + 1}"
 
-    def job_entry(self) -> dict[str, Any]:
-        """This condition as the job spec names it (containers/README.md, job.conditions)."""
-        entry: dict[str, Any] = {"key": self.key, "noise": self.noise, "seed_key": self.seed_key,
-                                 "ids": list(self.ids)}
-        if self.decode:
-            entry["decode"] = dict(self.decode)
-        return entry
+    def job_entry(self) -> ConditionJob:
+        """This condition as the job spec names it (the contract's ConditionJob; containers/README.md,
+        job.conditions)."""
+        return ConditionJob(key=self.key, noise=dict(self.noise), seed_key=self.seed_key, ids=tuple(self.ids),
+                            decode=dict(self.decode))
 
 
 @dataclass(frozen=True)

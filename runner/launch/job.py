@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeasr_entrypoint.contract import CONTRACT_VERSION
+from edgeasr_entrypoint.contract import CONTRACT_VERSION, DecodeOptions, Job, UtteranceJob
 
 from ..paths import AudioPlan, plan_audio_mounts
+from .checked_images import CONTRACT_LABEL
 from .docker_engine import BindMount
 from .hardening import CACHE_ENV, HUB_CACHE_TARGET
 
@@ -28,8 +29,10 @@ def audio_plan(spec: RunSpec) -> AudioPlan:
                              limits.audio_mounts if limits is not None else None)
 
 
-def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = False) -> dict[str, Any]:
-    """The job spec; with host_paths (the local engine) audio and model are the host's own paths.
+def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = False,
+             conditions: tuple = (), version: int = CONTRACT_VERSION) -> Job:
+    """The job spec (the contract's Job; its ``to_json()`` is job.json); with host_paths (the local engine) audio
+    and model are the host's own paths; written in contract ``version`` (what the image speaks).
 
     Utterances the host refused (outside the dataset's roots, missing, ...) are not in the job: merge
     records them as errors with the host's reason."""
@@ -38,20 +41,27 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
     model = spec.model.container_path
     if host_paths and spec.model.host_dir is not None:
         model = str(spec.model.host_dir)
-    return {
-        "contract_version": CONTRACT_VERSION,
-        "backend": spec.backend.name,
-        "model": model,
-        "quant": spec.quant,
-        "backend_quant": spec.backend_quant,
-        "device": spec.device,
-        "decode": spec.decode.to_json(),
-        "warmup": spec.warmup,
-        "loaded_idle_s": spec.telemetry.loaded_idle_s if spec.telemetry.sampler != "none" else 0.0,
-        "allow_download": spec.allow_download,
-        "utterances": [{"id": u.id, "audio": str(u.audio) if host_paths else plan.container_paths[u.id]}
-                       for u in spec.dataset.readable],
-    }
+    return Job(
+        contract_version=version, backend=spec.backend.name, model=model, quant=spec.quant,
+        backend_quant=spec.backend_quant, device=spec.device,
+        decode=DecodeOptions(**spec.decode.to_json()),  # as the settings say (threads may be null: the backend's)
+        warmup=spec.warmup,
+        loaded_idle_s=spec.telemetry.loaded_idle_s if spec.telemetry.sampler != "none" else 0.0,
+        allow_download=spec.allow_download,
+        utterances=[UtteranceJob(u.id, str(u.audio) if host_paths else plan.container_paths[u.id])
+                    for u in spec.dataset.readable],
+        conditions=list(conditions))
+
+
+def image_contract(labels: dict[str, str] | None) -> int:
+    """The contract version to write a job in for an image: the newest both it (its org.edgeasr.contract label)
+    and this runner speak; this runner's own where the image says none (the local engine; an image check-image
+    passed for this runner's version)."""
+    label = (labels or {}).get(CONTRACT_LABEL)
+    try:
+        return min(int(label), CONTRACT_VERSION) if label not in (None, "") else CONTRACT_VERSION
+    except ValueError:
+        return CONTRACT_VERSION
 
 
 def make_mounts(spec: RunSpec, raw_dir: Path, plan: AudioPlan | None = None) -> list[BindMount]:

@@ -5,6 +5,7 @@ The host writes the job (runner/launch/job.py), the container reads it
 an ARG, install the shared entrypoint and carry the contract labels.
 """
 
+import json
 import re
 
 import edgeasr_entrypoint
@@ -39,7 +40,9 @@ def test_host_job_is_read_back_by_the_container_side(tmp_path, root):
     spec = build_run_spec(Settings(model="tiny.en", quant="int8", dataset=str(root / "data" / "default"),
                                    decode=DecodeSettings(language="en", threads=2)),
                           out=str(tmp_path / "o"), models_dir=tmp_path / "models")
-    job = parse_job(host_job.make_job(spec))
+    written = host_job.make_job(spec)
+    job = parse_job(json.loads(json.dumps(written.to_json())))  # through job.json, as the container reads it
+    assert job == written  # one record type on both sides: what the host writes is what the container reads
     assert job.model == "/models/tiny.en" and job.backend_quant == "int8" and job.device == "cpu"
     assert job.decode.language == "en" and job.decode.threads == 2 and job.decode.temperature == 0.0
     assert len(job.utterances) == 21 and all(u.audio.startswith("/data/") for u in job.utterances)

@@ -76,7 +76,7 @@ def test_make_run_medium_int8_as_typed_downloads_on_the_host_and_runs_the_contai
     ready = with_hub_models(spec, tmp_path / "models", log=said.append)
     folder = tmp_path / "models" / "medium"
     assert ready.model.host_dir == folder and (folder / "model.bin").read_bytes() == ct2_files(SHA1)["model.bin"]
-    assert not ready.hardening.network and make_job(ready)["model"] == "/models/medium"
+    assert not ready.hardening.network and make_job(ready).model == "/models/medium"
     assert make_env(ready)["HF_HUB_OFFLINE"] == "1"
     assert f"downloading Systran/faster-whisper-medium at commit {SHA1[:12]}: 4 files" in said[0]
     assert " kB, into " in said[0] and str(folder) in said[0] and PINS_FILE in said[-1]

@@ -43,8 +43,8 @@ def test_decode_overrides_travel_in_the_job_entry_only_when_present():
     cond = Condition(dataset="/d", noise_type="clean", snr_db=None, repeat=0)
     plain = plan.PlannedCondition("k1", "g", cond, {"type": "clean", "snr_db": None}, "clean", ("a",))
     beam = replace(plain, key="k2", decode={"beam_size": 1})
-    assert "decode" not in plain.job_entry()
-    assert beam.job_entry()["decode"] == {"beam_size": 1}
+    assert "decode" not in plain.job_entry().to_json()
+    assert beam.job_entry().to_json()["decode"] == {"beam_size": 1}
     assert "beam_size 1" in beam.label
 
 

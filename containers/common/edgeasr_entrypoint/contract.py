@@ -10,12 +10,30 @@ containers/README.md describes the contract in words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Dict, List, Optional, Tuple
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional, Tuple
 
 CONTRACT_VERSION = 3
-"""Bumped whenever a job field or an event changes meaning. 3: a condition may carry ``decode`` overrides
-(IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings."""
+"""The newest contract this copy speaks; bumped whenever a job field or an event is added or changes meaning.
+2: a job runs several conditions in one container (``conditions``). 3: a condition may carry ``decode``
+overrides (IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings."""
+
+MIN_CONTRACT_VERSION = 2
+"""The oldest contract a job may be written in: the host always runs conditions (2). An image speaks every
+version from this one up to its own ``org.edgeasr.contract``; a job is written in the version both sides speak
+and refused only where it needs a feature newer than that (FEATURES), not for every run."""
+
+FEATURES: Dict[str, int] = {
+    "conditions in one container (job.conditions)": 2,
+    "per-condition decode overrides (job.conditions[].decode)": 3,
+}
+"""The contract version that introduced each feature a job may use (``Job.needs``). A new event or field gets
+its row here and a new CONTRACT_VERSION; older images still run every job that does not use it."""
+
+
+class JobError(ValueError):
+    """A job record is malformed, or needs a contract version the reader does not speak: one sentence naming the
+    field. The container reports it in status.json and exits 2; the host fails that group with it."""
 
 EVENT_PREFIX = "EDGEASR_EVENT "
 """Each event is also printed to stdout as this prefix + one JSON object, for live progress on the host."""
@@ -88,6 +106,15 @@ CONTAINER_WIDE_EVENTS = frozenset({
 # -- the job's records (job.py parses them) --------------------------------------------------------------
 
 
+def _require(obj: dict, key: str, kind: type, where: str = "job") -> Any:
+    if key not in obj:
+        raise JobError("{}.{} is missing".format(where, key))
+    value = obj[key]
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise JobError("{}.{} must be {}, got {}".format(where, key, kind.__name__, type(value).__name__))
+    return value
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """Decoding settings; temperature 0 by default so that runs are deterministic."""
@@ -98,6 +125,20 @@ class DecodeOptions:
     threads: int = 0
     batch_size: int = 1
     align: bool = False  # word alignment (whisperx); off by default: its model needs a download
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "job.decode") -> "DecodeOptions":
+        """The job's decode settings: an object of known names (each backend reads its own)."""
+        if not isinstance(raw, dict):
+            raise JobError("{} must be an object".format(where))
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise JobError("{} has unknown keys {}; known: {}".format(where, unknown, sorted(known)))
+        return cls(**raw)
 
 
 IN_CONTAINER_DECODE = ("beam_size", "batch_size", "temperature", "language")
@@ -110,10 +151,45 @@ def decode_changes(old: DecodeOptions, new: DecodeOptions) -> List[str]:
     return [f.name for f in fields(DecodeOptions) if getattr(old, f.name) != getattr(new, f.name)]
 
 
+def check_decode_overrides(raw: Any, where: str) -> dict:
+    """A condition's decode overrides: only the fields a loaded model can change (IN_CONTAINER_DECODE), each of
+    the type the entrypoint relies on (the batch size slices the utterances)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise JobError("{}.decode must be an object".format(where))
+    for key in raw:
+        if key not in IN_CONTAINER_DECODE:
+            known = key in DecodeOptions.__dataclass_fields__
+            fixed = " (it is fixed when the model loads: set it in job.decode)" if known else ""
+            raise JobError("{}.decode.{} cannot be set per condition{}; a condition may override {}".format(
+                where, key, fixed, ", ".join(IN_CONTAINER_DECODE)))
+    for key in ("beam_size", "batch_size"):
+        if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 1):
+            raise JobError("{}.decode.{} must be a positive integer, got {!r}".format(where, key, raw[key]))
+    if "temperature" in raw and (isinstance(raw["temperature"], bool)
+                                 or not isinstance(raw["temperature"], (int, float)) or raw["temperature"] < 0):
+        raise JobError("{}.decode.temperature must be a non-negative number, got {!r}".format(
+            where, raw["temperature"]))
+    if "language" in raw and raw["language"] is not None and not isinstance(raw["language"], str):
+        raise JobError("{}.decode.language must be a language code or null, got {!r}".format(
+            where, raw["language"]))
+    return dict(raw)
+
+
 @dataclass(frozen=True)
 class UtteranceJob:
     id: str
     audio: str  # path inside the container
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"id": self.id, "audio": self.audio}
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> "UtteranceJob":
+        if not isinstance(raw, dict):
+            raise JobError("{} must be an object".format(where))
+        return cls(id=str(_require(raw, "id", str, where)), audio=_require(raw, "audio", str, where))
 
 
 @dataclass(frozen=True)
@@ -127,9 +203,32 @@ class ConditionJob:
     ids: Optional[tuple] = None
     decode: dict = field(default_factory=dict)
 
+    def to_json(self) -> Dict[str, Any]:
+        """As the job names it: the decode overrides only where there are some."""
+        out = {"key": self.key, "noise": self.noise, "seed_key": self.seed_key,
+               "ids": list(self.ids) if self.ids is not None else None}  # type: Dict[str, Any]
+        if self.decode:
+            out["decode"] = dict(self.decode)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str) -> "ConditionJob":
+        if not isinstance(raw, dict):
+            raise JobError("{} must be an object".format(where))
+        ids = raw.get("ids")
+        if ids is not None and not isinstance(ids, list):
+            raise JobError("{}.ids must be a list of utterance ids or null".format(where))
+        key = _require(raw, "key", str, where)
+        return cls(key=key, noise=_require(raw, "noise", dict, where), seed_key=str(raw.get("seed_key", key)),
+                   ids=tuple(ids) if ids is not None else None,
+                   decode=check_decode_overrides(raw.get("decode"), where))
+
 
 @dataclass(frozen=True)
 class Job:
+    """The job spec a backend container receives (job.json): the host writes ``to_json()``
+    (runner/launch/job.py), the container reads ``from_json()`` before the model loads, with every check."""
+
     contract_version: int
     backend: str
     model: str  # in-container path, or a hub name when allow_download is set
@@ -142,3 +241,59 @@ class Job:
     allow_download: bool = False
     conditions: list = field(default_factory=list)  # empty: one clean condition over every utterance
     loaded_idle_s: float = 0.0  # idle seconds with the model loaded, after warm-up (the host measures power)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"contract_version": self.contract_version, "backend": self.backend, "model": self.model,
+                "quant": self.quant, "backend_quant": self.backend_quant, "device": self.device,
+                "decode": self.decode.to_json(), "warmup": self.warmup, "loaded_idle_s": self.loaded_idle_s,
+                "allow_download": self.allow_download, "utterances": [u.to_json() for u in self.utterances],
+                "conditions": [c.to_json() for c in self.conditions]}
+
+    def needs(self) -> Tuple[int, str]:
+        """The contract version this job needs and the newest feature it uses (FEATURES) that needs it."""
+        used = []
+        if self.conditions:
+            used.append("conditions in one container (job.conditions)")
+        if any(c.decode for c in self.conditions):
+            used.append("per-condition decode overrides (job.conditions[].decode)")
+        return max(((FEATURES[u], u) for u in used), default=(MIN_CONTRACT_VERSION, "the job"))
+
+    def version_problem(self, version: int) -> Optional[str]:
+        """Why this job cannot be written in contract ``version`` (what an image speaks), or None."""
+        need, feature = self.needs()
+        if need <= version:
+            return None
+        return "the job uses {}, which needs entrypoint contract {}; the image speaks {}".format(
+            feature, need, version)
+
+    @classmethod
+    def from_json(cls, data: Any, speaks: int = CONTRACT_VERSION) -> "Job":
+        """Check every field the entrypoint relies on; raise JobError naming the key. A job in any contract
+        version from MIN_CONTRACT_VERSION to ``speaks`` is read, unless it uses a feature newer than its own."""
+        if not isinstance(data, dict):
+            raise JobError("job must be a JSON object")
+        version = _require(data, "contract_version", int)
+        if not MIN_CONTRACT_VERSION <= version <= speaks:
+            raise JobError("job.contract_version is {}, this image speaks contract {} to {}".format(
+                version, MIN_CONTRACT_VERSION, speaks))
+        decode = DecodeOptions.from_json(data.get("decode", {}))
+        utterances = [UtteranceJob.from_json(u, "job.utterances[{}]".format(i))
+                      for i, u in enumerate(_require(data, "utterances", list))]
+        warmup = data.get("warmup", 1)
+        if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+            raise JobError("job.warmup must be a non-negative integer")
+        conditions = [ConditionJob.from_json(c, "job.conditions[{}]".format(i))
+                      for i, c in enumerate(data.get("conditions") or [])]
+        loaded_idle_s = data.get("loaded_idle_s", 0.0)
+        if not isinstance(loaded_idle_s, (int, float)) or isinstance(loaded_idle_s, bool) or loaded_idle_s < 0:
+            raise JobError("job.loaded_idle_s must be a non-negative number of seconds")
+        job = cls(loaded_idle_s=float(loaded_idle_s), conditions=conditions, contract_version=version,
+                  backend=_require(data, "backend", str), model=_require(data, "model", str),
+                  quant=_require(data, "quant", str), backend_quant=_require(data, "backend_quant", str),
+                  device=_require(data, "device", str), decode=decode, warmup=warmup, utterances=utterances,
+                  allow_download=bool(data.get("allow_download", False)))
+        problem = job.version_problem(version)
+        if problem:
+            raise JobError("job.contract_version is {}: {}".format(version, problem.replace(
+                "the image speaks", "the job says")))
+        return job
