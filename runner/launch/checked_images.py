@@ -62,8 +62,13 @@ def contract_problem(ref: str, image_id: str, labels: dict[str, str], version: i
     it where it runs (a fleet node's report); None: look it up here."""
     label = labels.get(CONTRACT_LABEL)
     if label not in (None, ""):
-        return None if label == str(version) else (f"image {ref} speaks entrypoint contract {label}; this runner "
-                                                   f"speaks {version}")
+        # an image speaks every contract from the oldest up to its label: jobs are written in the newest both
+        # speak (launch/job.image_contract), and a group is refused only for a feature newer than that
+        from edgeasr_entrypoint.contract import MIN_CONTRACT_VERSION
+
+        ok = label.isdigit() and int(label) >= MIN_CONTRACT_VERSION
+        return None if ok else (f"image {ref} speaks entrypoint contract {label}; this runner writes jobs in "
+                                f"contract {MIN_CONTRACT_VERSION} to {version}")
     if passed(image_id, version) if checked is None else checked:
         return None
     return (f"image {ref} has no {CONTRACT_LABEL} label, so nothing says which entrypoint contract it speaks; run "

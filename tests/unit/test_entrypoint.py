@@ -373,6 +373,29 @@ def test_parse_job_rejects_an_unknown_condition_decode_key():
         parse_job(job)
 
 
+def test_a_job_in_any_contract_the_image_speaks_is_read_and_one_using_a_newer_feature_is_not():
+    """Issue 21 item 2: a minimum contract version per feature. A contract-2 job (conditions, no decode overrides)
+    is read by this image; one that says 2 but overrides decoding per condition (3) is refused naming the feature;
+    versions outside MIN_CONTRACT_VERSION..CONTRACT_VERSION are refused. A job read and written again is the same."""
+    from edgeasr_entrypoint.contract import MIN_CONTRACT_VERSION, Job, JobError
+
+    job = {"contract_version": 2, "backend": "b", "model": "/m", "quant": "int8", "backend_quant": "int8",
+           "device": "cpu", "utterances": [{"id": "a", "audio": "/data/a.wav"}],
+           "conditions": [{"key": "k", "noise": CLEAN, "seed_key": "k", "ids": ["a"]}]}
+    read = Job.from_json(job)
+    assert read.contract_version == 2 and read.needs()[0] == 2
+    assert Job.from_json(json.loads(json.dumps(read.to_json()))) == read
+    with pytest.raises(JobError, match=r"job.contract_version is 2: the job uses per-condition decode overrides "
+                                       r"\(job.conditions\[\]\.decode\), which needs entrypoint contract 3; the job says 2"):
+        Job.from_json({**job, "conditions": [{**job["conditions"][0], "decode": {"beam_size": 1}}]})
+    assert Job.from_json({**job, "contract_version": 3, "conditions": [
+        {**job["conditions"][0], "decode": {"beam_size": 1}}]}).needs()[0] == 3
+    for version in (MIN_CONTRACT_VERSION - 1, CONTRACT_VERSION + 1):
+        with pytest.raises(JobError, match=f"job.contract_version is {version}, this image speaks contract "
+                                           f"{MIN_CONTRACT_VERSION} to {CONTRACT_VERSION}"):
+            Job.from_json({**job, "contract_version": version})
+
+
 def test_the_device_the_backend_ran_on_is_reported_and_a_cuda_job_that_ran_on_the_cpu_is_refused(tmp_path, adapter):
     """Issue 25, item 7: the adapter says the device its model really runs on (info()["device_used"]); it goes into
     model_info and status.json, and a job for cuda whose backend ended on the CPU stops right after the load, before

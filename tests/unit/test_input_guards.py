@@ -260,8 +260,13 @@ def test_an_image_without_the_contract_label_runs_only_once_check_image_passed_i
     check_contract("my/asr:1", image, 3)  # passes now
     with pytest.raises(UserError, match="no org.edgeasr.contract label"):  # the trust is the id's, not the tag's
         check_contract("my/asr:1", ImageInfo("sha256:" + "b" * 64, image.tags, image.labels), 3)
-    with pytest.raises(UserError, match="speaks entrypoint contract 2; this runner speaks 3"):
-        check_contract("my/asr:1", ImageInfo(image.id, image.tags, {"org.edgeasr.contract": "2"}), 3)
+    # an older contract is no refusal of the image (issue 21 item 2: a minimum version per feature); one below the
+    # oldest a job can be written in, or a label that is no version, is
+    check_contract("my/asr:1", ImageInfo(image.id, image.tags, {"org.edgeasr.contract": "2"}), 3)
+    for label in ("1", "x"):
+        with pytest.raises(UserError, match=f"speaks entrypoint contract {label}; this runner writes jobs in "
+                                            f"contract 2 to 3"):
+            check_contract("my/asr:1", ImageInfo(image.id, image.tags, {"org.edgeasr.contract": label}), 3)
     state.write_text("not json")
     with pytest.raises(UserError):  # an unreadable record trusts nothing
         check_contract("my/asr:1", image, 3)

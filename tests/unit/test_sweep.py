@@ -347,3 +347,50 @@ def test_the_sweep_writes_records_the_report_reads_back_as_they_were(study):
     # and a rebuild from the folders (what resume does) writes the same file
     tables.write_tables(study / "out", tables.collect([]) + list(read))
     assert (study / "out" / "conditions.jsonl").read_text().splitlines() == lines
+
+
+class _OldImage(RecordedEngine):
+    """An image labelled with contract 2 (before per-condition decode overrides): what a job for it says."""
+
+    def __init__(self):
+        super().__init__()
+        self.jobs = []
+
+    def image(self, spec):
+        from runner.launch.docker_engine import ImageInfo
+
+        return ImageInfo("sha256:" + "2" * 64, ["old:1"], {"org.edgeasr.contract": "2"})
+
+    def run(self, spec, job, mounts, env, on_event, launch):
+        self.jobs.append(job)
+        return super().run(spec, job, mounts, env, on_event, launch)
+
+
+def test_an_image_of_an_older_contract_runs_every_group_that_needs_nothing_newer(study, monkeypatch):
+    """Issue 21 item 2: compatibility is a minimum contract version per feature, not an exact match. A contract-2
+    image runs a sweep without decode overrides (its jobs are written in contract 2, which it reads); a group
+    that overrides decoding per condition (contract 3) fails with one sentence naming the feature, and only it."""
+    from edgeasr_entrypoint.contract import Job
+
+    from runner import execute
+
+    engine = _OldImage()
+    outcome = _sweep(study, engine)
+    assert outcome.exit_code == 0 and [r.status for r in outcome.records] == ["ok"] * 4
+    assert {j["contract_version"] for j in engine.jobs} == {2}
+    assert all(Job.from_json(j, speaks=2).contract_version == 2 for j in engine.jobs)  # what a contract-2 image reads
+
+    (study / "axes.yaml").write_text("name: axes\n" + decode_axes_experiment("d"))
+    monkeypatch.chdir(study)
+    exp = load_experiment(study / "axes.yaml", root=study)
+    planned = plan_sweep(exp, engine, study / "models", study / "axes")
+    job = planned[0]
+    plain = [c for c in job.conditions if not c.decode]
+    assert execute.group_job_spec(job, plain, host_paths=True)["contract_version"] == 2
+    with pytest.raises(Exception, match="the job uses per-condition decode overrides .*, which needs entrypoint "
+                                        "contract 3; the image speaks 2"):
+        execute.group_job_spec(job, list(job.conditions), host_paths=True)
+    axes = sweep.run_sweep(exp, study / "axes", sweep.FixedPlan(tuple(planned)),
+                           sweep.LocalDispatcher(engine, study / "axes"), View(), sweep.SweepOptions())
+    assert axes.exit_code == 1 and {r.status for r in axes.records} == {"error"}
+    assert all("needs entrypoint contract 3; the image speaks 2" in r.error for r in axes.records)
