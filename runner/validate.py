@@ -12,7 +12,9 @@ records that were fine are still merged, so its figures stay finite and non-nega
 
 Cross-checks where the host can make them: a result's processing and latency times fit inside its own
 utterance's window in the events (the same monotonic clock), and its audio duration is the one its events
-and the audio file's header say. When the one-sweep issue's typed records land, these checks move onto them.
+and the audio file's header say. The checks of one record are the contract's record types' own
+(``EventRecord``, ``TranscriptRecord``, ``StatusRecord``.from_json in contract.py, issue 21 item 2); what needs
+several records (order, duplicates, windows, the audio file) stays here.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeasr_entrypoint.contract import Event
+from edgeasr_entrypoint.contract import (Event, EventRecord, RecordError, StatusRecord, TranscriptRecord,
+                                         finite_everywhere, shown, value_problem)  # noqa: F401 (re-exported)
 
 #: Slack for a time compared with a window of the events: the windows are stamped a few instructions outside
 #: the timed call (same clock), and floats are summed and divided on the way.
@@ -35,18 +38,6 @@ DURATION_SLACK_FRACTION = 0.01
 #: How many of a condition's problems its error sentence quotes (the rest are counted).
 QUOTED = 3
 
-# What each field of the contract may hold. ``positive``: seconds of audio (> 0); ``seconds``/``mb``: >= 0.
-_POSITIVE = ("duration_s",)
-_NON_NEGATIVE = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "peak_vram_mb", "audio_cache_mb",
-                 "rss_after_load_mb", "model_size_mb", "seconds")
-_COUNTS = ("n_params", "batch_size", "count", "n_ok", "n_failed", "n", "n_conditions", "n_utterances")
-_TEXTS = ("condition", "id", "error", "peak_rss_scope", "device_used", "quant_method", "model", "status",
-          "model_kind", "backend", "traceback", "reason")
-#: The fields an event must carry, beyond its name and clocks (the entrypoint always writes them).
-_REQUIRED = {Event.UTTERANCE_START: ("id",), Event.UTTERANCE_END: ("id", "duration_s", "processing_s"),
-             Event.UTTERANCE_ERROR: ("id",)}
-
-
 @dataclass(frozen=True)
 class Rejected:
     """A record (or part of one) that broke the contract: the condition it belongs to (None: the whole
@@ -57,99 +48,10 @@ class Rejected:
     text: str
 
 
-@dataclass(frozen=True)
-class EventRow:
-    """One event that passed the checks: its name, both clocks (non-negative integers; ``mono_ns`` never
-    behind an earlier event's), the condition and utterance it names, and the record as the merge reads it."""
-
-    event: str
-    t_ns: int
-    mono_ns: int
-    condition: str | None
-    id: str | None
-    record: Mapping[str, Any] = field(compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.record)
-
-
-@dataclass(frozen=True)
-class TranscriptRow:
-    """One utterance's result that passed the checks. An ``ok`` one has text and audio seconds > 0 and
-    processing seconds >= 0 (finite); an ``error`` one has its sentence (or None)."""
-
-    id: str
-    condition: str | None
-    status: str  # ok | error
-    hypothesis: str | None
-    error: str | None
-    duration_s: float | None
-    processing_s: float | None
-    latency_s: float | None
-    record: Mapping[str, Any] = field(compare=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.record)
-
-
-def _shown(value: Any) -> str:
-    """A value as a sentence quotes it: short, and never the whole of a long one."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def value_problem(name: str, value: Any, *, required: bool = False) -> str | None:
-    """Why ``value`` cannot be the contract's field ``name`` (None: it can). Unknown names only need to be
-    free of NaN and infinities."""
-    if value is None:
-        return f"{name} is missing" if required else None
-    if name in _POSITIVE or name in _NON_NEGATIVE:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"{name} is {_shown(value)}, not a number"
-        if not math.isfinite(value):
-            return f"{name} is {_shown(value)}, not a finite number"
-        if name in _POSITIVE and value <= 0:
-            return f"{name} is {value!r}: seconds of audio must be more than 0"
-        if value < 0:
-            return f"{name} is {value!r}, below 0"
-        return None
-    if name in _COUNTS:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            return f"{name} is {_shown(value)}, not a count"
-        return None
-    if name in _TEXTS:
-        return None if isinstance(value, str) else f"{name} is {_shown(value)}, not text"
-    if name == "versions":
-        if not isinstance(value, Mapping) or not all(isinstance(v, (str, type(None))) for v in value.values()):
-            return f"versions is {_shown(value)}, not a map of names to version texts"
-        return None
-    return None if finite_everywhere(value) else f"{name} holds NaN or an infinity"
-
-
-def finite_everywhere(value: Any) -> bool:
-    """Whether a JSON value holds no NaN and no infinity at any depth (Python's JSON reader accepts both);
-    iterative, so that a deeply nested value cannot exhaust the stack."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, float) and not math.isfinite(v):
-            return False
-        if isinstance(v, Mapping):
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return True
-
-
-def _fields_problem(record: Mapping[str, Any], required: Iterable[str] = ()) -> str | None:
-    for name in required:
-        if record.get(name) is None:
-            return f"{name} is missing"
-    for name, value in record.items():
-        problem = value_problem(str(name), value)
-        if problem:
-            return problem
-    return None
+#: The contract's record types (containers/common/edgeasr_entrypoint/contract.py) under the names the merge uses.
+EventRow = EventRecord
+TranscriptRow = TranscriptRecord
+_shown = shown
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -157,18 +59,11 @@ def _text_or_none(value: Any) -> str | None:
 
 
 def event_row(record: Mapping[str, Any]) -> EventRow | str:
-    """One event checked on its own (fields, types, ranges); the row, or why not."""
-    name = record.get("event")
-    if not isinstance(name, str):
-        return f"an event whose name is {_shown(name)}, not text"
-    for clock in ("t_ns", "mono_ns"):
-        value = record.get(clock)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            return f"{name}: {clock} is {_shown(value)}, not a time in nanoseconds"
-    problem = _fields_problem(record, _REQUIRED.get(name, ()))
-    if problem:
-        return f"{name}: {problem}"
-    return EventRow(name, record["t_ns"], record["mono_ns"], record.get("condition"), record.get("id"), dict(record))
+    """One event checked on its own (fields, types, ranges): EventRecord.from_json; the row, or why not."""
+    try:
+        return EventRecord.from_json(record)
+    except RecordError as exc:
+        return str(exc)
 
 
 def live_event(record: Any) -> dict[str, Any] | None:
@@ -211,21 +106,11 @@ def check_events(records: Iterable[Mapping[str, Any]]) -> tuple[list[EventRow], 
 
 
 def transcript_row(record: Mapping[str, Any]) -> TranscriptRow | str:
-    """One result checked on its own; the row, or why not."""
-    status = record.get("status")
-    if status not in ("ok", "error"):
-        return f"status is {_shown(status)}, not 'ok' or 'error'"
-    if status == "ok":
-        problem = _fields_problem(record, ("duration_s", "processing_s"))
-        if problem is None and not isinstance(record.get("hypothesis"), str):
-            problem = f"hypothesis is {_shown(record.get('hypothesis'))}, not text"
-    else:
-        problem = _fields_problem({k: v for k, v in record.items() if k != "hypothesis"})
-    if problem:
-        return problem
-    return TranscriptRow(record["id"], record.get("condition"), status, record.get("hypothesis") if status == "ok"
-                         else None, record.get("error"), record.get("duration_s"), record.get("processing_s"),
-                         record.get("latency_s"), dict(record))
+    """One result checked on its own: TranscriptRecord.from_json; the row, or why not."""
+    try:
+        return TranscriptRecord.from_json(record)
+    except RecordError as exc:
+        return str(exc)
 
 
 def check_transcripts(records: Iterable[Mapping[str, Any]]) -> tuple[list[TranscriptRow], list[Rejected]]:
@@ -255,23 +140,12 @@ def check_transcripts(records: Iterable[Mapping[str, Any]]) -> tuple[list[Transc
 
 
 def check_status(record: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, list[Rejected]]:
-    """The status record with each field that broke the contract taken out (and said), or None."""
+    """The status record with each field that broke the contract taken out (and said), or None
+    (StatusRecord.from_json)."""
     if record is None:
         return None, []
-    out: dict[str, Any] = {}
-    rejected = []
-    for name, value in record.items():
-        problem = value_problem(str(name), value)
-        if problem:
-            rejected.append(Rejected(None, None, f"status.json: {problem}"))
-        else:
-            out[name] = value
-    if out.get("status") not in ("ok", "error"):
-        if "status" in out or "status" not in record:
-            rejected.append(Rejected(None, None, f"status.json: status is {_shown(record.get('status'))}, "
-                                                 f"not 'ok' or 'error'"))
-        out["status"] = "error"
-    return out, rejected
+    status = StatusRecord.from_json(record)
+    return status.to_json(), [Rejected(None, None, f"status.json: {p}") for p in status.problems]
 
 
 def _fits(value: float, window_s: float) -> bool:

@@ -77,6 +77,12 @@ def test_failed_utterances_are_recorded_and_the_rest_go_on(tmp_path, adapter):
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "ok" and status["n_ok"] == 2 and status["n_failed"] == 4
     assert status["n_params"] == 42 and status["versions"]["scripted"] == "1" and status["peak_rss_mb"] > 0
+    # what the entrypoint writes is what the contract's record types read back, whole (issue 21 item 2)
+    from edgeasr_entrypoint.contract import EventRecord, StatusRecord, TranscriptRecord
+
+    assert StatusRecord.from_json(status).problems == () and StatusRecord.from_json(status).to_json() == status
+    assert all(TranscriptRecord.from_json(t).to_json() == t for t in _read(out / "transcripts.jsonl"))
+    assert all(EventRecord.from_json(e).to_json() == e for e in _read(out / "events.jsonl"))
     names = [e["event"] for e in _read(out / "events.jsonl")]
     assert names[:7] == ["container_start", "load_start", "load_end", "model_info", "warmup_start", "warmup_end",
                          "inference_start"]
@@ -430,3 +436,22 @@ def test_an_adapter_that_does_not_say_its_device_leaves_device_used_out(tmp_path
     assert entry.main(["x", str(job)]) == 0
     info = next(e for e in _read(job.parent / "events.jsonl") if e["event"] == "model_info")
     assert "device_used" not in info and "device_used" not in json.loads((job.parent / "status.json").read_text())
+
+
+def test_a_record_that_breaks_the_contract_is_one_sentence_from_its_type():
+    """The record types the host validates against (runner/validate.py) say what is wrong in one sentence."""
+    from edgeasr_entrypoint.contract import EventRecord, RecordError, StatusRecord, TranscriptRecord
+
+    with pytest.raises(RecordError, match="utterance_end: duration_s is missing"):
+        EventRecord.from_json({"event": "utterance_end", "t_ns": 1, "mono_ns": 1, "id": "a", "processing_s": 0.1})
+    with pytest.raises(RecordError, match="inference_start: mono_ns is -1, not a time in nanoseconds"):
+        EventRecord.from_json({"event": "inference_start", "t_ns": 1, "mono_ns": -1})
+    with pytest.raises(RecordError, match="hypothesis is 3, not text"):
+        TranscriptRecord.from_json({"id": "a", "status": "ok", "hypothesis": 3, "duration_s": 1.0,
+                                    "processing_s": 0.1})
+    with pytest.raises(RecordError, match="processing_s is -1.0, below 0"):
+        TranscriptRecord.from_json({"id": "a", "status": "ok", "hypothesis": "x", "duration_s": 1.0,
+                                    "processing_s": -1.0})
+    status = StatusRecord.from_json({"status": "done", "peak_rss_mb": "big", "n_ok": 1})
+    assert status.status == "error" and status.to_json() == {"n_ok": 1, "status": "error"}
+    assert status.problems == ("peak_rss_mb is 'big', not a number", "status is 'done', not 'ok' or 'error'")

@@ -10,8 +10,9 @@ containers/README.md describes the contract in words.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 CONTRACT_VERSION = 3
 """The newest contract this copy speaks; bumped whenever a job field or an event is added or changes meaning.
@@ -297,3 +298,190 @@ class Job:
             raise JobError("job.contract_version is {}: {}".format(version, problem.replace(
                 "the image speaks", "the job says")))
         return job
+
+
+# -- what comes back: event, transcript and status records (the host validates against these) -------------
+
+
+class RecordError(ValueError):
+    """A record the container wrote breaks the contract: one sentence saying which field and why."""
+
+
+# What each field of the contract may hold. ``positive``: seconds of audio (> 0); ``seconds``/``mb``: >= 0.
+POSITIVE_FIELDS = ("duration_s",)
+NON_NEGATIVE_FIELDS = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "peak_vram_mb", "audio_cache_mb",
+                       "rss_after_load_mb", "model_size_mb", "seconds")
+COUNT_FIELDS = ("n_params", "batch_size", "count", "n_ok", "n_failed", "n", "n_conditions", "n_utterances")
+TEXT_FIELDS = ("condition", "id", "error", "peak_rss_scope", "device_used", "quant_method", "model", "status",
+               "model_kind", "backend", "traceback", "reason")
+REQUIRED_EVENT_FIELDS = {Event.UTTERANCE_START: ("id",), Event.UTTERANCE_END: ("id", "duration_s", "processing_s"),
+                         Event.UTTERANCE_ERROR: ("id",)}
+"""The fields an event must carry, beyond its name and clocks (the entrypoint always writes them)."""
+
+
+def shown(value: Any) -> str:
+    """A value as a sentence quotes it: short, and never the whole of a long one."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def finite_everywhere(value: Any) -> bool:
+    """Whether a JSON value holds no NaN and no infinity at any depth (Python's JSON reader accepts both);
+    iterative, so that a deeply nested value cannot exhaust the stack."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if isinstance(v, Mapping):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
+
+
+def value_problem(name: str, value: Any, required: bool = False) -> Optional[str]:
+    """Why ``value`` cannot be the contract's field ``name`` (None: it can). Unknown names only need to be
+    free of NaN and infinities."""
+    if value is None:
+        return "{} is missing".format(name) if required else None
+    if name in POSITIVE_FIELDS or name in NON_NEGATIVE_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "{} is {}, not a number".format(name, shown(value))
+        if not math.isfinite(value):
+            return "{} is {}, not a finite number".format(name, shown(value))
+        if name in POSITIVE_FIELDS and value <= 0:
+            return "{} is {!r}: seconds of audio must be more than 0".format(name, value)
+        if value < 0:
+            return "{} is {!r}, below 0".format(name, value)
+        return None
+    if name in COUNT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return "{} is {}, not a count".format(name, shown(value))
+        return None
+    if name in TEXT_FIELDS:
+        return None if isinstance(value, str) else "{} is {}, not text".format(name, shown(value))
+    if name == "versions":
+        if not isinstance(value, Mapping) or not all(isinstance(v, (str, type(None))) for v in value.values()):
+            return "versions is {}, not a map of names to version texts".format(shown(value))
+        return None
+    return None if finite_everywhere(value) else "{} holds NaN or an infinity".format(name)
+
+
+def fields_problem(record: Mapping, required: Tuple[str, ...] = ()) -> Optional[str]:
+    """The first field of a record that breaks the contract, in a phrase (None: none does)."""
+    for name in required:
+        if record.get(name) is None:
+            return "{} is missing".format(name)
+    for name, value in record.items():
+        problem = value_problem(str(name), value)
+        if problem:
+            return problem
+    return None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event (events.jsonl, and stdout after EVENT_PREFIX) that passed the checks: its name, both clocks
+    (non-negative integers), the condition and utterance it names, and the record as written."""
+
+    event: str
+    t_ns: int
+    mono_ns: int
+    condition: Optional[str]
+    id: Optional[str]
+    record: Mapping = field(compare=False)
+
+    def to_json(self) -> Dict[str, Any]:
+        return dict(self.record)
+
+    as_dict = to_json
+
+    @classmethod
+    def from_json(cls, record: Any) -> "EventRecord":
+        """One event checked on its own (fields, types, ranges); RecordError saying why not."""
+        if not isinstance(record, Mapping):
+            raise RecordError("an event that is not an object")
+        name = record.get("event")
+        if not isinstance(name, str):
+            raise RecordError("an event whose name is {}, not text".format(shown(name)))
+        for clock in ("t_ns", "mono_ns"):
+            value = record.get(clock)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RecordError("{}: {} is {}, not a time in nanoseconds".format(name, clock, shown(value)))
+        problem = fields_problem(record, REQUIRED_EVENT_FIELDS.get(name, ()))
+        if problem:
+            raise RecordError("{}: {}".format(name, problem))
+        return cls(name, record["t_ns"], record["mono_ns"], record.get("condition"), record.get("id"), dict(record))
+
+
+@dataclass(frozen=True)
+class TranscriptRecord:
+    """One utterance's result (transcripts.jsonl) that passed the checks. An ``ok`` one has text and audio
+    seconds > 0 and processing seconds >= 0 (finite); an ``error`` one has its sentence (or None)."""
+
+    id: str
+    condition: Optional[str]
+    status: str  # ok | error
+    hypothesis: Optional[str]
+    error: Optional[str]
+    duration_s: Optional[float]
+    processing_s: Optional[float]
+    latency_s: Optional[float]
+    record: Mapping = field(compare=False)
+
+    def to_json(self) -> Dict[str, Any]:
+        return dict(self.record)
+
+    as_dict = to_json
+
+    @classmethod
+    def from_json(cls, record: Any) -> "TranscriptRecord":
+        """One result checked on its own; RecordError saying why not."""
+        if not isinstance(record, Mapping):
+            raise RecordError("a result that is not an object")
+        if not isinstance(record.get("id"), str):
+            raise RecordError("id is {}, not text".format(shown(record.get("id"))))
+        status = record.get("status")
+        if status not in ("ok", "error"):
+            raise RecordError("status is {}, not 'ok' or 'error'".format(shown(status)))
+        if status == "ok":
+            problem = fields_problem(record, ("duration_s", "processing_s"))
+            if problem is None and not isinstance(record.get("hypothesis"), str):
+                problem = "hypothesis is {}, not text".format(shown(record.get("hypothesis")))
+        else:
+            problem = fields_problem({k: v for k, v in record.items() if k != "hypothesis"})
+        if problem:
+            raise RecordError(problem)
+        return cls(record["id"], record.get("condition"), status,
+                   record.get("hypothesis") if status == "ok" else None, record.get("error"),
+                   record.get("duration_s"), record.get("processing_s"), record.get("latency_s"), dict(record))
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    """The container's final record (status.json) as the host may read it: every field that broke the contract
+    taken out, each named in ``problems``; ``status`` is "ok" or "error" (anything else reads as "error")."""
+
+    status: str
+    record: Mapping = field(compare=False)  # the fields that passed, status included
+    problems: Tuple[str, ...] = ()
+
+    def to_json(self) -> Dict[str, Any]:
+        return dict(self.record)
+
+    @classmethod
+    def from_json(cls, record: Mapping) -> "StatusRecord":
+        out = {}  # type: Dict[str, Any]
+        problems = []
+        for name, value in record.items():
+            problem = value_problem(str(name), value)
+            if problem:
+                problems.append(problem)
+            else:
+                out[name] = value
+        if out.get("status") not in ("ok", "error"):
+            if "status" in out or "status" not in record:
+                problems.append("status is {}, not 'ok' or 'error'".format(shown(record.get("status"))))
+            out["status"] = "error"
+        return cls(out["status"], out, tuple(problems))
