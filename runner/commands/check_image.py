@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeasr_entrypoint.contract import CONTRACT_VERSION, Event
+from edgeasr_entrypoint.contract import CONTRACT_VERSION, DecodeOptions, Event, Job, UtteranceJob
 
 from ..backends import BACKENDS, Backend
 from ..data.load import load_dataset
@@ -113,11 +113,11 @@ def _status_ok(status: dict[str, Any] | None) -> tuple[bool, str]:
 def tiny_job(backend: Backend, model: str, quant: str, data_dir: str = "/data") -> dict[str, Any]:
     """The test job: the backend's model on cpu, greedy, one speech file and one corrupt file (speech.flac and
     corrupt.flac in ``data_dir``, where the container sees them). Everything backend-specific is the row's."""
-    return {"contract_version": CONTRACT_VERSION, "backend": backend.name, "model": model, "quant": quant,
-            "backend_quant": backend.backend_quant("cpu", quant), "device": "cpu",
-            "decode": {"beam_size": 1, "temperature": 0.0, "language": "en", "threads": 0, "batch_size": 1},
-            "warmup": 1, "utterances": [{"id": "speech", "audio": f"{data_dir}/speech.flac"},
-                                        {"id": "corrupt", "audio": f"{data_dir}/corrupt.flac"}]}
+    return Job(contract_version=CONTRACT_VERSION, backend=backend.name, model=model, quant=quant,
+               backend_quant=backend.backend_quant("cpu", quant), device="cpu",
+               decode=DecodeOptions(beam_size=1, temperature=0.0, language="en", threads=0, batch_size=1),
+               warmup=1, utterances=[UtteranceJob("speech", f"{data_dir}/speech.flac"),
+                                     UtteranceJob("corrupt", f"{data_dir}/corrupt.flac")]).to_json()
 
 
 def write_test_data(data: Path) -> None:
