@@ -63,6 +63,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("avg_w", ("energy", "avg_w")),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
+#: The metrics that are energy: each has a scope (what hardware it covers) and a measurement bound.
+ENERGY_METRICS = frozenset({"total_j", "dynamic_j", "j_per_audio_s", "avg_w"})
 
 #: Fewer values than this show their range (min-max), not a Student-t interval.
 MIN_N_FOR_CI = 3

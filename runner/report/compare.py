@@ -10,7 +10,9 @@ Deltas: WER in percentage points, RTF, p50 latency and energy per audio second i
 A delta the repeats cannot tell from noise is marked: Welch's t-test at 95 % where both sides have at least
 2 repeats ("within noise"), "no repeats" where either side has one. The regression gates
 (``--max-wer-increase`` and friends) judge the mean delta; a gate whose metric is unavailable on either side
-fails, since a gate that cannot be checked must not pass silently.
+fails, since a gate that cannot be checked must not pass silently. Figures that measure different things
+(energy of the GPU alone against a CPU package) are never compared: runner/report/comparable.py says so in one
+sentence ("not comparable: energy of GPU vs CPU package+DRAM"), which the delta shows and a gate on it fails with.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .aggregate import AggregateRow, Stat, aggregate, t975
+from .comparable import not_comparable
 from .records import GroupKey, KeyNames, Sweep, format_axis_value
 from .sweep_table import Cell, TableModel
 
@@ -56,14 +59,16 @@ NO_REPEATS = "no repeats"
 
 @dataclass(frozen=True)
 class Delta:
-    """One metric of one matched condition: both sides' Stats, the change (None: unavailable on a side, or a
-    relative change from 0) and whether the repeats tell it from noise (``noise``: None when they do)."""
+    """One metric of one matched condition: both sides' Stats, the change (None: unavailable on a side, a
+    relative change from 0, or not comparable) and whether the repeats tell it from noise (``noise``: None when
+    they do). ``not_comparable``: why the two sides' figures cannot be compared at all, or None."""
 
     metric: str
     baseline: Stat
     candidate: Stat
     change: float | None
     noise: str | None
+    not_comparable: str | None = None
 
     @property
     def spec(self) -> CompareMetric:
@@ -119,7 +124,9 @@ class Comparison:
             for pair in self.pairs:
                 d = pair.delta(metric)
                 where = f"{pair.label} ({pair.candidate})"
-                if d.change is None:
+                if d.not_comparable is not None:
+                    failures.append(f"{where}: {flag} cannot be checked: {spec.header} {d.not_comparable}")
+                elif d.change is None:
                     why = "; ".join(dict.fromkeys((*d.baseline.reasons, *d.candidate.reasons))) or "no value"
                     failures.append(f"{where}: {flag} cannot be checked: {spec.header} unavailable ({why})")
                 elif d.change > limit:
@@ -172,9 +179,12 @@ def distinguishable(a: Stat, b: Stat) -> bool | None:
     return diff / se > t975(max(1, int(df)))
 
 
-def delta(metric: str, a: Stat, b: Stat) -> Delta:
+def delta(metric: str, a: Stat, b: Stat, not_comparable: str | None = None) -> Delta:
+    """The change of ``metric`` from ``a`` to ``b``; none at all where ``not_comparable`` says why it cannot be."""
     spec = BY_NAME[metric]
     change = None
+    if not_comparable is not None:
+        return Delta(metric, a, b, None, None, not_comparable)
     if a.mean is not None and b.mean is not None:
         if spec.change == "points":
             change = (b.mean - a.mean) * 100.0
@@ -220,7 +230,8 @@ def compare(baseline: Sweep, candidates: Sequence[tuple[str, Sweep]], baseline_l
                 continue
             used.add(k)
             pairs.append(Pair(labels(b.key), cand_label, b, c,
-                              tuple(delta(m.metric, b.stat(m.metric), c.stat(m.metric)) for m in COMPARED)))
+                              tuple(delta(m.metric, b.stat(m.metric), c.stat(m.metric), not_comparable(m.metric, b, c))
+                                    for m in COMPARED)))
         for k, c in by_key.items():
             if k not in used:
                 unmatched.append(f"{labels(c.key)}: only in {cand_label}")
@@ -267,7 +278,9 @@ def format_value(stat: Stat, spec: CompareMetric) -> str:
 
 
 def format_change(d: Delta) -> str:
-    """"+0.34 points", "-12.5 %", "+18 MiB"; "n/a" when unavailable."""
+    """"+0.34 points", "-12.5 %", "+18 MiB"; the not-comparable sentence; "n/a" when unavailable."""
+    if d.not_comparable is not None:
+        return d.not_comparable
     if d.change is None:
         return "n/a"
     spec = d.spec
@@ -324,7 +337,8 @@ def to_json(cmp: Comparison, gates: Gates) -> dict[str, Any]:
         "compared_across": list(cmp.ignored),
         "pairs": [{"condition": p.label, "candidate": p.candidate,
                    "metrics": {d.metric: {"baseline": _stat_json(d.baseline), "candidate": _stat_json(d.candidate),
-                                          "change": d.change, "unit": d.spec.unit, "noise": d.noise}
+                                          "change": d.change, "unit": d.spec.unit, "noise": d.noise,
+                                          "not_comparable": d.not_comparable}
                                for d in p.deltas}} for p in cmp.pairs],
         "unmatched": list(cmp.unmatched),
         "gates": {flag.lstrip("-"): limit for _, flag, limit in gates.items()},
@@ -342,5 +356,5 @@ def to_csv(cmp: Comparison) -> str:
     for p in cmp.pairs:
         for d in p.deltas:
             w.writerow([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
-                        d.candidate.n, d.change, d.spec.unit, d.noise or ""])
+                        d.candidate.n, d.change, d.spec.unit, d.noise or d.not_comparable or ""])
     return buf.getvalue()

@@ -131,6 +131,31 @@ def unavailable_text(what: str, rows: Sequence[AggregateRow], metric: str) -> st
     return f"{what} unavailable: " + ("; ".join(reasons) if reasons else "no runs")
 
 
+def energy_scopes(rows: Sequence[AggregateRow]) -> list[str]:
+    """The distinct energy scopes of the rows ("board input", "GPU", "CPU package+DRAM"), in the rows' order."""
+    return list(dict.fromkeys(r.energy_scope for r in rows if r.energy_scope))
+
+
+def energy_label(rows: Sequence[AggregateRow], what: str) -> str:
+    """An energy axis label that names what the energy covers: "<what>\nscope: GPU"; where the rows measured
+    different scopes, they are named per bar or point (``with_scope``) and the axis says so."""
+    scopes = energy_scopes(rows)
+    if len(scopes) == 1:
+        return f"{what}\nscope: {scopes[0]}"
+    if scopes:
+        return f"{what}\nscope per bar or point (scopes differ: not comparable across them)"
+    return what
+
+
+def with_scope(rows: Sequence[AggregateRow], label: Callable[[GroupKey], str]) -> Callable[[GroupKey], str]:
+    """``label`` with each condition's energy scope appended where the rows measured more than one scope, so that
+    no GPU-only bar stands unlabelled beside a board-input bar; ``label`` itself where they share one."""
+    if len(energy_scopes(rows)) < 2:
+        return label
+    scope = {r.key: r.energy_scope or "no energy" for r in rows}
+    return lambda key: f"{label(key)} · {scope.get(key, 'no energy')}"
+
+
 def series_labeller(rows: Sequence[AggregateRow], exclude: Sequence[str] = ()) -> Callable[[GroupKey], str]:
     """The model as a category label (its display name: a path tail where two share a name), with backend,
     device and dataset where the sweep varies them, the library versions (else the image) where it varies

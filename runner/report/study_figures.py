@@ -18,8 +18,8 @@ from matplotlib.patches import Patch
 
 from ..telemetry.samplers.tegrastats_parse import INPUT_RAIL_NAMES
 from .aggregate import AggregateRow
-from .figure_kit import (MARKERS, PALETTE, FigureResult, category_ticks, new_figure, save, series_labeller,
-                         styled)
+from .figure_kit import (MARKERS, PALETTE, FigureResult, category_ticks, energy_label, new_figure, save,
+                         series_labeller, styled, with_scope)
 from .records import GroupKey, Sweep
 from .traces import RecordFiles, Timeline, by_key, read_timeline, record_files, utterance_points
 
@@ -111,7 +111,7 @@ def energy_by_rail(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence
     splits = {k: v for k, v in splits.items() if v[0]}
     if not splits:
         return "energy by rail: no condition recorded per-rail energy (a sampler with rails: tegrastats, jtop)"
-    label = series_labeller(clean)
+    label = with_scope(clean, series_labeller(clean))
     keys = [r.key for r in clean if r.key in splits]
     rails = sorted({name for parts, _ in splits.values() for name in parts})
     fig = new_figure(max(6.0, 1.1 * len(keys) + 3.0), 4.4)
@@ -132,11 +132,14 @@ def energy_by_rail(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence
         total = splits[k][1] if splits[k][1] is not None else bottom[x]
         ax.text(x, max(total, bottom[x]), f"{total:.3f}", ha="center", va="bottom", fontsize=7)
     category_ticks(ax, [f"{label(k)}/{k.quant}" for k in keys])
-    ax.set_ylabel("energy per audio second (J/s)")
+    ax.set_ylabel(energy_label([r for r in clean if r.key in splits], "energy per audio second (J/s)"))
     ax.set_xlabel("model")
     ax.set_title(title)
     ax.margins(y=0.12)
     ax.legend(title="rail", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if any(":" in rail for rail in rails):
+        notes.append("a rail named sampler:rail (rapl:package-0) comes from the sampler beside the main one, of its "
+                     "own scope (RAPL: CPU package+DRAM beside NVML's GPU)")
     missing = [f"{label(r.key)}/{r.key.quant}" for r in clean if r.key not in splits]
     if missing:
         notes.append("no per-rail energy: " + ", ".join(missing))
@@ -155,16 +158,21 @@ def power_over_time(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequenc
     and each utterance marked in a strip along the bottom."""
     title = "Power over time"
     groups: dict[str, list[GroupKey]] = {}
+    scopes: dict[str, str] = {}  # the sampler's scope in each container: what "total" covers
     for rec in records:  # group key "": a run folder's one container, its files in the folder itself
         groups.setdefault(rec.group_key, [])
         if rec.key not in groups[rec.group_key]:
             groups[rec.group_key].append(rec.key)
+        energy = rec.summary.get("energy")
+        if isinstance(energy, dict) and energy.get("scope"):
+            scopes.setdefault(rec.group_key, str(energy["scope"]))
     timelines: list[tuple[str, Timeline]] = []
     for group_key, keys in groups.items():
         tl = read_timeline(sweep.results_dir, group_key)
         if tl is not None:
             base = series_labeller(rows)
-            timelines.append((f"{base(keys[0])}/{keys[0].quant}", tl))
+            scope = f" · scope: {scopes[group_key]}" if group_key in scopes else ""
+            timelines.append((f"{base(keys[0])}/{keys[0].quant}{scope}", tl))
     if not timelines:
         return "power over time: no group folder holds a telemetry.csv with power and its raw/events.jsonl"
     shown, left_out = timelines[:MAX_TIMELINES], timelines[MAX_TIMELINES:]

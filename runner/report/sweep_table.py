@@ -21,13 +21,12 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .aggregate import CV_DISAGREE, RUN_FAILED, AggregateRow, Stat
+from .aggregate import CV_DISAGREE, ENERGY_METRICS, RUN_FAILED, AggregateRow, Stat
 from .records import GroupKey, KeyNames, axes_that_vary, constant_axes, format_axis_value, versions_that_vary
 
 UNAVAILABLE = "unavailable"
 #: Output forms of a table: the terminal's (rich), Markdown, CSV.
 FORMATS = ("table", "md", "csv")
-ENERGY_METRICS = frozenset({"total_j", "dynamic_j", "j_per_audio_s", "avg_w"})
 DISAGREE_NOTE = f"repeats disagree: coefficient of variation above {CV_DISAGREE:.0%}"
 
 

@@ -337,3 +337,28 @@ def test_own_container_is_found_from_mountinfo_not_the_hostname(tmp_path):
     assert hostload.own_container_id(str(f)) == cid
     f.write_text("1 2 0:1 / / rw - ext4 /dev/sda1 rw\n")
     assert hostload.own_container_id(str(f)) is None
+
+
+def test_compare_of_gpu_energy_against_cpu_package_energy_is_not_a_rise(tmp_path, capsys):
+    """Regression (issue 22, item 2): a GPU-only (NVML) run against a CPU-package (RAPL) run printed "J / audio s
+    rose +20 %" and the gate failed on it. Energies of different scopes are not comparable: the delta says so,
+    and a gate on energy fails with that sentence instead of a made-up rise."""
+    a = _run_folder(tmp_path, "gpu", image="edgeasr/fw:1", j=0.5)
+    b = _run_folder(tmp_path, "cpu", image="edgeasr/fw:2", j=0.6)
+    for folder, scope, source in ((a, "GPU", "nvml"), (b, "CPU package+DRAM", "rapl")):
+        s = json.loads((folder / "summary.json").read_text())
+        s["energy"].update(scope=scope, source=source)
+        (folder / "summary.json").write_text(json.dumps(s))
+    cmp = compare(load_results(a), [("cpu", load_results(b))], "gpu")
+    d = cmp.pairs[0].delta("j_per_audio_s")
+    assert d.change is None and d.not_comparable == "not comparable: energy of GPU vs CPU package+DRAM"
+    assert cmp.pairs[0].delta("rtf").not_comparable is None  # speed is still compared
+    failures = cmp.gate_failures(Gates(max_energy_increase_pct=5))
+    assert len(failures) == 1 and "not comparable: energy of GPU vs CPU package+DRAM" in failures[0]
+    assert "rose" not in failures[0]
+    assert compare_cmd.main(_compare_args(str(a), str(b), "--max-energy-increase", "50")) == 1
+    out = capsys.readouterr().out
+    assert "not comparable: energy of GPU vs CPU package+DRAM" in out and "+20.0 %" not in out
+    assert compare_cmd.main(_compare_args(str(a), str(b), "--format", "json")) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["pairs"][0]["metrics"]["j_per_audio_s"]["not_comparable"].startswith("not comparable")

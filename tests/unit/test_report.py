@@ -685,3 +685,37 @@ def test_html_shows_and_links_the_targets_figure(tmp_path):
     rows = aggregate(sweep.records)
     page = write_html(tmp_path / "report.html", sweep, rows, figures.write_figures(rows, tmp_path)).read_text()
     assert '<figure id="targets"><a href="targets.png"' in page
+
+
+def _scoped_fleet_rows(scopes: dict[str, str]):
+    """Fleet rows whose targets measured energy of the given scopes (target -> scope)."""
+    recs = []
+    for t in scopes:
+        for q in ("int8", "fp32"):
+            for r in (0, 1):
+                rec = _fleet_record(t, q, r)
+                rec["summary"]["energy"]["scope"] = scopes[t]
+                recs.append(parse_record(rec))
+    return aggregate(recs)
+
+
+def test_energy_figures_name_their_scope(tmp_path, monkeypatch):
+    """Regression (issue 22, item 2): the energy figures put GPU-only, board-input and CPU-package energies on one
+    unlabelled axis. Every energy figure names the scope: on the axis where the rows share one; per bar (and in
+    the targets' legend) where they differ, and the axis says they are not comparable."""
+    saved = _capture_saves(monkeypatch)
+    one = _scoped_fleet_rows({"cpu-a": "GPU", "cpu-b": "GPU"})
+    condition_figures.energy_by_model_quant(one, tmp_path / "one")
+    fig, _ = saved[-1]
+    assert fig.axes[0].get_ylabel() == "energy per audio second (J/s)\nscope: GPU"
+    condition_figures.accuracy_vs_energy(one, tmp_path / "one")
+    assert saved[-1][0].axes[0].get_xlabel().endswith("scope: GPU")
+    mixed = _scoped_fleet_rows({"cpu-a": "board input", "cpu-b": "CPU package+DRAM"})
+    condition_figures.targets_by_model_quant(mixed, tmp_path / "mixed")
+    fig, _ = saved[-1]
+    assert "scopes differ" in fig.axes[0].get_ylabel() and "scope" not in fig.axes[1].get_ylabel()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["cpu-a (energy: board input)",
+                                                                  "cpu-b (energy: CPU package+DRAM)"]
+    condition_figures.energy_by_model_quant(mixed, tmp_path / "mixed")
+    ticks = [t.get_text() for t in saved[-1][0].axes[0].get_xticklabels()]
+    assert any("board input" in t for t in ticks) and any("CPU package+DRAM" in t for t in ticks)
