@@ -19,7 +19,9 @@ Two methods, best first:
 
 The result is None with a reason, never a guess, when the window holds fewer
 than two samples or is not bracketed by samples (a sampler started too late
-or stopped too early): extrapolating would invent energy.
+or stopped too early): extrapolating would invent energy. A counter that did not
+advance over the window (stuck), or whose step inside it was lost (a wrap with no
+readable range), gives no energy either: 0 J would be a wrong number, not a measurement.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from runner.telemetry.samplers.base import Sample
+from runner.telemetry.samplers.base import COUNTER_LOST, Sample
 
 MIN_SAMPLES_IN_WINDOW = 2
 
@@ -145,8 +147,19 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
 
     counter_points = [(s.t_ns, s.total_energy_j) for s in ordered if s.total_energy_j is not None]
     if _brackets([t for t, _ in counter_points], start_ns, end_ns):
+        lost_channels, lost_total = _lost_steps(ordered, [t for t, _ in counter_points], start_ns, end_ns)
+        if lost_total:
+            return unmeasured(f"the {', '.join(lost_channels)} counter wrapped inside the window and its range "
+                              "(max_energy_range_uj) was unreadable: the window's energy is unknown")
         total_j = _counter_difference(counter_points, start_ns, end_ns)
-        per_channel = _per_channel(ordered, start_ns, end_ns, lambda s: s.energy_j, _counter_difference)
+        per_channel = {c: j for c, j in _per_channel(ordered, start_ns, end_ns, lambda s: s.energy_j,
+                                                      _counter_difference).items() if c not in lost_channels}
+        parts = next((s.total_channels for s in reversed(ordered) if s.total_channels), ())
+        stuck = [c for c in parts if c in per_channel and per_channel[c] <= 0.0]
+        if stuck or total_j <= 0.0:
+            return unmeasured(f"the {' '.join([', '.join(stuck), 'energy'] if stuck else ['energy'])} counter did "
+                              "not advance between the samples around the window (a stuck counter): its energy is "
+                              "unknown, not 0 J")
         return WindowEnergy(
             start_ns=start_ns,
             end_ns=end_ns,
@@ -194,6 +207,23 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
 
 
 # -- internals ---------------------------------------------------------------
+
+
+def _lost_steps(ordered: Sequence[Sample], counter_times: Sequence[int], start_ns: int, end_ns: int
+                ) -> tuple[list[str], bool]:
+    """(channels, whether one is part of the total) whose counter step was lost (``COUNTER_LOST``) in an interval
+    the window's counter difference spans: from the last counter sample at or before ``start_ns`` to the first
+    at or after ``end_ns`` (a lost step is marked on the sample that ends it)."""
+    before = max(t for t in counter_times if t <= start_ns)
+    after = min(t for t in counter_times if t >= end_ns)
+    channels: list[str] = []
+    total = False
+    for s in ordered:
+        lost = s.extras.get(COUNTER_LOST) if s.extras else None
+        if lost and before < s.t_ns <= after:
+            channels += [c for c in lost.get("channels", ()) if c not in channels]
+            total = total or bool(lost.get("total"))
+    return channels, total
 
 
 def _brackets(times: Sequence[int], start_ns: int, end_ns: int) -> bool:

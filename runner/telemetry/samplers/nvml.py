@@ -332,6 +332,7 @@ class NvmlSampler(PollingSampler):
             total_kind=total_kind,
             energy_j=energy_j or None,
             total_energy_j=sum(energy_j[c] for c in channels) if has_all_counters else None,
+            total_channels=tuple(channels),
             mem_used_mb=mem_sum_mb,
             extras={"gpus": readings, "processes": processes},
         )
