@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 from edgeasr_entrypoint.contract import PREPARE_WINDOW, UTTERANCE_WINDOW, WINDOWS, Event
 
-from ..samplers.base import Sample
+from ..samplers.base import ARRIVAL_MONO_NS, Sample
 from ..samplers.registry import find_row, memory_labels, sampler_row
 from .integrate import WindowEnergy, integrate, on_clock
 from .record import NULL_FIGURES, CombinedEnergy, EnergyBlock, MemoryFigures, PsysFigure
@@ -203,7 +203,9 @@ def arrival_stats(samples: Sequence[Sample], interval_ms: float) -> dict[str, An
     together, and their power is then placed at the wrong time. ``n_bursty`` counts intervals shorter
     than a quarter of the requested interval; ``bursty`` flags a timeline where they are common.
     """
-    times = [s.mono_ns if s.mono_ns is not None else s.t_ns for s in samples]
+    # when a sample arrived (a line placed by cadence keeps its arrival beside its stamp): what bursts are seen in
+    times = [(s.extras or {}).get(ARRIVAL_MONO_NS) or (s.mono_ns if s.mono_ns is not None else s.t_ns)
+             for s in samples]
     if len(times) < 3:
         return None
     gaps = np.diff(np.array(times, dtype=np.int64)).astype(np.float64) / 1e6
@@ -268,7 +270,8 @@ def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock
     image) the whole window, labelled so."""
     out = {"total_j": inf.get("total_j"), "dynamic_j": inf.get("dynamic_j"), "avg_w": inf.get("avg_w"),
            "reason": inf.get("reason"), "method": "inference window (no prepare windows recorded)",
-           "prepare": None, "per_channel_j": dict(inf.get("per_channel_j") or {})}
+           "prepare": None, "per_channel_j": dict(inf.get("per_channel_j") or {}),
+           "flags": tuple(inf.get("flags") or ())}
     t0, t1 = window
     prep = [(a, b) for a, b in prepare_windows(events, clock) if t0 <= a < b <= t1]
     if not prep or inf.get("total_j") is None:
@@ -285,6 +288,7 @@ def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock
     # each channel less its prepare share; a channel that does not cover every prepare window is left out
     per_channel = {c: j - sum(p.per_channel_j[c] for p in parts) for c, j in out["per_channel_j"].items()
                    if all(c in p.per_channel_j for p in parts)}
+    out["flags"] = tuple(dict.fromkeys([*out["flags"], *(f for p in parts for f in p.flags)]))
     out.update(total_j=total, avg_w=total / work_s if work_s > 0 else None, per_channel_j=per_channel,
                dynamic_j=None if base.power_w is None else total - base.power_w * work_s,
                method=f"inference window minus {len(prep)} prepare window(s)", prepare=True)
@@ -388,7 +392,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         baseline_window_wall_ns=tuple(base.wall_window_ns) if base.wall_window_ns else None,
         baseline_cooldown=base.cooldown, loaded_idle_w=loaded_idle_w, loaded_idle_uplift_w=loaded_idle_uplift_w,
         total_j=head["total_j"], dynamic_j=head["dynamic_j"], avg_w=head["avg_w"], inference_method=head["method"],
-        method=inf.get("method"), peak_w=inf.get("peak_w"), j_per_audio_s=j_per_audio_s,
+        method=inf.get("method"), flags=head["flags"], peak_w=inf.get("peak_w"), j_per_audio_s=j_per_audio_s,
         dynamic_j_per_audio_s=dynamic_j_per_audio_s, j_per_utterance=j_per_utterance, per_window=per_window,
         per_rail=per_rail, n_samples=len(samples), interval_ms=mean_interval,
         interval_ms_requested=interval_ms_requested, arrival=arrival_stats(samples, interval_ms_requested),

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from runner.telemetry.samplers.base import COUNTER_LOST, Sample
+from runner.telemetry.samplers.base import COUNTER_LOST, STAMP, STAMP_CADENCE, Sample
 
 MIN_SAMPLES_IN_WINDOW = 2
 
@@ -54,6 +54,9 @@ class WindowEnergy:
     total_kind: str | None = None
     reason: str | None = None
     clock: str = "wall"  # which clock start_ns/end_ns are on: wall (time_ns) | monotonic (monotonic_ns)
+    #: What makes this window's figure less certain than its samples suggest, one sentence each (a burst of
+    #: samples stamped by cadence, a gap); empty when nothing does.
+    flags: tuple[str, ...] = ()
 
     @property
     def duration_s(self) -> float:
@@ -79,6 +82,7 @@ class WindowEnergy:
             "total_kind": self.total_kind,
             "reason": self.reason,
             "clock": self.clock,
+            "flags": list(self.flags),
         }
 
 
@@ -120,6 +124,7 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
     )
     kinds = Counter(s.total_kind for s in inside if s.total_w is not None or s.total_energy_j is not None)
     total_kind = kinds.most_common(1)[0][0] if kinds else None
+    flags = window_flags(ordered, start_ns, end_ns)
 
     def unmeasured(reason: str) -> WindowEnergy:
         return WindowEnergy(
@@ -134,6 +139,7 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
             total_kind=total_kind,
             reason=reason,
             clock=clock,
+            flags=flags,
         )
 
     if n_inside < min_samples:
@@ -172,6 +178,7 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
             method="counter",
             total_kind=total_kind,
             clock=clock,
+            flags=flags,
         )
 
     # Never mix totals of different kinds (an input rail and a partial sum of
@@ -203,7 +210,27 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
         method="trapezoid",
         total_kind=power_kind,
         clock=clock,
+        flags=flags,
     )
+
+
+def around(ordered: Sequence[Sample], start_ns: int, end_ns: int) -> list[Sample]:
+    """The samples that decide a window's figure: those inside it and the one either side of it (its edges are
+    interpolated between them). ``ordered``: by ``t_ns``, on the window's clock."""
+    before = [s for s in ordered if s.t_ns < start_ns][-1:]
+    after = [s for s in ordered if s.t_ns > end_ns][:1]
+    return [*before, *(s for s in ordered if start_ns <= s.t_ns <= end_ns), *after]
+
+
+def window_flags(ordered: Sequence[Sample], start_ns: int, end_ns: int) -> tuple[str, ...]:
+    """Why a window's figure is less certain than its samples suggest, one sentence each: samples around it that
+    arrived in a burst and were placed by the source's cadence (``STAMP_CADENCE``)."""
+    flags = []
+    cadence = sum(1 for s in around(ordered, start_ns, end_ns) if (s.extras or {}).get(STAMP) == STAMP_CADENCE)
+    if cadence:
+        flags.append(f"burst: {cadence} sample(s) in or at the edge of this window arrived together and were "
+                     "placed by the sensor's cadence, not by their arrival")
+    return tuple(flags)
 
 
 # -- internals ---------------------------------------------------------------

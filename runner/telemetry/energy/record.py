@@ -113,6 +113,9 @@ class EnergyBlock:
     avg_w: float | None = None
     inference_method: str | None = None  # how the headline was cut (prepare windows left out or not)
     method: str | None = None  # counter | trapezoid: how the inference window was integrated
+    #: What makes the headline less certain than its samples suggest (bursts, gaps, lost samples) in the windows
+    #: it is cut from, one sentence each; per window in ``per_window[name]["flags"]``.
+    flags: tuple[str, ...] = ()
     peak_w: float | None = None
     j_per_audio_s: float | None = None
     dynamic_j_per_audio_s: float | None = None
@@ -163,6 +166,7 @@ class EnergyBlock:
                 "avg_w": self.avg_w,
                 "inference_method": self.inference_method,
                 "method": self.method,
+                "flags": list(self.flags),
                 "peak_w": self.peak_w,
                 "j_per_audio_s": self.j_per_audio_s,
                 "dynamic_j_per_audio_s": self.dynamic_j_per_audio_s,

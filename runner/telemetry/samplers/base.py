@@ -102,6 +102,13 @@ class Sample:
 #: "total": bool}``, on the sample that ends the lost interval; integration makes every window over it unavailable.
 COUNTER_LOST = "counter_lost"
 
+#: ``Sample.extras`` key saying how a sample's time was found where it was not simply its arrival:
+#: ``STAMP_CADENCE`` for a line that arrived in a burst and was placed by the source's own cadence (tegrastats);
+#: ``ARRIVAL_MONO_NS`` then keeps when it really arrived (monotonic). Integration flags the windows they touch.
+STAMP = "stamp"
+STAMP_CADENCE = "cadence"
+ARRIVAL_MONO_NS = "arrival_mono_ns"
+
 #: How often a polling sampler reads its source when the run says nothing else (``--interval-ms``): the one
 #: default of every sampler's constructor, the sampler table's and the telemetry settings'.
 DEFAULT_INTERVAL_MS = 100

@@ -174,3 +174,32 @@ def test_short_sub_window_between_samples_is_interpolated_when_allowed():
     assert integrate(samples, 120_000_000, 150_000_000).total_j is None
     w = integrate(samples, 120_000_000, 150_000_000, min_samples=0)
     assert w.total_j == pytest.approx(0.3) and w.method == "trapezoid"
+
+
+def test_bursty_lines_are_stamped_by_cadence_and_the_windows_they_touch_are_flagged():
+    """Regression (issue 22, item 6): live tegrastats lines that sat in a buffer were stamped when Python read them,
+    ten at once: a window next to a power step read 16.5 J against a true 25.5 J, and though ``bursty`` was set,
+    the total was not marked. Lines written every 100 ms, flushed in bursts of ten: stamped by the cadence back from
+    each burst's arrival, the window's energy is the true one, and every window the bursts touch is flagged."""
+    from runner.telemetry.samplers.tegrastats import CadenceStamper
+
+    def power(t_s):  # 5 W, then 20 W from 2.05 s on
+        return 5.0 if t_s < 2.05 else 20.0
+
+    stamper = CadenceStamper(100)
+    samples = []
+    for burst in range(5):
+        written = [burst + 0.1 * (j + 1) for j in range(10)]  # the 10th line is written at the flush
+        arrival_ns = round(written[-1] * S)
+        for (wall, mono, how), t in zip(stamper.stamp(10, T0 + arrival_ns, arrival_ns), written):
+            extras = {"stamp": how, "arrival_mono_ns": arrival_ns} if how == "cadence" else {}
+            samples.append(Sample(t_ns=wall, mono_ns=mono, total_w=power(t), total_kind="input_rail:VDD_IN",
+                                  extras=extras))
+    a, b = 1.5, 3.2
+    exact = 5.0 * (2.05 - a) + 20.0 * (b - 2.05)  # 25.75 J
+    w = integrate(samples, *window(a, b))
+    assert w.total_j == pytest.approx(exact, abs=20.0 * 0.1)  # within one line's spacing of the step
+    assert w.flags and "burst" in w.flags[0]
+    naive = [Sample(t_ns=T0 + round((b0 + 1.0) * S), total_w=power(b0 + 0.1 * (j + 1)), total_kind="input_rail:VDD_IN")
+             for b0 in range(5) for j in range(10)]  # stamped at arrival: ten readings at one instant
+    assert abs(integrate(naive, *window(a, b)).total_j - exact) > 3.0  # what it read before
