@@ -279,3 +279,21 @@ def test_nvml_health_names_the_chosen_gpus_and_unavailable_queries(fake_pynvml):
     health = sampler.health()
     assert health["gpus"][0]["uuid"] == gpu.uuid and health["gpus"][0]["requested"] == gpu.uuid
     assert "NotSupported" in health["unavailable"]["gpu0.temperature"] and health["polling_errors"] == []
+
+
+def test_two_mig_slices_of_one_gpu_keep_both_slices_memory_and_processes(fake_pynvml):
+    """Regression (issue 22, item 8): with two MIG slices of one GPU, only the first slice's memory handle was kept
+    (1024 against 4096 MiB), and processes on the second slice were missed. The GPU's energy is counted once; the
+    memory is both slices', and each slice's processes are listed."""
+    first = fake_pynvml.FakeMig(mem_used_bytes=1024**3, processes=[fake_pynvml.ProcessInfo(11, 512 * 1024**2)])
+    second = fake_pynvml.FakeMig(mem_used_bytes=3 * 1024**3, processes=[fake_pynvml.ProcessInfo(12, 2048 * 1024**2)])
+    gpu = fake_pynvml.FakeGpu(power_mw=200_000, migs=[first, second])
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]), devices=[first.uuid, second.uuid])
+    with sampler:
+        time.sleep(0.1)
+    (chosen,) = sampler.gpus  # one GPU: its energy once
+    assert chosen["mig_uuids"] == [first.uuid, second.uuid] and second.uuid in chosen["energy_scope"]
+    last = sampler.samples[-1]
+    assert last.mem_used_mb == pytest.approx(4096.0)
+    assert sorted(p["pid"] for p in last.extras["processes"]) == [11, 12]
+    assert _window_w(sampler) == pytest.approx(200.0, rel=0.02)
