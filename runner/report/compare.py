@@ -55,6 +55,8 @@ BY_NAME = {m.metric: m for m in COMPARED}
 
 WITHIN_NOISE = "within noise"
 NO_REPEATS = "no repeats"
+#: A change no larger than the two sides' measurement bounds together (energy): not a regression.
+WITHIN_BOUNDS = "within the measurement bounds"
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class Comparison:
                 elif d.change is None:
                     why = "; ".join(dict.fromkeys((*d.baseline.reasons, *d.candidate.reasons))) or "no value"
                     failures.append(f"{where}: {flag} cannot be checked: {spec.header} unavailable ({why})")
-                elif d.change > limit:
+                elif d.change > limit and d.noise != WITHIN_BOUNDS:  # inside the bounds is not a regression
                     noise = f", {d.noise}" if d.noise else ""
                     failures.append(f"{where}: {spec.header} rose {format_change(d)} (limit {limit:g} "
                                     f"{spec.unit}{noise})")
@@ -196,7 +198,17 @@ def delta(metric: str, a: Stat, b: Stat, not_comparable: str | None = None) -> D
     noise = None if tells else (NO_REPEATS if tells is None else WITHIN_NOISE)
     if change is None:
         noise = None
+    elif within_bounds(a, b):
+        noise = WITHIN_BOUNDS
     return Delta(metric, a, b, change, noise)
+
+
+def within_bounds(a: Stat, b: Stat) -> bool:
+    """The means differ by no more than both sides' measurement bounds together (where both carry one): the
+    samples cannot tell the two apart, whatever the repeats say."""
+    if a.mean is None or b.mean is None or a.bound is None or b.bound is None:
+        return False
+    return abs(b.mean - a.mean) <= a.bound + b.bound
 
 
 def compare(baseline: Sweep, candidates: Sequence[tuple[str, Sweep]], baseline_label: str = "baseline") -> Comparison:
@@ -301,7 +313,7 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
         cells = [Cell(p.label), *((Cell(p.candidate),) if many else ())]
         for m in metrics:
             d = p.delta(m.metric)
-            mark = {WITHIN_NOISE: " ~", NO_REPEATS: " ?"}.get(d.noise or "", "")
+            mark = {WITHIN_NOISE: " ~", NO_REPEATS: " ?", WITHIN_BOUNDS: " ±"}.get(d.noise or "", "")
             text = f"{format_value(d.baseline, m)} → {format_value(d.candidate, m)} ({format_change(d)}){mark}"
             cells.append(Cell(text, unavailable=d.change is None))
         rows.append(tuple(cells))
@@ -309,7 +321,9 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
     remarks = [*(["~ within noise: the repeats cannot tell this change from noise (Welch t-test, 95 %)"]
                  if WITHIN_NOISE in marks else []),
                *(["? no repeats on a side, so noise cannot be judged (run with --repeats 3 or more)"]
-                 if NO_REPEATS in marks else [])]
+                 if NO_REPEATS in marks else []),
+               *(["± within the measurement bounds of both sides (sample gaps x power steps + sensor resolution): "
+                  "the samples cannot tell them apart, so it is not a regression"] if WITHIN_BOUNDS in marks else [])]
     if cmp.ignored:
         remarks.append("compared across: " + ", ".join(cmp.ignored))
     remarks += [f"unmatched: {u}" for u in cmp.unmatched]
@@ -324,7 +338,7 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
 
 
 def _stat_json(stat: Stat) -> dict[str, Any]:
-    return {"mean": stat.mean, "n": stat.n, "min": stat.min, "max": stat.max, "std": stat.std,
+    return {"mean": stat.mean, "n": stat.n, "min": stat.min, "max": stat.max, "std": stat.std, "bound": stat.bound,
             "unavailable": list(stat.reasons) or None}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -47,7 +47,8 @@ MARKERS = ("o", "s", "^", "D", "v", "P")
 NO_WHISKER = float("nan")  # n = 1: no interval, so no whisker (a 0 would draw a cap that looks like certainty)
 MIN_REPEATS_FOR_CI = 3  # below this the whiskers show the repeats' min-max, not a t-interval
 CI_NOTE = ("bars and points: mean over repeats; whiskers: 95 % CI (Student t) where n >= 3, min-max of the "
-           "repeats where n = 2, none where n = 1; never below 0")
+           "repeats where n = 2, none where n = 1; energy whiskers add the measurement bound (sample gaps x power "
+           "steps + sensor resolution), so one run has one too; never below 0")
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,12 @@ def whisker(st: Stat) -> tuple[float, float] | None:
     non-negative quantity, so a whisker that would cross 0 stops there.
 
     Reads ``min``/``max`` when the Stat has them; for n = 2 they also follow from the sample std (the two
-    values are mean -/+ std/sqrt(2)), so older Stats without them draw the same."""
+    values are mean -/+ std/sqrt(2)), so older Stats without them draw the same. A figure with a measurement
+    bound (energy) adds it on both sides, so one run still gets its error bar."""
+    bound = getattr(st, "bound", None)
+    if st.mean is not None and is_number(bound):
+        spread = whisker(_without_bound(st)) or (0.0, 0.0)
+        return max(0.0, min(spread[0] + bound, st.mean)), spread[1] + bound
     if st.mean is None or st.n < 2:
         return None
     if st.n < MIN_REPEATS_FOR_CI:
@@ -87,6 +93,10 @@ def whisker(st: Stat) -> tuple[float, float] | None:
             return None
         below = above = ci
     return max(0.0, min(below, st.mean)), max(0.0, above)
+
+
+def _without_bound(st: Stat) -> Stat:
+    return replace(st, bound=None)
 
 
 def yerr(whiskers: Sequence[tuple[float, float] | None], scale: float = 1.0) -> list[list[float]]:

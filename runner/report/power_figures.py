@@ -84,7 +84,8 @@ def energy_rtf_vs_power_axis(rows: Sequence[AggregateRow], path: str, out_dir: P
                     errs.append(float("nan"))
                     continue
                 ys.append(st.mean)
-                errs.append(st.ci95 if st.ci95 is not None else NO_WHISKER)
+                spread = [v for v in (st.ci95, st.bound) if v is not None]  # energy adds its measurement bound
+                errs.append(sum(spread) if spread else NO_WHISKER)
                 if name in optimum and r.key.axis(path) == optimum[name]:
                     ax.plot([x], [st.mean], marker="*", markersize=14, color=color, markeredgecolor="black",
                             linestyle="none", zorder=5)

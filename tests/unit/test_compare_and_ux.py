@@ -362,3 +362,30 @@ def test_compare_of_gpu_energy_against_cpu_package_energy_is_not_a_rise(tmp_path
     assert compare_cmd.main(_compare_args(str(a), str(b), "--format", "json")) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["pairs"][0]["metrics"]["j_per_audio_s"]["not_comparable"].startswith("not comparable")
+
+
+def test_energy_is_shown_with_its_bound_and_a_change_inside_the_bounds_is_not_a_regression(tmp_path, capsys):
+    """Regression (issue 22, item 9): energy figures were printed bare and compared bare. The run view says
+    "12.40 J ± 0.30", the sweep table "0.500 ± 0.050" for one run, and compare does not call a rise inside both
+    sides' bounds a regression (one outside them still is)."""
+    def with_bounds(folder, j, bound):
+        s = json.loads((folder / "summary.json").read_text())
+        s["energy"].update(total_j=12.4, bounds={"total_j": 0.3, "j_per_audio_s": bound})
+        s["energy"]["j_per_audio_s"] = j
+        (folder / "summary.json").write_text(json.dumps(s))
+        return folder
+
+    a = with_bounds(_run_folder(tmp_path, "a", image="edgeasr/fw:1", j=0.5), 0.5, 0.05)
+    b = with_bounds(_run_folder(tmp_path, "b", image="edgeasr/fw:2", j=0.58), 0.58, 0.05)
+    c = with_bounds(_run_folder(tmp_path, "c", image="edgeasr/fw:3", j=0.7), 0.7, 0.05)
+    rows = dict(summary_rows(json.loads((a / "summary.json").read_text())))
+    assert rows["energy (inference)"].startswith("12.40 J ± 0.30") and rows["energy / audio s"] == "0.500 J/s ± 0.050"
+    table = build_table(aggregate(load_results(a).records), "t", terminal=False)
+    col = table.headers.index("J / audio s")
+    assert table.rows[0][col].text == "0.500 ± 0.050" and any("measurement bound" in r for r in table.remarks)
+    inside = compare(load_results(a), [("b", load_results(b))], "a")
+    d = inside.pairs[0].delta("j_per_audio_s")
+    assert d.change == pytest.approx(16.0) and d.noise == "within the measurement bounds"
+    assert inside.gate_failures(Gates(max_energy_increase_pct=5)) == []
+    outside = compare(load_results(a), [("c", load_results(c))], "a")
+    assert len(outside.gate_failures(Gates(max_energy_increase_pct=5))) == 1

@@ -719,3 +719,20 @@ def test_energy_figures_name_their_scope(tmp_path, monkeypatch):
     condition_figures.energy_by_model_quant(mixed, tmp_path / "mixed")
     ticks = [t.get_text() for t in saved[-1][0].axes[0].get_xticklabels()]
     assert any("board input" in t for t in ticks) and any("CPU package+DRAM" in t for t in ticks)
+
+
+def test_energy_bars_of_one_run_carry_its_measurement_bound(tmp_path, monkeypatch):
+    """Regression (issue 22, item 9): an energy bar of one run had no error bar, as if exact. Its whisker is now the
+    run's measurement bound (energy.bounds), and with repeats the bound is added to their spread."""
+    saved = _capture_saves(monkeypatch)
+    recs = []
+    for q in ("int8", "fp32"):
+        rec = _fleet_record("cpu-a", q, 0)
+        rec["summary"]["energy"]["bounds"] = {"j_per_audio_s": 0.2}
+        recs.append(parse_record(rec))
+    condition_figures.energy_by_model_quant(aggregate(recs), tmp_path)
+    fig, notes = saved[-1]
+    bars = [c for c in fig.axes[0].containers if hasattr(c, "errorbar") and c.errorbar is not None]
+    segments = [seg for c in bars for seg in c.errorbar.lines[2][0].get_segments()]
+    assert len(segments) == 2 and all(abs(seg[1][1] - seg[0][1]) == pytest.approx(0.4) for seg in segments)
+    assert any("measurement bound" in n for n in notes)

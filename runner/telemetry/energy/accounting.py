@@ -264,19 +264,20 @@ def prepare_windows(events: Sequence[dict[str, Any]], clock: str) -> list[tuple[
 
 
 def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock: str, inf: dict[str, Any],
-              base: Baseline, window: tuple[int, int]) -> dict[str, Any]:
+              base: Baseline, window: tuple[int, int], sensor: dict[str, Any]) -> dict[str, Any]:
     """The inference figures: the inference window's energy less its prepare windows' (decoding and mixing,
     which RTF leaves out too), so that energy and RTF cover the same work. Without prepare windows (an older
-    image) the whole window, labelled so."""
+    image) the whole window, labelled so. ``bound_j``: the inference window's bound plus the prepare windows'
+    (a difference is as uncertain as both its terms); ``work_s``: the seconds the figures cover."""
     out = {"total_j": inf.get("total_j"), "dynamic_j": inf.get("dynamic_j"), "avg_w": inf.get("avg_w"),
            "reason": inf.get("reason"), "method": "inference window (no prepare windows recorded)",
            "prepare": None, "per_channel_j": dict(inf.get("per_channel_j") or {}),
-           "flags": tuple(inf.get("flags") or ())}
+           "flags": tuple(inf.get("flags") or ()), "bound_j": inf.get("bound_j"), "work_s": inf.get("duration_s")}
     t0, t1 = window
     prep = [(a, b) for a, b in prepare_windows(events, clock) if t0 <= a < b <= t1]
     if not prep or inf.get("total_j") is None:
         return out
-    parts = [integrate(samples, a, b, clock, min_samples=0) for a, b in prep]
+    parts = [integrate(samples, a, b, clock, min_samples=0, **sensor) for a, b in prep]
     failed = next((p.reason for p in parts if p.total_j is None), None)
     if failed is not None:
         out["method"] = f"inference window, prepare windows included: they could not be measured ({failed})"
@@ -289,13 +290,45 @@ def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock
     per_channel = {c: j - sum(p.per_channel_j[c] for p in parts) for c, j in out["per_channel_j"].items()
                    if all(c in p.per_channel_j for p in parts)}
     out["flags"] = tuple(dict.fromkeys([*out["flags"], *(f for p in parts for f in p.flags)]))
-    out.update(total_j=total, avg_w=total / work_s if work_s > 0 else None, per_channel_j=per_channel,
+    if out["bound_j"] is not None:
+        out["bound_j"] += sum(p.bound_j or 0.0 for p in parts)
+    out.update(total_j=total, avg_w=total / work_s if work_s > 0 else None, per_channel_j=per_channel, work_s=work_s,
                dynamic_j=None if base.power_w is None else total - base.power_w * work_s,
                method=f"inference window minus {len(prep)} prepare window(s)", prepare=True)
     out["prepare_json"] = {"total_j": prep_j, "duration_s": prep_s, "n_windows": len(prep),
                            "dynamic_j": None if base.power_w is None else prep_j - base.power_w * prep_s,
                            "scope": scope_of(inf.get("total_kind")), "clock": clock}
     return out
+
+
+def sensor_terms(source: str | None, interval_ms: float | None) -> dict[str, Any]:
+    """What ``integrate`` needs to bound and flag a window of this sampler: its row's stated power resolution and
+    the sampling interval asked for."""
+    row = find_row(source)
+    return {"resolution_w": row.power_resolution_w if row is not None else None, "interval_ms": interval_ms}
+
+
+def figure_bounds(head: dict[str, Any], base: Baseline, samples: Sequence[Sample], clock: str,
+                  sensor: dict[str, Any], audio_s: float | None, n_ok: int,
+                  baseline_w: float | None) -> dict[str, float | None]:
+    """The bound of each headline figure (same units), from the inference work's bound (``head["bound_j"]``) and,
+    for the figures above idle, the idle window's own bound (as power) times the work's duration. A baseline given
+    by the user (``--baseline-w``) is taken as exact: its bound is the user's."""
+    total = head.get("bound_j")
+    work_s = head.get("work_s") or 0.0
+    base_bound_w = 0.0 if base.source == "given" else None
+    if base.source == "measured" and base.start_ns is not None and base.end_ns is not None:
+        base_bound_w = integrate(samples, base.start_ns, base.end_ns, clock, **sensor).bound_w()
+    dynamic = None if total is None or base_bound_w is None or baseline_w is None else total + base_bound_w * work_s
+    return {
+        "total_j": total,
+        "avg_w": None if total is None or work_s <= 0 else total / work_s,
+        "dynamic_j": dynamic,
+        "j_per_audio_s": None if total is None or not audio_s else total / audio_s,
+        "dynamic_j_per_audio_s": None if dynamic is None or not audio_s else dynamic / audio_s,
+        "j_per_utterance": None if total is None or not n_ok else total / n_ok,
+        "baseline_w": base_bound_w if baseline_w is not None else None,
+    }
 
 
 def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline,
@@ -309,16 +342,17 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     if base.start_ns is not None and base.clock != clock:
         base = Baseline(None, "unavailable", reason=f"the idle window is on the {base.clock} clock, "
                                                     f"the run's windows on the {clock} clock")
+    sensor = sensor_terms(source, interval_ms_requested)
     per_window = {}
     for name, (t0, t1) in windows.items():
-        per_window[name] = _window_json(integrate(samples, t0, t1, clock), base)
+        per_window[name] = _window_json(integrate(samples, t0, t1, clock, **sensor), base)
         per_window[name]["scope"] = scope_of(per_window[name].get("total_kind"))
         per_window[name]["wall_start_ns"], per_window[name]["wall_end_ns"] = _wall_edges(events, name)
     inf = per_window.get("inference")
     if inf is None:
         return unavailable_block(source, "the container recorded no inference window", n_samples=len(samples),
                                  per_window=per_window, clock=clock)
-    head = _headline(samples, events, clock, inf, base, windows["inference"])
+    head = _headline(samples, events, clock, inf, base, windows["inference"], sensor)
     if head.pop("prepare", None) is not None:
         per_window["prepare"] = head["prepare_json"]
     head.pop("prepare_json", None)
@@ -358,6 +392,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
             unavailable["j_per_utterance"] = "no utterance was transcribed"
         if head["dynamic_j"] is None:
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
+    bounds = figure_bounds(head, base, samples, clock, sensor, audio_s, n_ok, baseline_w=base.power_w)
     per_rail = head["per_channel_j"]
     psys = None
     if source == "rapl" and any(s.energy_j and "psys" in s.energy_j for s in samples):
@@ -393,7 +428,12 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         baseline_cooldown=base.cooldown, loaded_idle_w=loaded_idle_w, loaded_idle_uplift_w=loaded_idle_uplift_w,
         total_j=head["total_j"], dynamic_j=head["dynamic_j"], avg_w=head["avg_w"], inference_method=head["method"],
         method=inf.get("method"), flags=head["flags"], peak_w=inf.get("peak_w"), j_per_audio_s=j_per_audio_s,
-        dynamic_j_per_audio_s=dynamic_j_per_audio_s, j_per_utterance=j_per_utterance, per_window=per_window,
+        dynamic_j_per_audio_s=dynamic_j_per_audio_s, j_per_utterance=j_per_utterance,
+        bounds={k: v for k, v in bounds.items() if v is not None and
+                {"total_j": head["total_j"], "dynamic_j": head["dynamic_j"], "avg_w": head["avg_w"],
+                 "j_per_audio_s": j_per_audio_s, "dynamic_j_per_audio_s": dynamic_j_per_audio_s,
+                 "j_per_utterance": j_per_utterance, "baseline_w": base.power_w}.get(k) is not None},
+        per_window=per_window,
         per_rail=per_rail, n_samples=len(samples), interval_ms=mean_interval,
         interval_ms_requested=interval_ms_requested, arrival=arrival_stats(samples, interval_ms_requested),
         psys=psys, memory=memory, unavailable=unavailable)

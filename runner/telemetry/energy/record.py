@@ -120,6 +120,9 @@ class EnergyBlock:
     j_per_audio_s: float | None = None
     dynamic_j_per_audio_s: float | None = None
     j_per_utterance: float | None = None
+    #: figure -> how far it may be from the truth, in its own unit, from its samples (integrate.py: sample gaps
+    #: times the power steps across them, plus the sensor's resolution times the duration): ``12.4 J ± 0.3``
+    bounds: Mapping[str, float] = field(default_factory=dict)
     per_window: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # load, warmup, inference, ...
     per_rail: Mapping[str, float] = field(default_factory=dict)  # J per channel over the headline's work
     n_samples: int = 0
@@ -135,7 +138,7 @@ class EnergyBlock:
     def __post_init__(self) -> None:
         if not self.measured and (self.psys is not None or self.memory is not None):
             raise ValueError("an energy block without a measured inference window has no psys or memory figures")
-        for name in ("baseline_cooldown", "per_window", "per_rail", "arrival", "unavailable", "companions"):
+        for name in ("baseline_cooldown", "bounds", "per_window", "per_rail", "arrival", "unavailable", "companions"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
     def to_json(self) -> dict[str, Any]:
@@ -171,6 +174,7 @@ class EnergyBlock:
                 "j_per_audio_s": self.j_per_audio_s,
                 "dynamic_j_per_audio_s": self.dynamic_j_per_audio_s,
                 "j_per_utterance": self.j_per_utterance,
+                "bounds": _plain(self.bounds),
                 "per_window": _plain(self.per_window),
                 "per_rail": _plain(self.per_rail),
                 "n_samples": self.n_samples,

@@ -203,3 +203,38 @@ def test_bursty_lines_are_stamped_by_cadence_and_the_windows_they_touch_are_flag
     naive = [Sample(t_ns=T0 + round((b0 + 1.0) * S), total_w=power(b0 + 0.1 * (j + 1)), total_kind="input_rail:VDD_IN")
              for b0 in range(5) for j in range(10)]  # stamped at arrival: ten readings at one instant
     assert abs(integrate(naive, *window(a, b)).total_j - exact) > 3.0  # what it read before
+
+
+def test_every_window_carries_a_bound_that_contains_the_true_energy():
+    """Regression (issue 22, item 9): energy figures had no error bound, so nothing said how far a window next to
+    a power step could be off. A step profile sampled every 100 ms (jittered, with one 450 ms gap across a step):
+    every window's true energy lies within ``total_j ± bound_j``; the bound is the sample intervals' lengths in the
+    window times the power steps across them (half inside), plus the resolution times the duration; the window
+    over the gap is flagged, one beside it is not."""
+    steps = [(0.0, 5.0), (1.03, 11.0), (2.51, 7.0), (3.37, 15.0), (4.76, 6.0)]
+
+    def power(t):
+        return next(w for t0, w in reversed(steps) if t >= t0)
+
+    def exact(a, b):
+        edges = [t for t, _ in steps] + [1e9]
+        return sum(w * max(0.0, min(b, hi) - max(a, lo)) for (lo, w), hi in zip(steps, edges[1:]))
+
+    samples = [s for s in power_samples(power, 6.0, 0.1, jitter=0.3, seed=3)
+               if not 3.2 < (s.t_ns - T0) / S < 3.65]  # the gap: 450 ms, across the step at 3.37 s
+    rng = random.Random(5)
+    for _ in range(200):
+        a = rng.uniform(0.1, 5.0)
+        b = rng.uniform(a + 0.05, 5.9)
+        w = integrate(samples, *window(a, b), min_samples=0, resolution_w=0.001, interval_ms=100)
+        assert abs(w.total_j - exact(a, b)) <= w.bound_j + 1e-9, (a, b, w.total_j, exact(a, b), w.bound_j)
+    flat = integrate(samples, *window(0.2, 0.9), resolution_w=0.001, interval_ms=100)
+    assert flat.bound_j == pytest.approx(0.001 * 0.7)  # no step: the resolution alone
+    over_gap = integrate(samples, *window(3.0, 4.0), resolution_w=0.001, interval_ms=100)
+    assert any(f.startswith("gap:") for f in over_gap.flags) and over_gap.max_gap_ms > 300
+    assert not any(f.startswith("gap:") for f in flat.flags)
+    counter = [Sample(t_ns=T0 + round(t * S), total_w=power(t), total_energy_j=exact(0.0, t), total_kind="rapl:package")
+               for t in [i * 0.1 for i in range(61)]]
+    w = integrate(counter, *window(1.0, 3.4), resolution_w=0.001, interval_ms=100)
+    assert w.method == "counter" and abs(w.total_j - exact(1.0, 3.4)) <= w.bound_j
+    assert w.bound_j < integrate(samples, *window(1.0, 3.4), resolution_w=0.001).bound_j  # only the edges
