@@ -31,6 +31,7 @@ import numpy as np
 from edgeasr_entrypoint.contract import PREPARE_WINDOW, UTTERANCE_WINDOW, WINDOWS, Event
 
 from ..samplers.base import ARRIVAL_MONO_NS, Sample
+from . import IDLE, LOADED_IDLE
 from ..samplers.registry import find_row, memory_labels, sampler_row
 from .integrate import WindowEnergy, integrate, on_clock
 from .record import NULL_FIGURES, CombinedEnergy, EnergyBlock, MemoryFigures, PsysFigure
@@ -41,7 +42,8 @@ CLOCK_FIELDS = {"monotonic": "mono_ns", "wall": "t_ns"}
 
 @dataclass(frozen=True)
 class Baseline:
-    """The idle power subtracted from each window: measured before the run, or given by the user."""
+    """The idle power subtracted from each window: measured before the run, or given by the user. ``use``: which
+    idle the run asked to subtract (``BASELINES``); ``energy_block`` swaps in the loaded idle where it is asked."""
 
     power_w: float | None
     source: str  # measured | given | unavailable
@@ -50,7 +52,8 @@ class Baseline:
     reason: str | None = None
     clock: str = "wall"  # the clock start_ns/end_ns are on (wall | monotonic)
     wall_window_ns: tuple[int, int] | None = None  # the same window on the wall clock, for display
-    cooldown: dict[str, Any] | None = None  # the wait for power to settle after the previous container
+    cooldown: dict[str, Any] | None = None  # the wait for power to settle before the idle window
+    use: str = IDLE
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,23 @@ def sensor_terms(source: str | None, interval_ms: float | None) -> dict[str, Any
     return {"resolution_w": row.power_resolution_w if row is not None else None, "interval_ms": interval_ms}
 
 
+def loaded_idle_baseline(samples: Sequence[Sample], windows: Mapping[str, tuple[int, int]], clock: str,
+                         sensor: dict[str, Any], host: Baseline, wall: tuple[Any, Any] = (None, None)) -> Baseline:
+    """The loaded idle as the baseline (``--baseline loaded-idle``): its window's mean power, recorded as such
+    (``source: loaded_idle``), or unavailable with the reason; never the host idle in its place."""
+    window = windows.get("loaded_idle")
+    if window is None:
+        return Baseline(None, "unavailable", clock=clock, use=LOADED_IDLE,
+                        reason="--baseline loaded-idle: the container recorded no loaded-idle window (--loaded-idle-s "
+                               "0, or an image built before it existed)")
+    w = integrate(samples, window[0], window[1], clock, **sensor)
+    if w.avg_w is None:
+        return Baseline(None, "unavailable", clock=clock, use=LOADED_IDLE,
+                        reason=f"--baseline loaded-idle: the loaded-idle window: {w.reason}")
+    return Baseline(w.avg_w, "loaded_idle", window[0], window[1], clock=clock, use=LOADED_IDLE,
+                    wall_window_ns=wall if None not in wall else None, cooldown=host.cooldown)
+
+
 def figure_bounds(head: dict[str, Any], base: Baseline, samples: Sequence[Sample], clock: str,
                   sensor: dict[str, Any], audio_s: float | None, n_ok: int,
                   baseline_w: float | None) -> dict[str, float | None]:
@@ -317,7 +337,7 @@ def figure_bounds(head: dict[str, Any], base: Baseline, samples: Sequence[Sample
     total = head.get("bound_j")
     work_s = head.get("work_s") or 0.0
     base_bound_w = 0.0 if base.source == "given" else None
-    if base.source == "measured" and base.start_ns is not None and base.end_ns is not None:
+    if base.source in ("measured", "loaded_idle") and base.start_ns is not None and base.end_ns is not None:
         base_bound_w = integrate(samples, base.start_ns, base.end_ns, clock, **sensor).bound_w()
     dynamic = None if total is None or base_bound_w is None or baseline_w is None else total + base_bound_w * work_s
     return {
@@ -343,6 +363,9 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         base = Baseline(None, "unavailable", reason=f"the idle window is on the {base.clock} clock, "
                                                     f"the run's windows on the {clock} clock")
     sensor = sensor_terms(source, interval_ms_requested)
+    host = base
+    if base.use == LOADED_IDLE and base.source == "measured":
+        base = loaded_idle_baseline(samples, windows, clock, sensor, host, _wall_edges(events, "loaded_idle"))
     per_window = {}
     for name, (t0, t1) in windows.items():
         per_window[name] = _window_json(integrate(samples, t0, t1, clock, **sensor), base)
@@ -367,10 +390,10 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
                                         "the container recorded no loaded-idle window (--loaded-idle-s 0, or an "
                                         "image built before it existed)")
         unavailable["loaded_idle_uplift_w"] = unavailable["loaded_idle_w"]
-    elif base.power_w is None:
-        unavailable["loaded_idle_uplift_w"] = unavailable["baseline_w"]
+    elif host.power_w is None:
+        unavailable["loaded_idle_uplift_w"] = host.reason or "not measured"
     else:
-        loaded_idle_uplift_w = loaded_idle_w - base.power_w
+        loaded_idle_uplift_w = loaded_idle_w - host.power_w
     j_per_audio_s = dynamic_j_per_audio_s = j_per_utterance = None
     if head["total_j"] is None:
         reason = head["reason"] or "the inference window could not be integrated"
@@ -393,6 +416,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         if head["dynamic_j"] is None:
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
     bounds = figure_bounds(head, base, samples, clock, sensor, audio_s, n_ok, baseline_w=base.power_w)
+    host_idle_w = host.power_w if base.source == "loaded_idle" else None
     per_rail = head["per_channel_j"]
     psys = None
     if source == "rapl" and any(s.energy_j and "psys" in s.energy_j for s in samples):
@@ -425,7 +449,8 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         clock=clock, baseline_w=base.power_w, baseline_source=base.source,
         baseline_window_ns=(base.start_ns, base.end_ns) if base.start_ns is not None else None,
         baseline_window_wall_ns=tuple(base.wall_window_ns) if base.wall_window_ns else None,
-        baseline_cooldown=base.cooldown, loaded_idle_w=loaded_idle_w, loaded_idle_uplift_w=loaded_idle_uplift_w,
+        baseline_cooldown=host.cooldown, host_idle_w=host_idle_w, loaded_idle_w=loaded_idle_w,
+        loaded_idle_uplift_w=loaded_idle_uplift_w,
         total_j=head["total_j"], dynamic_j=head["dynamic_j"], avg_w=head["avg_w"], inference_method=head["method"],
         method=inf.get("method"), flags=head["flags"], peak_w=inf.get("peak_w"), j_per_audio_s=j_per_audio_s,
         dynamic_j_per_audio_s=dynamic_j_per_audio_s, j_per_utterance=j_per_utterance,

@@ -101,10 +101,11 @@ class EnergyBlock:
     scope: str | None = None  # what the figures cover, in words (board input, GPU, CPU package+DRAM)
     clock: str | None = None  # monotonic | wall: the clock the windows were cut on
     baseline_w: float | None = None
-    baseline_source: str | None = None  # measured | given | unavailable
+    baseline_source: str | None = None  # measured | given | loaded_idle | unavailable
     baseline_window_ns: tuple[int, int] | None = None  # the idle window, on ``clock``
     baseline_window_wall_ns: tuple[int, int] | None = None  # ... on the wall clock, for display
     baseline_cooldown: Mapping[str, Any] | None = None  # the wait for power to settle before the idle window
+    host_idle_w: float | None = None  # the host idle, where the loaded idle is the baseline (baseline_source)
     loaded_idle_w: float | None = None  # container up, model loaded, doing nothing
     loaded_idle_uplift_w: float | None = None  # loaded_idle_w - baseline_w
     # the headline: the inference work less its prepare windows (what RTF covers too)
@@ -162,6 +163,7 @@ class EnergyBlock:
                 "baseline_window_wall_ns": list(self.baseline_window_wall_ns) if self.baseline_window_wall_ns
                 else None,
                 "baseline_cooldown": _plain(self.baseline_cooldown),
+                **({"host_idle_w": self.host_idle_w} if self.baseline_source == "loaded_idle" else {}),
                 "loaded_idle_w": self.loaded_idle_w,
                 "loaded_idle_uplift_w": self.loaded_idle_uplift_w,
                 "total_j": self.total_j,

@@ -252,3 +252,24 @@ def test_nvml_process_memory_is_the_tables_fact(monkeypatch):
 
 if __name__ == "__main__":
     GOLDEN.write_text(json.dumps(_scenarios(), indent=1) + "\n")
+
+
+def test_loaded_idle_is_a_selectable_baseline_recorded_as_such():
+    """Issue 22, item 10: ``--baseline loaded-idle`` subtracts the loaded idle (container up, model loaded, idle)
+    instead of the host idle; the block says so (``baseline_source: loaded_idle``) and keeps the host idle beside
+    it; without a loaded-idle window the baseline is unavailable with the reason, never the host idle instead."""
+    from dataclasses import replace
+
+    board = _board()
+    host = replace(_measured(board), use="loaded-idle")
+    block = accounting.energy_block("tegrastats", board, EVENTS, host, 8.0, 2, 100)
+    li = block.per_window["loaded_idle"]
+    assert block.baseline_source == "loaded_idle" and block.baseline_w == pytest.approx(li["avg_w"])
+    assert block.host_idle_w == pytest.approx(3.0) and block.to_json()["host_idle_w"] == pytest.approx(3.0)
+    assert block.loaded_idle_uplift_w == pytest.approx(li["avg_w"] - 3.0)
+    inf = block.per_window["inference"]
+    assert inf["dynamic_j"] == pytest.approx(inf["total_j"] - li["avg_w"] * inf["duration_s"])
+    none = accounting.energy_block("tegrastats", board, [e for e in EVENTS if "loaded_idle" not in e["event"]],
+                                   host, 8.0, 2, 100)
+    assert none.baseline_w is None and "--baseline loaded-idle" in none.unavailable["baseline_w"]
+    assert none.dynamic_j is None
