@@ -33,7 +33,7 @@ from edgeasr_entrypoint.contract import PREPARE_WINDOW, UTTERANCE_WINDOW, WINDOW
 from ..samplers.base import ARRIVAL_MONO_NS, Sample
 from . import IDLE, LOADED_IDLE
 from ..samplers.registry import find_row, memory_labels, sampler_row
-from .integrate import WindowEnergy, integrate, on_clock
+from .integrate import GAP_FLAG, LOST_FLAG, WindowEnergy, integrate, on_clock
 from .record import NULL_FIGURES, CombinedEnergy, EnergyBlock, MemoryFigures, PsysFigure
 
 #: The event field that carries each clock.
@@ -462,6 +462,23 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         per_rail=per_rail, n_samples=len(samples), interval_ms=mean_interval,
         interval_ms_requested=interval_ms_requested, arrival=arrival_stats(samples, interval_ms_requested),
         psys=psys, memory=memory, unavailable=unavailable)
+
+
+def health_of_windows(health: Mapping[str, Any], block: EnergyBlock) -> dict[str, Any]:
+    """``telemetry.health`` with the windows whose readings were lost, whose queries failed or that have a gap of
+    more than three intervals named (``windows_affected``: window -> the flags), and ``ok`` False when there is one;
+    the same for each companion's health and block. A health the sampler already judged not ok stays not ok."""
+    out = dict(health)
+    affected = {name: [f for f in (w.get("flags") or ()) if str(f).startswith((LOST_FLAG, GAP_FLAG))]
+                for name, w in block.per_window.items()}
+    affected = {name: flags for name, flags in affected.items() if flags}
+    if affected:
+        out.update(ok=False, windows_affected=affected)
+    companions = out.get("companions")
+    if isinstance(companions, Mapping):
+        out["companions"] = {name: (health_of_windows(h, block.companions[name]) if name in block.companions else h)
+                             for name, h in companions.items()}
+    return out
 
 
 def with_companions(block: EnergyBlock, companions: Mapping[str, EnergyBlock]) -> EnergyBlock:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from runner.telemetry.samplers.base import COUNTER_LOST, STAMP, STAMP_CADENCE, Sample
+from runner.telemetry.samplers.base import COUNTER_LOST, FAILED_QUERIES, LOST_BEFORE, STAMP, STAMP_CADENCE, Sample
 
 MIN_SAMPLES_IN_WINDOW = 2
 
@@ -153,7 +153,7 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
     edge = around(ordered, start_ns, end_ns)
     max_gap_ms = (max(b.t_ns - a.t_ns for a, b in zip(edge, edge[1:])) / 1e6) if len(edge) >= 2 else None
     if interval_ms and max_gap_ms is not None and max_gap_ms > GAP_INTERVALS * interval_ms:
-        flags = (*flags, f"gap: {max_gap_ms:.0f} ms without a sample in or at the edge of this window (more than "
+        flags = (*flags, f"{GAP_FLAG} {max_gap_ms:.0f} ms without a sample in or at the edge of this window (more than "
                          f"{GAP_INTERVALS} x the {interval_ms:g} ms interval)")
 
     def bounded(power: Sequence[tuple[int, float]], edges_only: bool) -> float:
@@ -264,13 +264,27 @@ def around(ordered: Sequence[Sample], start_ns: int, end_ns: int) -> list[Sample
 
 def window_flags(ordered: Sequence[Sample], start_ns: int, end_ns: int) -> tuple[str, ...]:
     """Why a window's figure is less certain than its samples suggest, one sentence each: samples around it that
-    arrived in a burst and were placed by the source's cadence (``STAMP_CADENCE``)."""
+    arrived in a burst and were placed by the source's cadence (``STAMP_CADENCE``), readings lost in an interval
+    that overlaps it (``LOST_BEFORE`` on the sample after them), queries that failed in its readings
+    (``FAILED_QUERIES``). Lost readings and failed queries start with ``LOST_FLAG`` (sampler health names them)."""
     flags = []
-    cadence = sum(1 for s in around(ordered, start_ns, end_ns) if (s.extras or {}).get(STAMP) == STAMP_CADENCE)
+    edge = around(ordered, start_ns, end_ns)
+    cadence = sum(1 for s in edge if (s.extras or {}).get(STAMP) == STAMP_CADENCE)
     if cadence:
         flags.append(f"burst: {cadence} sample(s) in or at the edge of this window arrived together and were "
                      "placed by the sensor's cadence, not by their arrival")
+    lost = [why for s in edge[1:] for why in (s.extras or {}).get(LOST_BEFORE, ())]
+    if lost:
+        flags.append(f"{LOST_FLAG} {len(lost)} reading(s) in or at the edge of this window ({lost[0]})")
+    failed = list(dict.fromkeys(q for s in edge for q in (s.extras or {}).get(FAILED_QUERIES, ())))
+    if failed:
+        flags.append(f"{LOST_FLAG} queries that failed in its readings: " + "; ".join(failed[:3]))
     return tuple(flags)
+
+
+#: How a flag about lost readings or failed queries starts (sampler health looks for it, and for gaps).
+LOST_FLAG = "lost:"
+GAP_FLAG = "gap:"
 
 
 # -- internals ---------------------------------------------------------------

@@ -109,6 +109,12 @@ STAMP = "stamp"
 STAMP_CADENCE = "cadence"
 ARRIVAL_MONO_NS = "arrival_mono_ns"
 
+#: ``Sample.extras`` keys of what went wrong around a sample, so that the windows it touches can be named
+#: (integrate.window_flags): ``LOST_BEFORE``, readings lost since the previous sample (a failed poll, a line that did
+#: not parse), one reason each; ``FAILED_QUERIES``, queries that failed in this reading ("gpu0.memory: NVML error").
+LOST_BEFORE = "lost_before"
+FAILED_QUERIES = "failed_queries"
+
 #: How often a polling sampler reads its source when the run says nothing else (``--interval-ms``): the one
 #: default of every sampler's constructor, the sampler table's and the telemetry settings'.
 DEFAULT_INTERVAL_MS = 100

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, FAILED_QUERIES, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
 _MIB = 1024 * 1024
@@ -122,6 +122,10 @@ class NvmlSampler(PollingSampler):
         self.unavailable: dict[str, str] = {}
         #: pid -> what identifies its owner (cgroup, session), read once when NVML first lists it.
         self._owners: dict[int, dict[str, Any]] = {}
+        #: Queries that failed (an NVML error other than NotSupported) while sampling: each marks its sample.
+        self.n_query_failures = 0
+        self._failed_now: list[str] = []
+        self._sampling = False  # set once the GPUs are chosen (_open)
 
     # -- availability ---------------------------------------------------------
 
@@ -178,8 +182,14 @@ class NvmlSampler(PollingSampler):
         ]
 
     def health(self) -> dict[str, Any]:
-        """Adds the GPUs chosen (index, UUID, MIG, power and energy sources) and every query NVML refused."""
-        return {**super().health(), "gpus": self.gpus, "unavailable": dict(self.unavailable)}
+        """Adds the GPUs chosen (index, UUID, MIG, power and energy sources), every query NVML refused, and how
+        many queries failed while sampling (``ok`` is False then: the windows they fall in are named by the
+        accounting)."""
+        out = {**super().health(), "gpus": self.gpus, "unavailable": dict(self.unavailable),
+               "n_query_failures": self.n_query_failures}
+        if self.n_query_failures:
+            out["ok"] = False
+        return out
 
     # -- PollingSampler hooks -------------------------------------------------
 
@@ -241,6 +251,7 @@ class NvmlSampler(PollingSampler):
                            mig_handles=[mig] if mig is not None else [], mig_uuids=[mig_uuid] if mig is not None else [])
                 seen[index] = gpu
                 self._gpus.append(gpu)
+            self._sampling = True
         except BaseException:
             self._close()
             raise
@@ -269,6 +280,7 @@ class NvmlSampler(PollingSampler):
         nvml = self._nvml
         if nvml is None:
             return None
+        self._failed_now = []
         # Energy and power first, then the stamp: those are what integration
         # uses, so they should sit closest to t_ns. State queries follow.
         counters_mj: dict[str, int | None] = {}
@@ -354,7 +366,8 @@ class NvmlSampler(PollingSampler):
             total_energy_j=sum(energy_j[c] for c in channels) if has_all_counters else None,
             total_channels=tuple(channels),
             mem_used_mb=mem_sum_mb,
-            extras={"gpus": readings, "processes": processes},
+            extras={"gpus": readings, "processes": processes,
+                    **({FAILED_QUERIES: list(self._failed_now)} if self._failed_now else {})},
         )
 
     def _owner(self, pid: int) -> dict[str, Any]:
@@ -388,6 +401,9 @@ class NvmlSampler(PollingSampler):
                 self.unavailable.setdefault(what, "not supported by this GPU/driver (NVML NotSupported)")
             else:
                 self.unavailable[what] = f"NVML error: {exc}"
+                if self._sampling:  # while sampling (not choosing GPUs): the reading it belongs to says so
+                    self.n_query_failures += 1
+                    self._failed_now.append(f"{what}: NVML error: {exc}")
             return None
 
 

@@ -44,8 +44,8 @@ import tty
 from dataclasses import replace
 from typing import IO, Any
 
-from runner.telemetry.samplers.base import (ARRIVAL_MONO_NS, DEFAULT_INTERVAL_MS, STAMP, STAMP_CADENCE, Availability,
-                                            Sample, Sampler, now_ns)
+from runner.telemetry.samplers.base import (ARRIVAL_MONO_NS, DEFAULT_INTERVAL_MS, LOST_BEFORE, STAMP, STAMP_CADENCE,
+                                            Availability, Sample, Sampler, now_ns)
 from runner.telemetry.samplers.tegrastats_parse import TegrastatsRecord, parse_line
 
 _LOG = logging.getLogger(__name__)
@@ -145,6 +145,7 @@ class TegrastatsSampler(Sampler):
         #: How tegrastats' output reaches us: ``pty`` (line-buffered) where one can be opened, else ``pipe``.
         self.stdout = stdout
         self._stamper = CadenceStamper(interval_ms)
+        self._lost: list[str] = []  # why lines were lost since the last sample
         self.n_cadence_stamped = 0  # lines that arrived in a burst and were stamped by the cadence
         if interval_ms <= 0:
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")
@@ -294,12 +295,17 @@ class TegrastatsSampler(Sampler):
         record = parse_line(line)
         if record is None:
             self.lines_unparsed += 1
+            self._lost.append(f"a line that did not parse as tegrastats output: {line[:60]!r}")
             return
         sample = record_to_sample(t_ns, record, mono_ns)
+        extras = dict(sample.extras)
         if how == STAMP_CADENCE:
             self.n_cadence_stamped += 1
-            sample = replace(sample, extras={**sample.extras, STAMP: STAMP_CADENCE, ARRIVAL_MONO_NS: arrival_mono_ns})
-        self._append(sample)
+            extras.update({STAMP: STAMP_CADENCE, ARRIVAL_MONO_NS: arrival_mono_ns})
+        if self._lost:  # the readings lost since the previous sample: the windows over them are named
+            extras[LOST_BEFORE] = list(self._lost)
+            self._lost.clear()
+        self._append(replace(sample, extras=extras))
 
     def _drain_stderr(self, stream: IO[bytes]) -> None:
         fd = stream.fileno()
