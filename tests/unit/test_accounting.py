@@ -307,7 +307,7 @@ def test_every_energy_figure_carries_its_scope():
     assert b["scope"] == "board input" and b["per_window"]["inference"]["scope"] == "board input"
     r = _block("rapl", _rapl_timeline(lambda t: 0.0), EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert r["scope"] == "CPU package+DRAM"
-    assert accounting.scope_of("nvml:mig_parent_gpu") == "GPU (MIG slice's parent GPU)"
+    assert accounting.scope_of("nvml:mig_parent_gpu") == "GPU (MIG slice's parent GPU, all processes on it)"
     assert accounting.scope_of("partial_sum_of_rails") == "board rails (partial sum)"
 
 
@@ -330,7 +330,7 @@ def test_gpu_and_cpu_energy_are_both_reported_on_a_cuda_host():
                 n_utterances=2)
     base = accounting.measured_baseline(gpu, 0, 2 * S, clock="monotonic")
     merge.account_energy(s, [], "nvml", gpu, EVENTS, base, None, 100, companions=[Companion()])
-    assert s.energy["scope"] == "GPU" and s.energy["total_j"] == pytest.approx(400.0)
+    assert s.energy["scope"] == "GPU (all processes on it)" and s.energy["total_j"] == pytest.approx(400.0)
     cpu = s.energy["companions"]["rapl"]
     assert cpu["scope"] == "CPU package+DRAM" and cpu["total_j"] == pytest.approx(48.0)
     assert cpu["baseline_w"] == pytest.approx(12.0)  # measured over the same idle window

@@ -219,6 +219,10 @@ def arrival_stats(samples: Sequence[Sample], interval_ms: float) -> dict[str, An
             "bursty": n_bursty >= max(3, BURSTY_SHARE * len(gaps)), "requested_ms": interval_ms}
 
 
+#: What every NVML figure covers besides the run: NVML reads the device, whoever uses it.
+NVML_SHARED = "all processes on it"
+
+
 def scope_of(total_kind: str | None) -> str | None:
     """What an energy figure covers, from its total's kind: the label tables show beside it."""
     if not total_kind:
@@ -231,10 +235,11 @@ def scope_of(total_kind: str | None) -> str | None:
         return "CPU package+DRAM"
     if total_kind == "rapl:package":
         return "CPU package"
+    # NVML measures the whole device: every process on it, not only the run's, and the label says so
     if total_kind == "nvml:mig_parent_gpu":
-        return "GPU (MIG slice's parent GPU)"
+        return f"GPU (MIG slice's parent GPU, {NVML_SHARED})"
     if total_kind.startswith("nvml:"):
-        return "GPU"
+        return f"GPU ({NVML_SHARED})"
     return None
 
 

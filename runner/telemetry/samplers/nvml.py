@@ -158,6 +158,25 @@ class NvmlSampler(PollingSampler):
             return Availability.no("NVML found no NVIDIA GPU on this host")
         return Availability.yes()
 
+    def inventory(self) -> list[str]:
+        """Every GPU NVML sees, as "0 NVIDIA A100 (GPU-...)", for a sentence that asks the person to name some;
+        no side effects (NVML is shut down again), [] where NVML cannot list them."""
+        try:
+            nvml = self._load()
+            nvml.nvmlInit()
+        except Exception:  # noqa: BLE001 - a listing for a message: nothing to list is an answer
+            return []
+        try:
+            out = []
+            for i in range(nvml.nvmlDeviceGetCount()):
+                handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                out.append(f"{i} {_as_text(nvml.nvmlDeviceGetName(handle))} ({_as_text(nvml.nvmlDeviceGetUUID(handle))})")
+            return out
+        except nvml.NVMLError:
+            return []
+        finally:
+            _quiet_shutdown(nvml)
+
     def _wanted(self) -> list[str] | None:
         return self.devices if self.devices is not None else requested_gpus()
 

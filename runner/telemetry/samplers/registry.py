@@ -120,8 +120,10 @@ SAMPLERS: tuple[SamplerRow, ...] = (
         name="nvml",
         factory=lambda interval_ms, devices: NvmlSampler(interval_ms=interval_ms, devices=devices),
         auto_rank=30, auto_devices=("cuda",), hosts="hosts with NVIDIA GPUs and driver (nvidia-ml-py)",
-        scope="GPU board power and energy of the run's GPUs (a MIG slice: its parent GPU)",
-        memory="GPU memory used, summed over the run's GPUs, and the run's own processes' GPU memory",
+        scope="GPU board power and energy of the run's GPUs (a MIG slice: its parent GPU), every process on them "
+              "included, not only the run's",
+        memory="GPU memory used, summed over the run's GPUs (every process's), and the run's own processes' GPU "
+               "memory",
         memory_label="gpu_mem", companions=("rapl",), combined_key="gpu_plus_cpu", part="GPU",
         process_memory=True, power_resolution_w=0.001),  # NVML power in whole mW, energy in whole mJ
     SamplerRow(
