@@ -18,6 +18,7 @@ from matplotlib.patches import Patch
 
 from ..telemetry.samplers.tegrastats_parse import INPUT_RAIL_NAMES
 from .aggregate import AggregateRow
+from .fit import fit_against_length
 from .figure_kit import (MARKERS, PALETTE, FigureResult, category_ticks, energy_label, new_figure, save,
                          series_labeller, styled, with_scope)
 from .records import GroupKey, Sweep
@@ -277,20 +278,12 @@ def latency_distribution(sweep: Sweep, rows: Sequence[AggregateRow], records: Se
 
 # ---------------------------------------------------------------- latency against input length
 
-def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
-    """Least-squares (intercept, slope) of y against x; None with fewer than two distinct x."""
-    if len({x for x, _ in points}) < 2:
-        return None
-    xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
-    slope, intercept = np.polyfit(xs, ys, 1)
-    return float(intercept), float(slope)
-
-
 @styled
 def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence[RecordFiles],
                       out_dir: Path) -> FigureResult | str:
     """Each utterance's latency against its audio length (clean audio, repeats pooled), one colour per model
-    and quant, with a least-squares line: its slope is the cost of one more second of audio."""
+    and quant, with a least-squares line where the lengths span enough (runner/report/fit.py: drawn over the
+    observed lengths only, its slope with its 95 % interval); where they do not, the notes say why."""
     title = "Latency against input length (clean audio)"
     clean = [r for r in rows if r.key.noise_type == "clean"]
     groups = by_key(records)
@@ -306,26 +299,25 @@ def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Seque
     fig = new_figure(7.5, 4.6)
     ax = fig.add_subplot()
     notes = []
-    top_x = max(d for _, pts in series for d, _ in pts)
     for i, (name, points) in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         ax.scatter([d for d, _ in points], [lat for _, lat in points], s=12, color=colour, alpha=0.6,
                    marker=MARKERS[(i // len(PALETTE)) % len(MARKERS)], linewidths=0)
-        fit = linear_fit(points)
-        if fit is None:
-            ax.scatter([], [], color=colour, label=f"{name} (one length: no fit)")
+        fit = fit_against_length(points, name)
+        if isinstance(fit, str):
+            ax.scatter([], [], color=colour, label=f"{name} (no line: see the notes)")
+            notes.append(fit)
             continue
-        intercept, slope = fit
-        xs = np.array([0.0, top_x])
-        ax.plot(xs, intercept + slope * xs, color=colour, linewidth=1.3,
-                label=f"{name}: {intercept:.0f} ms + {slope:.0f} ms per audio s")
+        xs = np.array(fit.xs())
+        ax.plot(xs, fit.at(xs), color=colour, linewidth=1.3, label=f"{name}: {fit.slope_text('ms')}")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("utterance length (s of audio)")
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)
     ax.legend(loc="upper left", frameon=False, fontsize=7)
-    notes.append("dots: one utterance of one repeat; lines: least-squares fit (intercept: the fixed cost per call)")
+    notes.insert(0, "dots: one utterance of one repeat; lines: least-squares fit over the lengths observed, its "
+                    "slope with the 95 % interval (the cost of one more second of audio)")
     path = out_dir / LENGTH_FILE
     save(fig, path, notes)
     return FigureResult(path, title)
