@@ -191,7 +191,7 @@ def rtf_ram_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figur
     if not clean:
         return text_figure(path, title, "RTF and peak RAM unavailable: no clean-audio condition in this sweep")
     panels = (("rtf", "RTF", "RTF (processing time / audio time)", "{:.3f}"),
-              ("peak_rss_mb", "peak RAM", "peak RAM (MB)", "{:.0f}"))
+              ("peak_rss_mb", "peak RAM", "peak RAM (MiB)", "{:.0f}"))
     if not any(any_available(clean, metric) for metric, *_ in panels):
         return text_figure(path, title, "\n".join(unavailable_text(what, clean, metric)
                                                    for metric, what, *_ in panels))
@@ -282,7 +282,7 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
         bar.set_label("RTF (processing time / audio time)")
     if max_rss:
         refs = sorted({round_nice(max_rss), round_nice(max_rss / 2)})
-        handles = [ax.scatter([], [], s=area * v / max_rss, color="white", edgecolors="black", label=f"{v:g} MB")
+        handles = [ax.scatter([], [], s=area * v / max_rss, color="white", edgecolors="black", label=f"{v:g} MiB")
                    for v in refs]
         ax.legend(handles=handles, title="peak RAM", loc="best", labelspacing=1.6, borderpad=1.0, frameon=False)
     ax.margins(0.15)
@@ -339,7 +339,7 @@ def targets_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figur
     panels = (("j_per_audio_s", "energy", "energy per audio second", "energy per audio second (J/s)", "{:.3f}", 1.0),
               ("rtf", "RTF", "RTF", "RTF (processing time / audio time)", "{:.3f}", 1.0),
               ("wer", "WER", "WER", "WER (%)", "{:.1f}", 100.0),
-              ("peak_rss_mb", "peak RAM", "peak RAM", "peak RAM (MB)", "{:.0f}", 1.0))
+              ("peak_rss_mb", "peak RAM", "peak RAM", "peak RAM (MiB)", "{:.0f}", 1.0))
     if not any(any_available(clean, metric) for metric, *_ in panels):
         return text_figure(path, title, "\n".join(unavailable_text(what, clean, metric)
                                                    for metric, what, *_ in panels))

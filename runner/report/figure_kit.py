@@ -3,7 +3,7 @@
 Deterministic: no pyplot (no global figure state, no GUI backend), fixed rcParams (``styled``), and no
 matplotlib version in the PNG metadata, so the same results give the same bytes. Honest: whiskers follow the
 repeats (``whisker``: the Student-t 95 % interval where there are 3 repeats or more, the min-max where there
-are 2, none where there is 1, never below 0), and a figure with nothing to draw is a text panel that says
+are 2, none where there is 1, never below 0), and a figure with nothing to draw is no PNG but a note that says
 why (``text_figure``), never an empty or all-zero plot.
 """
 
@@ -279,13 +279,9 @@ def text_in_axes(ax, text: str, width: int = 48) -> None:
 
 
 def text_figure(path: Path, title: str, message: str) -> FigureResult:
-    """A PNG that says in words why there is nothing to plot: never an empty or all-zero plot."""
-    with matplotlib.rc_context(STYLE):
-        fig = new_figure(7.0, 3.2)
-        ax = fig.add_subplot()
-        ax.set_title(title)
-        text_in_axes(ax, message)
-        _write(fig, path)
+    """A figure with nothing to plot: no PNG at all (an image holding only a text box is no figure; a stale one
+    from an earlier report is removed), only the reason, which the report lists in its notes ("not drawn")."""
+    Path(path).unlink(missing_ok=True)
     return FigureResult(path, title, unavailable=message)
 
 
