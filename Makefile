@@ -53,7 +53,7 @@ help:
 	@echo "make sweep EXPERIMENT=smoke   run experiments/smoke.yaml on the host (resumable)"
 	@echo "make compose-sweep EXPERIMENT=smoke   the same through docker compose (runner in a container)"
 	@echo "make report EXPERIMENT=smoke  table, figures and report.html from the sweep's results"
-	@echo "make fleet-demo  a local Ray fleet (head + nodes cpu-a, cpu-b on 127.0.0.1) runs experiments/fleet-demo.yaml"
+	@echo "make fleet-demo  a local Ray fleet (head + nodes cpu-a, cpu-b on 127.0.0.1, token-authenticated) runs experiments/fleet-demo.yaml"
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       harness overhead vs a bare faster-whisper script on the image's versions [BENCH_REPEATS=5]"
@@ -136,7 +136,9 @@ bench: venv fleet-venv models ensure-image
 	$(VENV)/bin/python bench/bench_fleet.py
 
 # A fleet on this machine (runner/fleet/local.py: the node agent's own commands, as host processes), the demo
-# experiment on it, the per-target table; the fleet is stopped however the sweep ends (Ctrl-C included).
+# experiment on it, the per-target table; the fleet is stopped however the sweep ends (Ctrl-C included). It is
+# authenticated like any fleet: the head makes ~/.config/edgeasr/fleet-token (mode 0600) on its first start, or
+# uses $EDGEASR_FLEET_TOKEN_FILE; nodes and driver read the same file.
 FLEET_PORT        ?= 6379
 FLEET_CLIENT_PORT ?= 10001
 FLEET_LOCAL = $(VENV)/bin/python -m runner.fleet.local

@@ -64,9 +64,10 @@ ONNXRUNTIME_QUANTS = quant_map(
 # pocketsphinx: one precision, the float computation of its bundled continuous/PTM acoustic model; no GPU path.
 POCKETSPHINX_QUANTS = quant_map(cpu={"fp32": "float32"})
 
-#: The short names faster-whisper maps to its hub repositories (Systran/faster-whisper-*, ...) and downloads
-#: by itself when a network exists; whisperx loads through faster-whisper, so it takes the same names.
-FASTER_WHISPER_HUB_NAMES = (
+#: The Whisper models known by a short name on the hub (faster-whisper's names): each has a CTranslate2 conversion
+#: (faster-whisper, whisperx) and a Hugging Face checkpoint (transformers, and the ONNX export made from it); the
+#: repositories are in runner/models/hub.py. Not installed, a name is downloaded on the host at a pinned commit.
+WHISPER_HUB_NAMES = (
     "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en",
     "large-v1", "large-v2", "large-v3", "large", "large-v3-turbo", "turbo",
     "distil-small.en", "distil-medium.en", "distil-large-v2", "distil-large-v3", "distil-large-v3.5",
@@ -184,8 +185,8 @@ class Backend(ImageDef):
     # in the image.
     model_format: str = "ctranslate2"
     bundled_models: tuple[str, ...] = ()  # model_format "bundled": the names the image ships
-    #: Short names the backend's library downloads from the hub by itself (with --allow-download); the name
-    #: goes to the container as is. Empty: the backend loads only installed models and folders.
+    #: Short names with a hub repository for this backend's model format (runner/models/hub.py), downloaded on the
+    #: host at a pinned commit when not installed. Empty: the backend loads only installed models and folders.
     hub_names: tuple[str, ...] = ()
     default_model: str = DEFAULT_MODEL  # --model when none is given
     default_quant: str = DEFAULT_QUANT  # --quant when none is given
@@ -309,7 +310,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         build_dir="faster-whisper",
         adapter="edgeasr_backend_faster_whisper",
         host_module="faster_whisper",
-        hub_names=FASTER_WHISPER_HUB_NAMES,
+        hub_names=WHISPER_HUB_NAMES,
         batching=True,  # BatchedInferencePipeline
         in_container=WHISPER_IN_CONTAINER,
     ),
@@ -322,7 +323,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         adapter="edgeasr_backend_whisperx",
         host_module="whisperx",
         parent="torch-base",
-        hub_names=FASTER_WHISPER_HUB_NAMES,
+        hub_names=WHISPER_HUB_NAMES,
         align=True,  # its wav2vec2 alignment model (needs a download)
         batching=True,  # its VAD-cut segments go through faster-whisper in batches
         in_container=WHISPER_IN_CONTAINER,
@@ -338,6 +339,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         host_module="transformers",
         parent="torch-base",
         model_format="hf",
+        hub_names=WHISPER_HUB_NAMES,  # the Hugging Face checkpoints (openai/whisper-*)
         check_model="tiny-whisper-random",
         batching=True,  # transcribe_batch: padded, masked batches
         in_container=WHISPER_IN_CONTAINER,
@@ -353,6 +355,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         host_module="onnxruntime",
         parent="torch-base",
         model_format="onnx",
+        hub_names=WHISPER_HUB_NAMES,  # exported from the Hugging Face checkpoint
         in_container=("decode.beam_size", "decode.language"),
         decode_facts=ONNX_DECODE,
         platforms=("x86", "cuda", "jetson-r36"),

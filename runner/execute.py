@@ -94,7 +94,7 @@ def condition_status(events: list[dict], status: dict | None, whole_container: b
         return None
     out = dict(status or {})
     if info is not None:
-        for k in ("versions", "n_params", "model_size_mb", "rss_after_load_mb"):
+        for k in ("versions", "n_params", "model_size_mb", "rss_after_load_mb", "device_used"):
             out.setdefault(k, info.get(k))
     if end is not None and not (whole_container and status is not None):
         for k in ("peak_rss_mb", "peak_vram_mb", "audio_cache_mb", "peak_rss_scope"):
@@ -168,6 +168,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     whole = len(g.pending) == 1
     merge.apply_container_facts(summary, merge.RawOutputs(events, transcripts,
                                                           condition_status(events, status, whole)))
+    error = error or merge.device_error(summary)  # an image that does not refuse it itself: never a GPU figure
     summary.error = merge.host_paths(error, g.paths)
     summary.status = ("interrupted" if interrupted and not finished else "error" if error
                       else ("partial" if summary.n_failed else "ok"))

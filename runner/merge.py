@@ -159,6 +159,21 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
                                  else "no NVML sampler ran")
     summary.versions = dict(st.get("versions") or {})
     summary.quant_method = st.get("quant_method")
+    summary.device_used = st.get("device_used")
+    if summary.device_used is None:
+        summary.mark_unavailable("device_used", "the backend did not report the device it ran on (an image built "
+                                 "before edgeasr recorded it, or one of your own)" if raw.status or st else
+                                 "the container wrote no status record")
+
+
+def device_error(summary: Summary) -> str | None:
+    """Why a run's figures are not figures of the device it asked for: its backend reported another one (a CUDA
+    run that ended on the CPU), or None."""
+    used = summary.device_used
+    if used is None or used == summary.device:
+        return None
+    return (f"the backend ran on {used}, not on the {summary.device} asked for; its figures are not "
+            f"{summary.device} figures (see `edgeasr doctor`: is the GPU visible inside the image?)")
 
 
 def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:

@@ -16,12 +16,12 @@ from .backends import BACKENDS, DEVICES, Backend, default_model_quant, unavailab
 from .data.dataset import Dataset
 from .data.load import load_dataset
 from .errors import UserError
+from .host import preflight
 from .host.platforms import has_nvidia_driver, is_jetson
 from .launch.engines import ENGINES
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models.resolve import ResolvedModel, resolve_backend_model, resolve_model, resolved_kind
 from .paths import mount_problem, readable_by
-from .power import problems as power_problems
 from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label, mem_size_bytes
 from .settings import get as setting_value
 from .settings import problems as setting_problems
@@ -43,12 +43,12 @@ class RunSpec:
     decode: DecodeSettings
     warmup: int
     timeout_s: float | None
-    allow_download: bool
+    allow_download: bool  # --container-network: the backend container has a network and may download
     mem_limit: str | None
     telemetry: TelemetrySettings = TelemetrySettings()
     engine: str = "docker"
     hardening: Hardening = Hardening()
-    hub_cache_dir: Path | None = None  # with --allow-download: the host folder the backend downloads into
+    hub_cache_dir: Path | None = None  # with --container-network: the host folder the backend downloads into
     #: The GPUs the run uses (NVML indices or UUIDs), given to the engine as device ids and to NVML;
     #: None: not a CUDA run, or a Jetson (one integrated GPU, served by its runtime).
     gpus: tuple[str, ...] | None = None
@@ -159,7 +159,8 @@ def decode_problems(backend: Backend, model: ResolvedModel, settings: Settings,
 
 def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: str = "docker",
                    allow_download: bool = False, where: Callable[[str], str] = cli_label,
-                   set_by: Mapping[str, str] | None = None) -> RunSpec:
+                   set_by: Mapping[str, str] | None = None, host: preflight.HostCaps | None = None,
+                   host_checks: bool = True, offline: bool = False) -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems.
 
     ``where(path)`` names a setting (a dotted path such as ``decode.beam_size``) in messages: ``--beam-size``
@@ -168,6 +169,11 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
     ``set_by`` names the settings the user set and where (dotted path -> flag or file key; None: none known):
     a decode value among them that the model cannot honour (a beam size for a CTC model) is refused here,
     before any container starts, naming that origin; a default never is.
+    ``host``: this host's facts (runner/host/preflight.py), read when a check needs them and none are given;
+    ``host_checks`` off: the run goes to another host (a fleet node checks itself), so this one is not asked.
+    ``allow_download`` (--container-network) gives the backend container a network; a hub name that is not
+    installed is downloaded on the host whatever it says (``with_hub_models``, after every check), unless
+    ``offline``: then it is refused here, in one sentence.
     """
     s = settings
     problems: list[str] = setting_problems(s, where)
@@ -188,8 +194,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
     resolved_model = None
     try:
         exporter = _onnx_exporter(image or (be.image if be else None), engine)
-        resolved_model = (resolve_backend_model(be, model, models_dir, allow_download, onnx_exporter=exporter) if be else
-                          resolve_model(model, models_dir, allow_download, "ctranslate2", onnx_exporter=exporter))
+        resolved_model = (resolve_backend_model(be, model, models_dir, offline, onnx_exporter=exporter) if be else
+                          resolve_model(model, models_dir, offline, "ctranslate2", onnx_exporter=exporter))
         problem = model_problem(resolved_model) if engine == "docker" else None
         if problem:
             problems.append(problem)
@@ -216,9 +222,12 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         problems.append(f"{where('gpus')} {gpus!r} applies to CUDA runs; this run is on {dev}")
     elif gpus and is_jetson():
         problems.append(f"{where('gpus')} {gpus!r} does not apply on a Jetson: it has one integrated GPU; leave it out")
-    # The operating point this device must take (runner/power): unsupported values and missing rights stop
-    # the run here, before any container or setting changes.
-    problems += power_problems(s.power, tuple(str(gpus).split(",")) if gpus else None)
+    # What this host can take (the host preflight): the device (a CUDA run needs an NVIDIA GPU and a GPU runtime in
+    # the engine) and the operating point (unsupported values, missing rights) stop the run here, before any
+    # image is built, model installed, container started or setting changed.
+    if host_checks and dev in DEVICES and (dev != "cpu" or s.power.requested()):
+        request = preflight.Request(dev, s.power, tuple(str(gpus).split(",")) if gpus else None)
+        problems += preflight.problems([request], host or preflight.probe(engine))
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()
@@ -263,3 +272,23 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         repeats=s.repeats,
         limit=s.limit,
     )
+
+
+def with_hub_models(spec: RunSpec, models_dir: Path, log=print) -> RunSpec:
+    """The spec with its hub model on disk: a hub name that was not installed (source "hub", no folder) is
+    downloaded on the host at its pinned commit (runner/models/hub.py: the CTranslate2 conversion, or the Hugging
+    Face checkpoint for transformers and for the ONNX export, which is then made from it) and resolved again, so
+    the container gets a folder read-only, with no network. Any other spec is returned as it is."""
+    from .models.hub import download
+
+    model = spec.model
+    if model.source != "hub" or model.host_dir is not None:
+        return spec
+    fmt = "hf" if spec.backend.model_format in ("hf", "onnx") else "ctranslate2"
+    download(model.name, models_dir, log=log, model_format=fmt)
+    resolved = resolve_backend_model(spec.backend, model.name, models_dir, True, log=log,
+                                     onnx_exporter=_onnx_exporter(spec.image, spec.engine))
+    problem = model_problem(resolved) if spec.engine == "docker" else None
+    if problem:
+        raise UserError(problem)
+    return dataclasses.replace(spec, model=resolved)

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..data.dataset import MANIFEST_NAME
 from ..data.lengths import DEFAULT_GAP_S, build_ladder, parse_seconds
 from ..data.load import load_dataset
+from ..untrusted import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +46,6 @@ def main(args: argparse.Namespace) -> int:
     if not getattr(args, "quiet", False):
         for target, got in by_target.items():
             print(f"{target:g} s: {len(got)} item(s) of {', '.join(f'{d:.1f}' for d in got)} s")
-    print(f"dataset: {args.out / MANIFEST_NAME} ({len(items)} items from {source.name}); "
-          f"run it with --data {args.out}")
+    print(visible(f"dataset: {args.out / MANIFEST_NAME} ({len(items)} items from {source.name}); "
+          f"run it with --data {args.out}"))
     return 0

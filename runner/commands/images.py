@@ -17,6 +17,7 @@ from ..launch import docker_engine
 from ..images.build import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
                              parse_overrides, platform_tag, read_carried_versions, requirements_text, versions_label)
 from ..host.platforms import JETSON, PLATFORMS
+from ..untrusted import line, printer
 
 PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
                  "variant; jetson: the one for this board's L4T release (/etc/nv_tegra_release); auto (default): "
@@ -64,28 +65,29 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
     A variant that records what its base carries (JetPack 5) is built twice: the second build, all cached but
     the LABEL step, labels those versions instead of the requirements' pins."""
     variant = PLATFORMS[platform]
+    say = printer(console)
     base = None if args.base == PUBLIC_BASE else args.base
     for name in args.backends:
         image = get_image(name)
         problem = image.platform_problem(platform) if isinstance(image, Backend) else None
         if problem:  # one backend without this variant must not stop the others
-            console.print(f"[yellow]skipped[/]: {problem}")
+            console.print(line(("skipped", "yellow"), f": {problem}"))
             continue
         tag = args.tag or platform_tag(image, platform)
         if args.missing and image_exists(client, tag):
-            console.print(f"{tag} is present")
+            say(f"{tag} is present")
             continue
         log_path = args.log_dir / f"image-{image.name}-{platform}.log"
-        build = dict(base=base, tag=tag, platform=platform, log=console.log)
-        with console.status(f"building {tag} from {variant.dockerfile}"):
+        build = dict(base=base, tag=tag, platform=platform, log=lambda text: console.log(line(text)))
+        with console.status(line(f"building {tag} from {variant.dockerfile}")):
             if variant.versions_file:
                 build_image(client, image, log_path=log_path.with_suffix(".first.log"), versions="", **build)
                 carried = read_carried_versions(client, tag, variant.versions_file)
-                console.print(f"{tag} carries {carried}")
+                say(f"{tag} carries {carried}")
                 image_id = build_image(client, image, log_path=log_path, versions=carried, **build)
             else:
                 image_id = build_image(client, image, log_path=log_path, **build)
-        console.print(f"built {tag} ({image_id[:19]})")
+        say(f"built {tag} ({image_id[:19]})")
     return 0
 
 
@@ -120,6 +122,7 @@ def main(args: argparse.Namespace) -> int:
     if args.images_cmd == "list":
         return list_images(args)
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
+    say = printer(console)
     if args.images_cmd == "versions":
         from ..images import freshness
 
@@ -151,11 +154,11 @@ def main(args: argparse.Namespace) -> int:
     if args.images_cmd == "build" and args.missing:  # before the base: present images need none
         present = [n for n in args.backends if image_exists(client, args.tag or get_image(n).image)]
         for name in present:
-            console.print(f"{args.tag or get_image(name).image} is present")
+            say(f"{args.tag or get_image(name).image} is present")
         args.backends = [n for n in args.backends if n not in present]
         if not args.backends:
             return 0
-    base = ensure_base(client, args.base, log=console.print)
+    base = ensure_base(client, args.base, log=say)
     if args.images_cmd == "base":
         print(base)
         return 0
@@ -175,17 +178,18 @@ def main(args: argparse.Namespace) -> int:
         image_base = get_image(image.parent).image if image.parent else base
         mine = overrides if image in wanted else None  # --set is for the image asked for, not its parent
         if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent...
-            fill_wheelhouse(image, log=console.print, overrides=mine)
+            fill_wheelhouse(image, log=say, overrides=mine)
         elif not args.no_wheelhouse:
             if child_extras(image):  # ...except those the parent does not pin (with their dependencies)
-                fill_wheelhouse(image, log=console.print, only=child_extras(image))
+                fill_wheelhouse(image, log=say, only=child_extras(image))
             if mine:  # ...and the ones --set swaps on top of it
-                fill_wheelhouse(image, log=console.print, overrides=mine, only_overrides=True)
+                fill_wheelhouse(image, log=say, overrides=mine, only_overrides=True)
         if mine:
-            console.print(f"{tag}: {versions_label(image, mine)}")
-        with console.status(f"building {tag} from {image_base}"):
+            say(f"{tag}: {versions_label(image, mine)}")
+        with console.status(line(f"building {tag} from {image_base}")):
             image_id = build_image(client, image, base=image_base, tag=tag, overrides=mine,
-                                   log_path=args.log_dir / f"image-{image.name}.log", log=console.log)
-        console.print(f"built {tag} ({image_id[:19]})")
+                                   log_path=args.log_dir / f"image-{image.name}.log",
+                                   log=lambda text: console.log(line(text)))
+        say(f"built {tag} ({image_id[:19]})")
     return 0
 

@@ -21,6 +21,7 @@ from ..report.figures import write_figures
 from ..report.html import REPORT_FILE, write_html
 from ..report.records import load_many
 from ..report.sweep_table import FORMATS, build_table, render
+from ..untrusted import line, visible
 
 WIDE = 200  # columns for the table when stdout is a file or pipe (rich would assume 80)
 
@@ -61,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     folders = list(getattr(args, "results_dirs", None) or [args.results_dir])
     sweep = load_many(folders)
     for warning in sweep.warnings:
-        print(f"warning: {warning}; left out of the report (rerun the sweep to redo that condition)",
+        print(visible(f"warning: {warning}; left out of the report (rerun the sweep to redo that condition)"),
               file=sys.stderr)
     rows = aggregate(sweep.records)
     out: Path = args.out if args.out is not None else (Path(folders[0]) / "report" if len(folders) == 1
@@ -77,8 +78,8 @@ def main(args: argparse.Namespace) -> int:
     if not quiet or fmt != "table":
         render(build_table(rows, sweep.title), fmt, console)
         if fmt == "table":
-            for line in worst:
-                console.print(line, highlight=False, markup=False)
+            for item in worst:
+                console.print(line(item))
             console.print()
     # md and csv: stdout holds the table alone, so it can be redirected; the file lines go to stderr
     info = sys.stderr if fmt != "table" else sys.stdout
@@ -88,8 +89,8 @@ def main(args: argparse.Namespace) -> int:
                                                        skipped=skipped)
     for fig in figures if not quiet else ():
         if fig.unavailable:
-            print(f"not drawn: {fig.title} ({fig.unavailable.splitlines()[0]})", file=info)
+            print(visible(f"not drawn: {fig.title} ({fig.unavailable.splitlines()[0]})"), file=info)
         else:
-            print(f"figure: {fig.path}", file=info)
-    print(f"report: {write_html(out / REPORT_FILE, sweep, rows, figures, worst, skipped)}", file=info)
+            print(visible(f"figure: {fig.path}"), file=info)
+    print(visible(f"report: {write_html(out / REPORT_FILE, sweep, rows, figures, worst, skipped)}"), file=info)
     return 0

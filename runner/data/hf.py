@@ -36,6 +36,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import UserError
+from ..untrusted import say
 from .dataset import HF_PREFIX
 
 TEXT_COLUMNS = ("text", "sentence", "transcription")
@@ -195,7 +196,7 @@ def audio_of(value: Any, base: Path | None = None) -> tuple[np.ndarray, int]:
     raise ValueError(f"not an audio value: {type(value).__name__}")
 
 
-def materialize(ref: HfRef, log=print) -> Path:
+def materialize(ref: HfRef, log=say) -> Path:
     """The cache folder holding the reference's examples as FLAC + manifest.jsonl, written on first use."""
     folder = cache_root() / f"{ref.label}-{ref.cache_key()}"
     if (folder / COMPLETE).is_file():

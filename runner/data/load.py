@@ -14,10 +14,11 @@ def load_dataset(path: str | Path, audio_roots: tuple[str | Path, ...] = (), lim
     """Read a dataset; a path that does not exist or holds nothing is a UserError.
 
     ``audio_roots`` are extra folders the user trusts (``--audio-root``), for manifests whose
-    entries are absolute paths elsewhere (NeMo-style). ``hf:...`` is a Hugging Face dataset,
-    where ``limit`` bounds what is streamed."""
+    entries are absolute paths elsewhere (NeMo-style). ``limit``: the first N utterances only, cut before
+    anything is checked (a manifest's later lines are not even read); for ``hf:...``, a Hugging Face dataset,
+    it bounds what is streamed."""
     if not is_hf_ref(path):
-        return load_local(path, audio_roots)
+        return load_local(path, audio_roots, limit)
     from . import hf  # the optional `datasets` stack and the audio codecs only for an hf: reference
 
     ref = hf.parse_ref(str(path), limit)

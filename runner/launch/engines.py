@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..paths import check_mountable
 from ..results import write_json_atomic
 from . import docker_engine, local_engine
+from .checked_images import contract_problem
 from .docker_engine import BindMount, ContainerRun, ImageInfo
 from .hardening import HUB_CACHE_TARGET, chown_for_container, reclaim
 from .owner import Owner
@@ -55,9 +56,11 @@ class Engine(Protocol):
 
 
 def check_contract(ref: str, image: ImageInfo, version: int) -> None:
-    label = image.labels.get("org.edgeasr.contract")
-    if label not in (None, "") and label != str(version):
-        raise UserError(f"image {ref} speaks entrypoint contract {label}; this runner speaks {version}")
+    """Refuse an image of another contract, or one without the label that check-image has not passed here
+    (launch/checked_images.py)."""
+    problem = contract_problem(ref, image.id, image.labels, version)
+    if problem:
+        raise UserError(problem)
 
 
 class DockerEngine:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..untrusted import say
 
 BINARY_VERSIONS = (6,)  # the layout above; older versions lack spec revisions or aliases
 SPEC_NAME = "WhisperSpec"
@@ -422,7 +423,7 @@ class Conversion:
     dequantized: tuple[str, ...]
 
 
-def convert(ct2_dir: Path, out_dir: Path, log=print) -> Conversion:
+def convert(ct2_dir: Path, out_dir: Path, log=say) -> Conversion:
     """Convert a CTranslate2 Whisper folder into a Hugging Face one at out_dir, atomically.
 
     Float16 weights stay float16 on disk (loaders upcast on request); int8/int16 weights are

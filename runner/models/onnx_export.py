@@ -16,11 +16,12 @@ from ..backends import BACKENDS
 from ..errors import UserError
 from ..launch.tool_container import STAGING_TARGET, run_tool
 from ..paths import make_readable
+from ..untrusted import say
 
 EXPORTER = BACKENDS["onnxruntime"].build_dir + "/edgeasr_backend_onnxruntime.py"  # under containers/
 
 
-def export_onnx(hf_dir: Path, out_dir: Path, image: str | None = None, log=print) -> Path:
+def export_onnx(hf_dir: Path, out_dir: Path, image: str | None = None, log=say) -> Path:
     """Run the image's exporter, confined like every backend container: hf_dir (read-only) -> out_dir (made whole
     or not at all; the container writes only into a staging folder of its own)."""
     image = image or BACKENDS["onnxruntime"].image

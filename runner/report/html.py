@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 
+from ..untrusted import html as escape  # visible, then HTML-escaped (bidirectional controls too)
 from .aggregate import AggregateRow
 from .figure_kit import FigureResult
 from .records import Sweep, axes_that_vary, format_axis_value, is_number

@@ -84,19 +84,18 @@ def test_capabilities():
             assert be.batching
 
 
-def test_hub_names_belong_to_the_backends_whose_library_downloads_them(tmp_path):
-    """faster-whisper and whisperx download a short hub name themselves; the Hugging Face, ONNX and bundled
-    backends would be handed a name they cannot load, so they refuse it before any container starts."""
-    assert BACKENDS["faster-whisper"].hub_names == BACKENDS["whisperx"].hub_names
-    assert "medium" in BACKENDS["whisperx"].hub_names
-    hub = resolve_backend_model(BACKENDS["whisperx"], "medium", tmp_path, allow_download=True)
-    assert hub.source == "hub" and hub.container_path == "medium" and hub.host_dir is None
-    for name in ("transformers", "onnxruntime"):
-        assert not BACKENDS[name].hub_names
-        with pytest.raises(UserError, match="hub names: none for this backend"):
-            resolve_backend_model(BACKENDS[name], "medium", tmp_path, allow_download=True)
+def test_hub_names_resolve_to_a_download_for_every_whisper_backend_and_never_for_a_bundled_one(tmp_path):
+    """Every Whisper backend takes the hub's short names (the CTranslate2 conversion, or the Hugging Face checkpoint
+    for transformers and the ONNX export): not installed, a name resolves to a download on the host (source hub, no
+    folder yet); --offline refuses it; pocketsphinx runs its bundled model only."""
+    for name in ("faster-whisper", "whisperx", "transformers", "onnxruntime"):
+        assert "medium" in BACKENDS[name].hub_names
+        hub = resolve_backend_model(BACKENDS[name], "medium", tmp_path)
+        assert hub.source == "hub" and hub.container_path == "medium" and hub.host_dir is None
+        with pytest.raises(UserError, match="--offline forbids downloading it"):
+            resolve_backend_model(BACKENDS[name], "medium", tmp_path, offline=True)
     with pytest.raises(UserError, match="bundled model en-us"):
-        resolve_backend_model(BACKENDS["pocketsphinx"], "medium", tmp_path, allow_download=True)
+        resolve_backend_model(BACKENDS["pocketsphinx"], "medium", tmp_path)
 
 
 def test_the_models_module_hub_names_are_the_rows():

@@ -56,7 +56,7 @@ def test_check_image_needs_no_edit_for_it(fake, tmp_path, monkeypatch):
     with the fake adapter and passes check-image's checks of events, transcripts and status."""
     import edgeasr_entrypoint.__main__ as entry
 
-    resolved = resolve_backend_model(fake, fake.check_model, tmp_path / "models", allow_download=False)
+    resolved = resolve_backend_model(fake, fake.check_model, tmp_path / "models", offline=True)
     assert resolved.host_dir is None and resolved.container_path == "fixed"
     data, out = tmp_path / "data", tmp_path / "out"
     check_image.write_test_data(data)

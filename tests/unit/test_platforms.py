@@ -109,10 +109,9 @@ def test_run_without_an_image_takes_the_boards_variant(tmp_path, root, monkeypat
 
     monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", RELEASES / name)
     medium = Settings(model="medium", quant="int8", dataset=str(root / "data" / "default"))
-    spec = build_run_spec(medium, out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
+    spec = build_run_spec(medium, out=str(tmp_path / "o"), models_dir=tmp_path)
     assert spec.image == f"edgeasr/faster-whisper:{platform}"
-    named = build_run_spec(replace(medium, image="my/image:1"), out=str(tmp_path / "o2"), models_dir=tmp_path,
-                           allow_download=True)
+    named = build_run_spec(replace(medium, image="my/image:1"), out=str(tmp_path / "o2"), models_dir=tmp_path)
     assert named.image == "my/image:1"
 
 
@@ -122,7 +121,7 @@ def test_run_on_a_jetson_release_without_a_variant_says_so_with_the_fix(tmp_path
     monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
     with pytest.raises(UserError, match=r"R32\.7\.4.*--image"):
         build_run_spec(Settings(model="medium", quant="int8", dataset=str(root / "data" / "default")),
-                       out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
+                       out=str(tmp_path / "o"), models_dir=tmp_path)
 
 
 @pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
@@ -213,8 +212,7 @@ def test_gpu_selection_and_the_gpus_check_ask_the_platform(tmp_path, root, monke
     assert resolve_gpus(None, "cuda", env={}) is None
     with pytest.raises(UserError, match="does not apply on a Jetson"):
         build_run_spec(Settings(backend="faster-whisper", model="medium", quant="int8", device="cuda", gpus="0",
-                                dataset=str(root / "data" / "default")), out=str(tmp_path / "o"), models_dir=tmp_path,
-                       allow_download=True)
+                                dataset=str(root / "data" / "default")), out=str(tmp_path / "o"), models_dir=tmp_path)
     monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", tmp_path / "absent")
     assert resolve_gpus(None, "cuda", env={}) == ("0",)
 
