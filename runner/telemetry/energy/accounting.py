@@ -356,6 +356,62 @@ def figure_bounds(head: dict[str, Any], base: Baseline, samples: Sequence[Sample
     }
 
 
+def failed_windows(events: Sequence[dict[str, Any]], clock: str) -> list[tuple[int, int]]:
+    """The backend calls that failed (utterance_start -> utterance_error, matched by condition and id), merged where
+    they overlap (a failed batch: one call for all its utterances), on ``clock``. An error with no open call (bad
+    audio, refused decode settings) had no backend work; a call that ended well is closed, so the same id in a later
+    condition is never matched to it."""
+    key = CLOCK_FIELDS[clock]
+    starts: dict[tuple[Any, str], int] = {}
+    spans = []
+    for e in events:
+        uid = (e.get("condition"), e.get("id"))
+        if e.get("event") == UTTERANCE_WINDOW[0] and uid[1] is not None:
+            starts[uid] = e[key]
+        elif e.get("event") == UTTERANCE_WINDOW[1]:
+            starts.pop(uid, None)
+        elif e.get("event") == Event.UTTERANCE_ERROR and uid in starts:
+            t0, t1 = starts.pop(uid), e[key]
+            if t1 > t0:
+                spans.append((t0, t1))
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+#: The one rule of the per-audio-second and per-utterance figures (the summary's ``energy.per_audio_rule``).
+PER_AUDIO_RULE = ("the energy of the transcribed utterances' work over their audio seconds (per utterance: over "
+                  "their count): the inference work less its prepare windows and less the backend calls that "
+                  "failed, so that numerator and denominator cover the same utterances")
+
+
+def _transcribed_work(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock: str, head: dict[str, Any],
+                      base: Baseline, sensor: dict[str, Any], window: tuple[int, int]) -> dict[str, Any] | None:
+    """The headline less the failed backend calls' windows: its energy, dynamic energy and bound, the failed calls'
+    energy, seconds and count, and ``reason`` (not None when a failed window could not be measured)."""
+    t0, t1 = window
+    failed = [(a, b) for a, b in failed_windows(events, clock) if t0 <= a < b <= t1]
+    out = {"total_j": head["total_j"], "dynamic_j": head["dynamic_j"], "bound_j": head.get("bound_j"),
+           "failed_j": 0.0, "failed_s": 0.0, "n_failed_calls": len(failed), "reason": None}
+    if not failed or head["total_j"] is None:
+        return out
+    parts = [integrate(samples, a, b, clock, min_samples=0, **sensor) for a, b in failed]
+    why = next((p.reason for p in parts if p.total_j is None), None)
+    if why is not None:
+        out["reason"] = f"the failed utterances' work could not be measured to leave it out ({why})"
+        return out
+    failed_j, failed_s = sum(p.total_j for p in parts), sum(p.duration_s for p in parts)
+    out.update(total_j=head["total_j"] - failed_j, failed_j=failed_j, failed_s=failed_s,
+               dynamic_j=None if head["dynamic_j"] is None or base.power_w is None
+               else head["dynamic_j"] - (failed_j - base.power_w * failed_s),
+               bound_j=None if head.get("bound_j") is None else head["bound_j"] + sum(p.bound_j or 0.0 for p in parts))
+    return out
+
+
 def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline,
                  audio_s: float | None, n_ok: int, interval_ms_requested: int,
                  owner: ProcessOwner | None = None) -> EnergyBlock:
@@ -406,21 +462,34 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
                   "j_per_utterance"):
             unavailable[f] = reason
     else:
-        if audio_s:
-            j_per_audio_s = head["total_j"] / audio_s
-            if head["dynamic_j"] is not None:
-                dynamic_j_per_audio_s = head["dynamic_j"] / audio_s
+        # One rule: numerator and denominator cover the same utterances (the transcribed ones).
+        ok_work = _transcribed_work(samples, events, clock, head, base, sensor, windows["inference"])
+        if ok_work["n_failed_calls"]:
+            per_window["failed_calls"] = {"total_j": ok_work["failed_j"], "duration_s": ok_work["failed_s"],
+                                          "n_windows": ok_work["n_failed_calls"], "reason": ok_work["reason"],
+                                          "scope": scope_of(inf.get("total_kind")), "clock": clock}
+        if ok_work["reason"] is not None:
+            for f in ("j_per_audio_s", "dynamic_j_per_audio_s", "j_per_utterance"):
+                unavailable[f] = ok_work["reason"]
+        elif audio_s:
+            j_per_audio_s = ok_work["total_j"] / audio_s
+            if ok_work["dynamic_j"] is not None:
+                dynamic_j_per_audio_s = ok_work["dynamic_j"] / audio_s
             else:
                 unavailable["dynamic_j_per_audio_s"] = base.reason or "no idle baseline"
         else:
             unavailable["j_per_audio_s"] = unavailable["dynamic_j_per_audio_s"] = "no audio was transcribed"
-        if n_ok:
-            j_per_utterance = head["total_j"] / n_ok
-        else:
+        if ok_work["reason"] is None and n_ok:
+            j_per_utterance = ok_work["total_j"] / n_ok
+        elif ok_work["reason"] is None:
             unavailable["j_per_utterance"] = "no utterance was transcribed"
         if head["dynamic_j"] is None:
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
     bounds = figure_bounds(head, base, samples, clock, sensor, audio_s, n_ok, baseline_w=base.power_w)
+    if head["total_j"] is not None and ok_work["n_failed_calls"] and ok_work["bound_j"] is not None:
+        per_audio = figure_bounds({**head, "bound_j": ok_work["bound_j"]}, base, samples, clock, sensor, audio_s,
+                                  n_ok, baseline_w=base.power_w)
+        bounds.update({k: per_audio[k] for k in ("j_per_audio_s", "dynamic_j_per_audio_s", "j_per_utterance")})
     host_idle_w = host.power_w if base.source == "loaded_idle" else None
     per_rail = head["per_channel_j"]
     psys = None
@@ -457,7 +526,8 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         baseline_cooldown=host.cooldown, host_idle_w=host_idle_w, loaded_idle_w=loaded_idle_w,
         loaded_idle_uplift_w=loaded_idle_uplift_w,
         total_j=head["total_j"], dynamic_j=head["dynamic_j"], avg_w=head["avg_w"], inference_method=head["method"],
-        method=inf.get("method"), flags=head["flags"], peak_w=inf.get("peak_w"), j_per_audio_s=j_per_audio_s,
+        method=inf.get("method"), flags=head["flags"], per_audio_rule=PER_AUDIO_RULE, peak_w=inf.get("peak_w"),
+        j_per_audio_s=j_per_audio_s,
         dynamic_j_per_audio_s=dynamic_j_per_audio_s, j_per_utterance=j_per_utterance,
         bounds={k: v for k, v in bounds.items() if v is not None and
                 {"total_j": head["total_j"], "dynamic_j": head["dynamic_j"], "avg_w": head["avg_w"],

@@ -121,6 +121,7 @@ class EnergyBlock:
     j_per_audio_s: float | None = None
     dynamic_j_per_audio_s: float | None = None
     j_per_utterance: float | None = None
+    per_audio_rule: str | None = None  # what j_per_audio_s and j_per_utterance divide, in one sentence
     #: figure -> how far it may be from the truth, in its own unit, from its samples (integrate.py: sample gaps
     #: times the power steps across them, plus the sensor's resolution times the duration): ``12.4 J ± 0.3``
     bounds: Mapping[str, float] = field(default_factory=dict)
@@ -176,6 +177,7 @@ class EnergyBlock:
                 "j_per_audio_s": self.j_per_audio_s,
                 "dynamic_j_per_audio_s": self.dynamic_j_per_audio_s,
                 "j_per_utterance": self.j_per_utterance,
+                "per_audio_rule": self.per_audio_rule,
                 "bounds": _plain(self.bounds),
                 "per_window": _plain(self.per_window),
                 "per_rail": _plain(self.per_rail),

@@ -273,3 +273,43 @@ def test_loaded_idle_is_a_selectable_baseline_recorded_as_such():
                                    host, 8.0, 2, 100)
     assert none.baseline_w is None and "--baseline loaded-idle" in none.unavailable["baseline_w"]
     assert none.dynamic_j is None
+
+
+def test_energy_per_audio_second_counts_the_same_utterances_above_and_below():
+    """Regression (issue 22, item 4): energy per audio second and per utterance counted the failed utterances' work
+    but divided by the transcribed audio and count: +25 % with one failure in five. One rule now: the numerator is
+    the transcribed utterances' work (the failed backend calls' windows left out), over their audio and count."""
+    samples = [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, total_w=10.0, total_kind="input_rail:VDD_IN")
+               for i in range(0, 121)]
+    events = [_ev("container_start", 0.5), _ev("load_start", 0.6), _ev("load_end", 1.0), _ev("inference_start", 1.0)]
+    for i in range(5):  # five calls of 2 s each, one audio second each; the fourth fails
+        events.append(_ev("utterance_start", 1.0 + 2 * i, id=f"u{i}"))
+        end = "utterance_error" if i == 3 else "utterance_end"
+        events.append(_ev(end, 3.0 + 2 * i, id=f"u{i}", **({"processing_s": 2.0} if i != 3 else {})))
+    events += [_ev("inference_end", 11.0), _ev("container_end", 11.5)]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(4.0, "given"), 4.0, 4, 100)
+    assert block.total_j == pytest.approx(100.0)  # the whole inference work: 10 s at 10 W, the failure included
+    assert block.j_per_audio_s == pytest.approx(80.0 / 4.0)  # not 100 / 4: the same four utterances above and below
+    assert block.j_per_utterance == pytest.approx(20.0)
+    assert block.dynamic_j_per_audio_s == pytest.approx((80.0 - 4.0 * 8.0) / 4.0)
+    assert block.per_window["failed_calls"]["total_j"] == pytest.approx(20.0)
+    assert "same utterances" in block.per_audio_rule
+
+
+def test_a_failed_utterance_without_a_call_is_not_matched_to_an_earlier_conditions_call():
+    """Regression (issue 22, item 4): the same utterance ids run in every condition; a condition whose decode
+    settings were refused records errors without a backend call. Such an error must not close the call of the same
+    id in an earlier condition (which ended well), or the whole span between them would be taken out as failed."""
+    samples = [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, total_w=10.0, total_kind="input_rail:VDD_IN")
+               for i in range(0, 121)]
+    events = [_ev("container_start", 0.5), _ev("load_start", 0.6), _ev("load_end", 1.0), _ev("inference_start", 1.0),
+              _ev("utterance_start", 1.0, id="u0", condition="a"),
+              _ev("utterance_end", 3.0, id="u0", condition="a", processing_s=2.0),
+              _ev("utterance_start", 3.0, id="u1", condition="a"),
+              _ev("utterance_error", 5.0, id="u1", condition="a"),
+              _ev("utterance_error", 9.0, id="u0", condition="b"),  # refused: no call
+              _ev("inference_end", 11.0), _ev("container_end", 11.5)]
+    assert accounting.failed_windows(events, "monotonic") == [(3 * S, 5 * S)]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(4.0, "given"), 1.0, 1, 100)
+    assert block.per_window["failed_calls"]["total_j"] == pytest.approx(20.0)
+    assert block.j_per_audio_s == pytest.approx(80.0)
