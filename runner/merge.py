@@ -243,7 +243,8 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
     """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
 
     ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
-    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
+    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics
+    and the windows its readings failed in (``accounting.health_of_windows``: ``windows_affected``, ``ok`` false);
     ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope.
     The block is built whole (``accounting.EnergyBlock``) and the summary keeps its JSON."""
     n_ok = summary.n_utterances - summary.n_failed
@@ -258,6 +259,8 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
     summary.energy = block.to_json()
     if health is not None:
         arrival = dict(block.arrival) if block.arrival is not None else None
+        # the windows that lost readings, had failed queries or a long gap are named, and then health is not ok
+        health = accounting.health_of_windows(health, block)
         summary.telemetry = {**summary.telemetry, "health": {**health, "arrival": arrival}}
     apply_nvml_vram(summary, block)
     return utts

@@ -268,6 +268,27 @@ def test_sampler_health_reaches_the_summary():
     assert s.telemetry["sampler"] == "x"
 
 
+def test_the_summary_health_names_the_windows_that_lost_readings():
+    """Regression (issue 22, item 11): health_of_windows existed, but the summary's telemetry.health still said
+    ok true for a run whose inference window lost a reading. The health written with the summary names the window
+    (and the container window around it) and is not ok; the windows beside it are not named."""
+    from dataclasses import replace
+
+    from runner import merge
+    from runner.results import Summary
+
+    s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok", audio_s=8.0,
+                n_utterances=2)
+    samples = _timeline(lambda t: 5.0, 9.0)
+    samples[50] = replace(samples[50], extras={"lost_before": ["OSError: EIO reading the sensor"]})  # t = 5.0 s
+    merge.account_energy(s, [], "tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 100,
+                         health={"sampler": "tegrastats", "ok": True})
+    health = s.to_json()["telemetry"]["health"]
+    assert health["ok"] is False
+    assert set(health["windows_affected"]) == {"inference", "container"}
+    assert all(f.startswith("lost") for f in health["windows_affected"]["inference"])
+
+
 def test_tegrastats_arrival_bursts_are_flagged():
     """Lines read in bursts (stamped when Python reads them, not when measured) are counted and flagged."""
     samples = []
