@@ -196,6 +196,106 @@ def test_a_ctc_models_beam_axis_makes_containers_and_the_batch_axis_makes_them_f
     assert exp.resolved["axis_roles"]["transformers"]["in_container"] == ["dataset"]
 
 
+def test_whisperx_with_alignment_runs_each_language_in_its_own_container(tmp_path):
+    """The alignment model is loaded for one language: with decode.align a language axis makes containers;
+    without it the language changes inside one."""
+    grid = "grid: {decode.language: [en, de]}\n"
+    aligned = _load(tmp_path, "defaults: {backend: whisperx, model: base, quant: int8, decode: {align: true}}\n"
+                    + grid, name="a.yaml")
+    assert [(g.decode["language"], [c.decode for c in g.conditions]) for g in aligned.groups] == [
+        ("en", [{}]), ("de", [{}])]
+    plain = _load(tmp_path, "defaults: {backend: whisperx, model: base, quant: int8}\n" + grid, name="b.yaml")
+    (group,) = plain.groups
+    assert [c.decode for c in group.conditions] == [{}, {"language": "de"}]
+
+
+def test_groups_remember_where_each_setting_was_set(tmp_path):
+    """Every setting the file set, by the key that set it: defaults, an entry's set (over defaults), a grid
+    value; a default the file never named has no origin."""
+    exp = _load(tmp_path, f"""\
+        defaults: {{backend: transformers, model: {_whisper(tmp_path)}, quant: fp32, device: cpu,
+                    decode: {{language: en}}}}
+        grid:
+          decode.beam_size: [1, 5]
+        entries:
+          - {{match: {{decode.beam_size: 5}}, set: {{decode: {{temperature: 0.2, language: fr}}}}}}
+        """)
+    one, five = exp.groups
+    assert one.origins["decode.language"] == "defaults.decode.language"
+    assert one.origins["decode.beam_size"] == "grid.decode.beam_size[0]"
+    assert "decode.temperature" not in one.origins and "decode.batch_size" not in one.origins
+    # beam size is in-container for a Whisper model: both groups load it at the axis' first value
+    assert five.origins["decode.beam_size"] == "grid.decode.beam_size[0]"
+    assert [c.decode for c in five.conditions] == [{"beam_size": 5}]
+    assert five.origins["decode.temperature"] == "entries[0].set.decode.temperature"
+    assert five.origins["decode.language"] == "entries[0].set.decode.language"
+
+
+def test_loading_a_sweep_refuses_what_a_ctc_model_cannot_honour_naming_the_yaml_keys(tmp_path):
+    """Each value the file set that a CTC group cannot honour (a grid value, an entry's set) is refused by its
+    key path when the file loads, before `prepare` builds an image or installs a model; the group at beam size 1,
+    temperature 0 (what a CTC model does) is not refused; each sentence once, exit 2."""
+    ctc = _ctc(tmp_path)
+    with pytest.raises(UserError) as exc:
+        _load(tmp_path, f"""\
+            defaults: {{backend: transformers, model: {ctc}, quant: fp32, device: cpu, limit: 1}}
+            grid:
+              decode.beam_size: [1, 5]
+              decode.batch_size: [1, 4]
+            entries:
+              - {{match: {{decode.batch_size: 4}}, set: {{decode: {{temperature: 0.2}}}}}}
+            """)
+    assert exc.value.exit_code == 2 and "nothing was started" in str(exc.value)
+    assert exc.value.problems == [
+        f"ctc.yaml: entries[0].set.decode.temperature: 0.2 cannot apply to model tiny-ctc-random with backend "
+        f"transformers: {CTC_SUPPORTS}",
+        f"ctc.yaml: grid.decode.beam_size[1]: 5 cannot apply to model tiny-ctc-random with backend transformers: "
+        f"{CTC_SUPPORTS}",
+    ]
+
+
+def test_a_defaults_value_is_refused_for_the_ctc_model_only_and_an_exclusion_removes_a_grid_point(tmp_path):
+    """defaults.decode.language applies to every model: refused for the CTC one, by its key; a grid value a CTC
+    model cannot honour, excluded with a reason for that model, runs for the Whisper model alone."""
+    ctc, whisper = _ctc(tmp_path), _whisper(tmp_path)
+    head = f"""\
+        defaults: {{backend: transformers, quant: fp32, device: cpu, limit: 1}}
+        grid:
+          models: [{ctc}, {whisper}]
+          decode.beam_size: [1, 5]
+        """
+    with pytest.raises(UserError) as exc:
+        _load(tmp_path, head.replace("limit: 1", "limit: 1, decode: {language: en}"), name="a.yaml")
+    assert exc.value.problems == [f"a.yaml: defaults.decode.language: en cannot apply to model tiny-ctc-random "
+                                  f"with backend transformers: {CTC_SUPPORTS}",
+                                  f"a.yaml: grid.decode.beam_size[1]: 5 cannot apply to model tiny-ctc-random "
+                                  f"with backend transformers: {CTC_SUPPORTS}"]
+    exp = _load(tmp_path, head + f"exclude: [{{model: {ctc}, decode.beam_size: 5, reason: CTC is greedy}}]\n",
+                name="b.yaml")
+    assert [(Path(g.model).name, g.decode["beam_size"]) for g in exp.groups] == [
+        ("tiny-ctc-random", 1), ("tiny-whisper-random", 1)]
+    assert exp.resolved["axis_roles"]["transformers"]["per_group"] == ["backend", "model", "quant", "device",
+                                                                       "decode.beam_size"]
+
+
+def test_sweep_planning_refuses_too_naming_the_group_and_the_key(tmp_path):
+    """plan_sweep (which the fleet driver also calls) checks each group's file-set values again when it resolves
+    the model: a group that reaches it with a beam size its CTC model cannot honour is refused, nothing started."""
+    ctc = _ctc(tmp_path)
+    exp = _load(tmp_path, f"""\
+        defaults: {{backend: transformers, model: {ctc}, quant: fp32, device: cpu, limit: 1}}
+        """)
+    (group,) = exp.groups
+    five = dataclasses.replace(group, spec_settings=st.apply(group.spec_settings, "decode.beam_size", 5),
+                               origins={**group.origins, "decode.beam_size": "grid.decode.beam_size[1]"})
+    with pytest.raises(UserError) as exc:
+        plan.plan_sweep(dataclasses.replace(exp, groups=(five,)), make_engine("local"), tmp_path / "models",
+                        tmp_path / "out")
+    assert exc.value.exit_code == 2 and "nothing was started" in str(exc.value)
+    assert exc.value.problems == [f"groups[0] ({ctc} fp32, {DATA}): grid.decode.beam_size[1]: 5 cannot apply to "
+                                  f"model tiny-ctc-random with backend transformers: {CTC_SUPPORTS}"]
+
+
 def test_sweep_planning_takes_a_ctc_group_of_defaults_and_batch_sizes(tmp_path):
     """A CTC sweep over batch sizes that leaves beam size and temperature at their defaults resolves."""
     ctc = _ctc(tmp_path)
