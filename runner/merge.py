@@ -309,6 +309,9 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
         block = _account_companions(block, companions, events, base, summary.audio_s, n_ok, interval_ms)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
+        if block.memory is not None:  # each utterance's memory peak, on the sampler's clock (issue 22, item 1)
+            mem = accounting.utterance_memory(samples, events)
+            utts = [replace(u, mem_peak_mb=mem[u.id]) if u.id in mem else u for u in utts]
     else:  # the full reason (each sensor's, for auto) once, in unavailable.energy; the block points there
         block = accounting.unavailable_block(None, short_energy_reason(energy_reason))
         summary.mark_unavailable("energy", energy_reason)

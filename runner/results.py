@@ -39,6 +39,9 @@ class UtteranceResult:
     dynamic_j: float | None = None
     energy_unavailable: str | None = None
     energy_method: str | None = None  # window: its own window | batch_share: its processing_s share of its batch
+    #: the energy sampler's memory (energy.memory_headline's kind: RAM on Jetson, GPU memory on NVML) at its peak
+    #: over the utterance's call (its batch's when batched); None when no sample fell inside the call
+    mem_peak_mb: float | None = None
 
 
 @dataclass

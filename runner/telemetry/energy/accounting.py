@@ -188,6 +188,32 @@ def _peak(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None
     return max(values) if values else None
 
 
+def _at(samples: Sequence[Sample], t_ns: int) -> float | None:
+    """The memory resident at ``t_ns``: the last sample at or before it that reports memory (on its clock)."""
+    before = [s for s in samples if s.t_ns <= t_ns and s.mem_used_mb is not None]
+    return max(before, key=lambda s: s.t_ns).mem_used_mb if before else None
+
+
+#: Which memory figure is the headline (the block's ``memory_headline``), for the sampler's memory ``label``.
+MEMORY_HEADLINE = ("{label}_peak_mb: the peak over the condition's own window (its inference window), sampled on "
+                   "the host at memory_interval_ms; {label}_rise_mb beside it is over what was resident at its "
+                   "start; settings that change a loaded model's memory (the batch size) run in containers of "
+                   "their own, so the conditions before it in its container ran the same settings")
+
+
+def utterance_memory(samples: Sequence[Sample], events: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """id -> the sampler's memory peak over the utterance's call (its batch's, when batched), MiB; None when no
+    sample fell inside it (a call shorter than the sampling interval)."""
+    clock = timeline_clock(samples, events)
+    timeline = on_clock(samples, clock)
+    out: dict[str, float | None] = {}
+    for (t0, t1), members in utterance_batches(events, clock):
+        peak = _peak(timeline, t0, t1)
+        for uid in members:
+            out[uid] = peak
+    return out
+
+
 def _mean(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
     values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
     return sum(values) / len(values) if values else None
@@ -501,23 +527,33 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
             unavailable["psys_j"] = why or "psys does not cover the inference window"
     memory = None
     row = find_row(source)
-    if "container" in windows and source in MEMORY_LABELS:
-        c0, c1 = windows["container"]
+    if source in MEMORY_LABELS:
+        # the condition's own window (its inference window), never the container's: what ran before it in the
+        # same container is not its memory (issue 22, item 1)
+        i0, i1 = windows["inference"]
         timeline = on_clock(samples, clock)
-        peak = _peak(timeline, c0, c1)
+        peak = _peak(timeline, i0, i1)
         idle = _mean(timeline, base.start_ns, base.end_ns) if base.start_ns is not None else None
+        at_start = _at(timeline, i0)
         label = MEMORY_LABELS[source]
         process_peak_mb = None
         if row is not None and row.process_memory:
-            process_peak_mb, why = _process_mem_peak(timeline, c0, c1, owner)
+            process_peak_mb, why = _process_mem_peak(timeline, i0, i1, owner)
             if why:
                 unavailable["gpu_process_mem_peak_mb"] = why
         # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
         memory = MemoryFigures(label, peak, peak - idle if peak is not None and idle is not None else None,
-                               per_process=row is not None and row.process_memory, process_peak_mb=process_peak_mb)
+                               per_process=row is not None and row.process_memory, process_peak_mb=process_peak_mb,
+                               at_start_mb=at_start,
+                               rise_mb=peak - at_start if peak is not None and at_start is not None else None,
+                               window_peaks_mb={name: _peak(timeline, a, b) for name, (a, b) in windows.items()},
+                               clock=clock, interval_ms=mean_interval, headline=MEMORY_HEADLINE.format(label=label))
         if memory.peak_delta_mb is None:
             unavailable[f"{label}_peak_delta_mb"] = ("the sampler reports no memory" if peak is None else
                                                     "no idle window was measured to compare with")
+        if memory.rise_mb is None:
+            unavailable[f"{label}_rise_mb"] = ("the sampler reports no memory" if peak is None else
+                                              "no sample at or before the condition's start")
     return EnergyBlock(
         source=source, measured=True, total_kind=inf.get("total_kind"), scope=scope_of(inf.get("total_kind")),
         clock=clock, baseline_w=base.power_w, baseline_source=base.source,

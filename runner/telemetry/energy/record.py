@@ -42,22 +42,39 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class MemoryFigures:
-    """The sampler's memory over the container window: ``label`` is the sampler table's ``memory_label``
-    (``ram`` on Jetson, ``gpu_mem`` on NVML), the prefix of the JSON keys."""
+    """The sampler's memory as a timeline, like power (issue 22, item 1): ``label`` is the sampler table's
+    ``memory_label`` (``ram`` on Jetson, ``gpu_mem`` on NVML), the prefix of the JSON keys.
+
+    The headline (``peak_mb``) is the peak over the condition's own window (its inference window), never the
+    container's: a condition after a larger one in the same container no longer reports the larger one's
+    memory. Beside it what was resident at its start (the last sample at or before it) and the rise over that,
+    and each window's peak (load, warm-up, the condition, the whole container), on the sampler's clock."""
 
     label: str
-    peak_mb: float | None
+    peak_mb: float | None  # the condition's own window
     peak_delta_mb: float | None  # the peak above the idle window's mean: what the model costs
     #: Whether the sampler lists the run's own processes (the table's ``process_memory``): then
-    #: ``process_peak_mb`` is their peak (or null, its reason in the block's ``unavailable``).
+    #: ``process_peak_mb`` is their peak over the condition's window (or null, its reason in ``unavailable``).
     per_process: bool = False
     process_peak_mb: float | None = None
+    at_start_mb: float | None = None  # resident when the condition started (the last sample at or before it)
+    rise_mb: float | None = None  # peak_mb - at_start_mb (negative when memory was returned)
+    window_peaks_mb: Mapping[str, float | None] = field(default_factory=dict)  # window -> its peak
+    clock: str | None = None  # the sampler's clock the windows were matched on
+    interval_ms: float | None = None  # the achieved sampling interval: a peak shorter than this can be missed
+    headline: str = ""  # which figure is the headline, in one sentence
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {f"{self.label}_peak_mb": self.peak_mb}
         out[f"{self.label}_peak_delta_mb"] = self.peak_delta_mb
         if self.per_process:
             out["gpu_process_mem_peak_mb"] = self.process_peak_mb
+        out[f"{self.label}_at_start_mb"] = self.at_start_mb
+        out[f"{self.label}_rise_mb"] = self.rise_mb
+        out["memory_windows_mb"] = _plain(self.window_peaks_mb)
+        out["memory_clock"] = self.clock
+        out["memory_interval_ms"] = self.interval_ms
+        out["memory_headline"] = self.headline
         return out
 
 
