@@ -37,6 +37,7 @@ from .settings import LimitsSettings
 from .tables import condition_record
 from .telemetry.energy import accounting
 from .telemetry.energy.idle import idle_baseline
+from .telemetry.memory import ContainerMemorySampler, container_memory_block
 from .telemetry.samplers.base import Sampler
 from .telemetry.samplers.registry import health as sampler_health
 from .telemetry.samplers.select import select_sampler
@@ -141,6 +142,8 @@ class _Group:
     load_after: hostload.LoadSnapshot | None = None  # and just after it ended (None while it runs)
     cpu_start: dict[str, hostload.CpuSnapshot] = field(default_factory=dict)  # at each condition's start
     windows: dict[str, hostload.WindowLoad] = field(default_factory=dict)  # other work in each timed window
+    #: the container's memory timeline (its cgroup, on the host); None: not sampled (the local engine)
+    memory: ContainerMemorySampler | None = None
 
     def cpu_now(self) -> hostload.CpuSnapshot:
         """Every process's CPU time now, the run's own container marked (a load fact never stops a run)."""
@@ -204,6 +207,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.account_energy(summary, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
                                 g.energy_reason, spec.telemetry.interval_ms, g.owner, sampler_health(g.sampler),
                                 g.sampler.companions)
+    summary.container_memory = container_memory_of(g, events)
     summary.overhead_s = overhead
     summary.power = g.power.to_json() if g.power is not None else None
     folder = cond.result_dir
@@ -219,6 +223,22 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
     return data
+
+
+def container_memory_of(g: _Group, events: list[dict]) -> dict[str, Any]:
+    """The condition's container memory (issue 22, item 1): its cgroup's timeline over the condition's windows,
+    or every figure null with the reason there is none."""
+    interval = g.job.spec.telemetry.interval_ms
+    if g.memory is None:
+        reason = ("the local engine runs no container: the entrypoint's peak_rss_mb is its only memory figure"
+                  if g.engine == "local" else "the container's memory was not sampled")
+        return container_memory_block([], events, None, interval, reason=reason)
+    group = g.memory.cgroup
+    out = container_memory_block(g.memory.samples, events, group.describe() if group is not None else None,
+                                 interval, reason=g.memory.reason)
+    if g.memory.n_errors:  # readings lost: a peak between them may be missed
+        out["read_errors"] = {"n": g.memory.n_errors, "last": list(g.memory.errors[-3:])}
+    return out
 
 
 def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str, float]:
@@ -270,6 +290,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         cb.on_notice(plan.notice)
     paths = host_path_map(spec, raw_dir, plan) if plan is not None else {}
     g = _Group(job, list(pending), raw_dir, sampler, reason, host, engine.name, paths)
+    if engine.name != "local":  # a container: its cgroup is read on the host, from its start to its end
+        g.memory = ContainerMemorySampler(t.interval_ms)
     by_key = {c.key: c for c in pending}
 
     def on_event(event: dict[str, Any]) -> None:
@@ -291,6 +313,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
 
     def on_started(container_id: str) -> None:
         g.owner = accounting.ProcessOwner(container_id)
+        if g.memory is not None:
+            g.memory.attach(container_id)
 
     extra = (BindMount(job.noise_dir, NOISE_TARGET, True),) if job.noise_dir is not None else ()
     mounts = [*make_mounts(spec, raw_dir, plan), *extra] if plan is not None else []
@@ -307,6 +331,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
             if reason is None:
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
             g.load_before = hostload.snapshot(engine)
+            if g.memory is not None:
+                g.memory.start()
             try:
                 run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan), mounts,
                                  make_env(spec), on_event, launch)
@@ -314,6 +340,9 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                     g.owner = accounting.ProcessOwner.of(run)
             except UserError as exc:
                 error = str(exc)
+            finally:
+                if g.memory is not None:
+                    g.memory.stop()
             g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.

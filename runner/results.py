@@ -94,6 +94,9 @@ class Summary:
     # (no CUDA context, no cuDNN workspace); NVML's counts everything the run's processes hold on the GPU.
     peak_vram_torch_mb: float | None = None  # torch.cuda.max_memory_allocated, inside the container
     peak_vram_nvml_mb: float | None = None  # NVML memory of the run's own processes (incl. CUDA context)
+    #: The container's memory as a timeline, read on the host from its cgroup (runner/telemetry/memory.py): the
+    #: peak over the condition's own window, what was resident at its start, each window's peak, source, interval
+    container_memory: dict[str, Any] | None = None
     quant_method: str | None = None  # how the backend realised the quant, where it says
     decode: dict[str, Any] = field(default_factory=dict)
     warmup: int = 0

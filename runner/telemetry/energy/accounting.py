@@ -182,13 +182,13 @@ def psys_check(samples: Sequence[Sample], base: Baseline, clock: str) -> str | N
     return None
 
 
-def _peak(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
+def peak_mb(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
     """Samples must already be on the window's clock (``on_clock``)."""
     values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
     return max(values) if values else None
 
 
-def _at(samples: Sequence[Sample], t_ns: int) -> float | None:
+def mem_at(samples: Sequence[Sample], t_ns: int) -> float | None:
     """The memory resident at ``t_ns``: the last sample at or before it that reports memory (on its clock)."""
     before = [s for s in samples if s.t_ns <= t_ns and s.mem_used_mb is not None]
     return max(before, key=lambda s: s.t_ns).mem_used_mb if before else None
@@ -208,7 +208,7 @@ def utterance_memory(samples: Sequence[Sample], events: Sequence[dict[str, Any]]
     timeline = on_clock(samples, clock)
     out: dict[str, float | None] = {}
     for (t0, t1), members in utterance_batches(events, clock):
-        peak = _peak(timeline, t0, t1)
+        peak = peak_mb(timeline, t0, t1)
         for uid in members:
             out[uid] = peak
     return out
@@ -532,9 +532,9 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         # same container is not its memory (issue 22, item 1)
         i0, i1 = windows["inference"]
         timeline = on_clock(samples, clock)
-        peak = _peak(timeline, i0, i1)
+        peak = peak_mb(timeline, i0, i1)
         idle = _mean(timeline, base.start_ns, base.end_ns) if base.start_ns is not None else None
-        at_start = _at(timeline, i0)
+        at_start = mem_at(timeline, i0)
         label = MEMORY_LABELS[source]
         process_peak_mb = None
         if row is not None and row.process_memory:
@@ -546,7 +546,7 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
                                per_process=row is not None and row.process_memory, process_peak_mb=process_peak_mb,
                                at_start_mb=at_start,
                                rise_mb=peak - at_start if peak is not None and at_start is not None else None,
-                               window_peaks_mb={name: _peak(timeline, a, b) for name, (a, b) in windows.items()},
+                               window_peaks_mb={name: peak_mb(timeline, a, b) for name, (a, b) in windows.items()},
                                clock=clock, interval_ms=mean_interval, headline=MEMORY_HEADLINE.format(label=label))
         if memory.peak_delta_mb is None:
             unavailable[f"{label}_peak_delta_mb"] = ("the sampler reports no memory" if peak is None else
