@@ -208,6 +208,9 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
                                 g.energy_reason, spec.telemetry.interval_ms, g.owner, sampler_health(g.sampler),
                                 g.sampler.companions)
     summary.container_memory = container_memory_of(g, events)
+    if g.memory is not None and g.memory.samples:  # each utterance's call, on the same timeline
+        peaks = accounting.utterance_memory(g.memory.samples, events)
+        utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]
     summary.overhead_s = overhead
     summary.power = g.power.to_json() if g.power is not None else None
     folder = cond.result_dir

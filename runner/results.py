@@ -42,6 +42,8 @@ class UtteranceResult:
     #: the energy sampler's memory (energy.memory_headline's kind: RAM on Jetson, GPU memory on NVML) at its peak
     #: over the utterance's call (its batch's when batched); None when no sample fell inside the call
     mem_peak_mb: float | None = None
+    #: the container's memory (its cgroup's working set, summary.container_memory) at its peak over the call
+    container_mem_peak_mb: float | None = None
 
 
 @dataclass

@@ -122,15 +122,19 @@ HEADLINE = ("peak_mb: the container's working set at its peak over the condition
 def container_memory_block(samples: Sequence[Sample], events: Sequence[dict[str, Any]], source: str | None,
                            interval_ms_requested: int, reason: str | None = None) -> dict[str, Any]:
     """The summary's ``container_memory``: the condition's peak, what was resident at its start and the rise,
-    each window's peak (load, warm-up, the condition, the container), the source, clock and interval; every
-    figure null with ``unavailable`` when there is no timeline or no window to read it over."""
+    each window's peak (load, warm-up, the condition, the container), the source, clock and interval; a figure
+    that is null has its reason in ``unavailable`` (figure -> reason), as the energy block's do."""
     out: dict[str, Any] = {"source": source, "clock": None, "interval_ms": None,
                            "interval_ms_requested": interval_ms_requested, "peak_mb": None, "at_start_mb": None,
                            "rise_mb": None, "windows_mb": {}, "n_samples": len(samples), "headline": HEADLINE,
-                           "unavailable": None}
-    if not samples:
-        out["unavailable"] = reason or "no reading of the container's memory was taken"
+                           "unavailable": {}}
+
+    def missing(why: str) -> dict[str, Any]:
+        out["unavailable"] = {f: why for f in FIGURES if out[f] is None}
         return out
+
+    if not samples:
+        return missing(reason or "no reading of the container's memory was taken")
     clock = accounting.timeline_clock(samples, events)
     timeline = on_clock(samples, clock)
     windows = accounting.event_windows(events, clock)
@@ -139,13 +143,16 @@ def container_memory_block(samples: Sequence[Sample], events: Sequence[dict[str,
     out["interval_ms"] = (times[-1] - times[0]) / (len(times) - 1) / 1e6 if len(times) > 1 else None
     out["windows_mb"] = {name: accounting.peak_mb(timeline, a, b) for name, (a, b) in windows.items()}
     if "inference" not in windows:
-        out["unavailable"] = "the container recorded no window for the condition"
-        return out
+        return missing("the container recorded no window for the condition")
     i0, i1 = windows["inference"]
     peak, at_start = accounting.peak_mb(timeline, i0, i1), accounting.mem_at(timeline, i0)
     out.update(peak_mb=peak, at_start_mb=at_start,
                rise_mb=peak - at_start if peak is not None and at_start is not None else None)
     if peak is None:
-        out["unavailable"] = (f"no reading fell inside the condition's window (shorter than the "
-                              f"{interval_ms_requested} ms interval)")
-    return out
+        return missing(f"no reading fell inside the condition's window (shorter than the {interval_ms_requested} "
+                       f"ms interval)")
+    return missing("no reading at or before the condition's start")
+
+
+#: The block's figures that are null with a reason when they cannot be read.
+FIGURES = ("peak_mb", "at_start_mb", "rise_mb")

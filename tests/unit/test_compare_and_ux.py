@@ -363,3 +363,21 @@ def test_energy_is_shown_with_its_bound_and_a_change_inside_the_bounds_is_not_a_
     assert inside.gate_failures(Gates(max_energy_increase_pct=5)) == []
     outside = compare(load_results(a), [("c", load_results(c))], "a")
     assert len(outside.gate_failures(Gates(max_energy_increase_pct=5))) == 1
+
+
+def test_the_sweep_table_shows_each_conditions_container_memory():
+    """Issue 22, item 1: the container's memory over each condition's own window is a column of the HTML table
+    (not the terminal's), and a condition without it carries the reason the block gives."""
+    from runner.report.aggregate import aggregate
+    from runner.report.sweep_table import build_table
+
+    records = load_results(FIXTURE).records
+    for i, rec in enumerate(records):
+        rec.summary["container_memory"] = ({"peak_mb": 900.0 + i, "unavailable": {}} if i else
+                                           {"peak_mb": None, "unavailable": {"peak_mb": "the local engine runs no "
+                                                                                        "container"}})
+    rows = aggregate(records)
+    assert "container MiB" in build_table(rows, "t", terminal=False).headers
+    assert "container MiB" not in build_table(rows, "t").headers
+    reasons = {r for row in rows for r in row.stat("container_mem_peak_mb").reasons}
+    assert "the local engine runs no container" in reasons

@@ -106,10 +106,12 @@ def test_each_condition_reports_the_containers_memory_over_its_own_window(tmp_pa
     assert a["at_start_mb"] == 300.0 and b["at_start_mb"] == 900.0
     assert b["windows_mb"]["load"] == 300.0 and b["windows_mb"]["container"] == 900.0
     assert a["source"].startswith("cgroup v1 memory.usage_in_bytes") and a["clock"] == "monotonic"
+    utts = [json.loads(x) for x in (tmp_path / "conditions" / "kB" / "utterances.jsonl").read_text().splitlines()]
+    assert [u["container_mem_peak_mb"] for u in utts] == [400.0, 400.0]  # each call's own peak
     job, g = _group(tmp_path / "local")
     g.engine = "local"
     none = execute.finalize(g, job.conditions[0])["container_memory"]
-    assert none["peak_mb"] is None and "local engine" in none["unavailable"]
+    assert none["peak_mb"] is None and "local engine" in none["unavailable"]["peak_mb"]
 
 
 def test_a_condition_that_was_its_containers_whole_work_reports_the_process_peak(tmp_path):

@@ -99,4 +99,5 @@ def test_the_container_memory_block_takes_the_conditions_own_window():
     assert block["clock"] == "monotonic" and block["interval_ms"] == pytest.approx(100.0)
     assert block["source"].startswith("cgroup v1") and "own window" in block["headline"]
     none = memory.container_memory_block([], events, None, 100, reason="the local engine runs no container")
-    assert none["peak_mb"] is None and none["unavailable"] == "the local engine runs no container"
+    assert none["peak_mb"] is None and none["unavailable"]["peak_mb"] == "the local engine runs no container"
+    assert block["unavailable"] == {}
