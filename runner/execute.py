@@ -101,7 +101,8 @@ def condition_status(events: list[dict], status: dict | None, whole_container: b
         for k in ("versions", "n_params", "model_size_mb", "rss_after_load_mb", "device_used"):
             out.setdefault(k, info.get(k))
     if end is not None and not (whole_container and status is not None):
-        for k in ("peak_rss_mb", "peak_vram_mb", "audio_cache_mb", "peak_rss_scope"):
+        for k in ("peak_rss_mb", "peak_vram_mb", "audio_cache_mb", "peak_rss_scope", "peak_rss_excl_audio_mb",
+                  "peak_rss_excl_audio_method"):
             out[k] = end.get(k)
     return out
 

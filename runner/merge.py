@@ -197,8 +197,12 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
     summary.audio_cache_mb = st.get("audio_cache_mb")
     summary.peak_rss_scope = st.get("peak_rss_scope") or ("process (since start, includes model load)"
                                                           if summary.peak_rss_mb is not None else None)
-    if summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
+    if st.get("peak_rss_excl_audio_mb") is not None:  # taken in the container at the same instant as its audio
+        summary.peak_rss_excl_audio_mb = st["peak_rss_excl_audio_mb"]
+        summary.peak_rss_excl_audio_method = st.get("peak_rss_excl_audio_method")
+    elif summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
         summary.peak_rss_excl_audio_mb = summary.peak_rss_mb - summary.audio_cache_mb
+        summary.peak_rss_excl_audio_method = OLD_EXCL_AUDIO
     else:
         summary.mark_unavailable("peak_rss_excl_audio_mb", "the container does not report the harness's audio "
                                  "cache (an image built before issue 9)" if summary.peak_rss_mb is not None
@@ -237,6 +241,11 @@ def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:
     else:
         summary.mark_unavailable("peak_vram_nvml_mb", energy.unavailable.get(
             "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
+
+
+#: What an older image's peak_rss_excl_audio_mb includes (it splits no peak at its backend calls).
+OLD_EXCL_AUDIO = ("the resident peak less the audio the harness held at the end (an image built before issue 22: "
+                  "under-reported when the peak came before the audio was cached)")
 
 
 def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None,

@@ -88,7 +88,8 @@ class Summary:
     peak_rss_mb: float | None = None  # the container process's resident peak, over peak_rss_scope
     peak_rss_scope: str | None = None  # process (since start, includes model load) | condition (reset at its start)
     audio_cache_mb: float | None = None  # decoded audio the harness held (cache, babble pool): not the backend's
-    peak_rss_excl_audio_mb: float | None = None  # peak_rss_mb - audio_cache_mb: the backend's share, approximately
+    peak_rss_excl_audio_mb: float | None = None  # the backend's resident peak without the harness's audio
+    peak_rss_excl_audio_method: str | None = None  # how it was taken (the container's, or the host's older rule)
     rss_after_load_mb: float | None = None
     model_size_mb: float | None = None
     n_params: int | None = None
