@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..host.clock import SYSTEM_CLOCK, Clock
 from .energy import accounting
 from .energy.integrate import on_clock
 from .samplers.base import Availability, Sample, now_ns
@@ -74,8 +75,8 @@ class ContainerMemorySampler(PollingSampler):
 
     name = "cgroup_memory"
 
-    def __init__(self, interval_ms: int, root: Path = CGROUP_ROOT) -> None:
-        super().__init__(interval_ms)
+    def __init__(self, interval_ms: int, root: Path = CGROUP_ROOT, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_ms, clock)
         self.root = root
         self.cgroup: Cgroup | None = None
         self.reason: str | None = "the engine reported no container"
@@ -105,7 +106,7 @@ class ContainerMemorySampler(PollingSampler):
         except FileNotFoundError:  # the container ended and its cgroup went with it: the timeline ends here
             self._gone = True
             return None
-        t_ns, mono_ns = now_ns()
+        t_ns, mono_ns = now_ns(self.clock)
         return Sample(t_ns=t_ns, mono_ns=mono_ns, mem_used_mb=value)
 
     def health(self) -> dict[str, Any]:

@@ -11,7 +11,8 @@ be back within the tolerance of that one's baseline. At most
 took (``settle_s``), the drift at the end and in the idle window itself, and
 whether power settled. Waits happen only here, where a sensor is read.
 The window opens at a sample's arrival (a window no sample brackets cannot be
-integrated) and ends once a sample past its end has arrived.
+integrated) and ends once a sample past its end has arrived. Every wait here is
+on the sampler's clock (runner/host/clock.py), so a test moves it step by step.
 
 ``--baseline loaded-idle`` selects the loaded idle (container up, model loaded
 and warmed up, idle) as the baseline the dynamic figures subtract; the host
@@ -21,12 +22,12 @@ idle is still measured and kept beside it (accounting.energy_block).
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
+from ...host.clock import Clock, elapsed_s
 from ..samplers.base import Sample, Sampler
 from . import IDLE
 from .accounting import Baseline, measured_baseline
@@ -69,13 +70,15 @@ def settle_state(samples: Sequence[Sample], window_s: float, tolerance: float, h
 
 
 def wait_to_settle(sampler: Sampler, previous_w: float | None, tolerance: float, max_s: float,
-                   interval_ms: int, horizon_s: float) -> dict[str, Any]:
-    """Wait until power has settled (``settle_state``), at most ``max_s``; the record of the wait."""
+                   interval_ms: int, horizon_s: float, clock: Clock | None = None) -> dict[str, Any]:
+    """Wait until power has settled (``settle_state``), at most ``max_s``, on ``clock`` (default: the sampler's);
+    the record of the wait."""
+    clock = clock or sampler.clock
     window_s = max(0.5, 5 * interval_ms / 1000.0)
-    start = time.monotonic()
+    start = clock.monotonic_ns()
     state = None
     while True:
-        waited = time.monotonic() - start
+        waited = elapsed_s(clock, start)
         state = settle_state(sampler.samples, window_s, tolerance, horizon_s, previous_w)
         record = {"settle_s": waited, "previous_w": previous_w, "tolerance": tolerance, "window_s": window_s,
                   "final_w": state["recent_w"] if state else None, "drift_w": state["drift_w"] if state else None}
@@ -93,7 +96,7 @@ def wait_to_settle(sampler: Sampler, previous_w: float | None, tolerance: float,
                        f"{(state or {}).get('drift_w_per_s') or 0.0:+.2f} W/s): the baseline was measured while it "
                        "moved")
             return {"reached": False, **record, "reason": why}
-        time.sleep(interval_ms / 2000.0)
+        clock.sleep(interval_ms / 2000.0)
 
 
 #: Called with what is being waited for; the context it returns lasts the wait (``console.status``: a spinner).
@@ -104,34 +107,35 @@ def idle_baseline(settings, sampler: Sampler, previous: Baseline | None = None,
                   on_wait: OnWait | None = None) -> Baseline:
     """Given, or measured over an idle window before the container starts (after a cool-down when
     ``previous``, the last container's baseline, was measured). ``on_wait`` shows the wait (a spinner);
-    telemetry itself draws nothing."""
+    telemetry itself draws nothing. Every wait is on the sampler's clock."""
+    clock = sampler.clock
     if settings.baseline_w is not None:
         return Baseline(settings.baseline_w, "given")
     if settings.baseline_s <= 0:
         return Baseline(None, "unavailable", reason="the idle baseline was skipped (--baseline-s 0)")
     what = f"measuring the idle baseline ({settings.baseline_s:g} s, {sampler.name})"
     with (on_wait(what) if on_wait is not None else contextlib.nullcontext()):
-        deadline = time.monotonic() + 5.0 + 10 * settings.interval_ms / 1000.0
-        while not sampler.samples and time.monotonic() < deadline:
-            time.sleep(settings.interval_ms / 4000.0)
+        deadline = clock.monotonic_ns() + int((5.0 + 10 * settings.interval_ms / 1000.0) * 1e9)
+        while not sampler.samples and clock.monotonic_ns() < deadline:
+            clock.sleep(settings.interval_ms / 4000.0)
         if not sampler.samples:
             return Baseline(None, "unavailable", reason=f"{sampler.name} produced no sample in time")
         # Before every measured baseline (the first container's too): power settles first.
         cooldown = wait_to_settle(sampler, previous.power_w if previous is not None else None,
                                   getattr(settings, "cooldown_tolerance", COOLDOWN_TOLERANCE),
                                   getattr(settings, "cooldown_max_s", COOLDOWN_MAX_S), settings.interval_ms,
-                                  horizon_s=settings.baseline_s)
+                                  horizon_s=settings.baseline_s, clock=clock)
         # On the monotonic clock, like every window (see accounting); opens at the latest sample.
         first = sampler.samples[-1]
         t0, wall0 = first.mono_ns, first.t_ns
         if t0 is None:
             return Baseline(None, "unavailable", reason=f"{sampler.name} stamps no monotonic time")
-        time.sleep(max(0.0, settings.baseline_s - (time.monotonic_ns() - t0) / 1e9))
-        t1, wall1 = time.monotonic_ns(), time.time_ns()
+        clock.sleep(max(0.0, settings.baseline_s - elapsed_s(clock, t0)))
+        t1, wall1 = clock.monotonic_ns(), clock.time_ns()
         # wait for one sample past the window's end so that it is bracketed
-        deadline = time.monotonic() + 5.0 + 10 * settings.interval_ms / 1000.0
-        while (sampler.samples[-1].mono_ns or 0) < t1 and time.monotonic() < deadline:
-            time.sleep(settings.interval_ms / 4000.0)
+        deadline = clock.monotonic_ns() + int((5.0 + 10 * settings.interval_ms / 1000.0) * 1e9)
+        while (sampler.samples[-1].mono_ns or 0) < t1 and clock.monotonic_ns() < deadline:
+            clock.sleep(settings.interval_ms / 4000.0)
     samples = sampler.samples
     halves = (_mean_w(samples, t0, (t0 + t1) // 2), _mean_w(samples, (t0 + t1) // 2, t1))
     cooldown["window_drift_w"] = halves[1] - halves[0] if None not in halves else None  # within the idle window

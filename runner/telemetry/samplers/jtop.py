@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
+from ...host.clock import SYSTEM_CLOCK, Clock
 from .base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from .polling import PollingSampler
 from .tegrastats_parse import INPUT_RAIL_NAMES
@@ -77,8 +79,8 @@ class JtopSampler(PollingSampler):
     name = "jtop"
 
     def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS, socket_path: str = SOCKET,
-                 jtop_class: Callable[..., Any] | None = None) -> None:
-        super().__init__(interval_ms)
+                 jtop_class: Callable[..., Any] | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_ms, clock)
         self._socket = socket_path
         self._jtop_class = jtop_class  # tests inject a fake of jtop's client
         self._jtop = None
@@ -102,8 +104,26 @@ class JtopSampler(PollingSampler):
             self._jtop.close()
             self._jtop = None
 
+    def _start(self) -> None:
+        # Paced by the service: each reading waits for its next update (jtop.ok()), so no cadence of the clock's
+        # (a timer beside the service's own would skip every other update after a blocking read).
+        self._open()
+        self._wake = threading.Event()
+        self.sample_now()
+        self._thread = threading.Thread(target=self._run, name=f"{self.name}-sampler", daemon=True)
+        self._thread.start()
+
+    def _stop(self) -> None:
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=max(2.0, 5 * self.interval_ms / 1000.0))
+        try:
+            self.sample_now()
+        finally:
+            self._close()
+
     def _run(self) -> None:
-        # Paced by the service: each reading waits for its next update (jtop.ok()), so no timer of our own.
         while not self._wake.is_set():
             if self.sample_now() is None:
                 self._wake.wait(self.interval_ms / 1000.0)  # the service is gone: do not spin
@@ -111,7 +131,7 @@ class JtopSampler(PollingSampler):
     def _read(self) -> Sample:
         if not self._jtop.ok():  # blocks until the service's next update
             raise RuntimeError("the jtop service sent no update (jtop.ok() is False): is jtop.service running?")
-        t_ns, mono_ns = now_ns()  # stamped by the update it waited for
+        t_ns, mono_ns = now_ns(self.clock)  # stamped by the update it waited for
         power = self._jtop.power
         rails, total_w, kind = power_fields(power)
         mem = self._jtop.memory.get("RAM", {})

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.host.clock import SYSTEM_CLOCK, Clock
 from runner.telemetry.samplers.base import COUNTER_LOST, DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
@@ -124,8 +125,9 @@ class RaplSampler(PollingSampler):
 
     name = "rapl"
 
-    def __init__(self, root: str | os.PathLike[str] = "/sys/class/powercap", interval_ms: int = DEFAULT_INTERVAL_MS) -> None:
-        super().__init__(interval_ms)
+    def __init__(self, root: str | os.PathLike[str] = "/sys/class/powercap", interval_ms: int = DEFAULT_INTERVAL_MS,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_ms, clock)
         self.root = Path(root)
         self.domains: list[RaplDomain] = []
         self._total_channels: list[str] = []
@@ -198,7 +200,7 @@ class RaplSampler(PollingSampler):
 
     def _read(self) -> Sample:
         raw = {d.channel: _read_int(d.path / "energy_uj") for d in self.domains}
-        t_ns, mono_ns = now_ns()
+        t_ns, mono_ns = now_ns(self.clock)
         self._n_reads += 1
         lost: list[str] = []
         for domain in self.domains:

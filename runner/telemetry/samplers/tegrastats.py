@@ -44,6 +44,7 @@ import tty
 from dataclasses import replace
 from typing import IO, Any
 
+from runner.host.clock import SYSTEM_CLOCK, Clock
 from runner.telemetry.samplers.base import (ARRIVAL_MONO_NS, DEFAULT_INTERVAL_MS, LOST_BEFORE, STAMP, STAMP_CADENCE,
                                             Availability, Sample, Sampler, now_ns)
 from runner.telemetry.samplers.tegrastats_parse import TegrastatsRecord, parse_line
@@ -138,8 +139,9 @@ class TegrastatsSampler(Sampler):
         executable: str = "tegrastats",
         terminate_timeout_s: float = 2.0,
         stdout: str = "pty",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__()
+        super().__init__(clock)
         if stdout not in ("pty", "pipe"):
             raise ValueError(f"stdout must be 'pty' or 'pipe', got {stdout!r}")
         #: How tegrastats' output reaches us: ``pty`` (line-buffered) where one can be opened, else ``pipe``.
@@ -275,7 +277,7 @@ class TegrastatsSampler(Sampler):
                 break
             if not chunk:
                 break
-            wall_ns, mono_ns = now_ns()
+            wall_ns, mono_ns = now_ns(self.clock)
             *complete, pending = (pending + chunk).split(b"\n")
             for (t_ns, m_ns, how), raw in zip(self._stamper.stamp(len(complete), wall_ns, mono_ns), complete):
                 self._take(raw.decode("utf-8", "replace").rstrip("\r"), t_ns, m_ns, how, mono_ns)

@@ -7,10 +7,10 @@ them out, and v2 with the systemd driver), written in the kernel's formats; the 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+from fake_clock import ManualClock
 
 from runner.telemetry import memory
 
@@ -46,7 +46,7 @@ def test_the_working_set_is_usage_less_inactive_file_cache(tmp_path, layout):
 
 def test_no_cgroup_for_the_container_says_why(tmp_path):
     assert memory.find_cgroup(CID, tmp_path) is None
-    sampler = memory.ContainerMemorySampler(10, root=tmp_path)
+    sampler = memory.ContainerMemorySampler(10, root=tmp_path, clock=ManualClock())
     sampler.start()
     sampler.attach(CID)
     sampler.stop()
@@ -57,21 +57,22 @@ def test_the_sampler_follows_the_container_from_attach_to_its_end(tmp_path):
     """Nothing is read before the container is known; readings on the host's clocks while its cgroup exists; a
     cgroup that is gone (the container ended) ends the timeline without an error."""
     d = _v1(tmp_path, 1000.0, 0.0)
-    sampler = memory.ContainerMemorySampler(10, root=tmp_path)
+    clock = ManualClock()
+    sampler = memory.ContainerMemorySampler(10, root=tmp_path, clock=clock)
     sampler.start()
-    time.sleep(0.05)
+    clock.sleep(0.05)
     assert sampler.samples == []
-    sampler.attach(CID)
-    time.sleep(0.05)
+    sampler.attach(CID)  # one reading at once, then one every 10 ms
+    clock.sleep(0.05)
     _v1(tmp_path, 2500.0, 500.0)
-    time.sleep(0.05)
+    clock.sleep(0.05)
     for f in d.iterdir():
         f.unlink()
     d.rmdir()
-    time.sleep(0.03)
+    clock.sleep(0.03)
     sampler.stop()
     values = [s.mem_used_mb for s in sampler.samples]
-    assert values[0] == pytest.approx(1000.0) and values[-1] == pytest.approx(2000.0)
+    assert values == [1000.0] * 6 + [2000.0] * 5  # nothing read after its cgroup was gone
     assert all(s.mono_ns is not None for s in sampler.samples)
     health = sampler.health()
     assert health["n_polling_errors"] == 0 and sampler.reason is None
