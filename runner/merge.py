@@ -210,8 +210,11 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> Summary:
     peak, cache = got["peak_rss_mb"], st.get("audio_cache_mb")
     got.update(audio_cache_mb=cache, peak_rss_scope=st.get("peak_rss_scope") or (
         "process (since start, includes model load)" if peak is not None else None))
-    if peak is not None and cache is not None:
-        got["peak_rss_excl_audio_mb"] = peak - cache
+    if st.get("peak_rss_excl_audio_mb") is not None:  # taken in the container at the same instant as its audio
+        got.update(peak_rss_excl_audio_mb=st["peak_rss_excl_audio_mb"],
+                   peak_rss_excl_audio_method=st.get("peak_rss_excl_audio_method"))
+    elif peak is not None and cache is not None:
+        got.update(peak_rss_excl_audio_mb=peak - cache, peak_rss_excl_audio_method=OLD_EXCL_AUDIO)
     else:
         why["peak_rss_excl_audio_mb"] = ("the container does not report the harness's audio cache (an image built "
                                          "before issue 9)" if peak is not None
@@ -250,6 +253,11 @@ def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> Summary
         return summary.available("peak_vram_nvml_mb", peak_vram_nvml_mb=peak)
     return summary.unavailable_because({"peak_vram_nvml_mb": energy.unavailable.get(
         "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory")}, peak_vram_nvml_mb=None)
+
+
+#: What an older image's peak_rss_excl_audio_mb includes (it splits no peak at its backend calls).
+OLD_EXCL_AUDIO = ("the resident peak less the audio the harness held at the end (an image built before issue 22: "
+                  "under-reported when the peak came before the audio was cached)")
 
 
 def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None,
@@ -322,7 +330,8 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
     """The summary with its energy block (or its reason), and the utterances each with its energy.
 
     ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
-    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
+    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics
+    and the windows its readings failed in (``accounting.health_of_windows``: ``windows_affected``, ``ok`` false);
     ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope.
     The block is built whole (``accounting.EnergyBlock``) and the new summary keeps its JSON."""
     n_ok = summary.n_utterances - summary.n_failed
@@ -331,11 +340,16 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
         block = _account_companions(block, companions, events, base, summary.audio_s, n_ok, interval_ms)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
+        if block.memory is not None:  # each utterance's memory peak, on the sampler's clock (issue 22, item 1)
+            mem = accounting.utterance_memory(samples, events)
+            utts = [replace(u, mem_peak_mb=mem[u.id]) if u.id in mem else u for u in utts]
     else:  # the full reason (each sensor's, for auto) once, in unavailable.energy; the block points there
         block = accounting.unavailable_block(None, short_energy_reason(energy_reason))
     telemetry = summary.telemetry
     if health is not None:
         arrival = dict(block.arrival) if block.arrival is not None else None
+        # the windows that lost readings, had failed queries or a long gap are named, and then health is not ok
+        health = accounting.health_of_windows(health, block)
         telemetry = {**telemetry, "health": {**health, "arrival": arrival}}
     summary = summary.unavailable_because({"energy": energy_reason} if energy_reason is not None else {},
                                           energy=block.to_json(), telemetry=telemetry)

@@ -310,10 +310,10 @@ class RecordError(ValueError):
 # What each field of the contract may hold. ``positive``: seconds of audio (> 0); ``seconds``/``mb``: >= 0.
 POSITIVE_FIELDS = ("duration_s",)
 NON_NEGATIVE_FIELDS = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "peak_vram_mb", "audio_cache_mb",
-                       "rss_after_load_mb", "model_size_mb", "seconds")
+                       "rss_after_load_mb", "model_size_mb", "seconds", "peak_rss_excl_audio_mb")
 COUNT_FIELDS = ("n_params", "batch_size", "count", "n_ok", "n_failed", "n", "n_conditions", "n_utterances")
 TEXT_FIELDS = ("condition", "id", "error", "peak_rss_scope", "device_used", "quant_method", "model", "status",
-               "model_kind", "backend", "traceback", "reason")
+               "model_kind", "backend", "traceback", "reason", "peak_rss_excl_audio_method")
 REQUIRED_EVENT_FIELDS = {Event.UTTERANCE_START: ("id",), Event.UTTERANCE_END: ("id", "duration_s", "processing_s"),
                          Event.UTTERANCE_ERROR: ("id",)}
 """The fields an event must carry, beyond its name and clocks (the entrypoint always writes them)."""
