@@ -23,6 +23,7 @@ from typing import Any, Callable, ContextManager
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
 from . import merge
+from .content import HashCache
 from .errors import UserError, signal_name
 from .host import load as hostload
 from .launch.docker_engine import BindMount, ContainerRun
@@ -209,7 +210,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     folder = cond.result_dir
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
+        write_jsonl_atomic(folder / "utterances.jsonl", utterance_rows(utts, dataset))
     finally:  # a full disk: the small summary may still fit, and says what happened
         data = summary.to_json()
         if g.load_before is not None:
@@ -219,6 +220,16 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
     return data
+
+
+def utterance_rows(utts: list, dataset) -> list[dict]:
+    """utterances.jsonl's rows: each result with the sha256 of the audio it was read from (None where it was
+    not read), which `compare` matches the two sides' utterances on (issue 28)."""
+    hashes = HashCache()  # the plan hashed a sweep's audio already: read from the cache
+    audio = {u.id: u.audio for u in dataset.utterances if u.problem is None}
+    rows = [{**u.__dict__, "audio_sha256": hashes.file(audio[u.id]) if u.id in audio else None} for u in utts]
+    hashes.save()
+    return rows
 
 
 def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str, float]:

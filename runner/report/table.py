@@ -25,6 +25,19 @@ def _fmt(value: Any, fmt: str = "{:.3f}", unit: str = "") -> str:
     return fmt.format(value) + unit
 
 
+#: Percentiles over fewer utterances than this say their n: p99 of 20 values is the largest of them.
+SMALL_N_PERCENTILES = 100
+
+
+def _small_n(s: dict[str, Any]) -> str:
+    """" (n = 3)" after percentiles over few utterances (the ones transcribed); "" otherwise."""
+    try:
+        n = int(s["n_utterances"]) - int(s.get("n_failed") or 0)
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f" (n = {n})" if n < SMALL_N_PERCENTILES else ""
+
+
 def title(s: dict[str, Any]) -> str:
     return f"{s['backend']} · {s['model']} · {s['quant']} · {s['device']} · {s['dataset']}"
 
@@ -42,7 +55,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("CER", _fmt(s.get("cer"), "{:.2%}")),
         ("RTF", _fmt(s.get("rtf"), "{:.4f}") + (f"  (RTFx {s['rtfx']:.1f})" if s.get("rtfx") else "")),
         ("latency p50/p90/p99", " / ".join(_fmt(lat.get(k), "{:.0f}", " ms") for k in ("p50", "p90", "p99"))
-         if lat else "unavailable"),
+         + _small_n(s) if lat else "unavailable"),
         ("model load", _fmt(s.get("load_s"), "{:.2f}", " s")),
         ("warm-up", _fmt(s.get("warmup_s"), "{:.2f}", " s")),
         ("peak RSS", _fmt(s.get("peak_rss_mb"), "{:.0f}", " MiB")),
