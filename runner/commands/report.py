@@ -20,6 +20,7 @@ from ..report.aggregate import aggregate
 from ..report.figures import write_figures
 from ..report.html import REPORT_FILE, write_html
 from ..report.records import load_many
+from ..report.numbers_csv import numbers_csv
 from ..report.sweep_table import FORMATS, build_table, render
 from ..untrusted import line, visible
 
@@ -35,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "./report with several)")
     p.add_argument("--no-figures", action="store_true", help="the table and the HTML page only, no PNG figures")
     p.add_argument("--format", dest="fmt", default="table", choices=FORMATS,
-                   help="the table on stdout: table (terminal), md (Markdown) or csv (default: table)")
+                   help="the table on stdout: table (terminal), md (Markdown) or csv (numbers, one column per "
+                        "figure with its unit in the header) (default: table)")
     p.add_argument("--worst", type=int, default=worst_mod.TOP_N, metavar="N",
                    help=f"list the N worst utterances by WER and by latency (default {worst_mod.TOP_N}; 0: none)")
 
@@ -76,7 +78,10 @@ def main(args: argparse.Namespace) -> int:
         console = Console(width=WIDE, file=console.file)
     worst = worst_lines(sweep, rows, getattr(args, "worst", worst_mod.TOP_N))
     if not quiet or fmt != "table":
-        render(build_table(rows, sweep.title), fmt, console)
+        if fmt == "csv":  # numbers, one column per figure with its unit (report/numbers_csv.py)
+            print(numbers_csv(rows), end="")
+        else:
+            render(build_table(rows, sweep.title), fmt, console)
         if fmt == "table":
             for item in worst:
                 console.print(line(item))

@@ -194,9 +194,10 @@ def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> i
     repeats, limit = spec.repeats or 1, spec.limit
     try:
         summary = execute(spec, console, repeats, limit, quiet=bool(getattr(args, "quiet", False)))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if getattr(args, "json", False) and (spec.out / "summary.json").exists():
             print(json.dumps(json.loads((spec.out / "summary.json").read_text(encoding="utf-8"))))
+            exc.json_printed = True  # the CLI prints no JSON error object over it
         raise
     return show_result(summary, spec.out, console, as_json=getattr(args, "json", False),
                        fmt=getattr(args, "fmt", None) or "table")

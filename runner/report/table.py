@@ -128,8 +128,41 @@ def markdown_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The run view's CSV columns: (header, path in the summary, factor). One number per figure, its unit in the
+#: header (a ratio as wer_pct is x100); the settings and the status as text; an unavailable figure is empty.
+CSV_COLUMNS: tuple[tuple[str, tuple[str, ...], float], ...] = (
+    *((name, (name,), 1.0) for name in ("backend", "model", "quant", "device", "dataset", "status",
+                                        "n_utterances", "n_failed", "n_scored", "n_unreferenced", "audio_s")),
+    ("wer_pct", ("wer",), 100.0), ("sub", ("sub",), 1.0), ("del", ("del",), 1.0), ("ins", ("ins",), 1.0),
+    ("cer_pct", ("cer",), 100.0), ("rtf", ("rtf",), 1.0), ("rtfx", ("rtfx",), 1.0),
+    ("latency_p50_ms", ("latency_ms", "p50"), 1.0), ("latency_p90_ms", ("latency_ms", "p90"), 1.0),
+    ("latency_p99_ms", ("latency_ms", "p99"), 1.0), ("load_s", ("load_s",), 1.0),
+    ("warmup_s", ("warmup_s",), 1.0), ("peak_rss_mib", ("peak_rss_mb",), 1.0),
+    ("model_size_mb", ("model_size_mb",), 1.0), ("energy_total_j", ("energy", "total_j"), 1.0),
+    ("energy_dynamic_j", ("energy", "dynamic_j"), 1.0), ("j_per_audio_s", ("energy", "j_per_audio_s"), 1.0),
+    ("power_avg_w", ("energy", "avg_w"), 1.0), ("power_peak_w", ("energy", "peak_w"), 1.0),
+    ("idle_baseline_w", ("energy", "baseline_w"), 1.0),
+)
+
+
+def _at(s: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        s = s.get(part) if isinstance(s, dict) else None
+    return s
+
+
 def csv_summary(s: dict[str, Any]) -> str:
-    return csv_text([("name", "value"), *summary_rows(s)])
+    """The run as CSV: a header line and one line of numbers (``CSV_COLUMNS``), the host's busy reason last;
+    the display strings of the table ("12.50%  (S 2 D 0 I 0)") are never a cell."""
+    values = []
+    for _, path, factor in CSV_COLUMNS:
+        v = _at(s, path)
+        if isinstance(v, bool) or v is None:
+            v = None
+        elif isinstance(v, (int, float)) and factor != 1.0:
+            v = round(v * factor, 10)
+        values.append("" if v is None else v)
+    return csv_text([[h for h, _, _ in CSV_COLUMNS] + ["host_busy"], values + [host_busy(s) or ""]])
 
 
 def run_worst(summary: dict[str, Any], folder: Path | None, n: int = worst_mod.TOP_N) -> worst_mod.Worst:
