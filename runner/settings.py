@@ -96,7 +96,7 @@ class DecodeSettings:
                                  help="sampling temperature (0: deterministic)")
     language: str | None = setting(None, kind="str", null=True, flag="--language", help="language code",
                                    default_text="the model detects it")
-    threads: int | None = setting(None, kind="int", ge=0, null=True, flag="--threads",
+    threads: int | None = setting(None, kind="int", ge=1, null=True, flag="--threads",
                                   help="CPU threads for the backend", default_text="all cores")
     batch_size: int = setting(1, kind="int", ge=1, flag="--batch-size",
                               help="1: sequential; N: the backend's batched decoding (faster-whisper/whisperx: "

@@ -54,9 +54,11 @@ def worst_lines(sweep, rows, n: int) -> list[str]:
     def label(rec) -> str:
         k = rec.key
         parts = [names.model(k), k.quant, *(f"{p}={format_axis_value(k.axis(p))}" for p in axes), k.noise_label]
-        return " ".join(parts) + (f" repeat {rec.repeat}" if len({r.repeat for r in sweep.records}) > 1 else "")
+        return " ".join(parts)
 
-    sources = [(label(rec), worst_mod.read_utterances(rec.folder)) for rec in sweep.records if rec.folder]
+    several = len({r.repeat for r in sweep.records}) > 1  # an utterance once, at its worst repeat (from 1)
+    sources = [(label(rec), worst_mod.read_utterances(rec.folder), rec.repeat + 1 if several else None)
+               for rec in sweep.records if rec.folder]
     return worst_mod.lines(worst_mod.worst(sources, n))
 
 

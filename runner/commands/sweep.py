@@ -82,7 +82,7 @@ def print_outcome(records: list[dict], out: Path, elapsed_s: float, console: Con
         c = r["condition"]
         where = f"{c.get('target')} " if target else ""
         console.print(line("  ", (r["status"], "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
-                           f"{c['snr_db']} repeat {c['repeat']}: {r['error']}"))
+                           f"{c['snr_db']} repeat {int(c.get('repeat') or 0) + 1}: {r['error']}"))
     return failed
 
 

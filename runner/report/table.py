@@ -168,10 +168,8 @@ def csv_summary(s: dict[str, Any]) -> str:
 def run_worst(summary: dict[str, Any], folder: Path | None, n: int = worst_mod.TOP_N) -> worst_mod.Worst:
     """The run's worst utterances: its own utterances.jsonl, or each repeat's (``repeats.folders``)."""
     folders = [Path(f) for f in ((summary.get("repeats") or {}).get("folders") or [])] or [folder]
-    sources = []
-    for i, f in enumerate(folders):
-        label = f"repeat {i}" if len(folders) > 1 else ""
-        sources.append((label, worst_mod.read_utterances(f)))
+    sources = [("", worst_mod.read_utterances(f), i + 1 if len(folders) > 1 else None)
+               for i, f in enumerate(folders)]  # one line per utterance, its repeat counted from 1
     return worst_mod.worst(sources, n)
 
 

@@ -1,0 +1,99 @@
+"""Issue 28 item 7: small things a user sees at once, each with its test."""
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, command_args
+from helpers import run_folder as _run_folder
+from rich.console import Console
+
+from runner import settings
+from runner.commands import noise as noise_cmd
+from runner.commands import report as report_cmd
+from runner.errors import UserError
+from runner.report import worst
+from runner.report.table import print_summary
+from runner.results import SCHEMA_VERSION
+
+BAD = {"id": "u2", "status": "ok", "wer": 1.0, "latency_s": 0.5, "duration_s": 2.0, "reference": "a b",
+       "hypothesis": "c d"}
+
+
+def test_the_readme_says_the_summary_schema_the_files_carry():
+    readme = (ROOT / "README.md").read_text()
+    said = re.findall(r"\*\*`summary.json`\*\* \(schema version (\d+)\)", readme)
+    assert said == [str(SCHEMA_VERSION)]
+
+
+def test_zero_threads_is_refused_with_its_flag():
+    args = command_args(settings, "--threads", "0")
+    _, problems = settings.from_args(args)
+    assert len(problems) == 1 and "--threads" in problems[0]
+    assert settings.from_args(command_args(settings, "--threads", "2"))[1] == []
+
+
+def test_a_misspelt_noise_type_names_the_flag_and_the_nearest_type(tmp_path):
+    args = command_args(noise_cmd, "preview", "--type", "pinkk", "--snr", "10", "--out", str(tmp_path / "x.wav"))
+    with pytest.raises(UserError) as exc:
+        noise_cmd.main(args)
+    text = str(exc.value)
+    assert "--type pinkk" in text and "pink" in text and "noise.type" not in text and "[" not in text
+
+
+def test_every_noise_preview_option_has_help():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    noise_cmd.add_arguments(p)
+    preview = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices["preview"]
+    for action in preview._actions:
+        assert action.help, action.option_strings
+
+
+def test_fewer_than_one_babble_talker_is_refused(tmp_path):
+    args = command_args(noise_cmd, "preview", "--type", "babble", "--snr", "10", "--babble-talkers", "0",
+                        "--out", str(tmp_path / "x.wav"))
+    with pytest.raises(UserError, match="--babble-talkers"):
+        noise_cmd.main(args)
+
+
+def test_report_of_a_plain_file_says_it_is_a_file(tmp_path):
+    f = tmp_path / "summary.json"
+    f.write_text("{}")
+    with pytest.raises(UserError) as exc:
+        report_cmd.main(command_args(report_cmd, str(f), "--no-figures"))
+    assert "does not exist" not in str(exc.value) and "is a file" in str(exc.value)
+    assert str(tmp_path) in str(exc.value)  # says which folder to pass
+
+
+def test_the_worst_list_counts_repeats_from_1_and_shows_an_utterance_once(tmp_path):
+    """Two repeats with the same bad utterance: one line, at its worst, its repeat counted as progress does."""
+    w = worst.worst([("", [BAD], 1), ("", [dict(BAD, latency_s=0.9)], 2)], n=3)
+    assert [u.id for u in w.by_wer] == ["u2"] and [u.id for u in w.by_latency] == ["u2"]
+    text = "\n".join(worst.lines(w))
+    assert "repeat 2 of 2" in text and "repeat 0" not in text
+
+
+def test_the_run_view_of_repeats_shows_each_bad_utterance_once(tmp_path):
+    reps = [_run_folder(tmp_path, f"r{i}", utts=[BAD]) for i in range(3)]
+    folder = _run_folder(tmp_path, "run", utts=[])
+    s = json.loads((folder / "summary.json").read_text())
+    s["repeats"] = {"n": 3, "folders": [str(r) for r in reps]}
+    out = io.StringIO()
+    print_summary(s, Console(file=out, width=200), folder=folder)
+    text = out.getvalue()
+    assert text.count("u2 ·") == 2  # once by WER, once by latency
+    assert "repeat 0" not in text and "of 3" in text
+
+
+def test_a_failed_sweep_condition_names_its_repeat_from_1(tmp_path):
+    from runner.commands.sweep import print_outcome
+
+    rec = {"status": "error", "error": "boom", "condition": {"model": "tiny.en", "quant": "int8",
+                                                             "noise_type": "clean", "snr_db": None, "repeat": 0}}
+    out = io.StringIO()
+    print_outcome([rec], tmp_path, 1.0, Console(file=out, width=200))
+    assert "repeat 1: boom" in out.getvalue()
