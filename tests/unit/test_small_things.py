@@ -97,3 +97,15 @@ def test_a_failed_sweep_condition_names_its_repeat_from_1(tmp_path):
     out = io.StringIO()
     print_outcome([rec], tmp_path, 1.0, Console(file=out, width=200))
     assert "repeat 1: boom" in out.getvalue()
+
+
+def test_check_image_says_how_to_add_a_missing_label_never_none():
+    from runner.commands.check_image import label_checks
+
+    checks = {name: (ok, detail) for name, ok, detail in label_checks({})}
+    ok, detail = checks["label org.edgeasr.backend"]
+    assert not ok and "None" not in detail and "LABEL org.edgeasr.backend=" in detail
+    ok, detail = checks["label org.edgeasr.versions"]
+    assert not ok and "LABEL org.edgeasr.versions=" in detail
+    _, ok, detail = label_checks({"org.edgeasr.backend": "faster-whisper"})[1]
+    assert ok and "'faster-whisper'" in detail
