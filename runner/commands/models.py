@@ -85,13 +85,28 @@ def main(args: argparse.Namespace) -> int:
         for folder in make_tiny_models(models_dir, args.image):
             say(f"{folder.name}: built in {folder}")
         return 0
+    for name, state, note in list_rows(models_dir):
+        print(visible(f"{name:10s} {state:14s} {note}"))
+    return 0
+
+
+def list_rows(models_dir: Path) -> list[tuple[str, str, str]]:
+    """`models list`: a header, then (name, state, note) of the installable models, the ones an image ships
+    (pocketsphinx's en-us: nothing to install) and every other model folder installed."""
+    from ..backends import BACKENDS
+
+    rows = [("MODEL", "STATE", "NOTE")]
     for name, spec in PACKAGED.items():
-        folder = models_dir / name
-        state = "installed" if is_model_dir(folder) else "not installed"
-        print(visible(f"{name:10s} {state:14s} {spec.note}"))
+        rows.append((name, "installed" if is_model_dir(models_dir / name) else "not installed", spec.note))
+    for backend in BACKENDS.values():
+        for name in backend.bundled_models:
+            rows.append((name, "in the image", f"ships in the {backend.name} image; nothing to install"))
     for folder in sorted(models_dir.glob("*")) if models_dir.is_dir() else []:
         if folder.name not in PACKAGED and is_model_dir(folder):
             marker = next((folder / m for m in (MARKER, CONVERTED_MARKER) if (folder / m).is_file()), None)
-            note = json.loads(marker.read_text()).get("note", "") if marker else ""
-            print(visible(f"{folder.name:10s} {'installed':14s} {note or folder}"))
-    return 0
+            try:
+                note = json.loads(marker.read_text()).get("note", "") if marker else ""
+            except (OSError, ValueError, AttributeError):
+                note = ""
+            rows.append((folder.name, "installed", note or str(folder)))
+    return rows

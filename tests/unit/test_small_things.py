@@ -109,3 +109,13 @@ def test_check_image_says_how_to_add_a_missing_label_never_none():
     assert not ok and "LABEL org.edgeasr.versions=" in detail
     _, ok, detail = label_checks({"org.edgeasr.backend": "faster-whisper"})[1]
     assert ok and "'faster-whisper'" in detail
+
+
+def test_models_list_has_a_header_and_names_pocketsphinx_en_us(tmp_path, capsys):
+    from runner.commands import models as models_cmd
+
+    assert models_cmd.main(command_args(models_cmd, "list", "--models-dir", str(tmp_path))) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["MODEL", "STATE", "NOTE"]
+    en_us = next(x for x in lines if x.startswith("en-us"))
+    assert "pocketsphinx" in en_us and "not installed" not in en_us
