@@ -212,7 +212,7 @@ def show_result(summary: dict[str, Any], out: Path, console: Console, *, as_json
     if busy:
         console.print(line(("warning", "yellow"), f": the host was busy during the timed window ({busy}); speed "
                            "and energy include that work"))
-    console.print(line(f"run folder: {out}"))
+    console.print(line(f"run folder: {out}"), soft_wrap=True)  # a path is never wrapped
     if as_json:
         print(json.dumps(summary))
     if summary["status"] == "error":

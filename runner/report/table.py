@@ -7,6 +7,7 @@ Energy that no sensor measured is one short line; the full reasons are in summar
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,31 @@ from ..host.load import busy_from_record
 from ..untrusted import csv_text, line, markdown
 from ..wording import plural
 from . import worst as worst_mod
+
+
+#: Columns for output that is not a terminal and has none behind it: wide enough that nothing is wrapped.
+UNWRAPPED = 200
+
+
+def real_width() -> int | None:
+    """The width of the terminal behind a pipe (``edgeasr run | tee log``): $COLUMNS, else stderr's or stdin's
+    terminal; None where there is none."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    for fd in (2, 0):
+        try:
+            return os.get_terminal_size(fd).columns
+        except OSError:
+            continue
+    return None
+
+
+def piped(console: Console) -> Console:
+    """``console`` itself on a terminal; else one of the real width (or UNWRAPPED), never rich's 80 columns
+    for a file, which wrapped paths and quotes in the middle."""
+    if console.is_terminal:
+        return console
+    return Console(file=console.file, width=real_width() or UNWRAPPED, quiet=console.quiet)
 
 
 def _fmt(value: Any, fmt: str = "{:.3f}", unit: str = "") -> str:
@@ -187,7 +213,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, folde
     if fmt == "csv":
         print(csv_summary(summary), end="")
         return
-    console = console or Console()
+    console = piped(console or Console())
     console.print(summary_table(summary))
-    for item in worst_mod.lines(bad):
-        console.print(line((item, "" if item.startswith(" ") else "bold")))
+    for item in worst_mod.lines(bad):  # a quote is never wrapped in its middle (the terminal wraps, if any)
+        console.print(line((item, "" if item.startswith(" ") else "bold")), soft_wrap=True)

@@ -119,3 +119,22 @@ def test_models_list_has_a_header_and_names_pocketsphinx_en_us(tmp_path, capsys)
     assert lines[0].split()[:3] == ["MODEL", "STATE", "NOTE"]
     en_us = next(x for x in lines if x.startswith("en-us"))
     assert "pocketsphinx" in en_us and "not installed" not in en_us
+
+
+def test_the_run_view_piped_never_wraps_a_path_or_a_quote(tmp_path, capsys, monkeypatch):
+    """Piped (not a terminal): rich's 80 columns split "run folder:" from its path and wrapped hypotheses
+    inside their quotes; the real width is used where there is one, else lines are never wrapped."""
+    from runner.commands import run as run_cmd
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    deep = tmp_path / ("x" * 90)
+    deep.mkdir()
+    long_bad = dict(BAD, reference="word " * 14, hypothesis="other " * 12)
+    folder = _run_folder(deep, "run", utts=[long_bad])
+    s = json.loads((folder / "summary.json").read_text())
+    err = io.StringIO()
+    run_cmd.show_result(s, folder, Console(file=err), as_json=False, fmt="table")
+    assert f"run folder: {folder}" in err.getvalue()
+    out = capsys.readouterr().out
+    worst_lines = [x for x in out.splitlines() if "ref \"" in x]
+    assert worst_lines and all(x.rstrip().endswith('"') for x in worst_lines)
