@@ -138,3 +138,13 @@ def test_the_run_view_piped_never_wraps_a_path_or_a_quote(tmp_path, capsys, monk
     out = capsys.readouterr().out
     worst_lines = [x for x in out.splitlines() if "ref \"" in x]
     assert worst_lines and all(x.rstrip().endswith('"') for x in worst_lines)
+
+
+def test_build_log_lines_show_no_source_location():
+    from runner.commands import images as images_cmd
+
+    console = images_cmd.build_console(quiet=False)
+    console.file = io.StringIO()
+    console.log("building edgeasr/faster-whisper")
+    text = console.file.getvalue()
+    assert "building edgeasr/faster-whisper" in text and ".py:" not in text
