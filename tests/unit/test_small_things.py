@@ -148,3 +148,23 @@ def test_build_log_lines_show_no_source_location():
     console.log("building edgeasr/faster-whisper")
     text = console.file.getvalue()
     assert "building edgeasr/faster-whisper" in text and ".py:" not in text
+
+
+def test_model_completion_offers_model_names_not_files(tmp_path, monkeypatch):
+    import argparse
+
+    from runner.commands.completion import setting_completer
+    from runner.settings import LEAVES
+
+    rule = next(lf.rule for lf in LEAVES.values() if lf.rule.flag == "--model")
+    complete = setting_completer(rule)
+    mine = tmp_path / "my-model"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")
+    (mine / "model.bin").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    names = complete(prefix="", parsed_args=argparse.Namespace(models_dir=tmp_path))
+    assert "tiny.en" in names and "en-us" in names and "my-model" in names and "notes.txt" not in names
+    assert complete(prefix="ti", parsed_args=argparse.Namespace(models_dir=tmp_path))[0] == "tiny.en"
+    assert complete(prefix="./") == ["./my-model/"]
