@@ -205,6 +205,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.account_energy(summary, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
                                 g.energy_reason, spec.telemetry.interval_ms, g.owner, sampler_health(g.sampler),
                                 g.sampler.companions)
+    if interrupted:
+        utts = not_run(summary, utts, dataset, transcripts)
     summary.overhead_s = overhead
     summary.power = g.power.to_json() if g.power is not None else None
     folder = cond.result_dir
@@ -220,6 +222,16 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
     return data
+
+
+def not_run(summary: Summary, utts: list, dataset, transcripts: list[dict]) -> list:
+    """After an interrupt, the utterances the container never reached are not run (status ``not_run``,
+    counted in ``n_not_run``), not failures: nothing went wrong with them (issue 28)."""
+    reached = {t.get("id") for t in transcripts}
+    never = {u.id for u in dataset.utterances if u.problem is None and u.id not in reached}
+    summary.n_not_run = sum(1 for u in utts if u.id in never and u.status != "ok")
+    summary.n_failed -= summary.n_not_run
+    return [replace(u, status="not_run") if u.id in never and u.status != "ok" else u for u in utts]
 
 
 def utterance_rows(utts: list, dataset) -> list[dict]:

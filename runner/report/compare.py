@@ -285,7 +285,8 @@ def _utterance_rows(rec: ConditionRecord) -> list[dict[str, Any]] | None:
     """The record's utterances.jsonl rows, or None when it has none to read."""
     if rec.folder is None or not (rec.folder / "utterances.jsonl").is_file():
         return None
-    return [r for r in read_jsonl(rec.folder / "utterances.jsonl") if isinstance(r.get("id"), str)]
+    return [r for r in read_jsonl(rec.folder / "utterances.jsonl")
+            if isinstance(r.get("id"), str) and r.get("status") != "not_run"]  # an interrupt: never its data
 
 
 def _identity(row: Mapping[str, Any], by_hash: bool) -> tuple[str, str]:

@@ -58,7 +58,7 @@ SMALL_N_PERCENTILES = 100
 def _small_n(s: dict[str, Any]) -> str:
     """" (n = 3)" after percentiles over few utterances (the ones transcribed); "" otherwise."""
     try:
-        n = int(s["n_utterances"]) - int(s.get("n_failed") or 0)
+        n = int(s["n_utterances"]) - int(s.get("n_failed") or 0) - int(s.get("n_not_run") or 0)
     except (KeyError, TypeError, ValueError):
         return ""
     return f" (n = {n})" if n < SMALL_N_PERCENTILES else ""
@@ -73,7 +73,8 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     lat = s.get("latency_ms") or {}
     rows = [
         ("status", s["status"] + (f" ({s['error']})" if s.get("error") else "")),
-        ("utterances", f"{plural(s['n_utterances'], 'utterance')} ({s['n_failed']} failed, {s['n_scored']} scored, "
+        ("utterances", f"{plural(s['n_utterances'], 'utterance')} ({s['n_failed']} failed, "
+                       + (f"{s['n_not_run']} not run, " if s.get("n_not_run") else "") + f"{s['n_scored']} scored, "
                        f"{s['n_unreferenced']} without reference)"),
         ("audio", _fmt(s.get("audio_s"), "{:.1f}", " s")),
         ("WER", _fmt(s.get("wer"), "{:.2%}") + (f"  (S {s['sub']} D {s['del']} I {s['ins']})"
@@ -158,7 +159,7 @@ def markdown_summary(s: dict[str, Any]) -> str:
 #: header (a ratio as wer_pct is x100); the settings and the status as text; an unavailable figure is empty.
 CSV_COLUMNS: tuple[tuple[str, tuple[str, ...], float], ...] = (
     *((name, (name,), 1.0) for name in ("backend", "model", "quant", "device", "dataset", "status",
-                                        "n_utterances", "n_failed", "n_scored", "n_unreferenced", "audio_s")),
+                                        "n_utterances", "n_failed", "n_not_run", "n_scored", "n_unreferenced", "audio_s")),
     ("wer_pct", ("wer",), 100.0), ("sub", ("sub",), 1.0), ("del", ("del",), 1.0), ("ins", ("ins",), 1.0),
     ("cer_pct", ("cer",), 100.0), ("rtf", ("rtf",), 1.0), ("rtfx", ("rtfx",), 1.0),
     ("latency_p50_ms", ("latency_ms", "p50"), 1.0), ("latency_p90_ms", ("latency_ms", "p90"), 1.0),

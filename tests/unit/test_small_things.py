@@ -168,3 +168,20 @@ def test_model_completion_offers_model_names_not_files(tmp_path, monkeypatch):
     assert "tiny.en" in names and "en-us" in names and "my-model" in names and "notes.txt" not in names
     assert complete(prefix="ti", parsed_args=argparse.Namespace(models_dir=tmp_path))[0] == "tiny.en"
     assert complete(prefix="./") == ["./my-model/"]
+
+
+def test_after_an_interrupt_the_utterances_that_never_ran_are_not_counted_as_failed(tmp_path, monkeypatch):
+    from helpers import recorded_group
+
+    from runner import execute
+    from runner.report.table import summary_rows
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    job, g = recorded_group(tmp_path, keys=("kA", "kC"))  # kC: a condition the container never reached
+    cut = execute.finalize(g, job.conditions[1], "interrupted by SIGINT", interrupted=True)
+    assert cut["status"] == "interrupted" and cut["n_failed"] == 0 and cut["n_not_run"] == 2
+    rows = [json.loads(x) for x in (tmp_path / "conditions" / "kC" / "utterances.jsonl").read_text().splitlines()]
+    assert {r["status"] for r in rows} == {"not_run"}
+    assert "2 not run" in dict(summary_rows(cut))["utterances"]
+    err = execute.finalize(g, job.conditions[1], "the container ended before this condition")
+    assert err["n_failed"] == 2 and err["n_not_run"] == 0  # not an interrupt: they failed
