@@ -185,3 +185,21 @@ def test_after_an_interrupt_the_utterances_that_never_ran_are_not_counted_as_fai
     assert "2 not run" in dict(summary_rows(cut))["utterances"]
     err = execute.finalize(g, job.conditions[1], "the container ended before this condition")
     assert err["n_failed"] == 2 and err["n_not_run"] == 0  # not an interrupt: they failed
+
+
+def test_make_run_installs_only_the_model_of_its_backend(tmp_path, capsys):
+    """`make run BACKEND=pocketsphinx` hashed every Whisper model; now it installs what the run uses."""
+    from runner.commands import models as models_cmd
+
+    assert models_cmd.for_run("pocketsphinx", None) == ([], False)
+    assert models_cmd.for_run("faster-whisper", None) == (["tiny.en"], False)
+    assert models_cmd.for_run("faster-whisper", ["base"]) == (["base"], False)
+    assert models_cmd.for_run("faster-whisper", ["/my/model"]) == ([], False)
+    assert models_cmd.for_run("transformers", ["tiny.en"])[1] is True  # loads the Hugging Face conversion
+    with pytest.raises(UserError, match="not a backend"):
+        models_cmd.for_run("nope", None)
+    assert models_cmd.main(command_args(models_cmd, "install", "--for", "pocketsphinx",
+                                        "--models-dir", str(tmp_path / "m"))) == 0
+    assert not (tmp_path / "m").exists() and "nothing to install" in capsys.readouterr().err
+    make = (ROOT / "Makefile").read_text()
+    assert "run: venv run-model " in make and "models install --for $(BACKEND)" in make
