@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"runner.commands.{name.replace('-', '_')}")
         module.add_arguments(p)
         if name == "run":
-            p.add_argument("--json", action="store_true",
+            output = next((g for g in p._action_groups if g.title == "output"), p)
+            output.add_argument("--json", action="store_true",
                            help="print the summary as one JSON line on stdout, also when the run failed; "
                                 "tables and progress go to stderr (default: off)")
     _state_defaults(parser)

@@ -203,3 +203,20 @@ def test_make_run_installs_only_the_model_of_its_backend(tmp_path, capsys):
     assert not (tmp_path / "m").exists() and "nothing to install" in capsys.readouterr().err
     make = (ROOT / "Makefile").read_text()
     assert "run: venv run-model " in make and "models install --for $(BACKEND)" in make
+
+
+def test_run_help_groups_its_options():
+    """94 lines of options in one list: grouped by what they set, each settings flag and run option in one."""
+    from runner import cli
+
+    parser = cli._parser()
+    run = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices["run"]
+    groups = {g.title: [o for a in g._group_actions for o in a.option_strings] for g in run._action_groups}
+    for title in ("model", "data", "decode", "telemetry", "power", "container", "output"):
+        assert groups.get(title), title
+    assert "--beam-size" in groups["decode"] and "--data" in groups["data"] and "--power-mode" in groups["power"]
+    assert {"--out", "--format", "--json"} <= set(groups["output"])
+    assert {"--models-dir", "--offline"} <= set(groups["model"]) and "--mem-limit" in groups["container"]
+    grouped = {o for t, opts in groups.items() if t not in ("options", "positional arguments") for o in opts}
+    every = {lf.rule.flag for lf in settings.LEAVES.values() if lf.rule.flag}
+    assert every <= grouped  # no settings flag left ungrouped
