@@ -219,8 +219,9 @@ class SweepView:
 
     def __init__(self, progress: Progress, total: int):
         self.progress = progress
-        self.overall = progress.add_task("sweep", total=total, info="")
-        self.current = progress.add_task("", total=1, info="")
+        # nothing to run (a resumed sweep that is done): no "0/0" bar; the current condition's bar from its start
+        self.overall = progress.add_task("sweep", total=total, info="", visible=total > 0)
+        self.current = progress.add_task("", total=1, info="", visible=False)
         self.sampler = None
         self.last = ""
         self.group_label = ""
@@ -236,7 +237,7 @@ class SweepView:
 
         def start(cond) -> None:
             self.progress.reset(self.current, total=len(cond.ids), description=f"{job.label} · {cond.label}",
-                                info=self._info())
+                                info=self._info(), visible=True)
 
         def done(_cond, summary: dict[str, Any]) -> None:
             wer, rtf = summary.get("wer"), summary.get("rtf")

@@ -220,3 +220,23 @@ def test_run_help_groups_its_options():
     grouped = {o for t, opts in groups.items() if t not in ("options", "positional arguments") for o in opts}
     every = {lf.rule.flag for lf in settings.LEAVES.values() if lf.rule.flag}
     assert every <= grouped  # no settings flag left ungrouped
+
+
+def test_a_resumed_sweep_leaves_no_empty_progress_lines():
+    """Nothing left to run: no "sweep 0/0" bar; the current condition's bar appears when one starts."""
+    from types import SimpleNamespace
+
+    from rich.progress import Progress
+
+    from runner.commands.sweep import SweepView
+
+    progress = Progress(console=Console(file=io.StringIO()))
+    SweepView(progress, 0)
+    assert not any(t.visible for t in progress.tasks)
+    progress = Progress(console=Console(file=io.StringIO()))
+    view = SweepView(progress, 2)
+    overall, current = progress.tasks
+    assert overall.visible and not current.visible
+    cbs = view.callbacks(SimpleNamespace(label="g"), Console(file=io.StringIO()))
+    cbs.on_condition_start(SimpleNamespace(ids=("a", "b"), label="clean"))
+    assert progress.tasks[1].visible and progress.tasks[1].total == 2
