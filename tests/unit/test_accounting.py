@@ -131,12 +131,12 @@ def test_peak_vram_keeps_torch_and_nvml_figures_apart():
     s.energy = block.to_json()
     merge.apply_nvml_vram(s, block)
     data = s.to_json()
-    assert data["peak_vram_torch_mb"] == 420.0 and data["peak_vram_nvml_mb"] == 800.0
+    assert data["peak_vram_torch_mib"] == 420.0 and data["peak_vram_nvml_mib"] == 800.0
     assert "peak_vram_mb" not in data and data["schema_version"] >= 2
     ct2 = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
     merge.apply_container_facts(ct2, merge.RawOutputs([], [], {"status": "ok"}))
-    assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mb"]
-    assert "no NVML sampler" in ct2.unavailable["peak_vram_nvml_mb"]
+    assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mib"]
+    assert "no NVML sampler" in ct2.unavailable["peak_vram_nvml_mib"]
 
 
 def test_sweep_conditions_keep_the_torch_vram_figure():

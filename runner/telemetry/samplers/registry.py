@@ -46,7 +46,7 @@ class SamplerRow:
     they are only reported beside it.
     ``part``: the hardware its total covers, in one word (GPU, CPU, board): says which part of a sum is missing.
     ``process_memory``: its samples list the run's own processes' memory (``gpu_process_mem_peak_mb``, and
-    the summary's ``peak_vram_nvml_mb``).
+    the summary's ``peak_vram_nvml_mib``).
     """
 
     name: str
