@@ -161,8 +161,8 @@ def markdown_summary(s: dict[str, Any]) -> str:
 #: The run view's CSV columns: (header, path in the summary, factor). One number per figure, its unit in the
 #: header (a ratio as wer_pct is x100); the settings and the status as text; an unavailable figure is empty.
 CSV_COLUMNS: tuple[tuple[str, tuple[str, ...], float], ...] = (
-    *((name, (name,), 1.0) for name in ("backend", "model", "quant", "device", "dataset", "status",
-                                        "n_utterances", "n_failed", "n_not_run", "n_scored", "n_unreferenced", "audio_s")),
+    *((name, (name,), 1.0) for name in ("backend", "model", "quant", "device", "dataset", "status", "n_utterances",
+                                        "n_failed", "n_not_run", "n_scored", "n_unreferenced", "audio_s")),
     ("wer_pct", ("wer",), 100.0), ("sub", ("sub",), 1.0), ("del", ("del",), 1.0), ("ins", ("ins",), 1.0),
     ("cer_pct", ("cer",), 100.0), ("rtf", ("rtf",), 1.0), ("rtfx", ("rtfx",), 1.0),
     ("latency_p50_ms", ("latency_ms", "p50"), 1.0), ("latency_p90_ms", ("latency_ms", "p90"), 1.0),
