@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ..untrusted import csv_text
 from .aggregate import AggregateRow
-from .records import KeyNames, format_axis_value
+from .records import SOURCE_AXIS, KeyNames, format_axis_value
 
 #: (aggregate metric, CSV header with its unit, factor from the stored unit).
 COLUMNS: tuple[tuple[str, str, float], ...] = (
@@ -32,7 +32,7 @@ def numbers_csv(rows: Sequence[AggregateRow]) -> str:
     names = KeyNames.of(r.key for r in rows)
     axes = sorted({p for r in rows for p, _ in r.key.axes})
     header = ["backend", "model", "quant", "device", "dataset", "image", "noise", "snr_db",
-              *(f"axes.{p}" for p in axes), "runs", "ok", "partial", "failed"]
+              *(p if p == SOURCE_AXIS else f"axes.{p}" for p in axes), "runs", "ok", "partial", "failed"]
     for _, name, _ in COLUMNS:
         header += [name, f"{name}_std"]
     out: list[list[object]] = [header]

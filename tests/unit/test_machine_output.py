@@ -77,3 +77,15 @@ def test_sweep_report_csv_is_numbers_with_units_in_the_headers(tmp_path, capsys)
     assert len(rows) == 12
     assert "wer_pct" in rows[0] and "rtf" in rows[0]
     float(rows[0]["wer_pct"]), float(rows[0]["rtf"])
+
+
+def test_report_csv_over_two_runs_names_each_source(tmp_path, capsys):
+    from helpers import command_args, run_folder
+
+    from runner.commands import report as report_cmd
+
+    a, b = run_folder(tmp_path, "run-a", rtf=0.05), run_folder(tmp_path, "run-b", rtf=0.07)
+    assert report_cmd.main(command_args(report_cmd, str(a), str(b), "--no-figures", "--out", str(tmp_path / "r"),
+                                        "--format", "csv")) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["source"] for r in rows] == ["run-a", "run-b"] and [float(r["rtf"]) for r in rows] == [0.05, 0.07]
