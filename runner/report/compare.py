@@ -502,9 +502,10 @@ def to_json(cmp: Comparison, gates: Gates) -> dict[str, Any]:
 def to_csv(cmp: Comparison) -> str:
     """One line per matched condition, candidate and metric (long form, for spreadsheets and scripts)."""
     rows: list[list[Any]] = [["condition", "candidate", "metric", "baseline", "baseline_n", "candidate_value",
-                              "candidate_n", "change", "unit", "noise"]]
+                              "candidate_n", "change", "unit", "noise", "shared_utterances", "different_data"]]
     for p in cmp.pairs:
+        shared = "" if p.data.n_shared is None else p.data.n_shared
         for d in p.deltas:
             rows.append([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
-                         d.candidate.n, d.change, d.spec.unit, d.noise or ""])
+                         d.candidate.n, d.change, d.spec.unit, d.noise or "", shared, str(p.data.differs).lower()])
     return csv_text(rows)

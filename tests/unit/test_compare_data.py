@@ -60,6 +60,9 @@ def test_the_table_says_how_many_utterances_were_compared(tmp_path, capsys):
     assert compare_cmd.main(command_args(compare_cmd, str(base), str(cand), "--format", "md")) == 0
     out = capsys.readouterr().out
     assert "3 shared utterances" in out and "base 4, cand 3" in out
+    assert compare_cmd.main(command_args(compare_cmd, str(base), str(cand), "--format", "csv")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(",shared_utterances,different_data") and lines[1].endswith(",3,true")
     same = _run_folder(tmp_path, "same", utts=GOOD)
     assert compare_cmd.main(command_args(compare_cmd, str(cand), str(same), "--format", "json")) == 0
     data = json.loads(capsys.readouterr().out)
