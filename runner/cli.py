@@ -92,8 +92,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "run":
             output = next((g for g in p._action_groups if g.title == "output"), p)
             output.add_argument("--json", action="store_true",
-                           help="print the summary as one JSON line on stdout, also when the run failed; "
-                                "tables and progress go to stderr (default: off)")
+                                help="print the summary as one JSON line on stdout, also when the run failed "
+                                     "(where it failed before it had one, bad input included, a JSON error "
+                                     "object); tables and progress go to stderr (default: off)")
     _state_defaults(parser)
     return parser
 
