@@ -232,12 +232,12 @@ def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:
     row = registry.find_row(energy.source)
     if row is None or not row.process_memory or summary.device == "cpu":
         return
-    summary.peak_vram_nvml_mib = energy.memory.process_peak_mb if energy.memory is not None else None
+    summary.peak_vram_nvml_mib = energy.memory.process_peak_mib if energy.memory is not None else None
     if summary.peak_vram_nvml_mib is not None:
         summary.unavailable.pop("peak_vram_nvml_mib", None)
     else:
         summary.mark_unavailable("peak_vram_nvml_mib", energy.unavailable.get(
-            "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
+            "gpu_process_mem_peak_mib", "NVML reported no per-process GPU memory"))
 
 
 def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None,

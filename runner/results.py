@@ -20,8 +20,9 @@ from typing import Any
 #: Still 3 after issue 12: summaries gained ``power`` (the operating point requested / applied / observed /
 #: restored, runner/power), a new field that is null where no operating point was set; nothing moved.
 #: 4: one unit per name (issue 28): the memory figures measured in MiB are named so (peak_rss_mib,
-#: rss_after_load_mib, audio_cache_mib, peak_rss_excl_audio_mib, peak_vram_torch_mib, peak_vram_nvml_mib; they
-#: were ``_mb`` while holding MiB); model_size_mb stays MB (10^6 bytes). ``upgraded`` reads older summaries so.
+#: rss_after_load_mib, audio_cache_mib, peak_rss_excl_audio_mib, peak_vram_torch_mib, peak_vram_nvml_mib, and the
+#: energy block's ram_/gpu_mem_peak_mib, _peak_delta_mib, gpu_process_mem_peak_mib; they were ``_mb`` while
+#: holding MiB); model_size_mb stays MB (10^6 bytes). ``upgraded`` reads older summaries so.
 #: The container contract (status.json, events) keeps its own names, converted in runner/merge.py.
 SCHEMA_VERSION = 4
 
@@ -50,7 +51,21 @@ def upgraded(summary: Any) -> Any:
     for key in ("unavailable", "repeats"):
         if isinstance(out.get(key), dict):
             out[key] = renamed(out[key])
+    energy = out.get("energy")
+    if isinstance(energy, dict):  # its memory figures: <label>_peak_mb, <label>_peak_delta_mb, gpu_process_mem_peak_mb
+        energy = _energy_renamed(energy)
+        if isinstance(energy.get("unavailable"), dict):
+            energy["unavailable"] = _energy_renamed(energy["unavailable"])
+        out["energy"] = energy
     return out
+
+
+def _energy_renamed(d: dict) -> dict:
+    return {(k[:-3] + "_mib" if k.endswith(ENERGY_MEMORY_SUFFIXES) else k): v for k, v in d.items()}
+
+
+#: The energy block's memory keys (schema 4: ``_mib``, they were ``_mb`` while holding MiB).
+ENERGY_MEMORY_SUFFIXES = ("_peak_mb", "_peak_delta_mb")
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,7 @@ def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
                      f"unavailable: {(c.get('unavailable') or {}).get('total_j', 'not measured')}"))
     if "gpu_plus_cpu_j" in e:
         rows.append((f"energy ({e.get('gpu_plus_cpu_scope')})", _fmt(e.get("gpu_plus_cpu_j"), "{:.2f}", " J")))
-    for key, label in (("ram_peak_delta_mb", "unified RAM peak - idle"), ("gpu_mem_peak_mb", "GPU memory peak")):
+    for key, label in (("ram_peak_delta_mib", "unified RAM peak - idle"), ("gpu_mem_peak_mib", "GPU memory peak")):
         if e.get(key) is not None:
             rows.append((label, f"{e[key]:.0f} MiB"))
     return rows

@@ -78,3 +78,21 @@ def test_a_stored_result_of_an_older_schema_still_counts_as_done_under_the_new_n
     (folder / "utterances.jsonl").write_text("")
     data = tables.read_result(folder, "k1")
     assert data is not None and data["peak_rss_mib"] == 600.0 and "peak_rss_mb" not in data
+
+
+def test_the_energy_blocks_memory_figures_are_named_mib():
+    from runner.telemetry.energy.record import MemoryFigures
+
+    data = MemoryFigures("gpu_mem", 3000.0, 250.0, per_process=True, process_peak_mib=800.0).to_json()
+    assert data == {"gpu_mem_peak_mib": 3000.0, "gpu_mem_peak_delta_mib": 250.0, "gpu_process_mem_peak_mib": 800.0}
+
+
+def test_an_older_energy_block_is_read_under_the_new_names():
+    old = {"schema_version": 3, "energy": {"total_j": 1.0, "ram_peak_mb": 3000.0, "ram_peak_delta_mb": None,
+                                           "unavailable": {"ram_peak_delta_mb": "no idle window"}}}
+    e = upgraded(old)["energy"]
+    assert e == {"total_j": 1.0, "ram_peak_mib": 3000.0, "ram_peak_delta_mib": None,
+                 "unavailable": {"ram_peak_delta_mib": "no idle window"}}
+    rows = dict(summary_rows({**upgraded(old), "status": "ok", "n_utterances": 1, "n_failed": 0, "n_scored": 1,
+                              "n_unreferenced": 0, "energy": {**e, "ram_peak_delta_mib": 250.0, "source": "x"}}))
+    assert rows["unified RAM peak - idle"] == "250 MiB"

@@ -185,7 +185,7 @@ def test_the_block_is_a_frozen_record_and_its_json_is_the_callers():
     data["unavailable"]["x"] = "y"
     assert block.per_window["inference"]["total_j"] > 0 and "x" not in block.unavailable
     assert type(data["per_window"]["inference"]) is dict and data["baseline_window_ns"] == [0, 2 * S]
-    assert block.memory.label == "ram" and data["ram_peak_delta_mb"] == block.memory.peak_delta_mb == 250.0
+    assert block.memory.label == "ram" and data["ram_peak_delta_mib"] == block.memory.peak_delta_mib == 250.0
 
 
 def test_a_block_without_inference_has_no_memory_or_psys_figures():
@@ -237,14 +237,14 @@ def test_nvml_process_memory_is_the_tables_fact(monkeypatch):
 
     owner = accounting.ProcessOwner(session_id=9)
     block = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100, owner)
-    assert block.memory.per_process and block.memory.process_peak_mb == 700.0
+    assert block.memory.per_process and block.memory.process_peak_mib == 700.0
     s = _summary("cuda")
     merge.apply_nvml_vram(s, block)
     assert s.peak_vram_nvml_mib == 700.0
     rows = tuple(_row("nvml", process_memory=False) if r.name == "nvml" else r for r in registry.SAMPLERS)
     monkeypatch.setattr(registry, "SAMPLERS", rows)
     plain = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100, owner)
-    assert "gpu_process_mem_peak_mb" not in plain.to_json() and "gpu_mem_peak_mb" in plain.to_json()
+    assert "gpu_process_mem_peak_mib" not in plain.to_json() and "gpu_mem_peak_mib" in plain.to_json()
     s = _summary("cuda")
     merge.apply_nvml_vram(s, plain)
     assert s.peak_vram_nvml_mib is None and "peak_vram_nvml_mib" not in s.unavailable
