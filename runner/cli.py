@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 
 from .commands.completion import enable as enable_completion
-from .errors import UserError, interrupt_exit_code, signal_name
+from .errors import Interrupted, UserError, interrupt_exit_code
 from .untrusted import visible
 
 COMMANDS = {
@@ -122,11 +122,9 @@ def _state_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def _sigterm(_signum, _frame):
-    # Turn SIGTERM into KeyboardInterrupt so that `finally` blocks remove containers; commands catch it to
-    # record what finished (status interrupted) and name the signal.
-    exc = KeyboardInterrupt()
-    exc.signame = "SIGTERM"
-    raise exc
+    # Turn SIGTERM into an interruption (a KeyboardInterrupt) so that `finally` blocks remove containers;
+    # commands catch it to record what finished (status interrupted) and name the signal.
+    raise Interrupted("SIGTERM")
 
 
 def debug_log_path() -> Path:
@@ -155,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     as_json = bool(getattr(args, "json", False))
 
-    def failed(message: str, code: int, problems: list[str] | None = None, printed: bool = False) -> int:
+    def failed(message: str, code: int, problems: list[str] | None = None) -> int:
         """The one clear message on stderr and, with --json, its JSON error object on stdout (unless the
         command printed its own result already)."""
         # a message quotes file names, ids, what an image said: shown visibly (the lines of a problem list kept)
         print(visible(f"edgeasr: {message}", lines=True), file=sys.stderr)
-        if as_json and not printed:
+        if as_json and not getattr(args, "result_printed", False):  # run --json printed its summary already
             print(error_object(message.split("\n", 1)[0] if problems else message, code, problems), flush=True)
         return code
 
@@ -170,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         return failed(str(exc), exc.exit_code, exc.problems)
     except KeyboardInterrupt as exc:
-        hint = getattr(exc, "hint", None) or "containers were removed"
-        return failed(f"interrupted by {signal_name(exc)}; {hint}", interrupt_exit_code(exc),
-                      printed=bool(getattr(exc, "json_printed", False)))
+        stop = Interrupted.of(exc)
+        return failed(f"interrupted by {stop.signal}; {stop.hint or 'containers were removed'}",
+                      interrupt_exit_code(stop))
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             return _unexpected(args, failed)

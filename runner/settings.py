@@ -151,7 +151,7 @@ class PowerSettings:
     """The device's operating point for a run (runner/power): every field unset leaves the device as it is.
 
     Set ones are applied before the group's idle baseline, read back, observed during the run and restored
-    afterwards; whether this device supports a value is checked before anything runs (runner/power/preflight).
+    afterwards; whether this device supports a value is checked before anything runs (runner/host/preflight.py).
     """
 
     mode: int | str | None = setting(None, kind="mode", null=True, flag="--power-mode",

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
+from .. import untrusted
 from .aggregate import AggregateRow, Stat
 from .records import GroupKey, KeyNames, axes_that_vary, format_axis_value, is_number, versions_that_vary
 
@@ -240,7 +241,7 @@ def new_figure(width_in: float, height_in: float) -> Figure:
 def text_in_axes(ax, text: str, width: int = 48) -> None:
     """``text`` in a box in place of the axes' plot, wrapped at ``width`` characters (narrower for a narrow panel)."""
     ax.set_axis_off()
-    ax.text(0.5, 0.5, _wrap(text, width), transform=ax.transAxes, ha="center", va="center", fontsize=10,
+    ax.text(0.5, 0.5, _wrap(untrusted.figure(text), width), transform=ax.transAxes, ha="center", va="center", fontsize=10,
             color="0.25", bbox={"boxstyle": "round,pad=0.8", "facecolor": "0.95", "edgecolor": "0.7"})
 
 
@@ -257,7 +258,9 @@ def text_figure(path: Path, title: str, message: str) -> FigureResult:
 
 def save(fig: Figure, path: Path, notes: Sequence[str]) -> None:
     """Reserve room under the plot for the notes, then write the PNG."""
-    lines = [line for note in notes for line in textwrap.wrap(note, width=int(fig.get_figwidth() * 15))]
+    # notes quote what images and datasets said (a failed run's error): shown visible
+    lines = [line for note in notes for line in textwrap.wrap(untrusted.figure(note),
+                                                              width=int(fig.get_figwidth() * 15))]
     if lines:
         extra_in = 0.16 * len(lines) + 0.12
         height = fig.get_figheight()

@@ -349,7 +349,7 @@ def test_auto_selection_on_cuda_adds_rapl_beside_nvml(monkeypatch):
         def probe(self):
             return Availability.yes() if self.name in ("nvml", "rapl") else Availability.no("absent")
 
-    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name))
+    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None, clock=None: Fake(name))
     sampler, reason = select.select_sampler("auto", "cuda", 100)
     assert reason is None and sampler.name == "nvml" and [c.name for c in sampler.companions] == ["rapl"]
     cpu_only, _ = select.select_sampler("auto", "cpu", 100)

@@ -99,6 +99,19 @@ def test_compare_gates_a_wer_regression_and_passes_within_the_limit(tmp_path, ca
     assert compare_cmd.main(_compare_args(str(FIXTURE), str(worse), "--max-wer-increase", "2")) == 0
 
 
+def test_compare_never_passes_a_gate_on_a_failed_condition(tmp_path, capsys):
+    """Issue 20, item 4: a candidate whose output broke the contract is a failed condition (status error); even
+    with figures that would pass (here the baseline's own), every gate fails, naming the error."""
+    base = _run_folder(tmp_path, "base")
+    failed = _run_folder(tmp_path, "failed", status="error",
+                         error="the container's output broke the contract: rtf is -2.5")
+    for gate in ("--max-wer-increase", "--max-rtf-increase"):
+        assert compare_cmd.main(_compare_args(str(base), str(failed), gate, "100")) == 1
+        out = capsys.readouterr()
+        assert "cannot be checked" in out.out and "rtf is -2.5" in out.out and "regression" in out.err
+    assert compare_cmd.main(_compare_args(str(base), str(base), "--max-wer-increase", "100")) == 0
+
+
 def test_compare_rtf_gate_in_percent_and_json(tmp_path, capsys):
     slower = _shifted_sweep(tmp_path, "slower", rtf_mul=1.2)
     assert compare_cmd.main(_compare_args(str(FIXTURE), str(slower), "--max-rtf-increase", "10",

@@ -177,6 +177,8 @@ def test_a_transcript_line_or_hypothesis_over_its_limit(tmp_path):
     rows = [{"id": "a", "status": "ok", "hypothesis": "h" * 2000, "duration_s": 1.0, "processing_s": 0.1},
             {"id": "b", "status": "ok", "hypothesis": "x" * 100_000}]
     (tmp_path / "transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in (
+        _ev("utterance_start", 1.0, id="a", duration_s=1.0), _ev("utterance_end", 1.1, id="a", duration_s=1.0, processing_s=0.1))))
     got = merge.read_raw(tmp_path, limits)
     assert [t["id"] for t in got.transcripts] == ["a"]
     assert got.problem.endswith("transcripts.jsonl:2: a line of more than 70 KiB (limits.hypothesis_mib); not read")

@@ -94,8 +94,10 @@ def test_a_failed_sweep_condition_names_its_repeat_from_1(tmp_path):
 
     rec = {"status": "error", "error": "boom", "condition": {"model": "tiny.en", "quant": "int8",
                                                              "noise_type": "clean", "snr_db": None, "repeat": 0}}
+    from runner.sweep import SweepOutcome
+
     out = io.StringIO()
-    print_outcome([rec], tmp_path, 1.0, Console(file=out, width=200))
+    print_outcome(SweepOutcome(tmp_path, (rec,), 0, 1.0), Console(file=out, width=200))
     assert "repeat 1: boom" in out.getvalue()
 
 
@@ -222,21 +224,20 @@ def test_run_help_groups_its_options():
     assert every <= grouped  # no settings flag left ungrouped
 
 
-def test_a_resumed_sweep_leaves_no_empty_progress_lines():
+def test_a_resumed_sweep_leaves_no_empty_progress_lines(tmp_path):
     """Nothing left to run: no "sweep 0/0" bar; the current condition's bar appears when one starts."""
     from types import SimpleNamespace
 
-    from rich.progress import Progress
+    from runner.commands.sweep import SweepConsoleView
+    from runner.sweep import SweepStart
 
-    from runner.commands.sweep import SweepView
-
-    progress = Progress(console=Console(file=io.StringIO()))
-    SweepView(progress, 0)
-    assert not any(t.visible for t in progress.tasks)
-    progress = Progress(console=Console(file=io.StringIO()))
-    view = SweepView(progress, 2)
-    overall, current = progress.tasks
-    assert overall.visible and not current.visible
-    cbs = view.callbacks(SimpleNamespace(label="g"), Console(file=io.StringIO()))
-    cbs.on_condition_start(SimpleNamespace(ids=("a", "b"), label="clean"))
-    assert progress.tasks[1].visible and progress.tasks[1].total == 2
+    view = SweepConsoleView(Console(file=io.StringIO()))
+    with view.running(SweepStart("x", tmp_path, (), ())):
+        assert not any(t.visible for t in view.progress.tasks)
+    view = SweepConsoleView(Console(file=io.StringIO()))
+    job = SimpleNamespace(label="g", conditions=("c1", "c2"), spec=None)
+    with view.running(SweepStart("x", tmp_path, (job,), ((job, ["c1", "c2"]),))):
+        overall, current = view.progress.tasks
+        assert overall.visible and not current.visible
+        view.callbacks(job).on_condition_start(SimpleNamespace(ids=("a", "b"), label="clean"))
+        assert view.progress.tasks[1].visible and view.progress.tasks[1].total == 2

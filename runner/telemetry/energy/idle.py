@@ -6,18 +6,19 @@ last one: when a previous baseline exists, the window waits first for a
 cool-down (power back within a tolerance of that baseline, or a timeout), and
 the result records how long it waited and whether power came back.
 The window opens at a sample's arrival (a window no sample brackets cannot be
-integrated) and ends once a sample past its end has arrived.
+integrated) and ends once a sample past its end has arrived. Every wait here is
+on the sampler's clock (runner/host/clock.py), so a test moves it step by step.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
+from ...host.clock import Clock, elapsed_s
 from ..samplers.base import Sampler
 from .accounting import Baseline, measured_baseline
 
@@ -38,14 +39,16 @@ def recent_mean_w(sampler: Sampler, window_s: float) -> float | None:
 
 
 def wait_for_cooldown(sampler: Sampler, previous_w: float, tolerance: float, max_s: float,
-                      interval_ms: int) -> dict[str, Any]:
-    """Wait until recent power is within ``tolerance`` of ``previous_w`` (or below it), at most ``max_s``."""
+                      interval_ms: int, clock: Clock | None = None) -> dict[str, Any]:
+    """Wait until recent power is within ``tolerance`` of ``previous_w`` (or below it), at most ``max_s``, on
+    ``clock`` (default: the sampler's)."""
+    clock = clock or sampler.clock
     limit_w = previous_w * (1.0 + tolerance) + COOLDOWN_FLOOR_W
     window_s = max(0.5, 5 * interval_ms / 1000.0)
-    start = time.monotonic()
+    start = clock.monotonic_ns()
     mean = None
     while True:
-        waited = time.monotonic() - start
+        waited = elapsed_s(clock, start)
         mean = recent_mean_w(sampler, window_s)
         if mean is not None and waited >= window_s and mean <= limit_w:
             return {"reached": True, "waited_s": waited, "previous_w": previous_w, "final_w": mean,
@@ -55,7 +58,7 @@ def wait_for_cooldown(sampler: Sampler, previous_w: float, tolerance: float, max
                     "tolerance": tolerance,
                     "reason": (f"power did not fall back within {tolerance:.0%} of the previous baseline "
                                f"({previous_w:.2f} W) in {max_s:g} s: the baseline was measured warm")}
-        time.sleep(interval_ms / 2000.0)
+        clock.sleep(interval_ms / 2000.0)
 
 
 #: Called with what is being waited for; the context it returns lasts the wait (``console.status``: a spinner).
@@ -66,33 +69,35 @@ def idle_baseline(settings, sampler: Sampler, previous: Baseline | None = None,
                   on_wait: OnWait | None = None) -> Baseline:
     """Given, or measured over an idle window before the container starts (after a cool-down when
     ``previous``, the last container's baseline, was measured). ``on_wait`` shows the wait (a spinner);
-    telemetry itself draws nothing."""
+    telemetry itself draws nothing. Every wait is on the sampler's clock."""
+    clock = sampler.clock
     if settings.baseline_w is not None:
         return Baseline(settings.baseline_w, "given")
     if settings.baseline_s <= 0:
         return Baseline(None, "unavailable", reason="the idle baseline was skipped (--baseline-s 0)")
     what = f"measuring the idle baseline ({settings.baseline_s:g} s, {sampler.name})"
     with (on_wait(what) if on_wait is not None else contextlib.nullcontext()):
-        deadline = time.monotonic() + 5.0 + 10 * settings.interval_ms / 1000.0
-        while not sampler.samples and time.monotonic() < deadline:
-            time.sleep(settings.interval_ms / 4000.0)
+        deadline = clock.monotonic_ns() + int((5.0 + 10 * settings.interval_ms / 1000.0) * 1e9)
+        while not sampler.samples and clock.monotonic_ns() < deadline:
+            clock.sleep(settings.interval_ms / 4000.0)
         if not sampler.samples:
             return Baseline(None, "unavailable", reason=f"{sampler.name} produced no sample in time")
         cooldown = None
         if previous is not None and previous.power_w is not None:
             cooldown = wait_for_cooldown(sampler, previous.power_w,
                                          getattr(settings, "cooldown_tolerance", COOLDOWN_TOLERANCE),
-                                         getattr(settings, "cooldown_max_s", COOLDOWN_MAX_S), settings.interval_ms)
+                                         getattr(settings, "cooldown_max_s", COOLDOWN_MAX_S), settings.interval_ms,
+                                         clock)
         # On the monotonic clock, like every window (see accounting); opens at the latest sample.
         first = sampler.samples[-1]
         t0, wall0 = first.mono_ns, first.t_ns
         if t0 is None:
             return Baseline(None, "unavailable", reason=f"{sampler.name} stamps no monotonic time")
-        time.sleep(max(0.0, settings.baseline_s - (time.monotonic_ns() - t0) / 1e9))
-        t1, wall1 = time.monotonic_ns(), time.time_ns()
+        clock.sleep(max(0.0, settings.baseline_s - elapsed_s(clock, t0)))
+        t1, wall1 = clock.monotonic_ns(), clock.time_ns()
         # wait for one sample past the window's end so that it is bracketed
-        deadline = time.monotonic() + 5.0 + 10 * settings.interval_ms / 1000.0
-        while (sampler.samples[-1].mono_ns or 0) < t1 and time.monotonic() < deadline:
-            time.sleep(settings.interval_ms / 4000.0)
+        deadline = clock.monotonic_ns() + int((5.0 + 10 * settings.interval_ms / 1000.0) * 1e9)
+        while (sampler.samples[-1].mono_ns or 0) < t1 and clock.monotonic_ns() < deadline:
+            clock.sleep(settings.interval_ms / 4000.0)
     return replace(measured_baseline(sampler.samples, t0, t1, clock="monotonic"), wall_window_ns=(wall0, wall1),
                    cooldown=cooldown)

@@ -1,9 +1,10 @@
 """The sampler interface: what every power/telemetry sampler looks like.
 
 A sampler only RECORDS: it appends raw samples, each stamped with the host
-monotonic clock (``time.monotonic_ns()``, what windows are cut on: CLOCK_MONOTONIC
+monotonic clock (``monotonic_ns()``, what windows are cut on: CLOCK_MONOTONIC
 is one clock for the host and every container on its kernel, and never steps)
-and the wall clock (``time.time_ns()``, for display) when the reading arrived. It never computes
+and the wall clock (``time_ns()``, for display) when the reading arrived, both
+read from the sampler's ``clock`` (runner/host/clock.py; tests pass one they move). It never computes
 windows, averages or energies for a benchmark phase; ``energy.py`` does that
 afterwards with pure functions over ``Sampler.samples``. Keeping the two apart
 means a window can be re-cut later (warm-up excluded, idle baseline taken) from
@@ -24,13 +25,13 @@ from __future__ import annotations
 
 import abc
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
 from runner.errors import UserError
+from runner.host.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,9 @@ class Sample:
 DEFAULT_INTERVAL_MS = 100
 
 
-def now_ns() -> tuple[int, int]:
+def now_ns(clock: Clock = SYSTEM_CLOCK) -> tuple[int, int]:
     """(wall, monotonic) clock readings for stamping a sample, taken back to back."""
-    return time.time_ns(), time.monotonic_ns()
+    return clock.time_ns(), clock.monotonic_ns()
 
 
 _SamplerT = TypeVar("_SamplerT", bound="Sampler")
@@ -119,7 +120,9 @@ class Sampler(abc.ABC):
     #: Short name used on the command line and in reports.
     name: str = "abstract"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        #: What samples are stamped with and cadences run on (tests pass a clock they move by hand).
+        self.clock = clock
         self._samples: list[Sample] = []
         self._lock = threading.Lock()
         self._state = "new"  # new -> running -> stopped
@@ -230,8 +233,9 @@ class NullSampler(Sampler):
 
     name = "none"
 
-    def __init__(self, reason: str = "energy measurement was turned off (sampler 'none')") -> None:
-        super().__init__()
+    def __init__(self, reason: str = "energy measurement was turned off (sampler 'none')",
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(clock)
         self.reason = reason
 
     def probe(self) -> Availability:

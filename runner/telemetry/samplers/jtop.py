@@ -12,6 +12,7 @@ import os
 
 from typing import Any
 
+from ...host.clock import SYSTEM_CLOCK, Clock
 from .base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from .polling import PollingSampler
 from .tegrastats_parse import INPUT_RAIL_NAMES
@@ -41,8 +42,9 @@ def power_fields(power: dict[str, Any]) -> tuple[dict[str, float], float | None,
 class JtopSampler(PollingSampler):
     name = "jtop"
 
-    def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS, socket_path: str = SOCKET) -> None:
-        super().__init__(interval_ms)
+    def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS, socket_path: str = SOCKET,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_ms, clock)
         self._socket = socket_path
         self._jtop = None
 
@@ -70,5 +72,5 @@ class JtopSampler(PollingSampler):
         rails, total_w, kind = power_fields(self._jtop.power)
         mem = self._jtop.memory.get("RAM", {})
         used_mib = mem["used"] / 1024.0 if "used" in mem else None  # jtop reports kB
-        t_ns, mono_ns = now_ns()
+        t_ns, mono_ns = now_ns(self.clock)
         return Sample(t_ns=t_ns, mono_ns=mono_ns, power_w=rails, total_w=total_w, total_kind=kind, mem_used_mib=used_mib)

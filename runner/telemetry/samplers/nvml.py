@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from runner.host.clock import SYSTEM_CLOCK, Clock
 from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
@@ -101,8 +102,9 @@ class NvmlSampler(PollingSampler):
 
     name = "nvml"
 
-    def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS, nvml: Any = None, devices: Sequence[str] | None = None) -> None:
-        super().__init__(interval_ms)
+    def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS, nvml: Any = None, devices: Sequence[str] | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_ms, clock)
         self._injected = nvml
         self._nvml: Any = None
         self._gpus: list[_Gpu] = []
@@ -267,7 +269,7 @@ class NvmlSampler(PollingSampler):
                 powers_mw[key] = self._optional(f"{key}.power_usage", nvml.nvmlDeviceGetPowerUsage, h)
             else:
                 powers_mw[key] = None
-        t_ns, mono_ns = now_ns()
+        t_ns, mono_ns = now_ns(self.clock)
 
         power_w: dict[str, float] = {}
         energy_j: dict[str, float] = {}

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.host.clock import SYSTEM_CLOCK, Clock
 from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
@@ -119,8 +120,9 @@ class RaplSampler(PollingSampler):
 
     name = "rapl"
 
-    def __init__(self, root: str | os.PathLike[str] = "/sys/class/powercap", interval_ms: int = DEFAULT_INTERVAL_MS) -> None:
-        super().__init__(interval_ms)
+    def __init__(self, root: str | os.PathLike[str] = "/sys/class/powercap", interval_ms: int = DEFAULT_INTERVAL_MS,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_ms, clock)
         self.root = Path(root)
         self.domains: list[RaplDomain] = []
         self._total_channels: list[str] = []
@@ -176,7 +178,7 @@ class RaplSampler(PollingSampler):
 
     def _read(self) -> Sample:
         raw = {d.channel: _read_int(d.path / "energy_uj") for d in self.domains}
-        t_ns, mono_ns = now_ns()
+        t_ns, mono_ns = now_ns(self.clock)
         for domain in self.domains:
             now_uj = raw[domain.channel]
             prev_uj = self._prev_uj.get(domain.channel)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import UserError
+from runner.host.clock import SYSTEM_CLOCK, Clock
 from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, NullSampler, Sampler
 from runner.telemetry.samplers.ina3221 import Ina3221Sampler
 from runner.telemetry.samplers.jtop import JtopSampler
@@ -24,8 +25,9 @@ from runner.telemetry.samplers.nvml import NvmlSampler
 from runner.telemetry.samplers.rapl import RaplSampler
 from runner.telemetry.samplers.tegrastats import TegrastatsSampler
 
-#: ``factory(interval_ms, devices)``: ``devices`` are the run's GPUs (indices or UUIDs), or None.
-SamplerFactory = Callable[[int, tuple[str, ...] | None], Sampler]
+#: ``factory(interval_ms, devices, clock)``: ``devices`` are the run's GPUs (indices or UUIDs), or None;
+#: ``clock``: what the sampler stamps and polls on (runner/host/clock.py).
+SamplerFactory = Callable[[int, tuple[str, ...] | None, Clock], Sampler]
 
 
 @dataclass(frozen=True)
@@ -77,15 +79,16 @@ class SamplerRow:
                 "option": self.option}
 
 
-def _rapl(interval_ms: int, devices: tuple[str, ...] | None) -> Sampler:
+def _rapl(interval_ms: int, devices: tuple[str, ...] | None, clock: Clock = SYSTEM_CLOCK) -> Sampler:
     # EDGEASR_POWERCAP_ROOT: the host's powercap tree where it is mounted elsewhere (a runner in a
     # container with /sys/class/powercap bound under /host), or a fake tree in tests
-    return RaplSampler(root=os.environ.get("EDGEASR_POWERCAP_ROOT", "/sys/class/powercap"), interval_ms=interval_ms)
+    return RaplSampler(root=os.environ.get("EDGEASR_POWERCAP_ROOT", "/sys/class/powercap"), interval_ms=interval_ms,
+                       clock=clock)
 
 
-def _ina3221(interval_ms: int, devices: tuple[str, ...] | None) -> Sampler:
+def _ina3221(interval_ms: int, devices: tuple[str, ...] | None, clock: Clock = SYSTEM_CLOCK) -> Sampler:
     # EDGEASR_SYSFS_ROOT: the host's /sys where it is mounted elsewhere, or a fake Jetson tree in tests
-    return Ina3221Sampler(root=os.environ.get("EDGEASR_SYSFS_ROOT", "/sys"), interval_ms=interval_ms)
+    return Ina3221Sampler(root=os.environ.get("EDGEASR_SYSFS_ROOT", "/sys"), interval_ms=interval_ms, clock=clock)
 
 
 #: Every sampler, in the order ``--telemetry`` lists them.
@@ -100,20 +103,22 @@ SAMPLERS: tuple[SamplerRow, ...] = (
         part="board"),
     SamplerRow(
         name="tegrastats",
-        factory=lambda interval_ms, devices: TegrastatsSampler(interval_ms=interval_ms),
+        factory=lambda interval_ms, devices, clock=SYSTEM_CLOCK: TegrastatsSampler(interval_ms=interval_ms,
+                                                                                  clock=clock),
         auto_rank=10, auto_devices=None, hosts="NVIDIA Jetson (L4T), tegrastats on PATH",
         scope="board input power (the VDD_IN / POM_5V_IN / VIN input rail), or the partial sum of the "
               "INA3221 rails on boards without an input rail",
         memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram", part="board"),
     SamplerRow(
         name="jtop",
-        factory=lambda interval_ms, devices: JtopSampler(interval_ms=interval_ms),
+        factory=lambda interval_ms, devices, clock=SYSTEM_CLOCK: JtopSampler(interval_ms=interval_ms, clock=clock),
         auto_rank=20, auto_devices=None, hosts="NVIDIA Jetson with the jetson-stats (jtop) service",
         scope="board input power (input rail) or the partial sum of the rails, read through the jtop service",
         memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram", part="board"),
     SamplerRow(
         name="nvml",
-        factory=lambda interval_ms, devices: NvmlSampler(interval_ms=interval_ms, devices=devices),
+        factory=lambda interval_ms, devices, clock=SYSTEM_CLOCK: NvmlSampler(interval_ms=interval_ms, devices=devices,
+                                                                             clock=clock),
         auto_rank=30, auto_devices=("cuda",), hosts="hosts with NVIDIA GPUs and driver (nvidia-ml-py)",
         scope="GPU board power and energy of the run's GPUs (a MIG slice: its parent GPU)",
         memory="GPU memory used, summed over the run's GPUs, and the run's own processes' GPU memory",
@@ -126,7 +131,7 @@ SAMPLERS: tuple[SamplerRow, ...] = (
         scope="CPU package and DRAM energy counters (RAPL); psys only as an extra figure", part="CPU"),
     SamplerRow(
         name="none",
-        factory=lambda interval_ms, devices: NullSampler(),
+        factory=lambda interval_ms, devices, clock=SYSTEM_CLOCK: NullSampler(clock=clock),
         auto_rank=None, auto_devices=None, hosts="anywhere",
         scope="nothing: energy is not measured"),
 )
@@ -168,8 +173,10 @@ def memory_labels() -> dict[str, str]:
     return {row.name: row.memory_label for row in SAMPLERS if row.memory_label is not None}
 
 
-def make_sampler(name: str, interval_ms: int = DEFAULT_INTERVAL_MS, devices: tuple[str, ...] | None = None) -> Sampler:
-    """The sampler called ``name``, sampling every ``interval_ms``; ``devices``: the run's GPUs (NVML)."""
+def make_sampler(name: str, interval_ms: int = DEFAULT_INTERVAL_MS, devices: tuple[str, ...] | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> Sampler:
+    """The sampler called ``name``, sampling every ``interval_ms`` on ``clock``; ``devices``: the run's GPUs
+    (NVML)."""
     if interval_ms <= 0:
         raise UserError(f"the sampling interval must be a positive number of milliseconds, got {interval_ms}")
-    return sampler_row(name).factory(interval_ms, devices)
+    return sampler_row(name).factory(interval_ms, devices, clock)

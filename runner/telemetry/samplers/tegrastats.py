@@ -30,6 +30,7 @@ import subprocess
 import threading
 from typing import IO, Any
 
+from runner.host.clock import SYSTEM_CLOCK, Clock
 from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, Sampler, now_ns
 from runner.telemetry.samplers.tegrastats_parse import TegrastatsRecord, parse_line
 
@@ -84,8 +85,9 @@ class TegrastatsSampler(Sampler):
         interval_ms: int = DEFAULT_INTERVAL_MS,
         executable: str = "tegrastats",
         terminate_timeout_s: float = 2.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__()
+        super().__init__(clock)
         if interval_ms <= 0:
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")
         self.interval_ms = interval_ms
@@ -179,7 +181,7 @@ class TegrastatsSampler(Sampler):
 
     def _read_lines(self, stream: IO[bytes]) -> None:
         for raw in iter(stream.readline, b""):
-            t_ns, mono_ns = now_ns()
+            t_ns, mono_ns = now_ns(self.clock)
             if not raw.endswith(b"\n"):
                 self.lines_cut_off += 1
                 continue

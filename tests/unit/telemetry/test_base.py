@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+from fake_clock import ManualClock
 
 from runner.errors import UserError
 from runner.telemetry.energy.integrate import integrate
@@ -29,7 +29,7 @@ class Recorder(Sampler):
 
     def _start(self) -> None:
         self.starts += 1
-        self._append(Sample(t_ns=time.time_ns(), total_w=1.0))
+        self._append(Sample(t_ns=self.clock.time_ns(), total_w=1.0))
 
     def _stop(self) -> None:
         self.stops += 1
@@ -114,12 +114,19 @@ class Failing(PollingSampler):
 
 
 def test_polling_sampler_keeps_errors_and_keeps_going():
-    sampler = Failing(interval_ms=5)
+    """A reading that fails is counted and kept (the last 20), and the cadence goes on: a failure at start, one
+    per 5 ms, one at stop."""
+    clock = ManualClock()
+    sampler = Failing(interval_ms=5, clock=clock)
     with sampler:
-        time.sleep(0.05)
+        clock.sleep(0.05)
     assert sampler.samples == []
-    assert sampler.errors and "sensor went away" in sampler.errors[-1]
-    assert len(sampler.errors) <= 20
+    assert sampler.n_errors == len(sampler.errors) == 1 + 10 + 1 and "sensor went away" in sampler.errors[-1]
+    again = Failing(interval_ms=5, clock=clock)
+    with again:
+        clock.sleep(0.2)
+    assert again.n_errors == 1 + 40 + 1 and len(again.errors) == 20
+    assert again.health()["ok"] is False and again.health()["n_polling_errors"] == 42
 
 
 def test_polling_interval_must_be_positive():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from fake_clock import ManualClock
 
 from runner.telemetry.energy.accounting import Baseline
 from runner.telemetry.energy.idle import idle_baseline
@@ -20,18 +20,18 @@ class DecayingSampler(PollingSampler):
 
     name = "decaying"
 
-    def __init__(self, hot_w, idle_w, decay_s):
-        super().__init__(interval_ms=10)
+    def __init__(self, hot_w, idle_w, decay_s, clock=None):
+        super().__init__(interval_ms=10, clock=clock or ManualClock())
         self.hot_w, self.idle_w, self.decay_s = hot_w, idle_w, decay_s
-        self.t0 = time.monotonic()
+        self.t0_ns = self.clock.monotonic_ns()
 
     def probe(self):
         from runner.telemetry.samplers.base import Availability
         return Availability.yes()
 
     def _read(self):
-        t_ns, mono_ns = now_ns()
-        w = self.idle_w if time.monotonic() - self.t0 >= self.decay_s else self.hot_w
+        t_ns, mono_ns = now_ns(self.clock)
+        w = self.idle_w if (mono_ns - self.t0_ns) / 1e9 >= self.decay_s else self.hot_w
         return Sample(t_ns=t_ns, mono_ns=mono_ns, total_w=w, total_kind="input_rail:VDD_IN")
 
 
@@ -44,8 +44,11 @@ def test_baseline_after_a_sweep_container_waits_for_cooldown():
     previous baseline, and records how long that took."""
     with DecayingSampler(hot_w=20.0, idle_w=10.0, decay_s=0.5) as sampler:
         base = idle_baseline(SETTINGS, sampler, previous=Baseline(10.0, "measured"))
-    assert base.power_w == pytest.approx(10.0, rel=0.02)
-    assert base.cooldown["reached"] is True and 0.4 <= base.cooldown["waited_s"] <= 4.0  # slack for a busy host
+    assert base.power_w == pytest.approx(10.0)
+    # 20 W until 0.5 s, 10 W after: the mean of the last 0.5 s of samples (one per 10 ms) falls to the limit,
+    # 11.2 W (10 W + 10 % + the 0.2 W floor), once no more than 6 of its 51 samples are hot: at 0.94 s
+    assert base.cooldown["reached"] is True and base.cooldown["waited_s"] == pytest.approx(0.94, abs=1e-6)
+    assert base.end_ns - base.start_ns == pytest.approx(0.2e9, abs=10_000_000)  # baseline_s
 
 
 def test_cooldown_timeout_is_recorded():

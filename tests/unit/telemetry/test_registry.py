@@ -70,10 +70,10 @@ def test_the_table_drives_the_auto_order(monkeypatch):
         def _stop(self):
             pass
 
-    fake = registry.SamplerRow(name="fake", factory=lambda interval_ms, devices: Fake(), auto_rank=1,
-                               auto_devices=None, hosts="tests", scope="a fake board")
-    cuda_only = registry.SamplerRow(name="fake-gpu", factory=lambda interval_ms, devices: Fake(), auto_rank=0,
-                                    auto_devices=("cuda",), hosts="tests", scope="a fake GPU")
+    fake = registry.SamplerRow(name="fake", factory=lambda interval_ms, devices, clock=None: Fake(),
+                               auto_rank=1, auto_devices=None, hosts="tests", scope="a fake board")
+    cuda_only = registry.SamplerRow(name="fake-gpu", factory=lambda interval_ms, devices, clock=None: Fake(),
+                                    auto_rank=0, auto_devices=("cuda",), hosts="tests", scope="a fake GPU")
     monkeypatch.setattr(registry, "SAMPLERS", (*registry.SAMPLERS, fake, cuda_only))
     assert select.auto_order("cpu")[0] == "fake" and "fake-gpu" not in select.auto_order("cpu")
     assert select.auto_order("cuda")[:2] == ["fake-gpu", "fake"]
@@ -98,12 +98,13 @@ def test_the_companion_rule_comes_from_the_table(monkeypatch):
         def probe(self):
             return Availability.yes() if self.ok else Availability.no(f"{self.name} is missing")
 
-    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name))
+    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None, clock=None: Fake(name))
     sampler, _ = select.select_sampler("nvml", "cuda", 100)
     assert [c.name for c in sampler.companions] == ["rapl"]
     sampler, _ = select.select_sampler("nvml", "cpu", 100)
     assert sampler.companions == []
-    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name, name != "rapl"))
+    monkeypatch.setattr(select, "make_sampler",
+                        lambda name, interval_ms, devices=None, clock=None: Fake(name, name != "rapl"))
     sampler, _ = select.select_sampler("nvml", "cuda", 100)
     assert sampler.companions == [] and sampler.companion_reasons == {"rapl": "rapl is missing"}
 

@@ -44,6 +44,7 @@ def fake_processes(fake: Path) -> list[int]:
 
 
 def wait_for(predicate, timeout_s: float = 3.0) -> bool:
+    """Poll a real child process's state (the fake tegrastats runs on the host's clock) until it holds."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -59,7 +60,9 @@ def test_step_profile_energy_within_two_percent(fake_tegrastats_path, monkeypatc
     sampler = TegrastatsSampler(interval_ms=20)
     with sampler:
         pid = sampler.pid
-        time.sleep(max(0.0, (t0_ns + 1_250_000_000 - time.time_ns()) / 1e9))
+        # until a line past the window's end has arrived (not for a duration: a loaded host delays lines)
+        assert wait_for(lambda: sampler.samples and sampler.samples[-1].t_ns >= t0_ns + 1_250_000_000,
+                        timeout_s=30)
     start_ns, end_ns = t0_ns + 100_000_000, t0_ns + 1_100_000_000
     exact_j = 4.0 * 0.5 + 10.0 * 0.5  # 4 W until t0+0.6 s, 10 W after
     window = integrate(sampler.samples, start_ns, end_ns)
