@@ -21,7 +21,7 @@ def _timeline(profile, seconds, interval_s=0.1, ram=lambda t: 3000.0):
     for i in range(n):
         t = i * interval_s
         out.append(Sample(t_ns=T0 + int(t * S), power_w={"VDD_IN": profile(t)}, total_w=profile(t),
-                          total_kind="input_rail:VDD_IN", mem_used_mib=ram(t)))
+                          total_kind="input_rail:VDD_IN", mem_used_mb=ram(t)))
     return out
 
 
@@ -119,7 +119,7 @@ def test_peak_vram_keeps_torch_and_nvml_figures_apart():
     from runner.results import Summary
 
     samples = [Sample(t_ns=T0 + i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0, total_kind="nvml:sum_of_gpus",
-                      mem_used_mib=3000.0, extras={"processes": [{"pid": 9, "sid": 9, "used_mib": 500.0 + (
+                      mem_used_mb=3000.0, extras={"processes": [{"pid": 9, "sid": 9, "used_mb": 500.0 + (
                           300.0 if 30 < i < 60 else 0.0)}]})
                for i in range(90)]
     block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
@@ -229,7 +229,7 @@ def test_psys_that_moves_with_package_and_dram_is_an_extra_figure():
 
 def _gpu_samples(procs_at):
     return [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0,
-                   total_kind="nvml:sum_of_gpus", mem_used_mib=3000.0, extras={"processes": procs_at(i)})
+                   total_kind="nvml:sum_of_gpus", mem_used_mb=3000.0, extras={"processes": procs_at(i)})
             for i in range(90)]
 
 
@@ -237,8 +237,8 @@ def test_gpu_process_memory_counts_only_the_containers_processes():
     """Another user's 5 GB process on the same GPU is not the backend's memory: only processes in the run's
     container (its id in their cgroup) count."""
     ours = {"gpu": "gpu0", "pid": 100, "cgroup": "0::/system.slice/docker-abc123def.scope", "sid": 100}
-    theirs = {"gpu": "gpu0", "pid": 200, "used_mib": 5000.0, "cgroup": "0::/user.slice/session-3.scope", "sid": 7}
-    samples = _gpu_samples(lambda i: [{**ours, "used_mib": 500.0 + (300.0 if 30 < i < 60 else 0.0)}, theirs])
+    theirs = {"gpu": "gpu0", "pid": 200, "used_mb": 5000.0, "cgroup": "0::/user.slice/session-3.scope", "sid": 7}
+    samples = _gpu_samples(lambda i: [{**ours, "used_mb": 500.0 + (300.0 if 30 < i < 60 else 0.0)}, theirs])
     owner = accounting.ProcessOwner(container_id="abc123def")
     block = _block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100, owner=owner)
     assert block["gpu_process_mem_peak_mib"] == 800.0
@@ -248,8 +248,8 @@ def test_gpu_process_memory_counts_only_the_containers_processes():
 
 
 def test_local_engine_processes_are_found_by_session():
-    mine = {"gpu": "gpu0", "pid": 300, "used_mib": 700.0, "cgroup": "0::/user.slice", "sid": 4242}
-    other = {"gpu": "gpu0", "pid": 301, "used_mib": 900.0, "cgroup": "0::/user.slice", "sid": 1}
+    mine = {"gpu": "gpu0", "pid": 300, "used_mb": 700.0, "cgroup": "0::/user.slice", "sid": 4242}
+    other = {"gpu": "gpu0", "pid": 301, "used_mb": 900.0, "cgroup": "0::/user.slice", "sid": 1}
     block = _block("nvml", _gpu_samples(lambda i: [mine, other]), EVENTS, accounting.Baseline(60.0, "given"),
                    8.0, 2, 100, owner=accounting.ProcessOwner(session_id=4242))
     assert block["gpu_process_mem_peak_mib"] == 700.0

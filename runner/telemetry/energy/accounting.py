@@ -88,7 +88,7 @@ def _process_mem_peak(samples: Sequence[Sample], start_ns: int, end_ns: int,
         if not start_ns <= s.t_ns <= end_ns or "processes" not in s.extras:
             continue
         listed = True
-        used = [p.get("used_mib") for p in s.extras["processes"] if owner.owns(p)]
+        used = [p.get("used_mb") for p in s.extras["processes"] if owner.owns(p)]
         if used and all(u is not None for u in used):
             peaks.append(sum(used))
     if peaks:
@@ -181,12 +181,12 @@ def psys_check(samples: Sequence[Sample], base: Baseline, clock: str) -> str | N
 
 def _peak(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
     """Samples must already be on the window's clock (``on_clock``)."""
-    values = [s.mem_used_mib for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mib is not None]
+    values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
     return max(values) if values else None
 
 
 def _mean(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
-    values = [s.mem_used_mib for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mib is not None]
+    values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -233,7 +233,7 @@ def scope_of(total_kind: str | None) -> str | None:
     return None
 
 
-#: What each sampler's ``Sample.mem_used_mib`` is, from the sampler table: host RAM on Jetson (GPU memory lives
+#: What each sampler's ``Sample.mem_used_mb`` is, from the sampler table: host RAM on Jetson (GPU memory lives
 #: there), GPU memory on NVML. RAPL measures no memory, so its runs carry no memory keys at all.
 MEMORY_LABELS = memory_labels()
 
@@ -482,9 +482,9 @@ def write_trace_csv(path: Path, samples: Sequence[Sample]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["t_ns", "total_w", "total_kind", "total_energy_j", "mem_used_mib", "mono_ns",
+        writer.writerow(["t_ns", "total_w", "total_kind", "total_energy_j", "mem_used_mb", "mono_ns",
                          *[f"{c}_w" for c in channels]])
         for s in samples:
-            writer.writerow([s.t_ns, s.total_w, s.total_kind, s.total_energy_j, s.mem_used_mib, s.mono_ns,
+            writer.writerow([s.t_ns, s.total_w, s.total_kind, s.total_energy_j, s.mem_used_mb, s.mono_ns,
                              *[s.power_w.get(c) for c in channels]])
     tmp.replace(path)

@@ -67,7 +67,7 @@ class Sample:
     started) where the hardware keeps one; None where it does not.
     ``total_energy_j``: the same counter for the total, built by the same rule
     as ``total_w``; when present, integration prefers it to power samples.
-    ``mem_used_mib``: memory in use (host RAM on Jetson, GPU memory on NVML).
+    ``mem_used_mb``: memory in use (host RAM on Jetson, GPU memory on NVML).
     ``extras``: everything else the source reported (loads, clocks, temps).
     """
 
@@ -77,7 +77,7 @@ class Sample:
     total_kind: str | None = None
     energy_j: Mapping[str, float] | None = None
     total_energy_j: float | None = None
-    mem_used_mib: float | None = None
+    mem_used_mb: float | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
     mono_ns: int | None = None
 
@@ -91,7 +91,7 @@ class Sample:
             "total_kind": self.total_kind,
             "energy_j": None if self.energy_j is None else dict(self.energy_j),
             "total_energy_j": self.total_energy_j,
-            "mem_used_mib": self.mem_used_mib,
+            "mem_used_mb": self.mem_used_mb,
             "extras": dict(self.extras),
         }
 

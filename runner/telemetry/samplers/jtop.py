@@ -71,6 +71,6 @@ class JtopSampler(PollingSampler):
     def _read(self) -> Sample:
         rails, total_w, kind = power_fields(self._jtop.power)
         mem = self._jtop.memory.get("RAM", {})
-        used_mib = mem["used"] / 1024.0 if "used" in mem else None  # jtop reports kB
+        used_mb = mem["used"] / 1024.0 if "used" in mem else None  # jtop reports kB
         t_ns, mono_ns = now_ns(self.clock)
-        return Sample(t_ns=t_ns, mono_ns=mono_ns, power_w=rails, total_w=total_w, total_kind=kind, mem_used_mib=used_mib)
+        return Sample(t_ns=t_ns, mono_ns=mono_ns, power_w=rails, total_w=total_w, total_kind=kind, mem_used_mb=used_mb)

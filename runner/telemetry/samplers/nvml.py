@@ -274,7 +274,7 @@ class NvmlSampler(PollingSampler):
         power_w: dict[str, float] = {}
         energy_j: dict[str, float] = {}
         readings: dict[str, dict[str, Any]] = {}
-        mem_sum_mib: float | None = None
+        mem_sum_mb: float | None = None
         processes: list[dict[str, Any]] = []
         for gpu in self._gpus:
             h, key = gpu.handle, gpu.channel
@@ -296,9 +296,9 @@ class NvmlSampler(PollingSampler):
             mem = self._optional(f"{key}.memory", nvml.nvmlDeviceGetMemoryInfo, mh)
             sm_clock = self._optional(f"{key}.sm_clock", nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_SM)
             temp = self._optional(f"{key}.temperature", nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU)
-            mem_used_mib = None if mem is None else mem.used / _MIB
-            if mem_used_mib is not None:
-                mem_sum_mib = (mem_sum_mib or 0.0) + mem_used_mib
+            mem_used_mb = None if mem is None else mem.used / _MIB
+            if mem_used_mb is not None:
+                mem_sum_mb = (mem_sum_mb or 0.0) + mem_used_mb
             # Every compute process with its memory, raw: which of them are the run's is decided
             # afterwards from their owner (cgroup / session), never by summing another user's in.
             procs = self._optional(f"{key}.processes", nvml.nvmlDeviceGetComputeRunningProcesses, mh)
@@ -306,13 +306,13 @@ class NvmlSampler(PollingSampler):
                 used = getattr(p, "usedGpuMemory", None)
                 pid = int(getattr(p, "pid", -1))
                 processes.append({"gpu": key, "pid": pid,
-                                  "used_mib": used / _MIB if isinstance(used, int) else None,
+                                  "used_mb": used / _MIB if isinstance(used, int) else None,
                                   **self._owner(pid)})
             readings[key] = {
                 "name": gpu.name,
                 "uuid": gpu.uuid,
                 "util_pct": None if util is None else util.gpu,
-                "mem_used_mib": mem_used_mib,
+                "mem_used_mb": mem_used_mb,
                 "sm_clock_mhz": sm_clock,
                 "temp_c": temp,
             }
@@ -334,7 +334,7 @@ class NvmlSampler(PollingSampler):
             total_kind=total_kind,
             energy_j=energy_j or None,
             total_energy_j=sum(energy_j[c] for c in channels) if has_all_counters else None,
-            mem_used_mib=mem_sum_mib,
+            mem_used_mb=mem_sum_mb,
             extras={"gpus": readings, "processes": processes},
         )
 

@@ -39,7 +39,7 @@ class SamplerRow:
     (its ``probe()`` then decides, e.g. tegrastats exists only on a Jetson).
     ``hosts``: where it works, in words.
     ``scope``: what its total measures, in words (the energy block's ``scope`` label is per figure).
-    ``memory``: what its ``Sample.mem_used_mib`` is, in words, or None when it reports no memory.
+    ``memory``: what its ``Sample.mem_used_mb`` is, in words, or None when it reports no memory.
     ``memory_label``: the energy block's key prefix for that memory (``ram_peak_mib``, ``gpu_mem_peak_mib``).
     ``companions``: samplers of another scope that run beside it (when they work) on the devices of
     ``auto_devices``, whether it was named or auto-detected: NVML sees the GPU only, RAPL adds the CPU.

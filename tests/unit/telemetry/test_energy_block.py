@@ -44,7 +44,7 @@ def _board(step_s=0.1):
         t = i * step_s
         w = 3.0 if t < 2 else 3.0 + 0.7 * (t - 2.0)
         out.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), power_w={"VDD_IN": w, "VDD_SOC": 0.25 * w},
-                          total_w=w, total_kind="input_rail:VDD_IN", mem_used_mib=3000.0 + (250.0 if t > 3 else 0.0)))
+                          total_w=w, total_kind="input_rail:VDD_IN", mem_used_mb=3000.0 + (250.0 if t > 3 else 0.0)))
     return out
 
 
@@ -55,10 +55,10 @@ def _gpu(step_s=0.1):
         t = i * step_s
         w = 60.0 if t < 3 else 140.0
         acc += w * step_s if i else 0.0
-        procs = [{"gpu": "gpu0", "pid": 9, "sid": 9, "used_mib": 400.0 + (300.0 if 3.5 < t < 6 else 0.0)},
-                 {"gpu": "gpu0", "pid": 7, "sid": 7, "used_mib": 5000.0}]
+        procs = [{"gpu": "gpu0", "pid": 9, "sid": 9, "used_mb": 400.0 + (300.0 if 3.5 < t < 6 else 0.0)},
+                 {"gpu": "gpu0", "pid": 7, "sid": 7, "used_mb": 5000.0}]
         out.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), power_w={"gpu0": w}, total_w=w,
-                          total_energy_j=acc, total_kind="nvml:sum_of_gpus", mem_used_mib=6000.0 + t,
+                          total_energy_j=acc, total_kind="nvml:sum_of_gpus", mem_used_mb=6000.0 + t,
                           extras={"processes": procs}))
     return out
 
@@ -124,7 +124,7 @@ def _cases():
         # a wall-clock-only timeline (an old log)
         "wall_clock": dict(device="cpu", source="tegrastats",
                            samples=[Sample(t_ns=s.t_ns, power_w=dict(s.power_w), total_w=s.total_w,
-                                           total_kind=s.total_kind, mem_used_mib=s.mem_used_mib) for s in board],
+                                           total_kind=s.total_kind, mem_used_mb=s.mem_used_mb) for s in board],
                            events=EVENTS, base=accounting.measured_baseline(board, T0, T0 + 2 * S)),
         # the container died before inference: the null block's shape, with its windows and clock
         "no_inference": dict(device="cuda", source="nvml", samples=gpu, events=NO_INFERENCE, base=_measured(gpu),
