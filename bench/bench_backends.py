@@ -76,7 +76,7 @@ def main() -> int:
                 results[backend] = f"failed: {s['error']}"
                 continue
             results[backend] = (f"{model:8s} {quant:5s} RTF {s['rtf']:.4f}  RTFx {s['rtfx']:6.1f}  WER {s['wer']:.4f}  "
-                                f"load {s['load_s']:.2f} s  peak RSS {s['peak_rss_mib']:.0f} MiB")
+                                f"load {s['load_s']:.2f} s  peak RSS {s['peak_rss_mb']:.0f} MB")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"tiny.en across inference libraries (cpu, beam {args.beam_size}, same utterances: {args.data})")

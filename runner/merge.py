@@ -199,32 +199,31 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
         summary.mark_unavailable("warmup_s", "no warm-up ran" if summary.warmup == 0 else
                                  "the container did not record the warm-up")
     st = raw.status or {}
-    # the container's status says peak_vram_mb (contract); on the host it is torch's figure. The contract's
-    # memory _mb figures are MiB (ru_maxrss / 1024, bytes / 2^20): the summary names them _mib (schema 4)
-    for name, key in (("peak_rss_mib", "peak_rss_mb"), ("rss_after_load_mib", "rss_after_load_mb"),
+    # the container's status says peak_vram_mb (contract); on the host it is torch's figure
+    for name, key in (("peak_rss_mb", "peak_rss_mb"), ("rss_after_load_mb", "rss_after_load_mb"),
                       ("model_size_mb", "model_size_mb"), ("n_params", "n_params"),
-                      ("peak_vram_torch_mib", "peak_vram_mb")):
+                      ("peak_vram_torch_mb", "peak_vram_mb")):
         value = st.get(key)
         setattr(summary, name, value)
         if value is None:
             reason = ("not reported by the backend" if raw.status else "the container wrote no status record")
             if name == "model_size_mb" and summary.model_source == "hub":
                 reason = "hub model: size on disk not known inside the container"
-            if name == "peak_vram_torch_mib":
+            if name == "peak_vram_torch_mb":
                 reason = ("no GPU: the run was on the CPU" if summary.device == "cpu" else
                           "the backend's memory is invisible to torch (CTranslate2)")
             summary.mark_unavailable(name, reason)
-    summary.audio_cache_mib = st.get("audio_cache_mb")
+    summary.audio_cache_mb = st.get("audio_cache_mb")
     summary.peak_rss_scope = st.get("peak_rss_scope") or ("process (since start, includes model load)"
-                                                          if summary.peak_rss_mib is not None else None)
-    if summary.peak_rss_mib is not None and summary.audio_cache_mib is not None:
-        summary.peak_rss_excl_audio_mib = summary.peak_rss_mib - summary.audio_cache_mib
+                                                          if summary.peak_rss_mb is not None else None)
+    if summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
+        summary.peak_rss_excl_audio_mb = summary.peak_rss_mb - summary.audio_cache_mb
     else:
-        summary.mark_unavailable("peak_rss_excl_audio_mib", "the container does not report the harness's audio "
-                                 "cache (an image built before issue 9)" if summary.peak_rss_mib is not None
-                                 else summary.unavailable.get("peak_rss_mib", "no peak RSS"))
-    if summary.peak_vram_nvml_mib is None:
-        summary.mark_unavailable("peak_vram_nvml_mib", "no GPU: the run was on the CPU" if summary.device == "cpu"
+        summary.mark_unavailable("peak_rss_excl_audio_mb", "the container does not report the harness's audio "
+                                 "cache (an image built before issue 9)" if summary.peak_rss_mb is not None
+                                 else summary.unavailable.get("peak_rss_mb", "no peak RSS"))
+    if summary.peak_vram_nvml_mb is None:
+        summary.mark_unavailable("peak_vram_nvml_mb", "no GPU: the run was on the CPU" if summary.device == "cpu"
                                  else "no NVML sampler ran")
     summary.versions = dict(st.get("versions") or {})
     summary.quant_method = st.get("quant_method")
@@ -251,12 +250,12 @@ def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:
     row = registry.find_row(energy.source)
     if row is None or not row.process_memory or summary.device == "cpu":
         return
-    summary.peak_vram_nvml_mib = energy.memory.process_peak_mib if energy.memory is not None else None
-    if summary.peak_vram_nvml_mib is not None:
-        summary.unavailable.pop("peak_vram_nvml_mib", None)
+    summary.peak_vram_nvml_mb = energy.memory.process_peak_mb if energy.memory is not None else None
+    if summary.peak_vram_nvml_mb is not None:
+        summary.unavailable.pop("peak_vram_nvml_mb", None)
     else:
-        summary.mark_unavailable("peak_vram_nvml_mib", energy.unavailable.get(
-            "gpu_process_mem_peak_mib", "NVML reported no per-process GPU memory"))
+        summary.mark_unavailable("peak_vram_nvml_mb", energy.unavailable.get(
+            "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
 
 
 def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None,

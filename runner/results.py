@@ -19,53 +19,7 @@ from typing import Any
 #: condition's full decode settings and its axes (issue 10).
 #: Still 3 after issue 12: summaries gained ``power`` (the operating point requested / applied / observed /
 #: restored, runner/power), a new field that is null where no operating point was set; nothing moved.
-#: 4: one unit per name (issue 28): the memory figures measured in MiB are named so (peak_rss_mib,
-#: rss_after_load_mib, audio_cache_mib, peak_rss_excl_audio_mib, peak_vram_torch_mib, peak_vram_nvml_mib, and the
-#: energy block's ram_/gpu_mem_peak_mib, _peak_delta_mib, gpu_process_mem_peak_mib; they were ``_mb`` while
-#: holding MiB); model_size_mb stays MB (10^6 bytes). ``upgraded`` reads older summaries so.
-#: The container contract (status.json, events) keeps its own names, converted in runner/merge.py.
-SCHEMA_VERSION = 4
-
-#: The summary fields schema 4 renamed: old name -> new name (the value unchanged: it was MiB already).
-RENAMED_IN_4: dict[str, str] = {
-    "peak_rss_mb": "peak_rss_mib", "rss_after_load_mb": "rss_after_load_mib", "audio_cache_mb": "audio_cache_mib",
-    "peak_rss_excl_audio_mb": "peak_rss_excl_audio_mib", "peak_vram_torch_mb": "peak_vram_torch_mib",
-    "peak_vram_nvml_mb": "peak_vram_nvml_mib",
-}
-
-
-def upgraded(summary: Any) -> Any:
-    """A run summary as schema 4 names its fields: one written before (schema 3 or older, or none said) gets
-    its MiB figures, their ``unavailable`` reasons and its ``repeats`` lists under the ``_mib`` names. A new dict;
-    the one given is left as it was. Anything not a mapping is returned as it is (its reader refuses it)."""
-    if not isinstance(summary, dict):
-        return summary
-    version = summary.get("schema_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version >= 4:
-        return summary
-
-    def renamed(d: dict) -> dict:
-        return {RENAMED_IN_4.get(k, k): v for k, v in d.items()}
-
-    out = renamed(summary)
-    for key in ("unavailable", "repeats"):
-        if isinstance(out.get(key), dict):
-            out[key] = renamed(out[key])
-    energy = out.get("energy")
-    if isinstance(energy, dict):  # its memory figures: <label>_peak_mb, <label>_peak_delta_mb, gpu_process_mem_peak_mb
-        energy = _energy_renamed(energy)
-        if isinstance(energy.get("unavailable"), dict):
-            energy["unavailable"] = _energy_renamed(energy["unavailable"])
-        out["energy"] = energy
-    return out
-
-
-def _energy_renamed(d: dict) -> dict:
-    return {(k[:-3] + "_mib" if k.endswith(ENERGY_MEMORY_SUFFIXES) else k): v for k, v in d.items()}
-
-
-#: The energy block's memory keys (schema 4: ``_mib``, they were ``_mb`` while holding MiB).
-ENERGY_MEMORY_SUFFIXES = ("_peak_mb", "_peak_delta_mb")
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -127,17 +81,17 @@ class Summary:
     inference_s: float | None = None
     container_s: float | None = None
     overhead_s: dict[str, float] | None = None
-    peak_rss_mib: float | None = None  # the container process's resident peak, over peak_rss_scope
+    peak_rss_mb: float | None = None  # the container process's resident peak, over peak_rss_scope
     peak_rss_scope: str | None = None  # process (since start, includes model load) | condition (reset at its start)
-    audio_cache_mib: float | None = None  # decoded audio the harness held (cache, babble pool): not the backend's
-    peak_rss_excl_audio_mib: float | None = None  # peak_rss_mib - audio_cache_mib: the backend's share, approximately
-    rss_after_load_mib: float | None = None
+    audio_cache_mb: float | None = None  # decoded audio the harness held (cache, babble pool): not the backend's
+    peak_rss_excl_audio_mb: float | None = None  # peak_rss_mb - audio_cache_mb: the backend's share, approximately
+    rss_after_load_mb: float | None = None
     model_size_mb: float | None = None
     n_params: int | None = None
     # Two different figures, never one in place of the other: torch's allocator peak counts tensors only
     # (no CUDA context, no cuDNN workspace); NVML's counts everything the run's processes hold on the GPU.
-    peak_vram_torch_mib: float | None = None  # torch.cuda.max_memory_allocated, inside the container
-    peak_vram_nvml_mib: float | None = None  # NVML memory of the run's own processes (incl. CUDA context)
+    peak_vram_torch_mb: float | None = None  # torch.cuda.max_memory_allocated, inside the container
+    peak_vram_nvml_mb: float | None = None  # NVML memory of the run's own processes (incl. CUDA context)
     quant_method: str | None = None  # how the backend realised the quant, where it says
     decode: dict[str, Any] = field(default_factory=dict)
     warmup: int = 0

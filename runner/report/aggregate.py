@@ -55,7 +55,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("cer", ("cer",)),
     Metric("rtf", ("rtf",)),
     Metric("latency_p50_ms", ("latency_ms", "p50")),
-    Metric("peak_rss_mib", ("peak_rss_mib",)),
+    Metric("peak_rss_mb", ("peak_rss_mb",)),
     Metric("load_s", ("load_s",)),
     Metric("total_j", ("energy", "total_j")),
     Metric("dynamic_j", ("energy", "dynamic_j")),

@@ -54,7 +54,7 @@ COMPARED: tuple[CompareMetric, ...] = (
     CompareMetric("wer", "WER %", "points", "points", 100.0, 2),
     CompareMetric("rtf", "RTF", "pct", "%", 1.0, 4),
     CompareMetric("latency_p50_ms", "p50 latency ms", "pct", "%", 1.0, 0),
-    CompareMetric("peak_rss_mib", "peak RSS MiB", "diff", "MiB", 1.0, 0),
+    CompareMetric("peak_rss_mb", "peak RSS MiB", "diff", "MiB", 1.0, 0),
     CompareMetric("j_per_audio_s", "J / audio s", "pct", "%", 1.0, 3),
 )
 BY_NAME = {m.metric: m for m in COMPARED}

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from ..errors import UserError
 from ..host.load import busy_from_record
-from ..results import read_jsonl_checked, upgraded
+from ..results import read_jsonl_checked
 
 CONDITIONS_FILE = "conditions.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -310,7 +310,7 @@ def parse_record(row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, lin
         model_ref=str(cond.get("model_ref") or ""), data_path=str(cond.get("data_path") or ""),
         axes=tuple(sorted((str(p), _frozen(v)) for p, v in axes.items() if str(p) not in KEY_AXES)),
     )
-    summary = upgraded(row.get("summary"))  # schema 3 and older: their MiB figures under the _mib names
+    summary = row.get("summary")
     return ConditionRecord(key=key, repeat=int(cond.get("repeat") or 0), status=str(row.get("status") or "error"),
                            error=row.get("error"), summary=summary if isinstance(summary, Mapping) else {})
 

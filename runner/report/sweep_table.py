@@ -46,7 +46,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("CER %", "cer", 100.0, 2, terminal=False),
     Column("RTF", "rtf", 1.0, 3),
     Column("p50 latency ms", "latency_p50_ms", 1.0, 0),
-    Column("peak RSS MiB", "peak_rss_mib", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB
+    Column("peak RSS MiB", "peak_rss_mb", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB
     Column("load s", "load_s", 1.0, 2, terminal=False),
     Column("energy J", "total_j", 1.0, 1, terminal=False),
     Column("dynamic J", "dynamic_j", 1.0, 1, terminal=False),

@@ -53,7 +53,7 @@ def test_windows_baseline_and_dynamic_energy_are_exact_for_a_linear_profile():
     assert block["j_per_utterance"] == pytest.approx(exact / 2, rel=1e-6)
     assert block["per_window"]["load"]["total_j"] == pytest.approx(3.0 * 0.9 + (1.0 ** 2 - 0.1 ** 2) / 2, rel=1e-6)
     assert block["peak_w"] == pytest.approx(8.5, rel=1e-3) and block["interval_ms"] == pytest.approx(100.0)
-    assert block["ram_peak_delta_mib"] == pytest.approx(200.0)
+    assert block["ram_peak_delta_mb"] == pytest.approx(200.0)
     assert set(block["unavailable"]) == {"loaded_idle_w", "loaded_idle_uplift_w"}  # these events have none
     per_utt = accounting.utterance_energy(samples, EVENTS, base)
     assert per_utt["a"]["energy_j"] == pytest.approx(3 * 2 + (3.5 ** 2 - 1.5 ** 2) / 2, rel=1e-6)
@@ -67,7 +67,7 @@ def test_missing_baseline_leaves_dynamic_unavailable_not_zero():
     assert block["total_j"] == pytest.approx(20.0)
     assert block["dynamic_j"] is None and block["baseline_w"] is None
     assert block["unavailable"]["dynamic_j"] == "the idle baseline was skipped (--baseline-s 0)"
-    assert "gpu_mem_peak_mib" not in block  # RAPL measures no memory: no GPU memory keys (issue 9, item 15)
+    assert "gpu_mem_peak_mb" not in block  # RAPL measures no memory: no GPU memory keys (issue 9, item 15)
 
 
 def test_sparse_samples_flag_the_window_instead_of_guessing():
@@ -124,19 +124,19 @@ def test_peak_vram_keeps_torch_and_nvml_figures_apart():
                for i in range(90)]
     block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
                                     owner=accounting.ProcessOwner(session_id=9))
-    assert block.memory.process_peak_mib == 800.0 and block.memory.peak_mib == 3000.0
+    assert block.memory.process_peak_mb == 800.0 and block.memory.peak_mb == 3000.0
     raw = merge.RawOutputs([], [], {"status": "ok", "peak_vram_mb": 420.0})
     s = Summary(backend="transformers", model="m", quant="fp16", device="cuda", dataset="d", status="ok")
     merge.apply_container_facts(s, raw)
     s.energy = block.to_json()
     merge.apply_nvml_vram(s, block)
     data = s.to_json()
-    assert data["peak_vram_torch_mib"] == 420.0 and data["peak_vram_nvml_mib"] == 800.0
+    assert data["peak_vram_torch_mb"] == 420.0 and data["peak_vram_nvml_mb"] == 800.0
     assert "peak_vram_mb" not in data and data["schema_version"] >= 2
     ct2 = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
     merge.apply_container_facts(ct2, merge.RawOutputs([], [], {"status": "ok"}))
-    assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mib"]
-    assert "no NVML sampler" in ct2.unavailable["peak_vram_nvml_mib"]
+    assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mb"]
+    assert "no NVML sampler" in ct2.unavailable["peak_vram_nvml_mb"]
 
 
 def test_sweep_conditions_keep_the_torch_vram_figure():
@@ -241,10 +241,10 @@ def test_gpu_process_memory_counts_only_the_containers_processes():
     samples = _gpu_samples(lambda i: [{**ours, "used_mb": 500.0 + (300.0 if 30 < i < 60 else 0.0)}, theirs])
     owner = accounting.ProcessOwner(container_id="abc123def")
     block = _block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100, owner=owner)
-    assert block["gpu_process_mem_peak_mib"] == 800.0
+    assert block["gpu_process_mem_peak_mb"] == 800.0
     unknown = _block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100)
-    assert unknown["gpu_process_mem_peak_mib"] is None
-    assert "cannot tell the run's processes" in unknown["unavailable"]["gpu_process_mem_peak_mib"]
+    assert unknown["gpu_process_mem_peak_mb"] is None
+    assert "cannot tell the run's processes" in unknown["unavailable"]["gpu_process_mem_peak_mb"]
 
 
 def test_local_engine_processes_are_found_by_session():
@@ -252,7 +252,7 @@ def test_local_engine_processes_are_found_by_session():
     other = {"gpu": "gpu0", "pid": 301, "used_mb": 900.0, "cgroup": "0::/user.slice", "sid": 1}
     block = _block("nvml", _gpu_samples(lambda i: [mine, other]), EVENTS, accounting.Baseline(60.0, "given"),
                    8.0, 2, 100, owner=accounting.ProcessOwner(session_id=4242))
-    assert block["gpu_process_mem_peak_mib"] == 700.0
+    assert block["gpu_process_mem_peak_mb"] == 700.0
 
 
 def test_sampler_health_reaches_the_summary():

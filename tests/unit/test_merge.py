@@ -70,7 +70,7 @@ def test_windows_come_from_container_events(tmp_path):
     s = _summary()
     merge.apply_container_facts(s, raw)
     assert s.load_s == pytest.approx(1.5) and s.warmup_s == pytest.approx(0.7)
-    assert s.inference_s == pytest.approx(7.5) and s.peak_rss_mib == 300.0
+    assert s.inference_s == pytest.approx(7.5) and s.peak_rss_mb == 300.0
     assert s.versions == {"ctranslate2": "4.6.0"}
     assert "model_size_mb" in s.unavailable  # not reported: unavailable with a reason, not 0
 
@@ -81,7 +81,7 @@ def test_dead_container_marks_windows_unavailable(tmp_path):
     s = _summary()
     merge.apply_container_facts(s, raw)
     assert s.load_s is None and "stopped early" in s.unavailable["load_s"]
-    assert s.unavailable["peak_rss_mib"] == "the container wrote no status record"
+    assert s.unavailable["peak_rss_mb"] == "the container wrote no status record"
 
 
 def test_container_error_names_the_cause_once_for_run_and_sweep():
@@ -115,23 +115,23 @@ def test_rtfx_of_a_zero_rtf_is_null_with_a_reason():
 
 
 def test_peak_rss_names_the_harness_audio_and_its_scope():
-    """peak_rss_mib is the process's peak; the harness's decoded audio is reported beside it and taken out of
-    peak_rss_excl_audio_mib, and a sweep condition's figure is its own (peak reset at its start)."""
+    """peak_rss_mb is the process's peak; the harness's decoded audio is reported beside it and taken out of
+    peak_rss_excl_audio_mb, and a sweep condition's figure is its own (peak reset at its start)."""
     from runner import execute
 
     s = _summary()
     merge.apply_container_facts(s, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0,
                                                              "audio_cache_mb": 100.0}))
-    assert (s.peak_rss_mib, s.audio_cache_mib, s.peak_rss_excl_audio_mib) == (900.0, 100.0, 800.0)
+    assert (s.peak_rss_mb, s.audio_cache_mb, s.peak_rss_excl_audio_mb) == (900.0, 100.0, 800.0)
     assert s.peak_rss_scope == "process (since start, includes model load)"
     events = [_ev("model_info", 1.0, versions={}), _ev("inference_end", 2.0, peak_rss_mb=500.0, audio_cache_mb=50.0,
                                                           peak_rss_scope="condition (peak reset at its start)")]
     c = _summary()
     merge.apply_container_facts(c, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
-    assert c.peak_rss_excl_audio_mib == 450.0 and c.peak_rss_scope == "condition (peak reset at its start)"
+    assert c.peak_rss_excl_audio_mb == 450.0 and c.peak_rss_scope == "condition (peak reset at its start)"
     old = _summary()
     merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0}))
-    assert old.peak_rss_excl_audio_mib is None and "does not report" in old.unavailable["peak_rss_excl_audio_mib"]
+    assert old.peak_rss_excl_audio_mb is None and "does not report" in old.unavailable["peak_rss_excl_audio_mb"]
 
 
 def test_energy_unavailable_is_said_in_full_once():

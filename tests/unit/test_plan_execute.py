@@ -77,7 +77,7 @@ def test_each_condition_of_a_recorded_container_gets_its_own_result(tmp_path):
     assert a["status"] == b["status"] == "ok"
     assert a["wer"] == 0.0 and b["wer"] == pytest.approx(0.25)
     assert a["inference_s"] == pytest.approx(0.52) and a["load_s"] == pytest.approx(1.0)
-    assert (a["peak_rss_mib"], b["peak_rss_mib"]) == (250.0, 240.0)
+    assert (a["peak_rss_mb"], b["peak_rss_mb"]) == (250.0, 240.0)
     assert a["host"] == {"cpu_count": 2} and a["condition"]["axes"] == {"repeat": 0}
     assert a["model_ref"] == str(tmp_path / "models" / "tiny.en") and a["data_path"] == str(tmp_path / "d")
     stored = json.loads((tmp_path / "conditions" / "kB" / "summary.json").read_text())
@@ -113,7 +113,7 @@ def test_tables_carry_schema_version_and_axes_columns(tmp_path):
         execute.finalize(g, c)
     records = tables.rebuild_tables(tmp_path, [job])
     lines = [json.loads(x) for x in (tmp_path / "conditions.jsonl").read_text().splitlines()]
-    assert len(lines) == 2 and all(x["schema_version"] == 4 for x in lines)
+    assert len(lines) == 2 and all(x["schema_version"] == 3 for x in lines)
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert "axes.repeat" in header and "decode.beam_size" in header and len(records) == 2
 

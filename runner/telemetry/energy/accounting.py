@@ -370,16 +370,16 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         peak = _peak(timeline, c0, c1)
         idle = _mean(timeline, base.start_ns, base.end_ns) if base.start_ns is not None else None
         label = MEMORY_LABELS[source]
-        process_peak_mib = None
+        process_peak_mb = None
         if row is not None and row.process_memory:
-            process_peak_mib, why = _process_mem_peak(timeline, c0, c1, owner)
+            process_peak_mb, why = _process_mem_peak(timeline, c0, c1, owner)
             if why:
-                unavailable["gpu_process_mem_peak_mib"] = why
+                unavailable["gpu_process_mem_peak_mb"] = why
         # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
         memory = MemoryFigures(label, peak, peak - idle if peak is not None and idle is not None else None,
-                               per_process=row is not None and row.process_memory, process_peak_mib=process_peak_mib)
-        if memory.peak_delta_mib is None:
-            unavailable[f"{label}_peak_delta_mib"] = ("the sampler reports no memory" if peak is None else
+                               per_process=row is not None and row.process_memory, process_peak_mb=process_peak_mb)
+        if memory.peak_delta_mb is None:
+            unavailable[f"{label}_peak_delta_mb"] = ("the sampler reports no memory" if peak is None else
                                                     "no idle window was measured to compare with")
     return EnergyBlock(
         source=source, measured=True, total_kind=inf.get("total_kind"), scope=scope_of(inf.get("total_kind")),

@@ -4,7 +4,7 @@
 ``accounting.with_companions`` adds the samplers that ran beside it; nothing
 changes it afterwards (``dataclasses.replace`` makes a new one), so the figures a
 summary, a table and a test read are those that were computed. Field names carry
-their units (``_j``, ``_w``, ``_ms``, ``_mib``) and are the JSON keys.
+their units (``_j``, ``_w``, ``_ms``, ``_mb``) and are the JSON keys.
 
 ``to_json()`` writes the on-disk layout, which has two shapes: ``measured`` (the
 inference window was found and the sampler ran) with every figure and its
@@ -46,18 +46,18 @@ class MemoryFigures:
     (``ram`` on Jetson, ``gpu_mem`` on NVML), the prefix of the JSON keys."""
 
     label: str
-    peak_mib: float | None
-    peak_delta_mib: float | None  # the peak above the idle window's mean: what the model costs
+    peak_mb: float | None
+    peak_delta_mb: float | None  # the peak above the idle window's mean: what the model costs
     #: Whether the sampler lists the run's own processes (the table's ``process_memory``): then
-    #: ``process_peak_mib`` is their peak (or null, its reason in the block's ``unavailable``).
+    #: ``process_peak_mb`` is their peak (or null, its reason in the block's ``unavailable``).
     per_process: bool = False
-    process_peak_mib: float | None = None
+    process_peak_mb: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {f"{self.label}_peak_mib": self.peak_mib}
-        out[f"{self.label}_peak_delta_mib"] = self.peak_delta_mib
+        out: dict[str, Any] = {f"{self.label}_peak_mb": self.peak_mb}
+        out[f"{self.label}_peak_delta_mb"] = self.peak_delta_mb
         if self.per_process:
-            out["gpu_process_mem_peak_mib"] = self.process_peak_mib
+            out["gpu_process_mem_peak_mb"] = self.process_peak_mb
         return out
 
 

@@ -146,7 +146,7 @@ def _scenarios():
     for name, c in _cases().items():
         s = _summary(c["device"])
         if c["device"] == "cuda":
-            s.mark_unavailable("peak_vram_nvml_mib", "no NVML sampler ran")
+            s.mark_unavailable("peak_vram_nvml_mb", "no NVML sampler ran")
         utts = merge.account_energy(s, _utts(), c["source"], c["samples"], c["events"], c["base"], c.get("reason"),
                                     100, c.get("owner"), c.get("health"), c.get("companions", ()))
         out[name] = {"summary": s.to_json(), "utterances": [u.__dict__ for u in utts]}
@@ -185,7 +185,7 @@ def test_the_block_is_a_frozen_record_and_its_json_is_the_callers():
     data["unavailable"]["x"] = "y"
     assert block.per_window["inference"]["total_j"] > 0 and "x" not in block.unavailable
     assert type(data["per_window"]["inference"]) is dict and data["baseline_window_ns"] == [0, 2 * S]
-    assert block.memory.label == "ram" and data["ram_peak_delta_mib"] == block.memory.peak_delta_mib == 250.0
+    assert block.memory.label == "ram" and data["ram_peak_delta_mb"] == block.memory.peak_delta_mb == 250.0
 
 
 def test_a_block_without_inference_has_no_memory_or_psys_figures():
@@ -231,23 +231,23 @@ def test_companion_sum_follows_the_sampler_table(monkeypatch):
 
 
 def test_nvml_process_memory_is_the_tables_fact(monkeypatch):
-    """The per-process GPU memory figure (and the summary's peak_vram_nvml_mib) comes from the row that says its
+    """The per-process GPU memory figure (and the summary's peak_vram_nvml_mb) comes from the row that says its
     samples list the run's processes, not from a sampler name written in the accounting code."""
     from runner.telemetry.samplers import registry
 
     owner = accounting.ProcessOwner(session_id=9)
     block = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100, owner)
-    assert block.memory.per_process and block.memory.process_peak_mib == 700.0
+    assert block.memory.per_process and block.memory.process_peak_mb == 700.0
     s = _summary("cuda")
     merge.apply_nvml_vram(s, block)
-    assert s.peak_vram_nvml_mib == 700.0
+    assert s.peak_vram_nvml_mb == 700.0
     rows = tuple(_row("nvml", process_memory=False) if r.name == "nvml" else r for r in registry.SAMPLERS)
     monkeypatch.setattr(registry, "SAMPLERS", rows)
     plain = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100, owner)
-    assert "gpu_process_mem_peak_mib" not in plain.to_json() and "gpu_mem_peak_mib" in plain.to_json()
+    assert "gpu_process_mem_peak_mb" not in plain.to_json() and "gpu_mem_peak_mb" in plain.to_json()
     s = _summary("cuda")
     merge.apply_nvml_vram(s, plain)
-    assert s.peak_vram_nvml_mib is None and "peak_vram_nvml_mib" not in s.unavailable
+    assert s.peak_vram_nvml_mb is None and "peak_vram_nvml_mb" not in s.unavailable
 
 
 if __name__ == "__main__":
