@@ -92,7 +92,7 @@ def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
     first["repeats"] = {
         "n": len(per),
         "status": [p.get("status") for p in per],
-        **{name: [p.get(name) for p in per] for name in ("wer", "rtf", "load_s", "inference_s", "peak_rss_mib")},
+        **{name: [p.get(name) for p in per] for name in ("wer", "rtf", "load_s", "inference_s", "peak_rss_mb")},
         "energy_per_audio_s_j": [(p.get("energy") or {}).get("energy_per_audio_s_j") for p in per],
         "folders": [str(out / "conditions" / r["condition"]["key"]) for r in records],
     }

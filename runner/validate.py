@@ -38,10 +38,10 @@ QUOTED = 3
 # What each field of the contract may hold. ``positive``: seconds of audio (> 0); ``seconds``/``mb``: >= 0.
 _POSITIVE = ("duration_s",)
 _NON_NEGATIVE = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "peak_vram_mb", "audio_cache_mb",
-                 "rss_after_load_mb", "model_size_mb", "seconds")
+                 "rss_after_load_mb", "model_size_mb", "seconds", "peak_rss_excl_audio_mb")
 _COUNTS = ("n_params", "batch_size", "count", "n_ok", "n_failed", "n", "n_conditions", "n_utterances")
 _TEXTS = ("condition", "id", "error", "peak_rss_scope", "device_used", "quant_method", "model", "status",
-          "model_kind", "backend", "traceback", "reason")
+          "model_kind", "backend", "traceback", "reason", "peak_rss_excl_audio_method")
 #: The fields an event must carry, beyond its name and clocks (the entrypoint always writes them).
 _REQUIRED = {Event.UTTERANCE_START: ("id",), Event.UTTERANCE_END: ("id", "duration_s", "processing_s"),
              Event.UTTERANCE_ERROR: ("id",)}
@@ -354,8 +354,8 @@ def sentence(rejected: Iterable[Rejected]) -> str | None:
 #: The summary's figures: finite, and never below 0 (energy is left out of "never below 0": a dynamic energy
 #: below the idle baseline is a measurement, and the energy block says so itself).
 FIGURES = ("audio_s", "wer", "cer", "sub", "del", "ins", "ref_words", "rtf", "rtfx", "load_s", "warmup_s",
-           "inference_s", "container_s", "peak_rss_mib", "audio_cache_mib", "peak_rss_excl_audio_mib",
-           "rss_after_load_mib", "model_size_mb", "n_params", "peak_vram_torch_mib", "peak_vram_nvml_mib")
+           "inference_s", "container_s", "peak_rss_mb", "audio_cache_mb", "peak_rss_excl_audio_mb",
+           "rss_after_load_mb", "model_size_mb", "n_params", "peak_vram_torch_mb", "peak_vram_nvml_mb")
 
 
 def published_problems(summary: dict[str, Any]) -> list[str]:
