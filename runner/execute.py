@@ -46,6 +46,7 @@ from .settings import LimitsSettings
 from .tables import condition_record
 from .telemetry.energy import accounting
 from .telemetry.energy.idle import idle_baseline
+from .telemetry.memory import ContainerMemorySampler, container_memory_block
 from .telemetry.samplers.base import Sampler
 from .telemetry.samplers.registry import health as sampler_health
 from .telemetry.samplers.select import select_sampler
@@ -116,7 +117,8 @@ def condition_status(events: list[dict], status: dict | None, whole_container: b
         for k in ("versions", "n_params", "model_size_mb", "rss_after_load_mb", "device_used"):
             out.setdefault(k, info.get(k))
     if end is not None and not (whole_container and status is not None):
-        for k in ("peak_rss_mb", "peak_vram_mb", "audio_cache_mb", "peak_rss_scope"):
+        for k in ("peak_rss_mb", "peak_vram_mb", "audio_cache_mb", "peak_rss_scope", "peak_rss_excl_audio_mb",
+                  "peak_rss_excl_audio_method"):
             out[k] = end.get(k)
     return out
 
@@ -159,6 +161,8 @@ class _Group:
     audio_s: dict[str, float | None] = field(default_factory=dict)  # the audio files' own lengths, by id
     cpu_start: dict[str, hostload.CpuSnapshot] = field(default_factory=dict)  # at each condition's start
     windows: dict[str, hostload.WindowLoad] = field(default_factory=dict)  # other work in each timed window
+    #: the container's memory timeline (its cgroup, on the host); None: not sampled (the local engine)
+    memory: ContainerMemorySampler | None = None
 
     def cpu_now(self) -> hostload.CpuSnapshot:
         """Every process's CPU time now, the run's own container marked (a load fact never stops a run)."""
@@ -267,6 +271,10 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.account_energy(summary, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
                                 g.energy_reason, spec.telemetry.interval_ms, g.owner, sampler_health(g.sampler),
                                 g.sampler.companions)
+    summary.container_memory = container_memory_of(g, events)
+    if g.memory is not None and g.memory.samples:  # each utterance's call, on the same timeline
+        peaks = accounting.utterance_memory(g.memory.samples, events)
+        utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]
     if interrupted:
         utts = not_run(summary, utts, dataset, transcripts)
     summary.overhead_s = overhead
@@ -309,6 +317,22 @@ def utterance_rows(utts: list, dataset) -> list[dict]:
     rows = [{**u.__dict__, "audio_sha256": hashes.file(audio[u.id]) if u.id in audio else None} for u in utts]
     hashes.save()
     return rows
+
+
+def container_memory_of(g: _Group, events: list[dict]) -> dict[str, Any]:
+    """The condition's container memory (issue 22, item 1): its cgroup's timeline over the condition's windows,
+    or every figure null with the reason there is none."""
+    interval = g.job.spec.telemetry.interval_ms
+    if g.memory is None:
+        reason = ("the local engine runs no container: the entrypoint's peak_rss_mb is its only memory figure"
+                  if g.engine == "local" else "the container's memory was not sampled")
+        return container_memory_block([], events, None, interval, reason=reason)
+    group = g.memory.cgroup
+    out = container_memory_block(g.memory.samples, events, group.describe() if group is not None else None,
+                                 interval, reason=g.memory.reason)
+    if g.memory.n_errors:  # readings lost: a peak between them may be missed
+        out["read_errors"] = {"n": g.memory.n_errors, "last": list(g.memory.errors[-3:])}
+    return out
 
 
 def failed_group(job: GroupJob, pending: list[PlannedCondition], error: str, *, host: dict[str, Any],
@@ -378,6 +402,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         cb.on_notice(plan.notice)
     paths = host_path_map(spec, raw_dir, plan) if plan is not None else {}
     g = _Group(job, list(pending), raw_dir, sampler, reason, host, engine.name, paths, clock=clock)
+    if engine.name != "local":  # a container: its cgroup is read on the host, from its start to its end
+        g.memory = ContainerMemorySampler(t.interval_ms, clock=clock)
     by_key = {c.key: c for c in pending}
 
     def on_event(record: dict[str, Any]) -> None:
@@ -398,6 +424,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
 
     def on_started(container_id: str) -> None:
         g.owner = accounting.ProcessOwner(container_id)
+        if g.memory is not None:
+            g.memory.attach(container_id)
 
     extra = (BindMount(job.noise_dir, NOISE_TARGET, True),) if job.noise_dir is not None else ()
     mounts = [*make_mounts(spec, raw_dir, plan), *extra] if plan is not None else []
@@ -415,6 +443,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
             if reason is None:
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
             g.load_before = hostload.snapshot(engine)
+            if g.memory is not None:
+                g.memory.start()
             try:
                 run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan), mounts,
                                  make_env(spec), on_event, launch)
@@ -424,6 +454,9 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                 error = str(exc)
             except Exception as exc:  # a defect or an engine's surprise: this group's conditions fail, with it
                 error = f"the runner could not run the container: {exc!r}"
+            finally:
+                if g.memory is not None:
+                    g.memory.stop()
             g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.

@@ -216,8 +216,12 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
     summary.audio_cache_mb = st.get("audio_cache_mb")
     summary.peak_rss_scope = st.get("peak_rss_scope") or ("process (since start, includes model load)"
                                                           if summary.peak_rss_mb is not None else None)
-    if summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
+    if st.get("peak_rss_excl_audio_mb") is not None:  # taken in the container at the same instant as its audio
+        summary.peak_rss_excl_audio_mb = st["peak_rss_excl_audio_mb"]
+        summary.peak_rss_excl_audio_method = st.get("peak_rss_excl_audio_method")
+    elif summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
         summary.peak_rss_excl_audio_mb = summary.peak_rss_mb - summary.audio_cache_mb
+        summary.peak_rss_excl_audio_method = OLD_EXCL_AUDIO
     else:
         summary.mark_unavailable("peak_rss_excl_audio_mb", "the container does not report the harness's audio "
                                  "cache (an image built before issue 9)" if summary.peak_rss_mb is not None
@@ -256,6 +260,11 @@ def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:
     else:
         summary.mark_unavailable("peak_vram_nvml_mb", energy.unavailable.get(
             "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
+
+
+#: What an older image's peak_rss_excl_audio_mb includes (it splits no peak at its backend calls).
+OLD_EXCL_AUDIO = ("the resident peak less the audio the harness held at the end (an image built before issue 22: "
+                  "under-reported when the peak came before the audio was cached)")
 
 
 def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None,
@@ -327,7 +336,8 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
     """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
 
     ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
-    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
+    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics
+    and the windows its readings failed in (``accounting.health_of_windows``: ``windows_affected``, ``ok`` false);
     ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope.
     The block is built whole (``accounting.EnergyBlock``) and the summary keeps its JSON."""
     n_ok = summary.n_utterances - summary.n_failed
@@ -336,12 +346,17 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
         block = _account_companions(block, companions, events, base, summary.audio_s, n_ok, interval_ms)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
+        if block.memory is not None:  # each utterance's memory peak, on the sampler's clock (issue 22, item 1)
+            mem = accounting.utterance_memory(samples, events)
+            utts = [replace(u, mem_peak_mb=mem[u.id]) if u.id in mem else u for u in utts]
     else:  # the full reason (each sensor's, for auto) once, in unavailable.energy; the block points there
         block = accounting.unavailable_block(None, short_energy_reason(energy_reason))
         summary.mark_unavailable("energy", energy_reason)
     summary.energy = block.to_json()
     if health is not None:
         arrival = dict(block.arrival) if block.arrival is not None else None
+        # the windows that lost readings, had failed queries or a long gap are named, and then health is not ok
+        health = accounting.health_of_windows(health, block)
         summary.telemetry = {**summary.telemetry, "health": {**health, "arrival": arrival}}
     apply_nvml_vram(summary, block)
     return utts

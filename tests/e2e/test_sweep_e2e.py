@@ -190,9 +190,10 @@ AXES = decode_axes_experiment("data/default")
 
 
 def test_decode_axes_vary_inside_one_loaded_model_and_threads_make_groups(tmp_path):
-    """Issue 10: batch size and beam size are axes the entrypoint varies inside one loaded model (one
-    load_start per container, four conditions each, every one decoded with its own settings); threads
-    changes the container (two groups). (What --plan shows of it: tests/unit/test_sweep.py.)"""
+    """Issue 10: beam size is an axis the entrypoint varies inside one loaded model (one load_start per
+    container, two conditions each, every one decoded with its own settings); threads changes the container, and
+    so does the batch size, which changes the memory a loaded model holds (issue 22, item 1): four groups.
+    (What --plan shows of it: tests/unit/test_sweep.py.)"""
     exp = _experiment(tmp_path, "axes", AXES)
     out = tmp_path / "out"
     r = sweep(str(exp), "--out", str(out))
@@ -203,13 +204,13 @@ def test_decode_axes_vary_inside_one_loaded_model_and_threads_make_groups(tmp_pa
                rec["condition"]["decode"]["beam_size"]) for rec in records}
     assert points == {(t, b, k) for t in (1, 2) for b in (1, 2) for k in (1, 5)}
     group_dirs = sorted((out / "groups").iterdir())
-    assert len(group_dirs) == 2
+    assert len(group_dirs) == 4
     for gdir in group_dirs:
         events = [json.loads(line) for line in (gdir / "raw" / "events.jsonl").read_text().splitlines()]
         assert [e["event"] for e in events].count("load_start") == 1  # the model is loaded once
         starts = [e for e in events if e["event"] == "condition_start"]
-        assert sorted((e["decode"]["batch_size"], e["decode"]["beam_size"]) for e in starts) == \
-            [(1, 1), (1, 5), (2, 1), (2, 5)]
+        assert len({e["decode"]["batch_size"] for e in starts}) == 1  # one batch size per container
+        assert sorted(e["decode"]["beam_size"] for e in starts) == [1, 5]
     for rec in records:  # each condition's summary carries the decoding it really ran
         assert rec["summary"]["decode"]["beam_size"] == rec["condition"]["decode"]["beam_size"]
     batched = [rec for rec in records if rec["condition"]["decode"]["batch_size"] == 2]

@@ -284,8 +284,9 @@ def test_the_sweep_command_here_plans_prepares_and_runs_through_local_sweep(stud
 
 def test_plan_shows_decode_axes_inside_one_container_and_threads_as_groups_and_writes_nothing(study, capsys,
                                                                                            monkeypatch):
-    """Issue 10: --plan prints one JSON line per group; batch size and beam size vary inside one container (four
-    conditions each), threads changes the container (two groups); nothing is resolved, started or written."""
+    """Issue 10: --plan prints one JSON line per group; beam size varies inside one container (two conditions
+    each), threads changes the container, and so does the batch size, which changes the memory a loaded model
+    holds (issue 22, item 1): four groups; nothing is resolved, started or written."""
     from runner.commands import sweep as sweep_cmd
 
     (study / "axes.yaml").write_text("name: axes\n" + decode_axes_experiment("d"))
@@ -293,13 +294,13 @@ def test_plan_shows_decode_axes_inside_one_container_and_threads_as_groups_and_w
     args = argparse.Namespace(experiment=str(study / "axes.yaml"), out=study / "out", plan=True, quiet=True)
     assert sweep_cmd.main(args) == 0
     groups = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(groups) == 2 and all(len(g["conditions"]) == 4 for g in groups)
-    assert sorted(g["decode"]["threads"] for g in groups) == [1, 2]
-    for g in groups:  # each condition's decode overrides go into the container; the threads do not
-        assert sorted((c["axes"]["decode.batch_size"], c["axes"]["decode.beam_size"]) for c in g["conditions"]) == \
-            [(1, 1), (1, 5), (2, 1), (2, 5)]
-        assert [c["decode"] for c in g["conditions"]] == [{}, {"beam_size": 5}, {"batch_size": 2},
-                                                           {"batch_size": 2, "beam_size": 5}]
+    assert len(groups) == 4 and all(len(g["conditions"]) == 2 for g in groups)
+    assert sorted((g["decode"]["threads"], g["decode"]["batch_size"]) for g in groups) == [(1, 1), (1, 2), (2, 1),
+                                                                                            (2, 2)]
+    for g in groups:  # each condition's decode overrides go into the container; the threads and batch size do not
+        assert sorted(c["axes"]["decode.beam_size"] for c in g["conditions"]) == [1, 5]
+        assert len({c["axes"]["decode.batch_size"] for c in g["conditions"]}) == 1
+        assert [c["decode"] for c in g["conditions"]] == [{}, {"beam_size": 5}]
     assert not (study / "out").exists(), "--plan starts nothing and writes nothing"
 
 

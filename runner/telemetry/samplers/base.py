@@ -67,6 +67,8 @@ class Sample:
     started) where the hardware keeps one; None where it does not.
     ``total_energy_j``: the same counter for the total, built by the same rule
     as ``total_w``; when present, integration prefers it to power samples.
+    ``total_channels``: the channels whose counters ``total_energy_j`` adds up (RAPL's packages and DRAM, NVML's
+    GPUs), so that one stuck part of a total is seen even while the others move; None where not known.
     ``mem_used_mb``: memory in use (host RAM on Jetson, GPU memory on NVML).
     ``extras``: everything else the source reported (loads, clocks, temps).
     """
@@ -80,6 +82,7 @@ class Sample:
     mem_used_mb: float | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
     mono_ns: int | None = None
+    total_channels: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for JSON timelines (units are in the key names)."""
@@ -95,6 +98,23 @@ class Sample:
             "extras": dict(self.extras),
         }
 
+
+#: ``Sample.extras`` key of a counter step that was lost (a wrap that could not be corrected): ``{"channels": [...],
+#: "total": bool}``, on the sample that ends the lost interval; integration makes every window over it unavailable.
+COUNTER_LOST = "counter_lost"
+
+#: ``Sample.extras`` key saying how a sample's time was found where it was not simply its arrival:
+#: ``STAMP_CADENCE`` for a line that arrived in a burst and was placed by the source's own cadence (tegrastats);
+#: ``ARRIVAL_MONO_NS`` then keeps when it really arrived (monotonic). Integration flags the windows they touch.
+STAMP = "stamp"
+STAMP_CADENCE = "cadence"
+ARRIVAL_MONO_NS = "arrival_mono_ns"
+
+#: ``Sample.extras`` keys of what went wrong around a sample, so that the windows it touches can be named
+#: (integrate.window_flags): ``LOST_BEFORE``, readings lost since the previous sample (a failed poll, a line that did
+#: not parse), one reason each; ``FAILED_QUERIES``, queries that failed in this reading ("gpu0.memory: NVML error").
+LOST_BEFORE = "lost_before"
+FAILED_QUERIES = "failed_queries"
 
 #: How often a polling sampler reads its source when the run says nothing else (``--interval-ms``): the one
 #: default of every sampler's constructor, the sampler table's and the telemetry settings'.

@@ -9,17 +9,20 @@ and ``sample_now()`` lets a caller add a reading exactly at a window edge.
 
 A reading that fails is not fatal to the timeline: the error text is kept in
 ``errors`` (the last few) and the thread carries on, because one bad read must
-not silently end a long benchmark's measurement.
+not silently end a long benchmark's measurement. The next good reading says how
+many were lost before it (``extras[LOST_BEFORE]``), so that every window over the
+gap is named (integrate.window_flags).
 """
 
 from __future__ import annotations
 
 import abc
 import threading
+from dataclasses import replace
 from typing import Any
 
 from runner.host.clock import SYSTEM_CLOCK, Clock, Ticker
-from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Sample, Sampler
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, LOST_BEFORE, Sample, Sampler
 
 _MAX_ERRORS_KEPT = 20
 
@@ -34,6 +37,7 @@ class PollingSampler(Sampler):
         self.interval_ms = interval_ms
         self.errors: list[str] = []
         self.n_errors = 0  # all of them; ``errors`` keeps the last few
+        self._lost: list[str] = []  # why readings failed since the last good one
         self._read_lock = threading.Lock()
         self._ticker: Ticker | None = None
 
@@ -45,8 +49,12 @@ class PollingSampler(Sampler):
                 sample = self._read()
             except Exception as exc:  # noqa: BLE001 - kept, not swallowed: see errors
                 self._note_error(f"{type(exc).__name__}: {exc}")
+                self._lost.append(f"{type(exc).__name__}: {exc}")
                 return None
             if sample is not None:
+                if self._lost:
+                    sample = replace(sample, extras={**sample.extras, LOST_BEFORE: list(self._lost)})
+                    self._lost.clear()
                 self._append(sample)
             return sample
 

@@ -13,6 +13,7 @@ from ...errors import UserError
 from ...host.clock import SYSTEM_CLOCK, Clock
 from . import registry
 from .base import NullSampler, Sampler
+from .nvml import requested_gpus
 from .registry import SAMPLER_NAMES, make_sampler
 
 CHOICES = ("auto", *SAMPLER_NAMES)
@@ -41,6 +42,16 @@ def _with_companions(sampler: Sampler, device: str, interval_ms: int, clock: Clo
     return sampler
 
 
+def unnamed_gpus(sampler: Sampler, device: str) -> str:
+    """Why NVML is refused on a run that is not on a GPU and names none: it would add every GPU of the host (other
+    users' work included) to a run that uses none of them. Names the GPUs there are and how to choose."""
+    listed = getattr(sampler, "inventory", lambda: [])()
+    where = f"this host has {len(listed)} GPU(s): {'; '.join(listed)}" if listed else "NVML lists no GPU here"
+    return (f"--telemetry nvml on a {device} run names no GPU, and NVML would then sum every GPU of the host, "
+            f"with whatever else runs on them ({where}). Name the GPU(s) to measure with CUDA_VISIBLE_DEVICES "
+            f"(e.g. CUDA_VISIBLE_DEVICES=0; a {device} run takes no --gpus), or measure the CPU with --telemetry rapl")
+
+
 def select_sampler(requested: str, device: str, interval_ms: int, devices: tuple[str, ...] | None = None,
                    clock: Clock = SYSTEM_CLOCK) -> tuple[Sampler, str | None]:
     """(sampler, reason energy will be unavailable or None); ``devices``: the run's GPUs, for NVML; ``clock``:
@@ -54,6 +65,8 @@ def select_sampler(requested: str, device: str, interval_ms: int, devices: tuple
         availability = sampler.probe()
         if not availability.ok:
             raise UserError(f"--telemetry {requested}: {availability.reason}")
+        if requested == "nvml" and device != "cuda" and devices is None and requested_gpus() is None:
+            raise UserError(unnamed_gpus(sampler, device))
         return _with_companions(sampler, device, interval_ms, clock), None
     reasons = []
     for name in auto_order(device):

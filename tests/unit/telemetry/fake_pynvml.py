@@ -167,13 +167,15 @@ def _next_uuid(prefix: str) -> str:
 
 @dataclass(eq=False)
 class FakeMig:
-    """One MIG instance of a fake GPU: its own UUID and memory, no power or energy of its own."""
+    """One MIG instance of a fake GPU: its own UUID, memory and compute processes (as NVML answers them on the
+    MIG device handle), no power or energy of its own."""
 
     uuid: str = field(default_factory=lambda: _next_uuid("MIG"))
     parent: FakeGpu | None = None
     mem_used_bytes: int = 1024**3
     mem_total_bytes: int = 10 * 1024**3
     name: str = "NVIDIA Fake GPU MIG 1g.10gb"
+    processes: list = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -373,7 +375,7 @@ class FakePynvml:
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list:
         self._check_init()
         if isinstance(handle, FakeMig):
-            return []
+            return list(handle.processes)
         if handle.processes is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return list(handle.processes)

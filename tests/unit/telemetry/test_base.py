@@ -132,3 +132,49 @@ def test_polling_sampler_keeps_errors_and_keeps_going():
 def test_polling_interval_must_be_positive():
     with pytest.raises(ValueError):
         Failing(interval_ms=0)
+
+
+class Flaky(PollingSampler):
+    """Power readings of 10 W on the host clocks; the readings listed in ``fail_at`` raise."""
+
+    name = "flaky"
+
+    def __init__(self, fail_at=(), clock=None):
+        super().__init__(interval_ms=10_000, clock=clock or ManualClock())
+        self.fail_at, self.n = set(fail_at), 0
+
+    def probe(self) -> Availability:
+        return Availability.yes()
+
+    def _read(self):
+        from runner.telemetry.samplers.base import now_ns
+
+        self.n += 1
+        if self.n in self.fail_at:
+            raise OSError("EIO reading the sensor")
+        t_ns, mono_ns = now_ns(self.clock)
+        return Sample(t_ns=t_ns, mono_ns=mono_ns, total_w=10.0, total_kind="input_rail:VDD_IN")
+
+
+def test_a_window_that_lost_readings_is_named_and_health_is_not_ok():
+    """Regression (issue 22, item 11): a reading lost inside a window (a failed poll) left the window's energy
+    looking whole and named no window. The next good reading says what was lost before it, the window over it is
+    flagged, and health names that window with ok false (the windows beside it are not named)."""
+    from runner.telemetry.energy import accounting
+
+    sampler = Flaky(fail_at={5})
+    sampler.start()  # reading 1
+    for _ in range(6):  # readings 2..7; 5 fails
+        sampler.clock.advance(0.01)
+        sampler.sample_now()
+    sampler.stop()  # reading 8
+    s = sampler.samples
+    assert [x.extras.get("lost_before") for x in s].count(None) == len(s) - 1
+    assert "EIO" in s[4].extras["lost_before"][0]  # the reading after the lost one
+    ev = [{"event": n, "t_ns": x.t_ns, "mono_ns": x.mono_ns} for n, x in
+          (("container_start", s[0]), ("load_start", s[0]), ("load_end", s[2]),
+           ("inference_start", s[3]), ("inference_end", s[5]), ("container_end", s[6]))]
+    block = accounting.energy_block("flaky", s, ev, accounting.Baseline(None, "unavailable", reason="x"), 4.0, 2, 10)
+    assert any(f.startswith("lost:") for f in block.per_window["inference"]["flags"])
+    health = accounting.health_of_windows(sampler.health(), block)
+    assert health["ok"] is False and set(health["windows_affected"]) == {"inference", "container"}

@@ -286,3 +286,59 @@ def test_nvml_health_names_the_chosen_gpus_and_unavailable_queries(fake_pynvml):
     health = sampler.health()
     assert health["gpus"][0]["uuid"] == gpu.uuid and health["gpus"][0]["requested"] == gpu.uuid
     assert "NotSupported" in health["unavailable"]["gpu0.temperature"] and health["polling_errors"] == []
+
+
+def test_two_mig_slices_of_one_gpu_keep_both_slices_memory_and_processes(fake_pynvml):
+    """Regression (issue 22, item 8): with two MIG slices of one GPU, only the first slice's memory handle was kept
+    (1024 against 4096 MiB), and processes on the second slice were missed. The GPU's energy is counted once; the
+    memory is both slices', and each slice's processes are listed."""
+    first = fake_pynvml.FakeMig(mem_used_bytes=1024**3, processes=[fake_pynvml.ProcessInfo(11, 512 * 1024**2)])
+    second = fake_pynvml.FakeMig(mem_used_bytes=3 * 1024**3, processes=[fake_pynvml.ProcessInfo(12, 2048 * 1024**2)])
+    gpu = fake_pynvml.FakeGpu(power_mw=200_000, migs=[first, second])
+    clock = ManualClock()
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu], clock=clock),
+                          devices=[first.uuid, second.uuid], clock=clock)
+    with sampler:
+        clock.sleep(0.1)
+    (chosen,) = sampler.gpus  # one GPU: its energy once
+    assert chosen["mig_uuids"] == [first.uuid, second.uuid] and second.uuid in chosen["energy_scope"]
+    last = sampler.samples[-1]
+    assert last.mem_used_mb == pytest.approx(4096.0)
+    assert sorted(p["pid"] for p in last.extras["processes"]) == [11, 12]
+    assert _window_w(sampler) == pytest.approx(200.0, rel=0.02)
+
+
+def test_a_failed_nvml_query_makes_health_not_ok_and_names_the_window(fake_pynvml):
+    """Regression (issue 22, item 11): a query NVML failed while sampling left ``health.ok: true`` and named no
+    window. The reading it belonged to says so, health is not ok, and the accounting names the windows it touched."""
+    from runner.telemetry.energy import accounting
+
+    gpu = fake_pynvml.FakeGpu(power_mw=100_000)
+    clock = ManualClock()
+    fake = fake_pynvml.FakePynvml(gpus=[gpu], clock=clock)
+    sampler = NvmlSampler(interval_ms=10_000, nvml=fake, clock=clock)
+    sampler.start()
+    marks = []
+    for i in range(6):
+        clock.advance(0.01)
+        if i == 3:
+            gpu.mem_used_bytes = None  # this reading's memory query fails...
+            real = fake.nvmlDeviceGetMemoryInfo
+            fake.nvmlDeviceGetMemoryInfo = lambda h, v=None: (_ for _ in ()).throw(fake_pynvml.NVMLError(15))
+        sample = sampler.sample_now()
+        if i == 3:
+            fake.nvmlDeviceGetMemoryInfo = real  # ...and the next ones work again
+            gpu.mem_used_bytes = 2 * 1024**3
+        marks.append(sample)
+    sampler.stop()
+    health = sampler.health()
+    assert health["ok"] is False and health["n_query_failures"] == 1
+    assert "gpu0.memory" in marks[3].extras["failed_queries"][0]
+    ev = [{"event": n, "t_ns": s.t_ns, "mono_ns": s.mono_ns} for n, s in
+          (("container_start", marks[0]), ("load_start", marks[0]), ("load_end", marks[1]),
+           ("inference_start", marks[2]), ("inference_end", marks[4]), ("container_end", marks[5]))]
+    block = accounting.energy_block("nvml", sampler.samples, ev, accounting.Baseline(None, "unavailable",
+                                                                                    reason="skipped"), 4.0, 2, 10_000)
+    named = accounting.health_of_windows({"sampler": "nvml", "ok": True}, block)
+    assert named["ok"] is False and "inference" in named["windows_affected"] and "load" not in named["windows_affected"]
+    assert "gpu0.memory" in named["windows_affected"]["inference"][0]

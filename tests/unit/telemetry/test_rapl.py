@@ -186,3 +186,53 @@ def test_rapl_health_counts_intervals_dropped_for_an_unreadable_range(rapl_tree)
     health = sampler.health()
     assert health["dropped_intervals"] == 1 and "max_energy_range_uj" in health["dropped_reason"]
     assert health["polling_errors"] == [] and health["total_kind"] == "rapl:package"
+
+
+def test_stuck_package_counter_is_unavailable_not_0_j(rapl_tree):
+    """Regression (issue 22, item 3): a RAPL package counter that never advanced was published as 0 J with
+    ``measured: true`` and ``health.ok: true``. Over a window where the work ran, a counter that does not move is
+    unavailable with the reason, on the energy block itself, and health says the counter is stuck."""
+    from runner.telemetry.energy import accounting
+
+    root = rapl_tree({"intel-rapl:0": ("package-0", 7_000_000, MAX), "intel-rapl:0:1": ("dram", 1_000, MAX)})
+    sampler = RaplSampler(root=root, interval_ms=10_000, clock=ManualClock())
+    sampler.start()
+    for step in range(1, 6):
+        set_uj(root, "intel-rapl:0:1", 1_000 + step * 100_000)  # DRAM moves, the package does not
+        sampler.clock.advance(0.005)
+        sampler.sample_now()
+    sampler.stop()
+    s = sampler.samples
+    window = integrate(s, s[1].t_ns, s[-2].t_ns)
+    assert window.total_j is None and "did not advance" in window.reason and "not 0 J" in window.reason
+    health = sampler.health()
+    assert health["ok"] is False and health["stuck_channels"] == ["package-0"] and "stuck" in health["stuck_reason"]
+    ev = [{"event": name, "t_ns": t, "mono_ns": m} for name, t, m in
+          (("container_start", s[0].t_ns, s[0].mono_ns), ("inference_start", s[1].t_ns, s[1].mono_ns),
+           ("inference_end", s[-2].t_ns, s[-2].mono_ns), ("container_end", s[-1].t_ns, s[-1].mono_ns))]
+    block = accounting.energy_block("rapl", s, ev, accounting.Baseline(None, "unavailable", reason="skipped"),
+                                    4.0, 2, 10_000)
+    assert block.total_j is None and "did not advance" in block.unavailable["total_j"]
+    assert block.j_per_audio_s is None and "did not advance" in block.unavailable["j_per_audio_s"]
+
+
+def test_wrap_with_unreadable_range_makes_the_windows_over_it_unavailable(rapl_tree):
+    """Regression (issue 22, item 3): a wrap with no readable max_energy_range_uj counted the interval as 0 J and
+    said so only in health: the total was short and looked measured. Every window over the lost interval is now
+    unavailable with the reason; a window beside it is still measured."""
+    root = rapl_tree({"intel-rapl:0": ("package-0", 5_000_000, MAX)})
+    (root / "intel-rapl:0" / "max_energy_range_uj").unlink()
+    sampler = RaplSampler(root=root, interval_ms=10_000, clock=ManualClock())
+    sampler.start()
+    for value in (6_000_000, 7_000_000, 1_000_000, 2_000_000, 3_000_000):  # wrapped between 7 and 1 J
+        sampler.clock.advance(0.005)
+        set_uj(root, "intel-rapl:0", value)
+        sampler.sample_now()
+    sampler.stop()
+    s = sampler.samples
+    over = integrate(s, s[1].t_ns, s[4].t_ns)
+    assert over.total_j is None and "max_energy_range_uj" in over.reason
+    assert s[3].total_w is None and "wrapped" in s[3].total_kind  # no 0 W for the lost interval either
+    before = integrate(s, s[0].t_ns, s[2].t_ns)
+    after = integrate(s, s[3].t_ns, s[5].t_ns)
+    assert before.total_j == pytest.approx(2.0) and after.total_j == pytest.approx(2.0)

@@ -182,3 +182,27 @@ def test_tegrastats_health_reports_exit_reason_and_unparsed_lines(fake_tegrastat
     health = sampler.health()
     assert health["sampler"] == "tegrastats" and "need root" in health["exit_reason"]
     assert health["lines_unparsed"] == 0 and health["lines_cut_off"] == 0 and health["ok"] is False
+
+
+def test_tegrastats_lines_arrive_when_written_through_a_pty_not_in_pipe_bursts(fake_tegrastats_path, monkeypatch):
+    """Regression (issue 22, item 6): tegrastats writes through C stdio, which buffers a pipe in blocks, and the
+    sampler stamped each line when Python read it: lines came seconds late and together. Through a pty the (fake,
+    stdio-buffered) tegrastats flushes every line: no bursts. Read through a pipe, the same program's lines come in
+    bursts, and the sampler places them by the cadence and says so."""
+    from runner.telemetry.energy.accounting import arrival_stats
+
+    monkeypatch.setenv("FAKE_TEGRASTATS_PROFILE", "[[0, 5000]]")
+    runs = {}
+    for stdout in ("pty", "pipe"):
+        sampler = TegrastatsSampler(interval_ms=20, stdout=stdout)
+        with sampler:
+            assert wait_for(lambda: len(sampler.samples) >= 60, timeout_s=10.0)
+        runs[stdout] = sampler
+    pty_stats = arrival_stats(runs["pty"].samples, 20)
+    assert runs["pty"].health()["stdout"] == "pty" and pty_stats["bursty"] is False
+    pipe = runs["pipe"]
+    assert arrival_stats(pipe.samples, 20)["bursty"] is True and pipe.n_cadence_stamped > 20
+    stamps = [s.mono_ns for s in pipe.samples]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    gaps_ms = [(b - a) / 1e6 for a, b in zip(stamps, stamps[1:])]
+    assert sorted(gaps_ms)[len(gaps_ms) // 2] == pytest.approx(20, rel=0.3)  # placed at the cadence, not together
