@@ -30,6 +30,7 @@ from typing import Any, Callable, ContextManager, Optional, Union
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
 from . import merge, validate
+from .content import HashCache
 from .errors import Interrupted, UserError
 from .host import load as hostload
 from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
@@ -279,6 +280,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]
     state = "interrupted" if interrupted and not finished else "error" if error else (
         "partial" if accounted.n_failed else "ok")
+    if interrupted:
+        accounted, utts = not_run(accounted, utts, dataset, transcripts)
     summary = replace(accounted, error=merge.host_paths(error, g.paths), status=state,
                       container_memory=container_memory_of(g, events),
                       overhead_s=overhead() if callable(overhead) else overhead,
@@ -286,7 +289,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     folder = cond.result_dir
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
+        write_jsonl_atomic(folder / "utterances.jsonl", utterance_rows(utts, dataset))
     finally:  # a full disk: the small summary may still fit, and says what happened
         summary = _published(g, cond, summary)
         data = summary.to_json()
@@ -309,6 +312,27 @@ def _published(g: _Group, cond: PlannedCondition, summary: Summary) -> Summary:
         summary = replace(summary, host_load=hostload.host_load_record(g.load_before, g.load_after,
                                                                        window=g.windows.get(cond.key)))
     return replace(summary, condition=condition_block(g.job, cond, summary.to_json()))
+
+
+def not_run(summary: Summary, utts: list, dataset, transcripts: list[dict]) -> tuple[Summary, list]:
+    """After an interrupt, the utterances the container never reached are not run (status ``not_run``,
+    counted in ``n_not_run``), not failures: nothing went wrong with them (issue 28). The summary with those
+    counts (a new one: it is frozen) and the utterances."""
+    reached = {t.get("id") for t in transcripts}
+    never = {u.id for u in dataset.utterances if u.problem is None and u.id not in reached}
+    n_not_run = sum(1 for u in utts if u.id in never and u.status != "ok")
+    return (replace(summary, n_not_run=n_not_run, n_failed=summary.n_failed - n_not_run),
+            [replace(u, status="not_run") if u.id in never and u.status != "ok" else u for u in utts])
+
+
+def utterance_rows(utts: list, dataset) -> list[dict]:
+    """utterances.jsonl's rows: each result with the sha256 of the audio it was read from (None where it was
+    not read), which `compare` matches the two sides' utterances on (issue 28)."""
+    hashes = HashCache()  # the plan hashed a sweep's audio already: read from the cache
+    audio = {u.id: u.audio for u in dataset.utterances if u.problem is None}
+    rows = [{**u.__dict__, "audio_sha256": hashes.file(audio[u.id]) if u.id in audio else None} for u in utts]
+    hashes.save()
+    return rows
 
 
 def container_memory_of(g: _Group, events: list[dict]) -> dict[str, Any]:
