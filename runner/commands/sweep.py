@@ -81,13 +81,8 @@ def print_outcome(outcome: SweepOutcome, console: Console, target: bool = False)
     for r in failed:
         c = r.condition
         where = f"{c.get('target')} " if target else ""
-<<<<<<< HEAD
         console.print(line("  ", (r.status, "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
-                           f"{c['snr_db']} repeat {c['repeat']}: {r.error}"))
-=======
-        console.print(line("  ", (r["status"], "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
-                           f"{c['snr_db']} repeat {int(c.get('repeat') or 0) + 1}: {r['error']}"))
->>>>>>> main
+                           f"{c['snr_db']} repeat {int(c.get('repeat') or 0) + 1}: {r.error}"))
 
 
 def draw_report(out: Path, console: Console) -> None:
