@@ -354,9 +354,8 @@ def rescored(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> d
 
     names = set(UtteranceResult.__dataclass_fields__)
     utts = [UtteranceResult(**{n: row.get(n) for n in names}) for row in rows]
-    fresh = Summary(backend="", model="", quant="", device="", dataset="", status="ok")
     try:
-        score(fresh, utts)
+        fresh = score(Summary(backend="", model="", quant="", device="", dataset="", status="ok"), utts)
     except (TypeError, ValueError, AttributeError) as exc:  # a file that was not the merge's own
         raise UserError(f"an utterances.jsonl of {summary.get('model')} holds a row that is not a result the "
                         f"merge wrote ({exc}); compare results edgeasr wrote.") from None

@@ -92,9 +92,11 @@ def test_the_run_view_of_repeats_shows_each_bad_utterance_once(tmp_path):
 def test_a_failed_sweep_condition_names_its_repeat_from_1(tmp_path):
     from runner.commands.sweep import print_outcome
 
-    rec = {"status": "error", "error": "boom", "condition": {"model": "tiny.en", "quant": "int8",
-                                                             "noise_type": "clean", "snr_db": None, "repeat": 0}}
+    from runner.results import ConditionRecord
     from runner.sweep import SweepOutcome
+
+    rec = ConditionRecord.of({"backend": "b", "model": "tiny.en", "quant": "int8", "noise_type": "clean",
+                              "snr_db": None, "repeat": 0}, {"status": "error", "error": "boom"})
 
     out = io.StringIO()
     print_outcome(SweepOutcome(tmp_path, (rec,), 0, 1.0), Console(file=out, width=200))
