@@ -233,9 +233,11 @@ def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str,
     return out
 
 
-def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: bool, plan=None) -> dict[str, Any]:
-    """The job spec the entrypoint reads: the group's settings and the pending conditions."""
-    spec = make_job(job.spec, plan, host_paths=host_paths)
+def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: bool, plan=None,
+                   power_measured: bool | None = None) -> dict[str, Any]:
+    """The job spec the entrypoint reads: the group's settings and the pending conditions; ``power_measured``:
+    a sampler runs (no loaded-idle wait without one, launch/job.make_job)."""
+    spec = make_job(job.spec, plan, host_paths=host_paths, power_measured=power_measured)
     entries = [c.job_entry() for c in pending]
     if host_paths and job.noise_dir is not None:  # the local engine reads the noise files where they are
         for e in entries:
@@ -308,7 +310,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
             g.load_before = hostload.snapshot(engine)
             try:
-                run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan), mounts,
+                run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan, reason is None), mounts,
                                  make_env(spec), on_event, launch)
                 if run.session_id is not None and g.owner is None:
                     g.owner = accounting.ProcessOwner.of(run)
