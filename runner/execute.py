@@ -69,6 +69,10 @@ class GroupResult:
     baseline: accounting.Baseline | None
     run: ContainerRun | None
     interrupted: KeyboardInterrupt | None = None
+    #: Where the group's wall went on the host (perf_counter seconds): baseline_s (the idle baseline and its
+    #: cool-down), container_s (engine.run: create, start, the container's life, exit), tail_s (sampling past
+    #: the end), final_s (the final merge and the trace), total_s. A sweep records them (sweep-timing.json).
+    timing_s: dict[str, float] = field(default_factory=dict)
 
 
 def stamp() -> str:
@@ -262,6 +266,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     ones as they are, the rest as interrupted."""
     cb = callbacks or Callbacks()
     spec = job.spec
+    timing = {"baseline_s": 0.0, "container_s": 0.0, "tail_s": 0.0}
+    t_group = time.perf_counter()
     # A new, empty output folder for every attempt: what an earlier container left (links, FIFOs) is gone.
     raw_dir = fresh_folder(job.group_dir, "raw")
     t = spec.telemetry
@@ -307,8 +313,11 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         # The operating point wraps the idle baseline too: dynamic energy is relative to the same point.
         with (operating_point or operating_point_for)(spec) as g.power, sampler:
             if reason is None:
+                t_base = time.perf_counter()
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
+                timing["baseline_s"] = time.perf_counter() - t_base
             g.load_before = hostload.snapshot(engine)
+            t_run = time.perf_counter()
             try:
                 run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan, reason is None), mounts,
                                  make_env(spec), on_event, launch)
@@ -316,10 +325,12 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                     g.owner = accounting.ProcessOwner.of(run)
             except UserError as exc:
                 error = str(exc)
+            timing["container_s"] = time.perf_counter() - t_run
             g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.
                 time.sleep(1.5 * t.interval_ms / 1000.0)
+                timing["tail_s"] = 1.5 * t.interval_ms / 1000.0
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the container is gone; record what finished
         interrupted = exc
         g.power = getattr(exc, "power_record", g.power)
@@ -327,6 +338,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         error = str(exc)
         g.power = getattr(exc, "power_record", g.power)
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if interrupted else {}
+    t_final = time.perf_counter()
     try:
         records = _final_pass(g, run, error, interrupted, cb)
     finally:
@@ -334,7 +346,9 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
             signal.signal(s, handler)
     if reason is None and sampler.samples:
         accounting.write_trace_csv(job.group_dir / "telemetry.csv", sampler.samples)
-    return GroupResult(records, g.baseline, run, interrupted)
+    now = time.perf_counter()
+    timing.update(final_s=now - t_final, total_s=now - t_group)
+    return GroupResult(records, g.baseline, run, interrupted, timing)
 
 
 def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrupted: KeyboardInterrupt | None,

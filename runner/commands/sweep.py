@@ -118,7 +118,11 @@ def _report(out: Path, console: Console) -> None:
         console.print(line(("no report", "yellow"), f": {exc}", lines=True))
 
 
+TIMING_FILE = "sweep-timing.json"
+
+
 def main(args: argparse.Namespace) -> int:
+    t_main = time.perf_counter()
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     exp = load_experiment(args.experiment)
     check_trusted_roots(exp, getattr(args, "audio_roots", None) or [])
@@ -153,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
                          offline=getattr(args, "offline", False), log=lambda text: console.print(line(text)))
     # One sweep per results folder: a second one is refused before it touches anything of the first's.
     with FolderLock(out, "sweep"):
-        return _main_locked(args, console, exp, out, engine, planned)
+        return _main_locked(args, console, exp, out, engine, planned, t_main)
 
 
 def check_trusted_roots(exp, confirmed: list[str]) -> None:
@@ -249,7 +253,8 @@ class SweepView:
                          on_notice=lambda text: console.print(line(f"{job.label}: {text}")))
 
 
-def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[GroupJob]) -> int:
+def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[GroupJob],
+                 t_main: float | None = None) -> int:
     sweep_id = stable_hash(str(out))
     for removed in engine.reap((str(out),)):
         console.print(line(removed))
@@ -268,6 +273,7 @@ def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[G
     for reason, n in changed.items():
         console.print(line(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then"))
     t0 = time.perf_counter()
+    timing: dict[str, Any] = {"setup_s": t0 - (t_main if t_main is not None else t0), "groups": []}
     with Progress(*progress_columns(), console=console, refresh_per_second=2, disable=console.quiet) as progress:
         view = SweepView(progress, n_pending)
         baseline = None
@@ -278,14 +284,25 @@ def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[G
                                    labels={SWEEP_LABEL: sweep_id}, callbacks=view.callbacks(job, console),
                                    previous=baseline)
             baseline = result.baseline or baseline
+            t_tables = time.perf_counter()
             records = tables.rebuild_tables(out, planned)
+            facts = (result.records[0]["summary"].get("overhead_s") or {}) if result.records else {}
+            timing["groups"].append({"group_dir": str(job.group_dir), "n_conditions": len(pending),
+                                     **{k: facts[k] for k in ("engine_start_s", "boot_s", "exit_s") if k in facts},
+                                     **result.timing_s, "tables_s": time.perf_counter() - t_tables})
             if result.interrupted is not None:  # the container is gone; finished conditions are on disk
                 exc = result.interrupted
                 exc.hint = (f"{len(records)} of {n_total} condition(s) are recorded in {out}; the one in progress "
                             f"is recorded as interrupted; rerun the same command to resume")
                 raise exc
+    t_tables = time.perf_counter()
     records = tables.rebuild_tables(out, planned)
     write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, stamp(), host))
+    t_report = time.perf_counter()
     _report(out, console)
     failed = print_outcome(records, out, time.perf_counter() - t0, console)
+    now = time.perf_counter()
+    # Where this invocation's wall went on the host, beside the containers' own events (bench/bench_sweep.py)
+    write_json_atomic(out / TIMING_FILE, {**timing, "tables_s": t_report - t_tables, "report_s": now - t_report,
+                                          "total_s": now - (t_main if t_main is not None else t0)})
     return 1 if failed else 0
