@@ -1,9 +1,9 @@
 """What the benches share: one harness run through the layers `edgeasr run` itself uses, and the quick mode's
 check that a bench printed its ratio lines.
 
-The run goes settings -> spec (runner/spec.build_run_spec) -> plan (runner/plan.plan_run) -> execute
-(runner/execute.execute_group), the path runner/commands/run.py calls, never that command's own handlers: those
-are the CLI's view and move when it does, and a bench that called them broke each time (issue 26, item 1).
+The run goes settings -> spec (runner/spec.build_run_spec) -> plan and execute (runner/run.execute_run: plan_run,
+then the one executor), the layer `edgeasr run` itself calls, never the command's own handlers: those are the
+CLI's view and move when it does, and a bench that called them broke each time (issue 26, item 1).
 
 Importing this module puts the checkout first on sys.path: `python bench/x.py` must measure the runner of this
 checkout, not whichever one the venv installed in editable mode.
@@ -20,11 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runner.execute import execute_group  # noqa: E402
-from runner.host.info import host_facts  # noqa: E402
-from runner.launch.engines import make_engine  # noqa: E402
 from runner.models.resolve import default_models_dir  # noqa: E402
-from runner.plan import plan_run  # noqa: E402
+from runner.run import execute_run  # noqa: E402
 from runner.settings import Settings  # noqa: E402
 from runner.spec import RunSpec, build_run_spec  # noqa: E402
 
@@ -39,15 +36,9 @@ def make_spec(settings: Settings, out: Path, engine: str = "docker") -> RunSpec:
 
 
 def harness_run(spec: RunSpec) -> dict[str, Any]:
-    """One container over the spec's dataset, as `edgeasr run` runs it; returns the run's summary (summary.json).
-    An interruption is raised again once the run folder is written."""
-    engine = make_engine(spec.engine)
-    job = plan_run(spec, engine.image(spec))
-    result = execute_group(job, list(job.conditions), engine, host=host_facts(engine.version()),
-                           owner_folder=spec.out)
-    if result.interrupted is not None:
-        raise result.interrupted
-    return result.records[0]["summary"]
+    """One container over the spec's dataset, as `edgeasr run` runs it (runner/run.execute_run: plan one group,
+    execute it, write the summary); returns the run's summary (summary.json)."""
+    return execute_run(spec)
 
 
 def missing_lines(output: str, patterns: Iterable[str]) -> list[str]:

@@ -7,9 +7,9 @@ measured around the command, then splits that wall from what the run itself reco
   conditions' windows, audio preparation and noise mixing taken out and shown beside them), the rest of the
   container's life;
 - around each container, from the condition summaries (overhead_s) and the sweep's sweep-timing.json: engine
-  start, interpreter boot, exit, the idle baseline (with its cool-down), sampling past the end, the merge and
-  the tables after each container; then the sweep's set-up (experiment, host checks, prepare, plan), the final
-  tables and the report;
+  start, interpreter boot, exit, the idle baseline (with its cool-down), sampling past the end, the merge;
+  then the tables and manifest after each container, the sweep's set-up (experiment, host checks, prepare,
+  plan) and the report;
 - the command's own start (interpreter, imports) is the wall less what the sweep recorded, and what no phase
   explains is printed as unaccounted.
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from _harness import ROOT
 
-from runner.commands.sweep import TIMING_FILE
+from runner.sweep import TIMING_FILE
 from edgeasr_entrypoint.contract import PREPARE_WINDOW, WINDOWS, Event
 
 TARGET_PCT, TARGET_WITH_REPORT_PCT = 97.0, 95.0
@@ -98,7 +98,9 @@ def phases(wall_s: float, timing: dict, out: Path) -> dict[str, float]:
     """The wall split into ORDER's phases (seconds)."""
     p = dict.fromkeys(ORDER, 0.0)
     p["command start"] = wall_s - timing["total_s"]
-    p["set-up"] = timing["setup_s"]
+    # the command's own: experiment, host checks, prepare, plan, the outcome's lines
+    p["set-up"] = timing["total_s"] - timing["sweep_s"] - timing["report_s"]
+    p["tables"] = timing["sweep_s"] - sum(g["total_s"] for g in timing["groups"])  # and the manifest, after each
     for g in timing["groups"]:
         inside = container_phases(events_of(Path(g["group_dir"])))
         for name, seconds in inside.items():
@@ -112,8 +114,6 @@ def phases(wall_s: float, timing: dict, out: Path) -> dict[str, float]:
         p["baseline"] += g["baseline_s"]
         p["sampling tail"] += g["tail_s"]
         p["merge"] += g["final_s"]
-        p["tables"] += g["tables_s"]
-    p["tables"] += timing["tables_s"]
     p["report"] = timing["report_s"]
     p["unaccounted"] = wall_s - sum(v for k, v in p.items() if k != "unaccounted")
     return p
