@@ -46,7 +46,7 @@ RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),-
 # The device the image is built for (`images build --device`): the one `run` gets (the CLI's default when empty).
 DEVICE_FLAG = $(if $(DEVICE),--device $(DEVICE))
 
-.PHONY: help venv venv-py38 fleet-venv base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench fleet-demo clean
+.PHONY: help venv venv-py38 fleet-venv base-image images ensure-image runner-image models tiny-models run-model run sweep compose-sweep report test test-unit bench fleet-demo clean
 
 help:
 	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model (DEVICE=cuda: the CUDA image)"
@@ -114,7 +114,11 @@ compose-sweep: venv models ensure-image runner-image
 report: venv
 	$(EDGEASR) report $(RESULTS)
 
-run: venv models ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
+# Only the model this run uses (nothing for pocketsphinx, whose model ships in its image): `make models` hashes all.
+run-model: venv
+	$(EDGEASR) models install --for $(BACKEND) $(MODEL)
+
+run: venv run-model ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
 	$(EDGEASR) run $(RUN_FLAGS)
 
 test-unit: venv venv-py38
