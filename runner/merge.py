@@ -116,6 +116,15 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> None:
             summary.mark_unavailable(name, "no utterance was transcribed")
 
 
+def not_a_result(summary: Summary, reason: str) -> None:
+    """The error rates of a model whose transcripts mean nothing (random weights) are not a result: unavailable,
+    with the reason, in place of a number a reader would take for an accuracy. Timings and memory stay."""
+    for name in ("wer", "cer", "sub", "deletions", "ins"):
+        setattr(summary, name, None)
+    for name in ("wer", "cer", "sub", "del", "ins"):
+        summary.mark_unavailable(name, reason)
+
+
 def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
     """Load/warm-up/inference windows, memory and versions from the container's own records."""
     ev = raw.events

@@ -13,8 +13,9 @@ from rich.console import Console
 from ..launch import docker_engine
 from ..errors import UserError
 from ..launch.backends import BACKENDS, DEVICES, IMAGES, Backend, get_image, image_platform
-from ..launch.images import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
-                             parse_overrides, platform_tag, read_carried_versions, requirements_text, versions_label)
+from ..launch.images import (PUBLIC_BASE, base_for, build_image, child_extras, ensure_base, fill_wheelhouse,
+                             image_exists, parse_overrides, platform_tag, read_carried_versions, requirements_text,
+                             versions_label)
 from ..platforms import JETSON, PLATFORMS
 
 PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
@@ -31,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     build.add_argument("backends", nargs="*", default=list(BACKENDS),
                        help=f"images to build: {', '.join(IMAGES)} (default: {' '.join(BACKENDS)})")
     build.add_argument("--base", default=PUBLIC_BASE,
-                       help=f"base image (default {PUBLIC_BASE}; falls back to a local debootstrapped bookworm)")
+                       help=f"base image of the Python 3.11 images (default {PUBLIC_BASE}; falls back to a local "
+                            "debootstrapped bookworm); the Python 3.13 ones (espnet) take python:3.13-slim-trixie, "
+                            "else a local debootstrapped trixie")
     build.add_argument("--no-wheelhouse", action="store_true",
                        help="do not fill the host-side wheelhouse; the build installs from the index itself")
     build.add_argument("--tag", default=None, help="image tag (only with one backend)")
@@ -122,9 +125,8 @@ def main(args: argparse.Namespace) -> int:
         args.backends = [n for n in args.backends if n not in present]
         if not args.backends:
             return 0
-    base = ensure_base(client, args.base, log=console.print)
     if args.images_cmd == "base":
-        print(base)
+        print(ensure_base(client, args.base, log=console.print))
         return 0
     wanted = [get_image(name) for name in args.backends]
     order: list = []
@@ -135,11 +137,18 @@ def main(args: argparse.Namespace) -> int:
         if image not in order:
             order.append(image)
     args.log_dir.mkdir(parents=True, exist_ok=True)
+    bases: dict[str, str] = {}  # asked-for base -> the one that exists, made once per build (pulled or debootstrapped)
     for image in order:
         tag = args.tag if args.tag and len(wanted) == 1 and image in wanted else image.image
         if args.missing and image not in wanted and image_exists(client, tag):  # a parent already built
             continue
-        image_base = get_image(image.parent).image if image.parent else base
+        if image.parent:
+            image_base = get_image(image.parent).image
+        else:
+            wanted_base = base_for(image, args.base)
+            if wanted_base not in bases:
+                bases[wanted_base] = ensure_base(client, wanted_base, log=console.print)
+            image_base = bases[wanted_base]
         mine = overrides if image in wanted else None  # --set is for the image asked for, not its parent
         if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent...
             fill_wheelhouse(image, log=console.print, overrides=mine)
