@@ -166,7 +166,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     merge.score(summary, utts)
     unscored = random_weights_reason(spec.model.host_dir)
     if unscored is not None:
-        merge.not_a_result(summary, unscored)
+        utts = merge.not_a_result(summary, utts, unscored)
     whole = len(g.pending) == 1
     merge.apply_container_facts(summary, merge.RawOutputs(events, transcripts,
                                                           condition_status(events, status, whole)))

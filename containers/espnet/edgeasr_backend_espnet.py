@@ -80,19 +80,19 @@ class EspnetModel:
         if self.s2t.beam_search is None:
             raise ValueError(f"{job.model} is not a CTC/attention model (a transducer or another decoder): the "
                              f"espnet backend decodes with ESPnet's joint CTC/attention beam search only")
-        model = self.s2t.asr_model
-        # counted on the float model's parameters; a quantized Linear packs its weights out of parameters()
-        self.n_params = sum(p.numel() for p in model.parameters()) if q != "dynamic_int8" else self._n_params(
-            config, weights)
+        self.n_params = self._count_params(self.s2t.asr_model)
         self._decode = d
 
-    @staticmethod
-    def _n_params(config: str, weights: str) -> int:
-        """The parameter count of the unquantized model, from its weights file (the quantized one hides them)."""
-        import torch
-
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        return int(sum(v.numel() for v in state.values() if hasattr(v, "numel") and v.is_floating_point()))
+    def _count_params(self, model) -> int:
+        """The model's parameters, the same number quantized or not: a dynamically quantized Linear packs its
+        weight and bias out of parameters(), so they are counted from the packed module."""
+        dynamic = self._torch.ao.nn.quantized.dynamic.Linear
+        n = sum(p.numel() for p in model.parameters())
+        for m in model.modules():
+            if isinstance(m, dynamic):
+                bias = m.bias()
+                n += m.weight().numel() + (bias.numel() if bias is not None else 0)
+        return int(n)
 
     def _ctc_weight(self, decode) -> float:
         """The job's CTC weight; when it names none (a host that leaves it out), Speech2Text's own default."""

@@ -62,8 +62,8 @@ def recipe_model_section() -> dict:
 
 def build(out: Path) -> None:
     import torch
-    import yaml
     from espnet2.tasks.asr import ASRTask
+    from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,8 @@ def build(out: Path) -> None:
     model = ASRTask.build_model(args)
     torch.save(model.state_dict(), out / "model.pth")
     config = {k: v for k, v in vars(args).items() if _plain(v)}
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    with open(out / "config.yaml", "w", encoding="utf-8") as f:  # as ESPnet's training writes it: no YAML aliases
+        yaml_no_alias_safe_dump(config, f, indent=4, sort_keys=False)
     n_params = sum(p.numel() for p in model.parameters())
     (out / "edgeasr-model.json").write_text(json.dumps(
         {"name": NAME, "note": NOTE, "random_weights": True, "format": "espnet", "recipe": RECIPE, "n_params": n_params,

@@ -165,7 +165,7 @@ def test_a_model_zoo_archive_is_an_espnet_folder(tmp_path):
 def test_a_random_weights_models_wer_is_not_a_result(tmp_path):
     """The tiny models' marker says their weights are random: their WER is unavailable with that reason."""
     from runner import merge
-    from runner.results import Summary
+    from runner.results import Summary, UtteranceResult
 
     random, real = _espnet(tmp_path, "a"), _espnet(tmp_path, "b", random=False)
     reason = random_weights_reason(random)
@@ -173,7 +173,10 @@ def test_a_random_weights_models_wer_is_not_a_result(tmp_path):
     assert random_weights_reason(real) is None and random_weights_reason(None) is None
     s = Summary(backend="espnet", model="a", quant="fp32", device="cpu", dataset="d", status="ok", wer=0.9, cer=0.8,
                 sub=3, deletions=1, ins=2)
-    merge.not_a_result(s, reason)
+    utt = UtteranceResult(id="u", status="ok", error=None, reference="a b", hypothesis="X", reference_norm="a b",
+                          hypothesis_norm="x", duration_s=1.0, latency_s=0.1, wer=1.0)
+    (unscored,) = merge.not_a_result(s, [utt], reason)
+    assert unscored.wer is None and unscored.hypothesis == "X" and unscored.latency_s == 0.1
     assert (s.wer, s.cer, s.sub, s.deletions, s.ins) == (None,) * 5
     assert s.to_json()["unavailable"]["wer"] == reason and s.to_json()["unavailable"]["del"] == reason
 
@@ -305,3 +308,12 @@ def test_a_source_only_package_that_is_not_pure_python_is_refused(monkeypatch, t
     monkeypatch.setattr(images, "_pip", pip)
     with pytest.raises(UserError, match="is not pure Python .* needs compiling for Python 3.13"):
         images.pack_source_only(es, {"antlr4-python3-runtime": "4.9.3"}, log=lambda m: None)
+
+
+def test_the_run_view_says_why_there_is_no_wer():
+    from runner.report.table import summary_rows
+
+    reason = "m has random weights (a tiny model made offline for pipeline and latency tests): ..."
+    s = {"status": "ok", "n_utterances": 1, "n_failed": 0, "n_scored": 1, "n_unreferenced": 0, "wer": None,
+         "unavailable": {"wer": reason}}
+    assert dict(summary_rows(s))["WER"] == f"unavailable: {reason}"
