@@ -15,7 +15,7 @@ endif
 VENV38   ?= .venv-py38
 
 BACKEND    ?= faster-whisper
-# Empty: every backend in the table (runner/launch/backends.py; `edgeasr images build` builds them all).
+# Empty: every backend in the table (runner/backends.py; `edgeasr images build` builds them all).
 BACKENDS   ?=
 # Empty: the runner's own default, so that `make run` and `edgeasr run` agree (MODEL, QUANT: the backend's;
 # DEVICE: the CLI's; IMAGE: the backend's image for this platform and device, which the runner picks itself).
@@ -27,7 +27,7 @@ OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
 # x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6); auto-detected as
-# runner/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
+# runner/host/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
 # picks jetson-r35 or jetson-r36, else x86. PLATFORM=jetson means this board's release.
 TEGRA_RELEASE ?= /etc/nv_tegra_release
 L4T_MAJOR  := $(shell sed -n '1s/^\# *R\([0-9][0-9]*\) (release).*/\1/p' $(TEGRA_RELEASE) 2>/dev/null)
@@ -53,7 +53,7 @@ help:
 	@echo "make sweep EXPERIMENT=smoke   run experiments/smoke.yaml on the host (resumable)"
 	@echo "make compose-sweep EXPERIMENT=smoke   the same through docker compose (runner in a container)"
 	@echo "make report EXPERIMENT=smoke  table, figures and report.html from the sweep's results"
-	@echo "make fleet-demo  a local Ray fleet (head + nodes cpu-a, cpu-b on 127.0.0.1) runs experiments/fleet-demo.yaml"
+	@echo "make fleet-demo  a local Ray fleet (head + nodes cpu-a, cpu-b on 127.0.0.1, token-authenticated) runs experiments/fleet-demo.yaml"
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       harness overhead vs a bare faster-whisper script on the image's versions [BENCH_REPEATS=5]"
@@ -133,7 +133,7 @@ test: venv venv-py38 fleet-venv models images runner-image tiny-models
 # BENCH_REPEATS interleaved pairs; then a line against the newest releases on the index.
 BENCH_REPEATS ?= 5
 bench: venv fleet-venv models ensure-image
-	@$(EDGEASR) images build transformers onnxruntime pocketsphinx --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)  # bench_backends.py's rows
+	@$(EDGEASR) images build $$($(VENV)/bin/python bench/bench_backends.py --list) --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)
 	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8) \
 	  --repeats $(BENCH_REPEATS) --image $(or $(IMAGE),$$($(EDGEASR) images tag $(BACKEND) $(DEVICE_FLAG)))
 	$(VENV)/bin/python bench/bench_sampler.py
@@ -142,7 +142,9 @@ bench: venv fleet-venv models ensure-image
 	$(VENV)/bin/python bench/bench_fleet.py
 
 # A fleet on this machine (runner/fleet/local.py: the node agent's own commands, as host processes), the demo
-# experiment on it, the per-target table; the fleet is stopped however the sweep ends (Ctrl-C included).
+# experiment on it, the per-target table; the fleet is stopped however the sweep ends (Ctrl-C included). It is
+# authenticated like any fleet: the head makes ~/.config/edgeasr/fleet-token (mode 0600) on its first start, or
+# uses $EDGEASR_FLEET_TOKEN_FILE; nodes and driver read the same file.
 FLEET_PORT        ?= 6379
 FLEET_CLIENT_PORT ?= 10001
 FLEET_LOCAL = $(VENV)/bin/python -m runner.fleet.local

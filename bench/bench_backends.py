@@ -1,9 +1,15 @@
-"""RTF of tiny.en int8 across backends, side by side: faster-whisper, transformers, onnxruntime, pocketsphinx.
+"""RTF of tiny.en across inference libraries, side by side: one backend per library of the backend table.
+
+The backends are the table's (runner/backends.py): the first row of each inference library that runs on the
+CPU of an x86 host (today faster-whisper, transformers, onnxruntime, pocketsphinx; whisperx is a second
+CTranslate2 backend, so it is left out), each with tiny.en in int8 where its library has int8 on the CPU and
+with its own defaults otherwise (pocketsphinx: its bundled en-us, in its one precision, fp32). A new backend
+of a new library is benchmarked without an edit here; `--list` prints the names (the Makefile builds their
+images from it).
 
 One process, the same utterances, the same beam (greedy by default, the one setting every backend
 shares), threads and warm-up; each backend runs in its own container through the harness, and the
-figure is the harness's inference-window RTF (load and warm-up excluded). pocketsphinx has one
-precision, fp32 (its model is not quantized): it is printed as such. A backend whose image or model
+figure is the harness's inference-window RTF (load and warm-up excluded). A backend whose image or model
 is missing is reported with the reason and the others still run. Prints a table; asserts nothing.
 """
 
@@ -17,36 +23,53 @@ from pathlib import Path
 
 from rich.console import Console
 
+from runner.backends import BACKENDS, DEFAULT_MODEL
 from runner.commands.run import execute
 from runner.errors import UserError
-from runner.models import default_models_dir
+from runner.models.resolve import default_models_dir
+from runner.settings import DecodeSettings, Settings, TelemetrySettings
 from runner.spec import build_run_spec
 
 ROOT = Path(__file__).resolve().parents[1]
+QUANT = "int8"
 
-# backend -> (model, quant): tiny.en int8 where the backend has int8.
-ROWS = {"faster-whisper": ("tiny.en", "int8"), "transformers": ("tiny.en", "int8"),
-        "onnxruntime": ("tiny.en", "int8"), "pocketsphinx": ("en-us", "fp32")}
+
+def bench_rows() -> dict[str, tuple[str, str]]:
+    """backend -> (model, quant): the first CPU backend of each library in the table, as the docstring says."""
+    rows: dict[str, tuple[str, str]] = {}
+    libraries: set[str] = set()
+    for be in BACKENDS.values():
+        if "cpu" not in be.devices or be.platform_problem("x86") or be.library in libraries:
+            continue
+        libraries.add(be.library)
+        model = be.default_model if be.model_format == "bundled" else DEFAULT_MODEL
+        rows[be.name] = (model, QUANT if QUANT in be.quants("cpu") else be.default_quant)
+    return rows
 
 
 def main() -> int:
+    rows = bench_rows()
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", default=str(ROOT / "data" / "default"))
     ap.add_argument("--beam-size", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--backends", nargs="*", default=list(ROWS))
+    ap.add_argument("--backends", nargs="*", default=list(rows), choices=list(rows))
+    ap.add_argument("--list", action="store_true", help="print the backends benchmarked, one per line, and stop")
     args = ap.parse_args()
+    if args.list:
+        print("\n".join(rows))
+        return 0
     console = Console(stderr=True)
     tmp = Path(tempfile.mkdtemp(prefix="edgeasr-bench-backends-"))
     results: dict[str, str] = {}
     try:
         for backend in args.backends:
-            model, quant = ROWS[backend]
+            model, quant = rows[backend]
+            settings = Settings(backend=backend, model=model, quant=quant, device="cpu", dataset=args.data,
+                                decode=DecodeSettings(beam_size=args.beam_size, threads=args.threads),
+                                telemetry=TelemetrySettings(sampler="none", baseline_s=0.0))
             try:
-                spec = build_run_spec(backend=backend, model=model, quant=quant, device="cpu", data=args.data,
-                                      out=str(tmp / backend), models_dir=default_models_dir(),
-                                      beam_size=args.beam_size, threads=args.threads, telemetry="none",
-                                      baseline_s=0.0)
+                spec = build_run_spec(settings, out=str(tmp / backend), models_dir=default_models_dir())
                 s = execute(spec, console)
             except UserError as exc:
                 results[backend] = f"unavailable: {exc}"
@@ -58,7 +81,7 @@ def main() -> int:
                                 f"load {s['load_s']:.2f} s  peak RSS {s['peak_rss_mb']:.0f} MB")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"tiny.en int8 across backends (cpu, beam {args.beam_size}, same utterances: {args.data})")
+    print(f"tiny.en across inference libraries (cpu, beam {args.beam_size}, same utterances: {args.data})")
     for backend, line in results.items():
         print(f"  {backend:15s} {line}")
     return 0

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from rich.console import Console
 
+from runner.backends import BACKENDS
 from runner.commands.run import execute
 from runner.errors import UserError
 from runner.launch import docker_engine
-from runner.launch.backends import BACKENDS
-from runner.models import default_models_dir
+from runner.models.resolve import default_models_dir
 from runner.spec import build_run_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner.fleet.local import LocalFleet, agent_env  # noqa: E402  (the project root first, as in a checkout)
+from runner.fleet.local import LocalFleet  # noqa: E402  (the project root first, as in a checkout)
 
 PORT, CLIENT_PORT = 6395, 20041  # not the demo's nor the tests'
 
@@ -57,13 +57,13 @@ grid:
 
 
 def run(targets: tuple[str, ...], exp: Path, out: Path) -> tuple[float, list[dict]]:
-    fleet = LocalFleet(targets, PORT, CLIENT_PORT)
+    fleet = LocalFleet(targets, PORT, CLIENT_PORT, token_file=exp.parent / "fleet-token")  # not the user's token
     fleet.down()
     fleet.up()
     try:
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "runner.cli", "sweep", str(exp), "--out", str(out), "--cluster",
-                            fleet.address], cwd=ROOT, env=agent_env(), capture_output=True, text=True)
+                            fleet.address], cwd=ROOT, env=fleet.env(), capture_output=True, text=True)
         wall = time.perf_counter() - t0
     finally:
         fleet.down()

@@ -31,10 +31,10 @@ from pathlib import Path
 from rich.console import Console
 
 from runner.commands.run import execute
-from runner.freshness import pip_newest
+from runner.images.build import parse_versions_label
+from runner.images.freshness import pip_newest
 from runner.launch import docker_engine
-from runner.launch.images import parse_versions_label
-from runner.models import default_models_dir
+from runner.models.resolve import default_models_dir
 from runner.spec import build_run_spec
 
 ROOT = Path(__file__).resolve().parents[1]

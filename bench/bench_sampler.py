@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from runner.telemetry.registry import make_sampler
+from runner.telemetry.samplers.registry import make_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from .completion import enable as enable_completion
+from .commands.completion import enable as enable_completion
 from .errors import UserError, interrupt_exit_code, signal_name
+from .untrusted import visible
 
 COMMANDS = {
     "run": "transcribe a dataset in a backend container and report WER, RTF, latency and memory",
@@ -32,6 +33,7 @@ COMMANDS = {
     "compare": "compare a baseline's results with candidates': deltas, noise, regression gates (exit 1)",
     "data": "build study datasets: an input-length ladder of real speech",
     "schema": "print the JSON Schema of experiment files (for editors)",
+    "doctor": "what this host can measure and what stands in the way, each with its fix (--json for bug reports)",
 }
 
 
@@ -131,18 +133,19 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(f"runner.commands.{args.command.replace('-', '_')}")
         return module.main(args)
     except UserError as exc:
-        print(f"edgeasr: {exc}", file=sys.stderr)
+        # a message quotes file names, ids, what an image said: shown visibly (the lines of a problem list kept)
+        print(visible(f"edgeasr: {exc}", lines=True), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         hint = getattr(exc, "hint", None) or "containers were removed"
-        print(f"edgeasr: interrupted by {signal_name(exc)}; {hint}", file=sys.stderr)
+        print(visible(f"edgeasr: interrupted by {signal_name(exc)}; {hint}"), file=sys.stderr)
         return interrupt_exit_code(exc)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             return _unexpected(args)
         where = f" while writing {exc.filename}" if exc.filename else ""
-        print(f"edgeasr: no space left on the device{where}; free some space and run the command again "
-              f"(files already written are complete; no partial file was left)", file=sys.stderr)
+        print(visible(f"edgeasr: no space left on the device{where}; free some space and run the command again "
+                      f"(files already written are complete; no partial file was left)"), file=sys.stderr)
         return 1
     except Exception:
         return _unexpected(args)
@@ -153,7 +156,7 @@ def _unexpected(args: argparse.Namespace) -> int:
     if args.verbose:
         traceback.print_exc()
     where = f"traceback in {log}" if log else "run again with -v for the traceback"
-    print(f"edgeasr: unexpected error ({sys.exc_info()[1]!r}); {where}", file=sys.stderr)
+    print(visible(f"edgeasr: unexpected error ({sys.exc_info()[1]!r}); {where}"), file=sys.stderr)
     return 1
 
 

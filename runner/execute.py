@@ -22,21 +22,23 @@ from typing import Any, Callable, ContextManager
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
-from . import hostload, merge
+from . import merge
 from .errors import UserError, signal_name
+from .host import load as hostload
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import host_path_map, make_env, make_job, make_mounts
 from .launch.owner import Owner
-from .models import random_weights_reason
+from .models.resolve import random_weights_reason
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
 from .results import Summary, read_jsonl, write_json_atomic, write_jsonl_atomic
 from .tables import condition_record
-from .telemetry import accounting
-from .telemetry.base import Sampler
-from .telemetry.idle import idle_baseline
-from .telemetry.select import select_sampler
+from .telemetry.energy import accounting
+from .telemetry.energy.idle import idle_baseline
+from .telemetry.samplers.base import Sampler
+from .telemetry.samplers.registry import health as sampler_health
+from .telemetry.samplers.select import select_sampler
 
 SWEEP_LABEL = "org.edgeasr.sweep"
 _RENAME = {Event.CONDITION_START: Event.INFERENCE_START, Event.CONDITION_END: Event.INFERENCE_END}
@@ -93,7 +95,7 @@ def condition_status(events: list[dict], status: dict | None, whole_container: b
         return None
     out = dict(status or {})
     if info is not None:
-        for k in ("versions", "n_params", "model_size_mb", "rss_after_load_mb"):
+        for k in ("versions", "n_params", "model_size_mb", "rss_after_load_mb", "device_used"):
             out.setdefault(k, info.get(k))
     if end is not None and not (whole_container and status is not None):
         for k in ("peak_rss_mb", "peak_vram_mb", "audio_cache_mb", "peak_rss_scope"):
@@ -170,12 +172,13 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     whole = len(g.pending) == 1
     merge.apply_container_facts(summary, merge.RawOutputs(events, transcripts,
                                                           condition_status(events, status, whole)))
+    error = error or merge.device_error(summary)  # an image that does not refuse it itself: never a GPU figure
     summary.error = merge.host_paths(error, g.paths)
     summary.status = ("interrupted" if interrupted and not finished else "error" if error
                       else ("partial" if summary.n_failed else "ok"))
     _wait_for_sample_past(g, events)
     utts = merge.account_energy(summary, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
-                                g.energy_reason, spec.telemetry.interval_ms, g.owner, g.sampler.health(),
+                                g.energy_reason, spec.telemetry.interval_ms, g.owner, sampler_health(g.sampler),
                                 g.sampler.companions)
     summary.overhead_s = overhead
     summary.power = g.power.to_json() if g.power is not None else None

@@ -17,9 +17,10 @@ from dataclasses import replace
 from edgeasr_entrypoint.contract import WINDOWS
 
 from . import metrics
-from .data import Dataset
+from .data.dataset import Dataset
 from .results import Summary, UtteranceResult, read_jsonl
-from .telemetry import accounting, registry
+from .telemetry.energy import accounting
+from .telemetry.samplers import registry
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,21 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
                                  else "no NVML sampler ran")
     summary.versions = dict(st.get("versions") or {})
     summary.quant_method = st.get("quant_method")
+    summary.device_used = st.get("device_used")
+    if summary.device_used is None:
+        summary.mark_unavailable("device_used", "the backend did not report the device it ran on (an image built "
+                                 "before edgeasr recorded it, or one of your own)" if raw.status or st else
+                                 "the container wrote no status record")
+
+
+def device_error(summary: Summary) -> str | None:
+    """Why a run's figures are not figures of the device it asked for: its backend reported another one (a CUDA
+    run that ended on the CPU), or None."""
+    used = summary.device_used
+    if used is None or used == summary.device:
+        return None
+    return (f"the backend ran on {used}, not on the {summary.device} asked for; its figures are not "
+            f"{summary.device} figures (see `edgeasr doctor`: is the GPU visible inside the image?)")
 
 
 def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:
@@ -238,7 +254,7 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
     """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
 
     ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
-    ``health`` (``Sampler.health()``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
+    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
     ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope.
     The block is built whole (``accounting.EnergyBlock``) and the summary keeps its JSON."""
     n_ok = summary.n_utterances - summary.n_failed

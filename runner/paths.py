@@ -28,11 +28,21 @@ DATA_TARGET = "/data"
 
 
 def docker_socket_dir() -> Path | None:
-    """The folder of the Docker Engine's unix socket (DOCKER_HOST, else the default /var/run/docker.sock)."""
+    """The folder of the Docker Engine's unix socket (DOCKER_HOST, else the default /var/run/docker.sock), while
+    a socket is there. A DOCKER_HOST that names nothing guards nothing: the engine is unreachable, and connecting
+    says so (launch/docker_engine.connect), rather than the folders beside it being refused as a system location."""
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
         return None
-    return Path(urlparse(host).path or "/var/run/docker.sock").parent
+    sock = Path(urlparse(host).path or "/var/run/docker.sock")
+    try:
+        if not stat.S_ISSOCK(sock.stat().st_mode):
+            return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:  # cannot tell (a folder we may not search): guard it
+        pass
+    return sock.parent
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,8 +85,23 @@ def home_folders() -> tuple[Path, ...]:
     return tuple(sorted(out))
 
 
-def _within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+def _within(path: Path | str, folder: Path | str) -> bool:
+    """``path`` is ``folder`` or inside it, by their text (both absolute and normalised): Path.parents would build
+    an object per level, and a 100,000-line manifest checks every path."""
+    p, f = str(path), str(folder)
+    return p == f or p.startswith(f if f.endswith("/") else f + "/")
+
+
+@functools.lru_cache(maxsize=None)
+def _system_texts() -> tuple[str, ...]:
+    """system_locations() as text, for the checks by text (clear both caches together)."""
+    return tuple(map(str, system_locations()))
+
+
+@functools.lru_cache(maxsize=65536)
+def _in_system_location(path: str, locations: tuple[str, ...]) -> bool:
+    """Whether ``path`` (a folder's) is or sits inside one of ``locations``: once per folder, not per file."""
+    return any(_within(path, loc) for loc in locations)
 
 
 def system_location_of(path: Path) -> Path | None:
@@ -90,8 +115,9 @@ def system_location_of(path: Path) -> Path | None:
 
 def is_system_file(path: Path) -> bool:
     """A file inside a system location (resolved): never readable by a backend container."""
-    path = Path(os.path.abspath(path))
-    return any(_within(path, loc) for loc in system_locations())
+    text = os.path.abspath(path)
+    locations = _system_texts()
+    return text in locations or _in_system_location(os.path.dirname(text), locations)
 
 
 def mount_problem(path: Path, what: str) -> str | None:
@@ -103,9 +129,16 @@ def mount_problem(path: Path, what: str) -> str | None:
     if loc is not None:
         relation = "is" if path == loc else ("contains" if _within(loc, path) else "is inside")
         return f"{what} {path} {relation} the system location {loc}"
+    home = home_problem(path)
+    return f"{what} {path} is {home} as a whole" if home else None
+
+
+def home_problem(path: Path) -> str | None:
+    """"a home folder" (``/root`` too) or "a folder holding home folders" (``/home``) when ``path`` (absolute) is
+    one, else None."""
     for home in home_folders():
         if path == home or _within(home, path):
-            return f"{what} {path} is {'a home folder' if path == home else 'a folder holding home folders'} as a whole"
+            return "a home folder" if path == home else "a folder holding home folders"
     return None
 
 
@@ -194,3 +227,13 @@ def plan_audio_mounts(files: list[tuple[str, Path]]) -> AudioPlan:
             paths[uid_] = target
     host = {c: str(a) for (i, a) in files for c in [paths[i]]}
     return AudioPlan(tuple(mounts), paths, host)
+
+
+def make_readable(folder: Path) -> None:
+    """a+rX on a model folder: backend containers run as an unprivileged uid (launch/hardening.py) and must
+    read it; a temp folder (mode 0700) renamed into place would otherwise stay private to its creator."""
+    for path in [folder, *folder.rglob("*")]:
+        mode = path.stat().st_mode
+        extra = 0o444 | (0o111 if path.is_dir() else 0)
+        if mode & extra != extra:
+            path.chmod(mode | extra)

@@ -18,16 +18,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .backends import BACKENDS
 from .content import HashCache
-from .data import AUDIO_EXTS, Dataset
+from .data.dataset import AUDIO_EXTS, Dataset
 from .errors import UserError
-from .hub import pinned_spec
 from .experiment import Condition, Experiment, Group
-from .launch.backends import BACKENDS
 from .launch.docker_engine import ImageInfo
 from .paths import mount_problem
-from .power import order_jobs, preflight
-from .spec import RunSpec, build_run_spec
+from .host import preflight
+from .power import order_jobs
+from .spec import RunSpec, build_run_spec, with_hub_models
 
 NOISE_TARGET = "/noise"
 
@@ -143,24 +143,44 @@ def _effective(group_settings: dict, overrides: dict) -> dict:
 
 
 def group_spec(group: Group, dataset_path: str, audio_roots: tuple[str, ...], image_ref: str, models_dir: Path,
-               out: Path, engine: str) -> RunSpec:
+               out: Path, engine: str, host: preflight.HostCaps | None = None, host_checks: bool = True,
+               offline: bool = False) -> RunSpec:
     """The RunSpec of one (group, dataset): the same resolution and checks as `edgeasr run`."""
     return build_run_spec(
         replace(group.spec_settings, dataset=dataset_path, audio_roots=audio_roots, limit=None, image=image_ref),
         out=str(out / "groups" / "pending"), models_dir=models_dir, engine=engine,
         where=lambda path: path,  # the planner's message names the group; a dotted path names the setting
-        set_by=group.origins)  # what the file set, by its key: a decode value the model cannot honour is refused
+        set_by=group.origins,  # what the file set, by its key: a decode value the model cannot honour is refused
+        host=host, host_checks=host_checks, offline=offline)
 
 
-def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: HashCache | None = None
-               ) -> list[GroupJob]:
-    """Resolve every group against models, images and data; report every problem at once."""
+def host_requests(exp: Experiment) -> list[preflight.Request]:
+    """What the experiment's groups ask of the host they run on (the host preflight's requests)."""
+    return [preflight.Request(g.device, g.spec_settings.power, tuple(g.gpus.split(",")) if g.gpus else None)
+            for g in exp.groups]
+
+
+def check_host(exp: Experiment, engine: str, host: preflight.HostCaps | None = None) -> preflight.HostCaps:
+    """The host preflight of a local sweep, before anything is built, installed or started: a UserError when this
+    host cannot take the groups' devices or operating points (each problem once). Returns the facts read, for
+    the plan to reuse."""
+    caps = host or preflight.probe(engine, ask_engine=any(g.device == "cuda" for g in exp.groups))
+    preflight.refuse(host_requests(exp), caps, exp.path.name,
+                     fix="set device: cpu in the experiment (or exclude its cuda groups)")
+    return caps
+
+
+def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: HashCache | None = None,
+               host: preflight.HostCaps | None = None, host_checks: bool = True, offline: bool = False,
+               log=print) -> list[GroupJob]:
+    """Resolve every group against models, images and data; report every problem at once.
+
+    ``host_checks``: this host runs the groups, so its preflight (devices, operating points) comes first, once
+    per distinct request (``host``: the facts already read); off for a fleet, whose nodes report their own.
+    A hub name that is not installed is downloaded at its pinned commit (``log`` says so), unless ``offline``."""
     hashes = hashes or HashCache()
-    # Whether this host can take the sweep's operating points at all, once per distinct request (runner/power).
-    host = preflight([g.spec_settings.power for g in exp.groups])
-    if host:
-        raise UserError(f"{exp.path.name}: this host cannot set the sweep's operating points; nothing was started:",
-                        problems=host)
+    if host_checks:
+        host = check_host(exp, getattr(engine, "name", "docker"), host)
     problems: list[str] = []
     planned: list[GroupJob] = []
     for gi, group in enumerate(exp.groups):
@@ -175,8 +195,9 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
             continue
         for (dataset_path, audio_roots), conds in by_dataset.items():
             try:
-                spec = group_spec(group, dataset_path, audio_roots, image_ref, models_dir, out, engine.name)
-                spec = pinned_spec(spec, models_dir)  # a hub name: downloaded at its pinned commit, mounted
+                spec = group_spec(group, dataset_path, audio_roots, image_ref, models_dir, out, engine.name, host,
+                                  host_checks, offline)
+                spec = with_hub_models(spec, models_dir, log)  # a hub name: downloaded at its pinned commit
                 image = engine.image(spec)
             except UserError as exc:
                 problems.append(f"groups[{gi}] ({group.model} {group.quant}, {dataset_path}): {exc}")

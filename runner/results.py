@@ -54,6 +54,9 @@ class Summary:
     error: str | None = None
     schema_version: int = SCHEMA_VERSION
     backend_quant: str | None = None
+    #: The device the backend reports its model ran on (the model_info event's device_used): where the figures
+    #: come from; a run on another device than ``device`` is an error, never a figure of ``device``.
+    device_used: str | None = None
     model_source: str | None = None
     model_ref: str | None = None  # the model in full: its folder, or its hub name (model is the short name)
     data_path: str | None = None
@@ -98,7 +101,7 @@ class Summary:
     engine: str = "docker"
     telemetry: dict[str, Any] = field(default_factory=dict)  # the sampler settings used
     hardening: dict[str, Any] = field(default_factory=dict)  # the container's confinement (launch/hardening.py)
-    energy: dict[str, Any] | None = None  # see runner/telemetry/accounting.py
+    energy: dict[str, Any] | None = None  # see runner/telemetry/energy/accounting.py
     power: dict[str, Any] | None = None  # the operating point (runner/power.PowerRecord); None: left as it was
     unavailable: dict[str, str] = field(default_factory=dict)
 

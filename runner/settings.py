@@ -24,15 +24,27 @@ from typing import Any, Callable, Iterator
 
 from edgeasr_entrypoint.contract import NOISE_TYPES
 
-from .launch import backends as _backends
-from .platforms import default_device
-from .quant import QUANTS
-from .telemetry.registry import SAMPLER_NAMES
+from . import backends as _backends
+from .backends import QUANTS
+from .host.platforms import default_device
+from .telemetry.samplers.base import DEFAULT_INTERVAL_MS
+from .telemetry.samplers.registry import SAMPLER_NAMES
 
 DEVICE_CHOICES = ("cpu", "cuda", "auto")  # auto: cuda when an NVIDIA driver node exists, else cpu
 SAMPLER_CHOICES = ("auto", *SAMPLER_NAMES)
-# A memory size as spec.parse_mem_limit reads it (the engine gets bytes): 4g, 512m, 1.5G, 2000000.
-_MEM_RE = re.compile(r"^\s*\d+(?:\.\d+)?\s*[kmgt]?i?b?\s*$", re.IGNORECASE)
+#: A memory size (mem_limit): a number, then k, m, g or t (powers of 1024), with "i" and "b" allowed: 4g, 512m,
+#: 1.5GiB, 2000000. Written for JSON Schema too (runner/experiment/schema.py), so the case is spelt out.
+MEM_SIZE_PATTERN = r"^\s*\d+(?:\.\d+)?\s*[kmgtKMGT]?[iI]?[bB]?\s*$"
+
+
+def mem_size_bytes(text: str) -> float | None:
+    """A memory size (MEM_SIZE_PATTERN) in bytes, or None when ``text`` is not one: the one reading of a size
+    (the settings check here, spec.parse_mem_limit for the engine, the experiment schema's pattern)."""
+    if not re.match(MEM_SIZE_PATTERN, text):
+        return None
+    number = text.strip().lower().removesuffix("b").removesuffix("i")
+    unit = number[-1] if number[-1:] in ("k", "m", "g", "t") else ""
+    return float(number[:len(number) - len(unit)]) * 1024 ** "_kmgt".index(unit or "_")
 
 
 # --- field metadata ---------------------------------------------------------------------------------------
@@ -107,7 +119,7 @@ class TelemetrySettings:
 
     sampler: str = setting("auto", kind="choice", choices=SAMPLER_CHOICES, what="a telemetry sampler",
                            flag="--telemetry", help="power sampler: " + " | ".join(SAMPLER_CHOICES))
-    interval_ms: int = setting(100, kind="int", gt=0, unit="ms", flag="--interval-ms", help="sampling interval")
+    interval_ms: int = setting(DEFAULT_INTERVAL_MS, kind="int", gt=0, unit="ms", flag="--interval-ms", help="sampling interval")
     baseline_s: float = setting(5.0, kind="number", ge=0, unit="s", flag="--baseline-s",
                                 help="idle seconds measured before the run")
     baseline_w: float | None = setting(None, kind="number", ge=0, null=True, unit="W", flag="--baseline-w",
@@ -198,7 +210,7 @@ class Settings:
     dataset: str = setting("data/default", kind="str", flag="--data", help="dataset folder or manifest")
     image: str | None = setting(None, kind="str", null=True, flag="--image",
                                 help="use this image instead of the backend's image for this platform (:latest; "
-                                     ":jetson-r35 / :jetson-r36 on a Jetson, runner/platforms.py)",
+                                     ":jetson-r35 / :jetson-r36 on a Jetson, runner/host/platforms.py)",
                                 default_text="the backend's for this platform")
     limit: int | None = setting(None, kind="int", ge=1, null=True, flag="--limit",
                                 help="only the first N utterances of the dataset", default_text="all")
@@ -405,7 +417,7 @@ def _check(rule: Rule, value: Any, root: Path | None) -> Any:
     if kind == "mem":
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return str(value)
-        if not isinstance(value, str) or not _MEM_RE.match(value.strip()):
+        if not isinstance(value, str) or mem_size_bytes(value) is None:
             text = f"expected a memory size such as '512m' or '4g' (units b, k, m, g) or null, got {show(value)}"
             raise SettingError([Problem(text, f"{show(value)} is not a size; use a number with k, m or g, e.g. 4g "
                                               "or 512m")])

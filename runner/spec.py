@@ -12,23 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .data import Dataset, load_dataset
+from .backends import BACKENDS, DEVICES, Backend, default_model_quant, unavailable_reason
+from .data.dataset import Dataset
+from .data.load import load_dataset
 from .errors import UserError
-from .launch.backends import BACKENDS, Backend, unavailable_reason
+from .host import preflight
+from .host.platforms import has_nvidia_driver, is_jetson
+from .launch.engines import ENGINES
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
-from .models import ResolvedModel, resolve_model, resolved_kind
+from .models.resolve import ResolvedModel, resolve_backend_model, resolve_model, resolved_kind
 from .paths import mount_problem, readable_by
-from .platforms import has_nvidia_driver, is_jetson
-from .power import problems as power_problems
-from .quant import DEVICES
-from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label
+from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label, mem_size_bytes
 from .settings import get as setting_value
 from .settings import problems as setting_problems
 
 __all__ = ["DecodeSettings", "TelemetrySettings", "Settings", "RunSpec", "build_run_spec", "cli_label"]
 
-
-ENGINES = ("docker", "local")
 
 
 @dataclass(frozen=True)
@@ -44,12 +43,12 @@ class RunSpec:
     decode: DecodeSettings
     warmup: int
     timeout_s: float | None
-    allow_download: bool
+    allow_download: bool  # --container-network: the backend container has a network and may download
     mem_limit: str | None
     telemetry: TelemetrySettings = TelemetrySettings()
     engine: str = "docker"
     hardening: Hardening = Hardening()
-    hub_cache_dir: Path | None = None  # with --allow-download: the host folder the backend downloads into
+    hub_cache_dir: Path | None = None  # with --container-network: the host folder the backend downloads into
     #: The GPUs the run uses (NVML indices or UUIDs), given to the engine as device ids and to NVML;
     #: None: not a CUDA run, or a Jetson (one integrated GPU, served by its runtime).
     gpus: tuple[str, ...] | None = None
@@ -71,12 +70,9 @@ MIN_MEM_LIMIT_BYTES = 6 * 1024 * 1024  # the Docker Engine refuses less
 
 def parse_mem_limit(value: str, option: str = "--mem-limit") -> int:
     """'4g', '512m', '1.5G', '2000000' -> bytes; a UserError (naming ``option``) for anything else."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", value.lower())
-    if not m:
+    n = mem_size_bytes(value)
+    if n is None:
         raise UserError(f"{option} {value!r} is not a size; use a number with k, m or g, e.g. 4g or 512m")
-    n = float(m.group(1)) * 1024 ** "_kmgt".index(m.group(2) or "_")
     if n < MIN_MEM_LIMIT_BYTES:
         raise UserError(f"{option} {value!r} is below the engine's minimum of 6m")
     total = host_memory_bytes()
@@ -143,7 +139,7 @@ def _onnx_exporter(image: str | None, engine: str):
         return None
 
     def export(hf_dir: Path, out_dir: Path) -> Path:
-        from .launch.onnx_export import export_onnx
+        from .models.onnx_export import export_onnx
 
         return export_onnx(hf_dir, out_dir, image)
 
@@ -163,7 +159,8 @@ def decode_problems(backend: Backend, model: ResolvedModel, settings: Settings,
 
 def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: str = "docker",
                    allow_download: bool = False, where: Callable[[str], str] = cli_label,
-                   set_by: Mapping[str, str] | None = None) -> RunSpec:
+                   set_by: Mapping[str, str] | None = None, host: preflight.HostCaps | None = None,
+                   host_checks: bool = True, offline: bool = False) -> RunSpec:
     """Resolve and check every setting; raise one UserError naming all problems.
 
     ``where(path)`` names a setting (a dotted path such as ``decode.beam_size``) in messages: ``--beam-size``
@@ -172,13 +169,19 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
     ``set_by`` names the settings the user set and where (dotted path -> flag or file key; None: none known):
     a decode value among them that the model cannot honour (a beam size for a CTC model) is refused here,
     before any container starts, naming that origin; a default never is.
+    ``host``: this host's facts (runner/host/preflight.py), read when a check needs them and none are given;
+    ``host_checks`` off: the run goes to another host (a fleet node checks itself), so this one is not asked.
+    ``allow_download`` (--container-network) gives the backend container a network; a hub name that is not
+    installed is downloaded on the host whatever it says (``with_hub_models``, after every check), unless
+    ``offline``: then it is refused here, in one sentence.
     """
     s = settings
     problems: list[str] = setting_problems(s, where)
     backend = s.backend
     be = BACKENDS.get(backend) if isinstance(backend, str) else None
-    model = s.model or (be.default_model if be else "tiny.en")
-    quant = s.quant or (be.default_quant if be else "int8")
+    default_model, default_quant = default_model_quant(backend)
+    model = s.model or default_model
+    quant = s.quant or default_quant
     dev = detect_device(s.device) if isinstance(s.device, str) else s.device
     if be is not None and dev in DEVICES:
         if dev not in be.devices:
@@ -191,8 +194,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
     resolved_model = None
     try:
         exporter = _onnx_exporter(image or (be.image if be else None), engine)
-        resolved_model = (be.resolve_model(model, models_dir, allow_download, onnx_exporter=exporter) if be else
-                          resolve_model(model, models_dir, allow_download, "ctranslate2", onnx_exporter=exporter))
+        resolved_model = (resolve_backend_model(be, model, models_dir, offline, onnx_exporter=exporter) if be else
+                          resolve_model(model, models_dir, offline, "ctranslate2", onnx_exporter=exporter))
         problem = model_problem(resolved_model) if engine == "docker" else None
         if problem:
             problems.append(problem)
@@ -219,9 +222,12 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         problems.append(f"{where('gpus')} {gpus!r} applies to CUDA runs; this run is on {dev}")
     elif gpus and is_jetson():
         problems.append(f"{where('gpus')} {gpus!r} does not apply on a Jetson: it has one integrated GPU; leave it out")
-    # The operating point this device must take (runner/power): unsupported values and missing rights stop
-    # the run here, before any container or setting changes.
-    problems += power_problems(s.power, tuple(str(gpus).split(",")) if gpus else None)
+    # What this host can take (the host preflight): the device (a CUDA run needs an NVIDIA GPU and a GPU runtime in
+    # the engine) and the operating point (unsupported values, missing rights) stop the run here, before any
+    # image is built, model installed, container started or setting changed.
+    if host_checks and dev in DEVICES and (dev != "cpu" or s.power.requested()):
+        request = preflight.Request(dev, s.power, tuple(str(gpus).split(",")) if gpus else None)
+        problems += preflight.problems([request], host or preflight.probe(engine))
     if engine not in ENGINES:
         problems.append(f"--engine {engine!r} is unknown; choose one of {', '.join(ENGINES)}")
     out_path = Path(out).expanduser().resolve()
@@ -270,3 +276,23 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         repeats=s.repeats,
         limit=s.limit,
     )
+
+
+def with_hub_models(spec: RunSpec, models_dir: Path, log=print) -> RunSpec:
+    """The spec with its hub model on disk: a hub name that was not installed (source "hub", no folder) is
+    downloaded on the host at its pinned commit (runner/models/hub.py: the CTranslate2 conversion, or the Hugging
+    Face checkpoint for transformers and for the ONNX export, which is then made from it) and resolved again, so
+    the container gets a folder read-only, with no network. Any other spec is returned as it is."""
+    from .models.hub import download
+
+    model = spec.model
+    if model.source != "hub" or model.host_dir is not None:
+        return spec
+    fmt = "hf" if spec.backend.model_format in ("hf", "onnx") else "ctranslate2"
+    download(model.name, models_dir, log=log, model_format=fmt)
+    resolved = resolve_backend_model(spec.backend, model.name, models_dir, True, log=log,
+                                     onnx_exporter=_onnx_exporter(spec.image, spec.engine))
+    problem = model_problem(resolved) if spec.engine == "docker" else None
+    if problem:
+        raise UserError(problem)
+    return dataclasses.replace(spec, model=resolved)

@@ -3,20 +3,30 @@
 The folder's Dockerfile is pocketsphinx's x86 one with the name replaced, so that it carries whatever the image
 rules ask of every backend (the shared entrypoint, the contract and versions labels); its requirements are
 pocketsphinx's pins without the library (numpy, soundfile, soxr: what the entrypoint itself needs); its adapter's
-transcribe() returns a fixed string and its info() returns versions. The containers folder is a temporary copy
-of the project's with that folder added. Used by tests/e2e/test_fake_backend_e2e.py (build + check-image) and
-tests/unit/test_fake_backend.py (everything that reads the table finds the row, without an engine).
+transcribe() returns a fixed string and its info() returns versions. The backend is x86-only: its row names one
+platform and its folder holds one Dockerfile, as a CPU library's would.
+
+Two ways in: ``install`` puts the folder into a temporary copy of containers/ (tests/unit/test_fake_backend.py:
+everything that reads the table finds the row, without an engine); ``in_tree`` puts it into the checkout's own
+containers/ for the length of a block, and this module is also a pytest plugin (``-p fake_backend`` with
+``EDGEASR_FAKE_BACKEND_IN_TREE=1``) that adds the row to the table of a pytest run in another process, so the
+contract suite runs with the new backend as it would after a person added it
+(tests/e2e/test_fake_backend_e2e.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from runner.launch import backends, images
-from runner.launch.backends import Backend, quant_map
+from runner import backends
+from runner.backends import Backend, quant_map
+from runner.images import build as images
 
 TAG = "edgeasr/fake-backend-for-test:latest"
 TRANSCRIPT = "the fake backend always hears this"
@@ -63,15 +73,24 @@ FAKE = Backend(
 )
 
 
+IN_TREE_ENV = "EDGEASR_FAKE_BACKEND_IN_TREE"
+
+
 def make_containers(tmp: Path) -> Path:
     """A copy of containers/ (sources only, no wheels or caches) with the fake backend's folder added."""
     src = backends.CONTAINERS_DIR
     dst = tmp / "containers"
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.whl", "__pycache__"))
-    folder = dst / FAKE.build_dir
+    write_folder(src, dst / FAKE.build_dir)
+    return dst
+
+
+def write_folder(src: Path, folder: Path) -> None:
+    """The fake backend's folder (Dockerfile, requirements, adapter, the template's wheels), made from the
+    template's in ``src`` (a containers/ folder)."""
     folder.mkdir()
     dockerfile = (src / TEMPLATE / "Dockerfile").read_text()
-    assert f"edgeasr_backend_{TEMPLATE}" in dockerfile and f'org.edgeasr.backend="{TEMPLATE}"' in dockerfile
+    assert f"edgeasr_backend_{TEMPLATE}" in dockerfile and f"EDGEASR_BACKEND={TEMPLATE}" in dockerfile
     # Docker drops comment lines (also inside a continuation), so they go: they describe the template.
     steps = [line for line in dockerfile.splitlines() if not line.lstrip().startswith("#")]
     (folder / "Dockerfile").write_text("\n".join(steps).replace(TEMPLATE, FAKE.name) + "\n")
@@ -83,7 +102,32 @@ def make_containers(tmp: Path) -> Path:
     wheels.mkdir()
     for wheel in (src / TEMPLATE / "wheels").glob("*.whl"):  # the template's wheelhouse holds these pins
         shutil.copy(wheel, wheels / wheel.name)
-    return dst
+
+
+@contextlib.contextmanager
+def in_tree() -> Iterator[Backend]:
+    """The fake backend's folder in the checkout's containers/ and its row in this process's table, for the
+    block: removed after, whatever happens (a folder left behind would be a backend without a row)."""
+    folder = backends.CONTAINERS_DIR / FAKE.build_dir
+    if folder.exists():
+        raise RuntimeError(f"{folder} exists: a fake backend left behind by an interrupted test? remove it")
+    try:
+        write_folder(backends.CONTAINERS_DIR, folder)
+        backends.BACKENDS[FAKE.name] = FAKE
+        backends.IMAGES[FAKE.name] = FAKE
+        yield FAKE
+    finally:
+        backends.BACKENDS.pop(FAKE.name, None)
+        backends.IMAGES.pop(FAKE.name, None)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_configure(config) -> None:
+    """As a plugin (``pytest -p fake_backend``) with EDGEASR_FAKE_BACKEND_IN_TREE=1: the row is in the table
+    before any test module reads it (the folder is the calling test's, already in containers/)."""
+    if os.environ.get(IN_TREE_ENV) == "1":
+        backends.BACKENDS[FAKE.name] = FAKE
+        backends.IMAGES[FAKE.name] = FAKE
 
 
 

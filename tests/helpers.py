@@ -34,3 +34,42 @@ def subset_manifest(folder: Path, ids: list[str] | None = None, n: int | None = 
     path = folder / "manifest.jsonl"
     path.write_text("".join(json.dumps(dict(r, audio=Path(r["audio"]).name)) + "\n" for r in rows))
     return path
+
+
+def summary_record(wer=0.10, rtf=0.05, p50=200.0, rss=600.0, j=None, model="tiny.en", image="edgeasr/fw:1",
+                   dataset="default", **extra) -> dict:
+    """A run's summary.json as the merge writes it (the figures given, energy measured when ``j`` is)."""
+    s = {"backend": "faster-whisper", "model": model, "quant": "int8", "device": "cpu", "dataset": dataset,
+         "model_ref": f"/models/{model}", "data_path": "/data/default", "status": "ok", "error": None,
+         "n_utterances": 2, "n_failed": 0, "n_scored": 2, "n_unreferenced": 0, "audio_s": 4.0, "wer": wer,
+         "rtf": rtf, "sub": 1, "del": 0, "ins": 0, "latency_ms": {"p50": p50, "p90": p50, "p99": p50}, "peak_rss_mb": rss,
+         "image": {"ref": image, "labels": {}}, "unavailable": {},
+         "energy": ({"total_j": j * 4, "j_per_audio_s": j, "avg_w": 5.0, "source": "rapl", "scope": "CPU"}
+                    if j is not None else {"total_j": None, "j_per_audio_s": None, "source": None,
+                                           "unavailable": {"total_j": "no power sensor found (rapl: no)",
+                                                           "j_per_audio_s": "no power sensor found (rapl: no)"}})}
+    s["condition"] = {"key": "k1", "backend": s["backend"], "model": model, "quant": "int8", "device": "cpu",
+                      "dataset": dataset, "model_ref": s["model_ref"], "data_path": s["data_path"],
+                      "noise_type": "clean", "snr_db": None, "repeat": 0, "image": image, "axes": {}}
+    s.update(extra)
+    return s
+
+
+def run_folder(tmp_path: Path, name: str, utts=(), **kw) -> Path:
+    """A run folder (summary.json, utterances.jsonl) named ``name`` under ``tmp_path``."""
+    import json
+
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(summary_record(**kw)))
+    (folder / "utterances.jsonl").write_text("".join(json.dumps(u) + "\n" for u in utts))
+    return folder
+
+
+def command_args(module, *argv: str):
+    """The argparse Namespace of a command module (runner/commands/<name>.py) for ``argv``."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    module.add_arguments(p)
+    return p.parse_args(list(argv))

@@ -4,7 +4,7 @@
 # Why: where no container registry is reachable, no public base (python:3.11-slim-bookworm,
 # python:3.13-slim-trixie) can be pulled, so the images are built FROM a local one instead.
 # SUITE picks the Debian release and so the Python of the wheels the host-side wheelhouse
-# must hold (runner/launch/images.py, BASES):
+# must hold (runner/images/build.py, BASES):
 #   bookworm (default): Python 3.11, the backends' base. It carries FFmpeg's shared libraries
 #     because torchcodec (pyannote-audio 4, whisperx's VAD) loads them and an offline build
 #     cannot apt-get them.

@@ -129,7 +129,14 @@ class EspnetModel:
         method = {"dynamic_int8": "ESPnet dynamic quantization (qint8 Linear weights)"}.get(
             self._job.backend_quant, self._job.backend_quant)
         return {"n_params": self.n_params, "versions": versions, "quant_method": method,
-                "model_kind": "ctc-attention"}
+                "model_kind": "ctc-attention", "device_used": self.device_used()}
+
+    def device_used(self):
+        """The device the model's weights are on (contract: model_info), not the one asked for."""
+        try:
+            return next(self.s2t.asr_model.parameters()).device.type
+        except (StopIteration, AttributeError):
+            return None
 
     def peak_vram_mb(self):
         """torch's allocator high-water mark on CUDA; None on CPU (no VRAM)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from edgeasr_entrypoint.compat import check_compute_type, missing_feature, split_kwargs
+from edgeasr_entrypoint.compat import check_compute_type, ct2_device, missing_feature, split_kwargs
 from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, decode_changes
 
 
@@ -103,6 +103,7 @@ class FasterWhisperModel:
             "n_params": None,  # CTranslate2 does not expose a parameter count; model_size_mb is reported
             "versions": library_versions(["faster-whisper", "ctranslate2", "tokenizers"]),
             "compat": list(self.compat),
+            "device_used": ct2_device(self._model),  # where CTranslate2 loaded it (contract: model_info)
         }
 
 

@@ -324,7 +324,11 @@ class OnnxWhisper:
                   "float16": "float16 graph", "float32": "float32 graph"}[self._job.backend_quant]
         return {"n_params": n_params, "versions": library_versions(["onnxruntime", "tokenizers", "transformers"]),
                 "quant_method": method,
-                "model_size_mb": sum(os.path.getsize(f) for f in self.files) / 1e6}
+                "model_size_mb": sum(os.path.getsize(f) for f in self.files) / 1e6,
+                # ONNX Runtime falls back to the CPU by itself when its CUDA provider cannot load (a missing cuDNN):
+                # the providers each session really registered say where it runs (contract: model_info)
+                "device_used": "cuda" if all("CUDAExecutionProvider" in s.get_providers()
+                                             for s in (self.encoder, self.decoder)) else "cpu"}
 
 
 def load(job) -> OnnxWhisper:

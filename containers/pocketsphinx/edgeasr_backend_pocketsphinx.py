@@ -52,6 +52,7 @@ class PocketsphinxModel:
             "versions": library_versions(["pocketsphinx", "numpy"]),
             "quant_method": "float32 (pocketsphinx's continuous-density acoustic model)",
             "model_size_mb": size,  # the bundled files: the job names no folder
+            "device_used": "cpu",  # no GPU path (contract: model_info)
         }
 
 

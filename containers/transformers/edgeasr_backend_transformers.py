@@ -107,7 +107,15 @@ class TransformersModel:
         versions = library_versions(["transformers", "torch", "tokenizers"])
         method = {"dynamic_int8": "torch dynamic quantization (qint8 Linear weights)",
                   "bnb_int8": "bitsandbytes LLM.int8"}.get(self._job.backend_quant, self._job.backend_quant)
-        return {"n_params": self.n_params, "versions": versions, "quant_method": method, "model_kind": self.kind}
+        return {"n_params": self.n_params, "versions": versions, "quant_method": method, "model_kind": self.kind,
+                "device_used": self.device_used()}
+
+    def device_used(self):
+        """The device the model's weights are on (contract: model_info), not the one asked for."""
+        try:
+            return next(self.model.parameters()).device.type
+        except (StopIteration, AttributeError):
+            return None
 
     def peak_vram_mb(self):
         """torch's allocator high-water mark on CUDA; None on CPU (no VRAM)."""

@@ -29,7 +29,7 @@ import importlib
 import os
 
 import numpy as np
-from edgeasr_entrypoint.compat import check_compute_type, missing_feature, split_kwargs
+from edgeasr_entrypoint.compat import check_compute_type, ct2_device, missing_feature, split_kwargs
 from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, decode_changes
 
 VAD_FILE_ENV = "EDGEASR_WHISPERX_VAD"
@@ -161,7 +161,8 @@ class WhisperXModel:
 
         versions = library_versions(["whisperx", "faster-whisper", "ctranslate2", "torch", "pyannote.audio"])
         # CTranslate2 exposes no parameter count
-        return {"n_params": None, "versions": versions, "compat": list(self.compat)}
+        return {"n_params": None, "versions": versions, "compat": list(self.compat),
+                "device_used": ct2_device(getattr(self._pipe, "model", None))}  # contract: model_info
 
 
 def _replace_options(options, **fields):

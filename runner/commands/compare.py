@@ -14,8 +14,8 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import UserError
-from ..report.aggregate import load_results, source_labels
 from ..report.compare import Gates, compare, table_model, to_csv, to_json
+from ..report.records import load_results, source_labels
 from ..report.sweep_table import markdown_table, render
 
 WIDE = 200

@@ -1,7 +1,7 @@
 """`edgeasr data lengths`: build datasets for particular studies from an existing one.
 
 ``lengths`` joins whole utterances of ``--from`` into items near each of ``--seconds``
-(runner/lengths.py), for latency-against-length studies; the result is a manifest
+(runner/data/lengths.py), for latency-against-length studies; the result is a manifest
 dataset that ``edgeasr run --data`` and experiment files read like any other.
 """
 
@@ -11,8 +11,10 @@ import argparse
 from collections import defaultdict
 from pathlib import Path
 
-from ..data import MANIFEST_NAME, load_dataset
-from ..lengths import DEFAULT_GAP_S, build_ladder, parse_seconds
+from ..data.dataset import MANIFEST_NAME
+from ..data.lengths import DEFAULT_GAP_S, build_ladder, parse_seconds
+from ..data.load import load_dataset
+from ..untrusted import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,6 +46,6 @@ def main(args: argparse.Namespace) -> int:
     if not getattr(args, "quiet", False):
         for target, got in by_target.items():
             print(f"{target:g} s: {len(got)} item(s) of {', '.join(f'{d:.1f}' for d in got)} s")
-    print(f"dataset: {args.out / MANIFEST_NAME} ({len(items)} items from {source.name}); "
-          f"run it with --data {args.out}")
+    print(visible(f"dataset: {args.out / MANIFEST_NAME} ({len(items)} items from {source.name}); "
+          f"run it with --data {args.out}"))
     return 0

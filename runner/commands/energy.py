@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..telemetry.energy import integrate
-from ..telemetry.tegrastats_log import parse_time, read_log
+from ..telemetry.energy.integrate import integrate
+from ..telemetry.samplers.tegrastats_log import parse_time, read_log
+from ..untrusted import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"cannot read {args.tegrastats_log}: {exc.strerror}") from None
     timeline = read_log(text, args.interval_ms)
     for warning in timeline.warnings:
-        print(f"edgeasr energy: warning: {warning}", file=sys.stderr)
+        print(visible(f"edgeasr energy: warning: {warning}"), file=sys.stderr)
     start, end = parse_time(args.start, timeline), parse_time(args.end, timeline)
     if end <= start:
         raise UserError(f"--end ({args.end}) must be after --start ({args.start})")

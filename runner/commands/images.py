@@ -1,22 +1,24 @@
-"""`edgeasr images base|build|tag|versions`: the local base image and the backend images, through the Engine API;
-the image a run uses; and how fresh their pinned libraries are.
+"""`edgeasr images base|build|tag|versions|list`: the local base image and the backend images, through the Engine
+API; the image a run uses; how fresh their pinned libraries are; and the table's images, for scripts and docs.
 
-Every list of backends here is the backend table's (runner/launch/backends.py): a new row is built, tagged
+Every list of backends here is the backend table's (runner/backends.py): a new row is built, tagged
 and checked without an edit here."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from rich.console import Console
-from ..launch import docker_engine
+from ..backends import BACKENDS, DEVICES, IMAGES, Backend, ImageDef, get_image, image_platform
 from ..errors import UserError
-from ..launch.backends import BACKENDS, DEVICES, IMAGES, Backend, get_image, image_platform
-from ..launch.images import (PUBLIC_BASE, base_for, build_image, child_extras, ensure_base, fill_wheelhouse,
-                             image_exists, parse_overrides, platform_tag, read_carried_versions, requirements_text,
-                             versions_label)
-from ..platforms import JETSON, PLATFORMS
+from ..launch import docker_engine
+from ..images.build import (PUBLIC_BASE, base_for, build_image, child_extras, ensure_base, fill_wheelhouse,
+                            image_exists, parse_overrides, platform_tag, read_carried_versions, requirements_text,
+                            versions_label)
+from ..host.platforms import JETSON, PLATFORMS
+from ..untrusted import line, printer
 
 PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
                  "variant; jetson: the one for this board's L4T release (/etc/nv_tegra_release); auto (default): "
@@ -56,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                "edgeasr builds, and the built tags of each)")
     versions.add_argument("--offline", action="store_true", help="do not ask the package index")
     versions.add_argument("--json", action="store_true", help="one JSON object per line instead of the table")
+    listing = sub.add_parser("list", help="the images of the backend table: backends first, then the others")
+    listing.add_argument("--backends", action="store_true", help="backends only, their names one per line")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line (name, tag, platforms, ...)")
 
 
 def _build_variants(client, args, console: Console, platform: str) -> int:
@@ -63,35 +68,66 @@ def _build_variants(client, args, console: Console, platform: str) -> int:
     A variant that records what its base carries (JetPack 5) is built twice: the second build, all cached but
     the LABEL step, labels those versions instead of the requirements' pins."""
     variant = PLATFORMS[platform]
+    say = printer(console)
     base = None if args.base == PUBLIC_BASE else args.base
     for name in args.backends:
         image = get_image(name)
         problem = image.platform_problem(platform) if isinstance(image, Backend) else None
         if problem:  # one backend without this variant must not stop the others
-            console.print(f"[yellow]skipped[/]: {problem}")
+            console.print(line(("skipped", "yellow"), f": {problem}"))
             continue
         tag = args.tag or platform_tag(image, platform)
         if args.missing and image_exists(client, tag):
-            console.print(f"{tag} is present")
+            say(f"{tag} is present")
             continue
         log_path = args.log_dir / f"image-{image.name}-{platform}.log"
-        build = dict(base=base, tag=tag, dockerfile=variant.dockerfile, log=console.log)
-        with console.status(f"building {tag} from {variant.dockerfile}"):
+        build = dict(base=base, tag=tag, platform=platform, log=lambda text: console.log(line(text)))
+        with console.status(line(f"building {tag} from {variant.dockerfile}")):
             if variant.versions_file:
                 build_image(client, image, log_path=log_path.with_suffix(".first.log"), versions="", **build)
                 carried = read_carried_versions(client, tag, variant.versions_file)
-                console.print(f"{tag} carries {carried}")
+                say(f"{tag} carries {carried}")
                 image_id = build_image(client, image, log_path=log_path, versions=carried, **build)
             else:
                 image_id = build_image(client, image, log_path=log_path, **build)
-        console.print(f"built {tag} ({image_id[:19]})")
+        say(f"built {tag} ({image_id[:19]})")
+    return 0
+
+
+def image_facts(image: ImageDef) -> dict:
+    """What `images list --json` says of one image: the table row's facts that scripts and docs need."""
+    out = {"name": image.name, "image": image.image, "kind": "backend" if isinstance(image, Backend) else "image",
+           "build_dir": image.build_dir, "parent": image.parent}
+    if isinstance(image, Backend):
+        out.update(library=image.library, devices=list(image.devices),
+                   quants={d: list(image.quants(d)) for d in image.devices}, platforms=list(image.platforms),
+                   default_model=image.default_model, default_quant=image.default_quant)
+    return out
+
+
+def list_images(args: argparse.Namespace) -> int:
+    """`images list`: every image of the table (backends in table order, then the runner and shared bases)."""
+    images = list(BACKENDS.values()) if args.backends else list(IMAGES.values())
+    for image in images:
+        if args.json:
+            print(json.dumps(image_facts(image)))
+        elif args.backends:
+            print(image.name)
+        else:
+            facts = image_facts(image)
+            where = f"platforms {', '.join(facts['platforms'])}; devices {', '.join(facts['devices'])}" \
+                if facts["kind"] == "backend" else f"{facts['kind']} (containers/{image.build_dir})"
+            print(f"{image.name:16s} {image.image:36s} {where}")
     return 0
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.images_cmd == "list":
+        return list_images(args)
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
+    say = printer(console)
     if args.images_cmd == "versions":
-        from .. import freshness
+        from ..images import freshness
 
         return freshness.main(args)
     platform = image_platform(getattr(args, "platform", "auto"), getattr(args, "device", None))
@@ -121,12 +157,12 @@ def main(args: argparse.Namespace) -> int:
     if args.images_cmd == "build" and args.missing:  # before the base: present images need none
         present = [n for n in args.backends if image_exists(client, args.tag or get_image(n).image)]
         for name in present:
-            console.print(f"{args.tag or get_image(name).image} is present")
+            say(f"{args.tag or get_image(name).image} is present")
         args.backends = [n for n in args.backends if n not in present]
         if not args.backends:
             return 0
     if args.images_cmd == "base":
-        print(ensure_base(client, args.base, log=console.print))
+        print(ensure_base(client, args.base, log=say))
         return 0
     wanted = [get_image(name) for name in args.backends]
     order: list = []
@@ -147,21 +183,22 @@ def main(args: argparse.Namespace) -> int:
         else:
             wanted_base = base_for(image, args.base)
             if wanted_base not in bases:
-                bases[wanted_base] = ensure_base(client, wanted_base, log=console.print)
+                bases[wanted_base] = ensure_base(client, wanted_base, log=say)
             image_base = bases[wanted_base]
         mine = overrides if image in wanted else None  # --set is for the image asked for, not its parent
         if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent...
-            fill_wheelhouse(image, log=console.print, overrides=mine)
+            fill_wheelhouse(image, log=say, overrides=mine)
         elif not args.no_wheelhouse:
             if child_extras(image):  # ...except those the parent does not pin (with their dependencies)
-                fill_wheelhouse(image, log=console.print, only=child_extras(image))
+                fill_wheelhouse(image, log=say, only=child_extras(image))
             if mine:  # ...and the ones --set swaps on top of it
-                fill_wheelhouse(image, log=console.print, overrides=mine, only_overrides=True)
+                fill_wheelhouse(image, log=say, overrides=mine, only_overrides=True)
         if mine:
-            console.print(f"{tag}: {versions_label(image, mine)}")
-        with console.status(f"building {tag} from {image_base}"):
+            say(f"{tag}: {versions_label(image, mine)}")
+        with console.status(line(f"building {tag} from {image_base}")):
             image_id = build_image(client, image, base=image_base, tag=tag, overrides=mine,
-                                   log_path=args.log_dir / f"image-{image.name}.log", log=console.log)
-        console.print(f"built {tag} ({image_id[:19]})")
+                                   log_path=args.log_dir / f"image-{image.name}.log",
+                                   log=lambda text: console.log(line(text)))
+        say(f"built {tag} ({image_id[:19]})")
     return 0
 

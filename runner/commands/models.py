@@ -9,9 +9,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ..ct2_convert import CONVERTED_MARKER
 from ..errors import UserError
-from ..models import MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model, is_model_dir
+from ..models.ct2_convert import CONVERTED_MARKER
+from ..models.resolve import (MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model,
+                              is_model_dir)
+from ..untrusted import printer, visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,9 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     conv.add_argument("--models-dir", type=Path, default=None, help="installed models")
     conv.add_argument("--out", type=Path, default=None, help="output folder (one name only; default: NAME-hf)")
     inst.add_argument("--no-convert", action="store_true", help="skip the Hugging Face conversion")
-    dl = sub.add_parser("download", help="download hub models (CTranslate2) at a pinned commit with huggingface_hub "
-                                         "(needs network; pins in <models-dir>/hub-pins.json)")
+    dl = sub.add_parser("download", help="download hub models at a pinned commit with huggingface_hub (needs "
+                                         "network; pins in <models-dir>/hub-pins.json)")
     dl.add_argument("names", nargs="+", help="hub names, e.g. small large-v3")
+    dl.add_argument("--format", dest="model_format", choices=("ctranslate2", "hf"), default="ctranslate2",
+                    help="ctranslate2: the CTranslate2 conversion (faster-whisper, whisperx), into <name>; hf: the "
+                         "Hugging Face checkpoint (transformers, onnxruntime), into <name>-hf")
     dl.add_argument("--revision", default=None, metavar="SHA",
                     help="the 40-character commit to download (one name only; default: the pinned one, else the "
                          "current one, then pinned)")
@@ -46,49 +51,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
+    say = printer(console)  # names and notes from model repositories: shown visibly, never markup
     models_dir = args.models_dir or default_models_dir()
     if args.models_cmd == "install":
         for name in args.names:
-            install_model(name, models_dir, log=console.print)
+            install_model(name, models_dir, log=say)
             if not args.no_convert:
-                ensure_converted(name, models_dir, log=console.print)
+                ensure_converted(name, models_dir, log=say)
         return 0
     if args.models_cmd == "convert":
-        from ..ct2_convert import convert
+        from ..models.ct2_convert import convert
 
         if args.out is not None and len(args.names) != 1:
             raise UserError(f"--out takes one model to convert, got {len(args.names)}: {' '.join(args.names)}")
         for name in args.names:
             folder = Path(name)
             if name in PACKAGED and args.out is None:
-                target = ensure_converted(name, models_dir, log=console.print)
+                target = ensure_converted(name, models_dir, log=say)
             else:
                 source = models_dir / name if name in PACKAGED else folder
                 target = args.out or (converted_dir(source.name, source.parent))
-                convert(source, target, log=console.print)
-            console.print(f"{name}: Hugging Face folder in {target}")
+                convert(source, target, log=say)
+            say(f"{name}: Hugging Face folder in {target}")
         return 0
     if args.models_cmd == "download":
-        from ..hub import download
+        from ..models.hub import download
 
         if args.revision is not None and len(args.names) != 1:
             raise UserError(f"--revision pins one model, got {len(args.names)}: {' '.join(args.names)}")
         for name in args.names:
-            download(name, models_dir, args.revision, log=console.print)
+            download(name, models_dir, args.revision, log=say, model_format=args.model_format)
         return 0
     if args.models_cmd == "make-tiny":
-        from ..launch.tiny_models import make_tiny_models
+        from ..models.tiny_models import make_tiny_models
 
         for folder in make_tiny_models(models_dir, args.image, args.backends or None):
-            console.print(f"{folder.name}: built in {folder}")
+            say(f"{folder.name}: built in {folder}")
         return 0
     for name, spec in PACKAGED.items():
         folder = models_dir / name
         state = "installed" if is_model_dir(folder) else "not installed"
-        print(f"{name:10s} {state:14s} {spec.note}")
+        print(visible(f"{name:10s} {state:14s} {spec.note}"))
     for folder in sorted(models_dir.glob("*")) if models_dir.is_dir() else []:
         if folder.name not in PACKAGED and is_model_dir(folder):
             marker = next((folder / m for m in (MARKER, CONVERTED_MARKER) if (folder / m).is_file()), None)
             note = json.loads(marker.read_text()).get("note", "") if marker else ""
-            print(f"{folder.name:10s} {'installed':14s} {note or folder}")
+            print(visible(f"{folder.name:10s} {'installed':14s} {note or folder}"))
     return 0

@@ -15,8 +15,10 @@ from edgeasr_entrypoint.contract import NOISE_TYPES, SAMPLE_RATE
 from edgeasr_entrypoint.noise import (NoiseError, NoiseSpec, apply_noise, babble_sources_for, measured_snr_db,
                                       peak_normalize_for_export)
 
-from ..data import AUDIO_EXTS, load_dataset
+from ..data.dataset import AUDIO_EXTS
+from ..data.load import load_dataset
 from ..errors import UserError
+from ..untrusted import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,6 +79,6 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(args.out, peak_normalize_for_export(mixed), SAMPLE_RATE, subtype="PCM_16", format=fmt.upper())
-    print(f"{args.out}: {uid} with {args.type} noise at {measured_snr_db(speech, mixed):.2f} dB SNR "
-          f"(asked {args.snr:g} dB), {len(mixed) / SAMPLE_RATE:.2f} s")
+    print(visible(f"{args.out}: {uid} with {args.type} noise at {measured_snr_db(speech, mixed):.2f} dB SNR "
+                  f"(asked {args.snr:g} dB), {len(mixed) / SAMPLE_RATE:.2f} s"))
     return 0

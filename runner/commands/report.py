@@ -16,10 +16,12 @@ from rich.console import Console
 
 from ..errors import UserError
 from ..report import worst as worst_mod
-from ..report.aggregate import aggregate, load_many
+from ..report.aggregate import aggregate
 from ..report.figures import write_figures
 from ..report.html import REPORT_FILE, write_html
+from ..report.records import load_many
 from ..report.sweep_table import FORMATS, build_table, render
+from ..untrusted import line, visible
 
 WIDE = 200  # columns for the table when stdout is a file or pipe (rich would assume 80)
 
@@ -42,7 +44,7 @@ def worst_lines(sweep, rows, n: int) -> list[str]:
     """The report's worst utterances, each labelled with its condition as the table names it."""
     if n <= 0:
         return []
-    from ..report.aggregate import KeyNames, axes_that_vary, format_axis_value
+    from ..report.records import KeyNames, axes_that_vary, format_axis_value
 
     names = KeyNames.of([r.key for r in rows])
     axes = axes_that_vary([r.key for r in rows])
@@ -60,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
     folders = list(getattr(args, "results_dirs", None) or [args.results_dir])
     sweep = load_many(folders)
     for warning in sweep.warnings:
-        print(f"warning: {warning}; left out of the report (rerun the sweep to redo that condition)",
+        print(visible(f"warning: {warning}; left out of the report (rerun the sweep to redo that condition)"),
               file=sys.stderr)
     rows = aggregate(sweep.records)
     out: Path = args.out if args.out is not None else (Path(folders[0]) / "report" if len(folders) == 1
@@ -76,8 +78,8 @@ def main(args: argparse.Namespace) -> int:
     if not quiet or fmt != "table":
         render(build_table(rows, sweep.title), fmt, console)
         if fmt == "table":
-            for line in worst:
-                console.print(line, highlight=False, markup=False)
+            for item in worst:
+                console.print(line(item))
             console.print()
     # md and csv: stdout holds the table alone, so it can be redirected; the file lines go to stderr
     info = sys.stderr if fmt != "table" else sys.stdout
@@ -87,8 +89,8 @@ def main(args: argparse.Namespace) -> int:
                                                        skipped=skipped)
     for fig in figures if not quiet else ():
         if fig.unavailable:
-            print(f"not drawn: {fig.title} ({fig.unavailable.splitlines()[0]})", file=info)
+            print(visible(f"not drawn: {fig.title} ({fig.unavailable.splitlines()[0]})"), file=info)
         else:
-            print(f"figure: {fig.path}", file=info)
-    print(f"report: {write_html(out / REPORT_FILE, sweep, rows, figures, worst, skipped)}", file=info)
+            print(visible(f"figure: {fig.path}"), file=info)
+    print(visible(f"report: {write_html(out / REPORT_FILE, sweep, rows, figures, worst, skipped)}"), file=info)
     return 0

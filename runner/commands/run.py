@@ -16,25 +16,25 @@ from typing import Any
 
 from edgeasr_entrypoint.contract import Event
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from .. import settings
+from ..backends import default_model_quant
 from ..errors import UserError
 from ..execute import Callbacks, execute_group
-from ..hostinfo import host_facts
-from ..hub import pinned_spec
-from ..launch.backends import BACKENDS
+from ..host.info import host_facts
+from ..host.lock import FolderLock
 from ..launch.engines import make_engine
-from ..lock import FolderLock
-from ..models import default_models_dir
+from ..models.resolve import default_models_dir
 from ..plan import plan_run
 from ..report.sweep_table import FORMATS
 from ..report.table import host_busy, print_summary
 from ..results import write_json_atomic
-from ..spec import RunSpec, build_run_spec
+from ..spec import RunSpec, build_run_spec, with_hub_models
 from ..tables import write_tables
+from ..telemetry.energy.live import live_power_text
+from ..untrusted import PlainColumn, line
 from ..wording import plural
-from ..telemetry.live import live_power_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,8 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
     p.add_argument("--engine", default="docker",
                    help="docker | local: the entrypoint as a host process (default: docker)")
-    p.add_argument("--allow-download", action="store_true",
-                   help="let the backend download a hub model into models/hub-cache (needs network; default: off)")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: a hub name that is not installed is refused (default: off, it is "
+                        "downloaded on the host at its pinned commit, models/hub-pins.json)")
+    p.add_argument("--container-network", "--allow-download", dest="container_network", action="store_true",
+                   help="give the backend container a network, so that its library may download what it needs "
+                        "into models/hub-cache (whisperx's alignment model); hub models never need it")
     p.add_argument("--format", dest="fmt", default=None, choices=FORMATS,
                    help="the result table: table (terminal), md (Markdown) or csv, on stdout (default: table)")
 
@@ -60,13 +64,14 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
     """The defaults with the flags given over them, resolved by build_run_spec; one UserError for every
     problem, the flags' own and the run's."""
     given, problems = settings.from_args(args)
-    be = BACKENDS.get(given.backend)  # an unknown name is reported by build_run_spec
-    model = given.model or (be.default_model if be else "tiny.en")
-    quant = given.quant or (be.default_quant if be else "int8")
+    default_model, default_quant = default_model_quant(given.backend)  # an unknown name: build_run_spec says so
+    model = given.model or default_model
+    quant = given.quant or default_quant
     try:
         spec = build_run_spec(given, out=args.out or default_out(given.backend, model, quant),
                               models_dir=args.models_dir or default_models_dir(), engine=args.engine,
-                              allow_download=args.allow_download, set_by=settings.flag_origins(args))
+                              allow_download=args.container_network, set_by=settings.flag_origins(args),
+                              offline=args.offline)
     except UserError as exc:
         if not problems:
             raise
@@ -76,6 +81,13 @@ def spec_from_args(args: argparse.Namespace) -> RunSpec:
             raise UserError(problems[0])
         raise UserError(f"{len(problems)} problems with this run:", problems=problems)
     return spec
+
+
+def progress_columns() -> list:
+    """The run view's columns, as plain text (never markup)."""
+    return [PlainColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            PlainColumn("{task.fields[rtf]}"), PlainColumn("{task.fields[power]}"),
+            TimeElapsedColumn()]
 
 
 class LiveProgress:
@@ -116,10 +128,9 @@ def execute(spec: RunSpec, console: Console, repeats: int = 1, limit: int | None
     image = engine.image(spec)
     job = plan_run(spec, image, repeats, limit)
     host = host_facts(engine.version())
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rtf]}"),
-               TextColumn("{task.fields[power]}"), TimeElapsedColumn()]
     # A slow refresh: on small boards every redraw competes with the backend for the same cores.
-    with Progress(*columns, console=console, transient=True, refresh_per_second=2, disable=quiet) as progress:
+    with Progress(*progress_columns(), console=console, transient=True, refresh_per_second=2,
+                  disable=quiet) as progress:
         live = LiveProgress(progress, sum(len(c.ids) for c in job.conditions))
         callbacks = Callbacks(on_event=live, on_sampler=live.set_sampler, waiting=lambda text: console.status(text) if not quiet
                               else contextlib.nullcontext())
@@ -165,19 +176,20 @@ def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     spec = spec_from_args(args)
+    # a hub name that is not installed: the host downloads it at its pinned commit (nothing else has started, so a
+    # refusal leaves no run folder behind); the container stays offline
+    spec = with_hub_models(spec, args.models_dir or default_models_dir(), log=lambda text: console.print(line(text)))
     with FolderLock(spec.out, "run"):
         return _main_locked(args, spec, console)
 
 
 def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> int:
-    # --allow-download of a hub name: the host downloads it at its pinned commit; the container stays offline
-    spec = pinned_spec(spec, args.models_dir or default_models_dir(), log=console.print)
-    for line in make_engine(spec.engine).reap((str(spec.out),)):
-        console.print(line)
+    for removed in make_engine(spec.engine).reap((str(spec.out),)):
+        console.print(line(removed))
     refused = len(spec.dataset.utterances) - len(spec.dataset.readable)
-    console.print(f"[bold]edgeasr run[/]: {spec.backend.name} {spec.model.name} {spec.quant} on {spec.device}, "
-                  f"{plural(len(spec.dataset.utterances), 'utterance')} from {spec.dataset.path}"
-                  + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else ""))
+    console.print(line(("edgeasr run", "bold"), f": {spec.backend.name} {spec.model.name} {spec.quant} on "
+                       f"{spec.device}, {plural(len(spec.dataset.utterances), 'utterance')} from {spec.dataset.path}"
+                       + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else "")))
     repeats, limit = spec.repeats or 1, spec.limit
     try:
         summary = execute(spec, console, repeats, limit, quiet=bool(getattr(args, "quiet", False)))
@@ -185,22 +197,28 @@ def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> i
         if getattr(args, "json", False) and (spec.out / "summary.json").exists():
             print(json.dumps(json.loads((spec.out / "summary.json").read_text(encoding="utf-8"))))
         raise
-    # --json: stdout carries the JSON only (the table goes to stderr), also when the run failed.
-    as_json = getattr(args, "json", False)
-    fmt = getattr(args, "fmt", None) or "table"
-    print_summary(summary, console if as_json else Console(), folder=spec.out,
-                  fmt="table" if as_json else fmt)
+    return show_result(summary, spec.out, console, as_json=getattr(args, "json", False),
+                       fmt=getattr(args, "fmt", None) or "table")
+
+
+def show_result(summary: dict[str, Any], out: Path, console: Console, *, as_json: bool, fmt: str) -> int:
+    """The run's view (``fmt`` on stdout; with ``as_json`` the table goes to ``console`` and stdout carries the
+    JSON only, also when the run failed), its warnings and last lines; returns the exit code. What the image
+    and the dataset said (its error, ids, names) is shown visibly, never as markup (runner/untrusted.py)."""
+    print_summary(summary, console if as_json else Console(), folder=out, fmt="table" if as_json else fmt)
     busy = host_busy(summary)
     if busy:
-        console.print(f"[yellow]warning[/]: the host was busy during the timed window ({busy}); speed and energy "
-                      "include that work")
-    console.print(f"run folder: {spec.out}")
-    if getattr(args, "json", False):
+        console.print(line(("warning", "yellow"), f": the host was busy during the timed window ({busy}); speed "
+                           "and energy include that work"))
+    console.print(line(f"run folder: {out}"))
+    if as_json:
         print(json.dumps(summary))
     if summary["status"] == "error":
-        console.print(f"[red]run failed[/]: {summary['error']}; container log: {spec.out / 'raw' / 'container.log'}")
+        console.print(line(("run failed", "red"),
+                           f": {summary['error']}; container log: {out / 'raw' / 'container.log'}"))
         return 1
     if summary["status"] == "partial":
-        console.print(f"[yellow]{plural(summary['n_failed'], 'utterance')} failed[/]; see {spec.out / 'utterances.jsonl'}")
+        console.print(line((f"{plural(summary['n_failed'], 'utterance')} failed", "yellow"),
+                           f"; see {out / 'utterances.jsonl'}"))
         return 1
     return 0

@@ -18,21 +18,23 @@ from typing import Any
 
 from edgeasr_entrypoint.contract import Event
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from .. import tables
 from ..errors import UserError
+from ..estimate import CONFIRM_CONDITIONS, size_note
 from ..execute import SWEEP_LABEL, Callbacks, execute_group, stamp
 from ..experiment import load_experiment
-from ..hostinfo import device_facts, git_commit, host_facts
+from ..host.info import device_facts, git_commit, host_facts
+from ..host.lock import FolderLock
 from ..launch.engines import ENGINES, make_engine
-from ..lock import FolderLock
-from ..models import default_models_dir
-from ..plan import GroupJob, plan_sweep, stable_hash
+from ..models.resolve import default_models_dir
+from ..paths import home_problem
+from ..plan import GroupJob, check_host, plan_sweep, stable_hash
 from ..results import write_json_atomic
+from ..telemetry.energy.live import live_power_text
+from ..untrusted import PlainColumn, line
 from ..wording import plural, seconds
-from ..telemetry.live import live_power_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="installed models (default: $EDGEASR_MODELS_DIR, else ./models)")
     p.add_argument("--engine", default="docker", choices=ENGINES,
                    help="docker: backend containers (default) | local: the entrypoint as a host process")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: a hub model that is not installed is refused (default: off, it is "
+                        "downloaded on the host at its pinned commit, models/hub-pins.json)")
     p.add_argument("--no-prepare", action="store_true",
                    help="do not build missing backend images or install missing models first (default: do)")
     p.add_argument("--plan", action="store_true",
@@ -55,6 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", default=None, metavar="ray://HOST:PORT",
                    help="run the groups on a Ray fleet, each on a node of its target (grid.targets); default: the "
                         "experiment's `cluster:`, else $EDGEASR_CLUSTER, else here (runner/fleet/)")
+    p.add_argument("--yes", action="store_true",
+                   help=f"start a grid over {CONFIRM_CONDITIONS:,} conditions: without it such a sweep stops before "
+                        "anything starts and says how long it would take")
+    p.add_argument("--audio-root", dest="audio_roots", action="append", default=[], metavar="DIR",
+                   help="confirm a home folder (or /root, /home) that the experiment trusts in audio_roots; an "
+                        "experiment file alone may not trust one (repeatable; default: none)")
     p.add_argument("--build-missing", action="store_true",
                    help="with a cluster: nodes that lack an image or an installable model build or install it "
                         "before the sweep (else preflight stops and names what is missing)")
@@ -65,13 +76,13 @@ def print_outcome(records: list[dict], out: Path, elapsed_s: float, console: Con
     """The sweep's last lines (local or fleet): how many conditions were recorded, where, and each one not ok
     with its reason. Returns the ones not ok."""
     failed = [r for r in records if r["status"] != "ok"]
-    console.print(f"{plural(len(records), 'condition')} recorded in {seconds(elapsed_s)}, {len(failed)} not ok"
-                  f"{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, report in {out / 'report'}")
+    console.print(line(f"{plural(len(records), 'condition')} recorded in {seconds(elapsed_s)}, {len(failed)} not ok"
+                       f"{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, report in {out / 'report'}"))
     for r in failed:
         c = r["condition"]
         where = f"{c.get('target')} " if target else ""
-        console.print(f"  [red]{r['status']}[/] {where}{c['model']} {c['quant']} {c['noise_type']} {c['snr_db']} "
-                      f"repeat {c['repeat']}: {r['error']}")
+        console.print(line("  ", (r["status"], "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
+                           f"{c['snr_db']} repeat {c['repeat']}: {r['error']}"))
     return failed
 
 
@@ -104,17 +115,23 @@ def _report(out: Path, console: Console) -> None:
         report.main(argparse.Namespace(results_dirs=[out], out=None, no_figures=False, quiet=console.quiet,
                                        fmt="table", console=console, worst=report.worst_mod.TOP_N))
     except UserError as exc:
-        console.print(f"[yellow]no report[/]: {exc}")
+        console.print(line(("no report", "yellow"), f": {exc}", lines=True))
 
 
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     exp = load_experiment(args.experiment)
+    check_trusted_roots(exp, getattr(args, "audio_roots", None) or [])
     out = (args.out or Path(os.environ.get("EDGEASR_RESULTS_DIR", "results")) / "sweeps" / exp.name).resolve()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
+    big = size_note(exp, out)  # a grid over CONFIRM_CONDITIONS conditions: how long, and --yes to start it
     if getattr(args, "plan", False):
-        return show_plan(exp, console)
+        return show_plan(exp, console, big)
+    if big and not getattr(args, "yes", False):
+        raise UserError(f"{big}; pass --yes to start it (a terminal or not: compose, a fleet, CI), or narrow the grid")
+    if big:
+        console.print(line(big))
     from ..fleet import cluster_address, local_targets_problem
 
     cluster = cluster_address(getattr(args, "cluster", None), getattr(exp, "cluster", None))
@@ -126,25 +143,48 @@ def main(args: argparse.Namespace) -> int:
     if problem:
         raise UserError(f"{exp.path.name}: {problem}")
     engine = make_engine(getattr(args, "engine", "docker"))
+    host = check_host(exp, engine.name)  # before anything is built or installed: a device this host lacks stops here
     if not getattr(args, "no_prepare", False):
-        from ..prepare import prepare
+        from ..images.prepare import prepare
 
-        prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=console.print,
+        prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=lambda t: console.print(line(t)),
                 quiet=console.quiet)
-    planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out)
+    planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out, host=host,
+                         offline=getattr(args, "offline", False), log=lambda text: console.print(line(text)))
     # One sweep per results folder: a second one is refused before it touches anything of the first's.
     with FolderLock(out, "sweep"):
         return _main_locked(args, console, exp, out, engine, planned)
 
 
-def show_plan(exp, console: Console) -> int:
-    """--plan: the experiment's groups and conditions as JSON lines (stdout) and a table (stderr); nothing
-    is resolved against images or models and nothing starts."""
+def check_trusted_roots(exp, confirmed: list[str]) -> None:
+    """An experiment file is a stranger's too: trusting a home folder in audio_roots would let its manifests show
+    a backend container any file in it (~/.ssh included). Such a root must be named on the command line too
+    (``--audio-root``); a folder inside a home folder needs nothing."""
+    given = {Path(d).expanduser().resolve() for d in confirmed}
+    problems = []
+    for root in sorted({Path(r).resolve() for g in exp.groups for c in g.conditions for r in c.audio_roots}):
+        what = home_problem(root)
+        if what and root not in given:
+            problems.append(f"audio_roots names {root}, {what}: an experiment file alone may not trust it (a "
+                            f"manifest could then show a backend container any file in it); if you do, say so on "
+                            f"the command line too: --audio-root {root}")
+    if len(problems) == 1:
+        raise UserError(f"{exp.path.name}: {problems[0]}")
+    if problems:
+        raise UserError(f"{exp.path.name}: {len(problems)} trusted folders need the command line's word:",
+                        problems=problems)
+
+
+def show_plan(exp, console: Console, note: str | None = None) -> int:
+    """--plan: the experiment's groups and conditions as JSON lines (stdout) and a table (stderr), and ``note``
+    (a big grid's size and estimated duration) under it; nothing is resolved against images or models and
+    nothing starts."""
     from rich.table import Table
 
     if not console.is_terminal:  # a log or a pipe: no terminal width to fit, keep the names whole
         console = Console(stderr=True, width=200, quiet=console.quiet)
-    table = Table(title=f"{exp.name}: {plural(len(exp.groups), 'group')}, {plural(exp.n_conditions, 'condition')}")
+    table = Table(title=line(f"{exp.name}: {plural(len(exp.groups), 'group')}, "
+                             f"{plural(exp.n_conditions, 'condition')}"))
     fleet = any(getattr(g, "target", "local") != "local" for g in exp.groups)
     power = any(getattr(g, "power", None) for g in exp.groups)
     for name in ("group", *(("target",) if fleet else ()), "backend", "model", "quant", "device", "image",
@@ -157,13 +197,21 @@ def show_plan(exp, console: Console) -> int:
                          default=str))
         inside = sorted({k for c in g.conditions for k in (getattr(c, "decode", {}) or {})})
         op = ", ".join(f"{k}={v}" for k, v in (getattr(g, "power", None) or {}).items())
-        table.add_row(str(i), *((g.target,) if fleet else ()), g.backend, Path(g.model).name, g.quant, g.device,
-                      g.image or "(platform's)", *((op or "as it is",) if power else ()),
-                      str(len(g.conditions)), ", ".join(f"decode.{k}" for k in inside) or "-")
+        table.add_row(*map(line, (str(i), *((g.target,) if fleet else ()), g.backend, Path(g.model).name, g.quant,
+                                  g.device, g.image or "(platform's)", *((op or "as it is",) if power else ()),
+                                  str(len(g.conditions)), ", ".join(f"decode.{k}" for k in inside) or "-")))
     for x in exp.excluded:
         print(json.dumps({"excluded": x}, default=str))
     console.print(table)
+    if note:
+        console.print(line(note))
     return 0
+
+
+def progress_columns() -> list:
+    """The sweep view's columns: labels (models, datasets: strangers' names) as plain text, never markup."""
+    return [PlainColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), PlainColumn("{task.fields[info]}")]
 
 
 class SweepView:
@@ -202,8 +250,8 @@ class SweepView:
 
 def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[GroupJob]) -> int:
     sweep_id = stable_hash(str(out))
-    for line in engine.reap((str(out),)):
-        console.print(line)
+    for removed in engine.reap((str(out),)):
+        console.print(line(removed))
     if args.force:
         shutil.rmtree(out / "conditions", ignore_errors=True)
     started = stamp()
@@ -211,18 +259,15 @@ def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[G
     write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, None, host))
     changed = tables.changed_inputs(out, planned)
     todo = tables.pending(planned, args.retry_failed, lambda problem: console.print(
-        f"[yellow]redoing a condition whose stored result is corrupt[/]: {problem}"))
+        line(("redoing a condition whose stored result is corrupt", "yellow"), f": {problem}")))
     n_total = sum(len(job.conditions) for job in planned)
     n_pending = sum(len(p) for _, p in todo)
-    console.print(f"[bold]edgeasr sweep[/] {exp.name}: {plural(len(planned), 'container')}, "
-                  f"{plural(n_total, 'condition')}, "
-                  f"{n_total - n_pending} already done; results in {out}")
+    console.print(line(("edgeasr sweep", "bold"), f" {exp.name}: {plural(len(planned), 'container')}, "
+                       f"{plural(n_total, 'condition')}, {n_total - n_pending} already done; results in {out}"))
     for reason, n in changed.items():
-        console.print(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then")
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+        console.print(line(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then"))
     t0 = time.perf_counter()
-    with Progress(*columns, console=console, refresh_per_second=2, disable=console.quiet) as progress:
+    with Progress(*progress_columns(), console=console, refresh_per_second=2, disable=console.quiet) as progress:
         view = SweepView(progress, n_pending)
         baseline = None
         for job, pending in todo:

@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..errors import UserError
-from ..telemetry.tegrastats_parse import parse_line
+from ..telemetry.samplers.tegrastats_parse import parse_line
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

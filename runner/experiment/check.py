@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import settings as st
-from ..data import load_dataset
+from .. import backends
+from ..data.dataset import is_hf_ref
+from ..data.load import load_dataset
 from ..errors import UserError
-from ..launch import backends
-from ..models import HUB_NAMES, PACKAGED, is_model_dir
+from ..models.resolve import HUB_NAMES, PACKAGED, is_model_dir
 from ..spec import detect_device
 
 TOP_KEYS = ("name", "description", "defaults", "grid", "entries", "exclude", "cluster")
@@ -171,7 +172,7 @@ class Checker:
             return value
         if any(value in b.bundled_models for b in backends.BACKENDS.values()):
             return value  # a model an image ships (pocketsphinx's en-us); the backend checks the pairing
-        from ..launch.tiny_models import NAMES as TINY
+        from ..models.tiny_models import NAMES as TINY
 
         if value in TINY:
             return value  # a tiny model `make tiny-models` makes in the models folder; the backend resolves it there
@@ -187,7 +188,7 @@ class Checker:
 
     def dataset(self, value: str, path: str) -> Any:
         """A dataset that exists and holds utterances, as its absolute path (an ``hf:`` reference as is)."""
-        if value.startswith("hf:"):
+        if is_hf_ref(value):
             try:
                 load_dataset(value)
             except UserError as exc:

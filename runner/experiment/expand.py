@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings as st
-from ..launch import backends
-from ..models import ref_kind
-from ..quant import quant_problem
+from .. import backends
+from ..models.resolve import ref_kind
 from .check import BAD, Checker, CheckedFile
 
 GROUP_KEYS = ("backend", "model", "quant", "device", "image", "decode", "warmup", "timeout_s", "mem_limit",
@@ -178,7 +177,7 @@ def _expand_point(ck: Checker, checked: CheckedFile, point: dict, groups: dict[s
         ck.add(label, f"backend {be.name} does not run on {point['device']}; it runs on {', '.join(be.devices)} "
                       "(remove it from the grid, or exclude it with a reason)")
         return
-    problem = quant_problem(be.library, point["device"], point["quant"])
+    problem = be.quant_problem(point["device"], point["quant"])
     if problem:
         ck.add(label, f"{problem} (remove it from the grid, or exclude it with a reason)")
         return

@@ -13,12 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from .. import settings as st
-from ..launch import backends
+from .. import backends
 from .check import AXES, IMAGE_AXIS, SETTING_KEYS, TOP_KEYS, _NAME_RE, dotted_axes
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-
-_MEM_PATTERN = r"^\s*\d+(?:\.\d+)?\s*[kmgtKMGT]?[iI]?[bB]?\s*$"
 
 
 def rule_schema(rule: st.Rule, *, nullable: bool | None = None) -> dict[str, Any]:
@@ -39,7 +37,7 @@ def rule_schema(rule: st.Rule, *, nullable: bool | None = None) -> dict[str, Any
     elif kind == "backend":
         out = {"enum": list(backends.BACKENDS)}
     elif kind == "mem":
-        out = {"anyOf": [{"type": "string", "pattern": _MEM_PATTERN}, {"type": "integer", "exclusiveMinimum": 0}]}
+        out = {"anyOf": [{"type": "string", "pattern": st.MEM_SIZE_PATTERN}, {"type": "integer", "exclusiveMinimum": 0}]}
     elif kind == "gpus":
         one = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 0}]}
         out = {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]}

@@ -2,12 +2,18 @@
 
     python -m runner.fleet.agent head [--bind 0.0.0.0] [--port 6379] [--client-port 10001] [--block]
     EDGEASR_HEAD=10.0.0.5:6379 EDGEASR_TARGET=orin-nano-8gb python -m runner.fleet.agent node [--block]
+    python -m runner.fleet.agent token     # make the fleet's token file if it is missing, and say where it is
 
 A node advertises exactly one custom resource, its target, with count 1: Ray then runs one group at a time on
 that device (power measurements never overlap). It offers one logical CPU for Ray's own bookkeeping tasks and
 a small object store (the audio of a dataset, cached on disk by hash after its first use). The head runs no
 group (no target, no CPU). The compose `fleet` profile runs this module in the runner image (``--block``);
-the demo and tests run it as host processes. Ray has no authentication: bind to a trusted network only.
+the demo and tests run it as host processes.
+
+Every role runs with Ray's token authentication (auth.py): the head makes the fleet's token file on its first
+start; a node checks its token with the head before `ray start`, and stops with one sentence when the head
+refuses it. Ray's TLS variables (RAY_USE_TLS, RAY_TLS_SERVER_CERT, RAY_TLS_SERVER_KEY, RAY_TLS_CA_CERT) pass
+through to Ray, checked first.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import subprocess
 import sys
 
 from ..errors import UserError
-from . import target_problem
+from . import auth, target_problem
 
 OBJECT_STORE_BYTES = 200 * 1024 * 1024  # audio in flight; Ray's minimum is 75 MB
 
@@ -65,22 +71,36 @@ def main(argv: list[str] | None = None) -> int:
                    help="the address other nodes reach this one at (default: Ray's guess)")
     n.add_argument("--block", action="store_true")
     sub.add_parser("stop", help="stop the Ray processes of this machine (ray stop)")
+    sub.add_parser("token", help=f"make the fleet's token file if it is missing (${auth.TOKEN_FILE_ENV}, default "
+                                 f"~/.config/edgeasr/fleet-token) and say where it is")
     args = p.parse_args(argv)
+    env = dict(os.environ)
     try:
+        if args.role == "stop":
+            return subprocess.call(ray_command(["stop"]), env=env)
+        token = auth.token_file()
+        if args.role == "token":
+            made = auth.make_token(token)
+            auth.read_token(token)
+            print(f"{'made' if made else 'kept'} the fleet token {token}: copy it to each node and driver "
+                  f"(mode 0600; ${auth.TOKEN_FILE_ENV} names another place)")
+            return 0
         if args.role == "head":
             cmd = head_args(args.bind, args.port, args.client_port, args.block)
-        elif args.role == "node":
+            if auth.make_token(token):
+                print(f"made the fleet token {token}: copy it to each node and driver (mode 0600)", file=sys.stderr)
+            auth.read_token(token)
+            env = auth.ray_env(token, env)
+        else:
             if not args.head or not args.target:
                 raise UserError("a node needs EDGEASR_HEAD (HOST:PORT of the head) and EDGEASR_TARGET (its target)")
             cmd = node_args(args.head, args.target, args.node_ip, args.block)
-        else:
-            cmd = ["stop"]
+            env = auth.ray_env(token, env)
+            auth.check_head(args.head, token, "node", env)
+            env["EDGEASR_TARGET"] = args.target  # node.node_facts reports it; Ray's workers inherit it
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    env = dict(os.environ)
-    if args.role == "node":
-        env["EDGEASR_TARGET"] = args.target  # node.node_facts reports it; Ray's workers inherit it
     return subprocess.call(ray_command(cmd), env=env)
 
 

@@ -27,20 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from .. import tables
 from ..content import HashCache
-from ..data import AUDIO_EXTS
+from ..data.dataset import AUDIO_EXTS
 from ..errors import UserError
 from ..execute import stamp
-from ..hostinfo import host_facts
-from ..lock import FolderLock
-from ..models import default_models_dir
+from ..host.info import host_facts
+from ..host.lock import FolderLock
+from ..models.resolve import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
-from . import RAY_PIN, preflight
+from ..untrusted import PlainColumn, line
+from . import RAY_PIN, auth, preflight
 from .node import Context, Ledger, Shipment
 
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
@@ -58,7 +59,11 @@ def import_ray():
 
 
 def connect(ray, address: str) -> None:
-    """Join the cluster as a driver (Ray Client for ray://), quietly; a UserError when it cannot."""
+    """Join the cluster as a driver (Ray Client for ray://), quietly, with the fleet's token (auth.py); a
+    UserError when it cannot, one sentence at once when the head refuses the token."""
+    token = auth.token_file()
+    auth.use_in_this_process(token)
+    auth.check_head(address, token, "driver")
     error: Exception | None = None
     for attempt in range(3):  # the head starts a server per client; on a loaded head that start can time out
         try:
@@ -71,7 +76,7 @@ def connect(ray, address: str) -> None:
             time.sleep(2.0 * (attempt + 1))
     first = str(error).splitlines()[0] if str(error) else ""
     raise UserError(f"cannot join the Ray cluster at {address}: {error.__class__.__name__}: {first} (is the head "
-                    f"up, and do driver and nodes run the same Ray {RAY_PIN} and Python?)")
+                    f"up, and do driver and nodes run the same Ray {RAY_PIN} and Python, and the same RAY_USE_TLS?)")
 
 
 def identity(job: GroupJob) -> dict[str, Any]:
@@ -180,8 +185,8 @@ def cleanup(ray, nodes: list[preflight.Node], sweep_id: str, console: Console) -
         refs.append(remote.options(num_cpus=0, scheduling_strategy=strategy, max_retries=0).remote(sweep_id))
     for ref in refs:
         try:
-            for line in ray.get(ref, timeout=CLEANUP_TIMEOUT_S):
-                console.print(line)
+            for removed in ray.get(ref, timeout=CLEANUP_TIMEOUT_S):
+                console.print(line(removed))
         except Exception:
             continue  # a lost node: its agent's restart reaps what it left (node.run_group's engine.reap)
 
@@ -190,9 +195,15 @@ def _preflight_table(rows: list[list[str]]) -> Table:
     table = Table(title="fleet preflight")
     for name in ("target", "node", "platform", "groups / conditions", "samplers", "checks"):
         table.add_column(name)
-    for row in rows:
-        table.add_row(*row)
+    for row in rows:  # what nodes report (host names, image labels): plain text, never markup
+        table.add_row(*map(line, row))
     return table
+
+
+def progress_columns() -> list:
+    """The fleet view's columns (target names, host names): plain text, never markup."""
+    return [PlainColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            PlainColumn("{task.fields[info]}")]
 
 
 def main(args: argparse.Namespace, console: Console, exp, out: Path, address: str) -> int:
@@ -236,7 +247,8 @@ def _preflight(ray, exp, out: Path, nodes, targets: list[str], node_models: str 
     make."""
     reports = gather_reports(ray, nodes, targets, node_models)
     images = preflight.FleetImages(reports)
-    planned = plan_sweep(exp, images, models_dir, out, hashes)
+    # the nodes check themselves (their reports): this host runs no group
+    planned = plan_sweep(exp, images, models_dir, out, hashes, host_checks=False)
     planned = [replace(j, spec=replace(j.spec, image=images.refs.get((j.spec.settings.target, j.spec.image),
                                                                       j.spec.image)))
                for j in planned]
@@ -261,22 +273,22 @@ def build_missing(ray, needs: list[preflight.Need], console: Console) -> None:
         commands = preflight.install_commands(mine)
         if not commands:
             continue
-        console.print(f"{mine[0].hostname}: building what it lacks: "
-                      + "; ".join(f"edgeasr {' '.join(c)}" for c in commands))
+        console.print(line(f"{mine[0].hostname}: building what it lacks: "
+                           + "; ".join(f"edgeasr {' '.join(c)}" for c in commands)))
         strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
         refs.append(remote.options(num_cpus=0, scheduling_strategy=strategy, max_retries=0).remote(commands))
     for ref in refs:
         try:
-            for line in ray.get(ref):
-                console.print(line)
+            for said in ray.get(ref):
+                console.print(line(said))
         except Exception as exc:
-            console.print(f"[red]--build-missing failed on a node[/]: {exc.__class__.__name__}: {exc}")
+            console.print(line(("--build-missing failed on a node", "red"), f": {exc.__class__.__name__}: {exc}"))
 
 
 def _pending(args, console: Console, planned: list[GroupJob]) -> list[tuple[GroupJob, list]]:
     """The groups with conditions still to run: the same resume rule as a local sweep (tables.pending)."""
     return [(job, conds) for job, conds in tables.pending(planned, args.retry_failed, lambda problem: console.print(
-        f"[yellow]redoing a condition whose stored result is corrupt[/]: {problem}")) if conds]
+        line(("redoing a condition whose stored result is corrupt", "yellow"), f": {problem}"))) if conds]
 
 
 def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, reports, planned: list[GroupJob],
@@ -299,9 +311,9 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
     todo = _pending(args, console, planned)
     n_total = sum(len(j.conditions) for j in planned)
     n_pending = sum(len(p) for _, p in todo)
-    console.print(f"[bold]edgeasr sweep[/] {exp.name} on {address}: {len(planned)} group(s) on "
-                  f"{len({j.spec.settings.target for j in planned})} target(s), {n_total} condition(s), "
-                  f"{n_total - n_pending} already done; results in {out}")
+    console.print(line(("edgeasr sweep", "bold"), f" {exp.name} on {address}: {len(planned)} group(s) on "
+                       f"{len({j.spec.settings.target for j in planned})} target(s), {n_total} condition(s), "
+                       f"{n_total - n_pending} already done; results in {out}"))
     # The progress queue lives on the head (a node of a target may be lost, and its queue with it).
     queue = Queue(maxsize=0, actor_options={"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}})
     ledger = ray.remote(Ledger).options(num_cpus=0, resources={HEAD_RESOURCE: 0.001}).remote()
@@ -329,10 +341,8 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
     timings: list[dict[str, Any]] = []
     lost = 0
     t0 = time.perf_counter()
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[info]}")]
     try:
-        with Progress(*columns, console=console, refresh_per_second=2, disable=console.quiet) as progress:
+        with Progress(*progress_columns(), console=console, refresh_per_second=2, disable=console.quiet) as progress:
             bars = {t: progress.add_task(t, total=n, info="waiting for its node") for t, n in sorted(totals.items())}
 
             def drain() -> None:
@@ -343,7 +353,8 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
                         return
                     except Exception as exc:  # the head's queue is gone: results still come with each group
                         if not tally.deaf:
-                            console.print(f"[yellow]no more progress from the nodes[/]: {exc.__class__.__name__}")
+                            console.print(line(("no more progress from the nodes", "yellow"),
+                                               f": {exc.__class__.__name__}"))
                         tally.deaf = True
                         return
                     _heard(item, tally, planned, out, progress, bars, console)
@@ -358,8 +369,8 @@ def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, repor
                     tables.rebuild_tables(out, planned)
     except BaseException as exc:  # Ctrl-C (or a bug here): no task and no container outlives the driver
         if isinstance(exc, KeyboardInterrupt):
-            console.print(f"[yellow]interrupted[/]: cancelling {len(running)} group(s) and removing this "
-                          f"sweep's containers on every node")
+            console.print(line(("interrupted", "yellow"), f": cancelling {len(running)} group(s) and removing "
+                               "this sweep's containers on every node"))
         for ref in running:
             try:
                 ray.cancel(ref)
@@ -394,8 +405,9 @@ def _heard(item: dict[str, Any], tally: Tally, planned: list[GroupJob], out: Pat
         earlier = (item.get("attempts") or [])[:-1]
         if earlier:
             lost = ", ".join(f"{a['hostname']} ({a['node_id'][:12]})" for a in earlier)
-            console.print(f"[yellow]group {item['group']} of target {target} retried on[/] {item['hostname']} "
-                          f"({item['node_id'][:12]}) after losing {lost}; it runs only the unfinished conditions")
+            console.print(line((f"group {item['group']} of target {target} retried on", "yellow"),
+                               f" {item['hostname']} ({item['node_id'][:12]}) after losing {lost}; it runs only "
+                               "the unfinished conditions"))
     elif item["kind"] == "done":
         key = item["key"]
         if item.get("status") not in tables.RESULT_STATUSES:
@@ -408,7 +420,7 @@ def _heard(item: dict[str, Any], tally: Tally, planned: list[GroupJob], out: Pat
             if target in bars:
                 progress.update(bars[target], advance=1, info=f"on {item['hostname']}: last {item.get('status')}")
     elif item["kind"] == "note":
-        console.print(f"{item['hostname']}: {item.get('text')}")
+        console.print(line(f"{item['hostname']}: {item.get('text')}"))
 
 
 def _finish(ray, ref, job: GroupJob, pending: list, submitted: float, tally: Tally, out: Path,
@@ -430,7 +442,7 @@ def _finish(ray, ref, job: GroupJob, pending: list, submitted: float, tally: Tal
                 write_record(cond.result_dir, {**identity(job),
                                                **node_lost_summary(cond.key, target, _last_node(tally, job), message),
                                                "status": "error", "error": f"on target {target}: {message}"})
-        console.print(f"[red]group failed on target {target}[/]: {message}")
+        console.print(line((f"group failed on target {target}", "red"), f": {message}"))
         return 0
     except Exception as exc:  # the node or its worker died (NodeDiedError, WorkerCrashedError, ...)
         node = _last_node(tally, job)
@@ -441,7 +453,7 @@ def _finish(ray, ref, job: GroupJob, pending: list, submitted: float, tally: Tal
                                                **node_lost_summary(cond.key, target, node, exc.__class__.__name__)})
                 n += 1
         who = f"{node['hostname']} ({node['node_id'][:12]})" if node else "its node"
-        console.print(f"[red]node lost[/]: {who} of target {target}; {n} condition(s) recorded as node_lost")
+        console.print(line(("node lost", "red"), f": {who} of target {target}; {n} condition(s) recorded as node_lost"))
         return n
     for key, files in result["conditions"].items():  # a retry's summaries name every attempt (node.run_group)
         write_condition_files(out / "conditions" / key, files)

@@ -4,7 +4,9 @@
     python -m runner.fleet.local up [--targets cpu-a,cpu-b] [--port 6379] [--client-port 10001]
     python -m runner.fleet.local down
 
-``down`` is ``ray stop``: it ends every Ray process of this machine (and only Ray's).
+The fleet is authenticated like any other (runner/fleet/auth.py): the head makes the token file on its first
+start (``--token-file``, else $EDGEASR_FLEET_TOKEN_FILE, else ~/.config/edgeasr/fleet-token), the nodes and the
+driver read it. ``down`` is ``ray stop``: it ends every Ray process of this machine (and only Ray's).
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import agent
+from . import agent, auth
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def agent_env() -> dict[str, str]:
-    """The agent's environment: the project importable in Ray's workers (as the runner image has it)."""
+def agent_env(token_file: Path | None = None) -> dict[str, str]:
+    """The agent's (and a driver's) environment: the project importable in Ray's workers (as the runner image
+    has it), and the fleet's token file where one is given."""
     env = dict(os.environ)
+    if token_file is not None:
+        env[auth.TOKEN_FILE_ENV] = str(token_file)
     paths = [str(ROOT), str(ROOT / "containers" / "common")]
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     # a lost node is noticed in seconds, not half a minute (the tests kill one)
@@ -40,14 +45,21 @@ class LocalFleet:
     targets: tuple[str, ...] = ("cpu-a", "cpu-b")
     port: int = 6379
     client_port: int = 10001
+    token_file: Path | None = None  # None: the agent's default (auth.token_file)
 
     @property
     def address(self) -> str:
         return f"ray://127.0.0.1:{self.client_port}"
 
+    def env(self) -> dict[str, str]:
+        """The environment of this fleet's agents, and of a driver that joins it."""
+        return agent_env(self.token_file)
+
     def _agent(self, *args: str) -> None:
         cmd = [sys.executable, "-m", "runner.fleet.agent", *args]
-        done = subprocess.run(cmd, env=agent_env(), cwd=ROOT, capture_output=True, text=True)
+        done = subprocess.run(cmd, env=self.env(), cwd=ROOT, capture_output=True, text=True)
+        if done.returncode == 2:  # the agent's own sentence (a token or a setting to fix)
+            raise RuntimeError(done.stderr.strip().removeprefix("error: "))
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}"
                                f"{done.stderr[-4000:]}")
@@ -96,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", default="cpu-a,cpu-b")
     p.add_argument("--port", type=int, default=6379)
     p.add_argument("--client-port", type=int, default=10001)
+    p.add_argument("--token-file", type=Path, default=None,
+                   help=f"the fleet's token file (default: ${auth.TOKEN_FILE_ENV}, else ~/.config/edgeasr/fleet-token)")
     args = p.parse_args(argv)
-    fleet = LocalFleet(tuple(t for t in args.targets.split(",") if t), args.port, args.client_port)
+    fleet = LocalFleet(tuple(t for t in args.targets.split(",") if t), args.port, args.client_port,
+                       args.token_file)
     if args.action == "up":
         t0 = time.perf_counter()
         try:
@@ -107,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(f"fleet up in {time.perf_counter() - t0:.0f} s: head 127.0.0.1:{fleet.port}, targets "
-              f"{', '.join(fleet.targets)}; driver: --cluster {fleet.address}")
+              f"{', '.join(fleet.targets)}, token {fleet.token_file or auth.token_file()}; driver: --cluster "
+              f"{fleet.address}")
     else:
         fleet.down()
         print("fleet down (ray stop)")

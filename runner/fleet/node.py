@@ -190,43 +190,40 @@ class Ledger:
 # --- what touches Ray, Docker and the node's files -------------------------------------------------------------
 
 
-def node_facts() -> dict[str, Any]:
-    """This node as results name it: Ray node id, hostname, target, platform (with its L4T release)."""
+def node_facts(caps=None) -> dict[str, Any]:
+    """This node as results name it: Ray node id, hostname, target, platform (with its L4T release) and kind
+    (jetson / cuda / cpu), from the host preflight's facts (``caps``: already read, else read now)."""
     import ray
 
-    from ..platforms import detect_platform, l4t_release_line
+    from ..host import preflight
+    from ..host.platforms import l4t_release_line
 
-    try:
-        platform = detect_platform()
-    except Exception as exc:  # an unknown L4T release: the report says so, preflight decides
-        platform = f"unknown ({exc})"
-    cuda = _has_cuda()
+    caps = caps or preflight.probe("docker")
+    # an unknown L4T release: the report says so, preflight decides
+    platform = caps.platform if caps.platform != "unknown" else f"unknown ({caps.platform_how})"
     return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-            "target": os.environ.get(TARGET_ENV), "platform": platform,
-            "kind": "jetson" if platform.startswith("jetson") else ("cuda" if cuda else "cpu"),
+            "target": os.environ.get(TARGET_ENV), "platform": platform, "kind": caps.kind,
             "l4t": l4t_release_line(), "pid": os.getpid()}
-
-
-def _has_cuda() -> bool:
-    from ..platforms import has_nvidia_driver
-
-    try:
-        return bool(has_nvidia_driver())
-    except Exception:
-        return False
 
 
 def node_report(models_dir: str | None = None) -> dict[str, Any]:
     """What preflight needs from this node: facts, the backend images it has (by the backend table's tags for
-    its platform, with ids), its models (by folder, with content hashes) and which samplers work here."""
-    from ..content import HashCache
-    from ..launch import backends
-    from ..launch.docker_engine import connect, image_info
-    from ..models import default_models_dir, is_model_dir
-    from ..telemetry.registry import SAMPLERS
+    its platform, with ids), its models (by folder, with content hashes), which samplers work here and why a CUDA
+    group could not run here (``cuda``: the host preflight's sentence, None when it can)."""
+    from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
-    facts = node_facts()
-    report: dict[str, Any] = {**facts, "images": {}, "models": {}, "samplers": {}, "problems": []}
+    from .. import backends
+    from ..content import HashCache
+    from ..host import preflight
+    from ..launch.checked_images import passed
+    from ..launch.docker_engine import connect, image_info
+    from ..models.resolve import default_models_dir, is_model_dir
+
+    caps = preflight.probe("docker")
+    facts = node_facts(caps)
+    report: dict[str, Any] = {**facts, "images": {}, "models": {}, "samplers": preflight.sampler_probes(),
+                              "cuda": preflight.device_problem("cuda", caps, "exclude device cuda for this target"),
+                              "problems": []}
     try:
         client = connect()
         report["docker_engine"] = client.version().get("Version")
@@ -240,7 +237,8 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
         for ref in sorted(refs):
             try:
                 info = image_info(client, ref)
-                report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels}
+                report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels,
+                                         "checked": passed(info.id, CONTRACT_VERSION)}  # check-image, here
             except Exception:
                 continue
     except Exception as exc:
@@ -249,15 +247,11 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
     report["models_dir"] = str(folder)
     hashes = HashCache()
     if folder.is_dir():
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir() and is_model_dir(p)):
+        # a dot-folder is a download in progress (runner/models/hub.py), never a model
+        for sub in sorted(p for p in folder.iterdir()
+                          if p.is_dir() and not p.name.startswith(".") and is_model_dir(p)):
             report["models"][sub.name] = hashes.folder(sub)
     hashes.save()
-    for row in SAMPLERS:
-        try:
-            availability = row.factory(100, None).probe()
-            report["samplers"][row.name] = None if availability.ok else (availability.reason or "unavailable")
-        except Exception as exc:
-            report["samplers"][row.name] = f"{exc.__class__.__name__}: {exc}"
     return report
 
 
@@ -325,9 +319,9 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
 
     from ..errors import UserError
     from ..execute import SWEEP_LABEL, Callbacks, execute_group
-    from ..hostinfo import host_facts
+    from ..host.info import host_facts
     from ..launch.engines import make_engine
-    from ..models import default_models_dir
+    from ..models.resolve import default_models_dir
 
     t_start = time.time()
     facts = node_facts()

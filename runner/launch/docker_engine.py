@@ -16,13 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import urlparse
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, Mount
 
 from ..errors import UserError
-from ..platforms import is_jetson
+from ..host.platforms import is_jetson
 from .event_lines import EVENT_PREFIX, stream_to_log  # noqa: F401  (EVENT_PREFIX: re-exported)
 from .hardening import Hardening
 from .owner import Owner, is_orphan
@@ -67,9 +68,33 @@ def connect() -> docker.DockerClient:
         client.ping()
         return client
     except DockerException as exc:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise UserError(f"cannot reach the Docker Engine at {where} ({exc.__class__.__name__}); "
-                        f"is the daemon running and may this user use it?") from None
+        raise UserError(unreachable_engine(exc)) from None
+
+
+def unreachable_engine(exc: Exception) -> str:
+    """One sentence: where the engine was looked for (DOCKER_HOST's value, or the default) and why it did not
+    answer."""
+    host = os.environ.get("DOCKER_HOST")
+    url = host or "unix:///var/run/docker.sock"
+    where = f"DOCKER_HOST={host}" if host else f"{url} (the default; DOCKER_HOST is not set)"
+    sock = Path(urlparse(url).path) if url.startswith("unix://") else None
+    if sock is not None and not sock.exists():
+        why = "no socket there"
+    elif sock is not None and not os.access(sock, os.R_OK | os.W_OK):
+        why = "this user may not use its socket"
+    else:
+        why = f"it did not answer ({exc.__class__.__name__})"
+    return f"cannot reach the Docker Engine at {where}: {why}; start the daemon, or point DOCKER_HOST at one that runs"
+
+
+def engine_info(client: docker.DockerClient | None = None) -> dict[str, Any]:
+    """The engine's ``docker info`` (ServerVersion, Runtimes, DefaultRuntime, CDISpecDirs, ...): what the host
+    preflight reads its GPU runtimes from. A UserError when the engine cannot be reached."""
+    client = client or connect()
+    try:
+        return dict(client.info())
+    except (APIError, DockerException) as exc:
+        raise UserError(f"the Docker Engine did not answer `docker info` ({exc.__class__.__name__})") from None
 
 
 def image_info(client: docker.DockerClient, ref: str, hint: str = "build it with `make images`") -> ImageInfo:

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
 from ..errors import UserError
 from ..paths import check_mountable
 from ..results import write_json_atomic
 from . import docker_engine, local_engine
+from .checked_images import contract_problem
 from .docker_engine import BindMount, ContainerRun, ImageInfo
-from .hardening import chown_for_container, reclaim
+from .hardening import HUB_CACHE_TARGET, chown_for_container, reclaim
 from .owner import Owner
 
 ENGINES = ("docker", "local")
@@ -53,9 +56,11 @@ class Engine(Protocol):
 
 
 def check_contract(ref: str, image: ImageInfo, version: int) -> None:
-    label = image.labels.get("org.edgeasr.contract")
-    if label not in (None, "") and label != str(version):
-        raise UserError(f"image {ref} speaks entrypoint contract {label}; this runner speaks {version}")
+    """Refuse an image of another contract, or one without the label that check-image has not passed here
+    (launch/checked_images.py)."""
+    problem = contract_problem(ref, image.id, image.labels, version)
+    if problem:
+        raise UserError(problem)
 
 
 class DockerEngine:
@@ -72,8 +77,6 @@ class DockerEngine:
         return self._client
 
     def image(self, spec) -> ImageInfo:
-        from .job import CONTRACT_VERSION
-
         info = docker_engine.image_info(self.client, spec.image)
         check_contract(spec.image, info, CONTRACT_VERSION)
         return info
@@ -89,8 +92,6 @@ class DockerEngine:
 
         The output folder is handed to the container's unprivileged uid for the run and taken back after,
         so results stay the runner's own."""
-        from .job import HUB_CACHE_TARGET
-
         write_json_atomic(launch.raw_dir / "job.json", job)
         mounts = list(mounts)
         for m in mounts:

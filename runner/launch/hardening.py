@@ -18,6 +18,9 @@ from typing import Any
 # The uid/gid a container runs as when the runner is root: an unprivileged id that owns nothing on the host.
 UNPRIVILEGED_UID = 10001
 UNPRIVILEGED_GID = 10001
+# Where the host's hub cache is mounted for a run that may download (--allow-download): the job's environment
+# points the library there, the engine mounts it.
+HUB_CACHE_TARGET = "/cache/hf"
 # Environment that points every cache a backend library writes (HF, torch, numba, matplotlib, XDG) at the tmpfs.
 CACHE_ENV = {
     "HOME": "/tmp",

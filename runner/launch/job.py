@@ -7,17 +7,18 @@ the same spec); tests/contract pins that both sides agree.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeasr_entrypoint.contract import CONTRACT_VERSION, OPTIONAL_DECODE
 
 from ..paths import AudioPlan, plan_audio_mounts
-from ..spec import RunSpec
 from .docker_engine import BindMount
-from .hardening import CACHE_ENV
+from .hardening import CACHE_ENV, HUB_CACHE_TARGET
+
+if TYPE_CHECKING:  # the spec is read, never built, here: launch stays below spec
+    from ..spec import RunSpec
 
 OUT_TARGET = "/out"
-HUB_CACHE_TARGET = "/cache/hf"
 
 
 def audio_plan(spec: RunSpec) -> AudioPlan:

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..backends import CONTAINERS_DIR, Backend
 from ..errors import UserError
-from .backends import CONTAINERS_DIR, Backend
 from .docker_engine import ContainerRun
 from .event_lines import stream_to_log
 

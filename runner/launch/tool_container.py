@@ -1,4 +1,5 @@
-"""Run a one-off tool inside a backend image (tiny-model build, ONNX export), confined like every backend container.
+"""Run a one-off tool inside a backend image (tiny-model build, ONNX export, the doctor's GPU probe), confined like
+every backend container.
 
 The host has no torch, so these steps run in the backend's image. They get the same
 hardening as runs (launch/hardening.py), read-only inputs, and a fresh staging folder
@@ -13,8 +14,10 @@ import tempfile
 from pathlib import Path
 
 from docker.errors import APIError, ContainerError, ImageNotFound
+from docker.types import DeviceRequest
 
 from ..errors import UserError
+from ..host.platforms import is_jetson
 from .docker_engine import MANAGED_LABEL, connect
 from .hardening import CACHE_ENV, Hardening, chown_for_container, reclaim
 from .owner import Owner
@@ -47,3 +50,44 @@ def run_tool(image: str, entrypoint: list[str], *, inputs: dict[Path, str], stag
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+#: The most of a probe's output the host keeps (its last bytes): it is read, never stored.
+PROBE_OUTPUT_BYTES = 256 * 1024
+
+
+def run_probe(image: str, code: str, *, gpu: bool = False, timeout_s: float = 180.0) -> tuple[int | None, str]:
+    """Run ``code`` with the image's own Python in a container of ``image`` (no mounts, confined like every backend
+    container), with the GPU asked for when ``gpu`` (every GPU through the engine's device request; on a Jetson its
+    nvidia runtime, as runs do). Returns (exit code, the last PROBE_OUTPUT_BYTES of its output); None: timed out.
+    A UserError when the image is missing or the engine refuses the container (a GPU request it cannot serve)."""
+    client = connect()
+    try:
+        entrypoint = (client.images.get(image).attrs.get("Config") or {}).get("Entrypoint") or []
+    except ImageNotFound:
+        raise UserError(f"image {image} is not present") from None
+    python = entrypoint[0] if entrypoint and "python" in str(entrypoint[0]) else "python3"
+    kwargs = dict(entrypoint=[python, "-c", code], detach=True, environment={"HF_HUB_OFFLINE": "1", **CACHE_ENV},
+                  labels={MANAGED_LABEL: "1", **Owner.me(Path.cwd(), "doctor").labels()}, **Hardening().engine_kwargs())
+    if gpu:
+        kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        if is_jetson():
+            kwargs["runtime"] = "nvidia"
+    container = None
+    try:
+        try:
+            container = client.containers.run(image, **kwargs)
+        except APIError as exc:
+            raise UserError(f"the Docker Engine refused a container of {image}: {exc.explanation}") from None
+        try:
+            status = container.wait(timeout=timeout_s).get("StatusCode")
+        except Exception:  # noqa: BLE001 - the read timed out: the probe hangs; its output still says something
+            status = None
+        out = container.logs(stdout=True, stderr=True, tail=2000)[-PROBE_OUTPUT_BYTES:]
+        return status, out.decode("utf-8", "replace")
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except APIError:
+                pass

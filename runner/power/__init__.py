@@ -1,7 +1,7 @@
 """Operating points (power modes, clocks, power limits) as sweep axes: check, apply, read back, observe, restore.
 
 The order of things lives here, once: ``problems`` (before anything runs: does this device support the
-request, may we change it), then ``apply_operating_point`` around a group: save what is there, apply, read
+request, may we change it; the host preflight, runner/host/preflight.py, asks it for every distinct request), then ``apply_operating_point`` around a group: save what is there, apply, read
 back (a mismatch such as clamping is recorded, and with ``power.strict`` fails the group), settle
 (``power.settle_s``, recorded) so that the idle baseline is measured at the operating point, observe while
 the group runs, and restore what was there before, always: on success, on error, on Ctrl-C and on SIGTERM
@@ -28,7 +28,7 @@ from .nvidia import NvidiaController
 from .observe import DEFAULT_INTERVAL_S, Observer, summarize
 
 __all__ = ["OperatingPoint", "PowerRecord", "apply_operating_point", "controller_for", "detected_controller",
-           "problems", "preflight",
+           "problems",
            "order_jobs", "operating_point_for"]
 
 log = logging.getLogger(__name__)
@@ -94,19 +94,6 @@ def problems(power: Any, gpus: Sequence[str] | None = None) -> list[str]:
     except UserError as exc:
         return [str(exc)]
     return ctl.problems(power)
-
-
-def preflight(requests: Sequence[Any], gpus: Sequence[str] | None = None) -> list[str]:
-    """Every distinct request's problems, each message once (a sweep of 16 groups on a host without a Jetson
-    says so once, not 16 times)."""
-    out: list[str] = []
-    seen: list[Any] = []
-    for power in requests:
-        if power in seen:
-            continue
-        seen.append(power)
-        out += [p for p in problems(power, gpus) if p not in out]
-    return out
 
 
 def order_jobs(jobs: Sequence[Any]) -> list[Any]:

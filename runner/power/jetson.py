@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..platforms import l4t_release_line
+from ..host.platforms import l4t_release_line
 from .base import CLOCK_TOLERANCE_MHZ, Controller, OperatingPoint, PowerError, root_problem
 
 GPU_DEVFREQ_RE = re.compile(r"\.(gpu|ga10b|gv11b|gp10b|gm20b|gb10b)$")

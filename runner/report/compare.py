@@ -1,6 +1,6 @@
 """Compare a baseline's results with one or more candidates': matched conditions, deltas, noise, gates.
 
-Each side is a run folder or a sweep folder (aggregate.load_results), aggregated over its repeats. Conditions
+Each side is a run folder or a sweep folder (records.load_results), aggregated over its repeats. Conditions
 are matched on every key field except the ones that tell the two sides apart as a whole: a field with one
 value in the baseline and another single value in the candidate (the image, the library versions, the
 model...) is what is being compared, not a reason for two conditions not to match. Two single-condition
@@ -15,15 +15,15 @@ fails, since a gate that cannot be checked must not pass silently.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .aggregate import AggregateRow, GroupKey, KeyNames, Stat, Sweep, aggregate, format_axis_value, t975
+from ..untrusted import csv_text
+from .aggregate import AggregateRow, Stat, aggregate, t975
+from .records import GroupKey, KeyNames, Sweep, format_axis_value
 from .sweep_table import Cell, TableModel
 
 
@@ -334,12 +334,10 @@ def to_json(cmp: Comparison, gates: Gates) -> dict[str, Any]:
 
 def to_csv(cmp: Comparison) -> str:
     """One line per matched condition, candidate and metric (long form, for spreadsheets and scripts)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["condition", "candidate", "metric", "baseline", "baseline_n", "candidate_value", "candidate_n",
-                "change", "unit", "noise"])
+    rows: list[list[Any]] = [["condition", "candidate", "metric", "baseline", "baseline_n", "candidate_value",
+                              "candidate_n", "change", "unit", "noise"]]
     for p in cmp.pairs:
         for d in p.deltas:
-            w.writerow([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
-                        d.candidate.n, d.change, d.spec.unit, d.noise or ""])
-    return buf.getvalue()
+            rows.append([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
+                         d.candidate.n, d.change, d.spec.unit, d.noise or ""])
+    return csv_text(rows)

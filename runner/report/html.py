@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from html import escape
 from pathlib import Path
 
-from .aggregate import AggregateRow, Sweep, axes_that_vary, format_axis_value, is_number
-from .figures import FigureResult
+from ..untrusted import html as escape  # visible, then HTML-escaped (bidirectional controls too)
+from .aggregate import AggregateRow
+from .figure_kit import FigureResult
+from .records import Sweep, axes_that_vary, format_axis_value, is_number
 from .sweep_table import Cell, TableModel, build_table
 
 REPORT_FILE = "report.html"

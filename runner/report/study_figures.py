@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 from matplotlib.patches import Patch
 
-from ..telemetry.tegrastats_parse import INPUT_RAIL_NAMES
-from .aggregate import AggregateRow, GroupKey, Sweep
-from .figures import (MARKERS, PALETTE, FigureResult, _category_ticks, _figure, _save, _series_labeller, _styled)
+from ..telemetry.samplers.tegrastats_parse import INPUT_RAIL_NAMES
+from .aggregate import AggregateRow
+from .figure_kit import (MARKERS, PALETTE, FigureResult, category_ticks, new_figure, save, series_labeller,
+                         styled)
+from .records import GroupKey, Sweep
 from .traces import RecordFiles, Timeline, by_key, read_timeline, record_files, utterance_points
 
 RAIL_FILE = "energy_by_rail.png"
@@ -52,7 +54,7 @@ def write_study_figures(sweep: Sweep, rows: Sequence[AggregateRow], out_dir: Pat
 
 
 def _label(rows: Sequence[AggregateRow]):
-    base = _series_labeller(rows)
+    base = series_labeller(rows)
     noisy = any(r.key.noise_type != "clean" for r in rows)
     return lambda key: f"{base(key)}/{key.quant}" + (f" · {key.noise_label}" if noisy else "")
 
@@ -97,7 +99,7 @@ def rail_split(records: Sequence[RecordFiles]) -> tuple[dict[str, float], float 
             statistics.fmean(totals) if totals else None)
 
 
-@_styled
+@styled
 def energy_by_rail(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence[RecordFiles],
                    out_dir: Path) -> FigureResult | str:
     """Energy per audio second split by rail (CPU, GPU, SOC...), stacked, clean audio; where the board input
@@ -109,10 +111,10 @@ def energy_by_rail(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence
     splits = {k: v for k, v in splits.items() if v[0]}
     if not splits:
         return "energy by rail: no condition recorded per-rail energy (a sampler with rails: tegrastats, jtop)"
-    label = _series_labeller(clean)
+    label = series_labeller(clean)
     keys = [r.key for r in clean if r.key in splits]
     rails = sorted({name for parts, _ in splits.values() for name in parts})
-    fig = _figure(max(6.0, 1.1 * len(keys) + 3.0), 4.4)
+    fig = new_figure(max(6.0, 1.1 * len(keys) + 3.0), 4.4)
     ax = fig.add_subplot()
     bottom = np.zeros(len(keys))
     for i, rail in enumerate(rails):
@@ -129,7 +131,7 @@ def energy_by_rail(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence
     for x, k in enumerate(keys):
         total = splits[k][1] if splits[k][1] is not None else bottom[x]
         ax.text(x, max(total, bottom[x]), f"{total:.3f}", ha="center", va="bottom", fontsize=7)
-    _category_ticks(ax, [f"{label(k)}/{k.quant}" for k in keys])
+    category_ticks(ax, [f"{label(k)}/{k.quant}" for k in keys])
     ax.set_ylabel("energy per audio second (J/s)")
     ax.set_xlabel("model")
     ax.set_title(title)
@@ -139,14 +141,14 @@ def energy_by_rail(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence
     if missing:
         notes.append("no per-rail energy: " + ", ".join(missing))
     path = out_dir / RAIL_FILE
-    _save(fig, path, ["bars: mean over repeats of each rail's energy in the timed window / audio seconds",
+    save(fig, path, ["bars: mean over repeats of each rail's energy in the timed window / audio seconds",
                       *notes])
     return FigureResult(path, title)
 
 
 # ---------------------------------------------------------------- power over time
 
-@_styled
+@styled
 def power_over_time(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence[RecordFiles],
                     out_dir: Path) -> FigureResult | str:
     """Power against time for each container (group), with its load, warm-up and inference windows shaded
@@ -161,12 +163,12 @@ def power_over_time(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequenc
     for group_key, keys in groups.items():
         tl = read_timeline(sweep.results_dir, group_key)
         if tl is not None:
-            base = _series_labeller(rows)
+            base = series_labeller(rows)
             timelines.append((f"{base(keys[0])}/{keys[0].quant}", tl))
     if not timelines:
         return "power over time: no group folder holds a telemetry.csv with power and its raw/events.jsonl"
     shown, left_out = timelines[:MAX_TIMELINES], timelines[MAX_TIMELINES:]
-    fig = _figure(9.0, 2.3 * len(shown) + 0.6)
+    fig = new_figure(9.0, 2.3 * len(shown) + 0.6)
     axes = fig.subplots(len(shown), 1, squeeze=False)[:, 0]
     for ax, (name, tl) in zip(axes, shown):
         for window, (a, b) in tl.windows.items():
@@ -196,7 +198,7 @@ def power_over_time(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequenc
     if left_out:
         notes.append(f"{len(left_out)} more container(s) not drawn: " + ", ".join(n for n, _ in left_out))
     path = out_dir / TIMELINE_FILE
-    _save(fig, path, notes)
+    save(fig, path, notes)
     return FigureResult(path, title)
 
 
@@ -208,7 +210,7 @@ def latency_percentiles(latencies_ms: Sequence[float]) -> tuple[float, float, fl
     return float(p50), float(p90), float(p99)
 
 
-@_styled
+@styled
 def latency_distribution(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence[RecordFiles],
                          out_dir: Path) -> FigureResult | str:
     """Per condition: every utterance's latency as a faint dot, and p50, p90 and p99 over the repeats pooled
@@ -233,7 +235,7 @@ def latency_distribution(sweep: Sweep, rows: Sequence[AggregateRow], records: Se
                           "summaries"))
     if not lines:
         return "latency distribution: no condition has per-utterance latencies or latency percentiles"
-    fig = _figure(8.0, 0.42 * len(lines) + 1.6)
+    fig = new_figure(8.0, 0.42 * len(lines) + 1.6)
     ax = fig.add_subplot()
     for y, (name, points, (p50, p90, p99), _) in enumerate(lines):
         if points:
@@ -261,7 +263,7 @@ def latency_distribution(sweep: Sweep, rows: Sequence[AggregateRow], records: Se
     if len(chosen) < len(rows):
         notes.append(f"clean conditions only ({len(rows)} conditions in all)")
     path = out_dir / LATENCY_FILE
-    _save(fig, path, notes)
+    save(fig, path, notes)
     return FigureResult(path, title)
 
 
@@ -276,7 +278,7 @@ def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float] | N
     return float(intercept), float(slope)
 
 
-@_styled
+@styled
 def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence[RecordFiles],
                       out_dir: Path) -> FigureResult | str:
     """Each utterance's latency against its audio length (clean audio, repeats pooled), one colour per model
@@ -284,7 +286,7 @@ def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Seque
     title = "Latency against input length (clean audio)"
     clean = [r for r in rows if r.key.noise_type == "clean"]
     groups = by_key(records)
-    base = _series_labeller(clean)
+    base = series_labeller(clean)
     series = []
     for r in clean:
         points = [(d, lat * 1000) for rec in groups.get(r.key, []) if rec.status != "error"
@@ -293,7 +295,7 @@ def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Seque
             series.append((f"{base(r.key)}/{r.key.quant}", points))
     if not series:
         return "latency against input length: no clean condition has an utterances.jsonl with durations"
-    fig = _figure(7.5, 4.6)
+    fig = new_figure(7.5, 4.6)
     ax = fig.add_subplot()
     notes = []
     top_x = max(d for _, pts in series for d, _ in pts)
@@ -317,5 +319,5 @@ def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Seque
     ax.legend(loc="upper left", frameon=False, fontsize=7)
     notes.append("dots: one utterance of one repeat; lines: least-squares fit (intercept: the fixed cost per call)")
     path = out_dir / LENGTH_FILE
-    _save(fig, path, notes)
+    save(fig, path, notes)
     return FigureResult(path, title)

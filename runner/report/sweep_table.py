@@ -10,8 +10,6 @@ unavailable everywhere is said in one line (``remarks``).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,8 +19,9 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from .aggregate import (CV_DISAGREE, RUN_FAILED, AggregateRow, GroupKey, KeyNames, Stat, axes_that_vary, constant_axes,
-                        format_axis_value, versions_that_vary)
+from ..untrusted import csv_text, line, markdown
+from .aggregate import CV_DISAGREE, RUN_FAILED, AggregateRow, Stat
+from .records import GroupKey, KeyNames, axes_that_vary, constant_axes, format_axis_value, versions_that_vary
 
 UNAVAILABLE = "unavailable"
 #: Output forms of a table: the terminal's (rich), Markdown, CSV.
@@ -228,15 +227,17 @@ def _plain(cell: Cell) -> str:
 
 
 def markdown_table(model: TableModel) -> str:
-    """The TableModel as a GitHub-flavoured Markdown table, with its notes and remarks under it."""
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
+    """The TableModel as a GitHub-flavoured Markdown table, with its notes and remarks under it (every text
+    escaped: runner/untrusted.py; a line break in a text is a space)."""
+    def md(text: str) -> str:
+        return markdown(text.replace("\n", " "))
 
     title = model.title + (f" ({model.subtitle})" if model.subtitle else "")
-    lines = [f"**{esc(title)}**", "", "| " + " | ".join(esc(h) for h in model.headers) + " |",
+    lines = [f"**{md(title)}**", "", "| " + " | ".join(md(h) for h in model.headers) + " |",
              "|" + "|".join("---:" if i >= model.n_key_columns else "---" for i in range(len(model.headers))) + "|"]
-    lines += ["| " + " | ".join(esc(_plain(c)) for c in cells) + " |" for cells in model.rows]
-    extra = [f"[{i}] {esc(n)}" for i, n in enumerate(model.notes, start=1)] + [esc(r) for r in model.remarks]
+    lines += ["| " + " | ".join(md(_plain(c)) for c in cells) + " |" for cells in model.rows]
+    extra = [md(f"[{i}] {n}") for i, n in enumerate(model.notes, start=1)]
+    extra += [md(r) for r in model.remarks]
     if extra:
         lines += ["", *(f"- {e}" for e in extra)]
     return "\n".join(lines) + "\n"
@@ -245,14 +246,11 @@ def markdown_table(model: TableModel) -> str:
 def csv_table(model: TableModel) -> str:
     """The TableModel as CSV: one header line, one line per row, cell texts as shown (footnote numbers in a
     ``notes`` column, their texts are not repeated); for the raw numbers use results.csv."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*model.headers, "notes"])
+    rows = [[*model.headers, "notes"]]
     for cells in model.rows:
         notes = sorted({c.note for c in cells if c.note is not None})
-        writer.writerow([*(c.text for c in cells),
-                         "; ".join(model.notes[n - 1] for n in notes)])
-    return buf.getvalue()
+        rows.append([*(c.text for c in cells), "; ".join(model.notes[n - 1] for n in notes)])
+    return csv_text(rows)
 
 
 def render(model: TableModel, fmt: str, console: Console | None = None) -> None:
@@ -273,14 +271,14 @@ def rich_table(model: TableModel, *, keep_numbers_whole: bool = True) -> Table:
     turns it off where the terminal is too narrow for that (rich would crop).
     """
     title = model.title + (f"  ({model.subtitle})" if model.subtitle else "")
-    t = Table(title=Text(title, style="bold"), title_justify="left", header_style="bold",
+    t = Table(title=line((title, "bold")), title_justify="left", header_style="bold",
               box=box.SIMPLE_HEAD)
     for i, header in enumerate(model.headers):
         # Metric columns ask for their widest cell, so that "5.76 ± 0.51" wraps
         # only when the terminal is too narrow for anything else to give way.
         widest = max((len(cells[i].text) for cells in model.rows), default=0)
         metric = i >= model.n_key_columns
-        t.add_column(header, justify="right" if metric else "left",
+        t.add_column(line(header), justify="right" if metric else "left",
                      min_width=widest if metric and keep_numbers_whole else None)
     for cells in model.rows:
         t.add_row(*(_rich_cell(c) for c in cells))
@@ -288,10 +286,8 @@ def rich_table(model: TableModel, *, keep_numbers_whole: bool = True) -> Table:
 
 
 def _rich_cell(cell: Cell) -> Text:
-    text = Text(cell.text, style="dim italic" if cell.unavailable else "")
-    if cell.note is not None:
-        text.append(f" [{cell.note}]", style="yellow")
-    return text
+    return line((cell.text, "dim italic" if cell.unavailable else ""),
+                *(((f" [{cell.note}]", "yellow"),) if cell.note is not None else ()))
 
 
 def print_sweep_table(rows: Sequence[AggregateRow], title: str, console: Console | None = None) -> TableModel:
@@ -308,6 +304,6 @@ def _print_rich(model: TableModel, console: Console) -> None:
         table = rich_table(model, keep_numbers_whole=False)
     console.print(table)
     for i, note in enumerate(model.notes, start=1):
-        console.print(Text.assemble((f"[{i}] ", "yellow"), note))
+        console.print(line((f"[{i}] ", "yellow"), note))
     for remark in model.remarks:
-        console.print(Text(remark, style="yellow" if remark.startswith("warning") else "dim"))
+        console.print(line((remark, "yellow" if remark.startswith("warning") else "dim")))

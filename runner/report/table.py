@@ -7,15 +7,13 @@ Energy that no sensor measured is one short line; the full reasons are in summar
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from ..untrusted import csv_text, line, markdown
 from ..wording import plural
 from . import worst as worst_mod
 
@@ -72,11 +70,11 @@ def host_busy(s: dict[str, Any]) -> str | None:
 
 
 def summary_table(s: dict[str, Any]) -> Table:
-    t = Table(title=title(s), show_header=False, title_justify="left")
+    t = Table(title=line(title(s)), show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     for name, value in summary_rows(s):
-        t.add_row(name, escape(value))
+        t.add_row(line(name), line(value))
     return t
 
 
@@ -118,17 +116,13 @@ def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def markdown_summary(s: dict[str, Any]) -> str:
-    esc = lambda t: t.replace("|", "\\|")  # noqa: E731
-    lines = [f"**{esc(title(s))}**", "", "| | |", "|---|---|", *(f"| {esc(n)} | {esc(v)} |" for n, v in summary_rows(s))]
+    lines = [f"**{markdown(title(s))}**", "", "| | |", "|---|---|",
+             *(f"| {markdown(n)} | {markdown(v)} |" for n, v in summary_rows(s))]
     return "\n".join(lines) + "\n"
 
 
 def csv_summary(s: dict[str, Any]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["name", "value"])
-    writer.writerows(summary_rows(s))
-    return buf.getvalue()
+    return csv_text([("name", "value"), *summary_rows(s)])
 
 
 def run_worst(summary: dict[str, Any], folder: Path | None, n: int = worst_mod.TOP_N) -> worst_mod.Worst:
@@ -148,8 +142,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, folde
     bad = run_worst(summary, folder) if folder is not None else worst_mod.Worst((), ())
     if fmt == "md":
         text = markdown_summary(summary)
-        for line in worst_mod.lines(bad):
-            text += f"- {line.strip()}\n" if line.startswith("  ") else f"\n{line}\n\n"
+        for item in worst_mod.lines(bad):
+            text += f"- {markdown(item.strip())}\n" if item.startswith("  ") else f"\n{markdown(item)}\n\n"
         print(text, end="")
         return
     if fmt == "csv":
@@ -157,5 +151,5 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, folde
         return
     console = console or Console()
     console.print(summary_table(summary))
-    for line in worst_mod.lines(bad):
-        console.print(escape(line), style="bold" if not line.startswith(" ") else None, highlight=False)
+    for item in worst_mod.lines(bad):
+        console.print(line((item, "" if item.startswith(" ") else "bold")))

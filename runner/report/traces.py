@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..results import read_jsonl_checked
-from .aggregate import CONDITIONS_FILE, GroupKey, Sweep, parse_record
+from .records import CONDITIONS_FILE, GroupKey, Sweep, parse_record
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import pytest
 from edgeasr_entrypoint.contract import ALL_EVENTS, CONTRACT_VERSION, Event
 from edgeasr_entrypoint.job import parse_job
 
+from runner.backends import BACKENDS, CONTAINERS_DIR, RUNNER_IMAGE
+from runner.images.build import build_args, parse_versions_label, versions_label
 from runner.launch import job as host_job
-from runner.launch.backends import BACKENDS, CONTAINERS_DIR, RUNNER_IMAGE
-from runner.launch.images import build_args, parse_versions_label, versions_label
 from runner.results import SCHEMA_VERSION, Summary
 from runner.spec import DecodeSettings, Settings, build_run_spec
 
@@ -61,7 +61,7 @@ def test_dockerfile_rules(name):
     assert re.search(r"^FROM \$\{BASE_IMAGE\}", text, re.M)
     assert "COPY common/edgeasr_entrypoint" in text
     assert 'org.edgeasr.contract="${EDGEASR_CONTRACT}"' in text and re.search(r"^ARG EDGEASR_CONTRACT$", text, re.M)
-    assert f'org.edgeasr.backend="{name}"' in text
+    assert 'org.edgeasr.backend="${EDGEASR_BACKEND}"' in text and f"EDGEASR_BACKEND={name}" in text
     assert re.search(r'^ENTRYPOINT \[.*"-m", "edgeasr_entrypoint"\]', text, re.M)
     assert 'org.edgeasr.versions="${EDGEASR_VERSIONS}"' in text and "ARG EDGEASR_VERSIONS" in text
     versions = parse_versions_label(versions_label(backend))
@@ -85,13 +85,16 @@ def test_the_entrypoint_emits_only_contract_events():
     assert used == {k for k in vars(Event) if k.isupper()}, "an Event constant the entrypoint never emits"
 
 
-def test_backend_images_are_built_with_the_contract_version():
-    """`edgeasr images build` passes EDGEASR_CONTRACT (the org.edgeasr.contract label) to backend images only."""
+def test_backend_images_are_built_with_the_contract_version_and_their_platform():
+    """`edgeasr images build` passes EDGEASR_CONTRACT (the org.edgeasr.contract label) and EDGEASR_PLATFORM (the
+    variant's platform, org.edgeasr.platform) to backend images only: no Dockerfile spells either."""
     backend = BACKENDS["faster-whisper"]
-    args = build_args(backend, wheels_url="", versions="x=1", base="b:1")
+    args = build_args(backend, wheels_url="", versions="x=1", base="b:1", platform="jetson-r36")
     assert args == {"WHEELS_URL": "", "EDGEASR_VERSIONS": "x=1", "EDGEASR_CONTRACT": str(CONTRACT_VERSION),
-                    "BASE_IMAGE": "b:1"}
-    assert "EDGEASR_CONTRACT" not in build_args(RUNNER_IMAGE, wheels_url="", versions="", base=None)
+                    "EDGEASR_PLATFORM": "jetson-r36", "BASE_IMAGE": "b:1"}
+    assert build_args(backend, wheels_url="", versions="", base=None)["EDGEASR_PLATFORM"] == "x86"
+    runner_args = build_args(RUNNER_IMAGE, wheels_url="", versions="", base=None)
+    assert "EDGEASR_CONTRACT" not in runner_args and "EDGEASR_PLATFORM" not in runner_args
 
 
 def test_summary_schema_is_pinned():
@@ -102,21 +105,40 @@ def test_summary_schema_is_pinned():
     assert "deletions" not in data  # on disk the field is "del"
 
 
-@pytest.mark.parametrize("name", sorted(BACKENDS))
-def test_every_backend_has_a_dockerfile_per_platform(name):
-    """`make images PLATFORM=x86|cuda|jetson-r35|jetson-r36` finds each backend's variant and tags it per platform."""
-    from runner.launch.images import platform_tag
-    from runner.platforms import PLATFORMS
+def _platform_pairs() -> list[tuple[str, str]]:
+    from runner.host.platforms import PLATFORMS
 
-    assert {"x86", "cuda", "jetson-r35", "jetson-r36"} <= set(PLATFORMS)
+    return [(name, platform) for name in sorted(BACKENDS) for platform in PLATFORMS]
+
+
+@pytest.mark.parametrize("name, platform", _platform_pairs())
+def test_a_backend_has_a_dockerfile_for_exactly_the_platforms_of_its_row(name, platform):
+    """The one check of variants against the table (every platform x the row's platforms): a platform the row
+    names has its Dockerfile variant, tagged per platform (`make images PLATFORM=...`); one it leaves out has
+    none, and the row says why. So an x86-only backend is its folder with one Dockerfile (regression, issue 21:
+    two tests disagreed, one requiring a Dockerfile.jetson of every backend, the other its absence)."""
+    from runner.host.platforms import PLATFORMS
+    from runner.images.build import platform_tag
+
+    be, p = BACKENDS[name], PLATFORMS[platform]
+    variant = CONTAINERS_DIR / be.build_dir / p.dockerfile
+    if platform not in be.platforms:
+        assert not variant.exists(), f"containers/{be.build_dir}/{p.dockerfile} exists, but the row has no {platform}"
+        assert be.no_variant and be.platform_problem(platform).startswith(f"backend {name} has no {platform}")
+        return
+    assert variant.is_file(), f"containers/{be.build_dir}/{p.dockerfile} is missing (the row names {platform})"
+    assert platform_tag(be, platform) == f"{be.image.rsplit(':', 1)[0]}:{p.tag}"
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_every_dockerfile_of_a_backend_is_a_platforms_variant(name):
+    """No Dockerfile in a backend's folder that no platform builds (a new variant needs its platform first)."""
+    from runner.host.platforms import PLATFORMS
+
     be = BACKENDS[name]
-    for platform, p in PLATFORMS.items():
-        if platform not in be.platforms:  # the table says why there is none
-            assert be.no_variant and be.platform_problem(platform).startswith(f"backend {name} has no {platform}")
-            assert not (CONTAINERS_DIR / be.build_dir / p.dockerfile).exists()
-            continue
-        assert (CONTAINERS_DIR / be.build_dir / p.dockerfile).is_file()
-        assert platform_tag(be, platform) == f"edgeasr/{name}:{p.tag}"
+    found = {f.name for f in (CONTAINERS_DIR / be.build_dir).glob("Dockerfile*") if not f.name.endswith(".dockerignore")}
+    assert found == {PLATFORMS[p].dockerfile for p in be.platforms}
+    assert {"x86", "cuda", "jetson-r35", "jetson-r36"} <= set(PLATFORMS)
 
 
 def test_contract_module_imports_only_the_standard_library():

@@ -4,8 +4,8 @@ The variants cannot be built where these tests run (no GPU, no Jetson, no regist
 keeps them honest: each file is parsed the way Docker reads it (continuation lines joined, comment lines
 dropped) and must honour the image rules of containers/README.md: a public default base behind
 `ARG BASE_IMAGE`, the shared entrypoint and the backend's own adapter copied to /opt/edgeasr, the
-environment and labels the runner relies on (in one LABEL step, with the versions, base and contract
-labels taken from build arguments), `python -m edgeasr_entrypoint` as the ENTRYPOINT, every COPY
+environment and labels the runner relies on (in one LABEL step: the backend from the image's own
+EDGEASR_BACKEND; the versions, base, contract and platform labels from build arguments), `python -m edgeasr_entrypoint` as the ENTRYPOINT, every COPY
 source present in the build context (containers/), version pins that agree with requirements.txt, and a
 build command for each file in containers/PLATFORMS.md. Files are found by glob, so a new backend or a
 new variant is checked without touching this test.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.launch.backends import BACKENDS, IMAGES
-from runner.launch.images import versions_label
+from runner.backends import BACKENDS, IMAGES
+from runner.images.build import versions_label
 
 CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 PLATFORMS_DOC = CONTAINERS / "PLATFORMS.md"
@@ -157,15 +157,10 @@ VARIANTS = [p for p in DOCKERFILES if p.name != "Dockerfile"]
 IDS = [f"{p.parent.name}/{p.name}" for p in DOCKERFILES]
 
 
-def test_every_backend_has_its_variants():
+def test_every_dockerfile_suffix_is_known():
+    """Which variants a backend has is the table's (tests/contract/test_contract.py checks every platform against
+    every row); here each file's suffix must name a platform, for the label checks below."""
     assert DOCKERFILES, "no backend Dockerfile found under containers/"
-    folders = {p.parent.name for p in DOCKERFILES}
-    by_folder = {b.build_dir: b for b in BACKENDS.values()}
-    for folder in folders:
-        for name in ("Dockerfile", "Dockerfile.cuda", "Dockerfile.jetson", "Dockerfile.jetson-r35"):
-            if PLATFORM_OF_SUFFIX[name[len("Dockerfile"):]] not in by_folder[folder].platforms + ("jetson",):
-                continue  # the backend table says this backend has no such variant, and why
-            assert (CONTAINERS / folder / name).is_file(), f"containers/{folder}/{name} is missing"
     for suffix in {p.name[len("Dockerfile"):] for p in DOCKERFILES}:
         assert suffix in PLATFORM_OF_SUFFIX, f"unknown Dockerfile variant {suffix!r}: add its platform here"
 
@@ -229,21 +224,21 @@ def test_environment_names_the_backend_and_its_adapter(path):
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
 def test_labels_name_the_backend_the_contract_and_the_platform(path):
+    """One LABEL step (the legacy builder makes a step of each label passed by the API) that spells no fact of
+    the table: the backend is the image's own EDGEASR_BACKEND (checked against the row above), the contract and
+    the platform are build arguments that `edgeasr images build` sets (runner/images/build.py build_args)."""
     df = Dockerfile(path)
-    assert len(df.all("LABEL")) == 1, "one LABEL step (the legacy builder makes a step of each API label)"
+    assert len(df.all("LABEL")) == 1, "one LABEL step"
     labels = df.labels()
-    assert labels.get("org.edgeasr.backend") == df.folder
+    assert labels.get("org.edgeasr.backend") == "${EDGEASR_BACKEND}"
     assert labels.get("org.edgeasr.contract") == "${EDGEASR_CONTRACT}", \
         "the contract label comes from the EDGEASR_CONTRACT build argument (edgeasr_entrypoint/contract.py)"
-    expected = PLATFORM_OF_SUFFIX.get(df.suffix)
-    if df.suffix:
-        assert labels.get("org.edgeasr.platform") == expected
-    else:
-        assert labels.get("org.edgeasr.platform", expected) == expected
+    assert labels.get("org.edgeasr.platform") == "${EDGEASR_PLATFORM}", \
+        "the platform label comes from the EDGEASR_PLATFORM build argument (the platform table)"
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
-def test_versions_base_and_contract_labels_come_from_build_arguments(path):
+def test_versions_base_contract_and_platform_labels_come_from_build_arguments(path):
     df = Dockerfile(path)
     labels = df.labels()
     assert labels.get("org.edgeasr.versions") == "${EDGEASR_VERSIONS}"
@@ -253,8 +248,9 @@ def test_versions_base_and_contract_labels_come_from_build_arguments(path):
                   for i in df.instructions[last_from:] if i.keyword == "ARG"}
     assert "BASE_IMAGE" in stage_args, "ARG BASE_IMAGE again after the last FROM, or org.edgeasr.base is empty"
     assert "EDGEASR_VERSIONS" in stage_args, "ARG EDGEASR_VERSIONS in the final stage"
-    assert stage_args.get("EDGEASR_CONTRACT", None) == "", \
-        "ARG EDGEASR_CONTRACT in the final stage, without a default (the image build passes CONTRACT_VERSION)"
+    for name in ("EDGEASR_CONTRACT", "EDGEASR_PLATFORM"):
+        assert stage_args.get(name, None) == "", \
+            f"ARG {name} in the final stage, without a default (the image build passes it)"
     default = stage_args["EDGEASR_VERSIONS"]
     if default:  # a default must be exactly what `edgeasr images build` would pass
         backend = BACKENDS.get(df.folder)

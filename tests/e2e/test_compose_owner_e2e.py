@@ -20,8 +20,8 @@ import docker
 import pytest
 from helpers import ROOT
 
-from runner.launch.backends import RUNNER_IMAGE
-from runner.models import default_models_dir
+from runner.backends import RUNNER_IMAGE
+from runner.models.resolve import default_models_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -201,19 +201,25 @@ defaults:
 
 @needs_root
 def test_compose_fleet_node_runs_as_the_owner_and_its_work_folder_is_theirs(tmp_path):
-    """The compose fleet (head and node services, in the runner image) in a project another uid owns: a sweep from
-    the host driver runs its group on the node, whose backend container runs as the owner, and the node's work
-    folder (results/fleet-node: cached audio, raw outputs) is the owner's; no file in the project is root's."""
+    """The compose fleet (head and node services, in the runner image) in a project another uid owns, authenticated
+    with the owner's token file (mode 0600) as the compose secret: a sweep from the host driver runs its group on
+    the node, whose backend container runs as the owner, and the node's work folder (results/fleet-node: cached
+    audio, raw outputs) is the owner's; no file in the project is root's."""
     pytest.importorskip("ray", reason="the fleet's driver needs Ray: pip install -e '.[fleet]'")
+    from runner.fleet.auth import make_token
     from runner.fleet.local import agent_env, raylet_pid
 
     project = _project_copy(tmp_path / "edgeasr-fleet-owned")
     for path in [project, *project.rglob("*")]:
         os.lchown(path, OWNER, OWNER)
+    token = tmp_path / "owner-config" / "fleet-token"  # the owner's, as `python3 -m runner.fleet.agent token` makes
+    make_token(token)
+    os.chown(token, OWNER, OWNER)
     port, client_port = 6397, 20037  # neither the demo's nor the fleet tests' ports
     env = dict(os.environ, PWD=str(project), COMPOSE_PROJECT_NAME=f"edgeasr-fleet-owner-{uuid.uuid4().hex[:8]}",
                EDGEASR_BIND="127.0.0.1", EDGEASR_HEAD_PORT=str(port), EDGEASR_CLIENT_PORT=str(client_port),
-               EDGEASR_HEAD=f"127.0.0.1:{port}", EDGEASR_TARGET="compose-owner", EDGEASR_NODE_IP="127.0.0.1")
+               EDGEASR_HEAD=f"127.0.0.1:{port}", EDGEASR_TARGET="compose-owner", EDGEASR_NODE_IP="127.0.0.1",
+               EDGEASR_FLEET_TOKEN_FILE=str(token))
     env.pop("EDGEASR_KEEP_ROOT", None)
     compose = ["docker", "compose", "--profile", "fleet"]
     exp = tmp_path / "compose-owner-fleet.yaml"
@@ -232,7 +238,7 @@ def test_compose_fleet_node_runs_as_the_owner_and_its_work_folder_is_theirs(tmp_
         assert owner == OWNER  # the node's Ray runs as the project's owner
         for attempt in range(10):  # the raylet is up; its registration with the head follows within seconds
             r = subprocess.run([sys.executable, "-m", "runner.cli", "sweep", str(exp), "--out", str(out),
-                                "--cluster", f"ray://127.0.0.1:{client_port}"], cwd=ROOT, env=agent_env(),
+                                "--cluster", f"ray://127.0.0.1:{client_port}"], cwd=ROOT, env=agent_env(token),
                                capture_output=True, text=True, timeout=600)
             if r.returncode != 2 or "compose-owner" not in r.stderr or attempt == 9:
                 break

@@ -163,7 +163,7 @@ def test_batched_transformers_utterance_energies_add_up(tmp_path):
     """Issue 9: with --batch-size 4 each utterance gets its share of its batch's energy, not the whole batch:
     the per-utterance energies add up to the energy of the utterance windows (exact from the profile)."""
     from runner.results import read_jsonl
-    from runner.telemetry.accounting import utterance_batches
+    from runner.telemetry.energy.accounting import utterance_batches
 
     env, start = _env("orin-nano-jp6", tmp_path)
     out = tmp_path / "run"

@@ -64,6 +64,7 @@ def test_a_run_reports_timings_and_size_but_no_wer(tmp_path, tiny_espnet):
     assert s["model_size_mb"] > 0 and s["load_s"] > 0 and s["rtf"] > 0
     assert s["latency_ms"]["p50"] > 0 and all(u["latency_s"] > 0 for u in utts)
     assert s["wer"] is None and "random weights" in s["unavailable"]["wer"]
+    assert s["device_used"] == "cpu" and "device_used" not in s["unavailable"]  # the adapter says it (model_info)
     assert s["decode"]["ctc_weight"] == 0.3 and s["quant_method"] == "float32"
     assert s["versions"]["espnet"] == "202611" and s["versions"]["torch"].startswith("2.14")
     assert s["image"]["labels"]["org.edgeasr.backend"] == "espnet"

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -20,7 +21,7 @@ from helpers import ROOT
 
 pytest.importorskip("ray", reason="the fleet needs Ray: pip install -e '.[fleet]' (make venv installs it)")
 
-from runner.fleet.local import LocalFleet, agent_env, kill_node  # noqa: E402  (after the skip: needs no Ray)
+from runner.fleet.local import LocalFleet, kill_node  # noqa: E402  (after the skip: needs no Ray)
 from runner.plan import stable_hash  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -31,13 +32,15 @@ FLEET = LocalFleet(("cpu-a", "cpu-b"), port=6393, client_port=20031)  # not the 
 
 
 @pytest.fixture(scope="module")
-def fleet():
-    FLEET.down()  # a cluster a crashed run left behind
-    FLEET.up()
+def fleet(tmp_path_factory):
+    """The cluster, authenticated: its head makes the token file, its nodes and every driver here read it."""
+    fleet = replace(FLEET, token_file=tmp_path_factory.mktemp("fleet") / "fleet-token")
+    fleet.down()  # a cluster a crashed run left behind
+    fleet.up()
     try:
-        yield FLEET
+        yield fleet
     finally:
-        FLEET.down()
+        fleet.down()
 
 
 def _experiment(tmp_path: Path, name: str, body: str) -> Path:
@@ -63,9 +66,9 @@ def _sweep_cmd(exp: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "runner.cli", "sweep", str(exp), "--out", str(out), "--cluster", FLEET.address]
 
 
-def sweep(exp: Path, out: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def sweep(fleet: LocalFleet, exp: Path, out: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(_sweep_cmd(exp, out), cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env=agent_env())
+                          env=fleet.env())
 
 
 def _records(out: Path) -> list[dict]:
@@ -91,7 +94,7 @@ def test_each_group_runs_on_its_target_one_at_a_time_per_node(fleet, tmp_path):
     crossed the object store once (later groups found it in the node's cache); no container is left."""
     exp = _experiment(tmp_path, "fleet-e2e", BASE + "  limit: 2\ngrid:\n  targets: [cpu-a, cpu-b]\n  warmup: [0, 1]\n")
     out = tmp_path / "out"
-    r = sweep(exp, out)
+    r = sweep(fleet, exp, out)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     records = _records(out)
     assert len(records) == 4 and all(x["status"] == "ok" for x in records)
@@ -114,7 +117,7 @@ def test_each_group_runs_on_its_target_one_at_a_time_per_node(fleet, tmp_path):
     later = sorted(timings, key=lambda t: t["task_start"])[2:]
     assert all(t["cache"]["fetched"] == 0 for t in later)  # the second group on each node resent nothing
     report = subprocess.run([sys.executable, "-m", "runner.cli", "report", str(out), "--no-figures"], cwd=ROOT,
-                            capture_output=True, text=True, env=agent_env())
+                            capture_output=True, text=True, env=fleet.env())
     assert report.returncode == 0 and "cpu-a" in report.stdout and "cpu-b" in report.stdout
     assert not _containers(stable_hash(str(out.resolve())))
 
@@ -124,7 +127,7 @@ def test_unknown_target_fails_before_anything_runs(fleet, tmp_path):
     exp = _experiment(tmp_path, "fleet-unknown", BASE + "  limit: 1\ngrid:\n  targets: [cpu-a, orin-nano-8gb]\n")
     out = tmp_path / "out"
     t0 = time.monotonic()
-    r = sweep(exp, out, timeout=120)
+    r = sweep(fleet, exp, out, timeout=120)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "orin-nano-8gb" in r.stderr and "cpu-a, cpu-b" in r.stderr
     assert time.monotonic() - t0 < 60 and not out.exists()
@@ -138,7 +141,7 @@ def test_node_killed_mid_sweep_then_rerun_completes_only_the_missing(fleet, tmp_
     out = tmp_path / "out"
     sweep_id = stable_hash(str(out.resolve()))
     proc = subprocess.Popen(_sweep_cmd(exp, out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=agent_env())
+                            text=True, env=fleet.env())
     try:
         _wait_for_container(sweep_id, **{TARGET_LABEL: "cpu-b"})
         assert kill_node("cpu-b") is not None
@@ -146,7 +149,7 @@ def test_node_killed_mid_sweep_then_rerun_completes_only_the_missing(fleet, tmp_
     finally:
         proc.kill()
         subprocess.run([sys.executable, "-m", "runner.fleet.agent", "node", "--head", f"127.0.0.1:{FLEET.port}",
-                        "--target", "cpu-b", "--node-ip", "127.0.0.1"], cwd=ROOT, env=agent_env(),
+                        "--target", "cpu-b", "--node-ip", "127.0.0.1"], cwd=ROOT, env=fleet.env(),
                        capture_output=True, timeout=120)
     assert proc.returncode == 1, stdout[-2000:] + stderr[-3000:]
     summaries = [json.loads(p.read_text()) for p in (out / "conditions").glob("*/summary.json")]
@@ -158,7 +161,7 @@ def test_node_killed_mid_sweep_then_rerun_completes_only_the_missing(fleet, tmp_
     assert all(s["fleet"].get("node_id") for s in lost)  # the node is named
     assert len(done) + len(lost) == 4 and len(done) >= 2  # 2 targets x 2 repeats; cpu-a's group finished
     assert not _containers(sweep_id)
-    r = sweep(exp, out)
+    r = sweep(fleet, exp, out)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert f"{len(done)} already done" in r.stderr.replace("\n", " ")
     records = _records(out)
@@ -174,7 +177,7 @@ def test_ctrl_c_cancels_and_leaves_no_container(fleet, tmp_path):
     out = tmp_path / "out"
     sweep_id = stable_hash(str(out.resolve()))
     proc = subprocess.Popen(_sweep_cmd(exp, out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=agent_env())
+                            text=True, env=fleet.env())
     try:
         _wait_for_container(sweep_id)
         proc.send_signal(signal.SIGINT)

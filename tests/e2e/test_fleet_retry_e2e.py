@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -20,7 +21,7 @@ from helpers import ROOT
 
 pytest.importorskip("ray", reason="the fleet needs Ray: pip install -e '.[fleet]' (make fleet-venv installs it)")
 
-from runner.fleet.local import LocalFleet, agent_env, kill_node  # noqa: E402  (after the skip: needs no Ray)
+from runner.fleet.local import LocalFleet, kill_node  # noqa: E402  (after the skip: needs no Ray)
 from runner.plan import stable_hash  # noqa: E402
 
 pytestmark = pytest.mark.e2e
@@ -107,13 +108,15 @@ def _summaries(out: Path) -> dict[str, dict]:
 
 
 @pytest.fixture
-def fleet():
-    FLEET.down()  # a cluster a crashed run left behind
-    FLEET.up()
+def fleet(tmp_path_factory):
+    """The cluster, authenticated: its head makes the token file, its nodes and the driver read it."""
+    fleet = replace(FLEET, token_file=tmp_path_factory.mktemp("fleet") / "fleet-token")
+    fleet.down()  # a cluster a crashed run left behind
+    fleet.up()
     try:
-        yield FLEET
+        yield fleet
     finally:
-        FLEET.down()
+        fleet.down()
 
 
 def test_a_lost_nodes_group_is_retried_on_the_other_node_of_its_target(fleet, tmp_path):
@@ -129,7 +132,7 @@ def test_a_lost_nodes_group_is_retried_on_the_other_node_of_its_target(fleet, tm
     sweep_id = stable_hash(str(out.resolve()))
     cmd = [sys.executable, "-m", "runner.cli", "sweep", str(exp), "--out", str(out), "--cluster", FLEET.address]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=agent_env())
+                            env=fleet.env())
     try:
         deadline = time.monotonic() + 240
         while not (first := {k: s for k, s in _summaries(out).items() if s.get("status") == "ok"}):

@@ -1,7 +1,7 @@
 """Backends on real Whisper weights converted from the installed CTranslate2 models, and pocketsphinx.
 
 The transformers and onnxruntime backends run tiny.en converted by `edgeasr models convert`
-(runner/ct2_convert.py); the figures are compared with faster-whisper on the same data, greedy
+(runner/models/ct2_convert.py); the figures are compared with faster-whisper on the same data, greedy
 (beam 1, temperature 0). Runs write to tmp_path; the Hugging Face and ONNX folders are cached in
 the models folder (the ONNX export once, by content hash), so reruns are quicker.
 """
@@ -17,9 +17,9 @@ import docker
 import pytest
 from helpers import ROOT, subset_manifest
 
-from runner.launch.backends import BACKENDS
+from runner.backends import BACKENDS
 from runner.metrics import error_counts, normalize
-from runner.models import default_models_dir, ensure_converted
+from runner.models.resolve import default_models_dir, ensure_converted
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ import pytest
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
 from helpers import ROOT, subset_manifest, write_tone
 
-from runner.launch.backends import BACKENDS
-from runner.launch.images import pinned_versions
+from runner.backends import BACKENDS
+from runner.images.build import pinned_versions
 
 pytestmark = pytest.mark.e2e
 
@@ -174,7 +174,7 @@ def test_unreachable_engine_is_one_clear_sentence(tmp_path):
     env = dict(os.environ, DOCKER_HOST="unix:///nonexistent/docker.sock")
     r = edgeasr("run", "--out", str(tmp_path / "o"), env=env)
     assert r.returncode == 2
-    assert "cannot reach the Docker Engine at unix:///nonexistent/docker.sock" in r.stderr
+    assert "cannot reach the Docker Engine at DOCKER_HOST=unix:///nonexistent/docker.sock: no socket there" in r.stderr
     assert "Traceback" not in r.stderr
 
 

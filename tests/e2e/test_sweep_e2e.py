@@ -44,7 +44,7 @@ def sweep(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
 def _base_image(client) -> str:
     """BASE_IMAGE for the runner image's build: the environment's, else the local debootstrapped base where
     the engine holds it (no registry needed), else the public one."""
-    from runner.launch.images import LOCAL_BASE, PUBLIC_BASE, image_exists
+    from runner.images.build import LOCAL_BASE, PUBLIC_BASE, image_exists
 
     if os.environ.get("BASE_IMAGE"):
         return os.environ["BASE_IMAGE"]

@@ -6,9 +6,9 @@ import json
 import pytest
 
 from runner.errors import UserError
-from runner.telemetry import accounting
-from runner.telemetry.base import NullSampler, Sample
-from runner.telemetry.select import select_sampler
+from runner.telemetry.energy import accounting
+from runner.telemetry.samplers.base import NullSampler, Sample
+from runner.telemetry.samplers.select import select_sampler
 
 S = 1_000_000_000
 T0 = 1_800_000_000 * S
@@ -338,8 +338,8 @@ def test_gpu_and_cpu_energy_are_both_reported_on_a_cuda_host():
 
 
 def test_auto_selection_on_cuda_adds_rapl_beside_nvml(monkeypatch):
-    from runner.telemetry import select
-    from runner.telemetry.base import Availability
+    from runner.telemetry.samplers import select
+    from runner.telemetry.samplers.base import Availability
 
     class Fake(NullSampler):
         def __init__(self, name):

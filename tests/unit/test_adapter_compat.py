@@ -254,3 +254,13 @@ def test_faster_whisper_english_only_model_refuses_another_language(use):
     model.set_decode(replace(j.decode, language="en"))
     with pytest.raises(ValueError, match="English-only"):
         model.set_decode(replace(j.decode, language="de"))
+
+
+def test_the_adapters_report_the_device_their_model_runs_on(use):
+    """Issue 25, item 7: faster-whisper and whisperx read it from CTranslate2's model (``WhisperModel.model.device``,
+    which resolves ``auto``), so a summary says where the work ran, not where it was asked to."""
+    adapter = use("faster_whisper_1_1")("faster-whisper")
+    assert adapter.load(job()).info()["device_used"] == "cpu"
+    assert adapter.load(job(device="cuda", backend_quant="int8_float16")).info()["device_used"] == "cuda"
+    adapter = use("whisperx_3_8", "faster_whisper_1_1")("whisperx")
+    assert adapter.load(job()).info()["device_used"] == "cpu"

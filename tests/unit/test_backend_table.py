@@ -1,17 +1,17 @@
 """The backend table owns everything backend-specific: each row's quant map, capabilities and hub naming.
 
 OLD_QUANT_TABLE is the (library, device) -> {quant: library compute type} literal that runner/quant.py held
-before the maps moved into the rows: the rows must give exactly these mappings, no more and no fewer.
+before the maps moved into the rows (the module is gone: its callers read the rows): the rows must give exactly these mappings, no more and no fewer.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from runner import backends
+from runner.backends import BACKENDS, DEVICES, QUANTS
 from runner.errors import UserError
-from runner.launch import backends
-from runner.launch.backends import BACKENDS
-from runner.quant import DEVICES, QUANTS, quant_problem, resolve_quant
+from runner.models.resolve import resolve_backend_model
 
 OLD_QUANT_TABLE: dict[tuple[str, str], dict[str, str]] = {
     ("ctranslate2", "cpu"): {"fp32": "float32", "int8": "int8"},
@@ -28,23 +28,6 @@ def test_the_generic_names_are_unchanged():
     """QUANTS and DEVICES keep their order: messages list them in it."""
     assert QUANTS == ("fp32", "fp16", "bf16", "int8")
     assert DEVICES == ("cpu", "cuda")
-
-
-@pytest.mark.parametrize("library, device", [(lib, dev) for lib in ("ctranslate2", "torch", "onnxruntime",
-                                                                     "pocketsphinx", "espnet")
-                                             for dev in ("cpu", "cuda")])
-def test_the_library_wrappers_give_the_old_table(library, device):
-    """quant_problem / resolve_quant by library name (spec.py and experiment.py call them so) answer as the
-    old table did: a mapping where it had one, a refusal where it had none."""
-    old = OLD_QUANT_TABLE.get((library, device), {})
-    for quant in QUANTS:
-        if quant in old:
-            assert quant_problem(library, device, quant) is None
-            assert resolve_quant(library, device, quant) == old[quant]
-        else:
-            assert quant_problem(library, device, quant)
-            with pytest.raises(UserError):
-                resolve_quant(library, device, quant)
 
 
 def test_the_rows_reach_exactly_the_old_table():
@@ -101,24 +84,23 @@ def test_capabilities():
             assert be.batching
 
 
-def test_hub_names_belong_to_the_backends_whose_library_downloads_them(tmp_path):
-    """faster-whisper and whisperx download a short hub name themselves; the Hugging Face, ONNX and bundled
-    backends would be handed a name they cannot load, so they refuse it before any container starts."""
-    assert BACKENDS["faster-whisper"].hub_names == BACKENDS["whisperx"].hub_names
-    assert "medium" in BACKENDS["whisperx"].hub_names
-    hub = BACKENDS["whisperx"].resolve_model("medium", tmp_path, allow_download=True)
-    assert hub.source == "hub" and hub.container_path == "medium" and hub.host_dir is None
-    for name in ("transformers", "onnxruntime"):
-        assert not BACKENDS[name].hub_names
-        with pytest.raises(UserError, match="hub names: none for this backend"):
-            BACKENDS[name].resolve_model("medium", tmp_path, allow_download=True)
+def test_hub_names_resolve_to_a_download_for_every_whisper_backend_and_never_for_a_bundled_one(tmp_path):
+    """Every Whisper backend takes the hub's short names (the CTranslate2 conversion, or the Hugging Face checkpoint
+    for transformers and the ONNX export): not installed, a name resolves to a download on the host (source hub, no
+    folder yet); --offline refuses it; pocketsphinx runs its bundled model only."""
+    for name in ("faster-whisper", "whisperx", "transformers", "onnxruntime"):
+        assert "medium" in BACKENDS[name].hub_names
+        hub = resolve_backend_model(BACKENDS[name], "medium", tmp_path)
+        assert hub.source == "hub" and hub.container_path == "medium" and hub.host_dir is None
+        with pytest.raises(UserError, match="--offline forbids downloading it"):
+            resolve_backend_model(BACKENDS[name], "medium", tmp_path, offline=True)
     with pytest.raises(UserError, match="bundled model en-us"):
-        BACKENDS["pocketsphinx"].resolve_model("medium", tmp_path, allow_download=True)
+        resolve_backend_model(BACKENDS["pocketsphinx"], "medium", tmp_path)
 
 
 def test_the_models_module_hub_names_are_the_rows():
-    """runner.models.HUB_NAMES (for checks not yet about one backend) is derived from the rows, not a copy."""
-    from runner.models import HUB_NAMES
+    """runner.models.resolve.HUB_NAMES (for checks not yet about one backend) is derived from the rows, not a copy."""
+    from runner.models.resolve import HUB_NAMES
 
     assert set(HUB_NAMES) == {n for b in BACKENDS.values() for n in b.hub_names}
 
@@ -136,7 +118,7 @@ def test_the_default_image_follows_the_platform_and_the_device(monkeypatch, tmp_
     from helpers import ROOT
 
     path = ROOT / "tests" / "fixtures" / "nv_tegra_release" / release if release else tmp_path / "none"
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", path)
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", path)
     assert BACKENDS["faster-whisper"].default_image(device=device) == image
     assert BACKENDS["faster-whisper"].default_image("cuda") == "edgeasr/faster-whisper:cuda"
 

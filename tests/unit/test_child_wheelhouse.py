@@ -1,7 +1,7 @@
 """A child image's build gets wheels for what its parent does not pin (onnx on top of the torch stack)."""
 
-from runner.launch.backends import BACKENDS
-from runner.launch.images import child_extras
+from runner.backends import BACKENDS
+from runner.images.build import child_extras
 
 
 def test_onnxruntime_image_gets_onnx_but_not_the_torch_stack():

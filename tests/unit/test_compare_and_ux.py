@@ -8,17 +8,20 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, command_args
+from helpers import run_folder as _run_folder
+from helpers import summary_record as _summary
 from rich.console import Console
 
-from runner import hostload
 from runner.commands import compare as compare_cmd
 from runner.commands import noise as noise_cmd
 from runner.commands import report as report_cmd
 from runner.errors import UserError
+from runner.host import load as hostload
 from runner.report import worst
-from runner.report.aggregate import aggregate, load_many, load_results, summarize
+from runner.report.aggregate import aggregate, summarize
 from runner.report.compare import NO_REPEATS, WITHIN_NOISE, Gates, compare, delta, distinguishable
+from runner.report.records import load_many, load_results
 from runner.report.sweep_table import build_table, csv_table, markdown_table
 from runner.report.table import csv_summary, markdown_summary, print_summary, summary_rows
 from runner.wording import plural, seconds
@@ -27,31 +30,6 @@ FIXTURE = ROOT / "tests/fixtures/sweep"
 
 
 # ---------------------------------------------------------------- helpers
-
-def _summary(wer=0.10, rtf=0.05, p50=200.0, rss=600.0, j=None, model="tiny.en", image="edgeasr/fw:1", **extra):
-    s = {"backend": "faster-whisper", "model": model, "quant": "int8", "device": "cpu", "dataset": "default",
-         "model_ref": f"/models/{model}", "data_path": "/data/default", "status": "ok", "error": None,
-         "n_utterances": 2, "n_failed": 0, "n_scored": 2, "n_unreferenced": 0, "audio_s": 4.0, "wer": wer,
-         "rtf": rtf, "sub": 1, "del": 0, "ins": 0, "latency_ms": {"p50": p50, "p90": p50, "p99": p50}, "peak_rss_mb": rss,
-         "image": {"ref": image, "labels": {}}, "unavailable": {},
-         "energy": ({"total_j": j * 4, "j_per_audio_s": j, "avg_w": 5.0, "source": "rapl", "scope": "CPU"}
-                    if j is not None else {"total_j": None, "j_per_audio_s": None, "source": None,
-                                           "unavailable": {"total_j": "no power sensor found (rapl: no)",
-                                                           "j_per_audio_s": "no power sensor found (rapl: no)"}})}
-    s["condition"] = {"key": "k1", "backend": s["backend"], "model": model, "quant": "int8", "device": "cpu",
-                      "dataset": "default", "model_ref": s["model_ref"], "data_path": s["data_path"],
-                      "noise_type": "clean", "snr_db": None, "repeat": 0, "image": image, "axes": {}}
-    s.update(extra)
-    return s
-
-
-def _run_folder(tmp_path: Path, name: str, utts=(), **kw) -> Path:
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "summary.json").write_text(json.dumps(_summary(**kw)))
-    (folder / "utterances.jsonl").write_text("".join(json.dumps(u) + "\n" for u in utts))
-    return folder
-
 
 def _shifted_sweep(tmp_path: Path, name: str, wer_add: float = 0.0, rtf_mul: float = 1.0) -> Path:
     """The fixture sweep with every WER raised by ``wer_add`` and every RTF multiplied by ``rtf_mul``."""
@@ -71,15 +49,11 @@ def _shifted_sweep(tmp_path: Path, name: str, wer_add: float = 0.0, rtf_mul: flo
 
 
 def _compare_args(*argv: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    compare_cmd.add_arguments(p)
-    return p.parse_args(list(argv))
+    return command_args(compare_cmd, *argv)
 
 
 def _report_args(*argv: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    report_cmd.add_arguments(p)
-    return p.parse_args(list(argv))
+    return command_args(report_cmd, *argv)
 
 
 # ---------------------------------------------------------------- small-n statistics

@@ -1,4 +1,4 @@
-"""Containment: what a backend container may see of the host (runner/paths.py, runner/data.py).
+"""Containment: what a backend container may see of the host (runner/paths.py, runner/data/local.py).
 
 A manifest from a stranger once made the runner mount the host's `/` at /data. These tests pin
 that audio outside the dataset's roots, system files and symlinks to them become per-utterance
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import write_tone
 
-from runner.data import load_dataset
+from runner.data.load import load_dataset
 from runner.errors import UserError
 from runner.paths import is_system_file, mount_problem, plan_audio_mounts, readable_by
 

@@ -12,8 +12,8 @@ import struct
 import numpy as np
 import pytest
 
-from runner.ct2_convert import convert, is_current, map_to_hf, read_model_bin
 from runner.errors import UserError
+from runner.models.ct2_convert import convert, is_current, map_to_hf, read_model_bin
 
 TYPE_IDS = {"float32": 0, "int8": 1, "int16": 2, "int32": 3, "float16": 4}
 D, HEADS, FFN, VOCAB, MELS, SRC_POS, TGT_POS = 8, 2, 16, 40, 4, 6, 5
@@ -229,7 +229,7 @@ def test_a_failed_reconversion_keeps_the_previous_folder(tmp_path):
 
 
 def test_hf_backends_resolve_an_installed_name_to_its_conversion_made_on_first_use(tmp_path):
-    from runner.models import MARKER, resolve_model
+    from runner.models.resolve import MARKER, resolve_model
 
     src = make_ct2_folder(tmp_path / "tiny.en")
     (src / "vocabulary.txt").write_text("x\n")
@@ -245,7 +245,7 @@ def test_hf_backends_resolve_an_installed_name_to_its_conversion_made_on_first_u
 
 
 def test_onnx_exports_are_cached_by_content_hash(tmp_path):
-    from runner.models import MARKER, resolve_model
+    from runner.models.resolve import MARKER, resolve_model
 
     src = make_ct2_folder(tmp_path / "tiny.en")
     (src / MARKER).write_text("{}")
@@ -270,7 +270,7 @@ def test_onnx_exports_are_cached_by_content_hash(tmp_path):
 
 
 def test_a_bundled_model_backend_refuses_other_model_names(tmp_path):
-    from runner.models import resolve_model
+    from runner.models.resolve import resolve_model
 
     assert resolve_model("en-us", tmp_path, False, "bundled", bundled=("en-us",)).host_dir is None
     with pytest.raises(UserError, match="'tiny.en' is not a model this backend ships; it runs its bundled model en-us"):
@@ -280,7 +280,7 @@ def test_a_bundled_model_backend_refuses_other_model_names(tmp_path):
 def test_a_multilingual_model_gets_language_detection_and_the_transcribe_task_in_its_prompt():
     """Regression: with forced_decoder_ids None, transformers 4.57 prompted [sot, lang] without the task token
     and base degenerated ('Glue the dark dark dark ...'); position 2 must be <|transcribe|>."""
-    from runner.ct2_convert import build_configs
+    from runner.models.ct2_convert import build_configs
 
     v = synthetic_variables()
     hf = map_to_hf(v, TIED)

@@ -5,7 +5,7 @@ import json
 import pytest
 from helpers import write_tone
 
-from runner.data import load_dataset
+from runner.data.load import load_dataset
 from runner.errors import UserError
 
 

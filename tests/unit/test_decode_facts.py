@@ -1,6 +1,6 @@
 """Decode settings a model cannot honour are refused at plan time, before any container starts.
 
-The backend table says which decode settings each backend, and each kind of model (runner.models.model_kind:
+The backend table says which decode settings each backend, and each kind of model (runner.models.resolve.model_kind:
 Whisper seq2seq or CTC), honours. A value the user set (a flag, a key of an experiment file) that the model
 cannot honour is one sentence naming the setting, where it was set, the model, the backend and what the model
 kind supports; a default is never refused. The model folders here are stand-ins holding the config.json that
@@ -25,7 +25,7 @@ from runner.commands import run as run_cmd
 from runner.errors import UserError
 from runner.experiment import load_experiment
 from runner.launch.engines import make_engine
-from runner.models import model_kind, ref_kind
+from runner.models.resolve import model_kind, ref_kind
 
 DATA = str(ROOT / "data" / "default")
 CTC_SUPPORTS = ("a CTC model decodes greedily (argmax), so it honours only decode.batch_size (it decodes with "
@@ -315,7 +315,7 @@ def test_the_adapter_takes_in_a_loaded_model_what_the_backend_table_says(kind):
     import importlib.util
     from dataclasses import replace
 
-    from runner.launch.backends import BACKENDS, DECODE_CHOICES
+    from runner.backends import BACKENDS, DECODE_CHOICES
 
     spec = importlib.util.spec_from_file_location("transformers_decode_tests",
                                                   Path(__file__).with_name("test_transformers_decode.py"))

@@ -371,3 +371,39 @@ def test_parse_job_rejects_an_unknown_condition_decode_key():
            "conditions": [{"key": "k", "noise": CLEAN, "decode": {"align": True}}]}
     with pytest.raises(JobError, match=r"conditions\[0\]\.decode\.align"):
         parse_job(job)
+
+
+def test_the_device_the_backend_ran_on_is_reported_and_a_cuda_job_that_ran_on_the_cpu_is_refused(tmp_path, adapter):
+    """Issue 25, item 7: the adapter says the device its model really runs on (info()["device_used"]); it goes into
+    model_info and status.json, and a job for cuda whose backend ended on the CPU stops right after the load, before
+    anything is timed, with both devices named: its figures would not be GPU figures."""
+    write_tone(tmp_path / "good.wav", seconds=1.0)
+    utts = [{"id": "good", "audio": str(tmp_path / "good.wav")}]
+
+    class OnTheCpu(ScriptedModel):
+        def info(self):
+            return {**super().info(), "device_used": "cpu"}
+
+    adapter.load = OnTheCpu
+    job = _job(tmp_path, utts)
+    assert entry.main(["x", str(job)]) == 0
+    status = json.loads((job.parent / "status.json").read_text())
+    info = next(e for e in _read(job.parent / "events.jsonl") if e["event"] == "model_info")
+    assert status["device_used"] == "cpu" and info["device_used"] == "cpu"
+
+    (tmp_path / "cuda").mkdir()
+    job = _job(tmp_path / "cuda", utts, device="cuda", backend_quant="int8_float16")
+    assert entry.main(["x", str(job)]) == 1
+    status = json.loads((job.parent / "status.json").read_text())
+    assert status["status"] == "error" and status["device_used"] == "cpu"
+    assert "ran on cpu, not on the cuda the job asked for" in status["error"]
+    names = [e["event"] for e in _read(job.parent / "events.jsonl")]
+    assert "model_info" in names and "warmup_start" not in names and "inference_start" not in names
+
+
+def test_an_adapter_that_does_not_say_its_device_leaves_device_used_out(tmp_path, adapter):
+    """The field is optional (an image of one's own, an older adapter): absent from model_info and status."""
+    job = _job(tmp_path, [], device="cuda", backend_quant="int8_float16")
+    assert entry.main(["x", str(job)]) == 0
+    info = next(e for e in _read(job.parent / "events.jsonl") if e["event"] == "model_info")
+    assert "device_used" not in info and "device_used" not in json.loads((job.parent / "status.json").read_text())

@@ -1,8 +1,8 @@
 """The espnet backend on the host: its CTC-weight setting, where a CTC weight is refused, ESPnet model folders,
 the job it gets, its sweep axes and its Python 3.13 build (base, wheelhouse, source-only packages).
 
-Nothing here loads torch or ESPnet: model folders are stand-ins with the files runner.models reads (config.yaml
-and model.pth, empty); tests/e2e/test_espnet_e2e.py runs the real image on the real tiny model.
+Nothing here loads torch or ESPnet: model folders are stand-ins with the files runner.models.resolve reads
+(config.yaml and model.pth, empty); tests/e2e/test_espnet_e2e.py runs the real image on the real tiny model.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import pytest
 from helpers import ROOT
 
 from runner import settings as st
+from runner.backends import BACKENDS, IMAGES
 from runner.commands import run as run_cmd
 from runner.errors import UserError
 from runner.experiment import load_experiment
-from runner.launch import images
-from runner.launch.backends import BACKENDS, IMAGES
+from runner.images import build as images
 from runner.launch.job import make_job
-from runner.models import is_espnet_dir, random_weights_reason, resolve_model
+from runner.models.resolve import is_espnet_dir, random_weights_reason, resolve_model
 
 DATA = str(ROOT / "data" / "default")
 
@@ -142,15 +142,15 @@ def test_espnet_model_folders_resolve_for_espnet_only(tmp_path):
     folder = _espnet(models)
     _whisper(models)
     assert is_espnet_dir(folder)
-    by_name = resolve_model("tiny-espnet-random", models, False, "espnet")
-    by_path = resolve_model(str(folder), models, False, "espnet")
+    by_name = resolve_model("tiny-espnet-random", models, model_format="espnet")
+    by_path = resolve_model(str(folder), models, model_format="espnet")
     assert by_name.host_dir == by_path.host_dir == folder and by_name.container_path == "/models/tiny-espnet-random"
     with pytest.raises(UserError, match="'tiny.en' is a Whisper model; the espnet backend loads ESPnet models"):
-        resolve_model("tiny.en", models, False, "espnet")
+        resolve_model("tiny.en", models, model_format="espnet")
     with pytest.raises(UserError, match="not found in .*make tiny-models"):
-        resolve_model("other-espnet", models, False, "espnet")
+        resolve_model("other-espnet", models, model_format="espnet")
     with pytest.raises(UserError, match="is an ESPnet model folder .*run it with --backend espnet"):
-        resolve_model(str(folder), models, False, "ctranslate2")
+        resolve_model(str(folder), models, model_format="ctranslate2")
 
 
 def test_a_model_zoo_archive_is_an_espnet_folder(tmp_path):
@@ -159,7 +159,7 @@ def test_a_model_zoo_archive_is_an_espnet_folder(tmp_path):
     zoo.mkdir()
     (zoo / "meta.yaml").write_text("yaml_files: {asr_train_config: exp/a/config.yaml}\n"
                                    "files: {asr_model_file: exp/a/valid.acc.ave.pth}\n")
-    assert is_espnet_dir(zoo) and resolve_model(str(zoo), tmp_path, False, "espnet").host_dir == zoo
+    assert is_espnet_dir(zoo) and resolve_model(str(zoo), tmp_path, model_format="espnet").host_dir == zoo
 
 
 def test_a_random_weights_models_wer_is_not_a_result(tmp_path):

@@ -6,10 +6,10 @@ import textwrap
 import pytest
 from helpers import ROOT, write_tone
 
-from runner.launch.backends import BACKENDS
+from runner.backends import BACKENDS
 from runner.errors import UserError
 from runner.experiment import Condition, load_experiment
-from runner.telemetry import registry
+from runner.telemetry.samplers import registry
 
 HUB_LIST = ("tiny, tiny.en, base, base.en, small, small.en, medium, medium.en, large-v1, large-v2, large-v3, "
             "large, large-v3-turbo, turbo, distil-small.en, distil-medium.en, distil-large-v2, distil-large-v3, "

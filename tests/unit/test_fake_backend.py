@@ -16,12 +16,13 @@ from fake_backend import FAKE, TAG, TRANSCRIPT, install
 
 from runner.commands import check_image
 from runner.commands import images as images_cmd
-from runner.launch import images
+from runner.images import build as images
+from runner.models.resolve import resolve_backend_model
 
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", tmp_path / "no-release")  # an x86 host
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", tmp_path / "no-release")  # an x86 host
     return install(tmp_path, monkeypatch)
 
 
@@ -47,7 +48,7 @@ def test_the_build_context_and_labels_come_from_its_folder(fake):
             "common/edgeasr_entrypoint/__main__.py"} <= set(names)
     assert not [n for n in names if n.startswith("fake/wheels/")]
     assert set(images.parse_versions_label(images.versions_label(fake))) == {"numpy", "soundfile", "soxr"}
-    assert 'org.edgeasr.backend="fake"' in fake.dockerfile.read_text()
+    assert "EDGEASR_BACKEND=fake" in fake.dockerfile.read_text()  # the backend label is the image's own name
 
 
 def test_check_image_needs_no_edit_for_it(fake, tmp_path, monkeypatch):
@@ -55,7 +56,7 @@ def test_check_image_needs_no_edit_for_it(fake, tmp_path, monkeypatch):
     with the fake adapter and passes check-image's checks of events, transcripts and status."""
     import edgeasr_entrypoint.__main__ as entry
 
-    resolved = fake.resolve_model(fake.check_model, tmp_path / "models", allow_download=False)
+    resolved = resolve_backend_model(fake, fake.check_model, tmp_path / "models", offline=True)
     assert resolved.host_dir is None and resolved.container_path == "fixed"
     data, out = tmp_path / "data", tmp_path / "out"
     check_image.write_test_data(data)
@@ -79,6 +80,6 @@ def test_check_image_needs_no_edit_for_it(fake, tmp_path, monkeypatch):
 
 def test_the_row_is_gone_after_the_test():
     """monkeypatch undoes the row: the shipped table is untouched for every other test."""
-    from runner.launch.backends import BACKENDS, IMAGES
+    from runner.backends import BACKENDS, IMAGES
 
     assert FAKE.name not in BACKENDS and FAKE.name not in IMAGES

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
 from helpers import write_tone
 
 from runner import plan, tables
@@ -38,7 +39,8 @@ def _job(tmp_path: Path, target: str = "cpu-a", device: str = "cpu", sampler: st
 
 def _report(target: str = "cpu-a", **over) -> dict:
     report = {"node_id": "n" * 56, "hostname": f"host-{target}", "platform": "x86", "kind": "cpu",
-              "images": {"edgeasr/faster-whisper:latest": {"id": "sha256:aaa", "tags": [], "labels": {}}},
+              "images": {"edgeasr/faster-whisper:latest": {"id": "sha256:aaa", "tags": [],
+                                                           "labels": {"org.edgeasr.contract": str(CONTRACT_VERSION)}}},
               "models": {"tiny.en": "m" * 64}, "models_dir": "/models", "samplers": {"rapl": "no powercap",
                                                                                     "none": None}, "problems": []}
     report.update(over)
@@ -148,7 +150,7 @@ def test_fleet_images_take_the_targets_image_id_and_report_a_missing_image(tmp_p
     job = _job(tmp_path)
     images = preflight.FleetImages({"cpu-a": [_report()]})
     info = images.image(job.spec)
-    assert info == ImageInfo("sha256:aaa", [], {}) and not images.problems
+    assert info == ImageInfo("sha256:aaa", [], {"org.edgeasr.contract": str(CONTRACT_VERSION)}) and not images.problems
     bare = preflight.FleetImages({"cpu-a": [_report(images={})]})
     assert bare.image(job.spec).id == preflight.MISSING_IMAGE_ID
     assert bare.problems and "missing" in bare.problems[0][2]
@@ -175,6 +177,9 @@ def test_plan_checks_per_target_list_every_problem(tmp_path):
     cuda = replace(job, spec=replace(job.spec, device="cuda"))
     rows = preflight.check_plan([cuda], {"cpu-a": [_report(samplers={"rapl": None})]}, models_dir)
     assert any("without an NVIDIA GPU" in p for _, _, p in rows)
+    said = "device cuda needs a GPU runtime in the Docker Engine, and it has none (...); install ..."
+    rows = preflight.check_plan([cuda], {"cpu-a": [_report(samplers={"rapl": None}, cuda=said)]}, models_dir)
+    assert [p for _, _, p in rows] == [f"{cuda.label}: {said}"]  # the node's own host preflight says why
     with pytest.raises(UserError, match="nothing was started"):
         preflight.fail_if_problems(rows)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from runner.data import load_dataset
+from runner.data.hf import parse_ref
+from runner.data.load import load_dataset
 from runner.errors import UserError
-from runner.hf_data import parse_ref
 
 datasets = pytest.importorskip("datasets", reason="the optional `datasets` library is not installed")
 

@@ -7,8 +7,8 @@ import argparse
 
 import pytest
 
+from runner.backends import BACKENDS
 from runner.commands import images as images_cmd
-from runner.launch.backends import BACKENDS
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -19,7 +19,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 @pytest.fixture
 def x86(monkeypatch, tmp_path):
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", tmp_path / "none")
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", tmp_path / "none")
 
 
 def test_tag_prints_the_image_a_run_uses(x86, capsys):

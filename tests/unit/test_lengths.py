@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 
 from runner.cli import main
-from runner.data import load_dataset
+from runner.data.lengths import parse_seconds, plan_items
+from runner.data.load import load_dataset
 from runner.errors import UserError
-from runner.lengths import parse_seconds, plan_items
 
 ROOT = Path(__file__).resolve().parents[2]
 

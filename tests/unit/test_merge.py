@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from runner import merge
-from runner.data import Dataset, Utterance
+from runner.data.dataset import Dataset, Utterance
 from runner.results import Summary
 
 
@@ -14,8 +14,8 @@ def _ds(*utts):
     return Dataset("t", Path("/d"), "manifest", tuple(Utterance(i, Path(f"/d/{i}.flac"), r) for i, r in utts))
 
 
-def _summary():
-    return Summary(backend="b", model="m", quant="int8", device="cpu", dataset="t", status="ok", warmup=1)
+def _summary(device="cpu"):
+    return Summary(backend="b", model="m", quant="int8", device=device, dataset="t", status="ok", warmup=1)
 
 
 def _ev(event, mono_s, **kw):
@@ -146,3 +146,24 @@ def test_energy_unavailable_is_said_in_full_once():
     merge.account_energy(s, [], None, [], [], None, long, 100)
     assert s.unavailable["energy"] == long
     assert set(s.energy["unavailable"].values()) == {"no power sensor found (see unavailable.energy)"}
+
+
+def test_the_device_the_backend_used_is_recorded_and_a_cuda_run_on_the_cpu_is_an_error():
+    """Issue 25, item 7: the summary records the device the backend reports it ran on (status.json, else the
+    model_info event); a CUDA run whose backend ran on the CPU is an error naming both (an image that does not
+    refuse it itself), so its figures are never averaged as GPU figures; not reported: unavailable, with why."""
+    from runner import execute
+
+    s = _summary(device="cuda")
+    merge.apply_container_facts(s, merge.RawOutputs([], [], {"status": "ok", "device_used": "cpu"}))
+    assert s.device_used == "cpu"
+    assert merge.device_error(s) == ("the backend ran on cpu, not on the cuda asked for; its figures are not cuda "
+                                     "figures (see `edgeasr doctor`: is the GPU visible inside the image?)")
+    events = [_ev("model_info", 1.0, versions={}, device_used="cuda")]
+    ok = _summary(device="cuda")
+    merge.apply_container_facts(ok, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
+    assert ok.device_used == "cuda" and merge.device_error(ok) is None
+    old = _summary(device="cuda")
+    merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok"}))
+    assert old.device_used is None and merge.device_error(old) is None
+    assert "did not report the device" in old.unavailable["device_used"]

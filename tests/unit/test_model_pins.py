@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import models
 from runner.errors import UserError
-from runner.models import MODEL_FILES, PACKAGED, PackagedModel, WheelPart, install_model
+from runner.models import resolve as models
+from runner.models.resolve import MODEL_FILES, PACKAGED, PackagedModel, WheelPart, install_model
 
 FILES = {"config.json": b"{}", "model.bin": b"weights", "tokenizer.json": b"{}", "vocabulary.txt": b"a\nb\n"}
 

@@ -14,7 +14,7 @@ from helpers import write_tone
 from runner import execute, plan, tables
 from runner.experiment import Condition
 from runner.spec import Settings, TelemetrySettings, build_run_spec
-from runner.telemetry.base import NullSampler
+from runner.telemetry.samplers.base import NullSampler
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "group_raw"
 
@@ -173,7 +173,7 @@ class _Client:
 def test_every_condition_records_the_host_load_before_and_after_its_container(tmp_path, monkeypatch):
     """Issue 14 item 5: load average and other containers, before and after the timed window, with busy
     and its reason when a neighbour ran."""
-    from runner import hostload
+    from runner.host import load as hostload
 
     spec = _spec(tmp_path)
     job = plan.plan_run(spec, None)

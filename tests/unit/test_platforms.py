@@ -1,5 +1,5 @@
 """Platform selection: on a Jetson the L4T release in /etc/nv_tegra_release picks the JetPack 5 (jetson-r35)
-or JetPack 6 (jetson-r36) image variant, for `images build`, `run` and `sweep` alike (runner/platforms.py),
+or JetPack 6 (jetson-r36) image variant, for `images build`, `run` and `sweep` alike (runner/host/platforms.py),
 and the Makefile picks the same; elsewhere x86. Read from fake release files with the real first lines."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from helpers import ROOT
 
 from runner.errors import UserError
-from runner.platforms import (PLATFORMS, default_image, detect_platform, l4t_release, platform_image,
-                              resolve_platform)
+from runner.host.platforms import (PLATFORMS, default_image, detect_platform, l4t_release, platform_image,
+                                   resolve_platform)
 
 RELEASES = ROOT / "tests" / "fixtures" / "nv_tegra_release"
 
@@ -107,29 +107,28 @@ def test_run_without_an_image_takes_the_boards_variant(tmp_path, root, monkeypat
 
     from runner.spec import Settings, build_run_spec
 
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / name)
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", RELEASES / name)
     medium = Settings(model="medium", quant="int8", dataset=str(root / "data" / "default"))
-    spec = build_run_spec(medium, out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
+    spec = build_run_spec(medium, out=str(tmp_path / "o"), models_dir=tmp_path)
     assert spec.image == f"edgeasr/faster-whisper:{platform}"
-    named = build_run_spec(replace(medium, image="my/image:1"), out=str(tmp_path / "o2"), models_dir=tmp_path,
-                           allow_download=True)
+    named = build_run_spec(replace(medium, image="my/image:1"), out=str(tmp_path / "o2"), models_dir=tmp_path)
     assert named.image == "my/image:1"
 
 
 def test_run_on_a_jetson_release_without_a_variant_says_so_with_the_fix(tmp_path, root, monkeypatch):
     from runner.spec import Settings, build_run_spec
 
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
     with pytest.raises(UserError, match=r"R32\.7\.4.*--image"):
         build_run_spec(Settings(model="medium", quant="int8", dataset=str(root / "data" / "default")),
-                       out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
+                       out=str(tmp_path / "o"), models_dir=tmp_path)
 
 
 @pytest.mark.parametrize("name, platform", [("r35.4.1", "jetson-r35"), ("r36.4.0", "jetson-r36")])
 def test_the_orin_nano_study_runs_the_boards_whisperx_image(name, platform):
     """experiments/orin-nano-paper.yaml names no image, so it works on JetPack 5 and 6 alike."""
     from runner.experiment import load_experiment
-    from runner.launch.backends import BACKENDS
+    from runner.backends import BACKENDS
 
     exp = load_experiment(ROOT / "experiments" / "orin-nano-paper.yaml", root=ROOT)
     images = {g.image or default_image(BACKENDS[g.backend].image, RELEASES / name) for g in exp.groups}
@@ -151,7 +150,7 @@ class FakeClient:
 
 
 def test_the_carried_versions_are_read_from_the_built_image_for_its_label():
-    from runner.launch.images import read_carried_versions
+    from runner.images.build import read_carried_versions
 
     client = FakeClient(b"ctranslate2=3.24.0,faster-whisper=0.10.1,numpy=1.24.4,torch=2.0.0+nv23.05\n")
     line = read_carried_versions(client, "edgeasr/faster-whisper:jetson-r35", PLATFORMS["jetson-r35"].versions_file)
@@ -163,20 +162,20 @@ def test_the_carried_versions_are_read_from_the_built_image_for_its_label():
 
 
 def test_a_sweeps_manifest_records_the_platform(monkeypatch):
-    from runner import hostinfo
+    from runner.host import info as hostinfo
 
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r35.4.1")
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", RELEASES / "r35.4.1")
     assert hostinfo._platform() == "jetson-r35"
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", RELEASES / "r32.7.4")
     assert hostinfo._platform() is None  # no variant: l4t_release still says which board it is
 
 
-# -- platform detection once: every reader asks runner/platforms.py -------------------------------
+# -- platform detection once: every reader asks runner/host/platforms.py -------------------------------
 
 def test_is_jetson_and_the_release_line_come_from_the_release_file(tmp_path):
     """A host is a Jetson when it has an L4T release file; its first line is kept as written, also for a
     release without an image variant (R32) and for a line the parser does not know (a manifest records it)."""
-    from runner.platforms import is_jetson, l4t_release_line
+    from runner.host.platforms import is_jetson, l4t_release_line
 
     r36 = RELEASES / "r36.4.0"
     assert is_jetson(r36) and l4t_release_line(r36).startswith("# R36 (release), REVISION: 4.0, GCID: 37537400")
@@ -189,17 +188,17 @@ def test_is_jetson_and_the_release_line_come_from_the_release_file(tmp_path):
 
 
 def test_the_host_facts_read_the_platform_from_one_place(monkeypatch):
-    """A sweep's manifest takes the L4T line and platform from runner/platforms.py, so a test's fake
+    """A sweep's manifest takes the L4T line and platform from runner/host/platforms.py, so a test's fake
     release file (and nothing else) makes the host a Jetson."""
-    from runner import hostinfo
+    from runner.host import info as hostinfo
 
     monkeypatch.setattr(hostinfo, "_run", lambda cmd: None)
     monkeypatch.setattr(hostinfo, "_read", lambda path: "NVIDIA Jetson Orin Nano" if "device-tree" in path else None)
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r36.4.0")
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", RELEASES / "r36.4.0")
     facts = hostinfo.device_facts()
     assert facts["l4t_release"].startswith("# R36 (release)") and facts["platform"] == "jetson-r36"
     assert facts["jetson_model"] == "NVIDIA Jetson Orin Nano"
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "absent")
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", RELEASES / "absent")
     facts = hostinfo.device_facts()
     assert facts["l4t_release"] is None and facts["jetson_model"] is None and facts["platform"] == "x86"
 
@@ -209,29 +208,28 @@ def test_gpu_selection_and_the_gpus_check_ask_the_platform(tmp_path, root, monke
     elsewhere the run's GPUs default to GPU 0."""
     from runner.spec import Settings, build_run_spec, resolve_gpus
 
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", RELEASES / "r36.4.0")
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", RELEASES / "r36.4.0")
     assert resolve_gpus(None, "cuda", env={}) is None
     with pytest.raises(UserError, match="does not apply on a Jetson"):
         build_run_spec(Settings(backend="faster-whisper", model="medium", quant="int8", device="cuda", gpus="0",
-                                dataset=str(root / "data" / "default")), out=str(tmp_path / "o"), models_dir=tmp_path,
-                       allow_download=True)
-    monkeypatch.setattr("runner.platforms.TEGRA_RELEASE", tmp_path / "absent")
+                                dataset=str(root / "data" / "default")), out=str(tmp_path / "o"), models_dir=tmp_path)
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", tmp_path / "absent")
     assert resolve_gpus(None, "cuda", env={}) == ("0",)
 
 
 def test_nothing_else_reads_the_release_file():
-    """runner/platforms.py is the only module that names /etc/nv_tegra_release in code (help texts aside)."""
+    """runner/host/platforms.py is the only module that names /etc/nv_tegra_release in code (help texts aside)."""
     import re
 
     pattern = re.compile(r"""["']/etc/nv_tegra_release["']""")
     readers = [str(p.relative_to(ROOT)) for p in (ROOT / "runner").rglob("*.py") if pattern.search(p.read_text())]
-    assert readers == ["runner/platforms.py"]
+    assert readers == ["runner/host/platforms.py"]
 
 
 def test_device_auto_follows_the_nvidia_driver_node(tmp_path, monkeypatch):
     """`--device auto` is cuda exactly where the driver's control node exists: platforms.NVIDIA_CTL is the one
     place that knows where, so pointing it at a fake node moves spec's detection too."""
-    from runner import platforms
+    from runner.host import platforms
     from runner.spec import detect_device
 
     node = tmp_path / "nvidiactl"

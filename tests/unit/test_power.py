@@ -25,8 +25,8 @@ from runner.launch.docker_engine import ContainerRun
 from runner.power.base import OperatingPoint, mismatches
 from runner.power.jetson import JetsonController, parse_nvpmodel_conf, parse_nvpmodel_query
 from runner.settings import PowerSettings
-from runner.telemetry import energy
-from runner.telemetry import ina3221 as ina
+from runner.telemetry.energy import integrate as energy
+from runner.telemetry.samplers import ina3221 as ina
 
 HERE = Path(__file__).resolve().parent
 GROUP_RAW = HERE.parents[0] / "fixtures" / "group_raw"
@@ -547,7 +547,11 @@ def test_ina3221_energy_is_within_one_percent_of_a_known_profile(board, monkeypa
 
 def test_power_axes_make_one_group_per_operating_point_and_the_experiments_validate(monkeypatch, tmp_path):
     """Both power experiments load; each mode / clock is its own group (its power in the group's settings), and
-    planning them on this host (no Jetson, no NVIDIA GPU) is refused once per missing device, nothing started."""
+    planning them is refused once per missing device, nothing started: on a host with a GPU runtime but no
+    nvpmodel or NVML, by the power controllers; on this host (no Jetson, no NVIDIA GPU) by the host preflight's
+    one sentence about the device."""
+    from fake_host import cpu_host, jetson_host
+
     from runner.experiment import load_experiment
 
     root = HERE.parents[1]
@@ -563,6 +567,9 @@ def test_power_axes_make_one_group_per_operating_point_and_the_experiments_valid
     monkeypatch.setattr(power_nvidia, "load_nvml", lambda: fake)
     for exp, needs in ((modes, "power.mode needs a Jetson"), (clocks, "power.gpu_freq_mhz needs an NVIDIA GPU")):
         with pytest.raises(UserError) as err:
-            plan.plan_sweep(exp, None, tmp_path / "models", tmp_path / "out")
-        assert "nothing was started" in str(err.value) and err.value.problems[0].startswith(needs)
-        assert len(err.value.problems) == len(set(err.value.problems)) <= 2
+            plan.plan_sweep(exp, None, tmp_path / "models", tmp_path / "out", host=jetson_host())
+        problems = err.value.problems or [str(err.value).split(": ", 1)[1]]
+        assert "nothing was started" in str(err.value) and problems[0].startswith(needs)
+        assert len(problems) == len(set(problems)) <= 2
+        with pytest.raises(UserError, match=r"device cuda needs an NVIDIA GPU, and this host has none.*nothing was"):
+            plan.plan_sweep(exp, None, tmp_path / "models", tmp_path / "out", host=cpu_host())

@@ -1,10 +1,10 @@
 """Before a sweep the runner installs the models and builds the images the experiment needs, only where
-missing (runner/prepare.py): what it picks, and that present ones are left alone."""
+missing (runner/images/prepare.py): what it picks, and that present ones are left alone."""
 
 from pathlib import Path
 from types import SimpleNamespace
 
-from runner import prepare
+from runner.images import prepare
 
 
 def _group(model="tiny.en", backend="faster-whisper", device="cpu", image=None):

@@ -14,10 +14,10 @@ from rich.console import Console
 
 from runner.commands import report as report_cmd
 from runner.errors import UserError
-from runner.report import figures
-from runner.report.aggregate import (NO_REASON, GroupKey, aggregate, load_sweep, metric_value, parse_record,
-                                     summarize, t975)
+from runner.report import condition_figures, figure_kit, figures
+from runner.report.aggregate import NO_REASON, aggregate, metric_value, summarize, t975
 from runner.report.html import render_html, write_html
+from runner.report.records import GroupKey, load_sweep, parse_record
 from runner.report.sweep_table import build_table, format_stat, print_sweep_table
 
 FIXTURE = ROOT / "tests/fixtures/sweep"
@@ -218,8 +218,8 @@ def test_four_figures_are_written_as_readable_pngs(tmp_path):
 
 def test_figures_are_deterministic(tmp_path):
     rows = _rows()
-    a = figures.energy_by_model_quant(rows, tmp_path / "a").path.read_bytes()
-    b = figures.energy_by_model_quant(rows, tmp_path / "b").path.read_bytes()
+    a = condition_figures.energy_by_model_quant(rows, tmp_path / "a").path.read_bytes()
+    b = condition_figures.energy_by_model_quant(rows, tmp_path / "b").path.read_bytes()
     assert a == b
 
 
@@ -239,7 +239,7 @@ def test_wer_unavailable_figure_says_so(tmp_path):
         rec["summary"]["wer"] = None
         rec["summary"]["unavailable"] = {"wer": "no reference transcripts"}
     (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    r = figures.wer_by_noise(_rows(tmp_path), tmp_path / "fig")
+    r = condition_figures.wer_by_noise(_rows(tmp_path), tmp_path / "fig")
     assert r.unavailable.startswith("WER unavailable: ") and "no reference transcripts" in r.unavailable
     assert r.path.is_file()
 
@@ -254,10 +254,10 @@ def test_one_missing_bar_leaves_the_figure_available(tmp_path):
     (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     rows = _rows(tmp_path)
     assert _row(rows, "base.en", "int8").stat("peak_rss_mb").reasons == ("cgroup memory stats not readable",)
-    r = figures.rtf_ram_by_model_quant(rows, tmp_path / "fig")
+    r = condition_figures.rtf_ram_by_model_quant(rows, tmp_path / "fig")
     assert r.available
     _assert_readable_png(r.path)
-    assert figures.accuracy_vs_energy(rows, tmp_path / "fig").available  # drawn at a fixed size, named in notes
+    assert condition_figures.accuracy_vs_energy(rows, tmp_path / "fig").available  # drawn at a fixed size, named in notes
 
 
 # ---------------------------------------------------------------- HTML and CLI
@@ -408,7 +408,7 @@ def test_versions_fall_back_to_what_the_container_reported():
 
 
 def test_figure_labels_name_the_versions(tmp_path):
-    label = figures._series_labeller(aggregate(_two_builds()))
+    label = figure_kit.series_labeller(aggregate(_two_builds()))
     assert {label(r.key) for r in aggregate(_two_builds())} == {"tiny.en · ctranslate2=4.6.0",
                                                                 "tiny.en · ctranslate2=4.8.5"}
 
@@ -448,7 +448,7 @@ def test_two_model_folders_with_one_name_are_two_rows_told_apart_by_their_path()
     assert [cells[col].text for cells in model.rows] == ["v1/tiny.en", "v2/tiny.en"]
     assert "dataset" not in model.headers  # one dataset: its short name goes into the subtitle
     assert "test" in model.subtitle.split(" · ")
-    label = figures._series_labeller(rows)
+    label = figure_kit.series_labeller(rows)
     assert [label(r.key) for r in rows] == ["v1/tiny.en", "v2/tiny.en"]
 
 
@@ -509,7 +509,7 @@ def test_old_fixture_table_is_unchanged_by_axes():
 def test_figures_label_the_varying_axes_and_add_one_per_numeric_axis(tmp_path):
     """Series labels carry the varying axes; each numeric axis that varies gets an RTF and WER figure."""
     rows = _rows(AXES_FIXTURE)
-    label = figures._series_labeller(rows)
+    label = figure_kit.series_labeller(rows)
     assert label(rows[1].key) == "tiny.en · decode.batch_size=1 · decode.beam_size=5"
     results = figures.write_figures(rows, tmp_path)
     names = [r.path.name for r in results]
@@ -524,7 +524,7 @@ def test_no_axis_figure_for_a_text_axis_or_an_old_sweep(tmp_path):
     fixture (no axes) still writes exactly its four figures."""
     recs = [parse_record(_v3(repeat=0, axes={"decode.language": lang}, wer=w)) for lang, w in (("en", .1), ("de", .2))]
     rows = aggregate(recs)
-    assert figures.numeric_axes(rows) == []
+    assert condition_figures.numeric_axes(rows) == []
     assert len(figures.write_figures(rows, tmp_path / "text")) == 4
     assert len(figures.write_figures(_rows(), tmp_path / "old")) == 4
 
@@ -537,7 +537,7 @@ def test_axis_figure_leaves_a_gap_for_an_unavailable_value(tmp_path):
             rec["summary"]["rtf"] = None
             rec["summary"]["unavailable"] = {"rtf": "no timings"}
     (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    r = figures.metrics_vs_axis(_rows(tmp_path), "decode.batch_size", tmp_path / "fig")
+    r = condition_figures.metrics_vs_axis(_rows(tmp_path), "decode.batch_size", tmp_path / "fig")
     assert r.available and r.path.name == "rtf_vs_decode.batch_size.png"
     _assert_readable_png(r.path)
 
@@ -588,13 +588,13 @@ def _fleet_rows(targets=("cpu-a", "cpu-b"), no_energy_on=()):
 def _capture_saves(monkeypatch) -> list:
     """Record (figure, notes) of every figure written, then write it as usual."""
     saved = []
-    real = figures._save
+    real = figure_kit.save
 
     def save(fig, path, notes):
         saved.append((fig, list(notes)))
         real(fig, path, notes)
 
-    monkeypatch.setattr(figures, "_save", save)
+    monkeypatch.setattr(condition_figures, "save", save)
     return saved
 
 
@@ -616,7 +616,7 @@ def test_targets_figure_has_four_panels_with_one_bar_per_target(tmp_path, monkey
     saved = _capture_saves(monkeypatch)
     results = figures.write_figures(_fleet_rows(), tmp_path)
     by_name = {r.path.name: r for r in results}
-    r = by_name[figures.TARGETS_FILE]
+    r = by_name[condition_figures.TARGETS_FILE]
     assert r.available
     _assert_readable_png(r.path)
     fig, _ = next((f, n) for f, n in saved if f.get_suptitle() == r.title)
@@ -637,7 +637,7 @@ def test_energy_unavailable_on_one_target_is_a_note_not_a_zero_bar(tmp_path, mon
     """A target that measured no energy gets no energy bar (no 0): an "unavailable" mark where its bar would be
     and a note naming the target and the reason; its other panels and the other target's energy are drawn."""
     saved = _capture_saves(monkeypatch)
-    r = figures.targets_by_model_quant(_fleet_rows(no_energy_on=("cpu-b",)), tmp_path)
+    r = condition_figures.targets_by_model_quant(_fleet_rows(no_energy_on=("cpu-b",)), tmp_path)
     assert r.available
     (fig, notes), = saved
     energy = fig.axes[0]
@@ -656,7 +656,7 @@ def test_energy_unavailable_on_one_target_is_a_note_not_a_zero_bar(tmp_path, mon
 def test_energy_unavailable_on_every_target_is_a_panel_that_says_why(tmp_path, monkeypatch):
     """No target measured energy: the energy panel is the reason in words, with no bars; the other three are drawn."""
     saved = _capture_saves(monkeypatch)
-    r = figures.targets_by_model_quant(_fleet_rows(no_energy_on=("cpu-a", "cpu-b")), tmp_path)
+    r = condition_figures.targets_by_model_quant(_fleet_rows(no_energy_on=("cpu-a", "cpu-b")), tmp_path)
     assert r.available
     (fig, _), = saved
     energy = fig.axes[0]
@@ -673,7 +673,7 @@ def test_one_target_writes_no_targets_figure(tmp_path):
     for name, rows in (("one", _fleet_rows(targets=("cpu-a",))), ("old", _rows())):
         out = tmp_path / name
         names = [r.path.name for r in figures.write_figures(rows, out)]
-        assert figures.TARGETS_FILE not in names and not (out / figures.TARGETS_FILE).exists()
+        assert condition_figures.TARGETS_FILE not in names and not (out / condition_figures.TARGETS_FILE).exists()
 
 
 def test_html_shows_and_links_the_targets_figure(tmp_path):

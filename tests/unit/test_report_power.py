@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.report import figures
-from runner.report.aggregate import aggregate, parse_record
+from runner.report import figures, power_figures
+from runner.report.aggregate import aggregate
+from runner.report.records import parse_record
 
 
 def _rec(model: str, quant: str, axes: dict, repeat: int, j_per_s: float | None, rtf: float) -> dict:
@@ -43,7 +44,7 @@ def test_a_clock_sweep_gets_an_energy_and_rtf_figure_with_the_optimum_marked(tmp
     rows = _freq_rows()
     names = [r.path.name for r in figures.write_figures(rows, tmp_path)]
     assert "energy_rtf_vs_gpu_freq.png" in names and "energy_rtf_by_power_mode.png" not in names
-    result = figures.energy_rtf_vs_power_axis(rows, "power.gpu_freq_mhz", tmp_path / "f")
+    result = power_figures.energy_rtf_vs_power_axis(rows, "power.gpu_freq_mhz", tmp_path / "f")
     assert result.available
     _png(result.path)
 
@@ -54,7 +55,7 @@ def test_power_modes_are_categories_in_the_sweeps_order(tmp_path):
     recs = [parse_record(_rec("tiny.en", "int8", {"power.mode": mode}, r, j, rtf))
             for mode, j, rtf in (("7W", 0.30, 0.2), ("15W", 0.25, 0.1), ("MAXN_SUPER", None, 0.05)) for r in (0, 1)]
     rows = aggregate(recs)
-    results = figures.power_figures(rows, tmp_path)
+    results = power_figures.power_figures(rows, tmp_path)
     assert [r.path.name for r in results] == ["energy_rtf_by_power_mode.png"] and results[0].available
     _png(results[0].path)
 
@@ -62,4 +63,4 @@ def test_power_modes_are_categories_in_the_sweeps_order(tmp_path):
 def test_no_power_figure_without_power_axes(tmp_path):
     """A sweep that varies no operating point gets none of these figures."""
     rows = aggregate([parse_record(_rec("tiny.en", "int8", {}, r, 0.3, 0.1)) for r in (0, 1)])
-    assert figures.power_figures(rows, tmp_path) == []
+    assert power_figures.power_figures(rows, tmp_path) == []

@@ -16,9 +16,9 @@ from helpers import ROOT, write_tone
 
 from runner.content import HashCache
 from runner.errors import UserError
+from runner.host.lock import FolderLock
 from runner.launch.hardening import UNPRIVILEGED_UID, Hardening
 from runner.launch.owner import Owner, is_orphan, process_start_ticks
-from runner.lock import FolderLock
 from runner.merge import host_paths
 from runner.results import write_json_atomic
 from runner.spec import out_problem, parse_mem_limit
@@ -30,7 +30,7 @@ def test_second_holder_is_refused_naming_the_first(tmp_path):
     """A second run into a folder in use is refused with pid, host and since; the first keeps its lock."""
     with FolderLock(tmp_path / "run", "run"):
         holder = subprocess.run(
-            [sys.executable, "-c", "from runner.lock import FolderLock; import sys; from pathlib import Path\n"
+            [sys.executable, "-c", "from runner.host.lock import FolderLock; import sys; from pathlib import Path\n"
              "try:\n FolderLock(Path(sys.argv[1]), 'sweep').acquire()\n"
              "except Exception as e: print(e); sys.exit(2)", str(tmp_path / "run")],
             cwd=ROOT, capture_output=True, text=True)
@@ -41,7 +41,7 @@ def test_second_holder_is_refused_naming_the_first(tmp_path):
 
 def test_lock_dies_with_its_holder(tmp_path):
     """kill -9 of the holder frees the folder at once: no stale lock to remove by hand."""
-    proc = subprocess.Popen([sys.executable, "-c", "from runner.lock import FolderLock; import sys, time\n"
+    proc = subprocess.Popen([sys.executable, "-c", "from runner.host.lock import FolderLock; import sys, time\n"
                              "from pathlib import Path\nheld = FolderLock(Path(sys.argv[1]), 'run').acquire()\n"
                              "print('locked', flush=True); time.sleep(60)", str(tmp_path / "f")],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from runner import cli, settings as st
-from runner.completion import attach_completers, setting_completer
+from runner.commands.completion import attach_completers, setting_completer
 from runner.experiment.schema import experiment_schema
 
 ROOT = Path(__file__).resolve().parents[2]

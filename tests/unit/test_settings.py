@@ -56,7 +56,7 @@ def test_build_run_spec_names_settings_by_where(tmp_path):
     bad = st.Settings(model="tiny.en", quant="int8", dataset=str(ROOT / "data" / "default"),
                       decode=st.DecodeSettings(beam_size=0))
     with pytest.raises(UserError) as exc:
-        build_run_spec(bad, out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True,
+        build_run_spec(bad, out=str(tmp_path / "o"), models_dir=tmp_path,
                        where=lambda path: f"groups[0] {path}")
     assert "groups[0] decode.beam_size: expected an integer >= 1, got 0" in str(exc.value)
     assert "--beam-size" not in str(exc.value)
@@ -77,7 +77,7 @@ def test_cli_defaults_are_none_and_help_states_defaults_and_units():
     p = _parser()
     args = p.parse_args([])
     for action in p._actions:
-        if action.dest in ("help", "engine", "allow_download"):
+        if action.dest in ("help", "engine", "offline", "container_network"):
             continue
         assert getattr(args, action.dest) is None, action.dest
         assert "(default: " in (action.help or ""), action.option_strings
@@ -90,7 +90,7 @@ def test_cli_defaults_are_none_and_help_states_defaults_and_units():
     for flag in ("--backend", "--model", "--quant", "--device", "--data", "--audio-root", "--out", "--image",
                  "--models-dir", "--beam-size", "--temperature", "--language", "--threads", "--batch-size",
                  "--align", "--warmup", "--timeout", "--mem-limit", "--telemetry", "--interval-ms", "--baseline-s",
-                 "--baseline-w", "--gpus", "--loaded-idle-s", "--engine", "--allow-download", "--repeats",
+                 "--baseline-w", "--gpus", "--loaded-idle-s", "--engine", "--offline", "--container-network", "--repeats",
                  "--limit"):
         assert flag in helps, flag
 

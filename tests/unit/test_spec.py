@@ -38,10 +38,16 @@ def test_packaged_model_not_installed_says_make_models(tmp_path, root):
                        out=str(tmp_path / "o"), models_dir=tmp_path)
 
 
-def test_hub_name_allowed_only_with_download(tmp_path, root):
-    spec = build_run_spec(Settings(model="medium", quant="int8", dataset=str(root / "data" / "default")),
-                          out=str(tmp_path / "o"), models_dir=tmp_path, allow_download=True)
+def test_a_hub_name_resolves_to_a_host_download_and_the_container_network_is_a_flag_of_its_own(tmp_path, root):
+    """Issue 25, item 8: a hub name that is not installed resolves to a download on the host (no flag), and the
+    container stays without network; --container-network (allow_download) alone gives it one, with the hub cache
+    mounted for what its library downloads itself."""
+    medium = Settings(model="medium", quant="int8", dataset=str(root / "data" / "default"))
+    spec = build_run_spec(medium, out=str(tmp_path / "o"), models_dir=tmp_path)
     assert spec.model.source == "hub" and spec.model.container_path == "medium" and spec.model.host_dir is None
+    assert not spec.hardening.network and spec.hub_cache_dir is None and not spec.allow_download
+    networked = build_run_spec(medium, out=str(tmp_path / "o2"), models_dir=tmp_path, allow_download=True)
+    assert networked.hardening.network and networked.hub_cache_dir == (tmp_path / "hub-cache").resolve()
 
 
 def test_resolved_spec(tmp_path, root):

@@ -12,9 +12,12 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from runner.report.aggregate import Stat, aggregate, load_sweep
-from runner.report.figures import pareto_front, snr_positions, whisker, write_figures
+from runner.report.aggregate import Stat, aggregate
+from runner.report.condition_figures import pareto_front, snr_positions
+from runner.report.figure_kit import whisker
+from runner.report.figures import write_figures
 from runner.report.html import write_html
+from runner.report.records import load_sweep
 from runner.report.study_figures import latency_percentiles, linear_fit, rail_split, write_study_figures
 from runner.report.traces import read_timeline, record_files
 
@@ -154,7 +157,7 @@ def test_rapl_subdomains_and_psys_are_not_stacked_and_companions_are():
 def test_a_run_folder_keeps_its_files_in_the_folder_itself(tmp_path):
     """`edgeasr run` writes telemetry.csv, raw/events.jsonl and utterances.jsonl into the run folder (no
     conditions/ or groups/): the timeline, latency and length figures find them there."""
-    from runner.report.aggregate import ConditionRecord, Sweep
+    from runner.report.records import ConditionRecord, Sweep
 
     run = tmp_path / "run"
     (run / "raw").mkdir(parents=True)

@@ -7,13 +7,13 @@ import tarfile
 
 import pytest
 
-from runner import freshness
+from runner.backends import BACKENDS, IMAGES
 from runner.errors import UserError
-from runner.freshness import NOT_REACHABLE, Pin, compare, held_reasons, label_pins, query_index, render
-from runner.launch import images as images_mod
-from runner.launch.backends import BACKENDS, IMAGES
-from runner.launch.images import (_context, parse_overrides, parse_versions_label, pinned_versions,
-                                  requirements_text, versions_label)
+from runner.images import freshness
+from runner.images import build as images_mod
+from runner.images.freshness import NOT_REACHABLE, Pin, compare, held_reasons, label_pins, query_index, render
+from runner.images.build import (_context, parse_overrides, parse_versions_label, pinned_versions, requirements_text,
+                                 versions_label)
 
 FW = BACKENDS["faster-whisper"]
 

@@ -36,6 +36,10 @@ def _paths(argv: list[str]) -> tuple[Path, Path]:
     return job_path, out_dir
 
 
+class DeviceMismatch(Exception):
+    """The backend's model runs on another device than the job's (its adapter's info()["device_used"])."""
+
+
 class AudioCache:
     """Decoded audio by path, so that a sweep's conditions decode each file once (bounded in bytes)."""
 
@@ -274,8 +278,16 @@ def main(argv: list[str] | None = None) -> int:
             if extra in info:
                 status[extra] = info[extra]
         status["versions"] = {**library_versions(["numpy", "soundfile", "soxr"]), **info.get("versions", {})}
+        if info.get("device_used") is not None:  # optional: the device the model really runs on
+            status["device_used"] = str(info["device_used"])
         events.emit(Event.MODEL_INFO, **{k: status[k] for k in ("versions", "n_params", "model_size_mb",
-                                                             "rss_after_load_mb")})
+                                                             "rss_after_load_mb", "device_used") if k in status})
+        if status.get("device_used", job.device) != job.device:
+            # a CUDA job whose library ended on the CPU (ONNX Runtime falls back by itself): nothing it measured
+            # would be a figure of the device asked for, so it stops before anything is timed
+            raise DeviceMismatch(f"the backend ran on {status['device_used']}, not on the {job.device} the job "
+                                 f"asked for; nothing was timed (is the GPU visible inside the image? "
+                                 f"`edgeasr doctor` says)")
         cache = AudioCache()
         _warm_up(job, model, events, cache)
         if job.loaded_idle_s > 0:  # the loaded model's idle power, measured by the host (issue 9)
@@ -292,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     except JobError as exc:
         status["error"] = f"bad job spec: {exc}"
         exit_code = 2
+    except DeviceMismatch as exc:
+        status["error"] = str(exc)
     except MemoryError:
         status["error"] = "out of memory (MemoryError inside the container)"
     except Exception as exc:

@@ -10,7 +10,7 @@ does not is recorded as a note, which the entrypoint copies into status.json (`c
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .system import library_versions
 
@@ -59,3 +59,10 @@ def check_compute_type(ctranslate2, device: str, compute_type: str) -> None:
     if compute_type not in supported:
         raise missing_feature(f"compute type {compute_type} on {device}", "ctranslate2",
                               f"here it supports {', '.join(sorted(supported))}; pick another --quant")
+
+
+def ct2_device(whisper_model) -> Optional[str]:
+    """The device CTranslate2 loaded a faster-whisper model on (``WhisperModel.model.device``: ``auto`` resolved),
+    for the adapter's ``info()["device_used"]``; None where this build does not say."""
+    device = getattr(getattr(whisper_model, "model", None), "device", None)
+    return str(device).split(":")[0] if device else None

@@ -209,6 +209,7 @@ class FakeGpu:
     settable: bool = True  # False: the Set* calls answer NoPermission, as for a non-root caller
     event_reasons: int = 0
     driver_version: str = "550.54.15"
+    cuda_capability: tuple = (8, 9)  # (major, minor), as nvmlDeviceGetCudaComputeCapability answers
 
     def __post_init__(self) -> None:
         for mig in self.migs:
@@ -446,6 +447,10 @@ class FakePynvml:
         if handle.power_cap_mhz is not None and handle.locked_gpu_mhz and handle.locked_gpu_mhz[1] > handle.power_cap_mhz:
             reasons |= nvmlClocksEventReasonSwPowerCap
         return reasons
+
+    def nvmlDeviceGetCudaComputeCapability(self, handle: FakeGpu) -> tuple:
+        self._check_init()
+        return tuple(handle.cuda_capability)
 
     def nvmlSystemGetDriverVersion(self) -> str:
         self._check_init()

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from runner.errors import UserError
-from runner.telemetry.base import Availability, NullSampler, Sample, Sampler
-from runner.telemetry.energy import integrate
-from runner.telemetry.polling import PollingSampler
+from runner.telemetry.energy.integrate import integrate
+from runner.telemetry.samplers.base import Availability, NullSampler, Sample, Sampler
+from runner.telemetry.samplers.polling import PollingSampler
 
 
 class Recorder(Sampler):

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from runner.telemetry.base import Sample
-from runner.telemetry.energy import dynamic_j, integrate
+from runner.telemetry.energy.integrate import dynamic_j, integrate
+from runner.telemetry.samplers.base import Sample
 
 T0 = 1_700_000_000_000_000_000  # a realistic time.time_ns(): float64 cannot hold it exactly
 S = 1_000_000_000  # ns per second
@@ -167,8 +167,8 @@ def test_totals_of_different_kinds_are_not_mixed():
 def test_short_sub_window_between_samples_is_interpolated_when_allowed():
     """A 30 ms prepare window between two samples 100 ms apart: measurable with min_samples=0 (bracketed,
     interpolated), refused with the default rule."""
-    from runner.telemetry.base import Sample
-    from runner.telemetry.energy import integrate
+    from runner.telemetry.samplers.base import Sample
+    from runner.telemetry.energy.integrate import integrate
 
     samples = [Sample(t_ns=i * 100_000_000, total_w=10.0, total_kind="input_rail:VDD_IN") for i in range(5)]
     assert integrate(samples, 120_000_000, 150_000_000).total_j is None

@@ -15,8 +15,8 @@ import pytest
 
 from runner import merge
 from runner.results import Summary, UtteranceResult
-from runner.telemetry import accounting
-from runner.telemetry.base import Sample
+from runner.telemetry.energy import accounting
+from runner.telemetry.samplers.base import Sample
 
 GOLDEN = Path(__file__).resolve().parent / "energy_golden.json"
 S = 1_000_000_000
@@ -191,7 +191,7 @@ def test_the_block_is_a_frozen_record_and_its_json_is_the_callers():
 def test_a_block_without_inference_has_no_memory_or_psys_figures():
     """The null shape carries no figures of the measured shape: building one is refused instead of being
     dropped silently by to_json()."""
-    from runner.telemetry.energy_record import EnergyBlock, PsysFigure
+    from runner.telemetry.energy.record import EnergyBlock, PsysFigure
 
     with pytest.raises(ValueError, match="no psys or memory"):
         EnergyBlock(source="rapl", psys=PsysFigure(None, "stuck"))
@@ -200,7 +200,7 @@ def test_a_block_without_inference_has_no_memory_or_psys_figures():
 def _row(name, **changes):
     from dataclasses import replace
 
-    from runner.telemetry import registry
+    from runner.telemetry.samplers import registry
 
     return replace(registry.sampler_row(name), **changes)
 
@@ -209,7 +209,7 @@ def test_companion_sum_follows_the_sampler_table(monkeypatch):
     """Which companions add up, under which key and with which part named in a null sum's reason, is the
     sampler table's: a board sampler given RAPL as a summed companion gets board + CPU; NVML without a
     combined_key reports RAPL beside it and adds nothing."""
-    from runner.telemetry import registry
+    from runner.telemetry.samplers import registry
 
     rows = tuple(_row("tegrastats", companions=("rapl",), combined_key="board_plus_cpu") if r.name == "tegrastats"
                  else _row("nvml", combined_key=None) if r.name == "nvml" else r for r in registry.SAMPLERS)
@@ -233,7 +233,7 @@ def test_companion_sum_follows_the_sampler_table(monkeypatch):
 def test_nvml_process_memory_is_the_tables_fact(monkeypatch):
     """The per-process GPU memory figure (and the summary's peak_vram_nvml_mb) comes from the row that says its
     samples list the run's processes, not from a sampler name written in the accounting code."""
-    from runner.telemetry import registry
+    from runner.telemetry.samplers import registry
 
     owner = accounting.ProcessOwner(session_id=9)
     block = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100, owner)

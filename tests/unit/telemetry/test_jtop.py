@@ -1,6 +1,6 @@
 """jtop's power dict -> the sample's total, by the same input-rail rule as the tegrastats parser."""
 
-from runner.telemetry.jtop import power_fields
+from runner.telemetry.samplers.jtop import power_fields
 
 
 def test_jtop_sum_of_rails_is_not_labelled_an_input_rail():

@@ -8,8 +8,8 @@ from rich.progress import Progress
 
 from runner.commands.run import LiveProgress
 from runner.commands.sweep import SweepView
-from runner.telemetry.base import Sample
-from runner.telemetry.live import live_power, live_power_text
+from runner.telemetry.energy.live import live_power, live_power_text
+from runner.telemetry.samplers.base import Sample
 
 
 def _samples(watts: list[float], step_s: float = 1.0) -> list[Sample]:

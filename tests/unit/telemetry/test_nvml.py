@@ -11,8 +11,8 @@ import time
 import pytest
 
 from runner.errors import UserError
-from runner.telemetry.energy import integrate
-from runner.telemetry.nvml import NvmlSampler
+from runner.telemetry.energy.integrate import integrate
+from runner.telemetry.samplers.nvml import NvmlSampler
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def _no_cuda_visible_devices(monkeypatch):
 
 
 def test_import_does_not_import_pynvml():
-    code = "import sys, runner.telemetry.nvml; print('pynvml' in sys.modules)"
+    code = "import sys, runner.telemetry.samplers.nvml; print('pynvml' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

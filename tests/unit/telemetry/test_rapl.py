@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from runner.errors import UserError
-from runner.telemetry import rapl
-from runner.telemetry.energy import integrate
-from runner.telemetry.rapl import RaplSampler, find_domains, total_rule, unwrap_delta_uj
+from runner.telemetry.energy.integrate import integrate
+from runner.telemetry.samplers import rapl
+from runner.telemetry.samplers.rapl import RaplSampler, find_domains, total_rule, unwrap_delta_uj
 
 MAX = 262_143_328_850  # a real max_energy_range_uj value
 

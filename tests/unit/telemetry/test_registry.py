@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from runner.errors import UserError
-from runner.telemetry.base import NullSampler
-from runner.telemetry.ina3221 import Ina3221Sampler
-from runner.telemetry.jtop import JtopSampler
-from runner.telemetry.nvml import NvmlSampler
-from runner.telemetry.rapl import RaplSampler
-from runner.telemetry.registry import SAMPLER_NAMES, make_sampler
-from runner.telemetry.tegrastats import TegrastatsSampler
+from runner.telemetry.samplers.base import NullSampler
+from runner.telemetry.samplers.ina3221 import Ina3221Sampler
+from runner.telemetry.samplers.jtop import JtopSampler
+from runner.telemetry.samplers.nvml import NvmlSampler
+from runner.telemetry.samplers.rapl import RaplSampler
+from runner.telemetry.samplers.registry import SAMPLER_NAMES, make_sampler
+from runner.telemetry.samplers.tegrastats import TegrastatsSampler
 
 
 def test_every_name_builds_its_sampler():
@@ -46,7 +46,7 @@ def test_interval_must_be_positive():
 def test_the_auto_order_is_todays_order():
     """`--telemetry auto` tries Jetson first (its INA3221 sysfs rails, tegrastats, then jtop), NVML only for a
     CUDA run, RAPL last."""
-    from runner.telemetry.select import auto_order
+    from runner.telemetry.samplers.select import auto_order
 
     assert auto_order("cpu") == ["ina3221", "tegrastats", "jtop", "rapl"]
     assert auto_order("cuda") == ["ina3221", "tegrastats", "jtop", "nvml", "rapl"]
@@ -55,8 +55,8 @@ def test_the_auto_order_is_todays_order():
 def test_the_table_drives_the_auto_order(monkeypatch):
     """A row with a better rank than every other is tried first and chosen when it works; a row that serves
     only CUDA runs is not tried on a CPU run; the names and choices come from the table."""
-    from runner.telemetry import registry, select
-    from runner.telemetry.base import Availability, Sampler
+    from runner.telemetry.samplers import registry, select
+    from runner.telemetry.samplers.base import Availability, Sampler
 
     class Fake(Sampler):
         name = "fake"
@@ -79,7 +79,7 @@ def test_the_table_drives_the_auto_order(monkeypatch):
     assert select.auto_order("cuda")[:2] == ["fake-gpu", "fake"]
     sampler, reason = select.select_sampler("auto", "cpu", 100)
     assert reason is None and isinstance(sampler, Fake)
-    assert sampler.health()["scope"] == "a fake board"
+    assert registry.health(sampler)["scope"] == "a fake board"
     assert registry.SAMPLER_NAMES == tuple(r.name for r in registry.SAMPLERS[:-2])
     assert select.CHOICES == ("auto", *registry.SAMPLER_NAMES)
 
@@ -87,8 +87,8 @@ def test_the_table_drives_the_auto_order(monkeypatch):
 def test_the_companion_rule_comes_from_the_table(monkeypatch):
     """NVML on a CUDA run gets RAPL beside it (named or auto-detected); on a CPU run it gets none; a
     companion that cannot work is recorded with its reason instead."""
-    from runner.telemetry import select
-    from runner.telemetry.base import Availability, NullSampler
+    from runner.telemetry.samplers import select
+    from runner.telemetry.samplers.base import Availability, NullSampler
 
     class Fake(NullSampler):
         def __init__(self, name, ok=True):
@@ -110,17 +110,17 @@ def test_the_companion_rule_comes_from_the_table(monkeypatch):
 
 def test_every_sampler_describes_itself_and_reports_health():
     """Every row says in words what it measures and which memory it reports, builds a sampler of its own
-    name, and that sampler's health() (unstarted) carries the description the summary records."""
-    from runner.telemetry.registry import SAMPLERS, describe, memory_labels
+    name, and that sampler's health (unstarted) carries the description the summary records."""
+    from runner.telemetry.samplers.registry import SAMPLERS, describe, health, memory_labels
 
     for row in SAMPLERS:
         assert row.scope.strip() and row.hosts.strip() and row.option == f"--telemetry {row.name}"
         assert (row.memory is None) == (row.memory_label is None)
         sampler = row.factory(100, None)
         assert sampler.name == row.name
-        health = sampler.health()
-        assert health["sampler"] == row.name and health["scope"] == row.scope and health["memory"] == row.memory
-        assert isinstance(health["ok"], bool) and health["n_samples"] == 0
+        described = health(sampler)
+        assert described["sampler"] == row.name and described["scope"] == row.scope and described["memory"] == row.memory
+        assert isinstance(described["ok"], bool) and described["n_samples"] == 0
     assert memory_labels() == {"ina3221": "ram", "tegrastats": "ram", "jtop": "ram", "nvml": "gpu_mem"}
     assert describe("rapl")["memory"] is None and "CPU package and DRAM" in describe("rapl")["scope"]
     assert describe("not-a-sampler") == {"sampler": "not-a-sampler"}
@@ -130,12 +130,14 @@ def test_the_summary_records_the_samplers_scope():
     """The chosen sampler's description (scope, memory) reaches summary.json through telemetry.health."""
     from runner import merge
     from runner.results import Summary
-    from runner.telemetry.base import NullSampler
+    from runner.telemetry.samplers import registry
+    from runner.telemetry.samplers.base import NullSampler
 
     sampler = NullSampler("no power sensor found")
     s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok",
                 telemetry={"sampler": "auto"})
-    merge.account_energy(s, [], sampler.name, [], [], None, "no power sensor found", 100, None, sampler.health())
+    merge.account_energy(s, [], sampler.name, [], [], None, "no power sensor found", 100, None,
+                         registry.health(sampler))
     health = s.to_json()["telemetry"]["health"]
     assert health["sampler"] == "none" and health["scope"].startswith("nothing") and health["ok"] is False
     assert s.telemetry["sampler"] == "auto"  # what was asked for stays beside what measured
@@ -144,7 +146,7 @@ def test_the_summary_records_the_samplers_scope():
 def test_a_summed_companion_names_every_part():
     """A row that adds its companions' energy to its own (combined_key) has companions, and every part of the
     sum says what it covers in one word, so a null sum can name the part that is missing."""
-    from runner.telemetry.registry import SAMPLERS, sampler_row
+    from runner.telemetry.samplers.registry import SAMPLERS, sampler_row
 
     summed = [row for row in SAMPLERS if row.combined_key]
     assert [row.name for row in summed] == ["nvml"] and summed[0].combined_key == "gpu_plus_cpu"

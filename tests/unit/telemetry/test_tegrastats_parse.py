@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.telemetry.tegrastats_parse import parse_line, parse_text
+from runner.telemetry.samplers.tegrastats_parse import parse_line, parse_text
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tegrastats"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from runner.errors import UserError
-from runner.telemetry.energy import integrate
-from runner.telemetry.tegrastats import TegrastatsSampler
-from runner.telemetry.tegrastats_parse import parse_line
+from runner.telemetry.energy.integrate import integrate
+from runner.telemetry.samplers.tegrastats import TegrastatsSampler
+from runner.telemetry.samplers.tegrastats_parse import parse_line
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and signals are POSIX")
 

@@ -1,0 +1,1 @@
+"""Datasets: the records, the local layouts, Hugging Face datasets, and the length ladder."""

@@ -1,0 +1,147 @@
+"""Read a local dataset (a folder or a manifest) into utterances: id, audio path on the host, reference or None.
+
+Three layouts: a LibriSpeech-style tree (``*.trans.txt`` beside the audio), a
+JSONL manifest (``{"id", "audio", "text"}``, audio paths relative to the
+manifest; a folder holding ``manifest.jsonl`` counts as the manifest), and a
+plain folder of audio files with same-name ``.txt`` references. Audio is not
+decoded here: the container decodes it, so a corrupt file becomes a per-utterance
+error record and the rest of the run goes on.
+
+Every audio path is resolved (symlinks followed) and must be a regular file under
+one of the dataset's roots: its own folder (the manifest's folder, the LibriSpeech
+root, the audio folder) or a folder the user trusts with ``--audio-root``. An entry
+outside them, or a system file, is a per-utterance error that says why
+(runner/paths.py): a dataset from a stranger cannot make the runner show a backend
+container anything else of the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import UserError
+from ..paths import audio_problem, check_audio_root
+from .dataset import AUDIO_EXTS, MANIFEST_NAME, Dataset, Utterance
+
+
+def _clean_ref(text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = text.strip()
+    return text or None
+
+
+class _Resolver:
+    """``Path.resolve`` with each folder resolved once: a 100,000-line manifest names a few folders, and
+    resolving every path component by component cost seconds. A path with ``..`` is resolved whole (the
+    component before it may be a link)."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path: Path) -> Path:
+        if ".." in path.parts:
+            return path.resolve()
+        head, name = os.path.split(os.path.abspath(path))
+        real = self._folders.get(head)
+        if real is None:
+            real = self._folders[head] = os.path.realpath(head)
+        full = os.path.join(real, name)
+        return Path(os.path.realpath(full)) if os.path.islink(full) else Path(full)
+
+
+def _read_manifest(path: Path, limit: int | None = None) -> list[Utterance]:
+    """The manifest's utterances; with ``limit``, its first ``limit`` only (the rest is not even read)."""
+    base = path.parent
+    resolve = _Resolver()
+    utts: list[Utterance] = []
+    with open(path, encoding="utf-8-sig") as fh:  # -sig: a byte-order mark some editors write is accepted
+        for lineno, line in enumerate(fh, 1):
+            if limit and len(utts) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or "audio" not in row:
+                raise UserError(f"{path}:{lineno}: each line needs an object with an \"audio\" path")
+            if not isinstance(row["audio"], str) or not row["audio"].strip():
+                raise UserError(f"{path}:{lineno}: \"audio\" must be a non-empty path, got {row['audio']!r}")
+            if "\0" in row["audio"]:  # no file system path holds one (os.stat raises ValueError)
+                raise UserError(f"{path}:{lineno}: \"audio\" holds a NUL byte ({row['audio']!r}); no path can")
+            audio = Path(row["audio"]).expanduser()
+            audio = resolve(audio if audio.is_absolute() else base / audio)
+            raw_id = row.get("id")
+            uid = audio.stem if raw_id is None or raw_id == "" else str(raw_id)  # "id": 0 stays "0"
+            text = row.get("text")
+            if text is not None and not isinstance(text, str):
+                raise UserError(f"{path}:{lineno}: \"text\" must be a string")
+            utts.append(Utterance(uid, audio, _clean_ref(text)))
+    return utts
+
+
+def _read_librispeech(root: Path, trans_files: list[Path]) -> list[Utterance]:
+    utts = []
+    for trans in trans_files:
+        for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            uid, _, text = line.partition(" ")
+            if "\0" in uid:  # the id names the audio file, and no path holds one
+                raise UserError(f"{trans}:{lineno}: the utterance id holds a NUL byte ({uid!r}); no file name can")
+            audio = next((trans.parent / (uid + ext) for ext in AUDIO_EXTS if (trans.parent / (uid + ext)).exists()),
+                         trans.parent / (uid + ".flac"))
+            utts.append(Utterance(uid, audio.resolve(), _clean_ref(text)))
+    return utts
+
+
+def _read_folder(root: Path) -> list[Utterance]:
+    utts = []
+    for audio in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTS and p.is_file()):
+        ref_file = audio.with_suffix(".txt")
+        ref = ref_file.read_text(encoding="utf-8") if ref_file.is_file() else None
+        uid = audio.relative_to(root).with_suffix("").as_posix()
+        utts.append(Utterance(uid, audio.resolve(), _clean_ref(ref)))
+    return utts
+
+
+def load_local(path: str | Path, audio_roots: tuple[str | Path, ...] = (), limit: int | None = None) -> Dataset:
+    """Detect the layout and read it; a path that does not exist or holds nothing is a UserError.
+
+    ``audio_roots`` are extra folders the user trusts (``--audio-root``), for manifests whose
+    entries are absolute paths elsewhere (NeMo-style). ``limit``: the first N utterances only, cut before
+    anything is checked (a manifest's later lines are not even read)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"data path {path} does not exist")
+    p = p.resolve()
+    root = check_audio_root(p if p.is_dir() else p.parent, "the dataset's folder")
+    extra = tuple(check_audio_root(Path(r), "--audio-root") for r in audio_roots)
+    if p.is_file():
+        if p.suffix != ".jsonl":
+            raise UserError(f"data path {path} is a file but not a .jsonl manifest")
+        layout, utts, name = "manifest", _read_manifest(p, limit), p.stem if p.stem != "manifest" else p.parent.name
+    elif (p / MANIFEST_NAME).is_file():
+        layout, utts, name = "manifest", _read_manifest(p / MANIFEST_NAME, limit), p.name
+    else:
+        trans = sorted(p.rglob("*.trans.txt"))
+        if trans:
+            layout, utts = "librispeech", _read_librispeech(p, trans)
+        else:
+            layout, utts = "folder", _read_folder(p)
+        name = p.name
+    if not utts:
+        raise UserError(f"no utterances found in {path}: expected a {MANIFEST_NAME}, *.trans.txt files, "
+                        f"or audio files ({', '.join(AUDIO_EXTS)})")
+    utts = utts[:limit] if limit else utts
+    seen: set[str] = set()
+    dupes = sorted({u.id for u in utts if u.id in seen or seen.add(u.id)})
+    if dupes:
+        raise UserError(f"{path}: utterance ids must be unique; repeated: {', '.join(dupes[:5])}")
+    roots = (root, *extra)
+    utts = [Utterance(u.id, u.audio, u.reference, audio_problem(u.audio, roots)) for u in utts]
+    return Dataset(name=name, path=p, layout=layout, utterances=tuple(utts), roots=roots)

@@ -1,0 +1,1 @@
+"""Facts about the host: its platform, its hardware and software, how busy it is, and folder locks."""

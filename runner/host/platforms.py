@@ -1,0 +1,132 @@
+"""Which platform this host is, and so which backend image variant it builds and runs by default.
+
+The one place that reads /etc/nv_tegra_release: `is_jetson()`, `l4t_release_line()`, `l4t_release()` and
+`detect_platform()` answer for hostinfo, spec checks and the Docker engine alike. Tests point
+`TEGRA_RELEASE` (or a function's `path`) at a fake release file (tests/fixtures/nv_tegra_release).
+Likewise the one place that looks for the NVIDIA driver's control node: `has_nvidia_driver()` (`NVIDIA_CTL`),
+which `--device auto` asks.
+
+One table (Dockerfile variant, image tag) and one detection, used by `edgeasr images build`, `run` and
+`sweep` (and mirrored by the Makefile's PLATFORM / PLATFORM_TAG): x86 on a machine without L4T; on a Jetson
+the L4T major release in /etc/nv_tegra_release picks the JetPack image: R35 (JetPack 5: Xavier, Orin on
+5.x) or R36 (JetPack 6: Orin). `cuda` (x86 NVIDIA GPUs) is never detected, only asked for by name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+
+TEGRA_RELEASE = Path("/etc/nv_tegra_release")
+#: The NVIDIA driver's control device: it exists wherever the kernel driver is loaded (x86 GPUs and Jetsons).
+NVIDIA_CTL = Path("/dev/nvidiactl")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Platform:
+    """A build and run target: the Dockerfile variant in each backend folder and the image tag it gets."""
+
+    name: str
+    dockerfile: str
+    tag: str
+    l4t_major: int | None = None  # the L4T release this Jetson variant is built for
+    # Where the variant's build writes the versions its base carries (`name=version,...`): they, not the
+    # requirements' pins, become its org.edgeasr.versions label (`edgeasr images build` builds twice).
+    versions_file: str | None = None
+
+
+PLATFORMS: dict[str, Platform] = {p.name: p for p in (
+    Platform(name="x86", dockerfile="Dockerfile", tag="latest"),
+    Platform(name="cuda", dockerfile="Dockerfile.cuda", tag="cuda"),
+    Platform(name="jetson-r35", dockerfile="Dockerfile.jetson-r35", tag="jetson-r35", l4t_major=35,
+             versions_file="/opt/edgeasr/versions.txt"),
+    Platform(name="jetson-r36", dockerfile="Dockerfile.jetson", tag="jetson-r36", l4t_major=36),
+)}
+JETSON = "jetson"  # asked for by name: the Jetson variant of this board's L4T release
+_RELEASE = re.compile(r"^#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
+
+
+def is_jetson(path: Path | None = None) -> bool:
+    """Whether this host is a Jetson: it has an L4T release file (``TEGRA_RELEASE``, or ``path`` in tests)."""
+    return (path or TEGRA_RELEASE).exists()
+
+
+def default_device(path: Path | None = None) -> str:
+    """The device a run uses when none is named: a Jetson's integrated GPU (what it is bought for), else the CPU
+    (an x86 GPU host runs on its GPU only when asked: --device cuda or auto)."""
+    return "cuda" if is_jetson(path) else "cpu"
+
+
+def has_nvidia_driver(path: Path | None = None) -> bool:
+    """Whether the NVIDIA kernel driver is loaded here (its control node ``NVIDIA_CTL`` exists, or ``path`` in
+    tests): `--device auto` then means cuda. It says nothing about whether Docker can hand the GPU to a
+    container; the run's own checks say that."""
+    return (path or NVIDIA_CTL).exists()
+
+
+def l4t_release_line(path: Path | None = None) -> str | None:
+    """The L4T release file's first line as written (`# R36 (release), REVISION: 4.0, GCID: ...`), or None
+    where there is none (not a Jetson). Never raises: an unknown format is still a fact for a manifest."""
+    path = path or TEGRA_RELEASE
+    try:
+        text = path.read_text(errors="replace").strip("\x00\n ") if path.exists() else ""
+    except OSError:
+        return None
+    return text.splitlines()[0] if text else None
+
+
+def l4t_release(path: Path | None = None) -> tuple[int, str] | None:
+    """(major, revision) from an L4T release file (`# R35 (release), REVISION: 4.1, GCID: ...` -> (35, "4.1")),
+    or None where there is no such file (not a Jetson)."""
+    path = path or TEGRA_RELEASE
+    first = l4t_release_line(path)
+    if first is None:
+        return None
+    m = _RELEASE.match(first.strip())
+    if not m:
+        raise UserError(f"{path} does not start like `# R36 (release), REVISION: 4.0, ...`: {first.strip()!r}; "
+                        f"pass the platform by name (--platform / PLATFORM=)")
+    return int(m.group(1)), m.group(2)
+
+
+def jetson_platform(path: Path | None = None) -> str:
+    """The Jetson variant for this board's L4T release; a release without one is a UserError."""
+    path = path or TEGRA_RELEASE
+    release = l4t_release(path)
+    if release is None:
+        raise UserError(f"platform {JETSON} needs an L4T release file ({path}); this is not a Jetson")
+    by_major = {p.l4t_major: p.name for p in PLATFORMS.values() if p.l4t_major is not None}
+    if release[0] not in by_major:
+        known = ", ".join(f"R{major} ({name})" for major, name in sorted(by_major.items()))
+        raise UserError(f"L4T R{release[0]}.{release[1]} ({path}) has no GPU image variant; there are {known}. "
+                        f"Use the CPU image (--platform x86) or --image with an image of your own")
+    return by_major[release[0]]
+
+
+def detect_platform(path: Path | None = None) -> str:
+    """jetson-r35 / jetson-r36 on a Jetson (by its L4T release), else x86."""
+    return jetson_platform(path) if is_jetson(path) else "x86"
+
+
+def resolve_platform(name: str, path: Path | None = None) -> str:
+    """A platform name as a user gives it: `auto` (detect), `jetson` (this board's release) or a table name."""
+    if name == "auto":
+        return detect_platform(path)
+    if name == JETSON:
+        return jetson_platform(path)
+    if name not in PLATFORMS:
+        raise UserError(f"unknown platform {name!r}; choose auto, {JETSON} or one of {', '.join(PLATFORMS)}")
+    return name
+
+
+def platform_image(image: str, platform: str) -> str:
+    """The image reference of a backend image (its default tag) for a platform: `repo:<platform tag>`."""
+    return image.rsplit(":", 1)[0] + ":" + PLATFORMS[platform].tag
+
+
+def default_image(image: str, path: Path | None = None) -> str:
+    """The image a run uses when none is named: the backend's image for the detected platform."""
+    return platform_image(image, detect_platform(path))

@@ -1,0 +1,358 @@
+"""Build backend images through the Engine API: base image, wheelhouse, labels.
+
+Where no registry is reachable the public base cannot be pulled, so a local Debian
+base is made with debootstrap (containers/base/make-base.sh) and used instead:
+bookworm for the Python 3.11 images, trixie for the Python 3.13 ones (BASES; each
+image's row names its Python). Python packages come from a host-side wheelhouse
+(filled with pip on the host, which reaches the package index even where builds do
+not, with wheels for the image's Python), served to the build over loopback
+(wheel_server.py) and passed as the WHEELS_URL build argument; without it the
+Dockerfile installs from the index as usual.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable
+
+import docker
+from docker.errors import APIError, BuildError, ImageNotFound
+
+from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
+from ..backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
+from ..errors import UserError
+from ..host.platforms import PLATFORMS, platform_image
+from ..launch.docker_engine import MANAGED_LABEL
+from ..launch.hardening import Hardening
+from .wheel_server import serve_wheelhouse
+
+
+@dataclass(frozen=True, kw_only=True)
+class BaseImage:
+    """The base of the images of one Python: a public image, and the local Debian one that make-base.sh builds
+    (debootstrap SUITE) where the public one cannot be pulled. Wheels for them must match the Python and may need
+    at most the suite's glibc."""
+
+    python: str
+    public: str
+    local: str  # the tag names what it holds: a stale base is never reused
+    suite: str
+    glibc_minor: int  # the suite's glibc 2.N: the newest manylinux_2_N wheel it runs
+
+    @property
+    def wheel_platforms(self) -> list[str]:
+        return ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, self.glibc_minor + 1)]
+
+
+BASES: dict[str, BaseImage] = {b.python: b for b in (
+    BaseImage(python="3.11", public="python:3.11-slim-bookworm", local="edgeasr/base:bookworm-ffmpeg",
+              suite="bookworm", glibc_minor=36),
+    BaseImage(python="3.13", public="python:3.13-slim-trixie", local="edgeasr/base:trixie", suite="trixie",
+              glibc_minor=41),
+)}
+PUBLIC_BASE = BASES["3.11"].public  # `--base`: the base of the Python 3.11 images (every image's but espnet's)
+LOCAL_BASE = BASES["3.11"].local
+WHEEL_PYTHON = "3.11"  # the python of both bases above; wheels must match it
+WHEEL_PLATFORMS = BASES[WHEEL_PYTHON].wheel_platforms
+_PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+!\-]*")
+
+
+def pinned_versions(requirements: Path | str) -> dict[str, str]:
+    """name -> version for every `name==version` line (a path, or the file's text): they become the image's
+    version labels."""
+    text = requirements.read_text() if isinstance(requirements, Path) else requirements
+    pins = {}
+    for line in text.splitlines():
+        m = _PIN.match(line)
+        if m:
+            pins[_normalize(m.group(1))] = m.group(2)
+    return pins
+
+
+def _normalize(name: str) -> str:
+    """PEP 503 name: `CTranslate2`, `faster_whisper` and `faster-whisper` are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, str]:
+    """`--set name=version` arguments as {normalized name: version}; UserError naming the bad one."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, version = item.partition("=")
+        name, version = name.strip(), version.strip().lstrip("=")  # `name==version` is accepted too
+        if not sep or not _NAME.fullmatch(name) or not _VERSION.fullmatch(version):
+            raise UserError(f"--set {item!r} is not NAME=VERSION (for example --set ctranslate2=4.6.0)")
+        out[_normalize(name)] = version
+    return out
+
+
+def requirements_text(image: ImageDef, overrides: dict[str, str] | None = None) -> str:
+    """The image's requirements.txt with each `--set` pin put in its line; an unpinned name is refused.
+
+    Only pinned packages can be swapped: a name the file does not pin would be a package the image does
+    not have, and its label would claim it.
+    """
+    text = image.requirements.read_text()
+    if not overrides:
+        return text
+    pinned = pinned_versions(text)
+    unknown = sorted(set(overrides) - set(pinned))
+    if unknown:
+        raise UserError(f"--set {', '.join(unknown)}: not pinned in {image.requirements.relative_to(CONTAINERS_DIR.parent)}"
+                        f"; the pinned packages of {image.name} are {', '.join(pinned)}")
+    lines = []
+    for line in text.splitlines():
+        m = _PIN.match(line)
+        name = _normalize(m.group(1)) if m else None
+        if name in overrides and overrides[name] != pinned[name]:  # the same pin: the same file (and cache)
+            line = f"{m.group(1)}=={overrides[name]}  # --set (requirements.txt pins {pinned[name]})"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def versions_label(backend: ImageDef, overrides: dict[str, str] | None = None) -> str:
+    """`name=version,...` of the pinned requirements (with any `--set`): the image's org.edgeasr.versions label.
+
+    One label set by the Dockerfile's single LABEL step (build argument EDGEASR_VERSIONS): the legacy
+    builder turns every label passed by the API into a step of its own, each seconds long on a big base.
+    """
+    return ",".join(f"{n}={v}" for n, v in pinned_versions(requirements_text(backend, overrides)).items())
+
+
+def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | None,
+               platform: str = "x86") -> dict[str, str]:
+    """The build arguments of one image: wheelhouse, version label, base, and for a backend the contract version
+    it speaks (edgeasr_entrypoint/contract.py) and the platform of the variant built (runner/host/platforms.py):
+    the Dockerfile's one LABEL step turns them into labels, with the backend named by the image's own
+    EDGEASR_BACKEND, so no Dockerfile spells the contract version or its platform."""
+    args = {"WHEELS_URL": wheels_url, "EDGEASR_VERSIONS": versions}
+    if isinstance(image, Backend):
+        args["EDGEASR_CONTRACT"] = str(CONTRACT_VERSION)
+        args["EDGEASR_PLATFORM"] = platform
+    if base is not None:
+        args["BASE_IMAGE"] = base
+    return args
+
+
+def parse_versions_label(value: str | None) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in (value or "").split(",") if "=" in item)
+
+
+def image_exists(client: docker.DockerClient, ref: str) -> bool:
+    """Whether the engine holds an image by this reference (nothing is pulled)."""
+    try:
+        client.images.get(ref)
+        return True
+    except ImageNotFound:
+        return False
+
+
+def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], None] = print) -> str:
+    """Return a base image that exists locally: `base` if present or pullable, else the local Debian base of its
+    Python (the trixie one for python:3.13-slim-trixie; the bookworm one for any other)."""
+    local = next((b for b in BASES.values() if base in (b.public, b.local)), BASES[WHEEL_PYTHON])
+    if image_exists(client, base):
+        return base
+    if base != local.local:
+        try:
+            client.images.pull(base)
+            return base
+        except APIError as exc:
+            log(f"cannot pull {base} ({exc.explanation.splitlines()[0] if exc.explanation else exc}); "
+                f"using the local base {local.local}")
+    if not image_exists(client, local.local):
+        log(f"building {local.local} with debootstrap ({local.suite})")
+        script = CONTAINERS_DIR / "base" / "make-base.sh"
+        proc = subprocess.run(["bash", str(script), local.local, local.suite])
+        if proc.returncode != 0:
+            raise UserError(f"could not build the local base image {local.local} (see the messages above); "
+                            f"pass --base with an image that exists or can be pulled")
+    return local.local
+
+
+def base_for(image: ImageDef, asked: str) -> str:
+    """The base an image without a parent is built FROM: ``asked`` (``--base``) for the Python 3.11 images, the
+    public base of its own Python for the others (a Python 3.11 base cannot hold a Python 3.13 venv)."""
+    return asked if image.python == WHEEL_PYTHON else BASES[image.python].public
+
+
+def child_extras(image: ImageDef) -> list[str]:
+    """The pins of a child image that its parent does not pin: what its own build must install (e.g. onnx
+    on top of the torch stack). Empty for an image whose parent holds everything."""
+    if image.parent is None:
+        return []
+    parent = pinned_versions(IMAGES[image.parent].requirements)
+    return [f"{n}=={v}" for n, v in pinned_versions(image.requirements).items() if n not in parent]
+
+
+def _wheel_options(image: ImageDef) -> list[str]:
+    """pip's options for wheels an image's Python and base can install (cpXY, the base's manylinux tags), local
+    wheels (packed source-only packages) found first in the image's own wheelhouse."""
+    options = ["--only-binary=:all:", "--python-version", image.python, "--implementation", "cp",
+               "--find-links", str(image.wheelhouse)]
+    for plat in BASES[image.python].wheel_platforms:
+        options += ["--platform", plat]
+    return options
+
+
+def _pip(image: ImageDef, args: list[str]) -> None:
+    """Run pip on the host for ``image``'s wheelhouse; UserError with pip's last line when it fails."""
+    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"could not fill the wheelhouse for {image.name}: {last}")
+
+
+def pack_source_only(image: ImageDef, pins: dict[str, str], log: Callable[[str], None] = print) -> None:
+    """Pack each of the image's source-only packages that ``pins`` pins into a wheel in its wheelhouse (pip wheel,
+    without dependencies). They are pure Python, so the wheel is py3-none-any and serves any Python: a package
+    that would need compiling is refused, since the image installs wheels only."""
+    for name in image.source_only:
+        version = pins.get(_normalize(name))
+        if version is None:
+            continue
+        stem = f"{re.sub(r'[-_.]+', '_', name)}-{version}-"
+        if any(p.name.lower().startswith(stem.lower()) for p in image.wheelhouse.glob("*.whl")):
+            continue
+        log(f"{image.name}: packing {name}=={version} (a pure-Python source distribution) into a wheel")
+        image.wheelhouse.mkdir(parents=True, exist_ok=True)
+        _pip(image, ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(image.wheelhouse), f"{name}=={version}"])
+        built = [p.name for p in image.wheelhouse.glob("*.whl") if p.name.lower().startswith(stem.lower())]
+        if not built or not all(n.endswith(("-py3-none-any.whl", "-py2.py3-none-any.whl")) for n in built):
+            raise UserError(f"{image.name}: {name}=={version} is not pure Python ({', '.join(built) or 'no wheel'}); "
+                            f"it needs compiling for Python {image.python}, which this wheelhouse does not do")
+
+
+def resolve_pins(image: ImageDef, requirements: str) -> dict[str, str]:
+    """What pip installs for ``requirements`` on the image's Python and base (name -> version, dependencies
+    included), from the index's metadata: `pip install --dry-run --report`, nothing downloaded but metadata."""
+    with tempfile.TemporaryDirectory(prefix="edgeasr-resolve-") as tmp:
+        req, report = Path(tmp) / "requirements.txt", Path(tmp) / "report.json"
+        req.write_text(requirements)
+        _pip(image, ["install", "--quiet", "--dry-run", "--ignore-installed", "--target", str(Path(tmp) / "t"),
+                     "--report", str(report), *_wheel_options(image), "-r", str(req)])
+        entries = json.loads(report.read_text()).get("install", [])
+    return {_normalize(e["metadata"]["name"]): e["metadata"]["version"] for e in entries}
+
+
+def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only: list[str] | None = None, *,
+                    overrides: dict[str, str] | None = None, only_overrides: bool = False) -> None:
+    """pip download the image's requirements (with any `--set` pins) as manylinux wheels for its Python into its
+    build folder. ``only``: just these pins, with their dependencies (a child image's extras on its parent): those
+    the parent's own resolution installs (the torch stack) are not downloaded again. ``only_overrides``: just the
+    swapped packages, without dependencies (an image on a parent, whose other packages the parent already holds).
+    Source-only pure-Python pins (the row's ``source_only``) are packed into wheels first."""
+    log(f"{backend.name}: filling the wheelhouse {backend.wheelhouse} (Python {backend.python} wheels)")
+    if only_overrides:
+        text = "".join(f"{n}=={v}\n" for n, v in (overrides or {}).items())
+    elif only is not None:
+        text = "".join(f"{p}\n" for p in only)
+    else:
+        text = requirements_text(backend, overrides)
+    pack_source_only(backend, pinned_versions(text), log)
+    no_deps = only_overrides
+    if only is not None and backend.parent:
+        # The extras resolved together with the parent's pins, less what the parent's resolution installs: a
+        # dependency on the parent's torch must not fetch the torch stack again (gigabytes) into this wheelhouse.
+        parent = IMAGES[backend.parent].requirements.read_text()
+        held = resolve_pins(backend, parent)
+        wanted = resolve_pins(backend, parent + "\n" + text)
+        text = "".join(f"{n}=={v}\n" for n, v in wanted.items() if held.get(n) != v)
+        no_deps = True
+    with tempfile.TemporaryDirectory(prefix="edgeasr-req-") as tmp:
+        req = Path(tmp) / "requirements.txt"
+        req.write_text(text)
+        _pip(backend, ["download", "--quiet", *_wheel_options(backend), "--dest", str(backend.wheelhouse),
+                       "-r", str(req), *(["--no-deps"] if no_deps else [])])
+
+
+def _context(backend: ImageDef, overrides: dict[str, str] | None = None) -> IO[bytes]:
+    """The containers/ folder as a tar, without wheelhouses (they are served, not sent) or caches; with
+    `--set` pins, the image's requirements.txt in it is the rewritten one (the checkout is not touched)."""
+    skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in IMAGES.values()}
+    buf = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in sorted(CONTAINERS_DIR.rglob("*")):
+            if any(parent in skip for parent in [path, *path.parents]) or "__pycache__" in path.parts:
+                continue
+            if overrides and path == backend.requirements:
+                data = requirements_text(backend, overrides).encode()
+                info = tar.gettarinfo(str(path), arcname=path.relative_to(CONTAINERS_DIR).as_posix())
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            elif path.is_file():
+                tar.add(path, arcname=path.relative_to(CONTAINERS_DIR).as_posix(), recursive=False)
+    buf.seek(0)
+    return buf
+
+
+def platform_tag(image: ImageDef, platform: str) -> str:
+    """The tag a platform's variant of `image` gets (runner/host/platforms.py holds the table)."""
+    return platform_image(image.image, platform)
+
+
+def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | None, tag: str | None = None,
+                log_path: Path | None = None, log: Callable[[str], None] = print,
+                platform: str = "x86", versions: str | None = None,
+                overrides: dict[str, str] | None = None) -> str:
+    """Build ``platform``'s variant of the image FROM `base` (None: the Dockerfile's own default); returns the
+    image id (its labels: build_args).
+    `versions`: the org.edgeasr.versions label (None: the requirements' pins, with `overrides` put in).
+    `overrides`: `--set` pins written into the build context's requirements.txt. The build's output goes to
+    log_path."""
+    tag = tag or backend.image
+    lines: list[str] = []
+    wheels = backend.wheelhouse
+    has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
+    try:
+        with _context(backend, overrides) as context, serve_wheelhouse(wheels) as url:
+            buildargs = build_args(backend, wheels_url=url if has_wheels else "", base=base, platform=platform,
+                                   versions=versions_label(backend, overrides) if versions is None else versions)
+            stream = client.api.build(
+                fileobj=context, custom_context=True,
+                dockerfile=f"{backend.build_dir}/{PLATFORMS[platform].dockerfile}",
+                tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True,
+                network_mode="host",  # so that RUN steps reach the wheelhouse on the host's loopback
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    lines.append(chunk["error"])
+                    raise BuildError(chunk["error"], iter(()))
+                text = chunk.get("stream", "")
+                if text:
+                    lines.append(text.rstrip("\n"))
+                    if text.startswith("Step "):
+                        log(f"{backend.name}: {text.strip().splitlines()[0][:100]}")
+    except (BuildError, APIError) as exc:
+        tail = "\n".join(lines[-15:])
+        where = f" (full log: {log_path})" if log_path else ""
+        raise UserError(f"building {tag} failed: {exc}{where}\n{tail}") from None
+    finally:
+        if log_path and lines:
+            log_path.write_text("\n".join(lines) + "\n")
+    return client.images.get(tag).id
+
+
+def read_carried_versions(client: docker.DockerClient, image: str, path: str) -> str:
+    """The `name=version,...` line a variant's build wrote to `path` in the image (what its base carries)."""
+    try:
+        # confined like every backend container: the image is freshly built from a stranger's base
+        out = client.containers.run(image, entrypoint=["cat", path], remove=True, labels={MANAGED_LABEL: "1"},
+                                    **Hardening().engine_kwargs())
+    except (APIError, docker.errors.ContainerError) as exc:
+        raise UserError(f"{image}: cannot read the carried versions from {path}: {exc}") from None
+    line = out.decode(errors="replace").strip()
+    if not re.fullmatch(r"([a-z0-9][a-z0-9.-]*=[^,=\s]+)(,[a-z0-9][a-z0-9.-]*=[^,=\s]+)*", line):
+        raise UserError(f"{image}: {path} does not hold `name=version,...`: {line[:200]!r}")
+    return line

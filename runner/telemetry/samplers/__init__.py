@@ -1,0 +1,1 @@
+"""The power samplers: one interface, one module per source, the sampler table and the choice of one."""

@@ -1,0 +1,228 @@
+"""Jetson power and state from a ``tegrastats`` child process.
+
+``TegrastatsSampler`` runs ``tegrastats --interval MS`` (found on PATH), reads
+its lines on a thread, stamps each line with the host's monotonic and wall
+clocks the moment it arrives and parses it with ``tegrastats_parse.parse_line``. tegrastats' own
+timestamp (when printed) has one-second resolution and the Jetson's clock, so
+only the arrival time is used for windows; the line's own stamp is kept in
+``extras`` for reference.
+
+The child is always stopped: ``stop()`` (and so the context manager, also on
+exceptions and Ctrl-C) sends SIGTERM to its process group, then SIGKILL after
+a timeout, and an ``atexit`` hook stops any sampler left running when the
+interpreter exits. The child runs in its own process group (new session) so
+that a terminal Ctrl-C does not kill it behind the sampler's back, and so that
+killing the group also kills anything tegrastats started. (A ``kill -9`` of
+this Python process cannot be caught; nothing here can clean up after that.)
+
+A line that arrives without its newline (tegrastats killed mid-write) is
+dropped, not parsed: its last value may be cut short.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from typing import IO, Any
+
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, Sampler, now_ns
+from runner.telemetry.samplers.tegrastats_parse import TegrastatsRecord, parse_line
+
+_LOG = logging.getLogger(__name__)
+_STDERR_KEPT_BYTES = 4096
+# Strong references on purpose: a running sampler must not be garbage
+# collected (and its child forgotten) before it is stopped.
+_LIVE: set[TegrastatsSampler] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _stop_all_live() -> None:
+    with _LIVE_LOCK:
+        running = list(_LIVE)
+    for sampler in running:
+        try:
+            sampler.stop()
+        except Exception:  # noqa: BLE001 - the interpreter is exiting: best effort
+            _LOG.debug("could not stop %s at exit", sampler.name, exc_info=True)
+
+
+atexit.register(_stop_all_live)
+
+
+def record_to_sample(t_ns: int, record: TegrastatsRecord, mono_ns: int | None = None) -> Sample:
+    """The ``Sample`` for one parsed line that arrived at ``t_ns`` (wall) / ``mono_ns`` (monotonic)."""
+    total_w, total_kind = record.total_power_w()
+    return Sample(
+        t_ns=t_ns,
+        mono_ns=mono_ns,
+        power_w=record.power_w(),
+        total_w=total_w,
+        total_kind=total_kind,
+        mem_used_mb=None if record.ram_used_mb is None else float(record.ram_used_mb),
+        extras={
+            "gpu_load_pct": record.gpu_load_pct,
+            "gpu_freq_mhz": record.gpu_freq_mhz,
+            "ram_total_mb": record.ram_total_mb,
+            "temps_c": record.temps_c,
+            "tegrastats_timestamp": record.timestamp,
+        },
+    )
+
+
+class TegrastatsSampler(Sampler):
+    """Follows ``tegrastats --interval MS`` for the duration of a run."""
+
+    name = "tegrastats"
+
+    def __init__(
+        self,
+        interval_ms: int = DEFAULT_INTERVAL_MS,
+        executable: str = "tegrastats",
+        terminate_timeout_s: float = 2.0,
+    ) -> None:
+        super().__init__()
+        if interval_ms <= 0:
+            raise ValueError(f"interval_ms must be positive, got {interval_ms}")
+        self.interval_ms = interval_ms
+        self.executable = executable
+        self.terminate_timeout_s = terminate_timeout_s
+        #: Every complete line as received, with its arrival time: the raw log
+        #: for artifacts (re-parse with ``parse_line``). Strings, not records,
+        #: to keep hour-long runs small.
+        self.raw_lines: list[tuple[int, str]] = []
+        self.lines_unparsed = 0
+        self.lines_cut_off = 0
+        #: Why tegrastats ended on its own (exit code and stderr), else None.
+        self.exit_reason: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._stderr_reader: threading.Thread | None = None
+        self._stderr_tail = bytearray()
+        self._stopping = threading.Event()
+
+    # -- availability ---------------------------------------------------------
+
+    def _resolve(self) -> str | None:
+        if os.sep in self.executable:
+            return self.executable if os.access(self.executable, os.X_OK) else None
+        return shutil.which(self.executable)
+
+    def probe(self) -> Availability:
+        if self._resolve() is None:
+            return Availability.no(
+                f"'{self.executable}' was not found on PATH (tegrastats ships with JetPack on NVIDIA Jetson boards only)"
+            )
+        return Availability.yes()
+
+    def health(self) -> dict[str, Any]:
+        """Adds why tegrastats ended on its own (if it did) and the lines it lost."""
+        return {**super().health(), "ok": self.exit_reason is None, "interval_ms": self.interval_ms,
+                "exit_reason": self.exit_reason, "lines_unparsed": self.lines_unparsed,
+                "lines_cut_off": self.lines_cut_off, "n_lines": len(self.raw_lines)}
+
+    @property
+    def pid(self) -> int | None:
+        """The tegrastats process id while it runs (for tests and logs)."""
+        return None if self._proc is None else self._proc.pid
+
+    # -- Sampler hooks --------------------------------------------------------
+
+    def _start(self) -> None:
+        path = self._resolve()
+        assert path is not None  # start() probed first
+        self._proc = subprocess.Popen(
+            [path, "--interval", str(self.interval_ms)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        try:
+            assert self._proc.stdout is not None and self._proc.stderr is not None
+            self._reader = threading.Thread(
+                target=self._read_lines, args=(self._proc.stdout,), name="tegrastats-reader", daemon=True
+            )
+            self._stderr_reader = threading.Thread(
+                target=self._drain_stderr, args=(self._proc.stderr,), name="tegrastats-stderr", daemon=True
+            )
+            self._reader.start()
+            self._stderr_reader.start()
+        except BaseException:
+            self._stop()  # never leave the child running when start fails
+            raise
+
+    def _stop(self) -> None:
+        self._stopping.set()
+        proc = self._proc
+        try:
+            if proc is not None:
+                _terminate_group(proc, self.terminate_timeout_s)
+        finally:
+            for thread in (self._reader, self._stderr_reader):
+                if thread is not None:
+                    thread.join(timeout=self.terminate_timeout_s)
+            if proc is not None:
+                for stream in (proc.stdout, proc.stderr):
+                    if stream is not None:
+                        stream.close()
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
+
+    # -- threads --------------------------------------------------------------
+
+    def _read_lines(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            t_ns, mono_ns = now_ns()
+            if not raw.endswith(b"\n"):
+                self.lines_cut_off += 1
+                continue
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            self.raw_lines.append((t_ns, line))
+            record = parse_line(line)
+            if record is None:
+                self.lines_unparsed += 1
+                continue
+            self._append(record_to_sample(t_ns, record, mono_ns))
+        proc = self._proc
+        if proc is not None and not self._stopping.is_set():
+            # tegrastats ended by itself: say why, for the report.
+            code = proc.wait()
+            if self._stderr_reader is not None:
+                self._stderr_reader.join(timeout=1.0)
+            err = bytes(self._stderr_tail).decode("utf-8", "replace").strip()
+            self.exit_reason = f"tegrastats exited with code {code}" + (f": {err}" if err else "")
+
+    def _drain_stderr(self, stream: IO[bytes]) -> None:
+        fd = stream.fileno()
+        for chunk in iter(lambda: os.read(fd, 1024), b""):
+            self._stderr_tail.extend(chunk)
+            del self._stderr_tail[:-_STDERR_KEPT_BYTES]
+
+
+def _terminate_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM the child's process group, SIGKILL it after ``timeout_s``,
+    and reap the child. Never raises for a group that is already gone."""
+    pgid = proc.pid  # start_new_session=True: the child leads its own group
+    if proc.poll() is None:
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(pgid, signal.SIGKILL)
+            proc.wait(timeout=timeout_s)
+    # The leader is gone; anything it started in its group goes too.
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
