@@ -27,12 +27,14 @@ from .errors import UserError, signal_name
 from .host import load as hostload
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
-from .launch.job import host_path_map, make_env, make_job, make_mounts
+from .launch.job import audio_plan, host_path_map, make_env, make_job, make_mounts
 from .launch.owner import Owner
 from .models.resolve import random_weights_reason
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
-from .results import Summary, read_jsonl, write_json_atomic, write_jsonl_atomic
+from .results import Summary, write_json_atomic, write_jsonl_atomic
+from .safe_io import fresh_folder
+from .settings import LimitsSettings
 from .tables import condition_record
 from .telemetry.energy import accounting
 from .telemetry.energy.idle import idle_baseline
@@ -42,7 +44,6 @@ from .telemetry.samplers.select import select_sampler
 
 SWEEP_LABEL = "org.edgeasr.sweep"
 _RENAME = {Event.CONDITION_START: Event.INFERENCE_START, Event.CONDITION_END: Event.INFERENCE_END}
-RAW_FILES = ("events.jsonl", "transcripts.jsonl", "status.json", "container.log", "job.json")
 
 
 def _noop(*_args, **_kwargs) -> None:
@@ -59,6 +60,8 @@ class Callbacks:
     on_sampler: Callable[[Sampler | None], None] = _noop
     #: Wraps the idle-baseline wait (a spinner, say): called with a sentence, returns a context manager.
     waiting: Callable[[str], ContextManager] = lambda _text: contextlib.nullcontext()
+    #: A sentence the person running it should read (plain text, never markup): what the container can see.
+    on_notice: Callable[[str], None] = _noop
 
 
 @dataclass
@@ -137,6 +140,22 @@ class _Group:
     power: Any = None  # the operating point's record (runner/power.PowerRecord), None when none was set
     load_before: hostload.LoadSnapshot | None = None  # the host just before the container started
     load_after: hostload.LoadSnapshot | None = None  # and just after it ended (None while it runs)
+    cpu_start: dict[str, hostload.CpuSnapshot] = field(default_factory=dict)  # at each condition's start
+    windows: dict[str, hostload.WindowLoad] = field(default_factory=dict)  # other work in each timed window
+
+    def cpu_now(self) -> hostload.CpuSnapshot:
+        """Every process's CPU time now, the run's own container marked (a load fact never stops a run)."""
+        try:
+            return hostload.cpu_snapshot(self.owner.container_id if self.owner is not None else None)
+        except Exception as exc:  # noqa: BLE001 - /proc in an unexpected shape: recorded, never fatal
+            return hostload.CpuSnapshot(time.monotonic(), 1, unavailable=f"/proc could not be read: {exc!r}")
+
+    def close_window(self, key: str) -> None:
+        """The other work during condition ``key``'s timed window, from its start's snapshot to now."""
+        start = self.cpu_start.pop(key, None)
+        if start is not None:
+            names = self.load_before.other_container_ids if self.load_before is not None else {}
+            self.windows[key] = hostload.window_load(start, self.cpu_now(), names)
 
 
 def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
@@ -151,12 +170,21 @@ def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
         time.sleep(interval / 4000.0)
 
 
+def limits_of(spec) -> LimitsSettings:
+    return getattr(getattr(spec, "settings", None), "limits", None) or LimitsSettings()
+
+
 def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status: dict | None = None,
              overhead: dict[str, float] | None = None, interrupted: bool = False) -> dict:
-    """Merge, score and account one condition; write its folder atomically (summary.json last)."""
+    """Merge, score and account one condition; write its folder atomically (summary.json last). What the
+    container left that was not read (merge.read_raw: a link, a FIFO, a line over its limit) fails it."""
     spec = g.job.spec
-    events = condition_events(read_jsonl(g.raw_dir / "events.jsonl"), cond.key)
-    transcripts = [t for t in read_jsonl(g.raw_dir / "transcripts.jsonl") if t.get("condition") == cond.key]
+    limits = limits_of(spec)
+    raw = merge.read_raw(g.raw_dir, limits)
+    if raw.problem:
+        error = raw.problem if error is None else f"{error}; {raw.problem}"
+    events = condition_events(raw.events, cond.key)
+    transcripts = [t for t in raw.transcripts if t.get("condition") == cond.key]
     wanted = set(cond.ids)
     dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
     summary = new_summary(g.job, cond, dataset, g.host, g.started_at, g.engine)
@@ -164,7 +192,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     if error is None and not finished:
         error = "the condition did not finish"
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
-                                  g.paths)
+                                  g.paths, limits.hypothesis_bytes)
     merge.score(summary, utts)
     unscored = random_weights_reason(spec.model.host_dir)
     if unscored is not None:
@@ -189,7 +217,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     finally:  # a full disk: the small summary may still fit, and says what happened
         data = summary.to_json()
         if g.load_before is not None:
-            data["host_load"] = hostload.host_load_record(g.load_before, g.load_after)
+            data["host_load"] = hostload.host_load_record(g.load_before, g.load_after,
+                                                          window=g.windows.get(cond.key))
         data["condition"] = condition_record(g.job, cond, data)["condition"]
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
@@ -208,9 +237,9 @@ def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str,
     return out
 
 
-def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: bool) -> dict[str, Any]:
+def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: bool, plan=None) -> dict[str, Any]:
     """The job spec the entrypoint reads: the group's settings and the pending conditions."""
-    spec = make_job(job.spec, host_paths=host_paths)
+    spec = make_job(job.spec, plan, host_paths=host_paths)
     entries = [c.job_entry() for c in pending]
     if host_paths and job.noise_dir is not None:  # the local engine reads the noise files where they are
         for e in entries:
@@ -235,14 +264,15 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     ones as they are, the rest as interrupted."""
     cb = callbacks or Callbacks()
     spec = job.spec
-    raw_dir = job.group_dir / "raw"
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    for stale in RAW_FILES:
-        (raw_dir / stale).unlink(missing_ok=True)
+    # A new, empty output folder for every attempt: what an earlier container left (links, FIFOs) is gone.
+    raw_dir = fresh_folder(job.group_dir, "raw")
     t = spec.telemetry
     sampler, reason = select_sampler(t.sampler, spec.device, t.interval_ms, spec.gpus)
     cb.on_sampler(sampler if reason is None else None)
-    paths = host_path_map(spec, raw_dir) if not engine.host_paths else {}
+    plan = audio_plan(spec) if not engine.host_paths else None
+    if plan is not None and plan.notice:
+        cb.on_notice(plan.notice)
+    paths = host_path_map(spec, raw_dir, plan) if plan is not None else {}
     g = _Group(job, list(pending), raw_dir, sampler, reason, host, engine.name, paths)
     by_key = {c.key: c for c in pending}
 
@@ -253,8 +283,10 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         if cond is None:
             return
         if kind == Event.CONDITION_START:
+            g.cpu_start[cond.key] = g.cpu_now()
             cb.on_condition_start(cond)
         elif kind == Event.CONDITION_END:
+            g.close_window(cond.key)
             try:
                 summary = finalize(g, cond)
             except Exception as exc:  # one condition's bookkeeping must not end the group
@@ -265,8 +297,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         g.owner = accounting.ProcessOwner(container_id)
 
     extra = (BindMount(job.noise_dir, NOISE_TARGET, True),) if job.noise_dir is not None else ()
-    mounts = [*make_mounts(spec, raw_dir), *extra] if not engine.host_paths else []
-    launch = Launch(raw_dir, Owner.me(owner_folder, job.command), dict(labels or {}), on_started)
+    mounts = [*make_mounts(spec, raw_dir, plan), *extra] if plan is not None else []
+    launch = Launch(raw_dir, Owner.me(owner_folder, job.command), dict(labels or {}), on_started, limits_of(spec))
     run: ContainerRun | None = None
     error: str | None = None
     interrupted: KeyboardInterrupt | None = None
@@ -280,8 +312,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
             g.load_before = hostload.snapshot(engine)
             try:
-                run = engine.run(spec, group_job_spec(job, pending, engine.host_paths), mounts, make_env(spec),
-                                 on_event, launch)
+                run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan), mounts,
+                                 make_env(spec), on_event, launch)
                 if run.session_id is not None and g.owner is None:
                     g.owner = accounting.ProcessOwner.of(run)
             except UserError as exc:
@@ -311,11 +343,12 @@ def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrup
                 cb: Callbacks) -> list[dict]:
     """Every pending condition merged with the container's final record; the unfinished ones with the reason."""
     t_merge = time.perf_counter()
-    raw = merge.read_raw(g.raw_dir)
+    raw = merge.read_raw(g.raw_dir, limits_of(g.job.spec))
     if interrupted is not None:
         error = f"interrupted by {signal_name(interrupted)}"
     elif error is None and run is not None:
-        error = merge.container_error(run, raw.status, g.job.spec.timeout_s, g.job.spec.mem_limit_text)
+        error = merge.container_error(run, raw.status, g.job.spec.timeout_s, g.job.spec.mem_limit_text,
+                                      raw.status_refused)
     records = []
     for cond in g.pending:
         reported = cond.key in g.done

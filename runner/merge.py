@@ -18,9 +18,14 @@ from edgeasr_entrypoint.contract import WINDOWS
 
 from . import metrics
 from .data.dataset import Dataset
-from .results import Summary, UtteranceResult, read_jsonl
+from .results import Summary, UtteranceResult
+from .safe_io import IMAGE, Unsafe, read_bytes, read_jsonl, size_text
+from .settings import LimitsSettings, limit_name
 from .telemetry.energy import accounting
 from .telemetry.samplers import registry
+
+#: What the container writes into its output folder (the contract); the runner reads nothing else there.
+RAW_NAMES = ("events.jsonl", "transcripts.jsonl", "status.json")
 
 
 @dataclass(frozen=True)
@@ -28,17 +33,46 @@ class RawOutputs:
     events: list[dict[str, Any]]
     transcripts: list[dict[str, Any]]
     status: dict[str, Any] | None
+    #: Why some of the container's outputs were not read (a link, a FIFO, a file or a line over its limit),
+    #: in sentences; the conditions fail with it. None: everything there was read.
+    problem: str | None = None
+    status_refused: bool = False  # status.json was there, and was refused (the problem says why)
 
 
-def read_raw(raw_dir: Path) -> RawOutputs:
-    status = None
-    status_path = raw_dir / "status.json"
-    if status_path.exists():
+def read_raw(raw_dir: Path, limits: LimitsSettings | None = None) -> RawOutputs:
+    """The container's outputs, read by runner/safe_io.py's rules (nothing followed, opened only when regular,
+    never waited on, each line and file capped by ``limits``). A file that is not there is no rows (or no
+    status); a refused file or an over-long line is a ``problem`` and is not read, while the rest still is."""
+    limits = limits or LimitsSettings()
+    problems: list[str] = []
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name, line_limit, setting in (("events.jsonl", limits.event_line_bytes, "event_line_mib"),
+                                      ("transcripts.jsonl", limits.transcript_line_bytes, "hypothesis_mib")):
         try:
-            status = json.loads(status_path.read_text())
-        except json.JSONDecodeError:
+            got = read_jsonl(raw_dir, name, label=f"{raw_dir.name}/{name}", origin=IMAGE, line_limit=line_limit,
+                             limit_name=limit_name(setting), file_limit=limits.output_bytes,
+                             file_limit_name=limit_name("output_mib"))
+        except Unsafe as exc:
+            problems.append(str(exc))
+            got = None
+        rows[name] = got.rows if got is not None else []
+        if got is not None:
+            problems += got.over_limit
+    status, refused = None, False
+    try:
+        data = read_bytes(raw_dir, "status.json", label=f"{raw_dir.name}/status.json", origin=IMAGE,
+                          limit=limits.event_line_bytes, limit_name=limit_name("event_line_mib"))
+    except Unsafe as exc:
+        problems.append(str(exc))
+        data, refused = None, True
+    if data is not None:
+        try:
+            status = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             status = None
-    return RawOutputs(read_jsonl(raw_dir / "events.jsonl"), read_jsonl(raw_dir / "transcripts.jsonl"), status)
+        status = status if isinstance(status, dict) else None
+    return RawOutputs(rows["events.jsonl"], rows["transcripts.jsonl"], status, "; ".join(problems) or None,
+                      refused)
 
 
 def window_s(events: list[dict[str, Any]], start: str, end: str) -> float | None:
@@ -61,9 +95,21 @@ def host_paths(message: str | None, paths: dict[str, str]) -> str | None:
     return pattern.sub(lambda m: paths[m.group(0)], message)
 
 
+def hypothesis_problem(hyp: Any, max_bytes: int | None) -> str | None:
+    """Why a hypothesis is not kept: longer than its limit (UTF-8 bytes); None when it is kept."""
+    if max_bytes is None or not isinstance(hyp, str) or len(hyp) <= max_bytes // 4:
+        return None  # a str of n characters is at most 4n UTF-8 bytes: no need to encode the short ones
+    n = len(hyp.encode("utf-8", "surrogatepass"))
+    if n <= max_bytes:
+        return None
+    return f"the hypothesis is {size_text(n)}, over the limit of {size_text(max_bytes)} ({limit_name('hypothesis_mib')})"
+
+
 def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missing_reason: str,
-                     paths: dict[str, str] | None = None) -> list[UtteranceResult]:
-    """One result per dataset utterance: the container's record, the host's refusal, or the missing reason."""
+                     paths: dict[str, str] | None = None, max_hypothesis_bytes: int | None = None
+                     ) -> list[UtteranceResult]:
+    """One result per dataset utterance: the container's record, the host's refusal, or the missing reason.
+    A hypothesis longer than ``max_hypothesis_bytes`` makes its utterance an error that says so."""
     by_id = {t["id"]: t for t in transcripts if "id" in t}
     out = []
     for utt in dataset.utterances:
@@ -73,6 +119,9 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
             out.append(UtteranceResult(utt.id, "error", utt.problem or missing_reason, utt.reference, None,
                                        ref_norm or None, None, None, None, None, None))
             continue
+        too_long = hypothesis_problem(t.get("hypothesis"), max_hypothesis_bytes)
+        if too_long:
+            t = {"id": utt.id, "status": "error", "error": too_long}
         ok = t.get("status") == "ok"
         hyp = t.get("hypothesis") if ok else None
         hyp_norm = metrics.normalize(hyp) if hyp is not None else None
@@ -201,11 +250,17 @@ def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:
             "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
 
 
-def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None) -> str | None:
+def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None,
+                    status_refused: bool = False) -> str | None:
     """Why a container (or local process) run failed, in one sentence, or None when it finished.
 
     `run` is what the engine reported (launch.docker_engine.ContainerRun); `status` the container's record.
+    ``status_refused``: there was a status record, and it was not read (RawOutputs.problem says why, so this
+    does not claim that none was written).
     """
+    exceeded = getattr(run, "limit_exceeded", None)
+    if exceeded:
+        return f"{exceeded}; the container was stopped"
     if run.timed_out:
         return f"timed out after {timeout_s:g} s; the container was killed"
     if run.oom_killed:
@@ -214,8 +269,9 @@ def container_error(run, status: dict[str, Any] | None, timeout_s: float | None,
     if status and status.get("status") != "ok":
         return status.get("error") or "the backend reported an error"
     if run.exit_code != 0:
-        return f"the container exited with code {run.exit_code}" + ("" if status else " without a status record")
-    if status is None:
+        return f"the container exited with code {run.exit_code}" + (
+            "" if status or status_refused else " without a status record")
+    if status is None and not status_refused:
         return "the container wrote no status record"
     return None
 

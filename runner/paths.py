@@ -2,10 +2,13 @@
 
 Datasets and images come from strangers. A manifest can name any path (an absolute
 system file, a ``../`` escape, a symlink to ``/etc/shadow``), and a swapped image runs
-whatever code its author wrote. So the runner mounts only the folders that hold the
-job's own audio files (each one separately, never a common ancestor), the model
-folder and the run's output folder, and refuses any mount source that is, contains
-or sits inside a system location, or that is a home folder as a whole.
+whatever code its author wrote. So the runner mounts only the job's own audio files, each
+one read-only on its own (up to ``limits.audio_mounts`` of them; beyond that the folders that
+hold them, each separately, never a common ancestor, and the run says how many other files
+that shows the container), the model folder and the run's output folder, and refuses any
+mount source that is, contains or sits inside a system location, or that is a home folder
+as a whole. A file mounted alone hides its neighbours: another person's recordings, and the
+references a benchmark's image must never read.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .errors import UserError
+from .settings import LimitsSettings, limit_name
 
 # Folders whose contents no backend container ever sees, whatever the options say. /root is root's home
 # folder: like every home folder (home_folders) it is never mounted as a whole, but a dataset inside it is allowed.
@@ -163,18 +167,31 @@ def check_audio_root(path: Path, option: str) -> Path:
 
 def audio_problem(audio: Path, roots: tuple[Path, ...]) -> str | None:
     """Why the (resolved) audio path must not be read, or None. A missing file is an error found here, on
-    the host, so that nothing is mounted for it and the message names the host path."""
+    the host, so that nothing is mounted for it and the message names the host path. A file with several hard
+    links must belong to the owner of its root (safe_io.links_problem: why that is the sound rule)."""
+    from .safe_io import DATASET, kind_of, links_problem
+
     if is_system_file(audio):
         return f"refused: {audio} is a system file, which a backend container never reads"
-    if not any(_within(audio, r) for r in roots):
+    root = next((r for r in roots if _within(audio, r)), None)
+    if root is None:
         where = ", ".join(str(r) for r in roots)
         return (f"refused: {audio} is outside the dataset's root ({where}); "
                 f"pass --audio-root DIR (audio_roots in an experiment) to allow a trusted folder")
-    if not audio.exists():
+    try:
+        st = audio.lstat()  # resolved: a link here was made after the dataset was read
+    except FileNotFoundError:
         return f"audio file not found: {audio}"
-    if not audio.is_file():
-        return f"refused: {audio} is not a regular file"
-    return None
+    except OSError as exc:
+        return f"refused: {audio} cannot be read ({exc.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        return f"refused: {audio} is {kind_of(st.st_mode)}, not a regular file"
+    try:
+        owner = root.stat().st_uid
+    except OSError:
+        owner = None
+    problem = links_problem(st, owner, str(audio), DATASET)
+    return f"refused: {problem}" if problem else None
 
 
 def readable_by(path: Path, uid: int, gids: tuple[int, ...]) -> bool:
@@ -206,17 +223,28 @@ class AudioPlan:
     mounts: tuple[AudioMount, ...]
     container_paths: dict[str, str]  # utterance id -> container path
     host_paths: dict[str, str]  # container path -> host path (for messages that must name host paths)
+    #: One line for the person running it when whole folders are mounted: how many files besides the listed
+    #: audio the container can see there. None: every audio file is mounted alone (nothing else is visible).
+    notice: str | None = None
 
 
-def plan_audio_mounts(files: list[tuple[str, Path]]) -> AudioPlan:
-    """Mount each distinct folder that holds audio at /data/<n>; a file whose folder may not be mounted
-    whole (a home folder, say) is mounted alone at /data/files/<n>/<name>."""
+def plan_audio_mounts(files: list[tuple[str, Path]], max_file_mounts: int | None = None) -> AudioPlan:
+    """Mount each audio file alone, read-only, at /data/<n>/<name> (n: its folder's number), when there are
+    at most ``max_file_mounts`` (default: limits.audio_mounts); else each distinct folder that holds audio at
+    /data/<n> (a file whose folder may not be mounted whole, a home folder say, alone at
+    /data/files/<n>/<name>), with a notice saying how many other files those folders show the container."""
+    limit = LimitsSettings().audio_mounts if max_file_mounts is None else max_file_mounts
+    per_file = len(files) <= limit
     folders: dict[Path, str] = {}
     mounts: list[AudioMount] = []
     paths: dict[str, str] = {}
     for uid_, audio in files:
         parent = audio.parent
-        if mount_problem(parent, "folder") is None:
+        if per_file:
+            folders.setdefault(parent, f"{DATA_TARGET}/{len(folders)}")
+            paths[uid_] = f"{folders[parent]}/{audio.name}"
+            mounts.append(AudioMount(audio, paths[uid_]))
+        elif mount_problem(parent, "folder") is None:
             if parent not in folders:
                 folders[parent] = f"{DATA_TARGET}/{len(folders)}"
                 mounts.append(AudioMount(parent, folders[parent]))
@@ -226,7 +254,27 @@ def plan_audio_mounts(files: list[tuple[str, Path]]) -> AudioPlan:
             mounts.append(AudioMount(audio, target))
             paths[uid_] = target
     host = {c: str(a) for (i, a) in files for c in [paths[i]]}
-    return AudioPlan(tuple(mounts), paths, host)
+    notice = None
+    if not per_file:
+        whole = [m.source for m in mounts if m.source in folders]
+        listed = sum(1 for _, a in files if a.parent in folders)
+        others = max(0, visible_files(whole) - listed)
+        notice = (f"{len(files)} audio files are more than {limit} ({limit_name('audio_mounts')}), so their "
+                  f"{len(whole)} folder(s) are mounted whole: the container can also see {others} other "
+                  f"file(s) there")
+    return AudioPlan(tuple(mounts), paths, host, notice)
+
+
+def visible_files(folders: list[Path]) -> int:
+    """Entries other than folders beneath ``folders`` (what their mounts show a container), links not followed;
+    a folder that is mounted on its own is counted once, as itself."""
+    mounted = set(folders)
+    n = 0
+    for top in folders:
+        for here, dirs, names in os.walk(top):
+            n += len(names) + sum(1 for d in dirs if os.path.islink(os.path.join(here, d)))
+            dirs[:] = [d for d in dirs if Path(here, d) not in mounted]
+    return n
 
 
 def make_readable(folder: Path) -> None:

@@ -192,6 +192,79 @@ class PowerSettings:
         return dataclasses.asdict(self)
 
 
+_LIMITS_AXIS = "a limit is a safety bound, not an operating point; set it in defaults.limits"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Bounds on what an image or a dataset can make the host keep, read or wait for (README: Security).
+
+    An image or a dataset may come from a stranger, and the runner often runs as root: without a bound, one
+    endless line, one huge file or a log without end fills the host's memory or disk. Each bound is generous
+    for real work (the live-audio partial events included) and is watched while the container runs: past one
+    the container is stopped and its conditions fail with a sentence naming the setting to raise.
+    """
+
+    output_mib: float = setting(1024.0, kind="number", gt=0, unit="MiB", axis=_LIMITS_AXIS,
+                                flag="--output-limit-mib",
+                                help="what a container may leave in its output folder; every file or folder "
+                                     "counts at least 4 KiB (checked while it runs)")
+    event_line_mib: float = setting(1.0, kind="number", gt=0, unit="MiB", axis=_LIMITS_AXIS,
+                                    help="one event line (stdout or events.jsonl), and status.json")
+    hypothesis_mib: float = setting(1.0, kind="number", gt=0, unit="MiB", axis=_LIMITS_AXIS,
+                                    help="one hypothesis (UTF-8); a transcripts.jsonl line may be 6 times this "
+                                         "plus 64 KiB, the most JSON escaping makes of it")
+    log_head_mib: float = setting(1.0, kind="number", ge=0, unit="MiB", axis=_LIMITS_AXIS,
+                                  help="the start of a container's log that is kept")
+    log_tail_mib: float = setting(4.0, kind="number", ge=0, unit="MiB", axis=_LIMITS_AXIS,
+                                  help="the end of a container's log that is kept (with a line saying what was "
+                                       "cut between the start and the end)")
+    data_text_mib: float = setting(64.0, kind="number", gt=0, unit="MiB", axis=_LIMITS_AXIS,
+                                   help="one dataset text file: a manifest, a *.trans.txt or a reference .txt")
+    audio_mounts: int = setting(512, kind="int", ge=0, axis=_LIMITS_AXIS, flag="--audio-mount-limit",
+                                help="audio files mounted one by one (the container sees only them); beyond "
+                                     "this, their folders are mounted whole and the run says how many other "
+                                     "files the container can see")
+
+    # Bytes, converted here once.
+    @property
+    def output_bytes(self) -> int:
+        return int(self.output_mib * MIB)
+
+    @property
+    def event_line_bytes(self) -> int:
+        return int(self.event_line_mib * MIB)
+
+    @property
+    def hypothesis_bytes(self) -> int:
+        return int(self.hypothesis_mib * MIB)
+
+    @property
+    def transcript_line_bytes(self) -> int:
+        """A transcripts.jsonl line: the hypothesis at its worst JSON escaping (\\u00XX: 6 bytes a byte) and
+        room for the record's other fields."""
+        return 6 * self.hypothesis_bytes + 64 * 1024
+
+    @property
+    def log_head_bytes(self) -> int:
+        return int(self.log_head_mib * MIB)
+
+    @property
+    def log_tail_bytes(self) -> int:
+        return int(self.log_tail_mib * MIB)
+
+    @property
+    def data_text_bytes(self) -> int:
+        return int(self.data_text_mib * MIB)
+
+
+def limit_name(name: str) -> str:
+    """How a message names a limit so a person can raise it: ``limits.output_mib`` (``--output-limit-mib``)."""
+    rule = LEAVES[f"limits.{name}"].rule
+    return f"limits.{name}" + (f", {rule.flag}" if rule.flag else "")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything one run (or one sweep grid point) is configured by; YAML keys are these names.
@@ -238,6 +311,7 @@ class Settings:
     target: str = setting("local", kind="str",
                           help="the fleet target that runs this group: a device class that Ray nodes advertise "
                                "(e.g. orin-nano-8gb; runner/fleet/); local: this machine, without a cluster")
+    limits: LimitsSettings = _nested(LimitsSettings)
 
 
 # --- paths ------------------------------------------------------------------------------------------------

@@ -205,7 +205,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         problems.append(f"{where('model')}: {exc}")
     dataset = None
     try:
-        dataset = load_dataset(s.dataset, tuple(s.audio_roots), limit=s.limit)  # limit: what hf: streams
+        dataset = load_dataset(s.dataset, tuple(s.audio_roots), limit=s.limit,  # limit: what hf: streams
+                               text_limit_bytes=s.limits.data_text_bytes)
     except UserError as exc:
         problems.append(f"{where('dataset')}: {exc}")
     mem_limit_bytes = None

@@ -73,3 +73,41 @@ def command_args(module, *argv: str):
     p = argparse.ArgumentParser()
     module.add_arguments(p)
     return p.parse_args(list(argv))
+
+
+def tone_spec(tmp_path: Path, out: str = "run"):
+    """A resolved spec over two one-second tones (ids a, b) with references."""
+    from runner.spec import Settings, TelemetrySettings, build_run_spec
+
+    models = tmp_path / "models" / "tiny.en"
+    models.mkdir(parents=True)
+    (models / "model.bin").write_bytes(b"x")
+    (models / "config.json").write_text("{}")
+    for uid in ("a", "b"):
+        write_tone(tmp_path / "d" / f"{uid}.wav")
+        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
+    settings = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
+                        dataset=str(tmp_path / "d"), telemetry=TelemetrySettings(sampler="none"))
+    return build_run_spec(settings, out=str(tmp_path / out), models_dir=tmp_path / "models")
+
+
+def recorded_group(tmp_path: Path, keys=("kA", "kB")):
+    """Two conditions (``keys``) of one recorded container (tests/fixtures/group_raw) and the executor's group."""
+    import shutil
+
+    from runner import execute, plan
+    from runner.experiment import Condition
+    from runner.telemetry.samplers.base import NullSampler
+
+    spec = tone_spec(tmp_path, "sweep")
+    raw = tmp_path / "g" / "raw"
+    shutil.copytree(ROOT / "tests/fixtures/group_raw", raw)
+    conds = tuple(plan.PlannedCondition(k, "g", Condition(dataset=str(spec.dataset.path), noise_type="clean",
+                                                          snr_db=None, repeat=i), {"type": "clean", "snr_db": None},
+                                        "clean", ("a", "b"), result_dir=tmp_path / "conditions" / k,
+                                        axes={"repeat": i})
+                  for i, k in enumerate(keys))
+    job = plan.GroupJob("g", spec, None, conds, tmp_path / "g")
+    g = execute._Group(job, list(conds), raw, NullSampler("off"), "telemetry turned off", {"cpu_count": 2},
+                       "docker", {})
+    return job, g

@@ -15,7 +15,6 @@ Exit code 0 when every check passes, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,12 +28,14 @@ from ..data.load import load_dataset
 from ..errors import UserError
 from ..images.build import parse_versions_label
 from ..launch import checked_images, docker_engine
+from ..launch.engines import CONTAINER_LOG, write_job
 from ..launch.hardening import Hardening, chown_for_container
 from ..launch.job import OFFLINE_ENV, OUT_TARGET
 from ..launch.owner import Owner
+from ..merge import read_raw
 from ..models.onnx_export import export_onnx
 from ..models.resolve import default_models_dir, resolve_backend_model
-from ..results import read_jsonl
+from ..safe_io import fresh_folder, remove
 from ..untrusted import visible
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,31 +131,41 @@ def write_test_data(data: Path) -> None:
 
 def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: float,
              hardening: Hardening = Hardening()):
-    raw = work / "out"
-    raw.mkdir(parents=True, exist_ok=True)
-    (raw / "job.json").write_text(json.dumps(job))
+    """One job in the image, as runs and sweeps run it: a new output folder with the job written before the
+    container starts, the log kept outside it, bounded outputs, and every output read by runner/safe_io.py's
+    rules (a FIFO or a link the image leaves is a failed check that says so, never a hang or a host file)."""
+    raw = fresh_folder(work, "out")
+    write_job(raw, job)
     chown_for_container(raw)
     run = docker_engine.run_container(client, image, mounts=[*mounts, docker_engine.BindMount(raw, OUT_TARGET, False)],
-                                      env=OFFLINE_ENV,
-                                      log_path=raw / "container.log", timeout_s=timeout, hardening=hardening,
-                                      owner=Owner.me(work, "check-image"))
-    status = json.loads((raw / "status.json").read_text()) if (raw / "status.json").exists() else None
-    return run, read_jsonl(raw / "events.jsonl"), read_jsonl(raw / "transcripts.jsonl"), status
+                                      env=OFFLINE_ENV, log_path=work / CONTAINER_LOG, timeout_s=timeout,
+                                      hardening=hardening, owner=Owner.me(work, "check-image"), watch_dir=raw)
+    return run, read_raw(raw)
+
+
+def _passes(run, raw) -> bool:
+    return run.exit_code == 0 and raw.problem is None and _transcripts_ok(raw.transcripts)[0] and \
+        _status_ok(raw.status)[0]
+
+
+def _exit_text(run) -> str:
+    """The exit code, and why the runner ended the container where it did."""
+    return f"{run.exit_code}" + (" (timed out)" if run.timed_out else "") + \
+        (f" (stopped: {run.limit_exceeded})" if run.limit_exceeded else "")
 
 
 def _which_setting_breaks(client, image: str, job: dict, work: Path, mounts: list, timeout: float,
                           hardening: Hardening) -> str:
     """Run the tiny job again with one setting relaxed at a time; name the first whose relaxing makes it pass."""
     for i, name in enumerate(Hardening.RELAXABLE):
-        run, _, transcripts, status = _run_job(client, image, job, work / f"relax-{i}", mounts, timeout,
-                                               hardening.relaxed(name))
-        if run.exit_code == 0 and _transcripts_ok(transcripts)[0] and _status_ok(status)[0]:
+        run, raw = _run_job(client, image, job, work / f"relax-{i}", mounts, timeout, hardening.relaxed(name))
+        if _passes(run, raw):
             return (f"the image fails under {Hardening.RELAXABLE[name][0]} and works without it; edgeasr runs "
                     f"every backend container that way (README: Security), so the image must be fixed")
     everything = Hardening(cap_drop_all=False, no_new_privileges=False, read_only_rootfs=False, pids_limit=0,
                            unprivileged_user=False)
-    run, _, transcripts, status = _run_job(client, image, job, work / "relax-all", mounts, timeout, everything)
-    if run.exit_code == 0 and _transcripts_ok(transcripts)[0] and _status_ok(status)[0]:
+    run, raw = _run_job(client, image, job, work / "relax-all", mounts, timeout, everything)
+    if _passes(run, raw):
         names = ", ".join(v[0] for v in Hardening.RELAXABLE.values())
         return (f"the image works only with several settings relaxed at once (among: {names}); edgeasr runs "
                 f"every backend container confined (README: Security), so the image must be fixed")
@@ -205,28 +216,30 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
             mounts.append(docker_engine.BindMount(resolved.host_dir, resolved.container_path, True))
         job = tiny_job(backend, resolved.container_path, quant)
         hardening = Hardening()
-        run, events, transcripts, status = _run_job(client, image_ref, job, work / "good", mounts, timeout)
-        add("tiny job: exit code", run.exit_code == 0, f"{run.exit_code}" + (" (timed out)" if run.timed_out else ""))
-        add("tiny job: events.jsonl", *_events_ok(events))
-        add("tiny job: transcripts.jsonl", *_transcripts_ok(transcripts))
-        add("tiny job: status.json", *_status_ok(status))
+        run, raw = _run_job(client, image_ref, job, work / "good", mounts, timeout)
+        add("tiny job: exit code", run.exit_code == 0 and run.limit_exceeded is None, _exit_text(run))
+        add("tiny job: output files", raw.problem is None, raw.problem or "regular files, within the limits")
+        add("tiny job: events.jsonl", *_events_ok(raw.events))
+        add("tiny job: transcripts.jsonl", *_transcripts_ok(raw.transcripts))
+        add("tiny job: status.json", *_status_ok(raw.status))
         desc = hardening.describe()
         settings = (f"no network, user {desc['user']}, cap_drop {','.join(desc['cap_drop'])}, "
                     f"{','.join(desc['security_opt'])}, read-only root + tmpfs /tmp, pids {desc['pids_limit']}, "
                     f"memory {desc['mem_limit_bytes'] / 2**30:.1f} GiB")
-        if all(c.ok for c in checks[-4:]):
+        if all(c.ok for c in checks[-5:]):
             add("hardened settings", True, settings)
         else:
             add("hardened settings", False, _which_setting_breaks(client, image_ref, job, work, mounts, timeout,
                                                                   hardening))
         bad_job = dict(job, contract_version=CONTRACT_VERSION + 99)
-        run, _, _, status = _run_job(client, image_ref, bad_job, work / "bad", mounts, timeout)
+        run, raw = _run_job(client, image_ref, bad_job, work / "bad", mounts, timeout)
+        status = raw.status
         ok = run.exit_code == 2 and status is not None and status.get("status") == "error" and bool(status.get("error"))
         add("malformed job: error record", ok,
-            f"exit {run.exit_code}, status {status.get('status') if status else None}: "
-            f"{(status or {}).get('error')}")
+            f"exit {_exit_text(run)}, status {status.get('status') if status else None}: "
+            f"{(status or {}).get('error') or raw.problem}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove(work)  # what the image left there too, without following it
     if all(c.ok for c in checks):  # what an image without the contract label needs to run (checked_images.py)
         checked_images.remember(info.id, image_ref, CONTRACT_VERSION)
     return checks

@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from ..backends import BACKENDS, DEVICES, IMAGES, Backend, ImageDef, get_image, image_platform
+from ..backends import BACKENDS, DEVICES, IMAGES, RUNNER_IMAGE, Backend, ImageDef, get_image, image_platform
 from ..errors import UserError
 from ..launch import docker_engine
 from ..images.build import (PUBLIC_BASE, base_for, build_image, child_extras, ensure_base, fill_wheelhouse,
                             image_exists, parse_overrides, platform_tag, read_carried_versions, requirements_text,
-                            versions_label)
+                            runner_image_problem, versions_label)
 from ..host.platforms import JETSON, PLATFORMS
 from ..untrusted import line, printer
 
@@ -155,7 +155,7 @@ def main(args: argparse.Namespace) -> int:
         if not args.backends:
             return 0
     if args.images_cmd == "build" and args.missing:  # before the base: present images need none
-        present = [n for n in args.backends if image_exists(client, args.tag or get_image(n).image)]
+        present = [n for n in args.backends if _ready(client, get_image(n), args.tag or get_image(n).image, say)]
         for name in present:
             say(f"{args.tag or get_image(name).image} is present")
         args.backends = [n for n in args.backends if n not in present]
@@ -199,6 +199,21 @@ def main(args: argparse.Namespace) -> int:
             image_id = build_image(client, image, base=image_base, tag=tag, overrides=mine,
                                    log_path=args.log_dir / f"image-{image.name}.log",
                                    log=lambda text: console.log(line(text)))
+        if image.name == RUNNER_IMAGE.name and (problem := runner_image_problem(client, tag)):
+            raise UserError(f"built {tag}, but {problem}; see {args.log_dir / f'image-{image.name}.log'}")
         say(f"built {tag} ({image_id[:19]})")
     return 0
+
+
+def _ready(client, image: ImageDef, tag: str, say) -> bool:
+    """Whether `--missing` may skip `tag`: the engine holds it, and for the runner image, complete (an image
+    compose built behind a TLS-intercepting proxy holds no packages; one built before a pin changed, others)."""
+    if not image_exists(client, tag):
+        return False
+    if image.name != RUNNER_IMAGE.name:
+        return True
+    problem = runner_image_problem(client, tag)
+    if problem:
+        say(f"{tag} is present, but {problem}: building it again")
+    return problem is None
 

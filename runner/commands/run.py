@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..execute import Callbacks, execute_group
 from ..host.info import host_facts
 from ..host.lock import FolderLock
-from ..launch.engines import make_engine
+from ..launch.engines import CONTAINER_LOG, make_engine
 from ..models.resolve import default_models_dir
 from ..plan import plan_run
 from ..report.sweep_table import FORMATS
@@ -33,7 +33,7 @@ from ..results import write_json_atomic
 from ..spec import RunSpec, build_run_spec, with_hub_models
 from ..tables import write_tables
 from ..telemetry.energy.live import live_power_text
-from ..untrusted import PlainColumn, line
+from ..untrusted import PlainColumn, line, printer
 from ..wording import plural
 
 
@@ -133,7 +133,8 @@ def execute(spec: RunSpec, console: Console, repeats: int = 1, limit: int | None
                   disable=quiet) as progress:
         live = LiveProgress(progress, sum(len(c.ids) for c in job.conditions))
         callbacks = Callbacks(on_event=live, on_sampler=live.set_sampler, waiting=lambda text: console.status(text) if not quiet
-                              else contextlib.nullcontext())
+                              else contextlib.nullcontext(),
+                              on_notice=printer(console))
         result = execute_group(job, list(job.conditions), engine, host=host, owner_folder=spec.out,
                                callbacks=callbacks)
     data = run_summary(spec.out, result.records)
@@ -161,7 +162,7 @@ def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
         "energy_per_audio_s_j": [(p.get("energy") or {}).get("energy_per_audio_s_j") for p in per],
         "folders": [str(out / "conditions" / r["condition"]["key"]) for r in records],
     }
-    busy = [p["host_load"] for p in per if (p.get("host_load") or {}).get("busy")]
+    busy = [p["host_load"] for p in per if host_busy(p)]
     if busy:  # one busy repeat makes the run's figures suspect: say it at the top
         first["host_load"] = busy[0]
     bad = [p for p in per if p.get("status") != "ok"]
@@ -214,8 +215,7 @@ def show_result(summary: dict[str, Any], out: Path, console: Console, *, as_json
     if as_json:
         print(json.dumps(summary))
     if summary["status"] == "error":
-        console.print(line(("run failed", "red"),
-                           f": {summary['error']}; container log: {out / 'raw' / 'container.log'}"))
+        console.print(line(("run failed", "red"), f": {summary['error']}; container log: {out / CONTAINER_LOG}"))
         return 1
     if summary["status"] == "partial":
         console.print(line((f"{plural(summary['n_failed'], 'utterance')} failed", "yellow"),

@@ -245,7 +245,8 @@ class SweepView:
             self.progress.update(self.overall, advance=1, info=self.last)
 
         return Callbacks(on_event=on_event, on_condition_start=start, on_condition_done=done,
-                         on_sampler=lambda s: setattr(self, "sampler", s), waiting=console.status)
+                         on_sampler=lambda s: setattr(self, "sampler", s), waiting=console.status,
+                         on_notice=lambda text: console.print(line(f"{job.label}: {text}")))
 
 
 def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[GroupJob]) -> int:

@@ -13,16 +13,28 @@ root, the audio folder) or a folder the user trusts with ``--audio-root``. An en
 outside them, or a system file, is a per-utterance error that says why
 (runner/paths.py): a dataset from a stranger cannot make the runner show a backend
 container anything else of the host.
+
+The text files (the manifest, ``*.trans.txt``, a reference ``.txt``) obey the same rules, and are read by
+runner/safe_io.py: resolved, under the dataset's own root, regular, at most ``limits.data_text_mib``, never
+through a link, never waited on (a FIFO) and never another owner's file by a hard link. A link to a host
+file would otherwise put its contents into the results and onto the terminal, and one to ``/dev/zero`` or a
+FIFO would exhaust memory or hang the load. A refused manifest or ``*.trans.txt`` stops the load with its
+sentence (its utterances cannot be listed); a refused reference is its utterance's error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, TextIO
 
 from ..errors import UserError
 from ..paths import audio_problem, check_audio_root
+from ..safe_io import Unsafe, open_dataset_text, read_dataset_text
+from ..settings import LimitsSettings, limit_name
 from .dataset import AUDIO_EXTS, MANIFEST_NAME, Dataset, Utterance
 
 
@@ -31,6 +43,35 @@ def _clean_ref(text: str | None) -> str | None:
         return None
     text = text.strip()
     return text or None
+
+
+@dataclass(frozen=True)
+class _Text:
+    """How this dataset's text files are read: beneath which root, and up to how many bytes."""
+
+    root: Path
+    limit_bytes: int
+
+    def read(self, path: Path, encoding: str = "utf-8") -> str:
+        """The file's text; Unsafe when the rules refuse it (see the module's docstring)."""
+        return read_dataset_text(path, (self.root,), limit=self.limit_bytes, limit_name=limit_name("data_text_mib"),
+                                 encoding=encoding)
+
+    def read_or_stop(self, path: Path, encoding: str = "utf-8") -> str:
+        try:
+            return self.read(path, encoding)
+        except Unsafe as exc:
+            raise UserError(str(exc)) from None
+
+    @contextlib.contextmanager
+    def open_or_stop(self, path: Path, encoding: str = "utf-8") -> Iterator[TextIO]:
+        """The file opened by the same rules, to be read a line at a time; what they refuse is a UserError."""
+        try:
+            with open_dataset_text(path, (self.root,), limit=self.limit_bytes,
+                                   limit_name=limit_name("data_text_mib"), encoding=encoding) as fh:
+                yield fh
+        except Unsafe as exc:
+            raise UserError(str(exc)) from None
 
 
 class _Resolver:
@@ -52,42 +93,47 @@ class _Resolver:
         return Path(os.path.realpath(full)) if os.path.islink(full) else Path(full)
 
 
-def _read_manifest(path: Path, limit: int | None = None) -> list[Utterance]:
+def _read_manifest(path: Path, files: _Text, limit: int | None = None) -> list[Utterance]:
     """The manifest's utterances; with ``limit``, its first ``limit`` only (the rest is not even read)."""
     base = path.parent
     resolve = _Resolver()
     utts: list[Utterance] = []
-    with open(path, encoding="utf-8-sig") as fh:  # -sig: a byte-order mark some editors write is accepted
-        for lineno, line in enumerate(fh, 1):
-            if limit and len(utts) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict) or "audio" not in row:
-                raise UserError(f"{path}:{lineno}: each line needs an object with an \"audio\" path")
-            if not isinstance(row["audio"], str) or not row["audio"].strip():
-                raise UserError(f"{path}:{lineno}: \"audio\" must be a non-empty path, got {row['audio']!r}")
-            if "\0" in row["audio"]:  # no file system path holds one (os.stat raises ValueError)
-                raise UserError(f"{path}:{lineno}: \"audio\" holds a NUL byte ({row['audio']!r}); no path can")
-            audio = Path(row["audio"]).expanduser()
-            audio = resolve(audio if audio.is_absolute() else base / audio)
-            raw_id = row.get("id")
-            uid = audio.stem if raw_id is None or raw_id == "" else str(raw_id)  # "id": 0 stays "0"
-            text = row.get("text")
-            if text is not None and not isinstance(text, str):
-                raise UserError(f"{path}:{lineno}: \"text\" must be a string")
-            utts.append(Utterance(uid, audio, _clean_ref(text)))
+    lineno = 0
+    # -sig: a byte-order mark some editors write is accepted
+    with files.open_or_stop(path, "utf-8-sig") as fh:
+        try:
+            for lineno, line in enumerate(fh, 1):
+                if limit and len(utts) >= limit:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict) or "audio" not in row:
+                    raise UserError(f"{path}:{lineno}: each line needs an object with an \"audio\" path")
+                if not isinstance(row["audio"], str) or not row["audio"].strip():
+                    raise UserError(f"{path}:{lineno}: \"audio\" must be a non-empty path, got {row['audio']!r}")
+                if "\0" in row["audio"]:  # no file system path holds one (os.stat raises ValueError)
+                    raise UserError(f"{path}:{lineno}: \"audio\" holds a NUL byte ({row['audio']!r}); no path can")
+                audio = Path(row["audio"]).expanduser()
+                audio = resolve(audio if audio.is_absolute() else base / audio)
+                raw_id = row.get("id")
+                uid = audio.stem if raw_id is None or raw_id == "" else str(raw_id)  # "id": 0 stays "0"
+                text = row.get("text")
+                if text is not None and not isinstance(text, str):
+                    raise UserError(f"{path}:{lineno}: \"text\" must be a string")
+                utts.append(Utterance(uid, audio, _clean_ref(text)))
+        except UnicodeDecodeError:
+            raise UserError(f"{path}:{lineno + 1}: not UTF-8 text; not read") from None
     return utts
 
 
-def _read_librispeech(root: Path, trans_files: list[Path]) -> list[Utterance]:
+def _read_librispeech(root: Path, trans_files: list[Path], files: _Text) -> list[Utterance]:
     utts = []
     for trans in trans_files:
-        for lineno, line in enumerate(trans.read_text(encoding="utf-8").splitlines(), 1):
+        for lineno, line in enumerate(files.read_or_stop(trans).splitlines(), 1):
             if not line.strip():
                 continue
             uid, _, text = line.partition(" ")
@@ -99,40 +145,49 @@ def _read_librispeech(root: Path, trans_files: list[Path]) -> list[Utterance]:
     return utts
 
 
-def _read_folder(root: Path) -> list[Utterance]:
+def _read_folder(root: Path, files: _Text) -> list[Utterance]:
     utts = []
     for audio in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTS and p.is_file()):
         ref_file = audio.with_suffix(".txt")
-        ref = ref_file.read_text(encoding="utf-8") if ref_file.is_file() else None
+        ref, problem = None, None
+        if os.path.lexists(ref_file):  # a link to nowhere, a FIFO: there, and refused with the reason
+            try:
+                ref = files.read(ref_file)
+            except Unsafe as exc:
+                problem = f"refused: the reference {exc}"
         uid = audio.relative_to(root).with_suffix("").as_posix()
-        utts.append(Utterance(uid, audio.resolve(), _clean_ref(ref)))
+        utts.append(Utterance(uid, audio.resolve(), _clean_ref(ref), problem))
     return utts
 
 
-def load_local(path: str | Path, audio_roots: tuple[str | Path, ...] = (), limit: int | None = None) -> Dataset:
+def load_local(path: str | Path, audio_roots: tuple[str | Path, ...] = (), limit: int | None = None,
+               text_limit_bytes: int | None = None) -> Dataset:
     """Detect the layout and read it; a path that does not exist or holds nothing is a UserError.
 
     ``audio_roots`` are extra folders the user trusts (``--audio-root``), for manifests whose
     entries are absolute paths elsewhere (NeMo-style). ``limit``: the first N utterances only, cut before
-    anything is checked (a manifest's later lines are not even read)."""
+    anything is checked (a manifest's later lines are not even read). ``text_limit_bytes`` caps each text file
+    (default: limits.data_text_mib)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise UserError(f"data path {path} does not exist")
     p = p.resolve()
     root = check_audio_root(p if p.is_dir() else p.parent, "the dataset's folder")
     extra = tuple(check_audio_root(Path(r), "--audio-root") for r in audio_roots)
+    files = _Text(root, LimitsSettings().data_text_bytes if text_limit_bytes is None else text_limit_bytes)
     if p.is_file():
         if p.suffix != ".jsonl":
             raise UserError(f"data path {path} is a file but not a .jsonl manifest")
-        layout, utts, name = "manifest", _read_manifest(p, limit), p.stem if p.stem != "manifest" else p.parent.name
-    elif (p / MANIFEST_NAME).is_file():
-        layout, utts, name = "manifest", _read_manifest(p / MANIFEST_NAME, limit), p.name
+        layout, utts, name = ("manifest", _read_manifest(p, files, limit),
+                              p.stem if p.stem != "manifest" else p.parent.name)
+    elif os.path.lexists(p / MANIFEST_NAME):  # a manifest.jsonl that is a link or a FIFO is refused, not skipped
+        layout, utts, name = "manifest", _read_manifest(p / MANIFEST_NAME, files, limit), p.name
     else:
         trans = sorted(p.rglob("*.trans.txt"))
         if trans:
-            layout, utts = "librispeech", _read_librispeech(p, trans)
+            layout, utts = "librispeech", _read_librispeech(p, trans, files)
         else:
-            layout, utts = "folder", _read_folder(p)
+            layout, utts = "folder", _read_folder(p, files)
         name = p.name
     if not utts:
         raise UserError(f"no utterances found in {path}: expected a {MANIFEST_NAME}, *.trans.txt files, "
@@ -143,5 +198,5 @@ def load_local(path: str | Path, audio_roots: tuple[str | Path, ...] = (), limit
     if dupes:
         raise UserError(f"{path}: utterance ids must be unique; repeated: {', '.join(dupes[:5])}")
     roots = (root, *extra)
-    utts = [Utterance(u.id, u.audio, u.reference, audio_problem(u.audio, roots)) for u in utts]
+    utts = [Utterance(u.id, u.audio, u.reference, u.problem or audio_problem(u.audio, roots)) for u in utts]
     return Dataset(name=name, path=p, layout=layout, utterances=tuple(utts), roots=roots)

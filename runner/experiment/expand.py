@@ -110,6 +110,10 @@ def group_dict(s: st.Settings) -> dict[str, Any]:
     # that are set, so that groups without one keep their keys.
     out["power"] = {f.name: getattr(s.power, f.name) for f in fields(s.power)
                     if getattr(s.power, f.name) != f.default}
+    # An entry may set other limits for some points: those are other containers (a limit is not part of a
+    # result's identity, so it stays out of the Group's keyed settings).
+    out["limits"] = {f.name: getattr(s.limits, f.name) for f in fields(s.limits)
+                     if getattr(s.limits, f.name) != f.default}
     return out
 
 

@@ -116,12 +116,34 @@ def localize(job: GroupJob, audio: dict[str, Path], noise_dir: Path | None, mode
     return replace(job, spec=spec, conditions=conds, group_dir=group_dir, noise_dir=noise_dir)
 
 
-def files_of(folder: Path, names: tuple[str, ...] | None = None) -> dict[str, bytes]:
-    """The files under ``folder`` (relative POSIX path -> bytes); only ``names`` when given."""
+def group_file_names() -> tuple[str, ...]:
+    """What a group's folder sends to the driver: the runner's own files and the container's contract outputs,
+    never whatever else an image left in its output folder."""
+    from ..launch.engines import CONTAINER_LOG
+    from ..merge import RAW_NAMES
+
+    return ("telemetry.csv", CONTAINER_LOG, "raw/job.json", *(f"raw/{n}" for n in RAW_NAMES))
+
+
+def files_of(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """``names`` under ``folder`` (relative POSIX path -> bytes), each read by runner/safe_io.py's rules: a
+    name that is missing, or that an image left as a link, a FIFO or a file over the output limit, is not
+    sent (the conditions' own records say what was refused)."""
+    from ..safe_io import IMAGE, Unsafe, read_bytes
+    from ..settings import LimitsSettings, limit_name
+
     if not folder.is_dir():
         return {}
-    paths = [folder / n for n in names] if names else sorted(p for p in folder.rglob("*") if p.is_file())
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in paths if p.is_file()}
+    out = {}
+    for name in names:
+        try:
+            data = read_bytes(folder, name, label=name, origin=IMAGE, limit=LimitsSettings().output_bytes,
+                              limit_name=limit_name("output_mib"))
+        except Unsafe:
+            continue
+        if data is not None:
+            out[name] = data
+    return out
 
 
 def restore_identity(summary: dict[str, Any], ctx: Context, fleet: dict[str, Any]) -> dict[str, Any]:
@@ -403,12 +425,14 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
             summary = restore_identity(json.loads(files["summary.json"]), ctx, fleet)
             files["summary.json"] = json.dumps(summary, indent=2).encode()
         conditions[cond.key] = files
-    group_files = files_of(local.group_dir)
+    group_files = files_of(local.group_dir, group_file_names())
     statuses = {k: json.loads(v["summary.json"]).get("status") if "summary.json" in v else None
                 for k, v in conditions.items()}
     for cond in pending:
         shutil.rmtree(cond.result_dir, ignore_errors=True)
-    shutil.rmtree(local.group_dir, ignore_errors=True)
+    from ..safe_io import remove
+
+    remove(local.group_dir)  # its raw/ holds what the image left: removed without following it
     return {"fleet": fleet, "conditions": conditions, "group_files": group_files, "statuses": statuses,
             "interrupted": interrupted,
             "timing": {"task_start": t_start, "container_first_event": first_event[0] if first_event else None,

@@ -28,7 +28,7 @@ from docker.errors import APIError, BuildError, ImageNotFound
 
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
-from ..backends import CONTAINERS_DIR, IMAGES, Backend, ImageDef
+from ..backends import CONTAINERS_DIR, IMAGES, RUNNER_IMAGE, Backend, ImageDef
 from ..errors import UserError
 from ..host.platforms import PLATFORMS, platform_image
 from ..launch.docker_engine import MANAGED_LABEL
@@ -63,7 +63,7 @@ PUBLIC_BASE = BASES["3.11"].public  # `--base`: the base of the Python 3.11 imag
 LOCAL_BASE = BASES["3.11"].local
 WHEEL_PYTHON = "3.11"  # the python of both bases above; wheels must match it
 WHEEL_PLATFORMS = BASES[WHEEL_PYTHON].wheel_platforms
-_PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s;#]+)")
+_PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(?:\[[A-Za-z0-9_.,\s\-]*\])?\s*==\s*([^\s;#]+)")  # name[extras]==version
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.+!\-]*")
 
@@ -137,6 +137,8 @@ def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | N
     the Dockerfile's one LABEL step turns them into labels, with the backend named by the image's own
     EDGEASR_BACKEND, so no Dockerfile spells the contract version or its platform."""
     args = {"WHEELS_URL": wheels_url, "EDGEASR_VERSIONS": versions}
+    if image.name == RUNNER_IMAGE.name:  # built here from a wheelhouse: an install deferred to its start is a failure
+        args["EDGEASR_ALLOW_DEFERRED"] = "0"
     if isinstance(image, Backend):
         args["EDGEASR_CONTRACT"] = str(CONTRACT_VERSION)
         args["EDGEASR_PLATFORM"] = platform
@@ -156,6 +158,35 @@ def image_exists(client: docker.DockerClient, ref: str) -> bool:
         return True
     except ImageNotFound:
         return False
+
+
+RUNNER_RECORD = "/opt/venv/edgeasr-installed.txt"  # the requirements.txt its venv holds (containers/runner/Dockerfile)
+
+
+def runner_image_problem(client: docker.DockerClient, ref: str) -> str | None:
+    """Why the runner image `ref` is not complete (None: it is): it records no install (its build could not
+    reach the package index, so every start would install them), or an install of other pins than
+    containers/runner/requirements.txt. The record is read from a created, never started, container."""
+    try:
+        container = client.containers.create(ref, entrypoint=["/bin/true"], network_disabled=True,
+                                             labels={MANAGED_LABEL: "1"})
+    except ImageNotFound:
+        return "it is not built"
+    try:
+        try:
+            stream, _ = container.get_archive(RUNNER_RECORD)
+        except docker.errors.NotFound:
+            return ("it records no install of its Python packages (its build could not reach the package index; "
+                    "every start would install them)")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.next()
+            handle = tar.extractfile(member) if member is not None else None
+            recorded = handle.read().decode(errors="replace") if handle is not None else ""
+    finally:
+        container.remove(force=True)
+    if recorded != RUNNER_IMAGE.requirements.read_text():
+        return f"it holds the packages of another {RUNNER_IMAGE.requirements.relative_to(CONTAINERS_DIR.parent)}"
+    return None
 
 
 def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], None] = print) -> str:

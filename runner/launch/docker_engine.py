@@ -3,13 +3,18 @@
 The container gets the audio and the model read-only, an output folder read-write,
 and the confinement of launch/hardening.py (no network unless a hub download was
 allowed, no capabilities, read-only root, never uid 0). It is labelled with its owner
-(launch/owner.py) so that only containers whose owner died are ever reaped. Its stdout is streamed: contract events drive live progress,
-and everything is kept in ``container.log`` in the run folder. On any exit —
-success, error, timeout, Ctrl-C, SIGTERM — the container is removed.
+(launch/owner.py) so that only containers whose owner died are ever reaped. Its output is attached before it
+starts and streamed: contract events drive live progress, and the log is kept (its start and its end,
+launch/event_lines.py) in a file the runner opened before the container started, in a folder the container
+cannot write. The engine itself keeps no log of it (log driver ``none``): the engine's own files would
+fill the host's disk with what an image prints, and its rotation dropped the end of a long log while it
+was followed. What the container leaves is bounded while it runs (launch/bounds.py). On any exit —
+success, error, timeout, a bound passed, Ctrl-C, SIGTERM — the container is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -20,11 +25,14 @@ from urllib.parse import urlparse
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import DeviceRequest, Mount
+from docker.types import DeviceRequest, LogConfig, Mount
 
 from ..errors import UserError
 from ..host.platforms import is_jetson
-from .event_lines import EVENT_PREFIX, stream_to_log  # noqa: F401  (EVENT_PREFIX: re-exported)
+from ..safe_io import create_log
+from ..settings import LimitsSettings, limit_name
+from .bounds import OutputWatch, Stop
+from .event_lines import EVENT_PREFIX, HeadTailLog, stream_to_log  # noqa: F401  (EVENT_PREFIX: re-exported)
 from .hardening import Hardening
 from .owner import Owner, is_orphan
 
@@ -59,6 +67,7 @@ class ContainerRun:
     exited_ns: int  # host wall clock when wait() returned
     container_id: str | None = None  # marks its processes on the host (their cgroup), for GPU memory
     session_id: int | None = None  # the local engine's process session, likewise
+    limit_exceeded: str | None = None  # the bound it passed (launch/bounds.py): it was stopped for this
 
 
 def connect() -> docker.DockerClient:
@@ -107,8 +116,24 @@ def image_info(client: docker.DockerClient, ref: str, hint: str = "build it with
     return ImageInfo(id=image.id, tags=list(image.tags), labels=dict(image.labels or {}))
 
 
-def _stream_logs(container, log_path: Path, on_event: Callable[[dict[str, Any]], None]) -> None:
-    stream_to_log(container.logs(stream=True, follow=True, stdout=True, stderr=True), log_path, on_event)
+def open_log(log_path: Path, limits: LimitsSettings) -> HeadTailLog:
+    """The container's log, opened (never through a link) before it starts, keeping its start and its end."""
+    return HeadTailLog(create_log(log_path), limits.log_head_bytes, limits.log_tail_bytes,
+                       note=f"{limit_name('log_head_mib')}; {limit_name('log_tail_mib')}")
+
+
+def watch_output(stream, log: HeadTailLog, on_event: Callable[[dict[str, Any]], None], limits: LimitsSettings,
+                 stop: Stop, watch_dir: Path | None, wait: Callable[[], Any]) -> Any:
+    """Stream the output into the log and the events while the output folder is watched; ``wait()`` for the
+    end; measure the folder once more (a burst between two polls). Returns what ``wait`` returned."""
+    watch = OutputWatch(watch_dir, limits.output_bytes, limit_name("output_mib"), stop) if watch_dir else None
+    with watch or contextlib.nullcontext():
+        stream_to_log(stream, log, on_event, limits.event_line_bytes,
+                      lambda reason: stop(f"{reason} ({limit_name('event_line_mib')})"))
+        result = wait()
+    if watch is not None:
+        watch.check()
+    return result
 
 
 def run_container(
@@ -127,8 +152,14 @@ def run_container(
     labels: dict[str, str] | None = None,
     gpus: Sequence[str] | None = None,
     on_started: Callable[[str], None] | None = None,
+    limits: LimitsSettings | None = None,
+    watch_dir: Path | None = None,
 ) -> ContainerRun:
-    """Create, start, stream and wait; the container never outlives this call."""
+    """Create, attach, start, stream and wait; the container never outlives this call.
+
+    ``log_path`` must be in a folder the container cannot write; ``watch_dir`` is the output folder it can
+    (its size is bounded by ``limits``)."""
+    limits = limits or LimitsSettings()
     kwargs: dict[str, Any] = dict(
         image=image,
         mounts=[Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only) for m in mounts],
@@ -136,6 +167,7 @@ def run_container(
         labels={MANAGED_LABEL: "1", **(owner.labels() if owner else {}), **(labels or {})},
         detach=True,
         name=name,
+        log_config=LogConfig(type=LogConfig.types.NONE),  # the runner keeps the log (see the module's docstring)
         **hardening.engine_kwargs(),
     )
     if device == "cuda":
@@ -149,9 +181,12 @@ def run_container(
     t_create = time.perf_counter()
     container = None
     timed_out = threading.Event()
+    log = open_log(log_path, limits)
     try:
         try:
             container = client.containers.create(**kwargs)
+            # Attached before it starts, so that nothing it prints is missed.
+            stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
             container.start()
         except ImageNotFound:
             raise UserError(f"image {image} is not present in the Docker Engine; build it with `make images`") from None
@@ -161,24 +196,29 @@ def run_container(
         started_ns = time.time_ns()
         if on_started is not None:
             on_started(container.id)
+
+        def _kill() -> None:
+            try:
+                container.kill()
+            except (APIError, NotFound):
+                pass
+
+        stop = Stop(_kill)
         watchdog = None
         if timeout_s:
-            def _kill() -> None:
+            def _expire() -> None:
                 timed_out.set()
-                try:
-                    container.kill()
-                except (APIError, NotFound):
-                    pass
-            watchdog = threading.Timer(timeout_s, _kill)
+                _kill()
+            watchdog = threading.Timer(timeout_s, _expire)
             watchdog.daemon = True
             watchdog.start()
         try:
-            _stream_logs(container, log_path, on_event)
-            result = container.wait()
+            result = watch_output(stream, log, on_event, limits, stop, watch_dir, container.wait)
             exited_ns = time.time_ns()
         finally:
             if watchdog:
                 watchdog.cancel()
+            stop.join(timeout=30)
         container.reload()
         state = container.attrs.get("State", {})
         return ContainerRun(
@@ -191,8 +231,10 @@ def run_container(
             started_ns=started_ns,
             exited_ns=exited_ns,
             container_id=container.id,
+            limit_exceeded=stop.reason,
         )
     finally:
+        log.close()
         if container is not None:
             try:
                 container.remove(force=True)

@@ -8,6 +8,7 @@ outputs, so the executor, the merge and the results never ask which engine ran.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -16,7 +17,8 @@ from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
 from ..errors import UserError
 from ..paths import check_mountable
-from ..results import write_json_atomic
+from ..safe_io import write_new
+from ..settings import LimitsSettings
 from . import docker_engine, local_engine
 from .checked_images import contract_problem
 from .docker_engine import BindMount, ContainerRun, ImageInfo
@@ -26,14 +28,32 @@ from .owner import Owner
 ENGINES = ("docker", "local")
 
 
+CONTAINER_LOG = "container.log"
+
+
 @dataclass(frozen=True)
 class Launch:
-    """What one launch needs besides the job: where its raw outputs go and whose it is."""
+    """What one launch needs besides the job: where its raw outputs go and whose it is.
+
+    ``raw_dir`` is the attempt's output folder, made new for it (safe_io.fresh_folder) and the only one the
+    container can write; the log is kept beside it (``log_path``), where the container cannot write."""
 
     raw_dir: Path
     owner: Owner
     labels: dict[str, str] = field(default_factory=dict)
     on_started: Callable[[str], None] | None = None  # the container id (docker) marks its processes
+    limits: LimitsSettings | None = None  # None: the defaults
+
+    @property
+    def log_path(self) -> Path:
+        return self.raw_dir.parent / CONTAINER_LOG
+
+
+def write_job(raw_dir: Path, job: dict[str, Any]) -> Path:
+    """The job file, created in the attempt's new output folder before the container starts (never written
+    through a name a container could have made: O_EXCL, O_NOFOLLOW)."""
+    write_new(raw_dir, "job.json", (json.dumps(job, indent=2, ensure_ascii=False) + "\n").encode())
+    return raw_dir / "job.json"
 
 
 class Engine(Protocol):
@@ -92,7 +112,7 @@ class DockerEngine:
 
         The output folder is handed to the container's unprivileged uid for the run and taken back after,
         so results stay the runner's own."""
-        write_json_atomic(launch.raw_dir / "job.json", job)
+        write_job(launch.raw_dir, job)
         mounts = list(mounts)
         for m in mounts:
             check_mountable(m.source, "a mount source")
@@ -103,9 +123,10 @@ class DockerEngine:
         chown_for_container(launch.raw_dir)
         try:
             return docker_engine.run_container(
-                self.client, spec.image, mounts=mounts, env=env, log_path=launch.raw_dir / "container.log",
+                self.client, spec.image, mounts=mounts, env=env, log_path=launch.log_path,
                 on_event=on_event, device=spec.device, hardening=spec.hardening, owner=launch.owner,
-                timeout_s=spec.timeout_s, labels=launch.labels, gpus=spec.gpus, on_started=launch.on_started)
+                timeout_s=spec.timeout_s, labels=launch.labels, gpus=spec.gpus, on_started=launch.on_started,
+                limits=launch.limits, watch_dir=launch.raw_dir)
         finally:
             reclaim(launch.raw_dir)
 
@@ -127,12 +148,11 @@ class LocalEngine:
         return []  # a local run's process group always ends with the run (local_engine._kill_group)
 
     def run(self, spec, job, mounts, env, on_event, launch: Launch) -> ContainerRun:
-        write_json_atomic(launch.raw_dir / "job.json", job)
+        job_path = write_job(launch.raw_dir, job)
         # The run's GPUs, in NVML's (PCI bus) order, as the docker engine would give them.
         gpu_env = {"CUDA_VISIBLE_DEVICES": ",".join(spec.gpus), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"} if spec.gpus else {}
-        return local_engine.run_local(spec.backend, launch.raw_dir / "job.json", env={**env, **gpu_env},
-                                      log_path=launch.raw_dir / "container.log", on_event=on_event,
-                                      timeout_s=spec.timeout_s)
+        return local_engine.run_local(spec.backend, job_path, env={**env, **gpu_env}, log_path=launch.log_path,
+                                      on_event=on_event, timeout_s=spec.timeout_s, limits=launch.limits)
 
 
 def make_engine(name: str, client=None) -> Engine:

@@ -23,7 +23,9 @@ OUT_TARGET = "/out"
 
 def audio_plan(spec: RunSpec) -> AudioPlan:
     """The audio mounts of this job: only utterances whose audio passed the host's checks are mounted."""
-    return plan_audio_mounts([(u.id, u.audio) for u in spec.dataset.readable])
+    limits = getattr(getattr(spec, "settings", None), "limits", None)
+    return plan_audio_mounts([(u.id, u.audio) for u in spec.dataset.readable],
+                             limits.audio_mounts if limits is not None else None)
 
 
 def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = False) -> dict[str, Any]:
@@ -31,7 +33,8 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
 
     Utterances the host refused (outside the dataset's roots, missing, ...) are not in the job: merge
     records them as errors with the host's reason."""
-    plan = plan or audio_plan(spec)
+    if not host_paths:
+        plan = plan or audio_plan(spec)
     model = spec.model.container_path
     if host_paths and spec.model.host_dir is not None:
         model = str(spec.model.host_dir)
@@ -58,7 +61,8 @@ def job_decode(decode: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_mounts(spec: RunSpec, raw_dir: Path, plan: AudioPlan | None = None) -> list[BindMount]:
-    """Each audio folder and the model read-only; only the run's raw folder is writable. Nothing else."""
+    """Each audio file (or, past limits.audio_mounts, each audio folder) and the model read-only; only the
+    attempt's raw folder is writable. Nothing else."""
     plan = plan or audio_plan(spec)
     mounts = [BindMount(m.source, m.target, True) for m in plan.mounts]
     mounts.append(BindMount(raw_dir, OUT_TARGET, False))

@@ -21,8 +21,9 @@ from typing import Any, Callable
 
 from ..backends import CONTAINERS_DIR, Backend
 from ..errors import UserError
-from .docker_engine import ContainerRun
-from .event_lines import stream_to_log
+from ..settings import LimitsSettings
+from .bounds import Stop
+from .docker_engine import ContainerRun, open_log, watch_output
 
 
 def check_host_backend(backend: Backend) -> None:
@@ -48,13 +49,24 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def run_local(backend: Backend, job_path: Path, *, env: dict[str, str], log_path: Path,
               on_event: Callable[[dict[str, Any]], None] = lambda e: None,
-              timeout_s: float | None = None) -> ContainerRun:
-    """Run `python -m edgeasr_entrypoint JOB` with the backend's adapter on the path."""
+              timeout_s: float | None = None, limits: LimitsSettings | None = None) -> ContainerRun:
+    """Run `python -m edgeasr_entrypoint JOB` with the backend's adapter on the path; its outputs (beside the
+    job) are bounded as a container's are (launch/bounds.py)."""
+    limits = limits or LimitsSettings()
+    log = open_log(log_path, limits)
     paths = [str(CONTAINERS_DIR / "common"), str(CONTAINERS_DIR / backend.build_dir)]
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1", "EDGEASR_BACKEND": backend.name,
                 "EDGEASR_ADAPTER": backend.adapter,
                 "PYTHONPATH": os.pathsep.join(paths + [os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     t0 = time.perf_counter()
+    try:
+        return _run(full_env, job_path, log_path, log, on_event, timeout_s, limits, t0)
+    finally:
+        log.close()
+
+
+def _run(full_env: dict[str, str], job_path: Path, log_path: Path, log, on_event, timeout_s: float | None,
+         limits: LimitsSettings, t0: float) -> ContainerRun:
     proc = subprocess.Popen([sys.executable, "-m", "edgeasr_entrypoint", str(job_path)], env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     started = time.perf_counter() - t0
@@ -68,15 +80,19 @@ def run_local(backend: Backend, job_path: Path, *, env: dict[str, str], log_path
         watchdog = threading.Timer(timeout_s, _expire)
         watchdog.daemon = True
         watchdog.start()
+    stop = Stop(lambda: _kill_group(proc))
     try:
-        stream_to_log(iter(lambda: proc.stdout.read1(65536), b""), log_path, on_event)
-        code = proc.wait()
+        code = watch_output(iter(lambda: proc.stdout.read1(65536), b""), log, on_event, limits, stop,
+                            job_path.parent, proc.wait)
         exited_ns = time.time_ns()
     finally:
         if watchdog:
             watchdog.cancel()
+        stop.join(timeout=30)
         _kill_group(proc)
-    return ContainerRun(exit_code=code, oom_killed=code == -signal.SIGKILL and not timed_out.is_set(),
+    return ContainerRun(exit_code=code,
+                        oom_killed=code == -signal.SIGKILL and not timed_out.is_set() and stop.reason is None,
                         timed_out=timed_out.is_set(), log_path=log_path, create_to_start_s=started,
                         wall_s=time.perf_counter() - t0, started_ns=started_ns, exited_ns=exited_ns,
-                        session_id=proc.pid)  # start_new_session: the child leads its session
+                        session_id=proc.pid,  # start_new_session: the child leads its session
+                        limit_exceeded=stop.reason)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
+from ..host.load import busy_from_record
 from ..results import read_jsonl_checked
 
 CONDITIONS_FILE = "conditions.jsonl"
@@ -87,10 +88,7 @@ class ConditionRecord:
     @property
     def busy_reason(self) -> str | None:
         """Why the host was busy during this record's timed window (summary["host_load"]), or None."""
-        load = self.summary.get("host_load")
-        if isinstance(load, Mapping) and load.get("busy"):
-            return str(load.get("busy_reason") or "host busy")
-        return None
+        return busy_from_record(self.summary.get("host_load"))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..host.load import busy_from_record
 from ..untrusted import csv_text, line, markdown
 from ..wording import plural
 from . import worst as worst_mod
@@ -65,8 +66,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
 
 def host_busy(s: dict[str, Any]) -> str | None:
     """Why the host was busy during the run's timed window (summary["host_load"]), or None."""
-    load = s.get("host_load") or {}
-    return (load.get("busy_reason") or "busy") if load.get("busy") else None
+    return busy_from_record(s.get("host_load"))
 
 
 def summary_table(s: dict[str, Any]) -> Table:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..merge import read_raw
 from ..results import read_jsonl_checked
 from .records import CONDITIONS_FILE, GroupKey, Sweep, parse_record
 
@@ -116,12 +117,13 @@ def read_timeline(results_dir: Path, group_key: str) -> Timeline | None:
     folder = group_dir(results_dir, group_key)
     if folder is None:
         return None
-    trace, events_file = folder / "telemetry.csv", folder / "raw" / "events.jsonl"
-    if not trace.is_file() or not events_file.is_file():
+    trace = folder / "telemetry.csv"
+    if not trace.is_file():
         return None
     with open(trace, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    events, _ = read_jsonl_checked(events_file)
+    # raw/ is what the container left: read as the run read it (runner/safe_io.py), a refused file is no data
+    events = read_raw(folder / "raw").events if (folder / "raw").is_dir() else []
     if not rows or not events:
         return None
     mono = all(_number(r.get("mono_ns")) is not None for r in rows) and all("mono_ns" in e for e in events)

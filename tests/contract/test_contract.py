@@ -44,11 +44,13 @@ def test_host_job_is_read_back_by_the_container_side(tmp_path, root):
     assert job.decode.language == "en" and job.decode.threads == 2 and job.decode.temperature == 0.0
     assert len(job.utterances) == 21 and all(u.audio.startswith("/data/") for u in job.utterances)
     mounts = {m.target: m for m in host_job.make_mounts(spec, tmp_path / "o" / "raw")}
-    # the one folder that holds the embedded audio, read-only at /data/0; nothing else of the host but the
-    # model (read-only) and the run's raw folder (writable)
-    assert set(mounts) == {"/data/0", "/models/tiny.en", "/out"}
-    assert mounts["/data/0"].source == root / "data" / "default"
-    assert mounts["/data/0"].read_only and mounts["/models/tiny.en"].read_only and not mounts["/out"].read_only
+    # each of the 21 embedded audio files alone, read-only, at the path the job names (not their folder, which
+    # holds the references too); nothing else of the host but the model (read-only) and the raw folder (writable)
+    audio = {u.audio for u in job.utterances}
+    assert set(mounts) == audio | {"/models/tiny.en", "/out"}
+    assert {mounts[a].source for a in audio} == {u.audio for u in spec.dataset.utterances}
+    assert all(mounts[a].read_only for a in audio)
+    assert mounts["/models/tiny.en"].read_only and not mounts["/out"].read_only
     env = host_job.make_env(spec)
     assert env["HF_HUB_OFFLINE"] == "1" and env["HOME"] == "/tmp" and env["XDG_CACHE_HOME"].startswith("/tmp")
 

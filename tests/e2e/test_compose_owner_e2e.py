@@ -1,7 +1,7 @@
 """Whose files the compose runner writes: the runner image starts as root, and containers/runner/as-owner.sh runs
 the runner as the owner of the mounted project, so results/, build/ and models/ stay deletable without sudo.
 
-Real engine, real runner image (`make runner-image`), real socket. Making a project owned by another uid needs
+Real engine, real runner image (`make runner-image`, checked complete by the runner_image fixture), real socket. Making a project owned by another uid needs
 chown, so the switching tests need root (as CI runs them); the uid is one no account here holds.
 """
 
@@ -20,7 +20,7 @@ import docker
 import pytest
 from helpers import ROOT
 
-from runner.backends import RUNNER_IMAGE
+from runner.images.build import RUNNER_RECORD
 from runner.models.resolve import default_models_dir
 
 pytestmark = pytest.mark.e2e
@@ -28,11 +28,12 @@ pytestmark = pytest.mark.e2e
 OWNER = 4321  # a uid and gid with no account: nothing but the project ties the runner to it
 SOCKET = "/var/run/docker.sock"
 SCRIPTS = ROOT / "containers" / "runner"
+CA_BUNDLE = os.environ.get("EDGEASR_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")  # what compose mounts
 needs_root = pytest.mark.skipif(os.getuid() != 0, reason="giving a project to another uid needs root (chown)")
 
 
-def _run_as_owner(project: Path, command: str, *, env: dict[str, str] | None = None, user: str | None = None,
-                  extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def _run_as_owner(image: str, project: Path, command: str, *, env: dict[str, str] | None = None,
+                  user: str | None = None, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """`command` (sh -c) through the project's as-owner.sh in the runner image, mounted as compose mounts it."""
     args = ["docker", "run", "--rm", "-v", f"{SOCKET}:{SOCKET}", "-v", f"{project}:{project}", "-w", str(project),
             "-v", f"{SCRIPTS}:{SCRIPTS}:ro", "--entrypoint", "/bin/sh", *extra]
@@ -40,7 +41,7 @@ def _run_as_owner(project: Path, command: str, *, env: dict[str, str] | None = N
         args += ["-e", f"{key}={value}"]
     if user:
         args += ["--user", user]
-    args += [RUNNER_IMAGE.image, str(SCRIPTS / "as-owner.sh"), "sh", "-c", command]
+    args += [image, str(SCRIPTS / "as-owner.sh"), "sh", "-c", command]
     return subprocess.run(args, capture_output=True, text=True, timeout=120)
 
 
@@ -58,15 +59,15 @@ def owned_project(tmp_path) -> Path:
 
 
 @needs_root
-def test_root_switches_to_the_project_owner_keeping_the_engine_and_root_only_counters(owned_project):
+def test_root_switches_to_the_project_owner_keeping_the_engine_and_root_only_counters(runner_image, owned_project):
     """As root in a project another uid owns, the command runs as that uid and gid, with the Docker socket's group
     (the engine answers a ping), a file it makes is the owner's on the host, and a root-only file (as RAPL's
     energy_uj is) stays readable through the one capability it keeps."""
     secret = owned_project / "energy_uj"
     secret.write_text("123456\n")
     secret.chmod(0o400)  # root's, 0400, as /sys/class/powercap/*/energy_uj on Linux 5.10+
-    r = _run_as_owner(owned_project, "id -u; id -g; id -G; touch made-here; cat energy_uj; "
-                                     "python -c 'import docker; print(docker.from_env().ping())'")
+    r = _run_as_owner(runner_image, owned_project, "id -u; id -g; id -G; touch made-here; cat energy_uj; "
+                                                   "python -c 'import docker; print(docker.from_env().ping())'")
     assert r.returncode == 0, r.stderr
     uid, gid, groups = _ids(r.stdout)
     assert (uid, gid) == (OWNER, OWNER)
@@ -78,13 +79,13 @@ def test_root_switches_to_the_project_owner_keeping_the_engine_and_root_only_cou
 
 
 @needs_root
-def test_without_the_capability_it_still_switches_and_says_what_that_costs(owned_project):
+def test_without_the_capability_it_still_switches_and_says_what_that_costs(runner_image, owned_project):
     """A container started without CAP_DAC_OVERRIDE still runs as the owner (the files matter more), and one line
     says that root-only energy counters will not be readable; they are not."""
     secret = owned_project / "energy_uj"
     secret.write_text("123456\n")
     secret.chmod(0o400)
-    r = _run_as_owner(owned_project, "id -u; id -g; id -G; cat energy_uj || echo unreadable",
+    r = _run_as_owner(runner_image, owned_project, "id -u; id -g; id -G; cat energy_uj || echo unreadable",
                       extra=("--cap-drop", "DAC_OVERRIDE"))
     assert r.returncode == 0, r.stderr
     assert _ids(r.stdout)[:2] == (OWNER, OWNER) and r.stdout.splitlines()[-1] == "unreadable"
@@ -92,14 +93,15 @@ def test_without_the_capability_it_still_switches_and_says_what_that_costs(owned
 
 
 @needs_root
-def test_pip_cache_of_a_first_start_install_is_the_owners(owned_project):
+def test_pip_cache_of_a_first_start_install_is_the_owners(runner_image, owned_project):
     """An image built without its packages installs them at first start, as root (the venv is root's), with its
     pip cache in the project's build/: the entrypoint gives build/ and the cache to the project's owner."""
-    script = ("touch /opt/venv/.install-at-start && "
+    script = (f"rm {RUNNER_RECORD} && "  # no record of an install: the entrypoint completes the image
               f"exec /bin/sh {SCRIPTS / 'entrypoint.sh'} --version")  # packages present: pip needs no index
     r = subprocess.run(["docker", "run", "--rm", "-v", f"{owned_project}:{owned_project}", "-w", str(owned_project),
                         "-v", f"{SCRIPTS}:{SCRIPTS}:ro", "-e", f"PYTHONPATH={ROOT}:{ROOT}/containers/common",
-                        "-v", f"{ROOT}:{ROOT}:ro", "--entrypoint", "/bin/sh", RUNNER_IMAGE.image, "-c", script],
+                        "-v", f"{CA_BUNDLE}:/etc/edgeasr/ca-bundle.crt:ro",
+                        "-v", f"{ROOT}:{ROOT}:ro", "--entrypoint", "/bin/sh", runner_image, "-c", script],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("edgeasr ")
@@ -109,7 +111,7 @@ def test_pip_cache_of_a_first_start_install_is_the_owners(owned_project):
 
 
 @pytest.mark.parametrize("case", ["root-owned project", "EDGEASR_KEEP_ROOT=1", "not root (--user)"])
-def test_root_stays_root_where_it_should(tmp_path, case):
+def test_root_stays_root_where_it_should(runner_image, tmp_path, case):
     """Root stays root in a root-owned project (CI) and with EDGEASR_KEEP_ROOT=1 (runs that change the hardware);
     a container started as another user is left as it is."""
     project = tmp_path / "project"
@@ -126,15 +128,15 @@ def test_root_stays_root_where_it_should(tmp_path, case):
     if case == "root-owned project" and os.getuid() != 0:
         expected = os.getuid()  # "root-owned" is the developer's own here; it runs as them, as before
         os.chmod(project, 0o777)
-    r = _run_as_owner(project, "id -u; id -g; id -G", env=env, user=user)
+    r = _run_as_owner(runner_image, project, "id -u; id -g; id -G", env=env, user=user)
     assert r.returncode == 0, r.stderr
     assert _ids(r.stdout)[0] == expected
     assert r.stderr == ""
 
 
-def test_a_bad_keep_root_value_is_one_sentence_and_exit_2(tmp_path):
+def test_a_bad_keep_root_value_is_one_sentence_and_exit_2(runner_image, tmp_path):
     """EDGEASR_KEEP_ROOT is 1 or 0: another value stops before anything runs, with one sentence naming it."""
-    r = _run_as_owner(tmp_path, "echo ran", env={"EDGEASR_KEEP_ROOT": "maybe"})
+    r = _run_as_owner(runner_image, tmp_path, "echo ran", env={"EDGEASR_KEEP_ROOT": "maybe"})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [
         "edgeasr runner: EDGEASR_KEEP_ROOT must be 1 (run as root) or 0 (run as the project's owner), not 'maybe'"]
@@ -154,7 +156,7 @@ def _project_copy(dest: Path) -> Path:
 
 
 @needs_root
-def test_docker_compose_up_sweep_in_a_users_project_leaves_only_the_users_files(tmp_path):
+def test_docker_compose_up_sweep_in_a_users_project_leaves_only_the_users_files(runner_image, tmp_path):
     """`docker compose up sweep` in a project another uid owns (root runs compose, as `sudo docker compose` or a
     root-less user in the docker group would get): the sweep succeeds, its backend container runs as that uid, and
     afterwards no file in the project is root's: results/ and everything else the runner wrote are the owner's."""
@@ -163,7 +165,7 @@ def test_docker_compose_up_sweep_in_a_users_project_leaves_only_the_users_files(
         os.lchown(path, OWNER, OWNER)
     name = f"edgeasr-owner-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, EXPERIMENT="test-tiny", PWD=str(project), COMPOSE_PROJECT_NAME=name,
-               EDGEASR_RUNNER_IMAGE=RUNNER_IMAGE.image)
+               EDGEASR_RUNNER_IMAGE=runner_image)
     env.pop("EDGEASR_RESULTS_DIR", None)
     env.pop("EDGEASR_KEEP_ROOT", None)
     try:
@@ -200,7 +202,7 @@ defaults:
 
 
 @needs_root
-def test_compose_fleet_node_runs_as_the_owner_and_its_work_folder_is_theirs(tmp_path):
+def test_compose_fleet_node_runs_as_the_owner_and_its_work_folder_is_theirs(runner_image, tmp_path):
     """The compose fleet (head and node services, in the runner image) in a project another uid owns, authenticated
     with the owner's token file (mode 0600) as the compose secret: a sweep from the host driver runs its group on
     the node, whose backend container runs as the owner, and the node's work folder (results/fleet-node: cached

@@ -56,8 +56,9 @@ def wait_for_container(client, folder: Path, timeout: float = 120):
 
 def test_live_container_of_an_escaping_manifest_sees_only_its_own_folders(tmp_path):
     """A manifest naming /etc/passwd, a ../ escape and a symlink to /etc/shadow: the live container has
-    exactly three mounts (the audio folder, the model, the output), runs confined, and cannot see the host's
-    Docker socket; the escaping entries end as per-utterance errors that say why."""
+    exactly its two audio files (each mounted alone: not their folder, which holds the manifest and its
+    references), the model and the output, runs confined, and cannot see the host's Docker socket; the
+    escaping entries end as per-utterance errors that say why."""
     data = tmp_path / "data"
     manifest = subset_manifest(tmp_path, ["harvard-01-01", "harvard-01-02"])
     audio_dir = manifest.parent
@@ -74,9 +75,10 @@ def test_live_container_of_an_escaping_manifest_sees_only_its_own_folders(tmp_pa
         c = wait_for_container(client, out)
         attrs = client.api.inspect_container(c.id)
         mounts = {m["Destination"]: m for m in attrs["Mounts"]}
-        assert {m["Source"] for m in mounts.values()} == {str(audio_dir), str(ROOT / "models" / "tiny.en"),
-                                                          str(out / "raw")}
-        assert not mounts["/data/0"]["RW"] and not mounts["/models/tiny.en"]["RW"] and mounts["/out"]["RW"]
+        audio = [str(audio_dir / f"harvard-01-0{i}.flac") for i in (1, 2)]
+        assert {m["Source"] for m in mounts.values()} == {*audio, str(ROOT / "models" / "tiny.en"), str(out / "raw")}
+        assert not any(mounts[f"/data/0/harvard-01-0{i}.flac"]["RW"] for i in (1, 2))
+        assert not mounts["/models/tiny.en"]["RW"] and mounts["/out"]["RW"]
         hc = attrs["HostConfig"]
         assert hc["CapDrop"] == ["ALL"] and hc["SecurityOpt"] == ["no-new-privileges"]
         assert hc["ReadonlyRootfs"] is True and hc["PidsLimit"] and hc["PidsLimit"] > 0
@@ -87,11 +89,13 @@ def test_live_container_of_an_escaping_manifest_sees_only_its_own_folders(tmp_pa
         probe = ("import os, pathlib\n"
                  "print(os.getuid(), os.path.exists('/var/run/docker.sock'), os.path.exists('/run/docker.sock'))\n"
                  "try:\n pathlib.Path('/opt/x').write_text('x'); print('wrote')\n"
-                 "except OSError as e: print('refused', e.errno)")
+                 "except OSError as e: print('refused', e.errno)\n"
+                 "print(','.join(sorted(os.listdir('/data/0'))))")
         code, output = c.exec_run(["/opt/venv/bin/python", "-c", probe])
         assert code == 0, output
-        uid, sock1, sock2, *write = output.decode().split()
+        uid, sock1, sock2, *write, listed = output.decode().split()
         assert uid != "0" and sock1 == sock2 == "False" and write[0] == "refused"
+        assert listed == "harvard-01-01.flac,harvard-01-02.flac"  # no manifest, no references, no neighbours
     finally:
         _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err  # finished, with the three refused entries failed
@@ -265,3 +269,214 @@ def test_sigterm_of_a_sweep_keeps_what_finished_and_says_how_to_resume(tmp_path)
     assert not docker.from_env().containers.list(all=True, filters={"label": f"{OWNER_FOLDER}={out}"})
     again = edgeasr("sweep", str(exp), "--out", str(out))
     assert again.returncode == 0 and f"{done} already done" in " ".join(again.stderr.split())
+
+
+# --- hostile images (issue 20, items 1 and 2) ---------------------------------------------------------------
+#
+# Each is built FROM the shipped faster-whisper image with its own entrypoint (tests/e2e: never shipped), tagged
+# edgeasr-test/hostile-<mode>, and removed when the module ends. HOSTILE_SECRET and HOSTILE_VICTIM are host
+# files the image names in the links it plants: the runner (root here) must never read the one nor write the
+# other.
+
+HOSTILE_ENTRYPOINT = r'''
+"""A hostile backend image: it does the real job (or not), then plays one trick on the host runner."""
+import os, subprocess, sys, time
+
+MODE, SECRET, VICTIM, OUT = os.environ["HOSTILE_MODE"], os.environ["HOSTILE_SECRET"], os.environ["HOSTILE_VICTIM"], "/out"
+
+
+def real():
+    return subprocess.call([sys.executable, "-m", "edgeasr_entrypoint", *sys.argv[1:]])
+
+
+def plant(name, make):
+    path = os.path.join(OUT, name)
+    if os.path.lexists(path):
+        os.unlink(path)
+    make(path)
+
+
+if MODE == "links":  # finished outputs swapped for links to a root-only host file and to /dev/zero
+    code = real()
+    plant("status.json", lambda p: os.symlink(SECRET, p))
+    plant("transcripts.jsonl", lambda p: os.symlink("/dev/zero", p))
+    sys.exit(code)
+if MODE == "fifo":  # finished outputs swapped for FIFOs: a reader that opens one waits forever
+    code = real()
+    plant("status.json", os.mkfifo)
+    plant("transcripts.jsonl", os.mkfifo)
+    sys.exit(code)
+if MODE == "plant":  # links where the runner writes, left for the next attempt; then fail, so that it reruns
+    plant("job.json.tmp", lambda p: os.symlink(VICTIM, p))
+    plant("container.log", lambda p: os.symlink(VICTIM, p))
+    os.mkfifo(os.path.join(OUT, "events.jsonl.tmp"))
+    sys.exit(1)
+if MODE == "flood-log":  # 40 MB of log, then the traceback that says what went wrong
+    line = b"noise " * 15 + b"\n"
+    for _ in range(40 * 1024 * 1024 // len(line)):
+        sys.stdout.buffer.write(line)
+    sys.stdout.flush()
+    sys.stderr.write("Traceback (most recent call last):\nHOSTILE-FINAL-TRACEBACK: the real reason\n")
+    sys.exit(1)
+if MODE == "long-event":  # an event line without end
+    sys.stdout.buffer.write(b"EDGEASR_EVENT {\"event\": \"utterance_end\", \"hypothesis\": \"")
+    for _ in range(64):
+        sys.stdout.buffer.write(b"x" * (1 << 20))
+        sys.stdout.flush()
+    time.sleep(600)
+if MODE == "fill":  # an output folder that only grows
+    for i in range(2048):
+        with open(os.path.join(OUT, f"fill-{i}"), "wb") as fh:
+            fh.write(os.urandom(1 << 20))
+        time.sleep(0.02)
+    time.sleep(600)
+sys.exit(f"unknown HOSTILE_MODE {MODE}")
+'''
+HOSTILE_MODES = ("links", "fifo", "plant", "flood-log", "long-event", "fill")
+SECRET_TEXT = "HOSTILE-SECRET-CONTENT"
+VICTIM_TEXT = "root's file, which no image may change\n"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """{mode: image tag}, and the secret and victim files; the images are removed afterwards."""
+    import tarfile
+
+    host = tmp_path_factory.mktemp("hostile-host")
+    secret, victim = host / "secret.json", host / "victim.txt"
+    secret.write_text(json.dumps({"status": "ok", "error": None, "versions": {"leak": SECRET_TEXT}}))
+    victim.write_text(VICTIM_TEXT)
+    for f in (secret, victim):
+        f.chmod(0o600)
+    client = docker.from_env()
+    tags = {}
+    try:
+        for mode in HOSTILE_MODES:
+            context = io.BytesIO()
+            dockerfile = (f"FROM {IMAGE}\nENV HOSTILE_MODE={mode} HOSTILE_SECRET={secret} HOSTILE_VICTIM={victim}\n"
+                          "COPY hostile.py /opt/hostile.py\n"
+                          'ENTRYPOINT ["/opt/venv/bin/python", "/opt/hostile.py"]\n').encode()
+            with tarfile.open(fileobj=context, mode="w") as tar:
+                for name, body in (("Dockerfile", dockerfile), ("hostile.py", HOSTILE_ENTRYPOINT.encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(body)
+                    tar.addfile(info, io.BytesIO(body))
+            context.seek(0)
+            tags[mode] = f"edgeasr-test/hostile-{mode}:latest"
+            client.images.build(fileobj=context, custom_context=True, tag=tags[mode], rm=True)
+        yield {"images": tags, "secret": secret, "victim": victim}
+    finally:
+        for tag in tags.values():
+            try:
+                client.images.remove(tag, force=True)
+            except docker.errors.ImageNotFound:
+                pass
+
+
+def hostile_run(hostile, mode: str, tmp_path: Path, *extra: str, timeout: float = 300):
+    out = tmp_path / "run"
+    r = edgeasr("run", "--image", hostile["images"][mode], "--data", str(subset_manifest(tmp_path, n=1)),
+                "--out", str(out), "--telemetry", "none", "--warmup", "0", "--beam-size", "1", *extra,
+                timeout=timeout)
+    return r, out
+
+
+def regular_files_text(folder: Path) -> str:
+    """Every regular file under ``folder`` (links not followed), as text: what the run wrote."""
+    parts = []
+    for here, _, names in os.walk(folder):
+        for name in names:
+            p = Path(here, name)
+            if p.is_file() and not p.is_symlink():
+                parts.append(p.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(parts)
+
+
+def test_links_an_image_leaves_are_refused_never_read(hostile, tmp_path):
+    """status.json a link to a root-only host file (its contents were copied into summary.json) and
+    transcripts.jsonl a link to /dev/zero (it exhausted memory): neither is read; the run fails with a
+    sentence naming each, and the secret is nowhere in what the run wrote or printed."""
+    r, out = hostile_run(hostile, "links", tmp_path)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "error"
+    assert "raw/status.json is a symbolic link (left by the image); not read" in summary["error"]
+    assert "raw/transcripts.jsonl is a symbolic link (left by the image); not read" in summary["error"]
+    assert SECRET_TEXT not in regular_files_text(out) and SECRET_TEXT not in r.stdout + r.stderr
+    assert "leak" not in summary["versions"]
+
+
+def test_fifos_an_image_leaves_never_block_the_run(hostile, tmp_path):
+    """A FIFO in place of status.json hung the run forever (a reader waits for a writer)."""
+    t0 = time.monotonic()
+    r, out = hostile_run(hostile, "fifo", tmp_path, timeout=240)
+    assert r.returncode == 1, r.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert "raw/status.json is a FIFO (named pipe) (left by the image); not read" in summary["error"]
+    assert time.monotonic() - t0 < 200
+
+
+def test_check_image_of_an_image_that_leaves_fifos_fails_without_hanging(hostile):
+    r = edgeasr("check-image", hostile["images"]["fifo"], timeout=600)
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = next(line for line in r.stdout.splitlines() if "tiny job: output files" in line)
+    assert line.startswith("FAIL") and "out/status.json is a FIFO (named pipe) (left by the image)" in line
+
+
+def test_a_rerun_never_writes_through_what_the_last_attempt_planted(hostile, tmp_path):
+    """The first attempt leaves raw/job.json.tmp and raw/container.log as links to a root-only host file: the
+    rerun's atomic write of the job went through the first and overwrote it. Each attempt now gets a new
+    output folder; the job is created there before the container starts and the log is kept outside it."""
+    exp = tmp_path / "plant.yaml"
+    data = subset_manifest(tmp_path, n=1)
+    exp.write_text(f"name: plant\ndefaults:\n  model: tiny.en\n  quant: int8\n  dataset: {data}\n  warmup: 0\n"
+                   f"  image: {hostile['images']['plant']}\n  decode: {{beam_size: 1, language: en}}\n"
+                   "  telemetry: {sampler: none}\n")
+    out = tmp_path / "out"
+    first = edgeasr("sweep", str(exp), "--out", str(out))
+    assert first.returncode == 1, first.stderr[-3000:]
+    (group,) = (out / "groups").iterdir()
+    assert (group / "raw" / "job.json.tmp").is_symlink()  # what the image left
+    again = edgeasr("sweep", str(exp), "--out", str(out), "--retry-failed")
+    assert again.returncode == 1, again.stderr[-3000:]
+    assert hostile["victim"].read_text() == VICTIM_TEXT
+    job = group / "raw" / "job.json"
+    assert job.is_file() and not job.is_symlink() and json.loads(job.read_text())["backend"] == "faster-whisper"
+    assert (group / "container.log").is_file() and not (group / "container.log").is_symlink()
+    assert sorted(p.name for p in group.iterdir() if p.name.startswith(".")) == []  # nothing parked
+
+
+def test_a_flood_of_log_keeps_its_start_its_end_and_says_what_was_cut(hostile, tmp_path):
+    """40 MB of log: the engine's rotation dropped the last 70 % of it and the final traceback. The runner
+    keeps the first 1 MiB and the last 4 MiB, with a line saying how much was cut between them."""
+    r, out = hostile_run(hostile, "flood-log", tmp_path)
+    assert r.returncode == 1, r.stderr[-3000:]
+    log = (out / "container.log").read_bytes()
+    assert len(log) < 5 * 2**20 + 1024
+    assert log.startswith(b"noise noise") and b"HOSTILE-FINAL-TRACEBACK: the real reason" in log[-4096:]
+    assert b"bytes of this log were cut here; it keeps the first 1 MiB and the last 4 MiB" in log
+
+
+def test_an_event_line_without_end_stops_the_container(hostile, tmp_path):
+    """64 MiB without a newline after the event prefix (the reader was quadratic in it, and held it all):
+    past limits.event_line_mib the container is stopped and the run fails with the sentence."""
+    t0 = time.monotonic()
+    r, out = hostile_run(hostile, "long-event", tmp_path, "--timeout", "240")
+    assert r.returncode == 1 and (out / "summary.json").is_file(), r.stderr[-3000:]
+    error = json.loads((out / "summary.json").read_text())["error"]
+    assert error == ("the container printed an event line of more than 1 MiB (limits.event_line_mib); "
+                     "the container was stopped")
+    assert time.monotonic() - t0 < 200  # stopped, not timed out
+    assert not docker.from_env().containers.list(all=True, filters={"label": f"{OWNER_FOLDER}={out}"})
+
+
+def test_an_output_folder_that_only_grows_stops_the_container(hostile, tmp_path):
+    """Past --output-limit-mib the container is stopped (it would fill the host's disk) and the run says why."""
+    r, out = hostile_run(hostile, "fill", tmp_path, "--output-limit-mib", "16", "--timeout", "240")
+    assert r.returncode == 1, r.stderr[-3000:]
+    error = json.loads((out / "summary.json").read_text())["error"]
+    assert error == ("the container's output folder grew past 16 MiB (limits.output_mib, --output-limit-mib); "
+                     "the container was stopped")
+    used = sum(p.stat().st_size for p in (out / "raw").iterdir())
+    assert used < 48 * 2**20, used

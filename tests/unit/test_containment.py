@@ -110,7 +110,8 @@ def test_home_folder_as_a_whole_is_never_mounted(tmp_path, monkeypatch):
         # a file right in the home folder is mounted alone, never the home folder
         write_tone(tmp_path / "a.flac")
         write_tone(tmp_path / "data" / "b.flac")
-        plan = plan_audio_mounts([("a", tmp_path / "a.flac"), ("b", tmp_path / "data" / "b.flac")])
+        plan = plan_audio_mounts([("a", tmp_path / "a.flac"), ("b", tmp_path / "data" / "b.flac")],
+                                 max_file_mounts=1)  # over the per-file limit: folders
         sources = {m.source for m in plan.mounts}
         assert sources == {tmp_path / "a.flac", tmp_path / "data"}
     finally:
@@ -121,10 +122,40 @@ def test_distinct_audio_folders_are_mounted_separately_not_their_ancestor(tmp_pa
     for d in ("x/1", "x/2", "y"):
         write_tone(tmp_path / d / "a.flac")
     files = [("1", tmp_path / "x/1/a.flac"), ("2", tmp_path / "x/2/a.flac"), ("3", tmp_path / "y/a.flac")]
-    plan = plan_audio_mounts(files)
+    plan = plan_audio_mounts(files, max_file_mounts=2)
     assert [m.source for m in plan.mounts] == [tmp_path / "x/1", tmp_path / "x/2", tmp_path / "y"]
     assert plan.container_paths == {"1": "/data/0/a.flac", "2": "/data/1/a.flac", "3": "/data/2/a.flac"}
     assert plan.host_paths["/data/2/a.flac"] == str(tmp_path / "y/a.flac")
+
+
+def test_each_listed_audio_file_is_mounted_alone_up_to_the_limit(tmp_path):
+    """Issue 20, item 5: a folder mount showed the container every neighbour of the audio (other recordings,
+    and the references a benchmarked image must never read). Up to limits.audio_mounts, only the listed files."""
+    for name in ("a", "b"):
+        write_tone(tmp_path / "x" / f"{name}.flac")
+        (tmp_path / "x" / f"{name}.txt").write_text("the reference")
+    write_tone(tmp_path / "y" / "a.flac")
+    files = [("a", tmp_path / "x/a.flac"), ("b", tmp_path / "x/b.flac"), ("c", tmp_path / "y/a.flac")]
+    plan = plan_audio_mounts(files)  # the default limit (512)
+    assert [(m.source, m.target) for m in plan.mounts] == [
+        (tmp_path / "x/a.flac", "/data/0/a.flac"), (tmp_path / "x/b.flac", "/data/0/b.flac"),
+        (tmp_path / "y/a.flac", "/data/1/a.flac")]
+    assert plan.container_paths == {"a": "/data/0/a.flac", "b": "/data/0/b.flac", "c": "/data/1/a.flac"}
+    assert plan.host_paths["/data/1/a.flac"] == str(tmp_path / "y/a.flac") and plan.notice is None
+
+
+def test_past_the_limit_folders_are_mounted_and_the_run_says_what_else_they_show(tmp_path):
+    for name in ("a", "b", "c"):
+        write_tone(tmp_path / "x" / f"{name}.flac")
+        (tmp_path / "x" / f"{name}.txt").write_text("the reference")
+    (tmp_path / "x" / "sub").mkdir()
+    (tmp_path / "x" / "sub" / "private.wav").write_bytes(b"x")
+    (tmp_path / "x" / "dirlink").symlink_to(tmp_path)  # shown as one entry, never walked
+    files = [(n, tmp_path / "x" / f"{n}.flac") for n in ("a", "b", "c")]
+    plan = plan_audio_mounts(files, max_file_mounts=2)
+    assert [m.source for m in plan.mounts] == [tmp_path / "x"]
+    assert plan.notice == ("3 audio files are more than 2 (limits.audio_mounts, --audio-mount-limit), so their "
+                           "1 folder(s) are mounted whole: the container can also see 5 other file(s) there")
 
 
 def test_system_files():

@@ -78,3 +78,108 @@ def test_duplicate_ids_are_refused(tmp_path):
     m.write_text('{"id": "a", "audio": "a.flac"}\n{"id": "a", "audio": "b.flac"}\n')
     with pytest.raises(UserError, match="unique.*a"):
         load_dataset(m)
+
+
+# --- dataset text files are data from strangers too (issue 20, item 5) ------------------------------------------
+
+def _within(seconds, fn):
+    """fn() in a thread that must return in time: a FIFO opened for reading blocks, /dev/zero never ends."""
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except Exception as exc:  # noqa: BLE001 (raised again in the test's thread)
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "the load blocked"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+@pytest.fixture
+def secret(tmp_path):
+    f = tmp_path / "host" / "shadow"
+    f.parent.mkdir()
+    f.write_text("root:HOSTILE-SECRET-CONTENT:19000::::::")
+    f.chmod(0o600)
+    return f
+
+
+def test_a_reference_linked_out_of_the_dataset_is_refused_not_read(tmp_path, secret):
+    """A `.txt` linked to a host file put its contents into the results and the terminal."""
+    import os
+
+    data = tmp_path / "data"
+    for name in ("leak", "zero", "pipe", "ok", "alias"):
+        write_tone(data / f"{name}.flac")
+    (data / "leak.txt").symlink_to(secret)
+    (data / "zero.txt").symlink_to("/dev/zero")
+    os.mkfifo(data / "pipe.txt")
+    (data / "ok.txt").write_text("hello")
+    (data / "alias.txt").symlink_to(data / "ok.txt")  # a link within the dataset is fine
+    ds = _within(10, lambda: load_dataset(data))
+    by = {u.id: u for u in ds.utterances}
+    assert by["ok"].reference == by["alias"].reference == "hello" and by["ok"].problem is None
+    assert by["leak"].reference is None and by["leak"].problem == (
+        f"refused: the reference {data / 'leak.txt'} is a link to {secret}, outside the dataset's root "
+        f"({data}); not read")
+    assert "is a link to /dev/zero, outside the dataset's root" in by["zero"].problem
+    assert "pipe.txt is a FIFO (named pipe) (in the dataset); not read" in by["pipe"].problem
+    assert "HOSTILE-SECRET-CONTENT" not in repr(ds)
+    assert {u.id for u in ds.readable} == {"ok", "alias"}
+
+
+def test_a_trans_file_or_manifest_linked_out_is_one_sentence(tmp_path, secret):
+    chapter = tmp_path / "libri" / "84" / "121"
+    write_tone(chapter / "84-121-0000.flac")
+    (chapter / "84-121.trans.txt").symlink_to(secret)
+    with pytest.raises(UserError, match=r"84-121.trans.txt is a link to .*shadow, outside the dataset's root"):
+        load_dataset(tmp_path / "libri")
+    folder = tmp_path / "m"
+    write_tone(folder / "a.flac")
+    (folder / "manifest.jsonl").symlink_to("/dev/zero")
+    with pytest.raises(UserError, match="manifest.jsonl is a link to /dev/zero, outside the dataset's root"):
+        _within(10, lambda: load_dataset(folder))
+
+
+def test_a_manifest_over_its_limit_is_refused(tmp_path):
+    write_tone(tmp_path / "a.flac")
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "a.flac", "text": "x" * 5000}) + "\n")
+    with pytest.raises(UserError, match=r"m.jsonl is 4.9\d* KiB, over the limit of 1 KiB \(limits.data_text_mib; "
+                                        r"in the dataset\); not read"):
+        load_dataset(tmp_path / "m.jsonl", text_limit_bytes=1024)
+    assert load_dataset(tmp_path / "m.jsonl").utterances[0].reference.startswith("xxx")  # default: 64 MiB
+
+
+@pytest.mark.skipif(__import__("os").getuid() != 0, reason="giving a file to another owner needs root")
+def test_a_hard_link_to_another_owners_file_is_refused(tmp_path):
+    """A hard link looks like any file; one to a file its dataset's owner does not own may be a host file
+    (made where fs.protected_hardlinks is off): refused, for audio and references alike. The owner's own
+    hard links are read."""
+    import os
+
+    elsewhere = tmp_path / "elsewhere"
+    write_tone(elsewhere / "private.flac")
+    (elsewhere / "private.txt").write_text("someone else's words")
+    for f in elsewhere.iterdir():
+        os.chown(f, 4242, 4242)
+    data = tmp_path / "data"
+    write_tone(data / "mine.flac")
+    os.link(data / "mine.flac", tmp_path / "mine-backup.flac")  # the owner's own second name: fine
+    os.link(elsewhere / "private.flac", data / "theirs.flac")
+    os.link(elsewhere / "private.txt", data / "theirs.txt")
+    ds = load_dataset(data)
+    by = {u.id: u for u in ds.utterances}
+    assert by["mine"].problem is None
+    assert "theirs.txt has 2 hard links and belongs to uid 4242, not to the folder's owner (uid 0)" in \
+        by["theirs"].problem and by["theirs"].reference is None
+    (data / "theirs.txt").unlink()
+    again = {u.id: u for u in load_dataset(data).utterances}
+    assert "theirs.flac has 2 hard links and belongs to uid 4242" in again["theirs"].problem

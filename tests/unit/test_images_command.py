@@ -52,3 +52,43 @@ def test_build_missing_skips_present_images_without_touching_the_base(x86, monke
     assert images_cmd.main(parse("build", "faster-whisper", "whisperx", "--missing", "--no-wheelhouse",
                                  "--log-dir", str(tmp_path / "logs"))) == 0
     assert built == ["edgeasr/torch-base:2.8", "edgeasr/whisperx:latest"]
+
+
+@pytest.mark.parametrize("problem", [None, "it records no install of its Python packages"])
+def test_build_missing_rebuilds_an_incomplete_runner_image(x86, monkeypatch, tmp_path, capsys, problem):
+    """Regression (issue 26, item 4): compose built edgeasr/runner:latest behind a TLS-intercepting proxy without
+    its packages, and `make runner-image` (`images build runner --missing`) took it as present. A present runner
+    image is skipped only when it is complete; an incomplete one is built again (and says why), and the rebuilt
+    one is checked in turn."""
+    monkeypatch.setattr(images_cmd.docker_engine, "connect", lambda: object())
+    monkeypatch.setattr(images_cmd, "image_exists", lambda client, ref: True)
+    asked = []
+    monkeypatch.setattr(images_cmd, "runner_image_problem", lambda client, ref: asked.append(ref) or problem)
+    monkeypatch.setattr(images_cmd, "ensure_base", lambda client, base, log: base)
+    monkeypatch.setattr(images_cmd, "fill_wheelhouse", lambda *a, **k: None)
+    built = []
+    monkeypatch.setattr(images_cmd, "build_image", lambda client, image, **k: built.append(k["tag"]) or "sha256:x")
+    args = parse("build", "runner", "--missing", "--log-dir", str(tmp_path / "logs"))
+    if problem is None:
+        assert images_cmd.main(args) == 0 and built == [] and asked == ["edgeasr/runner:latest"]
+        return
+    with pytest.raises(images_cmd.UserError, match="built edgeasr/runner:latest, but it records no install"):
+        images_cmd.main(args)  # the fake build keeps it incomplete: the check after the build says so
+    assert built == ["edgeasr/runner:latest"] and asked == ["edgeasr/runner:latest"] * 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "runner:latest is present, but it records no install of its Python packages: building it again" in said
+
+
+def test_the_runner_build_may_not_defer_its_install_and_pins_with_extras_are_read():
+    """`edgeasr images build runner` serves a wheelhouse: a build that could not install is a failure there
+    (EDGEASR_ALLOW_DEFERRED=0), never an incomplete image; and `ray[client]==...` is a pin of ray, so the versions
+    label (and the freshness table) names it."""
+    from runner.backends import RUNNER_IMAGE
+    from runner.images.build import build_args, pinned_versions
+
+    assert build_args(RUNNER_IMAGE, wheels_url="", versions="", base=None)["EDGEASR_ALLOW_DEFERRED"] == "0"
+    assert "EDGEASR_ALLOW_DEFERRED" not in build_args(BACKENDS["faster-whisper"], wheels_url="", versions="",
+                                                      base=None)
+    pins = pinned_versions("ray[client]==2.60.0\nray [client, default] == 2.61.0  # x\ndocker==7.2.0\n")
+    assert pins == {"ray": "2.61.0", "docker": "7.2.0"}
+    assert pinned_versions(RUNNER_IMAGE.requirements)["ray"]

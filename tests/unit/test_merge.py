@@ -148,6 +148,43 @@ def test_energy_unavailable_is_said_in_full_once():
     assert set(s.energy["unavailable"].values()) == {"no power sensor found (see unavailable.energy)"}
 
 
+def test_read_raw_refuses_what_the_image_left_and_reads_the_rest(tmp_path):
+    """Issue 20, item 1: a status.json linked to a root-only host file was copied into summary.json. The
+    refused file is a problem sentence (the condition fails with it); what is fine is still read."""
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"status": "ok", "versions": {"leak": "x"}}))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "status.json").symlink_to(secret)
+    (raw / "events.jsonl").write_text(json.dumps(_ev("load_start", 0.1)) + "\n")
+    got = merge.read_raw(raw)
+    assert got.status is None and got.status_refused and len(got.events) == 1
+    assert got.problem == "raw/status.json is a symbolic link (left by the image); not read"
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(timed_out=False, oom_killed=False, exit_code=0)
+    assert merge.container_error(run, None, None, None, status_refused=True) is None  # the problem says it
+    assert merge.container_error(SimpleNamespace(timed_out=False, oom_killed=False, exit_code=0,
+                                                 limit_exceeded="the container's output folder grew past 1 MiB"),
+                                 None, None, None) == \
+        "the container's output folder grew past 1 MiB; the container was stopped"
+
+
+def test_a_transcript_line_or_hypothesis_over_its_limit(tmp_path):
+    from runner.settings import LimitsSettings
+
+    limits = LimitsSettings(hypothesis_mib=1 / 1024)  # 1 KiB: a line may be 6 KiB + 64 KiB
+    rows = [{"id": "a", "status": "ok", "hypothesis": "h" * 2000, "duration_s": 1.0, "processing_s": 0.1},
+            {"id": "b", "status": "ok", "hypothesis": "x" * 100_000}]
+    (tmp_path / "transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = merge.read_raw(tmp_path, limits)
+    assert [t["id"] for t in got.transcripts] == ["a"]
+    assert got.problem.endswith("transcripts.jsonl:2: a line of more than 70 KiB (limits.hypothesis_mib); not read")
+    utts = merge.merge_utterances(_ds(("a", "ref")), got.transcripts, "", max_hypothesis_bytes=limits.hypothesis_bytes)
+    assert utts[0].status == "error" and utts[0].hypothesis is None
+    assert utts[0].error == "the hypothesis is 1.953 KiB, over the limit of 1 KiB (limits.hypothesis_mib)"
+
+
 def test_the_device_the_backend_used_is_recorded_and_a_cuda_run_on_the_cpu_is_an_error():
     """Issue 25, item 7: the summary records the device the backend reports it ran on (status.json, else the
     model_info event); a CUDA run whose backend ran on the CPU is an error naming both (an image that does not

@@ -4,33 +4,18 @@ two-condition container (tests/fixtures/group_raw, JSONL) merged into condition 
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import recorded_group as _group
+from helpers import tone_spec as _spec
 from helpers import write_tone
 
 from runner import execute, plan, tables
 from runner.experiment import Condition
-from runner.spec import Settings, TelemetrySettings, build_run_spec
-from runner.telemetry.samplers.base import NullSampler
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "group_raw"
-
-
-def _spec(tmp_path: Path, out: str = "run"):
-    """A resolved spec over two one-second tones (ids a, b) with references."""
-    models = tmp_path / "models" / "tiny.en"
-    models.mkdir(parents=True)
-    (models / "model.bin").write_bytes(b"x")
-    (models / "config.json").write_text("{}")
-    for uid in ("a", "b"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
-    settings = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
-                        dataset=str(tmp_path / "d"), telemetry=TelemetrySettings(sampler="none"))
-    return build_run_spec(settings, out=str(tmp_path / out), models_dir=tmp_path / "models")
 
 
 def test_a_run_is_a_plan_of_one_group_writing_into_its_own_folder(tmp_path):
@@ -81,21 +66,6 @@ def test_local_engine_job_names_the_noise_files_where_they_are(tmp_path):
     assert execute.group_job_spec(job, [pc], host_paths=True)["conditions"][0]["noise"]["files"] == \
         [f"{tmp_path / 'noise'}/x/n.wav"]
     assert execute.group_job_spec(job, [pc], host_paths=False)["conditions"][0]["noise"]["files"] == ["/noise/x/n.wav"]
-
-
-def _group(tmp_path: Path, keys=("kA", "kB")):
-    spec = _spec(tmp_path, "sweep")
-    raw = tmp_path / "g" / "raw"
-    shutil.copytree(FIXTURE, raw)
-    conds = tuple(plan.PlannedCondition(k, "g", Condition(dataset=str(spec.dataset.path), noise_type="clean",
-                                                          snr_db=None, repeat=i), {"type": "clean", "snr_db": None},
-                                        "clean", ("a", "b"), result_dir=tmp_path / "conditions" / k,
-                                        axes={"repeat": i})
-                  for i, k in enumerate(keys))
-    job = plan.GroupJob("g", spec, None, conds, tmp_path / "g")
-    g = execute._Group(job, list(conds), raw, NullSampler("off"), "telemetry turned off", {"cpu_count": 2},
-                       "docker", {})
-    return job, g
 
 
 def test_each_condition_of_a_recorded_container_gets_its_own_result(tmp_path):

@@ -87,7 +87,7 @@ def test_docker_engine_requests_the_runs_gpus_by_id(tmp_path):
         attrs = {"State": {}}
 
         def start(self): pass
-        def logs(self, **kw): return iter(())
+        def attach(self, **kw): return iter(())
         def wait(self): return {"StatusCode": 0}
         def reload(self): pass
         def remove(self, force): pass
