@@ -21,10 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rich.console import Console
 
 from runner.backends import BACKENDS, DEFAULT_MODEL
-from runner.commands.run import execute
+from runner.run import execute_run
 from runner.errors import UserError
 from runner.models.resolve import default_models_dir
 from runner.settings import DecodeSettings, Settings, TelemetrySettings
@@ -59,7 +58,6 @@ def main() -> int:
     if args.list:
         print("\n".join(rows))
         return 0
-    console = Console(stderr=True)
     tmp = Path(tempfile.mkdtemp(prefix="edgeasr-bench-backends-"))
     results: dict[str, str] = {}
     try:
@@ -70,7 +68,7 @@ def main() -> int:
                                 telemetry=TelemetrySettings(sampler="none", baseline_s=0.0))
             try:
                 spec = build_run_spec(settings, out=str(tmp / backend), models_dir=default_models_dir())
-                s = execute(spec, console)
+                s = execute_run(spec)
             except UserError as exc:
                 results[backend] = f"unavailable: {exc}"
                 continue

@@ -14,10 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rich.console import Console
 
 from runner.backends import BACKENDS
-from runner.commands.run import execute
+from runner.run import execute_run
 from runner.errors import UserError
 from runner.launch import docker_engine
 from runner.models.resolve import default_models_dir
@@ -26,10 +25,10 @@ from runner.spec import build_run_spec
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def rtfx(backend: str, model: str, quant: str, data: str, batch_size: int, out: Path, console: Console) -> float:
+def rtfx(backend: str, model: str, quant: str, data: str, batch_size: int, out: Path) -> float:
     spec = build_run_spec(backend=backend, model=model, quant=quant, device="cpu", data=data, out=str(out),
                           models_dir=default_models_dir(), batch_size=batch_size, telemetry="none")
-    summary = execute(spec, console)
+    summary = execute_run(spec)
     if summary["status"] != "ok":
         raise UserError(f"{backend} batch {batch_size} failed: {summary['error']}")
     return summary["rtfx"]
@@ -42,7 +41,6 @@ def main() -> int:
     ap.add_argument("--data", default=str(ROOT / "data" / "default"))
     ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
-    console = Console(stderr=True)
     client = docker_engine.connect()
     tmp = Path(tempfile.mkdtemp(prefix="edgeasr-bench-batched-"))
     try:
@@ -56,8 +54,8 @@ def main() -> int:
             except UserError as exc:
                 print(f"{name:15s} not available: {exc}")
                 continue
-            seq = rtfx(name, args.model, args.quant, args.data, 1, tmp / f"{name}-seq", console)
-            bat = rtfx(name, args.model, args.quant, args.data, args.batch_size, tmp / f"{name}-bat", console)
+            seq = rtfx(name, args.model, args.quant, args.data, 1, tmp / f"{name}-seq")
+            bat = rtfx(name, args.model, args.quant, args.data, args.batch_size, tmp / f"{name}-bat")
             print(f"{name:15s} RTFx sequential {seq:.1f}, batched (batch {args.batch_size}) {bat:.1f}, "
                   f"throughput ratio batched/sequential {bat / seq:.2f}")
     finally:

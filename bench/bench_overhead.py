@@ -30,7 +30,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from runner.commands.run import execute
+from runner.run import execute_run
 from runner.images.build import parse_versions_label
 from runner.images.freshness import pip_newest
 from runner.launch import docker_engine
@@ -163,7 +163,7 @@ def main() -> int:
                 return result["rtf"]
 
             def run_harness() -> float:
-                summary = execute(spec, Console(stderr=True, quiet=True))
+                summary = execute_run(spec)
                 if summary["status"] != "ok":
                     raise SystemExit(f"harness run failed: {summary['error']}")
                 if summary["decode"]["threads"] != threads:

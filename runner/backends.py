@@ -81,6 +81,10 @@ DECODE_CHOICES = tuple(f"decode.{name}" for name in IN_CONTAINER_DECODE)
 #: What the entrypoint varies inside one loaded model for the Whisper backends that decode with the library's
 #: own search: every decode choice but the CTC weight (they have no joint decoding).
 WHISPER_IN_CONTAINER = ("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language")
+#: The decode choices that change the memory a loaded model holds (batch activations, padded inputs): freed
+#: memory stays resident in the process, so a condition after a larger one would report the larger one's memory
+#: (issue 22, item 1). An axis over one of them makes one container per value, whatever ``in_container`` says.
+MEMORY_AXES = ("decode.batch_size",)
 
 #: The kinds of model runner.models.resolve.model_kind tells apart by a folder's config.json: Whisper seq2seq (a Hugging
 #: Face Whisper, its CTranslate2 conversion or ONNX export) and CTC (wav2vec2, HuBERT, WavLM: *ForCTC).
@@ -236,6 +240,9 @@ class Backend(ImageDef):
     #: in_container choices a loaded model cannot change while decode.align is on (whisperx loads its alignment
     #: model for one language): with alignment each of their values is its own container.
     align_fixes: tuple[str, ...] = ()
+    #: in_container choices that change the memory a loaded model holds (MEMORY_AXES): each value is its own
+    #: container, so that a condition's memory does not depend on the conditions before it.
+    memory_axes: tuple[str, ...] = MEMORY_AXES
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.model_kinds) - set(MODEL_KINDS))
@@ -256,9 +263,11 @@ class Backend(ImageDef):
 
     def in_container_for(self, kind: str | None = None, align: bool = False) -> tuple[str, ...]:
         """What the entrypoint varies inside one loaded model of ``kind`` (with decode.align ``align``): the
-        row's in_container less the choices the kind does not honour (and, aligning, ``align_fixes``)."""
+        row's in_container less the choices the kind does not honour, those that change its memory
+        (``memory_axes``) and, aligning, ``align_fixes``."""
         honoured = self.honours(kind)
-        return tuple(p for p in self.in_container if p in honoured and not (align and p in self.align_fixes))
+        return tuple(p for p in self.in_container if p in honoured and p not in self.memory_axes
+                     and not (align and p in self.align_fixes))
 
     def decode_problem(self, path: str, value: Any, kind: str | None = None) -> str | None:
         """Why a model of ``kind`` cannot honour ``value`` for the decode setting ``path`` with this backend, or

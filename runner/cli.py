@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from .commands.completion import enable as enable_completion
-from .errors import UserError, interrupt_exit_code, signal_name
+from .errors import Interrupted, UserError, interrupt_exit_code
 from .untrusted import visible
 
 COMMANDS = {
@@ -99,11 +99,9 @@ def _state_defaults(parser: argparse.ArgumentParser) -> None:
 
 
 def _sigterm(_signum, _frame):
-    # Turn SIGTERM into KeyboardInterrupt so that `finally` blocks remove containers; commands catch it to
-    # record what finished (status interrupted) and name the signal.
-    exc = KeyboardInterrupt()
-    exc.signame = "SIGTERM"
-    raise exc
+    # Turn SIGTERM into an interruption (a KeyboardInterrupt) so that `finally` blocks remove containers;
+    # commands catch it to record what finished (status interrupted) and name the signal.
+    raise Interrupted("SIGTERM")
 
 
 def debug_log_path() -> Path:
@@ -137,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         print(visible(f"edgeasr: {exc}", lines=True), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        hint = getattr(exc, "hint", None) or "containers were removed"
-        print(visible(f"edgeasr: interrupted by {signal_name(exc)}; {hint}"), file=sys.stderr)
-        return interrupt_exit_code(exc)
+        stop = Interrupted.of(exc)
+        print(visible(f"edgeasr: interrupted by {stop.signal}; {stop.hint or 'containers were removed'}"),
+              file=sys.stderr)
+        return interrupt_exit_code(stop)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             return _unexpected(args)

@@ -7,6 +7,8 @@ spec has several problems) to stderr without a traceback and exits with
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class UserError(Exception):
     """Bad input or a missing prerequisite, explained so that a person can fix it.
@@ -24,9 +26,37 @@ class UserError(Exception):
         self.exit_code = exit_code
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM ended the work; what was kept is on disk.
+
+    A KeyboardInterrupt, so that every ``finally`` (container removal, an operating point's restore) runs on
+    its way up. The facts travel as fields, never as attributes pinned on a bare exception: ``signal``
+    (``SIGINT`` or ``SIGTERM``), ``hint`` (what was kept and how to go on, for the CLI's last line) and
+    ``power`` (the operating point's record, runner/power.PowerRecord, when one was set around the work)."""
+
+    def __init__(self, signal: str = "SIGINT", hint: str | None = None, power: Any = None) -> None:
+        super().__init__(signal)
+        self.signal = signal
+        self.hint = hint
+        self.power = power
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Interrupted:
+        """``exc`` as an Interrupted: itself, or a bare KeyboardInterrupt (Python's own, on Ctrl-C) as SIGINT."""
+        return exc if isinstance(exc, Interrupted) else cls("SIGINT")
+
+    def with_hint(self, hint: str) -> Interrupted:
+        """The same interruption, told what was kept and how to go on."""
+        return Interrupted(self.signal, hint, self.power)
+
+    def with_power(self, power: Any) -> Interrupted:
+        """The same interruption, with the operating point's record of the work it ended."""
+        return Interrupted(self.signal, self.hint, power)
+
+
 def signal_name(exc: BaseException) -> str:
-    """SIGTERM for the KeyboardInterrupt that the CLI's SIGTERM handler raises, else SIGINT (Ctrl-C)."""
-    return getattr(exc, "signame", "SIGINT")
+    """SIGTERM for the interruption that the CLI's SIGTERM handler raises, else SIGINT (Ctrl-C)."""
+    return Interrupted.of(exc).signal
 
 
 def interrupt_exit_code(exc: BaseException) -> int:

@@ -8,11 +8,18 @@ callbacks; nothing here draws.
 Per condition: its events (the container-wide ones plus its own, its window renamed to the inference window),
 its transcripts merged with the references, its energy over its own windows. After the container ends every
 condition is merged once more with the container's final record (status.json, engine overhead).
+
+Nothing that goes wrong inside a group escapes it: a refused operating point, an engine that fails, a merge
+that raises on a bad container's output all end as that group's conditions recorded as errors with the
+reason, so that a sweep goes on with its other groups. An interruption (Ctrl-C, SIGTERM) is returned as a
+typed ``Interrupted`` carrying the signal and the operating point's record. Every wait is on a ``Clock``
+(runner/host/clock.py), so a test drives it step by step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import time
 from dataclasses import dataclass, field, replace
@@ -22,9 +29,10 @@ from typing import Any, Callable, ContextManager
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
-from . import merge
-from .errors import UserError, signal_name
+from . import merge, validate
+from .errors import Interrupted, UserError
 from .host import load as hostload
+from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import audio_plan, host_path_map, make_env, make_job, make_mounts
@@ -32,15 +40,18 @@ from .launch.owner import Owner
 from .models.resolve import random_weights_reason
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
-from .results import Summary, write_json_atomic, write_jsonl_atomic
+from .results import Summary, UtteranceResult, write_json_atomic, write_jsonl_atomic
 from .safe_io import fresh_folder
 from .settings import LimitsSettings
 from .tables import condition_record
 from .telemetry.energy import accounting
 from .telemetry.energy.idle import idle_baseline
+from .telemetry.memory import ContainerMemorySampler, container_memory_block
 from .telemetry.samplers.base import Sampler
 from .telemetry.samplers.registry import health as sampler_health
 from .telemetry.samplers.select import select_sampler
+
+log = logging.getLogger(__name__)
 
 SWEEP_LABEL = "org.edgeasr.sweep"
 _RENAME = {Event.CONDITION_START: Event.INFERENCE_START, Event.CONDITION_END: Event.INFERENCE_END}
@@ -64,12 +75,17 @@ class Callbacks:
     on_notice: Callable[[str], None] = _noop
 
 
-@dataclass
+@dataclass(frozen=True)
 class GroupResult:
+    """What one group left: a record per condition (ok or not), the idle baseline (the next group cools down
+    to it), the container's run, the operating point's record (frozen; None when none was set or readable),
+    and the interruption that ended it, if one did (its ``power`` is the same record)."""
+
     records: list[dict[str, Any]]
     baseline: accounting.Baseline | None
     run: ContainerRun | None
-    interrupted: KeyboardInterrupt | None = None
+    interrupted: Interrupted | None = None
+    power: Any = None
 
 
 def stamp() -> str:
@@ -101,7 +117,8 @@ def condition_status(events: list[dict], status: dict | None, whole_container: b
         for k in ("versions", "n_params", "model_size_mb", "rss_after_load_mb", "device_used"):
             out.setdefault(k, info.get(k))
     if end is not None and not (whole_container and status is not None):
-        for k in ("peak_rss_mb", "peak_vram_mb", "audio_cache_mb", "peak_rss_scope"):
+        for k in ("peak_rss_mb", "peak_vram_mb", "audio_cache_mb", "peak_rss_scope", "peak_rss_excl_audio_mb",
+                  "peak_rss_excl_audio_method"):
             out[k] = end.get(k)
     return out
 
@@ -137,11 +154,15 @@ class _Group:
     baseline: accounting.Baseline | None = None
     owner: accounting.ProcessOwner | None = None
     done: dict[str, dict] = field(default_factory=dict)
-    power: Any = None  # the operating point's record (runner/power.PowerRecord), None when none was set
+    window: Any = None  # the operating point's window (runner/power.OperatingPointWindow): its record so far
+    clock: Clock = SYSTEM_CLOCK
     load_before: hostload.LoadSnapshot | None = None  # the host just before the container started
     load_after: hostload.LoadSnapshot | None = None  # and just after it ended (None while it runs)
+    audio_s: dict[str, float | None] = field(default_factory=dict)  # the audio files' own lengths, by id
     cpu_start: dict[str, hostload.CpuSnapshot] = field(default_factory=dict)  # at each condition's start
     windows: dict[str, hostload.WindowLoad] = field(default_factory=dict)  # other work in each timed window
+    #: the container's memory timeline (its cgroup, on the host); None: not sampled (the local engine)
+    memory: ContainerMemorySampler | None = None
 
     def cpu_now(self) -> hostload.CpuSnapshot:
         """Every process's CPU time now, the run's own container marked (a load fact never stops a run)."""
@@ -157,6 +178,11 @@ class _Group:
             names = self.load_before.other_container_ids if self.load_before is not None else {}
             self.windows[key] = hostload.window_load(start, self.cpu_now(), names)
 
+    @property
+    def power(self) -> Any:
+        """The operating point's record as far as it has gone (runner/power.PowerRecord), or None."""
+        return getattr(self.window, "record", None)
+
 
 def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
     """A sample past the window's end must exist before the window is integrated."""
@@ -164,10 +190,45 @@ def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
     interval = g.job.spec.telemetry.interval_ms
     if g.energy_reason is not None or end is None:
         return
-    deadline = time.monotonic() + 2.0 + 3 * interval / 1000.0
+    started = g.clock.monotonic_ns()
     while g.sampler.running and g.sampler.samples[-1:] and (g.sampler.samples[-1].mono_ns or 0) < end \
-            and time.monotonic() < deadline:
-        time.sleep(interval / 4000.0)
+            and elapsed_s(g.clock, started) < 2.0 + 3 * interval / 1000.0:
+        g.clock.sleep(interval / 4000.0)
+
+
+def audio_seconds(g: _Group, dataset) -> dict[str, float | None]:
+    """id -> seconds of each utterance's audio as its file's header says (WAV and FLAC, whose frame count is
+    exact), None where the host cannot tell; read once per group, without following a link or waiting on a
+    FIFO, and only the header. The container's durations are checked against these (runner/validate.py)."""
+    out = {}
+    for u in dataset.utterances:
+        if u.id not in g.audio_s:
+            g.audio_s[u.id] = None if u.problem is not None else header_seconds(u.audio)
+        out[u.id] = g.audio_s[u.id]
+    return out
+
+
+def header_seconds(path) -> float | None:
+    """Seconds of audio a WAV or FLAC file's header says it holds, or None (another format, or unreadable)."""
+    import os
+    import stat
+
+    import soundfile as sf
+
+    if str(path).lower().rsplit(".", 1)[-1] not in ("wav", "flac"):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with open(fd, "rb") as fh:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            info = sf.info(fh)
+        except (OSError, RuntimeError, ValueError, TypeError):
+            return None
+    return float(info.frames) / info.samplerate if info.samplerate and info.frames > 0 else None
 
 
 def limits_of(spec) -> LimitsSettings:
@@ -184,15 +245,20 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     if raw.problem:
         error = raw.problem if error is None else f"{error}; {raw.problem}"
     events = condition_events(raw.events, cond.key)
-    transcripts = [t for t in raw.transcripts if t.get("condition") == cond.key]
     wanted = set(cond.ids)
     dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
+    transcripts, wrong = validate.audio_check([t for t in raw.transcripts if t.get("condition") == cond.key],
+                                              audio_seconds(g, dataset))
+    rejected = [*raw.rejected_for(cond.key), *wrong]  # records that broke the contract (runner/validate.py)
+    broke = validate.sentence(rejected)
+    if broke:
+        error = broke if error is None else f"{error}; {broke}"
     summary = new_summary(g.job, cond, dataset, g.host, g.started_at, g.engine)
     finished = any(e.get("event") == Event.INFERENCE_END for e in events)
     if error is None and not finished:
         error = "the condition did not finish"
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
-                                  g.paths, limits.hypothesis_bytes)
+                                  g.paths, limits.hypothesis_bytes, {r.id: r.text for r in rejected if r.id})
     merge.score(summary, utts)
     unscored = random_weights_reason(spec.model.host_dir)
     if unscored is not None:
@@ -208,6 +274,10 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.account_energy(summary, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
                                 g.energy_reason, spec.telemetry.interval_ms, g.owner, sampler_health(g.sampler),
                                 g.sampler.companions)
+    summary.container_memory = container_memory_of(g, events)
+    if g.memory is not None and g.memory.samples:  # each utterance's call, on the same timeline
+        peaks = accounting.utterance_memory(g.memory.samples, events)
+        utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]
     summary.overhead_s = overhead
     summary.power = g.power.to_json() if g.power is not None else None
     folder = cond.result_dir
@@ -216,6 +286,11 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
     finally:  # a full disk: the small summary may still fit, and says what happened
         data = summary.to_json()
+        wrong = validate.published_problems(data)  # never NaN, never a figure below 0, whatever came in
+        if wrong:
+            data["status"] = "interrupted" if data["status"] == "interrupted" else "error"
+            data["error"] = "; ".join(x for x in (data.get("error"), "the container's figures contradict each "
+                                                  "other: " + "; ".join(wrong)) if x)
         if g.load_before is not None:
             data["host_load"] = hostload.host_load_record(g.load_before, g.load_after,
                                                           window=g.windows.get(cond.key))
@@ -223,6 +298,36 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
     return data
+
+
+def container_memory_of(g: _Group, events: list[dict]) -> dict[str, Any]:
+    """The condition's container memory (issue 22, item 1): its cgroup's timeline over the condition's windows,
+    or every figure null with the reason there is none."""
+    interval = g.job.spec.telemetry.interval_ms
+    if g.memory is None:
+        reason = ("the local engine runs no container: the entrypoint's peak_rss_mb is its only memory figure"
+                  if g.engine == "local" else "the container's memory was not sampled")
+        return container_memory_block([], events, None, interval, reason=reason)
+    group = g.memory.cgroup
+    out = container_memory_block(g.memory.samples, events, group.describe() if group is not None else None,
+                                 interval, reason=g.memory.reason)
+    if g.memory.n_errors:  # readings lost: a peak between them may be missed
+        out["read_errors"] = {"n": g.memory.n_errors, "last": list(g.memory.errors[-3:])}
+    return out
+
+
+def failed_group(job: GroupJob, pending: list[PlannedCondition], error: str, *, host: dict[str, Any],
+                 engine: str) -> GroupResult:
+    """Every pending condition of a group that could not be run at all, recorded as an error with ``error``:
+    the caller (a sweep) goes on with its other groups, and a rerun tries this one again (--retry-failed)."""
+    records = []
+    for c in pending:
+        try:
+            data = failed_record(job, c, error, host, engine)
+        except OSError as exc:  # its folder cannot be written (a full disk): the record still names it
+            data = {"status": "error", "error": f"{error}; could not record it either: {exc!r}"}
+        records.append(condition_record(job, c, data))
+    return GroupResult(records, None, None, None)
 
 
 def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str, float]:
@@ -253,64 +358,74 @@ def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: b
 def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine, *, host: dict[str, Any],
                   owner_folder: Path, labels: dict[str, str] | None = None, callbacks: Callbacks | None = None,
                   previous: accounting.Baseline | None = None,
-                  operating_point: Callable[[Any], ContextManager[Any]] | None = None) -> GroupResult:
+                  operating_point: Callable[[Any], ContextManager[Any]] | None = None,
+                  clock: Clock = SYSTEM_CLOCK) -> GroupResult:
     """Run ``pending`` (conditions of ``job``) in one container; every one ends with a record, ok or not.
 
     ``previous``: the last container's idle baseline; this one's waits for power to settle back to it.
-    ``operating_point``: ``factory(spec)`` -> a context manager that sets the device's operating point around
-    the idle baseline and the container and restores it after (yields a record with ``to_json()``, or None);
-    default: runner.power's, from ``spec.settings.power``.
+    ``operating_point``: ``factory(spec)`` -> the window (runner/power.OperatingPointWindow, or a context
+    manager with a ``record``) that sets the device's operating point around the idle baseline and the
+    container and restores it after; default: runner.power's, from ``spec.settings.power``.
+    ``clock``: what the sampler, the idle baseline and the waits here run on.
     An interruption (Ctrl-C, SIGTERM) is returned, not raised, after the conditions are recorded: finished
-    ones as they are, the rest as interrupted."""
+    ones as they are, the rest as interrupted. Any other failure inside the group (the operating point
+    refused, the engine failing, a merge raising on what the container wrote) is recorded as the unfinished
+    conditions' error, never raised: the caller's other groups go on."""
     cb = callbacks or Callbacks()
     spec = job.spec
     # A new, empty output folder for every attempt: what an earlier container left (links, FIFOs) is gone.
     raw_dir = fresh_folder(job.group_dir, "raw")
     t = spec.telemetry
-    sampler, reason = select_sampler(t.sampler, spec.device, t.interval_ms, spec.gpus)
+    sampler, reason = select_sampler(t.sampler, spec.device, t.interval_ms, spec.gpus, clock)
     cb.on_sampler(sampler if reason is None else None)
     plan = audio_plan(spec) if not engine.host_paths else None
     if plan is not None and plan.notice:
         cb.on_notice(plan.notice)
     paths = host_path_map(spec, raw_dir, plan) if plan is not None else {}
-    g = _Group(job, list(pending), raw_dir, sampler, reason, host, engine.name, paths)
+    g = _Group(job, list(pending), raw_dir, sampler, reason, host, engine.name, paths, clock=clock)
+    if engine.name != "local":  # a container: its cgroup is read on the host, from its start to its end
+        g.memory = ContainerMemorySampler(t.interval_ms, clock=clock)
     by_key = {c.key: c for c in pending}
 
-    def on_event(event: dict[str, Any]) -> None:
+    def on_event(record: dict[str, Any]) -> None:
+        event = validate.live_event(record)  # one that broke the contract: the merge of events.jsonl says so
+        if event is None:
+            return
         cb.on_event(event)
         kind = event.get("event")
         cond = by_key.get(event.get("condition"))
-        if cond is None:
+        if cond is None or cond.key in g.done:
             return
         if kind == Event.CONDITION_START:
             g.cpu_start[cond.key] = g.cpu_now()
             cb.on_condition_start(cond)
         elif kind == Event.CONDITION_END:
             g.close_window(cond.key)
-            try:
-                summary = finalize(g, cond)
-            except Exception as exc:  # one condition's bookkeeping must not end the group
-                summary = finalize(g, cond, f"could not merge: {exc!r}")
-            cb.on_condition_done(cond, summary)
+            cb.on_condition_done(cond, _finalize_safely(g, cond))
 
     def on_started(container_id: str) -> None:
         g.owner = accounting.ProcessOwner(container_id)
+        if g.memory is not None:
+            g.memory.attach(container_id)
 
     extra = (BindMount(job.noise_dir, NOISE_TARGET, True),) if job.noise_dir is not None else ()
     mounts = [*make_mounts(spec, raw_dir, plan), *extra] if plan is not None else []
     launch = Launch(raw_dir, Owner.me(owner_folder, job.command), dict(labels or {}), on_started, limits_of(spec))
     run: ContainerRun | None = None
     error: str | None = None
-    interrupted: KeyboardInterrupt | None = None
+    interrupted: Interrupted | None = None
     power = getattr(getattr(spec, "settings", None), "power", None)
     if power is not None and power.requested():
         previous = None  # a baseline at another operating point is not the level to settle back to
+    g.window = (operating_point or (lambda s: operating_point_for(s, clock)))(spec)
     try:
         # The operating point wraps the idle baseline too: dynamic energy is relative to the same point.
-        with (operating_point or operating_point_for)(spec) as g.power, sampler:
+        with g.window, sampler:
             if reason is None:
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
             g.load_before = hostload.snapshot(engine)
+            if g.memory is not None:
+                g.memory.start()
             try:
                 run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan), mounts,
                                  make_env(spec), on_event, launch)
@@ -318,16 +433,24 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                     g.owner = accounting.ProcessOwner.of(run)
             except UserError as exc:
                 error = str(exc)
+            except Exception as exc:  # a defect or an engine's surprise: this group's conditions fail, with it
+                error = f"the runner could not run the container: {exc!r}"
+            finally:
+                if g.memory is not None:
+                    g.memory.stop()
             g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.
-                time.sleep(1.5 * t.interval_ms / 1000.0)
+                clock.sleep(1.5 * t.interval_ms / 1000.0)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the container is gone; record what finished
-        interrupted = exc
-        g.power = getattr(exc, "power_record", g.power)
-    except UserError as exc:  # the operating point was refused (the device is restored; see power_record)
+        interrupted = Interrupted.of(exc)
+    except UserError as exc:  # the operating point was refused (the device is restored; see its record)
         error = str(exc)
-        g.power = getattr(exc, "power_record", g.power)
+    except Exception as exc:  # the engine or this group's bookkeeping failed: its conditions say why
+        log.debug("group %s failed", job.key, exc_info=True)
+        error = f"the group failed: {exc.__class__.__name__}: {exc}"
+    if interrupted is not None:
+        interrupted = interrupted.with_power(g.power)
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if interrupted else {}
     try:
         records = _final_pass(g, run, error, interrupted, cb)
@@ -336,27 +459,71 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
             signal.signal(s, handler)
     if reason is None and sampler.samples:
         accounting.write_trace_csv(job.group_dir / "telemetry.csv", sampler.samples)
-    return GroupResult(records, g.baseline, run, interrupted)
+    return GroupResult(records, g.baseline, run, interrupted, g.power)
 
 
-def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrupted: KeyboardInterrupt | None,
+def _finalize_safely(g: _Group, cond: PlannedCondition, error: str | None = None, status: dict | None = None,
+                     interrupted: bool = False) -> dict:
+    """finalize(), and when the merge raises (a bad container's output), the condition as an error with the
+    reason; when even that cannot be merged, the bare record (settings, identity, the reason)."""
+    try:
+        return finalize(g, cond, error, status, None, interrupted)
+    except Exception as exc:  # one condition's bookkeeping must not end the group
+        reason = f"could not merge: {exc!r}"
+        try:
+            return finalize(g, cond, reason, None, None, interrupted)
+        except Exception:
+            log.debug("condition %s: the merge failed twice", cond.key, exc_info=True)
+            return failed_record(g.job, cond, reason, g.host, g.engine, g.started_at, g.power)
+
+
+def failed_record(job: GroupJob, cond: PlannedCondition, reason: str, host: dict[str, Any], engine: str,
+                  started_at: str | None = None, power: Any = None) -> dict:
+    """A condition that failed before anything could be merged: its folder written with the settings,
+    identity and image it was planned with, every utterance failed with ``reason``; no figure at all."""
+    spec = job.spec
+    wanted = set(cond.ids)
+    dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
+    summary = new_summary(job, cond, dataset, host, started_at or stamp(), engine)
+    data = {**summary.to_json(), "status": "error", "error": reason, "n_utterances": len(cond.ids),
+            "n_failed": len(cond.ids)}
+    if power is not None:
+        data["power"] = power.to_json()
+    data["condition"] = condition_record(job, cond, data)["condition"]
+    utts = [UtteranceResult(id=u, status="error", error=reason, reference=None, hypothesis=None, reference_norm=None,
+                            hypothesis_norm=None, duration_s=None, latency_s=None, wer=None) for u in cond.ids]
+    folder = cond.result_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
+    write_json_atomic(folder / "summary.json", data)
+    return data
+
+
+def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrupted: Interrupted | None,
                 cb: Callbacks) -> list[dict]:
     """Every pending condition merged with the container's final record; the unfinished ones with the reason."""
     t_merge = time.perf_counter()
-    raw = merge.read_raw(g.raw_dir, limits_of(g.job.spec))
+    try:
+        raw = merge.read_raw(g.raw_dir, limits_of(g.job.spec))
+    except Exception as exc:  # what the container left cannot be read: every condition says so
+        raw = merge.RawOutputs([], [], None)
+        error = error or f"could not read the container's outputs: {exc!r}"
     if interrupted is not None:
-        error = f"interrupted by {signal_name(interrupted)}"
+        error = f"interrupted by {interrupted.signal}"
     elif error is None and run is not None:
         error = merge.container_error(run, raw.status, g.job.spec.timeout_s, g.job.spec.mem_limit_text,
                                       raw.status_refused)
+    own = run is not None and interrupted is None and merge.failed_itself(run, raw.status)
     records = []
     for cond in g.pending:
         reported = cond.key in g.done
-        cond_error = None if reported else (error or "the container ended before this condition")
-        try:
-            data = finalize(g, cond, cond_error, raw.status, None, interrupted is not None)
-        except Exception as exc:
-            data = finalize(g, cond, f"could not merge: {exc!r}", None, None, interrupted is not None)
+        if not reported:
+            cond_error = error or "the container ended before this condition"
+        elif own:  # it finished, then the container said it failed: nothing it reported is taken as ok
+            cond_error = f"the container failed after this condition had finished: {error}"
+        else:
+            cond_error = None
+        data = _finalize_safely(g, cond, cond_error, raw.status, interrupted is not None)
         if run is not None:  # the container's own overhead, now that it has ended
             data["overhead_s"] = overhead(run, raw.events, time.perf_counter() - t_merge)
             write_json_atomic(cond.result_dir / "summary.json", data)
@@ -364,4 +531,3 @@ def _final_pass(g: _Group, run: ContainerRun | None, error: str | None, interrup
             cb.on_condition_done(cond, data)
         records.append(condition_record(g.job, cond, data))
     return records
-

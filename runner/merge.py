@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from edgeasr_entrypoint.contract import WINDOWS
 
-from . import metrics
+from . import metrics, validate
 from .data.dataset import Dataset
 from .results import Summary, UtteranceResult
 from .safe_io import IMAGE, Unsafe, read_bytes, read_jsonl, size_text
@@ -37,12 +37,21 @@ class RawOutputs:
     #: in sentences; the conditions fail with it. None: everything there was read.
     problem: str | None = None
     status_refused: bool = False  # status.json was there, and was refused (the problem says why)
+    #: The records (or fields of the status record) that broke the contract, each naming its condition and
+    #: utterance; they are not in ``events``/``transcripts``/``status``, and the conditions they name fail.
+    rejected: tuple[validate.Rejected, ...] = ()
+
+    def rejected_for(self, condition: str | None) -> list[validate.Rejected]:
+        """What was rejected of this condition's records or of the whole container's."""
+        return [r for r in self.rejected if r.condition is None or r.condition == condition]
 
 
 def read_raw(raw_dir: Path, limits: LimitsSettings | None = None) -> RawOutputs:
     """The container's outputs, read by runner/safe_io.py's rules (nothing followed, opened only when regular,
     never waited on, each line and file capped by ``limits``). A file that is not there is no rows (or no
-    status); a refused file or an over-long line is a ``problem`` and is not read, while the rest still is."""
+    status); a refused file or an over-long line is a ``problem`` and is not read, while the rest still is.
+    Every record is then checked against the contract (runner/validate.py): what reaches the merge is
+    validated, and what broke the contract is in ``rejected``."""
     limits = limits or LimitsSettings()
     problems: list[str] = []
     rows: dict[str, list[dict[str, Any]]] = {}
@@ -71,8 +80,12 @@ def read_raw(raw_dir: Path, limits: LimitsSettings | None = None) -> RawOutputs:
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             status = None
         status = status if isinstance(status, dict) else None
-    return RawOutputs(rows["events.jsonl"], rows["transcripts.jsonl"], status, "; ".join(problems) or None,
-                      refused)
+    events, bad_events = validate.check_events(rows["events.jsonl"])
+    transcripts, bad_results = validate.check_transcripts(rows["transcripts.jsonl"])
+    transcripts, bad_times = validate.cross_check(events, transcripts)
+    status, bad_status = validate.check_status(status)
+    return RawOutputs([e.as_dict() for e in events], [t.as_dict() for t in transcripts], status,
+                      "; ".join(problems) or None, refused, (*bad_events, *bad_results, *bad_times, *bad_status))
 
 
 def window_s(events: list[dict[str, Any]], start: str, end: str) -> float | None:
@@ -106,17 +119,22 @@ def hypothesis_problem(hyp: Any, max_bytes: int | None) -> str | None:
 
 
 def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missing_reason: str,
-                     paths: dict[str, str] | None = None, max_hypothesis_bytes: int | None = None
-                     ) -> list[UtteranceResult]:
+                     paths: dict[str, str] | None = None, max_hypothesis_bytes: int | None = None,
+                     rejected: dict[str, str] | None = None) -> list[UtteranceResult]:
     """One result per dataset utterance: the container's record, the host's refusal, or the missing reason.
-    A hypothesis longer than ``max_hypothesis_bytes`` makes its utterance an error that says so."""
-    by_id = {t["id"]: t for t in transcripts if "id" in t}
+    A hypothesis longer than ``max_hypothesis_bytes`` makes its utterance an error that says so; an utterance
+    whose result broke the contract (``rejected``: id -> why, runner/validate.py) is an error that says why.
+    ``transcripts`` are validated records (read_raw)."""
+    by_id = {t["id"]: t for t in transcripts if isinstance(t.get("id"), str)}
+    rejected = rejected or {}
     out = []
     for utt in dataset.utterances:
         t = by_id.get(utt.id)
         ref_norm = metrics.normalize(utt.reference) if utt.reference is not None else None
-        if t is None or utt.problem is not None:
-            out.append(UtteranceResult(utt.id, "error", utt.problem or missing_reason, utt.reference, None,
+        if t is None or utt.problem is not None or utt.id in rejected:
+            why = utt.problem or (f"its result broke the contract: {rejected[utt.id]}" if utt.id in rejected
+                                  else missing_reason)
+            out.append(UtteranceResult(utt.id, "error", why, utt.reference, None,
                                        ref_norm or None, None, None, None, None, None))
             continue
         too_long = hypothesis_problem(t.get("hypothesis"), max_hypothesis_bytes)
@@ -129,7 +147,8 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
         out.append(UtteranceResult(
             id=utt.id, status="ok" if ok else "error", error=None if ok else host_paths(t.get("error"), paths or {}),
             reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm or None, hypothesis_norm=hyp_norm,
-            duration_s=t.get("duration_s"), latency_s=t.get("latency_s", t.get("processing_s")) if ok else None,
+            duration_s=t.get("duration_s"),
+            latency_s=(t["latency_s"] if t.get("latency_s") is not None else t.get("processing_s")) if ok else None,
             wer=wer, processing_s=t.get("processing_s") if ok else None,
         ))
     return out
@@ -208,8 +227,12 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> None:
     summary.audio_cache_mb = st.get("audio_cache_mb")
     summary.peak_rss_scope = st.get("peak_rss_scope") or ("process (since start, includes model load)"
                                                           if summary.peak_rss_mb is not None else None)
-    if summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
+    if st.get("peak_rss_excl_audio_mb") is not None:  # taken in the container at the same instant as its audio
+        summary.peak_rss_excl_audio_mb = st["peak_rss_excl_audio_mb"]
+        summary.peak_rss_excl_audio_method = st.get("peak_rss_excl_audio_method")
+    elif summary.peak_rss_mb is not None and summary.audio_cache_mb is not None:
         summary.peak_rss_excl_audio_mb = summary.peak_rss_mb - summary.audio_cache_mb
+        summary.peak_rss_excl_audio_method = OLD_EXCL_AUDIO
     else:
         summary.mark_unavailable("peak_rss_excl_audio_mb", "the container does not report the harness's audio "
                                  "cache (an image built before issue 9)" if summary.peak_rss_mb is not None
@@ -250,6 +273,11 @@ def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> None:
             "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory"))
 
 
+#: What an older image's peak_rss_excl_audio_mb includes (it splits no peak at its backend calls).
+OLD_EXCL_AUDIO = ("the resident peak less the audio the harness held at the end (an image built before issue 22: "
+                  "under-reported when the peak came before the audio was cached)")
+
+
 def container_error(run, status: dict[str, Any] | None, timeout_s: float | None, mem_limit: str | None,
                     status_refused: bool = False) -> str | None:
     """Why a container (or local process) run failed, in one sentence, or None when it finished.
@@ -274,6 +302,15 @@ def container_error(run, status: dict[str, Any] | None, timeout_s: float | None,
     if status is None and not status_refused:
         return "the container wrote no status record"
     return None
+
+
+def failed_itself(run, status: dict[str, Any] | None) -> bool:
+    """Whether the container itself said that it failed (its status record says error, or it exited non-zero on
+    its own), as opposed to being stopped by the host (time-out, out of memory, a bound passed): then not even
+    the conditions it reported finished are taken as ok (issue 20, item 4)."""
+    if getattr(run, "limit_exceeded", None) or run.timed_out or run.oom_killed:
+        return False
+    return (status is not None and status.get("status") != "ok") or run.exit_code != 0
 
 
 def _account_companions(block: accounting.EnergyBlock, companions, events: list[dict[str, Any]], base,
@@ -310,7 +347,8 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
     """Fill the summary's energy block (or its reason) and each utterance's energy; returns the utterances.
 
     ``owner`` marks the run's own processes (its container or session), for per-process GPU memory;
-    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics;
+    ``health`` (``registry.health(sampler)``) goes to ``summary.telemetry["health"]`` with the arrival statistics
+    and the windows its readings failed in (``accounting.health_of_windows``: ``windows_affected``, ``ok`` false);
     ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope.
     The block is built whole (``accounting.EnergyBlock``) and the summary keeps its JSON."""
     n_ok = summary.n_utterances - summary.n_failed
@@ -319,12 +357,17 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
         block = _account_companions(block, companions, events, base, summary.audio_s, n_ok, interval_ms)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
+        if block.memory is not None:  # each utterance's memory peak, on the sampler's clock (issue 22, item 1)
+            mem = accounting.utterance_memory(samples, events)
+            utts = [replace(u, mem_peak_mb=mem[u.id]) if u.id in mem else u for u in utts]
     else:  # the full reason (each sensor's, for auto) once, in unavailable.energy; the block points there
         block = accounting.unavailable_block(None, short_energy_reason(energy_reason))
         summary.mark_unavailable("energy", energy_reason)
     summary.energy = block.to_json()
     if health is not None:
         arrival = dict(block.arrival) if block.arrival is not None else None
+        # the windows that lost readings, had failed queries or a long gap are named, and then health is not ok
+        health = accounting.health_of_windows(health, block)
         summary.telemetry = {**summary.telemetry, "health": {**health, "arrival": arrival}}
     apply_nvml_vram(summary, block)
     return utts

@@ -39,6 +39,11 @@ class UtteranceResult:
     dynamic_j: float | None = None
     energy_unavailable: str | None = None
     energy_method: str | None = None  # window: its own window | batch_share: its processing_s share of its batch
+    #: the energy sampler's memory (energy.memory_headline's kind: RAM on Jetson, GPU memory on NVML) at its peak
+    #: over the utterance's call (its batch's when batched); None when no sample fell inside the call
+    mem_peak_mb: float | None = None
+    #: the container's memory (its cgroup's working set, summary.container_memory) at its peak over the call
+    container_mem_peak_mb: float | None = None
 
 
 @dataclass
@@ -83,7 +88,8 @@ class Summary:
     peak_rss_mb: float | None = None  # the container process's resident peak, over peak_rss_scope
     peak_rss_scope: str | None = None  # process (since start, includes model load) | condition (reset at its start)
     audio_cache_mb: float | None = None  # decoded audio the harness held (cache, babble pool): not the backend's
-    peak_rss_excl_audio_mb: float | None = None  # peak_rss_mb - audio_cache_mb: the backend's share, approximately
+    peak_rss_excl_audio_mb: float | None = None  # the backend's resident peak without the harness's audio
+    peak_rss_excl_audio_method: str | None = None  # how it was taken (the container's, or the host's older rule)
     rss_after_load_mb: float | None = None
     model_size_mb: float | None = None
     n_params: int | None = None
@@ -91,6 +97,9 @@ class Summary:
     # (no CUDA context, no cuDNN workspace); NVML's counts everything the run's processes hold on the GPU.
     peak_vram_torch_mb: float | None = None  # torch.cuda.max_memory_allocated, inside the container
     peak_vram_nvml_mb: float | None = None  # NVML memory of the run's own processes (incl. CUDA context)
+    #: The container's memory as a timeline, read on the host from its cgroup (runner/telemetry/memory.py): the
+    #: peak over the condition's own window, what was resident at its start, each window's peak, source, interval
+    container_memory: dict[str, Any] | None = None
     quant_method: str | None = None  # how the backend realised the quant, where it says
     decode: dict[str, Any] = field(default_factory=dict)
     warmup: int = 0

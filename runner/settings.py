@@ -27,6 +27,7 @@ from edgeasr_entrypoint.contract import NOISE_TYPES
 from . import backends as _backends
 from .backends import QUANTS
 from .host.platforms import default_device
+from .telemetry.energy import BASELINES
 from .telemetry.samplers.base import DEFAULT_INTERVAL_MS
 from .telemetry.samplers.registry import SAMPLER_NAMES
 
@@ -128,10 +129,14 @@ class TelemetrySettings:
                                    help="seconds the loaded, warmed-up model sits idle before transcribing, to "
                                         "measure its idle power beside the host baseline (0 skips it)")
     cooldown_max_s: float = setting(30.0, kind="number", ge=0, unit="s",
-                                    help="sweeps: the longest wait for power to settle before the next baseline")
+                                    help="the longest wait for power to settle before each idle baseline")
     cooldown_tolerance: float = setting(0.1, kind="number", ge=0,
-                                        help="sweeps: power has settled when back within this share of the "
-                                             "previous baseline")
+                                        help="power has settled when its drift over the baseline's length stays "
+                                             "within this share of it (and, after a container, it is back within "
+                                             "this share of that one's baseline)")
+    baseline: str = setting("idle", kind="choice", choices=BASELINES, what="a baseline", flag="--baseline",
+                            help="what the dynamic figures subtract: idle (the host before the container) or "
+                                 "loaded-idle (the container up, the model loaded and warmed up, doing nothing)")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -156,7 +161,7 @@ class PowerSettings:
     """The device's operating point for a run (runner/power): every field unset leaves the device as it is.
 
     Set ones are applied before the group's idle baseline, read back, observed during the run and restored
-    afterwards; whether this device supports a value is checked before anything runs (runner/power/preflight).
+    afterwards; whether this device supports a value is checked before anything runs (runner/host/preflight.py).
     """
 
     mode: int | str | None = setting(None, kind="mode", null=True, flag="--power-mode",

@@ -17,6 +17,7 @@ shows such text through this module, in every form:
   HTML, entities, emphasis, code, table pipes).
 - ``csv_text``: CSV whose text cells are ``visible`` and never a spreadsheet formula.
 - ``html``: ``visible`` (newlines kept: HTML shows them as spaces), then HTML-escaped.
+- ``figure``: ``visible`` (newlines kept), for figures' text.
 
 JSON is written raw: its encoder escapes control characters itself (``\\u001b``), and a program reading it gets
 the text exactly as the image or dataset gave it.
@@ -128,6 +129,13 @@ def csv_text(rows: Iterable[Sequence[object]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerows([csv_cell(c) for c in row] for row in rows)
     return buf.getvalue()
+
+
+def figure(value: object) -> str:
+    """``value`` for a figure's text (matplotlib, whose style reads no mathtext): ``visible``, newlines kept. A
+    font has no glyph for a control character, and matplotlib's warning about the missing glyph printed the
+    character itself on the terminal."""
+    return visible(value, lines=True)
 
 
 def html(value: object) -> str:

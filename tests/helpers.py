@@ -1,4 +1,4 @@
-"""Shared test helpers: the repository root, and real audio files written with soundfile."""
+"""Shared test helpers: the repository root, real audio files written with soundfile, shared experiments."""
 
 from __future__ import annotations
 
@@ -73,6 +73,26 @@ def command_args(module, *argv: str):
     p = argparse.ArgumentParser()
     module.add_arguments(p)
     return p.parse_args(list(argv))
+
+
+def decode_axes_experiment(dataset: str) -> str:
+    """Issue 10's sweep: batch size and beam size vary inside one loaded model, threads make two containers."""
+    return f"""
+defaults:
+  backend: faster-whisper
+  model: tiny.en
+  quant: int8
+  device: cpu
+  dataset: {dataset}
+  limit: 4
+  decode: {{language: en}}
+  warmup: 1
+  telemetry: {{sampler: none}}
+grid:
+  decode.batch_size: [1, 2]
+  decode.beam_size: [1, 5]
+  decode.threads: [1, 2]
+"""
 
 
 def tone_spec(tmp_path: Path, out: str = "run"):

@@ -37,6 +37,7 @@ from ..models.onnx_export import export_onnx
 from ..models.resolve import default_models_dir, resolve_backend_model
 from ..safe_io import fresh_folder, remove
 from ..untrusted import visible
+from ..validate import sentence as contract_sentence
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "data" / "default" / "harvard-01-01.flac"
@@ -144,8 +145,8 @@ def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: f
 
 
 def _passes(run, raw) -> bool:
-    return run.exit_code == 0 and raw.problem is None and _transcripts_ok(raw.transcripts)[0] and \
-        _status_ok(raw.status)[0]
+    return run.exit_code == 0 and raw.problem is None and not raw.rejected and \
+        _transcripts_ok(raw.transcripts)[0] and _status_ok(raw.status)[0]
 
 
 def _exit_text(run) -> str:
@@ -219,6 +220,8 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
         run, raw = _run_job(client, image_ref, job, work / "good", mounts, timeout)
         add("tiny job: exit code", run.exit_code == 0 and run.limit_exceeded is None, _exit_text(run))
         add("tiny job: output files", raw.problem is None, raw.problem or "regular files, within the limits")
+        add("tiny job: records", not raw.rejected, contract_sentence(raw.rejected) or
+            "every event, result and status field as the contract says")
         add("tiny job: events.jsonl", *_events_ok(raw.events))
         add("tiny job: transcripts.jsonl", *_transcripts_ok(raw.transcripts))
         add("tiny job: status.json", *_status_ok(raw.status))
@@ -226,7 +229,7 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
         settings = (f"no network, user {desc['user']}, cap_drop {','.join(desc['cap_drop'])}, "
                     f"{','.join(desc['security_opt'])}, read-only root + tmpfs /tmp, pids {desc['pids_limit']}, "
                     f"memory {desc['mem_limit_bytes'] / 2**30:.1f} GiB")
-        if all(c.ok for c in checks[-5:]):
+        if all(c.ok for c in checks[-6:]):
             add("hardened settings", True, settings)
         else:
             add("hardened settings", False, _which_setting_breaks(client, image_ref, job, work, mounts, timeout,

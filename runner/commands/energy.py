@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..telemetry.energy.accounting import sensor_terms
 from ..telemetry.energy.integrate import integrate
 from ..telemetry.samplers.tegrastats_log import parse_time, read_log
 from ..untrusted import visible
@@ -34,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     start, end = parse_time(args.start, timeline), parse_time(args.end, timeline)
     if end <= start:
         raise UserError(f"--end ({args.end}) must be after --start ({args.start})")
-    w = integrate(timeline.samples, start, end)
+    w = integrate(timeline.samples, start, end, **sensor_terms("tegrastats", timeline.interval_ms))
     out = {
         "source": "tegrastats-log",
         "file": str(args.tegrastats_log),
@@ -42,6 +43,8 @@ def main(args: argparse.Namespace) -> int:
         "end_s": (end - timeline.origin_ns) / 1e9,
         "duration_s": w.duration_s,
         "total_j": w.total_j,
+        "bound_j": w.bound_j,  # how far total_j may be off: sample gaps x power steps + resolution x duration
+        "flags": list(w.flags),
         "dynamic_j": w.dynamic_j(args.baseline_w),
         "baseline_w": args.baseline_w,
         "avg_w": w.avg_w,

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from ..backends import BACKENDS, DEVICES, IMAGES, RUNNER_IMAGE, Backend, ImageDef, get_image, image_platform
+
+from ..backends import BACKENDS, DEVICES, IMAGES, Backend, ImageDef, get_image, image_platform
 from ..errors import UserError
-from ..launch import docker_engine
-from ..images.build import (PUBLIC_BASE, base_for, build_image, child_extras, ensure_base, fill_wheelhouse,
-                            image_exists, parse_overrides, platform_tag, read_carried_versions, requirements_text,
-                            runner_image_problem, versions_label)
 from ..host.platforms import JETSON, PLATFORMS
+from ..images.build import PUBLIC_BASE, ensure_base, parse_overrides, requirements_text
+from ..images.make import BuildRequest, build_images
+from ..launch import docker_engine
 from ..untrusted import line, printer
 
 PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
@@ -63,37 +63,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     listing.add_argument("--json", action="store_true", help="one JSON object per line (name, tag, platforms, ...)")
 
 
-def _build_variants(client, args, console: Console, platform: str) -> int:
-    """CUDA / Jetson variants: their Dockerfile's own base (unless --base), packages from their index.
-    A variant that records what its base carries (JetPack 5) is built twice: the second build, all cached but
-    the LABEL step, labels those versions instead of the requirements' pins."""
-    variant = PLATFORMS[platform]
-    say = printer(console)
-    base = None if args.base == PUBLIC_BASE else args.base
-    for name in args.backends:
-        image = get_image(name)
-        problem = image.platform_problem(platform) if isinstance(image, Backend) else None
-        if problem:  # one backend without this variant must not stop the others
-            console.print(line(("skipped", "yellow"), f": {problem}"))
-            continue
-        tag = args.tag or platform_tag(image, platform)
-        if args.missing and image_exists(client, tag):
-            say(f"{tag} is present")
-            continue
-        log_path = args.log_dir / f"image-{image.name}-{platform}.log"
-        build = dict(base=base, tag=tag, platform=platform, log=lambda text: console.log(line(text)))
-        with console.status(line(f"building {tag} from {variant.dockerfile}")):
-            if variant.versions_file:
-                build_image(client, image, log_path=log_path.with_suffix(".first.log"), versions="", **build)
-                carried = read_carried_versions(client, tag, variant.versions_file)
-                say(f"{tag} carries {carried}")
-                image_id = build_image(client, image, log_path=log_path, versions=carried, **build)
-            else:
-                image_id = build_image(client, image, log_path=log_path, **build)
-        say(f"built {tag} ({image_id[:19]})")
-    return 0
-
-
 def image_facts(image: ImageDef) -> dict:
     """What `images list --json` says of one image: the table row's facts that scripts and docs need."""
     out = {"name": image.name, "image": image.image, "kind": "backend" if isinstance(image, Backend) else "image",
@@ -125,7 +94,6 @@ def main(args: argparse.Namespace) -> int:
     if args.images_cmd == "list":
         return list_images(args)
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
-    say = printer(console)
     if args.images_cmd == "versions":
         from ..images import freshness
 
@@ -146,74 +114,13 @@ def main(args: argparse.Namespace) -> int:
             raise UserError(f"--set works on the x86 images, built from requirements.txt; the {platform} variant's "
                             "pins are in its Dockerfile (see containers/PLATFORMS.md): use --platform x86")
         requirements_text(get_image(args.backends[0]), overrides)  # refuses a name the image does not pin
-    if args.images_cmd == "build" and platform != "x86":
-        # Backends have CUDA / Jetson variants; the runner image is the same Dockerfile everywhere.
-        args.log_dir.mkdir(parents=True, exist_ok=True)
-        variants = [n for n in args.backends if n in BACKENDS]
-        _build_variants(client, argparse.Namespace(**{**vars(args), "backends": variants}), console, platform)
-        args.backends = [n for n in args.backends if n not in BACKENDS]
-        if not args.backends:
-            return 0
-    if args.images_cmd == "build" and args.missing:  # before the base: present images need none
-        present = [n for n in args.backends if _ready(client, get_image(n), args.tag or get_image(n).image, say)]
-        for name in present:
-            say(f"{args.tag or get_image(name).image} is present")
-        args.backends = [n for n in args.backends if n not in present]
-        if not args.backends:
-            return 0
+    say = printer(console)  # tags, versions and build lines quote what images and indexes said
     if args.images_cmd == "base":
         print(ensure_base(client, args.base, log=say))
         return 0
-    wanted = [get_image(name) for name in args.backends]
-    order: list = []
-    for image in wanted:  # a parent (the shared torch stack) is built first, once (from cache if unchanged)
-        parent = get_image(image.parent) if image.parent else None
-        if parent and parent not in order:
-            order.append(parent)
-        if image not in order:
-            order.append(image)
-    args.log_dir.mkdir(parents=True, exist_ok=True)
-    bases: dict[str, str] = {}  # asked-for base -> the one that exists, made once per build (pulled or debootstrapped)
-    for image in order:
-        tag = args.tag if args.tag and len(wanted) == 1 and image in wanted else image.image
-        if args.missing and image not in wanted and image_exists(client, tag):  # a parent already built
-            continue
-        if image.parent:
-            image_base = get_image(image.parent).image
-        else:
-            wanted_base = base_for(image, args.base)
-            if wanted_base not in bases:
-                bases[wanted_base] = ensure_base(client, wanted_base, log=say)
-            image_base = bases[wanted_base]
-        mine = overrides if image in wanted else None  # --set is for the image asked for, not its parent
-        if not args.no_wheelhouse and not image.parent:  # a child's packages come with its parent...
-            fill_wheelhouse(image, log=say, overrides=mine)
-        elif not args.no_wheelhouse:
-            if child_extras(image):  # ...except those the parent does not pin (with their dependencies)
-                fill_wheelhouse(image, log=say, only=child_extras(image))
-            if mine:  # ...and the ones --set swaps on top of it
-                fill_wheelhouse(image, log=say, overrides=mine, only_overrides=True)
-        if mine:
-            say(f"{tag}: {versions_label(image, mine)}")
-        with console.status(line(f"building {tag} from {image_base}")):
-            image_id = build_image(client, image, base=image_base, tag=tag, overrides=mine,
-                                   log_path=args.log_dir / f"image-{image.name}.log",
-                                   log=lambda text: console.log(line(text)))
-        if image.name == RUNNER_IMAGE.name and (problem := runner_image_problem(client, tag)):
-            raise UserError(f"built {tag}, but {problem}; see {args.log_dir / f'image-{image.name}.log'}")
-        say(f"built {tag} ({image_id[:19]})")
+    request = BuildRequest(names=tuple(args.backends), platform=platform, base=args.base, tag=args.tag,
+                           overrides=overrides, missing=args.missing, wheelhouse=not args.no_wheelhouse,
+                           log_dir=args.log_dir)
+    build_images(client, request, log=say, detail=lambda text: console.log(line(text)),
+                 status=lambda text: console.status(line(text)))
     return 0
-
-
-def _ready(client, image: ImageDef, tag: str, say) -> bool:
-    """Whether `--missing` may skip `tag`: the engine holds it, and for the runner image, complete (an image
-    compose built behind a TLS-intercepting proxy holds no packages; one built before a pin changed, others)."""
-    if not image_exists(client, tag):
-        return False
-    if image.name != RUNNER_IMAGE.name:
-        return True
-    problem = runner_image_problem(client, tag)
-    if problem:
-        say(f"{tag} is present, but {problem}: building it again")
-    return problem is None
-

@@ -9,21 +9,11 @@ a ``source`` column telling them apart.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from rich.console import Console
-
-from ..errors import UserError
 from ..report import worst as worst_mod
-from ..report.aggregate import aggregate
-from ..report.figures import write_figures
-from ..report.html import REPORT_FILE, write_html
-from ..report.records import load_many
-from ..report.sweep_table import FORMATS, build_table, render
-from ..untrusted import line, visible
-
-WIDE = 200  # columns for the table when stdout is a file or pipe (rich would assume 80)
+from ..report.make import make_report
+from ..report.sweep_table import FORMATS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,57 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"list the N worst utterances by WER and by latency (default {worst_mod.TOP_N}; 0: none)")
 
 
-def worst_lines(sweep, rows, n: int) -> list[str]:
-    """The report's worst utterances, each labelled with its condition as the table names it."""
-    if n <= 0:
-        return []
-    from ..report.records import KeyNames, axes_that_vary, format_axis_value
-
-    names = KeyNames.of([r.key for r in rows])
-    axes = axes_that_vary([r.key for r in rows])
-
-    def label(rec) -> str:
-        k = rec.key
-        parts = [names.model(k), k.quant, *(f"{p}={format_axis_value(k.axis(p))}" for p in axes), k.noise_label]
-        return " ".join(parts) + (f" repeat {rec.repeat}" if len({r.repeat for r in sweep.records}) > 1 else "")
-
-    sources = [(label(rec), worst_mod.read_utterances(rec.folder)) for rec in sweep.records if rec.folder]
-    return worst_mod.lines(worst_mod.worst(sources, n))
-
-
 def main(args: argparse.Namespace) -> int:
     folders = list(getattr(args, "results_dirs", None) or [args.results_dir])
-    sweep = load_many(folders)
-    for warning in sweep.warnings:
-        print(visible(f"warning: {warning}; left out of the report (rerun the sweep to redo that condition)"),
-              file=sys.stderr)
-    rows = aggregate(sweep.records)
-    out: Path = args.out if args.out is not None else (Path(folders[0]) / "report" if len(folders) == 1
-                                                        else Path("report"))
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder for the figures and report.html.")
-    fmt = getattr(args, "fmt", "table")
-    quiet = getattr(args, "quiet", False)
-    console = getattr(args, "console", None) or Console()
-    if not console.is_terminal and console.width < WIDE:
-        console = Console(width=WIDE, file=console.file)
-    worst = worst_lines(sweep, rows, getattr(args, "worst", worst_mod.TOP_N))
-    if not quiet or fmt != "table":
-        render(build_table(rows, sweep.title), fmt, console)
-        if fmt == "table":
-            for item in worst:
-                console.print(line(item))
-            console.print()
-    # md and csv: stdout holds the table alone, so it can be redirected; the file lines go to stderr
-    info = sys.stderr if fmt != "table" else sys.stdout
-    # The study figures read per-utterance and per-group files: from one results folder (a run or a sweep).
-    skipped: list[str] = []
-    figures = [] if args.no_figures else write_figures(rows, out, sweep=sweep if len(folders) == 1 else None,
-                                                       skipped=skipped)
-    for fig in figures if not quiet else ():
-        if fig.unavailable:
-            print(visible(f"not drawn: {fig.title} ({fig.unavailable.splitlines()[0]})"), file=info)
-        else:
-            print(visible(f"figure: {fig.path}"), file=info)
-    print(visible(f"report: {write_html(out / REPORT_FILE, sweep, rows, figures, worst, skipped)}"), file=info)
-    return 0
+    return make_report(folders, args.out, fmt=getattr(args, "fmt", "table"), figures=not args.no_figures,
+                       worst=getattr(args, "worst", worst_mod.TOP_N), quiet=getattr(args, "quiet", False))

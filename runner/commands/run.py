@@ -1,8 +1,7 @@
 """`edgeasr run`: one backend container over one dataset, merged into summary.json and utterances.jsonl.
 
-Order matters for honesty: everything is validated before any container starts;
-the container's raw outputs are kept in OUT/raw whatever happens; the summary is
-written even when the run failed, with the reason.
+Parses the flags into a run (every setting's option from runner/settings.py), runs it (runner/run.py) and
+renders it: the header, a progress bar, the result table (or --json), and why it failed.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from edgeasr_entrypoint.contract import Event
 from rich.console import Console
@@ -21,17 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from .. import settings
 from ..backends import default_model_quant
 from ..errors import UserError
-from ..execute import Callbacks, execute_group
-from ..host.info import host_facts
-from ..host.lock import FolderLock
-from ..launch.engines import CONTAINER_LOG, make_engine
+from ..execute import Callbacks
+from ..launch.engines import CONTAINER_LOG
 from ..models.resolve import default_models_dir
-from ..plan import plan_run
 from ..report.sweep_table import FORMATS
 from ..report.table import host_busy, print_summary
-from ..results import write_json_atomic
-from ..spec import RunSpec, build_run_spec, with_hub_models
-from ..tables import write_tables
+from ..run import run_benchmark
+from ..spec import RunSpec, build_run_spec
 from ..telemetry.energy.live import live_power_text
 from ..untrusted import PlainColumn, line, printer
 from ..wording import plural
@@ -113,87 +108,49 @@ class LiveProgress:
         elif kind in (Event.INFERENCE_START, Event.CONDITION_START):
             self.progress.update(self.task, description="transcribing")
         elif kind == Event.UTTERANCE_END:
-            self.proc_s += event.get("processing_s", 0.0)
-            self.audio_s += event.get("duration_s", 0.0)
+            self.proc_s += event.get("processing_s") or 0.0  # checked numbers (runner/validate.py)
+            self.audio_s += event.get("duration_s") or 0.0
             rtf = f"RTF {self.proc_s / self.audio_s:.3f}" if self.audio_s else ""
             self.progress.update(self.task, advance=1, rtf=rtf, power=live_power_text(self.sampler))
         elif kind == Event.UTTERANCE_ERROR:
             self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
 
 
-def execute(spec: RunSpec, console: Console, repeats: int = 1, limit: int | None = None,
-            quiet: bool = False) -> dict[str, Any]:
-    """Plan one group (a condition per repeat), run it through the executor; returns the run's summary."""
-    engine = make_engine(spec.engine)
-    image = engine.image(spec)
-    job = plan_run(spec, image, repeats, limit)
-    host = host_facts(engine.version())
-    # A slow refresh: on small boards every redraw competes with the backend for the same cores.
-    with Progress(*progress_columns(), console=console, transient=True, refresh_per_second=2,
-                  disable=quiet) as progress:
-        live = LiveProgress(progress, sum(len(c.ids) for c in job.conditions))
-        callbacks = Callbacks(on_event=live, on_sampler=live.set_sampler, waiting=lambda text: console.status(text) if not quiet
-                              else contextlib.nullcontext(),
-                              on_notice=printer(console))
-        result = execute_group(job, list(job.conditions), engine, host=host, owner_folder=spec.out,
-                               callbacks=callbacks)
-    data = run_summary(spec.out, result.records)
-    if result.interrupted is not None:
-        exc = result.interrupted
-        done = data["n_utterances"] - data["n_failed"]
-        exc.hint = (f"{done} of {data['n_utterances']} utterances finished; summary (status interrupted) in "
-                    f"{spec.out / 'summary.json'}; a run does not resume: rerun the command with another --out")
-        raise exc
-    return data
+class RunConsoleView:
+    """The run on a terminal (stderr): the header, then a transient progress bar while the container runs."""
 
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console = console
+        self.quiet = quiet
 
-def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run folder's summary: the one condition's, or over several repeats the first one's figures with
-    every repeat's beside them (``repeats``) and the tables (conditions.jsonl, results.csv)."""
-    if len(records) == 1:
-        return records[0]["summary"]
-    write_tables(out, records)
-    first = dict(records[0]["summary"])
-    per = [r["summary"] for r in records]
-    first["repeats"] = {
-        "n": len(per),
-        "status": [p.get("status") for p in per],
-        **{name: [p.get(name) for p in per] for name in ("wer", "rtf", "load_s", "inference_s", "peak_rss_mb")},
-        "energy_per_audio_s_j": [(p.get("energy") or {}).get("energy_per_audio_s_j") for p in per],
-        "folders": [str(out / "conditions" / r["condition"]["key"]) for r in records],
-    }
-    busy = [p["host_load"] for p in per if host_busy(p)]
-    if busy:  # one busy repeat makes the run's figures suspect: say it at the top
-        first["host_load"] = busy[0]
-    bad = [p for p in per if p.get("status") != "ok"]
-    first["status"] = bad[0]["status"] if bad else "ok"
-    first["error"] = bad[0].get("error") if bad else None
-    first["n_failed"] = sum(p.get("n_failed") or 0 for p in per)
-    first["n_utterances"] = sum(p.get("n_utterances") or 0 for p in per)
-    write_json_atomic(out / "summary.json", first)
-    return first
+    def note(self, text: str) -> None:
+        self.console.print(line(text))  # names hub repositories, containers: what we did not write
+
+    def started(self, spec: RunSpec) -> None:
+        refused = len(spec.dataset.utterances) - len(spec.dataset.readable)
+        self.console.print(line(("edgeasr run", "bold"), f": {spec.backend.name} {spec.model.name} {spec.quant} on "
+                                f"{spec.device}, {plural(len(spec.dataset.utterances), 'utterance')} from "
+                                f"{spec.dataset.path}"
+                                + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else "")))
+
+    @contextlib.contextmanager
+    def progress(self, total: int) -> Iterator[Callbacks]:
+        # A slow refresh: on small boards every redraw competes with the backend for the same cores.
+        with Progress(*progress_columns(), console=self.console, transient=True, refresh_per_second=2,
+                      disable=self.quiet) as progress:
+            live = LiveProgress(progress, total)
+            yield Callbacks(on_event=live, on_sampler=live.set_sampler,
+                            waiting=lambda text: self.console.status(text) if not self.quiet
+                            else contextlib.nullcontext(),
+                            on_notice=printer(self.console))
 
 
 def main(args: argparse.Namespace) -> int:
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     spec = spec_from_args(args)
-    # a hub name that is not installed: the host downloads it at its pinned commit (nothing else has started, so a
-    # refusal leaves no run folder behind); the container stays offline
-    spec = with_hub_models(spec, args.models_dir or default_models_dir(), log=lambda text: console.print(line(text)))
-    with FolderLock(spec.out, "run"):
-        return _main_locked(args, spec, console)
-
-
-def _main_locked(args: argparse.Namespace, spec: RunSpec, console: Console) -> int:
-    for removed in make_engine(spec.engine).reap((str(spec.out),)):
-        console.print(line(removed))
-    refused = len(spec.dataset.utterances) - len(spec.dataset.readable)
-    console.print(line(("edgeasr run", "bold"), f": {spec.backend.name} {spec.model.name} {spec.quant} on "
-                       f"{spec.device}, {plural(len(spec.dataset.utterances), 'utterance')} from {spec.dataset.path}"
-                       + (f" ({refused} refused before launch, see utterances.jsonl)" if refused else "")))
-    repeats, limit = spec.repeats or 1, spec.limit
+    view = RunConsoleView(console, quiet=bool(getattr(args, "quiet", False)))
     try:
-        summary = execute(spec, console, repeats, limit, quiet=bool(getattr(args, "quiet", False)))
+        summary = run_benchmark(spec, args.models_dir or default_models_dir(), view)
     except KeyboardInterrupt:
         if getattr(args, "json", False) and (spec.out / "summary.json").exists():
             print(json.dumps(json.loads((spec.out / "summary.json").read_text(encoding="utf-8"))))

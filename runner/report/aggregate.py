@@ -56,6 +56,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("rtf", ("rtf",)),
     Metric("latency_p50_ms", ("latency_ms", "p50")),
     Metric("peak_rss_mb", ("peak_rss_mb",)),
+    Metric("container_mem_peak_mb", ("container_memory", "peak_mb")),  # its own window's, on the host (issue 22)
     Metric("load_s", ("load_s",)),
     Metric("total_j", ("energy", "total_j")),
     Metric("dynamic_j", ("energy", "dynamic_j")),
@@ -63,6 +64,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("avg_w", ("energy", "avg_w")),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
+#: The metrics that are energy: each has a scope (what hardware it covers) and a measurement bound.
+ENERGY_METRICS = frozenset({"total_j", "dynamic_j", "j_per_audio_s", "avg_w"})
 
 #: Fewer values than this show their range (min-max), not a Student-t interval.
 MIN_N_FOR_CI = 3
@@ -89,6 +92,9 @@ class Stat:
     reasons: tuple[str, ...] = ()
     min: float | None = None
     max: float | None = None
+    #: The measurement bound of the mean (same unit), for figures that carry one (energy: the energy block's
+    #: ``bounds``): the mean of the repeats' bounds; None where a repeat did not record one.
+    bound: float | None = None
 
     @property
     def available(self) -> bool:
@@ -152,6 +158,11 @@ class AggregateRow:
         return self.stats[metric]
 
 
+def bound_path(metric: Metric) -> tuple[str, ...]:
+    """Where a metric's measurement bound is in a summary: ("energy", "bounds", "total_j") for energy.total_j."""
+    return (*metric.path[:-1], "bounds", metric.path[-1])
+
+
 def t975(df: int) -> float:
     """Two-sided 95 % Student-t quantile for ``df`` degrees of freedom (df >= 1)."""
     if df < 1:
@@ -159,8 +170,11 @@ def t975(df: int) -> float:
     return T_975[df - 1] if df <= len(T_975) else 1.96
 
 
-def summarize(values: Iterable[float | None], reasons: Iterable[str | None] = ()) -> Stat:
-    """A Stat over values, None meaning unavailable; ``reasons`` pairs with the Nones.
+def summarize(values: Iterable[float | None], reasons: Iterable[str | None] = (),
+              bounds: Iterable[float | None] | None = None) -> Stat:
+    """A Stat over values, None meaning unavailable; ``reasons`` pairs with the Nones, ``bounds`` (where the
+    metric has them) with the values: the Stat's bound is their mean over the values present, None where one
+    of those has none.
 
     Reasons are kept distinct and in first-seen order, so five repeats that all
     lacked an energy source give one reason, not five.
@@ -168,6 +182,11 @@ def summarize(values: Iterable[float | None], reasons: Iterable[str | None] = ()
     vals = list(values)
     why = list(reasons)
     present = [v for v in vals if v is not None]
+    bound = None
+    if bounds is not None:
+        paired = [b for v, b in zip(vals, list(bounds)) if v is not None]
+        if paired and all(b is not None for b in paired):
+            bound = statistics.fmean(paired)
     missing_reasons = [why[i] if i < len(why) and why[i] else NO_REASON
                        for i, v in enumerate(vals) if v is None]
     n = len(present)
@@ -176,7 +195,7 @@ def summarize(values: Iterable[float | None], reasons: Iterable[str | None] = ()
     ci95 = t975(n - 1) * std / math.sqrt(n) if std is not None else None
     return Stat(n=n, mean=mean, std=std, ci95=ci95, n_unavailable=len(missing_reasons),
                 reasons=tuple(dict.fromkeys(missing_reasons)), min=min(present) if n else None,
-                max=max(present) if n else None)
+                max=max(present) if n else None, bound=bound)
 
 
 def metric_value(summary: Mapping[str, Any] | None, path: Sequence[str]) -> tuple[float | None, str | None]:
@@ -239,16 +258,19 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
         members = sorted(groups[key], key=lambda r: r.repeat)
         stats = {}
         for metric in METRICS:
-            values, reasons = [], []
+            values, reasons, bounds = [], [], []
             for rec in members:
                 if rec.status == "error":
                     values.append(None)
                     reasons.append(f"{RUN_FAILED}: {rec.error}" if rec.error else RUN_FAILED)
+                    bounds.append(None)
                     continue
                 value, reason = metric_value(rec.summary, metric.path)
                 values.append(value)
                 reasons.append(reason)
-            stats[metric.name] = summarize(values, reasons)
+                bounds.append(metric_value(rec.summary, bound_path(metric))[0] if metric.name in ENERGY_METRICS
+                              else None)
+            stats[metric.name] = summarize(values, reasons, bounds if metric.name in ENERGY_METRICS else None)
         rows.append(AggregateRow(
             key=key,
             n_runs=len(members),

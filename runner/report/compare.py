@@ -10,7 +10,9 @@ Deltas: WER in percentage points, RTF, p50 latency and energy per audio second i
 A delta the repeats cannot tell from noise is marked: Welch's t-test at 95 % where both sides have at least
 2 repeats ("within noise"), "no repeats" where either side has one. The regression gates
 (``--max-wer-increase`` and friends) judge the mean delta; a gate whose metric is unavailable on either side
-fails, since a gate that cannot be checked must not pass silently.
+fails, since a gate that cannot be checked must not pass silently. Figures that measure different things
+(energy of the GPU alone against a CPU package) are never compared: runner/report/comparable.py says so in one
+sentence ("not comparable: energy of GPU vs CPU package+DRAM"), which the delta shows and a gate on it fails with.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from ..untrusted import csv_text
 from .aggregate import AggregateRow, Stat, aggregate, t975
+from .comparable import not_comparable
 from .records import GroupKey, KeyNames, Sweep, format_axis_value
 from .sweep_table import Cell, TableModel
 
@@ -51,18 +54,22 @@ BY_NAME = {m.metric: m for m in COMPARED}
 
 WITHIN_NOISE = "within noise"
 NO_REPEATS = "no repeats"
+#: A change no larger than the two sides' measurement bounds together (energy): not a regression.
+WITHIN_BOUNDS = "within the measurement bounds"
 
 
 @dataclass(frozen=True)
 class Delta:
-    """One metric of one matched condition: both sides' Stats, the change (None: unavailable on a side, or a
-    relative change from 0) and whether the repeats tell it from noise (``noise``: None when they do)."""
+    """One metric of one matched condition: both sides' Stats, the change (None: unavailable on a side, a
+    relative change from 0, or not comparable) and whether the repeats tell it from noise (``noise``: None when
+    they do). ``not_comparable``: why the two sides' figures cannot be compared at all, or None."""
 
     metric: str
     baseline: Stat
     candidate: Stat
     change: float | None
     noise: str | None
+    not_comparable: str | None = None
 
     @property
     def spec(self) -> CompareMetric:
@@ -118,10 +125,12 @@ class Comparison:
             for pair in self.pairs:
                 d = pair.delta(metric)
                 where = f"{pair.label} ({pair.candidate})"
-                if d.change is None:
+                if d.not_comparable is not None:
+                    failures.append(f"{where}: {flag} cannot be checked: {spec.header} {d.not_comparable}")
+                elif d.change is None:
                     why = "; ".join(dict.fromkeys((*d.baseline.reasons, *d.candidate.reasons))) or "no value"
                     failures.append(f"{where}: {flag} cannot be checked: {spec.header} unavailable ({why})")
-                elif d.change > limit:
+                elif d.change > limit and d.noise != WITHIN_BOUNDS:  # inside the bounds is not a regression
                     noise = f", {d.noise}" if d.noise else ""
                     failures.append(f"{where}: {spec.header} rose {format_change(d)} (limit {limit:g} "
                                     f"{spec.unit}{noise})")
@@ -171,9 +180,12 @@ def distinguishable(a: Stat, b: Stat) -> bool | None:
     return diff / se > t975(max(1, int(df)))
 
 
-def delta(metric: str, a: Stat, b: Stat) -> Delta:
+def delta(metric: str, a: Stat, b: Stat, not_comparable: str | None = None) -> Delta:
+    """The change of ``metric`` from ``a`` to ``b``; none at all where ``not_comparable`` says why it cannot be."""
     spec = BY_NAME[metric]
     change = None
+    if not_comparable is not None:
+        return Delta(metric, a, b, None, None, not_comparable)
     if a.mean is not None and b.mean is not None:
         if spec.change == "points":
             change = (b.mean - a.mean) * 100.0
@@ -185,7 +197,17 @@ def delta(metric: str, a: Stat, b: Stat) -> Delta:
     noise = None if tells else (NO_REPEATS if tells is None else WITHIN_NOISE)
     if change is None:
         noise = None
+    elif within_bounds(a, b):
+        noise = WITHIN_BOUNDS
     return Delta(metric, a, b, change, noise)
+
+
+def within_bounds(a: Stat, b: Stat) -> bool:
+    """The means differ by no more than both sides' measurement bounds together (where both carry one): the
+    samples cannot tell the two apart, whatever the repeats say."""
+    if a.mean is None or b.mean is None or a.bound is None or b.bound is None:
+        return False
+    return abs(b.mean - a.mean) <= a.bound + b.bound
 
 
 def compare(baseline: Sweep, candidates: Sequence[tuple[str, Sweep]], baseline_label: str = "baseline") -> Comparison:
@@ -219,7 +241,8 @@ def compare(baseline: Sweep, candidates: Sequence[tuple[str, Sweep]], baseline_l
                 continue
             used.add(k)
             pairs.append(Pair(labels(b.key), cand_label, b, c,
-                              tuple(delta(m.metric, b.stat(m.metric), c.stat(m.metric)) for m in COMPARED)))
+                              tuple(delta(m.metric, b.stat(m.metric), c.stat(m.metric), not_comparable(m.metric, b, c))
+                                    for m in COMPARED)))
         for k, c in by_key.items():
             if k not in used:
                 unmatched.append(f"{labels(c.key)}: only in {cand_label}")
@@ -266,7 +289,9 @@ def format_value(stat: Stat, spec: CompareMetric) -> str:
 
 
 def format_change(d: Delta) -> str:
-    """"+0.34 points", "-12.5 %", "+18 MiB"; "n/a" when unavailable."""
+    """"+0.34 points", "-12.5 %", "+18 MiB"; the not-comparable sentence; "n/a" when unavailable."""
+    if d.not_comparable is not None:
+        return d.not_comparable
     if d.change is None:
         return "n/a"
     spec = d.spec
@@ -287,7 +312,7 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
         cells = [Cell(p.label), *((Cell(p.candidate),) if many else ())]
         for m in metrics:
             d = p.delta(m.metric)
-            mark = {WITHIN_NOISE: " ~", NO_REPEATS: " ?"}.get(d.noise or "", "")
+            mark = {WITHIN_NOISE: " ~", NO_REPEATS: " ?", WITHIN_BOUNDS: " ±"}.get(d.noise or "", "")
             text = f"{format_value(d.baseline, m)} → {format_value(d.candidate, m)} ({format_change(d)}){mark}"
             cells.append(Cell(text, unavailable=d.change is None))
         rows.append(tuple(cells))
@@ -295,7 +320,9 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
     remarks = [*(["~ within noise: the repeats cannot tell this change from noise (Welch t-test, 95 %)"]
                  if WITHIN_NOISE in marks else []),
                *(["? no repeats on a side, so noise cannot be judged (run with --repeats 3 or more)"]
-                 if NO_REPEATS in marks else [])]
+                 if NO_REPEATS in marks else []),
+               *(["± within the measurement bounds of both sides (sample gaps x power steps + sensor resolution): "
+                  "the samples cannot tell them apart, so it is not a regression"] if WITHIN_BOUNDS in marks else [])]
     if cmp.ignored:
         remarks.append("compared across: " + ", ".join(cmp.ignored))
     remarks += [f"unmatched: {u}" for u in cmp.unmatched]
@@ -310,7 +337,7 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
 
 
 def _stat_json(stat: Stat) -> dict[str, Any]:
-    return {"mean": stat.mean, "n": stat.n, "min": stat.min, "max": stat.max, "std": stat.std,
+    return {"mean": stat.mean, "n": stat.n, "min": stat.min, "max": stat.max, "std": stat.std, "bound": stat.bound,
             "unavailable": list(stat.reasons) or None}
 
 
@@ -323,7 +350,8 @@ def to_json(cmp: Comparison, gates: Gates) -> dict[str, Any]:
         "compared_across": list(cmp.ignored),
         "pairs": [{"condition": p.label, "candidate": p.candidate,
                    "metrics": {d.metric: {"baseline": _stat_json(d.baseline), "candidate": _stat_json(d.candidate),
-                                          "change": d.change, "unit": d.spec.unit, "noise": d.noise}
+                                          "change": d.change, "unit": d.spec.unit, "noise": d.noise,
+                                          "not_comparable": d.not_comparable}
                                for d in p.deltas}} for p in cmp.pairs],
         "unmatched": list(cmp.unmatched),
         "gates": {flag.lstrip("-"): limit for _, flag, limit in gates.items()},
@@ -339,5 +367,5 @@ def to_csv(cmp: Comparison) -> str:
     for p in cmp.pairs:
         for d in p.deltas:
             rows.append([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
-                         d.candidate.n, d.change, d.spec.unit, d.noise or ""])
+                         d.candidate.n, d.change, d.spec.unit, d.noise or d.not_comparable or ""])
     return csv_text(rows)

@@ -32,8 +32,9 @@ from matplotlib.transforms import blended_transform_factory
 
 from .aggregate import AggregateRow
 from .figure_kit import (CI_NOTE, LINESTYLES, MARKERS, PALETTE, FigureResult, any_available, bar_handles,
-                         clean_rows, failure_notes, grouped_bars, new_figure, round_nice, save, series_labeller,
-                         styled, text_figure, text_in_axes, unavailable_text, whisker, yerr)
+                         clean_rows, energy_label, energy_scopes, failure_notes, grouped_bars, new_figure, round_nice,
+                         save, series_labeller, styled, text_figure, text_in_axes, unavailable_text, whisker,
+                         with_scope, yerr)
 from .records import GroupKey, axes_that_vary, format_axis_value, is_number
 
 ENERGY_FILE = "energy_by_model_quant.png"
@@ -69,8 +70,9 @@ def energy_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figure
         return text_figure(path, title, unavailable_text("energy", clean, "j_per_audio_s"))
     fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot()
-    notes = grouped_bars(ax, clean, "j_per_audio_s", "energy", "{:.3f}")
-    ax.set_ylabel("energy per audio second (J/s)")
+    notes = grouped_bars(ax, clean, "j_per_audio_s", "energy", "{:.3f}",
+                         category=with_scope(clean, series_labeller(clean)))
+    ax.set_ylabel(energy_label(clean, "energy per audio second (J/s)"))
     ax.set_title(title)
     save(fig, path, [CI_NOTE, *notes, *failure_notes(clean)])
     return FigureResult(path, title)
@@ -87,7 +89,7 @@ def wer_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
 def energy_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
     """Energy per audio second (J/s) against SNR, clean set apart; one panel per noise type."""
     return _by_noise(rows, Path(out_dir) / ENERGY_SNR_FILE, "Energy against noise level", "j_per_audio_s",
-                     "energy", "energy per audio second (J/s)", 1.0)
+                     "energy", energy_label(rows, "energy per audio second (J/s)"), 1.0)
 
 
 def snr_positions(snrs: Sequence[float]) -> tuple[dict[float, float], float, float]:
@@ -109,6 +111,8 @@ def _by_noise(rows: Sequence[AggregateRow], path: Path, title: str, metric: str,
     noise_types = list(dict.fromkeys(r.key.noise_type for r in rows if r.key.noise_type != "clean"))
     panels = noise_types or ["clean"]
     label = series_labeller(rows)
+    if metric == "j_per_audio_s":
+        label = with_scope(rows, label)
     series = list(dict.fromkeys((label(r.key), r.key.quant) for r in rows))
     models = list(dict.fromkeys(m for m, _ in series))
     quants = list(dict.fromkeys(q for _, q in series))
@@ -187,7 +191,7 @@ def rtf_ram_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figur
     if not clean:
         return text_figure(path, title, "RTF and peak RAM unavailable: no clean-audio condition in this sweep")
     panels = (("rtf", "RTF", "RTF (processing time / audio time)", "{:.3f}"),
-              ("peak_rss_mb", "peak RAM", "peak RAM (MB)", "{:.0f}"))
+              ("peak_rss_mb", "peak RAM", "peak RAM (MiB)", "{:.0f}"))
     if not any(any_available(clean, metric) for metric, *_ in panels):
         return text_figure(path, title, "\n".join(unavailable_text(what, clean, metric)
                                                    for metric, what, *_ in panels))
@@ -231,6 +235,7 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
         for r in clean if r not in placed]
     if not placed:
         return text_figure(path, title, "no model has both energy and WER on clean audio\n" + "\n".join(notes))
+    label = with_scope(placed, label)
     fig = new_figure(7.5, 5.0)
     ax = fig.add_subplot()
     rss = [r.stat("peak_rss_mb").mean for r in placed]
@@ -277,11 +282,11 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
         bar.set_label("RTF (processing time / audio time)")
     if max_rss:
         refs = sorted({round_nice(max_rss), round_nice(max_rss / 2)})
-        handles = [ax.scatter([], [], s=area * v / max_rss, color="white", edgecolors="black", label=f"{v:g} MB")
+        handles = [ax.scatter([], [], s=area * v / max_rss, color="white", edgecolors="black", label=f"{v:g} MiB")
                    for v in refs]
         ax.legend(handles=handles, title="peak RAM", loc="best", labelspacing=1.6, borderpad=1.0, frameon=False)
     ax.margins(0.15)
-    ax.set_xlabel("energy per audio second (J/s)")
+    ax.set_xlabel(energy_label(placed, "energy per audio second (J/s)"))
     ax.set_ylabel("WER (%)")
     ax.set_title(title + ": lower left is better")
     save(fig, path, [CI_NOTE.replace("bars and points", "points") + "; marker area proportional to peak RAM",
@@ -309,6 +314,16 @@ def _target(key: GroupKey) -> str:
     return format_axis_value(key.axis(TARGET_AXIS))
 
 
+def _target_names(rows: Sequence[AggregateRow]) -> list[str]:
+    """The targets as the legend names them: with the scope of their energy where the targets measured different
+    scopes (a Jetson's board input beside an x86 CPU package), so that no energy bar stands unlabelled."""
+    targets = targets_of(rows)
+    if len(energy_scopes(rows)) < 2:
+        return targets
+    scopes = {t: " / ".join(energy_scopes([r for r in rows if _target(r.key) == t])) or "no energy" for t in targets}
+    return [f"{t} (energy: {scopes[t]})" for t in targets]
+
+
 @styled
 def targets_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
     """The fleet's targets side by side (issue 11), clean audio: energy per audio second, RTF, WER (%) and peak
@@ -324,7 +339,7 @@ def targets_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figur
     panels = (("j_per_audio_s", "energy", "energy per audio second", "energy per audio second (J/s)", "{:.3f}", 1.0),
               ("rtf", "RTF", "RTF", "RTF (processing time / audio time)", "{:.3f}", 1.0),
               ("wer", "WER", "WER", "WER (%)", "{:.1f}", 100.0),
-              ("peak_rss_mb", "peak RAM", "peak RAM", "peak RAM (MB)", "{:.0f}", 1.0))
+              ("peak_rss_mb", "peak RAM", "peak RAM", "peak RAM (MiB)", "{:.0f}", 1.0))
     if not any(any_available(clean, metric) for metric, *_ in panels):
         return text_figure(path, title, "\n".join(unavailable_text(what, clean, metric)
                                                    for metric, what, *_ in panels))
@@ -340,8 +355,8 @@ def targets_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figur
         notes += grouped_bars(ax, clean, metric, what, fmt, scale=scale,
                                category=lambda k: f"{label(k)}/{k.quant}", series=_target,
                                xlabel="model / quant", legend_title=None)
-        ax.set_ylabel(ylabel)
-    fig.legend(handles=bar_handles(targets_of(clean)), title="target", loc="outside right upper", frameon=False)
+        ax.set_ylabel(energy_label(clean, ylabel) if metric == "j_per_audio_s" else ylabel)
+    fig.legend(handles=bar_handles(_target_names(clean)), title="target", loc="outside right upper", frameon=False)
     fig.suptitle(title)
     save(fig, path, [CI_NOTE, *dict.fromkeys(notes), *failure_notes(clean)])
     return FigureResult(path, title)

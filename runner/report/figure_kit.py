@@ -3,7 +3,7 @@
 Deterministic: no pyplot (no global figure state, no GUI backend), fixed rcParams (``styled``), and no
 matplotlib version in the PNG metadata, so the same results give the same bytes. Honest: whiskers follow the
 repeats (``whisker``: the Student-t 95 % interval where there are 3 repeats or more, the min-max where there
-are 2, none where there is 1, never below 0), and a figure with nothing to draw is a text panel that says
+are 2, none where there is 1, never below 0), and a figure with nothing to draw is no PNG but a note that says
 why (``text_figure``), never an empty or all-zero plot.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
+from .. import untrusted
 from .aggregate import AggregateRow, Stat
 from .records import GroupKey, KeyNames, axes_that_vary, format_axis_value, is_number, versions_that_vary
 
@@ -48,7 +49,8 @@ MARKERS = ("o", "s", "^", "D", "v", "P")
 NO_WHISKER = float("nan")  # n = 1: no interval, so no whisker (a 0 would draw a cap that looks like certainty)
 MIN_REPEATS_FOR_CI = 3  # below this the whiskers show the repeats' min-max, not a t-interval
 CI_NOTE = ("bars and points: mean over repeats; whiskers: 95 % CI (Student t) where n >= 3, min-max of the "
-           "repeats where n = 2, none where n = 1; never below 0")
+           "repeats where n = 2, none where n = 1; energy whiskers add the measurement bound (sample gaps x power "
+           "steps + sensor resolution), so one run has one too; never below 0")
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,12 @@ def whisker(st: Stat) -> tuple[float, float] | None:
     non-negative quantity, so a whisker that would cross 0 stops there.
 
     Reads ``min``/``max`` when the Stat has them; for n = 2 they also follow from the sample std (the two
-    values are mean -/+ std/sqrt(2)), so older Stats without them draw the same."""
+    values are mean -/+ std/sqrt(2)), so older Stats without them draw the same. A figure with a measurement
+    bound (energy) adds it on both sides, so one run still gets its error bar."""
+    bound = getattr(st, "bound", None)
+    if st.mean is not None and is_number(bound):
+        spread = whisker(_without_bound(st)) or (0.0, 0.0)
+        return max(0.0, min(spread[0] + bound, st.mean)), spread[1] + bound
     if st.mean is None or st.n < 2:
         return None
     if st.n < MIN_REPEATS_FOR_CI:
@@ -88,6 +95,10 @@ def whisker(st: Stat) -> tuple[float, float] | None:
             return None
         below = above = ci
     return max(0.0, min(below, st.mean)), max(0.0, above)
+
+
+def _without_bound(st: Stat) -> Stat:
+    return replace(st, bound=None)
 
 
 def yerr(whiskers: Sequence[tuple[float, float] | None], scale: float = 1.0) -> list[list[float]]:
@@ -130,6 +141,31 @@ def unavailable_text(what: str, rows: Sequence[AggregateRow], metric: str) -> st
     """"energy unavailable: <reasons>", the line drawn in place of a figure or panel."""
     reasons = _reasons(rows, metric)
     return f"{what} unavailable: " + ("; ".join(reasons) if reasons else "no runs")
+
+
+def energy_scopes(rows: Sequence[AggregateRow]) -> list[str]:
+    """The distinct energy scopes of the rows ("board input", "GPU", "CPU package+DRAM"), in the rows' order."""
+    return list(dict.fromkeys(r.energy_scope for r in rows if r.energy_scope))
+
+
+def energy_label(rows: Sequence[AggregateRow], what: str) -> str:
+    """An energy axis label that names what the energy covers: "<what>\nscope: GPU"; where the rows measured
+    different scopes, they are named per bar or point (``with_scope``) and the axis says so."""
+    scopes = energy_scopes(rows)
+    if len(scopes) == 1:
+        return f"{what}\nscope: {scopes[0]}"
+    if scopes:
+        return f"{what}\nscope per bar or point (scopes differ: not comparable across them)"
+    return what
+
+
+def with_scope(rows: Sequence[AggregateRow], label: Callable[[GroupKey], str]) -> Callable[[GroupKey], str]:
+    """``label`` with each condition's energy scope appended where the rows measured more than one scope, so that
+    no GPU-only bar stands unlabelled beside a board-input bar; ``label`` itself where they share one."""
+    if len(energy_scopes(rows)) < 2:
+        return label
+    scope = {r.key: r.energy_scope or "no energy" for r in rows}
+    return lambda key: f"{label(key)} · {scope.get(key, 'no energy')}"
 
 
 def series_labeller(rows: Sequence[AggregateRow], exclude: Sequence[str] = ()) -> Callable[[GroupKey], str]:
@@ -240,24 +276,22 @@ def new_figure(width_in: float, height_in: float) -> Figure:
 def text_in_axes(ax, text: str, width: int = 48) -> None:
     """``text`` in a box in place of the axes' plot, wrapped at ``width`` characters (narrower for a narrow panel)."""
     ax.set_axis_off()
-    ax.text(0.5, 0.5, _wrap(text, width), transform=ax.transAxes, ha="center", va="center", fontsize=10,
+    ax.text(0.5, 0.5, _wrap(untrusted.figure(text), width), transform=ax.transAxes, ha="center", va="center", fontsize=10,
             color="0.25", bbox={"boxstyle": "round,pad=0.8", "facecolor": "0.95", "edgecolor": "0.7"})
 
 
 def text_figure(path: Path, title: str, message: str) -> FigureResult:
-    """A PNG that says in words why there is nothing to plot: never an empty or all-zero plot."""
-    with matplotlib.rc_context(STYLE):
-        fig = new_figure(7.0, 3.2)
-        ax = fig.add_subplot()
-        ax.set_title(title)
-        text_in_axes(ax, message)
-        _write(fig, path)
+    """A figure with nothing to plot: no PNG at all (an image holding only a text box is no figure; a stale one
+    from an earlier report is removed), only the reason, which the report lists in its notes ("not drawn")."""
+    Path(path).unlink(missing_ok=True)
     return FigureResult(path, title, unavailable=message)
 
 
 def save(fig: Figure, path: Path, notes: Sequence[str]) -> None:
     """Reserve room under the plot for the notes, then write the PNG."""
-    lines = [line for note in notes for line in textwrap.wrap(note, width=int(fig.get_figwidth() * 15))]
+    # notes quote what images and datasets said (a failed run's error): shown visible
+    lines = [line for note in notes for line in textwrap.wrap(untrusted.figure(note),
+                                                              width=int(fig.get_figwidth() * 15))]
     if lines:
         extra_in = 0.16 * len(lines) + 0.12
         height = fig.get_figheight()

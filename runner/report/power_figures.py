@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .aggregate import AggregateRow
 from .figure_kit import (CI_NOTE, LINESTYLES, MARKERS, NO_WHISKER, PALETTE, FigureResult, any_available, clean_rows,
-                         failure_notes, new_figure, save, series_labeller, styled, text_figure, text_in_axes,
-                         unavailable_text)
+                         energy_label, failure_notes, new_figure, save, series_labeller, styled, text_figure,
+                         text_in_axes, unavailable_text, with_scope)
 from .records import MISSING_AXIS, axes_that_vary, format_axis_value, is_number
 
 POWER_FREQ_AXIS = "power.gpu_freq_mhz"
@@ -50,7 +50,7 @@ def energy_rtf_vs_power_axis(rows: Sequence[AggregateRow], path: str, out_dir: P
               ("rtf", "RTF", "RTF (processing time / audio time)"))
     if not any(any_available(clean, metric) for metric, *_ in panels):
         return text_figure(out, title, "\n".join(unavailable_text(what, clean, metric) for metric, what, _ in panels))
-    label = series_labeller(clean, exclude=(path,))
+    label = with_scope(clean, series_labeller(clean, exclude=(path,)))
     series = list(dict.fromkeys(f"{label(r.key)}/{r.key.quant}" for r in clean))
     values = list(dict.fromkeys(r.key.axis(path) for r in clean))
     values = sorted(values) if numeric else values  # modes in the sweep's order (the plan runs them so)
@@ -84,7 +84,8 @@ def energy_rtf_vs_power_axis(rows: Sequence[AggregateRow], path: str, out_dir: P
                     errs.append(float("nan"))
                     continue
                 ys.append(st.mean)
-                errs.append(st.ci95 if st.ci95 is not None else NO_WHISKER)
+                spread = [v for v in (st.ci95, st.bound) if v is not None]  # energy adds its measurement bound
+                errs.append(sum(spread) if spread else NO_WHISKER)
                 if name in optimum and r.key.axis(path) == optimum[name]:
                     ax.plot([x], [st.mean], marker="*", markersize=14, color=color, markeredgecolor="black",
                             linestyle="none", zorder=5)
@@ -93,7 +94,7 @@ def energy_rtf_vs_power_axis(rows: Sequence[AggregateRow], path: str, out_dir: P
                         linewidth=1.4, elinewidth=0.9, label=name)
         ax.set_xticks([position[v] for v in values], [format_axis_value(v) for v in values])
         ax.set_xlabel(what_x)
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(energy_label(clean, ylabel) if metric == "j_per_audio_s" else ylabel)
         ax.set_ylim(bottom=0)
         ax.margins(x=0.08)
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="model / quant", frameon=False)

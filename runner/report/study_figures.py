@@ -18,8 +18,9 @@ from matplotlib.patches import Patch
 
 from ..telemetry.samplers.tegrastats_parse import INPUT_RAIL_NAMES
 from .aggregate import AggregateRow
-from .figure_kit import (MARKERS, PALETTE, FigureResult, category_ticks, new_figure, save, series_labeller,
-                         styled)
+from .fit import fit_against_length
+from .figure_kit import (MARKERS, PALETTE, FigureResult, category_ticks, energy_label, new_figure, save,
+                         series_labeller, styled, with_scope)
 from .records import GroupKey, Sweep
 from .traces import RecordFiles, Timeline, by_key, read_timeline, record_files, utterance_points
 
@@ -111,7 +112,7 @@ def energy_by_rail(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence
     splits = {k: v for k, v in splits.items() if v[0]}
     if not splits:
         return "energy by rail: no condition recorded per-rail energy (a sampler with rails: tegrastats, jtop)"
-    label = series_labeller(clean)
+    label = with_scope(clean, series_labeller(clean))
     keys = [r.key for r in clean if r.key in splits]
     rails = sorted({name for parts, _ in splits.values() for name in parts})
     fig = new_figure(max(6.0, 1.1 * len(keys) + 3.0), 4.4)
@@ -132,11 +133,14 @@ def energy_by_rail(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence
         total = splits[k][1] if splits[k][1] is not None else bottom[x]
         ax.text(x, max(total, bottom[x]), f"{total:.3f}", ha="center", va="bottom", fontsize=7)
     category_ticks(ax, [f"{label(k)}/{k.quant}" for k in keys])
-    ax.set_ylabel("energy per audio second (J/s)")
+    ax.set_ylabel(energy_label([r for r in clean if r.key in splits], "energy per audio second (J/s)"))
     ax.set_xlabel("model")
     ax.set_title(title)
     ax.margins(y=0.12)
     ax.legend(title="rail", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if any(":" in rail for rail in rails):
+        notes.append("a rail named sampler:rail (rapl:package-0) comes from the sampler beside the main one, of its "
+                     "own scope (RAPL: CPU package+DRAM beside NVML's GPU)")
     missing = [f"{label(r.key)}/{r.key.quant}" for r in clean if r.key not in splits]
     if missing:
         notes.append("no per-rail energy: " + ", ".join(missing))
@@ -155,16 +159,21 @@ def power_over_time(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequenc
     and each utterance marked in a strip along the bottom."""
     title = "Power over time"
     groups: dict[str, list[GroupKey]] = {}
+    scopes: dict[str, str] = {}  # the sampler's scope in each container: what "total" covers
     for rec in records:  # group key "": a run folder's one container, its files in the folder itself
         groups.setdefault(rec.group_key, [])
         if rec.key not in groups[rec.group_key]:
             groups[rec.group_key].append(rec.key)
+        energy = rec.summary.get("energy")
+        if isinstance(energy, dict) and energy.get("scope"):
+            scopes.setdefault(rec.group_key, str(energy["scope"]))
     timelines: list[tuple[str, Timeline]] = []
     for group_key, keys in groups.items():
         tl = read_timeline(sweep.results_dir, group_key)
         if tl is not None:
             base = series_labeller(rows)
-            timelines.append((f"{base(keys[0])}/{keys[0].quant}", tl))
+            scope = f" · scope: {scopes[group_key]}" if group_key in scopes else ""
+            timelines.append((f"{base(keys[0])}/{keys[0].quant}{scope}", tl))
     if not timelines:
         return "power over time: no group folder holds a telemetry.csv with power and its raw/events.jsonl"
     shown, left_out = timelines[:MAX_TIMELINES], timelines[MAX_TIMELINES:]
@@ -269,20 +278,12 @@ def latency_distribution(sweep: Sweep, rows: Sequence[AggregateRow], records: Se
 
 # ---------------------------------------------------------------- latency against input length
 
-def linear_fit(points: Sequence[tuple[float, float]]) -> tuple[float, float] | None:
-    """Least-squares (intercept, slope) of y against x; None with fewer than two distinct x."""
-    if len({x for x, _ in points}) < 2:
-        return None
-    xs, ys = np.array([p[0] for p in points]), np.array([p[1] for p in points])
-    slope, intercept = np.polyfit(xs, ys, 1)
-    return float(intercept), float(slope)
-
-
 @styled
 def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence[RecordFiles],
                       out_dir: Path) -> FigureResult | str:
     """Each utterance's latency against its audio length (clean audio, repeats pooled), one colour per model
-    and quant, with a least-squares line: its slope is the cost of one more second of audio."""
+    and quant, with a least-squares line where the lengths span enough (runner/report/fit.py: drawn over the
+    observed lengths only, its slope with its 95 % interval); where they do not, the notes say why."""
     title = "Latency against input length (clean audio)"
     clean = [r for r in rows if r.key.noise_type == "clean"]
     groups = by_key(records)
@@ -298,26 +299,25 @@ def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Seque
     fig = new_figure(7.5, 4.6)
     ax = fig.add_subplot()
     notes = []
-    top_x = max(d for _, pts in series for d, _ in pts)
     for i, (name, points) in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         ax.scatter([d for d, _ in points], [lat for _, lat in points], s=12, color=colour, alpha=0.6,
                    marker=MARKERS[(i // len(PALETTE)) % len(MARKERS)], linewidths=0)
-        fit = linear_fit(points)
-        if fit is None:
-            ax.scatter([], [], color=colour, label=f"{name} (one length: no fit)")
+        fit = fit_against_length(points, name)
+        if isinstance(fit, str):
+            ax.scatter([], [], color=colour, label=f"{name} (no line: see the notes)")
+            notes.append(fit)
             continue
-        intercept, slope = fit
-        xs = np.array([0.0, top_x])
-        ax.plot(xs, intercept + slope * xs, color=colour, linewidth=1.3,
-                label=f"{name}: {intercept:.0f} ms + {slope:.0f} ms per audio s")
+        xs = np.array(fit.xs())
+        ax.plot(xs, fit.at(xs), color=colour, linewidth=1.3, label=f"{name}: {fit.slope_text('ms')}")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("utterance length (s of audio)")
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)
     ax.legend(loc="upper left", frameon=False, fontsize=7)
-    notes.append("dots: one utterance of one repeat; lines: least-squares fit (intercept: the fixed cost per call)")
+    notes.insert(0, "dots: one utterance of one repeat; lines: least-squares fit over the lengths observed, its "
+                    "slope with the 95 % interval (the cost of one more second of audio)")
     path = out_dir / LENGTH_FILE
     save(fig, path, notes)
     return FigureResult(path, title)

@@ -20,14 +20,15 @@ from rich.table import Table
 from rich.text import Text
 
 from ..untrusted import csv_text, line, markdown
-from .aggregate import CV_DISAGREE, RUN_FAILED, AggregateRow, Stat
+from .aggregate import CV_DISAGREE, ENERGY_METRICS, RUN_FAILED, AggregateRow, Stat
 from .records import GroupKey, KeyNames, axes_that_vary, constant_axes, format_axis_value, versions_that_vary
 
 UNAVAILABLE = "unavailable"
 #: Output forms of a table: the terminal's (rich), Markdown, CSV.
 FORMATS = ("table", "md", "csv")
-ENERGY_METRICS = frozenset({"total_j", "dynamic_j", "j_per_audio_s", "avg_w"})
 DISAGREE_NOTE = f"repeats disagree: coefficient of variation above {CV_DISAGREE:.0%}"
+BOUND_NOTE = ("energy: ± includes the measurement bound (sample gaps x the power steps across them, plus the "
+              "sensor's resolution x the duration; see README: Energy), added to the repeats' spread")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("RTF", "rtf", 1.0, 3),
     Column("p50 latency ms", "latency_p50_ms", 1.0, 0),
     Column("peak RSS MiB", "peak_rss_mb", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB
+    Column("container MiB", "container_mem_peak_mb", 1.0, 0, terminal=False),  # cgroup working set, its window
     Column("load s", "load_s", 1.0, 2, terminal=False),
     Column("energy J", "total_j", 1.0, 1, terminal=False),
     Column("dynamic J", "dynamic_j", 1.0, 1, terminal=False),
@@ -95,15 +97,18 @@ class _Notes:
 
 def format_stat(stat: Stat, scale: float = 1.0, digits: int = 3) -> str:
     """"mean ± ci95" from 3 values on, "mean (min–max)" with 2 (a t-interval of 2 values is 12.7 x their
-    spread), "mean (n=1)" when there is no spread to show, or "unavailable"."""
+    spread), "mean (n=1)" when there is no spread to show, or "unavailable". A figure with a measurement bound
+    (energy) adds it: "12.4 ± 0.3" for one run, the bound added to the CI from 3 on, "± bound" after a range."""
     if stat.mean is None:
         return UNAVAILABLE
     mean = f"{stat.mean * scale:.{digits}f}"
+    bound = stat.bound * scale if stat.bound is not None else None
     if stat.uses_range:
-        return f"{mean} ({stat.min * scale:.{digits}f}–{stat.max * scale:.{digits}f})"  # type: ignore[operator]
+        spread = f"{mean} ({stat.min * scale:.{digits}f}–{stat.max * scale:.{digits}f})"  # type: ignore[operator]
+        return spread + (f" ± {bound:.{digits}f}" if bound is not None else "")
     if stat.ci95 is None:
-        return f"{mean} (n={stat.n})"
-    return f"{mean} ± {stat.ci95 * scale:.{digits}f}"
+        return f"{mean} ± {bound:.{digits}f}" if bound is not None else f"{mean} (n={stat.n})"
+    return f"{mean} ± {stat.ci95 * scale + (bound or 0.0):.{digits}f}"
 
 
 def energy_line(reasons: Sequence[str]) -> str:
@@ -178,6 +183,8 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     remarks = []
     if rows and not any(r.stat(m).mean is not None for r in rows for m in ENERGY_METRICS):
         remarks.append(energy_line(energy_reasons))
+    if any(r.stat(c.metric).bound is not None for r in rows for c in columns if c.metric in ENERGY_METRICS):
+        remarks.append(BOUND_NOTE)
     busy = busy_warning(rows)
     if busy:
         remarks.append(busy)

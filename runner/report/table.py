@@ -93,16 +93,24 @@ def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
         return [("energy", energy_short(e))]
     base = e.get("baseline_w")
     dyn = e.get("dynamic_j")
+    bounds = e.get("bounds") or {}
+
+    def pm(key: str, digits: int) -> str:  # "± 0.30": the figure's measurement bound, where it has one
+        return f" ± {bounds[key]:.{digits}f}" if isinstance(bounds.get(key), (int, float)) else ""
+
     rows = [
-        ("energy (inference)", f"{e['total_j']:.2f} J" + (f", dynamic {dyn:.2f} J" if dyn is not None else "")
+        ("energy (inference)", f"{e['total_j']:.2f} J{pm('total_j', 2)}"
+         + (f", dynamic {dyn:.2f} J{pm('dynamic_j', 2)}" if dyn is not None else "")
          # parentheses, not brackets: rich would take "[...]" for markup and drop it
          + f"  · {e.get('scope') or 'scope unknown'} ({e['source']}, {e.get('total_kind')})"),
-        ("energy / audio s", _fmt(e.get("j_per_audio_s"), "{:.3f}", " J/s")),
+        ("energy / audio s", _fmt(e.get("j_per_audio_s"), "{:.3f}", " J/s") + pm("j_per_audio_s", 3)),
         ("power avg / peak", f"{_fmt(e.get('avg_w'), '{:.2f}', ' W')} / {_fmt(e.get('peak_w'), '{:.2f}', ' W')}"),
         ("idle baseline", _fmt(base, "{:.2f}", " W") + (f" ({e.get('baseline_source')})" if base is not None else
                                                        f" ({(e.get('unavailable') or {}).get('baseline_w', '')})")),
         ("samples", f"{e.get('n_samples')} at {_fmt(e.get('interval_ms'), '{:.0f}', ' ms')} mean interval"),
     ]
+    for flag in e.get("flags") or ():
+        rows.append(("energy flag", str(flag)))
     for name, c in (e.get("companions") or {}).items():
         rows.append((f"energy ({c.get('scope') or name})",
                      _fmt(c.get("total_j"), "{:.2f}", " J") + f"  ({name})" if c.get("total_j") is not None else
@@ -111,7 +119,7 @@ def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
         rows.append((f"energy ({e.get('gpu_plus_cpu_scope')})", _fmt(e.get("gpu_plus_cpu_j"), "{:.2f}", " J")))
     for key, label in (("ram_peak_delta_mb", "unified RAM peak - idle"), ("gpu_mem_peak_mb", "GPU memory peak")):
         if e.get(key) is not None:
-            rows.append((label, f"{e[key]:.0f} MB"))
+            rows.append((label, f"{e[key]:.0f} MiB"))
     return rows
 
 

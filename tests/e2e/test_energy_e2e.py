@@ -73,6 +73,22 @@ def assert_matches_profile(got_j: float, t0_ns: int, windows: list[tuple[int, in
         f"{got_j:.4f} J vs exact {exact:.4f} J: more than {rel:.0%} + {slack:.4f} J of sampling allowance apart")
 
 
+def prepare_walls(out, inf) -> list[tuple[int, int]]:
+    """The prepare windows inside the inference window, on the wall clock (raw/events.jsonl)."""
+    from edgeasr_entrypoint.contract import PREPARE_WINDOW
+
+    events = [json.loads(line) for line in (out / "raw" / "events.jsonl").read_text().splitlines() if line.strip()]
+    walls, start = [], None
+    for ev in events:
+        if ev.get("event") == PREPARE_WINDOW[0]:
+            start = ev["t_ns"]
+        elif ev.get("event") == PREPARE_WINDOW[1] and start is not None:
+            if inf["wall_start_ns"] <= start and ev["t_ns"] <= inf["wall_end_ns"]:
+                walls.append((start, ev["t_ns"]))
+            start = None
+    return walls
+
+
 class ProfileStart:
     """When the fake's power profile started: the first fake tegrastats of the run writes it, so the idle
     segment starts with the sampler, not with the test (a loaded machine can take over 10 s to get the
@@ -115,6 +131,13 @@ def _check(out, start: ProfileStart, total_kind: str) -> dict:
         w = e["per_window"][name]
         assert_matches_profile(w["total_j"], t0, [(w["wall_start_ns"], w["wall_end_ns"])], times, rel=0.05,
                                abs_j=0.3)
+    # issue 22, item 9: the bound, computed from the samples alone, contains the true energy of the profile
+    true_inf = exact_j(t0, inf["wall_start_ns"], inf["wall_end_ns"])
+    assert abs(inf["total_j"] - true_inf) <= inf["bound_j"], (inf["total_j"], true_inf, inf["bound_j"])
+    true_headline = true_inf - sum(exact_j(t0, a, b) for a, b in prepare_walls(out, inf))
+    assert abs(e["total_j"] - true_headline) <= e["bounds"]["total_j"], (e["total_j"], true_headline, e["bounds"])
+    print(f"bound check: inference {inf['total_j']:.3f} J ± {inf['bound_j']:.3f} (true {true_inf:.3f}); headline "
+          f"{e['total_j']:.3f} J ± {e['bounds']['total_j']:.3f} (true {true_headline:.3f})")
     utts = [json.loads(line) for line in (out / "utterances.jsonl").read_text().splitlines()]
     assert all(u["energy_j"] is not None and u["energy_j"] > 0 for u in utts)
     assert sum(u["energy_j"] for u in utts) <= e["total_j"] * 1.01

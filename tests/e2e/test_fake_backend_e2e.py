@@ -42,7 +42,7 @@ def test_a_new_row_and_folder_build_and_pass_check_image(fake_backend, tmp_path)
                                         log=lambda c: print(f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}"))
         failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
         assert not failed, failed
-        assert len(checks) == 9  # 8 contract checks + the hardened settings, as for the shipped images
+        assert len(checks) == 11  # 10 contract checks + the hardened settings, as for the shipped images
         assert any(TRANSCRIPT[:40] in c.detail for c in checks if c.name == "tiny job: transcripts.jsonl")
     finally:
         try:

@@ -1,5 +1,6 @@
 """Security and data safety on the real engine: what a live backend container gets, folder locks,
-reaping of dead owners' containers, content-keyed resume, check-image under the hardened settings.
+reaping of dead owners' containers, check-image under the hardened settings. (Content-keyed resume and corrupt
+results redone need no container: tests/unit/test_sweep.py.)
 
 The review that prompted these found a manifest entry outside the dataset making the runner mount the
 host's `/` into the container (Docker socket included), running as uid 0.
@@ -162,46 +163,6 @@ def test_kill_9_of_a_run_leaves_a_container_that_the_next_run_reaps(tmp_path):
     assert (f"removed leftover container {container.name} of edgeasr run (pid {proc.pid}" in
             " ".join(nxt.stderr.split()))
     assert not client.containers.list(all=True, filters={"label": f"{OWNER_FOLDER}={out}"})
-
-
-def test_a_changed_audio_file_of_the_same_size_is_rerun(tmp_path):
-    data = tmp_path / "tones"
-    write_tone(data / "a.wav", seconds=1.0)
-    (data / "a.txt").write_text("tone")
-    exp = tmp_path / "content.yaml"
-    exp.write_text(f"name: content\ndefaults:\n  model: tiny.en\n  quant: int8\n  dataset: {data}\n  warmup: 0\n"
-                   "  decode: {beam_size: 1, language: en}\n  telemetry: {sampler: none}\n")
-    out = tmp_path / "out"
-    first = edgeasr("sweep", str(exp), "--out", str(out))
-    assert first.returncode == 0, first.stderr
-    again = edgeasr("sweep", str(exp), "--out", str(out))
-    assert "1 already done" in " ".join(again.stderr.split())
-    size = (data / "a.wav").stat().st_size
-    import numpy as np
-    import soundfile as sf
-    t = np.arange(16000) / 16000
-    sf.write(data / "a.wav", 0.1 * np.sin(2 * np.pi * 880 * t), 16000)  # same length and format, new content
-    assert (data / "a.wav").stat().st_size == size
-    third = edgeasr("sweep", str(exp), "--out", str(out))
-    assert third.returncode == 0, third.stderr
-    text = " ".join(third.stderr.split())
-    assert "0 already done" in text
-    assert "rerunning 1 condition with a stored result: the audio or references changed since then" in text
-
-
-def test_a_corrupt_stored_result_is_redone_not_taken_as_done(tmp_path):
-    exp = tmp_path / "corrupt.yaml"
-    exp.write_text("name: corrupt\ndefaults:\n  model: tiny.en\n  quant: int8\n  dataset: data/default\n  limit: 1\n"
-                   "  warmup: 0\n  decode: {beam_size: 1, language: en}\n  telemetry: {sampler: none}\n")
-    out = tmp_path / "out"
-    assert edgeasr("sweep", str(exp), "--out", str(out)).returncode == 0
-    utts = next(out.glob("conditions/*/utterances.jsonl"))
-    utts.write_text(utts.read_text()[:-20])  # a truncated last line
-    again = edgeasr("sweep", str(exp), "--out", str(out))
-    assert again.returncode == 0, again.stderr
-    text = " ".join(again.stderr.split())
-    assert "redoing a condition whose stored result is corrupt" in text and "0 already done" in text
-    assert all(json.loads(line) for line in utts.read_text().splitlines())
 
 
 def test_an_image_that_needs_a_writable_root_fails_check_image_naming_the_setting(tmp_path):

@@ -268,6 +268,27 @@ def test_sampler_health_reaches_the_summary():
     assert s.telemetry["sampler"] == "x"
 
 
+def test_the_summary_health_names_the_windows_that_lost_readings():
+    """Regression (issue 22, item 11): health_of_windows existed, but the summary's telemetry.health still said
+    ok true for a run whose inference window lost a reading. The health written with the summary names the window
+    (and the container window around it) and is not ok; the windows beside it are not named."""
+    from dataclasses import replace
+
+    from runner import merge
+    from runner.results import Summary
+
+    s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok", audio_s=8.0,
+                n_utterances=2)
+    samples = _timeline(lambda t: 5.0, 9.0)
+    samples[50] = replace(samples[50], extras={"lost_before": ["OSError: EIO reading the sensor"]})  # t = 5.0 s
+    merge.account_energy(s, [], "tegrastats", samples, EVENTS, accounting.Baseline(3.0, "given"), None, 100,
+                         health={"sampler": "tegrastats", "ok": True})
+    health = s.to_json()["telemetry"]["health"]
+    assert health["ok"] is False
+    assert set(health["windows_affected"]) == {"inference", "container"}
+    assert all(f.startswith("lost") for f in health["windows_affected"]["inference"])
+
+
 def test_tegrastats_arrival_bursts_are_flagged():
     """Lines read in bursts (stamped when Python reads them, not when measured) are counted and flagged."""
     samples = []
@@ -307,7 +328,7 @@ def test_every_energy_figure_carries_its_scope():
     assert b["scope"] == "board input" and b["per_window"]["inference"]["scope"] == "board input"
     r = _block("rapl", _rapl_timeline(lambda t: 0.0), EVENTS, accounting.Baseline(3.0, "given"), 8.0, 2, 100)
     assert r["scope"] == "CPU package+DRAM"
-    assert accounting.scope_of("nvml:mig_parent_gpu") == "GPU (MIG slice's parent GPU)"
+    assert accounting.scope_of("nvml:mig_parent_gpu") == "GPU (MIG slice's parent GPU, all processes on it)"
     assert accounting.scope_of("partial_sum_of_rails") == "board rails (partial sum)"
 
 
@@ -330,7 +351,7 @@ def test_gpu_and_cpu_energy_are_both_reported_on_a_cuda_host():
                 n_utterances=2)
     base = accounting.measured_baseline(gpu, 0, 2 * S, clock="monotonic")
     merge.account_energy(s, [], "nvml", gpu, EVENTS, base, None, 100, companions=[Companion()])
-    assert s.energy["scope"] == "GPU" and s.energy["total_j"] == pytest.approx(400.0)
+    assert s.energy["scope"] == "GPU (all processes on it)" and s.energy["total_j"] == pytest.approx(400.0)
     cpu = s.energy["companions"]["rapl"]
     assert cpu["scope"] == "CPU package+DRAM" and cpu["total_j"] == pytest.approx(48.0)
     assert cpu["baseline_w"] == pytest.approx(12.0)  # measured over the same idle window
@@ -349,7 +370,7 @@ def test_auto_selection_on_cuda_adds_rapl_beside_nvml(monkeypatch):
         def probe(self):
             return Availability.yes() if self.name in ("nvml", "rapl") else Availability.no("absent")
 
-    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name))
+    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None, clock=None: Fake(name))
     sampler, reason = select.select_sampler("auto", "cuda", 100)
     assert reason is None and sampler.name == "nvml" and [c.name for c in sampler.companions] == ["rapl"]
     cpu_only, _ = select.select_sampler("auto", "cpu", 100)

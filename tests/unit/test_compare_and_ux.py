@@ -99,6 +99,19 @@ def test_compare_gates_a_wer_regression_and_passes_within_the_limit(tmp_path, ca
     assert compare_cmd.main(_compare_args(str(FIXTURE), str(worse), "--max-wer-increase", "2")) == 0
 
 
+def test_compare_never_passes_a_gate_on_a_failed_condition(tmp_path, capsys):
+    """Issue 20, item 4: a candidate whose output broke the contract is a failed condition (status error); even
+    with figures that would pass (here the baseline's own), every gate fails, naming the error."""
+    base = _run_folder(tmp_path, "base")
+    failed = _run_folder(tmp_path, "failed", status="error",
+                         error="the container's output broke the contract: rtf is -2.5")
+    for gate in ("--max-wer-increase", "--max-rtf-increase"):
+        assert compare_cmd.main(_compare_args(str(base), str(failed), gate, "100")) == 1
+        out = capsys.readouterr()
+        assert "cannot be checked" in out.out and "rtf is -2.5" in out.out and "regression" in out.err
+    assert compare_cmd.main(_compare_args(str(base), str(base), "--max-wer-increase", "100")) == 0
+
+
 def test_compare_rtf_gate_in_percent_and_json(tmp_path, capsys):
     slower = _shifted_sweep(tmp_path, "slower", rtf_mul=1.2)
     assert compare_cmd.main(_compare_args(str(FIXTURE), str(slower), "--max-rtf-increase", "10",
@@ -311,3 +324,73 @@ def test_own_container_is_found_from_mountinfo_not_the_hostname(tmp_path):
     assert hostload.own_container_id(str(f)) == cid
     f.write_text("1 2 0:1 / / rw - ext4 /dev/sda1 rw\n")
     assert hostload.own_container_id(str(f)) is None
+
+
+def test_compare_of_gpu_energy_against_cpu_package_energy_is_not_a_rise(tmp_path, capsys):
+    """Regression (issue 22, item 2): a GPU-only (NVML) run against a CPU-package (RAPL) run printed "J / audio s
+    rose +20 %" and the gate failed on it. Energies of different scopes are not comparable: the delta says so,
+    and a gate on energy fails with that sentence instead of a made-up rise."""
+    a = _run_folder(tmp_path, "gpu", image="edgeasr/fw:1", j=0.5)
+    b = _run_folder(tmp_path, "cpu", image="edgeasr/fw:2", j=0.6)
+    for folder, scope, source in ((a, "GPU", "nvml"), (b, "CPU package+DRAM", "rapl")):
+        s = json.loads((folder / "summary.json").read_text())
+        s["energy"].update(scope=scope, source=source)
+        (folder / "summary.json").write_text(json.dumps(s))
+    cmp = compare(load_results(a), [("cpu", load_results(b))], "gpu")
+    d = cmp.pairs[0].delta("j_per_audio_s")
+    assert d.change is None and d.not_comparable == "not comparable: energy of GPU vs CPU package+DRAM"
+    assert cmp.pairs[0].delta("rtf").not_comparable is None  # speed is still compared
+    failures = cmp.gate_failures(Gates(max_energy_increase_pct=5))
+    assert len(failures) == 1 and "not comparable: energy of GPU vs CPU package+DRAM" in failures[0]
+    assert "rose" not in failures[0]
+    assert compare_cmd.main(_compare_args(str(a), str(b), "--max-energy-increase", "50")) == 1
+    out = capsys.readouterr().out
+    assert "not comparable: energy of GPU vs CPU package+DRAM" in out and "+20.0 %" not in out
+    assert compare_cmd.main(_compare_args(str(a), str(b), "--format", "json")) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["pairs"][0]["metrics"]["j_per_audio_s"]["not_comparable"].startswith("not comparable")
+
+
+def test_energy_is_shown_with_its_bound_and_a_change_inside_the_bounds_is_not_a_regression(tmp_path, capsys):
+    """Regression (issue 22, item 9): energy figures were printed bare and compared bare. The run view says
+    "12.40 J ± 0.30", the sweep table "0.500 ± 0.050" for one run, and compare does not call a rise inside both
+    sides' bounds a regression (one outside them still is)."""
+    def with_bounds(folder, j, bound):
+        s = json.loads((folder / "summary.json").read_text())
+        s["energy"].update(total_j=12.4, bounds={"total_j": 0.3, "j_per_audio_s": bound})
+        s["energy"]["j_per_audio_s"] = j
+        (folder / "summary.json").write_text(json.dumps(s))
+        return folder
+
+    a = with_bounds(_run_folder(tmp_path, "a", image="edgeasr/fw:1", j=0.5), 0.5, 0.05)
+    b = with_bounds(_run_folder(tmp_path, "b", image="edgeasr/fw:2", j=0.58), 0.58, 0.05)
+    c = with_bounds(_run_folder(tmp_path, "c", image="edgeasr/fw:3", j=0.7), 0.7, 0.05)
+    rows = dict(summary_rows(json.loads((a / "summary.json").read_text())))
+    assert rows["energy (inference)"].startswith("12.40 J ± 0.30") and rows["energy / audio s"] == "0.500 J/s ± 0.050"
+    table = build_table(aggregate(load_results(a).records), "t", terminal=False)
+    col = table.headers.index("J / audio s")
+    assert table.rows[0][col].text == "0.500 ± 0.050" and any("measurement bound" in r for r in table.remarks)
+    inside = compare(load_results(a), [("b", load_results(b))], "a")
+    d = inside.pairs[0].delta("j_per_audio_s")
+    assert d.change == pytest.approx(16.0) and d.noise == "within the measurement bounds"
+    assert inside.gate_failures(Gates(max_energy_increase_pct=5)) == []
+    outside = compare(load_results(a), [("c", load_results(c))], "a")
+    assert len(outside.gate_failures(Gates(max_energy_increase_pct=5))) == 1
+
+
+def test_the_sweep_table_shows_each_conditions_container_memory():
+    """Issue 22, item 1: the container's memory over each condition's own window is a column of the HTML table
+    (not the terminal's), and a condition without it carries the reason the block gives."""
+    from runner.report.aggregate import aggregate
+    from runner.report.sweep_table import build_table
+
+    records = load_results(FIXTURE).records
+    for i, rec in enumerate(records):
+        rec.summary["container_memory"] = ({"peak_mb": 900.0 + i, "unavailable": {}} if i else
+                                           {"peak_mb": None, "unavailable": {"peak_mb": "the local engine runs no "
+                                                                                        "container"}})
+    rows = aggregate(records)
+    assert "container MiB" in build_table(rows, "t", terminal=False).headers
+    assert "container MiB" not in build_table(rows, "t").headers
+    reasons = {r for row in rows for r in row.stat("container_mem_peak_mb").reasons}
+    assert "the local engine runs no container" in reasons

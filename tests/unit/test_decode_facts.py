@@ -171,10 +171,11 @@ def test_the_cli_exits_2_with_the_sentence(tmp_path, capsys):
 # -- edgeasr sweep: the experiment file's key is the origin -----------------------------------------------------
 
 
-def test_a_ctc_models_beam_axis_makes_containers_and_its_batch_axis_stays_inside(tmp_path):
+def test_a_ctc_models_beam_axis_makes_containers_and_the_batch_axis_makes_them_for_both(tmp_path):
     """transformers varies beam size inside a loaded Whisper model but not inside a CTC one: with the CTC model's
     beam size 5 excluded, its group decodes with beam size 1 (not with the axis' first value, 5, overridden per
-    condition, which its adapter would refuse), and the batch size, which it honours, stays a condition."""
+    condition, which its adapter would refuse). The batch size changes the memory a loaded model holds, so each
+    of its values is a container of its own for either kind (issue 22, item 1)."""
     ctc, whisper = _ctc(tmp_path), _whisper(tmp_path)
     exp = _load(tmp_path, f"""\
         defaults: {{backend: transformers, quant: fp32, device: cpu, limit: 1}}
@@ -184,13 +185,15 @@ def test_a_ctc_models_beam_axis_makes_containers_and_its_batch_axis_stays_inside
           decode.batch_size: [1, 4]
         exclude: [{{model: {ctc}, decode.beam_size: 5, reason: a CTC model is greedy}}]
         """)
-    cg, wg = exp.groups
-    assert cg.model == str(ctc) and wg.model == str(whisper)
-    assert cg.decode["beam_size"] == 1 and [c.decode for c in cg.conditions] == [{}, {"batch_size": 4}]
-    assert wg.decode["beam_size"] == 5 and [c.decode for c in wg.conditions] == [
-        {}, {"batch_size": 4}, {"beam_size": 1}, {"beam_size": 1, "batch_size": 4}]
-    assert cg.origins["decode.beam_size"] == "grid.decode.beam_size[1]"
-    assert exp.resolved["axis_roles"]["transformers"]["in_container"] == ["dataset", "decode.batch_size"]
+    c1, c4, w1, w4 = exp.groups
+    assert c1.model == c4.model == str(ctc) and w1.model == w4.model == str(whisper)
+    assert [g.decode["batch_size"] for g in exp.groups] == [1, 4, 1, 4]
+    assert c1.decode["beam_size"] == c4.decode["beam_size"] == 1
+    assert [c.decode for c in c1.conditions] == [c.decode for c in c4.conditions] == [{}]
+    assert w1.decode["beam_size"] == 5 and [c.decode for c in w1.conditions] == [{}, {"beam_size": 1}]
+    assert [c.decode for c in w4.conditions] == [{}, {"beam_size": 1}]
+    assert c1.origins["decode.beam_size"] == "grid.decode.beam_size[1]"
+    assert exp.resolved["axis_roles"]["transformers"]["in_container"] == ["dataset"]
 
 
 def test_whisperx_with_alignment_runs_each_language_in_its_own_container(tmp_path):
@@ -300,10 +303,12 @@ def test_sweep_planning_takes_a_ctc_group_of_defaults_and_batch_sizes(tmp_path):
         defaults: {{backend: transformers, model: {ctc}, quant: fp32, device: cpu, limit: 1}}
         grid: {{decode.batch_size: [1, 4]}}
         """)
-    (group,) = exp.groups
-    spec = plan.group_spec(group, DATA, (), "edgeasr/transformers:latest", tmp_path / "models", tmp_path / "out",
-                           "docker")
-    assert spec.decode.beam_size == 5 and [c.decode for c in group.conditions] == [{}, {"batch_size": 4}]
+    one, four = exp.groups  # a container per batch size (issue 22, item 1)
+    for group, size in ((one, 1), (four, 4)):
+        spec = plan.group_spec(group, DATA, (), "edgeasr/transformers:latest", tmp_path / "models",
+                               tmp_path / "out", "docker")
+        assert spec.decode.beam_size == 5 and spec.decode.batch_size == size
+        assert [c.decode for c in group.conditions] == [{}]
 
 
 @pytest.mark.parametrize("kind", ["ctc", "whisper"])
@@ -323,7 +328,9 @@ def test_the_adapter_takes_in_a_loaded_model_what_the_backend_table_says(kind):
     spec.loader.exec_module(sibling)
     fake_model = sibling.fake_model
 
-    inside = BACKENDS["transformers"].in_container_for(kind)
+    tf = BACKENDS["transformers"]
+    # the memory axes the kind honours are changeable too: the planner alone keeps them apart (issue 22, item 1)
+    inside = (*tf.in_container_for(kind), *(p for p in tf.memory_axes if p in tf.honours(kind)))
     other = {"beam_size": 2, "batch_size": 4, "temperature": 0.3, "language": "de", "ctc_weight": 0.3}
     for path in DECODE_CHOICES:
         name = path.split(".", 1)[1]
@@ -335,3 +342,28 @@ def test_the_adapter_takes_in_a_loaded_model_what_the_backend_table_says(kind):
         else:
             with pytest.raises((NotImplementedError, ValueError)):
                 m.set_decode(change)
+
+
+def test_a_batch_size_sweep_runs_each_size_in_its_own_container(tmp_path):
+    """Regression (issue 22, item 1): batch sizes 8 then 1 ran in one container, and what the batch of 8 left
+    resident (freed memory stays with the process) was the batch of 1's memory too: 1130 MiB after batch 8,
+    984 alone. The backend table names the settings that change what a loaded model holds (memory_axes: the batch
+    size); an axis over one makes one container per value, so each condition's memory is its own. Beam size and
+    the other decode choices still vary inside one loaded model."""
+    from runner import backends
+
+    for be in backends.BACKENDS.values():
+        assert "decode.batch_size" in be.memory_axes, be.name
+        assert not set(be.memory_axes) & set(be.in_container_for("whisper")), be.name
+        assert not set(be.memory_axes) & set(be.in_container_for("ctc")), be.name
+    whisper = _whisper(tmp_path)
+    exp = _load(tmp_path, f"""\
+        defaults: {{backend: transformers, model: {whisper}, quant: fp32, device: cpu, limit: 1}}
+        grid:
+          decode.batch_size: [8, 1]
+          decode.beam_size: [5, 1]
+        """)
+    assert [g.decode["batch_size"] for g in exp.groups] == [8, 1]
+    assert all([c.decode for c in g.conditions] == [{}, {"beam_size": 1}] for g in exp.groups)
+    roles = exp.resolved["axis_roles"]["transformers"]
+    assert roles["in_container"] == ["dataset", "decode.beam_size"] and "decode.batch_size" in roles["per_group"]

@@ -225,6 +225,42 @@ def test_peak_rss_is_per_condition_and_names_the_audio_cache(tmp_path, adapter):
     assert status["peak_rss_mb"] >= ends[0]["peak_rss_mb"]  # the process-wide peak survives the resets
 
 
+def test_the_backends_peak_without_audio_is_taken_at_the_same_instant_as_its_audio(tmp_path, adapter):
+    """Regression (issue 22, item 7): peak_rss_excl_audio_mb was the condition's peak less the audio held at its
+    end, so a peak that came before the audio cache filled was under-reported (84 against a true 234 MiB). The
+    peak is now split at each backend call (the audio held is constant during a call), and each part's peak has
+    the audio held during it taken off: the backend's 100 MiB on the first call, with 1 s of audio cached, is not
+    reduced by the 60 MiB of audio cached later."""
+    write_tone(tmp_path / "a.wav", seconds=1.0)
+    write_tone(tmp_path / "b.wav", seconds=1000.0)  # 61 MiB of float32 audio, cached after the first call
+    hog = []
+
+    class Hungry(ScriptedModel):
+        def transcribe(self, audio):
+            if not hog:  # the first call holds 100 MiB for a moment
+                big = np.ones(100 * 1024 * 1024 // 8)
+                hog.append(float(big.sum()))
+                del big
+            return "text"
+
+    adapter.load = Hungry
+    conds = [{"key": "c1", "noise": {"type": "clean", "snr_db": None}}]
+    utts = [{"id": "a", "audio": str(tmp_path / "a.wav")}, {"id": "b", "audio": str(tmp_path / "b.wav")}]
+    job = _job(tmp_path, utts, warmup=0, conditions=conds)
+    assert entry.main(["x", str(job)]) == 0
+    (end,) = [e for e in _read(job.parent / "events.jsonl") if e["event"] == "condition_end"]
+    assert end["audio_cache_mb"] == pytest.approx(1001.0 * 16000 * 4 / 2**20, rel=0.01)
+    status = json.loads((job.parent / "status.json").read_text())
+    # the first call: the loaded model, 1 s of audio and the 100 MiB it held for a moment
+    assert end["peak_rss_excl_audio_mb"] == pytest.approx(status["rss_after_load_mb"] + 100, abs=20), end
+    old_rule = end["peak_rss_mb"] - end["audio_cache_mb"]  # the 61 MiB cached after that peak taken off it
+    assert old_rule < end["peak_rss_excl_audio_mb"] - 20
+    assert end["peak_rss_excl_audio_mb"] <= end["peak_rss_mb"]
+    assert "each backend call" in end["peak_rss_excl_audio_method"]
+    assert status["peak_rss_excl_audio_mb"] >= end["peak_rss_excl_audio_mb"]
+    assert status["peak_rss_excl_audio_method"] == end["peak_rss_excl_audio_method"]
+
+
 def test_audio_preparation_has_its_own_window_outside_the_utterances(tmp_path, adapter):
     """Decoding (and noise mixing) sits in prepare windows, never inside an utterance's window."""
     write_tone(tmp_path / "a.wav", seconds=1.0)

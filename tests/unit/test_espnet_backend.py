@@ -270,6 +270,27 @@ def test_without_a_registry_the_313_base_falls_back_to_the_local_trixie_one(monk
                               log=lambda m: None) == "edgeasr/base:bookworm-ffmpeg" and not calls
 
 
+def test_one_build_takes_each_images_base_by_its_python(monkeypatch, tmp_path):
+    """Regression (the merge of runner/images/make.py): `make images` builds every row in one request, and the
+    build sequence asked for one base, --base's, so espnet's parent was built FROM the Python 3.11 bookworm base.
+    Each image without a parent takes the base of its own Python, each asked for once; a child its parent."""
+    from runner.images import make
+
+    asked, built = [], []
+    monkeypatch.setattr(make, "image_exists", lambda client, ref: False)
+    monkeypatch.setattr(make, "ensure_base", lambda client, base, log: asked.append(base) or f"local/{base}")
+    monkeypatch.setattr(make, "fill_wheelhouse", lambda *a, **k: None)
+    monkeypatch.setattr(make, "build_image",
+                        lambda client, image, **k: built.append((k["tag"], k["base"])) or "sha256:x")
+    make.build_images(object(), make.BuildRequest(names=("faster-whisper", "espnet", "pocketsphinx"),
+                                                  log_dir=tmp_path), log=lambda m: None)
+    assert asked == [images.PUBLIC_BASE, "python:3.13-slim-trixie"]
+    assert built == [("edgeasr/faster-whisper:latest", f"local/{images.PUBLIC_BASE}"),
+                     ("edgeasr/torch-base:2.14-py3.13", "local/python:3.13-slim-trixie"),
+                     ("edgeasr/espnet:latest", "edgeasr/torch-base:2.14-py3.13"),
+                     ("edgeasr/pocketsphinx:latest", f"local/{images.PUBLIC_BASE}")]
+
+
 def test_the_wheelhouse_is_filled_for_the_images_python(monkeypatch, tmp_path):
     """pip is asked for cp313 wheels that trixie's glibc runs, the source-only pure-Python pin is packed into a
     wheel first, and the child's download leaves out what its parent's own resolution installs (the torch stack)."""

@@ -298,7 +298,7 @@ def test_wrong_types_name_the_expected_type(tmp_path):
         "x.yaml: defaults.noise.clean: expected true or false, got 'yes'",
         "x.yaml: defaults.noise.babble_talkers: expected an integer >= 1, got 0",
         "x.yaml: defaults.telemetry: expected a mapping (keys: sampler, interval_ms, baseline_s, baseline_w, loaded_idle_s, cooldown_max_s, "
-        "cooldown_tolerance), "
+        "cooldown_tolerance, baseline), "
         "got a list",
         "x.yaml: grid.models: expected a non-empty list of model values, got 'tiny.en'",
         "x.yaml: entries: expected a list of {match, set} mappings, got a mapping",

@@ -232,30 +232,35 @@ def test_experiment_cluster_key_is_read_and_checked(tmp_path):
         load_experiment(tmp_path / "y.yaml", root=tmp_path)
 
 
-class _Progress:
-    def __init__(self):
-        self.updates = []
+class _View:
+    """What the driver tells a fleet's view (runner/fleet/driver.FleetView), written down."""
 
-    def update(self, task, **kw):
-        self.updates.append((task, kw))
+    def __init__(self):
+        self.notes, self.started, self.finished = [], [], []
+
+    def note(self, text, level="info"):
+        self.notes.append((level, text))
+
+    def node_started(self, target, hostname):
+        self.started.append((target, hostname))
+
+    def condition_finished(self, target, hostname, status):
+        self.finished.append((target, hostname, status))
 
 
 def test_a_streamed_condition_is_written_only_when_finished(tmp_path):
     """Regression (e2e, node killed): a condition a dying node streamed as `interrupted` is neither written nor
     counted as done, so the group's loss still records it as node_lost; a finished one is written at once."""
-    from rich.console import Console
+    from runner.fleet.driver import Tally, heard
 
-    from runner.fleet.driver import Tally, _heard
-
-    tally, progress = Tally(), _Progress()
+    tally, view = Tally(), _View()
     files = {"summary.json": b'{"status": "ok"}', "utterances.jsonl": b""}
     base = {"kind": "done", "target": "cpu-b", "hostname": "orin1", "node_id": "n1", "files": files}
-    _heard({**base, "key": "k1", "status": "interrupted"}, tally, [], tmp_path, progress, {"cpu-b": 0},
-           Console(quiet=True))
-    assert tally.written == set() and not (tmp_path / "conditions" / "k1").exists()
-    _heard({**base, "key": "k2", "status": "ok"}, tally, [], tmp_path, progress, {"cpu-b": 0}, Console(quiet=True))
+    heard({**base, "key": "k1", "status": "interrupted"}, tally, tmp_path, view)
+    assert tally.written == set() and not (tmp_path / "conditions" / "k1").exists() and view.finished == []
+    heard({**base, "key": "k2", "status": "ok"}, tally, tmp_path, view)
     assert tally.written == {"k2"} and (tmp_path / "conditions" / "k2" / "summary.json").exists()
-    assert progress.updates[-1][1]["advance"] == 1
+    assert view.finished == [("cpu-b", "orin1", "ok")]
 
 
 def test_the_ledger_tells_a_retry_its_earlier_attempts_and_the_conditions_they_finished():
@@ -272,31 +277,25 @@ def test_the_ledger_tells_a_retry_its_earlier_attempts_and_the_conditions_they_f
 
 def test_a_retried_group_is_announced_naming_the_lost_node():
     """The start of a retry names the node it runs on and the lost node(s); a first attempt says nothing."""
-    from rich.console import Console
+    from runner.fleet.driver import Tally, heard
 
-    from runner.fleet.driver import Tally, _heard
-
-    console = Console(record=True, width=300)
+    view = _View()
     n1, n2 = {"node_id": "1" * 56, "hostname": "orin1"}, {"node_id": "2" * 56, "hostname": "orin2"}
     start = {"kind": "start", "group": "g", "target": "cpu-b"}
-    _heard({**start, **n1, "attempts": [n1]}, Tally(), [], Path("."), _Progress(), {}, console)
-    assert console.export_text() == ""
-    _heard({**start, **n2, "attempts": [n1, n2]}, Tally(), [], Path("."), _Progress(), {}, console)
-    text = console.export_text()
-    assert "retried on orin2 (222222222222)" in text and "orin1 (111111111111)" in text
+    heard({**start, **n1, "attempts": [n1]}, Tally(), Path("."), view)
+    assert view.notes == [] and view.started == [("cpu-b", "orin1")]
+    heard({**start, **n2, "attempts": [n1, n2]}, Tally(), Path("."), view)
+    [(level, text)] = view.notes
+    assert level == "warning" and "retried on orin2 (222222222222)" in text and "orin1 (111111111111)" in text
 
 
 def test_a_fleet_sweep_refuses_the_local_engine(tmp_path):
     """Nodes run backend containers on their own Docker Engine: --engine local with a cluster is refused
     before anything connects."""
-    import argparse
-
-    from rich.console import Console
-
     from runner.fleet import driver
 
     with pytest.raises(UserError, match="--engine local"):
-        driver.main(argparse.Namespace(engine="local"), Console(quiet=True), None, tmp_path, "ray://h:1")
+        driver.fleet_sweep(None, tmp_path, "ray://h:1", _View(), engine="local")
 
 
 def test_build_missing_turns_each_nodes_needs_into_edgeasr_commands(tmp_path):

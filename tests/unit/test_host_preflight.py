@@ -106,10 +106,10 @@ def test_sweep_refuses_a_cuda_experiment_before_building_or_installing_anything(
 def test_run_on_cuda_is_refused_before_any_engine_is_asked_for_an_image(monkeypatch, capsys, tmp_path):
     """Regression (issue 25, 7b): `edgeasr run --device cuda` said to build the CUDA image with `make images`;
     now the run refuses at once with the reason."""
-    from runner.commands import run as run_cmd
+    from runner import run as run_mod  # the run's orchestration (issue 21, item 1): where its engine is made
 
     monkeypatch.setattr(preflight, "probe", lambda *a, **k: cpu_host())
-    monkeypatch.setattr(run_cmd, "make_engine", lambda *a, **k: pytest.fail("an engine was made"))
+    monkeypatch.setattr(run_mod, "make_engine", lambda *a, **k: pytest.fail("an engine was made"))
     assert cli.main(["run", "--device", "cuda", "--data", str(ROOT / "data" / "default"),
                      "--models-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

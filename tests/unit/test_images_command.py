@@ -9,6 +9,7 @@ import pytest
 
 from runner.backends import BACKENDS
 from runner.commands import images as images_cmd
+from runner.images import make
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -38,17 +39,17 @@ def test_build_missing_skips_present_images_without_touching_the_base(x86, monke
     """`make run` builds its image only when absent; when it is present nothing is built and no base image
     is pulled or debootstrapped."""
     monkeypatch.setattr(images_cmd.docker_engine, "connect", lambda: object())
-    monkeypatch.setattr(images_cmd, "image_exists", lambda client, ref: ref == "edgeasr/faster-whisper:latest")
+    monkeypatch.setattr(make, "image_exists", lambda client, ref: ref == "edgeasr/faster-whisper:latest")
 
     def no_base(*a, **k):
         raise AssertionError("the base image was asked for")
 
-    monkeypatch.setattr(images_cmd, "ensure_base", no_base)
+    monkeypatch.setattr(make, "ensure_base", no_base)
     assert images_cmd.main(parse("build", "faster-whisper", "--missing")) == 0
     built = []
-    monkeypatch.setattr(images_cmd, "ensure_base", lambda client, base, log: base)
-    monkeypatch.setattr(images_cmd, "fill_wheelhouse", lambda *a, **k: None)
-    monkeypatch.setattr(images_cmd, "build_image", lambda client, image, **k: built.append(k["tag"]) or "sha256:x")
+    monkeypatch.setattr(make, "ensure_base", lambda client, base, log: base)
+    monkeypatch.setattr(make, "fill_wheelhouse", lambda *a, **k: None)
+    monkeypatch.setattr(make, "build_image", lambda client, image, **k: built.append(k["tag"]) or "sha256:x")
     assert images_cmd.main(parse("build", "faster-whisper", "whisperx", "--missing", "--no-wheelhouse",
                                  "--log-dir", str(tmp_path / "logs"))) == 0
     assert built == ["edgeasr/torch-base:2.8", "edgeasr/whisperx:latest"]
@@ -61,13 +62,13 @@ def test_build_missing_rebuilds_an_incomplete_runner_image(x86, monkeypatch, tmp
     image is skipped only when it is complete; an incomplete one is built again (and says why), and the rebuilt
     one is checked in turn."""
     monkeypatch.setattr(images_cmd.docker_engine, "connect", lambda: object())
-    monkeypatch.setattr(images_cmd, "image_exists", lambda client, ref: True)
+    monkeypatch.setattr(make, "image_exists", lambda client, ref: True)
     asked = []
-    monkeypatch.setattr(images_cmd, "runner_image_problem", lambda client, ref: asked.append(ref) or problem)
-    monkeypatch.setattr(images_cmd, "ensure_base", lambda client, base, log: base)
-    monkeypatch.setattr(images_cmd, "fill_wheelhouse", lambda *a, **k: None)
+    monkeypatch.setattr(make, "runner_image_problem", lambda client, ref: asked.append(ref) or problem)
+    monkeypatch.setattr(make, "ensure_base", lambda client, base, log: base)
+    monkeypatch.setattr(make, "fill_wheelhouse", lambda *a, **k: None)
     built = []
-    monkeypatch.setattr(images_cmd, "build_image", lambda client, image, **k: built.append(k["tag"]) or "sha256:x")
+    monkeypatch.setattr(make, "build_image", lambda client, image, **k: built.append(k["tag"]) or "sha256:x")
     args = parse("build", "runner", "--missing", "--log-dir", str(tmp_path / "logs"))
     if problem is None:
         assert images_cmd.main(args) == 0 and built == [] and asked == ["edgeasr/runner:latest"]

@@ -134,6 +134,25 @@ def test_peak_rss_names_the_harness_audio_and_its_scope():
     assert old.peak_rss_excl_audio_mb is None and "does not report" in old.unavailable["peak_rss_excl_audio_mb"]
 
 
+def test_the_backends_peak_without_audio_is_the_containers_own_figure_and_says_how_it_was_taken():
+    """Regression (issue 22, item 7): the host took the audio held at the end off a peak that may have come before
+    it was cached (84 against a true 234 MiB). An image that splits the peak at each backend call reports the
+    figure itself, with its method, and the host keeps it; an older image's figure says what it includes."""
+    from runner import execute
+
+    method = "the largest of each backend call's resident peak ... less the audio the harness held during it"
+    events = [_ev("model_info", 1.0, versions={}),
+              _ev("inference_end", 2.0, peak_rss_mb=300.0, audio_cache_mb=150.0, peak_rss_excl_audio_mb=234.0,
+                  peak_rss_excl_audio_method=method, peak_rss_scope="condition (peak reset at its start)")]
+    s = _summary()
+    merge.apply_container_facts(s, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
+    assert s.peak_rss_excl_audio_mb == 234.0 and s.peak_rss_excl_audio_method == method  # not 300 - 150
+    old = _summary()
+    merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 300.0,
+                                                               "audio_cache_mb": 150.0}))
+    assert old.peak_rss_excl_audio_mb == 150.0 and "under-reported" in old.peak_rss_excl_audio_method
+
+
 def test_energy_unavailable_is_said_in_full_once():
     """Issue 14: with no sensor, the full reason (every sensor tried) is in unavailable.energy once; each energy
     field repeats a short line pointing there. A short reason (telemetry turned off) stays as it is."""
@@ -177,6 +196,8 @@ def test_a_transcript_line_or_hypothesis_over_its_limit(tmp_path):
     rows = [{"id": "a", "status": "ok", "hypothesis": "h" * 2000, "duration_s": 1.0, "processing_s": 0.1},
             {"id": "b", "status": "ok", "hypothesis": "x" * 100_000}]
     (tmp_path / "transcripts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in (
+        _ev("utterance_start", 1.0, id="a", duration_s=1.0), _ev("utterance_end", 1.1, id="a", duration_s=1.0, processing_s=0.1))))
     got = merge.read_raw(tmp_path, limits)
     assert [t["id"] for t in got.transcripts] == ["a"]
     assert got.problem.endswith("transcripts.jsonl:2: a line of more than 70 KiB (limits.hypothesis_mib); not read")

@@ -84,6 +84,36 @@ def test_each_condition_of_a_recorded_container_gets_its_own_result(tmp_path):
     assert stored["condition"]["key"] == "kB" and tables.read_result(tmp_path / "conditions" / "kB", "kB")
 
 
+def test_each_condition_reports_the_containers_memory_over_its_own_window(tmp_path):
+    """Regression (issue 22, item 1): memory per condition depended on what ran before it in the container. The
+    host samples the container's cgroup; each condition's container_memory is the peak over its own window (kA
+    at 900 MiB, kB at 400 after it), what was resident at its start, the windows' peaks and the source; a run
+    with no cgroup reading says why."""
+    from runner.telemetry.memory import Cgroup, ContainerMemorySampler
+    from runner.telemetry.samplers.base import Sample
+
+    job, g = _group(tmp_path)
+    g.memory = ContainerMemorySampler(10, root=tmp_path)
+    g.memory.cgroup = Cgroup(1, tmp_path / "memory.usage_in_bytes", tmp_path / "memory.stat", "total_inactive_file")
+    t0 = 1_700_000_000_000_000_000
+    for i in range(28):  # every 100 ms from the container's start; kA 1.6-2.12 s, kB 2.13-2.65 s
+        t = i * 100_000_000
+        mb = 100.0 if t < 1_100_000_000 else 300.0 if t < 1_700_000_000 else 900.0 if t < 2_150_000_000 else 400.0
+        g.memory._append(Sample(t_ns=t0 + t, mono_ns=t, mem_used_mb=mb))
+    a = execute.finalize(g, job.conditions[0])["container_memory"]
+    b = execute.finalize(g, job.conditions[1])["container_memory"]
+    assert a["peak_mb"] == 900.0 and b["peak_mb"] == 400.0  # not 900 for both
+    assert a["at_start_mb"] == 300.0 and b["at_start_mb"] == 900.0
+    assert b["windows_mb"]["load"] == 300.0 and b["windows_mb"]["container"] == 900.0
+    assert a["source"].startswith("cgroup v1 memory.usage_in_bytes") and a["clock"] == "monotonic"
+    utts = [json.loads(x) for x in (tmp_path / "conditions" / "kB" / "utterances.jsonl").read_text().splitlines()]
+    assert [u["container_mem_peak_mb"] for u in utts] == [400.0, 400.0]  # each call's own peak
+    job, g = _group(tmp_path / "local")
+    g.engine = "local"
+    none = execute.finalize(g, job.conditions[0])["container_memory"]
+    assert none["peak_mb"] is None and "local engine" in none["unavailable"]["peak_mb"]
+
+
 def test_a_condition_that_was_its_containers_whole_work_reports_the_process_peak(tmp_path):
     """With the final record (status.json) and one condition, the process peak (model load included) is its
     peak, as `edgeasr run` always reported; with several, each keeps its own."""

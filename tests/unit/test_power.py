@@ -7,21 +7,21 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fake_clock import ManualClock
 from fake_jetson import make_orin_nano
+from recorded_engine import RecordedEngine
 
 import runner.power.base as power_base
 import runner.power.nvidia as power_nvidia
 from runner import execute, plan, power, settings as st
-from runner.errors import UserError
+from runner.errors import Interrupted, UserError
 from runner.experiment import Condition
-from runner.launch.docker_engine import ContainerRun
 from runner.power.base import OperatingPoint, mismatches
 from runner.power.jetson import JetsonController, parse_nvpmodel_conf, parse_nvpmodel_query
 from runner.settings import PowerSettings
@@ -29,7 +29,6 @@ from runner.telemetry.energy import integrate as energy
 from runner.telemetry.samplers import ina3221 as ina
 
 HERE = Path(__file__).resolve().parent
-GROUP_RAW = HERE.parents[0] / "fixtures" / "group_raw"
 
 
 def _fake_pynvml():
@@ -176,23 +175,26 @@ def test_build_run_spec_refuses_before_anything_runs(board, monkeypatch, tmp_pat
 
 
 def test_jetson_apply_reads_back_observes_and_restores(board):
-    """Mode 3 (7W) and a 408 MHz GPU lock are set, read back without mismatch, observed (GPU, CPU, EMC clocks,
-    temperatures, over-current counters), and afterwards mode 0 and its GPU range are back, recorded."""
+    """Mode 3 (7W) and a 408 MHz GPU lock are set, read back without mismatch, settled, observed every 10 ms
+    (GPU, CPU, EMC clocks, temperatures, over-current counters), and afterwards mode 0 and its GPU range are
+    back, recorded."""
     before = board.gpu_range_hz()
-    slept = []
-    with power.apply_operating_point(PowerSettings(mode=3, gpu_freq_mhz=408, settle_s=1.5), sleep=slept.append,
-                                     observe_interval_s=0.01) as rec:
+    clock = ManualClock()
+    with power.apply_operating_point(PowerSettings(mode=3, gpu_freq_mhz=408, settle_s=1.5), clock=clock,
+                                     observe_interval_s=0.01) as window:
         assert board.mode() == 3 and board.gpu_range_hz() == (408000000, 408000000)
+        assert window.record.applied["mode_id"] == 3 and window.record.restored is None  # the record so far
         (board.root / "class" / "hwmon" / "hwmon2" / "oc1_event_cnt").write_text("4\n")
-    assert slept == [1.5]
+        clock.sleep(0.05)
+    assert clock.slept_s == [1.5, 0.05] and clock.tickers == 0  # the settle; the observer is stopped
     assert board.mode() == 0 and board.gpu_range_hz() == before
-    j = rec.to_json()
+    j = window.record.to_json()
     assert j["controller"] == "jetson" and j["requested"] == {"mode": 3, "gpu_freq_mhz": 408.0}
     assert j["before"]["mode_id"] == 0 and j["applied"]["mode_name"] == "7W" and j["mismatches"] == []
     assert j["applied"]["gpu_min_mhz"] == j["applied"]["gpu_max_mhz"] == 408.0
     assert j["restored"]["mode_id"] == 0 and j["restore_mismatches"] == [] and j["restore_error"] is None
     obs = j["observed"]
-    assert obs["n"] >= 2 and obs["cpu_mhz"]["median"] == pytest.approx(1497.6) and obs["emc_mhz"]["max"] == 2133.0
+    assert obs["n"] == 7 and obs["cpu_mhz"]["median"] == pytest.approx(1497.6) and obs["emc_mhz"]["max"] == 2133.0
     assert obs["temp_c.gpu-thermal"]["min"] == 45.5 and obs["oc_event_deltas"]["soctherm_oc.oc1"] == 4.0
     assert j["facts"]["gpu_devfreq"] == "17000000.gpu" and len(j["facts"]["nvpmodel_conf_sha256"]) == 64
     assert j["facts"]["cpu_online"] == "0-5" and j["facts"]["fan_pwm"] == 90.0
@@ -201,8 +203,9 @@ def test_jetson_apply_reads_back_observes_and_restores(board):
 def test_jetson_clocks_is_stored_applied_and_restored(board):
     """jetson_clocks pins the GPU at the mode's ceiling (read back as pinned); its stored clocks come back."""
     before = board.gpu_range_hz()
-    with power.apply_operating_point(PowerSettings(jetson_clocks=True, settle_s=0), observe_interval_s=0.01) as rec:
+    with power.apply_operating_point(PowerSettings(jetson_clocks=True, settle_s=0), clock=ManualClock()) as window:
         assert board.gpu_range_hz() == (612000000, 612000000)
+    rec = window.record
     assert rec.applied["jetson_clocks"] is True and rec.mismatches == []
     assert board.gpu_range_hz() == before and rec.restored["jetson_clocks"] is False
     calls = board.log.read_text().splitlines()
@@ -233,14 +236,18 @@ def test_a_clamped_request_is_flagged_and_strict_fails_after_restoring(monkeypat
     is reset before the error propagates."""
     fake = _nvml(monkeypatch, power_cap_mhz=1500)
     gpu = fake.gpus[0]
-    with power.apply_operating_point(PowerSettings(gpu_freq_mhz=1980, settle_s=0), observe_interval_s=0.01) as rec:
+    with power.apply_operating_point(PowerSettings(gpu_freq_mhz=1980, settle_s=0), clock=ManualClock()) as window:
         assert gpu.locked_gpu_mhz == (1980, 1980)
+    rec = window.record
     assert rec.controller == "nvidia" and rec.mismatches == ["power.gpu_freq_mhz: requested 1980 MHz, the GPU runs at 1500 MHz"]
     assert rec.observed["throttle_share"] == {"sw_power_cap": 1.0} and gpu.locked_gpu_mhz is None
+    strict = power.apply_operating_point(PowerSettings(gpu_freq_mhz=1980, strict=True, settle_s=0))
     with pytest.raises(UserError, match="power.strict") as err:
-        with power.apply_operating_point(PowerSettings(gpu_freq_mhz=1980, strict=True, settle_s=0)):
+        with strict:
             pytest.fail("the body must not run")
-    assert gpu.locked_gpu_mhz is None and err.value.power_record.restored is not None
+    # the record is the window's, returned, not pinned on the exception
+    assert gpu.locked_gpu_mhz is None and strict.record.restored is not None and strict.record.mismatches
+    assert not hasattr(err.value, "power_record")
 
 
 def test_a_devfreq_range_below_the_request_is_called_clamped():
@@ -255,8 +262,9 @@ def test_nvidia_power_limit_and_memory_clock_are_set_and_restored(monkeypatch):
     fake = _nvml(monkeypatch)
     gpu = fake.gpus[0]
     with power.apply_operating_point(PowerSettings(gpu_power_limit_w=200, mem_freq_mhz=5001, gpu_freq_mhz=1215,
-                                                   settle_s=0), observe_interval_s=0.01) as rec:
+                                                   settle_s=0), clock=ManualClock()) as window:
         assert gpu.power_limit_mw == 200_000 and gpu.locked_mem_mhz == (5001, 5001)
+    rec = window.record
     assert rec.mismatches == [] and rec.applied["gpu_power_limit_w"] == 200.0 and rec.applied["mem_cur_mhz"] == 5001
     assert gpu.power_limit_mw == 300_000 and gpu.locked_mem_mhz is None and gpu.locked_gpu_mhz is None
     assert rec.facts["driver_version"] == "550.54.15" and rec.facts["power_limit_range_w"] == [100.0, 350.0]
@@ -269,10 +277,10 @@ def test_nvidia_power_limit_and_memory_clock_are_set_and_restored(monkeypatch):
 def test_restore_runs_on_error(board):
     """An exception inside the operating point still restores the mode."""
     with pytest.raises(RuntimeError):
-        with power.apply_operating_point(PowerSettings(mode=1, settle_s=0), observe_interval_s=0.01) as rec:
+        with power.apply_operating_point(PowerSettings(mode=1, settle_s=0), clock=ManualClock()) as window:
             assert board.mode() == 1
             raise RuntimeError("the container failed")
-    assert board.mode() == 0 and rec.restored["mode_id"] == 0
+    assert board.mode() == 0 and window.record.restored["mode_id"] == 0
 
 
 def test_restore_runs_on_sigterm(board):
@@ -282,12 +290,12 @@ def test_restore_runs_on_sigterm(board):
     old = signal.signal(signal.SIGTERM, _sigterm)
     try:
         with pytest.raises(KeyboardInterrupt) as err:
-            with power.apply_operating_point(PowerSettings(mode=3, settle_s=0), observe_interval_s=0.01) as rec:
+            with power.apply_operating_point(PowerSettings(mode=3, settle_s=0), clock=ManualClock()) as window:
                 assert board.mode() == 3
                 os.kill(os.getpid(), signal.SIGTERM)
                 pytest.fail("SIGTERM did not interrupt")
-        assert getattr(err.value, "signame", None) == "SIGTERM"
-        assert board.mode() == 0 and rec.restored["mode_id"] == 0
+        assert isinstance(err.value, Interrupted) and err.value.signal == "SIGTERM"
+        assert board.mode() == 0 and window.record.restored["mode_id"] == 0
         assert signal.getsignal(signal.SIGTERM) is _sigterm  # the handler is back after the restore
     finally:
         signal.signal(signal.SIGTERM, old)
@@ -317,23 +325,10 @@ def test_groups_are_ordered_so_that_mode_switches_are_few():
 # -- the executor's hook --------------------------------------------------------------------------------------
 
 
-class _ReplayEngine:
-    """An engine that replays the recorded container (tests/fixtures/group_raw) and checks, while it runs, that
-    the operating point is in force."""
-
-    name = "local"
-    host_paths = True
-
-    def __init__(self, check):
-        self.check = check
-
-    def run(self, spec, job, mounts, env, on_event, launch):
-        self.check()
-        for f in GROUP_RAW.iterdir():
-            shutil.copy(f, launch.raw_dir / f.name)
-        for line in (GROUP_RAW / "events.jsonl").read_text().splitlines():
-            on_event(json.loads(line))
-        return ContainerRun(0, False, False, launch.raw_dir / "container.log", 0.1, 1.0, 0, 0)
+def _engine(check) -> RecordedEngine:
+    """The recorded container (tests/recorded_engine.py) that checks, as it starts, that the operating point
+    is in force."""
+    return RecordedEngine(on_launch=lambda group: check())
 
 
 def test_execute_group_wraps_the_baseline_and_run_and_records_power_in_every_summary(board, tmp_path):
@@ -360,7 +355,7 @@ def test_execute_group_wraps_the_baseline_and_run_and_records_power_in_every_sum
                   for i, k in enumerate(("kA", "kB")))
     job = plan.GroupJob("g", spec, None, conds, tmp_path / "g")
     seen = []
-    result = execute.execute_group(job, list(conds), _ReplayEngine(lambda: seen.append(board.mode())),
+    result = execute.execute_group(job, list(conds), _engine(lambda: seen.append(board.mode())),
                                    host={}, owner_folder=tmp_path)
     assert seen == [3] and board.mode() == 0
     for k in ("kA", "kB"):
@@ -394,7 +389,7 @@ def test_a_refused_operating_point_fails_the_group_with_the_reason_and_the_board
                                  result_dir=tmp_path / "conditions" / "kA")
     job = plan.GroupJob("g", spec, None, (cond,), tmp_path / "g")
     ran = []
-    result = execute.execute_group(job, [cond], _ReplayEngine(lambda: ran.append(1)), host={}, owner_folder=tmp_path)
+    result = execute.execute_group(job, [cond], _engine(lambda: ran.append(1)), host={}, owner_folder=tmp_path)
     assert ran == [] and board.mode() == 0
     [rec] = result.records
     assert rec["status"] == "error" and "needs a reboot" in rec["error"]
@@ -409,12 +404,9 @@ def test_an_interrupted_group_restores_the_mode_and_records_it(board, tmp_path):
 
     from runner.spec import Settings, TelemetrySettings, build_run_spec
 
-    class Interrupting(_ReplayEngine):
-        def run(self, spec, job, mounts, env, on_event, launch):
-            self.check()
-            exc = KeyboardInterrupt()
-            exc.signame = "SIGTERM"
-            raise exc
+    def interrupting():
+        seen.append(board.mode())
+        return Interrupted("SIGTERM")
 
     models = tmp_path / "models" / "tiny.en"
     models.mkdir(parents=True)
@@ -430,9 +422,12 @@ def test_an_interrupted_group_restores_the_mode_and_records_it(board, tmp_path):
                                  result_dir=tmp_path / "conditions" / "kA")
     job = plan.GroupJob("g", spec, None, (cond,), tmp_path / "g")
     seen = []
-    result = execute.execute_group(job, [cond], Interrupting(lambda: seen.append(board.mode())), host={},
+    result = execute.execute_group(job, [cond], RecordedEngine(on_launch=lambda group: interrupting()), host={},
                                    owner_folder=tmp_path)
     assert seen == [1] and board.mode() == 0 and result.interrupted is not None
+    # the interruption carries the signal and the power record as fields, the record whole (restored)
+    assert result.interrupted.signal == "SIGTERM" and result.interrupted.power is result.power
+    assert result.power.applied["mode_id"] == 1 and result.power.restored["mode_id"] == 0
     [rec] = result.records
     assert rec["status"] == "interrupted" and "SIGTERM" in rec["error"]
     p = json.loads((tmp_path / "conditions" / "kA" / "summary.json").read_text())["power"]
@@ -442,14 +437,16 @@ def test_an_interrupted_group_restores_the_mode_and_records_it(board, tmp_path):
 def test_nothing_requested_on_a_jetson_records_the_mode_found_and_changes_nothing(board):
     """No power setting on a Jetson: the record says the mode and clocks the board was at, and what was
     observed (changed: false); nvpmodel is only queried, never told to switch."""
-    with power.apply_operating_point(PowerSettings(), device="cuda", observe_interval_s=0.01) as rec:
+    with power.apply_operating_point(PowerSettings(), device="cuda", clock=ManualClock()) as window:
         pass
+    rec = window.record
     assert rec is not None and rec.changed is False and rec.requested == {}
     assert rec.before["mode_name"] == "15W" and rec.applied == rec.before and rec.restored is None
-    assert rec.observed["n"] >= 2 and rec.facts["gpu_devfreq"] == "17000000.gpu"
+    assert rec.observed["n"] == 2 and rec.facts["gpu_devfreq"] == "17000000.gpu"
     assert not any(" -m " in line for line in board.log.read_text().splitlines())
     with power.apply_operating_point(PowerSettings()) as nothing:  # no device named: nothing to read for
-        assert nothing is None
+        assert nothing.record is None
+    assert nothing.record is None
 
 
 def test_execute_group_without_power_writes_no_power_block(tmp_path):
@@ -475,7 +472,7 @@ def test_execute_group_without_power_writes_no_power_block(tmp_path):
                                                       repeat=0), {"type": "clean", "snr_db": None}, "clean", ("a",),
                                  result_dir=tmp_path / "conditions" / "kA")
     job = plan.GroupJob("g", spec, None, (cond,), tmp_path / "g")
-    execute.execute_group(job, [cond], _ReplayEngine(lambda: None), host={}, owner_folder=tmp_path,
+    execute.execute_group(job, [cond], _engine(lambda: None), host={}, owner_folder=tmp_path,
                           operating_point=factory)
     assert len(calls) == 1
     assert "power" not in json.loads((tmp_path / "conditions" / "kA" / "summary.json").read_text())
@@ -521,24 +518,21 @@ def test_ina3221_without_a_monitor_says_why(tmp_path):
     assert not availability.ok and "no INA3221 power monitor" in availability.reason
 
 
-def test_ina3221_energy_is_within_one_percent_of_a_known_profile(board, monkeypatch):
+def test_ina3221_energy_is_within_one_percent_of_a_known_profile(board):
     """A known power profile (5 W for 2 s, 12 W for 3 s, 7 W for 1 s: 53 J) written to the fake rails and read
-    every 50 ms on a controlled clock integrates to within 1% of its energy."""
-    clock = [1_000_000_000_000]
-    monkeypatch.setattr(ina, "now_ns", lambda: (clock[0], clock[0]))
-    sampler = ina.Ina3221Sampler(root=board.root, interval_ms=50)
-    sampler._open()
+    every 50 ms by the sampler's own cadence on a clock the test moves integrates to within 1% of its energy."""
+    clock = ManualClock()
+    sampler = ina.Ina3221Sampler(root=board.root, interval_ms=50, clock=clock)
     profile = [(2.0, 5.0), (3.0, 12.0), (1.0, 7.0)]
-    start = clock[0]
-    for seconds, watts in profile:
-        board.set_power(watts)
-        for _ in range(int(round(seconds / 0.05))):
-            sampler._append(sampler._read())
-            clock[0] += 50_000_000
-    board.set_power(7.0)
-    sampler._append(sampler._read())
+    start = clock.monotonic_ns()
+    board.set_power(profile[0][1])
+    with sampler:
+        for seconds, watts in profile:
+            board.set_power(watts)
+            clock.sleep(seconds)
+    assert len(sampler.samples) == 1 + 120 + 1  # start, one per 50 ms of 6 s, stop
     expected = sum(s * w for s, w in profile)
-    got = energy.integrate(sampler.samples, start, clock[0], clock="monotonic")
+    got = energy.integrate(sampler.samples, start, clock.monotonic_ns(), clock="monotonic")
     assert got.total_j == pytest.approx(expected, rel=0.01) and got.method == "trapezoid"
 
 

@@ -223,13 +223,22 @@ def test_figures_are_deterministic(tmp_path):
     assert a == b
 
 
-def test_energy_unavailable_figures_say_so_instead_of_plotting_zeros(tmp_path):
-    results = {r.path.name: r for r in figures.write_figures(_rows(_without_energy(tmp_path)), tmp_path / "fig")}
+def test_energy_unavailable_figures_are_no_png_only_a_note(tmp_path):
+    """Regression (issue 22, item 15): a figure without data was written as a PNG holding only a text box
+    (accuracy_vs_energy.png on a host without a sensor). It is no PNG at all (a stale one is removed); the reason
+    is listed in the report's notes, never plotted as zeros."""
+    out = tmp_path / "fig"
+    out.mkdir()
+    (out / "accuracy_vs_energy.png").write_bytes(PNG_SIGNATURE)  # from an earlier report, with energy
+    folder = _without_energy(tmp_path)
+    results = {r.path.name: r for r in figures.write_figures(_rows(folder), out)}
     for name in ("energy_by_model_quant.png", "accuracy_vs_energy.png"):
         r = results[name]
         assert not r.available and r.unavailable == f"energy unavailable: {NO_ENERGY}"
-        assert r.path.is_file() and _png_size(r.path)[0] >= 600
+        assert not r.path.exists()
     assert results["wer_by_noise.png"].available and results["rtf_ram_by_model_quant.png"].available
+    html = write_html(tmp_path / "report.html", load_sweep(folder), _rows(folder), list(results.values())).read_text()
+    assert f"not drawn (energy unavailable: {NO_ENERGY})" in html
 
 
 def test_wer_unavailable_figure_says_so(tmp_path):
@@ -241,7 +250,7 @@ def test_wer_unavailable_figure_says_so(tmp_path):
     (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     r = condition_figures.wer_by_noise(_rows(tmp_path), tmp_path / "fig")
     assert r.unavailable.startswith("WER unavailable: ") and "no reference transcripts" in r.unavailable
-    assert r.path.is_file()
+    assert not r.path.exists()  # a note in the report, not a PNG of a text box
 
 
 def test_one_missing_bar_leaves_the_figure_available(tmp_path):
@@ -685,3 +694,74 @@ def test_html_shows_and_links_the_targets_figure(tmp_path):
     rows = aggregate(sweep.records)
     page = write_html(tmp_path / "report.html", sweep, rows, figures.write_figures(rows, tmp_path)).read_text()
     assert '<figure id="targets"><a href="targets.png"' in page
+
+
+def _scoped_fleet_rows(scopes: dict[str, str]):
+    """Fleet rows whose targets measured energy of the given scopes (target -> scope)."""
+    recs = []
+    for t in scopes:
+        for q in ("int8", "fp32"):
+            for r in (0, 1):
+                rec = _fleet_record(t, q, r)
+                rec["summary"]["energy"]["scope"] = scopes[t]
+                recs.append(parse_record(rec))
+    return aggregate(recs)
+
+
+def test_energy_figures_name_their_scope(tmp_path, monkeypatch):
+    """Regression (issue 22, item 2): the energy figures put GPU-only, board-input and CPU-package energies on one
+    unlabelled axis. Every energy figure names the scope: on the axis where the rows share one; per bar (and in
+    the targets' legend) where they differ, and the axis says they are not comparable."""
+    saved = _capture_saves(monkeypatch)
+    one = _scoped_fleet_rows({"cpu-a": "GPU", "cpu-b": "GPU"})
+    condition_figures.energy_by_model_quant(one, tmp_path / "one")
+    fig, _ = saved[-1]
+    assert fig.axes[0].get_ylabel() == "energy per audio second (J/s)\nscope: GPU"
+    condition_figures.accuracy_vs_energy(one, tmp_path / "one")
+    assert saved[-1][0].axes[0].get_xlabel().endswith("scope: GPU")
+    mixed = _scoped_fleet_rows({"cpu-a": "board input", "cpu-b": "CPU package+DRAM"})
+    condition_figures.targets_by_model_quant(mixed, tmp_path / "mixed")
+    fig, _ = saved[-1]
+    assert "scopes differ" in fig.axes[0].get_ylabel() and "scope" not in fig.axes[1].get_ylabel()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["cpu-a (energy: board input)",
+                                                                  "cpu-b (energy: CPU package+DRAM)"]
+    condition_figures.energy_by_model_quant(mixed, tmp_path / "mixed")
+    ticks = [t.get_text() for t in saved[-1][0].axes[0].get_xticklabels()]
+    assert any("board input" in t for t in ticks) and any("CPU package+DRAM" in t for t in ticks)
+
+
+def test_energy_bars_of_one_run_carry_its_measurement_bound(tmp_path, monkeypatch):
+    """Regression (issue 22, item 9): an energy bar of one run had no error bar, as if exact. Its whisker is now the
+    run's measurement bound (energy.bounds), and with repeats the bound is added to their spread."""
+    saved = _capture_saves(monkeypatch)
+    recs = []
+    for q in ("int8", "fp32"):
+        rec = _fleet_record("cpu-a", q, 0)
+        rec["summary"]["energy"]["bounds"] = {"j_per_audio_s": 0.2}
+        recs.append(parse_record(rec))
+    condition_figures.energy_by_model_quant(aggregate(recs), tmp_path)
+    fig, notes = saved[-1]
+    bars = [c for c in fig.axes[0].containers if hasattr(c, "errorbar") and c.errorbar is not None]
+    segments = [seg for c in bars for seg in c.errorbar.lines[2][0].get_segments()]
+    assert len(segments) == 2 and all(abs(seg[1][1] - seg[0][1]) == pytest.approx(0.4) for seg in segments)
+    assert any("measurement bound" in n for n in notes)
+
+
+def test_memory_axes_say_mib_where_the_numbers_are_mib(tmp_path, monkeypatch):
+    """Regression (issue 22, item 15): peak RSS is stored in MiB (VmHWM KiB / 1024) but the axes said "peak RAM
+    (MB)". Every memory axis and legend says MiB."""
+    saved = _capture_saves(monkeypatch)
+    rows = _rows()
+    condition_figures.rtf_ram_by_model_quant(rows, tmp_path)
+    assert saved[-1][0].axes[1].get_ylabel() == "peak RAM (MiB)"
+    condition_figures.accuracy_vs_energy(rows, tmp_path)
+    legend = saved[-1][0].axes[0].get_legend()
+    assert all(t.get_text().endswith(" MiB") for t in legend.get_texts())
+    condition_figures.targets_by_model_quant(_fleet_rows(), tmp_path)
+    assert saved[-1][0].axes[3].get_ylabel() == "peak RAM (MiB)"
+    from runner.report.table import summary_rows
+
+    rows_text = dict(summary_rows({"status": "ok", "n_utterances": 1, "n_failed": 0, "n_scored": 1,
+                                   "n_unreferenced": 0, "energy": {"total_j": 1.0, "source": "nvml",
+                                                                   "gpu_mem_peak_mb": 900.0}}))
+    assert rows_text["GPU memory peak"] == "900 MiB"

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,9 +40,9 @@ def test_second_holder_is_refused_naming_the_first(tmp_path):
 
 def test_lock_dies_with_its_holder(tmp_path):
     """kill -9 of the holder frees the folder at once: no stale lock to remove by hand."""
-    proc = subprocess.Popen([sys.executable, "-c", "from runner.host.lock import FolderLock; import sys, time\n"
+    proc = subprocess.Popen([sys.executable, "-c", "from runner.host.lock import FolderLock; import signal, sys\n"
                              "from pathlib import Path\nheld = FolderLock(Path(sys.argv[1]), 'run').acquire()\n"
-                             "print('locked', flush=True); time.sleep(60)", str(tmp_path / "f")],
+                             "print('locked', flush=True); signal.pause()", str(tmp_path / "f")],
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     with pytest.raises(UserError, match="in use"):
@@ -204,8 +203,9 @@ def test_content_hash_sees_a_change_of_the_same_size_and_caches_by_identity(tmp_
     cache.save()
     again = HashCache(tmp_path / "cache.json")
     assert again.file(f) == first and not again._dirty  # served from the cache: no re-read
-    time.sleep(0.01)
-    f.write_bytes(b"B" * 1000)  # same size, new content, new mtime
+    stat = f.stat()
+    f.write_bytes(b"B" * 1000)  # same size, new content, new mtime (set: a coarse file clock may not move)
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert again.file(f) != first
 
 

@@ -18,7 +18,7 @@ from runner.report.figure_kit import whisker
 from runner.report.figures import write_figures
 from runner.report.html import write_html
 from runner.report.records import load_sweep
-from runner.report.study_figures import latency_percentiles, linear_fit, rail_split, write_study_figures
+from runner.report.study_figures import latency_percentiles, rail_split, write_study_figures
 from runner.report.traces import read_timeline, record_files
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -109,10 +109,48 @@ def test_the_timeline_puts_windows_and_utterances_on_the_trace_clock():
 
 
 def test_latency_fit_and_percentiles():
-    """The fit recovers a line; one length gives no fit; percentiles interpolate."""
-    assert linear_fit([(1.0, 150.0), (2.0, 200.0), (4.0, 300.0)]) == (pytest.approx(100.0), pytest.approx(50.0))
-    assert linear_fit([(2.0, 1.0), (2.0, 3.0)]) is None
+    """The fit recovers a line over lengths that span; one length gives no fit; percentiles interpolate."""
+    from runner.report.fit import fit_against_length
+
+    fit = fit_against_length([(1.0, 150.0), (2.0, 200.0), (4.0, 300.0), (8.0, 500.0)])
+    assert (fit.intercept, fit.slope) == (pytest.approx(100.0), pytest.approx(50.0)) and fit.xs() == (1.0, 8.0)
+    assert isinstance(fit_against_length([(2.0, 1.0), (2.0, 3.0)]), str)
     assert latency_percentiles([100, 200, 300, 400, 500]) == (300.0, pytest.approx(460.0), pytest.approx(496.0))
+
+
+def test_latency_against_length_fits_no_line_where_the_lengths_do_not_span(tmp_path, monkeypatch):
+    """Regression (issue 22, item 14): latency_vs_length.png fitted a line through utterances of 2.3 to 2.7 s and
+    extended it to 0 s, printing "877 ms + -119 ms per audio s" as if the intercept were a fixed cost per call.
+    Such lengths get no line, and a note that says why and names `edgeasr data lengths`; lengths that span get a
+    line over the observed range only, its slope with a 95 % interval that holds the true slope."""
+    import random
+
+    from runner.report import study_figures
+    from runner.report.fit import fit_against_length
+
+    rng = random.Random(4)
+    smoke = [(rng.uniform(2.3, 2.7), rng.uniform(600, 900)) for _ in range(21)]
+    note = fit_against_length(smoke, "tiny.en/int8")
+    assert isinstance(note, str) and "no line fitted" in note and "edgeasr data lengths" in note
+    ladder = [(d, 80 + 45 * d + rng.gauss(0, 5)) for d in (1, 2, 5, 10, 20, 30) for _ in range(3)]
+    fit = fit_against_length(ladder)
+    assert fit.slope - fit.slope_ci95 <= 45 <= fit.slope + fit.slope_ci95 and fit.xs() == (1, 30)
+    assert "± " in fit.slope_text("ms") and "per audio s (95 %)" in fit.slope_text("ms")
+
+    saved = []
+    monkeypatch.setattr(study_figures, "save", lambda fig, path, notes: saved.append((fig, list(notes))))
+    monkeypatch.setattr(study_figures, "utterance_points", lambda root, key: smoke)
+    sweep = load_sweep(TRACES)
+    rows = [r for r in aggregate(sweep.records) if r.key.noise_type == "clean"][:1]
+    study_figures.latency_vs_length(sweep, rows, record_files(sweep), tmp_path)
+    (fig, notes), = saved
+    assert fig.axes[0].get_lines() == []  # no line, and none reaching 0 s
+    assert any("edgeasr data lengths" in n for n in notes)
+    saved.clear()
+    monkeypatch.setattr(study_figures, "utterance_points", lambda root, key: ladder)
+    study_figures.latency_vs_length(sweep, rows, record_files(sweep), tmp_path)
+    (line,) = saved[0][0].axes[0].get_lines()
+    assert tuple(line.get_xdata()) == (1, 30)  # the observed range only
 
 
 def _browser() -> str | None:

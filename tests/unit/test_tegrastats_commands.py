@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
 from helpers import ROOT
@@ -49,9 +50,12 @@ def test_energy_of_a_recorded_log(tmp_path):
     exact = (6 + 8) / 2 + (8 + 8) / 2 + (8 + 8) / 2 + (8 + 6) / 2  # trapezoid over samples at 2..6 s
     assert out["total_j"] == pytest.approx(exact) and out["dynamic_j"] == pytest.approx(exact - 16)
     assert out["total_kind"] == "input_rail:VDD_IN" and out["per_rail_j"]["VDD_SOC"] == pytest.approx(4.8)
+    # a line stamped 18:30:02 was written in [02, 03): it sits at 02.5, so the stamped window 02-06 holds the
+    # samples of 02.5 ... 05.5 and half a second of the lines either side
     r = edgeasr("energy", "--tegrastats-log", str(log), "--start", "05-15-2025 18:30:02",
                 "--end", "05-15-2025 18:30:06")
-    assert json.loads(r.stdout)["total_j"] == pytest.approx(exact)
+    shifted = 0.5 * (5 + 6) / 2 + (6 + 8) / 2 + 8 + 8 + 0.5 * (8 + 7) / 2
+    assert json.loads(r.stdout)["total_j"] == pytest.approx(shifted)
 
 
 def test_energy_refuses_bad_windows(tmp_path):
@@ -101,3 +105,27 @@ def test_a_given_interval_that_agrees_with_the_stamps_is_used(tmp_path):
     out = json.loads(edgeasr("energy", "--tegrastats-log", str(log), "--start", "0", "--end", "10",
                              "--interval-ms", "1000").stdout)
     assert out["interval_source"] == "given (consistent with the timestamps)" and out["warnings"] == []
+
+
+def test_energy_of_a_log_does_not_place_lines_half_a_second_early(tmp_path):
+    """Regression (issue 22, item 5): ``energy --tegrastats-log`` placed lines 0.45 s early (stamps truncated to the
+    second, fitted as if exact): +20 % on a window next to a power step. A log written at 100 ms with a known
+    sub-second phase (0.45 s past the second) and a step from 4 W to 12 W at 18:30:06.0: each line is placed
+    within a spacing of where it was written, and the window 05-07 holds 4 W + 12 W = 16 J."""
+    rows = []
+    for i in range(120):
+        t = 0.45 + 0.1 * i  # seconds after 18:30:00 when line i was written
+        rows.append((int(t), 4.0 if t < 6.0 else 12.0))
+    log = _stamped_log(tmp_path, rows)
+    from runner.telemetry.samplers.tegrastats_log import read_log
+
+    timeline = read_log(log.read_text())
+    first = timeline.samples[0].t_ns
+    placed = [(s.t_ns - first) / 1e9 for s in timeline.samples]
+    assert placed == pytest.approx([0.1 * i for i in range(120)], abs=1e-6)  # the spacing is measured
+    origin = datetime.strptime("05-15-2025 18:30:00", "%m-%d-%Y %H:%M:%S").timestamp()
+    assert first / 1e9 - origin == pytest.approx(0.45, abs=0.05)  # the phase: not 0.0, where the stamp says
+    r = edgeasr("energy", "--tegrastats-log", str(log), "--start", "05-15-2025 18:30:05",
+                "--end", "05-15-2025 18:30:07")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["total_j"] == pytest.approx(16.0, abs=0.8)  # a step within a 0.1 s spacing: 0.8 J

@@ -28,6 +28,7 @@ from runner.commands import run as run_cmd
 from runner.commands import sweep as sweep_cmd
 from runner.errors import UserError
 from runner.report.table import print_summary
+from runner.sweep import SweepOutcome, SweepStart
 from runner.untrusted import csv_text, line, markdown, visible
 
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal window's title
@@ -204,8 +205,9 @@ def test_sweep_outcome_with_a_markup_error_neither_crashes_nor_links(tmp_path):
                 "condition": {"model": EVIL_NAME, "quant": "int8", "noise_type": "clean", "snr_db": None,
                               "repeat": 0, "target": EVIL_NAME}}]
     buf = io.StringIO()
-    failed = sweep_cmd.print_outcome(records, tmp_path, 1.0, _console(buf), target=True)
-    assert len(failed) == 1
+    outcome = SweepOutcome(tmp_path, tuple(records), 0, 1.0)
+    sweep_cmd.print_outcome(outcome, _console(buf), target=True)
+    assert len(outcome.failed) == 1 and outcome.exit_code == 1
     assert_shown_safely(buf.getvalue())
 
 
@@ -228,12 +230,13 @@ def _rendered(progress: Progress) -> str:
     return buf.getvalue()
 
 
-def test_progress_views_never_take_labels_for_markup():
-    progress = Progress(*sweep_cmd.progress_columns(), console=_console(io.StringIO()))
-    view = sweep_cmd.SweepView(progress, 1)
-    callbacks = view.callbacks(SimpleNamespace(label=f"faster-whisper {EVIL_NAME}"), _console(io.StringIO()))
-    callbacks.on_condition_start(SimpleNamespace(ids=("a",), label=EVIL_ERROR))
-    assert_shown_safely(_rendered(progress))
+def test_progress_views_never_take_labels_for_markup(tmp_path):
+    view = sweep_cmd.SweepConsoleView(_console(io.StringIO()))
+    job = SimpleNamespace(label=f"faster-whisper {EVIL_NAME}", conditions=("c",))
+    with view.running(SweepStart("x", tmp_path, (job,), ((job, ["c"]),))):
+        callbacks = view.callbacks(job)
+        callbacks.on_condition_start(SimpleNamespace(ids=("a",), label=EVIL_ERROR))
+        assert_shown_safely(_rendered(view.progress))
     progress = Progress(*run_cmd.progress_columns(), console=_console(io.StringIO()))
     progress.add_task(EVIL_ERROR, total=1, rtf="", power="")
     assert_shown_safely(_rendered(progress))
@@ -243,15 +246,18 @@ def test_fleet_driver_notes_and_failures_are_shown_visibly(tmp_path):
     from runner.fleet import driver
 
     buf = io.StringIO()
-    console = _console(buf)
-    progress = Progress(*driver.progress_columns(), console=console)
-    bars = {"t": progress.add_task(f"t{LINK}", total=1, info="")}
-    driver._heard({"kind": "note", "target": "t", "hostname": f"h{TITLE}", "text": EVIL_ERROR}, driver.Tally(),
-                  [], tmp_path, progress, bars, console)
-    driver._heard({"kind": "start", "target": "t", "group": 0, "hostname": f"h{CLOSE}", "node_id": "n" * 20,
-                   "attempts": [{"hostname": f"old{RLO}", "node_id": "o" * 20}, {}]}, driver.Tally(), [], tmp_path,
-                  progress, bars, console)
-    assert_shown_safely(buf.getvalue() + _rendered(progress), markup=(CLOSE,))
+    view = sweep_cmd.SweepConsoleView(_console(buf), cluster="ray://h:1")
+    target = f"t{LINK}"
+    job = SimpleNamespace(spec=SimpleNamespace(settings=SimpleNamespace(target=target)), conditions=("c",))
+    with view.running(SweepStart("x", tmp_path, (job,), ((job, ["c"]),))):
+        driver.heard({"kind": "note", "target": target, "hostname": f"h{TITLE}", "text": EVIL_ERROR},
+                     driver.Tally(), tmp_path, view)
+        driver.heard({"kind": "start", "target": target, "group": 0, "hostname": f"h{CLOSE}", "node_id": "n" * 20,
+                      "attempts": [{"hostname": f"old{RLO}", "node_id": "o" * 20}, {}]}, driver.Tally(), tmp_path,
+                     view)
+        view.note(f"group failed on target {target}: {EVIL_ERROR}", "error")
+        rendered = _rendered(view.progress)
+    assert_shown_safely(buf.getvalue() + rendered, markup=(CLOSE,))
 
 
 def test_cli_error_lines_show_hostile_text_visibly(monkeypatch, capsys, tmp_path):
@@ -287,3 +293,14 @@ def test_figure_labels_are_never_mathtext(tmp_path, capsys):
     b = run_folder(tmp_path, "b", model="$\\alpha$", wer=0.2)
     assert report_cmd.main(command_args(report_cmd, str(a), str(b), "--out", str(tmp_path / "r"))) == 0
     assert "figure: " in capsys.readouterr().out
+
+
+def test_figure_notes_show_an_image_error_visibly(tmp_path, capsys, recwarn):
+    """Found by issue 20 item 4's e2e: a failed run's error goes into the figures' notes; its ESC and BEL had no
+    glyph, and matplotlib's warning about that printed them raw on the terminal."""
+    a = run_folder(tmp_path, "a")
+    b = run_folder(tmp_path, "b", status="error", error=f"boom {TITLE}")
+    assert report_cmd.main(command_args(report_cmd, str(a), str(b), "--out", str(tmp_path / "r"))) == 0
+    captured = capsys.readouterr()
+    assert raw_controls(captured.out + captured.err) == []
+    assert not [w for w in recwarn.list if "missing from font" in str(w.message)]

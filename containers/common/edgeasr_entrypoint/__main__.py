@@ -26,8 +26,8 @@ from .audio import AudioError, load_audio
 from .contract import CONTRACT_VERSION, SAMPLE_RATE, DecodeOptions, Event, decode_changes
 from .events import EventLog, JsonlWriter, write_json_atomic
 from .job import JobError, read_job
-from .system import (current_rss_mb, library_versions, peak_rss_mb, process_peak_rss_mb, reset_peak_rss,
-                     size_on_disk_mb)
+from .system import (PeakLedger, current_rss_mb, forget_excl_audio, library_versions, process_excl_audio_mb,
+                     process_peak_rss_mb, reset_peak_rss, size_on_disk_mb)
 
 
 def _paths(argv: list[str]) -> tuple[Path, Path]:
@@ -83,12 +83,16 @@ def _record_error(events: EventLog, transcripts: JsonlWriter, uid: str, key, mes
                        "duration_s": duration_s, "processing_s": processing_s})
 
 
-def _decode_batch(model, batch: list, key, events: EventLog, transcripts: JsonlWriter) -> tuple[int, int]:
+def _decode_batch(model, batch: list, key, events: EventLog, transcripts: JsonlWriter,
+                  ledger: PeakLedger | None = None, held=lambda: 0.0) -> tuple[int, int]:
     """Transcribe prepared (id, audio) pairs: one call per utterance, or one transcribe_batch call.
 
     In a batch every utterance waits for the whole batch (its latency_s is the batch's time);
     processing_s is the batch's time shared by audio duration, so that RTF sums correctly.
+    ``ledger`` splits the resident peak at the call's edges, each part beside the audio ``held()`` then.
     """
+    if ledger is not None:
+        ledger.close(held(), backend=False)  # the stretch before the call: the harness preparing its audio
     durations = [len(audio) / float(SAMPLE_RATE) for _, audio in batch]
     for (uid, _), dur in zip(batch, durations):
         events.emit(Event.UTTERANCE_START, id=uid, condition=key, duration_s=dur)
@@ -100,11 +104,15 @@ def _decode_batch(model, batch: list, key, events: EventLog, transcripts: JsonlW
             texts = list(model.transcribe_batch([audio for _, audio in batch]))
     except Exception as exc:  # one bad utterance (or batch) must not end the run
         elapsed = time.perf_counter() - t0
+        if ledger is not None:
+            ledger.close(held())
         message = f"{type(exc).__name__}: {exc}"
         for (uid, _), dur in zip(batch, durations):
             _record_error(events, transcripts, uid, key, message, dur, elapsed * dur / sum(durations))
         return 0, len(batch)
     elapsed = time.perf_counter() - t0
+    if ledger is not None:
+        ledger.close(held())  # the call: the audio held did not change during it
     for (uid, _), dur, text in zip(batch, durations, texts):
         share = elapsed * dur / sum(durations)
         extra = {"batch_size": len(batch), "latency_s": elapsed} if len(batch) > 1 else {}
@@ -116,7 +124,7 @@ def _decode_batch(model, batch: list, key, events: EventLog, transcripts: JsonlW
 
 def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter, cache: AudioCache,
                    pool: dict | None, decode: DecodeOptions | None = None,
-                   refused: str | None = None) -> tuple[int, int]:
+                   refused: str | None = None, ledger: PeakLedger | None = None) -> tuple[int, int]:
     """One condition's utterances in order; a failed one is recorded and the next one runs.
 
     Decoding and adding noise happen before the timed window; only the backend call is timed.
@@ -136,6 +144,10 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
     n_ok = n_failed = 0
     batch: list = []
     preparing = False
+
+    def held() -> float:
+        return cache.held_mb(pool)
+
     for utt in job.utterances:
         if wanted is not None and utt.id not in wanted:
             continue
@@ -159,12 +171,12 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
         if len(batch) >= max(1, size):
             events.emit(Event.PREPARE_END, condition=key)
             preparing = False
-            ok, failed = _decode_batch(model, batch, key, events, transcripts)
+            ok, failed = _decode_batch(model, batch, key, events, transcripts, ledger, held)
             n_ok, n_failed, batch = n_ok + ok, n_failed + failed, []
     if preparing:
         events.emit(Event.PREPARE_END, condition=key)
     if batch:
-        ok, failed = _decode_batch(model, batch, key, events, transcripts)
+        ok, failed = _decode_batch(model, batch, key, events, transcripts, ledger, held)
         n_ok, n_failed = n_ok + ok, n_failed + failed
     return n_ok, n_failed
 
@@ -172,7 +184,7 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
 def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter, cache: AudioCache) -> tuple[int, int]:
     """Every condition in turn (one implicit clean condition when the job names none)."""
     if not job.conditions:
-        return _run_condition(job, None, model, events, transcripts, cache, None)
+        return _run_condition(job, None, model, events, transcripts, cache, None, ledger=PeakLedger())
     needs_pool = any(c.noise.get("type") == "babble" for c in job.conditions)
     pool = _babble_pool(job, cache) if needs_pool else None
     n_ok = n_failed = 0
@@ -186,10 +198,14 @@ def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter, cach
             if refused is None:
                 current = decode
         events.emit(Event.CONDITION_START, condition=cond.key, noise=cond.noise, decode=asdict(decode))
-        ok, failed = _run_condition(job, cond, model, events, transcripts, cache, pool, decode, refused)
+        ledger = PeakLedger()
+        ok, failed = _run_condition(job, cond, model, events, transcripts, cache, pool, decode, refused, ledger)
+        ledger.close(cache.held_mb(pool), backend=False)  # the stretch after its last call
         vram = model.peak_vram_mb() if hasattr(model, "peak_vram_mb") else None  # a sweep result needs it too
-        events.emit(Event.CONDITION_END, condition=cond.key, n_ok=ok, n_failed=failed, peak_rss_mb=peak_rss_mb(),
+        events.emit(Event.CONDITION_END, condition=cond.key, n_ok=ok, n_failed=failed,
+                    peak_rss_mb=ledger.peak_mb if reset else process_peak_rss_mb(),
                     peak_vram_mb=vram, audio_cache_mb=cache.held_mb(pool),
+                    peak_rss_excl_audio_mb=ledger.excl_audio_mb, peak_rss_excl_audio_method=ledger.method,
                     peak_rss_scope="condition (peak reset at its start)" if reset else "process (since start)")
         n_ok, n_failed = n_ok + ok, n_failed + failed
     return n_ok, n_failed
@@ -256,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     transcripts = JsonlWriter(out_dir / "transcripts.jsonl")
     exit_code = 1
     cache = None
+    ledger = None
+    forget_excl_audio()  # one process, one figure (tests run main more than once in a process)
     try:
         events.emit(Event.CONTAINER_START, contract_version=CONTRACT_VERSION)
         job = read_job(job_path)
@@ -289,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
                                  f"asked for; nothing was timed (is the GPU visible inside the image? "
                                  f"`edgeasr doctor` says)")
         cache = AudioCache()
+        ledger = PeakLedger()
+        ledger.close(0.0)  # the load: no audio held yet
         _warm_up(job, model, events, cache)
+        ledger.close(cache.held_mb())  # the warm-up, beside the audio it decoded
         if job.loaded_idle_s > 0:  # the loaded model's idle power, measured by the host (issue 9)
             events.emit(Event.LOADED_IDLE_START, seconds=job.loaded_idle_s)
             time.sleep(job.loaded_idle_s)
@@ -314,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         status["peak_rss_mb"] = process_peak_rss_mb()
         status["audio_cache_mb"] = cache.held_mb() if cache is not None else None
+        status["peak_rss_excl_audio_mb"] = process_excl_audio_mb()
+        status["peak_rss_excl_audio_method"] = ledger.method if ledger is not None else None
         if status["status"] != "ok":
             events.emit(Event.ERROR, error=status["error"])
         events.emit(Event.CONTAINER_END, status=status["status"])

@@ -43,6 +43,65 @@ def reset_peak_rss() -> bool:
         return False
 
 
+#: How peak_rss_excl_audio_mb was taken (the condition_end event's and status' peak_rss_excl_audio_method).
+EXCL_AUDIO_SPLIT = ("the largest of each backend call's resident peak (and the load's) less the audio the harness "
+                    "held during it (constant during a call); the stretches between calls, where the harness decodes "
+                    "audio and the backend waits, are left out")
+EXCL_AUDIO_END = ("the resident peak less the audio the harness held at the end (this OS cannot reset the peak, "
+                  "so a peak that came before the audio was cached is under-reported)")
+
+_excl_audio_mb = None  # the largest of every PeakLedger's figure, for the process-wide one
+
+
+class PeakLedger:
+    """The resident peak split into stretches (at each backend call), each one's peak beside the harness's audio
+    held then, so that the audio is taken off at the same instant as the peak it is part of (issue 22, item 7).
+
+    ``close(held_mb)`` ends the stretch now: its peak, less ``held_mb`` (the audio held at its end; during a
+    backend call the audio held does not change), and resets the high-water mark for the next one; with
+    ``backend=False`` (the harness decoding audio between calls: its buffers are no backend's) the stretch counts
+    in ``peak_mb`` only. Where the OS
+    refuses the reset the stretches cannot be told apart: ``split`` is False and the figure falls back to the
+    peak less the audio at the end (EXCL_AUDIO_END), saying so."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self.excl_audio_mb = None
+        self.split = True
+        self.held_mb = 0.0
+
+    def close(self, held_mb: float, backend: bool = True) -> None:
+        global _excl_audio_mb
+        peak = peak_rss_mb()
+        self.peak_mb = max(self.peak_mb, peak)
+        self.held_mb = held_mb
+        if self.split:
+            if backend:
+                excl = peak - held_mb
+                self.excl_audio_mb = excl if self.excl_audio_mb is None else max(self.excl_audio_mb, excl)
+            self.split = reset_peak_rss()
+        if not self.split:
+            self.excl_audio_mb = self.peak_mb - held_mb
+        if self.excl_audio_mb is not None:
+            _excl_audio_mb = self.excl_audio_mb if _excl_audio_mb is None else max(_excl_audio_mb,
+                                                                                   self.excl_audio_mb)
+
+    @property
+    def method(self) -> str:
+        return EXCL_AUDIO_SPLIT if self.split else EXCL_AUDIO_END
+
+
+def forget_excl_audio() -> None:
+    """Start the process-wide figure afresh (main's start)."""
+    global _excl_audio_mb
+    _excl_audio_mb = None
+
+
+def process_excl_audio_mb():
+    """The largest peak-less-audio any ledger of this process took (None before the first)."""
+    return _excl_audio_mb
+
+
 def current_rss_mb() -> Optional[float]:
     try:
         with open("/proc/self/status") as fh:

@@ -30,9 +30,10 @@ from typing import Any, Sequence
 import numpy as np
 from edgeasr_entrypoint.contract import PREPARE_WINDOW, UTTERANCE_WINDOW, WINDOWS, Event
 
-from ..samplers.base import Sample
+from ..samplers.base import ARRIVAL_MONO_NS, Sample
+from . import IDLE, LOADED_IDLE
 from ..samplers.registry import find_row, memory_labels, sampler_row
-from .integrate import WindowEnergy, integrate, on_clock
+from .integrate import GAP_FLAG, LOST_FLAG, WindowEnergy, integrate, on_clock
 from .record import NULL_FIGURES, CombinedEnergy, EnergyBlock, MemoryFigures, PsysFigure
 
 #: The event field that carries each clock.
@@ -41,7 +42,8 @@ CLOCK_FIELDS = {"monotonic": "mono_ns", "wall": "t_ns"}
 
 @dataclass(frozen=True)
 class Baseline:
-    """The idle power subtracted from each window: measured before the run, or given by the user."""
+    """The idle power subtracted from each window: measured before the run, or given by the user. ``use``: which
+    idle the run asked to subtract (``BASELINES``); ``energy_block`` swaps in the loaded idle where it is asked."""
 
     power_w: float | None
     source: str  # measured | given | unavailable
@@ -50,7 +52,8 @@ class Baseline:
     reason: str | None = None
     clock: str = "wall"  # the clock start_ns/end_ns are on (wall | monotonic)
     wall_window_ns: tuple[int, int] | None = None  # the same window on the wall clock, for display
-    cooldown: dict[str, Any] | None = None  # the wait for power to settle after the previous container
+    cooldown: dict[str, Any] | None = None  # the wait for power to settle before the idle window
+    use: str = IDLE
 
 
 @dataclass(frozen=True)
@@ -179,10 +182,36 @@ def psys_check(samples: Sequence[Sample], base: Baseline, clock: str) -> str | N
     return None
 
 
-def _peak(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
+def peak_mb(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
     """Samples must already be on the window's clock (``on_clock``)."""
     values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
     return max(values) if values else None
+
+
+def mem_at(samples: Sequence[Sample], t_ns: int) -> float | None:
+    """The memory resident at ``t_ns``: the last sample at or before it that reports memory (on its clock)."""
+    before = [s for s in samples if s.t_ns <= t_ns and s.mem_used_mb is not None]
+    return max(before, key=lambda s: s.t_ns).mem_used_mb if before else None
+
+
+#: Which memory figure is the headline (the block's ``memory_headline``), for the sampler's memory ``label``.
+MEMORY_HEADLINE = ("{label}_peak_mb: the peak over the condition's own window (its inference window), sampled on "
+                   "the host at memory_interval_ms; {label}_rise_mb beside it is over what was resident at its "
+                   "start; settings that change a loaded model's memory (the batch size) run in containers of "
+                   "their own, so the conditions before it in its container ran the same settings")
+
+
+def utterance_memory(samples: Sequence[Sample], events: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """id -> the sampler's memory peak over the utterance's call (its batch's, when batched), MiB; None when no
+    sample fell inside it (a call shorter than the sampling interval)."""
+    clock = timeline_clock(samples, events)
+    timeline = on_clock(samples, clock)
+    out: dict[str, float | None] = {}
+    for (t0, t1), members in utterance_batches(events, clock):
+        peak = peak_mb(timeline, t0, t1)
+        for uid in members:
+            out[uid] = peak
+    return out
 
 
 def _mean(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
@@ -203,7 +232,9 @@ def arrival_stats(samples: Sequence[Sample], interval_ms: float) -> dict[str, An
     together, and their power is then placed at the wrong time. ``n_bursty`` counts intervals shorter
     than a quarter of the requested interval; ``bursty`` flags a timeline where they are common.
     """
-    times = [s.mono_ns if s.mono_ns is not None else s.t_ns for s in samples]
+    # when a sample arrived (a line placed by cadence keeps its arrival beside its stamp): what bursts are seen in
+    times = [(s.extras or {}).get(ARRIVAL_MONO_NS) or (s.mono_ns if s.mono_ns is not None else s.t_ns)
+             for s in samples]
     if len(times) < 3:
         return None
     gaps = np.diff(np.array(times, dtype=np.int64)).astype(np.float64) / 1e6
@@ -212,6 +243,10 @@ def arrival_stats(samples: Sequence[Sample], interval_ms: float) -> dict[str, An
             "p5_ms": float(np.percentile(gaps, 5)), "p95_ms": float(np.percentile(gaps, 95)),
             "min_ms": float(np.min(gaps)), "max_ms": float(np.max(gaps)), "n_bursty": n_bursty,
             "bursty": n_bursty >= max(3, BURSTY_SHARE * len(gaps)), "requested_ms": interval_ms}
+
+
+#: What every NVML figure covers besides the run: NVML reads the device, whoever uses it.
+NVML_SHARED = "all processes on it"
 
 
 def scope_of(total_kind: str | None) -> str | None:
@@ -226,10 +261,11 @@ def scope_of(total_kind: str | None) -> str | None:
         return "CPU package+DRAM"
     if total_kind == "rapl:package":
         return "CPU package"
+    # NVML measures the whole device: every process on it, not only the run's, and the label says so
     if total_kind == "nvml:mig_parent_gpu":
-        return "GPU (MIG slice's parent GPU)"
+        return f"GPU (MIG slice's parent GPU, {NVML_SHARED})"
     if total_kind.startswith("nvml:"):
-        return "GPU"
+        return f"GPU ({NVML_SHARED})"
     return None
 
 
@@ -262,18 +298,20 @@ def prepare_windows(events: Sequence[dict[str, Any]], clock: str) -> list[tuple[
 
 
 def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock: str, inf: dict[str, Any],
-              base: Baseline, window: tuple[int, int]) -> dict[str, Any]:
+              base: Baseline, window: tuple[int, int], sensor: dict[str, Any]) -> dict[str, Any]:
     """The inference figures: the inference window's energy less its prepare windows' (decoding and mixing,
     which RTF leaves out too), so that energy and RTF cover the same work. Without prepare windows (an older
-    image) the whole window, labelled so."""
+    image) the whole window, labelled so. ``bound_j``: the inference window's bound plus the prepare windows'
+    (a difference is as uncertain as both its terms); ``work_s``: the seconds the figures cover."""
     out = {"total_j": inf.get("total_j"), "dynamic_j": inf.get("dynamic_j"), "avg_w": inf.get("avg_w"),
            "reason": inf.get("reason"), "method": "inference window (no prepare windows recorded)",
-           "prepare": None, "per_channel_j": dict(inf.get("per_channel_j") or {})}
+           "prepare": None, "per_channel_j": dict(inf.get("per_channel_j") or {}),
+           "flags": tuple(inf.get("flags") or ()), "bound_j": inf.get("bound_j"), "work_s": inf.get("duration_s")}
     t0, t1 = window
     prep = [(a, b) for a, b in prepare_windows(events, clock) if t0 <= a < b <= t1]
     if not prep or inf.get("total_j") is None:
         return out
-    parts = [integrate(samples, a, b, clock, min_samples=0) for a, b in prep]
+    parts = [integrate(samples, a, b, clock, min_samples=0, **sensor) for a, b in prep]
     failed = next((p.reason for p in parts if p.total_j is None), None)
     if failed is not None:
         out["method"] = f"inference window, prepare windows included: they could not be measured ({failed})"
@@ -285,12 +323,118 @@ def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock
     # each channel less its prepare share; a channel that does not cover every prepare window is left out
     per_channel = {c: j - sum(p.per_channel_j[c] for p in parts) for c, j in out["per_channel_j"].items()
                    if all(c in p.per_channel_j for p in parts)}
-    out.update(total_j=total, avg_w=total / work_s if work_s > 0 else None, per_channel_j=per_channel,
+    out["flags"] = tuple(dict.fromkeys([*out["flags"], *(f for p in parts for f in p.flags)]))
+    if out["bound_j"] is not None:
+        out["bound_j"] += sum(p.bound_j or 0.0 for p in parts)
+    out.update(total_j=total, avg_w=total / work_s if work_s > 0 else None, per_channel_j=per_channel, work_s=work_s,
                dynamic_j=None if base.power_w is None else total - base.power_w * work_s,
                method=f"inference window minus {len(prep)} prepare window(s)", prepare=True)
     out["prepare_json"] = {"total_j": prep_j, "duration_s": prep_s, "n_windows": len(prep),
                            "dynamic_j": None if base.power_w is None else prep_j - base.power_w * prep_s,
                            "scope": scope_of(inf.get("total_kind")), "clock": clock}
+    return out
+
+
+def sensor_terms(source: str | None, interval_ms: float | None) -> dict[str, Any]:
+    """What ``integrate`` needs to bound and flag a window of this sampler: its row's stated power resolution and
+    the sampling interval asked for."""
+    row = find_row(source)
+    return {"resolution_w": row.power_resolution_w if row is not None else None, "interval_ms": interval_ms}
+
+
+def loaded_idle_baseline(samples: Sequence[Sample], windows: Mapping[str, tuple[int, int]], clock: str,
+                         sensor: dict[str, Any], host: Baseline, wall: tuple[Any, Any] = (None, None)) -> Baseline:
+    """The loaded idle as the baseline (``--baseline loaded-idle``): its window's mean power, recorded as such
+    (``source: loaded_idle``), or unavailable with the reason; never the host idle in its place."""
+    window = windows.get("loaded_idle")
+    if window is None:
+        return Baseline(None, "unavailable", clock=clock, use=LOADED_IDLE,
+                        reason="--baseline loaded-idle: the container recorded no loaded-idle window (--loaded-idle-s "
+                               "0, or an image built before it existed)")
+    w = integrate(samples, window[0], window[1], clock, **sensor)
+    if w.avg_w is None:
+        return Baseline(None, "unavailable", clock=clock, use=LOADED_IDLE,
+                        reason=f"--baseline loaded-idle: the loaded-idle window: {w.reason}")
+    return Baseline(w.avg_w, "loaded_idle", window[0], window[1], clock=clock, use=LOADED_IDLE,
+                    wall_window_ns=wall if None not in wall else None, cooldown=host.cooldown)
+
+
+def figure_bounds(head: dict[str, Any], base: Baseline, samples: Sequence[Sample], clock: str,
+                  sensor: dict[str, Any], audio_s: float | None, n_ok: int,
+                  baseline_w: float | None) -> dict[str, float | None]:
+    """The bound of each headline figure (same units), from the inference work's bound (``head["bound_j"]``) and,
+    for the figures above idle, the idle window's own bound (as power) times the work's duration. A baseline given
+    by the user (``--baseline-w``) is taken as exact: its bound is the user's."""
+    total = head.get("bound_j")
+    work_s = head.get("work_s") or 0.0
+    base_bound_w = 0.0 if base.source == "given" else None
+    if base.source in ("measured", "loaded_idle") and base.start_ns is not None and base.end_ns is not None:
+        base_bound_w = integrate(samples, base.start_ns, base.end_ns, clock, **sensor).bound_w()
+    dynamic = None if total is None or base_bound_w is None or baseline_w is None else total + base_bound_w * work_s
+    return {
+        "total_j": total,
+        "avg_w": None if total is None or work_s <= 0 else total / work_s,
+        "dynamic_j": dynamic,
+        "j_per_audio_s": None if total is None or not audio_s else total / audio_s,
+        "dynamic_j_per_audio_s": None if dynamic is None or not audio_s else dynamic / audio_s,
+        "j_per_utterance": None if total is None or not n_ok else total / n_ok,
+        "baseline_w": base_bound_w if baseline_w is not None else None,
+    }
+
+
+def failed_windows(events: Sequence[dict[str, Any]], clock: str) -> list[tuple[int, int]]:
+    """The backend calls that failed (utterance_start -> utterance_error, matched by condition and id), merged where
+    they overlap (a failed batch: one call for all its utterances), on ``clock``. An error with no open call (bad
+    audio, refused decode settings) had no backend work; a call that ended well is closed, so the same id in a later
+    condition is never matched to it."""
+    key = CLOCK_FIELDS[clock]
+    starts: dict[tuple[Any, str], int] = {}
+    spans = []
+    for e in events:
+        uid = (e.get("condition"), e.get("id"))
+        if e.get("event") == UTTERANCE_WINDOW[0] and uid[1] is not None:
+            starts[uid] = e[key]
+        elif e.get("event") == UTTERANCE_WINDOW[1]:
+            starts.pop(uid, None)
+        elif e.get("event") == Event.UTTERANCE_ERROR and uid in starts:
+            t0, t1 = starts.pop(uid), e[key]
+            if t1 > t0:
+                spans.append((t0, t1))
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+#: The one rule of the per-audio-second and per-utterance figures (the summary's ``energy.per_audio_rule``).
+PER_AUDIO_RULE = ("the energy of the transcribed utterances' work over their audio seconds (per utterance: over "
+                  "their count): the inference work less its prepare windows and less the backend calls that "
+                  "failed, so that numerator and denominator cover the same utterances")
+
+
+def _transcribed_work(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock: str, head: dict[str, Any],
+                      base: Baseline, sensor: dict[str, Any], window: tuple[int, int]) -> dict[str, Any] | None:
+    """The headline less the failed backend calls' windows: its energy, dynamic energy and bound, the failed calls'
+    energy, seconds and count, and ``reason`` (not None when a failed window could not be measured)."""
+    t0, t1 = window
+    failed = [(a, b) for a, b in failed_windows(events, clock) if t0 <= a < b <= t1]
+    out = {"total_j": head["total_j"], "dynamic_j": head["dynamic_j"], "bound_j": head.get("bound_j"),
+           "failed_j": 0.0, "failed_s": 0.0, "n_failed_calls": len(failed), "reason": None}
+    if not failed or head["total_j"] is None:
+        return out
+    parts = [integrate(samples, a, b, clock, min_samples=0, **sensor) for a, b in failed]
+    why = next((p.reason for p in parts if p.total_j is None), None)
+    if why is not None:
+        out["reason"] = f"the failed utterances' work could not be measured to leave it out ({why})"
+        return out
+    failed_j, failed_s = sum(p.total_j for p in parts), sum(p.duration_s for p in parts)
+    out.update(total_j=head["total_j"] - failed_j, failed_j=failed_j, failed_s=failed_s,
+               dynamic_j=None if head["dynamic_j"] is None or base.power_w is None
+               else head["dynamic_j"] - (failed_j - base.power_w * failed_s),
+               bound_j=None if head.get("bound_j") is None else head["bound_j"] + sum(p.bound_j or 0.0 for p in parts))
     return out
 
 
@@ -305,16 +449,20 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
     if base.start_ns is not None and base.clock != clock:
         base = Baseline(None, "unavailable", reason=f"the idle window is on the {base.clock} clock, "
                                                     f"the run's windows on the {clock} clock")
+    sensor = sensor_terms(source, interval_ms_requested)
+    host = base
+    if base.use == LOADED_IDLE and base.source == "measured":
+        base = loaded_idle_baseline(samples, windows, clock, sensor, host, _wall_edges(events, "loaded_idle"))
     per_window = {}
     for name, (t0, t1) in windows.items():
-        per_window[name] = _window_json(integrate(samples, t0, t1, clock), base)
+        per_window[name] = _window_json(integrate(samples, t0, t1, clock, **sensor), base)
         per_window[name]["scope"] = scope_of(per_window[name].get("total_kind"))
         per_window[name]["wall_start_ns"], per_window[name]["wall_end_ns"] = _wall_edges(events, name)
     inf = per_window.get("inference")
     if inf is None:
         return unavailable_block(source, "the container recorded no inference window", n_samples=len(samples),
                                  per_window=per_window, clock=clock)
-    head = _headline(samples, events, clock, inf, base, windows["inference"])
+    head = _headline(samples, events, clock, inf, base, windows["inference"], sensor)
     if head.pop("prepare", None) is not None:
         per_window["prepare"] = head["prepare_json"]
     head.pop("prepare_json", None)
@@ -329,10 +477,10 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
                                         "the container recorded no loaded-idle window (--loaded-idle-s 0, or an "
                                         "image built before it existed)")
         unavailable["loaded_idle_uplift_w"] = unavailable["loaded_idle_w"]
-    elif base.power_w is None:
-        unavailable["loaded_idle_uplift_w"] = unavailable["baseline_w"]
+    elif host.power_w is None:
+        unavailable["loaded_idle_uplift_w"] = host.reason or "not measured"
     else:
-        loaded_idle_uplift_w = loaded_idle_w - base.power_w
+        loaded_idle_uplift_w = loaded_idle_w - host.power_w
     j_per_audio_s = dynamic_j_per_audio_s = j_per_utterance = None
     if head["total_j"] is None:
         reason = head["reason"] or "the inference window could not be integrated"
@@ -340,20 +488,35 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
                   "j_per_utterance"):
             unavailable[f] = reason
     else:
-        if audio_s:
-            j_per_audio_s = head["total_j"] / audio_s
-            if head["dynamic_j"] is not None:
-                dynamic_j_per_audio_s = head["dynamic_j"] / audio_s
+        # One rule: numerator and denominator cover the same utterances (the transcribed ones).
+        ok_work = _transcribed_work(samples, events, clock, head, base, sensor, windows["inference"])
+        if ok_work["n_failed_calls"]:
+            per_window["failed_calls"] = {"total_j": ok_work["failed_j"], "duration_s": ok_work["failed_s"],
+                                          "n_windows": ok_work["n_failed_calls"], "reason": ok_work["reason"],
+                                          "scope": scope_of(inf.get("total_kind")), "clock": clock}
+        if ok_work["reason"] is not None:
+            for f in ("j_per_audio_s", "dynamic_j_per_audio_s", "j_per_utterance"):
+                unavailable[f] = ok_work["reason"]
+        elif audio_s:
+            j_per_audio_s = ok_work["total_j"] / audio_s
+            if ok_work["dynamic_j"] is not None:
+                dynamic_j_per_audio_s = ok_work["dynamic_j"] / audio_s
             else:
                 unavailable["dynamic_j_per_audio_s"] = base.reason or "no idle baseline"
         else:
             unavailable["j_per_audio_s"] = unavailable["dynamic_j_per_audio_s"] = "no audio was transcribed"
-        if n_ok:
-            j_per_utterance = head["total_j"] / n_ok
-        else:
+        if ok_work["reason"] is None and n_ok:
+            j_per_utterance = ok_work["total_j"] / n_ok
+        elif ok_work["reason"] is None:
             unavailable["j_per_utterance"] = "no utterance was transcribed"
         if head["dynamic_j"] is None:
             unavailable["dynamic_j"] = base.reason or "no idle baseline"
+    bounds = figure_bounds(head, base, samples, clock, sensor, audio_s, n_ok, baseline_w=base.power_w)
+    if head["total_j"] is not None and ok_work["n_failed_calls"] and ok_work["bound_j"] is not None:
+        per_audio = figure_bounds({**head, "bound_j": ok_work["bound_j"]}, base, samples, clock, sensor, audio_s,
+                                  n_ok, baseline_w=base.power_w)
+        bounds.update({k: per_audio[k] for k in ("j_per_audio_s", "dynamic_j_per_audio_s", "j_per_utterance")})
+    host_idle_w = host.power_w if base.source == "loaded_idle" else None
     per_rail = head["per_channel_j"]
     psys = None
     if source == "rapl" and any(s.energy_j and "psys" in s.energy_j for s in samples):
@@ -364,35 +527,69 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
             unavailable["psys_j"] = why or "psys does not cover the inference window"
     memory = None
     row = find_row(source)
-    if "container" in windows and source in MEMORY_LABELS:
-        c0, c1 = windows["container"]
+    if source in MEMORY_LABELS:
+        # the condition's own window (its inference window), never the container's: what ran before it in the
+        # same container is not its memory (issue 22, item 1)
+        i0, i1 = windows["inference"]
         timeline = on_clock(samples, clock)
-        peak = _peak(timeline, c0, c1)
+        peak = peak_mb(timeline, i0, i1)
         idle = _mean(timeline, base.start_ns, base.end_ns) if base.start_ns is not None else None
+        at_start = mem_at(timeline, i0)
         label = MEMORY_LABELS[source]
         process_peak_mb = None
         if row is not None and row.process_memory:
-            process_peak_mb, why = _process_mem_peak(timeline, c0, c1, owner)
+            process_peak_mb, why = _process_mem_peak(timeline, i0, i1, owner)
             if why:
                 unavailable["gpu_process_mem_peak_mb"] = why
         # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
         memory = MemoryFigures(label, peak, peak - idle if peak is not None and idle is not None else None,
-                               per_process=row is not None and row.process_memory, process_peak_mb=process_peak_mb)
+                               per_process=row is not None and row.process_memory, process_peak_mb=process_peak_mb,
+                               at_start_mb=at_start,
+                               rise_mb=peak - at_start if peak is not None and at_start is not None else None,
+                               window_peaks_mb={name: peak_mb(timeline, a, b) for name, (a, b) in windows.items()},
+                               clock=clock, interval_ms=mean_interval, headline=MEMORY_HEADLINE.format(label=label))
         if memory.peak_delta_mb is None:
             unavailable[f"{label}_peak_delta_mb"] = ("the sampler reports no memory" if peak is None else
                                                     "no idle window was measured to compare with")
+        if memory.rise_mb is None:
+            unavailable[f"{label}_rise_mb"] = ("the sampler reports no memory" if peak is None else
+                                              "no sample at or before the condition's start")
     return EnergyBlock(
         source=source, measured=True, total_kind=inf.get("total_kind"), scope=scope_of(inf.get("total_kind")),
         clock=clock, baseline_w=base.power_w, baseline_source=base.source,
         baseline_window_ns=(base.start_ns, base.end_ns) if base.start_ns is not None else None,
         baseline_window_wall_ns=tuple(base.wall_window_ns) if base.wall_window_ns else None,
-        baseline_cooldown=base.cooldown, loaded_idle_w=loaded_idle_w, loaded_idle_uplift_w=loaded_idle_uplift_w,
+        baseline_cooldown=host.cooldown, host_idle_w=host_idle_w, loaded_idle_w=loaded_idle_w,
+        loaded_idle_uplift_w=loaded_idle_uplift_w,
         total_j=head["total_j"], dynamic_j=head["dynamic_j"], avg_w=head["avg_w"], inference_method=head["method"],
-        method=inf.get("method"), peak_w=inf.get("peak_w"), j_per_audio_s=j_per_audio_s,
-        dynamic_j_per_audio_s=dynamic_j_per_audio_s, j_per_utterance=j_per_utterance, per_window=per_window,
+        method=inf.get("method"), flags=head["flags"], per_audio_rule=PER_AUDIO_RULE, peak_w=inf.get("peak_w"),
+        j_per_audio_s=j_per_audio_s,
+        dynamic_j_per_audio_s=dynamic_j_per_audio_s, j_per_utterance=j_per_utterance,
+        bounds={k: v for k, v in bounds.items() if v is not None and
+                {"total_j": head["total_j"], "dynamic_j": head["dynamic_j"], "avg_w": head["avg_w"],
+                 "j_per_audio_s": j_per_audio_s, "dynamic_j_per_audio_s": dynamic_j_per_audio_s,
+                 "j_per_utterance": j_per_utterance, "baseline_w": base.power_w}.get(k) is not None},
+        per_window=per_window,
         per_rail=per_rail, n_samples=len(samples), interval_ms=mean_interval,
         interval_ms_requested=interval_ms_requested, arrival=arrival_stats(samples, interval_ms_requested),
         psys=psys, memory=memory, unavailable=unavailable)
+
+
+def health_of_windows(health: Mapping[str, Any], block: EnergyBlock) -> dict[str, Any]:
+    """``telemetry.health`` with the windows whose readings were lost, whose queries failed or that have a gap of
+    more than three intervals named (``windows_affected``: window -> the flags), and ``ok`` False when there is one;
+    the same for each companion's health and block. A health the sampler already judged not ok stays not ok."""
+    out = dict(health)
+    affected = {name: [f for f in (w.get("flags") or ()) if str(f).startswith((LOST_FLAG, GAP_FLAG))]
+                for name, w in block.per_window.items()}
+    affected = {name: flags for name, flags in affected.items() if flags}
+    if affected:
+        out.update(ok=False, windows_affected=affected)
+    companions = out.get("companions")
+    if isinstance(companions, Mapping):
+        out["companions"] = {name: (health_of_windows(h, block.companions[name]) if name in block.companions else h)
+                             for name, h in companions.items()}
+    return out
 
 
 def with_companions(block: EnergyBlock, companions: Mapping[str, EnergyBlock]) -> EnergyBlock:

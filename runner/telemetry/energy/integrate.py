@@ -17,9 +17,20 @@ Two methods, best first:
   ``end_ns`` is interpolated linearly between the neighbouring samples, so a
   window never gains or loses the part of an interval outside it.
 
+Every figure carries an error bound from its own samples (``bound_j``): what the
+samples cannot see. Between two samples the power may have stepped anywhere, so each
+sample interval in or at the edge of the window adds its length inside the window
+times the power step across it (half that for an interval wholly inside the window,
+where linear interpolation is off by at most half; with a counter only the two edge
+intervals, where the counter is interpolated); the sensor's stated power resolution
+times the window's duration is added to that. A gap of more than three sampling
+intervals in or at the edge of a window flags it (``flags``).
+
 The result is None with a reason, never a guess, when the window holds fewer
 than two samples or is not bracketed by samples (a sampler started too late
-or stopped too early): extrapolating would invent energy.
+or stopped too early): extrapolating would invent energy. A counter that did not
+advance over the window (stuck), or whose step inside it was lost (a wrap with no
+readable range), gives no energy either: 0 J would be a wrong number, not a measurement.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from runner.telemetry.samplers.base import Sample
+from runner.telemetry.samplers.base import COUNTER_LOST, FAILED_QUERIES, LOST_BEFORE, STAMP, STAMP_CADENCE, Sample
 
 MIN_SAMPLES_IN_WINDOW = 2
 
@@ -52,6 +63,16 @@ class WindowEnergy:
     total_kind: str | None = None
     reason: str | None = None
     clock: str = "wall"  # which clock start_ns/end_ns are on: wall (time_ns) | monotonic (monotonic_ns)
+    #: What makes this window's figure less certain than its samples suggest, one sentence each (a burst of
+    #: samples stamped by cadence, a gap); empty when nothing does.
+    flags: tuple[str, ...] = ()
+    #: How far ``total_j`` may be from the truth, from the samples themselves (see the module doc); None with it.
+    bound_j: float | None = None
+    max_gap_ms: float | None = None  # the longest sample interval in or at the edge of the window
+
+    def bound_w(self) -> float | None:
+        """The bound of ``avg_w``: ``bound_j`` over the duration."""
+        return None if self.bound_j is None or self.duration_s <= 0 else self.bound_j / self.duration_s
 
     @property
     def duration_s(self) -> float:
@@ -77,6 +98,9 @@ class WindowEnergy:
             "total_kind": self.total_kind,
             "reason": self.reason,
             "clock": self.clock,
+            "bound_j": self.bound_j,
+            "max_gap_ms": self.max_gap_ms,
+            "flags": list(self.flags),
         }
 
 
@@ -97,15 +121,22 @@ def on_clock(samples: Sequence[Sample], clock: str) -> list[Sample]:
     return [replace(s, t_ns=s.mono_ns) for s in samples if s.mono_ns is not None]
 
 
+#: A gap of more than this many sampling intervals in or at the edge of a window flags the window.
+GAP_INTERVALS = 3
+
+
 def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str = "wall",
-              min_samples: int = MIN_SAMPLES_IN_WINDOW) -> WindowEnergy:
+              min_samples: int = MIN_SAMPLES_IN_WINDOW, *, resolution_w: float | None = None,
+              interval_ms: float | None = None) -> WindowEnergy:
     """Energy over ``[start_ns, end_ns]`` on ``clock`` (``wall``: host ``time.time_ns()``
     values; ``monotonic``: host ``time.monotonic_ns()`` values, immune to clock steps).
 
     Uses the cumulative counter when every sample needed carries one, else
     the trapezoid rule over ``total_w``. See the module docstring. ``min_samples=0`` is for short
     sub-windows that are taken out of a measured window: edges are still only interpolated between
-    samples that bracket them, never extrapolated.
+    samples that bracket them, never extrapolated. ``resolution_w``: the sensor's stated power resolution (its
+    sampler row's), added to the bound times the duration; ``interval_ms``: the sampling interval asked for, a
+    gap of more than ``GAP_INTERVALS`` of which flags the window.
     """
     if end_ns <= start_ns:
         raise ValueError(f"window end ({end_ns}) must be after its start ({start_ns})")
@@ -118,6 +149,16 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
     )
     kinds = Counter(s.total_kind for s in inside if s.total_w is not None or s.total_energy_j is not None)
     total_kind = kinds.most_common(1)[0][0] if kinds else None
+    flags = window_flags(ordered, start_ns, end_ns)
+    edge = around(ordered, start_ns, end_ns)
+    max_gap_ms = (max(b.t_ns - a.t_ns for a, b in zip(edge, edge[1:])) / 1e6) if len(edge) >= 2 else None
+    if interval_ms and max_gap_ms is not None and max_gap_ms > GAP_INTERVALS * interval_ms:
+        flags = (*flags, f"{GAP_FLAG} {max_gap_ms:.0f} ms without a sample in or at the edge of this window (more than "
+                         f"{GAP_INTERVALS} x the {interval_ms:g} ms interval)")
+
+    def bounded(power: Sequence[tuple[int, float]], edges_only: bool) -> float:
+        step = _step_bound(power, start_ns, end_ns, edges_only)
+        return step + (resolution_w or 0.0) * (end_ns - start_ns) / 1e9
 
     def unmeasured(reason: str) -> WindowEnergy:
         return WindowEnergy(
@@ -132,6 +173,8 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
             total_kind=total_kind,
             reason=reason,
             clock=clock,
+            flags=flags,
+            max_gap_ms=max_gap_ms,
         )
 
     if n_inside < min_samples:
@@ -145,8 +188,20 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
 
     counter_points = [(s.t_ns, s.total_energy_j) for s in ordered if s.total_energy_j is not None]
     if _brackets([t for t, _ in counter_points], start_ns, end_ns):
+        lost_channels, lost_total = _lost_steps(ordered, [t for t, _ in counter_points], start_ns, end_ns)
+        if lost_total:
+            return unmeasured(f"the {', '.join(lost_channels)} counter wrapped inside the window and its range "
+                              "(max_energy_range_uj) was unreadable: the window's energy is unknown")
         total_j = _counter_difference(counter_points, start_ns, end_ns)
-        per_channel = _per_channel(ordered, start_ns, end_ns, lambda s: s.energy_j, _counter_difference)
+        per_channel = {c: j for c, j in _per_channel(ordered, start_ns, end_ns, lambda s: s.energy_j,
+                                                      _counter_difference).items() if c not in lost_channels}
+        parts = next((s.total_channels for s in reversed(ordered) if s.total_channels), ())
+        stuck = [c for c in parts if c in per_channel and per_channel[c] <= 0.0]
+        if stuck or total_j <= 0.0:
+            return unmeasured(f"the {' '.join([', '.join(stuck), 'energy'] if stuck else ['energy'])} counter did "
+                              "not advance between the samples around the window (a stuck counter): its energy is "
+                              "unknown, not 0 J")
+        counter_power = [(s.t_ns, s.total_w) for s in ordered if s.total_w is not None]
         return WindowEnergy(
             start_ns=start_ns,
             end_ns=end_ns,
@@ -159,6 +214,9 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
             method="counter",
             total_kind=total_kind,
             clock=clock,
+            flags=flags,
+            bound_j=bounded(counter_power, edges_only=True),
+            max_gap_ms=max_gap_ms,
         )
 
     # Never mix totals of different kinds (an input rail and a partial sum of
@@ -190,10 +248,80 @@ def integrate(samples: Sequence[Sample], start_ns: int, end_ns: int, clock: str 
         method="trapezoid",
         total_kind=power_kind,
         clock=clock,
+        flags=flags,
+        bound_j=bounded(power_points, edges_only=False),
+        max_gap_ms=max_gap_ms,
     )
 
 
+def around(ordered: Sequence[Sample], start_ns: int, end_ns: int) -> list[Sample]:
+    """The samples that decide a window's figure: those inside it and the one either side of it (its edges are
+    interpolated between them). ``ordered``: by ``t_ns``, on the window's clock."""
+    before = [s for s in ordered if s.t_ns < start_ns][-1:]
+    after = [s for s in ordered if s.t_ns > end_ns][:1]
+    return [*before, *(s for s in ordered if start_ns <= s.t_ns <= end_ns), *after]
+
+
+def window_flags(ordered: Sequence[Sample], start_ns: int, end_ns: int) -> tuple[str, ...]:
+    """Why a window's figure is less certain than its samples suggest, one sentence each: samples around it that
+    arrived in a burst and were placed by the source's cadence (``STAMP_CADENCE``), readings lost in an interval
+    that overlaps it (``LOST_BEFORE`` on the sample after them), queries that failed in its readings
+    (``FAILED_QUERIES``). Lost readings and failed queries start with ``LOST_FLAG`` (sampler health names them)."""
+    flags = []
+    edge = around(ordered, start_ns, end_ns)
+    cadence = sum(1 for s in edge if (s.extras or {}).get(STAMP) == STAMP_CADENCE)
+    if cadence:
+        flags.append(f"burst: {cadence} sample(s) in or at the edge of this window arrived together and were "
+                     "placed by the sensor's cadence, not by their arrival")
+    lost = [why for s in edge[1:] for why in (s.extras or {}).get(LOST_BEFORE, ())]
+    if lost:
+        flags.append(f"{LOST_FLAG} {len(lost)} reading(s) in or at the edge of this window ({lost[0]})")
+    failed = list(dict.fromkeys(q for s in edge for q in (s.extras or {}).get(FAILED_QUERIES, ())))
+    if failed:
+        flags.append(f"{LOST_FLAG} queries that failed in its readings: " + "; ".join(failed[:3]))
+    return tuple(flags)
+
+
+#: How a flag about lost readings or failed queries starts (sampler health looks for it, and for gaps).
+LOST_FLAG = "lost:"
+GAP_FLAG = "gap:"
+
+
 # -- internals ---------------------------------------------------------------
+
+
+def _step_bound(points: Sequence[tuple[int, float]], start_ns: int, end_ns: int, edges_only: bool) -> float:
+    """What the samples cannot see (J): for each interval between two power samples that overlaps the window, its
+    length inside the window times the power step across it; half that for an interval wholly inside (the
+    interpolated line is off by at most half of it there), and only the two edge intervals with a counter (whose
+    value is interpolated at the edges only)."""
+    total = 0.0
+    for (ta, pa), (tb, pb) in zip(points, points[1:]):
+        overlap_ns = min(tb, end_ns) - max(ta, start_ns)
+        if overlap_ns <= 0:
+            continue
+        inside = start_ns <= ta and tb <= end_ns
+        if inside and edges_only:
+            continue
+        total += (0.5 if inside else 1.0) * abs(pb - pa) * overlap_ns / 1e9
+    return total
+
+
+def _lost_steps(ordered: Sequence[Sample], counter_times: Sequence[int], start_ns: int, end_ns: int
+                ) -> tuple[list[str], bool]:
+    """(channels, whether one is part of the total) whose counter step was lost (``COUNTER_LOST``) in an interval
+    the window's counter difference spans: from the last counter sample at or before ``start_ns`` to the first
+    at or after ``end_ns`` (a lost step is marked on the sample that ends it)."""
+    before = max(t for t in counter_times if t <= start_ns)
+    after = min(t for t in counter_times if t >= end_ns)
+    channels: list[str] = []
+    total = False
+    for s in ordered:
+        lost = s.extras.get(COUNTER_LOST) if s.extras else None
+        if lost and before < s.t_ns <= after:
+            channels += [c for c in lost.get("channels", ()) if c not in channels]
+            total = total or bool(lost.get("total"))
+    return channels, total
 
 
 def _brackets(times: Sequence[int], start_ns: int, end_ns: int) -> bool:

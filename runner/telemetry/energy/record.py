@@ -42,22 +42,39 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class MemoryFigures:
-    """The sampler's memory over the container window: ``label`` is the sampler table's ``memory_label``
-    (``ram`` on Jetson, ``gpu_mem`` on NVML), the prefix of the JSON keys."""
+    """The sampler's memory as a timeline, like power (issue 22, item 1): ``label`` is the sampler table's
+    ``memory_label`` (``ram`` on Jetson, ``gpu_mem`` on NVML), the prefix of the JSON keys.
+
+    The headline (``peak_mb``) is the peak over the condition's own window (its inference window), never the
+    container's: a condition after a larger one in the same container no longer reports the larger one's
+    memory. Beside it what was resident at its start (the last sample at or before it) and the rise over that,
+    and each window's peak (load, warm-up, the condition, the whole container), on the sampler's clock."""
 
     label: str
-    peak_mb: float | None
+    peak_mb: float | None  # the condition's own window
     peak_delta_mb: float | None  # the peak above the idle window's mean: what the model costs
     #: Whether the sampler lists the run's own processes (the table's ``process_memory``): then
-    #: ``process_peak_mb`` is their peak (or null, its reason in the block's ``unavailable``).
+    #: ``process_peak_mb`` is their peak over the condition's window (or null, its reason in ``unavailable``).
     per_process: bool = False
     process_peak_mb: float | None = None
+    at_start_mb: float | None = None  # resident when the condition started (the last sample at or before it)
+    rise_mb: float | None = None  # peak_mb - at_start_mb (negative when memory was returned)
+    window_peaks_mb: Mapping[str, float | None] = field(default_factory=dict)  # window -> its peak
+    clock: str | None = None  # the sampler's clock the windows were matched on
+    interval_ms: float | None = None  # the achieved sampling interval: a peak shorter than this can be missed
+    headline: str = ""  # which figure is the headline, in one sentence
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {f"{self.label}_peak_mb": self.peak_mb}
         out[f"{self.label}_peak_delta_mb"] = self.peak_delta_mb
         if self.per_process:
             out["gpu_process_mem_peak_mb"] = self.process_peak_mb
+        out[f"{self.label}_at_start_mb"] = self.at_start_mb
+        out[f"{self.label}_rise_mb"] = self.rise_mb
+        out["memory_windows_mb"] = _plain(self.window_peaks_mb)
+        out["memory_clock"] = self.clock
+        out["memory_interval_ms"] = self.interval_ms
+        out["memory_headline"] = self.headline
         return out
 
 
@@ -101,10 +118,11 @@ class EnergyBlock:
     scope: str | None = None  # what the figures cover, in words (board input, GPU, CPU package+DRAM)
     clock: str | None = None  # monotonic | wall: the clock the windows were cut on
     baseline_w: float | None = None
-    baseline_source: str | None = None  # measured | given | unavailable
+    baseline_source: str | None = None  # measured | given | loaded_idle | unavailable
     baseline_window_ns: tuple[int, int] | None = None  # the idle window, on ``clock``
     baseline_window_wall_ns: tuple[int, int] | None = None  # ... on the wall clock, for display
     baseline_cooldown: Mapping[str, Any] | None = None  # the wait for power to settle before the idle window
+    host_idle_w: float | None = None  # the host idle, where the loaded idle is the baseline (baseline_source)
     loaded_idle_w: float | None = None  # container up, model loaded, doing nothing
     loaded_idle_uplift_w: float | None = None  # loaded_idle_w - baseline_w
     # the headline: the inference work less its prepare windows (what RTF covers too)
@@ -113,10 +131,17 @@ class EnergyBlock:
     avg_w: float | None = None
     inference_method: str | None = None  # how the headline was cut (prepare windows left out or not)
     method: str | None = None  # counter | trapezoid: how the inference window was integrated
+    #: What makes the headline less certain than its samples suggest (bursts, gaps, lost samples) in the windows
+    #: it is cut from, one sentence each; per window in ``per_window[name]["flags"]``.
+    flags: tuple[str, ...] = ()
     peak_w: float | None = None
     j_per_audio_s: float | None = None
     dynamic_j_per_audio_s: float | None = None
     j_per_utterance: float | None = None
+    per_audio_rule: str | None = None  # what j_per_audio_s and j_per_utterance divide, in one sentence
+    #: figure -> how far it may be from the truth, in its own unit, from its samples (integrate.py: sample gaps
+    #: times the power steps across them, plus the sensor's resolution times the duration): ``12.4 J ± 0.3``
+    bounds: Mapping[str, float] = field(default_factory=dict)
     per_window: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # load, warmup, inference, ...
     per_rail: Mapping[str, float] = field(default_factory=dict)  # J per channel over the headline's work
     n_samples: int = 0
@@ -132,7 +157,7 @@ class EnergyBlock:
     def __post_init__(self) -> None:
         if not self.measured and (self.psys is not None or self.memory is not None):
             raise ValueError("an energy block without a measured inference window has no psys or memory figures")
-        for name in ("baseline_cooldown", "per_window", "per_rail", "arrival", "unavailable", "companions"):
+        for name in ("baseline_cooldown", "bounds", "per_window", "per_rail", "arrival", "unavailable", "companions"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
     def to_json(self) -> dict[str, Any]:
@@ -156,6 +181,7 @@ class EnergyBlock:
                 "baseline_window_wall_ns": list(self.baseline_window_wall_ns) if self.baseline_window_wall_ns
                 else None,
                 "baseline_cooldown": _plain(self.baseline_cooldown),
+                **({"host_idle_w": self.host_idle_w} if self.baseline_source == "loaded_idle" else {}),
                 "loaded_idle_w": self.loaded_idle_w,
                 "loaded_idle_uplift_w": self.loaded_idle_uplift_w,
                 "total_j": self.total_j,
@@ -163,10 +189,13 @@ class EnergyBlock:
                 "avg_w": self.avg_w,
                 "inference_method": self.inference_method,
                 "method": self.method,
+                "flags": list(self.flags),
                 "peak_w": self.peak_w,
                 "j_per_audio_s": self.j_per_audio_s,
                 "dynamic_j_per_audio_s": self.dynamic_j_per_audio_s,
                 "j_per_utterance": self.j_per_utterance,
+                "per_audio_rule": self.per_audio_rule,
+                "bounds": _plain(self.bounds),
                 "per_window": _plain(self.per_window),
                 "per_rail": _plain(self.per_rail),
                 "n_samples": self.n_samples,

@@ -1,9 +1,10 @@
 """The sampler interface: what every power/telemetry sampler looks like.
 
 A sampler only RECORDS: it appends raw samples, each stamped with the host
-monotonic clock (``time.monotonic_ns()``, what windows are cut on: CLOCK_MONOTONIC
+monotonic clock (``monotonic_ns()``, what windows are cut on: CLOCK_MONOTONIC
 is one clock for the host and every container on its kernel, and never steps)
-and the wall clock (``time.time_ns()``, for display) when the reading arrived. It never computes
+and the wall clock (``time_ns()``, for display) when the reading arrived, both
+read from the sampler's ``clock`` (runner/host/clock.py; tests pass one they move). It never computes
 windows, averages or energies for a benchmark phase; ``energy.py`` does that
 afterwards with pure functions over ``Sampler.samples``. Keeping the two apart
 means a window can be re-cut later (warm-up excluded, idle baseline taken) from
@@ -24,13 +25,13 @@ from __future__ import annotations
 
 import abc
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
 from runner.errors import UserError
+from runner.host.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class Sample:
     started) where the hardware keeps one; None where it does not.
     ``total_energy_j``: the same counter for the total, built by the same rule
     as ``total_w``; when present, integration prefers it to power samples.
+    ``total_channels``: the channels whose counters ``total_energy_j`` adds up (RAPL's packages and DRAM, NVML's
+    GPUs), so that one stuck part of a total is seen even while the others move; None where not known.
     ``mem_used_mb``: memory in use (host RAM on Jetson, GPU memory on NVML).
     ``extras``: everything else the source reported (loads, clocks, temps).
     """
@@ -79,6 +82,7 @@ class Sample:
     mem_used_mb: float | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
     mono_ns: int | None = None
+    total_channels: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict for JSON timelines (units are in the key names)."""
@@ -95,14 +99,31 @@ class Sample:
         }
 
 
+#: ``Sample.extras`` key of a counter step that was lost (a wrap that could not be corrected): ``{"channels": [...],
+#: "total": bool}``, on the sample that ends the lost interval; integration makes every window over it unavailable.
+COUNTER_LOST = "counter_lost"
+
+#: ``Sample.extras`` key saying how a sample's time was found where it was not simply its arrival:
+#: ``STAMP_CADENCE`` for a line that arrived in a burst and was placed by the source's own cadence (tegrastats);
+#: ``ARRIVAL_MONO_NS`` then keeps when it really arrived (monotonic). Integration flags the windows they touch.
+STAMP = "stamp"
+STAMP_CADENCE = "cadence"
+ARRIVAL_MONO_NS = "arrival_mono_ns"
+
+#: ``Sample.extras`` keys of what went wrong around a sample, so that the windows it touches can be named
+#: (integrate.window_flags): ``LOST_BEFORE``, readings lost since the previous sample (a failed poll, a line that did
+#: not parse), one reason each; ``FAILED_QUERIES``, queries that failed in this reading ("gpu0.memory: NVML error").
+LOST_BEFORE = "lost_before"
+FAILED_QUERIES = "failed_queries"
+
 #: How often a polling sampler reads its source when the run says nothing else (``--interval-ms``): the one
 #: default of every sampler's constructor, the sampler table's and the telemetry settings'.
 DEFAULT_INTERVAL_MS = 100
 
 
-def now_ns() -> tuple[int, int]:
+def now_ns(clock: Clock = SYSTEM_CLOCK) -> tuple[int, int]:
     """(wall, monotonic) clock readings for stamping a sample, taken back to back."""
-    return time.time_ns(), time.monotonic_ns()
+    return clock.time_ns(), clock.monotonic_ns()
 
 
 _SamplerT = TypeVar("_SamplerT", bound="Sampler")
@@ -119,7 +140,9 @@ class Sampler(abc.ABC):
     #: Short name used on the command line and in reports.
     name: str = "abstract"
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        #: What samples are stamped with and cadences run on (tests pass a clock they move by hand).
+        self.clock = clock
         self._samples: list[Sample] = []
         self._lock = threading.Lock()
         self._state = "new"  # new -> running -> stopped
@@ -230,8 +253,9 @@ class NullSampler(Sampler):
 
     name = "none"
 
-    def __init__(self, reason: str = "energy measurement was turned off (sampler 'none')") -> None:
-        super().__init__()
+    def __init__(self, reason: str = "energy measurement was turned off (sampler 'none')",
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(clock)
         self.reason = reason
 
     def probe(self) -> Availability:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.host.clock import SYSTEM_CLOCK, Clock
 from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 from runner.telemetry.samplers.tegrastats_parse import INPUT_RAIL_NAMES
@@ -120,8 +121,8 @@ class Ina3221Sampler(PollingSampler):
     name = "ina3221"
 
     def __init__(self, root: str | os.PathLike[str] = "/sys", interval_ms: int = DEFAULT_INTERVAL_MS,
-                 meminfo: str | os.PathLike[str] = "/proc/meminfo") -> None:
-        super().__init__(interval_ms)
+                 meminfo: str | os.PathLike[str] = "/proc/meminfo", clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_ms, clock)
         self.root = Path(root)
         self.meminfo = Path(meminfo)
         self.rails: list[Rail] = []
@@ -149,9 +150,9 @@ class Ina3221Sampler(PollingSampler):
         self.rails = find_rails(self.root)
 
     def _read(self) -> Sample:
-        t0_wall, t0_mono = now_ns()
+        t0_wall, t0_mono = now_ns(self.clock)
         power_w = {rail.name: rail.read_w() for rail in self.rails}
-        t1_wall, t1_mono = now_ns()
+        t1_wall, t1_mono = now_ns(self.clock)
         total, kind = total_power_w(power_w)
         # The reads took (t1 - t0): the reading is stamped at their middle, not when it was first asked for.
         return Sample(t_ns=(t0_wall + t1_wall) // 2, mono_ns=(t0_mono + t1_mono) // 2, power_w=power_w,

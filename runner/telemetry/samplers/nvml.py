@@ -33,10 +33,11 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
+from runner.host.clock import SYSTEM_CLOCK, Clock
+from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, FAILED_QUERIES, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
 _MIB = 1024 * 1024
@@ -73,8 +74,9 @@ class _Gpu:
     requested: str  # as given: an index, GPU-... or MIG-...
     energy_origin_mj: int | None  # first counter reading; None: no counter
     power_source: str | None  # POWER_INSTANT | POWER_USAGE | None
-    mem_handle: Any = None  # a MIG slice's own handle (its memory); None: the GPU's
-    mig_uuid: str | None = None
+    #: The run's MIG slices on this GPU (their own handles: memory and processes live there); empty: the GPU's.
+    mig_handles: list[Any] = field(default_factory=list)
+    mig_uuids: list[str | None] = field(default_factory=list)
     prev_t_ns: int | None = None
     prev_energy_j: float | None = None
 
@@ -83,9 +85,19 @@ class _Gpu:
         return f"gpu{self.index}"
 
     @property
+    def mig_uuid(self) -> str | None:
+        return self.mig_uuids[0] if self.mig_uuids else None
+
+    @property
+    def memory_handles(self) -> list[Any]:
+        """Where this device's memory and processes are read: each of the run's slices, else the whole GPU."""
+        return list(self.mig_handles) or [self.handle]
+
+    @property
     def energy_scope(self) -> str:
-        if self.mig_uuid is not None:
-            return (f"the parent GPU {self.uuid or self.index} of MIG slice {self.mig_uuid}: a MIG slice has no "
+        if self.mig_uuids:
+            slices = ", ".join(str(u) for u in self.mig_uuids)
+            return (f"the parent GPU {self.uuid or self.index} of MIG slice(s) {slices}: a MIG slice has no "
                     "power counter of its own, so this is every slice on that GPU")
         return f"GPU {self.uuid or self.index}"
 
@@ -101,8 +113,9 @@ class NvmlSampler(PollingSampler):
 
     name = "nvml"
 
-    def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS, nvml: Any = None, devices: Sequence[str] | None = None) -> None:
-        super().__init__(interval_ms)
+    def __init__(self, interval_ms: int = DEFAULT_INTERVAL_MS, nvml: Any = None, devices: Sequence[str] | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_ms, clock)
         self._injected = nvml
         self._nvml: Any = None
         self._gpus: list[_Gpu] = []
@@ -111,6 +124,10 @@ class NvmlSampler(PollingSampler):
         self.unavailable: dict[str, str] = {}
         #: pid -> what identifies its owner (cgroup, session), read once when NVML first lists it.
         self._owners: dict[int, dict[str, Any]] = {}
+        #: Queries that failed (an NVML error other than NotSupported) while sampling: each marks its sample.
+        self.n_query_failures = 0
+        self._failed_now: list[str] = []
+        self._sampling = False  # set once the GPUs are chosen (_open)
 
     # -- availability ---------------------------------------------------------
 
@@ -143,6 +160,25 @@ class NvmlSampler(PollingSampler):
             return Availability.no("NVML found no NVIDIA GPU on this host")
         return Availability.yes()
 
+    def inventory(self) -> list[str]:
+        """Every GPU NVML sees, as "0 NVIDIA A100 (GPU-...)", for a sentence that asks the person to name some;
+        no side effects (NVML is shut down again), [] where NVML cannot list them."""
+        try:
+            nvml = self._load()
+            nvml.nvmlInit()
+        except Exception:  # noqa: BLE001 - a listing for a message: nothing to list is an answer
+            return []
+        try:
+            out = []
+            for i in range(nvml.nvmlDeviceGetCount()):
+                handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                out.append(f"{i} {_as_text(nvml.nvmlDeviceGetName(handle))} ({_as_text(nvml.nvmlDeviceGetUUID(handle))})")
+            return out
+        except nvml.NVMLError:
+            return []
+        finally:
+            _quiet_shutdown(nvml)
+
     def _wanted(self) -> list[str] | None:
         return self.devices if self.devices is not None else requested_gpus()
 
@@ -156,6 +192,7 @@ class NvmlSampler(PollingSampler):
                 "requested": g.requested,
                 "name": g.name,
                 "mig_uuid": g.mig_uuid,
+                "mig_uuids": list(g.mig_uuids),
                 "energy_source": "total_energy_counter"
                 if g.energy_origin_mj is not None
                 else {POWER_INSTANT: "power_instant", POWER_USAGE: "power_usage"}.get(g.power_source or ""),
@@ -166,8 +203,14 @@ class NvmlSampler(PollingSampler):
         ]
 
     def health(self) -> dict[str, Any]:
-        """Adds the GPUs chosen (index, UUID, MIG, power and energy sources) and every query NVML refused."""
-        return {**super().health(), "gpus": self.gpus, "unavailable": dict(self.unavailable)}
+        """Adds the GPUs chosen (index, UUID, MIG, power and energy sources), every query NVML refused, and how
+        many queries failed while sampling (``ok`` is False then: the windows they fall in are named by the
+        accounting)."""
+        out = {**super().health(), "gpus": self.gpus, "unavailable": dict(self.unavailable),
+               "n_query_failures": self.n_query_failures}
+        if self.n_query_failures:
+            out["ok"] = False
+        return out
 
     # -- PollingSampler hooks -------------------------------------------------
 
@@ -196,20 +239,25 @@ class NvmlSampler(PollingSampler):
             wanted = self._wanted()
             if wanted is None:
                 wanted = [str(i) for i in range(nvml.nvmlDeviceGetCount())]
-            seen: set[int] = set()
+            seen: dict[int, _Gpu] = {}
             for want in wanted:
                 handle, mig = self._resolve(nvml, want)
                 index = self._optional(f"{want}.index", nvml.nvmlDeviceGetIndex, handle)
                 index = int(want) if index is None and want.isdigit() else index
                 if index is None:
                     index = len(self._gpus)
-                if index in seen:  # two MIG slices of one GPU: its energy once
+                mig_uuid = _as_text(self._optional(f"{want}.uuid", nvml.nvmlDeviceGetUUID, mig)) if mig else None
+                if index in seen:  # another MIG slice of a GPU already chosen: its energy once, every slice's memory
+                    if mig is not None and seen[index].mig_handles:
+                        seen[index].mig_handles.append(mig)
+                        seen[index].mig_uuids.append(mig_uuid)
+                    else:  # the whole GPU was asked for too: its memory covers every slice
+                        seen[index].mig_handles.clear()
+                        seen[index].mig_uuids.clear()
                     continue
-                seen.add(index)
                 key = f"gpu{index}"
                 name = _as_text(self._optional(f"{key}.name", nvml.nvmlDeviceGetName, handle))
                 uuid = _as_text(self._optional(f"{key}.uuid", nvml.nvmlDeviceGetUUID, handle))
-                mig_uuid = _as_text(self._optional(f"{want}.uuid", nvml.nvmlDeviceGetUUID, mig)) if mig else None
                 origin = self._optional(f"{key}.energy_counter", nvml.nvmlDeviceGetTotalEnergyConsumption, handle)
                 power_source = None
                 if self._instant_power_mw(handle) is not None:
@@ -220,8 +268,11 @@ class NvmlSampler(PollingSampler):
                     self.unavailable[f"{key}.energy"] = (
                         "NVML supports neither the total energy counter nor power usage on this GPU"
                     )
-                self._gpus.append(_Gpu(index, handle, name or key, uuid, want, origin, power_source,
-                                       mem_handle=mig, mig_uuid=mig_uuid))
+                gpu = _Gpu(index, handle, name or key, uuid, want, origin, power_source,
+                           mig_handles=[mig] if mig is not None else [], mig_uuids=[mig_uuid] if mig is not None else [])
+                seen[index] = gpu
+                self._gpus.append(gpu)
+            self._sampling = True
         except BaseException:
             self._close()
             raise
@@ -250,6 +301,7 @@ class NvmlSampler(PollingSampler):
         nvml = self._nvml
         if nvml is None:
             return None
+        self._failed_now = []
         # Energy and power first, then the stamp: those are what integration
         # uses, so they should sit closest to t_ns. State queries follow.
         counters_mj: dict[str, int | None] = {}
@@ -267,7 +319,7 @@ class NvmlSampler(PollingSampler):
                 powers_mw[key] = self._optional(f"{key}.power_usage", nvml.nvmlDeviceGetPowerUsage, h)
             else:
                 powers_mw[key] = None
-        t_ns, mono_ns = now_ns()
+        t_ns, mono_ns = now_ns(self.clock)
 
         power_w: dict[str, float] = {}
         energy_j: dict[str, float] = {}
@@ -289,23 +341,24 @@ class NvmlSampler(PollingSampler):
             if key in energy_j:
                 gpu.prev_t_ns, gpu.prev_energy_j = mono_ns, energy_j[key]
 
-            mh = gpu.mem_handle if gpu.mem_handle is not None else h
             util = self._optional(f"{key}.utilization", nvml.nvmlDeviceGetUtilizationRates, h)
-            mem = self._optional(f"{key}.memory", nvml.nvmlDeviceGetMemoryInfo, mh)
             sm_clock = self._optional(f"{key}.sm_clock", nvml.nvmlDeviceGetClockInfo, h, nvml.NVML_CLOCK_SM)
             temp = self._optional(f"{key}.temperature", nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU)
-            mem_used_mb = None if mem is None else mem.used / _MIB
+            # Memory and processes per MIG slice of the run (each slice's own handle), else the GPU's.
+            mems = [self._optional(f"{key}.memory", nvml.nvmlDeviceGetMemoryInfo, mh) for mh in gpu.memory_handles]
+            mem_used_mb = None if any(m is None for m in mems) else sum(m.used for m in mems) / _MIB
             if mem_used_mb is not None:
                 mem_sum_mb = (mem_sum_mb or 0.0) + mem_used_mb
             # Every compute process with its memory, raw: which of them are the run's is decided
             # afterwards from their owner (cgroup / session), never by summing another user's in.
-            procs = self._optional(f"{key}.processes", nvml.nvmlDeviceGetComputeRunningProcesses, mh)
-            for p in procs or ():
-                used = getattr(p, "usedGpuMemory", None)
-                pid = int(getattr(p, "pid", -1))
-                processes.append({"gpu": key, "pid": pid,
-                                  "used_mb": used / _MIB if isinstance(used, int) else None,
-                                  **self._owner(pid)})
+            for mh in gpu.memory_handles:
+                procs = self._optional(f"{key}.processes", nvml.nvmlDeviceGetComputeRunningProcesses, mh)
+                for p in procs or ():
+                    used = getattr(p, "usedGpuMemory", None)
+                    pid = int(getattr(p, "pid", -1))
+                    processes.append({"gpu": key, "pid": pid,
+                                      "used_mb": used / _MIB if isinstance(used, int) else None,
+                                      **self._owner(pid)})
             readings[key] = {
                 "name": gpu.name,
                 "uuid": gpu.uuid,
@@ -332,8 +385,10 @@ class NvmlSampler(PollingSampler):
             total_kind=total_kind,
             energy_j=energy_j or None,
             total_energy_j=sum(energy_j[c] for c in channels) if has_all_counters else None,
+            total_channels=tuple(channels),
             mem_used_mb=mem_sum_mb,
-            extras={"gpus": readings, "processes": processes},
+            extras={"gpus": readings, "processes": processes,
+                    **({FAILED_QUERIES: list(self._failed_now)} if self._failed_now else {})},
         )
 
     def _owner(self, pid: int) -> dict[str, Any]:
@@ -367,6 +422,9 @@ class NvmlSampler(PollingSampler):
                 self.unavailable.setdefault(what, "not supported by this GPU/driver (NVML NotSupported)")
             else:
                 self.unavailable[what] = f"NVML error: {exc}"
+                if self._sampling:  # while sampling (not choosing GPUs): the reading it belongs to says so
+                    self.n_query_failures += 1
+                    self._failed_now.append(f"{what}: NVML error: {exc}")
             return None
 
 

@@ -23,7 +23,12 @@ What the total is (``Sample.total_w`` / ``total_energy_j``):
   with package+DRAM over the idle window (``accounting.psys_check``).
 
 Counters wrap at ``max_energy_range_uj``; each step is corrected for one wrap
-(at 100 ms sampling a counter cannot wrap twice). Since Linux 5.10
+(at 100 ms sampling a counter cannot wrap twice). A wrap that cannot be corrected
+(the range was unreadable) loses that interval's energy: the sample that ends it
+says so (``extras["counter_lost"]``), and every window over it is unavailable
+rather than short (``integrate``). A total counter that never advances is stuck:
+health says so (``ok: false``), and a window over it is unavailable, never 0 J.
+Since Linux 5.10
 ``energy_uj`` is readable by root only (CVE-2020-8694), so ``probe`` reports
 "needs root" rather than failing later.
 """
@@ -36,7 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
+from runner.host.clock import SYSTEM_CLOCK, Clock
+from runner.telemetry.samplers.base import COUNTER_LOST, DEFAULT_INTERVAL_MS, Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
 _DOMAIN_DIR_RE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
@@ -119,8 +125,9 @@ class RaplSampler(PollingSampler):
 
     name = "rapl"
 
-    def __init__(self, root: str | os.PathLike[str] = "/sys/class/powercap", interval_ms: int = DEFAULT_INTERVAL_MS) -> None:
-        super().__init__(interval_ms)
+    def __init__(self, root: str | os.PathLike[str] = "/sys/class/powercap", interval_ms: int = DEFAULT_INTERVAL_MS,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(interval_ms, clock)
         self.root = Path(root)
         self.domains: list[RaplDomain] = []
         self._total_channels: list[str] = []
@@ -132,6 +139,10 @@ class RaplSampler(PollingSampler):
         #: Intervals lost because a counter went down with no readable max_energy_range_uj to unwrap it.
         self.dropped_intervals = 0
         self._dropped_channels: set[str] = set()
+        #: Channels whose counter moved at least once since the first reading (a total channel that never
+        #: does is stuck), and how many readings were taken.
+        self._advanced: set[str] = set()
+        self._n_reads = 0
 
     def health(self) -> dict[str, Any]:
         """Adds the domains, the total's rule, and the intervals dropped for an unreadable wrap range."""
@@ -140,8 +151,21 @@ class RaplSampler(PollingSampler):
         if self.dropped_intervals:
             out["ok"] = False
             out["dropped_reason"] = (f"{', '.join(sorted(self._dropped_channels))}: the counter went down (wrapped) "
-                                     "and max_energy_range_uj was unreadable, so the interval counted 0 J")
+                                     "and max_energy_range_uj was unreadable, so the energy of the windows over "
+                                     "that interval is unknown (unavailable, not 0 J)")
+        stuck = self.stuck_channels()
+        if stuck:
+            out["ok"] = False
+            out["stuck_channels"] = stuck
+            out["stuck_reason"] = (f"{', '.join(stuck)}: the counter did not advance in {self._n_reads} readings: "
+                                   "a stuck counter, whose energy is unavailable, not 0 J")
         return out
+
+    def stuck_channels(self) -> list[str]:
+        """The channels of the total whose counter never advanced over three readings or more."""
+        if self._n_reads < 3:
+            return []
+        return [c for c in self._total_channels if c not in self._advanced]
 
     def probe(self) -> Availability:
         if not self.root.is_dir():
@@ -176,7 +200,9 @@ class RaplSampler(PollingSampler):
 
     def _read(self) -> Sample:
         raw = {d.channel: _read_int(d.path / "energy_uj") for d in self.domains}
-        t_ns, mono_ns = now_ns()
+        t_ns, mono_ns = now_ns(self.clock)
+        self._n_reads += 1
+        lost: list[str] = []
         for domain in self.domains:
             now_uj = raw[domain.channel]
             prev_uj = self._prev_uj.get(domain.channel)
@@ -186,6 +212,9 @@ class RaplSampler(PollingSampler):
                 if now_uj < prev_uj and domain.max_energy_range_uj is None:
                     self.dropped_intervals += 1
                     self._dropped_channels.add(domain.channel)
+                    lost.append(domain.channel)
+                if now_uj != prev_uj:
+                    self._advanced.add(domain.channel)
                 self._acc_j[domain.channel] += unwrap_delta_uj(prev_uj, now_uj, domain.max_energy_range_uj) / 1e6
             self._prev_uj[domain.channel] = now_uj
 
@@ -197,15 +226,20 @@ class RaplSampler(PollingSampler):
         total_kind = self._total_kind
         if self._prev_t_ns is not None and mono_ns > self._prev_t_ns:
             dt_s = (mono_ns - self._prev_t_ns) / 1e9
-            power_w = {c: (energy_j[c] - self._prev_energy_j[c]) / dt_s for c in energy_j}
-            if self._total_channels:
+            # a lost interval has no power: its counter step is unknown, not 0
+            power_w = {c: (energy_j[c] - self._prev_energy_j[c]) / dt_s for c in energy_j if c not in lost}
+            if self._total_channels and all(c in power_w for c in self._total_channels):
                 total_w = sum(power_w[c] for c in self._total_channels)
+            elif self._total_channels:
+                total_kind = f"rapl: the counter of {', '.join(lost)} wrapped with max_energy_range_uj unreadable"
         elif self._prev_t_ns is None:
             total_kind = "first RAPL reading: power needs two readings"
         if not self._total_channels:
             total_kind = "no package RAPL domain"
         self._prev_t_ns = mono_ns
         self._prev_energy_j = energy_j
+        extras = ({COUNTER_LOST: {"channels": lost, "total": any(c in self._total_channels for c in lost)}}
+                  if lost else {})
         return Sample(
             t_ns=t_ns,
             mono_ns=mono_ns,
@@ -214,6 +248,8 @@ class RaplSampler(PollingSampler):
             total_kind=total_kind,
             energy_j=energy_j,
             total_energy_j=total_energy_j,
+            extras=extras,
+            total_channels=tuple(self._total_channels),
         )
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runner.errors import UserError
+from runner.host.clock import SYSTEM_CLOCK, Clock
 from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, NullSampler, Sampler
 from runner.telemetry.samplers.ina3221 import Ina3221Sampler
 from runner.telemetry.samplers.jtop import JtopSampler
@@ -24,8 +25,9 @@ from runner.telemetry.samplers.nvml import NvmlSampler
 from runner.telemetry.samplers.rapl import RaplSampler
 from runner.telemetry.samplers.tegrastats import TegrastatsSampler
 
-#: ``factory(interval_ms, devices)``: ``devices`` are the run's GPUs (indices or UUIDs), or None.
-SamplerFactory = Callable[[int, tuple[str, ...] | None], Sampler]
+#: ``factory(interval_ms, devices, clock)``: ``devices`` are the run's GPUs (indices or UUIDs), or None;
+#: ``clock``: what the sampler stamps and polls on (runner/host/clock.py).
+SamplerFactory = Callable[[int, tuple[str, ...] | None, Clock], Sampler]
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class SamplerRow:
     ``part``: the hardware its total covers, in one word (GPU, CPU, board): says which part of a sum is missing.
     ``process_memory``: its samples list the run's own processes' memory (``gpu_process_mem_peak_mb``, and
     the summary's ``peak_vram_nvml_mb``).
+    ``power_resolution_w``: the smallest power step its readings show (W); every energy figure's bound adds it
+    times the window's duration (runner/telemetry/energy/integrate.py). None: it measures no power.
     """
 
     name: str
@@ -61,6 +65,7 @@ class SamplerRow:
     combined_key: str | None = None
     part: str | None = None
     process_memory: bool = False
+    power_resolution_w: float | None = None
 
     @property
     def option(self) -> str:
@@ -77,15 +82,16 @@ class SamplerRow:
                 "option": self.option}
 
 
-def _rapl(interval_ms: int, devices: tuple[str, ...] | None) -> Sampler:
+def _rapl(interval_ms: int, devices: tuple[str, ...] | None, clock: Clock = SYSTEM_CLOCK) -> Sampler:
     # EDGEASR_POWERCAP_ROOT: the host's powercap tree where it is mounted elsewhere (a runner in a
     # container with /sys/class/powercap bound under /host), or a fake tree in tests
-    return RaplSampler(root=os.environ.get("EDGEASR_POWERCAP_ROOT", "/sys/class/powercap"), interval_ms=interval_ms)
+    return RaplSampler(root=os.environ.get("EDGEASR_POWERCAP_ROOT", "/sys/class/powercap"), interval_ms=interval_ms,
+                       clock=clock)
 
 
-def _ina3221(interval_ms: int, devices: tuple[str, ...] | None) -> Sampler:
+def _ina3221(interval_ms: int, devices: tuple[str, ...] | None, clock: Clock = SYSTEM_CLOCK) -> Sampler:
     # EDGEASR_SYSFS_ROOT: the host's /sys where it is mounted elsewhere, or a fake Jetson tree in tests
-    return Ina3221Sampler(root=os.environ.get("EDGEASR_SYSFS_ROOT", "/sys"), interval_ms=interval_ms)
+    return Ina3221Sampler(root=os.environ.get("EDGEASR_SYSFS_ROOT", "/sys"), interval_ms=interval_ms, clock=clock)
 
 
 #: Every sampler, in the order ``--telemetry`` lists them.
@@ -97,36 +103,43 @@ SAMPLERS: tuple[SamplerRow, ...] = (
         scope="board input power (the VDD_IN / POM_5V_IN / VIN input rail), or the partial sum of the "
               "INA3221 rails on boards without an input rail, read from sysfs with host timestamps",
         memory="Jetson RAM used (MemTotal - MemAvailable: CPU and GPU memory together)", memory_label="ram",
-        part="board"),
+        part="board", power_resolution_w=0.005),  # 1 mV x 1 mA steps of sysfs at a 5 V input: 5 mW
     SamplerRow(
         name="tegrastats",
-        factory=lambda interval_ms, devices: TegrastatsSampler(interval_ms=interval_ms),
+        factory=lambda interval_ms, devices, clock=SYSTEM_CLOCK: TegrastatsSampler(interval_ms=interval_ms,
+                                                                                  clock=clock),
         auto_rank=10, auto_devices=None, hosts="NVIDIA Jetson (L4T), tegrastats on PATH",
         scope="board input power (the VDD_IN / POM_5V_IN / VIN input rail), or the partial sum of the "
               "INA3221 rails on boards without an input rail",
-        memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram", part="board"),
+        memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram", part="board",
+        power_resolution_w=0.001),  # rails printed in whole mW
     SamplerRow(
         name="jtop",
-        factory=lambda interval_ms, devices: JtopSampler(interval_ms=interval_ms),
+        factory=lambda interval_ms, devices, clock=SYSTEM_CLOCK: JtopSampler(interval_ms=interval_ms, clock=clock),
         auto_rank=20, auto_devices=None, hosts="NVIDIA Jetson with the jetson-stats (jtop) service",
         scope="board input power (input rail) or the partial sum of the rails, read through the jtop service",
-        memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram", part="board"),
+        memory="Jetson RAM used (unified: CPU and GPU memory together)", memory_label="ram", part="board",
+        power_resolution_w=0.001),  # jtop serves the rails in whole mW
     SamplerRow(
         name="nvml",
-        factory=lambda interval_ms, devices: NvmlSampler(interval_ms=interval_ms, devices=devices),
+        factory=lambda interval_ms, devices, clock=SYSTEM_CLOCK: NvmlSampler(interval_ms=interval_ms, devices=devices,
+                                                                             clock=clock),
         auto_rank=30, auto_devices=("cuda",), hosts="hosts with NVIDIA GPUs and driver (nvidia-ml-py)",
-        scope="GPU board power and energy of the run's GPUs (a MIG slice: its parent GPU)",
-        memory="GPU memory used, summed over the run's GPUs, and the run's own processes' GPU memory",
+        scope="GPU board power and energy of the run's GPUs (a MIG slice: its parent GPU), every process on them "
+              "included, not only the run's",
+        memory="GPU memory used, summed over the run's GPUs (every process's), and the run's own processes' GPU "
+               "memory",
         memory_label="gpu_mem", companions=("rapl",), combined_key="gpu_plus_cpu", part="GPU",
-        process_memory=True),
+        process_memory=True, power_resolution_w=0.001),  # NVML power in whole mW, energy in whole mJ
     SamplerRow(
         name="rapl",
         factory=_rapl,
         auto_rank=40, auto_devices=None, hosts="x86 Intel and AMD CPUs with Linux powercap (root since 5.10)",
-        scope="CPU package and DRAM energy counters (RAPL); psys only as an extra figure", part="CPU"),
+        scope="CPU package and DRAM energy counters (RAPL); psys only as an extra figure", part="CPU",
+        power_resolution_w=0.001),  # energy_uj in whole uJ; the counters' own unit is ~15-61 uJ: < 1 mW at 100 ms
     SamplerRow(
         name="none",
-        factory=lambda interval_ms, devices: NullSampler(),
+        factory=lambda interval_ms, devices, clock=SYSTEM_CLOCK: NullSampler(clock=clock),
         auto_rank=None, auto_devices=None, hosts="anywhere",
         scope="nothing: energy is not measured"),
 )
@@ -168,8 +181,10 @@ def memory_labels() -> dict[str, str]:
     return {row.name: row.memory_label for row in SAMPLERS if row.memory_label is not None}
 
 
-def make_sampler(name: str, interval_ms: int = DEFAULT_INTERVAL_MS, devices: tuple[str, ...] | None = None) -> Sampler:
-    """The sampler called ``name``, sampling every ``interval_ms``; ``devices``: the run's GPUs (NVML)."""
+def make_sampler(name: str, interval_ms: int = DEFAULT_INTERVAL_MS, devices: tuple[str, ...] | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> Sampler:
+    """The sampler called ``name``, sampling every ``interval_ms`` on ``clock``; ``devices``: the run's GPUs
+    (NVML)."""
     if interval_ms <= 0:
         raise UserError(f"the sampling interval must be a positive number of milliseconds, got {interval_ms}")
-    return sampler_row(name).factory(interval_ms, devices)
+    return sampler_row(name).factory(interval_ms, devices, clock)

@@ -10,8 +10,10 @@ from the sampler table (``registry.SAMPLERS``).
 from __future__ import annotations
 
 from ...errors import UserError
+from ...host.clock import SYSTEM_CLOCK, Clock
 from . import registry
 from .base import NullSampler, Sampler
+from .nvml import requested_gpus
 from .registry import SAMPLER_NAMES, make_sampler
 
 CHOICES = ("auto", *SAMPLER_NAMES)
@@ -24,14 +26,14 @@ def auto_order(device: str) -> list[str]:
     return [row.name for row in sorted(rows, key=lambda row: row.auto_rank)]
 
 
-def _with_companions(sampler: Sampler, device: str, interval_ms: int) -> Sampler:
+def _with_companions(sampler: Sampler, device: str, interval_ms: int, clock: Clock = SYSTEM_CLOCK) -> Sampler:
     """A sampler's table companions start beside it on the devices it serves (NVML measures the GPU only:
     on a CUDA run RAPL adds the CPU package + DRAM); one that cannot work is recorded with its reason."""
     row = registry.find_row(sampler.name)
     if row is None or not row.serves(device):
         return sampler
     for name in row.companions:
-        companion = make_sampler(name, interval_ms)
+        companion = make_sampler(name, interval_ms, clock=clock)
         availability = companion.probe()
         if availability.ok:
             sampler.companions.append(companion)
@@ -40,25 +42,38 @@ def _with_companions(sampler: Sampler, device: str, interval_ms: int) -> Sampler
     return sampler
 
 
-def select_sampler(requested: str, device: str, interval_ms: int,
-                   devices: tuple[str, ...] | None = None) -> tuple[Sampler, str | None]:
-    """(sampler, reason energy will be unavailable or None); ``devices``: the run's GPUs, for NVML."""
+def unnamed_gpus(sampler: Sampler, device: str) -> str:
+    """Why NVML is refused on a run that is not on a GPU and names none: it would add every GPU of the host (other
+    users' work included) to a run that uses none of them. Names the GPUs there are and how to choose."""
+    listed = getattr(sampler, "inventory", lambda: [])()
+    where = f"this host has {len(listed)} GPU(s): {'; '.join(listed)}" if listed else "NVML lists no GPU here"
+    return (f"--telemetry nvml on a {device} run names no GPU, and NVML would then sum every GPU of the host, "
+            f"with whatever else runs on them ({where}). Name the GPU(s) to measure with CUDA_VISIBLE_DEVICES "
+            f"(e.g. CUDA_VISIBLE_DEVICES=0; a {device} run takes no --gpus), or measure the CPU with --telemetry rapl")
+
+
+def select_sampler(requested: str, device: str, interval_ms: int, devices: tuple[str, ...] | None = None,
+                   clock: Clock = SYSTEM_CLOCK) -> tuple[Sampler, str | None]:
+    """(sampler, reason energy will be unavailable or None); ``devices``: the run's GPUs, for NVML; ``clock``:
+    what the sampler stamps and polls on."""
     if requested not in CHOICES:
         raise UserError(f"--telemetry {requested!r} is unknown; choose one of {', '.join(CHOICES)}")
     if requested == "none":
-        return NullSampler(), "telemetry turned off (--telemetry none)"
+        return NullSampler(clock=clock), "telemetry turned off (--telemetry none)"
     if requested != "auto":
-        sampler = make_sampler(requested, interval_ms, devices)
+        sampler = make_sampler(requested, interval_ms, devices, clock)
         availability = sampler.probe()
         if not availability.ok:
             raise UserError(f"--telemetry {requested}: {availability.reason}")
-        return _with_companions(sampler, device, interval_ms), None
+        if requested == "nvml" and device != "cuda" and devices is None and requested_gpus() is None:
+            raise UserError(unnamed_gpus(sampler, device))
+        return _with_companions(sampler, device, interval_ms, clock), None
     reasons = []
     for name in auto_order(device):
-        sampler = make_sampler(name, interval_ms, devices)
+        sampler = make_sampler(name, interval_ms, devices, clock)
         availability = sampler.probe()
         if availability.ok:
-            return _with_companions(sampler, device, interval_ms), None
+            return _with_companions(sampler, device, interval_ms, clock), None
         reasons.append(f"{name}: {availability.reason}")
     reason = "no power sensor found (" + "; ".join(reasons) + ")"
-    return NullSampler(reason), reason
+    return NullSampler(reason, clock), reason

@@ -2,10 +2,21 @@
 
 ``TegrastatsSampler`` runs ``tegrastats --interval MS`` (found on PATH), reads
 its lines on a thread, stamps each line with the host's monotonic and wall
-clocks the moment it arrives and parses it with ``tegrastats_parse.parse_line``. tegrastats' own
+clocks and parses it with ``tegrastats_parse.parse_line``. tegrastats' own
 timestamp (when printed) has one-second resolution and the Jetson's clock, so
 only the arrival time is used for windows; the line's own stamp is kept in
 ``extras`` for reference.
+
+Arrival is only a good clock if lines arrive when they are written. tegrastats
+writes through C stdio, which buffers a pipe in blocks: lines would arrive
+seconds late and together, and their power would be placed at the wrong time.
+So its stdout is a pseudo-terminal (line-buffered, like a terminal); a pipe is
+the fallback only where no pty can be opened (``health.stdout``). Lines that
+still arrive together (a burst) are stamped by tegrastats' own cadence
+(``CadenceStamper``): the last at its arrival, the earlier ones one interval
+apart before it. Each such sample says so (``extras["stamp"] == "cadence"``,
+its arrival kept beside it), and every window a burst touches is flagged
+(``integrate``), never silently integrated as if its stamps were exact.
 
 The child is always stopped: ``stop()`` (and so the context manager, also on
 exceptions and Ctrl-C) sends SIGTERM to its process group, then SIGKILL after
@@ -24,13 +35,18 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import pty
 import shutil
 import signal
 import subprocess
 import threading
+import tty
+from dataclasses import replace
 from typing import IO, Any
 
-from runner.telemetry.samplers.base import DEFAULT_INTERVAL_MS, Availability, Sample, Sampler, now_ns
+from runner.host.clock import SYSTEM_CLOCK, Clock
+from runner.telemetry.samplers.base import (ARRIVAL_MONO_NS, DEFAULT_INTERVAL_MS, LOST_BEFORE, STAMP, STAMP_CADENCE,
+                                            Availability, Sample, Sampler, now_ns)
 from runner.telemetry.samplers.tegrastats_parse import TegrastatsRecord, parse_line
 
 _LOG = logging.getLogger(__name__)
@@ -74,6 +90,44 @@ def record_to_sample(t_ns: int, record: TegrastatsRecord, mono_ns: int | None = 
     )
 
 
+#: Lines arriving closer than this share of the interval after the previous one came in a burst.
+BURST_FRACTION = 0.25
+_READ_BYTES = 65536
+
+
+class CadenceStamper:
+    """Stamps lines by when they arrive, unless they arrive in a burst: then by tegrastats' own cadence.
+
+    ``stamp(n, wall_ns, mono_ns)`` is called once per read with the number of complete lines it brought and the
+    arrival time; it returns one (wall_ns, mono_ns, how) per line, ``how`` being ``"arrival"`` or ``"cadence"``.
+    A read that brings one line, a full quarter-interval or more after the previous, is stamped at its arrival.
+    Several lines in one read, or a line hard on the heels of the previous (a buffer flushed in two reads), are a
+    burst: the last line was written at most at its arrival, the earlier ones one interval apart before it, never
+    at or before the previous line's stamp (crowded lines share the time since it evenly).
+    """
+
+    def __init__(self, interval_ms: float) -> None:
+        self.interval_ns = int(interval_ms * 1e6)
+        self._prev_mono: int | None = None  # the last stamp given (monotonic)
+        self._prev_arrival: int | None = None
+
+    def stamp(self, n: int, wall_ns: int, mono_ns: int) -> list[tuple[int, int, str]]:
+        if n <= 0:
+            return []
+        burst = n > 1 or (self._prev_arrival is not None
+                          and mono_ns - self._prev_arrival < BURST_FRACTION * self.interval_ns)
+        self._prev_arrival = mono_ns
+        if not burst:
+            self._prev_mono = mono_ns
+            return [(wall_ns, mono_ns, "arrival")]
+        monos = [mono_ns - (n - 1 - j) * self.interval_ns for j in range(n)]
+        if self._prev_mono is not None and monos[0] <= self._prev_mono:
+            step = (mono_ns - self._prev_mono) / n
+            monos = [self._prev_mono + round((j + 1) * step) for j in range(n)]
+        self._prev_mono = monos[-1]
+        return [(wall_ns - (mono_ns - m), m, STAMP_CADENCE) for m in monos]
+
+
 class TegrastatsSampler(Sampler):
     """Follows ``tegrastats --interval MS`` for the duration of a run."""
 
@@ -84,8 +138,17 @@ class TegrastatsSampler(Sampler):
         interval_ms: int = DEFAULT_INTERVAL_MS,
         executable: str = "tegrastats",
         terminate_timeout_s: float = 2.0,
+        stdout: str = "pty",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__()
+        super().__init__(clock)
+        if stdout not in ("pty", "pipe"):
+            raise ValueError(f"stdout must be 'pty' or 'pipe', got {stdout!r}")
+        #: How tegrastats' output reaches us: ``pty`` (line-buffered) where one can be opened, else ``pipe``.
+        self.stdout = stdout
+        self._stamper = CadenceStamper(interval_ms)
+        self._lost: list[str] = []  # why lines were lost since the last sample
+        self.n_cadence_stamped = 0  # lines that arrived in a burst and were stamped by the cadence
         if interval_ms <= 0:
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")
         self.interval_ms = interval_ms
@@ -123,7 +186,8 @@ class TegrastatsSampler(Sampler):
         """Adds why tegrastats ended on its own (if it did) and the lines it lost."""
         return {**super().health(), "ok": self.exit_reason is None, "interval_ms": self.interval_ms,
                 "exit_reason": self.exit_reason, "lines_unparsed": self.lines_unparsed,
-                "lines_cut_off": self.lines_cut_off, "n_lines": len(self.raw_lines)}
+                "lines_cut_off": self.lines_cut_off, "n_lines": len(self.raw_lines), "stdout": self.stdout,
+                "n_cadence_stamped": self.n_cadence_stamped}
 
     @property
     def pid(self) -> int | None:
@@ -132,22 +196,47 @@ class TegrastatsSampler(Sampler):
 
     # -- Sampler hooks --------------------------------------------------------
 
+    def _open_stdout(self) -> tuple[int | None, int | None]:
+        """(our end, tegrastats' end) of a pseudo-terminal in raw mode (no echo, no CR added), or (None, None)
+        for a pipe: where asked for, or where no pty can be opened (the fallback is recorded in ``stdout``)."""
+        if self.stdout != "pty":
+            return None, None
+        try:
+            ours, theirs = pty.openpty()
+        except OSError as exc:
+            _LOG.debug("no pty for tegrastats (%s): reading a pipe", exc)
+            self.stdout = "pipe"
+            return None, None
+        tty.setraw(theirs)
+        return ours, theirs
+
     def _start(self) -> None:
         path = self._resolve()
         assert path is not None  # start() probed first
-        self._proc = subprocess.Popen(
-            [path, "--interval", str(self.interval_ms)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        ours, theirs = self._open_stdout()
+        try:
+            self._proc = subprocess.Popen(
+                [path, "--interval", str(self.interval_ms)],
+                stdin=subprocess.DEVNULL,
+                stdout=theirs if theirs is not None else subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in (ours, theirs):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        if theirs is not None:
+            os.close(theirs)  # the child holds it: our end reads EOF (EIO) once the child is gone
+        stdout = os.fdopen(ours, "rb", buffering=0) if ours is not None else self._proc.stdout
+        self._stdout_stream = stdout
         with _LIVE_LOCK:
             _LIVE.add(self)
         try:
-            assert self._proc.stdout is not None and self._proc.stderr is not None
+            assert stdout is not None and self._proc.stderr is not None
             self._reader = threading.Thread(
-                target=self._read_lines, args=(self._proc.stdout,), name="tegrastats-reader", daemon=True
+                target=self._read_lines, args=(stdout,), name="tegrastats-reader", daemon=True
             )
             self._stderr_reader = threading.Thread(
                 target=self._drain_stderr, args=(self._proc.stderr,), name="tegrastats-stderr", daemon=True
@@ -169,7 +258,7 @@ class TegrastatsSampler(Sampler):
                 if thread is not None:
                     thread.join(timeout=self.terminate_timeout_s)
             if proc is not None:
-                for stream in (proc.stdout, proc.stderr):
+                for stream in (proc.stdout, proc.stderr, getattr(self, "_stdout_stream", None)):
                     if stream is not None:
                         stream.close()
             with _LIVE_LOCK:
@@ -178,18 +267,22 @@ class TegrastatsSampler(Sampler):
     # -- threads --------------------------------------------------------------
 
     def _read_lines(self, stream: IO[bytes]) -> None:
-        for raw in iter(stream.readline, b""):
-            t_ns, mono_ns = now_ns()
-            if not raw.endswith(b"\n"):
-                self.lines_cut_off += 1
-                continue
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            self.raw_lines.append((t_ns, line))
-            record = parse_line(line)
-            if record is None:
-                self.lines_unparsed += 1
-                continue
-            self._append(record_to_sample(t_ns, record, mono_ns))
+        """Read whatever has arrived (one read: what came together arrives together), stamp its complete lines
+        (``CadenceStamper``) and append them; a last line without its newline is dropped."""
+        pending = b""
+        while True:
+            try:
+                chunk = stream.read(_READ_BYTES)
+            except OSError:  # a pty's reader gets EIO once the child has closed it
+                break
+            if not chunk:
+                break
+            wall_ns, mono_ns = now_ns(self.clock)
+            *complete, pending = (pending + chunk).split(b"\n")
+            for (t_ns, m_ns, how), raw in zip(self._stamper.stamp(len(complete), wall_ns, mono_ns), complete):
+                self._take(raw.decode("utf-8", "replace").rstrip("\r"), t_ns, m_ns, how, mono_ns)
+        if pending:
+            self.lines_cut_off += 1
         proc = self._proc
         if proc is not None and not self._stopping.is_set():
             # tegrastats ended by itself: say why, for the report.
@@ -198,6 +291,23 @@ class TegrastatsSampler(Sampler):
                 self._stderr_reader.join(timeout=1.0)
             err = bytes(self._stderr_tail).decode("utf-8", "replace").strip()
             self.exit_reason = f"tegrastats exited with code {code}" + (f": {err}" if err else "")
+
+    def _take(self, line: str, t_ns: int, mono_ns: int, how: str, arrival_mono_ns: int) -> None:
+        self.raw_lines.append((t_ns, line))
+        record = parse_line(line)
+        if record is None:
+            self.lines_unparsed += 1
+            self._lost.append(f"a line that did not parse as tegrastats output: {line[:60]!r}")
+            return
+        sample = record_to_sample(t_ns, record, mono_ns)
+        extras = dict(sample.extras)
+        if how == STAMP_CADENCE:
+            self.n_cadence_stamped += 1
+            extras.update({STAMP: STAMP_CADENCE, ARRIVAL_MONO_NS: arrival_mono_ns})
+        if self._lost:  # the readings lost since the previous sample: the windows over them are named
+            extras[LOST_BEFORE] = list(self._lost)
+            self._lost.clear()
+        self._append(replace(sample, extras=extras))
 
     def _drain_stderr(self, stream: IO[bytes]) -> None:
         fd = stream.fileno()

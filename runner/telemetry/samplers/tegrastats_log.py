@@ -1,15 +1,21 @@
 """Turn a tegrastats log that someone already recorded into a timeline of samples.
 
 A log line carries no sub-second time: JetPack 5+ prefixes a `MM-DD-YYYY HH:MM:SS`
-stamp (1 s resolution), JetPack 4 nothing. Where lines are stamped, the stamps
-decide where each line goes:
+stamp (1 s resolution), JetPack 4 nothing. A stamp is the second the line was
+written in, truncated: a line stamped 18:30:05 was written in [05, 06), half a
+second later on average, so placing it at its stamp puts it early. Where lines
+are stamped, the stamps decide where each line goes, without that bias:
 
 * regular stamps (every line within a second of a straight line through them):
-  line i is placed on the least-squares line ``a + b x i`` fitted to the stamps,
-  so the spacing ``b`` is measured, not assumed. A given ``--interval-ms`` is
-  checked against ``b``: used when they agree, overruled with a warning when not;
-* irregular stamps (a gap, a restart): each line sits at its own stamp, lines
-  that share a second spread evenly across it.
+  line i is placed at ``a + b x i``. The spacing ``b`` is the one that leaves the
+  widest range of phases consistent with every stamp (searched near their
+  least-squares slope), or a given ``--interval-ms`` that agrees with it
+  (overruled with a warning when not). The phase ``a`` is the
+  middle of the range every stamp allows (``stamp_i <= a + b x i < stamp_i + 1``):
+  where lines cross a second boundary this pins ``a`` to a fraction of the
+  spacing; with one line a second it is the middle of the second;
+* irregular stamps (a gap, a restart): each line sits in its own second, lines
+  that share a second spread evenly across it at the middles of their shares.
 
 Unstamped lines can only be placed on a grid, at the given interval or tegrastats'
 default of 1 s, and the result says which.
@@ -17,6 +23,7 @@ default of 1 s, and the result says which.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -55,16 +62,50 @@ def _stamp_s(record: TegrastatsRecord) -> int | None:
 
 
 def _by_own_stamp(stamps: list[int]) -> list[float]:
-    """Each line at its own second; k lines sharing a second at stamp + j/k."""
+    """Each line in its own second; k lines sharing a second at stamp + (j + 1/2)/k: the middle of each one's
+    share of the second (a truncated stamp is the start of the second, not where the line was written)."""
     out: list[float] = []
     i = 0
     while i < len(stamps):
         j = i
         while j < len(stamps) and stamps[j] == stamps[i]:
             j += 1
-        out += [stamps[i] + (k - i) / (j - i) for k in range(i, j)]
+        out += [stamps[i] + (k - i + 0.5) / (j - i) for k in range(i, j)]
         i = j
     return out
+
+
+def _slack(stamps: np.ndarray, idx: np.ndarray, spacing_s: float) -> float:
+    """How wide the range of phases that every truncated stamp allows is, for lines ``spacing_s`` apart (negative
+    where no phase fits them all): a concave function of the spacing, widest at the spacing the stamps imply."""
+    t = stamps - spacing_s * idx
+    return float(np.min(t + 1.0) - np.max(t))
+
+
+def stamp_spacing(stamps: Sequence[int], fitted_s: float) -> float:
+    """The spacing of lines whose stamps are truncated to the second: the one that leaves the widest range of
+    phases consistent with every stamp (where the stamps cross a second boundary, this pins it far closer than a
+    least-squares slope through truncated values), searched near the least-squares slope ``fitted_s``."""
+    values = np.asarray(stamps, dtype=np.float64)
+    idx = np.arange(len(stamps), dtype=np.float64)
+    lo, hi = fitted_s * 0.9, fitted_s * 1.1
+    for _ in range(80):  # ternary search on a concave function
+        m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        if _slack(values, idx, m1) < _slack(values, idx, m2):
+            lo = m1
+        else:
+            hi = m2
+    return (lo + hi) / 2
+
+
+def stamp_phase(stamps: Sequence[int], spacing_s: float) -> float:
+    """Where line 0 was written (epoch s), for lines ``spacing_s`` apart whose stamps are truncated to the second:
+    the middle of the range of phases every stamp allows (``stamp_i <= a + spacing_s x i < stamp_i + 1``). Where
+    the stamps disagree a little (the spacing is a fit), the middle between the tightest bounds, which is still
+    unbiased: never the stamp itself, which is on average half a second early."""
+    idx = np.arange(len(stamps), dtype=np.float64)
+    t = np.asarray(stamps, dtype=np.float64) - spacing_s * idx
+    return float((np.max(t) + np.min(t + 1.0)) / 2.0)
 
 
 def place_lines(stamps: list[int] | None, n: int, interval_ms: float | None
@@ -88,15 +129,18 @@ def place_lines(stamps: list[int] | None, n: int, interval_ms: float | None
             warnings.append(f"--interval-ms {interval_ms:g} was not used: the timestamps are irregular (a gap "
                             f"or a restart, {residual:.1f} s off a straight line), so each line sits at its stamp")
         return times, spacing_ms, "timestamps (irregular: each line at its own stamp)", warnings
+    b = stamp_spacing(stamps, b)
     fitted_ms = 1000.0 * b
     if interval_ms is not None:
         tolerance_ms = max(INTERVAL_TOLERANCE * fitted_ms, 2000.0 / (n - 1))
         if abs(interval_ms - fitted_ms) <= tolerance_ms:
-            return [a + i * interval_ms / 1000.0 for i in range(n)], interval_ms, \
+            phase = stamp_phase(stamps, interval_ms / 1000.0)
+            return [phase + i * interval_ms / 1000.0 for i in range(n)], interval_ms, \
                 "given (consistent with the timestamps)", warnings
         warnings.append(f"--interval-ms {interval_ms:g} disagrees with the log's timestamps, which put its "
                         f"lines {fitted_ms:.0f} ms apart: the timestamps were used")
-    return [a + b * i for i in range(n)], fitted_ms, f"timestamps (fitted: {fitted_ms:.0f} ms a line)", warnings
+    phase = stamp_phase(stamps, b)
+    return [phase + b * i for i in range(n)], fitted_ms, f"timestamps (fitted: {fitted_ms:.0f} ms a line)", warnings
 
 
 def read_log(text: str, interval_ms: float | None = None) -> LogTimeline:

@@ -11,9 +11,10 @@ power in milliwatts (int), memory in bytes, clocks in MHz, temperature in C.
 Operating points (runner/power): supported clocks, locked graphics and memory clocks (a lock above
 ``power_cap_mhz`` runs at the cap and raises the SwPowerCap clock event reason, as a power-limited GPU does),
 the power limit and its constraints, and NoPermission from the Set* calls for a caller without the rights.
-The fake GPU's energy counter integrates its ``power_mw`` over the host wall
-clock (``time.time_ns()``), the clock the sampler stamps samples with, so
-tests can compute the exact energy of any window.
+The fake GPU's energy counter integrates its ``power_mw`` over the wall time of
+its clock: the host's (``time.time_ns()``), or the clock a test gives
+``FakePynvml(clock=...)`` and the sampler alike (tests/fake_clock.py), so tests
+can compute the exact energy of any window.
 
 Device selection and MIG, as NVML does it: ``nvmlDeviceGetCount`` counts
 physical GPUs only; ``nvmlDeviceGetHandleByUUID`` finds a GPU (``GPU-...``) or a
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 # Error codes: same values as NVML's nvml.h.
 NVML_SUCCESS = 0
@@ -166,13 +167,15 @@ def _next_uuid(prefix: str) -> str:
 
 @dataclass(eq=False)
 class FakeMig:
-    """One MIG instance of a fake GPU: its own UUID and memory, no power or energy of its own."""
+    """One MIG instance of a fake GPU: its own UUID, memory and compute processes (as NVML answers them on the
+    MIG device handle), no power or energy of its own."""
 
     uuid: str = field(default_factory=lambda: _next_uuid("MIG"))
     parent: FakeGpu | None = None
     mem_used_bytes: int = 1024**3
     mem_total_bytes: int = 10 * 1024**3
     name: str = "NVIDIA Fake GPU MIG 1g.10gb"
+    processes: list = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -195,6 +198,7 @@ class FakeGpu:
     uuid: str = field(default_factory=lambda: _next_uuid("GPU"))
     migs: list = field(default_factory=list)  # FakeMig instances (MIG mode on)
     _origin_ns: int = field(default_factory=time.time_ns)
+    clock: Any = None  # what the counter runs on (set by FakePynvml(clock=...)); None: the host's wall clock
     # -- operating point (runner/power): locked clocks, power limit, clock event reasons ---------------------
     # Supported clocks as NVML lists them (MHz, highest first); one graphics list for every memory clock.
     supported_mem_mhz: tuple = (9501, 5001, 810, 405)
@@ -215,8 +219,11 @@ class FakeGpu:
         for mig in self.migs:
             mig.parent = self
 
+    def now_ns(self) -> int:
+        return self.clock.time_ns() if self.clock is not None else time.time_ns()
+
     def energy_mj(self) -> int:
-        elapsed_s = (time.time_ns() - self._origin_ns) / 1e9
+        elapsed_s = (self.now_ns() - self._origin_ns) / 1e9
         return self.counter_at_start_mj + int(self.power_mw * elapsed_s)
 
 
@@ -250,8 +257,11 @@ class FakePynvml:
     NVMLError_LibraryNotFound = NVMLError_LibraryNotFound
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
 
-    def __init__(self, gpus: list[FakeGpu] | None = None, init_error: int | None = None) -> None:
+    def __init__(self, gpus: list[FakeGpu] | None = None, init_error: int | None = None, clock: Any = None) -> None:
         self.gpus = list(gpus) if gpus is not None else [FakeGpu()]
+        if clock is not None:  # the counters run on the test's clock from now on
+            for gpu in self.gpus:
+                gpu.clock, gpu._origin_ns = clock, clock.time_ns()
         self.init_error = init_error
         self.refcount = 0  # NVML counts nvmlInit/nvmlShutdown pairs
         self.calls: list[str] = []
@@ -343,7 +353,8 @@ class FakePynvml:
             if ok:
                 mw = handle.power_mw if fid == NVML_FI_DEV_POWER_INSTANT else (
                     handle.power_mw if handle.power_avg_mw is None else handle.power_avg_mw)
-            out.append(FieldValue(fieldId=fid, scopeId=0, timestamp=time.time_ns() // 1000, latencyUsec=0,
+            stamp_ns = handle.now_ns() if ok else time.time_ns()
+            out.append(FieldValue(fieldId=fid, scopeId=0, timestamp=stamp_ns // 1000, latencyUsec=0,
                                   valueType=NVML_VALUE_TYPE_UNSIGNED_INT,
                                   nvmlReturn=NVML_SUCCESS if ok else NVML_ERROR_NOT_SUPPORTED, value=Value(uiVal=mw)))
         return out
@@ -364,7 +375,7 @@ class FakePynvml:
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list:
         self._check_init()
         if isinstance(handle, FakeMig):
-            return []
+            return list(handle.processes)
         if handle.processes is None:
             raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
         return list(handle.processes)

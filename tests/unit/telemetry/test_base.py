@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+from fake_clock import ManualClock
 
 from runner.errors import UserError
 from runner.telemetry.energy.integrate import integrate
@@ -29,7 +29,7 @@ class Recorder(Sampler):
 
     def _start(self) -> None:
         self.starts += 1
-        self._append(Sample(t_ns=time.time_ns(), total_w=1.0))
+        self._append(Sample(t_ns=self.clock.time_ns(), total_w=1.0))
 
     def _stop(self) -> None:
         self.stops += 1
@@ -114,14 +114,67 @@ class Failing(PollingSampler):
 
 
 def test_polling_sampler_keeps_errors_and_keeps_going():
-    sampler = Failing(interval_ms=5)
+    """A reading that fails is counted and kept (the last 20), and the cadence goes on: a failure at start, one
+    per 5 ms, one at stop."""
+    clock = ManualClock()
+    sampler = Failing(interval_ms=5, clock=clock)
     with sampler:
-        time.sleep(0.05)
+        clock.sleep(0.05)
     assert sampler.samples == []
-    assert sampler.errors and "sensor went away" in sampler.errors[-1]
-    assert len(sampler.errors) <= 20
+    assert sampler.n_errors == len(sampler.errors) == 1 + 10 + 1 and "sensor went away" in sampler.errors[-1]
+    again = Failing(interval_ms=5, clock=clock)
+    with again:
+        clock.sleep(0.2)
+    assert again.n_errors == 1 + 40 + 1 and len(again.errors) == 20
+    assert again.health()["ok"] is False and again.health()["n_polling_errors"] == 42
 
 
 def test_polling_interval_must_be_positive():
     with pytest.raises(ValueError):
         Failing(interval_ms=0)
+
+
+class Flaky(PollingSampler):
+    """Power readings of 10 W on the host clocks; the readings listed in ``fail_at`` raise."""
+
+    name = "flaky"
+
+    def __init__(self, fail_at=(), clock=None):
+        super().__init__(interval_ms=10_000, clock=clock or ManualClock())
+        self.fail_at, self.n = set(fail_at), 0
+
+    def probe(self) -> Availability:
+        return Availability.yes()
+
+    def _read(self):
+        from runner.telemetry.samplers.base import now_ns
+
+        self.n += 1
+        if self.n in self.fail_at:
+            raise OSError("EIO reading the sensor")
+        t_ns, mono_ns = now_ns(self.clock)
+        return Sample(t_ns=t_ns, mono_ns=mono_ns, total_w=10.0, total_kind="input_rail:VDD_IN")
+
+
+def test_a_window_that_lost_readings_is_named_and_health_is_not_ok():
+    """Regression (issue 22, item 11): a reading lost inside a window (a failed poll) left the window's energy
+    looking whole and named no window. The next good reading says what was lost before it, the window over it is
+    flagged, and health names that window with ok false (the windows beside it are not named)."""
+    from runner.telemetry.energy import accounting
+
+    sampler = Flaky(fail_at={5})
+    sampler.start()  # reading 1
+    for _ in range(6):  # readings 2..7; 5 fails
+        sampler.clock.advance(0.01)
+        sampler.sample_now()
+    sampler.stop()  # reading 8
+    s = sampler.samples
+    assert [x.extras.get("lost_before") for x in s].count(None) == len(s) - 1
+    assert "EIO" in s[4].extras["lost_before"][0]  # the reading after the lost one
+    ev = [{"event": n, "t_ns": x.t_ns, "mono_ns": x.mono_ns} for n, x in
+          (("container_start", s[0]), ("load_start", s[0]), ("load_end", s[2]),
+           ("inference_start", s[3]), ("inference_end", s[5]), ("container_end", s[6]))]
+    block = accounting.energy_block("flaky", s, ev, accounting.Baseline(None, "unavailable", reason="x"), 4.0, 2, 10)
+    assert any(f.startswith("lost:") for f in block.per_window["inference"]["flags"])
+    health = accounting.health_of_windows(sampler.health(), block)
+    assert health["ok"] is False and set(health["windows_affected"]) == {"inference", "container"}

@@ -174,3 +174,67 @@ def test_short_sub_window_between_samples_is_interpolated_when_allowed():
     assert integrate(samples, 120_000_000, 150_000_000).total_j is None
     w = integrate(samples, 120_000_000, 150_000_000, min_samples=0)
     assert w.total_j == pytest.approx(0.3) and w.method == "trapezoid"
+
+
+def test_bursty_lines_are_stamped_by_cadence_and_the_windows_they_touch_are_flagged():
+    """Regression (issue 22, item 6): live tegrastats lines that sat in a buffer were stamped when Python read them,
+    ten at once: a window next to a power step read 16.5 J against a true 25.5 J, and though ``bursty`` was set,
+    the total was not marked. Lines written every 100 ms, flushed in bursts of ten: stamped by the cadence back from
+    each burst's arrival, the window's energy is the true one, and every window the bursts touch is flagged."""
+    from runner.telemetry.samplers.tegrastats import CadenceStamper
+
+    def power(t_s):  # 5 W, then 20 W from 2.05 s on
+        return 5.0 if t_s < 2.05 else 20.0
+
+    stamper = CadenceStamper(100)
+    samples = []
+    for burst in range(5):
+        written = [burst + 0.1 * (j + 1) for j in range(10)]  # the 10th line is written at the flush
+        arrival_ns = round(written[-1] * S)
+        for (wall, mono, how), t in zip(stamper.stamp(10, T0 + arrival_ns, arrival_ns), written):
+            extras = {"stamp": how, "arrival_mono_ns": arrival_ns} if how == "cadence" else {}
+            samples.append(Sample(t_ns=wall, mono_ns=mono, total_w=power(t), total_kind="input_rail:VDD_IN",
+                                  extras=extras))
+    a, b = 1.5, 3.2
+    exact = 5.0 * (2.05 - a) + 20.0 * (b - 2.05)  # 25.75 J
+    w = integrate(samples, *window(a, b))
+    assert w.total_j == pytest.approx(exact, abs=20.0 * 0.1)  # within one line's spacing of the step
+    assert w.flags and "burst" in w.flags[0]
+    naive = [Sample(t_ns=T0 + round((b0 + 1.0) * S), total_w=power(b0 + 0.1 * (j + 1)), total_kind="input_rail:VDD_IN")
+             for b0 in range(5) for j in range(10)]  # stamped at arrival: ten readings at one instant
+    assert abs(integrate(naive, *window(a, b)).total_j - exact) > 3.0  # what it read before
+
+
+def test_every_window_carries_a_bound_that_contains_the_true_energy():
+    """Regression (issue 22, item 9): energy figures had no error bound, so nothing said how far a window next to
+    a power step could be off. A step profile sampled every 100 ms (jittered, with one 450 ms gap across a step):
+    every window's true energy lies within ``total_j ± bound_j``; the bound is the sample intervals' lengths in the
+    window times the power steps across them (half inside), plus the resolution times the duration; the window
+    over the gap is flagged, one beside it is not."""
+    steps = [(0.0, 5.0), (1.03, 11.0), (2.51, 7.0), (3.37, 15.0), (4.76, 6.0)]
+
+    def power(t):
+        return next(w for t0, w in reversed(steps) if t >= t0)
+
+    def exact(a, b):
+        edges = [t for t, _ in steps] + [1e9]
+        return sum(w * max(0.0, min(b, hi) - max(a, lo)) for (lo, w), hi in zip(steps, edges[1:]))
+
+    samples = [s for s in power_samples(power, 6.0, 0.1, jitter=0.3, seed=3)
+               if not 3.2 < (s.t_ns - T0) / S < 3.65]  # the gap: 450 ms, across the step at 3.37 s
+    rng = random.Random(5)
+    for _ in range(200):
+        a = rng.uniform(0.1, 5.0)
+        b = rng.uniform(a + 0.05, 5.9)
+        w = integrate(samples, *window(a, b), min_samples=0, resolution_w=0.001, interval_ms=100)
+        assert abs(w.total_j - exact(a, b)) <= w.bound_j + 1e-9, (a, b, w.total_j, exact(a, b), w.bound_j)
+    flat = integrate(samples, *window(0.2, 0.9), resolution_w=0.001, interval_ms=100)
+    assert flat.bound_j == pytest.approx(0.001 * 0.7)  # no step: the resolution alone
+    over_gap = integrate(samples, *window(3.0, 4.0), resolution_w=0.001, interval_ms=100)
+    assert any(f.startswith("gap:") for f in over_gap.flags) and over_gap.max_gap_ms > 300
+    assert not any(f.startswith("gap:") for f in flat.flags)
+    counter = [Sample(t_ns=T0 + round(t * S), total_w=power(t), total_energy_j=exact(0.0, t), total_kind="rapl:package")
+               for t in [i * 0.1 for i in range(61)]]
+    w = integrate(counter, *window(1.0, 3.4), resolution_w=0.001, interval_ms=100)
+    assert w.method == "counter" and abs(w.total_j - exact(1.0, 3.4)) <= w.bound_j
+    assert w.bound_j < integrate(samples, *window(1.0, 3.4), resolution_w=0.001).bound_j  # only the edges

@@ -252,3 +252,102 @@ def test_nvml_process_memory_is_the_tables_fact(monkeypatch):
 
 if __name__ == "__main__":
     GOLDEN.write_text(json.dumps(_scenarios(), indent=1) + "\n")
+
+
+def test_loaded_idle_is_a_selectable_baseline_recorded_as_such():
+    """Issue 22, item 10: ``--baseline loaded-idle`` subtracts the loaded idle (container up, model loaded, idle)
+    instead of the host idle; the block says so (``baseline_source: loaded_idle``) and keeps the host idle beside
+    it; without a loaded-idle window the baseline is unavailable with the reason, never the host idle instead."""
+    from dataclasses import replace
+
+    board = _board()
+    host = replace(_measured(board), use="loaded-idle")
+    block = accounting.energy_block("tegrastats", board, EVENTS, host, 8.0, 2, 100)
+    li = block.per_window["loaded_idle"]
+    assert block.baseline_source == "loaded_idle" and block.baseline_w == pytest.approx(li["avg_w"])
+    assert block.host_idle_w == pytest.approx(3.0) and block.to_json()["host_idle_w"] == pytest.approx(3.0)
+    assert block.loaded_idle_uplift_w == pytest.approx(li["avg_w"] - 3.0)
+    inf = block.per_window["inference"]
+    assert inf["dynamic_j"] == pytest.approx(inf["total_j"] - li["avg_w"] * inf["duration_s"])
+    none = accounting.energy_block("tegrastats", board, [e for e in EVENTS if "loaded_idle" not in e["event"]],
+                                   host, 8.0, 2, 100)
+    assert none.baseline_w is None and "--baseline loaded-idle" in none.unavailable["baseline_w"]
+    assert none.dynamic_j is None
+
+
+def test_energy_per_audio_second_counts_the_same_utterances_above_and_below():
+    """Regression (issue 22, item 4): energy per audio second and per utterance counted the failed utterances' work
+    but divided by the transcribed audio and count: +25 % with one failure in five. One rule now: the numerator is
+    the transcribed utterances' work (the failed backend calls' windows left out), over their audio and count."""
+    samples = [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, total_w=10.0, total_kind="input_rail:VDD_IN")
+               for i in range(0, 121)]
+    events = [_ev("container_start", 0.5), _ev("load_start", 0.6), _ev("load_end", 1.0), _ev("inference_start", 1.0)]
+    for i in range(5):  # five calls of 2 s each, one audio second each; the fourth fails
+        events.append(_ev("utterance_start", 1.0 + 2 * i, id=f"u{i}"))
+        end = "utterance_error" if i == 3 else "utterance_end"
+        events.append(_ev(end, 3.0 + 2 * i, id=f"u{i}", **({"processing_s": 2.0} if i != 3 else {})))
+    events += [_ev("inference_end", 11.0), _ev("container_end", 11.5)]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(4.0, "given"), 4.0, 4, 100)
+    assert block.total_j == pytest.approx(100.0)  # the whole inference work: 10 s at 10 W, the failure included
+    assert block.j_per_audio_s == pytest.approx(80.0 / 4.0)  # not 100 / 4: the same four utterances above and below
+    assert block.j_per_utterance == pytest.approx(20.0)
+    assert block.dynamic_j_per_audio_s == pytest.approx((80.0 - 4.0 * 8.0) / 4.0)
+    assert block.per_window["failed_calls"]["total_j"] == pytest.approx(20.0)
+    assert "same utterances" in block.per_audio_rule
+
+
+def test_a_failed_utterance_without_a_call_is_not_matched_to_an_earlier_conditions_call():
+    """Regression (issue 22, item 4): the same utterance ids run in every condition; a condition whose decode
+    settings were refused records errors without a backend call. Such an error must not close the call of the same
+    id in an earlier condition (which ended well), or the whole span between them would be taken out as failed."""
+    samples = [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, total_w=10.0, total_kind="input_rail:VDD_IN")
+               for i in range(0, 121)]
+    events = [_ev("container_start", 0.5), _ev("load_start", 0.6), _ev("load_end", 1.0), _ev("inference_start", 1.0),
+              _ev("utterance_start", 1.0, id="u0", condition="a"),
+              _ev("utterance_end", 3.0, id="u0", condition="a", processing_s=2.0),
+              _ev("utterance_start", 3.0, id="u1", condition="a"),
+              _ev("utterance_error", 5.0, id="u1", condition="a"),
+              _ev("utterance_error", 9.0, id="u0", condition="b"),  # refused: no call
+              _ev("inference_end", 11.0), _ev("container_end", 11.5)]
+    assert accounting.failed_windows(events, "monotonic") == [(3 * S, 5 * S)]
+    block = accounting.energy_block("tegrastats", samples, events, accounting.Baseline(4.0, "given"), 1.0, 1, 100)
+    assert block.per_window["failed_calls"]["total_j"] == pytest.approx(20.0)
+    assert block.j_per_audio_s == pytest.approx(80.0)
+
+
+def test_a_conditions_memory_is_its_own_window_not_the_containers_peak():
+    """Regression (issue 22, item 1): the sampler's memory figure was the container's peak, so conditions at 2000
+    and 6000 MiB in one container both reported 6000 (a batch-size sweep gave every condition the largest batch's
+    memory). Memory is a timeline like power: the condition's headline is the peak over its own window, beside
+    what was resident at its start and the rise over it, each window's peak (load, the condition, the container)
+    and each utterance's, on the sampler's clock and interval."""
+    def mem(t):
+        if t < 2.5:
+            return 1000.0
+        if t < 6.0:  # the first condition (a batch of 8) at 6000, freed when it ends
+            return 6000.0
+        return 2000.0 if t < 9.0 else 1500.0  # the second at 2000
+    samples = [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, power_w={"VDD_IN": 5.0}, total_w=5.0,
+                      total_kind="input_rail:VDD_IN", mem_used_mb=mem(i / 10)) for i in range(0, 121)]
+    wide = [_ev("container_start", 0.5), _ev("load_start", 0.6), _ev("load_end", 2.0)]
+    first = [_ev("inference_start", 2.45, condition="a"), _ev("utterance_start", 2.5, id="u", condition="a"),
+             _ev("utterance_end", 5.9, id="u", condition="a", processing_s=3.4),
+             _ev("inference_end", 5.9, condition="a")]
+    second = [_ev("inference_start", 5.95, condition="b"), _ev("utterance_start", 6.0, id="u", condition="b"),
+              _ev("utterance_end", 8.9, id="u", condition="b", processing_s=2.9),
+              _ev("inference_end", 8.9, condition="b")]
+    end = [_ev("container_end", 11.5)]
+    base = accounting.Baseline(4.0, "measured", 0, int(0.4 * S), clock="monotonic")
+    a = accounting.energy_block("tegrastats", samples, wide + first + end, base, 4.0, 1, 100).to_json()
+    b = accounting.energy_block("tegrastats", samples, wide + second + end, base, 4.0, 1, 100).to_json()
+    assert a["ram_peak_mb"] == 6000.0 and b["ram_peak_mb"] == 2000.0  # not 6000 for both
+    # resident at its start: the last sample at or before it (the first condition's memory, not yet returned)
+    assert b["ram_at_start_mb"] == 6000.0 and b["ram_rise_mb"] == -4000.0
+    assert a["ram_at_start_mb"] == 1000.0 and a["ram_rise_mb"] == 5000.0
+    assert b["ram_peak_delta_mb"] == 1000.0  # over the idle window's 1000
+    windows = b["memory_windows_mb"]
+    assert windows["load"] == 1000.0 and windows["inference"] == 2000.0 and windows["container"] == 6000.0
+    assert b["memory_clock"] == "monotonic" and b["memory_interval_ms"] == pytest.approx(100.0)
+    assert "own window" in b["memory_headline"]
+    per_utt = accounting.utterance_memory(samples, wide + second + end)
+    assert per_utt == {"u": 2000.0}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from rich.console import Console
 from rich.progress import Progress
 
 from runner.commands.run import LiveProgress
-from runner.commands.sweep import SweepView
+from runner.commands.sweep import SweepConsoleView
 from runner.telemetry.energy.live import live_power, live_power_text
 from runner.telemetry.samplers.base import Sample
 
@@ -33,13 +34,14 @@ def test_no_sensor_or_no_samples_shows_nothing():
 
 
 def test_run_and_sweep_views_show_the_power_of_the_sampler_they_were_given():
-    """LiveProgress and SweepView put "W now, J so far" beside the progress once on_sampler gave a sampler."""
+    """LiveProgress and the sweep's view put "W now, J so far" beside the progress once on_sampler gave a
+    sampler."""
     sampler = SimpleNamespace(samples=_samples([5, 5, 5]))
     with Progress(disable=True) as progress:
         live = LiveProgress(progress, total=2)
         live.set_sampler(sampler)
         live({"event": "utterance_end", "processing_s": 0.5, "duration_s": 1.0})
         assert progress.tasks[0].fields["power"] == "5.0 W now, 10 J so far"
-        view = SweepView(progress, total=1)
-        view.sampler = sampler
-        assert view._info().endswith("| 5.0 W now, 10 J so far")
+    view = SweepConsoleView(Console(quiet=True))
+    view.callbacks(SimpleNamespace(label="g")).on_sampler(sampler)
+    assert view._info().endswith("| 5.0 W now, 10 J so far")

@@ -6,9 +6,9 @@ import importlib.util
 import inspect
 import subprocess
 import sys
-import time
 
 import pytest
+from fake_clock import ManualClock
 
 from runner.errors import UserError
 from runner.telemetry.energy.integrate import integrate
@@ -65,14 +65,16 @@ def test_start_raises_user_error_with_reason(fake_pynvml):
 
 
 def test_counter_energy_matches_exact_integral(fake_pynvml):
+    clock = ManualClock()
     gpus = [fake_pynvml.FakeGpu(power_mw=120_000), fake_pynvml.FakeGpu(power_mw=30_000)]
-    fake = fake_pynvml.FakePynvml(gpus=gpus)
-    sampler = NvmlSampler(interval_ms=10, nvml=fake)
+    fake = fake_pynvml.FakePynvml(gpus=gpus, clock=clock)
+    sampler = NvmlSampler(interval_ms=10, nvml=fake, clock=clock)
     with sampler:
-        start_ns = time.time_ns()
-        time.sleep(0.25)
-        end_ns = time.time_ns()
+        start_ns = clock.time_ns()
+        clock.sleep(0.25)
+        end_ns = clock.time_ns()
     assert fake.refcount == 0, "stop must shut NVML down"
+    assert len(sampler.samples) == 1 + 25 + 1, "a reading at start, one per 10 ms, one at stop"
     window = integrate(sampler.samples, start_ns, end_ns)
     exact_j = 150.0 * (end_ns - start_ns) / 1e9
     assert window.method == "counter"
@@ -92,9 +94,10 @@ def test_counter_energy_matches_exact_integral(fake_pynvml):
 def test_process_memory_unavailable_is_none_with_reason(fake_pynvml):
     """NotSupported, or usedGpuMemory unknown (None, as inside some containers): None, never 0."""
     gpus = [fake_pynvml.FakeGpu(processes=None), fake_pynvml.FakeGpu(processes=[fake_pynvml.ProcessInfo(7, None)])]
-    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus))
+    clock = ManualClock()
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus, clock=clock), clock=clock)
     with sampler:
-        time.sleep(0.05)
+        clock.sleep(0.05)
     sample = sampler.samples[-1]
     (proc,) = sample.extras["processes"]
     assert (proc["gpu"], proc["pid"], proc["used_mb"]) == ("gpu1", 7, None) and {"cgroup", "sid"} <= set(proc)
@@ -104,12 +107,13 @@ def test_process_memory_unavailable_is_none_with_reason(fake_pynvml):
 
 def test_power_usage_fallback_without_energy_counter(fake_pynvml):
     """Pre-Volta GPUs answer NotSupported for the energy counter: poll power."""
-    fake = fake_pynvml.FakePynvml(gpus=[fake_pynvml.FakeGpu(power_mw=80_000, energy_counter=False)])
-    sampler = NvmlSampler(interval_ms=10, nvml=fake)
+    clock = ManualClock()
+    fake = fake_pynvml.FakePynvml(gpus=[fake_pynvml.FakeGpu(power_mw=80_000, energy_counter=False)], clock=clock)
+    sampler = NvmlSampler(interval_ms=10, nvml=fake, clock=clock)
     with sampler:
-        start_ns = time.time_ns()
-        time.sleep(0.2)
-        end_ns = time.time_ns()
+        start_ns = clock.time_ns()
+        clock.sleep(0.2)
+        end_ns = clock.time_ns()
     assert all(s.total_energy_j is None for s in sampler.samples)
     assert "not supported" in sampler.unavailable["gpu0.energy_counter"]
     assert sampler.gpus[0]["energy_source"] == "power_usage"
@@ -119,22 +123,17 @@ def test_power_usage_fallback_without_energy_counter(fake_pynvml):
 
 
 def test_counter_only_gpu_derives_power(fake_pynvml):
-    """Without a power query, power is the counter's difference over the interval.
-
-    The counter is read a moment before the sample is stamped, so one interval can be off by the
-    scheduling delay (a millisecond is 2 % of 50 ms): the median must be right, and every interval
-    close enough that a unit error (mJ vs J, mW vs W) cannot pass.
-    """
-    import statistics
-
-    fake = fake_pynvml.FakePynvml(gpus=[fake_pynvml.FakeGpu(power_mw=50_000, power_usage=False)])
-    sampler = NvmlSampler(interval_ms=50, nvml=fake)
+    """Without a power query, power is the counter's difference over the interval: 50 W in each of the eight
+    50 ms intervals (mJ over ns: a unit error would be off by 1000), none for the first reading (it needs
+    two) nor for the stop's reading, taken at the same instant as the last tick (no interval)."""
+    clock = ManualClock()
+    fake = fake_pynvml.FakePynvml(gpus=[fake_pynvml.FakeGpu(power_mw=50_000, power_usage=False)], clock=clock)
+    sampler = NvmlSampler(interval_ms=50, nvml=fake, clock=clock)
     with sampler:
-        time.sleep(0.4)
-    later = [s.power_w["gpu0"] for s in sampler.samples[1:] if "gpu0" in s.power_w]
-    assert len(later) >= 4
-    assert statistics.median(later) == pytest.approx(50.0, rel=0.03)
-    assert all(w == pytest.approx(50.0, rel=0.2) for w in later)
+        clock.sleep(0.4)
+    later = [s.power_w["gpu0"] for s in sampler.samples if "gpu0" in s.power_w]
+    assert len(sampler.samples) == 10 and len(later) == 8
+    assert later == pytest.approx([50.0] * 8, rel=1e-3)
 
 
 def test_unsupported_queries_are_none_with_reason_never_zero(fake_pynvml):
@@ -152,9 +151,10 @@ def test_unsupported_queries_are_none_with_reason_never_zero(fake_pynvml):
 
 def test_no_energy_at_all_is_reported(fake_pynvml):
     gpu = fake_pynvml.FakeGpu(energy_counter=False, power_usage=False)
-    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]))
+    clock = ManualClock()
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu], clock=clock), clock=clock)
     with sampler:
-        time.sleep(0.05)
+        clock.sleep(0.05)
     assert "neither" in sampler.unavailable["gpu0.energy"]
     assert all(s.total_w is None for s in sampler.samples)
     window = integrate(sampler.samples, sampler.samples[0].t_ns, sampler.samples[-1].t_ns)
@@ -213,10 +213,12 @@ def _window_w(sampler):
 
 def test_nvml_samples_only_the_runs_gpu_by_uuid(fake_pynvml):
     """A run on one GPU of two: only that GPU's energy, chosen by UUID (the other's 120 W are someone else's)."""
+    clock = ManualClock()
     gpus = [fake_pynvml.FakeGpu(power_mw=120_000), fake_pynvml.FakeGpu(power_mw=30_000)]
-    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus), devices=[gpus[1].uuid])
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus, clock=clock), devices=[gpus[1].uuid],
+                          clock=clock)
     with sampler:
-        time.sleep(0.1)
+        clock.sleep(0.1)
     assert _window_w(sampler) == pytest.approx(30.0, rel=0.02)
     assert set(sampler.samples[-1].power_w) == {"gpu1"}
     assert [(g["index"], g["uuid"]) for g in sampler.gpus] == [(1, gpus[1].uuid)]
@@ -225,9 +227,10 @@ def test_nvml_samples_only_the_runs_gpu_by_uuid(fake_pynvml):
 def test_cuda_visible_devices_selects_the_gpus(fake_pynvml, monkeypatch):
     gpus = [fake_pynvml.FakeGpu(power_mw=120_000), fake_pynvml.FakeGpu(power_mw=30_000)]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus))
+    clock = ManualClock()
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus, clock=clock), clock=clock)
     with sampler:
-        time.sleep(0.05)
+        clock.sleep(0.05)
     assert [g["index"] for g in sampler.gpus] == [0]
     assert set(sampler.samples[-1].power_w) == {"gpu0"}
 
@@ -241,9 +244,11 @@ def test_mig_slice_reports_its_parent_gpu_labelled(fake_pynvml):
     """A MIG slice has no power counter: the parent GPU's energy is reported, labelled as the parent's."""
     mig = fake_pynvml.FakeMig()
     gpus = [fake_pynvml.FakeGpu(power_mw=50_000), fake_pynvml.FakeGpu(power_mw=200_000, migs=[mig])]
-    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus), devices=[mig.uuid])
+    clock = ManualClock()
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=gpus, clock=clock), devices=[mig.uuid],
+                          clock=clock)
     with sampler:
-        time.sleep(0.1)
+        clock.sleep(0.1)
     assert _window_w(sampler) == pytest.approx(200.0, rel=0.02)
     (gpu,) = sampler.gpus
     assert gpu["index"] == 1 and gpu["mig_uuid"] == mig.uuid and "parent GPU" in gpu["energy_scope"]
@@ -254,18 +259,20 @@ def test_mig_slice_reports_its_parent_gpu_labelled(fake_pynvml):
 def test_nvml_power_is_the_instant_field_not_the_one_second_average(fake_pynvml):
     """Ampere+: nvmlDeviceGetPowerUsage is a 1 s average; the instant field is read where the driver has it."""
     gpu = fake_pynvml.FakeGpu(power_mw=200_000, power_avg_mw=120_000, power_instant_field=True)
-    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]))
+    clock = ManualClock()
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu], clock=clock), clock=clock)
     with sampler:
-        time.sleep(0.03)
+        clock.sleep(0.03)
     assert sampler.samples[-1].power_w["gpu0"] == pytest.approx(200.0)
     assert "NVML_FI_DEV_POWER_INSTANT" in sampler.gpus[0]["power_source"]
 
 
 def test_averaged_power_fallback_is_labelled_and_energy_stays_on_the_counter(fake_pynvml):
     gpu = fake_pynvml.FakeGpu(power_mw=200_000, power_avg_mw=120_000, power_instant_field=False)
-    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu]))
+    clock = ManualClock()
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu], clock=clock), clock=clock)
     with sampler:
-        time.sleep(0.1)
+        clock.sleep(0.1)
     assert sampler.samples[-1].power_w["gpu0"] == pytest.approx(120.0)
     assert "1 s moving average" in sampler.gpus[0]["power_source"]
     assert _window_w(sampler) == pytest.approx(200.0, rel=0.02)  # the counter, not the averaged power
@@ -279,3 +286,59 @@ def test_nvml_health_names_the_chosen_gpus_and_unavailable_queries(fake_pynvml):
     health = sampler.health()
     assert health["gpus"][0]["uuid"] == gpu.uuid and health["gpus"][0]["requested"] == gpu.uuid
     assert "NotSupported" in health["unavailable"]["gpu0.temperature"] and health["polling_errors"] == []
+
+
+def test_two_mig_slices_of_one_gpu_keep_both_slices_memory_and_processes(fake_pynvml):
+    """Regression (issue 22, item 8): with two MIG slices of one GPU, only the first slice's memory handle was kept
+    (1024 against 4096 MiB), and processes on the second slice were missed. The GPU's energy is counted once; the
+    memory is both slices', and each slice's processes are listed."""
+    first = fake_pynvml.FakeMig(mem_used_bytes=1024**3, processes=[fake_pynvml.ProcessInfo(11, 512 * 1024**2)])
+    second = fake_pynvml.FakeMig(mem_used_bytes=3 * 1024**3, processes=[fake_pynvml.ProcessInfo(12, 2048 * 1024**2)])
+    gpu = fake_pynvml.FakeGpu(power_mw=200_000, migs=[first, second])
+    clock = ManualClock()
+    sampler = NvmlSampler(interval_ms=10, nvml=fake_pynvml.FakePynvml(gpus=[gpu], clock=clock),
+                          devices=[first.uuid, second.uuid], clock=clock)
+    with sampler:
+        clock.sleep(0.1)
+    (chosen,) = sampler.gpus  # one GPU: its energy once
+    assert chosen["mig_uuids"] == [first.uuid, second.uuid] and second.uuid in chosen["energy_scope"]
+    last = sampler.samples[-1]
+    assert last.mem_used_mb == pytest.approx(4096.0)
+    assert sorted(p["pid"] for p in last.extras["processes"]) == [11, 12]
+    assert _window_w(sampler) == pytest.approx(200.0, rel=0.02)
+
+
+def test_a_failed_nvml_query_makes_health_not_ok_and_names_the_window(fake_pynvml):
+    """Regression (issue 22, item 11): a query NVML failed while sampling left ``health.ok: true`` and named no
+    window. The reading it belonged to says so, health is not ok, and the accounting names the windows it touched."""
+    from runner.telemetry.energy import accounting
+
+    gpu = fake_pynvml.FakeGpu(power_mw=100_000)
+    clock = ManualClock()
+    fake = fake_pynvml.FakePynvml(gpus=[gpu], clock=clock)
+    sampler = NvmlSampler(interval_ms=10_000, nvml=fake, clock=clock)
+    sampler.start()
+    marks = []
+    for i in range(6):
+        clock.advance(0.01)
+        if i == 3:
+            gpu.mem_used_bytes = None  # this reading's memory query fails...
+            real = fake.nvmlDeviceGetMemoryInfo
+            fake.nvmlDeviceGetMemoryInfo = lambda h, v=None: (_ for _ in ()).throw(fake_pynvml.NVMLError(15))
+        sample = sampler.sample_now()
+        if i == 3:
+            fake.nvmlDeviceGetMemoryInfo = real  # ...and the next ones work again
+            gpu.mem_used_bytes = 2 * 1024**3
+        marks.append(sample)
+    sampler.stop()
+    health = sampler.health()
+    assert health["ok"] is False and health["n_query_failures"] == 1
+    assert "gpu0.memory" in marks[3].extras["failed_queries"][0]
+    ev = [{"event": n, "t_ns": s.t_ns, "mono_ns": s.mono_ns} for n, s in
+          (("container_start", marks[0]), ("load_start", marks[0]), ("load_end", marks[1]),
+           ("inference_start", marks[2]), ("inference_end", marks[4]), ("container_end", marks[5]))]
+    block = accounting.energy_block("nvml", sampler.samples, ev, accounting.Baseline(None, "unavailable",
+                                                                                    reason="skipped"), 4.0, 2, 10_000)
+    named = accounting.health_of_windows({"sampler": "nvml", "ok": True}, block)
+    assert named["ok"] is False and "inference" in named["windows_affected"] and "load" not in named["windows_affected"]
+    assert "gpu0.memory" in named["windows_affected"]["inference"][0]

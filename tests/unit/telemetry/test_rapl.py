@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+from fake_clock import ManualClock
 
 from runner.errors import UserError
 from runner.telemetry.energy.integrate import integrate
@@ -62,12 +62,13 @@ def test_stuck_psys_counter_does_not_report_zero_joules(rapl_tree):
     """A laptop whose psys counter never moves: the total stays package+DRAM (not 0 J) and psys is left out."""
     root = rapl_tree({"intel-rapl:0": ("package-0", 0, MAX), "intel-rapl:0:1": ("dram", 0, MAX),
                       "intel-rapl:1": ("psys", 5_000_000, MAX)})
-    sampler = RaplSampler(root=root, interval_ms=10_000)
+    clock = ManualClock()
+    sampler = RaplSampler(root=root, interval_ms=10_000, clock=clock)
     sampler.start()
     for step in range(1, 5):
         set_uj(root, "intel-rapl:0", step * 1_000_000)
         set_uj(root, "intel-rapl:0:1", step * 250_000)
-        time.sleep(0.005)
+        clock.sleep(0.005)
         sampler.sample_now()
     sampler.stop()
     s = sampler.samples
@@ -84,25 +85,27 @@ def test_unwrap_delta():
 
 def test_samples_carry_wrap_corrected_cumulative_energy(rapl_tree):
     root = rapl_tree({"intel-rapl:0": ("package-0", MAX - 2_000_000, MAX)})
-    sampler = RaplSampler(root=root, interval_ms=10_000)  # the thread will not fire: drive by hand
+    clock = ManualClock()
+    sampler = RaplSampler(root=root, interval_ms=10_000, clock=clock)  # the cadence will not fire: by hand
     sampler.start()  # takes the first reading
     first = sampler.samples[0]
     assert first.energy_j == {"package-0": 0.0} and first.total_energy_j == 0.0
     assert first.total_w is None and "two readings" in first.total_kind
-    time.sleep(0.02)
+    clock.sleep(0.02)
     set_uj(root, "intel-rapl:0", 3_000_000)  # wrapped: 2 J before the wrap + 3 J after
     second = sampler.sample_now()
     assert second.energy_j["package-0"] == pytest.approx(5.0)
     assert second.total_energy_j == pytest.approx(5.0)
-    dt_s = (second.mono_ns - first.mono_ns) / 1e9  # power over the monotonic interval
-    assert second.power_w["package-0"] == pytest.approx(5.0 / dt_s)
+    assert second.mono_ns - first.mono_ns == 20_000_000  # power over the monotonic interval: 5 J in 20 ms
+    assert second.power_w["package-0"] == pytest.approx(250.0)
     assert second.total_kind == "rapl:package"
     sampler.stop()
 
 
 def test_window_energy_uses_the_counter(rapl_tree):
     root = server_tree(rapl_tree, package_uj=0, dram_uj=0)
-    sampler = RaplSampler(root=root, interval_ms=10_000)
+    clock = ManualClock()
+    sampler = RaplSampler(root=root, interval_ms=10_000, clock=clock)
     sampler.start()
     readings = []
     for step in range(5):
@@ -111,7 +114,7 @@ def test_window_energy_uses_the_counter(rapl_tree):
         set_uj(root, "intel-rapl:0:1", step * 500_000)  # +0.5 J per step
         set_uj(root, "intel-rapl:0:0", step * 700_000)  # core: inside package-0
         readings.append(sampler.sample_now())
-        time.sleep(0.005)
+        clock.sleep(0.005)
     sampler.stop()
     window = integrate(sampler.samples, readings[1].t_ns, readings[3].t_ns)
     assert window.method == "counter"
@@ -143,22 +146,32 @@ def test_probe_reasons(tmp_path, rapl_tree, monkeypatch):
         RaplSampler(root=root).start()
 
 
-def test_thread_samples_and_brackets_the_run(rapl_tree):
+def test_the_cadence_samples_every_interval_and_brackets_the_run(rapl_tree):
+    """A reading at start, one per interval on the sampler's clock, one at stop; the cadence ends with it."""
     root = server_tree(rapl_tree)
-    sampler = RaplSampler(root=root, interval_ms=10)
+    clock = ManualClock()
+    sampler = RaplSampler(root=root, interval_ms=10, clock=clock)
     with sampler:
-        start_ns = time.time_ns()
-        time.sleep(0.1)
-        end_ns = time.time_ns()
+        start_ns = clock.time_ns()
+        clock.sleep(0.1)
+        end_ns = clock.time_ns()
+        assert clock.tickers == 1
     samples = sampler.samples
-    assert len(samples) >= 5
-    assert samples[0].t_ns <= start_ns and samples[-1].t_ns >= end_ns, "start/stop take a reading"
-    assert [s.t_ns for s in samples] == sorted(s.t_ns for s in samples)
-    assert sampler.errors == []
+    assert len(samples) == 1 + 10 + 1
+    assert samples[0].t_ns == start_ns and samples[-1].t_ns == end_ns, "start/stop take a reading"
+    assert [s.mono_ns - samples[0].mono_ns for s in samples[:-1]] == [i * 10_000_000 for i in range(11)]
+    assert sampler.errors == [] and clock.tickers == 0
 
 
-def test_constructor_does_no_io(tmp_path):
-    RaplSampler(root=tmp_path / "does-not-exist")
+def test_constructor_does_no_io(tmp_path, monkeypatch):
+    """A sampler's constructor is cheap: it lists no folder and reads no file (probe() and start() do)."""
+    touched = []
+    monkeypatch.setattr(rapl, "find_domains", lambda root: touched.append(("list", root)) or [])
+    monkeypatch.setattr(rapl, "_read_int", lambda path: touched.append(("read", path)) or 0)
+    (tmp_path / "powercap").mkdir()
+    sampler = RaplSampler(root=tmp_path / "powercap")
+    assert touched == [] and sampler.domains == [] and sampler.samples == [] and not sampler.running
+    assert not sampler.probe().ok and touched == [("list", tmp_path / "powercap")]  # the spies do see IO
 
 
 def test_rapl_health_counts_intervals_dropped_for_an_unreadable_range(rapl_tree):
@@ -173,3 +186,53 @@ def test_rapl_health_counts_intervals_dropped_for_an_unreadable_range(rapl_tree)
     health = sampler.health()
     assert health["dropped_intervals"] == 1 and "max_energy_range_uj" in health["dropped_reason"]
     assert health["polling_errors"] == [] and health["total_kind"] == "rapl:package"
+
+
+def test_stuck_package_counter_is_unavailable_not_0_j(rapl_tree):
+    """Regression (issue 22, item 3): a RAPL package counter that never advanced was published as 0 J with
+    ``measured: true`` and ``health.ok: true``. Over a window where the work ran, a counter that does not move is
+    unavailable with the reason, on the energy block itself, and health says the counter is stuck."""
+    from runner.telemetry.energy import accounting
+
+    root = rapl_tree({"intel-rapl:0": ("package-0", 7_000_000, MAX), "intel-rapl:0:1": ("dram", 1_000, MAX)})
+    sampler = RaplSampler(root=root, interval_ms=10_000, clock=ManualClock())
+    sampler.start()
+    for step in range(1, 6):
+        set_uj(root, "intel-rapl:0:1", 1_000 + step * 100_000)  # DRAM moves, the package does not
+        sampler.clock.advance(0.005)
+        sampler.sample_now()
+    sampler.stop()
+    s = sampler.samples
+    window = integrate(s, s[1].t_ns, s[-2].t_ns)
+    assert window.total_j is None and "did not advance" in window.reason and "not 0 J" in window.reason
+    health = sampler.health()
+    assert health["ok"] is False and health["stuck_channels"] == ["package-0"] and "stuck" in health["stuck_reason"]
+    ev = [{"event": name, "t_ns": t, "mono_ns": m} for name, t, m in
+          (("container_start", s[0].t_ns, s[0].mono_ns), ("inference_start", s[1].t_ns, s[1].mono_ns),
+           ("inference_end", s[-2].t_ns, s[-2].mono_ns), ("container_end", s[-1].t_ns, s[-1].mono_ns))]
+    block = accounting.energy_block("rapl", s, ev, accounting.Baseline(None, "unavailable", reason="skipped"),
+                                    4.0, 2, 10_000)
+    assert block.total_j is None and "did not advance" in block.unavailable["total_j"]
+    assert block.j_per_audio_s is None and "did not advance" in block.unavailable["j_per_audio_s"]
+
+
+def test_wrap_with_unreadable_range_makes_the_windows_over_it_unavailable(rapl_tree):
+    """Regression (issue 22, item 3): a wrap with no readable max_energy_range_uj counted the interval as 0 J and
+    said so only in health: the total was short and looked measured. Every window over the lost interval is now
+    unavailable with the reason; a window beside it is still measured."""
+    root = rapl_tree({"intel-rapl:0": ("package-0", 5_000_000, MAX)})
+    (root / "intel-rapl:0" / "max_energy_range_uj").unlink()
+    sampler = RaplSampler(root=root, interval_ms=10_000, clock=ManualClock())
+    sampler.start()
+    for value in (6_000_000, 7_000_000, 1_000_000, 2_000_000, 3_000_000):  # wrapped between 7 and 1 J
+        sampler.clock.advance(0.005)
+        set_uj(root, "intel-rapl:0", value)
+        sampler.sample_now()
+    sampler.stop()
+    s = sampler.samples
+    over = integrate(s, s[1].t_ns, s[4].t_ns)
+    assert over.total_j is None and "max_energy_range_uj" in over.reason
+    assert s[3].total_w is None and "wrapped" in s[3].total_kind  # no 0 W for the lost interval either
+    before = integrate(s, s[0].t_ns, s[2].t_ns)
+    after = integrate(s, s[3].t_ns, s[5].t_ns)
+    assert before.total_j == pytest.approx(2.0) and after.total_j == pytest.approx(2.0)

@@ -70,10 +70,10 @@ def test_the_table_drives_the_auto_order(monkeypatch):
         def _stop(self):
             pass
 
-    fake = registry.SamplerRow(name="fake", factory=lambda interval_ms, devices: Fake(), auto_rank=1,
-                               auto_devices=None, hosts="tests", scope="a fake board")
-    cuda_only = registry.SamplerRow(name="fake-gpu", factory=lambda interval_ms, devices: Fake(), auto_rank=0,
-                                    auto_devices=("cuda",), hosts="tests", scope="a fake GPU")
+    fake = registry.SamplerRow(name="fake", factory=lambda interval_ms, devices, clock=None: Fake(),
+                               auto_rank=1, auto_devices=None, hosts="tests", scope="a fake board")
+    cuda_only = registry.SamplerRow(name="fake-gpu", factory=lambda interval_ms, devices, clock=None: Fake(),
+                                    auto_rank=0, auto_devices=("cuda",), hosts="tests", scope="a fake GPU")
     monkeypatch.setattr(registry, "SAMPLERS", (*registry.SAMPLERS, fake, cuda_only))
     assert select.auto_order("cpu")[0] == "fake" and "fake-gpu" not in select.auto_order("cpu")
     assert select.auto_order("cuda")[:2] == ["fake-gpu", "fake"]
@@ -98,12 +98,14 @@ def test_the_companion_rule_comes_from_the_table(monkeypatch):
         def probe(self):
             return Availability.yes() if self.ok else Availability.no(f"{self.name} is missing")
 
-    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name))
+    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None, clock=None: Fake(name))
     sampler, _ = select.select_sampler("nvml", "cuda", 100)
     assert [c.name for c in sampler.companions] == ["rapl"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a CPU run measuring a GPU names it
     sampler, _ = select.select_sampler("nvml", "cpu", 100)
     assert sampler.companions == []
-    monkeypatch.setattr(select, "make_sampler", lambda name, interval_ms, devices=None: Fake(name, name != "rapl"))
+    monkeypatch.setattr(select, "make_sampler",
+                        lambda name, interval_ms, devices=None, clock=None: Fake(name, name != "rapl"))
     sampler, _ = select.select_sampler("nvml", "cuda", 100)
     assert sampler.companions == [] and sampler.companion_reasons == {"rapl": "rapl is missing"}
 
@@ -154,3 +156,36 @@ def test_a_summed_companion_names_every_part():
         assert row.companions and row.part
         assert all(sampler_row(name).part for name in row.companions)
     assert [row.name for row in SAMPLERS if row.process_memory] == ["nvml"]
+
+
+def test_nvml_on_a_cpu_run_naming_no_gpu_is_refused_with_the_gpus_there_are(monkeypatch, fake_pynvml):
+    """Regression (issue 22, item 13): ``--telemetry nvml`` on a CPU run named no GPU and summed every GPU of the
+    host (other users' work included) into the run's energy. It is refused before anything starts, with the sentence
+    that lists the GPUs there are and how to name one; named through CUDA_VISIBLE_DEVICES it works."""
+    from runner.telemetry.samplers import select
+    from runner.telemetry.samplers.nvml import NvmlSampler
+
+    gpus = [fake_pynvml.FakeGpu(name="NVIDIA A100"), fake_pynvml.FakeGpu(name="NVIDIA L4")]
+    fake = fake_pynvml.FakePynvml(gpus=gpus)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(select, "make_sampler",
+                        lambda name, interval_ms, devices=None, clock=None: NvmlSampler(interval_ms, nvml=fake,
+                                                                                         devices=devices))
+    with pytest.raises(UserError) as err:
+        select.select_sampler("nvml", "cpu", 100)
+    text = str(err.value)
+    assert "names no GPU" in text and f"0 NVIDIA A100 ({gpus[0].uuid})" in text and "1 NVIDIA L4" in text
+    assert "CUDA_VISIBLE_DEVICES" in text and "--telemetry rapl" in text and fake.refcount == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    sampler, reason = select.select_sampler("nvml", "cpu", 100)
+    assert reason is None and sampler.name == "nvml"
+
+
+def test_every_nvml_figure_says_other_processes_on_the_gpu_are_included():
+    """Issue 22, item 13: NVML reads the whole device; its scope says every process on it is included."""
+    from runner.telemetry.energy.accounting import scope_of
+    from runner.telemetry.samplers.registry import describe
+
+    assert scope_of("nvml:sum_of_gpus") == "GPU (all processes on it)"
+    assert scope_of("nvml:mig_parent_gpu").endswith("all processes on it)")
+    assert "every process" in describe("nvml")["scope"] and "every process" in describe("nvml")["memory"]

@@ -44,6 +44,7 @@ def fake_processes(fake: Path) -> list[int]:
 
 
 def wait_for(predicate, timeout_s: float = 3.0) -> bool:
+    """Poll a real child process's state (the fake tegrastats runs on the host's clock) until it holds."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -59,7 +60,9 @@ def test_step_profile_energy_within_two_percent(fake_tegrastats_path, monkeypatc
     sampler = TegrastatsSampler(interval_ms=20)
     with sampler:
         pid = sampler.pid
-        time.sleep(max(0.0, (t0_ns + 1_250_000_000 - time.time_ns()) / 1e9))
+        # until a line past the window's end has arrived (not for a duration: a loaded host delays lines)
+        assert wait_for(lambda: sampler.samples and sampler.samples[-1].t_ns >= t0_ns + 1_250_000_000,
+                        timeout_s=30)
     start_ns, end_ns = t0_ns + 100_000_000, t0_ns + 1_100_000_000
     exact_j = 4.0 * 0.5 + 10.0 * 0.5  # 4 W until t0+0.6 s, 10 W after
     window = integrate(sampler.samples, start_ns, end_ns)
@@ -179,3 +182,27 @@ def test_tegrastats_health_reports_exit_reason_and_unparsed_lines(fake_tegrastat
     health = sampler.health()
     assert health["sampler"] == "tegrastats" and "need root" in health["exit_reason"]
     assert health["lines_unparsed"] == 0 and health["lines_cut_off"] == 0 and health["ok"] is False
+
+
+def test_tegrastats_lines_arrive_when_written_through_a_pty_not_in_pipe_bursts(fake_tegrastats_path, monkeypatch):
+    """Regression (issue 22, item 6): tegrastats writes through C stdio, which buffers a pipe in blocks, and the
+    sampler stamped each line when Python read it: lines came seconds late and together. Through a pty the (fake,
+    stdio-buffered) tegrastats flushes every line: no bursts. Read through a pipe, the same program's lines come in
+    bursts, and the sampler places them by the cadence and says so."""
+    from runner.telemetry.energy.accounting import arrival_stats
+
+    monkeypatch.setenv("FAKE_TEGRASTATS_PROFILE", "[[0, 5000]]")
+    runs = {}
+    for stdout in ("pty", "pipe"):
+        sampler = TegrastatsSampler(interval_ms=20, stdout=stdout)
+        with sampler:
+            assert wait_for(lambda: len(sampler.samples) >= 60, timeout_s=10.0)
+        runs[stdout] = sampler
+    pty_stats = arrival_stats(runs["pty"].samples, 20)
+    assert runs["pty"].health()["stdout"] == "pty" and pty_stats["bursty"] is False
+    pipe = runs["pipe"]
+    assert arrival_stats(pipe.samples, 20)["bursty"] is True and pipe.n_cadence_stamped > 20
+    stamps = [s.mono_ns for s in pipe.samples]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    gaps_ms = [(b - a) / 1e6 for a, b in zip(stamps, stamps[1:])]
+    assert sorted(gaps_ms)[len(gaps_ms) // 2] == pytest.approx(20, rel=0.3)  # placed at the cadence, not together

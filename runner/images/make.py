@@ -1,0 +1,148 @@
+"""Build a set of the table's images, in order: what `edgeasr images build` and a sweep's preparation ask for.
+
+One sequence for both (runner/commands/images.py parses the flags and renders; runner/images/prepare.py builds
+what a sweep lacks): CUDA and Jetson variants from their own Dockerfiles, only the missing ones with
+``missing``, the base image only when something is left to build (one per Python: the Python 3.13 images, espnet's,
+are built FROM a Debian 13 base), a parent (the shared torch stack) before its
+children, the host's wheelhouse filled first unless told not to; the runner image counts as present only when
+complete, and a build of it that stays incomplete is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ContextManager
+
+from ..backends import BACKENDS, RUNNER_IMAGE, Backend, ImageDef, get_image
+from ..errors import UserError
+from ..host.platforms import PLATFORMS
+from .build import (PUBLIC_BASE, base_for, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
+                    platform_tag, read_carried_versions, runner_image_problem, versions_label)
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Which images to build and how. ``names``: table names (backends and shared images); ``platform``: the
+    resolved variant (backends.image_platform); ``base``: the base the Python 3.11 images are built FROM
+    (PUBLIC_BASE: the public one, else the local debootstrapped fallback; the other Pythons' images take their
+    own, build.base_for); ``tag``: with one image, its tag; ``overrides``: pinned libraries
+    swapped (``--set``); ``missing``: only what the engine does not hold; ``wheelhouse``: fill the host-side
+    wheelhouse first."""
+
+    names: tuple[str, ...]
+    platform: str = "x86"
+    base: str = PUBLIC_BASE
+    tag: str | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    missing: bool = False
+    wheelhouse: bool = True
+    log_dir: Path = Path("build")
+
+
+def _no_status(_text: str) -> ContextManager:
+    return contextlib.nullcontext()
+
+
+def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = print,
+                 detail: Callable[[str], None] | None = None,
+                 status: Callable[[str], ContextManager] = _no_status) -> None:
+    """Build ``req``'s images on ``client``'s engine. ``log``: one line per step; ``detail``: the build's own
+    lines (default ``log``); ``status``: wraps each build (a spinner). UserError from a failed build."""
+    detail = detail or log
+    names = list(req.names)
+    if req.platform != "x86":
+        # Backends have CUDA / Jetson variants; the runner image is the same Dockerfile everywhere.
+        req.log_dir.mkdir(parents=True, exist_ok=True)
+        _build_variants(client, req, [n for n in names if n in BACKENDS], log, detail, status)
+        names = [n for n in names if n not in BACKENDS]
+        if not names:
+            return
+    if req.missing:  # before the base: present images need none
+        present = [n for n in names if _ready(client, get_image(n), req.tag or get_image(n).image, log)]
+        for name in present:
+            log(f"{req.tag or get_image(name).image} is present")
+        names = [n for n in names if n not in present]
+        if not names:
+            return
+    wanted = [get_image(name) for name in names]
+    order: list = []
+    for image in wanted:  # a parent (the shared torch stack) is built first, once (from cache if unchanged)
+        parent = get_image(image.parent) if image.parent else None
+        if parent and parent not in order:
+            order.append(parent)
+        if image not in order:
+            order.append(image)
+    req.log_dir.mkdir(parents=True, exist_ok=True)
+    bases: dict[str, str] = {}  # asked-for base -> the one that exists, made once per build (pulled or debootstrapped)
+    for image in order:
+        tag = req.tag if req.tag and len(wanted) == 1 and image in wanted else image.image
+        if req.missing and image not in wanted and image_exists(client, tag):  # a parent already built
+            continue
+        if image.parent:
+            image_base = get_image(image.parent).image
+        else:  # ``req.base`` for the Python 3.11 images, the public base of its own Python for the others
+            wanted_base = base_for(image, req.base)
+            if wanted_base not in bases:
+                bases[wanted_base] = ensure_base(client, wanted_base, log=log)
+            image_base = bases[wanted_base]
+        mine = (req.overrides or None) if image in wanted else None  # --set is for the image asked for
+        if req.wheelhouse and not image.parent:  # a child's packages come with its parent...
+            fill_wheelhouse(image, log=log, overrides=mine)
+        elif req.wheelhouse:
+            if child_extras(image):  # ...except those the parent does not pin (with their dependencies)
+                fill_wheelhouse(image, log=log, only=child_extras(image))
+            if mine:  # ...and the ones --set swaps on top of it
+                fill_wheelhouse(image, log=log, overrides=mine, only_overrides=True)
+        if mine:
+            log(f"{tag}: {versions_label(image, mine)}")
+        with status(f"building {tag} from {image_base}"):
+            image_id = build_image(client, image, base=image_base, tag=tag, overrides=mine,
+                                   log_path=req.log_dir / f"image-{image.name}.log", log=detail)
+        if image.name == RUNNER_IMAGE.name and (problem := runner_image_problem(client, tag)):
+            raise UserError(f"built {tag}, but {problem}; see {req.log_dir / f'image-{image.name}.log'}")
+        log(f"built {tag} ({image_id[:19]})")
+
+
+def _ready(client, image: ImageDef, tag: str, log: Callable[[str], None]) -> bool:
+    """Whether ``missing`` may skip ``tag``: the engine holds it, and for the runner image, complete (an image
+    compose built behind a TLS-intercepting proxy holds no packages; one built before a pin changed, others)."""
+    if not image_exists(client, tag):
+        return False
+    if image.name != RUNNER_IMAGE.name:
+        return True
+    problem = runner_image_problem(client, tag)
+    if problem:
+        log(f"{tag} is present, but {problem}: building it again")
+    return problem is None
+
+
+def _build_variants(client, req: BuildRequest, names: list[str], log: Callable[[str], None],
+                    detail: Callable[[str], None], status: Callable[[str], ContextManager]) -> None:
+    """CUDA / Jetson variants: their Dockerfile's own base (unless another base is given), packages from their
+    index. A variant that records what its base carries (JetPack 5) is built twice: the second build, all
+    cached but the LABEL step, labels those versions instead of the requirements' pins."""
+    variant = PLATFORMS[req.platform]
+    base = None if req.base == PUBLIC_BASE else req.base
+    for name in names:
+        image = get_image(name)
+        problem = image.platform_problem(req.platform) if isinstance(image, Backend) else None
+        if problem:  # one backend without this variant must not stop the others
+            log(f"skipped: {problem}")
+            continue
+        tag = req.tag or platform_tag(image, req.platform)
+        if req.missing and image_exists(client, tag):
+            log(f"{tag} is present")
+            continue
+        log_path = req.log_dir / f"image-{image.name}-{req.platform}.log"
+        build = dict(base=base, tag=tag, platform=req.platform, log=detail)
+        with status(f"building {tag} from {variant.dockerfile}"):
+            if variant.versions_file:
+                build_image(client, image, log_path=log_path.with_suffix(".first.log"), versions="", **build)
+                carried = read_carried_versions(client, tag, variant.versions_file)
+                log(f"{tag} carries {carried}")
+                image_id = build_image(client, image, log_path=log_path, versions=carried, **build)
+            else:
+                image_id = build_image(client, image, log_path=log_path, **build)
+        log(f"built {tag} ({image_id[:19]})")

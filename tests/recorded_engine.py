@@ -1,0 +1,132 @@
+"""A RECORDED engine for tests: the container recorded in tests/fixtures/group_raw, replayed for any job.
+
+Not a backend and not Docker: an ``Engine`` (runner/launch/engines.py) that answers a job the way the recorded
+faster-whisper container did, so plan -> execute -> merge -> tables -> resume run whole, in a unit test, in
+milliseconds. The container-wide events (start, load, model info, warm-up, end) and the final record
+(status.json) are the recording's; each condition of the job gets the recording's condition block (prepare,
+then each utterance's start and end, the condition's memory peaks) re-keyed to the job's condition key and
+utterance ids, each utterance as long as its audio file, and one transcript per utterance (``hypothesis(key,
+id)``; by default the tone datasets' reference, "<id> tone"). Raw files are written as a container writes
+them, each event before it is streamed, so that the executor reads a condition's files when it ends.
+
+``launches`` says what each launch ran (group key, condition keys); ``on_launch(group key)`` is called as each
+launch begins, and an exception it returns is raised there, as a broken engine or container does;
+``interrupt_after`` stops the engine with SIGTERM once that many conditions have ended, as Ctrl-C does
+mid-group.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import soundfile as sf
+from edgeasr_entrypoint.contract import Event
+
+from runner.errors import Interrupted
+from runner.launch.docker_engine import ContainerRun
+
+RECORDING = Path(__file__).resolve().parent / "fixtures" / "group_raw"
+_EPOCH_NS = 1_700_000_000_000_000_000
+
+
+def _recorded() -> tuple[list[dict], list[dict], dict]:
+    events = [json.loads(line) for line in (RECORDING / "events.jsonl").read_text().splitlines()]
+    status = json.loads((RECORDING / "status.json").read_text())
+    key = next(e["condition"] for e in events if e["event"] == Event.CONDITION_START)
+    block = [e for e in events if e.get("condition") == key]
+    return [e for e in events if "condition" not in e], block, status
+
+
+class RecordedEngine:
+    """The recorded container as an engine (see the module doc). ``name`` is ``local``: jobs name host paths."""
+
+    name = "local"
+    host_paths = True
+
+    def __init__(self, hypothesis: Callable[[str, str], str] | None = None,
+                 on_launch: Callable[[str], Exception | None] | None = None,
+                 interrupt_after: int | None = None, processing_s: float = 0.25) -> None:
+        self.hypothesis = hypothesis or (lambda key, uid: f"{uid} tone")
+        self.on_launch = on_launch or (lambda group: None)
+        self.interrupt_after = interrupt_after
+        self.processing_s = processing_s
+        self.launches: list[tuple[str, list[str]]] = []
+        self.conditions_ended = 0
+        self._wide, self._block, self._status = _recorded()
+
+    # -- the Engine interface ------------------------------------------------------------------------------
+
+    def image(self, spec) -> None:
+        return None
+
+    def version(self) -> str | None:
+        return None
+
+    def reap(self, folders: tuple[str, ...]) -> list[str]:
+        return []
+
+    def run(self, spec, job: dict[str, Any], mounts, env, on_event, launch) -> ContainerRun:
+        group = Path(spec.out).name  # the planner's group folder: groups/<group key>
+        self.launches.append((group, [c["key"] for c in job["conditions"]]))
+        problem = self.on_launch(group)
+        if problem is not None:
+            raise problem
+        raw = Path(launch.raw_dir)
+        (raw / "job.json").write_text(json.dumps(job))
+        (raw / "container.log").write_text("recorded\n")
+        audio = {u["id"]: u["audio"] for u in job["utterances"]}
+        clock = {"mono_ns": 0}
+
+        def emit(event: dict[str, Any], advance_s: float = 0.0) -> None:
+            clock["mono_ns"] += int(advance_s * 1e9)
+            line = {**event, "t_ns": _EPOCH_NS + clock["mono_ns"], "mono_ns": clock["mono_ns"]}
+            with open(raw / "events.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line) + "\n")
+            on_event(line)
+
+        wide = {e["event"]: e for e in self._wide}
+        for name in (Event.CONTAINER_START, Event.LOAD_START, Event.LOAD_END, Event.MODEL_INFO,
+                     Event.WARMUP_START, Event.WARMUP_END):
+            emit({k: v for k, v in wide[name].items() if k not in ("t_ns", "mono_ns")}, 0.1)
+        n_utts = sum(len(c["ids"]) for c in job["conditions"])
+        emit({"event": Event.INFERENCE_START, "n": n_utts, "n_conditions": len(job["conditions"])}, 0.1)
+        for cond in job["conditions"]:
+            self._condition(cond, audio, emit, raw)
+        emit({"event": Event.INFERENCE_END, "n_ok": n_utts, "n_failed": 0}, 0.01)
+        emit({"event": Event.CONTAINER_END, "status": "ok"}, 0.05)
+        status = {**self._status, "n_ok": n_utts, "n_failed": 0}
+        (raw / "status.json").write_text(json.dumps(status))
+        return ContainerRun(0, False, False, raw / "container.log", 0.1, clock["mono_ns"] / 1e9, 0, 0)
+
+    # -- one condition: the recorded block, re-keyed ----------------------------------------------------------
+
+    def _condition(self, cond: dict[str, Any], audio: dict[str, str], emit, raw: Path) -> None:
+        key = cond["key"]
+        end = next(e for e in self._block if e["event"] == Event.CONDITION_END)
+        emit({"event": Event.CONDITION_START, "condition": key, "noise": cond["noise"],
+              **({"decode": cond["decode"]} if cond.get("decode") else {})}, 0.01)
+        emit({"event": Event.PREPARE_START, "condition": key}, 0.01)
+        emit({"event": Event.PREPARE_END, "condition": key}, 0.01)
+        for uid in cond["ids"]:
+            duration_s = sf.info(audio[uid]).duration
+            emit({"event": Event.UTTERANCE_START, "id": uid, "condition": key, "duration_s": duration_s})
+            with open(raw / "transcripts.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"id": uid, "condition": key, "status": "ok", "error": None,
+                                     "hypothesis": self.hypothesis(key, uid), "duration_s": duration_s,
+                                     "processing_s": self.processing_s}) + "\n")
+            emit({"event": Event.UTTERANCE_END, "id": uid, "condition": key, "processing_s": self.processing_s,
+                  "duration_s": duration_s}, self.processing_s)
+        emit({**{k: v for k, v in end.items() if k not in ("t_ns", "mono_ns")}, "condition": key,
+              "n_ok": len(cond["ids"]), "n_failed": 0})
+        self.conditions_ended += 1
+        if self.interrupt_after is not None and self.conditions_ended >= self.interrupt_after:
+            raise Interrupted("SIGTERM")
+
+
+def copy_recording(raw_dir: Path) -> None:
+    """The recording's raw files, as they are, into ``raw_dir`` (a container's output folder)."""
+    for f in RECORDING.iterdir():
+        shutil.copy(f, raw_dir / f.name)
