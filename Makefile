@@ -46,7 +46,7 @@ RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),-
 # The device the image is built for (`images build --device`): the one `run` gets (the CLI's default when empty).
 DEVICE_FLAG = $(if $(DEVICE),--device $(DEVICE))
 
-.PHONY: help venv venv-py38 fleet-venv base-image images ensure-image runner-image models tiny-models run sweep compose-sweep report test test-unit bench fleet-demo clean
+.PHONY: help venv venv-py38 fleet-venv base-image images ensure-image runner-image models tiny-models run-model run sweep compose-sweep report test test-unit bench fleet-demo clean
 
 help:
 	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model (DEVICE=cuda: the CUDA image)"
@@ -116,11 +116,14 @@ compose-sweep: venv models ensure-image runner-image
 report: venv
 	$(EDGEASR) report $(RESULTS)
 
-# The run's tiny random model, made in its backend's image when missing: MODEL=tiny-*-random, or no MODEL with
-# a backend whose default model is one (espnet: no real ESPnet model is installable here).
-TINY_RUN = $(or $(filter tiny-%-random,$(MODEL)),$(if $(MODEL),,$(filter espnet,$(BACKEND))))
-run: venv models ensure-image
-	$(if $(TINY_RUN),$(EDGEASR) models make-tiny $(BACKEND))
+# Only the model this run uses (nothing for pocketsphinx, whose model ships in its image): `make models` hashes all.
+run-model: venv
+	$(EDGEASR) models install --for $(BACKEND) $(MODEL)
+
+# A tiny random model is made in its backend's image when missing: MODEL=tiny-*-random (`make tiny-models`), or
+# no MODEL with espnet, whose default model is tiny-espnet-random (no real ESPnet model is installable here).
+run: venv run-model ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
+	$(if $(MODEL),,$(if $(filter espnet,$(BACKEND)),$(EDGEASR) models make-tiny espnet))
 	$(EDGEASR) run $(RUN_FLAGS)
 
 test-unit: venv venv-py38

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import json
 import os
 import signal
 import sys
@@ -37,6 +38,26 @@ COMMANDS = {
 }
 
 
+def error_object(message: str, exit_code: int, problems: list[str] | None = None) -> str:
+    """What ``--json`` prints on stdout when a command fails before it has a result of its own (bad input, a
+    refused flag, an interrupt, an unexpected error): one JSON line, as a summary would be, so a script that reads
+    stdout always gets an object; the exit code is the command's own. JSON escapes every control character."""
+    return json.dumps({"status": "error", "error": message, "problems": list(problems or []),
+                       "exit_code": exit_code})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are also a JSON error object on stdout when ``--json`` was given
+    (``json_wanted``, set by main from the command line), exit code 2 kept."""
+
+    json_wanted = False
+
+    def error(self, message: str):  # type: ignore[override]
+        if _Parser.json_wanted:
+            print(error_object(f"{self.prog}: {message}", 2), flush=True)
+        super().error(message)
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -60,18 +81,20 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeasr", description="Benchmark ASR models where they will be deployed.",
-                                     parents=[_common(True)])
+    parser = _Parser(prog="edgeasr", description="Benchmark ASR models where they will be deployed.",
+                     parents=[_common(True)])
     parser.add_argument("--version", action="version", version=f"edgeasr {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text, parents=[_common(False)])
         module = importlib.import_module(f"runner.commands.{name.replace('-', '_')}")
         module.add_arguments(p)
         if name == "run":
-            p.add_argument("--json", action="store_true",
-                           help="print the summary as one JSON line on stdout, also when the run failed; "
-                                "tables and progress go to stderr (default: off)")
+            output = next((g for g in p._action_groups if g.title == "output"), p)
+            output.add_argument("--json", action="store_true",
+                                help="print the summary as one JSON line on stdout, also when the run failed "
+                                     "(where it failed before it had one, bad input included, a JSON error "
+                                     "object); tables and progress go to stderr (default: off)")
     _state_defaults(parser)
     return parser
 
@@ -125,38 +148,45 @@ def _write_debug_log(text: str) -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     enable_completion(parser)  # shell completion when argcomplete is installed; nothing otherwise
+    _Parser.json_wanted = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    as_json = bool(getattr(args, "json", False))
+
+    def failed(message: str, code: int, problems: list[str] | None = None) -> int:
+        """The one clear message on stderr and, with --json, its JSON error object on stdout (unless the
+        command printed its own result already)."""
+        # a message quotes file names, ids, what an image said: shown visibly (the lines of a problem list kept)
+        print(visible(f"edgeasr: {message}", lines=True), file=sys.stderr)
+        if as_json and not getattr(args, "result_printed", False):  # run --json printed its summary already
+            print(error_object(message.split("\n", 1)[0] if problems else message, code, problems), flush=True)
+        return code
+
     try:
         module = importlib.import_module(f"runner.commands.{args.command.replace('-', '_')}")
         return module.main(args)
     except UserError as exc:
-        # a message quotes file names, ids, what an image said: shown visibly (the lines of a problem list kept)
-        print(visible(f"edgeasr: {exc}", lines=True), file=sys.stderr)
-        return exc.exit_code
+        return failed(str(exc), exc.exit_code, exc.problems)
     except KeyboardInterrupt as exc:
         stop = Interrupted.of(exc)
-        print(visible(f"edgeasr: interrupted by {stop.signal}; {stop.hint or 'containers were removed'}"),
-              file=sys.stderr)
-        return interrupt_exit_code(stop)
+        return failed(f"interrupted by {stop.signal}; {stop.hint or 'containers were removed'}",
+                      interrupt_exit_code(stop))
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            return _unexpected(args)
+            return _unexpected(args, failed)
         where = f" while writing {exc.filename}" if exc.filename else ""
-        print(visible(f"edgeasr: no space left on the device{where}; free some space and run the command again "
-                      f"(files already written are complete; no partial file was left)"), file=sys.stderr)
-        return 1
+        return failed(f"no space left on the device{where}; free some space and run the command again "
+                      f"(files already written are complete; no partial file was left)", 1)
     except Exception:
-        return _unexpected(args)
+        return _unexpected(args, failed)
 
 
-def _unexpected(args: argparse.Namespace) -> int:
+def _unexpected(args: argparse.Namespace, failed) -> int:
     log = _write_debug_log(traceback.format_exc())
     if args.verbose:
         traceback.print_exc()
     where = f"traceback in {log}" if log else "run again with -v for the traceback"
-    print(visible(f"edgeasr: unexpected error ({sys.exc_info()[1]!r}); {where}"), file=sys.stderr)
-    return 1
+    return failed(f"unexpected error ({sys.exc_info()[1]!r}); {where}", 1)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from typing import Any, Callable, ContextManager
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
 from . import merge, validate
+from .content import HashCache
 from .errors import Interrupted, UserError
 from .host import load as hostload
 from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
@@ -278,12 +279,14 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     if g.memory is not None and g.memory.samples:  # each utterance's call, on the same timeline
         peaks = accounting.utterance_memory(g.memory.samples, events)
         utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]
+    if interrupted:
+        utts = not_run(summary, utts, dataset, transcripts)
     summary.overhead_s = overhead
     summary.power = g.power.to_json() if g.power is not None else None
     folder = cond.result_dir
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        write_jsonl_atomic(folder / "utterances.jsonl", [u.__dict__ for u in utts])
+        write_jsonl_atomic(folder / "utterances.jsonl", utterance_rows(utts, dataset))
     finally:  # a full disk: the small summary may still fit, and says what happened
         data = summary.to_json()
         wrong = validate.published_problems(data)  # never NaN, never a figure below 0, whatever came in
@@ -298,6 +301,26 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
         write_json_atomic(folder / "summary.json", data)
     g.done[cond.key] = data
     return data
+
+
+def not_run(summary: Summary, utts: list, dataset, transcripts: list[dict]) -> list:
+    """After an interrupt, the utterances the container never reached are not run (status ``not_run``,
+    counted in ``n_not_run``), not failures: nothing went wrong with them (issue 28)."""
+    reached = {t.get("id") for t in transcripts}
+    never = {u.id for u in dataset.utterances if u.problem is None and u.id not in reached}
+    summary.n_not_run = sum(1 for u in utts if u.id in never and u.status != "ok")
+    summary.n_failed -= summary.n_not_run
+    return [replace(u, status="not_run") if u.id in never and u.status != "ok" else u for u in utts]
+
+
+def utterance_rows(utts: list, dataset) -> list[dict]:
+    """utterances.jsonl's rows: each result with the sha256 of the audio it was read from (None where it was
+    not read), which `compare` matches the two sides' utterances on (issue 28)."""
+    hashes = HashCache()  # the plan hashed a sweep's audio already: read from the cache
+    audio = {u.id: u.audio for u in dataset.utterances if u.problem is None}
+    rows = [{**u.__dict__, "audio_sha256": hashes.file(audio[u.id]) if u.id in audio else None} for u in utts]
+    hashes.save()
+    return rows
 
 
 def container_memory_of(g: _Group, events: list[dict]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ SCHEMA_VERSION = 3
 @dataclass(frozen=True)
 class UtteranceResult:
     id: str
-    status: str  # ok | error
+    status: str  # ok | error | not_run (an interrupt came before the container reached it)
     error: str | None
     reference: str | None
     hypothesis: str | None
@@ -67,6 +67,7 @@ class Summary:
     data_path: str | None = None
     n_utterances: int = 0
     n_failed: int = 0
+    n_not_run: int = 0  # after an interrupt: never reached, neither transcribed nor failed
     n_scored: int = 0
     n_unreferenced: int = 0
     audio_s: float | None = None

@@ -74,7 +74,7 @@ def execute_run(spec: RunSpec, repeats: int = 1, limit: int | None = None,
                                callbacks=callbacks, clock=clock)
     data = run_summary(spec.out, result.records)
     if result.interrupted is not None:
-        done = data["n_utterances"] - data["n_failed"]
+        done = data["n_utterances"] - data["n_failed"] - (data.get("n_not_run") or 0)
         raise result.interrupted.with_hint(
             f"{done} of {data['n_utterances']} utterances finished; summary (status interrupted) in "
             f"{spec.out / 'summary.json'}; a run does not resume: rerun the command with another --out")
@@ -103,6 +103,7 @@ def run_summary(out: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
     first["status"] = bad[0]["status"] if bad else "ok"
     first["error"] = bad[0].get("error") if bad else None
     first["n_failed"] = sum(p.get("n_failed") or 0 for p in per)
+    first["n_not_run"] = sum(p.get("n_not_run") or 0 for p in per)
     first["n_utterances"] = sum(p.get("n_utterances") or 0 for p in per)
     write_json_atomic(out / "summary.json", first)
     return first

@@ -98,7 +98,7 @@ class DecodeSettings:
                                  help="sampling temperature (0: deterministic)")
     language: str | None = setting(None, kind="str", null=True, flag="--language", help="language code",
                                    default_text="the model detects it")
-    threads: int | None = setting(None, kind="int", ge=0, null=True, flag="--threads",
+    threads: int | None = setting(None, kind="int", ge=1, null=True, flag="--threads",
                                   help="CPU threads for the backend", default_text="all cores")
     batch_size: int = setting(1, kind="int", ge=1, flag="--batch-size",
                               help="1: sequential; N: the backend's batched decoding (faster-whisper/whisperx: "
@@ -641,23 +641,46 @@ def default_text(lf: Leaf) -> str:
     return f"{text} {lf.rule.unit}" if lf.rule.unit else text
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """One option per setting that has a flag, from its metadata; every default is None (a flag not given
-    leaves the setting's own default), and the help states the default and unit."""
+#: The help's sections, in order, and the settings each holds (by path; a section name holds every leaf under it).
+FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("model", ("backend", "model", "quant", "device", "image", "gpus")),
+    ("data", ("dataset", "limit", "audio_roots")),
+    ("decode", ("decode", "warmup", "repeats")),
+    ("telemetry", ("telemetry",)),
+    ("power", ("power",)),
+    ("container", ("timeout_s", "mem_limit", "limits")),
+    ("output", ()),
+)
+
+
+def _group_of(path: str) -> str:
+    for title, paths in FLAG_GROUPS:
+        if any(path == q or path.startswith(q + ".") for q in paths):
+            return title
+    return "options"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> dict[str, Any]:
+    """One option per setting that has a flag, from its metadata, in the help's sections (FLAG_GROUPS); every
+    default is None (a flag not given leaves the setting's own default), and the help states the default and
+    unit. Returns the sections by title, for the command's own options."""
+    groups: dict[str, Any] = {title: p.add_argument_group(title) for title, _ in FLAG_GROUPS}
     for lf in LEAVES.values():
         rule = lf.rule
         if rule.flag is None:
             continue
         help_text = f"{rule.help} (default: {default_text(lf)})"
+        target = groups.get(_group_of(lf.path), p)
         if rule.kind == "bool":
-            p.add_argument(rule.flag, dest=_dest(rule), action="store_true", default=None, help=help_text)
+            target.add_argument(rule.flag, dest=_dest(rule), action="store_true", default=None, help=help_text)
         elif rule.kind == "list":
-            p.add_argument(rule.flag, dest=_dest(rule), action="append", default=None, metavar="DIR",
-                           help=help_text)
+            target.add_argument(rule.flag, dest=_dest(rule), action="append", default=None, metavar="DIR",
+                                help=help_text)
         else:
             kind = {"int": int, "number": float}.get(rule.kind, str)
-            p.add_argument(rule.flag, dest=_dest(rule), type=kind, default=None,
-                           metavar=None if kind is str else "N", help=help_text)
+            target.add_argument(rule.flag, dest=_dest(rule), type=kind, default=None,
+                                metavar=None if kind is str else "N", help=help_text)
+    return groups
 
 
 def _given_flags(args: argparse.Namespace):

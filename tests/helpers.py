@@ -95,8 +95,11 @@ grid:
 """
 
 
-def tone_spec(tmp_path: Path, out: str = "run"):
-    """A resolved spec over two one-second tones (ids a, b) with references."""
+def tone_spec(tmp_path: Path, out: str = "run", engine: str | None = None, **changes):
+    """A resolved spec over two one-second tones (ids a, b) with references; ``changes`` replace settings
+    (``power=PowerSettings(...)``), ``engine`` names the engine it is planned for."""
+    from dataclasses import replace
+
     from runner.spec import Settings, TelemetrySettings, build_run_spec
 
     models = tmp_path / "models" / "tiny.en"
@@ -106,9 +109,10 @@ def tone_spec(tmp_path: Path, out: str = "run"):
     for uid in ("a", "b"):
         write_tone(tmp_path / "d" / f"{uid}.wav")
         (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
-    settings = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
-                        dataset=str(tmp_path / "d"), telemetry=TelemetrySettings(sampler="none"))
-    return build_run_spec(settings, out=str(tmp_path / out), models_dir=tmp_path / "models")
+    settings = replace(Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
+                                dataset=str(tmp_path / "d"), telemetry=TelemetrySettings(sampler="none")), **changes)
+    extra = {} if engine is None else {"engine": engine}
+    return build_run_spec(settings, out=str(tmp_path / out), models_dir=tmp_path / "models", **extra)
 
 
 def recorded_group(tmp_path: Path, keys=("kA", "kB")):

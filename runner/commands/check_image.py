@@ -173,6 +173,32 @@ def _which_setting_breaks(client, image: str, job: dict, work: Path, mounts: lis
     return "the tiny job fails even with every setting relaxed: see the checks above"
 
 
+def label_checks(labels: dict[str, str]) -> list[tuple[str, bool, str]]:
+    """(name, ok, detail) of the image's edgeasr labels; a missing one says which Dockerfile line adds it."""
+    out = []
+    contract = labels.get("org.edgeasr.contract")
+    if contract in (None, ""):  # says nothing: the test jobs below show which contract it speaks
+        out.append(("label org.edgeasr.contract", True,
+                    f"none: the test jobs show whether it speaks {CONTRACT_VERSION}; when every check passes, runs "
+                    f"may use it (by its id); to say it: LABEL org.edgeasr.contract={CONTRACT_VERSION}"))
+    else:
+        out.append(("label org.edgeasr.contract", contract == str(CONTRACT_VERSION),
+                    f"{contract!r} (this runner speaks {CONTRACT_VERSION})"))
+    backend_name = labels.get("org.edgeasr.backend")
+    known = ", ".join(BACKENDS)
+    if not backend_name:
+        out.append(("label org.edgeasr.backend", False,
+                    f"missing: add LABEL org.edgeasr.backend=NAME to the Dockerfile, NAME one of {known}"))
+    else:
+        out.append(("label org.edgeasr.backend", backend_name in BACKENDS, f"{backend_name!r} (known: {known})"))
+    versions = parse_versions_label(labels.get("org.edgeasr.versions"))
+    out.append(("label org.edgeasr.versions", bool(versions),
+                ", ".join(f"{k}={v}" for k, v in versions.items())
+                or "missing: add LABEL org.edgeasr.versions=\"library=version,...\" to the Dockerfile "
+                   "(the libraries that make the figures, e.g. ctranslate2=4.6.0)"))
+    return out
+
+
 def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir: Path, timeout: float,
                log: Callable[[Check], None] = lambda c: None) -> list[Check]:
     checks: list[Check] = []
@@ -184,18 +210,9 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     client = docker_engine.connect()
     info = docker_engine.image_info(client, image_ref, hint="build or pull it first")
     labels = info.labels
-    contract = labels.get("org.edgeasr.contract")
-    if contract in (None, ""):  # says nothing: the test jobs below show which contract it speaks
-        add("label org.edgeasr.contract", True, f"none: the test jobs show whether it speaks {CONTRACT_VERSION}; "
-                                                "when every check passes, runs may use it (by its id)")
-    else:
-        add("label org.edgeasr.contract", contract == str(CONTRACT_VERSION),
-            f"{contract!r} (this runner speaks {CONTRACT_VERSION})")
-    backend_name = labels.get("org.edgeasr.backend")
-    backend = BACKENDS.get(backend_name or "")
-    add("label org.edgeasr.backend", backend is not None, f"{backend_name!r} (known: {', '.join(BACKENDS)})")
-    versions = parse_versions_label(labels.get("org.edgeasr.versions"))
-    add("label org.edgeasr.versions", bool(versions), ", ".join(f"{k}={v}" for k, v in versions.items()) or "none")
+    for check in label_checks(labels):
+        add(*check)
+    backend = BACKENDS.get(labels.get("org.edgeasr.backend") or "")
     if backend is None:
         add("tiny job", False, "skipped: without a known backend label the job cannot be made")
         return checks

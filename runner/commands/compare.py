@@ -1,8 +1,9 @@
 """`edgeasr compare BASELINE CANDIDATE...`: matched conditions, their deltas, and regression gates.
 
 Each folder is a run folder or a sweep folder. Exit codes: 0 every gate passed (or none was set), 1 a gate was
-exceeded or could not be checked (each is named), 2 bad input (a folder that holds no results, or no
-condition of a candidate matches the baseline).
+exceeded or could not be checked (each is named), 2 bad input (a folder that holds no results, no
+condition of a candidate matches the baseline, or a gate over sides that ran different utterances without
+``--allow-different-data``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-energy-increase", type=float, default=None, metavar="PCT",
                    help="exit 1 when a condition's energy per audio second rises by more than PCT percent; "
                         "fails where energy is unavailable (default: no gate)")
+    p.add_argument("--allow-different-data", action="store_true",
+                   help="gate even where the sides ran different utterances (judged on the ones both share); "
+                        "by default such a gate is refused (exit 2), since the change may be the data's")
     p.add_argument("--format", dest="fmt", default="table", choices=("table", "md", "csv", "json"),
                    help="table (terminal), md (Markdown), csv (one line per condition and metric) or json "
                         "(default: table)")
@@ -49,6 +53,16 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"no condition of {', '.join(labels[1:])} matches one of {labels[0]} "
                         f"({'; '.join(cmp.unmatched[:4])}); compare results of the same conditions")
     gates = Gates(args.max_wer_increase, args.max_rtf_increase, args.max_energy_increase)
+    differ = cmp.different_data
+    if gates.items() and differ and not args.allow_different_data:
+        p = differ[0]
+        d = p.data
+        shared = "" if d.n_shared is None else f", {d.n_shared} shared"
+        raise UserError(f"the sides ran different utterances ({p.label}: {labels[0]} {d.n_baseline}, "
+                        f"{p.candidate} {d.n_candidate}{shared}"
+                        + (f"; {len(differ) - 1} more condition(s) too" if len(differ) > 1 else "")
+                        + "), so a gate could judge the data, not the change: the gate is refused. Compare runs "
+                          "on the same data, or pass --allow-different-data to gate on the shared utterances.")
     failures = cmp.gate_failures(gates)
     if args.fmt == "json":
         print(json.dumps(to_json(cmp, gates)))

@@ -29,7 +29,8 @@ def _folders(prefix: str = "", **_) -> list[str]:
         entries = sorted(p for p in parent.iterdir() if p.is_dir())
     except OSError:
         return []
-    shown = [str(p) + "/" if str(parent) != "." or prefix.startswith("./") else p.name + "/" for p in entries]
+    typed = prefix[:prefix.rfind("/") + 1]  # the folder part as typed ("./", "~/x/", ""): kept as it was
+    shown = [typed + p.name + "/" for p in entries]
     return [s for s in shown if s.startswith(prefix)]
 
 
@@ -38,8 +39,28 @@ def _experiments(prefix: str = "", **_) -> list[str]:
     return [n for n in names if n.startswith(prefix)]
 
 
+def _models(prefix: str = "", parsed_args: argparse.Namespace | None = None, **_) -> list[str]:
+    """``--model``: model names (installed folders in --models-dir, installable, shipped in an image, hub
+    names), or folders where the prefix is a path (starts with /, . or ~)."""
+    if prefix.startswith(("/", ".", "~")):
+        return _folders(prefix)
+    from ..models.hub import HF_REPOS, HUB_REPOS
+    from ..models.resolve import PACKAGED, default_models_dir, is_model_dir
+
+    folder = getattr(parsed_args, "models_dir", None) or default_models_dir()
+    try:
+        installed = [p.name for p in Path(folder).iterdir() if is_model_dir(p)]
+    except OSError:
+        installed = []
+    bundled = [n for b in backends.BACKENDS.values() for n in b.bundled_models]
+    names = dict.fromkeys([*sorted(installed), *PACKAGED, *bundled, *HUB_REPOS, *HF_REPOS])
+    return [n for n in names if n.startswith(prefix)]
+
+
 def setting_completer(rule: st.Rule) -> Callable[..., list[str]] | None:
     """The completer for one setting's flag, from its Rule; None where any text goes."""
+    if rule.flag == "--model":
+        return _models
     if rule.kind == "choice":
         return _choices(rule.choices)
     if rule.kind == "backend":

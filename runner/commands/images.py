@@ -90,10 +90,16 @@ def list_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_console(quiet: bool) -> Console:
+    """Where build logs go: stderr, each line with its time; never the source line that logged it
+    (rich's ``images.py:241`` means nothing to a user)."""
+    return Console(stderr=True, quiet=quiet, log_path=False)
+
+
 def main(args: argparse.Namespace) -> int:
     if args.images_cmd == "list":
         return list_images(args)
-    console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
+    console = build_console(bool(getattr(args, "quiet", False)))
     if args.images_cmd == "versions":
         from ..images import freshness
 

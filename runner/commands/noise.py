@@ -7,6 +7,7 @@ type, as the sweep uses), so the file is exactly what the model was given.
 from __future__ import annotations
 
 import argparse
+import difflib
 from pathlib import Path
 
 import soundfile as sf
@@ -26,10 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pv = sub.add_parser("preview", help="write one noisy utterance to a WAV file")
     pv.add_argument("--data", default="data/default", help="dataset (default: data/default)")
     pv.add_argument("--id", default=None, help="utterance id (default: the first)")
-    pv.add_argument("--type", required=True, help=" | ".join(NOISE_TYPES))
+    pv.add_argument("--type", required=True, help="the noise: " + " | ".join(NOISE_TYPES))
     pv.add_argument("--snr", type=float, required=True, help="signal-to-noise ratio in dB")
     pv.add_argument("--files", type=Path, default=None, help="folder of noise recordings (type file)")
-    pv.add_argument("--babble-talkers", type=int, default=4)
+    pv.add_argument("--babble-talkers", type=int, default=4, metavar="N",
+                    help="talkers mixed for --type babble, at least 1 (default: 4)")
     pv.add_argument("--out", type=Path, required=True,
                     help=f"file to write: {' or '.join(f.upper() for f in WRITE_FORMATS.values())} "
                          f"({', '.join(WRITE_FORMATS)})")
@@ -49,7 +51,18 @@ def check_out(out: Path) -> str:
     return fmt
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """The flags' own problems, named by their flags (not the settings' names), before any audio is read."""
+    if args.type not in NOISE_TYPES:
+        near = difflib.get_close_matches(args.type, NOISE_TYPES, n=1)
+        raise UserError(f"--type {args.type}: not a noise type" + (f"; did you mean {near[0]}?" if near else "")
+                        + f" (one of {', '.join(NOISE_TYPES)})")
+    if args.babble_talkers < 1:
+        raise UserError(f"--babble-talkers {args.babble_talkers}: babble needs at least 1 talker")
+
+
 def main(args: argparse.Namespace) -> int:
+    check_flags(args)
     fmt = check_out(args.out)
     ds = load_dataset(args.data)
     utts = {u.id: u for u in ds.utterances}

@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "./report with several)")
     p.add_argument("--no-figures", action="store_true", help="the table and the HTML page only, no PNG figures")
     p.add_argument("--format", dest="fmt", default="table", choices=FORMATS,
-                   help="the table on stdout: table (terminal), md (Markdown) or csv (default: table)")
+                   help="the table on stdout: table (terminal), md (Markdown) or csv (numbers, one column per "
+                        "figure with its unit in the header) (default: table)")
     p.add_argument("--worst", type=int, default=worst_mod.TOP_N, metavar="N",
                    help=f"list the N worst utterances by WER and by latency (default {worst_mod.TOP_N}; 0: none)")
 

@@ -34,20 +34,25 @@ from ..wording import plural
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Every setting's option from its metadata (runner/settings.py), then the run-only options."""
-    settings.add_arguments(p)
-    p.add_argument("--out", default=None, help="run folder (default: results/<backend>-<model>-<quant>-<time>)")
-    p.add_argument("--models-dir", type=Path, default=None,
-                   help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
-    p.add_argument("--engine", default="docker",
-                   help="docker | local: the entrypoint as a host process (default: docker)")
-    p.add_argument("--offline", action="store_true",
-                   help="never download: a hub name that is not installed is refused (default: off, it is "
-                        "downloaded on the host at its pinned commit, models/hub-pins.json)")
-    p.add_argument("--container-network", "--allow-download", dest="container_network", action="store_true",
-                   help="give the backend container a network, so that its library may download what it needs "
-                        "into models/hub-cache (whisperx's alignment model); hub models never need it")
-    p.add_argument("--format", dest="fmt", default=None, choices=FORMATS,
-                   help="the result table: table (terminal), md (Markdown) or csv, on stdout (default: table)")
+    groups = settings.add_arguments(p)  # the help's sections: model, data, decode, ..., output
+    groups["output"].add_argument("--out", default=None,
+                                  help="run folder (default: results/<backend>-<model>-<quant>-<time>)")
+    groups["model"].add_argument("--models-dir", type=Path, default=None,
+                                 help="installed models (default: $EDGEASR_MODELS_DIR or ./models)")
+    groups["container"].add_argument("--engine", default="docker",
+                                     help="docker | local: the entrypoint as a host process (default: docker)")
+    groups["model"].add_argument("--offline", action="store_true",
+                                 help="never download: a hub name that is not installed is refused (default: "
+                                      "off, it is downloaded on the host at its pinned commit, "
+                                      "models/hub-pins.json)")
+    groups["container"].add_argument("--container-network", "--allow-download", dest="container_network",
+                                     action="store_true",
+                                     help="give the backend container a network, so that its library may "
+                                          "download what it needs into models/hub-cache (whisperx's alignment "
+                                          "model); hub models never need it")
+    groups["output"].add_argument("--format", dest="fmt", default=None, choices=FORMATS,
+                                  help="the result table: table (terminal), md (Markdown) or csv (numbers, one "
+                                       "column per figure), on stdout (default: table)")
 
 
 def default_out(backend: str, model: str, quant: str) -> str:
@@ -154,6 +159,7 @@ def main(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if getattr(args, "json", False) and (spec.out / "summary.json").exists():
             print(json.dumps(json.loads((spec.out / "summary.json").read_text(encoding="utf-8"))))
+            args.result_printed = True  # stdout has its JSON: the CLI prints no error object over it
         raise
     return show_result(summary, spec.out, console, as_json=getattr(args, "json", False),
                        fmt=getattr(args, "fmt", None) or "table")
@@ -168,7 +174,7 @@ def show_result(summary: dict[str, Any], out: Path, console: Console, *, as_json
     if busy:
         console.print(line(("warning", "yellow"), f": the host was busy during the timed window ({busy}); speed "
                            "and energy include that work"))
-    console.print(line(f"run folder: {out}"))
+    console.print(line(f"run folder: {out}"), soft_wrap=True)  # a path is never wrapped
     if as_json:
         print(json.dumps(summary))
     if summary["status"] == "error":

@@ -82,7 +82,7 @@ def print_outcome(outcome: SweepOutcome, console: Console, target: bool = False)
         c = r["condition"]
         where = f"{c.get('target')} " if target else ""
         console.print(line("  ", (r["status"], "red"), f" {where}{c['model']} {c['quant']} {c['noise_type']} "
-                           f"{c['snr_db']} repeat {c['repeat']}: {r['error']}"))
+                           f"{c['snr_db']} repeat {int(c.get('repeat') or 0) + 1}: {r['error']}"))
 
 
 def draw_report(out: Path, console: Console) -> None:
@@ -237,8 +237,9 @@ class SweepConsoleView:
                       disable=self.console.quiet) as progress:
             self.progress = progress
             if self.cluster is None:
-                self.overall = progress.add_task("sweep", total=n_pending, info="")
-                self.current = progress.add_task("", total=1, info="")
+                # nothing to run (a resumed sweep that is done): no "0/0" bar; the condition's bar from its start
+                self.overall = progress.add_task("sweep", total=n_pending, info="", visible=n_pending > 0)
+                self.current = progress.add_task("", total=1, info="", visible=False)
             else:
                 self.added(list(start.todo), info="waiting for its node")
             yield
@@ -248,7 +249,7 @@ class SweepConsoleView:
         if self.progress is None or not n:
             return
         if self.cluster is None:
-            self.progress.update(self.overall, total=self._total(self.overall) + n)
+            self.progress.update(self.overall, total=self._total(self.overall) + n, visible=True)
             return
         totals: dict[str, int] = {}
         for job, pending in todo:
@@ -279,7 +280,7 @@ class SweepConsoleView:
 
         def start(cond) -> None:
             progress.reset(self.current, total=len(cond.ids), description=f"{job.label} · {cond.label}",
-                           info=self._info())
+                           info=self._info(), visible=True)
 
         def done(_cond, summary: dict[str, Any]) -> None:
             wer, rtf = summary.get("wer"), summary.get("rtf")

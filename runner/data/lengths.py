@@ -71,7 +71,8 @@ def plan_items(durations: Sequence[tuple[str, float, str | None]], targets: Sequ
     total = sum(d for _, d, _ in durations) + gap_s * (len(durations) - 1)
     too_long = [t for t in targets if t > total]
     if too_long:
-        raise UserError(f"the source dataset holds {total:.1f} s of speech in all, less than "
+        gaps = f" ({len(durations)} utterances and the {gap_s:g} s gaps between them)" if gap_s else ""
+        raise UserError(f"the source dataset holds {total:.1f} s of audio in all{gaps}, less than "
                         f"{', '.join(f'{t:g}' for t in too_long)} s; use shorter --seconds or a larger --from "
                         f"dataset (an item never repeats an utterance)")
     items = []

@@ -6,6 +6,13 @@ value in the baseline and another single value in the candidate (the image, the 
 model...) is what is being compared, not a reason for two conditions not to match. Two single-condition
 folders (two runs) always match.
 
+Data: a matched pair is compared on the utterances both sides ran, by id and content hash (each utterance's
+``audio_sha256``; by id and reference in records from before it was written). Where the sets differ, WER,
+CER, RTF and latency are recomputed from each side's utterances.jsonl over the shared ones (peak RSS and
+energy stay each side's whole run), and the comparison says how many it used; a gate on different data is
+refused by the command unless asked for (``--allow-different-data``). Without utterance records only the
+counts can be compared.
+
 Deltas: WER in percentage points, RTF, p50 latency and energy per audio second in percent, peak RSS in MiB.
 A delta the repeats cannot tell from noise is marked: Welch's t-test at 95 % where both sides have at least
 2 repeats ("within noise"), "no repeats" where either side has one. The regression gates
@@ -19,14 +26,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from ..backends import BACKENDS
+from ..errors import UserError
+from ..results import read_jsonl
 from ..untrusted import csv_text
 from .aggregate import AggregateRow, Stat, aggregate, t975
 from .comparable import not_comparable
-from .records import GroupKey, KeyNames, Sweep, format_axis_value
+from .records import ConditionRecord, GroupKey, KeyNames, Sweep, display_names, format_axis_value
 from .sweep_table import Cell, TableModel
 
 
@@ -76,6 +86,33 @@ class Delta:
         return BY_NAME[self.metric]
 
 
+BY_HASH = "id and content hash"
+BY_REFERENCE = "id and reference"  # records written before utterances carried audio_sha256
+BY_COUNT = "utterance count (no utterances.jsonl on a side)"
+
+
+@dataclass(frozen=True)
+class DataMatch:
+    """The utterances a matched pair was compared on: how many both sides share (None: a side has no
+    utterance records, so only the counts were compared), how many each side ran, and how they were matched."""
+
+    n_shared: int | None
+    n_baseline: int | None
+    n_candidate: int | None
+    by: str
+
+    @property
+    def differs(self) -> bool:
+        """The two sides did not run the same utterances (or, without records, not as many)."""
+        if self.n_shared is None:
+            return self.n_baseline != self.n_candidate
+        return not (self.n_shared == self.n_baseline == self.n_candidate)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_shared": self.n_shared, "n_baseline": self.n_baseline, "n_candidate": self.n_candidate,
+                "by": self.by, "differs": self.differs}
+
+
 @dataclass(frozen=True)
 class Pair:
     """A baseline condition and its match in one candidate."""
@@ -85,6 +122,7 @@ class Pair:
     baseline_row: AggregateRow
     candidate_row: AggregateRow
     deltas: tuple[Delta, ...]
+    data: DataMatch = DataMatch(None, None, None, BY_COUNT)
 
     def delta(self, metric: str) -> Delta:
         return next(d for d in self.deltas if d.metric == metric)
@@ -116,6 +154,11 @@ class Comparison:
     pairs: tuple[Pair, ...]
     ignored: tuple[str, ...]  # key fields left out of the matching: what the sides differ in as a whole
     unmatched: tuple[str, ...]  # one line per condition of either side with no match on the other
+
+    @property
+    def different_data(self) -> list[Pair]:
+        """The pairs whose sides ran different utterances."""
+        return [p for p in self.pairs if p.data.differs]
 
     def gate_failures(self, gates: Gates) -> list[str]:
         """One sentence per condition and gate exceeded (or that could not be checked); [] when all pass."""
@@ -213,19 +256,21 @@ def within_bounds(a: Stat, b: Stat) -> bool:
 def compare(baseline: Sweep, candidates: Sequence[tuple[str, Sweep]], baseline_label: str = "baseline") -> Comparison:
     """Match each candidate's conditions with the baseline's and compute every delta."""
     base_rows = aggregate(baseline.records)
+    base_recs = _records_by_key(baseline.records)
     pairs: list[Pair] = []
     unmatched: list[str] = []
     ignored_all: list[str] = []
     for cand_label, cand in candidates:
         cand_rows = aggregate(cand.records)
+        cand_recs = _records_by_key(cand.records)
         if len(base_rows) == 1 and len(cand_rows) == 1:  # two runs: they are the comparison
             ignored = sorted(set(_fields(base_rows[0].key)) | set(_fields(cand_rows[0].key)))
             ignored = [n for n in ignored if _fields(base_rows[0].key).get(n) != _fields(cand_rows[0].key).get(n)]
         else:
             ignored = ignored_fields(base_rows, cand_rows)
         for n in ignored:
-            text = f"{n} ({_value_text(n, _fields(base_rows[0].key).get(n))} → " \
-                   f"{_value_text(n, _fields(cand_rows[0].key).get(n))})"
+            before, after = _values_text(n, base_rows[0].key, cand_rows[0].key)
+            text = f"{n} ({before} → {after})"
             if text not in ignored_all:
                 ignored_all.append(text)
         labels = _labeller([r.key for r in (*base_rows, *cand_rows)], ignored)
@@ -240,14 +285,108 @@ def compare(baseline: Sweep, candidates: Sequence[tuple[str, Sweep]], baseline_l
                 unmatched.append(f"{labels(b.key)}: only in {baseline_label}")
                 continue
             used.add(k)
-            pairs.append(Pair(labels(b.key), cand_label, b, c,
-                              tuple(delta(m.metric, b.stat(m.metric), c.stat(m.metric), not_comparable(m.metric, b, c))
-                                    for m in COMPARED)))
+            b_on, c_on, data = on_shared_data(b, base_recs[b.key], c, cand_recs[c.key])
+            pairs.append(Pair(labels(b.key), cand_label, b_on, c_on,
+                              tuple(delta(m.metric, b_on.stat(m.metric), c_on.stat(m.metric),
+                                          not_comparable(m.metric, b_on, c_on)) for m in COMPARED),
+                              data))
         for k, c in by_key.items():
             if k not in used:
                 unmatched.append(f"{labels(c.key)}: only in {cand_label}")
     return Comparison(baseline_label, tuple(lbl for lbl, _ in candidates), tuple(pairs), tuple(ignored_all),
                       tuple(unmatched))
+
+
+def _records_by_key(records: Sequence[ConditionRecord]) -> dict[GroupKey, list[ConditionRecord]]:
+    out: dict[GroupKey, list[ConditionRecord]] = {}
+    for rec in records:
+        out.setdefault(rec.key, []).append(rec)
+    return out
+
+
+def _utterance_rows(rec: ConditionRecord) -> list[dict[str, Any]] | None:
+    """The record's utterances.jsonl rows, or None when it has none to read."""
+    if rec.folder is None or not (rec.folder / "utterances.jsonl").is_file():
+        return None
+    return [r for r in read_jsonl(rec.folder / "utterances.jsonl")
+            if isinstance(r.get("id"), str) and r.get("status") != "not_run"]  # an interrupt: never its data
+
+
+def _identity(row: Mapping[str, Any], by_hash: bool) -> tuple[str, str]:
+    return (row["id"], str(row.get("audio_sha256") if by_hash else row.get("reference")))
+
+
+def on_shared_data(b: AggregateRow, b_recs: Sequence[ConditionRecord], c: AggregateRow,
+                   c_recs: Sequence[ConditionRecord]) -> tuple[AggregateRow, AggregateRow, DataMatch]:
+    """Both rows over the utterances both sides ran, and how many those are (module docstring)."""
+    rows = {id(r): _utterance_rows(r) for r in (*b_recs, *c_recs)}
+    if any(v is None for v in rows.values()):
+        def count(recs: Sequence[ConditionRecord]) -> int | None:
+            counts = {r.summary.get("n_utterances") for r in recs}
+            return next(iter(counts)) if len(counts) == 1 else None
+        return b, c, DataMatch(None, count(b_recs), count(c_recs), BY_COUNT)
+    every = [row for v in rows.values() for row in v or ()]
+    by_hash = bool(every) and all(row.get("audio_sha256") for row in every)
+    sets = {k: {_identity(row, by_hash) for row in v or ()} for k, v in rows.items()}
+    b_all = set().union(*(sets[id(r)] for r in b_recs))
+    c_all = set().union(*(sets[id(r)] for r in c_recs))
+    shared = set.intersection(*sets.values())
+    data = DataMatch(len(shared), len(b_all), len(c_all), BY_HASH if by_hash else BY_REFERENCE)
+    if not data.differs:
+        return b, c, data
+
+    def restricted(recs: Sequence[ConditionRecord]) -> AggregateRow:
+        out = []
+        for rec in recs:
+            kept = [row for row in rows[id(rec)] or () if _identity(row, by_hash) in shared]
+            out.append(replace(rec, summary=rescored(rec.summary, kept)))
+        row = aggregate(out)[0]
+        return replace(row, key=recs[0].key)
+
+    return restricted(b_recs), restricted(c_recs), data
+
+
+def rescored(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The summary with its accuracy and speed figures scored again over ``rows`` alone (merge.score, the one
+    place they are computed); memory and energy stay the whole run's."""
+    from ..merge import score
+    from ..results import Summary, UtteranceResult
+
+    names = set(UtteranceResult.__dataclass_fields__)
+    utts = [UtteranceResult(**{n: row.get(n) for n in names}) for row in rows]
+    fresh = Summary(backend="", model="", quant="", device="", dataset="", status="ok")
+    try:
+        score(fresh, utts)
+    except (TypeError, ValueError, AttributeError) as exc:  # a file that was not the merge's own
+        raise UserError(f"an utterances.jsonl of {summary.get('model')} holds a row that is not a result the "
+                        f"merge wrote ({exc}); compare results edgeasr wrote.") from None
+    out = dict(summary)
+    unavailable = dict(summary.get("unavailable") or {})
+    for name in ("wer", "cer", "rtf", "rtfx", "latency_ms", "audio_s", "n_utterances", "n_failed", "n_scored"):
+        out[name] = getattr(fresh, name)
+        unavailable.pop(name, None)
+    unavailable.update(fresh.unavailable)
+    out["unavailable"] = unavailable
+    return out
+
+
+def _model_format(key: GroupKey) -> str:
+    backend = BACKENDS.get(key.backend)
+    return backend.model_format if backend is not None else ""
+
+
+def _values_text(name: str, a: GroupKey, b: GroupKey) -> tuple[str, str]:
+    """Both sides' values of a field they differ in, as "compared across" shows them. One model name on both
+    sides is told apart by what differs: its format (tiny.en ctranslate2 → tiny.en onnx), else its path."""
+    va, vb = _fields(a).get(name), _fields(b).get(name)
+    ta, tb = _value_text(name, va), _value_text(name, vb)
+    if name == "model" and ta == tb:
+        fa, fb = _model_format(a), _model_format(b)
+        if fa != fb:
+            return f"{ta} {fa}", f"{tb} {fb}"
+        names = display_names([a.model_id, b.model_id])
+        return names(a.model_id), names(b.model_id)
+    return ta, tb
 
 
 def _value_text(name: str, value: Any) -> str:
@@ -296,7 +435,10 @@ def format_change(d: Delta) -> str:
         return "n/a"
     spec = d.spec
     digits = 2 if spec.change == "points" else (1 if spec.change == "pct" else 0)
-    return f"{d.change:+.{digits}f} {spec.unit}" if spec.unit != "%" else f"{d.change:+.{digits}f} %"
+    text = f"{d.change:+.{digits}f}"
+    if float(text) == 0:  # "-0 MiB" or "+0.00 points" says a direction that is not there
+        text = f"{0:.{digits}f}"
+    return f"{text} {spec.unit}"
 
 
 def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
@@ -325,6 +467,7 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
                   "the samples cannot tell them apart, so it is not a regression"] if WITHIN_BOUNDS in marks else [])]
     if cmp.ignored:
         remarks.append("compared across: " + ", ".join(cmp.ignored))
+    remarks += data_remarks(cmp)
     remarks += [f"unmatched: {u}" for u in cmp.unmatched]
     if gates is not None:
         failures = cmp.gate_failures(gates)
@@ -334,6 +477,30 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
     return TableModel(title=f"{', '.join(cmp.candidates)} against {cmp.baseline}", subtitle="",
                       headers=headers, n_key_columns=2 if many else 1, rows=tuple(rows), notes=(),
                       remarks=tuple(remarks))
+
+
+def data_remarks(cmp: Comparison) -> list[str]:
+    """What data each pair was compared on: once when every pair ran the same utterances, else per pair."""
+    if not cmp.pairs:
+        return []
+    if not cmp.different_data:
+        by = {p.data.by for p in cmp.pairs}
+        counts = {p.data.n_shared for p in cmp.pairs}
+        if by == {BY_COUNT}:
+            return ["utterances: the same count on both sides, not checked one by one (no utterances.jsonl)"]
+        n = f"{next(iter(counts))} " if len(counts) == 1 else ""
+        return [f"compared on the same {n}utterances on both sides (by {' / '.join(sorted(by))})"]
+    out = []
+    for p in cmp.different_data:
+        d = p.data
+        sides = f"{cmp.baseline} {d.n_baseline}, {p.candidate} {d.n_candidate}"
+        if d.n_shared is None:
+            out.append(f"DIFFERENT DATA: {p.label}: {sides} utterances, not checked one by one (no "
+                       f"utterances.jsonl); the figures are each side's whole run")
+        else:
+            out.append(f"DIFFERENT DATA: {p.label}: compared on the {d.n_shared} shared utterances ({sides}; by "
+                       f"{d.by}); peak RSS and energy are each side's whole run")
+    return out
 
 
 def _stat_json(stat: Stat) -> dict[str, Any]:
@@ -348,7 +515,7 @@ def to_json(cmp: Comparison, gates: Gates) -> dict[str, Any]:
         "baseline": cmp.baseline,
         "candidates": list(cmp.candidates),
         "compared_across": list(cmp.ignored),
-        "pairs": [{"condition": p.label, "candidate": p.candidate,
+        "pairs": [{"condition": p.label, "candidate": p.candidate, "data": p.data.to_json(),
                    "metrics": {d.metric: {"baseline": _stat_json(d.baseline), "candidate": _stat_json(d.candidate),
                                           "change": d.change, "unit": d.spec.unit, "noise": d.noise,
                                           "not_comparable": d.not_comparable}
@@ -363,9 +530,11 @@ def to_json(cmp: Comparison, gates: Gates) -> dict[str, Any]:
 def to_csv(cmp: Comparison) -> str:
     """One line per matched condition, candidate and metric (long form, for spreadsheets and scripts)."""
     rows: list[list[Any]] = [["condition", "candidate", "metric", "baseline", "baseline_n", "candidate_value",
-                              "candidate_n", "change", "unit", "noise"]]
+                              "candidate_n", "change", "unit", "noise", "shared_utterances", "different_data"]]
     for p in cmp.pairs:
+        shared = "" if p.data.n_shared is None else p.data.n_shared
         for d in p.deltas:
             rows.append([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
-                         d.candidate.n, d.change, d.spec.unit, d.noise or d.not_comparable or ""])
+                         d.candidate.n, d.change, d.spec.unit, d.noise or d.not_comparable or "", shared,
+                         str(p.data.differs).lower()])
     return csv_text(rows)

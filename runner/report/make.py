@@ -19,6 +19,7 @@ from .aggregate import aggregate
 from .figures import write_figures
 from .html import REPORT_FILE, write_html
 from .records import KeyNames, axes_that_vary, format_axis_value, load_many
+from .numbers_csv import numbers_csv
 from .sweep_table import build_table, render
 
 WIDE = 200  # columns for the table when stdout is a file or pipe (rich would assume 80)
@@ -34,9 +35,11 @@ def worst_lines(sweep, rows, n: int) -> list[str]:
     def label(rec) -> str:
         k = rec.key
         parts = [names.model(k), k.quant, *(f"{p}={format_axis_value(k.axis(p))}" for p in axes), k.noise_label]
-        return " ".join(parts) + (f" repeat {rec.repeat}" if len({r.repeat for r in sweep.records}) > 1 else "")
+        return " ".join(parts)
 
-    sources = [(label(rec), worst_mod.read_utterances(rec.folder)) for rec in sweep.records if rec.folder]
+    several = len({r.repeat for r in sweep.records}) > 1  # an utterance once, at its worst repeat (from 1)
+    sources = [(label(rec), worst_mod.read_utterances(rec.folder), rec.repeat + 1 if several else None)
+               for rec in sweep.records if rec.folder]
     return worst_mod.lines(worst_mod.worst(sources, n))
 
 
@@ -58,7 +61,10 @@ def make_report(folders: list[Path], out: Path | None = None, *, fmt: str = "tab
         console = Console(width=WIDE, file=console.file)
     worst_found = worst_lines(sweep, rows, worst)
     if not quiet or fmt != "table":
-        render(build_table(rows, sweep.title), fmt, console)
+        if fmt == "csv":  # numbers, one column per figure with its unit (report/numbers_csv.py)
+            print(numbers_csv(rows), end="")
+        else:
+            render(build_table(rows, sweep.title), fmt, console)
         if fmt == "table":
             for item in worst_found:
                 console.print(line(item))

@@ -231,6 +231,9 @@ def load_results(path: Path) -> Sweep:
     """A sweep folder (conditions.jsonl) or a run folder (summary.json; conditions.jsonl with --repeats) as a
     Sweep: `report` and `compare` take either. UserError naming what a results folder must hold."""
     path = Path(path)
+    if path.is_file():
+        raise UserError(f"{path} is a file; pass the folder that holds it ({path.parent}): a run folder (holds "
+                        f"summary.json) or the folder a sweep wrote (holds {CONDITIONS_FILE}).")
     if not path.is_dir():
         raise UserError(f"results folder {path} does not exist; pass a run folder (holds summary.json) or the "
                         f"folder a sweep wrote (holds {CONDITIONS_FILE}).")

@@ -7,6 +7,7 @@ Energy that no sensor measured is one short line; the full reasons are in summar
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,31 @@ from ..host.load import busy_from_record
 from ..untrusted import csv_text, line, markdown
 from ..wording import plural
 from . import worst as worst_mod
+
+
+#: Columns for output that is not a terminal and has none behind it: wide enough that nothing is wrapped.
+UNWRAPPED = 200
+
+
+def real_width() -> int | None:
+    """The width of the terminal behind a pipe (``edgeasr run | tee log``): $COLUMNS, else stderr's or stdin's
+    terminal; None where there is none."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    for fd in (2, 0):
+        try:
+            return os.get_terminal_size(fd).columns
+        except OSError:
+            continue
+    return None
+
+
+def piped(console: Console) -> Console:
+    """``console`` itself on a terminal; else one of the real width (or UNWRAPPED), never rich's 80 columns
+    for a file, which wrapped paths and quotes in the middle."""
+    if console.is_terminal:
+        return console
+    return Console(file=console.file, width=real_width() or UNWRAPPED, quiet=console.quiet)
 
 
 def _fmt(value: Any, fmt: str = "{:.3f}", unit: str = "") -> str:
@@ -31,6 +57,19 @@ def _why(s: dict[str, Any], name: str) -> str:
     return f": {reason}" if reason else ""
 
 
+#: Percentiles over fewer utterances than this say their n: p99 of 20 values is the largest of them.
+SMALL_N_PERCENTILES = 100
+
+
+def _small_n(s: dict[str, Any]) -> str:
+    """" (n = 3)" after percentiles over few utterances (the ones transcribed); "" otherwise."""
+    try:
+        n = int(s["n_utterances"]) - int(s.get("n_failed") or 0) - int(s.get("n_not_run") or 0)
+    except (KeyError, TypeError, ValueError):
+        return ""
+    return f" (n = {n})" if n < SMALL_N_PERCENTILES else ""
+
+
 def title(s: dict[str, Any]) -> str:
     return f"{s['backend']} · {s['model']} · {s['quant']} · {s['device']} · {s['dataset']}"
 
@@ -40,7 +79,8 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     lat = s.get("latency_ms") or {}
     rows = [
         ("status", s["status"] + (f" ({s['error']})" if s.get("error") else "")),
-        ("utterances", f"{plural(s['n_utterances'], 'utterance')} ({s['n_failed']} failed, {s['n_scored']} scored, "
+        ("utterances", f"{plural(s['n_utterances'], 'utterance')} ({s['n_failed']} failed, "
+                       + (f"{s['n_not_run']} not run, " if s.get("n_not_run") else "") + f"{s['n_scored']} scored, "
                        f"{s['n_unreferenced']} without reference)"),
         ("audio", _fmt(s.get("audio_s"), "{:.1f}", " s")),
         ("WER", _fmt(s.get("wer"), "{:.2%}") + (f"  (S {s['sub']} D {s['del']} I {s['ins']})"
@@ -48,7 +88,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("CER", _fmt(s.get("cer"), "{:.2%}")),
         ("RTF", _fmt(s.get("rtf"), "{:.4f}") + (f"  (RTFx {s['rtfx']:.1f})" if s.get("rtfx") else "")),
         ("latency p50/p90/p99", " / ".join(_fmt(lat.get(k), "{:.0f}", " ms") for k in ("p50", "p90", "p99"))
-         if lat else "unavailable"),
+         + _small_n(s) if lat else "unavailable"),
         ("model load", _fmt(s.get("load_s"), "{:.2f}", " s")),
         ("warm-up", _fmt(s.get("warmup_s"), "{:.2f}", " s")),
         ("peak RSS", _fmt(s.get("peak_rss_mb"), "{:.0f}", " MiB")),
@@ -129,17 +169,48 @@ def markdown_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The run view's CSV columns: (header, path in the summary, factor). One number per figure, its unit in the
+#: header (a ratio as wer_pct is x100); the settings and the status as text; an unavailable figure is empty.
+CSV_COLUMNS: tuple[tuple[str, tuple[str, ...], float], ...] = (
+    *((name, (name,), 1.0) for name in ("backend", "model", "quant", "device", "dataset", "status", "n_utterances",
+                                        "n_failed", "n_not_run", "n_scored", "n_unreferenced", "audio_s")),
+    ("wer_pct", ("wer",), 100.0), ("sub", ("sub",), 1.0), ("del", ("del",), 1.0), ("ins", ("ins",), 1.0),
+    ("cer_pct", ("cer",), 100.0), ("rtf", ("rtf",), 1.0), ("rtfx", ("rtfx",), 1.0),
+    ("latency_p50_ms", ("latency_ms", "p50"), 1.0), ("latency_p90_ms", ("latency_ms", "p90"), 1.0),
+    ("latency_p99_ms", ("latency_ms", "p99"), 1.0), ("load_s", ("load_s",), 1.0),
+    ("warmup_s", ("warmup_s",), 1.0), ("peak_rss_mib", ("peak_rss_mb",), 1.0),
+    ("model_size_mb", ("model_size_mb",), 1.0), ("energy_total_j", ("energy", "total_j"), 1.0),
+    ("energy_dynamic_j", ("energy", "dynamic_j"), 1.0), ("j_per_audio_s", ("energy", "j_per_audio_s"), 1.0),
+    ("power_avg_w", ("energy", "avg_w"), 1.0), ("power_peak_w", ("energy", "peak_w"), 1.0),
+    ("idle_baseline_w", ("energy", "baseline_w"), 1.0),
+)
+
+
+def _at(s: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        s = s.get(part) if isinstance(s, dict) else None
+    return s
+
+
 def csv_summary(s: dict[str, Any]) -> str:
-    return csv_text([("name", "value"), *summary_rows(s)])
+    """The run as CSV: a header line and one line of numbers (``CSV_COLUMNS``), the host's busy reason last;
+    the display strings of the table ("12.50%  (S 2 D 0 I 0)") are never a cell."""
+    values = []
+    for _, path, factor in CSV_COLUMNS:
+        v = _at(s, path)
+        if isinstance(v, bool) or v is None:
+            v = None
+        elif isinstance(v, (int, float)) and factor != 1.0:
+            v = round(v * factor, 10)
+        values.append("" if v is None else v)
+    return csv_text([[h for h, _, _ in CSV_COLUMNS] + ["host_busy"], values + [host_busy(s) or ""]])
 
 
 def run_worst(summary: dict[str, Any], folder: Path | None, n: int = worst_mod.TOP_N) -> worst_mod.Worst:
     """The run's worst utterances: its own utterances.jsonl, or each repeat's (``repeats.folders``)."""
     folders = [Path(f) for f in ((summary.get("repeats") or {}).get("folders") or [])] or [folder]
-    sources = []
-    for i, f in enumerate(folders):
-        label = f"repeat {i}" if len(folders) > 1 else ""
-        sources.append((label, worst_mod.read_utterances(f)))
+    sources = [("", worst_mod.read_utterances(f), i + 1 if len(folders) > 1 else None)
+               for i, f in enumerate(folders)]  # one line per utterance, its repeat counted from 1
     return worst_mod.worst(sources, n)
 
 
@@ -157,7 +228,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, folde
     if fmt == "csv":
         print(csv_summary(summary), end="")
         return
-    console = console or Console()
+    console = piped(console or Console())
     console.print(summary_table(summary))
-    for item in worst_mod.lines(bad):
-        console.print(line((item, "" if item.startswith(" ") else "bold")))
+    for item in worst_mod.lines(bad):  # a quote is never wrapped in its middle (the terminal wraps, if any)
+        console.print(line((item, "" if item.startswith(" ") else "bold")), soft_wrap=True)

@@ -8,7 +8,7 @@ hypothesis, shortened to a line.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class WorstUtterance:
     duration_s: float | None
     reference: str | None
     hypothesis: str | None
+    repeat: int | None = None  # the repeat it was at its worst in, counted from 1 as progress counts them
+    n_repeats: int = 1  # the repeats it was read from (one line for all of them)
 
 
 @dataclass(frozen=True)
@@ -52,25 +54,37 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def worst(sources: Iterable[tuple[str, Sequence[Mapping[str, Any]]]], n: int = TOP_N) -> Worst:
+Source = tuple  # (label, utterances) or (label, utterances, repeat counted from 1)
+
+
+def worst(sources: Iterable[Source], n: int = TOP_N) -> Worst:
     """The ``n`` utterances with the highest WER (above 0) and the ``n`` slowest, over (label, utterances)
-    pairs. One utterance of one condition appears once per list, at its worst (repeats are not n entries)."""
+    or (label, utterances, repeat) sources. One utterance of one condition (label) appears once per list, at its
+    worst, saying which of its repeats that was: repeats are never n entries of one utterance."""
     best: dict[tuple[str, str], WorstUtterance] = {}
     slow: dict[tuple[str, str], WorstUtterance] = {}
-    for where, utts in sources:
+    repeats: dict[str, set[int]] = {}
+    for source in sources:
+        where, utts, repeat = (*source, None)[:3]
+        if repeat is not None:
+            repeats.setdefault(where, set()).add(repeat)
         for u in utts:
             if u.get("status") != "ok":
                 continue
             item = WorstUtterance(id=str(u.get("id")), where=where, wer=_number(u.get("wer")),
                                   latency_s=_number(u.get("latency_s")), duration_s=_number(u.get("duration_s")),
-                                  reference=u.get("reference"), hypothesis=u.get("hypothesis"))
+                                  reference=u.get("reference"), hypothesis=u.get("hypothesis"), repeat=repeat)
             key = (where, item.id)
             if item.wer is not None and item.wer > 0 and (key not in best or item.wer > (best[key].wer or 0)):
                 best[key] = item
             if item.latency_s is not None and (key not in slow or item.latency_s > (slow[key].latency_s or 0)):
                 slow[key] = item
-    by_wer = sorted(best.values(), key=lambda u: (-(u.wer or 0), u.where, u.id))[:n]
-    by_latency = sorted(slow.values(), key=lambda u: (-(u.latency_s or 0), u.where, u.id))[:n]
+
+    def counted(items: Iterable[WorstUtterance]) -> list[WorstUtterance]:
+        return [replace(u, n_repeats=len(repeats.get(u.where, ())) or 1) for u in items]
+
+    by_wer = sorted(counted(best.values()), key=lambda u: (-(u.wer or 0), u.where, u.id))[:n]
+    by_latency = sorted(counted(slow.values()), key=lambda u: (-(u.latency_s or 0), u.where, u.id))[:n]
     return Worst(tuple(by_wer), tuple(by_latency))
 
 
@@ -86,7 +100,8 @@ def describe(u: WorstUtterance, by: str) -> str:
     figure = (f"WER {u.wer:.0%}" if by == "wer" else
               f"latency {u.latency_s * 1000:.0f} ms" + (f" for {u.duration_s:.1f} s of audio"
                                                        if u.duration_s is not None else ""))
-    where = f"{u.where} · " if u.where else ""
+    where = " ".join(x for x in (u.where, f"repeat {u.repeat} of {u.n_repeats}" if u.n_repeats > 1 else "") if x)
+    where = f"{where} · " if where else ""
     return f'{figure} · {where}{u.id} · ref "{_short(u.reference)}" · hyp "{_short(u.hypothesis)}"'
 
 

@@ -212,6 +212,7 @@ def test_interrupt_removes_the_container(ready, tmp_path):
         assert "0 of 21 utterances finished" in err and "rerun the command" in err
         s = _summary(out)
         assert s["status"] == "interrupted" and s["error"] == f"interrupted by {sig.name}"
+        assert s["n_not_run"] == 21 and s["n_failed"] == 0  # never reached: not failures (issue 28 item 7)
         assert not client.containers.list(all=True, filters={"label": f"org.edgeasr.owner.folder={out}"})
 
 

@@ -196,7 +196,7 @@ def test_report_csv_is_one_line_per_condition(tmp_path, capsys):
     assert report_cmd.main(_report_args(str(FIXTURE), "--no-figures", "--out", str(tmp_path / "r"),
                                         "--format", "csv")) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("model,quant,noise,runs,WER %") and len(lines) == 13
+    assert lines[0].startswith("backend,model,quant,device,dataset") and "wer_pct" in lines[0] and len(lines) == 13
 
 
 # ---------------------------------------------------------------- worst utterances
@@ -266,7 +266,7 @@ def test_run_summary_as_markdown_and_csv():
     md = markdown_summary(s)
     assert md.startswith("**faster-whisper") and "| WER | 10.00%" in md
     lines = csv_summary(s).splitlines()
-    assert lines[0] == "name,value" and any(x.startswith("RTF,") for x in lines)
+    assert len(lines) == 2 and lines[0].startswith("backend,model,quant") and ",rtf," in lines[0]
 
 
 def test_sweep_table_as_markdown_escapes_pipes():

@@ -19,11 +19,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import write_tone
+from helpers import tone_spec
 
 from runner import execute, merge, plan, validate
 from runner.experiment import Condition
-from runner.spec import Settings, TelemetrySettings, build_run_spec
 from runner.telemetry.samplers.base import NullSampler
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "group_raw"
@@ -33,17 +32,7 @@ NAN, INF = float("nan"), float("inf")
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory):
     """A resolved spec over two one-second tones (ids a, b) with references; built once for the module."""
-    root = tmp_path_factory.mktemp("spec")
-    models = root / "models" / "tiny.en"
-    models.mkdir(parents=True)
-    (models / "model.bin").write_bytes(b"x")
-    (models / "config.json").write_text("{}")
-    for uid in ("a", "b"):
-        write_tone(root / "d" / f"{uid}.wav")
-        (root / "d" / f"{uid}.txt").write_text(f"{uid} tone")
-    settings = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
-                        dataset=str(root / "d"), telemetry=TelemetrySettings(sampler="none"))
-    return build_run_spec(settings, out=str(root / "sweep"), models_dir=root / "models")
+    return tone_spec(tmp_path_factory.mktemp("spec"), "sweep")
 
 
 def _rows(name: str) -> list[dict]:

@@ -293,7 +293,7 @@ def test_wrong_types_name_the_expected_type(tmp_path):
         "x.yaml: defaults.decode.beam_size: expected an integer >= 1, got 1.5",
         "x.yaml: defaults.decode.temperature: expected a number >= 0, got -1",
         "x.yaml: defaults.decode.language: expected a non-empty string or null, got false",
-        "x.yaml: defaults.decode.threads: expected an integer >= 0 or null, got -2",
+        "x.yaml: defaults.decode.threads: expected an integer >= 1 or null, got -2",
         "x.yaml: defaults.decode.batch_size: expected an integer >= 1, got 0",
         "x.yaml: defaults.noise.clean: expected true or false, got 'yes'",
         "x.yaml: defaults.noise.babble_talkers: expected an integer >= 1, got 0",

@@ -35,8 +35,13 @@ def test_items_of_one_length_start_at_different_utterances_and_a_missing_referen
 
 def test_a_length_beyond_the_whole_dataset_and_a_bad_list_are_clear_errors():
     """No item repeats an utterance, so a target longer than all the speech is refused, naming the total."""
-    with pytest.raises(UserError, match="holds 4.0 s of speech"):
+    with pytest.raises(UserError, match="holds 4.0 s of audio in all"):
         plan_items([("a", 2.0, "x"), ("b", 2.0, "y")], [30.0], per_length=1, gap_s=0.0)
+    # the utterances' audio holds pauses and the joins add gaps: audio, never "speech" (issue 28 item 7)
+    with pytest.raises(UserError) as exc:
+        plan_items([("a", 2.0, "x"), ("b", 2.0, "y")], [30.0], per_length=1, gap_s=0.5)
+    assert "4.5 s of audio in all (2 utterances and the 0.5 s gaps between them)" in str(exc.value)
+    assert "speech" not in str(exc.value)
     with pytest.raises(UserError, match="'x' is not a number"):
         parse_seconds("1,x")
     with pytest.raises(UserError, match="positive"):

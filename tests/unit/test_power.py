@@ -334,21 +334,9 @@ def _engine(check) -> RecordedEngine:
 def test_execute_group_wraps_the_baseline_and_run_and_records_power_in_every_summary(board, tmp_path):
     """The executor applies spec.settings.power around the group, so the container runs at mode 3; every
     condition's summary.json carries requested / applied / observed / restored; the board is back at mode 0."""
-    from helpers import write_tone
+    from helpers import tone_spec
 
-    from runner.spec import Settings, TelemetrySettings, build_run_spec
-
-    models = tmp_path / "models" / "tiny.en"
-    models.mkdir(parents=True)
-    (models / "model.bin").write_bytes(b"x")
-    (models / "config.json").write_text("{}")
-    for uid in ("a", "b"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
-    s = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu", dataset=str(tmp_path / "d"),
-                 telemetry=TelemetrySettings(sampler="none"))
-    s = replace(s, power=PowerSettings(mode=3, settle_s=0))
-    spec = build_run_spec(s, out=str(tmp_path / "sweep"), models_dir=tmp_path / "models", engine="local")
+    spec = tone_spec(tmp_path, "sweep", engine="local", power=PowerSettings(mode=3, settle_s=0))
     conds = tuple(plan.PlannedCondition(k, "g", Condition(dataset=str(spec.dataset.path), noise_type="clean",
                                                           snr_db=None, repeat=i), {"type": "clean", "snr_db": None},
                                         "clean", ("a", "b"), result_dir=tmp_path / "conditions" / k)
