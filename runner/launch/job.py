@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeasr_entrypoint.contract import CONTRACT_VERSION
+from edgeasr_entrypoint.contract import CONTRACT_VERSION, OPTIONAL_DECODE
 
 from ..paths import AudioPlan, plan_audio_mounts
 from .docker_engine import BindMount
@@ -50,13 +50,19 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
         "quant": spec.quant,
         "backend_quant": spec.backend_quant,
         "device": spec.device,
-        "decode": spec.decode.to_json(),
+        "decode": job_decode(spec.decode.to_json()),
         "warmup": spec.warmup,
         "loaded_idle_s": spec.telemetry.loaded_idle_s if power_measured else 0.0,
         "allow_download": spec.allow_download,
         "utterances": [{"id": u.id, "audio": str(u.audio) if host_paths else plan.container_paths[u.id]}
                        for u in spec.dataset.readable],
     }
+
+
+def job_decode(decode: dict[str, Any]) -> dict[str, Any]:
+    """The job's decode settings: an optional field (contract OPTIONAL_DECODE: ctc_weight) only when it is set, so
+    that a job which does not use it is read by any image of this contract version."""
+    return {k: v for k, v in decode.items() if not (k in OPTIONAL_DECODE and v is None)}
 
 
 def make_mounts(spec: RunSpec, raw_dir: Path, plan: AudioPlan | None = None) -> list[BindMount]:

@@ -15,7 +15,9 @@ from typing import Dict, List, Optional, Tuple
 
 CONTRACT_VERSION = 3
 """Bumped whenever a job field or an event changes meaning. 3: a condition may carry ``decode`` overrides
-(IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings."""
+(IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings. Within 3, the
+optional ``decode.ctc_weight`` was added (OPTIONAL_DECODE): a job leaves it out unless it is set, so a job for
+any backend without joint decoding is what contract 3 always wrote, and images built before it read it."""
 
 EVENT_PREFIX = "EDGEASR_EVENT "
 """Each event is also printed to stdout as this prefix + one JSON object, for live progress on the host."""
@@ -98,11 +100,18 @@ class DecodeOptions:
     threads: int = 0
     batch_size: int = 1
     align: bool = False  # word alignment (whisperx); off by default: its model needs a download
+    # joint CTC/attention decoding (ESPnet): the CTC share of each hypothesis' score, 0 (attention only) to 1 (CTC
+    # only); None: the backend has no joint decoding
+    ctc_weight: Optional[float] = None
 
 
-IN_CONTAINER_DECODE = ("beam_size", "batch_size", "temperature", "language")
+IN_CONTAINER_DECODE = ("beam_size", "batch_size", "temperature", "language", "ctc_weight")
 """The decode fields a condition may override inside one loaded model (``conditions[i].decode``); the rest
 (threads, align) are fixed when the model loads. An adapter applies a change through ``set_decode``."""
+
+OPTIONAL_DECODE = ("ctc_weight",)
+"""Decode fields the host writes into a job only when they are set (not None): they were added within contract
+3, so a job that does not use them stays readable by every image of contract 3."""
 
 
 def decode_changes(old: DecodeOptions, new: DecodeOptions) -> List[str]:

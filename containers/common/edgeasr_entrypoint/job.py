@@ -55,6 +55,10 @@ def _check_decode(raw: dict, where: str) -> None:
         raise JobError(f"{where}.temperature must be a non-negative number, got {raw['temperature']!r}")
     if "language" in raw and raw["language"] is not None and not isinstance(raw["language"], str):
         raise JobError(f"{where}.language must be a language code or null, got {raw['language']!r}")
+    weight = raw.get("ctc_weight")
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                               or not 0 <= weight <= 1):
+        raise JobError(f"{where}.ctc_weight must be a number from 0 to 1 or null, got {weight!r}")
 
 
 def parse_job(data: dict) -> Job:
@@ -71,6 +75,7 @@ def parse_job(data: dict) -> Job:
     unknown = sorted(set(decode_raw) - known)
     if unknown:
         raise JobError(f"job.decode has unknown keys {unknown}; known: {sorted(known)}")
+    _check_decode(decode_raw, "job.decode")
     decode = DecodeOptions(**decode_raw)
     utts_raw = _require(data, "utterances", list)
     utterances = []
