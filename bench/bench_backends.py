@@ -21,15 +21,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _harness import QUICK_LIMIT, ROOT, harness_run, make_spec
 
 from runner.backends import BACKENDS, DEFAULT_MODEL
-from runner.run import execute_run
 from runner.errors import UserError
-from runner.models.resolve import default_models_dir
 from runner.settings import DecodeSettings, Settings, TelemetrySettings
-from runner.spec import build_run_spec
-
-ROOT = Path(__file__).resolve().parents[1]
 QUANT = "int8"
 
 
@@ -54,34 +50,43 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--backends", nargs="*", default=list(rows), choices=list(rows))
     ap.add_argument("--list", action="store_true", help="print the backends benchmarked, one per line, and stop")
+    ap.add_argument("--limit", type=int, default=None, help="first N utterances (default: all)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"CI's check that the bench still runs: {QUICK_LIMIT} utterances")
     args = ap.parse_args()
     if args.list:
         print("\n".join(rows))
         return 0
+    if args.quick:
+        args.limit = QUICK_LIMIT
     tmp = Path(tempfile.mkdtemp(prefix="edgeasr-bench-backends-"))
     results: dict[str, str] = {}
+    rtf: dict[str, float] = {}
     try:
         for backend in args.backends:
             model, quant = rows[backend]
             settings = Settings(backend=backend, model=model, quant=quant, device="cpu", dataset=args.data,
+                                limit=args.limit,
                                 decode=DecodeSettings(beam_size=args.beam_size, threads=args.threads),
                                 telemetry=TelemetrySettings(sampler="none", baseline_s=0.0))
             try:
-                spec = build_run_spec(settings, out=str(tmp / backend), models_dir=default_models_dir())
-                s = execute_run(spec)
+                s = harness_run(make_spec(settings, tmp / backend))
             except UserError as exc:
                 results[backend] = f"unavailable: {exc}"
                 continue
             if s["status"] != "ok":
                 results[backend] = f"failed: {s['error']}"
                 continue
+            rtf[backend] = s["rtf"]
             results[backend] = (f"{model:8s} {quant:5s} RTF {s['rtf']:.4f}  RTFx {s['rtfx']:6.1f}  WER {s['wer']:.4f}  "
                                 f"load {s['load_s']:.2f} s  peak RSS {s['peak_rss_mb']:.0f} MB")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"tiny.en across inference libraries (cpu, beam {args.beam_size}, same utterances: {args.data})")
+    first = next(iter(rtf), None)  # the table's first library that ran: the others' RTF as a ratio of its
     for backend, line in results.items():
-        print(f"  {backend:15s} {line}")
+        ratio = f"  RTF/{first} {rtf[backend] / rtf[first]:.2f}" if backend in rtf and rtf[first] else ""
+        print(f"  {backend:15s} {line}{ratio}")
     return 0
 
 

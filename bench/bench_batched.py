@@ -14,21 +14,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _harness import QUICK_LIMIT, ROOT, harness_run, make_spec
 
 from runner.backends import BACKENDS
-from runner.run import execute_run
 from runner.errors import UserError
 from runner.launch import docker_engine
-from runner.models.resolve import default_models_dir
-from runner.spec import build_run_spec
-
-ROOT = Path(__file__).resolve().parents[1]
+from runner.settings import DecodeSettings, Settings, TelemetrySettings
 
 
-def rtfx(backend: str, model: str, quant: str, data: str, batch_size: int, out: Path) -> float:
-    spec = build_run_spec(backend=backend, model=model, quant=quant, device="cpu", data=data, out=str(out),
-                          models_dir=default_models_dir(), batch_size=batch_size, telemetry="none")
-    summary = execute_run(spec)
+def rtfx(backend: str, model: str, quant: str, data: str, batch_size: int, out: Path, limit: int | None) -> float:
+    settings = Settings(backend=backend, model=model, quant=quant, device="cpu", dataset=data, limit=limit,
+                        decode=DecodeSettings(batch_size=batch_size), telemetry=TelemetrySettings(sampler="none"))
+    summary = harness_run(make_spec(settings, out))
     if summary["status"] != "ok":
         raise UserError(f"{backend} batch {batch_size} failed: {summary['error']}")
     return summary["rtfx"]
@@ -40,11 +37,17 @@ def main() -> int:
     ap.add_argument("--quant", default="int8")
     ap.add_argument("--data", default=str(ROOT / "data" / "default"))
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--limit", type=int, default=None, help="first N utterances (default: all)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"CI's check that the bench still runs: {QUICK_LIMIT} utterances, faster-whisper only")
     args = ap.parse_args()
+    if args.quick:
+        args.limit = QUICK_LIMIT
+    names = ("faster-whisper",) if args.quick else ("faster-whisper", "whisperx")
     client = docker_engine.connect()
     tmp = Path(tempfile.mkdtemp(prefix="edgeasr-bench-batched-"))
     try:
-        for name in ("faster-whisper", "whisperx"):
+        for name in names:
             backend = BACKENDS.get(name)
             if backend is None:
                 print(f"{name:15s} not available: no such backend in this build")
@@ -54,8 +57,8 @@ def main() -> int:
             except UserError as exc:
                 print(f"{name:15s} not available: {exc}")
                 continue
-            seq = rtfx(name, args.model, args.quant, args.data, 1, tmp / f"{name}-seq")
-            bat = rtfx(name, args.model, args.quant, args.data, args.batch_size, tmp / f"{name}-bat")
+            seq = rtfx(name, args.model, args.quant, args.data, 1, tmp / f"{name}-seq", args.limit)
+            bat = rtfx(name, args.model, args.quant, args.data, args.batch_size, tmp / f"{name}-bat", args.limit)
             print(f"{name:15s} RTFx sequential {seq:.1f}, batched (batch {args.batch_size}) {bat:.1f}, "
                   f"throughput ratio batched/sequential {bat / seq:.2f}")
     finally:

@@ -91,7 +91,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--groups", type=int, default=4)
     p.add_argument("--limit", type=int, default=8, help="utterances per group")
+    p.add_argument("--quick", action="store_true", help="CI's check that the bench still runs: 2 groups of 2 "
+                                                        "utterances (the speed-up is then mostly start-up)")
     args = p.parse_args()
+    if args.quick:
+        args.groups, args.limit = 2, 2
     tmp = Path(tempfile.mkdtemp(prefix="edgeasr-bench-fleet-"))
     try:
         exp = experiment(tmp, args.groups, args.limit)

@@ -28,16 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _harness import QUICK_LIMIT, QUICK_REPEATS, ROOT, harness_run, make_spec
 from rich.console import Console
 
-from runner.run import execute_run
 from runner.images.build import parse_versions_label
 from runner.images.freshness import pip_newest
 from runner.launch import docker_engine
-from runner.models.resolve import default_models_dir
-from runner.spec import build_run_spec
-
-ROOT = Path(__file__).resolve().parents[1]
+from runner.settings import DecodeSettings, Settings, TelemetrySettings
 
 TARGET_RATIO = 1.05
 TARGET_OVERHEAD_S = 3.0
@@ -126,7 +123,13 @@ def main() -> int:
     ap.add_argument("--bare-in-container", action="store_true",
                     help="also run the bare script in a container of the image (a third side): on a shared engine "
                          "it shares the engine's CPU share with the harness, which the host process does not")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"CI's check that the bench still runs: {QUICK_REPEATS} pair, {QUICK_LIMIT} utterances, no "
+                         "newest line, and the bare script in a container of the image only (no host venv to "
+                         "install); its ratio is a smoke figure, not a measurement")
     args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.limit, args.no_newest, args.bare_in_container = QUICK_REPEATS, QUICK_LIMIT, True, True
     console = Console(stderr=True)
 
     client = docker_engine.connect()
@@ -136,7 +139,7 @@ def main() -> int:
     if len(pins) != len(BARE_LIBS):
         raise SystemExit(f"{args.image} has no org.edgeasr.versions label naming {', '.join(BARE_LIBS)} "
                          f"({labels.get('org.edgeasr.versions')!r}): cannot match its versions")
-    same_python = bench_env(pins, console)
+    same_python = None if args.quick else bench_env(pins, console)
     newest_python, newest = None, {}
     if not args.no_newest:
         newest = {lib: pip_newest(lib) for lib in BARE_LIBS}
@@ -150,9 +153,11 @@ def main() -> int:
     try:
         data = subset(Path(args.data), args.limit, tmp / "data")
         for i in range(args.repeats):
-            spec = build_run_spec(backend="faster-whisper", model=args.model, quant=args.quant, device="cpu",
-                                  data=str(data), out=str(tmp / f"run{i}"), models_dir=default_models_dir(),
-                                  image=args.image, beam_size=args.beam_size, threads=args.threads, baseline_s=1.0)
+            spec = make_spec(Settings(backend="faster-whisper", model=args.model, quant=args.quant, device="cpu",
+                                      dataset=str(data), image=args.image,
+                                      decode=DecodeSettings(beam_size=args.beam_size, threads=args.threads),
+                                      telemetry=TelemetrySettings(baseline_s=1.0)),
+                             tmp / f"run{i}")
             files = [u.audio for u in spec.dataset.utterances]
             threads = spec.decode.threads
 
@@ -163,7 +168,7 @@ def main() -> int:
                 return result["rtf"]
 
             def run_harness() -> float:
-                summary = execute_run(spec)
+                summary = harness_run(spec)
                 if summary["status"] != "ok":
                     raise SystemExit(f"harness run failed: {summary['error']}")
                 if summary["decode"]["threads"] != threads:
@@ -171,7 +176,9 @@ def main() -> int:
                 overheads.append(summary["overhead_s"])
                 return summary["rtf"]
 
-            sides = [("bare", lambda: bare.append(run_bare(same_python))), ("harness", lambda: harness.append(run_harness()))]
+            sides = [("harness", lambda: harness.append(run_harness()))]
+            if same_python is not None:
+                sides.insert(0, ("bare", lambda: bare.append(run_bare(same_python))))
             if newest_python is not None and newest_python != same_python:
                 sides.append(("bare-newest", lambda: bare_new.append(run_bare(newest_python))))
             if args.bare_in_container:
@@ -181,7 +188,8 @@ def main() -> int:
             for _name, side in (sides if i % 2 == 0 else sides[::-1]):
                 others.append(len(client.containers.list()))  # none of them is ours: the sides run in turn
                 side()
-            console.print(f"pair {i + 1}/{args.repeats}: harness {harness[-1]:.4f}  bare {bare[-1]:.4f}"
+            console.print(f"pair {i + 1}/{args.repeats}: harness {harness[-1]:.4f}"
+                          + (f"  bare {bare[-1]:.4f}" if bare else "")
                           + (f"  bare-newest {bare_new[-1]:.4f}" if bare_new else "")
                           + (f"  bare-container {bare_ctr[-1]:.4f}" if bare_ctr else "")
                           + f"  ({time.monotonic() - t_start:.0f} s)")
@@ -189,12 +197,14 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"image {args.image}: " + ", ".join(f"{k} {v}" for k, v in pins.items())
-          + f"; bare venv {same_python.parents[1].name} holds the same")
+          + (f"; bare venv {same_python.parents[1].name} holds the same" if same_python is not None else
+             "; the bare script runs in a container of the image (--quick)"))
     print(f"model {args.model} {args.quant}, beam {args.beam_size}, threads {threads} on both sides "
           f"(harness --threads, bare cpu_threads), {len(files)} utterances, {args.repeats} interleaved pairs")
-    print(f"RTF harness median {statistics.median(harness):.4f} min {min(harness):.4f}; "
-          f"bare median {statistics.median(bare):.4f} min {min(bare):.4f}")
-    print(ratios_line("(same versions)", harness, bare, target=True))
+    print(f"RTF harness median {statistics.median(harness):.4f} min {min(harness):.4f}"
+          + (f"; bare median {statistics.median(bare):.4f} min {min(bare):.4f}" if bare else ""))
+    if bare:
+        print(ratios_line("(same versions)", harness, bare, target=True))
     if bare_ctr:
         print(ratios_line("(bare in a container of the image)", harness, bare_ctr, target=True))
     if args.no_newest:

@@ -75,11 +75,12 @@ WHISPER_HUB_NAMES = (
 
 #: The decode choices (dotted paths): the settings a condition may change inside one loaded model (the
 #: contract's IN_CONTAINER_DECODE) and the ones a model may not honour at all. threads and align are not among
-#: them: every backend takes a thread count, and align is checked as a capability (``align``).
+#: them: every backend takes a thread count, and align is checked as a capability (``align``). ctc_weight is the
+#: weight of joint CTC/attention decoding (ESPnet); a model without it decodes with none (null).
 DECODE_CHOICES = tuple(f"decode.{name}" for name in IN_CONTAINER_DECODE)
 #: What the entrypoint varies inside one loaded model for the Whisper backends that decode with the library's
-#: own search: every decode choice.
-WHISPER_IN_CONTAINER = DECODE_CHOICES
+#: own search: every decode choice but the CTC weight (they have no joint decoding).
+WHISPER_IN_CONTAINER = ("decode.beam_size", "decode.batch_size", "decode.temperature", "decode.language")
 #: The decode choices that change the memory a loaded model holds (batch activations, padded inputs): freed
 #: memory stays resident in the process, so a condition after a larger one would report the larger one's memory
 #: (issue 22, item 1). An axis over one of them makes one container per value, whatever ``in_container`` says.
@@ -130,17 +131,32 @@ def _show(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-# transformers decodes a CTC model by argmax over its logits: no beam search, no sampling, no language token.
-# The batch size it honours (transcribe_batch pads and masks a batch).
+# Every backend without joint CTC/attention decoding (the Whisper libraries, pocketsphinx): all the other
+# choices, and no CTC weight (null). A row's facts unless it names its own.
+NO_JOINT_DECODE = DecodeFacts(
+    what="a model of this backend", why="has no joint CTC/attention decoding (no CTC weight to set)",
+    honours=WHISPER_IN_CONTAINER, fixed={"decode.ctc_weight": None},
+)
+# transformers decodes a CTC model by argmax over its logits: no beam search, no sampling, no language token, and
+# only the CTC scores (a CTC weight of 1). The batch size it honours (transcribe_batch pads and masks a batch).
 CTC_DECODE = DecodeFacts(
     what="a CTC model", why="decodes greedily (argmax)", honours=("decode.batch_size",),
-    fixed={"decode.beam_size": 1, "decode.temperature": 0.0, "decode.language": None},
+    fixed={"decode.beam_size": 1, "decode.temperature": 0.0, "decode.language": None, "decode.ctc_weight": 1.0},
 )
 # onnxruntime's numpy decoder loop: greedy or beam search over the exported decoder, no sampling. The batch size
 # is taken (decoded one utterance at a time, as for any backend without batching).
 ONNX_DECODE = DecodeFacts(
-    what="its ONNX decoder", why="has no sampling (greedy or beam search only)",
-    honours=("decode.beam_size", "decode.batch_size", "decode.language"), fixed={"decode.temperature": 0.0},
+    what="its ONNX decoder", why="has no sampling (greedy or beam search only) and no CTC branch",
+    honours=("decode.beam_size", "decode.batch_size", "decode.language"),
+    fixed={"decode.temperature": 0.0, "decode.ctc_weight": None},
+)
+# ESPnet's joint CTC/attention beam search (espnet2's Speech2Text): beam size and CTC weight; no sampling, and no
+# language prompt (an ESPnet ASR model transcribes the language of its token list). The batch size is taken
+# (decoded one utterance at a time).
+ESPNET_DECODE = DecodeFacts(
+    what="an ESPnet ASR model", why="decodes by joint CTC/attention beam search, without sampling or a language "
+                                    "prompt", honours=("decode.beam_size", "decode.batch_size", "decode.ctc_weight"),
+    fixed={"decode.temperature": 0.0, "decode.language": None},
 )
 
 
@@ -160,6 +176,11 @@ class ImageDef:
     image: str  # default tag built by `edgeasr images build`
     build_dir: str  # folder under containers/
     parent: str | None = None  # an ImageDef built first and used as this one's BASE_IMAGE (its packages too)
+    #: The Python the image runs (its base's: runner/images/build.py BASES), and so the wheels its wheelhouse holds.
+    python: str = "3.11"
+    #: Pinned packages PyPI has only as a source distribution, all pure Python: the host packs each into a wheel
+    #: (``pip wheel``, nothing compiled) before filling the wheelhouse, so the build still installs wheels only.
+    source_only: tuple[str, ...] = ()
 
     @property
     def dockerfile(self) -> Path:
@@ -207,8 +228,11 @@ class Backend(ImageDef):
     #: (contract: a condition's ``decode`` overrides). A sweep axis over one of these stays a condition of one
     #: container; any other axis makes a new container (group). Noise and repeats are always in-container.
     in_container: tuple[str, ...] = ()
-    #: What every model of this backend honours of the decode choices (None: all of them, at any value).
-    decode_facts: DecodeFacts | None = None
+    #: What every model of this backend honours of the decode choices (default: all but the CTC weight).
+    decode_facts: DecodeFacts = NO_JOINT_DECODE
+    #: Decode settings this backend decodes with when the user sets none (dotted path -> value): a setting whose
+    #: default is null ("the backend's"), such as ctc_weight. Not hashed (a mapping).
+    decode_defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     #: Per kind of model (MODEL_KINDS, as runner.models.resolve.model_kind reads a folder): facts that replace
     #: ``decode_facts`` for that kind. A choice a kind does not honour is not varied inside its loaded model
     #: either (in_container_for), so a sweep axis over it makes one container per value. Not hashed (a mapping).
@@ -224,15 +248,18 @@ class Backend(ImageDef):
         unknown = sorted(set(self.model_kinds) - set(MODEL_KINDS))
         if unknown:
             raise ValueError(f"backend {self.name}: unknown model kinds {unknown}; known: {', '.join(MODEL_KINDS)}")
+        wrong = sorted(p for p in self.decode_defaults if p not in self.decode_facts.honours)
+        if wrong:
+            raise ValueError(f"backend {self.name}: decode defaults for choices it does not honour: {wrong}")
+        object.__setattr__(self, "decode_defaults", MappingProxyType(dict(self.decode_defaults)))
 
-    def facts(self, kind: str | None) -> DecodeFacts | None:
+    def facts(self, kind: str | None) -> DecodeFacts:
         """The decode facts of a model of ``kind`` (None: unknown, the row's own) with this backend."""
         return self.model_kinds.get(kind, self.decode_facts) if kind else self.decode_facts
 
     def honours(self, kind: str | None = None) -> tuple[str, ...]:
         """The decode choices a model of ``kind`` honours with this backend, at any value."""
-        facts = self.facts(kind)
-        return DECODE_CHOICES if facts is None else facts.honours
+        return self.facts(kind).honours
 
     def in_container_for(self, kind: str | None = None, align: bool = False) -> tuple[str, ...]:
         """What the entrypoint varies inside one loaded model of ``kind`` (with decode.align ``align``): the
@@ -246,8 +273,7 @@ class Backend(ImageDef):
         """Why a model of ``kind`` cannot honour ``value`` for the decode setting ``path`` with this backend, or
         None when it can (always for a setting that is no decode choice). A model of unknown kind (None) is
         held to the row's own facts."""
-        facts = self.facts(kind)
-        return facts.problem(path, value) if facts is not None else None
+        return self.facts(kind).problem(path, value)
 
     def decode_refusal(self, path: str, value: Any, kind: str | None, model: str, origin: str) -> str | None:
         """The one sentence that refuses a decode value the user set, or None when the model honours it.
@@ -388,6 +414,29 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         no_variant="no JetPack 5 (r35) variant yet; pocketsphinx is CPU-only, so the JetPack 6 (Dockerfile.jetson) "
                    "recipe or an arm64 build of the x86 Dockerfile serves a JetPack 5 board's CPU",
     ),
+    Backend(
+        name="espnet",
+        library="torch",
+        quant_map=TORCH_QUANTS,
+        image="edgeasr/espnet:latest",
+        build_dir="espnet",
+        adapter="edgeasr_backend_espnet",
+        host_module="espnet2",
+        parent="torch-base-py313",
+        python="3.13",  # espnet 202609 and later need Python >= 3.12 (202511, the last for 3.11, does not resolve)
+        source_only=("antlr4-python3-runtime",),  # hydra-core's (espnet's) antlr4 4.9: pure Python, sdist only
+        model_format="espnet",
+        default_model="tiny-espnet-random",  # no ESPnet model is installable here (no model zoo; none on PyPI)
+        default_quant="fp32",
+        check_model="tiny-espnet-random",
+        platforms=("x86",),
+        no_variant="espnet runs on the x86 CPU only so far: its torch stack is the Python 3.13 one "
+                   "(edgeasr/torch-base:2.14-py3.13, PyPI's CUDA 13 torch wheels), for which no CUDA or Jetson "
+                   "variant exists yet; see containers/PLATFORMS.md, ESPnet",
+        in_container=("decode.beam_size", "decode.ctc_weight"),  # a new beam search over the loaded model
+        decode_facts=ESPNET_DECODE,
+        decode_defaults=MappingProxyType({"decode.ctc_weight": 0.3}),  # ESPnet's Conformer recipes decode with 0.3
+    ),
 )}
 
 
@@ -400,15 +449,7 @@ def default_model_quant(backend: object) -> tuple[str, str]:
 
 
 # Backends asked for and not buildable here: the name is known, and a run is refused with the reason.
-UNAVAILABLE: dict[str, str] = {
-    "espnet": (
-        "espnet does not install on the torch base (Python 3.11, torch 2.8): espnet 202609 and later need "
-        "Python >= 3.12, and 202511, the last release for 3.11, does not resolve with pip: its dependency ci_sdr "
-        "0.0.2 (a source distribution) declares a direct git URL dependency (padertorch @ git+https://...), "
-        "which pip refuses from PyPI, and its dependency pyworld is a source distribution only (it needs a C "
-        "compiler and Python headers, which the offline image bases lack); see containers/PLATFORMS.md, ESPnet"
-    ),
-}
+UNAVAILABLE: dict[str, str] = {}
 
 
 def unavailable_reason(name: str) -> str | None:
@@ -416,11 +457,23 @@ def unavailable_reason(name: str) -> str | None:
     return UNAVAILABLE.get(name)
 
 
+def decode_default_text(path: str) -> str:
+    """How a decode setting's help names its default when the backend decides it (``decode_defaults``):
+    "the backend's (espnet: 0.3; none elsewhere)"."""
+    rows = ", ".join(f"{b.name}: {_show(b.decode_defaults[path])}" for b in BACKENDS.values()
+                     if path in b.decode_defaults)
+    return f"the backend's ({rows}; none elsewhere)" if rows else "none"
+
+
 # Images that are not backends: the runner itself (for `docker compose up sweep`), and the shared torch
 # stack that the torch backends are built on.
 RUNNER_IMAGE = ImageDef(name="runner", image="edgeasr/runner:latest", build_dir="runner")
 TORCH_BASE = ImageDef(name="torch-base", image="edgeasr/torch-base:2.8", build_dir="torch-base")
-IMAGES: dict[str, ImageDef] = {**BACKENDS, RUNNER_IMAGE.name: RUNNER_IMAGE, TORCH_BASE.name: TORCH_BASE}
+#: The Python 3.13 torch stack (Debian 13's Python), for backends whose releases need Python >= 3.12 (espnet).
+TORCH_BASE_PY313 = ImageDef(name="torch-base-py313", image="edgeasr/torch-base:2.14-py3.13",
+                            build_dir="torch-base-py313", python="3.13")
+IMAGES: dict[str, ImageDef] = {**BACKENDS, RUNNER_IMAGE.name: RUNNER_IMAGE, TORCH_BASE.name: TORCH_BASE,
+                               TORCH_BASE_PY313.name: TORCH_BASE_PY313}
 
 
 def get_image(name: str) -> ImageDef:

@@ -38,6 +38,7 @@ from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import audio_plan, host_path_map, image_contract, make_env, make_job, make_mounts
 from .launch.owner import Owner
+from .models.resolve import random_weights_reason
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
 from .results import ConditionRecord, Summary, UtteranceResult, write_json_atomic, write_jsonl_atomic
@@ -86,6 +87,10 @@ class GroupResult:
     run: ContainerRun | None
     interrupted: Interrupted | None = None
     power: Any = None
+    #: Where the group's wall went on the host (perf_counter seconds): baseline_s (the idle baseline and its
+    #: cool-down), container_s (engine.run: create, start, the container's life, exit), tail_s (sampling past
+    #: the end), final_s (the final merge and the trace), total_s. A sweep records them (sweep-timing.json).
+    timing_s: dict[str, float] = field(default_factory=dict)
 
 
 #: A condition's overhead figures (engine start, boot, exit, merge seconds), or what measures them when its
@@ -267,6 +272,9 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
                                   g.paths, limits.hypothesis_bytes, {r.id: r.text for r in rejected if r.id})
     scored = merge.score(summary, utts)
+    unscored = random_weights_reason(spec.model.host_dir)
+    if unscored is not None:
+        scored, utts = merge.not_a_result(scored, utts, unscored)
     whole = len(g.pending) == 1
     facts = merge.apply_container_facts(scored, merge.RawOutputs(events, transcripts,
                                                                  condition_status(events, status, whole)))
@@ -377,16 +385,19 @@ def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str,
     return out
 
 
-def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: bool, plan=None) -> dict[str, Any]:
+def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: bool, plan=None,
+                   power_measured: bool | None = None) -> dict[str, Any]:
     """The job spec the entrypoint reads (job.json): the group's settings and the pending conditions, in the
-    contract version the image speaks; UserError where the group needs a newer one (only this group fails)."""
+    contract version the image speaks; UserError where the group needs a newer one (only this group fails).
+    ``power_measured``: a sampler runs (no loaded-idle wait without one, launch/job.make_job)."""
     entries = [c.job_entry() for c in pending]
     if host_paths and job.noise_dir is not None:  # the local engine reads the noise files where they are
         entries = [replace(e, noise={**e.noise, "files": [str(job.noise_dir) + f[len(NOISE_TARGET):]
                                                           for f in e.noise["files"]]})
                    if "files" in e.noise else e for e in entries]
     spec = make_job(job.spec, plan, host_paths=host_paths, conditions=tuple(entries),
-                    version=image_contract(job.image.labels if job.image is not None else None))
+                    version=image_contract(job.image.labels if job.image is not None else None),
+                    power_measured=power_measured)
     problem = spec.version_problem(spec.contract_version)
     if problem:
         raise UserError(f"image {job.spec.image}: {problem}; rebuild it (edgeasr images build "
@@ -412,6 +423,8 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     conditions' error, never raised: the caller's other groups go on."""
     cb = callbacks or Callbacks()
     spec = job.spec
+    timing = {"baseline_s": 0.0, "container_s": 0.0, "tail_s": 0.0}
+    t_group = time.perf_counter()
     # A new, empty output folder for every attempt: what an earlier container left (links, FIFOs) is gone.
     raw_dir = fresh_folder(job.group_dir, "raw")
     t = spec.telemetry
@@ -461,12 +474,15 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
         # The operating point wraps the idle baseline too: dynamic energy is relative to the same point.
         with g.window, sampler:
             if reason is None:
+                t_base = time.perf_counter()
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
+                timing["baseline_s"] = time.perf_counter() - t_base
             g.load_before = hostload.snapshot(engine)
             if g.memory is not None:
                 g.memory.start()
+            t_run = time.perf_counter()
             try:
-                run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan), mounts,
+                run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan, reason is None), mounts,
                                  make_env(spec), on_event, launch)
                 if run.session_id is not None and g.owner is None:
                     g.owner = accounting.ProcessOwner.of(run)
@@ -477,10 +493,12 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
             finally:
                 if g.memory is not None:
                     g.memory.stop()
+            timing["container_s"] = time.perf_counter() - t_run
             g.load_after = hostload.snapshot(engine)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.
                 clock.sleep(1.5 * t.interval_ms / 1000.0)
+                timing["tail_s"] = 1.5 * t.interval_ms / 1000.0
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the container is gone; record what finished
         interrupted = Interrupted.of(exc)
     except UserError as exc:  # the operating point was refused (the device is restored; see its record)
@@ -491,6 +509,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     if interrupted is not None:
         interrupted = interrupted.with_power(g.power)
     old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)} if interrupted else {}
+    t_final = time.perf_counter()
     try:
         records = _final_pass(g, run, error, interrupted, cb)
     finally:
@@ -498,7 +517,9 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
             signal.signal(s, handler)
     if reason is None and sampler.samples:
         accounting.write_trace_csv(job.group_dir / "telemetry.csv", sampler.samples)
-    return GroupResult(records, g.baseline, run, interrupted, g.power)
+    now = time.perf_counter()
+    timing.update(final_s=now - t_final, total_s=now - t_group)
+    return GroupResult(records, g.baseline, run, interrupted, g.power, timing)
 
 
 def _finalize_safely(g: _Group, cond: PlannedCondition, error: str | None = None, status: dict | None = None,

@@ -181,6 +181,17 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
     return summary.unavailable_because(why, **got)
 
 
+def not_a_result(summary: Summary, utts: list[UtteranceResult],
+                 reason: str) -> tuple[Summary, list[UtteranceResult]]:
+    """The error rates of a model whose transcripts mean nothing (random weights) are not a result: unavailable,
+    with the reason, in place of a number a reader would take for an accuracy, in the summary and for each
+    utterance (whose hypothesis stays). Timings and memory stay. The summary so (a new one: it is frozen), and
+    the utterances without their WER."""
+    gone = dict.fromkeys(("wer", "cer", "sub", "deletions", "ins"))
+    return (summary.unavailable_because(dict.fromkeys(("wer", "cer", "sub", "del", "ins"), reason), **gone),
+            [replace(u, wer=None) for u in utts])
+
+
 def apply_container_facts(summary: Summary, raw: RawOutputs) -> Summary:
     """The summary with the load/warm-up/inference windows, memory and versions from the container's own
     records (a new one: it is frozen)."""

@@ -66,6 +66,7 @@ class Rule:
     unit: str = ""
     ge: float | None = None
     gt: float | None = None
+    le: float | None = None  # an upper bound (with ge: a closed range)
     null: bool = False
     choices: tuple[str, ...] = ()
     what: str = ""  # a choice's noun in messages: "a quant"
@@ -104,6 +105,10 @@ class DecodeSettings:
                                    "batched pipeline over VAD segments; transformers: N utterances per batch)")
     align: bool = setting(False, kind="bool", flag="--align",
                           help="whisperx word alignment (needs its model downloaded)")
+    ctc_weight: float | None = setting(None, kind="number", ge=0, le=1, null=True, flag="--ctc-weight",
+                                       help="joint CTC/attention decoding: the CTC share of each hypothesis' score "
+                                            "(0: attention decoder only, 1: CTC only); backends with joint decoding "
+                                            "only", default_text=_backends.decode_default_text("decode.ctc_weight"))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -428,7 +433,9 @@ class SettingError(ValueError):
 
 
 def _range_text(rule: Rule) -> tuple[str, str]:
-    """(file wording, CLI wording) of a number's range: ('>= 1', 'at least 1')."""
+    """(file wording, CLI wording) of a number's range: ('>= 1', 'at least 1'), ('from 0 to 1', 'from 0 to 1')."""
+    if rule.ge is not None and rule.le is not None:
+        return f" from {rule.ge:g} to {rule.le:g}", f"from {rule.ge:g} to {rule.le:g}"
     if rule.ge is not None:
         return f" >= {rule.ge:g}", (f"at least {rule.ge:g}" if rule.ge >= 1 else f">= {rule.ge:g}")
     if rule.gt is not None:
@@ -449,7 +456,8 @@ def _check(rule: Rule, value: Any, root: Path | None) -> Any:
         ok_type = int if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, ok_type) or not math.isfinite(value):
             raise SettingError([Problem(f"expected {want}, got {show(value)}", f"must be {want}, got {show(value)}")])
-        if (rule.ge is not None and value < rule.ge) or (rule.gt is not None and value <= rule.gt):
+        if (rule.ge is not None and value < rule.ge) or (rule.gt is not None and value <= rule.gt) or \
+                (rule.le is not None and value > rule.le):
             raise SettingError([Problem(f"expected {want}, got {show(value)}", f"must be {cli_rng}, got {value}")])
         return value if integer else float(value)
     if kind == "mode":  # an nvpmodel mode: its id (an integer >= 0) or its name (a string)

@@ -250,6 +250,9 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
     if s.limit:
         dataset = dataclasses.replace(dataset, utterances=dataset.utterances[:s.limit])
     threads = s.decode.threads
+    # A decode setting left at null takes the backend's own value (its row's decode_defaults: espnet's CTC weight).
+    backend_defaults = {path.split(".", 1)[1]: value for path, value in be.decode_defaults.items()
+                        if setting_value(s, path) is None}
     return RunSpec(
         backend=be,
         image=image or be.image,
@@ -259,7 +262,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         device=dev,
         dataset=dataset,
         out=out_path,
-        decode=dataclasses.replace(s.decode, threads=(os.cpu_count() or 1) if threads is None else threads),
+        decode=dataclasses.replace(s.decode, threads=(os.cpu_count() or 1) if threads is None else threads,
+                                   **backend_defaults),
         warmup=s.warmup,
         timeout_s=s.timeout_s,
         allow_download=allow_download,

@@ -28,6 +28,7 @@ Nothing here draws: a ``SweepView`` is told what happens and the commands render
 from __future__ import annotations
 
 import shutil
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,9 @@ class _Sweep:
                 self._after(done)
 
 
+TIMING_FILE = "sweep-timing.json"
+
+
 class LocalDispatcher:
     """The groups in turn on this host's engine (runner/execute.py); each container's idle baseline is the
     level the next one cools down to. ``callbacks_for(job)``: the view's progress for one group."""
@@ -292,6 +296,9 @@ class LocalDispatcher:
         self.sweep_id = stable_hash(str(out))
         self._queue: deque[Todo] = deque()
         self._baseline = None
+        #: Each group's host-side seconds (execute.GroupResult.timing_s with the container's engine start, boot
+        #: and exit), for sweep-timing.json: where a sweep's wall goes (bench/bench_sweep.py, issue 26)
+        self.timing: list[dict[str, Any]] = []
 
     def start(self) -> list[str]:
         return self.engine.reap((str(self.out),))
@@ -317,6 +324,10 @@ class LocalDispatcher:
             result = failed_group(job, pending, why, host=self.host, engine=self.engine.name)
             callbacks.on_notice(why)
         self._baseline = result.baseline or self._baseline
+        facts = (result.records[0]["summary"].get("overhead_s") or {}) if result.records else {}
+        self.timing.append({"group_dir": str(job.group_dir), "n_conditions": len(pending),
+                            **{k: facts[k] for k in ("engine_start_s", "boot_s", "exit_s") if k in facts},
+                            **result.timing_s})
         return [GroupDone(job, tuple(result.records), result.interrupted)]
 
     def cancel(self, interrupted: bool) -> None:
@@ -360,5 +371,10 @@ def local_sweep(exp, out: Path, view: LocalView, local: LocalOptions,
 
         prepare(exp, local.models_dir, engine=engine.name, log=view.note, status=view.status)
     planned = plan_sweep(exp, engine, local.models_dir, out, host=host, offline=local.offline, log=view.note)
-    return run_sweep(exp, out, FixedPlan(tuple(planned)), LocalDispatcher(engine, out, view.callbacks), view,
-                     options)
+    dispatcher = LocalDispatcher(engine, out, view.callbacks)
+    t0 = time.perf_counter()
+    outcome = run_sweep(exp, out, FixedPlan(tuple(planned)), dispatcher, view, options)
+    # Where this invocation's wall went on the host, beside the containers' own events (bench/bench_sweep.py);
+    # `edgeasr sweep` adds its report's seconds and its own total
+    write_json_atomic(out / TIMING_FILE, {"sweep_s": time.perf_counter() - t0, "groups": dispatcher.timing})
+    return outcome

@@ -1,16 +1,51 @@
 #!/usr/bin/env bash
-# Build a local Debian bookworm base image with python3 (debootstrap + docker import).
+# Build a local Debian base image with python3 (debootstrap + docker import).
 #
-# Why: where no container registry is reachable, no public base (python:3.11-slim-bookworm)
-# can be pulled, so the backend images are built FROM this one instead. Its python3 (3.11)
-# matches the cp311 wheels of the host-side wheelhouse. It carries FFmpeg's shared libraries
-# because torchcodec (pyannote-audio 4, whisperx's VAD) loads them and an offline build cannot
-# apt-get them. Needs root and debootstrap.
+# Why: where no container registry is reachable, no public base (python:3.11-slim-bookworm,
+# python:3.13-slim-trixie) can be pulled, so the images are built FROM a local one instead.
+# SUITE picks the Debian release and so the Python of the wheels the host-side wheelhouse
+# must hold (runner/images/build.py, BASES):
+#   bookworm (default): Python 3.11, the backends' base. It carries FFmpeg's shared libraries
+#     because torchcodec (pyannote-audio 4, whisperx's VAD) loads them and an offline build
+#     cannot apt-get them.
+#   trixie: Python 3.13, the base of the Python 3.13 torch stack (espnet 202609 and later need
+#     Python >= 3.12). No FFmpeg: nothing on it loads FFmpeg's libraries.
+# The mirror is MIRROR, else $DEBIAN_MIRROR, else the host's own (the first Debian archive in its
+# apt sources), else debootstrap's default. Needs root and debootstrap.
 #
-# usage: make-base.sh TAG [MIRROR]
+# usage: make-base.sh TAG [SUITE [MIRROR]]
 set -euo pipefail
-tag=${1:?usage: make-base.sh TAG [MIRROR]}
-mirror=${2:-${DEBIAN_MIRROR:-http://deb.debian.org/debian}}
+tag=${1:?usage: make-base.sh TAG [SUITE [MIRROR]]}
+suite=${2:-bookworm}
+apt_etc=${EDGEASR_APT_ETC:-/etc/apt}  # where the host's apt sources are (tests point it elsewhere)
+
+case $suite in
+  bookworm) include=python3,python3-venv,ca-certificates,libgomp1,libavcodec59,libavformat59,libavutil57,libavdevice59,libavfilter8,libswresample4,libswscale6 ;;
+  trixie) include=python3,python3-venv,ca-certificates,libgomp1 ;;
+  *) echo "make-base.sh: unknown suite '$suite'; choose bookworm (Python 3.11) or trixie (Python 3.13)" >&2; exit 2 ;;
+esac
+
+# The host's Debian mirror: the first URI of an enabled Debian archive entry in its apt sources (one-line
+# `deb URI suite ...` lists or deb822 `.sources` stanzas), leaving out security archives.
+host_mirror() {
+  local f
+  for f in "$apt_etc"/sources.list "$apt_etc"/sources.list.d/*.list; do
+    [[ -r $f ]] || continue
+    awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }' "$f"
+  done
+  for f in "$apt_etc"/sources.list.d/*.sources; do
+    [[ -r $f ]] || continue
+    awk 'BEGIN { RS = ""; FS = "\n" }
+         { types = ""; uris = ""; enabled = "yes"
+           for (i = 1; i <= NF; i++) {
+             split($i, kv, ":[ \t]*"); key = tolower(kv[1]); value = substr($i, length(kv[1]) + 2)
+             sub(/^[ \t]+/, "", value)
+             if (key == "types") types = value; else if (key == "uris") uris = value
+             else if (key == "enabled") enabled = tolower(value)
+           }
+           if (types ~ /(^|[ \t])deb([ \t]|$)/ && enabled != "no" && uris != "") { split(uris, u, /[ \t]+/); print u[1] } }' "$f"
+  done
+}
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "make-base.sh: debootstrap needs root; run it with sudo or pull a public base image instead" >&2
@@ -27,18 +62,23 @@ if ! command -v debootstrap >/dev/null; then
     exit 2
   fi
 fi
+if [[ ! -e ${DEBOOTSTRAP_DIR:-/usr/share/debootstrap}/scripts/$suite ]]; then
+  echo "make-base.sh: this debootstrap does not know $suite; upgrade it (apt-get install debootstrap)" >&2
+  exit 2
+fi
+
+mirror=${3:-${DEBIAN_MIRROR:-$(host_mirror | grep -v -i security | grep -m1 '/debian' || true)}}
 
 rootfs=$(mktemp -d /tmp/edgeasr-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
-echo "debootstrap bookworm into $rootfs (about a minute)..."
-debootstrap --variant=minbase \
-  --include=python3,python3-venv,ca-certificates,libgomp1,libavcodec59,libavformat59,libavutil57,libavdevice59,libavfilter8,libswresample4,libswscale6 \
-  bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
+echo "debootstrap $suite into $rootfs from ${mirror:-the default mirror of debootstrap} (about a minute)..."
+debootstrap --variant=minbase --include="$include" "$suite" "$rootfs" ${mirror:+"$mirror"} >"$rootfs.log" 2>&1 \
+  || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
 rm -f "$rootfs.log"
 # Keep the image small: apt lists and caches are not needed at run time.
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
 tar -C "$rootfs" -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
   --change 'CMD ["python3"]' \
-  --message "edgeasr local base: debian bookworm minbase + python3" - "$tag" >/dev/null
+  --message "edgeasr local base: debian $suite minbase + python3" - "$tag" >/dev/null
 echo "built $tag"

@@ -80,6 +80,8 @@ class FasterWhisperModel:
         fixed = [n for n in decode_changes(self._decode, decode) if n not in IN_CONTAINER_DECODE]
         if fixed:
             raise ValueError(f"{', '.join(fixed)} cannot change in a loaded model")
+        if decode.ctc_weight != self._decode.ctc_weight:
+            raise NotImplementedError("a Whisper model has no CTC branch: ctc_weight does not apply")
         multilingual = getattr(getattr(self._model, "model", None), "is_multilingual", True)
         if decode.language not in (None, "en") and not multilingual:  # faster-whisper would decode English
             raise ValueError(f"{self._job.model} is an English-only model: language {decode.language!r}")

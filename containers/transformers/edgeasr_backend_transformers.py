@@ -92,6 +92,8 @@ class TransformersModel:
         if fixed:
             raise ValueError(f"{', '.join(fixed)} cannot change in a loaded model")
         unused = [n for n in changes if n != "batch_size"]
+        if self.kind == "whisper" and "ctc_weight" in changes:
+            raise NotImplementedError("a Whisper model has no CTC branch: ctc_weight does not apply")
         if self.kind == "ctc" and unused:
             raise NotImplementedError(f"a CTC model decodes greedily (argmax): {', '.join(unused)} does not apply")
         if self.kind == "whisper" and "language" in changes and decode.language not in (None, "en") \

@@ -74,7 +74,8 @@ def main() -> int:
                        ("tiny-ctc-random", make_ctc)):
         folder = out / name
         make(folder)
-        (folder / "edgeasr-model.json").write_text(json.dumps({"name": name, "note": NOTE}, indent=2) + "\n")
+        (folder / "edgeasr-model.json").write_text(json.dumps({"name": name, "note": NOTE, "random_weights": True},
+                                                              indent=2) + "\n")
         print(f"wrote {folder}")
     return 0
 

@@ -123,6 +123,8 @@ class WhisperXModel:
         fixed = [n for n in changes if n not in IN_CONTAINER_DECODE]
         if fixed:
             raise ValueError(f"{', '.join(fixed)} cannot change in a loaded model")
+        if "ctc_weight" in changes:
+            raise NotImplementedError("a Whisper model has no CTC branch: ctc_weight does not apply")
         pipe = self._pipe
         options = None
         if "beam_size" in changes or "temperature" in changes:

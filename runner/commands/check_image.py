@@ -111,11 +111,13 @@ def _status_ok(status: dict[str, Any] | None) -> tuple[bool, str]:
 
 
 def tiny_job(backend: Backend, model: str, quant: str, data_dir: str = "/data") -> dict[str, Any]:
-    """The test job: the backend's model on cpu, greedy, one speech file and one corrupt file (speech.flac and
-    corrupt.flac in ``data_dir``, where the container sees them). Everything backend-specific is the row's."""
+    """The test job: the backend's model on cpu, greedy, English (unless the row's model takes no language), one
+    speech file and one corrupt file (speech.flac and corrupt.flac in ``data_dir``, where the container sees them).
+    Everything backend-specific is the row's."""
+    language = backend.decode_facts.fixed.get("decode.language", "en")
     return Job(contract_version=CONTRACT_VERSION, backend=backend.name, model=model, quant=quant,
                backend_quant=backend.backend_quant("cpu", quant), device="cpu",
-               decode=DecodeOptions(beam_size=1, temperature=0.0, language="en", threads=0, batch_size=1),
+               decode=DecodeOptions(beam_size=1, temperature=0.0, language=language, threads=0, batch_size=1),
                warmup=1, utterances=[UtteranceJob("speech", f"{data_dir}/speech.flac"),
                                      UtteranceJob("corrupt", f"{data_dir}/corrupt.flac")]).to_json()
 
@@ -220,7 +222,7 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
         resolved = resolve_backend_model(backend, model or default_model, models_dir, offline=True,
                                          onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
     except UserError as exc:
-        hint = "make tiny-models" if (model or default_model) == "tiny-whisper-random" else "make models"
+        hint = "make tiny-models" if (model or default_model).startswith("tiny-") else "make models"
         raise UserError(f"{exc} (the test job needs it: run `{hint}`, or pass --model)") from None
     work = Path(tempfile.mkdtemp(prefix="edgeasr-check-"))
     work.chmod(0o755)  # the container's unprivileged user must reach the data folder inside

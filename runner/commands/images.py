@@ -34,7 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     build.add_argument("backends", nargs="*", default=list(BACKENDS),
                        help=f"images to build: {', '.join(IMAGES)} (default: {' '.join(BACKENDS)})")
     build.add_argument("--base", default=PUBLIC_BASE,
-                       help=f"base image (default {PUBLIC_BASE}; falls back to a local debootstrapped bookworm)")
+                       help=f"base image of the Python 3.11 images (default {PUBLIC_BASE}; falls back to a local "
+                            "debootstrapped bookworm); the Python 3.13 ones (espnet) take python:3.13-slim-trixie, "
+                            "else a local debootstrapped trixie")
     build.add_argument("--no-wheelhouse", action="store_true",
                        help="do not fill the host-side wheelhouse; the build installs from the index itself")
     build.add_argument("--tag", default=None, help="image tag (only with one backend)")

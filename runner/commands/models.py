@@ -43,10 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     dl.add_argument("--models-dir", type=Path, default=None, help="installed models")
     lst = sub.add_parser("list", help="list installable and installed models")
     lst.add_argument("--models-dir", type=Path, default=None, help="installed models")
-    tiny = sub.add_parser("make-tiny", help="build tiny random Hugging Face models (Whisper, wav2vec2 CTC) "
-                                            "offline, in the transformers image, for pipeline tests")
+    tiny = sub.add_parser("make-tiny", help="build tiny random models offline, each in its backend's image, for "
+                                            "pipeline tests: Hugging Face Whisper and wav2vec2 CTC (transformers), an "
+                                            "ESPnet Conformer CTC/attention model (espnet)")
+    tiny.add_argument("backends", nargs="*", default=[], metavar="BACKEND",
+                      help="only these backends' tiny models (default: all)")
     tiny.add_argument("--models-dir", type=Path, default=None, help="installed models")
-    tiny.add_argument("--image", default=None, help="default: the transformers backend's image")
+    tiny.add_argument("--image", default=None, help="the image to build them in (one backend; default: its image)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -91,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
     if args.models_cmd == "make-tiny":
         from ..models.tiny_models import make_tiny_models
 
-        for folder in make_tiny_models(models_dir, args.image):
+        for folder in make_tiny_models(models_dir, args.image, args.backends or None):
             say(f"{folder.name}: built in {folder}")
         return 0
     for name, state, note in list_rows(models_dir):

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,7 +32,8 @@ from ..paths import home_problem
 from ..plan import GroupJob
 from ..report.make import make_report
 from ..report.worst import TOP_N
-from ..sweep import LocalOptions, SweepOptions, SweepOutcome, SweepStart, Todo, local_sweep
+from ..results import write_json_atomic
+from ..sweep import TIMING_FILE, LocalOptions, SweepOptions, SweepOutcome, SweepStart, Todo, local_sweep
 from ..telemetry.energy.live import live_power_text
 from ..untrusted import PlainColumn, line
 from ..wording import plural, seconds
@@ -95,6 +97,7 @@ def draw_report(out: Path, console: Console) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    t_main = time.perf_counter()
     console = Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
     exp = load_experiment(args.experiment)
     check_trusted_roots(exp, getattr(args, "audio_roots", None) or [])
@@ -126,9 +129,22 @@ def main(args: argparse.Namespace) -> int:
                              prepare=not getattr(args, "no_prepare", False),
                              offline=bool(getattr(args, "offline", False)))
         outcome = local_sweep(exp, out, view, local, options)
+    t_report = time.perf_counter()
     draw_report(out, console)
     print_outcome(outcome, console, target=cluster is not None)
+    if cluster is None:
+        add_timing(out, report_s=time.perf_counter() - t_report, total_s=time.perf_counter() - t_main)
     return outcome.exit_code
+
+
+def add_timing(out: Path, **seconds: float) -> None:
+    """The command's own seconds (its report, its whole) beside the sweep's in sweep-timing.json; a timing that
+    cannot be read or written is left as it is (it informs a bench, never the results)."""
+    path = out / TIMING_FILE
+    try:
+        write_json_atomic(path, {**json.loads(path.read_text(encoding="utf-8")), **seconds})
+    except (OSError, ValueError):
+        pass
 
 
 def check_trusted_roots(exp, confirmed: list[str]) -> None:

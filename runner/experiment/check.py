@@ -172,6 +172,10 @@ class Checker:
             return value
         if any(value in b.bundled_models for b in backends.BACKENDS.values()):
             return value  # a model an image ships (pocketsphinx's en-us); the backend checks the pairing
+        from ..models.tiny_models import NAMES as TINY
+
+        if value in TINY:
+            return value  # a tiny model `make tiny-models` makes in the models folder; the backend resolves it there
         folder = self.resolve(value)
         if is_model_dir(folder):
             return str(folder)

@@ -1,21 +1,25 @@
 """Build backend images through the Engine API: base image, wheelhouse, labels.
 
 Where no registry is reachable the public base cannot be pulled, so a local Debian
-bookworm base is made with debootstrap (containers/base/make-base.sh) and used
-instead. Python packages come from a host-side wheelhouse (filled with pip on the
-host, which reaches the package index even where builds do not), served to the
-build over loopback (wheel_server.py) and passed as the WHEELS_URL build argument;
-without it the Dockerfile installs from the index as usual.
+base is made with debootstrap (containers/base/make-base.sh) and used instead:
+bookworm for the Python 3.11 images, trixie for the Python 3.13 ones (BASES; each
+image's row names its Python). Python packages come from a host-side wheelhouse
+(filled with pip on the host, which reaches the package index even where builds do
+not, with wheels for the image's Python), served to the build over loopback
+(wheel_server.py) and passed as the WHEELS_URL build argument; without it the
+Dockerfile installs from the index as usual.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable
 
@@ -31,10 +35,34 @@ from ..launch.docker_engine import MANAGED_LABEL
 from ..launch.hardening import Hardening
 from .wheel_server import serve_wheelhouse
 
-PUBLIC_BASE = "python:3.11-slim-bookworm"
-LOCAL_BASE = "edgeasr/base:bookworm-ffmpeg"  # the tag names what it holds: a stale base is never reused
+
+@dataclass(frozen=True, kw_only=True)
+class BaseImage:
+    """The base of the images of one Python: a public image, and the local Debian one that make-base.sh builds
+    (debootstrap SUITE) where the public one cannot be pulled. Wheels for them must match the Python and may need
+    at most the suite's glibc."""
+
+    python: str
+    public: str
+    local: str  # the tag names what it holds: a stale base is never reused
+    suite: str
+    glibc_minor: int  # the suite's glibc 2.N: the newest manylinux_2_N wheel it runs
+
+    @property
+    def wheel_platforms(self) -> list[str]:
+        return ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, self.glibc_minor + 1)]
+
+
+BASES: dict[str, BaseImage] = {b.python: b for b in (
+    BaseImage(python="3.11", public="python:3.11-slim-bookworm", local="edgeasr/base:bookworm-ffmpeg",
+              suite="bookworm", glibc_minor=36),
+    BaseImage(python="3.13", public="python:3.13-slim-trixie", local="edgeasr/base:trixie", suite="trixie",
+              glibc_minor=41),
+)}
+PUBLIC_BASE = BASES["3.11"].public  # `--base`: the base of the Python 3.11 images (every image's but espnet's)
+LOCAL_BASE = BASES["3.11"].local
 WHEEL_PYTHON = "3.11"  # the python of both bases above; wheels must match it
-WHEEL_PLATFORMS = ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, 37)]
+WHEEL_PLATFORMS = BASES[WHEEL_PYTHON].wheel_platforms
 _PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(?:\[[A-Za-z0-9_.,\s\-]*\])?\s*==\s*([^\s;#]+)")  # name[extras]==version
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.+!\-]*")
@@ -162,24 +190,32 @@ def runner_image_problem(client: docker.DockerClient, ref: str) -> str | None:
 
 
 def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], None] = print) -> str:
-    """Return a base image that exists locally: `base` if present or pullable, else the local bookworm base."""
+    """Return a base image that exists locally: `base` if present or pullable, else the local Debian base of its
+    Python (the trixie one for python:3.13-slim-trixie; the bookworm one for any other)."""
+    local = next((b for b in BASES.values() if base in (b.public, b.local)), BASES[WHEEL_PYTHON])
     if image_exists(client, base):
         return base
-    if base != LOCAL_BASE:
+    if base != local.local:
         try:
             client.images.pull(base)
             return base
         except APIError as exc:
             log(f"cannot pull {base} ({exc.explanation.splitlines()[0] if exc.explanation else exc}); "
-                f"using the local base {LOCAL_BASE}")
-    if not image_exists(client, LOCAL_BASE):
-        log(f"building {LOCAL_BASE} with debootstrap")
+                f"using the local base {local.local}")
+    if not image_exists(client, local.local):
+        log(f"building {local.local} with debootstrap ({local.suite})")
         script = CONTAINERS_DIR / "base" / "make-base.sh"
-        proc = subprocess.run(["bash", str(script), LOCAL_BASE])
+        proc = subprocess.run(["bash", str(script), local.local, local.suite])
         if proc.returncode != 0:
-            raise UserError(f"could not build the local base image {LOCAL_BASE} (see the messages above); "
+            raise UserError(f"could not build the local base image {local.local} (see the messages above); "
                             f"pass --base with an image that exists or can be pulled")
-    return LOCAL_BASE
+    return local.local
+
+
+def base_for(image: ImageDef, asked: str) -> str:
+    """The base an image without a parent is built FROM: ``asked`` (``--base``) for the Python 3.11 images, the
+    public base of its own Python for the others (a Python 3.11 base cannot hold a Python 3.13 venv)."""
+    return asked if image.python == WHEEL_PYTHON else BASES[image.python].public
 
 
 def child_extras(image: ImageDef) -> list[str]:
@@ -191,32 +227,85 @@ def child_extras(image: ImageDef) -> list[str]:
     return [f"{n}=={v}" for n, v in pinned_versions(image.requirements).items() if n not in parent]
 
 
-def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only: list[str] | None = None, *,
-                    overrides: dict[str, str] | None = None, only_overrides: bool = False) -> None:
-    """pip download the image's requirements (with any `--set` pins) as cp311 manylinux wheels into its build
-    folder. ``only``: just these pins, with their dependencies (a child image's extras on its parent).
-    ``only_overrides``: just the swapped packages, without dependencies (an image on a parent, whose
-    other packages the parent already holds)."""
-    log(f"{backend.name}: filling the wheelhouse {backend.wheelhouse}")
-    with tempfile.TemporaryDirectory(prefix="edgeasr-req-") as tmp:
-        req = Path(tmp) / "requirements.txt"
-        if only_overrides:
-            req.write_text("".join(f"{n}=={v}\n" for n, v in (overrides or {}).items()))
-        elif only is not None:
-            req.write_text("".join(f"{p}\n" for p in only))
-        else:
-            req.write_text(requirements_text(backend, overrides))
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-               "--python-version", WHEEL_PYTHON, "--implementation", "cp",
-               "--dest", str(backend.wheelhouse), "-r", str(req)]
-        if only_overrides:
-            cmd.append("--no-deps")
-        for plat in WHEEL_PLATFORMS:
-            cmd += ["--platform", plat]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+def _wheel_options(image: ImageDef) -> list[str]:
+    """pip's options for wheels an image's Python and base can install (cpXY, the base's manylinux tags), local
+    wheels (packed source-only packages) found first in the image's own wheelhouse."""
+    options = ["--only-binary=:all:", "--python-version", image.python, "--implementation", "cp",
+               "--find-links", str(image.wheelhouse)]
+    for plat in BASES[image.python].wheel_platforms:
+        options += ["--platform", plat]
+    return options
+
+
+def _pip(image: ImageDef, args: list[str]) -> None:
+    """Run pip on the host for ``image``'s wheelhouse; UserError with pip's last line when it fails."""
+    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"could not fill the wheelhouse for {backend.name}: {last}")
+        raise UserError(f"could not fill the wheelhouse for {image.name}: {last}")
+
+
+def pack_source_only(image: ImageDef, pins: dict[str, str], log: Callable[[str], None] = print) -> None:
+    """Pack each of the image's source-only packages that ``pins`` pins into a wheel in its wheelhouse (pip wheel,
+    without dependencies). They are pure Python, so the wheel is py3-none-any and serves any Python: a package
+    that would need compiling is refused, since the image installs wheels only."""
+    for name in image.source_only:
+        version = pins.get(_normalize(name))
+        if version is None:
+            continue
+        stem = f"{re.sub(r'[-_.]+', '_', name)}-{version}-"
+        if any(p.name.lower().startswith(stem.lower()) for p in image.wheelhouse.glob("*.whl")):
+            continue
+        log(f"{image.name}: packing {name}=={version} (a pure-Python source distribution) into a wheel")
+        image.wheelhouse.mkdir(parents=True, exist_ok=True)
+        _pip(image, ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(image.wheelhouse), f"{name}=={version}"])
+        built = [p.name for p in image.wheelhouse.glob("*.whl") if p.name.lower().startswith(stem.lower())]
+        if not built or not all(n.endswith(("-py3-none-any.whl", "-py2.py3-none-any.whl")) for n in built):
+            raise UserError(f"{image.name}: {name}=={version} is not pure Python ({', '.join(built) or 'no wheel'}); "
+                            f"it needs compiling for Python {image.python}, which this wheelhouse does not do")
+
+
+def resolve_pins(image: ImageDef, requirements: str) -> dict[str, str]:
+    """What pip installs for ``requirements`` on the image's Python and base (name -> version, dependencies
+    included), from the index's metadata: `pip install --dry-run --report`, nothing downloaded but metadata."""
+    with tempfile.TemporaryDirectory(prefix="edgeasr-resolve-") as tmp:
+        req, report = Path(tmp) / "requirements.txt", Path(tmp) / "report.json"
+        req.write_text(requirements)
+        _pip(image, ["install", "--quiet", "--dry-run", "--ignore-installed", "--target", str(Path(tmp) / "t"),
+                     "--report", str(report), *_wheel_options(image), "-r", str(req)])
+        entries = json.loads(report.read_text()).get("install", [])
+    return {_normalize(e["metadata"]["name"]): e["metadata"]["version"] for e in entries}
+
+
+def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only: list[str] | None = None, *,
+                    overrides: dict[str, str] | None = None, only_overrides: bool = False) -> None:
+    """pip download the image's requirements (with any `--set` pins) as manylinux wheels for its Python into its
+    build folder. ``only``: just these pins, with their dependencies (a child image's extras on its parent): those
+    the parent's own resolution installs (the torch stack) are not downloaded again. ``only_overrides``: just the
+    swapped packages, without dependencies (an image on a parent, whose other packages the parent already holds).
+    Source-only pure-Python pins (the row's ``source_only``) are packed into wheels first."""
+    log(f"{backend.name}: filling the wheelhouse {backend.wheelhouse} (Python {backend.python} wheels)")
+    if only_overrides:
+        text = "".join(f"{n}=={v}\n" for n, v in (overrides or {}).items())
+    elif only is not None:
+        text = "".join(f"{p}\n" for p in only)
+    else:
+        text = requirements_text(backend, overrides)
+    pack_source_only(backend, pinned_versions(text), log)
+    no_deps = only_overrides
+    if only is not None and backend.parent:
+        # The extras resolved together with the parent's pins, less what the parent's resolution installs: a
+        # dependency on the parent's torch must not fetch the torch stack again (gigabytes) into this wheelhouse.
+        parent = IMAGES[backend.parent].requirements.read_text()
+        held = resolve_pins(backend, parent)
+        wanted = resolve_pins(backend, parent + "\n" + text)
+        text = "".join(f"{n}=={v}\n" for n, v in wanted.items() if held.get(n) != v)
+        no_deps = True
+    with tempfile.TemporaryDirectory(prefix="edgeasr-req-") as tmp:
+        req = Path(tmp) / "requirements.txt"
+        req.write_text(text)
+        _pip(backend, ["download", "--quiet", *_wheel_options(backend), "--dest", str(backend.wheelhouse),
+                       "-r", str(req), *(["--no-deps"] if no_deps else [])])
 
 
 def _context(backend: ImageDef, overrides: dict[str, str] | None = None) -> IO[bytes]:

@@ -2,7 +2,8 @@
 
 One sequence for both (runner/commands/images.py parses the flags and renders; runner/images/prepare.py builds
 what a sweep lacks): CUDA and Jetson variants from their own Dockerfiles, only the missing ones with
-``missing``, the base image only when something is left to build, a parent (the shared torch stack) before its
+``missing``, the base image only when something is left to build (one per Python: the Python 3.13 images, espnet's,
+are built FROM a Debian 13 base), a parent (the shared torch stack) before its
 children, the host's wheelhouse filled first unless told not to; the runner image counts as present only when
 complete, and a build of it that stays incomplete is refused.
 """
@@ -17,15 +18,16 @@ from typing import Callable, ContextManager
 from ..backends import BACKENDS, RUNNER_IMAGE, Backend, ImageDef, get_image
 from ..errors import UserError
 from ..host.platforms import PLATFORMS
-from .build import (PUBLIC_BASE, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists, platform_tag,
-                    read_carried_versions, runner_image_problem, versions_label)
+from .build import (PUBLIC_BASE, base_for, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
+                    platform_tag, read_carried_versions, runner_image_problem, versions_label)
 
 
 @dataclass(frozen=True)
 class BuildRequest:
     """Which images to build and how. ``names``: table names (backends and shared images); ``platform``: the
-    resolved variant (backends.image_platform); ``base``: the base to build FROM (PUBLIC_BASE: the public one,
-    else the local debootstrapped fallback); ``tag``: with one image, its tag; ``overrides``: pinned libraries
+    resolved variant (backends.image_platform); ``base``: the base the Python 3.11 images are built FROM
+    (PUBLIC_BASE: the public one, else the local debootstrapped fallback; the other Pythons' images take their
+    own, build.base_for); ``tag``: with one image, its tag; ``overrides``: pinned libraries
     swapped (``--set``); ``missing``: only what the engine does not hold; ``wheelhouse``: fill the host-side
     wheelhouse first."""
 
@@ -64,7 +66,6 @@ def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = prin
         names = [n for n in names if n not in present]
         if not names:
             return
-    base = ensure_base(client, req.base, log=log)
     wanted = [get_image(name) for name in names]
     order: list = []
     for image in wanted:  # a parent (the shared torch stack) is built first, once (from cache if unchanged)
@@ -74,11 +75,18 @@ def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = prin
         if image not in order:
             order.append(image)
     req.log_dir.mkdir(parents=True, exist_ok=True)
+    bases: dict[str, str] = {}  # asked-for base -> the one that exists, made once per build (pulled or debootstrapped)
     for image in order:
         tag = req.tag if req.tag and len(wanted) == 1 and image in wanted else image.image
         if req.missing and image not in wanted and image_exists(client, tag):  # a parent already built
             continue
-        image_base = get_image(image.parent).image if image.parent else base
+        if image.parent:
+            image_base = get_image(image.parent).image
+        else:  # ``req.base`` for the Python 3.11 images, the public base of its own Python for the others
+            wanted_base = base_for(image, req.base)
+            if wanted_base not in bases:
+                bases[wanted_base] = ensure_base(client, wanted_base, log=log)
+            image_base = bases[wanted_base]
         mine = (req.overrides or None) if image in wanted else None  # --set is for the image asked for
         if req.wheelhouse and not image.parent:  # a child's packages come with its parent...
             fill_wheelhouse(image, log=log, overrides=mine)

@@ -30,12 +30,16 @@ def audio_plan(spec: RunSpec) -> AudioPlan:
 
 
 def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = False,
-             conditions: tuple = (), version: int = CONTRACT_VERSION) -> Job:
+             conditions: tuple = (), version: int = CONTRACT_VERSION, power_measured: bool | None = None) -> Job:
     """The job spec (the contract's Job; its ``to_json()`` is job.json); with host_paths (the local engine) audio
     and model are the host's own paths; written in contract ``version`` (what the image speaks).
 
     Utterances the host refused (outside the dataset's roots, missing, ...) are not in the job: merge
-    records them as errors with the host's reason."""
+    records them as errors with the host's reason. ``power_measured``: whether a power sampler runs beside
+    the container (None: unless --telemetry none); the loaded-idle window exists only to measure power, so
+    without one it is zero rather than seconds of waiting per container (issue 26)."""
+    if power_measured is None:
+        power_measured = spec.telemetry.sampler != "none"
     if not host_paths:
         plan = plan or audio_plan(spec)
     model = spec.model.container_path
@@ -46,7 +50,7 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
         backend_quant=spec.backend_quant, device=spec.device,
         decode=DecodeOptions(**spec.decode.to_json()),  # as the settings say (threads may be null: the backend's)
         warmup=spec.warmup,
-        loaded_idle_s=spec.telemetry.loaded_idle_s if spec.telemetry.sampler != "none" else 0.0,
+        loaded_idle_s=spec.telemetry.loaded_idle_s if power_measured else 0.0,
         allow_download=spec.allow_download,
         utterances=[UtteranceJob(u.id, str(u.audio) if host_paths else plan.container_paths[u.id])
                     for u in spec.dataset.readable],

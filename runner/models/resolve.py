@@ -108,12 +108,25 @@ def default_models_dir() -> Path:
 WEIGHT_FILES = ("model.bin", "model.safetensors", "pytorch_model.bin")  # CTranslate2, then Hugging Face
 
 
+#: ESPnet's format: the training config (its token list inside) and the weights (a state dict), as an ESPnet
+#: training run writes them; or an unpacked ESPnet model-zoo archive, whose meta.yaml names both.
+ESPNET_FILES = ("config.yaml", "model.pth")
+ESPNET_META = "meta.yaml"
+
+
+def is_espnet_dir(path: Path) -> bool:
+    """An ESPnet model folder: config.yaml and model.pth, or a model-zoo archive's meta.yaml."""
+    return all((path / f).is_file() for f in ESPNET_FILES) or (path / ESPNET_META).is_file()
+
+
 def is_model_dir(path: Path) -> bool:
-    """A CTranslate2 folder (model.bin) or a Hugging Face one (safetensors / pytorch_model.bin), with config.json."""
-    return (path / "config.json").is_file() and any((path / w).is_file() for w in WEIGHT_FILES)
+    """A CTranslate2 folder (model.bin) or a Hugging Face one (safetensors / pytorch_model.bin), with config.json;
+    or an ESPnet one (is_espnet_dir)."""
+    return ((path / "config.json").is_file() and any((path / w).is_file() for w in WEIGHT_FILES)) or \
+        is_espnet_dir(path)
 
 
-MODEL_FORMATS = ("ctranslate2", "hf", "onnx", "bundled")  # what a backend loads; see runner.backends.Backend
+MODEL_FORMATS = ("ctranslate2", "hf", "onnx", "bundled", "espnet")  # what a backend loads; see runner.backends.Backend
 
 
 #: Keys of a CTranslate2 Whisper conversion's config.json (it has no model_type): what tells it from other folders.
@@ -233,6 +246,8 @@ def resolve_model(ref: str, models_dir: Path, offline: bool = False, model_forma
     every check has passed), unless ``offline``: then the one sentence of ``not_installed``.
     """
     hub_names = HUB_NAMES if hub_names is None else hub_names
+    if model_format == "espnet":
+        return _resolve_espnet(ref, models_dir)
     if model_format == "bundled":
         if ref not in bundled:
             raise UserError(f"{ref!r} is not a model this backend ships; it runs its bundled model "
@@ -264,8 +279,10 @@ def resolve_model(ref: str, models_dir: Path, offline: bool = False, model_forma
         if not path.is_dir() or not is_model_dir(path):
             raise UserError(f"model path {ref} is not a model folder (needs config.json and one of "
                             f"{', '.join(WEIGHT_FILES)})")
+        _not_espnet(path, ref)
         return ResolvedModel(path.name, "path", path, f"/models/{path.name}")
     if is_model_dir(installed):
+        _not_espnet(installed, ref)
         return ResolvedModel(ref, "installed", installed, f"/models/{ref}")
     raise UserError(f"unknown model {ref!r}: not an installed name, not a folder, not a hub name; "
                     f"installable here: {', '.join(PACKAGED)}; "
@@ -278,6 +295,42 @@ def resolve_backend_model(backend: Backend, ref: str, models_dir: Path, offline:
     backend loads; resolving it is done here, so the table never reaches back into model resolution)."""
     return resolve_model(ref, models_dir, offline, backend.model_format, bundled=backend.bundled_models,
                          hub_names=backend.hub_names, log=log, onnx_exporter=onnx_exporter)
+
+
+def random_weights_reason(folder: Path | None) -> str | None:
+    """Why a model's WER is not a result: its marker says its weights are random (a tiny model made offline by
+    `edgeasr models make-tiny` for pipeline and latency tests). None for any other model."""
+    try:
+        marker = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8")) if folder is not None else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("random_weights") is not True:
+        return None
+    return (f"{marker.get('name') or Path(folder).name} has random weights (a tiny model made offline for pipeline "
+            f"and latency tests): its transcripts are meaningless, so its WER is not a result")
+
+
+def _not_espnet(folder: Path, ref: str) -> None:
+    """An ESPnet folder given to a backend that loads other formats: say which backend loads it."""
+    if is_espnet_dir(folder) and not (folder / "config.json").is_file():
+        raise UserError(f"model {ref!r} is an ESPnet model folder ({folder}); run it with --backend espnet")
+
+
+def _resolve_espnet(ref: str, models_dir: Path) -> ResolvedModel:
+    """--model for the espnet backend: an installed ESPnet folder by name (tiny-espnet-random) or a folder path."""
+    path = Path(ref).expanduser()
+    folder = path.resolve() if path.is_dir() else models_dir / ref
+    if folder.is_dir() and is_espnet_dir(folder):
+        source = "path" if path.is_dir() else "installed"
+        name = folder.name
+        return ResolvedModel(name, source, folder, f"/models/{name}")
+    if ref in PACKAGED or ref in HUB_NAMES:
+        raise UserError(f"model {ref!r} is a Whisper model; the espnet backend loads ESPnet models (a folder with "
+                        f"{' and '.join(ESPNET_FILES)}, or an unpacked model-zoo archive with {ESPNET_META}), e.g. "
+                        f"tiny-espnet-random (`make tiny-models`)")
+    where = f"{folder} is not an ESPnet model folder" if folder.is_dir() else f"not found in {models_dir}"
+    raise UserError(f"model {ref!r}: {where}; the espnet backend loads a folder with {' and '.join(ESPNET_FILES)} "
+                    f"(or a model-zoo {ESPNET_META}); `make tiny-models` builds tiny-espnet-random")
 
 
 def _download_wheel(requirement: str, dest: Path) -> Path:

@@ -51,6 +51,12 @@ def _fmt(value: Any, fmt: str = "{:.3f}", unit: str = "") -> str:
     return fmt.format(value) + unit
 
 
+def _why(s: dict[str, Any], name: str) -> str:
+    """": <reason>" for a field the summary marks unavailable with a reason, else nothing."""
+    reason = (s.get("unavailable") or {}).get(name)
+    return f": {reason}" if reason else ""
+
+
 #: Percentiles over fewer utterances than this say their n: p99 of 20 values is the largest of them.
 SMALL_N_PERCENTILES = 100
 
@@ -78,7 +84,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
                        f"{s['n_unreferenced']} without reference)"),
         ("audio", _fmt(s.get("audio_s"), "{:.1f}", " s")),
         ("WER", _fmt(s.get("wer"), "{:.2%}") + (f"  (S {s['sub']} D {s['del']} I {s['ins']})"
-                                               if s.get("wer") is not None else "")),
+                                               if s.get("wer") is not None else _why(s, "wer"))),
         ("CER", _fmt(s.get("cer"), "{:.2%}")),
         ("RTF", _fmt(s.get("rtf"), "{:.4f}") + (f"  (RTFx {s['rtfx']:.1f})" if s.get("rtfx") else "")),
         ("latency p50/p90/p99", " / ".join(_fmt(lat.get(k), "{:.0f}", " ms") for k in ("p50", "p90", "p99"))

@@ -131,7 +131,7 @@ def test_get_backend_is_gone():
 # -- the decode settings a backend, and a kind of model, honours ------------------------------------------------
 
 CTC_REFUSAL = ("a CTC model decodes greedily (argmax), so it honours only decode.batch_size "
-               "(it decodes with beam_size 1, temperature 0, language null)")
+               "(it decodes with beam_size 1, temperature 0, language null, ctc_weight 1)")
 
 
 def test_the_decode_choices_are_the_contracts_in_container_fields():
@@ -140,7 +140,7 @@ def test_the_decode_choices_are_the_contracts_in_container_fields():
     from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE
 
     assert backends.DECODE_CHOICES == tuple(f"decode.{n}" for n in IN_CONTAINER_DECODE)
-    assert backends.WHISPER_IN_CONTAINER == backends.DECODE_CHOICES
+    assert backends.WHISPER_IN_CONTAINER == tuple(p for p in backends.DECODE_CHOICES if p != "decode.ctc_weight")
     for be in BACKENDS.values():
         assert set(be.in_container) <= set(backends.DECODE_CHOICES), be.name
         assert set(be.model_kinds) <= set(backends.MODEL_KINDS), be.name
@@ -155,7 +155,7 @@ def test_a_ctc_model_with_transformers_honours_only_the_batch_size():
     whisper = tuple(p for p in backends.WHISPER_IN_CONTAINER if p not in backends.MEMORY_AXES)
     assert tf.in_container_for("whisper") == tf.in_container_for(None) == whisper
     assert tf.in_container_for("ctc") == ()
-    assert tf.honours("ctc") == ("decode.batch_size",) and tf.honours("whisper") == backends.DECODE_CHOICES
+    assert tf.honours("ctc") == ("decode.batch_size",) and tf.honours("whisper") == backends.WHISPER_IN_CONTAINER
     for path, value in (("decode.batch_size", 8), ("decode.beam_size", 1), ("decode.temperature", 0.0),
                         ("decode.language", None), ("decode.threads", 2), ("decode.align", False)):
         assert tf.decode_problem(path, value, "ctc") is None, path
@@ -171,8 +171,8 @@ def test_onnxruntime_has_no_sampling_for_any_model():
     ignores it in a job and refuses it in set_decode), so the row says so; beam size and language it takes."""
     ort = BACKENDS["onnxruntime"]
     assert ort.decode_problem("decode.temperature", 0.5, "whisper") == (
-        "its ONNX decoder has no sampling (greedy or beam search only), so it honours only decode.beam_size, "
-        "decode.batch_size, decode.language (it decodes with temperature 0)")
+        "its ONNX decoder has no sampling (greedy or beam search only) and no CTC branch, so it honours only "
+        "decode.beam_size, decode.batch_size, decode.language (it decodes with temperature 0, ctc_weight null)")
     assert ort.decode_problem("decode.temperature", 0.0, None) is None
     assert ort.decode_problem("decode.beam_size", 5, None) is None
     assert ort.in_container_for("whisper") == ("decode.beam_size", "decode.language")
@@ -196,3 +196,62 @@ def test_decode_facts_must_cover_every_decode_choice():
                              fixed={"decode.beam_size": 1, "decode.temperature": 0.0})
     with pytest.raises(ValueError, match="decode.beam"):
         backends.DecodeFacts(what="x", why="y", honours=("decode.beam", *backends.DECODE_CHOICES), fixed={})
+
+
+def test_only_a_backend_with_joint_decoding_honours_a_ctc_weight():
+    """decode.ctc_weight weighs the CTC branch of joint CTC/attention decoding: espnet honours it at any value and
+    varies it inside one loaded model; every other backend is refused a value with the reason (a Whisper model has
+    no CTC branch: it decodes with none; a transformers CTC model decodes with CTC only, a weight of 1)."""
+    es = BACKENDS["espnet"]
+    assert "decode.ctc_weight" in es.honours(None) and "decode.ctc_weight" in es.in_container_for(None)
+    for value in (0.0, 0.3, 1.0):
+        assert es.decode_problem("decode.ctc_weight", value) is None
+    for name in ("faster-whisper", "whisperx", "transformers", "onnxruntime", "pocketsphinx"):
+        be = BACKENDS[name]
+        assert "decode.ctc_weight" not in be.in_container_for("whisper"), name
+        assert be.decode_problem("decode.ctc_weight", None, "whisper") is None, name  # the value it decodes with
+        refusal = be.decode_refusal("decode.ctc_weight", 0.3, "whisper", "tiny.en", "--ctc-weight")
+        assert refusal.startswith(f"--ctc-weight 0.3 cannot apply to model tiny.en with backend {name}: "), name
+        assert "ctc_weight null" in refusal, name
+    tf = BACKENDS["transformers"]
+    assert tf.decode_problem("decode.ctc_weight", 1.0, "ctc") is None
+    assert tf.decode_problem("decode.ctc_weight", 0.3, "ctc") == CTC_REFUSAL
+    assert "no joint CTC/attention decoding" in BACKENDS["faster-whisper"].decode_problem("decode.ctc_weight", 0.0)
+
+
+def test_espnet_row_decodes_by_beam_search_without_sampling_or_language():
+    """ESPnet's beam search has no sampling and an ESPnet ASR model no language prompt: those values are refused
+    with the reason; beam size and CTC weight vary per condition, the batch size is taken (one at a time)."""
+    es = BACKENDS["espnet"]
+    assert es.in_container_for(None) == ("decode.beam_size", "decode.ctc_weight") and not es.batching
+    assert es.decode_problem("decode.temperature", 0.0) is None and es.decode_problem("decode.language", None) is None
+    assert es.decode_problem("decode.temperature", 0.5) == es.decode_problem("decode.language", "en") == (
+        "an ESPnet ASR model decodes by joint CTC/attention beam search, without sampling or a language prompt, so "
+        "it honours only decode.beam_size, decode.batch_size, decode.ctc_weight (it decodes with temperature 0, "
+        "language null)")
+    assert es.decode_problem("decode.beam_size", 10) is None and es.decode_problem("decode.batch_size", 4) is None
+
+
+def test_espnet_row_is_x86_cpu_on_the_python_313_torch_base():
+    """espnet's releases need Python >= 3.12: its parent is the Python 3.13 torch stack (its own image, not the
+    Python 3.11 torch-base), its only platform is x86 and any other is refused with the reason; it is no longer
+    among the unavailable backends, and its CTC weight defaults to ESPnet's recipe value."""
+    es = BACKENDS["espnet"]
+    parent = backends.IMAGES[es.parent]
+    assert es.python == parent.python == "3.13" and parent is backends.TORCH_BASE_PY313
+    assert backends.TORCH_BASE.python == "3.11"
+    assert es.platforms == ("x86",) and es.devices == ("cpu", "cuda")
+    for platform in ("cuda", "jetson-r35", "jetson-r36"):
+        assert es.platform_problem(platform).startswith(f"backend espnet has no {platform} image: espnet runs on the "
+                                                        "x86 CPU only")
+    assert es.default_image("x86") == "edgeasr/espnet:latest"
+    assert backends.unavailable_reason("espnet") is None
+    assert dict(es.decode_defaults) == {"decode.ctc_weight": 0.3}
+    assert es.model_format == "espnet" and es.check_model == es.default_model == "tiny-espnet-random"
+
+
+def test_a_decode_default_must_be_a_choice_the_row_honours():
+    """A row cannot default a decode setting its models do not honour (a CTC weight on a Whisper backend)."""
+    with pytest.raises(ValueError, match="decode defaults for choices it does not honour"):
+        backends.Backend(name="x", library="torch", quant_map=backends.TORCH_QUANTS, image="x", build_dir="x",
+                         adapter="x", host_module="x", decode_defaults={"decode.ctc_weight": 0.3})

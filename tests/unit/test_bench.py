@@ -2,8 +2,11 @@
 
 import importlib.util
 import json
+import sys
 
 from helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "bench"))  # the benches import their shared module (_harness) as scripts do
 
 spec = importlib.util.spec_from_file_location("bench_overhead", ROOT / "bench" / "bench_overhead.py")
 bench = importlib.util.module_from_spec(spec)
@@ -47,3 +50,50 @@ def test_bench_backends_reads_its_rows_from_the_table(monkeypatch):
                               quant_map=backends.quant_map(cpu={"fp32": "float32", "int8": "int8"}))
     monkeypatch.setitem(backends.BACKENDS, "newlib", new)
     assert module.bench_rows()["newlib"] == ("en-us", "int8")
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_bench_that_stops_printing_its_ratio_is_named():
+    """Issue 26 item 1: make bench (and CI's quick mode) fails a bench whose ratio line is gone, whatever its
+    exit code: the check is each bench's own patterns against its stdout."""
+    from _harness import missing_lines
+
+    run_all = _module("run_all")
+    args = type("A", (), {"quick": True, "model": "tiny.en", "quant": "int8", "image": None, "repeats": None,
+                          "only": "", "skip": ""})()
+    table = {b.name: b for b, _ in run_all.benches(args)}
+    assert set(table) == {"overhead", "sampler", "batched", "backends", "sweep", "fleet"}
+    good = ("harness/bare (bare in a container of the image): median 1.020, of minima 1.020, spread 1.020..1.020 "
+            "over 1 pairs\noverhead outside inference (median): engine start 0.20 s, interpreter boot 0.90 s, "
+            "exit 0.10 s, merge 0.05 s; container start + merge 1.25 s (target <= 3.0 s)  OK\n")
+    assert missing_lines(good, table["overhead"].ratio_lines) == []
+    assert len(missing_lines(good.splitlines()[1], table["overhead"].ratio_lines)) == 1
+    backends = "\n".join(f"  {name:15s} tiny.en  int8  RTF 0.0500  RTFx 20.0  RTF/faster-whisper 1.00"
+                          for name in ("faster-whisper", "transformers", "onnxruntime", "pocketsphinx"))
+    assert missing_lines(backends, table["backends"].ratio_lines) == []
+    assert missing_lines(backends.replace("  pocketsphinx", "  unavailable"), table["backends"].ratio_lines)
+
+
+def test_the_sweep_bench_splits_a_containers_life_from_its_events():
+    """The sweep-efficiency line's parts: inside the container from its events (preparation taken out of the
+    conditions' windows), the rest from what the sweep recorded; what no phase explains is left unaccounted."""
+    bench_sweep = _module("bench_sweep")
+
+    def ev(name, t_s, **kw):
+        return {"event": name, "t_ns": int(t_s * 1e9), **kw}
+
+    events = [ev("container_start", 0), ev("load_start", 0.5), ev("load_end", 2.5), ev("warmup_start", 2.5),
+              ev("warmup_end", 3.0), ev("inference_start", 3.0), ev("condition_start", 3.0, condition="a"),
+              ev("prepare_start", 3.0, condition="a"), ev("prepare_end", 3.2, condition="a"),
+              ev("condition_end", 5.0, condition="a"), ev("inference_end", 5.0), ev("container_end", 5.5)]
+    inside = bench_sweep.container_phases(events)
+    assert inside["load"] == 2.0 and inside["warm-up"] == 0.5 and inside["loaded idle"] == 0.0
+    assert round(inside["prepare/noise"], 6) == 0.2 and round(inside["inference"], 6) == 1.8
+    assert round(inside["in container, other"], 6) == 1.0 and inside["span"] == 5.5

@@ -29,7 +29,7 @@ from runner.models.resolve import model_kind, ref_kind
 
 DATA = str(ROOT / "data" / "default")
 CTC_SUPPORTS = ("a CTC model decodes greedily (argmax), so it honours only decode.batch_size (it decodes with "
-                "beam_size 1, temperature 0, language null)")
+                "beam_size 1, temperature 0, language null, ctc_weight 1)")
 
 
 def _folder(root: Path, name: str, config: dict, weights: str = "model.safetensors") -> Path:
@@ -153,8 +153,8 @@ def test_run_refuses_a_temperature_for_onnxruntime(tmp_path):
         run_cmd.spec_from_args(_run_args(tmp_path, folder, "--temperature", "0.5", backend="onnxruntime"))
     assert str(exc.value) == (
         "--temperature 0.5 cannot apply to model tiny.en-onnx with backend onnxruntime: its ONNX decoder has no "
-        "sampling (greedy or beam search only), so it honours only decode.beam_size, decode.batch_size, "
-        "decode.language (it decodes with temperature 0)")
+        "sampling (greedy or beam search only) and no CTC branch, so it honours only decode.beam_size, "
+        "decode.batch_size, decode.language (it decodes with temperature 0, ctc_weight null)")
 
 
 def test_the_cli_exits_2_with_the_sentence(tmp_path, capsys):
@@ -331,7 +331,7 @@ def test_the_adapter_takes_in_a_loaded_model_what_the_backend_table_says(kind):
     tf = BACKENDS["transformers"]
     # the memory axes the kind honours are changeable too: the planner alone keeps them apart (issue 22, item 1)
     inside = (*tf.in_container_for(kind), *(p for p in tf.memory_axes if p in tf.honours(kind)))
-    other = {"beam_size": 2, "batch_size": 4, "temperature": 0.3, "language": "de"}
+    other = {"beam_size": 2, "batch_size": 4, "temperature": 0.3, "language": "de", "ctc_weight": 0.3}
     for path in DECODE_CHOICES:
         name = path.split(".", 1)[1]
         m = fake_model(kind)

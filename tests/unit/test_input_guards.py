@@ -224,12 +224,26 @@ def test_the_estimate_uses_what_finished_in_the_results_folder(tmp_path):
     assert size_note(load_experiment(_big_grid(tmp_path, 1000)), out) is None
 
 
-def test_no_shipped_experiment_needs_yes(root):
-    from runner.estimate import CONFIRM_CONDITIONS
+def test_no_shipped_experiment_needs_yes(root, tmp_path):
+    """Every shipped experiment loads and none is big enough to need --yes. Loaded from a copy of the root whose
+    data/ also holds the input-length ladder that espnet-ctc-weight.yaml's header makes first (data/lengths is
+    made, not shipped), with the header's own command."""
+    import shlex
 
+    from runner.cli import main
+    from runner.estimate import CONFIRM_CONDITIONS
     from runner.experiment import load_experiment
 
-    sizes = {f.name: load_experiment(f, root=root).n_conditions for f in sorted((root / "experiments").glob("*.yaml"))}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "experiments").symlink_to(root / "experiments")
+    (tmp_path / "data" / "default").symlink_to(root / "data" / "default")
+    header = (root / "experiments" / "espnet-ctc-weight.yaml").read_text()
+    (command,) = [line.lstrip("# ").strip() for line in header.splitlines() if "edgeasr data lengths" in line]
+    args = shlex.split(command)[1:]
+    args = [str(tmp_path / a) if a.startswith("data/") else a for a in args]
+    assert main(args) == 0 and (tmp_path / "data" / "lengths" / "manifest.jsonl").is_file()
+    sizes = {f.name: load_experiment(f, root=tmp_path).n_conditions
+             for f in sorted((tmp_path / "experiments").glob("*.yaml"))}
     assert sizes and max(sizes.values()) <= CONFIRM_CONDITIONS, sizes
 
 

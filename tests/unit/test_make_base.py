@@ -44,3 +44,56 @@ def test_without_apt_one_sentence_names_the_command(tmp_path):
     assert r.returncode == 2
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "apt-get install debootstrap" in lines[0]
+
+
+def _fake_tools(tmp_path: Path, suites: tuple[str, ...] = ("bookworm", "trixie")) -> dict[str, str]:
+    """An environment where the script runs to its end without root, network or Docker: `id` says root, a fake
+    debootstrap records its arguments, a fake docker swallows the image; the text tools are the real ones."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    for tool in ("awk", "grep", "mktemp", "rm", "tar", "tail", "cat"):
+        (d / tool).symlink_to(shutil.which(tool))
+    bash = shutil.which("bash")
+    for name, body in (("id", "echo 0"), ("debootstrap", f'echo "$@" > {tmp_path}/debootstrap-args'),
+                       ("docker", "cat > /dev/null")):
+        (d / name).write_text(f"#!{bash}\n{body}\n")
+        (d / name).chmod(0o755)
+    scripts = tmp_path / "debootstrap" / "scripts"
+    scripts.mkdir(parents=True)
+    for suite in suites:
+        (scripts / suite).write_text("")
+    return {"PATH": str(d), "DEBOOTSTRAP_DIR": str(tmp_path / "debootstrap"), "EDGEASR_APT_ETC": str(tmp_path / "apt")}
+
+
+def test_trixie_is_debootstrapped_from_the_hosts_own_debian_mirror(tmp_path):
+    """The mirror comes from the host's apt sources (a deb822 stanza; the security archive is not a mirror), and
+    the trixie base holds Python 3.13 without FFmpeg."""
+    sources = tmp_path / "apt" / "sources.list.d"
+    sources.mkdir(parents=True)
+    (sources / "debian.sources").write_text(
+        "Types: deb\nURIs: file:///srv/mirror/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
+        "Types: deb\nURIs: file:///srv/mirror/debian\nSuites: bookworm bookworm-updates\nComponents: main\n")
+    r = subprocess.run([shutil.which("bash"), str(SCRIPT), "edgeasr/base:test-never-built", "trixie"],
+                       capture_output=True, text=True, env=_fake_tools(tmp_path), timeout=30)
+    assert r.returncode == 0, r.stderr
+    args = (tmp_path / "debootstrap-args").read_text().split()
+    assert args[-3] == "trixie" and args[-1] == "file:///srv/mirror/debian"  # suite, root folder, mirror
+    include = next(a for a in args if a.startswith("--include="))
+    assert "python3" in include and "libavcodec" not in include
+
+
+def test_a_one_line_source_list_gives_the_mirror_too_and_bookworm_keeps_ffmpeg(tmp_path):
+    (tmp_path / "apt").mkdir()
+    (tmp_path / "apt" / "sources.list").write_text("deb file:///srv/other/debian bookworm main\n")
+    r = subprocess.run([shutil.which("bash"), str(SCRIPT), "edgeasr/base:test-never-built"],
+                       capture_output=True, text=True, env=_fake_tools(tmp_path), timeout=30)
+    assert r.returncode == 0, r.stderr
+    args = (tmp_path / "debootstrap-args").read_text().split()
+    assert args[-1] == "file:///srv/other/debian" and "bookworm" in args and "libavcodec59" in " ".join(args)
+
+
+def test_an_unknown_suite_is_one_sentence_and_exit_2(tmp_path):
+    r = subprocess.run([shutil.which("bash"), str(SCRIPT), "edgeasr/base:test-never-built", "sid"],
+                       capture_output=True, text=True, env=_fake_tools(tmp_path), timeout=30)
+    assert r.returncode == 2 and r.stderr.strip() == ("make-base.sh: unknown suite 'sid'; choose bookworm (Python "
+                                                      "3.11) or trixie (Python 3.13)")

@@ -184,3 +184,38 @@ def test_every_condition_records_the_host_load_before_and_after_its_container(tm
     assert load["busy"] and "1 other container running (neighbour)" in load["busy_reason"]
     on_disk = json.loads((spec.out / "summary.json").read_text())
     assert on_disk["host_load"] == load and on_disk["error"] == "the engine refused the container"
+
+
+class _RecordingEngine(_FailingEngine):
+    """Records the job spec the container would read, then refuses to start it (nothing else is needed here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.jobs = []
+
+    def run(self, spec, job, *args, **kwargs):
+        self.jobs.append(job)
+        return super().run(spec, job, *args, **kwargs)
+
+
+@pytest.mark.parametrize("sampler, found, expected_s", [("none", False, 0.0), ("auto", False, 0.0),
+                                                          ("auto", True, 2.0)])
+def test_the_loaded_idle_window_is_waited_only_when_a_sensor_measures_it(tmp_path, monkeypatch, sampler, found,
+                                                                         expected_s):
+    """Issue 26 item 2: the container's loaded-idle window (2 s by default) exists to measure power; with
+    `--telemetry auto` finding no sensor, as with `--telemetry none`, nothing measures it, so the job asks for
+    none (each container used to wait it out all the same). With a sensor found it stays."""
+    from runner.telemetry.samplers import select
+    from runner.telemetry.samplers.base import NullSampler
+
+    # auto tries no sampler: the real selection finds no sensor, as on a host without one (this one has none,
+    # another may have RAPL); found: a sensor "works" (a sampler with no samples is enough to see the job)
+    monkeypatch.setattr(select, "auto_order", lambda device: [])
+    if found:
+        monkeypatch.setattr(execute, "select_sampler", lambda *a, **k: (NullSampler(), None))
+    spec = _spec(tmp_path)
+    spec = replace(spec, telemetry=replace(spec.telemetry, sampler=sampler, loaded_idle_s=2.0, baseline_w=1.0))
+    job = plan.plan_run(spec, None)
+    engine = _RecordingEngine()
+    execute.execute_group(job, list(job.conditions), engine, host={}, owner_folder=spec.out)
+    assert engine.jobs[0]["loaded_idle_s"] == expected_s

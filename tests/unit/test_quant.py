@@ -23,13 +23,3 @@ def test_fp16_on_cpu_names_the_supported_quants():
 
 def test_unknown_quant_lists_choices():
     assert "choose one of fp32, fp16, bf16, int8" in BACKENDS["faster-whisper"].quant_problem("cpu", "int4")
-
-
-def test_espnet_is_refused_with_the_reason_it_cannot_be_built(tmp_path):
-    """ESPnet is a documented stub: asking for it names what blocks its install, not 'unknown backend'."""
-    from runner.backends import unavailable_reason
-    from runner.spec import Settings, build_run_spec
-
-    assert unavailable_reason("espnet").startswith("espnet does not install on the torch base")
-    with pytest.raises(UserError, match="pyworld"):
-        build_run_spec(Settings(backend="espnet"), out=str(tmp_path / "x"), models_dir=tmp_path)

@@ -17,7 +17,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 CONTRACT_VERSION = 3
 """The newest contract this copy speaks; bumped whenever a job field or an event is added or changes meaning.
 2: a job runs several conditions in one container (``conditions``). 3: a condition may carry ``decode``
-overrides (IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings."""
+overrides (IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings. Within 3, the
+optional ``decode.ctc_weight`` was added (OPTIONAL_DECODE): a job leaves it out unless it is set, so a job for
+any backend without joint decoding is what contract 3 always wrote, and images built before it read it."""
 
 MIN_CONTRACT_VERSION = 2
 """The oldest contract a job may be written in: the host always runs conditions (2). An image speaks every
@@ -126,25 +128,35 @@ class DecodeOptions:
     threads: int = 0
     batch_size: int = 1
     align: bool = False  # word alignment (whisperx); off by default: its model needs a download
+    # joint CTC/attention decoding (ESPnet): the CTC share of each hypothesis' score, 0 (attention only) to 1 (CTC
+    # only); None: the backend has no joint decoding
+    ctc_weight: Optional[float] = None
 
     def to_json(self) -> Dict[str, Any]:
-        return asdict(self)
+        """As a job names it: OPTIONAL_DECODE fields only where they are set."""
+        return {k: v for k, v in asdict(self).items() if not (k in OPTIONAL_DECODE and v is None)}
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "job.decode") -> "DecodeOptions":
-        """The job's decode settings: an object of known names (each backend reads its own)."""
+        """The job's decode settings: an object of known names (each backend reads its own), the ones the
+        entrypoint relies on of the right type and range."""
         if not isinstance(raw, dict):
             raise JobError("{} must be an object".format(where))
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(raw) - known)
         if unknown:
             raise JobError("{} has unknown keys {}; known: {}".format(where, unknown, sorted(known)))
+        check_decode_values(raw, where)
         return cls(**raw)
 
 
-IN_CONTAINER_DECODE = ("beam_size", "batch_size", "temperature", "language")
+IN_CONTAINER_DECODE = ("beam_size", "batch_size", "temperature", "language", "ctc_weight")
 """The decode fields a condition may override inside one loaded model (``conditions[i].decode``); the rest
 (threads, align) are fixed when the model loads. An adapter applies a change through ``set_decode``."""
+
+OPTIONAL_DECODE = ("ctc_weight",)
+"""Decode fields the host writes into a job only when they are set (not None): they were added within contract
+3, so a job that does not use them stays readable by every image of contract 3."""
 
 
 def decode_changes(old: DecodeOptions, new: DecodeOptions) -> List[str]:
@@ -165,17 +177,25 @@ def check_decode_overrides(raw: Any, where: str) -> dict:
             fixed = " (it is fixed when the model loads: set it in job.decode)" if known else ""
             raise JobError("{}.decode.{} cannot be set per condition{}; a condition may override {}".format(
                 where, key, fixed, ", ".join(IN_CONTAINER_DECODE)))
+    check_decode_values(raw, "{}.decode".format(where))
+    return dict(raw)
+
+
+def check_decode_values(raw: dict, where: str) -> None:
+    """The types and ranges of the decode fields the entrypoint relies on (the batch size slices the
+    utterances); ``where`` names the object ("job.decode", "job.conditions[0].decode")."""
     for key in ("beam_size", "batch_size"):
         if key in raw and (isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 1):
-            raise JobError("{}.decode.{} must be a positive integer, got {!r}".format(where, key, raw[key]))
+            raise JobError("{}.{} must be a positive integer, got {!r}".format(where, key, raw[key]))
     if "temperature" in raw and (isinstance(raw["temperature"], bool)
                                  or not isinstance(raw["temperature"], (int, float)) or raw["temperature"] < 0):
-        raise JobError("{}.decode.temperature must be a non-negative number, got {!r}".format(
-            where, raw["temperature"]))
+        raise JobError("{}.temperature must be a non-negative number, got {!r}".format(where, raw["temperature"]))
     if "language" in raw and raw["language"] is not None and not isinstance(raw["language"], str):
-        raise JobError("{}.decode.language must be a language code or null, got {!r}".format(
-            where, raw["language"]))
-    return dict(raw)
+        raise JobError("{}.language must be a language code or null, got {!r}".format(where, raw["language"]))
+    weight = raw.get("ctc_weight")
+    if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                               or not 0 <= weight <= 1):
+        raise JobError("{}.ctc_weight must be a number from 0 to 1 or null, got {!r}".format(where, weight))
 
 
 @dataclass(frozen=True)
