@@ -324,7 +324,7 @@ class LocalDispatcher:
             result = failed_group(job, pending, why, host=self.host, engine=self.engine.name)
             callbacks.on_notice(why)
         self._baseline = result.baseline or self._baseline
-        facts = (result.records[0]["summary"].get("overhead_s") or {}) if result.records else {}
+        facts = (result.records[0].summary.get("overhead_s") or {}) if result.records else {}
         self.timing.append({"group_dir": str(job.group_dir), "n_conditions": len(pending),
                             **{k: facts[k] for k in ("engine_start_s", "boot_s", "exit_s") if k in facts},
                             **result.timing_s})
