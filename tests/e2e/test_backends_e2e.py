@@ -127,7 +127,7 @@ def test_a_beam_size_for_a_ctc_model_is_refused_before_any_container_starts(tmp_
     assert r.returncode == 2, r.stderr[-2000:]
     assert ("edgeasr: --beam-size 5 cannot apply to model tiny-ctc-random with backend transformers: a CTC model "
             "decodes greedily (argmax), so it honours only decode.batch_size (it decodes with beam_size 1, "
-            "temperature 0, language null)") in r.stderr
+            "temperature 0, language null, ctc_weight 1)") in r.stderr
     assert "Traceback" not in r.stderr and not out.exists() and events == []
     r, out, events = run("beam1", "1")
     assert r.returncode == 0, r.stderr[-2000:]
