@@ -14,12 +14,14 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-CONTRACT_VERSION = 3
+CONTRACT_VERSION = 4
 """The newest contract this copy speaks; bumped whenever a job field or an event is added or changes meaning.
 2: a job runs several conditions in one container (``conditions``). 3: a condition may carry ``decode``
 overrides (IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings. Within 3, the
 optional ``decode.ctc_weight`` was added (OPTIONAL_DECODE): a job leaves it out unless it is set, so a job for
-any backend without joint decoding is what contract 3 always wrote, and images built before it read it."""
+any backend without joint decoding is what contract 3 always wrote, and images built before it read it.
+4: stream mode (``job.stream``, StreamJob): live audio fed at real-time pace, with the stream events
+(STREAM_EVENTS)."""
 
 MIN_CONTRACT_VERSION = 2
 """The oldest contract a job may be written in: the host always runs conditions (2). An image speaks every
@@ -29,6 +31,7 @@ and refused only where it needs a feature newer than that (FEATURES), not for ev
 FEATURES: Dict[str, int] = {
     "conditions in one container (job.conditions)": 2,
     "per-condition decode overrides (job.conditions[].decode)": 3,
+    "stream mode (job.stream)": 4,
 }
 """The contract version that introduced each feature a job may use (``Job.needs``). A new event or field gets
 its row here and a new CONTRACT_VERSION; older images still run every job that does not use it."""
@@ -70,6 +73,12 @@ class Event:
     UTTERANCE_START = "utterance_start"
     UTTERANCE_END = "utterance_end"
     UTTERANCE_ERROR = "utterance_error"
+    # stream mode (contract 4): inside a condition window, in place of the utterance windows
+    STREAM_START = "stream_start"  # one paced stream begins (condition, stream, its settings)
+    CHUNK = "chunk"  # one chunk of a stream processed (delivered_ns, start_ns; mono_ns is when it was done)
+    PARTIAL = "partial"  # a partial (not yet final) text of the utterance being heard
+    FINAL = "final"  # an utterance's final text
+    STREAM_END = "stream_end"  # the stream's last chunk processed (its totals)
     CONDITION_END = "condition_end"
     INFERENCE_END = "inference_end"
     ERROR = "error"
@@ -99,6 +108,24 @@ CONDITION_WINDOW = (Event.CONDITION_START, Event.CONDITION_END)
 """One condition of a sweep job (matched by ``condition``); the host reads it as that condition's inference
 window."""
 
+STREAM_EVENTS = (Event.STREAM_START, Event.CHUNK, Event.PARTIAL, Event.FINAL, Event.STREAM_END)
+"""The events of stream mode (contract 4). All carry ``condition`` and ``stream`` (0-based index of the paced
+stream in the condition). Clocks: every ``*_ns`` field is the container's monotonic clock, like ``mono_ns``.
+
+- stream_start: ``chunk_ms``, ``gap_ms``, ``concurrency``, ``policy``, ``batching`` (how the streams share the
+  model: text), ``offset_ns`` (its stagger), ``first_index`` (index in job.utterances it starts at).
+- chunk: ``seq`` (0-based), ``audio_start_s``/``audio_end_s`` (the chunk's span on the stream's own timeline),
+  ``delivered_ns`` (when its last sample had arrived at real-time pace), ``start_ns`` (when the model began on
+  it, >= delivered_ns), and ``mono_ns`` (when it was done); ``id``/``play`` of the utterance it holds audio of
+  (absent in a gap of silence).
+- partial / final: ``id``, ``play`` (0-based pass through the data), ``text``, ``audio_start_s``/
+  ``audio_end_s`` (the span of the stream's timeline it covers); final also ``first_delivered_ns`` and
+  ``last_delivered_ns`` (delivery of the utterance's first and last chunk); partial may carry ``committed``
+  (the leading words the policy has committed).
+- stream_end: ``n_chunks``, ``audio_s`` (seconds delivered), ``passes`` (times the data was played),
+  ``looped`` (bool: played more than once to fill sustain_s).
+"""
+
 CONTAINER_WIDE_EVENTS = frozenset({
     Event.CONTAINER_START, Event.LOAD_START, Event.LOAD_END, Event.MODEL_INFO, Event.WARMUP_START,
     Event.WARMUP_END, Event.WARMUP_SKIPPED, Event.LOADED_IDLE_START, Event.LOADED_IDLE_END, Event.CONTAINER_END,
@@ -107,6 +134,12 @@ CONTAINER_WIDE_EVENTS = frozenset({
 
 
 # -- the job's records (job.py parses them) --------------------------------------------------------------
+
+
+STREAM_POLICIES = ("native", "local-agreement-2")
+"""How a stream turns chunks into text: ``native`` (the backend's own incremental decoder: pocketsphinx, chunked
+CTC), ``local-agreement-2`` (Whisper: re-decode the utterance's growing buffer after each chunk and commit the
+longest word prefix on which the last two hypotheses agree)."""
 
 
 def _require(obj: dict, key: str, kind: type, where: str = "job") -> Any:
@@ -245,6 +278,56 @@ class ConditionJob:
                    decode=check_decode_overrides(raw.get("decode"), where))
 
 
+def _number(raw: dict, key: str, where: str, default: float, low: float, strict: bool) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+            (value <= low if strict else value < low):
+        raise JobError("{}.{} must be a number {} {:g}, got {!r}".format(where, key, ">" if strict else ">=", low,
+                                                                       value))
+    return value
+
+
+@dataclass(frozen=True)
+class StreamJob:
+    """Stream mode (contract 4): each condition's utterances played as live audio, back to back with ``gap_ms``
+    of silence between them, fed in ``chunk_ms`` chunks at real-time pace on the container's monotonic clock, by
+    ``concurrency`` streams on the one loaded model (staggered by chunk_ms / concurrency, each starting at a
+    different utterance); each stream plays the data at least once and until ``sustain_s`` seconds of audio were
+    delivered. ``offline``: also transcribe each utterance whole afterwards (untimed), for the WER beside."""
+
+    chunk_ms: int = 500
+    gap_ms: int = 500
+    concurrency: int = 1
+    policy: str = "native"
+    sustain_s: float = 60.0
+    offline: bool = True
+
+    def to_json(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: Any, where: str = "job.stream") -> "StreamJob":
+        if not isinstance(raw, dict):
+            raise JobError("{} must be an object".format(where))
+        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise JobError("{} has unknown keys {}".format(where, unknown))
+        for key, low in (("chunk_ms", 1), ("concurrency", 1), ("gap_ms", 0)):
+            value = raw.get(key, getattr(cls, key))
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise JobError("{}.{} must be an integer >= {}, got {!r}".format(where, key, low, value))
+        policy = raw.get("policy", cls.policy)
+        if policy not in STREAM_POLICIES:
+            raise JobError("{}.policy must be one of {}, got {!r}".format(where, ", ".join(STREAM_POLICIES),
+                                                                          policy))
+        offline = raw.get("offline", True)
+        if not isinstance(offline, bool):
+            raise JobError("{}.offline must be true or false".format(where))
+        return cls(chunk_ms=raw.get("chunk_ms", cls.chunk_ms), gap_ms=raw.get("gap_ms", cls.gap_ms),
+                   concurrency=raw.get("concurrency", cls.concurrency), policy=policy,
+                   sustain_s=float(_number(raw, "sustain_s", where, cls.sustain_s, 0, True)), offline=offline)
+
+
 @dataclass(frozen=True)
 class Job:
     """The job spec a backend container receives (job.json): the host writes ``to_json()``
@@ -262,13 +345,17 @@ class Job:
     allow_download: bool = False
     conditions: list = field(default_factory=list)  # empty: one clean condition over every utterance
     loaded_idle_s: float = 0.0  # idle seconds with the model loaded, after warm-up (the host measures power)
+    stream: Optional[StreamJob] = None  # stream mode (contract 4); None: offline, utterance by utterance
 
     def to_json(self) -> Dict[str, Any]:
-        return {"contract_version": self.contract_version, "backend": self.backend, "model": self.model,
-                "quant": self.quant, "backend_quant": self.backend_quant, "device": self.device,
-                "decode": self.decode.to_json(), "warmup": self.warmup, "loaded_idle_s": self.loaded_idle_s,
-                "allow_download": self.allow_download, "utterances": [u.to_json() for u in self.utterances],
-                "conditions": [c.to_json() for c in self.conditions]}
+        out = {"contract_version": self.contract_version, "backend": self.backend, "model": self.model,
+               "quant": self.quant, "backend_quant": self.backend_quant, "device": self.device,
+               "decode": self.decode.to_json(), "warmup": self.warmup, "loaded_idle_s": self.loaded_idle_s,
+               "allow_download": self.allow_download, "utterances": [u.to_json() for u in self.utterances],
+               "conditions": [c.to_json() for c in self.conditions]}  # type: Dict[str, Any]
+        if self.stream is not None:  # only where used: a job without it is what contract 3 wrote
+            out["stream"] = self.stream.to_json()
+        return out
 
     def needs(self) -> Tuple[int, str]:
         """The contract version this job needs and the newest feature it uses (FEATURES) that needs it."""
@@ -277,6 +364,8 @@ class Job:
             used.append("conditions in one container (job.conditions)")
         if any(c.decode for c in self.conditions):
             used.append("per-condition decode overrides (job.conditions[].decode)")
+        if self.stream is not None:
+            used.append("stream mode (job.stream)")
         return max(((FEATURES[u], u) for u in used), default=(MIN_CONTRACT_VERSION, "the job"))
 
     def version_problem(self, version: int) -> Optional[str]:
@@ -308,7 +397,8 @@ class Job:
         loaded_idle_s = data.get("loaded_idle_s", 0.0)
         if not isinstance(loaded_idle_s, (int, float)) or isinstance(loaded_idle_s, bool) or loaded_idle_s < 0:
             raise JobError("job.loaded_idle_s must be a non-negative number of seconds")
-        job = cls(loaded_idle_s=float(loaded_idle_s), conditions=conditions, contract_version=version,
+        stream = StreamJob.from_json(data["stream"]) if data.get("stream") is not None else None
+        job = cls(loaded_idle_s=float(loaded_idle_s), conditions=conditions, contract_version=version, stream=stream,
                   backend=_require(data, "backend", str), model=_require(data, "model", str),
                   quant=_require(data, "quant", str), backend_quant=_require(data, "backend_quant", str),
                   device=_require(data, "device", str), decode=decode, warmup=warmup, utterances=utterances,
@@ -330,12 +420,20 @@ class RecordError(ValueError):
 # What each field of the contract may hold. ``positive``: seconds of audio (> 0); ``seconds``/``mb``: >= 0.
 POSITIVE_FIELDS = ("duration_s",)
 NON_NEGATIVE_FIELDS = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "peak_vram_mb", "audio_cache_mb",
-                       "rss_after_load_mb", "model_size_mb", "seconds", "peak_rss_excl_audio_mb")
-COUNT_FIELDS = ("n_params", "batch_size", "count", "n_ok", "n_failed", "n", "n_conditions", "n_utterances")
+                       "rss_after_load_mb", "model_size_mb", "seconds", "peak_rss_excl_audio_mb",
+                       "audio_start_s", "audio_end_s", "sustain_s")
+COUNT_FIELDS = ("n_params", "batch_size", "count", "n_ok", "n_failed", "n", "n_conditions", "n_utterances",
+                "stream", "seq", "play", "concurrency", "chunk_ms", "gap_ms", "first_index", "n_chunks", "passes",
+                "delivered_ns", "start_ns", "first_delivered_ns", "last_delivered_ns", "offset_ns")
 TEXT_FIELDS = ("condition", "id", "error", "peak_rss_scope", "device_used", "quant_method", "model", "status",
-               "model_kind", "backend", "traceback", "reason", "peak_rss_excl_audio_method")
+               "model_kind", "backend", "traceback", "reason", "peak_rss_excl_audio_method", "text", "committed",
+               "policy", "batching", "offline_hypothesis")
 REQUIRED_EVENT_FIELDS = {Event.UTTERANCE_START: ("id",), Event.UTTERANCE_END: ("id", "duration_s", "processing_s"),
-                         Event.UTTERANCE_ERROR: ("id",)}
+                         Event.UTTERANCE_ERROR: ("id",),
+                         Event.STREAM_START: ("stream",), Event.STREAM_END: ("stream",),
+                         Event.CHUNK: ("stream", "seq", "delivered_ns", "start_ns"),
+                         Event.PARTIAL: ("stream", "id", "text"),
+                         Event.FINAL: ("stream", "id", "text", "first_delivered_ns", "last_delivered_ns")}
 """The fields an event must carry, beyond its name and clocks (the entrypoint always writes them)."""
 
 
