@@ -67,7 +67,7 @@ from .check import AXES, AXIS_KEYS, DEFAULTS_KEYS, IMAGE_AXIS, SETTING_KEYS, TOP
 from .expand import GROUP_KEYS, Condition, Group, expand, resolved_json
 from .read import find_file, read_yaml
 
-__all__ = ["load_experiment", "Experiment", "Group", "Condition", "NOISE_TYPES", "AXES", "AXIS_KEYS",
+__all__ = ["load_experiment", "experiment_from_data", "Experiment", "Group", "Condition", "NOISE_TYPES", "AXES", "AXIS_KEYS",
            "IMAGE_AXIS", "TOP_KEYS", "DEFAULTS_KEYS", "SETTING_KEYS", "GROUP_KEYS"]
 
 
@@ -95,7 +95,13 @@ def load_experiment(path: str | Path, *, root: str | Path | None = None) -> Expe
     """
     root = Path(root).resolve() if root is not None else Path.cwd()
     file = find_file(path, root)
-    raw = read_yaml(file)
+    return experiment_from_data(read_yaml(file), file, root=root)
+
+
+def experiment_from_data(raw: object, file: Path, *, root: str | Path | None = None) -> Experiment:
+    """An experiment from its YAML data, checked and expanded exactly as if ``file`` held it (messages and the
+    manifest name ``file``): for a command that makes its own grid points, such as `edgeasr capacity`'s probes."""
+    root = Path(root).resolve() if root is not None else Path.cwd()
     ck = Checker(file.name, root)
     ck.root_file = file
     checked = check_file(raw, ck, file)

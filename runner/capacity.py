@@ -1,0 +1,313 @@
+"""Live audio's capacity (issue 23, item 6): the most concurrent streams this device sustains at a latency target.
+
+A **probe** runs ``n`` live streams in one container (``stream.concurrency = n``) over ``stream.sustain_s`` and
+passes when both hold, for every condition it ran:
+
+- the p99 finalization latency (summary ``stream`` block) is at most the target (``--latency-ms``, 1000 ms);
+- the lag behind real time is bounded: the lag at the end of the window exceeds the lag at its middle by at
+  most two chunks (the stream block's ``bounded``; a backend that falls further behind all the time is not
+  keeping up, however good its latency looked while the backlog was short).
+
+A probe whose condition failed (an error, a crash, no stream figures, no utterance finalized) fails with that
+reason: capacity is what was shown to work, never what was not disproved.
+
+**The search** (``CapacitySearch``, pure and immutable, a state machine over the probes recorded so far):
+doubling from 1 (1, 2, 4, ... up to the cap, the cap itself probed last) until a probe fails, then bisection
+between the last pass and the first fail. The answer is the last passing ``n``: 0 when even one stream fails (a
+backend that can never keep up gets 0 and the reason, never a fake real-time result), the cap when every probe
+passed (said so: the device may carry more). The search assumes more streams never make it easier; it only ever
+probes between the last pass and the first fail, so a recorded probe out of that order is a bug and refused.
+
+**In the one sweep** (``CapacityPlanner``, a runner/sweep.py ``Planner``): each probe is a group planned like
+any other (``plan(n)`` plans the base settings with ``stream.concurrency = n``), keyed and stored in the results
+folder; the planner adds the next probe when the last one's records are in. A search resumed after an
+interruption hears every stored probe again (ran False) and takes the same decisions without running them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping, Sequence
+
+from .plan import GroupJob
+from .results import ConditionRecord
+from .sweep import GroupDone
+
+DEFAULT_LATENCY_MS = 1000.0
+DEFAULT_MAX_STREAMS = 64
+BOUNDED_CHUNKS = 2  # bounded lag: end - middle <= this many chunks (issue 23, item 6)
+
+
+# --- what one condition's summary says (the stream block, runner/stream_metrics.py) --------------------------
+
+
+@dataclass(frozen=True)
+class StreamFigures:
+    """The figures of one condition a probe is judged on, read from its summary (``StreamFigures.of``); None
+    where the summary does not have them. The one place that knows the stream block's names."""
+
+    p99_ms: float | None  # p99 finalization latency
+    lag_end_s: float | None
+    lag_middle_s: float | None
+    bounded: bool | None  # end - middle <= BOUNDED_CHUNKS chunks
+    chunk_ms: float | None
+    n_finalized: int | None  # utterances finalized (the latency's n)
+    power_per_stream_w: float | None
+    power_reason: str | None  # why there is no power per stream
+
+    @classmethod
+    def of(cls, summary: Mapping[str, Any], n_streams: int) -> StreamFigures | None:
+        """The figures of ``summary`` (None: it has no stream block). Power per stream: the stream block's,
+        else the energy block's average power over the ``n_streams`` streams, else the reason energy is
+        unavailable."""
+        block = summary.get("stream")
+        if not isinstance(block, Mapping) or not block:
+            return None
+        latency = _mapping(block.get("finalization_ms"))
+        lag = _mapping(block.get("lag_s"))
+        chunk_ms = _number(block.get("chunk_ms"))
+        end, middle = _number(lag.get("end")), _number(lag.get("middle"))
+        bounded = lag.get("bounded")
+        if not isinstance(bounded, bool):  # not stated: the definition, where its figures are there
+            bounded = (None if end is None or middle is None or chunk_ms is None
+                       else end - middle <= BOUNDED_CHUNKS * chunk_ms / 1000)
+        n = latency.get("n")
+        power, reason = _power_per_stream(summary, block, n_streams)
+        return cls(p99_ms=_number(latency.get("p99")), lag_end_s=end, lag_middle_s=middle, bounded=bounded,
+                   chunk_ms=chunk_ms, n_finalized=n if isinstance(n, int) and not isinstance(n, bool) else None,
+                   power_per_stream_w=power, power_reason=reason)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _power_per_stream(summary: Mapping[str, Any], block: Mapping[str, Any], n_streams: int
+                      ) -> tuple[float | None, str | None]:
+    own = _number(block.get("power_per_stream_w"))
+    if own is not None:
+        return own, None
+    energy = _mapping(summary.get("energy"))
+    avg = _number(energy.get("avg_w"))
+    if avg is not None and n_streams > 0:
+        return avg / n_streams, None
+    unavailable = _mapping(summary.get("unavailable"))
+    reason = unavailable.get("energy") or _mapping(energy.get("unavailable")).get("avg_w")
+    return None, str(reason) if reason else "energy was not measured"
+
+
+# --- one probe ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe's verdict: ``streams`` concurrent streams passed or not, and why not (one sentence)."""
+
+    streams: int
+    passed: bool
+    reason: str | None = None  # why it failed; None when it passed
+    p99_ms: float | None = None  # the worst p99 finalization latency of its conditions
+    lag_growth_s: float | None = None  # the worst lag at the end less the lag at the middle
+    power_per_stream_w: float | None = None  # mean over its conditions
+    power_reason: str | None = None  # why there is no power per stream
+    keys: tuple[str, ...] = ()  # its conditions' keys (where its results are)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"streams": self.streams, "passed": self.passed, "reason": self.reason, "p99_ms": self.p99_ms,
+                "lag_growth_s": self.lag_growth_s, "power_per_stream_w": self.power_per_stream_w,
+                "power_reason": self.power_reason, "keys": list(self.keys)}
+
+
+def judge_probe(streams: int, records: Sequence[ConditionRecord], latency_ms: float = DEFAULT_LATENCY_MS,
+                lost: int = 0) -> ProbeResult:
+    """The verdict on ``streams`` from its conditions' records: every one ok, with stream figures, a p99
+    finalization latency at most ``latency_ms`` and a bounded lag; else failed with the first reason found."""
+    keys = tuple(str(r.condition.get("key", "")) for r in records)
+    figures: list[StreamFigures] = []
+    reason: str | None = None
+    if lost:
+        reason = f"{lost} condition(s) were lost with their node"
+    elif not records:
+        reason = "the probe recorded no condition"
+    for r in records:
+        if reason is not None:
+            break
+        if r.status != "ok":
+            reason = f"the condition failed ({r.status}): {r.error or 'no reason recorded'}"
+            break
+        f = StreamFigures.of(r.summary, streams)
+        if f is None:
+            reason = "the condition recorded no stream figures (was stream mode on?)"
+        elif f.p99_ms is None:
+            reason = "no utterance was finalized in the window, so there is no finalization latency"
+        elif f.bounded is None:
+            reason = "the lag behind real time was not measured"
+        else:
+            figures.append(f)
+    p99 = max((f.p99_ms for f in figures if f.p99_ms is not None), default=None)
+    growths = [f.lag_end_s - f.lag_middle_s for f in figures if f.lag_end_s is not None and f.lag_middle_s is not None]
+    growth = max(growths) if growths else None
+    if reason is None and p99 is not None and p99 > latency_ms:
+        reason = f"p99 finalization latency {p99:.0f} ms is over the {latency_ms:g} ms target"
+    if reason is None and not all(f.bounded for f in figures):
+        worst = next(f for f in figures if not f.bounded)
+        chunks = (f", more than {BOUNDED_CHUNKS} chunks of {worst.chunk_ms:g} ms" if worst.chunk_ms else "")
+        grew = (f"grew by {worst.lag_end_s - worst.lag_middle_s:.2f} s from the middle of the window to its end"
+                if worst.lag_end_s is not None and worst.lag_middle_s is not None else "was not bounded")
+        reason = f"the lag behind real time {grew}{chunks}: the backend is falling behind"
+    powers = [f.power_per_stream_w for f in figures if f.power_per_stream_w is not None]
+    power_reason = None if powers else next((f.power_reason for f in figures if f.power_reason), None)
+    return ProbeResult(streams, reason is None, reason, p99, growth,
+                       sum(powers) / len(powers) if powers else None, power_reason, keys)
+
+
+# --- the search ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The search's answer: ``streams`` sustained (0: not even one), the probe that showed it, the first probe
+    that failed (None: none failed, the cap was reached), and every probe in the order it ran."""
+
+    streams: int
+    latency_ms: float
+    max_streams: int
+    best: ProbeResult | None  # the passing probe at ``streams`` (None when 0)
+    first_failed: ProbeResult | None
+    probes: tuple[ProbeResult, ...]
+
+    @property
+    def capped(self) -> bool:
+        """Every probe passed up to the cap: the device may carry more than the answer."""
+        return self.first_failed is None
+
+    def headline(self) -> str:
+        """"N streams at p99 X ms, Y W per stream" (issue 23), or why there is no power figure."""
+        if self.best is None:
+            return f"0 streams at a p99 finalization latency of {self.latency_ms:g} ms: not even one stream keeps up"
+        b = self.best
+        power = (f"{b.power_per_stream_w:.2f} W per stream" if b.power_per_stream_w is not None
+                 else f"power unavailable: {b.power_reason or 'energy was not measured'}")
+        more = f" (the cap, --max-streams {self.max_streams}: it may carry more)" if self.capped else ""
+        return f"{self.streams} streams at p99 {b.p99_ms:.0f} ms, {power}{more}"
+
+    def failure_line(self) -> str:
+        f = self.first_failed
+        if f is None:
+            return f"no probe failed up to the cap of {self.max_streams} streams"
+        return f"first failed probe: {f.streams} stream{'s' if f.streams != 1 else ''}: {f.reason}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"streams": self.streams, "latency_ms": self.latency_ms, "max_streams": self.max_streams,
+                "capped": self.capped, "headline": self.headline(),
+                "best": self.best.to_json() if self.best else None,
+                "first_failed": self.first_failed.to_json() if self.first_failed else None,
+                "probes": [p.to_json() for p in self.probes]}
+
+
+@dataclass(frozen=True)
+class CapacitySearch:
+    """Doubling, then bisection (see the module doc): ``next_probe()`` the streams to probe next (None: done),
+    ``record(result)`` a new search with it, ``answer()`` the Capacity once done."""
+
+    max_streams: int = DEFAULT_MAX_STREAMS
+    latency_ms: float = DEFAULT_LATENCY_MS
+    probes: tuple[ProbeResult, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_streams < 1:
+            raise ValueError(f"max_streams must be at least 1, got {self.max_streams}")
+
+    def _bounds(self) -> tuple[int, int | None]:
+        """(the most streams that passed, 0 for none; the fewest that failed, None for none)."""
+        lo = max((p.streams for p in self.probes if p.passed), default=0)
+        hi = min((p.streams for p in self.probes if not p.passed), default=None)
+        return lo, hi
+
+    def next_probe(self) -> int | None:
+        lo, hi = self._bounds()
+        if hi is None:  # doubling: every probe so far passed
+            if lo >= self.max_streams:
+                return None
+            return 1 if lo == 0 else min(2 * lo, self.max_streams)
+        if hi - lo <= 1:
+            return None
+        return (lo + hi) // 2  # bisection between the last pass and the first fail
+
+    def record(self, result: ProbeResult) -> CapacitySearch:
+        expected = self.next_probe()
+        if result.streams != expected:
+            raise ValueError(f"the search expected a probe of {expected} streams, got {result.streams}")
+        return replace(self, probes=(*self.probes, result))
+
+    @property
+    def done(self) -> bool:
+        return self.next_probe() is None
+
+    def answer(self) -> Capacity | None:
+        """The answer once the search is done; None before."""
+        if not self.done:
+            return None
+        lo, _ = self._bounds()
+        best = next((p for p in self.probes if p.passed and p.streams == lo), None)
+        first_failed = next((p for p in self.probes if not p.passed), None)
+        return Capacity(lo, self.latency_ms, self.max_streams, best, first_failed, self.probes)
+
+
+# --- the search as a planner of the one sweep (runner/sweep.py) ----------------------------------------------
+
+
+Judge = Callable[[int, Sequence[ConditionRecord], int], ProbeResult]
+
+
+@dataclass
+class CapacityPlanner:
+    """The search as an adaptive ``Planner`` (see the module doc). ``plan(n)``: the groups of the probe of ``n``
+    streams (normally one). ``judge(n, records, lost)``: its verdict (default ``judge_probe`` at the search's
+    target). ``search`` holds every probe heard so far, ``answer()`` the Capacity once it is done."""
+
+    plan: Callable[[int], list[GroupJob]]
+    search: CapacitySearch = field(default_factory=CapacitySearch)
+    judge: Judge | None = None
+    _waiting: dict[str, int] = field(default_factory=dict)  # group key -> its probe's streams
+    _heard: dict[int, list[GroupDone]] = field(default_factory=dict)
+
+    def _probe(self) -> list[GroupJob]:
+        n = self.search.next_probe()
+        if n is None:
+            return []
+        jobs = self.plan(n)
+        self._waiting.update({job.key: n for job in jobs})
+        self._heard[n] = []
+        if not jobs:  # nothing to run for it (a bug in plan): it fails, so the search still ends
+            return self._verdict(n, [])
+        return jobs
+
+    def first(self) -> list[GroupJob]:
+        return self._probe()
+
+    def after(self, done: GroupDone) -> list[GroupJob]:
+        n = self._waiting.pop(done.job.key, None)
+        if n is None:
+            return []
+        self._heard[n].append(done)
+        if any(v == n for v in self._waiting.values()):  # the probe's other groups are still running
+            return []
+        return self._verdict(n, self._heard[n])
+
+    def _verdict(self, n: int, heard: list[GroupDone]) -> list[GroupJob]:
+        records = [r for d in heard for r in d.records]
+        lost = sum(d.lost for d in heard)
+        judge = self.judge or (lambda k, recs, lo: judge_probe(k, recs, self.search.latency_ms, lo))
+        self.search = self.search.record(judge(n, records, lost))
+        return self._probe()
+
+    def answer(self) -> Capacity | None:
+        return self.search.answer()

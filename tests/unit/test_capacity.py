@@ -1,0 +1,218 @@
+"""Live audio's capacity search (runner/capacity.py, issue 23 item 6) on scripted latency curves: the exact
+probes it runs (doubling, then bisection), the answer and the first failed probe with its reason; the verdict of
+one probe from its records' stream block; and the search as a planner of the one sweep on the recorded engine,
+resumed without running a probe twice."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+
+from runner.capacity import (CapacityPlanner, CapacitySearch, ProbeResult, StreamFigures, judge_probe)
+from runner.results import ConditionRecord
+
+
+def stream_summary(p99_ms: float | None, lag_middle_s: float = 0.1, lag_end_s: float = 0.1, chunk_ms: float = 500,
+                   avg_w: float | None = None, bounded: bool | None = None, n: int = 6) -> dict:
+    """A condition's summary with the stream block's figures the search reads (and, given, the energy's
+    average power; else the reason energy is unavailable)."""
+    lag = {"max": max(lag_middle_s, lag_end_s), "middle": lag_middle_s, "end": lag_end_s}
+    if bounded is not None:
+        lag["bounded"] = bounded
+    summary = {"status": "ok", "error": None,
+               "stream": {"chunk_ms": chunk_ms, "lag_s": lag,
+                          "finalization_ms": {"p50": None if p99_ms is None else p99_ms / 2, "p99": p99_ms,
+                                              "n": n if p99_ms is not None else 0}}}
+    if avg_w is not None:
+        summary["energy"] = {"avg_w": avg_w}
+    else:
+        summary["unavailable"] = {"energy": "no power sensor on this host (sampler none)"}
+    return summary
+
+
+def record(summary: dict, key: str = "k", status: str = "ok", error: str | None = None) -> ConditionRecord:
+    return ConditionRecord.of({"key": key, "backend": "pocketsphinx", "model": "en-us", "quant": "fp32"},
+                              {**summary, "status": status, "error": error})
+
+
+Curve = Callable[[int], dict]
+
+
+def run_search(curve: Curve, max_streams: int = 64, latency_ms: float = 1000) -> tuple[list[int], CapacitySearch]:
+    """The search driven to its end on ``curve`` (streams -> summary): the probes in the order it asked them."""
+    search, asked = CapacitySearch(max_streams=max_streams, latency_ms=latency_ms), []
+    while (n := search.next_probe()) is not None:
+        asked.append(n)
+        search = search.record(judge_probe(n, [record(curve(n), key=f"c{n}")], latency_ms))
+        assert len(asked) < 30, "the search does not end"
+    return asked, search
+
+
+def linear(ms_per_stream: float) -> Curve:
+    return lambda n: stream_summary(ms_per_stream * n)
+
+
+def test_doubling_then_bisection_finds_the_last_n_under_the_target():
+    """100 ms per stream, 1000 ms target: 1 2 4 8 pass, 16 fails, then 12 (fail) 10 (pass) 11 (fail): 10."""
+    asked, search = run_search(linear(100))
+    assert asked == [1, 2, 4, 8, 16, 12, 10, 11]
+    answer = search.answer()
+    assert answer.streams == 10 and answer.best.streams == 10 and answer.best.p99_ms == 1000
+    assert answer.first_failed.streams == 16
+    assert answer.first_failed.reason == "p99 finalization latency 1600 ms is over the 1000 ms target"
+    assert not answer.capped
+    assert answer.headline() == ("10 streams at p99 1000 ms, power unavailable: no power sensor on this host "
+                                 "(sampler none)")
+    assert answer.failure_line() == ("first failed probe: 16 streams: p99 finalization latency 1600 ms is over the "
+                                     "1000 ms target")
+
+
+def test_a_backend_that_never_keeps_up_has_capacity_zero_after_one_probe():
+    """One stream already over the target: the answer is 0 with the reason, never a fake real-time result."""
+    asked, search = run_search(linear(1500))
+    answer = search.answer()
+    assert asked == [1] and answer.streams == 0 and answer.best is None
+    assert answer.first_failed.reason == "p99 finalization latency 1500 ms is over the 1000 ms target"
+    assert answer.headline().startswith("0 streams") and "not even one stream keeps up" in answer.headline()
+
+
+def test_a_growing_lag_fails_a_probe_whose_latency_looks_fine():
+    """From 3 streams on, the lag grows by 4 s from the middle of the window to its end (more than two 500 ms
+    chunks) while p99 stays low (the utterances finalized early): 1 2 pass, 4 fails, 3 fails: capacity 2."""
+    def curve(n):
+        return stream_summary(200, lag_middle_s=1.0, lag_end_s=5.0 if n >= 3 else 1.5)
+
+    asked, search = run_search(curve)
+    answer = search.answer()
+    assert asked == [1, 2, 4, 3] and answer.streams == 2
+    assert answer.first_failed.streams == 4
+    assert answer.first_failed.reason == ("the lag behind real time grew by 4.00 s from the middle of the window to "
+                                          "its end, more than 2 chunks of 500 ms: the backend is falling behind")
+    assert answer.first_failed.lag_growth_s == pytest.approx(4.0)
+
+
+def test_the_lag_bound_is_two_chunks_exactly_and_the_latency_target_inclusive():
+    """end - middle of exactly 2 chunks is bounded, a little more is not; p99 equal to the target passes."""
+    assert judge_probe(1, [record(stream_summary(1000, 0.5, 1.5, chunk_ms=500))]).passed
+    assert not judge_probe(1, [record(stream_summary(900, 0.5, 1.51, chunk_ms=500))]).passed
+    assert not judge_probe(1, [record(stream_summary(1000.5))]).passed
+    # the stream block's own verdict is taken when it states one
+    assert not judge_probe(1, [record(stream_summary(100, 0.5, 0.5, bounded=False))]).passed
+
+
+def test_every_probe_passing_stops_at_the_cap_and_says_it_may_carry_more():
+    asked, search = run_search(linear(1), max_streams=64)
+    assert asked == [1, 2, 4, 8, 16, 32, 64]
+    answer = search.answer()
+    assert answer.streams == 64 and answer.capped and answer.first_failed is None
+    assert answer.headline() == ("64 streams at p99 64 ms, power unavailable: no power sensor on this host (sampler "
+                                 "none) (the cap, --max-streams 64: it may carry more)")
+    asked, _ = run_search(linear(1), max_streams=10)
+    assert asked == [1, 2, 4, 8, 10], "the cap itself is probed, not skipped"
+    asked, search = run_search(linear(1), max_streams=1)
+    assert asked == [1] and search.answer().streams == 1
+
+
+def test_bisection_with_a_cap_that_is_not_a_power_of_two():
+    """Cap 10, 150 ms per stream: 1 2 4 pass, 8 fails (1200 ms), then 6 (900 pass) 7 (1050 fail): 6."""
+    asked, search = run_search(linear(150), max_streams=10)
+    assert asked == [1, 2, 4, 8, 6, 7] and search.answer().streams == 6
+
+
+def test_power_per_stream_is_the_average_power_shared_by_the_streams():
+    """With energy measured (avg 12 W at 4 streams): 3 W per stream in the headline."""
+    asked, search = run_search(lambda n: {**stream_summary(200 * n), "energy": {"avg_w": 12.0 * n / 4}},
+                               max_streams=64)
+    answer = search.answer()
+    assert answer.streams == 5 and answer.best.power_per_stream_w == pytest.approx(12.0 * 5 / 4 / 5)
+    assert answer.headline() == "5 streams at p99 1000 ms, 3.00 W per stream"
+    own = {**stream_summary(100), "energy": {"avg_w": 50.0}}
+    own["stream"]["power_per_stream_w"] = 2.5  # the stream block's own figure comes first
+    assert StreamFigures.of(own, 4).power_per_stream_w == 2.5
+
+
+@pytest.mark.parametrize("summary, status, error, reason", [
+    ({}, "error", "the container exited with code 137 (killed: out of memory)",
+     "the condition failed (error): the container exited with code 137 (killed: out of memory)"),
+    ({"status": "ok"}, "ok", None, "the condition recorded no stream figures (was stream mode on?)"),
+    (stream_summary(None), "ok", None,
+     "no utterance was finalized in the window, so there is no finalization latency"),
+])
+def test_a_probe_without_figures_fails_with_its_reason(summary, status, error, reason):
+    """An error, no stream block, no utterance finalized: each a failed probe with the reason, never a pass."""
+    result = judge_probe(2, [record(summary, status=status, error=error)])
+    assert not result.passed and result.reason == reason and result.p99_ms is None
+
+
+def test_a_probe_is_judged_on_its_worst_condition():
+    """Two repeats: the worse p99 decides; one failing repeat fails the probe."""
+    ok, slow = record(stream_summary(400), "a"), record(stream_summary(1200), "b")
+    result = judge_probe(3, [ok, slow])
+    assert not result.passed and result.p99_ms == 1200 and result.keys == ("a", "b")
+    assert judge_probe(3, [ok, record(stream_summary(700), "c")]).p99_ms == 700
+    assert judge_probe(3, []).reason == "the probe recorded no condition"
+    assert judge_probe(3, [ok], lost=1).reason == "1 condition(s) were lost with their node"
+
+
+def test_a_probe_out_of_order_is_refused():
+    """The search only probes between the last pass and the first fail; anything else is a bug, refused."""
+    search = CapacitySearch()
+    with pytest.raises(ValueError, match="expected a probe of 1 streams, got 2"):
+        search.record(ProbeResult(2, True))
+    search = search.record(ProbeResult(1, False, "too slow"))
+    assert search.done and search.next_probe() is None
+    with pytest.raises(ValueError):
+        search.record(ProbeResult(2, True))
+    with pytest.raises(ValueError):
+        CapacitySearch(max_streams=0)
+
+
+def test_the_answer_as_json_keeps_every_probe_in_order():
+    _, search = run_search(linear(300))
+    data = search.answer().to_json()
+    assert [p["streams"] for p in data["probes"]] == [1, 2, 4, 3]
+    assert [p["passed"] for p in data["probes"]] == [True, True, False, True]
+    assert data["streams"] == 3 and data["first_failed"]["streams"] == 4 and data["capped"] is False
+
+
+# --- as a planner of the one sweep -----------------------------------------------------------------------------
+
+
+class _Job:
+    def __init__(self, key):
+        self.key = key
+
+
+def test_the_planner_adds_the_next_probe_as_each_one_ends_and_replays_the_same_decisions():
+    """Without a sweep: first() is the probe of 1; each after() judges the probe and returns the next one;
+    the same GroupDone sequence replayed (a resumed search) gives the same probes and answer."""
+    from runner.sweep import GroupDone
+
+    curve = linear(100)
+
+    def drive():
+        planner = CapacityPlanner(plan=lambda n: [_Job(f"g{n}")], search=CapacitySearch(max_streams=64))
+        asked, queue = [], planner.first()
+        while queue:
+            job = queue.pop(0)
+            n = int(job.key[1:])
+            asked.append(n)
+            queue += planner.after(GroupDone(job, (record(curve(n), key=f"c{n}"),), ran=False))
+        return asked, planner.answer()
+
+    first, again = drive(), drive()
+    assert first[0] == [1, 2, 4, 8, 16, 12, 10, 11] and first[1].streams == 10
+    assert again[0] == first[0] and again[1] == first[1]
+
+
+def test_the_planner_waits_for_every_group_of_a_probe_and_ignores_other_groups():
+    from runner.sweep import GroupDone
+
+    planner = CapacityPlanner(plan=lambda n: [_Job(f"g{n}a"), _Job(f"g{n}b")])
+    assert [j.key for j in planner.first()] == ["g1a", "g1b"]
+    assert planner.after(GroupDone(_Job("other"), ())) == []
+    assert planner.after(GroupDone(_Job("g1a"), (record(stream_summary(100), "x"),))) == []
+    nxt = planner.after(GroupDone(_Job("g1b"), (record(stream_summary(1100), "y"),)))
+    assert nxt == [] and planner.answer().streams == 0
+    assert planner.answer().first_failed.keys == ("x", "y")
