@@ -26,13 +26,17 @@ interruption hears every stored probe again (ran False) and takes the same decis
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .plan import GroupJob
-from .results import ConditionRecord
-from .sweep import GroupDone
+from .experiment import experiment_from_data
+from .launch.engines import make_engine
+from .plan import GroupJob, check_host, plan_sweep
+from .results import ConditionRecord, write_json_atomic
+from .sweep import GroupDone, LocalDispatcher, LocalOptions, LocalView, SweepOptions, SweepOutcome, run_sweep
 
 DEFAULT_LATENCY_MS = 1000.0
 DEFAULT_MAX_STREAMS = 64
@@ -57,10 +61,8 @@ class StreamFigures:
     power_reason: str | None  # why there is no power per stream
 
     @classmethod
-    def of(cls, summary: Mapping[str, Any], n_streams: int) -> StreamFigures | None:
-        """The figures of ``summary`` (None: it has no stream block). Power per stream: the stream block's,
-        else the energy block's average power over the ``n_streams`` streams, else the reason energy is
-        unavailable."""
+    def of(cls, summary: Mapping[str, Any]) -> StreamFigures | None:
+        """The figures of ``summary`` (None: it has no stream block)."""
         block = summary.get("stream")
         if not isinstance(block, Mapping) or not block:
             return None
@@ -73,7 +75,7 @@ class StreamFigures:
             bounded = (None if end is None or middle is None or chunk_ms is None
                        else end - middle <= BOUNDED_CHUNKS * chunk_ms / 1000)
         n = latency.get("n")
-        power, reason = _power_per_stream(summary, block, n_streams)
+        power, reason = _power_per_stream(summary, block)
         return cls(p99_ms=_number(latency.get("p99")), lag_end_s=end, lag_middle_s=middle, bounded=bounded,
                    chunk_ms=chunk_ms, n_finalized=n if isinstance(n, int) and not isinstance(n, bool) else None,
                    power_per_stream_w=power, power_reason=reason)
@@ -89,17 +91,15 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def _power_per_stream(summary: Mapping[str, Any], block: Mapping[str, Any], n_streams: int
-                      ) -> tuple[float | None, str | None]:
-    own = _number(block.get("power_per_stream_w"))
+def _power_per_stream(summary: Mapping[str, Any], block: Mapping[str, Any]) -> tuple[float | None, str | None]:
+    """The stream block's average power per stream (runner/stream_metrics.py: the inference work's average power
+    shared over the streams), else the reason it gives, else the summary's reason energy is unavailable."""
+    energy = _mapping(block.get("energy"))
+    own = _number(energy.get("w_per_stream"))
     if own is not None:
         return own, None
-    energy = _mapping(summary.get("energy"))
-    avg = _number(energy.get("avg_w"))
-    if avg is not None and n_streams > 0:
-        return avg / n_streams, None
-    unavailable = _mapping(summary.get("unavailable"))
-    reason = unavailable.get("energy") or _mapping(energy.get("unavailable")).get("avg_w")
+    reason = (_mapping(energy.get("unavailable")).get("w_per_stream")
+              or _mapping(summary.get("unavailable")).get("energy"))
     return None, str(reason) if reason else "energy was not measured"
 
 
@@ -142,7 +142,7 @@ def judge_probe(streams: int, records: Sequence[ConditionRecord], latency_ms: fl
         if r.status != "ok":
             reason = f"the condition failed ({r.status}): {r.error or 'no reason recorded'}"
             break
-        f = StreamFigures.of(r.summary, streams)
+        f = StreamFigures.of(r.summary)
         if f is None:
             reason = "the condition recorded no stream figures (was stream mode on?)"
         elif f.p99_ms is None:
@@ -311,3 +311,57 @@ class CapacityPlanner:
 
     def answer(self) -> Capacity | None:
         return self.search.answer()
+
+
+# --- the probes as experiments, and the search run here -------------------------------------------------------
+
+#: The setting a probe sets: the live streams one container serves.
+CONCURRENCY = "stream.concurrency"
+
+
+def probe_data(defaults: Mapping[str, Any], streams: int, name: str, axis: str = CONCURRENCY) -> dict[str, Any]:
+    """The experiment data of the probe of ``streams``: ``defaults`` (an experiment file's ``defaults:``, nested
+    as written) with stream mode on and ``axis`` set to ``streams``; one group, keyed like any other."""
+    data = copy.deepcopy(dict(defaults))
+    if axis == CONCURRENCY:
+        data.setdefault("stream", {})["enabled"] = True
+    *parents, last = axis.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = streams
+    return {"name": name, "description": f"capacity probe: {streams} live stream(s)", "defaults": data}
+
+
+def local_capacity(defaults: Mapping[str, Any], file: Path, out: Path, view: LocalView, local: LocalOptions,
+                   search: CapacitySearch, options: SweepOptions = SweepOptions(), root: Path | None = None,
+                   axis: str = CONCURRENCY, engine=None) -> tuple[SweepOutcome, Capacity]:
+    """`edgeasr capacity` here, as `edgeasr sweep` (runner/sweep.local_sweep) with the search as its planner:
+    the probe of 1 checked first (a bad setting stops here, nothing started), the host preflight, missing images
+    and models made (unless told not), then every probe planned into ``out`` as the search asks for it.
+    ``file``: the path the probes' experiments are named by (messages, the manifest); ``axis``: the setting a
+    probe sets (``stream.concurrency``; a test may search another). Returns the sweep's outcome and the answer
+    (the search always ends: every probe is judged, a failed one included), also written to capacity.json."""
+    name = file.stem
+
+    def probe(n: int):
+        return experiment_from_data(probe_data(defaults, n, name, axis), file, root=root)
+
+    first = probe(search.next_probe() or 1)
+    engine = engine or make_engine(local.engine)
+    host = check_host(first, engine.name)
+    if local.prepare:
+        from .images.prepare import prepare
+
+        prepare(first, local.models_dir, engine=engine.name, log=view.note, status=view.status)
+    planner = CapacityPlanner(plan=lambda n: plan_sweep(probe(n), engine, local.models_dir, out, host=host,
+                                                        offline=local.offline, log=view.note),
+                              search=search)
+    outcome = run_sweep(first, out, planner, LocalDispatcher(engine, out, view.callbacks), view, options)
+    answer = planner.answer()
+    assert answer is not None, "the sweep ended with the search still asking for a probe"
+    write_json_atomic(out / CAPACITY_FILE, answer.to_json())
+    return outcome, answer
+
+
+CAPACITY_FILE = "capacity.json"

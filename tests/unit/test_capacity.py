@@ -5,6 +5,7 @@ resumed without running a probe twice."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import pytest
@@ -14,9 +15,9 @@ from runner.results import ConditionRecord
 
 
 def stream_summary(p99_ms: float | None, lag_middle_s: float = 0.1, lag_end_s: float = 0.1, chunk_ms: float = 500,
-                   avg_w: float | None = None, bounded: bool | None = None, n: int = 6) -> dict:
-    """A condition's summary with the stream block's figures the search reads (and, given, the energy's
-    average power; else the reason energy is unavailable)."""
+                   w_per_stream: float | None = None, bounded: bool | None = None, n: int = 6) -> dict:
+    """A condition's summary with the stream block's figures the search reads (runner/stream_metrics.py's
+    names): p99 finalization latency, the lag at the middle and the end, power per stream or why not."""
     lag = {"max": max(lag_middle_s, lag_end_s), "middle": lag_middle_s, "end": lag_end_s}
     if bounded is not None:
         lag["bounded"] = bounded
@@ -24,10 +25,11 @@ def stream_summary(p99_ms: float | None, lag_middle_s: float = 0.1, lag_end_s: f
                "stream": {"chunk_ms": chunk_ms, "lag_s": lag,
                           "finalization_ms": {"p50": None if p99_ms is None else p99_ms / 2, "p99": p99_ms,
                                               "n": n if p99_ms is not None else 0}}}
-    if avg_w is not None:
-        summary["energy"] = {"avg_w": avg_w}
+    if w_per_stream is not None:
+        summary["stream"]["energy"] = {"w_per_stream": w_per_stream, "unavailable": {}}
     else:
-        summary["unavailable"] = {"energy": "no power sensor on this host (sampler none)"}
+        summary["stream"]["energy"] = {"w_per_stream": None,
+                                       "unavailable": {"w_per_stream": "no energy block (no sampler ran)"}}
     return summary
 
 
@@ -62,8 +64,8 @@ def test_doubling_then_bisection_finds_the_last_n_under_the_target():
     assert answer.first_failed.streams == 16
     assert answer.first_failed.reason == "p99 finalization latency 1600 ms is over the 1000 ms target"
     assert not answer.capped
-    assert answer.headline() == ("10 streams at p99 1000 ms, power unavailable: no power sensor on this host "
-                                 "(sampler none)")
+    assert answer.headline() == ("10 streams at p99 1000 ms, power unavailable: no energy block (no "
+                                 "sampler ran)")
     assert answer.failure_line() == ("first failed probe: 16 streams: p99 finalization latency 1600 ms is over the "
                                      "1000 ms target")
 
@@ -106,8 +108,8 @@ def test_every_probe_passing_stops_at_the_cap_and_says_it_may_carry_more():
     assert asked == [1, 2, 4, 8, 16, 32, 64]
     answer = search.answer()
     assert answer.streams == 64 and answer.capped and answer.first_failed is None
-    assert answer.headline() == ("64 streams at p99 64 ms, power unavailable: no power sensor on this host (sampler "
-                                 "none) (the cap, --max-streams 64: it may carry more)")
+    assert answer.headline() == ("64 streams at p99 64 ms, power unavailable: no energy block (no sampler "
+                                 "ran) (the cap, --max-streams 64: it may carry more)")
     asked, _ = run_search(linear(1), max_streams=10)
     assert asked == [1, 2, 4, 8, 10], "the cap itself is probed, not skipped"
     asked, search = run_search(linear(1), max_streams=1)
@@ -120,16 +122,17 @@ def test_bisection_with_a_cap_that_is_not_a_power_of_two():
     assert asked == [1, 2, 4, 8, 6, 7] and search.answer().streams == 6
 
 
-def test_power_per_stream_is_the_average_power_shared_by_the_streams():
-    """With energy measured (avg 12 W at 4 streams): 3 W per stream in the headline."""
-    asked, search = run_search(lambda n: {**stream_summary(200 * n), "energy": {"avg_w": 12.0 * n / 4}},
-                               max_streams=64)
+def test_power_per_stream_is_the_stream_blocks():
+    """With energy measured (3 W per stream at every n): the headline says it; a probe's conditions average."""
+    asked, search = run_search(lambda n: stream_summary(200 * n, w_per_stream=3.0))
     answer = search.answer()
-    assert answer.streams == 5 and answer.best.power_per_stream_w == pytest.approx(12.0 * 5 / 4 / 5)
+    assert answer.streams == 5 and answer.best.power_per_stream_w == 3.0
     assert answer.headline() == "5 streams at p99 1000 ms, 3.00 W per stream"
-    own = {**stream_summary(100), "energy": {"avg_w": 50.0}}
-    own["stream"]["power_per_stream_w"] = 2.5  # the stream block's own figure comes first
-    assert StreamFigures.of(own, 4).power_per_stream_w == 2.5
+    two = judge_probe(2, [record(stream_summary(100, w_per_stream=2.0)), record(stream_summary(100, w_per_stream=3.0))])
+    assert two.power_per_stream_w == 2.5
+    bare = stream_summary(100)
+    del bare["stream"]["energy"]
+    assert StreamFigures.of({**bare, "unavailable": {"energy": "sampler none"}}).power_reason == "sampler none"
 
 
 @pytest.mark.parametrize("summary, status, error, reason", [
@@ -216,3 +219,133 @@ def test_the_planner_waits_for_every_group_of_a_probe_and_ignores_other_groups()
     nxt = planner.after(GroupDone(_Job("g1b"), (record(stream_summary(1100), "y"),)))
     assert nxt == [] and planner.answer().streams == 0
     assert planner.answer().first_failed.keys == ("x", "y")
+
+
+# --- in the one sweep, on the recorded engine (tests/recorded_engine.py) ------------------------------------------
+
+DEFAULTS = {"backend": "faster-whisper", "model": "tiny.en", "quant": "int8", "device": "cpu", "dataset": "d",
+            "warmup": 0, "telemetry": {"sampler": "none"}}
+
+
+class View:
+    """A SweepView that writes down its notes (as tests/unit/test_sweep.py's)."""
+
+    def __init__(self):
+        self.notes, self.added_todo = [], []
+
+    def note(self, text, level="info"):
+        self.notes.append((level, text))
+
+    @contextlib.contextmanager
+    def running(self, start):
+        yield
+
+    def added(self, todo):
+        self.added_todo.append(todo)
+
+    def callbacks(self, job):
+        from runner.execute import Callbacks
+
+        return Callbacks()
+
+    def status(self, text):
+        return contextlib.nullcontext()
+
+
+@pytest.fixture
+def study(tmp_path):
+    """Two tone utterances and a tiny.en folder, as tests/unit/test_sweep.py's study."""
+    from helpers import write_tone
+
+    for uid in ("a", "b"):
+        write_tone(tmp_path / "d" / f"{uid}.wav")
+        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
+    model = tmp_path / "models" / "tiny.en"
+    model.mkdir(parents=True)
+    (model / "model.bin").write_bytes(b"x")
+    (model / "config.json").write_text("{}")
+    return tmp_path
+
+
+def scripted(monkeypatch, curve: Curve) -> list[int]:
+    """The recorded container has no stream block: each probe's records are judged with the figures ``curve``
+    scripts for its number of streams (the real verdict, on scripted figures). Returns the probes judged."""
+    from runner import capacity
+
+    real, judged = capacity.judge_probe, []
+
+    def judge(n, records, latency_ms=1000, lost=0):
+        judged.append(n)
+        return real(n, [ConditionRecord.of(r.condition, {**r.summary, **curve(n)}) for r in records], latency_ms, lost)
+
+    monkeypatch.setattr(capacity, "judge_probe", judge)
+    return judged
+
+
+def search_here(study, engine, max_streams=64, **options):
+    """`edgeasr capacity` as the command runs it, on the recorded engine; the probes set decode.threads (a
+    container-level setting, as stream.concurrency is) so that the seam is tested whatever stream mode has."""
+    from runner.capacity import local_capacity
+    from runner.sweep import LocalOptions, SweepOptions
+
+    return local_capacity(DEFAULTS, study / "capacity-unit.yaml", study / "out", View(),
+                          LocalOptions(engine="local", models_dir=study / "models", prepare=False),
+                          CapacitySearch(max_streams=max_streams), SweepOptions(**options), root=study,
+                          axis="decode.threads", engine=engine)
+
+
+def test_each_probe_is_a_group_of_the_sweep_planned_as_the_last_one_ends(study, monkeypatch):
+    """300 ms per stream: probes 1 2 4 3, each one container in turn, keyed, in the tables and the manifest;
+    the answer (3) in capacity.json with the first failed probe (4) and why."""
+    import json
+
+    from recorded_engine import RecordedEngine
+
+    judged = scripted(monkeypatch, linear(300))
+    engine = RecordedEngine()
+    outcome, answer = search_here(study, engine)
+    assert judged == [1, 2, 4, 3] and len(engine.launches) == 4 and outcome.exit_code == 0
+    assert len({g for g, _ in engine.launches}) == 4, "each probe is its own container, with its own key"
+    assert answer.streams == 3 and answer.first_failed.streams == 4
+    stored = json.loads((study / "out" / "capacity.json").read_text())
+    assert stored["streams"] == 3 and [p["streams"] for p in stored["probes"]] == [1, 2, 4, 3]
+    assert stored["first_failed"]["reason"] == "p99 finalization latency 1200 ms is over the 1000 ms target"
+    assert len((study / "out" / "conditions.jsonl").read_text().splitlines()) == 4
+    assert json.loads((study / "out" / "manifest.json").read_text())["n_containers"] == 4
+    assert {r.condition["key"] for r in outcome.records} == {k for p in answer.probes for k in p.keys}
+
+    again = RecordedEngine()
+    judged.clear()
+    _, replayed = search_here(study, again)
+    assert again.launches == [] and judged == [1, 2, 4, 3], "a rerun replays every stored probe, running none"
+    assert replayed == answer
+
+
+def test_a_search_interrupted_mid_way_resumes_without_running_a_stored_probe_again(study, monkeypatch):
+    """SIGTERM as the second probe's condition ends: both stored results are kept; the rerun hears them as
+    stored, runs the rest only (4, then 3), and ends with the answer an uninterrupted search gives."""
+    from recorded_engine import RecordedEngine
+
+    from runner.errors import Interrupted
+
+    scripted(monkeypatch, linear(300))
+    first = RecordedEngine(interrupt_after=2)
+    with pytest.raises(Interrupted):
+        search_here(study, first)
+    assert len(first.launches) == 2  # the probes of 1 and 2 streams, both conditions ended before the signal
+    engine = RecordedEngine()
+    _, answer = search_here(study, engine)
+    assert [g for g, _ in first.launches + engine.launches] == list(dict.fromkeys(
+        g for g, _ in first.launches + engine.launches)), "no probe runs twice"
+    assert len(engine.launches) == 2
+    assert answer.streams == 3 and [p.streams for p in answer.probes] == [1, 2, 4, 3]
+
+
+def test_a_backend_that_never_keeps_up_is_probed_once_and_answered_zero(study, monkeypatch):
+    from recorded_engine import RecordedEngine
+
+    scripted(monkeypatch, lambda n: stream_summary(900, lag_middle_s=2.0, lag_end_s=9.0))
+    engine = RecordedEngine()
+    outcome, answer = search_here(study, engine)
+    assert len(engine.launches) == 1 and answer.streams == 0 and answer.best is None
+    assert "the backend is falling behind" in answer.first_failed.reason
