@@ -30,6 +30,8 @@ COMMANDS = {
     "energy": "integrate the energy of a window of a recorded tegrastats log",
     "noise": "preview a noise condition: one utterance as the model hears it",
     "sweep": "run an experiment file (backends x models x quants x noise x repeats), resumable",
+    "capacity": "find the most live streams this device sustains under a p99 finalization latency target "
+                "(stream mode; doubling, then bisection), resumable",
     "report": "aggregate sweep and run folders into a table, figures and report.html",
     "compare": "compare a baseline's results with candidates': deltas, noise, regression gates (exit 1)",
     "data": "build study datasets: an input-length ladder of real speech",
