@@ -149,10 +149,11 @@ class CapacityConsoleView:
 
 def print_answer(answer: Capacity, out: Path, console: Console) -> None:
     """The answer, the first probe that failed and why, every probe in one line, and where the results are."""
-    console.print(line(("capacity", "bold"), f": {answer.headline()}"))
-    console.print(line(f"  {answer.failure_line()}"))
+    console.print(line(("capacity", "bold"), f": {answer.headline()}"), soft_wrap=True)  # one line each, whole
+    console.print(line(f"  {answer.failure_line()}"), soft_wrap=True)
     probes = ", ".join(f"{p.streams} {'pass' if p.passed else 'fail'}" for p in answer.probes)
-    console.print(line(f"  probes in order: {probes} (target p99 {answer.latency_ms:g} ms, lag bounded)"))
+    console.print(line(f"  probes in order: {probes} (target p99 {answer.latency_ms:g} ms, lag bounded)"),
+                  soft_wrap=True)
     console.print(line(f"  results: {out / CAPACITY_FILE}, {out / 'conditions.jsonl'}, report in {out / 'report'}"),
                   soft_wrap=True)
 

@@ -349,3 +349,100 @@ def test_a_backend_that_never_keeps_up_is_probed_once_and_answered_zero(study, m
     outcome, answer = search_here(study, engine)
     assert len(engine.launches) == 1 and answer.streams == 0 and answer.best is None
     assert "the backend is falling behind" in answer.first_failed.reason
+
+
+# --- stream mode end to end on the recorded engine: its synthetic timeline, the real merge and metrics ----------
+
+STREAM = {"enabled": True, "chunk_ms": 500, "gap_ms": 500, "sustain_s": 20}
+
+
+def stream_search(study, engine, latency_ms: float = 1000, max_streams: int = 64):
+    """The search over stream.concurrency as `edgeasr capacity` runs it, on the recorded engine's synthetic stream
+    timeline (one worker serves every stream's chunks in delivery order, ``chunk_processing_s`` a chunk)."""
+    from runner.capacity import local_capacity
+    from runner.sweep import LocalOptions, SweepOptions
+
+    return local_capacity({**DEFAULTS, "stream": STREAM}, study / "capacity-unit.yaml", study / "out", View(),
+                          LocalOptions(engine="local", models_dir=study / "models", prepare=False),
+                          CapacitySearch(max_streams=max_streams, latency_ms=latency_ms), SweepOptions(),
+                          root=study, engine=engine)
+
+
+def test_the_search_stops_where_one_worker_can_no_longer_keep_up(study):
+    """0.1 s a chunk of 500 ms: one worker keeps up with 5 streams, not 6. Probes 1 2 4 8 6 5, each a stream
+    container with its concurrency; the answer 5 from the real stream block (p99 finalization latency, bounded
+    lag); 8 streams failed first, on latency (its lag grew all along)."""
+    from recorded_engine import RecordedEngine
+
+    engine = RecordedEngine(chunk_processing_s=0.1)
+    outcome, answer = stream_search(study, engine)
+    assert [p.streams for p in answer.probes] == [1, 2, 4, 8, 6, 5] and answer.streams == 5
+    assert outcome.exit_code == 0 and len(engine.launches) == 6
+    by_n = {r.summary["stream"]["concurrency"]: r.summary["stream"] for r in outcome.records}
+    assert sorted(by_n) == [1, 2, 4, 5, 6, 8]
+    assert by_n[5]["lag_s"]["bounded"] and not by_n[6]["lag_s"]["bounded"]
+    assert answer.best.p99_ms == pytest.approx(by_n[5]["finalization_ms"]["p99"]) and answer.best.p99_ms < 1000
+    assert answer.first_failed.streams == 8
+    assert answer.first_failed.reason.startswith("p99 finalization latency ")
+    assert answer.headline().startswith(f"5 streams at p99 {answer.best.p99_ms:.0f} ms, ")
+
+
+def test_a_backend_that_can_never_keep_up_gets_zero_and_a_growing_lag(study):
+    """0.6 s a 500 ms chunk: even one stream falls behind; with a latency target it could meet for a while
+    (100 s), the growing lag alone fails it: capacity 0, one probe, never a fake real-time result."""
+    from recorded_engine import RecordedEngine
+
+    engine = RecordedEngine(chunk_processing_s=0.6)
+    outcome, answer = stream_search(study, engine, latency_ms=100_000)
+    assert [p.streams for p in answer.probes] == [1] and answer.streams == 0 and answer.best is None
+    lag = outcome.records[0].summary["stream"]["lag_s"]
+    assert lag["end"] > lag["middle"] + 1.0 and not lag["bounded"]
+    assert answer.first_failed.reason.startswith("the lag behind real time grew by ")
+    assert answer.first_failed.reason.endswith("more than 2 chunks of 500 ms: the backend is falling behind")
+
+
+def test_the_capacity_command_answers_in_one_line_and_resumes(study, monkeypatch, capsys):
+    """`edgeasr capacity` with run's settings flags, on the recorded engine: the answer line on stdout ("N streams
+    at p99 X ms, ..."; no sampler here, so power is unavailable with the reason), the first failed probe and
+    why, where the results are; exit 0. The same command again runs nothing and answers the same."""
+    from recorded_engine import RecordedEngine
+
+    from runner import capacity
+    from runner.cli import main
+
+    engines = []
+    monkeypatch.setattr(capacity, "make_engine", lambda name: engines.append(RecordedEngine(
+        chunk_processing_s=0.1)) or engines[-1])
+    monkeypatch.chdir(study)
+    argv = ["capacity", "--backend", "faster-whisper", "--model", "tiny.en", "--quant", "int8", "--device", "cpu",
+            "--data", "d", "--warmup", "0", "--telemetry", "none", "--chunk-ms", "500", "--sustain-s", "20",
+            "--engine", "local", "--no-prepare", "--models-dir", str(study / "models"), "--out", str(study / "cap"),
+            "--max-streams", "16"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    [head] = [text for text in out.splitlines() if text.startswith("capacity: ")]
+    assert head.startswith("capacity: 5 streams at p99 ") and head.endswith(
+        " ms, power unavailable: telemetry turned off (--telemetry none)"), out
+    assert "  first failed probe: 8 streams: p99 finalization latency " in out
+    assert "probes in order: 1 pass, 2 pass, 4 pass, 8 fail, 6 fail, 5 pass" in out
+    assert str(study / "cap" / "capacity.json") in " ".join(out.split())
+    assert len(engines[0].launches) == 6
+
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert engines[1].launches == [] and head in again.splitlines()
+
+
+def test_the_capacity_command_refuses_a_concurrency_and_a_bad_target(study, capsys):
+    """--concurrency is what the search chooses; a target of 0 ms is no target: one sentence each, exit 2,
+    nothing started."""
+    from runner.cli import main
+
+    assert main(["capacity", "--concurrency", "4", "--out", str(study / "cap")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--concurrency is what the capacity search chooses" in err
+    assert main(["capacity", "--latency-ms", "0", "--max-streams", "0", "--out", str(study / "cap")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--latency-ms: expected a number of milliseconds above 0, got 0.0" in err
+    assert "--max-streams: expected a whole number of at least 1, got 0" in err
+    assert not (study / "cap").exists()
