@@ -319,33 +319,29 @@ class CapacityPlanner:
 CONCURRENCY = "stream.concurrency"
 
 
-def probe_data(defaults: Mapping[str, Any], streams: int, name: str, axis: str = CONCURRENCY) -> dict[str, Any]:
+def probe_data(defaults: Mapping[str, Any], streams: int, name: str) -> dict[str, Any]:
     """The experiment data of the probe of ``streams``: ``defaults`` (an experiment file's ``defaults:``, nested
-    as written) with stream mode on and ``axis`` set to ``streams``; one group, keyed like any other."""
+    as written) with stream mode on and ``stream.concurrency`` set to ``streams``; one group, keyed like any
+    other (its key holds the concurrency: each probe is its own)."""
     data = copy.deepcopy(dict(defaults))
-    if axis == CONCURRENCY:
-        data.setdefault("stream", {})["enabled"] = True
-    *parents, last = axis.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = streams
+    stream = data.setdefault("stream", {})
+    stream.update(enabled=True, concurrency=streams)
     return {"name": name, "description": f"capacity probe: {streams} live stream(s)", "defaults": data}
 
 
 def local_capacity(defaults: Mapping[str, Any], file: Path, out: Path, view: LocalView, local: LocalOptions,
                    search: CapacitySearch, options: SweepOptions = SweepOptions(), root: Path | None = None,
-                   axis: str = CONCURRENCY, engine=None) -> tuple[SweepOutcome, Capacity]:
+                   engine=None) -> tuple[SweepOutcome, Capacity]:
     """`edgeasr capacity` here, as `edgeasr sweep` (runner/sweep.local_sweep) with the search as its planner:
     the probe of 1 checked first (a bad setting stops here, nothing started), the host preflight, missing images
     and models made (unless told not), then every probe planned into ``out`` as the search asks for it.
-    ``file``: the path the probes' experiments are named by (messages, the manifest); ``axis``: the setting a
-    probe sets (``stream.concurrency``; a test may search another). Returns the sweep's outcome and the answer
+    ``file``: the path the probes' experiments are named by (messages, the manifest); ``engine``: this host's
+    (default: ``local.engine``'s). Returns the sweep's outcome and the answer
     (the search always ends: every probe is judged, a failed one included), also written to capacity.json."""
     name = file.stem
 
     def probe(n: int):
-        return experiment_from_data(probe_data(defaults, n, name, axis), file, root=root)
+        return experiment_from_data(probe_data(defaults, n, name), file, root=root)
 
     first = probe(search.next_probe() or 1)
     engine = engine or make_engine(local.engine)

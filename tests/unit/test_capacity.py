@@ -223,6 +223,7 @@ def test_the_planner_waits_for_every_group_of_a_probe_and_ignores_other_groups()
 
 # --- in the one sweep, on the recorded engine (tests/recorded_engine.py) ------------------------------------------
 
+STREAM = {"enabled": True, "chunk_ms": 500, "gap_ms": 500, "sustain_s": 20}
 DEFAULTS = {"backend": "faster-whisper", "model": "tiny.en", "quant": "int8", "device": "cpu", "dataset": "d",
             "warmup": 0, "telemetry": {"sampler": "none"}}
 
@@ -268,8 +269,8 @@ def study(tmp_path):
 
 
 def scripted(monkeypatch, curve: Curve) -> list[int]:
-    """The recorded container has no stream block: each probe's records are judged with the figures ``curve``
-    scripts for its number of streams (the real verdict, on scripted figures). Returns the probes judged."""
+    """Each probe's records are judged with the figures ``curve`` scripts for its number of streams in place of
+    the synthetic timeline's (the real verdict, on scripted figures). Returns the probes judged."""
     from runner import capacity
 
     real, judged = capacity.judge_probe, []
@@ -282,16 +283,16 @@ def scripted(monkeypatch, curve: Curve) -> list[int]:
     return judged
 
 
-def search_here(study, engine, max_streams=64, **options):
-    """`edgeasr capacity` as the command runs it, on the recorded engine; the probes set decode.threads (a
-    container-level setting, as stream.concurrency is) so that the seam is tested whatever stream mode has."""
+def search_here(study, engine, max_streams=64, latency_ms=1000, **options):
+    """`edgeasr capacity` as the command runs it (stream mode, 500 ms chunks, 20 s per stream), on the recorded
+    engine's synthetic stream timeline."""
     from runner.capacity import local_capacity
     from runner.sweep import LocalOptions, SweepOptions
 
-    return local_capacity(DEFAULTS, study / "capacity-unit.yaml", study / "out", View(),
+    return local_capacity({**DEFAULTS, "stream": STREAM}, study / "capacity-unit.yaml", study / "out", View(),
                           LocalOptions(engine="local", models_dir=study / "models", prepare=False),
-                          CapacitySearch(max_streams=max_streams), SweepOptions(**options), root=study,
-                          axis="decode.threads", engine=engine)
+                          CapacitySearch(max_streams=max_streams, latency_ms=latency_ms), SweepOptions(**options),
+                          root=study, engine=engine)
 
 
 def test_each_probe_is_a_group_of_the_sweep_planned_as_the_last_one_ends(study, monkeypatch):
@@ -353,21 +354,6 @@ def test_a_backend_that_never_keeps_up_is_probed_once_and_answered_zero(study, m
 
 # --- stream mode end to end on the recorded engine: its synthetic timeline, the real merge and metrics ----------
 
-STREAM = {"enabled": True, "chunk_ms": 500, "gap_ms": 500, "sustain_s": 20}
-
-
-def stream_search(study, engine, latency_ms: float = 1000, max_streams: int = 64):
-    """The search over stream.concurrency as `edgeasr capacity` runs it, on the recorded engine's synthetic stream
-    timeline (one worker serves every stream's chunks in delivery order, ``chunk_processing_s`` a chunk)."""
-    from runner.capacity import local_capacity
-    from runner.sweep import LocalOptions, SweepOptions
-
-    return local_capacity({**DEFAULTS, "stream": STREAM}, study / "capacity-unit.yaml", study / "out", View(),
-                          LocalOptions(engine="local", models_dir=study / "models", prepare=False),
-                          CapacitySearch(max_streams=max_streams, latency_ms=latency_ms), SweepOptions(),
-                          root=study, engine=engine)
-
-
 def test_the_search_stops_where_one_worker_can_no_longer_keep_up(study):
     """0.1 s a chunk of 500 ms: one worker keeps up with 5 streams, not 6. Probes 1 2 4 8 6 5, each a stream
     container with its concurrency; the answer 5 from the real stream block (p99 finalization latency, bounded
@@ -375,7 +361,7 @@ def test_the_search_stops_where_one_worker_can_no_longer_keep_up(study):
     from recorded_engine import RecordedEngine
 
     engine = RecordedEngine(chunk_processing_s=0.1)
-    outcome, answer = stream_search(study, engine)
+    outcome, answer = search_here(study, engine)
     assert [p.streams for p in answer.probes] == [1, 2, 4, 8, 6, 5] and answer.streams == 5
     assert outcome.exit_code == 0 and len(engine.launches) == 6
     by_n = {r.summary["stream"]["concurrency"]: r.summary["stream"] for r in outcome.records}
@@ -393,7 +379,7 @@ def test_a_backend_that_can_never_keep_up_gets_zero_and_a_growing_lag(study):
     from recorded_engine import RecordedEngine
 
     engine = RecordedEngine(chunk_processing_s=0.6)
-    outcome, answer = stream_search(study, engine, latency_ms=100_000)
+    outcome, answer = search_here(study, engine, latency_ms=100_000)
     assert [p.streams for p in answer.probes] == [1] and answer.streams == 0 and answer.best is None
     lag = outcome.records[0].summary["stream"]["lag_s"]
     assert lag["end"] > lag["middle"] + 1.0 and not lag["bounded"]
