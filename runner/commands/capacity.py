@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -98,6 +99,26 @@ def search_name(defaults: dict[str, Any]) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip("._-") or "capacity"
 
 
+def in_flags(exc: UserError, file: Path) -> UserError:
+    """A problem the probes' experiment found (it names ``file``, which the person never wrote, and the setting's
+    dotted path under defaults), said in the command's words: each setting by its flag."""
+    if not exc.problems or not str(exc).startswith(str(file)):
+        return exc
+
+    def said(problem: str) -> str:
+        problem = problem.removeprefix(f"{file.name}: ")
+        m = re.match(r"defaults\.([\w.]+): ", problem)
+        if m and m.group(1) in settings.LEAVES:
+            return f"{settings.cli_label(m.group(1))}: {problem[m.end():]}"
+        return problem
+
+    problems = [said(p) for p in exc.problems]
+    if len(problems) == 1:
+        return UserError(f"{problems[0]}; nothing was started", exit_code=exc.exit_code)
+    return UserError(f"{len(problems)} problems with this capacity search; nothing was started:",
+                     exit_code=exc.exit_code, problems=problems)
+
+
 def probe_streams(job: GroupJob) -> str:
     """The streams a probe's group serves, as its settings say."""
     stream = job.settings.get("stream") if isinstance(job.settings.get("stream"), dict) else {}
@@ -169,9 +190,13 @@ def main(args: argparse.Namespace) -> int:
                          prepare=not args.no_prepare, offline=bool(args.offline))
     search = CapacitySearch(max_streams=args.max_streams, latency_ms=args.latency_ms)
     view = CapacityConsoleView(console)
-    outcome, answer = local_capacity(defaults, out / f"capacity-{name}.yaml", out, view, local, search,
-                                     SweepOptions(force=bool(args.force), retry_failed=bool(args.retry_failed)),
-                                     root=Path.cwd())
+    file = out / f"capacity-{name}.yaml"  # names the probes' experiment (the manifest); never written
+    try:
+        outcome, answer = local_capacity(defaults, file, out, view, local, search,
+                                         SweepOptions(force=bool(args.force), retry_failed=bool(args.retry_failed)),
+                                         root=Path.cwd())
+    except UserError as exc:
+        raise in_flags(exc, file) from None
     try:
         make_report([out], fmt="table", quiet=console.quiet, console=console, worst=TOP_N)
     except UserError as exc:

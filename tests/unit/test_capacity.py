@@ -432,3 +432,19 @@ def test_the_capacity_command_refuses_a_concurrency_and_a_bad_target(study, caps
     assert "--latency-ms: expected a number of milliseconds above 0, got 0.0" in err
     assert "--max-streams: expected a whole number of at least 1, got 0" in err
     assert not (study / "cap").exists()
+
+
+def test_a_setting_the_probes_refuse_is_named_by_its_flag(study, capsys):
+    """A dataset that does not exist, a backend without stream mode: the sentence names --data and --stream, not
+    the probes' experiment (a file the person never wrote); exit 2, nothing started."""
+    from runner.cli import main
+
+    base = ["capacity", "--out", str(study / "cap"), "--engine", "local", "--no-prepare"]
+    assert main([*base, "--data", str(study / "nope")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"edgeasr: --data: '{study / 'nope'}' does not exist" in err and "nothing was started" in err
+    assert ".yaml" not in err
+    assert main([*base, "--backend", "whisperx", "--data", str(study / "d")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "edgeasr: --stream: backend whisperx has no stream mode" in err and ".yaml" not in err
+    assert not (study / "cap").exists()
