@@ -448,3 +448,23 @@ def test_a_setting_the_probes_refuse_is_named_by_its_flag(study, capsys):
     err = " ".join(capsys.readouterr().err.split())
     assert "edgeasr: --stream: backend whisperx has no stream mode" in err and ".yaml" not in err
     assert not (study / "cap").exists()
+
+
+def test_the_shipped_live_audio_experiment_is_chunk_size_by_concurrency_for_two_backends():
+    """experiments/live-audio.yaml: pocketsphinx en-us and faster-whisper tiny.en in stream mode, 2 chunk sizes
+    x 2 concurrencies each, one container per point (stream settings are the container's), each backend's default
+    policy; short enough to run here (3 utterances, 10 s per stream); the Jetson power-mode axis is a comment."""
+    from helpers import ROOT
+
+    from runner.experiment import load_experiment
+
+    exp = load_experiment("live-audio", root=ROOT)
+    points = sorted((g.backend, g.model, g.quant, g.stream["chunk_ms"], g.stream["concurrency"], g.stream["policy"])
+                    for g in exp.groups)
+    assert points == sorted((b, m, q, c, n, p) for b, m, q, p in (
+        ("pocketsphinx", "en-us", "fp32", "native"), ("faster-whisper", "tiny.en", "int8", "local-agreement-2"))
+        for c in (500, 1000) for n in (1, 2))
+    assert all(len(g.conditions) == 1 and g.conditions[0].limit == 3 and g.stream["sustain_s"] == 10
+               for g in exp.groups)
+    text = (ROOT / "experiments" / "live-audio.yaml").read_text()
+    assert "# power.mode: [" in text and not any(k.startswith("power") for k in exp.resolved["axes"])
