@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from . import places
 from .backends import BACKENDS, DEVICES, Backend, default_model_quant, unavailable_reason
-from .data.dataset import Dataset
+from .data.dataset import Dataset, is_hf_ref
 from .data.load import load_dataset
 from .errors import UserError
 from .host import preflight
@@ -205,7 +206,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         problems.append(f"{where('model')}: {exc}")
     dataset = None
     try:
-        dataset = load_dataset(s.dataset, tuple(s.audio_roots), limit=s.limit,  # limit: what hf: streams
+        path = s.dataset if is_hf_ref(s.dataset) else places.data_path(s.dataset)  # the embedded data anywhere
+        dataset = load_dataset(path, tuple(s.audio_roots), limit=s.limit,  # limit: what hf: streams
                                text_limit_bytes=s.limits.data_text_bytes)
     except UserError as exc:
         problems.append(f"{where('dataset')}: {exc}")

@@ -222,7 +222,7 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
         resolved = resolve_backend_model(backend, model or default_model, models_dir, offline=True,
                                          onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
     except UserError as exc:
-        hint = "make tiny-models" if (model or default_model).startswith("tiny-") else "make models"
+        hint = "edgeasr models make-tiny" if (model or default_model).startswith("tiny-") else "edgeasr models install"
         raise UserError(f"{exc} (the test job needs it: run `{hint}`, or pass --model)") from None
     work = Path(tempfile.mkdtemp(prefix="edgeasr-check-"))
     work.chmod(0o755)  # the container's unprivileged user must reach the data folder inside

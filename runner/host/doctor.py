@@ -386,7 +386,7 @@ def model_lines(models_dir: Path) -> list[Line]:
     out = []
     if not models_dir.is_dir():
         return [Line("models", "models folder", PROBLEM, f"{models_dir} does not exist",
-                     "make models (or edgeasr models install), or set EDGEASR_MODELS_DIR")]
+                     "edgeasr models install (make models in a checkout), or set EDGEASR_MODELS_DIR")]
     seen = set()
     for name, spec in PACKAGED.items():
         folder = models_dir / name

@@ -147,7 +147,7 @@ def test_espnet_model_folders_resolve_for_espnet_only(tmp_path):
     assert by_name.host_dir == by_path.host_dir == folder and by_name.container_path == "/models/tiny-espnet-random"
     with pytest.raises(UserError, match="'tiny.en' is a Whisper model; the espnet backend loads ESPnet models"):
         resolve_model("tiny.en", models, model_format="espnet")
-    with pytest.raises(UserError, match="not found in .*make tiny-models"):
+    with pytest.raises(UserError, match="not found in .*edgeasr models make-tiny"):
         resolve_model("other-espnet", models, model_format="espnet")
     with pytest.raises(UserError, match="is an ESPnet model folder .*run it with --backend espnet"):
         resolve_model(str(folder), models, model_format="ctranslate2")
