@@ -338,3 +338,30 @@ def test_the_run_view_says_why_there_is_no_wer():
     s = {"status": "ok", "n_utterances": 1, "n_failed": 0, "n_scored": 1, "n_unreferenced": 0, "wer": None,
          "unavailable": {"wer": reason}}
     assert dict(summary_rows(s))["WER"] == f"unavailable: {reason}"
+
+
+def _adapter():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("edgeasr_backend_espnet_under_test",
+                                                  ROOT / "containers" / "espnet" / "edgeasr_backend_espnet.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_random_weights_models_beam_search_is_capped_and_a_real_ones_is_not(tmp_path):
+    """Issue 27: a random model never emits end-of-sentence, so ESPnet's beam search ran to one token per encoder
+    frame (286 s for a 30 s clip) and the ctc-weight ladder could not run. Its output is capped (maxlenratio 0.1);
+    a real model (no marker, or one that does not say random) decodes uncapped (0: up to the frame count)."""
+    adapter = _adapter()
+    random_model = _espnet(tmp_path / "models")
+    assert adapter.output_cap(str(random_model)) == adapter.RANDOM_WEIGHTS_MAXLENRATIO == 0.1
+    real = _espnet(tmp_path / "models", name="real", random=False)
+    assert adapter.output_cap(str(real)) == 0.0
+    (real / adapter.MARKER_FILE).unlink(missing_ok=True)
+    assert adapter.output_cap(str(real)) == 0.0
+    (real / adapter.MARKER_FILE).write_text("not json")
+    assert adapter.output_cap(str(real)) == 0.0
