@@ -417,6 +417,14 @@ class RecordError(ValueError):
     """A record the container wrote breaks the contract: one sentence saying which field and why."""
 
 
+# Both sides build these records through the same types. The entrypoint (and stream.py) makes them with
+# ``EventLog.emit(name, **fields)`` (EventRecord.build: stamps both clocks, checks, writes, returns the record),
+# ``TranscriptRecord.ok(id, condition, text, duration_s, processing_s, batch_size=, latency_s=, **extra)`` /
+# ``TranscriptRecord.failed(id, condition, error, duration_s=, processing_s=)`` (write ``.to_json()``) and
+# ``StatusRecord.written(fields)`` for status.json; the host reads them back with ``from_json``. A record that
+# breaks the contract raises RecordError where it is made, so nothing the host would refuse is written.
+
+
 # What each field of the contract may hold. ``positive``: seconds of audio (> 0); ``seconds``/``mb``: >= 0.
 POSITIVE_FIELDS = ("duration_s",)
 NON_NEGATIVE_FIELDS = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "peak_vram_mb", "audio_cache_mb",
@@ -516,6 +524,14 @@ class EventRecord:
     as_dict = to_json
 
     @classmethod
+    def build(cls, event: str, t_ns: int, mono_ns: int, **fields: Any) -> "EventRecord":
+        """An event as the entrypoint makes it (``EventLog.emit`` calls this): its name, both clocks, then the
+        fields in the order given; checked like the host checks it (RecordError: not written at all)."""
+        record = {"event": event, "t_ns": t_ns, "mono_ns": mono_ns}  # type: Dict[str, Any]
+        record.update(fields)
+        return cls.from_json(record)
+
+    @classmethod
     def from_json(cls, record: Any) -> "EventRecord":
         """One event checked on its own (fields, types, ranges); RecordError saying why not."""
         if not isinstance(record, Mapping):
@@ -554,6 +570,34 @@ class TranscriptRecord:
     as_dict = to_json
 
     @classmethod
+    def ok(cls, id: str, condition: Optional[str], hypothesis: Any, duration_s: float, processing_s: float,
+           batch_size: Optional[int] = None, latency_s: Optional[float] = None,
+           **extra: Any) -> "TranscriptRecord":
+        """A result with text, as the entrypoint writes it (transcripts.jsonl): ``batch_size`` and ``latency_s``
+        (the whole call's seconds: in a batch every utterance waits for all of it) only where given, then any
+        ``extra`` fields (each checked like the contract's other fields). RecordError where the host would
+        refuse it (a hypothesis that is not text, audio seconds not > 0, processing seconds < 0): the caller
+        records that utterance with ``failed`` instead."""
+        record = {"id": id, "condition": condition, "status": "ok", "error": None, "hypothesis": hypothesis,
+                  "duration_s": duration_s, "processing_s": processing_s}  # type: Dict[str, Any]
+        if batch_size is not None:
+            record["batch_size"] = batch_size
+        if latency_s is not None:
+            record["latency_s"] = latency_s
+        record.update(extra)
+        return cls.from_json(record)
+
+    @classmethod
+    def failed(cls, id: str, condition: Optional[str], error: str, duration_s: Optional[float] = None,
+               processing_s: Optional[float] = None, **extra: Any) -> "TranscriptRecord":
+        """An utterance that has no text, with its one sentence (``error``); the audio and processing seconds
+        where it got as far as the backend call (None before it: unreadable audio, a refused decode change)."""
+        record = {"id": id, "condition": condition, "status": "error", "error": error, "hypothesis": None,
+                  "duration_s": duration_s, "processing_s": processing_s}  # type: Dict[str, Any]
+        record.update(extra)
+        return cls.from_json(record)
+
+    @classmethod
     def from_json(cls, record: Any) -> "TranscriptRecord":
         """One result checked on its own; RecordError saying why not."""
         if not isinstance(record, Mapping):
@@ -587,6 +631,21 @@ class StatusRecord:
 
     def to_json(self) -> Dict[str, Any]:
         return dict(self.record)
+
+    @classmethod
+    def written(cls, record: Mapping) -> "StatusRecord":
+        """status.json as the entrypoint writes it: the host's checks (``from_json``), and where a field breaks
+        them (an adapter's info() gave a parameter count that is not a count) that field is left out and the
+        status is "error", its ``error`` naming the field: the host would fail every condition on it anyway,
+        and this way the container says so itself. Key order is kept (the file is what it always was)."""
+        checked = cls.from_json(record)
+        if not checked.problems:
+            return checked
+        out = dict(checked.record)
+        why = "the status record breaks the contract: {}".format("; ".join(checked.problems))
+        out["status"] = "error"
+        out["error"] = "{}; {}".format(out["error"], why) if out.get("error") else why
+        return cls("error", out, checked.problems)
 
     @classmethod
     def from_json(cls, record: Mapping) -> "StatusRecord":
