@@ -574,3 +574,30 @@ def test_an_adapter_field_that_breaks_the_contract_fails_the_run_in_one_sentence
     assert status["status"] == "error" and "traceback" not in status and "n_params" not in status
     assert "model_info: n_params is 'lots', not a count" in status["error"]
     assert StatusRecord.from_json(status).problems == ()
+
+
+def test_a_ctc_weight_is_a_contract_4_feature_and_a_job_without_it_still_reads_in_older_contracts():
+    """Issue 21 item 2: decode.ctc_weight has its FEATURES row (4) like every other feature: a job that sets it,
+    in job.decode or as a condition's override, needs contract 4 and is refused in 3 naming it; a job that does not
+    set it leaves the key out (to_json), so an image before it (whose decode reader refuses unknown keys) reads it."""
+    from edgeasr_entrypoint.contract import FEATURES, DecodeOptions, Job, JobError
+
+    feature = "joint CTC/attention weight (job.decode.ctc_weight)"
+    assert FEATURES[feature] == 4
+    job = {"contract_version": 3, "backend": "espnet", "model": "/m", "quant": "fp32", "backend_quant": "float32",
+           "device": "cpu", "utterances": [{"id": "a", "audio": "/data/a.wav"}],
+           "conditions": [{"key": "k", "noise": CLEAN, "seed_key": "k", "ids": ["a"]}]}
+    plain = Job.from_json(job)
+    assert "ctc_weight" not in plain.to_json()["decode"] and plain.needs() == (2, "conditions in one container "
+                                                                                   "(job.conditions)")
+    assert "ctc_weight" not in DecodeOptions().to_json()
+    weighted = {**job, "contract_version": 4, "decode": {"ctc_weight": 0.3}}
+    assert Job.from_json(weighted).needs() == (4, feature)
+    assert Job.from_json(weighted).to_json()["decode"]["ctc_weight"] == 0.3
+    overridden = {**job, "contract_version": 4,
+                  "conditions": [{**job["conditions"][0], "decode": {"ctc_weight": 0.5}}]}
+    assert Job.from_json(overridden).needs() == (4, feature)
+    for bad in (weighted, overridden):
+        with pytest.raises(JobError, match=r"job.contract_version is 3: the job uses joint CTC/attention weight "
+                                           r"\(job.decode.ctc_weight\), which needs entrypoint contract 4"):
+            Job.from_json({**bad, "contract_version": 3})

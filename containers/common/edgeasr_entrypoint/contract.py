@@ -17,11 +17,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 CONTRACT_VERSION = 4
 """The newest contract this copy speaks; bumped whenever a job field or an event is added or changes meaning.
 2: a job runs several conditions in one container (``conditions``). 3: a condition may carry ``decode``
-overrides (IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings. Within 3, the
-optional ``decode.ctc_weight`` was added (OPTIONAL_DECODE): a job leaves it out unless it is set, so a job for
-any backend without joint decoding is what contract 3 always wrote, and images built before it read it.
+overrides (IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings.
 4: stream mode (``job.stream``, StreamJob): live audio fed at real-time pace, with the stream events
-(STREAM_EVENTS)."""
+(STREAM_EVENTS); the joint CTC/attention weight ``decode.ctc_weight`` (DECODE_FEATURES: a job names it only where
+it is set, so a job that does not use it is what contract 3 wrote, and images before it read it)."""
 
 MIN_CONTRACT_VERSION = 2
 """The oldest contract a job may be written in: the host always runs conditions (2). An image speaks every
@@ -32,6 +31,7 @@ FEATURES: Dict[str, int] = {
     "conditions in one container (job.conditions)": 2,
     "per-condition decode overrides (job.conditions[].decode)": 3,
     "stream mode (job.stream)": 4,
+    "joint CTC/attention weight (job.decode.ctc_weight)": 4,
 }
 """The contract version that introduced each feature a job may use (``Job.needs``). A new event or field gets
 its row here and a new CONTRACT_VERSION; older images still run every job that does not use it."""
@@ -166,8 +166,13 @@ class DecodeOptions:
     ctc_weight: Optional[float] = None
 
     def to_json(self) -> Dict[str, Any]:
-        """As a job names it: OPTIONAL_DECODE fields only where they are set."""
-        return {k: v for k, v in asdict(self).items() if not (k in OPTIONAL_DECODE and v is None)}
+        """As a job names it: a field newer than contract 3 (DECODE_FEATURES) only where it is set, so that a job
+        not using it is read by images before it (their decode reader refuses keys it does not know)."""
+        return {k: v for k, v in asdict(self).items() if not (k in DECODE_FEATURES and v is None)}
+
+    def features(self) -> List[str]:
+        """The FEATURES these settings use (a DECODE_FEATURES field that is set)."""
+        return [DECODE_FEATURES[k] for k in DECODE_FEATURES if getattr(self, k) is not None]
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "job.decode") -> "DecodeOptions":
@@ -187,9 +192,9 @@ IN_CONTAINER_DECODE = ("beam_size", "batch_size", "temperature", "language", "ct
 """The decode fields a condition may override inside one loaded model (``conditions[i].decode``); the rest
 (threads, align) are fixed when the model loads. An adapter applies a change through ``set_decode``."""
 
-OPTIONAL_DECODE = ("ctc_weight",)
-"""Decode fields the host writes into a job only when they are set (not None): they were added within contract
-3, so a job that does not use them stays readable by every image of contract 3."""
+DECODE_FEATURES: Dict[str, str] = {"ctc_weight": "joint CTC/attention weight (job.decode.ctc_weight)"}
+"""The decode fields added after contract 3, each with its FEATURES row: a job that sets one (in job.decode or a
+condition's overrides) needs that row's version (``Job.needs``); one that does not leaves it out (``to_json``)."""
 
 
 def decode_changes(old: DecodeOptions, new: DecodeOptions) -> List[str]:
@@ -366,6 +371,9 @@ class Job:
             used.append("per-condition decode overrides (job.conditions[].decode)")
         if self.stream is not None:
             used.append("stream mode (job.stream)")
+        used += self.decode.features()
+        used += [DECODE_FEATURES[k] for k in DECODE_FEATURES
+                 if any(k in c.decode for c in self.conditions)]
         return max(((FEATURES[u], u) for u in used), default=(MIN_CONTRACT_VERSION, "the job"))
 
     def version_problem(self, version: int) -> Optional[str]:
