@@ -396,7 +396,8 @@ def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: b
                                                           for f in e.noise["files"]]})
                    if "files" in e.noise else e for e in entries]
     spec = make_job(job.spec, plan, host_paths=host_paths, conditions=tuple(entries),
-                    version=image_contract(job.image.labels if job.image is not None else None),
+                    version=image_contract(job.image.labels if job.image is not None else None,
+                                           job.image.id if job.image is not None else None),
                     power_measured=power_measured)
     problem = spec.version_problem(spec.contract_version)
     if problem:

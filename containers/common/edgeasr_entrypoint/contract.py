@@ -37,6 +37,12 @@ FEATURES: Dict[str, int] = {
 its row here and a new CONTRACT_VERSION; older images still run every job that does not use it."""
 
 
+def features_after(version: int) -> List[str]:
+    """The FEATURES an image of contract ``version`` lacks (introduced after it), oldest first: what a job may not
+    use with it, and what a rebuild would bring."""
+    return [name for name, need in sorted(FEATURES.items(), key=lambda kv: kv[1]) if need > version]
+
+
 class JobError(ValueError):
     """A job record is malformed, or needs a contract version the reader does not speak: one sentence naming the
     field. The container reports it in status.json and exits 2; the host fails that group with it."""
