@@ -149,13 +149,10 @@ def files_of(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
 def restore_identity(summary: dict[str, Any], ctx: Context, fleet: dict[str, Any]) -> dict[str, Any]:
     """The summary as the driver names things: its dataset path and model reference are identity (the report
     keys rows by them, so two targets' rows line up); the node's own paths and facts go under ``fleet``."""
-    out = dict(summary)
-    node_paths = {"data_path": out.get("data_path"), "model_ref": out.get("model_ref")}
-    out["data_path"] = ctx.driver_data_path
-    if ctx.driver_model_ref is not None:
-        out["model_ref"] = ctx.driver_model_ref
-    out["fleet"] = {**fleet, "node_paths": node_paths}
-    return out
+    node_paths = {"data_path": summary.get("data_path"), "model_ref": summary.get("model_ref")}
+    model_ref = {} if ctx.driver_model_ref is None else {"model_ref": ctx.driver_model_ref}
+    # built in one step, never the node's record edited: its keys keep their places, ``fleet`` comes last
+    return {**summary, "data_path": ctx.driver_data_path, **model_ref, "fleet": {**fleet, "node_paths": node_paths}}
 
 
 def proc_usage(pid: int) -> dict[str, float | None]:

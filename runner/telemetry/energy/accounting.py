@@ -148,11 +148,8 @@ def utterance_windows(events: Sequence[dict[str, Any]], clock: str = "monotonic"
 
 
 def _window_json(w: WindowEnergy, base: Baseline) -> dict[str, Any]:
-    data = w.to_json()
-    data["dynamic_j"] = w.dynamic_j(base.power_w)
-    if data["dynamic_j"] is None and w.total_j is not None:
-        data.setdefault("unavailable", {})["dynamic_j"] = base.reason or "no idle baseline"
-    return data
+    """A window's block with its energy above the idle baseline (WindowEnergy.to_json_above)."""
+    return w.to_json_above(base.power_w, base.reason or "no idle baseline")
 
 
 #: psys must cover at least package+DRAM (it contains them); allow for counter granularity.
