@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from edgeasr_entrypoint.contract import CONTRACT_VERSION, DecodeOptions, Job, UtteranceJob
 
 from ..paths import AudioPlan, plan_audio_mounts
-from .checked_images import CONTRACT_LABEL
+from .checked_images import CONTRACT_LABEL, checked_version
 from .docker_engine import BindMount
 from .hardening import CACHE_ENV, HUB_CACHE_TARGET
 
@@ -57,11 +57,15 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
         conditions=list(conditions))
 
 
-def image_contract(labels: dict[str, str] | None) -> int:
-    """The contract version to write a job in for an image: the newest both it (its org.edgeasr.contract label)
-    and this runner speak; this runner's own where the image says none (the local engine; an image check-image
-    passed for this runner's version)."""
+def image_contract(labels: dict[str, str] | None, image_id: str | None = None) -> int:
+    """The contract version to write a job in for an image: the newest both it (its org.edgeasr.contract label,
+    else the version check-image passed the image ``image_id`` for) and this runner speak; this runner's own where
+    nothing says (the local engine)."""
     label = (labels or {}).get(CONTRACT_LABEL)
+    if label in (None, "") and image_id:
+        checked = checked_version(image_id)
+        if checked is not None:
+            return min(checked, CONTRACT_VERSION)
     try:
         return min(int(label), CONTRACT_VERSION) if label not in (None, "") else CONTRACT_VERSION
     except ValueError:

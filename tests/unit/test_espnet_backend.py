@@ -108,21 +108,20 @@ def test_espnet_refuses_a_language_and_a_temperature(tmp_path):
 
 
 def test_a_job_without_a_ctc_weight_is_what_contract_3_always_wrote(tmp_path):
-    """A backend without joint decoding gets no ctc_weight key in its job (OPTIONAL_DECODE): images built before
-    the field existed read every job that does not use it, so the contract version stays 3."""
-    from edgeasr_entrypoint.contract import CONTRACT_VERSION
-
+    """A backend without joint decoding gets no ctc_weight key in its job (DECODE_FEATURES): images built before
+    the field existed (contract 3) read every job that does not use it."""
     _whisper(tmp_path / "models")
     spec = run_cmd.spec_from_args(_args(tmp_path, "--backend", "faster-whisper", "--model", "tiny.en"))
-    job = make_job(spec).to_json()
-    assert CONTRACT_VERSION == 3 and spec.decode.ctc_weight is None
+    typed = make_job(spec)
+    job = typed.to_json()
+    assert spec.decode.ctc_weight is None and typed.version_problem(3) is None
     assert set(job["decode"]) == {"beam_size", "temperature", "language", "threads", "batch_size", "align"}
 
 
 def test_the_container_reads_a_ctc_weight_and_refuses_one_out_of_range():
     from edgeasr_entrypoint.job import JobError, parse_job
 
-    job = {"contract_version": 3, "backend": "espnet", "model": "/models/m", "quant": "fp32",
+    job = {"contract_version": 4, "backend": "espnet", "model": "/models/m", "quant": "fp32",
            "backend_quant": "float32", "device": "cpu", "decode": {"beam_size": 2, "ctc_weight": 0.3},
            "utterances": [], "conditions": [{"key": "k", "noise": {"type": "clean"}, "decode": {"ctc_weight": 1}}]}
     parsed = parse_job(job)
