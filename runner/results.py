@@ -205,24 +205,6 @@ class GroupKey:
 
 @dataclass(frozen=True)
 class ConditionRecord:
-    """One line of conditions.jsonl: one (condition, repeat) and its run summary."""
-
-    key: GroupKey
-    repeat: int
-    status: str  # ok | partial | error
-    error: str | None
-    summary: Mapping[str, Any]
-    folder: Path | None = None  # where its utterances.jsonl is (None: not known, e.g. a record built in a test)
-    source: str = ""  # the results folder it was read from, when a report or comparison reads several
-
-    @property
-    def busy_reason(self) -> str | None:
-        """Why the host was busy during this record's timed window (summary["host_load"]), or None."""
-        return busy_from_record(self.summary.get("host_load"))
-
-
-@dataclass(frozen=True)
-class ConditionRecord:
     """One line of conditions.jsonl: one (condition, repeat) and its run summary.
 
     The one type at the seam between the runner and the report: runner/tables.py writes it (``to_json``, the
