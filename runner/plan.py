@@ -267,4 +267,6 @@ def plan_run(spec: RunSpec, image: ImageInfo | None, repeats: int = 1, limit: in
                                       result_dir=result_dir, axes={"repeat": r} if repeats > 1 else {}))
     settings = {"backend": spec.backend.name, "model": spec.model.name, "quant": spec.quant, "device": spec.device,
                 "image": spec.image, "decode": spec.decode.to_json(), "warmup": spec.warmup}
+    if spec.stream is not None:  # stream mode (its policy resolved); an offline run's settings stay as they were
+        settings["stream"] = spec.stream.to_json()
     return GroupJob(key, spec, image, tuple(conds), spec.out, None, "run", settings)
