@@ -272,6 +272,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
                                   g.paths, limits.hypothesis_bytes, {r.id: r.text for r in rejected if r.id})
     scored = merge.score(summary, utts)
+    # stream mode: the stream figures and the offline WER beside the streamed text's (a no-op offline)
+    scored = merge.apply_stream(scored, events, utts, transcripts, cond.key, limits.hypothesis_bytes)
     unscored = random_weights_reason(spec.model.host_dir)
     if unscored is not None:
         scored, utts = merge.not_a_result(scored, utts, unscored)

@@ -129,9 +129,16 @@ class Summary:
     unavailable: dict[str, str] = field(default_factory=dict)
     host_load: dict[str, Any] | None = None  # how busy the host was around the condition (runner/host/load.py)
     condition: dict[str, Any] | None = None  # the condition's block (runner/tables.condition_block)
+    #: Stream mode's figures (runner/stream_metrics.StreamMetrics.to_json: finalization latency, first partial,
+    #: chunk latency, lag, partial stability, ...); None: not a stream (or it streamed nothing: unavailable says)
+    stream: dict[str, Any] | None = None
+    #: Stream mode: the same utterances transcribed whole (the job's stream.offline), scored with the same
+    #: normalizer: wer, cer, ..., and the streamed text's WER over exactly those utterances beside it
+    #: (runner/merge.offline_block); None: not a stream, or no offline text (unavailable says why)
+    offline: dict[str, Any] | None = None
 
     #: Written only where set, so summaries without them keep the keys they always had.
-    _OPTIONAL = ("power", "host_load", "condition")
+    _OPTIONAL = ("power", "host_load", "condition", "stream", "offline")
 
     def unavailable_because(self, reasons: dict[str, str], **changes: Any) -> Summary:
         """A copy with ``changes`` and these reasons added to ``unavailable`` (a later reason for a name wins)."""
