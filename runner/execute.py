@@ -272,8 +272,6 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.merge_utterances(dataset, transcripts, f"not transcribed: {error or 'the condition did not run'}",
                                   g.paths, limits.hypothesis_bytes, {r.id: r.text for r in rejected if r.id})
     scored = merge.score(summary, utts)
-    # stream mode: the stream figures and the offline WER beside the streamed text's (a no-op offline)
-    scored = merge.apply_stream(scored, events, utts, transcripts, cond.key, limits.hypothesis_bytes)
     unscored = random_weights_reason(spec.model.host_dir)
     if unscored is not None:
         scored, utts = merge.not_a_result(scored, utts, unscored)
@@ -285,6 +283,9 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     accounted, utts = merge.account_energy(facts, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
                                            g.energy_reason, spec.telemetry.interval_ms, g.owner,
                                            sampler_health(g.sampler), g.sampler.companions)
+    # stream mode: the stream figures (with the energy just accounted) and the offline WER beside the streamed
+    # text's; an offline condition is returned as it is
+    accounted = merge.apply_stream(accounted, events, utts, transcripts, cond.key, limits.hypothesis_bytes, unscored)
     if g.memory is not None and g.memory.samples:  # each utterance's call, on the same timeline
         peaks = accounting.utterance_memory(g.memory.samples, events)
         utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]

@@ -21,7 +21,7 @@ from .data.dataset import Dataset
 from .results import Summary, UtteranceResult
 from .safe_io import IMAGE, Unsafe, read_bytes, read_jsonl, size_text
 from .settings import LimitsSettings, limit_name
-from .stream_metrics import stream_metrics
+from .stream_metrics import stream_block, stream_metrics
 from .telemetry.energy import accounting
 from .telemetry.samplers import registry
 
@@ -218,11 +218,13 @@ def offline_block(utts: list[UtteranceResult], transcripts: list[dict[str, Any]]
 
 def apply_stream(summary: Summary, events: list[dict[str, Any]], utts: list[UtteranceResult],
                  transcripts: list[dict[str, Any]], condition: str | None,
-                 max_hypothesis_bytes: int | None = None) -> Summary:
-    """A streamed condition's summary (a new one: it is frozen): its stream figures (runner/stream_metrics.py,
-    over the condition's validated stream events) in ``stream``, the offline WER of the same utterances beside the
-    streamed text's in ``offline`` (offline_block), and latency_ms unavailable (STREAM_LATENCY). The WER, RTF and
-    counts stay score()'s, of the final texts. A condition that did not stream is returned as it is."""
+                 max_hypothesis_bytes: int | None = None, unscored: str | None = None) -> Summary:
+    """A streamed condition's summary (a new one: it is frozen): its stream figures (runner/stream_metrics.py, over
+    the condition's validated stream events, with energy per audio second and power per stream from the
+    summary's energy block: call it after the energy is accounted) in ``stream``, the offline WER of the same
+    utterances beside the streamed text's in ``offline`` (offline_block; unavailable with ``unscored``, the
+    reason the WER is no result, where there is one), and latency_ms unavailable (STREAM_LATENCY). The WER,
+    RTF and counts stay score()'s, of the final texts. A condition that did not stream is returned as it is."""
     if not streamed(events, condition):
         return summary
     rows = [EventRecord.from_json(e) for e in events if e.get("event") in STREAM_EVENTS]
@@ -230,11 +232,11 @@ def apply_stream(summary: Summary, events: list[dict[str, Any]], utts: list[Utte
     why: dict[str, str] = {"latency_ms": STREAM_LATENCY}
     if got is None:
         why["stream"] = "the condition streamed no chunk (it stopped early, or no utterance could be read)"
-    block, no_offline = offline_block(utts, transcripts, max_hypothesis_bytes)
+    block, no_offline = (None, unscored) if unscored else offline_block(utts, transcripts, max_hypothesis_bytes)
     if no_offline:
         why["offline"] = no_offline
-    return summary.unavailable_because(why, latency_ms=None, stream=got.to_json() if got is not None else None,
-                                       offline=block)
+    return summary.unavailable_because(why, latency_ms=None, offline=block,
+                                       stream=stream_block(got, summary.energy) if got is not None else None)
 
 
 def not_a_result(summary: Summary, utts: list[UtteranceResult],
@@ -243,12 +245,8 @@ def not_a_result(summary: Summary, utts: list[UtteranceResult],
     with the reason, in place of a number a reader would take for an accuracy, in the summary and for each
     utterance (whose hypothesis stays). Timings and memory stay. The summary so (a new one: it is frozen), and
     the utterances without their WER."""
-    gone: dict[str, Any] = dict.fromkeys(("wer", "cer", "sub", "deletions", "ins"))
-    names = ("wer", "cer", "sub", "del", "ins")
-    if summary.offline is not None:  # a stream's offline WER is no more a result than its WER
-        gone["offline"] = None
-        names += ("offline",)
-    return (summary.unavailable_because(dict.fromkeys(names, reason), **gone),
+    gone = dict.fromkeys(("wer", "cer", "sub", "deletions", "ins"))
+    return (summary.unavailable_because(dict.fromkeys(("wer", "cer", "sub", "del", "ins"), reason), **gone),
             [replace(u, wer=None) for u in utts])
 
 
