@@ -479,3 +479,14 @@ def test_a_worker_slower_than_real_time_shows_a_growing_lag_never_a_real_time_re
     assert summary["status"] == "ok" and lag["bounded"] is False
     assert lag["end"] > lag["middle"] > 0 and lag["max"] >= lag["end"]
     assert summary["stream"]["finalization_ms"]["max"] > 600
+
+
+def test_a_streamed_sweep_is_estimated_at_real_time_at_least_sustain_s_a_condition(tmp_path):
+    from runner.estimate import estimate_sweep
+
+    text = ("defaults: {backend: pocketsphinx, model: en-us, quant: fp32, dataset: DATA, limit: 2, warmup: 0, "
+            "telemetry: {sampler: none, loaded_idle_s: 0}%s}\n")
+    offline = estimate_sweep(_experiment(tmp_path, text % ""), tmp_path / "none")
+    live = estimate_sweep(_experiment(tmp_path, text % ", stream: {enabled: true, sustain_s: 30}"), tmp_path / "none")
+    assert live.seconds == pytest.approx(offline.seconds + 30.0)
+    assert "30 s of live audio played in real time by 1 streamed condition" in live.how
