@@ -490,3 +490,22 @@ def test_a_streamed_sweep_is_estimated_at_real_time_at_least_sustain_s_a_conditi
     live = estimate_sweep(_experiment(tmp_path, text % ", stream: {enabled: true, sustain_s: 30}"), tmp_path / "none")
     assert live.seconds == pytest.approx(offline.seconds + 30.0)
     assert "30 s of live audio played in real time by 1 streamed condition" in live.how
+
+
+def test_the_run_views_progress_counts_stream_zeros_first_finals():
+    """Stream mode has no utterance_end: the bar advances as stream 0's first play finalizes each utterance."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from runner.commands.run import LiveProgress
+
+    with Progress(console=Console(file=io.StringIO()), disable=True) as progress:
+        view = LiveProgress(progress, 2)
+        for e in _rows("events.jsonl"):
+            if e.get("condition") == "kA":
+                view(e)
+        view({"event": "final", "stream": 1, "play": 0, "id": "a"})  # another stream's: not counted again
+        view({"event": "final", "stream": 0, "play": 1, "id": "a"})  # a second play: not counted again
+        assert progress.tasks[0].completed == 2
