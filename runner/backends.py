@@ -202,6 +202,11 @@ class StreamFacts:
 WHISPER_STREAM = StreamFacts(policies=("local-agreement-2",), default="local-agreement-2",
                              how="the utterance's growing buffer re-transcribed after each chunk, committing the "
                                  "words the last two hypotheses agree on")
+#: A CTC model (transformers: wav2vec2 & co): its adapter decodes chunk by chunk with left context (open_stream,
+#: native); LocalAgreement-2 over its growing buffer works too (it only needs a transcription of the buffer).
+CTC_STREAM = StreamFacts(policies=("native", "local-agreement-2"), default="native",
+                         how="native: chunk by chunk with left context; local-agreement-2: the growing buffer "
+                             "re-transcribed after each chunk")
 #: A row that names no stream facts does not stream (a test row, a new backend before it is taught to).
 NO_STREAM_ROW = StreamFacts(refused="its row in the backend table (runner/backends.py) names no stream policy")
 #: pocketsphinx decodes incrementally (process_raw with full_utt off, hyp() after each chunk).
@@ -457,9 +462,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         in_container=WHISPER_IN_CONTAINER,
         model_kinds=MappingProxyType({"ctc": CTC_DECODE}),  # wav2vec2 & co: argmax, the batch size only
         stream=WHISPER_STREAM,
-        # a CTC model (wav2vec2 & co): the same commit policy over its growing buffer, until its adapter decodes
-        # chunk by chunk with left context (then: policies native and local-agreement-2, default native)
-        stream_kinds=MappingProxyType({"ctc": WHISPER_STREAM}),
+        # a CTC model (wav2vec2 & co): the adapter's open_stream decodes chunk by chunk with left context (native);
+        # the commit policy over its growing buffer works too
+        stream_kinds=MappingProxyType({"ctc": CTC_STREAM}),
     ),
     Backend(
         name="onnxruntime",

@@ -98,7 +98,9 @@ def test_every_backend_row_says_how_it_streams_or_why_not():
         assert facts[name] == (("local-agreement-2",), "local-agreement-2")
     for name in ("whisperx", "espnet"):
         assert facts[name] == ((), None) and BACKENDS[name].stream.refused
-    assert BACKENDS["transformers"].stream_facts("ctc").policies  # a CTC model streams too
+    ctc = BACKENDS["transformers"].stream_facts("ctc")  # chunk by chunk with left context, natively
+    assert (ctc.policies, ctc.default) == (("native", "local-agreement-2"), "native")
+    assert BACKENDS["transformers"].stream_facts("whisper") is BACKENDS["transformers"].stream
 
 
 # -- refusals before any container starts ---------------------------------------------------------------------
@@ -509,3 +511,18 @@ def test_the_run_views_progress_counts_stream_zeros_first_finals():
         view({"event": "final", "stream": 1, "play": 0, "id": "a"})  # another stream's: not counted again
         view({"event": "final", "stream": 0, "play": 1, "id": "a"})  # a second play: not counted again
         assert progress.tasks[0].completed == 2
+
+
+def test_a_ctc_model_streams_natively_by_default_and_a_whisper_model_has_no_native_policy(tmp_path):
+    ctc = tmp_path / "ctc"
+    ctc.mkdir()
+    (ctc / "config.json").write_text('{"model_type": "wav2vec2", "architectures": ["Wav2Vec2ForCTC"]}')
+    (ctc / "model.bin").write_bytes(b"x")
+    base = ("defaults: {backend: transformers, model: %s, quant: fp32, dataset: DATA, stream: {enabled: true}}\n")
+    assert _experiment(tmp_path, base % ctc).groups[0].stream["policy"] == "native"
+    with pytest.raises(UserError) as exc:
+        _experiment(tmp_path, base.replace("enabled: true", "enabled: true, policy: native") % "tiny.en")
+    assert exc.value.problems == [
+        "live.yaml: defaults.stream.policy: backend transformers has no native stream policy; it streams with "
+        "local-agreement-2 (the utterance's growing buffer re-transcribed after each chunk, committing the words "
+        "the last two hypotheses agree on)"]
