@@ -526,3 +526,54 @@ def test_a_ctc_model_streams_natively_by_default_and_a_whisper_model_has_no_nati
         "live.yaml: defaults.stream.policy: backend transformers has no native stream policy; it streams with "
         "local-agreement-2 (the utterance's growing buffer re-transcribed after each chunk, committing the words "
         "the last two hypotheses agree on)"]
+
+
+def test_a_concurrency_axis_sweeps_one_container_each_and_a_rerun_runs_nothing(tmp_path):
+    """A sweep over stream.concurrency on the recorded engine: a container (and a job with its stream) per value,
+    a stream block per condition, the offline keys untouched by it, and a rerun that finds everything done."""
+    import contextlib
+
+    from runner import sweep
+    from runner.execute import Callbacks
+    from runner.plan import plan_sweep
+
+    class View:
+        def note(self, text, level="info"):
+            pass
+
+        @contextlib.contextmanager
+        def running(self, start):
+            yield
+
+        def added(self, todo):
+            pass
+
+        def callbacks(self, job):
+            return Callbacks()
+
+        def status(self, text):
+            return contextlib.nullcontext()
+
+    _models(tmp_path)
+    (tmp_path / "live.yaml").write_text(
+        "defaults: {backend: faster-whisper, model: tiny.en, quant: int8, device: cpu, dataset: d, warmup: 0, "
+        "telemetry: {sampler: none}, stream: {enabled: true, sustain_s: 3}}\ngrid: {stream.concurrency: [1, 2]}\n")
+
+    def run(engine):
+        exp = load_experiment(tmp_path / "live.yaml", root=tmp_path)
+        planned = tuple(plan_sweep(exp, engine, tmp_path / "models", tmp_path / "out"))
+        return planned, sweep.run_sweep(exp, tmp_path / "out", sweep.FixedPlan(planned),
+                                        sweep.LocalDispatcher(engine, tmp_path / "out"), View(), sweep.SweepOptions())
+
+    engine = RecordedEngine()
+    planned, _ = run(engine)
+    assert len(engine.launches) == 2 and sorted(j.spec.stream.concurrency for j in planned) == [1, 2]
+    for job in planned:
+        (cond,) = job.conditions
+        data = json.loads((cond.result_dir / "summary.json").read_text())
+        assert data["status"] == "ok" and data["stream"]["n_streams"] == job.spec.stream.concurrency
+        assert cond.axes["stream.concurrency"] == job.spec.stream.concurrency
+        assert json.loads((job.group_dir / "raw" / "job.json").read_text())["stream"] == job.spec.stream.to_json()
+    again = RecordedEngine()
+    run(again)
+    assert again.launches == []
