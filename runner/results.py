@@ -27,6 +27,8 @@ CONDITIONS_FILE = "conditions.jsonl"
 #: condition's full decode settings and its axes (issue 10).
 #: Still 3 after issue 12: summaries gained ``power`` (the operating point requested / applied / observed /
 #: restored, runner/power), a new field that is null where no operating point was set; nothing moved.
+#: Still 3 after issue 23: a streamed condition's summary gains ``stream`` and ``offline`` (written only there) and
+#: its latency_ms is null with its reason; an offline summary is what it was.
 SCHEMA_VERSION = 3
 
 
