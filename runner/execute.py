@@ -265,6 +265,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     broke = validate.sentence(rejected)
     if broke:
         error = broke if error is None else f"{error}; {broke}"
+    # a stream job answered offline is never taken for a stream (nor for an offline run: it was not asked for)
+    error = error or merge.stream_error(spec.stream is not None, events, transcripts, cond.key)
     summary = new_summary(g.job, cond, dataset, g.host, g.started_at, g.engine)
     finished = any(e.get("event") == Event.INFERENCE_END for e in events)
     if error is None and not finished:

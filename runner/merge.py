@@ -193,6 +193,21 @@ def streamed(events: list[dict[str, Any]], condition: str | None) -> bool:
     return any(e.get("event") == Event.STREAM_START and e.get("condition") == condition for e in events)
 
 
+#: A stream job answered utterance by utterance: an image whose entrypoint reads job.stream but does not stream
+#: (built between contract 4 and stream mode's entrypoint, or one of your own). Its figures are offline ones.
+NOT_STREAMED = ("the job asked for stream mode and the container answered utterance by utterance (no stream "
+                "events): its entrypoint does not stream, so its figures are not a stream's; rebuild the image")
+
+
+def stream_error(asked: bool, events: list[dict[str, Any]], transcripts: list[dict[str, Any]],
+                 condition: str | None) -> str | None:
+    """Why a condition of a stream job is not a stream's result (NOT_STREAMED), or None: it streamed, it was not
+    asked to, or it transcribed nothing (its own error says why)."""
+    if not asked or streamed(events, condition):
+        return None
+    return NOT_STREAMED if any(t.get("status") == "ok" for t in transcripts) else None
+
+
 def offline_block(utts: list[UtteranceResult], transcripts: list[dict[str, Any]],
                   max_hypothesis_bytes: int | None = None) -> tuple[dict[str, Any] | None, str | None]:
     """Stream mode's offline WER: each utterance's whole-utterance text (its result's ``offline_hypothesis``)

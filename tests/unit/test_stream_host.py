@@ -577,3 +577,15 @@ def test_a_concurrency_axis_sweeps_one_container_each_and_a_rerun_runs_nothing(t
     again = RecordedEngine()
     run(again)
     assert again.launches == []
+
+
+def test_a_stream_job_answered_utterance_by_utterance_is_an_error_never_an_offline_figure(tmp_path):
+    """An image that reads job.stream but does not stream (the recorded offline container): its condition fails
+    saying so, rather than publishing offline figures under stream settings."""
+    from helpers import recorded_group
+
+    job, g = recorded_group(tmp_path)
+    job = replace(job, spec=replace(job.spec, stream=StreamJob()))
+    g = replace(g, job=job)
+    data = execute.finalize(g, job.conditions[0])
+    assert data["status"] == "error" and data["error"] == merge.NOT_STREAMED
