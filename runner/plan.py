@@ -98,7 +98,10 @@ class GroupJob:
     @property
     def label(self) -> str:
         s = self.spec
-        return f"{s.backend.name} {s.model.name} {s.quant} {s.device}"
+        live = getattr(s, "stream", None)
+        stream = (f" · {live.concurrency} stream{'s' if live.concurrency > 1 else ''} of {live.chunk_ms} ms chunks"
+                  if live is not None else "")  # a concurrency sweep's containers differ only here
+        return f"{s.backend.name} {s.model.name} {s.quant} {s.device}{stream}"
 
     def to_json(self) -> dict[str, Any]:
         """What --plan prints for this group (one JSON line)."""

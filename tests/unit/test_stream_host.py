@@ -589,3 +589,10 @@ def test_a_stream_job_answered_utterance_by_utterance_is_an_error_never_an_offli
     g = replace(g, job=job)
     data = execute.finalize(g, job.conditions[0])
     assert data["status"] == "error" and data["error"] == merge.NOT_STREAMED
+
+
+def test_a_streamed_groups_label_says_its_streams(tmp_path):
+    live = plan.plan_run(tone_spec(tmp_path / "1", stream=StreamSettings(enabled=True, concurrency=4)), None)
+    offline = plan.plan_run(tone_spec(tmp_path / "2"), None)
+    assert live.label == "faster-whisper tiny.en int8 cpu · 4 streams of 500 ms chunks"
+    assert offline.label == "faster-whisper tiny.en int8 cpu"
