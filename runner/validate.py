@@ -84,13 +84,23 @@ def _label(record: Mapping[str, Any]) -> tuple[str | None, str | None, str]:
     return cond, uid, where
 
 
-def stream_clock_problem(row: EventRow, last: dict[tuple[str | None, int], tuple[int, int]]) -> str | None:
-    """Why a stream event's own clocks contradict each other or its stream's earlier chunks, in a phrase (None:
-    they do not). A chunk is delivered, then begun, then done (``delivered_ns <= start_ns <= mono_ns``), and
-    comes after its stream's previous chunk (a higher ``seq``, delivered no earlier); a final's utterance was
-    delivered from its first chunk to its last before the final was emitted (``first_delivered_ns <=
-    last_delivered_ns <= mono_ns``). Otherwise a latency or a lag would come out below 0. ``last``: (condition,
-    stream) -> (seq, delivered_ns) of the chunks seen so far, updated here."""
+@dataclass
+class StreamClocks:
+    """What the stream events so far said, for the checks of the next ones (stream_clock_problem): each stream's
+    last chunk, (condition, stream) -> (seq, delivered_ns), and each utterance play's first partial,
+    (condition, stream, id, play) -> its mono_ns."""
+
+    chunks: dict[tuple[str | None, int], tuple[int, int]] = field(default_factory=dict)
+    partials: dict[tuple[str | None, int, str | None, Any], int] = field(default_factory=dict)
+
+
+def stream_clock_problem(row: EventRow, seen: StreamClocks) -> str | None:
+    """Why a stream event's own clocks contradict each other or the stream's earlier events, in a phrase (None:
+    they do not). A chunk is delivered, then begun, then done (``delivered_ns <= start_ns <= mono_ns``), and comes
+    after its stream's previous chunk (a higher ``seq``, delivered no earlier); a final's utterance was delivered
+    from its first chunk to its last before the final was emitted (``first_delivered_ns <= last_delivered_ns <=
+    mono_ns``), and no partial of it came before its first chunk was delivered. Otherwise a latency, a lag or a
+    time to first partial would come out below 0. ``seen`` is updated here."""
     r = row.record
     if row.event == Event.CHUNK:
         delivered, start = r["delivered_ns"], r["start_ns"]
@@ -98,17 +108,23 @@ def stream_clock_problem(row: EventRow, last: dict[tuple[str | None, int], tuple
             return (f"chunk {r['seq']} of stream {r['stream']} was delivered at {delivered} ns, begun at {start} ns "
                     f"and done at {row.mono_ns} ns: not in that order")
         key = (row.condition, r["stream"])
-        if key in last:
-            seq, before = last[key]
+        if key in seen.chunks:
+            seq, before = seen.chunks[key]
             if r["seq"] <= seq or delivered < before:
                 return (f"chunk {r['seq']} of stream {r['stream']} (delivered at {delivered} ns) comes after chunk "
                         f"{seq} (delivered at {before} ns): a stream's chunks go forward")
-        last[key] = (r["seq"], delivered)
+        seen.chunks[key] = (r["seq"], delivered)
+    elif row.event == Event.PARTIAL:
+        seen.partials.setdefault((row.condition, r["stream"], row.id, r.get("play")), row.mono_ns)
     elif row.event == Event.FINAL:
         first, final_last = r["first_delivered_ns"], r["last_delivered_ns"]
         if not first <= final_last <= row.mono_ns:
             return (f"the final of utterance {row.id!r} says its audio was delivered from {first} ns to "
                     f"{final_last} ns, and it was emitted at {row.mono_ns} ns: not in that order")
+        partial = seen.partials.pop((row.condition, r["stream"], row.id, r.get("play")), None)
+        if partial is not None and partial < first:
+            return (f"the final of utterance {row.id!r} says its audio was first delivered at {first} ns, after its "
+                    f"first partial ({partial} ns): a partial cannot come before the audio it reads")
     return None
 
 
@@ -119,7 +135,7 @@ def check_events(records: Iterable[Mapping[str, Any]]) -> tuple[list[EventRow], 
     rows: list[EventRow] = []
     rejected: list[Rejected] = []
     last_mono = -1
-    chunks: dict[tuple[str | None, int], tuple[int, int]] = {}
+    seen = StreamClocks()
     for n, record in enumerate(records, 1):
         cond, uid, _ = _label(record)
         got = event_row(record)
@@ -130,7 +146,7 @@ def check_events(records: Iterable[Mapping[str, Any]]) -> tuple[list[EventRow], 
             rejected.append(Rejected(cond, uid, f"events.jsonl, event {n} ({got.event}): the monotonic clock runs "
                                                 f"backwards ({got.mono_ns} ns after {last_mono} ns)"))
             continue
-        problem = stream_clock_problem(got, chunks)
+        problem = stream_clock_problem(got, seen)
         if problem:
             rejected.append(Rejected(cond, uid, f"events.jsonl, event {n} ({got.event}): {problem}"))
             continue

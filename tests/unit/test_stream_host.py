@@ -293,6 +293,8 @@ BROKEN_STREAMS = {
                                        "the final of utterance 'a' says its audio was delivered from"),
     "final's first after its last": (lambda ev: _set(ev, FINAL_A, first_delivered_ns=1_731_000_001),
                                      "not in that order"),
+    "a partial before its audio": (lambda ev: _set(ev, FINAL_A, first_delivered_ns=1_300_000_000),
+                                   "after its first partial (1281000000 ns): a partial cannot come before"),
     "chunk without delivered_ns": (lambda ev: _set(ev, CHUNK_1, delivered_ns=...), "chunk: delivered_ns is missing"),
     "negative start_ns": (lambda ev: _set(ev, CHUNK_1, start_ns=-5), "start_ns is -5, not a count"),
     "partial text a number": (lambda ev: _set(ev, {"event": "partial", "condition": "kA"}, text=5),
