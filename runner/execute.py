@@ -288,6 +288,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     # stream mode: the stream figures (with the energy just accounted) and the offline WER beside the streamed
     # text's; an offline condition is returned as it is
     accounted = merge.apply_stream(accounted, events, utts, transcripts, cond.key, limits.hypothesis_bytes, unscored)
+    utts = merge.stream_utterances(utts, events, cond.key)
     if g.memory is not None and g.memory.samples:  # each utterance's call, on the same timeline
         peaks = accounting.utterance_memory(g.memory.samples, events)
         utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]

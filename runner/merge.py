@@ -183,7 +183,7 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
 
 
 #: Why a streamed summary's latency_ms (each utterance's own backend call) is not given: a streamed utterance has
-#: no call of its own; what a listener waits for is in the stream block.
+#: no call of its own; what a listener waits for is in the stream block (each utterance's own: stream_utterances).
 STREAM_LATENCY = ("stream mode: an utterance is heard chunk by chunk, not called whole; its wait is the stream "
                   "block's finalization latency")
 
@@ -252,6 +252,20 @@ def apply_stream(summary: Summary, events: list[dict[str, Any]], utts: list[Utte
         why["offline"] = no_offline
     return summary.unavailable_because(why, latency_ms=None, offline=block,
                                        stream=stream_block(got, summary.energy) if got is not None else None)
+
+
+def stream_utterances(utts: list[UtteranceResult], events: list[dict[str, Any]], condition: str | None
+                      ) -> list[UtteranceResult]:
+    """A streamed condition's utterances with ``latency_s`` as a listener waited for each: the finalization
+    latency of its first play on stream 0 (the play its result is from: final mono_ns - last_delivered_ns), not
+    its processing time (a streamed utterance is no one call); None where it had no final. A condition that did
+    not stream: the utterances as they are."""
+    if not streamed(events, condition):
+        return utts
+    waited = {e["id"]: (e["mono_ns"] - e["last_delivered_ns"]) / 1e9 for e in events
+              if e.get("event") == Event.FINAL and e.get("condition") == condition and e.get("stream") == 0
+              and e.get("play") in (0, None) and isinstance(e.get("id"), str)}
+    return [replace(u, latency_s=waited.get(u.id)) if u.status == "ok" else u for u in utts]
 
 
 def not_a_result(summary: Summary, utts: list[UtteranceResult],

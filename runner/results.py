@@ -42,7 +42,8 @@ class UtteranceResult:
     reference_norm: str | None
     hypothesis_norm: str | None
     duration_s: float | None
-    latency_s: float | None  # what a caller waited: the utterance's own time, or its batch's
+    latency_s: float | None  # what a caller waited: the utterance's own time, or its batch's (a stream: its
+    # finalization latency, runner/merge.stream_utterances)
     wer: float | None
     processing_s: float | None = None  # its share of the compute (= latency_s unless batched): RTF sums these
     energy_j: float | None = None

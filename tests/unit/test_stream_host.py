@@ -373,6 +373,9 @@ def test_a_streamed_condition_merges_into_its_stream_block_and_the_offline_wer_b
     assert data["latency_ms"] is None and data["unavailable"]["latency_ms"] == merge.STREAM_LATENCY
     assert data["rtf"] == pytest.approx(0.1)  # the chunks' processing over the audio: 2 chunks of 50 ms a 1 s utterance
     assert json.loads((tmp_path / "conditions" / "kA" / "summary.json").read_text())["offline"]["wer_cost"] == 0.25
+    utts = [json.loads(x) for x in (tmp_path / "conditions" / "kA" / "utterances.jsonl").read_text().splitlines()]
+    assert [u["latency_s"] for u in utts] == [pytest.approx(0.050001)] * 2  # each one's finalization latency
+    assert [u["processing_s"] for u in utts] == [pytest.approx(0.1)] * 2
 
 
 def test_an_offline_condition_gains_no_stream_or_offline_key(tmp_path):
