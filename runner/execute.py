@@ -265,6 +265,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     broke = validate.sentence(rejected)
     if broke:
         error = broke if error is None else f"{error}; {broke}"
+    # a stream job answered offline is never taken for a stream (nor for an offline run: it was not asked for)
+    error = error or merge.stream_error(spec.stream is not None, events, transcripts, cond.key)
     summary = new_summary(g.job, cond, dataset, g.host, g.started_at, g.engine)
     finished = any(e.get("event") == Event.INFERENCE_END for e in events)
     if error is None and not finished:
@@ -283,6 +285,10 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     accounted, utts = merge.account_energy(facts, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
                                            g.energy_reason, spec.telemetry.interval_ms, g.owner,
                                            sampler_health(g.sampler), g.sampler.companions)
+    # stream mode: the stream figures (with the energy just accounted) and the offline WER beside the streamed
+    # text's; an offline condition is returned as it is
+    accounted = merge.apply_stream(accounted, events, utts, transcripts, cond.key, limits.hypothesis_bytes, unscored)
+    utts = merge.stream_utterances(utts, events, cond.key)
     if g.memory is not None and g.memory.samples:  # each utterance's call, on the same timeline
         peaks = accounting.utterance_memory(g.memory.samples, events)
         utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]

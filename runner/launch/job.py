@@ -37,7 +37,9 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
     Utterances the host refused (outside the dataset's roots, missing, ...) are not in the job: merge
     records them as errors with the host's reason. ``power_measured``: whether a power sampler runs beside
     the container (None: unless --telemetry none); the loaded-idle window exists only to measure power, so
-    without one it is zero rather than seconds of waiting per container (issue 26)."""
+    without one it is zero rather than seconds of waiting per container (issue 26). In stream mode the job
+    carries ``stream`` (its policy resolved, runner.spec.stream_job), which needs contract 4: the executor refuses
+    it for an older image (Job.version_problem), and only it."""
     if power_measured is None:
         power_measured = spec.telemetry.sampler != "none"
     if not host_paths:
@@ -54,7 +56,8 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
         allow_download=spec.allow_download,
         utterances=[UtteranceJob(u.id, str(u.audio) if host_paths else plan.container_paths[u.id])
                     for u in spec.dataset.readable],
-        conditions=list(conditions))
+        conditions=list(conditions),
+        stream=getattr(spec, "stream", None))  # stream mode: contract 4 (an older image is refused for it only)
 
 
 def image_contract(labels: dict[str, str] | None, image_id: str | None = None) -> int:
