@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE
+from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, STREAM_POLICIES
 
 from .errors import UserError
 from .host.platforms import platform_image, resolve_platform
@@ -160,6 +160,60 @@ ESPNET_DECODE = DecodeFacts(
 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class StreamFacts:
+    """How a backend's models stream (stream mode, issue 23): the policies it can run and the one it runs when
+    none is asked for, or, with no policy at all, why it does not stream (one sentence's end: "whisperx does not
+    stream: ..."). A stream setting the row cannot honour is refused before any container starts
+    (runner.spec.build_run_spec, runner.experiment.expand)."""
+
+    policies: tuple[str, ...] = ()  # STREAM_POLICIES it supports; empty: it does not stream
+    default: str | None = None  # the policy of a stream whose settings name none
+    how: str = ""  # what streaming means with it, for the backend table and the docs
+    refused: str = ""  # why it does not stream (policies empty)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.policies) - set(STREAM_POLICIES))
+        if unknown:
+            raise ValueError(f"unknown stream policies {unknown}; known: {', '.join(STREAM_POLICIES)}")
+        if self.policies and self.default not in self.policies:
+            raise ValueError(f"stream default {self.default!r} is not among its policies {self.policies}")
+        if not self.policies and not self.refused:
+            raise ValueError("a backend that does not stream says why (refused)")
+
+    def problem(self, policy: str | None) -> str | None:
+        """Why a stream with ``policy`` (None: the default) cannot run, in a phrase after the backend's name
+        ("has no stream mode: ..."), or None when it can."""
+        if not self.policies:
+            return f"has no stream mode: {self.refused}"
+        if policy is not None and policy not in self.policies:
+            return f"has no {policy} stream policy; it streams with {' or '.join(self.policies)} ({self.how})"
+        return None
+
+    def resolve(self, policy: str | None) -> str:
+        """The policy a stream runs with: the one asked for, else the default (call ``problem`` first)."""
+        chosen = policy or self.default
+        assert chosen is not None and chosen in self.policies, (policy, self.policies)
+        return chosen
+
+
+#: The Whisper backends: LocalAgreement-2 over the utterance's growing buffer (the entrypoint's commit policy,
+#: edgeasr_entrypoint/commit.py), re-transcribed after every chunk; no incremental decoder of their own.
+WHISPER_STREAM = StreamFacts(policies=("local-agreement-2",), default="local-agreement-2",
+                             how="the utterance's growing buffer re-transcribed after each chunk, committing the "
+                                 "words the last two hypotheses agree on")
+#: A CTC model (transformers: wav2vec2 & co): its adapter decodes chunk by chunk with left context (open_stream,
+#: native); LocalAgreement-2 over its growing buffer works too (it only needs a transcription of the buffer).
+CTC_STREAM = StreamFacts(policies=("native", "local-agreement-2"), default="native",
+                         how="native: chunk by chunk with left context; local-agreement-2: the growing buffer "
+                             "re-transcribed after each chunk")
+#: A row that names no stream facts does not stream (a test row, a new backend before it is taught to).
+NO_STREAM_ROW = StreamFacts(refused="its row in the backend table (runner/backends.py) names no stream policy")
+#: pocketsphinx decodes incrementally (process_raw with full_utt off, hyp() after each chunk).
+NATIVE_STREAM = StreamFacts(policies=("native",), default="native",
+                            how="its own incremental decoder: partial hypotheses as the audio arrives")
+
+
 def image_platform(platform: str = "auto", device: str | None = None) -> str:
     """The platform whose image variant a run (or `images build`) uses: ``platform`` as a user names it
     (auto: this host's, a Jetson's L4T release), and on x86 a CUDA device takes the cuda variant, which
@@ -243,6 +297,10 @@ class Backend(ImageDef):
     #: in_container choices that change the memory a loaded model holds (MEMORY_AXES): each value is its own
     #: container, so that a condition's memory does not depend on the conditions before it.
     memory_axes: tuple[str, ...] = MEMORY_AXES
+    #: Stream mode: its policies and default (StreamFacts); whisperx and espnet refuse it, saying why.
+    stream: StreamFacts = field(default_factory=lambda: NO_STREAM_ROW)
+    #: Per kind of model (MODEL_KINDS): stream facts that replace ``stream`` for that kind. Not hashed (a mapping).
+    stream_kinds: Mapping[str, StreamFacts] = field(default_factory=lambda: MappingProxyType({}), hash=False)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.model_kinds) - set(MODEL_KINDS))
@@ -252,6 +310,26 @@ class Backend(ImageDef):
         if wrong:
             raise ValueError(f"backend {self.name}: decode defaults for choices it does not honour: {wrong}")
         object.__setattr__(self, "decode_defaults", MappingProxyType(dict(self.decode_defaults)))
+        unknown = sorted(set(self.stream_kinds) - set(MODEL_KINDS))
+        if unknown:
+            raise ValueError(f"backend {self.name}: unknown model kinds {unknown} in stream_kinds")
+        object.__setattr__(self, "stream_kinds", MappingProxyType(dict(self.stream_kinds)))
+
+    def stream_facts(self, kind: str | None = None) -> StreamFacts:
+        """How a model of ``kind`` (None: unknown, the row's own) streams with this backend."""
+        return self.stream_kinds.get(kind, self.stream) if kind else self.stream
+
+    def stream_refusal(self, policy: str | None, kind: str | None, model: str, origin: str) -> str | None:
+        """The one sentence that refuses stream mode (with ``policy``; None: the default) for model ``model`` of
+        ``kind`` with this backend, or None when it streams: "--stream: backend whisperx has no stream mode: ...".
+        ``origin`` names where stream mode or the policy was asked for: a flag or an experiment file's key."""
+        reason = self.stream_facts(kind).problem(policy)
+        if reason is None:
+            return None
+        where = f"{origin}: " if origin else ""
+        facts = self.stream_facts(kind)
+        subject = f"backend {self.name}" if facts is self.stream else f"model {model} with backend {self.name}"
+        return f"{where}{subject} {reason}"
 
     def facts(self, kind: str | None) -> DecodeFacts:
         """The decode facts of a model of ``kind`` (None: unknown, the row's own) with this backend."""
@@ -348,6 +426,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         hub_names=WHISPER_HUB_NAMES,
         batching=True,  # BatchedInferencePipeline
         in_container=WHISPER_IN_CONTAINER,
+        stream=WHISPER_STREAM,
     ),
     Backend(
         name="whisperx",
@@ -363,6 +442,9 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         batching=True,  # its VAD-cut segments go through faster-whisper in batches
         in_container=WHISPER_IN_CONTAINER,
         align_fixes=("decode.language",),  # the alignment model is loaded for one language
+        stream=StreamFacts(refused="its pipeline cuts a whole recording by voice activity and aligns words "
+                                   "after transcribing it, so it has no text to give before the audio ends; use "
+                                   "faster-whisper, its transcriber, for the same model"),
     ),
     Backend(
         name="transformers",
@@ -379,6 +461,10 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         batching=True,  # transcribe_batch: padded, masked batches
         in_container=WHISPER_IN_CONTAINER,
         model_kinds=MappingProxyType({"ctc": CTC_DECODE}),  # wav2vec2 & co: argmax, the batch size only
+        stream=WHISPER_STREAM,
+        # a CTC model (wav2vec2 & co): the adapter's open_stream decodes chunk by chunk with left context (native);
+        # the commit policy over its growing buffer works too
+        stream_kinds=MappingProxyType({"ctc": CTC_STREAM}),
     ),
     Backend(
         name="onnxruntime",
@@ -393,6 +479,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         hub_names=WHISPER_HUB_NAMES,  # exported from the Hugging Face checkpoint
         in_container=("decode.beam_size", "decode.language"),
         decode_facts=ONNX_DECODE,
+        stream=WHISPER_STREAM,
         platforms=("x86", "cuda", "jetson-r36"),
         no_variant="JetPack 5 (r35) has Python 3.8 and no onnxruntime-gpu in its jetson-containers bases yet; "
                    "use --device cpu with --image of a CPU build, or a JetPack 6 board",
@@ -410,6 +497,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         default_model="en-us",
         default_quant="fp32",
         check_model="en-us",
+        stream=NATIVE_STREAM,
         platforms=("x86", "cuda", "jetson-r36"),
         no_variant="no JetPack 5 (r35) variant yet; pocketsphinx is CPU-only, so the JetPack 6 (Dockerfile.jetson) "
                    "recipe or an arm64 build of the x86 Dockerfile serves a JetPack 5 board's CPU",
@@ -435,6 +523,8 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
                    "variant exists yet; see containers/PLATFORMS.md, ESPnet",
         in_container=("decode.beam_size", "decode.ctc_weight"),  # a new beam search over the loaded model
         decode_facts=ESPNET_DECODE,
+        stream=StreamFacts(refused="its adapter decodes a whole utterance by joint CTC/attention beam search "
+                                   "and has no incremental decoder or streaming model yet"),
         decode_defaults=MappingProxyType({"decode.ctc_weight": 0.3}),  # ESPnet's Conformer recipes decode with 0.3
     ),
 )}
@@ -483,3 +573,11 @@ def get_image(name: str) -> ImageDef:
         raise UserError(f"unknown image {name!r}; known: {', '.join(sorted(IMAGES))}") from None
 
 
+
+
+def stream_default_text() -> str:
+    """How --stream-policy's help names its default, from the rows: "the backend's (faster-whisper:
+    local-agreement-2, ...; whisperx, espnet: no stream mode)"."""
+    streams = ", ".join(f"{b.name}: {b.stream.default}" for b in BACKENDS.values() if b.stream.policies)
+    not_ = ", ".join(b.name for b in BACKENDS.values() if not b.stream.policies)
+    return f"the backend's ({streams}" + (f"; {not_}: no stream mode)" if not_ else ")")

@@ -72,8 +72,10 @@ def estimate_sweep(exp, out: Path) -> Estimate:
     lengths: dict[Path, float] = {}
     by_data: dict[tuple, float | None] = {}
     audio_s, unknown = 0.0, 0
-    fixed_s = 0.0
+    fixed_s = live_s = 0.0
+    n_live = 0
     for g in exp.groups:
+        stream = g.spec_settings.stream
         t = g.spec_settings.telemetry
         fixed_s += (t.baseline_s if t.sampler != "none" else 0.0) + t.loaded_idle_s
         for c in g.conditions:
@@ -82,8 +84,11 @@ def estimate_sweep(exp, out: Path) -> Estimate:
                 by_data[key] = _audio_s(*key, lengths)
             if by_data[key] is None:
                 unknown += 1
-            else:
-                audio_s += by_data[key] or 0.0
+                continue
+            audio_s += by_data[key] or 0.0  # stream mode's offline pass transcribes it whole as well
+            if stream.enabled:  # live audio plays in real time: the data once, and at least sustain_s
+                live_s += max(stream.sustain_s, by_data[key] or 0.0)
+                n_live += 1
     rtfs, loads = _measured(out)
     rtf = statistics.median(rtfs) if rtfs else 1.0
     load_s = statistics.median(loads) if loads else 0.0
@@ -96,9 +101,12 @@ def estimate_sweep(exp, out: Path) -> Estimate:
     else:
         parts.append(f"{duration(audio_s)} of audio at RTF 1 (real time, assumed: no condition has finished in "
                      f"{out} yet; model loading not counted)")
+    if n_live:
+        parts.append(f"{duration(live_s)} of live audio played in real time by {plural(n_live, 'streamed condition')} "
+                     f"(longer where the backend falls behind)")
     if unknown:
         parts.append(f"{plural(unknown, 'condition')} over Hugging Face or unreadable datasets not counted")
-    return Estimate(fixed_s + n * load_s + audio_s * rtf, "; ".join(parts))
+    return Estimate(fixed_s + n * load_s + audio_s * rtf + live_s, "; ".join(parts))
 
 
 def size_note(exp, out: Path) -> str | None:

@@ -265,6 +265,8 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     broke = validate.sentence(rejected)
     if broke:
         error = broke if error is None else f"{error}; {broke}"
+    # a stream job answered offline is never taken for a stream (nor for an offline run: it was not asked for)
+    error = error or merge.stream_error(spec.stream is not None, events, transcripts, cond.key)
     summary = new_summary(g.job, cond, dataset, g.host, g.started_at, g.engine)
     finished = any(e.get("event") == Event.INFERENCE_END for e in events)
     if error is None and not finished:
@@ -283,6 +285,10 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     accounted, utts = merge.account_energy(facts, utts, g.sampler.name, g.sampler.samples, events, g.baseline,
                                            g.energy_reason, spec.telemetry.interval_ms, g.owner,
                                            sampler_health(g.sampler), g.sampler.companions)
+    # stream mode: the stream figures (with the energy just accounted) and the offline WER beside the streamed
+    # text's; an offline condition is returned as it is
+    accounted = merge.apply_stream(accounted, events, utts, transcripts, cond.key, limits.hypothesis_bytes, unscored)
+    utts = merge.stream_utterances(utts, events, cond.key)
     if g.memory is not None and g.memory.samples:  # each utterance's call, on the same timeline
         peaks = accounting.utterance_memory(g.memory.samples, events)
         utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]
@@ -367,8 +373,8 @@ def failed_group(job: GroupJob, pending: list[PlannedCondition], error: str, *, 
     for c in pending:
         try:
             data = failed_record(job, c, error, host, engine)
-        except OSError as exc:  # its folder cannot be written (a full disk): the record still names it
-            data = {"status": "error", "error": f"{error}; could not record it either: {exc!r}"}
+        except OSError as exc:  # its folder cannot be written (a full disk): the record still says it all
+            data = failed_summary(job, c, f"{error}; could not record it either: {exc!r}", host, engine).to_json()
         records.append(condition_record(job, c, data))
     return GroupResult(records, None, None, None)
 
@@ -396,7 +402,8 @@ def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: b
                                                           for f in e.noise["files"]]})
                    if "files" in e.noise else e for e in entries]
     spec = make_job(job.spec, plan, host_paths=host_paths, conditions=tuple(entries),
-                    version=image_contract(job.image.labels if job.image is not None else None),
+                    version=image_contract(job.image.labels if job.image is not None else None,
+                                           job.image.id if job.image is not None else None),
                     power_measured=power_measured)
     problem = spec.version_problem(spec.contract_version)
     if problem:
@@ -538,18 +545,26 @@ def _finalize_safely(g: _Group, cond: PlannedCondition, error: str | None = None
                                  overhead() if callable(overhead) else overhead)
 
 
+def failed_summary(job: GroupJob, cond: PlannedCondition, reason: str, host: dict[str, Any], engine: str,
+                   started_at: str | None = None, power: Any = None,
+                   overhead: dict[str, float] | None = None) -> Summary:
+    """The frozen Summary of a condition that failed before anything could be merged: the settings, identity and
+    image it was planned with, every utterance failed with ``reason``, its condition block; no figure at all.
+    Nothing is written (failed_record writes it; failed_group falls back to it alone when that cannot)."""
+    wanted = set(cond.ids)
+    dataset = replace(job.spec.dataset, utterances=tuple(u for u in job.spec.dataset.utterances if u.id in wanted))
+    summary = replace(new_summary(job, cond, dataset, host, started_at or stamp(), engine), status="error",
+                      error=reason, n_utterances=len(cond.ids), n_failed=len(cond.ids),
+                      power=power.to_json() if power is not None else None, overhead_s=overhead)
+    return replace(summary, condition=condition_block(job, cond, summary.to_json()))
+
+
 def failed_record(job: GroupJob, cond: PlannedCondition, reason: str, host: dict[str, Any], engine: str,
                   started_at: str | None = None, power: Any = None,
                   overhead: dict[str, float] | None = None) -> dict:
     """A condition that failed before anything could be merged: its folder written with the settings,
-    identity and image it was planned with, every utterance failed with ``reason``; no figure at all."""
-    spec = job.spec
-    wanted = set(cond.ids)
-    dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
-    summary = replace(new_summary(job, cond, dataset, host, started_at or stamp(), engine), status="error",
-                      error=reason, n_utterances=len(cond.ids), n_failed=len(cond.ids),
-                      power=power.to_json() if power is not None else None, overhead_s=overhead)
-    data = replace(summary, condition=condition_block(job, cond, summary.to_json())).to_json()
+    identity and image it was planned with (failed_summary), every utterance failed with ``reason``."""
+    data = failed_summary(job, cond, reason, host, engine, started_at, power, overhead).to_json()
     utts = [UtteranceResult(id=u, status="error", error=reason, reference=None, hypothesis=None, reference_norm=None,
                             hypothesis_norm=None, duration_s=None, latency_s=None, wer=None) for u in cond.ids]
     folder = cond.result_dir

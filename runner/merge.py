@@ -14,13 +14,14 @@ from typing import Any
 
 from dataclasses import replace
 
-from edgeasr_entrypoint.contract import WINDOWS
+from edgeasr_entrypoint.contract import STREAM_EVENTS, WINDOWS, Event, EventRecord
 
 from . import metrics, validate
 from .data.dataset import Dataset
 from .results import Summary, UtteranceResult
 from .safe_io import IMAGE, Unsafe, read_bytes, read_jsonl, size_text
 from .settings import LimitsSettings, limit_name
+from .stream_metrics import stream_block, stream_metrics
 from .telemetry.energy import accounting
 from .telemetry.samplers import registry
 
@@ -179,6 +180,92 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
     else:
         why.update(dict.fromkeys(("audio_s", "rtf", "rtfx", "latency_ms"), "no utterance was transcribed"))
     return summary.unavailable_because(why, **got)
+
+
+#: Why a streamed summary's latency_ms (each utterance's own backend call) is not given: a streamed utterance has
+#: no call of its own; what a listener waits for is in the stream block (each utterance's own: stream_utterances).
+STREAM_LATENCY = ("stream mode: an utterance is heard chunk by chunk, not called whole; its wait is the stream "
+                  "block's finalization latency")
+
+
+def streamed(events: list[dict[str, Any]], condition: str | None) -> bool:
+    """Whether ``condition`` ran in stream mode: its events hold a stream_start."""
+    return any(e.get("event") == Event.STREAM_START and e.get("condition") == condition for e in events)
+
+
+#: A stream job answered utterance by utterance: an image whose entrypoint reads job.stream but does not stream
+#: (built between contract 4 and stream mode's entrypoint, or one of your own). Its figures are offline ones.
+NOT_STREAMED = ("the job asked for stream mode and the container answered utterance by utterance (no stream "
+                "events): its entrypoint does not stream, so its figures are not a stream's; rebuild the image")
+
+
+def stream_error(asked: bool, events: list[dict[str, Any]], transcripts: list[dict[str, Any]],
+                 condition: str | None) -> str | None:
+    """Why a condition of a stream job is not a stream's result (NOT_STREAMED), or None: it streamed, it was not
+    asked to, or it transcribed nothing (its own error says why)."""
+    if not asked or streamed(events, condition):
+        return None
+    return NOT_STREAMED if any(t.get("status") == "ok" for t in transcripts) else None
+
+
+def offline_block(utts: list[UtteranceResult], transcripts: list[dict[str, Any]],
+                  max_hypothesis_bytes: int | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """Stream mode's offline WER: each utterance's whole-utterance text (its result's ``offline_hypothesis``)
+    scored with the same normalizer and code as the WER (metrics.error_counts), over the scored utterances that
+    have one, and the streamed text's WER over exactly the same utterances beside it (``stream_wer``), so that
+    ``wer_cost`` (stream_wer - wer, in WER points of 1) is the cost of streaming and nothing else. Returns
+    (the block, None) or (None, why there is none)."""
+    offline = {t["id"]: t.get("offline_hypothesis") for t in transcripts if isinstance(t.get("id"), str)}
+    pairs = [(u, offline.get(u.id)) for u in utts if u.status == "ok" and u.reference_norm]
+    pairs = [(u, h) for u, h in pairs if isinstance(h, str) and hypothesis_problem(h, max_hypothesis_bytes) is None]
+    if not pairs:
+        scored = sum(1 for u in utts if u.status == "ok" and u.reference_norm)
+        return None, ("no utterance was transcribed with a reference" if not scored else
+                      f"none of the {scored} scored utterances has an offline hypothesis (job.stream.offline was off, "
+                      f"or the image did not write offline_hypothesis)")
+    refs = [u.reference_norm for u, _ in pairs]
+    off = metrics.error_counts(refs, [metrics.normalize(h) for _, h in pairs])
+    live = metrics.error_counts(refs, [u.hypothesis_norm or "" for u, _ in pairs])
+    return {"wer": off.wer, "cer": off.cer, "sub": off.substitutions, "del": off.deletions, "ins": off.insertions,
+            "ref_words": off.ref_words, "n_scored": len(pairs), "stream_wer": live.wer, "stream_cer": live.cer,
+            "wer_cost": live.wer - off.wer}, None
+
+
+def apply_stream(summary: Summary, events: list[dict[str, Any]], utts: list[UtteranceResult],
+                 transcripts: list[dict[str, Any]], condition: str | None,
+                 max_hypothesis_bytes: int | None = None, unscored: str | None = None) -> Summary:
+    """A streamed condition's summary (a new one: it is frozen): its stream figures (runner/stream_metrics.py, over
+    the condition's validated stream events, with energy per audio second and power per stream from the
+    summary's energy block: call it after the energy is accounted) in ``stream``, the offline WER of the same
+    utterances beside the streamed text's in ``offline`` (offline_block; unavailable with ``unscored``, the
+    reason the WER is no result, where there is one), and latency_ms unavailable (STREAM_LATENCY). The WER,
+    RTF and counts stay score()'s, of the final texts. A condition that did not stream is returned as it is."""
+    if not streamed(events, condition):
+        return summary
+    rows = [EventRecord.from_json(e) for e in events if e.get("event") in STREAM_EVENTS]
+    got = stream_metrics(rows, condition)
+    why: dict[str, str] = {"latency_ms": STREAM_LATENCY}
+    if got is None:
+        why["stream"] = "the condition streamed no chunk (it stopped early, or no utterance could be read)"
+    block, no_offline = (None, unscored) if unscored else offline_block(utts, transcripts, max_hypothesis_bytes)
+    if no_offline:
+        why["offline"] = no_offline
+    return summary.unavailable_because(why, latency_ms=None, offline=block,
+                                       stream=stream_block(got, summary.energy) if got is not None else None)
+
+
+def stream_utterances(utts: list[UtteranceResult], events: list[dict[str, Any]], condition: str | None
+                      ) -> list[UtteranceResult]:
+    """A streamed condition's utterances with ``latency_s`` as a listener waited for each: the finalization
+    latency of its first play on stream 0 (the play its result is from: final mono_ns - last_delivered_ns), not
+    its processing time (a streamed utterance is no one call); None where it had no final. A condition that did
+    not stream: the utterances as they are."""
+    if not streamed(events, condition):
+        return utts
+    waited = {e["id"]: (e["mono_ns"] - e["last_delivered_ns"]) / 1e9 for e in events
+              if e.get("event") == Event.FINAL and e.get("condition") == condition and e.get("stream") == 0
+              and e.get("play") in (0, None) and isinstance(e.get("id"), str)}
+    return [replace(u, latency_s=waited.get(u.id)) if u.status == "ok" else u for u in utts]
 
 
 def not_a_result(summary: Summary, utts: list[UtteranceResult],

@@ -98,7 +98,10 @@ class GroupJob:
     @property
     def label(self) -> str:
         s = self.spec
-        return f"{s.backend.name} {s.model.name} {s.quant} {s.device}"
+        live = getattr(s, "stream", None)
+        stream = (f" · {live.concurrency} stream{'s' if live.concurrency > 1 else ''} of {live.chunk_ms} ms chunks"
+                  if live is not None else "")  # a concurrency sweep's containers differ only here
+        return f"{s.backend.name} {s.model.name} {s.quant} {s.device}{stream}"
 
     def to_json(self) -> dict[str, Any]:
         """What --plan prints for this group (one JSON line)."""
@@ -267,4 +270,6 @@ def plan_run(spec: RunSpec, image: ImageInfo | None, repeats: int = 1, limit: in
                                       result_dir=result_dir, axes={"repeat": r} if repeats > 1 else {}))
     settings = {"backend": spec.backend.name, "model": spec.model.name, "quant": spec.quant, "device": spec.device,
                 "image": spec.image, "decode": spec.decode.to_json(), "warmup": spec.warmup}
+    if spec.stream is not None:  # stream mode (its policy resolved); an offline run's settings stay as they were
+        settings["stream"] = spec.stream.to_json()
     return GroupJob(key, spec, image, tuple(conds), spec.out, None, "run", settings)

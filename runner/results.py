@@ -27,6 +27,8 @@ CONDITIONS_FILE = "conditions.jsonl"
 #: condition's full decode settings and its axes (issue 10).
 #: Still 3 after issue 12: summaries gained ``power`` (the operating point requested / applied / observed /
 #: restored, runner/power), a new field that is null where no operating point was set; nothing moved.
+#: Still 3 after issue 23: a streamed condition's summary gains ``stream`` and ``offline`` (written only there) and
+#: its latency_ms is null with its reason; an offline summary is what it was.
 SCHEMA_VERSION = 3
 
 
@@ -40,7 +42,8 @@ class UtteranceResult:
     reference_norm: str | None
     hypothesis_norm: str | None
     duration_s: float | None
-    latency_s: float | None  # what a caller waited: the utterance's own time, or its batch's
+    latency_s: float | None  # what a caller waited: the utterance's own time, or its batch's (a stream: its
+    # finalization latency, runner/merge.stream_utterances)
     wer: float | None
     processing_s: float | None = None  # its share of the compute (= latency_s unless batched): RTF sums these
     energy_j: float | None = None
@@ -129,9 +132,16 @@ class Summary:
     unavailable: dict[str, str] = field(default_factory=dict)
     host_load: dict[str, Any] | None = None  # how busy the host was around the condition (runner/host/load.py)
     condition: dict[str, Any] | None = None  # the condition's block (runner/tables.condition_block)
+    #: Stream mode's figures (runner/stream_metrics.StreamMetrics.to_json: finalization latency, first partial,
+    #: chunk latency, lag, partial stability, ...); None: not a stream (or it streamed nothing: unavailable says)
+    stream: dict[str, Any] | None = None
+    #: Stream mode: the same utterances transcribed whole (the job's stream.offline), scored with the same
+    #: normalizer: wer, cer, ..., and the streamed text's WER over exactly those utterances beside it
+    #: (runner/merge.offline_block); None: not a stream, or no offline text (unavailable says why)
+    offline: dict[str, Any] | None = None
 
     #: Written only where set, so summaries without them keep the keys they always had.
-    _OPTIONAL = ("power", "host_load", "condition")
+    _OPTIONAL = ("power", "host_load", "condition", "stream", "offline")
 
     def unavailable_because(self, reasons: dict[str, str], **changes: Any) -> Summary:
         """A copy with ``changes`` and these reasons added to ``unavailable`` (a later reason for a name wins)."""
@@ -201,24 +211,6 @@ class GroupKey:
         if self.snr_db is None:
             return self.noise_type
         return f"{self.noise_type} {self.snr_db:g} dB"
-
-
-@dataclass(frozen=True)
-class ConditionRecord:
-    """One line of conditions.jsonl: one (condition, repeat) and its run summary."""
-
-    key: GroupKey
-    repeat: int
-    status: str  # ok | partial | error
-    error: str | None
-    summary: Mapping[str, Any]
-    folder: Path | None = None  # where its utterances.jsonl is (None: not known, e.g. a record built in a test)
-    source: str = ""  # the results folder it was read from, when a report or comparison reads several
-
-    @property
-    def busy_reason(self) -> str | None:
-        """Why the host was busy during this record's timed window (summary["host_load"]), or None."""
-        return busy_from_record(self.summary.get("host_load"))
 
 
 @dataclass(frozen=True)

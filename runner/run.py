@@ -13,6 +13,8 @@ Nothing here draws: a ``RunView`` is told what happens and the command renders i
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Protocol
 
@@ -81,29 +83,64 @@ def execute_run(spec: RunSpec, repeats: int = 1, limit: int | None = None,
     return data
 
 
+#: The figures a run over several repeats lists for every repeat (its ``repeats`` block).
+REPEATED_FIGURES = ("wer", "rtf", "load_s", "inference_s", "peak_rss_mb")
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """What a run over several repeats says of all of them, taken once from their summaries: the ``repeats``
+    block (each repeat's status and figures, its folder) and the headline that replaces the first repeat's
+    (the first repeat that was not ok gives status and error; counts are sums; one busy repeat's host record
+    makes every figure suspect, so it is shown at the top)."""
+
+    n: int
+    status: tuple[Any, ...]
+    figures: tuple[tuple[str, tuple[Any, ...]], ...]  # (name, each repeat's value), REPEATED_FIGURES order
+    energy_per_audio_s_j: tuple[Any, ...]
+    folders: tuple[str, ...]
+    busy_host_load: Mapping[str, Any] | None
+    overall_status: str
+    error: str | None
+    n_failed: int
+    n_not_run: int
+    n_utterances: int
+
+    @classmethod
+    def of(cls, out: Path, records: list[ConditionRecord]) -> Repeats:
+        per = [r.summary for r in records]
+        busy = [p["host_load"] for p in per if busy_from_record(p.get("host_load"))]
+        bad = [p for p in per if p.get("status") != "ok"]
+        return cls(n=len(per), status=tuple(p.get("status") for p in per),
+                   figures=tuple((name, tuple(p.get(name) for p in per)) for name in REPEATED_FIGURES),
+                   energy_per_audio_s_j=tuple((p.get("energy") or {}).get("energy_per_audio_s_j") for p in per),
+                   folders=tuple(str(out / "conditions" / r.condition["key"]) for r in records),
+                   busy_host_load=busy[0] if busy else None,
+                   overall_status=bad[0]["status"] if bad else "ok", error=bad[0].get("error") if bad else None,
+                   n_failed=sum(p.get("n_failed") or 0 for p in per),
+                   n_not_run=sum(p.get("n_not_run") or 0 for p in per),
+                   n_utterances=sum(p.get("n_utterances") or 0 for p in per))
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``repeats`` block, as summary.json has always stored it."""
+        return {"n": self.n, "status": list(self.status), **{k: list(v) for k, v in self.figures},
+                "energy_per_audio_s_j": list(self.energy_per_audio_s_j), "folders": list(self.folders)}
+
+    def headline(self) -> dict[str, Any]:
+        """The run summary's fields these repeats decide, in the order they are written."""
+        busy = {} if self.busy_host_load is None else {"host_load": self.busy_host_load}
+        return {**busy, "status": self.overall_status, "error": self.error, "n_failed": self.n_failed,
+                "n_not_run": self.n_not_run, "n_utterances": self.n_utterances}
+
+
 def run_summary(out: Path, records: list[ConditionRecord]) -> dict[str, Any]:
     """The run folder's summary: the one condition's, or over several repeats the first one's figures with
-    every repeat's beside them (``repeats``) and the tables (conditions.jsonl, results.csv)."""
+    every repeat's beside them (``repeats``) and the tables (conditions.jsonl, results.csv). Built in one step
+    from the first repeat's stored summary and a frozen Repeats, never edited after."""
     if len(records) == 1:
         return dict(records[0].summary)
     write_tables(out, records)
-    first = dict(records[0].summary)
-    per = [r.summary for r in records]
-    first["repeats"] = {
-        "n": len(per),
-        "status": [p.get("status") for p in per],
-        **{name: [p.get(name) for p in per] for name in ("wer", "rtf", "load_s", "inference_s", "peak_rss_mb")},
-        "energy_per_audio_s_j": [(p.get("energy") or {}).get("energy_per_audio_s_j") for p in per],
-        "folders": [str(out / "conditions" / r.condition["key"]) for r in records],
-    }
-    busy = [p["host_load"] for p in per if busy_from_record(p.get("host_load"))]
-    if busy:  # one busy repeat makes the run's figures suspect: say it at the top
-        first["host_load"] = busy[0]
-    bad = [p for p in per if p.get("status") != "ok"]
-    first["status"] = bad[0]["status"] if bad else "ok"
-    first["error"] = bad[0].get("error") if bad else None
-    first["n_failed"] = sum(p.get("n_failed") or 0 for p in per)
-    first["n_not_run"] = sum(p.get("n_not_run") or 0 for p in per)
-    first["n_utterances"] = sum(p.get("n_utterances") or 0 for p in per)
-    write_json_atomic(out / "summary.json", first)
-    return first
+    repeats = Repeats.of(out, records)
+    summary = {**records[0].summary, "repeats": repeats.to_json(), **repeats.headline()}
+    write_json_atomic(out / "summary.json", summary)
+    return summary

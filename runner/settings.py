@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from edgeasr_entrypoint.contract import NOISE_TYPES
+from edgeasr_entrypoint.contract import NOISE_TYPES, STREAM_POLICIES
 
 from . import backends as _backends
 from .backends import QUANTS
@@ -197,6 +197,37 @@ class PowerSettings:
         return dataclasses.asdict(self)
 
 
+@dataclass(frozen=True)
+class StreamSettings:
+    """Stream mode (issue 23): the dataset's utterances played as live audio, in chunks at real-time pace, by
+    ``concurrency`` streams on one loaded model; what is measured is how soon text arrives, not only how fast.
+
+    Every field is a container's setting (the job's ``stream``), so a sweep axis over one makes a container per
+    value; a run without ``enabled`` ignores the others, and its keys are those it always had."""
+
+    enabled: bool = setting(False, kind="bool", flag="--stream",
+                            help="stream mode: play the utterances as live audio, chunk by chunk at real-time "
+                                 "pace, and measure finalization latency, partials and lag")
+    chunk_ms: int = setting(500, kind="int", ge=1, unit="ms", flag="--chunk-ms",
+                            help="audio per chunk fed to the model (a chunk is delivered when its last sample "
+                                 "has arrived)")
+    gap_ms: int = setting(500, kind="int", ge=0, unit="ms", flag="--gap-ms",
+                          help="silence between utterances of a stream")
+    concurrency: int = setting(1, kind="int", ge=1, flag="--concurrency",
+                               help="live streams served at once by the one loaded model (staggered by "
+                                    "chunk / N, each starting at another utterance)")
+    policy: str | None = setting(None, kind="choice", choices=STREAM_POLICIES, what="a stream policy", null=True,
+                                 flag="--stream-policy",
+                                 help="how chunks become text: " + " | ".join(STREAM_POLICIES),
+                                 default_text=_backends.stream_default_text())
+    sustain_s: float = setting(60.0, kind="number", gt=0, unit="s", flag="--sustain-s",
+                               help="audio seconds each stream delivers at least (the data loops to fill it; "
+                                    "every utterance is played once whatever this says)")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 _LIMITS_AXIS = "a limit is a safety bound, not an operating point; set it in defaults.limits"
 MIB = 1024 * 1024
 
@@ -313,6 +344,7 @@ class Settings:
                                     "container gets exactly these and NVML measures them",
                                default_text="$CUDA_VISIBLE_DEVICES, else 0")
     power: PowerSettings = _nested(PowerSettings)
+    stream: StreamSettings = _nested(StreamSettings)
     target: str = setting("local", kind="str",
                           help="the fleet target that runs this group: a device class that Ray nodes advertise "
                                "(e.g. orin-nano-8gb; runner/fleet/); local: this machine, without a cluster")
@@ -648,6 +680,7 @@ FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decode", ("decode", "warmup", "repeats")),
     ("telemetry", ("telemetry",)),
     ("power", ("power",)),
+    ("stream", ("stream",)),
     ("container", ("timeout_s", "mem_limit", "limits")),
     ("output", ()),
 )

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from edgeasr_entrypoint.contract import StreamJob
+
+from . import places
 from .backends import BACKENDS, DEVICES, Backend, default_model_quant, unavailable_reason
-from .data.dataset import Dataset
+from .data.dataset import Dataset, is_hf_ref
 from .data.load import load_dataset
 from .errors import UserError
 from .host import preflight
@@ -22,7 +25,7 @@ from .launch.engines import ENGINES
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models.resolve import ResolvedModel, resolve_backend_model, resolve_model, resolved_kind
 from .paths import mount_problem, readable_by
-from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label, mem_size_bytes
+from .settings import DecodeSettings, Settings, StreamSettings, TelemetrySettings, cli_label, mem_size_bytes
 from .settings import get as setting_value
 from .settings import problems as setting_problems
 
@@ -55,6 +58,9 @@ class RunSpec:
     settings: Settings = Settings()  # the unresolved settings this spec was built from
     repeats: int = 1  # times the dataset is transcribed (one condition each)
     limit: int | None = None  # the dataset was cut to its first N utterances (None: all of it)
+    #: Stream mode as the job says it (its policy resolved: the backend's default where none was asked for);
+    #: None: offline, utterance by utterance.
+    stream: StreamJob | None = None
 
     @property
     def mem_limit_text(self) -> str | None:
@@ -157,6 +163,28 @@ def decode_problems(backend: Backend, model: ResolvedModel, settings: Settings,
     return [r for r in refusals if r]
 
 
+def stream_problem(backend: Backend, model: ResolvedModel | None, model_name: str, stream: StreamSettings,
+                   where: Callable[[str], str]) -> str | None:
+    """Why this backend cannot run this model in stream mode as asked (one sentence naming the setting that asked
+    for it, ``--stream`` or ``--stream-policy``, and the backend's reason), or None (also when stream mode is
+    off: then the other stream settings mean nothing and are not checked against the backend)."""
+    if not stream.enabled:
+        return None
+    origin = where("stream.policy") if stream.policy is not None else where("stream.enabled")
+    kind = resolved_kind(model) if model is not None else None
+    return backend.stream_refusal(stream.policy, kind, model.name if model is not None else model_name, origin)
+
+
+def stream_job(backend: Backend, model: ResolvedModel, stream: StreamSettings) -> StreamJob | None:
+    """The job's stream block (contract StreamJob) with the policy resolved, or None when stream mode is off;
+    call only where ``stream_problem`` found nothing."""
+    if not stream.enabled:
+        return None
+    policy = backend.stream_facts(resolved_kind(model)).resolve(stream.policy)
+    return StreamJob(chunk_ms=stream.chunk_ms, gap_ms=stream.gap_ms, concurrency=stream.concurrency,
+                     policy=policy, sustain_s=float(stream.sustain_s), offline=True)
+
+
 def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: str = "docker",
                    allow_download: bool = False, where: Callable[[str], str] = cli_label,
                    set_by: Mapping[str, str] | None = None, host: preflight.HostCaps | None = None,
@@ -203,9 +231,14 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
             problems += decode_problems(be, resolved_model, s, set_by)
     except UserError as exc:
         problems.append(f"{where('model')}: {exc}")
+    if be is not None:  # before any container starts: a backend without stream mode, or without that policy
+        problem = stream_problem(be, resolved_model, str(model), s.stream, where)
+        if problem:
+            problems.append(problem)
     dataset = None
     try:
-        dataset = load_dataset(s.dataset, tuple(s.audio_roots), limit=s.limit,  # limit: what hf: streams
+        path = s.dataset if is_hf_ref(s.dataset) else places.data_path(s.dataset)  # the embedded data anywhere
+        dataset = load_dataset(path, tuple(s.audio_roots), limit=s.limit,  # limit: what hf: streams
                                text_limit_bytes=s.limits.data_text_bytes)
     except UserError as exc:
         problems.append(f"{where('dataset')}: {exc}")
@@ -276,6 +309,7 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         settings=settings,
         repeats=s.repeats,
         limit=s.limit,
+        stream=stream_job(be, resolved_model, s.stream),
     )
 
 

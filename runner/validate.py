@@ -24,8 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgeasr_entrypoint.contract import (Event, EventRecord, RecordError, StatusRecord, TranscriptRecord,
-                                         finite_everywhere, shown, value_problem)  # noqa: F401 (re-exported)
+from edgeasr_entrypoint.contract import (STREAM_EVENTS, Event, EventRecord, RecordError, StatusRecord,
+                                         TranscriptRecord, finite_everywhere, shown,
+                                         value_problem)  # noqa: F401 (re-exported)
 
 #: Slack for a time compared with a window of the events: the windows are stamped a few instructions outside
 #: the timed call (same clock), and floats are summed and divided on the way.
@@ -83,13 +84,58 @@ def _label(record: Mapping[str, Any]) -> tuple[str | None, str | None, str]:
     return cond, uid, where
 
 
+@dataclass
+class StreamClocks:
+    """What the stream events so far said, for the checks of the next ones (stream_clock_problem): each stream's
+    last chunk, (condition, stream) -> (seq, delivered_ns), and each utterance play's first partial,
+    (condition, stream, id, play) -> its mono_ns."""
+
+    chunks: dict[tuple[str | None, int], tuple[int, int]] = field(default_factory=dict)
+    partials: dict[tuple[str | None, int, str | None, Any], int] = field(default_factory=dict)
+
+
+def stream_clock_problem(row: EventRow, seen: StreamClocks) -> str | None:
+    """Why a stream event's own clocks contradict each other or the stream's earlier events, in a phrase (None:
+    they do not). A chunk is delivered, then begun, then done (``delivered_ns <= start_ns <= mono_ns``), and comes
+    after its stream's previous chunk (a higher ``seq``, delivered no earlier); a final's utterance was delivered
+    from its first chunk to its last before the final was emitted (``first_delivered_ns <= last_delivered_ns <=
+    mono_ns``), and no partial of it came before its first chunk was delivered. Otherwise a latency, a lag or a
+    time to first partial would come out below 0. ``seen`` is updated here."""
+    r = row.record
+    if row.event == Event.CHUNK:
+        delivered, start = r["delivered_ns"], r["start_ns"]
+        if not delivered <= start <= row.mono_ns:
+            return (f"chunk {r['seq']} of stream {r['stream']} was delivered at {delivered} ns, begun at {start} ns "
+                    f"and done at {row.mono_ns} ns: not in that order")
+        key = (row.condition, r["stream"])
+        if key in seen.chunks:
+            seq, before = seen.chunks[key]
+            if r["seq"] <= seq or delivered < before:
+                return (f"chunk {r['seq']} of stream {r['stream']} (delivered at {delivered} ns) comes after chunk "
+                        f"{seq} (delivered at {before} ns): a stream's chunks go forward")
+        seen.chunks[key] = (r["seq"], delivered)
+    elif row.event == Event.PARTIAL:
+        seen.partials.setdefault((row.condition, r["stream"], row.id, r.get("play")), row.mono_ns)
+    elif row.event == Event.FINAL:
+        first, final_last = r["first_delivered_ns"], r["last_delivered_ns"]
+        if not first <= final_last <= row.mono_ns:
+            return (f"the final of utterance {row.id!r} says its audio was delivered from {first} ns to "
+                    f"{final_last} ns, and it was emitted at {row.mono_ns} ns: not in that order")
+        partial = seen.partials.pop((row.condition, r["stream"], row.id, r.get("play")), None)
+        if partial is not None and partial < first:
+            return (f"the final of utterance {row.id!r} says its audio was first delivered at {first} ns, after its "
+                    f"first partial ({partial} ns): a partial cannot come before the audio it reads")
+    return None
+
+
 def check_events(records: Iterable[Mapping[str, Any]]) -> tuple[list[EventRow], list[Rejected]]:
     """Every event checked, in file order: the valid ones, and one Rejected per event that is not (a field
-    of the wrong type or range, or a monotonic clock behind an earlier event's: dropped, never a negative
-    window)."""
+    of the wrong type or range, a monotonic clock behind an earlier event's, or a stream event whose clocks
+    contradict each other (stream_clock_problem): dropped, never a negative window or latency)."""
     rows: list[EventRow] = []
     rejected: list[Rejected] = []
     last_mono = -1
+    seen = StreamClocks()
     for n, record in enumerate(records, 1):
         cond, uid, _ = _label(record)
         got = event_row(record)
@@ -99,6 +145,10 @@ def check_events(records: Iterable[Mapping[str, Any]]) -> tuple[list[EventRow], 
         if got.mono_ns < last_mono:
             rejected.append(Rejected(cond, uid, f"events.jsonl, event {n} ({got.event}): the monotonic clock runs "
                                                 f"backwards ({got.mono_ns} ns after {last_mono} ns)"))
+            continue
+        problem = stream_clock_problem(got, seen)
+        if problem:
+            rejected.append(Rejected(cond, uid, f"events.jsonl, event {n} ({got.event}): {problem}"))
             continue
         last_mono = got.mono_ns
         rows.append(got)
@@ -156,14 +206,46 @@ def _near(a: float, b: float) -> bool:
     return abs(a - b) <= max(DURATION_SLACK_S, DURATION_SLACK_FRACTION * max(a, b))
 
 
+def _stream_windows(events: list[EventRow]) -> dict[str | None, tuple[int, int]]:
+    """Each streamed condition's window on the monotonic clock: from its first stream_start to the last of its
+    stream events (stream mode has no utterance windows: its utterances are heard, not called one by one)."""
+    out: dict[str | None, tuple[int, int]] = {}
+    for e in events:
+        if e.event == Event.STREAM_START and e.condition not in out:
+            out[e.condition] = (e.mono_ns, e.mono_ns)
+        elif e.event in STREAM_EVENTS and e.condition in out:
+            out[e.condition] = (out[e.condition][0], e.mono_ns)
+    return out
+
+
+def _stream_result_problem(t: TranscriptRow, window: tuple[int, int], finals: set[tuple[str | None, str]]
+                           ) -> str | None:
+    """Why a streamed condition's ok result contradicts its events (None: it does not): its utterance must have
+    had a final, and its processing seconds (its chunks' and its final's) must fit in the condition's stream
+    window."""
+    if (t.condition, t.id) not in finals:
+        return "a streamed result with no final event: its text was never emitted as final"
+    window_s = (window[1] - window[0]) / 1e9
+    for name in ("processing_s", "latency_s"):
+        value = getattr(t, name)
+        if value is not None and not _fits(value, window_s):
+            return (f"{name} {value:g} s is longer than the condition's streams in the events ({window_s:g} s "
+                    f"from the first stream_start to its last stream event)")
+    return None
+
+
 def cross_check(events: list[EventRow], transcripts: list[TranscriptRow]
                 ) -> tuple[list[TranscriptRow], list[Rejected]]:
     """Each ok result against its utterance's events (same condition): it must have ended there (an
     ``utterance_end``), its processing and latency times must fit in the window from its ``utterance_start``
-    to its ``utterance_end`` (the same monotonic clock), and its audio seconds must be the events'. The
-    results that pass, and a Rejected for each that does not."""
+    to its ``utterance_end`` (the same monotonic clock), and its audio seconds must be the events'. In stream
+    mode (the condition has a ``stream_start``), where there are no utterance windows, it must have had a
+    ``final`` and its times must fit in the condition's stream window. The results that pass, and a Rejected
+    for each that does not."""
     starts: dict[tuple[str | None, str], EventRow] = {}
     ends: dict[tuple[str | None, str], EventRow] = {}
+    streamed = _stream_windows(events)
+    finals = {(e.condition, e.id) for e in events if e.event == Event.FINAL and e.id is not None}
     for e in events:
         if e.id is None:
             continue
@@ -180,7 +262,9 @@ def cross_check(events: list[EventRow], transcripts: list[TranscriptRow]
         where = f"utterance {t.id!r}" + (f", condition {t.condition}" if t.condition else "")
         start, end = starts.get(key), ends.get(key)
         problem = None
-        if start is None or end is None:
+        if t.condition in streamed:
+            problem = _stream_result_problem(t, streamed[t.condition], finals)
+        elif start is None or end is None:
             problem = (f"a result with no {'utterance_start' if start is None else 'utterance_end'} event: its "
                        f"times cannot be checked")
         else:

@@ -13,11 +13,19 @@ them, each event before it is streamed, so that the executor reads a condition's
 launch begins, and an exception it returns is raised there, as a broken engine or container does;
 ``interrupt_after`` stops the engine with SIGTERM once that many conditions have ended, as Ctrl-C does
 mid-group.
+
+A stream job (``job.stream``, contract 4) has no recording yet: each condition then gets a SYNTHETIC timeline
+of the stream events (containers/common/edgeasr_entrypoint/contract.py, STREAM_EVENTS) on a virtual clock: its
+streams play the condition's utterances back to back with the job's gap, in chunks delivered at real-time pace,
+served in delivery order by one worker that takes ``chunk_processing_s`` a chunk (so a worker slower than the
+chunk falls behind and the lag grows); a partial after each chunk of an utterance (its first words), its final
+after its last chunk, and one transcript per utterance from stream 0's first play (with ``offline_hypothesis``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Callable
@@ -48,8 +56,12 @@ class RecordedEngine:
 
     def __init__(self, hypothesis: Callable[[str, str], str] | None = None,
                  on_launch: Callable[[str], Exception | None] | None = None,
-                 interrupt_after: int | None = None, processing_s: float = 0.25) -> None:
+                 interrupt_after: int | None = None, processing_s: float = 0.25,
+                 chunk_processing_s: float = 0.05, offline_hypothesis: Callable[[str, str], str] | None = None
+                 ) -> None:
         self.hypothesis = hypothesis or (lambda key, uid: f"{uid} tone")
+        self.offline_hypothesis = offline_hypothesis or self.hypothesis
+        self.chunk_processing_s = chunk_processing_s
         self.on_launch = on_launch or (lambda group: None)
         self.interrupt_after = interrupt_after
         self.processing_s = processing_s
@@ -80,8 +92,9 @@ class RecordedEngine:
         audio = {u["id"]: u["audio"] for u in job["utterances"]}
         clock = {"mono_ns": 0}
 
-        def emit(event: dict[str, Any], advance_s: float = 0.0) -> None:
-            clock["mono_ns"] += int(advance_s * 1e9)
+        def emit(event: dict[str, Any], advance_s: float = 0.0, at_ns: int | None = None) -> None:
+            clock["mono_ns"] = max(clock["mono_ns"], at_ns) if at_ns is not None else \
+                clock["mono_ns"] + int(advance_s * 1e9)
             line = {**event, "t_ns": _EPOCH_NS + clock["mono_ns"], "mono_ns": clock["mono_ns"]}
             with open(raw / "events.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line) + "\n")
@@ -94,7 +107,10 @@ class RecordedEngine:
         n_utts = sum(len(c["ids"]) for c in job["conditions"])
         emit({"event": Event.INFERENCE_START, "n": n_utts, "n_conditions": len(job["conditions"])}, 0.1)
         for cond in job["conditions"]:
-            self._condition(cond, audio, emit, raw)
+            if job.get("stream"):
+                self._stream_condition(cond, job["stream"], audio, emit, raw, clock)
+            else:
+                self._condition(cond, audio, emit, raw)
         emit({"event": Event.INFERENCE_END, "n_ok": n_utts, "n_failed": 0}, 0.01)
         emit({"event": Event.CONTAINER_END, "status": "ok"}, 0.05)
         status = {**self._status, "n_ok": n_utts, "n_failed": 0}
@@ -121,6 +137,78 @@ class RecordedEngine:
                   "duration_s": duration_s}, self.processing_s)
         emit({**{k: v for k, v in end.items() if k not in ("t_ns", "mono_ns")}, "condition": key,
               "n_ok": len(cond["ids"]), "n_failed": 0})
+        self.conditions_ended += 1
+        if self.interrupt_after is not None and self.conditions_ended >= self.interrupt_after:
+            raise Interrupted("SIGTERM")
+
+
+    # -- one condition in stream mode: a synthetic timeline (see the module doc) -------------------------------
+
+    def _stream_condition(self, cond: dict[str, Any], stream: dict[str, Any], audio: dict[str, str], emit,
+                          raw: Path, clock: dict[str, int]) -> None:
+        key, ids = cond["key"], list(cond["ids"])
+        chunk_ns, gap_ns = stream["chunk_ms"] * 1_000_000, stream["gap_ms"] * 1_000_000
+        n = stream["concurrency"]
+        emit({"event": Event.CONDITION_START, "condition": key, "noise": cond["noise"]}, 0.01)
+        emit({"event": Event.PREPARE_START, "condition": key}, 0.01)
+        emit({"event": Event.PREPARE_END, "condition": key}, 0.01)
+        durations = {uid: sf.info(audio[uid]).duration for uid in ids}
+        t0 = clock["mono_ns"] + 1_000_000
+        chunks = []  # (delivered_ns, stream, seq, utterance play or None, is its last chunk)
+        ends = {}
+        for k in range(n):
+            offset = k * chunk_ns // n
+            emit({"event": Event.STREAM_START, "condition": key, "stream": k, "chunk_ms": stream["chunk_ms"],
+                  "gap_ms": stream["gap_ms"], "concurrency": n, "policy": stream["policy"],
+                  "batching": "none: one model serves the streams' chunks in turn, in delivery order",
+                  "offset_ns": offset, "first_index": k * len(ids) // n})
+            spans, pos, i = [], 0, 0  # (id, play, start_ns, end_ns) on the stream's own timeline
+            while i < len(ids) or pos < stream["sustain_s"] * 1e9:
+                uid = ids[(k * len(ids) // n + i) % len(ids)]
+                length = int(durations[uid] * 1e9)
+                spans.append((uid, i // len(ids), pos, pos + length))
+                pos += length + gap_ns
+                i += 1
+            n_chunks = math.ceil((pos - gap_ns) / chunk_ns)
+            for seq in range(n_chunks):
+                lo, hi = seq * chunk_ns, (seq + 1) * chunk_ns
+                held = tuple(sp for sp in spans if sp[2] < hi and sp[3] > lo)
+                chunks.append((t0 + offset + hi, k, seq, lo, hi, held))
+            ends[k] = (n_chunks, (pos - gap_ns) / 1e9, spans[-1][1] + 1)
+        free, texts, firsts, processing = 0, {}, {}, {}
+        for delivered, k, seq, lo, hi, held in sorted(chunks):
+            start = max(delivered, free)
+            free = done = start + int(self.chunk_processing_s * 1e9)
+            record = {"event": Event.CHUNK, "condition": key, "stream": k, "seq": seq, "audio_start_s": lo / 1e9,
+                      "audio_end_s": hi / 1e9, "delivered_ns": delivered, "start_ns": start}
+            if held:
+                record.update(id=held[0][0], play=held[0][1])
+            emit(record, at_ns=done)
+            for uid, play, a, b in held:
+                firsts.setdefault((k, uid, play), delivered)
+                if (k, play) == (0, 0):
+                    processing[uid] = processing.get(uid, 0.0) + self.chunk_processing_s / len(held)
+                words = self.hypothesis(key, uid).split()
+                shown = texts[(k, uid, play)] = texts.get((k, uid, play), 0) + 1
+                span = {"condition": key, "stream": k, "id": uid, "play": play, "audio_start_s": a / 1e9,
+                        "audio_end_s": b / 1e9}
+                if b > hi:  # more of it to come: a partial of its first words
+                    emit({"event": Event.PARTIAL, **span, "text": " ".join(words[:shown])}, at_ns=done)
+                else:
+                    emit({"event": Event.FINAL, **span, "text": " ".join(words),
+                          "first_delivered_ns": firsts[(k, uid, play)], "last_delivered_ns": delivered},
+                         at_ns=done + 1000)
+        for k in range(n):
+            n_chunks, audio_s, passes = ends[k]
+            emit({"event": Event.STREAM_END, "condition": key, "stream": k, "n_chunks": n_chunks, "audio_s": audio_s,
+                  "passes": passes, "looped": passes > 1})
+        with open(raw / "transcripts.jsonl", "a", encoding="utf-8") as fh:
+            for uid in ids:
+                fh.write(json.dumps({"id": uid, "condition": key, "status": "ok", "error": None,
+                                     "hypothesis": self.hypothesis(key, uid),
+                                     "offline_hypothesis": self.offline_hypothesis(key, uid),
+                                     "duration_s": durations[uid], "processing_s": processing.get(uid, 0.0)}) + "\n")
+        emit({"event": Event.CONDITION_END, "condition": key, "n_ok": len(ids), "n_failed": 0}, 0.01)
         self.conditions_ended += 1
         if self.interrupt_after is not None and self.conditions_ended >= self.interrupt_after:
             raise Interrupted("SIGTERM")

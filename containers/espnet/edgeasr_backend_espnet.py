@@ -23,6 +23,28 @@ from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, decode_changes
 
 CONFIG_FILE = "config.yaml"
 MODEL_FILE = "model.pth"
+MARKER_FILE = "edgeasr-model.json"  # what `edgeasr models make-tiny` writes beside a model it made
+
+RANDOM_WEIGHTS_MAXLENRATIO = 0.1
+"""The output cap of a model with random weights. Such a model (edgeasr's tiny-espnet-random: its marker says
+``random_weights``) never emits end-of-sentence, so ESPnet's beam search runs to its longest output, one token
+per encoder frame (maxlenratio 0): 286 s for a 30 s clip. Capped at 0.1 tokens per encoder frame (2.5 per second
+of audio after the Conformer's 4x subsampling), its cost still grows with the input as a real model's does, and a
+length ladder finishes in minutes. A real model decodes uncapped (maxlenratio 0) and ends at its own
+end-of-sentence."""
+
+
+def output_cap(folder: str) -> float:
+    """ESPnet's maxlenratio for the model in ``folder``: RANDOM_WEIGHTS_MAXLENRATIO when its marker says its weights
+    are random, else 0 (no cap: the encoder's frame count)."""
+    import json
+
+    try:
+        with open(os.path.join(folder, MARKER_FILE), encoding="utf-8") as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return 0.0
+    return RANDOM_WEIGHTS_MAXLENRATIO if isinstance(marker, dict) and marker.get("random_weights") is True else 0.0
 
 
 def model_files(folder: str):
@@ -67,12 +89,13 @@ class EspnetModel:
         self._dtype = "float32" if q == "dynamic_int8" else q
         self._default_ctc_weight = _signature_default(Speech2Text, "ctc_weight")
         config, weights = model_files(str(job.model))
+        self.maxlenratio = output_cap(str(job.model))
         here = os.getcwd()
         os.chdir(str(job.model))  # relative paths in an ESPnet config are the recipe folder's
         try:
             self.s2t = Speech2Text(asr_train_config=config, asr_model_file=weights, device=self.device,
                                    dtype=self._dtype, beam_size=d.beam_size, ctc_weight=self._ctc_weight(d),
-                                   maxlenratio=0.0, minlenratio=0.0, nbest=1,
+                                   maxlenratio=self.maxlenratio, minlenratio=0.0, nbest=1,
                                    quantize_asr_model=q == "dynamic_int8", quantize_modules=["Linear"],
                                    quantize_dtype="qint8")
         finally:
@@ -128,8 +151,12 @@ class EspnetModel:
         versions = library_versions(["espnet", "torch", "torchaudio"])
         method = {"dynamic_int8": "ESPnet dynamic quantization (qint8 Linear weights)"}.get(
             self._job.backend_quant, self._job.backend_quant)
-        return {"n_params": self.n_params, "versions": versions, "quant_method": method,
-                "model_kind": "ctc-attention", "device_used": self.device_used()}
+        out = {"n_params": self.n_params, "versions": versions, "quant_method": method,
+               "model_kind": "ctc-attention", "device_used": self.device_used()}
+        if self.maxlenratio:  # recorded in status.json: the timings are those of a capped beam search
+            out["compat"] = {"maxlenratio": "{:g}: random weights never emit end-of-sentence, so the output is "
+                                            "capped".format(self.maxlenratio)}
+        return out
 
     def device_used(self):
         """The device the model's weights are on (contract: model_info), not the one asked for."""

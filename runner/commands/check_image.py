@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeasr_entrypoint.contract import CONTRACT_VERSION, DecodeOptions, Event, Job, UtteranceJob
+from edgeasr_entrypoint.contract import (CONTRACT_VERSION, MIN_CONTRACT_VERSION, DecodeOptions, Event, Job,
+                                         UtteranceJob)
 
 from ..backends import BACKENDS, Backend
 from ..data.load import load_dataset
@@ -30,7 +31,7 @@ from ..images.build import parse_versions_label
 from ..launch import checked_images, docker_engine
 from ..launch.engines import CONTAINER_LOG, write_job
 from ..launch.hardening import Hardening, chown_for_container
-from ..launch.job import OFFLINE_ENV, OUT_TARGET
+from ..launch.job import OFFLINE_ENV, OUT_TARGET, image_contract
 from ..launch.owner import Owner
 from ..merge import read_raw
 from ..models.onnx_export import export_onnx
@@ -110,12 +111,14 @@ def _status_ok(status: dict[str, Any] | None) -> tuple[bool, str]:
     return True, f"ok, peak RSS {status['peak_rss_mb']:.0f} MB, {len(status['versions'])} library versions"
 
 
-def tiny_job(backend: Backend, model: str, quant: str, data_dir: str = "/data") -> dict[str, Any]:
+def tiny_job(backend: Backend, model: str, quant: str, data_dir: str = "/data",
+             version: int = CONTRACT_VERSION) -> dict[str, Any]:
     """The test job: the backend's model on cpu, greedy, English (unless the row's model takes no language), one
-    speech file and one corrupt file (speech.flac and corrupt.flac in ``data_dir``, where the container sees them).
-    Everything backend-specific is the row's."""
+    speech file and one corrupt file (speech.flac and corrupt.flac in ``data_dir``, where the container sees them),
+    in contract ``version`` (the newest the image and this runner both speak). Everything backend-specific is the
+    row's."""
     language = backend.decode_facts.fixed.get("decode.language", "en")
-    return Job(contract_version=CONTRACT_VERSION, backend=backend.name, model=model, quant=quant,
+    return Job(contract_version=version, backend=backend.name, model=model, quant=quant,
                backend_quant=backend.backend_quant("cpu", quant), device="cpu",
                decode=DecodeOptions(beam_size=1, temperature=0.0, language=language, threads=0, batch_size=1),
                warmup=1, utterances=[UtteranceJob("speech", f"{data_dir}/speech.flac"),
@@ -181,9 +184,12 @@ def label_checks(labels: dict[str, str]) -> list[tuple[str, bool, str]]:
         out.append(("label org.edgeasr.contract", True,
                     f"none: the test jobs show whether it speaks {CONTRACT_VERSION}; when every check passes, runs "
                     f"may use it (by its id); to say it: LABEL org.edgeasr.contract={CONTRACT_VERSION}"))
-    else:
-        out.append(("label org.edgeasr.contract", contract == str(CONTRACT_VERSION),
-                    f"{contract!r} (this runner speaks {CONTRACT_VERSION})"))
+    else:  # a minimum version per feature: an older contract runs every job that needs nothing newer
+        usable = checked_images.label_problem(contract, CONTRACT_VERSION) is None
+        note = checked_images.older_contract_note(contract) if usable else None
+        out.append(("label org.edgeasr.contract", usable,
+                    f"{contract!r} (this runner speaks {MIN_CONTRACT_VERSION} to {CONTRACT_VERSION})"
+                    + (f"; {note}" if note else "")))
     backend_name = labels.get("org.edgeasr.backend")
     known = ", ".join(BACKENDS)
     if not backend_name:
@@ -222,7 +228,7 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
         resolved = resolve_backend_model(backend, model or default_model, models_dir, offline=True,
                                          onnx_exporter=lambda hf, out: export_onnx(hf, out, image_ref))
     except UserError as exc:
-        hint = "make tiny-models" if (model or default_model).startswith("tiny-") else "make models"
+        hint = "edgeasr models make-tiny" if (model or default_model).startswith("tiny-") else "edgeasr models install"
         raise UserError(f"{exc} (the test job needs it: run `{hint}`, or pass --model)") from None
     work = Path(tempfile.mkdtemp(prefix="edgeasr-check-"))
     work.chmod(0o755)  # the container's unprivileged user must reach the data folder inside
@@ -232,7 +238,8 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
         mounts = [docker_engine.BindMount(data, "/data", True)]
         if resolved.host_dir is not None:
             mounts.append(docker_engine.BindMount(resolved.host_dir, resolved.container_path, True))
-        job = tiny_job(backend, resolved.container_path, quant)
+        version = image_contract(labels)  # what the image says it speaks (unlabelled: this runner's, to check)
+        job = tiny_job(backend, resolved.container_path, quant, version=version)
         hardening = Hardening()
         run, raw = _run_job(client, image_ref, job, work / "good", mounts, timeout)
         add("tiny job: exit code", run.exit_code == 0 and run.limit_exceeded is None, _exit_text(run))
@@ -261,7 +268,7 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     finally:
         remove(work)  # what the image left there too, without following it
     if all(c.ok for c in checks):  # what an image without the contract label needs to run (checked_images.py)
-        checked_images.remember(info.id, image_ref, CONTRACT_VERSION)
+        checked_images.remember(info.id, image_ref, version)
     return checks
 
 

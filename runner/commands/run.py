@@ -119,6 +119,9 @@ class LiveProgress:
             self.progress.update(self.task, advance=1, rtf=rtf, power=live_power_text(self.sampler))
         elif kind == Event.UTTERANCE_ERROR:
             self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
+        elif kind == Event.FINAL and event.get("stream") == 0 and event.get("play") == 0:
+            # stream mode has no utterance windows: an utterance is done when stream 0's first play finalizes it
+            self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
 
 
 class RunConsoleView:

@@ -32,6 +32,9 @@ File format (every key optional unless said; unknown keys are errors)::
       audio_roots: []            # trusted folders audio may come from besides each dataset's own
       gpus: null                 # CUDA: the GPUs, NVML indices or UUIDs ("0", [0, 1], "GPU-..."); null:
                                  # $CUDA_VISIBLE_DEVICES, else GPU 0. NVML measures exactly these.
+      stream: {enabled: false, chunk_ms: 500, gap_ms: 500, concurrency: 1, policy: null, sustain_s: 60}
+                                 # live audio (issue 23): off, or chunks at real-time pace; each value of a
+                                 # stream.* axis is its own container; policy null: the backend's
       limits: {output_mib: 1024, event_line_mib: 1, hypothesis_mib: 1, log_head_mib: 1, log_tail_mib: 4,
                data_text_mib: 64, audio_mounts: 512}   # what an image or a dataset may make the host keep
     grid:                        # axes crossed with each other (lists, no repeats)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from .. import settings as st
 from .. import backends
+from .. import places
 from ..data.dataset import is_hf_ref
 from ..data.load import load_dataset
 from ..errors import UserError
@@ -140,8 +141,19 @@ class Checker:
         return out
 
     def resolve(self, value: str) -> Path:
-        p = Path(value).expanduser()
-        return (p if p.is_absolute() else self.root / p).resolve()
+        """A path the file names: next to the file first, then from the root (the current folder); the embedded
+        dataset's name, found in neither, is the copy that ships with edgeasr (runner/places.py)."""
+        return places.data_path(value, *self.bases())
+
+    def bases(self) -> list[Path]:
+        """Where a relative path in the file is looked for, in order: the file's folder, then the root."""
+        return [Path(self.root_file).parent.resolve(), self.root] if self.root_file else [self.root]
+
+    def looked_for(self, value: str) -> str:
+        """Where a relative path was looked for, for the sentence that says it is not there."""
+        if Path(value).expanduser().is_absolute():
+            return str(Path(value).expanduser())
+        return " and ".join(str((b / value).resolve()) for b in dict.fromkeys(self.bases()))
 
     # one setting: its field check, then the file's context
 
@@ -199,7 +211,7 @@ class Checker:
         if p not in self._datasets:
             problem = None
             if not p.exists():
-                problem = f"{value!r} does not exist (looked for {p})"
+                problem = f"{value!r} does not exist (looked for {self.looked_for(value)})"
             else:
                 try:
                     load_dataset(p)

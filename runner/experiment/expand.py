@@ -27,7 +27,7 @@ from ..models.resolve import ref_kind
 from .check import BAD, Checker, CheckedFile
 
 GROUP_KEYS = ("backend", "model", "quant", "device", "image", "decode", "warmup", "timeout_s", "mem_limit",
-              "telemetry", "gpus", "power", "target")
+              "telemetry", "gpus", "power", "target", "stream")
 
 
 @dataclass(frozen=True)
@@ -90,20 +90,42 @@ class Group:
     #: defaults.decode.language, entries[0].set.decode.temperature, grid.decode.beam_size[1]); a setting left at
     #: its default has none. Not identity: it only names origins in plan-time refusals.
     origins: dict = field(default_factory=dict, compare=False)
+    #: Stream mode's settings, its policy resolved (stream_dict); {}: offline, as every group before stream mode.
+    stream: dict = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
         """The resolved container settings (JSON-able): with a condition's settings, a stable condition key.
-        An unset ``gpus``, an empty ``power`` and the ``local`` target are left out, so that results from before
-        they existed keep their keys; any other target joins the key (one device class's result is not
-        another's)."""
+        An unset ``gpus``, an empty ``power``, the ``local`` target and an offline group's empty ``stream`` are
+        left out, so that results from before they existed keep their keys; any other target joins the key (one
+        device class's result is not another's), and so does stream mode (a stream's result is not an offline
+        one's)."""
         return {k: copy.deepcopy(getattr(self, k)) for k in GROUP_KEYS
                 if not (k == "gpus" and self.gpus is None) and not (k == "power" and not self.power)
-                and not (k == "target" and self.target == "local")}
+                and not (k == "target" and self.target == "local") and not (k == "stream" and not self.stream)}
 
 
-def group_dict(s: st.Settings) -> dict[str, Any]:
-    """A group's settings as the dict its key is made from (decode and telemetry as settings.section_dict)."""
-    out = {k: getattr(s, k) for k in GROUP_KEYS}
+def stream_dict(s: st.Settings, kind: str | None = None) -> dict[str, Any]:
+    """Stream mode's settings as a group's key holds them: {} when it is off (whatever its other fields say: an
+    offline run's key is what it always was), else every field with the policy the backend runs for a model of
+    ``kind`` (its default where none is named), so that naming the default is the same group. A backend that
+    cannot stream gets the policy asked for (its refusal is reported apart)."""
+    if not s.stream.enabled:
+        return {}
+    out = s.stream.to_json()
+    out.pop("enabled")
+    facts = backends.BACKENDS[s.backend].stream_facts(kind)
+    if facts.problem(s.stream.policy) is None:
+        out["policy"] = facts.resolve(s.stream.policy)
+    return out
+
+
+def group_dict(s: st.Settings, kind: str | None = None) -> dict[str, Any]:
+    """A group's settings as the dict its key is made from (decode and telemetry as settings.section_dict);
+    ``kind``: the model's (runner.models), for stream mode's policy."""
+    out = {k: getattr(s, k) for k in GROUP_KEYS if k != "stream"}
+    # Stream mode is the container's (a policy, chunking and streams are fixed when it starts): each value of a
+    # stream setting is its own group; only when it is on, so that offline groups keep their keys.
+    out["stream"] = stream_dict(s, kind)
     out["decode"] = st.section_dict(s, "decode")
     out["telemetry"] = st.section_dict(s, "telemetry")
     # Each operating point is its own container (a device state is not a decode option); only the fields
@@ -147,6 +169,7 @@ def expand(ck: Checker, checked: CheckedFile) -> tuple[list[Group], list[dict]]:
     built = [Group(**{k: g["dict"][k] for k in GROUP_KEYS}, conditions=tuple(g["conditions"]),
                    spec_settings=g["spec"], origins=g["origins"]) for g in groups.values()]
     _refuse_what_models_cannot_honour(ck, built, kinds)
+    _refuse_what_backends_cannot_stream(ck, built, kinds)
     return built, excluded
 
 
@@ -161,6 +184,24 @@ def _refuse_what_models_cannot_honour(ck: Checker, groups: list[Group], kinds: d
                                         Path(g.model).name, f"{ck.label}: {origin}")
             if refusal:
                 ck.add_text(refusal)
+
+
+def _refuse_what_backends_cannot_stream(ck: Checker, groups: list[Group], kinds: dict[str, str | None]) -> None:
+    """Stream mode for a group whose backend cannot stream (whisperx, espnet), or with a policy its model's kind
+    does not have, named by the key that asked for it (the policy's, else stream.enabled's); found as the file
+    loads, before any image is built or container started. Each sentence once."""
+    said: set[str] = set()
+    for g in groups:
+        s = g.spec_settings.stream
+        if not s.enabled:
+            continue
+        path = "stream.policy" if s.policy is not None else "stream.enabled"
+        origin = g.origins.get(path) or g.origins.get("stream.enabled") or f"defaults.{path}"
+        refusal = backends.BACKENDS[g.backend].stream_refusal(s.policy, kinds.get(g.model), Path(g.model).name,
+                                                              f"{ck.label}: {origin}")
+        if refusal and refusal not in said:
+            said.add(refusal)
+            ck.add_text(refusal)
 
 
 def _grid_origin(checked: CheckedFile, path: str, value: Any) -> str:
@@ -212,7 +253,7 @@ def _expand_point(ck: Checker, checked: CheckedFile, point: dict, groups: dict[s
             overrides[path.split(".", 1)[1]] = st.get(s, path)
         group_s = st.apply(group_s, path, first)
         origins[path] = _grid_origin(checked, path, first)  # the group decodes with the axis' first value
-    gdict = group_dict(group_s)
+    gdict = group_dict(group_s, kinds[model])
     key = json.dumps(gdict, sort_keys=True)
     group = groups.setdefault(key, {"dict": gdict, "spec": group_s, "conditions": [], "origins": origins})
     noise = s.noise

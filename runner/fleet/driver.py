@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from .. import tables
 from ..content import HashCache
@@ -101,12 +101,30 @@ def write_condition_files(folder: Path, files: dict[str, bytes]) -> None:
         write_bytes_atomic(folder / name, files[name])
 
 
+@dataclass(frozen=True)
+class NodeLost:
+    """The record of a condition whose node was lost before it finished: not done, so a rerun runs it. No
+    figures, so no Summary: its summary.json is ``to_json()`` (status, condition key, error, fleet), whole."""
+
+    key: str
+    target: str
+    node: Mapping[str, Any] | None  # the node's facts (node_id, hostname); None: not known which node ran it
+    reason: str
+
+    @property
+    def error(self) -> str:
+        who = f"node {self.node['node_id'][:12]} ({self.node['hostname']})" if self.node else "the node running it"
+        return f"node_lost: {who} of target {self.target} was lost before this condition finished ({self.reason})"
+
+    def to_json(self) -> dict[str, Any]:
+        node = {k: self.node[k] for k in ("node_id", "hostname")} if self.node else {}
+        return {"status": "node_lost", "condition": {"key": self.key}, "error": self.error,
+                "fleet": {"target": self.target, **node}}
+
+
 def node_lost_summary(key: str, target: str, node: dict[str, Any] | None, reason: str) -> dict[str, Any]:
-    """The record of a condition whose node was lost before it finished: not done, so a rerun runs it."""
-    who = f"node {node['node_id'][:12]} ({node['hostname']})" if node else "the node running it"
-    return {"status": "node_lost", "condition": {"key": key},
-            "error": f"node_lost: {who} of target {target} was lost before this condition finished ({reason})",
-            "fleet": {"target": target, **({k: node[k] for k in ("node_id", "hostname")} if node else {})}}
+    """The stored record of a lost condition (NodeLost)."""
+    return NodeLost(key, target, node, reason).to_json()
 
 
 def shipment_for(job: GroupJob, hashes: HashCache, put, blobs: dict[str, Any], models_dir: Path) -> Shipment:

@@ -149,13 +149,10 @@ def files_of(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
 def restore_identity(summary: dict[str, Any], ctx: Context, fleet: dict[str, Any]) -> dict[str, Any]:
     """The summary as the driver names things: its dataset path and model reference are identity (the report
     keys rows by them, so two targets' rows line up); the node's own paths and facts go under ``fleet``."""
-    out = dict(summary)
-    node_paths = {"data_path": out.get("data_path"), "model_ref": out.get("model_ref")}
-    out["data_path"] = ctx.driver_data_path
-    if ctx.driver_model_ref is not None:
-        out["model_ref"] = ctx.driver_model_ref
-    out["fleet"] = {**fleet, "node_paths": node_paths}
-    return out
+    node_paths = {"data_path": summary.get("data_path"), "model_ref": summary.get("model_ref")}
+    model_ref = {} if ctx.driver_model_ref is None else {"model_ref": ctx.driver_model_ref}
+    # built in one step, never the node's record edited: its keys keep their places, ``fleet`` comes last
+    return {**summary, "data_path": ctx.driver_data_path, **model_ref, "fleet": {**fleet, "node_paths": node_paths}}
 
 
 def proc_usage(pid: int) -> dict[str, float | None]:
@@ -232,8 +229,6 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
     """What preflight needs from this node: facts, the backend images it has (by the backend table's tags for
     its platform, with ids), its models (by folder, with content hashes), which samplers work here and why a CUDA
     group could not run here (``cuda``: the host preflight's sentence, None when it can)."""
-    from edgeasr_entrypoint.contract import CONTRACT_VERSION
-
     from .. import backends
     from ..content import HashCache
     from ..host import preflight
@@ -260,7 +255,7 @@ def node_report(models_dir: str | None = None) -> dict[str, Any]:
             try:
                 info = image_info(client, ref)
                 report["images"][ref] = {"id": info.id, "tags": info.tags, "labels": info.labels,
-                                         "checked": passed(info.id, CONTRACT_VERSION)}  # check-image, here
+                                         "checked": passed(info.id)}  # check-image, here
             except Exception:
                 continue
     except Exception as exc:

@@ -300,9 +300,14 @@ def image_lines(images: list[ImageFacts], caps: preflight.HostCaps) -> list[Line
         contract = f.labels.get("org.edgeasr.contract")
         from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
-        if contract not in (None, "", str(CONTRACT_VERSION)):
+        from ..launch.checked_images import label_problem, older_contract_note
+
+        rebuild = f"edgeasr images build {f.backend}"
+        if contract not in (None, "") and label_problem(contract, CONTRACT_VERSION):  # no job can be written for it
             pins += f"; speaks contract {contract}, this runner {CONTRACT_VERSION}"
-            fix = fix or f"rebuild it: edgeasr images build {f.backend}"
+            fix = fix or f"rebuild it: {rebuild}"
+        elif contract not in (None, "") and older_contract_note(contract):  # runs, but not every job (FEATURES)
+            pins += f"; speaks contract {contract}: {older_contract_note(contract)} ({rebuild})"
         out.append(Line("images", name, OK if fix is None else PROBLEM, f"{f.ref} ({(f.id or '')[7:19]}): {pins}",
                         fix))
         if f.probe is not None or f.probe_error is not None:
@@ -386,7 +391,7 @@ def model_lines(models_dir: Path) -> list[Line]:
     out = []
     if not models_dir.is_dir():
         return [Line("models", "models folder", PROBLEM, f"{models_dir} does not exist",
-                     "make models (or edgeasr models install), or set EDGEASR_MODELS_DIR")]
+                     "edgeasr models install (make models in a checkout), or set EDGEASR_MODELS_DIR")]
     seen = set()
     for name, spec in PACKAGED.items():
         folder = models_dir / name

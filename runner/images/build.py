@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -144,7 +145,15 @@ def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | N
         args["EDGEASR_PLATFORM"] = platform
     if base is not None:
         args["BASE_IMAGE"] = base
+    for name in INDEX_ARGS:  # the host's own choice of index, never one written here (Dockerfile.jetson*)
+        if os.environ.get(name) and platform != "x86":
+            args[name] = os.environ[name]
     return args
+
+
+#: Package indexes a Jetson variant may be pointed at from the host's environment; unset, a Jetson build uses its
+#: base image's PIP_INDEX_URL for the CUDA wheels and pip's own default for the rest (containers/PLATFORMS.md).
+INDEX_ARGS = ("JETSON_PIP_INDEX_URL", "PYPI_INDEX_URL")
 
 
 def parse_versions_label(value: str | None) -> dict[str, str]:

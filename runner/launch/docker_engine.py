@@ -106,7 +106,7 @@ def engine_info(client: docker.DockerClient | None = None) -> dict[str, Any]:
         raise UserError(f"the Docker Engine did not answer `docker info` ({exc.__class__.__name__})") from None
 
 
-def image_info(client: docker.DockerClient, ref: str, hint: str = "build it with `make images`") -> ImageInfo:
+def image_info(client: docker.DockerClient, ref: str, hint: str = "build it with `edgeasr images build` (`make images` in a checkout)") -> ImageInfo:
     try:
         image = client.images.get(ref)
     except ImageNotFound:
@@ -189,7 +189,7 @@ def run_container(
             stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
             container.start()
         except ImageNotFound:
-            raise UserError(f"image {image} is not present in the Docker Engine; build it with `make images`") from None
+            raise UserError(f"image {image} is not present in the Docker Engine; build it with `edgeasr images build` (`make images` in a checkout)") from None
         except APIError as exc:
             raise UserError(f"the Docker Engine refused to start {image}: {exc.explanation}") from None
         started = time.perf_counter() - t_create

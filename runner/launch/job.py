@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from edgeasr_entrypoint.contract import CONTRACT_VERSION, DecodeOptions, Job, UtteranceJob
 
 from ..paths import AudioPlan, plan_audio_mounts
-from .checked_images import CONTRACT_LABEL
+from .checked_images import CONTRACT_LABEL, checked_version
 from .docker_engine import BindMount
 from .hardening import CACHE_ENV, HUB_CACHE_TARGET
 
@@ -37,7 +37,9 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
     Utterances the host refused (outside the dataset's roots, missing, ...) are not in the job: merge
     records them as errors with the host's reason. ``power_measured``: whether a power sampler runs beside
     the container (None: unless --telemetry none); the loaded-idle window exists only to measure power, so
-    without one it is zero rather than seconds of waiting per container (issue 26)."""
+    without one it is zero rather than seconds of waiting per container (issue 26). In stream mode the job
+    carries ``stream`` (its policy resolved, runner.spec.stream_job), which needs contract 4: the executor refuses
+    it for an older image (Job.version_problem), and only it."""
     if power_measured is None:
         power_measured = spec.telemetry.sampler != "none"
     if not host_paths:
@@ -54,14 +56,19 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
         allow_download=spec.allow_download,
         utterances=[UtteranceJob(u.id, str(u.audio) if host_paths else plan.container_paths[u.id])
                     for u in spec.dataset.readable],
-        conditions=list(conditions))
+        conditions=list(conditions),
+        stream=getattr(spec, "stream", None))  # stream mode: contract 4 (an older image is refused for it only)
 
 
-def image_contract(labels: dict[str, str] | None) -> int:
-    """The contract version to write a job in for an image: the newest both it (its org.edgeasr.contract label)
-    and this runner speak; this runner's own where the image says none (the local engine; an image check-image
-    passed for this runner's version)."""
+def image_contract(labels: dict[str, str] | None, image_id: str | None = None) -> int:
+    """The contract version to write a job in for an image: the newest both it (its org.edgeasr.contract label,
+    else the version check-image passed the image ``image_id`` for) and this runner speak; this runner's own where
+    nothing says (the local engine)."""
     label = (labels or {}).get(CONTRACT_LABEL)
+    if label in (None, "") and image_id:
+        checked = checked_version(image_id)
+        if checked is not None:
+            return min(checked, CONTRACT_VERSION)
     try:
         return min(int(label), CONTRACT_VERSION) if label not in (None, "") else CONTRACT_VERSION
     except ValueError:

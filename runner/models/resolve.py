@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backends import BACKENDS, Backend
+from .. import places
 from ..errors import UserError
 from ..paths import make_readable
 from ..untrusted import say
@@ -102,7 +103,8 @@ class ResolvedModel:
 
 
 def default_models_dir() -> Path:
-    return Path(os.environ.get("EDGEASR_MODELS_DIR", "models")).resolve()
+    """$EDGEASR_MODELS_DIR, else ``models/`` inside a checkout, else the per-user folder (runner/places.py)."""
+    return places.default_models_dir()
 
 
 WEIGHT_FILES = ("model.bin", "model.safetensors", "pytorch_model.bin")  # CTranslate2, then Hugging Face
@@ -187,7 +189,7 @@ def ensure_converted(name: str, models_dir: Path, log=say) -> Path:
     source = models_dir / name
     if not is_model_dir(source) or not (source / "model.bin").is_file():
         raise UserError(f"model {name!r} is not installed in {models_dir}, so it cannot be converted to Hugging "
-                        f"Face format; run `make models`")
+                        f"Face format; run `edgeasr models install`")
     target = converted_dir(name, models_dir)
     if not is_current(source, target):
         log(f"{name}: converting the CTranslate2 weights to Hugging Face format in {target}")
@@ -268,7 +270,7 @@ def resolve_model(ref: str, models_dir: Path, offline: bool = False, model_forma
         if is_model_dir(installed):
             return ResolvedModel(ref, "installed", installed, f"/models/{ref}")
         if ref in PACKAGED:
-            raise UserError(f"model {ref!r} is not installed in {models_dir}; run `make models` "
+            raise UserError(f"model {ref!r} is not installed in {models_dir}; run `edgeasr models install {ref}` "
                             f"(installable here: {', '.join(PACKAGED)})")
         if offline:
             raise UserError(not_installed(ref, models_dir, "--offline forbids downloading it", model_format))
@@ -327,10 +329,10 @@ def _resolve_espnet(ref: str, models_dir: Path) -> ResolvedModel:
     if ref in PACKAGED or ref in HUB_NAMES:
         raise UserError(f"model {ref!r} is a Whisper model; the espnet backend loads ESPnet models (a folder with "
                         f"{' and '.join(ESPNET_FILES)}, or an unpacked model-zoo archive with {ESPNET_META}), e.g. "
-                        f"tiny-espnet-random (`make tiny-models`)")
+                        f"tiny-espnet-random (`edgeasr models make-tiny`)")
     where = f"{folder} is not an ESPnet model folder" if folder.is_dir() else f"not found in {models_dir}"
     raise UserError(f"model {ref!r}: {where}; the espnet backend loads a folder with {' and '.join(ESPNET_FILES)} "
-                    f"(or a model-zoo {ESPNET_META}); `make tiny-models` builds tiny-espnet-random")
+                    f"(or a model-zoo {ESPNET_META}); `edgeasr models make-tiny` builds tiny-espnet-random")
 
 
 def _download_wheel(requirement: str, dest: Path) -> Path:

@@ -62,7 +62,7 @@ def _make(maker: TinyMaker, models_dir: Path, image: str | None) -> list[Path]:
     if maker.tokenizer:
         tokenizer = models_dir / "tiny.en" / "tokenizer.json"
         if not tokenizer.is_file():
-            raise UserError(f"the tiny models use the tiny.en tokenizer, not found at {tokenizer}; run `make models`")
+            raise UserError(f"the tiny models use the tiny.en tokenizer, not found at {tokenizer}; run `edgeasr models install`")
         command.append("/tok/tokenizer.json")
         inputs[tokenizer.parent] = "/tok"
     models_dir.mkdir(parents=True, exist_ok=True)

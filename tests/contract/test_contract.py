@@ -90,10 +90,27 @@ def test_the_entrypoint_emits_only_contract_events():
     assert used == {k for k in vars(Event) if k.isupper()}, "an Event constant the entrypoint never emits"
 
 
-def test_backend_images_are_built_with_the_contract_version_and_their_platform():
+def test_a_jetson_build_takes_its_package_indexes_from_the_host_environment_only(monkeypatch):
+    """No index is written into the project: a Jetson variant gets JETSON_PIP_INDEX_URL / PYPI_INDEX_URL only
+    where the host's environment sets them (else its base's PIP_INDEX_URL and pip's default); x86 builds use the
+    host wheelhouse and never get them."""
+    backend = BACKENDS["faster-whisper"]
+    monkeypatch.delenv("PYPI_INDEX_URL", raising=False)
+    monkeypatch.setenv("JETSON_PIP_INDEX_URL", "http://index.invalid/jp6/cu126")
+    args = build_args(backend, wheels_url="", versions="", base=None, platform="jetson-r36")
+    assert args["JETSON_PIP_INDEX_URL"] == "http://index.invalid/jp6/cu126" and "PYPI_INDEX_URL" not in args
+    assert "JETSON_PIP_INDEX_URL" not in build_args(backend, wheels_url="", versions="", base=None)
+    monkeypatch.delenv("JETSON_PIP_INDEX_URL")
+    assert "JETSON_PIP_INDEX_URL" not in build_args(backend, wheels_url="", versions="", base=None,
+                                                    platform="jetson-r36")
+
+
+def test_backend_images_are_built_with_the_contract_version_and_their_platform(monkeypatch):
     """`edgeasr images build` passes EDGEASR_CONTRACT (the org.edgeasr.contract label) and EDGEASR_PLATFORM (the
     variant's platform, org.edgeasr.platform) to backend images only: no Dockerfile spells either."""
     backend = BACKENDS["faster-whisper"]
+    for name in ("JETSON_PIP_INDEX_URL", "PYPI_INDEX_URL"):
+        monkeypatch.delenv(name, raising=False)
     args = build_args(backend, wheels_url="", versions="x=1", base="b:1", platform="jetson-r36")
     assert args == {"WHEELS_URL": "", "EDGEASR_VERSIONS": "x=1", "EDGEASR_CONTRACT": str(CONTRACT_VERSION),
                     "EDGEASR_PLATFORM": "jetson-r36", "BASE_IMAGE": "b:1"}

@@ -186,6 +186,18 @@ def test_base_is_an_arg_with_a_public_default(path):
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
+def test_no_package_index_host_is_written_into_a_dockerfile(path):
+    """An index comes from the host's configuration (a build argument) or is pip's own default: a URL default
+    would send every user's build to a host the project chose (the base image is the one public default)."""
+    df = Dockerfile(path)
+    for arg in df.all("ARG"):
+        name, _, default = arg.args.partition("=")
+        if name != "BASE_IMAGE":
+            assert "://" not in default, f"{path}: ARG {name} defaults to a URL ({default})"
+    assert not re.search(r"https?://(?!\$)", " ".join(i.args for i in df.all("RUN"))), f"{path}: a URL in a RUN step"
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
 def test_copies_the_entrypoint_and_the_backends_own_adapter(path):
     df = Dockerfile(path)
     copies = [(sources, dest) for sources, dest, flags in df.copies() if "from" not in flags]

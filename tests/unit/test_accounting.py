@@ -435,3 +435,20 @@ def test_sweep_conditions_keep_the_loaded_idle_window():
     events = [{"event": "loaded_idle_start"}, {"event": "loaded_idle_end"}, {"event": "condition_start", "condition": "k"}]
     assert [e["event"] for e in execute.condition_events(events, "k")] == ["loaded_idle_start", "loaded_idle_end",
                                                                            "inference_start"]
+
+
+def test_a_windows_figures_above_the_baseline_are_built_once_not_patched_in():
+    """Issue 21 item 2: a per-window block is WindowEnergy.to_json_above (its figures, then dynamic_j, then why it is
+    missing where the window had energy but no baseline), the keys in the order summaries always stored them."""
+    from runner.telemetry.energy.integrate import WindowEnergy
+
+    w = WindowEnergy(0, 2_000_000_000, 10.0, 5.0, 6.0, 20, 100.0)
+    plain = w.to_json()
+    above = w.to_json_above(3.0, "no idle baseline")
+    assert list(above) == [*plain, "dynamic_j"] and above["dynamic_j"] == pytest.approx(4.0)
+    missing = w.to_json_above(None, "the idle baseline was skipped (--baseline-s 0)")
+    assert list(missing) == [*plain, "dynamic_j", "unavailable"] and missing["dynamic_j"] is None
+    assert missing["unavailable"] == {"dynamic_j": "the idle baseline was skipped (--baseline-s 0)"}
+    unmeasured = WindowEnergy(0, 1, None, None, None, 0, None, reason="no samples").to_json_above(None, "x")
+    assert unmeasured["dynamic_j"] is None and "unavailable" not in unmeasured
+    assert w.to_json() == plain  # nothing was edited in place

@@ -168,9 +168,22 @@ def test_image_pins_are_current_or_say_what_to_rebuild():
     assert line.fix == "rebuild it: edgeasr images build faster-whisper"
     [line] = doctor.image_lines([ImageFacts(**{**current.__dict__, "labels": {}})], cpu_host())
     assert line.status == PROBLEM and "no org.edgeasr.versions label" in line.detail
+    # an older contract is no problem (issue 21 item 2: a minimum version per feature): the line names what it
+    # lacks and how to get it; a label below the oldest contract a job is written in, or no version, is a problem
+    from edgeasr_entrypoint.contract import CONTRACT_VERSION, features_after
+
     other = {"org.edgeasr.versions": label, "org.edgeasr.contract": "2"}
     [line] = doctor.image_lines([ImageFacts(**{**current.__dict__, "labels": other})], cpu_host())
-    assert line.status == PROBLEM and "speaks contract 2" in line.detail
+    assert line.status == OK and "speaks contract 2" in line.detail and features_after(2)
+    assert all(f in line.detail for f in features_after(2)) and "edgeasr images build faster-whisper" in line.detail
+    newest = {"org.edgeasr.versions": label, "org.edgeasr.contract": str(CONTRACT_VERSION)}
+    [line] = doctor.image_lines([ImageFacts(**{**current.__dict__, "labels": newest})], cpu_host())
+    assert line.status == OK and "speaks contract" not in line.detail
+    for bad in ("1", "x"):
+        [line] = doctor.image_lines([ImageFacts(**{**current.__dict__, "labels": {**other,
+                                                   "org.edgeasr.contract": bad}})], cpu_host())
+        assert line.status == PROBLEM and f"speaks contract {bad}" in line.detail
+        assert line.fix == "rebuild it: edgeasr images build faster-whisper"
 
 
 def test_models_are_verified_against_their_pins(tmp_path, root):

@@ -491,3 +491,113 @@ def test_a_record_that_breaks_the_contract_is_one_sentence_from_its_type():
     status = StatusRecord.from_json({"status": "done", "peak_rss_mb": "big", "n_ok": 1})
     assert status.status == "error" and status.to_json() == {"n_ok": 1, "status": "error"}
     assert status.problems == ("peak_rss_mb is 'big', not a number", "status is 'done', not 'ok' or 'error'")
+
+
+def test_the_entrypoints_records_are_built_by_the_contracts_types():
+    """Issue 21 item 2: the container writes its results and events through the record types the host validates
+    against (contract.py), so a record the host would refuse is stopped where it is made, in one sentence."""
+    from edgeasr_entrypoint.contract import RecordError, StatusRecord, TranscriptRecord
+
+    ok = TranscriptRecord.ok("a", "k", "hello", duration_s=1.5, processing_s=0.25)
+    assert list(ok.to_json().items()) == [("id", "a"), ("condition", "k"), ("status", "ok"), ("error", None),
+                                          ("hypothesis", "hello"), ("duration_s", 1.5), ("processing_s", 0.25)]
+    batched = TranscriptRecord.ok("a", None, "x", 1.0, 0.5, batch_size=2, latency_s=1.0)
+    assert list(batched.to_json())[-2:] == ["batch_size", "latency_s"] and batched.latency_s == 1.0
+    failed = TranscriptRecord.failed("b", "k", "RuntimeError: boom", duration_s=2.0, processing_s=0.1)
+    assert failed.to_json() == {"id": "b", "condition": "k", "status": "error", "error": "RuntimeError: boom",
+                                "hypothesis": None, "duration_s": 2.0, "processing_s": 0.1}
+    assert TranscriptRecord.from_json(failed.to_json()) == failed
+    with pytest.raises(RecordError, match="hypothesis is None, not text"):
+        TranscriptRecord.ok("a", None, None, 1.0, 0.5)
+    with pytest.raises(RecordError, match="duration_s is 0.0: seconds of audio must be more than 0"):
+        TranscriptRecord.ok("a", None, "x", 0.0, 0.5)
+    status = StatusRecord.written({"status": "ok", "error": None, "n_params": "lots", "n_ok": 1})
+    assert status.status == "error" and status.problems == ("n_params is 'lots', not a count",)
+    assert status.to_json() == {"status": "error", "error": "the status record breaks the contract: n_params is "
+                                                            "'lots', not a count", "n_ok": 1}
+    assert StatusRecord.from_json(status.to_json()).problems == ()
+    fine = {"status": "ok", "error": None, "n_ok": 1}
+    assert StatusRecord.written(fine).to_json() == fine
+
+
+def test_an_event_that_breaks_the_contract_is_refused_where_it_is_emitted(tmp_path, capsys):
+    """EventLog.emit builds a checked EventRecord (what the host reads back); a bad field raises RecordError and
+    nothing is written, neither to events.jsonl nor to stdout."""
+    from edgeasr_entrypoint.contract import EVENT_PREFIX, EventRecord, RecordError
+    from edgeasr_entrypoint.events import EventLog
+
+    log = EventLog(tmp_path / "events.jsonl")
+    got = log.emit("utterance_end", id="a", condition="k", duration_s=1.0, processing_s=0.5)
+    assert isinstance(got, EventRecord) and got.id == "a" and got.condition == "k"
+    with pytest.raises(RecordError, match="utterance_end: processing_s is -1, below 0"):
+        log.emit("utterance_end", id="b", duration_s=1.0, processing_s=-1)
+    log.close()
+    lines = _read(tmp_path / "events.jsonl")
+    assert lines == [got.to_json()] and EventRecord.from_json(lines[0]) == got
+    assert capsys.readouterr().out.count(EVENT_PREFIX) == 1
+
+
+def test_a_hypothesis_that_is_not_text_is_that_utterances_error_and_the_rest_go_on(tmp_path, adapter):
+    """A backend returning something that is not text (None) no longer writes a result the host then refuses:
+    that utterance is an error naming why, and the next one still runs."""
+    write_tone(tmp_path / "good.wav", seconds=1.0)
+    write_tone(tmp_path / "half.wav", seconds=0.5)
+
+    class NoText(ScriptedModel):
+        def transcribe(self, audio):
+            return None if len(audio) == 8000 else "words"
+
+    adapter.load = NoText
+    job = _job(tmp_path, [{"id": "half", "audio": str(tmp_path / "half.wav")},
+                          {"id": "good", "audio": str(tmp_path / "good.wav")}])
+    assert entry.main(["x", str(job)]) == 0
+    tr = {t["id"]: t for t in _read(job.parent / "transcripts.jsonl")}
+    assert tr["half"]["status"] == "error" and "hypothesis is None, not text" in tr["half"]["error"]
+    assert tr["good"]["status"] == "ok" and tr["good"]["hypothesis"] == "words"
+    names = [(e["event"], e.get("id")) for e in _read(job.parent / "events.jsonl")]
+    assert ("utterance_error", "half") in names and ("utterance_end", "half") not in names
+
+
+def test_an_adapter_field_that_breaks_the_contract_fails_the_run_in_one_sentence(tmp_path, adapter):
+    """A model's info() with a parameter count that is not a count: the run stops at model_info with the field
+    named, no traceback, and status.json holds only what the host can read (its error says why)."""
+    from edgeasr_entrypoint.contract import StatusRecord
+
+    class Counted(ScriptedModel):
+        def info(self):
+            return {**super().info(), "n_params": "lots"}
+
+    adapter.load = Counted
+    job = _job(tmp_path, [])
+    assert entry.main(["x", str(job)]) == 1
+    status = json.loads((job.parent / "status.json").read_text())
+    assert status["status"] == "error" and "traceback" not in status and "n_params" not in status
+    assert "model_info: n_params is 'lots', not a count" in status["error"]
+    assert StatusRecord.from_json(status).problems == ()
+
+
+def test_a_ctc_weight_is_a_contract_4_feature_and_a_job_without_it_still_reads_in_older_contracts():
+    """Issue 21 item 2: decode.ctc_weight has its FEATURES row (4) like every other feature: a job that sets it,
+    in job.decode or as a condition's override, needs contract 4 and is refused in 3 naming it; a job that does not
+    set it leaves the key out (to_json), so an image before it (whose decode reader refuses unknown keys) reads it."""
+    from edgeasr_entrypoint.contract import FEATURES, DecodeOptions, Job, JobError
+
+    feature = "joint CTC/attention weight (job.decode.ctc_weight)"
+    assert FEATURES[feature] == 4
+    job = {"contract_version": 3, "backend": "espnet", "model": "/m", "quant": "fp32", "backend_quant": "float32",
+           "device": "cpu", "utterances": [{"id": "a", "audio": "/data/a.wav"}],
+           "conditions": [{"key": "k", "noise": CLEAN, "seed_key": "k", "ids": ["a"]}]}
+    plain = Job.from_json(job)
+    assert "ctc_weight" not in plain.to_json()["decode"] and plain.needs() == (2, "conditions in one container "
+                                                                                   "(job.conditions)")
+    assert "ctc_weight" not in DecodeOptions().to_json()
+    weighted = {**job, "contract_version": 4, "decode": {"ctc_weight": 0.3}}
+    assert Job.from_json(weighted).needs() == (4, feature)
+    assert Job.from_json(weighted).to_json()["decode"]["ctc_weight"] == 0.3
+    overridden = {**job, "contract_version": 4,
+                  "conditions": [{**job["conditions"][0], "decode": {"ctc_weight": 0.5}}]}
+    assert Job.from_json(overridden).needs() == (4, feature)
+    for bad in (weighted, overridden):
+        with pytest.raises(JobError, match=r"job.contract_version is 3: the job uses joint CTC/attention weight "
+                                           r"\(job.decode.ctc_weight\), which needs entrypoint contract 4"):
+            Job.from_json({**bad, "contract_version": 3})

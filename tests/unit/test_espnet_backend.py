@@ -108,21 +108,20 @@ def test_espnet_refuses_a_language_and_a_temperature(tmp_path):
 
 
 def test_a_job_without_a_ctc_weight_is_what_contract_3_always_wrote(tmp_path):
-    """A backend without joint decoding gets no ctc_weight key in its job (OPTIONAL_DECODE): images built before
-    the field existed read every job that does not use it, so the contract version stays 3."""
-    from edgeasr_entrypoint.contract import CONTRACT_VERSION
-
+    """A backend without joint decoding gets no ctc_weight key in its job (DECODE_FEATURES): images built before
+    the field existed (contract 3) read every job that does not use it."""
     _whisper(tmp_path / "models")
     spec = run_cmd.spec_from_args(_args(tmp_path, "--backend", "faster-whisper", "--model", "tiny.en"))
-    job = make_job(spec).to_json()
-    assert CONTRACT_VERSION == 3 and spec.decode.ctc_weight is None
+    typed = make_job(spec)
+    job = typed.to_json()
+    assert spec.decode.ctc_weight is None and typed.version_problem(3) is None
     assert set(job["decode"]) == {"beam_size", "temperature", "language", "threads", "batch_size", "align"}
 
 
 def test_the_container_reads_a_ctc_weight_and_refuses_one_out_of_range():
     from edgeasr_entrypoint.job import JobError, parse_job
 
-    job = {"contract_version": 3, "backend": "espnet", "model": "/models/m", "quant": "fp32",
+    job = {"contract_version": 4, "backend": "espnet", "model": "/models/m", "quant": "fp32",
            "backend_quant": "float32", "device": "cpu", "decode": {"beam_size": 2, "ctc_weight": 0.3},
            "utterances": [], "conditions": [{"key": "k", "noise": {"type": "clean"}, "decode": {"ctc_weight": 1}}]}
     parsed = parse_job(job)
@@ -147,7 +146,7 @@ def test_espnet_model_folders_resolve_for_espnet_only(tmp_path):
     assert by_name.host_dir == by_path.host_dir == folder and by_name.container_path == "/models/tiny-espnet-random"
     with pytest.raises(UserError, match="'tiny.en' is a Whisper model; the espnet backend loads ESPnet models"):
         resolve_model("tiny.en", models, model_format="espnet")
-    with pytest.raises(UserError, match="not found in .*make tiny-models"):
+    with pytest.raises(UserError, match="not found in .*edgeasr models make-tiny"):
         resolve_model("other-espnet", models, model_format="espnet")
     with pytest.raises(UserError, match="is an ESPnet model folder .*run it with --backend espnet"):
         resolve_model(str(folder), models, model_format="ctranslate2")
@@ -338,3 +337,30 @@ def test_the_run_view_says_why_there_is_no_wer():
     s = {"status": "ok", "n_utterances": 1, "n_failed": 0, "n_scored": 1, "n_unreferenced": 0, "wer": None,
          "unavailable": {"wer": reason}}
     assert dict(summary_rows(s))["WER"] == f"unavailable: {reason}"
+
+
+def _adapter():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("edgeasr_backend_espnet_under_test",
+                                                  ROOT / "containers" / "espnet" / "edgeasr_backend_espnet.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_random_weights_models_beam_search_is_capped_and_a_real_ones_is_not(tmp_path):
+    """Issue 27: a random model never emits end-of-sentence, so ESPnet's beam search ran to one token per encoder
+    frame (286 s for a 30 s clip) and the ctc-weight ladder could not run. Its output is capped (maxlenratio 0.1);
+    a real model (no marker, or one that does not say random) decodes uncapped (0: up to the frame count)."""
+    adapter = _adapter()
+    random_model = _espnet(tmp_path / "models")
+    assert adapter.output_cap(str(random_model)) == adapter.RANDOM_WEIGHTS_MAXLENRATIO == 0.1
+    real = _espnet(tmp_path / "models", name="real", random=False)
+    assert adapter.output_cap(str(real)) == 0.0
+    (real / adapter.MARKER_FILE).unlink(missing_ok=True)
+    assert adapter.output_cap(str(real)) == 0.0
+    (real / adapter.MARKER_FILE).write_text("not json")
+    assert adapter.output_cap(str(real)) == 0.0

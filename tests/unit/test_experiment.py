@@ -255,7 +255,7 @@ def test_unknown_keys_with_suggestions(tmp_path):
         "x.yaml: defaults.decode.beam: unknown key; allowed: beam_size, temperature, language, threads, "
         "batch_size, align, ctc_weight (did you mean 'beam_size'?)",
         "x.yaml: defaults.zzz: unknown key; allowed: backend, model, quant, device, dataset, image, limit, decode, "
-        "warmup, repeats, noise, telemetry, timeout_s, mem_limit, audio_roots, gpus, power, target, limits",
+        "warmup, repeats, noise, telemetry, timeout_s, mem_limit, audio_roots, gpus, power, stream, target, limits",
         "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets, images, "
         "or a setting's dotted path (e.g. decode.beam_size) (did you mean 'models'?)",
     ]
@@ -349,7 +349,8 @@ def test_telemetry_problems(tmp_path):
 
 def test_missing_dataset(tmp_path):
     assert _problems(tmp_path, BASE.replace("}", ", dataset: data/nope}")) == [
-        f"x.yaml: defaults.dataset: 'data/nope' does not exist (looked for {ROOT / 'data' / 'nope'})"]
+        f"x.yaml: defaults.dataset: 'data/nope' does not exist (looked for {tmp_path.resolve() / 'data' / 'nope'} "
+        f"and {ROOT / 'data' / 'nope'})"]  # next to the file first, then the current folder
     (tmp_path / "empty").mkdir()
     problems = _problems(tmp_path, BASE + f"grid: {{datasets: [data/default, {tmp_path / 'empty'}, ./data/default]}}\n")
     assert problems[0].startswith(f"x.yaml: grid.datasets[1]: '{tmp_path / 'empty'}': no utterances found in ")
@@ -374,7 +375,7 @@ def test_entries_and_exclude_problems(tmp_path):
           - {model: base, why: x, reason: y}
         """)) == [
         "x.yaml: entries[0].set.backend: unknown key; allowed: image, limit, decode, warmup, repeats, noise, "
-        "telemetry, timeout_s, mem_limit, audio_roots, gpus, power, target, limits; grid axes (backend, model, quant, device, dataset) are chosen by grid "
+        "telemetry, timeout_s, mem_limit, audio_roots, gpus, power, stream, target, limits; grid axes (backend, model, quant, device, dataset) are chosen by grid "
         "and match, not set",
         "x.yaml: entries[0].set.repeats: expected an integer >= 1, got 0",
         "x.yaml: entries[1].set: required: the settings this entry changes",
@@ -425,14 +426,19 @@ def test_empty_sections_and_relative_file_path(tmp_path):
     assert load_experiment("experiments/test-tiny.yaml", root=ROOT).name == "test-tiny"  # from the root
 
 
-def test_relative_paths_start_from_the_current_folder(tmp_path, monkeypatch):
+def test_relative_paths_start_next_to_the_file_then_from_the_current_folder(tmp_path, monkeypatch):
+    """Issue 28 item 4: a relative path is looked for next to the experiment file, then in the current folder;
+    the embedded dataset's name, found in neither, is the copy that ships with edgeasr (runner/places.py)."""
     monkeypatch.chdir(ROOT)
     assert load_experiment("smoke").groups[0].conditions[0].dataset == str(ROOT / "data" / "default")
     monkeypatch.chdir(tmp_path)
+    assert load_experiment(ROOT / "experiments" / "smoke.yaml").groups[0].conditions[0].dataset == \
+        str(ROOT / "data" / "default")
+    (tmp_path / "x.yaml").write_text((ROOT / "experiments" / "smoke.yaml").read_text().replace(
+        "data/default", "data/mine"))
     with pytest.raises(UserError) as exc:
-        load_experiment(ROOT / "experiments" / "smoke.yaml")
-    assert exc.value.problems == [
-        f"smoke.yaml: defaults.dataset: 'data/default' does not exist (looked for {tmp_path / 'data' / 'default'})"]
+        load_experiment(tmp_path / "x.yaml")
+    assert "'data/mine' does not exist" in exc.value.problems[0]
 
 
 def test_numbers_are_normalised_so_equal_settings_share_a_group(tmp_path):

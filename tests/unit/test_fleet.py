@@ -312,3 +312,23 @@ def test_build_missing_turns_each_nodes_needs_into_edgeasr_commands(tmp_path):
     assert preflight.install_commands(needs + extra) == [
         ["images", "build", "faster-whisper", "--missing", "--device", "cpu"],
         ["models", "install", "tiny.en", "--no-convert"], ["models", "install", "tiny.en"]]
+
+
+def test_the_drivers_records_are_built_whole_with_the_keys_they_always_had():
+    """Issue 21 item 2: node_lost's record is a frozen NodeLost whose to_json has the stored keys, in order; a node's
+    summary under the driver's identity is built in one step (the node's summary is not edited)."""
+    from runner.fleet.driver import NodeLost
+
+    lost = NodeLost("k", "cpu-b", {"node_id": "abc" * 10, "hostname": "orin1"}, "NodeDiedError")
+    assert json.dumps(lost.to_json()) == json.dumps({
+        "status": "node_lost", "condition": {"key": "k"},
+        "error": "node_lost: node abcabcabcabc (orin1) of target cpu-b was lost before this condition finished "
+                 "(NodeDiedError)",
+        "fleet": {"target": "cpu-b", "node_id": "abc" * 10, "hostname": "orin1"}})
+    assert node_lost_summary("k", "cpu-b", None, "gone") == NodeLost("k", "cpu-b", None, "gone").to_json()
+    assert NodeLost("k", "t", None, "gone").to_json()["fleet"] == {"target": "t"}
+    ctx = Context("s", "cpu-a", "/data/default", None)
+    node = {"wer": 0.1, "data_path": "/node/blobs", "model_ref": "/node/m", "status": "ok"}
+    out = restore_identity(node, ctx, {"target": "cpu-a"})
+    assert list(out) == ["wer", "data_path", "model_ref", "status", "fleet"] and out["model_ref"] == "/node/m"
+    assert node == {"wer": 0.1, "data_path": "/node/blobs", "model_ref": "/node/m", "status": "ok"}

@@ -255,9 +255,12 @@ def state(tmp_path, monkeypatch) -> Path:
 
 def test_an_image_without_the_contract_label_runs_only_once_check_image_passed_it(state):
     """Regression: an image with no (or an empty) org.edgeasr.contract label passed the contract check."""
+    from edgeasr_entrypoint.contract import CONTRACT_VERSION
+
     from runner.launch.checked_images import remember
     from runner.launch.docker_engine import ImageInfo
     from runner.launch.engines import check_contract
+    from runner.launch.job import image_contract
 
     image = ImageInfo("sha256:" + "a" * 64, ["my/asr:1"], {"org.edgeasr.backend": "faster-whisper"})
     for labels in (image.labels, {**image.labels, "org.edgeasr.contract": ""}):
@@ -267,11 +270,18 @@ def test_an_image_without_the_contract_label_runs_only_once_check_image_passed_i
             f"image my/asr:1 has no org.edgeasr.contract label, so nothing says which entrypoint contract it speaks; "
             f"run `edgeasr check-image my/asr:1` once where it runs (an image that passes every check is remembered "
             f"by its id, sha256:aaaaaaaaaaaa, in {state}), or build it with EDGEASR_CONTRACT=3 (containers/README.md)")
-    remember(image.id, "my/asr:1", 2)  # passed for another contract version: not this one
+    remember(image.id, "my/asr:1", 1)  # passed for a contract older than any job can be written in: no trust
     with pytest.raises(UserError):
         check_contract("my/asr:1", image, 3)
+    # passed for an older contract (issue 21 item 2: a minimum version per feature): it runs, and its jobs are
+    # written in the contract it was checked for, as a label would say
+    remember(image.id, "my/asr:1", 2)
+    check_contract("my/asr:1", image, 3)
+    assert image_contract(image.labels, image.id) == 2 and image_contract(image.labels) == CONTRACT_VERSION
     assert remember(image.id, "my/asr:1", 3) == state and oct(state.stat().st_mode)[-3:] == "600"
-    check_contract("my/asr:1", image, 3)  # passes now
+    check_contract("my/asr:1", image, 3)  # passes
+    assert image_contract(image.labels, image.id) == 3
+    assert image_contract({"org.edgeasr.contract": "2"}, image.id) == 2  # a label says it first
     with pytest.raises(UserError, match="no org.edgeasr.contract label"):  # the trust is the id's, not the tag's
         check_contract("my/asr:1", ImageInfo("sha256:" + "b" * 64, image.tags, image.labels), 3)
     # an older contract is no refusal of the image (issue 21 item 2: a minimum version per feature); one below the

@@ -219,3 +219,22 @@ def test_the_loaded_idle_window_is_waited_only_when_a_sensor_measures_it(tmp_pat
     engine = _RecordingEngine()
     execute.execute_group(job, list(job.conditions), engine, host={}, owner_folder=spec.out)
     assert engine.jobs[0]["loaded_idle_s"] == expected_s
+
+
+def test_a_group_that_cannot_even_record_its_failure_still_gives_each_condition_a_whole_summary(tmp_path):
+    """Issue 21 item 2: failed_group's fallback (the condition's folder cannot be written) is the same frozen
+    Summary failed_record writes (settings, identity, every utterance failed), its error saying both things, not a
+    two-key dict; where the folder can be written, summary.json is what it always was."""
+    spec = _spec(tmp_path)
+    job = plan.plan_run(spec, None, repeats=2)
+    first, second = job.conditions
+    second.result_dir.parent.mkdir(parents=True, exist_ok=True)
+    second.result_dir.write_text("a file where its folder should be")
+    result = execute.failed_group(job, [first, second], "the image is gone", host={"hostname": "h"}, engine="docker")
+    written, fallback = (r.summary for r in result.records)
+    assert json.loads((first.result_dir / "summary.json").read_text()) == written
+    assert written["error"] == "the image is gone" and written["n_failed"] == len(first.ids)
+    assert fallback["error"].startswith("the image is gone; could not record it either: ")
+    assert fallback["status"] == "error" and fallback["n_failed"] == len(second.ids)
+    assert list(fallback) == list(written) and fallback["backend"] == spec.backend.name
+    assert fallback["condition"]["key"] == second.key

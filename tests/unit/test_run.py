@@ -86,3 +86,39 @@ def test_an_interrupted_run_says_what_finished_and_that_a_run_does_not_resume(tm
                                "another --out")
     stored = json.loads((spec.out / "summary.json").read_text())
     assert stored["repeats"]["status"] == ["ok", "interrupted"] and stored["status"] == "interrupted"
+
+
+def test_the_repeats_summary_is_built_once_from_a_frozen_repeats_record(tmp_path):
+    """Issue 21 item 2: over several repeats, the run's summary is the first repeat's with a frozen Repeats
+    record's block and headline (status, error, counts; the busy host's record) in one step: the keys in the
+    order summary.json always had them, and no repeat's summary edited."""
+    from dataclasses import FrozenInstanceError
+
+    from runner.results import ConditionRecord
+    from runner.run import Repeats, run_summary
+
+    def record(i, status, error=None, busy=False):
+        summary = {"status": status, "error": error, "n_utterances": 2, "n_failed": 0 if status == "ok" else 1,
+                   "n_not_run": 0, "wer": 0.1 * i, "rtf": 0.2, "load_s": 1.0, "inference_s": 2.0,
+                   "peak_rss_mb": 100.0, "energy": {"energy_per_audio_s_j": 0.5} if i else None}
+        if busy:
+            summary["host_load"] = {"window": {"cpu_share": 0.9}, "busy": True, "busy_reason": "a compile ran"}
+        return ConditionRecord.of({"key": f"r{i}", "repeat": i + 1}, summary)
+
+    records = [record(0, "ok"), record(1, "partial", "one failed", busy=True)]
+    before = [dict(r.summary) for r in records]
+    rep = Repeats.of(tmp_path, records)
+    with pytest.raises(FrozenInstanceError):
+        rep.n = 3
+    out = run_summary(tmp_path, records)
+    assert [dict(r.summary) for r in records] == before
+    assert list(out) == ["status", "error", "n_utterances", "n_failed", "n_not_run", "wer", "rtf", "load_s",
+                         "inference_s", "peak_rss_mb", "energy", "repeats", "host_load"]
+    assert out["status"] == "partial" and out["error"] == "one failed" and out["n_failed"] == 1
+    assert out["n_utterances"] == 4 and out["wer"] == 0.0
+    assert out["repeats"] == {"n": 2, "status": ["ok", "partial"], "wer": [0.0, 0.1], "rtf": [0.2, 0.2],
+                              "load_s": [1.0, 1.0], "inference_s": [2.0, 2.0], "peak_rss_mb": [100.0, 100.0],
+                              "energy_per_audio_s_j": [None, 0.5],
+                              "folders": [str(tmp_path / "conditions" / "r0"), str(tmp_path / "conditions" / "r1")]}
+    assert out["host_load"] == records[1].summary["host_load"]
+    assert json.loads((tmp_path / "summary.json").read_text()) == out

@@ -115,6 +115,28 @@ def test_check_image_says_how_to_add_a_missing_label_never_none():
     assert ok and "'faster-whisper'" in detail
 
 
+def test_check_image_takes_an_older_contract_label_and_writes_its_test_job_in_it():
+    """Issue 21 item 2: an image of an older contract (not below the oldest a job is written in) passes the label
+    check, saying what it lacks; its tiny job is written in the contract it speaks, so it can read it."""
+    from edgeasr_entrypoint.contract import CONTRACT_VERSION, MIN_CONTRACT_VERSION, features_after
+
+    from runner.backends import BACKENDS
+    from runner.commands.check_image import label_checks, tiny_job
+
+    name, ok, detail = label_checks({"org.edgeasr.contract": "3"})[0]
+    assert name == "label org.edgeasr.contract" and ok
+    assert f"this runner speaks {MIN_CONTRACT_VERSION} to {CONTRACT_VERSION}" in detail
+    assert all(f in detail for f in features_after(3))
+    _, ok, detail = label_checks({"org.edgeasr.contract": str(CONTRACT_VERSION)})[0]
+    assert ok and "lacks" not in detail
+    for bad in ("1", "four"):
+        _, ok, detail = label_checks({"org.edgeasr.contract": bad})[0]
+        assert not ok and repr(bad) in detail
+    fw = BACKENDS["faster-whisper"]
+    assert tiny_job(fw, "/models/m", "int8", version=3)["contract_version"] == 3
+    assert tiny_job(fw, "/models/m", "int8")["contract_version"] == CONTRACT_VERSION
+
+
 def test_models_list_has_a_header_and_names_pocketsphinx_en_us(tmp_path, capsys):
     from runner.commands import models as models_cmd
 

@@ -33,7 +33,7 @@ def test_fp16_on_cpu_refused(tmp_path, root):
 
 
 def test_packaged_model_not_installed_says_make_models(tmp_path, root):
-    with pytest.raises(UserError, match="not installed.*make models"):
+    with pytest.raises(UserError, match="not installed.*edgeasr models install"):
         build_run_spec(Settings(model="base", quant="int8", dataset=str(root / "data" / "default")),
                        out=str(tmp_path / "o"), models_dir=tmp_path)
 

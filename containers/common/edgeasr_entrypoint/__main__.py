@@ -23,7 +23,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from .audio import AudioError, load_audio
-from .contract import CONTRACT_VERSION, SAMPLE_RATE, DecodeOptions, Event, decode_changes
+from .contract import (CONTRACT_VERSION, SAMPLE_RATE, DecodeOptions, Event, RecordError, StatusRecord,
+                       TranscriptRecord, decode_changes)
 from .events import EventLog, JsonlWriter, write_json_atomic
 from .job import JobError, read_job
 from .system import (PeakLedger, current_rss_mb, forget_excl_audio, library_versions, process_excl_audio_mb,
@@ -79,8 +80,7 @@ def _babble_pool(job, cache: AudioCache) -> dict:
 def _record_error(events: EventLog, transcripts: JsonlWriter, uid: str, key, message: str,
                   duration_s=None, processing_s=None) -> None:
     events.emit(Event.UTTERANCE_ERROR, id=uid, condition=key, error=message)
-    transcripts.write({"id": uid, "condition": key, "status": "error", "error": message, "hypothesis": None,
-                       "duration_s": duration_s, "processing_s": processing_s})
+    transcripts.write(TranscriptRecord.failed(uid, key, message, duration_s, processing_s).to_json())
 
 
 def _decode_batch(model, batch: list, key, events: EventLog, transcripts: JsonlWriter,
@@ -113,13 +113,20 @@ def _decode_batch(model, batch: list, key, events: EventLog, transcripts: JsonlW
     elapsed = time.perf_counter() - t0
     if ledger is not None:
         ledger.close(held())  # the call: the audio held did not change during it
+    n_ok = 0
     for (uid, _), dur, text in zip(batch, durations, texts):
         share = elapsed * dur / sum(durations)
         extra = {"batch_size": len(batch), "latency_s": elapsed} if len(batch) > 1 else {}
+        try:  # the result as the host will read it; one it would refuse (text that is not text) is this one's error
+            result = TranscriptRecord.ok(uid, key, text, dur, share, **extra)
+        except RecordError as exc:
+            _record_error(events, transcripts, uid, key, f"the backend's result breaks the contract: {exc}", dur,
+                          share)
+            continue
         events.emit(Event.UTTERANCE_END, id=uid, condition=key, processing_s=share, duration_s=dur, **extra)
-        transcripts.write({"id": uid, "condition": key, "status": "ok", "error": None, "hypothesis": text,
-                           "duration_s": dur, "processing_s": share, **extra})
-    return len(batch), 0
+        transcripts.write(result.to_json())
+        n_ok += 1
+    return n_ok, len(batch) - n_ok
 
 
 def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter, cache: AudioCache,
@@ -325,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     except JobError as exc:
         status["error"] = f"bad job spec: {exc}"
         exit_code = 2
+    except RecordError as exc:  # a record the host would refuse, stopped where it was made (an adapter's info())
+        status["error"] = f"the container's output breaks the contract: {exc}"
     except DeviceMismatch as exc:
         status["error"] = str(exc)
     except MemoryError:
@@ -337,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         status["audio_cache_mb"] = cache.held_mb() if cache is not None else None
         status["peak_rss_excl_audio_mb"] = process_excl_audio_mb()
         status["peak_rss_excl_audio_method"] = ledger.method if ledger is not None else None
+        written = StatusRecord.written(status)  # what the host reads: a field that breaks the contract is an error
+        if written.status != status["status"]:
+            exit_code = 1
+        status = dict(written.to_json())
         if status["status"] != "ok":
             events.emit(Event.ERROR, error=status["error"])
         events.emit(Event.CONTAINER_END, status=status["status"])

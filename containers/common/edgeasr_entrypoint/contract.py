@@ -17,11 +17,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 CONTRACT_VERSION = 4
 """The newest contract this copy speaks; bumped whenever a job field or an event is added or changes meaning.
 2: a job runs several conditions in one container (``conditions``). 3: a condition may carry ``decode``
-overrides (IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings. Within 3, the
-optional ``decode.ctc_weight`` was added (OPTIONAL_DECODE): a job leaves it out unless it is set, so a job for
-any backend without joint decoding is what contract 3 always wrote, and images built before it read it.
+overrides (IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings.
 4: stream mode (``job.stream``, StreamJob): live audio fed at real-time pace, with the stream events
-(STREAM_EVENTS)."""
+(STREAM_EVENTS); the joint CTC/attention weight ``decode.ctc_weight`` (DECODE_FEATURES: a job names it only where
+it is set, so a job that does not use it is what contract 3 wrote, and images before it read it)."""
 
 MIN_CONTRACT_VERSION = 2
 """The oldest contract a job may be written in: the host always runs conditions (2). An image speaks every
@@ -32,9 +31,16 @@ FEATURES: Dict[str, int] = {
     "conditions in one container (job.conditions)": 2,
     "per-condition decode overrides (job.conditions[].decode)": 3,
     "stream mode (job.stream)": 4,
+    "joint CTC/attention weight (job.decode.ctc_weight)": 4,
 }
 """The contract version that introduced each feature a job may use (``Job.needs``). A new event or field gets
 its row here and a new CONTRACT_VERSION; older images still run every job that does not use it."""
+
+
+def features_after(version: int) -> List[str]:
+    """The FEATURES an image of contract ``version`` lacks (introduced after it), oldest first: what a job may not
+    use with it, and what a rebuild would bring."""
+    return [name for name, need in sorted(FEATURES.items(), key=lambda kv: kv[1]) if need > version]
 
 
 class JobError(ValueError):
@@ -166,8 +172,13 @@ class DecodeOptions:
     ctc_weight: Optional[float] = None
 
     def to_json(self) -> Dict[str, Any]:
-        """As a job names it: OPTIONAL_DECODE fields only where they are set."""
-        return {k: v for k, v in asdict(self).items() if not (k in OPTIONAL_DECODE and v is None)}
+        """As a job names it: a field newer than contract 3 (DECODE_FEATURES) only where it is set, so that a job
+        not using it is read by images before it (their decode reader refuses keys it does not know)."""
+        return {k: v for k, v in asdict(self).items() if not (k in DECODE_FEATURES and v is None)}
+
+    def features(self) -> List[str]:
+        """The FEATURES these settings use (a DECODE_FEATURES field that is set)."""
+        return [DECODE_FEATURES[k] for k in DECODE_FEATURES if getattr(self, k) is not None]
 
     @classmethod
     def from_json(cls, raw: Any, where: str = "job.decode") -> "DecodeOptions":
@@ -187,9 +198,9 @@ IN_CONTAINER_DECODE = ("beam_size", "batch_size", "temperature", "language", "ct
 """The decode fields a condition may override inside one loaded model (``conditions[i].decode``); the rest
 (threads, align) are fixed when the model loads. An adapter applies a change through ``set_decode``."""
 
-OPTIONAL_DECODE = ("ctc_weight",)
-"""Decode fields the host writes into a job only when they are set (not None): they were added within contract
-3, so a job that does not use them stays readable by every image of contract 3."""
+DECODE_FEATURES: Dict[str, str] = {"ctc_weight": "joint CTC/attention weight (job.decode.ctc_weight)"}
+"""The decode fields added after contract 3, each with its FEATURES row: a job that sets one (in job.decode or a
+condition's overrides) needs that row's version (``Job.needs``); one that does not leaves it out (``to_json``)."""
 
 
 def decode_changes(old: DecodeOptions, new: DecodeOptions) -> List[str]:
@@ -366,6 +377,9 @@ class Job:
             used.append("per-condition decode overrides (job.conditions[].decode)")
         if self.stream is not None:
             used.append("stream mode (job.stream)")
+        used += self.decode.features()
+        used += [DECODE_FEATURES[k] for k in DECODE_FEATURES
+                 if any(k in c.decode for c in self.conditions)]
         return max(((FEATURES[u], u) for u in used), default=(MIN_CONTRACT_VERSION, "the job"))
 
     def version_problem(self, version: int) -> Optional[str]:
@@ -415,6 +429,14 @@ class Job:
 
 class RecordError(ValueError):
     """A record the container wrote breaks the contract: one sentence saying which field and why."""
+
+
+# Both sides build these records through the same types. The entrypoint (and stream.py) makes them with
+# ``EventLog.emit(name, **fields)`` (EventRecord.build: stamps both clocks, checks, writes, returns the record),
+# ``TranscriptRecord.ok(id, condition, text, duration_s, processing_s, batch_size=, latency_s=, **extra)`` /
+# ``TranscriptRecord.failed(id, condition, error, duration_s=, processing_s=)`` (write ``.to_json()``) and
+# ``StatusRecord.written(fields)`` for status.json; the host reads them back with ``from_json``. A record that
+# breaks the contract raises RecordError where it is made, so nothing the host would refuse is written.
 
 
 # What each field of the contract may hold. ``positive``: seconds of audio (> 0); ``seconds``/``mb``: >= 0.
@@ -516,6 +538,14 @@ class EventRecord:
     as_dict = to_json
 
     @classmethod
+    def build(cls, event: str, t_ns: int, mono_ns: int, **fields: Any) -> "EventRecord":
+        """An event as the entrypoint makes it (``EventLog.emit`` calls this): its name, both clocks, then the
+        fields in the order given; checked like the host checks it (RecordError: not written at all)."""
+        record = {"event": event, "t_ns": t_ns, "mono_ns": mono_ns}  # type: Dict[str, Any]
+        record.update(fields)
+        return cls.from_json(record)
+
+    @classmethod
     def from_json(cls, record: Any) -> "EventRecord":
         """One event checked on its own (fields, types, ranges); RecordError saying why not."""
         if not isinstance(record, Mapping):
@@ -554,6 +584,34 @@ class TranscriptRecord:
     as_dict = to_json
 
     @classmethod
+    def ok(cls, id: str, condition: Optional[str], hypothesis: Any, duration_s: float, processing_s: float,
+           batch_size: Optional[int] = None, latency_s: Optional[float] = None,
+           **extra: Any) -> "TranscriptRecord":
+        """A result with text, as the entrypoint writes it (transcripts.jsonl): ``batch_size`` and ``latency_s``
+        (the whole call's seconds: in a batch every utterance waits for all of it) only where given, then any
+        ``extra`` fields (each checked like the contract's other fields). RecordError where the host would
+        refuse it (a hypothesis that is not text, audio seconds not > 0, processing seconds < 0): the caller
+        records that utterance with ``failed`` instead."""
+        record = {"id": id, "condition": condition, "status": "ok", "error": None, "hypothesis": hypothesis,
+                  "duration_s": duration_s, "processing_s": processing_s}  # type: Dict[str, Any]
+        if batch_size is not None:
+            record["batch_size"] = batch_size
+        if latency_s is not None:
+            record["latency_s"] = latency_s
+        record.update(extra)
+        return cls.from_json(record)
+
+    @classmethod
+    def failed(cls, id: str, condition: Optional[str], error: str, duration_s: Optional[float] = None,
+               processing_s: Optional[float] = None, **extra: Any) -> "TranscriptRecord":
+        """An utterance that has no text, with its one sentence (``error``); the audio and processing seconds
+        where it got as far as the backend call (None before it: unreadable audio, a refused decode change)."""
+        record = {"id": id, "condition": condition, "status": "error", "error": error, "hypothesis": None,
+                  "duration_s": duration_s, "processing_s": processing_s}  # type: Dict[str, Any]
+        record.update(extra)
+        return cls.from_json(record)
+
+    @classmethod
     def from_json(cls, record: Any) -> "TranscriptRecord":
         """One result checked on its own; RecordError saying why not."""
         if not isinstance(record, Mapping):
@@ -587,6 +645,21 @@ class StatusRecord:
 
     def to_json(self) -> Dict[str, Any]:
         return dict(self.record)
+
+    @classmethod
+    def written(cls, record: Mapping) -> "StatusRecord":
+        """status.json as the entrypoint writes it: the host's checks (``from_json``), and where a field breaks
+        them (an adapter's info() gave a parameter count that is not a count) that field is left out and the
+        status is "error", its ``error`` naming the field: the host would fail every condition on it anyway,
+        and this way the container says so itself. Key order is kept (the file is what it always was)."""
+        checked = cls.from_json(record)
+        if not checked.problems:
+            return checked
+        out = dict(checked.record)
+        why = "the status record breaks the contract: {}".format("; ".join(checked.problems))
+        out["status"] = "error"
+        out["error"] = "{}; {}".format(out["error"], why) if out.get("error") else why
+        return cls("error", out, checked.problems)
 
     @classmethod
     def from_json(cls, record: Mapping) -> "StatusRecord":

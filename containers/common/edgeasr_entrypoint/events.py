@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .contract import EVENT_PREFIX
+from .contract import EVENT_PREFIX, EventRecord
 
 
 class JsonlWriter:
@@ -33,10 +33,15 @@ class JsonlWriter:
 
 
 class EventLog(JsonlWriter):
-    def emit(self, event: str, **fields) -> dict:
-        record = {"event": event, "t_ns": time.time_ns(), "mono_ns": time.monotonic_ns(), **fields}
-        self.write(record)
-        sys.stdout.write(EVENT_PREFIX + json.dumps(record, ensure_ascii=False) + "\n")
+    """events.jsonl, and each event on stdout behind EVENT_PREFIX."""
+
+    def emit(self, event: str, **fields) -> EventRecord:
+        """Stamp both clocks, check the event as the host will (``EventRecord.build``), write it; the checked
+        record. A field that breaks the contract raises RecordError and nothing is written."""
+        record = EventRecord.build(event, time.time_ns(), time.monotonic_ns(), **fields)
+        line = record.to_json()
+        self.write(line)
+        sys.stdout.write(EVENT_PREFIX + json.dumps(line, ensure_ascii=False) + "\n")
         sys.stdout.flush()
         return record
 

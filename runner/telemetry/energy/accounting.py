@@ -148,11 +148,8 @@ def utterance_windows(events: Sequence[dict[str, Any]], clock: str = "monotonic"
 
 
 def _window_json(w: WindowEnergy, base: Baseline) -> dict[str, Any]:
-    data = w.to_json()
-    data["dynamic_j"] = w.dynamic_j(base.power_w)
-    if data["dynamic_j"] is None and w.total_j is not None:
-        data.setdefault("unavailable", {})["dynamic_j"] = base.reason or "no idle baseline"
-    return data
+    """A window's block with its energy above the idle baseline (WindowEnergy.to_json_above)."""
+    return w.to_json_above(base.power_w, base.reason or "no idle baseline")
 
 
 #: psys must cover at least package+DRAM (it contains them); allow for counter granularity.
@@ -298,41 +295,43 @@ def prepare_windows(events: Sequence[dict[str, Any]], clock: str) -> list[tuple[
 
 
 def _headline(samples: Sequence[Sample], events: Sequence[dict[str, Any]], clock: str, inf: dict[str, Any],
-              base: Baseline, window: tuple[int, int], sensor: dict[str, Any]) -> dict[str, Any]:
+              base: Baseline, window: tuple[int, int], sensor: dict[str, Any]
+              ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The inference figures: the inference window's energy less its prepare windows' (decoding and mixing,
     which RTF leaves out too), so that energy and RTF cover the same work. Without prepare windows (an older
     image) the whole window, labelled so. ``bound_j``: the inference window's bound plus the prepare windows'
-    (a difference is as uncertain as both its terms); ``work_s``: the seconds the figures cover."""
-    out = {"total_j": inf.get("total_j"), "dynamic_j": inf.get("dynamic_j"), "avg_w": inf.get("avg_w"),
-           "reason": inf.get("reason"), "method": "inference window (no prepare windows recorded)",
-           "prepare": None, "per_channel_j": dict(inf.get("per_channel_j") or {}),
-           "flags": tuple(inf.get("flags") or ()), "bound_j": inf.get("bound_j"), "work_s": inf.get("duration_s")}
+    (a difference is as uncertain as both its terms); ``work_s``: the seconds the figures cover. Returned with
+    the prepare windows' own block (``per_window.prepare``; None where none was taken out), each built once."""
+    whole = {"total_j": inf.get("total_j"), "dynamic_j": inf.get("dynamic_j"), "avg_w": inf.get("avg_w"),
+             "reason": inf.get("reason"), "method": "inference window (no prepare windows recorded)",
+             "per_channel_j": dict(inf.get("per_channel_j") or {}), "flags": tuple(inf.get("flags") or ()),
+             "bound_j": inf.get("bound_j"), "work_s": inf.get("duration_s")}
     t0, t1 = window
     prep = [(a, b) for a, b in prepare_windows(events, clock) if t0 <= a < b <= t1]
     if not prep or inf.get("total_j") is None:
-        return out
+        return whole, None
     parts = [integrate(samples, a, b, clock, min_samples=0, **sensor) for a, b in prep]
     failed = next((p.reason for p in parts if p.total_j is None), None)
     if failed is not None:
-        out["method"] = f"inference window, prepare windows included: they could not be measured ({failed})"
-        return out
+        return {**whole, "method": f"inference window, prepare windows included: they could not be measured "
+                                   f"({failed})"}, None
     prep_j = sum(p.total_j for p in parts)
     prep_s = sum(p.duration_s for p in parts)
     work_s = inf["duration_s"] - prep_s
     total = inf["total_j"] - prep_j
     # each channel less its prepare share; a channel that does not cover every prepare window is left out
-    per_channel = {c: j - sum(p.per_channel_j[c] for p in parts) for c, j in out["per_channel_j"].items()
+    per_channel = {c: j - sum(p.per_channel_j[c] for p in parts) for c, j in whole["per_channel_j"].items()
                    if all(c in p.per_channel_j for p in parts)}
-    out["flags"] = tuple(dict.fromkeys([*out["flags"], *(f for p in parts for f in p.flags)]))
-    if out["bound_j"] is not None:
-        out["bound_j"] += sum(p.bound_j or 0.0 for p in parts)
-    out.update(total_j=total, avg_w=total / work_s if work_s > 0 else None, per_channel_j=per_channel, work_s=work_s,
-               dynamic_j=None if base.power_w is None else total - base.power_w * work_s,
-               method=f"inference window minus {len(prep)} prepare window(s)", prepare=True)
-    out["prepare_json"] = {"total_j": prep_j, "duration_s": prep_s, "n_windows": len(prep),
-                           "dynamic_j": None if base.power_w is None else prep_j - base.power_w * prep_s,
-                           "scope": scope_of(inf.get("total_kind")), "clock": clock}
-    return out
+    bound = None if whole["bound_j"] is None else whole["bound_j"] + sum(p.bound_j or 0.0 for p in parts)
+    head = {**whole, "total_j": total, "dynamic_j": None if base.power_w is None else total - base.power_w * work_s,
+            "avg_w": total / work_s if work_s > 0 else None,
+            "method": f"inference window minus {len(prep)} prepare window(s)", "per_channel_j": per_channel,
+            "flags": tuple(dict.fromkeys([*whole["flags"], *(f for p in parts for f in p.flags)])),
+            "bound_j": bound, "work_s": work_s}
+    prepare = {"total_j": prep_j, "duration_s": prep_s, "n_windows": len(prep),
+               "dynamic_j": None if base.power_w is None else prep_j - base.power_w * prep_s,
+               "scope": scope_of(inf.get("total_kind")), "clock": clock}
+    return head, prepare
 
 
 def sensor_terms(source: str | None, interval_ms: float | None) -> dict[str, Any]:
@@ -428,14 +427,13 @@ def _transcribed_work(samples: Sequence[Sample], events: Sequence[dict[str, Any]
     parts = [integrate(samples, a, b, clock, min_samples=0, **sensor) for a, b in failed]
     why = next((p.reason for p in parts if p.total_j is None), None)
     if why is not None:
-        out["reason"] = f"the failed utterances' work could not be measured to leave it out ({why})"
-        return out
+        return {**out, "reason": f"the failed utterances' work could not be measured to leave it out ({why})"}
     failed_j, failed_s = sum(p.total_j for p in parts), sum(p.duration_s for p in parts)
-    out.update(total_j=head["total_j"] - failed_j, failed_j=failed_j, failed_s=failed_s,
-               dynamic_j=None if head["dynamic_j"] is None or base.power_w is None
-               else head["dynamic_j"] - (failed_j - base.power_w * failed_s),
-               bound_j=None if head.get("bound_j") is None else head["bound_j"] + sum(p.bound_j or 0.0 for p in parts))
-    return out
+    return {**out, "total_j": head["total_j"] - failed_j,
+            "dynamic_j": None if head["dynamic_j"] is None or base.power_w is None
+            else head["dynamic_j"] - (failed_j - base.power_w * failed_s),
+            "bound_j": None if head.get("bound_j") is None else head["bound_j"] + sum(p.bound_j or 0.0 for p in parts),
+            "failed_j": failed_j, "failed_s": failed_s}
 
 
 def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[str, Any]], base: Baseline,
@@ -455,17 +453,17 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         base = loaded_idle_baseline(samples, windows, clock, sensor, host, _wall_edges(events, "loaded_idle"))
     per_window = {}
     for name, (t0, t1) in windows.items():
-        per_window[name] = _window_json(integrate(samples, t0, t1, clock, **sensor), base)
-        per_window[name]["scope"] = scope_of(per_window[name].get("total_kind"))
-        per_window[name]["wall_start_ns"], per_window[name]["wall_end_ns"] = _wall_edges(events, name)
+        w = integrate(samples, t0, t1, clock, **sensor)
+        wall_start_ns, wall_end_ns = _wall_edges(events, name)
+        per_window[name] = {**_window_json(w, base), "scope": scope_of(w.total_kind), "wall_start_ns": wall_start_ns,
+                            "wall_end_ns": wall_end_ns}
     inf = per_window.get("inference")
     if inf is None:
         return unavailable_block(source, "the container recorded no inference window", n_samples=len(samples),
                                  per_window=per_window, clock=clock)
-    head = _headline(samples, events, clock, inf, base, windows["inference"], sensor)
-    if head.pop("prepare", None) is not None:
-        per_window["prepare"] = head["prepare_json"]
-    head.pop("prepare_json", None)
+    head, prepare = _headline(samples, events, clock, inf, base, windows["inference"], sensor)
+    if prepare is not None:
+        per_window["prepare"] = prepare
     times = [s.t_ns for s in on_clock(samples, clock)]
     mean_interval = ((times[-1] - times[0]) / (len(times) - 1) / 1e6) if len(times) > 1 else None
     loaded_idle_w = (per_window.get("loaded_idle") or {}).get("avg_w")

@@ -104,6 +104,15 @@ class WindowEnergy:
         }
 
 
+    def to_json_above(self, baseline_w: float | None, no_baseline: str) -> dict[str, object]:
+        """``to_json`` with the energy above an idle baseline (``dynamic_j``) after it and, where the window had
+        energy but the baseline is unknown, why it is missing (``unavailable``: ``no_baseline``), built in one
+        step: the block a summary's ``energy.per_window`` stores, keys in the order it always had them."""
+        dyn = self.dynamic_j(baseline_w)
+        why = {"unavailable": {"dynamic_j": no_baseline}} if dyn is None and self.total_j is not None else {}
+        return {**self.to_json(), "dynamic_j": dyn, **why}
+
+
 def dynamic_j(total_j: float | None, baseline_w: float | None, duration_s: float) -> float | None:
     """``total_j - baseline_w * duration_s``, or None if either input is None."""
     if total_j is None or baseline_w is None:

@@ -7,6 +7,11 @@ sends an update every ``interval`` seconds; ``ok()`` blocks until the next updat
 next update returns the same values. ``power`` has the real shape: ``{"rail": {name: {"volt", "curr", "power",
 "online", "avg", ...}}, "tot": {...}}``, power in mW; a /sys/class/power_supply monitor (a USB-C source) carries
 ``status``, as jetson-stats reads it. ``updates`` records each update's (monotonic ns, total mW).
+
+Stepped by the test (no thread, no sleeping): the service sends one update when the client
+starts, then one per ``push()``, which returns once the client has taken it (the profile is read at
+``len(updates) * interval`` seconds); after ``finish()`` it answers every ``ok()`` with a fresh update at once, so
+that a sampler stopping reads its last sample without waiting.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 class FakeJtop:
     def __init__(self, interval: float = 0.05, profile=None, supply_mw: int | None = None) -> None:
         self.interval = interval
+        self._on_demand = False
         self.profile = profile or (lambda t_s: 5000)  # input power (mW) at seconds since start
         self.supply_mw = supply_mw
         self.updates: list[tuple[int, int]] = []
@@ -27,38 +33,51 @@ class FakeJtop:
         self._seq = 0
         self._seen = 0
         self._closed = False
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._t0 = time.monotonic()
-        self._thread = threading.Thread(target=self._service, daemon=True)
-        self._thread.start()
+        with self._cond:
+            self._update_locked()
 
-    def _service(self) -> None:
-        while not self._closed:
-            mw = int(self.profile(time.monotonic() - self._t0))
-            rails = {"VDD_GPU_SOC": {"power": mw // 2, "online": True, "avg": mw // 2},
-                     "VDD_CPU_CV": {"power": mw - mw // 2, "online": True, "avg": mw - mw // 2}}
-            if self.supply_mw is not None:  # a USB-C source on /sys/class/power_supply
-                rails["USBC000:001"] = {"power": self.supply_mw, "volt": 20000, "curr": self.supply_mw // 20,
-                                        "online": True, "status": "Charging", "avg": self.supply_mw}
-            with self._cond:
-                self.power = {"rail": rails, "tot": {"power": sum(r["power"] for r in rails.values()), "avg": 0}}
-                self._seq += 1
-                self.updates.append((time.monotonic_ns(), mw))
-                self._cond.notify_all()
-            time.sleep(self.interval)
+    def push(self, timeout_s: float = 10.0) -> None:
+        """Send the next update and return once the client has read it."""
+        with self._cond:
+            self._update_locked()
+            if not self._cond.wait_for(lambda: self._seen == self._seq or self._closed, timeout=timeout_s):
+                raise AssertionError("the client did not read the update")
+
+    def finish(self) -> None:
+        """From now on every ok() gets a fresh update at once (the client is stopping)."""
+        with self._cond:
+            self._on_demand = True
+            self._cond.notify_all()
+
+    def _update_locked(self) -> None:
+        t_s = len(self.updates) * self.interval
+        mw = int(self.profile(t_s))
+        rails = {"VDD_GPU_SOC": {"power": mw // 2, "online": True, "avg": mw // 2},
+                 "VDD_CPU_CV": {"power": mw - mw // 2, "online": True, "avg": mw - mw // 2}}
+        if self.supply_mw is not None:  # a USB-C source on /sys/class/power_supply
+            rails["USBC000:001"] = {"power": self.supply_mw, "volt": 20000, "curr": self.supply_mw // 20,
+                                    "online": True, "status": "Charging", "avg": self.supply_mw}
+        self.power = {"rail": rails, "tot": {"power": sum(r["power"] for r in rails.values()), "avg": 0}}
+        self._seq += 1
+        self.updates.append((time.monotonic_ns(), mw))
+        self._cond.notify_all()
 
     def ok(self) -> bool:
         with self._cond:
             while self._seq == self._seen and not self._closed:
+                if self._on_demand:
+                    self._update_locked()
+                    break
                 self._cond.wait(timeout=1.0)
             self._seen = self._seq
+            self._cond.notify_all()  # a push() waits for this
             return not self._closed
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
+

@@ -41,9 +41,7 @@ def test_jtop_is_read_after_each_update_and_stamped_by_it(tmp_path):
     """Regression (issue 22, item 12): the sampler read ``jtop.power`` on its own timer: between the service's
     updates it read the same values again, each copy stamped at another time. Now each reading waits for the
     service's next update (``ok()``) and is stamped then: one sample per update, a few ms after it, never a stale
-    copy."""
-    import time
-
+    copy. The fake service is stepped by the test (manual mode): no sleeping."""
     from runner.telemetry.samplers.jtop import JtopSampler
 
     fake_mod = _fake_jtop_module()
@@ -57,8 +55,11 @@ def test_jtop_is_read_after_each_update_and_stamped_by_it(tmp_path):
     socket.write_text("")
     sampler = JtopSampler(interval_ms=20, socket_path=str(socket), jtop_class=factory)
     with sampler:
-        time.sleep(0.6)
+        for _ in range(12):  # 0.6 s of the service's 50 ms updates, the power stepping up at 0.3 s
+            made[0].push()
+        made[0].finish()
     updates = made[0].updates
+    assert {mw for _, mw in updates} == {4000, 9000}
     samples = sampler.samples
     assert len(samples) <= len(updates) + 1  # not one per 20 ms timer tick: one per 50 ms update
     for s in samples:
