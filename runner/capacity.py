@@ -171,6 +171,10 @@ def judge_probe(streams: int, records: Sequence[ConditionRecord], latency_ms: fl
 # --- the search ----------------------------------------------------------------------------------------------
 
 
+def _streams(n: int) -> str:
+    return f"{n} stream{'s' if n != 1 else ''}"
+
+
 @dataclass(frozen=True)
 class Capacity:
     """The search's answer: ``streams`` sustained (0: not even one), the probe that showed it, the first probe
@@ -198,17 +202,28 @@ class Capacity:
         more = f" (the cap, --max-streams {self.max_streams}: it may carry more)" if self.capped else ""
         return f"{self.streams} streams at p99 {b.p99_ms:.0f} ms, {power}{more}"
 
+    @property
+    def above(self) -> ProbeResult | None:
+        """The failed probe of one stream more than the answer (what stops it there), when it ran."""
+        return next((p for p in self.probes if not p.passed and p.streams == self.streams + 1), None)
+
     def failure_line(self) -> str:
+        """The first probe that failed and why; and the probe one stream above the answer, where it is another."""
         f = self.first_failed
         if f is None:
             return f"no probe failed up to the cap of {self.max_streams} streams"
-        return f"first failed probe: {f.streams} stream{'s' if f.streams != 1 else ''}: {f.reason}"
+        line = f"first failed probe: {_streams(f.streams)}: {f.reason}"
+        above = self.above
+        if above is not None and above is not f:
+            line += f"; one more than the answer, {_streams(above.streams)}: {above.reason}"
+        return line
 
     def to_json(self) -> dict[str, Any]:
         return {"streams": self.streams, "latency_ms": self.latency_ms, "max_streams": self.max_streams,
                 "capped": self.capped, "headline": self.headline(),
                 "best": self.best.to_json() if self.best else None,
                 "first_failed": self.first_failed.to_json() if self.first_failed else None,
+                "above": self.above.to_json() if self.above else None,
                 "probes": [p.to_json() for p in self.probes]}
 
 

@@ -67,7 +67,9 @@ def test_doubling_then_bisection_finds_the_last_n_under_the_target():
     assert answer.headline() == ("10 streams at p99 1000 ms, power unavailable: no energy block (no "
                                  "sampler ran)")
     assert answer.failure_line() == ("first failed probe: 16 streams: p99 finalization latency 1600 ms is over the "
-                                     "1000 ms target")
+                                     "1000 ms target; one more than the answer, 11 streams: p99 finalization "
+                                     "latency 1100 ms is over the 1000 ms target")
+    assert answer.above.streams == 11
 
 
 def test_a_backend_that_never_keeps_up_has_capacity_zero_after_one_probe():
