@@ -125,6 +125,17 @@ class ProbeResult:
                 "power_reason": self.power_reason, "keys": list(self.keys)}
 
 
+def not_ok_reason(record: ConditionRecord) -> str:
+    """Why a condition is not ok, in one phrase: its error, else how many utterances failed (a partial one)."""
+    if record.error:
+        return str(record.error)
+    n_failed = record.summary.get("n_failed")
+    where = f" (see {record.folder / 'utterances.jsonl'})" if record.folder is not None else " (see utterances.jsonl)"
+    if isinstance(n_failed, int) and not isinstance(n_failed, bool) and n_failed > 0:
+        return f"{n_failed} utterance(s) failed{where}"
+    return "no reason recorded"
+
+
 def judge_probe(streams: int, records: Sequence[ConditionRecord], latency_ms: float = DEFAULT_LATENCY_MS,
                 lost: int = 0) -> ProbeResult:
     """The verdict on ``streams`` from its conditions' records: every one ok, with stream figures, a p99
@@ -140,7 +151,7 @@ def judge_probe(streams: int, records: Sequence[ConditionRecord], latency_ms: fl
         if reason is not None:
             break
         if r.status != "ok":
-            reason = f"the condition failed ({r.status}): {r.error or 'no reason recorded'}"
+            reason = f"the condition failed ({r.status}): {not_ok_reason(r)}"
             break
         f = StreamFigures.of(r.summary)
         if f is None:

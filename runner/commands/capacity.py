@@ -24,7 +24,7 @@ from rich.console import Console
 from .. import settings
 from ..backends import default_model_quant
 from ..capacity import (CAPACITY_FILE, CONCURRENCY, DEFAULT_LATENCY_MS, DEFAULT_MAX_STREAMS, Capacity,
-                        CapacitySearch, StreamFigures, local_capacity)
+                        CapacitySearch, StreamFigures, local_capacity, not_ok_reason)
 from ..errors import UserError
 from ..execute import Callbacks
 from ..launch.engines import ENGINES
@@ -32,6 +32,7 @@ from ..models.resolve import default_models_dir
 from ..plan import GroupJob
 from ..report.make import make_report
 from ..report.worst import TOP_N
+from ..results import ConditionRecord
 from ..sweep import LocalOptions, SweepOptions, SweepStart, Todo
 from ..untrusted import line, printer
 from ..wording import plural
@@ -155,7 +156,8 @@ class CapacityConsoleView:
         def done(_cond, summary: dict[str, Any]) -> None:
             f = StreamFigures.of(summary)
             if summary.get("status") != "ok":
-                what = f"{summary.get('status')}: {summary.get('error')}"
+                record = ConditionRecord.of(summary.get("condition") or {}, summary)
+                what = f"{summary.get('status')}: {not_ok_reason(record)}"
             elif f is None or f.p99_ms is None:
                 what = "no finalization latency"
             else:
@@ -203,7 +205,7 @@ def main(args: argparse.Namespace) -> int:
         console.print(line(("no report", "yellow"), f": {exc}", lines=True))
     if outcome.failed:
         console.print(line((f"{plural(len(outcome.failed), 'probe condition')} not ok", "red"),
-                           f" (each a failed probe, with its reason): {outcome.failed[0].error}"))
+                           f" (each a failed probe, with its reason): {not_ok_reason(outcome.failed[0])}"))
     # the answer is the command's result: on stdout, also with --quiet
     print_answer(answer, out, Console(highlight=False))
     return outcome.exit_code

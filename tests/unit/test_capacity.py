@@ -143,6 +143,8 @@ def test_power_per_stream_is_the_stream_blocks():
     ({"status": "ok"}, "ok", None, "the condition recorded no stream figures (was stream mode on?)"),
     (stream_summary(None), "ok", None,
      "no utterance was finalized in the window, so there is no finalization latency"),
+    ({"n_failed": 2}, "partial", None,
+     "the condition failed (partial): 2 utterance(s) failed (see utterances.jsonl)"),
 ])
 def test_a_probe_without_figures_fails_with_its_reason(summary, status, error, reason):
     """An error, no stream block, no utterance finalized: each a failed probe with the reason, never a pass."""
