@@ -36,11 +36,11 @@ from .experiment import experiment_from_data
 from .launch.engines import make_engine
 from .plan import GroupJob, check_host, plan_sweep
 from .results import ConditionRecord, write_json_atomic
+from .stream_metrics import BOUNDED_CHUNKS
 from .sweep import GroupDone, LocalDispatcher, LocalOptions, LocalView, SweepOptions, SweepOutcome, run_sweep
 
 DEFAULT_LATENCY_MS = 1000.0
 DEFAULT_MAX_STREAMS = 64
-BOUNDED_CHUNKS = 2  # bounded lag: end - middle <= this many chunks (issue 23, item 6)
 
 
 # --- what one condition's summary says (the stream block, runner/stream_metrics.py) --------------------------
@@ -54,7 +54,7 @@ class StreamFigures:
     p99_ms: float | None  # p99 finalization latency
     lag_end_s: float | None
     lag_middle_s: float | None
-    bounded: bool | None  # end - middle <= BOUNDED_CHUNKS chunks
+    bounded: bool | None  # end - middle <= BOUNDED_CHUNKS chunks (runner/stream_metrics.py decides)
     chunk_ms: float | None
     n_finalized: int | None  # utterances finalized (the latency's n)
     power_per_stream_w: float | None
@@ -70,10 +70,7 @@ class StreamFigures:
         lag = _mapping(block.get("lag_s"))
         chunk_ms = _number(block.get("chunk_ms"))
         end, middle = _number(lag.get("end")), _number(lag.get("middle"))
-        bounded = lag.get("bounded")
-        if not isinstance(bounded, bool):  # not stated: the definition, where its figures are there
-            bounded = (None if end is None or middle is None or chunk_ms is None
-                       else end - middle <= BOUNDED_CHUNKS * chunk_ms / 1000)
+        bounded = lag.get("bounded") if isinstance(lag.get("bounded"), bool) else None  # stream_metrics' verdict
         n = latency.get("n")
         power, reason = _power_per_stream(summary, block)
         return cls(p99_ms=_number(latency.get("p99")), lag_end_s=end, lag_middle_s=middle, bounded=bounded,
