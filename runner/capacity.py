@@ -59,6 +59,7 @@ class StreamFigures:
     n_finalized: int | None  # utterances finalized (the latency's n)
     power_per_stream_w: float | None
     power_reason: str | None  # why there is no power per stream
+    unavailable: Mapping[str, str] = field(default_factory=dict)  # the block's reasons, by figure (lag_s, ...)
 
     @classmethod
     def of(cls, summary: Mapping[str, Any]) -> StreamFigures | None:
@@ -75,7 +76,8 @@ class StreamFigures:
         power, reason = _power_per_stream(summary, block)
         return cls(p99_ms=_number(latency.get("p99")), lag_end_s=end, lag_middle_s=middle, bounded=bounded,
                    chunk_ms=chunk_ms, n_finalized=n if isinstance(n, int) and not isinstance(n, bool) else None,
-                   power_per_stream_w=power, power_reason=reason)
+                   power_per_stream_w=power, power_reason=reason,
+                   unavailable={str(k): str(v) for k, v in _mapping(block.get("unavailable")).items()})
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -133,6 +135,11 @@ def not_ok_reason(record: ConditionRecord) -> str:
     return "no reason recorded"
 
 
+def _why(figures: StreamFigures, name: str) -> str:
+    why = figures.unavailable.get(name)
+    return f" ({why})" if why else ""
+
+
 def judge_probe(streams: int, records: Sequence[ConditionRecord], latency_ms: float = DEFAULT_LATENCY_MS,
                 lost: int = 0) -> ProbeResult:
     """The verdict on ``streams`` from its conditions' records: every one ok, with stream figures, a p99
@@ -154,9 +161,10 @@ def judge_probe(streams: int, records: Sequence[ConditionRecord], latency_ms: fl
         if f is None:
             reason = "the condition recorded no stream figures (was stream mode on?)"
         elif f.p99_ms is None:
-            reason = "no utterance was finalized in the window, so there is no finalization latency"
+            reason = "no utterance was finalized in the window, so there is no finalization latency" + _why(
+                f, "finalization_ms")
         elif f.bounded is None:
-            reason = "the lag behind real time was not measured"
+            reason = "the lag behind real time was not measured" + _why(f, "lag_s")
         else:
             figures.append(f)
     p99 = max((f.p99_ms for f in figures if f.p99_ms is not None), default=None)

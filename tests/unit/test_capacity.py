@@ -106,6 +106,9 @@ def test_the_stream_blocks_lag_verdict_decides_and_the_latency_target_is_inclusi
     unstated = stream_summary(100)
     del unstated["stream"]["lag_s"]["bounded"]
     assert judge_probe(1, [record(unstated)]).reason == "the lag behind real time was not measured"
+    unstated["stream"].update(lag_s=None, unavailable={"lag_s": "no chunk was processed"})
+    assert judge_probe(1, [record(unstated)]).reason == ("the lag behind real time was not measured (no chunk was "
+                                                         "processed)")
 
 
 def test_every_probe_passing_stops_at_the_cap_and_says_it_may_carry_more():
