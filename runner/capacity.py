@@ -374,16 +374,24 @@ def local_capacity(defaults: Mapping[str, Any], file: Path, out: Path, view: Loc
     def probe(n: int):
         return experiment_from_data(probe_data(defaults, n, name), file, root=root)
 
-    first = probe(search.next_probe() or 1)
+    first_n = search.next_probe() or 1
+    first = probe(first_n)
     engine = engine or make_engine(local.engine)
     host = check_host(first, engine.name)
     if local.prepare:
         from .images.prepare import prepare
 
         prepare(first, local.models_dir, engine=engine.name, log=view.note, status=view.status)
-    planner = CapacityPlanner(plan=lambda n: plan_sweep(probe(n), engine, local.models_dir, out, host=host,
-                                                        offline=local.offline, log=view.note),
-                              search=search)
+    planned: dict[int, list[GroupJob]] = {}
+
+    def plan(n: int) -> list[GroupJob]:
+        if n not in planned:
+            planned[n] = plan_sweep(probe(n), engine, local.models_dir, out, host=host, offline=local.offline,
+                                    log=view.note)
+        return planned[n]
+
+    plan(first_n)  # a model, an image or data the first probe lacks stops here, before the folder is touched
+    planner = CapacityPlanner(plan=plan, search=search)
     outcome = run_sweep(first, out, planner, LocalDispatcher(engine, out, view.callbacks), view, options)
     answer = planner.answer()
     assert answer is not None, "the sweep ended with the search still asking for a probe"

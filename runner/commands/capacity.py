@@ -103,12 +103,13 @@ def search_name(defaults: dict[str, Any]) -> str:
 def in_flags(exc: UserError, file: Path) -> UserError:
     """A problem the probes' experiment found (it names ``file``, which the person never wrote, and the setting's
     dotted path under defaults), said in the command's words: each setting by its flag."""
-    if not exc.problems or not str(exc).startswith(str(file)):
+    if not exc.problems or not str(exc).startswith((str(file), file.name)):
         return exc
 
     def said(problem: str) -> str:
         problem = problem.removeprefix(f"{file.name}: ")
-        m = re.match(r"defaults\.([\w.]+): ", problem)
+        problem = re.sub(r"^groups\[\d+\] \([^)]*\): ", "", problem)  # the probes' one group
+        m = re.match(r"(?:defaults\.)?([\w.]+): ", problem)  # a setting's path (the file's, or the plan's)
         if m and m.group(1) in settings.LEAVES:
             return f"{settings.cli_label(m.group(1))}: {problem[m.end():]}"
         return problem

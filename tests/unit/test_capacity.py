@@ -457,6 +457,10 @@ def test_a_setting_the_probes_refuse_is_named_by_its_flag(study, capsys):
     assert main([*base, "--backend", "whisperx", "--data", str(study / "d")]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "edgeasr: --stream: backend whisperx has no stream mode" in err and ".yaml" not in err
+    assert main([*base, "--data", str(study / "d"), "--models-dir", str(study / "none"), "--offline"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"edgeasr: --model: model 'tiny.en' is not installed in {study / 'none'}" in err
+    assert ".yaml" not in err and "groups[0]" not in err
     assert not (study / "cap").exists()
 
 
