@@ -253,7 +253,8 @@ def stream_metrics(events: Sequence[EventRecord | Mapping[str, Any]], condition:
     """The stream figures of one condition (``condition`` None: every stream event, a run of one condition);
     None when it has no stream events (an offline condition)."""
     rows = [_record(e) for e in events]
-    rows = [r for r in rows if r.get("event") in STREAM_EVENTS and (condition is None or r.get("condition") == condition)]
+    rows = [r for r in rows
+            if r.get("event") in STREAM_EVENTS and (condition is None or r.get("condition") == condition)]
     if not rows:
         return None
     unavailable: dict[str, str] = {}
