@@ -49,14 +49,30 @@ def lag_text(lag: Any) -> str | None:
     return f"max {lag['max']:.2f} s, end {lag['end']:.2f} s: {verdict}"
 
 
-def wer_text(s: Mapping[str, Any], block: Mapping[str, Any]) -> str:
-    """The final texts' WER beside the same utterances' offline WER (``stream.wer_offline``): the cost of
-    streaming, in points."""
-    wer, offline = s.get("wer"), block.get("wer_offline")
-    stream_part = f"{wer:.2%}" if _num(wer) else "unavailable"
-    if not _num(offline):
-        return f"{stream_part} / " + _why(block, "wer_offline", "no offline pass (job.stream.offline)")
-    delta = (f"  ({(wer - offline) * 100:+.2f} points)" if _num(wer) else "")
+def offline_wer(s: Mapping[str, Any]) -> tuple[float | None, float | None, str | None]:
+    """(the streamed final texts' WER, the offline WER of the same utterances, why not): the merge's ``offline``
+    block (runner/merge.offline_block: ``stream_wer`` and ``wer`` over exactly the utterances both have), else
+    the stream block's ``wer_offline`` beside the summary's WER."""
+    block = s.get("offline")
+    if isinstance(block, Mapping) and _num(block.get("wer")):
+        live = block.get("stream_wer") if _num(block.get("stream_wer")) else s.get("wer")
+        return (live if _num(live) else None), block["wer"], None
+    stream = stream_block(s) or {}
+    if _num(stream.get("wer_offline")):
+        return (s["wer"] if _num(s.get("wer")) else None), stream["wer_offline"], None
+    reasons = s.get("unavailable") if isinstance(s.get("unavailable"), Mapping) else {}
+    inner = stream.get("unavailable") if isinstance(stream.get("unavailable"), Mapping) else {}
+    return ((s["wer"] if _num(s.get("wer")) else None), None,
+            reasons.get("offline") or inner.get("wer_offline") or "no offline pass (job.stream.offline)")
+
+
+def wer_text(s: Mapping[str, Any]) -> str:
+    """The final texts' WER beside the same utterances' offline WER: the cost of streaming, in points."""
+    live, offline, why = offline_wer(s)
+    stream_part = f"{live:.2%}" if live is not None else "unavailable"
+    if offline is None:
+        return f"{stream_part} / unavailable: {why}"
+    delta = f"  ({(live - offline) * 100:+.2f} points)" if live is not None else ""
     return f"{stream_part} / {offline:.2%}{delta}"
 
 
@@ -101,7 +117,7 @@ def stream_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.append(("partial stability", f"{share:.1%} of {stab.get('words_shown')} words shown in "
                                       f"{plural(stab.get('n_partials') or 0, 'partial')} later changed"
                  if _num(share) else _why(block, "partial_stability")))
-    rows.append(("WER stream / offline", wer_text(s, block)))
+    rows.append(("WER stream / offline", wer_text(s)))
     energy = energy_of(s, block)
     reasons = energy.get("unavailable") if isinstance(energy.get("unavailable"), Mapping) else {}
     scope = f"  · {energy['scope']}" if energy.get("scope") else ""
@@ -145,7 +161,6 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     *((f"chunk_latency_{k}_ms", ("chunk_latency_ms", k)) for k in ("p50", "p90", "p99")),
     ("lag_max_s", ("lag_s", "max")), ("lag_end_s", ("lag_s", "end")), ("lag_middle_s", ("lag_s", "middle")),
     ("lag_bounded", ("lag_s", "bounded")), ("partial_changed_share", ("partial_stability", "changed_share")),
-    ("wer_offline_pct", ("wer_offline",)),
 )
 
 
@@ -159,9 +174,10 @@ def csv_cells(s: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
         v: Any = block
         for part in path:
             v = v.get(part) if isinstance(v, Mapping) else None
-        if header == "wer_offline_pct" and _num(v):
-            v = round(v * 100, 10)
         values.append("" if v is None else v)
+    live, offline, _ = offline_wer(s)
+    values += ["" if v is None else round(v * 100, 10) for v in (live, offline)]
     energy = energy_of(s, block)
     values += ["" if energy.get(k) is None else energy.get(k) for k in ("j_per_audio_s", "w_per_stream")]
-    return [h for h, _ in CSV_COLUMNS] + ["stream_j_per_audio_s", "w_per_stream"], values
+    return ([h for h, _ in CSV_COLUMNS] + ["stream_wer_pct", "offline_wer_pct", "stream_j_per_audio_s",
+                                           "w_per_stream"], values)

@@ -52,7 +52,9 @@ def stream_summary(**extra) -> dict:
 
 def test_the_run_view_prints_the_live_audio_table():
     out = io.StringIO()
-    print_summary(stream_summary(wer_offline=0.10), Console(file=out, width=220))
+    s = stream_summary()
+    s["offline"] = {"wer": 0.10, "stream_wer": 0.125, "wer_cost": 0.025, "n_scored": 2}  # runner/merge.offline_block
+    print_summary(s, Console(file=out, width=220))
     text = out.getvalue()
     assert "live audio (stream mode)" in text
     assert "1 stream (concurrency 1), policy native, chunk 500 ms" in text
@@ -67,7 +69,7 @@ def test_the_run_view_prints_the_live_audio_table():
 
 def test_a_growing_lag_and_a_missing_offline_wer_are_said():
     s = stream_summary(work_ms=600, n_chunks=40)
-    s["stream"]["unavailable"]["wer_offline"] = "the offline pass was not asked for"
+    s["unavailable"]["offline"] = "the offline pass was not asked for"
     out = io.StringIO()
     print_summary(s, Console(file=out, width=220))
     text = out.getvalue()
@@ -95,9 +97,12 @@ def test_an_offline_run_view_has_no_live_audio_table_and_the_same_csv():
 
 
 def test_the_stream_run_csv_adds_numbers_after_the_offline_columns():
-    row = next(csv.DictReader(io.StringIO(csv_summary(stream_summary(wer_offline=0.1)))))
+    s = stream_summary()
+    s["offline"] = {"wer": 0.10, "stream_wer": 0.125}
+    row = next(csv.DictReader(io.StringIO(csv_summary(s))))
     assert float(row["finalization_p99_ms"]) == pytest.approx(150.0) and row["lag_bounded"] == "True"
-    assert float(row["wer_offline_pct"]) == pytest.approx(10.0) and float(row["w_per_stream"]) == 4.0
+    assert float(row["offline_wer_pct"]) == pytest.approx(10.0) and float(row["stream_wer_pct"]) == 12.5
+    assert float(row["w_per_stream"]) == 4.0
     assert row["first_partial_p50_ms"] == "300.0"
 
 
