@@ -16,7 +16,7 @@ def ev(name: str, mono_ns: int, **fields) -> EventRecord:
 def start(stream: int = 0, chunk_ms: int = 500, concurrency: int = 1, policy: str = "native") -> EventRecord:
     return ev(Event.STREAM_START, 0, stream=stream, chunk_ms=chunk_ms, gap_ms=500, concurrency=concurrency,
               policy=policy, batching="none: one model serves the streams' chunks in turn, in delivery order",
-              offset_ns=0, first_index=0)
+              offset_ns=0, first_index=0, sustain_s=60.0)
 
 
 def paced(n_chunks: int, work_ms: int, chunk_ms: int = 500, stream: int = 0, offset_ms: int = 0) -> list[EventRecord]:

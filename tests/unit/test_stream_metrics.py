@@ -20,6 +20,7 @@ def test_a_steady_stream_keeps_its_lag_bounded():
     assert m.lag.bounded is True
     assert m.chunk_latency_ms == Percentiles(20, 100.0, 100.0, 100.0, 100.0)
     assert m.n_streams == 1 and m.audio_s == 10.0 and m.chunk_ms == 500 and m.policy == "native"
+    assert m.sustain_s == 60.0 and m.concurrency == 1 and m.batching.startswith("none: ")
     assert m.to_json()["lag_s"]["bounded"] is True
 
 
