@@ -89,7 +89,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("CER", _fmt(s.get("cer"), "{:.2%}")),
         ("RTF", _fmt(s.get("rtf"), "{:.4f}") + (f"  (RTFx {s['rtfx']:.1f})" if s.get("rtfx") else "")),
         ("latency p50/p90/p99", " / ".join(_fmt(lat.get(k), "{:.0f}", " ms") for k in ("p50", "p90", "p99"))
-         + _small_n(s) if lat else "unavailable"),
+         + _small_n(s) if lat else "unavailable" + (_why(s, "latency_ms") if stream_table.stream_block(s) else "")),
         ("model load", _fmt(s.get("load_s"), "{:.2f}", " s")),
         ("warm-up", _fmt(s.get("warmup_s"), "{:.2f}", " s")),
         ("peak RSS", _fmt(s.get("peak_rss_mb"), "{:.0f}", " MiB")),

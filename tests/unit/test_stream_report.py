@@ -106,6 +106,31 @@ def test_the_stream_run_csv_adds_numbers_after_the_offline_columns():
     assert row["first_partial_p50_ms"] == "300.0"
 
 
+def test_the_progress_bar_counts_stream_zeros_first_pass_and_shows_the_lag():
+    from rich.progress import Progress
+
+    from runner.commands.run import LiveProgress
+
+    events = [start(), *paced(40, work_ms=600), *utterance(0, "u1", 0), *utterance(0, "u1", 1),
+              *utterance(1, "u1", 0)]
+    with Progress(console=Console(file=io.StringIO())) as progress:
+        live = LiveProgress(progress, total=1)
+        for e in events:
+            live(e.to_json())
+        task = progress.tasks[0]
+        assert task.completed == 1 and task.description == "streaming"
+        assert task.fields["rtf"] == "lag 3.90 s"
+
+
+def test_a_stream_runs_latency_row_says_why_it_is_empty():
+    s = stream_summary()
+    s["latency_ms"] = None
+    s["unavailable"]["latency_ms"] = "stream mode: see the finalization latency"
+    out = io.StringIO()
+    print_summary(s, Console(file=out, width=220))
+    assert "unavailable: stream mode: see the finalization latency" in out.getvalue()
+
+
 # ---------------------------------------------------------------- sweep table and numbers
 
 
