@@ -18,7 +18,7 @@ from .condition_figures import (accuracy_vs_energy, energy_by_model_quant, energ
                                 wer_by_noise)
 from .figure_kit import FigureResult, any_available
 from .power_figures import power_figures
-from .stream_figures import stream_figures
+from .stream_figures import capacity_target, stream_figures
 from .study_figures import write_study_figures
 
 
@@ -43,7 +43,7 @@ def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None,
             figures.append(energy_by_noise(rows, out_dir))
         figures += write_study_figures(sweep, rows, out_dir, skipped)
         # stream mode's figures (issue 23), only where a record streamed: none, and no note, offline
-        figures += stream_figures(rows, sweep.records, out_dir, skipped)
+        figures += stream_figures(rows, sweep.records, out_dir, skipped, capacity_target(sweep.results_dir))
     return figures
 
 

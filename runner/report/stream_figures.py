@@ -10,6 +10,8 @@ determinism and "unavailable is not zero" rules as runner/report/figure_kit.py.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,10 @@ FINALIZATION_FILE = "finalization_distribution.png"
 CONCURRENCY_FILE = "latency_vs_concurrency.png"
 LAG_FILE = "lag_over_time.png"
 
-#: The latency target drawn where no record names one: the capacity search's default (issue 23: --latency-ms
-#: 1000). A record's ``stream.latency_target_ms`` (a capacity probe's) wins.
+#: The latency target drawn where the results name none: the capacity search's default (issue 23: --latency-ms
+#: 1000; runner/capacity.py's DEFAULT_LATENCY_MS). A capacity search's folder names its own in capacity.json.
 DEFAULT_TARGET_MS = 1000.0
+CAPACITY_FILE = "capacity.json"  # what `edgeasr capacity` writes beside its sweep (runner/capacity.py)
 MAX_ROWS = 24  # conditions in the distribution
 MAX_LAG_PANELS = 4  # conditions in the lag figure; the rest are named in its notes
 CONCURRENCY_AXIS = "stream.concurrency"
@@ -51,18 +54,36 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def capacity_target(results_dir: Path | None) -> tuple[float, str] | None:
+    """The latency target of the capacity search whose folder this is (its capacity.json's ``latency_ms``), and
+    where it comes from; None where the folder holds no readable one."""
+    if results_dir is None:
+        return None
+    try:
+        data = json.loads((Path(results_dir) / CAPACITY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = data.get("latency_ms") if isinstance(data, Mapping) else None
+    if not _number(value) or not math.isfinite(value) or value <= 0:
+        return None
+    return float(value), f"the capacity search's target (--latency-ms {value:g}, {CAPACITY_FILE})"
+
+
 def stream_figures(rows: Sequence[AggregateRow], records: Sequence[ConditionRecord], out_dir: Path,
-                   skipped: list[str] | None = None) -> list[FigureResult]:
+                   skipped: list[str] | None = None, target: tuple[float, str] | None = None) -> list[FigureResult]:
     """The stream figures whose data the records have, in report order; [] (and no note) without stream data.
-    ``skipped`` receives a line for a stream figure that could not be drawn although there was stream data."""
+    ``skipped`` receives a line for a stream figure that could not be drawn although there was stream data;
+    ``target``: the latency target line and where it comes from (capacity_target), else the default's."""
     blocks = _streamed(records)
     if not blocks:
         return []
     skipped = skipped if skipped is not None else []
     chosen = [r for r in rows if r.key in blocks]
+    target = target or (DEFAULT_TARGET_MS, f"the default target of edgeasr capacity (--latency-ms "
+                                           f"{DEFAULT_TARGET_MS:g})")
     out = []
     for draw in (finalization_distribution, latency_vs_concurrency, lag_over_time):
-        result = draw(chosen, blocks, Path(out_dir))
+        result = draw(chosen, blocks, Path(out_dir), target)
         if isinstance(result, str):
             skipped.append(result)
         else:
@@ -78,7 +99,7 @@ def _label(rows: Sequence[AggregateRow], exclude: Sequence[str] = ()):
 
 @styled
 def finalization_distribution(rows: Sequence[AggregateRow], blocks: Mapping[GroupKey, list[Mapping[str, Any]]],
-                              out_dir: Path) -> FigureResult | str:
+                              out_dir: Path, target: tuple[float, str]) -> FigureResult | str:
     """Per condition: every utterance play's finalization latency as a faint dot, and p50, p90 and p99 over the
     repeats pooled (the summaries' percentiles, averaged, where the values were not kept)."""
     title = "Finalization latency per condition (end of an utterance's audio to its final text)"
@@ -129,17 +150,9 @@ def concurrency_of(blocks: Sequence[Mapping[str, Any]]) -> int | None:
     return next(iter(values)) if len(values) == 1 else None
 
 
-def latency_target_ms(blocks: Mapping[GroupKey, list[Mapping[str, Any]]]) -> tuple[float, str]:
-    """The target line and where it comes from: the records' own (a capacity search's), else the default."""
-    named = {b.get("latency_target_ms") for bs in blocks.values() for b in bs if _number(b.get("latency_target_ms"))}
-    if len(named) == 1:
-        return float(next(iter(named))), "the capacity search's target"
-    return DEFAULT_TARGET_MS, "the default target of edgeasr capacity (--latency-ms)"
-
-
 @styled
 def latency_vs_concurrency(rows: Sequence[AggregateRow], blocks: Mapping[GroupKey, list[Mapping[str, Any]]],
-                           out_dir: Path) -> FigureResult | str:
+                           out_dir: Path, target: tuple[float, str]) -> FigureResult | str:
     """p99 finalization latency (mean over repeats, whiskers as every figure's) against the number of concurrent
     streams, one line per condition less its concurrency, the latency target dashed; a probe whose lag grew
     (not bounded) is a hollow marker. Drawn where the concurrency varies."""
@@ -153,7 +166,7 @@ def latency_vs_concurrency(rows: Sequence[AggregateRow], blocks: Mapping[GroupKe
     series: dict[str, list[tuple[int, AggregateRow]]] = {}
     for r, c in points:
         series.setdefault(label(r.key), []).append((c, r))
-    target, origin = latency_target_ms(blocks)
+    target_ms, origin = target
     fig = new_figure(7.5, 4.6)
     ax = fig.add_subplot()
     for i, (name, pts) in enumerate(series.items()):
@@ -168,7 +181,7 @@ def latency_vs_concurrency(rows: Sequence[AggregateRow], blocks: Mapping[GroupKe
         if grew:
             ax.scatter([c for c, _ in grew], [y for _, y in grew], s=70, facecolors="white", edgecolors=colour,
                        linewidths=1.5, zorder=4)
-    ax.axhline(target, color="0.2", linestyle="--", linewidth=1.0, label=f"target {target:g} ms")
+    ax.axhline(target_ms, color="0.2", linestyle="--", linewidth=1.0, label=f"target {target_ms:g} ms")
     ax.set_xscale("log", base=2)
     ticks = sorted({c for _, c in points})
     ax.set_xticks(ticks, [str(t) for t in ticks])
@@ -186,7 +199,7 @@ def latency_vs_concurrency(rows: Sequence[AggregateRow], blocks: Mapping[GroupKe
 
 @styled
 def lag_over_time(rows: Sequence[AggregateRow], blocks: Mapping[GroupKey, list[Mapping[str, Any]]],
-                  out_dir: Path) -> FigureResult | str:
+                  out_dir: Path, target: tuple[float, str]) -> FigureResult | str:
     """The lag behind real time (seconds a delivered chunk waited for the model) over the stream, one panel per
     condition (its first repeat that kept a series), one line per stream, the window's middle and end marked."""
     title = "Lag behind real time over the stream"

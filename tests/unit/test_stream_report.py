@@ -246,3 +246,15 @@ def test_an_offline_comparison_shows_no_stream_figure(tmp_path):
     a, b = run(tmp_path, "a", summary_record(wer=0.1)), run(tmp_path, "b", summary_record(wer=0.12))
     data = to_json(compare(load_results(a), [("b", load_results(b))], "a"), Gates())
     assert "finalization_p99_ms" not in data["pairs"][0]["metrics"]
+
+
+def test_the_target_line_is_the_capacity_searchs_own_where_its_folder_says(tmp_path):
+    from runner.report.stream_figures import capacity_target
+
+    assert capacity_target(tmp_path) is None
+    (tmp_path / "capacity.json").write_text(json.dumps({"streams": 2, "latency_ms": 500.0}))
+    assert capacity_target(tmp_path) == (500.0, "the capacity search's target (--latency-ms 500, capacity.json)")
+    (tmp_path / "capacity.json").write_text("{not json")
+    assert capacity_target(tmp_path) is None
+    (tmp_path / "capacity.json").write_text(json.dumps({"latency_ms": True}))
+    assert capacity_target(tmp_path) is None
