@@ -223,12 +223,20 @@ def lag_over_time(rows: Sequence[AggregateRow], blocks: Mapping[GroupKey, list[M
         lag = block.get("lag_s") if isinstance(block.get("lag_s"), Mapping) else {}
         window = lag.get("window") if isinstance(lag.get("window"), list) and len(lag.get("window")) == 2 else None
         verdict = ""
+        top = max([float(v) for v in (lag.get("max"),) if _number(v)] or [0.0])
         if window and all(_number(v) for v in window):
+            middle = (window[0] + window[1]) / 2
             ax.axvspan(window[0], window[1], color="0.9", alpha=0.5, linewidth=0)
-            ax.axvline((window[0] + window[1]) / 2, color="0.4", linestyle=":", linewidth=0.9)
+            ax.axvline(middle, color="0.4", linestyle=":", linewidth=0.9)
+            if all(_number(lag.get(k)) for k in ("middle", "end", "bound")):
+                # the test itself: the lag at the end may be at most the middle's plus two chunks
+                allowed = lag["middle"] + lag["bound"]
+                ax.plot([middle, window[1]], [allowed, allowed], color="0.3", linestyle="--", linewidth=0.9)
+                ax.scatter([middle, window[1]], [lag["middle"], lag["end"]], s=22, color="black", zorder=4)
+                top = max(top, allowed)
         if isinstance(lag.get("bounded"), bool):
             verdict = " · lag bounded" if lag["bounded"] else " · lag GROWING"
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, max(top * 1.15, 0.05))
         ax.set_ylabel("lag (s)")
         ax.set_title(f"{name}{verdict}", loc="left", fontsize=9)
         if len(block["lag_series"]) <= 8:
@@ -236,8 +244,9 @@ def lag_over_time(rows: Sequence[AggregateRow], blocks: Mapping[GroupKey, list[M
     axes[-1].set_xlabel("time since the condition's first chunk was delivered (s)")
     fig.suptitle(title)
     notes = ["lag: a chunk's start of processing - its delivery; shaded: the window every stream was delivering "
-             "in, dotted: its middle; bounded: the lag at its end exceeds the lag at its middle by at most two "
-             "chunks; each point the largest lag of its stretch of chunks (peaks are never averaged away)"]
+             "in, dotted: its middle; dots: the lag at the middle and at the end; dashed: the most the end may reach "
+             "(the middle's lag plus two chunks) for the lag to be bounded; each line point the largest lag of its "
+             "stretch of chunks (peaks are never averaged away)"]
     if left_out:
         notes.append(f"{len(left_out)} more condition(s) not drawn: " + ", ".join(n for n, _ in left_out))
     path = out_dir / LAG_FILE
