@@ -258,3 +258,26 @@ def test_the_target_line_is_the_capacity_searchs_own_where_its_folder_says(tmp_p
     assert capacity_target(tmp_path) is None
     (tmp_path / "capacity.json").write_text(json.dumps({"latency_ms": True}))
     assert capacity_target(tmp_path) is None
+
+
+def test_the_offline_latency_figures_leave_streamed_records_out(tmp_path):
+    """A streamed utterance's latency_s is its share of the worker's time, no wait anyone had: the per-utterance
+    latency figures leave it out (the stream figures draw what a listener waits for)."""
+    from runner.report.study_figures import latency_distribution, latency_vs_length
+    from runner.report.traces import RecordFiles
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "utterances.jsonl").write_text(json.dumps({"id": "a", "status": "ok", "latency_s": 1.6,
+                                                          "duration_s": 1.0}) + "\n")
+    rec = record(1, 200.0, True)
+    rec.summary["latency_ms"] = None
+    files = [RecordFiles(rec.key, "", "", 0, "ok", rec.summary)]
+    sweep = Sweep(folder, "stream", (rec,))
+    rows = aggregate([rec])
+    assert latency_distribution(sweep, rows, files, tmp_path).startswith("latency distribution: no condition")
+    assert latency_vs_length(sweep, rows, files, tmp_path).startswith("latency against input length: no clean")
+    offline = dict(rec.summary)
+    del offline["stream"]
+    drawn = latency_distribution(sweep, rows, [RecordFiles(rec.key, "", "", 0, "ok", offline)], tmp_path)
+    assert not isinstance(drawn, str)  # the same utterances offline: drawn
