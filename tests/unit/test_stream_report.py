@@ -67,6 +67,18 @@ def test_the_run_view_prints_the_live_audio_table():
     assert "4.00 W" in text  # 4 W over one stream
 
 
+def test_a_stream_run_lists_no_slowest_utterances(tmp_path):
+    (tmp_path / "utterances.jsonl").write_text(json.dumps({"id": "a", "status": "ok", "latency_s": 1.6, "wer": 0.5,
+                                                           "duration_s": 1.0, "reference": "a b",
+                                                           "hypothesis": "a c"}) + "\n")
+    out = io.StringIO()
+    print_summary(stream_summary(), Console(file=out, width=220), folder=tmp_path)
+    assert "worst by WER:" in out.getvalue() and "slowest:" not in out.getvalue()
+    out = io.StringIO()
+    print_summary(summary_record(), Console(file=out, width=220), folder=tmp_path)
+    assert "slowest:" in out.getvalue()
+
+
 def test_a_growing_lag_and_a_missing_offline_wer_are_said():
     s = stream_summary(work_ms=600, n_chunks=40)
     s["unavailable"]["offline"] = "the offline pass was not asked for"
