@@ -38,14 +38,9 @@ def worst_lines(sweep, rows, n: int) -> list[str]:
         return " ".join(parts)
 
     several = len({r.repeat for r in sweep.records}) > 1  # an utterance once, at its worst repeat (from 1)
-    recs = [rec for rec in sweep.records if rec.folder]
     sources = [(label(rec), worst_mod.read_utterances(rec.folder), rec.repeat + 1 if several else None)
-               for rec in recs]
-    found = worst_mod.worst(sources, n)
-    offline = [src for src, rec in zip(sources, recs) if not isinstance(rec.summary.get("stream"), dict)]
-    if len(offline) < len(sources):  # a streamed utterance's latency_s is no wait (issue 23): never "slowest"
-        found = worst_mod.Worst(found.by_wer, worst_mod.worst(offline, n).by_latency)
-    return worst_mod.lines(found)
+               for rec in sweep.records if rec.folder]
+    return worst_mod.lines(worst_mod.worst(sources, n))
 
 
 def make_report(folders: list[Path], out: Path | None = None, *, fmt: str = "table", figures: bool = True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -294,23 +293,3 @@ def test_the_offline_latency_figures_leave_streamed_records_out(tmp_path):
     del offline["stream"]
     drawn = latency_distribution(sweep, rows, [RecordFiles(rec.key, "", "", 0, "ok", offline)], tmp_path)
     assert not isinstance(drawn, str)  # the same utterances offline: drawn
-
-
-def test_a_reports_slowest_utterances_leave_streamed_records_out(tmp_path):
-    from runner.report.make import worst_lines
-
-    recs = []
-    for name, streamed in (("live", True), ("offline", False)):
-        folder = tmp_path / name
-        folder.mkdir()
-        (folder / "utterances.jsonl").write_text(json.dumps({"id": name, "status": "ok", "latency_s": 9.0,
-                                                              "duration_s": 1.0, "wer": 0.5, "reference": "a b",
-                                                              "hypothesis": "a c"}) + "\n")
-        rec = record(1 if streamed else 2, 200.0, True)
-        if not streamed:
-            del rec.summary["stream"]
-        recs.append(replace(rec, folder=folder))
-    lines = worst_lines(Sweep(tmp_path, "t", tuple(recs)), aggregate(recs), 3)
-    slowest = lines[lines.index("slowest:") + 1:]
-    assert len(slowest) == 1 and " · offline · " in slowest[0]
-    assert sum(" · live · " in x for x in lines[:lines.index("slowest:")]) == 1  # still worst by WER
