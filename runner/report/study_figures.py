@@ -214,8 +214,9 @@ def power_over_time(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequenc
 # ---------------------------------------------------------------- latency distribution
 
 def _streamed(rec: RecordFiles) -> bool:
-    """A stream-mode record (issue 23): its utterances were heard chunk by chunk, never called whole, so their
-    ``latency_s`` is no wait anyone had; its latency figures are stream_figures.py's (finalization latency)."""
+    """A stream-mode record (issue 23): its utterances were heard chunk by chunk, never called whole; what a
+    listener waits for is drawn by stream_figures.py (every play's finalization latency, not one call's), so the
+    per-call latency figures leave it out rather than put two definitions on one axis."""
     return isinstance(rec.summary.get("stream"), dict)
 
 

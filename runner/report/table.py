@@ -223,8 +223,6 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, folde
     """The run view in ``fmt`` (table | md | csv; md and csv go to stdout); with ``folder``, the worst
     utterances under the table (table and md)."""
     bad = run_worst(summary, folder) if folder is not None else worst_mod.Worst((), ())
-    if stream_table.stream_block(summary) is not None:  # a streamed utterance's latency_s is no wait: not "slowest"
-        bad = worst_mod.Worst(bad.by_wer, ())
     if fmt == "md":
         text = markdown_summary(summary)
         for item in worst_mod.lines(bad):
