@@ -281,3 +281,14 @@ def test_the_offline_latency_figures_leave_streamed_records_out(tmp_path):
     del offline["stream"]
     drawn = latency_distribution(sweep, rows, [RecordFiles(rec.key, "", "", 0, "ok", offline)], tmp_path)
     assert not isinstance(drawn, str)  # the same utterances offline: drawn
+
+
+def test_results_csv_has_the_stream_figures_but_not_their_thousands_of_points(tmp_path):
+    from runner.tables import write_tables
+
+    write_tables(tmp_path, [record(2, 400.0, True)])
+    row = next(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    assert float(row["stream.finalization_ms.p99"]) == 400.0 and row["stream.lag_s.bounded"] == "True"
+    assert not any("finalization_values_ms" in k or "lag_series" in k for k in row)
+    stored = json.loads((tmp_path / "conditions.jsonl").read_text().splitlines()[0])
+    assert stored["summary"]["stream"]["lag_series"]  # the figures' data stays in conditions.jsonl
