@@ -134,8 +134,8 @@ class Pair:
 
     @property
     def streamed(self) -> tuple[bool, bool]:
-        """Whether the baseline's and the candidate's condition ran in stream mode (a repeat recorded a stream
-        figure, or failed trying)."""
+        """Whether the baseline's and the candidate's condition have stream data (a repeat that did not fail
+        recorded a p99 finalization latency or a lag verdict)."""
         return tuple(bool(row.lag_bounded) or row.stat("finalization_p99_ms").n > 0  # type: ignore[return-value]
                      for row in (self.baseline_row, self.candidate_row))
 
