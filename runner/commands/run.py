@@ -129,9 +129,6 @@ class LiveProgress:
                 self.progress.update(self.task, rtf=f"lag {lag:.2f} s", power=live_power_text(self.sampler))
         elif kind == Event.FINAL and _first_hearing(event):
             self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
-        elif kind == Event.FINAL and event.get("stream") == 0 and event.get("play") == 0:
-            # stream mode has no utterance windows: an utterance is done when stream 0's first play finalizes it
-            self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
 
 
 def _first_hearing(event: dict[str, Any]) -> bool:
