@@ -420,6 +420,20 @@ def short_energy_reason(reason: str) -> str:
     return reason if len(reason) <= 60 else f"{head} ({ENERGY_NOTE})"
 
 
+def energy_work(summary: Summary, events: list[dict[str, Any]]) -> tuple[float | None, int]:
+    """What the condition's energy is shared over: offline, one pass of the transcribed audio and its utterances;
+    in stream mode every stream's delivered audio (stream_end's audio_s) and every final (each play of an
+    utterance), since N streams over sustain_s deliver several times the dataset's audio (None: a stream did not
+    end, so the audio delivered is not known)."""
+    starts = [e for e in events if e.get("event") == Event.STREAM_START]
+    if not starts:
+        return summary.audio_s, summary.n_utterances - summary.n_failed
+    ends = [e.get("audio_s") for e in events if e.get("event") == Event.STREAM_END]
+    known = [a for a in ends if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    finals = sum(1 for e in events if e.get("event") == Event.FINAL)
+    return (float(sum(known)) if len(known) == len(starts) else None), finals
+
+
 def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, samples, events: list[dict[str, Any]],
                    base, energy_reason: str | None, interval_ms: int,
                    owner: accounting.ProcessOwner | None = None,
@@ -432,10 +446,10 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
     and the windows its readings failed in (``accounting.health_of_windows``: ``windows_affected``, ``ok`` false);
     ``companions`` (``Sampler.companions``: RAPL beside NVML) get their own blocks, of their own scope.
     The block is built whole (``accounting.EnergyBlock``) and the new summary keeps its JSON."""
-    n_ok = summary.n_utterances - summary.n_failed
+    audio_s, n_ok = energy_work(summary, events)
     if energy_reason is None:
-        block = accounting.energy_block(source, samples, events, base, summary.audio_s, n_ok, interval_ms, owner)
-        block = _account_companions(block, companions, events, base, summary.audio_s, n_ok, interval_ms)
+        block = accounting.energy_block(source, samples, events, base, audio_s, n_ok, interval_ms, owner)
+        block = _account_companions(block, companions, events, base, audio_s, n_ok, interval_ms)
         per_utt = accounting.utterance_energy(samples, events, base)
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
         if block.memory is not None:  # each utterance's memory peak, on the sampler's clock (issue 22, item 1)

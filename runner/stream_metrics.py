@@ -152,6 +152,7 @@ class StreamMetrics:
     gap_ms: int | None
     concurrency: int | None
     batching: str | None
+    sustain_s: float | None  # the audio each stream was to deliver at least (it plays whole utterances)
     n_streams: int
     audio_s: float  # seconds of audio delivered, all streams together
     passes: int | None  # the most times a stream played the data
@@ -172,6 +173,7 @@ class StreamMetrics:
         return {
             "policy": self.policy, "chunk_ms": self.chunk_ms, "gap_ms": self.gap_ms,
             "concurrency": self.concurrency, "n_streams": self.n_streams, "batching": self.batching,
+            "sustain_s": self.sustain_s,
             "audio_s": self.audio_s, "passes": self.passes, "looped": self.looped, "n_chunks": self.n_chunks,
             "n_finals": self.n_finals,
             "finalization_ms": self.finalization_ms.to_json(),
@@ -253,7 +255,8 @@ def stream_metrics(events: Sequence[EventRecord | Mapping[str, Any]], condition:
     """The stream figures of one condition (``condition`` None: every stream event, a run of one condition);
     None when it has no stream events (an offline condition)."""
     rows = [_record(e) for e in events]
-    rows = [r for r in rows if r.get("event") in STREAM_EVENTS and (condition is None or r.get("condition") == condition)]
+    rows = [r for r in rows
+            if r.get("event") in STREAM_EVENTS and (condition is None or r.get("condition") == condition)]
     if not rows:
         return None
     unavailable: dict[str, str] = {}
@@ -320,6 +323,8 @@ def stream_metrics(events: Sequence[EventRecord | Mapping[str, Any]], condition:
     return StreamMetrics(
         policy=first.get("policy"), chunk_ms=chunk_ms, gap_ms=first.get("gap_ms"),
         concurrency=first.get("concurrency"), batching=first.get("batching"),
+        sustain_s=float(first["sustain_s"]) if isinstance(first.get("sustain_s"), (int, float))
+        and not isinstance(first.get("sustain_s"), bool) else None,
         n_streams=len(starts or chunks), audio_s=float(sum(audio)), passes=max(passes) if passes else None,
         looped=any(bool(e.get("looped")) for e in ends.values()) if ends else None,
         n_chunks=len(chunk_latency), finalization_ms=Percentiles.of(finalization),

@@ -119,7 +119,10 @@ def condition_record(job: GroupJob, cond: PlannedCondition, summary: dict) -> Co
 
 
 _SKIP = {"per_window", "per_rail", "labels", "unavailable", "host", "decode", "telemetry", "baseline_window_ns",
-         "condition"}
+         "condition",
+         # stream mode's figure data (every play's latency, the lag series): conditions.jsonl has them, a CSV
+         # cell is no place for thousands of numbers
+         "finalization_values_ms", "lag_series"}
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any], skip: set[str] = _SKIP) -> None:

@@ -2,8 +2,8 @@
 
 Each folder is a run folder or a sweep folder. Exit codes: 0 every gate passed (or none was set), 1 a gate was
 exceeded or could not be checked (each is named), 2 bad input (a folder that holds no results, no
-condition of a candidate matches the baseline, or a gate over sides that ran different utterances without
-``--allow-different-data``).
+condition of a candidate matches the baseline, a gate over sides that ran different utterances without
+``--allow-different-data``, or ``--max-latency-increase`` where a side has no stream data).
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-energy-increase", type=float, default=None, metavar="PCT",
                    help="exit 1 when a condition's energy per audio second rises by more than PCT percent; "
                         "fails where energy is unavailable (default: no gate)")
+    p.add_argument("--max-latency-increase", type=float, default=None, metavar="PCT",
+                   help="exit 1 when a condition's p99 finalization latency (stream mode: from the end of an "
+                        "utterance's audio to its final text) rises by more than PCT percent; refused where a side "
+                        "has no stream data (default: no gate)")
     p.add_argument("--allow-different-data", action="store_true",
                    help="gate even where the sides ran different utterances (judged on the ones both share); "
                         "by default such a gate is refused (exit 2), since the change may be the data's")
@@ -41,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    for name in ("max_wer_increase", "max_rtf_increase", "max_energy_increase"):
+    for name in ("max_wer_increase", "max_rtf_increase", "max_energy_increase", "max_latency_increase"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise UserError(f"--{name.replace('_', '-')} {value:g}: a limit must be 0 or more")
@@ -52,7 +56,12 @@ def main(args: argparse.Namespace) -> int:
     if not cmp.pairs:
         raise UserError(f"no condition of {', '.join(labels[1:])} matches one of {labels[0]} "
                         f"({'; '.join(cmp.unmatched[:4])}); compare results of the same conditions")
-    gates = Gates(args.max_wer_increase, args.max_rtf_increase, args.max_energy_increase)
+    gates = Gates(args.max_wer_increase, args.max_rtf_increase, args.max_energy_increase,
+                  args.max_latency_increase)
+    if args.max_latency_increase is not None:
+        problem = cmp.stream_problem()
+        if problem:
+            raise UserError(problem)
     differ = cmp.different_data
     if gates.items() and differ and not args.allow_different_data:
         p = differ[0]

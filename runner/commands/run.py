@@ -118,10 +118,31 @@ class LiveProgress:
             rtf = f"RTF {self.proc_s / self.audio_s:.3f}" if self.audio_s else ""
             self.progress.update(self.task, advance=1, rtf=rtf, power=live_power_text(self.sampler))
         elif kind == Event.UTTERANCE_ERROR:
+            if _first_hearing(event):  # in stream mode an utterance is heard by every stream, in every pass
+                self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
+        # stream mode (issue 23): the bar counts stream 0's first pass (every utterance once), and shows the lag
+        elif kind == Event.STREAM_START:
+            self.progress.update(self.task, description="streaming")
+        elif kind == Event.CHUNK:
+            lag = _lag_s(event)
+            if lag is not None:
+                self.progress.update(self.task, rtf=f"lag {lag:.2f} s", power=live_power_text(self.sampler))
+        elif kind == Event.FINAL and _first_hearing(event):
             self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
-        elif kind == Event.FINAL and event.get("stream") == 0 and event.get("play") == 0:
-            # stream mode has no utterance windows: an utterance is done when stream 0's first play finalizes it
-            self.progress.update(self.task, advance=1, power=live_power_text(self.sampler))
+
+
+def _first_hearing(event: dict[str, Any]) -> bool:
+    """An offline utterance's event, or a stream's that is stream 0's first pass (the one that hears each utterance
+    once, so that the bar's total, the utterances, is reached)."""
+    return event.get("stream") is None or (event.get("stream") == 0 and (event.get("play") or 0) == 0)
+
+
+def _lag_s(event: dict[str, Any]) -> float | None:
+    """A chunk event's lag behind real time (start - delivered, s), or None where its fields are not numbers."""
+    start, delivered = event.get("start_ns"), event.get("delivered_ns")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, delivered)):
+        return None
+    return (start - delivered) / 1e9
 
 
 class RunConsoleView:

@@ -62,6 +62,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("dynamic_j", ("energy", "dynamic_j")),
     Metric("j_per_audio_s", ("energy", "j_per_audio_s")),
     Metric("avg_w", ("energy", "avg_w")),
+    # stream mode (issue 23): the summary's stream block (runner/stream_metrics.py); absent offline, where the
+    # table shows no column for it (unavailable everywhere)
+    Metric("finalization_p99_ms", ("stream", "finalization_ms", "p99")),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
 #: The metrics that are energy: each has a scope (what hardware it covers) and a measurement bound.
@@ -153,6 +156,9 @@ class AggregateRow:
     energy_scope: str | None = None
     n_busy: int = 0  # repeats whose host was busy during the timed window (hostload.py)
     busy_reasons: tuple[str, ...] = ()
+    #: Stream mode: whether each repeat's lag stayed bounded (summary stream.lag_s.bounded), for the repeats that
+    #: streamed and did not fail; () offline.
+    lag_bounded: tuple[bool, ...] = ()
 
     def stat(self, metric: str) -> Stat:
         return self.stats[metric]
@@ -283,8 +289,19 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
                 s for r in members if (s := (r.summary.get("energy") or {}).get("scope")))) or None,
             n_busy=sum(r.busy_reason is not None for r in members),
             busy_reasons=tuple(dict.fromkeys(r.busy_reason for r in members if r.busy_reason)),
+            lag_bounded=tuple(b for r in members if r.status != "error"
+                              for b in (lag_bounded_of(r.summary),) if b is not None),
         ))
     return rows
+
+
+def lag_bounded_of(summary: Mapping[str, Any] | None) -> bool | None:
+    """A stream run's verdict on its lag (stream.lag_s.bounded, runner/stream_metrics.py); None offline or where
+    the lag was not measured."""
+    stream = summary.get("stream") if isinstance(summary, Mapping) else None
+    lag = stream.get("lag_s") if isinstance(stream, Mapping) else None
+    bounded = lag.get("bounded") if isinstance(lag, Mapping) else None
+    return bounded if isinstance(bounded, bool) else None
 
 
 _ORDERED = ("backend", "model_id", "quant", "device", "dataset_id", "image")

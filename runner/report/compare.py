@@ -51,6 +51,9 @@ class CompareMetric:
     unit: str
     scale: float = 1.0
     digits: int = 3
+    #: Stream mode's figure (issue 23): shown and written only for pairs where a side streamed, so that an
+    #: offline comparison reads as it did.
+    stream: bool = False
 
 
 COMPARED: tuple[CompareMetric, ...] = (
@@ -59,7 +62,9 @@ COMPARED: tuple[CompareMetric, ...] = (
     CompareMetric("latency_p50_ms", "p50 latency ms", "pct", "%", 1.0, 0),
     CompareMetric("peak_rss_mb", "peak RSS MiB", "diff", "MiB", 1.0, 0),
     CompareMetric("j_per_audio_s", "J / audio s", "pct", "%", 1.0, 3),
+    CompareMetric("finalization_p99_ms", "p99 final ms", "pct", "%", 1.0, 0, stream=True),
 )
+STREAM_GATE = "--max-latency-increase"
 BY_NAME = {m.metric: m for m in COMPARED}
 
 WITHIN_NOISE = "within noise"
@@ -127,6 +132,17 @@ class Pair:
     def delta(self, metric: str) -> Delta:
         return next(d for d in self.deltas if d.metric == metric)
 
+    @property
+    def streamed(self) -> tuple[bool, bool]:
+        """Whether the baseline's and the candidate's condition have stream data (a repeat that did not fail
+        recorded a p99 finalization latency or a lag verdict)."""
+        return tuple(bool(row.lag_bounded) or row.stat("finalization_p99_ms").n > 0  # type: ignore[return-value]
+                     for row in (self.baseline_row, self.candidate_row))
+
+    def shown(self) -> tuple[Delta, ...]:
+        """The deltas an output shows: a stream figure only where a side streamed."""
+        return tuple(d for d in self.deltas if not d.spec.stream or any(self.streamed))
+
 
 @dataclass(frozen=True)
 class Gates:
@@ -135,13 +151,15 @@ class Gates:
     max_wer_increase_points: float | None = None
     max_rtf_increase_pct: float | None = None
     max_energy_increase_pct: float | None = None
+    max_latency_increase_pct: float | None = None  # stream mode: p99 finalization latency
 
     def items(self) -> list[tuple[str, str, float]]:
         """(metric, flag, limit) of every gate set."""
         out = []
         for metric, flag, limit in (("wer", "--max-wer-increase", self.max_wer_increase_points),
                                     ("rtf", "--max-rtf-increase", self.max_rtf_increase_pct),
-                                    ("j_per_audio_s", "--max-energy-increase", self.max_energy_increase_pct)):
+                                    ("j_per_audio_s", "--max-energy-increase", self.max_energy_increase_pct),
+                                    ("finalization_p99_ms", STREAM_GATE, self.max_latency_increase_pct)):
             if limit is not None:
                 out.append((metric, flag, limit))
         return out
@@ -154,6 +172,16 @@ class Comparison:
     pairs: tuple[Pair, ...]
     ignored: tuple[str, ...]  # key fields left out of the matching: what the sides differ in as a whole
     unmatched: tuple[str, ...]  # one line per condition of either side with no match on the other
+
+    def stream_problem(self) -> str | None:
+        """Why the stream gate cannot be set on these results (one sentence), or None: every matched condition
+        must have stream data on both sides."""
+        for p in self.pairs:
+            for side, label in zip(p.streamed, (self.baseline, p.candidate)):
+                if not side:
+                    return (f"{STREAM_GATE} gates stream mode's p99 finalization latency, and {label} has no stream "
+                            f"data for {p.label} (run it with --stream).")
+        return None
 
     @property
     def different_data(self) -> list[Pair]:
@@ -518,7 +546,7 @@ def to_json(cmp: Comparison, gates: Gates) -> dict[str, Any]:
                    "metrics": {d.metric: {"baseline": _stat_json(d.baseline), "candidate": _stat_json(d.candidate),
                                           "change": d.change, "unit": d.spec.unit, "noise": d.noise,
                                           "not_comparable": d.not_comparable}
-                               for d in p.deltas}} for p in cmp.pairs],
+                               for d in p.shown()}} for p in cmp.pairs],
         "unmatched": list(cmp.unmatched),
         "gates": {flag.lstrip("-"): limit for _, flag, limit in gates.items()},
         "regressions": failures,
@@ -532,7 +560,7 @@ def to_csv(cmp: Comparison) -> str:
                               "candidate_n", "change", "unit", "noise", "shared_utterances", "different_data"]]
     for p in cmp.pairs:
         shared = "" if p.data.n_shared is None else p.data.n_shared
-        for d in p.deltas:
+        for d in p.shown():
             rows.append([p.label, p.candidate, d.metric, d.baseline.mean, d.baseline.n, d.candidate.mean,
                          d.candidate.n, d.change, d.spec.unit, d.noise or d.not_comparable or "", shared,
                          str(p.data.differs).lower()])

@@ -3,7 +3,8 @@
 Four always (runner/report/condition_figures.py); the fleet's targets side by side where the rows hold more
 than one target; one more per numeric dotted axis that varies (RTF and WER against it); the operating-point
 figures where the sweep varies a power axis (power_figures.py); and with the sweep's folder, the study
-figures where their data exists (study_figures.py).
+figures where their data exists (study_figures.py), and stream mode's where a record streamed
+(stream_figures.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .condition_figures import (accuracy_vs_energy, energy_by_model_quant, energ
                                 wer_by_noise)
 from .figure_kit import FigureResult, any_available
 from .power_figures import power_figures
+from .stream_figures import capacity_target, stream_figures
 from .study_figures import write_study_figures
 
 
@@ -40,6 +42,8 @@ def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None,
         if _has_noise(rows) and any_available([r for r in rows if r.key.noise_type != "clean"], "j_per_audio_s"):
             figures.append(energy_by_noise(rows, out_dir))
         figures += write_study_figures(sweep, rows, out_dir, skipped)
+        # stream mode's figures (issue 23), only where a record streamed: none, and no note, offline
+        figures += stream_figures(rows, sweep.records, out_dir, skipped, capacity_target(sweep.results_dir))
     return figures
 
 

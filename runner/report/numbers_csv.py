@@ -22,6 +22,9 @@ COLUMNS: tuple[tuple[str, str, float], ...] = (
     ("j_per_audio_s", "j_per_audio_s", 1.0), ("avg_w", "power_avg_w", 1.0),
 )
 
+#: Stream mode's columns (issue 23), only where a row streamed, so an offline report's CSV is as it was.
+STREAM_COLUMNS: tuple[tuple[str, str, float], ...] = (("finalization_p99_ms", "finalization_p99_ms", 1.0),)
+
 
 def _number(value: float | None, factor: float) -> float | str:
     return "" if value is None else round(value * factor, 10)
@@ -31,10 +34,14 @@ def numbers_csv(rows: Sequence[AggregateRow]) -> str:
     """The rows as CSV: settings, run counts, then ``<metric>`` and ``<metric>_std`` per COLUMNS."""
     names = KeyNames.of(r.key for r in rows)
     axes = sorted({p for r in rows for p, _ in r.key.axes})
+    streamed = any(r.lag_bounded or r.stat("finalization_p99_ms").n for r in rows)
+    columns = COLUMNS + (STREAM_COLUMNS if streamed else ())
     header = ["backend", "model", "quant", "device", "dataset", "image", "noise", "snr_db",
               *(p if p == SOURCE_AXIS else f"axes.{p}" for p in axes), "runs", "ok", "partial", "failed"]
-    for _, name, _ in COLUMNS:
+    for _, name, _ in columns:
         header += [name, f"{name}_std"]
+    if streamed:
+        header.append("lag_bounded_runs")
     out: list[list[object]] = [header]
     for r in rows:
         k = r.key
@@ -42,8 +49,10 @@ def numbers_csv(rows: Sequence[AggregateRow]) -> str:
                               "" if k.snr_db is None else k.snr_db,
                               *(format_axis_value(k.axis(p)) for p in axes), r.n_runs, r.n_ok, r.n_partial,
                               r.n_failed]
-        for metric, _, factor in COLUMNS:
+        for metric, _, factor in columns:
             st = r.stat(metric)
             line += [_number(st.mean, factor), _number(st.std, factor)]
+        if streamed:  # repeats whose lag stayed bounded, of those that streamed ("" where none did)
+            line.append(f"{sum(r.lag_bounded)}/{len(r.lag_bounded)}" if r.lag_bounded else "")
         out.append(line)
     return csv_text(out)

@@ -213,6 +213,13 @@ def power_over_time(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequenc
 
 # ---------------------------------------------------------------- latency distribution
 
+def _streamed(rec: RecordFiles) -> bool:
+    """A stream-mode record (issue 23): its utterances were heard chunk by chunk, never called whole; what a
+    listener waits for is drawn by stream_figures.py (every play's finalization latency, not one call's), so the
+    per-call latency figures leave it out rather than put two definitions on one axis."""
+    return isinstance(rec.summary.get("stream"), dict)
+
+
 def latency_percentiles(latencies_ms: Sequence[float]) -> tuple[float, float, float]:
     """p50, p90 and p99 (linear interpolation, as numpy's default)."""
     p50, p90, p99 = np.percentile(np.asarray(latencies_ms, dtype=float), [50, 90, 99])
@@ -231,7 +238,7 @@ def latency_distribution(sweep: Sweep, rows: Sequence[AggregateRow], records: Se
     label = _label(chosen)
     lines = []
     for r in chosen:
-        recs = [rec for rec in groups.get(r.key, []) if rec.status != "error"]
+        recs = [rec for rec in groups.get(r.key, []) if rec.status != "error" and not _streamed(rec)]
         points = [lat * 1000 for rec in recs for _, lat in utterance_points(sweep.results_dir, rec.condition_key)]
         if points:
             lines.append((label(r.key), points, latency_percentiles(points), "utterances"))
@@ -290,7 +297,7 @@ def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Seque
     base = series_labeller(clean)
     series = []
     for r in clean:
-        points = [(d, lat * 1000) for rec in groups.get(r.key, []) if rec.status != "error"
+        points = [(d, lat * 1000) for rec in groups.get(r.key, []) if rec.status != "error" and not _streamed(rec)
                   for d, lat in utterance_points(sweep.results_dir, rec.condition_key)]
         if points:
             series.append((f"{base(r.key)}/{r.key.quant}", points))

@@ -40,6 +40,9 @@ class Column:
     scale: float = 1.0
     digits: int = 3
     terminal: bool = True  # False: HTML only, to keep the terminal table narrow
+    #: "stat": the metric's mean over repeats; "bounded": stream mode's lag verdict over the repeats (yes, no, or
+    #: "k of n bounded"), from AggregateRow.lag_bounded, shown only where a row streamed
+    kind: str = "stat"
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -47,6 +50,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("CER %", "cer", 100.0, 2, terminal=False),
     Column("RTF", "rtf", 1.0, 3),
     Column("p50 latency ms", "latency_p50_ms", 1.0, 0),
+    # stream mode (issue 23): only where a row streamed (offline tables are as they were)
+    Column("p99 final ms", "finalization_p99_ms", 1.0, 0),
+    Column("lag bounded", "lag_bounded", kind="bounded"),
     Column("peak RSS MiB", "peak_rss_mb", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB
     Column("container MiB", "container_mem_peak_mb", 1.0, 0, terminal=False),  # cgroup working set, its window
     Column("load s", "load_s", 1.0, 2, terminal=False),
@@ -178,7 +184,7 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     A key field or dotted axis gets a column only where the rows differ on it; one value everywhere goes
     into the subtitle (a dotted axis as "path=value")."""
     columns = [c for c in COLUMNS if (c.terminal or not terminal)
-               and any(r.stat(c.metric).mean is not None for r in rows)]  # unavailable everywhere: no column
+               and any(_shown(r, c) for r in rows)]  # unavailable everywhere: no column
     energy_reasons = [why for r in rows for m in ENERGY_METRICS for why in r.stat(m).reasons]
     remarks = []
     if rows and not any(r.stat(m).mean is not None for r in rows for m in ENERGY_METRICS):
@@ -217,6 +223,9 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
         if scope_column:
             cells.append(Cell(row.energy_scope or UNAVAILABLE, unavailable=row.energy_scope is None))
         for col in columns:
+            if col.kind == "bounded":
+                cells.append(bounded_cell(row))
+                continue
             stat = row.stat(col.metric)
             why = unavailable_note(stat)
             if stat.disagree:
@@ -227,6 +236,24 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     return TableModel(title=title, subtitle=subtitle, headers=(*key_headers, *(c.header for c in columns)),
                       n_key_columns=len(key_headers), rows=tuple(table_rows), notes=notes.texts(),
                       remarks=tuple(remarks))
+
+
+def _shown(row: AggregateRow, col: Column) -> bool:
+    """Whether the row has something for the column (a column nothing has is left out)."""
+    return bool(row.lag_bounded) if col.kind == "bounded" else row.stat(col.metric).mean is not None
+
+
+def bounded_cell(row: AggregateRow) -> Cell:
+    """Stream mode's lag verdict over the repeats: "yes", "no" (the lag grew: the backend falls behind), "2 of 3"
+    where they disagree, "unavailable" where the row did not stream."""
+    verdicts = row.lag_bounded
+    if not verdicts:
+        return Cell(UNAVAILABLE, unavailable=True)
+    if all(verdicts):
+        return Cell("yes")
+    if not any(verdicts):
+        return Cell("no")
+    return Cell(f"{sum(verdicts)} of {len(verdicts)}")
 
 
 def _plain(cell: Cell) -> str:

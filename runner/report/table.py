@@ -17,6 +17,7 @@ from rich.table import Table
 from ..host.load import busy_from_record
 from ..untrusted import csv_text, line, markdown
 from ..wording import plural
+from . import stream_table
 from . import worst as worst_mod
 
 
@@ -88,7 +89,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("CER", _fmt(s.get("cer"), "{:.2%}")),
         ("RTF", _fmt(s.get("rtf"), "{:.4f}") + (f"  (RTFx {s['rtfx']:.1f})" if s.get("rtfx") else "")),
         ("latency p50/p90/p99", " / ".join(_fmt(lat.get(k), "{:.0f}", " ms") for k in ("p50", "p90", "p99"))
-         + _small_n(s) if lat else "unavailable"),
+         + _small_n(s) if lat else "unavailable" + (_why(s, "latency_ms") if stream_table.stream_block(s) else "")),
         ("model load", _fmt(s.get("load_s"), "{:.2f}", " s")),
         ("warm-up", _fmt(s.get("warmup_s"), "{:.2f}", " s")),
         ("peak RSS", _fmt(s.get("peak_rss_mb"), "{:.0f}", " MiB")),
@@ -166,7 +167,7 @@ def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
 def markdown_summary(s: dict[str, Any]) -> str:
     lines = [f"**{markdown(title(s))}**", "", "| | |", "|---|---|",
              *(f"| {markdown(n)} | {markdown(v)} |" for n, v in summary_rows(s))]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + stream_table.stream_markdown(s)  # a stream run's latency table under it
 
 
 #: The run view's CSV columns: (header, path in the summary, factor). One number per figure, its unit in the
@@ -203,7 +204,10 @@ def csv_summary(s: dict[str, Any]) -> str:
         elif isinstance(v, (int, float)) and factor != 1.0:
             v = round(v * factor, 10)
         values.append("" if v is None else v)
-    return csv_text([[h for h, _, _ in CSV_COLUMNS] + ["host_busy"], values + [host_busy(s) or ""]])
+    # a stream run adds its latency columns after these (report/stream_table.py); an offline run's are as ever
+    stream_headers, stream_values = stream_table.csv_cells(s)
+    return csv_text([[h for h, _, _ in CSV_COLUMNS] + ["host_busy"] + stream_headers,
+                     values + [host_busy(s) or ""] + stream_values])
 
 
 def run_worst(summary: dict[str, Any], folder: Path | None, n: int = worst_mod.TOP_N) -> worst_mod.Worst:
@@ -230,5 +234,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None, folde
         return
     console = piped(console or Console())
     console.print(summary_table(summary))
+    live = stream_table.stream_table(summary)  # a stream-mode run: its latency table (None offline)
+    if live is not None:
+        console.print(live)
     for item in worst_mod.lines(bad):  # a quote is never wrapped in its middle (the terminal wraps, if any)
         console.print(line((item, "" if item.startswith(" ") else "bold")), soft_wrap=True)

@@ -245,3 +245,29 @@ def test_the_summary_is_frozen_and_each_stage_returns_a_new_one():
     assert "energy" not in facts.unavailable
     with pytest.raises(dataclasses.FrozenInstanceError):
         done.status = "error"  # type: ignore[misc]
+
+
+def test_a_streamed_conditions_energy_is_shared_over_the_audio_every_stream_delivered(monkeypatch):
+    """Regression (issue 23): account_energy divided the condition's energy by one pass of the utterances
+    (summary.audio_s), while N streams over sustain_s deliver several times that: J per audio second came out ~6x
+    too high. In stream mode the work is every stream's delivered audio and every final (each play)."""
+    from runner.telemetry.energy import accounting
+
+    seen = {}
+
+    def fake_block(source, samples, events, base, audio_s, n_ok, interval_ms, owner=None):
+        seen.update(audio_s=audio_s, n=n_ok)
+        return accounting.unavailable_block(None, "test")
+
+    monkeypatch.setattr(accounting, "energy_block", fake_block)
+    summary = Summary(backend="pocketsphinx", model="en-us", quant="fp32", device="cpu", dataset="d", status="ok",
+                      n_utterances=2, audio_s=20.0)
+    events = [{"event": "stream_start", "stream": 0}, {"event": "stream_start", "stream": 1},
+              *({"event": "final", "stream": s, "id": i} for s in (0, 1) for i in ("a", "b", "a")),
+              {"event": "stream_end", "stream": 0, "audio_s": 61.5}, {"event": "stream_end", "stream": 1, "audio_s": 60.0}]
+    merge.account_energy(summary, [], "rapl", [], events, None, None, 100)
+    assert seen == {"audio_s": 121.5, "n": 6}
+    merge.account_energy(summary, [], "rapl", [], [], None, None, 100)  # offline: one pass, as before
+    assert seen == {"audio_s": 20.0, "n": 2}
+    merge.account_energy(summary, [], "rapl", [], events[:-1], None, None, 100)  # a stream that did not end
+    assert seen["audio_s"] is None
