@@ -142,7 +142,8 @@ class CapacityConsoleView:
 
     @contextlib.contextmanager
     def running(self, start: SweepStart) -> Iterator[None]:
-        self.console.print(line(("edgeasr capacity", "bold"), f" {start.name}: results in {start.out}"))
+        self.console.print(line(("edgeasr capacity", "bold"), f" {start.name.removeprefix('capacity-')}: results in "
+                                f"{start.out} (a stored probe is replayed, not run again)"))
         yield
 
     def added(self, todo: list[Todo]) -> None:
