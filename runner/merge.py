@@ -154,6 +154,11 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
     return out
 
 
+#: The figures of what a model said (issue 24) beside its error rates: meaningless for a model whose
+#: transcripts mean nothing (not_a_result), like WER.
+TRANSCRIPT_FIGURES = ("ins_rate", "repeated_ngram_rate", "compression_over_share")
+
+
 def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
     """The summary with its accuracy, speed and count fields from utterance results (a new one: it is frozen)."""
     ok = [u for u in utts if u.status == "ok"]
@@ -164,11 +169,14 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
     if scored:
         c = metrics.error_counts([u.reference_norm for u in scored], [u.hypothesis_norm or "" for u in scored])
         got.update(wer=c.wer, cer=c.cer, sub=c.substitutions, deletions=c.deletions, ins=c.insertions,
-                   ref_words=c.ref_words)
+                   ref_words=c.ref_words, ins_rate=c.insertion_rate)
     else:
         reason = ("no utterance was transcribed" if not ok else
                   f"none of the {len(ok)} transcribed utterances has a reference")
-        why.update(dict.fromkeys(("wer", "cer", "sub", "del", "ins"), reason))
+        why.update(dict.fromkeys(("wer", "cer", "sub", "del", "ins", "ins_rate"), reason))
+    got_rep, why_rep = repetition_figures(ok)
+    got.update(got_rep)
+    why.update(why_rep)
     if ok:
         rtf = metrics.rtf([u.processing_s for u in ok], [u.duration_s for u in ok])
         got.update(audio_s=sum(u.duration_s for u in ok), rtf=rtf, rtfx=1.0 / rtf if rtf > 0 else None,
@@ -181,14 +189,36 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
     return summary.unavailable_because(why, **got)
 
 
+def repetition_figures(ok: list[UtteranceResult]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Issue 24's repetition figures of the transcribed utterances (runner/metrics.py defines each), and the
+    reason for each one that cannot be given: repeats beyond the reference over the pairs with a reference
+    (an unreferenced one has no "reference's own" to subtract), the compression share over every hypothesis."""
+    got: dict[str, Any] = {"compression_over_share": metrics.compression_over_share([u.hypothesis or "" for u in ok])}
+    why: dict[str, str] = {}
+    if got["compression_over_share"] is None:
+        why["compression_over_share"] = "no utterance was transcribed"
+    pairs = [u for u in ok if u.reference_norm is not None]
+    rep = metrics.repetition([u.reference_norm or "" for u in pairs], [u.hypothesis_norm or "" for u in pairs])
+    got["repeated_ngram_rate"] = rep.rate
+    if not ok:
+        why["repeated_ngram_rate"] = "no utterance was transcribed"
+    elif not pairs:
+        why["repeated_ngram_rate"] = f"none of the {len(ok)} transcribed utterances has a reference"
+    elif rep.rate is None:
+        why["repeated_ngram_rate"] = (f"no hypothesis has {rep.ngram_n} words (a repeated n-gram is "
+                                      f"{rep.ngram_n} words)")
+    return got, why
+
+
 def not_a_result(summary: Summary, utts: list[UtteranceResult],
                  reason: str) -> tuple[Summary, list[UtteranceResult]]:
     """The error rates of a model whose transcripts mean nothing (random weights) are not a result: unavailable,
     with the reason, in place of a number a reader would take for an accuracy, in the summary and for each
     utterance (whose hypothesis stays). Timings and memory stay. The summary so (a new one: it is frozen), and
     the utterances without their WER."""
-    gone = dict.fromkeys(("wer", "cer", "sub", "deletions", "ins"))
-    return (summary.unavailable_because(dict.fromkeys(("wer", "cer", "sub", "del", "ins"), reason), **gone),
+    gone = dict.fromkeys(("wer", "cer", "sub", "deletions", "ins", *TRANSCRIPT_FIGURES))
+    return (summary.unavailable_because(dict.fromkeys(("wer", "cer", "sub", "del", "ins", *TRANSCRIPT_FIGURES),
+                                                      reason), **gone),
             [replace(u, wer=None) for u in utts])
 
 

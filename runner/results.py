@@ -27,6 +27,8 @@ CONDITIONS_FILE = "conditions.jsonl"
 #: condition's full decode settings and its axes (issue 10).
 #: Still 3 after issue 12: summaries gained ``power`` (the operating point requested / applied / observed /
 #: restored, runner/power), a new field that is null where no operating point was set; nothing moved.
+#: Still 3 after issue 24: summaries gained ins_rate, repeated_ngram_rate, compression_over_share (absent from
+#: older ones: the report reads their absence as "not in the results"); nothing moved.
 SCHEMA_VERSION = 3
 
 
@@ -91,6 +93,12 @@ class Summary:
     deletions: int | None = None
     ins: int | None = None
     ref_words: int | None = None
+    #: Issue 24 (runner/metrics.py defines each): inserted words over reference words (apart from WER); repeated
+    #: trigrams of the hypotheses beyond their references' own; the share of transcribed hypotheses whose
+    #: compression ratio is above Whisper's 2.4 (a loop).
+    ins_rate: float | None = None
+    repeated_ngram_rate: float | None = None
+    compression_over_share: float | None = None
     rtf: float | None = None
     rtfx: float | None = None
     latency_ms: dict[str, float] | None = None

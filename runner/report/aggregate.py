@@ -53,6 +53,9 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("wer", ("wer",)),
     Metric("cer", ("cer",)),
+    Metric("ins_rate", ("ins_rate",)),  # issue 24: runner/metrics.py defines these three
+    Metric("repeated_ngram_rate", ("repeated_ngram_rate",)),
+    Metric("compression_over_share", ("compression_over_share",)),
     Metric("rtf", ("rtf",)),
     Metric("latency_p50_ms", ("latency_ms", "p50")),
     Metric("peak_rss_mb", ("peak_rss_mb",)),

@@ -45,6 +45,9 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("WER %", "wer", 100.0, 2),
     Column("CER %", "cer", 100.0, 2, terminal=False),
+    Column("ins %", "ins_rate", 100.0, 2, terminal=False),  # issue 24: inserted words over reference words
+    Column("repeated 3-grams %", "repeated_ngram_rate", 100.0, 2, terminal=False),  # beyond the reference's own
+    Column("loops %", "compression_over_share", 100.0, 1, terminal=False),  # compression ratio > 2.4
     Column("RTF", "rtf", 1.0, 3),
     Column("p50 latency ms", "latency_p50_ms", 1.0, 0),
     Column("peak RSS MiB", "peak_rss_mb", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB

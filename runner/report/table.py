@@ -86,6 +86,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("WER", _fmt(s.get("wer"), "{:.2%}") + (f"  (S {s['sub']} D {s['del']} I {s['ins']})"
                                                if s.get("wer") is not None else _why(s, "wer"))),
         ("CER", _fmt(s.get("cer"), "{:.2%}")),
+        *_repetition_rows(s),
         ("RTF", _fmt(s.get("rtf"), "{:.4f}") + (f"  (RTFx {s['rtfx']:.1f})" if s.get("rtfx") else "")),
         ("latency p50/p90/p99", " / ".join(_fmt(lat.get(k), "{:.0f}", " ms") for k in ("p50", "p90", "p99"))
          + _small_n(s) if lat else "unavailable"),
@@ -102,6 +103,17 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     if busy:
         rows.append(("host", f"busy during the timed window: {busy}"))
     return rows
+
+
+def _repetition_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """Issue 24's figures (runner/metrics.py): none for a summary from before them, so it reads as it did."""
+    if not any(k in s for k in ("ins_rate", "repeated_ngram_rate", "compression_over_share")):
+        return []
+    return [(name, _fmt(s.get(key), fmt, unit) + ("" if s.get(key) is not None else _why(s, key)))
+            for name, key, fmt, unit in (
+                ("insertions", "ins_rate", "{:.2%}", " of reference words"),
+                ("repeated 3-grams", "repeated_ngram_rate", "{:.2%}", " beyond the reference's own"),
+                ("loops", "compression_over_share", "{:.1%}", " of hypotheses (compression ratio > 2.4)"))]
 
 
 def host_busy(s: dict[str, Any]) -> str | None:
@@ -183,6 +195,8 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...], float], ...] = (
     ("energy_dynamic_j", ("energy", "dynamic_j"), 1.0), ("j_per_audio_s", ("energy", "j_per_audio_s"), 1.0),
     ("power_avg_w", ("energy", "avg_w"), 1.0), ("power_peak_w", ("energy", "peak_w"), 1.0),
     ("idle_baseline_w", ("energy", "baseline_w"), 1.0),
+    ("ins_rate_pct", ("ins_rate",), 100.0), ("repeated_3gram_pct", ("repeated_ngram_rate",), 100.0),
+    ("compression_over_2p4_pct", ("compression_over_share",), 100.0),  # issue 24, last: older columns keep places
 )
 
 
