@@ -135,7 +135,7 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
             why = utt.problem or (f"its result broke the contract: {rejected[utt.id]}" if utt.id in rejected
                                   else missing_reason)
             out.append(UtteranceResult(utt.id, "error", why, utt.reference, None,
-                                       ref_norm or None, None, None, None, None, None))
+                                       ref_norm, None, None, None, None, None))
             continue
         too_long = hypothesis_problem(t.get("hypothesis"), max_hypothesis_bytes)
         if too_long:
@@ -146,7 +146,7 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
         wer = metrics.utterance_wer(ref_norm, hyp_norm) if ok and ref_norm else None
         out.append(UtteranceResult(
             id=utt.id, status="ok" if ok else "error", error=None if ok else host_paths(t.get("error"), paths or {}),
-            reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm or None, hypothesis_norm=hyp_norm,
+            reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm, hypothesis_norm=hyp_norm,
             duration_s=t.get("duration_s"),
             latency_s=(t["latency_s"] if t.get("latency_s") is not None else t.get("processing_s")) if ok else None,
             wer=wer, processing_s=t.get("processing_s") if ok else None,
@@ -156,7 +156,8 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
 
 #: The figures of what a model said (issue 24) beside its error rates: meaningless for a model whose
 #: transcripts mean nothing (not_a_result), like WER.
-TRANSCRIPT_FIGURES = ("ins_rate", "repeated_ngram_rate", "compression_over_share")
+TRANSCRIPT_FIGURES = ("ins_rate", "repeated_ngram_rate", "compression_over_share", "nonspeech_words",
+                      "nonspeech_wpm", "nonspeech_output_share")
 
 
 def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
@@ -164,15 +165,22 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
     ok = [u for u in utts if u.status == "ok"]
     scored = [u for u in ok if u.reference_norm]
     got: dict[str, Any] = {"n_utterances": len(utts), "n_failed": len(utts) - len(ok), "n_scored": len(scored),
-                           "n_unreferenced": sum(1 for u in utts if not u.reference_norm)}
+                           "n_unreferenced": sum(1 for u in utts if u.reference_norm is None),
+                           "n_nonspeech": sum(1 for u in utts if is_nonspeech(u))}
     why: dict[str, str] = {}
+    got_ns, why_ns = nonspeech_figures(ok, got["n_nonspeech"])
+    got.update(got_ns)
+    why.update(why_ns)
     if scored:
         c = metrics.error_counts([u.reference_norm for u in scored], [u.hypothesis_norm or "" for u in scored])
         got.update(wer=c.wer, cer=c.cer, sub=c.substitutions, deletions=c.deletions, ins=c.insertions,
                    ref_words=c.ref_words, ins_rate=c.insertion_rate)
     else:
+        n_ns = sum(1 for u in ok if is_nonspeech(u))
         reason = ("no utterance was transcribed" if not ok else
-                  f"none of the {len(ok)} transcribed utterances has a reference")
+                  f"none of the {len(ok)} transcribed utterances has a reference" if not n_ns else
+                  f"none of the {len(ok)} transcribed utterances is speech with a reference ({n_ns} non-speech, "
+                  f"scored apart from WER)")
         why.update(dict.fromkeys(("wer", "cer", "sub", "del", "ins", "ins_rate"), reason))
     got_rep, why_rep = repetition_figures(ok)
     got.update(got_rep)
@@ -187,6 +195,30 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
     else:
         why.update(dict.fromkeys(("audio_s", "rtf", "rtfx", "latency_ms"), "no utterance was transcribed"))
     return summary.unavailable_because(why, **got)
+
+
+def is_nonspeech(u: UtteranceResult) -> bool:
+    """An item whose reference is there and holds no word once normalized (issue 24): silence, noise, music, or
+    a reference of fillers alone ("hmm"); every word said over it is an insertion, counted apart from WER."""
+    return u.reference_norm == ""
+
+
+def nonspeech_figures(ok: list[UtteranceResult], n_nonspeech: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """What the transcribed non-speech items made a model say: words (after Whisper's normalizer, so a
+    "[BLANK_AUDIO]" tag or a "♪" is no word), words per minute of non-speech audio, and the share of items with
+    any word; each unavailable with its reason where there is no transcribed non-speech item."""
+    items = [u for u in ok if is_nonspeech(u)]
+    if not items:
+        reason = ("no non-speech item (an empty reference) in the data" if not n_nonspeech else
+                  "no non-speech item was transcribed")
+        return ({"nonspeech_words": None, "nonspeech_wpm": None, "nonspeech_output_share": None},
+                dict.fromkeys(("nonspeech_words", "nonspeech_wpm", "nonspeech_output_share"), reason))
+    words = [len((u.hypothesis_norm or "").split()) for u in items]
+    minutes = sum(u.duration_s or 0.0 for u in items) / 60.0
+    got: dict[str, Any] = {"nonspeech_words": sum(words), "nonspeech_output_share": sum(w > 0 for w in words) / len(words),
+                           "nonspeech_wpm": sum(words) / minutes if minutes > 0 else None}
+    why = {} if minutes > 0 else {"nonspeech_wpm": "the non-speech items' durations sum to 0 s"}
+    return got, why
 
 
 def repetition_figures(ok: list[UtteranceResult]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -27,8 +27,10 @@ CONDITIONS_FILE = "conditions.jsonl"
 #: condition's full decode settings and its axes (issue 10).
 #: Still 3 after issue 12: summaries gained ``power`` (the operating point requested / applied / observed /
 #: restored, runner/power), a new field that is null where no operating point was set; nothing moved.
-#: Still 3 after issue 24: summaries gained ins_rate, repeated_ngram_rate, compression_over_share (absent from
-#: older ones: the report reads their absence as "not in the results"); nothing moved.
+#: Still 3 after issue 24: summaries gained ins_rate, repeated_ngram_rate, compression_over_share and the
+#: non-speech figures (n_nonspeech, nonspeech_words, nonspeech_wpm, nonspeech_output_share), absent from older
+#: ones (the report reads their absence as "not in the results"); nothing moved. An empty reference, read as no
+#: reference before, is non-speech since: its item counts in n_nonspeech, no longer in n_unreferenced.
 SCHEMA_VERSION = 3
 
 
@@ -99,6 +101,12 @@ class Summary:
     ins_rate: float | None = None
     repeated_ngram_rate: float | None = None
     compression_over_share: float | None = None
+    #: Non-speech items (an empty reference, issue 24), scored apart from WER: how many (all, as n_unreferenced),
+    #: the words said over the transcribed ones, those words per minute of their audio, the share with any word.
+    n_nonspeech: int = 0
+    nonspeech_words: int | None = None
+    nonspeech_wpm: float | None = None
+    nonspeech_output_share: float | None = None
     rtf: float | None = None
     rtfx: float | None = None
     latency_ms: dict[str, float] | None = None

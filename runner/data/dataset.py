@@ -17,7 +17,9 @@ MANIFEST_NAME = "manifest.jsonl"
 class Utterance:
     id: str
     audio: Path  # absolute, resolved host path
-    reference: str | None  # None: no reference, transcribed but left out of WER
+    #: None: no reference, transcribed but not scored. "": non-speech (silence, noise): nothing should be said,
+    #: and what is said is scored apart from WER (words per minute, runner/merge.py; issue 24).
+    reference: str | None
     problem: str | None = None  # why the audio is not read (outside the roots, missing, ...): a per-utterance error
 
 

@@ -7,6 +7,10 @@ plain folder of audio files with same-name ``.txt`` references. Audio is not
 decoded here: the container decodes it, so a corrupt file becomes a per-utterance
 error record and the rest of the run goes on.
 
+A reference that is there but empty (``"text": ""``, an empty ``.txt``, a ``*.trans.txt`` line of an id alone)
+is non-speech: the item should produce no words, and the words it does produce are scored apart from WER
+(issue 24). A reference that is not there (no ``"text"``, ``null``, no ``.txt``) is still "not scored".
+
 Every audio path is resolved (symlinks followed) and must be a regular file under
 one of the dataset's roots: its own folder (the manifest's folder, the LibriSpeech
 root, the audio folder) or a folder the user trusts with ``--audio-root``. An entry
@@ -39,10 +43,9 @@ from .dataset import AUDIO_EXTS, MANIFEST_NAME, Dataset, Utterance
 
 
 def _clean_ref(text: str | None) -> str | None:
-    if text is None:
-        return None
-    text = text.strip()
-    return text or None
+    """The reference stripped: None (no reference: not scored) stays None, and an empty or blank one is ""
+    (non-speech: every word said over it is counted apart from WER, issue 24), never read as None."""
+    return None if text is None else text.strip()
 
 
 @dataclass(frozen=True)

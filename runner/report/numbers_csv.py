@@ -22,7 +22,8 @@ COLUMNS: tuple[tuple[str, str, float], ...] = (
     ("j_per_audio_s", "j_per_audio_s", 1.0), ("avg_w", "power_avg_w", 1.0),
     # issue 24 (runner/metrics.py defines them): last, so the columns scripts already read keep their places
     ("ins_rate", "ins_rate_pct", 100.0), ("repeated_ngram_rate", "repeated_3gram_pct", 100.0),
-    ("compression_over_share", "compression_over_2p4_pct", 100.0),
+    ("compression_over_share", "compression_over_2p4_pct", 100.0), ("nonspeech_wpm", "nonspeech_wpm", 1.0),
+    ("nonspeech_output_share", "nonspeech_output_pct", 100.0),
 )
 
 

@@ -113,7 +113,12 @@ def _repetition_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
             for name, key, fmt, unit in (
                 ("insertions", "ins_rate", "{:.2%}", " of reference words"),
                 ("repeated 3-grams", "repeated_ngram_rate", "{:.2%}", " beyond the reference's own"),
-                ("loops", "compression_over_share", "{:.1%}", " of hypotheses (compression ratio > 2.4)"))]
+                ("loops", "compression_over_share", "{:.1%}", " of hypotheses (compression ratio > 2.4)"))] + (
+        [("non-speech", f"{plural(s['n_nonspeech'], 'item')}: "
+                        + _fmt(s.get("nonspeech_wpm"), "{:.1f}", " words/min")
+                        + ", " + _fmt(s.get("nonspeech_output_share"), "{:.0%}", " with any output")
+                        + ("" if s.get("nonspeech_wpm") is not None else _why(s, "nonspeech_wpm")))]
+        if s.get("n_nonspeech") else [])
 
 
 def host_busy(s: dict[str, Any]) -> str | None:
@@ -197,6 +202,8 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...], float], ...] = (
     ("idle_baseline_w", ("energy", "baseline_w"), 1.0),
     ("ins_rate_pct", ("ins_rate",), 100.0), ("repeated_3gram_pct", ("repeated_ngram_rate",), 100.0),
     ("compression_over_2p4_pct", ("compression_over_share",), 100.0),  # issue 24, last: older columns keep places
+    ("n_nonspeech", ("n_nonspeech",), 1.0), ("nonspeech_wpm", ("nonspeech_wpm",), 1.0),
+    ("nonspeech_output_pct", ("nonspeech_output_share",), 100.0),
 )
 
 

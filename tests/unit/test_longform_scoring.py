@@ -92,3 +92,91 @@ def test_the_run_view_shows_the_figures_and_a_summary_from_before_them_reads_as_
     assert rows["repeated 3-grams"] == ("unavailable: no hypothesis has 3 words (a repeated n-gram is 3 words)")
     assert rows["loops"] == "50.0% of hypotheses (compression ratio > 2.4)"
     assert "insertions" not in dict(summary_rows(base))
+
+
+# -- issue 24 item 2: an empty reference is non-speech; a missing one is still "not scored" -------------------------
+
+
+def test_an_empty_reference_is_read_as_non_speech_and_a_missing_one_as_none(tmp_path):
+    import json
+
+    from helpers import write_tone
+
+    from runner.data.load import load_dataset
+
+    for name in ("a", "b", "c", "d"):
+        write_tone(tmp_path / "m" / f"{name}.flac")
+    rows = [{"id": "a", "audio": "a.flac", "text": ""}, {"id": "b", "audio": "b.flac"},
+            {"id": "c", "audio": "c.flac", "text": None}, {"id": "d", "audio": "d.flac", "text": "  "}]
+    (tmp_path / "m" / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [u.reference for u in load_dataset(tmp_path / "m").utterances] == ["", None, None, ""]
+    write_tone(tmp_path / "f" / "x.wav")
+    write_tone(tmp_path / "f" / "y.wav")
+    (tmp_path / "f" / "x.txt").write_text("\n")
+    assert [(u.id, u.reference) for u in load_dataset(tmp_path / "f").utterances] == [("x", ""), ("y", None)]
+    chapter = tmp_path / "ls" / "1" / "2"
+    write_tone(chapter / "1-2-0000.flac")
+    write_tone(chapter / "1-2-0001.flac")
+    (chapter / "1-2.trans.txt").write_text("1-2-0000\n1-2-0001 SOME WORDS\n")
+    assert [u.reference for u in load_dataset(tmp_path / "ls").utterances] == ["", "SOME WORDS"]
+
+
+def test_non_speech_items_are_scored_apart_from_wer():
+    """Words per minute of non-speech and the share with any output (words after Whisper's normalizer: a
+    "[BLANK_AUDIO]" tag is no word); WER is the speech's alone, and an unreferenced item is still not scored."""
+    ds = _ds(("a", "the cat sat"), ("s1", ""), ("s2", ""), ("s3", ""), ("c", None), ("s4", ""))
+    utts = merge.merge_utterances(ds, [_t("a", "the cat sat"), _t("s1", "", 30.0),
+                                       _t("s2", "Thank you. Thank you.", 30.0), _t("s3", "[BLANK_AUDIO]", 30.0),
+                                       _t("c", "x")], "not transcribed: died")
+    s = merge.score(_summary(), utts)
+    assert (s.n_utterances, s.n_failed, s.n_scored, s.n_unreferenced, s.n_nonspeech) == (6, 1, 1, 1, 4)
+    assert (s.wer, s.ins, s.ins_rate) == (0.0, 0, 0.0)
+    assert s.nonspeech_words == 4
+    assert s.nonspeech_wpm == pytest.approx(4 / 1.5)  # 4 words over 90 s of non-speech
+    assert s.nonspeech_output_share == pytest.approx(1 / 3)
+    assert [u.wer for u in utts[:4]] == [0.0, None, None, None]
+    assert (utts[1].reference, utts[1].reference_norm) == ("", "")
+    assert utts[4].reference_norm is None
+
+
+def test_without_non_speech_items_their_figures_say_why():
+    s = merge.score(_summary(), merge.merge_utterances(_ds(("a", "x y")), [_t("a", "x y")], "died"))
+    assert (s.n_nonspeech, s.nonspeech_wpm, s.nonspeech_output_share) == (0, None, None)
+    assert s.unavailable["nonspeech_wpm"] == "no non-speech item (an empty reference) in the data"
+    failed = merge.score(_summary(), merge.merge_utterances(_ds(("s", "")), [], "died"))
+    assert failed.unavailable["nonspeech_output_share"] == "no non-speech item was transcribed"
+    only = merge.score(_summary(), merge.merge_utterances(_ds(("s", "")), [_t("s", "")], "died"))
+    assert only.nonspeech_wpm == 0.0 and only.nonspeech_output_share == 0.0
+    assert only.unavailable["wer"] == ("none of the 1 transcribed utterances is speech with a reference "
+                                       "(1 non-speech, scored apart from WER)")
+
+
+def test_the_worst_list_shows_what_was_said_over_non_speech():
+    from runner.report import worst as worst_mod
+
+    rows = [{"id": "s2", "status": "ok", "reference": "", "reference_norm": "", "hypothesis": "Thank you. Thank you.",
+             "hypothesis_norm": "thank you thank you", "wer": None, "latency_s": 0.1, "duration_s": 30.0},
+            {"id": "s1", "status": "ok", "reference": "", "reference_norm": "", "hypothesis": "",
+             "hypothesis_norm": "", "wer": None, "latency_s": 0.1, "duration_s": 30.0},
+            {"id": "s3", "status": "ok", "reference": "", "reference_norm": "", "hypothesis": "you",
+             "hypothesis_norm": "you", "wer": None, "latency_s": 0.1, "duration_s": 10.0}]
+    w = worst_mod.worst([("", rows)])
+    assert [u.id for u in w.by_nonspeech] == ["s2", "s3"]  # any output, most words first; silence kept silent
+    assert w.by_wer == ()
+    assert worst_mod.lines(w)[4:] == ["said over non-speech:",
+                                       '  4 words in 30.0 s of non-speech · s2 · hyp "Thank you. Thank you."',
+                                       '  1 word in 10.0 s of non-speech · s3 · hyp "you"']
+
+
+def test_the_run_view_and_the_sweep_show_the_non_speech_figures():
+    from runner.report.table import csv_summary, summary_rows
+
+    s = {"backend": "b", "model": "m", "quant": "q", "device": "cpu", "dataset": "t", "status": "ok",
+         "n_utterances": 3, "n_failed": 0, "n_scored": 1, "n_unreferenced": 0, "n_nonspeech": 2,
+         "nonspeech_wpm": 2.5, "nonspeech_output_share": 0.5, "ins_rate": 0.0}
+    assert dict(summary_rows(s))["non-speech"] == "2 items: 2.5 words/min, 50% with any output"
+    header, values = csv_summary(s).splitlines()[:2]
+    got = dict(zip(header.split(","), values.split(",")))
+    assert (got["n_nonspeech"], got["nonspeech_wpm"], got["nonspeech_output_pct"]) == ("2", "2.5", "50.0")
+    row = aggregate([_record({"status": "ok", "nonspeech_wpm": 2.5, "nonspeech_output_share": 0.5})])[0]
+    assert (row.stat("nonspeech_wpm").mean, row.stat("nonspeech_output_share").mean) == (2.5, 0.5)
