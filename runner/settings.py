@@ -156,6 +156,33 @@ class NoiseSettings:
     babble_talkers: int = setting(4, kind="int", ge=1, axis=_NOISE_AXIS, help="talkers mixed for babble")
 
 
+#: What a generated non-speech item holds (issue 24): digital silence, or one of the noise module's types.
+NONSPEECH_TYPES = ("silence", *NOISE_TYPES)
+_NONSPEECH_AXIS = ("non-speech items are set once, by `nonspeech:` in defaults (they join the dataset of every "
+                   "condition)")
+
+
+@dataclass(frozen=True)
+class NonspeechSettings:
+    """Non-speech items added to the dataset (runner/data/nonspeech.py): ``count`` of each type, ``seconds``
+    long, noise at ``level_dbfs`` (RMS, dB below a full-scale amplitude of 1.0), seeded; each has the empty
+    reference, so what a model says over it is counted apart from WER. No types: none (the default)."""
+
+    types: tuple[str, ...] = setting((), kind="list", axis=_NONSPEECH_AXIS, flag="--nonspeech",
+                                     help="add non-speech items of this type (repeatable: "
+                                          + ", ".join(NONSPEECH_TYPES) + ")", default_text="none",
+                                     item=Rule(kind="choice", choices=NONSPEECH_TYPES, what="a non-speech type",
+                                               help=""))
+    seconds: float = setting(10.0, kind="number", gt=0, le=3600, unit="s", axis=_NONSPEECH_AXIS,
+                             flag="--nonspeech-s", help="length of each non-speech item")
+    level_dbfs: float = setting(-30.0, kind="number", le=0, unit="dBFS", axis=_NONSPEECH_AXIS,
+                                flag="--nonspeech-dbfs", help="RMS level of the non-speech noise items")
+    count: int = setting(1, kind="int", ge=0, axis=_NONSPEECH_AXIS, flag="--nonspeech-count",
+                         help="non-speech items of each type")
+    seed: int = setting(0, kind="int", ge=0, axis=_NONSPEECH_AXIS, flag="--nonspeech-seed",
+                        help="seed of the non-speech noise (the same seed makes the same samples)")
+
+
 @dataclass(frozen=True)
 class PowerSettings:
     """The device's operating point for a run (runner/power): every field unset leaves the device as it is.
@@ -297,6 +324,7 @@ class Settings:
     repeats: int = setting(1, kind="int", ge=1, flag="--repeats", help="times the dataset is transcribed",
                            axis="set defaults.repeats (every repeat already runs in one container)")
     noise: NoiseSettings = _nested(NoiseSettings)
+    nonspeech: NonspeechSettings = _nested(NonspeechSettings)  # issue 24: generated non-speech items
     telemetry: TelemetrySettings = _nested(TelemetrySettings)
     timeout_s: float | None = setting(None, kind="number", gt=0, null=True, unit="s", flag="--timeout",
                                       help="kill the container after this many seconds", default_text="no limit")
@@ -674,7 +702,8 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, Any]:
         if rule.kind == "bool":
             target.add_argument(rule.flag, dest=_dest(rule), action="store_true", default=None, help=help_text)
         elif rule.kind == "list":
-            target.add_argument(rule.flag, dest=_dest(rule), action="append", default=None, metavar="DIR",
+            target.add_argument(rule.flag, dest=_dest(rule), action="append", default=None,
+                                metavar="DIR" if rule.item is None or rule.item.kind == "folder" else "VALUE",
                                 help=help_text)
         else:
             kind = {"int": int, "number": float}.get(rule.kind, str)

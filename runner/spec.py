@@ -15,6 +15,7 @@ from typing import Callable, Mapping
 from .backends import BACKENDS, DEVICES, Backend, default_model_quant, unavailable_reason
 from .data.dataset import Dataset
 from .data.load import load_dataset
+from .data.nonspeech import limited, with_nonspeech
 from .errors import UserError
 from .host import preflight
 from .host.platforms import has_nvidia_driver, is_jetson
@@ -207,6 +208,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
     try:
         dataset = load_dataset(s.dataset, tuple(s.audio_roots), limit=s.limit,  # limit: what hf: streams
                                text_limit_bytes=s.limits.data_text_bytes)
+        # generated silence / noise with an empty reference (issue 24), written once into their cache folder
+        dataset = with_nonspeech(dataset, s.nonspeech, s.noise.files, s.noise.babble_talkers)
     except UserError as exc:
         problems.append(f"{where('dataset')}: {exc}")
     mem_limit_bytes = None
@@ -248,7 +251,7 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         raise UserError(f"{len(problems)} problems with this run:", problems=problems)
     assert be is not None and resolved_model is not None and dataset is not None
     if s.limit:
-        dataset = dataclasses.replace(dataset, utterances=dataset.utterances[:s.limit])
+        dataset = dataclasses.replace(dataset, utterances=limited(dataset.utterances, s.limit))
     threads = s.decode.threads
     # A decode setting left at null takes the backend's own value (its row's decode_defaults: espnet's CTC weight).
     backend_defaults = {path.split(".", 1)[1]: value for path, value in be.decode_defaults.items()

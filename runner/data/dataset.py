@@ -21,6 +21,8 @@ class Utterance:
     #: and what is said is scored apart from WER (words per minute, runner/merge.py; issue 24).
     reference: str | None
     problem: str | None = None  # why the audio is not read (outside the roots, missing, ...): a per-utterance error
+    #: A generated non-speech item's type (silence, white, ...; runner/data/nonspeech.py); None: the dataset's own
+    nonspeech: str | None = None
 
 
 @dataclass(frozen=True)
