@@ -41,9 +41,12 @@ from edgeasr_entrypoint.contract import SAMPLE_RATE
 from edgeasr_entrypoint.noise import NoiseError, NoiseSpec, condition_seed, make_noise
 
 from ..errors import UserError
+from ..settings import NONSPEECH_TYPES
 from .dataset import AUDIO_EXTS, Dataset, Utterance
 
 SILENCE = "silence"
+#: The kinds of non-speech (the nonspeech setting's types, the lengths ladder's gap types, the segment map's kinds)
+NONSPEECH_KINDS = NONSPEECH_TYPES
 #: Babble's talkers come from the dataset's first readable utterances, at most this many (decoded on the host).
 BABBLE_POOL = 8
 COMPLETE = ".complete"  # written last: a folder without it is a cut-off write, made again
@@ -60,6 +63,15 @@ def _noise_files(folder: str | None) -> list[Path]:
         return []
     return sorted(p.resolve() for p in Path(folder).expanduser().rglob("*")
                   if p.suffix.lower() in AUDIO_EXTS and p.is_file())
+
+
+def noise_recordings(folder: str | None, setting: str = "noise.files") -> list[Path]:
+    """The audio files of a noise folder, sorted; UserError naming ``setting`` when there are none."""
+    files = _noise_files(folder)
+    if not files:
+        raise UserError(f"non-speech of type file needs noise recordings: set {setting} to a folder of audio files"
+                        + (f" ({folder} holds none)" if folder else ""))
+    return files
 
 
 def _stamp(path: Path) -> list:
@@ -101,6 +113,11 @@ def render(kind: str, n_samples: int, level_dbfs: float, rng: np.random.Generato
     return samples
 
 
+def babble_pool(utterances: Sequence[Utterance]) -> list[Utterance]:
+    """Babble's talkers: the first BABBLE_POOL utterances with a speech reference (never a non-speech item)."""
+    return [u for u in utterances if not u.nonspeech and u.reference][:BABBLE_POOL]
+
+
 def _babble_pool(dataset: Dataset) -> tuple[list[Utterance], list[np.ndarray]]:
     used, audio = [], []
     for u in dataset.readable:
@@ -123,10 +140,7 @@ def with_nonspeech(dataset: Dataset, ns, noise_files: str | None = None, babble_
     if not ns.types or ns.count < 1:
         return dataset
     kinds = tuple(dict.fromkeys(ns.types))
-    files = _noise_files(noise_files) if "file" in kinds else []
-    if "file" in kinds and not files:
-        raise UserError("nonspeech type file needs noise recordings: set noise.files to a folder of audio files"
-                        + (f" ({noise_files} holds none)" if noise_files else ""))
+    files = noise_recordings(noise_files) if "file" in kinds else []
     pool_utts, pool = _babble_pool(dataset) if "babble" in kinds else ([], [])
     if "babble" in kinds and not pool:
         raise UserError("nonspeech type babble needs speech to make talkers of, and the dataset has no readable "

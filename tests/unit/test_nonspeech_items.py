@@ -76,7 +76,7 @@ def test_babble_is_made_from_the_datasets_own_speech_and_file_from_noise_files(t
     got = nonspeech.with_nonspeech(ds, st.NonspeechSettings(types=("file",), seconds=1.0, count=1),
                                    noise_files=str(tmp_path / "noises"))
     assert _rms_dbfs(sf.read(got.utterances[-1].audio, dtype="float64")[0]) == pytest.approx(-30.0, abs=0.01)
-    with pytest.raises(UserError, match="nonspeech type file needs noise recordings: set noise.files"):
+    with pytest.raises(UserError, match="non-speech of type file needs noise recordings: set noise.files"):
         nonspeech.with_nonspeech(ds, st.NonspeechSettings(types=("file",)))
 
 
