@@ -160,6 +160,60 @@ ESPNET_DECODE = DecodeFacts(
 )
 
 
+#: How a backend decodes audio longer than its model's window (issue 24; the Open ASR Leaderboard's long-form
+#: threads: speeds of different algorithms are not comparable). sequential: window after window, each next one
+#: placed by the timestamps the last decoded (Whisper's own long-form); chunked: fixed windows decoded apart and
+#: joined, no seeking; vad-batched: a VAD cuts the audio into speech segments (merged up to the window), decoded
+#: as a batch; whole: the model takes the input at once, of any length (no window).
+LONG_FORM_ALGORITHMS = ("sequential", "chunked", "vad-batched", "whole")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongForm:
+    """One backend's declared long-form algorithm, as its adapter runs it (its library's defaults included)."""
+
+    algorithm: str  # LONG_FORM_ALGORITHMS
+    window_s: float | None  # the model's input window; None: no window (the whole input at once)
+    vad: str | None = None  # the VAD that segments the audio; None: none
+    timestamps: bool = False  # decodes with timestamp tokens (sequential seeking needs them)
+    condition_on_previous_text: bool = False  # a window's decoding is prompted with the text before it
+    batched: bool = False  # several windows or segments of one recording are decoded together
+    how: str  # one sentence: what the adapter calls, and what that does with a long recording
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in LONG_FORM_ALGORITHMS:
+            raise ValueError(f"long-form algorithm {self.algorithm!r}; known: {', '.join(LONG_FORM_ALGORITHMS)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, "window_s": self.window_s, "vad": self.vad,
+                "timestamps": self.timestamps, "condition_on_previous_text": self.condition_on_previous_text,
+                "batched": self.batched, "how": self.how}
+
+
+WHOLE_INPUT = LongForm(algorithm="whole", window_s=None,
+                       how="the whole recording in one pass: the model has no fixed window")
+FASTER_WHISPER_SEQUENTIAL = LongForm(
+    algorithm="sequential", window_s=30.0, timestamps=True, condition_on_previous_text=True,
+    how="WhisperModel.transcribe at its defaults: 30 s windows one after another, each placed by the last one's "
+        "timestamps and prompted with the text before it; no VAD (vad_filter off)")
+FASTER_WHISPER_BATCHED = LongForm(
+    algorithm="vad-batched", window_s=30.0, vad="silero", batched=True,
+    how="BatchedInferencePipeline.transcribe at its defaults (decode.batch_size > 1): Silero VAD speech segments "
+        "merged up to 30 s, decoded batch_size at a time without timestamps or the text before them")
+WHISPERX_LONG_FORM = LongForm(
+    algorithm="vad-batched", window_s=30.0, vad="pyannote", batched=True,
+    how="whisperx's pipeline: pyannote VAD segments merged up to its 30 s chunk size, decoded in batches by "
+        "faster-whisper without timestamps or the text before them (always, at any batch size)")
+TRANSFORMERS_SEQUENTIAL = LongForm(
+    algorithm="sequential", window_s=30.0, timestamps=True,
+    how="up to 30 s one window; longer, transformers' sequential long-form generate: windows placed by the "
+        "timestamps decoded, without the text before them (condition_on_prev_tokens off)")
+ONNX_CHUNKED = LongForm(
+    algorithm="chunked", window_s=30.0,
+    how="fixed 30 s windows decoded one after another without timestamps and joined: a word cut by a window "
+        "edge is decoded twice or not at all")
+
+
 def image_platform(platform: str = "auto", device: str | None = None) -> str:
     """The platform whose image variant a run (or `images build`) uses: ``platform`` as a user names it
     (auto: this host's, a Jetson's L4T release), and on x86 a CUDA device takes the cuda variant, which
@@ -243,6 +297,19 @@ class Backend(ImageDef):
     #: in_container choices that change the memory a loaded model holds (MEMORY_AXES): each value is its own
     #: container, so that a condition's memory does not depend on the conditions before it.
     memory_axes: tuple[str, ...] = MEMORY_AXES
+    #: How it decodes audio longer than its window (issue 24): ``long_form``; with decode.batch_size > 1,
+    #: ``long_form_batched`` where that is another algorithm; per kind of model, ``long_form_kinds``.
+    long_form: LongForm = WHOLE_INPUT
+    long_form_batched: LongForm | None = None
+    long_form_kinds: Mapping[str, LongForm] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def long_form_for(self, batch_size: int = 1, kind: str | None = None) -> LongForm:
+        """The long-form algorithm a run with this batch size and kind of model gets (recorded in its summary)."""
+        if kind in self.long_form_kinds:
+            return self.long_form_kinds[kind]
+        if batch_size > 1 and self.long_form_batched is not None:
+            return self.long_form_batched
+        return self.long_form
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.model_kinds) - set(MODEL_KINDS))
@@ -344,6 +411,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/faster-whisper:latest",
         build_dir="faster-whisper",
         adapter="edgeasr_backend_faster_whisper",
+        long_form=FASTER_WHISPER_SEQUENTIAL, long_form_batched=FASTER_WHISPER_BATCHED,
         host_module="faster_whisper",
         hub_names=WHISPER_HUB_NAMES,
         batching=True,  # BatchedInferencePipeline
@@ -356,6 +424,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/whisperx:latest",
         build_dir="whisperx",
         adapter="edgeasr_backend_whisperx",
+        long_form=WHISPERX_LONG_FORM,
         host_module="whisperx",
         parent="torch-base",
         hub_names=WHISPER_HUB_NAMES,
@@ -371,6 +440,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/transformers:latest",
         build_dir="transformers",
         adapter="edgeasr_backend_transformers",
+        long_form=TRANSFORMERS_SEQUENTIAL, long_form_kinds=MappingProxyType({"ctc": WHOLE_INPUT}),
         host_module="transformers",
         parent="torch-base",
         model_format="hf",
@@ -387,6 +457,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/onnxruntime:latest",
         build_dir="onnxruntime",
         adapter="edgeasr_backend_onnxruntime",
+        long_form=ONNX_CHUNKED,
         host_module="onnxruntime",
         parent="torch-base",
         model_format="onnx",
@@ -404,6 +475,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/pocketsphinx:latest",
         build_dir="pocketsphinx",
         adapter="edgeasr_backend_pocketsphinx",
+        long_form=WHOLE_INPUT,  # process_raw(full_utt=True): one utterance of any length
         host_module="pocketsphinx",
         model_format="bundled",
         bundled_models=("en-us",),
@@ -421,6 +493,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/espnet:latest",
         build_dir="espnet",
         adapter="edgeasr_backend_espnet",
+        long_form=WHOLE_INPUT,  # Speech2Text over the whole input
         host_module="espnet2",
         parent="torch-base-py313",
         python="3.13",  # espnet 202609 and later need Python >= 3.12 (202511, the last for 3.11, does not resolve)

@@ -28,7 +28,8 @@ CONDITIONS_FILE = "conditions.jsonl"
 #: Still 3 after issue 12: summaries gained ``power`` (the operating point requested / applied / observed /
 #: restored, runner/power), a new field that is null where no operating point was set; nothing moved.
 #: Still 3 after issue 24: summaries gained ins_rate, repeated_ngram_rate, compression_over_share and the
-#: non-speech figures (n_nonspeech, nonspeech_words, nonspeech_wpm, nonspeech_output_share), absent from older
+#: non-speech figures (n_nonspeech, nonspeech_words, nonspeech_wpm, nonspeech_output_share) and the declared
+#: long-form algorithm (long_form), absent from older
 #: ones (the report reads their absence as "not in the results"); nothing moved. An empty reference, read as no
 #: reference before, is non-speech since: its item counts in n_nonspeech, no longer in n_unreferenced.
 SCHEMA_VERSION = 3
@@ -132,6 +133,9 @@ class Summary:
     container_memory: dict[str, Any] | None = None
     quant_method: str | None = None  # how the backend realised the quant, where it says
     decode: dict[str, Any] = field(default_factory=dict)
+    #: How the backend decodes audio longer than its window, as it applied to this run (runner/backends.LongForm;
+    #: issue 24); None in summaries from before it was recorded.
+    long_form: dict[str, Any] | None = None
     warmup: int = 0
     image: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
