@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-energy-increase", type=float, default=None, metavar="PCT",
                    help="exit 1 when a condition's energy per audio second rises by more than PCT percent; "
                         "fails where energy is unavailable (default: no gate)")
+    p.add_argument("--max-hallucination-increase", type=float, default=None, metavar="WPM",
+                   help="exit 1 when a condition's words per minute said over non-speech items rise by more than "
+                        "WPM (absolute); fails where a side has no non-speech item (default: no gate)")
     p.add_argument("--allow-different-data", action="store_true",
                    help="gate even where the sides ran different utterances (judged on the ones both share); "
                         "by default such a gate is refused (exit 2), since the change may be the data's")
@@ -41,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    for name in ("max_wer_increase", "max_rtf_increase", "max_energy_increase"):
+    for name in ("max_wer_increase", "max_rtf_increase", "max_energy_increase", "max_hallucination_increase"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise UserError(f"--{name.replace('_', '-')} {value:g}: a limit must be 0 or more")
@@ -52,7 +55,8 @@ def main(args: argparse.Namespace) -> int:
     if not cmp.pairs:
         raise UserError(f"no condition of {', '.join(labels[1:])} matches one of {labels[0]} "
                         f"({'; '.join(cmp.unmatched[:4])}); compare results of the same conditions")
-    gates = Gates(args.max_wer_increase, args.max_rtf_increase, args.max_energy_increase)
+    gates = Gates(args.max_wer_increase, args.max_rtf_increase, args.max_energy_increase,
+                  args.max_hallucination_increase)
     differ = cmp.different_data
     if gates.items() and differ and not args.allow_different_data:
         p = differ[0]

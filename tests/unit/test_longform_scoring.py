@@ -10,6 +10,7 @@ import pytest
 from runner import merge
 from runner.data.dataset import Dataset, Utterance
 from runner.report.aggregate import aggregate
+from runner.errors import UserError
 from runner.results import ConditionRecord, Summary
 
 
@@ -180,3 +181,41 @@ def test_the_run_view_and_the_sweep_show_the_non_speech_figures():
     assert (got["n_nonspeech"], got["nonspeech_wpm"], got["nonspeech_output_pct"]) == ("2", "2.5", "50.0")
     row = aggregate([_record({"status": "ok", "nonspeech_wpm": 2.5, "nonspeech_output_share": 0.5})])[0]
     assert (row.stat("nonspeech_wpm").mean, row.stat("nonspeech_output_share").mean) == (2.5, 0.5)
+
+
+def _with_nonspeech(tmp_path, name, wpm):
+    import json
+    import shutil
+
+    from helpers import ROOT
+
+    fixture = ROOT / "tests/fixtures/sweep"
+    dest = tmp_path / name
+    shutil.copytree(fixture, dest)
+    lines = []
+    for line in (fixture / "conditions.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if wpm is not None:
+            rec["summary"].update(nonspeech_wpm=wpm, nonspeech_output_share=0.5, n_nonspeech=2)
+        lines.append(json.dumps(rec))
+    (dest / "conditions.jsonl").write_text("\n".join(lines) + "\n")
+    return dest
+
+
+def test_compare_gates_on_non_speech_words_per_minute(tmp_path, capsys):
+    """--max-hallucination-increase N: non-speech words per minute, absolute increase; unavailable on a side
+    (results without non-speech items) is a gate that cannot be checked, so it fails."""
+    from helpers import command_args
+
+    from runner.commands import compare as compare_cmd
+
+    base, worse = _with_nonspeech(tmp_path, "base", 2.0), _with_nonspeech(tmp_path, "worse", 5.0)
+    args = lambda *a: command_args(compare_cmd, str(base), *a)  # noqa: E731
+    assert compare_cmd.main(args(str(worse), "--max-hallucination-increase", "2")) == 1
+    assert "non-speech words/min rose +3.0 words/min (limit 2 words/min)" in capsys.readouterr().out
+    assert compare_cmd.main(args(str(worse), "--max-hallucination-increase", "4")) == 0
+    none = _with_nonspeech(tmp_path, "none", None)
+    assert compare_cmd.main(args(str(none), "--max-hallucination-increase", "4")) == 1
+    assert "--max-hallucination-increase cannot be checked" in capsys.readouterr().out
+    with pytest.raises(UserError, match="--max-hallucination-increase -1: a limit must be 0 or more"):
+        compare_cmd.main(args(str(worse), "--max-hallucination-increase", "-1"))
