@@ -81,7 +81,8 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("status", s["status"] + (f" ({s['error']})" if s.get("error") else "")),
         ("utterances", f"{plural(s['n_utterances'], 'utterance')} ({s['n_failed']} failed, "
                        + (f"{s['n_not_run']} not run, " if s.get("n_not_run") else "") + f"{s['n_scored']} scored, "
-                       f"{s['n_unreferenced']} without reference)"),
+                       + (f"{s['n_nonspeech']} non-speech, " if s.get("n_nonspeech") else "")
+                       + f"{s['n_unreferenced']} without reference)"),
         ("audio", _fmt(s.get("audio_s"), "{:.1f}", " s")),
         ("WER", _fmt(s.get("wer"), "{:.2%}") + (f"  (S {s['sub']} D {s['del']} I {s['ins']})"
                                                if s.get("wer") is not None else _why(s, "wer"))),

@@ -176,6 +176,8 @@ def test_the_run_view_and_the_sweep_show_the_non_speech_figures():
          "n_utterances": 3, "n_failed": 0, "n_scored": 1, "n_unreferenced": 0, "n_nonspeech": 2,
          "nonspeech_wpm": 2.5, "nonspeech_output_share": 0.5, "ins_rate": 0.0}
     assert dict(summary_rows(s))["non-speech"] == "2 items: 2.5 words/min, 50% with any output"
+    assert dict(summary_rows(s))["utterances"] == ("3 utterances (0 failed, 1 scored, 2 non-speech, "
+                                                    "0 without reference)")
     header, values = csv_summary(s).splitlines()[:2]
     got = dict(zip(header.split(","), values.split(",")))
     assert (got["n_nonspeech"], got["nonspeech_wpm"], got["nonspeech_output_pct"]) == ("2", "2.5", "50.0")
