@@ -109,6 +109,26 @@ class DecodeSettings:
                                        help="joint CTC/attention decoding: the CTC share of each hypothesis' score "
                                             "(0: attention decoder only, 1: CTC only); backends with joint decoding "
                                             "only", default_text=_backends.decode_default_text("decode.ctc_weight"))
+    # Long-form decoding (issue 24; runner/backends.LongForm says which backend takes which): null is the backend's
+    # own (its row's long-form algorithm), and a value it cannot honour is refused with the reason.
+    vad: bool | None = setting(None, kind="bool", null=True, flag="--vad",
+                               help="segment by voice activity detection (faster-whisper sequential: its Silero "
+                                    "VAD filter; batched pipelines always do)", default_text="the backend's")
+    vad_threshold: float | None = setting(None, kind="number", gt=0, le=1, null=True, flag="--vad-threshold",
+                                          help="speech probability above which the VAD takes a frame for speech",
+                                          default_text="the backend's")
+    vad_min_silence_ms: int | None = setting(None, kind="int", ge=0, null=True, unit="ms",
+                                             flag="--vad-min-silence-ms",
+                                             help="silence that ends a VAD speech segment",
+                                             default_text="the backend's")
+    condition_on_previous_text: bool | None = setting(None, kind="bool", null=True,
+                                                      help="prompt each window with the text decoded before it "
+                                                           "(sequential decoding)", default_text="the backend's")
+    timestamps: bool | None = setting(None, kind="bool", null=True,
+                                      help="decode with timestamp tokens", default_text="the backend's")
+    chunk_s: int | None = setting(None, kind="int", ge=1, le=30, null=True, unit="s", flag="--chunk-s",
+                                    help="longest VAD segment (merged) decoded as one window, in a VAD-batched "
+                                         "pipeline", default_text="the backend's")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

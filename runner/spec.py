@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from .backends import BACKENDS, DEVICES, Backend, default_model_quant, unavailable_reason
+from .backends import BACKENDS, DEVICES, LONG_FORM_CHOICES, Backend, default_model_quant, unavailable_reason
 from .data.dataset import Dataset
 from .data.load import load_dataset
 from .data.nonspeech import limited, with_nonspeech
@@ -23,7 +23,7 @@ from .launch.engines import ENGINES
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models.resolve import ResolvedModel, resolve_backend_model, resolve_model, resolved_kind
 from .paths import mount_problem, readable_by
-from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label, mem_size_bytes
+from .settings import DecodeSettings, Settings, TelemetrySettings, cli_label, mem_size_bytes, show
 from .settings import get as setting_value
 from .settings import problems as setting_problems
 
@@ -158,6 +158,23 @@ def decode_problems(backend: Backend, model: ResolvedModel, settings: Settings,
     return [r for r in refusals if r]
 
 
+def long_form_problems(backend: Backend, model: ResolvedModel | None, settings: Settings,
+                       where: Callable[[str], str]) -> list[str]:
+    """Each long-form decode value set (not null: null is the backend's own) that the backend's long-form algorithm
+    for this batch size and kind of model cannot honour (runner/backends.LongForm.problem), in one sentence each."""
+    decode = settings.decode.to_json()
+    lf = backend.long_form_for(settings.decode.batch_size, resolved_kind(model) if model is not None else None)
+    out = []
+    for path in LONG_FORM_CHOICES:
+        value = setting_value(settings, path)
+        reason = lf.problem(path, value, decode)
+        if reason:
+            origin = where(path)
+            at = f"{origin} " if origin.startswith("-") else f"{origin}: "
+            out.append(f"{at}{show(value)} cannot apply with backend {backend.name}: {reason}")
+    return out
+
+
 def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: str = "docker",
                    allow_download: bool = False, where: Callable[[str], str] = cli_label,
                    set_by: Mapping[str, str] | None = None, host: preflight.HostCaps | None = None,
@@ -218,6 +235,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
             mem_limit_bytes = parse_mem_limit(str(s.mem_limit), where('mem_limit'))
         except UserError as exc:
             problems.append(str(exc))
+    if be is not None:
+        problems += long_form_problems(be, resolved_model, s, where)
     if s.decode.align and be is not None and not be.align:
         aligners = ", ".join(b.name for b in BACKENDS.values() if b.align)
         problems.append(f"{where('decode.align')} is an option of {aligners}; backend {backend} has no word alignment")

@@ -253,7 +253,8 @@ def test_unknown_keys_with_suggestions(tmp_path):
         "x.yaml: defualts: unknown key; allowed: name, description, defaults, grid, entries, exclude, cluster "
         "(did you mean 'defaults'?)",
         "x.yaml: defaults.decode.beam: unknown key; allowed: beam_size, temperature, language, threads, "
-        "batch_size, align, ctc_weight (did you mean 'beam_size'?)",
+        "batch_size, align, ctc_weight, vad, vad_threshold, vad_min_silence_ms, "
+        "condition_on_previous_text, timestamps, chunk_s (did you mean 'beam_size'?)",
         "x.yaml: defaults.zzz: unknown key; allowed: backend, model, quant, device, dataset, image, limit, decode, "
         "warmup, repeats, noise, nonspeech, telemetry, timeout_s, mem_limit, audio_roots, gpus, power, target, limits",
         "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets, images, "

@@ -164,6 +164,13 @@ class DecodeOptions:
     # joint CTC/attention decoding (ESPnet): the CTC share of each hypothesis' score, 0 (attention only) to 1 (CTC
     # only); None: the backend has no joint decoding
     ctc_weight: Optional[float] = None
+    # long-form decoding (issue 24): None leaves each to the backend (its declared long-form algorithm)
+    vad: Optional[bool] = None  # segment by voice activity detection
+    vad_threshold: Optional[float] = None  # the VAD's speech probability threshold
+    vad_min_silence_ms: Optional[int] = None  # silence that ends a VAD speech segment
+    condition_on_previous_text: Optional[bool] = None  # prompt each window with the text before it
+    timestamps: Optional[bool] = None  # decode with timestamp tokens
+    chunk_s: Optional[int] = None  # the longest (merged) VAD segment decoded as one window, whole seconds
 
     def to_json(self) -> Dict[str, Any]:
         """As a job names it: OPTIONAL_DECODE fields only where they are set."""
@@ -187,9 +194,16 @@ IN_CONTAINER_DECODE = ("beam_size", "batch_size", "temperature", "language", "ct
 """The decode fields a condition may override inside one loaded model (``conditions[i].decode``); the rest
 (threads, align) are fixed when the model loads. An adapter applies a change through ``set_decode``."""
 
-OPTIONAL_DECODE = ("ctc_weight",)
+LONG_FORM_DECODE = ("vad", "vad_threshold", "vad_min_silence_ms", "condition_on_previous_text", "timestamps",
+                    "chunk_s")
+"""The long-form decode fields (issue 24), added within contract 4 as optional ones: fixed when the model loads
+(each value is its own container), written only where set, so every job that does not use them is as before, and
+an image older than them refuses a job that does (an unknown key), never decoding without them silently."""
+
+OPTIONAL_DECODE = ("ctc_weight",) + LONG_FORM_DECODE
 """Decode fields the host writes into a job only when they are set (not None): they were added within contract
-3, so a job that does not use them stays readable by every image of contract 3."""
+3 (ctc_weight) and 4 (LONG_FORM_DECODE), so a job that does not use them stays readable by every image of its
+contract."""
 
 
 def decode_changes(old: DecodeOptions, new: DecodeOptions) -> List[str]:
@@ -229,6 +243,21 @@ def check_decode_values(raw: dict, where: str) -> None:
     if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
                                or not 0 <= weight <= 1):
         raise JobError("{}.ctc_weight must be a number from 0 to 1 or null, got {!r}".format(where, weight))
+    for key in ("vad", "condition_on_previous_text", "timestamps"):
+        if raw.get(key) is not None and not isinstance(raw[key], bool):
+            raise JobError("{}.{} must be true, false or null, got {!r}".format(where, key, raw[key]))
+    threshold = raw.get("vad_threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0 < threshold <= 1):
+        raise JobError("{}.vad_threshold must be a number above 0 and at most 1, or null, got {!r}".format(
+            where, threshold))
+    chunk = raw.get("chunk_s")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= 30):
+        raise JobError("{}.chunk_s must be a whole number of seconds from 1 to 30, or null, got {!r}".format(
+            where, chunk))
+    silence = raw.get("vad_min_silence_ms")
+    if silence is not None and (isinstance(silence, bool) or not isinstance(silence, int) or silence < 0):
+        raise JobError("{}.vad_min_silence_ms must be a non-negative integer or null, got {!r}".format(where, silence))
 
 
 @dataclass(frozen=True)
