@@ -128,6 +128,8 @@ def _show(value: Any) -> str:
     """A decode value as a message quotes it: null for None, 0 for 0.0, a string as it is written."""
     if value is None:
         return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -233,7 +235,9 @@ class LongForm:
             vad = self.optional_vad
         elif got.get("vad") is False:
             vad = None
-        return replace(self, vad=vad, settings=MappingProxyType(got),
+        how = self.how if not got else (f"{self.how}; set for this run: "
+                                        + ", ".join(f"decode.{k} {_show(v)}" for k, v in got.items()))
+        return replace(self, vad=vad, settings=MappingProxyType(got), how=how,
                        timestamps=got.get("timestamps", self.timestamps),
                        condition_on_previous_text=got.get("condition_on_previous_text",
                                                           self.condition_on_previous_text))

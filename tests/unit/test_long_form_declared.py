@@ -99,7 +99,9 @@ def test_the_summary_records_the_long_form_settings_that_applied():
     applied = lf.applied({"vad": True, "vad_threshold": 0.6, "condition_on_previous_text": False})
     assert (applied.vad, applied.condition_on_previous_text, applied.timestamps) == ("silero", False, True)
     assert applied.to_json()["settings"] == {"vad": True, "vad_threshold": 0.6, "condition_on_previous_text": False}
-    assert lf.applied({}).to_json()["settings"] == {}
+    assert applied.how.endswith("; set for this run: decode.vad true, decode.vad_threshold 0.6, "
+                                "decode.condition_on_previous_text false")
+    assert lf.applied({}).to_json()["settings"] == {} and lf.applied({}).how == lf.how
 
 
 def test_a_run_refuses_a_long_form_value_its_backend_cannot_honour(tmp_path):
