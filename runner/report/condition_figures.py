@@ -42,6 +42,8 @@ WER_FILE = "wer_by_noise.png"
 RTF_RAM_FILE = "rtf_ram_by_model_quant.png"
 SCATTER_FILE = "accuracy_vs_energy.png"
 ENERGY_SNR_FILE = "energy_by_noise.png"
+INSERTIONS_FILE = "insertions_by_noise.png"  # issue 24: where the rows have the insertion rate and noise
+NONSPEECH_FILE = "nonspeech_wpm_by_noise.png"  # issue 24: where the rows have non-speech items
 TARGETS_FILE = "targets.png"  # only where the rows hold more than one fleet target
 AXIS_FILE = "rtf_vs_{path}.png"  # one per numeric dotted axis that varies
 TARGET_AXIS = "target"  # the fleet's grid axis (grid.targets): the device class a condition ran on
@@ -90,6 +92,22 @@ def energy_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult
     """Energy per audio second (J/s) against SNR, clean set apart; one panel per noise type."""
     return _by_noise(rows, Path(out_dir) / ENERGY_SNR_FILE, "Energy against noise level", "j_per_audio_s",
                      "energy", energy_label(rows, "energy per audio second (J/s)"), 1.0)
+
+
+@styled
+def insertions_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """Inserted words (% of reference words, apart from WER) against SNR, clean set apart; one panel per noise
+    type: words said that nobody said, the first sign of hallucination."""
+    return _by_noise(rows, Path(out_dir) / INSERTIONS_FILE, "Insertions against noise level", "ins_rate",
+                     "insertion rate", "inserted words (% of reference words)", 100.0)
+
+
+@styled
+def nonspeech_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """Words said over non-speech items per minute of them, against SNR (clean set apart), one panel per noise
+    type, one series per model and quant: hallucination per model, quant and noise."""
+    return _by_noise(rows, Path(out_dir) / NONSPEECH_FILE, "Words said over non-speech against noise level",
+                     "nonspeech_wpm", "non-speech words per minute", "words per minute of non-speech", 1.0)
 
 
 def snr_positions(snrs: Sequence[float]) -> tuple[dict[float, float], float, float]:

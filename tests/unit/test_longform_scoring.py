@@ -221,3 +221,20 @@ def test_compare_gates_on_non_speech_words_per_minute(tmp_path, capsys):
     assert "--max-hallucination-increase cannot be checked" in capsys.readouterr().out
     with pytest.raises(UserError, match="--max-hallucination-increase -1: a limit must be 0 or more"):
         compare_cmd.main(args(str(worse), "--max-hallucination-increase", "-1"))
+
+
+def test_the_report_draws_insertions_and_non_speech_words_against_noise_where_it_has_them(tmp_path):
+    from runner.report.figures import write_figures
+
+    def rec(noise, snr, ins, wpm):
+        cond = {"backend": "b", "model": "m", "quant": "q", "key": f"{noise}{snr}", "noise_type": noise,
+                "snr_db": snr}
+        return ConditionRecord.of(cond, {"status": "ok", "wer": 0.1, "ins_rate": ins, "nonspeech_wpm": wpm,
+                                         "rtf": 0.1})
+
+    rows = aggregate([rec("clean", None, 0.01, 1.0), rec("white", 10.0, 0.02, 3.0), rec("white", 0.0, 0.05, 9.0)])
+    names = {f.path.name for f in write_figures(rows, tmp_path / "new")}
+    assert {"insertions_by_noise.png", "nonspeech_wpm_by_noise.png"} <= names
+    old = aggregate([_record({"status": "ok", "wer": 0.1, "rtf": 0.1})])
+    names = {f.path.name for f in write_figures(old, tmp_path / "old")}
+    assert not {"insertions_by_noise.png", "nonspeech_wpm_by_noise.png"} & names  # results from before: as before
