@@ -238,3 +238,36 @@ def test_the_report_draws_insertions_and_non_speech_words_against_noise_where_it
     old = aggregate([_record({"status": "ok", "wer": 0.1, "rtf": 0.1})])
     names = {f.path.name for f in write_figures(old, tmp_path / "old")}
     assert not {"insertions_by_noise.png", "nonspeech_wpm_by_noise.png"} & names  # results from before: as before
+
+
+def test_growth_with_duration_fits_memory_and_energy_per_audio_second(tmp_path):
+    """Issue 24 item 5: where utterances record their memory and energy, one figure draws latency, memory and
+    energy against duration with the length fit's slope; the slope of a memory that grows is in MiB per audio s."""
+    import json
+    import shutil
+
+    from helpers import ROOT
+
+    from runner.report.records import load_sweep
+    from runner.report.study_figures import growth_with_duration
+    from runner.report.traces import record_files
+
+    src = ROOT / "tests/fixtures/sweep_traces"
+    dest = tmp_path / "sweep"
+    shutil.copytree(src, dest)
+    for path in dest.glob("conditions/*/utterances.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for row in rows:  # memory grows 10 MiB per audio second from 200 MiB; energy 0.5 J per second
+            row.update(container_mem_peak_mb=200.0 + 10.0 * row["duration_s"], energy_j=0.5 * row["duration_s"])
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    sweep = load_sweep(dest)
+    rows = aggregate(sweep.records)
+    result = growth_with_duration(sweep, rows, record_files(sweep), tmp_path)
+    assert result.path.name == "growth_with_duration.png" and result.path.is_file()
+    from runner.report.fit import fit_against_length  # the rule the figure draws its lines and slopes by
+
+    fit = fit_against_length([(d, 200.0 + 10.0 * d) for d in (1.2, 2.4, 3.1, 4.8, 6.0, 7.5)])
+    assert fit.slope_text("MiB", 2) == "10.00 ± 0.00 MiB per audio s (95 %)"
+    plain = load_sweep(ROOT / "tests/fixtures/sweep_traces")
+    assert growth_with_duration(plain, aggregate(plain.records), record_files(plain), tmp_path / "p").startswith(
+        "growth with duration: no utterance records its memory or energy")
