@@ -144,12 +144,14 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
         hyp = t.get("hypothesis") if ok else None
         hyp_norm = metrics.normalize(hyp) if hyp is not None else None
         wer = metrics.utterance_wer(ref_norm, hyp_norm) if ok and ref_norm else None
+        gaps = gap_figures(utt, hyp_norm) if ok else (None, None)
         out.append(UtteranceResult(
             id=utt.id, status="ok" if ok else "error", error=None if ok else host_paths(t.get("error"), paths or {}),
             reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm, hypothesis_norm=hyp_norm,
             duration_s=t.get("duration_s"),
             latency_s=(t["latency_s"] if t.get("latency_s") is not None else t.get("processing_s")) if ok else None,
             wer=wer, processing_s=t.get("processing_s") if ok else None,
+            gap_insertions=gaps[0], gap_s=gaps[1],
         ))
     return out
 
@@ -157,7 +159,7 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
 #: The figures of what a model said (issue 24) beside its error rates: meaningless for a model whose
 #: transcripts mean nothing (not_a_result), like WER.
 TRANSCRIPT_FIGURES = ("ins_rate", "repeated_ngram_rate", "compression_over_share", "nonspeech_words",
-                      "nonspeech_wpm", "nonspeech_output_share")
+                      "nonspeech_wpm", "nonspeech_output_share", "gap_ins", "gap_ins_per_min")
 
 
 def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
@@ -182,6 +184,13 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
                   f"none of the {len(ok)} transcribed utterances is speech with a reference ({n_ns} non-speech, "
                   f"scored apart from WER)")
         why.update(dict.fromkeys(("wer", "cer", "sub", "del", "ins", "ins_rate"), reason))
+    mapped = [u for u in ok if u.gap_insertions is not None and u.gap_s]
+    if mapped:
+        got["gap_ins"] = sum(u.gap_insertions for u in mapped)
+        got["gap_ins_per_min"] = got["gap_ins"] / (sum(u.gap_s for u in mapped) / 60.0)
+    else:
+        why.update(dict.fromkeys(("gap_ins", "gap_ins_per_min"), "no transcribed item has a segment map with "
+                                 "non-speech in it (edgeasr data lengths --gap-type)"))
     got_rep, why_rep = repetition_figures(ok)
     got.update(got_rep)
     why.update(why_rep)
@@ -195,6 +204,18 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
     else:
         why.update(dict.fromkeys(("audio_s", "rtf", "rtfx", "latency_ms"), "no utterance was transcribed"))
     return summary.unavailable_because(why, **got)
+
+
+def gap_figures(utt, hyp_norm: str | None) -> tuple[int | None, float | None]:
+    """(words inserted where the item's non-speech lies, seconds of that non-speech) for an item whose segment
+    map holds non-speech and whose speech has references; (None, None) otherwise."""
+    gap_s = sum(s.end_s - s.start_s for s in utt.segments if s.kind != "speech")
+    if not gap_s or hyp_norm is None or utt.reference is None:
+        return None, None
+    if any(s.kind == "speech" and s.text is None for s in utt.segments):
+        return None, None
+    parts = [metrics.normalize(s.text) if s.kind == "speech" else None for s in utt.segments]
+    return metrics.gap_insertions(parts, hyp_norm), round(gap_s, 6)
 
 
 def is_nonspeech(u: UtteranceResult) -> bool:

@@ -146,3 +146,26 @@ def repetition(references: Sequence[str], hypotheses: Sequence[str], n: int = RE
         hyp_ngrams, hyp_rep, ref_rep = hyp_ngrams + h_total, hyp_rep + h_rep, ref_rep + r_rep
         excess += max(0, h_rep - r_rep)
     return RepetitionCounts(n, hyp_ngrams, hyp_rep, ref_rep, excess)
+
+
+def gap_insertions(parts: Sequence[str | None], hypothesis: str) -> int:
+    """Segment-aware insertions of one item with a segment map (runner/data/lengths.py): ``parts`` are its
+    segments in order, a speech segment as its normalized reference and a non-speech one as None; the count is
+    the inserted words that the word alignment of the hypothesis against the joined speech places exactly where
+    a non-speech segment lies (between the speech words before and after it). Without word timestamps this is
+    an attribution by position: a word inserted at the edge of an utterance next to a gap counts as the gap's."""
+    words: list[str] = []
+    at_gaps: set[int] = set()
+    for part in parts:
+        if part is None:
+            at_gaps.add(len(words))
+        else:
+            words += part.split()
+    hyp = hypothesis.split()
+    if not at_gaps or not hyp:
+        return 0
+    if not words:  # all non-speech: every word said is the gaps'
+        return len(hyp)
+    out = jiwer.process_words([" ".join(words)], [" ".join(hyp)])
+    return sum(c.hyp_end_idx - c.hyp_start_idx for c in out.alignments[0]
+               if c.type == "insert" and c.ref_start_idx in at_gaps)

@@ -57,6 +57,10 @@ class UtteranceResult:
     mem_peak_mb: float | None = None
     #: the container's memory (its cgroup's working set, summary.container_memory) at its peak over the call
     container_mem_peak_mb: float | None = None
+    #: An item with a segment map (issue 24): the inserted words the alignment puts where its non-speech lies
+    #: (runner/metrics.gap_insertions), and the seconds of that non-speech; None without a map
+    gap_insertions: int | None = None
+    gap_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,10 @@ class Summary:
     nonspeech_words: int | None = None
     nonspeech_wpm: float | None = None
     nonspeech_output_share: float | None = None
+    #: Items with a segment map (edgeasr data lengths with gaps): the words inserted where their non-speech lies,
+    #: in all and per minute of that non-speech (runner/metrics.gap_insertions).
+    gap_ins: int | None = None
+    gap_ins_per_min: float | None = None
     rtf: float | None = None
     rtfx: float | None = None
     latency_ms: dict[str, float] | None = None

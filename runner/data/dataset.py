@@ -23,6 +23,9 @@ class Utterance:
     problem: str | None = None  # why the audio is not read (outside the roots, missing, ...): a per-utterance error
     #: A generated non-speech item's type (silence, white, ...; runner/data/nonspeech.py); None: the dataset's own
     nonspeech: str | None = None
+    #: Its segment map where its manifest row has one (runner/data/lengths.py Segment: speech and non-speech
+    #: parts in order, issue 24): the merge counts the words inserted where the non-speech lies. () where none.
+    segments: tuple = ()
 
 
 @dataclass(frozen=True)

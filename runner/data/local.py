@@ -127,10 +127,22 @@ def _read_manifest(path: Path, files: _Text, limit: int | None = None) -> list[U
                 text = row.get("text")
                 if text is not None and not isinstance(text, str):
                     raise UserError(f"{path}:{lineno}: \"text\" must be a string")
-                utts.append(Utterance(uid, audio, _clean_ref(text)))
+                utts.append(Utterance(uid, audio, _clean_ref(text), segments=_segments(row, path, lineno)))
         except UnicodeDecodeError:
             raise UserError(f"{path}:{lineno + 1}: not UTF-8 text; not read") from None
     return utts
+
+
+def _segments(row: dict, path: Path, lineno: int) -> tuple:
+    """The row's segment map (runner/data/lengths.py), checked; () where it has none."""
+    if row.get("segments") is None:
+        return ()
+    from .lengths import read_segments
+
+    try:
+        return read_segments(row)
+    except UserError as exc:
+        raise UserError(f"{path}:{lineno}: {exc}") from None
 
 
 def _read_librispeech(root: Path, trans_files: list[Path], files: _Text) -> list[Utterance]:
@@ -201,5 +213,6 @@ def load_local(path: str | Path, audio_roots: tuple[str | Path, ...] = (), limit
     if dupes:
         raise UserError(f"{path}: utterance ids must be unique; repeated: {', '.join(dupes[:5])}")
     roots = (root, *extra)
-    utts = [Utterance(u.id, u.audio, u.reference, u.problem or audio_problem(u.audio, roots)) for u in utts]
+    utts = [Utterance(u.id, u.audio, u.reference, u.problem or audio_problem(u.audio, roots), segments=u.segments)
+            for u in utts]
     return Dataset(name=name, path=p, layout=layout, utterances=tuple(utts), roots=roots)

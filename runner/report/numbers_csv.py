@@ -23,7 +23,7 @@ COLUMNS: tuple[tuple[str, str, float], ...] = (
     # issue 24 (runner/metrics.py defines them): last, so the columns scripts already read keep their places
     ("ins_rate", "ins_rate_pct", 100.0), ("repeated_ngram_rate", "repeated_3gram_pct", 100.0),
     ("compression_over_share", "compression_over_2p4_pct", 100.0), ("nonspeech_wpm", "nonspeech_wpm", 1.0),
-    ("nonspeech_output_share", "nonspeech_output_pct", 100.0),
+    ("nonspeech_output_share", "nonspeech_output_pct", 100.0), ("gap_ins_per_min", "gap_ins_per_min", 1.0),
 )
 
 

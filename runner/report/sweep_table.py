@@ -50,6 +50,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("loops %", "compression_over_share", 100.0, 1, terminal=False),  # compression ratio > 2.4
     Column("non-speech words/min", "nonspeech_wpm", 1.0, 1, terminal=False),  # said over an empty reference
     Column("non-speech with output %", "nonspeech_output_share", 100.0, 1, terminal=False),
+    Column("gap insertions/min", "gap_ins_per_min", 1.0, 1, terminal=False),  # over segment-mapped items' gaps
     Column("RTF", "rtf", 1.0, 3),
     Column("p50 latency ms", "latency_p50_ms", 1.0, 0),
     Column("peak RSS MiB", "peak_rss_mb", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB

@@ -119,7 +119,10 @@ def _repetition_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
                         + _fmt(s.get("nonspeech_wpm"), "{:.1f}", " words/min")
                         + ", " + _fmt(s.get("nonspeech_output_share"), "{:.0%}", " with any output")
                         + ("" if s.get("nonspeech_wpm") is not None else _why(s, "nonspeech_wpm")))]
-        if s.get("n_nonspeech") else [])
+        if s.get("n_nonspeech") else []) + (
+        [("inserted over gaps", f"{s['gap_ins']} words, " + _fmt(s.get("gap_ins_per_min"), "{:.1f}",
+                                                                  " per minute of non-speech between the speech"))]
+        if s.get("gap_ins") is not None else [])
 
 
 def host_busy(s: dict[str, Any]) -> str | None:

@@ -271,3 +271,37 @@ def test_growth_with_duration_fits_memory_and_energy_per_audio_second(tmp_path):
     plain = load_sweep(ROOT / "tests/fixtures/sweep_traces")
     assert growth_with_duration(plain, aggregate(plain.records), record_files(plain), tmp_path / "p").startswith(
         "growth with duration: no utterance records its memory or energy")
+
+
+def test_a_manifest_segment_map_scores_the_insertions_over_its_gaps(tmp_path):
+    """An item from `edgeasr data lengths` with non-speech gaps: the words the alignment puts at a gap are
+    counted per item and per minute of gap audio, apart from (and also inside) the insertion rate."""
+    import json
+
+    from helpers import write_tone
+
+    from runner.data.load import load_dataset
+
+    write_tone(tmp_path / "m" / "long.flac", seconds=10.0)
+    segments = [{"kind": "speech", "start_s": 0.0, "end_s": 3.0, "source": "a", "text": "the cat sat"},
+                {"kind": "pink", "start_s": 3.0, "end_s": 6.0, "level_dbfs": -30.0},
+                {"kind": "speech", "start_s": 6.0, "end_s": 10.0, "source": "b", "text": "on the mat"}]
+    row = {"id": "long", "audio": "long.flac", "text": "the cat sat on the mat", "duration_s": 10.0,
+           "segments": segments}
+    (tmp_path / "m" / "manifest.jsonl").write_text(json.dumps(row) + "\n")
+    ds = load_dataset(tmp_path / "m")
+    assert [s.kind for s in ds.utterances[0].segments] == ["speech", "pink", "speech"]
+    utts = merge.merge_utterances(ds, [_t("long", "The cat sat. Thank you. On the mat, yes.", 10.0)], "died")
+    assert utts[0].gap_insertions == 2 and utts[0].gap_s == 3.0
+    s = merge.score(_summary(), utts)
+    assert (s.ins, s.gap_ins) == (3, 2)  # "thank you" over the gap; "yes" inside speech
+    assert s.gap_ins_per_min == pytest.approx(2 / (3.0 / 60))
+    from runner.report.table import summary_rows
+
+    assert dict(summary_rows(s.to_json()))["inserted over gaps"] == (
+        "2 words, 40.0 per minute of non-speech between the speech")
+    row = aggregate([_record(s.to_json())])[0]
+    assert row.stat("gap_ins_per_min").mean == pytest.approx(40.0)
+    plain = merge.score(_summary(), merge.merge_utterances(_ds(("a", "x")), [_t("a", "x")], "died"))
+    assert plain.gap_ins is None and plain.unavailable["gap_ins_per_min"] == (
+        "no transcribed item has a segment map with non-speech in it (edgeasr data lengths --gap-type)")

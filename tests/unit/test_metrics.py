@@ -68,3 +68,13 @@ def test_insertion_rate_is_insertions_over_reference_words():
     c = metrics.error_counts(["a b c d", "e f"], ["a x c d", "e f g h"])
     assert (c.insertions, c.ref_words) == (2, 6)
     assert c.insertion_rate == pytest.approx(2 / 6)
+
+
+def test_gap_insertions_count_the_words_the_alignment_places_where_non_speech_lies():
+    """Segment-aware insertions (issue 24): of the inserted words, those the word alignment puts between the
+    speech segments where a non-speech segment lies (None in the parts); insertions inside speech are not."""
+    assert metrics.gap_insertions(["a b", None, "c d"], "x a b y z c d w") == 2  # y z over the gap; x, w not
+    assert metrics.gap_insertions([None, "a b", None, "c d", None], "x a b y z c d w") == 4
+    assert metrics.gap_insertions(["a b", None, "c d"], "a b c d") == 0
+    assert metrics.gap_insertions(["a b", "c d"], "a b y c d") == 0  # no non-speech segment: nothing is a gap's
+    assert metrics.gap_insertions([None], "thank you") == 2  # all non-speech: every word is the gap's
