@@ -154,3 +154,12 @@ def test_babble_conditions_with_non_speech_items_are_refused(tmp_path):
     with pytest.raises(UserError) as exc:
         _sweep(tmp_path, "[babble]")
     assert "babble noise conditions cannot run beside non-speech items" in str(exc.value.problems)
+
+
+def test_the_sweep_estimate_counts_the_non_speech_seconds():
+    from runner.estimate import nonspeech_s
+
+    ns = st.NonspeechSettings(types=("silence", "white", "pink"), seconds=10.0, count=2)
+    assert nonspeech_s(ns, "clean") == 60.0
+    assert nonspeech_s(ns, "white") == 40.0  # silence stays out of noise conditions
+    assert nonspeech_s(st.NonspeechSettings(), "clean") == 0.0
