@@ -217,7 +217,8 @@ class LongForm:
             if path in VAD_TUNING and self.vad is None and decode.get("vad") is not True:
                 return f"{path} is a setting of the VAD, and decode.vad is not true"
             return None
-        if path in ("decode.vad", "decode.timestamps", "decode.condition_on_previous_text") and value == self.fixed(path):
+        if path in ("decode.vad", "decode.timestamps", "decode.condition_on_previous_text") \
+                and value == self.fixed(path):
             return None
         if path in self.refusals:
             return f"{self.who} {self.refusals[path]}"

@@ -236,7 +236,8 @@ def nonspeech_figures(ok: list[UtteranceResult], n_nonspeech: int) -> tuple[dict
                 dict.fromkeys(("nonspeech_words", "nonspeech_wpm", "nonspeech_output_share"), reason))
     words = [len((u.hypothesis_norm or "").split()) for u in items]
     minutes = sum(u.duration_s or 0.0 for u in items) / 60.0
-    got: dict[str, Any] = {"nonspeech_words": sum(words), "nonspeech_output_share": sum(w > 0 for w in words) / len(words),
+    got: dict[str, Any] = {"nonspeech_words": sum(words),
+                           "nonspeech_output_share": sum(w > 0 for w in words) / len(words),
                            "nonspeech_wpm": sum(words) / minutes if minutes > 0 else None}
     why = {} if minutes > 0 else {"nonspeech_wpm": "the non-speech items' durations sum to 0 s"}
     return got, why

@@ -81,7 +81,8 @@ def test_batched_pipelines_always_segment_by_vad_and_never_condition_on_previous
     for path, value in (("decode.vad_threshold", 0.3), ("decode.chunk_s", 15.0), ("decode.vad_min_silence_ms", 300)):
         assert _problem("faster-whisper", path, value, batch=8) is None
     assert _problem("whisperx", "decode.vad", False).startswith("whisperx always segments by VAD")
-    assert _problem("whisperx", "decode.vad_threshold", 0.4) is None and _problem("whisperx", "decode.chunk_s", 20.0) is None
+    assert _problem("whisperx", "decode.vad_threshold", 0.4) is None
+    assert _problem("whisperx", "decode.chunk_s", 20) is None
     assert "does not condition on previous text" in _problem("whisperx", "decode.condition_on_previous_text", True)
     assert "pyannote" in _problem("whisperx", "decode.vad_min_silence_ms", 300)
 
