@@ -158,8 +158,11 @@ def with_nonspeech(dataset: Dataset, ns, noise_files: str | None = None, babble_
                 samples = render(kind, n_samples, ns.level_dbfs, rng, pool, files, babble_talkers)
                 sf.write(tmp / f"{uid}.flac", samples, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
             (tmp / COMPLETE).write_text(json.dumps({"ids": [u for _, u in ids]}) + "\n")
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
+            if (folder / COMPLETE).is_file():  # another run wrote the same items meanwhile: theirs stay
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)  # a cut-off write
+                os.replace(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
