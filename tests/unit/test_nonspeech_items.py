@@ -163,3 +163,15 @@ def test_the_sweep_estimate_counts_the_non_speech_seconds():
     assert nonspeech_s(ns, "clean") == 60.0
     assert nonspeech_s(ns, "white") == 40.0  # silence stays out of noise conditions
     assert nonspeech_s(st.NonspeechSettings(), "clean") == 0.0
+
+
+def test_a_cut_off_write_is_made_again_and_an_id_clash_is_refused(tmp_path):
+    ns = st.NonspeechSettings(types=("white",), seconds=0.5)
+    folder = nonspeech.folder_of(ns)
+    folder.mkdir(parents=True)
+    (folder / "nonspeech-white-01.flac").write_bytes(b"cut off")  # no .complete: a write that never finished
+    ds = nonspeech.with_nonspeech(_dataset(tmp_path), ns)
+    assert len(sf.read(ds.utterances[-1].audio)[0]) == 8000 and (folder / nonspeech.COMPLETE).is_file()
+    clash = replace(_dataset(tmp_path), utterances=(Utterance("nonspeech-white-01", ds.utterances[0].audio, "x"),))
+    with pytest.raises(UserError, match="already has an utterance 'nonspeech-white-01'"):
+        nonspeech.with_nonspeech(clash, ns)
