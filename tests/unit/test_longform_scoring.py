@@ -305,3 +305,20 @@ def test_a_manifest_segment_map_scores_the_insertions_over_its_gaps(tmp_path):
     plain = merge.score(_summary(), merge.merge_utterances(_ds(("a", "x")), [_t("a", "x")], "died"))
     assert plain.gap_ins is None and plain.unavailable["gap_ins_per_min"] == (
         "no transcribed item has a segment map with non-speech in it (edgeasr data lengths --gap-type)")
+
+
+def test_the_report_draws_accuracy_and_hallucination_against_vad_on_and_off(tmp_path):
+    """Issue 24 item 6: a long-form switch that varies (decode.vad) gets WER, insertion rate and non-speech words
+    per minute side by side for each value; a sweep without one gets no such figure."""
+    from runner.report.figures import write_figures
+
+    def rec(vad, wer, ins, wpm):
+        cond = {"backend": "b", "model": "m", "quant": "q", "key": f"v{vad}", "axes": {"decode.vad": vad}}
+        return ConditionRecord.of(cond, {"status": "ok", "wer": wer, "ins_rate": ins, "nonspeech_wpm": wpm,
+                                         "rtf": 0.1})
+
+    rows = aggregate([rec(False, 0.2, 0.08, 12.0), rec(True, 0.15, 0.02, 1.0)])
+    figures = {f.path.name: f for f in write_figures(rows, tmp_path)}
+    assert "accuracy_vs_decode.vad.png" in figures and figures["accuracy_vs_decode.vad.png"].path.is_file()
+    one = {f.path.name for f in write_figures(aggregate([rec(False, 0.2, 0.08, 12.0)]), tmp_path / "one")}
+    assert "accuracy_vs_decode.vad.png" not in one  # one value: nothing varies
