@@ -11,12 +11,12 @@ Swapping a backend is a name here (or any image that honours the contract via --
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, STREAM_POLICIES
+from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, LONG_FORM_DECODE, STREAM_POLICIES
 
 from .errors import UserError
 from .host.platforms import platform_image, resolve_platform
@@ -128,6 +128,8 @@ def _show(value: Any) -> str:
     """A decode value as a message quotes it: null for None, 0 for 0.0, a string as it is written."""
     if value is None:
         return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -212,6 +214,133 @@ NO_STREAM_ROW = StreamFacts(refused="its row in the backend table (runner/backen
 #: pocketsphinx decodes incrementally (process_raw with full_utt off, hyp() after each chunk).
 NATIVE_STREAM = StreamFacts(policies=("native",), default="native",
                             how="its own incremental decoder: partial hypotheses as the audio arrives")
+#: How a backend decodes audio longer than its model's window (issue 24; the Open ASR Leaderboard's long-form
+#: threads: speeds of different algorithms are not comparable). sequential: window after window, each next one
+#: placed by the timestamps the last decoded (Whisper's own long-form); chunked: fixed windows decoded apart and
+#: joined, no seeking; vad-batched: a VAD cuts the audio into speech segments (merged up to the window), decoded
+#: as a batch; whole: the model takes the input at once, of any length (no window).
+LONG_FORM_ALGORITHMS = ("sequential", "chunked", "vad-batched", "whole")
+#: The long-form decode choices (the contract's LONG_FORM_DECODE): fixed when the model loads, null the backend's.
+LONG_FORM_FIELDS = LONG_FORM_DECODE
+LONG_FORM_CHOICES = tuple(f"decode.{name}" for name in LONG_FORM_DECODE)
+VAD_TUNING = ("decode.vad_threshold", "decode.vad_min_silence_ms")  # settings of a VAD: only with one
+
+
+@dataclass(frozen=True, kw_only=True)
+class LongForm:
+    """One backend's declared long-form algorithm, as its adapter runs it (its library's defaults included)."""
+
+    algorithm: str  # LONG_FORM_ALGORITHMS
+    window_s: float | None  # the model's input window; None: no window (the whole input at once)
+    vad: str | None = None  # the VAD that segments the audio; None: none
+    timestamps: bool = False  # decodes with timestamp tokens (sequential seeking needs them)
+    condition_on_previous_text: bool = False  # a window's decoding is prompted with the text before it
+    batched: bool = False  # several windows or segments of one recording are decoded together
+    how: str  # one sentence: what the adapter calls, and what that does with a long recording
+    #: The long-form decode choices (LONG_FORM_CHOICES) it takes at any value; each other one keeps the value this
+    #: declaration says (decode.vad: whether ``vad`` is set; condition_on_previous_text; timestamps) or none.
+    honours: tuple[str, ...] = ()
+    who: str = ""  # who refuses, in messages: "faster-whisper's batched pipeline (decode.batch_size > 1)"
+    optional_vad: str | None = None  # the VAD decode.vad true turns on, where it is off by default
+    #: Why a choice is refused, where more is to be said than the algorithm (path -> sentence after ``who``).
+    refusals: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    #: The long-form settings a run set (decode field -> value; applied()), recorded in its summary.
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in LONG_FORM_ALGORITHMS:
+            raise ValueError(f"long-form algorithm {self.algorithm!r}; known: {', '.join(LONG_FORM_ALGORITHMS)}")
+        wrong = sorted(set(self.honours) - set(LONG_FORM_CHOICES))
+        if wrong:
+            raise ValueError(f"long-form choices {wrong}; known: {', '.join(LONG_FORM_CHOICES)}")
+
+    def fixed(self, path: str) -> Any:
+        """The value a choice it does not honour has (None: none, it does not apply)."""
+        return {"decode.vad": self.vad is not None, "decode.timestamps": self.timestamps,
+                "decode.condition_on_previous_text": self.condition_on_previous_text}.get(path)
+
+    def problem(self, path: str, value: Any, decode: Mapping[str, Any]) -> str | None:
+        """Why ``value`` for the long-form choice ``path`` cannot apply (``decode``: the run's other decode
+        settings, by field name), or None: it is honoured, it is what this algorithm does anyway, or it is null
+        (the backend's own)."""
+        if value is None:
+            return None
+        if path in self.honours:
+            if path in VAD_TUNING and self.vad is None and decode.get("vad") is not True:
+                return f"{path} is a setting of the VAD, and decode.vad is not true"
+            return None
+        if path in ("decode.vad", "decode.timestamps", "decode.condition_on_previous_text") \
+                and value == self.fixed(path):
+            return None
+        if path in self.refusals:
+            return f"{self.who} {self.refusals[path]}"
+        tail = {"decode.condition_on_previous_text": ", without the text before each window",
+                "decode.timestamps": f", {'with' if self.timestamps else 'without'} timestamps",
+                "decode.chunk_s": ", with no VAD segments to size"}.get(path, ", with no VAD to set")
+        return f"{self.who} decodes long audio {self.algorithm} ({self.how}){tail}"
+
+    def applied(self, decode: Mapping[str, Any]) -> LongForm:
+        """This declaration with a run's long-form settings (decode field -> value; None: the backend's) applied:
+        what the run's summary records."""
+        got = {name: decode[name] for name in LONG_FORM_FIELDS if decode.get(name) is not None}
+        vad = self.vad
+        if got.get("vad") is True and vad is None:
+            vad = self.optional_vad
+        elif got.get("vad") is False:
+            vad = None
+        how = self.how if not got else (f"{self.how}; set for this run: "
+                                        + ", ".join(f"decode.{k} {_show(v)}" for k, v in got.items()))
+        return replace(self, vad=vad, settings=MappingProxyType(got), how=how,
+                       timestamps=got.get("timestamps", self.timestamps),
+                       condition_on_previous_text=got.get("condition_on_previous_text",
+                                                          self.condition_on_previous_text))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, "window_s": self.window_s, "vad": self.vad,
+                "timestamps": self.timestamps, "condition_on_previous_text": self.condition_on_previous_text,
+                "batched": self.batched, "how": self.how, "settings": dict(self.settings)}
+
+
+WHOLE_INPUT = LongForm(algorithm="whole", window_s=None, who="this backend",
+                       how="the whole recording in one pass: the model has no fixed window")
+FASTER_WHISPER_SEQUENTIAL = LongForm(
+    algorithm="sequential", window_s=30.0, timestamps=True, condition_on_previous_text=True,
+    how="WhisperModel.transcribe at its defaults: 30 s windows one after another, each placed by the last one's "
+        "timestamps and prompted with the text before it; no VAD (vad_filter off)",
+    who="faster-whisper's sequential decoding (decode.batch_size 1)", optional_vad="silero",
+    honours=("decode.vad", "decode.vad_threshold", "decode.vad_min_silence_ms", "decode.condition_on_previous_text",
+             "decode.timestamps"),
+    refusals=MappingProxyType({"decode.chunk_s": "takes the model's 30 s window; decode.chunk_s sizes the VAD "
+                                                 "segments of the batched pipeline (decode.batch_size > 1)"}))
+FASTER_WHISPER_BATCHED = LongForm(
+    algorithm="vad-batched", window_s=30.0, vad="silero", batched=True,
+    how="BatchedInferencePipeline.transcribe at its defaults (decode.batch_size > 1): Silero VAD speech segments "
+        "merged up to 30 s, decoded batch_size at a time without timestamps or the text before them",
+    who="faster-whisper's batched pipeline (decode.batch_size > 1)",
+    honours=("decode.vad_threshold", "decode.vad_min_silence_ms", "decode.timestamps", "decode.chunk_s"),
+    refusals=MappingProxyType({
+        "decode.vad": "always segments by VAD (Silero); its VAD axes are decode.vad_threshold, "
+                      "decode.vad_min_silence_ms and decode.chunk_s",
+        "decode.condition_on_previous_text": "does not condition on previous text (each segment is decoded alone)"}))
+WHISPERX_LONG_FORM = LongForm(
+    algorithm="vad-batched", window_s=30.0, vad="pyannote", batched=True,
+    how="whisperx's pipeline: pyannote VAD segments merged up to its 30 s chunk size, decoded in batches by "
+        "faster-whisper without timestamps or the text before them (always, at any batch size)",
+    who="whisperx", honours=("decode.vad_threshold", "decode.chunk_s"),
+    refusals=MappingProxyType({
+        "decode.vad": "always segments by VAD (pyannote); its VAD axes are decode.vad_threshold and decode.chunk_s",
+        "decode.condition_on_previous_text": "does not condition on previous text (its batched pipeline decodes "
+                                             "each segment alone)",
+        "decode.vad_min_silence_ms": "cannot set a minimum silence: its pyannote VAD takes onset and offset "
+                                     "thresholds (decode.vad_threshold sets the onset)"}))
+TRANSFORMERS_SEQUENTIAL = LongForm(
+    algorithm="sequential", window_s=30.0, timestamps=True,
+    how="up to 30 s one window; longer, transformers' sequential long-form generate: windows placed by the "
+        "timestamps decoded, without the text before them (condition_on_prev_tokens off)", who="transformers")
+ONNX_CHUNKED = LongForm(
+    algorithm="chunked", window_s=30.0,
+    how="fixed 30 s windows decoded one after another without timestamps and joined: a word cut by a window "
+        "edge is decoded twice or not at all", who="onnxruntime")
 
 
 def image_platform(platform: str = "auto", device: str | None = None) -> str:
@@ -301,6 +430,19 @@ class Backend(ImageDef):
     stream: StreamFacts = field(default_factory=lambda: NO_STREAM_ROW)
     #: Per kind of model (MODEL_KINDS): stream facts that replace ``stream`` for that kind. Not hashed (a mapping).
     stream_kinds: Mapping[str, StreamFacts] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    #: How it decodes audio longer than its window (issue 24): ``long_form``; with decode.batch_size > 1,
+    #: ``long_form_batched`` where that is another algorithm; per kind of model, ``long_form_kinds``.
+    long_form: LongForm = WHOLE_INPUT
+    long_form_batched: LongForm | None = None
+    long_form_kinds: Mapping[str, LongForm] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    def long_form_for(self, batch_size: int = 1, kind: str | None = None) -> LongForm:
+        """The long-form algorithm a run with this batch size and kind of model gets (recorded in its summary)."""
+        if kind in self.long_form_kinds:
+            return self.long_form_kinds[kind]
+        if batch_size > 1 and self.long_form_batched is not None:
+            return self.long_form_batched
+        return self.long_form
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.model_kinds) - set(MODEL_KINDS))
@@ -422,6 +564,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/faster-whisper:latest",
         build_dir="faster-whisper",
         adapter="edgeasr_backend_faster_whisper",
+        long_form=FASTER_WHISPER_SEQUENTIAL, long_form_batched=FASTER_WHISPER_BATCHED,
         host_module="faster_whisper",
         hub_names=WHISPER_HUB_NAMES,
         batching=True,  # BatchedInferencePipeline
@@ -435,6 +578,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/whisperx:latest",
         build_dir="whisperx",
         adapter="edgeasr_backend_whisperx",
+        long_form=WHISPERX_LONG_FORM,
         host_module="whisperx",
         parent="torch-base",
         hub_names=WHISPER_HUB_NAMES,
@@ -453,6 +597,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/transformers:latest",
         build_dir="transformers",
         adapter="edgeasr_backend_transformers",
+        long_form=TRANSFORMERS_SEQUENTIAL, long_form_kinds=MappingProxyType({"ctc": WHOLE_INPUT}),
         host_module="transformers",
         parent="torch-base",
         model_format="hf",
@@ -473,6 +618,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/onnxruntime:latest",
         build_dir="onnxruntime",
         adapter="edgeasr_backend_onnxruntime",
+        long_form=ONNX_CHUNKED,
         host_module="onnxruntime",
         parent="torch-base",
         model_format="onnx",
@@ -491,6 +637,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/pocketsphinx:latest",
         build_dir="pocketsphinx",
         adapter="edgeasr_backend_pocketsphinx",
+        long_form=WHOLE_INPUT,  # process_raw(full_utt=True): one utterance of any length
         host_module="pocketsphinx",
         model_format="bundled",
         bundled_models=("en-us",),
@@ -509,6 +656,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         image="edgeasr/espnet:latest",
         build_dir="espnet",
         adapter="edgeasr_backend_espnet",
+        long_form=WHOLE_INPUT,  # Speech2Text over the whole input
         host_module="espnet2",
         parent="torch-base-py313",
         python="3.13",  # espnet 202609 and later need Python >= 3.12 (202511, the last for 3.11, does not resolve)

@@ -67,6 +67,13 @@ def _audio_s(dataset: str, roots: tuple[str, ...], limit: int | None, lengths: d
     return statistics.fmean(known) * len(utts) if known else 0.0
 
 
+def nonspeech_s(ns, noise_type: str) -> float:
+    """Seconds of generated non-speech items a condition transcribes besides its dataset (runner/data/nonspeech.py):
+    each type's ``count`` items of ``seconds``, digital silence left out of a noise condition (as the plan does)."""
+    kinds = [k for k in dict.fromkeys(ns.types) if not (k == "silence" and noise_type != "clean")]
+    return len(kinds) * max(ns.count, 0) * ns.seconds
+
+
 def estimate_sweep(exp, out: Path) -> Estimate:
     """The sweep's duration, with how it was estimated."""
     lengths: dict[Path, float] = {}
@@ -85,9 +92,10 @@ def estimate_sweep(exp, out: Path) -> Estimate:
             if by_data[key] is None:
                 unknown += 1
                 continue
-            audio_s += by_data[key] or 0.0  # stream mode's offline pass transcribes it whole as well
+            data_s = (by_data[key] or 0.0) + nonspeech_s(g.spec_settings.nonspeech, c.noise_type)
+            audio_s += data_s  # stream mode's offline pass transcribes it whole as well
             if stream.enabled:  # live audio plays in real time: the data once, and at least sustain_s
-                live_s += max(stream.sustain_s, by_data[key] or 0.0)
+                live_s += max(stream.sustain_s, data_s)
                 n_live += 1
     rtfs, loads = _measured(out)
     rtf = statistics.median(rtfs) if rtfs else 1.0

@@ -38,7 +38,7 @@ from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import audio_plan, host_path_map, image_contract, make_env, make_job, make_mounts
 from .launch.owner import Owner
-from .models.resolve import random_weights_reason
+from .models.resolve import random_weights_reason, resolved_kind
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
 from .results import ConditionRecord, Summary, UtteranceResult, write_json_atomic, write_jsonl_atomic
@@ -143,6 +143,8 @@ def new_summary(job: GroupJob, cond: PlannedCondition, dataset, host: dict[str, 
                    model_source=spec.model.source,
                    model_ref=str(spec.model.host_dir) if spec.model.host_dir else spec.model.container_path,
                    data_path=str(dataset.path), decode=decode, warmup=spec.warmup,
+                   long_form=spec.backend.long_form_for(int(decode.get("batch_size") or 1),
+                                                        resolved_kind(spec.model)).applied(decode).to_json(),
                    image={"ref": spec.image, "id": job.image.id if job.image else None,
                           "tags": job.image.tags if job.image else [],
                           "labels": job.image.labels if job.image else {}},

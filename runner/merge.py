@@ -136,7 +136,7 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
             why = utt.problem or (f"its result broke the contract: {rejected[utt.id]}" if utt.id in rejected
                                   else missing_reason)
             out.append(UtteranceResult(utt.id, "error", why, utt.reference, None,
-                                       ref_norm or None, None, None, None, None, None))
+                                       ref_norm, None, None, None, None, None))
             continue
         too_long = hypothesis_problem(t.get("hypothesis"), max_hypothesis_bytes)
         if too_long:
@@ -145,14 +145,22 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
         hyp = t.get("hypothesis") if ok else None
         hyp_norm = metrics.normalize(hyp) if hyp is not None else None
         wer = metrics.utterance_wer(ref_norm, hyp_norm) if ok and ref_norm else None
+        gaps = gap_figures(utt, hyp_norm) if ok else (None, None)
         out.append(UtteranceResult(
             id=utt.id, status="ok" if ok else "error", error=None if ok else host_paths(t.get("error"), paths or {}),
-            reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm or None, hypothesis_norm=hyp_norm,
+            reference=utt.reference, hypothesis=hyp, reference_norm=ref_norm, hypothesis_norm=hyp_norm,
             duration_s=t.get("duration_s"),
             latency_s=(t["latency_s"] if t.get("latency_s") is not None else t.get("processing_s")) if ok else None,
             wer=wer, processing_s=t.get("processing_s") if ok else None,
+            gap_insertions=gaps[0], gap_s=gaps[1],
         ))
     return out
+
+
+#: The figures of what a model said (issue 24) beside its error rates: meaningless for a model whose
+#: transcripts mean nothing (not_a_result), like WER.
+TRANSCRIPT_FIGURES = ("ins_rate", "repeated_ngram_rate", "compression_over_share", "nonspeech_words",
+                      "nonspeech_wpm", "nonspeech_output_share", "gap_ins", "gap_ins_per_min")
 
 
 def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
@@ -160,16 +168,33 @@ def score(summary: Summary, utts: list[UtteranceResult]) -> Summary:
     ok = [u for u in utts if u.status == "ok"]
     scored = [u for u in ok if u.reference_norm]
     got: dict[str, Any] = {"n_utterances": len(utts), "n_failed": len(utts) - len(ok), "n_scored": len(scored),
-                           "n_unreferenced": sum(1 for u in utts if not u.reference_norm)}
+                           "n_unreferenced": sum(1 for u in utts if u.reference_norm is None),
+                           "n_nonspeech": sum(1 for u in utts if is_nonspeech(u))}
     why: dict[str, str] = {}
+    got_ns, why_ns = nonspeech_figures(ok, got["n_nonspeech"])
+    got.update(got_ns)
+    why.update(why_ns)
     if scored:
         c = metrics.error_counts([u.reference_norm for u in scored], [u.hypothesis_norm or "" for u in scored])
         got.update(wer=c.wer, cer=c.cer, sub=c.substitutions, deletions=c.deletions, ins=c.insertions,
-                   ref_words=c.ref_words)
+                   ref_words=c.ref_words, ins_rate=c.insertion_rate)
     else:
+        n_ns = sum(1 for u in ok if is_nonspeech(u))
         reason = ("no utterance was transcribed" if not ok else
-                  f"none of the {len(ok)} transcribed utterances has a reference")
-        why.update(dict.fromkeys(("wer", "cer", "sub", "del", "ins"), reason))
+                  f"none of the {len(ok)} transcribed utterances has a reference" if not n_ns else
+                  f"none of the {len(ok)} transcribed utterances is speech with a reference ({n_ns} non-speech, "
+                  f"scored apart from WER)")
+        why.update(dict.fromkeys(("wer", "cer", "sub", "del", "ins", "ins_rate"), reason))
+    mapped = [u for u in ok if u.gap_insertions is not None and u.gap_s]
+    if mapped:
+        got["gap_ins"] = sum(u.gap_insertions for u in mapped)
+        got["gap_ins_per_min"] = got["gap_ins"] / (sum(u.gap_s for u in mapped) / 60.0)
+    else:
+        why.update(dict.fromkeys(("gap_ins", "gap_ins_per_min"), "no transcribed item has a segment map with "
+                                 "non-speech in it (edgeasr data lengths --gap-type)"))
+    got_rep, why_rep = repetition_figures(ok)
+    got.update(got_rep)
+    why.update(why_rep)
     if ok:
         rtf = metrics.rtf([u.processing_s for u in ok], [u.duration_s for u in ok])
         got.update(audio_s=sum(u.duration_s for u in ok), rtf=rtf, rtfx=1.0 / rtf if rtf > 0 else None,
@@ -266,6 +291,62 @@ def stream_utterances(utts: list[UtteranceResult], events: list[dict[str, Any]],
               if e.get("event") == Event.FINAL and e.get("condition") == condition and e.get("stream") == 0
               and e.get("play") in (0, None) and isinstance(e.get("id"), str)}
     return [replace(u, latency_s=waited.get(u.id)) if u.status == "ok" else u for u in utts]
+def gap_figures(utt, hyp_norm: str | None) -> tuple[int | None, float | None]:
+    """(words inserted where the item's non-speech lies, seconds of that non-speech) for an item whose segment
+    map holds non-speech and whose speech has references; (None, None) otherwise."""
+    gap_s = sum(s.end_s - s.start_s for s in utt.segments if s.kind != "speech")
+    if not gap_s or hyp_norm is None or utt.reference is None:
+        return None, None
+    if any(s.kind == "speech" and s.text is None for s in utt.segments):
+        return None, None
+    parts = [metrics.normalize(s.text) if s.kind == "speech" else None for s in utt.segments]
+    return metrics.gap_insertions(parts, hyp_norm), round(gap_s, 6)
+
+
+def is_nonspeech(u: UtteranceResult) -> bool:
+    """An item whose reference is there and holds no word once normalized (issue 24): silence, noise, music, or
+    a reference of fillers alone ("hmm"); every word said over it is an insertion, counted apart from WER."""
+    return u.reference_norm == ""
+
+
+def nonspeech_figures(ok: list[UtteranceResult], n_nonspeech: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """What the transcribed non-speech items made a model say: words (after Whisper's normalizer, so a
+    "[BLANK_AUDIO]" tag or a "♪" is no word), words per minute of non-speech audio, and the share of items with
+    any word; each unavailable with its reason where there is no transcribed non-speech item."""
+    items = [u for u in ok if is_nonspeech(u)]
+    if not items:
+        reason = ("no non-speech item (an empty reference) in the data" if not n_nonspeech else
+                  "no non-speech item was transcribed")
+        return ({"nonspeech_words": None, "nonspeech_wpm": None, "nonspeech_output_share": None},
+                dict.fromkeys(("nonspeech_words", "nonspeech_wpm", "nonspeech_output_share"), reason))
+    words = [len((u.hypothesis_norm or "").split()) for u in items]
+    minutes = sum(u.duration_s or 0.0 for u in items) / 60.0
+    got: dict[str, Any] = {"nonspeech_words": sum(words),
+                           "nonspeech_output_share": sum(w > 0 for w in words) / len(words),
+                           "nonspeech_wpm": sum(words) / minutes if minutes > 0 else None}
+    why = {} if minutes > 0 else {"nonspeech_wpm": "the non-speech items' durations sum to 0 s"}
+    return got, why
+
+
+def repetition_figures(ok: list[UtteranceResult]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Issue 24's repetition figures of the transcribed utterances (runner/metrics.py defines each), and the
+    reason for each one that cannot be given: repeats beyond the reference over the pairs with a reference
+    (an unreferenced one has no "reference's own" to subtract), the compression share over every hypothesis."""
+    got: dict[str, Any] = {"compression_over_share": metrics.compression_over_share([u.hypothesis or "" for u in ok])}
+    why: dict[str, str] = {}
+    if got["compression_over_share"] is None:
+        why["compression_over_share"] = "no utterance was transcribed"
+    pairs = [u for u in ok if u.reference_norm is not None]
+    rep = metrics.repetition([u.reference_norm or "" for u in pairs], [u.hypothesis_norm or "" for u in pairs])
+    got["repeated_ngram_rate"] = rep.rate
+    if not ok:
+        why["repeated_ngram_rate"] = "no utterance was transcribed"
+    elif not pairs:
+        why["repeated_ngram_rate"] = f"none of the {len(ok)} transcribed utterances has a reference"
+    elif rep.rate is None:
+        why["repeated_ngram_rate"] = (f"no hypothesis has {rep.ngram_n} words (a repeated n-gram is "
+                                      f"{rep.ngram_n} words)")
+    return got, why
 
 
 def not_a_result(summary: Summary, utts: list[UtteranceResult],
@@ -274,8 +355,9 @@ def not_a_result(summary: Summary, utts: list[UtteranceResult],
     with the reason, in place of a number a reader would take for an accuracy, in the summary and for each
     utterance (whose hypothesis stays). Timings and memory stay. The summary so (a new one: it is frozen), and
     the utterances without their WER."""
-    gone = dict.fromkeys(("wer", "cer", "sub", "deletions", "ins"))
-    return (summary.unavailable_because(dict.fromkeys(("wer", "cer", "sub", "del", "ins"), reason), **gone),
+    gone = dict.fromkeys(("wer", "cer", "sub", "deletions", "ins", *TRANSCRIPT_FIGURES))
+    return (summary.unavailable_because(dict.fromkeys(("wer", "cer", "sub", "del", "ins", *TRANSCRIPT_FIGURES),
+                                                      reason), **gone),
             [replace(u, wer=None) for u in utts])
 
 

@@ -6,6 +6,10 @@ condition per repeat); ``edgeasr sweep`` plans every group of an experiment. The
 (runner/execute.py) runs one GroupJob at a time, on any engine; a GroupJob is plain data (picklable), so a
 remote executor can take it as it is.
 
+Generated non-speech items (runner/data/nonspeech.py) are in every condition, except that digital silence is
+left out of the noise conditions: noise is mixed at an SNR relative to an item's own power, and silence has none,
+so there it would be an error, not a measurement. A --limit cuts the dataset's own items, never those.
+
 Each sweep condition has a stable key: a hash of its effective settings (the group's, with the condition's
 decode overrides applied), the image id, and the content hashes of every audio file and of the model folder.
 """
@@ -23,6 +27,7 @@ from edgeasr_entrypoint.contract import ConditionJob
 from .backends import BACKENDS
 from .content import HashCache
 from .data.dataset import AUDIO_EXTS, Dataset
+from .data.nonspeech import SILENCE, limited
 from .errors import UserError
 from .experiment import Condition, Experiment, Group
 from .launch.docker_engine import ImageInfo
@@ -208,7 +213,7 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
             image_id = image.id if image is not None else f"local:{spec.backend.name}"
             limits = [c.limit for c in conds]
             n = None if any(lim is None for lim in limits) else max(limits)
-            dataset = replace(spec.dataset, utterances=spec.dataset.utterances[:n] if n else spec.dataset.utterances)
+            dataset = replace(spec.dataset, utterances=limited(spec.dataset.utterances, n))
             fingerprint = data_fingerprint(dataset, hashes)
             inputs = {"data_sha256": fingerprint, "model_sha256": model_fingerprint(spec, hashes),
                       "image_id": image_id}
@@ -221,6 +226,11 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
                 problems.append(f"groups[{gi}]: one container can mount one noise folder, got {sorted(noise_dirs)}")
                 continue
             noise_dir = Path(next(iter(noise_dirs))) if noise_dirs else None
+            if any(c.noise_type == "babble" for c in conds) and any(u.nonspeech for u in dataset.utterances):
+                problems.append(f"groups[{gi}]: babble noise conditions cannot run beside non-speech items "
+                                f"(nonspeech): the container draws babble talkers from every utterance of its job, "
+                                f"and the non-speech items would be among them; sweep them apart")
+                continue
             if noise_dir is not None and mount_problem(noise_dir, "noise.files"):
                 problems.append(f"groups[{gi}]: {mount_problem(noise_dir, 'noise.files')}; a backend container "
                                 f"may not see it")
@@ -232,7 +242,8 @@ def plan_sweep(exp: Experiment, engine, models_dir: Path, out: Path, hashes: Has
                 except UserError as exc:
                     problems.append(f"groups[{gi}]: {exc}")
                     continue
-                ids = tuple(u.id for u in (dataset.utterances[:cond.limit] if cond.limit else dataset.utterances))
+                ids = tuple(u.id for u in limited(dataset.utterances, cond.limit)
+                            if not (u.nonspeech == SILENCE and cond.noise_type != "clean"))
                 cond_settings, overrides = _split_decode(cond)
                 effective = _effective(settings, overrides)
                 key = stable_hash({"group": effective, "condition": {**cond_settings, "dataset": fingerprint},
@@ -257,7 +268,7 @@ def plan_run(spec: RunSpec, image: ImageInfo | None, repeats: int = 1, limit: in
     several write one folder each under conditions/, with the run folder's summary.json over all of them."""
     dataset = spec.dataset
     if limit:
-        dataset = replace(dataset, utterances=dataset.utterances[:limit])
+        dataset = replace(dataset, utterances=limited(dataset.utterances, limit))
         spec = replace(spec, dataset=dataset)
     key = stable_hash({"run": str(spec.out)})
     ids = tuple(u.id for u in dataset.utterances)

@@ -29,6 +29,11 @@ CONDITIONS_FILE = "conditions.jsonl"
 #: restored, runner/power), a new field that is null where no operating point was set; nothing moved.
 #: Still 3 after issue 23: a streamed condition's summary gains ``stream`` and ``offline`` (written only there) and
 #: its latency_ms is null with its reason; an offline summary is what it was.
+#: Still 3 after issue 24: summaries gained ins_rate, repeated_ngram_rate, compression_over_share and the
+#: non-speech figures (n_nonspeech, nonspeech_words, nonspeech_wpm, nonspeech_output_share) and the declared
+#: long-form algorithm (long_form), absent from older
+#: ones (the report reads their absence as "not in the results"); nothing moved. An empty reference, read as no
+#: reference before, is non-speech since: its item counts in n_nonspeech, no longer in n_unreferenced.
 SCHEMA_VERSION = 3
 
 
@@ -55,6 +60,10 @@ class UtteranceResult:
     mem_peak_mb: float | None = None
     #: the container's memory (its cgroup's working set, summary.container_memory) at its peak over the call
     container_mem_peak_mb: float | None = None
+    #: An item with a segment map (issue 24): the inserted words the alignment puts where its non-speech lies
+    #: (runner/metrics.gap_insertions), and the seconds of that non-speech; None without a map
+    gap_insertions: int | None = None
+    gap_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,22 @@ class Summary:
     deletions: int | None = None
     ins: int | None = None
     ref_words: int | None = None
+    #: Issue 24 (runner/metrics.py defines each): inserted words over reference words (apart from WER); repeated
+    #: trigrams of the hypotheses beyond their references' own; the share of transcribed hypotheses whose
+    #: compression ratio is above Whisper's 2.4 (a loop).
+    ins_rate: float | None = None
+    repeated_ngram_rate: float | None = None
+    compression_over_share: float | None = None
+    #: Non-speech items (an empty reference, issue 24), scored apart from WER: how many (all, as n_unreferenced),
+    #: the words said over the transcribed ones, those words per minute of their audio, the share with any word.
+    n_nonspeech: int = 0
+    nonspeech_words: int | None = None
+    nonspeech_wpm: float | None = None
+    nonspeech_output_share: float | None = None
+    #: Items with a segment map (edgeasr data lengths with gaps): the words inserted where their non-speech lies,
+    #: in all and per minute of that non-speech (runner/metrics.gap_insertions).
+    gap_ins: int | None = None
+    gap_ins_per_min: float | None = None
     rtf: float | None = None
     rtfx: float | None = None
     latency_ms: dict[str, float] | None = None
@@ -119,6 +144,9 @@ class Summary:
     container_memory: dict[str, Any] | None = None
     quant_method: str | None = None  # how the backend realised the quant, where it says
     decode: dict[str, Any] = field(default_factory=dict)
+    #: How the backend decodes audio longer than its window, as it applied to this run (runner/backends.LongForm;
+    #: issue 24); None in summaries from before it was recorded.
+    long_form: dict[str, Any] | None = None
     warmup: int = 0
     image: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)

@@ -109,6 +109,26 @@ class DecodeSettings:
                                        help="joint CTC/attention decoding: the CTC share of each hypothesis' score "
                                             "(0: attention decoder only, 1: CTC only); backends with joint decoding "
                                             "only", default_text=_backends.decode_default_text("decode.ctc_weight"))
+    # Long-form decoding (issue 24; runner/backends.LongForm says which backend takes which): null is the backend's
+    # own (its row's long-form algorithm), and a value it cannot honour is refused with the reason.
+    vad: bool | None = setting(None, kind="bool", null=True, flag="--vad",
+                               help="segment by voice activity detection (faster-whisper sequential: its Silero "
+                                    "VAD filter; batched pipelines always do)", default_text="the backend's")
+    vad_threshold: float | None = setting(None, kind="number", gt=0, le=1, null=True, flag="--vad-threshold",
+                                          help="speech probability above which the VAD takes a frame for speech",
+                                          default_text="the backend's")
+    vad_min_silence_ms: int | None = setting(None, kind="int", ge=0, null=True, unit="ms",
+                                             flag="--vad-min-silence-ms",
+                                             help="silence that ends a VAD speech segment",
+                                             default_text="the backend's")
+    condition_on_previous_text: bool | None = setting(None, kind="bool", null=True,
+                                                      help="prompt each window with the text decoded before it "
+                                                           "(sequential decoding)", default_text="the backend's")
+    timestamps: bool | None = setting(None, kind="bool", null=True,
+                                      help="decode with timestamp tokens", default_text="the backend's")
+    chunk_s: int | None = setting(None, kind="int", ge=1, le=30, null=True, unit="s", flag="--chunk-s",
+                                    help="longest VAD segment (merged) decoded as one window, in a VAD-batched "
+                                         "pipeline", default_text="the backend's")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -154,6 +174,33 @@ class NoiseSettings:
     files: str | None = setting(None, kind="folder", null=True, axis=_NOISE_AXIS,
                                 help="a folder of noise recordings (for type file)")
     babble_talkers: int = setting(4, kind="int", ge=1, axis=_NOISE_AXIS, help="talkers mixed for babble")
+
+
+#: What a generated non-speech item holds (issue 24): digital silence, or one of the noise module's types.
+NONSPEECH_TYPES = ("silence", *NOISE_TYPES)
+_NONSPEECH_AXIS = ("non-speech items are set once, by `nonspeech:` in defaults (they join the dataset of every "
+                   "condition)")
+
+
+@dataclass(frozen=True)
+class NonspeechSettings:
+    """Non-speech items added to the dataset (runner/data/nonspeech.py): ``count`` of each type, ``seconds``
+    long, noise at ``level_dbfs`` (RMS, dB below a full-scale amplitude of 1.0), seeded; each has the empty
+    reference, so what a model says over it is counted apart from WER. No types: none (the default)."""
+
+    types: tuple[str, ...] = setting((), kind="list", axis=_NONSPEECH_AXIS, flag="--nonspeech",
+                                     help="add non-speech items of this type (repeatable: "
+                                          + ", ".join(NONSPEECH_TYPES) + ")", default_text="none",
+                                     item=Rule(kind="choice", choices=NONSPEECH_TYPES, what="a non-speech type",
+                                               help=""))
+    seconds: float = setting(10.0, kind="number", gt=0, le=3600, unit="s", axis=_NONSPEECH_AXIS,
+                             flag="--nonspeech-s", help="length of each non-speech item")
+    level_dbfs: float = setting(-30.0, kind="number", le=0, unit="dBFS", axis=_NONSPEECH_AXIS,
+                                flag="--nonspeech-dbfs", help="RMS level of the non-speech noise items")
+    count: int = setting(1, kind="int", ge=0, axis=_NONSPEECH_AXIS, flag="--nonspeech-count",
+                         help="non-speech items of each type")
+    seed: int = setting(0, kind="int", ge=0, axis=_NONSPEECH_AXIS, flag="--nonspeech-seed",
+                        help="seed of the non-speech noise (the same seed makes the same samples)")
 
 
 @dataclass(frozen=True)
@@ -328,6 +375,7 @@ class Settings:
     repeats: int = setting(1, kind="int", ge=1, flag="--repeats", help="times the dataset is transcribed",
                            axis="set defaults.repeats (every repeat already runs in one container)")
     noise: NoiseSettings = _nested(NoiseSettings)
+    nonspeech: NonspeechSettings = _nested(NonspeechSettings)  # issue 24: generated non-speech items
     telemetry: TelemetrySettings = _nested(TelemetrySettings)
     timeout_s: float | None = setting(None, kind="number", gt=0, null=True, unit="s", flag="--timeout",
                                       help="kill the container after this many seconds", default_text="no limit")
@@ -676,7 +724,7 @@ def default_text(lf: Leaf) -> str:
 #: The help's sections, in order, and the settings each holds (by path; a section name holds every leaf under it).
 FLAG_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model", ("backend", "model", "quant", "device", "image", "gpus")),
-    ("data", ("dataset", "limit", "audio_roots")),
+    ("data", ("dataset", "limit", "audio_roots", "nonspeech")),
     ("decode", ("decode", "warmup", "repeats")),
     ("telemetry", ("telemetry",)),
     ("power", ("power",)),
@@ -707,7 +755,8 @@ def add_arguments(p: argparse.ArgumentParser) -> dict[str, Any]:
         if rule.kind == "bool":
             target.add_argument(rule.flag, dest=_dest(rule), action="store_true", default=None, help=help_text)
         elif rule.kind == "list":
-            target.add_argument(rule.flag, dest=_dest(rule), action="append", default=None, metavar="DIR",
+            target.add_argument(rule.flag, dest=_dest(rule), action="append", default=None,
+                                metavar="DIR" if rule.item is None or rule.item.kind == "folder" else "VALUE",
                                 help=help_text)
         else:
             kind = {"int": int, "number": float}.get(rule.kind, str)

@@ -15,9 +15,10 @@ from typing import Callable, Mapping
 from edgeasr_entrypoint.contract import StreamJob
 
 from . import places
-from .backends import BACKENDS, DEVICES, Backend, default_model_quant, unavailable_reason
+from .backends import BACKENDS, DEVICES, LONG_FORM_CHOICES, Backend, default_model_quant, unavailable_reason
 from .data.dataset import Dataset, is_hf_ref
 from .data.load import load_dataset
+from .data.nonspeech import limited, with_nonspeech
 from .errors import UserError
 from .host import preflight
 from .host.platforms import has_nvidia_driver, is_jetson
@@ -25,7 +26,7 @@ from .launch.engines import ENGINES
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models.resolve import ResolvedModel, resolve_backend_model, resolve_model, resolved_kind
 from .paths import mount_problem, readable_by
-from .settings import DecodeSettings, Settings, StreamSettings, TelemetrySettings, cli_label, mem_size_bytes
+from .settings import DecodeSettings, Settings, StreamSettings, TelemetrySettings, cli_label, mem_size_bytes, show
 from .settings import get as setting_value
 from .settings import problems as setting_problems
 
@@ -183,6 +184,21 @@ def stream_job(backend: Backend, model: ResolvedModel, stream: StreamSettings) -
     policy = backend.stream_facts(resolved_kind(model)).resolve(stream.policy)
     return StreamJob(chunk_ms=stream.chunk_ms, gap_ms=stream.gap_ms, concurrency=stream.concurrency,
                      policy=policy, sustain_s=float(stream.sustain_s), offline=True)
+def long_form_problems(backend: Backend, model: ResolvedModel | None, settings: Settings,
+                       where: Callable[[str], str]) -> list[str]:
+    """Each long-form decode value set (not null: null is the backend's own) that the backend's long-form algorithm
+    for this batch size and kind of model cannot honour (runner/backends.LongForm.problem), in one sentence each."""
+    decode = settings.decode.to_json()
+    lf = backend.long_form_for(settings.decode.batch_size, resolved_kind(model) if model is not None else None)
+    out = []
+    for path in LONG_FORM_CHOICES:
+        value = setting_value(settings, path)
+        reason = lf.problem(path, value, decode)
+        if reason:
+            origin = where(path)
+            at = f"{origin} " if origin.startswith("-") else f"{origin}: "
+            out.append(f"{at}{show(value)} cannot apply with backend {backend.name}: {reason}")
+    return out
 
 
 def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: str = "docker",
@@ -240,6 +256,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         path = s.dataset if is_hf_ref(s.dataset) else places.data_path(s.dataset)  # the embedded data anywhere
         dataset = load_dataset(path, tuple(s.audio_roots), limit=s.limit,  # limit: what hf: streams
                                text_limit_bytes=s.limits.data_text_bytes)
+        # generated silence / noise with an empty reference (issue 24), written once into their cache folder
+        dataset = with_nonspeech(dataset, s.nonspeech, s.noise.files, s.noise.babble_talkers)
     except UserError as exc:
         problems.append(f"{where('dataset')}: {exc}")
     mem_limit_bytes = None
@@ -248,6 +266,8 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
             mem_limit_bytes = parse_mem_limit(str(s.mem_limit), where('mem_limit'))
         except UserError as exc:
             problems.append(str(exc))
+    if be is not None:
+        problems += long_form_problems(be, resolved_model, s, where)
     if s.decode.align and be is not None and not be.align:
         aligners = ", ".join(b.name for b in BACKENDS.values() if b.align)
         problems.append(f"{where('decode.align')} is an option of {aligners}; backend {backend} has no word alignment")
@@ -281,7 +301,7 @@ def build_run_spec(settings: Settings, *, out: str, models_dir: Path, engine: st
         raise UserError(f"{len(problems)} problems with this run:", problems=problems)
     assert be is not None and resolved_model is not None and dataset is not None
     if s.limit:
-        dataset = dataclasses.replace(dataset, utterances=dataset.utterances[:s.limit])
+        dataset = dataclasses.replace(dataset, utterances=limited(dataset.utterances, s.limit))
     threads = s.decode.threads
     # A decode setting left at null takes the backend's own value (its row's decode_defaults: espnet's CTC weight).
     backend_defaults = {path.split(".", 1)[1]: value for path, value in be.decode_defaults.items()

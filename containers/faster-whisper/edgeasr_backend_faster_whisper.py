@@ -28,6 +28,30 @@ def _check_batching(faster_whisper, batch_size: int) -> None:
                               "run with --batch-size 1 (sequential decoding)")
 
 
+def long_form_kwargs(d, batched: bool) -> dict:
+    """The transcribe options of the long-form decode settings that are set (None: faster-whisper's own; the host
+    refused what this pipeline cannot honour, runner/backends.py): the VAD filter and its tuning, previous-text
+    conditioning and timestamps for sequential decoding; the VAD tuning, timestamps and chunk for the batched
+    pipeline (which always segments by VAD and never conditions on previous text)."""
+    out = {}
+    if d.vad is not None and not batched:
+        out["vad_filter"] = d.vad
+    params = {}
+    if d.vad_threshold is not None:
+        params["threshold"] = d.vad_threshold
+    if d.vad_min_silence_ms is not None:
+        params["min_silence_duration_ms"] = d.vad_min_silence_ms
+    if params:
+        out["vad_parameters"] = params
+    if d.condition_on_previous_text is not None and not batched:
+        out["condition_on_previous_text"] = d.condition_on_previous_text
+    if d.timestamps is not None:
+        out["without_timestamps"] = not d.timestamps
+    if d.chunk_s is not None and batched:
+        out["chunk_length"] = d.chunk_s
+    return out
+
+
 class FasterWhisperModel:
     def __init__(self, job):
         import ctranslate2
@@ -69,6 +93,7 @@ class FasterWhisperModel:
         kwargs = dict(beam_size=d.beam_size, temperature=d.temperature, language=d.language)
         if batched is not None:
             kwargs["batch_size"] = d.batch_size
+        kwargs.update(long_form_kwargs(d, batched is not None))
         _kept, missing = split_kwargs(runner.transcribe, kwargs)
         if missing:  # each of these changes the result: refuse rather than decode differently
             raise missing_feature(f"transcribe({', '.join(missing)}=...)", "faster-whisper")

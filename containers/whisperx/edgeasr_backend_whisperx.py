@@ -72,11 +72,17 @@ class WhisperXModel:
         wanted = dict(device=job.device, compute_type=job.backend_quant, asr_options=options, language=d.language,
                       vad_method="pyannote", threads=d.threads or os.cpu_count() or 1,
                       download_root=os.environ.get("EDGEASR_DOWNLOAD_ROOT"), local_files_only=not job.allow_download)
-        if vad_downloaded_at_first_use():
-            wanted["vad_options"] = self._old_vad_options(job)
+        vad_options = self._old_vad_options(job) if vad_downloaded_at_first_use() else {}
+        if d.vad_threshold is not None:  # issue 24: the VAD's onset threshold (its axis here)
+            vad_options["vad_onset"] = d.vad_threshold
+        if d.chunk_s is not None:  # the longest merged VAD segment (whisperx merges at load and at transcribe)
+            vad_options["chunk_size"] = d.chunk_s
+        if vad_options or vad_downloaded_at_first_use():
+            wanted["vad_options"] = vad_options
         kwargs, missing = split_kwargs(real_load_model(whisperx), wanted)
         for name in missing:
-            if name in ("device", "compute_type", "asr_options", "language"):
+            if name in ("device", "compute_type", "asr_options", "language") or (
+                    name == "vad_options" and (d.vad_threshold is not None or d.chunk_s is not None)):
                 raise missing_feature(f"whisperx.load_model({name}=...)", "whisperx")
             if name == "local_files_only":
                 self.compat.append("load_model has no local_files_only: offline only through HF_HUB_OFFLINE=1")
@@ -88,6 +94,8 @@ class WhisperXModel:
         self._pipe = whisperx.load_model(job.model, **kwargs)
         self._decode = d
         self._kwargs = {"batch_size": max(1, d.batch_size), "language": d.language}
+        if d.chunk_s is not None:
+            self._kwargs["chunk_size"] = d.chunk_s
         _kept, missing = split_kwargs(self._pipe.transcribe, self._kwargs)
         if missing:
             raise missing_feature(f"the pipeline's transcribe({', '.join(missing)}=...)", "whisperx")

@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="exit 1 when a condition's p99 finalization latency (stream mode: from the end of an "
                         "utterance's audio to its final text) rises by more than PCT percent; refused where a side "
                         "has no stream data (default: no gate)")
+    p.add_argument("--max-hallucination-increase", type=float, default=None, metavar="WPM",
+                   help="exit 1 when a condition's words per minute said over non-speech items rise by more than "
+                        "WPM (absolute); fails where a side has no non-speech item (default: no gate)")
     p.add_argument("--allow-different-data", action="store_true",
                    help="gate even where the sides ran different utterances (judged on the ones both share); "
                         "by default such a gate is refused (exit 2), since the change may be the data's")
@@ -45,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    for name in ("max_wer_increase", "max_rtf_increase", "max_energy_increase", "max_latency_increase"):
+    for name in ("max_wer_increase", "max_rtf_increase", "max_energy_increase", "max_latency_increase",
+                 "max_hallucination_increase"):
         value = getattr(args, name)
         if value is not None and value < 0:
             raise UserError(f"--{name.replace('_', '-')} {value:g}: a limit must be 0 or more")
@@ -57,7 +61,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"no condition of {', '.join(labels[1:])} matches one of {labels[0]} "
                         f"({'; '.join(cmp.unmatched[:4])}); compare results of the same conditions")
     gates = Gates(args.max_wer_increase, args.max_rtf_increase, args.max_energy_increase,
-                  args.max_latency_increase)
+                  max_latency_increase_pct=args.max_latency_increase,
+                  max_hallucination_increase_wpm=args.max_hallucination_increase)
     if args.max_latency_increase is not None:
         problem = cmp.stream_problem()
         if problem:

@@ -17,8 +17,15 @@ MANIFEST_NAME = "manifest.jsonl"
 class Utterance:
     id: str
     audio: Path  # absolute, resolved host path
-    reference: str | None  # None: no reference, transcribed but left out of WER
+    #: None: no reference, transcribed but not scored. "": non-speech (silence, noise): nothing should be said,
+    #: and what is said is scored apart from WER (words per minute, runner/merge.py; issue 24).
+    reference: str | None
     problem: str | None = None  # why the audio is not read (outside the roots, missing, ...): a per-utterance error
+    #: A generated non-speech item's type (silence, white, ...; runner/data/nonspeech.py); None: the dataset's own
+    nonspeech: str | None = None
+    #: Its segment map where its manifest row has one (runner/data/lengths.py Segment: speech and non-speech
+    #: parts in order, issue 24): the merge counts the words inserted where the non-speech lies. () where none.
+    segments: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ plain folder of audio files with same-name ``.txt`` references. Audio is not
 decoded here: the container decodes it, so a corrupt file becomes a per-utterance
 error record and the rest of the run goes on.
 
+A reference that is there but empty (``"text": ""``, an empty ``.txt``, a ``*.trans.txt`` line of an id alone)
+is non-speech: the item should produce no words, and the words it does produce are scored apart from WER
+(issue 24). A reference that is not there (no ``"text"``, ``null``, no ``.txt``) is still "not scored".
+
 Every audio path is resolved (symlinks followed) and must be a regular file under
 one of the dataset's roots: its own folder (the manifest's folder, the LibriSpeech
 root, the audio folder) or a folder the user trusts with ``--audio-root``. An entry
@@ -39,10 +43,9 @@ from .dataset import AUDIO_EXTS, MANIFEST_NAME, Dataset, Utterance
 
 
 def _clean_ref(text: str | None) -> str | None:
-    if text is None:
-        return None
-    text = text.strip()
-    return text or None
+    """The reference stripped: None (no reference: not scored) stays None, and an empty or blank one is ""
+    (non-speech: every word said over it is counted apart from WER, issue 24), never read as None."""
+    return None if text is None else text.strip()
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,22 @@ def _read_manifest(path: Path, files: _Text, limit: int | None = None) -> list[U
                 text = row.get("text")
                 if text is not None and not isinstance(text, str):
                     raise UserError(f"{path}:{lineno}: \"text\" must be a string")
-                utts.append(Utterance(uid, audio, _clean_ref(text)))
+                utts.append(Utterance(uid, audio, _clean_ref(text), segments=_segments(row, path, lineno)))
         except UnicodeDecodeError:
             raise UserError(f"{path}:{lineno + 1}: not UTF-8 text; not read") from None
     return utts
+
+
+def _segments(row: dict, path: Path, lineno: int) -> tuple:
+    """The row's segment map (runner/data/lengths.py), checked; () where it has none."""
+    if row.get("segments") is None:
+        return ()
+    from .lengths import read_segments
+
+    try:
+        return read_segments(row)
+    except UserError as exc:
+        raise UserError(f"{path}:{lineno}: {exc}") from None
 
 
 def _read_librispeech(root: Path, trans_files: list[Path], files: _Text) -> list[Utterance]:
@@ -198,5 +213,6 @@ def load_local(path: str | Path, audio_roots: tuple[str | Path, ...] = (), limit
     if dupes:
         raise UserError(f"{path}: utterance ids must be unique; repeated: {', '.join(dupes[:5])}")
     roots = (root, *extra)
-    utts = [Utterance(u.id, u.audio, u.reference, u.problem or audio_problem(u.audio, roots)) for u in utts]
+    utts = [Utterance(u.id, u.audio, u.reference, u.problem or audio_problem(u.audio, roots), segments=u.segments)
+            for u in utts]
     return Dataset(name=name, path=p, layout=layout, utterances=tuple(utts), roots=roots)

@@ -136,6 +136,12 @@ def group_dict(s: st.Settings, kind: str | None = None) -> dict[str, Any]:
     # result's identity, so it stays out of the Group's keyed settings).
     out["limits"] = {f.name: getattr(s.limits, f.name) for f in fields(s.limits)
                      if getattr(s.limits, f.name) != f.default}
+    # Non-speech items (issue 24) join the group's dataset: an entry asking for others is another container (its
+    # data fingerprint, and so its key, differs already); set only where asked, so other groups stay as they were.
+    ns = {f.name: getattr(s.nonspeech, f.name) for f in fields(s.nonspeech)
+          if getattr(s.nonspeech, f.name) != f.default}
+    if ns:
+        out["nonspeech"] = ns
     return out
 
 

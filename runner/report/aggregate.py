@@ -53,6 +53,12 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("wer", ("wer",)),
     Metric("cer", ("cer",)),
+    Metric("ins_rate", ("ins_rate",)),  # issue 24: runner/metrics.py defines these three
+    Metric("repeated_ngram_rate", ("repeated_ngram_rate",)),
+    Metric("compression_over_share", ("compression_over_share",)),
+    Metric("nonspeech_wpm", ("nonspeech_wpm",)),  # issue 24: non-speech items, apart from WER
+    Metric("nonspeech_output_share", ("nonspeech_output_share",)),
+    Metric("gap_ins_per_min", ("gap_ins_per_min",)),  # words inserted over the gaps of segment-mapped items
     Metric("rtf", ("rtf",)),
     Metric("latency_p50_ms", ("latency_ms", "p50")),
     Metric("peak_rss_mb", ("peak_rss_mb",)),

@@ -54,6 +54,7 @@ class CompareMetric:
     #: Stream mode's figure (issue 23): shown and written only for pairs where a side streamed, so that an
     #: offline comparison reads as it did.
     stream: bool = False
+    change_digits: int | None = None  # digits of its change; None: by kind (points 2, pct 1, diff 0)
 
 
 COMPARED: tuple[CompareMetric, ...] = (
@@ -63,6 +64,8 @@ COMPARED: tuple[CompareMetric, ...] = (
     CompareMetric("peak_rss_mb", "peak RSS MiB", "diff", "MiB", 1.0, 0),
     CompareMetric("j_per_audio_s", "J / audio s", "pct", "%", 1.0, 3),
     CompareMetric("finalization_p99_ms", "p99 final ms", "pct", "%", 1.0, 0, stream=True),
+    # issue 24: words said over non-speech per minute of it (hallucination); shown where a side has non-speech items
+    CompareMetric("nonspeech_wpm", "non-speech words/min", "diff", "words/min", 1.0, 1, change_digits=1),
 )
 STREAM_GATE = "--max-latency-increase"
 BY_NAME = {m.metric: m for m in COMPARED}
@@ -152,6 +155,7 @@ class Gates:
     max_rtf_increase_pct: float | None = None
     max_energy_increase_pct: float | None = None
     max_latency_increase_pct: float | None = None  # stream mode: p99 finalization latency
+    max_hallucination_increase_wpm: float | None = None  # non-speech words per minute, absolute increase
 
     def items(self) -> list[tuple[str, str, float]]:
         """(metric, flag, limit) of every gate set."""
@@ -159,7 +163,9 @@ class Gates:
         for metric, flag, limit in (("wer", "--max-wer-increase", self.max_wer_increase_points),
                                     ("rtf", "--max-rtf-increase", self.max_rtf_increase_pct),
                                     ("j_per_audio_s", "--max-energy-increase", self.max_energy_increase_pct),
-                                    ("finalization_p99_ms", STREAM_GATE, self.max_latency_increase_pct)):
+                                    ("finalization_p99_ms", STREAM_GATE, self.max_latency_increase_pct),
+                                    ("nonspeech_wpm", "--max-hallucination-increase",
+                                     self.max_hallucination_increase_wpm)):
             if limit is not None:
                 out.append((metric, flag, limit))
         return out
@@ -389,7 +395,8 @@ def rescored(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> d
                         f"merge wrote ({exc}); compare results edgeasr wrote.") from None
     out = dict(summary)
     unavailable = dict(summary.get("unavailable") or {})
-    for name in ("wer", "cer", "rtf", "rtfx", "latency_ms", "audio_s", "n_utterances", "n_failed", "n_scored"):
+    for name in ("wer", "cer", "rtf", "rtfx", "latency_ms", "audio_s", "n_utterances", "n_failed", "n_scored",
+                 "n_nonspeech", "nonspeech_words", "nonspeech_wpm", "nonspeech_output_share"):
         out[name] = getattr(fresh, name)
         unavailable.pop(name, None)
     unavailable.update(fresh.unavailable)
@@ -461,7 +468,8 @@ def format_change(d: Delta) -> str:
     if d.change is None:
         return "n/a"
     spec = d.spec
-    digits = 2 if spec.change == "points" else (1 if spec.change == "pct" else 0)
+    digits = spec.change_digits if spec.change_digits is not None else (
+        2 if spec.change == "points" else (1 if spec.change == "pct" else 0))
     text = f"{d.change:+.{digits}f}"
     if float(text) == 0:  # "-0 MiB" or "+0.00 points" says a direction that is not there
         text = f"{0:.{digits}f}"

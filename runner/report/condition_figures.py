@@ -42,6 +42,11 @@ WER_FILE = "wer_by_noise.png"
 RTF_RAM_FILE = "rtf_ram_by_model_quant.png"
 SCATTER_FILE = "accuracy_vs_energy.png"
 ENERGY_SNR_FILE = "energy_by_noise.png"
+INSERTIONS_FILE = "insertions_by_noise.png"  # issue 24: where the rows have the insertion rate and noise
+NONSPEECH_FILE = "nonspeech_wpm_by_noise.png"  # issue 24: where the rows have non-speech items
+SWITCH_FILE = "accuracy_vs_{path}.png"  # issue 24: one per long-form switch that varies (decode.vad, ...)
+#: The switches a sweep may vary that change long-form decoding: each gets WER, insertions and non-speech words
+LONG_FORM_SWITCHES = ("decode.vad", "decode.condition_on_previous_text", "decode.timestamps")
 TARGETS_FILE = "targets.png"  # only where the rows hold more than one fleet target
 AXIS_FILE = "rtf_vs_{path}.png"  # one per numeric dotted axis that varies
 TARGET_AXIS = "target"  # the fleet's grid axis (grid.targets): the device class a condition ran on
@@ -90,6 +95,22 @@ def energy_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult
     """Energy per audio second (J/s) against SNR, clean set apart; one panel per noise type."""
     return _by_noise(rows, Path(out_dir) / ENERGY_SNR_FILE, "Energy against noise level", "j_per_audio_s",
                      "energy", energy_label(rows, "energy per audio second (J/s)"), 1.0)
+
+
+@styled
+def insertions_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """Inserted words (% of reference words, apart from WER) against SNR, clean set apart; one panel per noise
+    type: words said that nobody said, the first sign of hallucination."""
+    return _by_noise(rows, Path(out_dir) / INSERTIONS_FILE, "Insertions against noise level", "ins_rate",
+                     "insertion rate", "inserted words (% of reference words)", 100.0)
+
+
+@styled
+def nonspeech_by_noise(rows: Sequence[AggregateRow], out_dir: Path) -> FigureResult:
+    """Words said over non-speech items per minute of them, against SNR (clean set apart), one panel per noise
+    type, one series per model and quant: hallucination per model, quant and noise."""
+    return _by_noise(rows, Path(out_dir) / NONSPEECH_FILE, "Words said over non-speech against noise level",
+                     "nonspeech_wpm", "non-speech words per minute", "words per minute of non-speech", 1.0)
 
 
 def snr_positions(snrs: Sequence[float]) -> tuple[dict[float, float], float, float]:
@@ -412,4 +433,44 @@ def metrics_vs_axis(rows: Sequence[AggregateRow], path: str, out_dir: Path) -> F
     axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="model / quant", frameon=False)
     fig.suptitle(title)
     save(fig, out, [CI_NOTE.replace("bars and points", "points"), *dict.fromkeys(notes), *failure_notes(clean)])
+    return FigureResult(out, title)
+
+
+def switch_axes(rows: Sequence[AggregateRow]) -> list[str]:
+    """The long-form switches (LONG_FORM_SWITCHES) that vary among the rows."""
+    keys = [r.key for r in rows]
+    return [p for p in axes_that_vary(keys) if p in LONG_FORM_SWITCHES]
+
+
+@styled
+def accuracy_vs_switch(rows: Sequence[AggregateRow], path: str, out_dir: Path) -> FigureResult:
+    """WER, insertion rate and non-speech words per minute for each value of a long-form switch (decode.vad on
+    and off, ...): one panel per figure the rows have, bars per value of the switch in each group of model,
+    quant and noise level (issue 24)."""
+    title = f"Accuracy and hallucination against {path}"
+    out = Path(out_dir) / SWITCH_FILE.format(path=re.sub(r"[^A-Za-z0-9._-]", "_", path))
+    panels = [p for p in (("wer", "WER", "WER (%)", 100.0, "{:.1f}"),
+                          ("ins_rate", "insertion rate", "inserted words (% of reference words)", 100.0, "{:.1f}"),
+                          ("nonspeech_wpm", "non-speech words per minute", "words per minute of non-speech", 1.0,
+                           "{:.1f}"))
+              if any_available(rows, p[0])]
+    if not panels:
+        return text_figure(out, title, unavailable_text("WER", rows, "wer"))
+    base = series_labeller(rows, exclude=(path,))
+    noisy = any(r.key.noise_type != "clean" for r in rows)
+
+    def category(key: GroupKey) -> str:
+        return f"{base(key)}/{key.quant}" + (f" · {key.noise_label}" if noisy else "")
+
+    fig = new_figure(4.6 * len(panels) + 1.2, 4.4)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    notes: list[str] = []
+    for i, (ax, (metric, what, ylabel, scale, fmt)) in enumerate(zip(axes, panels)):
+        notes += grouped_bars(ax, rows, metric, what, fmt, scale=scale, category=category,
+                              series=lambda key: f"{path}={format_axis_value(key.axis(path))}", xlabel="",
+                              legend_title=path if i == len(panels) - 1 else None)
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{what}, lower is better")
+    fig.suptitle(title)
+    save(fig, out, [CI_NOTE, *dict.fromkeys(notes), *failure_notes(rows)])
     return FigureResult(out, title)

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .aggregate import AggregateRow
-from .condition_figures import (accuracy_vs_energy, energy_by_model_quant, energy_by_noise, metrics_vs_axis,
-                                numeric_axes, rtf_ram_by_model_quant, targets_by_model_quant, targets_of,
-                                wer_by_noise)
+from .condition_figures import (accuracy_vs_energy, accuracy_vs_switch, energy_by_model_quant, energy_by_noise,
+                                insertions_by_noise, metrics_vs_axis, nonspeech_by_noise, numeric_axes,
+                                rtf_ram_by_model_quant, switch_axes, targets_by_model_quant, targets_of, wer_by_noise)
 from .figure_kit import FigureResult, any_available
 from .power_figures import power_figures
 from .stream_figures import capacity_target, stream_figures
@@ -34,9 +34,13 @@ def write_figures(rows: Sequence[AggregateRow], out_dir: Path, sweep=None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = [energy_by_model_quant(rows, out_dir), wer_by_noise(rows, out_dir),
+               # issue 24, each only where the rows have it (results from before it keep their figures)
+               *([insertions_by_noise(rows, out_dir)] if _has_noise(rows) and any_available(rows, "ins_rate") else []),
+               *([nonspeech_by_noise(rows, out_dir)] if any_available(rows, "nonspeech_wpm") else []),
                rtf_ram_by_model_quant(rows, out_dir), accuracy_vs_energy(rows, out_dir),
                *([targets_by_model_quant(rows, out_dir)] if len(targets_of(rows)) > 1 else []),
                *(metrics_vs_axis(rows, path, out_dir) for path in numeric_axes(rows)),
+               *(accuracy_vs_switch(rows, path, out_dir) for path in switch_axes(rows)),  # decode.vad on/off
                *power_figures(rows, out_dir)]
     if sweep is not None:
         if _has_noise(rows) and any_available([r for r in rows if r.key.noise_type != "clean"], "j_per_audio_s"):

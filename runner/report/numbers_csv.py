@@ -20,6 +20,10 @@ COLUMNS: tuple[tuple[str, str, float], ...] = (
     ("latency_p50_ms", "latency_p50_ms", 1.0), ("peak_rss_mb", "peak_rss_mib", 1.0), ("load_s", "load_s", 1.0),
     ("total_j", "energy_total_j", 1.0), ("dynamic_j", "energy_dynamic_j", 1.0),
     ("j_per_audio_s", "j_per_audio_s", 1.0), ("avg_w", "power_avg_w", 1.0),
+    # issue 24 (runner/metrics.py defines them): last, so the columns scripts already read keep their places
+    ("ins_rate", "ins_rate_pct", 100.0), ("repeated_ngram_rate", "repeated_3gram_pct", 100.0),
+    ("compression_over_share", "compression_over_2p4_pct", 100.0), ("nonspeech_wpm", "nonspeech_wpm", 1.0),
+    ("nonspeech_output_share", "nonspeech_output_pct", 100.0), ("gap_ins_per_min", "gap_ins_per_min", 1.0),
 )
 
 #: Stream mode's columns (issue 23), only where a row streamed, so an offline report's CSV is as it was.

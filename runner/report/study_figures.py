@@ -22,12 +22,17 @@ from .fit import fit_against_length
 from .figure_kit import (MARKERS, PALETTE, FigureResult, category_ticks, energy_label, new_figure, save,
                          series_labeller, styled, with_scope)
 from .records import GroupKey, Sweep
-from .traces import RecordFiles, Timeline, by_key, read_timeline, record_files, utterance_points
+from .traces import RecordFiles, Timeline, by_key, read_timeline, record_files, utterance_points, utterance_values
 
 RAIL_FILE = "energy_by_rail.png"
 TIMELINE_FILE = "power_over_time.png"
 LATENCY_FILE = "latency_distribution.png"
 LENGTH_FILE = "latency_vs_length.png"
+GROWTH_FILE = "growth_with_duration.png"
+#: Growth with duration's panels: (title, the utterance record's field(s), first found; factor; unit).
+GROWTH_PANELS = (("latency", ("latency_s",), 1000.0, "ms"),
+                 ("memory", ("container_mem_peak_mb", "mem_peak_mb"), 1.0, "MiB"),
+                 ("energy", ("energy_j",), 1.0, "J"))
 
 #: Channels that are totals, not parts: stacking them with the rails would count energy twice.
 TOTAL_CHANNELS = frozenset({*INPUT_RAIL_NAMES, "psys", "total"})
@@ -45,7 +50,7 @@ def write_study_figures(sweep: Sweep, rows: Sequence[AggregateRow], out_dir: Pat
     records = record_files(sweep)
     skipped = skipped if skipped is not None else []
     out = []
-    for draw in (energy_by_rail, power_over_time, latency_distribution, latency_vs_length):
+    for draw in (energy_by_rail, power_over_time, latency_distribution, latency_vs_length, growth_with_duration):
         result = draw(sweep, rows, records, Path(out_dir))
         if isinstance(result, str):
             skipped.append(result)
@@ -326,5 +331,62 @@ def latency_vs_length(sweep: Sweep, rows: Sequence[AggregateRow], records: Seque
     notes.insert(0, "dots: one utterance of one repeat; lines: least-squares fit over the lengths observed, its "
                     "slope with the 95 % interval (the cost of one more second of audio)")
     path = out_dir / LENGTH_FILE
+    save(fig, path, notes)
+    return FigureResult(path, title)
+
+
+@styled
+def growth_with_duration(sweep: Sweep, rows: Sequence[AggregateRow], records: Sequence[RecordFiles],
+                         out_dir: Path) -> FigureResult | str:
+    """Issue 24: latency, memory (each utterance's peak: the container's, else the sampler's) and energy of each
+    utterance against its duration, up to the longest item (clean audio, repeats pooled), one panel each where
+    the utterances record it, with the length fit's line and slope (runner/report/fit.py: the same rule as the
+    latency figure), so that a backend whose memory grows with duration shows at a glance (its slope in MiB per
+    audio second). Drawn only where some utterance records its memory or energy."""
+    title = "Growth with duration (clean audio)"
+    clean = [r for r in rows if r.key.noise_type == "clean"]
+    groups = by_key(records)
+    base = series_labeller(clean)
+    panels = []
+    for name, fields, factor, unit in GROWTH_PANELS:
+        series = []
+        for r in clean:
+            recs = [rec for rec in groups.get(r.key, []) if rec.status != "error"]
+            field = next((f for f in fields if any(utterance_values(sweep.results_dir, rec.condition_key, f)
+                                                    for rec in recs)), None)
+            points = [(d, v * factor) for rec in recs if field
+                      for d, v in utterance_values(sweep.results_dir, rec.condition_key, field)]
+            if points:
+                series.append((f"{base(r.key)}/{r.key.quant}", points))
+        if series:
+            panels.append((name, unit, series))
+    if not any(name != "latency" for name, _, _ in panels):
+        return ("growth with duration: no utterance records its memory or energy (per-utterance memory needs "
+                "the container's memory timeline or a memory-reporting sampler; energy a power sensor)")
+    fig = new_figure(4.2 * len(panels) + 1.0, 4.4)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    notes = ["dots: one utterance of one repeat; lines: least-squares fit over the lengths observed, its slope with "
+             "the 95 % interval (what one more second of audio costs)"]
+    for ax, (name, unit, series) in zip(axes, panels):
+        for i, (label, points) in enumerate(series):
+            colour = PALETTE[i % len(PALETTE)]
+            ax.scatter([d for d, _ in points], [v for _, v in points], s=10, color=colour, alpha=0.6, linewidths=0,
+                       marker=MARKERS[(i // len(PALETTE)) % len(MARKERS)])
+            fit = fit_against_length(points, f"{name} of {label}")
+            if isinstance(fit, str):
+                ax.scatter([], [], color=colour, label=f"{label} (no line: see the notes)")
+                notes.append(fit)
+                continue
+            xs = np.array(fit.xs())
+            ax.plot(xs, fit.at(xs), color=colour, linewidth=1.3,
+                    label=f"{label}: {fit.slope_text(unit, 0 if unit == 'ms' else 2)}")
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("utterance length (s of audio)")
+        ax.set_ylabel(f"{name} ({unit})")
+        ax.set_title(name)
+        ax.legend(loc="upper left", frameon=False, fontsize=6)
+    fig.suptitle(title)
+    path = out_dir / GROWTH_FILE
     save(fig, path, notes)
     return FigureResult(path, title)

@@ -48,6 +48,12 @@ class Column:
 COLUMNS: tuple[Column, ...] = (
     Column("WER %", "wer", 100.0, 2),
     Column("CER %", "cer", 100.0, 2, terminal=False),
+    Column("ins %", "ins_rate", 100.0, 2, terminal=False),  # issue 24: inserted words over reference words
+    Column("repeated 3-grams %", "repeated_ngram_rate", 100.0, 2, terminal=False),  # beyond the reference's own
+    Column("loops %", "compression_over_share", 100.0, 1, terminal=False),  # compression ratio > 2.4
+    Column("non-speech words/min", "nonspeech_wpm", 1.0, 1, terminal=False),  # said over an empty reference
+    Column("non-speech with output %", "nonspeech_output_share", 100.0, 1, terminal=False),
+    Column("gap insertions/min", "gap_ins_per_min", 1.0, 1, terminal=False),  # over segment-mapped items' gaps
     Column("RTF", "rtf", 1.0, 3),
     Column("p50 latency ms", "latency_p50_ms", 1.0, 0),
     # stream mode (issue 23): only where a row streamed (offline tables are as they were)

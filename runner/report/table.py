@@ -82,11 +82,13 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("status", s["status"] + (f" ({s['error']})" if s.get("error") else "")),
         ("utterances", f"{plural(s['n_utterances'], 'utterance')} ({s['n_failed']} failed, "
                        + (f"{s['n_not_run']} not run, " if s.get("n_not_run") else "") + f"{s['n_scored']} scored, "
-                       f"{s['n_unreferenced']} without reference)"),
+                       + (f"{s['n_nonspeech']} non-speech, " if s.get("n_nonspeech") else "")
+                       + f"{s['n_unreferenced']} without reference)"),
         ("audio", _fmt(s.get("audio_s"), "{:.1f}", " s")),
         ("WER", _fmt(s.get("wer"), "{:.2%}") + (f"  (S {s['sub']} D {s['del']} I {s['ins']})"
                                                if s.get("wer") is not None else _why(s, "wer"))),
         ("CER", _fmt(s.get("cer"), "{:.2%}")),
+        *_repetition_rows(s),
         ("RTF", _fmt(s.get("rtf"), "{:.4f}") + (f"  (RTFx {s['rtfx']:.1f})" if s.get("rtfx") else "")),
         ("latency p50/p90/p99", " / ".join(_fmt(lat.get(k), "{:.0f}", " ms") for k in ("p50", "p90", "p99"))
          + _small_n(s) if lat else "unavailable" + (_why(s, "latency_ms") if stream_table.stream_block(s) else "")),
@@ -103,6 +105,25 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     if busy:
         rows.append(("host", f"busy during the timed window: {busy}"))
     return rows
+
+
+def _repetition_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    """Issue 24's figures (runner/metrics.py): none for a summary from before them, so it reads as it did."""
+    if not any(k in s for k in ("ins_rate", "repeated_ngram_rate", "compression_over_share")):
+        return []
+    return [(name, _fmt(s.get(key), fmt, unit) + ("" if s.get(key) is not None else _why(s, key)))
+            for name, key, fmt, unit in (
+                ("insertions", "ins_rate", "{:.2%}", " of reference words"),
+                ("repeated 3-grams", "repeated_ngram_rate", "{:.2%}", " beyond the reference's own"),
+                ("loops", "compression_over_share", "{:.1%}", " of hypotheses (compression ratio > 2.4)"))] + (
+        [("non-speech", f"{plural(s['n_nonspeech'], 'item')}: "
+                        + _fmt(s.get("nonspeech_wpm"), "{:.1f}", " words/min")
+                        + ", " + _fmt(s.get("nonspeech_output_share"), "{:.0%}", " with any output")
+                        + ("" if s.get("nonspeech_wpm") is not None else _why(s, "nonspeech_wpm")))]
+        if s.get("n_nonspeech") else []) + (
+        [("inserted over gaps", f"{s['gap_ins']} words, " + _fmt(s.get("gap_ins_per_min"), "{:.1f}",
+                                                                  " per minute of non-speech between the speech"))]
+        if s.get("gap_ins") is not None else [])
 
 
 def host_busy(s: dict[str, Any]) -> str | None:
@@ -184,6 +205,10 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...], float], ...] = (
     ("energy_dynamic_j", ("energy", "dynamic_j"), 1.0), ("j_per_audio_s", ("energy", "j_per_audio_s"), 1.0),
     ("power_avg_w", ("energy", "avg_w"), 1.0), ("power_peak_w", ("energy", "peak_w"), 1.0),
     ("idle_baseline_w", ("energy", "baseline_w"), 1.0),
+    ("ins_rate_pct", ("ins_rate",), 100.0), ("repeated_3gram_pct", ("repeated_ngram_rate",), 100.0),
+    ("compression_over_2p4_pct", ("compression_over_share",), 100.0),  # issue 24, last: older columns keep places
+    ("n_nonspeech", ("n_nonspeech",), 1.0), ("nonspeech_wpm", ("nonspeech_wpm",), 1.0),
+    ("nonspeech_output_pct", ("nonspeech_output_share",), 100.0),
 )
 
 

@@ -96,6 +96,17 @@ def utterance_points(results_dir: Path, condition_key: str) -> list[tuple[float,
     return points
 
 
+def utterance_values(results_dir: Path, condition_key: str, name: str) -> list[tuple[float, float]]:
+    """(duration_s, the utterance record's ``name``) of each utterance that finished and has both (issue 24's
+    growth with duration: ``container_mem_peak_mb``, ``mem_peak_mb``, ``energy_j``)."""
+    path = condition_dir(results_dir, condition_key) / "utterances.jsonl"
+    if not path.is_file():
+        return []
+    rows, _ = read_jsonl_checked(path)
+    return [(float(row["duration_s"]), float(row[name])) for row in rows
+            if row.get("status", "ok") == "ok" and _finite(row.get("duration_s")) and _finite(row.get(name))]
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

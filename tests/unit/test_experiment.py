@@ -253,9 +253,11 @@ def test_unknown_keys_with_suggestions(tmp_path):
         "x.yaml: defualts: unknown key; allowed: name, description, defaults, grid, entries, exclude, cluster "
         "(did you mean 'defaults'?)",
         "x.yaml: defaults.decode.beam: unknown key; allowed: beam_size, temperature, language, threads, "
-        "batch_size, align, ctc_weight (did you mean 'beam_size'?)",
+        "batch_size, align, ctc_weight, vad, vad_threshold, vad_min_silence_ms, "
+        "condition_on_previous_text, timestamps, chunk_s (did you mean 'beam_size'?)",
         "x.yaml: defaults.zzz: unknown key; allowed: backend, model, quant, device, dataset, image, limit, decode, "
-        "warmup, repeats, noise, telemetry, timeout_s, mem_limit, audio_roots, gpus, power, stream, target, limits",
+        "warmup, repeats, noise, nonspeech, telemetry, timeout_s, mem_limit, audio_roots, gpus, power, stream, target, "
+        "limits",
         "x.yaml: grid.model: unknown key; allowed: backends, models, quants, devices, datasets, images, "
         "or a setting's dotted path (e.g. decode.beam_size) (did you mean 'models'?)",
     ]
@@ -375,7 +377,7 @@ def test_entries_and_exclude_problems(tmp_path):
           - {model: base, why: x, reason: y}
         """)) == [
         "x.yaml: entries[0].set.backend: unknown key; allowed: image, limit, decode, warmup, repeats, noise, "
-        "telemetry, timeout_s, mem_limit, audio_roots, gpus, power, stream, target, limits; grid axes (backend, model, quant, device, dataset) are chosen by grid "
+        "nonspeech, telemetry, timeout_s, mem_limit, audio_roots, gpus, power, stream, target, limits; grid axes (backend, model, quant, device, dataset) are chosen by grid "
         "and match, not set",
         "x.yaml: entries[0].set.repeats: expected an integer >= 1, got 0",
         "x.yaml: entries[1].set: required: the settings this entry changes",

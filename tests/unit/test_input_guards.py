@@ -226,8 +226,8 @@ def test_the_estimate_uses_what_finished_in_the_results_folder(tmp_path):
 
 def test_no_shipped_experiment_needs_yes(root, tmp_path):
     """Every shipped experiment loads and none is big enough to need --yes. Loaded from a copy of the root whose
-    data/ also holds the input-length ladder that espnet-ctc-weight.yaml's header makes first (data/lengths is
-    made, not shipped), with the header's own command."""
+    data/ also holds the input-length ladders that experiment headers make first (espnet-ctc-weight.yaml's
+    data/lengths, long-form.yaml's data/long-form: made, not shipped), each with its header's own command."""
     import shlex
 
     from runner.cli import main
@@ -237,11 +237,15 @@ def test_no_shipped_experiment_needs_yes(root, tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "experiments").symlink_to(root / "experiments")
     (tmp_path / "data" / "default").symlink_to(root / "data" / "default")
-    header = (root / "experiments" / "espnet-ctc-weight.yaml").read_text()
-    (command,) = [line.lstrip("# ").strip() for line in header.splitlines() if "edgeasr data lengths" in line]
-    args = shlex.split(command)[1:]
-    args = [str(tmp_path / a) if a.startswith("data/") else a for a in args]
-    assert main(args) == 0 and (tmp_path / "data" / "lengths" / "manifest.jsonl").is_file()
+    made = []
+    for name in ("espnet-ctc-weight.yaml", "long-form.yaml"):
+        header = (root / "experiments" / name).read_text()
+        (command,) = [line.lstrip("# ").strip() for line in header.splitlines() if "edgeasr data lengths" in line]
+        args = shlex.split(command)[1:]
+        args = [str(tmp_path / a) if a.startswith("data/") else a for a in args]
+        assert main(args) == 0
+        made.append(Path(args[args.index("--out") + 1]))
+    assert all((m / "manifest.jsonl").is_file() for m in made) and {m.name for m in made} == {"lengths", "long-form"}
     sizes = {f.name: load_experiment(f, root=tmp_path).n_conditions
              for f in sorted((tmp_path / "experiments").glob("*.yaml"))}
     assert sizes and max(sizes.values()) <= CONFIRM_CONDITIONS, sizes

@@ -83,7 +83,8 @@ def test_study_figures_are_left_out_not_drawn_as_text_where_their_data_is_missin
     skipped: list[str] = []
     figures = write_study_figures(sweep, rows, tmp_path, skipped)
     assert [f.path.name for f in figures] == ["latency_distribution.png"]
-    assert [s.split(":")[0] for s in skipped] == ["energy by rail", "power over time", "latency against input length"]
+    assert [s.split(":")[0] for s in skipped] == ["energy by rail", "power over time", "latency against input length",
+                                                  "growth with duration"]
     html = write_html(tmp_path / "report.html", sweep, rows, figures, figure_notes=skipped).read_text()
     assert "Figures not drawn" in html and "no condition recorded per-rail energy" in html
     axes_sweep, axes_rows, axes_figures = _report(FIXTURES / "sweep_axes", tmp_path / "axes")
@@ -210,4 +211,5 @@ def test_a_run_folder_keeps_its_files_in_the_folder_itself(tmp_path):
     figures = write_figures(aggregate(sweep.records), tmp_path / "out", sweep=sweep, skipped=skipped)
     names = {f.path.name for f in figures}
     assert {"power_over_time.png", "latency_distribution.png", "latency_vs_length.png", "energy_by_rail.png"} <= names
-    assert skipped == []
+    # the fixture's utterances record no memory or energy of their own: growth with duration (issue 24) says so
+    assert [s.split(":")[0] for s in skipped] == ["growth with duration"]

@@ -27,11 +27,17 @@ MIN_CONTRACT_VERSION = 2
 version from this one up to its own ``org.edgeasr.contract``; a job is written in the version both sides speak
 and refused only where it needs a feature newer than that (FEATURES), not for every run."""
 
+LONG_FORM_DECODE = ("vad", "vad_threshold", "vad_min_silence_ms", "condition_on_previous_text", "timestamps",
+                    "chunk_s")
+"""The long-form decode fields (issue 24): fixed when the model loads (each value is its own container), written
+only where set (DECODE_FEATURES), so every job that does not use them is as before."""
+
 FEATURES: Dict[str, int] = {
     "conditions in one container (job.conditions)": 2,
     "per-condition decode overrides (job.conditions[].decode)": 3,
     "stream mode (job.stream)": 4,
     "joint CTC/attention weight (job.decode.ctc_weight)": 4,
+    **{"long-form decode settings (job.decode.{})".format(name): 4 for name in LONG_FORM_DECODE},
 }
 """The contract version that introduced each feature a job may use (``Job.needs``). A new event or field gets
 its row here and a new CONTRACT_VERSION; older images still run every job that does not use it."""
@@ -170,6 +176,13 @@ class DecodeOptions:
     # joint CTC/attention decoding (ESPnet): the CTC share of each hypothesis' score, 0 (attention only) to 1 (CTC
     # only); None: the backend has no joint decoding
     ctc_weight: Optional[float] = None
+    # long-form decoding (issue 24): None leaves each to the backend (its declared long-form algorithm)
+    vad: Optional[bool] = None  # segment by voice activity detection
+    vad_threshold: Optional[float] = None  # the VAD's speech probability threshold
+    vad_min_silence_ms: Optional[int] = None  # silence that ends a VAD speech segment
+    condition_on_previous_text: Optional[bool] = None  # prompt each window with the text before it
+    timestamps: Optional[bool] = None  # decode with timestamp tokens
+    chunk_s: Optional[int] = None  # the longest (merged) VAD segment decoded as one window, whole seconds
 
     def to_json(self) -> Dict[str, Any]:
         """As a job names it: a field newer than contract 3 (DECODE_FEATURES) only where it is set, so that a job
@@ -198,7 +211,9 @@ IN_CONTAINER_DECODE = ("beam_size", "batch_size", "temperature", "language", "ct
 """The decode fields a condition may override inside one loaded model (``conditions[i].decode``); the rest
 (threads, align) are fixed when the model loads. An adapter applies a change through ``set_decode``."""
 
-DECODE_FEATURES: Dict[str, str] = {"ctc_weight": "joint CTC/attention weight (job.decode.ctc_weight)"}
+DECODE_FEATURES: Dict[str, str] = {"ctc_weight": "joint CTC/attention weight (job.decode.ctc_weight)",
+                                   **{name: "long-form decode settings (job.decode.{})".format(name)
+                                      for name in LONG_FORM_DECODE}}
 """The decode fields added after contract 3, each with its FEATURES row: a job that sets one (in job.decode or a
 condition's overrides) needs that row's version (``Job.needs``); one that does not leaves it out (``to_json``)."""
 
@@ -240,6 +255,21 @@ def check_decode_values(raw: dict, where: str) -> None:
     if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
                                or not 0 <= weight <= 1):
         raise JobError("{}.ctc_weight must be a number from 0 to 1 or null, got {!r}".format(where, weight))
+    for key in ("vad", "condition_on_previous_text", "timestamps"):
+        if raw.get(key) is not None and not isinstance(raw[key], bool):
+            raise JobError("{}.{} must be true, false or null, got {!r}".format(where, key, raw[key]))
+    threshold = raw.get("vad_threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0 < threshold <= 1):
+        raise JobError("{}.vad_threshold must be a number above 0 and at most 1, or null, got {!r}".format(
+            where, threshold))
+    chunk = raw.get("chunk_s")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= 30):
+        raise JobError("{}.chunk_s must be a whole number of seconds from 1 to 30, or null, got {!r}".format(
+            where, chunk))
+    silence = raw.get("vad_min_silence_ms")
+    if silence is not None and (isinstance(silence, bool) or not isinstance(silence, int) or silence < 0):
+        raise JobError("{}.vad_min_silence_ms must be a non-negative integer or null, got {!r}".format(where, silence))
 
 
 @dataclass(frozen=True)
