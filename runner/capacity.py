@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .experiment import experiment_from_data
-from .launch.engines import make_engine
+from .launch.engines import Engine, make_engine
 from .plan import GroupJob, check_host, plan_sweep
 from .results import ConditionRecord, write_json_atomic
 from .stream_metrics import BOUNDED_CHUNKS
@@ -362,7 +362,7 @@ def probe_data(defaults: Mapping[str, Any], streams: int, name: str) -> dict[str
 
 def local_capacity(defaults: Mapping[str, Any], file: Path, out: Path, view: LocalView, local: LocalOptions,
                    search: CapacitySearch, options: SweepOptions = SweepOptions(), root: Path | None = None,
-                   engine=None) -> tuple[SweepOutcome, Capacity]:
+                   engine: Engine | None = None) -> tuple[SweepOutcome, Capacity]:
     """`edgeasr capacity` here, as `edgeasr sweep` (runner/sweep.local_sweep) with the search as its planner:
     the probe of 1 checked first (a bad setting stops here, nothing started), the host preflight, missing images
     and models made (unless told not), then every probe planned into ``out`` as the search asks for it.
