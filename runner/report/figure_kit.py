@@ -46,6 +46,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf")
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
+NOTES_GID = "figure-notes"  # the gid of the notes text under the plot (save): tests find it by this
 NO_WHISKER = float("nan")  # n = 1: no interval, so no whisker (a 0 would draw a cap that looks like certainty)
 MIN_REPEATS_FOR_CI = 3  # below this the whiskers show the repeats' min-max, not a t-interval
 CI_NOTE = ("bars and points: mean over repeats; whiskers: 95 % CI (Student t) where n >= 3, min-max of the "
@@ -299,7 +300,7 @@ def save(fig: Figure, path: Path, notes: Sequence[str]) -> None:
         bottom = extra_in / (height + extra_in)
         fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
         fig.text(0.01, bottom - 0.03 / (height + extra_in), "\n".join(lines), ha="left", va="top", fontsize=7,
-                 color="0.3", linespacing=1.4)
+                 color="0.3", linespacing=1.4, gid=NOTES_GID)
     _write(fig, path)
 
 
