@@ -23,7 +23,8 @@ from matplotlib.transforms import blended_transform_factory
 
 from .. import untrusted
 from .aggregate import AggregateRow, Stat
-from .records import GroupKey, KeyNames, axes_that_vary, format_axis_value, is_number, versions_that_vary
+from .records import (GroupKey, KeyNames, axes_that_vary, format_axis_value, is_number, varies_within_backend,
+                      versions_that_vary)
 
 DPI = 150
 PNG_METADATA = {"Software": None}  # drop the matplotlib version: same data, same bytes
@@ -179,16 +180,16 @@ def series_labeller(rows: Sequence[AggregateRow], exclude: Sequence[str] = ()) -
     datasets = len({key.dataset_id for key in keys}) > 1
     axes = [p for p in axes_that_vary(keys) if p not in exclude]
     versions = versions_that_vary(keys)
-    images = len({key.image for key in keys}) > 1
+    images = varies_within_backend(keys, "image")  # across backends the backend already tells them apart
 
     def label(key: GroupKey) -> str:
         parts = [key.backend] if "backend" in varying else []
         parts.append(names.model(key))
         parts += [key.device] if "device" in varying else []
         parts += [names.dataset(key)] if datasets else []
-        if versions:
+        if versions.get(key):
             parts.append(versions[key])
-        elif images:
+        elif images and not versions:
             parts.append(key.image)
         parts += [f"{p}={format_axis_value(key.axis(p))}" for p in axes]
         return " · ".join(parts)
