@@ -166,7 +166,7 @@ def _outside(fig) -> list[str]:
     for a in artists:
         if isinstance(a, matplotlib.text.Text) and not a.get_text().strip():
             continue
-        if isinstance(a, matplotlib.text.Text) and a.axes is not None and not _tick_shown(a):
+        if isinstance(a, matplotlib.text.Text) and not _tick_shown(a, fig):
             continue
         box = a.get_window_extent(renderer)
         name = a.get_text()[:40] if isinstance(a, matplotlib.text.Text) else "legend"
@@ -174,17 +174,20 @@ def _outside(fig) -> list[str]:
             problems.append(f"{name!r} at {box.bounds} outside {canvas.bounds}")
         if notes_box is not None and a is not notes[0] and box.overlaps(notes_box):
             problems.append(f"{name!r} runs into the notes")
+    for ax in fig.axes:  # category labels side by side never run into each other
+        shown = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text() and _tick_shown(t, fig)]
+        problems += [f"x labels {i} and {i + 1} overlap" for i, (a, b) in enumerate(zip(shown, shown[1:]))
+                     if a.overlaps(b)]
     return problems
 
 
-def _tick_shown(text) -> bool:
-    """A tick label matplotlib draws (ticks outside the view limits exist but are not drawn)."""
-    for axis in (text.axes.xaxis, text.axes.yaxis):
-        ticks = axis.get_major_ticks() + axis.get_minor_ticks()
-        for tick in ticks:
-            if text in (tick.label1, tick.label2):
-                lo, hi = sorted(axis.get_view_interval())
-                return lo - 1e-9 <= tick.get_loc() <= hi + 1e-9 and text.get_visible()
+def _tick_shown(text, fig) -> bool:
+    """A tick label matplotlib draws: ticks past the view limits exist as artists but are not drawn (the
+    axis' own list of the ticks it draws decides); any other text is drawn."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if any(text in (tick.label1, tick.label2) for tick in axis.majorTicks + axis.minorTicks):
+                return any(text in (tick.label1, tick.label2) for tick in axis._update_ticks())
     return True
 
 
