@@ -260,3 +260,18 @@ def test_the_three_backend_report_renders_inside_the_page_in_a_headless_browser(
     for img in images:
         assert img["loaded"], img
         assert img["left"] >= 0 and img["right"] <= img["page"] + 0.5, img
+
+
+@pytest.mark.parametrize("fixture", ["sweep", "sweep_traces", "sweep_axes"])
+def test_every_figure_of_the_stored_sweeps_lies_inside_its_canvas(fixture, tmp_path, monkeypatch):
+    """The same check over every figure a sweep's report draws, the study figures included."""
+    from runner.report.records import load_sweep
+
+    sweep = load_sweep(ROOT / "tests/fixtures" / fixture)
+    drawn = []
+    real_write = figure_kit._write
+    monkeypatch.setattr(figure_kit, "_write", lambda fig, path: (real_write(fig, path), drawn.append((path, fig))))
+    write_figures(aggregate(sweep.records), tmp_path, sweep=sweep)
+    assert len(drawn) >= 4
+    problems = {Path(path).name: _outside(fig) for path, fig in drawn}
+    assert not any(problems.values()), problems
