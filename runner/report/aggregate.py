@@ -153,9 +153,28 @@ class AggregateRow:
     energy_scope: str | None = None
     n_busy: int = 0  # repeats whose host was busy during the timed window (hostload.py)
     busy_reasons: tuple[str, ...] = ()
+    #: How many utterances the repeats' latency percentiles are over (distinct counts, ascending; () where
+    #: none has a percentile): a p99 of 20 values is the largest of them, so a table says so (sweep_table).
+    latency_n: tuple[int, ...] = ()
 
     def stat(self, metric: str) -> Stat:
         return self.stats[metric]
+
+
+def latency_n(summary: Mapping[str, Any]) -> int | None:
+    """How many utterances a run's latency percentiles are over: the ones it transcribed (runner/merge.py's
+    score takes them over the utterances with status ok); None where the summary does not say."""
+    try:
+        n = int(summary["n_utterances"]) - int(summary.get("n_failed") or 0) - int(summary.get("n_not_run") or 0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(n, 0)
+
+
+def _latency_counts(members: Sequence[ConditionRecord]) -> tuple[int, ...]:
+    counts = {latency_n(r.summary) for r in members
+              if r.status != "error" and metric_value(r.summary, ("latency_ms", "p50"))[0] is not None}
+    return tuple(sorted(n for n in counts if n is not None))
 
 
 def bound_path(metric: Metric) -> tuple[str, ...]:
@@ -283,6 +302,7 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
                 s for r in members if (s := (r.summary.get("energy") or {}).get("scope")))) or None,
             n_busy=sum(r.busy_reason is not None for r in members),
             busy_reasons=tuple(dict.fromkeys(r.busy_reason for r in members if r.busy_reason)),
+            latency_n=_latency_counts(members),
         ))
     return rows
 

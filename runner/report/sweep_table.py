@@ -21,12 +21,15 @@ from rich.text import Text
 
 from ..untrusted import csv_text, line, markdown
 from .aggregate import CV_DISAGREE, ENERGY_METRICS, RUN_FAILED, AggregateRow, Stat
+from .table import SMALL_N_PERCENTILES
 from .records import GroupKey, KeyNames, axes_that_vary, constant_axes, format_axis_value, versions_that_vary
 
 UNAVAILABLE = "unavailable"
 #: Output forms of a table: the terminal's (rich), Markdown, CSV.
 FORMATS = ("table", "md", "csv")
 DISAGREE_NOTE = f"repeats disagree: coefficient of variation above {CV_DISAGREE:.0%}"
+PERCENTILE_N_NOTE = ("p50 latency \"(of n)\": the median of each run's n transcribed utterances; a percentile of "
+                     "few values is a rough one (n is said below 100)")
 ONE_RUN_NOTE = "one run per row (n=1): no spread to show; run with --repeats 3 or more for a 95 % interval"
 BOUND_NOTE = ("energy: ± includes the measurement bound (sample gaps x the power steps across them, plus the "
               "sensor's resolution x the duration; see README: Energy), added to the repeats' spread")
@@ -41,13 +44,14 @@ class Column:
     scale: float = 1.0
     digits: int = 3
     terminal: bool = True  # False: HTML only, to keep the terminal table narrow
+    percentile: bool = False  # a percentile over each run's utterances: says its n where it is small
 
 
 COLUMNS: tuple[Column, ...] = (
     Column("WER %", "wer", 100.0, 2),
     Column("CER %", "cer", 100.0, 2, terminal=False),
     Column("RTF", "rtf", 1.0, 3),
-    Column("p50 latency ms", "latency_p50_ms", 1.0, 0),
+    Column("p50 latency ms", "latency_p50_ms", 1.0, 0, percentile=True),
     Column("peak RSS MiB", "peak_rss_mb", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB
     Column("container MiB", "container_mem_peak_mb", 1.0, 0, terminal=False),  # cgroup working set, its window
     Column("load s", "load_s", 1.0, 2, terminal=False),
@@ -113,6 +117,15 @@ def format_stat(stat: Stat, scale: float = 1.0, digits: int = 3, say_n: bool = T
             return f"{mean} ± {bound:.{digits}f}"
         return f"{mean} (n={stat.n})" if say_n else mean
     return f"{mean} ± {stat.ci95 * scale + (bound or 0.0):.{digits}f}"
+
+
+def percentile_n(row: AggregateRow) -> str | None:
+    """"5" (or "4–5" where repeats differ): the utterances ``row``'s latency percentiles are over, where that
+    is fewer than SMALL_N_PERCENTILES (the run view's threshold); None where it is more or not known."""
+    counts = row.latency_n
+    if not counts or counts[-1] >= SMALL_N_PERCENTILES:
+        return None
+    return str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
 
 
 def energy_line(reasons: Sequence[str]) -> str:
@@ -213,6 +226,7 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
                    *(("energy scope",) if scope_column else ()))
     notes = _Notes()
     table_rows = []
+    said_n = False
     for row in rows:
         cells = [Cell(key_text(row.key, k, names)) for k in varying]
         if versions:
@@ -228,10 +242,16 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
             why = unavailable_note(stat)
             if stat.disagree:
                 why = f"{why}; {DISAGREE_NOTE}" if why else DISAGREE_NOTE
-            cells.append(Cell(format_stat(stat, col.scale, col.digits, say_n=not one_run_each),
-                              notes.number(why) if why else None,
+            text = format_stat(stat, col.scale, col.digits, say_n=not one_run_each)
+            n = percentile_n(row) if col.percentile and stat.mean is not None else None
+            if n is not None:
+                text += f" (of {n})"
+                said_n = True
+            cells.append(Cell(text, notes.number(why) if why else None,
                               unavailable=stat.mean is None))
         table_rows.append(tuple(cells))
+    if said_n:
+        remarks.append(PERCENTILE_N_NOTE)
     return TableModel(title=title, subtitle=subtitle, headers=(*key_headers, *(c.header for c in columns)),
                       n_key_columns=len(key_headers), rows=tuple(table_rows), notes=notes.texts(),
                       remarks=tuple(remarks))
