@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rich import box
 from rich.console import Console
-from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -298,12 +298,13 @@ def render(model: TableModel, fmt: str, console: Console | None = None) -> None:
         _print_rich(model, console or Console())
 
 
-def rich_table(model: TableModel, *, keep_numbers_whole: bool = True) -> Table:
+def rich_table(model: TableModel, *, keep_numbers_whole: bool = True, keep_words_whole: bool = True) -> Table:
     """The TableModel as a rich Table; footnote numbers in brackets, unavailable cells dimmed.
 
     ``keep_numbers_whole`` gives metric columns their widest cell as minimum
     width, so "5.76 ± 0.51" is not split over two lines; print_sweep_table
-    turns it off where the terminal is too narrow for that (rich would crop).
+    turns it off where the terminal is too narrow for that (rich would crop); ``keep_words_whole`` gives key
+    columns their longest word, turned off only where nothing else fits (a word then folds, never is cut).
     """
     title = model.title + (f"  ({model.subtitle})" if model.subtitle else "")
     t = Table(title=line((title, "bold")), title_justify="left", header_style="bold",
@@ -316,7 +317,8 @@ def rich_table(model: TableModel, *, keep_numbers_whole: bool = True) -> Table:
         # a key column is as wide as its longest word, so "faster-whisper" is never folded in two
         word = max((len(w) for cells in model.rows for w in cells[i].text.split()), default=0)
         t.add_column(line(header), justify="right" if metric else "left", overflow="fold",  # never cut to "…"
-                     min_width=widest if metric and keep_numbers_whole else (None if metric else word))
+                     min_width=widest if metric and keep_numbers_whole else
+                     (word if not metric and keep_words_whole else None))
     for cells in model.rows:
         t.add_row(*(_rich_cell(c) for c in cells))
     return t
@@ -357,9 +359,11 @@ def _rows_distinct(model: TableModel, header: str) -> bool:
     return len({tuple(cells[i].text for i in keys) for cells in model.rows}) == len(model.rows)
 
 
-def _min_width(console: Console, table: Table) -> int:
-    unclamped = console.options.update_width(10_000)  # measure what the table needs, not what fits
-    return Measurement.get(console, unclamped, table).minimum
+def rendered_width(console: Console, table: Table) -> int:
+    """The columns ``table`` takes when drawn on ``console``: drawn, not measured (rich's minimum width of a
+    table is a lower bound its layout can exceed, and the console would then crop the right-hand columns)."""
+    lines = Segment.split_lines(console.render(table, console.options))
+    return max((Segment.get_line_length(line) for line in lines), default=0)
 
 
 def fit_to_width(model: TableModel, console: Console) -> tuple[Table, list[str]]:
@@ -369,7 +373,7 @@ def fit_to_width(model: TableModel, console: Console) -> tuple[Table, list[str]]
     numbers may wrap. No cell is ever cut: a text wider than its column folds onto the next line."""
     dropped: list[str] = []
     current = model
-    while _min_width(console, rich_table(current)) > console.width:
+    while rendered_width(console, rich_table(current)) > console.width:
         left = [h for h in NARROW_DROPS if h in current.headers and h not in dropped
                 and (current.headers.index(h) >= current.n_key_columns or _rows_distinct(current, h))]
         if not left:
@@ -380,8 +384,10 @@ def fit_to_width(model: TableModel, console: Console) -> tuple[Table, list[str]]
             dropped.append("energy scope")  # a scope with no energy beside it says nothing
         current = without_columns(model, dropped)
     table = rich_table(current)
-    if _min_width(console, table) > console.width:
+    if rendered_width(console, table) > console.width:
         table = rich_table(current, keep_numbers_whole=False)
+    if rendered_width(console, table) > console.width:
+        table = rich_table(current, keep_numbers_whole=False, keep_words_whole=False)
     return table, dropped
 
 
@@ -391,6 +397,8 @@ def _print_rich(model: TableModel, console: Console) -> None:
     for i, note in enumerate(model.notes, start=1):
         console.print(line((f"[{i}] ", "yellow"), note))
     for remark in model.remarks:
+        if remark == PERCENTILE_N_NOTE and "p50 latency ms" in dropped:
+            continue  # says what a column not shown means
         console.print(line((remark, "yellow" if remark.startswith("warning") else "dim")))
     if dropped:
         console.print(line((f"not shown at this width ({console.width} columns): {', '.join(dropped)}; "
