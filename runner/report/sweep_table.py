@@ -341,6 +341,8 @@ def print_sweep_table(rows: Sequence[AggregateRow], title: str, console: Console
 #: quant, other axes, noise), its runs, WER and RTF never. `--format md` and `csv` keep every column.
 NARROW_DROPS = ("image", "versions", "source", "avg W", "p50 latency ms", "peak RSS MiB", "J / audio s",
                 "energy scope")
+#: The metric columns the terminal keeps whatever its width (any other, not named above, goes from the right).
+NARROW_KEEPS = ("WER %", "RTF")
 
 
 def without_columns(model: TableModel, headers: Sequence[str]) -> TableModel:
@@ -374,8 +376,10 @@ def fit_to_width(model: TableModel, console: Console) -> tuple[Table, list[str]]
     dropped: list[str] = []
     current = model
     while rendered_width(console, rich_table(current)) > console.width:
-        left = [h for h in NARROW_DROPS if h in current.headers and h not in dropped
-                and (current.headers.index(h) >= current.n_key_columns or _rows_distinct(current, h))]
+        named = [h for h in NARROW_DROPS if h in current.headers
+                 and (current.headers.index(h) >= current.n_key_columns or _rows_distinct(current, h))]
+        others = [h for h in reversed(current.headers[current.n_key_columns:]) if h not in NARROW_KEEPS]
+        left = [h for h in dict.fromkeys([*named, *others]) if h not in dropped]  # a new column: from the right
         if not left:
             break
         dropped.append(left[0])

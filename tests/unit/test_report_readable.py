@@ -199,6 +199,16 @@ def test_three_backend_figures_keep_labels_and_legends_inside_the_canvas(tmp_pat
                                            "rtf_ram_by_model_quant.png", "accuracy_vs_energy.png"}
     problems = {name: _outside(fig) for name, fig in drawn}
     assert not any(problems.values()), problems
+    for name, _ in drawn:  # and in the PNG itself: nothing drawn touches its edges (a cut legend would)
+        assert _blank_border(tmp_path / name), name
+
+
+def _blank_border(png: Path, px: int = 2) -> bool:
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)[..., :3]
+    border = [image[:px], image[-px:], image[:, :px], image[:, -px:]]
+    return all(float(b.min()) >= 0.99 for b in border)
 
 
 def test_many_long_categories_are_abbreviated_with_a_key(tmp_path, monkeypatch):
@@ -276,3 +286,20 @@ def test_every_figure_of_the_stored_sweeps_lies_inside_its_canvas(fixture, tmp_p
     assert len(drawn) >= 4
     problems = {Path(path).name: _outside(fig) for path, fig in drawn}
     assert not any(problems.values()), problems
+
+
+def test_a_column_the_narrow_order_does_not_name_goes_from_the_right():
+    """A metric column added later (stream mode's, say) is left out at a narrow width too, before WER and RTF."""
+    from dataclasses import replace
+
+    from runner.report.sweep_table import Cell
+
+    _, rows = _rows()
+    model = build_table(rows, "t")
+    wide = replace(model, headers=(*model.headers, "first partial ms"),
+                   rows=tuple((*cells, Cell("1234.5 ± 12.3")) for cells in model.rows))
+    out = io.StringIO()
+    render(wide, "table", Console(file=out, width=80, color_system=None))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "first partial ms" in text.split("not shown at this width")[1] and "0.331" in text
