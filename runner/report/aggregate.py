@@ -148,14 +148,14 @@ class AggregateRow:
     n_failed: int
     errors: tuple[str, ...]
     stats: Mapping[str, Stat] = field(hash=False)
+    #: How many utterances the repeats' latency percentiles are over (distinct counts, ascending; () where
+    #: none has a percentile): a p99 of 20 values is the largest of them, so a table says so (sweep_table).
+    latency_n: tuple[int, ...] = ()
     #: What the energy figures cover ("GPU", "board input", "CPU package+DRAM"), distinct scopes of the
     #: repeats joined; None when no repeat measured energy.
     energy_scope: str | None = None
     n_busy: int = 0  # repeats whose host was busy during the timed window (hostload.py)
     busy_reasons: tuple[str, ...] = ()
-    #: How many utterances the repeats' latency percentiles are over (distinct counts, ascending; () where
-    #: none has a percentile): a p99 of 20 values is the largest of them, so a table says so (sweep_table).
-    latency_n: tuple[int, ...] = ()
 
     def stat(self, metric: str) -> Stat:
         return self.stats[metric]
@@ -298,11 +298,11 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
             n_failed=sum(r.status == "error" for r in members),
             errors=tuple(dict.fromkeys(r.error or "no error message" for r in members if r.status == "error")),
             stats=stats,
+            latency_n=_latency_counts(members),
             energy_scope=" / ".join(dict.fromkeys(
                 s for r in members if (s := (r.summary.get("energy") or {}).get("scope")))) or None,
             n_busy=sum(r.busy_reason is not None for r in members),
             busy_reasons=tuple(dict.fromkeys(r.busy_reason for r in members if r.busy_reason)),
-            latency_n=_latency_counts(members),
         ))
     return rows
 

@@ -30,6 +30,8 @@ FORMATS = ("table", "md", "csv")
 DISAGREE_NOTE = f"repeats disagree: coefficient of variation above {CV_DISAGREE:.0%}"
 PERCENTILE_N_NOTE = ("p50 latency \"(of n)\": the median of each run's n transcribed utterances; a percentile of "
                      "few values is a rough one (n is said below 100)")
+#: The metrics that are a percentile over each run's utterances: their cells say that n where it is small.
+PERCENTILE_METRICS = frozenset({"latency_p50_ms"})
 ONE_RUN_NOTE = "one run per row (n=1): no spread to show; run with --repeats 3 or more for a 95 % interval"
 BOUND_NOTE = ("energy: ± includes the measurement bound (sample gaps x the power steps across them, plus the "
               "sensor's resolution x the duration; see README: Energy), added to the repeats' spread")
@@ -44,14 +46,13 @@ class Column:
     scale: float = 1.0
     digits: int = 3
     terminal: bool = True  # False: HTML only, to keep the terminal table narrow
-    percentile: bool = False  # a percentile over each run's utterances: says its n where it is small
 
 
 COLUMNS: tuple[Column, ...] = (
     Column("WER %", "wer", 100.0, 2),
     Column("CER %", "cer", 100.0, 2, terminal=False),
     Column("RTF", "rtf", 1.0, 3),
-    Column("p50 latency ms", "latency_p50_ms", 1.0, 0, percentile=True),
+    Column("p50 latency ms", "latency_p50_ms", 1.0, 0),
     Column("peak RSS MiB", "peak_rss_mb", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB
     Column("container MiB", "container_mem_peak_mb", 1.0, 0, terminal=False),  # cgroup working set, its window
     Column("load s", "load_s", 1.0, 2, terminal=False),
@@ -243,7 +244,7 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
             if stat.disagree:
                 why = f"{why}; {DISAGREE_NOTE}" if why else DISAGREE_NOTE
             text = format_stat(stat, col.scale, col.digits, say_n=not one_run_each)
-            n = percentile_n(row) if col.percentile and stat.mean is not None else None
+            n = percentile_n(row) if col.metric in PERCENTILE_METRICS and stat.mean is not None else None
             if n is not None:
                 text += f" (of {n})"
                 said_n = True
