@@ -157,6 +157,9 @@ class AggregateRow:
     n_failed: int
     errors: tuple[str, ...]
     stats: Mapping[str, Stat] = field(hash=False)
+    #: How many utterances the repeats' latency percentiles are over (distinct counts, ascending; () where
+    #: none has a percentile): a p99 of 20 values is the largest of them, so a table says so (sweep_table).
+    latency_n: tuple[int, ...] = ()
     #: What the energy figures cover ("GPU", "board input", "CPU package+DRAM"), distinct scopes of the
     #: repeats joined; None when no repeat measured energy.
     energy_scope: str | None = None
@@ -168,6 +171,22 @@ class AggregateRow:
 
     def stat(self, metric: str) -> Stat:
         return self.stats[metric]
+
+
+def latency_n(summary: Mapping[str, Any]) -> int | None:
+    """How many utterances a run's latency percentiles are over: the ones it transcribed (runner/merge.py's
+    score takes them over the utterances with status ok); None where the summary does not say."""
+    try:
+        n = int(summary["n_utterances"]) - int(summary.get("n_failed") or 0) - int(summary.get("n_not_run") or 0)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(n, 0)
+
+
+def _latency_counts(members: Sequence[ConditionRecord]) -> tuple[int, ...]:
+    counts = {latency_n(r.summary) for r in members
+              if r.status != "error" and metric_value(r.summary, ("latency_ms", "p50"))[0] is not None}
+    return tuple(sorted(n for n in counts if n is not None))
 
 
 def bound_path(metric: Metric) -> tuple[str, ...]:
@@ -291,6 +310,7 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
             n_failed=sum(r.status == "error" for r in members),
             errors=tuple(dict.fromkeys(r.error or "no error message" for r in members if r.status == "error")),
             stats=stats,
+            latency_n=_latency_counts(members),
             energy_scope=" / ".join(dict.fromkeys(
                 s for r in members if (s := (r.summary.get("energy") or {}).get("scope")))) or None,
             n_busy=sum(r.busy_reason is not None for r in members),

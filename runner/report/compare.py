@@ -37,7 +37,7 @@ from ..untrusted import csv_text
 from .aggregate import AggregateRow, Stat, aggregate, t975
 from .comparable import not_comparable
 from .records import ConditionRecord, GroupKey, KeyNames, Sweep, display_names, format_axis_value
-from .sweep_table import Cell, TableModel
+from .sweep_table import PERCENTILE_N_NOTE, Cell, TableModel, percentile_n
 
 
 @dataclass(frozen=True)
@@ -394,6 +394,7 @@ def rescored(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> d
         raise UserError(f"an utterances.jsonl of {summary.get('model')} holds a row that is not a result the "
                         f"merge wrote ({exc}); compare results edgeasr wrote.") from None
     out = dict(summary)
+    out["n_not_run"] = 0  # rows holds no utterance that never ran: the counts below are over what did
     unavailable = dict(summary.get("unavailable") or {})
     for name in ("wer", "cer", "rtf", "rtfx", "latency_ms", "audio_s", "n_utterances", "n_failed", "n_scored",
                  "n_nonspeech", "nonspeech_words", "nonspeech_wpm", "nonspeech_output_share"):
@@ -485,12 +486,17 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
     many = len(cmp.candidates) > 1
     headers = ("condition", *(("candidate",) if many else ()), *(m.header for m in metrics))
     rows = []
+    said_n = False
     for p in cmp.pairs:
         cells = [Cell(p.label), *((Cell(p.candidate),) if many else ())]
         for m in metrics:
             d = p.delta(m.metric)
             mark = {WITHIN_NOISE: " ~", NO_REPEATS: " ?", WITHIN_BOUNDS: " ±"}.get(d.noise or "", "")
             text = f"{format_value(d.baseline, m)} → {format_value(d.candidate, m)} ({format_change(d)}){mark}"
+            n = _percentile_n(p) if m.metric == "latency_p50_ms" else None
+            if n is not None:
+                text += f" (of {n})"
+                said_n = True
             cells.append(Cell(text, unavailable=d.change is None))
         rows.append(tuple(cells))
     marks = {d.noise for p in cmp.pairs for d in p.deltas}
@@ -500,6 +506,8 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
                  if NO_REPEATS in marks else []),
                *(["± within the measurement bounds of both sides (sample gaps x power steps + sensor resolution): "
                   "the samples cannot tell them apart, so it is not a regression"] if WITHIN_BOUNDS in marks else [])]
+    if said_n:
+        remarks.append(PERCENTILE_N_NOTE)
     if cmp.ignored:
         remarks.append("compared across: " + ", ".join(cmp.ignored))
     remarks += data_remarks(cmp)
@@ -512,6 +520,17 @@ def table_model(cmp: Comparison, gates: Gates | None = None) -> TableModel:
     return TableModel(title=f"{', '.join(cmp.candidates)} against {cmp.baseline}", subtitle="",
                       headers=headers, n_key_columns=2 if many else 1, rows=tuple(rows), notes=(),
                       remarks=tuple(remarks))
+
+
+def _percentile_n(p: Pair) -> str | None:
+    """"5", or "5 → 3" where the sides' differ: the utterances each side's latency percentiles are over (the
+    shared ones where the pair was compared on those), where either is small (sweep_table.percentile_n)."""
+    b, c = percentile_n(p.baseline_row), percentile_n(p.candidate_row)
+    if b is None and c is None:
+        return None
+    b = b or "/".join(map(str, p.baseline_row.latency_n)) or "?"
+    c = c or "/".join(map(str, p.candidate_row.latency_n)) or "?"
+    return b if b == c else f"{b} → {c}"
 
 
 def data_remarks(cmp: Comparison) -> list[str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import textwrap
+import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,7 +25,8 @@ from matplotlib.transforms import blended_transform_factory
 
 from .. import untrusted
 from .aggregate import AggregateRow, Stat
-from .records import GroupKey, KeyNames, axes_that_vary, format_axis_value, is_number, versions_that_vary
+from .records import (GroupKey, KeyNames, axes_that_vary, format_axis_value, is_number, varies_within_backend,
+                      versions_that_vary)
 
 DPI = 150
 PNG_METADATA = {"Software": None}  # drop the matplotlib version: same data, same bytes
@@ -46,6 +49,7 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#bcbd22", "#17becf")
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
+NOTES_GID = "figure-notes"  # the gid of the notes text under the plot (save): tests find it by this
 NO_WHISKER = float("nan")  # n = 1: no interval, so no whisker (a 0 would draw a cap that looks like certainty)
 MIN_REPEATS_FOR_CI = 3  # below this the whiskers show the repeats' min-max, not a t-interval
 CI_NOTE = ("bars and points: mean over repeats; whiskers: 95 % CI (Student t) where n >= 3, min-max of the "
@@ -178,16 +182,16 @@ def series_labeller(rows: Sequence[AggregateRow], exclude: Sequence[str] = ()) -
     datasets = len({key.dataset_id for key in keys}) > 1
     axes = [p for p in axes_that_vary(keys) if p not in exclude]
     versions = versions_that_vary(keys)
-    images = len({key.image for key in keys}) > 1
+    images = varies_within_backend(keys, "image")  # across backends the backend already tells them apart
 
     def label(key: GroupKey) -> str:
         parts = [key.backend] if "backend" in varying else []
         parts.append(names.model(key))
         parts += [key.device] if "device" in varying else []
         parts += [names.dataset(key)] if datasets else []
-        if versions:
+        if versions.get(key):
             parts.append(versions[key])
-        elif images:
+        elif images and not versions:
             parts.append(key.image)
         parts += [f"{p}={format_axis_value(key.axis(p))}" for p in axes]
         return " · ".join(parts)
@@ -248,17 +252,53 @@ def bar_handles(names: Sequence[str]) -> list[Patch]:
     return [Patch(color=PALETTE[j % len(PALETTE)], label=name) for j, name in enumerate(names)]
 
 
+CHARS_PER_INCH = 16  # about this many characters of an 8 pt label fit in an inch (DejaVu Sans)
+MAX_TICK_LINES = 4  # a category label that would need more lines than this is a key letter instead
+MIN_TICK_CHARS = 6  # nor is a label wrapped narrower than this: a key letter, the notes say what it stands for
+LEGEND_CHARS = 36  # a legend entry wider than this wraps, one part per line, so the legend stays beside its plot
+#: The key letters each figure's category_ticks handed out: label -> letter, shared by the figure's panels.
+_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def wrap_label(text: str, width: int) -> str:
+    """``text`` as lines of at most ``width`` characters: one part per line where it has " · " parts and is
+    too long for one, each part wrapped at word (and hyphen) boundaries, a longer word cut."""
+    if len(text) <= width and "\n" not in text:
+        return text
+    parts = [p for chunk in text.split("\n") for p in chunk.split(" · ")]
+    return "\n".join(textwrap.fill(part, max(1, width)) or part for part in parts)
+
+
 def category_ticks(ax, labels: Sequence[str]) -> None:
-    """Category labels under bars, one part per line ("tiny.en", "decode.batch_size=4"), slanted when even
-    so they would run into each other: a sweep over axes makes long labels."""
-    lines = [label.replace(" · ", "\n") for label in labels]
-    widest = max((len(part) for label in lines for part in label.splitlines()), default=0)
-    axes_width_in = ax.get_position().width * ax.get_figure().get_figwidth()
-    per_category_chars = axes_width_in * 14 / max(1, len(labels))  # about 14 characters an inch at 8 pt
-    if widest > per_category_chars and len(labels) > 1:
-        ax.set_xticks(range(len(labels)), lines, rotation=30, ha="right", rotation_mode="anchor")
+    """Category labels under bars, wrapped to the width each category has (one part per line: "tiny.en",
+    "decode.batch_size=4"), never slanted (a slanted label runs off the figure); where they would still not
+    fit, each is a key letter (A, B, ...) that the figure's notes spell out (save)."""
+    axes_width_in = ax.get_position().width * ax.get_figure().get_figwidth() * 0.85  # less the y labels
+    per_category = int(axes_width_in * CHARS_PER_INCH / max(1, len(labels))) - 1
+    wrapped = [wrap_label(label, per_category) for label in labels]
+    too_tall = max((w.count("\n") + 1 for w in wrapped), default=0) > MAX_TICK_LINES
+    if len(labels) > 1 and (too_tall or per_category < MIN_TICK_CHARS):
+        keys = _KEYS.setdefault(ax.get_figure(root=True), {})
+        for label in labels:
+            keys.setdefault(label, _key_name(len(keys)))
+        ax.set_xticks(range(len(labels)), [keys[label] for label in labels])
     else:
-        ax.set_xticks(range(len(labels)), lines)
+        ax.set_xticks(range(len(labels)), wrapped)
+
+
+def _key_name(i: int) -> str:
+    """A, B, ..., Z, AA, AB, ...: the key letter of the i-th category."""
+    name = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        name = chr(ord("A") + r) + name
+    return name
+
+
+def key_notes(fig: Figure) -> list[str]:
+    """"A: faster-whisper · tiny.en · int8" for each key letter the figure's ticks use (category_ticks)."""
+    return [f"{key}: {label}" for label, key in _KEYS.get(fig, {}).items()]
 
 
 def round_nice(value: float) -> float:
@@ -288,19 +328,73 @@ def text_figure(path: Path, title: str, message: str) -> FigureResult:
 
 
 def save(fig: Figure, path: Path, notes: Sequence[str]) -> None:
-    """Reserve room under the plot for the notes, then write the PNG."""
+    """Reserve room under the plot for the notes (and the key of any key-letter ticks), keep every label,
+    legend and note inside the canvas (``fit_canvas``), then write the PNG."""
     # notes quote what images and datasets said (a failed run's error): shown visible
+    notes = list(dict.fromkeys([*notes, *key_notes(fig)]))
     lines = [line for note in notes for line in textwrap.wrap(untrusted.figure(note),
                                                               width=int(fig.get_figwidth() * 15))]
+    wrap_legends(fig)
+    text = None
+    notes_in = 0.0
     if lines:
-        extra_in = 0.16 * len(lines) + 0.12
-        height = fig.get_figheight()
-        fig.set_figheight(height + extra_in)
-        bottom = extra_in / (height + extra_in)
-        fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
-        fig.text(0.01, bottom - 0.03 / (height + extra_in), "\n".join(lines), ha="left", va="top", fontsize=7,
-                 color="0.3", linespacing=1.4)
+        notes_in = 0.16 * len(lines) + 0.12
+        fig.set_figheight(fig.get_figheight() + notes_in)
+        text = fig.text(0.01, 0.0, "\n".join(lines), ha="left", va="top", fontsize=7, color="0.3",
+                        linespacing=1.4, gid=NOTES_GID)
+    fit_canvas(fig, text, notes_in)
     _write(fig, path)
+
+
+def wrap_legends(fig: Figure, width: int = LEGEND_CHARS) -> None:
+    """Wrap every legend entry wider than ``width`` characters (one part per line), so that a legend of long
+    condition labels stays a column beside its plot rather than pushing the plot off the canvas."""
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+    for legend in legends:
+        for t in legend.get_texts():
+            t.set_text(wrap_label(t.get_text(), width))
+
+
+def _place_notes(fig: Figure, text, notes_in: float) -> None:
+    """The layout keeps ``notes_in`` inches at the bottom free, and the notes sit there."""
+    if text is None:
+        return
+    bottom = notes_in / fig.get_figheight()
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
+    text.set_y(bottom - 0.03 / fig.get_figheight())
+
+
+def fit_canvas(fig: Figure, notes=None, notes_in: float = 0.0, tries: int = 4) -> None:
+    """Grow the figure until its layout keeps every artist inside the canvas and clear of the notes: a long
+    legend or a tall tick label the size a figure was given cannot hold would otherwise be cut at the edge
+    or drawn over the notes. Deterministic: the same figure grows the same way."""
+    for _ in range(tries):
+        _place_notes(fig, notes, notes_in)
+        with warnings.catch_warnings():  # a layout that does not fit yet is what this grows the figure for
+            warnings.simplefilter("ignore", UserWarning)
+            fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        boxes = [b for b in (*(ax.get_tightbbox(renderer) for ax in fig.axes),
+                             *(lg.get_window_extent(renderer) for lg in fig.legends),
+                             *(t.get_window_extent(renderer) for t in fig.texts if t is not notes),
+                             *([fig._suptitle.get_window_extent(renderer)] if fig._suptitle else []))
+                 if b is not None]
+        if not boxes:
+            return
+        width_px, height_px = fig.bbox.width, fig.bbox.height
+        x0, x1 = min(b.x0 for b in boxes), max(b.x1 for b in boxes)
+        y0, y1 = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+        floor = notes.get_window_extent(renderer).y1 if notes is not None else 0.0
+        if notes is not None:
+            x0, x1 = min(x0, notes.get_window_extent(renderer).x0), max(x1, notes.get_window_extent(renderer).x1)
+        grow_w = max(0.0, -x0) + max(0.0, x1 - width_px)
+        grow_h = max(0.0, floor - y0) + max(0.0, y1 - height_px)
+        if grow_w < 1 and grow_h < 1:
+            return
+        dpi = fig.dpi
+        extra_w = grow_w / dpi + (0.2 if grow_w >= 1 else 0.0)
+        extra_h = grow_h / dpi + (0.2 if grow_h >= 1 else 0.0)
+        fig.set_size_inches(fig.get_figwidth() + extra_w, fig.get_figheight() + extra_h)
 
 
 def _write(fig: Figure, path: Path) -> None:

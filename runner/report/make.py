@@ -7,6 +7,7 @@ results folders are copied to.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .records import KeyNames, axes_that_vary, format_axis_value, load_many
 from .numbers_csv import numbers_csv
 from .sweep_table import build_table, render
 
-WIDE = 200  # columns for the table when stdout is a file or pipe (rich would assume 80)
+WIDE = 200  # columns for the table when stdout is a file or pipe and COLUMNS does not say (rich would assume 80)
 
 
 def worst_lines(sweep, rows, n: int) -> list[str]:
@@ -57,7 +58,7 @@ def make_report(folders: list[Path], out: Path | None = None, *, fmt: str = "tab
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; pass a folder for the figures and report.html.")
     console = console or Console()
-    if not console.is_terminal and console.width < WIDE:
+    if not console.is_terminal and console.width < WIDE and not os.environ.get("COLUMNS"):
         console = Console(width=WIDE, file=console.file)
     worst_found = worst_lines(sweep, rows, worst)
     if not quiet or fmt != "table":

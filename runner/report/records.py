@@ -95,18 +95,26 @@ def display_names(ids: Iterable[tuple[str, str]]) -> Callable[[tuple[str, str]],
 
 @dataclass(frozen=True)
 class KeyNames:
-    """How one table or figure names its keys' models and datasets (see display_names)."""
+    """How one table or figure names its keys' models and datasets (see display_names).
+
+    Models are told apart within their backend only: the backend is shown wherever it varies, so an ONNX
+    export ("tiny.en-onnx-9ce5...") beside faster-whisper's tiny.en is "tiny.en", as its run calls it; two
+    folders called tiny.en in one backend still get their path tails."""
 
     model_of: Callable[[tuple[str, str]], str]
     dataset_of: Callable[[tuple[str, str]], str]
+    by_backend: Mapping[str, Callable[[tuple[str, str]], str]] | None = None
 
     @classmethod
     def of(cls, keys: Iterable[GroupKey]) -> KeyNames:
         keys = list(keys)
-        return cls(display_names(k.model_id for k in keys), display_names(k.dataset_id for k in keys))
+        backends = {k.backend for k in keys}
+        by_backend = {b: display_names(k.model_id for k in keys if k.backend == b) for b in backends}
+        return cls(display_names(k.model_id for k in keys), display_names(k.dataset_id for k in keys), by_backend)
 
     def model(self, key: GroupKey) -> str:
-        return self.model_of(key.model_id)
+        within = self.by_backend.get(key.backend) if self.by_backend else None
+        return (within or self.model_of)(key.model_id)
 
     def dataset(self, key: GroupKey) -> str:
         return self.dataset_of(key.dataset_id)
@@ -214,16 +222,30 @@ def source_labels(folders: Sequence[Path]) -> list[str]:
 
 
 def versions_that_vary(keys: Sequence[GroupKey]) -> dict[GroupKey, str]:
-    """Per key, only the libraries whose version differs between keys ("ctranslate2=4.6.0"); {} when none do.
+    """Per key, only the libraries whose version differs between keys of its backend ("ctranslate2=4.6.0");
+    {} when none do.
 
-    A sweep over library builds shows what changed, not the whole label; "?" marks a library a key's image
-    does not name."""
+    A sweep over library builds shows what changed, not the whole label. Versions are compared within a
+    backend only: pocketsphinx has no faster-whisper library to differ in (the backend column says they
+    differ), so a backend whose builds all agree gets "" while another's rows name what changed; "?" marks a
+    library one build of a backend names and another does not."""
     parsed = {k: dict(i.split("=", 1) for i in k.versions.split(",") if "=" in i) for k in keys}
-    libs = list(dict.fromkeys(lib for v in parsed.values() for lib in v))
-    differ = [lib for lib in libs if len({v.get(lib) for v in parsed.values()}) > 1]
-    if not differ:
-        return {}
-    return {k: ",".join(f"{lib}={parsed[k].get(lib, '?')}" for lib in differ) for k in keys}
+    out: dict[GroupKey, str] = {}
+    for backend in dict.fromkeys(k.backend for k in keys):
+        mine = {k: v for k, v in parsed.items() if k.backend == backend}
+        libs = list(dict.fromkeys(lib for v in mine.values() for lib in v))
+        differ = [lib for lib in libs if len({v.get(lib) for v in mine.values()}) > 1]
+        out.update({k: ",".join(f"{lib}={mine[k].get(lib, '?')}" for lib in differ) for k in mine})
+    return out if any(out.values()) else {}
+
+
+def varies_within_backend(keys: Sequence[GroupKey], name: str) -> bool:
+    """Whether the field ``name`` (image, say) takes two values among keys of one backend: across backends
+    it differs anyway, and the backend already says so."""
+    seen: dict[str, set] = {}
+    for k in keys:
+        seen.setdefault(k.backend, set()).add(getattr(k, name))
+    return any(len(v) > 1 for v in seen.values())
 
 
 def _read_manifest(path: Path) -> Mapping[str, Any] | None:

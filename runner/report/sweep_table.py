@@ -15,18 +15,24 @@ from dataclasses import dataclass
 
 from rich import box
 from rich.console import Console
-from rich.measure import Measurement
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
 from ..untrusted import csv_text, line, markdown
 from .aggregate import CV_DISAGREE, ENERGY_METRICS, RUN_FAILED, AggregateRow, Stat
+from .table import SMALL_N_PERCENTILES
 from .records import GroupKey, KeyNames, axes_that_vary, constant_axes, format_axis_value, versions_that_vary
 
 UNAVAILABLE = "unavailable"
 #: Output forms of a table: the terminal's (rich), Markdown, CSV.
 FORMATS = ("table", "md", "csv")
 DISAGREE_NOTE = f"repeats disagree: coefficient of variation above {CV_DISAGREE:.0%}"
+PERCENTILE_N_NOTE = ("p50 latency \"(of n)\": the median of each run's n transcribed utterances; a percentile of "
+                     "few values is a rough one (n is said below 100)")
+#: The metrics that are a percentile over each run's utterances: their cells say that n where it is small.
+PERCENTILE_METRICS = frozenset({"latency_p50_ms"})
+ONE_RUN_NOTE = "one run per row (n=1): no spread to show; run with --repeats 3 or more for a 95 % interval"
 BOUND_NOTE = ("energy: ± includes the measurement bound (sample gaps x the power steps across them, plus the "
               "sensor's resolution x the duration; see README: Energy), added to the repeats' spread")
 
@@ -107,10 +113,11 @@ class _Notes:
         return tuple(self._index)
 
 
-def format_stat(stat: Stat, scale: float = 1.0, digits: int = 3) -> str:
+def format_stat(stat: Stat, scale: float = 1.0, digits: int = 3, say_n: bool = True) -> str:
     """"mean ± ci95" from 3 values on, "mean (min–max)" with 2 (a t-interval of 2 values is 12.7 x their
     spread), "mean (n=1)" when there is no spread to show, or "unavailable". A figure with a measurement bound
-    (energy) adds it: "12.4 ± 0.3" for one run, the bound added to the CI from 3 on, "± bound" after a range."""
+    (energy) adds it: "12.4 ± 0.3" for one run, the bound added to the CI from 3 on, "± bound" after a range.
+    ``say_n`` False: no "(n=1)" (a table of one run per row says it once, not in every cell)."""
     if stat.mean is None:
         return UNAVAILABLE
     mean = f"{stat.mean * scale:.{digits}f}"
@@ -119,8 +126,19 @@ def format_stat(stat: Stat, scale: float = 1.0, digits: int = 3) -> str:
         spread = f"{mean} ({stat.min * scale:.{digits}f}–{stat.max * scale:.{digits}f})"  # type: ignore[operator]
         return spread + (f" ± {bound:.{digits}f}" if bound is not None else "")
     if stat.ci95 is None:
-        return f"{mean} ± {bound:.{digits}f}" if bound is not None else f"{mean} (n={stat.n})"
+        if bound is not None:
+            return f"{mean} ± {bound:.{digits}f}"
+        return f"{mean} (n={stat.n})" if say_n else mean
     return f"{mean} ± {stat.ci95 * scale + (bound or 0.0):.{digits}f}"
+
+
+def percentile_n(row: AggregateRow) -> str | None:
+    """"5" (or "4–5" where repeats differ): the utterances ``row``'s latency percentiles are over, where that
+    is fewer than SMALL_N_PERCENTILES (the run view's threshold); None where it is more or not known."""
+    counts = row.latency_n
+    if not counts or counts[-1] >= SMALL_N_PERCENTILES:
+        return None
+    return str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
 
 
 def energy_line(reasons: Sequence[str]) -> str:
@@ -200,6 +218,9 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     busy = busy_warning(rows)
     if busy:
         remarks.append(busy)
+    one_run_each = bool(rows) and all(r.n_runs == 1 for r in rows)  # "(n=1)" in every cell: said once instead
+    if one_run_each:
+        remarks.append(ONE_RUN_NOTE)
     keys = [r.key for r in rows]
     names = KeyNames.of(keys)
     varying = [k for k in OPTIONAL_KEYS if len({_identity(key, k) for key in keys}) > 1]
@@ -218,6 +239,7 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
                    *(("energy scope",) if scope_column else ()))
     notes = _Notes()
     table_rows = []
+    said_n = False
     for row in rows:
         cells = [Cell(key_text(row.key, k, names)) for k in varying]
         if versions:
@@ -236,9 +258,16 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
             why = unavailable_note(stat)
             if stat.disagree:
                 why = f"{why}; {DISAGREE_NOTE}" if why else DISAGREE_NOTE
-            cells.append(Cell(format_stat(stat, col.scale, col.digits), notes.number(why) if why else None,
+            text = format_stat(stat, col.scale, col.digits, say_n=not one_run_each)
+            n = percentile_n(row) if col.metric in PERCENTILE_METRICS and stat.mean is not None else None
+            if n is not None:
+                text += f" (of {n})"
+                said_n = True
+            cells.append(Cell(text, notes.number(why) if why else None,
                               unavailable=stat.mean is None))
         table_rows.append(tuple(cells))
+    if said_n:
+        remarks.append(PERCENTILE_N_NOTE)
     return TableModel(title=title, subtitle=subtitle, headers=(*key_headers, *(c.header for c in columns)),
                       n_key_columns=len(key_headers), rows=tuple(table_rows), notes=notes.texts(),
                       remarks=tuple(remarks))
@@ -303,12 +332,13 @@ def render(model: TableModel, fmt: str, console: Console | None = None) -> None:
         _print_rich(model, console or Console())
 
 
-def rich_table(model: TableModel, *, keep_numbers_whole: bool = True) -> Table:
+def rich_table(model: TableModel, *, keep_numbers_whole: bool = True, keep_words_whole: bool = True) -> Table:
     """The TableModel as a rich Table; footnote numbers in brackets, unavailable cells dimmed.
 
     ``keep_numbers_whole`` gives metric columns their widest cell as minimum
     width, so "5.76 ± 0.51" is not split over two lines; print_sweep_table
-    turns it off where the terminal is too narrow for that (rich would crop).
+    turns it off where the terminal is too narrow for that (rich would crop); ``keep_words_whole`` gives key
+    columns their longest word, turned off only where nothing else fits (a word then folds, never is cut).
     """
     title = model.title + (f"  ({model.subtitle})" if model.subtitle else "")
     t = Table(title=line((title, "bold")), title_justify="left", header_style="bold",
@@ -318,8 +348,11 @@ def rich_table(model: TableModel, *, keep_numbers_whole: bool = True) -> Table:
         # only when the terminal is too narrow for anything else to give way.
         widest = max((len(cells[i].text) for cells in model.rows), default=0)
         metric = i >= model.n_key_columns
-        t.add_column(line(header), justify="right" if metric else "left",
-                     min_width=widest if metric and keep_numbers_whole else None)
+        # a key column is as wide as its longest word, so "faster-whisper" is never folded in two
+        word = max((len(w) for cells in model.rows for w in cells[i].text.split()), default=0)
+        t.add_column(line(header), justify="right" if metric else "left", overflow="fold",  # never cut to "…"
+                     min_width=widest if metric and keep_numbers_whole else
+                     (word if not metric and keep_words_whole else None))
     for cells in model.rows:
         t.add_row(*(_rich_cell(c) for c in cells))
     return t
@@ -337,13 +370,74 @@ def print_sweep_table(rows: Sequence[AggregateRow], title: str, console: Console
     return model
 
 
+#: The columns the terminal leaves out, in this order, where the table is wider than the terminal: a key column
+#: (image, versions, source) only while the rest still tell every row apart; the ones a row is (backend, model,
+#: quant, other axes, noise), its runs, WER and RTF never. `--format md` and `csv` keep every column.
+NARROW_DROPS = ("image", "versions", "source", "avg W", "p50 latency ms", "peak RSS MiB", "J / audio s",
+                "energy scope")
+#: The metric columns the terminal keeps whatever its width (any other, not named above, goes from the right).
+NARROW_KEEPS = ("WER %", "RTF")
+
+
+def without_columns(model: TableModel, headers: Sequence[str]) -> TableModel:
+    """``model`` less the columns headed ``headers`` (its notes kept whole, so their numbers stay those of
+    the Markdown and HTML forms)."""
+    keep = [i for i, h in enumerate(model.headers) if h not in headers]
+    return TableModel(title=model.title, subtitle=model.subtitle, headers=tuple(model.headers[i] for i in keep),
+                      n_key_columns=sum(1 for i in keep if i < model.n_key_columns),
+                      rows=tuple(tuple(cells[i] for i in keep) for cells in model.rows), notes=model.notes,
+                      remarks=model.remarks)
+
+
+def _rows_distinct(model: TableModel, header: str) -> bool:
+    """Whether the key columns less ``header`` still tell every row apart."""
+    keys = [i for i in range(model.n_key_columns) if model.headers[i] != header]
+    return len({tuple(cells[i].text for i in keys) for cells in model.rows}) == len(model.rows)
+
+
+def rendered_width(console: Console, table: Table) -> int:
+    """The columns ``table`` takes when drawn on ``console``: drawn, not measured (rich's minimum width of a
+    table is a lower bound its layout can exceed, and the console would then crop the right-hand columns)."""
+    lines = Segment.split_lines(console.render(table, console.options))
+    return max((Segment.get_line_length(line) for line in lines), default=0)
+
+
+def fit_to_width(model: TableModel, console: Console) -> tuple[Table, list[str]]:
+    """The rich table for ``model`` within ``console.width``, and the headers left out to get there.
+
+    Columns go in NARROW_DROPS' order until the table fits with every number whole; where it still does not,
+    numbers may wrap. No cell is ever cut: a text wider than its column folds onto the next line."""
+    dropped: list[str] = []
+    current = model
+    while rendered_width(console, rich_table(current)) > console.width:
+        named = [h for h in NARROW_DROPS if h in current.headers
+                 and (current.headers.index(h) >= current.n_key_columns or _rows_distinct(current, h))]
+        others = [h for h in reversed(current.headers[current.n_key_columns:]) if h not in NARROW_KEEPS]
+        left = [h for h in dict.fromkeys([*named, *others]) if h not in dropped]  # a new column: from the right
+        if not left:
+            break
+        dropped.append(left[0])
+        if not any(h in current.headers for h in ("J / audio s", "avg W", "energy J", "dynamic J")
+                   if h not in dropped) and "energy scope" in current.headers and "energy scope" not in dropped:
+            dropped.append("energy scope")  # a scope with no energy beside it says nothing
+        current = without_columns(model, dropped)
+    table = rich_table(current)
+    if rendered_width(console, table) > console.width:
+        table = rich_table(current, keep_numbers_whole=False)
+    if rendered_width(console, table) > console.width:
+        table = rich_table(current, keep_numbers_whole=False, keep_words_whole=False)
+    return table, dropped
+
+
 def _print_rich(model: TableModel, console: Console) -> None:
-    table = rich_table(model)
-    unclamped = console.options.update_width(10_000)  # measure what the table needs, not what fits
-    if Measurement.get(console, unclamped, table).minimum > console.width:
-        table = rich_table(model, keep_numbers_whole=False)
+    table, dropped = fit_to_width(model, console)
     console.print(table)
     for i, note in enumerate(model.notes, start=1):
         console.print(line((f"[{i}] ", "yellow"), note))
     for remark in model.remarks:
+        if remark == PERCENTILE_N_NOTE and "p50 latency ms" in dropped:
+            continue  # says what a column not shown means
         console.print(line((remark, "yellow" if remark.startswith("warning") else "dim")))
+    if dropped:
+        console.print(line((f"not shown at this width ({console.width} columns): {', '.join(dropped)}; "
+                            "`--format md` or `--format csv` has every column", "dim")))

@@ -18,7 +18,7 @@ from runner.report import condition_figures, figure_kit, figures
 from runner.report.aggregate import NO_REASON, aggregate, metric_value, summarize, t975
 from runner.report.html import render_html, write_html
 from runner.report.records import GroupKey, load_sweep, parse_record
-from runner.report.sweep_table import build_table, format_stat, print_sweep_table
+from runner.report.sweep_table import PERCENTILE_N_NOTE, build_table, format_stat, print_sweep_table
 
 FIXTURE = ROOT / "tests/fixtures/sweep"
 NO_ENERGY = "no energy source on this host (no tegrastats, RAPL or NVML)"
@@ -169,7 +169,7 @@ def test_table_hides_energy_unavailable_everywhere_and_says_so_once(tmp_path):
     rows = _rows(_without_energy(tmp_path))
     model = build_table(rows, "t")
     assert "J / audio s" not in model.headers and "avg W" not in model.headers
-    assert model.remarks == ("energy: no sensor, see README: Energy",)
+    assert model.remarks == ("energy: no sensor, see README: Energy", PERCENTILE_N_NOTE)  # 21 utterances a run
     first = model.rows[0]
     assert first[model.headers.index("WER %")].text == "5.76 (5.72–5.80)"
     assert model.subtitle == "faster-whisper · cuda · default"  # constant keys leave the columns
@@ -192,7 +192,7 @@ def test_a_metric_unavailable_in_some_rows_keeps_its_column_with_the_reason(tmp_
     model = build_table(_rows(dest), "t")
     col = model.headers.index("J / audio s")
     gaps = [r[col] for r in model.rows if r[col].unavailable]
-    assert gaps and model.notes[gaps[0].note - 1] == NO_ENERGY and model.remarks == ()
+    assert gaps and model.notes[gaps[0].note - 1] == NO_ENERGY and model.remarks == (PERCENTILE_N_NOTE,)
 
 
 def test_format_stat():
