@@ -36,14 +36,14 @@ from .experiment import experiment_from_data
 from .launch.engines import Engine, make_engine
 from .plan import GroupJob, check_host, plan_sweep
 from .results import ConditionRecord, write_json_atomic
-from .stream_metrics import BOUNDED_CHUNKS
+from .scoring.stream_metrics import BOUNDED_CHUNKS
 from .sweep import GroupDone, LocalDispatcher, LocalOptions, LocalView, SweepOptions, SweepOutcome, run_sweep
 
 DEFAULT_LATENCY_MS = 1000.0
 DEFAULT_MAX_STREAMS = 64
 
 
-# --- what one condition's summary says (the stream block, runner/stream_metrics.py) --------------------------
+# --- what one condition's summary says (the stream block, runner/scoring/stream_metrics.py) --------------------------
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class StreamFigures:
     p99_ms: float | None  # p99 finalization latency
     lag_end_s: float | None
     lag_middle_s: float | None
-    bounded: bool | None  # end - middle <= BOUNDED_CHUNKS chunks (runner/stream_metrics.py decides)
+    bounded: bool | None  # end - middle <= BOUNDED_CHUNKS chunks (runner/scoring/stream_metrics.py decides)
     chunk_ms: float | None
     n_finalized: int | None  # utterances finalized (the latency's n)
     power_per_stream_w: float | None
@@ -91,7 +91,7 @@ def _number(value: Any) -> float | None:
 
 
 def _power_per_stream(summary: Mapping[str, Any], block: Mapping[str, Any]) -> tuple[float | None, str | None]:
-    """The stream block's average power per stream (runner/stream_metrics.py: the inference work's average power
+    """The stream block's average power per stream (runner/scoring/stream_metrics.py: the inference work's average power
     shared over the streams), else the reason it gives, else the summary's reason energy is unavailable."""
     energy = _mapping(block.get("energy"))
     own = _number(energy.get("w_per_stream"))

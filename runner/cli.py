@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .commands.completion import enable as enable_completion
 from .errors import Interrupted, UserError, interrupt_exit_code
-from .untrusted import visible
+from .trust.untrusted import visible
 
 COMMANDS = {
     "run": "transcribe a dataset in a backend container and report WER, RTF, latency and memory",

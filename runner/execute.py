@@ -29,7 +29,8 @@ from typing import Any, Callable, ContextManager, Optional, Union
 
 from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
 
-from . import merge, validate
+from . import merge
+from .trust import validate
 from .content import HashCache
 from .errors import Interrupted, UserError
 from .host import load as hostload
@@ -42,7 +43,7 @@ from .models.resolve import random_weights_reason, resolved_kind
 from .plan import NOISE_TARGET, GroupJob, PlannedCondition
 from .power import operating_point_for
 from .results import ConditionRecord, Summary, UtteranceResult, write_json_atomic, write_jsonl_atomic
-from .safe_io import fresh_folder
+from .trust.safe_io import fresh_folder
 from .settings import LimitsSettings
 from .tables import condition_block, condition_record
 from .telemetry.energy import accounting
@@ -211,7 +212,7 @@ def _wait_for_sample_past(g: _Group, events: list[dict]) -> None:
 def audio_seconds(g: _Group, dataset) -> dict[str, float | None]:
     """id -> seconds of each utterance's audio as its file's header says (WAV and FLAC, whose frame count is
     exact), None where the host cannot tell; read once per group, without following a link or waiting on a
-    FIFO, and only the header. The container's durations are checked against these (runner/validate.py)."""
+    FIFO, and only the header. The container's durations are checked against these (runner/trust/validate.py)."""
     out = {}
     for u in dataset.utterances:
         if u.id not in g.audio_s:
@@ -263,7 +264,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     dataset = replace(spec.dataset, utterances=tuple(u for u in spec.dataset.utterances if u.id in wanted))
     transcripts, wrong = validate.audio_check([t for t in raw.transcripts if t.get("condition") == cond.key],
                                               audio_seconds(g, dataset))
-    rejected = [*raw.rejected_for(cond.key), *wrong]  # records that broke the contract (runner/validate.py)
+    rejected = [*raw.rejected_for(cond.key), *wrong]  # records that broke the contract (runner/trust/validate.py)
     broke = validate.sentence(rejected)
     if broke:
         error = broke if error is None else f"{error}; {broke}"

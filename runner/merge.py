@@ -16,12 +16,13 @@ from dataclasses import replace
 
 from edgeasr_entrypoint.contract import STREAM_EVENTS, WINDOWS, Event, EventRecord
 
-from . import metrics, validate
+from .scoring import metrics
+from .trust import validate
 from .data.dataset import Dataset
 from .results import Summary, UtteranceResult
-from .safe_io import IMAGE, Unsafe, read_bytes, read_jsonl, size_text
+from .trust.safe_io import IMAGE, Unsafe, read_bytes, read_jsonl, size_text
 from .settings import LimitsSettings, limit_name
-from .stream_metrics import stream_block, stream_metrics
+from .scoring.stream_metrics import stream_block, stream_metrics
 from .telemetry.energy import accounting
 from .telemetry.samplers import registry
 
@@ -48,10 +49,10 @@ class RawOutputs:
 
 
 def read_raw(raw_dir: Path, limits: LimitsSettings | None = None) -> RawOutputs:
-    """The container's outputs, read by runner/safe_io.py's rules (nothing followed, opened only when regular,
+    """The container's outputs, read by runner/trust/safe_io.py's rules (nothing followed, opened only when regular,
     never waited on, each line and file capped by ``limits``). A file that is not there is no rows (or no
     status); a refused file or an over-long line is a ``problem`` and is not read, while the rest still is.
-    Every record is then checked against the contract (runner/validate.py): what reaches the merge is
+    Every record is then checked against the contract (runner/trust/validate.py): what reaches the merge is
     validated, and what broke the contract is in ``rejected``."""
     limits = limits or LimitsSettings()
     problems: list[str] = []
@@ -124,7 +125,7 @@ def merge_utterances(dataset: Dataset, transcripts: list[dict[str, Any]], missin
                      rejected: dict[str, str] | None = None) -> list[UtteranceResult]:
     """One result per dataset utterance: the container's record, the host's refusal, or the missing reason.
     A hypothesis longer than ``max_hypothesis_bytes`` makes its utterance an error that says so; an utterance
-    whose result broke the contract (``rejected``: id -> why, runner/validate.py) is an error that says why.
+    whose result broke the contract (``rejected``: id -> why, runner/trust/validate.py) is an error that says why.
     ``transcripts`` are validated records (read_raw)."""
     by_id = {t["id"]: t for t in transcripts if isinstance(t.get("id"), str)}
     rejected = rejected or {}
@@ -259,7 +260,7 @@ def offline_block(utts: list[UtteranceResult], transcripts: list[dict[str, Any]]
 def apply_stream(summary: Summary, events: list[dict[str, Any]], utts: list[UtteranceResult],
                  transcripts: list[dict[str, Any]], condition: str | None,
                  max_hypothesis_bytes: int | None = None, unscored: str | None = None) -> Summary:
-    """A streamed condition's summary (a new one: it is frozen): its stream figures (runner/stream_metrics.py, over
+    """A streamed condition's summary (a new one: it is frozen): its stream figures (runner/scoring/stream_metrics.py, over
     the condition's validated stream events, with energy per audio second and power per stream from the
     summary's energy block: call it after the energy is accounted) in ``stream``, the offline WER of the same
     utterances beside the streamed text's in ``offline`` (offline_block; unavailable with ``unscored``, the
@@ -329,7 +330,7 @@ def nonspeech_figures(ok: list[UtteranceResult], n_nonspeech: int) -> tuple[dict
 
 
 def repetition_figures(ok: list[UtteranceResult]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Issue 24's repetition figures of the transcribed utterances (runner/metrics.py defines each), and the
+    """Issue 24's repetition figures of the transcribed utterances (runner/scoring/metrics.py defines each), and the
     reason for each one that cannot be given: repeats beyond the reference over the pairs with a reference
     (an unreferenced one has no "reference's own" to subtract), the compression share over every hypothesis."""
     got: dict[str, Any] = {"compression_over_share": metrics.compression_over_share([u.hypothesis or "" for u in ok])}

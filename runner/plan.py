@@ -31,7 +31,7 @@ from .data.nonspeech import SILENCE, limited
 from .errors import UserError
 from .experiment import Condition, Experiment, Group
 from .launch.docker_engine import ImageInfo
-from .paths import mount_problem
+from .launch.paths import mount_problem
 from .host import preflight
 from .power import order_jobs
 from .spec import RunSpec, build_run_spec, with_hub_models

@@ -103,7 +103,7 @@ class Summary:
     deletions: int | None = None
     ins: int | None = None
     ref_words: int | None = None
-    #: Issue 24 (runner/metrics.py defines each): inserted words over reference words (apart from WER); repeated
+    #: Issue 24 (runner/scoring/metrics.py defines each): inserted words over reference words (apart from WER); repeated
     #: trigrams of the hypotheses beyond their references' own; the share of transcribed hypotheses whose
     #: compression ratio is above Whisper's 2.4 (a loop).
     ins_rate: float | None = None

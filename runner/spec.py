@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 
 from edgeasr_entrypoint.contract import StreamJob
 
-from . import places
+from .host import places
 from .backends import BACKENDS, DEVICES, LONG_FORM_CHOICES, Backend, default_model_quant, unavailable_reason
 from .data.dataset import Dataset, is_hf_ref
 from .data.load import load_dataset
@@ -25,7 +25,7 @@ from .host.platforms import has_nvidia_driver, is_jetson
 from .launch.engines import ENGINES
 from .launch.hardening import Hardening, container_groups, container_ids, host_memory_bytes
 from .models.resolve import ResolvedModel, resolve_backend_model, resolve_model, resolved_kind
-from .paths import mount_problem, readable_by
+from .launch.paths import mount_problem, readable_by
 from .settings import DecodeSettings, Settings, StreamSettings, TelemetrySettings, cli_label, mem_size_bytes, show
 from .settings import get as setting_value
 from .settings import problems as setting_problems

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from .plan import GroupJob, PlannedCondition
 from .results import CONDITIONS_FILE, ConditionRecord, read_jsonl_checked, write_jsonl_atomic
-from .untrusted import csv_cell
+from .trust.untrusted import csv_cell
 
 #: Statuses of a finished condition; "interrupted" is recorded too, but is not finished (it runs again).
 RESULT_STATUSES = ("ok", "partial", "error")
@@ -159,7 +159,7 @@ def write_tables(out: Path, records: list[ConditionRecord]) -> None:
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
-        # for spreadsheets: text made visible and never a formula (runner/untrusted.py); conditions.jsonl is raw
+        # for spreadsheets: text made visible and never a formula (runner/trust/untrusted.py); conditions.jsonl is raw
         writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
     tmp.replace(out / "results.csv")
 

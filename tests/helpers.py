@@ -21,7 +21,7 @@ def write_tone(path: Path, seconds: float = 1.0, sr: int = 16000, channels: int 
 
 def subset_manifest(folder: Path, ids: list[str] | None = None, n: int | None = None) -> Path:
     """A manifest of some embedded utterances, with their audio copied beside it: audio must sit under the
-    manifest's own folder (runner/paths.py), so a manifest elsewhere pointing into data/default would be refused."""
+    manifest's own folder (runner/launch/paths.py), so a manifest elsewhere pointing into data/default would be refused."""
     import json
     import shutil
 

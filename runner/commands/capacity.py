@@ -34,7 +34,7 @@ from ..report.make import make_report
 from ..report.worst import TOP_N
 from ..results import ConditionRecord
 from ..sweep import LocalOptions, SweepOptions, SweepStart, Todo
-from ..untrusted import line, printer
+from ..trust.untrusted import line, printer
 from ..wording import plural
 
 

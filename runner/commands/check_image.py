@@ -36,9 +36,9 @@ from ..launch.owner import Owner
 from ..merge import read_raw
 from ..models.onnx_export import export_onnx
 from ..models.resolve import default_models_dir, resolve_backend_model
-from ..safe_io import fresh_folder, remove
-from ..untrusted import visible
-from ..validate import sentence as contract_sentence
+from ..trust.safe_io import fresh_folder, remove
+from ..trust.untrusted import visible
+from ..trust.validate import sentence as contract_sentence
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH = ROOT / "data" / "default" / "harvard-01-01.flac"
@@ -136,7 +136,7 @@ def write_test_data(data: Path) -> None:
 def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: float,
              hardening: Hardening = Hardening()):
     """One job in the image, as runs and sweeps run it: a new output folder with the job written before the
-    container starts, the log kept outside it, bounded outputs, and every output read by runner/safe_io.py's
+    container starts, the log kept outside it, bounded outputs, and every output read by runner/trust/safe_io.py's
     rules (a FIFO or a link the image leaves is a failed check that says so, never a hang or a host file)."""
     raw = fresh_folder(work, "out")
     write_job(raw, job)

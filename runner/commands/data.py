@@ -17,7 +17,7 @@ from ..data.dataset import MANIFEST_NAME
 from ..data.lengths import DEFAULT_GAP_DBFS, DEFAULT_GAP_S, build_ladder, parse_seconds
 from ..data.nonspeech import NONSPEECH_KINDS
 from ..data.load import load_dataset
-from ..untrusted import visible
+from ..trust.untrusted import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from ..host.doctor import INFO, NA, OK, PROBLEM, SECTIONS, Line, diagnose
 from ..models.resolve import default_models_dir
-from ..untrusted import line, visible
+from ..trust.untrusted import line, visible
 
 #: How each status reads in the text view, and its colour.
 SHOWN = {OK: ("ok", "green"), PROBLEM: ("PROBLEM", "bold red"), NA: ("n/a", "dim"), INFO: ("info", "cyan")}

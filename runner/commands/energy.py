@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..telemetry.energy.accounting import sensor_terms
 from ..telemetry.energy.integrate import integrate
 from ..telemetry.samplers.tegrastats_log import parse_time, read_log
-from ..untrusted import visible
+from ..trust.untrusted import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from ..host.platforms import JETSON, PLATFORMS
 from ..images.build import PUBLIC_BASE, ensure_base, parse_overrides, requirements_text
 from ..images.make import BuildRequest, build_images
 from ..launch import docker_engine
-from ..untrusted import line, printer
+from ..trust.untrusted import line, printer
 
 PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
                  "variant; jetson: the one for this board's L4T release (/etc/nv_tegra_release); auto (default): "

@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..models.ct2_convert import CONVERTED_MARKER
 from ..models.resolve import (MARKER, PACKAGED, converted_dir, default_models_dir, ensure_converted, install_model,
                               is_model_dir)
-from ..untrusted import printer, visible
+from ..trust.untrusted import printer, visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

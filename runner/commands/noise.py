@@ -19,7 +19,7 @@ from edgeasr_entrypoint.noise import (NoiseError, NoiseSpec, apply_noise, babble
 from ..data.dataset import AUDIO_EXTS
 from ..data.load import load_dataset
 from ..errors import UserError
-from ..untrusted import visible
+from ..trust.untrusted import visible
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -28,7 +28,7 @@ from ..report.table import host_busy, print_summary
 from ..run import run_benchmark
 from ..spec import RunSpec, build_run_spec
 from ..telemetry.energy.live import live_power_text
-from ..untrusted import PlainColumn, line, printer
+from ..trust.untrusted import PlainColumn, line, printer
 from ..wording import plural
 
 
@@ -113,7 +113,7 @@ class LiveProgress:
         elif kind in (Event.INFERENCE_START, Event.CONDITION_START):
             self.progress.update(self.task, description="transcribing")
         elif kind == Event.UTTERANCE_END:
-            self.proc_s += event.get("processing_s") or 0.0  # checked numbers (runner/validate.py)
+            self.proc_s += event.get("processing_s") or 0.0  # checked numbers (runner/trust/validate.py)
             self.audio_s += event.get("duration_s") or 0.0
             rtf = f"RTF {self.proc_s / self.audio_s:.3f}" if self.audio_s else ""
             self.progress.update(self.task, advance=1, rtf=rtf, power=live_power_text(self.sampler))
@@ -192,7 +192,7 @@ def main(args: argparse.Namespace) -> int:
 def show_result(summary: dict[str, Any], out: Path, console: Console, *, as_json: bool, fmt: str) -> int:
     """The run's view (``fmt`` on stdout; with ``as_json`` the table goes to ``console`` and stdout carries the
     JSON only, also when the run failed), its warnings and last lines; returns the exit code. What the image
-    and the dataset said (its error, ids, names) is shown visibly, never as markup (runner/untrusted.py)."""
+    and the dataset said (its error, ids, names) is shown visibly, never as markup (runner/trust/untrusted.py)."""
     print_summary(summary, console if as_json else Console(), folder=out, fmt="table" if as_json else fmt)
     busy = host_busy(summary)
     if busy:

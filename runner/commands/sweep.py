@@ -22,20 +22,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from rich.table import Table
 
 from ..errors import UserError
-from ..estimate import CONFIRM_CONDITIONS, size_note
+from ..experiment.estimate import CONFIRM_CONDITIONS, size_note
 from ..execute import Callbacks
 from ..experiment import load_experiment
 from ..fleet import cluster_address, local_targets_problem
 from ..launch.engines import ENGINES
 from ..models.resolve import default_models_dir
-from ..paths import home_problem
+from ..launch.paths import home_problem
 from ..plan import GroupJob
 from ..report.make import make_report
 from ..report.worst import TOP_N
 from ..results import write_json_atomic
 from ..sweep import TIMING_FILE, LocalOptions, SweepOptions, SweepOutcome, SweepStart, Todo, local_sweep
 from ..telemetry.energy.live import live_power_text
-from ..untrusted import PlainColumn, line
+from ..trust.untrusted import PlainColumn, line
 from ..wording import plural, seconds
 
 
@@ -224,7 +224,7 @@ class SweepConsoleView:
 
     def note(self, text: str, level: str = "info") -> None:
         """Notes quote what we did not write (problems, host names, what a node said): shown visibly, never
-        as markup (runner/untrusted.py); a warning's or an error's head, up to its first colon, in colour."""
+        as markup (runner/trust/untrusted.py); a warning's or an error's head, up to its first colon, in colour."""
         color = self.COLORS.get(level)
         if color and ": " in text:  # the words before the first colon say what happened
             head, rest = text.split(": ", 1)

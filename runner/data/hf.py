@@ -36,7 +36,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import UserError
-from ..untrusted import say
+from ..trust.untrusted import say
 from .dataset import HF_PREFIX
 
 TEXT_COLUMNS = ("text", "sentence", "transcription")

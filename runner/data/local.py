@@ -15,11 +15,11 @@ Every audio path is resolved (symlinks followed) and must be a regular file unde
 one of the dataset's roots: its own folder (the manifest's folder, the LibriSpeech
 root, the audio folder) or a folder the user trusts with ``--audio-root``. An entry
 outside them, or a system file, is a per-utterance error that says why
-(runner/paths.py): a dataset from a stranger cannot make the runner show a backend
+(runner/launch/paths.py): a dataset from a stranger cannot make the runner show a backend
 container anything else of the host.
 
 The text files (the manifest, ``*.trans.txt``, a reference ``.txt``) obey the same rules, and are read by
-runner/safe_io.py: resolved, under the dataset's own root, regular, at most ``limits.data_text_mib``, never
+runner/trust/safe_io.py: resolved, under the dataset's own root, regular, at most ``limits.data_text_mib``, never
 through a link, never waited on (a FIFO) and never another owner's file by a hard link. A link to a host
 file would otherwise put its contents into the results and onto the terminal, and one to ``/dev/zero`` or a
 FIFO would exhaust memory or hang the load. A refused manifest or ``*.trans.txt`` stops the load with its
@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 from ..errors import UserError
-from ..paths import audio_problem, check_audio_root
-from ..safe_io import Unsafe, open_dataset_text, read_dataset_text
+from ..launch.paths import audio_problem, check_audio_root
+from ..trust.safe_io import Unsafe, open_dataset_text, read_dataset_text
 from ..settings import LimitsSettings, limit_name
 from .dataset import AUDIO_EXTS, MANIFEST_NAME, Dataset, Utterance
 

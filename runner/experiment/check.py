@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .. import settings as st
 from .. import backends
-from .. import places
+from ..host import places
 from ..data.dataset import is_hf_ref
 from ..data.load import load_dataset
 from ..errors import UserError
@@ -142,7 +142,7 @@ class Checker:
 
     def resolve(self, value: str) -> Path:
         """A path the file names: next to the file first, then from the root (the current folder); the embedded
-        dataset's name, found in neither, is the copy that ships with edgeasr (runner/places.py)."""
+        dataset's name, found in neither, is the copy that ships with edgeasr (runner/host/places.py)."""
         return places.data_path(value, *self.bases())
 
     def bases(self) -> list[Path]:

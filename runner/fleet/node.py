@@ -126,10 +126,10 @@ def group_file_names() -> tuple[str, ...]:
 
 
 def files_of(folder: Path, names: tuple[str, ...]) -> dict[str, bytes]:
-    """``names`` under ``folder`` (relative POSIX path -> bytes), each read by runner/safe_io.py's rules: a
+    """``names`` under ``folder`` (relative POSIX path -> bytes), each read by runner/trust/safe_io.py's rules: a
     name that is missing, or that an image left as a link, a FIFO or a file over the output limit, is not
     sent (the conditions' own records say what was refused)."""
-    from ..safe_io import IMAGE, Unsafe, read_bytes
+    from ..trust.safe_io import IMAGE, Unsafe, read_bytes
     from ..settings import LimitsSettings, limit_name
 
     if not folder.is_dir():
@@ -425,7 +425,7 @@ def run_group(job: GroupJob, pending_keys: list[str], shipment: Shipment, ctx: C
                 for k, v in conditions.items()}
     for cond in pending:
         shutil.rmtree(cond.result_dir, ignore_errors=True)
-    from ..safe_io import remove
+    from ..trust.safe_io import remove
 
     remove(local.group_dir)  # its raw/ holds what the image left: removed without following it
     return {"fleet": fleet, "conditions": conditions, "group_files": group_files, "statuses": statuses,

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from ..safe_io import Unsafe, folder_usage, size_text
+from ..trust.safe_io import Unsafe, folder_usage, size_text
 
 
 class Stop:

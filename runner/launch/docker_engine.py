@@ -29,7 +29,7 @@ from docker.types import DeviceRequest, LogConfig, Mount
 
 from ..errors import UserError
 from ..host.platforms import is_jetson
-from ..safe_io import create_log
+from ..trust.safe_io import create_log
 from ..settings import LimitsSettings, limit_name
 from .bounds import OutputWatch, Stop
 from .event_lines import EVENT_PREFIX, HeadTailLog, stream_to_log  # noqa: F401  (EVENT_PREFIX: re-exported)

@@ -16,8 +16,8 @@ from typing import Any, Callable, Protocol
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
 from ..errors import UserError
-from ..paths import check_mountable
-from ..safe_io import write_new
+from .paths import check_mountable
+from ..trust.safe_io import write_new
 from ..settings import LimitsSettings
 from . import docker_engine, local_engine
 from .checked_images import contract_problem

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Callable
 
 from edgeasr_entrypoint.contract import EVENT_PREFIX
 
-from ..safe_io import size_text
+from ..trust.safe_io import size_text
 
 _PREFIX = EVENT_PREFIX.encode()
 

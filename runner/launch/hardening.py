@@ -145,7 +145,7 @@ def chown_for_container(folder: Path) -> None:
 def reclaim(folder: Path) -> None:
     """Give the container's files back to the runner (root) after the run, so no stray uid owns results;
     never through a link, and never deeper than an image can make Python recurse (safe_io.give_back)."""
-    from ..safe_io import give_back
+    from ..trust.safe_io import give_back
 
     if os.getuid() != 0 or not folder.exists():
         return

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeasr_entrypoint.contract import CONTRACT_VERSION, DecodeOptions, Job, UtteranceJob
 
-from ..paths import AudioPlan, plan_audio_mounts
+from .paths import AudioPlan, plan_audio_mounts
 from .checked_images import CONTRACT_LABEL, checked_version
 from .docker_engine import BindMount
 from .hardening import CACHE_ENV, HUB_CACHE_TARGET

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..untrusted import say
+from ..trust.untrusted import say
 
 BINARY_VERSIONS = (6,)  # the layout above; older versions lack spec revisions or aliases
 SPEC_NAME = "WhisperSpec"

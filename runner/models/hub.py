@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from ..paths import make_readable
-from ..untrusted import say
+from ..launch.paths import make_readable
+from ..trust.untrusted import say
 from ..wording import size as size_text
 from .resolve import MARKER, PACKAGED, PINS_FILE, converted_dir, is_model_dir, not_installed
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from ..backends import BACKENDS
 from ..errors import UserError
 from ..launch.tool_container import STAGING_TARGET, run_tool
-from ..paths import make_readable
-from ..untrusted import say
+from ..launch.paths import make_readable
+from ..trust.untrusted import say
 
 EXPORTER = BACKENDS["onnxruntime"].build_dir + "/edgeasr_backend_onnxruntime.py"  # under containers/
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..backends import BACKENDS, Backend
-from .. import places
+from ..host import places
 from ..errors import UserError
-from ..paths import make_readable
-from ..untrusted import say
+from ..launch.paths import make_readable
+from ..trust.untrusted import say
 
 MODEL_FILES = ("config.json", "model.bin", "tokenizer.json", "vocabulary.txt")
 MARKER = "edgeasr-model.json"
@@ -103,7 +103,7 @@ class ResolvedModel:
 
 
 def default_models_dir() -> Path:
-    """$EDGEASR_MODELS_DIR, else ``models/`` inside a checkout, else the per-user folder (runner/places.py)."""
+    """$EDGEASR_MODELS_DIR, else ``models/`` inside a checkout, else the per-user folder (runner/host/places.py)."""
     return places.default_models_dir()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..backends import BACKENDS, CONTAINERS_DIR
 from ..errors import UserError
 from ..launch.tool_container import STAGING_TARGET, run_tool
-from ..paths import make_readable
+from ..launch.paths import make_readable
 from .resolve import is_model_dir
 
 

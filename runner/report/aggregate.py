@@ -53,7 +53,7 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("wer", ("wer",)),
     Metric("cer", ("cer",)),
-    Metric("ins_rate", ("ins_rate",)),  # issue 24: runner/metrics.py defines these three
+    Metric("ins_rate", ("ins_rate",)),  # issue 24: runner/scoring/metrics.py defines these three
     Metric("repeated_ngram_rate", ("repeated_ngram_rate",)),
     Metric("compression_over_share", ("compression_over_share",)),
     Metric("nonspeech_wpm", ("nonspeech_wpm",)),  # issue 24: non-speech items, apart from WER
@@ -68,7 +68,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("dynamic_j", ("energy", "dynamic_j")),
     Metric("j_per_audio_s", ("energy", "j_per_audio_s")),
     Metric("avg_w", ("energy", "avg_w")),
-    # stream mode (issue 23): the summary's stream block (runner/stream_metrics.py); absent offline, where the
+    # stream mode (issue 23): the summary's stream block (runner/scoring/stream_metrics.py); absent offline, where the
     # table shows no column for it (unavailable everywhere)
     Metric("finalization_p99_ms", ("stream", "finalization_ms", "p99")),
 )
@@ -322,7 +322,7 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
 
 
 def lag_bounded_of(summary: Mapping[str, Any] | None) -> bool | None:
-    """A stream run's verdict on its lag (stream.lag_s.bounded, runner/stream_metrics.py); None offline or where
+    """A stream run's verdict on its lag (stream.lag_s.bounded, runner/scoring/stream_metrics.py); None offline or where
     the lag was not measured."""
     stream = summary.get("stream") if isinstance(summary, Mapping) else None
     lag = stream.get("lag_s") if isinstance(stream, Mapping) else None

@@ -33,7 +33,7 @@ from typing import Any
 from ..backends import BACKENDS
 from ..errors import UserError
 from ..results import read_jsonl
-from ..untrusted import csv_text
+from ..trust.untrusted import csv_text
 from .aggregate import AggregateRow, Stat, aggregate, t975
 from .comparable import not_comparable
 from .records import ConditionRecord, GroupKey, KeyNames, Sweep, display_names, format_axis_value

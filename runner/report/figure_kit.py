@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.transforms import blended_transform_factory
 
-from .. import untrusted
+from ..trust import untrusted
 from .aggregate import AggregateRow, Stat
 from .records import (GroupKey, KeyNames, axes_that_vary, format_axis_value, is_number, varies_within_backend,
                       versions_that_vary)

@@ -12,7 +12,7 @@ import base64
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..untrusted import html as escape  # visible, then HTML-escaped (bidirectional controls too)
+from ..trust.untrusted import html as escape  # visible, then HTML-escaped (bidirectional controls too)
 from .aggregate import AggregateRow
 from .figure_kit import FigureResult
 from .records import Sweep, axes_that_vary, format_axis_value, is_number

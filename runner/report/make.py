@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from ..errors import UserError
-from ..untrusted import line, visible
+from ..trust.untrusted import line, visible
 from . import worst as worst_mod
 from .aggregate import aggregate
 from .figures import write_figures

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..untrusted import csv_text
+from ..trust.untrusted import csv_text
 from .aggregate import AggregateRow
 from .records import SOURCE_AXIS, KeyNames, format_axis_value
 
@@ -20,7 +20,7 @@ COLUMNS: tuple[tuple[str, str, float], ...] = (
     ("latency_p50_ms", "latency_p50_ms", 1.0), ("peak_rss_mb", "peak_rss_mib", 1.0), ("load_s", "load_s", 1.0),
     ("total_j", "energy_total_j", 1.0), ("dynamic_j", "energy_dynamic_j", 1.0),
     ("j_per_audio_s", "j_per_audio_s", 1.0), ("avg_w", "power_avg_w", 1.0),
-    # issue 24 (runner/metrics.py defines them): last, so the columns scripts already read keep their places
+    # issue 24 (runner/scoring/metrics.py defines them): last, so the columns scripts already read keep their places
     ("ins_rate", "ins_rate_pct", 100.0), ("repeated_ngram_rate", "repeated_3gram_pct", 100.0),
     ("compression_over_share", "compression_over_2p4_pct", 100.0), ("nonspeech_wpm", "nonspeech_wpm", 1.0),
     ("nonspeech_output_share", "nonspeech_output_pct", 100.0), ("gap_ins_per_min", "gap_ins_per_min", 1.0),

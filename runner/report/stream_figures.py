@@ -2,7 +2,7 @@
 latency against the number of concurrent streams with the latency target, and the lag behind real time over
 the stream.
 
-Each reads the summaries' ``stream`` blocks (runner/stream_metrics.py: the finalization latencies of every
+Each reads the summaries' ``stream`` blocks (runner/scoring/stream_metrics.py: the finalization latencies of every
 utterance play and a downsampled lag series are in it), so a report needs no other file. A report without
 stream data gets none of these figures and no note about them: offline reports are as they were. Same style,
 determinism and "unavailable is not zero" rules as runner/report/figure_kit.py.

@@ -1,5 +1,5 @@
 """The run view's live-audio table: a stream-mode run's latency figures (the summary's ``stream`` block,
-runner/stream_metrics.py), printed under the run's table; nothing at all for an offline run.
+runner/scoring/stream_metrics.py), printed under the run's table; nothing at all for an offline run.
 
 Every figure says its n where it is a percentile over few values, and an unavailable one says why, never 0.
 """
@@ -11,8 +11,8 @@ from typing import Any
 
 from rich.table import Table
 
-from ..stream_metrics import SMALL_N, stream_energy
-from ..untrusted import line, markdown
+from ..scoring.stream_metrics import SMALL_N, stream_energy
+from ..trust.untrusted import line, markdown
 from ..wording import plural
 
 

@@ -19,7 +19,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from ..untrusted import csv_text, line, markdown
+from ..trust.untrusted import csv_text, line, markdown
 from .aggregate import CV_DISAGREE, ENERGY_METRICS, RUN_FAILED, AggregateRow, Stat
 from .table import SMALL_N_PERCENTILES
 from .records import GroupKey, KeyNames, axes_that_vary, constant_axes, format_axis_value, versions_that_vary
@@ -297,7 +297,7 @@ def _plain(cell: Cell) -> str:
 
 def markdown_table(model: TableModel) -> str:
     """The TableModel as a GitHub-flavoured Markdown table, with its notes and remarks under it (every text
-    escaped: runner/untrusted.py; a line break in a text is a space)."""
+    escaped: runner/trust/untrusted.py; a line break in a text is a space)."""
     def md(text: str) -> str:
         return markdown(text.replace("\n", " "))
 

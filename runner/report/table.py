@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..host.load import busy_from_record
-from ..untrusted import csv_text, line, markdown
+from ..trust.untrusted import csv_text, line, markdown
 from ..wording import plural
 from . import stream_table
 from . import worst as worst_mod
@@ -108,7 +108,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _repetition_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
-    """Issue 24's figures (runner/metrics.py): none for a summary from before them, so it reads as it did."""
+    """Issue 24's figures (runner/scoring/metrics.py): none for a summary from before them, so it reads as it did."""
     if not any(k in s for k in ("ins_rate", "repeated_ngram_rate", "compression_over_share")):
         return []
     return [(name, _fmt(s.get(key), fmt, unit) + ("" if s.get(key) is not None else _why(s, key)))

@@ -133,7 +133,7 @@ def read_timeline(results_dir: Path, group_key: str) -> Timeline | None:
         return None
     with open(trace, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    # raw/ is what the container left: read as the run read it (runner/safe_io.py), a refused file is no data
+    # raw/ is what the container left: read as the run read it (runner/trust/safe_io.py), a refused file is no data
     events = read_raw(folder / "raw").events if (folder / "raw").is_dir() else []
     if not rows or not events:
         return None

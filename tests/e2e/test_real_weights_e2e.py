@@ -18,7 +18,7 @@ import pytest
 from helpers import ROOT, subset_manifest
 
 from runner.backends import BACKENDS
-from runner.metrics import error_counts, normalize
+from runner.scoring.metrics import error_counts, normalize
 from runner.models.resolve import default_models_dir, ensure_converted
 
 pytestmark = pytest.mark.e2e

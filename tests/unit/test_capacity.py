@@ -16,7 +16,7 @@ from runner.results import ConditionRecord
 
 def stream_summary(p99_ms: float | None, lag_middle_s: float = 0.1, lag_end_s: float = 0.1, chunk_ms: float = 500,
                    w_per_stream: float | None = None, bounded: bool | None = None, n: int = 6) -> dict:
-    """A condition's summary with the stream block's figures the search reads (runner/stream_metrics.py's
+    """A condition's summary with the stream block's figures the search reads (runner/scoring/stream_metrics.py's
     names): p99 finalization latency, the lag at the middle and the end, power per stream or why not."""
     bound_s = 2 * chunk_ms / 1000
     lag = {"max": max(lag_middle_s, lag_end_s), "middle": lag_middle_s, "end": lag_end_s,
@@ -98,7 +98,7 @@ def test_a_growing_lag_fails_a_probe_whose_latency_looks_fine():
 
 
 def test_the_stream_blocks_lag_verdict_decides_and_the_latency_target_is_inclusive():
-    """Bounded is runner/stream_metrics.py's verdict, taken as it says (a lag growth it calls bounded passes, one it
+    """Bounded is runner/scoring/stream_metrics.py's verdict, taken as it says (a lag growth it calls bounded passes, one it
     calls unbounded fails, none stated is no verdict); p99 equal to the target passes, a little over fails."""
     assert judge_probe(1, [record(stream_summary(1000, 0.5, 1.5, bounded=True))]).passed
     assert not judge_probe(1, [record(stream_summary(100, 0.5, 0.5, bounded=False))]).passed

@@ -21,7 +21,8 @@ from types import SimpleNamespace
 import pytest
 from helpers import tone_spec
 
-from runner import execute, merge, plan, validate
+from runner import execute, merge, plan
+from runner.trust import validate
 from runner.experiment import Condition
 from runner.telemetry.samplers.base import NullSampler
 

@@ -1,4 +1,4 @@
-"""Containment: what a backend container may see of the host (runner/paths.py, runner/data/local.py).
+"""Containment: what a backend container may see of the host (runner/launch/paths.py, runner/data/local.py).
 
 A manifest from a stranger once made the runner mount the host's `/` at /data. These tests pin
 that audio outside the dataset's roots, system files and symlinks to them become per-utterance
@@ -16,7 +16,7 @@ from helpers import write_tone
 
 from runner.data.load import load_dataset
 from runner.errors import UserError
-from runner.paths import is_system_file, mount_problem, plan_audio_mounts, readable_by
+from runner.launch.paths import is_system_file, mount_problem, plan_audio_mounts, readable_by
 
 
 def _manifest(folder: Path, rows: list[dict]) -> Path:
@@ -102,7 +102,7 @@ def test_mount_rules_allow_a_data_folder(tmp_path):
 
 def test_home_folder_as_a_whole_is_never_mounted(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    from runner import paths
+    from runner.launch import paths
     paths.home_folders.cache_clear()
     try:
         assert "home folder" in mount_problem(tmp_path, "x")

@@ -475,7 +475,7 @@ def test_an_adapter_that_does_not_say_its_device_leaves_device_used_out(tmp_path
 
 
 def test_a_record_that_breaks_the_contract_is_one_sentence_from_its_type():
-    """The record types the host validates against (runner/validate.py) say what is wrong in one sentence."""
+    """The record types the host validates against (runner/trust/validate.py) say what is wrong in one sentence."""
     from edgeasr_entrypoint.contract import EventRecord, RecordError, StatusRecord, TranscriptRecord
 
     with pytest.raises(RecordError, match="utterance_end: duration_s is missing"):

@@ -430,7 +430,7 @@ def test_empty_sections_and_relative_file_path(tmp_path):
 
 def test_relative_paths_start_next_to_the_file_then_from_the_current_folder(tmp_path, monkeypatch):
     """Issue 28 item 4: a relative path is looked for next to the experiment file, then in the current folder;
-    the embedded dataset's name, found in neither, is the copy that ships with edgeasr (runner/places.py)."""
+    the embedded dataset's name, found in neither, is the copy that ships with edgeasr (runner/host/places.py)."""
     monkeypatch.chdir(ROOT)
     assert load_experiment("smoke").groups[0].conditions[0].dataset == str(ROOT / "data" / "default")
     monkeypatch.chdir(tmp_path)

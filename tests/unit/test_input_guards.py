@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers import write_tone
 
-from runner import paths
+from runner.launch import paths
 from runner.data.load import load_dataset
 from runner.errors import UserError
 
@@ -208,7 +208,7 @@ def test_a_grid_over_1000_conditions_says_how_long_and_needs_yes(tmp_path, capsy
 
 
 def test_the_estimate_uses_what_finished_in_the_results_folder(tmp_path):
-    from runner.estimate import size_note
+    from runner.experiment.estimate import size_note
 
     from runner.experiment import load_experiment
 
@@ -231,7 +231,7 @@ def test_no_shipped_experiment_needs_yes(root, tmp_path):
     import shlex
 
     from runner.cli import main
-    from runner.estimate import CONFIRM_CONDITIONS
+    from runner.experiment.estimate import CONFIRM_CONDITIONS
     from runner.experiment import load_experiment
 
     (tmp_path / "data").mkdir()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from runner import metrics
+from runner.scoring import metrics
 
 
 def test_normalization_makes_formatting_irrelevant():

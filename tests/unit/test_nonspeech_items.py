@@ -157,7 +157,7 @@ def test_babble_conditions_with_non_speech_items_are_refused(tmp_path):
 
 
 def test_the_sweep_estimate_counts_the_non_speech_seconds():
-    from runner.estimate import nonspeech_s
+    from runner.experiment.estimate import nonspeech_s
 
     ns = st.NonspeechSettings(types=("silence", "white", "pink"), seconds=10.0, count=2)
     assert nonspeech_s(ns, "clean") == 60.0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from runner import places
+from runner.host import places
 from runner.experiment import load_experiment
 
 

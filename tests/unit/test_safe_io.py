@@ -1,4 +1,4 @@
-"""runner/safe_io.py: what an image or a dataset planted is never followed, opened, waited on or held whole.
+"""runner/trust/safe_io.py: what an image or a dataset planted is never followed, opened, waited on or held whole.
 
 Issue 20, item 1 and 5: a rerun wrote through a planted ``*.tmp`` link, a root-only JSON file was copied into
 summary.json, a FIFO hung the run and a link to /dev/zero exhausted memory.
@@ -12,8 +12,8 @@ import threading
 
 import pytest
 
-from runner import safe_io
-from runner.safe_io import IMAGE, MIB, Unsafe
+from runner.trust import safe_io
+from runner.trust.safe_io import IMAGE, MIB, Unsafe
 
 
 def read(folder, rel, limit=MIB, owner_uid=None, label=None):

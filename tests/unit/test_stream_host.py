@@ -1,7 +1,7 @@
 """Stream mode on the host (issue 23, items 1, 3 and 4, the host's part): its settings as flags and sweep axes, the
 backend table's stream facts and the refusals made from them before any container starts, the job's ``stream``
 block and the contract version it needs, the keys (stream joins a condition's identity; offline keys stay what
-they were), the checks of what a streaming container writes (runner/validate.py) and the merge of a stream into
+they were), the checks of what a streaming container writes (runner/trust/validate.py) and the merge of a stream into
 a summary. A whole stream run goes end to end through the recorded engine (tests/recorded_engine.py: its stream
 timeline is SYNTHETIC, a virtual clock; no container runs here).
 
@@ -25,7 +25,8 @@ from edgeasr_entrypoint.contract import Job, StreamJob
 from helpers import tone_spec, write_tone
 from recorded_engine import RecordedEngine
 
-from runner import execute, merge, plan, settings as st, validate
+from runner import execute, merge, plan, settings as st
+from runner.trust import validate
 from runner.backends import BACKENDS
 from runner.errors import UserError
 from runner.experiment import Condition, load_experiment
@@ -489,7 +490,7 @@ def test_a_worker_slower_than_real_time_shows_a_growing_lag_never_a_real_time_re
 
 
 def test_a_streamed_sweep_is_estimated_at_real_time_at_least_sustain_s_a_condition(tmp_path):
-    from runner.estimate import estimate_sweep
+    from runner.experiment.estimate import estimate_sweep
 
     text = ("defaults: {backend: pocketsphinx, model: en-us, quant: fp32, dataset: DATA, limit: 2, warmup: 0, "
             "telemetry: {sampler: none, loaded_idle_s: 0}%s}\n")

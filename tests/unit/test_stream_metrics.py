@@ -1,4 +1,4 @@
-"""Stream mode's figures (runner/stream_metrics.py) on synthetic event timelines with exact expected numbers.
+"""Stream mode's figures (runner/scoring/stream_metrics.py) on synthetic event timelines with exact expected numbers.
 
 Every timeline is built as the container writes it (contract.STREAM_EVENTS) and passed through the contract's
 own record check (EventRecord.from_json), so a timeline the host would refuse cannot make a test pass.
@@ -10,7 +10,7 @@ import pytest
 from edgeasr_entrypoint.contract import Event, EventRecord
 from stream_timelines import MS, end, ev, paced, start, utterance
 
-from runner.stream_metrics import Percentiles, changed_words, stream_block, stream_energy, stream_metrics
+from runner.scoring.stream_metrics import Percentiles, changed_words, stream_block, stream_energy, stream_metrics
 
 
 def test_a_steady_stream_keeps_its_lag_bounded():

@@ -1,7 +1,7 @@
 """Stream mode (issue 23) in what edgeasr prints and draws: the run view's latency table, the sweep table's
 columns, the report's figures and compare's --max-latency-increase gate; and offline results as they were.
 
-The stream blocks are made by runner/stream_metrics.py from synthetic timelines (tests/unit/test_stream_metrics.py),
+The stream blocks are made by runner/scoring/stream_metrics.py from synthetic timelines (tests/unit/test_stream_metrics.py),
 as the merge stores them, so the view reads what the metrics write.
 """
 
@@ -27,7 +27,7 @@ from runner.report.records import ConditionRecord, Sweep, load_results, load_swe
 from runner.report.stream_figures import CONCURRENCY_FILE, FINALIZATION_FILE, LAG_FILE, stream_figures
 from runner.report.sweep_table import build_table
 from runner.report.table import csv_summary, print_summary
-from runner.stream_metrics import stream_block, stream_metrics
+from runner.scoring.stream_metrics import stream_block, stream_metrics
 
 FIXTURE = ROOT / "tests/fixtures/sweep"
 ENERGY = {"total_j": 8.0, "dynamic_j": 4.0, "avg_w": 4.0, "baseline_w": 2.0, "scope": "CPU package+DRAM",

@@ -29,7 +29,7 @@ from runner.commands import sweep as sweep_cmd
 from runner.errors import UserError
 from runner.report.table import print_summary
 from runner.sweep import SweepOutcome, SweepStart
-from runner.untrusted import csv_text, line, markdown, visible
+from runner.trust.untrusted import csv_text, line, markdown, visible
 
 TITLE = "\x1b]0;pwned\x07"  # sets the terminal window's title
 CLEAR = "\x1b[2J"  # clears the screen

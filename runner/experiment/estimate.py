@@ -16,10 +16,10 @@ from typing import Any
 
 import soundfile as sf
 
-from .data.load import load_dataset
-from .errors import UserError
-from .results import read_jsonl
-from .wording import duration, plural
+from ..data.load import load_dataset
+from ..errors import UserError
+from ..results import read_jsonl
+from ..wording import duration, plural
 
 #: A grid over this many conditions starts only with --yes (README: Running).
 CONFIRM_CONDITIONS = 1000

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import UserError
-from .settings import LimitsSettings, limit_name
+from ..errors import UserError
+from ..settings import LimitsSettings, limit_name
 
 # Folders whose contents no backend container ever sees, whatever the options say. /root is root's home
 # folder: like every home folder (home_folders) it is never mounted as a whole, but a dataset inside it is allowed.
@@ -169,7 +169,7 @@ def audio_problem(audio: Path, roots: tuple[Path, ...]) -> str | None:
     """Why the (resolved) audio path must not be read, or None. A missing file is an error found here, on
     the host, so that nothing is mounted for it and the message names the host path. A file with several hard
     links must belong to the owner of its root (safe_io.links_problem: why that is the sound rule)."""
-    from .safe_io import DATASET, kind_of, links_problem
+    from ..trust.safe_io import DATASET, kind_of, links_problem
 
     if is_system_file(audio):
         return f"refused: {audio} is a system file, which a backend container never reads"

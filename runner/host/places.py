@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 EMBEDDED_DATASET = "data/default"
 """The dataset a run uses when none is named (settings.dataset's default): embedded in the project."""
