@@ -421,3 +421,71 @@ def test_native_policy_on_a_backend_without_an_incremental_decoder_is_refused_pe
     names = [e["event"] for e in _read(job.parent / "events.jsonl")]
     assert not set(STREAM_EVENTS) & set(names) and names.count(Event.UTTERANCE_ERROR) == 3
     assert json.loads((job.parent / "status.json").read_text())["n_failed"] == 3
+
+
+# -- transformers CTC: chunk by chunk with left context (the adapter's CtcStream, without torch) ----------
+
+
+def _transformers_adapter():
+    import importlib.util
+
+    from helpers import ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "adapter_transformers_stream_under_test", ROOT / "containers" / "transformers" / "edgeasr_backend_transformers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LocalCtc:
+    """A scripted CTC model with wav2vec2's frame geometry (400-sample frames every 320 samples): a frame's token is
+    made from its own samples only, so a stream that lines its windows up right gives the whole utterance's frames
+    exactly. Token 0 is the blank; decode is the CTC collapse."""
+
+    STRIDE, FRAME = 320, 400
+
+    def __init__(self):
+        self.windows = []
+
+    def n_frames(self, samples):
+        return (samples - self.FRAME) // self.STRIDE + 1 if samples >= self.FRAME else 0
+
+    def frame_ids(self, audio):
+        self.windows.append(len(audio))
+        return np.array([int(audio[i * self.STRIDE:i * self.STRIDE + self.FRAME].sum()) % 4
+                         for i in range(self.n_frames(len(audio)))])
+
+    @staticmethod
+    def decode(ids):
+        out, last = [], None
+        for i in ids:
+            if i != last and i != 0:
+                out.append("abc"[i - 1])
+            last = i
+        return "".join(out)
+
+
+def test_a_ctc_stream_decodes_chunk_by_chunk_with_left_context_and_lines_its_frames_up():
+    adapter = _transformers_adapter()
+    rng = np.random.default_rng(7)
+    audio = rng.integers(0, 4, size=3 * SR + 123).astype(np.float32)
+    model = LocalCtc()
+    whole = model.decode(model.frame_ids(audio))
+    model.windows.clear()
+    s = adapter.CtcStream(model.frame_ids, model.n_frames, LocalCtc.STRIDE, model.decode, left_samples=SR)
+    partials = [s.accept(audio[a:a + 8000]) for a in range(0, len(audio), 8000)]
+    assert s.finish() == whole  # every frame decoded once, at the place it has in the whole utterance
+    assert partials[0] and whole.startswith(partials[0])
+    # each window is the new chunk plus at most one second (rounded down to whole frames) and one frame's overlap
+    assert max(model.windows) <= 8000 + SR + LocalCtc.FRAME
+    assert len(model.windows) == len(partials) and model.windows[0] == 8000
+    assert s.finish() == "" and s.accept(audio[:100]) is None  # reset; too little audio for a frame: no partial
+
+
+def test_a_whisper_model_has_no_native_stream():
+    adapter = _transformers_adapter()
+    m = object.__new__(adapter.TransformersModel)
+    m.kind = "whisper"
+    with pytest.raises(NotImplementedError, match="local-agreement-2"):
+        m.open_stream()
