@@ -431,8 +431,8 @@ def _transformers_adapter():
 
     from helpers import ROOT
 
-    spec = importlib.util.spec_from_file_location(
-        "adapter_transformers_stream_under_test", ROOT / "containers" / "transformers" / "edgeasr_backend_transformers.py")
+    path = ROOT / "containers" / "transformers" / "edgeasr_backend_transformers.py"
+    spec = importlib.util.spec_from_file_location("adapter_transformers_stream_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
