@@ -159,3 +159,30 @@ def test_faster_whisper_streams_with_local_agreement_2(tmp_path):
     print(f"faster-whisper tiny.en local-agreement-2: finalization latency ms {latencies_ms}, lag at the end "
           f"{lag_end_s:.2f} s, WER stream {stream_wer:.3f} offline {offline_wer:.3f}")
     assert offline_wer < 0.2 and stream_wer < offline_wer + 0.2, (stream_wer, offline_wer, transcripts)
+
+
+def test_a_transformers_ctc_model_streams_natively_and_a_whisper_one_is_told_to_use_local_agreement(tmp_path):
+    """The tiny random CTC model (`edgeasr models make-tiny`; its text is noise, so this checks the pipeline: the
+    chunk-by-chunk decoding with left context runs in the real library, every utterance gets its final), and a
+    Whisper model asked for the native policy: every utterance an error with the sentence, nothing streamed."""
+    image = _image("TRANSFORMERS_IMAGE", "edgeasr/transformers:latest")
+    models = Path(os.environ.get("TINY_MODELS_DIR", str(ROOT / "models")))
+    ctc, whisper = models / "tiny-ctc-random", models / "tiny-whisper-random"
+    assert (ctc / "config.json").exists() and (whisper / "config.json").exists(), \
+        "the tiny random models are missing: `edgeasr models make-tiny`"
+    ids = IDS[:2]
+    job = {"backend": "transformers", "quant": "fp32", "backend_quant": "float32", "device": "cpu",
+           "decode": {"beam_size": 1, "threads": 2},
+           "stream": {"chunk_ms": 500, "gap_ms": 200, "policy": "native", "sustain_s": 1.0, "offline": True}}
+    events, transcripts, status = run_stream(tmp_path / "ctc", image, {**job, "model": "/models/tiny-ctc-random"},
+                                             ids, model=ctc)
+    assert status["n_ok"] == len(ids) and status["model_kind"] == "ctc"
+    finals = {e["id"]: e for e in events if e["event"] == Event.FINAL}
+    assert sorted(finals) == sorted(ids)
+    chunks = [e for e in events if e["event"] == Event.CHUNK]
+    assert chunks and all(c["start_ns"] >= c["delivered_ns"] for c in chunks)
+    assert all(isinstance(t["hypothesis"], str) and "offline_hypothesis" in t for t in transcripts)
+    events, transcripts, status = run_stream(tmp_path / "whisper", image,
+                                             {**job, "model": "/models/tiny-whisper-random"}, ids, model=whisper)
+    assert status["n_failed"] == len(ids) and not [e for e in events if e["event"] == Event.STREAM_START]
+    assert all(t["status"] == "error" and "local-agreement-2" in t["error"] for t in transcripts), transcripts
