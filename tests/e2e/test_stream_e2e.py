@@ -131,6 +131,26 @@ def test_pocketsphinx_streams_natively_with_partials_before_the_end_and_offline_
     assert abs(stream_wer - offline_wer) <= 0.02, (stream_wer, offline_wer, transcripts)
 
 
+def test_pocketsphinx_serves_two_staggered_streams_on_one_model(tmp_path):
+    image = _image("POCKETSPHINX_IMAGE", "edgeasr/pocketsphinx:latest")
+    ids = IDS[:4]
+    job = {"backend": "pocketsphinx", "model": "en-us", "quant": "fp32", "backend_quant": "float32",
+           "device": "cpu", "decode": {}, "stream": {"chunk_ms": 500, "gap_ms": 300, "concurrency": 2,
+                                                     "policy": "native", "sustain_s": 5.0, "offline": False}}
+    events, transcripts, status = run_stream(tmp_path, image, job, ids)
+    starts = sorted((e["stream"], e["offset_ns"], e["first_index"]) for e in events if e["event"] == Event.STREAM_START)
+    assert starts == [(0, 0, 0), (1, 250_000_000, 2)]
+    for k in (0, 1):  # each stream heard every utterance to its final, on its own decoder
+        finals = [e["id"] for e in events if e["event"] == Event.FINAL and e["stream"] == k and e["play"] == 0]
+        assert sorted(finals) == sorted(ids), (k, finals)
+    firsts = [e["id"] for e in events if e["event"] == Event.FINAL]
+    assert firsts[:2] == ["harvard-01-01", "harvard-01-03"]  # stream 1 began two utterances in
+    chunks = [e for e in events if e["event"] == Event.CHUNK]
+    delivered = [c["delivered_ns"] for c in chunks]
+    assert delivered == sorted(delivered)  # one worker, in delivery order across the streams
+    assert len(transcripts) == len(ids) and status["n_ok"] == len(ids)  # stream 0's first play only
+
+
 def test_faster_whisper_streams_with_local_agreement_2(tmp_path):
     image = _image("FASTER_WHISPER_IMAGE", "edgeasr/faster-whisper:latest")
     model = ROOT / "models" / "tiny.en"
