@@ -489,3 +489,72 @@ def test_a_whisper_model_has_no_native_stream():
     m.kind = "whisper"
     with pytest.raises(NotImplementedError, match="local-agreement-2"):
         m.open_stream()
+
+
+# -- pocketsphinx's native stream (the adapter's session over a scripted Decoder; the real one runs in e2e) -------
+
+
+class FakeDecoder:
+    """Records the calls a pocketsphinx Decoder gets; its hypothesis is the number of samples heard so far."""
+
+    def __init__(self, cmn="40,3,-1"):
+        self.calls, self.cmn, self.heard, self.in_utt = [], cmn, 0, False
+
+    def start_utt(self):
+        self.calls.append("start_utt")
+        self.in_utt, self.heard = True, 0
+
+    def process_raw(self, data, full_utt=False):
+        self.calls.append(("process_raw", len(data) // 2, full_utt))
+        self.heard += len(data) // 2
+
+    def hyp(self):
+        return types.SimpleNamespace(hypstr=" n{} ".format(self.heard // 8000)) if self.heard else None
+
+    def end_utt(self):
+        self.calls.append("end_utt")
+        self.in_utt = False
+
+    def get_cmn(self):
+        return self.cmn
+
+    def set_cmn(self, cmn):
+        self.cmn = cmn
+
+
+def _pocketsphinx_model():
+    import importlib.util
+
+    from helpers import ROOT
+
+    path = ROOT / "containers" / "pocketsphinx" / "edgeasr_backend_pocketsphinx.py"
+    spec = importlib.util.spec_from_file_location("adapter_pocketsphinx_stream_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = object.__new__(module.PocketsphinxModel)
+    model._decoder = FakeDecoder(cmn="46.3,2.7,7.9")  # the loaded decoder, its running mean after the warm-up
+    model._free_decoders = []
+    built = []
+
+    def new_decoder():
+        built.append(FakeDecoder())
+        return built[-1]
+
+    model._new_decoder = new_decoder
+    return model, built
+
+
+def test_pocketsphinx_stream_decodes_live_and_starts_from_the_running_mean():
+    model, built = _pocketsphinx_model()
+    s = model.open_stream()
+    (decoder,) = built
+    assert decoder.cmn == "46.3,2.7,7.9"  # not the model's cold default
+    half = np.zeros(4000, dtype=np.float32)
+    assert [s.accept(half) for _ in range(4)] == ["n0", "n1", None, "n2"]  # a partial only when it changed
+    assert s.finish() == "n2"
+    assert decoder.calls[:2] == ["start_utt", ("process_raw", 4000, False)] and decoder.calls[-1] == "end_utt"
+    assert s.accept(half) == "n0" and decoder.calls[-2] == "start_utt"  # the next utterance starts afresh
+    s.close()
+    assert not decoder.in_utt and model._free_decoders == [decoder]  # an open utterance ended, decoder kept
+    again = model.open_stream()
+    assert len(built) == 1 and again.finish() == ""  # reused, not rebuilt; nothing heard: empty final
