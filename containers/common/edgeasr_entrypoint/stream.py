@@ -333,6 +333,8 @@ def run_stream_condition(settings: StreamJob, key: Optional[str], model, utteran
             except Exception:  # the stream's own result stands; the offline text is only beside it
                 offline[uid] = None
         events.emit(Event.PREPARE_END, condition=key)
+        if ledger is not None:
+            ledger.close(held())  # the backend's calls, beside the same audio
     n_ok = 0
     firsts = {r.uid: r for r in results[0] if r.play == 0}
     for uid, _ in prepared:
