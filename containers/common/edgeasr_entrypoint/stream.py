@@ -24,8 +24,9 @@ the model works. So each stream's audio is cut into ``chunk_ms`` chunks, and chu
   not take back) and ``close()``.
 
 The clock is injected (``monotonic_ns()`` and ``sleep(seconds)``), so that unit tests drive the pacing on a
-manual clock without waiting; every stream event carries ``mono_ns`` from it. STREAM_EVENTS in contract.py
-documents each event's fields.
+manual clock without waiting. The events are stamped by whoever emits them (EventLog.emit: ``mono_ns`` from the
+same monotonic clock, at the moment each is written, so a chunk's ``mono_ns`` is when it was done); a test's
+emitter stamps them from its manual clock. STREAM_EVENTS in contract.py documents each event's fields.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ def _committed(session) -> Optional[str]:
 def run_streams(utterances: Sequence[Tuple[str, Any]], settings: StreamJob, open_session: Callable[[], Any],
                 emit: Callable[..., Any], condition: Optional[str], clock=None) -> List[List[PlayResult]]:
     """Play ``utterances`` ((id, audio) in job order) on ``settings.concurrency`` paced streams and decode them
-    with one session per stream; every event through ``emit(name, **fields)`` with ``mono_ns`` from ``clock``.
+    with one session per stream; every event through ``emit(name, **fields)``, which stamps its clocks (the
+    ``*_ns`` fields given here are ``clock``'s: the same clock as the emitter's).
 
     Returns each stream's play results, in play order. A session that raises fails that play only (an
     utterance_error event; the stream's session is replaced by a fresh one) and the stream goes on.
@@ -202,7 +204,7 @@ def _run(utterances, settings: StreamJob, sessions: list, open_session, emit, co
     results = [[PlayResult(p.uid, p.play, len(p.audio) / float(SAMPLE_RATE)) for p in plan.plays]
                for plan in plans]
     for plan in plans:
-        emit(Event.STREAM_START, mono_ns=clock.monotonic_ns(), condition=condition, stream=plan.stream,
+        emit(Event.STREAM_START, condition=condition, stream=plan.stream,
              chunk_ms=settings.chunk_ms, gap_ms=settings.gap_ms, concurrency=settings.concurrency,
              policy=settings.policy, batching=BATCHING, offset_ns=plan.offset_ns, first_index=plan.first_index,
              sustain_s=settings.sustain_s)
@@ -230,17 +232,17 @@ def _run(utterances, settings: StreamJob, sessions: list, open_session, emit, co
                 if text is not None and (text, committed) != res.shown and (text or res.shown[0]):
                     res.shown = (text, committed)
                     extra = {"committed": committed} if committed is not None else {}
-                    emit(Event.PARTIAL, mono_ns=clock.monotonic_ns(), condition=condition, stream=k, id=play.uid,
+                    emit(Event.PARTIAL, condition=condition, stream=k, id=play.uid,
                          play=play.play, text=text, **span, **extra)
                 if piece.last:
                     res.text = sessions[k].finish()
-                    emit(Event.FINAL, mono_ns=clock.monotonic_ns(), condition=condition, stream=k, id=play.uid,
+                    emit(Event.FINAL, condition=condition, stream=k, id=play.uid,
                          play=play.play, text=res.text, audio_start_s=span["audio_start_s"],
                          audio_end_s=span["audio_end_s"], first_delivered_ns=res.first_delivered_ns,
                          last_delivered_ns=chunk.delivered_ns)
             except Exception as exc:  # one utterance fails; the stream goes on with a fresh session
                 res.error = "{}: {}".format(type(exc).__name__, exc)
-                emit(Event.UTTERANCE_ERROR, mono_ns=clock.monotonic_ns(), condition=condition, stream=k,
+                emit(Event.UTTERANCE_ERROR, condition=condition, stream=k,
                      id=play.uid, play=play.play, error=res.error)
                 old, sessions[k] = sessions[k], open_session()
                 closer = getattr(old, "close", None)
@@ -250,16 +252,15 @@ def _run(utterances, settings: StreamJob, sessions: list, open_session, emit, co
                     except Exception:
                         pass
             res.processing_ns += clock.monotonic_ns() - began
-        done = clock.monotonic_ns()
         held = {}  # type: Dict[str, Any]
         if chunk.pieces:
             first = plan.plays[chunk.pieces[0].play_index]
             held = {"id": first.uid, "play": first.play}
-        emit(Event.CHUNK, mono_ns=done, condition=condition, stream=k, seq=chunk.seq,
+        emit(Event.CHUNK, condition=condition, stream=k, seq=chunk.seq,
              audio_start_s=chunk.start_sample / float(SAMPLE_RATE), audio_end_s=chunk.end_sample / float(SAMPLE_RATE),
              delivered_ns=chunk.delivered_ns, start_ns=start_ns, **held)
         if chunk.seq == len(plan.chunks) - 1:
-            emit(Event.STREAM_END, mono_ns=clock.monotonic_ns(), condition=condition, stream=k,
+            emit(Event.STREAM_END, condition=condition, stream=k,
                  n_chunks=len(plan.chunks), audio_s=plan.total_samples / float(SAMPLE_RATE), passes=plan.passes,
                  looped=plan.looped)
     return results
