@@ -12,6 +12,11 @@ A sweep condition may change beam size, temperature and language (`set_decode`):
 arguments are built from the current settings at each call. The batch size is the entrypoint's (it hands
 transcribe_batch that many utterances). CTC models decode greedily (argmax), so for them only the batch
 size can change.
+
+Stream mode (contract 4, policy native): a CTC model decodes chunk by chunk with left context (CtcStream): each
+new chunk is run through the model with up to LEFT_CONTEXT_S seconds of the utterance's audio before it, and only
+the output frames of the new audio are kept; the partial text is the CTC collapse of every frame so far. A Whisper
+model has no incremental decoder: it streams under the entrypoint's local-agreement-2 policy.
 """
 
 from __future__ import annotations
@@ -22,6 +27,49 @@ import numpy as np
 from edgeasr_entrypoint.contract import IN_CONTAINER_DECODE, SAMPLE_RATE, decode_changes
 
 WHISPER_WINDOW_S = 30.0
+LEFT_CONTEXT_S = 2.0  # audio before a new chunk that a CTC stream runs the model over with it (its left context)
+
+
+class CtcStream:
+    """A CTC model's live decoding of one utterance (contract 4's incremental interface), chunk by chunk.
+
+    ``frame_ids(audio)``: the argmax token id of each output frame of ``audio``; ``n_frames(samples)``: how many
+    frames that many samples give; ``stride``: samples per frame (the feature encoder's total stride: frame i of
+    audio starting at a multiple of the stride covers the same samples as frame i of the whole utterance, so the
+    window's frames line up with the utterance's exactly); ``decode(ids)``: the CTC collapse into text.
+    Each accept runs the model over the new audio and at most ``left_samples`` before it (rounded to whole
+    frames), keeps the frames not yet decoded, and returns the collapse of all frames so far when it changed.
+    The newest frames see no audio after them (no right context): that is the cost of streaming measured."""
+
+    def __init__(self, frame_ids, n_frames, stride: int, decode, left_samples: int):
+        self._frame_ids, self._n_frames, self._stride, self._decode = frame_ids, n_frames, stride, decode
+        self._left_frames = left_samples // stride
+        self._reset()
+
+    def _reset(self) -> None:
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._ids: list = []  # the token id of every frame decoded so far
+        self._text = ""
+
+    def accept(self, chunk: np.ndarray):
+        self._audio = np.concatenate([self._audio, np.asarray(chunk, dtype=np.float32)])
+        total = max(0, self._n_frames(len(self._audio)))  # frames of the utterance so far
+        done = len(self._ids)
+        if total <= done:
+            return None
+        first = max(0, done - self._left_frames)  # the window starts this many frames in, on a frame boundary
+        ids = self._frame_ids(self._audio[first * self._stride:])
+        self._ids.extend(int(i) for i in ids[done - first:total - first])
+        text = self._decode(self._ids)
+        if text == self._text:
+            return None
+        self._text = text
+        return text
+
+    def finish(self) -> str:
+        text = self._decode(self._ids) if self._ids else ""
+        self._reset()
+        return text
 
 
 class TransformersModel:
@@ -123,7 +171,32 @@ class TransformersModel:
             return None
         return self._torch.cuda.max_memory_allocated() / (1024 * 1024)
 
+    def open_stream(self) -> CtcStream:
+        """One live stream (stream mode, policy native): a CTC model's chunk-by-chunk decoding with left context."""
+        if self.kind != "ctc":
+            raise NotImplementedError("a Whisper model has no incremental decoder of its own; stream it with the "
+                                      "local-agreement-2 policy")
+        torch = self._torch
+        stride = int(np.prod(self.model.config.conv_stride))
+
+        def n_frames(samples: int) -> int:
+            return int(self.model._get_feat_extract_output_lengths(torch.tensor([samples]))[0])
+
+        return CtcStream(self._ctc_frame_ids, n_frames, stride, lambda ids: self.processor.decode(list(ids)),
+                         int(LEFT_CONTEXT_S * SAMPLE_RATE))
+
     # -- CTC --------------------------------------------------------------------------------------------
+
+    def _ctc_frame_ids(self, audio: np.ndarray) -> np.ndarray:
+        """The argmax token id of each output frame of one audio (no padding: every frame is its own)."""
+        with self._torch.inference_mode():
+            inputs = self.processor([audio], sampling_rate=SAMPLE_RATE, return_tensors="pt",
+                                    return_attention_mask=self._use_mask)
+            values = inputs.input_values.to(self.device, dtype=self.input_dtype)
+            mask = inputs.get("attention_mask") if self._use_mask else None
+            if mask is not None:
+                mask = mask.to(self.device)
+            return self.model(values, attention_mask=mask).logits.argmax(dim=-1)[0].cpu().numpy()
 
     def _ctc(self, audios: list) -> list:
         torch = self._torch

@@ -83,8 +83,10 @@ def test_contract_doc_names_every_event_and_output():
 
 
 def test_the_entrypoint_emits_only_contract_events():
-    """Every event the entrypoint emits is named through contract.Event, never as a bare string."""
-    source = (CONTAINERS_DIR / "common" / "edgeasr_entrypoint" / "__main__.py").read_text()
+    """Every event the entrypoint emits is named through contract.Event, never as a bare string (the loop in
+    __main__.py, stream mode's scheduler in stream.py)."""
+    package = CONTAINERS_DIR / "common" / "edgeasr_entrypoint"
+    source = "".join((package / name).read_text() for name in ("__main__.py", "stream.py"))
     assert not re.findall(r'emit\(\s*["\']', source), "an event emitted by a bare string"
     used = set(re.findall(r"emit\(\s*Event\.([A-Z_]+)", source))
     assert used == {k for k in vars(Event) if k.isupper()}, "an Event constant the entrypoint never emits"

@@ -85,7 +85,7 @@ def test_the_check_fails_on_code_that_needs_python_3_9_or_newer(tmp_path, featur
 
 RUNTIME_TESTS = ["tests/unit/test_entrypoint.py", "tests/unit/test_noise.py", "tests/unit/test_adapter_compat.py",
                  "tests/unit/test_transformers_decode.py",
-                 "tests/unit/test_store_vad_model.py"]
+                 "tests/unit/test_store_vad_model.py", "tests/unit/test_stream_entry.py"]
 IMPORT_ADAPTERS = """
 import importlib.util, sys
 assert sys.version_info[:2] == (3, 8), sys.version

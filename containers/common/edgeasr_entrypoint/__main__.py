@@ -8,7 +8,9 @@ The backend adapter is the module named by $EDGEASR_ADAPTER; it provides
 ``info() -> dict`` (library versions, parameter count when known), and optionally
 ``transcribe_batch(audios) -> list[str]``, ``peak_vram_mb()`` and
 ``set_decode(decode: DecodeOptions)``, which applies a condition's decode overrides
-to the loaded model (raising NotImplementedError or ValueError for a change it cannot make).
+to the loaded model (raising NotImplementedError or ValueError for a change it cannot make), and
+``open_stream()``, an incremental decoder for stream mode (job.stream: stream.py plays the utterances as live
+audio; commit.py's LocalAgreement-2 serves a backend without one).
 """
 
 from __future__ import annotations
@@ -129,6 +131,18 @@ def _decode_batch(model, batch: list, key, events: EventLog, transcripts: JsonlW
     return n_ok, len(batch) - n_ok
 
 
+def _prepared(utt, spec, cond, pool: dict | None, cache: AudioCache):
+    """An utterance's audio as its condition hears it: decoded (cached) with the condition's noise mixed in
+    (AudioError or NoiseError when it cannot be); the offline and the stream paths share it."""
+    from .noise import apply_noise, babble_sources_for
+
+    audio = cache(utt.audio)
+    if not spec.is_clean:
+        sources = babble_sources_for(utt.id, pool or {}) if spec.type == "babble" else ()
+        audio = apply_noise(audio, spec, utt.id, cond.seed_key, babble_sources=sources, load=cache)
+    return audio
+
+
 def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter, cache: AudioCache,
                    pool: dict | None, decode: DecodeOptions | None = None,
                    refused: str | None = None, ledger: PeakLedger | None = None) -> tuple[int, int]:
@@ -141,7 +155,7 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
     transcribe_batch, utterances go in batches. ``refused``: why the model could not take this condition's
     decode settings; then every utterance of the condition is an error with that message.
     """
-    from .noise import NoiseError, NoiseSpec, apply_noise, babble_sources_for
+    from .noise import NoiseError, NoiseSpec
 
     key = cond.key if cond else None
     spec = NoiseSpec.from_json(cond.noise) if cond else NoiseSpec("clean", None)
@@ -155,6 +169,14 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
     def held() -> float:
         return cache.held_mb(pool)
 
+    if job.stream is not None:  # live audio (contract 4): stream.py paces the condition's utterances
+        from .stream import run_stream_condition
+
+        return run_stream_condition(
+            job.stream, key, model, [u for u in job.utterances if wanted is None or u.id in wanted], events,
+            transcripts, lambda utt: _prepared(utt, spec, cond, pool, cache),
+            lambda uid, k, message: _record_error(events, transcripts, uid, k, message), refused, ledger, held)
+
     for utt in job.utterances:
         if wanted is not None and utt.id not in wanted:
             continue
@@ -166,10 +188,7 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
             events.emit(Event.PREPARE_START, condition=key)
             preparing = True
         try:
-            audio = cache(utt.audio)
-            if not spec.is_clean:
-                sources = babble_sources_for(utt.id, pool or {}) if spec.type == "babble" else ()
-                audio = apply_noise(audio, spec, utt.id, cond.seed_key, babble_sources=sources, load=cache)
+            audio = _prepared(utt, spec, cond, pool, cache)
         except (AudioError, NoiseError) as exc:
             n_failed += 1
             _record_error(events, transcripts, utt.id, key, str(exc))
