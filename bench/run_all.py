@@ -50,6 +50,9 @@ def benches(args: argparse.Namespace) -> list[tuple[Bench, list[str]]]:
                tuple(rf"^  {name} .* RTF {NUMBER} .*RTF/{first} {NUMBER}" for name in listed)), quick),
         (Bench("sweep", "bench_sweep.py", (rf"^sweep efficiency: \(load \+ warm-up \+ inference\) / wall {NUMBER} %",
                                            r"^  where the wall went: ")), quick),
+        (Bench("stream", "bench_stream.py",
+               (rf"^stream pacing jitter .* p99 {NUMBER} ms, .* p99/target {NUMBER}",
+                rf"^stream machinery CPU share: .* = {NUMBER} %; share/target {NUMBER}")), quick),
         (Bench("fleet", "bench_fleet.py", (rf"speed-up of two nodes over one: {NUMBER}",)), quick),
     ]
     only = set(args.only.split(",")) if args.only else None
