@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeasr_entrypoint.contract import CONTRACT_VERSION, DecodeOptions, Job, UtteranceJob
 
+from ..data.lengths import SPEECH
 from .paths import AudioPlan, plan_audio_mounts
 from .checked_images import CONTRACT_LABEL, checked_version
 from .docker_engine import BindMount
@@ -40,6 +41,7 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
     without one it is zero rather than seconds of waiting per container (issue 26). In stream mode the job
     carries ``stream`` (its policy resolved, runner.spec.stream_job), which needs contract 4: the executor refuses
     it for an older image (Job.version_problem), and only it."""
+    stream = getattr(spec, "stream", None)
     if power_measured is None:
         power_measured = spec.telemetry.sampler != "none"
     if not host_paths:
@@ -54,10 +56,20 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
         warmup=spec.warmup,
         loaded_idle_s=spec.telemetry.loaded_idle_s if power_measured else 0.0,
         allow_download=spec.allow_download,
-        utterances=[UtteranceJob(u.id, str(u.audio) if host_paths else plan.container_paths[u.id])
+        utterances=[UtteranceJob(u.id, str(u.audio) if host_paths else plan.container_paths[u.id],
+                                 segments=speech_segments(u) if stream is not None else None)
                     for u in spec.dataset.readable],
         conditions=list(conditions),
-        stream=getattr(spec, "stream", None))  # stream mode: contract 4 (an older image is refused for it only)
+        stream=stream)  # stream mode: contract 4 (an older image is refused for it only)
+
+
+def speech_segments(utt) -> tuple[tuple[float, float], ...] | None:
+    """An item's speech segments (start_s, end_s) from its segment map (runner/data/lengths.py), for a stream job
+    to stream it whole with them as the utterance boundaries (issue 23 item 2); None where it has none (or no
+    speech in its map: it is then one utterance, as any item). Only a stream job carries them, so an offline job
+    of such a dataset is still what contract 3 wrote."""
+    spans = tuple((s.start_s, s.end_s) for s in getattr(utt, "segments", ()) if s.kind == SPEECH)
+    return spans or None
 
 
 def image_contract(labels: dict[str, str] | None, image_id: str | None = None) -> int:

@@ -11,7 +11,8 @@ again here. Definitions (README "Live audio" says the same, beside each publishe
   utterance's last chunk was delivered (its last sample existed, at real-time pace) to the moment its final
   text was emitted (Moonshine's "end of phrase to final transcript", with oracle endpointing: the segment map
   says where the utterance ends, so no VAD delay is in it).
-- time to first partial: the first partial of the same (stream, id, play) before its final, ``partial.mono_ns
+- time to first partial: the first partial of the same (stream, id, play, segment: a long recording streamed
+  whole has one utterance per speech segment) before its final, ``partial.mono_ns
   - final.first_delivered_ns``; an utterance play with no partial before its final has none, and is counted
   (``n_without_partial``), never given a 0.
 - chunk latency: ``chunk.mono_ns - chunk.delivered_ns`` (Riva's latency of a response: received - sent).
@@ -277,7 +278,7 @@ def stream_metrics(events: Sequence[EventRecord | Mapping[str, Any]], condition:
     partials: dict[tuple, list[Mapping[str, Any]]] = {}
     finals: list[Mapping[str, Any]] = []
     for r in rows:
-        key = (r.get("stream"), r.get("id"), r.get("play", 0))
+        key = (r.get("stream"), r.get("id"), r.get("play", 0), r.get("segment"))
         if r["event"] == Event.PARTIAL:
             partials.setdefault(key, []).append(r)
         elif r["event"] == Event.FINAL:
@@ -285,7 +286,7 @@ def stream_metrics(events: Sequence[EventRecord | Mapping[str, Any]], condition:
     finalization, first_partial, without = [], [], 0
     shown = changed = n_partials = 0
     for f in finals:
-        key = (f.get("stream"), f.get("id"), f.get("play", 0))
+        key = (f.get("stream"), f.get("id"), f.get("play", 0), f.get("segment"))
         finalization.append((f["mono_ns"] - f["last_delivered_ns"]) / 1e6)
         before = [p for p in partials.pop(key, []) if p["mono_ns"] <= f["mono_ns"]]
         if before:

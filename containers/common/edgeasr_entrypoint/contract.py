@@ -36,6 +36,7 @@ FEATURES: Dict[str, int] = {
     "conditions in one container (job.conditions)": 2,
     "per-condition decode overrides (job.conditions[].decode)": 3,
     "stream mode (job.stream)": 4,
+    "speech segments of a long recording (job.utterances[].segments)": 4,
     "joint CTC/attention weight (job.decode.ctc_weight)": 4,
     **{"long-form decode settings (job.decode.{})".format(name): 4 for name in LONG_FORM_DECODE},
 }
@@ -133,7 +134,9 @@ stream in the condition). Clocks: every ``*_ns`` field is the container's monoto
 - partial / final: ``id``, ``play`` (0-based pass through the data), ``text``, ``audio_start_s``/
   ``audio_end_s`` (the span of the stream's timeline it covers); final also ``first_delivered_ns`` and
   ``last_delivered_ns`` (delivery of the utterance's first and last chunk); partial may carry ``committed``
-  (the leading words the policy has committed).
+  (the leading words the policy has committed). Where the item is a long recording streamed whole (its job entry
+  has ``segments``), each speech segment is one utterance for endpointing, and its partials and final also carry
+  ``segment`` (0-based index among the item's speech segments): a final at each segment's end.
 - stream_end: ``n_chunks``, ``audio_s`` (seconds delivered), ``passes`` (times the data was played),
   ``looped`` (bool: played more than once to fill sustain_s).
 """
@@ -274,17 +277,54 @@ def check_decode_values(raw: dict, where: str) -> None:
 
 @dataclass(frozen=True)
 class UtteranceJob:
+    """One item of the job. ``segments``: the speech segments of a long recording's segment map (issue 23 item 2;
+    runner/data/lengths.py), as (start_s, end_s) seconds from the item's start, in order, not overlapping; stream
+    mode streams such an item whole, each segment one utterance for endpointing. Written only where present, and
+    only by a stream job (the host keeps the map otherwise), so every other job is what contract 3 wrote."""
+
     id: str
     audio: str  # path inside the container
+    segments: Optional[Tuple[Tuple[float, float], ...]] = None
 
     def to_json(self) -> Dict[str, Any]:
-        return {"id": self.id, "audio": self.audio}
+        out = {"id": self.id, "audio": self.audio}  # type: Dict[str, Any]
+        if self.segments is not None:
+            out["segments"] = [{"start_s": a, "end_s": b} for a, b in self.segments]
+        return out
 
     @classmethod
     def from_json(cls, raw: Any, where: str) -> "UtteranceJob":
         if not isinstance(raw, dict):
             raise JobError("{} must be an object".format(where))
-        return cls(id=str(_require(raw, "id", str, where)), audio=_require(raw, "audio", str, where))
+        segments = raw.get("segments")
+        return cls(id=str(_require(raw, "id", str, where)), audio=_require(raw, "audio", str, where),
+                   segments=None if segments is None else _speech_segments(segments, where + ".segments"))
+
+
+def _speech_segments(raw: Any, where: str) -> Tuple[Tuple[float, float], ...]:
+    """A job's speech segments, checked: numbers >= 0, each ending after it starts and starting at or after the
+    end of the one before."""
+    if not isinstance(raw, list):
+        raise JobError("{} must be a list of {{start_s, end_s}} objects".format(where))
+    if not raw:
+        raise JobError("{} must be a non-empty list of speech segments".format(where))
+    out = []  # type: List[Tuple[float, float]]
+    for i, seg in enumerate(raw):
+        at = "{}[{}]".format(where, i)
+        if not isinstance(seg, dict):
+            raise JobError("{} must be an object with start_s and end_s".format(at))
+        start, end = (float(_number(seg, k, at, -1.0, 0.0, False)) if k in seg else None
+                      for k in ("start_s", "end_s"))
+        if start is None or end is None:
+            raise JobError("{}.{} must be a number >= 0, got nothing".format(at, "start_s" if start is None
+                                                                               else "end_s"))
+        if end <= start:
+            raise JobError("{} ends at {:g} s, not after its start ({:g} s)".format(at, end, start))
+        if out and start < out[-1][1]:
+            raise JobError("{} starts at {:g} s, before the segment before it ends ({:g} s)".format(
+                at, start, out[-1][1]))
+        out.append((start, end))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -407,6 +447,8 @@ class Job:
             used.append("per-condition decode overrides (job.conditions[].decode)")
         if self.stream is not None:
             used.append("stream mode (job.stream)")
+        if any(u.segments is not None for u in self.utterances):
+            used.append("speech segments of a long recording (job.utterances[].segments)")
         used += self.decode.features()
         used += [DECODE_FEATURES[k] for k in DECODE_FEATURES
                  if any(k in c.decode for c in self.conditions)]
@@ -476,7 +518,7 @@ NON_NEGATIVE_FIELDS = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "p
                        "audio_start_s", "audio_end_s", "sustain_s")
 COUNT_FIELDS = ("n_params", "batch_size", "count", "n_ok", "n_failed", "n", "n_conditions", "n_utterances",
                 "stream", "seq", "play", "concurrency", "chunk_ms", "gap_ms", "first_index", "n_chunks", "passes",
-                "delivered_ns", "start_ns", "first_delivered_ns", "last_delivered_ns", "offset_ns")
+                "delivered_ns", "start_ns", "first_delivered_ns", "last_delivered_ns", "offset_ns", "segment")
 TEXT_FIELDS = ("condition", "id", "error", "peak_rss_scope", "device_used", "quant_method", "model", "status",
                "model_kind", "backend", "traceback", "reason", "peak_rss_excl_audio_method", "text", "committed",
                "policy", "batching", "offline_hypothesis")

@@ -17,6 +17,12 @@ the model works. So each stream's audio is cut into ``chunk_ms`` chunks, and chu
   utterance's last sample the session's ``finish()`` gives its final text (finalization latency = the final's
   ``mono_ns - last_delivered_ns``). The audio of a gap is not fed to the sessions: each utterance is decoded from
   exactly its own samples, like the offline path, so the cost of streaming is the policy's alone.
+- A long recording with a segment map (issue 23 item 2: the job's ``segments`` for the item, its speech
+  segments) is streamed whole: the recording keeps its own timeline, non-speech included, and ``gap_ms`` only
+  separates it from the next item; each speech segment is one utterance for endpointing (a play of its own with
+  ``segment`` set, fed exactly its own samples; the non-speech between is played, not fed, as a gap is), so a
+  FINAL follows the chunk holding each segment's last sample and partials are per segment. The item's transcript
+  is its segments' finals joined. Looping and ``passes`` count items, not segments.
 - Sessions: ``model.open_stream()`` (policy ``native``: the backend's own incremental decoder) or
   commit.LocalAgreement2 over ``model.transcribe`` (``local-agreement-2``); one per stream. A session has
   ``accept(chunk) -> str | None`` (the partial text, None: nothing new), ``finish() -> str`` (the utterance's
@@ -66,12 +72,15 @@ def samples_ns(samples: int) -> int:
 
 @dataclass(frozen=True)
 class Play:
-    """One utterance played on a stream's timeline: its ``play`` is the pass through the data it belongs to."""
+    """One utterance played on a stream's timeline: its ``play`` is the pass through the data it belongs to. For
+    an item streamed whole by its speech segments, one segment: ``audio`` is that segment's samples and
+    ``segment`` its index among the item's speech segments (None: the item is one utterance)."""
 
     uid: str
     play: int
     audio: Any  # float32 samples
     start_sample: int  # on the stream's timeline
+    segment: Optional[int] = None
 
     @property
     def end_sample(self) -> int:
@@ -113,9 +122,36 @@ class StreamPlan:
     looped: bool
 
 
-def plan_stream(stream: int, utterances: Sequence[Tuple[str, Any]], settings: StreamJob,
-                t0_ns: int) -> StreamPlan:
-    """Stream ``stream``'s plays and chunks with their delivery times, the streams starting at ``t0_ns``."""
+Spans = Optional[Tuple[Tuple[int, int], ...]]
+"""An item's speech segments as (start, end) sample indices in its audio; None: the whole item is one utterance."""
+
+
+def speech_spans(segments: Optional[Sequence[Tuple[float, float]]], n_samples: int) -> Spans:
+    """The job's speech segments (seconds, checked by contract.UtteranceJob) as sample spans of audio of
+    ``n_samples`` samples (``round(s * 16000)``, the segment map's own rule); ValueError, one sentence, where a
+    segment lies past the audio's end or is empty at 16 kHz."""
+    if segments is None:
+        return None
+    out = []
+    for i, (start_s, end_s) in enumerate(segments):
+        a, b = int(round(start_s * SAMPLE_RATE)), int(round(end_s * SAMPLE_RATE))
+        if b > n_samples:
+            raise ValueError("speech segment {} ends at {:g} s, after the audio's end ({:g} s)".format(
+                i, end_s, n_samples / float(SAMPLE_RATE)))
+        if b <= a:
+            raise ValueError("speech segment {} ({:g}-{:g} s) holds no sample at 16 kHz".format(i, start_s, end_s))
+        out.append((a, b))
+    return tuple(out)
+
+
+def _item(entry: Sequence) -> Tuple[str, Any, Spans]:
+    """(id, audio) or (id, audio, spans)."""
+    return (entry[0], entry[1], entry[2]) if len(entry) > 2 else (entry[0], entry[1], None)
+
+
+def plan_stream(stream: int, utterances: Sequence[Sequence], settings: StreamJob, t0_ns: int) -> StreamPlan:
+    """Stream ``stream``'s plays and chunks with their delivery times, the streams starting at ``t0_ns``.
+    ``utterances``: (id, audio) or (id, audio, spans) items, spans (speech_spans) for a recording streamed whole."""
     n, streams = len(utterances), settings.concurrency
     if n == 0:
         raise ValueError("a stream needs at least one utterance")
@@ -124,14 +160,18 @@ def plan_stream(stream: int, utterances: Sequence[Tuple[str, Any]], settings: St
     sustain = settings.sustain_s * SAMPLE_RATE
     plays: List[Play] = []
     pos = 0
+    i = 0  # items played
     while True:
-        i = len(plays)
-        uid, audio = utterances[(first + i) % n]
+        uid, audio, spans = _item(utterances[(first + i) % n])
         if i:
             pos += gap
-        plays.append(Play(uid, i // n, audio, pos))
+        if spans is None:
+            plays.append(Play(uid, i // n, audio, pos))
+        else:
+            plays.extend(Play(uid, i // n, audio[a:b], pos + a, k) for k, (a, b) in enumerate(spans))
         pos += len(audio)
-        if i + 1 >= n and pos >= sustain:
+        i += 1
+        if i >= n and pos >= sustain:
             break
     chunk_ms = settings.chunk_ms
     offset_ns = stream * chunk_ms * 1000000 // streams
@@ -153,8 +193,8 @@ def plan_stream(stream: int, utterances: Sequence[Tuple[str, Any]], settings: St
                                     lo == play.start_sample, hi == play.end_sample))
             q += 1
         chunks.append(Chunk(stream, seq, a, b, start_ns + samples_ns(b), tuple(pieces)))
-    passes = -(-len(plays) // n)
-    return StreamPlan(stream, offset_ns, first, tuple(plays), tuple(chunks), pos, passes, len(plays) > n)
+    passes = -(-i // n)
+    return StreamPlan(stream, offset_ns, first, tuple(plays), tuple(chunks), pos, passes, i > n)
 
 
 @dataclass
@@ -164,6 +204,7 @@ class PlayResult:
     uid: str
     play: int
     duration_s: float
+    segment: Optional[int] = None  # Play.segment
     text: Optional[str] = None
     error: Optional[str] = None
     processing_ns: int = 0
@@ -201,7 +242,7 @@ def run_streams(utterances: Sequence[Tuple[str, Any]], settings: StreamJob, open
 def _run(utterances, settings: StreamJob, sessions: list, open_session, emit, condition, clock) -> list:
     t0 = clock.monotonic_ns()
     plans = [plan_stream(k, utterances, settings, t0) for k in range(settings.concurrency)]
-    results = [[PlayResult(p.uid, p.play, len(p.audio) / float(SAMPLE_RATE)) for p in plan.plays]
+    results = [[PlayResult(p.uid, p.play, len(p.audio) / float(SAMPLE_RATE), p.segment) for p in plan.plays]
                for plan in plans]
     for plan in plans:
         emit(Event.STREAM_START, condition=condition, stream=plan.stream,
@@ -229,17 +270,18 @@ def _run(utterances, settings: StreamJob, sessions: list, open_session, emit, co
                 span = {"audio_start_s": play.start_sample / float(SAMPLE_RATE),
                         "audio_end_s": (play.start_sample + piece.end) / float(SAMPLE_RATE)}
                 committed = _committed(sessions[k])
+                seg = {"segment": play.segment} if play.segment is not None else {}
                 if text is not None and (text, committed) != res.shown and (text or res.shown[0]):
                     res.shown = (text, committed)
                     extra = {"committed": committed} if committed is not None else {}
                     emit(Event.PARTIAL, condition=condition, stream=k, id=play.uid,
-                         play=play.play, text=text, **span, **extra)
+                         play=play.play, text=text, **span, **extra, **seg)
                 if piece.last:
                     res.text = sessions[k].finish()
                     emit(Event.FINAL, condition=condition, stream=k, id=play.uid,
                          play=play.play, text=res.text, audio_start_s=span["audio_start_s"],
                          audio_end_s=span["audio_end_s"], first_delivered_ns=res.first_delivered_ns,
-                         last_delivered_ns=chunk.delivered_ns)
+                         last_delivered_ns=chunk.delivered_ns, **seg)
             except Exception as exc:  # one utterance fails; the stream goes on with a fresh session
                 res.error = "{}: {}".format(type(exc).__name__, exc)
                 emit(Event.UTTERANCE_ERROR, condition=condition, stream=k,
@@ -307,7 +349,12 @@ def run_stream_condition(settings: StreamJob, key: Optional[str], model, utteran
     events.emit(Event.PREPARE_START, condition=key)
     for utt in utterances:
         try:
-            prepared.append((utt.id, prepare(utt)))
+            audio = prepare(utt)
+            try:
+                spans = speech_spans(getattr(utt, "segments", None), len(audio))
+            except ValueError as exc:
+                raise AudioError("its segment map: {}".format(exc))
+            prepared.append((utt.id, audio, spans))
         except (AudioError, NoiseError) as exc:
             n_failed += 1
             record_error(utt.id, key, str(exc))
@@ -320,15 +367,15 @@ def run_stream_condition(settings: StreamJob, key: Optional[str], model, utteran
         results = run_streams(prepared, settings, opener, events.emit, key, clock or SYSTEM_CLOCK)
     except Exception as exc:  # the sessions could not be opened: every utterance of the condition fails
         message = "{}: {}".format(type(exc).__name__, exc)
-        for uid, _ in prepared:
-            record_error(uid, key, message)
+        for item in prepared:
+            record_error(item[0], key, message)
         return 0, n_failed + len(prepared)
     if ledger is not None:
         ledger.close(held())
     offline: Dict[str, Optional[str]] = {}
     if settings.offline:
         events.emit(Event.PREPARE_START, condition=key, reason="offline hypotheses (whole utterances, untimed)")
-        for uid, audio in prepared:
+        for uid, audio, _ in prepared:
             try:
                 offline[uid] = model.transcribe(audio)
             except Exception:  # the stream's own result stands; the offline text is only beside it
@@ -337,19 +384,26 @@ def run_stream_condition(settings: StreamJob, key: Optional[str], model, utteran
         if ledger is not None:
             ledger.close(held())  # the backend's calls, beside the same audio
     n_ok = 0
-    firsts = {r.uid: r for r in results[0] if r.play == 0}
-    for uid, _ in prepared:
-        res = firsts[uid]
-        processing_s = res.processing_ns / float(NS_PER_S)
-        if res.error is not None or res.text is None:
+    firsts = {}  # type: Dict[str, List[PlayResult]]
+    for r in results[0]:  # an item's plays of its first pass: one, or one per speech segment
+        if r.play == 0:
+            firsts.setdefault(r.uid, []).append(r)
+    for uid, audio, _ in prepared:
+        parts = firsts[uid]
+        processing_s = sum(r.processing_ns for r in parts) / float(NS_PER_S)
+        duration_s = len(audio) / float(SAMPLE_RATE)
+        failed = next((r for r in parts if r.error is not None or r.text is None), None)
+        if failed is not None:
             n_failed += 1
+            where = "" if failed.segment is None else "speech segment {}: ".format(failed.segment)
             transcripts.write({"id": uid, "condition": key, "status": "error",
-                               "error": res.error or "the stream ended before the utterance's final text",
-                               "hypothesis": None, "duration_s": res.duration_s, "processing_s": processing_s})
+                               "error": where + (failed.error or "the stream ended before the utterance's final text"),
+                               "hypothesis": None, "duration_s": duration_s, "processing_s": processing_s})
             continue
         n_ok += 1
-        record = {"id": uid, "condition": key, "status": "ok", "error": None, "hypothesis": res.text,
-                  "duration_s": res.duration_s, "processing_s": processing_s}  # type: Dict[str, Any]
+        text = " ".join(t for t in (r.text for r in parts) if t)  # an item streamed whole: its segments' finals
+        record = {"id": uid, "condition": key, "status": "ok", "error": None, "hypothesis": text,
+                  "duration_s": duration_s, "processing_s": processing_s}  # type: Dict[str, Any]
         if settings.offline:
             record["offline_hypothesis"] = offline.get(uid)
         transcripts.write(record)
