@@ -217,9 +217,10 @@ def _committed(session) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
-def run_streams(utterances: Sequence[Tuple[str, Any]], settings: StreamJob, open_session: Callable[[], Any],
+def run_streams(utterances: Sequence[Sequence], settings: StreamJob, open_session: Callable[[], Any],
                 emit: Callable[..., Any], condition: Optional[str], clock=None) -> List[List[PlayResult]]:
-    """Play ``utterances`` ((id, audio) in job order) on ``settings.concurrency`` paced streams and decode them
+    """Play ``utterances`` ((id, audio) in job order; (id, audio, spans) for a recording streamed whole by its
+    speech segments, spans from speech_spans) on ``settings.concurrency`` paced streams and decode them
     with one session per stream; every event through ``emit(name, **fields)``, which stamps its clocks (the
     ``*_ns`` fields given here are ``clock``'s: the same clock as the emitter's).
 
