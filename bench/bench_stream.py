@@ -39,11 +39,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from _harness import ROOT
 
-# The entrypoint of this checkout (the image's copy of containers/common), not the one the venv installed.
-sys.path.insert(0, str(ROOT / "containers" / "common"))
+# The entrypoint of this checkout (the image's copy of containers/common), not the one the venv installed: first
+# on sys.path before anything imports it (_harness imports the runner, which imports the entrypoint).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers" / "common"))
 
+from _harness import ROOT  # noqa: E402,F401  (the checkout's runner first on sys.path, as every bench)
 from edgeasr_entrypoint.contract import SAMPLE_RATE, Event, StreamJob  # noqa: E402
 from edgeasr_entrypoint.events import EventLog, JsonlWriter  # noqa: E402
 from edgeasr_entrypoint.stream import SYSTEM_CLOCK, run_stream_condition  # noqa: E402
@@ -169,6 +170,9 @@ def main() -> int:
     print(f"stream bench: the entrypoint's scheduler on the real clock, {args.concurrency} stream(s) x "
           f"{args.seconds:g} s ({len(lengths_s)} utterances, looped) in {args.chunk_ms} ms chunks, FAKE backend at {args.backend_rtf:g} CPU s per audio s; "
           f"host load average {load1:.2f} (5 min {load5:.2f}) on {cores} cores")
+    import edgeasr_entrypoint
+
+    assert Path(edgeasr_entrypoint.__file__).resolve().is_relative_to(ROOT), edgeasr_entrypoint.__file__
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         f = run(args.seconds, args.chunk_ms, args.concurrency, args.backend_rtf, lengths_s, Path(tmp))
     load_after = os.getloadavg()[0]
