@@ -168,9 +168,10 @@ def main() -> int:
     load1, load5, _ = os.getloadavg()
     cores = os.cpu_count() or 1
     print(f"stream bench: the entrypoint's scheduler on the real clock, {args.concurrency} stream(s) x "
-          f"{args.seconds:g} s ({len(lengths_s)} utterances, looped) in {args.chunk_ms} ms chunks, FAKE backend at {args.backend_rtf:g} CPU s per audio s; "
+          f"{args.seconds:g} s ({len(lengths_s)} utterances, looped) in {args.chunk_ms} ms chunks, FAKE backend at "
+          f"{args.backend_rtf:g} CPU s per audio s; "
           f"host load average {load1:.2f} (5 min {load5:.2f}) on {cores} cores")
-    import edgeasr_entrypoint
+    import edgeasr_entrypoint  # this checkout's, as the image's (see the sys.path line above)
 
     assert Path(edgeasr_entrypoint.__file__).resolve().is_relative_to(ROOT), edgeasr_entrypoint.__file__
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
