@@ -50,7 +50,8 @@ def benches(args: argparse.Namespace) -> list[tuple[Bench, list[str]]]:
                tuple(rf"^  {name} .* RTF {NUMBER} .*RTF/{first} {NUMBER}" for name in listed)), quick),
         (Bench("sweep", "bench_sweep.py", (rf"^sweep efficiency: \(load \+ warm-up \+ inference\) / wall {NUMBER} %",
                                            r"^  where the wall went: ")), quick),
-        (Bench("fleet", "bench_fleet.py", (rf"speed-up of two nodes over one: {NUMBER}",)), quick),
+        (Bench("fleet", "bench_fleet.py", (rf"speed-up of two nodes over one: {NUMBER}",
+                                           rf"bound min\(2, left / \d+ thread per group\): {NUMBER}")), quick),
     ]
     only = set(args.only.split(",")) if args.only else None
     skip = set(args.skip.split(",")) if args.skip else set()
