@@ -199,6 +199,7 @@ class CpuWatch:
     _targets: dict[str, str] = field(default_factory=dict)
     _cmdlines: dict[int, str] = field(default_factory=dict)
     _comms: dict[int, str] = field(default_factory=dict)
+    _sampled: bool = False  # after the first sample: a process first seen then started during the run
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample(self) -> None:
@@ -206,21 +207,22 @@ class CpuWatch:
             st = _stat(pid)
             if st is not None:
                 key = ("pid", pid)
-                self.first.setdefault(key, st[1] if self.last else 0.0)  # a process seen at the start: its delta
+                self.first.setdefault(key, 0.0 if self._sampled else st[1])  # seen at the start: its delta
                 self.last[key], self.kinds[key] = st[1], kind
         for pid in engine_pids(self._comms):
             st = _stat(pid)
             if st is not None:
                 key = ("pid", pid)
-                self.first.setdefault(key, st[1] if self.last else 0.0)
+                self.first.setdefault(key, 0.0 if self._sampled else st[1])
                 self.last[key], self.kinds[key] = st[1], "engine"
         for cid, seconds in container_cpu().items():
             if cid not in self._targets:
                 self._targets[cid] = container_target(cid)
             if self._targets[cid] == self.target:
                 key = ("container", cid)
-                self.first.setdefault(key, 0.0)
+                self.first.setdefault(key, 0.0 if self._sampled else seconds)
                 self.last[key], self.kinds[key] = seconds, "containers"
+        self._sampled = True
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
@@ -234,9 +236,9 @@ class CpuWatch:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.sample()
         self._stop.set()
         self._thread.join()
+        self.sample()
         self.wall_s = time.perf_counter() - self._t0
         self.host_s = host_busy_s() - self._busy0
         self.bench_s = time.process_time() - self._self0  # this sampler's own cost, taken out of "other"
@@ -274,6 +276,9 @@ class Run:
 
 
 def run(targets: tuple[str, ...], exp: Path, out: Path, threads: int) -> Run:
+    # Ray Client's proxy gives a driver's own server 30 s to answer; on a busy 2-core host its start (a Python
+    # importing Ray) takes longer and the driver is refused ("Initialization failure from server")
+    os.environ.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "180")
     fleet = LocalFleet(targets, PORT, CLIENT_PORT, token_file=exp.parent / "fleet-token")  # not the user's token
     stop_cluster()  # a cluster an interrupted bench left on these ports
     fleet.up()
