@@ -9,14 +9,16 @@ tiny.en int8, one thread each, no power sampling, so that nothing but the groups
   event (data from the object store or cache, engine start), and the task's end -> its files written in the
   results folder;
 - the wall time of each run and the speed-up (ideal 2.0 for equal groups; on a machine with fewer free cores
-  than nodes times threads, the containers compete and it is less);
-- what bounds it on this host, measured in the same run (issue 26, item 5): the CPU seconds over each sweep's
-  wall of Ray's own processes (GCS, raylets, dashboard, agents, client server: read from /proc/<pid>/stat), of
+  than nodes times threads, the containers compete and it is less; on a host other users load, two containers
+  win a larger share of it than one, and it can pass 2);
+- what bounds it on this host, measured in the same run (issue 26, item 5): the CPU seconds, over each run's
+  makespan, of Ray's own processes (GCS, raylets, dashboard, agents, client server: read from /proc/<pid>/stat), of
   Ray's workers (the groups' host side: docker calls, checks, merge), of the driver, of the bench's containers
   (their cpuacct cgroup), of the container engine (dockerd, containerd, shims, fuse-overlayfs: every user's
   containers') and of everything else on the host (/proc/stat's busy time less those: other users' load); the
-  cores that leaves the containers, and the speed-up bound that follows,
-  min(2, (cores - (Ray + driver + engine + other) / wall) / threads per group), and Ray's alone;
+  cores that leaves the containers, the speed-up the containers' CPU rates explain (two nodes' over one's), the
+  bound the cores left give, min(2, left / one node's container cores), and a quiet host's, with Ray's own
+  processes alone taken out, min(2, (cores - Ray) / threads per group); all over each run's makespan;
 - with ``--repeats N``, each figure's median and range over the repeats.
 
 The bench ends only the processes of its own cluster (found by its ports, and their children), by pid, never
@@ -188,41 +190,49 @@ def container_target(cid: str) -> str:
 
 @dataclass
 class CpuWatch:
-    """CPU seconds by whom over one sweep, sampled every ``period_s`` (a process or container that ends between
-    two samples loses at most its last period: the figures are lower bounds)."""
+    """CPU seconds by whom, sampled every ``period_s`` with the wall clock (the clock fleet-timing.json's
+    submitted and written are on), so that any window of the sweep can be read afterwards: the speed-up's
+    own, first submit to last group written. A process or container that ends between two samples loses at
+    most its last period (the figures are lower bounds); one first seen after the first sample started after
+    it, and counts from zero."""
 
     target: str = TARGET  # the containers of this target are the bench's (their org.edgeasr.target label)
     period_s: float = 0.5
-    first: dict[tuple[str, object], float] = field(default_factory=dict)
-    last: dict[tuple[str, object], float] = field(default_factory=dict)
+    history: dict[tuple[str, object], list[tuple[float, float]]] = field(default_factory=dict)
     kinds: dict[tuple[str, object], str] = field(default_factory=dict)
+    host: list[tuple[float, float]] = field(default_factory=list)  # the whole host's busy CPU seconds
+    own: list[tuple[float, float]] = field(default_factory=list)  # this bench process's (the sampler's cost)
     _targets: dict[str, str] = field(default_factory=dict)
     _cmdlines: dict[int, str] = field(default_factory=dict)
     _comms: dict[int, str] = field(default_factory=dict)
-    _sampled: bool = False  # after the first sample: a process first seen then started during the run
+    _previous_t: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
+    def _put(self, key: tuple[str, object], kind: str, t: float, seconds: float) -> None:
+        if key not in self.history:
+            # started since the previous sample: nothing before it
+            self.history[key] = [(self._previous_t, 0.0)] if self._previous_t is not None else []
+            self.kinds[key] = kind
+        self.history[key].append((t, seconds))
+
     def sample(self) -> None:
+        t = time.time()
         for pid, kind in cluster_pids(self._cmdlines).items():
             st = _stat(pid)
             if st is not None:
-                key = ("pid", pid)
-                self.first.setdefault(key, 0.0 if self._sampled else st[1])  # seen at the start: its delta
-                self.last[key], self.kinds[key] = st[1], kind
+                self._put(("pid", pid), kind, t, st[1])
         for pid in engine_pids(self._comms):
             st = _stat(pid)
             if st is not None:
-                key = ("pid", pid)
-                self.first.setdefault(key, 0.0 if self._sampled else st[1])
-                self.last[key], self.kinds[key] = st[1], "engine"
+                self._put(("pid", pid), "engine", t, st[1])
         for cid, seconds in container_cpu().items():
             if cid not in self._targets:
                 self._targets[cid] = container_target(cid)
             if self._targets[cid] == self.target:
-                key = ("container", cid)
-                self.first.setdefault(key, 0.0 if self._sampled else seconds)
-                self.last[key], self.kinds[key] = seconds, "containers"
-        self._sampled = True
+                self._put(("container", cid), "containers", t, seconds)
+        self.host.append((t, host_busy_s()))
+        self.own.append((t, time.process_time()))
+        self._previous_t = t
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period_s):
@@ -230,7 +240,6 @@ class CpuWatch:
 
     def __enter__(self) -> "CpuWatch":
         self.sample()
-        self._t0, self._busy0, self._self0 = time.perf_counter(), host_busy_s(), time.process_time()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
@@ -239,12 +248,29 @@ class CpuWatch:
         self._stop.set()
         self._thread.join()
         self.sample()
-        self.wall_s = time.perf_counter() - self._t0
-        self.host_s = host_busy_s() - self._busy0
-        self.bench_s = time.process_time() - self._self0  # this sampler's own cost, taken out of "other"
 
-    def seconds(self, kind: str) -> float:
-        return sum(self.last[k] - self.first[k] for k in self.last if self.kinds[k] == kind)
+    @staticmethod
+    def _at(series: list[tuple[float, float]], t: float) -> float:
+        """The series' value at ``t``: its last sample at or before ``t`` (its first where none is)."""
+        value = series[0][1]
+        for when, v in series:
+            if when > t:
+                break
+            value = v
+        return value
+
+    def seconds(self, kind: str, a: float, b: float) -> float:
+        """CPU seconds of ``kind`` between the wall-clock times ``a`` and ``b``."""
+        return sum(self._at(h, b) - self._at(h, a) for k, h in self.history.items() if self.kinds[k] == kind and h)
+
+    def window(self, a: float, b: float) -> dict[str, float]:
+        """CPU seconds by whom between ``a`` and ``b``: daemons, workers, containers, engine, other (the host's
+        busy time less those, less this bench's own sampling)."""
+        cpu = {k: self.seconds(k, a, b) for k in ("daemons", "workers", "containers", "engine")}
+        host = self._at(self.host, b) - self._at(self.host, a)
+        own = self._at(self.own, b) - self._at(self.own, a)
+        cpu["other"] = max(0.0, host - sum(cpu.values()) - own)
+        return cpu
 
 
 def stop_cluster() -> None:
@@ -266,13 +292,19 @@ def stop_cluster() -> None:
 
 @dataclass(frozen=True)
 class Run:
-    wall_s: float
+    wall_s: float  # the sweep command's, connecting and preflight included
     timings: list
-    cpu: dict  # seconds by whom: daemons, workers, driver, containers, other
+    cpu: dict  # CPU seconds by whom over the makespan (first submit to last written): daemons, workers,
+    #            containers, engine, other; driver: the driver's over its whole command (its rusage)
     threads: int
 
+    @property
+    def span_s(self) -> float:
+        return makespan(self.timings)
+
     def cores(self, who: str) -> float:
-        return self.cpu[who] / self.wall_s
+        """Cores ``who`` took on average over the makespan (the driver: over its command's wall)."""
+        return self.cpu[who] / (self.wall_s if who == "driver" else self.span_s)
 
 
 def run(targets: tuple[str, ...], exp: Path, out: Path, threads: int) -> Run:
@@ -285,19 +317,22 @@ def run(targets: tuple[str, ...], exp: Path, out: Path, threads: int) -> Run:
     try:
         cmd = [sys.executable, "-m", "runner.cli", "sweep", str(exp), "--out", str(out), "--cluster", fleet.address]
         with CpuWatch() as watch:
+            t0 = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=ROOT, env=fleet.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                     text=True)
             stderr = proc.stderr.read()
             _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
             proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
         stop_cluster()
     if proc.returncode != 0:
         raise SystemExit(f"the sweep failed ({proc.returncode}):\n{stderr[-3000:]}")
-    cpu = {k: watch.seconds(k) for k in ("daemons", "workers", "containers", "engine")}
+    timings = json.loads((out / "fleet-timing.json").read_text())
+    # the driver's CPU is its whole command's (rusage); the rest is read over the speed-up's own window
+    cpu = watch.window(min(t["submitted"] for t in timings), max(t["written"] for t in timings))
     cpu["driver"] = usage.ru_utime + usage.ru_stime
-    cpu["other"] = max(0.0, watch.host_s - sum(cpu.values()) - watch.bench_s)
-    return Run(watch.wall_s, json.loads((out / "fleet-timing.json").read_text()), cpu, threads)
+    return Run(wall, timings, cpu, threads)
 
 
 def dispatch(timings: list[dict]) -> list[dict]:
@@ -328,20 +363,21 @@ def cores_available() -> int:
 
 
 def bounds(one: Run, two: Run, cores: int) -> dict[str, float]:
-    """What bounds the two-node speed-up, from one repeat's two runs.
+    """What bounds the two-node speed-up, from one repeat's two runs, each over its makespan.
 
-    ``left``: the cores the two-node run's containers could have had, the cores less what Ray's own processes,
-    its workers, the driver, the container engine and the host's other load took over that run's wall;
-    ``bound``: min(2, left / threads per group), the speed-up that many cores allows two containers of one
-    thread; ``ray_bound``: the same with Ray's processes alone taken out (what a quiet host would leave);
-    ``by_cores``: the speed-up the containers' CPU rates explain (cores the containers got in the two-node run
-    over the one-node run: equal work done at those rates)."""
+    Equal work (the containers' CPU seconds) done at c1 cores on one node and c2 on two takes a time ratio of
+    c2 / c1: ``by_cores``, the speed-up the containers' CPU rates explain. c2 is at most ``left``, the cores
+    less what Ray's own processes, its workers, the driver, the container engine and the host's other load
+    took over the two-node run, so the speed-up is at most ``bound`` = min(2, left / c1). ``ray_bound``: a
+    quiet host's, min(2, (cores - Ray's processes) / threads per group), each container then getting its
+    thread's core on one node."""
     taken = sum(two.cores(k) for k in ("daemons", "workers", "driver", "engine", "other"))
     ray_only = sum(two.cores(k) for k in ("daemons", "workers"))
     left = cores - taken
-    return {"left": left, "bound": min(2.0, left / two.threads),
+    c1 = one.cores("containers")
+    return {"left": left, "c1": c1, "bound": min(2.0, left / c1) if c1 else float("nan"),
             "ray_bound": min(2.0, (cores - ray_only) / two.threads),
-            "by_cores": two.cores("containers") / one.cores("containers") if one.cpu["containers"] else float("nan")}
+            "by_cores": two.cores("containers") / c1 if c1 else float("nan")}
 
 
 def main() -> int:
@@ -386,7 +422,7 @@ def main() -> int:
           f"for equal groups); wall to wall {spread([a.wall_s / b.wall_s for a, b in pairs])}")
     load = os.getloadavg()[0]
     print(f"  what bounds it on this host ({cores} cores, load average {load:.1f} at the end; CPU over each "
-          f"sweep's wall, in cores):")
+          f"run's makespan, in cores; the driver's over its command):")
     for label, index in (("one node", 0), ("two nodes", 1)):
         runs = [pair[index] for pair in pairs]
         print(f"    {label:9}: " + ", ".join(
@@ -395,12 +431,13 @@ def main() -> int:
                               ("driver", "driver"), ("containers", "containers"),
                               ("container engine (all users')", "engine"), ("other load", "other"))))
     b = [bounds(a, c, cores) for a, c in pairs]
+    print(f"    the containers' CPU rate, two nodes / one node: {spread([x['by_cores'] for x in b])} (the speed-up "
+          f"equal work at those rates gives)")
     print(f"    cores left to the two nodes' containers (cores - Ray - driver - engine - other load): "
-          f"{spread([x['left'] for x in b])}; bound min(2, left / {threads} thread per group): "
+          f"{spread([x['left'] for x in b])}; bound min(2, left / one node's container cores): "
           f"{spread([x['bound'] for x in b])}")
-    print(f"    bound from Ray's processes alone, min(2, (cores - Ray) / {threads} thread): "
-          f"{spread([x['ray_bound'] for x in b])}; the containers' CPU rate two nodes / one node: "
-          f"{spread([x['by_cores'] for x in b])} (the speed-up equal work at those rates gives)")
+    print(f"    quiet-host bound min(2, left / {threads} thread per group), with Ray's processes alone taken out of "
+          f"the {cores} cores: {spread([x['ray_bound'] for x in b])}")
     return 0
 
 

@@ -51,7 +51,7 @@ def benches(args: argparse.Namespace) -> list[tuple[Bench, list[str]]]:
         (Bench("sweep", "bench_sweep.py", (rf"^sweep efficiency: \(load \+ warm-up \+ inference\) / wall {NUMBER} %",
                                            r"^  where the wall went: ")), quick),
         (Bench("fleet", "bench_fleet.py", (rf"speed-up of two nodes over one: {NUMBER}",
-                                           rf"bound min\(2, left / \d+ thread per group\): {NUMBER}")), quick),
+                                           rf"bound min\(2, left / one node's container cores\): {NUMBER}")), quick),
     ]
     only = set(args.only.split(",")) if args.only else None
     skip = set(args.skip.split(",")) if args.skip else set()
