@@ -295,7 +295,7 @@ class Run:
     wall_s: float  # the sweep command's, connecting and preflight included
     timings: list
     cpu: dict  # CPU seconds by whom over the makespan (first submit to last written): daemons, workers,
-    #            containers, engine, other; driver: the driver's over its whole command (its rusage)
+    #            containers, engine, driver (its rusage at its mean rate), other
     threads: int
 
     @property
@@ -303,8 +303,8 @@ class Run:
         return makespan(self.timings)
 
     def cores(self, who: str) -> float:
-        """Cores ``who`` took on average over the makespan (the driver: over its command's wall)."""
-        return self.cpu[who] / (self.wall_s if who == "driver" else self.span_s)
+        """Cores ``who`` took on average over the makespan."""
+        return self.cpu[who] / self.span_s
 
 
 def run(targets: tuple[str, ...], exp: Path, out: Path, threads: int) -> Run:
@@ -329,9 +329,12 @@ def run(targets: tuple[str, ...], exp: Path, out: Path, threads: int) -> Run:
     if proc.returncode != 0:
         raise SystemExit(f"the sweep failed ({proc.returncode}):\n{stderr[-3000:]}")
     timings = json.loads((out / "fleet-timing.json").read_text())
-    # the driver's CPU is its whole command's (rusage); the rest is read over the speed-up's own window
-    cpu = watch.window(min(t["submitted"] for t in timings), max(t["written"] for t in timings))
-    cpu["driver"] = usage.ru_utime + usage.ru_stime
+    # the rest is read over the speed-up's own window; the driver's CPU is its whole command's (rusage), taken
+    # at its mean rate over that window, and out of "other", which held it
+    first, last = min(t["submitted"] for t in timings), max(t["written"] for t in timings)
+    cpu = watch.window(first, last)
+    cpu["driver"] = (usage.ru_utime + usage.ru_stime) * min(1.0, (last - first) / wall)
+    cpu["other"] = max(0.0, cpu["other"] - cpu["driver"])
     return Run(wall, timings, cpu, threads)
 
 
@@ -422,7 +425,7 @@ def main() -> int:
           f"for equal groups); wall to wall {spread([a.wall_s / b.wall_s for a, b in pairs])}")
     load = os.getloadavg()[0]
     print(f"  what bounds it on this host ({cores} cores, load average {load:.1f} at the end; CPU over each "
-          f"run's makespan, in cores; the driver's over its command):")
+          f"run's makespan, in cores):")
     for label, index in (("one node", 0), ("two nodes", 1)):
         runs = [pair[index] for pair in pairs]
         print(f"    {label:9}: " + ", ".join(
