@@ -53,7 +53,8 @@ def benches(args: argparse.Namespace) -> list[tuple[Bench, list[str]]]:
         (Bench("stream", "bench_stream.py",
                (rf"^stream pacing jitter .* p99 {NUMBER} ms, .* p99/target {NUMBER}",
                 rf"^stream machinery CPU share: .* = {NUMBER} %; share/target {NUMBER}")), quick),
-        (Bench("fleet", "bench_fleet.py", (rf"speed-up of two nodes over one: {NUMBER}",)), quick),
+        (Bench("fleet", "bench_fleet.py", (rf"speed-up of two nodes over one: {NUMBER}",
+                                           rf"bound min\(2, left / one node's container cores\): {NUMBER}")), quick),
     ]
     only = set(args.only.split(",")) if args.only else None
     skip = set(args.skip.split(",")) if args.skip else set()

@@ -15,9 +15,9 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .commands.completion import enable as enable_completion
 from .errors import Interrupted, UserError, interrupt_exit_code
 from .trust.untrusted import visible
 
@@ -60,6 +60,18 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the installed version, read (importlib.metadata, tens of ms) only when asked for, not at
+    every start."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        print(f"edgeasr {_version()}")
+        parser.exit()
+
+
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -82,13 +94,33 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
     return common
 
 
-def _parser() -> argparse.ArgumentParser:
+def command_named(argv: Sequence[str]) -> str | None:
+    """The command a command line names: its first word that is not an option (the top-level options take no
+    value), None where there is none or it names no command (argparse then says so)."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def _parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line's parser; ``commands`` limits the subcommands whose options are added (their
+    modules imported) to those named, None meaning all.
+
+    Why: each command's module imports what it runs (docker, numpy, the report's matplotlib); ``main`` adds only
+    the command being run, so ``edgeasr --help`` or ``edgeasr sweep`` does not pay the other commands' imports
+    at every start (tests/unit/test_cli_imports.py pins it)."""
+    wanted = None if commands is None else set(commands)
     parser = _Parser(prog="edgeasr", description="Benchmark ASR models where they will be deployed.",
                      parents=[_common(True)])
-    parser.add_argument("--version", action="version", version=f"edgeasr {_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text, parents=[_common(False)])
+        if wanted is not None and name not in wanted:
+            continue
         module = importlib.import_module(f"runner.commands.{name.replace('-', '_')}")
         module.add_arguments(p)
         if name == "run":
@@ -148,9 +180,14 @@ def _write_debug_log(text: str) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    enable_completion(parser)  # shell completion when argcomplete is installed; nothing otherwise
-    _Parser.json_wanted = "--json" in (sys.argv[1:] if argv is None else argv)
+    words = sys.argv[1:] if argv is None else argv
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: every command's options, then exit
+        from .commands.completion import enable as enable_completion
+
+        enable_completion(_parser())  # argcomplete answers and exits; nothing happens without argcomplete
+    command = command_named(words)
+    parser = _parser([command] if command else [])
+    _Parser.json_wanted = "--json" in words
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     as_json = bool(getattr(args, "json", False))

@@ -30,8 +30,6 @@ from ..launch.engines import ENGINES
 from ..models.resolve import default_models_dir
 from ..launch.paths import home_problem
 from ..plan import GroupJob
-from ..report.make import make_report
-from ..report.worst import TOP_N
 from ..results import write_json_atomic
 from ..sweep import TIMING_FILE, LocalOptions, SweepOptions, SweepOutcome, SweepStart, Todo, local_sweep
 from ..telemetry.energy.live import live_power_text
@@ -89,7 +87,13 @@ def print_outcome(outcome: SweepOutcome, console: Console, target: bool = False)
 
 def draw_report(out: Path, console: Console) -> None:
     """Print the sweep's table (on the sweep's console, stderr) and draw the report (figures, report.html)
-    from the results just written."""
+    from the results just written.
+
+    The report's modules (matplotlib: about a second of CPU to import) are imported here, at the end, not when
+    the sweep starts (tests/unit/test_cli_imports.py)."""
+    from ..report.make import make_report
+    from ..report.worst import TOP_N
+
     try:
         make_report([out], fmt="table", quiet=console.quiet, console=console, worst=TOP_N)
     except UserError as exc:
