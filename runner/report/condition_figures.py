@@ -430,7 +430,11 @@ def metrics_vs_axis(rows: Sequence[AggregateRow], path: str, out_dir: Path) -> F
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
         ax.margins(x=0.08)
-    axes[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), title="model / quant", frameon=False)
+    # the legend from a panel that drew a series (the last one may have none: a figure without RAM, say)
+    handles, labels = next((hl for hl in (a.get_legend_handles_labels() for a in axes) if hl[0]), ([], []))
+    if handles:
+        axes[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="model / quant",
+                        frameon=False)
     fig.suptitle(title)
     save(fig, out, [CI_NOTE.replace("bars and points", "points"), *dict.fromkeys(notes), *failure_notes(clean)])
     return FigureResult(out, title)
