@@ -2,7 +2,8 @@
 
 The folder's Dockerfile is pocketsphinx's x86 one with the name replaced, so that it carries whatever the image
 rules ask of every backend (the shared entrypoint, the contract and versions labels); its requirements are
-pocketsphinx's pins without the library (numpy, soundfile, soxr: what the entrypoint itself needs); its adapter's
+pocketsphinx's pins without the library (numpy; soundfile and soxr, which the entrypoint itself needs too, come
+from containers/common/shared-requirements.txt as for every backend image); its adapter's
 transcribe() returns a fixed string and its info() returns versions. The backend is x86-only: its row names one
 platform and its folder holds one Dockerfile, as a CPU library's would.
 

@@ -98,19 +98,42 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+#: The pins every backend image (and its parents) shares, in one file: requirements_text adds them to each image's
+#: requirements, build_args passes them to the CUDA/Jetson variants as SHARED_PINS.
+SHARED_REQUIREMENTS = CONTAINERS_DIR / "common" / "shared-requirements.txt"
+
+
+def shares_pins(image: ImageDef) -> bool:
+    """Whether an image installs the shared pins: every image but the host runner's (no backend: no soxr)."""
+    return image.name != RUNNER_IMAGE.name
+
+
+def shared_pins(overrides: dict[str, str] | None = None) -> str:
+    """The shared pins as pip arguments (`name==version ...`, with any `--set` version): the SHARED_PINS build
+    argument of the CUDA/Jetson variants, which install them with their own pip."""
+    pins = pinned_versions(SHARED_REQUIREMENTS)
+    return " ".join(f"{n}=={(overrides or {}).get(n, v)}" for n, v in pins.items())
+
+
 def requirements_text(image: ImageDef, overrides: dict[str, str] | None = None) -> str:
-    """The image's requirements.txt with each `--set` pin put in its line; an unpinned name is refused.
+    """The image's requirements.txt, followed by the shared pins (SHARED_REQUIREMENTS) for every image but the
+    runner's, with each `--set` pin put in its line; an unpinned name is refused.
 
     Only pinned packages can be swapped: a name the file does not pin would be a package the image does
     not have, and its label would claim it.
     """
     text = image.requirements.read_text()
+    if shares_pins(image):  # just the pin lines, last: the file an image installed before, byte for byte (and cache)
+        text += "".join(f"{line}\n" for line in SHARED_REQUIREMENTS.read_text().splitlines() if _PIN.match(line))
     if not overrides:
         return text
     pinned = pinned_versions(text)
     unknown = sorted(set(overrides) - set(pinned))
     if unknown:
-        raise UserError(f"--set {', '.join(unknown)}: not pinned in {image.requirements.relative_to(CONTAINERS_DIR.parent)}"
+        where = image.requirements.relative_to(CONTAINERS_DIR.parent)
+        if shares_pins(image):
+            where = f"{where} or {SHARED_REQUIREMENTS.relative_to(CONTAINERS_DIR.parent)}"
+        raise UserError(f"--set {', '.join(unknown)}: not pinned in {where}"
                         f"; the pinned packages of {image.name} are {', '.join(pinned)}")
     lines = []
     for line in text.splitlines():
@@ -132,7 +155,7 @@ def versions_label(backend: ImageDef, overrides: dict[str, str] | None = None) -
 
 
 def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | None,
-               platform: str = "x86") -> dict[str, str]:
+               platform: str = "x86", overrides: dict[str, str] | None = None) -> dict[str, str]:
     """The build arguments of one image: wheelhouse, version label, base, and for a backend the contract version
     it speaks (edgeasr_entrypoint/contract.py) and the platform of the variant built (runner/host/platforms.py):
     the Dockerfile's one LABEL step turns them into labels, with the backend named by the image's own
@@ -143,6 +166,10 @@ def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | N
     if isinstance(image, Backend):
         args["EDGEASR_CONTRACT"] = str(CONTRACT_VERSION)
         args["EDGEASR_PLATFORM"] = platform
+        # The CUDA/Jetson variants install the shared pins with their own pip (x86: its requirements.txt); a
+        # JetPack 5 variant keeps its base's own builds and pins nothing.
+        if platform != "x86" and not PLATFORMS[platform].versions_file:
+            args["SHARED_PINS"] = shared_pins(overrides)
     if base is not None:
         args["BASE_IMAGE"] = base
     for name in INDEX_ARGS:  # the host's own choice of index, never one written here (Dockerfile.jetson*)
@@ -232,8 +259,8 @@ def child_extras(image: ImageDef) -> list[str]:
     on top of the torch stack). Empty for an image whose parent holds everything."""
     if image.parent is None:
         return []
-    parent = pinned_versions(IMAGES[image.parent].requirements)
-    return [f"{n}=={v}" for n, v in pinned_versions(image.requirements).items() if n not in parent]
+    parent = pinned_versions(requirements_text(IMAGES[image.parent]))
+    return [f"{n}=={v}" for n, v in pinned_versions(requirements_text(image)).items() if n not in parent]
 
 
 def _wheel_options(image: ImageDef) -> list[str]:
@@ -305,7 +332,7 @@ def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only:
     if only is not None and backend.parent:
         # The extras resolved together with the parent's pins, less what the parent's resolution installs: a
         # dependency on the parent's torch must not fetch the torch stack again (gigabytes) into this wheelhouse.
-        parent = IMAGES[backend.parent].requirements.read_text()
+        parent = requirements_text(IMAGES[backend.parent])
         held = resolve_pins(backend, parent)
         wanted = resolve_pins(backend, parent + "\n" + text)
         text = "".join(f"{n}=={v}\n" for n, v in wanted.items() if held.get(n) != v)
@@ -318,16 +345,20 @@ def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only:
 
 
 def _context(backend: ImageDef, overrides: dict[str, str] | None = None) -> IO[bytes]:
-    """The containers/ folder as a tar, without wheelhouses (they are served, not sent) or caches; with
-    `--set` pins, the image's requirements.txt in it is the rewritten one (the checkout is not touched)."""
+    """The containers/ folder as a tar, without wheelhouses (they are served, not sent) or caches; each image's
+    requirements.txt in it is the assembled one (requirements_text: the shared pins added, and for
+    ``backend`` its `--set` pins), so a Dockerfile's `COPY <image>/requirements.txt` installs everything (the
+    checkout is not touched)."""
     skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in IMAGES.values()}
+    requirements_of = {i.requirements: i for i in [*IMAGES.values(), backend] if shares_pins(i)}
     buf = tempfile.TemporaryFile()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for path in sorted(CONTAINERS_DIR.rglob("*")):
             if any(parent in skip for parent in [path, *path.parents]) or "__pycache__" in path.parts:
                 continue
-            if overrides and path == backend.requirements:
-                data = requirements_text(backend, overrides).encode()
+            image = requirements_of.get(path)
+            if image is not None:  # what the image installs: its own pins, the shared ones and any `--set`
+                data = requirements_text(image, overrides if image is backend else None).encode()
                 info = tar.gettarinfo(str(path), arcname=path.relative_to(CONTAINERS_DIR).as_posix())
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
@@ -358,6 +389,7 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
     try:
         with _context(backend, overrides) as context, serve_wheelhouse(wheels) as url:
             buildargs = build_args(backend, wheels_url=url if has_wheels else "", base=base, platform=platform,
+                                   overrides=overrides,
                                    versions=versions_label(backend, overrides) if versions is None else versions)
             stream = client.api.build(
                 fileobj=context, custom_context=True,

@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..backends import CONTAINERS_DIR, IMAGES, ImageDef
 from ..errors import UserError
-from .build import parse_versions_label, pinned_versions
+from .build import parse_versions_label, pinned_versions, requirements_text
 
 NOT_REACHABLE = "index not reachable"
 _HELD = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)\s*==[^#]*#\s*held:\s*(.+?)\s*$")
@@ -70,7 +70,7 @@ def requirement_pins(images: Iterable[ImageDef]) -> list[Pin]:
     """Every `==` pin of each image's requirements.txt."""
     pins = []
     for image in images:
-        text = image.requirements.read_text()
+        text = requirements_text(image)  # its own pins and the shared ones
         held = held_reasons(text)
         for lib, version in pinned_versions(text).items():
             pins.append(Pin(image=image.name, source="requirements.txt", library=lib, pinned=version,

@@ -115,7 +115,8 @@ def test_backend_images_are_built_with_the_contract_version_and_their_platform(m
         monkeypatch.delenv(name, raising=False)
     args = build_args(backend, wheels_url="", versions="x=1", base="b:1", platform="jetson-r36")
     assert args == {"WHEELS_URL": "", "EDGEASR_VERSIONS": "x=1", "EDGEASR_CONTRACT": str(CONTRACT_VERSION),
-                    "EDGEASR_PLATFORM": "jetson-r36", "BASE_IMAGE": "b:1"}
+                    "EDGEASR_PLATFORM": "jetson-r36", "BASE_IMAGE": "b:1",
+                    "SHARED_PINS": "soundfile==0.14.0 soxr==1.1.0"}  # containers/common/shared-requirements.txt
     assert build_args(backend, wheels_url="", versions="", base=None)["EDGEASR_PLATFORM"] == "x86"
     runner_args = build_args(RUNNER_IMAGE, wheels_url="", versions="", base=None)
     assert "EDGEASR_CONTRACT" not in runner_args and "EDGEASR_PLATFORM" not in runner_args

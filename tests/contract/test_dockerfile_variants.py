@@ -90,9 +90,10 @@ def copy_sources_and_dest(args: str) -> tuple[list[str], str, dict[str, str]]:
 
 
 def requirement_pins(folder: str) -> dict[str, str]:
-    """Pins of the backend's requirements.txt and, where the image is built on a parent image (torch-base),
+    """Pins of the backend's requirements.txt, the pins every backend image shares
+    (containers/common/shared-requirements.txt) and, where the image is built on a parent image (torch-base),
     the parent's: the versions every variant must agree with."""
-    files = [CONTAINERS / folder / "requirements.txt"]
+    files = [CONTAINERS / folder / "requirements.txt", CONTAINERS / "common" / "shared-requirements.txt"]
     backend = BACKENDS.get(folder)
     if backend is not None and backend.parent:
         files.append(IMAGES[backend.parent].requirements)
@@ -300,12 +301,16 @@ def test_variant_header_says_how_to_build_it_and_what_it_cannot_do(path):
     header = df.header()
     default = next(i.args.partition("=")[2] for i in df.all("ARG") if i.args.startswith("BASE_IMAGE="))
     command = re.search(rf"docker build -f containers/{re.escape(df.folder)}/{re.escape(path.name)}"
-                        rf"\s+--build-arg BASE_IMAGE=(\S+)\s+-t (edgeasr/{re.escape(df.folder)}:\S+) containers\b",
+                        rf"\s+--build-arg BASE_IMAGE=(\S+)"
+                        rf"(\s+--build-arg SHARED_PINS=\"\$\(grep -v '\^#' containers/common/shared-requirements.txt\)\")?"
+                        rf"\s+-t (edgeasr/{re.escape(df.folder)}:\S+) containers\b",
                         header)
     assert command, "the header must hold the exact build command (docker build -f ... -t edgeasr/<b>:<tag> containers)"
     assert command.group(1) == default, "the build command's BASE_IMAGE is the ARG's default"
+    assert bool(command.group(2)) == ("${SHARED_PINS" in df.text), \
+        "a variant that installs the shared pins says how to pass them (--build-arg SHARED_PINS=...)"
     platform = PLATFORM_OF_SUFFIX[df.suffix]
-    assert command.group(2).split(":")[1].startswith(platform), f"tag {command.group(2)} is not a {platform} tag"
+    assert command.group(3).split(":")[1].startswith(platform), f"tag {command.group(3)} is not a {platform} tag"
     assert "Known limits" in header
     assert "not built" in header, "say plainly what was not built or run"
 

@@ -22,7 +22,7 @@ FW = BACKENDS["faster-whisper"]
 
 
 def test_set_rewrites_the_pin_and_the_versions_label():
-    pinned = pinned_versions(FW.requirements)
+    pinned = pinned_versions(requirements_text(FW))  # its own pins and the shared ones
     overrides = parse_overrides(["CTranslate2=4.6.0"])
     assert overrides == {"ctranslate2": "4.6.0"}
     text = requirements_text(FW, overrides)
@@ -51,7 +51,7 @@ def test_set_changes_the_build_context_not_the_checkout():
             sent = tar.extractfile("faster-whisper/requirements.txt").read().decode()
             other = tar.extractfile("whisperx/requirements.txt").read().decode()
     assert pinned_versions(sent)["ctranslate2"] == "4.6.0"
-    assert other == IMAGES["whisperx"].requirements.read_text()  # another image's file is left as it is
+    assert other == requirements_text(IMAGES["whisperx"])  # another image's: its own pins and the shared ones only
     assert FW.requirements.read_text() == before
 
 
@@ -109,7 +109,7 @@ def test_an_unreachable_index_gives_a_line_per_pin_and_exit_0(monkeypatch, capsy
     args = argparse.Namespace(images=["faster-whisper"], offline=False, json=False)
     assert freshness.main(args) == 0
     out = capsys.readouterr().out.splitlines()
-    pinned = pinned_versions(FW.requirements)
+    pinned = pinned_versions(requirements_text(FW))  # its own pins and the shared ones
     assert len(out) == 1 + len(pinned)
     assert all(NOT_REACHABLE in line for line in out[1:])
 
