@@ -23,7 +23,7 @@ from helpers import ROOT
 from edgeasr_entrypoint.contract import CONTRACT_VERSION, Event, EventRecord, TranscriptRecord
 from runner.launch.docker_engine import BindMount, run_container
 from runner.launch.hardening import CACHE_ENV, Hardening
-from runner.metrics import error_counts, normalize
+from runner.scoring.metrics import error_counts, normalize
 
 pytestmark = pytest.mark.e2e
 
