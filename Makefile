@@ -26,14 +26,17 @@ DATA       ?=
 OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
-# x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6); auto-detected as
-# runner/host/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
-# picks jetson-r35 or jetson-r36, else x86. PLATFORM=jetson means this board's release.
+# x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5), jetson-r36 (JetPack 6) or arm64 (CPU: Raspberry Pi 5,
+# Graviton); auto-detected as runner/host/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release
+# (`# R35 (release), ...`) picks jetson-r35 or jetson-r36, another aarch64 machine (MACHINE, `uname -m`) is
+# arm64, else x86. PLATFORM=jetson means this board's release. PLATFORM=arm64 on an x86 host builds and runs the
+# arm64 images under emulation (qemu-user-static; README, arm64).
 TEGRA_RELEASE ?= /etc/nv_tegra_release
+MACHINE    ?= $(shell uname -m)
 L4T_MAJOR  := $(shell sed -n '1s/^\# *R\([0-9][0-9]*\) (release).*/\1/p' $(TEGRA_RELEASE) 2>/dev/null)
-PLATFORM   ?= $(if $(wildcard $(TEGRA_RELEASE)),jetson,x86)
+PLATFORM   ?= $(if $(wildcard $(TEGRA_RELEASE)),jetson,$(if $(filter aarch64 arm64,$(MACHINE)),arm64,x86))
 PLATFORM_NAME := $(if $(filter jetson,$(PLATFORM)),jetson-r$(L4T_MAJOR),$(PLATFORM))
-PLATFORM_TAG := $(if $(filter jetson-%,$(PLATFORM_NAME)),$(PLATFORM_NAME),$(if $(filter cuda,$(PLATFORM_NAME)),cuda,latest))
+PLATFORM_TAG := $(if $(filter jetson-% cuda arm64,$(PLATFORM_NAME)),$(PLATFORM_NAME),latest)
 ARGS       ?=
 EXPERIMENT ?= smoke
 RESULTS    ?= results/sweeps/$(EXPERIMENT)

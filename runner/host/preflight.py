@@ -122,12 +122,14 @@ def gpu_runtime(info: dict[str, Any], which=shutil.which) -> GpuRuntime:
                       hook=which(NVIDIA_HOOK), cdi_specs=_cdi_specs(dirs), cdi_dirs=dirs)
 
 
-def platform_facts(release: Path | None = None) -> tuple[str, str]:
-    """(platform, how it was told): a Jetson by its L4T release file, else x86 by the absence of one."""
+def platform_facts(release: Path | None = None, machine: str | None = None) -> tuple[str, str]:
+    """(platform, how it was told): a Jetson by its L4T release file, else arm64 or x86 by the machine
+    (``machine``: `uname -m`, this host's when None)."""
     path = release or platforms.TEGRA_RELEASE
     line = platforms.l4t_release_line(path)
     if line is None:
-        return "x86", f"no L4T release file ({path}): not a Jetson; machine {_platform.machine()}"
+        machine = machine or _platform.machine()
+        return platforms.detect_platform(path, machine), f"no L4T release file ({path}): not a Jetson; machine {machine}"
     try:
         name = platforms.jetson_platform(path)
     except UserError as exc:
