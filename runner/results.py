@@ -129,9 +129,12 @@ class Summary:
     unavailable: dict[str, str] = field(default_factory=dict)
     host_load: dict[str, Any] | None = None  # how busy the host was around the condition (runner/host/load.py)
     condition: dict[str, Any] | None = None  # the condition's block (runner/tables.condition_block)
+    #: Set where the image's CPU architecture is not the host's (runner/host/platforms.emulation_record): the run
+    #: was emulated (qemu), so its speed and energy are the emulator's, never a device's. None: native.
+    emulation: dict[str, str] | None = None
 
     #: Written only where set, so summaries without them keep the keys they always had.
-    _OPTIONAL = ("power", "host_load", "condition")
+    _OPTIONAL = ("power", "host_load", "condition", "emulation")
 
     def unavailable_because(self, reasons: dict[str, str], **changes: Any) -> Summary:
         """A copy with ``changes`` and these reasons added to ``unavailable`` (a later reason for a name wins)."""

@@ -149,6 +149,24 @@ def is_emulated(image_arch: str | None, machine: str | None = None) -> bool:
     return bool(image_arch) and host_arch(image_arch) != host_arch(machine)
 
 
+def emulation_record(image_arch: str | None, machine: str | None = None) -> dict[str, str] | None:
+    """What a run's summary records (its ``emulation`` block) when an image of ``image_arch`` runs on this host
+    (``machine``: `uname -m`, this host's when None) under emulation, else None: its speed and energy are then the
+    emulator's, never figures of a device of that architecture."""
+    if not is_emulated(image_arch, machine):
+        return None
+    host = ARCHES.get(host_arch(machine), machine or _platform.machine())
+    return {"image_arch": str(image_arch), "host_machine": host, "emulator": "qemu-user (binfmt_misc)",
+            "note": f"speed and energy are of {image_arch} emulated on {host}, not of an {image_arch} device"}
+
+
+def emulated_text(record: dict | None) -> str | None:
+    """``"arm64 emulated on x86_64"`` for a summary's ``emulation`` block, None for a native run."""
+    if not isinstance(record, dict) or not record.get("image_arch"):
+        return None
+    return f"{record['image_arch']} emulated on {record.get('host_machine') or 'another CPU'}"
+
+
 def resolve_platform(name: str, path: Path | None = None, machine: str | None = None) -> str:
     """A platform name as a user gives it: `auto` (detect), `jetson` (this board's release) or a table name."""
     if name == "auto":

@@ -290,9 +290,25 @@ def _wheel_options(image: ImageDef, arch: str = "amd64") -> list[str]:
     return options
 
 
-def _pip(image: ImageDef, args: list[str]) -> None:
-    """Run pip on the host for ``image``'s wheelhouse; UserError with pip's last line when it fails."""
-    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+#: pip run as if on another machine: `--platform` picks the wheels' tags, but pip evaluates the requirements'
+#: environment markers for the machine it runs on, so torch's `triton; platform_machine == "x86_64"` and its
+#: nvidia-* wheels would be fetched for an aarch64 image (and fail: triton has no aarch64 wheel of that version).
+#: The markers' machine is the target's (platform.machine, read once by pip's marker environment).
+_PIP_AS_MACHINE = ("import platform, runpy, sys; machine = sys.argv.pop(1); platform.machine = lambda: machine; "
+                   "sys.argv[0] = 'pip'; runpy.run_module('pip', run_name='__main__', alter_sys=True)")
+
+
+def pip_command(args: list[str], arch: str = "amd64") -> list[str]:
+    """The host's pip with ``args``, its environment markers evaluated for ``arch``'s machine where that is not
+    the host's (_PIP_AS_MACHINE)."""
+    if arch == host_arch():
+        return [sys.executable, "-m", "pip", *args]
+    return [sys.executable, "-c", _PIP_AS_MACHINE, ARCHES[arch], *args]
+
+
+def _pip(image: ImageDef, args: list[str], arch: str = "amd64") -> None:
+    """Run pip on the host for ``image``'s wheelhouse of ``arch``; UserError with pip's last line when it fails."""
+    proc = subprocess.run(pip_command(args, arch), capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"could not fill the wheelhouse for {image.name}: {last}")
@@ -313,7 +329,7 @@ def pack_source_only(image: ImageDef, pins: dict[str, str], log: Callable[[str],
             continue
         log(f"{image.name}: packing {name}=={version} (a pure-Python source distribution) into a wheel")
         house.mkdir(parents=True, exist_ok=True)
-        _pip(image, ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(house), f"{name}=={version}"])
+        _pip(image, ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(house), f"{name}=={version}"], arch)
         built = [p.name for p in house.glob("*.whl") if p.name.lower().startswith(stem.lower())]
         if not built or not all(n.endswith(("-py3-none-any.whl", "-py2.py3-none-any.whl")) for n in built):
             raise UserError(f"{image.name}: {name}=={version} is not pure Python ({', '.join(built) or 'no wheel'}); "
@@ -328,7 +344,7 @@ def resolve_pins(image: ImageDef, requirements: str, arch: str = "amd64") -> dic
         req, report = Path(tmp) / "requirements.txt", Path(tmp) / "report.json"
         req.write_text(requirements)
         _pip(image, ["install", "--quiet", "--dry-run", "--ignore-installed", "--target", str(Path(tmp) / "t"),
-                     "--report", str(report), *_wheel_options(image, arch), "-r", str(req)])
+                     "--report", str(report), *_wheel_options(image, arch), "-r", str(req)], arch)
         entries = json.loads(report.read_text()).get("install", [])
     return {_normalize(e["metadata"]["name"]): e["metadata"]["version"] for e in entries}
 
@@ -364,7 +380,7 @@ def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only:
         req = Path(tmp) / "requirements.txt"
         req.write_text(text)
         _pip(backend, ["download", "--quiet", *_wheel_options(backend, arch), "--dest", str(house),
-                       "-r", str(req), *(["--no-deps"] if no_deps else [])])
+                       "-r", str(req), *(["--no-deps"] if no_deps else [])], arch)
 
 
 def _context(backend: ImageDef, overrides: dict[str, str] | None = None) -> IO[bytes]:

@@ -20,7 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..untrusted import csv_text, line, markdown
-from .aggregate import CV_DISAGREE, ENERGY_METRICS, RUN_FAILED, AggregateRow, Stat
+from ..wording import plural
+from .aggregate import CV_DISAGREE, EMULATED_METRICS, ENERGY_METRICS, RUN_FAILED, AggregateRow, Stat
 from .records import GroupKey, KeyNames, axes_that_vary, constant_axes, format_axis_value, versions_that_vary
 
 UNAVAILABLE = "unavailable"
@@ -149,6 +150,16 @@ def runs_cell(row: AggregateRow, notes: _Notes) -> Cell:
     return Cell(text, note)
 
 
+def emulated_warning(rows: Sequence[AggregateRow]) -> str | None:
+    """One line when some condition ran emulated (an image of another CPU, under qemu), or None."""
+    emulated = list(dict.fromkeys(r.emulated for r in rows if r.emulated))
+    if not emulated:
+        return None
+    return (f"warning: {plural(sum(1 for r in rows if r.emulated), 'condition')} ran emulated "
+            f"({', '.join(emulated)}): their speed and energy, marked (emulated), are the emulator's, not a device's; "
+            "their WER is the model's")
+
+
 def busy_warning(rows: Sequence[AggregateRow]) -> str | None:
     """One line when some condition ran while the host was busy, or None."""
     n = sum(r.n_busy for r in rows)
@@ -188,6 +199,9 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     busy = busy_warning(rows)
     if busy:
         remarks.append(busy)
+    emulated = emulated_warning(rows)
+    if emulated:
+        remarks.append(emulated)
     keys = [r.key for r in rows]
     names = KeyNames.of(keys)
     varying = [k for k in OPTIONAL_KEYS if len({_identity(key, k) for key in keys}) > 1]
@@ -221,8 +235,10 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
             why = unavailable_note(stat)
             if stat.disagree:
                 why = f"{why}; {DISAGREE_NOTE}" if why else DISAGREE_NOTE
-            cells.append(Cell(format_stat(stat, col.scale, col.digits), notes.number(why) if why else None,
-                              unavailable=stat.mean is None))
+            text = format_stat(stat, col.scale, col.digits)
+            if row.emulated and col.metric in EMULATED_METRICS and stat.mean is not None:
+                text += " (emulated)"  # never a device's figure (emulated_warning says whose)
+            cells.append(Cell(text, notes.number(why) if why else None, unavailable=stat.mean is None))
         table_rows.append(tuple(cells))
     return TableModel(title=title, subtitle=subtitle, headers=(*key_headers, *(c.header for c in columns)),
                       n_key_columns=len(key_headers), rows=tuple(table_rows), notes=notes.texts(),

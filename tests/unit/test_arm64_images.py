@@ -41,9 +41,10 @@ def test_the_arm64_wheelhouse_asks_pip_for_aarch64_wheels(monkeypatch, tmp_path)
     fw = BACKENDS["faster-whisper"]
     monkeypatch.setattr(type(fw), "wheelhouse", property(lambda self: tmp_path / self.name))
     calls = []
-    monkeypatch.setattr(images, "_pip", lambda image, args: calls.append(args))
+    monkeypatch.setattr(images, "_pip", lambda image, args, arch="amd64": calls.append((args, arch)))
     images.fill_wheelhouse(fw, log=lambda m: None, arch="arm64")
-    (download,) = calls
+    ((download, arch),) = calls
+    assert arch == "arm64"  # its markers evaluated for aarch64 (pip_command)
     plats = [download[i + 1] for i, a in enumerate(download) if a == "--platform"]
     assert plats and all(p.endswith("_aarch64") for p in plats)
     assert download[download.index("--dest") + 1] == str(tmp_path / "faster-whisper" / "aarch64-py3.11")
@@ -124,3 +125,24 @@ def test_the_x86_build_is_unchanged_by_the_arm64_row(monkeypatch, tmp_path):
     make.build_images(object(), make.BuildRequest(names=("onnxruntime",), log_dir=tmp_path), log=lambda m: None)
     assert built == [("edgeasr/torch-base:2.8", None), ("edgeasr/onnxruntime:latest", None)]
     assert IMAGES["torch-base"].image == "edgeasr/torch-base:2.8"
+
+
+def test_pip_for_another_machine_evaluates_markers_for_it(monkeypatch):
+    """pip evaluates a requirement's environment markers for the machine it runs on, whatever --platform says:
+    torch's `triton; platform_machine == "x86_64"` was fetched for the arm64 wheelhouse (and failed). pip run by
+    pip_command for arm64 takes aarch64 as its machine; for the host's architecture it is plain `python -m pip`."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(images, "host_arch", lambda machine=None: "amd64")
+    assert images.pip_command(["--version"]) == [sys.executable, "-m", "pip", "--version"]
+    probe = ("from pip._vendor.packaging.markers import Marker; "
+             "print(Marker(\"platform_machine == 'x86_64'\").evaluate())")
+    cmd = images.pip_command(["--version"], "arm64")
+    code = cmd[cmd.index("-c") + 1].replace("runpy.run_module('pip', run_name='__main__', alter_sys=True)", probe)
+    out = subprocess.run([sys.executable, "-c", code, "aarch64"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    out = subprocess.run([sys.executable, "-c", code, "x86_64"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+    version = subprocess.run(cmd, capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("pip ")

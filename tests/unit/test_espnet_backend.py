@@ -298,7 +298,7 @@ def test_the_wheelhouse_is_filled_for_the_images_python(monkeypatch, tmp_path):
     monkeypatch.setattr(type(es), "wheelhouse", property(lambda self: tmp_path / self.name))
     calls = []
 
-    def pip(image, args):
+    def pip(image, args, arch="amd64"):
         calls.append(args)
         if args[0] == "wheel":  # into the wheelhouse's key (x86_64-py3.13)
             house = Path(args[args.index("--wheel-dir") + 1])
@@ -323,7 +323,7 @@ def test_a_source_only_package_that_is_not_pure_python_is_refused(monkeypatch, t
     es = BACKENDS["espnet"]
     monkeypatch.setattr(type(es), "wheelhouse", property(lambda self: tmp_path / self.name))
 
-    def pip(image, args):
+    def pip(image, args, arch="amd64"):
         house = Path(args[args.index("--wheel-dir") + 1])
         house.mkdir(parents=True, exist_ok=True)
         (house / "antlr4_python3_runtime-4.9.3-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
