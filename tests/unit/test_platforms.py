@@ -283,3 +283,19 @@ def test_the_makefile_picks_arm64_on_an_aarch64_host_without_l4t(tmp_path):
     assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=none, PLATFORM="arm64") == "arm64"
     # a Jetson's CPU is aarch64 too: its L4T release wins
     assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=str(RELEASES / "r36.4.0"), MACHINE="aarch64") == "jetson-r36"
+
+
+def test_make_run_platform_arm64_on_x86_runs_the_arm64_image(tmp_path):
+    """`make run PLATFORM=arm64` on an x86 host: the runner would pick this host's image, so the Makefile names the
+    arm64 one (`edgeasr images tag --platform arm64`) and ensure-image builds that platform's; on a Pi (arm64
+    detected) and without PLATFORM nothing is added; an IMAGE the user gave wins."""
+    none = str(tmp_path / "none")
+    flags = make_variable("RUN_FLAGS", TEGRA_RELEASE=none, MACHINE="x86_64", PLATFORM="arm64",
+                          BACKEND="pocketsphinx").split()
+    assert flags[flags.index("--image") + 1] == "edgeasr/pocketsphinx:arm64"
+    assert make_variable("PLATFORM_FLAG", TEGRA_RELEASE=none, MACHINE="x86_64", PLATFORM="arm64") == "--platform arm64"
+    assert "--image" not in make_variable("RUN_FLAGS", TEGRA_RELEASE=none, MACHINE="aarch64").split()
+    assert make_variable("PLATFORM_FLAG", TEGRA_RELEASE=none, MACHINE="aarch64") == ""
+    assert make_variable("PLATFORM_FLAG", TEGRA_RELEASE=none, MACHINE="x86_64") == ""
+    mine = make_variable("RUN_FLAGS", TEGRA_RELEASE=none, MACHINE="x86_64", PLATFORM="arm64", IMAGE="my/i:1").split()
+    assert mine.count("--image") == 1 and mine[mine.index("--image") + 1] == "my/i:1"
