@@ -73,7 +73,7 @@ class HostCaps:
     ``engine_problem`` says why); ``runtime`` is None when the engine was not asked."""
 
     machine: str
-    platform: str  # x86 / jetson-r35 / jetson-r36, or "unknown" (platform_how says why)
+    platform: str  # x86 / arm64 / jetson-r35 / jetson-r36, or "unknown" (platform_how says why)
     platform_how: str  # how it was told, in words
     jetson: bool
     nvidia_driver: bool  # the driver's control node exists (x86 GPUs)

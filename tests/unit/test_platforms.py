@@ -299,3 +299,18 @@ def test_make_run_platform_arm64_on_x86_runs_the_arm64_image(tmp_path):
     assert make_variable("PLATFORM_FLAG", TEGRA_RELEASE=none, MACHINE="x86_64") == ""
     mine = make_variable("RUN_FLAGS", TEGRA_RELEASE=none, MACHINE="x86_64", PLATFORM="arm64", IMAGE="my/i:1").split()
     assert mine.count("--image") == 1 and mine[mine.index("--image") + 1] == "my/i:1"
+
+
+def test_the_host_preflight_and_doctor_say_arm64_and_how(tmp_path):
+    """The one host preflight (doctor, the fleet's node report) tells arm64 from x86 by the machine."""
+    from runner.host import doctor, preflight
+
+    missing = tmp_path / "nv_tegra_release"
+    name, how = preflight.platform_facts(missing, "aarch64")
+    assert name == "arm64" and "machine aarch64" in how and "not a Jetson" in how
+    assert preflight.platform_facts(missing, "x86_64")[0] == "x86"
+    caps = preflight.HostCaps(machine="aarch64", platform=name, platform_how=how, jetson=False, nvidia_driver=False,
+                              driver_node="/dev/nvidiactl", root=False, engine_name="docker", engine="24.0",
+                              engine_problem=None, runtime=None)
+    (line,) = doctor.platform_lines(caps)
+    assert "arm64 (CPU images, built for linux/arm64)" in line.detail
