@@ -110,4 +110,8 @@ tar -C "$rootfs" -c . | docker import --platform "linux/$arch" \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
   --change 'CMD ["python3"]' \
   --message "edgeasr local base: debian $suite ($arch) minbase + python3" - "$tag" >/dev/null
+if [[ $arch != "$host_arch" ]]; then
+  # A stock engine ignores import's --platform and records the host's architecture: set-arch.py rewrites it.
+  python3 "$(dirname "$0")/set-arch.py" "$tag" "$arch" || exit 1
+fi
 echo "built $tag"
