@@ -8,20 +8,18 @@ from __future__ import annotations
 import io
 import json
 
+from helpers import command_args
 from helpers import run_folder as _run_folder
 from rich.console import Console
 
 from runner.commands import compare as compare_cmd
 from runner.host.platforms import emulation_record
-from runner.report.aggregate import EMULATED_METRICS, ENERGY_METRICS
+from runner.report.aggregate import EMULATED_METRICS, ENERGY_METRICS, aggregate
 from runner.report.compare import Gates, compare
 from runner.report.records import load_results
 from runner.report.sweep_table import build_table
 from runner.report.table import print_summary, summary_rows
-from runner.report.aggregate import aggregate
 from runner.results import Summary
-
-from helpers import command_args
 
 ARM_ON_X86 = emulation_record("arm64", "x86_64")
 
@@ -58,7 +56,8 @@ def _summary(emulated: bool) -> dict:
 
 def test_the_run_view_marks_speed_and_energy_emulated_never_as_a_device_figure():
     rows = dict(summary_rows(_summary(True)))
-    for name in ("RTF", "latency p50/p90/p99", "model load", "warm-up", "energy (inference)", "energy / audio s"):
+    for name in ("RTF", "latency p50/p90/p99", "model load", "warm-up", "energy (inference)",
+                 "energy / audio s"):
         assert "emulated" in rows[name], name
     assert "emulated" not in rows["WER"]
     assert "arm64 emulated on x86_64" in rows["emulated"]
