@@ -26,23 +26,32 @@ DATA       ?=
 OUT        ?=
 IMAGE      ?=
 BASE_IMAGE ?= python:3.11-slim-bookworm
-# x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6); auto-detected as
-# runner/host/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release (`# R35 (release), ...`)
-# picks jetson-r35 or jetson-r36, else x86. PLATFORM=jetson means this board's release.
+# x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5), jetson-r36 (JetPack 6) or arm64 (CPU: Raspberry Pi 5,
+# Graviton); auto-detected as runner/host/platforms.py does: on a Jetson the L4T release in /etc/nv_tegra_release
+# (`# R35 (release), ...`) picks jetson-r35 or jetson-r36, another aarch64 machine (MACHINE, `uname -m`) is
+# arm64, else x86. PLATFORM=jetson means this board's release. PLATFORM=arm64 on an x86 host builds and runs the
+# arm64 images under emulation (qemu-user-static; README, arm64).
 TEGRA_RELEASE ?= /etc/nv_tegra_release
+MACHINE    ?= $(shell uname -m)
 L4T_MAJOR  := $(shell sed -n '1s/^\# *R\([0-9][0-9]*\) (release).*/\1/p' $(TEGRA_RELEASE) 2>/dev/null)
-PLATFORM   ?= $(if $(wildcard $(TEGRA_RELEASE)),jetson,x86)
+DETECTED_PLATFORM := $(if $(wildcard $(TEGRA_RELEASE)),jetson,$(if $(filter aarch64 arm64,$(MACHINE)),arm64,x86))
+PLATFORM   ?= $(DETECTED_PLATFORM)
 PLATFORM_NAME := $(if $(filter jetson,$(PLATFORM)),jetson-r$(L4T_MAJOR),$(PLATFORM))
-PLATFORM_TAG := $(if $(filter jetson-%,$(PLATFORM_NAME)),$(PLATFORM_NAME),$(if $(filter cuda,$(PLATFORM_NAME)),cuda,latest))
+PLATFORM_TAG := $(if $(filter jetson-% cuda arm64,$(PLATFORM_NAME)),$(PLATFORM_NAME),latest)
 ARGS       ?=
 EXPERIMENT ?= smoke
 RESULTS    ?= results/sweeps/$(EXPERIMENT)
 # Compose v2 (`docker compose`) where installed, else v1.29 (`docker-compose`, Debian's package).
 COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
+# PLATFORM=arm64 on a host that is not one (x86: the arm64 images run emulated): `run` and `ensure-image` are
+# given that platform's image, which the runner would not pick itself (it picks this host's).
+ARM64_ON_OTHER := $(if $(filter-out arm64,$(DETECTED_PLATFORM)),$(filter arm64,$(PLATFORM_NAME)))
+PLATFORM_FLAG = $(if $(ARM64_ON_OTHER),--platform $(ARM64_ON_OTHER))
 # Only what the user set: every other default is the runner's.
 RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),--quant $(QUANT)) \
-            $(if $(DEVICE),--device $(DEVICE)) $(if $(DATA),--data $(DATA)) $(if $(OUT),--out $(OUT)) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
+            $(if $(DEVICE),--device $(DEVICE)) $(if $(DATA),--data $(DATA)) $(if $(OUT),--out $(OUT)) $(if $(IMAGE),--image $(IMAGE)) \
+            $(if $(and $(ARM64_ON_OTHER),$(if $(IMAGE),,1)),--image $(shell $(EDGEASR) images tag $(BACKEND) $(PLATFORM_FLAG))) $(ARGS)
 # The device the image is built for (`images build --device`): the one `run` gets (the CLI's default when empty).
 DEVICE_FLAG = $(if $(DEVICE),--device $(DEVICE))
 
@@ -92,7 +101,7 @@ images: venv
 # Build the image a run of BACKEND uses only when it is missing (make images always rebuilds, from cache):
 # the runner names it (this platform's, the cuda variant for DEVICE=cuda on x86), as `run` picks it.
 ensure-image: venv
-	@[ -n "$(IMAGE)" ] || $(EDGEASR) images build $(BACKEND) --missing --base $(BASE_IMAGE) $(DEVICE_FLAG)
+	@[ -n "$(IMAGE)" ] || $(EDGEASR) images build $(BACKEND) --missing --base $(BASE_IMAGE) $(DEVICE_FLAG) $(PLATFORM_FLAG)
 
 models: venv
 	$(EDGEASR) models install

@@ -570,6 +570,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         batching=True,  # BatchedInferencePipeline
         in_container=WHISPER_IN_CONTAINER,
         stream=WHISPER_STREAM,
+        platforms=("x86", "cuda", "jetson-r35", "jetson-r36", "arm64"),  # arm64: its x86 Dockerfile, aarch64 wheels
     ),
     Backend(
         name="whisperx",
@@ -626,7 +627,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         in_container=("decode.beam_size", "decode.language"),
         decode_facts=ONNX_DECODE,
         stream=WHISPER_STREAM,
-        platforms=("x86", "cuda", "jetson-r36"),
+        platforms=("x86", "cuda", "jetson-r36", "arm64"),
         no_variant="JetPack 5 (r35) has Python 3.8 and no onnxruntime-gpu in its jetson-containers bases yet; "
                    "use --device cpu with --image of a CPU build, or a JetPack 6 board",
     ),
@@ -645,7 +646,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
         default_quant="fp32",
         check_model="en-us",
         stream=NATIVE_STREAM,
-        platforms=("x86", "cuda", "jetson-r36"),
+        platforms=("x86", "cuda", "jetson-r36", "arm64"),
         no_variant="no JetPack 5 (r35) variant yet; pocketsphinx is CPU-only, so the JetPack 6 (Dockerfile.jetson) "
                    "recipe or an arm64 build of the x86 Dockerfile serves a JetPack 5 board's CPU",
     ),

@@ -35,6 +35,7 @@ from .content import HashCache
 from .errors import Interrupted, UserError
 from .host import load as hostload
 from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
+from .host.platforms import emulation_record
 from .launch.docker_engine import BindMount, ContainerRun
 from .launch.engines import Engine, Launch
 from .launch.job import audio_plan, host_path_map, image_contract, make_env, make_job, make_mounts
@@ -148,9 +149,12 @@ def new_summary(job: GroupJob, cond: PlannedCondition, dataset, host: dict[str, 
                                                         resolved_kind(spec.model)).applied(decode).to_json(),
                    image={"ref": spec.image, "id": job.image.id if job.image else None,
                           "tags": job.image.tags if job.image else [],
-                          "labels": job.image.labels if job.image else {}},
+                          "labels": job.image.labels if job.image else {},
+                          **({"architecture": job.image.architecture} if job.image and job.image.architecture
+                             else {})},
                    host=dict(host), started_at=started_at, engine=engine, telemetry=spec.telemetry.to_json(),
-                   hardening=spec.hardening.describe() if engine == "docker" else {})
+                   hardening=spec.hardening.describe() if engine == "docker" else {},
+                   emulation=emulation_record(job.image.architecture if job.image else None))
 
 
 @dataclass

@@ -167,9 +167,12 @@ class Summary:
     #: normalizer: wer, cer, ..., and the streamed text's WER over exactly those utterances beside it
     #: (runner/merge.offline_block); None: not a stream, or no offline text (unavailable says why)
     offline: dict[str, Any] | None = None
+    #: Set where the image's CPU architecture is not the host's (runner/host/platforms.emulation_record): the run
+    #: was emulated (qemu), so its speed and energy are the emulator's, never a device's. None: native.
+    emulation: dict[str, str] | None = None
 
     #: Written only where set, so summaries without them keep the keys they always had.
-    _OPTIONAL = ("power", "host_load", "condition", "stream", "offline")
+    _OPTIONAL = ("power", "host_load", "condition", "stream", "offline", "emulation")
 
     def unavailable_because(self, reasons: dict[str, str], **changes: Any) -> Summary:
         """A copy with ``changes`` and these reasons added to ``unavailable`` (a later reason for a name wins)."""

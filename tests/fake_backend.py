@@ -101,8 +101,10 @@ def write_folder(src: Path, folder: Path) -> None:
     (folder / f"{FAKE.adapter}.py").write_text(ADAPTER)
     wheels = folder / "wheels"
     wheels.mkdir()
-    for wheel in (src / TEMPLATE / "wheels").glob("*.whl"):  # the template's wheelhouse holds these pins
-        shutil.copy(wheel, wheels / wheel.name)
+    template = src / TEMPLATE / "wheels"
+    for wheel in template.rglob("*.whl"):  # the template's wheelhouse holds these pins (in its arch/Python keys)
+        (wheels / wheel.relative_to(template)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(wheel, wheels / wheel.relative_to(template))
 
 
 @contextlib.contextmanager

@@ -12,8 +12,12 @@
 #     Python >= 3.12). No FFmpeg: nothing on it loads FFmpeg's libraries.
 # The mirror is MIRROR, else $DEBIAN_MIRROR, else the host's own (the first Debian archive in its
 # apt sources), else debootstrap's default. Needs root and debootstrap.
+# ARCH (environment; Debian's name: amd64, arm64) picks the architecture, default the host's: a foreign one
+# (arm64 on an x86 host) is debootstrapped in two stages, the second run in the new root under qemu-user-static
+# (binfmt_misc's qemu-aarch64 entry with the F flag, so the chroot needs no interpreter of its own), and
+# imported with `docker import --platform linux/ARCH`.
 #
-# usage: make-base.sh TAG [SUITE [MIRROR]]
+# usage: [ARCH=arm64] make-base.sh TAG [SUITE [MIRROR]]
 set -euo pipefail
 tag=${1:?usage: make-base.sh TAG [SUITE [MIRROR]]}
 suite=${2:-bookworm}
@@ -67,18 +71,47 @@ if [[ ! -e ${DEBOOTSTRAP_DIR:-/usr/share/debootstrap}/scripts/$suite ]]; then
   exit 2
 fi
 
+host_arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+arch=${ARCH:-$host_arch}
+case $arch in
+  amd64|arm64) ;;
+  *) echo "make-base.sh: unknown architecture '$arch'; choose amd64 or arm64" >&2; exit 2 ;;
+esac
+if [[ $arch != "$host_arch" ]]; then
+  binfmt=/proc/sys/fs/binfmt_misc/qemu-${arch/arm64/aarch64}
+  qemu=/usr/bin/qemu-${arch/arm64/aarch64}-static
+  if [[ ! -x $qemu ]] || ! grep -qs '^enabled' "$binfmt"; then
+    echo "make-base.sh: building a $arch base on this $host_arch host needs qemu-user-static and binfmt-support" \
+         "(apt-get install qemu-user-static binfmt-support; then update-binfmts --enable qemu-${arch/arm64/aarch64})" >&2
+    exit 2
+  fi
+fi
+
 mirror=${3:-${DEBIAN_MIRROR:-$(host_mirror | grep -v -i security | grep -m1 '/debian' || true)}}
 
 rootfs=$(mktemp -d /tmp/edgeasr-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
-echo "debootstrap $suite into $rootfs from ${mirror:-the default mirror of debootstrap} (about a minute)..."
-debootstrap --variant=minbase --include="$include" "$suite" "$rootfs" ${mirror:+"$mirror"} >"$rootfs.log" 2>&1 \
-  || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
+if [[ $arch == "$host_arch" ]]; then
+  echo "debootstrap $suite into $rootfs from ${mirror:-the default mirror of debootstrap} (about a minute)..."
+  debootstrap --variant=minbase --include="$include" "$suite" "$rootfs" ${mirror:+"$mirror"} >"$rootfs.log" 2>&1 \
+    || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
+else
+  # Two stages: the packages are unpacked here, then configured inside the new root, where every binary is
+  # an $arch one run by qemu (binfmt's F flag: the interpreter is the host's, opened when registered).
+  echo "debootstrap $suite ($arch, emulated second stage) into $rootfs from ${mirror:-the default mirror of debootstrap} (several minutes)..."
+  { debootstrap --arch="$arch" --foreign --variant=minbase --include="$include" "$suite" "$rootfs" ${mirror:+"$mirror"} \
+      && chroot "$rootfs" /debootstrap/debootstrap --second-stage; } >"$rootfs.log" 2>&1 \
+    || { tail -20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
+fi
 rm -f "$rootfs.log"
 # Keep the image small: apt lists and caches are not needed at run time.
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
-tar -C "$rootfs" -c . | docker import \
+tar -C "$rootfs" -c . | docker import --platform "linux/$arch" \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
   --change 'CMD ["python3"]' \
-  --message "edgeasr local base: debian $suite minbase + python3" - "$tag" >/dev/null
+  --message "edgeasr local base: debian $suite ($arch) minbase + python3" - "$tag" >/dev/null
+if [[ $arch != "$host_arch" ]]; then
+  # A stock engine ignores import's --platform and records the host's architecture: set-arch.py rewrites it.
+  python3 "$(dirname "$0")/set-arch.py" "$tag" "$arch" || exit 1
+fi
 echo "built $tag"

@@ -20,9 +20,10 @@ from ..images.make import BuildRequest, build_images
 from ..launch import docker_engine
 from ..trust.untrusted import line, printer
 
-PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5) or jetson-r36 (JetPack 6): which Dockerfile "
-                 "variant; jetson: the one for this board's L4T release (/etc/nv_tegra_release); auto (default): "
-                 "that on a Jetson, else x86, or cuda with --device cuda")
+PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5), jetson-r36 (JetPack 6) or arm64 (CPU: the x86 "
+                 "Dockerfiles for linux/arm64, emulated on an x86 host): which Dockerfile variant; jetson: the one for "
+                 "this board's L4T release (/etc/nv_tegra_release); auto (default): that on a Jetson, arm64 on another "
+                 "aarch64 machine, else x86, or cuda with --device cuda")
 DEVICE_HELP = "the device the image is for (default: none given): on x86, cuda picks the cuda variant, as `run` does"
 
 

@@ -65,7 +65,8 @@ def platform_lines(caps: preflight.HostCaps) -> list[Line]:
     if caps.platform == "unknown":
         return [Line("platform", "platform", PROBLEM, caps.platform_how,
                      "pass the platform by name (PLATFORM=, --platform) or use --image")]
-    what = {"x86": "x86 (CPU images; cuda when asked for and a GPU is here)"}.get(caps.platform, caps.platform)
+    what = {"x86": "x86 (CPU images; cuda when asked for and a GPU is here)",
+            "arm64": "arm64 (CPU images, built for linux/arm64)"}.get(caps.platform, caps.platform)
     return [Line("platform", "platform", OK, f"{what}: {caps.platform_how}")]
 
 
@@ -192,7 +193,7 @@ def read_images(caps: preflight.HostCaps, containers: bool = True,
         except UserError:
             out.append(ImageFacts(backend, ref, platform, False))
             continue
-        gpu = cuda_ok and (platform != "x86")
+        gpu = cuda_ok and platform not in ("x86", "arm64")  # the CPU images
         facts = ImageFacts(backend, ref, platform, True, info.id, dict(info.labels), gpu)
         if containers:
             if status is not None:

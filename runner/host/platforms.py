@@ -6,14 +6,19 @@ The one place that reads /etc/nv_tegra_release: `is_jetson()`, `l4t_release_line
 Likewise the one place that looks for the NVIDIA driver's control node: `has_nvidia_driver()` (`NVIDIA_CTL`),
 which `--device auto` asks.
 
-One table (Dockerfile variant, image tag) and one detection, used by `edgeasr images build`, `run` and
-`sweep` (and mirrored by the Makefile's PLATFORM / PLATFORM_TAG): x86 on a machine without L4T; on a Jetson
-the L4T major release in /etc/nv_tegra_release picks the JetPack image: R35 (JetPack 5: Xavier, Orin on
-5.x) or R36 (JetPack 6: Orin). `cuda` (x86 NVIDIA GPUs) is never detected, only asked for by name.
+One table (Dockerfile variant, image tag, CPU architecture) and one detection, used by `edgeasr images build`,
+`run` and `sweep` (and mirrored by the Makefile's PLATFORM / PLATFORM_TAG): on a Jetson the L4T major release in
+/etc/nv_tegra_release picks the JetPack image: R35 (JetPack 5: Xavier, Orin on 5.x) or R36 (JetPack 6: Orin);
+another aarch64 machine (a Raspberry Pi 5, a Graviton or Ampere server) is arm64, the x86 Dockerfiles built for
+linux/arm64; any other machine x86. `cuda` (x86 NVIDIA GPUs) is never detected, only asked for by name.
+
+An image whose architecture is not the host's runs under emulation (qemu-user-static through binfmt_misc):
+`is_emulated` says so, and such a run's speed and energy are the emulator's, never a device's.
 """
 
 from __future__ import annotations
 
+import platform as _platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +41,29 @@ class Platform:
     # Where the variant's build writes the versions its base carries (`name=version,...`): they, not the
     # requirements' pins, become its org.edgeasr.versions label (`edgeasr images build` builds twice).
     versions_file: str | None = None
+    #: The CPU architecture its images are built for, as Docker and Debian name it (ARCHES).
+    arch: str = "amd64"
+
+    @property
+    def docker_platform(self) -> str:
+        """The `linux/<arch>` an engine builds and runs its images for."""
+        return f"linux/{self.arch}"
+
+
+#: Docker's (and Debian's) architecture name -> the machine name (`uname -m`, wheel tags) of its CPUs. An
+#: engine's image records the first; `platform.machine()` and manylinux wheels name the second.
+ARCHES: dict[str, str] = {"amd64": "x86_64", "arm64": "aarch64"}
+_MACHINE_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}  # macOS and Windows spell them so
 
 
 PLATFORMS: dict[str, Platform] = {p.name: p for p in (
     Platform(name="x86", dockerfile="Dockerfile", tag="latest"),
     Platform(name="cuda", dockerfile="Dockerfile.cuda", tag="cuda"),
     Platform(name="jetson-r35", dockerfile="Dockerfile.jetson-r35", tag="jetson-r35", l4t_major=35,
-             versions_file="/opt/edgeasr/versions.txt"),
-    Platform(name="jetson-r36", dockerfile="Dockerfile.jetson", tag="jetson-r36", l4t_major=36),
+             versions_file="/opt/edgeasr/versions.txt", arch="arm64"),
+    Platform(name="jetson-r36", dockerfile="Dockerfile.jetson", tag="jetson-r36", l4t_major=36, arch="arm64"),
+    # CPU only, any aarch64 board or server: the x86 Dockerfile built for linux/arm64 on a local Debian base.
+    Platform(name="arm64", dockerfile="Dockerfile", tag="arm64", arch="arm64"),
 )}
 JETSON = "jetson"  # asked for by name: the Jetson variant of this board's L4T release
 _RELEASE = re.compile(r"^#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")
@@ -106,15 +126,51 @@ def jetson_platform(path: Path | None = None) -> str:
     return by_major[release[0]]
 
 
-def detect_platform(path: Path | None = None) -> str:
-    """jetson-r35 / jetson-r36 on a Jetson (by its L4T release), else x86."""
-    return jetson_platform(path) if is_jetson(path) else "x86"
+def host_arch(machine: str | None = None) -> str:
+    """This host's architecture as Docker names it (amd64, arm64), from ``machine`` (`uname -m`; this host's
+    when None). A machine outside ARCHES is returned as it is: nothing of ours is built for it."""
+    machine = (machine or _platform.machine()).lower()
+    machine = _MACHINE_ALIASES.get(machine, machine)
+    return next((arch for arch, name in ARCHES.items() if name == machine), machine)
 
 
-def resolve_platform(name: str, path: Path | None = None) -> str:
+def detect_platform(path: Path | None = None, machine: str | None = None) -> str:
+    """jetson-r35 / jetson-r36 on a Jetson (by its L4T release), arm64 on another aarch64 machine, else x86.
+    ``machine``: `uname -m` (this host's when None; tests name one)."""
+    if is_jetson(path):
+        return jetson_platform(path)
+    return "arm64" if host_arch(machine) == "arm64" else "x86"
+
+
+def is_emulated(image_arch: str | None, machine: str | None = None) -> bool:
+    """Whether an image of architecture ``image_arch`` (Docker's name: an image's `Architecture`) runs emulated
+    on this host (``machine``: `uname -m`, this host's when None): its CPU is not the host's. An image that
+    records no architecture is taken as native (every engine records one)."""
+    return bool(image_arch) and host_arch(image_arch) != host_arch(machine)
+
+
+def emulation_record(image_arch: str | None, machine: str | None = None) -> dict[str, str] | None:
+    """What a run's summary records (its ``emulation`` block) when an image of ``image_arch`` runs on this host
+    (``machine``: `uname -m`, this host's when None) under emulation, else None: its speed and energy are then the
+    emulator's, never figures of a device of that architecture."""
+    if not is_emulated(image_arch, machine):
+        return None
+    host = ARCHES.get(host_arch(machine), machine or _platform.machine())
+    return {"image_arch": str(image_arch), "host_machine": host, "emulator": "qemu-user (binfmt_misc)",
+            "note": f"speed and energy are of {image_arch} emulated on {host}, not of an {image_arch} device"}
+
+
+def emulated_text(record: dict | None) -> str | None:
+    """``"arm64 emulated on x86_64"`` for a summary's ``emulation`` block, None for a native run."""
+    if not isinstance(record, dict) or not record.get("image_arch"):
+        return None
+    return f"{record['image_arch']} emulated on {record.get('host_machine') or 'another CPU'}"
+
+
+def resolve_platform(name: str, path: Path | None = None, machine: str | None = None) -> str:
     """A platform name as a user gives it: `auto` (detect), `jetson` (this board's release) or a table name."""
     if name == "auto":
-        return detect_platform(path)
+        return detect_platform(path, machine)
     if name == JETSON:
         return jetson_platform(path)
     if name not in PLATFORMS:

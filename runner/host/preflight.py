@@ -73,7 +73,7 @@ class HostCaps:
     ``engine_problem`` says why); ``runtime`` is None when the engine was not asked."""
 
     machine: str
-    platform: str  # x86 / jetson-r35 / jetson-r36, or "unknown" (platform_how says why)
+    platform: str  # x86 / arm64 / jetson-r35 / jetson-r36, or "unknown" (platform_how says why)
     platform_how: str  # how it was told, in words
     jetson: bool
     nvidia_driver: bool  # the driver's control node exists (x86 GPUs)
@@ -122,12 +122,14 @@ def gpu_runtime(info: dict[str, Any], which=shutil.which) -> GpuRuntime:
                       hook=which(NVIDIA_HOOK), cdi_specs=_cdi_specs(dirs), cdi_dirs=dirs)
 
 
-def platform_facts(release: Path | None = None) -> tuple[str, str]:
-    """(platform, how it was told): a Jetson by its L4T release file, else x86 by the absence of one."""
+def platform_facts(release: Path | None = None, machine: str | None = None) -> tuple[str, str]:
+    """(platform, how it was told): a Jetson by its L4T release file, else arm64 or x86 by the machine
+    (``machine``: `uname -m`, this host's when None)."""
     path = release or platforms.TEGRA_RELEASE
     line = platforms.l4t_release_line(path)
     if line is None:
-        return "x86", f"no L4T release file ({path}): not a Jetson; machine {_platform.machine()}"
+        machine = machine or _platform.machine()
+        return platforms.detect_platform(path, machine), f"no L4T release file ({path}): not a Jetson; machine {machine}"
     try:
         name = platforms.jetson_platform(path)
     except UserError as exc:

@@ -8,6 +8,11 @@ image's row names its Python). Python packages come from a host-side wheelhouse
 not, with wheels for the image's Python), served to the build over loopback
 (wheel_server.py) and passed as the WHEELS_URL build argument; without it the
 Dockerfile installs from the index as usual.
+
+The wheelhouse is keyed by CPU architecture and Python (`wheels/<machine>-py<X.Y>/`, e.g.
+`x86_64-py3.11`, `aarch64-py3.11`): the arm64 images (platform arm64) are the same
+Dockerfiles built for linux/arm64 on an arm64 local base (`<local tag>-arm64`), with
+PyPI's aarch64 wheels. On an x86 host they are built and run under emulation (qemu-user-static).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from edgeasr_entrypoint.contract import CONTRACT_VERSION
 
 from ..backends import CONTAINERS_DIR, IMAGES, RUNNER_IMAGE, Backend, ImageDef
 from ..errors import UserError
-from ..host.platforms import PLATFORMS, platform_image
+from ..host.platforms import ARCHES, PLATFORMS, host_arch, platform_image
 from ..launch.docker_engine import MANAGED_LABEL
 from ..launch.hardening import Hardening
 from .wheel_server import serve_wheelhouse
@@ -51,7 +56,18 @@ class BaseImage:
 
     @property
     def wheel_platforms(self) -> list[str]:
-        return ["manylinux2014_x86_64"] + [f"manylinux_2_{n}_x86_64" for n in range(17, self.glibc_minor + 1)]
+        """The x86_64 wheels' platform tags (wheel_platforms_for: another architecture's)."""
+        return self.wheel_platforms_for("amd64")
+
+    def wheel_platforms_for(self, arch: str) -> list[str]:
+        """pip's `--platform` tags of the wheels this base runs on ``arch`` (Docker's name: amd64, arm64)."""
+        machine = ARCHES[arch]
+        return [f"manylinux2014_{machine}"] + [f"manylinux_2_{n}_{machine}" for n in range(17, self.glibc_minor + 1)]
+
+    def local_for(self, arch: str) -> str:
+        """The local base's tag for ``arch``: a tag holds one architecture, so another one's gets a suffix
+        (``edgeasr/base:bookworm-ffmpeg-arm64``); amd64's is ``local`` itself."""
+        return self.local if arch == "amd64" else f"{self.local}-{arch}"
 
 
 BASES: dict[str, BaseImage] = {b.python: b for b in (
@@ -225,27 +241,47 @@ def runner_image_problem(client: docker.DockerClient, ref: str) -> str | None:
     return None
 
 
-def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], None] = print) -> str:
+def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], None] = print,
+                arch: str | None = None) -> str:
     """Return a base image that exists locally: `base` if present or pullable, else the local Debian base of its
-    Python (the trixie one for python:3.13-slim-trixie; the bookworm one for any other)."""
-    local = next((b for b in BASES.values() if base in (b.public, b.local)), BASES[WHEEL_PYTHON])
+    Python (the trixie one for python:3.13-slim-trixie; the bookworm one for any other).
+
+    ``arch`` (Docker's name; None: this host's): a base for another architecture than the host's is never pulled
+    by the public tag (a tag holds one architecture, and the pull would replace the host's image under it): the
+    local base of that architecture (``BaseImage.local_for``) is used, built with debootstrap under emulation."""
+    arch = arch or host_arch()
+    local = next((b for b in BASES.values() if base in (b.public, b.local, b.local_for(arch))), BASES[WHEEL_PYTHON])
+    local_tag = local.local_for(arch)
+    if arch != host_arch():
+        if base not in (local.public, local.local) and image_exists(client, base):  # a base of the user's own
+            return base
+        if not image_exists(client, local_tag):
+            _make_base(local, local_tag, arch, log)
+        return local_tag
     if image_exists(client, base):
         return base
-    if base != local.local:
+    if base != local_tag:
         try:
             client.images.pull(base)
             return base
         except APIError as exc:
             log(f"cannot pull {base} ({exc.explanation.splitlines()[0] if exc.explanation else exc}); "
-                f"using the local base {local.local}")
-    if not image_exists(client, local.local):
-        log(f"building {local.local} with debootstrap ({local.suite})")
-        script = CONTAINERS_DIR / "base" / "make-base.sh"
-        proc = subprocess.run(["bash", str(script), local.local, local.suite])
-        if proc.returncode != 0:
-            raise UserError(f"could not build the local base image {local.local} (see the messages above); "
-                            f"pass --base with an image that exists or can be pulled")
-    return local.local
+                f"using the local base {local_tag}")
+    if not image_exists(client, local_tag):
+        _make_base(local, local_tag, arch, log)
+    return local_tag
+
+
+def _make_base(local: BaseImage, tag: str, arch: str, log: Callable[[str], None]) -> None:
+    """Build the local Debian base ``tag`` of ``local``'s suite for ``arch`` (containers/base/make-base.sh)."""
+    emulated = "" if arch == host_arch() else f", {arch} under emulation: several minutes"
+    log(f"building {tag} with debootstrap ({local.suite}{emulated})")
+    script = CONTAINERS_DIR / "base" / "make-base.sh"
+    env = None if arch == host_arch() else {**os.environ, "ARCH": arch}
+    proc = subprocess.run(["bash", str(script), tag, local.suite], env=env)
+    if proc.returncode != 0:
+        raise UserError(f"could not build the local base image {tag} (see the messages above); "
+                        f"pass --base with an image that exists or can be pulled")
 
 
 def base_for(image: ImageDef, asked: str) -> str:
@@ -263,85 +299,123 @@ def child_extras(image: ImageDef) -> list[str]:
     return [f"{n}=={v}" for n, v in pinned_versions(requirements_text(image)).items() if n not in parent]
 
 
-def _wheel_options(image: ImageDef) -> list[str]:
-    """pip's options for wheels an image's Python and base can install (cpXY, the base's manylinux tags), local
-    wheels (packed source-only packages) found first in the image's own wheelhouse."""
+def wheelhouse(image: ImageDef, arch: str = "amd64") -> Path:
+    """The host-side wheelhouse of ``image`` for ``arch`` (Docker's name), keyed by machine and Python:
+    ``<image folder>/wheels/<machine>-py<X.Y>`` (``x86_64-py3.11``, ``aarch64-py3.11``): one image built for two
+    architectures, or an image whose Python changes, never mixes wheels pip would then refuse or pick wrongly.
+    Wheels left at the top of the folder by an older checkout (x86_64 ones of the image's Python: the only ones it
+    made) are moved into their key, so a filled wheelhouse is not downloaded again (a torch one is gigabytes)."""
+    folder = image.wheelhouse / f"{ARCHES[arch]}-py{image.python}"
+    if arch == "amd64" and image.wheelhouse.is_dir():
+        unkeyed = list(image.wheelhouse.glob("*.whl"))
+        if unkeyed:
+            folder.mkdir(parents=True, exist_ok=True)
+            for wheel in unkeyed:
+                wheel.replace(folder / wheel.name)
+    return folder
+
+
+def _wheel_options(image: ImageDef, arch: str = "amd64") -> list[str]:
+    """pip's options for wheels an image's Python and base can install on ``arch`` (cpXY, the base's manylinux
+    tags for that machine), local wheels (packed source-only packages) found first in the image's own wheelhouse."""
     options = ["--only-binary=:all:", "--python-version", image.python, "--implementation", "cp",
-               "--find-links", str(image.wheelhouse)]
-    for plat in BASES[image.python].wheel_platforms:
+               "--find-links", str(wheelhouse(image, arch))]
+    for plat in BASES[image.python].wheel_platforms_for(arch):
         options += ["--platform", plat]
     return options
 
 
-def _pip(image: ImageDef, args: list[str]) -> None:
-    """Run pip on the host for ``image``'s wheelhouse; UserError with pip's last line when it fails."""
-    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+#: pip run as if on another machine: `--platform` picks the wheels' tags, but pip evaluates the requirements'
+#: environment markers for the machine it runs on, so torch's `triton; platform_machine == "x86_64"` and its
+#: nvidia-* wheels would be fetched for an aarch64 image (and fail: triton has no aarch64 wheel of that version).
+#: The markers' machine is the target's (platform.machine, read once by pip's marker environment).
+_PIP_AS_MACHINE = ("import platform, runpy, sys; machine = sys.argv.pop(1); platform.machine = lambda: machine; "
+                   "sys.argv[0] = 'pip'; runpy.run_module('pip', run_name='__main__', alter_sys=True)")
+
+
+def pip_command(args: list[str], arch: str = "amd64") -> list[str]:
+    """The host's pip with ``args``, its environment markers evaluated for ``arch``'s machine where that is not
+    the host's (_PIP_AS_MACHINE)."""
+    if arch == host_arch():
+        return [sys.executable, "-m", "pip", *args]
+    return [sys.executable, "-c", _PIP_AS_MACHINE, ARCHES[arch], *args]
+
+
+def _pip(image: ImageDef, args: list[str], arch: str = "amd64") -> None:
+    """Run pip on the host for ``image``'s wheelhouse of ``arch``; UserError with pip's last line when it fails."""
+    proc = subprocess.run(pip_command(args, arch), capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"could not fill the wheelhouse for {image.name}: {last}")
 
 
-def pack_source_only(image: ImageDef, pins: dict[str, str], log: Callable[[str], None] = print) -> None:
+def pack_source_only(image: ImageDef, pins: dict[str, str], log: Callable[[str], None] = print,
+                     arch: str = "amd64") -> None:
     """Pack each of the image's source-only packages that ``pins`` pins into a wheel in its wheelhouse (pip wheel,
     without dependencies). They are pure Python, so the wheel is py3-none-any and serves any Python: a package
     that would need compiling is refused, since the image installs wheels only."""
+    house = wheelhouse(image, arch)
     for name in image.source_only:
         version = pins.get(_normalize(name))
         if version is None:
             continue
         stem = f"{re.sub(r'[-_.]+', '_', name)}-{version}-"
-        if any(p.name.lower().startswith(stem.lower()) for p in image.wheelhouse.glob("*.whl")):
+        if any(p.name.lower().startswith(stem.lower()) for p in house.glob("*.whl")):
             continue
         log(f"{image.name}: packing {name}=={version} (a pure-Python source distribution) into a wheel")
-        image.wheelhouse.mkdir(parents=True, exist_ok=True)
-        _pip(image, ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(image.wheelhouse), f"{name}=={version}"])
-        built = [p.name for p in image.wheelhouse.glob("*.whl") if p.name.lower().startswith(stem.lower())]
+        house.mkdir(parents=True, exist_ok=True)
+        _pip(image, ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(house), f"{name}=={version}"], arch)
+        built = [p.name for p in house.glob("*.whl") if p.name.lower().startswith(stem.lower())]
         if not built or not all(n.endswith(("-py3-none-any.whl", "-py2.py3-none-any.whl")) for n in built):
             raise UserError(f"{image.name}: {name}=={version} is not pure Python ({', '.join(built) or 'no wheel'}); "
                             f"it needs compiling for Python {image.python}, which this wheelhouse does not do")
 
 
-def resolve_pins(image: ImageDef, requirements: str) -> dict[str, str]:
-    """What pip installs for ``requirements`` on the image's Python and base (name -> version, dependencies
-    included), from the index's metadata: `pip install --dry-run --report`, nothing downloaded but metadata."""
+def resolve_pins(image: ImageDef, requirements: str, arch: str = "amd64") -> dict[str, str]:
+    """What pip installs for ``requirements`` on the image's Python and base on ``arch`` (name -> version,
+    dependencies included), from the index's metadata: `pip install --dry-run --report`, nothing downloaded but
+    metadata."""
     with tempfile.TemporaryDirectory(prefix="edgeasr-resolve-") as tmp:
         req, report = Path(tmp) / "requirements.txt", Path(tmp) / "report.json"
         req.write_text(requirements)
         _pip(image, ["install", "--quiet", "--dry-run", "--ignore-installed", "--target", str(Path(tmp) / "t"),
-                     "--report", str(report), *_wheel_options(image), "-r", str(req)])
+                     "--report", str(report), *_wheel_options(image, arch), "-r", str(req)], arch)
         entries = json.loads(report.read_text()).get("install", [])
     return {_normalize(e["metadata"]["name"]): e["metadata"]["version"] for e in entries}
 
 
 def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only: list[str] | None = None, *,
-                    overrides: dict[str, str] | None = None, only_overrides: bool = False) -> None:
+                    overrides: dict[str, str] | None = None, only_overrides: bool = False,
+                    arch: str = "amd64") -> None:
     """pip download the image's requirements (with any `--set` pins) as manylinux wheels for its Python into its
     build folder. ``only``: just these pins, with their dependencies (a child image's extras on its parent): those
     the parent's own resolution installs (the torch stack) are not downloaded again. ``only_overrides``: just the
     swapped packages, without dependencies (an image on a parent, whose other packages the parent already holds).
-    Source-only pure-Python pins (the row's ``source_only``) are packed into wheels first."""
-    log(f"{backend.name}: filling the wheelhouse {backend.wheelhouse} (Python {backend.python} wheels)")
+    Source-only pure-Python pins (the row's ``source_only``) are packed into wheels first. ``arch``: the
+    architecture (Docker's name) whose wheels it holds (wheelhouse: keyed by it)."""
+    house = wheelhouse(backend, arch)
+    log(f"{backend.name}: filling the wheelhouse {house} (Python {backend.python} {ARCHES[arch]} wheels)")
     if only_overrides:
         text = "".join(f"{n}=={v}\n" for n, v in (overrides or {}).items())
     elif only is not None:
         text = "".join(f"{p}\n" for p in only)
     else:
         text = requirements_text(backend, overrides)
-    pack_source_only(backend, pinned_versions(text), log)
+    pack_source_only(backend, pinned_versions(text), log, arch)
     no_deps = only_overrides
     if only is not None and backend.parent:
         # The extras resolved together with the parent's pins, less what the parent's resolution installs: a
         # dependency on the parent's torch must not fetch the torch stack again (gigabytes) into this wheelhouse.
         parent = requirements_text(IMAGES[backend.parent])
-        held = resolve_pins(backend, parent)
-        wanted = resolve_pins(backend, parent + "\n" + text)
+        held = resolve_pins(backend, parent, arch)
+        wanted = resolve_pins(backend, parent + "\n" + text, arch)
         text = "".join(f"{n}=={v}\n" for n, v in wanted.items() if held.get(n) != v)
         no_deps = True
     with tempfile.TemporaryDirectory(prefix="edgeasr-req-") as tmp:
         req = Path(tmp) / "requirements.txt"
         req.write_text(text)
-        _pip(backend, ["download", "--quiet", *_wheel_options(backend), "--dest", str(backend.wheelhouse),
-                       "-r", str(req), *(["--no-deps"] if no_deps else [])])
+        _pip(backend, ["download", "--quiet", *_wheel_options(backend, arch), "--dest", str(house),
+                       "-r", str(req), *(["--no-deps"] if no_deps else [])], arch)
 
 
 def _context(backend: ImageDef, overrides: dict[str, str] | None = None) -> IO[bytes]:
@@ -384,8 +458,11 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
     log_path."""
     tag = tag or backend.image
     lines: list[str] = []
-    wheels = backend.wheelhouse
+    variant = PLATFORMS[platform]
+    wheels = wheelhouse(backend, variant.arch)
     has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
+    # Another architecture than the host's (arm64 here): built for it, its RUN steps emulated (qemu-user-static).
+    foreign = {"platform": variant.docker_platform} if variant.arch != host_arch() else {}
     try:
         with _context(backend, overrides) as context, serve_wheelhouse(wheels) as url:
             buildargs = build_args(backend, wheels_url=url if has_wheels else "", base=base, platform=platform,
@@ -396,6 +473,7 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
                 dockerfile=f"{backend.build_dir}/{PLATFORMS[platform].dockerfile}",
                 tag=tag, buildargs=buildargs, rm=True, forcerm=True, decode=True,
                 network_mode="host",  # so that RUN steps reach the wheelhouse on the host's loopback
+                **foreign,
             )
             for chunk in stream:
                 if "error" in chunk:

@@ -17,7 +17,7 @@ from typing import Callable, ContextManager
 
 from ..backends import BACKENDS, RUNNER_IMAGE, Backend, ImageDef, get_image
 from ..errors import UserError
-from ..host.platforms import PLATFORMS
+from ..host.platforms import PLATFORMS, host_arch
 from .build import (PUBLIC_BASE, base_for, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
                     platform_tag, read_carried_versions, runner_image_problem, versions_label)
 
@@ -52,7 +52,15 @@ def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = prin
     lines (default ``log``); ``status``: wraps each build (a spinner). UserError from a failed build."""
     detail = detail or log
     names = list(req.names)
-    if req.platform != "x86":
+    # The platform the sequence below builds for: x86, or arm64 (the x86 Dockerfiles for another CPU, on its
+    # local base, from its own wheelhouse); CUDA / Jetson variants are built apart, the rest (the runner) as x86.
+    platform = req.platform if PLATFORMS[req.platform].dockerfile == PLATFORMS["x86"].dockerfile else "x86"
+    arch = PLATFORMS[platform].arch
+    if platform != "x86":
+        names = _same_dockerfile_names(names, platform, arch, log)
+        if not names:
+            return
+    elif req.platform != "x86":
         # Backends have CUDA / Jetson variants; the runner image is the same Dockerfile everywhere.
         req.log_dir.mkdir(parents=True, exist_ok=True)
         _build_variants(client, req, [n for n in names if n in BACKENDS], log, detail, status)
@@ -60,9 +68,10 @@ def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = prin
         if not names:
             return
     if req.missing:  # before the base: present images need none
-        present = [n for n in names if _ready(client, get_image(n), req.tag or get_image(n).image, log)]
+        present = [n for n in names if _ready(client, get_image(n), req.tag or build_tag(get_image(n), platform),
+                                              log)]
         for name in present:
-            log(f"{req.tag or get_image(name).image} is present")
+            log(f"{req.tag or build_tag(get_image(name), platform)} is present")
         names = [n for n in names if n not in present]
         if not names:
             return
@@ -77,32 +86,68 @@ def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = prin
     req.log_dir.mkdir(parents=True, exist_ok=True)
     bases: dict[str, str] = {}  # asked-for base -> the one that exists, made once per build (pulled or debootstrapped)
     for image in order:
-        tag = req.tag if req.tag and len(wanted) == 1 and image in wanted else image.image
+        tag = req.tag if req.tag and len(wanted) == 1 and image in wanted else build_tag(image, platform)
         if req.missing and image not in wanted and image_exists(client, tag):  # a parent already built
             continue
         if image.parent:
-            image_base = get_image(image.parent).image
+            image_base = build_tag(get_image(image.parent), platform)
         else:  # ``req.base`` for the Python 3.11 images, the public base of its own Python for the others
             wanted_base = base_for(image, req.base)
             if wanted_base not in bases:
-                bases[wanted_base] = ensure_base(client, wanted_base, log=log)
+                bases[wanted_base] = ensure_base(client, wanted_base, log=log, **_arch_kwargs(arch))
             image_base = bases[wanted_base]
         mine = (req.overrides or None) if image in wanted else None  # --set is for the image asked for
+        house = _arch_kwargs(arch)  # the wheels of the platform's architecture (the x86 call stays as it was)
         if req.wheelhouse and not image.parent:  # a child's packages come with its parent...
-            fill_wheelhouse(image, log=log, overrides=mine)
+            fill_wheelhouse(image, log=log, overrides=mine, **house)
         elif req.wheelhouse:
             if child_extras(image):  # ...except those the parent does not pin (with their dependencies)
-                fill_wheelhouse(image, log=log, only=child_extras(image))
+                fill_wheelhouse(image, log=log, only=child_extras(image), **house)
             if mine:  # ...and the ones --set swaps on top of it
-                fill_wheelhouse(image, log=log, overrides=mine, only_overrides=True)
+                fill_wheelhouse(image, log=log, overrides=mine, only_overrides=True, **house)
         if mine:
             log(f"{tag}: {versions_label(image, mine)}")
+        suffix = "" if platform == "x86" else f"-{platform}"
         with status(f"building {tag} from {image_base}"):
             image_id = build_image(client, image, base=image_base, tag=tag, overrides=mine,
-                                   log_path=req.log_dir / f"image-{image.name}.log", log=detail)
+                                   log_path=req.log_dir / f"image-{image.name}{suffix}.log", log=detail,
+                                   **({"platform": platform} if platform != "x86" else {}))
         if image.name == RUNNER_IMAGE.name and (problem := runner_image_problem(client, tag)):
             raise UserError(f"built {tag}, but {problem}; see {req.log_dir / f'image-{image.name}.log'}")
         log(f"built {tag} ({image_id[:19]})")
+
+
+def build_tag(image: ImageDef, platform: str) -> str:
+    """The tag ``image`` gets when built from its x86 Dockerfile for ``platform`` (x86 or arm64): x86 its own;
+    a backend on arm64 its platform tag (``edgeasr/faster-whisper:arm64``, what `run` picks there); a shared
+    image (the torch stack) its own tag with the platform's after it (``edgeasr/torch-base:2.8-arm64``)."""
+    if platform == "x86" or image.name == RUNNER_IMAGE.name:  # the runner: the host's CPU only, one tag
+        return image.image
+    if isinstance(image, Backend):
+        return platform_tag(image, platform)
+    return f"{image.image}-{PLATFORMS[platform].tag}"
+
+
+def _arch_kwargs(arch: str) -> dict[str, str]:
+    """``arch=`` for the wheelhouse and base calls where it is not the x86 default."""
+    return {} if arch == "amd64" else {"arch": arch}
+
+
+def _same_dockerfile_names(names: list[str], platform: str, arch: str, log: Callable[[str], None]) -> list[str]:
+    """The images of ``names`` that ``platform`` (one built from the x86 Dockerfiles: arm64) builds: each backend
+    that has the platform (the others are skipped, saying why), and the runner image only where the platform's
+    CPU is the host's (it runs on the host: an emulated runner image is of no use)."""
+    kept = []
+    for name in names:
+        image = get_image(name)
+        problem = image.platform_problem(platform) if isinstance(image, Backend) else None
+        if problem:
+            log(f"skipped: {problem}")
+        elif image.name == RUNNER_IMAGE.name and arch != host_arch():
+            log(f"skipped: the runner image runs on this host ({host_arch()}); build it with --platform x86")
+        else:
+            kept.append(name)
+    return kept
 
 
 def _ready(client, image: ImageDef, tag: str, log: Callable[[str], None]) -> bool:

@@ -51,6 +51,8 @@ class ImageInfo:
     id: str
     tags: list[str]
     labels: dict[str, str]
+    #: The CPU architecture the image is built for (the engine's `Architecture`: amd64, arm64); None unknown.
+    architecture: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ def image_info(client: docker.DockerClient, ref: str, hint: str = "build it with
         raise UserError(f"image {ref} is not present in the Docker Engine; {hint}") from None
     except APIError as exc:
         raise UserError(f"cannot inspect image {ref}: {exc.explanation}") from None
-    return ImageInfo(id=image.id, tags=list(image.tags), labels=dict(image.labels or {}))
+    return ImageInfo(id=image.id, tags=list(image.tags), labels=dict(image.labels or {}),
+                     architecture=(image.attrs or {}).get("Architecture"))
 
 
 def open_log(log_path: Path, limits: LimitsSettings) -> HeadTailLog:

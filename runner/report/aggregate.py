@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..host.platforms import emulated_text
 from .records import ConditionRecord, GroupKey, is_number
 
 NO_REASON = "no reason recorded"
@@ -75,6 +76,9 @@ METRICS: tuple[Metric, ...] = (
 METRIC_NAMES = tuple(m.name for m in METRICS)
 #: The metrics that are energy: each has a scope (what hardware it covers) and a measurement bound.
 ENERGY_METRICS = frozenset({"total_j", "dynamic_j", "j_per_audio_s", "avg_w"})
+#: The metrics an emulated run (an image of another CPU architecture, under qemu) has only as the emulator's:
+#: speed and energy. Its WER and CER are the model's (emulation changes the clock, not the arithmetic).
+EMULATED_METRICS = frozenset({"rtf", "latency_p50_ms", "load_s"}) | ENERGY_METRICS
 
 #: Fewer values than this show their range (min-max), not a Student-t interval.
 MIN_N_FOR_CI = 3
@@ -168,6 +172,8 @@ class AggregateRow:
     #: Stream mode: whether each repeat's lag stayed bounded (summary stream.lag_s.bounded), for the repeats that
     #: streamed and did not fail; () offline.
     lag_bounded: tuple[bool, ...] = ()
+    #: "arm64 emulated on x86_64" where a repeat ran emulated (platforms.emulated_text); None: all native.
+    emulated: str | None = None
 
     def stat(self, metric: str) -> Stat:
         return self.stats[metric]
@@ -317,6 +323,8 @@ def aggregate(records: Iterable[ConditionRecord]) -> list[AggregateRow]:
             busy_reasons=tuple(dict.fromkeys(r.busy_reason for r in members if r.busy_reason)),
             lag_bounded=tuple(b for r in members if r.status != "error"
                               for b in (lag_bounded_of(r.summary),) if b is not None),
+            emulated=" / ".join(dict.fromkeys(
+                e for r in members if (e := emulated_text((r.summary or {}).get("emulation"))))) or None,
         ))
     return rows
 

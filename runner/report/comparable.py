@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .aggregate import ENERGY_METRICS, AggregateRow
+from .aggregate import EMULATED_METRICS, ENERGY_METRICS, AggregateRow
 
 #: The sentence every not-comparable delta and gate starts with.
 NOT_COMPARABLE = "not comparable"
@@ -39,8 +39,17 @@ def energy_scope(a: AggregateRow, b: AggregateRow) -> str | None:
     return None
 
 
+def emulation(a: AggregateRow, b: AggregateRow) -> str | None:
+    """An emulated run's speed and energy are the emulator's (qemu on another CPU), a native run's the device's:
+    one is no rise or fall of the other. Two emulated runs are the same emulator's and may be compared."""
+    if bool(a.emulated) != bool(b.emulated):
+        return f"an emulated run ({a.emulated or b.emulated}) vs a native one"
+    return None
+
+
 CHECKS: tuple[Check, ...] = (
     Check("energy scope", ENERGY_METRICS, energy_scope),
+    Check("emulation", EMULATED_METRICS, emulation),
 )
 
 

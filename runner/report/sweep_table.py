@@ -20,7 +20,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..trust.untrusted import csv_text, line, markdown
-from .aggregate import CV_DISAGREE, ENERGY_METRICS, RUN_FAILED, AggregateRow, Stat
+from ..wording import plural
+from .aggregate import CV_DISAGREE, EMULATED_METRICS, ENERGY_METRICS, RUN_FAILED, AggregateRow, Stat
 from .table import SMALL_N_PERCENTILES
 from .records import GroupKey, KeyNames, axes_that_vary, constant_axes, format_axis_value, versions_that_vary
 
@@ -179,6 +180,16 @@ def runs_cell(row: AggregateRow, notes: _Notes) -> Cell:
     return Cell(text, note)
 
 
+def emulated_warning(rows: Sequence[AggregateRow]) -> str | None:
+    """One line when some condition ran emulated (an image of another CPU, under qemu), or None."""
+    emulated = list(dict.fromkeys(r.emulated for r in rows if r.emulated))
+    if not emulated:
+        return None
+    return (f"warning: {plural(sum(1 for r in rows if r.emulated), 'condition')} ran emulated "
+            f"({', '.join(emulated)}): their speed and energy, marked (emulated), are the emulator's, not a device's; "
+            "their WER is the model's")
+
+
 def busy_warning(rows: Sequence[AggregateRow]) -> str | None:
     """One line when some condition ran while the host was busy, or None."""
     n = sum(r.n_busy for r in rows)
@@ -221,6 +232,9 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
     one_run_each = bool(rows) and all(r.n_runs == 1 for r in rows)  # "(n=1)" in every cell: said once instead
     if one_run_each:
         remarks.append(ONE_RUN_NOTE)
+    emulated = emulated_warning(rows)
+    if emulated:
+        remarks.append(emulated)
     keys = [r.key for r in rows]
     names = KeyNames.of(keys)
     varying = [k for k in OPTIONAL_KEYS if len({_identity(key, k) for key in keys}) > 1]
@@ -263,6 +277,8 @@ def build_table(rows: Sequence[AggregateRow], title: str, *, terminal: bool = Tr
             if n is not None:
                 text += f" (of {n})"
                 said_n = True
+            if row.emulated and col.metric in EMULATED_METRICS and stat.mean is not None:
+                text += " (emulated)"  # never a device's figure (emulated_warning says whose)
             cells.append(Cell(text, notes.number(why) if why else None,
                               unavailable=stat.mean is None))
         table_rows.append(tuple(cells))

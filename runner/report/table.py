@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..host.load import busy_from_record
+from ..host.platforms import emulated_text
 from ..trust.untrusted import csv_text, line, markdown
 from ..wording import plural
 from . import stream_table
@@ -75,6 +76,13 @@ def title(s: dict[str, Any]) -> str:
     return f"{s['backend']} · {s['model']} · {s['quant']} · {s['device']} · {s['dataset']}"
 
 
+#: The run view's lines that are speed or energy: an emulated run's are marked (emulated) (its summary's
+#: ``emulation`` block: the figures are the emulator's, runner/report/aggregate.EMULATED_METRICS alike).
+EMULATED_ROWS = frozenset({"RTF", "latency p50/p90/p99", "model load", "warm-up", "energy (inference)",
+                           "energy / audio s", "power avg / peak"})
+_NOT_A_FIGURE = ("unavailable", "no sensor", "not measured")
+
+
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) lines of the run view, in the order shown."""
     lat = s.get("latency_ms") or {}
@@ -98,6 +106,12 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("model size", _fmt(s.get("model_size_mb"), "{:.0f}", " MB")),
     ]
     rows += _energy_rows(s.get("energy"))
+    emulated = emulated_text(s.get("emulation"))
+    if emulated:  # the emulator's speed and energy: marked on each such line, never shown as a device's
+        rows = [(name, value + " (emulated)" if name in EMULATED_ROWS and not value.startswith(_NOT_A_FIGURE)
+                 else value) for name, value in rows]
+        rows.append(("emulated", f"{emulated}: speed and energy are the emulator's, not a device's; "
+                                 "the WER is the model's"))
     repeats = s.get("repeats")
     if isinstance(repeats, dict) and repeats.get("n"):
         rows.append(("repeats", f"{repeats['n']}: RTF " + ", ".join(_fmt(v, "{:.4f}") for v in repeats.get("rtf", []))))

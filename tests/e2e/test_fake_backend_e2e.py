@@ -30,7 +30,7 @@ def fake_backend():
 def test_a_new_row_and_folder_build_and_pass_check_image(fake_backend, tmp_path):
     client = docker.from_env()
     assert fake_backend.dockerfile.is_file() and fake_backend.requirements.is_file()
-    if not any(fake_backend.wheelhouse.glob("*.whl")):  # no filled template wheelhouse: pip fills this one
+    if not any(images.wheelhouse(fake_backend).glob("*.whl")):  # no filled template wheelhouse: pip fills this one
         images.fill_wheelhouse(fake_backend, log=print)
     base = images.ensure_base(client, images.PUBLIC_BASE, log=print)
     try:

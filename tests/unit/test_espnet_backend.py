@@ -297,15 +297,16 @@ def test_the_wheelhouse_is_filled_for_the_images_python(monkeypatch, tmp_path):
     monkeypatch.setattr(type(es), "wheelhouse", property(lambda self: tmp_path / self.name))
     calls = []
 
-    def pip(image, args):
+    def pip(image, args, arch="amd64"):
         calls.append(args)
-        if args[0] == "wheel":
-            (tmp_path / "espnet").mkdir(exist_ok=True)
-            (tmp_path / "espnet" / "antlr4_python3_runtime-4.9.3-py3-none-any.whl").write_bytes(b"")
+        if args[0] == "wheel":  # into the wheelhouse's key (x86_64-py3.13)
+            house = Path(args[args.index("--wheel-dir") + 1])
+            house.mkdir(parents=True, exist_ok=True)
+            (house / "antlr4_python3_runtime-4.9.3-py3-none-any.whl").write_bytes(b"")
 
     resolved = {"torch": "2.14.1", "nvidia-cublas": "13.1.0.3"}
     monkeypatch.setattr(images, "_pip", pip)
-    monkeypatch.setattr(images, "resolve_pins", lambda image, text: dict(resolved) if "espnet" not in text else {
+    monkeypatch.setattr(images, "resolve_pins", lambda image, text, arch="amd64": dict(resolved) if "espnet" not in text else {
         **resolved, "espnet": "202611", "antlr4-python3-runtime": "4.9.3", "scipy": "1.18.1"})
     images.fill_wheelhouse(es, log=lambda m: None, only=images.child_extras(es))
     wheel, download = calls
@@ -321,12 +322,13 @@ def test_a_source_only_package_that_is_not_pure_python_is_refused(monkeypatch, t
     es = BACKENDS["espnet"]
     monkeypatch.setattr(type(es), "wheelhouse", property(lambda self: tmp_path / self.name))
 
-    def pip(image, args):
-        (tmp_path / "espnet").mkdir(exist_ok=True)
-        (tmp_path / "espnet" / "antlr4_python3_runtime-4.9.3-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    def pip(image, args, arch="amd64"):
+        house = Path(args[args.index("--wheel-dir") + 1])
+        house.mkdir(parents=True, exist_ok=True)
+        (house / "antlr4_python3_runtime-4.9.3-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
 
     monkeypatch.setattr(images, "_pip", pip)
-    with pytest.raises(UserError, match="is not pure Python .* needs compiling for Python 3.13"):
+    with pytest.raises(UserError, match=r"is not pure Python \(antlr4_python3_runtime-4.9.3-cp311.*\).* needs compiling for Python 3.13"):
         images.pack_source_only(es, {"antlr4-python3-runtime": "4.9.3"}, log=lambda m: None)
 
 

@@ -239,3 +239,78 @@ def test_device_auto_follows_the_nvidia_driver_node(tmp_path, monkeypatch):
     assert platforms.has_nvidia_driver() is True and detect_device("auto") == "cuda"
     assert platforms.has_nvidia_driver(tmp_path / "absent") is False
     assert detect_device("cpu") == "cpu"  # a device by name is never second-guessed
+
+
+# -- arm64 (issue 25): an aarch64 host without L4T is arm64; an image of another architecture runs emulated -------
+
+@pytest.mark.parametrize("machine, platform", [("aarch64", "arm64"), ("arm64", "arm64"), ("x86_64", "x86")])
+def test_an_aarch64_host_without_l4t_is_arm64(tmp_path, machine, platform):
+    """A Raspberry Pi 5 or a Graviton server (`uname -m` aarch64; macOS says arm64) with no L4T release file runs
+    the arm64 images, tagged :arm64, built from the x86 Dockerfiles for linux/arm64."""
+    from runner.host.platforms import host_arch
+
+    missing = tmp_path / "nv_tegra_release"
+    assert detect_platform(missing, machine) == resolve_platform("auto", missing, machine) == platform
+    assert host_arch(machine) == PLATFORMS[platform].arch
+    assert PLATFORMS["arm64"].dockerfile == PLATFORMS["x86"].dockerfile == "Dockerfile"
+    assert PLATFORMS["arm64"].docker_platform == "linux/arm64" and PLATFORMS["x86"].docker_platform == "linux/amd64"
+    assert platform_image("edgeasr/pocketsphinx:latest", "arm64") == "edgeasr/pocketsphinx:arm64"
+
+
+def test_a_jetson_stays_a_jetson_on_its_aarch64_cpu():
+    assert detect_platform(RELEASES / "r36.4.0", "aarch64") == "jetson-r36"
+    assert PLATFORMS["jetson-r36"].arch == PLATFORMS["jetson-r35"].arch == "arm64"
+
+
+@pytest.mark.parametrize("image_arch, machine, emulated", [
+    ("arm64", "x86_64", True),    # this machine building and checking the arm64 images under qemu
+    ("amd64", "aarch64", True),   # an x86 image on a Pi (Docker would run it under qemu too)
+    ("arm64", "aarch64", False),  # a Pi running its own images
+    ("amd64", "x86_64", False),
+    ("", "x86_64", False),        # an image that records no architecture: taken as native
+])
+def test_an_image_of_another_architecture_runs_emulated(image_arch, machine, emulated):
+    from runner.host.platforms import is_emulated
+
+    assert is_emulated(image_arch, machine) is emulated
+
+
+def test_the_makefile_picks_arm64_on_an_aarch64_host_without_l4t(tmp_path):
+    none = str(tmp_path / "none")
+    assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=none, MACHINE="aarch64") == "arm64"
+    assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=none, MACHINE="aarch64") == "arm64"
+    assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=none, MACHINE="x86_64") == "x86"
+    assert make_variable("PLATFORM_TAG", TEGRA_RELEASE=none, PLATFORM="arm64") == "arm64"
+    # a Jetson's CPU is aarch64 too: its L4T release wins
+    assert make_variable("PLATFORM_NAME", TEGRA_RELEASE=str(RELEASES / "r36.4.0"), MACHINE="aarch64") == "jetson-r36"
+
+
+def test_make_run_platform_arm64_on_x86_runs_the_arm64_image(tmp_path):
+    """`make run PLATFORM=arm64` on an x86 host: the runner would pick this host's image, so the Makefile names the
+    arm64 one (`edgeasr images tag --platform arm64`) and ensure-image builds that platform's; on a Pi (arm64
+    detected) and without PLATFORM nothing is added; an IMAGE the user gave wins."""
+    none = str(tmp_path / "none")
+    flags = make_variable("RUN_FLAGS", TEGRA_RELEASE=none, MACHINE="x86_64", PLATFORM="arm64",
+                          BACKEND="pocketsphinx").split()
+    assert flags[flags.index("--image") + 1] == "edgeasr/pocketsphinx:arm64"
+    assert make_variable("PLATFORM_FLAG", TEGRA_RELEASE=none, MACHINE="x86_64", PLATFORM="arm64") == "--platform arm64"
+    assert "--image" not in make_variable("RUN_FLAGS", TEGRA_RELEASE=none, MACHINE="aarch64").split()
+    assert make_variable("PLATFORM_FLAG", TEGRA_RELEASE=none, MACHINE="aarch64") == ""
+    assert make_variable("PLATFORM_FLAG", TEGRA_RELEASE=none, MACHINE="x86_64") == ""
+    mine = make_variable("RUN_FLAGS", TEGRA_RELEASE=none, MACHINE="x86_64", PLATFORM="arm64", IMAGE="my/i:1").split()
+    assert mine.count("--image") == 1 and mine[mine.index("--image") + 1] == "my/i:1"
+
+
+def test_the_host_preflight_and_doctor_say_arm64_and_how(tmp_path):
+    """The one host preflight (doctor, the fleet's node report) tells arm64 from x86 by the machine."""
+    from runner.host import doctor, preflight
+
+    missing = tmp_path / "nv_tegra_release"
+    name, how = preflight.platform_facts(missing, "aarch64")
+    assert name == "arm64" and "machine aarch64" in how and "not a Jetson" in how
+    assert preflight.platform_facts(missing, "x86_64")[0] == "x86"
+    caps = preflight.HostCaps(machine="aarch64", platform=name, platform_how=how, jetson=False, nvidia_driver=False,
+                              driver_node="/dev/nvidiactl", root=False, engine_name="docker", engine="24.0",
+                              engine_problem=None, runtime=None)
+    (line,) = doctor.platform_lines(caps)
+    assert "arm64 (CPU images, built for linux/arm64)" in line.detail

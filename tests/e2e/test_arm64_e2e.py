@@ -1,0 +1,109 @@
+"""arm64 images (issue 25), built and run here under emulation (qemu-user-static through binfmt_misc): each
+passes check-image, and faster-whisper on arm64 gives the WER of x86 for the same model and quant on the embedded
+data, within 1 point. The emulated run records its emulation, and compare refuses its speed against the native
+run's.
+
+Why the whole embedded set (21 utterances, 240 words) and not three: CTranslate2's int8 kernels differ on ARM, and
+one word of harvard-01-01 differs ("The birch can isolate" on x86 int8; "can use lid" on arm64 int8, which is also
+what x86 float32 says): on three utterances (26 words) that one word is 3.8 points, on the set 0.4 of one.
+Kept as small as that allows: one model (tiny.en), no telemetry. The arm64 base and images are built once
+(`make images PLATFORM=arm64`), which under emulation is the costly part (about 75 min on a 2-core host, README,
+arm64): without them the tests skip, saying so, unless EDGEASR_ARM64_E2E=1 asks this test to build them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+
+from runner.backends import BACKENDS
+
+pytestmark = pytest.mark.e2e
+
+ARM64_BACKENDS = tuple(name for name, b in BACKENDS.items() if "arm64" in b.platforms)
+BINFMT = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+DATA = ROOT / "data" / "default"
+
+
+def edgeasr(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runner.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _emulation_problem() -> str | None:
+    """Why arm64 containers cannot run here, or None (an aarch64 host runs them natively)."""
+    if platform.machine() == "aarch64":
+        return None
+    text = BINFMT.read_text() if BINFMT.exists() else ""
+    if not text.startswith("enabled") or "F" not in next((ln for ln in text.splitlines() if ln.startswith("flags:")),
+                                                            ""):
+        return (f"no aarch64 interpreter with the F flag in binfmt_misc ({BINFMT}); install qemu-user-static and "
+                "binfmt-support (.ci/run does)")
+    return None
+
+
+@pytest.fixture(scope="module")
+def arm64_images() -> dict[str, str]:
+    import docker
+
+    wanted = {name: BACKENDS[name].default_image("arm64") for name in ARM64_BACKENDS}
+    client = docker.from_env()
+    missing = [ref for ref in wanted.values() if not client.images.list(name=ref)]
+    if missing and os.environ.get("EDGEASR_ARM64_E2E") != "1":
+        # building them under emulation takes ~75 min on a 2-core host (README, arm64): more than CI's budget
+        pytest.skip(f"arm64 images not built ({', '.join(missing)}): `make images PLATFORM=arm64` (about 75 min "
+                    f"under emulation here), or EDGEASR_ARM64_E2E=1 to build them in this test")
+    problem = _emulation_problem()
+    if problem:
+        pytest.fail(problem)  # CI installs it (.ci/run): its absence is a broken machine, not a skip
+    start = time.monotonic()
+    r = edgeasr("images", "build", *ARM64_BACKENDS, "--platform", "arm64", "--missing", timeout=3600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    print(f"arm64 images ({', '.join(ARM64_BACKENDS)}) ready in {time.monotonic() - start:.0f} s")
+    return {name: BACKENDS[name].default_image("arm64") for name in ARM64_BACKENDS}
+
+
+def test_the_arm64_backends_are_the_three_issue_25_names():
+    assert set(ARM64_BACKENDS) >= {"faster-whisper", "onnxruntime", "pocketsphinx"}
+
+
+@pytest.mark.parametrize("name", ARM64_BACKENDS)
+def test_each_arm64_image_is_arm64_and_passes_check_image(arm64_images, name):
+    import docker
+
+    image = docker.from_env().images.get(arm64_images[name])
+    assert image.attrs["Architecture"] == "arm64"
+    assert image.labels["org.edgeasr.platform"] == "arm64" and image.labels["org.edgeasr.backend"] == name
+    if BACKENDS[name].library == "torch":  # pragma: no cover - no torch backend has an arm64 row yet
+        pytest.skip("its test job needs the tiny random models")
+    r = edgeasr("check-image", arm64_images[name], "--timeout", "900", timeout=3000)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "FAIL" not in r.stdout
+
+
+def _run(out: Path, image: str) -> dict:
+    r = edgeasr("run", "--backend", "faster-whisper", "--model", "tiny.en", "--quant", "int8", "--image", image,
+                "--data", str(DATA), "--telemetry", "none", "--out", str(out), timeout=3600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_arm64_gives_the_wer_of_x86_and_its_speed_is_marked_emulated(arm64_images, tmp_path):
+    x86 = _run(tmp_path / "x86", BACKENDS["faster-whisper"].default_image("x86"))
+    arm = _run(tmp_path / "arm64", arm64_images["faster-whisper"])
+    utterances = len((DATA / "manifest.jsonl").read_text().splitlines())
+    assert x86["n_scored"] == arm["n_scored"] == utterances
+    assert abs(arm["wer"] - x86["wer"]) <= 0.01, (x86["wer"], arm["wer"])
+    assert arm["image"]["architecture"] == "arm64"
+    if platform.machine() != "aarch64":
+        assert arm["emulation"]["image_arch"] == "arm64" and "emulation" not in x86
+        r = edgeasr("compare", str(tmp_path / "x86"), str(tmp_path / "arm64"), "--max-rtf-increase", "10")
+        assert r.returncode == 1 and "not comparable: an emulated run (arm64 emulated on x86_64)" in r.stdout
