@@ -69,7 +69,7 @@ def test_a_bench_that_stops_printing_its_ratio_is_named():
     args = type("A", (), {"quick": True, "model": "tiny.en", "quant": "int8", "image": None, "repeats": None,
                           "only": "", "skip": ""})()
     table = {b.name: b for b, _ in run_all.benches(args)}
-    assert set(table) == {"overhead", "sampler", "batched", "backends", "sweep", "fleet"}
+    assert set(table) == {"overhead", "sampler", "batched", "backends", "sweep", "stream", "fleet"}
     good = ("harness/bare (bare in a container of the image): median 1.020, of minima 1.020, spread 1.020..1.020 "
             "over 1 pairs\noverhead outside inference (median): engine start 0.20 s, interpreter boot 0.90 s, "
             "exit 0.10 s, merge 0.05 s; container start + merge 1.25 s (target <= 3.0 s)  OK\n")
