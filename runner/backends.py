@@ -574,6 +574,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     ),
     Backend(
         name="whisperx",
+        no_variant="its arm64 build is not checked yet (the arm64 torch base builds under emulation, its wheels are unverified for this backend); run it on x86, CUDA or a Jetson",
         library="ctranslate2",
         quant_map=CTRANSLATE2_QUANTS,
         image="edgeasr/whisperx:latest",
@@ -593,6 +594,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     ),
     Backend(
         name="transformers",
+        no_variant="its arm64 build is not checked yet (the arm64 torch base builds under emulation, its wheels are unverified for this backend); run it on x86, CUDA or a Jetson",
         library="torch",
         quant_map=TORCH_QUANTS,
         image="edgeasr/transformers:latest",
