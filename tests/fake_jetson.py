@@ -99,3 +99,37 @@ def make_orin_nano(tmp: Path, mode: int = 0, input_w: float = 5.0) -> FakeJetson
     board = FakeJetson(root, conf, status, tmp / "tools.log")
     board.set_power(input_w)
     return board
+
+
+def use_fake_tegrastats(monkeypatch) -> Path:
+    """Put the FAKE tegrastats first on PATH (its FAKE_TEGRASTATS_* settings cleared); returns its path."""
+    monkeypatch.setenv("PATH", str(FAKE_BIN) + os.pathsep + os.environ.get("PATH", ""))
+    for name in list(os.environ):
+        if name.startswith("FAKE_TEGRASTATS_"):
+            monkeypatch.delenv(name)
+    return FAKE_BIN / "tegrastats"
+
+
+def gone(pid: int) -> bool:
+    """True when no live process has this pid (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+def fake_processes(fake: Path) -> list[int]:
+    """Pids of live processes running the fake tegrastats."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(fake).encode() in cmdline and not gone(int(entry.name)):
+            found.append(int(entry.name))
+    return found

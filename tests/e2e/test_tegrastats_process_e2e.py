@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_jetson import fake_processes, gone, use_fake_tegrastats
 
 from runner.telemetry.energy.integrate import integrate
 from runner.telemetry.samplers.tegrastats import TegrastatsSampler
@@ -20,42 +21,11 @@ from runner.telemetry.samplers.tegrastats_parse import parse_line
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and signals are POSIX")
 
-FAKE_BIN = Path(__file__).resolve().parents[1] / "fixtures" / "fake_bin"
-
 
 @pytest.fixture
 def fake_tegrastats_path(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Put the FAKE tegrastats first on PATH; returns its path."""
-    monkeypatch.setenv("PATH", str(FAKE_BIN) + os.pathsep + os.environ.get("PATH", ""))
-    for name in list(os.environ):
-        if name.startswith("FAKE_TEGRASTATS_"):
-            monkeypatch.delenv(name)
-    return FAKE_BIN / "tegrastats"
-
-
-def gone(pid: int) -> bool:
-    """True when no live process has this pid (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
-
-
-def fake_processes(fake: Path) -> list[int]:
-    """Pids of live processes running the fake tegrastats."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(fake).encode() in cmdline and not gone(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+    return use_fake_tegrastats(monkeypatch)
 
 
 def wait_for(predicate, timeout_s: float = 3.0) -> bool:

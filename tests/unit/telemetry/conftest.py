@@ -4,15 +4,14 @@ tegrastats on PATH, and a fake powercap (RAPL) tree."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from fake_jetson import use_fake_tegrastats
 
 HERE = Path(__file__).resolve().parent
-FAKE_BIN = HERE.parents[1] / "fixtures" / "fake_bin"
 
 
 def _load_fake_pynvml() -> ModuleType:
@@ -37,11 +36,7 @@ def fake_pynvml() -> ModuleType:
 @pytest.fixture
 def fake_tegrastats_path(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Put the FAKE tegrastats first on PATH; returns its path."""
-    monkeypatch.setenv("PATH", str(FAKE_BIN) + os.pathsep + os.environ.get("PATH", ""))
-    for name in list(os.environ):
-        if name.startswith("FAKE_TEGRASTATS_"):
-            monkeypatch.delenv(name)
-    return FAKE_BIN / "tegrastats"
+    return use_fake_tegrastats(monkeypatch)
 
 
 def make_rapl_tree(root: Path, domains: dict[str, tuple[str, int, int]]) -> Path:

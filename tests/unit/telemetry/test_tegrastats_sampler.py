@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from fake_jetson import fake_processes
 
 from runner.errors import UserError
 from runner.telemetry.samplers.tegrastats import TegrastatsSampler
@@ -14,29 +15,8 @@ from runner.telemetry.samplers.tegrastats import TegrastatsSampler
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and signals are POSIX")
 
 
-def gone(pid: int) -> bool:
-    """True when no live process has this pid (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
 
 
-def fake_processes(fake: Path) -> list[int]:
-    """Pids of live processes running the fake tegrastats."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(fake).encode() in cmdline and not gone(int(entry.name)):
-            found.append(int(entry.name))
-    return found
 
 
 def test_probe_and_start_without_tegrastats(monkeypatch, tmp_path):
