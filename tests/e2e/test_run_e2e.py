@@ -170,7 +170,7 @@ def test_missing_image_is_one_clear_sentence(ready, tmp_path):
     r = edgeasr("run", "--image", "edgeasr/does-not-exist:0", "--out", str(tmp_path / "o"))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == ("edgeasr: image edgeasr/does-not-exist:0 is not present in the Docker Engine; "
-                                "build it with `make images`")
+                                "build it with `edgeasr images build` (`make images` in a checkout)")
 
 
 def test_unreachable_engine_is_one_clear_sentence(tmp_path):

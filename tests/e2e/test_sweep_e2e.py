@@ -91,13 +91,13 @@ def test_docker_compose_up_sweep(tmp_path):
         image = next(iter(manifest["images"].values()))
         assert image["labels"]["org.edgeasr.backend"] == "faster-whisper"
         pngs = sorted(p.name for p in (out / "report").glob("*.png"))
-        # the study figures with data, then the latency ones its per-utterance files allow; telemetry none: the
-        # two energy figures have no data and are no PNG (issue 22, item 15)
-        assert pngs == ["latency_distribution.png", "latency_vs_length.png", "rtf_ram_by_model_quant.png",
-                        "wer_by_noise.png"]
+        # the study figures with data (insertions against SNR: issue 24), then the latency ones its per-utterance
+        # files allow; telemetry none: the two energy figures have no data and are no PNG (issue 22, item 15)
+        assert pngs == ["insertions_by_noise.png", "latency_distribution.png", "latency_vs_length.png",
+                        "rtf_ram_by_model_quant.png", "wer_by_noise.png"]
         # telemetry none: the two energy figures have no data; the page lists them as not drawn
         page = (out / "report" / "report.html").read_text()
-        assert page.count("data:image/png;base64,") == 4
+        assert page.count("data:image/png;base64,") == 5
         assert page.count(": not drawn (") == 2
         assert not client.containers.list(all=True, filters={"label": f"org.edgeasr.owner.folder={out}"})
     finally:
