@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from edgeasr_entrypoint.commit import agreed_prefix
 from edgeasr_entrypoint.contract import STREAM_EVENTS, Event, EventRecord
 
 #: Lag growth (end - middle) allowed for a bounded lag, in chunks (issue 23, item 6).
@@ -199,24 +200,14 @@ def _words(text: Any) -> list[str]:
     return text.split() if isinstance(text, str) else []
 
 
-def _lcp(a: Sequence[str], b: Sequence[str]) -> int:
-    """How many leading words two texts share."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def changed_words(partials: Sequence[str], final: str) -> tuple[int, int]:
     """(words shown, words later changed) over one utterance play's partials in order and its final text."""
     texts = [_words(p) for p in partials]
-    stable = _lcp(texts[-1], _words(final)) if texts else 0
+    stable = agreed_prefix(texts[-1], _words(final)) if texts else 0
     shown = changed = 0
     for i in range(len(texts) - 1, -1, -1):
         if i < len(texts) - 1:
-            stable = min(_lcp(texts[i], texts[i + 1]), stable)
+            stable = min(agreed_prefix(texts[i], texts[i + 1]), stable)
         shown += len(texts[i])
         changed += len(texts[i]) - min(stable, len(texts[i]))
     return shown, changed
