@@ -601,3 +601,68 @@ def test_a_ctc_weight_is_a_contract_4_feature_and_a_job_without_it_still_reads_i
         with pytest.raises(JobError, match=r"job.contract_version is 3: the job uses joint CTC/attention weight "
                                            r"\(job.decode.ctc_weight\), which needs entrypoint contract 4"):
             Job.from_json({**bad, "contract_version": 3})
+
+
+def test_a_held_start_waits_for_the_hosts_go_before_its_load_and_nothing_before_it_moves(tmp_path, adapter):
+    """Contract 5 (issue 26 item 2): with hold_s the container boots and reads its job, then waits between
+    hold_start and hold_end for the host's go (GO_FILE in its output folder) and only then loads its model: a
+    sweep starts the next container while it finishes the last one, and that one's load is never beside it."""
+    import threading
+    import time
+
+    from edgeasr_entrypoint.contract import GO_FILE
+
+    loaded = []
+    adapter.load = lambda job: loaded.append(time.monotonic_ns()) or ScriptedModel(job)
+    write_tone(tmp_path / "good.wav", seconds=1.0)
+    job = _job(tmp_path, [{"id": "g", "audio": str(tmp_path / "good.wav")}], hold_s=30)
+    said = []
+
+    def go_later():
+        time.sleep(0.3)
+        said.append(time.monotonic_ns())
+        (job.parent / GO_FILE).write_bytes(b"")
+
+    host = threading.Thread(target=go_later)
+    host.start()
+    assert entry.main(["x", str(job)]) == 0
+    host.join()
+    events = _read(job.parent / "events.jsonl")
+    names = [e["event"] for e in events]
+    assert names[:4] == ["container_start", "hold_start", "hold_end", "load_start"]
+    assert loaded[0] >= said[0]  # nothing was loaded before the go
+    held_s = (events[2]["mono_ns"] - events[1]["mono_ns"]) / 1e9
+    assert 0.25 <= held_s < 0.3 + 0.2  # it went within a poll of the go
+    job = _job(tmp_path, [{"id": "g", "audio": str(tmp_path / "good.wav")}])  # no hold_s: no hold
+    assert entry.main(["x", str(job)]) == 0
+    assert "hold_start" not in [e["event"] for e in _read(job.parent / "events.jsonl")][len(names):]
+
+
+def test_a_held_start_without_a_go_ends_within_hold_s_with_the_reason_and_loads_nothing(tmp_path, adapter):
+    loaded = []
+    adapter.load = lambda job: loaded.append(job) or ScriptedModel(job)
+    write_tone(tmp_path / "good.wav", seconds=1.0)
+    job = _job(tmp_path, [{"id": "g", "audio": str(tmp_path / "good.wav")}], hold_s=0.2)
+    assert entry.main(["x", str(job)]) == 1
+    status = json.loads((job.parent / "status.json").read_text())
+    assert status["status"] == "error" and "no go from the host within 0.2 s" in status["error"]
+    assert loaded == []
+    names = [e["event"] for e in _read(job.parent / "events.jsonl")]
+    assert names[:3] == ["container_start", "hold_start", "hold_end"] and "load_start" not in names
+
+
+def test_a_held_start_is_a_contract_5_feature_and_a_job_without_it_reads_in_older_contracts():
+    from edgeasr_entrypoint.contract import FEATURES, Job, JobError
+
+    feature = "a held start (job.hold_s)"
+    assert FEATURES[feature] == 5
+    job = {"contract_version": 4, "backend": "b", "model": "/m", "quant": "fp32", "backend_quant": "float32",
+           "device": "cpu", "utterances": [{"id": "a", "audio": "/data/a.wav"}]}
+    assert "hold_s" not in Job.from_json(job).to_json()
+    held = {**job, "contract_version": 5, "hold_s": 60}
+    assert Job.from_json(held).needs() == (5, feature) and Job.from_json(held).to_json()["hold_s"] == 60
+    with pytest.raises(JobError, match=r"the job uses a held start \(job.hold_s\), which needs entrypoint contract 5"):
+        Job.from_json({**held, "contract_version": 4})
+    for bad in (-1, True, "60", float("inf")):
+        with pytest.raises(JobError, match="job.hold_s must be a non-negative number of seconds"):
+            Job.from_json({**held, "hold_s": bad})

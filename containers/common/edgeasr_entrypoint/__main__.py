@@ -25,7 +25,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from .audio import AudioError, load_audio
-from .contract import (CONTRACT_VERSION, SAMPLE_RATE, DecodeOptions, Event, RecordError, StatusRecord,
+from .contract import (CONTRACT_VERSION, GO_FILE, SAMPLE_RATE, DecodeOptions, Event, RecordError, StatusRecord,
                        TranscriptRecord, decode_changes)
 from .events import EventLog, JsonlWriter, write_json_atomic
 from .job import JobError, read_job
@@ -37,6 +37,10 @@ def _paths(argv: list[str]) -> tuple[Path, Path]:
     job_path = Path(argv[1]) if len(argv) > 1 else Path(os.environ.get("EDGEASR_JOB", "/out/job.json"))
     out_dir = Path(os.environ.get("EDGEASR_OUT", str(job_path.parent)))
     return job_path, out_dir
+
+
+class NoGo(Exception):
+    """A held start that the host never released within job.hold_s (it is gone, or never finished)."""
 
 
 class DeviceMismatch(Exception):
@@ -258,6 +262,26 @@ def _apply_decode(model, current: DecodeOptions, decode: DecodeOptions) -> str |
     return None
 
 
+GO_POLL_S = 0.002  # how often a held start looks for the go: a stat call, nothing the host's work would feel
+
+
+def _hold(job, out_dir: Path, events: EventLog) -> None:
+    """A held start (job.hold_s, contract 5): booted and the adapter imported, wait for the host's go (GO_FILE in
+    the output folder) before anything of the model's is touched, at most hold_s (then NoGo: the host is gone
+    or never finished). The host says go once nothing of its own runs any more, so that the load, the warm-up and
+    the inference never share the CPU with it (issue 26)."""
+    if not job.hold_s:
+        return
+    events.emit(Event.HOLD_START, seconds=job.hold_s)
+    go, deadline = out_dir / GO_FILE, time.monotonic() + job.hold_s
+    while not os.path.lexists(go):
+        if time.monotonic() >= deadline:
+            events.emit(Event.HOLD_END, go=False)
+            raise NoGo("no go from the host within {:g} s (job.hold_s): nothing was loaded".format(job.hold_s))
+        time.sleep(GO_POLL_S)
+    events.emit(Event.HOLD_END, go=True)
+
+
 WARMUP_MAX_S = 30.0  # the warm-up needs one decoder window, not a whole long file
 
 
@@ -309,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         if not adapter_name:
             raise JobError("EDGEASR_ADAPTER is not set: the image does not name its backend adapter")
         adapter = importlib.import_module(adapter_name)
+        _hold(job, out_dir, events)
         events.emit(Event.LOAD_START, model=job.model)
         model = adapter.load(job)
         events.emit(Event.LOAD_END, model=job.model)
@@ -353,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = 2
     except RecordError as exc:  # a record the host would refuse, stopped where it was made (an adapter's info())
         status["error"] = f"the container's output breaks the contract: {exc}"
-    except DeviceMismatch as exc:
+    except (DeviceMismatch, NoGo) as exc:
         status["error"] = str(exc)
     except MemoryError:
         status["error"] = "out of memory (MemoryError inside the container)"

@@ -14,13 +14,16 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-CONTRACT_VERSION = 4
+CONTRACT_VERSION = 5
 """The newest contract this copy speaks; bumped whenever a job field or an event is added or changes meaning.
 2: a job runs several conditions in one container (``conditions``). 3: a condition may carry ``decode``
 overrides (IN_CONTAINER_DECODE); ``condition_start`` carries the condition's effective decode settings.
 4: stream mode (``job.stream``, StreamJob): live audio fed at real-time pace, with the stream events
 (STREAM_EVENTS); the joint CTC/attention weight ``decode.ctc_weight`` (DECODE_FEATURES: a job names it only where
-it is set, so a job that does not use it is what contract 3 wrote, and images before it read it)."""
+it is set, so a job that does not use it is what contract 3 wrote, and images before it read it).
+5: a held start (``job.hold_s``): the container boots, then waits before its model loads until the host writes
+GO_FILE into its output folder (``hold_start``/``hold_end``), so that a sweep starts the next container while it
+still finishes the last one, and loads it only once nothing of the host's runs beside it (issue 26)."""
 
 MIN_CONTRACT_VERSION = 2
 """The oldest contract a job may be written in: the host always runs conditions (2). An image speaks every
@@ -38,6 +41,7 @@ FEATURES: Dict[str, int] = {
     "stream mode (job.stream)": 4,
     "speech segments of a long recording (job.utterances[].segments)": 4,
     "joint CTC/attention weight (job.decode.ctc_weight)": 4,
+    "a held start (job.hold_s)": 5,
     **{"long-form decode settings (job.decode.{})".format(name): 4 for name in LONG_FORM_DECODE},
 }
 """The contract version that introduced each feature a job may use (``Job.needs``). A new event or field gets
@@ -57,6 +61,10 @@ class JobError(ValueError):
 EVENT_PREFIX = "EDGEASR_EVENT "
 """Each event is also printed to stdout as this prefix + one JSON object, for live progress on the host."""
 
+GO_FILE = "go"
+"""A held start's go (contract 5): the file the host creates in the container's output folder once nothing of its
+own runs any more; the container, waiting between ``hold_start`` and ``hold_end``, then loads its model."""
+
 SAMPLE_RATE = 16000
 """Hz: every utterance is decoded to 16 kHz mono float32 before the backend sees it."""
 
@@ -71,6 +79,8 @@ class Event:
     """The event names the entrypoint writes (events.jsonl and stdout), in the order a run emits them."""
 
     CONTAINER_START = "container_start"
+    HOLD_START = "hold_start"  # a held start (contract 5): booted, waiting for the host's go before the load
+    HOLD_END = "hold_end"  # the go seen (or not, within hold_s: the error follows)
     LOAD_START = "load_start"
     LOAD_END = "load_end"
     MODEL_INFO = "model_info"
@@ -108,6 +118,8 @@ WINDOWS: Dict[str, Tuple[str, str]] = {
     "container": (Event.CONTAINER_START, Event.CONTAINER_END),
     # container up, model loaded and warmed up, doing nothing: the loaded model's idle cost
     "loaded_idle": (Event.LOADED_IDLE_START, Event.LOADED_IDLE_END),
+    # a held start (contract 5): booted, waiting before the load for the host to finish the previous container
+    "hold": (Event.HOLD_START, Event.HOLD_END),
 }
 """The named windows the host measures, each from its first start event to its last end event."""
 
@@ -142,7 +154,7 @@ stream in the condition). Clocks: every ``*_ns`` field is the container's monoto
 """
 
 CONTAINER_WIDE_EVENTS = frozenset({
-    Event.CONTAINER_START, Event.LOAD_START, Event.LOAD_END, Event.MODEL_INFO, Event.WARMUP_START,
+    Event.CONTAINER_START, Event.HOLD_START, Event.HOLD_END, Event.LOAD_START, Event.LOAD_END, Event.MODEL_INFO, Event.WARMUP_START,
     Event.WARMUP_END, Event.WARMUP_SKIPPED, Event.LOADED_IDLE_START, Event.LOADED_IDLE_END, Event.CONTAINER_END,
 })
 """Events that belong to every condition of a sweep job (the model is loaded and warmed up once for all)."""
@@ -427,6 +439,8 @@ class Job:
     conditions: list = field(default_factory=list)  # empty: one clean condition over every utterance
     loaded_idle_s: float = 0.0  # idle seconds with the model loaded, after warm-up (the host measures power)
     stream: Optional[StreamJob] = None  # stream mode (contract 4); None: offline, utterance by utterance
+    # a held start (contract 5): > 0, the container waits (at most this long) before its load for GO_FILE; 0: none
+    hold_s: float = 0.0
 
     def to_json(self) -> Dict[str, Any]:
         out = {"contract_version": self.contract_version, "backend": self.backend, "model": self.model,
@@ -436,6 +450,8 @@ class Job:
                "conditions": [c.to_json() for c in self.conditions]}  # type: Dict[str, Any]
         if self.stream is not None:  # only where used: a job without it is what contract 3 wrote
             out["stream"] = self.stream.to_json()
+        if self.hold_s:  # likewise: a job without a held start is what contract 4 wrote
+            out["hold_s"] = self.hold_s
         return out
 
     def needs(self) -> Tuple[int, str]:
@@ -449,6 +465,8 @@ class Job:
             used.append("stream mode (job.stream)")
         if any(u.segments is not None for u in self.utterances):
             used.append("speech segments of a long recording (job.utterances[].segments)")
+        if self.hold_s:
+            used.append("a held start (job.hold_s)")
         used += self.decode.features()
         used += [DECODE_FEATURES[k] for k in DECODE_FEATURES
                  if any(k in c.decode for c in self.conditions)]
@@ -484,7 +502,11 @@ class Job:
         if not isinstance(loaded_idle_s, (int, float)) or isinstance(loaded_idle_s, bool) or loaded_idle_s < 0:
             raise JobError("job.loaded_idle_s must be a non-negative number of seconds")
         stream = StreamJob.from_json(data["stream"]) if data.get("stream") is not None else None
+        hold_s = data.get("hold_s", 0.0)
+        if not isinstance(hold_s, (int, float)) or isinstance(hold_s, bool) or not 0 <= hold_s < math.inf:
+            raise JobError("job.hold_s must be a non-negative number of seconds")
         job = cls(loaded_idle_s=float(loaded_idle_s), conditions=conditions, contract_version=version, stream=stream,
+                  hold_s=float(hold_s),
                   backend=_require(data, "backend", str), model=_require(data, "model", str),
                   quant=_require(data, "quant", str), backend_quant=_require(data, "backend_quant", str),
                   device=_require(data, "device", str), decode=decode, warmup=warmup, utterances=utterances,
