@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Optional, Union
 
-from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, Event
+from edgeasr_entrypoint.contract import CONTAINER_WIDE_EVENTS, FEATURES, Event
 
 from . import merge
 from .trust import validate
@@ -399,19 +399,18 @@ def overhead(run: ContainerRun, events: list[dict], merge_s: float) -> dict[str,
 
 
 def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: bool, plan=None,
-                   power_measured: bool | None = None) -> dict[str, Any]:
+                   power_measured: bool | None = None, hold_s: float = 0.0) -> dict[str, Any]:
     """The job spec the entrypoint reads (job.json): the group's settings and the pending conditions, in the
     contract version the image speaks; UserError where the group needs a newer one (only this group fails).
-    ``power_measured``: a sampler runs (no loaded-idle wait without one, launch/job.make_job)."""
+    ``power_measured``: a sampler runs (no loaded-idle wait without one, launch/job.make_job); ``hold_s``: a held
+    start (start_ahead)."""
     entries = [c.job_entry() for c in pending]
     if host_paths and job.noise_dir is not None:  # the local engine reads the noise files where they are
         entries = [replace(e, noise={**e.noise, "files": [str(job.noise_dir) + f[len(NOISE_TARGET):]
                                                           for f in e.noise["files"]]})
                    if "files" in e.noise else e for e in entries]
     spec = make_job(job.spec, plan, host_paths=host_paths, conditions=tuple(entries),
-                    version=image_contract(job.image.labels if job.image is not None else None,
-                                           job.image.id if job.image is not None else None),
-                    power_measured=power_measured)
+                    version=_contract_of(job), power_measured=power_measured, hold_s=hold_s)
     problem = spec.version_problem(spec.contract_version)
     if problem:
         raise UserError(f"image {job.spec.image}: {problem}; rebuild it (edgeasr images build "
@@ -419,11 +418,72 @@ def group_job_spec(job: GroupJob, pending: list[PlannedCondition], host_paths: b
     return spec.to_json()
 
 
+def _contract_of(job: GroupJob) -> int:
+    """The contract the group's job is written in: the newest its image and this runner both speak."""
+    return image_contract(job.image.labels if job.image is not None else None,
+                          job.image.id if job.image is not None else None)
+
+
+#: The feature a held start is (contract 5) and the longest a held container waits for its go before it gives up
+#: (it ends with the reason): the go comes seconds after, once the previous container is merged; a bound, no wait.
+HELD_START = "a held start (job.hold_s)"
+HOLD_S = 600.0
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A group's container started ahead (``start_ahead``): booting while the previous group finishes, then held
+    before its load until ``execute_group`` tells it to go. ``started_s``: perf_counter as it was started."""
+
+    job: GroupJob
+    raw_dir: Path
+    plan: Any
+    held: Any  # launch/engines.Held: go(), finish(on_event), discard(), container_id
+    started_s: float
+
+
+def _power_requested(spec) -> bool:
+    power = getattr(getattr(spec, "settings", None), "power", None)
+    return power is not None and power.requested()
+
+
+def start_ahead(job: GroupJob, pending: list[PlannedCondition], engine: Engine, *, owner_folder: Path,
+                labels: dict[str, str] | None = None, clock: Clock = SYSTEM_CLOCK) -> Ahead | None:
+    """Start ``job``'s container now, held before its load (contract 5), so that its engine start, interpreter
+    boot and imports overlap the previous container's exit and merge (issue 26 item 2); ``execute_group(...,
+    ahead=)`` tells it to go once the host has finished the previous one, so nothing runs beside its load,
+    warm-up and inference that would not have otherwise. None (the group then starts in its turn, as ever) where
+    that cannot be had honestly or at all: a power sensor (the group's idle baseline is measured first, and
+    nothing may boot during it), an operating point to set (the container starts under it), an image of an older
+    contract, an engine without ``start`` (the local one), or any failure to start it."""
+    start = getattr(engine, "start", None)
+    spec = job.spec
+    if start is None or not pending or _power_requested(spec) or _contract_of(job) < FEATURES[HELD_START]:
+        return None
+    t0 = time.perf_counter()
+    try:
+        t = spec.telemetry
+        if select_sampler(t.sampler, spec.device, t.interval_ms, spec.gpus, clock)[1] is None:
+            return None  # a sensor: its idle baseline before this container comes first, with nothing booting
+        raw_dir = fresh_folder(job.group_dir, "raw")
+        plan = audio_plan(spec) if not engine.host_paths else None
+        extra = (BindMount(job.noise_dir, NOISE_TARGET, True),) if job.noise_dir is not None else ()
+        mounts = [*make_mounts(spec, raw_dir, plan), *extra] if plan is not None else []
+        launch = Launch(raw_dir, Owner.me(owner_folder, job.command), dict(labels or {}), None, limits_of(spec))
+        held = start(spec, group_job_spec(job, pending, engine.host_paths, plan, False, HOLD_S), mounts,
+                     make_env(spec), launch)
+    except Exception:  # noqa: BLE001 - the group starts in its turn instead, and says what is wrong then
+        log.debug("group %s could not start ahead", job.key, exc_info=True)
+        return None
+    return Ahead(job, raw_dir, plan, held, t0)
+
+
 def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine, *, host: dict[str, Any],
                   owner_folder: Path, labels: dict[str, str] | None = None, callbacks: Callbacks | None = None,
                   previous: accounting.Baseline | None = None,
                   operating_point: Callable[[Any], ContextManager[Any]] | None = None,
-                  clock: Clock = SYSTEM_CLOCK) -> GroupResult:
+                  clock: Clock = SYSTEM_CLOCK, ahead: Ahead | None = None,
+                  on_container_end: Callable[[], None] | None = None) -> GroupResult:
     """Run ``pending`` (conditions of ``job``) in one container; every one ends with a record, ok or not.
 
     ``previous``: the last container's idle baseline; this one's waits for power to settle back to it.
@@ -431,20 +491,39 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     manager with a ``record``) that sets the device's operating point around the idle baseline and the
     container and restores it after; default: runner.power's, from ``spec.settings.power``.
     ``clock``: what the sampler, the idle baseline and the waits here run on.
+    ``ahead``: this group's container, started ahead and held (start_ahead): told to go where it would have
+    been started (discarded, and one started then, should a sensor have appeared since). ``on_container_end``:
+    called once, as the container says container_end (its measured work is over): a sweep starts the next
+    container ahead then.
     An interruption (Ctrl-C, SIGTERM) is returned, not raised, after the conditions are recorded: finished
     ones as they are, the rest as interrupted. Any other failure inside the group (the operating point
     refused, the engine failing, a merge raising on what the container wrote) is recorded as the unfinished
     conditions' error, never raised: the caller's other groups go on."""
+    went = [False]
+    try:
+        return _execute_group(job, pending, engine, host, owner_folder, labels, callbacks, previous,
+                              operating_point, clock, ahead, on_container_end, went)
+    finally:
+        if ahead is not None and not went[0]:  # never told to go: it must not outlive the group
+            ahead.held.discard()
+
+
+def _execute_group(job, pending, engine, host, owner_folder, labels, callbacks, previous, operating_point, clock,
+                   ahead: Ahead | None, on_container_end, went: list[bool]) -> GroupResult:
     cb = callbacks or Callbacks()
     spec = job.spec
     timing = {"baseline_s": 0.0, "container_s": 0.0, "tail_s": 0.0}
     t_group = time.perf_counter()
-    # A new, empty output folder for every attempt: what an earlier container left (links, FIFOs) is gone.
-    raw_dir = fresh_folder(job.group_dir, "raw")
     t = spec.telemetry
     sampler, reason = select_sampler(t.sampler, spec.device, t.interval_ms, spec.gpus, clock)
+    if ahead is not None and (ahead.job.key != job.key or reason is None or _power_requested(spec)):
+        ahead.held.discard()  # a sensor appeared since (or another group's): started in its turn instead
+        went[0], ahead = True, None
+    # A new, empty output folder for every attempt: what an earlier container left (links, FIFOs) is gone
+    # (a container started ahead has its own, made new as it started).
+    raw_dir = ahead.raw_dir if ahead is not None else fresh_folder(job.group_dir, "raw")
     cb.on_sampler(sampler if reason is None else None)
-    plan = audio_plan(spec) if not engine.host_paths else None
+    plan = ahead.plan if ahead is not None else (audio_plan(spec) if not engine.host_paths else None)
     if plan is not None and plan.notice:
         cb.on_notice(plan.notice)
     paths = host_path_map(spec, raw_dir, plan) if plan is not None else {}
@@ -452,6 +531,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
     if engine.name != "local":  # a container: its cgroup is read on the host, from its start to its end
         g.memory = ContainerMemorySampler(t.interval_ms, clock=clock)
     by_key = {c.key: c for c in pending}
+    ended: list[bool] = []
 
     def on_event(record: dict[str, Any]) -> None:
         event = validate.live_event(record)  # one that broke the contract: the merge of events.jsonl says so
@@ -459,6 +539,9 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
             return
         cb.on_event(event)
         kind = event.get("event")
+        if kind == Event.CONTAINER_END and on_container_end is not None and not ended:
+            ended.append(True)
+            on_container_end()
         cond = by_key.get(event.get("condition"))
         if cond is None or cond.key in g.done:
             return
@@ -491,13 +574,20 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                 t_base = time.perf_counter()
                 g.baseline = idle_baseline(t, sampler, previous, on_wait=cb.waiting)
                 timing["baseline_s"] = time.perf_counter() - t_base
-            g.load_before = hostload.snapshot(engine)
+            g.load_before = hostload.snapshot(engine, own_labels=labels)
             if g.memory is not None:
                 g.memory.start()
             t_run = time.perf_counter()
             try:
-                run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan, reason is None), mounts,
-                                 make_env(spec), on_event, launch)
+                if ahead is not None:  # started ahead, booted and held: now it loads, nothing of ours beside it
+                    on_started(ahead.held.container_id)
+                    timing["ahead_s"] = t_run - ahead.started_s
+                    ahead.held.go()
+                    went[0] = True  # from here finish() removes it, however it ends
+                    run = ahead.held.finish(on_event)
+                else:
+                    run = engine.run(spec, group_job_spec(job, pending, engine.host_paths, plan, reason is None),
+                                     mounts, make_env(spec), on_event, launch)
                 if run.session_id is not None and g.owner is None:
                     g.owner = accounting.ProcessOwner.of(run)
             except UserError as exc:
@@ -508,7 +598,7 @@ def execute_group(job: GroupJob, pending: list[PlannedCondition], engine: Engine
                 if g.memory is not None:
                     g.memory.stop()
             timing["container_s"] = time.perf_counter() - t_run
-            g.load_after = hostload.snapshot(engine)
+            g.load_after = hostload.snapshot(engine, own_labels=labels)
             if reason is None:
                 # Keep sampling a little past the end so that the last window is bracketed by samples.
                 clock.sleep(1.5 * t.interval_ms / 1000.0)

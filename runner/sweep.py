@@ -28,6 +28,7 @@ Nothing here draws: a ``SweepView`` is told what happens and the commands render
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from typing import Any, Callable, ContextManager, Iterable, Protocol
 
 from . import tables
 from .errors import Interrupted, UserError
-from .execute import SWEEP_LABEL, Callbacks, execute_group, failed_group, stamp
+from .execute import SWEEP_LABEL, Ahead, Callbacks, execute_group, failed_group, stamp, start_ahead
 from .host.clock import SYSTEM_CLOCK, Clock, elapsed_s
 from .host.info import device_facts, git_commit, host_facts
 from .host.lock import FolderLock
@@ -284,7 +285,14 @@ TIMING_FILE = "sweep-timing.json"
 
 class LocalDispatcher:
     """The groups in turn on this host's engine (runner/execute.py); each container's idle baseline is the
-    level the next one cools down to. ``callbacks_for(job)``: the view's progress for one group."""
+    level the next one cools down to. ``callbacks_for(job)``: the view's progress for one group.
+
+    The next group's container starts while the last one ends (issue 26 item 2): as a container says
+    container_end (its measured work is over) the next queued group is started ahead in a thread
+    (execute.start_ahead: engine start, interpreter boot and imports), while this one exits, is removed and merged
+    and the tables are rebuilt; it is told to go, and loads its model, only when its own turn comes, so nothing
+    of the host's runs beside its load, warm-up or inference. Where that cannot be had (a power sensor, an
+    operating point, an older image, an engine without ``start``) each container starts in its turn."""
 
     def __init__(self, engine: Engine, out: Path, callbacks_for: Callable[[GroupJob], Callbacks] | None = None,
                  clock: Clock = SYSTEM_CLOCK) -> None:
@@ -296,6 +304,8 @@ class LocalDispatcher:
         self.sweep_id = stable_hash(str(out))
         self._queue: deque[Todo] = deque()
         self._baseline = None
+        #: the next group's container being started ahead: (its key, the thread, [Ahead or None] once started)
+        self._ahead: tuple[str, threading.Thread, list[Ahead | None]] | None = None
         #: Each group's host-side seconds (execute.GroupResult.timing_s with the container's engine start, boot
         #: and exit), for sweep-timing.json: where a sweep's wall goes (bench/bench_sweep.py, issue 26)
         self.timing: list[dict[str, Any]] = []
@@ -312,13 +322,40 @@ class LocalDispatcher:
     def busy(self) -> bool:
         return bool(self._queue)
 
+    def _start_ahead(self, job: GroupJob, pending: list[PlannedCondition]) -> None:
+        """Start ``job``'s container ahead, in a thread (the engine's calls wait on its daemon, not the CPU)."""
+        if self._ahead is not None:
+            return
+        box: list[Ahead | None] = []
+        thread = threading.Thread(target=lambda: box.append(start_ahead(
+            job, pending, self.engine, owner_folder=self.out, labels={SWEEP_LABEL: self.sweep_id}, clock=self.clock)),
+            name=f"edgeasr-ahead-{job.key}", daemon=True)
+        self._ahead = (job.key, thread, box)
+        thread.start()
+
+    def _take_ahead(self, job: GroupJob | None) -> Ahead | None:
+        """The container started ahead for ``job`` (None: none); one started for another group is discarded."""
+        if self._ahead is None:
+            return None
+        key, thread, box = self._ahead
+        thread.join()
+        self._ahead = None
+        ahead = box[0] if box else None
+        if ahead is not None and (job is None or key != job.key):
+            ahead.held.discard()
+            return None
+        return ahead
+
     def wait(self) -> list[GroupDone]:
         job, pending = self._queue.popleft()
         callbacks = self.callbacks_for(job)
+        ahead = self._take_ahead(job)
+        following = self._queue[0] if self._queue else None
         try:
             result = execute_group(job, pending, self.engine, host=self.host, owner_folder=self.out,
                                    labels={SWEEP_LABEL: self.sweep_id}, callbacks=callbacks,
-                                   previous=self._baseline, clock=self.clock)
+                                   previous=self._baseline, clock=self.clock, ahead=ahead,
+                                   on_container_end=(lambda: self._start_ahead(*following)) if following else None)
         except Exception as exc:  # one group's failure is its conditions' error records; the others still run
             why = f"the group could not run: {exc if isinstance(exc, UserError) else repr(exc)}"
             result = failed_group(job, pending, why, host=self.host, engine=self.engine.name)
@@ -332,9 +369,10 @@ class LocalDispatcher:
 
     def cancel(self, interrupted: bool) -> None:
         self._queue.clear()
+        self._take_ahead(None)  # a container started ahead never goes: removed
 
     def close(self) -> None:
-        pass
+        self._take_ahead(None)
 
 
 class LocalView(SweepView, Protocol):

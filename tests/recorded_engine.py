@@ -12,7 +12,15 @@ them, each event before it is streamed, so that the executor reads a condition's
 ``launches`` says what each launch ran (group key, condition keys); ``on_launch(group key)`` is called as each
 launch begins, and an exception it returns is raised there, as a broken engine or container does;
 ``interrupt_after`` stops the engine with SIGTERM once that many conditions have ended, as Ctrl-C does
-mid-group.
+mid-group, and ``interrupt_at_end`` once that many containers have said container_end.
+
+A held start (contract 5) is the engine's ``start``: the container is started ahead and held before its load
+(``held(...)``: its ``go()``, ``finish(on_event)``, ``discard()``), as DockerEngine.start does; its job carries
+``hold_s``, and the replay then has hold_start/hold_end after container_start. ``steps`` writes down, in order,
+("start", group), ("go", group), ("container_end", group), ("discard", group) and ("run", group) (a launch not
+started ahead), ``job_of[group]`` each launch's job; ``on_go(group)`` is called as a held container is told to go (a test looks at the disk then);
+``on_start(group)`` likewise as one is started, an exception it returns raised there. ``held_starts=False``: an
+engine without ``start`` (the sweep then starts every container when its turn comes).
 
 A stream job (``job.stream``, contract 4) has no recording yet: each condition then gets a SYNTHETIC timeline
 of the stream events (containers/common/edgeasr_entrypoint/contract.py, STREAM_EVENTS) on a virtual clock: its
@@ -57,8 +65,10 @@ class RecordedEngine:
     def __init__(self, hypothesis: Callable[[str, str], str] | None = None,
                  on_launch: Callable[[str], Exception | None] | None = None,
                  interrupt_after: int | None = None, processing_s: float = 0.25,
-                 chunk_processing_s: float = 0.05, offline_hypothesis: Callable[[str, str], str] | None = None
-                 ) -> None:
+                 chunk_processing_s: float = 0.05, offline_hypothesis: Callable[[str, str], str] | None = None,
+                 interrupt_at_end: int | None = None, held_starts: bool = True,
+                 on_go: Callable[[str], None] | None = None,
+                 on_start: Callable[[str], Exception | None] | None = None) -> None:
         self.hypothesis = hypothesis or (lambda key, uid: f"{uid} tone")
         self.offline_hypothesis = offline_hypothesis or self.hypothesis
         self.chunk_processing_s = chunk_processing_s
@@ -67,6 +77,14 @@ class RecordedEngine:
         self.processing_s = processing_s
         self.launches: list[tuple[str, list[str]]] = []
         self.conditions_ended = 0
+        self.interrupt_at_end = interrupt_at_end
+        self.containers_ended = 0
+        self.steps: list[tuple[str, str]] = []
+        self.job_of: dict[str, dict[str, Any]] = {}
+        self.on_go = on_go or (lambda group: None)
+        self.on_start = on_start or (lambda group: None)
+        if not held_starts:
+            self.start = None  # type: ignore[assignment]  (an engine without held starts)
         self._wide, self._block, self._status = _recorded()
 
     # -- the Engine interface ------------------------------------------------------------------------------
@@ -81,7 +99,20 @@ class RecordedEngine:
         return []
 
     def run(self, spec, job: dict[str, Any], mounts, env, on_event, launch) -> ContainerRun:
+        self.steps.append(("run", Path(spec.out).name))
+        return self._replay(spec, job, on_event, launch)
+
+    def start(self, spec, job: dict[str, Any], mounts, env, launch) -> "_Held":
+        group = Path(spec.out).name
+        self.steps.append(("start", group))
+        problem = self.on_start(group)
+        if problem is not None:
+            raise problem
+        return _Held(self, spec, job, launch)
+
+    def _replay(self, spec, job: dict[str, Any], on_event, launch) -> ContainerRun:
         group = Path(spec.out).name  # the planner's group folder: groups/<group key>
+        self.job_of[group] = job
         self.launches.append((group, [c["key"] for c in job["conditions"]]))
         problem = self.on_launch(group)
         if problem is not None:
@@ -104,6 +135,9 @@ class RecordedEngine:
         for name in (Event.CONTAINER_START, Event.LOAD_START, Event.LOAD_END, Event.MODEL_INFO,
                      Event.WARMUP_START, Event.WARMUP_END):
             emit({k: v for k, v in wide[name].items() if k not in ("t_ns", "mono_ns")}, 0.1)
+            if name == Event.CONTAINER_START and job.get("hold_s"):
+                emit({"event": Event.HOLD_START, "seconds": job["hold_s"]}, 0.01)
+                emit({"event": Event.HOLD_END, "go": True}, 0.01)
         n_utts = sum(len(c["ids"]) for c in job["conditions"])
         emit({"event": Event.INFERENCE_START, "n": n_utts, "n_conditions": len(job["conditions"])}, 0.1)
         for cond in job["conditions"]:
@@ -112,9 +146,13 @@ class RecordedEngine:
             else:
                 self._condition(cond, audio, emit, raw)
         emit({"event": Event.INFERENCE_END, "n_ok": n_utts, "n_failed": 0}, 0.01)
-        emit({"event": Event.CONTAINER_END, "status": "ok"}, 0.05)
         status = {**self._status, "n_ok": n_utts, "n_failed": 0}
         (raw / "status.json").write_text(json.dumps(status))
+        self.steps.append(("container_end", group))
+        emit({"event": Event.CONTAINER_END, "status": "ok"}, 0.05)
+        self.containers_ended += 1
+        if self.interrupt_at_end is not None and self.containers_ended >= self.interrupt_at_end:
+            raise Interrupted("SIGTERM")
         return ContainerRun(0, False, False, raw / "container.log", 0.1, clock["mono_ns"] / 1e9, 0, 0)
 
     # -- one condition: the recorded block, re-keyed ----------------------------------------------------------
@@ -212,6 +250,28 @@ class RecordedEngine:
         self.conditions_ended += 1
         if self.interrupt_after is not None and self.conditions_ended >= self.interrupt_after:
             raise Interrupted("SIGTERM")
+
+
+class _Held:
+    """A recorded container started ahead, held before its load (what DockerEngine.start returns)."""
+
+    def __init__(self, engine: RecordedEngine, spec, job: dict[str, Any], launch) -> None:
+        self.engine, self.spec, self.job, self.launch = engine, spec, job, launch
+        self.group = Path(spec.out).name
+        self.container_id = f"recorded-{self.group}"
+        self.went = False
+
+    def go(self) -> None:
+        self.engine.steps.append(("go", self.group))
+        self.engine.on_go(self.group)
+        self.went = True
+
+    def finish(self, on_event) -> ContainerRun:
+        assert self.went, "a held container finished without its go"
+        return self.engine._replay(self.spec, self.job, on_event, self.launch)
+
+    def discard(self) -> None:
+        self.engine.steps.append(("discard", self.group))
 
 
 def copy_recording(raw_dir: Path) -> None:

@@ -70,9 +70,11 @@ def own_container_id(mountinfo: str = "/proc/self/mountinfo") -> str | None:
     return None
 
 
-def _other_containers(engine: Any) -> tuple[int | None, dict[str, str]]:
-    """Running containers other than this runner's own (id -> name). None where the engine has no Docker
-    client (the local engine) or could not be asked."""
+def _other_containers(engine: Any, own_labels: Mapping[str, str] | None = None) -> tuple[int | None, dict[str, str]]:
+    """Running containers other than this runner's own (id -> name): not the one it runs in, nor those carrying
+    every one of ``own_labels`` (a sweep's label: its next container, started while the last one ends and held
+    before its load, runs nothing beside a timed window). None where the engine has no Docker client (the local
+    engine) or could not be asked."""
     if getattr(engine, "name", None) != "docker":
         return None, {}
     try:
@@ -80,14 +82,21 @@ def _other_containers(engine: Any) -> tuple[int | None, dict[str, str]]:
     except Exception:  # a load fact must never stop a run
         return None, {}
     me = own_container_id()
-    ids = {str(c.id): str(c.name) for c in running if str(c.id) != me}
+
+    def ours(c: Any) -> bool:
+        labels = getattr(c, "labels", None) or {}
+        return bool(own_labels) and all(labels.get(k) == v for k, v in own_labels.items())
+
+    ids = {str(c.id): str(c.name) for c in running if str(c.id) != me and not ours(c)}
     return len(ids), ids
 
 
-def snapshot(engine: Any = None, loadavg_path: str = "/proc/loadavg") -> LoadSnapshot:
-    """The host's load now (cheap: one file read and one engine call)."""
+def snapshot(engine: Any = None, loadavg_path: str = "/proc/loadavg",
+             own_labels: Mapping[str, str] | None = None) -> LoadSnapshot:
+    """The host's load now (cheap: one file read and one engine call); containers with every one of
+    ``own_labels`` are the run's own (see _other_containers)."""
     one, five, fifteen = read_loadavg(loadavg_path)
-    n, ids = _other_containers(engine)
+    n, ids = _other_containers(engine, own_labels)
     return LoadSnapshot(one, five, fifteen, n, tuple(sorted(ids.values())), ids)
 
 

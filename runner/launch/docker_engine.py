@@ -139,6 +139,165 @@ def watch_output(stream, log: HeadTailLog, on_event: Callable[[dict[str, Any]], 
     return result
 
 
+@dataclass
+class StartedContainer:
+    """A container created, attached and started, not yet waited for (run_container's first half): a held start
+    (contract 5) waits like this, booting, while the host finishes the previous container. ``finish_container``
+    or ``discard_container`` ends it; nothing else does."""
+
+    container: Any
+    stream: Any  # its output, attached before it started
+    log: HeadTailLog
+    t_create: float  # perf_counter before the create
+    create_to_start_s: float
+    started_ns: int
+    stop: Stop
+    timed_out: threading.Event
+    watchdog: threading.Timer | None
+    log_path: Path
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+
+def start_container(
+    client: docker.DockerClient,
+    image: str,
+    *,
+    mounts: list[BindMount],
+    env: dict[str, str],
+    log_path: Path,
+    device: str = "cpu",
+    hardening: Hardening = Hardening(),
+    owner: Owner | None = None,
+    timeout_s: float | None = None,
+    name: str | None = None,
+    labels: dict[str, str] | None = None,
+    gpus: Sequence[str] | None = None,
+    limits: LimitsSettings | None = None,
+) -> StartedContainer:
+    """Create, attach and start (the timeout's watchdog runs from here); a failure removes what was made."""
+    limits = limits or LimitsSettings()
+    kwargs: dict[str, Any] = dict(
+        image=image,
+        mounts=[Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only) for m in mounts],
+        environment=env,
+        labels={MANAGED_LABEL: "1", **(owner.labels() if owner else {}), **(labels or {})},
+        detach=True,
+        name=name,
+        log_config=LogConfig(type=LogConfig.types.NONE),  # the runner keeps the log (see the module's docstring)
+        **hardening.engine_kwargs(),
+    )
+    if device == "cuda":
+        # Exactly the run's GPUs (what NVML measures), not "all"; None only on Jetson (one iGPU).
+        kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]]) if gpus
+                                     else DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        if is_jetson():
+            # Jetson: the NVIDIA toolkit serves a GPU request only when its runtime runs the container
+            # (containers/PLATFORMS.md).
+            kwargs["runtime"] = "nvidia"
+    t_create = time.perf_counter()
+    container = None
+    log = open_log(log_path, limits)
+    try:
+        try:
+            container = client.containers.create(**kwargs)
+            # Attached before it starts, so that nothing it prints is missed.
+            stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
+            container.start()
+        except ImageNotFound:
+            raise UserError(f"image {image} is not present in the Docker Engine; build it with `edgeasr images build` (`make images` in a checkout)") from None
+        except APIError as exc:
+            raise UserError(f"the Docker Engine refused to start {image}: {exc.explanation}") from None
+        started = time.perf_counter() - t_create
+        started_ns = time.time_ns()
+    except BaseException:
+        log.close()
+        _remove(container)
+        raise
+
+    def _kill() -> None:
+        try:
+            container.kill()
+        except (APIError, NotFound):
+            pass
+
+    timed_out = threading.Event()
+    watchdog = None
+    if timeout_s:
+        def _expire() -> None:
+            timed_out.set()
+            _kill()
+        watchdog = threading.Timer(timeout_s, _expire)
+        watchdog.daemon = True
+        watchdog.start()
+    return StartedContainer(container, stream, log, t_create, started, started_ns, Stop(_kill), timed_out, watchdog,
+                            log_path)
+
+
+def _remove(container: Any) -> None:
+    if container is not None:
+        try:
+            container.remove(force=True)
+        except (APIError, NotFound):
+            pass
+
+
+def finish_container(
+    run: StartedContainer,
+    *,
+    on_event: Callable[[dict[str, Any]], None] = lambda e: None,
+    on_started: Callable[[str], None] | None = None,
+    limits: LimitsSettings | None = None,
+    watch_dir: Path | None = None,
+) -> ContainerRun:
+    """Stream and wait for a started container (``on_started`` first, with its id); it is removed however this
+    ends."""
+    limits = limits or LimitsSettings()
+    container = run.container
+    try:
+        if on_started is not None:
+            on_started(container.id)
+        try:
+            result = watch_output(run.stream, run.log, on_event, limits, run.stop, watch_dir, container.wait)
+            exited_ns = time.time_ns()
+        finally:
+            if run.watchdog:
+                run.watchdog.cancel()
+            run.stop.join(timeout=30)
+        container.reload()
+        state = container.attrs.get("State", {})
+        return ContainerRun(
+            exit_code=result.get("StatusCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            timed_out=run.timed_out.is_set(),
+            log_path=run.log_path,
+            create_to_start_s=run.create_to_start_s,
+            wall_s=time.perf_counter() - run.t_create,
+            started_ns=run.started_ns,
+            exited_ns=exited_ns,
+            container_id=container.id,
+            limit_exceeded=run.stop.reason,
+        )
+    finally:
+        run.log.close()
+        _remove(container)
+
+
+def discard_container(run: StartedContainer) -> None:
+    """A started container that will never be waited for (a held start the sweep no longer needs): killed and
+    removed."""
+    if run.watchdog:
+        run.watchdog.cancel()
+    try:
+        run.container.kill()
+    except (APIError, NotFound):
+        pass
+    run.log.close()
+    _remove(run.container)
+
+
 def run_container(
     client: docker.DockerClient,
     image: str,
@@ -162,87 +321,10 @@ def run_container(
 
     ``log_path`` must be in a folder the container cannot write; ``watch_dir`` is the output folder it can
     (its size is bounded by ``limits``)."""
-    limits = limits or LimitsSettings()
-    kwargs: dict[str, Any] = dict(
-        image=image,
-        mounts=[Mount(target=m.target, source=str(m.source), type="bind", read_only=m.read_only) for m in mounts],
-        environment=env,
-        labels={MANAGED_LABEL: "1", **(owner.labels() if owner else {}), **(labels or {})},
-        detach=True,
-        name=name,
-        log_config=LogConfig(type=LogConfig.types.NONE),  # the runner keeps the log (see the module's docstring)
-        **hardening.engine_kwargs(),
-    )
-    if device == "cuda":
-        # Exactly the run's GPUs (what NVML measures), not "all"; None only on Jetson (one iGPU).
-        kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]]) if gpus
-                                     else DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        if is_jetson():
-            # Jetson: the NVIDIA toolkit serves a GPU request only when its runtime runs the container
-            # (containers/PLATFORMS.md).
-            kwargs["runtime"] = "nvidia"
-    t_create = time.perf_counter()
-    container = None
-    timed_out = threading.Event()
-    log = open_log(log_path, limits)
-    try:
-        try:
-            container = client.containers.create(**kwargs)
-            # Attached before it starts, so that nothing it prints is missed.
-            stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
-            container.start()
-        except ImageNotFound:
-            raise UserError(f"image {image} is not present in the Docker Engine; build it with `edgeasr images build` (`make images` in a checkout)") from None
-        except APIError as exc:
-            raise UserError(f"the Docker Engine refused to start {image}: {exc.explanation}") from None
-        started = time.perf_counter() - t_create
-        started_ns = time.time_ns()
-        if on_started is not None:
-            on_started(container.id)
-
-        def _kill() -> None:
-            try:
-                container.kill()
-            except (APIError, NotFound):
-                pass
-
-        stop = Stop(_kill)
-        watchdog = None
-        if timeout_s:
-            def _expire() -> None:
-                timed_out.set()
-                _kill()
-            watchdog = threading.Timer(timeout_s, _expire)
-            watchdog.daemon = True
-            watchdog.start()
-        try:
-            result = watch_output(stream, log, on_event, limits, stop, watch_dir, container.wait)
-            exited_ns = time.time_ns()
-        finally:
-            if watchdog:
-                watchdog.cancel()
-            stop.join(timeout=30)
-        container.reload()
-        state = container.attrs.get("State", {})
-        return ContainerRun(
-            exit_code=result.get("StatusCode"),
-            oom_killed=bool(state.get("OOMKilled")),
-            timed_out=timed_out.is_set(),
-            log_path=log_path,
-            create_to_start_s=started,
-            wall_s=time.perf_counter() - t_create,
-            started_ns=started_ns,
-            exited_ns=exited_ns,
-            container_id=container.id,
-            limit_exceeded=stop.reason,
-        )
-    finally:
-        log.close()
-        if container is not None:
-            try:
-                container.remove(force=True)
-            except (APIError, NotFound):
-                pass
+    started = start_container(client, image, mounts=mounts, env=env, log_path=log_path, device=device,
+                              hardening=hardening, owner=owner, timeout_s=timeout_s, name=name, labels=labels,
+                              gpus=gpus, limits=limits)
+    return finish_container(started, on_event=on_event, on_started=on_started, limits=limits, watch_dir=watch_dir)
 
 
 def reap_orphans(client: docker.DockerClient, locked_folders: tuple[str, ...] = ()) -> list[str]:

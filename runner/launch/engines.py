@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from edgeasr_entrypoint.contract import CONTRACT_VERSION
+from edgeasr_entrypoint.contract import CONTRACT_VERSION, GO_FILE
 
 from ..errors import UserError
 from .paths import check_mountable
-from ..trust.safe_io import write_new
+from ..trust.safe_io import Unsafe, write_new
 from ..settings import LimitsSettings
 from . import docker_engine, local_engine
 from .checked_images import contract_problem
@@ -74,6 +74,35 @@ class Engine(Protocol):
             on_event: Callable[[dict[str, Any]], None], launch: Launch) -> ContainerRun:
         """Run the job to its end (success, failure, timeout); nothing it started outlives the call."""
 
+    # Optional (DockerEngine has it; an engine without it starts each container in its turn):
+    # start(spec, job, mounts, env, launch) -> Held: the container started ahead, its job a held start
+    # (job.hold_s, contract 5), to be told go(), then finish(on_event) -> ContainerRun, or discard()ed.
+
+
+class Held(Protocol):
+    """A container started ahead and held before its load (contract 5): it boots while the host finishes the
+    previous one, and loads its model only after ``go()``."""
+
+    container_id: str
+
+    def go(self) -> None:
+        """Tell it to load (its GO_FILE); nothing of the host's runs beside it from here."""
+
+    def finish(self, on_event: Callable[[dict[str, Any]], None]) -> ContainerRun:
+        """Stream its events and wait for its end; it is removed however that ends."""
+
+    def discard(self) -> None:
+        """It will not be needed (the sweep stopped): kill and remove it."""
+
+
+def say_go(raw_dir: Path) -> None:
+    """A held container's go: GO_FILE created in its output folder, never through a name the container made
+    there (O_EXCL, O_NOFOLLOW): one it made itself already says go, or it is its own loss."""
+    try:
+        write_new(raw_dir, GO_FILE, b"")
+    except (OSError, Unsafe):  # it exists already (the container's own), or the folder is gone: it will say so
+        pass
+
 
 def check_contract(ref: str, image: ImageInfo, version: int) -> None:
     """Refuse an image of another contract, or one without the label that check-image has not passed here
@@ -112,6 +141,11 @@ class DockerEngine:
 
         The output folder is handed to the container's unprivileged uid for the run and taken back after,
         so results stay the runner's own."""
+        return self.start(spec, job, mounts, env, launch).finish(on_event)
+
+    def start(self, spec, job, mounts, env, launch: Launch) -> "DockerHeld":
+        """Write the job and start its container (created, attached, started; not waited for): with a job whose
+        hold_s is set it boots and waits for ``go()`` before its load (a sweep's next container, contract 5)."""
         write_job(launch.raw_dir, job)
         mounts = list(mounts)
         for m in mounts:
@@ -122,13 +156,43 @@ class DockerEngine:
             mounts.append(BindMount(spec.hub_cache_dir, HUB_CACHE_TARGET, False))
         chown_for_container(launch.raw_dir)
         try:
-            return docker_engine.run_container(
-                self.client, spec.image, mounts=mounts, env=env, log_path=launch.log_path,
-                on_event=on_event, device=spec.device, hardening=spec.hardening, owner=launch.owner,
-                timeout_s=spec.timeout_s, labels=launch.labels, gpus=spec.gpus, on_started=launch.on_started,
-                limits=launch.limits, watch_dir=launch.raw_dir)
-        finally:
+            started = docker_engine.start_container(
+                self.client, spec.image, mounts=mounts, env=env, log_path=launch.log_path, device=spec.device,
+                hardening=spec.hardening, owner=launch.owner, timeout_s=spec.timeout_s, labels=launch.labels,
+                gpus=spec.gpus, limits=launch.limits)
+        except BaseException:
             reclaim(launch.raw_dir)
+            raise
+        return DockerHeld(started, launch)
+
+
+@dataclass
+class DockerHeld:
+    """A started backend container (DockerEngine.start): its go, its end, or its discard; the output folder is
+    taken back from the container's uid however it ends."""
+
+    started: docker_engine.StartedContainer
+    launch: Launch
+
+    @property
+    def container_id(self) -> str:
+        return self.started.id
+
+    def go(self) -> None:
+        say_go(self.launch.raw_dir)
+
+    def finish(self, on_event: Callable[[dict[str, Any]], None]) -> ContainerRun:
+        try:
+            return docker_engine.finish_container(self.started, on_event=on_event, on_started=self.launch.on_started,
+                                                  limits=self.launch.limits, watch_dir=self.launch.raw_dir)
+        finally:
+            reclaim(self.launch.raw_dir)
+
+    def discard(self) -> None:
+        try:
+            docker_engine.discard_container(self.started)
+        finally:
+            reclaim(self.launch.raw_dir)
 
 
 class LocalEngine:

@@ -31,7 +31,8 @@ def audio_plan(spec: RunSpec) -> AudioPlan:
 
 
 def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = False,
-             conditions: tuple = (), version: int = CONTRACT_VERSION, power_measured: bool | None = None) -> Job:
+             conditions: tuple = (), version: int = CONTRACT_VERSION, power_measured: bool | None = None,
+             hold_s: float = 0.0) -> Job:
     """The job spec (the contract's Job; its ``to_json()`` is job.json); with host_paths (the local engine) audio
     and model are the host's own paths; written in contract ``version`` (what the image speaks).
 
@@ -40,7 +41,8 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
     the container (None: unless --telemetry none); the loaded-idle window exists only to measure power, so
     without one it is zero rather than seconds of waiting per container (issue 26). In stream mode the job
     carries ``stream`` (its policy resolved, runner.spec.stream_job), which needs contract 4: the executor refuses
-    it for an older image (Job.version_problem), and only it."""
+    it for an older image (Job.version_problem), and only it. ``hold_s``: a held start (contract 5; a sweep's next
+    container, runner/execute.start_ahead), 0 for none."""
     stream = getattr(spec, "stream", None)
     if power_measured is None:
         power_measured = spec.telemetry.sampler != "none"
@@ -60,7 +62,8 @@ def make_job(spec: RunSpec, plan: AudioPlan | None = None, host_paths: bool = Fa
                                  segments=speech_segments(u) if stream is not None else None)
                     for u in spec.dataset.readable],
         conditions=list(conditions),
-        stream=stream)  # stream mode: contract 4 (an older image is refused for it only)
+        stream=stream,  # stream mode: contract 4 (an older image is refused for it only)
+        hold_s=hold_s)
 
 
 def speech_segments(utt) -> tuple[tuple[float, float], ...] | None:
