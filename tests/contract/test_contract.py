@@ -195,3 +195,19 @@ def test_contract_names_every_event_once_and_the_windows_use_them():
     assert {name for pair in pairs for name in pair} <= set(contract.ALL_EVENTS)
     assert contract.CONTAINER_WIDE_EVENTS <= set(contract.ALL_EVENTS)
     assert set(contract.IN_CONTAINER_DECODE) <= set(contract.DecodeOptions.__dataclass_fields__)
+
+
+DOCKERFILES = sorted(p for p in CONTAINERS_DIR.glob("*/Dockerfile*") if "COPY common/edgeasr_entrypoint" in p.read_text())
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_entrypoint_and_adapter_are_compiled_when_the_image_is_built(path):
+    """Issue 26 item 2: a backend container's root is read-only, so Python cannot keep the bytecode of what it
+    compiles; an image that left the entrypoint and its adapter as sources compiled them again at every start (tens
+    of ms of each container's boot). Every Dockerfile compiles /opt/edgeasr after its last COPY there, with the
+    interpreter its ENTRYPOINT runs (the bytecode is per Python version)."""
+    text = path.read_text()
+    python = re.search(r'^ENTRYPOINT \["([^"]+)", "-m", "edgeasr_entrypoint"\]', text, re.M).group(1)
+    last_copy = max(m.end() for m in re.finditer(r"^COPY \S+ /opt/edgeasr/\S*$", text, re.M))
+    compiled = re.search(rf"^RUN {re.escape(python)} -m compileall -q /opt/edgeasr$", text, re.M)
+    assert compiled and compiled.start() > last_copy
