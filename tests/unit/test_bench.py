@@ -97,3 +97,40 @@ def test_the_sweep_bench_splits_a_containers_life_from_its_events():
     assert inside["load"] == 2.0 and inside["warm-up"] == 0.5 and inside["loaded idle"] == 0.0
     assert round(inside["prepare/noise"], 6) == 0.2 and round(inside["inference"], 6) == 1.8
     assert round(inside["in container, other"], 6) == 1.0 and inside["span"] == 5.5
+
+
+def test_the_sweep_bench_counts_a_container_started_ahead_only_from_its_go(tmp_path):
+    """Issue 26 item 2: a container started ahead (a held start) booted while the one before it exited and was
+    merged: its engine start, boot and hold are overlapped time (``ahead_s``), shown apart and not in the wall's
+    parts; inside it only what follows hold_end counts; the parts still sum to the wall."""
+    bench_sweep = _module("bench_sweep")
+
+    def ev(name, t_s, **kw):
+        return {"event": name, "t_ns": int(round(t_s * 1e9)), **kw}
+
+    def work(t0):  # load 2 s, warm-up 0.5 s, one condition of 2 s (0.2 s of it preparing its audio)
+        return [ev("load_start", t0), ev("load_end", t0 + 2), ev("warmup_start", t0 + 2), ev("warmup_end", t0 + 2.5),
+                ev("inference_start", t0 + 2.5), ev("condition_start", t0 + 2.5, condition="a"),
+                ev("prepare_start", t0 + 2.5, condition="a"), ev("prepare_end", t0 + 2.7, condition="a"),
+                ev("condition_end", t0 + 4.5, condition="a"), ev("inference_end", t0 + 4.5)]
+
+    groups = []
+    for name, events, timing in (
+            ("g1", [ev("container_start", 0), *work(0.5), ev("container_end", 5.5)],
+             {"engine_start_s": 0.4, "boot_s": 0.6, "exit_s": 0.3, "container_s": 7.0, "total_s": 7.5}),
+            ("g2", [ev("container_start", 100), ev("hold_start", 100.3), ev("hold_end", 101), *work(101),
+                    ev("container_end", 106)],
+             {"engine_start_s": 0.4, "boot_s": 0.6, "exit_s": 0.3, "container_s": 5.4, "total_s": 5.9,
+              "ahead_s": 1.8})):
+        raw = tmp_path / name / "raw"
+        raw.mkdir(parents=True)
+        (raw / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+        groups.append({"group_dir": str(raw.parent), "n_conditions": 1, "baseline_s": 0.0, "tail_s": 0.0,
+                       "final_s": 0.5, **timing})
+    timing = {"groups": groups, "sweep_s": 13.6, "report_s": 1.0, "total_s": 15.1}
+    p = bench_sweep.phases(16.1, timing, tmp_path)
+    want = {"command start": 1.0, "set-up": 0.5, "tables": 0.2, "load": 4.0, "warm-up": 1.0, "prepare/noise": 0.4,
+            "inference": 3.6, "in container, other": 1.5, "engine start": 0.4, "boot": 0.6, "exit": 0.6,
+            "engine, other": 0.3, "merge": 1.0, "report": 1.0, "unaccounted": 0.0}
+    assert {k: round(v, 6) for k, v in p.items() if v} == {k: v for k, v in want.items() if v}
+    assert round(bench_sweep.overlapped_s(timing), 6) == 1.8
