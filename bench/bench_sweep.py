@@ -166,6 +166,10 @@ def main() -> int:
           f"{'OK' if pct_no_report >= TARGET_PCT else 'UNDER'})")
     print("  where the wall went: " + ", ".join(f"{name} {100 * p[name] / wall:.1f} % ({p[name]:.1f} s)"
                                                  for name in ORDER if p[name] or name in WORK))
+    beside = [g for g in timing["groups"] if "beside_s" in g]
+    if beside:
+        print(f"  the host's own work beside the containers' inference (each condition merged as it ended): "
+              f"{sum(g['beside_s'] for g in beside):.2f} s, {sum(g['beside_cpu_s'] for g in beside):.2f} CPU-s")
     ahead = [g for g in timing["groups"] if "ahead_s" in g]
     if ahead:
         print(f"  overlapped, not in the wall: {len(ahead)} container(s) started ahead, "

@@ -91,7 +91,9 @@ class GroupResult:
     power: Any = None
     #: Where the group's wall went on the host (perf_counter seconds): baseline_s (the idle baseline and its
     #: cool-down), container_s (engine.run: create, start, the container's life, exit), tail_s (sampling past
-    #: the end), final_s (the final merge and the trace), total_s. A sweep records them (sweep-timing.json).
+    #: the end), final_s (the final merge and the trace), total_s; beside_s and beside_cpu_s (the host merging each
+    #: condition as it ended, while the container ran on: wall and CPU seconds), ahead_s (a container started ahead:
+    #: from its start to its go). A sweep records them (sweep-timing.json).
     timing_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -512,7 +514,7 @@ def _execute_group(job, pending, engine, host, owner_folder, labels, callbacks, 
                    ahead: Ahead | None, on_container_end, went: list[bool]) -> GroupResult:
     cb = callbacks or Callbacks()
     spec = job.spec
-    timing = {"baseline_s": 0.0, "container_s": 0.0, "tail_s": 0.0}
+    timing = {"baseline_s": 0.0, "container_s": 0.0, "tail_s": 0.0, "beside_s": 0.0, "beside_cpu_s": 0.0}
     t_group = time.perf_counter()
     t = spec.telemetry
     sampler, reason = select_sampler(t.sampler, spec.device, t.interval_ms, spec.gpus, clock)
@@ -550,7 +552,11 @@ def _execute_group(job, pending, engine, host, owner_folder, labels, callbacks, 
             cb.on_condition_start(cond)
         elif kind == Event.CONDITION_END:
             g.close_window(cond.key)
-            cb.on_condition_done(cond, _finalize_safely(g, cond))
+            t_wall, t_cpu = time.perf_counter(), time.thread_time()
+            data = _finalize_safely(g, cond)
+            timing["beside_s"] += time.perf_counter() - t_wall
+            timing["beside_cpu_s"] += time.thread_time() - t_cpu
+            cb.on_condition_done(cond, data)
 
     def on_started(container_id: str) -> None:
         g.owner = accounting.ProcessOwner(container_id)

@@ -131,6 +131,9 @@ def test_the_dispatcher_records_how_long_each_container_was_ahead(tmp_path):
     sweep.run_sweep(exp, out, planner, dispatcher, _View(), sweep.SweepOptions(), clock=clock)
     first, *rest = dispatcher.timing
     assert "ahead_s" not in first and all(g["ahead_s"] >= 0 for g in rest) and len(rest) == 2
+    # and the host's own work while each container ran (each condition merged as it ended, beside the next
+    # condition's inference on the same cores): its wall and its CPU seconds, so a bench can say what it took
+    assert all(g["beside_s"] > 0 and 0 < g["beside_cpu_s"] for g in dispatcher.timing)
 
 
 @pytest.mark.parametrize("why", ["sensor", "contract 4", "no start"])
