@@ -666,3 +666,38 @@ def test_a_held_start_is_a_contract_5_feature_and_a_job_without_it_reads_in_olde
     for bad in (-1, True, "60", float("inf")):
         with pytest.raises(JobError, match="job.hold_s must be a non-negative number of seconds"):
             Job.from_json({**held, "hold_s": bad})
+
+
+def test_the_process_ends_at_once_after_its_outputs_without_the_interpreters_teardown(tmp_path):
+    """Issue 26 item 2: after container_end and status.json, what the interpreter's teardown does (a loaded model
+    freed, its library's threads joined, atexit handlers) was seconds every container of a sweep waited through
+    (its exit). The entrypoint, run as a program, flushes and ends there with its exit code; its outputs whole."""
+    import os
+    import subprocess
+
+    from helpers import ROOT
+
+    (tmp_path / "slow_teardown.py").write_text(
+        "import atexit, pathlib\n"
+        "atexit.register(lambda: pathlib.Path(%r).write_text('torn down'))\n"
+        "class M:\n"
+        "    def __init__(self, job): pass\n"
+        "    def transcribe(self, audio): return 'words'\n"
+        "    def info(self): return {}\n"
+        "load = M\n" % str(tmp_path / "teardown-ran"))
+    write_tone(tmp_path / "good.wav", seconds=1.0)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "containers" / "common"), str(tmp_path)]),
+           "EDGEASR_ADAPTER": "slow_teardown", "PYTHONUNBUFFERED": "1"}
+    env.pop("EDGEASR_OUT", None)
+    job = _job(tmp_path, [{"id": "g", "audio": str(tmp_path / "good.wav")}])
+    done = subprocess.run([sys.executable, "-m", "edgeasr_entrypoint", str(job)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "teardown-ran").exists()  # the teardown never ran
+    assert json.loads((job.parent / "status.json").read_text())["status"] == "ok"
+    assert _read(job.parent / "events.jsonl")[-1]["event"] == "container_end"
+    assert done.stdout.splitlines()[-1].startswith("EDGEASR_EVENT ") and "container_end" in done.stdout.splitlines()[-1]
+    (job.parent / "job.json").write_text("{}")  # a bad job: its exit code (2) is kept
+    done = subprocess.run([sys.executable, "-m", "edgeasr_entrypoint", str(job)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "bad job spec" in done.stderr
