@@ -237,7 +237,8 @@ def run() -> None:
     command writes is closed before main() returns (atomic writes), so nothing is lost; where a thread that is
     not a daemon still runs, the interpreter waits for it as ever. main() itself returns (the tests call it)."""
     code = main()
-    if not isinstance(code, int) or any(t is not threading.main_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+    running = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if not isinstance(code, int) or running:
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

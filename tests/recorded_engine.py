@@ -15,12 +15,12 @@ launch begins, and an exception it returns is raised there, as a broken engine o
 mid-group, and ``interrupt_at_end`` once that many containers have said container_end.
 
 A held start (contract 5) is the engine's ``start``: the container is started ahead and held before its load
-(``held(...)``: its ``go()``, ``finish(on_event)``, ``discard()``), as DockerEngine.start does; its job carries
-``hold_s``, and the replay then has hold_start/hold_end after container_start. ``steps`` writes down, in order,
-("start", group), ("go", group), ("container_end", group), ("discard", group) and ("run", group) (a launch not
-started ahead), ``job_of[group]`` each launch's job; ``on_go(group)`` is called as a held container is told to go (a test looks at the disk then);
-``on_start(group)`` likewise as one is started, an exception it returns raised there. ``held_starts=False``: an
-engine without ``start`` (the sweep then starts every container when its turn comes).
+(it returns the held container: its ``go()``, ``finish(on_event)``, ``discard()``), as DockerEngine.start does;
+its job carries ``hold_s``, and the replay then has hold_start/hold_end after container_start. ``steps`` writes
+down, in order, ("start", group), ("go", group), ("container_end", group), ("discard", group) and ("run", group)
+(a launch not started ahead); ``job_of[group]`` is each launch's job; ``on_go(group)`` is called as a held
+container is told to go (a test looks at the disk then); ``on_start(group)`` likewise as one is started, an
+exception it returns raised there. ``held_starts=False``: an engine without ``start`` (the sweep then starts every container when its turn comes).
 
 A stream job (``job.stream``, contract 4) has no recording yet: each condition then gets a SYNTHETIC timeline
 of the stream events (containers/common/edgeasr_entrypoint/contract.py, STREAM_EVENTS) on a virtual clock: its

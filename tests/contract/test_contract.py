@@ -197,7 +197,8 @@ def test_contract_names_every_event_once_and_the_windows_use_them():
     assert set(contract.IN_CONTAINER_DECODE) <= set(contract.DecodeOptions.__dataclass_fields__)
 
 
-DOCKERFILES = sorted(p for p in CONTAINERS_DIR.glob("*/Dockerfile*") if "COPY common/edgeasr_entrypoint" in p.read_text())
+DOCKERFILES = sorted(p for p in CONTAINERS_DIR.glob("*/Dockerfile*")
+                     if "COPY common/edgeasr_entrypoint" in p.read_text())
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: f"{p.parent.name}/{p.name}")

@@ -154,7 +154,8 @@ stream in the condition). Clocks: every ``*_ns`` field is the container's monoto
 """
 
 CONTAINER_WIDE_EVENTS = frozenset({
-    Event.CONTAINER_START, Event.HOLD_START, Event.HOLD_END, Event.LOAD_START, Event.LOAD_END, Event.MODEL_INFO, Event.WARMUP_START,
+    Event.CONTAINER_START, Event.HOLD_START, Event.HOLD_END,
+    Event.LOAD_START, Event.LOAD_END, Event.MODEL_INFO, Event.WARMUP_START,
     Event.WARMUP_END, Event.WARMUP_SKIPPED, Event.LOADED_IDLE_START, Event.LOADED_IDLE_END, Event.CONTAINER_END,
 })
 """Events that belong to every condition of a sweep job (the model is loaded and warmed up once for all)."""
