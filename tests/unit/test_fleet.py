@@ -3,7 +3,13 @@ cache and path rewriting, preflight against node reports, node_lost records, and
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -332,3 +338,48 @@ def test_the_drivers_records_are_built_whole_with_the_keys_they_always_had():
     out = restore_identity(node, ctx, {"target": "cpu-a"})
     assert list(out) == ["wer", "data_path", "model_ref", "status", "fleet"] and out["model_ref"] == "/node/m"
     assert node == {"wer": 0.1, "data_path": "/node/blobs", "model_ref": "/node/m", "status": "ok"}
+
+
+def _process(tag: str, port: int) -> tuple[subprocess.Popen, int]:
+    """A stand-in for a Ray process of the cluster on ``port`` (its command line names Ray and the port, as
+    the GCS's and the raylets' do) with one child (as a raylet has its workers); returns it and the child's pid."""
+    code = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; "
+            "time.sleep(120)']); print(c.pid, flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, f"ray-{tag}", f"--gcs-address=127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_local_fleet_goes_down_alone_leaving_other_ray_clusters_running(monkeypatch):
+    """`down` ends the processes of its own cluster (those that name its ports, and their children) by pid,
+    and no other: never `ray stop`, which ends every Ray process of the machine, a user's own cluster too."""
+    from runner.fleet import local
+
+    real_run = subprocess.run
+
+    def run(cmd, *args, **kwargs):
+        assert "stop" not in cmd, f"down() ran {cmd}: that ends every Ray process of this machine"
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    mine_port, client_port, theirs_port = _free_port(), _free_port(), _free_port()
+    mine, mine_child = _process("mine", mine_port)
+    client, client_child = _process("client", client_port)
+    theirs, theirs_child = _process("theirs", theirs_port)
+    try:
+        local.LocalFleet(("cpu-a",), port=mine_port, client_port=client_port).down()
+        assert mine.wait(timeout=20) is not None and client.wait(timeout=20) is not None
+        assert not local.alive(mine_child) and not local.alive(client_child)
+        assert theirs.poll() is None and local.alive(theirs_child), "another cluster's processes were ended"
+    finally:
+        for proc, child in ((mine, mine_child), (client, client_child), (theirs, theirs_child)):
+            for pid in (child, proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
