@@ -257,9 +257,6 @@ class Run:
 
 
 def run(targets: tuple[str, ...], exp: Path, out: Path, threads: int) -> Run:
-    # Ray Client's proxy gives a driver's own server 30 s to answer; on a busy 2-core host its start (a Python
-    # importing Ray) takes longer and the driver is refused ("Initialization failure from server")
-    os.environ.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "180")
     fleet = LocalFleet(targets, PORT, CLIENT_PORT, token_file=exp.parent / "fleet-token")  # not the user's token
     fleet.down()  # a cluster an interrupted bench left on these ports
     fleet.up()

@@ -383,3 +383,50 @@ def test_a_local_fleet_goes_down_alone_leaving_other_ray_clusters_running(monkey
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_the_head_gives_each_drivers_server_the_fleet_settings_time(tmp_path, monkeypatch):
+    """Ray Client's proxy on the head starts a server per driver and gives it 30 s (Ray's default) to answer; a
+    loaded head takes longer and refuses the driver ("Initialization failure from server"). The head's `ray
+    start` carries FleetSettings' timeout instead; the variable set in the head's environment still wins."""
+    from runner.settings import FleetSettings
+
+    started = []
+    monkeypatch.setattr(agent.subprocess, "call", lambda cmd, env: started.append((cmd, env)) or 0)
+    monkeypatch.setenv("EDGEASR_FLEET_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.delenv(agent.CLIENT_SERVER_TIMEOUT_ENV, raising=False)
+    assert agent.main(["head", "--port", "6390"]) == 0
+    timeout_s = FleetSettings().client_server_timeout_s
+    assert timeout_s > 30 and agent.CLIENT_SERVER_TIMEOUT_ENV == "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"
+    assert started[-1][1][agent.CLIENT_SERVER_TIMEOUT_ENV] == str(int(timeout_s))
+    monkeypatch.setenv(agent.CLIENT_SERVER_TIMEOUT_ENV, "600")
+    assert agent.main(["head", "--port", "6390"]) == 0
+    assert started[-1][1][agent.CLIENT_SERVER_TIMEOUT_ENV] == "600"
+
+
+def test_a_driver_the_loaded_head_refuses_tries_as_often_as_the_settings_say(monkeypatch):
+    """The driver's connect tries FleetSettings' number of times, only while the head fails to start its server,
+    and then says in one sentence what to raise on the head."""
+    from runner.fleet import auth, driver
+    from runner.settings import FleetSettings
+
+    monkeypatch.setattr(auth, "use_in_this_process", lambda path: None)
+    monkeypatch.setattr(auth, "check_head", lambda *a, **k: None)
+    slept = []
+    monkeypatch.setattr(driver.time, "sleep", slept.append)
+
+    class Ray:
+        calls = 0
+
+        def init(self, **kwargs):
+            Ray.calls += 1
+            raise ConnectionAbortedError("Initialization failure from server:\nthe server did not answer")
+
+    settings = FleetSettings(connect_attempts=5)
+    with pytest.raises(UserError, match="RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S") as refused:
+        driver.connect(Ray(), "ray://127.0.0.1:1", settings)
+    assert Ray.calls == 5 and len(slept) == 4 and "Initialization failure" in str(refused.value)
+    Ray.calls = 0
+    with pytest.raises(UserError):
+        driver.connect(Ray(), "ray://127.0.0.1:1")
+    assert Ray.calls == FleetSettings().connect_attempts
