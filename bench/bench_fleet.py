@@ -43,10 +43,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _harness import ROOT  # the checkout's runner and entrypoint first on sys.path, as every bench
 
-from runner.fleet.local import TICK_S, LocalFleet, cluster_processes, process_stat  # noqa: E402  (the root first)
+from runner.fleet.local import TICK_S, LocalFleet, cluster_processes, process_stat
 
 PORT, CLIENT_PORT = 6395, 20041  # not the demo's nor the tests'
 TARGET = "bench"  # the fleet target of the bench's nodes (not the demo's nor the tests')
