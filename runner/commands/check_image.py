@@ -9,6 +9,8 @@ Every job runs under exactly the confinement runs and sweeps use
 relaxed in turn, to say which one the image cannot bear.
 An image that passes every check is recorded by its id (launch/checked_images.py): one without the
 contract label runs only then.
+Every container it starts (an ONNX export's for the check model, the test jobs') is removed however it ends,
+Ctrl-C and SIGTERM included, before the command says so (launch/docker_engine.removed_on_exit).
 Exit code 0 when every check passes, 1 otherwise.
 """
 

@@ -18,9 +18,10 @@ import contextlib
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
 import docker
@@ -37,6 +38,9 @@ from .hardening import Hardening
 from .owner import Owner, is_orphan
 
 MANAGED_LABEL = "org.edgeasr.managed"
+#: A value of its own for each ``removed_on_exit`` block: it finds a container the engine created while an
+#: interruption cut the create call short (its id never came back).
+CALL_LABEL = "org.edgeasr.call"
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,39 @@ def watch_output(stream, log: HeadTailLog, on_event: Callable[[dict[str, Any]], 
     return result
 
 
+@contextlib.contextmanager
+def removed_on_exit(client: docker.DockerClient) -> Iterator[Callable[..., Any]]:
+    """Create containers with the function this yields (docker-py's ``containers.create`` arguments); every one
+    is removed, forced, when the block ends, however it ends: done, an error, Ctrl-C or SIGTERM (which the CLI
+    turns into an interruption), so that a command never says its containers were removed while one still runs.
+    Each carries CALL_LABEL with this block's own value: one the engine made while an interruption cut
+    ``create`` short is found by it and removed too."""
+    call = uuid.uuid4().hex
+    made: list[Any] = []
+    creating = False
+
+    def create(**kwargs: Any) -> Any:
+        nonlocal creating
+        kwargs["labels"] = {**(kwargs.get("labels") or {}), CALL_LABEL: call}
+        creating = True
+        container = client.containers.create(**kwargs)
+        made.append(container)
+        creating = False
+        return container
+
+    try:
+        yield create
+    finally:
+        if creating:  # cut short: the engine may hold a container this call never heard of
+            with contextlib.suppress(APIError, DockerException):
+                known = {c.id for c in made}
+                made += [c for c in client.containers.list(all=True, filters={"label": f"{CALL_LABEL}={call}"})
+                         if c.id not in known]
+        for container in made:
+            with contextlib.suppress(APIError, NotFound):
+                container.remove(force=True)
+
+
 def run_container(
     client: docker.DockerClient,
     image: str,
@@ -182,67 +219,63 @@ def run_container(
             # (containers/PLATFORMS.md).
             kwargs["runtime"] = "nvidia"
     t_create = time.perf_counter()
-    container = None
     timed_out = threading.Event()
     log = open_log(log_path, limits)
     try:
-        try:
-            container = client.containers.create(**kwargs)
-            # Attached before it starts, so that nothing it prints is missed.
-            stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
-            container.start()
-        except ImageNotFound:
-            raise UserError(f"image {image} is not present in the Docker Engine; build it with `edgeasr images build` (`make images` in a checkout)") from None
-        except APIError as exc:
-            raise UserError(f"the Docker Engine refused to start {image}: {exc.explanation}") from None
-        started = time.perf_counter() - t_create
-        started_ns = time.time_ns()
-        if on_started is not None:
-            on_started(container.id)
-
-        def _kill() -> None:
+        with removed_on_exit(client) as create:
             try:
-                container.kill()
-            except (APIError, NotFound):
-                pass
+                container = create(**kwargs)
+                # Attached before it starts, so that nothing it prints is missed.
+                stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
+                container.start()
+            except ImageNotFound:
+                raise UserError(f"image {image} is not present in the Docker Engine; build it with `edgeasr images "
+                                f"build` (`make images` in a checkout)") from None
+            except APIError as exc:
+                raise UserError(f"the Docker Engine refused to start {image}: {exc.explanation}") from None
+            started = time.perf_counter() - t_create
+            started_ns = time.time_ns()
+            if on_started is not None:
+                on_started(container.id)
 
-        stop = Stop(_kill)
-        watchdog = None
-        if timeout_s:
-            def _expire() -> None:
-                timed_out.set()
-                _kill()
-            watchdog = threading.Timer(timeout_s, _expire)
-            watchdog.daemon = True
-            watchdog.start()
-        try:
-            result = watch_output(stream, log, on_event, limits, stop, watch_dir, container.wait)
-            exited_ns = time.time_ns()
-        finally:
-            if watchdog:
-                watchdog.cancel()
-            stop.join(timeout=30)
-        container.reload()
-        state = container.attrs.get("State", {})
-        return ContainerRun(
-            exit_code=result.get("StatusCode"),
-            oom_killed=bool(state.get("OOMKilled")),
-            timed_out=timed_out.is_set(),
-            log_path=log_path,
-            create_to_start_s=started,
-            wall_s=time.perf_counter() - t_create,
-            started_ns=started_ns,
-            exited_ns=exited_ns,
-            container_id=container.id,
-            limit_exceeded=stop.reason,
-        )
+            def _kill() -> None:
+                try:
+                    container.kill()
+                except (APIError, NotFound):
+                    pass
+
+            stop = Stop(_kill)
+            watchdog = None
+            if timeout_s:
+                def _expire() -> None:
+                    timed_out.set()
+                    _kill()
+                watchdog = threading.Timer(timeout_s, _expire)
+                watchdog.daemon = True
+                watchdog.start()
+            try:
+                result = watch_output(stream, log, on_event, limits, stop, watch_dir, container.wait)
+                exited_ns = time.time_ns()
+            finally:
+                if watchdog:
+                    watchdog.cancel()
+                stop.join(timeout=30)
+            container.reload()
+            state = container.attrs.get("State", {})
+            return ContainerRun(
+                exit_code=result.get("StatusCode"),
+                oom_killed=bool(state.get("OOMKilled")),
+                timed_out=timed_out.is_set(),
+                log_path=log_path,
+                create_to_start_s=started,
+                wall_s=time.perf_counter() - t_create,
+                started_ns=started_ns,
+                exited_ns=exited_ns,
+                container_id=container.id,
+                limit_exceeded=stop.reason,
+            )
     finally:
         log.close()
-        if container is not None:
-            try:
-                container.remove(force=True)
-            except (APIError, NotFound):
-                pass
 
 
 def reap_orphans(client: docker.DockerClient, locked_folders: tuple[str, ...] = ()) -> list[str]:
