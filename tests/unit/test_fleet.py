@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
-from helpers import write_tone
+from helpers import tone_study, write_tone
 
 from runner import plan, tables
 from runner.errors import UserError
@@ -28,13 +28,7 @@ from runner.spec import Settings, TelemetrySettings, build_run_spec
 
 
 def _job(tmp_path: Path, target: str = "cpu-a", device: str = "cpu", sampler: str = "none") -> plan.GroupJob:
-    models = tmp_path / "models" / "tiny.en"
-    models.mkdir(parents=True, exist_ok=True)
-    (models / "model.bin").write_bytes(b"x")
-    (models / "config.json").write_text("{}")
-    for uid in ("a", "b"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
+    tone_study(tmp_path)
     settings = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device=device,
                         dataset=str(tmp_path / "d"), telemetry=TelemetrySettings(sampler=sampler), target=target)
     spec = build_run_spec(settings, out=str(tmp_path / "out" / "groups" / "g"), models_dir=tmp_path / "models")
