@@ -10,8 +10,8 @@ relaxed in turn, to say which one the image cannot bear.
 An image that passes every check is recorded by its id (launch/checked_images.py): one without the
 contract label runs only then.
 A CUDA image (label org.edgeasr.platform cuda, of a backend that runs on CUDA) is checked further
-(cuda_checks): its org.edgeasr.cuda-libs label names CUDA libraries, the libraries it names are the ones its
-container finds and each loads there (no GPU needed), and, where this host can hand a GPU to a container, the
+(in run_checks): its org.edgeasr.cuda-libs label names CUDA libraries, its torch / ONNX Runtime are CUDA builds,
+the libraries it names are the ones its container finds and each loads there (no GPU needed), and, where this host can hand a GPU to a container, the
 tiny job runs on cuda; where it cannot, that check is not run and says why (SKIP: no GPU visible), which is no
 failure.
 Exit code 0 when every check passes (or is not run for want of a GPU), 1 otherwise.
@@ -35,6 +35,7 @@ from edgeasr_entrypoint.contract import (CONTRACT_VERSION, CUDA_LIBS_LABEL, MIN_
 from ..backends import BACKENDS, Backend
 from ..data.load import load_dataset
 from ..errors import UserError
+from ..host import gpu_probe
 from ..images.build import parse_versions_label
 from ..launch import checked_images, docker_engine
 from ..launch.engines import CONTAINER_LOG, write_job
@@ -132,7 +133,7 @@ def tiny_job(backend: Backend, model: str, quant: str, data_dir: str = "/data",
     """The test job: the backend's model on cpu, greedy, English (unless the row's model takes no language), one
     speech file and one corrupt file (speech.flac and corrupt.flac in ``data_dir``, where the container sees them),
     in contract ``version`` (the newest the image and this runner both speak). Everything backend-specific is the
-    row's. ``device``: cuda for a CUDA image's GPU check (cuda_checks)."""
+    row's. ``device``: cuda for a CUDA image's GPU check (run_checks)."""
     language = backend.decode_facts.fixed.get("decode.language", "en")
     return Job(contract_version=version, backend=backend.name, model=model, quant=quant,
                backend_quant=backend.backend_quant(device, quant), device=device,
@@ -265,6 +266,32 @@ def cuda_load_check(labels: dict[str, str], code: int | None, output: str) -> tu
     return name, True, f"{', '.join(sorted(said['load']))} load (without a GPU)"
 
 
+#: One container answers both CUDA probes: the libraries' own word (host/gpu_probe.py) and cuda_libs --load.
+CUDA_PROBE = gpu_probe.SCRIPT + "\nfrom edgeasr_entrypoint.cuda_libs import main\nmain(['--load'])\n"
+
+
+def cuda_build_check(backend: str, code: int | None, output: str) -> tuple[str, bool, str]:
+    """(name, ok, detail): the image's libraries are CUDA builds, as far as a container without a GPU tells
+    (gpu_probe.cpu_only: a CPU-only torch, onnxruntime's CPU wheel); what they said is the detail."""
+    name = "CUDA builds"
+    said = gpu_probe.parse(output)
+    if said is None:
+        last = (output.strip().splitlines() or ["no output"])[-1][:300]
+        return name, False, f"the image's libraries did not answer (exit {code}): {last}"
+    problems = gpu_probe.cpu_only(said, backend)
+    parts = []
+    if isinstance(said.get("ctranslate2"), dict):
+        parts.append(f"CTranslate2 {said['ctranslate2'].get('version')} (its CUDA devices show only on a GPU)")
+    if isinstance(said.get("torch"), dict):
+        parts.append(f"torch {said['torch'].get('version')} (CUDA {said['torch'].get('cuda_build')} build)")
+    if isinstance(said.get("onnxruntime"), dict):
+        parts.append(f"ONNX Runtime {said['onnxruntime'].get('version')}: providers "
+                     f"{', '.join(map(str, said['onnxruntime'].get('providers') or []))}")
+    if problems:
+        return name, False, "; ".join(problems) + (f" ({'; '.join(parts)})" if parts else "")
+    return name, True, "; ".join(parts) or "none of CTranslate2, torch or ONNX Runtime imports there"
+
+
 def gpu_problem() -> str | None:
     """Why this host cannot hand a GPU to a container (the run's own preflight, runner/host/preflight.py), or None."""
     from ..host import preflight
@@ -338,7 +365,8 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
         if cuda:
             from ..launch.tool_container import run_probe
 
-            code, output = run_probe(image_ref, "from edgeasr_entrypoint.cuda_libs import main; main(['--load'])")
+            code, output = run_probe(image_ref, CUDA_PROBE)
+            add(*cuda_build_check(backend.name, code, output))
             add(*cuda_load_check(labels, code, output))
             problem = gpu_problem()
             if problem:

@@ -219,6 +219,27 @@ def test_check_image_loads_what_the_label_names():
     assert not ok and "none of libcudart" in detail
 
 
+def test_check_image_fails_a_cuda_image_whose_libraries_are_cpu_builds():
+    """What a container without a GPU can tell: torch's build, onnxruntime's providers (the torch stack's CPU
+    onnxruntime under an onnxruntime:cuda label is the case this catches)."""
+    from runner.host import gpu_probe
+
+    def said(probe: dict) -> str:
+        return "x\n" + gpu_probe.PREFIX + json.dumps(probe) + "\n"
+
+    name, ok, detail = check_image.cuda_build_check("faster-whisper", 0, said({"ctranslate2": {"version": "4.8.5"}}))
+    assert name == "CUDA builds" and ok and detail == "CTranslate2 4.8.5 (its CUDA devices show only on a GPU)"
+    _, ok, detail = check_image.cuda_build_check("whisperx", 0, said({"torch": {"version": "2.8.0", "cuda_build": None}}))
+    assert not ok and detail.startswith("torch 2.8.0 is a CPU-only build")
+    cpu_ort = {"torch": {"version": "2.8.0+cu128", "cuda_build": "12.8"},
+               "onnxruntime": {"version": "1.32.0", "providers": ["CPUExecutionProvider"]}}
+    _, ok, detail = check_image.cuda_build_check("onnxruntime", 0, said(cpu_ort))
+    assert not ok and detail.startswith("onnxruntime has no CUDAExecutionProvider (the CPU wheel)")
+    assert check_image.cuda_build_check("whisperx", 0, said(cpu_ort))[1]  # whisperx's VAD onnxruntime is not its GPU path
+    _, ok, detail = check_image.cuda_build_check("faster-whisper", 137, "Killed")
+    assert not ok and detail == "the image's libraries did not answer (exit 137): Killed"
+
+
 def test_a_check_not_run_for_want_of_a_gpu_is_a_skip_not_a_failure(capsys, monkeypatch):
     checks = [check_image.Check("label org.edgeasr.backend", True, "'faster-whisper'"),
               check_image.Check("tiny job on cuda", True, "not run: no GPU visible here (...)", skipped=True)]
