@@ -17,6 +17,7 @@ PyPI's aarch64 wheels. On an x86 host they are built and run under emulation (qe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -478,21 +479,24 @@ def platform_tag(image: ImageDef, platform: str) -> str:
 def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | None, tag: str | None = None,
                 log_path: Path | None = None, log: Callable[[str], None] = print,
                 platform: str = "x86", versions: str | None = None,
-                overrides: dict[str, str] | None = None, cuda_libs: str | None = None) -> str:
+                overrides: dict[str, str] | None = None, cuda_libs: str | None = None,
+                wheels_url: str | None = None) -> str:
     """Build ``platform``'s variant of the image FROM `base` (None: the Dockerfile's own default); returns the
     image id (its labels: build_args).
     `versions`: the org.edgeasr.versions label (None: the requirements' pins, with `overrides` put in).
     `overrides`: `--set` pins written into the build context's requirements.txt. `cuda_libs`: the CUDA libraries
-    label's value (None: not set). The build's output goes to log_path."""
+    label's value (None: not set). `wheels_url`: the wheelhouse as already served (a build run twice keeps one URL,
+    a build argument, and so its cache; None: served for this build). The build's output goes to log_path."""
     tag = tag or backend.image
     lines: list[str] = []
     variant = PLATFORMS[platform]
     wheels = wheelhouse(backend, variant.arch)
     has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
+    served = contextlib.nullcontext(wheels_url) if wheels_url is not None else serve_wheelhouse(wheels)
     # Another architecture than the host's (arm64 here): built for it, its RUN steps emulated (qemu-user-static).
     foreign = {"platform": variant.docker_platform} if variant.arch != host_arch() else {}
     try:
-        with _context(backend, overrides) as context, serve_wheelhouse(wheels) as url:
+        with _context(backend, overrides) as context, served as url:
             buildargs = build_args(backend, wheels_url=url if has_wheels else "", base=base, platform=platform,
                                    overrides=overrides, cuda_libs=cuda_libs,
                                    versions=versions_label(backend, overrides) if versions is None else versions)

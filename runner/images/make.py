@@ -20,7 +20,8 @@ from ..errors import UserError
 from ..host.platforms import PLATFORMS, host_arch
 from .build import (BASES, CUDA_REQUIREMENTS, PUBLIC_BASE, base_for, build_image, child_extras, dockerfile_base,
                     ensure_base, fill_wheelhouse, image_exists, pinned_versions, platform_tag, present_or_pulled,
-                    read_carried_versions, runner_image_problem, versions_label)
+                    read_carried_versions, runner_image_problem, versions_label, wheelhouse)
+from .wheel_server import serve_wheelhouse
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,10 @@ def _build_variants(client, req: BuildRequest, names: list[str], log: Callable[[
                     fill_variant_wheelhouse(image, log)
         log_path = req.log_dir / f"image-{image.name}-{req.platform}.log"
         build = dict(base=image_base, tag=tag, platform=req.platform, log=detail)
-        with status(f"building {tag} from {variant.dockerfile}" + (f" on {image_base}" if image_base else "")):
+        with status(f"building {tag} from {variant.dockerfile}" + (f" on {image_base}" if image_base else "")), \
+                serve_wheelhouse(wheelhouse(image, variant.arch)) as url:
+            # one wheelhouse URL (a build argument) for both builds below: another port would miss every cache
+            build["wheels_url"] = url
             if variant.versions_file or variant.cuda_libs_file:
                 build_image(client, image, log_path=log_path.with_suffix(".first.log"),
                             **({"versions": ""} if variant.versions_file else {}),

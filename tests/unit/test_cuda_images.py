@@ -139,7 +139,8 @@ def recorded(monkeypatch):
     monkeypatch.setattr(make, "fill_wheelhouse",
                         lambda image, **k: rec["filled"].append((image.name, tuple(k.get("only") or ()))))
     monkeypatch.setattr(make, "build_image", lambda client, image, **k: rec["built"].append(
-        (k["tag"], k["base"], k.get("cuda_libs"))) or "sha256:x")
+        (k["tag"], k["base"], k.get("cuda_libs"))) or rec.setdefault("urls", []).append(k.get("wheels_url"))
+        or "sha256:x")
     monkeypatch.setattr(make, "read_carried_versions",
                         lambda client, tag, path, allow_empty=False: "" if "pocketsphinx" in tag else "cublas=12.8.4.1")
     return rec
@@ -160,6 +161,8 @@ def test_without_nvidias_base_faster_whisper_builds_on_the_local_base_from_the_w
         ("edgeasr/faster-whisper:cuda", "edgeasr/base:bookworm-ffmpeg", "cublas=12.8.4.1"),
         ("edgeasr/pocketsphinx:cuda", "edgeasr/base:bookworm-ffmpeg", ""),
         ("edgeasr/pocketsphinx:cuda", "edgeasr/base:bookworm-ffmpeg", "")]
+    # both builds of one image see the wheelhouse at one URL (a build argument): another port would miss the cache
+    assert recorded["urls"][0] == recorded["urls"][1] and recorded["urls"][0].startswith("http://127.0.0.1:")
     said = "\n".join(recorded["said"])
     assert "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04 is not here; building on edgeasr/base:bookworm-ffmpeg" in said
     assert "holds the CUDA libraries cublas=12.8.4.1" in said
