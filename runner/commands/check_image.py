@@ -296,7 +296,8 @@ def gpu_problem() -> str | None:
     """Why this host cannot hand a GPU to a container (the run's own preflight, runner/host/preflight.py), or None."""
     from ..host import preflight
 
-    return preflight.device_problem("cuda", preflight.probe(), fix="check-image runs the CPU checks only")
+    problem = preflight.device_problem("cuda", preflight.probe())
+    return problem.split("; ", 1)[0] if problem else None  # the fact; its fix (a CPU run) is no fix for a check
 
 
 def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir: Path, timeout: float,
@@ -370,8 +371,8 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
             add(*cuda_load_check(labels, code, output))
             problem = gpu_problem()
             if problem:
-                checks.append(Check("tiny job on cuda", True, f"not run: no GPU visible here ({problem})",
-                                    skipped=True))
+                checks.append(Check("tiny job on cuda", True, f"not run: no GPU visible here: {problem}; it runs "
+                                    "where the Docker Engine can hand a container an NVIDIA GPU", skipped=True))
                 log(checks[-1])
             else:
                 cuda_job = tiny_job(backend, resolved.container_path, quant, version=version, device="cuda")

@@ -64,11 +64,11 @@ def test_check_image_passes_and_says_whether_it_ran_the_gpu_check(cuda_image):
     assert r.returncode == 0, out + r.stderr
     assert "FAIL" not in out
     assert f"PASS  label {CUDA_LIBS_LABEL}: " in out
-    assert "PASS  CUDA libraries load: libcudart.so.12, libcublas.so.12, libcublasLt.so.12, libcudnn.so.9 load" in out
+    assert "PASS  CUDA libraries load: libcublas.so.12, libcublasLt.so.12, libcudart.so.12, libcudnn.so.9 load" in out
     assert "PASS  CUDA builds: CTranslate2 4.8.5" in out
     # 11 of every image, the CUDA label, builds and libraries' load, and the tiny job on cuda where a GPU is visible
     if "SKIP" in out:  # none here: said, and counted apart, never a failure
-        assert "SKIP  tiny job on cuda: not run: no GPU visible here (device cuda needs" in out
+        assert "SKIP  tiny job on cuda: not run: no GPU visible here: device cuda needs" in out
         assert out.count("PASS") == 14
         assert "14 of 14 checks passed, 1 not run (tiny job on cuda: no GPU visible)" in out.splitlines()[-1]
     else:

@@ -245,7 +245,7 @@ def test_check_image_fails_a_cuda_image_whose_libraries_are_cpu_builds():
 
 def test_a_check_not_run_for_want_of_a_gpu_is_a_skip_not_a_failure(capsys, monkeypatch):
     checks = [check_image.Check("label org.edgeasr.backend", True, "'faster-whisper'"),
-              check_image.Check("tiny job on cuda", True, "not run: no GPU visible here (...)", skipped=True)]
+              check_image.Check("tiny job on cuda", True, "not run: no GPU visible here: ...", skipped=True)]
     monkeypatch.setattr(check_image, "run_checks", lambda *a, log, **k: [log(c) for c in checks] and checks)
     monkeypatch.setattr(check_image, "load_dataset", lambda path: None)
     monkeypatch.setattr(check_image.checked_images, "record_path", lambda: Path("/state/checked-images.json"))
@@ -253,6 +253,6 @@ def test_a_check_not_run_for_want_of_a_gpu_is_a_skip_not_a_failure(capsys, monke
                               timeout=1.0, quiet=True))()
     assert check_image.main(args) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "SKIP  tiny job on cuda: not run: no GPU visible here (...)"  # shown even with -q
+    assert out[0] == "SKIP  tiny job on cuda: not run: no GPU visible here: ..."  # shown even with -q
     assert out[-1] == ("edgeasr/faster-whisper:cuda: 1 of 1 checks passed, 1 not run (tiny job on cuda: no GPU "
                        "visible); recorded by its id in /state/checked-images.json")
