@@ -241,7 +241,6 @@ def probe_summary(facts: ImageFacts) -> tuple[str, str, str | None]:
     p = facts.probe or {}
     parts = []
     seen_gpu = []
-    cpu_only = []
     ct2, torch, ort = p.get("ctranslate2"), p.get("torch"), p.get("onnxruntime")
     if isinstance(ct2, dict):
         n = ct2.get("cuda_devices")
@@ -259,14 +258,11 @@ def probe_summary(facts: ImageFacts) -> tuple[str, str, str | None]:
                      + (f" ({caps})" if caps else "") + (f", bf16 {'yes' if torch.get('bf16') else 'no'}"
                                                          if torch.get("cuda_available") else ""))
         seen_gpu.append(bool(torch.get("cuda_available")))
-        if not torch.get("cuda_build"):
-            cpu_only.append(f"torch {torch.get('version')} is a CPU-only build")
     if isinstance(ort, dict):
         providers = [str(x) for x in ort.get("providers") or []]
         parts.append(f"ONNX Runtime {ort.get('version')}: providers {', '.join(providers) or '?'}")
         seen_gpu.append("CUDAExecutionProvider" in providers)
-        if facts.backend == "onnxruntime" and "CUDAExecutionProvider" not in providers:
-            cpu_only.append("onnxruntime has no CUDAExecutionProvider (the CPU wheel)")
+    cpu_only = gpu_probe.cpu_only(p, facts.backend)
     if isinstance(p.get("pocketsphinx"), dict):
         parts.append(f"pocketsphinx {p['pocketsphinx'].get('version') or ''} (CPU only)".replace("  ", " "))
     said = "; ".join(parts) or "none of CTranslate2, torch, ONNX Runtime or pocketsphinx imports there"

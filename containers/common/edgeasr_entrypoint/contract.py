@@ -50,6 +50,15 @@ def features_after(version: int) -> List[str]:
     return [name for name, need in sorted(FEATURES.items(), key=lambda kv: kv[1]) if need > version]
 
 
+CUDA_LIBS_LABEL = "org.edgeasr.cuda-libs"
+"""The image label naming the NVIDIA CUDA libraries a CUDA image holds and their versions (``name=version,...``,
+edgeasr_entrypoint/cuda_libs.py): its Dockerfile.cuda sets it from the EDGEASR_CUDA_LIBS build argument, which
+`edgeasr images build` reads from CUDA_LIBS_FILE, written by the build itself."""
+
+CUDA_LIBS_FILE = "/opt/edgeasr/cuda-libs.txt"
+"""Where a CUDA image's build writes ``python -m edgeasr_entrypoint.cuda_libs`` (what its base and installs hold)."""
+
+
 class JobError(ValueError):
     """A job record is malformed, or needs a contract version the reader does not speak: one sentence naming the
     field. The container reports it in status.json and exits 2; the host fails that group with it."""
