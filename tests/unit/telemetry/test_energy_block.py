@@ -251,7 +251,7 @@ def test_nvml_process_memory_is_the_tables_fact(monkeypatch):
 
 
 if __name__ == "__main__":
-    GOLDEN.write_text(json.dumps(_scenarios(), indent=1) + "\n")
+    GOLDEN.write_text(json.dumps(_scenarios(), indent=2) + "\n")
 
 
 def test_loaded_idle_is_a_selectable_baseline_recorded_as_such():
