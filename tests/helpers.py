@@ -44,7 +44,7 @@ def summary_record(wer=0.10, rtf=0.05, p50=200.0, rss=600.0, j=None, model="tiny
     s = {"backend": "faster-whisper", "model": model, "quant": "int8", "device": "cpu", "dataset": dataset,
          "model_ref": f"/models/{model}", "data_path": "/data/default", "status": "ok", "error": None,
          "n_utterances": 2, "n_failed": 0, "n_scored": 2, "n_unreferenced": 0, "audio_s": 4.0, "wer": wer,
-         "rtf": rtf, "sub": 1, "del": 0, "ins": 0, "latency_ms": {"p50": p50, "p90": p50, "p99": p50}, "peak_rss_mb": rss,
+         "rtf": rtf, "sub": 1, "del": 0, "ins": 0, "latency_ms": {"p50": p50, "p90": p50, "p99": p50}, "peak_rss_mib": rss,
          "image": {"ref": image, "labels": {}}, "unavailable": {},
          "energy": ({"total_j": j * 4, "j_per_audio_s": j, "avg_w": 5.0, "source": "rapl", "scope": "CPU"}
                     if j is not None else {"total_j": None, "j_per_audio_s": None, "source": None,

@@ -125,9 +125,10 @@ def _status_ok(status: dict[str, Any] | None) -> tuple[bool, str]:
     missing = [k for k in REQUIRED_STATUS if k not in status]
     if missing:
         return False, f"status.json lacks {', '.join(missing)}"
+    # status.json in the contract's names: its peak_rss_mb is MiB (ru_maxrss / 1024; runner/merge.CONTRACT_MIB)
     if status["status"] != "ok" or not status["versions"] or not (status["peak_rss_mb"] or 0) > 0:
         return False, f"status {status['status']}, versions {status['versions']}, peak_rss_mb {status['peak_rss_mb']}"
-    return True, f"ok, peak RSS {status['peak_rss_mb']:.0f} MB, {len(status['versions'])} library versions"
+    return True, f"ok, peak RSS {status['peak_rss_mb']:.0f} MiB, {len(status['versions'])} library versions"
 
 
 def tiny_job(backend: Backend, model: str, quant: str, data_dir: str = "/data",

@@ -31,7 +31,7 @@ LENGTH_FILE = "latency_vs_length.png"
 GROWTH_FILE = "growth_with_duration.png"
 #: Growth with duration's panels: (title, the utterance record's field(s), first found; factor; unit).
 GROWTH_PANELS = (("latency", ("latency_s",), 1000.0, "ms"),
-                 ("memory", ("container_mem_peak_mb", "mem_peak_mb"), 1.0, "MiB"),
+                 ("memory", ("container_mem_peak_mib", "mem_peak_mib"), 1.0, "MiB"),
                  ("energy", ("energy_j",), 1.0, "J"))
 
 #: Channels that are totals, not parts: stacking them with the rails would count energy twice.

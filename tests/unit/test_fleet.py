@@ -128,8 +128,8 @@ def test_a_nodes_summary_keeps_the_drivers_identity_and_names_the_node():
 
 def test_agent_usage_is_memory_and_cpu_share_over_the_group():
     """The node agent's own cost: resident memory at the end, CPU seconds over wall seconds."""
-    usage = agent_usage({"raylet": {"rss_mb": 30, "cpu_s": 1.0}}, {"raylet": {"rss_mb": 31, "cpu_s": 1.5}}, 10.0)
-    assert usage["raylet"] == {"rss_mb": 31, "cpu_share": pytest.approx(0.05)}
+    usage = agent_usage({"raylet": {"rss_mib": 30, "cpu_s": 1.0}}, {"raylet": {"rss_mib": 31, "cpu_s": 1.5}}, 10.0)
+    assert usage["raylet"] == {"rss_mib": 31, "cpu_share": pytest.approx(0.05)}
 
 
 def test_unknown_target_is_named_with_the_targets_that_exist():

@@ -521,6 +521,10 @@ class RecordError(ValueError):
 
 
 # What each field of the contract may hold. ``positive``: seconds of audio (> 0); ``seconds``/``mb``: >= 0.
+# Units: the memory figures peak_rss_mb, peak_vram_mb, audio_cache_mb, rss_after_load_mb and peak_rss_excl_audio_mb
+# hold MiB (2^20 bytes: ru_maxrss / 1024, VmHWM / 1024, bytes / 2^20), model_size_mb MB (10^6 bytes). The names are
+# the contract's since version 1 and every image built writes them, so they stay (a rename would break every older
+# image the host still runs); the host's results name them _mib (summary schema 4, runner/merge.CONTRACT_MIB).
 POSITIVE_FIELDS = ("duration_s",)
 NON_NEGATIVE_FIELDS = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "peak_vram_mb", "audio_cache_mb",
                        "rss_after_load_mb", "model_size_mb", "seconds", "peak_rss_excl_audio_mb",
