@@ -213,7 +213,7 @@ def read_images(caps: preflight.HostCaps, containers: bool = True,
 
 def _pins_line(facts: ImageFacts) -> tuple[str, str | None]:
     """(the image's pins and whether they are the requirements' of this checkout, the fix when not)."""
-    from ..images.build import parse_versions_label, pinned_versions, requirements_text
+    from ..images.build import parse_versions_label, platform_pins
     from ..images.freshness import compare, label_pins
 
     label = facts.labels.get("org.edgeasr.versions")
@@ -224,7 +224,7 @@ def _pins_line(facts: ImageFacts) -> tuple[str, str | None]:
     shown = ", ".join(f"{k}={v}" for k, v in built.items())
     if platforms.PLATFORMS[facts.platform].versions_file:  # a Jetson base's own builds: nothing of ours pinned
         return f"pins of its base: {shown}", None
-    wanted = pinned_versions(requirements_text(backends.IMAGES[facts.backend]))
+    wanted = platform_pins(backends.IMAGES[facts.backend], facts.platform)  # a CUDA variant's GPU builds in
     rows = compare(label_pins(facts.ref, facts.labels), wanted, {})
     stale = [f"{r.library} {r.pinned} (requirements.txt pins {r.newest})" for r in rows if r.status != "current"]
     missing = sorted(set(wanted) - set(built))

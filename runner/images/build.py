@@ -26,8 +26,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Callable
 
 import docker
@@ -186,13 +188,64 @@ def requirements_text(image: ImageDef, overrides: dict[str, str] | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def versions_label(backend: ImageDef, overrides: dict[str, str] | None = None) -> str:
-    """`name=version,...` of the pinned requirements (with any `--set`): the image's org.edgeasr.versions label.
+_REPLACES = re.compile(r"#\s*replaces:\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)")
+
+
+@dataclass(frozen=True)
+class VariantRequirements:
+    """What one platform's variant of an image installs in place of requirements.txt's packages: its
+    ``requirements-<platform>.txt`` (ImageDef.variant_requirements), which that variant's Dockerfile installs and
+    the host's wheelhouse is filled from, so each version is written once. ``pins``: name -> version;
+    ``replaces``: the requirements.txt package -> the pin that takes its place, from a ``# replaces: NAME``
+    comment on the pin's line (onnxruntime-gpu replaces onnxruntime: both own the `onnxruntime` module, so the
+    image holds one). Empty where the folder has no such file."""
+
+    path: Path
+    pins: Mapping[str, str]
+    replaces: Mapping[str, str]
+
+
+def variant_requirements(image: ImageDef, platform: str) -> VariantRequirements:
+    """``platform``'s own requirements of ``image`` (VariantRequirements; empty where there are none)."""
+    path = image.variant_requirements(platform)
+    if not path.is_file():
+        return VariantRequirements(path, MappingProxyType({}), MappingProxyType({}))
+    text = path.read_text()
+    replaces = {}
+    for line in text.splitlines():
+        pin, replaced = _PIN.match(line), _REPLACES.search(line)
+        if pin and replaced:
+            replaces[_normalize(replaced.group(1))] = _normalize(pin.group(1))
+    return VariantRequirements(path, MappingProxyType(pinned_versions(text)), MappingProxyType(replaces))
+
+
+def platform_pins(image: ImageDef, platform: str = "x86", overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """name -> version of what ``platform``'s variant of ``image`` installs: the pinned requirements (the shared
+    pins and any `--set` in), each package the variant's own file replaces swapped, in its place, for the pin that
+    replaces it, and that file's other pins last. ValueError where the file replaces a package nothing pins (a
+    typo the label would hide)."""
+    pins = pinned_versions(requirements_text(image, overrides))
+    variant = variant_requirements(image, platform)
+    for replaced, by in variant.replaces.items():
+        if replaced not in pins:
+            raise ValueError(f"{variant.path}: {by} replaces {replaced}, which requirements.txt does not pin")
+    out: dict[str, str] = {}
+    for name, version in pins.items():
+        by = variant.replaces.get(name)
+        out[by or name] = variant.pins[by] if by else version
+    for name, version in variant.pins.items():
+        out.setdefault(name, version)
+    return out
+
+
+def versions_label(backend: ImageDef, overrides: dict[str, str] | None = None, platform: str = "x86") -> str:
+    """`name=version,...` of what ``platform``'s variant installs (platform_pins: the pinned requirements, with any
+    `--set`, and the variant's own in place of those they replace): the image's org.edgeasr.versions label.
 
     One label set by the Dockerfile's single LABEL step (build argument EDGEASR_VERSIONS): the legacy
     builder turns every label passed by the API into a step of its own, each seconds long on a big base.
     """
-    return ",".join(f"{n}={v}" for n, v in pinned_versions(requirements_text(backend, overrides)).items())
+    return ",".join(f"{n}={v}" for n, v in platform_pins(backend, platform, overrides).items())
 
 
 def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | None,
@@ -319,13 +372,14 @@ def base_for(image: ImageDef, asked: str) -> str:
     return asked if image.python == WHEEL_PYTHON else BASES[image.python].public
 
 
-def child_extras(image: ImageDef) -> list[str]:
-    """The pins of a child image that its parent does not pin: what its own build must install (e.g. onnx
-    on top of the torch stack). Empty for an image whose parent holds everything."""
+def child_extras(image: ImageDef, platform: str = "x86") -> list[str]:
+    """The pins of a child image (``platform``'s variant: platform_pins) that its parent does not pin: what its own
+    build must install (e.g. onnx on top of the torch stack; on CUDA onnxruntime-gpu too). Empty for an image
+    whose parent holds everything."""
     if image.parent is None:
         return []
     parent = pinned_versions(requirements_text(IMAGES[image.parent]))
-    return [f"{n}=={v}" for n, v in pinned_versions(requirements_text(image)).items() if n not in parent]
+    return [f"{n}=={v}" for n, v in platform_pins(image, platform).items() if n not in parent]
 
 
 def wheelhouse(image: ImageDef, arch: str = "amd64") -> Path:
@@ -483,7 +537,7 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
                 wheels_url: str | None = None) -> str:
     """Build ``platform``'s variant of the image FROM `base` (None: the Dockerfile's own default); returns the
     image id (its labels: build_args).
-    `versions`: the org.edgeasr.versions label (None: the requirements' pins, with `overrides` put in).
+    `versions`: the org.edgeasr.versions label (None: the platform's pins, with `overrides` put in: versions_label).
     `overrides`: `--set` pins written into the build context's requirements.txt. `cuda_libs`: the CUDA libraries
     label's value (None: not set). `wheels_url`: the wheelhouse as already served (a build run twice keeps one URL,
     a build argument, and so its cache; None: served for this build). The build's output goes to log_path."""
@@ -499,7 +553,8 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
         with _context(backend, overrides) as context, served as url:
             buildargs = build_args(backend, wheels_url=url if has_wheels else "", base=base, platform=platform,
                                    overrides=overrides, cuda_libs=cuda_libs,
-                                   versions=versions_label(backend, overrides) if versions is None else versions)
+                                   versions=versions_label(backend, overrides, platform) if versions is None
+                                   else versions)
             stream = client.api.build(
                 fileobj=context, custom_context=True,
                 dockerfile=f"{backend.build_dir}/{PLATFORMS[platform].dockerfile}",

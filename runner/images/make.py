@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..host.platforms import PLATFORMS, host_arch
 from .build import (BASES, CUDA_REQUIREMENTS, PUBLIC_BASE, base_for, build_image, child_extras, dockerfile_base,
                     ensure_base, fill_wheelhouse, image_exists, pinned_versions, platform_tag, present_or_pulled,
-                    read_carried_versions, runner_image_problem, versions_label, wheelhouse)
+                    read_carried_versions, runner_image_problem, variant_requirements, versions_label, wheelhouse)
 from .wheel_server import serve_wheelhouse
 
 
@@ -193,7 +193,7 @@ def _build_variants(client, req: BuildRequest, names: list[str], log: Callable[[
                 log(f"{tag}: {default} is not here; building on {image_base}"
                     + (", packages from the host's wheelhouse" if req.wheelhouse else ""))
                 if req.wheelhouse:
-                    fill_variant_wheelhouse(image, log)
+                    fill_variant_wheelhouse(image, req.platform, log)
         log_path = req.log_dir / f"image-{image.name}-{req.platform}.log"
         build = dict(base=image_base, tag=tag, platform=req.platform, log=detail)
         with status(f"building {tag} from {variant.dockerfile}" + (f" on {image_base}" if image_base else "")), \
@@ -234,14 +234,18 @@ def local_variant_base(client, image: ImageDef, req: BuildRequest, *, log: Calla
     return ensure_base(client, BASES[image.python].local, log=log)
 
 
-def fill_variant_wheelhouse(image: ImageDef, log: Callable[[str], None]) -> None:
-    """The host wheelhouse of a variant built on the local fallback (x86_64 wheels of its Python, the x86 image's
-    key): its requirements, as for the x86 image (a child's extras only: its parent holds the rest), and for a
-    backend that runs on CUDA without a parent, the CUDA libraries' wheels (CUDA_REQUIREMENTS)."""
+def fill_variant_wheelhouse(image: ImageDef, platform: str, log: Callable[[str], None]) -> None:
+    """The host wheelhouse of ``platform``'s variant built on the local fallback (x86_64 wheels of its Python, the
+    x86 image's key): its requirements, as for the x86 image (a child's extras only: its parent holds the rest),
+    with the variant's own in place of those they replace (requirements-<platform>.txt: onnxruntime-gpu), and for
+    a backend that runs on CUDA without a parent, the CUDA libraries' wheels (CUDA_REQUIREMENTS)."""
     if image.parent:
-        if child_extras(image):
-            fill_wheelhouse(image, log=log, only=child_extras(image))
+        if child_extras(image, platform):
+            fill_wheelhouse(image, log=log, only=child_extras(image, platform))
         return
     fill_wheelhouse(image, log=log)
+    own = variant_requirements(image, platform).pins
+    if own:
+        fill_wheelhouse(image, log=log, only=[f"{n}=={v}" for n, v in own.items()])
     if isinstance(image, Backend) and "cuda" in image.devices:
         fill_wheelhouse(image, log=log, only=[f"{n}=={v}" for n, v in pinned_versions(CUDA_REQUIREMENTS).items()])

@@ -256,3 +256,89 @@ def test_a_check_not_run_for_want_of_a_gpu_is_a_skip_not_a_failure(capsys, monke
     assert out[0] == "SKIP  tiny job on cuda: not run: no GPU visible here: ..."  # shown even with -q
     assert out[-1] == ("edgeasr/faster-whisper:cuda: 1 of 1 checks passed, 1 not run (tiny job on cuda: no GPU "
                        "visible); recorded by its id in /state/checked-images.json")
+
+
+# -- onnxruntime's CUDA variant: onnxruntime-gpu in place of the CPU wheel (the pin in one file) ----------------
+
+ORT = BACKENDS["onnxruntime"]
+#: The newest onnxruntime-gpu on PyPI built for CUDA 12 (1.27 and later link libcublas.so.13 / libcudart.so.13;
+#: the image's CUDA is torch 2.8.0's 12.8). PyPI has no onnxruntime-gpu 1.32.0, the CPU pin.
+ORT_GPU = "1.26.0"
+
+
+def test_onnxruntimes_cuda_variant_takes_the_gpu_wheel_from_its_own_file_in_place_of_the_cpu_one():
+    """One file says what the CUDA variant installs instead of requirements.txt's CPU package (both own the
+    `onnxruntime` module): the Dockerfile installs it, the wheelhouse is filled from it, and the versions label
+    names what the image really holds (onnxruntime-gpu, in the CPU pin's place), not the CPU pin."""
+    variant = images.variant_requirements(ORT, "cuda")
+    assert variant.path == ROOT / "containers" / "onnxruntime" / "requirements-cuda.txt"
+    assert variant.pins == {"onnxruntime-gpu": ORT_GPU} and variant.replaces == {"onnxruntime": "onnxruntime-gpu"}
+    cuda = images.parse_versions_label(images.versions_label(ORT, platform="cuda"))
+    assert list(cuda) == ["torch", "transformers", "onnxruntime-gpu", "onnx", "tokenizers", "soundfile", "soxr"]
+    assert cuda["onnxruntime-gpu"] == ORT_GPU
+    x86 = images.parse_versions_label(images.versions_label(ORT))
+    assert x86["onnxruntime"] == "1.32.0" and "onnxruntime-gpu" not in x86
+    # no variant file: the requirements' pins, whatever the platform
+    assert images.variant_requirements(ORT, "jetson-r36").pins == {}
+    assert images.versions_label(BACKENDS["faster-whisper"], platform="cuda") == \
+        images.versions_label(BACKENDS["faster-whisper"])
+    # a child's CUDA extras: the GPU wheel, not the CPU one the parent (torch stack) already holds
+    extras = images.child_extras(ORT, platform="cuda")
+    assert f"onnxruntime-gpu=={ORT_GPU}" in extras and "onnx==1.23.2" in extras
+    assert not any(e.startswith("onnxruntime==") for e in extras)
+
+
+def test_a_replaced_package_must_be_one_requirements_txt_pins(tmp_path, monkeypatch):
+    """A `# replaces:` that names no pin of requirements.txt is a typo the label would hide: refused."""
+    folder = tmp_path / "onnxruntime"
+    folder.mkdir()
+    (folder / "requirements-cuda.txt").write_text("onnxruntime-gpu==1.26.0  # replaces: onnxruntme\n")
+    monkeypatch.setattr(images, "CONTAINERS_DIR", tmp_path)
+    monkeypatch.setattr("runner.backends.CONTAINERS_DIR", tmp_path)
+    (folder / "requirements.txt").write_text("onnxruntime==1.32.0\n")
+    with pytest.raises(ValueError, match="replaces onnxruntme, which requirements.txt does not pin"):
+        images.platform_pins(ORT, "cuda")
+
+
+def test_onnxruntimes_cuda_build_fills_the_gpu_wheel_and_labels_it(recorded, tmp_path):
+    """On the torch stack (no registry): the wheelhouse gets onnxruntime-gpu (the CPU wheel is the parent's), and
+    the label each build passes says onnxruntime-gpu."""
+    client = _Client(["edgeasr/torch-base:2.8"])
+    make.build_images(client, make.BuildRequest(names=("onnxruntime",), platform="cuda", log_dir=tmp_path),
+                      log=recorded["said"].append)
+    [(name, only)] = recorded["filled"]
+    assert name == "onnxruntime" and only == tuple(images.child_extras(ORT, platform="cuda"))
+    assert [(tag, base) for tag, base, _ in recorded["built"]] == [("edgeasr/onnxruntime:cuda",
+                                                                    "edgeasr/torch-base:2.8")] * 2
+
+
+def test_build_image_labels_the_variants_own_pins():
+    """build_image's default versions label is the platform's (platform_pins), so no caller can label the CUDA
+    variant with the CPU pin."""
+
+    class Api:
+        def build(self, **kwargs):
+            self.kwargs = kwargs
+            return iter([{"stream": "Step 1/1 : FROM base\n"}])
+
+    class Client:
+        api = Api()
+        images = type("Images", (), {"get": staticmethod(lambda tag: type("I", (), {"id": "sha256:1"})())})()
+
+    client = Client()
+    images.build_image(client, ORT, base="edgeasr/torch-base:2.8", tag="t:cuda", platform="cuda", wheels_url="",
+                       log=lambda _: None)
+    assert client.api.kwargs["buildargs"]["EDGEASR_VERSIONS"] == images.versions_label(ORT, platform="cuda")
+    assert f"onnxruntime-gpu={ORT_GPU}" in client.api.kwargs["buildargs"]["EDGEASR_VERSIONS"]
+
+
+def test_doctor_compares_a_cuda_image_with_its_variants_pins():
+    from runner.host import doctor
+
+    label = images.versions_label(ORT, platform="cuda")
+    facts = doctor.ImageFacts("onnxruntime", "edgeasr/onnxruntime:cuda", "cuda", True,
+                              labels={"org.edgeasr.versions": label})
+    assert doctor._pins_line(facts)[0].startswith("current:")
+    cpu = doctor.ImageFacts(**{**facts.__dict__, "labels": {"org.edgeasr.versions": images.versions_label(ORT)}})
+    line, fix = doctor._pins_line(cpu)
+    assert "onnxruntime-gpu not in the image" in line and fix.endswith("--device cuda")
