@@ -168,7 +168,7 @@ FLEET_PORT        ?= 6379
 FLEET_CLIENT_PORT ?= 10001
 FLEET_LOCAL = $(VENV)/bin/python -m runner.fleet.local
 fleet-demo: fleet-venv models ensure-image
-	@trap '$(FLEET_LOCAL) down' EXIT; trap 'exit 130' INT TERM; \
+	@trap '$(FLEET_LOCAL) down --port $(FLEET_PORT) --client-port $(FLEET_CLIENT_PORT)' EXIT; trap 'exit 130' INT TERM; \
 	  $(FLEET_LOCAL) up --targets cpu-a,cpu-b --port $(FLEET_PORT) --client-port $(FLEET_CLIENT_PORT) || exit 1; \
 	  $(EDGEASR) sweep experiments/fleet-demo.yaml --cluster ray://127.0.0.1:$(FLEET_CLIENT_PORT) $(ARGS); rc=$$?; \
 	  $(EDGEASR) report results/sweeps/fleet-demo --no-figures || true; exit $$rc

@@ -5,20 +5,37 @@ The run goes settings -> spec (runner/spec.build_run_spec) -> plan and execute (
 then the one executor), the layer `edgeasr run` itself calls, never the command's own handlers: those are the
 CLI's view and move when it does, and a bench that called them broke each time (issue 26, item 1).
 
-Importing this module puts the checkout first on sys.path: `python bench/x.py` must measure the runner of this
-checkout, not whichever one the venv installed in editable mode.
+Importing this module puts the checkout first on sys.path, its runner and its entrypoint (containers/common, which
+the runner imports): `python bench/x.py` must measure the code of this checkout, not whichever copy the venv
+installed in editable mode or PYTHONPATH names (a worktree's bench measured /work/main's entrypoint). A command a
+bench runs gets the same order through ``checkout_env()``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+#: The checkout's packages, in the order they come first on sys.path: the runner, then the entrypoint.
+CHECKOUT_PATHS = (str(ROOT), str(ROOT / "containers" / "common"))
+for _path in reversed(CHECKOUT_PATHS):
+    while _path in sys.path:
+        sys.path.remove(_path)
+    sys.path.insert(0, _path)
+
+
+def checkout_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) for a command a bench runs (`python -m runner.cli ...`): PYTHONPATH
+    with the checkout's runner and entrypoint first, as this process has them."""
+    env = dict(os.environ if env is None else env)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in CHECKOUT_PATHS]
+    env["PYTHONPATH"] = os.pathsep.join([*CHECKOUT_PATHS, *rest])
+    return env
+
 
 from runner.models.resolve import default_models_dir  # noqa: E402
 from runner.run import execute_run  # noqa: E402

@@ -79,7 +79,7 @@ def main() -> int:
                 continue
             rtf[backend] = s["rtf"]
             results[backend] = (f"{model:8s} {quant:5s} RTF {s['rtf']:.4f}  RTFx {s['rtfx']:6.1f}  WER {s['wer']:.4f}  "
-                                f"load {s['load_s']:.2f} s  peak RSS {s['peak_rss_mb']:.0f} MB")
+                                f"load {s['load_s']:.2f} s  peak RSS {s['peak_rss_mib']:.0f} MiB")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"tiny.en across inference libraries (cpu, beam {args.beam_size}, same utterances: {args.data})")

@@ -22,7 +22,8 @@ tiny.en int8, one thread each, no power sampling, so that nothing but the groups
 - with ``--repeats N``, each figure's median and range over the repeats.
 
 The bench ends only the processes of its own cluster (found by its ports, and their children), by pid, never
-``ray stop`` (which would end every Ray process of the machine, other users' included).
+``ray stop`` (which would end every Ray process of the machine, other users' included): LocalFleet.down,
+runner/fleet/local.py's stop_cluster.
 
     python bench/bench_fleet.py [--groups 4] [--limit 8] [--repeats 3]
 """
@@ -32,9 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,10 +43,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _harness import ROOT  # the checkout's runner and entrypoint first on sys.path, as every bench
 
-from runner.fleet.local import LocalFleet  # noqa: E402  (the project root first, as in a checkout)
+from runner.fleet.local import TICK_S, LocalFleet, cluster_processes, process_stat
 
 PORT, CLIENT_PORT = 6395, 20041  # not the demo's nor the tests'
 TARGET = "bench"  # the fleet target of the bench's nodes (not the demo's nor the tests')
@@ -75,54 +73,21 @@ grid:
     return path
 
 
-TICK_S = os.sysconf("SC_CLK_TCK")
 CPUACCT = Path("/sys/fs/cgroup/cpuacct/docker")  # cgroup v1 (Docker's cgroupfs driver), as on this host
 CGROUP_V2 = Path("/sys/fs/cgroup/system.slice")  # cgroup v2 with systemd: docker-<id>.scope/cpu.stat
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _stat(pid: int) -> tuple[int, float] | None:
     """(parent pid, user + system CPU seconds) of a live process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK_S
+    st = process_stat(pid)
+    return None if st is None else (st[1], st[2])
 
 
 def cluster_pids(seen: dict[int, str] | None = None) -> dict[int, str]:
-    """This bench's Ray processes, each with its kind: those whose command line names the cluster's ports (GCS,
-    raylets, dashboard, monitors, client server), and all their descendants (workers, agents). ``seen``: the
-    command lines read before, by pid (each is read once: the scan runs beside the containers it measures)."""
-    seen = {} if seen is None else seen
-    ports = re.compile(rf"(?<!\d)({PORT}|{CLIENT_PORT})(?!\d)")
-    parents: dict[int, int] = {}
-    roots: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        st = _stat(pid)
-        if st is None:
-            continue
-        parents[pid] = st[0]
-        cmd = seen[pid] if pid in seen else seen.setdefault(pid, _cmdline(pid))
-        if "ray" in cmd and ports.search(cmd):
-            roots.add(pid)
-    ours, grew = set(roots), True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in ours and pid not in ours:
-                ours.add(pid)
-                grew = True
-    return {pid: kind_of(seen[pid]) for pid in ours}
+    """This bench's Ray processes (runner/fleet/local.py's cluster_processes: those that name its ports, and
+    their descendants), each with its kind. ``seen``: the command lines read before, by pid (each is read once:
+    the scan runs beside the containers it measures)."""
+    return {pid: kind_of(cmd) for pid, cmd in cluster_processes((PORT, CLIENT_PORT), seen).items()}
 
 
 def kind_of(cmd: str) -> str:
@@ -273,23 +238,6 @@ class CpuWatch:
         return cpu
 
 
-def stop_cluster() -> None:
-    """End this bench's Ray processes by pid (SIGTERM, then SIGKILL after 10 s), and only them."""
-    pids = list(cluster_pids())
-    for sig, grace_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 2.0)):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(_stat(pid) is not None for pid in pids):
-            time.sleep(0.2)
-        pids = [pid for pid in pids if _stat(pid) is not None]
-        if not pids:
-            return
-
-
 @dataclass(frozen=True)
 class Run:
     wall_s: float  # the sweep command's, connecting and preflight included
@@ -308,11 +256,8 @@ class Run:
 
 
 def run(targets: tuple[str, ...], exp: Path, out: Path, threads: int) -> Run:
-    # Ray Client's proxy gives a driver's own server 30 s to answer; on a busy 2-core host its start (a Python
-    # importing Ray) takes longer and the driver is refused ("Initialization failure from server")
-    os.environ.setdefault("RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S", "180")
     fleet = LocalFleet(targets, PORT, CLIENT_PORT, token_file=exp.parent / "fleet-token")  # not the user's token
-    stop_cluster()  # a cluster an interrupted bench left on these ports
+    fleet.down()  # a cluster an interrupted bench left on these ports
     fleet.up()
     try:
         cmd = [sys.executable, "-m", "runner.cli", "sweep", str(exp), "--out", str(out), "--cluster", fleet.address]
@@ -325,7 +270,7 @@ def run(targets: tuple[str, ...], exp: Path, out: Path, threads: int) -> Run:
             wall = time.perf_counter() - t0
             proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
-        stop_cluster()
+        fleet.down()
     if proc.returncode != 0:
         raise SystemExit(f"the sweep failed ({proc.returncode}):\n{stderr[-3000:]}")
     timings = json.loads((out / "fleet-timing.json").read_text())

@@ -40,14 +40,12 @@ from types import SimpleNamespace
 
 import numpy as np
 
-# The entrypoint of this checkout (the image's copy of containers/common), not the one the venv installed: first
-# on sys.path before anything imports it (_harness imports the runner, which imports the entrypoint).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "containers" / "common"))
-
-from _harness import ROOT  # noqa: E402,F401  (the checkout's runner first on sys.path, as every bench)
-from edgeasr_entrypoint.contract import SAMPLE_RATE, Event, StreamJob  # noqa: E402
-from edgeasr_entrypoint.events import EventLog, JsonlWriter  # noqa: E402
-from edgeasr_entrypoint.stream import SYSTEM_CLOCK, run_stream_condition  # noqa: E402
+# The entrypoint of this checkout (the image's copy of containers/common), not the one the venv installed: _harness
+# puts it first on sys.path with the runner, before anything imports either.
+from _harness import ROOT
+from edgeasr_entrypoint.contract import SAMPLE_RATE, Event, StreamJob
+from edgeasr_entrypoint.events import EventLog, JsonlWriter
+from edgeasr_entrypoint.stream import SYSTEM_CLOCK, run_stream_condition
 
 JITTER_TARGET_MS = 5.0  # p99 on an idle host (issue 23)
 MACHINERY_TARGET_PCT = 2.0  # of the stream's CPU time (issue 23)

@@ -38,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import ROOT
+from _harness import ROOT, checkout_env
 
 from runner.sweep import TIMING_FILE
 from edgeasr_entrypoint.contract import PREPARE_WINDOW, WINDOWS, Event
@@ -135,6 +135,12 @@ def overlapped_s(timing: dict) -> float:
     return sum(g.get("ahead_s", 0.0) for g in timing["groups"])
 
 
+def sweep_command(exp: Path | str, out: Path | str) -> tuple[list[str], dict[str, str]]:
+    """The command the bench times, and its environment: `edgeasr sweep` of this checkout (its runner and its
+    entrypoint first on the path, as the bench's own imports)."""
+    return [sys.executable, "-m", "runner.cli", "sweep", str(exp), "--out", str(out)], checkout_env()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--experiment", default=str(ROOT / "experiments" / "smoke.yaml"))
@@ -146,8 +152,8 @@ def main() -> int:
         exp = quick_experiment(tmp) if args.quick else Path(args.experiment)
         out = tmp / "out"
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "runner.cli", "sweep", str(exp), "--out", str(out)], cwd=ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cmd, env = sweep_command(exp, out)
+        r = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wall = time.perf_counter() - t0
         if r.returncode != 0:
             raise SystemExit(f"the sweep failed ({r.returncode}):\n{r.stderr[-3000:]}")

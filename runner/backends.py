@@ -377,6 +377,12 @@ class ImageDef:
     def wheelhouse(self) -> Path:
         return CONTAINERS_DIR / self.build_dir / "wheels"
 
+    def variant_requirements(self, platform: str) -> Path:
+        """The packages a platform's variant installs in place of requirements.txt's (``requirements-cuda.txt``:
+        onnxruntime-gpu for onnxruntime), where the folder has such a file (runner/images/build.py
+        variant_requirements reads it)."""
+        return CONTAINERS_DIR / self.build_dir / f"requirements-{platform}.txt"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Backend(ImageDef):

@@ -121,7 +121,8 @@ def condition_events(events: list[dict], key: str) -> list[dict]:
 def condition_status(events: list[dict], status: dict | None, whole_container: bool) -> dict | None:
     """The container facts a condition reports: the final record (status.json) when there is one, else what
     the events said (model_info); memory peaks from the condition's own end, unless this condition was the
-    container's whole work (then the process peak, load included, is its peak)."""
+    container's whole work (then the process peak, load included, is its peak). In the contract's names (its
+    memory ``_mb`` figures are MiB): runner/merge.apply_container_facts gives them the summary's (CONTRACT_MIB)."""
     info = next((e for e in events if e.get("event") == Event.MODEL_INFO), None)
     end = next((e for e in reversed(events) if e.get("event") == Event.INFERENCE_END), None)
     if status is None and info is None:
@@ -300,7 +301,7 @@ def finalize(g: _Group, cond: PlannedCondition, error: str | None = None, status
     utts = merge.stream_utterances(utts, events, cond.key)
     if g.memory is not None and g.memory.samples:  # each utterance's call, on the same timeline
         peaks = accounting.utterance_memory(g.memory.samples, events)
-        utts = [replace(u, container_mem_peak_mb=peaks[u.id]) if u.id in peaks else u for u in utts]
+        utts = [replace(u, container_mem_peak_mib=peaks[u.id]) if u.id in peaks else u for u in utts]
     state = "interrupted" if interrupted and not finished else "error" if error else (
         "partial" if accounted.n_failed else "ok")
     if interrupted:
@@ -363,7 +364,7 @@ def container_memory_of(g: _Group, events: list[dict]) -> dict[str, Any]:
     or every figure null with the reason there is none."""
     interval = g.job.spec.telemetry.interval_ms
     if g.memory is None:
-        reason = ("the local engine runs no container: the entrypoint's peak_rss_mb is its only memory figure"
+        reason = ("the local engine runs no container: the entrypoint's peak_rss_mib is its only memory figure"
                   if g.engine == "local" else "the container's memory was not sampled")
         return container_memory_block([], events, None, interval, reason=reason)
     group = g.memory.cgroup

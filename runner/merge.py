@@ -362,6 +362,17 @@ def not_a_result(summary: Summary, utts: list[UtteranceResult],
             [replace(u, wer=None) for u in utts])
 
 
+#: The container contract's memory figures (status.json, the model_info and inference_end events) that hold MiB
+#: (ru_maxrss / 1024, VmHWM / 1024, bytes / 2^20) under ``_mb`` names, and the summary field each becomes (schema
+#: 4, issue 28 item 6). The contract keeps its names: every image built so far writes them, and the host reads
+#: every contract version from MIN_CONTRACT_VERSION; renaming them would need a contract version and both names
+#: read here. So the one conversion is here. ``model_size_mb`` is MB (bytes / 1e6) and keeps its name.
+CONTRACT_MIB: dict[str, str] = {
+    "peak_rss_mb": "peak_rss_mib", "rss_after_load_mb": "rss_after_load_mib", "audio_cache_mb": "audio_cache_mib",
+    "peak_rss_excl_audio_mb": "peak_rss_excl_audio_mib", "peak_vram_mb": "peak_vram_torch_mib",
+}
+
+
 def apply_container_facts(summary: Summary, raw: RawOutputs) -> Summary:
     """The summary with the load/warm-up/inference windows, memory and versions from the container's own
     records (a new one: it is frozen)."""
@@ -375,35 +386,35 @@ def apply_container_facts(summary: Summary, raw: RawOutputs) -> Summary:
     if got["warmup_s"] is None:
         why["warmup_s"] = "no warm-up ran" if summary.warmup == 0 else "the container did not record the warm-up"
     st = raw.status or {}
-    # the container's status says peak_vram_mb (contract); on the host it is torch's figure
-    for name, key in (("peak_rss_mb", "peak_rss_mb"), ("rss_after_load_mb", "rss_after_load_mb"),
-                      ("model_size_mb", "model_size_mb"), ("n_params", "n_params"),
-                      ("peak_vram_torch_mb", "peak_vram_mb")):
+    # the container's status says peak_vram_mb (contract); on the host it is torch's figure. The contract's
+    # memory figures are MiB under _mb names: the summary names them _mib (CONTRACT_MIB)
+    for key in ("peak_rss_mb", "rss_after_load_mb", "model_size_mb", "n_params", "peak_vram_mb"):
+        name = CONTRACT_MIB.get(key, key)
         value = got[name] = st.get(key)
         if value is None:
             reason = ("not reported by the backend" if raw.status else "the container wrote no status record")
             if name == "model_size_mb" and summary.model_source == "hub":
                 reason = "hub model: size on disk not known inside the container"
-            if name == "peak_vram_torch_mb":
+            if name == "peak_vram_torch_mib":
                 reason = ("no GPU: the run was on the CPU" if summary.device == "cpu" else
                           "the backend's memory is invisible to torch (CTranslate2)")
             why[name] = reason
-    peak, cache = got["peak_rss_mb"], st.get("audio_cache_mb")
-    got.update(audio_cache_mb=cache, peak_rss_scope=st.get("peak_rss_scope") or (
+    peak, cache = got["peak_rss_mib"], st.get("audio_cache_mb")
+    got.update(audio_cache_mib=cache, peak_rss_scope=st.get("peak_rss_scope") or (
         "process (since start, includes model load)" if peak is not None else None))
     if st.get("peak_rss_excl_audio_mb") is not None:  # taken in the container at the same instant as its audio
-        got.update(peak_rss_excl_audio_mb=st["peak_rss_excl_audio_mb"],
+        got.update(peak_rss_excl_audio_mib=st["peak_rss_excl_audio_mb"],
                    peak_rss_excl_audio_method=st.get("peak_rss_excl_audio_method"))
     elif peak is not None and cache is not None:
-        got.update(peak_rss_excl_audio_mb=peak - cache, peak_rss_excl_audio_method=OLD_EXCL_AUDIO)
+        got.update(peak_rss_excl_audio_mib=peak - cache, peak_rss_excl_audio_method=OLD_EXCL_AUDIO)
     else:
-        why["peak_rss_excl_audio_mb"] = ("the container does not report the harness's audio cache (an image built "
-                                         "before issue 9)" if peak is not None
-                                         else why.get("peak_rss_mb", summary.unavailable.get("peak_rss_mb",
-                                                                                             "no peak RSS")))
-    if summary.peak_vram_nvml_mb is None:
-        why["peak_vram_nvml_mb"] = ("no GPU: the run was on the CPU" if summary.device == "cpu"
-                                    else "no NVML sampler ran")
+        why["peak_rss_excl_audio_mib"] = ("the container does not report the harness's audio cache (an image "
+                                          "built before issue 9)" if peak is not None
+                                          else why.get("peak_rss_mib", summary.unavailable.get("peak_rss_mib",
+                                                                                               "no peak RSS")))
+    if summary.peak_vram_nvml_mib is None:
+        why["peak_vram_nvml_mib"] = ("no GPU: the run was on the CPU" if summary.device == "cpu"
+                                     else "no NVML sampler ran")
     got.update(versions=dict(st.get("versions") or {}), quant_method=st.get("quant_method"),
                device_used=st.get("device_used"))
     if got["device_used"] is None:
@@ -429,14 +440,14 @@ def apply_nvml_vram(summary: Summary, energy: accounting.EnergyBlock) -> Summary
     row = registry.find_row(energy.source)
     if row is None or not row.process_memory or summary.device == "cpu":
         return summary
-    peak = energy.memory.process_peak_mb if energy.memory is not None else None
+    peak = energy.memory.process_peak_mib if energy.memory is not None else None
     if peak is not None:
-        return summary.available("peak_vram_nvml_mb", peak_vram_nvml_mb=peak)
-    return summary.unavailable_because({"peak_vram_nvml_mb": energy.unavailable.get(
-        "gpu_process_mem_peak_mb", "NVML reported no per-process GPU memory")}, peak_vram_nvml_mb=None)
+        return summary.available("peak_vram_nvml_mib", peak_vram_nvml_mib=peak)
+    return summary.unavailable_because({"peak_vram_nvml_mib": energy.unavailable.get(
+        "gpu_process_mem_peak_mib", "NVML reported no per-process GPU memory")}, peak_vram_nvml_mib=None)
 
 
-#: What an older image's peak_rss_excl_audio_mb includes (it splits no peak at its backend calls).
+#: What an older image's peak_rss_excl_audio_mb (contract) includes (it splits no peak at its backend calls).
 OLD_EXCL_AUDIO = ("the resident peak less the audio the harness held at the end (an image built before issue 22: "
                   "under-reported when the peak came before the audio was cached)")
 
@@ -537,7 +548,7 @@ def account_energy(summary: Summary, utts: list[UtteranceResult], source: str, s
         utts = [replace(u, **per_utt[u.id]) if u.id in per_utt else u for u in utts]
         if block.memory is not None:  # each utterance's memory peak, on the sampler's clock (issue 22, item 1)
             mem = accounting.utterance_memory(samples, events)
-            utts = [replace(u, mem_peak_mb=mem[u.id]) if u.id in mem else u for u in utts]
+            utts = [replace(u, mem_peak_mib=mem[u.id]) if u.id in mem else u for u in utts]
     else:  # the full reason (each sensor's, for auto) once, in unavailable.energy; the block points there
         block = accounting.unavailable_block(None, short_energy_reason(energy_reason))
     telemetry = summary.telemetry

@@ -34,7 +34,88 @@ CONDITIONS_FILE = "conditions.jsonl"
 #: long-form algorithm (long_form), absent from older
 #: ones (the report reads their absence as "not in the results"); nothing moved. An empty reference, read as no
 #: reference before, is non-speech since: its item counts in n_nonspeech, no longer in n_unreferenced.
-SCHEMA_VERSION = 3
+#: 4: one unit per name (issue 28 item 6): a figure held in MiB (2^20 bytes) is named ``_mib``, ``_mb`` is only MB
+#: (10^6 bytes: model_size_mb). Renamed, the values unchanged (they were MiB already): the summary's peak_rss_mib,
+#: audio_cache_mib, peak_rss_excl_audio_mib, rss_after_load_mib, peak_vram_torch_mib, peak_vram_nvml_mib (and their
+#: ``unavailable`` reasons and ``repeats`` lists), container_memory's peak_mib, at_start_mib, rise_mib, windows_mib,
+#: the energy block's <label>_peak_mib, _peak_delta_mib, _at_start_mib, _rise_mib, gpu_process_mem_peak_mib and
+#: memory_windows_mib, host.mem_total_mib, the fleet agent's rss_mib, and an utterance's mem_peak_mib and
+#: container_mem_peak_mib (utterances.jsonl); telemetry.csv's column is mem_used_mib. ``upgraded`` and
+#: ``upgraded_utterance`` read older records so. The container contract (status.json, events) keeps its names,
+#: which every image built writes: runner/merge.CONTRACT_MIB converts them.
+SCHEMA_VERSION = 4
+
+#: The summary's top-level fields schema 4 renamed: old name -> new name (the value unchanged: MiB already).
+RENAMED_IN_4: dict[str, str] = {
+    "peak_rss_mb": "peak_rss_mib", "audio_cache_mb": "audio_cache_mib",
+    "peak_rss_excl_audio_mb": "peak_rss_excl_audio_mib", "rss_after_load_mb": "rss_after_load_mib",
+    "peak_vram_torch_mb": "peak_vram_torch_mib", "peak_vram_nvml_mb": "peak_vram_nvml_mib",
+}
+#: The same for the blocks inside a summary, by the block's key (their ``unavailable`` reasons too).
+BLOCKS_RENAMED_IN_4: dict[str, dict[str, str]] = {
+    "container_memory": {"peak_mb": "peak_mib", "at_start_mb": "at_start_mib", "rise_mb": "rise_mib",
+                         "windows_mb": "windows_mib"},
+    "host": {"mem_total_mb": "mem_total_mib"},
+}
+#: An utterance record's fields schema 4 renamed (utterances.jsonl).
+UTTERANCE_RENAMED_IN_4: dict[str, str] = {"mem_peak_mb": "mem_peak_mib",
+                                          "container_mem_peak_mb": "container_mem_peak_mib"}
+
+
+def _renamed(d: dict, names: Mapping[str, str]) -> dict:
+    return {names.get(k, k): v for k, v in d.items()}
+
+
+def _mib_renamed(d: dict) -> dict:
+    """Every ``_mb`` key as ``_mib``: for the blocks where each of them held MiB (the energy block, whose keys are
+    built from the sampler's memory label, and the fleet agent's usage)."""
+    return {(k[:-3] + "_mib" if isinstance(k, str) and k.endswith("_mb") else k): v for k, v in d.items()}
+
+
+def _energy_upgraded(block: Any) -> Any:
+    if not isinstance(block, Mapping):
+        return block
+    out = _mib_renamed(dict(block))
+    if isinstance(out.get("unavailable"), Mapping):
+        out["unavailable"] = _mib_renamed(dict(out["unavailable"]))
+    if isinstance(out.get("companions"), Mapping):
+        out["companions"] = {k: _energy_upgraded(v) for k, v in out["companions"].items()}
+    return out
+
+
+def upgraded(summary: Any) -> Any:
+    """A run summary under schema 4's names: one written before (schema 3 or older) has its MiB figures, their
+    ``unavailable`` reasons, its ``repeats`` lists and its blocks' memory figures under the ``_mib`` names, the
+    values as they were. A new dict (the one given is left as it is); a summary already in today's names comes
+    back equal, so reading twice changes nothing. Not a mapping: returned as it is (its reader refuses it).
+
+    Renamed by name, whatever schema_version says (a schema-4 summary holds none of the old names), and the
+    schema_version is left as written: it says which version wrote the record."""
+    if not isinstance(summary, Mapping):
+        return summary
+    out = _renamed(dict(summary), RENAMED_IN_4)
+    for key in ("unavailable", "repeats"):
+        if isinstance(out.get(key), Mapping):
+            out[key] = _renamed(dict(out[key]), RENAMED_IN_4)
+    for key, names in BLOCKS_RENAMED_IN_4.items():
+        if isinstance(out.get(key), Mapping):
+            block = _renamed(dict(out[key]), names)
+            if isinstance(block.get("unavailable"), Mapping):
+                block["unavailable"] = _renamed(dict(block["unavailable"]), names)
+            out[key] = block
+    if "energy" in out:
+        out["energy"] = _energy_upgraded(out["energy"])
+    fleet = out.get("fleet")
+    if isinstance(fleet, Mapping) and isinstance(fleet.get("agent"), Mapping):
+        agent = {k: _mib_renamed(dict(v)) if isinstance(v, Mapping) else v for k, v in fleet["agent"].items()}
+        out["fleet"] = {**fleet, "agent": agent}
+    return out
+
+
+def upgraded_utterance(row: Any) -> Any:
+    """An utterances.jsonl row under schema 4's names (``mem_peak_mib``, ``container_mem_peak_mib``); a new dict,
+    the values as they were. Not a mapping: returned as it is."""
+    return _renamed(dict(row), UTTERANCE_RENAMED_IN_4) if isinstance(row, Mapping) else row
 
 
 @dataclass(frozen=True)
@@ -57,9 +138,9 @@ class UtteranceResult:
     energy_method: str | None = None  # window: its own window | batch_share: its processing_s share of its batch
     #: the energy sampler's memory (energy.memory_headline's kind: RAM on Jetson, GPU memory on NVML) at its peak
     #: over the utterance's call (its batch's when batched); None when no sample fell inside the call
-    mem_peak_mb: float | None = None
+    mem_peak_mib: float | None = None
     #: the container's memory (its cgroup's working set, summary.container_memory) at its peak over the call
-    container_mem_peak_mb: float | None = None
+    container_mem_peak_mib: float | None = None
     #: An item with a segment map (issue 24): the inserted words the alignment puts where its non-speech lies
     #: (runner/metrics.gap_insertions), and the seconds of that non-speech; None without a map
     gap_insertions: int | None = None
@@ -127,18 +208,20 @@ class Summary:
     inference_s: float | None = None
     container_s: float | None = None
     overhead_s: dict[str, float] | None = None
-    peak_rss_mb: float | None = None  # the container process's resident peak, over peak_rss_scope
+    #: Memory in MiB (2^20 bytes, ``_mib``): the container's status says these as peak_rss_mb, ... (its contract's
+    #: names, runner/merge.CONTRACT_MIB); model_size_mb is MB (10^6 bytes, the files' size on disk).
+    peak_rss_mib: float | None = None  # the container process's resident peak, over peak_rss_scope
     peak_rss_scope: str | None = None  # process (since start, includes model load) | condition (reset at its start)
-    audio_cache_mb: float | None = None  # decoded audio the harness held (cache, babble pool): not the backend's
-    peak_rss_excl_audio_mb: float | None = None  # the backend's resident peak without the harness's audio
+    audio_cache_mib: float | None = None  # decoded audio the harness held (cache, babble pool): not the backend's
+    peak_rss_excl_audio_mib: float | None = None  # the backend's resident peak without the harness's audio
     peak_rss_excl_audio_method: str | None = None  # how it was taken (the container's, or the host's older rule)
-    rss_after_load_mb: float | None = None
+    rss_after_load_mib: float | None = None
     model_size_mb: float | None = None
     n_params: int | None = None
     # Two different figures, never one in place of the other: torch's allocator peak counts tensors only
     # (no CUDA context, no cuDNN workspace); NVML's counts everything the run's processes hold on the GPU.
-    peak_vram_torch_mb: float | None = None  # torch.cuda.max_memory_allocated, inside the container
-    peak_vram_nvml_mb: float | None = None  # NVML memory of the run's own processes (incl. CUDA context)
+    peak_vram_torch_mib: float | None = None  # torch.cuda.max_memory_allocated, inside the container
+    peak_vram_nvml_mib: float | None = None  # NVML memory of the run's own processes (incl. CUDA context)
     #: The container's memory as a timeline, read on the host from its cgroup (runner/telemetry/memory.py): the
     #: peak over the condition's own window, what was resident at its start, each window's peak, source, interval
     container_memory: dict[str, Any] | None = None
@@ -277,6 +360,11 @@ class ConditionRecord:
         return cls(key=_group_key(condition, summary), repeat=_repeat(condition), status=summary.get("status"),
                    error=summary.get("error"), summary=summary, condition=condition, schema_version=schema_version)
 
+    def upgraded(self) -> ConditionRecord:
+        """The record with its summary under today's names (``upgraded``), for reading its figures; the
+        ``schema_version`` it was written with is kept."""
+        return replace(self, summary=upgraded(self.summary))
+
     def to_json(self) -> dict[str, Any]:
         """The conditions.jsonl object: schema_version (when known), condition, status, error, summary."""
         out: dict[str, Any] = {} if self.schema_version is None else {"schema_version": self.schema_version}
@@ -320,8 +408,10 @@ def _group_key(cond: Mapping[str, Any], summary: Any) -> GroupKey:
 
 
 def parse_record(row: Mapping[str, Any], path: Path | str = CONDITIONS_FILE, line: int = 0) -> ConditionRecord:
-    """One conditions.jsonl object as a ConditionRecord (ConditionRecord.from_json)."""
-    return ConditionRecord.from_json(row, path, line)
+    """One conditions.jsonl object as a ConditionRecord whose figures are read (the report, compare): from_json,
+    its summary under today's names (``upgraded``: a line of schema 3 or older has its MiB figures named _mib).
+    ``ConditionRecord.from_json`` alone keeps the line as it was written (written again, the same bytes)."""
+    return ConditionRecord.from_json(row, path, line).upgraded()
 
 
 def _image_ref(summary: Any) -> str:

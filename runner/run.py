@@ -84,7 +84,7 @@ def execute_run(spec: RunSpec, repeats: int = 1, limit: int | None = None,
 
 
 #: The figures a run over several repeats lists for every repeat (its ``repeats`` block).
-REPEATED_FIGURES = ("wer", "rtf", "load_s", "inference_s", "peak_rss_mb")
+REPEATED_FIGURES = ("wer", "rtf", "load_s", "inference_s", "peak_rss_mib")
 
 
 @dataclass(frozen=True)

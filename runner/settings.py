@@ -342,6 +342,27 @@ class LimitsSettings:
         return int(self.data_text_mib * MIB)
 
 
+@dataclass(frozen=True)
+class FleetSettings:
+    """How a fleet's driver joins its cluster (runner/fleet/): the driver's and the head's side of a Ray Client
+    connection. Not a setting of a run or a sweep (no axis, no experiment key): the node agent and the driver
+    read the defaults here.
+
+    A driver's ``ray://`` goes to the head's Ray Client proxy, which starts a server process for that driver
+    (a Python importing Ray) and gives it Ray's RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S, 30 s by default, to
+    answer; on a loaded head (two busy cores) that start takes longer and the driver is refused with
+    "Initialization failure from server". The wait is the head's, read as its proxy starts: the node agent's
+    `head` passes ``client_server_timeout_s`` to Ray (that variable, set in the head's environment, wins).
+    """
+
+    client_server_timeout_s: float = setting(180.0, kind="number", gt=0, unit="s",
+                                             help="how long the head's Ray Client proxy waits for the server it "
+                                                  "starts for each driver (Ray's default: 30)")
+    connect_attempts: int = setting(3, kind="int", ge=1,
+                                    help="how often a driver asks the head again when the head could not start "
+                                         "its server in time")
+
+
 def limit_name(name: str) -> str:
     """How a message names a limit so a person can raise it: ``limits.output_mib`` (``--output-limit-mib``)."""
     rule = LEAVES[f"limits.{name}"].rule

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .plan import GroupJob, PlannedCondition
-from .results import CONDITIONS_FILE, ConditionRecord, read_jsonl_checked, write_jsonl_atomic
+from .results import CONDITIONS_FILE, ConditionRecord, read_jsonl_checked, upgraded, write_jsonl_atomic
 from .trust.untrusted import csv_cell
 
 #: Statuses of a finished condition; "interrupted" is recorded too, but is not finished (it runs again).
@@ -54,7 +54,8 @@ def read_result(folder: Path, key: str) -> dict | None:
     if not path.exists():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
-    return None if data.get("status") in UNFINISHED_STATUSES else data
+    # a result of an older schema keeps counting as done, read under today's names (one results.csv column each)
+    return None if data.get("status") in UNFINISHED_STATUSES else upgraded(data)
 
 
 def pending(planned: list[GroupJob], retry_failed: bool = False,

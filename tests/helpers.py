@@ -1,7 +1,9 @@
-"""Shared test helpers: the repository root, real audio files written with soundfile, shared experiments."""
+"""Shared test helpers: the repository root, real audio files written with soundfile, shared experiments, tone
+studies, a sweep view that writes down what it is told, and the stream scheduler's scripted stand-ins."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,7 @@ def summary_record(wer=0.10, rtf=0.05, p50=200.0, rss=600.0, j=None, model="tiny
     s = {"backend": "faster-whisper", "model": model, "quant": "int8", "device": "cpu", "dataset": dataset,
          "model_ref": f"/models/{model}", "data_path": "/data/default", "status": "ok", "error": None,
          "n_utterances": 2, "n_failed": 0, "n_scored": 2, "n_unreferenced": 0, "audio_s": 4.0, "wer": wer,
-         "rtf": rtf, "sub": 1, "del": 0, "ins": 0, "latency_ms": {"p50": p50, "p90": p50, "p99": p50}, "peak_rss_mb": rss,
+         "rtf": rtf, "sub": 1, "del": 0, "ins": 0, "latency_ms": {"p50": p50, "p90": p50, "p99": p50}, "peak_rss_mib": rss,
          "image": {"ref": image, "labels": {}}, "unavailable": {},
          "energy": ({"total_j": j * 4, "j_per_audio_s": j, "avg_w": 5.0, "source": "rapl", "scope": "CPU"}
                     if j is not None else {"total_j": None, "j_per_audio_s": None, "source": None,
@@ -95,6 +97,64 @@ grid:
 """
 
 
+def two_quant_experiment(name: str, telemetry: str = "{sampler: none}") -> str:
+    """The sweep the recorded-engine tests plan over a tone_study: faster-whisper tiny.en on cpu over dataset d,
+    no warm-up, two repeats, one group per quant (int8, fp32); ``telemetry`` is its telemetry mapping."""
+    return f"""name: {name}
+defaults:
+  backend: faster-whisper
+  model: tiny.en
+  device: cpu
+  dataset: d
+  warmup: 0
+  repeats: 2
+  telemetry: {telemetry}
+grid:
+  quants: [int8, fp32]
+"""
+
+
+def tone_study(folder: Path, ids: tuple[str, ...] = ("a", "b")) -> Path:
+    """What a run or a sweep on the recorded engine plans from, under ``folder``: a tiny.en model folder
+    (models/tiny.en, placeholder model.bin and config.json) and a one-second tone per id with its reference
+    "<id> tone" (d/<id>.wav, d/<id>.txt). Returns ``folder``."""
+    models = folder / "models" / "tiny.en"
+    models.mkdir(parents=True, exist_ok=True)
+    (models / "model.bin").write_bytes(b"x")
+    (models / "config.json").write_text("{}")
+    for uid in ids:
+        write_tone(folder / "d" / f"{uid}.wav")
+        (folder / "d" / f"{uid}.txt").write_text(f"{uid} tone")
+    return folder
+
+
+class RecordingView:
+    """A SweepView (runner/sweep.py) that writes down what it is told: its notes (level, text), the sweep's starts
+    and the groups a planner added; each group gets the executor's default callbacks."""
+
+    def __init__(self):
+        self.notes, self.starts, self.added_todo = [], [], []
+
+    def note(self, text, level="info"):
+        self.notes.append((level, text))
+
+    @contextlib.contextmanager
+    def running(self, start):
+        self.starts.append(start)
+        yield
+
+    def added(self, todo, info=""):
+        self.added_todo.append(todo)
+
+    def callbacks(self, job):
+        from runner.execute import Callbacks
+
+        return Callbacks()
+
+    def status(self, text):
+        return contextlib.nullcontext()
+
+
 def tone_spec(tmp_path: Path, out: str = "run", engine: str | None = None, **changes):
     """A resolved spec over two one-second tones (ids a, b) with references; ``changes`` replace settings
     (``power=PowerSettings(...)``), ``engine`` names the engine it is planned for."""
@@ -102,13 +162,7 @@ def tone_spec(tmp_path: Path, out: str = "run", engine: str | None = None, **cha
 
     from runner.spec import Settings, TelemetrySettings, build_run_spec
 
-    models = tmp_path / "models" / "tiny.en"
-    models.mkdir(parents=True)
-    (models / "model.bin").write_bytes(b"x")
-    (models / "config.json").write_text("{}")
-    for uid in ("a", "b"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
+    tone_study(tmp_path)
     settings = replace(Settings(backend="faster-whisper", model="tiny.en", quant="int8", device="cpu",
                                 dataset=str(tmp_path / "d"), telemetry=TelemetrySettings(sampler="none")), **changes)
     extra = {} if engine is None else {"engine": engine}
@@ -135,3 +189,48 @@ def recorded_group(tmp_path: Path, keys=("kA", "kB")):
     g = execute._Group(job, list(conds), raw, NullSampler("off"), "telemetry turned off", {"cpu_count": 2},
                        "docker", {})
     return job, g
+
+
+# -- the stream scheduler's scripted stand-ins (edgeasr_entrypoint/stream.py, on tests/fake_clock.py's clock) --------
+
+
+class Recorder:
+    """The scheduler's emit, recording each event as EventLog would write it (clocks from the fake clock)."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.events = []
+
+    def __call__(self, name, **fields):
+        record = {"event": name, "t_ns": self.clock.time_ns(), "mono_ns": self.clock.monotonic_ns(), **fields}
+        self.events.append(record)
+        return record
+
+    def named(self, name, **match):
+        return [e for e in self.events if e["event"] == name and all(e.get(k) == v for k, v in match.items())]
+
+
+class WordSession:
+    """A scripted incremental decoder: one word per chunk piece it hears ("wN", N samples), and the words so far as
+    the final. ``cost_s``: the fake seconds each call takes (advanced on ``clock``: a slow backend)."""
+
+    def __init__(self, clock=None, cost_s=0.0):
+        self.clock, self.cost_s = clock, cost_s
+        self.words = []
+        self.closed = False
+
+    def _work(self):
+        if self.clock is not None and self.cost_s:
+            self.clock.advance(self.cost_s)
+
+    def accept(self, chunk):
+        self._work()
+        self.words.append("w{}".format(len(chunk)))
+        return " ".join(self.words)
+
+    def finish(self):
+        text, self.words = " ".join(self.words), []
+        return text
+
+    def close(self):
+        self.closed = True

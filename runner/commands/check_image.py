@@ -9,7 +9,14 @@ Every job runs under exactly the confinement runs and sweeps use
 relaxed in turn, to say which one the image cannot bear.
 An image that passes every check is recorded by its id (launch/checked_images.py): one without the
 contract label runs only then.
-Exit code 0 when every check passes, 1 otherwise.
+Every container it starts (an ONNX export's for the check model, the test jobs') is removed however it ends,
+Ctrl-C and SIGTERM included, before the command says so (launch/docker_engine.removed_on_exit).
+A CUDA image (label org.edgeasr.platform cuda, of a backend that runs on CUDA) is checked further
+(in run_checks): its org.edgeasr.cuda-libs label names CUDA libraries, its torch / ONNX Runtime are CUDA builds,
+the libraries it names are the ones its container finds and each loads there (no GPU needed), and, where this host can hand a GPU to a container, the
+tiny job runs on cuda; where it cannot, that check is not run and says why (SKIP: no GPU visible), which is no
+failure.
+Exit code 0 when every check passes (or is not run for want of a GPU), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -21,12 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeasr_entrypoint.contract import (CONTRACT_VERSION, MIN_CONTRACT_VERSION, DecodeOptions, Event, Job,
-                                         UtteranceJob)
+import json
+
+from edgeasr_entrypoint import cuda_libs
+from edgeasr_entrypoint.contract import (CONTRACT_VERSION, CUDA_LIBS_LABEL, MIN_CONTRACT_VERSION, DecodeOptions,
+                                         Event, Job, UtteranceJob)
 
 from ..backends import BACKENDS, Backend
 from ..data.load import load_dataset
 from ..errors import UserError
+from ..host import gpu_probe
 from ..images.build import parse_versions_label
 from ..launch import checked_images, docker_engine
 from ..launch.engines import CONTAINER_LOG, write_job
@@ -51,9 +62,17 @@ REQUIRED_STATUS = ["contract_version", "status", "error", "backend", "n_utteranc
 
 @dataclass
 class Check:
+    """One verdict. ``skipped``: not run, for a reason of this host (no GPU visible), never of the image: it
+    counts as no failure (``ok``) and is shown as SKIP."""
+
     name: str
     ok: bool
     detail: str
+    skipped: bool = False
+
+    @property
+    def verdict(self) -> str:
+        return "SKIP" if self.skipped else "PASS" if self.ok else "FAIL"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -106,20 +125,21 @@ def _status_ok(status: dict[str, Any] | None) -> tuple[bool, str]:
     missing = [k for k in REQUIRED_STATUS if k not in status]
     if missing:
         return False, f"status.json lacks {', '.join(missing)}"
+    # status.json in the contract's names: its peak_rss_mb is MiB (ru_maxrss / 1024; runner/merge.CONTRACT_MIB)
     if status["status"] != "ok" or not status["versions"] or not (status["peak_rss_mb"] or 0) > 0:
         return False, f"status {status['status']}, versions {status['versions']}, peak_rss_mb {status['peak_rss_mb']}"
-    return True, f"ok, peak RSS {status['peak_rss_mb']:.0f} MB, {len(status['versions'])} library versions"
+    return True, f"ok, peak RSS {status['peak_rss_mb']:.0f} MiB, {len(status['versions'])} library versions"
 
 
 def tiny_job(backend: Backend, model: str, quant: str, data_dir: str = "/data",
-             version: int = CONTRACT_VERSION) -> dict[str, Any]:
+             version: int = CONTRACT_VERSION, device: str = "cpu") -> dict[str, Any]:
     """The test job: the backend's model on cpu, greedy, English (unless the row's model takes no language), one
     speech file and one corrupt file (speech.flac and corrupt.flac in ``data_dir``, where the container sees them),
     in contract ``version`` (the newest the image and this runner both speak). Everything backend-specific is the
-    row's."""
+    row's. ``device``: cuda for a CUDA image's GPU check (run_checks)."""
     language = backend.decode_facts.fixed.get("decode.language", "en")
     return Job(contract_version=version, backend=backend.name, model=model, quant=quant,
-               backend_quant=backend.backend_quant("cpu", quant), device="cpu",
+               backend_quant=backend.backend_quant(device, quant), device=device,
                decode=DecodeOptions(beam_size=1, temperature=0.0, language=language, threads=0, batch_size=1),
                warmup=1, utterances=[UtteranceJob("speech", f"{data_dir}/speech.flac"),
                                      UtteranceJob("corrupt", f"{data_dir}/corrupt.flac")]).to_json()
@@ -134,7 +154,7 @@ def write_test_data(data: Path) -> None:
 
 
 def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: float,
-             hardening: Hardening = Hardening()):
+             hardening: Hardening = Hardening(), device: str = "cpu"):
     """One job in the image, as runs and sweeps run it: a new output folder with the job written before the
     container starts, the log kept outside it, bounded outputs, and every output read by runner/trust/safe_io.py's
     rules (a FIFO or a link the image leaves is a failed check that says so, never a hang or a host file)."""
@@ -143,7 +163,8 @@ def _run_job(client, image: str, job: dict, work: Path, mounts: list, timeout: f
     chown_for_container(raw)
     run = docker_engine.run_container(client, image, mounts=[*mounts, docker_engine.BindMount(raw, OUT_TARGET, False)],
                                       env=OFFLINE_ENV, log_path=work / CONTAINER_LOG, timeout_s=timeout,
-                                      hardening=hardening, owner=Owner.me(work, "check-image"), watch_dir=raw)
+                                      hardening=hardening, owner=Owner.me(work, "check-image"), watch_dir=raw,
+                                      device=device)
     return run, read_raw(raw)
 
 
@@ -205,6 +226,83 @@ def label_checks(labels: dict[str, str]) -> list[tuple[str, bool, str]]:
     return out
 
 
+def is_cuda_image(labels: dict[str, str]) -> bool:
+    """Whether the image is a CUDA variant of a backend that runs on CUDA (pocketsphinx's `:cuda` is a CPU image)."""
+    backend = BACKENDS.get(labels.get("org.edgeasr.backend") or "")
+    return labels.get("org.edgeasr.platform") == "cuda" and backend is not None and "cuda" in backend.devices
+
+
+def cuda_label_check(labels: dict[str, str]) -> tuple[str, bool, str]:
+    """(name, ok, detail) of a CUDA image's CUDA_LIBS_LABEL: it must name the libraries the image holds."""
+    libs = cuda_libs.parse_label(labels.get(CUDA_LIBS_LABEL))
+    if libs:
+        return f"label {CUDA_LIBS_LABEL}", True, ", ".join(f"{k}={v}" for k, v in libs.items())
+    return (f"label {CUDA_LIBS_LABEL}", False,
+            "missing or empty: the image names no CUDA library; build it with `edgeasr images build --platform cuda` "
+            "(which labels what /opt/edgeasr/cuda-libs.txt lists), or set it by hand: "
+            f"LABEL {CUDA_LIBS_LABEL}=\"cublas=12.8.4.1,...\"")
+
+
+def cuda_load_check(labels: dict[str, str], code: int | None, output: str) -> tuple[str, bool, str]:
+    """(name, ok, detail) of ``python -m edgeasr_entrypoint.cuda_libs --load`` run in the image without a GPU
+    (``code``, ``output``: its exit code and output): the libraries its container finds are the label's, and each
+    of their sonames loads (a wrong ldconfig registration or a missing cuDNN fails here, on any host)."""
+    name = "CUDA libraries load"
+    line = next((ln for ln in output.splitlines() if ln.startswith(cuda_libs.LOAD_PREFIX)), None)
+    try:
+        said = json.loads(line[len(cuda_libs.LOAD_PREFIX):]) if line else None
+    except ValueError:
+        said = None
+    if not isinstance(said, dict) or not isinstance(said.get("libs"), dict) or not isinstance(said.get("load"), dict):
+        last = (output.strip().splitlines() or ["no output"])[-1][:300]
+        return name, False, f"the image did not say which CUDA libraries it holds (exit {code}): {last}"
+    found = {str(k): str(v) for k, v in said["libs"].items()}
+    labelled = cuda_libs.parse_label(labels.get(CUDA_LIBS_LABEL))
+    if labelled and found != labelled:
+        return name, False, (f"the label says {cuda_libs.label_value(labelled)}, the container finds "
+                             f"{cuda_libs.label_value(found) or 'none'}: rebuild it with edgeasr images build")
+    failed = {k: v for k, v in said["load"].items() if v is not None}
+    if failed:
+        return name, False, "; ".join(f"{k}: {v}" for k, v in failed.items())
+    if not said["load"]:
+        return name, False, "none of libcudart, libcublas or libcudnn is in the image"
+    return name, True, f"{', '.join(sorted(said['load']))} load (without a GPU)"
+
+
+#: One container answers both CUDA probes: the libraries' own word (host/gpu_probe.py) and cuda_libs --load.
+CUDA_PROBE = gpu_probe.SCRIPT + "\nfrom edgeasr_entrypoint.cuda_libs import main\nmain(['--load'])\n"
+
+
+def cuda_build_check(backend: str, code: int | None, output: str) -> tuple[str, bool, str]:
+    """(name, ok, detail): the image's libraries are CUDA builds, as far as a container without a GPU tells
+    (gpu_probe.cpu_only: a CPU-only torch, onnxruntime's CPU wheel); what they said is the detail."""
+    name = "CUDA builds"
+    said = gpu_probe.parse(output)
+    if said is None:
+        last = (output.strip().splitlines() or ["no output"])[-1][:300]
+        return name, False, f"the image's libraries did not answer (exit {code}): {last}"
+    problems = gpu_probe.cpu_only(said, backend)
+    parts = []
+    if isinstance(said.get("ctranslate2"), dict):
+        parts.append(f"CTranslate2 {said['ctranslate2'].get('version')} (its CUDA devices show only on a GPU)")
+    if isinstance(said.get("torch"), dict):
+        parts.append(f"torch {said['torch'].get('version')} (CUDA {said['torch'].get('cuda_build')} build)")
+    if isinstance(said.get("onnxruntime"), dict):
+        parts.append(f"ONNX Runtime {said['onnxruntime'].get('version')}: providers "
+                     f"{', '.join(map(str, said['onnxruntime'].get('providers') or []))}")
+    if problems:
+        return name, False, "; ".join(problems) + (f" ({'; '.join(parts)})" if parts else "")
+    return name, True, "; ".join(parts) or "none of CTranslate2, torch or ONNX Runtime imports there"
+
+
+def gpu_problem() -> str | None:
+    """Why this host cannot hand a GPU to a container (the run's own preflight, runner/host/preflight.py), or None."""
+    from ..host import preflight
+
+    problem = preflight.device_problem("cuda", preflight.probe())
+    return problem.split("; ", 1)[0] if problem else None  # the fact; its fix (a CPU run) is no fix for a check
+
+
 def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir: Path, timeout: float,
                log: Callable[[Check], None] = lambda c: None) -> list[Check]:
     checks: list[Check] = []
@@ -218,6 +316,9 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
     labels = info.labels
     for check in label_checks(labels):
         add(*check)
+    cuda = is_cuda_image(labels)
+    if cuda:
+        add(*cuda_label_check(labels))
     backend = BACKENDS.get(labels.get("org.edgeasr.backend") or "")
     if backend is None:
         add("tiny job", False, "skipped: without a known backend label the job cannot be made")
@@ -265,6 +366,25 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
         add("malformed job: error record", ok,
             f"exit {_exit_text(run)}, status {status.get('status') if status else None}: "
             f"{(status or {}).get('error') or raw.problem}")
+        if cuda:
+            from ..launch.tool_container import run_probe
+
+            code, output = run_probe(image_ref, CUDA_PROBE)
+            add(*cuda_build_check(backend.name, code, output))
+            add(*cuda_load_check(labels, code, output))
+            problem = gpu_problem()
+            if problem:
+                checks.append(Check("tiny job on cuda", True, f"not run: no GPU visible here: {problem}; it runs "
+                                    "where the Docker Engine can hand a container an NVIDIA GPU", skipped=True))
+                log(checks[-1])
+            else:
+                cuda_job = tiny_job(backend, resolved.container_path, quant, version=version, device="cuda")
+                run, raw = _run_job(client, image_ref, cuda_job, work / "cuda", mounts, timeout, device="cuda")
+                ok = _passes(run, raw)
+                used = (raw.status or {}).get("device_used")
+                add("tiny job on cuda", ok and used in (None, "cuda"),
+                    f"exit {_exit_text(run)}, device used {used or '?'}; "
+                    + (_transcripts_ok(raw.transcripts)[1] if raw.transcripts else (raw.problem or "no transcripts")))
     finally:
         remove(work)  # what the image left there too, without following it
     if all(c.ok for c in checks):  # what an image without the contract label needs to run (checked_images.py)
@@ -274,14 +394,18 @@ def run_checks(image_ref: str, model: str | None, quant: str | None, models_dir:
 
 def main(args: argparse.Namespace) -> int:
     def show(c: Check) -> None:
-        if c.ok and getattr(args, "quiet", False):  # -q: failures and the verdict only
+        if c.ok and not c.skipped and getattr(args, "quiet", False):  # -q: failures, skips and the verdict only
             return
-        print(visible(f"{'PASS' if c.ok else 'FAIL'}  {c.name}: {c.detail}"), flush=True)
+        print(visible(f"{c.verdict}  {c.name}: {c.detail}"), flush=True)
 
     load_dataset(SPEECH.parent)  # the speech file ships with the project; fail clearly if the tree is broken
     checks = run_checks(args.image, args.model, args.quant, args.models_dir or default_models_dir(), args.timeout,
                         log=show)
     failed = [c for c in checks if not c.ok]
-    print(visible(f"{args.image}: {len(checks) - len(failed)} of {len(checks)} checks passed"
+    skipped = [c for c in checks if c.skipped]
+    ran = len(checks) - len(skipped)
+    print(visible(f"{args.image}: {ran - len(failed)} of {ran} checks passed"
+                  + (f", {len(skipped)} not run ({'; '.join(c.name for c in skipped)}: no GPU visible)"
+                     if skipped else "")
                   + ("" if failed else f"; recorded by its id in {checked_images.record_path()}")))
     return 1 if failed else 0

@@ -7,7 +7,8 @@
 A node advertises exactly one custom resource, its target, with count 1: Ray then runs one group at a time on
 that device (power measurements never overlap). It offers one logical CPU for Ray's own bookkeeping tasks and
 a small object store (the audio of a dataset, cached on disk by hash after its first use). The head runs no
-group (no target, no CPU). The compose `fleet` profile runs this module in the runner image (``--block``);
+group (no target, no CPU); its Ray Client proxy gives each driver's server settings.FleetSettings'
+client_server_timeout_s to start. The compose `fleet` profile runs this module in the runner image (``--block``);
 the demo and tests run it as host processes.
 
 Every role runs with Ray's token authentication (auth.py): the head makes the fleet's token file on its first
@@ -25,9 +26,12 @@ import subprocess
 import sys
 
 from ..errors import UserError
+from ..settings import FleetSettings
 from . import auth, target_problem
 
 OBJECT_STORE_BYTES = 200 * 1024 * 1024  # audio in flight; Ray's minimum is 75 MB
+#: Ray's variable for how long the head's Ray Client proxy waits for a driver's server (settings.FleetSettings).
+CLIENT_SERVER_TIMEOUT_ENV = "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"
 
 
 def head_args(bind: str, port: int, client_port: int, block: bool = False) -> list[str]:
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"made the fleet token {token}: copy it to each node and driver (mode 0600)", file=sys.stderr)
             auth.read_token(token)
             env = auth.ray_env(token, env)
+            # a driver's server gets the fleet's time to start, not Ray's 30 s (a loaded head refused drivers)
+            env.setdefault(CLIENT_SERVER_TIMEOUT_ENV, str(int(FleetSettings().client_server_timeout_s)))
         else:
             if not args.head or not args.target:
                 raise UserError("a node needs EDGEASR_HEAD (HOST:PORT of the head) and EDGEASR_TARGET (its target)")

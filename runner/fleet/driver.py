@@ -33,8 +33,10 @@ from ..host.info import host_facts
 from ..models.resolve import default_models_dir
 from ..plan import GroupJob, plan_sweep, stable_hash
 from ..results import write_json_atomic
+from ..settings import FleetSettings
 from ..sweep import FixedPlan, GroupDone, SweepOptions, SweepOutcome, SweepView, run_sweep
 from . import RAY_PIN, auth, preflight
+from .agent import CLIENT_SERVER_TIMEOUT_ENV
 from .node import Context, Ledger, Shipment
 
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
@@ -51,14 +53,16 @@ def import_ray():
     return ray
 
 
-def connect(ray, address: str) -> None:
+def connect(ray, address: str, settings: FleetSettings = FleetSettings()) -> None:
     """Join the cluster as a driver (Ray Client for ray://), quietly, with the fleet's token (auth.py); a
-    UserError when it cannot, one sentence at once when the head refuses the token."""
+    UserError when it cannot, one sentence at once when the head refuses the token. The head starts a server
+    per driver; one that did not start in time ("Initialization failure", a loaded head) is asked again, up to
+    ``settings.connect_attempts`` times in all, and the sentence then names the head's wait to raise."""
     token = auth.token_file()
     auth.use_in_this_process(token)
     auth.check_head(address, token, "driver")
     error: Exception | None = None
-    for attempt in range(3):  # the head starts a server per client; on a loaded head that start can time out
+    for attempt in range(settings.connect_attempts):
         try:
             ray.init(address=address, log_to_driver=False, logging_level="error")
             return
@@ -66,8 +70,14 @@ def connect(ray, address: str) -> None:
             error = exc
             if "Initialization failure" not in str(exc):
                 break
-            time.sleep(2.0 * (attempt + 1))
+            if attempt + 1 < settings.connect_attempts:
+                time.sleep(2.0 * (attempt + 1))
     first = str(error).splitlines()[0] if str(error) else ""
+    if "Initialization failure" in str(error):
+        raise UserError(f"cannot join the Ray cluster at {address}: {first} ({settings.connect_attempts} "
+                        f"attempts): the head did not start this driver's server in time; on a loaded head, "
+                        f"raise {CLIENT_SERVER_TIMEOUT_ENV} in the head's environment (the node agent gives "
+                        f"{int(settings.client_server_timeout_s)} s) and start the head again")
     raise UserError(f"cannot join the Ray cluster at {address}: {error.__class__.__name__}: {first} (is the head "
                     f"up, and do driver and nodes run the same Ray {RAY_PIN} and Python, and the same RAY_USE_TLS?)")
 
@@ -217,9 +227,10 @@ class FleetView(SweepView, Protocol):
 
 def fleet_sweep(exp, out: Path, address: str, view: FleetView, *, engine: str = "docker",
                 models_dir: Path | None = None, build_missing: bool = False,
-                options: SweepOptions = SweepOptions()) -> SweepOutcome:
-    """`edgeasr sweep --cluster ADDRESS`: join the cluster, check every target against its nodes (building
-    what they lack with ``build_missing``), then the one sweep (runner/sweep.py) with the Ray dispatcher."""
+                options: SweepOptions = SweepOptions(), fleet: FleetSettings = FleetSettings()) -> SweepOutcome:
+    """`edgeasr sweep --cluster ADDRESS`: join the cluster (``fleet``: how), check every target against its nodes
+    (building what they lack with ``build_missing``), then the one sweep (runner/sweep.py) with the Ray
+    dispatcher."""
     if engine != "docker":
         raise UserError(f"--engine {engine}: a fleet runs backend containers on each node's Docker Engine; "
                         f"drop --engine, or drop the cluster to run here")
@@ -230,7 +241,7 @@ def fleet_sweep(exp, out: Path, address: str, view: FleetView, *, engine: str = 
     for t in targets:
         if target_problem(t):
             raise UserError(f"{exp.path.name}: {target_problem(t)}")
-    connect(ray, address)
+    connect(ray, address, fleet)
     try:
         nodes = preflight.live_nodes(ray.nodes())
         problem = preflight.unknown_targets(targets, nodes)

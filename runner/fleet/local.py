@@ -6,7 +6,8 @@
 
 The fleet is authenticated like any other (runner/fleet/auth.py): the head makes the token file on its first
 start (``--token-file``, else $EDGEASR_FLEET_TOKEN_FILE, else ~/.config/edgeasr/fleet-token), the nodes and the
-driver read it. ``down`` is ``ray stop``: it ends every Ray process of this machine (and only Ray's).
+driver read it. ``down`` ends the processes of this fleet alone, by pid (``stop_cluster``): never ``ray stop``,
+which ends every Ray process of the machine, a user's own cluster and another fleet's included.
 """
 
 from __future__ import annotations
@@ -70,9 +71,87 @@ class LocalFleet:
             env_args = ["node", "--head", f"127.0.0.1:{self.port}", "--target", target, "--node-ip", "127.0.0.1"]
             self._agent(*env_args)
 
+    @property
+    def ports(self) -> tuple[int, int]:
+        """The ports that name this fleet's processes (the GCS's and the Ray Client's)."""
+        return self.port, self.client_port
+
     def down(self) -> None:
-        subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], env=agent_env(),
-                       capture_output=True)
+        """End this fleet's processes, and only them (``stop_cluster``)."""
+        stop_cluster(self.ports)
+
+
+TICK_S = os.sysconf("SC_CLK_TCK")
+
+
+def process_stat(pid: int) -> tuple[str, int, float] | None:
+    """(state, parent pid, user + system CPU seconds) of a process, from /proc/<pid>/stat; None: it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK_S
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, ended and waiting for its parent to reap it, does not)."""
+    st = process_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def cluster_processes(ports: tuple[int, ...], seen: dict[int, str] | None = None) -> dict[int, str]:
+    """The processes of the Ray cluster on ``ports``, each with its command line: those whose command line names
+    Ray and one of the ports (GCS, raylets, dashboard, monitors, client server), and all their descendants
+    (workers, agents). Another cluster has other ports, so none of its processes is here. ``seen``: the command
+    lines read before, by pid (each is read once: a caller that scans often, the fleet bench, keeps them)."""
+    seen = {} if seen is None else seen
+    named = re.compile(r"(?<!\d)(" + "|".join(str(p) for p in ports) + r")(?!\d)")
+    parents: dict[int, int] = {}
+    ours: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        st = process_stat(pid)
+        if st is None:
+            continue
+        parents[pid] = st[1]
+        cmd = seen[pid] if pid in seen else seen.setdefault(pid, command_line(pid))
+        if "ray" in cmd and named.search(cmd):
+            ours.add(pid)
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in ours and pid not in ours:
+                ours.add(pid)
+                grew = True
+    return {pid: seen[pid] for pid in ours}
+
+
+def stop_cluster(ports: tuple[int, ...], grace_s: float = 10.0) -> None:
+    """End the processes of the Ray cluster on ``ports`` (cluster_processes) by pid: SIGTERM, then SIGKILL to
+    those still running after ``grace_s``. Nothing else on the machine is touched."""
+    pids = list(cluster_processes(ports))
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):  # gone, or another user's: not ours to end
+                pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+            time.sleep(0.2)
+        pids = [pid for pid in pids if alive(pid)]
+        if not pids:
+            return
 
 
 def raylet_pid(target: str, node_id: str | None = None) -> int | None:
@@ -81,10 +160,7 @@ def raylet_pid(target: str, node_id: str | None = None) -> int | None:
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
+        cmd = command_line(int(proc.name))
         # the raylet's static resources read `--static_resource_list=CPU,1,cpu-a,1,...`
         if cmd.split(" ", 1)[0].endswith("raylet") and re.search(rf"[=,]{re.escape(target)},\d", cmd):
             if node_id is None or f"--node_id={node_id} " in f"{cmd} ":
@@ -126,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{fleet.address}")
     else:
         fleet.down()
-        print("fleet down (ray stop)")
+        print(f"fleet down: the Ray processes of ports {fleet.port} and {fleet.client_port} ended")
     return 0
 
 

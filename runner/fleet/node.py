@@ -156,7 +156,7 @@ def restore_identity(summary: dict[str, Any], ctx: Context, fleet: dict[str, Any
 
 
 def proc_usage(pid: int) -> dict[str, float | None]:
-    """A process's resident memory (MB) and CPU time so far (s), from /proc; None where unreadable."""
+    """A process's resident memory (MiB) and CPU time so far (s), from /proc; None where unreadable."""
     rss = cpu = None
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -166,7 +166,7 @@ def proc_usage(pid: int) -> dict[str, float | None]:
         cpu = (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         pass
-    return {"rss_mb": rss, "cpu_s": cpu}
+    return {"rss_mib": rss, "cpu_s": cpu}
 
 
 def agent_usage(before: dict[str, dict], after: dict[str, dict], wall_s: float) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def agent_usage(before: dict[str, dict], after: dict[str, dict], wall_s: float) 
         cpu = None
         if end.get("cpu_s") is not None and start.get("cpu_s") is not None and wall_s > 0:
             cpu = (end["cpu_s"] - start["cpu_s"]) / wall_s
-        out[name] = {"rss_mb": end.get("rss_mb"), "cpu_share": cpu}
+        out[name] = {"rss_mib": end.get("rss_mib"), "cpu_share": cpu}
     return out
 
 

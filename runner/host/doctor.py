@@ -213,7 +213,7 @@ def read_images(caps: preflight.HostCaps, containers: bool = True,
 
 def _pins_line(facts: ImageFacts) -> tuple[str, str | None]:
     """(the image's pins and whether they are the requirements' of this checkout, the fix when not)."""
-    from ..images.build import parse_versions_label, pinned_versions, requirements_text
+    from ..images.build import parse_versions_label, platform_pins
     from ..images.freshness import compare, label_pins
 
     label = facts.labels.get("org.edgeasr.versions")
@@ -224,7 +224,7 @@ def _pins_line(facts: ImageFacts) -> tuple[str, str | None]:
     shown = ", ".join(f"{k}={v}" for k, v in built.items())
     if platforms.PLATFORMS[facts.platform].versions_file:  # a Jetson base's own builds: nothing of ours pinned
         return f"pins of its base: {shown}", None
-    wanted = pinned_versions(requirements_text(backends.IMAGES[facts.backend]))
+    wanted = platform_pins(backends.IMAGES[facts.backend], facts.platform)  # a CUDA variant's GPU builds in
     rows = compare(label_pins(facts.ref, facts.labels), wanted, {})
     stale = [f"{r.library} {r.pinned} (requirements.txt pins {r.newest})" for r in rows if r.status != "current"]
     missing = sorted(set(wanted) - set(built))
@@ -241,7 +241,6 @@ def probe_summary(facts: ImageFacts) -> tuple[str, str, str | None]:
     p = facts.probe or {}
     parts = []
     seen_gpu = []
-    cpu_only = []
     ct2, torch, ort = p.get("ctranslate2"), p.get("torch"), p.get("onnxruntime")
     if isinstance(ct2, dict):
         n = ct2.get("cuda_devices")
@@ -259,14 +258,11 @@ def probe_summary(facts: ImageFacts) -> tuple[str, str, str | None]:
                      + (f" ({caps})" if caps else "") + (f", bf16 {'yes' if torch.get('bf16') else 'no'}"
                                                          if torch.get("cuda_available") else ""))
         seen_gpu.append(bool(torch.get("cuda_available")))
-        if not torch.get("cuda_build"):
-            cpu_only.append(f"torch {torch.get('version')} is a CPU-only build")
     if isinstance(ort, dict):
         providers = [str(x) for x in ort.get("providers") or []]
         parts.append(f"ONNX Runtime {ort.get('version')}: providers {', '.join(providers) or '?'}")
         seen_gpu.append("CUDAExecutionProvider" in providers)
-        if facts.backend == "onnxruntime" and "CUDAExecutionProvider" not in providers:
-            cpu_only.append("onnxruntime has no CUDAExecutionProvider (the CPU wheel)")
+    cpu_only = gpu_probe.cpu_only(p, facts.backend)
     if isinstance(p.get("pocketsphinx"), dict):
         parts.append(f"pocketsphinx {p['pocketsphinx'].get('version') or ''} (CPU only)".replace("  ", " "))
     said = "; ".join(parts) or "none of CTranslate2, torch, ONNX Runtime or pocketsphinx imports there"

@@ -88,3 +88,18 @@ def parse(output: str) -> dict[str, Any] | None:
             return None
         return data if isinstance(data, dict) else None
     return None
+
+
+def cpu_only(probe: dict[str, Any], backend: str) -> list[str]:
+    """Why the libraries of ``probe`` (parse's answer from a container of a ``backend`` image) cannot use a GPU
+    whatever the host, one sentence each: a CPU-only torch build, or an onnxruntime backend's CPU wheel (no
+    CUDAExecutionProvider). Empty where nothing says so; a CPU-only CTranslate2 is not told apart without a GPU
+    (its device count is 0 either way)."""
+    out = []
+    torch, ort = probe.get("torch"), probe.get("onnxruntime")
+    if isinstance(torch, dict) and not torch.get("cuda_build"):
+        out.append(f"torch {torch.get('version')} is a CPU-only build")
+    if isinstance(ort, dict) and backend == "onnxruntime" and \
+            "CUDAExecutionProvider" not in [str(x) for x in ort.get("providers") or []]:
+        out.append("onnxruntime has no CUDAExecutionProvider (the CPU wheel)")
+    return out

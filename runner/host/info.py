@@ -24,7 +24,7 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
-def _mem_total_mb() -> float | None:
+def _mem_total_mib() -> float | None:
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -44,7 +44,7 @@ def host_facts(engine_version: str | None = None) -> dict[str, Any]:
         "kernel": platform.release(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "mem_total_mb": _mem_total_mb(),
+        "mem_total_mib": _mem_total_mib(),
         "docker_engine": engine_version,
         "edgeasr": __version__,
     }

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeasr_entrypoint.contract import CUDA_LIBS_FILE
+
 from ..errors import UserError
 
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")
@@ -43,6 +45,13 @@ class Platform:
     versions_file: str | None = None
     #: The CPU architecture its images are built for, as Docker and Debian name it (ARCHES).
     arch: str = "amd64"
+    #: Where the variant's build writes the CUDA libraries it holds (edgeasr_entrypoint/cuda_libs.py): they become
+    #: its CUDA_LIBS_LABEL (the second build, as for ``versions_file``).
+    cuda_libs_file: str | None = None
+    #: Where its Dockerfile's default base can be neither found nor pulled (no registry), build on the local base
+    #: instead (runner/images/make.py local_variant_base: the Debian base with CUDA from PyPI's wheels, or the
+    #: torch stack). Not for a Jetson: its images need the CUDA builds only a JetPack base carries.
+    local_fallback: bool = False
 
     @property
     def docker_platform(self) -> str:
@@ -58,7 +67,8 @@ _MACHINE_ALIASES = {"arm64": "aarch64", "amd64": "x86_64"}  # macOS and Windows 
 
 PLATFORMS: dict[str, Platform] = {p.name: p for p in (
     Platform(name="x86", dockerfile="Dockerfile", tag="latest"),
-    Platform(name="cuda", dockerfile="Dockerfile.cuda", tag="cuda"),
+    Platform(name="cuda", dockerfile="Dockerfile.cuda", tag="cuda", cuda_libs_file=CUDA_LIBS_FILE,
+             local_fallback=True),
     Platform(name="jetson-r35", dockerfile="Dockerfile.jetson-r35", tag="jetson-r35", l4t_major=35,
              versions_file="/opt/edgeasr/versions.txt", arch="arm64"),
     Platform(name="jetson-r36", dockerfile="Dockerfile.jetson", tag="jetson-r36", l4t_major=36, arch="arm64"),

@@ -17,6 +17,7 @@ PyPI's aarch64 wheels. On an x86 host they are built and run under emulation (qe
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -25,8 +26,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Callable
 
 import docker
@@ -119,6 +122,30 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
 SHARED_REQUIREMENTS = CONTAINERS_DIR / "common" / "shared-requirements.txt"
 
 
+#: NVIDIA's CUDA libraries as PyPI wheels, for a CUDA variant built on a base without them (the local fallback,
+#: make.py): the Dockerfiles install the file, fill_wheelhouse downloads it.
+CUDA_REQUIREMENTS = CONTAINERS_DIR / "common" / "cuda-requirements.txt"
+_BASE_ARG = re.compile(r"^\s*ARG\s+BASE_IMAGE=(\S+)\s*$", re.MULTILINE)
+
+
+def dockerfile_base(dockerfile: Path) -> str | None:
+    """The default of a Dockerfile's first ``ARG BASE_IMAGE=``: the base it is built FROM when none is given."""
+    m = _BASE_ARG.search(dockerfile.read_text())
+    return m.group(1) if m else None
+
+
+def present_or_pulled(client: docker.DockerClient, ref: str, log: Callable[[str], None] = print) -> bool:
+    """Whether the engine holds ``ref`` or can pull it now; a pull that fails is said in one line."""
+    if image_exists(client, ref):
+        return True
+    try:
+        client.images.pull(ref)
+        return True
+    except APIError as exc:
+        log(f"cannot pull {ref} ({exc.explanation.splitlines()[0] if exc.explanation else exc})")
+        return False
+
+
 def shares_pins(image: ImageDef) -> bool:
     """Whether an image installs the shared pins: every image but the host runner's (no backend: no soxr)."""
     return image.name != RUNNER_IMAGE.name
@@ -161,21 +188,74 @@ def requirements_text(image: ImageDef, overrides: dict[str, str] | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def versions_label(backend: ImageDef, overrides: dict[str, str] | None = None) -> str:
-    """`name=version,...` of the pinned requirements (with any `--set`): the image's org.edgeasr.versions label.
+_REPLACES = re.compile(r"#\s*replaces:\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)")
+
+
+@dataclass(frozen=True)
+class VariantRequirements:
+    """What one platform's variant of an image installs in place of requirements.txt's packages: its
+    ``requirements-<platform>.txt`` (ImageDef.variant_requirements), which that variant's Dockerfile installs and
+    the host's wheelhouse is filled from, so each version is written once. ``pins``: name -> version;
+    ``replaces``: the requirements.txt package -> the pin that takes its place, from a ``# replaces: NAME``
+    comment on the pin's line (onnxruntime-gpu replaces onnxruntime: both own the `onnxruntime` module, so the
+    image holds one). Empty where the folder has no such file."""
+
+    path: Path
+    pins: Mapping[str, str]
+    replaces: Mapping[str, str]
+
+
+def variant_requirements(image: ImageDef, platform: str) -> VariantRequirements:
+    """``platform``'s own requirements of ``image`` (VariantRequirements; empty where there are none)."""
+    path = image.variant_requirements(platform)
+    if not path.is_file():
+        return VariantRequirements(path, MappingProxyType({}), MappingProxyType({}))
+    text = path.read_text()
+    replaces = {}
+    for line in text.splitlines():
+        pin, replaced = _PIN.match(line), _REPLACES.search(line)
+        if pin and replaced:
+            replaces[_normalize(replaced.group(1))] = _normalize(pin.group(1))
+    return VariantRequirements(path, MappingProxyType(pinned_versions(text)), MappingProxyType(replaces))
+
+
+def platform_pins(image: ImageDef, platform: str = "x86", overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """name -> version of what ``platform``'s variant of ``image`` installs: the pinned requirements (the shared
+    pins and any `--set` in), each package the variant's own file replaces swapped, in its place, for the pin that
+    replaces it, and that file's other pins last. ValueError where the file replaces a package nothing pins (a
+    typo the label would hide)."""
+    pins = pinned_versions(requirements_text(image, overrides))
+    variant = variant_requirements(image, platform)
+    for replaced, by in variant.replaces.items():
+        if replaced not in pins:
+            raise ValueError(f"{variant.path}: {by} replaces {replaced}, which requirements.txt does not pin")
+    out: dict[str, str] = {}
+    for name, version in pins.items():
+        by = variant.replaces.get(name)
+        out[by or name] = variant.pins[by] if by else version
+    for name, version in variant.pins.items():
+        out.setdefault(name, version)
+    return out
+
+
+def versions_label(backend: ImageDef, overrides: dict[str, str] | None = None, platform: str = "x86") -> str:
+    """`name=version,...` of what ``platform``'s variant installs (platform_pins: the pinned requirements, with any
+    `--set`, and the variant's own in place of those they replace): the image's org.edgeasr.versions label.
 
     One label set by the Dockerfile's single LABEL step (build argument EDGEASR_VERSIONS): the legacy
     builder turns every label passed by the API into a step of its own, each seconds long on a big base.
     """
-    return ",".join(f"{n}={v}" for n, v in pinned_versions(requirements_text(backend, overrides)).items())
+    return ",".join(f"{n}={v}" for n, v in platform_pins(backend, platform, overrides).items())
 
 
 def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | None,
-               platform: str = "x86", overrides: dict[str, str] | None = None) -> dict[str, str]:
+               platform: str = "x86", overrides: dict[str, str] | None = None,
+               cuda_libs: str | None = None) -> dict[str, str]:
     """The build arguments of one image: wheelhouse, version label, base, and for a backend the contract version
     it speaks (edgeasr_entrypoint/contract.py) and the platform of the variant built (runner/host/platforms.py):
     the Dockerfile's one LABEL step turns them into labels, with the backend named by the image's own
-    EDGEASR_BACKEND, so no Dockerfile spells the contract version or its platform."""
+    EDGEASR_BACKEND, so no Dockerfile spells the contract version or its platform. ``cuda_libs``: a CUDA variant's
+    CUDA libraries (`name=version,...`, CUDA_LIBS_LABEL), as its first build wrote them (make.py)."""
     args = {"WHEELS_URL": wheels_url, "EDGEASR_VERSIONS": versions}
     if image.name == RUNNER_IMAGE.name:  # built here from a wheelhouse: an install deferred to its start is a failure
         args["EDGEASR_ALLOW_DEFERRED"] = "0"
@@ -188,6 +268,8 @@ def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | N
             args["SHARED_PINS"] = shared_pins(overrides)
     if base is not None:
         args["BASE_IMAGE"] = base
+    if cuda_libs is not None:  # the CUDA libraries the build found (CUDA_LIBS_LABEL, read back by the builder)
+        args["EDGEASR_CUDA_LIBS"] = cuda_libs
     for name in INDEX_ARGS:  # the host's own choice of index, never one written here (Dockerfile.jetson*)
         if os.environ.get(name) and platform != "x86":
             args[name] = os.environ[name]
@@ -290,13 +372,14 @@ def base_for(image: ImageDef, asked: str) -> str:
     return asked if image.python == WHEEL_PYTHON else BASES[image.python].public
 
 
-def child_extras(image: ImageDef) -> list[str]:
-    """The pins of a child image that its parent does not pin: what its own build must install (e.g. onnx
-    on top of the torch stack). Empty for an image whose parent holds everything."""
+def child_extras(image: ImageDef, platform: str = "x86") -> list[str]:
+    """The pins of a child image (``platform``'s variant: platform_pins) that its parent does not pin: what its own
+    build must install (e.g. onnx on top of the torch stack; on CUDA onnxruntime-gpu too). Empty for an image
+    whose parent holds everything."""
     if image.parent is None:
         return []
     parent = pinned_versions(requirements_text(IMAGES[image.parent]))
-    return [f"{n}=={v}" for n, v in pinned_versions(requirements_text(image)).items() if n not in parent]
+    return [f"{n}=={v}" for n, v in platform_pins(image, platform).items() if n not in parent]
 
 
 def wheelhouse(image: ImageDef, arch: str = "amd64") -> Path:
@@ -450,24 +533,28 @@ def platform_tag(image: ImageDef, platform: str) -> str:
 def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | None, tag: str | None = None,
                 log_path: Path | None = None, log: Callable[[str], None] = print,
                 platform: str = "x86", versions: str | None = None,
-                overrides: dict[str, str] | None = None) -> str:
+                overrides: dict[str, str] | None = None, cuda_libs: str | None = None,
+                wheels_url: str | None = None) -> str:
     """Build ``platform``'s variant of the image FROM `base` (None: the Dockerfile's own default); returns the
     image id (its labels: build_args).
-    `versions`: the org.edgeasr.versions label (None: the requirements' pins, with `overrides` put in).
-    `overrides`: `--set` pins written into the build context's requirements.txt. The build's output goes to
-    log_path."""
+    `versions`: the org.edgeasr.versions label (None: the platform's pins, with `overrides` put in: versions_label).
+    `overrides`: `--set` pins written into the build context's requirements.txt. `cuda_libs`: the CUDA libraries
+    label's value (None: not set). `wheels_url`: the wheelhouse as already served (a build run twice keeps one URL,
+    a build argument, and so its cache; None: served for this build). The build's output goes to log_path."""
     tag = tag or backend.image
     lines: list[str] = []
     variant = PLATFORMS[platform]
     wheels = wheelhouse(backend, variant.arch)
     has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
+    served = contextlib.nullcontext(wheels_url) if wheels_url is not None else serve_wheelhouse(wheels)
     # Another architecture than the host's (arm64 here): built for it, its RUN steps emulated (qemu-user-static).
     foreign = {"platform": variant.docker_platform} if variant.arch != host_arch() else {}
     try:
-        with _context(backend, overrides) as context, serve_wheelhouse(wheels) as url:
+        with _context(backend, overrides) as context, served as url:
             buildargs = build_args(backend, wheels_url=url if has_wheels else "", base=base, platform=platform,
-                                   overrides=overrides,
-                                   versions=versions_label(backend, overrides) if versions is None else versions)
+                                   overrides=overrides, cuda_libs=cuda_libs,
+                                   versions=versions_label(backend, overrides, platform) if versions is None
+                                   else versions)
             stream = client.api.build(
                 fileobj=context, custom_context=True,
                 dockerfile=f"{backend.build_dir}/{PLATFORMS[platform].dockerfile}",
@@ -494,8 +581,9 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
     return client.images.get(tag).id
 
 
-def read_carried_versions(client: docker.DockerClient, image: str, path: str) -> str:
-    """The `name=version,...` line a variant's build wrote to `path` in the image (what its base carries)."""
+def read_carried_versions(client: docker.DockerClient, image: str, path: str, *, allow_empty: bool = False) -> str:
+    """The `name=version,...` line a variant's build wrote to `path` in the image (what its base carries; the CUDA
+    libraries it holds, CUDA_LIBS_FILE, where ``allow_empty``: a CPU-only backend's CUDA variant holds none)."""
     try:
         # confined like every backend container: the image is freshly built from a stranger's base
         out = client.containers.run(image, entrypoint=["cat", path], remove=True, labels={MANAGED_LABEL: "1"},
@@ -503,6 +591,8 @@ def read_carried_versions(client: docker.DockerClient, image: str, path: str) ->
     except (APIError, docker.errors.ContainerError) as exc:
         raise UserError(f"{image}: cannot read the carried versions from {path}: {exc}") from None
     line = out.decode(errors="replace").strip()
+    if allow_empty and not line:
+        return line
     if not re.fullmatch(r"([a-z0-9][a-z0-9.-]*=[^,=\s]+)(,[a-z0-9][a-z0-9.-]*=[^,=\s]+)*", line):
         raise UserError(f"{image}: {path} does not hold `name=version,...`: {line[:200]!r}")
     return line

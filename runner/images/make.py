@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from ..backends import BACKENDS, RUNNER_IMAGE, Backend, ImageDef, get_image
+from ..backends import BACKENDS, CONTAINERS_DIR, RUNNER_IMAGE, Backend, ImageDef, get_image
 from ..errors import UserError
 from ..host.platforms import PLATFORMS, host_arch
-from .build import (PUBLIC_BASE, base_for, build_image, child_extras, ensure_base, fill_wheelhouse, image_exists,
-                    platform_tag, read_carried_versions, runner_image_problem, versions_label)
+from .build import (BASES, CUDA_REQUIREMENTS, PUBLIC_BASE, base_for, build_image, child_extras, dockerfile_base,
+                    ensure_base, fill_wheelhouse, image_exists, pinned_versions, platform_tag, present_or_pulled,
+                    read_carried_versions, runner_image_problem, variant_requirements, versions_label, wheelhouse)
+from .wheel_server import serve_wheelhouse
 
 
 @dataclass(frozen=True)
@@ -166,8 +168,10 @@ def _ready(client, image: ImageDef, tag: str, log: Callable[[str], None]) -> boo
 def _build_variants(client, req: BuildRequest, names: list[str], log: Callable[[str], None],
                     detail: Callable[[str], None], status: Callable[[str], ContextManager]) -> None:
     """CUDA / Jetson variants: their Dockerfile's own base (unless another base is given), packages from their
-    index. A variant that records what its base carries (JetPack 5) is built twice: the second build, all
-    cached but the LABEL step, labels those versions instead of the requirements' pins."""
+    index. A variant that records what its base carries (JetPack 5) or the CUDA libraries it holds (cuda) is built
+    twice: the second build, all cached but the LABEL step, labels what the first wrote into the image.
+    A variant with a local fallback (cuda) whose default base is neither here nor pullable is built on the local
+    base instead (local_variant_base), its packages from the host's wheelhouse."""
     variant = PLATFORMS[req.platform]
     base = None if req.base == PUBLIC_BASE else req.base
     for name in names:
@@ -180,14 +184,68 @@ def _build_variants(client, req: BuildRequest, names: list[str], log: Callable[[
         if req.missing and image_exists(client, tag):
             log(f"{tag} is present")
             continue
+        image_base = base
+        dockerfile = CONTAINERS_DIR / image.build_dir / variant.dockerfile
+        if base is None and variant.local_fallback:
+            default = dockerfile_base(dockerfile)
+            if default and not present_or_pulled(client, default, log):
+                image_base = local_variant_base(client, image, req, log=log, detail=detail, status=status)
+                log(f"{tag}: {default} is not here; building on {image_base}"
+                    + (", packages from the host's wheelhouse" if req.wheelhouse else ""))
+                if req.wheelhouse:
+                    fill_variant_wheelhouse(image, req.platform, log)
         log_path = req.log_dir / f"image-{image.name}-{req.platform}.log"
-        build = dict(base=base, tag=tag, platform=req.platform, log=detail)
-        with status(f"building {tag} from {variant.dockerfile}"):
-            if variant.versions_file:
-                build_image(client, image, log_path=log_path.with_suffix(".first.log"), versions="", **build)
-                carried = read_carried_versions(client, tag, variant.versions_file)
-                log(f"{tag} carries {carried}")
-                image_id = build_image(client, image, log_path=log_path, versions=carried, **build)
+        build = dict(base=image_base, tag=tag, platform=req.platform, log=detail)
+        with status(f"building {tag} from {variant.dockerfile}" + (f" on {image_base}" if image_base else "")), \
+                serve_wheelhouse(wheelhouse(image, variant.arch)) as url:
+            # one wheelhouse URL (a build argument) for both builds below: another port would miss every cache
+            build["wheels_url"] = url
+            if variant.versions_file or variant.cuda_libs_file:
+                build_image(client, image, log_path=log_path.with_suffix(".first.log"),
+                            **({"versions": ""} if variant.versions_file else {}),
+                            **({"cuda_libs": ""} if variant.cuda_libs_file else {}), **build)
+                second = {}
+                if variant.versions_file:
+                    second["versions"] = read_carried_versions(client, tag, variant.versions_file)
+                    log(f"{tag} carries {second['versions']}")
+                if variant.cuda_libs_file:
+                    second["cuda_libs"] = read_carried_versions(client, tag, variant.cuda_libs_file,
+                                                                allow_empty=True)
+                    log(f"{tag} holds the CUDA libraries {second['cuda_libs'] or '(none)'}")
+                image_id = build_image(client, image, log_path=log_path, **second, **build)
             else:
                 image_id = build_image(client, image, log_path=log_path, **build)
         log(f"built {tag} ({image_id[:19]})")
+
+
+def local_variant_base(client, image: ImageDef, req: BuildRequest, *, log: Callable[[str], None],
+                       detail: Callable[[str], None], status: Callable[[str], ContextManager]) -> str:
+    """The base a variant is built on where its own cannot be had (no registry): an image with a parent (the
+    torch stack, whose torch wheels carry CUDA 12.8, cuBLAS and cuDNN) its parent's x86 image, built first where
+    missing; any other the local Debian base of its Python (debootstrapped where missing), on which its
+    Dockerfile installs the CUDA libraries from their wheels (CUDA_REQUIREMENTS)."""
+    if image.parent:
+        parent = get_image(image.parent)
+        if not image_exists(client, parent.image):
+            build_images(client, BuildRequest(names=(parent.name,), base=req.base, missing=True,
+                                              wheelhouse=req.wheelhouse, log_dir=req.log_dir),
+                         log=log, detail=detail, status=status)
+        return parent.image
+    return ensure_base(client, BASES[image.python].local, log=log)
+
+
+def fill_variant_wheelhouse(image: ImageDef, platform: str, log: Callable[[str], None]) -> None:
+    """The host wheelhouse of ``platform``'s variant built on the local fallback (x86_64 wheels of its Python, the
+    x86 image's key): its requirements, as for the x86 image (a child's extras only: its parent holds the rest),
+    with the variant's own in place of those they replace (requirements-<platform>.txt: onnxruntime-gpu), and for
+    a backend that runs on CUDA without a parent, the CUDA libraries' wheels (CUDA_REQUIREMENTS)."""
+    if image.parent:
+        if child_extras(image, platform):
+            fill_wheelhouse(image, log=log, only=child_extras(image, platform))
+        return
+    fill_wheelhouse(image, log=log)
+    own = variant_requirements(image, platform).pins
+    if own:
+        fill_wheelhouse(image, log=log, only=[f"{n}=={v}" for n, v in own.items()])
+    if isinstance(image, Backend) and "cuda" in image.devices:
+        fill_wheelhouse(image, log=log, only=[f"{n}=={v}" for n, v in pinned_versions(CUDA_REQUIREMENTS).items()])

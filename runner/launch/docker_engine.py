@@ -18,9 +18,10 @@ import contextlib
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import urlparse
 
 import docker
@@ -37,6 +38,9 @@ from .hardening import Hardening
 from .owner import Owner, is_orphan
 
 MANAGED_LABEL = "org.edgeasr.managed"
+#: A value of its own for each ``removed_on_exit`` block: it finds a container the engine created while an
+#: interruption cut the create call short (its id never came back).
+CALL_LABEL = "org.edgeasr.call"
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,39 @@ def watch_output(stream, log: HeadTailLog, on_event: Callable[[dict[str, Any]], 
     return result
 
 
+@contextlib.contextmanager
+def removed_on_exit(client: docker.DockerClient) -> Iterator[Callable[..., Any]]:
+    """Create containers with the function this yields (docker-py's ``containers.create`` arguments); every one
+    is removed, forced, when the block ends, however it ends: done, an error, Ctrl-C or SIGTERM (which the CLI
+    turns into an interruption), so that a command never says its containers were removed while one still runs.
+    Each carries CALL_LABEL with this block's own value: one the engine made while an interruption cut
+    ``create`` short is found by it and removed too."""
+    call = uuid.uuid4().hex
+    made: list[Any] = []
+    creating = False
+
+    def create(**kwargs: Any) -> Any:
+        nonlocal creating
+        kwargs["labels"] = {**(kwargs.get("labels") or {}), CALL_LABEL: call}
+        creating = True
+        container = client.containers.create(**kwargs)
+        made.append(container)
+        creating = False
+        return container
+
+    try:
+        yield create
+    finally:
+        if creating:  # cut short: the engine may hold a container this call never heard of
+            with contextlib.suppress(APIError, DockerException):
+                known = {c.id for c in made}
+                made += [c for c in client.containers.list(all=True, filters={"label": f"{CALL_LABEL}={call}"})
+                         if c.id not in known]
+        for container in made:
+            with contextlib.suppress(APIError, NotFound):
+                container.remove(force=True)
+
+
 @dataclass
 class StartedContainer:
     """A container created, attached and started, not yet waited for (run_container's first half): a held start
@@ -155,6 +192,7 @@ class StartedContainer:
     timed_out: threading.Event
     watchdog: threading.Timer | None
     log_path: Path
+    removal: contextlib.ExitStack  # its removed_on_exit block, closed (the container removed) when it ends
 
     @property
     def id(self) -> str:
@@ -198,23 +236,25 @@ def start_container(
             # (containers/PLATFORMS.md).
             kwargs["runtime"] = "nvidia"
     t_create = time.perf_counter()
-    container = None
     log = open_log(log_path, limits)
+    removal = contextlib.ExitStack()  # outlives this call: finish_container or discard_container closes it
     try:
+        create = removal.enter_context(removed_on_exit(client))
         try:
-            container = client.containers.create(**kwargs)
+            container = create(**kwargs)
             # Attached before it starts, so that nothing it prints is missed.
             stream = container.attach(stdout=True, stderr=True, stream=True, logs=False)
             container.start()
         except ImageNotFound:
-            raise UserError(f"image {image} is not present in the Docker Engine; build it with `edgeasr images build` (`make images` in a checkout)") from None
+            raise UserError(f"image {image} is not present in the Docker Engine; build it with `edgeasr images "
+                            f"build` (`make images` in a checkout)") from None
         except APIError as exc:
             raise UserError(f"the Docker Engine refused to start {image}: {exc.explanation}") from None
         started = time.perf_counter() - t_create
         started_ns = time.time_ns()
     except BaseException:
         log.close()
-        _remove(container)
+        removal.close()
         raise
 
     def _kill() -> None:
@@ -233,15 +273,7 @@ def start_container(
         watchdog.daemon = True
         watchdog.start()
     return StartedContainer(container, stream, log, t_create, started, started_ns, Stop(_kill), timed_out, watchdog,
-                            log_path)
-
-
-def _remove(container: Any) -> None:
-    if container is not None:
-        try:
-            container.remove(force=True)
-        except (APIError, NotFound):
-            pass
+                            log_path, removal)
 
 
 def finish_container(
@@ -282,7 +314,7 @@ def finish_container(
         )
     finally:
         run.log.close()
-        _remove(container)
+        run.removal.close()
 
 
 def discard_container(run: StartedContainer) -> None:
@@ -295,7 +327,7 @@ def discard_container(run: StartedContainer) -> None:
     except (APIError, NotFound):
         pass
     run.log.close()
-    _remove(run.container)
+    run.removal.close()
 
 
 def run_container(

@@ -81,7 +81,8 @@ class Hardening:
     cap_drop_all: bool = True
     no_new_privileges: bool = True
     read_only_rootfs: bool = True
-    tmpfs_mb: int = 2048  # /tmp; HOME and the caches point there (CACHE_ENV); counts against the memory limit
+    #: /tmp, MiB (the kernel's size=...m); HOME and the caches point there (CACHE_ENV); counts against the memory limit
+    tmpfs_mib: int = 2048
     pids_limit: int = 4096  # threads count: torch and CTranslate2 start one pool per core
     unprivileged_user: bool = True
     mem_limit_bytes: int | None = None  # None: default_mem_limit_bytes()
@@ -116,7 +117,7 @@ class Hardening:
             kwargs["security_opt"] = ["no-new-privileges"]
         if self.read_only_rootfs:
             kwargs["read_only"] = True
-        kwargs["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mb}m,mode=1777"}
+        kwargs["tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_mib}m,mode=1777"}
         if self.pids_limit:
             kwargs["pids_limit"] = self.pids_limit
         limit = self.mem_limit_bytes if self.mem_limit_bytes is not None else default_mem_limit_bytes()

@@ -4,7 +4,8 @@ every backend container.
 The host has no torch, so these steps run in the backend's image. They get the same
 hardening as runs (launch/hardening.py), read-only inputs, and a fresh staging folder
 as their only writable mount (never the whole models folder); the caller moves the
-finished result into place, so a failed tool leaves nothing half-written behind.
+finished result into place, so a failed tool leaves nothing half-written behind. The container is removed
+however the tool ends, an interruption included (docker_engine.removed_on_exit).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from docker.types import DeviceRequest
 
 from ..errors import UserError
 from ..host.platforms import is_jetson
-from .docker_engine import MANAGED_LABEL, connect
+from .docker_engine import MANAGED_LABEL, connect, removed_on_exit
 from .hardening import CACHE_ENV, Hardening, chown_for_container, reclaim
 from .owner import Owner
 
@@ -35,10 +36,17 @@ def run_tool(image: str, entrypoint: list[str], *, inputs: dict[Path, str], stag
         chown_for_container(staging)
         volumes = {str(src): {"bind": dst, "mode": "ro"} for src, dst in inputs.items()}
         volumes[str(staging)] = {"bind": STAGING_TARGET, "mode": "rw"}
-        connect().containers.run(
-            image, entrypoint=entrypoint, volumes=volumes, remove=True,
-            labels={MANAGED_LABEL: "1", **Owner.me(staging_parent, "models").labels()},
-            environment={"HF_HUB_OFFLINE": "1", **CACHE_ENV}, **Hardening().engine_kwargs())
+        client = connect()
+        # docker-py's containers.run(remove=True) removes the container only after it exits: an interruption
+        # (Ctrl-C, SIGTERM) while it ran left it running. removed_on_exit removes it on every exit.
+        with removed_on_exit(client) as create:
+            container = create(image=image, entrypoint=entrypoint, volumes=volumes,
+                               labels={MANAGED_LABEL: "1", **Owner.me(staging_parent, "models").labels()},
+                               environment={"HF_HUB_OFFLINE": "1", **CACHE_ENV}, **Hardening().engine_kwargs())
+            container.start()
+            status = container.wait()["StatusCode"]
+            if status != 0:
+                raise ContainerError(container, status, entrypoint, image, container.logs(stdout=False, stderr=True))
         reclaim(staging)
         return staging
     except ImageNotFound:
@@ -67,16 +75,16 @@ def run_probe(image: str, code: str, *, gpu: bool = False, timeout_s: float = 18
     except ImageNotFound:
         raise UserError(f"image {image} is not present") from None
     python = entrypoint[0] if entrypoint and "python" in str(entrypoint[0]) else "python3"
-    kwargs = dict(entrypoint=[python, "-c", code], detach=True, environment={"HF_HUB_OFFLINE": "1", **CACHE_ENV},
+    kwargs = dict(entrypoint=[python, "-c", code], environment={"HF_HUB_OFFLINE": "1", **CACHE_ENV},
                   labels={MANAGED_LABEL: "1", **Owner.me(Path.cwd(), "doctor").labels()}, **Hardening().engine_kwargs())
     if gpu:
         kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         if is_jetson():
             kwargs["runtime"] = "nvidia"
-    container = None
-    try:
+    with removed_on_exit(client) as create:
         try:
-            container = client.containers.run(image, **kwargs)
+            container = create(image=image, **kwargs)
+            container.start()
         except APIError as exc:
             raise UserError(f"the Docker Engine refused a container of {image}: {exc.explanation}") from None
         try:
@@ -85,9 +93,3 @@ def run_probe(image: str, code: str, *, gpu: bool = False, timeout_s: float = 18
             status = None
         out = container.logs(stdout=True, stderr=True, tail=2000)[-PROBE_OUTPUT_BYTES:]
         return status, out.decode("utf-8", "replace")
-    finally:
-        if container is not None:
-            try:
-                container.remove(force=True)
-            except APIError:
-                pass

@@ -62,8 +62,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("gap_ins_per_min", ("gap_ins_per_min",)),  # words inserted over the gaps of segment-mapped items
     Metric("rtf", ("rtf",)),
     Metric("latency_p50_ms", ("latency_ms", "p50")),
-    Metric("peak_rss_mb", ("peak_rss_mb",)),
-    Metric("container_mem_peak_mb", ("container_memory", "peak_mb")),  # its own window's, on the host (issue 22)
+    Metric("peak_rss_mib", ("peak_rss_mib",)),
+    Metric("container_mem_peak_mib", ("container_memory", "peak_mib")),  # its own window's, on the host (issue 22)
     Metric("load_s", ("load_s",)),
     Metric("total_j", ("energy", "total_j")),
     Metric("dynamic_j", ("energy", "dynamic_j")),

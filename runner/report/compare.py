@@ -61,7 +61,7 @@ COMPARED: tuple[CompareMetric, ...] = (
     CompareMetric("wer", "WER %", "points", "points", 100.0, 2),
     CompareMetric("rtf", "RTF", "pct", "%", 1.0, 4),
     CompareMetric("latency_p50_ms", "p50 latency ms", "pct", "%", 1.0, 0),
-    CompareMetric("peak_rss_mb", "peak RSS MiB", "diff", "MiB", 1.0, 0),
+    CompareMetric("peak_rss_mib", "peak RSS MiB", "diff", "MiB", 1.0, 0),
     CompareMetric("j_per_audio_s", "J / audio s", "pct", "%", 1.0, 3),
     CompareMetric("finalization_p99_ms", "p99 final ms", "pct", "%", 1.0, 0, stream=True),
     # issue 24: words said over non-speech per minute of it (hallucination); shown where a side has non-speech items

@@ -212,7 +212,7 @@ def rtf_ram_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figur
     if not clean:
         return text_figure(path, title, "RTF and peak RAM unavailable: no clean-audio condition in this sweep")
     panels = (("rtf", "RTF", "RTF (processing time / audio time)", "{:.3f}"),
-              ("peak_rss_mb", "peak RAM", "peak RAM (MiB)", "{:.0f}"))
+              ("peak_rss_mib", "peak RAM", "peak RAM (MiB)", "{:.0f}"))
     if not any(any_available(clean, metric) for metric, *_ in panels):
         return text_figure(path, title, "\n".join(unavailable_text(what, clean, metric)
                                                    for metric, what, *_ in panels))
@@ -259,7 +259,7 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
     label = with_scope(placed, label)
     fig = new_figure(7.5, 5.0)
     ax = fig.add_subplot()
-    rss = [r.stat("peak_rss_mb").mean for r in placed]
+    rss = [r.stat("peak_rss_mib").mean for r in placed]
     max_rss = max((v for v in rss if v is not None), default=None)
     rtfs = [r.stat("rtf").mean for r in placed]
     known_rtf = [v for v in rtfs if v is not None]
@@ -287,7 +287,7 @@ def accuracy_vs_energy(rows: Sequence[AggregateRow], out_dir: Path) -> FigureRes
                     fontsize=8, va="center", zorder=3,
                     bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
         if mem is None:
-            notes.append(f"{name}: peak RAM unavailable ({'; '.join(r.stat('peak_rss_mb').reasons)}), drawn small")
+            notes.append(f"{name}: peak RAM unavailable ({'; '.join(r.stat('peak_rss_mib').reasons)}), drawn small")
         if speed is None:
             notes.append(f"{name}: RTF unavailable ({'; '.join(r.stat('rtf').reasons)}), drawn grey")
     front = pareto_front([(r.stat("j_per_audio_s").mean, r.stat("wer").mean * 100) for r in placed])
@@ -360,7 +360,7 @@ def targets_by_model_quant(rows: Sequence[AggregateRow], out_dir: Path) -> Figur
     panels = (("j_per_audio_s", "energy", "energy per audio second", "energy per audio second (J/s)", "{:.3f}", 1.0),
               ("rtf", "RTF", "RTF", "RTF (processing time / audio time)", "{:.3f}", 1.0),
               ("wer", "WER", "WER", "WER (%)", "{:.1f}", 100.0),
-              ("peak_rss_mb", "peak RAM", "peak RAM", "peak RAM (MiB)", "{:.0f}", 1.0))
+              ("peak_rss_mib", "peak RAM", "peak RAM", "peak RAM (MiB)", "{:.0f}", 1.0))
     if not any(any_available(clean, metric) for metric, *_ in panels):
         return text_figure(path, title, "\n".join(unavailable_text(what, clean, metric)
                                                    for metric, what, *_ in panels))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -47,6 +48,8 @@ STYLE = {
 }
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
+#: The percentile markers of a strip plot (percentile_strips): name, marker, colour.
+PERCENTILE_MARKS = (("p50", "o", PALETTE[0]), ("p90", "^", PALETTE[1]), ("p99", "D", PALETTE[3]))
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
 NOTES_GID = "figure-notes"  # the gid of the notes text under the plot (save): tests find it by this
@@ -310,6 +313,35 @@ def round_nice(value: float) -> float:
 def new_figure(width_in: float, height_in: float) -> Figure:
     fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)  # the Agg raster canvas: no display, no global backend switch
+    return fig
+
+
+def percentile_strips(lines: Sequence[tuple[str, Sequence[float], tuple[float, float, float]]], *, xlabel: str,
+                      dot_label: str, title: str) -> Figure:
+    """A distribution per row, the first at the top: each (label, values, (p50, p90, p99)) as its values in faint
+    dots (spread up and down the same way every time), a line from p50 to p99 and a marker at each percentile;
+    the legend names the markers and what one dot is (``dot_label``); a long label breaks at its " · ". The
+    latency and the finalization distributions are drawn so; the caller adds the notes and saves it."""
+    fig = new_figure(8.0, 0.42 * len(lines) + 1.6)
+    ax = fig.add_subplot()
+    for y, (_, points, percentiles) in enumerate(lines):
+        if len(points):
+            jitter = ((np.arange(len(points)) * 0.618) % 1.0 - 0.5) * 0.35
+            ax.scatter(points, y + jitter, s=6, color="0.55", alpha=0.5, linewidths=0, zorder=1)
+        ax.plot([percentiles[0], percentiles[2]], [y, y], color="0.2", linewidth=1.0, zorder=2)
+        for value, (_, marker, colour) in zip(percentiles, PERCENTILE_MARKS):
+            ax.scatter([value], [y], marker=marker, s=28, color=colour, edgecolors="black", linewidths=0.5,
+                       zorder=3)
+    ax.set_yticks(range(len(lines)), [n.replace(" · ", "\n") if len(n) > 40 else n for n, *_ in lines])
+    ax.invert_yaxis()
+    ax.set_xlim(left=0)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="y", alpha=0)
+    handles = [ax.scatter([], [], marker=m, s=28, color=c, edgecolors="black", linewidths=0.5, label=t)
+               for t, m, c in PERCENTILE_MARKS]
+    handles.append(ax.scatter([], [], s=6, color="0.55", label=dot_label))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.set_title(title)
     return fig
 
 

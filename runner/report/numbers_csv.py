@@ -17,7 +17,7 @@ from .records import SOURCE_AXIS, KeyNames, format_axis_value
 #: (aggregate metric, CSV header with its unit, factor from the stored unit).
 COLUMNS: tuple[tuple[str, str, float], ...] = (
     ("wer", "wer_pct", 100.0), ("cer", "cer_pct", 100.0), ("rtf", "rtf", 1.0),
-    ("latency_p50_ms", "latency_p50_ms", 1.0), ("peak_rss_mb", "peak_rss_mib", 1.0), ("load_s", "load_s", 1.0),
+    ("latency_p50_ms", "latency_p50_ms", 1.0), ("peak_rss_mib", "peak_rss_mib", 1.0), ("load_s", "load_s", 1.0),
     ("total_j", "energy_total_j", 1.0), ("dynamic_j", "energy_dynamic_j", 1.0),
     ("j_per_audio_s", "j_per_audio_s", 1.0), ("avg_w", "power_avg_w", 1.0),
     # issue 24 (runner/scoring/metrics.py defines them): last, so the columns scripts already read keep their places

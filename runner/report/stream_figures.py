@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from .aggregate import AggregateRow
-from .figure_kit import MARKERS, PALETTE, FigureResult, new_figure, save, series_labeller, styled, whisker, yerr
+from .figure_kit import (MARKERS, PALETTE, FigureResult, new_figure, percentile_strips, save, series_labeller, styled,
+                         whisker, yerr)
 from .records import ConditionRecord, GroupKey
 
 FINALIZATION_FILE = "finalization_distribution.png"
@@ -117,25 +118,8 @@ def finalization_distribution(rows: Sequence[AggregateRow], blocks: Mapping[Grou
             lines.append((label(r.key), [], tuple(float(np.mean([p[i] for p in pcts])) for i in range(3))))
     if not lines:
         return "finalization latency: no streamed condition reached a final text"
-    fig = new_figure(8.0, 0.42 * len(lines) + 1.6)
-    ax = fig.add_subplot()
-    for y, (_, points, (p50, p90, p99)) in enumerate(lines):
-        if points:
-            jitter = ((np.arange(len(points)) * 0.618) % 1.0 - 0.5) * 0.35
-            ax.scatter(points, y + jitter, s=6, color="0.55", alpha=0.5, linewidths=0, zorder=1)
-        ax.plot([p50, p99], [y, y], color="0.2", linewidth=1.0, zorder=2)
-        for value, marker, colour in ((p50, "o", PALETTE[0]), (p90, "^", PALETTE[1]), (p99, "D", PALETTE[3])):
-            ax.scatter([value], [y], marker=marker, s=28, color=colour, edgecolors="black", linewidths=0.5, zorder=3)
-    ax.set_yticks(range(len(lines)), [n.replace(" · ", "\n") if len(n) > 40 else n for n, *_ in lines])
-    ax.invert_yaxis()
-    ax.set_xlim(left=0)
-    ax.set_xlabel("finalization latency per utterance play (ms)")
-    ax.grid(axis="y", alpha=0)
-    handles = [ax.scatter([], [], marker=m, s=28, color=c, edgecolors="black", linewidths=0.5, label=t)
-               for t, m, c in (("p50", "o", PALETTE[0]), ("p90", "^", PALETTE[1]), ("p99", "D", PALETTE[3]))]
-    handles.append(ax.scatter([], [], s=6, color="0.55", label="one utterance play"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title(title)
+    fig = percentile_strips(lines, xlabel="finalization latency per utterance play (ms)",
+                            dot_label="one utterance play", title=title)
     notes = ["from the delivery of an utterance's last chunk (at real-time pace) to its final text, on the "
              "container's monotonic clock; percentiles over every play of every repeat pooled"]
     if len(rows) > MAX_ROWS:

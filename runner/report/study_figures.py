@@ -19,8 +19,8 @@ from matplotlib.patches import Patch
 from ..telemetry.samplers.tegrastats_parse import INPUT_RAIL_NAMES
 from .aggregate import AggregateRow
 from .fit import fit_against_length
-from .figure_kit import (MARKERS, PALETTE, FigureResult, category_ticks, energy_label, new_figure, save,
-                         series_labeller, styled, with_scope)
+from .figure_kit import (MARKERS, PALETTE, FigureResult, category_ticks, energy_label, new_figure,
+                         percentile_strips, save, series_labeller, styled, with_scope)
 from .records import GroupKey, Sweep
 from .traces import RecordFiles, Timeline, by_key, read_timeline, record_files, utterance_points, utterance_values
 
@@ -31,7 +31,7 @@ LENGTH_FILE = "latency_vs_length.png"
 GROWTH_FILE = "growth_with_duration.png"
 #: Growth with duration's panels: (title, the utterance record's field(s), first found; factor; unit).
 GROWTH_PANELS = (("latency", ("latency_s",), 1000.0, "ms"),
-                 ("memory", ("container_mem_peak_mb", "mem_peak_mb"), 1.0, "MiB"),
+                 ("memory", ("container_mem_peak_mib", "mem_peak_mib"), 1.0, "MiB"),
                  ("energy", ("energy_j",), 1.0, "J"))
 
 #: Channels that are totals, not parts: stacking them with the rails would count energy twice.
@@ -256,26 +256,8 @@ def latency_distribution(sweep: Sweep, rows: Sequence[AggregateRow], records: Se
                           "summaries"))
     if not lines:
         return "latency distribution: no condition has per-utterance latencies or latency percentiles"
-    fig = new_figure(8.0, 0.42 * len(lines) + 1.6)
-    ax = fig.add_subplot()
-    for y, (name, points, (p50, p90, p99), _) in enumerate(lines):
-        if points:
-            jitter = ((np.arange(len(points)) * 0.618) % 1.0 - 0.5) * 0.35
-            ax.scatter(points, y + jitter, s=6, color="0.55", alpha=0.5, linewidths=0, zorder=1)
-        ax.plot([p50, p99], [y, y], color="0.2", linewidth=1.0, zorder=2)
-        for value, marker, colour in ((p50, "o", PALETTE[0]), (p90, "^", PALETTE[1]), (p99, "D", PALETTE[3])):
-            ax.scatter([value], [y], marker=marker, s=28, color=colour, edgecolors="black", linewidths=0.5,
-                       zorder=3)
-    ax.set_yticks(range(len(lines)), [n.replace(" · ", "\n") if len(n) > 40 else n for n, *_ in lines])
-    ax.invert_yaxis()
-    ax.set_xlim(left=0)
-    ax.set_xlabel("latency per utterance (ms)")
-    ax.grid(axis="y", alpha=0)
-    handles = [ax.scatter([], [], marker=m, s=28, color=c, edgecolors="black", linewidths=0.5, label=t)
-               for t, m, c in (("p50", "o", PALETTE[0]), ("p90", "^", PALETTE[1]), ("p99", "D", PALETTE[3]))]
-    handles.append(ax.scatter([], [], s=6, color="0.55", label="one utterance"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_title(title)
+    fig = percentile_strips([line[:3] for line in lines], xlabel="latency per utterance (ms)",
+                            dot_label="one utterance", title=title)
     notes = ["percentiles over every utterance of every repeat pooled"]
     from_summaries = [n for n, _, _, src in lines if src == "summaries"]
     if from_summaries:

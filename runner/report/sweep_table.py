@@ -66,8 +66,8 @@ COLUMNS: tuple[Column, ...] = (
     # stream mode (issue 23): only where a row streamed (offline tables are as they were)
     Column("p99 final ms", "finalization_p99_ms", 1.0, 0),
     Column("lag bounded", "lag_bounded", kind="bounded"),
-    Column("peak RSS MiB", "peak_rss_mb", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB
-    Column("container MiB", "container_mem_peak_mb", 1.0, 0, terminal=False),  # cgroup working set, its window
+    Column("peak RSS MiB", "peak_rss_mib", 1.0, 0),  # the entrypoint's ru_maxrss / 1024: MiB
+    Column("container MiB", "container_mem_peak_mib", 1.0, 0, terminal=False),  # cgroup working set, its window
     Column("load s", "load_s", 1.0, 2, terminal=False),
     Column("energy J", "total_j", 1.0, 1, terminal=False),
     Column("dynamic J", "dynamic_j", 1.0, 1, terminal=False),

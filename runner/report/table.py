@@ -1,7 +1,8 @@
 """Print one run's summary as a terminal table, Markdown or CSV (reads the summary record and, for the worst
 utterances, the run folder's utterances.jsonl).
 
-Units as stored: peak RSS is MiB (the container's VmHWM in KiB / 1024), model size MB (bytes / 1e6).
+Units as named (schema 4): peak RSS is MiB (peak_rss_mib, the container's VmHWM in KiB / 1024), model size MB
+(model_size_mb, bytes / 1e6); an older summary is read under the new names (results.upgraded).
 Energy that no sensor measured is one short line; the full reasons are in summary.json's ``unavailable``.
 """
 
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from ..host.load import busy_from_record
 from ..host.platforms import emulated_text
+from ..results import upgraded
 from ..trust.untrusted import csv_text, line, markdown
 from ..wording import plural
 from . import stream_table
@@ -85,6 +87,7 @@ _NOT_A_FIGURE = ("unavailable", "no sensor", "not measured")
 
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) lines of the run view, in the order shown."""
+    s = upgraded(s)  # a summary written before schema 4: its MiB figures under the _mib names
     lat = s.get("latency_ms") or {}
     rows = [
         ("status", s["status"] + (f" ({s['error']})" if s.get("error") else "")),
@@ -102,7 +105,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
          + _small_n(s) if lat else "unavailable" + (_why(s, "latency_ms") if stream_table.stream_block(s) else "")),
         ("model load", _fmt(s.get("load_s"), "{:.2f}", " s")),
         ("warm-up", _fmt(s.get("warmup_s"), "{:.2f}", " s")),
-        ("peak RSS", _fmt(s.get("peak_rss_mb"), "{:.0f}", " MiB")),
+        ("peak RSS", _fmt(s.get("peak_rss_mib"), "{:.0f}", " MiB")),
         ("model size", _fmt(s.get("model_size_mb"), "{:.0f}", " MB")),
     ]
     rows += _energy_rows(s.get("energy"))
@@ -193,7 +196,7 @@ def _energy_rows(e: dict[str, Any] | None) -> list[tuple[str, str]]:
                      f"unavailable: {(c.get('unavailable') or {}).get('total_j', 'not measured')}"))
     if "gpu_plus_cpu_j" in e:
         rows.append((f"energy ({e.get('gpu_plus_cpu_scope')})", _fmt(e.get("gpu_plus_cpu_j"), "{:.2f}", " J")))
-    for key, label in (("ram_peak_delta_mb", "unified RAM peak - idle"), ("gpu_mem_peak_mb", "GPU memory peak")):
+    for key, label in (("ram_peak_delta_mib", "unified RAM peak - idle"), ("gpu_mem_peak_mib", "GPU memory peak")):
         if e.get(key) is not None:
             rows.append((label, f"{e[key]:.0f} MiB"))
     return rows
@@ -214,7 +217,7 @@ CSV_COLUMNS: tuple[tuple[str, tuple[str, ...], float], ...] = (
     ("cer_pct", ("cer",), 100.0), ("rtf", ("rtf",), 1.0), ("rtfx", ("rtfx",), 1.0),
     ("latency_p50_ms", ("latency_ms", "p50"), 1.0), ("latency_p90_ms", ("latency_ms", "p90"), 1.0),
     ("latency_p99_ms", ("latency_ms", "p99"), 1.0), ("load_s", ("load_s",), 1.0),
-    ("warmup_s", ("warmup_s",), 1.0), ("peak_rss_mib", ("peak_rss_mb",), 1.0),
+    ("warmup_s", ("warmup_s",), 1.0), ("peak_rss_mib", ("peak_rss_mib",), 1.0),
     ("model_size_mb", ("model_size_mb",), 1.0), ("energy_total_j", ("energy", "total_j"), 1.0),
     ("energy_dynamic_j", ("energy", "dynamic_j"), 1.0), ("j_per_audio_s", ("energy", "j_per_audio_s"), 1.0),
     ("power_avg_w", ("energy", "avg_w"), 1.0), ("power_peak_w", ("energy", "peak_w"), 1.0),
@@ -235,6 +238,7 @@ def _at(s: Any, path: tuple[str, ...]) -> Any:
 def csv_summary(s: dict[str, Any]) -> str:
     """The run as CSV: a header line and one line of numbers (``CSV_COLUMNS``), the host's busy reason last;
     the display strings of the table ("12.50%  (S 2 D 0 I 0)") are never a cell."""
+    s = upgraded(s)
     values = []
     for _, path, factor in CSV_COLUMNS:
         v = _at(s, path)

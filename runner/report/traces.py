@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..merge import read_raw
-from ..results import read_jsonl_checked
+from ..results import read_jsonl_checked, upgraded_utterance
 from .records import CONDITIONS_FILE, GroupKey, Sweep, parse_record
 
 
@@ -98,11 +98,12 @@ def utterance_points(results_dir: Path, condition_key: str) -> list[tuple[float,
 
 def utterance_values(results_dir: Path, condition_key: str, name: str) -> list[tuple[float, float]]:
     """(duration_s, the utterance record's ``name``) of each utterance that finished and has both (issue 24's
-    growth with duration: ``container_mem_peak_mb``, ``mem_peak_mb``, ``energy_j``)."""
+    growth with duration: ``container_mem_peak_mib``, ``mem_peak_mib``, ``energy_j``); an older file's rows are read
+    under schema 4's names (results.upgraded_utterance)."""
     path = condition_dir(results_dir, condition_key) / "utterances.jsonl"
     if not path.is_file():
         return []
-    rows, _ = read_jsonl_checked(path)
+    rows = [upgraded_utterance(row) for row in read_jsonl_checked(path)[0]]
     return [(float(row["duration_s"]), float(row[name])) for row in rows
             if row.get("status", "ok") == "ok" and _finite(row.get("duration_s")) and _finite(row.get(name))]
 

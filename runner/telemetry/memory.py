@@ -1,11 +1,11 @@
 """The container's memory as a timeline, read on the host from its cgroup (issue 22, item 1).
 
-The entrypoint's ``peak_rss_mb`` is one number per condition from inside the container (VmHWM, reset at the
-condition's start), and memory the process freed but kept still counts in it. The energy samplers' memory is the
+The summary's ``peak_rss_mib`` (the entrypoint's peak_rss_mb) is one number per condition from inside the
+container (VmHWM, reset at the condition's start), and memory the process freed but kept still counts in it. The energy samplers' memory is the
 device's (Jetson RAM, NVML GPU memory), and a CPU host has none. So the host samples the container's own memory
 (its cgroup's working set) on its clocks, at the telemetry interval, and each condition takes the peak over its
 own window, beside what was resident at its start and each window's peak: the same figures the energy block gives
-for a sampler's memory (accounting.MemoryFigures).
+for a sampler's memory (accounting.MemoryFigures). All in MiB (2^20 bytes), named ``_mib``.
 
 The working set is what ``docker stats`` shows: the cgroup's usage less its inactive file cache (pages the kernel
 reclaims first, which belong to no process: the audio and model files read). cgroup v1 (Docker's cgroupfs driver)
@@ -42,7 +42,7 @@ class Cgroup:
     def describe(self) -> str:
         return f"cgroup v{self.version} {self.usage.name} - {self.inactive_key} (the working set, as docker stats)"
 
-    def read_mb(self) -> float:
+    def read_mib(self) -> float:
         """The working set now, MiB. Raises OSError when the cgroup is gone or unreadable, ValueError on a file
         not in the kernel's format."""
         usage = int(self.usage.read_text().split()[0])
@@ -102,12 +102,12 @@ class ContainerMemorySampler(PollingSampler):
         if group is None or self._gone:
             return None
         try:
-            value = group.read_mb()
+            value = group.read_mib()
         except FileNotFoundError:  # the container ended and its cgroup went with it: the timeline ends here
             self._gone = True
             return None
         t_ns, mono_ns = now_ns(self.clock)
-        return Sample(t_ns=t_ns, mono_ns=mono_ns, mem_used_mb=value)
+        return Sample(t_ns=t_ns, mono_ns=mono_ns, mem_used_mib=value)
 
     def health(self) -> dict[str, Any]:
         return {**super().health(), "source": self.cgroup.describe() if self.cgroup is not None else None,
@@ -115,8 +115,8 @@ class ContainerMemorySampler(PollingSampler):
 
 
 #: Which figure of the container's memory block is the headline.
-HEADLINE = ("peak_mb: the container's working set at its peak over the condition's own window (its inference "
-            "window), sampled on the host at interval_ms; rise_mb beside it is over what was resident at its "
+HEADLINE = ("peak_mib: the container's working set at its peak over the condition's own window (its inference "
+            "window), sampled on the host at interval_ms; rise_mib beside it is over what was resident at its "
             "start; settings that change a loaded model's memory (the batch size) run in containers of their own")
 
 
@@ -126,8 +126,8 @@ def container_memory_block(samples: Sequence[Sample], events: Sequence[dict[str,
     each window's peak (load, warm-up, the condition, the container), the source, clock and interval; a figure
     that is null has its reason in ``unavailable`` (figure -> reason), as the energy block's do."""
     out: dict[str, Any] = {"source": source, "clock": None, "interval_ms": None,
-                           "interval_ms_requested": interval_ms_requested, "peak_mb": None, "at_start_mb": None,
-                           "rise_mb": None, "windows_mb": {}, "n_samples": len(samples), "headline": HEADLINE,
+                           "interval_ms_requested": interval_ms_requested, "peak_mib": None, "at_start_mib": None,
+                           "rise_mib": None, "windows_mib": {}, "n_samples": len(samples), "headline": HEADLINE,
                            "unavailable": {}}
 
     def missing(why: str) -> dict[str, Any]:
@@ -142,13 +142,13 @@ def container_memory_block(samples: Sequence[Sample], events: Sequence[dict[str,
     times = [s.t_ns for s in timeline]
     out["clock"] = clock
     out["interval_ms"] = (times[-1] - times[0]) / (len(times) - 1) / 1e6 if len(times) > 1 else None
-    out["windows_mb"] = {name: accounting.peak_mb(timeline, a, b) for name, (a, b) in windows.items()}
+    out["windows_mib"] = {name: accounting.peak_mib(timeline, a, b) for name, (a, b) in windows.items()}
     if "inference" not in windows:
         return missing("the container recorded no window for the condition")
     i0, i1 = windows["inference"]
-    peak, at_start = accounting.peak_mb(timeline, i0, i1), accounting.mem_at(timeline, i0)
-    out.update(peak_mb=peak, at_start_mb=at_start,
-               rise_mb=peak - at_start if peak is not None and at_start is not None else None)
+    peak, at_start = accounting.peak_mib(timeline, i0, i1), accounting.mem_at(timeline, i0)
+    out.update(peak_mib=peak, at_start_mib=at_start,
+               rise_mib=peak - at_start if peak is not None and at_start is not None else None)
     if peak is None:
         return missing(f"no reading fell inside the condition's window (shorter than the {interval_ms_requested} "
                        f"ms interval)")
@@ -156,4 +156,4 @@ def container_memory_block(samples: Sequence[Sample], events: Sequence[dict[str,
 
 
 #: The block's figures that are null with a reason when they cannot be read.
-FIGURES = ("peak_mb", "at_start_mb", "rise_mb")
+FIGURES = ("peak_mib", "at_start_mib", "rise_mib")

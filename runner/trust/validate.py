@@ -312,8 +312,8 @@ def sentence(rejected: Iterable[Rejected]) -> str | None:
 #: The summary's figures: finite, and never below 0 (energy is left out of "never below 0": a dynamic energy
 #: below the idle baseline is a measurement, and the energy block says so itself).
 FIGURES = ("audio_s", "wer", "cer", "sub", "del", "ins", "ref_words", "rtf", "rtfx", "load_s", "warmup_s",
-           "inference_s", "container_s", "peak_rss_mb", "audio_cache_mb", "peak_rss_excl_audio_mb",
-           "rss_after_load_mb", "model_size_mb", "n_params", "peak_vram_torch_mb", "peak_vram_nvml_mb")
+           "inference_s", "container_s", "peak_rss_mib", "audio_cache_mib", "peak_rss_excl_audio_mib",
+           "rss_after_load_mib", "model_size_mb", "n_params", "peak_vram_torch_mib", "peak_vram_nvml_mib")
 
 
 CONTRADICT = "the container's figures contradict each other (see error)"

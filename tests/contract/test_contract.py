@@ -21,10 +21,10 @@ from runner.spec import DecodeSettings, Settings, build_run_spec
 
 REQUIRED_SUMMARY_KEYS = {
     "backend", "model", "quant", "device", "dataset", "n_utterances", "n_failed", "audio_s", "wer", "cer",
-    "sub", "del", "ins", "rtf", "rtfx", "latency_ms", "load_s", "peak_rss_mb", "image", "versions", "status",
+    "sub", "del", "ins", "rtf", "rtfx", "latency_ms", "load_s", "peak_rss_mib", "image", "versions", "status",
     "error", "schema_version", "unavailable",
     # schema 2 (issue 9): each memory figure under a name that says what it includes
-    "peak_rss_scope", "audio_cache_mb", "peak_rss_excl_audio_mb", "peak_vram_torch_mb", "peak_vram_nvml_mb",
+    "peak_rss_scope", "audio_cache_mib", "peak_rss_excl_audio_mib", "peak_vram_torch_mib", "peak_vram_nvml_mib",
 }
 
 
@@ -126,7 +126,7 @@ def test_summary_schema_is_pinned():
     s = Summary(backend="b", model="m", quant="q", device="cpu", dataset="d", status="ok")
     data = s.to_json()
     assert REQUIRED_SUMMARY_KEYS <= set(data)
-    assert data["schema_version"] == SCHEMA_VERSION == 3
+    assert data["schema_version"] == SCHEMA_VERSION == 4
     assert "deletions" not in data  # on disk the field is "del"
 
 

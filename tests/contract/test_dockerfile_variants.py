@@ -6,7 +6,8 @@ dropped) and must honour the image rules of containers/README.md: a public defau
 `ARG BASE_IMAGE`, the shared entrypoint and the backend's own adapter copied to /opt/edgeasr, the
 environment and labels the runner relies on (in one LABEL step: the backend from the image's own
 EDGEASR_BACKEND; the versions, base, contract and platform labels from build arguments), `python -m edgeasr_entrypoint` as the ENTRYPOINT, every COPY
-source present in the build context (containers/), version pins that agree with requirements.txt, and a
+source present in the build context (containers/), version pins that agree with requirements.txt (a pin it
+lacks, such as a CUDA variant's GPU build of a package, is a stated exception with its reason), and a
 build command for each file in containers/PLATFORMS.md. Files are found by glob, so a new backend or a
 new variant is checked without touching this test.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from runner.backends import BACKENDS, IMAGES
-from runner.images.build import versions_label
+from runner.images.build import variant_requirements, versions_label
 
 CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 PLATFORMS_DOC = CONTAINERS / "PLATFORMS.md"
@@ -267,8 +268,8 @@ def test_versions_base_contract_and_platform_labels_come_from_build_arguments(pa
     default = stage_args["EDGEASR_VERSIONS"]
     if default:  # a default must be exactly what `edgeasr images build` would pass
         backend = BACKENDS.get(df.folder)
-        assert backend is not None and default == versions_label(backend), \
-            f"EDGEASR_VERSIONS default {default!r} is not the requirements' {versions_label(backend)!r}"
+        wanted = versions_label(backend, platform=PLATFORM_OF_SUFFIX[df.suffix]) if backend else None
+        assert default == wanted, f"EDGEASR_VERSIONS default {default!r} is not the requirements' {wanted!r}"
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
@@ -283,15 +284,78 @@ def test_entrypoint_runs_the_shared_module(path):
         assert argv[0] == "python3", "Jetson bases bring their own python3 (system or their /opt/venv on PATH)"
 
 
+#: Pins a variant holds that requirements.txt has no line for, each with the reason it differs: (file, package)
+#: -> why. Every other pin of a Dockerfile or of a variant's own requirements file (requirements-<platform>.txt)
+#: must be the one requirements.txt has; an entry here that no file pins any more fails too.
+NOT_IN_REQUIREMENTS = {
+    ("whisperx/Dockerfile.jetson", "torchvision"): "whisperx 3.8.6 pins torchvision~=0.23.0 (torch 2.8's); the Jetson "
+    "index's CUDA build replaces the base's, which the x86 image takes as a dependency and does not pin",
+    ("onnxruntime/requirements-cuda.txt", "onnxruntime-gpu"): "the CUDA build of onnxruntime is another package, "
+    "released apart (PyPI has no onnxruntime-gpu 1.32.0, the CPU pin), and from 1.27 its Linux wheels link CUDA 13 "
+    "(libcublas.so.13); the image's CUDA is torch 2.8.0's 12.8, so it takes 1.26.0, the newest CUDA 12 build",
+}
+VARIANT_REQUIREMENTS = sorted(p for p in CONTAINERS.glob("*/requirements-*.txt") if p.parent.name in BACKENDS)
+
+
+def _pins_differ(where: str, pins: dict[str, str], found: list[tuple[str, str]]) -> list[str]:
+    """The stated exceptions ``found`` (pins of file ``where``) uses; AssertionError on any other difference."""
+    used = []
+    for name, version in found:
+        expected = pins.get(normalize(name))
+        if expected is None:
+            assert (where, normalize(name)) in NOT_IN_REQUIREMENTS, \
+                f"{where}: {name}=={version} is pinned in no requirements.txt: pin it there, or add it to " \
+                "NOT_IN_REQUIREMENTS with the reason it differs"
+            used.append(normalize(name))
+        else:
+            assert version == expected, f"{where}: {name}=={version}, {name}=={expected} in requirements.txt"
+    return used
+
+
 @pytest.mark.parametrize("path", DOCKERFILES, ids=IDS)
 def test_version_pins_agree_with_requirements(path):
     df = Dockerfile(path)
-    pins = requirement_pins(df.folder)
-    for i in df.all("RUN"):
-        for name, version in PIN.findall(i.args):
-            expected = pins.get(normalize(name))
-            if expected is not None:
-                assert version == expected, f"{name}=={version} here, {name}=={expected} in requirements.txt"
+    _pins_differ(f"{df.folder}/{path.name}", requirement_pins(df.folder),
+                 [pin for i in df.all("RUN") for pin in PIN.findall(i.args)])
+
+
+@pytest.mark.parametrize("path", VARIANT_REQUIREMENTS, ids=[f"{p.parent.name}/{p.name}" for p in VARIANT_REQUIREMENTS])
+def test_a_variants_own_requirements_replace_pinned_packages_for_a_stated_reason(path):
+    """containers/<backend>/requirements-<platform>.txt: what that platform's Dockerfile installs in place of
+    requirements.txt's packages (onnxruntime-gpu for onnxruntime on CUDA). Its Dockerfile installs the file (so no
+    version is written twice), each pin names the CPU package it replaces, and one that requirements.txt does not
+    pin is a stated exception."""
+    platform = path.stem.removeprefix("requirements-")
+    suffix = next(s for s, p in PLATFORM_OF_SUFFIX.items() if p == platform)
+    dockerfile = Dockerfile(path.parent / f"Dockerfile{suffix}")
+    assert any(f"{path.parent.name}/{path.name}" in sources for sources, _dest, _flags in dockerfile.copies()), \
+        f"{dockerfile.path.name} does not COPY {path.name}"
+    assert re.search(rf"-r /tmp/\S*{re.escape(path.stem)}\S*\.txt", " ".join(i.args for i in dockerfile.all("RUN")))
+    pins = requirement_pins(path.parent.name)
+    variant = variant_requirements(BACKENDS[path.parent.name], platform)
+    assert variant.pins and all(normalize(cpu) in pins for cpu in variant.replaces), variant.replaces
+    used = _pins_differ(f"{path.parent.name}/{path.name}", pins, list(variant.pins.items()))
+    assert set(used) <= set(variant.replaces.values()), "a package requirements.txt lacks replaces one it pins"
+
+
+def test_every_stated_exception_is_still_needed():
+    pinned = {(f"{p.parent.name}/{p.name}", normalize(n)) for p in DOCKERFILES
+              for i in Dockerfile(p).all("RUN") for n, _ in PIN.findall(i.args)}
+    pinned |= {(f"{p.parent.name}/{p.name}", n) for p in VARIANT_REQUIREMENTS
+               for n in variant_requirements(BACKENDS[p.parent.name], p.stem.removeprefix("requirements-")).pins}
+    assert set(NOT_IN_REQUIREMENTS) <= pinned, set(NOT_IN_REQUIREMENTS) - pinned
+
+
+def test_onnxruntimes_cuda_variant_replaces_the_cpu_wheel_by_what_it_can_run():
+    """The base (the torch stack) may hold the CPU onnxruntime, importable but without the CUDA provider: the
+    install is decided by the providers, not by the import, and removes the CPU package first (both own the
+    `onnxruntime` module); the build fails if CUDAExecutionProvider is still missing."""
+    runs = " ".join(i.args for i in Dockerfile(CONTAINERS / "onnxruntime" / "Dockerfile.cuda").all("RUN"))
+    decide = runs.index("sys.exit('CUDAExecutionProvider' not in onnxruntime.get_available_providers())")
+    uninstall = runs.index("pip uninstall -y onnxruntime")
+    install = runs.index("-r /tmp/requirements-cuda.txt")
+    assert decide < uninstall < install
+    assert 'python -c "import onnxruntime" ' not in runs
 
 
 @pytest.mark.parametrize("path", VARIANTS, ids=[f"{p.parent.name}/{p.name}" for p in VARIANTS])

@@ -51,7 +51,7 @@ def test_whisperx_on_real_weights_and_speech(tmp_path):
     assert s["status"] == "ok" and s["backend"] == "whisperx" and s["n_utterances"] == 5
     assert s["wer"] < 0.3 and 0.005 < s["rtf"] < 2.0  # real weights, real speech, pyannote VAD offline
     assert s["versions"]["whisperx"] == "3.8.6" and s["versions"]["torch"].startswith("2.8")
-    assert s["image"]["labels"]["org.edgeasr.backend"] == "whisperx" and s["peak_rss_mb"] > 200
+    assert s["image"]["labels"]["org.edgeasr.backend"] == "whisperx" and s["peak_rss_mib"] > 200
     assert all(u["hypothesis"] for u in utts)
 
 
@@ -71,13 +71,13 @@ def test_transformers_whisper_fp32_and_int8(tmp_path, tiny_models):
     int8, _ = _run(tmp_path, "w8", "--backend", "transformers", "--model", "tiny-whisper-random", "--quant", "int8",
                    "--data", data)
     for s in (fp32, int8):
-        assert s["status"] == "ok" and s["n_utterances"] == 4 and s["rtf"] > 0 and s["peak_rss_mb"] > 100
+        assert s["status"] == "ok" and s["n_utterances"] == 4 and s["rtf"] > 0 and s["peak_rss_mib"] > 100
         assert s["n_params"] == fp32["n_params"] > 1_000_000  # counted before quantization packs the weights
         assert s["versions"]["transformers"] == "4.57.6"
     assert fp32["backend_quant"] == "float32" and int8["backend_quant"] == "dynamic_int8"
     assert int8["quant_method"] == "torch dynamic quantization (qint8 Linear weights)"
-    assert fp32["peak_vram_torch_mb"] is None
-    assert fp32["unavailable"]["peak_vram_torch_mb"] == "no GPU: the run was on the CPU"
+    assert fp32["peak_vram_torch_mib"] is None
+    assert fp32["unavailable"]["peak_vram_torch_mib"] == "no GPU: the run was on the CPU"
 
 
 def test_transformers_ctc_batched_equals_sequential(tmp_path, tiny_models):

@@ -158,7 +158,7 @@ def test_make_run_with_fake_orin_nano_tegrastats(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     s = _check(out, start, "input_rail:VDD_IN")
     assert set(s["energy"]["per_rail"]) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
-    assert s["energy"]["ram_peak_delta_mb"] is not None
+    assert s["energy"]["ram_peak_delta_mib"] is not None
     assert "energy (inference)" in r.stdout
 
 

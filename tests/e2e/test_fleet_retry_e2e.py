@@ -2,7 +2,7 @@
 one target cpu-a, each started by the node agent's own command), real backend containers, a node killed by the
 pid of its raylet mid-group; nothing of Ray or the engine is mocked.
 
-Its own module (and ports): the cluster differs from test_fleet_e2e.py's, and a fleet is stopped with `ray stop`.
+Its own module (and ports): the cluster differs from test_fleet_e2e.py's (a fleet goes down by its ports alone).
 """
 
 from __future__ import annotations
@@ -178,4 +178,4 @@ def test_a_lost_nodes_group_is_retried_on_the_other_node_of_its_target(fleet, tm
     cluster = _cluster_pids()
     assert cluster
     fleet.down()
-    assert not _alive(cluster), f"processes of the cluster outlived `ray stop`: {_alive(cluster)}"
+    assert not _alive(cluster), f"processes of the cluster outlived fleet.down(): {_alive(cluster)}"

@@ -1,7 +1,7 @@
 """TLS between the fleet's nodes, end to end: Ray's TLS variables in the node agent's environment reach Ray (the
 head and a node run mutual TLS, with the token), a driver with them joins, one without them does not.
 
-Its own module and ports: a fleet is stopped with `ray stop`, which would stop test_fleet_auth_e2e.py's cluster.
+Its own module and ports, apart from test_fleet_auth_e2e.py's cluster (a fleet goes down by its ports alone).
 """
 
 from __future__ import annotations

@@ -52,9 +52,9 @@ def test_batch_sizes_8_then_1_report_the_memory_each_has_alone(tmp_path):
     by_size = {r["condition"]["decode"]["batch_size"]: r["summary"] for r in both}
     one, one_alone = by_size[1]["container_memory"], alone[0]["summary"]["container_memory"]
     for block in (one, one_alone, by_size[8]["container_memory"]):
-        assert block["peak_mb"] is not None, block
+        assert block["peak_mib"] is not None, block
         assert block["source"].startswith("cgroup") and block["clock"] == "monotonic"
-        assert block["windows_mb"]["load"] is not None
-    assert one["peak_mb"] == pytest.approx(one_alone["peak_mb"], rel=0.10), (one, one_alone)
-    print(f"container peak MiB: batch 8 {by_size[8]['container_memory']['peak_mb']:.0f}, batch 1 after it "
-          f"{one['peak_mb']:.0f}, batch 1 alone {one_alone['peak_mb']:.0f}")
+        assert block["windows_mib"]["load"] is not None
+    assert one["peak_mib"] == pytest.approx(one_alone["peak_mib"], rel=0.10), (one, one_alone)
+    print(f"container peak MiB: batch 8 {by_size[8]['container_memory']['peak_mib']:.0f}, batch 1 after it "
+          f"{one['peak_mib']:.0f}, batch 1 alone {one_alone['peak_mib']:.0f}")

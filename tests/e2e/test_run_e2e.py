@@ -104,7 +104,10 @@ def test_tiny_en_int8_on_the_default_dataset(ready, tmp_path):
     # load and warm-up are measured, and kept out of RTF
     assert 0 < s["load_s"] < 60 and s["warmup_s"] > 0
     assert s["inference_s"] >= sum(u["latency_s"] for u in utts.values()) * 0.99
-    assert 100 < s["peak_rss_mb"] < 4000 and 70 < s["model_size_mb"] < 90
+    assert 100 < s["peak_rss_mib"] < 4000 and 70 < s["model_size_mb"] < 90
+    # issue 28 item 6: MiB figures are named _mib (schema 4); model_size_mb is the one MB figure
+    assert s["schema_version"] == 4 and [k for k in s if k.endswith("_mb")] == ["model_size_mb"]
+    assert {"peak_mib", "at_start_mib", "rise_mib", "windows_mib"} <= set(s["container_memory"])
     assert s["image"]["id"].startswith("sha256:") and IMAGE in s["image"]["tags"]
     assert s["image"]["labels"]["org.edgeasr.contract"] == str(CONTRACT_VERSION)
     labelled = dict(v.split("=", 1) for v in s["image"]["labels"]["org.edgeasr.versions"].split(","))

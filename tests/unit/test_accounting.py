@@ -22,7 +22,7 @@ def _timeline(profile, seconds, interval_s=0.1, ram=lambda t: 3000.0):
     for i in range(n):
         t = i * interval_s
         out.append(Sample(t_ns=T0 + int(t * S), power_w={"VDD_IN": profile(t)}, total_w=profile(t),
-                          total_kind="input_rail:VDD_IN", mem_used_mb=ram(t)))
+                          total_kind="input_rail:VDD_IN", mem_used_mib=ram(t)))
     return out
 
 
@@ -54,7 +54,7 @@ def test_windows_baseline_and_dynamic_energy_are_exact_for_a_linear_profile():
     assert block["j_per_utterance"] == pytest.approx(exact / 2, rel=1e-6)
     assert block["per_window"]["load"]["total_j"] == pytest.approx(3.0 * 0.9 + (1.0 ** 2 - 0.1 ** 2) / 2, rel=1e-6)
     assert block["peak_w"] == pytest.approx(8.5, rel=1e-3) and block["interval_ms"] == pytest.approx(100.0)
-    assert block["ram_peak_delta_mb"] == pytest.approx(200.0)
+    assert block["ram_peak_delta_mib"] == pytest.approx(200.0)
     assert set(block["unavailable"]) == {"loaded_idle_w", "loaded_idle_uplift_w"}  # these events have none
     per_utt = accounting.utterance_energy(samples, EVENTS, base)
     assert per_utt["a"]["energy_j"] == pytest.approx(3 * 2 + (3.5 ** 2 - 1.5 ** 2) / 2, rel=1e-6)
@@ -68,7 +68,7 @@ def test_missing_baseline_leaves_dynamic_unavailable_not_zero():
     assert block["total_j"] == pytest.approx(20.0)
     assert block["dynamic_j"] is None and block["baseline_w"] is None
     assert block["unavailable"]["dynamic_j"] == "the idle baseline was skipped (--baseline-s 0)"
-    assert "gpu_mem_peak_mb" not in block  # RAPL measures no memory: no GPU memory keys (issue 9, item 15)
+    assert "gpu_mem_peak_mib" not in block  # RAPL measures no memory: no GPU memory keys (issue 9, item 15)
 
 
 def test_sparse_samples_flag_the_window_instead_of_guessing():
@@ -120,24 +120,24 @@ def test_peak_vram_keeps_torch_and_nvml_figures_apart():
     from runner.results import Summary
 
     samples = [Sample(t_ns=T0 + i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0, total_kind="nvml:sum_of_gpus",
-                      mem_used_mb=3000.0, extras={"processes": [{"pid": 9, "sid": 9, "used_mb": 500.0 + (
+                      mem_used_mib=3000.0, extras={"processes": [{"pid": 9, "sid": 9, "used_mib": 500.0 + (
                           300.0 if 30 < i < 60 else 0.0)}]})
                for i in range(90)]
     block = accounting.energy_block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100,
                                     owner=accounting.ProcessOwner(session_id=9))
-    assert block.memory.process_peak_mb == 800.0 and block.memory.peak_mb == 3000.0
+    assert block.memory.process_peak_mib == 800.0 and block.memory.peak_mib == 3000.0
     raw = merge.RawOutputs([], [], {"status": "ok", "peak_vram_mb": 420.0})
     s = Summary(backend="transformers", model="m", quant="fp16", device="cuda", dataset="d", status="ok")
     s = merge.apply_container_facts(s, raw)
     s = replace(s, energy=block.to_json())
     s = merge.apply_nvml_vram(s, block)
     data = s.to_json()
-    assert data["peak_vram_torch_mb"] == 420.0 and data["peak_vram_nvml_mb"] == 800.0
+    assert data["peak_vram_torch_mib"] == 420.0 and data["peak_vram_nvml_mib"] == 800.0
     assert "peak_vram_mb" not in data and data["schema_version"] >= 2
     ct2 = Summary(backend="faster-whisper", model="m", quant="int8", device="cuda", dataset="d", status="ok")
     ct2 = merge.apply_container_facts(ct2, merge.RawOutputs([], [], {"status": "ok"}))
-    assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mb"]
-    assert "no NVML sampler" in ct2.unavailable["peak_vram_nvml_mb"]
+    assert "invisible to torch" in ct2.unavailable["peak_vram_torch_mib"]
+    assert "no NVML sampler" in ct2.unavailable["peak_vram_nvml_mib"]
 
 
 def test_sweep_conditions_keep_the_torch_vram_figure():
@@ -230,7 +230,7 @@ def test_psys_that_moves_with_package_and_dram_is_an_extra_figure():
 
 def _gpu_samples(procs_at):
     return [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, power_w={"gpu0": 100.0}, total_w=100.0,
-                   total_kind="nvml:sum_of_gpus", mem_used_mb=3000.0, extras={"processes": procs_at(i)})
+                   total_kind="nvml:sum_of_gpus", mem_used_mib=3000.0, extras={"processes": procs_at(i)})
             for i in range(90)]
 
 
@@ -238,22 +238,22 @@ def test_gpu_process_memory_counts_only_the_containers_processes():
     """Another user's 5 GB process on the same GPU is not the backend's memory: only processes in the run's
     container (its id in their cgroup) count."""
     ours = {"gpu": "gpu0", "pid": 100, "cgroup": "0::/system.slice/docker-abc123def.scope", "sid": 100}
-    theirs = {"gpu": "gpu0", "pid": 200, "used_mb": 5000.0, "cgroup": "0::/user.slice/session-3.scope", "sid": 7}
-    samples = _gpu_samples(lambda i: [{**ours, "used_mb": 500.0 + (300.0 if 30 < i < 60 else 0.0)}, theirs])
+    theirs = {"gpu": "gpu0", "pid": 200, "used_mib": 5000.0, "cgroup": "0::/user.slice/session-3.scope", "sid": 7}
+    samples = _gpu_samples(lambda i: [{**ours, "used_mib": 500.0 + (300.0 if 30 < i < 60 else 0.0)}, theirs])
     owner = accounting.ProcessOwner(container_id="abc123def")
     block = _block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100, owner=owner)
-    assert block["gpu_process_mem_peak_mb"] == 800.0
+    assert block["gpu_process_mem_peak_mib"] == 800.0
     unknown = _block("nvml", samples, EVENTS, accounting.Baseline(60.0, "given"), 8.0, 2, 100)
-    assert unknown["gpu_process_mem_peak_mb"] is None
-    assert "cannot tell the run's processes" in unknown["unavailable"]["gpu_process_mem_peak_mb"]
+    assert unknown["gpu_process_mem_peak_mib"] is None
+    assert "cannot tell the run's processes" in unknown["unavailable"]["gpu_process_mem_peak_mib"]
 
 
 def test_local_engine_processes_are_found_by_session():
-    mine = {"gpu": "gpu0", "pid": 300, "used_mb": 700.0, "cgroup": "0::/user.slice", "sid": 4242}
-    other = {"gpu": "gpu0", "pid": 301, "used_mb": 900.0, "cgroup": "0::/user.slice", "sid": 1}
+    mine = {"gpu": "gpu0", "pid": 300, "used_mib": 700.0, "cgroup": "0::/user.slice", "sid": 4242}
+    other = {"gpu": "gpu0", "pid": 301, "used_mib": 900.0, "cgroup": "0::/user.slice", "sid": 1}
     block = _block("nvml", _gpu_samples(lambda i: [mine, other]), EVENTS, accounting.Baseline(60.0, "given"),
                    8.0, 2, 100, owner=accounting.ProcessOwner(session_id=4242))
-    assert block["gpu_process_mem_peak_mb"] == 700.0
+    assert block["gpu_process_mem_peak_mib"] == 700.0
 
 
 def test_sampler_health_reaches_the_summary():

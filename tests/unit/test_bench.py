@@ -2,7 +2,9 @@
 
 import importlib.util
 import json
+import os
 import sys
+from pathlib import Path
 
 from helpers import ROOT
 
@@ -134,3 +136,30 @@ def test_the_sweep_bench_counts_a_container_started_ahead_only_from_its_go(tmp_p
             "engine, other": 0.3, "merge": 1.0, "report": 1.0, "unaccounted": 0.0}
     assert {k: round(v, 6) for k, v in p.items() if v} == {k: v for k, v in want.items() if v}
     assert round(bench_sweep.overlapped_s(timing), 6) == 1.8
+
+
+def test_the_sweep_bench_measures_this_checkouts_runner_and_entrypoint(tmp_path):
+    """Run from a checkout (a worktree), the sweep bench measures that checkout's code, not the copy the
+    interpreter would find first (here, a copy of both packages on PYTHONPATH, as an installed one): the runner
+    and the entrypoint it imports, and those of the `edgeasr sweep` it runs and times."""
+    import shutil
+    import subprocess
+
+    installed = tmp_path / "installed"
+    shutil.copytree(ROOT / "runner", installed / "runner")
+    shutil.copytree(ROOT / "containers" / "common" / "edgeasr_entrypoint", installed / "edgeasr_entrypoint")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(installed)
+    where = "import runner, edgeasr_entrypoint; print(runner.__file__); print(edgeasr_entrypoint.__file__)"
+    # the bench's own imports, as `python bench/bench_sweep.py` makes them (its folder first on sys.path)
+    bench = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_sweep; {where}; "
+             f"cmd, env = bench_sweep.sweep_command('x.yaml', 'out'); print(repr(cmd)); print(repr(env))")
+    lines = subprocess.run([sys.executable, "-c", bench], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    assert [Path(p).resolve().is_relative_to(ROOT) for p in lines[:2]] == [True, True], lines[:2]
+    cmd, child_env = eval(lines[2]), eval(lines[3])
+    assert cmd[1:4] == ["-m", "runner.cli", "sweep"]
+    # the sweep it times: its runner and its entrypoint under the same environment and folder as the bench's
+    child = subprocess.run([sys.executable, "-c", where], cwd=ROOT, env=child_env, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    assert [Path(p).resolve().is_relative_to(ROOT) for p in child] == [True, True], child

@@ -5,10 +5,10 @@ resumed without running a probe twice."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import pytest
+from helpers import RecordingView, tone_study
 
 from runner.capacity import (CapacityPlanner, CapacitySearch, ProbeResult, StreamFigures, judge_probe)
 from runner.results import ConditionRecord
@@ -238,44 +238,10 @@ DEFAULTS = {"backend": "faster-whisper", "model": "tiny.en", "quant": "int8", "d
             "warmup": 0, "telemetry": {"sampler": "none"}}
 
 
-class View:
-    """A SweepView that writes down its notes (as tests/unit/test_sweep.py's)."""
-
-    def __init__(self):
-        self.notes, self.added_todo = [], []
-
-    def note(self, text, level="info"):
-        self.notes.append((level, text))
-
-    @contextlib.contextmanager
-    def running(self, start):
-        yield
-
-    def added(self, todo):
-        self.added_todo.append(todo)
-
-    def callbacks(self, job):
-        from runner.execute import Callbacks
-
-        return Callbacks()
-
-    def status(self, text):
-        return contextlib.nullcontext()
-
-
 @pytest.fixture
 def study(tmp_path):
-    """Two tone utterances and a tiny.en folder, as tests/unit/test_sweep.py's study."""
-    from helpers import write_tone
-
-    for uid in ("a", "b"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
-    model = tmp_path / "models" / "tiny.en"
-    model.mkdir(parents=True)
-    (model / "model.bin").write_bytes(b"x")
-    (model / "config.json").write_text("{}")
-    return tmp_path
+    """Two tone utterances and a tiny.en folder (tests/helpers.py's tone_study)."""
+    return tone_study(tmp_path)
 
 
 def scripted(monkeypatch, curve: Curve) -> list[int]:
@@ -299,7 +265,7 @@ def search_here(study, engine, max_streams=64, latency_ms=1000, **options):
     from runner.capacity import local_capacity
     from runner.sweep import LocalOptions, SweepOptions
 
-    return local_capacity({**DEFAULTS, "stream": STREAM}, study / "capacity-unit.yaml", study / "out", View(),
+    return local_capacity({**DEFAULTS, "stream": STREAM}, study / "capacity-unit.yaml", study / "out", RecordingView(),
                           LocalOptions(engine="local", models_dir=study / "models", prepare=False),
                           CapacitySearch(max_streams=max_streams, latency_ms=latency_ms), SweepOptions(**options),
                           root=study, engine=engine)

@@ -386,11 +386,11 @@ def test_the_sweep_table_shows_each_conditions_container_memory():
 
     records = load_results(FIXTURE).records
     for i, rec in enumerate(records):
-        rec.summary["container_memory"] = ({"peak_mb": 900.0 + i, "unavailable": {}} if i else
-                                           {"peak_mb": None, "unavailable": {"peak_mb": "the local engine runs no "
+        rec.summary["container_memory"] = ({"peak_mib": 900.0 + i, "unavailable": {}} if i else
+                                           {"peak_mib": None, "unavailable": {"peak_mib": "the local engine runs no "
                                                                                         "container"}})
     rows = aggregate(records)
     assert "container MiB" in build_table(rows, "t", terminal=False).headers
     assert "container MiB" not in build_table(rows, "t").headers
-    reasons = {r for row in rows for r in row.stat("container_mem_peak_mb").reasons}
+    reasons = {r for row in rows for r in row.stat("container_mem_peak_mib").reasons}
     assert "the local engine runs no container" in reasons

@@ -106,7 +106,7 @@ def test_two_formats_of_one_model_are_named_by_their_format(tmp_path):
 def test_a_change_that_rounds_to_zero_has_no_sign(tmp_path):
     a = _run_folder(tmp_path, "a", rss=600.0)
     b = _run_folder(tmp_path, "b", rss=599.7)
-    d = compare(load_results(a), [("b", load_results(b))], "a").pairs[0].delta("peak_rss_mb")
+    d = compare(load_results(a), [("b", load_results(b))], "a").pairs[0].delta("peak_rss_mib")
     assert format_change(d) == "0 MiB"
 
 

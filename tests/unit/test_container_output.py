@@ -68,7 +68,7 @@ def _strict_json(text: str):
 
 
 FIGURES = ("audio_s", "wer", "cer", "rtf", "rtfx", "load_s", "warmup_s", "inference_s", "container_s",
-           "peak_rss_mb", "peak_rss_excl_audio_mb", "rss_after_load_mb", "model_size_mb", "n_params")
+           "peak_rss_mib", "peak_rss_excl_audio_mib", "rss_after_load_mib", "model_size_mb", "n_params")
 UTTERANCE_FIGURES = ("duration_s", "latency_s", "processing_s", "wer")
 
 
@@ -233,8 +233,8 @@ def test_memory_figures_that_contradict_each_other_are_not_published(spec, tmp_p
     events = _set(_rows("events.jsonl"), {"event": "condition_end", "condition": "kA"}, audio_cache_mb=900.0)
     job, g = _group(spec, tmp_path, events=events)
     a = execute.finalize(g, job.conditions[0])
-    assert a["status"] == "error" and "peak_rss_excl_audio_mb came out as -650.0" in a["error"]
-    assert a["peak_rss_excl_audio_mb"] is None and "contradict" in a["unavailable"]["peak_rss_excl_audio_mb"]
+    assert a["status"] == "error" and "peak_rss_excl_audio_mib came out as -650.0" in a["error"]
+    assert a["peak_rss_excl_audio_mib"] is None and "contradict" in a["unavailable"]["peak_rss_excl_audio_mib"]
 
 
 def _run(exit_code=0, **kw):
@@ -432,7 +432,7 @@ def test_fuzz_the_merge_never_raises_never_writes_nan_and_publishes_only_sane_fi
             assert "could not merge" not in (data["error"] or ""), (case, data["error"])  # a defect of ours
             # the last guard caught a figure the checks let through (only memory figures may contradict each other)
             assert [m for m in re.findall(r"(\w+) came out as", data["error"] or "")
-                    if m != "peak_rss_excl_audio_mb"] == [], (case, data["error"])
+                    if m != "peak_rss_excl_audio_mib"] == [], (case, data["error"])
             if data["status"] == "ok":
                 assert data["n_failed"] == 0 and data["rtf"] is not None and data["rtf"] >= 0
 

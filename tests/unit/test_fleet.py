@@ -3,13 +3,19 @@ cache and path rewriting, preflight against node reports, node_lost records, and
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
-from helpers import write_tone
+from helpers import tone_study, write_tone
 
 from runner import plan, tables
 from runner.errors import UserError
@@ -22,13 +28,7 @@ from runner.spec import Settings, TelemetrySettings, build_run_spec
 
 
 def _job(tmp_path: Path, target: str = "cpu-a", device: str = "cpu", sampler: str = "none") -> plan.GroupJob:
-    models = tmp_path / "models" / "tiny.en"
-    models.mkdir(parents=True, exist_ok=True)
-    (models / "model.bin").write_bytes(b"x")
-    (models / "config.json").write_text("{}")
-    for uid in ("a", "b"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
+    tone_study(tmp_path)
     settings = Settings(backend="faster-whisper", model="tiny.en", quant="int8", device=device,
                         dataset=str(tmp_path / "d"), telemetry=TelemetrySettings(sampler=sampler), target=target)
     spec = build_run_spec(settings, out=str(tmp_path / "out" / "groups" / "g"), models_dir=tmp_path / "models")
@@ -128,8 +128,8 @@ def test_a_nodes_summary_keeps_the_drivers_identity_and_names_the_node():
 
 def test_agent_usage_is_memory_and_cpu_share_over_the_group():
     """The node agent's own cost: resident memory at the end, CPU seconds over wall seconds."""
-    usage = agent_usage({"raylet": {"rss_mb": 30, "cpu_s": 1.0}}, {"raylet": {"rss_mb": 31, "cpu_s": 1.5}}, 10.0)
-    assert usage["raylet"] == {"rss_mb": 31, "cpu_share": pytest.approx(0.05)}
+    usage = agent_usage({"raylet": {"rss_mib": 30, "cpu_s": 1.0}}, {"raylet": {"rss_mib": 31, "cpu_s": 1.5}}, 10.0)
+    assert usage["raylet"] == {"rss_mib": 31, "cpu_share": pytest.approx(0.05)}
 
 
 def test_unknown_target_is_named_with_the_targets_that_exist():
@@ -332,3 +332,95 @@ def test_the_drivers_records_are_built_whole_with_the_keys_they_always_had():
     out = restore_identity(node, ctx, {"target": "cpu-a"})
     assert list(out) == ["wer", "data_path", "model_ref", "status", "fleet"] and out["model_ref"] == "/node/m"
     assert node == {"wer": 0.1, "data_path": "/node/blobs", "model_ref": "/node/m", "status": "ok"}
+
+
+def _process(tag: str, port: int) -> tuple[subprocess.Popen, int]:
+    """A stand-in for a Ray process of the cluster on ``port`` (its command line names Ray and the port, as
+    the GCS's and the raylets' do) with one child (as a raylet has its workers); returns it and the child's pid."""
+    code = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; "
+            "time.sleep(120)']); print(c.pid, flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, f"ray-{tag}", f"--gcs-address=127.0.0.1:{port}"],
+                            stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_local_fleet_goes_down_alone_leaving_other_ray_clusters_running(monkeypatch):
+    """`down` ends the processes of its own cluster (those that name its ports, and their children) by pid,
+    and no other: never `ray stop`, which ends every Ray process of the machine, a user's own cluster too."""
+    from runner.fleet import local
+
+    real_run = subprocess.run
+
+    def run(cmd, *args, **kwargs):
+        assert "stop" not in cmd, f"down() ran {cmd}: that ends every Ray process of this machine"
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    mine_port, client_port, theirs_port = _free_port(), _free_port(), _free_port()
+    mine, mine_child = _process("mine", mine_port)
+    client, client_child = _process("client", client_port)
+    theirs, theirs_child = _process("theirs", theirs_port)
+    try:
+        local.LocalFleet(("cpu-a",), port=mine_port, client_port=client_port).down()
+        assert mine.wait(timeout=20) is not None and client.wait(timeout=20) is not None
+        assert not local.alive(mine_child) and not local.alive(client_child)
+        assert theirs.poll() is None and local.alive(theirs_child), "another cluster's processes were ended"
+    finally:
+        for proc, child in ((mine, mine_child), (client, client_child), (theirs, theirs_child)):
+            for pid in (child, proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_the_head_gives_each_drivers_server_the_fleet_settings_time(tmp_path, monkeypatch):
+    """Ray Client's proxy on the head starts a server per driver and gives it 30 s (Ray's default) to answer; a
+    loaded head takes longer and refuses the driver ("Initialization failure from server"). The head's `ray
+    start` carries FleetSettings' timeout instead; the variable set in the head's environment still wins."""
+    from runner.settings import FleetSettings
+
+    started = []
+    monkeypatch.setattr(agent.subprocess, "call", lambda cmd, env: started.append((cmd, env)) or 0)
+    monkeypatch.setenv("EDGEASR_FLEET_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.delenv(agent.CLIENT_SERVER_TIMEOUT_ENV, raising=False)
+    assert agent.main(["head", "--port", "6390"]) == 0
+    timeout_s = FleetSettings().client_server_timeout_s
+    assert timeout_s > 30 and agent.CLIENT_SERVER_TIMEOUT_ENV == "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S"
+    assert started[-1][1][agent.CLIENT_SERVER_TIMEOUT_ENV] == str(int(timeout_s))
+    monkeypatch.setenv(agent.CLIENT_SERVER_TIMEOUT_ENV, "600")
+    assert agent.main(["head", "--port", "6390"]) == 0
+    assert started[-1][1][agent.CLIENT_SERVER_TIMEOUT_ENV] == "600"
+
+
+def test_a_driver_the_loaded_head_refuses_tries_as_often_as_the_settings_say(monkeypatch):
+    """The driver's connect tries FleetSettings' number of times, only while the head fails to start its server,
+    and then says in one sentence what to raise on the head."""
+    from runner.fleet import auth, driver
+    from runner.settings import FleetSettings
+
+    monkeypatch.setattr(auth, "use_in_this_process", lambda path: None)
+    monkeypatch.setattr(auth, "check_head", lambda *a, **k: None)
+    slept = []
+    monkeypatch.setattr(driver.time, "sleep", slept.append)
+
+    class Ray:
+        calls = 0
+
+        def init(self, **kwargs):
+            Ray.calls += 1
+            raise ConnectionAbortedError("Initialization failure from server:\nthe server did not answer")
+
+    settings = FleetSettings(connect_attempts=5)
+    with pytest.raises(UserError, match="RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S") as refused:
+        driver.connect(Ray(), "ray://127.0.0.1:1", settings)
+    assert Ray.calls == 5 and len(slept) == 4 and "Initialization failure" in str(refused.value)
+    Ray.calls = 0
+    with pytest.raises(UserError):
+        driver.connect(Ray(), "ray://127.0.0.1:1")
+    assert Ray.calls == FleetSettings().connect_attempts

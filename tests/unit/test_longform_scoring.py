@@ -258,7 +258,7 @@ def test_growth_with_duration_fits_memory_and_energy_per_audio_second(tmp_path):
     for path in dest.glob("conditions/*/utterances.jsonl"):
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         for row in rows:  # memory grows 10 MiB per audio second from 200 MiB; energy 0.5 J per second
-            row.update(container_mem_peak_mb=200.0 + 10.0 * row["duration_s"], energy_j=0.5 * row["duration_s"])
+            row.update(container_mem_peak_mib=200.0 + 10.0 * row["duration_s"], energy_j=0.5 * row["duration_s"])
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     sweep = load_sweep(dest)
     rows = aggregate(sweep.records)

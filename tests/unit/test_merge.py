@@ -70,7 +70,7 @@ def test_windows_come_from_container_events(tmp_path):
     s = _summary()
     s = merge.apply_container_facts(s, raw)
     assert s.load_s == pytest.approx(1.5) and s.warmup_s == pytest.approx(0.7)
-    assert s.inference_s == pytest.approx(7.5) and s.peak_rss_mb == 300.0
+    assert s.inference_s == pytest.approx(7.5) and s.peak_rss_mib == 300.0
     assert s.versions == {"ctranslate2": "4.6.0"}
     assert "model_size_mb" in s.unavailable  # not reported: unavailable with a reason, not 0
 
@@ -81,7 +81,7 @@ def test_dead_container_marks_windows_unavailable(tmp_path):
     s = _summary()
     s = merge.apply_container_facts(s, raw)
     assert s.load_s is None and "stopped early" in s.unavailable["load_s"]
-    assert s.unavailable["peak_rss_mb"] == "the container wrote no status record"
+    assert s.unavailable["peak_rss_mib"] == "the container wrote no status record"
 
 
 def test_container_error_names_the_cause_once_for_run_and_sweep():
@@ -115,23 +115,24 @@ def test_rtfx_of_a_zero_rtf_is_null_with_a_reason():
 
 
 def test_peak_rss_names_the_harness_audio_and_its_scope():
-    """peak_rss_mb is the process's peak; the harness's decoded audio is reported beside it and taken out of
-    peak_rss_excl_audio_mb, and a sweep condition's figure is its own (peak reset at its start)."""
+    """peak_rss_mib is the process's peak (the contract's peak_rss_mb); the harness's decoded audio is reported
+    beside it and taken out of peak_rss_excl_audio_mib, and a sweep condition's figure is its own (peak reset at its
+    start)."""
     from runner import execute
 
     s = _summary()
     s = merge.apply_container_facts(s, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0,
                                                              "audio_cache_mb": 100.0}))
-    assert (s.peak_rss_mb, s.audio_cache_mb, s.peak_rss_excl_audio_mb) == (900.0, 100.0, 800.0)
+    assert (s.peak_rss_mib, s.audio_cache_mib, s.peak_rss_excl_audio_mib) == (900.0, 100.0, 800.0)
     assert s.peak_rss_scope == "process (since start, includes model load)"
     events = [_ev("model_info", 1.0, versions={}), _ev("inference_end", 2.0, peak_rss_mb=500.0, audio_cache_mb=50.0,
                                                           peak_rss_scope="condition (peak reset at its start)")]
     c = _summary()
     c = merge.apply_container_facts(c, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
-    assert c.peak_rss_excl_audio_mb == 450.0 and c.peak_rss_scope == "condition (peak reset at its start)"
+    assert c.peak_rss_excl_audio_mib == 450.0 and c.peak_rss_scope == "condition (peak reset at its start)"
     old = _summary()
     old = merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 900.0}))
-    assert old.peak_rss_excl_audio_mb is None and "does not report" in old.unavailable["peak_rss_excl_audio_mb"]
+    assert old.peak_rss_excl_audio_mib is None and "does not report" in old.unavailable["peak_rss_excl_audio_mib"]
 
 
 def test_the_backends_peak_without_audio_is_the_containers_own_figure_and_says_how_it_was_taken():
@@ -146,11 +147,11 @@ def test_the_backends_peak_without_audio_is_the_containers_own_figure_and_says_h
                   peak_rss_excl_audio_method=method, peak_rss_scope="condition (peak reset at its start)")]
     s = _summary()
     s = merge.apply_container_facts(s, merge.RawOutputs(events, [], execute.condition_status(events, None, False)))
-    assert s.peak_rss_excl_audio_mb == 234.0 and s.peak_rss_excl_audio_method == method  # not 300 - 150
+    assert s.peak_rss_excl_audio_mib == 234.0 and s.peak_rss_excl_audio_method == method  # not 300 - 150
     old = _summary()
     old = merge.apply_container_facts(old, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 300.0,
                                                                      "audio_cache_mb": 150.0}))
-    assert old.peak_rss_excl_audio_mb == 150.0 and "under-reported" in old.peak_rss_excl_audio_method
+    assert old.peak_rss_excl_audio_mib == 150.0 and "under-reported" in old.peak_rss_excl_audio_method
 
 
 def test_energy_unavailable_is_said_in_full_once():
@@ -240,8 +241,8 @@ def test_the_summary_is_frozen_and_each_stage_returns_a_new_one():
     scored = merge.score(begun, utts)
     facts = merge.apply_container_facts(scored, merge.RawOutputs([], [], {"status": "ok", "peak_rss_mb": 100.0}))
     done, _ = merge.account_energy(facts, utts, None, [], [], None, "no power sensor found", 100)
-    assert begun.to_json() == before and scored.peak_rss_mb is None and facts.energy is None
-    assert (done.wer, done.peak_rss_mb, done.unavailable["energy"]) == (0.0, 100.0, "no power sensor found")
+    assert begun.to_json() == before and scored.peak_rss_mib is None and facts.energy is None
+    assert (done.wer, done.peak_rss_mib, done.unavailable["energy"]) == (0.0, 100.0, "no power sensor found")
     assert "energy" not in facts.unavailable
     with pytest.raises(dataclasses.FrozenInstanceError):
         done.status = "error"  # type: ignore[misc]

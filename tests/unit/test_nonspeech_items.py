@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import write_tone
+from helpers import tone_study, write_tone
 
 from runner import settings as st
 from runner.data import nonspeech
@@ -123,13 +123,7 @@ def _sweep(tmp_path, noise_types):
     from runner.experiment import load_experiment
     from runner.launch.engines import make_engine
 
-    models = tmp_path / "models" / "tiny.en"
-    models.mkdir(parents=True)
-    (models / "model.bin").write_bytes(b"x")
-    (models / "config.json").write_text("{}")
-    for uid in ("a", "b"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
+    tone_study(tmp_path)
     exp_file = tmp_path / "ns.yaml"
     exp_file.write_text(
         "name: ns\ndefaults: {backend: faster-whisper, model: tiny.en, quant: int8, device: cpu, "

@@ -77,7 +77,7 @@ def test_each_condition_of_a_recorded_container_gets_its_own_result(tmp_path):
     assert a["status"] == b["status"] == "ok"
     assert a["wer"] == 0.0 and b["wer"] == pytest.approx(0.25)
     assert a["inference_s"] == pytest.approx(0.52) and a["load_s"] == pytest.approx(1.0)
-    assert (a["peak_rss_mb"], b["peak_rss_mb"]) == (250.0, 240.0)
+    assert (a["peak_rss_mib"], b["peak_rss_mib"]) == (250.0, 240.0)
     assert a["host"] == {"cpu_count": 2} and a["condition"]["axes"] == {"repeat": 0}
     assert a["model_ref"] == str(tmp_path / "models" / "tiny.en") and a["data_path"] == str(tmp_path / "d")
     stored = json.loads((tmp_path / "conditions" / "kB" / "summary.json").read_text())
@@ -99,19 +99,19 @@ def test_each_condition_reports_the_containers_memory_over_its_own_window(tmp_pa
     for i in range(28):  # every 100 ms from the container's start; kA 1.6-2.12 s, kB 2.13-2.65 s
         t = i * 100_000_000
         mb = 100.0 if t < 1_100_000_000 else 300.0 if t < 1_700_000_000 else 900.0 if t < 2_150_000_000 else 400.0
-        g.memory._append(Sample(t_ns=t0 + t, mono_ns=t, mem_used_mb=mb))
+        g.memory._append(Sample(t_ns=t0 + t, mono_ns=t, mem_used_mib=mb))
     a = execute.finalize(g, job.conditions[0])["container_memory"]
     b = execute.finalize(g, job.conditions[1])["container_memory"]
-    assert a["peak_mb"] == 900.0 and b["peak_mb"] == 400.0  # not 900 for both
-    assert a["at_start_mb"] == 300.0 and b["at_start_mb"] == 900.0
-    assert b["windows_mb"]["load"] == 300.0 and b["windows_mb"]["container"] == 900.0
+    assert a["peak_mib"] == 900.0 and b["peak_mib"] == 400.0  # not 900 for both
+    assert a["at_start_mib"] == 300.0 and b["at_start_mib"] == 900.0
+    assert b["windows_mib"]["load"] == 300.0 and b["windows_mib"]["container"] == 900.0
     assert a["source"].startswith("cgroup v1 memory.usage_in_bytes") and a["clock"] == "monotonic"
     utts = [json.loads(x) for x in (tmp_path / "conditions" / "kB" / "utterances.jsonl").read_text().splitlines()]
-    assert [u["container_mem_peak_mb"] for u in utts] == [400.0, 400.0]  # each call's own peak
+    assert [u["container_mem_peak_mib"] for u in utts] == [400.0, 400.0]  # each call's own peak
     job, g = _group(tmp_path / "local")
     g.engine = "local"
     none = execute.finalize(g, job.conditions[0])["container_memory"]
-    assert none["peak_mb"] is None and "local engine" in none["unavailable"]["peak_mb"]
+    assert none["peak_mib"] is None and "local engine" in none["unavailable"]["peak_mib"]
 
 
 def test_a_condition_that_was_its_containers_whole_work_reports_the_process_peak(tmp_path):
@@ -143,7 +143,7 @@ def test_tables_carry_schema_version_and_axes_columns(tmp_path):
         execute.finalize(g, c)
     records = tables.rebuild_tables(tmp_path, [job])
     lines = [json.loads(x) for x in (tmp_path / "conditions.jsonl").read_text().splitlines()]
-    assert len(lines) == 2 and all(x["schema_version"] == 3 for x in lines)
+    assert len(lines) == 2 and all(x["schema_version"] == 4 for x in lines)
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert "axes.repeat" in header and "decode.beam_size" in header and len(records) == 2
 

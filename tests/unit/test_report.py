@@ -262,7 +262,7 @@ def test_one_missing_bar_leaves_the_figure_available(tmp_path):
             rec["summary"]["unavailable"] = {"peak_rss_mb": "cgroup memory stats not readable"}
     (tmp_path / "conditions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     rows = _rows(tmp_path)
-    assert _row(rows, "base.en", "int8").stat("peak_rss_mb").reasons == ("cgroup memory stats not readable",)
+    assert _row(rows, "base.en", "int8").stat("peak_rss_mib").reasons == ("cgroup memory stats not readable",)
     r = condition_figures.rtf_ram_by_model_quant(rows, tmp_path / "fig")
     assert r.available
     _assert_readable_png(r.path)

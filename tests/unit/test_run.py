@@ -100,7 +100,7 @@ def test_the_repeats_summary_is_built_once_from_a_frozen_repeats_record(tmp_path
     def record(i, status, error=None, busy=False):
         summary = {"status": status, "error": error, "n_utterances": 2, "n_failed": 0 if status == "ok" else 1,
                    "n_not_run": 0, "wer": 0.1 * i, "rtf": 0.2, "load_s": 1.0, "inference_s": 2.0,
-                   "peak_rss_mb": 100.0, "energy": {"energy_per_audio_s_j": 0.5} if i else None}
+                   "peak_rss_mib": 100.0, "energy": {"energy_per_audio_s_j": 0.5} if i else None}
         if busy:
             summary["host_load"] = {"window": {"cpu_share": 0.9}, "busy": True, "busy_reason": "a compile ran"}
         return ConditionRecord.of({"key": f"r{i}", "repeat": i + 1}, summary)
@@ -113,11 +113,11 @@ def test_the_repeats_summary_is_built_once_from_a_frozen_repeats_record(tmp_path
     out = run_summary(tmp_path, records)
     assert [dict(r.summary) for r in records] == before
     assert list(out) == ["status", "error", "n_utterances", "n_failed", "n_not_run", "wer", "rtf", "load_s",
-                         "inference_s", "peak_rss_mb", "energy", "repeats", "host_load"]
+                         "inference_s", "peak_rss_mib", "energy", "repeats", "host_load"]
     assert out["status"] == "partial" and out["error"] == "one failed" and out["n_failed"] == 1
     assert out["n_utterances"] == 4 and out["wer"] == 0.0
     assert out["repeats"] == {"n": 2, "status": ["ok", "partial"], "wer": [0.0, 0.1], "rtf": [0.2, 0.2],
-                              "load_s": [1.0, 1.0], "inference_s": [2.0, 2.0], "peak_rss_mb": [100.0, 100.0],
+                              "load_s": [1.0, 1.0], "inference_s": [2.0, 2.0], "peak_rss_mib": [100.0, 100.0],
                               "energy_per_audio_s_j": [None, 0.5],
                               "folders": [str(tmp_path / "conditions" / "r0"), str(tmp_path / "conditions" / "r1")]}
     assert out["host_load"] == records[1].summary["host_load"]

@@ -15,7 +15,7 @@ import types
 import numpy as np
 import pytest
 from fake_clock import ManualClock
-from helpers import write_tone
+from helpers import Recorder, WordSession, write_tone
 
 from edgeasr_entrypoint import __main__ as entry
 from edgeasr_entrypoint import events as events_module
@@ -31,48 +31,6 @@ MS = 1000000  # ns
 
 def _utts(*seconds):
     return [("u{}".format(i), np.full(int(s * SR), 0.01 * (i + 1), dtype=np.float32)) for i, s in enumerate(seconds)]
-
-
-class Recorder:
-    """The scheduler's emit, recording each event as EventLog would write it (wall clock from the fake clock)."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.events = []
-
-    def __call__(self, name, **fields):
-        record = {"event": name, "t_ns": self.clock.time_ns(), "mono_ns": self.clock.monotonic_ns(), **fields}
-        self.events.append(record)
-        return record
-
-    def named(self, name, **match):
-        return [e for e in self.events if e["event"] == name and all(e.get(k) == v for k, v in match.items())]
-
-
-class WordSession:
-    """A scripted incremental decoder: one word per chunk it hears ("wN", N samples), and the words so far as the
-    final. ``cost_s``: the fake seconds each call takes (advanced on the clock: a slow backend)."""
-
-    def __init__(self, clock=None, cost_s=0.0):
-        self.clock, self.cost_s = clock, cost_s
-        self.words = []
-        self.closed = False
-
-    def _work(self):
-        if self.clock is not None and self.cost_s:
-            self.clock.advance(self.cost_s)
-
-    def accept(self, chunk):
-        self._work()
-        self.words.append("w{}".format(len(chunk)))
-        return " ".join(self.words)
-
-    def finish(self):
-        text, self.words = " ".join(self.words), []
-        return text
-
-    def close(self):
-        self.closed = True
 
 
 def _run(utts, clock=None, **settings):

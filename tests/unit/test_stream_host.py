@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from edgeasr_entrypoint.contract import Job, StreamJob
-from helpers import tone_spec, write_tone
+from helpers import RecordingView, tone_spec, tone_study
 from recorded_engine import RecordedEngine
 
 from runner import execute, merge, plan, settings as st
@@ -108,14 +108,7 @@ def test_every_backend_row_says_how_it_streams_or_why_not():
 
 
 def _models(tmp_path: Path) -> Path:
-    models = tmp_path / "models"
-    (models / "tiny.en").mkdir(parents=True)
-    (models / "tiny.en" / "model.bin").write_bytes(b"x")
-    (models / "tiny.en" / "config.json").write_text("{}")
-    for uid in ("a", "b"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
-    return models
+    return tone_study(tmp_path) / "models"
 
 
 def test_whisperx_stream_is_refused_in_one_sentence_with_exit_2_and_no_run_folder(tmp_path, capsys):
@@ -537,28 +530,8 @@ def test_a_ctc_model_streams_natively_by_default_and_a_whisper_model_has_no_nati
 def test_a_concurrency_axis_sweeps_one_container_each_and_a_rerun_runs_nothing(tmp_path):
     """A sweep over stream.concurrency on the recorded engine: a container (and a job with its stream) per value,
     a stream block per condition, the offline keys untouched by it, and a rerun that finds everything done."""
-    import contextlib
-
     from runner import sweep
-    from runner.execute import Callbacks
     from runner.plan import plan_sweep
-
-    class View:
-        def note(self, text, level="info"):
-            pass
-
-        @contextlib.contextmanager
-        def running(self, start):
-            yield
-
-        def added(self, todo):
-            pass
-
-        def callbacks(self, job):
-            return Callbacks()
-
-        def status(self, text):
-            return contextlib.nullcontext()
 
     _models(tmp_path)
     (tmp_path / "live.yaml").write_text(
@@ -569,7 +542,8 @@ def test_a_concurrency_axis_sweeps_one_container_each_and_a_rerun_runs_nothing(t
         exp = load_experiment(tmp_path / "live.yaml", root=tmp_path)
         planned = tuple(plan_sweep(exp, engine, tmp_path / "models", tmp_path / "out"))
         return planned, sweep.run_sweep(exp, tmp_path / "out", sweep.FixedPlan(planned),
-                                        sweep.LocalDispatcher(engine, tmp_path / "out"), View(), sweep.SweepOptions())
+                                        sweep.LocalDispatcher(engine, tmp_path / "out"), RecordingView(),
+                                        sweep.SweepOptions())
 
     engine = RecordedEngine()
     planned, _ = run(engine)

@@ -4,7 +4,7 @@ speech segment's end, partials and first partials per segment, and one transcrip
 joined), scored as any item.
 
 Time is a FAKE (tests/fake_clock.py's ManualClock), so each delivery time asserted is exact; the sessions are
-scripted stand-ins (as test_stream_entry.py's WordSession: one word per chunk piece, "w<samples>").
+scripted stand-ins (tests/helpers.py's WordSession: one word per chunk piece, "w<samples>").
 """
 
 from dataclasses import replace
@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from fake_clock import ManualClock
-from helpers import tone_spec
+from helpers import Recorder, WordSession, tone_spec
 
 from edgeasr_entrypoint import stream
 from edgeasr_entrypoint.contract import (FEATURES, DecodeOptions, Event, EventRecord, Job, JobError, StreamJob,
@@ -24,37 +24,6 @@ from runner.settings import StreamSettings
 SR = 16000
 MS = 1000000
 T0 = 1_000_000_000_000  # ManualClock's start
-
-class Recorder:
-    """The scheduler's emit, recording each event as EventLog would write it (clocks from the fake clock)."""
-
-    def __init__(self, clock):
-        self.clock = clock
-        self.events = []
-
-    def __call__(self, name, **fields):
-        record = {"event": name, "t_ns": self.clock.time_ns(), "mono_ns": self.clock.monotonic_ns(), **fields}
-        self.events.append(record)
-        return record
-
-    def named(self, name, **match):
-        return [e for e in self.events if e["event"] == name and all(e.get(k) == v for k, v in match.items())]
-
-
-class WordSession:
-    """A scripted incremental decoder: one word per chunk piece it hears ("wN", N samples); the words the final."""
-
-    def __init__(self):
-        self.words = []
-
-    def accept(self, chunk):
-        self.words.append("w{}".format(len(chunk)))
-        return " ".join(self.words)
-
-    def finish(self):
-        text, self.words = " ".join(self.words), []
-        return text
-
 
 # a 3.0 s recording: silence 0-0.2, speech 0.2-1.1, noise 1.1-1.6, speech 1.6-2.9, silence 2.9-3.0
 SPANS = ((int(0.2 * SR), int(1.1 * SR)), (int(1.6 * SR), int(2.9 * SR)))

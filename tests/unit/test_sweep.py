@@ -5,72 +5,29 @@ all without a container. What needs a real one (kill -9, an OOM kill, compose) s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import decode_axes_experiment, write_tone
+from helpers import RecordingView, decode_axes_experiment, tone_study, two_quant_experiment
 from recorded_engine import RecordedEngine
 
 from runner import merge, sweep, tables
 from runner.errors import Interrupted
-from runner.execute import Callbacks
 from runner.experiment import load_experiment
 from runner.plan import plan_sweep
 from runner.report.aggregate import aggregate
 from runner.report.records import load_sweep
 
-EXPERIMENT = """name: unit
-defaults:
-  backend: faster-whisper
-  model: tiny.en
-  device: cpu
-  dataset: d
-  warmup: 0
-  repeats: 2
-  telemetry: {sampler: none}
-grid:
-  quants: [int8, fp32]
-"""
-
-
-class View:
-    """A SweepView that writes down what it is told."""
-
-    def __init__(self):
-        self.notes, self.starts, self.added_todo = [], [], []
-
-    def note(self, text, level="info"):
-        self.notes.append((level, text))
-
-    @contextlib.contextmanager
-    def running(self, start):
-        self.starts.append(start)
-        yield
-
-    def added(self, todo):
-        self.added_todo.append(todo)
-
-    def callbacks(self, job):
-        return Callbacks()
-
-    def status(self, text):
-        return contextlib.nullcontext()
+EXPERIMENT = two_quant_experiment("unit")
 
 
 @pytest.fixture
 def study(tmp_path):
     """Three tone utterances, a tiny.en folder, the experiment (2 groups x 2 repeats), a results folder."""
-    for uid in ("a", "b", "c"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
-    model = tmp_path / "models" / "tiny.en"
-    model.mkdir(parents=True)
-    (model / "model.bin").write_bytes(b"x")
-    (model / "config.json").write_text("{}")
+    tone_study(tmp_path, ("a", "b", "c"))
     (tmp_path / "unit.yaml").write_text(EXPERIMENT)
     return tmp_path
 
@@ -82,7 +39,7 @@ def _sweep(study: Path, engine: RecordedEngine, view=None, exp_text: str | None 
     exp = load_experiment(study / "unit.yaml", root=study)
     out = study / "out"
     planner = planner or sweep.FixedPlan(tuple(plan_sweep(exp, engine, study / "models", out)))
-    return sweep.run_sweep(exp, out, planner, sweep.LocalDispatcher(engine, out), view or View(),
+    return sweep.run_sweep(exp, out, planner, sweep.LocalDispatcher(engine, out), view or RecordingView(),
                            sweep.SweepOptions(**options))
 
 
@@ -109,7 +66,7 @@ def test_a_sweep_runs_each_group_in_one_container_and_a_rerun_runs_nothing(study
     assert manifest["n_containers"] == 2 and manifest["n_conditions"] == 4 and manifest["finished_at"]
     before = _stored(study)
 
-    again, view = RecordedEngine(), View()
+    again, view = RecordedEngine(), RecordingView()
     outcome = _sweep(study, again, view)
     assert again.launches == [] and view.starts[0].n_pending == 0 and view.starts[0].n_total == 4
     assert [r.condition["key"] for r in outcome.records] == keys and _stored(study) == before
@@ -119,7 +76,7 @@ def test_force_reruns_every_condition(study):
     """--force: the stored results are removed and every condition runs again, under the same keys."""
     _sweep(study, RecordedEngine())
     keys = set(_stored(study))
-    engine, view = RecordedEngine(), View()
+    engine, view = RecordedEngine(), RecordingView()
     _sweep(study, engine, view, force=True)
     assert sorted(_launched(engine)) == sorted(keys) and view.starts[0].n_pending == 4 and set(_stored(study)) == keys
 
@@ -180,7 +137,7 @@ def test_one_groups_failure_never_stops_the_others_first_run_or_rerun(study, mon
 def test_an_interrupted_sweep_says_how_to_resume_and_the_rerun_runs_only_the_rest(study):
     """SIGTERM after the first condition: the sweep stops with the signal and a hint that counts what is kept;
     the finished condition stays, the cut one is recorded as interrupted; the rerun runs the three others."""
-    view = View()
+    view = RecordingView()
     with pytest.raises(Interrupted) as stop:
         _sweep(study, RecordedEngine(interrupt_after=1), view)
     assert stop.value.signal == "SIGTERM"
@@ -203,7 +160,7 @@ def test_a_corrupt_stored_result_is_redone_not_taken_as_done(study):
     _sweep(study, RecordedEngine())
     utts = next((study / "out").glob("conditions/*/utterances.jsonl"))
     utts.write_text(utts.read_text()[:-20])
-    engine, view = RecordedEngine(), View()
+    engine, view = RecordedEngine(), RecordingView()
     _sweep(study, engine, view)
     assert _launched(engine) == [utts.parent.name] and view.starts[0].n_pending == 1
     assert any(level == "warning" and "redoing a condition whose stored result is corrupt" in text
@@ -219,7 +176,7 @@ def test_a_changed_audio_file_of_the_same_size_is_rerun_and_the_view_says_why(st
     t = np.arange(16000) / 16000
     sf.write(study / "d" / "a.wav", 0.1 * np.sin(2 * np.pi * 880 * t), 16000)
     assert (study / "d" / "a.wav").stat().st_size == size
-    engine, view = RecordedEngine(), View()
+    engine, view = RecordedEngine(), RecordingView()
     _sweep(study, engine, view)
     assert len(_launched(engine)) == 4 and view.starts[0].n_pending == 4
     assert view.starts[0].changed == {"the audio or references changed": 4}
@@ -250,7 +207,7 @@ def test_a_group_added_mid_sweep_runs_joins_the_tables_and_resumes_without_runni
     first = [job for job in plan_sweep(exp, engine, study / "models", study / "out") if job.spec.quant == "int8"]
     (study / "probe.yaml").write_text(EXPERIMENT.replace("quants: [int8, fp32]", "quants: [fp32]"))
     probe = plan_sweep(load_experiment(study / "probe.yaml", root=study), engine, study / "models", study / "out")
-    planner, view = ProbeAfterFirst(first, probe), View()
+    planner, view = ProbeAfterFirst(first, probe), RecordingView()
     outcome = _sweep(study, engine, view, planner=planner)
     assert [g for g, _ in engine.launches] == [first[0].key, probe[0].key]
     assert planner.heard == [(first[0].key, True, ["ok", "ok"]), (probe[0].key, True, ["ok", "ok"])]
@@ -392,6 +349,6 @@ def test_an_image_of_an_older_contract_runs_every_group_that_needs_nothing_newer
                                         "contract 3; the image speaks 2"):
         execute.group_job_spec(job, list(job.conditions), host_paths=True)
     axes = sweep.run_sweep(exp, study / "axes", sweep.FixedPlan(tuple(planned)),
-                           sweep.LocalDispatcher(engine, study / "axes"), View(), sweep.SweepOptions())
+                           sweep.LocalDispatcher(engine, study / "axes"), RecordingView(), sweep.SweepOptions())
     assert axes.exit_code == 1 and {r.status for r in axes.records} == {"error"}
     assert all("needs entrypoint contract 3; the image speaks 2" in r.error for r in axes.records)

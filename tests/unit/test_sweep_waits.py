@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from fake_clock import ManualClock
-from helpers import write_tone
+from helpers import RecordingView, tone_study, two_quant_experiment
 from recorded_engine import RecordedEngine
 
 from runner import sweep
@@ -25,18 +25,6 @@ from runner.plan import plan_sweep
 from runner.telemetry.samplers.base import Availability, Sample, now_ns
 from runner.telemetry.samplers.polling import PollingSampler
 
-EXPERIMENT = """name: waits
-defaults:
-  backend: faster-whisper
-  model: tiny.en
-  device: cpu
-  dataset: d
-  warmup: 0
-  repeats: 2
-  telemetry: {{sampler: {sampler}, baseline_s: 2, interval_ms: 100}}
-grid:
-  quants: [int8, fp32]
-"""
 
 
 def watch_time_sleep(monkeypatch) -> list[tuple[str, float]]:
@@ -70,38 +58,10 @@ class SteadySensor(PollingSampler):
         return Sample(t_ns=t_ns, mono_ns=mono_ns, total_w=5.0, total_kind="input_rail:VDD_IN")
 
 
-class _View:
-    def note(self, text, level="info"):
-        pass
-
-    def status(self, text):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-    def running(self, start):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-    def added(self, todo, info=""):
-        pass
-
-    def callbacks(self, job):
-        from runner.execute import Callbacks
-
-        return Callbacks()
-
-
 def _study(tmp_path: Path, sampler: str) -> Path:
-    for uid in ("a", "b"):
-        write_tone(tmp_path / "d" / f"{uid}.wav")
-        (tmp_path / "d" / f"{uid}.txt").write_text(f"{uid} tone")
-    model = tmp_path / "models" / "tiny.en"
-    model.mkdir(parents=True)
-    (model / "model.bin").write_bytes(b"x")
-    (model / "config.json").write_text("{}")
-    (tmp_path / "w.yaml").write_text(EXPERIMENT.format(sampler=sampler))
+    tone_study(tmp_path)
+    (tmp_path / "w.yaml").write_text(
+        two_quant_experiment("waits", f"{{sampler: {sampler}, baseline_s: 2, interval_ms: 100}}"))
     return tmp_path
 
 
@@ -110,7 +70,7 @@ def _run(study: Path, clock: ManualClock) -> tuple[sweep.SweepOutcome, RecordedE
     out = study / "out"
     engine = RecordedEngine()
     planner = sweep.FixedPlan(tuple(plan_sweep(exp, engine, study / "models", out)))
-    outcome = sweep.run_sweep(exp, out, planner, sweep.LocalDispatcher(engine, out, clock=clock), _View(),
+    outcome = sweep.run_sweep(exp, out, planner, sweep.LocalDispatcher(engine, out, clock=clock), RecordingView(),
                               sweep.SweepOptions(), clock=clock)
     return outcome, engine
 

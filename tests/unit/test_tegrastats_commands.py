@@ -23,7 +23,7 @@ def test_parse_prints_one_json_object_per_line(name):
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert rows, r.stderr
     for row in rows:
-        assert {"rails", "input_rail", "ram_used_mb", "ram_total_mb", "swap_used_mb", "gpu_load_pct",
+        assert {"rails", "input_rail", "ram_used_mib", "ram_total_mib", "swap_used_mib", "gpu_load_pct",
                 "gpu_freq_mhz", "cpu", "temps_c"} <= set(row)
         assert all(set(v) >= {"inst_mw", "avg_mw"} for v in row["rails"].values())
 

@@ -29,8 +29,8 @@ from .contract import (CONTRACT_VERSION, GO_FILE, SAMPLE_RATE, DecodeOptions, Ev
                        TranscriptRecord, decode_changes)
 from .events import EventLog, JsonlWriter, write_json_atomic
 from .job import JobError, read_job
-from .system import (PeakLedger, current_rss_mb, forget_excl_audio, library_versions, process_excl_audio_mb,
-                     process_peak_rss_mb, reset_peak_rss, size_on_disk_mb)
+from .system import (PeakLedger, current_rss_mib, forget_excl_audio, library_versions, process_excl_audio_mib,
+                     process_peak_rss_mib, reset_peak_rss, size_on_disk_mb)
 
 
 def _paths(argv: list[str]) -> tuple[Path, Path]:
@@ -64,7 +64,7 @@ class AudioCache:
             self._bytes += audio.nbytes
         return audio
 
-    def held_mb(self, pool: dict | None = None) -> float:
+    def held_mib(self, pool: dict | None = None) -> float:
         """Decoded audio the harness holds (this cache and the babble pool's arrays not in it), MiB:
         resident memory that is the harness's, not the backend's."""
         cached = {id(a) for a in self._data.values()}
@@ -171,7 +171,7 @@ def _run_condition(job, cond, model, events: EventLog, transcripts: JsonlWriter,
     preparing = False
 
     def held() -> float:
-        return cache.held_mb(pool)
+        return cache.held_mib(pool)
 
     if job.stream is not None:  # live audio (contract 4): stream.py paces the condition's utterances
         from .stream import run_stream_condition
@@ -230,12 +230,12 @@ def _transcribe_all(job, model, events: EventLog, transcripts: JsonlWriter, cach
         events.emit(Event.CONDITION_START, condition=cond.key, noise=cond.noise, decode=asdict(decode))
         ledger = PeakLedger()
         ok, failed = _run_condition(job, cond, model, events, transcripts, cache, pool, decode, refused, ledger)
-        ledger.close(cache.held_mb(pool), backend=False)  # the stretch after its last call
+        ledger.close(cache.held_mib(pool), backend=False)  # the stretch after its last call
         vram = model.peak_vram_mb() if hasattr(model, "peak_vram_mb") else None  # a sweep result needs it too
         events.emit(Event.CONDITION_END, condition=cond.key, n_ok=ok, n_failed=failed,
-                    peak_rss_mb=ledger.peak_mb if reset else process_peak_rss_mb(),
-                    peak_vram_mb=vram, audio_cache_mb=cache.held_mb(pool),
-                    peak_rss_excl_audio_mb=ledger.excl_audio_mb, peak_rss_excl_audio_method=ledger.method,
+                    peak_rss_mb=ledger.peak_mib if reset else process_peak_rss_mib(),
+                    peak_vram_mb=vram, audio_cache_mb=cache.held_mib(pool),
+                    peak_rss_excl_audio_mb=ledger.excl_audio_mib, peak_rss_excl_audio_method=ledger.method,
                     peak_rss_scope="condition (peak reset at its start)" if reset else "process (since start)")
         n_ok, n_failed = n_ok + ok, n_failed + failed
     return n_ok, n_failed
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         events.emit(Event.LOAD_START, model=job.model)
         model = adapter.load(job)
         events.emit(Event.LOAD_END, model=job.model)
-        status["rss_after_load_mb"] = current_rss_mb()
+        status["rss_after_load_mb"] = current_rss_mib()
         status["model_size_mb"] = size_on_disk_mb(job.model)
         info = model.info()
         status["n_params"] = info.get("n_params")
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         ledger = PeakLedger()
         ledger.close(0.0)  # the load: no audio held yet
         _warm_up(job, model, events, cache)
-        ledger.close(cache.held_mb())  # the warm-up, beside the audio it decoded
+        ledger.close(cache.held_mib())  # the warm-up, beside the audio it decoded
         if job.loaded_idle_s > 0:  # the loaded model's idle power, measured by the host (issue 9)
             events.emit(Event.LOADED_IDLE_START, seconds=job.loaded_idle_s)
             time.sleep(job.loaded_idle_s)
@@ -386,9 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         status["error"] = f"{type(exc).__name__}: {exc}"
         status["traceback"] = traceback.format_exc()
     finally:
-        status["peak_rss_mb"] = process_peak_rss_mb()
-        status["audio_cache_mb"] = cache.held_mb() if cache is not None else None
-        status["peak_rss_excl_audio_mb"] = process_excl_audio_mb()
+        status["peak_rss_mb"] = process_peak_rss_mib()
+        status["audio_cache_mb"] = cache.held_mib() if cache is not None else None
+        status["peak_rss_excl_audio_mb"] = process_excl_audio_mib()
         status["peak_rss_excl_audio_method"] = ledger.method if ledger is not None else None
         written = StatusRecord.written(status)  # what the host reads: a field that breaks the contract is an error
         if written.status != status["status"]:

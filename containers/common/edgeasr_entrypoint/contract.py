@@ -54,6 +54,15 @@ def features_after(version: int) -> List[str]:
     return [name for name, need in sorted(FEATURES.items(), key=lambda kv: kv[1]) if need > version]
 
 
+CUDA_LIBS_LABEL = "org.edgeasr.cuda-libs"
+"""The image label naming the NVIDIA CUDA libraries a CUDA image holds and their versions (``name=version,...``,
+edgeasr_entrypoint/cuda_libs.py): its Dockerfile.cuda sets it from the EDGEASR_CUDA_LIBS build argument, which
+`edgeasr images build` reads from CUDA_LIBS_FILE, written by the build itself."""
+
+CUDA_LIBS_FILE = "/opt/edgeasr/cuda-libs.txt"
+"""Where a CUDA image's build writes ``python -m edgeasr_entrypoint.cuda_libs`` (what its base and installs hold)."""
+
+
 class JobError(ValueError):
     """A job record is malformed, or needs a contract version the reader does not speak: one sentence naming the
     field. The container reports it in status.json and exits 2; the host fails that group with it."""
@@ -535,6 +544,10 @@ class RecordError(ValueError):
 
 
 # What each field of the contract may hold. ``positive``: seconds of audio (> 0); ``seconds``/``mb``: >= 0.
+# Units: the memory figures peak_rss_mb, peak_vram_mb, audio_cache_mb, rss_after_load_mb and peak_rss_excl_audio_mb
+# hold MiB (2^20 bytes: ru_maxrss / 1024, VmHWM / 1024, bytes / 2^20), model_size_mb MB (10^6 bytes). The names are
+# the contract's since version 1 and every image built writes them, so they stay (a rename would break every older
+# image the host still runs); the host's results name them _mib (summary schema 4, runner/merge.CONTRACT_MIB).
 POSITIVE_FIELDS = ("duration_s",)
 NON_NEGATIVE_FIELDS = ("processing_s", "latency_s", "audio_s", "peak_rss_mb", "peak_vram_mb", "audio_cache_mb",
                        "rss_after_load_mb", "model_size_mb", "seconds", "peak_rss_excl_audio_mb",

@@ -91,7 +91,7 @@ def _process_mem_peak(samples: Sequence[Sample], start_ns: int, end_ns: int,
         if not start_ns <= s.t_ns <= end_ns or "processes" not in s.extras:
             continue
         listed = True
-        used = [p.get("used_mb") for p in s.extras["processes"] if owner.owns(p)]
+        used = [p.get("used_mib") for p in s.extras["processes"] if owner.owns(p)]
         if used and all(u is not None for u in used):
             peaks.append(sum(used))
     if peaks:
@@ -179,21 +179,21 @@ def psys_check(samples: Sequence[Sample], base: Baseline, clock: str) -> str | N
     return None
 
 
-def peak_mb(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
+def peak_mib(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
     """Samples must already be on the window's clock (``on_clock``)."""
-    values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
+    values = [s.mem_used_mib for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mib is not None]
     return max(values) if values else None
 
 
 def mem_at(samples: Sequence[Sample], t_ns: int) -> float | None:
     """The memory resident at ``t_ns``: the last sample at or before it that reports memory (on its clock)."""
-    before = [s for s in samples if s.t_ns <= t_ns and s.mem_used_mb is not None]
-    return max(before, key=lambda s: s.t_ns).mem_used_mb if before else None
+    before = [s for s in samples if s.t_ns <= t_ns and s.mem_used_mib is not None]
+    return max(before, key=lambda s: s.t_ns).mem_used_mib if before else None
 
 
 #: Which memory figure is the headline (the block's ``memory_headline``), for the sampler's memory ``label``.
-MEMORY_HEADLINE = ("{label}_peak_mb: the peak over the condition's own window (its inference window), sampled on "
-                   "the host at memory_interval_ms; {label}_rise_mb beside it is over what was resident at its "
+MEMORY_HEADLINE = ("{label}_peak_mib: the peak over the condition's own window (its inference window), sampled on "
+                   "the host at memory_interval_ms; {label}_rise_mib beside it is over what was resident at its "
                    "start; settings that change a loaded model's memory (the batch size) run in containers of "
                    "their own, so the conditions before it in its container ran the same settings")
 
@@ -205,14 +205,14 @@ def utterance_memory(samples: Sequence[Sample], events: Sequence[dict[str, Any]]
     timeline = on_clock(samples, clock)
     out: dict[str, float | None] = {}
     for (t0, t1), members in utterance_batches(events, clock):
-        peak = peak_mb(timeline, t0, t1)
+        peak = peak_mib(timeline, t0, t1)
         for uid in members:
             out[uid] = peak
     return out
 
 
 def _mean(samples: Sequence[Sample], start_ns: int, end_ns: int) -> float | None:
-    values = [s.mem_used_mb for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mb is not None]
+    values = [s.mem_used_mib for s in samples if start_ns <= s.t_ns <= end_ns and s.mem_used_mib is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -266,7 +266,7 @@ def scope_of(total_kind: str | None) -> str | None:
     return None
 
 
-#: What each sampler's ``Sample.mem_used_mb`` is, from the sampler table: host RAM on Jetson (GPU memory lives
+#: What each sampler's ``Sample.mem_used_mib`` is, from the sampler table: host RAM on Jetson (GPU memory lives
 #: there), GPU memory on NVML. RAPL measures no memory, so its runs carry no memory keys at all.
 MEMORY_LABELS = memory_labels()
 
@@ -530,27 +530,27 @@ def energy_block(source: str, samples: Sequence[Sample], events: Sequence[dict[s
         # same container is not its memory (issue 22, item 1)
         i0, i1 = windows["inference"]
         timeline = on_clock(samples, clock)
-        peak = peak_mb(timeline, i0, i1)
+        peak = peak_mib(timeline, i0, i1)
         idle = _mean(timeline, base.start_ns, base.end_ns) if base.start_ns is not None else None
         at_start = mem_at(timeline, i0)
         label = MEMORY_LABELS[source]
-        process_peak_mb = None
+        process_peak_mib = None
         if row is not None and row.process_memory:
-            process_peak_mb, why = _process_mem_peak(timeline, i0, i1, owner)
+            process_peak_mib, why = _process_mem_peak(timeline, i0, i1, owner)
             if why:
-                unavailable["gpu_process_mem_peak_mb"] = why
+                unavailable["gpu_process_mem_peak_mib"] = why
         # On Jetson GPU memory lives in RAM: the peak above idle is what the model costs.
         memory = MemoryFigures(label, peak, peak - idle if peak is not None and idle is not None else None,
-                               per_process=row is not None and row.process_memory, process_peak_mb=process_peak_mb,
-                               at_start_mb=at_start,
-                               rise_mb=peak - at_start if peak is not None and at_start is not None else None,
-                               window_peaks_mb={name: peak_mb(timeline, a, b) for name, (a, b) in windows.items()},
+                               per_process=row is not None and row.process_memory, process_peak_mib=process_peak_mib,
+                               at_start_mib=at_start,
+                               rise_mib=peak - at_start if peak is not None and at_start is not None else None,
+                               window_peaks_mib={name: peak_mib(timeline, a, b) for name, (a, b) in windows.items()},
                                clock=clock, interval_ms=mean_interval, headline=MEMORY_HEADLINE.format(label=label))
-        if memory.peak_delta_mb is None:
-            unavailable[f"{label}_peak_delta_mb"] = ("the sampler reports no memory" if peak is None else
+        if memory.peak_delta_mib is None:
+            unavailable[f"{label}_peak_delta_mib"] = ("the sampler reports no memory" if peak is None else
                                                     "no idle window was measured to compare with")
-        if memory.rise_mb is None:
-            unavailable[f"{label}_rise_mb"] = ("the sampler reports no memory" if peak is None else
+        if memory.rise_mib is None:
+            unavailable[f"{label}_rise_mib"] = ("the sampler reports no memory" if peak is None else
                                               "no sample at or before the condition's start")
     return EnergyBlock(
         source=source, measured=True, total_kind=inf.get("total_kind"), scope=scope_of(inf.get("total_kind")),
@@ -677,9 +677,9 @@ def write_trace_csv(path: Path, samples: Sequence[Sample]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["t_ns", "total_w", "total_kind", "total_energy_j", "mem_used_mb", "mono_ns",
+        writer.writerow(["t_ns", "total_w", "total_kind", "total_energy_j", "mem_used_mib", "mono_ns",
                          *[f"{c}_w" for c in channels]])
         for s in samples:
-            writer.writerow([s.t_ns, s.total_w, s.total_kind, s.total_energy_j, s.mem_used_mb, s.mono_ns,
+            writer.writerow([s.t_ns, s.total_w, s.total_kind, s.total_energy_j, s.mem_used_mib, s.mono_ns,
                              *[s.power_w.get(c) for c in channels]])
     tmp.replace(path)

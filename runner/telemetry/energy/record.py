@@ -4,7 +4,7 @@
 ``accounting.with_companions`` adds the samplers that ran beside it; nothing
 changes it afterwards (``dataclasses.replace`` makes a new one), so the figures a
 summary, a table and a test read are those that were computed. Field names carry
-their units (``_j``, ``_w``, ``_ms``, ``_mb``) and are the JSON keys.
+their units (``_j``, ``_w``, ``_ms``, ``_mib``: MiB) and are the JSON keys.
 
 ``to_json()`` writes the on-disk layout, which has two shapes: ``measured`` (the
 inference window was found and the sampler ran) with every figure and its
@@ -45,33 +45,33 @@ class MemoryFigures:
     """The sampler's memory as a timeline, like power (issue 22, item 1): ``label`` is the sampler table's
     ``memory_label`` (``ram`` on Jetson, ``gpu_mem`` on NVML), the prefix of the JSON keys.
 
-    The headline (``peak_mb``) is the peak over the condition's own window (its inference window), never the
+    The headline (``peak_mib``) is the peak over the condition's own window (its inference window), never the
     container's: a condition after a larger one in the same container no longer reports the larger one's
     memory. Beside it what was resident at its start (the last sample at or before it) and the rise over that,
     and each window's peak (load, warm-up, the condition, the whole container), on the sampler's clock."""
 
     label: str
-    peak_mb: float | None  # the condition's own window
-    peak_delta_mb: float | None  # the peak above the idle window's mean: what the model costs
+    peak_mib: float | None  # the condition's own window
+    peak_delta_mib: float | None  # the peak above the idle window's mean: what the model costs
     #: Whether the sampler lists the run's own processes (the table's ``process_memory``): then
-    #: ``process_peak_mb`` is their peak over the condition's window (or null, its reason in ``unavailable``).
+    #: ``process_peak_mib`` is their peak over the condition's window (or null, its reason in ``unavailable``).
     per_process: bool = False
-    process_peak_mb: float | None = None
-    at_start_mb: float | None = None  # resident when the condition started (the last sample at or before it)
-    rise_mb: float | None = None  # peak_mb - at_start_mb (negative when memory was returned)
-    window_peaks_mb: Mapping[str, float | None] = field(default_factory=dict)  # window -> its peak
+    process_peak_mib: float | None = None
+    at_start_mib: float | None = None  # resident when the condition started (the last sample at or before it)
+    rise_mib: float | None = None  # peak_mib - at_start_mib (negative when memory was returned)
+    window_peaks_mib: Mapping[str, float | None] = field(default_factory=dict)  # window -> its peak
     clock: str | None = None  # the sampler's clock the windows were matched on
     interval_ms: float | None = None  # the achieved sampling interval: a peak shorter than this can be missed
     headline: str = ""  # which figure is the headline, in one sentence
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {f"{self.label}_peak_mb": self.peak_mb}
-        out[f"{self.label}_peak_delta_mb"] = self.peak_delta_mb
+        out: dict[str, Any] = {f"{self.label}_peak_mib": self.peak_mib}
+        out[f"{self.label}_peak_delta_mib"] = self.peak_delta_mib
         if self.per_process:
-            out["gpu_process_mem_peak_mb"] = self.process_peak_mb
-        out[f"{self.label}_at_start_mb"] = self.at_start_mb
-        out[f"{self.label}_rise_mb"] = self.rise_mb
-        out["memory_windows_mb"] = _plain(self.window_peaks_mb)
+            out["gpu_process_mem_peak_mib"] = self.process_peak_mib
+        out[f"{self.label}_at_start_mib"] = self.at_start_mib
+        out[f"{self.label}_rise_mib"] = self.rise_mib
+        out["memory_windows_mib"] = _plain(self.window_peaks_mib)
         out["memory_clock"] = self.clock
         out["memory_interval_ms"] = self.interval_ms
         out["memory_headline"] = self.headline

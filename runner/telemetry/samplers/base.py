@@ -69,7 +69,7 @@ class Sample:
     as ``total_w``; when present, integration prefers it to power samples.
     ``total_channels``: the channels whose counters ``total_energy_j`` adds up (RAPL's packages and DRAM, NVML's
     GPUs), so that one stuck part of a total is seen even while the others move; None where not known.
-    ``mem_used_mb``: memory in use (host RAM on Jetson, GPU memory on NVML).
+    ``mem_used_mib``: memory in use (host RAM on Jetson, GPU memory on NVML).
     ``extras``: everything else the source reported (loads, clocks, temps).
     """
 
@@ -79,7 +79,7 @@ class Sample:
     total_kind: str | None = None
     energy_j: Mapping[str, float] | None = None
     total_energy_j: float | None = None
-    mem_used_mb: float | None = None
+    mem_used_mib: float | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
     mono_ns: int | None = None
     total_channels: tuple[str, ...] | None = None
@@ -94,7 +94,7 @@ class Sample:
             "total_kind": self.total_kind,
             "energy_j": None if self.energy_j is None else dict(self.energy_j),
             "total_energy_j": self.total_energy_j,
-            "mem_used_mb": self.mem_used_mb,
+            "mem_used_mib": self.mem_used_mib,
             "extras": dict(self.extras),
         }
 

@@ -101,7 +101,7 @@ def total_power_w(power_w: dict[str, float]) -> tuple[float | None, str]:
     return None, "no INA3221 rails"
 
 
-def _ram_used_mb(meminfo: Path) -> float | None:
+def _ram_used_mib(meminfo: Path) -> float | None:
     values: dict[str, int] = {}
     try:
         for line in meminfo.read_text().splitlines():
@@ -156,5 +156,5 @@ class Ina3221Sampler(PollingSampler):
         total, kind = total_power_w(power_w)
         # The reads took (t1 - t0): the reading is stamped at their middle, not when it was first asked for.
         return Sample(t_ns=(t0_wall + t1_wall) // 2, mono_ns=(t0_mono + t1_mono) // 2, power_w=power_w,
-                      total_w=total, total_kind=kind, mem_used_mb=_ram_used_mb(self.meminfo),
+                      total_w=total, total_kind=kind, mem_used_mib=_ram_used_mib(self.meminfo),
                       extras={"read_ns": t1_mono - t0_mono})

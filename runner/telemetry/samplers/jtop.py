@@ -135,7 +135,7 @@ class JtopSampler(PollingSampler):
         power = self._jtop.power
         rails, total_w, kind = power_fields(power)
         mem = self._jtop.memory.get("RAM", {})
-        used_mb = mem["used"] / 1024.0 if "used" in mem else None  # jtop reports kB
+        used_mib = mem["used"] / 1024.0 if "used" in mem else None  # jtop reports kB
         supplies = power_supply_w(power)
-        return Sample(t_ns=t_ns, mono_ns=mono_ns, power_w=rails, total_w=total_w, total_kind=kind, mem_used_mb=used_mb,
+        return Sample(t_ns=t_ns, mono_ns=mono_ns, power_w=rails, total_w=total_w, total_kind=kind, mem_used_mib=used_mib,
                       extras={"power_supply_w": supplies} if supplies else {})

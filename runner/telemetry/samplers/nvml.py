@@ -324,7 +324,7 @@ class NvmlSampler(PollingSampler):
         power_w: dict[str, float] = {}
         energy_j: dict[str, float] = {}
         readings: dict[str, dict[str, Any]] = {}
-        mem_sum_mb: float | None = None
+        mem_sum_mib: float | None = None
         processes: list[dict[str, Any]] = []
         for gpu in self._gpus:
             h, key = gpu.handle, gpu.channel
@@ -346,9 +346,9 @@ class NvmlSampler(PollingSampler):
             temp = self._optional(f"{key}.temperature", nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU)
             # Memory and processes per MIG slice of the run (each slice's own handle), else the GPU's.
             mems = [self._optional(f"{key}.memory", nvml.nvmlDeviceGetMemoryInfo, mh) for mh in gpu.memory_handles]
-            mem_used_mb = None if any(m is None for m in mems) else sum(m.used for m in mems) / _MIB
-            if mem_used_mb is not None:
-                mem_sum_mb = (mem_sum_mb or 0.0) + mem_used_mb
+            mem_used_mib = None if any(m is None for m in mems) else sum(m.used for m in mems) / _MIB
+            if mem_used_mib is not None:
+                mem_sum_mib = (mem_sum_mib or 0.0) + mem_used_mib
             # Every compute process with its memory, raw: which of them are the run's is decided
             # afterwards from their owner (cgroup / session), never by summing another user's in.
             for mh in gpu.memory_handles:
@@ -357,13 +357,13 @@ class NvmlSampler(PollingSampler):
                     used = getattr(p, "usedGpuMemory", None)
                     pid = int(getattr(p, "pid", -1))
                     processes.append({"gpu": key, "pid": pid,
-                                      "used_mb": used / _MIB if isinstance(used, int) else None,
+                                      "used_mib": used / _MIB if isinstance(used, int) else None,
                                       **self._owner(pid)})
             readings[key] = {
                 "name": gpu.name,
                 "uuid": gpu.uuid,
                 "util_pct": None if util is None else util.gpu,
-                "mem_used_mb": mem_used_mb,
+                "mem_used_mib": mem_used_mib,
                 "sm_clock_mhz": sm_clock,
                 "temp_c": temp,
             }
@@ -386,7 +386,7 @@ class NvmlSampler(PollingSampler):
             energy_j=energy_j or None,
             total_energy_j=sum(energy_j[c] for c in channels) if has_all_counters else None,
             total_channels=tuple(channels),
-            mem_used_mb=mem_sum_mb,
+            mem_used_mib=mem_sum_mib,
             extras={"gpus": readings, "processes": processes,
                     **({FAILED_QUERIES: list(self._failed_now)} if self._failed_now else {})},
         )

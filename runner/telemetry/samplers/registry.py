@@ -39,16 +39,16 @@ class SamplerRow:
     (its ``probe()`` then decides, e.g. tegrastats exists only on a Jetson).
     ``hosts``: where it works, in words.
     ``scope``: what its total measures, in words (the energy block's ``scope`` label is per figure).
-    ``memory``: what its ``Sample.mem_used_mb`` is, in words, or None when it reports no memory.
-    ``memory_label``: the energy block's key prefix for that memory (``ram_peak_mb``, ``gpu_mem_peak_mb``).
+    ``memory``: what its ``Sample.mem_used_mib`` is, in words, or None when it reports no memory.
+    ``memory_label``: the energy block's key prefix for that memory (``ram_peak_mib``, ``gpu_mem_peak_mib``).
     ``companions``: samplers of another scope that run beside it (when they work) on the devices of
     ``auto_devices``, whether it was named or auto-detected: NVML sees the GPU only, RAPL adds the CPU.
     ``combined_key``: where its companions' energy adds to its own (they measure other hardware), the energy
     block's key prefix for the sum (``gpu_plus_cpu`` -> ``gpu_plus_cpu_j``, ``gpu_plus_cpu_scope``); None:
     they are only reported beside it.
     ``part``: the hardware its total covers, in one word (GPU, CPU, board): says which part of a sum is missing.
-    ``process_memory``: its samples list the run's own processes' memory (``gpu_process_mem_peak_mb``, and
-    the summary's ``peak_vram_nvml_mb``).
+    ``process_memory``: its samples list the run's own processes' memory (``gpu_process_mem_peak_mib``, and
+    the summary's ``peak_vram_nvml_mib``).
     ``power_resolution_w``: the smallest power step its readings show (W); every energy figure's bound adds it
     times the window's duration (runner/telemetry/energy/integrate.py). None: it measures no power.
     """

@@ -79,11 +79,11 @@ def record_to_sample(t_ns: int, record: TegrastatsRecord, mono_ns: int | None = 
         power_w=record.power_w(),
         total_w=total_w,
         total_kind=total_kind,
-        mem_used_mb=None if record.ram_used_mb is None else float(record.ram_used_mb),
+        mem_used_mib=None if record.ram_used_mib is None else float(record.ram_used_mib),
         extras={
             "gpu_load_pct": record.gpu_load_pct,
             "gpu_freq_mhz": record.gpu_freq_mhz,
-            "ram_total_mb": record.ram_total_mb,
+            "ram_total_mib": record.ram_total_mib,
             "temps_c": record.temps_c,
             "tegrastats_timestamp": record.timestamp,
         },

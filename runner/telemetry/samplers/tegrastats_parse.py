@@ -95,14 +95,18 @@ class Temperature:
 @dataclass(frozen=True)
 class TegrastatsRecord:
     """Everything one tegrastats line says, by name. Absent fields are None
-    (or empty), never 0, so 'not reported' stays distinct from 'zero'."""
+    (or empty), never 0, so 'not reported' stays distinct from 'zero'.
+
+    RAM and swap are named ``_mib``: tegrastats prints "MB" for MiB (its
+    figures are /proc/meminfo's kB / 1024: a 4 GiB Nano says RAM .../3964MB),
+    and a name says one unit (issue 28 item 6)."""
 
     timestamp: str | None = None
-    ram_used_mb: int | None = None
-    ram_total_mb: int | None = None
-    swap_used_mb: int | None = None
-    swap_total_mb: int | None = None
-    swap_cached_mb: int | None = None
+    ram_used_mib: int | None = None
+    ram_total_mib: int | None = None
+    swap_used_mib: int | None = None
+    swap_total_mib: int | None = None
+    swap_cached_mib: int | None = None
     iram_used_kb: int | None = None
     iram_total_kb: int | None = None
     cpu: tuple[CpuCore | None, ...] = ()
@@ -151,11 +155,11 @@ class TegrastatsRecord:
         """A plain dict for JSON artifacts; units are in the key names."""
         return {
             "timestamp": self.timestamp,
-            "ram_used_mb": self.ram_used_mb,
-            "ram_total_mb": self.ram_total_mb,
-            "swap_used_mb": self.swap_used_mb,
-            "swap_total_mb": self.swap_total_mb,
-            "swap_cached_mb": self.swap_cached_mb,
+            "ram_used_mib": self.ram_used_mib,
+            "ram_total_mib": self.ram_total_mib,
+            "swap_used_mib": self.swap_used_mib,
+            "swap_total_mib": self.swap_total_mib,
+            "swap_cached_mib": self.swap_cached_mib,
             "iram_used_kb": self.iram_used_kb,
             "iram_total_kb": self.iram_total_kb,
             "cpu": [
@@ -205,11 +209,11 @@ def parse_line(line: str) -> TegrastatsRecord | None:
 
     return TegrastatsRecord(
         timestamp=" ".join(stamp.group(1).split()) if stamp else None,
-        ram_used_mb=int(ram.group(1)) if ram else None,
-        ram_total_mb=int(ram.group(2)) if ram else None,
-        swap_used_mb=int(swap.group(1)) if swap else None,
-        swap_total_mb=int(swap.group(2)) if swap else None,
-        swap_cached_mb=_int_or_none(swap.group(3)) if swap else None,
+        ram_used_mib=int(ram.group(1)) if ram else None,
+        ram_total_mib=int(ram.group(2)) if ram else None,
+        swap_used_mib=int(swap.group(1)) if swap else None,
+        swap_total_mib=int(swap.group(2)) if swap else None,
+        swap_cached_mib=_int_or_none(swap.group(3)) if swap else None,
         iram_used_kb=int(iram.group(1)) if iram else None,
         iram_total_kb=int(iram.group(2)) if iram else None,
         cpu=cpu or (),

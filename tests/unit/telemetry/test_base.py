@@ -82,7 +82,7 @@ def test_samples_is_a_copy():
 
 def test_sample_to_json_round_trips():
     sample = Sample(t_ns=5, power_w={"VDD_IN": 5.3}, total_w=5.3, total_kind="input_rail:VDD_IN",
-                    mem_used_mb=100.0, extras={"gpu_load_pct": None})
+                    mem_used_mib=100.0, extras={"gpu_load_pct": None})
     data = json.loads(json.dumps(sample.to_json()))
     assert data["power_w"] == {"VDD_IN": 5.3} and data["energy_j"] is None
     assert data["extras"] == {"gpu_load_pct": None}

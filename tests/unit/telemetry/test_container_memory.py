@@ -40,7 +40,7 @@ def _v2(root: Path, usage_mib: float, inactive_mib: float) -> Path:
 def test_the_working_set_is_usage_less_inactive_file_cache(tmp_path, layout):
     layout(tmp_path, 1500.0, 300.0)
     group = memory.find_cgroup(CID, tmp_path)
-    assert group is not None and group.read_mb() == pytest.approx(1200.0)
+    assert group is not None and group.read_mib() == pytest.approx(1200.0)
     assert "inactive" in group.describe()
 
 
@@ -71,7 +71,7 @@ def test_the_sampler_follows_the_container_from_attach_to_its_end(tmp_path):
     d.rmdir()
     clock.sleep(0.03)
     sampler.stop()
-    values = [s.mem_used_mb for s in sampler.samples]
+    values = [s.mem_used_mib for s in sampler.samples]
     assert values == [1000.0] * 6 + [2000.0] * 5  # nothing read after its cgroup was gone
     assert all(s.mono_ns is not None for s in sampler.samples)
     health = sampler.health()
@@ -90,15 +90,15 @@ def test_the_container_memory_block_takes_the_conditions_own_window():
         return {"event": name, "t_ns": 10 * S + int(t * S), "mono_ns": int(t * S), **kw}
 
     samples = [Sample(t_ns=10 * S + i * S // 10, mono_ns=i * S // 10,
-                      mem_used_mb=1000.0 if i < 25 else 6000.0 if i < 60 else 2000.0) for i in range(100)]
+                      mem_used_mib=1000.0 if i < 25 else 6000.0 if i < 60 else 2000.0) for i in range(100)]
     events = [ev("container_start", 0.5), ev("load_start", 0.6), ev("load_end", 2.0),
               ev("inference_start", 5.95), ev("inference_end", 8.9), ev("container_end", 9.5)]
     block = memory.container_memory_block(samples, events, "cgroup v1 memory.usage_in_bytes - total_inactive_file",
                                           100)
-    assert block["peak_mb"] == 2000.0 and block["at_start_mb"] == 6000.0 and block["rise_mb"] == -4000.0
-    assert block["windows_mb"]["load"] == 1000.0 and block["windows_mb"]["container"] == 6000.0
+    assert block["peak_mib"] == 2000.0 and block["at_start_mib"] == 6000.0 and block["rise_mib"] == -4000.0
+    assert block["windows_mib"]["load"] == 1000.0 and block["windows_mib"]["container"] == 6000.0
     assert block["clock"] == "monotonic" and block["interval_ms"] == pytest.approx(100.0)
     assert block["source"].startswith("cgroup v1") and "own window" in block["headline"]
     none = memory.container_memory_block([], events, None, 100, reason="the local engine runs no container")
-    assert none["peak_mb"] is None and none["unavailable"]["peak_mb"] == "the local engine runs no container"
+    assert none["peak_mib"] is None and none["unavailable"]["peak_mib"] == "the local engine runs no container"
     assert block["unavailable"] == {}

@@ -44,7 +44,7 @@ def _board(step_s=0.1):
         t = i * step_s
         w = 3.0 if t < 2 else 3.0 + 0.7 * (t - 2.0)
         out.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), power_w={"VDD_IN": w, "VDD_SOC": 0.25 * w},
-                          total_w=w, total_kind="input_rail:VDD_IN", mem_used_mb=3000.0 + (250.0 if t > 3 else 0.0)))
+                          total_w=w, total_kind="input_rail:VDD_IN", mem_used_mib=3000.0 + (250.0 if t > 3 else 0.0)))
     return out
 
 
@@ -55,10 +55,10 @@ def _gpu(step_s=0.1):
         t = i * step_s
         w = 60.0 if t < 3 else 140.0
         acc += w * step_s if i else 0.0
-        procs = [{"gpu": "gpu0", "pid": 9, "sid": 9, "used_mb": 400.0 + (300.0 if 3.5 < t < 6 else 0.0)},
-                 {"gpu": "gpu0", "pid": 7, "sid": 7, "used_mb": 5000.0}]
+        procs = [{"gpu": "gpu0", "pid": 9, "sid": 9, "used_mib": 400.0 + (300.0 if 3.5 < t < 6 else 0.0)},
+                 {"gpu": "gpu0", "pid": 7, "sid": 7, "used_mib": 5000.0}]
         out.append(Sample(t_ns=T0 + int(t * S), mono_ns=int(t * S), power_w={"gpu0": w}, total_w=w,
-                          total_energy_j=acc, total_kind="nvml:sum_of_gpus", mem_used_mb=6000.0 + t,
+                          total_energy_j=acc, total_kind="nvml:sum_of_gpus", mem_used_mib=6000.0 + t,
                           extras={"processes": procs}))
     return out
 
@@ -124,7 +124,7 @@ def _cases():
         # a wall-clock-only timeline (an old log)
         "wall_clock": dict(device="cpu", source="tegrastats",
                            samples=[Sample(t_ns=s.t_ns, power_w=dict(s.power_w), total_w=s.total_w,
-                                           total_kind=s.total_kind, mem_used_mb=s.mem_used_mb) for s in board],
+                                           total_kind=s.total_kind, mem_used_mib=s.mem_used_mib) for s in board],
                            events=EVENTS, base=accounting.measured_baseline(board, T0, T0 + 2 * S)),
         # the container died before inference: the null block's shape, with its windows and clock
         "no_inference": dict(device="cuda", source="nvml", samples=gpu, events=NO_INFERENCE, base=_measured(gpu),
@@ -146,7 +146,7 @@ def _scenarios():
     for name, c in _cases().items():
         s = _summary(c["device"])
         if c["device"] == "cuda":
-            s = s.unavailable_because({"peak_vram_nvml_mb": "no NVML sampler ran"})
+            s = s.unavailable_because({"peak_vram_nvml_mib": "no NVML sampler ran"})
         s, utts = merge.account_energy(s, _utts(), c["source"], c["samples"], c["events"], c["base"],
                                        c.get("reason"), 100, c.get("owner"), c.get("health"), c.get("companions", ()))
         out[name] = {"summary": s.to_json(), "utterances": [u.__dict__ for u in utts]}
@@ -185,7 +185,7 @@ def test_the_block_is_a_frozen_record_and_its_json_is_the_callers():
     data["unavailable"]["x"] = "y"
     assert block.per_window["inference"]["total_j"] > 0 and "x" not in block.unavailable
     assert type(data["per_window"]["inference"]) is dict and data["baseline_window_ns"] == [0, 2 * S]
-    assert block.memory.label == "ram" and data["ram_peak_delta_mb"] == block.memory.peak_delta_mb == 250.0
+    assert block.memory.label == "ram" and data["ram_peak_delta_mib"] == block.memory.peak_delta_mib == 250.0
 
 
 def test_a_block_without_inference_has_no_memory_or_psys_figures():
@@ -231,27 +231,27 @@ def test_companion_sum_follows_the_sampler_table(monkeypatch):
 
 
 def test_nvml_process_memory_is_the_tables_fact(monkeypatch):
-    """The per-process GPU memory figure (and the summary's peak_vram_nvml_mb) comes from the row that says its
+    """The per-process GPU memory figure (and the summary's peak_vram_nvml_mib) comes from the row that says its
     samples list the run's processes, not from a sampler name written in the accounting code."""
     from runner.telemetry.samplers import registry
 
     owner = accounting.ProcessOwner(session_id=9)
     block = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100, owner)
-    assert block.memory.per_process and block.memory.process_peak_mb == 700.0
+    assert block.memory.per_process and block.memory.process_peak_mib == 700.0
     s = _summary("cuda")
     s = merge.apply_nvml_vram(s, block)
-    assert s.peak_vram_nvml_mb == 700.0
+    assert s.peak_vram_nvml_mib == 700.0
     rows = tuple(_row("nvml", process_memory=False) if r.name == "nvml" else r for r in registry.SAMPLERS)
     monkeypatch.setattr(registry, "SAMPLERS", rows)
     plain = accounting.energy_block("nvml", _gpu(), EVENTS, _measured(_gpu()), 8.0, 2, 100, owner)
-    assert "gpu_process_mem_peak_mb" not in plain.to_json() and "gpu_mem_peak_mb" in plain.to_json()
+    assert "gpu_process_mem_peak_mib" not in plain.to_json() and "gpu_mem_peak_mib" in plain.to_json()
     s = _summary("cuda")
     s = merge.apply_nvml_vram(s, plain)
-    assert s.peak_vram_nvml_mb is None and "peak_vram_nvml_mb" not in s.unavailable
+    assert s.peak_vram_nvml_mib is None and "peak_vram_nvml_mib" not in s.unavailable
 
 
 if __name__ == "__main__":
-    GOLDEN.write_text(json.dumps(_scenarios(), indent=1) + "\n")
+    GOLDEN.write_text(json.dumps(_scenarios(), indent=2) + "\n")
 
 
 def test_loaded_idle_is_a_selectable_baseline_recorded_as_such():
@@ -328,7 +328,7 @@ def test_a_conditions_memory_is_its_own_window_not_the_containers_peak():
             return 6000.0
         return 2000.0 if t < 9.0 else 1500.0  # the second at 2000
     samples = [Sample(t_ns=T0 + i * S // 10, mono_ns=i * S // 10, power_w={"VDD_IN": 5.0}, total_w=5.0,
-                      total_kind="input_rail:VDD_IN", mem_used_mb=mem(i / 10)) for i in range(0, 121)]
+                      total_kind="input_rail:VDD_IN", mem_used_mib=mem(i / 10)) for i in range(0, 121)]
     wide = [_ev("container_start", 0.5), _ev("load_start", 0.6), _ev("load_end", 2.0)]
     first = [_ev("inference_start", 2.45, condition="a"), _ev("utterance_start", 2.5, id="u", condition="a"),
              _ev("utterance_end", 5.9, id="u", condition="a", processing_s=3.4),
@@ -340,12 +340,12 @@ def test_a_conditions_memory_is_its_own_window_not_the_containers_peak():
     base = accounting.Baseline(4.0, "measured", 0, int(0.4 * S), clock="monotonic")
     a = accounting.energy_block("tegrastats", samples, wide + first + end, base, 4.0, 1, 100).to_json()
     b = accounting.energy_block("tegrastats", samples, wide + second + end, base, 4.0, 1, 100).to_json()
-    assert a["ram_peak_mb"] == 6000.0 and b["ram_peak_mb"] == 2000.0  # not 6000 for both
+    assert a["ram_peak_mib"] == 6000.0 and b["ram_peak_mib"] == 2000.0  # not 6000 for both
     # resident at its start: the last sample at or before it (the first condition's memory, not yet returned)
-    assert b["ram_at_start_mb"] == 6000.0 and b["ram_rise_mb"] == -4000.0
-    assert a["ram_at_start_mb"] == 1000.0 and a["ram_rise_mb"] == 5000.0
-    assert b["ram_peak_delta_mb"] == 1000.0  # over the idle window's 1000
-    windows = b["memory_windows_mb"]
+    assert b["ram_at_start_mib"] == 6000.0 and b["ram_rise_mib"] == -4000.0
+    assert a["ram_at_start_mib"] == 1000.0 and a["ram_rise_mib"] == 5000.0
+    assert b["ram_peak_delta_mib"] == 1000.0  # over the idle window's 1000
+    windows = b["memory_windows_mib"]
     assert windows["load"] == 1000.0 and windows["inference"] == 2000.0 and windows["container"] == 6000.0
     assert b["memory_clock"] == "monotonic" and b["memory_interval_ms"] == pytest.approx(100.0)
     assert "own window" in b["memory_headline"]

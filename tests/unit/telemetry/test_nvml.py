@@ -83,11 +83,11 @@ def test_counter_energy_matches_exact_integral(fake_pynvml):
     sample = sampler.samples[-1]
     assert sample.total_w == pytest.approx(150.0)
     assert sample.total_kind == "nvml:sum_of_gpus"
-    assert sample.mem_used_mb == pytest.approx(2 * 2048)
+    assert sample.mem_used_mib == pytest.approx(2 * 2048)
     gpu0 = sample.extras["gpus"]["gpu0"]
-    assert gpu0 == {"name": "NVIDIA Fake GPU", "uuid": gpus[0].uuid, "util_pct": 50, "mem_used_mb": 2048.0,
+    assert gpu0 == {"name": "NVIDIA Fake GPU", "uuid": gpus[0].uuid, "util_pct": 50, "mem_used_mib": 2048.0,
                     "sm_clock_mhz": 1410, "temp_c": 60}
-    assert [(p["gpu"], p["pid"], p["used_mb"]) for p in sample.extras["processes"]] == [
+    assert [(p["gpu"], p["pid"], p["used_mib"]) for p in sample.extras["processes"]] == [
         ("gpu0", 4242, 900.0), ("gpu1", 4242, 900.0)]
 
 
@@ -100,7 +100,7 @@ def test_process_memory_unavailable_is_none_with_reason(fake_pynvml):
         clock.sleep(0.05)
     sample = sampler.samples[-1]
     (proc,) = sample.extras["processes"]
-    assert (proc["gpu"], proc["pid"], proc["used_mb"]) == ("gpu1", 7, None) and {"cgroup", "sid"} <= set(proc)
+    assert (proc["gpu"], proc["pid"], proc["used_mib"]) == ("gpu1", 7, None) and {"cgroup", "sid"} <= set(proc)
     assert "gpu0.processes" in sampler.unavailable
     assert sampler.gpus[0]["energy_source"] == "total_energy_counter"
 
@@ -143,8 +143,8 @@ def test_unsupported_queries_are_none_with_reason_never_zero(fake_pynvml):
         pass
     reading = sampler.samples[-1].extras["gpus"]["gpu0"]
     assert reading["util_pct"] is None and reading["sm_clock_mhz"] is None
-    assert reading["temp_c"] is None and reading["mem_used_mb"] is None
-    assert sampler.samples[-1].mem_used_mb is None
+    assert reading["temp_c"] is None and reading["mem_used_mib"] is None
+    assert sampler.samples[-1].mem_used_mib is None
     for key in ("gpu0.utilization", "gpu0.sm_clock", "gpu0.temperature", "gpu0.memory"):
         assert "NotSupported" in sampler.unavailable[key]
 
@@ -253,7 +253,7 @@ def test_mig_slice_reports_its_parent_gpu_labelled(fake_pynvml):
     (gpu,) = sampler.gpus
     assert gpu["index"] == 1 and gpu["mig_uuid"] == mig.uuid and "parent GPU" in gpu["energy_scope"]
     assert sampler.samples[-1].total_kind == "nvml:mig_parent_gpu"
-    assert sampler.samples[-1].mem_used_mb == pytest.approx(1024.0)  # the slice's own memory
+    assert sampler.samples[-1].mem_used_mib == pytest.approx(1024.0)  # the slice's own memory
 
 
 def test_nvml_power_is_the_instant_field_not_the_one_second_average(fake_pynvml):
@@ -303,7 +303,7 @@ def test_two_mig_slices_of_one_gpu_keep_both_slices_memory_and_processes(fake_py
     (chosen,) = sampler.gpus  # one GPU: its energy once
     assert chosen["mig_uuids"] == [first.uuid, second.uuid] and second.uuid in chosen["energy_scope"]
     last = sampler.samples[-1]
-    assert last.mem_used_mb == pytest.approx(4096.0)
+    assert last.mem_used_mib == pytest.approx(4096.0)
     assert sorted(p["pid"] for p in last.extras["processes"]) == [11, 12]
     assert _window_w(sampler) == pytest.approx(200.0, rel=0.02)
 

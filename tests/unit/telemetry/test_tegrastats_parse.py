@@ -42,11 +42,11 @@ def test_fixtures_cover_at_least_six_boards():
 def test_every_real_line_parses_and_serialises(name, index, line):
     record = parse_line(line)
     assert record is not None
-    assert record.ram_used_mb is not None and record.ram_total_mb is not None
-    assert 0 < record.ram_used_mb <= record.ram_total_mb
+    assert record.ram_used_mib is not None and record.ram_total_mib is not None
+    assert 0 < record.ram_used_mib <= record.ram_total_mib
     assert record.cpu, "every real line has a CPU list"
     data = json.loads(json.dumps(record.to_json()))
-    for key in ("rails", "input_rail", "ram_used_mb", "ram_total_mb", "swap_used_mb",
+    for key in ("rails", "input_rail", "ram_used_mib", "ram_total_mib", "swap_used_mib",
                 "gpu_load_pct", "gpu_freq_mhz", "cpu", "temps_c", "timestamp"):
         assert key in data
 
@@ -78,7 +78,7 @@ def test_nano_jp4_rails_without_unit_and_input_rail():
     assert r.input_rail == "POM_5V_IN"
     assert r.total_power_w() == (1.022, "input_rail:POM_5V_IN")
     assert (r.iram_used_kb, r.iram_total_kb) == (0, 252)
-    assert (r.swap_used_mb, r.swap_total_mb, r.swap_cached_mb) == (5, 1982, 1)
+    assert (r.swap_used_mib, r.swap_total_mib, r.swap_cached_mib) == (5, 1982, 1)
     assert (r.gpu_load_pct, r.gpu_freq_mhz) == (0, 76)
     assert (r.emc_load_pct, r.emc_freq_mhz) == (0, 204)
     assert r.timestamp is None
@@ -148,7 +148,7 @@ def test_orin_nano_jp6_lower_case_temps_and_bracketed_gr3d():
     assert (r.gpu_load_pct, r.gpu_freq_mhz, r.gpu_freqs_mhz) == (84, 713, (713,))
     assert r.total_power_w() == (17.946, "input_rail:VDD_IN")
     assert r.rail("VDD_IN").avg_mw == 15710
-    assert (r.swap_used_mb, r.swap_total_mb, r.swap_cached_mb) == (2640, 16384, 202)
+    assert (r.swap_used_mib, r.swap_total_mib, r.swap_cached_mib) == (2640, 16384, 202)
 
 
 def test_agx_orin_jp5_repeated_nc_offline_sensors_and_no_input_rail():
@@ -169,7 +169,7 @@ def test_agx_orin_jp6_padded_line_and_missing_emc():
     padded = first("agx-orin-jp6.txt")
     assert (padded.gpu_load_pct, padded.gpu_freqs_mhz) == (0, (305, 305))
     assert padded.temps_c["soc0"] == 48.843 and padded.temps_c["gpu"] == 47.812
-    assert padded.swap_used_mb == 4915
+    assert padded.swap_used_mib == 4915
     assert [x.name for x in padded.rails] == ["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"]
     bare = parse_line(fixture_lines("agx-orin-jp6.txt")[1])
     assert (bare.emc_load_pct, bare.emc_freq_mhz) == (None, None)
