@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from fake_clock import ManualClock
-from helpers import write_tone
+from helpers import two_quant_experiment, write_tone
 from recorded_engine import RecordedEngine
 
 from runner import sweep
@@ -27,21 +27,10 @@ from runner.host import load as hostload
 from runner.launch.docker_engine import ImageInfo
 from runner.plan import plan_sweep
 
-EXPERIMENT = """name: ahead
-defaults:
-  backend: faster-whisper
-  model: tiny.en
-  device: cpu
-  dataset: d
-  warmup: 0
-  repeats: 2
-  telemetry: {{sampler: {sampler}, baseline_s: 2, interval_ms: 100}}
-grid:
-  quants: [int8, fp32]
-  warmup: [0, 1]
-exclude:
-  - {{quant: fp32, warmup: 1, reason: three containers are enough}}
-"""
+def experiment(sampler: str) -> str:
+    """The recorded engine's two-quant sweep with a warm-up axis: three containers (fp32 with warm-up excluded)."""
+    return two_quant_experiment("ahead", f"{{sampler: {sampler}, baseline_s: 2, interval_ms: 100}}") + (
+        "  warmup: [0, 1]\nexclude:\n  - {quant: fp32, warmup: 1, reason: three containers are enough}\n")
 
 
 class _View:
@@ -69,7 +58,7 @@ def _study(tmp_path: Path, sampler: str = "none") -> Path:
     model.mkdir(parents=True)
     (model / "model.bin").write_bytes(b"x")
     (model / "config.json").write_text("{}")
-    (tmp_path / "w.yaml").write_text(EXPERIMENT.format(sampler=sampler))
+    (tmp_path / "w.yaml").write_text(experiment(sampler))
     return tmp_path
 
 
