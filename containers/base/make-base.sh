@@ -87,6 +87,13 @@ if [[ $arch != "$host_arch" ]]; then
   fi
 fi
 
+if [[ $arch == arm64 ]]; then
+  # No arm64 image loads FFmpeg's shared libraries (torchcodec, whisperx's VAD, does; whisperx has no arm64 row), and
+  # on an x86 host every package of an arm64 base is configured under emulation: leaving FFmpeg and its dependencies
+  # out makes the base a few minutes instead of about 24 (issue 25). Its tag says so (BaseImage.local_for).
+  include=python3,python3-venv,ca-certificates,libgomp1
+fi
+
 mirror=${3:-${DEBIAN_MIRROR:-$(host_mirror | grep -v -i security | grep -m1 '/debian' || true)}}
 
 rootfs=$(mktemp -d /tmp/edgeasr-rootfs.XXXXXX)

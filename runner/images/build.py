@@ -68,9 +68,10 @@ class BaseImage:
         return [f"manylinux2014_{machine}"] + [f"manylinux_2_{n}_{machine}" for n in range(17, self.glibc_minor + 1)]
 
     def local_for(self, arch: str) -> str:
-        """The local base's tag for ``arch``: a tag holds one architecture, so another one's gets a suffix
-        (``edgeasr/base:bookworm-ffmpeg-arm64``); amd64's is ``local`` itself."""
-        return self.local if arch == "amd64" else f"{self.local}-{arch}"
+        """The local base's tag for ``arch``: a tag holds one architecture, so another one's is named by its suite
+        and architecture (``edgeasr/base:bookworm-arm64``: without FFmpeg, which no arm64 image loads, make-base.sh);
+        amd64's is ``local`` itself."""
+        return self.local if arch == "amd64" else f"edgeasr/base:{self.suite}-{arch}"
 
 
 BASES: dict[str, BaseImage] = {b.python: b for b in (

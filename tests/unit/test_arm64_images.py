@@ -82,14 +82,14 @@ def test_an_arm64_base_on_an_x86_host_is_the_local_arm64_one_never_the_public_ta
                         argparse.Namespace(returncode=0))
     client = _Client(["python:3.11-slim-bookworm"])
     assert images.ensure_base(client, images.PUBLIC_BASE, log=lambda m: None, arch="arm64") == \
-        "edgeasr/base:bookworm-ffmpeg-arm64"
+        "edgeasr/base:bookworm-arm64"
     (cmd, arch), = calls
-    assert cmd[-2:] == ["edgeasr/base:bookworm-ffmpeg-arm64", "bookworm"] and arch == "arm64"
+    assert cmd[-2:] == ["edgeasr/base:bookworm-arm64", "bookworm"] and arch == "arm64"
     assert client.pulled == []
     calls.clear()
-    present = _Client(["edgeasr/base:bookworm-ffmpeg-arm64"])
+    present = _Client(["edgeasr/base:bookworm-arm64"])
     assert images.ensure_base(present, images.PUBLIC_BASE, log=lambda m: None, arch="arm64") == \
-        "edgeasr/base:bookworm-ffmpeg-arm64" and not calls
+        "edgeasr/base:bookworm-arm64" and not calls
 
 
 def test_make_images_platform_arm64_builds_the_three_backends_for_arm64(monkeypatch, tmp_path):
