@@ -20,3 +20,42 @@ def _own_state_folder(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
         yield
+
+
+# The time of each test tier (issue 26 item 3): CI prints it, so that a slow tier is seen where it grows. A tier is
+# the folder under tests/ (unit, contract, e2e); the emulated arm64 tests are their own tier (tests/e2e/*arm64*),
+# since their time is qemu's. `.ci/run` exports EDGEASR_CI_START (epoch seconds) so the set-up before the first test
+# (tools, venvs, models, image builds) is printed too.
+_TIER_S: dict[str, float] = {}
+_FIRST_TEST_WALL: list[float] = []
+
+
+def _tier(nodeid: str) -> str:
+    parts = nodeid.split("::", 1)[0].split("/")
+    folder = parts[parts.index("tests") + 1] if "tests" in parts[:-1] else parts[0]
+    return "e2e arm64 (emulated)" if folder == "e2e" and "arm64" in parts[-1] else folder
+
+
+def pytest_runtest_logstart(nodeid, location):
+    import time
+
+    if not _FIRST_TEST_WALL:
+        _FIRST_TEST_WALL.append(time.time())
+
+
+def pytest_runtest_logreport(report):
+    _TIER_S[_tier(report.nodeid)] = _TIER_S.get(_tier(report.nodeid), 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    import os
+    import time
+
+    if not _TIER_S:
+        return
+    parts = [f"{tier} {seconds:.1f}s" for tier, seconds in sorted(_TIER_S.items())]
+    parts.append(f"tests in all {time.time() - _FIRST_TEST_WALL[0]:.1f}s")
+    start = os.environ.get("EDGEASR_CI_START", "")
+    if start.isdigit():
+        parts.append(f"set-up before the tests {_FIRST_TEST_WALL[0] - int(start):.1f}s")
+    terminalreporter.write_line("time by tier: " + ", ".join(parts))
