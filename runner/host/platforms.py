@@ -52,6 +52,10 @@ class Platform:
     #: instead (runner/images/make.py local_variant_base: the Debian base with CUDA from PyPI's wheels, or the
     #: torch stack). Not for a Jetson: its images need the CUDA builds only a JetPack base carries.
     local_fallback: bool = False
+    #: Whether its images may load FFmpeg's shared libraries (torchcodec, whisperx's VAD): the torch stack installs
+    #: them where its base lacks them. The arm64 row has no whisperx, and its local base leaves FFmpeg out
+    #: (containers/base/make-base.sh): its torch stack (onnxruntime's) skips them, which under emulation is minutes.
+    ffmpeg: bool = True
 
     @property
     def docker_platform(self) -> str:
@@ -73,7 +77,7 @@ PLATFORMS: dict[str, Platform] = {p.name: p for p in (
              versions_file="/opt/edgeasr/versions.txt", arch="arm64"),
     Platform(name="jetson-r36", dockerfile="Dockerfile.jetson", tag="jetson-r36", l4t_major=36, arch="arm64"),
     # CPU only, any aarch64 board or server: the x86 Dockerfile built for linux/arm64 on a local Debian base.
-    Platform(name="arm64", dockerfile="Dockerfile", tag="arm64", arch="arm64"),
+    Platform(name="arm64", dockerfile="Dockerfile", tag="arm64", arch="arm64", ffmpeg=False),
 )}
 JETSON = "jetson"  # asked for by name: the Jetson variant of this board's L4T release
 _RELEASE = re.compile(r"^#\s*R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)")

@@ -267,6 +267,8 @@ def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | N
         # JetPack 5 variant keeps its base's own builds and pins nothing.
         if platform != "x86" and not PLATFORMS[platform].versions_file:
             args["SHARED_PINS"] = shared_pins(overrides)
+    if not PLATFORMS[platform].ffmpeg:  # the torch stack's FFmpeg step (containers/torch-base/Dockerfile)
+        args["FFMPEG_LIBS"] = "none"
     if base is not None:
         args["BASE_IMAGE"] = base
     if cuda_libs is not None:  # the CUDA libraries the build found (CUDA_LIBS_LABEL, read back by the builder)

@@ -146,3 +146,13 @@ def test_pip_for_another_machine_evaluates_markers_for_it(monkeypatch):
     assert out.stdout.strip() == "True"
     version = subprocess.run(cmd, capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("pip ")
+
+
+def test_the_arm64_torch_stack_skips_ffmpeg_and_the_x86_one_keeps_it():
+    """The arm64 base has no FFmpeg and no arm64 image loads it: the torch stack (onnxruntime's parent) is told
+    not to apt-get it, which under emulation would configure FFmpeg's dependencies for many minutes."""
+    arm = images.build_args(IMAGES["torch-base"], wheels_url="", versions="", base="b", platform="arm64")
+    x86 = images.build_args(IMAGES["torch-base"], wheels_url="", versions="", base="b", platform="x86")
+    assert arm["FFMPEG_LIBS"] == "none" and "FFMPEG_LIBS" not in x86
+    dockerfile = (images.CONTAINERS_DIR / "torch-base" / "Dockerfile").read_text()
+    assert 'ARG FFMPEG_LIBS=' in dockerfile and '[ "$FFMPEG_LIBS" = none ] ||' in dockerfile
