@@ -2,8 +2,9 @@
 
 ``client.containers`` is docker-py's own ``ContainerCollection`` (its ``run``: create, start, wait, logs on a
 failure, remove), with ``create``, ``get`` and ``list`` answered from memory; a container has docker-py's
-``Container`` methods the runner calls (``start``, ``attach``, ``wait``, ``logs``, ``kill``, ``reload``, ``remove``)
-and its errors (``NotFound`` once removed, ``APIError`` 409 to remove a running one without ``force``).
+``Container`` methods the runner calls (``start``, ``attach``, ``wait``, ``logs``, ``kill``, ``reload``, ``remove``,
+``get_archive``: a fake image holds no files) and its errors (``NotFound`` once removed, ``APIError`` 409 to remove a
+running one without ``force``).
 ``client.images.get`` answers the images given, else ``ImageNotFound``.
 
 What a container does is ``program(container)``, called in ``wait``: it returns the exit code, or raises (as the
@@ -50,6 +51,7 @@ class FakeContainer:
         self.status = "created"
         self.removed = False
         self.exit_code: int | None = None
+        self.stdout = b""  # what it printed: ``program`` may set it; ``logs(stdout=True)`` returns it
         log_type = getattr(kwargs.get("log_config"), "type", None) or "json-file"
         self.attrs: dict[str, Any] = {"Id": self.id, "State": {"Status": "created", "OOMKilled": False},
                                       "HostConfig": {"LogConfig": {"Type": log_type}}}
@@ -75,7 +77,12 @@ class FakeContainer:
 
     def logs(self, stdout: bool = True, stderr: bool = True, stream: bool = False, follow: bool = False, **kw):
         self._exists()
-        return iter(()) if stream else b""
+        return iter(()) if stream else (self.stdout if stdout else b"")
+
+    def get_archive(self, path: str, **kw):
+        """A fake image holds no files."""
+        self._exists()
+        raise NotFound(f"Could not find the file {path} in container {self.id}")
 
     def kill(self, signal: str | int | None = None) -> None:
         self._exists()

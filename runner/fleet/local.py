@@ -7,7 +7,8 @@
 The fleet is authenticated like any other (runner/fleet/auth.py): the head makes the token file on its first
 start (``--token-file``, else $EDGEASR_FLEET_TOKEN_FILE, else ~/.config/edgeasr/fleet-token), the nodes and the
 driver read it. ``down`` ends the processes of this fleet alone, by pid (``stop_cluster``): never ``ray stop``,
-which ends every Ray process of the machine, a user's own cluster and another fleet's included.
+which ends every Ray process of the machine, a user's own cluster and another fleet's included. The agent's own
+``stop`` likewise ends only the sessions it started (``session_processes``).
 """
 
 from __future__ import annotations
@@ -84,11 +85,18 @@ class LocalFleet:
 TICK_S = os.sysconf("SC_CLK_TCK")
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first); None: the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def process_stat(pid: int) -> tuple[str, int, float] | None:
     """(state, parent pid, user + system CPU seconds) of a process, from /proc/<pid>/stat; None: it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = _stat_fields(pid)
+    if fields is None:
         return None
     return fields[0], int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK_S
 
@@ -126,6 +134,12 @@ def cluster_processes(ports: tuple[int, ...], seen: dict[int, str] | None = None
         cmd = seen[pid] if pid in seen else seen.setdefault(pid, command_line(pid))
         if "ray" in cmd and named.search(cmd):
             ours.add(pid)
+    return {pid: seen[pid] for pid in _with_descendants(ours, parents)}
+
+
+def _with_descendants(ours: set[int], parents: dict[int, int]) -> set[int]:
+    """``ours`` and every descendant of them, from ``parents`` (pid -> parent pid)."""
+    ours = set(ours)
     grew = True
     while grew:
         grew = False
@@ -133,13 +147,41 @@ def cluster_processes(ports: tuple[int, ...], seen: dict[int, str] | None = None
             if parent in ours and pid not in ours:
                 ours.add(pid)
                 grew = True
-    return {pid: seen[pid] for pid in ours}
+    return ours
+
+
+def session_processes(sessions: set[int]) -> dict[int, int]:
+    """The processes of the process sessions ``sessions`` (the node agent starts `ray start` in a session of its own,
+    runner/fleet/agent.py: Ray's daemons and their workers stay in it after `ray start` exits) and all their
+    descendants (one that began a session of its own under them too), each with the session it is counted in. A
+    process of any other session, another Ray cluster's included, is not here."""
+    parents: dict[int, int] = {}
+    ours: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is None or fields[0] == "Z":
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        if int(fields[3]) in sessions:
+            ours[int(entry.name)] = int(fields[3])
+    for pid in _with_descendants(set(ours), parents) - set(ours):
+        parent = parents[pid]
+        while parent not in ours:
+            parent = parents[parent]
+        ours[pid] = ours[parent]
+    return ours
 
 
 def stop_cluster(ports: tuple[int, ...], grace_s: float = 10.0) -> None:
-    """End the processes of the Ray cluster on ``ports`` (cluster_processes) by pid: SIGTERM, then SIGKILL to
-    those still running after ``grace_s``. Nothing else on the machine is touched."""
-    pids = list(cluster_processes(ports))
+    """End the processes of the Ray cluster on ``ports`` (cluster_processes) by pid (stop_processes). Nothing else
+    on the machine is touched."""
+    stop_processes(list(cluster_processes(ports)), grace_s)
+
+
+def stop_processes(pids: list[int], grace_s: float = 10.0) -> None:
+    """End ``pids``: SIGTERM, then SIGKILL to those still running after ``grace_s``."""
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 2.0)):
         for pid in pids:
             try:

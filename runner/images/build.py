@@ -40,7 +40,7 @@ from edgeasr_entrypoint.contract import CONTRACT_VERSION
 from ..backends import CONTAINERS_DIR, IMAGES, RUNNER_IMAGE, Backend, ImageDef
 from ..errors import UserError
 from ..host.platforms import ARCHES, PLATFORMS, host_arch, platform_image
-from ..launch.docker_engine import MANAGED_LABEL
+from ..launch.docker_engine import MANAGED_LABEL, removed_on_exit
 from ..launch.hardening import Hardening
 from .wheel_server import serve_wheelhouse
 
@@ -303,13 +303,14 @@ RUNNER_RECORD = "/opt/venv/edgeasr-installed.txt"  # the requirements.txt its ve
 def runner_image_problem(client: docker.DockerClient, ref: str) -> str | None:
     """Why the runner image `ref` is not complete (None: it is): it records no install (its build could not
     reach the package index, so every start would install them), or an install of other pins than
-    containers/runner/requirements.txt. The record is read from a created, never started, container."""
-    try:
-        container = client.containers.create(ref, entrypoint=["/bin/true"], network_disabled=True,
-                                             labels={MANAGED_LABEL: "1"})
-    except ImageNotFound:
-        return "it is not built"
-    try:
+    containers/runner/requirements.txt. The record is read from a created, never started, container (removed
+    however this ends, an interruption of its create included: removed_on_exit)."""
+    with removed_on_exit(client) as create:
+        try:
+            container = create(image=ref, entrypoint=["/bin/true"], network_disabled=True,
+                               labels={MANAGED_LABEL: "1"})
+        except ImageNotFound:
+            return "it is not built"
         try:
             stream, _ = container.get_archive(RUNNER_RECORD)
         except docker.errors.NotFound:
@@ -319,8 +320,6 @@ def runner_image_problem(client: docker.DockerClient, ref: str) -> str | None:
             member = tar.next()
             handle = tar.extractfile(member) if member is not None else None
             recorded = handle.read().decode(errors="replace") if handle is not None else ""
-    finally:
-        container.remove(force=True)
     if recorded != RUNNER_IMAGE.requirements.read_text():
         return f"it holds the packages of another {RUNNER_IMAGE.requirements.relative_to(CONTAINERS_DIR.parent)}"
     return None
@@ -587,10 +586,19 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
 def read_carried_versions(client: docker.DockerClient, image: str, path: str, *, allow_empty: bool = False) -> str:
     """The `name=version,...` line a variant's build wrote to `path` in the image (what its base carries; the CUDA
     libraries it holds, CUDA_LIBS_FILE, where ``allow_empty``: a CPU-only backend's CUDA variant holds none)."""
+    entrypoint = ["cat", path]
     try:
-        # confined like every backend container: the image is freshly built from a stranger's base
-        out = client.containers.run(image, entrypoint=["cat", path], remove=True, labels={MANAGED_LABEL: "1"},
-                                    **Hardening().engine_kwargs())
+        # confined like every backend container: the image is freshly built from a stranger's base. Not
+        # containers.run(remove=True): it removes the container only once it exited, never on an interruption.
+        with removed_on_exit(client) as create:
+            container = create(image=image, entrypoint=entrypoint, labels={MANAGED_LABEL: "1"},
+                               **Hardening().engine_kwargs())
+            container.start()
+            status = container.wait()["StatusCode"]
+            if status != 0:
+                raise docker.errors.ContainerError(container, status, entrypoint, image,
+                                                   container.logs(stdout=False, stderr=True))
+            out = container.logs(stdout=True, stderr=False)
     except (APIError, docker.errors.ContainerError) as exc:
         raise UserError(f"{image}: cannot read the carried versions from {path}: {exc}") from None
     line = out.decode(errors="replace").strip()

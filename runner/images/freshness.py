@@ -2,8 +2,8 @@
 
 A benchmark that quietly runs an old library misleads about what the model can do (issue #16: CTranslate2
 4.6.0 ran 12-16 % slower than 4.8.5 on the same CPU), so `edgeasr images versions` lists, per image, each
-pinned library (from its requirements.txt, and from the `org.edgeasr.versions` label of each built image)
-next to the newest release. A pin held back on purpose says why with a `# held: reason` comment on its
+pinned library (from its requirements.txt and each variant's requirements-<platform>.txt, and from the
+`org.edgeasr.versions` label of each built image) next to the newest release. A pin held back on purpose says why with a `# held: reason` comment on its
 requirements line, and the reason is shown. Asking the index goes through pip (`pip index versions`), which
 already knows this host's index, proxy and certificates; when the index cannot be reached each line says so.
 The comparison itself (``compare``) is a pure function, tested with a fake index.
@@ -25,10 +25,12 @@ from packaging.version import InvalidVersion, Version
 
 from ..backends import CONTAINERS_DIR, IMAGES, ImageDef
 from ..errors import UserError
-from .build import parse_versions_label, pinned_versions, requirements_text
+from ..host.platforms import PLATFORMS
+from .build import parse_versions_label, pinned_versions, requirements_text, variant_requirements
 
 NOT_REACHABLE = "index not reachable"
-_HELD = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)\s*==[^#]*#\s*held:\s*(.+?)\s*$")
+#: `name==version  # held: reason`, the reason last on the line (after a variant's `# replaces: NAME`, if any).
+_HELD = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)\s*==[^#]*(?:#[^#]*)*?#\s*held:\s*(.+?)\s*$")
 _NEWEST = re.compile(r"^\S+ \(([^)]+)\)\s*$", re.MULTILINE)  # `pip index versions` first line: `name (1.2.3)`
 
 
@@ -67,14 +69,20 @@ def held_reasons(requirements_text: str) -> dict[str, str]:
 
 
 def requirement_pins(images: Iterable[ImageDef]) -> list[Pin]:
-    """Every `==` pin of each image's requirements.txt."""
+    """Every `==` pin of each image's requirements.txt, then those of each platform's own requirements (a variant
+    installs them in place of some of requirements.txt's: onnxruntime-gpu in the CUDA image), whose ``source`` is
+    that file's name (requirements-cuda.txt), so the platform shows."""
     pins = []
     for image in images:
-        text = requirements_text(image)  # its own pins and the shared ones
-        held = held_reasons(text)
-        for lib, version in pinned_versions(text).items():
-            pins.append(Pin(image=image.name, source="requirements.txt", library=lib, pinned=version,
-                            held=held.get(lib)))
+        texts = [("requirements.txt", requirements_text(image))]  # its own pins and the shared ones
+        for platform in PLATFORMS:
+            variant = variant_requirements(image, platform)
+            if variant.pins:
+                texts.append((variant.path.name, variant.path.read_text()))
+        for source, text in texts:
+            held = held_reasons(text)
+            for lib, version in pinned_versions(text).items():
+                pins.append(Pin(image=image.name, source=source, library=lib, pinned=version, held=held.get(lib)))
     return pins
 
 
@@ -202,11 +210,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         for line in render(rows):
             print(line)
-        behind = [r for r in rows if r.status == "behind" and r.source == "requirements.txt" and not r.note]
+        behind = [r for r in rows if r.status == "behind" and r.source != "label" and not r.note]
         if behind:
             print(f"{len(behind)} pin(s) behind the newest release without a `# held:` reason: "
                   + ", ".join(f"{r.image}/{r.library}" for r in behind)
-                  + f" (the pins are in {CONTAINERS_DIR.name}/<image>/requirements.txt)")
+                  + f" (the pins are in {CONTAINERS_DIR.name}/<image>/requirements*.txt)")
     if note:
         print(note, file=sys.stderr)
     return 0

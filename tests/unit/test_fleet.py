@@ -379,6 +379,68 @@ def test_a_local_fleet_goes_down_alone_leaving_other_ray_clusters_running(monkey
             proc.wait()
 
 
+#: A stand-in for `ray start`: it starts a daemon whose command line is a raylet's (as Ray's own daemons outlive
+#: `ray start`), writes the daemon's pid to the file its first argument names, and exits (or, with --block, also
+#: exits: Ray's foreground process ended).
+_RAY_START = ("import subprocess, sys; d = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', "
+              "'ray::raylet', '--gcs-address=127.0.0.1:6379']); open(sys.argv[1], 'w').write(str(d.pid))")
+
+
+def _agent(tmp_path, monkeypatch) -> Path:
+    """The agent with `ray start` replaced by _RAY_START, its records and its token in ``tmp_path``; returns the
+    file the daemon's pid is written to."""
+    pid_file = tmp_path / "daemon.pid"
+    monkeypatch.setattr(agent, "ray_command", lambda args: [sys.executable, "-c", _RAY_START, str(pid_file), *args])
+    monkeypatch.setenv("EDGEASR_FLEET_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return pid_file
+
+
+def test_the_agents_stop_ends_what_it_started_and_leaves_other_ray_processes_running(tmp_path, monkeypatch,
+                                                                                       capsys):
+    """`agent stop` ends the processes that the agent's own `ray start` began (the session it recorded), and no
+    other: never `ray stop`, which ends every Ray process of the machine, a user's own cluster on the same port too."""
+    from runner.fleet import local
+
+    pid_file = _agent(tmp_path, monkeypatch)
+    theirs = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "ray::raylet",
+                               "--gcs-address=127.0.0.1:6379"])
+    daemon = None
+    try:
+        assert agent.main(["head", "--port", "6379"]) == 0
+        daemon = int(pid_file.read_text())
+        assert local.alive(daemon)
+
+        def no_ray_stop(cmd, *args, **kwargs):
+            raise AssertionError(f"stop ran {cmd}: that ends every Ray process of this machine")
+
+        monkeypatch.setattr(agent.subprocess, "call", no_ray_stop)
+        monkeypatch.setattr(agent.subprocess, "run", no_ray_stop)
+        assert agent.main(["stop"]) == 0
+        assert "ended 1 Ray process(es) of 1 session(s)" in capsys.readouterr().out
+        assert not local.alive(daemon)
+        assert theirs.poll() is None, "a Ray process the agent did not start was ended"
+        assert agent.main(["stop"]) == 0  # nothing left: says so
+    finally:
+        for pid in (daemon, theirs.pid):
+            with contextlib.suppress(ProcessLookupError, TypeError):
+                os.kill(pid, signal.SIGKILL)
+        theirs.wait()
+
+
+def test_a_blocking_agent_ends_what_it_started_when_its_ray_start_ends(tmp_path, monkeypatch):
+    """With --block the agent's own end ends its session: nothing it started outlives it."""
+    from runner.fleet import local
+
+    pid_file = _agent(tmp_path, monkeypatch)
+    try:
+        assert agent.main(["head", "--block"]) == 0
+        assert not local.alive(int(pid_file.read_text()))
+    finally:
+        with contextlib.suppress(ProcessLookupError, OSError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
 def test_the_head_gives_each_drivers_server_the_fleet_settings_time(tmp_path, monkeypatch):
     """Ray Client's proxy on the head starts a server per driver and gives it 30 s (Ray's default) to answer; a
     loaded head takes longer and refuses the driver ("Initialization failure from server"). The head's `ray
@@ -386,7 +448,7 @@ def test_the_head_gives_each_drivers_server_the_fleet_settings_time(tmp_path, mo
     from runner.settings import FleetSettings
 
     started = []
-    monkeypatch.setattr(agent.subprocess, "call", lambda cmd, env: started.append((cmd, env)) or 0)
+    monkeypatch.setattr(agent, "start_ray", lambda cmd, env, block: started.append((cmd, env)) or 0)
     monkeypatch.setenv("EDGEASR_FLEET_TOKEN_FILE", str(tmp_path / "token"))
     monkeypatch.delenv(agent.CLIENT_SERVER_TIMEOUT_ENV, raising=False)
     assert agent.main(["head", "--port", "6390"]) == 0

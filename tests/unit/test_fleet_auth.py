@@ -107,7 +107,7 @@ def test_tls_passes_through_when_its_files_are_given_and_is_one_sentence_when_no
 def no_ray(monkeypatch):
     """The agent's `ray start` recorded instead of run."""
     calls = []
-    monkeypatch.setattr(agent.subprocess, "call", lambda cmd, env=None: calls.append((cmd, env)) or 0)
+    monkeypatch.setattr(agent, "start_ray", lambda args, env, block: calls.append((args, env)) or 0)
     return calls
 
 

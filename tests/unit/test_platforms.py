@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import fake_docker
 import pytest
 from helpers import ROOT
 
@@ -135,30 +136,27 @@ def test_the_orin_nano_study_runs_the_boards_whisperx_image(name, platform):
     assert images == {f"edgeasr/whisperx:{platform}"}
 
 
-class FakeContainers:
-    def __init__(self, output: bytes):
-        self.output, self.calls = output, []
+def _printing(output: bytes) -> fake_docker.FakeClient:
+    """A fake engine whose every container prints ``output`` (tests/fake_docker.py)."""
+    def program(container) -> int:
+        container.stdout = output
+        return 0
 
-    def run(self, image, **kwargs):
-        self.calls.append((image, kwargs))
-        return self.output
-
-
-class FakeClient:
-    def __init__(self, output: bytes):
-        self.containers = FakeContainers(output)
+    return fake_docker.FakeClient({ref: fake_docker.FakeImage("sha256:" + "b" * 64, [ref], {})
+                                   for ref in ("edgeasr/faster-whisper:jetson-r35", "x")}, program)
 
 
 def test_the_carried_versions_are_read_from_the_built_image_for_its_label():
     from runner.images.build import read_carried_versions
 
-    client = FakeClient(b"ctranslate2=3.24.0,faster-whisper=0.10.1,numpy=1.24.4,torch=2.0.0+nv23.05\n")
+    client = _printing(b"ctranslate2=3.24.0,faster-whisper=0.10.1,numpy=1.24.4,torch=2.0.0+nv23.05\n")
     line = read_carried_versions(client, "edgeasr/faster-whisper:jetson-r35", PLATFORMS["jetson-r35"].versions_file)
     assert line == "ctranslate2=3.24.0,faster-whisper=0.10.1,numpy=1.24.4,torch=2.0.0+nv23.05"
-    image, kwargs = client.containers.calls[0]
-    assert kwargs["entrypoint"] == ["cat", "/opt/edgeasr/versions.txt"] and kwargs["network_disabled"]
+    [container] = client.created
+    assert container.kwargs["entrypoint"] == ["cat", "/opt/edgeasr/versions.txt"]
+    assert container.kwargs["network_disabled"] and client.present() == []
     with pytest.raises(UserError, match="does not hold"):
-        read_carried_versions(FakeClient(b"faster-whisper==0.10.1\n"), "x", "/opt/edgeasr/versions.txt")
+        read_carried_versions(_printing(b"faster-whisper==0.10.1\n"), "x", "/opt/edgeasr/versions.txt")
 
 
 def test_a_sweeps_manifest_records_the_platform(monkeypatch):

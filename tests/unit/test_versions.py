@@ -139,13 +139,38 @@ def test_every_shipped_pin_is_newest_or_says_why_it_is_held(monkeypatch):
     """The repository's own requirements: with the index answering what it answered when they were last
     reviewed, a pin behind it must carry a `# held:` reason (the reviewed newest versions are in the test)."""
     reviewed = {"ctranslate2": "4.8.5", "faster-whisper": "1.2.1", "torch": "2.15.0", "torchaudio": "2.11.0",
-                "transformers": "5.24.0", "whisperx": "3.8.6"}
+                "transformers": "5.24.0", "whisperx": "3.8.6", "onnxruntime-gpu": "1.31.1"}
     pins = [p for p in freshness.requirement_pins(IMAGES.values()) if p.library in reviewed]
     rows = compare(pins, reviewed, {})
     unexplained = [(r.image, r.library, r.pinned) for r in rows if r.status == "behind" and not r.note]
     assert not unexplained
     fw = {r.library: r.status for r in rows if r.image == "faster-whisper"}
     assert fw == {"faster-whisper": "current", "ctranslate2": "current"}
+
+
+def test_a_variants_own_requirements_are_listed_as_that_variants_pins(capsys):
+    """The onnxruntime CUDA image installs onnxruntime-gpu from requirements-cuda.txt in place of onnxruntime:
+    `images versions` lists that pin too (its `from` names the file, so the platform), with the file's `# held:`
+    reason, and says a variant's pin is behind like any other."""
+    ort = IMAGES["onnxruntime"]
+    cuda = images_mod.variant_requirements(ort, "cuda")
+    pins = [p for p in freshness.requirement_pins([ort]) if p.source == cuda.path.name]
+    assert [(p.image, p.library, p.pinned) for p in pins] == [("onnxruntime", "onnxruntime-gpu",
+                                                               cuda.pins["onnxruntime-gpu"])]
+    assert "CUDA 12" in pins[0].held
+    assert freshness.main(argparse.Namespace(images=["onnxruntime"], offline=True, json=False)) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["onnxruntime", "requirements-cuda.txt", "onnxruntime-gpu", cuda.pins["onnxruntime-gpu"]] in [
+        row[:4] for row in rows]
+
+
+def test_a_variant_pin_behind_without_a_reason_is_named_in_the_summary(monkeypatch, capsys):
+    pin = Pin(image="onnxruntime", source="requirements-cuda.txt", library="onnxruntime-gpu", pinned="1.0")
+    monkeypatch.setattr(freshness, "requirement_pins", lambda images: [pin])
+    monkeypatch.setattr(freshness, "query_index", lambda libs: ({"onnxruntime-gpu": "2.0"}, {}))
+    assert freshness.main(argparse.Namespace(images=["onnxruntime"], offline=False, json=False)) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.startswith("1 pin(s) behind") and "onnxruntime/onnxruntime-gpu" in summary
 
 
 def test_images_module_keeps_pin_names_normalised():
