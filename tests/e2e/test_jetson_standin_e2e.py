@@ -86,3 +86,5 @@ def test_a_cpu_run_records_the_standins_python_versions_and_emulation(built, s, 
         assert status["versions"].get(name) == carried[name], status["versions"]
     if os.uname().machine != "aarch64":
         assert summary["emulation"]["image_arch"] == "arm64"
+    print(f"{s.variant_tag(backend, platform)}: WER {summary['wer']:.4f} on 2, python {status['python']}, "
+          f"versions {status['versions']}, compat {status.get('compat')}, emulation {summary.get('emulation')}")
