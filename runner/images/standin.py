@@ -35,7 +35,9 @@ class StandIn:
     """One base stood in for: which (``stands_for``, the default BASE_IMAGE of the Dockerfiles in ``builds``, and
     its Python), the Debian Python that stands in for that one (``python``, a BASES key), where packages go
     (``venv``: empty for the system python3), what the real base carries that the Dockerfiles use (``packages``,
-    pip pins: PyPI's CPU-only aarch64 wheels of them) and which (backend, platform) variants are built on it."""
+    pip pins installed with their dependencies; ``no_deps``, without them, where a dependency a package pins has no
+    wheel and ``packages`` names another: PyPI's CPU-only aarch64 wheels of all) and which (backend, platform)
+    variants are built on it."""
 
     name: str
     stands_for: str
