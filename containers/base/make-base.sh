@@ -10,6 +10,10 @@
 #     cannot apt-get them.
 #   trixie: Python 3.13, the base of the Python 3.13 torch stack (espnet 202609 and later need
 #     Python >= 3.12). No FFmpeg: nothing on it loads FFmpeg's libraries.
+#   bullseye: Python 3.9, glibc 2.31 (Ubuntu 20.04's), the base of the JetPack 5 stand-in
+#     (runner/images/standin.py; no Python 3.8 for aarch64 can be had here). Like the jetson-containers r35
+#     images it is a system python3 with its own pip (python3-pip: packages go into the system site-packages,
+#     no venv; bullseye has no PEP 668 marker, as 20.04 has none). No FFmpeg.
 # The mirror is MIRROR, else $DEBIAN_MIRROR, else the host's own (the first Debian archive in its
 # apt sources), else debootstrap's default. Needs root and debootstrap.
 # ARCH (environment; Debian's name: amd64, arm64) picks the architecture, default the host's: a foreign one
@@ -26,7 +30,9 @@ apt_etc=${EDGEASR_APT_ETC:-/etc/apt}  # where the host's apt sources are (tests 
 case $suite in
   bookworm) include=python3,python3-venv,ca-certificates,libgomp1,libavcodec59,libavformat59,libavutil57,libavdevice59,libavfilter8,libswresample4,libswscale6 ;;
   trixie) include=python3,python3-venv,ca-certificates,libgomp1 ;;
-  *) echo "make-base.sh: unknown suite '$suite'; choose bookworm (Python 3.11) or trixie (Python 3.13)" >&2; exit 2 ;;
+  bullseye) include=python3,python3-venv,python3-pip,ca-certificates,libgomp1 ;;
+  *) echo "make-base.sh: unknown suite '$suite'; choose bookworm (Python 3.11), trixie (Python 3.13) or bullseye" \
+          "(Python 3.9, the JetPack 5 stand-in's)" >&2; exit 2 ;;
 esac
 
 # The host's Debian mirror: the first URI of an enabled Debian archive entry in its apt sources (one-line
@@ -91,7 +97,8 @@ if [[ $arch == arm64 ]]; then
   # No arm64 image loads FFmpeg's shared libraries (torchcodec, whisperx's VAD, does; whisperx has no arm64 row), and
   # on an x86 host every package of an arm64 base is configured under emulation: leaving FFmpeg and its dependencies
   # out makes the base a few minutes instead of about 24 (issue 25). Its tag says so (BaseImage.local_for).
-  include=python3,python3-venv,ca-certificates,libgomp1
+  # (FFmpeg is the tail of the bookworm list, from libavcodec59 on.)
+  include=${include%%,libav*}
 fi
 
 mirror=${3:-${DEBIAN_MIRROR:-$(host_mirror | grep -v -i security | grep -m1 '/debian' || true)}}

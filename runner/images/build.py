@@ -79,6 +79,10 @@ BASES: dict[str, BaseImage] = {b.python: b for b in (
               suite="bookworm", glibc_minor=36),
     BaseImage(python="3.13", public="python:3.13-slim-trixie", local="edgeasr/base:trixie", suite="trixie",
               glibc_minor=41),
+    # Only the JetPack 5 stand-in's (runner/images/standin.py): Debian's nearest Python to JetPack 5's 3.8, on
+    # Ubuntu 20.04's glibc 2.31; a system python3 with pip (make-base.sh).
+    BaseImage(python="3.9", public="python:3.9-slim-bullseye", local="edgeasr/base:bullseye", suite="bullseye",
+              glibc_minor=31),
 )}
 PUBLIC_BASE = BASES["3.11"].public  # `--base`: the base of the Python 3.11 images (every image's but espnet's)
 LOCAL_BASE = BASES["3.11"].local
@@ -508,7 +512,7 @@ def _context(backend: ImageDef, overrides: dict[str, str] | None = None) -> IO[b
     requirements.txt in it is the assembled one (requirements_text: the shared pins added, and for
     ``backend`` its `--set` pins), so a Dockerfile's `COPY <image>/requirements.txt` installs everything (the
     checkout is not touched)."""
-    skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in IMAGES.values()}
+    skip = {CONTAINERS_DIR / b.build_dir / "wheels" for b in [*IMAGES.values(), backend]}
     requirements_of = {i.requirements: i for i in [*IMAGES.values(), backend] if shares_pins(i)}
     buf = tempfile.TemporaryFile()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -536,13 +540,14 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
                 log_path: Path | None = None, log: Callable[[str], None] = print,
                 platform: str = "x86", versions: str | None = None,
                 overrides: dict[str, str] | None = None, cuda_libs: str | None = None,
-                wheels_url: str | None = None) -> str:
+                wheels_url: str | None = None, extra_args: Mapping[str, str] | None = None) -> str:
     """Build ``platform``'s variant of the image FROM `base` (None: the Dockerfile's own default); returns the
     image id (its labels: build_args).
     `versions`: the org.edgeasr.versions label (None: the platform's pins, with `overrides` put in: versions_label).
     `overrides`: `--set` pins written into the build context's requirements.txt. `cuda_libs`: the CUDA libraries
     label's value (None: not set). `wheels_url`: the wheelhouse as already served (a build run twice keeps one URL,
-    a build argument, and so its cache; None: served for this build). The build's output goes to log_path."""
+    a build argument, and so its cache; None: served for this build). `extra_args`: build arguments of an image
+    outside the table (a Jetson stand-in's layout and packages, standin.py). The build's output goes to log_path."""
     tag = tag or backend.image
     lines: list[str] = []
     variant = PLATFORMS[platform]
@@ -557,6 +562,7 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
                                    overrides=overrides, cuda_libs=cuda_libs,
                                    versions=versions_label(backend, overrides, platform) if versions is None
                                    else versions)
+            buildargs.update(extra_args or {})
             stream = client.api.build(
                 fileobj=context, custom_context=True,
                 dockerfile=f"{backend.build_dir}/{PLATFORMS[platform].dockerfile}",
