@@ -139,8 +139,9 @@ run: venv run-model ensure-image $(if $(filter tiny-%-random,$(MODEL)),tiny-mode
 test-unit: venv venv-py38
 	$(PYTEST) -q tests/unit tests/contract
 
+# Prints each tier's time (tests/conftest.py) and the 25 slowest tests: where the suite's time goes (issue 26).
 test: venv venv-py38 fleet-venv models images runner-image tiny-models
-	$(PYTEST) -q -rs tests
+	$(PYTEST) -q -rs --durations=25 tests
 
 # The arm64 images under emulation (issue 25), all of them: builds what is missing (about 40 min on a 2-core host),
 # then check-image on each and int8's WER of arm64 against x86 on the whole embedded set; too long for `make test`,
