@@ -136,3 +136,15 @@ class FakeClient:
 
     def present(self) -> list[FakeContainer]:
         return [c for c in self.created if not c.removed]
+
+
+def cut_creates_short(client: FakeClient) -> None:
+    """Every later create of ``client`` is cut short by an interruption: the engine makes the container, but the
+    KeyboardInterrupt comes before its id does (what removed_on_exit must still clean up)."""
+    real = client.containers.create
+
+    def cut_short(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    client.containers.create = cut_short

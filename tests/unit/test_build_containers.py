@@ -6,7 +6,7 @@ docker_engine.removed_on_exit like every other container of the runner. On a FAK
 from __future__ import annotations
 
 import pytest
-from fake_docker import FakeClient, FakeImage
+from fake_docker import FakeClient, FakeImage, cut_creates_short
 
 from runner.errors import Interrupted
 from runner.images.build import read_carried_versions, runner_image_problem
@@ -47,13 +47,7 @@ def test_reading_the_carried_versions_is_confined_and_leaves_nothing():
 def test_a_runner_image_check_whose_create_an_interruption_cut_short_leaves_nothing():
     """The engine made the container, but the interruption came before its id did."""
     client = _client()
-    real = client.containers.create
-
-    def cut_short(*args, **kwargs):
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    client.containers.create = cut_short
+    cut_creates_short(client)
     with pytest.raises(KeyboardInterrupt):
         runner_image_problem(client, RUNNER)
     assert len(client.created) == 1 and client.present() == []

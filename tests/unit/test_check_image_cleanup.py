@@ -11,7 +11,7 @@ import time
 
 import pytest
 from edgeasr_entrypoint.contract import CONTRACT_VERSION
-from fake_docker import FakeClient, FakeImage
+from fake_docker import FakeClient, FakeImage, cut_creates_short
 
 IMAGE = "edgeasr/onnxruntime:latest"
 LABELS = {"org.edgeasr.backend": "onnxruntime", "org.edgeasr.contract": str(CONTRACT_VERSION),
@@ -87,13 +87,7 @@ def test_a_container_whose_create_an_interruption_cut_short_is_found_by_its_labe
 
     client = FakeClient({IMAGE: FakeImage("sha256:" + "a" * 64, [IMAGE], LABELS)})
     other = client.containers.create(IMAGE, labels={"org.edgeasr.call": "another"})
-    real = client.containers.create
-
-    def cut_short(*args, **kwargs):
-        real(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    client.containers.create = cut_short
+    cut_creates_short(client)
     with pytest.raises(KeyboardInterrupt):
         with removed_on_exit(client) as create:
             create(image=IMAGE)

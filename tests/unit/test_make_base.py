@@ -100,45 +100,43 @@ def test_an_unknown_suite_is_one_sentence_and_exit_2(tmp_path):
                                                       "JetPack 5 stand-in's)")
 
 
-@pytest.mark.skipif(not Path("/usr/bin/qemu-aarch64-static").exists()
-                    or not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
-                    reason="the foreign-architecture path checks for qemu-user-static and its binfmt entry")
-def test_an_arm64_base_leaves_ffmpeg_out_and_configures_under_emulation(tmp_path):
-    """No arm64 image loads FFmpeg's libraries, and each package of a foreign base is configured under qemu: the
-    arm64 bookworm base is python3 without FFmpeg (minutes, not the ~24 min it took with it)."""
-    env = _fake_tools(tmp_path)
+needs_qemu = pytest.mark.skipif(not Path("/usr/bin/qemu-aarch64-static").exists()
+                                or not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
+                                reason="the foreign-architecture path checks for qemu-user-static and its binfmt entry")
+
+
+def _arm64_debootstrap_args(tmp_path: Path, suite: str) -> list[str]:
+    """make-base.sh's debootstrap arguments for an arm64 ``suite`` base on this host (its emulated second stage run
+    by a fake chroot, which must be asked for it)."""
+    env = _fake_tools(tmp_path, suites=(suite,))
     bash = shutil.which("bash")
     for name, body in (("chroot", f'echo "$@" > {tmp_path}/chroot-args'), ("python3", "exit 0")):
         (Path(env["PATH"]) / name).write_text(f"#!{bash}\n{body}\n")
         (Path(env["PATH"]) / name).chmod(0o755)
     (tmp_path / "apt").mkdir()
-    r = subprocess.run([bash, str(SCRIPT), "edgeasr/base:test-never-built", "bookworm", "file:///srv/debian"],
+    r = subprocess.run([bash, str(SCRIPT), "edgeasr/base:test-never-built", suite, "file:///srv/debian"],
                        capture_output=True, text=True, env={**env, "ARCH": "arm64"}, timeout=30)
     assert r.returncode == 0, r.stderr
-    args = (tmp_path / "debootstrap-args").read_text().split()
+    assert "--second-stage" in (tmp_path / "chroot-args").read_text()
+    return (tmp_path / "debootstrap-args").read_text().split()
+
+
+@needs_qemu
+def test_an_arm64_base_leaves_ffmpeg_out_and_configures_under_emulation(tmp_path):
+    """No arm64 image loads FFmpeg's libraries, and each package of a foreign base is configured under qemu: the
+    arm64 bookworm base is python3 without FFmpeg (minutes, not the ~24 min it took with it)."""
+    args = _arm64_debootstrap_args(tmp_path, "bookworm")
     assert "--arch=arm64" in args and "--foreign" in args
     include = next(a for a in args if a.startswith("--include="))
     assert "python3" in include and "libgomp1" in include and "libav" not in include
-    assert "--second-stage" in (tmp_path / "chroot-args").read_text()
 
 
-@pytest.mark.skipif(not Path("/usr/bin/qemu-aarch64-static").exists()
-                    or not Path("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
-                    reason="the foreign-architecture path checks for qemu-user-static and its binfmt entry")
+@needs_qemu
 def test_a_bullseye_arm64_base_is_a_system_python3_with_pip_and_no_ffmpeg(tmp_path):
     """bullseye (Python 3.9) is the base of the JetPack 5 stand-in (runner/images/standin.py): like Ubuntu 20.04's
     jetson-containers images, packages go into the system python3 with its own pip (no venv, no PEP 668 marker
     on bullseye), so pip comes with the base; nothing loads FFmpeg there either."""
-    env = _fake_tools(tmp_path, suites=("bullseye",))
-    bash = shutil.which("bash")
-    for name, body in (("chroot", f'echo "$@" > {tmp_path}/chroot-args'), ("python3", "exit 0")):
-        (Path(env["PATH"]) / name).write_text(f"#!{bash}\n{body}\n")
-        (Path(env["PATH"]) / name).chmod(0o755)
-    (tmp_path / "apt").mkdir()
-    r = subprocess.run([bash, str(SCRIPT), "edgeasr/base:test-never-built", "bullseye", "file:///srv/debian"],
-                       capture_output=True, text=True, env={**env, "ARCH": "arm64"}, timeout=30)
-    assert r.returncode == 0, r.stderr
-    args = (tmp_path / "debootstrap-args").read_text().split()
+    args = _arm64_debootstrap_args(tmp_path, "bullseye")
     assert "--arch=arm64" in args and args[-3] == "bullseye"
     include = next(a for a in args if a.startswith("--include=")).split("=", 1)[1].split(",")
     assert {"python3", "python3-pip", "libgomp1", "ca-certificates"} <= set(include)
