@@ -222,8 +222,8 @@ def _pins_line(facts: ImageFacts) -> tuple[str, str | None]:
             f"rebuild it: edgeasr images build {facts.backend}"
     built = parse_versions_label(label)
     shown = ", ".join(f"{k}={v}" for k, v in built.items())
-    if platforms.PLATFORMS[facts.platform].versions_file:  # a Jetson base's own builds: nothing of ours pinned
-        return f"pins of its base: {shown}", None
+    if platforms.PLATFORMS[facts.platform].versions_file:  # a Jetson base's own builds win over our pins
+        return f"what it holds (its base's builds first): {shown}", None
     wanted = platform_pins(backends.IMAGES[facts.backend], facts.platform)  # a CUDA variant's GPU builds in
     rows = compare(label_pins(facts.ref, facts.labels), wanted, {})
     stale = [f"{r.library} {r.pinned} (requirements.txt pins {r.newest})" for r in rows if r.status != "current"]

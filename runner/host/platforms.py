@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeasr_entrypoint.contract import CUDA_LIBS_FILE
+from edgeasr_entrypoint.contract import CUDA_LIBS_FILE, VERSIONS_FILE
 
 from ..errors import UserError
 
@@ -40,9 +40,13 @@ class Platform:
     dockerfile: str
     tag: str
     l4t_major: int | None = None  # the L4T release this Jetson variant is built for
-    # Where the variant's build writes the versions its base carries (`name=version,...`): they, not the
-    # requirements' pins, become its org.edgeasr.versions label (`edgeasr images build` builds twice).
+    # Where the variant's build writes the versions the image holds (`name=version,...`: what its base carries,
+    # and any pin installed where the base lacked the package): they, not the requirements' pins, become its
+    # org.edgeasr.versions label (`edgeasr images build` builds twice). A Jetson's: its base's builds win.
     versions_file: str | None = None
+    #: Whether its Dockerfiles install the shared pins (soundfile, soxr) with their own pip where the base lacks
+    #: them: the SHARED_PINS build argument (build_args). JetPack 5's keep their base's builds and pin nothing.
+    shared_pins: bool = True
     #: The CPU architecture its images are built for, as Docker and Debian name it (ARCHES).
     arch: str = "amd64"
     #: Where the variant's build writes the CUDA libraries it holds (edgeasr_entrypoint/cuda_libs.py): they become
@@ -74,8 +78,9 @@ PLATFORMS: dict[str, Platform] = {p.name: p for p in (
     Platform(name="cuda", dockerfile="Dockerfile.cuda", tag="cuda", cuda_libs_file=CUDA_LIBS_FILE,
              local_fallback=True),
     Platform(name="jetson-r35", dockerfile="Dockerfile.jetson-r35", tag="jetson-r35", l4t_major=35,
-             versions_file="/opt/edgeasr/versions.txt", arch="arm64"),
-    Platform(name="jetson-r36", dockerfile="Dockerfile.jetson", tag="jetson-r36", l4t_major=36, arch="arm64"),
+             versions_file=VERSIONS_FILE, shared_pins=False, arch="arm64"),
+    Platform(name="jetson-r36", dockerfile="Dockerfile.jetson", tag="jetson-r36", l4t_major=36,
+             versions_file=VERSIONS_FILE, arch="arm64"),
     # CPU only, any aarch64 board or server: the x86 Dockerfile built for linux/arm64 on a local Debian base.
     Platform(name="arm64", dockerfile="Dockerfile", tag="arm64", arch="arm64", ffmpeg=False),
 )}

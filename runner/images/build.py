@@ -268,8 +268,8 @@ def build_args(image: ImageDef, *, wheels_url: str, versions: str, base: str | N
         args["EDGEASR_CONTRACT"] = str(CONTRACT_VERSION)
         args["EDGEASR_PLATFORM"] = platform
         # The CUDA/Jetson variants install the shared pins with their own pip (x86: its requirements.txt); a
-        # JetPack 5 variant keeps its base's own builds and pins nothing.
-        if platform != "x86" and not PLATFORMS[platform].versions_file:
+        # JetPack 5 variant keeps its base's own builds and pins nothing (Platform.shared_pins).
+        if platform != "x86" and PLATFORMS[platform].shared_pins:
             args["SHARED_PINS"] = shared_pins(overrides)
     if not PLATFORMS[platform].ffmpeg:  # the torch stack's FFmpeg step (containers/torch-base/Dockerfile)
         args["FFMPEG_LIBS"] = "none"

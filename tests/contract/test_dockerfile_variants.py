@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from edgeasr_entrypoint.contract import VERSIONS_FILE
 from runner.backends import BACKENDS, IMAGES
+from runner.host.platforms import PLATFORMS
 from runner.images.build import variant_requirements, versions_label
 
 CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
@@ -434,6 +436,29 @@ def test_jetpack5_variant_records_the_versions_it_carries(path):
     assert re.search(r'--build-arg EDGEASR_VERSIONS="\$\(docker run --rm --entrypoint cat '
                      rf'edgeasr/{re.escape(df.folder)}:jetson-r35 /opt/edgeasr/versions.txt\)"', header), \
         "the header must show how to label the carried versions"
+
+
+R36 = [p for p in DOCKERFILES if p.name == "Dockerfile.jetson"]
+R36_IDS = [f"{p.parent.name}/{p.name}" for p in R36]
+
+
+@pytest.mark.parametrize("path", R36, ids=R36_IDS)
+def test_jetpack6_variant_records_what_it_holds_after_its_installs(path):
+    """Its base's builds win over the pins, so the label is what the image holds: after every install step (and
+    the entrypoint's COPY, whose module writes it) the build writes the versions of the packages its context's
+    requirements.txt pins to the platform's versions file, which `edgeasr images build` reads back; the header
+    shows how by hand."""
+    df = Dockerfile(path)
+    steps = [i for i in df.instructions if i.keyword in ("RUN", "COPY")]
+    held = next(n for n, i in enumerate(steps) if "edgeasr_entrypoint.held_versions" in i.args)
+    assert f"/tmp/edgeasr-requirements.txt > {VERSIONS_FILE}" in re.sub(r"\s+", " ", steps[held].args)
+    assert any(i.keyword == "COPY" and i.args.split() == [f"{df.folder}/requirements.txt",
+                                                           "/tmp/edgeasr-requirements.txt"] for i in steps[:held])
+    assert not any("pip install" in i.args or "pypi " in i.args for i in steps[held:]), "an install after it"
+    assert any("common/edgeasr_entrypoint" in i.args for i in steps[:held] if i.keyword == "COPY")
+    assert PLATFORMS["jetson-r36"].versions_file == VERSIONS_FILE
+    assert re.search(r'--build-arg EDGEASR_VERSIONS="\$\(docker run --rm --entrypoint cat '
+                     rf'edgeasr/{re.escape(df.folder)}:jetson-r36 {re.escape(VERSIONS_FILE)}\)"', df.header())
 
 
 def test_jetpack5_whisperx_keeps_its_vad_model_where_the_adapter_looks():

@@ -62,6 +62,11 @@ edgeasr_entrypoint/cuda_libs.py): its Dockerfile.cuda sets it from the EDGEASR_C
 CUDA_LIBS_FILE = "/opt/edgeasr/cuda-libs.txt"
 """Where a CUDA image's build writes ``python -m edgeasr_entrypoint.cuda_libs`` (what its base and installs hold)."""
 
+VERSIONS_FILE = "/opt/edgeasr/versions.txt"
+"""Where a Jetson image's build writes the versions it holds (``name=version,...``: JetPack 5's of what its base
+carries, JetPack 6's ``python -m edgeasr_entrypoint.held_versions``): `edgeasr images build` reads it back into the
+org.edgeasr.versions label (runner/host/platforms.py ``versions_file``)."""
+
 
 class JobError(ValueError):
     """A job record is malformed, or needs a contract version the reader does not speak: one sentence naming the
