@@ -18,6 +18,7 @@ An image whose architecture is not the host's runs under emulation (qemu-user-st
 
 from __future__ import annotations
 
+import os
 import platform as _platform
 import re
 from dataclasses import dataclass
@@ -177,6 +178,23 @@ def emulation_record(image_arch: str | None, machine: str | None = None) -> dict
     host = ARCHES.get(host_arch(machine), machine or _platform.machine())
     return {"image_arch": str(image_arch), "host_machine": host, "emulator": "qemu-user (binfmt_misc)",
             "note": f"speed and energy are of {image_arch} emulated on {host}, not of an {image_arch} device"}
+
+
+def stand_in_cpuinfo(image_arch: str | None, machine: str | None = None, cpus: int | None = None) -> str | None:
+    """A FAKE /proc/cpuinfo for an arm64 image emulated on this host (``machine``), else None.
+
+    Why: qemu-user (Debian 12's 7.2) passes the host's own /proc/cpuinfo through, an x86 one, and ARM CPU detection
+    cannot parse it: onnxruntime's (pytorch's cpuinfo) dereferences NULL on it at `import onnxruntime`, and the
+    emulated process then waits forever (seen with qemu's -strace). This stand-in says ``cpus`` (the host's count)
+    ARMv8.0 cores with only the baseline features every qemu CPU model has, and names itself a fake; the container
+    gets it read-only over /proc/cpuinfo (runner/launch/docker_engine.py). Its figures are the emulator's anyway."""
+    if not is_emulated(image_arch, machine) or host_arch(image_arch) != "arm64":
+        return None
+    blocks = [f"processor\t: {n}\nmodel name\t: FAKE ARMv8 stand-in (edgeasr: the host's x86 /proc/cpuinfo under "
+              f"qemu-user)\nBogoMIPS\t: 100.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
+              f"CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\n"
+              f"CPU revision\t: 0\n" for n in range(cpus or os.cpu_count() or 1)]
+    return "\n".join(blocks)
 
 
 def emulated_text(record: dict | None) -> str | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -29,7 +30,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig, Mount
 
 from ..errors import UserError
-from ..host.platforms import is_jetson
+from ..host.platforms import is_jetson, stand_in_cpuinfo
 from ..trust.safe_io import create_log
 from ..settings import LimitsSettings, limit_name
 from .bounds import OutputWatch, Stop
@@ -199,6 +200,30 @@ class StartedContainer:
         return self.container.id
 
 
+def _stand_in_cpuinfo(client: docker.DockerClient, image: str) -> Path | None:
+    """The file of a FAKE /proc/cpuinfo (platforms.stand_in_cpuinfo) for ``image`` where it runs emulated as arm64,
+    else None (native, or an image the engine does not hold: its create says so). Written once per process, in a
+    folder of its own, readable by the container's user."""
+    try:
+        arch = client.images.get(image).attrs.get("Architecture")
+    except (DockerException, AttributeError):
+        return None
+    text = stand_in_cpuinfo(arch)
+    if text is None:
+        return None
+    if text not in _CPUINFO_FILES:
+        folder = Path(tempfile.mkdtemp(prefix="edgeasr-cpuinfo-"))
+        folder.chmod(0o755)
+        path = folder / "cpuinfo"
+        path.write_text(text)
+        path.chmod(0o444)
+        _CPUINFO_FILES[text] = path
+    return _CPUINFO_FILES[text]
+
+
+_CPUINFO_FILES: dict[str, Path] = {}
+
+
 def start_container(
     client: docker.DockerClient,
     image: str,
@@ -227,6 +252,9 @@ def start_container(
         log_config=LogConfig(type=LogConfig.types.NONE),  # the runner keeps the log (see the module's docstring)
         **hardening.engine_kwargs(),
     )
+    cpuinfo = _stand_in_cpuinfo(client, image)
+    if cpuinfo is not None:  # an arm64 image under qemu-user: the host's x86 one crashes ARM CPU detection
+        kwargs["mounts"].append(Mount(target="/proc/cpuinfo", source=str(cpuinfo), type="bind", read_only=True))
     if device == "cuda":
         # Exactly the run's GPUs (what NVML measures), not "all"; None only on Jetson (one iGPU).
         kwargs["device_requests"] = [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]]) if gpus

@@ -105,3 +105,30 @@ def test_compare_refuses_an_emulated_run_against_a_native_one_but_compares_its_w
     other = _folder(tmp_path, "arm2", True, 2.6)
     both = compare(load_results(emulated), [("arm2", load_results(other))], "arm")
     assert both.pairs[0].delta("rtf").not_comparable is None
+
+
+def test_an_emulated_arm64_container_sees_a_stand_in_arm_cpuinfo_and_a_native_one_the_real(tmp_path, monkeypatch):
+    """qemu-user (Debian 12's 7.2) passes the host's x86 /proc/cpuinfo through; onnxruntime's CPU detection
+    (pytorch's cpuinfo) dereferences NULL on it at import and the emulated process then waits forever (seen:
+    `import onnxruntime` under qemu -strace: SIGSEGV after reading /proc/cpuinfo). An arm64 container on an x86 host
+    gets a FAKE ARMv8.0 /proc/cpuinfo, read-only, with the host's CPU count; a native container nothing."""
+    from fake_docker import FakeClient, FakeImage
+
+    from runner.host import platforms
+    from runner.launch import docker_engine
+
+    monkeypatch.setattr(platforms._platform, "machine", lambda: "x86_64")
+    client = FakeClient({"arm": FakeImage("sha256:" + "a" * 64, ["arm"], {}, {"Architecture": "arm64"}),
+                         "x86": FakeImage("sha256:" + "b" * 64, ["x86"], {}, {"Architecture": "amd64"})})
+    for image in ("arm", "x86"):
+        started = docker_engine.start_container(client, image, mounts=[], env={}, log_path=tmp_path / f"{image}.log")
+        docker_engine.discard_container(started)
+    arm, x86 = client.created
+    [cpuinfo] = [m for m in arm.kwargs["mounts"] if m["Target"] == "/proc/cpuinfo"]
+    assert cpuinfo["ReadOnly"] and cpuinfo["Type"] == "bind"
+    text = open(cpuinfo["Source"]).read()
+    import os
+
+    assert text.count("processor\t:") == os.cpu_count() and "CPU implementer\t: 0x41" in text
+    assert "Features\t: fp asimd" in text and "FAKE" in text
+    assert not [m for m in x86.kwargs["mounts"] if m["Target"] == "/proc/cpuinfo"]
