@@ -45,7 +45,8 @@ def pytest_runtest_logstart(nodeid, location):
 
 
 def pytest_runtest_logreport(report):
-    _TIER_S[_tier(report.nodeid)] = _TIER_S.get(_tier(report.nodeid), 0.0) + report.duration
+    tier = _tier(report.nodeid)
+    _TIER_S[tier] = _TIER_S.get(tier, 0.0) + report.duration
 
 
 def pytest_terminal_summary(terminalreporter):

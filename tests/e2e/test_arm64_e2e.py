@@ -69,26 +69,25 @@ def arm64_images() -> dict[str, str]:
         # hour more (README, arm64): more than `make test`'s budget, so it runs when asked (make test-arm64)
         pytest.skip("the arm64 e2e runs under emulation for an hour or more here: EDGEASR_ARM64_E2E=1 runs it"
                     + (f" (and builds {', '.join(missing)})" if missing else ""))
-    problem = _emulation_problem()
-    if problem:
-        pytest.fail(problem)  # CI installs it (.ci/run): its absence is a broken machine, not a skip
-    start = time.monotonic()
-    r = edgeasr("images", "build", *ARM64_BACKENDS, "--platform", "arm64", "--missing", timeout=3600)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    print(f"arm64 images ({', '.join(ARM64_BACKENDS)}) ready in {time.monotonic() - start:.0f} s")
-    return {name: BACKENDS[name].default_image("arm64") for name in ARM64_BACKENDS}
+    return _built_for_arm64(ARM64_BACKENDS)
 
 
 @pytest.fixture(scope="module")
 def arm64_faster_whisper() -> str:
     """faster-whisper's arm64 image, built where missing (the CI tier: only it, on the local arm64 base)."""
-    if platform.machine() != "aarch64" and _emulation_problem():
-        pytest.fail(_emulation_problem())  # CI installs it (.ci/run): its absence is a broken machine, not a skip
+    return _built_for_arm64(("faster-whisper",))["faster-whisper"]
+
+
+def _built_for_arm64(names: tuple[str, ...]) -> dict[str, str]:
+    """name -> arm64 image of each backend of ``names``, built where missing (`images build --missing`)."""
+    problem = _emulation_problem()
+    if problem:
+        pytest.fail(problem)  # CI installs it (.ci/run): its absence is a broken machine, not a skip
     start = time.monotonic()
-    r = edgeasr("images", "build", "faster-whisper", "--platform", "arm64", "--missing", timeout=3600)
+    r = edgeasr("images", "build", *names, "--platform", "arm64", "--missing", timeout=3600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    print(f"faster-whisper:arm64 ready in {time.monotonic() - start:.0f} s")
-    return BACKENDS["faster-whisper"].default_image("arm64")
+    print(f"arm64 images ({', '.join(names)}) ready in {time.monotonic() - start:.0f} s")
+    return {name: BACKENDS[name].default_image("arm64") for name in names}
 
 
 def test_the_arm64_backends_are_the_three_issue_25_names():
