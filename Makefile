@@ -55,7 +55,7 @@ RUN_FLAGS = --backend $(BACKEND) $(if $(MODEL),--model $(MODEL)) $(if $(QUANT),-
 # The device the image is built for (`images build --device`): the one `run` gets (the CLI's default when empty).
 DEVICE_FLAG = $(if $(DEVICE),--device $(DEVICE))
 
-.PHONY: help venv venv-py38 fleet-venv base-image images ensure-image runner-image models tiny-models run-model run sweep compose-sweep report test test-unit test-arm64 jetson-standin test-jetson-standin bench fleet-demo clean
+.PHONY: help venv venv-py38 fleet-venv base-image images ensure-image runner-image models tiny-models run-model run sweep compose-sweep report test test-images test-unit test-arm64 jetson-standin test-jetson-standin bench fleet-demo clean
 
 help:
 	@echo "make run [BACKEND= MODEL= QUANT= DEVICE= DATA= OUT= IMAGE= ARGS=]   benchmark one model (DEVICE=cuda: the CUDA image)"
@@ -140,8 +140,24 @@ test-unit: venv venv-py38
 	$(PYTEST) -q tests/unit tests/contract
 
 # Prints each tier's time (tests/conftest.py) and the 25 slowest tests: where the suite's time goes (issue 26).
-test: venv venv-py38 fleet-venv models images runner-image tiny-models
+test: venv venv-py38 fleet-venv models test-images tiny-models
 	$(PYTEST) -q -rs --durations=25 tests
+
+# Every image `make test` runs, built side by side (issue 26, item 3: one build uses under a core here): this
+# platform's images and the runner, two at a time (`images build --jobs`, a child after its parent), and on an x86
+# host beside them, in a process of its own whose lines go to build/test-images-other.log, faster-whisper's arm64
+# image where missing (the arm64 tier, emulated) and then its CUDA variant (tests/e2e/test_cuda_image_e2e.py). A
+# failure there fails no target: the test that needs the image builds it again and says why.
+OTHER_TEST_IMAGES = $(if $(filter x86,$(PLATFORM_NAME)),$(EDGEASR) images build faster-whisper --platform arm64 \
+  --missing --base $(BASE_IMAGE) && $(EDGEASR) images build faster-whisper --platform cuda,true)
+test-images: venv
+	@mkdir -p build; start=$$(date +%s); \
+	  ( $(OTHER_TEST_IMAGES) ) >build/test-images-other.log 2>&1 & other=$$!; \
+	  $(EDGEASR) images build $(or $(BACKENDS),$$($(EDGEASR) images list --backends)) runner --base $(BASE_IMAGE) \
+	    --platform $(PLATFORM_NAME); rc=$$?; \
+	  wait $$other || echo "test-images: faster-whisper's arm64 or CUDA image was not built" \
+	    "(build/test-images-other.log); the test that needs it builds it again"; \
+	  echo "test-images: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 # The arm64 images under emulation (issue 25), all of them: builds what is missing (about 40 min on a 2-core host),
 # then check-image on each and int8's WER of arm64 against x86 on the whole embedded set; too long for `make test`,

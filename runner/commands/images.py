@@ -27,6 +27,17 @@ PLATFORM_HELP = ("x86 (CPU), cuda (x86 NVIDIA), jetson-r35 (JetPack 5), jetson-r
 DEVICE_HELP = "the device the image is for (default: none given): on x86, cuda picks the cuda variant, as `run` does"
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse says the sentence and exits 2 otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="images_cmd", required=True)
     base = sub.add_parser("base", help="make sure a base image exists (pull it, or debootstrap a local one)")
@@ -49,6 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     build.add_argument("--missing", action="store_true",
                        help="build only the images the engine does not hold yet (`make run` builds its image so)")
     build.add_argument("--log-dir", type=Path, default=Path("build"), help="where build logs go (default: build/)")
+    build.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                       help="images built side by side, a child after its parent (default: one per CPU, at most 4)")
     tag = sub.add_parser("tag", help="print the image a run of BACKEND uses when it names none (this platform's)")
     tag.add_argument("backend", choices=list(BACKENDS), help=f"one of {', '.join(BACKENDS)}")
     tag.add_argument("--platform", default="auto", choices=["auto", JETSON, *PLATFORMS], help=PLATFORM_HELP)
@@ -127,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     request = BuildRequest(names=tuple(args.backends), platform=platform, base=args.base, tag=args.tag,
                            overrides=overrides, missing=args.missing, wheelhouse=not args.no_wheelhouse,
-                           log_dir=args.log_dir)
+                           log_dir=args.log_dir, jobs=args.jobs)
     build_images(client, request, log=say, detail=lambda text: console.log(line(text)),
                  status=lambda text: console.status(line(text)))
     return 0

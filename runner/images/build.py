@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ from ..errors import UserError
 from ..host.platforms import ARCHES, PLATFORMS, host_arch, platform_image
 from ..launch.docker_engine import MANAGED_LABEL, removed_on_exit
 from ..launch.hardening import Hardening
-from .wheel_server import serve_wheelhouse
+from .wheel_server import PORT, serve_wheelhouse
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -404,6 +405,17 @@ def wheelhouse(image: ImageDef, arch: str = "amd64") -> Path:
     return folder
 
 
+def wheel_port(image: ImageDef, platform: str = "x86") -> int:
+    """The loopback port ``image``'s wheelhouse is served on while ``platform``'s variant is built: fixed (the URL
+    is the WHEELS_URL build argument, and a changed one misses Docker's build cache) and distinct for each image
+    and platform, so that builds side by side (`images build --jobs`; the arm64 and CUDA builds `make test` runs
+    beside the x86 ones) each get their own. An image outside the table (a Jetson stand-in's base) takes a port
+    after the table's."""
+    names, platforms = list(IMAGES), list(PLATFORMS)
+    index = names.index(image.name) if image.name in names else len(names) + zlib.crc32(image.name.encode()) % 64
+    return PORT + len(platforms) * index + platforms.index(platform)
+
+
 def _wheel_options(image: ImageDef, arch: str = "amd64") -> list[str]:
     """pip's options for wheels an image's Python and base can install on ``arch`` (cpXY, the base's manylinux
     tags for that machine), local wheels (packed source-only packages) found first in the image's own wheelhouse."""
@@ -553,7 +565,8 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
     variant = PLATFORMS[platform]
     wheels = wheelhouse(backend, variant.arch)
     has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
-    served = contextlib.nullcontext(wheels_url) if wheels_url is not None else serve_wheelhouse(wheels)
+    served = contextlib.nullcontext(wheels_url) if wheels_url is not None \
+        else serve_wheelhouse(wheels, wheel_port(backend, platform))
     # Another architecture than the host's (arm64 here): built for it, its RUN steps emulated (qemu-user-static).
     foreign = {"platform": variant.docker_platform} if variant.arch != host_arch() else {}
     try:

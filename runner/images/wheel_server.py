@@ -22,15 +22,18 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-PORT = 38117  # fixed, so that the URL (a build argument) and with it Docker's build cache stay the same
+#: The first of the fixed ports (build.wheel_port gives each image and platform its own): fixed, so that the
+#: URL (a build argument) and with it Docker's build cache stay the same; one per wheelhouse, so that builds
+#: side by side (`images build --jobs`) do not take each other's.
+PORT = 38117
 
 
 @contextmanager
-def serve_wheelhouse(folder: Path) -> Iterator[str]:
-    """Yield the URL of a directory listing of `folder` (pip's --find-links reads it)."""
+def serve_wheelhouse(folder: Path, port: int = PORT) -> Iterator[str]:
+    """Yield the URL of a directory listing of `folder` (pip's --find-links reads it), served on ``port``."""
     handler = partial(_QuietHandler, directory=str(folder))
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", PORT), handler)
+        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     except OSError:  # taken: any free port works, at the price of a build-cache miss
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="wheelhouse", daemon=True)

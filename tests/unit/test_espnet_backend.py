@@ -281,7 +281,7 @@ def test_one_build_takes_each_images_base_by_its_python(monkeypatch, tmp_path):
     monkeypatch.setattr(make, "fill_wheelhouse", lambda *a, **k: None)
     monkeypatch.setattr(make, "build_image",
                         lambda client, image, **k: built.append((k["tag"], k["base"])) or "sha256:x")
-    make.build_images(object(), make.BuildRequest(names=("faster-whisper", "espnet", "pocketsphinx"),
+    make.build_images(object(), make.BuildRequest(names=("faster-whisper", "espnet", "pocketsphinx"), jobs=1,
                                                   log_dir=tmp_path), log=lambda m: None)
     assert asked == [images.PUBLIC_BASE, "python:3.13-slim-trixie"]
     assert built == [("edgeasr/faster-whisper:latest", f"local/{images.PUBLIC_BASE}"),

@@ -33,7 +33,7 @@ def test_a_jetson_r36_build_labels_what_the_image_holds_not_the_pins(monkeypatch
     monkeypatch.setattr(make, "build_image", lambda client, image, **k: builds.append(k) or "sha256:" + "a" * 64)
     monkeypatch.setattr(make, "read_carried_versions",
                         lambda client, tag, path, allow_empty=False: reads.append((tag, path)) or HELD)
-    monkeypatch.setattr(make, "serve_wheelhouse", lambda folder: contextlib.nullcontext("http://127.0.0.1:1/"))
+    monkeypatch.setattr(make, "serve_wheelhouse", lambda folder, port: contextlib.nullcontext("http://127.0.0.1:1/"))
     tag = "edgeasr/faster-whisper:jetson-r36-standin-arm64"
     make.build_images(object(), make.BuildRequest(names=("faster-whisper",), platform="jetson-r36",
                                                   base="edgeasr/standin:jetson-r36", tag=tag, log_dir=tmp_path),

@@ -1,0 +1,158 @@
+"""`images build` builds independent images side by side (issue 26, item 3: a fresh `make test`'s set-up).
+
+An image build on this 2-core host uses under one core (pip in the build at ~60 %, fuse-overlayfs ~27 %: load
+0.9 while `make images` ran), so `--jobs 2` builds two at a time: a child (whisperx on the torch stack) never
+before its parent, a failure stops what has not started, and each image's wheelhouse is served on a port of its
+own, fixed (the URL is a build argument: a changed one misses Docker's build cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import pytest
+
+from runner.backends import IMAGES
+from runner.commands import images as images_cmd
+from runner.errors import UserError
+from runner.images import build, make
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    images_cmd.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+@pytest.fixture
+def engine(monkeypatch, tmp_path):
+    """No engine: nothing is present, bases are given back as asked, the wheelhouse is not filled."""
+    monkeypatch.setattr("runner.host.platforms.TEGRA_RELEASE", tmp_path / "none")
+    monkeypatch.setattr(images_cmd.docker_engine, "connect", lambda: object())
+    monkeypatch.setattr(make, "image_exists", lambda client, ref: False)
+    monkeypatch.setattr(make, "ensure_base", lambda client, base, log, **k: base)
+    monkeypatch.setattr(make, "fill_wheelhouse", lambda *a, **k: None)
+    monkeypatch.setattr(make, "runner_image_problem", lambda client, ref: None)
+    return tmp_path
+
+
+def record_builds(monkeypatch, seconds: float = 0.2, fail: str | None = None) -> list[tuple[str, str, float]]:
+    """Fake build_image: each build takes ``seconds``; events (start|end, tag, monotonic time) in order."""
+    events: list[tuple[str, str, float]] = []
+    lock = threading.Lock()
+
+    def fake(client, image, **k):
+        with lock:
+            events.append(("start", k["tag"], time.monotonic()))
+        time.sleep(seconds)
+        if fail and k["tag"] == fail:
+            raise UserError(f"building {fail} failed: a RUN step exited 1")
+        with lock:
+            events.append(("end", k["tag"], time.monotonic()))
+        return "sha256:" + "0" * 64
+
+    monkeypatch.setattr(make, "build_image", fake)
+    return events
+
+
+def test_two_jobs_build_two_independent_images_at_once(engine, monkeypatch):
+    events = record_builds(monkeypatch, seconds=0.5)
+    start = time.monotonic()
+    assert images_cmd.main(parse("build", "faster-whisper", "pocketsphinx", "--jobs", "2", "--no-wheelhouse",
+                                 "--log-dir", str(engine / "logs"))) == 0
+    took = time.monotonic() - start
+    assert [e[0] for e in events] == ["start", "start", "end", "end"], events
+    assert took < 0.9, f"two 0.5 s builds took {took:.2f} s with --jobs 2"
+
+
+def test_one_job_builds_one_at_a_time(engine, monkeypatch):
+    events = record_builds(monkeypatch, seconds=0.05)
+    assert images_cmd.main(parse("build", "faster-whisper", "pocketsphinx", "--jobs", "1", "--no-wheelhouse",
+                                 "--log-dir", str(engine / "logs"))) == 0
+    assert [e[0] for e in events] == ["start", "end", "start", "end"]
+
+
+def test_a_child_starts_only_after_its_parent_is_built_and_the_parents_go_first(engine, monkeypatch):
+    events = record_builds(monkeypatch, seconds=0.1)
+    assert images_cmd.main(parse("build", "faster-whisper", "whisperx", "transformers", "espnet", "--jobs", "2",
+                                 "--no-wheelhouse", "--log-dir", str(engine / "logs"))) == 0
+    at = {(kind, tag): t for kind, tag, t in events}
+    torch, py313 = IMAGES["torch-base"].image, IMAGES["torch-base-py313"].image
+    for child, parent in [("edgeasr/whisperx:latest", torch), ("edgeasr/transformers:latest", torch),
+                          ("edgeasr/espnet:latest", py313)]:
+        assert at[("start", child)] >= at[("end", parent)], f"{child} started before {parent} was built"
+    # The two parents (the longest chains) start first, ahead of faster-whisper that nothing waits for.
+    assert {tag for kind, tag, _ in events[:2]} == {torch, py313}
+    assert len([e for e in events if e[0] == "end"]) == 6
+
+
+def test_a_failed_build_stops_what_has_not_started_and_is_said(engine, monkeypatch):
+    events = record_builds(monkeypatch, seconds=0.1, fail=IMAGES["torch-base"].image)
+    with pytest.raises(UserError, match="building edgeasr/torch-base:2.8 failed"):
+        images_cmd.main(parse("build", "whisperx", "transformers", "pocketsphinx", "--jobs", "2", "--no-wheelhouse",
+                              "--log-dir", str(engine / "logs")))
+    started = [tag for kind, tag, _ in events if kind == "start"]
+    assert "edgeasr/whisperx:latest" not in started and "edgeasr/transformers:latest" not in started
+
+
+def test_jobs_default_is_the_cpu_count_at_most_four_and_must_be_positive(monkeypatch):
+    monkeypatch.setattr(make.os, "cpu_count", lambda: 2)
+    assert make.BuildRequest(names=("faster-whisper",)).build_jobs == 2
+    monkeypatch.setattr(make.os, "cpu_count", lambda: 64)
+    assert make.BuildRequest(names=("faster-whisper",)).build_jobs == 4
+    assert make.BuildRequest(names=("faster-whisper",), jobs=1).build_jobs == 1
+    with pytest.raises(SystemExit):
+        parse("build", "--jobs", "0")
+
+
+def test_each_image_and_architecture_has_a_wheelhouse_port_of_its_own_and_it_is_fixed():
+    from runner.host.platforms import PLATFORMS
+
+    ports = {(name, platform): build.wheel_port(image, platform) for name, image in IMAGES.items()
+             for platform in PLATFORMS}
+    assert len(set(ports.values())) == len(ports)
+    assert all(1024 < p < 65536 for p in ports.values())
+    assert build.wheel_port(IMAGES["faster-whisper"], "x86") == ports[("faster-whisper", "x86")]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_wheelhouse_is_served_on_the_port_asked_and_two_at_once(tmp_path):
+    from runner.images.wheel_server import serve_wheelhouse
+    import urllib.request
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x-1.0-py3-none-any.whl").write_bytes(b"x")
+    (tmp_path / "b").mkdir()
+    port_a, port_b = free_port(), free_port()  # the table's may be taken by a build running on this host
+    with serve_wheelhouse(tmp_path / "a", port_a) as a, serve_wheelhouse(tmp_path / "b", port_b) as b:
+        assert a == f"http://127.0.0.1:{port_a}/" and b == f"http://127.0.0.1:{port_b}/"
+        assert b"x-1.0-py3-none-any.whl" in urllib.request.urlopen(a, timeout=5).read()
+
+
+def test_make_test_builds_its_images_side_by_side_and_the_other_cpus_only_on_x86(tmp_path):
+    """`make test`'s set-up (make -n: nothing runs): every backend and the runner in one `images build` (so
+    --jobs applies), and on x86 faster-whisper's arm64 and CUDA images in a process beside it."""
+    import subprocess
+
+    from helpers import ROOT
+
+    def dry(*extra: str) -> str:
+        return subprocess.run(["make", "-n", "-C", str(ROOT), "test-images", f"VENV={tmp_path}/venv", *extra],
+                              capture_output=True, text=True, check=True).stdout
+
+    x86 = dry("PLATFORM=x86")
+    assert "images list --backends) runner --base" in x86 and "--platform x86" in x86
+    assert "images build faster-whisper --platform arm64 --missing" in x86
+    assert "images build faster-whisper --platform cuda" in x86
+    arm = dry("PLATFORM=arm64")
+    assert "--platform arm64 --missing" not in arm and "--platform cuda" not in arm
+    assert "runner --base" in arm and "& other=" in arm
