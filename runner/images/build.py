@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -552,14 +553,17 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
                 log_path: Path | None = None, log: Callable[[str], None] = print,
                 platform: str = "x86", versions: str | None = None,
                 overrides: dict[str, str] | None = None, cuda_libs: str | None = None,
-                wheels_url: str | None = None, extra_args: Mapping[str, str] | None = None) -> str:
+                wheels_url: str | None = None, extra_args: Mapping[str, str] | None = None,
+                stop: threading.Event | None = None) -> str:
     """Build ``platform``'s variant of the image FROM `base` (None: the Dockerfile's own default); returns the
     image id (its labels: build_args).
     `versions`: the org.edgeasr.versions label (None: the platform's pins, with `overrides` put in: versions_label).
     `overrides`: `--set` pins written into the build context's requirements.txt. `cuda_libs`: the CUDA libraries
     label's value (None: not set). `wheels_url`: the wheelhouse as already served (a build run twice keeps one URL,
     a build argument, and so its cache; None: served for this build). `extra_args`: build arguments of an image
-    outside the table (a Jetson stand-in's layout and packages, standin.py). The build's output goes to log_path."""
+    outside the table (a Jetson stand-in's layout and packages, standin.py). The build's output goes to log_path.
+    ``stop``: once set (Ctrl-C while builds run side by side), the build is left at its next line of output (the
+    engine ends a build whose client has gone) and UserError says so."""
     tag = tag or backend.image
     lines: list[str] = []
     variant = PLATFORMS[platform]
@@ -584,6 +588,8 @@ def build_image(client: docker.DockerClient, backend: ImageDef, *, base: str | N
                 **foreign,
             )
             for chunk in stream:
+                if stop is not None and stop.is_set():
+                    raise UserError(f"building {tag}: stopped")
                 if "error" in chunk:
                     lines.append(chunk["error"])
                     raise BuildError(chunk["error"], iter(()))

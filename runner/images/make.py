@@ -107,43 +107,51 @@ def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = prin
             log(text)
             return contextlib.nullcontext()
 
+    stop = threading.Event()
+
     def one(image: ImageDef) -> None:
         _build_one(client, req, image, wanted=wanted, platform=platform, bases=bases, log=log, detail=detail,
-                   status=status)
+                   status=status, **({"stop": stop} if jobs > 1 else {}))
 
-    _in_order(order, one, jobs)
+    _in_order(order, one, jobs, stop=stop, log=log)
 
 
-def _in_order(order: list[ImageDef], build: Callable[[ImageDef], None], jobs: int) -> None:
+def _in_order(order: list[ImageDef], build: Callable[[ImageDef], None], jobs: int, *,
+              stop: threading.Event | None = None, log: Callable[[str], None] = print) -> None:
     """``build`` each image of ``order``, ``jobs`` at a time, a child only once its parent is built; those on
     whom most of ``order`` waits (the torch stacks) first. A failure lets the builds under way end, starts no
-    other, and is raised (the first one)."""
+    other, and is raised (the first one). Ctrl-C sets ``stop`` (each build under way is left at its next line)."""
     if jobs <= 1:
         for image in order:
             build(image)
         return
+    names = {o.name for o in order}
     waiting = sorted(order, key=lambda i: -sum(other.parent == i.name for other in order))
     done: set[str] = set()
     running: dict[concurrent.futures.Future, ImageDef] = {}
     failure: BaseException | None = None
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="image-build") as pool:
-        while (waiting and failure is None) or running:
-            while failure is None and len(running) < jobs:
-                ready = next((i for i in waiting
-                              if not i.parent or i.parent in done or i.parent not in {o.name for o in order}), None)
-                if ready is None:
-                    break
-                waiting.remove(ready)
-                running[pool.submit(build, ready)] = ready
-            if not running:  # pragma: no cover - a parent outside `order` counts as built: nothing can be stuck
-                raise RuntimeError(f"no image can start: {[i.name for i in waiting]}")
-            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in finished:
-                image = running.pop(future)
-                if future.exception() is not None:
-                    failure = failure or future.exception()
-                else:
-                    done.add(image.name)
+        try:
+            while (waiting and failure is None) or running:
+                while failure is None and len(running) < jobs:
+                    ready = next((i for i in waiting if not i.parent or i.parent in done or i.parent not in names),
+                                 None)
+                    if ready is None:
+                        break
+                    waiting.remove(ready)
+                    running[pool.submit(build, ready)] = ready
+                finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    image = running.pop(future)
+                    if future.exception() is not None:
+                        failure = failure or future.exception()
+                    else:
+                        done.add(image.name)
+        except KeyboardInterrupt:
+            log(f"interrupted: stopping {len(running)} build(s) under way")
+            if stop is not None:
+                stop.set()
+            raise
     if failure is not None:
         raise failure
 
@@ -169,9 +177,9 @@ class _Bases:
 
 def _build_one(client, req: BuildRequest, image: ImageDef, *, wanted: list[ImageDef], platform: str, bases: _Bases,
                log: Callable[[str], None], detail: Callable[[str], None],
-               status: Callable[[str], ContextManager]) -> None:
+               status: Callable[[str], ContextManager], **stop: threading.Event) -> None:
     """One image of a request: its base (a parent's image, or the Python's base), its wheelhouse, its build, and
-    for the runner image the check that it is complete."""
+    for the runner image the check that it is complete. ``stop``: build_image's, where builds run side by side."""
     arch = PLATFORMS[platform].arch
     tag = req.tag if req.tag and len(wanted) == 1 and image in wanted else build_tag(image, platform)
     if req.missing and image not in wanted and image_exists(client, tag):  # a parent already built
@@ -195,7 +203,7 @@ def _build_one(client, req: BuildRequest, image: ImageDef, *, wanted: list[Image
     with status(f"building {tag} from {image_base}"):
         image_id = build_image(client, image, base=image_base, tag=tag, overrides=mine,
                                log_path=req.log_dir / f"image-{image.name}{suffix}.log", log=detail,
-                               **({"platform": platform} if platform != "x86" else {}))
+                               **({"platform": platform} if platform != "x86" else {}), **stop)
     if image.name == RUNNER_IMAGE.name and (problem := runner_image_problem(client, tag)):
         raise UserError(f"built {tag}, but {problem}; see {req.log_dir / f'image-{image.name}.log'}")
     log(f"built {tag} ({image_id[:19]})")

@@ -156,3 +156,55 @@ def test_make_test_builds_its_images_side_by_side_and_the_other_cpus_only_on_x86
     arm = dry("PLATFORM=arm64")
     assert "--platform arm64 --missing" not in arm and "--platform cuda" not in arm
     assert "runner --base" in arm and "& other=" in arm
+
+
+def test_ctrl_c_while_images_build_side_by_side_stops_the_builds_under_way(engine, monkeypatch):
+    """Ctrl-C reaches the main thread, which only waits: the builds in their threads are told to stop (build_image
+    leaves its stream at the next line), no other starts, and the interrupt goes on."""
+    stopped, started = [], []
+
+    def fake(client, image, **k):
+        started.append(k["tag"])
+        assert k["stop"].wait(timeout=10), "the build was never told to stop"
+        stopped.append(k["tag"])
+        raise UserError(f"building {k['tag']}: stopped")
+
+    monkeypatch.setattr(make, "build_image", fake)
+    real_wait = make.concurrent.futures.wait
+
+    def interrupted(*a, **k):
+        time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(make.concurrent.futures, "wait", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            images_cmd.main(parse("build", "faster-whisper", "pocketsphinx", "espnet", "--jobs", "2",
+                                  "--no-wheelhouse", "--log-dir", str(engine / "logs")))
+    finally:
+        monkeypatch.setattr(make.concurrent.futures, "wait", real_wait)
+    assert sorted(stopped) == sorted(started) and len(started) == 2
+
+
+def test_build_image_leaves_its_stream_once_told_to_stop(tmp_path):
+    stop = threading.Event()
+    read = []
+
+    def lines():
+        for n in range(5):
+            read.append(n)
+            if n == 1:
+                stop.set()
+            yield {"stream": f"Step {n + 1}/5 : RUN true\n"}
+
+    class Api:
+        def build(self, **kwargs):
+            return lines()
+
+    class Client:
+        api = Api()
+
+    with pytest.raises(UserError, match="building edgeasr/pocketsphinx:latest: stopped"):
+        build.build_image(Client(), IMAGES["pocketsphinx"], base="b", wheels_url="", stop=stop,
+                          log_path=tmp_path / "log", log=lambda m: None)
+    assert read == [0, 1]  # not a line more
