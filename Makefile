@@ -140,8 +140,17 @@ test-unit: venv venv-py38
 	$(PYTEST) -q tests/unit tests/contract
 
 # Prints each tier's time (tests/conftest.py) and the 25 slowest tests: where the suite's time goes (issue 26).
+# TEST_JOBS tests at a time (pytest-xdist; one e2e test keeps about half of a 2-core host busy), a file's tests in
+# one worker; then the tests marked `alone` (time, cadence, capacity), with none beside them. TEST_JOBS=0: one
+# at a time, all in one run.
+TEST_JOBS ?= 2
 test: venv venv-py38 fleet-venv models test-images tiny-models
+ifeq ($(TEST_JOBS),0)
 	$(PYTEST) -q -rs --durations=25 tests
+else
+	$(PYTEST) -q -rs --durations=25 -n $(TEST_JOBS) --dist loadfile -m "not alone" tests
+	EDGEASR_CI_START= $(PYTEST) -q -rs --durations=10 -m alone tests
+endif
 
 # Every image `make test` runs, built side by side (issue 26, item 3: one build uses under a core here): this
 # platform's images and the runner, two at a time (`images build --jobs`, a child after its parent), and on an x86

@@ -23,6 +23,13 @@ def _own_state_folder(tmp_path_factory):
         yield
 
 
+# `make test` runs two tests at a time (pytest-xdist, --dist loadfile; issue 26 item 3: one e2e test keeps about
+# half of this 2-core host busy, waiting on containers, Ray and the engine): a file's tests stay in one worker
+# (module fixtures: a fleet, built images). Tests that watch the engine for what another file does take an
+# engine_lock (tests/helpers.py); those marked `alone` (time, cadence, capacity) run afterwards, in a run of their
+# own (the Makefile's second pytest line). (--dist loadgroup would not do: pytest 9 ignores xdist's group suffix.)
+
+
 # The time of each test tier (issue 26 item 3): CI prints it, so that a slow tier is seen where it grows. A tier is
 # the folder under tests/ (unit, contract, e2e); the emulated arm64 tests are their own tier (tests/e2e/*arm64*),
 # since their time is qemu's. `.ci/run` exports EDGEASR_CI_START (epoch seconds) so the set-up before the first test

@@ -234,3 +234,20 @@ class WordSession:
 
     def close(self):
         self.closed = True
+
+
+@contextlib.contextmanager
+def engine_lock(name: str):
+    """An exclusive lock across test processes (`make test` runs two pytest workers, a file's tests in one): for a
+    test that watches the engine for what another file's test does (test_doctor_e2e's "no CUDA image was built"
+    beside test_cuda_image_e2e's build of one). A file in the temporary folder, held with flock: released however
+    the holder ends."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / f"edgeasr-tests-{name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

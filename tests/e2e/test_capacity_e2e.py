@@ -23,7 +23,7 @@ from helpers import ROOT
 
 from runner.capacity import CapacitySearch, ProbeResult
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # timing: run with no test beside it (tests/conftest.py)
 
 MODELS = ROOT / "models"
 

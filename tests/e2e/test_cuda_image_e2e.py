@@ -19,7 +19,7 @@ import sys
 
 import docker
 import pytest
-from helpers import ROOT
+from helpers import ROOT, engine_lock
 
 from edgeasr_entrypoint import cuda_libs
 from edgeasr_entrypoint.contract import CUDA_LIBS_LABEL
@@ -43,7 +43,8 @@ def cuda_image() -> dict[str, str]:
         client.ping()
     except docker.errors.DockerException as exc:
         pytest.skip(f"no Docker Engine here ({exc}): the CUDA image cannot be built")
-    r = edgeasr("images", "build", "faster-whisper", "--platform", "cuda")
+    with engine_lock("cuda-image"):  # test_doctor_e2e watches for CUDA builds (two test workers)
+        r = edgeasr("images", "build", "faster-whisper", "--platform", "cuda")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     return client.images.get(IMAGE).labels
 

@@ -9,7 +9,7 @@ import time
 
 import docker
 import pytest
-from helpers import ROOT
+from helpers import ROOT, engine_lock
 
 from runner.host import platforms
 
@@ -31,19 +31,20 @@ def _cuda_images() -> set[str]:
 def test_cuda_requests_are_refused_at_once_in_one_sentence_and_nothing_is_built(tmp_path):
     """`edgeasr sweep experiments/gpu-frequency-sweep.yaml` and `edgeasr run --device cuda`: exit 2 within seconds,
     one line naming the missing GPU, no image built, no build log, no run folder."""
-    before = _cuda_images()
-    log = ROOT / "build" / "image-faster-whisper-cuda.log"
-    log_mtime = log.stat().st_mtime if log.exists() else None
-    for args in (("sweep", "experiments/gpu-frequency-sweep.yaml", "--out", str(tmp_path / "sweep")),
-                 ("run", "--device", "cuda", "--out", str(tmp_path / "run"))):
-        t0 = time.monotonic()
-        r = edgeasr(*args, timeout=120)
-        lines = r.stderr.strip().splitlines()
-        assert r.returncode == 2 and len(lines) == 1, r.stderr
-        assert "device cuda needs an NVIDIA GPU, and this host has none" in lines[0]
-        assert "make images" not in lines[0] and time.monotonic() - t0 < 30
-    assert _cuda_images() == before and (log.stat().st_mtime if log.exists() else None) == log_mtime
-    assert not (tmp_path / "sweep").exists() and not (tmp_path / "run").exists()
+    with engine_lock("cuda-image"):  # no CUDA build of test_cuda_image_e2e beside it (two test workers)
+        before = _cuda_images()
+        log = ROOT / "build" / "image-faster-whisper-cuda.log"
+        log_mtime = log.stat().st_mtime if log.exists() else None
+        for args in (("sweep", "experiments/gpu-frequency-sweep.yaml", "--out", str(tmp_path / "sweep")),
+                     ("run", "--device", "cuda", "--out", str(tmp_path / "run"))):
+            t0 = time.monotonic()
+            r = edgeasr(*args, timeout=120)
+            lines = r.stderr.strip().splitlines()
+            assert r.returncode == 2 and len(lines) == 1, r.stderr
+            assert "device cuda needs an NVIDIA GPU, and this host has none" in lines[0]
+            assert "make images" not in lines[0] and time.monotonic() - t0 < 30
+        assert _cuda_images() == before and (log.stat().st_mtime if log.exists() else None) == log_mtime
+        assert not (tmp_path / "sweep").exists() and not (tmp_path / "run").exists()
 
 
 def test_doctor_runs_here_exits_0_says_no_gpu_and_each_line_is_true_here():

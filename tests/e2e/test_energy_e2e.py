@@ -18,7 +18,7 @@ import time
 import pytest
 from helpers import ROOT, subset_manifest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # timing: run with no test beside it (tests/conftest.py)
 
 FAKE_BIN = ROOT / "tests" / "fixtures" / "fake_bin"
 # [seconds from T0, input power in mW], piecewise constant: idle at 3 W for the first 10 s, then varied load.

@@ -16,7 +16,7 @@ import docker
 import pytest
 from helpers import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # timing: run with no test beside it (tests/conftest.py)
 
 BASE = os.environ.get("POCKETSPHINX_IMAGE", "edgeasr/pocketsphinx:latest")
 TAG = "edgeasr-test/slow-pocketsphinx:latest"

@@ -25,7 +25,7 @@ from runner.launch.docker_engine import BindMount, run_container
 from runner.launch.hardening import CACHE_ENV, Hardening
 from runner.scoring.metrics import error_counts, normalize
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # timing: run with no test beside it (tests/conftest.py)
 
 DATA = ROOT / "data" / "default"
 IDS = ["harvard-01-01", "harvard-01-02", "harvard-01-03", "harvard-01-04", "harvard-01-05", "harvard-01-06",

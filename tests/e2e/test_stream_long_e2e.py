@@ -19,7 +19,7 @@ import sys
 import pytest
 from helpers import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # timing: run with no test beside it (tests/conftest.py)
 
 MODELS = ROOT / "models"
 

@@ -19,7 +19,8 @@ from runner.telemetry.energy.integrate import integrate
 from runner.telemetry.samplers.tegrastats import TegrastatsSampler
 from runner.telemetry.samplers.tegrastats_parse import parse_line
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups and signals are POSIX")
+pytestmark = [pytest.mark.skipif(os.name != "posix", reason="process groups and signals are POSIX"),
+              pytest.mark.alone]  # timing: run with no test beside it (tests/conftest.py)
 
 
 @pytest.fixture
