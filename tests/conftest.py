@@ -30,6 +30,25 @@ def _own_state_folder(tmp_path_factory):
 # own (the Makefile's second pytest line). (--dist loadgroup would not do: pytest 9 ignores xdist's group suffix.)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist, in the controller: hand each worker this process's COLUMNS and LINES. A worker's own environment says
+    80 and 24 whatever the controller had, and the run tables size themselves from COLUMNS (report/table.py)."""
+    import os
+
+    node.workerinput["edgeasr_terminal_env"] = {k: os.environ.get(k) for k in ("COLUMNS", "LINES")}
+
+
+def pytest_configure(config):
+    import os
+
+    for name, value in getattr(config, "workerinput", {}).get("edgeasr_terminal_env", {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 # The time of each test tier (issue 26 item 3): CI prints it, so that a slow tier is seen where it grows. A tier is
 # the folder under tests/ (unit, contract, e2e); the emulated arm64 tests are their own tier (tests/e2e/*arm64*),
 # since their time is qemu's. `.ci/run` exports EDGEASR_CI_START (epoch seconds) so the set-up before the first test
