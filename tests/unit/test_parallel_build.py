@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from helpers import command_args
 
 from runner.backends import IMAGES
 from runner.commands import images as images_cmd
@@ -21,9 +22,7 @@ from runner.images import build, make
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    images_cmd.add_arguments(p)
-    return p.parse_args(list(argv))
+    return command_args(images_cmd, *argv)
 
 
 @pytest.fixture
