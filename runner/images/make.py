@@ -111,13 +111,13 @@ def build_images(client, req: BuildRequest, *, log: Callable[[str], None] = prin
 
     def one(image: ImageDef) -> None:
         _build_one(client, req, image, wanted=wanted, platform=platform, bases=bases, log=log, detail=detail,
-                   status=status, **({"stop": stop} if jobs > 1 else {}))
+                   status=status, stop=stop)
 
     _in_order(order, one, jobs, stop=stop, log=log)
 
 
-def _in_order(order: list[ImageDef], build: Callable[[ImageDef], None], jobs: int, *,
-              stop: threading.Event | None = None, log: Callable[[str], None] = print) -> None:
+def _in_order(order: list[ImageDef], build: Callable[[ImageDef], None], jobs: int, *, stop: threading.Event,
+              log: Callable[[str], None]) -> None:
     """``build`` each image of ``order``, ``jobs`` at a time, a child only once its parent is built; those on
     whom most of ``order`` waits (the torch stacks) first. A failure lets the builds under way end, starts no
     other, and is raised (the first one). Ctrl-C sets ``stop`` (each build under way is left at its next line)."""
@@ -149,8 +149,7 @@ def _in_order(order: list[ImageDef], build: Callable[[ImageDef], None], jobs: in
                         done.add(image.name)
         except KeyboardInterrupt:
             log(f"interrupted: stopping {len(running)} build(s) under way")
-            if stop is not None:
-                stop.set()
+            stop.set()
             raise
     if failure is not None:
         raise failure
@@ -177,9 +176,9 @@ class _Bases:
 
 def _build_one(client, req: BuildRequest, image: ImageDef, *, wanted: list[ImageDef], platform: str, bases: _Bases,
                log: Callable[[str], None], detail: Callable[[str], None],
-               status: Callable[[str], ContextManager], **stop: threading.Event) -> None:
+               status: Callable[[str], ContextManager], stop: threading.Event) -> None:
     """One image of a request: its base (a parent's image, or the Python's base), its wheelhouse, its build, and
-    for the runner image the check that it is complete. ``stop``: build_image's, where builds run side by side."""
+    for the runner image the check that it is complete. ``stop``: build_image's (set by Ctrl-C side by side)."""
     arch = PLATFORMS[platform].arch
     tag = req.tag if req.tag and len(wanted) == 1 and image in wanted else build_tag(image, platform)
     if req.missing and image not in wanted and image_exists(client, tag):  # a parent already built
@@ -203,7 +202,7 @@ def _build_one(client, req: BuildRequest, image: ImageDef, *, wanted: list[Image
     with status(f"building {tag} from {image_base}"):
         image_id = build_image(client, image, base=image_base, tag=tag, overrides=mine,
                                log_path=req.log_dir / f"image-{image.name}{suffix}.log", log=detail,
-                               **({"platform": platform} if platform != "x86" else {}), **stop)
+                               **({"platform": platform} if platform != "x86" else {}), stop=stop)
     if image.name == RUNNER_IMAGE.name and (problem := runner_image_problem(client, tag)):
         raise UserError(f"built {tag}, but {problem}; see {req.log_dir / f'image-{image.name}.log'}")
     log(f"built {tag} ({image_id[:19]})")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
 
 import pytest
 from helpers import command_args
@@ -37,19 +36,25 @@ def engine(monkeypatch, tmp_path):
     return tmp_path
 
 
-def record_builds(monkeypatch, seconds: float = 0.2, fail: str | None = None) -> list[tuple[str, str, float]]:
-    """Fake build_image: each build takes ``seconds``; events (start|end, tag, monotonic time) in order."""
-    events: list[tuple[str, str, float]] = []
+def record_builds(monkeypatch, together: int = 0, fail: str | None = None) -> list[tuple[str, str]]:
+    """Fake build_image: no engine, no sleep; events (start|end, tag) in the order they happened. The first
+    ``together`` builds each wait (10 s at most) until all of them are under way: they can only end if they run
+    at the same time."""
+    events: list[tuple[str, str]] = []
     lock = threading.Lock()
+    meet = threading.Barrier(together, timeout=10) if together else None
+    count = iter(range(10**6))
 
     def fake(client, image, **k):
         with lock:
-            events.append(("start", k["tag"], time.monotonic()))
-        time.sleep(seconds)
+            events.append(("start", k["tag"]))
+            first = next(count) < together
+        if first:
+            meet.wait()
         if fail and k["tag"] == fail:
             raise UserError(f"building {fail} failed: a RUN step exited 1")
         with lock:
-            events.append(("end", k["tag"], time.monotonic()))
+            events.append(("end", k["tag"]))
         return "sha256:" + "0" * 64
 
     monkeypatch.setattr(make, "build_image", fake)
@@ -57,42 +62,39 @@ def record_builds(monkeypatch, seconds: float = 0.2, fail: str | None = None) ->
 
 
 def test_two_jobs_build_two_independent_images_at_once(engine, monkeypatch):
-    events = record_builds(monkeypatch, seconds=0.5)
-    start = time.monotonic()
+    events = record_builds(monkeypatch, together=2)  # a barrier of two: one at a time would break it
     assert images_cmd.main(parse("build", "faster-whisper", "pocketsphinx", "--jobs", "2", "--no-wheelhouse",
                                  "--log-dir", str(engine / "logs"))) == 0
-    took = time.monotonic() - start
     assert [e[0] for e in events] == ["start", "start", "end", "end"], events
-    assert took < 0.9, f"two 0.5 s builds took {took:.2f} s with --jobs 2"
 
 
 def test_one_job_builds_one_at_a_time(engine, monkeypatch):
-    events = record_builds(monkeypatch, seconds=0.05)
+    events = record_builds(monkeypatch)
     assert images_cmd.main(parse("build", "faster-whisper", "pocketsphinx", "--jobs", "1", "--no-wheelhouse",
                                  "--log-dir", str(engine / "logs"))) == 0
     assert [e[0] for e in events] == ["start", "end", "start", "end"]
 
 
 def test_a_child_starts_only_after_its_parent_is_built_and_the_parents_go_first(engine, monkeypatch):
-    events = record_builds(monkeypatch, seconds=0.1)
+    events = record_builds(monkeypatch, together=2)  # the first two must be under way at once
     assert images_cmd.main(parse("build", "faster-whisper", "whisperx", "transformers", "espnet", "--jobs", "2",
                                  "--no-wheelhouse", "--log-dir", str(engine / "logs"))) == 0
-    at = {(kind, tag): t for kind, tag, t in events}
+    at = {event: n for n, event in enumerate(events)}
     torch, py313 = IMAGES["torch-base"].image, IMAGES["torch-base-py313"].image
     for child, parent in [("edgeasr/whisperx:latest", torch), ("edgeasr/transformers:latest", torch),
                           ("edgeasr/espnet:latest", py313)]:
-        assert at[("start", child)] >= at[("end", parent)], f"{child} started before {parent} was built"
+        assert at[("start", child)] > at[("end", parent)], f"{child} started before {parent} was built"
     # The two parents (the longest chains) start first, ahead of faster-whisper that nothing waits for.
-    assert {tag for kind, tag, _ in events[:2]} == {torch, py313}
+    assert {tag for kind, tag in events[:2]} == {torch, py313}
     assert len([e for e in events if e[0] == "end"]) == 6
 
 
 def test_a_failed_build_stops_what_has_not_started_and_is_said(engine, monkeypatch):
-    events = record_builds(monkeypatch, seconds=0.1, fail=IMAGES["torch-base"].image)
+    events = record_builds(monkeypatch, fail=IMAGES["torch-base"].image)
     with pytest.raises(UserError, match="building edgeasr/torch-base:2.8 failed"):
         images_cmd.main(parse("build", "whisperx", "transformers", "pocketsphinx", "--jobs", "2", "--no-wheelhouse",
                               "--log-dir", str(engine / "logs")))
-    started = [tag for kind, tag, _ in events if kind == "start"]
+    started = [tag for kind, tag in events if kind == "start"]
     assert "edgeasr/whisperx:latest" not in started and "edgeasr/transformers:latest" not in started
 
 
@@ -161,9 +163,11 @@ def test_ctrl_c_while_images_build_side_by_side_stops_the_builds_under_way(engin
     """Ctrl-C reaches the main thread, which only waits: the builds in their threads are told to stop (build_image
     leaves its stream at the next line), no other starts, and the interrupt goes on."""
     stopped, started = [], []
+    both = threading.Barrier(3, timeout=10)  # the two builds and the interrupt
 
     def fake(client, image, **k):
         started.append(k["tag"])
+        both.wait()
         assert k["stop"].wait(timeout=10), "the build was never told to stop"
         stopped.append(k["tag"])
         raise UserError(f"building {k['tag']}: stopped")
@@ -172,7 +176,7 @@ def test_ctrl_c_while_images_build_side_by_side_stops_the_builds_under_way(engin
     real_wait = make.concurrent.futures.wait
 
     def interrupted(*a, **k):
-        time.sleep(0.2)
+        both.wait()  # once both builds are under way
         raise KeyboardInterrupt
 
     monkeypatch.setattr(make.concurrent.futures, "wait", interrupted)
