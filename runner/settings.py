@@ -353,9 +353,13 @@ class FleetSettings:
     answer; on a loaded head (two busy cores) that start takes longer and the driver is refused with
     "Initialization failure from server". The wait is the head's, read as its proxy starts: the node agent's
     `head` passes ``client_server_timeout_s`` to Ray (that variable, set in the head's environment, wins).
+    The same wait is what a driver loses when its server dies as it starts (seen in `make test`, once in nine
+    joins): the proxy waits it out before the driver can ask again. 60 s: twice Ray's, where the 13 servers
+    started during a `make test` here (two tests at a time on 2 cores) answered in 1 to 1.5 s; it was 180 s, and a
+    fleet test idled 190 s.
     """
 
-    client_server_timeout_s: float = setting(180.0, kind="number", gt=0, unit="s",
+    client_server_timeout_s: float = setting(60.0, kind="number", gt=0, unit="s",
                                              help="how long the head's Ray Client proxy waits for the server it "
                                                   "starts for each driver (Ray's default: 30)")
     connect_attempts: int = setting(3, kind="int", ge=1,

@@ -20,6 +20,7 @@ containers labelled with this sweep's id.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +43,8 @@ from .node import Context, Ledger, Shipment
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
 REPORT_TIMEOUT_S = 180.0  # a node's report hashes its models once (then cached)
 CLEANUP_TIMEOUT_S = 60.0
+#: How long a driver the head refused waits for its log stream to end (below, _bounded_log_stream_close).
+LOG_STREAM_CLOSE_S = 5.0
 
 
 def import_ray():
@@ -53,6 +56,30 @@ def import_ray():
     return ray
 
 
+def _bounded_log_stream_close() -> None:
+    """Ray's client (2.60), refused by the head, closes its log stream before its channel, and waits for that
+    stream to end; when the head's proxy could not start this driver's server (the server process died as it
+    started), the proxy holds that stream open for its whole channel wait (client_server_timeout_s, then ten
+    seconds of retries). Seen in `make test`: a fleet test idled 190 s before its second attempt joined. The
+    log stream's close is given LOG_STREAM_CLOSE_S: the client then closes its channel, which ends the stream
+    (and the thread still closing it), and `connect` asks again."""
+    try:
+        from ray.util.client.logsclient import LogstreamClient
+    except ImportError:  # another Ray: its own close
+        return
+    original = LogstreamClient.close
+    if getattr(original, "edgeasr_bounded", False):
+        return
+
+    def close(self) -> None:
+        closing = threading.Thread(target=original, args=(self,), daemon=True, name="edgeasr-log-stream-close")
+        closing.start()
+        closing.join(LOG_STREAM_CLOSE_S)
+
+    close.edgeasr_bounded = True  # type: ignore[attr-defined]
+    LogstreamClient.close = close  # type: ignore[method-assign]
+
+
 def connect(ray, address: str, settings: FleetSettings = FleetSettings()) -> None:
     """Join the cluster as a driver (Ray Client for ray://), quietly, with the fleet's token (auth.py); a
     UserError when it cannot, one sentence at once when the head refuses the token. The head starts a server
@@ -61,6 +88,7 @@ def connect(ray, address: str, settings: FleetSettings = FleetSettings()) -> Non
     token = auth.token_file()
     auth.use_in_this_process(token)
     auth.check_head(address, token, "driver")
+    _bounded_log_stream_close()
     error: Exception | None = None
     for attempt in range(settings.connect_attempts):
         try:
