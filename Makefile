@@ -148,7 +148,7 @@ test: venv venv-py38 fleet-venv models test-images tiny-models
 ifeq ($(TEST_JOBS),0)
 	$(PYTEST) -q -rs --durations=25 tests
 else
-	$(PYTEST) -q -rs --durations=25 -n $(TEST_JOBS) --dist loadfile -m "not alone" tests
+	$(PYTEST) -q -rs --durations=25 -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder -m "not alone" tests
 	EDGEASR_CI_START= $(PYTEST) -q -rs --durations=10 -m alone tests
 endif
 

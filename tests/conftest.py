@@ -49,6 +49,55 @@ def pytest_configure(config):
             os.environ[name] = value
 
 
+# Longest files first (issue 26 item 3). `make test` hands files to its two workers in collection order
+# (--dist loadfile --no-loadscope-reorder: xdist's own order puts the files with the most tests first, so the few
+# long e2e files came last and one worker ran them alone at the end). Each file's seconds on the 2-core host are in
+# tests/durations.json; a file not there counts as DEFAULT_FILE_S of its tier. Every run writes what it measured
+# to build/test-durations.json: copy it over tests/durations.json when files come, go or grow.
+DURATIONS = Path(__file__).with_name("durations.json")
+MEASURED = Path(__file__).resolve().parents[1] / "build" / "test-durations.json"
+DEFAULT_FILE_S = {"e2e": 20.0, "e2e arm64 (emulated)": 300.0}
+_FILE_S: dict[str, float] = {}
+
+
+def _file(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    import json
+
+    try:
+        known = {str(k): float(v) for k, v in json.loads(DURATIONS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        known = {}
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first.setdefault(_file(item.nodeid), i)
+
+    def seconds(path: str) -> float:
+        return known.get(path, DEFAULT_FILE_S.get(_tier(path), 1.0))
+
+    items.sort(key=lambda item: (-seconds(_file(item.nodeid)), first[_file(item.nodeid)]))
+
+
+def pytest_sessionfinish(session):
+    import json
+
+    if hasattr(session.config, "workerinput") or not _FILE_S:
+        return
+    try:  # `make test`'s second run (the tests marked alone) adds its files to the first's
+        earlier = json.loads(MEASURED.read_text()) if MEASURED.is_file() else {}
+    except (OSError, ValueError):
+        earlier = {}
+    merged = {**(earlier if isinstance(earlier, dict) else {}), **{k: round(v, 1) for k, v in _FILE_S.items()}}
+    try:
+        MEASURED.parent.mkdir(exist_ok=True)
+        MEASURED.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
+    except OSError:
+        pass
+
+
 # The time of each test tier (issue 26 item 3): CI prints it, so that a slow tier is seen where it grows. A tier is
 # the folder under tests/ (unit, contract, e2e); the emulated arm64 tests are their own tier (tests/e2e/*arm64*),
 # since their time is qemu's. `.ci/run` exports EDGEASR_CI_START (epoch seconds) so the set-up before the first test
@@ -73,6 +122,7 @@ def pytest_runtest_logstart(nodeid, location):
 def pytest_runtest_logreport(report):
     tier = _tier(report.nodeid)
     _TIER_S[tier] = _TIER_S.get(tier, 0.0) + report.duration
+    _FILE_S[_file(report.nodeid)] = _FILE_S.get(_file(report.nodeid), 0.0) + report.duration
 
 
 def pytest_terminal_summary(terminalreporter):

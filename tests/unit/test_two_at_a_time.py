@@ -5,6 +5,7 @@ suite's own conftest."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,22 @@ def test_a_files_tests_share_a_worker_and_alone_ones_wait(tmp_path):
     assert sum(ln.startswith("time by tier:") for ln in r.stdout.splitlines()) == 1
 
 
+def test_the_longest_files_come_first_and_each_run_writes_what_it_measured(tmp_path):
+    """The files in the order of tests/durations.json's seconds, longest first (a file not there: its tier's
+    default, here e2e's 20 s); xdist hands them out in that order (--no-loadscope-reorder, the Makefile's)."""
+    tests, log = _suite(tmp_path)
+    (tests / "durations.json").write_text('{"tests/e2e/test_c.py": 90, "tests/e2e/test_a.py": 5}')
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not alone",
+                        str(tests)], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    order = list(dict.fromkeys(line.split()[0] for line in log.read_text().splitlines()))
+    assert order == ["c", "b", "d", "a"]  # 90 s, then b and d (20 s each, in collection order), then 5 s
+    measured = json.loads((tmp_path / "build" / "test-durations.json").read_text())
+    assert set(measured) == {f"tests/e2e/test_{n}.py" for n in "abcd"}
+    assert all(0.5 < s < 5 for s in measured.values()), measured  # three tests of 0.2 s each
+
+
 def test_make_test_runs_two_at_a_time_then_the_alone_ones(tmp_path):
     def dry(*extra: str) -> list[str]:
         out = subprocess.run(["make", "-n", "-C", str(ROOT), "test", f"VENV={tmp_path}/venv", *extra],
@@ -60,7 +77,8 @@ def test_make_test_runs_two_at_a_time_then_the_alone_ones(tmp_path):
 
     two = dry()
     assert len(two) == 2
-    assert "-n 2 --dist loadfile -m \"not alone\" tests" in two[0] and "-m alone tests" in two[1]
+    assert "-n 2 --dist loadfile --no-loadscope-reorder -m \"not alone\" tests" in two[0]
+    assert "-m alone tests" in two[1]
     assert "EDGEASR_CI_START= " in two[1]  # the set-up was printed by the first run
     one = dry("TEST_JOBS=0")
     assert len(one) == 1 and " -n " not in one[0] and "alone" not in one[0]
