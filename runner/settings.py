@@ -354,9 +354,9 @@ class FleetSettings:
     "Initialization failure from server". The wait is the head's, read as its proxy starts: the node agent's
     `head` passes ``client_server_timeout_s`` to Ray (that variable, set in the head's environment, wins).
     The same wait is what a driver loses when its server dies as it starts (seen in `make test`, once in nine
-    joins): the proxy waits it out before the driver can ask again. 60 s: twice Ray's, where the 13 servers
-    started during a `make test` here (two tests at a time on 2 cores) answered in 1 to 1.5 s; it was 180 s, and a
-    fleet test idled 190 s.
+    joins): the proxy waits it out before the driver can ask again. 60 s: twice Ray's, where the 7 servers
+    started during a bare `make test` here (two tests at a time on 2 cores) logged their first line 0.8 to 1.1 s
+    after the proxy started them; it was 180 s, and a fleet test idled 190 s.
     """
 
     client_server_timeout_s: float = setting(60.0, kind="number", gt=0, unit="s",
