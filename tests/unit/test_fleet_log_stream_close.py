@@ -30,9 +30,11 @@ class HoldingProxy(ray_client_pb2_grpc.RayletLogStreamerServicer):
     """A Logstream that answers nothing and ends only when released (or after HELD_S)."""
 
     def __init__(self) -> None:
+        self.opened = threading.Event()
         self.release = threading.Event()
 
     def Logstream(self, request_iterator, context):  # noqa: N802  (gRPC's name)
+        self.opened.set()
         self.release.wait(HELD_S)
         return
         yield  # a server stream
@@ -46,19 +48,21 @@ def held_stream():
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", proxy
     finally:
         proxy.release.set()
         server.stop(0)
 
 
-def test_a_held_log_stream_is_closed_in_seconds_and_the_channel_ends_it(held_stream):
+def test_a_held_log_stream_is_closed_in_seconds_and_the_channel_ends_it(held_stream, monkeypatch):
+    address, proxy = held_stream
+    monkeypatch.setattr(driver, "LOG_STREAM_CLOSE_S", 0.5)  # the bound, read as the close runs (5 s in a driver)
     driver._bounded_log_stream_close()
     driver._bounded_log_stream_close()  # once is enough: a second call wraps nothing again
-    worker = SimpleNamespace(channel=grpc.insecure_channel(held_stream), _in_shutdown=False,
+    worker = SimpleNamespace(channel=grpc.insecure_channel(address), _in_shutdown=False,
                              _can_reconnect=lambda error: False)
     client = LogstreamClient(worker, [])
-    time.sleep(0.5)  # the stream is open and held
+    assert proxy.opened.wait(10), "the log stream never reached the server"
     worker._in_shutdown = True  # as Ray's Worker.close: the log stream first, then the channel
     start = time.monotonic()
     client.close()
