@@ -65,8 +65,17 @@ if ! command -v debootstrap >/dev/null; then
   # A fresh machine: install it when this root shell has apt, and say so; otherwise one sentence with the command.
   if command -v apt-get >/dev/null; then
     echo "make-base.sh: debootstrap is missing; installing it with apt-get (it builds the local base image)" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null \
-      || { echo "make-base.sh: could not install debootstrap; run: apt-get install debootstrap" >&2; exit 2; }
+    install_debootstrap() {
+      command -v debootstrap >/dev/null && return 0  # installed by another make-base.sh while this one waited
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    }
+    # Two bases are made side by side (`make test`: bookworm and trixie): two apt-gets at once, and the second
+    # fails on apt's lock. One install at a time; the second then finds debootstrap there.
+    if command -v flock >/dev/null; then
+      (flock 9 && install_debootstrap) 9>"${TMPDIR:-/tmp}/edgeasr-debootstrap-install.lock"
+    else
+      install_debootstrap
+    fi || { echo "make-base.sh: could not install debootstrap; run: apt-get install debootstrap" >&2; exit 2; }
   else
     echo "make-base.sh: debootstrap is not installed; install it with your package manager (e.g. apt-get install debootstrap)" >&2
     exit 2

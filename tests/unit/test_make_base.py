@@ -141,3 +141,32 @@ def test_a_bullseye_arm64_base_is_a_system_python3_with_pip_and_no_ffmpeg(tmp_pa
     include = next(a for a in args if a.startswith("--include=")).split("=", 1)[1].split(",")
     assert {"python3", "python3-pip", "libgomp1", "ca-certificates"} <= set(include)
     assert not any(p.startswith("libav") for p in include)
+
+
+def test_two_bases_made_at_once_on_a_fresh_machine_install_debootstrap_once(tmp_path):
+    """`make test` debootstraps bookworm and trixie side by side: on a machine without debootstrap both scripts
+    ran apt-get at once and the second failed on apt's lock ("could not install debootstrap"). Here a fake apt-get
+    keeps apt's rule (a second one at the same time fails: "Could not get lock") and installs a fake debootstrap;
+    both scripts must get past the install, and apt installs once."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    for tool in ("id", "flock", "sleep", "mkdir", "rmdir"):
+        (d / tool).symlink_to(shutil.which(tool))
+    bash = shutil.which("bash")
+    (d / "apt-get").write_text(
+        f"#!{bash}\n"
+        f"mkdir {tmp_path}/apt-lock 2>/dev/null || {{ echo 'E: Could not get lock /var/lib/apt/lists/lock' >&2; "
+        "exit 100; }\n"
+        f"echo \"$@\" >> {tmp_path}/apt-calls\nsleep 1\n"
+        f"if [[ $1 == install ]]; then printf '#!{bash}\\nexit 0\\n' > {d}/debootstrap; chmod +x {d}/debootstrap; fi\n"
+        f"rmdir {tmp_path}/apt-lock\n")
+    (d / "apt-get").chmod(0o755)
+    env = {"PATH": str(d), "TMPDIR": str(tmp_path), "DEBOOTSTRAP_DIR": str(tmp_path / "no-scripts")}
+    runs = [subprocess.Popen([bash, str(SCRIPT), f"edgeasr/base:test-never-built-{suite}", suite], env=env,
+                             stderr=subprocess.PIPE, text=True) for suite in ("bookworm", "trixie")]
+    errs = [r.communicate(timeout=60)[1] for r in runs]
+    for err in errs:
+        assert "could not install debootstrap" not in err and "Could not get lock" not in err, err
+        # past the install: the next check (this fake debootstrap knows no suite) is what stops it
+        assert "this debootstrap does not know" in err, err
+    assert [c.split()[0] for c in (tmp_path / "apt-calls").read_text().splitlines()] == ["update", "install"]
