@@ -138,6 +138,12 @@ class Dockerfile:
             labels.update(key_values(i.args))
         return labels
 
+    def args(self, start: int = 0, end: int | None = None) -> list[tuple[str, str]]:
+        """(name, default) of each build argument declared by instructions ``start`` to ``end``, in order; one
+        ARG step may declare several (`ARG A= B`); no default reads as ""."""
+        return [(name, default) for i in self.instructions[start:end] if i.keyword == "ARG"
+                for name, _, default in (token.partition("=") for token in shlex.split(i.args))]
+
     def copies(self) -> list[tuple[list[str], str, dict[str, str]]]:
         return [copy_sources_and_dest(i.args) for i in self.all("COPY") + self.all("ADD")]
 
@@ -173,8 +179,7 @@ def test_every_dockerfile_suffix_is_known():
 def test_base_is_an_arg_with_a_public_default(path):
     df = Dockerfile(path)
     first_from = next(n for n, i in enumerate(df.instructions) if i.keyword == "FROM")
-    defaults = [i.args.partition("=")[2] for i in df.instructions[:first_from]
-                if i.keyword == "ARG" and i.args.partition("=")[0] == "BASE_IMAGE"]
+    defaults = [default for name, default in df.args(0, first_from) if name == "BASE_IMAGE"]
     assert defaults and defaults[0], "ARG BASE_IMAGE=<default> must come before the first FROM"
     assert re.fullmatch(r"[a-z0-9][\w./-]*(:[\w.-]+)?(@sha256:[0-9a-f]{64})?", defaults[0]), defaults[0]
     stages: dict[str, str] = {}
@@ -194,8 +199,7 @@ def test_no_package_index_host_is_written_into_a_dockerfile(path):
     """An index comes from the host's configuration (a build argument) or is pip's own default: a URL default
     would send every user's build to a host the project chose (the base image is the one public default)."""
     df = Dockerfile(path)
-    for arg in df.all("ARG"):
-        name, _, default = arg.args.partition("=")
+    for name, default in df.args():
         if name != "BASE_IMAGE":
             assert "://" not in default, f"{path}: ARG {name} defaults to a URL ({default})"
     assert not re.search(r"https?://(?!\$)", " ".join(i.args for i in df.all("RUN"))), f"{path}: a URL in a RUN step"
@@ -260,8 +264,7 @@ def test_versions_base_contract_and_platform_labels_come_from_build_arguments(pa
     assert labels.get("org.edgeasr.versions") == "${EDGEASR_VERSIONS}"
     assert labels.get("org.edgeasr.base") == "${BASE_IMAGE}"
     last_from = max(n for n, i in enumerate(df.instructions) if i.keyword == "FROM")
-    stage_args = {i.args.partition("=")[0]: i.args.partition("=")[2]
-                  for i in df.instructions[last_from:] if i.keyword == "ARG"}
+    stage_args = dict(df.args(last_from))
     assert "BASE_IMAGE" in stage_args, "ARG BASE_IMAGE again after the last FROM, or org.edgeasr.base is empty"
     assert "EDGEASR_VERSIONS" in stage_args, "ARG EDGEASR_VERSIONS in the final stage"
     for name in ("EDGEASR_CONTRACT", "EDGEASR_PLATFORM"):
@@ -473,3 +476,36 @@ def test_jetpack5_whisperx_keeps_its_vad_model_where_the_adapter_looks():
     assert path and path.startswith("/opt/edgeasr/")
     runs = " ".join(i.args for i in df.all("RUN"))
     assert f"edgeasr_store_vad_model.py {path}" in runs
+
+
+
+EVERY_DOCKERFILE = sorted(p for p in CONTAINERS.rglob("Dockerfile*") if p.is_file() and "wheels" not in p.parts)
+# Built in one pass (`edgeasr images build`, x86 and arm64): the backends' and the shared images' Dockerfiles.
+ONE_PASS = [p for p in EVERY_DOCKERFILE if p.name == "Dockerfile" and p.parent.parent == CONTAINERS]
+
+
+@pytest.mark.parametrize("path", EVERY_DOCKERFILE, ids=[str(p.relative_to(CONTAINERS)) for p in EVERY_DOCKERFILE])
+def test_the_build_arguments_after_the_last_run_are_one_step(path):
+    """Each instruction after the big install is a step of the classic builder over a layer of gigabytes (a
+    container made, then committed by walking its whole tree: fuse-overlayfs has no native diff): 25 to 35 s each
+    on a 2-core host, where whisperx's 14 steps on torch-base took 6 min (issue 26). The labels' build arguments
+    are declared in one ARG step there, not one each (the variants built twice keep them last: the second build
+    must find every step before its LABEL cached)."""
+    df = Dockerfile(path)
+    last_work = max(n for n, i in enumerate(df.instructions) if i.keyword in ("RUN", "COPY", "ADD", "FROM"))
+    trailing = [i for i in df.instructions[last_work + 1:] if i.keyword == "ARG"]
+    assert len(trailing) <= 1, f"{len(trailing)} ARG steps after the last RUN/COPY: declare them in one (ARG A= B C)"
+
+
+@pytest.mark.parametrize("path", ONE_PASS, ids=[str(p.relative_to(CONTAINERS)) for p in ONE_PASS])
+def test_an_image_built_in_one_pass_declares_its_metadata_before_its_install(path):
+    """In the Dockerfiles built in one pass, every build argument is one ARG step right after FROM, with ENV,
+    LABEL and ENTRYPOINT, while the layer below is still the small base: after the install each step costs
+    25-35 s (above). Their values are the same at each build of one image, so the install stays cached."""
+    df = Dockerfile(path)
+    last_from = max(n for n, i in enumerate(df.instructions) if i.keyword == "FROM")
+    first_work = next(n for n, i in enumerate(df.instructions) if n > last_from and i.keyword in ("RUN", "COPY"))
+    late = [i.keyword for i in df.instructions[first_work:] if i.keyword not in ("RUN", "COPY", "ADD")]
+    assert not late, f"{', '.join(late)} after the first RUN/COPY: put them before it"
+    assert [i.keyword for i in df.instructions[last_from + 1:first_work]].count("ARG") == 1, \
+        "the build arguments in one ARG step after FROM"
