@@ -486,6 +486,24 @@ def resolve_pins(image: ImageDef, requirements: str, arch: str = "amd64") -> dic
     return {_normalize(e["metadata"]["name"]): e["metadata"]["version"] for e in entries}
 
 
+#: Each parent's resolution (its Python, the architecture, its requirements' text -> pins), made once per process:
+#: every child of the torch stack asked pip for it again (40 to 50 s through the index on a 2-core host).
+_PARENT_RESOLUTIONS: dict[tuple[str, str, str], dict[str, str]] = {}
+_PARENT_RESOLUTIONS_LOCK = threading.Lock()
+
+
+def _parent_resolution(image: ImageDef, parent: str, arch: str) -> dict[str, str]:
+    """resolve_pins of the parent's requirements ``parent`` for ``image``'s Python on ``arch``, once per process."""
+    key = (image.python, arch, parent)
+    with _PARENT_RESOLUTIONS_LOCK:
+        held = _PARENT_RESOLUTIONS.get(key)
+    if held is None:
+        held = resolve_pins(image, parent, arch)
+        with _PARENT_RESOLUTIONS_LOCK:
+            _PARENT_RESOLUTIONS[key] = held
+    return dict(held)
+
+
 def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only: list[str] | None = None, *,
                     overrides: dict[str, str] | None = None, only_overrides: bool = False,
                     arch: str = "amd64") -> None:
@@ -509,7 +527,12 @@ def fill_wheelhouse(backend: ImageDef, log: Callable[[str], None] = print, only:
         # The extras resolved together with the parent's pins, less what the parent's resolution installs: a
         # dependency on the parent's torch must not fetch the torch stack again (gigabytes) into this wheelhouse.
         parent = requirements_text(IMAGES[backend.parent])
-        held = resolve_pins(backend, parent, arch)
+        held = _parent_resolution(backend, parent, arch)
+        extras = pinned_versions(text)
+        if all(held.get(name) == version for name, version in extras.items()):
+            # the parent's resolution installs each extra at its pin, so with its dependencies: nothing to add
+            log(f"{backend.name}: {backend.parent} holds them ({', '.join(f'{n}=={v}' for n, v in extras.items())})")
+            return
         wanted = resolve_pins(backend, parent + "\n" + text, arch)
         text = "".join(f"{n}=={v}\n" for n, v in wanted.items() if held.get(n) != v)
         no_deps = True

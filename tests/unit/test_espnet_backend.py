@@ -306,7 +306,8 @@ def test_the_wheelhouse_is_filled_for_the_images_python(monkeypatch, tmp_path):
 
     resolved = {"torch": "2.14.1", "nvidia-cublas": "13.1.0.3"}
     monkeypatch.setattr(images, "_pip", pip)
-    monkeypatch.setattr(images, "resolve_pins", lambda image, text, arch="amd64": dict(resolved) if "espnet" not in text else {
+    monkeypatch.setattr(images, "_PARENT_RESOLUTIONS", {})  # this fake resolution stays out of the process's
+    monkeypatch.setattr(images, "resolve_pins", lambda image, text, arch="amd64": dict(resolved) if "espnet==" not in text else {
         **resolved, "espnet": "202611", "antlr4-python3-runtime": "4.9.3", "scipy": "1.18.1"})
     images.fill_wheelhouse(es, log=lambda m: None, only=images.child_extras(es))
     wheel, download = calls
