@@ -135,7 +135,9 @@ def test_base_fp32_on_a_subset(ready, tmp_path):
     assert r.returncode == 0, r.stderr
     s = _summary(out)
     assert s["status"] == "ok" and s["backend_quant"] == "float32" and s["n_utterances"] == 4
-    assert s["wer"] < 0.25 and 0.005 < s["rtf"] < 2.0
+    # a plausible RTF (seconds over seconds, not ms), not a speed target: base in float32 beside another test on a
+    # 2-core host measured 2.37 (a bare make test, 2026-12-07)
+    assert s["wer"] < 0.25 and 0.005 < s["rtf"] < 10
     assert 130 < s["model_size_mb"] < 160
 
 
