@@ -368,7 +368,7 @@ def test_variant_header_says_how_to_build_it_and_what_it_cannot_do(path):
     df = Dockerfile(path)
     assert df.text.startswith("#"), "a variant starts with a comment: purpose, build command, tags, limits"
     header = df.header()
-    default = next(i.args.partition("=")[2] for i in df.all("ARG") if i.args.startswith("BASE_IMAGE="))
+    default = next(default for name, default in df.args() if name == "BASE_IMAGE")
     command = re.search(rf"docker build -f containers/{re.escape(df.folder)}/{re.escape(path.name)}"
                         rf"\s+--build-arg BASE_IMAGE=(\S+)"
                         rf"(\s+--build-arg SHARED_PINS=\"\$\(grep -v '\^#' containers/common/shared-requirements.txt\)\")?"
@@ -397,7 +397,7 @@ def test_platforms_doc_has_a_build_command_for_the_file(path):
 @pytest.mark.parametrize("path", VARIANTS, ids=[f"{p.parent.name}/{p.name}" for p in VARIANTS])
 def test_platforms_doc_names_the_default_base(path):
     df = Dockerfile(path)
-    default = next(i.args.partition("=")[2] for i in df.all("ARG") if i.args.startswith("BASE_IMAGE="))
+    default = next(default for name, default in df.args() if name == "BASE_IMAGE")
     assert default in PLATFORMS_DOC.read_text(), f"containers/PLATFORMS.md does not name {default}"
 
 
@@ -424,7 +424,7 @@ def test_jetpack5_variant_uses_the_bases_libraries_and_pins_nothing(path):
     assert not PIN.findall(runs), f"pinned versions in a JetPack 5 variant: {PIN.findall(runs)}"
     assert "sys.version_info < (3, 8)" in runs
     assert "JETSON_PIP_INDEX_URL" not in df.text, "no jetson-ai-lab index for JetPack 5 (no jp5 CUDA 11 builds there)"
-    assert re.search(r"dustynv/[\w.-]+:r35\.", next(i.args for i in df.all("ARG") if i.args.startswith("BASE_IMAGE=")))
+    assert re.search(r"dustynv/[\w.-]+:r35\.", next(default for name, default in df.args() if name == "BASE_IMAGE"))
 
 
 @pytest.mark.parametrize("path", R35, ids=R35_IDS)
