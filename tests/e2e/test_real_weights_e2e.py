@@ -53,6 +53,15 @@ def _differences(a: dict[str, dict], b: dict[str, dict]) -> list[str]:
     return [f"{k}: {a[k]['hypothesis']!r} vs {b[k]['hypothesis']!r}" for k in a if a[k]["hypothesis"] != b[k]["hypothesis"]]
 
 
+@pytest.fixture(scope="module")
+def transformers_fp32(tmp_path_factory) -> tuple[dict, dict[str, dict]]:
+    """transformers tiny.en fp32 greedy on the whole embedded set, run once for the module: the reference of the
+    batched and ONNX Runtime tests too (batch 1 decodes each utterance alone, so its rows for a subset are what a
+    run of that subset gives; two runs fewer in `make test`, issue 26)."""
+    return _run(tmp_path_factory.mktemp("transformers-fp32"), "hf", "--backend", "transformers", "--model", "tiny.en",
+                "--quant", "fp32")
+
+
 def test_converted_tiny_en_decodes_exactly_like_ctranslate2_on_the_same_features():
     """Every weight lands where transformers expects it (no missing or unexpected key) and, fed the same
     log-mel features, the converted model's greedy transcripts equal CTranslate2's own, word for word."""
@@ -75,12 +84,12 @@ def test_converted_tiny_en_decodes_exactly_like_ctranslate2_on_the_same_features
     assert all(r["hf"] for r in report["rows"])
 
 
-def test_transformers_tiny_en_fp32_greedy_against_faster_whisper(tmp_path):
+def test_transformers_tiny_en_fp32_greedy_against_faster_whisper(transformers_fp32, tmp_path):
     """The whole embedded set, both backends fp32 greedy, both decoding with timestamp tokens (faster-whisper's
     default; the transformers adapter asks for them too). The converted weights are exact (test above); each
     backend's own log-mel front end differs, so transcripts may differ on a few utterances: the assertion
     message names them. WER agrees within 1 point, on the 20 Harvard sentences and over the whole set."""
-    hf, hf_utts = _run(tmp_path, "hf", "--backend", "transformers", "--model", "tiny.en", "--quant", "fp32")
+    hf, hf_utts = transformers_fp32
     fw, fw_utts = _run(tmp_path, "fw", "--backend", "faster-whisper", "--model", "tiny.en", "--quant", "fp32")
     assert hf["status"] == fw["status"] == "ok" and hf["n_utterances"] == 21
     assert hf["model_source"] == "converted" and hf["n_params"] == 37_760_256
@@ -103,31 +112,33 @@ def test_transformers_tiny_en_int8_and_bf16_on_cpu(tmp_path, quant):
     assert s["n_params"] == 37_760_256
 
 
-def test_transformers_tiny_en_batched_equals_sequential(tmp_path):
+def test_transformers_tiny_en_batched_equals_sequential(transformers_fp32, tmp_path):
     """Whisper pads every utterance to one 30-s window, so a batch of 4 decodes like 4 single calls; only
-    float summation order differs, which may flip a rare near-tie token (at most one utterance here)."""
-    data = str(_subset(tmp_path, HARVARD[:8]))
-    seq, seq_utts = _run(tmp_path, "seq", "--backend", "transformers", "--model", "tiny.en", "--quant", "fp32",
-                         "--data", data)
+    float summation order differs, which may flip a rare near-tie token (at most one utterance here). The
+    sequential side is the module's fp32 run, on the same 8 utterances."""
+    ids = HARVARD[:8]
+    seq, all_utts = transformers_fp32
+    seq_utts = {i: all_utts[i] for i in ids}
     bat, bat_utts = _run(tmp_path, "bat", "--backend", "transformers", "--model", "tiny.en", "--quant", "fp32",
-                         "--data", data, "--batch-size", "4")
-    assert seq["status"] == bat["status"] == "ok"
+                         "--data", str(_subset(tmp_path, ids)), "--batch-size", "4")
+    assert seq["status"] == bat["status"] == "ok" and set(bat_utts) == set(ids)
     assert len(_differences(seq_utts, bat_utts)) <= 1, _differences(seq_utts, bat_utts)
-    assert abs(seq["wer"] - bat["wer"]) <= 0.02
+    assert abs(_wer(seq_utts, ids) - _wer(bat_utts, ids)) <= 0.02
 
 
-def test_onnxruntime_tiny_en_fp32_and_int8_against_transformers(tmp_path):
+def test_onnxruntime_tiny_en_fp32_and_int8_against_transformers(transformers_fp32, tmp_path):
     """ONNX Runtime on the exported tiny.en (cached by content hash): fp32 equals transformers fp32 within
     2 WER points on the same utterances, and dynamic int8 stays a working model."""
-    data = str(_subset(tmp_path, HARVARD[:8]))
-    ref, ref_utts = _run(tmp_path, "hf", "--backend", "transformers", "--model", "tiny.en", "--quant", "fp32",
-                         "--data", data)
+    ids = HARVARD[:8]
+    data = str(_subset(tmp_path, ids))
+    _, all_ref = transformers_fp32
+    ref_utts = {i: all_ref[i] for i in ids}
     f32, f32_utts = _run(tmp_path, "ort32", "--backend", "onnxruntime", "--model", "tiny.en", "--quant", "fp32",
                          "--data", data)
     i8, _ = _run(tmp_path, "ort8", "--backend", "onnxruntime", "--model", "tiny.en", "--quant", "int8",
                  "--data", data)
-    assert f32["status"] == i8["status"] == "ok" and f32["model_source"] == "exported"
-    assert abs(f32["wer"] - ref["wer"]) <= 0.02, _differences(f32_utts, ref_utts)
+    assert f32["status"] == i8["status"] == "ok" and f32["model_source"] == "exported" and set(f32_utts) == set(ids)
+    assert abs(_wer(f32_utts, ids) - _wer(ref_utts, ids)) <= 0.02, _differences(f32_utts, ref_utts)
     assert i8["wer"] < 0.25 and i8["quant_method"].startswith("onnxruntime dynamic quantization")
     assert i8["model_size_mb"] < f32["model_size_mb"] / 2  # int8 weights
 
