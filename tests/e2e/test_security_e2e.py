@@ -234,10 +234,10 @@ def test_sigterm_of_a_sweep_keeps_what_finished_and_says_how_to_resume(tmp_path)
 
 # --- hostile images (issue 20, items 1 and 2) ---------------------------------------------------------------
 #
-# Each is built FROM the shipped faster-whisper image with its own entrypoint (tests/e2e: never shipped), tagged
-# edgeasr-test/hostile-<mode>, and removed when the module ends. HOSTILE_SECRET and HOSTILE_VICTIM are host
-# files the image names in the links it plants: the runner (root here) must never read the one nor write the
-# other.
+# Each is built FROM the shipped faster-whisper image with its own entrypoint (tests/e2e: never shipped; the
+# entrypoint in edgeasr-test/hostile-base, the mode an ENV on it), tagged edgeasr-test/hostile-<mode>, and removed
+# when the module ends. HOSTILE_SECRET and HOSTILE_VICTIM are host files the image names in the links it plants:
+# the runner (root here) must never read the one nor write the other.
 
 HOSTILE_ENTRYPOINT = r'''
 """A hostile backend image: it does the real job (or not), then plays one trick on the host runner."""
@@ -310,24 +310,32 @@ def hostile(tmp_path_factory):
     for f in (secret, victim):
         f.chmod(0o600)
     client = docker.from_env()
-    tags = {}
+
+    def build(tag: str, files: dict[str, bytes]) -> None:
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            for name, body in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+        context.seek(0)
+        client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+
+    # The entrypoint in one image the modes share, each mode one ENV step on it: every build step commits a
+    # container by walking the whole image on this engine (fuse-overlayfs), a few seconds each (issue 26).
+    base = "edgeasr-test/hostile-base:latest"
+    tags = {"base": base}
     try:
+        build(base, {"Dockerfile": (f"FROM {IMAGE}\nCOPY hostile.py /opt/hostile.py\n"
+                                    'ENTRYPOINT ["/opt/venv/bin/python", "/opt/hostile.py"]\n').encode(),
+                     "hostile.py": HOSTILE_ENTRYPOINT.encode()})
         for mode in HOSTILE_MODES:
-            context = io.BytesIO()
-            dockerfile = (f"FROM {IMAGE}\nENV HOSTILE_MODE={mode} HOSTILE_SECRET={secret} HOSTILE_VICTIM={victim}\n"
-                          "COPY hostile.py /opt/hostile.py\n"
-                          'ENTRYPOINT ["/opt/venv/bin/python", "/opt/hostile.py"]\n').encode()
-            with tarfile.open(fileobj=context, mode="w") as tar:
-                for name, body in (("Dockerfile", dockerfile), ("hostile.py", HOSTILE_ENTRYPOINT.encode())):
-                    info = tarfile.TarInfo(name)
-                    info.size = len(body)
-                    tar.addfile(info, io.BytesIO(body))
-            context.seek(0)
             tags[mode] = f"edgeasr-test/hostile-{mode}:latest"
-            client.images.build(fileobj=context, custom_context=True, tag=tags[mode], rm=True)
+            build(tags[mode], {"Dockerfile": f"FROM {base}\nENV HOSTILE_MODE={mode} HOSTILE_SECRET={secret} "
+                                             f"HOSTILE_VICTIM={victim}\n".encode()})
         yield {"images": tags, "secret": secret, "victim": victim}
     finally:
-        for tag in tags.values():
+        for tag in reversed(tags.values()):
             try:
                 client.images.remove(tag, force=True)
             except docker.errors.ImageNotFound:
