@@ -110,8 +110,9 @@ models: venv
 # Tiny random models made offline, each in its backend's image: Hugging Face Whisper and wav2vec2 CTC
 # (transformers), an ESPnet Conformer CTC/attention model (espnet). TINY_BACKENDS: only these (default: all).
 TINY_BACKENDS ?=
+MAKE_TINY = $(EDGEASR) models make-tiny $(TINY_BACKENDS)
 tiny-models: venv models
-	$(EDGEASR) models make-tiny $(TINY_BACKENDS)
+	$(MAKE_TINY)
 
 runner-image: venv
 	@$(EDGEASR) images build runner --missing --base $(BASE_IMAGE)
@@ -144,7 +145,12 @@ test-unit: venv venv-py38
 # one worker; then the tests marked `alone` (time, cadence, capacity), with none beside them. TEST_JOBS=0: one
 # at a time, all in one run.
 TEST_JOBS ?= 2
-test: venv venv-py38 fleet-venv models test-images tiny-models
+# The set-up: the two installs into $(VENV) one after the other, then the images (minutes; they start with the
+# bases' downloads, which leave the CPU idle) beside the Python 3.8 venv and the models (a minute on one core), then
+# the tiny models, made in the images.
+test: venv fleet-venv
+	@$(MAKE) --no-print-directory -j3 venv-py38 models test-images
+	$(MAKE_TINY)
 ifeq ($(TEST_JOBS),0)
 	$(PYTEST) -q -rs --durations=25 tests
 else
@@ -170,7 +176,7 @@ test-images: venv
 
 # The arm64 images under emulation (issue 25), all of them: builds what is missing (about 40 min on a 2-core host),
 # then check-image on each and int8's WER of arm64 against x86 on the whole embedded set; too long for `make test`,
-# which runs the small tier (faster-whisper:arm64, two utterances in float32: tests/e2e/test_arm64_e2e.py).
+# which runs the small tier (faster-whisper:arm64, one utterance in float32, greedy: tests/e2e/test_arm64_e2e.py).
 test-arm64: venv models
 	EDGEASR_ARM64_E2E=1 $(PYTEST) -q -rs tests/e2e/test_arm64_e2e.py
 
