@@ -143,13 +143,14 @@ def test_a_bullseye_arm64_base_is_a_system_python3_with_pip_and_no_ffmpeg(tmp_pa
     assert not any(p.startswith("libav") for p in include)
 
 
-@needs_qemu
-def test_an_arm64_base_is_made_with_mmdebstrap_where_installed(tmp_path):
-    """Where mmdebstrap is installed, a foreign base is made with it: the host's apt fetches and unpacks, only dpkg
-    runs emulated (debootstrap's second stage runs its whole script under qemu: 237 s against 142 s for the
-    bookworm arm64 base here, issue 26). Same variant, packages and mirror; neither debootstrap nor its second
-    stage runs, and the folder it made is what docker imports."""
-    env = _fake_tools(tmp_path, suites=("bookworm",))
+@pytest.mark.parametrize("arch", ["amd64", pytest.param("arm64", marks=needs_qemu)])
+def test_a_base_is_made_with_mmdebstrap_where_installed(tmp_path, arch):
+    """Where mmdebstrap is installed, a base is made with it: the host's apt fetches side by side and dpkg installs
+    in one pass, for a foreign base the only thing emulated (debootstrap's second stage runs its whole script under
+    qemu). Measured here (issue 26): bookworm 77 s against 39 s, bookworm arm64 237 s against 142 s. Same variant,
+    packages and mirror; neither debootstrap nor a second stage runs, and the folder it made is what docker
+    imports."""
+    env = _fake_tools(tmp_path, suites=("bookworm",))  # no dpkg on this PATH: the script takes the host as amd64
     bash = shutil.which("bash")
     root = '"${@: -2:1}"'  # the fake's root folder argument: the one before the mirror
     for name, body in (("mmdebstrap", f'echo "$@" > {tmp_path}/mmdebstrap-args; {shutil.which("mkdir")} {root}/etc; '
@@ -160,16 +161,17 @@ def test_an_arm64_base_is_made_with_mmdebstrap_where_installed(tmp_path):
         (Path(env["PATH"]) / name).chmod(0o755)
     (tmp_path / "apt").mkdir()
     r = subprocess.run([bash, str(SCRIPT), "edgeasr/base:test-never-built", "bookworm", "file:///srv/debian"],
-                       capture_output=True, text=True, env={**env, "ARCH": "arm64"}, timeout=30)
+                       capture_output=True, text=True, env={**env, "ARCH": arch}, timeout=30)
     assert r.returncode == 0, r.stderr
     args = (tmp_path / "mmdebstrap-args").read_text().split()
-    assert {"--mode=root", "--variant=minbase", "--architectures=arm64"} <= set(args)
+    assert {"--mode=root", "--variant=minbase", f"--architectures={arch}"} <= set(args)
     assert args[-3] == "bookworm" and args[-1] == "file:///srv/debian"  # suite, root folder, mirror
     include = next(a for a in args if a.startswith("--include=")).split("=", 1)[1].split(",")
-    assert {"python3", "python3-venv", "libgomp1"} <= set(include) and not any(p.startswith("libav") for p in include)
+    assert {"python3", "python3-venv", "libgomp1"} <= set(include)
+    assert any(p.startswith("libav") for p in include) == (arch == "amd64")  # FFmpeg only where images load it
     assert not (tmp_path / "debootstrap-args").exists() and not (tmp_path / "chroot-args").exists()
     assert (tmp_path / "imported").read_text() == "made-by-mmdebstrap\n"
-    assert "mmdebstrap bookworm (arm64" in r.stdout
+    assert f"mmdebstrap bookworm ({arch}" in r.stdout
 
 
 def test_two_bases_made_at_once_on_a_fresh_machine_install_debootstrap_once(tmp_path):
