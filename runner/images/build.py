@@ -1,7 +1,7 @@
 """Build backend images through the Engine API: base image, wheelhouse, labels.
 
 Where no registry is reachable the public base cannot be pulled, so a local Debian
-base is made with debootstrap (containers/base/make-base.sh) and used instead:
+base is made with mmdebstrap or debootstrap (containers/base/make-base.sh) and used instead:
 bookworm for the Python 3.11 images, trixie for the Python 3.13 ones (BASES; each
 image's row names its Python). Python packages come from a host-side wheelhouse
 (filled with pip on the host, which reaches the package index even where builds do
@@ -338,7 +338,7 @@ def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], Non
 
     ``arch`` (Docker's name; None: this host's): a base for another architecture than the host's is never pulled
     by the public tag (a tag holds one architecture, and the pull would replace the host's image under it): the
-    local base of that architecture (``BaseImage.local_for``) is used, built with debootstrap under emulation."""
+    local base of that architecture (``BaseImage.local_for``) is used, built by make-base.sh under emulation."""
     arch = arch or host_arch()
     local = next((b for b in BASES.values() if base in (b.public, b.local, b.local_for(arch))), BASES[WHEEL_PYTHON])
     local_tag = local.local_for(arch)
@@ -365,7 +365,7 @@ def ensure_base(client: docker.DockerClient, base: str, log: Callable[[str], Non
 def _make_base(local: BaseImage, tag: str, arch: str, log: Callable[[str], None]) -> None:
     """Build the local Debian base ``tag`` of ``local``'s suite for ``arch`` (containers/base/make-base.sh)."""
     emulated = "" if arch == host_arch() else f", {arch} under emulation: several minutes"
-    log(f"building {tag} with debootstrap ({local.suite}{emulated})")
+    log(f"building {tag} with make-base.sh ({local.suite}{emulated})")  # it says which tool makes it
     script = CONTAINERS_DIR / "base" / "make-base.sh"
     env = None if arch == host_arch() else {**os.environ, "ARCH": arch}
     proc = subprocess.run(["bash", str(script), tag, local.suite], env=env)
