@@ -21,6 +21,22 @@ def write_tone(path: Path, seconds: float = 1.0, sr: int = 16000, channels: int 
     return path
 
 
+def build_test_image(client, tag: str, files: dict[str, bytes]) -> None:
+    """Build ``tag`` from an in-memory context (a Dockerfile and the files it copies): the e2e tests' throwaway
+    images (hostile, malformed, slow backends), never shipped."""
+    import io
+    import tarfile
+
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    context.seek(0)
+    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+
+
 def subset_manifest(folder: Path, ids: list[str] | None = None, n: int | None = None) -> Path:
     """A manifest of some embedded utterances, with their audio copied beside it: audio must sit under the
     manifest's own folder (runner/launch/paths.py), so a manifest elsewhere pointing into data/default would be refused."""

@@ -8,16 +8,14 @@ the module ends.
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import docker
 import pytest
-from helpers import ROOT, subset_manifest
+from helpers import ROOT, build_test_image, subset_manifest
 
 pytestmark = pytest.mark.e2e
 
@@ -81,16 +79,9 @@ def images():
             dockerfile = (f"FROM {IMAGE}\nENV MALFORMED_MODE={mode}\n"
                           "COPY malformed.py /opt/malformed.py\n"
                           'ENTRYPOINT ["/opt/venv/bin/python", "/opt/malformed.py"]\n').encode()
-            context = io.BytesIO()
-            with tarfile.open(fileobj=context, mode="w") as tar:
-                script = ENTRYPOINT.replace("__ERROR__", repr(ERROR_TEXT)).encode()
-                for name, body in (("Dockerfile", dockerfile), ("malformed.py", script)):
-                    info = tarfile.TarInfo(name)
-                    info.size = len(body)
-                    tar.addfile(info, io.BytesIO(body))
-            context.seek(0)
             tags[mode] = f"edgeasr-test/malformed-{mode}:latest"
-            client.images.build(fileobj=context, custom_context=True, tag=tags[mode], rm=True)
+            build_test_image(client, tags[mode], {
+                "Dockerfile": dockerfile, "malformed.py": ENTRYPOINT.replace("__ERROR__", repr(ERROR_TEXT)).encode()})
         yield tags
     finally:
         for tag in tags.values():

@@ -8,7 +8,6 @@ host's `/` into the container (Docker socket included), running as uid 0.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from helpers import ROOT, subset_manifest, write_tone
+from helpers import ROOT, build_test_image, subset_manifest, write_tone
 
 pytestmark = pytest.mark.e2e
 
@@ -171,17 +170,9 @@ def test_an_image_that_needs_a_writable_root_fails_check_image_naming_the_settin
     adapter = (b"import edgeasr_backend_faster_whisper as real\n"
                b"def load(job):\n    open('/var/tmp/scratch', 'w').write('x')  # /var/tmp is 1777: only the read-only root stops it\n"
                b"    return real.load(job)\n")
-    context = io.BytesIO()
-    import tarfile
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, body in (("Dockerfile", b"FROM edgeasr/faster-whisper:latest\nCOPY needs_rw.py /opt/edgeasr/\n"
-                                          b"ENV EDGEASR_ADAPTER=needs_rw\n"), ("needs_rw.py", adapter)):
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    context.seek(0)
     tag = "edgeasr/needs-writable-root-for-test:latest"
-    client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    dockerfile = b"FROM edgeasr/faster-whisper:latest\nCOPY needs_rw.py /opt/edgeasr/\nENV EDGEASR_ADAPTER=needs_rw\n"
+    build_test_image(client, tag, {"Dockerfile": dockerfile, "needs_rw.py": adapter})
     try:
         r = edgeasr("check-image", tag)
         assert r.returncode == 1
@@ -301,8 +292,6 @@ VICTIM_TEXT = "root's file, which no image may change\n"
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     """{mode: image tag}, and the secret and victim files; the images are removed afterwards."""
-    import tarfile
-
     host = tmp_path_factory.mktemp("hostile-host")
     secret, victim = host / "secret.json", host / "victim.txt"
     secret.write_text(json.dumps({"status": "ok", "error": None, "versions": {"leak": SECRET_TEXT}}))
@@ -310,29 +299,18 @@ def hostile(tmp_path_factory):
     for f in (secret, victim):
         f.chmod(0o600)
     client = docker.from_env()
-
-    def build(tag: str, files: dict[str, bytes]) -> None:
-        context = io.BytesIO()
-        with tarfile.open(fileobj=context, mode="w") as tar:
-            for name, body in files.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(body)
-                tar.addfile(info, io.BytesIO(body))
-        context.seek(0)
-        client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
-
     # The entrypoint in one image the modes share, each mode one ENV step on it: every build step commits a
     # container by walking the whole image on this engine (fuse-overlayfs), a few seconds each (issue 26).
     base = "edgeasr-test/hostile-base:latest"
     tags = {"base": base}
     try:
-        build(base, {"Dockerfile": (f"FROM {IMAGE}\nCOPY hostile.py /opt/hostile.py\n"
-                                    'ENTRYPOINT ["/opt/venv/bin/python", "/opt/hostile.py"]\n').encode(),
-                     "hostile.py": HOSTILE_ENTRYPOINT.encode()})
+        dockerfile = (f"FROM {IMAGE}\nCOPY hostile.py /opt/hostile.py\n"
+                      'ENTRYPOINT ["/opt/venv/bin/python", "/opt/hostile.py"]\n')
+        build_test_image(client, base, {"Dockerfile": dockerfile.encode(), "hostile.py": HOSTILE_ENTRYPOINT.encode()})
         for mode in HOSTILE_MODES:
             tags[mode] = f"edgeasr-test/hostile-{mode}:latest"
-            build(tags[mode], {"Dockerfile": f"FROM {base}\nENV HOSTILE_MODE={mode} HOSTILE_SECRET={secret} "
-                                             f"HOSTILE_VICTIM={victim}\n".encode()})
+            env = f"ENV HOSTILE_MODE={mode} HOSTILE_SECRET={secret} HOSTILE_VICTIM={victim}\n"
+            build_test_image(client, tags[mode], {"Dockerfile": f"FROM {base}\n{env}".encode()})
         yield {"images": tags, "secret": secret, "victim": victim}
     finally:
         for tag in reversed(tags.values()):

@@ -5,16 +5,14 @@ duration of wall time, so the worker falls further behind with every chunk."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 
 import docker
 import pytest
-from helpers import ROOT
+from helpers import ROOT, build_test_image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.alone]  # timing: run with no test beside it (tests/conftest.py)
 
@@ -64,14 +62,7 @@ def slow_image():
     client = docker.from_env()
     dockerfile = (f"FROM {BASE}\nCOPY edgeasr_backend_slow.py /opt/edgeasr/\n"
                   "ENV EDGEASR_ADAPTER=edgeasr_backend_slow\n").encode()
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, body in (("Dockerfile", dockerfile), ("edgeasr_backend_slow.py", ADAPTER.encode())):
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    context.seek(0)
-    client.images.build(fileobj=context, custom_context=True, tag=TAG, rm=True)
+    build_test_image(client, TAG, {"Dockerfile": dockerfile, "edgeasr_backend_slow.py": ADAPTER.encode()})
     try:
         yield TAG
     finally:
