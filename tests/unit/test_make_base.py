@@ -14,6 +14,13 @@ SCRIPT = ROOT / "containers/base/make-base.sh"
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the script's debootstrap path runs as root only")
 
 
+def _fakes(folder: Path, scripts: dict[str, str]) -> None:
+    """Write each fake tool of ``scripts`` (name -> bash body) into ``folder``, executable."""
+    for name, body in scripts.items():
+        (folder / name).write_text(f"#!{shutil.which('bash')}\n{body}\n")
+        (folder / name).chmod(0o755)
+
+
 def _bin(tmp_path: Path, apt: bool) -> Path:
     """A PATH with `id` and, when ``apt``, a fake apt-get that records its calls and fails (nothing installed)."""
     d = tmp_path / "bin"
@@ -53,11 +60,7 @@ def _fake_tools(tmp_path: Path, suites: tuple[str, ...] = ("bookworm", "trixie")
     d.mkdir()
     for tool in ("awk", "grep", "mktemp", "rm", "tar", "tail", "cat"):
         (d / tool).symlink_to(shutil.which(tool))
-    bash = shutil.which("bash")
-    for name, body in (("id", "echo 0"), ("debootstrap", f'echo "$@" > {tmp_path}/debootstrap-args'),
-                       ("docker", "cat > /dev/null")):
-        (d / name).write_text(f"#!{bash}\n{body}\n")
-        (d / name).chmod(0o755)
+    _fakes(d, {"id": "echo 0", "debootstrap": f'echo "$@" > {tmp_path}/debootstrap-args', "docker": "cat > /dev/null"})
     scripts = tmp_path / "debootstrap" / "scripts"
     scripts.mkdir(parents=True)
     for suite in suites:
@@ -110,9 +113,7 @@ def _arm64_debootstrap_args(tmp_path: Path, suite: str) -> list[str]:
     by a fake chroot, which must be asked for it)."""
     env = _fake_tools(tmp_path, suites=(suite,))
     bash = shutil.which("bash")
-    for name, body in (("chroot", f'echo "$@" > {tmp_path}/chroot-args'), ("python3", "exit 0")):
-        (Path(env["PATH"]) / name).write_text(f"#!{bash}\n{body}\n")
-        (Path(env["PATH"]) / name).chmod(0o755)
+    _fakes(Path(env["PATH"]), {"chroot": f'echo "$@" > {tmp_path}/chroot-args', "python3": "exit 0"})
     (tmp_path / "apt").mkdir()
     r = subprocess.run([bash, str(SCRIPT), "edgeasr/base:test-never-built", suite, "file:///srv/debian"],
                        capture_output=True, text=True, env={**env, "ARCH": "arm64"}, timeout=30)
@@ -153,12 +154,11 @@ def test_a_base_is_made_with_mmdebstrap_where_installed(tmp_path, arch):
     env = _fake_tools(tmp_path, suites=("bookworm",))  # no dpkg on this PATH: the script takes the host as amd64
     bash = shutil.which("bash")
     root = '"${@: -2:1}"'  # the fake's root folder argument: the one before the mirror
-    for name, body in (("mmdebstrap", f'echo "$@" > {tmp_path}/mmdebstrap-args; {shutil.which("mkdir")} {root}/etc; '
-                                      f"echo made-by-mmdebstrap > {root}/etc/marker"),
-                       ("chroot", f'echo "$@" > {tmp_path}/chroot-args'), ("python3", "exit 0"),
-                       ("docker", f"tar -xO ./etc/marker > {tmp_path}/imported")):
-        (Path(env["PATH"]) / name).write_text(f"#!{bash}\n{body}\n")
-        (Path(env["PATH"]) / name).chmod(0o755)
+    _fakes(Path(env["PATH"]), {
+        "mmdebstrap": (f'echo "$@" > {tmp_path}/mmdebstrap-args; {shutil.which("mkdir")} {root}/etc; '
+                       f"echo made-by-mmdebstrap > {root}/etc/marker"),
+        "chroot": f'echo "$@" > {tmp_path}/chroot-args', "python3": "exit 0",
+        "docker": f"tar -xO ./etc/marker > {tmp_path}/imported"})
     (tmp_path / "apt").mkdir()
     r = subprocess.run([bash, str(SCRIPT), "edgeasr/base:test-never-built", "bookworm", "file:///srv/debian"],
                        capture_output=True, text=True, env={**env, "ARCH": arch}, timeout=30)
